@@ -1,0 +1,151 @@
+"""Collateral: vendor material a verifier needs besides the evidence itself.
+
+A :class:`Collateral` is an immutable bag of X.509 certificates, CRLs and Intel DCAP JSON
+documents. It is built from files and folders given in any order (:meth:`Collateral.from_paths`)
+or from bytes (:meth:`Collateral.from_blobs`); each verifier picks out what it needs. Reading
+files happens here, at the edge; the verifiers only ever see the parsed bag.
+
+Accepted inputs: certificates and CRLs as DER or PEM (a PEM file may hold several of either),
+and JSON documents: DCAP collateral in the layout of the test vectors (``tcb_info``,
+``qe_identity``, ``pck_crl``, ... keys), or Intel PCS responses (``{"tcbInfo": ..., "signature"}``,
+``{"enclaveIdentity": ..., "signature"}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from veritee.errors import MalformedError, OversizedError, UsageError
+
+__all__ = ["MAX_COLLATERAL_FILE_BYTES", "Collateral"]
+
+#: No single collateral file is larger than this (a PCK CRL is the largest, ~50 KiB).
+MAX_COLLATERAL_FILE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Collateral:
+    """Certificates, CRLs and JSON documents supplied to a verifier."""
+
+    certificates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    documents: tuple[dict[str, Any], ...] = ()
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def empty(cls) -> Collateral:
+        return cls()
+
+    def merged(self, other: Collateral) -> Collateral:
+        return Collateral(
+            self.certificates + other.certificates,
+            self.crls + other.crls,
+            self.documents + other.documents,
+            self.sources + other.sources,
+        )
+
+    @classmethod
+    def from_blobs(cls, blobs: Iterable[tuple[str, bytes]]) -> Collateral:
+        """Build from ``(name, bytes)`` pairs; ``name`` is only used in error messages."""
+        certs: list[x509.Certificate] = []
+        crls: list[x509.CertificateRevocationList] = []
+        docs: list[dict[str, Any]] = []
+        names: list[str] = []
+        for name, data in blobs:
+            if len(data) > MAX_COLLATERAL_FILE_BYTES:
+                raise OversizedError(f"collateral {name} is larger than {MAX_COLLATERAL_FILE_BYTES}")
+            c, r, d = _classify(name, data)
+            certs += c
+            crls += r
+            docs += d
+            names.append(name)
+        return cls(tuple(certs), tuple(crls), tuple(docs), tuple(names))
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | os.PathLike[str]]) -> Collateral:
+        """Read files and (recursively) folders; unknown file kinds in folders are skipped."""
+        blobs: list[tuple[str, bytes]] = []
+        for p in paths:
+            path = Path(p)
+            if path.is_dir():
+                for child in sorted(path.rglob("*")):
+                    if child.is_file() and _looks_like_collateral(child):
+                        blobs.append((str(child), _read(child)))
+            elif path.is_file():
+                blobs.append((str(path), _read(path)))
+            else:
+                raise UsageError(f"collateral path not found: {path}")
+        return cls.from_blobs(blobs)
+
+
+_SUFFIXES = {".pem", ".der", ".crt", ".cer", ".crl", ".json"}
+
+
+def _looks_like_collateral(path: Path) -> bool:
+    return path.suffix.lower() in _SUFFIXES
+
+
+def _read(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > MAX_COLLATERAL_FILE_BYTES:
+        raise OversizedError(f"collateral file {path} is {size} bytes; limit {MAX_COLLATERAL_FILE_BYTES}")
+    return path.read_bytes()
+
+
+def _classify(
+    name: str, data: bytes
+) -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList], list[dict[str, Any]]]:
+    stripped = data.lstrip()
+    if stripped.startswith(b"{"):
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MalformedError(f"collateral {name} is not valid JSON: {e}", field=name) from None
+        if not isinstance(doc, dict):
+            raise MalformedError(f"collateral {name}: JSON must be an object", field=name)
+        doc.setdefault("_source", name)
+        return [], [], [doc]
+    if b"-----BEGIN" in data:
+        certs: list[x509.Certificate] = []
+        crls: list[x509.CertificateRevocationList] = []
+        try:
+            if b"BEGIN CERTIFICATE" in data:
+                certs = list(x509.load_pem_x509_certificates(data))
+            for block in _pem_blocks(data, b"X509 CRL"):
+                crls.append(x509.load_pem_x509_crl(block))
+        except ValueError as e:
+            raise MalformedError(f"collateral {name}: bad PEM: {e}", field=name) from None
+        if not certs and not crls:
+            raise MalformedError(f"collateral {name}: no certificate or CRL in PEM", field=name)
+        return certs, crls, []
+    # DER: a certificate or a CRL.
+    try:
+        return [x509.load_der_x509_certificate(data)], [], []
+    except ValueError:
+        pass
+    try:
+        return [], [x509.load_der_x509_crl(data)], []
+    except ValueError:
+        raise MalformedError(
+            f"collateral {name} is neither a certificate, a CRL nor a JSON document", field=name
+        ) from None
+
+
+def _pem_blocks(data: bytes, label: bytes) -> list[bytes]:
+    begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
+    out: list[bytes] = []
+    pos = 0
+    while (i := data.find(begin, pos)) != -1:
+        j = data.find(end, i)
+        if j == -1:
+            raise ValueError(f"unterminated PEM block {label.decode()}")
+        out.append(data[i : j + len(end)] + b"\n")
+        pos = j + len(end)
+    return out

@@ -1,0 +1,119 @@
+"""The one error tree of veritee.
+
+::
+
+    VeriteeError
+    ├── MalformedError          input bytes/JSON do not parse (names the field or offset)
+    │   └── OversizedError      input larger than the limit for its kind
+    ├── VerificationError       input parsed, but a check failed (signature, chain, collateral, binding)
+    │   └── CollateralError     collateral needed for a check is missing, unusable or out of date
+    ├── PolicyError             a policy is malformed, unsigned or signed by the wrong key
+    ├── NonceError              a nonce is unknown, expired or already used
+    ├── AuthenticationError     an admin or peer credential is missing or wrong
+    ├── NotFoundError           a named object (secret, policy, certificate) does not exist
+    ├── StorageError            the database failed or went away
+    ├── SealingError            a sealed blob does not unseal (other measurement, tampered)
+    └── UsageError              the API or command line was used wrongly
+
+Every error carries a short machine-readable ``code`` (snake_case) besides its message. The
+service maps the tree to HTTP problem details (RFC 9457) in one place
+(:mod:`veritee.service.problems`); the command line maps it to exit codes in one place
+(:mod:`veritee.cli.main`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CollateralError",
+    "MalformedError",
+    "NonceError",
+    "NotFoundError",
+    "OversizedError",
+    "PolicyError",
+    "SealingError",
+    "StorageError",
+    "UsageError",
+    "VerificationError",
+    "VeriteeError",
+]
+
+
+class VeriteeError(Exception):
+    """Base of every error veritee raises on purpose."""
+
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MalformedError(VeriteeError):
+    """Input does not parse. ``field`` / ``offset`` say where, when known."""
+
+    default_code = "malformed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        where = []
+        if field is not None:
+            where.append(f"field {field}")
+        if offset is not None:
+            where.append(f"offset {offset}")
+        full = f"{message} ({', '.join(where)})" if where else message
+        super().__init__(full, code=code)
+        self.field = field
+        self.offset = offset
+
+
+class OversizedError(MalformedError):
+    default_code = "oversized"
+
+
+class VerificationError(VeriteeError):
+    """A check on well-formed input failed."""
+
+    default_code = "verification_failed"
+
+
+class CollateralError(VerificationError):
+    default_code = "collateral"
+
+
+class PolicyError(VeriteeError):
+    default_code = "policy_invalid"
+
+
+class NonceError(VeriteeError):
+    default_code = "nonce_invalid"
+
+
+class AuthenticationError(VeriteeError):
+    default_code = "unauthenticated"
+
+
+class NotFoundError(VeriteeError):
+    default_code = "not_found"
+
+
+class StorageError(VeriteeError):
+    default_code = "storage_unavailable"
+
+
+class SealingError(VeriteeError):
+    default_code = "unseal_failed"
+
+
+class UsageError(VeriteeError):
+    default_code = "usage"

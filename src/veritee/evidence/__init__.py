@@ -1,0 +1,115 @@
+"""Verifiers for TEE evidence: bytes in, normalized claims out. Pure: no network, clock or env.
+
+Each format lives in its own module and exposes the same three functions::
+
+    detect(data: bytes) -> bool                      # cheap sniff for --format auto
+    parse_claims(data: bytes) -> dict[str, Any]      # UNVERIFIED claims, for display; MalformedError
+    verify(data: bytes, *, collateral: Collateral, at: datetime,
+           trust: TrustAnchors | None = None) -> VerifiedEvidence
+                                                      # raises MalformedError / VerificationError
+
+:func:`verify` here picks the module by ``format`` (or detects it) and forwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+from veritee.collateral import Collateral
+from veritee.errors import MalformedError, OversizedError, UsageError
+from veritee.evidence.claims import PLATFORMS, Reason, VerifiedEvidence
+
+__all__ = [
+    "FORMATS",
+    "MAX_EVIDENCE_BYTES",
+    "PLATFORMS",
+    "Reason",
+    "VerifiedEvidence",
+    "detect_format",
+    "parse_claims",
+    "verify",
+]
+
+#: The largest evidence accepted in any format (a TDX quote with its cert chain is ~5 KiB,
+#: a Nitro document ~8 KiB, a simulated report < 1 KiB).
+MAX_EVIDENCE_BYTES = 256 * 1024
+
+#: Format name -> module, in the order ``auto`` tries them (most specific sniff first).
+FORMATS: dict[str, str] = {
+    "simulated": "veritee.evidence.simulated",
+    "nitro": "veritee.evidence.nitro",
+    "tdx": "veritee.evidence.tdx",
+    "sgx": "veritee.evidence.sgx",
+    "sev-snp": "veritee.evidence.sev_snp",
+}
+
+
+def _module(fmt: str) -> ModuleType:
+    try:
+        name = FORMATS[fmt]
+    except KeyError:
+        raise UsageError(
+            f"unknown evidence format {fmt!r}; known: {', '.join(sorted(FORMATS))}",
+            code="unknown_format",
+        ) from None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise UsageError(f"evidence format {fmt!r} is not available in this build") from None
+
+
+def _check_size(data: bytes) -> None:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UsageError("evidence must be bytes")
+    if len(data) == 0:
+        raise MalformedError("evidence is empty", code="empty")
+    if len(data) > MAX_EVIDENCE_BYTES:
+        raise OversizedError(f"evidence is {len(data)} bytes; the limit is {MAX_EVIDENCE_BYTES}")
+
+
+def detect_format(data: bytes) -> str:
+    """Return the format name of ``data`` or raise :class:`MalformedError`."""
+    _check_size(data)
+    for fmt in FORMATS:
+        try:
+            mod = _module(fmt)
+        except UsageError:
+            continue
+        if mod.detect(bytes(data)):
+            return fmt
+    raise MalformedError("evidence format not recognised", code="unknown_format")
+
+
+def parse_claims(data: bytes, *, format: str = "auto") -> dict[str, Any]:
+    """Parse ``data`` and return its claims WITHOUT verifying anything (for display only)."""
+    fmt = detect_format(data) if format == "auto" else format
+    _check_size(data)
+    claims: dict[str, Any] = _module(fmt).parse_claims(bytes(data))
+    return claims
+
+
+def verify(
+    data: bytes,
+    *,
+    collateral: Collateral | None = None,
+    at: datetime,
+    format: str = "auto",
+    trust: Any = None,
+) -> VerifiedEvidence:
+    """Verify ``data`` at time ``at`` with ``collateral``; return its claims or raise.
+
+    Raises :class:`~veritee.errors.MalformedError` when the bytes do not parse and
+    :class:`~veritee.errors.VerificationError` when a check fails. ``at`` must be timezone-aware.
+    """
+    if at.tzinfo is None:
+        raise UsageError("verification time must be timezone-aware")
+    _check_size(data)
+    fmt = detect_format(data) if format == "auto" else format
+    mod = _module(fmt)
+    result: VerifiedEvidence = mod.verify(
+        bytes(data), collateral=collateral or Collateral.empty(), at=at, trust=trust
+    )
+    return result

@@ -1,0 +1,57 @@
+"""A bounds-checked little-endian reader for binary evidence structures.
+
+Every read names the field it reads, so a truncated input raises a
+:class:`~veritee.errors.MalformedError` that says which field and which offset ran out.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from veritee.errors import MalformedError
+
+__all__ = ["Reader"]
+
+
+class Reader:
+    """Reads fixed-size fields from ``data``, starting at ``offset``."""
+
+    __slots__ = ("_data", "_end", "offset")
+
+    def __init__(self, data: bytes, offset: int = 0, end: int | None = None) -> None:
+        self._data = memoryview(data)
+        self.offset = offset
+        self._end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self.offset
+
+    def bytes(self, n: int, field: str) -> bytes:
+        if n < 0 or self.offset + n > self._end:
+            raise MalformedError(
+                f"truncated: {field} needs {n} bytes, {max(self.remaining, 0)} left",
+                field=field,
+                offset=self.offset,
+            )
+        out = self._data[self.offset : self.offset + n].tobytes()
+        self.offset += n
+        return out
+
+    def skip(self, n: int, field: str) -> None:
+        self.bytes(n, field)
+
+    def u8(self, field: str) -> int:
+        return self.bytes(1, field)[0]
+
+    def u16(self, field: str) -> int:
+        return int(struct.unpack("<H", self.bytes(2, field))[0])
+
+    def u32(self, field: str) -> int:
+        return int(struct.unpack("<I", self.bytes(4, field))[0])
+
+    def u64(self, field: str) -> int:
+        return int(struct.unpack("<Q", self.bytes(8, field))[0])
+
+    def rest(self) -> bytes:
+        return self.bytes(self.remaining, "rest")
