@@ -1,0 +1,19 @@
+"""Appraisal: verified claims + a (signed) policy -> a decision with every reason -> EAR."""
+
+from __future__ import annotations
+
+from veritee.appraisal.decision import Decision, ear_status
+from veritee.appraisal.evaluate import appraise, appraise_baseline, refused_for_error
+from veritee.appraisal.policy import Policy, SignedPolicy, load_policy, sign_policy
+
+__all__ = [
+    "Decision",
+    "Policy",
+    "SignedPolicy",
+    "appraise",
+    "appraise_baseline",
+    "ear_status",
+    "load_policy",
+    "refused_for_error",
+    "sign_policy",
+]

@@ -1,0 +1,204 @@
+"""Hold verified claims against a policy (or the baseline) and explain the decision. Pure.
+
+The baseline (no policy) accepts authentic evidence that is not debug and, where Intel
+collateral decides a TCB status, whose status is ``UpToDate``. Collateral currency is checked
+by the verifiers themselves (they refuse out-of-window collateral).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
+from veritee.appraisal.policy import (
+    NitroPolicy,
+    Policy,
+    SevSnpPolicy,
+    SgxPolicy,
+    SimulatedPolicy,
+    TdxPolicy,
+)
+from veritee.errors import VeriteeError
+from veritee.evidence.claims import Reason, VerifiedEvidence
+
+__all__ = ["appraise", "appraise_baseline", "refused_for_error"]
+
+HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm")
+
+
+def refused_for_error(error: VeriteeError) -> Decision:
+    """The decision for evidence that could not be verified at all."""
+    d = Decision()
+    d.refuse(error.code, error.message, claim="instance-identity")
+    return d
+
+
+def _short(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 24 else s[:20] + "..."
+
+
+def _authentic(d: Decision, ev: VerifiedEvidence) -> None:
+    d.affirm("authentic", claim="instance-identity")
+    if ev.claims.get("platform") in HARDWARE:
+        d.affirm("hardware_genuine", claim="hardware")
+        d.affirm("memory_encrypted", claim="runtime-opaque")
+
+
+def _debug(d: Decision, claims: dict[str, Any], allow: bool) -> None:
+    if not claims.get("debug"):
+        d.affirm("not_debug", claim="configuration")
+    elif allow:
+        d.warn(
+            "insecure_allow_debug",
+            "debug evidence accepted because the policy says allow_debug (insecure)",
+            claim="configuration",
+        )
+    else:
+        d.refuse("debug", "the workload runs in debug mode", claim="configuration")
+
+
+def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisories: list[str]) -> None:
+    status = claims.get("tcb_status")
+    if status in statuses:
+        if status == "UpToDate":
+            d.affirm("tcb_up_to_date", claim="hardware")
+        else:
+            d.warn("tcb_status_allowed", f"TCB status {status} allowed by policy", claim="hardware")
+    else:
+        d.refuse(
+            "tcb_status",
+            f"TCB status {status} is not among the allowed {', '.join(statuses)}",
+            claim="hardware",
+        )
+    bad = [a for a in claims.get("advisory_ids") or [] if a not in advisories]
+    if bad:
+        d.refuse("advisories", f"advisories not allowed by policy: {', '.join(bad)}", claim="hardware")
+
+
+def appraise_baseline(ev: VerifiedEvidence) -> Decision:
+    """The baseline: authentic, not debug, Intel TCB status UpToDate."""
+    d = Decision(policy_name="baseline")
+    _authentic(d, ev)
+    _debug(d, ev.claims, allow=False)
+    if ev.claims.get("tcb_status") is not None:
+        _intel_tcb(d, ev.claims, ["UpToDate"], [])
+    _add_findings(d, ev)
+    return d
+
+
+def _add_findings(d: Decision, ev: VerifiedEvidence) -> None:
+    for f in ev.findings:
+        if f not in d.warnings:
+            d.warnings.append(f)
+
+
+def _allow_list(d: Decision, what: str, value: Any, allowed: list[str] | None, *, claim: str = "executables") -> None:
+    if allowed is None:
+        return
+    if isinstance(value, str) and value.lower() in allowed:
+        d.affirm(f"{what}_allowed", claim=claim)
+    else:
+        d.refuse(
+            f"{what}_not_allowed",
+            f"{what} {_short(value)} is not in the policy's allow-list",
+            claim=claim,
+            value=UNRECOGNIZED_RUNTIME,
+        )
+
+
+def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
+    """Appraise verified evidence against ``policy``; every failing check is a reason."""
+    d = Decision(policy_name=policy.name, policy_digest=policy.digest)
+    claims = ev.claims
+    platform = str(claims.get("platform"))
+    p = policy.platforms.for_platform(platform)
+    _authentic(d, ev)
+    if p is None:
+        d.refuse("platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware")
+        return d
+    if policy.profiles is not None:
+        prof = claims.get("profile")
+        if prof in [x.value for x in policy.profiles]:
+            d.affirm("profile_allowed", claim="configuration")
+        else:
+            d.refuse(
+                "profile_not_allowed",
+                f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}",
+                claim="configuration",
+            )
+        if any(x.value == "production" for x in policy.profiles) and len(policy.profiles) == 1 and claims.get("debug"):
+            d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
+    if isinstance(p, SimulatedPolicy):
+        _simulated(d, claims, p)
+    elif isinstance(p, SevSnpPolicy):
+        _sev_snp(d, claims, p)
+    elif isinstance(p, TdxPolicy):
+        _debug(d, claims, p.allow_debug)
+        _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd)
+        _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
+        for idx, allowed in p.rtmr.items():
+            _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
+        _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+    elif isinstance(p, SgxPolicy):
+        _debug(d, claims, p.allow_debug)
+        _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave)
+        _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
+        if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
+            d.refuse("isv_prod_id", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
+        if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
+            d.refuse("isv_svn", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
+        _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+    elif isinstance(p, NitroPolicy):
+        _debug(d, claims, p.allow_debug)
+        pcrs: tuple[tuple[str, list[str] | None], ...] = (
+            ("0", p.pcr0),
+            ("1", p.pcr1),
+            ("2", p.pcr2),
+            ("8", p.pcr8),
+        )
+        for i, allowed_pcr in pcrs:
+            _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr)
+    _add_findings(d, ev)
+    return d
+
+
+def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy) -> None:
+    if claims.get("platform_key") in p.platform_keys:
+        d.affirm("platform_key_trusted", claim="instance-identity")
+    else:
+        d.refuse(
+            "platform_key_not_trusted",
+            "the simulated platform key is not listed in the policy's platform_keys",
+            claim="instance-identity",
+        )
+    d.warn("simulated_platform", "simulated platform: no hardware protection", claim="hardware")
+    _debug(d, claims, p.allow_debug)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+
+
+def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
+    _debug(d, claims, p.allow_debug)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+    _allow_list(d, "host_data", claims.get("host_data"), p.host_data, claim="configuration")
+    if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:
+        d.refuse("vmpl", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
+    bits = claims.get("policy_bits") or {}
+    if not p.allow_migration_agent and bits.get("migrate_ma"):
+        d.refuse("migration_agent", "guest policy allows a migration agent", claim="configuration")
+    if p.min_tcb is not None:
+        # Against the TCB the VCEK was issued for (certified by AMD), not the report's own fields.
+        tcb = claims.get("vcek_tcb") or {}
+        low = [
+            f"{k} {tcb.get(k)} < {v}"
+            for k, v in p.min_tcb.model_dump().items()
+            if v and int(tcb.get(k) or 0) < v
+        ]
+        if low:
+            d.refuse("tcb_below_minimum", "certified TCB below policy minimum: " + ", ".join(low), claim="hardware")
+        else:
+            d.affirm("tcb_minimum", claim="hardware")
+
+
+def reasons_json(reasons: list[Reason]) -> list[dict[str, str]]:
+    return [r.to_json() for r in reasons]

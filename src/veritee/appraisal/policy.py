@@ -1,0 +1,304 @@
+"""The appraisal policy: its model (DESIGN.md shape, extended), parsing and signing.
+
+A policy is YAML or JSON. Installed policies are signed by the domain's policy key in an
+envelope (:class:`SignedPolicy`); an unsigned or wrongly signed policy is refused
+(:class:`~veritee.errors.PolicyError`). Parsing is strict: unknown keys are errors, so a typo
+never silently loosens a policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from veritee.errors import MalformedError, OversizedError, PolicyError
+from veritee.profiles import Profile
+
+__all__ = [
+    "MAX_POLICY_BYTES",
+    "NitroPolicy",
+    "Policy",
+    "SevSnpPolicy",
+    "SgxPolicy",
+    "SignedPolicy",
+    "SimulatedPolicy",
+    "TdxPolicy",
+    "load_policy",
+    "sign_policy",
+]
+
+MAX_POLICY_BYTES = 1024 * 1024
+ENVELOPE_FORMAT = "veritee-signed-policy-v1"
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+INTEL_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+)
+
+
+def _hex_list(values: list[str], size: int | None, what: str) -> list[str]:
+    out = []
+    for v in values:
+        if not isinstance(v, str) or not _HEX.match(v):
+            raise ValueError(f"{what}: {v!r} is not hex")
+        if size is not None and len(v) != 2 * size:
+            raise ValueError(f"{what}: {v[:16]}... must be {size} bytes")
+        out.append(v.lower())
+    return out
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MinTcb(_Strict):
+    bootloader: int = Field(0, ge=0, le=255)
+    tee: int = Field(0, ge=0, le=255)
+    snp: int = Field(0, ge=0, le=255)
+    microcode: int = Field(0, ge=0, le=255)
+    fmc: int = Field(0, ge=0, le=255)
+
+
+class SevSnpPolicy(_Strict):
+    measurements: list[str] | None = None
+    min_tcb: MinTcb | None = None
+    allow_debug: bool = False
+    allow_migration_agent: bool = True
+    max_vmpl: int | None = Field(None, ge=0, le=3)
+    host_data: list[str] | None = None
+
+    @field_validator("measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 48, "sev-snp.measurements")
+
+
+class _IntelCommon(_Strict):
+    tcb_status: list[str] = Field(default_factory=lambda: ["UpToDate"])
+    allowed_advisories: list[str] = Field(default_factory=list)
+    allow_debug: bool = False
+
+    @field_validator("tcb_status")
+    @classmethod
+    def _s(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if s not in INTEL_STATUSES:
+                raise ValueError(f"unknown Intel TCB status {s!r}")
+        return v
+
+
+class TdxPolicy(_IntelCommon):
+    mrtd: list[str] | None = None
+    rtmr: dict[str, list[str]] = Field(default_factory=dict)
+    mr_seam: list[str] | None = None
+
+    @field_validator("mrtd", "mr_seam")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 48, "tdx measurement")
+
+    @field_validator("rtmr")
+    @classmethod
+    def _r(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out = {}
+        for k, vals in v.items():
+            if str(k) not in ("0", "1", "2", "3"):
+                raise ValueError(f"tdx.rtmr: index {k!r} must be 0..3")
+            out[str(k)] = _hex_list(vals, 48, f"tdx.rtmr.{k}")
+        return out
+
+
+class SgxPolicy(_IntelCommon):
+    mr_enclave: list[str] | None = None
+    mr_signer: list[str] | None = None
+    isv_prod_id: int | None = None
+    min_isv_svn: int | None = None
+
+    @field_validator("mr_enclave", "mr_signer")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 32, "sgx measurement")
+
+
+class NitroPolicy(_Strict):
+    pcr0: list[str] | None = None
+    pcr1: list[str] | None = None
+    pcr2: list[str] | None = None
+    pcr8: list[str] | None = None
+    allow_debug: bool = False
+
+    @field_validator("pcr0", "pcr1", "pcr2", "pcr8")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, None, "nitro pcr")
+
+
+class SimulatedPolicy(_Strict):
+    measurements: list[str] | None = None
+    platform_keys: list[str] = Field(default_factory=list)
+    allow_debug: bool = False
+
+    @field_validator("measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 48, "simulated.measurements")
+
+    @field_validator("platform_keys")
+    @classmethod
+    def _k(cls, v: list[str]) -> list[str]:
+        return _hex_list(v, 32, "simulated.platform_keys")
+
+
+class Platforms(_Strict):
+    sev_snp: SevSnpPolicy | None = Field(None, alias="sev-snp")
+    tdx: TdxPolicy | None = None
+    sgx: SgxPolicy | None = None
+    nitro: NitroPolicy | None = None
+    simulated: SimulatedPolicy | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def for_platform(self, name: str) -> _Strict | None:
+        return {
+            "sev-snp": self.sev_snp,
+            "tdx": self.tdx,
+            "sgx": self.sgx,
+            "nitro": self.nitro,
+            "simulated": self.simulated,
+        }.get(name)
+
+
+class Policy(_Strict):
+    """An appraisal policy. A platform absent from ``platforms`` is refused."""
+
+    version: Literal[1]
+    name: str = Field(min_length=1, max_length=200)
+    platforms: Platforms
+    #: Extension: the logging profiles a workload may attest (None: any).
+    profiles: list[Profile] | None = None
+    #: Extension: how long an admission certificate lives, in seconds.
+    certificate_lifetime: int = Field(3600, ge=60, le=30 * 24 * 3600)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _parse_document(data: bytes | str, what: str) -> Any:
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > MAX_POLICY_BYTES:
+        raise OversizedError(f"{what} is {len(data)} bytes; the limit is {MAX_POLICY_BYTES}")
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        raise MalformedError(f"{what} is not valid YAML/JSON: {e}", code="policy_malformed") from None
+
+
+def parse_policy(doc: Any) -> Policy:
+    """Validate a loaded document into a :class:`Policy` or raise PolicyError naming the path."""
+    if not isinstance(doc, dict):
+        raise PolicyError("policy must be a mapping", code="policy_malformed")
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise PolicyError(
+            f"policy invalid at {loc or '<root>'}: {first['msg']} ({e.error_count()} error(s))",
+            code="policy_malformed",
+        ) from None
+
+
+def load_policy(data: bytes | str) -> Policy:
+    """Parse an UNSIGNED policy (a draft, for dry runs and for signing)."""
+    doc = _parse_document(data, "policy")
+    if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
+        raise PolicyError("this is a signed envelope; use SignedPolicy.from_bytes", code="policy_envelope")
+    return parse_policy(doc)
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+class SignedPolicy:
+    """A policy signed by the domain's policy key (ECDSA P-384 / SHA-384).
+
+    Envelope (JSON): ``{"format", "policy": <canonical JSON text>, "alg": "ES384", "kid",
+    "signature": <base64 DER>}``; the signature covers exactly the UTF-8 bytes of ``policy``.
+    """
+
+    def __init__(self, policy: Policy, envelope: bytes) -> None:
+        self.policy = policy
+        self.envelope = envelope
+
+    @classmethod
+    def from_bytes(cls, data: bytes, public_key: ec.EllipticCurvePublicKey) -> SignedPolicy:
+        """Check the envelope's signature with ``public_key`` then parse the policy inside."""
+        doc = _parse_document(data, "signed policy")
+        if not isinstance(doc, dict) or doc.get("format") != ENVELOPE_FORMAT:
+            raise PolicyError(
+                "policy is not signed: expected a signed envelope "
+                "(sign it with `veritee policy sign`)",
+                code="policy_unsigned",
+            )
+        for k in ("policy", "alg", "kid", "signature"):
+            if not isinstance(doc.get(k), str):
+                raise PolicyError(f"signed policy: field {k!r} missing or not a string", code="policy_malformed")
+        if doc["alg"] != "ES384":
+            raise PolicyError(f"signed policy: unsupported alg {doc['alg']!r}", code="policy_bad_signature")
+        if doc["kid"] != key_id(public_key):
+            raise PolicyError(
+                "signed policy was signed by another key than this domain's policy key",
+                code="policy_wrong_key",
+            )
+        try:
+            sig = base64.b64decode(doc["signature"], validate=True)
+            public_key.verify(sig, doc["policy"].encode(), ec.ECDSA(hashes.SHA384()))
+        except (InvalidSignature, ValueError):
+            raise PolicyError("signed policy: signature does not verify", code="policy_bad_signature") from None
+        try:
+            inner = json.loads(doc["policy"])
+        except ValueError:
+            raise PolicyError("signed policy: inner policy is not JSON", code="policy_malformed") from None
+        return cls(parse_policy(inner), bytes(data))
+
+
+def sign_policy(policy: Policy, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Sign ``policy`` with the domain's policy key; return the envelope bytes."""
+    text = canonical_json(policy.to_json())
+    sig = private_key.sign(text.encode(), ec.ECDSA(hashes.SHA384()))
+    env = {
+        "format": ENVELOPE_FORMAT,
+        "policy": text,
+        "alg": "ES384",
+        "kid": key_id(private_key.public_key()),
+        "signature": base64.b64encode(sig).decode(),
+    }
+    return (json.dumps(env, indent=1) + "\n").encode()

@@ -1,0 +1,151 @@
+"""The simulated platform driver (attester side), for development on machines without a TEE.
+
+Its platform key (ECDSA P-384) is created on first use under ``<data>/simulated-platform/`` and
+is never a constant: each install is a different "machine". The measurement is SHA-384 over the
+measured files (:func:`measure`). Sealing keys are HKDF over the platform secret and the
+measurement, so a blob sealed by one measurement does not unseal under another.
+
+This platform gives no protection at all: it exists so that the whole system can run and be
+tested on a laptop. A verifier trusts it only where a policy lists its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from veritee.errors import UsageError
+from veritee.evidence.simulated import sign_report
+from veritee.profiles import Profile
+
+__all__ = ["SimulatedPlatform", "load_or_create_platform_key", "measure", "platform_key_id"]
+
+KEY_FILE = "platform_key.pem"
+_MEASURE_TAG = b"veritee-measure-v1"
+
+
+def measure(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """SHA-384 (hex) over the files at ``paths`` (folders recursively, in sorted order).
+
+    Each file contributes its length (8 bytes, big-endian) and contents, in the order given,
+    so the same files give the same measurement on every machine.
+    """
+    h = hashlib.sha384(_MEASURE_TAG)
+    count = 0
+    for p in paths:
+        path = Path(p)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if not f.is_file():
+                raise UsageError(f"cannot measure {f}: not a file")
+            content = f.read_bytes()
+            h.update(len(content).to_bytes(8, "big"))
+            h.update(content)
+            count += 1
+    if count == 0:
+        raise UsageError("nothing to measure: no files given")
+    return h.hexdigest()
+
+
+def load_or_create_platform_key(directory: Path) -> ec.EllipticCurvePrivateKey:
+    """The per-install platform key, created (0600) on first use."""
+    path = directory / KEY_FILE
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise UsageError(f"{path} is not an EC private key")
+        return key
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    try:
+        # Another process may have won the race: keep whichever landed first.
+        os.link(tmp, path)
+    except FileExistsError:
+        tmp.unlink()
+        return load_or_create_platform_key(directory)
+    tmp.unlink()
+    return key
+
+
+def platform_key_id(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> str:
+    """SHA-256 (hex) of the platform key's SPKI DER: what a policy's ``platform_keys`` lists."""
+    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+class SimulatedPlatform:
+    """A development TEE: signs evidence for one measurement with the per-install key."""
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        measurement: str,
+        profile: Profile = Profile.DEVELOPMENT,
+        debug: bool | None = None,
+    ) -> None:
+        try:
+            raw = bytes.fromhex(measurement)
+        except ValueError:
+            raise UsageError("measurement must be hex") from None
+        if len(raw) != 48:
+            raise UsageError("measurement must be 48 bytes (SHA-384)")
+        self._measurement = raw
+        self._profile = profile
+        # A debuggable build is what development and testing profiles are.
+        self._debug = profile.allows_debug if debug is None else debug
+        if self._debug and not profile.allows_debug:
+            raise UsageError(f"profile {profile.value} cannot run a debuggable build")
+        self._key = load_or_create_platform_key(directory)
+
+    @property
+    def measurement(self) -> str:
+        return self._measurement.hex()
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    @property
+    def debug(self) -> bool:
+        return self._debug
+
+    @property
+    def key_id(self) -> str:
+        return platform_key_id(self._key)
+
+    def evidence(self, report_data: bytes) -> bytes:
+        return sign_report(
+            self._key,
+            measurement=self._measurement,
+            report_data=report_data,
+            profile=self._profile,
+            debug=self._debug,
+        )
+
+    def sealing_key(self, context: bytes) -> bytes:
+        secret = self._key.private_numbers().private_value.to_bytes(48, "big")
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"veritee-simulated-sealing-v1",
+            info=self._measurement + b"|" + context,
+        ).derive(secret)
