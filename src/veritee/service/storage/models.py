@@ -1,0 +1,210 @@
+"""Tables of the Certifier Service database (SQLAlchemy Core), and the records read from them.
+
+The schema is created by the Alembic revisions in ``migrations/versions/`` (written by hand; a
+test checks that they agree with the tables here). Tables:
+
+==================  ==========================================================================
+``nonces``          challenge nonces: SHA-256 of the nonce as key, purpose, issued/expiry/used
+``policies``        signed policy documents, versioned per (kind, name); the newest is active
+``certificates``    admission certificates issued by the domain CA
+``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted
+``audit_log``       append-only, hash-chained audit entries (UPDATE/DELETE refused by triggers)
+==================  ==========================================================================
+
+Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
+SQLite stores naive UTC text, which orders correctly as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "AUDIT_LOG",
+    "CERTIFICATES",
+    "METADATA",
+    "NONCES",
+    "POLICIES",
+    "SECRETS",
+    "StoredCertificate",
+    "StoredPolicy",
+    "StoredSecret",
+    "StoredSecretInfo",
+    "UTCDateTime",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+METADATA = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (naive UTC text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass a timezone-aware time")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NONCES = Table(
+    "nonces",
+    METADATA,
+    Column("nonce_sha256", LargeBinary(32), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Index(None, "expires_at"),
+)
+
+POLICIES = Table(
+    "policies",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", LargeBinary, nullable=False),
+    Column("digest", String(128), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("active", Boolean(create_constraint=False), nullable=False),
+    UniqueConstraint("kind", "name", "version"),
+    Index(None, "kind", "active"),
+)
+
+CERTIFICATES = Table(
+    "certificates",
+    METADATA,
+    # X.509 serials are up to 20 octets: too wide for BIGINT, so they are kept as lowercase hex.
+    Column("serial_hex", String(42), primary_key=True),
+    Column("subject_key_sha256", String(64), nullable=False),
+    Column("measurement", String(200), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("not_before", UTCDateTime(), nullable=False),
+    Column("not_after", UTCDateTime(), nullable=False),
+    Column("pem", Text, nullable=False),
+    Index(None, "subject_key_sha256"),
+)
+
+SECRETS = Table(
+    "secrets",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("kek_id", String(200), nullable=False),
+    Column("wrapped_dek", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("name", "version"),
+)
+
+AUDIT_LOG = Table(
+    "audit_log",
+    METADATA,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # ``at`` and ``details`` are kept as the exact text that was hashed.
+    Column("at", String(40), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("subject", String(400), nullable=False),
+    Column("decision", String(16), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("entry_hash", LargeBinary(32), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """One version of a signed policy document (the signature was checked before storing)."""
+
+    kind: str
+    name: str
+    version: int
+    document: bytes = field(repr=False)
+    digest: str
+    actor: str
+    created_at: datetime
+    active: bool
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """An admission certificate the domain CA issued."""
+
+    serial: int
+    subject_key_sha256: str
+    measurement: str
+    platform: str
+    not_before: datetime
+    not_after: datetime
+    pem: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """One version of a secret, still envelope-encrypted (``wrapped_dek`` under KEK ``kek_id``)."""
+
+    name: str
+    version: int
+    policy: str
+    kek_id: str
+    wrapped_dek: bytes = field(repr=False)
+    ciphertext: bytes = field(repr=False)
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredSecretInfo:
+    """What listing shows of a secret: names and versions, never key material."""
+
+    name: str
+    latest_version: int
+    versions: int
+    created_at: datetime
+    updated_at: datetime
+

@@ -1,0 +1,230 @@
+"""The service's database: engine setup, migrations, readiness, and transactions.
+
+SQLite (a file; the embedded default) and PostgreSQL (for several replicas) are supported:
+
+* ``sqlite:///path/to/db`` - each connection gets ``journal_mode=WAL``, ``synchronous=NORMAL``,
+  a busy timeout and ``foreign_keys=ON``. Write transactions start with ``BEGIN IMMEDIATE`` so
+  concurrent writers (threads or processes) wait for each other instead of failing half-way;
+  read-only transactions (``transaction(readonly=True)``) start with a plain ``BEGIN``.
+* ``postgresql://...`` (mapped to the psycopg 3 driver) or ``postgresql+psycopg://...``.
+
+Every failure of the database is raised as :class:`veritee.errors.StorageError` with a short
+message naming the driver's error class; statements and their parameters are never included.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+
+from veritee.errors import StorageError, UsageError
+
+from .audit import AuditReport
+from .tx import Tx
+
+__all__ = ["MIGRATIONS_DIR", "Storage", "default_sqlite_url", "verify_audit_chain"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_FILENAME = "veritee.db"
+_MIGRATE_LOCK = int.from_bytes(b"veritem", "big")
+_READONLY = "veritee_readonly"
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """The URL of the embedded database in ``data_dir`` (``veritee.db``)."""
+    return f"sqlite:///{(Path(data_dir) / SQLITE_FILENAME).resolve()}"
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    """A StorageError describing ``exc`` without its SQL text or bound parameters."""
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    first_line = (str(source).strip().splitlines() or [""])[0][:200]
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        code, what = "storage_unavailable", "database connection lost"
+    elif isinstance(exc, IntegrityError):
+        code, what = "storage_conflict", "database refused the change"
+    elif isinstance(exc, DBAPIError):
+        code, what = "storage_unavailable", "database error"
+    else:
+        code, what = "storage_unavailable", "database access failed"
+    return StorageError(f"{what} ({type(source).__name__}): {first_line}", code=code)
+
+
+class Storage:
+    """One database, shared by the threads of one process (see the module docstring)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, busy_timeout: float = 10.0) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise UsageError("database URL does not parse") from None
+        backend = parsed.get_backend_name()
+        if backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            if parsed.drivername != "postgresql+psycopg":
+                raise UsageError("PostgreSQL is supported through the psycopg (3) driver only")
+        elif backend == "sqlite":
+            if not parsed.database or parsed.database == ":memory:" or (
+                parsed.database.startswith("file:") and "memory" in parsed.database
+            ):
+                raise UsageError("SQLite storage needs a file (sqlite:///path/to/db)")
+        else:
+            raise UsageError(f"unsupported database backend {backend!r} (sqlite or postgresql)")
+        self.dialect = backend
+        self._closed = False
+        self._head_revision: str | None = None
+        self._head_lock = threading.Lock()
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
+        if backend == "sqlite":
+            kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(busy_timeout))}
+            kwargs["pool_pre_ping"] = True
+        try:
+            self._engine: Engine = create_engine(parsed, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(f"cannot set up the database engine: {type(exc).__name__}") from None
+        if backend == "sqlite":
+            _install_sqlite_hooks(self._engine, busy_timeout)
+        self._ro_engine = self._engine.execution_options(**{_READONLY: True})
+
+    def __repr__(self) -> str:
+        return f"Storage({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Tx]:
+        """One database transaction: committed if the block succeeds, rolled back otherwise.
+
+        Errors of the database become StorageError; other exceptions (NonceError, ...) pass
+        through unchanged after the rollback. ``readonly`` only relaxes SQLite's locking (it
+        is not enforced).
+        """
+        if self._closed:
+            raise StorageError("storage is closed")
+        engine = self._ro_engine if readonly else self._engine
+        try:
+            with engine.begin() as conn:
+                yield Tx(conn, self.dialect)
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return cfg
+
+    def head_revision(self) -> str:
+        """The newest schema revision this code knows."""
+        with self._head_lock:
+            if self._head_revision is None:
+                head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+                if head is None:
+                    raise StorageError("no schema migrations found")
+                self._head_revision = head
+            return self._head_revision
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database (None before the first migration)."""
+        try:
+            with self._ro_engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (safe to run again, and concurrently)."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        cfg = self._alembic_config()
+        try:
+            with self._engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
+        except CommandError as exc:
+            raise StorageError(f"schema migration failed: {exc}") from None
+
+    def check(self) -> None:
+        """Readiness: the database answers and its schema is at the newest revision."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        try:
+            with self._ro_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                current = MigrationContext.configure(conn).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
+        head = self.head_revision()
+        if current != head:
+            raise StorageError(
+                f"database schema is at revision {current or 'none'}, expected {head}: "
+                "run the migrations",
+                code="storage_schema_outdated",
+            )
+
+    def close(self) -> None:
+        """Close every pooled connection; the Storage cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def verify_audit_chain(storage: Storage) -> AuditReport:
+    """Recompute the whole audit chain in seq order (one consistent read).
+
+    The report names the first broken entry and why: a gap in seq, a prev link that is not the
+    previous entry's hash, or content that does not match its entry hash.
+    """
+    with storage.transaction(readonly=True) as tx:
+        return tx.verify_audit_chain()
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
+    """Connection pragmas and explicit BEGIN for pysqlite (SQLAlchemy's documented recipe)."""
+    busy_ms = max(0, int(busy_timeout * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module: we emit BEGIN ourselves.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_READONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,353 @@
+"""What one database transaction can do: nonces, policies, certificates, secrets, audit.
+
+A :class:`Tx` is handed out by :meth:`veritee.service.storage.Storage.transaction` and is valid
+only inside that ``with`` block. Every method runs in the same transaction, so e.g. consuming a
+nonce and appending its audit entry either both happen or neither does.
+
+Nonces are single use by construction of the statement: consumption is one
+``UPDATE nonces SET used_at = :now WHERE nonce_sha256 = :h AND purpose = :p AND used_at IS NULL
+AND expires_at > :now`` whose row count decides. Row locks (PostgreSQL) or the database write
+lock (SQLite) make a second, concurrent consumer see ``used_at`` set, in any process or replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, text, update
+
+from veritee.errors import NonceError, UsageError
+
+from . import audit
+from .models import (
+    CERTIFICATES,
+    NONCES,
+    POLICIES,
+    SECRETS,
+    StoredCertificate,
+    StoredPolicy,
+    StoredSecret,
+    StoredSecretInfo,
+    UTCDateTime,
+)
+
+__all__ = ["NONCE_BYTES", "Tx"]
+
+NONCE_BYTES = 32
+MAX_NONCE_TTL = timedelta(hours=1)
+# pg_advisory_xact_lock key serializing version numbering of policies and secrets.
+ADVISORY_LOCK_VERSIONS = int.from_bytes(b"veritev", "big")
+
+_N = NONCES.c
+
+
+def _aware(name: str, moment: datetime) -> datetime:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise UsageError(f"{name} must be a timezone-aware datetime")
+    return moment
+
+
+def _name(kind: str, value: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise UsageError(f"{kind} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+class Tx:
+    """Operations inside one transaction (see the module docstring)."""
+
+    __slots__ = ("_conn", "_dialect")
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    # -- nonces --------------------------------------------------------------------------------
+
+    def issue_nonce(self, *, now: datetime, ttl: timedelta, purpose: str = "attest") -> bytes:
+        """A fresh 32-byte nonce valid for ``ttl``; only its SHA-256 is stored."""
+        _aware("now", now)
+        if ttl <= timedelta(0) or ttl > MAX_NONCE_TTL:
+            raise UsageError(f"nonce ttl must be positive and at most {MAX_NONCE_TTL}")
+        _name("nonce purpose", purpose, 32)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        self._conn.execute(
+            _INSERT_NONCE,
+            {
+                "nonce_sha256": hashlib.sha256(nonce).digest(),
+                "purpose": purpose,
+                "issued_at": now,
+                "expires_at": now + ttl,
+                "used_at": None,
+            },
+        )
+        return nonce
+
+    def consume_nonce(self, nonce: bytes, *, now: datetime, purpose: str = "attest") -> None:
+        """Mark ``nonce`` used, exactly once.
+
+        Raises NonceError with code ``nonce_unknown`` (never issued for this purpose, or purged),
+        ``nonce_expired`` or ``nonce_reused``.
+        """
+        _aware("now", now)
+        if not isinstance(nonce, bytes | bytearray) or len(nonce) != NONCE_BYTES:
+            raise NonceError(f"nonce must be {NONCE_BYTES} bytes", code="nonce_unknown")
+        key = hashlib.sha256(nonce).digest()
+        result = self._conn.execute(_CONSUME_NONCE, {"h": key, "p": purpose, "now": now})
+        if result.rowcount == 1:
+            return
+        row = self._conn.execute(_LOOKUP_NONCE, {"h": key, "p": purpose}).first()
+        if row is None:
+            raise NonceError("nonce unknown: never issued here, or already purged",
+                             code="nonce_unknown")
+        if row.used_at is not None:
+            raise NonceError("nonce already used", code="nonce_reused")
+        raise NonceError("nonce expired", code="nonce_expired")
+
+    def purge_nonces(self, *, now: datetime) -> int:
+        """Delete nonces whose lifetime has ended (used or not); returns how many."""
+        _aware("now", now)
+        return int(self._conn.execute(_PURGE_NONCES, {"now": now}).rowcount)
+
+    # -- policies ------------------------------------------------------------------------------
+
+    def _version_lock(self) -> None:
+        if self._dialect == "postgresql":
+            self._conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_VERSIONS}
+            )
+
+    def put_policy(
+        self,
+        *,
+        name: str,
+        document: bytes,
+        digest: str,
+        actor: str,
+        now: datetime,
+        kind: str = "appraisal",
+    ) -> int:
+        """Store a new version of policy ``name`` (already signature-checked); it becomes active.
+
+        It also becomes the domain's active policy of its ``kind`` (see :meth:`active_policy`).
+        Returns the new version number (1 for a new name).
+        """
+        _name("policy name", name)
+        _name("policy kind", kind, 32)
+        _name("policy actor", actor)
+        _name("policy digest", digest, 128)
+        _aware("now", now)
+        if not isinstance(document, bytes) or not document:
+            raise UsageError("policy document must be non-empty bytes")
+        self._version_lock()
+        p = POLICIES.c
+        current = self._conn.execute(
+            select(func.max(p.version)).where(p.kind == kind, p.name == name)
+        ).scalar()
+        version = int(current or 0) + 1
+        self._conn.execute(
+            update(POLICIES).where(p.kind == kind, p.active.is_(True)).values(active=False)
+        )
+        self._conn.execute(
+            POLICIES.insert().values(
+                kind=kind, name=name, version=version, document=document, digest=digest,
+                actor=actor, created_at=now, active=True,
+            )
+        )
+        return version
+
+    def active_policy(self, name: str | None = None, kind: str = "appraisal") -> StoredPolicy | None:
+        """The newest version of policy ``name``; with ``name`` None, the domain's active one."""
+        p = POLICIES.c
+        if name is None:
+            stmt = select(POLICIES).where(p.kind == kind, p.active.is_(True))
+        else:
+            stmt = select(POLICIES).where(p.kind == kind, p.name == name)
+        row = self._conn.execute(stmt.order_by(p.id.desc()).limit(1)).first()
+        return None if row is None else _policy(row)
+
+    def policy_version(self, name: str, version: int, kind: str = "appraisal") -> StoredPolicy | None:
+        """A given version of policy ``name``, active or not."""
+        p = POLICIES.c
+        row = self._conn.execute(
+            select(POLICIES).where(p.kind == kind, p.name == name, p.version == version)
+        ).first()
+        return None if row is None else _policy(row)
+
+    def list_policies(self, kind: str | None = None) -> list[StoredPolicy]:
+        """Every stored version, ordered by kind, name, version."""
+        p = POLICIES.c
+        stmt = select(POLICIES)
+        if kind is not None:
+            stmt = stmt.where(p.kind == kind)
+        rows = self._conn.execute(stmt.order_by(p.kind, p.name, p.version)).all()
+        return [_policy(r) for r in rows]
+
+    # -- certificates --------------------------------------------------------------------------
+
+    def record_certificate(
+        self,
+        *,
+        serial: int,
+        subject_key_sha256: str,
+        measurement: str,
+        platform: str,
+        not_before: datetime,
+        not_after: datetime,
+        pem: str,
+    ) -> None:
+        """Record an issued admission certificate (a serial can be recorded once)."""
+        if not isinstance(serial, int) or serial <= 0 or serial.bit_length() > 160:
+            raise UsageError("certificate serial must be a positive integer of at most 160 bits")
+        _aware("not_before", not_before)
+        _aware("not_after", not_after)
+        self._conn.execute(
+            CERTIFICATES.insert().values(
+                serial_hex=format(serial, "x"), subject_key_sha256=subject_key_sha256,
+                measurement=measurement, platform=platform, not_before=not_before,
+                not_after=not_after, pem=pem,
+            )
+        )
+
+    def certificate(self, serial: int) -> StoredCertificate | None:
+        """The recorded certificate with this serial, if any."""
+        row = self._conn.execute(
+            select(CERTIFICATES).where(CERTIFICATES.c.serial_hex == format(serial, "x"))
+        ).first()
+        if row is None:
+            return None
+        return StoredCertificate(
+            int(row.serial_hex, 16), row.subject_key_sha256, row.measurement, row.platform,
+            row.not_before, row.not_after, row.pem,
+        )
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def put_secret_version(
+        self,
+        *,
+        name: str,
+        policy: str,
+        kek_id: str,
+        wrapped_dek: bytes,
+        ciphertext: bytes,
+        now: datetime,
+    ) -> int:
+        """Store a new version of secret ``name``; returns its number (continues after deletes)."""
+        _name("secret name", name)
+        _name("secret kek_id", kek_id)
+        _aware("now", now)
+        if not isinstance(policy, str) or not policy:
+            raise UsageError("secret release policy must be non-empty JSON text")
+        if not isinstance(wrapped_dek, bytes) or not isinstance(ciphertext, bytes) or not (
+            wrapped_dek and ciphertext
+        ):
+            raise UsageError("secret wrapped_dek and ciphertext must be non-empty bytes")
+        self._version_lock()
+        s = SECRETS.c
+        current = self._conn.execute(select(func.max(s.version)).where(s.name == name)).scalar()
+        version = int(current or 0) + 1
+        self._conn.execute(
+            SECRETS.insert().values(
+                name=name, version=version, policy=policy, kek_id=kek_id,
+                wrapped_dek=wrapped_dek, ciphertext=ciphertext, created_at=now, deleted_at=None,
+            )
+        )
+        return version
+
+    def secret_version(self, name: str, version: int | None = None) -> StoredSecret | None:
+        """Version ``version`` of secret ``name`` (default: the latest); None if absent/deleted."""
+        s = SECRETS.c
+        stmt = select(SECRETS).where(s.name == name, s.deleted_at.is_(None))
+        if version is not None:
+            stmt = stmt.where(s.version == version)
+        row = self._conn.execute(stmt.order_by(s.version.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return StoredSecret(
+            row.name, row.version, row.policy, row.kek_id, bytes(row.wrapped_dek),
+            bytes(row.ciphertext), row.created_at,
+        )
+
+    def list_secrets(self) -> list[StoredSecretInfo]:
+        """Secrets with at least one version not deleted, by name."""
+        s = SECRETS.c
+        stmt = (
+            select(s.name, func.max(s.version), func.count(), func.min(s.created_at),
+                   func.max(s.created_at))
+            .where(s.deleted_at.is_(None))
+            .group_by(s.name)
+            .order_by(s.name)
+        )
+        out = []
+        for name, latest, count, first, last in self._conn.execute(stmt).all():
+            out.append(StoredSecretInfo(name, int(latest), int(count), first, last))
+        return out
+
+    def delete_secret(self, name: str, *, now: datetime) -> int:
+        """Soft-delete every version of ``name``; returns how many versions were deleted."""
+        _aware("now", now)
+        s = SECRETS.c
+        result = self._conn.execute(
+            update(SECRETS).where(s.name == name, s.deleted_at.is_(None)).values(deleted_at=now)
+        )
+        return int(result.rowcount)
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    def append_audit(
+        self,
+        *,
+        kind: str,
+        actor: str,
+        subject: str,
+        decision: str | None,
+        details: Mapping[str, Any],
+        now: datetime,
+    ) -> audit.AuditEntry:
+        """Append to the hash chain. ``details``: hashes and identifiers only, never secrets."""
+        return audit.append_entry(
+            self._conn, self._dialect, kind=kind, actor=actor, subject=subject,
+            decision=decision, details=details, now=now,
+        )
+
+    def audit_entries(self, *, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEntry]:
+        """Entries with ``seq > after_seq``, oldest first, at most ``limit``."""
+        return audit.read_entries(self._conn, after_seq, limit)
+
+    def audit_head(self) -> tuple[int, bytes]:
+        """(last seq, its entry hash): publish it elsewhere to anchor the chain."""
+        return audit.audit_head(self._conn)
+
+    def verify_audit_chain(self) -> audit.AuditReport:
+        """Recompute the whole chain as seen by this transaction."""
+        return audit.verify_rows(self._conn)
+
+
+def _policy(row: Any) -> StoredPolicy:
+    return StoredPolicy(
+        row.kind, row.name, row.version, bytes(row.document), row.digest, row.actor,
+        row.created_at, bool(row.active),
+    )
+
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_INSERT_NONCE = NONCES.insert()
+_CONSUME_NONCE = (
+    update(NONCES)
+    .where(
+        _N.nonce_sha256 == bindparam("h"),
+        _N.purpose == bindparam("p"),
+        _N.used_at.is_(None),
+        _N.expires_at > _NOW,
+    )
+    .values(used_at=_NOW)
+)
+_LOOKUP_NONCE = select(_N.used_at, _N.expires_at).where(
+    _N.nonce_sha256 == bindparam("h"), _N.purpose == bindparam("p")
+)
+_PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
