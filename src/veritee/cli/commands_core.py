@@ -1,11 +1,321 @@
-"""Core commands: init, serve, verify, measure, demo, audit."""
+"""Core commands: init, serve, verify, measure, policy, audit, demo."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+
+from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE, handle_errors
+from veritee.errors import UsageError, VeriteeError
 
 __all__ = ["register"]
 
+DEFAULT_PORT = 8400
+FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated"]
+
+
+def _data_option(f: Any) -> Any:
+    return click.option(
+        "--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Domain data folder (default: $XDG_DATA_HOME/veritee).",
+    )(f)
+
+
+def _data_dir(data: Path | None) -> Path:
+    from veritee.domain import default_data_dir
+
+    return data if data is not None else default_data_dir()
+
+
+def parse_time(value: str | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {value!r} is not an ISO-8601 time") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+@click.command("init")
+@_data_option
+@click.option("--name", default="veritee-domain", show_default=True, help="Domain name.")
+@handle_errors
+def init_cmd(data: Path | None, name: str) -> None:
+    """Create a domain: policy key + CA, token key, admin credential, database."""
+    from veritee.domain import Domain
+    from veritee.service.storage import Storage
+
+    path = _data_dir(data)
+    domain = Domain.create(path, name=name, now=dt.datetime.now(dt.UTC))
+    store = Storage(domain.database_url)
+    store.migrate()
+    store.close()
+    click.echo(f"created domain {name!r} in {path}")
+    click.echo(f"  domain CA certificate: {path / 'domain_ca.pem'}")
+    click.echo(f"  admin credential:      {path / 'admin_token'} (keep it secret)")
+    click.echo(f"  database:              {domain.database_url}")
+
+
+@click.command("serve")
+@_data_option
+@click.option("--db", default=None, help="Database URL (default: SQLite in the data folder; postgresql://... for replicas).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--tls/--no-tls", default=False, help="Serve HTTPS with a server certificate from the domain CA.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+@handle_errors
+def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int) -> None:
+    """Run the Certifier Service under uvicorn."""
+    import uvicorn
+
+    from veritee.service.app import create_app
+    from veritee.service.settings import Settings
+
+    path = _data_dir(data)
+    settings = Settings(data_dir=path, database_url=db)
+    app = create_app(settings)
+    ssl: dict[str, Any] = {}
+    if tls:
+        from veritee.service.tls import server_certificate_files
+
+        cert_file, key_file = server_certificate_files(path, host)
+        ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+    scheme = "https" if tls else "http"
+    click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} (data {path})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **ssl)
+
+
+def _print_verify(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=False))
+        return
+    verdict = "ACCEPTED" if result["accepted"] else "NOT ACCEPTED"
+    click.echo(f"{verdict}  format={result['format']}  authentic={result['authentic']}")
+    for r in result["reasons"]:
+        click.echo(f"  - [{r['code']}] {r['message']}")
+    claims = result.get("claims") or {}
+    for k in ("platform", "measurement", "debug", "tcb_status", "profile", "report_data"):
+        if k in claims:
+            click.echo(f"  {k}: {claims[k]}")
+
+
+def verify_evidence(
+    data: bytes,
+    *,
+    format: str,
+    collateral_paths: list[Path],
+    at: dt.datetime,
+    policy_text: bytes | None,
+    nonce: bytes | None,
+) -> dict[str, Any]:
+    """The work of `veritee verify`, as a function returning DESIGN.md's JSON object."""
+    from veritee import evidence
+    from veritee.appraisal import appraise, appraise_baseline
+    from veritee.appraisal.policy import ENVELOPE_FORMAT, load_policy, parse_policy
+    from veritee.collateral import Collateral
+    from veritee.evidence.claims import Reason
+
+    collateral = Collateral.from_paths(collateral_paths)
+    policy = None
+    if policy_text is not None:
+        import yaml
+
+        doc = yaml.safe_load(policy_text) if policy_text.strip() else None
+        if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
+            policy = parse_policy(json.loads(doc["policy"]))
+        else:
+            policy = load_policy(policy_text)
+    fmt = format
+    result: dict[str, Any] = {
+        "format": fmt, "authentic": False, "accepted": False, "claims": None,
+        "reasons": [], "verified_at": at.isoformat().replace("+00:00", "Z"),
+    }
+    try:
+        if fmt == "auto":
+            fmt = evidence.detect_format(data)
+            result["format"] = fmt
+        ev = evidence.verify(data, collateral=collateral, at=at, format=fmt)
+    except VeriteeError as e:
+        result["reasons"] = [Reason(e.code, e.message).to_json()]
+        try:
+            result["claims"] = evidence.parse_claims(data, format=fmt)
+            result["claims_verified"] = False
+        except VeriteeError:
+            pass
+        return result
+    result["authentic"] = True
+    result["claims"] = ev.claims
+    decision = appraise(ev, policy) if policy is not None else appraise_baseline(ev)
+    if nonce is not None:
+        _check_nonce(decision, ev.claims, nonce)
+    result["accepted"] = decision.accepted
+    result["reasons"] = [r.to_json() for r in decision.reasons]
+    result["warnings"] = [r.to_json() for r in decision.warnings]
+    result["status"] = decision.status
+    result["trustworthiness_vector"] = decision.vector
+    return result
+
+
+def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes) -> None:
+    from veritee.binding import report_data_for
+
+    rd = str(claims.get("report_data") or "").lower()
+    ok = (
+        str(claims.get("nonce") or "").lower() == nonce.hex()
+        or rd == report_data_for(nonce, b"").hex()
+        or (len(nonce) > 0 and rd.startswith(nonce.hex()))
+    )
+    if ok:
+        decision.affirm("nonce_bound", claim="instance-identity")
+    else:
+        decision.refuse("nonce_mismatch", "the evidence does not carry this nonce", claim="instance-identity")
+
+
+@click.command("verify")
+@click.argument("evidence_file", metavar="EVIDENCE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--collateral", "collateral", multiple=True, type=click.Path(path_type=Path), help="Collateral file or folder (repeatable).")
+@click.option("--at", "at", default=None, help="Verification time, ISO-8601 (default: now).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Appraisal policy (YAML/JSON); default: the baseline.")
+@click.option("--nonce", default=None, help="Hex nonce the evidence must carry.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify_cmd(
+    evidence_file: Path, fmt: str, collateral: tuple[Path, ...], at: str | None,
+    policy_file: Path | None, nonce: str | None, as_json: bool,
+) -> None:
+    """Verify evidence offline with collateral at an explicit time, and appraise it."""
+    try:
+        from veritee.evidence import MAX_EVIDENCE_BYTES
+
+        if not evidence_file.is_file():
+            raise UsageError(f"evidence file not found: {evidence_file}")
+        if evidence_file.stat().st_size > MAX_EVIDENCE_BYTES:
+            data = evidence_file.read_bytes()[: MAX_EVIDENCE_BYTES + 1]
+        else:
+            data = evidence_file.read_bytes()
+        nonce_bytes = None
+        if nonce is not None:
+            try:
+                nonce_bytes = bytes.fromhex(nonce)
+            except ValueError:
+                raise UsageError("--nonce must be hex") from None
+        policy_text = policy_file.read_bytes() if policy_file else None
+        result = verify_evidence(
+            data, format=fmt, collateral_paths=list(collateral), at=parse_time(at),
+            policy_text=policy_text, nonce=nonce_bytes,
+        )
+    except (UsageError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except VeriteeError as e:  # a malformed policy or collateral file
+        click.echo(f"error [{e.code}]: {e.message}", err=True)
+        sys.exit(EXIT_USAGE)
+    _print_verify(result, as_json)
+    sys.exit(EXIT_OK if result["accepted"] else EXIT_NOT_ACCEPTED)
+
+
+@click.command("measure")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@handle_errors
+def measure_cmd(paths: tuple[Path, ...]) -> None:
+    """Print the simulated-platform measurement (SHA-384) of these files."""
+    from veritee.platforms.simulated import measure
+
+    click.echo(measure(paths))
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Sign, install and show appraisal policies."""
+
+
+@policy_group.command("sign")
+@click.argument("policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_data_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@handle_errors
+def policy_sign(policy_file: Path, data: Path | None, output: Path | None) -> None:
+    """Sign a policy with the domain's policy key (prints the signed envelope)."""
+    from veritee.appraisal import load_policy, sign_policy
+    from veritee.domain import Domain
+
+    domain = Domain.open(_data_dir(data))
+    envelope = sign_policy(load_policy(policy_file.read_bytes()), domain.policy_key)
+    if output:
+        output.write_bytes(envelope)
+        click.echo(f"signed policy written to {output}", err=True)
+    else:
+        click.echo(envelope.decode(), nl=False)
+
+
+@policy_group.command("install")
+@click.argument("signed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_data_option
+@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True)
+@click.option("--admin-token", envvar="VERITEE_ADMIN_TOKEN", default=None, help="Default: the data folder's admin_token.")
+@handle_errors
+def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None) -> None:
+    """Install a signed policy through the service's admin API."""
+    import httpx
+
+    token = admin_token or (_data_dir(data) / "admin_token").read_text().strip()
+    r = httpx.put(
+        url.rstrip("/") + "/v1/admin/policy", content=signed_file.read_bytes(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=10,
+    )
+    if r.status_code != 200:
+        body = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+        raise UsageError(f"service refused the policy ({r.status_code}): {body.get('detail') or body.get('title')}")
+    click.echo(f"installed policy {r.json()['name']!r} version {r.json()['version']}")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Inspect the audit log."""
+
+
+@audit_group.command("verify")
+@_data_option
+@click.option("--db", default=None, help="Database URL (default: the data folder's SQLite).")
+@handle_errors
+def audit_verify(data: Path | None, db: str | None) -> None:
+    """Check the audit hash chain; name the first broken entry."""
+    from veritee.service.storage import Storage, verify_audit_chain
+
+    path = _data_dir(data)
+    store = Storage(db or f"sqlite:///{path / 'veritee.db'}")
+    try:
+        report = verify_audit_chain(store)
+    finally:
+        store.close()
+    if report.ok:
+        click.echo(f"audit chain intact: {report.count} entries")
+    else:
+        click.echo(f"audit chain BROKEN at entry {report.first_broken}: {report.message}")
+        sys.exit(EXIT_NOT_ACCEPTED)
+
+
+@click.command("demo")
+@click.argument("which", required=False, type=click.Choice(["attest", "cleanroom"]), default="attest")
+@handle_errors
+def demo_cmd(which: str) -> None:
+    """End-to-end walkthrough on a temporary embedded database."""
+    if which == "cleanroom":
+        from veritee.keybroker.cleanroom import run_cleanroom_demo
+
+        run_cleanroom_demo()
+        return
+    from veritee.demo import run_demo
+
+    run_demo()
+
 
 def register(group: click.Group) -> None:
-    pass
+    for cmd in (init_cmd, serve_cmd, verify_cmd, measure_cmd, policy_group, audit_group, demo_cmd):
+        group.add_command(cmd)

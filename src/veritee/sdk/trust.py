@@ -1,0 +1,346 @@
+"""``veritee.Trust``: port a program to a TEE with about six calls.
+
+::
+
+    trust = Trust("https://certifier:8400", ca_cert="domain_ca.pem", platform="simulated",
+                  store="~/.local/state/myapp")
+    trust.certify()                      # attest, get an admission certificate (kept until expiry)
+    blob = trust.seal(b"state")          # only this measurement on this platform unseals it
+    trust.unseal(blob)
+    with trust.connect("peer", 9000, allowed_measurements={...}) as conn: ...   # attested mTLS
+    trust.serve("0.0.0.0", 9000, handler, allowed_measurements={...})
+    key = trust.get_secret("db-password")   # released only to attested workloads
+    trust.logger.info("...")             # confidential log in staging/production
+
+All network access goes through one ``httpx`` client; tests pass ``transport=`` to run the
+service in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee.binding import report_data_for, spki_der
+from veritee.errors import (
+    AuthenticationError,
+    MalformedError,
+    NonceError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+    VerificationError,
+    VeriteeError,
+)
+from veritee.platforms.base import Platform
+from veritee.profiles import Profile
+from veritee.sdk import sealing
+from veritee.sdk.keystore import KeyStore
+
+__all__ = ["Trust", "open_platform"]
+
+_log = logging.getLogger("veritee.sdk")
+
+HARDWARE_DEVICES = {
+    "/sys/kernel/config/tsm/report": "configfs-tsm (SEV-SNP or TDX)",
+    "/dev/sev-guest": "sev-snp",
+    "/dev/tdx_guest": "tdx",
+    "/dev/nsm": "nitro",
+}
+
+
+def _default_platform_dir() -> Path:
+    env = os.environ.get("VERITEE_SIMULATED_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "veritee" / "simulated-platform"
+
+
+def _main_files() -> list[Path]:
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main:
+        raise UsageError("cannot measure this program: pass measure=[files] or measurement=hex")
+    return [Path(main)]
+
+
+def open_platform(
+    platform: str | Platform,
+    *,
+    measurement: str | None = None,
+    measure: Iterable[str | os.PathLike[str]] | None = None,
+    profile: Profile | str = Profile.DEVELOPMENT,
+    platform_dir: Path | None = None,
+) -> Platform:
+    """Return the platform driver for ``platform`` (``"simulated"``, ``"auto"`` or a driver)."""
+    if not isinstance(platform, str):
+        return platform
+    prof = Profile.parse(profile) if isinstance(profile, str) else profile
+    if platform == "auto":
+        found = [name for dev, name in HARDWARE_DEVICES.items() if Path(dev).exists()]
+        if found:
+            raise UsageError(
+                f"hardware TEE interface detected ({', '.join(found)}) but its attester driver is "
+                "not part of this build; pass platform='simulated' for development",
+                code="platform_unsupported",
+            )
+        _log.warning("no TEE detected: using the SIMULATED platform (no hardware protection)")
+        platform = "simulated"
+    if platform != "simulated":
+        raise UsageError(f"unknown platform {platform!r}; known: simulated, auto", code="unknown_platform")
+    from veritee.platforms.simulated import SimulatedPlatform
+    from veritee.platforms.simulated import measure as measure_files
+
+    if measurement is None:
+        measurement = measure_files(list(measure) if measure is not None else _main_files())
+    return SimulatedPlatform(platform_dir or _default_platform_dir(), measurement=measurement, profile=prof)
+
+
+def _error_from_problem(response: httpx.Response) -> VeriteeError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    code = str(body.get("code") or "http_error")
+    message = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
+    status = response.status_code
+    err: VeriteeError
+    if status == 401:
+        err = AuthenticationError(message, code=code)
+    elif status == 404:
+        err = NotFoundError(message, code=code)
+    elif status == 409 or code.startswith("nonce"):
+        err = NonceError(message, code=code)
+    elif status in (400, 413):
+        err = MalformedError(message, code=code)
+    elif status == 403:
+        err = VerificationError(message, code=code)
+    elif status >= 500:
+        err = StorageError(message, code=code)
+    else:
+        err = VeriteeError(message, code=code)
+    err.reasons = body.get("reasons", [])  # type: ignore[attr-defined]
+    return err
+
+
+class Trust:
+    """A workload's handle on its security domain."""
+
+    def __init__(
+        self,
+        service_url: str,
+        ca_cert: str | os.PathLike[str] | bytes | x509.Certificate,
+        *,
+        platform: str | Platform = "auto",
+        store: str | os.PathLike[str],
+        measurement: str | None = None,
+        measure: Iterable[str | os.PathLike[str]] | None = None,
+        profile: Profile | str = Profile.DEVELOPMENT,
+        platform_dir: str | os.PathLike[str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+        renewal_margin: dt.timedelta = dt.timedelta(minutes=5),
+        tenant_key: Any = None,
+    ) -> None:
+        self.ca_certificate = self._load_ca(ca_cert)
+        self.platform = open_platform(
+            platform, measurement=measurement, measure=measure, profile=profile,
+            platform_dir=Path(platform_dir) if platform_dir else None,
+        )
+        self.store_path = Path(store).expanduser()
+        self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keystore = KeyStore(self.store_path / "keystore.bin", self.platform)
+        self.renewal_margin = renewal_margin
+        self._tenant_key = tenant_key
+        self._workload_log: Any = None
+        verify: ssl.SSLContext | bool = True
+        if service_url.startswith("https://"):
+            ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+            ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
+            verify = ctx
+        self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
+
+    @staticmethod
+    def _load_ca(ca: str | os.PathLike[str] | bytes | x509.Certificate) -> x509.Certificate:
+        if isinstance(ca, x509.Certificate):
+            return ca
+        data = ca if isinstance(ca, bytes) else Path(ca).expanduser().read_bytes()
+        try:
+            return x509.load_pem_x509_certificate(data)
+        except ValueError:
+            raise UsageError("ca_cert is not a PEM certificate") from None
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            r = self._http.post(path, json=body or {})
+        except httpx.HTTPError as e:
+            raise StorageError(f"cannot reach the Certifier Service: {type(e).__name__}", code="service_unreachable") from None
+        if r.status_code != 200:
+            raise _error_from_problem(r)
+        result: dict[str, Any] = r.json()
+        return result
+
+    def challenge(self) -> bytes:
+        return bytes.fromhex(self._post("/v1/challenge")["nonce"])
+
+    def evidence_for(self, nonce: bytes, public_key: ec.EllipticCurvePublicKey | None) -> bytes:
+        spki = spki_der(public_key) if public_key is not None else b""
+        return self.platform.evidence(report_data_for(nonce, spki))
+
+    # --- the six calls --------------------------------------------------------------------
+    def certify(self, *, force: bool = False) -> x509.Certificate:
+        """Get (or reuse, until it nears expiry) an admission certificate for this workload."""
+        now = dt.datetime.now(dt.UTC)
+        key = self.keystore.load_or_create_key()
+        cert = self.keystore.certificate()
+        if cert is not None and not force and not self.keystore.needs_renewal(now, self.renewal_margin):
+            return cert
+        nonce = self.challenge()
+        evidence = self.evidence_for(nonce, key.public_key())
+        resp = self._post(
+            "/v1/certify",
+            {
+                "evidence": base64.b64encode(evidence).decode(),
+                "nonce": nonce.hex(),
+                "format": self.platform.name,
+                "public_key": key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ).decode(),
+            },
+        )
+        pem = resp["certificate"].encode()
+        issued = x509.load_pem_x509_certificate(pem)
+        self._check_issued(issued, key)
+        self.keystore.save_certificate(
+            pem, ca_certificate=self.ca_certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        self.last_token = str(resp.get("token", ""))
+        return issued
+
+    def _check_issued(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        if spki_der(cert.public_key()) != spki_der(key.public_key()):  # type: ignore[arg-type]
+            raise VerificationError("the service certified another key", code="certificate_key_mismatch")
+        try:
+            cert.verify_directly_issued_by(self.ca_certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            raise VerificationError(
+                "admission certificate is not issued by the domain CA", code="certificate_wrong_issuer"
+            ) from None
+
+    def attest(self) -> dict[str, Any]:
+        """Attest without a key: returns the service's answer with its EAR ``token``."""
+        nonce = self.challenge()
+        ev = self.evidence_for(nonce, None)
+        return self._post(
+            "/v1/attest",
+            {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": self.platform.name},
+        )
+
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt ``data`` so that only this measurement on this platform can unseal it."""
+        return sealing.seal(self.platform, data)
+
+    def unseal(self, blob: bytes) -> bytes:
+        return sealing.unseal(self.platform, blob)
+
+    def _credentials(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        cert = self.certify()
+        key = self.keystore.private_key()
+        if key is None:  # pragma: no cover - certify() creates it
+            raise UsageError("no workload key")
+        return key, cert
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        allowed_measurements: Iterable[str],
+        allowed_platforms: Iterable[str] | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """Open an attested mutual-TLS connection; the peer's measurement must be allowed."""
+        from veritee.sdk import channel
+
+        key, cert = self._credentials()
+        return channel.connect(
+            host, port, key=key, cert=cert, ca_cert=self.ca_certificate,
+            allowed_measurements=set(allowed_measurements),
+            allowed_platforms=set(allowed_platforms) if allowed_platforms else None,
+            timeout=timeout,
+        )
+
+    def serve(
+        self,
+        host: str,
+        port: int,
+        handler: Callable[[Any], None],
+        *,
+        allowed_measurements: Iterable[str],
+        allowed_platforms: Iterable[str] | None = None,
+    ) -> Any:
+        """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end)."""
+        from veritee.sdk import channel
+
+        key, cert = self._credentials()
+        server = channel.serve(
+            host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate,
+            allowed_measurements=set(allowed_measurements),
+            allowed_platforms=set(allowed_platforms) if allowed_platforms else None,
+        )
+        server.start()
+        return server
+
+    def get_secret(self, name: str) -> bytes:
+        """Fetch a secret the key broker releases only to workloads its policy admits."""
+        from veritee.sdk.secrets import fetch_secret
+
+        return fetch_secret(self._http, self.platform, name)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger whose records go to the confidential log of this workload's profile."""
+        if self._workload_log is None:
+            from veritee.logs import open_workload_log
+
+            key, _ = self._credentials()
+            self._workload_log = open_workload_log(
+                profile=self.platform.profile,
+                directory=self.store_path / "logs",
+                signing_key=key,
+                tenant_public_key=self._tenant_key,
+                seal=self.seal,
+                log_id=self.platform.measurement[:16],
+            )
+        log: logging.Logger = self._workload_log.logger("veritee.workload")
+        return log
+
+    @property
+    def workload_log(self) -> Any:
+        _ = self.logger
+        return self._workload_log
+
+    def close(self) -> None:
+        if self._workload_log is not None:
+            self._workload_log.close()
+        self._http.close()
+
+    def __enter__(self) -> Trust:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,157 @@
+"""The Certifier Service as an ASGI app: ``create_app(settings)``.
+
+Run it with ``veritee serve`` (uvicorn), or in-process in tests with httpx's ASGI transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from veritee import __version__
+from veritee.domain import Domain
+from veritee.errors import StorageError
+from veritee.service.context import ServiceContext
+from veritee.service.problems import install_handlers, problem
+from veritee.service.settings import Settings
+from veritee.service.storage import Storage
+from veritee.tokens import jwk_of
+
+__all__ = ["create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, also when chunked (no length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._reject(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = problem(413, "oversized", "Request body too large", f"the limit is {self.limit} bytes")
+        await resp(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# Routers of further components, included when present: (module, attribute).
+OPTIONAL_ROUTERS = (
+    ("veritee.service.routes_secrets", "router"),
+    ("veritee.service.routes_kbs", "router"),
+)
+
+
+def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
+    """Build the service for the domain in ``settings.data_dir``; migrates the database."""
+    domain = Domain.open(settings.data_dir)
+    store = storage or Storage(settings.database_url or domain.database_url)
+    store.migrate()
+    ctx = ServiceContext(settings, domain, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if storage is None:
+            store.close()
+
+    app = FastAPI(
+        title="veritee Certifier Service",
+        version=__version__,
+        description="Appraises TEE evidence against a signed policy; issues EAR tokens and admission certificates.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_handlers(app)
+
+    from veritee.service import routes_admin, routes_attest
+
+    app.include_router(routes_attest.router)
+    app.include_router(routes_admin.router)
+    for module, attr in OPTIONAL_ROUTERS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        app.include_router(getattr(mod, attr))
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        ctx.metrics.observe(time.perf_counter() - start, route=path)
+        ctx.metrics.inc(
+            "veritee_http_requests_total", "HTTP requests", route=path, status=str(response.status_code)
+        )
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the database answers")
+    def readyz() -> Response:
+        try:
+            store.check()
+        except StorageError as e:
+            return problem(503, e.code, "Not ready", e.message)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/.well-known/jwks.json", tags=["attestation"], summary="Keys that sign EAR tokens")
+    def jwks() -> dict[str, Any]:
+        return {"keys": [jwk_of(domain.token_key.public_key(), domain.token_kid)]}
+
+    @app.get("/v1/domain/ca", tags=["attestation"], summary="The domain CA certificate (PEM)")
+    def domain_ca() -> PlainTextResponse:
+        return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    return app

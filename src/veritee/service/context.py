@@ -1,0 +1,161 @@
+"""What every request handler needs: the domain, storage, collateral and the appraiser.
+
+The appraiser is pure (evidence + collateral + policy + time -> decision); this module does
+the I/O around it: reading the active policy from the database (cached briefly) and the
+collateral folder of the domain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from veritee import evidence
+from veritee.appraisal import Decision, Policy, SignedPolicy, appraise, refused_for_error
+from veritee.binding import report_data_for
+from veritee.collateral import Collateral
+from veritee.domain import Domain
+from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
+from veritee.evidence.claims import VerifiedEvidence
+from veritee.service.metrics import Metrics
+from veritee.service.settings import Settings
+from veritee.service.storage import Storage
+
+__all__ = ["Appraisal", "ServiceContext"]
+
+
+@dataclass
+class Appraisal:
+    """Verified evidence (None when it could not be verified) and the decision on it."""
+
+    evidence: VerifiedEvidence | None
+    decision: Decision
+    evidence_sha256: str
+
+    @property
+    def claims(self) -> dict[str, Any] | None:
+        return None if self.evidence is None else self.evidence.claims
+
+    def audit_details(self) -> dict[str, Any]:
+        """What goes into the audit record: hashes and decision facts, never the evidence."""
+        claims = self.claims or {}
+        return {
+            "evidence_sha256": self.evidence_sha256,
+            "platform": claims.get("platform"),
+            "measurement": claims.get("measurement"),
+            "profile": claims.get("profile"),
+            "tcb_status": claims.get("tcb_status"),
+            "status": self.decision.status,
+            "policy": self.decision.policy_name,
+            "policy_digest": self.decision.policy_digest,
+            "reasons": [r.to_json() for r in self.decision.reasons],
+            "warnings": [r.code for r in self.decision.warnings],
+        }
+
+
+class ServiceContext:
+    def __init__(self, settings: Settings, domain: Domain, storage: Storage) -> None:
+        self.settings = settings
+        self.domain = domain
+        self.storage = storage
+        self.metrics = Metrics()
+        self._lock = threading.Lock()
+        self._policy: tuple[float, int | None, Policy | None] = (0.0, None, None)
+        self._collateral: Collateral | None = None
+
+    @staticmethod
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    # --- collateral ---------------------------------------------------------------------
+    def collateral(self) -> Collateral:
+        """The domain's collateral folder, read once (reload with :meth:`reload_collateral`)."""
+        if self._collateral is None:
+            folder = self.domain.collateral_dir
+            self._collateral = (
+                Collateral.from_paths([folder]) if folder.is_dir() else Collateral.empty()
+            )
+        return self._collateral
+
+    def reload_collateral(self) -> None:
+        self._collateral = None
+
+    # --- policy -------------------------------------------------------------------------
+    def policy(self) -> Policy | None:
+        """The active appraisal policy (signature re-checked whenever a new version is read)."""
+        fetched_at, version, policy = self._policy
+        if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
+            return policy
+        with self.storage.transaction() as tx:
+            stored = tx.active_policy()
+        if stored is None:
+            policy, version = None, None
+        elif stored.version != version or policy is None:
+            policy = SignedPolicy.from_bytes(stored.document, self.domain.policy_key.public_key()).policy
+            version = stored.version
+        self._policy = (time.monotonic(), version, policy)
+        return policy
+
+    def invalidate_policy(self) -> None:
+        self._policy = (0.0, None, None)
+
+    # --- appraisal ----------------------------------------------------------------------
+    def appraise(
+        self,
+        data: bytes,
+        *,
+        at: dt.datetime,
+        format: str = "auto",
+        nonce: bytes | None = None,
+        spki: bytes | None = None,
+        extra_collateral: Collateral | None = None,
+        policy: Policy | None = None,
+        use_active_policy: bool = True,
+    ) -> Appraisal:
+        """Verify ``data`` and hold it against the policy; never raises for bad evidence.
+
+        When ``nonce`` is given, the report data must bind it (and ``spki``, the workload key,
+        or no key) as DESIGN.md says: ``SHA-512("veritee-v1" || nonce || SHA-256(spki))``.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        collateral = self.collateral()
+        if extra_collateral is not None:
+            collateral = collateral.merged(extra_collateral)
+        try:
+            ev = evidence.verify(data, collateral=collateral, at=at, format=format)
+        except UsageError as e:
+            return Appraisal(None, refused_for_error(MalformedError(e.message, code=e.code)), digest)
+        except VeriteeError as e:
+            return Appraisal(None, refused_for_error(e), digest)
+        if policy is None and use_active_policy:
+            policy = self.policy()
+        if policy is None:
+            decision = Decision(policy_name=None)
+            decision.refuse("no_policy", "no appraisal policy is installed in this domain")
+        else:
+            decision = appraise(ev, policy)
+        if nonce is not None:
+            expected = report_data_for(nonce, spki or b"")
+            if str(ev.claims.get("report_data", "")).lower() != expected.hex():
+                decision.refuse(
+                    "binding_mismatch",
+                    "report data does not bind this nonce"
+                    + (" and the presented public key" if spki else ""),
+                    claim="instance-identity",
+                )
+            else:
+                decision.affirm("fresh_and_bound", claim="instance-identity")
+        return Appraisal(ev, decision, digest)
+
+    def verification_error(self, appraisal: Appraisal) -> VerificationError:
+        """A 403 error carrying every reason of a refused appraisal."""
+        err = VerificationError(
+            "attestation refused: " + "; ".join(r.message for r in appraisal.decision.reasons),
+            code="attestation_refused",
+        )
+        err.reasons = [r.to_json() for r in appraisal.decision.reasons]  # type: ignore[attr-defined]
+        return err

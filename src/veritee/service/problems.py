@@ -1,0 +1,87 @@
+"""Errors as RFC 9457 problem details: the one place that maps the error tree to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from veritee.errors import (
+    AuthenticationError,
+    MalformedError,
+    NonceError,
+    NotFoundError,
+    OversizedError,
+    PolicyError,
+    StorageError,
+    UsageError,
+    VerificationError,
+    VeriteeError,
+)
+
+__all__ = ["PROBLEM_BASE", "install_handlers", "problem", "status_for"]
+
+PROBLEM_BASE = "https://veritee.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def status_for(error: VeriteeError) -> int:
+    if isinstance(error, OversizedError):
+        return 413
+    if isinstance(error, MalformedError | UsageError | PolicyError):
+        return 400
+    if isinstance(error, NonceError):
+        return 409 if error.code == "nonce_reused" else 400
+    if isinstance(error, AuthenticationError):
+        return 401
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, VerificationError):
+        return 403
+    if isinstance(error, StorageError):
+        return 503
+    return 500
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": title, "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VeriteeError)
+    async def _veritee(_: Request, exc: VeriteeError) -> JSONResponse:
+        status = status_for(exc)
+        extra: dict[str, Any] = {}
+        reasons = getattr(exc, "reasons", None)
+        if reasons:
+            extra["reasons"] = reasons
+        return problem(status, exc.code, type(exc).__name__, exc.message, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
+            for e in exc.errors()[:10]
+        ]
+        return problem(400, "malformed_request", "Malformed request", "the request body is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "oversized"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Never echo the exception text: it may quote input. The log has the type only.
+        import logging
+
+        logging.getLogger("veritee.service").error("unexpected error: %s", type(exc).__name__)
+        return problem(500, "internal", "Internal error")

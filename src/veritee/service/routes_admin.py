@@ -1,0 +1,104 @@
+"""Operator endpoints (admin credential required): policy, dry run, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from veritee.appraisal import SignedPolicy, load_policy
+from veritee.errors import MalformedError, NotFoundError
+from veritee.service.auth import require_admin
+from veritee.service.context import ServiceContext
+from veritee.service.schemas import DryRunRequest, decode_b64
+from veritee.service.storage import verify_audit_chain
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+MAX_POLICY = 1024 * 1024
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+@router.get("/policy", summary="The active appraisal policy")
+def get_policy(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    with ctx.storage.transaction() as tx:
+        stored = tx.active_policy()
+    if stored is None:
+        raise NotFoundError("no appraisal policy is installed", code="no_policy")
+    signed = SignedPolicy.from_bytes(stored.document, ctx.domain.policy_key.public_key())
+    return {"version": stored.version, "digest": stored.digest, "policy": signed.policy.to_json()}
+
+
+@router.put("/policy", summary="Install a signed appraisal policy (envelope from `veritee policy sign`)")
+async def put_policy(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    body = await request.body()
+    if len(body) > MAX_POLICY:
+        raise MalformedError("policy too large", code="oversized")
+    # Refuses unsigned or wrongly signed policies (PolicyError -> 400).
+    signed = SignedPolicy.from_bytes(body, ctx.domain.policy_key.public_key())
+    now = ctx.now()
+    digest = hashlib.sha256(body).hexdigest()
+    with ctx.storage.transaction() as tx:
+        version = tx.put_policy(name=signed.policy.name, document=body, digest=digest, actor="admin", now=now)
+        tx.append_audit(
+            kind="policy.put", actor="admin", subject=signed.policy.name, decision=None,
+            details={"version": version, "envelope_sha256": digest, "policy_digest": signed.policy.digest},
+            now=now,
+        )
+    ctx.invalidate_policy()
+    return {"name": signed.policy.name, "version": version, "digest": digest}
+
+
+@router.post("/policy/dry-run", summary="Evaluate evidence against a draft policy without installing it")
+def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    policy = load_policy(body.policy)
+    if body.at:
+        try:
+            at = dt.datetime.fromisoformat(body.at.replace("Z", "+00:00"))
+        except ValueError:
+            raise MalformedError("at is not an ISO-8601 time", field="at") from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)
+    else:
+        at = ctx.now()
+    from veritee.collateral import Collateral
+
+    extra = (
+        Collateral.from_blobs((c.name, decode_b64(c.data, c.name)) for c in body.collateral)
+        if body.collateral
+        else None
+    )
+    appraisal = ctx.appraise(
+        decode_b64(body.evidence, "evidence"), at=at, format=body.format,
+        extra_collateral=extra, policy=policy,
+    )
+    return {"dry_run": True, **appraisal.decision.to_json(), "claims": appraisal.claims}
+
+
+@router.get("/audit", summary="Audit entries in order")
+def audit(
+    request: Request,
+    after: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    with ctx.storage.transaction() as tx:
+        entries = tx.audit_entries(after_seq=after, limit=limit)
+    return {"entries": [e.as_dict() for e in entries]}
+
+
+@router.get("/audit/verify", summary="Check the audit hash chain")
+def audit_verify(request: Request) -> dict[str, Any]:
+    report = verify_audit_chain(_ctx(request).storage)
+    return {"ok": report.ok, "count": report.count, "first_broken": report.first_broken, "message": report.message}

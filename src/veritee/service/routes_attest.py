@@ -1,0 +1,150 @@
+"""Workload-facing endpoints: challenge, attest (EAR token) and certify (admission cert)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import APIRouter, Request
+
+from veritee.binding import spki_der
+from veritee.domain import issue_admission_certificate
+from veritee.errors import MalformedError, NonceError
+from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.schemas import AttestRequest, CertifyRequest
+from veritee.tokens import issue_ear
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["attestation"])
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+@router.post("/challenge", summary="A single-use nonce with a short lifetime")
+def challenge(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    now = ctx.now()
+    with ctx.storage.transaction() as tx:
+        nonce = tx.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
+    return {"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()}
+
+
+def _load_workload_key(pem: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        raise MalformedError("public_key is not a PEM SubjectPublicKeyInfo", field="public_key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in (256, 384):
+        raise MalformedError("public_key must be ECDSA P-256 or P-384", field="public_key")
+    return key
+
+
+def _consume_and_audit(
+    ctx: ServiceContext,
+    *,
+    kind: str,
+    nonce: bytes,
+    now: dt.datetime,
+    appraisal: Appraisal,
+    extra: dict[str, Any] | None = None,
+    certificate: tuple[Any, str] | None = None,
+) -> None:
+    """Consume the nonce and write the decision's audit record in ONE transaction."""
+    details = appraisal.audit_details() | (extra or {})
+    decision = "accept" if appraisal.decision.accepted else "reject"
+    try:
+        with ctx.storage.transaction() as tx:
+            tx.consume_nonce(nonce, now=now)
+            if certificate is not None:
+                cert, pem = certificate
+                tx.record_certificate(
+                    serial=cert.serial_number,
+                    subject_key_sha256=extra["subject_key_sha256"] if extra else "",
+                    measurement=str(details.get("measurement") or ""),
+                    platform=str(details.get("platform") or ""),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    pem=pem,
+                )
+            tx.append_audit(
+                kind=kind, actor="workload", subject=str(details.get("measurement") or "-"),
+                decision=decision, details=details, now=now,
+            )
+    except NonceError as e:
+        # The refusal of a bad nonce is a decision too: record it on its own.
+        with ctx.storage.transaction() as tx:
+            tx.append_audit(
+                kind=f"{kind}.nonce_rejected", actor="workload",
+                subject=str(details.get("measurement") or "-"), decision="reject",
+                details={"reason": e.code, "evidence_sha256": appraisal.evidence_sha256}, now=now,
+            )
+        ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="nonce_rejected")
+        raise
+    ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome=decision)
+
+
+@router.post("/attest", summary="Evidence + nonce -> an EAR attestation-result token")
+def attest(body: AttestRequest, request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    data, nonce = body.evidence_bytes(), body.nonce_bytes()
+    spki = spki_der(_load_workload_key(body.public_key)) if body.public_key else None
+    now = ctx.now()
+    appraisal = ctx.appraise(
+        data, at=now, format=body.format, nonce=nonce, spki=spki,
+        extra_collateral=body.extra_collateral(),
+    )
+    _consume_and_audit(ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
+    d = ctx.domain
+    token = issue_ear(
+        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
+        claims=appraisal.claims, nonce=nonce, now=now,
+    )
+    return {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
+
+
+@router.post("/certify", summary="Evidence binding nonce + key -> an X.509 admission certificate")
+def certify(body: CertifyRequest, request: Request) -> dict[str, Any]:
+    import hashlib
+
+    ctx = _ctx(request)
+    data, nonce = body.evidence_bytes(), body.nonce_bytes()
+    key = _load_workload_key(body.public_key)
+    spki = spki_der(key)
+    now = ctx.now()
+    appraisal = ctx.appraise(
+        data, at=now, format=body.format, nonce=nonce, spki=spki,
+        extra_collateral=body.extra_collateral(),
+    )
+    extra = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
+    if not appraisal.decision.accepted:
+        _consume_and_audit(ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
+        raise ctx.verification_error(appraisal)
+    policy = ctx.policy()
+    lifetime = dt.timedelta(seconds=policy.certificate_lifetime if policy else 3600)
+    cert = issue_admission_certificate(
+        ctx.domain, key, claims=appraisal.claims or {}, now=now, lifetime=lifetime
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    extra["serial"] = format(cert.serial_number, "x")
+    _consume_and_audit(
+        ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra,
+        certificate=(cert, pem),
+    )
+    d = ctx.domain
+    token = issue_ear(
+        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
+        claims=appraisal.claims, nonce=nonce, now=now,
+    )
+    return {
+        "certificate": pem,
+        "ca_certificate": d.ca_pem.decode(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "token": token,
+        **appraisal.decision.to_json(),
+    }

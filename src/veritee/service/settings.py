@@ -1,0 +1,21 @@
+"""Service settings: where the domain lives, which database, limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    #: SQLAlchemy URL; None = the embedded SQLite database in the data folder.
+    database_url: str | None = None
+    nonce_ttl: dt.timedelta = dt.timedelta(seconds=120)
+    max_body_bytes: int = 1024 * 1024
+    #: How long a policy read from the database is cached before it is checked again.
+    policy_cache_seconds: float = 1.0
+    issuer: str = "veritee"
