@@ -1,0 +1,361 @@
+"""The workload's key store: its key, admission certificate and named secrets, sealed at rest.
+
+One file holds everything, sealed with :func:`veritee.sdk.sealing.seal` (associated data
+``b"veritee-keystore-v1"``), so only the same workload (same measurement) on the same platform
+can open it. Its plaintext is a CBOR map (RFC 8949)::
+
+    {"v": 1,
+     "key": PKCS#8 DER of the workload's ECDSA P-256 key, or null,
+     "cert": PEM of the admission certificate, or null,
+     "chain": [PEM of intermediate CA certificates],
+     "ca": PEM of the domain CA certificate, or null,
+     "items": {name: bytes}}
+
+Every change rewrites the file atomically (temporary file in the same folder, ``fsync``,
+``rename``, ``fsync`` of the folder), mode 0600, so a crash leaves either the old or the new
+store. A store that exists but does not unseal raises :class:`SealingError` naming the file when
+the :class:`KeyStore` is opened; it is never overwritten (move it away to start afresh).
+
+Not covered: rollback (the host can put back an older sealed file; there is no monotonic
+counter), and several processes writing one store at once (one process per store).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee.errors import SealingError, StorageError, UsageError
+from veritee.platforms.base import Platform
+from veritee.sdk.sealing import seal, unseal
+
+__all__ = ["DEFAULT_RENEWAL_MARGIN", "KEYSTORE_AAD", "KeyStore"]
+
+KEYSTORE_AAD = b"veritee-keystore-v1"
+FORMAT_VERSION = 1
+#: Renew this long before the admission certificate expires, unless told otherwise.
+DEFAULT_RENEWAL_MARGIN = timedelta(minutes=5)
+MAX_STORE_BYTES = 64 * 1024 * 1024
+MAX_NAME_LEN = 128
+
+
+@dataclass(frozen=True)
+class _Contents:
+    key: bytes | None = None
+    cert: bytes | None = None
+    chain: tuple[bytes, ...] = ()
+    ca: bytes | None = None
+    items: dict[str, bytes] = field(default_factory=dict)
+
+    def to_cbor(self) -> bytes:
+        return cbor2.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "key": self.key,
+                "cert": self.cert,
+                "chain": list(self.chain),
+                "ca": self.ca,
+                "items": dict(self.items),
+            }
+        )
+
+    @classmethod
+    def from_cbor(cls, raw: bytes, path: Path) -> _Contents:
+        def bad(what: str) -> SealingError:
+            return SealingError(f"key store {path}: {what}", code="keystore_corrupt")
+
+        try:
+            doc: Any = cbor2.loads(raw)
+        except Exception:  # cbor2 raises several types on bad input
+            raise bad("contents do not decode") from None
+        if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
+            raise bad(f"unsupported format (this build reads version {FORMAT_VERSION})")
+
+        def opt_bytes(name: str) -> bytes | None:
+            value = doc.get(name)
+            if value is not None and not isinstance(value, bytes):
+                raise bad(f"field {name} is not bytes")
+            return value
+
+        chain = doc.get("chain", [])
+        items = doc.get("items", {})
+        if not isinstance(chain, list) or not all(isinstance(c, bytes) for c in chain):
+            raise bad("field chain is not a list of bytes")
+        if not isinstance(items, dict) or not all(
+            isinstance(k, str) and isinstance(v, bytes) for k, v in items.items()
+        ):
+            raise bad("field items is not a map of names to bytes")
+        return cls(
+            key=opt_bytes("key"),
+            cert=opt_bytes("cert"),
+            chain=tuple(chain),
+            ca=opt_bytes("ca"),
+            items=dict(items),
+        )
+
+
+def _load_cert(pem: bytes, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise UsageError(f"{what} is not a PEM X.509 certificate", code="bad_certificate") from None
+
+
+def _spki(key: ec.EllipticCurvePublicKey | Any) -> bytes:
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+class KeyStore:
+    """A sealed, atomically written store at ``path`` for the workload on ``platform``.
+
+    Opening reads and unseals the file if it exists: :class:`SealingError` (naming the file) if
+    it does not unseal here, :class:`StorageError` if it cannot be read. Methods are thread-safe.
+    """
+
+    def __init__(self, path: Path, platform: Platform) -> None:
+        self._path = Path(path)
+        self._platform = platform
+        self._lock = threading.RLock()
+        self._contents = self._read()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- the workload key ---------------------------------------------------------------------
+
+    def private_key(self) -> ec.EllipticCurvePrivateKey | None:
+        """The stored workload key, or None before :meth:`load_or_create_key`."""
+        with self._lock:
+            der = self._contents.key
+        if der is None:
+            return None
+        try:
+            key = serialization.load_der_private_key(der, password=None)
+        except ValueError:
+            raise SealingError(
+                f"key store {self._path}: stored key does not parse", code="keystore_corrupt"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise SealingError(
+                f"key store {self._path}: stored key is not an EC key", code="keystore_corrupt"
+            )
+        return key
+
+    def load_or_create_key(self) -> ec.EllipticCurvePrivateKey:
+        """The workload's ECDSA P-256 key: the stored one, or a new one (stored before return)."""
+        with self._lock:
+            key = self.private_key()
+            if key is None:
+                key = ec.generate_private_key(ec.SECP256R1())
+                self._update(key=_pkcs8(key))
+            return key
+
+    def rotate_key(self) -> ec.EllipticCurvePrivateKey:
+        """Replace the key with a new one and drop the certificate issued for the old one."""
+        with self._lock:
+            key = ec.generate_private_key(ec.SECP256R1())
+            self._update(key=_pkcs8(key), cert=None, chain=())
+            return key
+
+    # -- certificates -------------------------------------------------------------------------
+
+    def save_certificate(
+        self,
+        pem: bytes,
+        *,
+        chain: Sequence[bytes] = (),
+        ca_certificate: bytes | None = None,
+    ) -> x509.Certificate:
+        """Store the admission certificate (plus intermediates and, if given, the domain CA).
+
+        Raises :class:`UsageError` if a PEM does not parse or the certificate is not for the
+        stored key (call :meth:`load_or_create_key` first).
+        """
+        cert = _load_cert(pem, "admission certificate")
+        for i, c in enumerate(chain):
+            _load_cert(c, f"chain certificate {i}")
+        if ca_certificate is not None:
+            _load_cert(ca_certificate, "CA certificate")
+        with self._lock:
+            key = self.private_key()
+            if key is None or _spki(key.public_key()) != _spki(cert.public_key()):
+                raise UsageError(
+                    "admission certificate is not for this key store's key",
+                    code="certificate_key_mismatch",
+                )
+            changes: dict[str, Any] = {"cert": bytes(pem), "chain": tuple(bytes(c) for c in chain)}
+            if ca_certificate is not None:
+                changes["ca"] = bytes(ca_certificate)
+            self._update(**changes)
+        return cert
+
+    def save_ca_certificate(self, pem: bytes) -> x509.Certificate:
+        """Store the domain CA certificate (the trust anchor for attested channels)."""
+        cert = _load_cert(pem, "CA certificate")
+        with self._lock:
+            self._update(ca=bytes(pem))
+        return cert
+
+    def certificate(self) -> x509.Certificate | None:
+        """The stored admission certificate, or None."""
+        with self._lock:
+            pem = self._contents.cert
+        return None if pem is None else self._parse_stored(pem, "admission certificate")
+
+    def chain(self) -> list[x509.Certificate]:
+        """Intermediate CA certificates stored with the admission certificate."""
+        with self._lock:
+            pems = self._contents.chain
+        return [self._parse_stored(p, "chain certificate") for p in pems]
+
+    def ca_certificate(self) -> x509.Certificate | None:
+        """The stored domain CA certificate, or None."""
+        with self._lock:
+            pem = self._contents.ca
+        return None if pem is None else self._parse_stored(pem, "CA certificate")
+
+    def needs_renewal(self, now: datetime, margin: timedelta = DEFAULT_RENEWAL_MARGIN) -> bool:
+        """True if there is no usable admission certificate at ``now`` + ``margin``.
+
+        That is: no key or no certificate, a certificate for another key, a certificate not yet
+        valid at ``now``, or one that expires within ``margin`` of ``now``.
+        """
+        if now.tzinfo is None:
+            raise UsageError("now must be timezone-aware", code="naive_datetime")
+        if margin < timedelta(0):
+            raise UsageError("margin must not be negative")
+        with self._lock:
+            cert = self.certificate()
+            key = self.private_key()
+        if cert is None or key is None:
+            return True
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            return True
+        now = now.astimezone(UTC)
+        return now < cert.not_valid_before_utc or now + margin >= cert.not_valid_after_utc
+
+    # -- named items --------------------------------------------------------------------------
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` (replacing any previous value)."""
+        _check_name(name)
+        if not isinstance(data, bytes | bytearray):
+            raise UsageError("key store items are bytes")
+        with self._lock:
+            items = dict(self._contents.items)
+            items[name] = bytes(data)
+            self._update(items=items)
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes stored under ``name``, or None."""
+        _check_name(name)
+        with self._lock:
+            return self._contents.items.get(name)
+
+    def delete(self, name: str) -> bool:
+        """Remove ``name``; True if it was there."""
+        _check_name(name)
+        with self._lock:
+            if name not in self._contents.items:
+                return False
+            items = dict(self._contents.items)
+            del items[name]
+            self._update(items=items)
+            return True
+
+    def names(self) -> list[str]:
+        """Names of the stored items, sorted."""
+        with self._lock:
+            return sorted(self._contents.items)
+
+    # -- file handling ------------------------------------------------------------------------
+
+    def _parse_stored(self, pem: bytes, what: str) -> x509.Certificate:
+        try:
+            return x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise SealingError(
+                f"key store {self._path}: stored {what} does not parse", code="keystore_corrupt"
+            ) from None
+
+    def _read(self) -> _Contents:
+        try:
+            with open(self._path, "rb") as f:
+                blob = f.read(MAX_STORE_BYTES + 1)
+        except FileNotFoundError:
+            return _Contents()
+        except OSError as exc:
+            raise StorageError(
+                f"key store {self._path} cannot be read: {exc.strerror}", code="keystore_io"
+            ) from None
+        if len(blob) > MAX_STORE_BYTES:
+            raise SealingError(
+                f"key store {self._path} is larger than {MAX_STORE_BYTES} bytes",
+                code="keystore_corrupt",
+            )
+        try:
+            raw = unseal(self._platform, blob, aad=KEYSTORE_AAD)
+        except SealingError as exc:
+            raise SealingError(
+                f"key store {self._path} does not unseal: {exc.message}; it was left untouched",
+                code=exc.code,
+            ) from None
+        return _Contents.from_cbor(raw, self._path)
+
+    def _update(self, **changes: Any) -> None:
+        new = replace(self._contents, **changes)
+        self._write(seal(self._platform, new.to_cbor(), aad=KEYSTORE_AAD))
+        self._contents = new
+
+    def _write(self, blob: bytes) -> None:
+        folder = self._path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # mkstemp creates the file 0600 with O_EXCL in the same folder (same file system).
+            fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self._path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise StorageError(
+                f"key store {self._path} cannot be written: {exc.strerror}", code="keystore_io"
+            ) from None
+
+
+def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LEN:
+        raise UsageError(f"item names are 1..{MAX_NAME_LEN} characters", code="bad_item_name")

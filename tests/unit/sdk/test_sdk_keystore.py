@@ -1,0 +1,184 @@
+"""KeyStore: sealed at rest, survives restarts, refuses tampering, renewal logic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sdk_pki import HkdfPlatform, TestCA, measurement_of, now
+
+from veritee.errors import SealingError, UsageError
+from veritee.sdk import keystore as keystore_mod
+from veritee.sdk.keystore import KeyStore
+
+PEM = serialization.Encoding.PEM
+
+
+@pytest.fixture
+def platform() -> HkdfPlatform:
+    return HkdfPlatform(measurement_of("ks-workload"))
+
+
+@pytest.fixture
+def ca() -> TestCA:
+    return TestCA()
+
+
+def _key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_all_exported() -> None:
+    for name in keystore_mod.__all__:
+        assert hasattr(keystore_mod, name)
+
+
+def test_empty_store_writes_nothing(tmp_path: Path, platform: HkdfPlatform) -> None:
+    ks = KeyStore(tmp_path / "ks.bin", platform)
+    assert ks.private_key() is None and ks.certificate() is None and ks.ca_certificate() is None
+    assert ks.get("x") is None and ks.names() == []
+    assert not (tmp_path / "ks.bin").exists()
+
+
+def test_persists_across_restart(tmp_path: Path, platform: HkdfPlatform, ca: TestCA) -> None:
+    path = tmp_path / "sub" / "ks.bin"
+    ks = KeyStore(path, platform)
+    key = ks.load_or_create_key()
+    assert isinstance(key.curve, ec.SECP256R1)
+    cert = ca.issue(key.public_key(), measurement=platform.measurement)
+    ks.save_certificate(cert.public_bytes(PEM), ca_certificate=ca.cert.public_bytes(PEM))
+    ks.put("log-key", b"\x01" * 32)
+    ks.put("other", b"")
+
+    # At rest: 0600, sealed, neither the key nor the item in the clear.
+    raw = path.read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert raw.startswith(b"VTSB")
+    assert _key_bytes(key)[-32:] not in raw and b"\x01" * 32 not in raw
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+    again = KeyStore(path, platform)  # the "restart"
+    assert _key_bytes(again.load_or_create_key()) == _key_bytes(key)
+    assert again.certificate() == cert
+    assert again.ca_certificate() == ca.cert
+    assert again.chain() == []
+    assert again.get("log-key") == b"\x01" * 32 and again.get("other") == b""
+    assert again.names() == ["log-key", "other"]
+    assert not again.needs_renewal(now())
+    assert again.delete("other") and not again.delete("other")
+    assert KeyStore(path, platform).names() == ["log-key"]
+
+
+def test_other_measurement_cannot_open(tmp_path: Path, platform: HkdfPlatform) -> None:
+    path = tmp_path / "ks.bin"
+    KeyStore(path, platform).load_or_create_key()
+    other = HkdfPlatform(measurement_of("other-workload"), secret=platform.secret)
+    with pytest.raises(SealingError) as e:
+        KeyStore(path, other)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("mutation", ["flip", "truncate", "empty", "garbage"])
+def test_tampered_store_refused_and_kept(
+    tmp_path: Path, platform: HkdfPlatform, mutation: str
+) -> None:
+    path = tmp_path / "ks.bin"
+    KeyStore(path, platform).put("secret", b"s3cret")
+    raw = bytearray(path.read_bytes())
+    if mutation == "flip":
+        raw[len(raw) // 2] ^= 0x80
+    elif mutation == "truncate":
+        raw = raw[:-5]
+    elif mutation == "empty":
+        raw = bytearray()
+    else:
+        raw = bytearray(b"\x00garbage" * 10)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SealingError) as e:
+        KeyStore(path, platform)
+    assert str(path) in str(e.value) and "untouched" in str(e.value)
+    assert path.read_bytes() == bytes(raw)  # not silently overwritten
+
+
+def test_sealed_blob_for_another_purpose_is_not_a_store(
+    tmp_path: Path, platform: HkdfPlatform
+) -> None:
+    from veritee.sdk.sealing import seal
+
+    path = tmp_path / "ks.bin"
+    path.write_bytes(seal(platform, b"not a key store"))  # other aad
+    with pytest.raises(SealingError):
+        KeyStore(path, platform)
+
+
+def test_certificate_must_match_key(tmp_path: Path, platform: HkdfPlatform, ca: TestCA) -> None:
+    ks = KeyStore(tmp_path / "ks.bin", platform)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    cert = ca.issue(stranger.public_key(), measurement=platform.measurement)
+    with pytest.raises(UsageError) as e:
+        ks.save_certificate(cert.public_bytes(PEM))  # no key yet
+    assert e.value.code == "certificate_key_mismatch"
+    ks.load_or_create_key()
+    with pytest.raises(UsageError):
+        ks.save_certificate(cert.public_bytes(PEM))
+    with pytest.raises(UsageError) as e:
+        ks.save_certificate(b"not pem")
+    assert e.value.code == "bad_certificate"
+    assert ks.certificate() is None
+
+
+def test_renewal_logic(tmp_path: Path, platform: HkdfPlatform, ca: TestCA) -> None:
+    ks = KeyStore(tmp_path / "ks.bin", platform)
+    t = now()
+    assert ks.needs_renewal(t)  # no key, no certificate
+    key = ks.load_or_create_key()
+    assert ks.needs_renewal(t)  # no certificate
+    cert = ca.issue(
+        key.public_key(),
+        measurement=platform.measurement,
+        not_before=t - dt.timedelta(minutes=1),
+        not_after=t + dt.timedelta(hours=1),
+    )
+    ks.save_certificate(cert.public_bytes(PEM))
+    not_after = cert.not_valid_after_utc
+    assert not ks.needs_renewal(t)
+    assert not ks.needs_renewal(t, margin=dt.timedelta(minutes=30))
+    assert ks.needs_renewal(t, margin=dt.timedelta(minutes=61))
+    assert ks.needs_renewal(not_after - dt.timedelta(minutes=4))  # default margin 5 min
+    assert not ks.needs_renewal(not_after - dt.timedelta(minutes=6))
+    assert ks.needs_renewal(not_after + dt.timedelta(seconds=1))
+    assert ks.needs_renewal(t - dt.timedelta(minutes=2))  # before not_before
+    with pytest.raises(UsageError):
+        ks.needs_renewal(dt.datetime.now())  # naive  # noqa: DTZ005
+    # A new key drops the certificate issued for the old one.
+    new_key = ks.rotate_key()
+    assert _key_bytes(new_key) != _key_bytes(key)
+    assert ks.certificate() is None and ks.needs_renewal(t)
+
+
+def test_item_names_checked(tmp_path: Path, platform: HkdfPlatform) -> None:
+    ks = KeyStore(tmp_path / "ks.bin", platform)
+    for bad in ("", "x" * 129):
+        with pytest.raises(UsageError):
+            ks.put(bad, b"v")
+    with pytest.raises(UsageError):
+        ks.put("name", "not bytes")  # type: ignore[arg-type]
+
+
+def test_with_simulated_platform(tmp_path: Path) -> None:
+    from veritee.platforms.simulated import SimulatedPlatform
+
+    plat = SimulatedPlatform(tmp_path / "plat", measurement=measurement_of("app"))
+    path = tmp_path / "ks.bin"
+    key = KeyStore(path, plat).load_or_create_key()
+    again = SimulatedPlatform(tmp_path / "plat", measurement=measurement_of("app"))
+    assert _key_bytes(KeyStore(path, again).load_or_create_key()) == _key_bytes(key)
+    upgraded = SimulatedPlatform(tmp_path / "plat", measurement=measurement_of("app v2"))
+    with pytest.raises(SealingError):
+        KeyStore(path, upgraded)
