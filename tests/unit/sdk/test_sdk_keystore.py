@@ -155,7 +155,7 @@ def test_renewal_logic(tmp_path: Path, platform: HkdfPlatform, ca: TestCA) -> No
     assert ks.needs_renewal(not_after + dt.timedelta(seconds=1))
     assert ks.needs_renewal(t - dt.timedelta(minutes=2))  # before not_before
     with pytest.raises(UsageError):
-        ks.needs_renewal(dt.datetime.now())  # naive  # noqa: DTZ005
+        ks.needs_renewal(dt.datetime.now())  # naive
     # A new key drops the certificate issued for the old one.
     new_key = ks.rotate_key()
     assert _key_bytes(new_key) != _key_bytes(key)
