@@ -1,0 +1,243 @@
+"""``ConfidentialLogHandler``: a standard :class:`logging.Handler` that keeps secrets from the host.
+
+* development / testing: each formatted record goes, as plaintext, to ``plain_stream``;
+* staging / production: each formatted record is encrypted (AES-256-GCM, per-epoch key) and
+  appended to the signed Merkle log (:class:`~veritee.logs.writer.LogWriter`). The only thing the
+  host may additionally see is a catalogue notice (``VT-nnnn title``) on ``host_stream`` for
+  records at ``notice_level`` or above; never the message.
+
+Before the control plane is up (no attested signing key yet), records are held in a
+:class:`PendingBuffer`: AEAD-encrypted under a random buffer key that is itself protected by the
+platform's ``seal`` callable, optionally persisted to a host file, and replayed in order into the
+log by :meth:`ConfidentialLogHandler.attach_control_plane`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from veritee.errors import MalformedError, SealingError
+from veritee.logs.catalogue import classify, lookup
+from veritee.logs.ratchet import KEY_SIZE, wipe
+from veritee.logs.writer import LogWriter
+from veritee.profiles import Profile
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "PENDING_MAGIC",
+    "ConfidentialLogHandler",
+    "PendingBuffer",
+    "load_pending",
+]
+
+DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PENDING_MAGIC = b"VTLOGPND"
+_PENDING_AAD = b"veritee-log-pending-v1"
+_LEN = struct.Struct(">I")
+
+Seal = Callable[[bytes], bytes]
+Unseal = Callable[[bytes], bytes]
+
+
+class PendingBuffer:
+    """Records held sealed until the control plane is attached.
+
+    File layout (when ``path`` is given): ``"VTLOGPND" | u32 len | seal(buffer key)`` then per
+    record ``u32 len | nonce(12) | AES-256-GCM(record, aad="veritee-log-pending-v1"||u64 seq)``.
+    """
+
+    def __init__(self, seal: Seal | None, *, path: Path | None = None, limit: int = 10_000) -> None:
+        self._key = bytearray(os.urandom(KEY_SIZE))
+        self._aead = AESGCM(self._key)
+        self._items: list[bytes] = []
+        self._limit = limit
+        self.dropped = 0
+        self._file = None
+        if path is not None:
+            if seal is None:
+                raise SealingError("a persisted pending buffer needs a seal function",
+                                   code="no_seal")  # fmt: skip
+            sealed = seal(bytes(self._key))
+            self._file = open(path, "xb")
+            self._file.write(PENDING_MAGIC + _LEN.pack(len(sealed)) + sealed)
+            self._file.flush()
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, plaintext: bytes) -> bool:
+        if len(self._items) >= self._limit:
+            self.dropped += 1
+            return False
+        nonce = os.urandom(12)
+        item = nonce + self._aead.encrypt(nonce, plaintext, _aad(len(self._items)))
+        self._items.append(item)
+        if self._file is not None:
+            self._file.write(_LEN.pack(len(item)) + item)
+            self._file.flush()
+        return True
+
+    def drain(self) -> list[bytes]:
+        """Decrypt every held record in order, erase the buffer key and remove the file."""
+        out = [
+            self._aead.decrypt(item[:12], item[12:], _aad(i)) for i, item in enumerate(self._items)
+        ]
+        self._items.clear()
+        wipe(self._key)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+        return out
+
+
+def _aad(seq: int) -> bytes:
+    return _PENDING_AAD + struct.pack(">Q", seq)
+
+
+def load_pending(path: Path, unseal: Unseal) -> list[bytes]:
+    """Recover records from a pending file left by an earlier run (same measurement)."""
+    data = path.read_bytes()
+    if data[:8] != PENDING_MAGIC or len(data) < 12:
+        raise MalformedError("not a pending log buffer", field="pending.magic", offset=0)
+    (n,) = _LEN.unpack_from(data, 8)
+    pos = 12 + n
+    if pos > len(data):
+        raise MalformedError("truncated sealed key", field="pending.sealed_key", offset=12)
+    key = bytearray(unseal(data[12:pos]))
+    aead = AESGCM(key)
+    wipe(key)
+    out: list[bytes] = []
+    while pos + 4 <= len(data):
+        (n,) = _LEN.unpack_from(data, pos)
+        item = data[pos + 4 : pos + 4 + n]
+        if len(item) != n or n < 28:
+            break  # a record cut by a crash mid-write: the rest is unrecoverable
+        try:
+            out.append(aead.decrypt(item[:12], item[12:], _aad(len(out))))
+        except InvalidTag:
+            raise SealingError("pending log record does not decrypt", code="pending_tampered",
+                               ) from None  # fmt: skip
+        pos += 4 + n
+    return out
+
+
+class ConfidentialLogHandler(logging.Handler):
+    """A logging handler whose output is safe for the host in the profile it runs in."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        writer: LogWriter | None = None,
+        plain_stream: TextIO | None = None,
+        host_stream: TextIO | None = None,
+        notice_level: int = logging.WARNING,
+        seal: Seal | None = None,
+        pending_path: Path | None = None,
+        pending_limit: int = 10_000,
+        level: int = logging.NOTSET,
+    ) -> None:
+        super().__init__(level)
+        self.profile = profile
+        self.setFormatter(logging.Formatter(DEFAULT_FORMAT))
+        self._writer = writer
+        self._plain = plain_stream
+        self._host = host_stream
+        self._notice_level = notice_level
+        self._pending: PendingBuffer | None = None
+        if profile.encrypts_logs and writer is None:
+            self._pending = PendingBuffer(seal, path=pending_path, limit=pending_limit)
+
+    @property
+    def writer(self) -> LogWriter | None:
+        return self._writer
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) if self._pending is not None else 0
+
+    def attach_control_plane(self, writer: LogWriter) -> int:
+        """Start writing to ``writer``; replay the pending records first. Returns how many."""
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._writer = writer
+            if self._pending is None:
+                return 0
+            records = self._pending.drain()
+            self._pending = None
+            for rec in records:
+                writer.append(rec)
+            writer.flush()
+            return len(records)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if not self.profile.encrypts_logs:
+                stream = self._plain if self._plain is not None else sys.stderr
+                stream.write(text + "\n")
+                return
+            data = text.encode("utf-8", "backslashreplace")
+            index: int | None = None
+            if self._writer is not None:
+                index = self._writer.append(data)
+            elif self._pending is not None and not self._pending.add(data):
+                self._notice(lookup("VT-0102").public_text(), None)
+                return
+            if record.levelno >= self._notice_level:
+                self._notice(self._public_text(record), index)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._writer is not None and self.profile.encrypts_logs:
+                self._writer.flush()
+            for s in (self._plain, self._host):
+                if s is not None:
+                    s.flush()
+
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._writer is not None:
+                self._writer.close()
+        super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """In staging/production print the catalogue code only, never the record or traceback."""
+        if self.profile.free_form_to_host:
+            super().handleError(record)
+            return
+        if logging.raiseExceptions:
+            self._notice(lookup("VT-0100").public_text(), None)
+
+    def _public_text(self, record: logging.LogRecord) -> str:
+        code = getattr(record, "catalogue_code", None)
+        if isinstance(code, str):
+            try:
+                return lookup(code).public_text()
+            except KeyError:
+                pass
+        if record.exc_info and record.exc_info[1] is not None:
+            return classify(record.exc_info[1]).public_text()
+        return lookup("VT-0200" if record.levelno >= logging.ERROR else "VT-0201").public_text()
+
+    def _notice(self, text: str, index: int | None) -> None:
+        if self._host is None:
+            return
+        where = f" [log leaf {index}]" if index is not None else ""
+        try:
+            self._host.write(f"veritee: {text}{where}\n")
+        except Exception:  # noqa: S110 - a broken host stream must not break the workload
+            pass

@@ -1,0 +1,209 @@
+"""The workload's side of the log: encrypt, append to the Merkle log, write frames to the host.
+
+:class:`SegmentStore` is the host folder (a directory of segment files the host keeps);
+:class:`LogWriter` owns the key ratchet, the AEAD, the compact Merkle range and the signing key.
+Formats are in :mod:`.segment`. Every ``records_per_head`` records, on :meth:`LogWriter.flush`,
+before a segment is rotated, and on close (with the *final* flag) a signed tree head is written,
+so every segment but the last ends with a head covering all its records.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from veritee.errors import UsageError
+from veritee.logs.merkle import CompactRange, leaf_hash
+from veritee.logs.ratchet import KEY_SIZE, KeyRatchet, log_context, wipe
+from veritee.logs.segment import (
+    FRAME_HEAD,
+    FRAME_PREFIX,
+    FRAME_RECORD,
+    NONCE_SIZE,
+    RECORD_HEADER,
+    SegmentHeader,
+    SignedTreeHead,
+    SigningKey,
+    VerifyingKey,
+    record_aad,
+    segment_name,
+)
+
+__all__ = ["LogWriter", "SegmentStore"]
+
+
+class SegmentStore:
+    """A folder of segment files on the host. Refuses a folder that already holds segments."""
+
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if any(self.directory.glob("segment-*.vtlog")):
+            raise UsageError(
+                f"log folder {self.directory} already holds segments; use a fresh folder per log",
+                code="log_folder_in_use",
+            )
+        self._durable = durable
+        self._file: BinaryIO | None = None
+
+    def start(self, header: SegmentHeader) -> None:
+        self.close()
+        path = self.directory / segment_name(header.index)
+        self._file = open(path, "xb", buffering=1 << 16)
+        self._file.write(header.to_bytes())
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise UsageError("segment store is closed", code="log_closed")
+        self._file.write(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            if self._durable:
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.flush()
+            self._file.close()
+            self._file = None
+
+
+class LogWriter:
+    """Encrypts records under the current epoch key and appends them to the signed Merkle log."""
+
+    def __init__(
+        self,
+        store: SegmentStore,
+        *,
+        log_id: str,
+        profile: str,
+        signing_key: SigningKey,
+        log_secret: bytes | bytearray | None = None,
+        records_per_head: int = 1024,
+        records_per_epoch: int = 4096,
+        epoch_seconds: float | None = 300.0,
+        records_per_segment: int = 65536,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if min(records_per_head, records_per_epoch, records_per_segment) < 1:
+            raise UsageError("log intervals must be positive", code="log_config")
+        self.log_id, self.profile = log_id, profile
+        self._log_id_b, self._profile_b = log_id.encode(), profile.encode()
+        self._key = signing_key
+        self._store = store
+        secret = bytearray(os.urandom(KEY_SIZE)) if log_secret is None else bytearray(log_secret)
+        self._ratchet = KeyRatchet(secret, context=log_context(log_id, profile))
+        wipe(secret)
+        self._aead = AESGCM(self._ratchet.record_key)
+        self._range = CompactRange()
+        self._per_head, self._per_epoch = records_per_head, records_per_epoch
+        self._per_segment, self._epoch_seconds = records_per_segment, epoch_seconds
+        self._clock = clock
+        self._epoch_started = clock()
+        self._segment = 0
+        self._in_segment = 0
+        self._since_head = 0
+        self._closed = False
+        self.last_head: SignedTreeHead | None = None
+        store.start(SegmentHeader(0, 0, log_id, profile))
+
+    @property
+    def signing_public_key(self) -> VerifyingKey:
+        return self._key.public_key()
+
+    @property
+    def size(self) -> int:
+        return self._range.size
+
+    @property
+    def epoch(self) -> int:
+        return self._ratchet.epoch
+
+    def chain_key(self) -> tuple[int, bytes]:
+        """The current epoch and its chain key (for sealing to the tenant; erase after use)."""
+        return self._ratchet.epoch, self._ratchet.chain_key()
+
+    def rotate_epoch(self) -> None:
+        """Advance the key ratchet now; the previous epoch's keys are erased."""
+        self._ratchet.advance()
+        self._aead = AESGCM(self._ratchet.record_key)
+        self._epoch_started = self._clock()
+
+    def append(self, plaintext: bytes) -> int:
+        """Encrypt and store one record; returns its leaf index."""
+        if self._closed:
+            raise UsageError("log is closed", code="log_closed")
+        index = self._range.size
+        if index and index % self._per_epoch == 0:
+            self.rotate_epoch()
+        elif self._epoch_seconds is not None and (
+            self._clock() - self._epoch_started >= self._epoch_seconds
+        ):
+            self.rotate_epoch()
+        if self._in_segment >= self._per_segment:
+            self._rotate_segment()
+        epoch = self._ratchet.epoch
+        nonce = os.urandom(NONCE_SIZE)
+        aad = record_aad(self._log_id_b, self._profile_b, epoch, index)
+        body = RECORD_HEADER.pack(epoch, index, nonce) + self._aead.encrypt(nonce, plaintext, aad)
+        self._range.append(leaf_hash(body))
+        self._store.write(FRAME_PREFIX.pack(FRAME_RECORD, len(body)) + body)
+        self._in_segment += 1
+        self._since_head += 1
+        if self._since_head >= self._per_head:
+            self.emit_head()
+        return index
+
+    def emit_head(self, *, final: bool = False) -> SignedTreeHead:
+        """Sign and store a tree head over every record so far, and flush the segment."""
+        head = SignedTreeHead.sign(
+            self._key,
+            log_id=self.log_id,
+            profile=self.profile,
+            tree_size=self._range.size,
+            root_hash=self._range.root(),
+            timestamp_ms=int(self._clock() * 1000),
+            epoch=self._ratchet.epoch,
+            segment=self._segment,
+            final=final,
+        )
+        body = head.to_bytes()
+        self._store.write(struct.pack(">BI", FRAME_HEAD, len(body)) + body)
+        self._store.flush()
+        self._since_head = 0
+        self.last_head = head
+        return head
+
+    def flush(self) -> SignedTreeHead | None:
+        """Sign a head if records were appended since the last one."""
+        if self._closed:
+            return self.last_head
+        if self._since_head or self.last_head is None:
+            return self.emit_head()
+        self._store.flush()
+        return self.last_head
+
+    def close(self) -> SignedTreeHead:
+        """Write the final head, close the segment and erase the keys."""
+        if self._closed and self.last_head is not None:
+            return self.last_head
+        head = self.emit_head(final=True)
+        self._closed = True
+        self._store.close()
+        self._ratchet.erase()
+        return head
+
+    def _rotate_segment(self) -> None:
+        if self._since_head or self.last_head is None or self.last_head.segment != self._segment:
+            self.emit_head()
+        self._segment += 1
+        self._in_segment = 0
+        self._store.start(SegmentHeader(self._segment, self._range.size, self.log_id, self.profile))
