@@ -40,6 +40,7 @@ __all__ = [
     "Jwe",
     "b64url",
     "b64url_decode",
+    "concat_kdf",
     "hpke_open",
     "hpke_seal",
     "jwe_decrypt",
@@ -232,15 +233,19 @@ class Jwe:
         )
 
 
-def _concat_kdf(z: bytes, alg: str, key_bits: int) -> bytes:
+def concat_kdf(z: bytes, alg_id: str, key_bits: int, apu: bytes = b"", apv: bytes = b"") -> bytes:
     """RFC 7518 §4.6.2: OtherInfo = AlgorithmID || PartyUInfo || PartyVInfo || SuppPubInfo."""
-    alg_id = alg.encode("ascii")
-    other = (
-        struct.pack(">I", len(alg_id))
-        + alg_id
-        + struct.pack(">I", 0)  # apu empty
-        + struct.pack(">I", 0)  # apv empty
-        + struct.pack(">I", key_bits)
+    alg = alg_id.encode("ascii")
+    other = b"".join(
+        (
+            struct.pack(">I", len(alg)),
+            alg,
+            struct.pack(">I", len(apu)),
+            apu,
+            struct.pack(">I", len(apv)),
+            apv,
+            struct.pack(">I", key_bits),
+        )
     )
     return ConcatKDFHash(hashes.SHA256(), key_bits // 8, otherinfo=other).derive(z)
 
@@ -275,7 +280,7 @@ def jwe_encrypt(
             raise UsageError("ECDH-ES+A256KW needs an EC recipient key")
         eph = ec.generate_private_key(recipient.curve)
         z = eph.exchange(ec.ECDH(), recipient)
-        encrypted_key = keywrap.aes_key_wrap(_concat_kdf(z, alg, 256), cek)
+        encrypted_key = keywrap.aes_key_wrap(concat_kdf(z, alg, 256), cek)
         header["epk"] = jwk_from_public_key(eph.public_key())
     else:
         if not isinstance(recipient, rsa.RSAPublicKey):
@@ -314,7 +319,7 @@ def jwe_decrypt(token: str | Mapping[str, Any] | Jwe, private_key: RecipientPriv
             ):
                 raise MalformedError("epk is not on the recipient's curve", field="protected.epk")
             z = private_key.exchange(ec.ECDH(), epk)
-            cek = keywrap.aes_key_unwrap(_concat_kdf(z, alg, 256), jwe.encrypted_key)
+            cek = keywrap.aes_key_unwrap(concat_kdf(z, alg, 256), jwe.encrypted_key)
         elif alg in ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5"):
             if not isinstance(private_key, rsa.RSAPrivateKey):
                 raise UsageError(f"{alg} needs an RSA private key")
