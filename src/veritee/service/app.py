@@ -153,5 +153,5 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     def domain_ca() -> PlainTextResponse:
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -1,0 +1,191 @@
+"""`veritee demo`: the whole system end to end on a temporary embedded database.
+
+Starts the Certifier Service (HTTPS, server certificate from the domain CA), certifies two
+simulated workloads, lets them talk over the attested channel, shows an unlisted measurement
+and a replayed nonce refused with their reasons, and ends with the audit chain's status.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from veritee.appraisal import load_policy, sign_policy
+from veritee.domain import Domain
+from veritee.errors import NonceError, VerificationError
+from veritee.platforms.simulated import load_or_create_platform_key, measure, platform_key_id
+from veritee.sdk.trust import Trust
+
+__all__ = ["run_demo"]
+
+WORKLOADS = {
+    "alice": "print('alice: the payments front end')\n",
+    "bob": "print('bob: the ledger')\n",
+    "mallory": "print('mallory: a modified ledger')\n",
+}
+
+
+def _step(console: Console, n: int, text: str) -> None:
+    console.print(f"[bold cyan]{n}.[/] {text}")
+
+
+def run_demo(console: Console | None = None) -> dict[str, Any]:
+    """Run the walkthrough; returns a summary (used by tests)."""
+    console = console or Console()
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="veritee-demo-") as tmp:
+        root = Path(tmp)
+        console.print(Panel.fit("veritee demo: attestation, admission and attested channels", style="bold"))
+
+        _step(console, 1, "create a security domain (policy key + CA, token key, admin credential, SQLite)")
+        domain = Domain.create(root / "domain", name="demo-domain", now=dt.datetime.now(dt.UTC))
+        from veritee.service.app import create_app
+        from veritee.service.runner import start_in_thread
+        from veritee.service.settings import Settings
+        from veritee.service.tls import server_certificate_files
+
+        cert_file, key_file = server_certificate_files(domain.path, "127.0.0.1")
+        app = create_app(Settings(data_dir=domain.path))
+        server = start_in_thread(app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file))
+        console.print(f"   Certifier Service listening on [green]{server.url}[/] (TLS, domain CA)")
+
+        try:
+            _step(console, 2, "measure three workloads on the simulated platform")
+            sim_dir = root / "simulated-platform"
+            files = {}
+            for name, code in WORKLOADS.items():
+                f = root / f"{name}.py"
+                f.write_text(code)
+                files[name] = measure([f])
+            plat_key = platform_key_id(load_or_create_platform_key(sim_dir))
+            table = Table("workload", "measurement (SHA-384)")
+            for name, m in files.items():
+                table.add_row(name, m[:32] + "...")
+            console.print(table)
+
+            _step(console, 3, "sign and install the appraisal policy: alice and bob only")
+            policy = load_policy(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "name": "demo",
+                        "platforms": {
+                            "simulated": {
+                                "measurements": [files["alice"], files["bob"]],
+                                "platform_keys": [plat_key],
+                                "allow_debug": True,
+                            }
+                        },
+                        "certificate_lifetime": 600,
+                    }
+                )
+            )
+            envelope = sign_policy(policy, domain.policy_key)
+            import httpx
+
+            ca_pem = domain.ca_pem
+            import ssl
+
+            sslctx = ssl.create_default_context(cadata=ca_pem.decode())
+            with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
+                r = admin.put(
+                    "/v1/admin/policy", content=envelope,
+                    headers={"Authorization": f"Bearer {domain.admin_token()}"},
+                )
+                r.raise_for_status()
+                r2 = admin.put("/v1/admin/policy", content=json.dumps(policy.to_json()),
+                               headers={"Authorization": f"Bearer {domain.admin_token()}"})
+            console.print(f"   installed policy 'demo' version {r.json()['version']}; "
+                          f"an unsigned copy was refused: [red]{r2.json()['code']}[/]")
+
+            def trust(name: str) -> Trust:
+                return Trust(
+                    server.url, ca_pem, platform="simulated", store=root / f"{name}-store",
+                    measurement=files[name], platform_dir=sim_dir,
+                )
+
+            _step(console, 4, "certify alice and bob (challenge -> evidence -> admission certificate)")
+            alice, bob = trust("alice"), trust("bob")
+            for name, t in (("alice", alice), ("bob", bob)):
+                cert = t.certify()
+                console.print(f"   {name}: admission certificate serial {cert.serial_number:x}"[:70]
+                              + f", valid until {cert.not_valid_after_utc:%H:%M:%S} UTC")
+            summary["certified"] = ["alice", "bob"]
+
+            _step(console, 5, "bob serves, alice connects: mutual TLS + measurement allow-lists")
+            received: list[bytes] = []
+            done = threading.Event()
+
+            def handler(conn: Any) -> None:
+                msg = conn.recv()
+                received.append(msg)
+                conn.send(b"ledger entry recorded: " + msg)
+                done.set()
+
+            srv = bob.serve("127.0.0.1", 0, handler, allowed_measurements={files["alice"]})
+            try:
+                with alice.connect("127.0.0.1", srv.port, allowed_measurements={files["bob"]}) as conn:
+                    conn.send(b"pay 42 to carol")
+                    reply = conn.recv()
+                done.wait(5)
+            finally:
+                srv.stop()
+            console.print(f"   bob received: [green]{received[0].decode()}[/]")
+            console.print(f"   alice received: [green]{reply.decode()}[/]")
+            summary["exchanged"] = [received[0].decode(), reply.decode()]
+
+            _step(console, 6, "mallory (unlisted measurement) asks to be certified")
+            mallory = trust("mallory")
+            try:
+                mallory.certify()
+                summary["mallory"] = "certified"
+                console.print("   [red]unexpected: mallory was certified[/]")
+            except VerificationError as e:
+                reasons = getattr(e, "reasons", [])
+                summary["mallory"] = [r["code"] for r in reasons]
+                console.print("   [red]refused[/] with reasons:")
+                for reason in reasons:
+                    console.print(f"     - [{reason['code']}] {reason['message']}")
+
+            _step(console, 7, "a captured request is replayed with its nonce")
+            nonce = alice.challenge()
+            ev = alice.evidence_for(nonce, None)
+            body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+            first = alice._post("/v1/attest", body)
+            try:
+                alice._post("/v1/attest", body)
+                summary["replay"] = "accepted"
+            except NonceError as e:
+                summary["replay"] = e.code
+                console.print(f"   first use: {first['status']}; replay: [red]refused ({e.code})[/]")
+
+            _step(console, 8, "audit chain")
+            with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
+                h = {"Authorization": f"Bearer {domain.admin_token()}"}
+                report = admin.get("/v1/admin/audit/verify", headers=h).json()
+                entries = admin.get("/v1/admin/audit", headers=h).json()["entries"]
+            table = Table("seq", "kind", "decision", "subject")
+            for e in entries:
+                table.add_row(str(e["seq"]), e["kind"], str(e["decision"] or "-"), str(e["subject"])[:20])
+            console.print(table)
+            status = "[green]intact[/]" if report["ok"] else f"[red]BROKEN at {report['first_broken']}[/]"
+            console.print(f"   audit chain {status}: {report['count']} entries")
+            summary["audit"] = report
+            for t in (alice, bob, mallory):
+                t.close()
+        finally:
+            server.stop()
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    console.print(f"[bold green]done[/] in {summary['seconds']} s")
+    return summary
