@@ -161,13 +161,12 @@ def test_every_admin_route_refuses_without_credential(env: Env) -> None:
     import re
 
     checked = 0
-    for route in env.client.app.routes:
-        path = getattr(route, "path", "")
+    for path, item in env.client.app.openapi()["paths"].items():
         if not (path.startswith("/v1/admin") or path.startswith("/kbs/v0/admin")):
             continue
         concrete = re.sub(r"\{[^}]+\}", "x", path)
-        for method in getattr(route, "methods", ()):
-            r = env.client.request(method, concrete, content=b"{}")
+        for method in item:
+            r = env.client.request(method.upper(), concrete, content=b"{}")
             assert r.status_code == 401, (method, path, r.status_code)
             checked += 1
     assert checked >= len(ADMIN_CALLS)
