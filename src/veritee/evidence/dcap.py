@@ -1,0 +1,1213 @@
+"""Intel DCAP ECDSA quotes: the parts SGX (v3) and TDX (v4, v5) quotes share, and their collateral.
+
+Spec references (Intel SGX/TDX DCAP Quoting Library API, appendix A "Quote Format"; Intel PCS
+API v4 for TCB info / QE identity; Intel SGX PCK Certificate and CRL Profile):
+
+* Table A.2 / A.3 "Quote Header" (48 bytes): version, attestation key type, TEE type,
+  QE SVN / PCE SVN (v3) or reserved, QE vendor ID, user data.
+* Quote body: SGX report body (384 bytes, v3), TD report 1.0 (584 bytes, v4) or a v5 body
+  descriptor ``type u16 || size u32`` followed by SGX report (type 1), TD report 1.0 (type 2)
+  or TD report 1.5 (type 3, 648 bytes).
+* "ECDSA 256-bit Quote Signature Data Structure": quote signature (r||s), attestation key
+  (x||y), then for v3 the QE report, its signature, QE authentication data and certification
+  data (type 5, PEM PCK chain); for v4/v5 certification data type 6 ("QE Report Certification
+  Data") wraps the same QE report fields and a nested type-5 PCK chain.
+
+Verification (:func:`verify_quote`) runs these numbered steps; each raises on failure:
+
+1. header: ECDSA-256 attestation key, Intel QE vendor ID;
+2. PCK chain to the Intel SGX Root CA pinned by SHA-256 fingerprint, validity at ``at``;
+3. QE report signed by the PCK key;
+4. QE report data[0:32] == SHA-256(attestation key || QE auth data), data[32:64] zero;
+5. quote (header || body) signed by the attestation key;
+6. collateral (TCB info, QE identity, PCK CRL, root CA CRL) signed via chains to the pinned
+   root, every window open at ``at`` (:class:`~veritee.errors.CollateralError` otherwise);
+7. PCK certificate and PCK CA not revoked;
+8. FMSPC / PCE ID / TEE kind of the TCB info match the PCK certificate and quote;
+9. QE identity (MRSIGNER, ISVPRODID, masked MISCSELECT / ATTRIBUTES) and its TCB level;
+10. platform TCB level (SGX components + PCE SVN; TDX: TEE_TCB_SVN, TDX module identity);
+11. converge platform, TDX module and QE status into one Intel TCB status.
+
+A TCB status other than ``UpToDate`` is not an authenticity failure: it is returned with the
+advisory IDs and the caller turns it into a finding. "No matching TCB level" is a failure
+(code ``tcb_level_not_found``), as in Intel's QVL (``STATUS_TCB_NOT_SUPPORTED``).
+
+Verified collateral and PCK chains are cached (bounded, thread-safe LRU) keyed by the SHA-256
+of their exact bytes and the pinned roots, and reused only for a time inside their windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from veritee.collateral import Collateral
+from veritee.errors import CollateralError, MalformedError, VerificationError
+from veritee.evidence._reader import Reader
+from veritee.evidence.claims import Reason
+
+__all__ = [
+    "BODY_SGX",
+    "BODY_TD10",
+    "BODY_TD15",
+    "INTEL_QE_VENDOR_ID",
+    "INTEL_SGX_ROOT_CA_SHA256",
+    "TCB_STATUSES",
+    "TEE_TYPE_SGX",
+    "TEE_TYPE_TDX",
+    "DcapResult",
+    "DcapTrust",
+    "EnclaveReport",
+    "PckExtension",
+    "Quote",
+    "QuoteHeader",
+    "QuoteSignatureData",
+    "TdxTcbInput",
+    "clear_caches",
+    "parse_pck_extension",
+    "parse_quote",
+    "trailing_findings",
+    "verify_quote",
+]
+
+# --- constants ------------------------------------------------------------------------------
+
+#: SHA-256 of the DER of the Intel SGX Root CA (CN=Intel SGX Root CA, valid 2018-05-21..2049-12-31).
+INTEL_SGX_ROOT_CA_SHA256 = bytes.fromhex(
+    "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+)
+#: QE vendor ID of Intel's quoting enclaves (header offset 12).
+INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+
+HEADER_SIZE = 48
+ATT_KEY_TYPE_ECDSA_P256 = 2
+TEE_TYPE_SGX = 0x00000000
+TEE_TYPE_TDX = 0x00000081
+
+BODY_SGX = 1
+BODY_TD10 = 2
+BODY_TD15 = 3
+BODY_SIZES = {BODY_SGX: 384, BODY_TD10: 584, BODY_TD15: 648}
+
+ENCLAVE_REPORT_SIZE = 384
+ECDSA_SIG_SIZE = 64
+ECDSA_KEY_SIZE = 64
+CERT_TYPE_PCK_CHAIN = 5
+CERT_TYPE_QE_REPORT = 6
+MAX_CERT_DATA = 64 * 1024
+
+# Enclave report (SGX REPORT body, Table A.4) offsets.
+ER_CPU_SVN = 0
+ER_MISC_SELECT = 16
+ER_ISV_EXT_PROD_ID = 32
+ER_ATTRIBUTES = 48
+ER_MR_ENCLAVE = 64
+ER_MR_SIGNER = 128
+ER_CONFIG_ID = 192
+ER_ISV_PROD_ID = 256
+ER_ISV_SVN = 258
+ER_CONFIG_SVN = 260
+ER_ISV_FAMILY_ID = 304
+ER_REPORT_DATA = 320
+
+#: Intel TCB status names (PCS API v4 ``tcbStatus``).
+TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+)
+
+SGX_EXTENSIONS_OID = "1.2.840.113741.1.13.1"
+
+# --- quote structures -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuoteHeader:
+    """Quote header (Table A.2 / A.3), 48 bytes."""
+
+    version: int
+    att_key_type: int
+    tee_type: int
+    qe_svn: int
+    pce_svn: int
+    qe_vendor_id: bytes
+    user_data: bytes
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QuoteHeader:
+        r = Reader(data)
+        version = r.u16("header.version")
+        att_key_type = r.u16("header.att_key_type")
+        tee_type = r.u32("header.tee_type")
+        qe_svn = r.u16("header.qe_svn")
+        pce_svn = r.u16("header.pce_svn")
+        return cls(
+            version,
+            att_key_type,
+            tee_type,
+            qe_svn,
+            pce_svn,
+            r.bytes(16, "header.qe_vendor_id"),
+            r.bytes(20, "header.user_data"),
+        )
+
+
+@dataclass(frozen=True)
+class EnclaveReport:
+    """SGX enclave report body (Table A.4, 384 bytes): the SGX quote body and the QE report."""
+
+    cpu_svn: bytes
+    misc_select: int
+    isv_ext_prod_id: bytes
+    attributes: bytes
+    mr_enclave: bytes
+    mr_signer: bytes
+    config_id: bytes
+    isv_prod_id: int
+    isv_svn: int
+    config_svn: int
+    isv_family_id: bytes
+    report_data: bytes
+    raw: bytes = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "report") -> EnclaveReport:
+        if len(data) != ENCLAVE_REPORT_SIZE:
+            raise MalformedError(
+                f"{name} is {len(data)} bytes, expected {ENCLAVE_REPORT_SIZE}", field=name
+            )
+        r = Reader(data)
+        cpu_svn = r.bytes(16, f"{name}.cpu_svn")
+        misc = r.u32(f"{name}.misc_select")
+        r.skip(12, f"{name}.reserved1")
+        ext = r.bytes(16, f"{name}.isv_ext_prod_id")
+        attributes = r.bytes(16, f"{name}.attributes")
+        mr_enclave = r.bytes(32, f"{name}.mr_enclave")
+        r.skip(32, f"{name}.reserved2")
+        mr_signer = r.bytes(32, f"{name}.mr_signer")
+        r.skip(32, f"{name}.reserved3")
+        config_id = r.bytes(64, f"{name}.config_id")
+        isv_prod_id = r.u16(f"{name}.isv_prod_id")
+        isv_svn = r.u16(f"{name}.isv_svn")
+        config_svn = r.u16(f"{name}.config_svn")
+        r.skip(42, f"{name}.reserved4")
+        family = r.bytes(16, f"{name}.isv_family_id")
+        report_data = r.bytes(64, f"{name}.report_data")
+        return cls(
+            cpu_svn, misc, ext, attributes, mr_enclave, mr_signer, config_id,
+            isv_prod_id, isv_svn, config_svn, family, report_data, bytes(data),
+        )  # fmt: skip
+
+    @property
+    def debug(self) -> bool:
+        """ATTRIBUTES.DEBUG (bit 1 of the first flags byte)."""
+        return bool(self.attributes[0] & 0x02)
+
+
+@dataclass(frozen=True)
+class QuoteSignatureData:
+    """ECDSA 256-bit quote signature data (Table A.5; v4/v5 wrap the QE part in cert type 6)."""
+
+    signature: bytes
+    attestation_key: bytes
+    qe_report: EnclaveReport
+    qe_report_signature: bytes
+    qe_auth_data: bytes
+    pck_chain_pem: bytes
+
+
+@dataclass(frozen=True)
+class Quote:
+    """An ECDSA DCAP quote, framed but with its body left to the SGX / TDX module."""
+
+    header: QuoteHeader
+    body_type: int
+    body: bytes = field(repr=False)
+    signed: bytes = field(repr=False)
+    signature_data: QuoteSignatureData
+    end: int
+    trailing: bytes = field(repr=False)
+
+
+def parse_quote(data: bytes) -> Quote:
+    """Frame a v3 / v4 / v5 quote; raises :class:`MalformedError` naming the field and offset."""
+    header = QuoteHeader.from_bytes(data)
+    r = Reader(data, HEADER_SIZE)
+    if header.version == 3 or header.version == 4:
+        if header.tee_type == TEE_TYPE_SGX:
+            body_type = BODY_SGX
+        elif header.tee_type == TEE_TYPE_TDX and header.version == 4:
+            body_type = BODY_TD10
+        else:
+            raise MalformedError(
+                f"TEE type {header.tee_type:#x} not valid in a v{header.version} quote",
+                field="header.tee_type",
+                offset=4,
+            )
+        body = r.bytes(BODY_SIZES[body_type], "body")
+    elif header.version == 5:
+        desc_off = r.offset
+        body_type = r.u16("body_descriptor.type")
+        body_size = r.u32("body_descriptor.size")
+        if BODY_SIZES.get(body_type) != body_size:
+            raise MalformedError(
+                f"body type {body_type} with size {body_size} is not a known v5 body",
+                field="body_descriptor",
+                offset=desc_off,
+            )
+        body = r.bytes(body_size, "body")
+    else:
+        raise MalformedError(
+            f"unsupported quote version {header.version}", field="header.version", offset=0
+        )
+    expected_tee = TEE_TYPE_SGX if body_type == BODY_SGX else TEE_TYPE_TDX
+    if header.tee_type != expected_tee:
+        raise MalformedError(
+            f"TEE type {header.tee_type:#x} does not match body type {body_type}",
+            field="header.tee_type",
+            offset=4,
+        )
+    signed_end = r.offset
+    sig_len_off = r.offset
+    sig_len = r.u32("signature_data_len")
+    if sig_len > r.remaining:
+        raise MalformedError(
+            f"signature data length {sig_len} exceeds the {r.remaining} bytes left",
+            field="signature_data_len",
+            offset=sig_len_off,
+        )
+    end = r.offset + sig_len
+    sig = _parse_signature_data(data, r.offset, end, header.version)
+    return Quote(header, body_type, body, bytes(data[:signed_end]), sig, end, bytes(data[end:]))
+
+
+def _parse_signature_data(data: bytes, start: int, end: int, version: int) -> QuoteSignatureData:
+    r = Reader(data, start, end)
+    signature = r.bytes(ECDSA_SIG_SIZE, "signature_data.signature")
+    att_key = r.bytes(ECDSA_KEY_SIZE, "signature_data.attestation_key")
+    if version >= 4:
+        type_off = r.offset
+        ctype = r.u16("signature_data.cert_type")
+        csize = r.u32("signature_data.cert_size")
+        if ctype != CERT_TYPE_QE_REPORT:
+            raise MalformedError(
+                f"certification data type {ctype}, expected {CERT_TYPE_QE_REPORT}",
+                field="signature_data.cert_type",
+                offset=type_off,
+            )
+        if csize != r.remaining:
+            raise MalformedError(
+                f"certification data size {csize} != {r.remaining} bytes left",
+                field="signature_data.cert_size",
+                offset=type_off + 2,
+            )
+    qe_report = EnclaveReport.from_bytes(r.bytes(ENCLAVE_REPORT_SIZE, "qe_report"), "qe_report")
+    qe_sig = r.bytes(ECDSA_SIG_SIZE, "qe_report_signature")
+    auth_len = r.u16("qe_auth_data_len")
+    auth = r.bytes(auth_len, "qe_auth_data")
+    type_off = r.offset
+    ctype = r.u16("pck_cert_type")
+    csize = r.u32("pck_cert_size")
+    if ctype != CERT_TYPE_PCK_CHAIN:
+        raise MalformedError(
+            f"certification data type {ctype} is not a PEM PCK chain (5)",
+            field="pck_cert_type",
+            offset=type_off,
+        )
+    if csize > MAX_CERT_DATA or csize != r.remaining:
+        raise MalformedError(
+            f"PCK chain size {csize} != {r.remaining} bytes left",
+            field="pck_cert_size",
+            offset=type_off + 2,
+        )
+    pem = r.bytes(csize, "pck_chain")
+    return QuoteSignatureData(signature, att_key, qe_report, qe_sig, auth, pem)
+
+
+def trailing_findings(quote: Quote) -> tuple[Reason, ...]:
+    """Trailing bytes after the signature data: zero padding is a finding, anything else refused.
+
+    Real quotes are often zero-padded to a fixed buffer size (e.g. 8000 bytes); those bytes are
+    outside every signature, so they are ignored and recorded. Non-zero trailing bytes are
+    refused (:class:`MalformedError` code ``trailing_bytes``): nothing legitimate puts them there.
+    """
+    if not quote.trailing:
+        return ()
+    if quote.trailing.count(0) != len(quote.trailing):
+        raise MalformedError(
+            f"{len(quote.trailing)} non-zero trailing bytes after the quote",
+            code="trailing_bytes",
+            field="trailing",
+            offset=quote.end,
+        )
+    return (
+        Reason(
+            "quote_trailing_padding",
+            f"{len(quote.trailing)} zero bytes of padding after the quote were ignored",
+        ),
+    )
+
+
+# --- DER helpers for the PCK certificate's SGX extension ------------------------------------
+
+
+def _oid_body(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for p in parts[2:]:
+        chunk = [p & 0x7F]
+        p >>= 7
+        while p:
+            chunk.append(0x80 | (p & 0x7F))
+            p >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value_start, value_end) of the DER element at ``pos``."""
+    if pos + 2 > end:
+        raise MalformedError("truncated DER element", field="pck_extension", offset=pos)
+    tag, ln = data[pos], data[pos + 1]
+    pos += 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 3 or pos + n > end:
+            raise MalformedError("bad DER length", field="pck_extension", offset=pos)
+        ln = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + ln > end:
+        raise MalformedError("DER element overruns", field="pck_extension", offset=pos)
+    return tag, pos, pos + ln
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    pos = start
+    while pos < end:
+        t, s, e = _tlv(data, pos, end)
+        out.append((t, s, e))
+        pos = e
+    return out
+
+
+def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]]:
+    """SEQUENCE OF SEQUENCE { OID, value } -> {oid body: value tlv}."""
+    out: dict[bytes, tuple[int, int, int]] = {}
+    for tag, s, e in _children(data, start, end):
+        kids = _children(data, s, e)
+        if tag != 0x30 or len(kids) != 2 or kids[0][0] != 0x06:
+            raise MalformedError("SGX extension item is not {OID, value}", field="pck_extension", offset=s)
+        out[data[kids[0][1] : kids[0][2]]] = kids[1]
+    return out
+
+
+def _der_int(data: bytes, tlv: tuple[int, int, int], name: str) -> int:
+    tag, s, e = tlv
+    if tag not in (0x02, 0x0A) or e - s > 4 or e == s:
+        raise MalformedError(f"{name} is not a small INTEGER", field=f"pck_extension.{name}", offset=s)
+    return int.from_bytes(data[s:e], "big", signed=False)
+
+
+@dataclass(frozen=True)
+class PckExtension:
+    """SGX extensions of a PCK certificate (OID 1.2.840.113741.1.13.1, PCK Cert Profile)."""
+
+    ppid: bytes
+    tcb_components: tuple[int, ...]
+    pce_svn: int
+    cpu_svn: bytes
+    pce_id: bytes
+    fmspc: bytes
+    sgx_type: int
+
+
+_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.{n}") for n in range(1, 8)}
+_TCB_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.2.{n}") for n in range(1, 19)}
+
+
+def parse_pck_extension(der: bytes) -> PckExtension:
+    """Parse the DER value of the SGX extensions; raises :class:`MalformedError`."""
+    tag, s, e = _tlv(der, 0, len(der))
+    if tag != 0x30 or e != len(der):
+        raise MalformedError("SGX extension is not one SEQUENCE", field="pck_extension", offset=0)
+    items = _pairs(der, s, e)
+
+    def need(n: int, name: str) -> tuple[int, int, int]:
+        if _SUB[n] not in items:
+            raise MalformedError(f"SGX extension lacks {name}", field=f"pck_extension.{name}")
+        return items[_SUB[n]]
+
+    def octets(tlv: tuple[int, int, int], name: str, size: int) -> bytes:
+        t, vs, ve = tlv
+        if t != 0x04 or ve - vs != size:
+            raise MalformedError(f"{name} is not a {size}-byte OCTET STRING", field=f"pck_extension.{name}", offset=vs)
+        return der[vs:ve]
+
+    ppid = octets(need(1, "ppid"), "ppid", 16)
+    t, ts, te = need(2, "tcb")
+    tcb = _pairs(der, ts, te)
+    missing = [n for n in _TCB_SUB if _TCB_SUB[n] not in tcb]
+    if t != 0x30 or missing:
+        raise MalformedError(f"SGX TCB lacks components {missing}", field="pck_extension.tcb", offset=ts)
+    comps = tuple(_der_int(der, tcb[_TCB_SUB[n]], f"tcb.comp{n:02d}") for n in range(1, 17))
+    pce_svn = _der_int(der, tcb[_TCB_SUB[17]], "tcb.pcesvn")
+    cpu_svn = octets(tcb[_TCB_SUB[18]], "tcb.cpusvn", 16)
+    pce_id = octets(need(3, "pceid"), "pceid", 2)
+    fmspc = octets(need(4, "fmspc"), "fmspc", 6)
+    sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type")
+    return PckExtension(ppid, comps, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
+
+
+# --- small crypto helpers -------------------------------------------------------------------
+
+
+def _raw_sig_to_der(sig: bytes) -> bytes:
+    return encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+
+
+def _p256_key(raw_xy: bytes, name: str) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw_xy)
+    except ValueError:
+        raise VerificationError(f"{name} is not a P-256 point", code="bad_key") from None
+
+
+def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, code: str) -> None:
+    if len(sig) != ECDSA_SIG_SIZE:
+        raise VerificationError(f"{what}: signature is not 64 bytes", code=code)
+    try:
+        key.verify(_raw_sig_to_der(sig), msg, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise VerificationError(f"{what}: signature does not verify", code=code) from None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A bounded, thread-safe LRU map."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = maxsize
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            v = self._data.get(key)
+            if v is not None:
+                self._data.move_to_end(key)
+            return v
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._max:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+@dataclass(frozen=True)
+class DcapTrust:
+    """Trust anchors for DCAP: accepted root CA fingerprints (SHA-256 of DER).
+
+    The default pins the Intel SGX Root CA only. Tests pass their own fake root here.
+    """
+
+    root_sha256: frozenset[bytes] = frozenset({INTEL_SGX_ROOT_CA_SHA256})
+
+    @property
+    def cache_tag(self) -> bytes:
+        return b"".join(sorted(self.root_sha256))
+
+
+DEFAULT_TRUST = DcapTrust()
+
+
+@dataclass(frozen=True)
+class TdxTcbInput:
+    """The TD report fields TCB evaluation needs (TD report 1.0, Table A.7)."""
+
+    tee_tcb_svn: bytes
+    mr_signer_seam: bytes
+    seam_attributes: bytes
+
+
+@dataclass(frozen=True)
+class DcapResult:
+    """What DCAP verification establishes beyond the quote body itself."""
+
+    tcb_status: str
+    advisory_ids: tuple[str, ...]
+    fmspc: str
+    pce_id: str
+    platform_tcb_status: str
+    qe_tcb_status: str
+    tdx_module_tcb_status: str | None
+    tcb_date: str | None
+    tcb_evaluation_data_number: int
+    collateral_expires: datetime
+    findings: tuple[Reason, ...]
+
+
+
+# --- certificate chains ---------------------------------------------------------------------
+
+
+def _load_pem_chain(pem: bytes, name: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00 \t\r\n"))
+    except ValueError:
+        raise MalformedError(f"{name} is not a PEM certificate chain", field=name) from None
+    if not certs:
+        raise MalformedError(f"{name} holds no certificate", field=name)
+    return certs
+
+
+def _cert_window(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
+    """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
+    root = certs[-1]
+    if hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).digest() not in trust.root_sha256:
+        raise VerificationError(f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned")
+    for i, (child, parent) in enumerate(itertools.pairwise(certs)):
+        try:
+            bc = parent.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if bc is None or not bc.ca:
+            raise VerificationError(f"{name}: certificate {i + 1} is not a CA", code="chain_invalid")
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature):
+            raise VerificationError(
+                f"{name}: certificate {i} is not signed by certificate {i + 1}", code="chain_invalid"
+            ) from None
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One validity window of a piece of collateral or a certificate."""
+
+    name: str
+    not_before: datetime
+    not_after: datetime
+
+
+def _check_windows(windows: Iterable[_Window], at: datetime, err: type[VerificationError]) -> None:
+    for w in windows:
+        if at < w.not_before:
+            raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code="collateral_not_yet_valid")
+        if at > w.not_after:
+            raise err(f"{w.name} expired at {w.not_after.isoformat()}", code="collateral_expired")
+
+
+@dataclass(frozen=True)
+class _PckChain:
+    """A PCK chain whose signatures were checked up to a pinned root."""
+
+    leaf_key: ec.EllipticCurvePublicKey
+    ext: PckExtension
+    leaf_serial: int
+    ca_name: bytes
+    ca_spki: bytes
+    ca_serial: int
+    windows: tuple[_Window, ...]
+
+
+_PCK_CHAINS: _Lru[bytes, _PckChain] = _Lru(1024)
+_ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
+
+
+def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
+    key = hashlib.sha256(trust.cache_tag + pem).digest()
+    hit = _PCK_CHAINS.get(key)
+    if hit is not None:
+        return hit
+    certs = _load_pem_chain(pem, "pck_chain")
+    if len(certs) != 3:
+        raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
+    _verify_chain(certs, trust, "PCK chain")
+    leaf, ca = certs[0], certs[1]
+    leaf_key = leaf.public_key()
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
+        raise VerificationError("PCK certificate key is not ECDSA P-256", code="bad_key")
+    try:
+        ext_value = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
+    except x509.ExtensionNotFound:
+        raise MalformedError("PCK certificate has no SGX extension", field="pck_extension") from None
+    if not isinstance(ext_value, x509.UnrecognizedExtension):
+        raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
+    chain = _PckChain(
+        leaf_key=leaf_key,
+        ext=parse_pck_extension(ext_value.value),
+        leaf_serial=leaf.serial_number,
+        ca_name=ca.subject.public_bytes(),
+        ca_spki=ca.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        ca_serial=ca.serial_number,
+        windows=tuple(
+            _Window(f"PCK chain certificate {i} ({c.subject.rfc4514_string()})", *_cert_window(c))
+            for i, c in enumerate(certs)
+        ),
+    )
+    _PCK_CHAINS.put(key, chain)
+    return chain
+
+
+# --- collateral -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RawCollateral:
+    """The exact bytes of one set of DCAP collateral (PCS API v4 / QuoteCollateralV3)."""
+
+    tcb_info: bytes
+    tcb_info_signature: bytes
+    tcb_info_chain: bytes
+    qe_identity: bytes
+    qe_identity_signature: bytes
+    qe_identity_chain: bytes
+    pck_crl: bytes
+    pck_crl_chain: bytes
+    root_crl: bytes
+    source: str
+
+    def digest(self, trust: DcapTrust) -> bytes:
+        h = hashlib.sha256(trust.cache_tag)
+        for part in (
+            self.tcb_info, self.tcb_info_signature, self.tcb_info_chain, self.qe_identity,
+            self.qe_identity_signature, self.qe_identity_chain, self.pck_crl,
+            self.pck_crl_chain, self.root_crl,
+        ):  # fmt: skip
+            h.update(len(part).to_bytes(4, "big"))
+            h.update(part)
+        return h.digest()
+
+
+@dataclass(frozen=True)
+class _VerifiedCollateral:
+    """Collateral whose signatures and chains checked out; windows are checked on every use."""
+
+    tcb_info: dict[str, Any]
+    qe_identity: dict[str, Any]
+    pck_crl_issuer: bytes
+    pck_crl_issuer_spki: bytes
+    pck_revoked: frozenset[int]
+    root_revoked: frozenset[int]
+    windows: tuple[_Window, ...]
+
+
+_COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
+
+
+def clear_caches() -> None:
+    """Forget every cached verified chain, key and collateral (for tests and benchmarks)."""
+    _PCK_CHAINS.clear()
+    _ATT_KEYS.clear()
+    _COLLATERAL.clear()
+
+
+def _der_or_hex(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedError(f"{name} must be a string", field=name)
+    if value.lstrip().startswith("-----BEGIN"):
+        try:
+            return x509.load_pem_x509_crl(value.encode()).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            raise MalformedError(f"{name} is not a PEM CRL", field=name) from None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedError(f"{name} is not hex", field=name) from None
+
+
+def _str(doc: dict[str, Any], key: str, src: str) -> str:
+    v = doc.get(key)
+    if not isinstance(v, str):
+        raise MalformedError(f"collateral {src}: {key} must be a string", field=key)
+    return v
+
+
+def _raw_from_layout(doc: dict[str, Any]) -> _RawCollateral:
+    src = str(doc.get("_source", "collateral"))
+    return _RawCollateral(
+        tcb_info=_str(doc, "tcb_info", src).encode(),
+        tcb_info_signature=_der_or_hex(doc.get("tcb_info_signature"), "tcb_info_signature"),
+        tcb_info_chain=_str(doc, "tcb_info_issuer_chain", src).encode(),
+        qe_identity=_str(doc, "qe_identity", src).encode(),
+        qe_identity_signature=_der_or_hex(doc.get("qe_identity_signature"), "qe_identity_signature"),
+        qe_identity_chain=_str(doc, "qe_identity_issuer_chain", src).encode(),
+        pck_crl=_der_or_hex(doc.get("pck_crl"), "pck_crl"),
+        pck_crl_chain=_str(doc, "pck_crl_issuer_chain", src).encode(),
+        root_crl=_der_or_hex(doc.get("root_ca_crl"), "root_ca_crl"),
+        source=src,
+    )
+
+
+def _raw_member(doc: dict[str, Any], key: str) -> bytes:
+    """The exact text of ``doc[key]``: from ``_raw`` when the loader kept it, else compact JSON.
+
+    Intel PCS responses are compact JSON with keys in signing order, so the compact
+    re-serialization reproduces the signed bytes; if it does not, the signature check fails.
+    """
+    raw = doc.get("_raw")
+    if isinstance(raw, str | bytes):
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        start = text.find(f'"{key}":')
+        end = text.rfind(',"signature"')
+        if start != -1 and end > start:
+            return text[start + len(key) + 3 : end].encode()
+    return json.dumps(doc[key], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _pem(certs: Iterable[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
+    """Assemble collateral from separate PCS responses, CRLs and certificates in the bag."""
+    tcb = next((d for d in collateral.documents if "tcbInfo" in d and "signature" in d), None)
+    qe = next((d for d in collateral.documents if "enclaveIdentity" in d and "signature" in d), None)
+    if tcb is None or qe is None:
+        return None
+    roots = [c for c in collateral.certificates if c.subject == c.issuer]
+    signing = [c for c in collateral.certificates if c.subject != c.issuer and "TCB Signing" in c.subject.rfc4514_string()]
+    cas = [c for c in collateral.certificates if c.subject != c.issuer and "PCK" in c.subject.rfc4514_string()]
+    root_names = {r.subject for r in roots}
+    root_crls = [c for c in collateral.crls if c.issuer in root_names]
+    pck_crls = [c for c in collateral.crls if c.issuer not in root_names]
+    if not (roots and signing and cas and root_crls and pck_crls):
+        raise CollateralError(
+            "collateral lacks a root CA, TCB signing certificate, PCK CA, root CRL or PCK CRL",
+            code="collateral_missing",
+        )
+    tcb_chain = _pem([signing[0], roots[0]])
+    return _RawCollateral(
+        tcb_info=_raw_member(tcb, "tcbInfo"),
+        tcb_info_signature=_der_or_hex(tcb["signature"], "tcbInfo.signature"),
+        tcb_info_chain=tcb_chain,
+        qe_identity=_raw_member(qe, "enclaveIdentity"),
+        qe_identity_signature=_der_or_hex(qe["signature"], "enclaveIdentity.signature"),
+        qe_identity_chain=tcb_chain,
+        pck_crl=pck_crls[0].public_bytes(serialization.Encoding.DER),
+        pck_crl_chain=_pem([cas[0], roots[0]]),
+        root_crl=root_crls[0].public_bytes(serialization.Encoding.DER),
+        source="collateral files",
+    )
+
+
+def _candidates(collateral: Collateral) -> list[_RawCollateral]:
+    out = [_raw_from_layout(d) for d in collateral.documents if "tcb_info" in d and "qe_identity" in d]
+    bag = _raw_from_bag(collateral)
+    if bag is not None:
+        out.append(bag)
+    if not out:
+        raise CollateralError(
+            "no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing"
+        )
+    return out
+
+
+def _load_crl(der: bytes, name: str) -> x509.CertificateRevocationList:
+    try:
+        return x509.load_der_x509_crl(der)
+    except ValueError:
+        raise MalformedError(f"{name} is not a DER CRL", field=name) from None
+
+
+def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
+    nxt = crl.next_update_utc
+    if nxt is None:
+        raise CollateralError(f"{name} has no nextUpdate", code="collateral_invalid")
+    return _Window(name, crl.last_update_utc, nxt)
+
+
+def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str) -> None:
+    key = issuer.public_key()
+    if crl.issuer != issuer.subject or not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CollateralError(f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid")
+    if not crl.is_signature_valid(key):
+        raise CollateralError(f"{name}: signature does not verify", code="crl_invalid")
+
+
+def _json_doc(raw: bytes, name: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MalformedError(f"{name} is not JSON: {e}", field=name) from None
+    if not isinstance(doc, dict):
+        raise MalformedError(f"{name} is not a JSON object", field=name)
+    return doc
+
+
+def _iso(doc: dict[str, Any], key: str, name: str) -> datetime:
+    v = doc.get(key)
+    try:
+        if not isinstance(v, str):
+            raise ValueError
+        t = datetime.fromisoformat(v)
+    except ValueError:
+        raise MalformedError(f"{name}.{key} is not an ISO-8601 time", field=f"{name}.{key}") from None
+    if t.tzinfo is None:
+        raise MalformedError(f"{name}.{key} has no time zone", field=f"{name}.{key}")
+    return t
+
+
+def _verify_signed_json(
+    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root_revoked: frozenset[int], name: str
+) -> tuple[dict[str, Any], list[_Window]]:
+    certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+    _verify_chain(certs, trust, f"{name} issuer chain")
+    for c in certs[:-1]:
+        if c.serial_number in root_revoked:
+            raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
+    key = certs[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
+    _verify_raw(key, sig, raw, name, "collateral_signature_invalid")
+    doc = _json_doc(raw, name)
+    windows = [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
+    windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
+    return doc, windows
+
+
+def _verify_collateral(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollateral:
+    """Signatures and chains of one collateral set (step 6, without times); cached."""
+    key = raw.digest(trust)
+    hit = _COLLATERAL.get(key)
+    if hit is not None:
+        return hit
+    # Root CA CRL: signed by the pinned root (taken from the PCK CRL issuer chain).
+    crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+    _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
+    root_crl = _load_crl(raw.root_crl, "root_ca_crl")
+    _check_crl(root_crl, crl_chain[-1], "root CA CRL")
+    root_revoked = frozenset(e.serial_number for e in root_crl)
+    for c in crl_chain[:-1]:
+        if c.serial_number in root_revoked:
+            raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
+    pck_crl = _load_crl(raw.pck_crl, "pck_crl")
+    _check_crl(pck_crl, crl_chain[0], "PCK CRL")
+    windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
+    windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
+    tcb_info, w1 = _verify_signed_json(
+        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root_revoked, "tcb_info"
+    )
+    qe_identity, w2 = _verify_signed_json(
+        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root_revoked, "qe_identity"
+    )
+    verified = _VerifiedCollateral(
+        tcb_info=tcb_info,
+        qe_identity=qe_identity,
+        pck_crl_issuer=crl_chain[0].subject.public_bytes(),
+        pck_crl_issuer_spki=crl_chain[0].public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        pck_revoked=frozenset(e.serial_number for e in pck_crl),
+        root_revoked=root_revoked,
+        windows=tuple(windows + w1 + w2),
+    )
+    _COLLATERAL.put(key, verified)
+    return verified
+
+
+def _peek_fmspc(raw: _RawCollateral) -> str:
+    fmspc = _json_doc(raw.tcb_info, "tcb_info").get("fmspc")
+    return fmspc.upper() if isinstance(fmspc, str) else ""
+
+
+def _select_collateral(collateral: Collateral, fmspc: str, trust: DcapTrust) -> _VerifiedCollateral:
+    cands = _candidates(collateral)
+    if len(cands) > 1:
+        cands = [c for c in cands if _peek_fmspc(c) == fmspc] or cands[:1]
+    return _verify_collateral(cands[0], trust)
+
+
+# --- TCB evaluation (steps 8-11) ------------------------------------------------------------
+
+
+def _field(doc: dict[str, Any], key: str, typ: type, name: str) -> Any:
+    v = doc.get(key)
+    if not isinstance(v, typ) or isinstance(v, bool):
+        raise MalformedError(f"{name}.{key} missing or not {typ.__name__}", field=f"{name}.{key}")
+    return v
+
+
+def _hex_field(doc: dict[str, Any], key: str, name: str) -> bytes:
+    try:
+        return bytes.fromhex(_field(doc, key, str, name))
+    except ValueError:
+        raise MalformedError(f"{name}.{key} is not hex", field=f"{name}.{key}") from None
+
+
+def _status(level: dict[str, Any], name: str) -> str:
+    status: str = _field(level, "tcbStatus", str, name)
+    if status not in TCB_STATUSES:
+        raise VerificationError(f"{name}: unrecognized TCB status {status!r}", code="tcb_status_unrecognized")
+    return status
+
+
+def _advisories(level: dict[str, Any]) -> list[str]:
+    ids = level.get("advisoryIDs", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise MalformedError("advisoryIDs must be a list of strings", field="advisoryIDs")
+    return ids
+
+
+def _levels(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    levels: list[dict[str, Any]] = _field(doc, "tcbLevels", list, name)
+    if not levels or not all(isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels):
+        raise MalformedError(f"{name}.tcbLevels must be a non-empty list of levels", field=f"{name}.tcbLevels")
+    return levels
+
+
+def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> list[int]:
+    comps = tcb.get(key)
+    if isinstance(comps, list) and len(comps) == 16:
+        out = [c.get("svn") if isinstance(c, dict) else None for c in comps]
+    elif v2_prefix is not None:
+        out = [tcb.get(f"{v2_prefix}{i:02d}svn") for i in range(1, 17)]
+    else:
+        out = []
+    if len(out) != 16 or not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
+        raise MalformedError(f"{name}: {key} must be 16 integer SVNs", field=f"{name}.{key}")
+    return [x for x in out if isinstance(x, int)]
+
+
+def _qe_check(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, list[str]]:
+    """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories."""
+    want_id = "TD_QE" if tdx else "QE"
+    if qe.get("id") != want_id:
+        raise CollateralError(f"QE identity is for {qe.get('id')!r}, expected {want_id!r}", code="qe_identity_mismatch")
+    if _hex_field(qe, "mrsigner", "qe_identity") != report.mr_signer:
+        raise VerificationError("QE MRSIGNER does not match the QE identity", code="qe_identity_mismatch")
+    if _field(qe, "isvprodid", int, "qe_identity") != report.isv_prod_id:
+        raise VerificationError("QE ISVPRODID does not match the QE identity", code="qe_identity_mismatch")
+    misc = int.from_bytes(_hex_field(qe, "miscselect", "qe_identity"), "big")
+    misc_mask = int.from_bytes(_hex_field(qe, "miscselectMask", "qe_identity"), "big")
+    if report.misc_select & misc_mask != misc & misc_mask:
+        raise VerificationError("QE MISCSELECT does not match the QE identity", code="qe_identity_mismatch")
+    attrs = _hex_field(qe, "attributes", "qe_identity")
+    mask = _hex_field(qe, "attributesMask", "qe_identity")
+    if len(attrs) != 16 or len(mask) != 16:
+        raise MalformedError("QE identity attributes must be 16 bytes", field="qe_identity.attributes")
+    if any((a & m) != (b & m) for a, b, m in zip(report.attributes, attrs, mask, strict=True)):
+        raise VerificationError("QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch")
+    for level in _levels(qe, "qe_identity"):
+        isvsvn = _field(level["tcb"], "isvsvn", int, "qe_identity.tcb")
+        if report.isv_svn >= isvsvn:
+            return _status(level, "qe_identity"), _advisories(level)
+    raise VerificationError(f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found")
+
+
+def _converge(platform: str, other: str) -> str:
+    """Intel QVL convergeTcbStatusWith{Qe,TdxModule}TcbStatus."""
+    if other == "OutOfDate":
+        if platform in ("UpToDate", "SWHardeningNeeded"):
+            return "OutOfDate"
+        if platform in ("ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"):
+            return "OutOfDateConfigurationNeeded"
+    if other == "Revoked":
+        return "Revoked"
+    return platform
+
+
+def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]:
+    """TDX module identity (QVL TdxModuleCheck): MRSIGNERSEAM, SEAM attributes, module TCB level."""
+    version, isvsvn = tdx.tee_tcb_svn[1], tdx.tee_tcb_svn[0]
+    status, advisories = "UpToDate", []
+    if version == 0:
+        ident = _field(info, "tdxModule", dict, "tcb_info")
+    else:
+        want = f"TDX_{version:02X}"
+        idents = info.get("tdxModuleIdentities")
+        found = [i for i in idents or [] if isinstance(i, dict) and str(i.get("id", "")).upper() == want]
+        if not found:
+            raise VerificationError(f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch")
+        ident = found[0]
+        for level in _levels(ident, want):
+            if isvsvn >= _field(level["tcb"], "isvsvn", int, want):
+                status, advisories = _status(level, want), _advisories(level)
+                break
+        else:
+            raise VerificationError(f"TDX module SVN {isvsvn} matches no level of {want}", code="tcb_level_not_found")
+    if _hex_field(ident, "mrsigner", "tdxModule") != tdx.mr_signer_seam:
+        raise VerificationError("MRSIGNERSEAM does not match the TDX module identity", code="tdx_module_mismatch")
+    attrs = _hex_field(ident, "attributes", "tdxModule")
+    mask = _hex_field(ident, "attributesMask", "tdxModule")
+    if len(attrs) != 8 or len(mask) != 8 or any(
+        (a & m) != (b & m) for a, b, m in zip(tdx.seam_attributes, attrs, mask, strict=True)
+    ):
+        raise VerificationError("SEAM attributes do not match the TDX module identity", code="tdx_module_mismatch")
+    return status, advisories
+
+
+@dataclass(frozen=True)
+class _Platform:
+    status: str
+    advisories: list[str]
+    tcb_date: str | None
+    module_status: str | None
+
+
+def _platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | None) -> _Platform:
+    """Step 10 (QVL TcbLevelCheck): the first level the PCK TCB (and TEE_TCB_SVN) reaches."""
+    sgx_level: dict[str, Any] | None = None
+    tdx_level: dict[str, Any] | None = None
+    start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
+    for level in _levels(info, "tcb_info"):
+        tcb = level["tcb"]
+        sgx = _svns(tcb, "sgxtcbcomponents", "sgxtcbcomp", "tcb_info")
+        pcesvn = _field(tcb, "pcesvn", int, "tcb_info.tcb")
+        if any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True)) or ext.pce_svn < pcesvn:
+            continue
+        if tdx is None:
+            sgx_level = level
+            break
+        sgx_level = sgx_level or level
+        td = _svns(tcb, "tdxtcbcomponents", None, "tcb_info")
+        if all(tdx.tee_tcb_svn[i] >= td[i] for i in range(start, 16)):
+            tdx_level = level
+            break
+    if sgx_level is None:
+        raise VerificationError(
+            "No matching TCB level: the platform's SGX TCB is below every level of the TCB info",
+            code="tcb_level_not_found",
+        )
+    if tdx is None:
+        return _Platform(_status(sgx_level, "tcb_info"), _advisories(sgx_level), sgx_level.get("tcbDate"), None)
+    if tdx_level is None:
+        raise VerificationError(
+            "No matching TCB level: TEE_TCB_SVN is below every TDX level of the TCB info",
+            code="tcb_level_not_found",
+        )
+    module_status, module_adv = _tdx_module(info, tdx)
+    status = _converge(_status(tdx_level, "tcb_info"), module_status)
+    return _Platform(status, _advisories(tdx_level) + module_adv, tdx_level.get("tcbDate"), module_status)
+
+
+# --- the whole verification -----------------------------------------------------------------
+
+
+def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    key = _ATT_KEYS.get(raw)
+    if key is None:
+        key = _p256_key(raw, "attestation key")
+        _ATT_KEYS.put(raw, key)
+    return key
+
+
+def verify_quote(
+    quote: Quote,
+    *,
+    collateral: Collateral,
+    at: datetime,
+    trust: DcapTrust | None = None,
+    tdx: TdxTcbInput | None = None,
+) -> DcapResult:
+    """Run steps 1-11 of the module docstring; raise on any failure, return the TCB verdict.
+
+    Raises :class:`VerificationError` (signatures, chains, identities, no TCB level),
+    :class:`CollateralError` (collateral missing, wrong or outside its window at ``at``) and
+    :class:`MalformedError` (unparsable certificates or collateral).
+    """
+    trust = trust or DEFAULT_TRUST
+    if not isinstance(trust, DcapTrust):
+        raise VerificationError("DCAP trust anchors must be a DcapTrust", code="bad_trust")
+    h, sig = quote.header, quote.signature_data
+    # 1. header
+    if h.att_key_type != ATT_KEY_TYPE_ECDSA_P256:
+        raise VerificationError(f"attestation key type {h.att_key_type} is not ECDSA-256", code="unsupported_key_type")
+    if h.qe_vendor_id != INTEL_QE_VENDOR_ID:
+        raise VerificationError("QE vendor ID is not Intel's", code="unknown_qe_vendor")
+    # 2. PCK chain (signatures cached; validity checked at `at` every time)
+    chain = _pck_chain(sig.pck_chain_pem, trust)
+    _check_windows(chain.windows, at, VerificationError)
+    # 3. QE report signed by the PCK key
+    _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", "qe_report_signature_invalid")
+    # 4. QE report data binds the attestation key and QE authentication data
+    expected = hashlib.sha256(sig.attestation_key + sig.qe_auth_data).digest()
+    rd = sig.qe_report.report_data
+    if not hmac.compare_digest(rd[:32], expected) or any(rd[32:]):
+        raise VerificationError("QE report data does not bind the attestation key", code="qe_report_data_mismatch")
+    # 5. quote signed by the attestation key
+    key = _attestation_key(sig.attestation_key)
+    _verify_raw(key, sig.signature, quote.signed, "quote", "quote_signature_invalid")
+    # 6. collateral
+    fmspc = chain.ext.fmspc.hex().upper()
+    vc = _select_collateral(collateral, fmspc, trust)
+    _check_windows(vc.windows, at, CollateralError)
+    # 7. revocation of the PCK certificate and its CA
+    if chain.ca_name != vc.pck_crl_issuer or chain.ca_spki != vc.pck_crl_issuer_spki:
+        raise CollateralError("PCK CRL is not issued by the quote's PCK CA", code="crl_issuer_mismatch")
+    if chain.leaf_serial in vc.pck_revoked:
+        raise VerificationError("PCK certificate is revoked", code="certificate_revoked")
+    if chain.ca_serial in vc.root_revoked:
+        raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
+    # 8. TCB info is for this platform and TEE
+    info = vc.tcb_info
+    want_id = "TDX" if tdx is not None else "SGX"
+    info_id = info.get("id", "SGX")
+    if info_id != want_id:
+        raise CollateralError(f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch")
+    if str(info.get("fmspc", "")).upper() != fmspc:
+        raise CollateralError(f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}", code="tcb_info_mismatch")
+    if str(info.get("pceId", "")).upper() != chain.ext.pce_id.hex().upper():
+        raise CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch")
+    # 9. QE identity
+    qe_status, qe_adv = _qe_check(vc.qe_identity, sig.qe_report, tdx is not None)
+    # 10. platform TCB level
+    plat = _platform_tcb(info, chain.ext, tdx)
+    # 11. converge
+    status = _converge(plat.status, qe_status)
+    advisories = tuple(sorted(set(plat.advisories) | (set(qe_adv) if qe_status != "UpToDate" else set())))
+    findings: list[Reason] = []
+    if status != "UpToDate":
+        findings.append(Reason("tcb_status", f"Intel TCB status is {status}"))
+    if advisories:
+        findings.append(Reason("intel_advisories", "Intel security advisories apply: " + ", ".join(advisories)))
+    return DcapResult(
+        tcb_status=status,
+        advisory_ids=advisories,
+        fmspc=fmspc,
+        pce_id=chain.ext.pce_id.hex().upper(),
+        platform_tcb_status=plat.status,
+        qe_tcb_status=qe_status,
+        tdx_module_tcb_status=plat.module_status,
+        tcb_date=plat.tcb_date,
+        tcb_evaluation_data_number=int(info.get("tcbEvaluationDataNumber", 0)),
+        collateral_expires=min(w.not_after for w in vc.windows),
+        findings=tuple(findings),
+    )
+
+
