@@ -18,13 +18,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
@@ -33,6 +28,11 @@ from veritee.errors import StorageError, UsageError
 
 from .audit import AuditReport
 from .tx import Tx
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only where migrations are run or checked: it is slow to import.
 
 __all__ = ["MIGRATIONS_DIR", "Storage", "default_sqlite_url", "verify_audit_chain"]
 
@@ -93,7 +93,9 @@ class Storage:
             kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
         else:
             kwargs["connect_args"] = {"connect_timeout": max(1, int(busy_timeout))}
-            kwargs["pool_pre_ping"] = True
+            # No pre-ping (it costs a round trip per transaction): a connection found dead fails
+            # its transaction with StorageError and SQLAlchemy then replaces the whole pool.
+            kwargs["pool_recycle"] = 1800
         try:
             self._engine: Engine = create_engine(parsed, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
@@ -127,12 +129,16 @@ class Storage:
     # -- schema --------------------------------------------------------------------------------
 
     def _alembic_config(self) -> Config:
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         return cfg
 
     def head_revision(self) -> str:
         """The newest schema revision this code knows."""
+        from alembic.script import ScriptDirectory
+
         with self._head_lock:
             if self._head_revision is None:
                 head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
@@ -143,6 +149,8 @@ class Storage:
 
     def current_revision(self) -> str | None:
         """The schema revision of the database (None before the first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
         try:
             with self._ro_engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
@@ -153,6 +161,9 @@ class Storage:
         """Bring the schema to the newest revision (safe to run again, and concurrently)."""
         if self._closed:
             raise StorageError("storage is closed")
+        from alembic import command
+        from alembic.util import CommandError
+
         cfg = self._alembic_config()
         try:
             with self._engine.begin() as conn:
@@ -169,12 +180,12 @@ class Storage:
         """Readiness: the database answers and its schema is at the newest revision."""
         if self._closed:
             raise StorageError("storage is closed")
-        try:
-            with self._ro_engine.connect() as conn:
+        with self._ro_engine.connect() as conn:
+            try:
                 conn.execute(text("SELECT 1"))
-                current = MigrationContext.configure(conn).get_current_revision()
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc) from None
+            except SQLAlchemyError as exc:
+                raise _storage_error(exc) from None
+        current = self.current_revision()
         head = self.head_revision()
         if current != head:
             raise StorageError(
