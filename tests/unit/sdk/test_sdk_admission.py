@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sdk_pki import TestCA, measurement_of, now
+from tests.unit.sdk.sdk_pki import TestCA, measurement_of, now
 
 from veritee import oids
 from veritee.errors import VerificationError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sdk_pki import HkdfPlatform, TestCA, measurement_of, now
+from tests.unit.sdk.sdk_pki import HkdfPlatform, TestCA, measurement_of, now
 
 from veritee.errors import SealingError, UsageError
 from veritee.sdk import keystore as keystore_mod

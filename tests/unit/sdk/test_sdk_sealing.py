@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sdk_pki import HkdfPlatform, measurement_of
+from tests.unit.sdk.sdk_pki import HkdfPlatform, measurement_of
 
 from veritee.errors import OversizedError, SealingError
 from veritee.platforms.base import Platform

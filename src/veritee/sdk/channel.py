@@ -1,0 +1,619 @@
+"""Attested channels: mutual TLS 1.3 between workloads of one domain, plus a measurement check.
+
+How a connection is admitted, on both sides alike:
+
+1. TLS 1.3 only (RFC 8446), both sides present their admission certificate and both require one
+   from the peer (``CERT_REQUIRED``). The peer chain must lead to the domain CA (the only trust
+   anchor loaded; ``VERIFY_X509_STRICT``), be valid now, and carry the right extended key usage
+   (OpenSSL's default purpose: ``serverAuth`` for servers, ``clientAuth`` for clients).
+2. Host names: all admission certificates carry the same SAN (``workload.veritee.internal`` by
+   default), so a host name says nothing about *which* workload answers. The client therefore does
+   not check host names unless ``server_name`` is given (then SNI is sent and the SAN must match);
+   who the peer is, is decided by step 3.
+3. Each side parses the peer's admission certificate (:class:`AdmissionInfo`, strict) and checks
+   its measurement, and its platform and profile if asked, against its own allow-list
+   (:func:`verify_peer`). ``allowed_measurements=None`` means "the same measurement as mine".
+4. Each side then sends a one-frame verdict (accept, or refuse with the reason code) and waits
+   for the peer's. Only when both accepted does :func:`connect` return, or the server call its
+   handler. A refusal raises :class:`VerificationError` on the refusing side (e.g.
+   ``peer_measurement_not_allowed``) and ``refused_by_peer`` on the other.
+
+Messages are frames: a 4-byte big-endian length, then the payload; frames larger than
+``max_message_size`` are refused in both directions (:class:`OversizedError`), and an oversized
+incoming frame closes the connection.
+
+The private key never touches a disk in plaintext: Python's ``ssl`` loads keys only from files, so
+the key is serialized as PKCS#8 encrypted under a random one-time password into an anonymous
+in-memory file (Linux ``memfd_create``, opened through ``/proc/self/fd``), loaded with that
+password, and the file is closed at once. Where ``memfd_create`` is missing, the encrypted PEM goes
+to a 0600 file in a fresh 0700 temporary folder, removed right after loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee.errors import (
+    MalformedError,
+    OversizedError,
+    UsageError,
+    VerificationError,
+    VeriteeError,
+)
+from veritee.profiles import Profile
+from veritee.sdk.admission import AdmissionInfo, normalize_measurement, verify_peer
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "AttestedConnection",
+    "AttestedServer",
+    "ChannelPolicy",
+    "connect",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
+_ACCEPT = b"veritee-channel-v1 accept"
+_REFUSE = b"veritee-channel-v1 refuse "
+_MAX_VERDICT = 256
+
+Handler = Callable[["AttestedConnection"], None]
+RefusalCallback = Callable[[tuple[str, int], VeriteeError], None]
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """Who may be on the other end: measurements (always), platforms and profiles (if set)."""
+
+    allowed_measurements: frozenset[str]
+    allowed_platforms: frozenset[str] | None = None
+    allowed_profiles: frozenset[Profile] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        own: AdmissionInfo,
+        allowed_measurements: Iterable[str] | None,
+        allowed_platforms: Iterable[str] | None,
+        allowed_profiles: Iterable[Profile | str] | None,
+    ) -> ChannelPolicy:
+        """Normalize an allow-list; ``allowed_measurements=None`` allows only ``own``'s."""
+        if isinstance(allowed_measurements, str) or isinstance(allowed_platforms, str):
+            raise UsageError("allow-lists are collections of strings, not a single string")
+        ms = [own.measurement] if allowed_measurements is None else allowed_measurements
+        return cls(
+            allowed_measurements=frozenset(normalize_measurement(m) for m in ms),
+            allowed_platforms=None if allowed_platforms is None else frozenset(allowed_platforms),
+            allowed_profiles=None
+            if allowed_profiles is None
+            else frozenset(Profile.parse(str(p)) for p in allowed_profiles),
+        )
+
+    def check(self, peer: AdmissionInfo, at: dt.datetime) -> None:
+        verify_peer(
+            peer,
+            allowed_measurements=self.allowed_measurements,
+            allowed_platforms=self.allowed_platforms,
+            allowed_profiles=self.allowed_profiles,
+            at=at,
+        )
+
+
+# --- TLS contexts -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _private_file(data: bytes) -> Iterator[str]:
+    """A path OpenSSL can open holding ``data``, gone when the block ends (see module doc)."""
+    if sys.platform == "linux" and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create("veritee-tls", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    folder = tempfile.mkdtemp(prefix="veritee-tls-")  # 0700
+    fd, path = tempfile.mkstemp(dir=folder)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.rmdir(folder)
+
+
+def _context(
+    server_side: bool,
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    ca_cert: x509.Certificate,
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    ctx.check_hostname = False  # see module doc, step 2; connect() turns it on with server_name
+    if server_side:
+        ctx.num_tickets = 0  # no resumption: every connection shows its certificate afresh
+    ctx.load_verify_locations(cadata=ca_cert.public_bytes(serialization.Encoding.PEM).decode())
+    password = secrets.token_bytes(32)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+    cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain))
+    try:
+        with _private_file(cert_pem) as cert_path, _private_file(key_pem) as key_path:
+            ctx.load_cert_chain(cert_path, key_path, password=password)
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"cannot use this key and certificate for TLS: {exc.reason or exc}",
+            code="bad_credentials",
+        ) from None
+    return ctx
+
+
+def _own_info(cert: x509.Certificate) -> AdmissionInfo:
+    try:
+        return AdmissionInfo.from_certificate(cert)
+    except VerificationError as exc:
+        raise UsageError(
+            f"own certificate is not an admission certificate: {exc.message}",
+            code="not_an_admission_certificate",
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return str(exc.verify_message)
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+def _handshake_error(exc: OSError, who: str) -> VerificationError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return VerificationError(
+            f"{who} certificate rejected: {_reason(exc)}", code="peer_certificate_invalid"
+        )
+    reason = _reason(exc)
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason.upper():
+        return VerificationError(
+            f"{who} presented no certificate", code="peer_certificate_missing"
+        )
+    return VerificationError(f"TLS handshake with {who} failed: {reason}", code="tls_handshake_failed")
+
+
+# --- the connection -----------------------------------------------------------------------------
+
+
+class AttestedConnection:
+    """An admitted mutual-TLS connection carrying length-prefixed messages.
+
+    ``peer`` holds the peer's admission claims. ``send``/``recv`` each take a lock so frames never
+    interleave; one thread should not send while another receives (OpenSSL does not promise that).
+    """
+
+    def __init__(
+        self,
+        sock: ssl.SSLSocket,
+        *,
+        local: AdmissionInfo,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._sock = sock
+        self.local = local
+        self.peer: AdmissionInfo | None = None
+        self.max_message_size = max_message_size
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._closed = False
+        try:
+            name = sock.getpeername()
+            self.peer_address: tuple[str, int] = (str(name[0]), int(name[1]))
+        except OSError:
+            self.peer_address = ("", 0)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
+    def send(self, data: bytes) -> None:
+        """Send one message; :class:`OversizedError` above ``max_message_size``."""
+        if len(data) > self.max_message_size:
+            raise OversizedError(
+                f"message of {len(data)} bytes exceeds the channel limit {self.max_message_size}",
+                field="message",
+            )
+        with self._send_lock:
+            self._sock.sendall(_LENGTH.pack(len(data)) + bytes(data))
+
+    def recv(self) -> bytes:
+        """Receive one message.
+
+        Raises :class:`EOFError` if the peer closed the connection between messages,
+        :class:`MalformedError` (``truncated_frame``) if it closed inside one, and
+        :class:`OversizedError` (closing the connection) if the peer announces a frame larger
+        than ``max_message_size``. Timeouts raise :class:`TimeoutError`.
+        """
+        with self._recv_lock:
+            header = self._read_exact(_LENGTH.size, at_boundary=True)
+            (n,) = _LENGTH.unpack(header)
+            if n > self.max_message_size:
+                self.close()
+                raise OversizedError(
+                    f"peer sent a frame of {n} bytes, limit {self.max_message_size}; "
+                    "connection closed",
+                    field="frame length",
+                    offset=0,
+                )
+            return self._read_exact(n, at_boundary=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Messages until the peer closes the connection."""
+        while True:
+            try:
+                yield self.recv()
+            except EOFError:
+                return
+
+    def _read_exact(self, n: int, *, at_boundary: bool) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self._sock.recv_into(view[got:], n - got)
+            if k == 0:
+                if at_boundary and got == 0:
+                    raise EOFError("the peer closed the attested channel")
+                raise MalformedError(
+                    f"connection closed inside a frame ({got} of {n} bytes)",
+                    code="truncated_frame",
+                    field="frame",
+                )
+            got += k
+        return bytes(buf)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    def __enter__(self) -> AttestedConnection:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _admit(conn: AttestedConnection, policy: ChannelPolicy, who: str) -> AttestedConnection:
+    """Steps 3 and 4 of the module doc; closes ``conn`` and raises if either side refuses."""
+    sock = conn._sock
+    refusal: VerificationError | None = None
+    try:
+        der = sock.getpeercert(binary_form=True)
+        if not der:
+            raise VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
+        conn.peer = AdmissionInfo.from_der(der)
+        policy.check(conn.peer, dt.datetime.now(dt.UTC))
+    except VerificationError as exc:
+        refusal = exc
+    try:
+        verdict = _ACCEPT if refusal is None else _REFUSE + refusal.code.encode()[:64]
+        conn._sock.sendall(_LENGTH.pack(len(verdict)) + verdict)
+        if refusal is not None:
+            raise refusal
+        saved, conn.max_message_size = conn.max_message_size, _MAX_VERDICT
+        try:
+            answer = conn.recv()
+        finally:
+            conn.max_message_size = saved
+    except VerificationError:
+        conn.close()
+        raise
+    except (OSError, EOFError, MalformedError) as exc:
+        conn.close()
+        if refusal is not None:
+            raise refusal from None
+        raise VerificationError(
+            f"{who} ended the connection during admission: {_reason(exc)}", code="refused_by_peer"
+        ) from None
+    if answer.startswith(_REFUSE):
+        conn.close()
+        code = answer[len(_REFUSE) :].decode("ascii", "replace")
+        raise VerificationError(f"{who} refused this workload: {code}", code="refused_by_peer")
+    if answer != _ACCEPT:
+        conn.close()
+        raise VerificationError(f"{who} sent no admission verdict", code="refused_by_peer")
+    return conn
+
+
+def connect(
+    host: str,
+    port: int,
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    ca_cert: x509.Certificate,
+    allowed_measurements: Iterable[str] | None = None,
+    allowed_platforms: Iterable[str] | None = None,
+    allowed_profiles: Iterable[Profile | str] | None = None,
+    chain: Sequence[x509.Certificate] = (),
+    server_name: str | None = None,
+    timeout: float | None = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> AttestedConnection:
+    """Open an attested connection to ``host:port`` (module doc, steps 1-4).
+
+    ``timeout`` covers connecting, the handshake and admission, and stays set on the connection.
+    Raises :class:`VerificationError` if the server is not admitted here or refuses us,
+    :class:`UsageError` for unusable own credentials, :class:`OSError` if it cannot connect.
+    """
+    own = _own_info(cert)
+    policy = ChannelPolicy.build(own, allowed_measurements, allowed_platforms, allowed_profiles)
+    ctx = _context(False, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
+    if server_name is not None:
+        ctx.check_hostname = True
+    who = f"server {host}:{port}"
+    raw = socket.create_connection((host, port), timeout=timeout)
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname=server_name, do_handshake_on_connect=False)
+    except BaseException:
+        raw.close()
+        raise
+    conn = AttestedConnection(tls, local=own, max_message_size=max_message_size)
+    try:
+        tls.do_handshake()
+    except OSError as exc:
+        conn.close()
+        error = _handshake_error(exc, who)
+        log.warning("attested channel to %s:%s refused: %s", host, port, error.code)
+        raise error from None
+    try:
+        return _admit(conn, policy, who)
+    except VerificationError as exc:
+        log.warning("attested channel to %s:%s refused: %s", host, port, exc.code)
+        raise
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+class AttestedServer:
+    """A threaded server admitting attested peers; ``handler(conn)`` runs in a thread per peer.
+
+    The socket is bound on construction (``port=0`` picks a free port: read ``.port``);
+    :meth:`start` begins accepting, :meth:`stop` closes the listener and every open connection.
+    Refused peers are logged (address and reason code) and passed to ``on_refusal``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        context: ssl.SSLContext,
+        own: AdmissionInfo,
+        policy: ChannelPolicy,
+        timeout: float | None = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_connections: int = 64,
+        on_refusal: RefusalCallback | None = None,
+    ) -> None:
+        self._handler = handler
+        self._context = context
+        self._own = own
+        self._policy = policy
+        self._timeout = timeout
+        self._max_message_size = max_message_size
+        self._on_refusal = on_refusal
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._accepter: threading.Thread | None = None
+        self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def update_credentials(
+        self,
+        *,
+        key: ec.EllipticCurvePrivateKey,
+        cert: x509.Certificate,
+        ca_cert: x509.Certificate,
+        chain: Sequence[x509.Certificate] = (),
+    ) -> None:
+        """Use a renewed admission certificate for the connections accepted from now on.
+
+        The measurement allow-list stays as it was built (when it defaulted to our own
+        measurement, a renewed certificate for the same workload keeps the same one).
+        """
+        own = _own_info(cert)
+        ctx = _context(True, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
+        with self._lock:
+            self._context, self._own = ctx, own
+
+    def start(self) -> AttestedServer:
+        """Begin accepting connections (once; a started server ignores further calls)."""
+        with self._lock:
+            if self._stopping.is_set():
+                raise UsageError("a stopped server cannot be started again")
+            if self._accepter is None:
+                self._accepter = threading.Thread(
+                    target=self._accept_loop, name=f"veritee-channel-{self.port}", daemon=True
+                )
+                self._accepter.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close open connections, and wait up to ``timeout`` for handlers."""
+        self._stopping.set()
+        accepter = self._accepter
+        if accepter is not None:
+            accepter.join(timeout)
+        self._listener.close()
+        with self._lock:
+            socks, threads = list(self._open), list(self._threads)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        for t in threads:
+            t.join(timeout)
+
+    def __enter__(self) -> AttestedServer:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                raw, addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            if not self._slots.acquire(blocking=False):
+                log.warning("attested channel: too many connections, dropped %s", addr[0])
+                raw.close()
+                continue
+            t = threading.Thread(target=self._serve_one, args=(raw, addr), daemon=True)
+            with self._lock:
+                self._threads.add(t)
+                self._open.add(raw)
+            t.start()
+
+    def _refused(self, addr: tuple[str, int], error: VeriteeError) -> None:
+        log.warning("attested channel: refused %s:%s: %s", addr[0], addr[1], error.code)
+        if self._on_refusal is not None:
+            try:
+                self._on_refusal(addr, error)
+            except Exception:
+                log.exception("attested channel: on_refusal callback failed")
+
+    def _serve_one(self, raw: socket.socket, addr: tuple[str, int]) -> None:
+        addr = (str(addr[0]), int(addr[1]))
+        conn: AttestedConnection | None = None
+        try:
+            raw.settimeout(self._timeout)
+            with self._lock:
+                ctx, own = self._context, self._own
+            who = f"client {addr[0]}:{addr[1]}"
+            try:
+                tls = ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+                with self._lock:
+                    self._open.discard(raw)
+                    self._open.add(tls)
+                conn = AttestedConnection(tls, local=own, max_message_size=self._max_message_size)
+                tls.do_handshake()
+            except OSError as exc:
+                self._refused(addr, _handshake_error(exc, who))
+                return
+            try:
+                _admit(conn, self._policy, who)
+            except VerificationError as exc:
+                self._refused(addr, exc)
+                return
+            try:
+                self._handler(conn)
+            except EOFError:
+                pass
+            except Exception as exc:  # the handler's own failure: keep serving others
+                log.error("attested channel handler failed for %s: %s", addr[0], type(exc).__name__)
+        finally:
+            if conn is not None:
+                conn.close()
+            else:
+                raw.close()
+            with self._lock:
+                self._open.discard(raw)
+                if conn is not None:
+                    self._open.discard(conn._sock)
+                self._threads.discard(threading.current_thread())
+            self._slots.release()
+
+
+def serve(
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    ca_cert: x509.Certificate,
+    allowed_measurements: Iterable[str] | None = None,
+    allowed_platforms: Iterable[str] | None = None,
+    allowed_profiles: Iterable[Profile | str] | None = None,
+    chain: Sequence[x509.Certificate] = (),
+    timeout: float | None = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_connections: int = 64,
+    on_refusal: RefusalCallback | None = None,
+) -> AttestedServer:
+    """A bound, not yet started :class:`AttestedServer` (use ``with`` or ``.start()``).
+
+    ``timeout`` bounds each connection's handshake and admission and stays set on the
+    connection given to ``handler`` (``conn.settimeout(None)`` to block without limit).
+    """
+    own = _own_info(cert)
+    policy = ChannelPolicy.build(own, allowed_measurements, allowed_platforms, allowed_profiles)
+    ctx = _context(True, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
+    return AttestedServer(
+        host,
+        port,
+        handler,
+        context=ctx,
+        own=own,
+        policy=policy,
+        timeout=timeout,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        on_refusal=on_refusal,
+    )
