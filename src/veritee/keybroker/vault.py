@@ -152,6 +152,19 @@ class SealedVersion:
             raise MalformedError(f"{r.remaining} trailing bytes", field="trailing", offset=r.offset)
         return cls(kek_id=kek_id, wrapped_dek=wrapped, nonce=nonce, ciphertext=ciphertext)
 
+    def value_blob(self) -> bytes:
+        """``NONCE || CIPHERTEXT``: what the storage keeps in its ``ciphertext`` column."""
+        return self.nonce + self.ciphertext
+
+    @classmethod
+    def from_columns(cls, kek_id: str, wrapped_dek: bytes, value_blob: bytes) -> SealedVersion:
+        """Rebuild from storage columns; a short blob raises :class:`MalformedError`."""
+        if len(value_blob) < NONCE_SIZE + TAG_SIZE:
+            raise MalformedError(
+                "stored ciphertext is shorter than nonce and tag", field="ciphertext"
+            )
+        return cls(kek_id, wrapped_dek, value_blob[:NONCE_SIZE], value_blob[NONCE_SIZE:])
+
     @property
     def digest(self) -> str:
         """SHA-256 (hex) of the sealed blob: what the audit log records, never the value."""
@@ -201,10 +214,24 @@ def open_sealed(
         ) from None
 
 
-def open_blob(kek: KeyEncryptionKey, name: str, version: int, blob: bytes) -> SecretBytes:
-    """Parse and decrypt a stored blob; a blob that does not parse counts as tampered."""
+def open_blob(
+    kek: KeyEncryptionKey,
+    name: str,
+    version: int,
+    blob: bytes,
+    *,
+    columns: tuple[str, bytes] | None = None,
+) -> SecretBytes:
+    """Parse and decrypt a stored blob; a blob that does not parse counts as tampered.
+
+    With ``columns=(kek_id, wrapped_dek)``, ``blob`` is the storage's ``ciphertext`` column
+    (:meth:`SealedVersion.value_blob`); otherwise it is :meth:`SealedVersion.to_bytes`.
+    """
     try:
-        sealed = SealedVersion.from_bytes(blob)
+        if columns is None:
+            sealed = SealedVersion.from_bytes(blob)
+        else:
+            sealed = SealedVersion.from_columns(columns[0], columns[1], blob)
     except MalformedError as e:
         raise VerificationError(
             f"secret {name!r} v{version} is damaged at rest: {e.message}", code="secret_tampered"
