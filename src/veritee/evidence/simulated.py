@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -141,7 +141,7 @@ def parse_claims(data: bytes) -> dict[str, Any]:
 def _load_key(der: bytes) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise MalformedError("platform key is not a valid SubjectPublicKeyInfo", field="platform_key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise MalformedError("platform key must be ECDSA P-384", field="platform_key")
