@@ -56,6 +56,7 @@ class WorkloadLog:
         self._host = host_stream
         self._key_blob: bytes | None = None
         self._signing_key: SigningKey | None = None
+        self._loggers: list[logging.Logger] = []
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class WorkloadLog:
         lg = logging.getLogger(name)
         if self.handler not in lg.handlers:
             lg.addHandler(self.handler)
+            self._loggers.append(lg)
         lg.propagate = False
         if lg.level == logging.NOTSET:
             lg.setLevel(logging.DEBUG if self.profile.allows_debug else logging.INFO)
@@ -147,6 +149,9 @@ class WorkloadLog:
     def close(self) -> SignedTreeHead | None:
         """Write the final tree head, close the segment, erase the keys."""
         writer = self.handler.writer
+        for lg in self._loggers:
+            lg.removeHandler(self.handler)
+        self._loggers.clear()
         self.handler.close()
         return writer.last_head if writer is not None else None
 

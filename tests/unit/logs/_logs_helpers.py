@@ -1,0 +1,87 @@
+"""Helpers for the confidential log tests: a real log written by the real handler."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from veritee.logs import SignedTreeHead, WorkloadLog, open_workload_log
+from veritee.profiles import Profile
+
+
+class Sealer:
+    """A stand-in for a platform sealing key: AES-256-GCM under a key only this object holds."""
+
+    def __init__(self) -> None:
+        self._aead = AESGCM(os.urandom(32))
+
+    def seal(self, data: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, data, b"sealed")
+
+    def unseal(self, blob: bytes) -> bytes:
+        return self._aead.decrypt(blob[:12], blob[12:], b"sealed")
+
+
+@dataclass
+class WrittenLog:
+    directory: Path
+    signing_key: ec.EllipticCurvePrivateKey
+    tenant_key: x25519.X25519PrivateKey
+    key_blob: bytes
+    heads: list[SignedTreeHead] = field(default_factory=list)
+    host_stream: io.StringIO = field(default_factory=io.StringIO)
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self.signing_key.public_key()
+
+    def segments(self) -> list[Path]:
+        return sorted(self.directory.glob("segment-*.vtlog"))
+
+
+def open_log(directory: Path, profile: Profile = Profile.PRODUCTION, *, log_id: str = "test-log",
+             **kw: object) -> tuple[
+    WorkloadLog, ec.EllipticCurvePrivateKey, x25519.X25519PrivateKey, io.StringIO
+]:
+    sk = ec.generate_private_key(ec.SECP256R1())
+    tk = x25519.X25519PrivateKey.generate()
+    host = io.StringIO()
+    log = open_workload_log(
+        profile=profile,
+        directory=directory,
+        signing_key=sk,
+        tenant_public_key=tk.public_key(),
+        seal=None,
+        log_id=log_id,
+        host_stream=host,
+        durable=False,
+        **kw,  # type: ignore[arg-type]
+    )
+    return log, sk, tk, host
+
+
+def write_log(directory: Path, *, records: int = 100, per_head: int = 10,
+              per_segment_rotation: int | None = None, close: bool = True,
+              log_id: str = "test-log") -> WrittenLog:
+    log, sk, tk, host = open_log(directory, records_per_head=per_head, records_per_epoch=16,
+                                 log_id=log_id)
+    if per_segment_rotation is not None:
+        assert log.handler.writer is not None
+        log.handler.writer._per_segment = per_segment_rotation
+    out = WrittenLog(directory, sk, tk, log.export_key_for_tenant(), host_stream=host)
+    lg = log.logger(f"app.{directory.parent.name}.{directory.name}")
+    for i in range(records):
+        lg.info("record %d", i)
+        if (i + 1) % per_head == 0:
+            out.heads.append(log.tree_head())
+    if close:
+        head = log.close()
+        assert head is not None
+        out.heads.append(head)
+    return out
