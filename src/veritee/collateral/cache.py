@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from veritee.collateral import Collateral
 from veritee.errors import UsageError
@@ -42,10 +42,10 @@ class CollateralCache:
 
     def path_for(self, relative: str) -> Path:
         """The file ``relative`` (POSIX-style, no ``..``, not absolute) inside the cache."""
-        rel = PurePosixPath(relative)
-        if rel.is_absolute() or not rel.parts or any(p in ("", ".", "..") for p in rel.parts):
+        parts = relative.split("/")
+        if "\\" in relative or any(p in ("", ".", "..") for p in parts):
             raise UsageError(f"bad cache path {relative!r}")
-        return self.root.joinpath(*rel.parts)
+        return self.root.joinpath(*parts)
 
     def write(self, relative: str, data: bytes) -> Path:
         """Write ``data`` to ``relative`` atomically; return the final path."""
