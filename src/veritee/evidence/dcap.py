@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -593,6 +593,20 @@ def _cert_window(cert: x509.Certificate) -> tuple[datetime, datetime]:
     return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
+def _extensions(cert: x509.Certificate, name: str) -> x509.Extensions:
+    try:
+        return cert.extensions
+    except ValueError as e:
+        raise MalformedError(f"{name}: certificate extensions do not parse: {e}", field=name) from None
+
+
+def _pubkey(cert: x509.Certificate, name: str) -> Any:
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise MalformedError(f"{name}: certificate key does not parse: {e}", field=name) from None
+
+
 def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
     """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
     root = certs[-1]
@@ -600,14 +614,14 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         raise VerificationError(f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned")
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
         try:
-            bc = parent.extensions.get_extension_for_class(x509.BasicConstraints).value
+            bc = _extensions(parent, name).get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
             bc = None
         if bc is None or not bc.ca:
             raise VerificationError(f"{name}: certificate {i + 1} is not a CA", code="chain_invalid")
         try:
             child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise VerificationError(
                 f"{name}: certificate {i} is not signed by certificate {i + 1}", code="chain_invalid"
             ) from None
@@ -623,11 +637,12 @@ class _Window:
 
 
 def _check_windows(windows: Iterable[_Window], at: datetime, err: type[VerificationError]) -> None:
+    kind = "collateral" if err is CollateralError else "certificate"
     for w in windows:
         if at < w.not_before:
-            raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code="collateral_not_yet_valid")
+            raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code=f"{kind}_not_yet_valid")
         if at > w.not_after:
-            raise err(f"{w.name} expired at {w.not_after.isoformat()}", code="collateral_expired")
+            raise err(f"{w.name} expired at {w.not_after.isoformat()}", code=f"{kind}_expired")
 
 
 @dataclass(frozen=True)
@@ -657,11 +672,11 @@ def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
         raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
     _verify_chain(certs, trust, "PCK chain")
     leaf, ca = certs[0], certs[1]
-    leaf_key = leaf.public_key()
+    leaf_key = _pubkey(leaf, "pck_chain")
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="bad_key")
     try:
-        ext_value = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
+        ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
     except x509.ExtensionNotFound:
         raise MalformedError("PCK certificate has no SGX extension", field="pck_extension") from None
     if not isinstance(ext_value, x509.UnrecognizedExtension):
@@ -671,7 +686,7 @@ def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
         ext=parse_pck_extension(ext_value.value),
         leaf_serial=leaf.serial_number,
         ca_name=ca.subject.public_bytes(),
-        ca_spki=ca.public_key().public_bytes(
+        ca_spki=_pubkey(ca, "pck_chain").public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
         ca_serial=ca.serial_number,
@@ -853,7 +868,7 @@ def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
 
 
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str) -> None:
-    key = issuer.public_key()
+    key = _pubkey(issuer, name)
     if crl.issuer != issuer.subject or not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid")
     if not crl.is_signature_valid(key):
@@ -891,7 +906,7 @@ def _verify_signed_json(
     for c in certs[:-1]:
         if c.serial_number in root_revoked:
             raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
-    key = certs[0].public_key()
+    key = _pubkey(certs[0], name)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
     _verify_raw(key, sig, raw, name, "collateral_signature_invalid")
@@ -930,7 +945,7 @@ def _verify_collateral(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollat
         tcb_info=tcb_info,
         qe_identity=qe_identity,
         pck_crl_issuer=crl_chain[0].subject.public_bytes(),
-        pck_crl_issuer_spki=crl_chain[0].public_key().public_bytes(
+        pck_crl_issuer_spki=_pubkey(crl_chain[0], "pck_crl_issuer_chain").public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
         pck_revoked=frozenset(e.serial_number for e in pck_crl),

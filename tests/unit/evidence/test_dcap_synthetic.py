@@ -375,7 +375,7 @@ def test_revoked_pck_and_pck_ca() -> None:
     [
         (datetime(2025, 6, 18, tzinfo=UTC), "collateral_not_yet_valid"),
         (datetime(2025, 7, 20, tzinfo=UTC), "collateral_expired"),
-        (datetime(2041, 1, 1, tzinfo=UTC), "collateral_expired"),
+        (datetime(2041, 1, 1, tzinfo=UTC), "certificate_expired"),
     ],
 )
 def test_time_outside_windows(at: datetime, code: str) -> None:
