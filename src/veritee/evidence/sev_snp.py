@@ -208,7 +208,7 @@ class GuestPolicy:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _POLICY_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,11 @@ class PlatformInfo:
                    bool(v >> 4 & 1), bool(v >> 5 & 1), bool(v >> 7 & 1))
 
     def as_dict(self) -> dict[str, bool]:
-        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}
+        return {name: bool(getattr(self, name)) for name in _PLATFORM_INFO_FIELDS}
+
+
+_POLICY_FIELDS = tuple(f.name for f in fields(GuestPolicy))
+_PLATFORM_INFO_FIELDS = tuple(f.name for f in fields(PlatformInfo))
 
 
 @dataclass(frozen=True, slots=True)
