@@ -135,9 +135,9 @@ class WorkloadLog:
             tb: types.TracebackType | None,
         ) -> None:
             lg.error("uncaught exception", exc_info=(etype, value, tb))
-            if not self.profile.free_form_to_host:
-                stream = self._host if self._host is not None else sys.stderr
-                stream.write(f"veritee: {public_message(value, self.profile)}\n")
+            # with a host stream the handler has already written the catalogue notice
+            if not self.profile.free_form_to_host and self._host is None:
+                sys.stderr.write(f"veritee: {public_message(value, self.profile)}\n")
 
         def thread_hook(args: threading.ExceptHookArgs) -> None:
             if args.exc_value is not None:
