@@ -1,0 +1,99 @@
+"""CCEL event log replay against the GCE COS TDX quote, and with a synthetic verified quote."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
+from tests.conftest import testvectors_dir as tv_dir
+from veritee.errors import MalformedError, VerificationError
+from veritee.evidence import ccel, tdx
+
+
+def _files() -> tuple[bytes, bytes, bytes]:
+    d: Path = tv_dir() / "tdx"
+    return (
+        (d / "gotdxguest_ccel_table.dat").read_bytes(),
+        (d / "gotdxguest_ccel_data.dat").read_bytes(),
+        (d / "gotdxguest_ccel_cos-113-tdx-quote_v4.bin").read_bytes(),
+    )
+
+
+def test_replay_matches_quote_rtmrs() -> None:
+    table, data, quote = _files()
+    t = ccel.parse_table(table)
+    assert t.cc_type == 2 and t.laml == len(data)
+    log = ccel.replay(table, data)
+    claims = tdx.parse_claims(quote)
+    assert [r.hex() for r in log.rtmrs] == [claims[f"rtmr{i}"] for i in range(4)]
+    events = log.claims()
+    assert len(events) == len(log.events) > 10
+    assert {e["rtmr"] for e in events} <= {0, 1, 2, 3}
+    assert any(e.get("text", "").startswith("grub_cmd: linux") for e in events)
+    assert all(len(e["digest"]) == 96 for e in events)
+
+
+def test_tampered_event_changes_replay() -> None:
+    table, data, quote = _files()
+    log = ccel.replay(table, data)
+    ev = log.events[5]
+    # Flip one byte of this event's SHA-384 digest (after index, type, count, alg id).
+    pos = ev.offset + 4 + 4 + 4 + 2
+    bad = bytearray(data)
+    bad[pos] ^= 0xFF
+    assert ccel.replay(table, bytes(bad)).rtmrs != log.rtmrs
+
+
+def test_verify_with_event_log_on_synthetic_quote() -> None:
+    table, data, _ = _files()
+    log = ccel.replay(table, data)
+    syn = build(Spec(rtmrs=log.rtmrs))
+    v = tdx.verify_with_event_log(syn.quote, data, table=table, collateral=syn.collateral, at=AT, trust=syn.trust)
+    assert v.claims["rtmr_replay_ok"] is True
+    assert len(v.claims["event_log"]) == len(log.events)
+    other = build(Spec(rtmrs=(log.rtmrs[0], bytes(48), log.rtmrs[2], log.rtmrs[3])))
+    with pytest.raises(VerificationError) as e:
+        tdx.verify_with_event_log(other.quote, data, table=table, collateral=other.collateral, at=AT, trust=other.trust)
+    assert e.value.code == "rtmr_mismatch" and "RTMR1" in str(e.value)
+
+
+def test_malformed_tables_and_logs() -> None:
+    table, data, _ = _files()
+    with pytest.raises(MalformedError) as e:
+        ccel.parse_table(b"XCEL" + table[4:])
+    assert e.value.field == "ccel.signature"
+    bad = bytearray(table)
+    bad[20] ^= 1
+    with pytest.raises(MalformedError) as e:
+        ccel.parse_table(bytes(bad))
+    assert e.value.field == "ccel.checksum"
+    with pytest.raises(MalformedError):
+        ccel.parse_event_log(data[:40])
+    log = ccel.replay(table, data)
+    cut = log.events[3].offset + 20
+    with pytest.raises(MalformedError) as e:
+        ccel.parse_event_log(data[:cut])
+    assert e.value.offset is not None
+    # An index beyond RTMR3 is refused.
+    ev = log.events[0].offset
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, ev, 9)
+    with pytest.raises(MalformedError) as e:
+        ccel.parse_event_log(bytes(bad))
+    assert e.value.field == "event.index"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20000), st.binary(min_size=1, max_size=8))
+def test_fuzzed_logs_never_crash(pos: int, junk: bytes) -> None:
+    _, data, _ = _files()
+    blob = data[:pos] + junk + data[pos + len(junk) : 30000]
+    try:
+        ccel.parse_event_log(blob)
+    except MalformedError as e:
+        assert e.field is not None
