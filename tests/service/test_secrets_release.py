@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from sqlalchemy import update
-
 from tests.service.conftest import GOOD, OTHER, Env, default_policy
+
 from veritee.binding import report_data_for, spki_der
 from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.service.storage.models import SECRETS

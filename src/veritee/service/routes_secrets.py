@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -37,7 +38,7 @@ from veritee.keybroker.policy import ReleaseDecision, dry_run, evaluate, parse_p
 from veritee.keybroker.release import parse_recipient, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, seal, validate_name
 from veritee.service.auth import require_admin
-from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.context import ServiceContext
 
 __all__ = ["ReleaseRequest", "SecretPut", "kek_for", "release_secret", "router"]
 
@@ -288,9 +289,10 @@ def release_secret(
     version: int | None,
     nonce: bytes,
     nonce_purpose: str,
-    appraisal: Appraisal,
-    via: str,
-    extra: dict[str, Any] | None = None,
+    claims: dict[str, Any] | None,
+    accepted: bool,
+    appraisal_reasons: Sequence[Reason],
+    audit: dict[str, Any],
 ) -> tuple[SecretBytes, int]:
     """Decide, consume the nonce (if any) and audit in ONE transaction; return the value.
 
@@ -299,7 +301,7 @@ def release_secret(
     each of these outcomes is in the audit log as ``secret.deny``.
     """
     now = ctx.now()
-    base = appraisal.audit_details() | {"via": via} | (extra or {})
+    base = audit
     subject = name
     try:
         with ctx.storage.transaction() as tx:
@@ -312,15 +314,15 @@ def release_secret(
                 reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
             else:
                 decision: ReleaseDecision
-                if not appraisal.decision.accepted or appraisal.claims is None:
+                if not accepted or claims is None:
                     decision = dry_run(
                         parse_policy(stored.policy),
-                        appraisal.claims or {},
+                        claims or {},
                         appraisal_accepted=False,
-                        appraisal_reasons=appraisal.decision.reasons,
+                        appraisal_reasons=appraisal_reasons,
                     )
                 else:
-                    decision = evaluate(parse_policy(stored.policy), appraisal.claims)
+                    decision = evaluate(parse_policy(stored.policy), claims)
                 reasons.extend(decision.reasons)
                 if decision.allowed:
                     try:
@@ -396,8 +398,10 @@ def release(name: str, body: ReleaseRequest, request: Request) -> dict[str, Any]
         version=body.version,
         nonce=nonce,
         nonce_purpose="attest",
-        appraisal=appraisal,
-        via="release",
-        extra={"recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
+        claims=appraisal.claims,
+        accepted=appraisal.decision.accepted,
+        appraisal_reasons=appraisal.decision.reasons,
+        audit=appraisal.audit_details()
+        | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
     return seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce)

@@ -1,0 +1,190 @@
+"""Trustee KBS protocol, spoken as the published description (kbs_attestation_protocol.md) says."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, keywrap
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi.testclient import TestClient
+from tests.service.conftest import OTHER, Env, default_policy
+
+SECRET = b"-----BEGIN KEY----- guest image key -----END KEY-----"
+PREFIX = "https://github.com/confidential-containers/kbs/errors/"
+
+
+def _b64u(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _b64ud(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def _setup(env: Env, measurement: str | None = None) -> None:
+    env.install_policy()
+    policy = {
+        "allOf": [{"claim": "measurement", "equals": measurement or env.platform.measurement}]
+    }
+    body = {"value": base64.b64encode(SECRET).decode(), "policy": policy}
+    r = env.client.put("/v1/admin/secrets/default/key/image", json=body, headers=env.admin)
+    assert r.status_code == 200, r.text
+
+
+def _ec_jwk(sk: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    n = sk.public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+            "x": _b64u(n.x.to_bytes(32, "big")), "y": _b64u(n.y.to_bytes(32, "big"))}  # fmt: skip
+
+
+def _rsa_jwk(sk: rsa.RSAPrivateKey) -> dict[str, str]:
+    n = sk.public_key().public_numbers()
+    return {"kty": "RSA", "alg": "RSA-OAEP", "n": _b64u(n.n.to_bytes(256, "big")), "e": "AQAB"}
+
+
+def _attestation(
+    env: Env, challenge: dict[str, Any], jwk: dict[str, str], *, old: bool = False,
+    platform: Any = None, bind_jwk: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    alg = challenge["extra-params"].get("selected-hash-algorithm", "sha384")
+    runtime = {"tee-pubkey": bind_jwk or jwk, "nonce": challenge["nonce"]}
+    # serde_json serializes a Value with sorted keys and no whitespace
+    text = json.dumps(runtime, sort_keys=True, separators=(",", ":")).encode()
+    report_data = hashlib.new(alg, text).digest().ljust(64, b"\0")
+    ev = {"evidence": base64.b64encode((platform or env.platform).evidence(report_data)).decode()}
+    if old:
+        return {"tee-pubkey": jwk, "tee-evidence": json.dumps(ev)}
+    return {"runtime-data": {"tee-pubkey": jwk, "nonce": challenge["nonce"]}, "tee-evidence": ev}
+
+
+def _auth(client: TestClient, version: str = "0.4.0") -> dict[str, Any]:
+    req = {"version": version, "tee": "sample",
+           "extra-params": {"supported-hash-algorithms": ["sha256", "sha384", "sha512"]}}  # fmt: skip
+    r = client.post("/kbs/v0/auth", json=req)
+    assert r.status_code == 200, r.text
+    assert "kbs-session-id" in r.cookies
+    return dict(r.json())
+
+
+def _decrypt_ec(resp: dict[str, str], sk: ec.EllipticCurvePrivateKey) -> bytes:
+    """The guest side: ECDH-ES+A256KW per RFC 7518 §4.6, AAD = protected (RFC 7516 §5.2)."""
+    header = json.loads(_b64ud(resp["protected"]))
+    assert (header["alg"], header["enc"]) == ("ECDH-ES+A256KW", "A256GCM")
+    epk = header["epk"]
+    pub = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(_b64ud(epk["x"]), "big"), int.from_bytes(_b64ud(epk["y"]), "big"),
+        ec.SECP256R1(),
+    ).public_key()  # fmt: skip
+    z = sk.exchange(ec.ECDH(), pub)
+    alg = b"ECDH-ES+A256KW"
+    info = len(alg).to_bytes(4, "big") + alg + bytes(8) + (256).to_bytes(4, "big")
+    kek = hashlib.sha256(b"\0\0\0\1" + z + info).digest()
+    cek = keywrap.aes_key_unwrap(kek, _b64ud(resp["encrypted_key"]))
+    return AESGCM(cek).decrypt(
+        _b64ud(resp["iv"]), _b64ud(resp["ciphertext"]) + _b64ud(resp["tag"]),
+        resp["protected"].encode(),
+    )  # fmt: skip
+
+
+def test_rcar_flow_ec_key_cookie_and_token(env: Env) -> None:
+    _setup(env)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    challenge = _auth(env.client)
+    assert challenge["extra-params"]["selected-hash-algorithm"] == "sha384"
+    r = env.client.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+    assert r.status_code == 200, r.text
+    token = r.json()["token"]
+    r = env.client.get("/kbs/v0/resource/default/key/image")
+    assert r.status_code == 200, r.text
+    assert set(r.json()) >= {"protected", "encrypted_key", "iv", "ciphertext", "tag"}
+    assert _decrypt_ec(r.json(), sk) == SECRET
+    # the token works without the cookie (another replica, a later request)
+    fresh = TestClient(env.client.app)
+    r = fresh.get(
+        "/kbs/v0/resource/default/key/image", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200 and _decrypt_ec(r.json(), sk) == SECRET
+    entries = env.client.get("/v1/admin/audit?limit=100", headers=env.admin).json()["entries"]
+    rel = [e for e in entries if e["kind"] == "secret.release"]
+    assert len(rel) == 2 and all(e["details"]["via"] == "kbs" for e in rel)
+    assert any(e["kind"] == "kbs.attest" and e["decision"] == "accept" for e in entries)
+
+
+def test_old_protocol_rsa_oaep(env: Env) -> None:
+    _setup(env)
+    sk = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    challenge = _auth(env.client, version="0.1.0")
+    att = _attestation(env, challenge, _rsa_jwk(sk), old=True)
+    assert env.client.post("/kbs/v0/attest", json=att).status_code == 200
+    r = env.client.get("/kbs/v0/resource/default/key/image")
+    assert r.status_code == 200, r.text
+    resp = r.json()
+    assert json.loads(_b64ud(resp["protected"]))["alg"] == "RSA-OAEP"
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    cek = sk.decrypt(_b64ud(resp["encrypted_key"]), oaep)
+    plain = AESGCM(cek).decrypt(
+        _b64ud(resp["iv"]), _b64ud(resp["ciphertext"]) + _b64ud(resp["tag"]),
+        resp["protected"].encode(),
+    )  # fmt: skip
+    assert plain == SECRET
+
+
+def _is_error(r: Any, status: int, problem: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == PREFIX + problem and r.json()["detail"]
+
+
+def test_kbs_errors(env: Env) -> None:
+    _setup(env)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    _is_error(env.client.get("/kbs/v0/resource/default/key/image"), 401, "TokenNotFound")
+    _is_error(env.client.post("/kbs/v0/attest", json={}), 401, "InvalidRequest")
+    r = env.client.post("/kbs/v0/auth", json={"version": "9.0.0", "tee": "tdx", "extra-params": {}})
+    _is_error(r, 401, "InvalidRequest")
+    # evidence bound to another key
+    challenge = _auth(env.client)
+    other = _ec_jwk(ec.generate_private_key(ec.SECP256R1()))
+    att = _attestation(env, challenge, _ec_jwk(sk), bind_jwk=other)
+    _is_error(env.client.post("/kbs/v0/attest", json=att), 401, "AttestationFailed")
+    # replay: the session's nonce is gone after one attempt
+    att = _attestation(env, challenge, _ec_jwk(sk))
+    _is_error(env.client.post("/kbs/v0/attest", json=att), 401, "InvalidRequest")
+    # unsigned sample evidence is refused
+    challenge = _auth(env.client)
+    sample = {"runtime-data": {"tee-pubkey": _ec_jwk(sk), "nonce": challenge["nonce"]},
+              "tee-evidence": {"svn": "1", "report_data": "AAAA"}}  # fmt: skip
+    _is_error(env.client.post("/kbs/v0/attest", json=sample), 401, "AttestationFailed")
+    # a good session, but an unknown resource and a bad token
+    challenge = _auth(env.client)
+    assert (
+        env.client.post(
+            "/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk))
+        ).status_code
+        == 200
+    )
+    _is_error(env.client.get("/kbs/v0/resource/default/key/none"), 404, "ResourceNotFound")
+    fresh = TestClient(env.client.app)
+    r = fresh.get("/kbs/v0/resource/default/key/image", headers={"Authorization": "Bearer x.y.z"})
+    _is_error(r, 401, "TokenNotFound")
+
+
+def test_policy_deny_is_403_and_audited(env: Env) -> None:
+    doc = default_policy(env.platform)
+    doc["platforms"]["simulated"]["measurements"] = [env.platform.measurement, OTHER]
+    env.install_policy(doc)
+    policy = {"allOf": [{"claim": "measurement", "equals": env.platform.measurement}]}
+    body = {"value": base64.b64encode(SECRET).decode(), "policy": policy}
+    env.client.put("/v1/admin/secrets/default/key/image", json=body, headers=env.admin)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    challenge = _auth(env.client)
+    att = _attestation(env, challenge, _ec_jwk(sk), platform=env.workload(OTHER))
+    assert env.client.post("/kbs/v0/attest", json=att).status_code == 200
+    r = env.client.get("/kbs/v0/resource/default/key/image")
+    _is_error(r, 403, "PolicyDeny")
+    assert "measurement" in r.json()["detail"]
+    entries = env.client.get("/v1/admin/audit?limit=100", headers=env.admin).json()["entries"]
+    assert entries[-1]["kind"] == "secret.deny" and entries[-1]["details"]["via"] == "kbs"
