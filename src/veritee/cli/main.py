@@ -45,6 +45,7 @@ def _register() -> None:
     commands_core.register(cli)
     # (add further `from veritee.cli import X; X.register(cli)` lines here)
     from veritee.cli import collateral as _collateral_cli; _collateral_cli.register(cli)  # noqa: E702, I001
+    from veritee.cli import logs as _logs_cli; _logs_cli.register(cli)  # noqa: E702, I001
     # ---------------------------------------------------------------------------------------
 
 
