@@ -1,0 +1,77 @@
+"""Workload side of the key broker: ``Trust.get_secret(name)``.
+
+1. ask the service for a nonce (``POST /v1/challenge``);
+2. make a fresh ephemeral key (X25519 for HPKE, or P-256 for JWE) that never leaves memory;
+3. ask the platform for evidence whose report data binds nonce and key
+   (``SHA-512("veritee-v1" || nonce || SHA-256(SPKI))``, :mod:`veritee.binding`);
+4. ``POST /v1/secrets/{name}/release`` and decrypt the envelope, checking it is for this
+   secret and this nonce (:func:`veritee.keybroker.release.open_envelope`).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+from veritee.binding import report_data_for, spki_der
+from veritee.errors import StorageError
+from veritee.keybroker.release import open_envelope, x25519_jwk
+from veritee.keybroker.wrap import jwk_from_public_key
+from veritee.platforms.base import Platform
+
+__all__ = ["fetch_secret"]
+
+_FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    from veritee.sdk.trust import _error_from_problem
+
+    try:
+        r = client.post(path, json=body)
+    except httpx.HTTPError as e:
+        raise StorageError(
+            f"key broker unreachable: {type(e).__name__}", code="unreachable"
+        ) from None
+    if r.status_code != 200:
+        raise _error_from_problem(r)
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def fetch_secret(
+    client: httpx.Client,
+    platform: Platform,
+    name: str,
+    *,
+    envelope: Literal["hpke", "jwe"] = "hpke",
+    version: int | None = None,
+) -> bytes:
+    """Prove fresh evidence and receive secret ``name`` encrypted to an ephemeral key.
+
+    Raises the service's refusal as a veritee error: :class:`~veritee.errors.VerificationError`
+    (``release_denied``, with ``.reasons``), :class:`~veritee.errors.NotFoundError`,
+    :class:`~veritee.errors.NonceError`.
+    """
+    nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
+    key: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
+    if envelope == "hpke":
+        key = x25519.X25519PrivateKey.generate()
+        public_key: Any = x25519_jwk(key.public_key())
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        public_key = jwk_from_public_key(key.public_key(), alg="ECDH-ES+A256KW")
+    evidence = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+    body: dict[str, Any] = {
+        "evidence": base64.b64encode(evidence).decode("ascii"),
+        "nonce": nonce.hex(),
+        "format": platform.name if platform.name in _FORMATS else "auto",
+        "public_key": public_key,
+    }
+    if version is not None:
+        body["version"] = version
+    reply = _post(client, f"/v1/secrets/{name}/release", body)
+    return open_envelope(reply, key, name=name, nonce=nonce)
