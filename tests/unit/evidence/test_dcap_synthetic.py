@@ -89,6 +89,8 @@ def _cert(
         .serial_number(serial).not_valid_before(datetime(2018, 1, 1, tzinfo=UTC))
         .not_valid_after(not_after or datetime(2040, 1, 1, tzinfo=UTC))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )  # fmt: skip
     if ext is not None:
         b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXT), ext), critical=False)
@@ -96,7 +98,11 @@ def _cert(
 
 
 def _crl(issuer_cn: str, key: ec.EllipticCurvePrivateKey, revoked: list[int], this: datetime, nxt: datetime) -> bytes:
-    b = x509.CertificateRevocationListBuilder().issuer_name(_name(issuer_cn)).last_update(this).next_update(nxt)
+    b = (
+        x509.CertificateRevocationListBuilder().issuer_name(_name(issuer_cn)).last_update(this).next_update(nxt)
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+    )  # fmt: skip
     for s in revoked:
         b = b.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(s).revocation_date(this).build()
@@ -255,7 +261,7 @@ def build(spec: Spec | None = None) -> Synthetic:
     header = struct.pack("<HHIHH", s.version, 2, tee, 0, 0) + dcap.INTEL_QE_VENDOR_ID + bytes(20)
     if tdx_kind:
         body = td_report(
-            tee_tcb_svn=s.tee_tcb_svn, td_attributes=(b"\x01" if s.debug else b"\0") + bytes(7),
+            tee_tcb_svn=s.tee_tcb_svn, td_attributes=(b"\x01" if s.debug else b"\0") + b"\0\0\x10" + bytes(4),
             rtmrs=s.rtmrs, v15=s.v15, mr_signer_seam=s.mr_signer_seam,
         )  # fmt: skip
     else:
