@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -156,7 +157,7 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 summary["mallory"] = [r["code"] for r in reasons]
                 console.print("   [red]refused[/] with reasons:")
                 for reason in reasons:
-                    console.print(f"     - [{reason['code']}] {reason['message']}")
+                    console.print(escape(f"     - [{reason['code']}] {reason['message']}"))
 
             _step(console, 7, "a captured request is replayed with its nonce")
             nonce = alice.challenge()

@@ -259,18 +259,33 @@ def policy_sign(policy_file: Path, data: Path | None, output: Path | None) -> No
 @_data_option
 @click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True)
 @click.option("--admin-token", envvar="VERITEE_ADMIN_TOKEN", default=None, help="Default: the data folder's admin_token.")
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None, help="CA to trust for HTTPS (default: the data folder's domain CA).")
 @handle_errors
-def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None) -> None:
+def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None, ca: Path | None) -> None:
     """Install a signed policy through the service's admin API."""
+    import ssl
+
     import httpx
 
-    token = admin_token or (_data_dir(data) / "admin_token").read_text().strip()
-    r = httpx.put(
-        url.rstrip("/") + "/v1/admin/policy", content=signed_file.read_bytes(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=10,
-    )
+    path = _data_dir(data)
+    token = admin_token or (path / "admin_token").read_text().strip()
+    ca_file = ca or (path / "domain_ca.pem")
+    verify: ssl.SSLContext | bool = True
+    if url.startswith("https://") and ca_file.is_file():
+        verify = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        r = httpx.put(
+            url.rstrip("/") + "/v1/admin/policy", content=signed_file.read_bytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=10, verify=verify,
+        )
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot reach the service at {url}: {e}") from None
     if r.status_code != 200:
-        body = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
         raise UsageError(f"service refused the policy ({r.status_code}): {body.get('detail') or body.get('title')}")
     click.echo(f"installed policy {r.json()['name']!r} version {r.json()['version']}")
 

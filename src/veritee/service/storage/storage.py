@@ -180,12 +180,12 @@ class Storage:
         """Readiness: the database answers and its schema is at the newest revision."""
         if self._closed:
             raise StorageError("storage is closed")
-        with self._ro_engine.connect() as conn:
-            try:
+        try:
+            with self._ro_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            except SQLAlchemyError as exc:
-                raise _storage_error(exc) from None
-        current = self.current_revision()
+            current = self.current_revision()
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
         head = self.head_revision()
         if current != head:
             raise StorageError(
