@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from tests.unit.sdk.sdk_pki import TestCA, measurement_of, now
 
 from veritee.errors import OversizedError, UsageError, VerificationError, VeriteeError
@@ -351,7 +352,7 @@ def test_private_key_never_written_in_plaintext(
             assert path.startswith("/proc/self/fd/")  # anonymous memory file, no name on disk
         assert Path(path).read_bytes() == b"data"
     # The fallback for systems without memfd: an encrypted PEM in a private folder, removed.
-    monkeypatch.setattr(channel.sys, "platform", "other")
+    monkeypatch.setattr(sys, "platform", "other")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen: list[bytes] = []
     real_load = ssl.SSLContext.load_cert_chain
@@ -369,3 +370,31 @@ def test_private_key_never_written_in_plaintext(
 
 def stat_mode(path: str) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def test_with_domain_ca_certificates(tmp_path: Path) -> None:
+    """Certificates from the service's domain CA (veritee.domain) work on the channel as is."""
+    domain_mod = pytest.importorskip("veritee.domain")
+    t = now()
+    domain = domain_mod.Domain.create(tmp_path / "domain", now=t)
+
+    def admitted(measurement: str) -> tuple[ec.EllipticCurvePrivateKey, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = domain_mod.issue_admission_certificate(
+            domain, key.public_key(),
+            claims={"measurement": measurement, "platform": "simulated", "profile": "production"},
+            now=t, lifetime=dt.timedelta(hours=1),
+        )
+        return key, cert
+
+    (server_key, server_cert), (client_key, client_cert) = admitted(M_A), admitted(M_B)
+    h = Harness()
+    with serve("127.0.0.1", 0, h.echo, key=server_key, cert=server_cert,
+               ca_cert=domain.ca_certificate, allowed_measurements={M_B}) as srv:
+        with connect("127.0.0.1", srv.port, key=client_key, cert=client_cert,
+                     ca_cert=domain.ca_certificate, allowed_measurements={M_A},
+                     timeout=WAIT) as conn:
+            assert conn.recv().startswith(b"hello")
+            conn.send(b"ping")
+            assert conn.recv() == b"echo:ping"
+        assert h.seen.get(timeout=WAIT).measurement == M_B
