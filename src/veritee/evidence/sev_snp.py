@@ -67,6 +67,7 @@ __all__ = [
     "detect",
     "parse_claims",
     "product_from_cpuid",
+    "tcb_dict",
     "verify",
 ]
 
@@ -134,6 +135,9 @@ _FIELDS: tuple[tuple[str, int, int], ...] = (
 )
 
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+_ZERO_PAD = bytes(SIG_COMPONENT_SIZE - P384_SIZE)
+_ZERO_SIG_RESERVED = bytes(REPORT_SIZE - OFF_SIGNATURE_RESERVED)
+_ZERO_CHIP_ID = bytes(64)
 
 
 def _field_at(offset: int) -> str:
@@ -179,6 +183,14 @@ class TcbVersion:
         if self.fmc is not None:
             out["fmc"] = self.fmc
         return out
+
+
+def tcb_dict(raw: int, product: Product | None) -> dict[str, int]:
+    """``TcbVersion.from_raw(raw, product).as_dict()`` without the intermediate object."""
+    b = raw.to_bytes(8, "little")
+    if product is Product.TURIN:
+        return {"bootloader": b[1], "tee": b[2], "snp": b[3], "microcode": b[7], "fmc": b[0]}
+    return {"bootloader": b[0], "tee": b[1], "snp": b[6], "microcode": b[7]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,12 +330,12 @@ class AttestationReport:
                 field="signer_info", offset=OFF_SIGNER_INFO, code="unsupported_signing_key",
             )
         for name, value, off in (("signature.r", r, OFF_SIGNATURE_R), ("signature.s", s, OFF_SIGNATURE_S)):
-            if any(value[P384_SIZE:]):
+            if value[P384_SIZE:] != _ZERO_PAD:
                 raise MalformedError(
                     f"{name} has non-zero bytes beyond the 48-byte P-384 scalar",
                     field=name, offset=off + P384_SIZE, code="bad_signature_encoding",
                 )
-        if any(sig_reserved):
+        if sig_reserved != _ZERO_SIG_RESERVED:
             raise MalformedError(
                 "reserved bytes of the signature are not zero",
                 field="signature.reserved", offset=OFF_SIGNATURE_RESERVED,
@@ -349,7 +361,7 @@ class AttestationReport:
 
     @property
     def chip_id_masked(self) -> bool:
-        return not any(self.chip_id)
+        return self.chip_id == _ZERO_CHIP_ID
 
     @property
     def cpuid_product(self) -> Product | None:
@@ -395,10 +407,10 @@ class AttestationReport:
             "image_id": self.image_id.hex(),
             "report_id": self.report_id.hex(),
             "report_id_ma": self.report_id_ma.hex(),
-            "reported_tcb": self.tcb(self.reported_tcb, product).as_dict(),
-            "current_tcb": self.tcb(self.current_tcb, product).as_dict(),
-            "committed_tcb": self.tcb(self.committed_tcb, product).as_dict(),
-            "launch_tcb": self.tcb(self.launch_tcb, product).as_dict(),
+            "reported_tcb": tcb_dict(self.reported_tcb, product),
+            "current_tcb": tcb_dict(self.current_tcb, product),
+            "committed_tcb": tcb_dict(self.committed_tcb, product),
+            "launch_tcb": tcb_dict(self.launch_tcb, product),
             "current_firmware": f"{self.current_major}.{self.current_minor}.{self.current_build}",
             "committed_firmware":
                 f"{self.committed_major}.{self.committed_minor}.{self.committed_build}",
@@ -538,7 +550,8 @@ def verify(
             f"report CPUID names {cpuid_product.value} but the chain is {product.value}",
             code="product_mismatch",
         )
-    reported = TcbVersion.from_raw(report.reported_tcb, product).as_dict()
+    claims = report.claims(product)
+    reported = claims["reported_tcb"]
     if reported != chain.info.tcb:
         raise VerificationError(
             f"{chain.info.kind.upper()} TCB {chain.info.tcb} differs from REPORTED_TCB {reported}",
@@ -551,7 +564,6 @@ def verify(
         elif not _hwid_matches(chain.info.hwid, report.chip_id):
             raise VerificationError("VCEK hwID differs from the report's CHIP_ID",
                                     code="chip_id_mismatch")
-    claims = report.claims(product)
     claims["vcek_tcb"] = dict(chain.info.tcb)
     claims["vcek_sha256"] = chain.leaf_sha256
     return VerifiedEvidence(format="sev-snp", claims=claims, verified_at=at,
