@@ -48,7 +48,9 @@ def _load_tenant_key(path: Path) -> TenantPrivateKey:
         key = (serialization.load_pem_private_key(data, None) if b"-----BEGIN" in data
                else serialization.load_der_private_key(data, None))  # fmt: skip
     except (ValueError, TypeError) as e:
-        raise MalformedError(f"{path}: not an unencrypted private key ({e})", field="tenant_key") from None
+        raise MalformedError(
+            f"{path}: not an unencrypted private key ({e})", field="tenant_key"
+        ) from None
     if not isinstance(key, x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise UsageError("tenant key must be X25519, P-256 or P-384", code="tenant_key_type")
     return key
@@ -82,12 +84,22 @@ def _save_head(rep: LogReport, path: Path | None) -> None:
 
 _common = [
     click.argument("segments", type=click.Path(exists=True, file_okay=False, path_type=Path)),
-    click.option("--signer", required=True, type=click.Path(exists=True, dir_okay=False,
-                 path_type=Path), help="Workload signing public key or its certificate."),
-    click.option("--last-head", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="The tree head you kept last time: checks consistency, rollback."),
-    click.option("--save-head", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Keep the latest verified tree head here (only when verification passes)."),
+    click.option(
+        "--signer",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Workload signing public key or its certificate.",
+    ),
+    click.option(
+        "--last-head",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The tree head you kept last time: checks consistency, rollback.",
+    ),
+    click.option(
+        "--save-head",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Keep the latest verified tree head here (only when verification passes).",
+    ),
     click.option("--require-profile", type=click.Choice([p.value for p in Profile])),
     click.option("--json", "as_json", is_flag=True),
 ]

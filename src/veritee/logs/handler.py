@@ -115,7 +115,10 @@ def load_pending(path: Path, unseal: Unseal) -> list[bytes]:
     pos = 12 + n
     if pos > len(data):
         raise MalformedError("truncated sealed key", field="pending.sealed_key", offset=12)
-    key = bytearray(unseal(data[12:pos]))
+    try:
+        key = bytearray(unseal(data[12:pos]))
+    except Exception:  # the platform's unseal fails for another measurement or tampering
+        raise SealingError("pending buffer key does not unseal", code="pending_unseal") from None
     aead = AESGCM(key)
     wipe(key)
     out: list[bytes] = []

@@ -222,6 +222,4 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    return (
-        sn == 0 and hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)
-    )
+    return sn == 0 and hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)

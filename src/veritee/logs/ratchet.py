@@ -52,9 +52,7 @@ def _lp(data: bytes) -> bytes:
 
 def log_context(log_id: str, profile: str) -> bytes:
     """32 bytes binding the log id and the profile into every key derived for this log."""
-    return hashlib.sha256(
-        b"veritee-log-v1" + _lp(log_id.encode()) + _lp(profile.encode())
-    ).digest()
+    return hashlib.sha256(b"veritee-log-v1" + _lp(log_id.encode()) + _lp(profile.encode())).digest()
 
 
 def _expand(key: bytes | bytearray, label: bytes, context: bytes, epoch: int) -> bytes:

@@ -105,7 +105,9 @@ def key_id(public_key: VerifyingKey) -> bytes:
 
 def record_aad(log_id: bytes, profile: bytes, epoch: int, leaf_index: int) -> bytes:
     """Associated data of a record: binds log id, profile, epoch and leaf index."""
-    return b"veritee-log-rec-v1" + _lp(log_id) + _lp(profile) + struct.pack(">IQ", epoch, leaf_index)
+    return (
+        b"veritee-log-rec-v1" + _lp(log_id) + _lp(profile) + struct.pack(">IQ", epoch, leaf_index)
+    )
 
 
 def _lp(data: bytes) -> bytes:
@@ -172,7 +174,9 @@ class RecordFrame:
     @classmethod
     def from_bytes(cls, body: bytes, *, offset: int = 0) -> RecordFrame:
         if len(body) < RECORD_HEADER_SIZE + TAG_SIZE:
-            raise MalformedError("record shorter than header and tag", field="record", offset=offset)
+            raise MalformedError(
+                "record shorter than header and tag", field="record", offset=offset
+            )
         epoch, leaf, nonce = RECORD_HEADER.unpack_from(body)
         return cls(epoch, leaf, nonce, body[RECORD_HEADER_SIZE:], body)
 
@@ -254,7 +258,9 @@ class SignedTreeHead:
     def from_bytes(cls, body: bytes, *, offset: int = 0) -> SignedTreeHead:
         c = _Cursor(body, offset)
         if c.u("B", "sth.version") != STH_VERSION:
-            raise MalformedError("unsupported tree head version", field="sth.version", offset=offset)
+            raise MalformedError(
+                "unsupported tree head version", field="sth.version", offset=offset
+            )
         log_id = c.text("sth.log_id")
         profile = c.text("sth.profile")
         size = c.u("Q", "sth.tree_size")
@@ -297,7 +303,9 @@ class SignedTreeHead:
             doc = json.loads(text)
             encoded = base64.b64decode(doc["encoded"], validate=True)
         except (ValueError, KeyError, TypeError) as e:
-            raise MalformedError(f"not a kept tree head: {type(e).__name__}", field="encoded") from None
+            raise MalformedError(
+                f"not a kept tree head: {type(e).__name__}", field="encoded"
+            ) from None
         return cls.from_bytes(encoded)
 
 

@@ -89,7 +89,9 @@ TenantPrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 
 def _suite(key: object) -> tuple[hpke.Suite, str]:
     if isinstance(key, x25519.X25519PublicKey | x25519.X25519PrivateKey):
-        return hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305), "X25519"
+        return hpke.Suite(
+            hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305
+        ), "X25519"
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
         if isinstance(key.curve, ec.SECP256R1):
             return hpke.Suite(hpke.KEM.P256, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM), "P-256"
@@ -154,7 +156,9 @@ def open_log_key(blob: bytes, tenant_private_key: TenantPrivateKey) -> LogKey:
                              field="log_key") from None  # fmt: skip
     suite, _ = _suite(tenant_private_key)
     try:
-        chain = suite.decrypt(sealed, tenant_private_key, info=_info(log_id, profile, epoch, signer))
+        chain = suite.decrypt(
+            sealed, tenant_private_key, info=_info(log_id, profile, epoch, signer)
+        )
     except Exception:  # HPKE raises InvalidTag or ValueError for a wrong key / tampered envelope
         raise SealingError("log key does not open with this tenant key", code="log_key") from None
     if len(chain) != KEY_SIZE:
@@ -269,7 +273,9 @@ def _scan(
         if log_id is None:
             log_id, profile = h.log_id, h.profile
         elif (h.log_id, h.profile) != (log_id, profile):
-            out.append(Finding("wrong_log", f"segment {h.index} belongs to log {h.log_id!r}", h.index))
+            out.append(
+                Finding("wrong_log", f"segment {h.index} belongs to log {h.log_id!r}", h.index)
+            )
             continue
         if h.index > expected_seg:
             out.append(Finding("truncation", f"segments {expected_seg}..{h.index - 1} are missing",
@@ -325,7 +331,9 @@ def _scan(
     for hd, seg_idx in heads:
         if prev is not None and prev.final:
             out.append(Finding("tampering", "a tree head follows the final one", seg_idx))
-        if prev is not None and (hd.tree_size < prev.tree_size or hd.timestamp_ms < prev.timestamp_ms):
+        if prev is not None and (
+            hd.tree_size < prev.tree_size or hd.timestamp_ms < prev.timestamp_ms
+        ):
             out.append(Finding("reordering", f"tree head of size {hd.tree_size} is stored after "
                                f"one of size {prev.tree_size}", seg_idx))  # fmt: skip
         prev = hd

@@ -45,10 +45,13 @@ class WrittenLog:
         return sorted(self.directory.glob("segment-*.vtlog"))
 
 
-def open_log(directory: Path, profile: Profile = Profile.PRODUCTION, *, log_id: str = "test-log",
-             **kw: object) -> tuple[
-    WorkloadLog, ec.EllipticCurvePrivateKey, x25519.X25519PrivateKey, io.StringIO
-]:
+def open_log(
+    directory: Path,
+    profile: Profile = Profile.PRODUCTION,
+    *,
+    log_id: str = "test-log",
+    **kw: object,
+) -> tuple[WorkloadLog, ec.EllipticCurvePrivateKey, x25519.X25519PrivateKey, io.StringIO]:
     sk = ec.generate_private_key(ec.SECP256R1())
     tk = x25519.X25519PrivateKey.generate()
     host = io.StringIO()
@@ -66,11 +69,18 @@ def open_log(directory: Path, profile: Profile = Profile.PRODUCTION, *, log_id: 
     return log, sk, tk, host
 
 
-def write_log(directory: Path, *, records: int = 100, per_head: int = 10,
-              per_segment_rotation: int | None = None, close: bool = True,
-              log_id: str = "test-log") -> WrittenLog:
-    log, sk, tk, host = open_log(directory, records_per_head=per_head, records_per_epoch=16,
-                                 log_id=log_id)
+def write_log(
+    directory: Path,
+    *,
+    records: int = 100,
+    per_head: int = 10,
+    per_segment_rotation: int | None = None,
+    close: bool = True,
+    log_id: str = "test-log",
+) -> WrittenLog:
+    log, sk, tk, host = open_log(
+        directory, records_per_head=per_head, records_per_epoch=16, log_id=log_id
+    )
     if per_segment_rotation is not None:
         assert log.handler.writer is not None
         log.handler.writer._per_segment = per_segment_rotation

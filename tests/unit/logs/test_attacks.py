@@ -7,8 +7,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from tests.unit.logs._logs_helpers import WrittenLog, open_log, write_log
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.unit.logs._logs_helpers import WrittenLog, open_log, write_log
 
 from veritee.logs import LogIntegrityError, decrypt_log, open_log_key, verify_log
 from veritee.logs.segment import FRAME_HEAD, FRAME_RECORD, parse_segment
@@ -153,7 +153,7 @@ def test_modification_of_a_record_header(written: WrittenLog) -> None:
 def test_modification_of_a_tree_head(written: WrittenLog) -> None:
     seg = written.segments()[0]
     data = bytearray(seg.read_bytes())
-    head = [f for f in _frames(seg) if f[0] == FRAME_HEAD][0]
+    head = next(f for f in _frames(seg) if f[0] == FRAME_HEAD)
     data[head[1] + 40] ^= 0x80  # inside the signed bytes
     seg.write_bytes(bytes(data))
     assert "bad_signature" in _error_kinds(written)
@@ -195,8 +195,15 @@ def test_fork_against_kept_head(tmp_path: Path) -> None:
     assert kept is not None
     from veritee.logs import open_workload_log
 
-    log2 = open_workload_log(profile=Profile.PRODUCTION, directory=d2, signing_key=sk,
-                             tenant_public_key=None, seal=None, log_id="test-log", durable=False)
+    log2 = open_workload_log(
+        profile=Profile.PRODUCTION,
+        directory=d2,
+        signing_key=sk,
+        tenant_public_key=None,
+        seal=None,
+        log_id="test-log",
+        durable=False,
+    )
     for i in range(15):
         log2.logger("app.fork2").info("second %d", i)
     log2.close()
@@ -204,7 +211,6 @@ def test_fork_against_kept_head(tmp_path: Path) -> None:
 
 
 def test_require_profile(written: WrittenLog) -> None:
-    assert verify_log(written.directory, written.public_key,
-                      require_profile=Profile.PRODUCTION).ok
+    assert verify_log(written.directory, written.public_key, require_profile=Profile.PRODUCTION).ok
     rep = verify_log(written.directory, written.public_key, require_profile=Profile.STAGING)
     assert "profile" in rep.kinds

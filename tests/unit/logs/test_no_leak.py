@@ -77,15 +77,21 @@ WORKLOAD = textwrap.dedent(
 )
 
 
-def _run(profile: Profile, host: Path, marker: str, secret: str,
-         tenant: x25519.X25519PrivateKey) -> subprocess.CompletedProcess[bytes]:
-    pem = tenant.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+def _run(
+    profile: Profile, host: Path, marker: str, secret: str, tenant: x25519.X25519PrivateKey
+) -> subprocess.CompletedProcess[bytes]:
+    pem = (
+        tenant.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
         [sys.executable, "-c", WORKLOAD, profile.value, str(host), marker, secret, pem],
-        capture_output=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
@@ -115,13 +121,21 @@ def test_host_sees_no_plaintext(tmp_path: Path, profile: Profile) -> None:
     err = proc.stderr.decode()
     for line in err.splitlines():
         assert line.startswith("veritee: VT-"), line
-    for code in ("VT-0201 application warning", "VT-0003 verification failed",
-                 "VT-0100 log store write failed", "VT-0400 platform report request failed",
-                 "VT-0000 internal error"):
+    for code in (
+        "VT-0201 application warning",
+        "VT-0003 verification failed",
+        "VT-0100 log store write failed",
+        "VT-0400 platform report request failed",
+        "VT-0000 internal error",
+    ):
         assert code in err
     bodies = json.loads(proc.stdout.decode().splitlines()[0])["bodies"]
-    assert bodies[0] == {"type": "urn:veritee:error:VT-0003", "title": "verification failed",
-                         "status": 422, "code": "VT-0003"}
+    assert bodies[0] == {
+        "type": "urn:veritee:error:VT-0003",
+        "title": "verification failed",
+        "status": 422,
+        "code": "VT-0003",
+    }
     assert all("detail" not in b for b in bodies)
     # ...and the tenant, with its key, reads every record back
     signer = serialization.load_pem_public_key(proc.stdout.split(b"\n", 1)[1])
