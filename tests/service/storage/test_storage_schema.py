@@ -1,0 +1,141 @@
+"""Engine setup, migrations (idempotent, concurrent, matching the models), readiness."""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from veritee.errors import StorageError, UsageError
+from veritee.service.storage import Storage, default_sqlite_url
+from veritee.service.storage.models import METADATA
+
+
+def test_check_before_and_after_migrate(db_url: str) -> None:
+    storage = Storage(db_url)
+    try:
+        assert storage.current_revision() is None
+        with pytest.raises(StorageError) as info:
+            storage.check()
+        assert info.value.code == "storage_schema_outdated"
+        assert "run the migrations" in str(info.value)
+        storage.migrate()
+        storage.check()
+        storage.migrate()  # idempotent
+        storage.migrate()
+        storage.check()
+        assert storage.current_revision() == storage.head_revision() == "0001"
+    finally:
+        storage.close()
+
+
+def test_migration_matches_the_models(storage: Storage) -> None:
+    with storage._engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), METADATA)
+    assert diff == []
+
+
+def test_concurrent_migrations(db_url: str) -> None:
+    stores = [Storage(db_url) for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def run(st: Storage) -> None:
+        barrier.wait()
+        try:
+            st.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        for st in stores:
+            st.check()
+    finally:
+        for st in stores:
+            st.close()
+
+
+def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    storage = Storage(default_sqlite_url(tmp_path))
+    storage.migrate()
+    try:
+        with storage.transaction(readonly=True) as tx:
+            q = tx._conn.exec_driver_sql
+            assert q("PRAGMA journal_mode").scalar() == "wal"
+            assert q("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert q("PRAGMA foreign_keys").scalar() == 1
+            assert q("PRAGMA busy_timeout").scalar() == 10_000
+    finally:
+        storage.close()
+    assert (tmp_path / "veritee.db").is_file()
+    assert default_sqlite_url(tmp_path) == f"sqlite:///{(tmp_path / 'veritee.db').resolve()}"
+
+
+def test_sqlite_write_transactions_take_the_write_lock_at_begin(tmp_path: Path) -> None:
+    storage = Storage(default_sqlite_url(tmp_path), busy_timeout=0.2)
+    storage.migrate()
+    other = sqlite3.connect(tmp_path / "veritee.db", timeout=0.1, isolation_level=None)
+    try:
+        with storage.transaction():
+            # BEGIN IMMEDIATE already holds the write lock, before any write of ours.
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        with storage.transaction(readonly=True):
+            other.execute("BEGIN IMMEDIATE")  # a read transaction does not block writers
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+        storage.close()
+
+
+def test_postgresql_urls_use_psycopg3() -> None:
+    storage = Storage("postgresql://user:pw@db.invalid:5432/veritee")
+    try:
+        assert storage._engine.url.drivername == "postgresql+psycopg"
+        assert "pw" not in repr(storage)
+    finally:
+        storage.close()
+    Storage("postgresql+psycopg://u@db.invalid/x").close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u@h/db", "sqlite://", "sqlite:///:memory:", "not a url",
+     "postgresql+psycopg2://u@h/db"],
+)
+def test_unsupported_urls(url: str) -> None:
+    with pytest.raises(UsageError):
+        Storage(url)
+
+
+def test_closed_storage_refuses_work(db_url: str) -> None:
+    storage = Storage(db_url)
+    storage.migrate()
+    storage.close()
+    with pytest.raises(StorageError, match="closed"), storage.transaction():
+        pass
+    with pytest.raises(StorageError, match="closed"):
+        storage.check()
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["veritee.service.storage", "veritee.service.storage.audit", "veritee.service.storage.models",
+     "veritee.service.storage.storage", "veritee.service.storage.tx"],
+)
+def test_public_names(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert len(set(mod.__all__)) == len(mod.__all__)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} in __all__ but missing"
