@@ -9,6 +9,7 @@ so every segment but the last ends with a head covering all its records.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import time
@@ -19,14 +20,12 @@ from typing import BinaryIO
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.errors import UsageError
-from veritee.logs.merkle import CompactRange, leaf_hash
+from veritee.logs.merkle import CompactRange
 from veritee.logs.ratchet import KEY_SIZE, KeyRatchet, log_context, wipe
 from veritee.logs.segment import (
     FRAME_HEAD,
     FRAME_PREFIX,
     FRAME_RECORD,
-    NONCE_SIZE,
-    RECORD_HEADER,
     SegmentHeader,
     SignedTreeHead,
     SigningKey,
@@ -36,6 +35,8 @@ from veritee.logs.segment import (
 )
 
 __all__ = ["LogWriter", "SegmentStore"]
+
+_HEADER_NONCE = struct.Struct(">IQ4sQ")  # epoch, leaf index, nonce = salt || leaf index
 
 
 class SegmentStore:
@@ -103,6 +104,9 @@ class LogWriter:
         self._ratchet = KeyRatchet(secret, context=log_context(log_id, profile))
         wipe(secret)
         self._aead = AESGCM(self._ratchet.record_key)
+        self._salt = os.urandom(4)
+        # record_aad(log_id, profile, epoch, index) == prefix || u32 epoch || u64 index
+        self._aad_prefix = record_aad(self._log_id_b, self._profile_b, 0, 0)[:-12]
         self._range = CompactRange()
         self._per_head, self._per_epoch = records_per_head, records_per_epoch
         self._per_segment, self._epoch_seconds = records_per_segment, epoch_seconds
@@ -135,26 +139,32 @@ class LogWriter:
         """Advance the key ratchet now; the previous epoch's keys are erased."""
         self._ratchet.advance()
         self._aead = AESGCM(self._ratchet.record_key)
+        self._salt = os.urandom(4)
         self._epoch_started = self._clock()
 
     def append(self, plaintext: bytes) -> int:
-        """Encrypt and store one record; returns its leaf index."""
+        """Encrypt and store one record; returns its leaf index.
+
+        The 12-byte nonce is a random 4-byte salt drawn per epoch followed by the 8-byte leaf
+        index: unique under each epoch key by construction (the index never repeats), and
+        stored in the record header as the format says.
+        """
         if self._closed:
             raise UsageError("log is closed", code="log_closed")
         index = self._range.size
         if index and index % self._per_epoch == 0:
             self.rotate_epoch()
-        elif self._epoch_seconds is not None and (
-            self._clock() - self._epoch_started >= self._epoch_seconds
+        elif (
+            self._epoch_seconds is not None
+            and not index & 63
+            and self._clock() - self._epoch_started >= self._epoch_seconds
         ):
             self.rotate_epoch()
         if self._in_segment >= self._per_segment:
             self._rotate_segment()
-        epoch = self._ratchet.epoch
-        nonce = os.urandom(NONCE_SIZE)
-        aad = record_aad(self._log_id_b, self._profile_b, epoch, index)
-        body = RECORD_HEADER.pack(epoch, index, nonce) + self._aead.encrypt(nonce, plaintext, aad)
-        self._range.append(leaf_hash(body))
+        header = _HEADER_NONCE.pack(self._ratchet.epoch, index, self._salt, index)
+        body = header + self._aead.encrypt(header[12:], plaintext, self._aad_prefix + header[:12])
+        self._range.append(hashlib.sha256(b"\x00" + body).digest())
         self._store.write(FRAME_PREFIX.pack(FRAME_RECORD, len(body)) + body)
         self._in_segment += 1
         self._since_head += 1
