@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -137,6 +138,12 @@ TCB_STATUSES = (
 
 SGX_EXTENSIONS_OID = "1.2.840.113741.1.13.1"
 
+_HEADER = struct.Struct("<HHIHH16s20s")
+#: cpusvn, miscselect, (12 reserved), isvextprodid, attributes, mrenclave, (32), mrsigner, (32),
+#: configid, isvprodid, isvsvn, configsvn, (42), isvfamilyid, reportdata.
+_ENCLAVE_REPORT = struct.Struct("<16sI12x16s16s32s32x32s32x64sHHH42x16s64s")
+assert _ENCLAVE_REPORT.size == ENCLAVE_REPORT_SIZE and _HEADER.size == HEADER_SIZE
+
 # --- quote structures -----------------------------------------------------------------------
 
 
@@ -154,6 +161,8 @@ class QuoteHeader:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> QuoteHeader:
+        if len(data) >= HEADER_SIZE:
+            return cls(*_HEADER.unpack_from(data))
         r = Reader(data)
         version = r.u16("header.version")
         att_key_type = r.u16("header.att_key_type")
@@ -195,27 +204,9 @@ class EnclaveReport:
             raise MalformedError(
                 f"{name} is {len(data)} bytes, expected {ENCLAVE_REPORT_SIZE}", field=name
             )
-        r = Reader(data)
-        cpu_svn = r.bytes(16, f"{name}.cpu_svn")
-        misc = r.u32(f"{name}.misc_select")
-        r.skip(12, f"{name}.reserved1")
-        ext = r.bytes(16, f"{name}.isv_ext_prod_id")
-        attributes = r.bytes(16, f"{name}.attributes")
-        mr_enclave = r.bytes(32, f"{name}.mr_enclave")
-        r.skip(32, f"{name}.reserved2")
-        mr_signer = r.bytes(32, f"{name}.mr_signer")
-        r.skip(32, f"{name}.reserved3")
-        config_id = r.bytes(64, f"{name}.config_id")
-        isv_prod_id = r.u16(f"{name}.isv_prod_id")
-        isv_svn = r.u16(f"{name}.isv_svn")
-        config_svn = r.u16(f"{name}.config_svn")
-        r.skip(42, f"{name}.reserved4")
-        family = r.bytes(16, f"{name}.isv_family_id")
-        report_data = r.bytes(64, f"{name}.report_data")
-        return cls(
-            cpu_svn, misc, ext, attributes, mr_enclave, mr_signer, config_id,
-            isv_prod_id, isv_svn, config_svn, family, report_data, bytes(data),
-        )  # fmt: skip
+        # Fixed layout (offsets ER_* above): one struct unpack.
+        f = _ENCLAVE_REPORT.unpack(data)
+        return cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], bytes(data))
 
     @property
     def debug(self) -> bool:
@@ -586,6 +577,15 @@ def _load_pem_chain(pem: bytes, name: str) -> list[x509.Certificate]:
         raise MalformedError(f"{name} is not a PEM certificate chain", field=name) from None
     if not certs:
         raise MalformedError(f"{name} holds no certificate", field=name)
+    for i, c in enumerate(certs):
+        # cryptography parses these lazily; touch them here so bad DER fails closed, named.
+        try:
+            c.subject.rfc4514_string()
+            c.issuer.rfc4514_string()
+            _ = c.extensions, c.not_valid_before_utc, c.not_valid_after_utc
+            c.public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise MalformedError(f"{name}: certificate {i} does not parse: {e}", field=name) from None
     return certs
 
 
@@ -636,13 +636,24 @@ class _Window:
     not_after: datetime
 
 
-def _check_windows(windows: Iterable[_Window], at: datetime, err: type[VerificationError]) -> None:
+def _check_windows(
+    windows: tuple[_Window, ...], span: tuple[datetime, datetime], at: datetime, err: type[VerificationError]
+) -> None:
+    """Raise ``err`` naming the first window closed at ``at`` (fast path: the precomputed span)."""
+    if span[0] <= at <= span[1]:
+        return
     kind = "collateral" if err is CollateralError else "certificate"
     for w in windows:
         if at < w.not_before:
             raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code=f"{kind}_not_yet_valid")
         if at > w.not_after:
             raise err(f"{w.name} expired at {w.not_after.isoformat()}", code=f"{kind}_expired")
+
+
+def _span(windows: Iterable[_Window]) -> tuple[datetime, datetime]:
+    """The intersection of ``windows``: the times at which every one of them is open."""
+    ws = list(windows)
+    return max(w.not_before for w in ws), min(w.not_after for w in ws)
 
 
 @dataclass(frozen=True)
@@ -656,6 +667,8 @@ class _PckChain:
     ca_spki: bytes
     ca_serial: int
     windows: tuple[_Window, ...]
+    span: tuple[datetime, datetime]
+    key: bytes
 
 
 _PCK_CHAINS: _Lru[bytes, _PckChain] = _Lru(1024)
@@ -668,6 +681,10 @@ def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
     if hit is not None:
         return hit
     certs = _load_pem_chain(pem, "pck_chain")
+    windows = tuple(
+        _Window(f"PCK chain certificate {i} ({c.subject.rfc4514_string()})", *_cert_window(c))
+        for i, c in enumerate(certs)
+    )
     if len(certs) != 3:
         raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
     _verify_chain(certs, trust, "PCK chain")
@@ -690,10 +707,9 @@ def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
         ca_serial=ca.serial_number,
-        windows=tuple(
-            _Window(f"PCK chain certificate {i} ({c.subject.rfc4514_string()})", *_cert_window(c))
-            for i, c in enumerate(certs)
-        ),
+        windows=windows,
+        span=_span(windows),
+        key=key,
     )
     _PCK_CHAINS.put(key, chain)
     return chain
@@ -740,6 +756,13 @@ class _VerifiedCollateral:
     pck_revoked: frozenset[int]
     root_revoked: frozenset[int]
     windows: tuple[_Window, ...]
+    span: tuple[datetime, datetime]
+    fmspc: str
+    #: Steps 7-11 are a pure function of (this collateral, PCK chain, QE report, TD TCB input):
+    #: successful results are memoized here.
+    memo: _Lru[tuple[bytes, bytes, TdxTcbInput | None], DcapResult] = field(
+        default_factory=lambda: _Lru(256), compare=False, repr=False
+    )
 
 
 _COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
@@ -841,23 +864,15 @@ def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
     )
 
 
-def _candidates(collateral: Collateral) -> list[_RawCollateral]:
-    out = [_raw_from_layout(d) for d in collateral.documents if "tcb_info" in d and "qe_identity" in d]
-    bag = _raw_from_bag(collateral)
-    if bag is not None:
-        out.append(bag)
-    if not out:
-        raise CollateralError(
-            "no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing"
-        )
-    return out
-
-
 def _load_crl(der: bytes, name: str) -> x509.CertificateRevocationList:
     try:
-        return x509.load_der_x509_crl(der)
-    except ValueError:
+        crl = x509.load_der_x509_crl(der)
+        # Parsed lazily by cryptography: touch every field used so bad DER fails here, named.
+        _ = crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc
+        _ = [e.serial_number for e in crl]
+    except (ValueError, TypeError):
         raise MalformedError(f"{name} is not a DER CRL", field=name) from None
+    return crl
 
 
 def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
@@ -916,12 +931,8 @@ def _verify_signed_json(
     return doc, windows
 
 
-def _verify_collateral(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollateral:
-    """Signatures and chains of one collateral set (step 6, without times); cached."""
-    key = raw.digest(trust)
-    hit = _COLLATERAL.get(key)
-    if hit is not None:
-        return hit
+def _verify_collateral(raw: _RawCollateral, trust: DcapTrust, key: bytes) -> _VerifiedCollateral:
+    """Signatures and chains of one collateral set (step 6, without times); cached under ``key``."""
     # Root CA CRL: signed by the pinned root (taken from the PCK CRL issuer chain).
     crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
@@ -951,6 +962,8 @@ def _verify_collateral(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollat
         pck_revoked=frozenset(e.serial_number for e in pck_crl),
         root_revoked=root_revoked,
         windows=tuple(windows + w1 + w2),
+        span=_span(windows + w1 + w2),
+        fmspc=str(tcb_info.get("fmspc", "")).upper(),
     )
     _COLLATERAL.put(key, verified)
     return verified
@@ -961,11 +974,48 @@ def _peek_fmspc(raw: _RawCollateral) -> str:
     return fmspc.upper() if isinstance(fmspc, str) else ""
 
 
+_LAYOUT_KEYS = (
+    "tcb_info", "tcb_info_signature", "tcb_info_issuer_chain", "qe_identity", "qe_identity_signature",
+    "qe_identity_issuer_chain", "pck_crl", "pck_crl_issuer_chain", "root_ca_crl",
+)  # fmt: skip
+
+
+def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> bytes | None:
+    """Cache key of a test-vector-layout document: SHA-256 over its exact strings."""
+    h = hashlib.sha256(b"layout" + trust.cache_tag)
+    for k in _LAYOUT_KEYS:
+        v = doc.get(k)
+        if not isinstance(v, str):
+            return None
+        b = v.encode()
+        h.update(len(b).to_bytes(4, "big"))
+        h.update(b)
+    return h.digest()
+
+
 def _select_collateral(collateral: Collateral, fmspc: str, trust: DcapTrust) -> _VerifiedCollateral:
-    cands = _candidates(collateral)
+    """The verified collateral set for ``fmspc`` (cache hit: hashing only, no parsing)."""
+    keyed: list[tuple[bytes, dict[str, Any]]] = []
+    for d in collateral.documents:
+        if "tcb_info" in d and "qe_identity" in d:
+            k = _layout_key(d, trust)
+            if k is not None:
+                hit = _COLLATERAL.get(k)
+                if hit is not None and hit.fmspc == fmspc:
+                    return hit
+                keyed.append((k, d))
+    cands = [(k, _raw_from_layout(d)) for k, d in keyed]
+    bag = _raw_from_bag(collateral)
+    if bag is not None:
+        cands.append((bag.digest(trust), bag))
+    if not cands:
+        if any("tcb_info" in d for d in collateral.documents):
+            _raw_from_layout(next(d for d in collateral.documents if "tcb_info" in d))  # names the bad field
+        raise CollateralError("no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing")
     if len(cands) > 1:
-        cands = [c for c in cands if _peek_fmspc(c) == fmspc] or cands[:1]
-    return _verify_collateral(cands[0], trust)
+        cands = [c for c in cands if _peek_fmspc(c[1]) == fmspc] or cands[:1]
+    key, raw = cands[0]
+    return _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
 
 
 # --- TCB evaluation (steps 8-11) ------------------------------------------------------------
@@ -1167,7 +1217,7 @@ def verify_quote(
         raise VerificationError("QE vendor ID is not Intel's", code="unknown_qe_vendor")
     # 2. PCK chain (signatures cached; validity checked at `at` every time)
     chain = _pck_chain(sig.pck_chain_pem, trust)
-    _check_windows(chain.windows, at, VerificationError)
+    _check_windows(chain.windows, chain.span, at, VerificationError)
     # 3. QE report signed by the PCK key
     _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", "qe_report_signature_invalid")
     # 4. QE report data binds the attestation key and QE authentication data
@@ -1181,7 +1231,20 @@ def verify_quote(
     # 6. collateral
     fmspc = chain.ext.fmspc.hex().upper()
     vc = _select_collateral(collateral, fmspc, trust)
-    _check_windows(vc.windows, at, CollateralError)
+    _check_windows(vc.windows, vc.span, at, CollateralError)
+    memo_key = (chain.key, sig.qe_report.raw, tdx)
+    result = vc.memo.get(memo_key)
+    if result is None:
+        result = _evaluate(chain, vc, sig.qe_report, tdx)
+        vc.memo.put(memo_key, result)
+    return result
+
+
+def _evaluate(
+    chain: _PckChain, vc: _VerifiedCollateral, qe_report: EnclaveReport, tdx: TdxTcbInput | None
+) -> DcapResult:
+    """Steps 7-11: a pure function of verified inputs (memoized by the caller on success)."""
+    fmspc = chain.ext.fmspc.hex().upper()
     # 7. revocation of the PCK certificate and its CA
     if chain.ca_name != vc.pck_crl_issuer or chain.ca_spki != vc.pck_crl_issuer_spki:
         raise CollateralError("PCK CRL is not issued by the quote's PCK CA", code="crl_issuer_mismatch")
@@ -1200,7 +1263,7 @@ def verify_quote(
     if str(info.get("pceId", "")).upper() != chain.ext.pce_id.hex().upper():
         raise CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch")
     # 9. QE identity
-    qe_status, qe_adv = _qe_check(vc.qe_identity, sig.qe_report, tdx is not None)
+    qe_status, qe_adv = _qe_check(vc.qe_identity, qe_report, tdx is not None)
     # 10. platform TCB level
     plat = _platform_tcb(info, chain.ext, tdx)
     # 11. converge

@@ -20,6 +20,7 @@ With a CCEL event log, :func:`verify_with_event_log` also replays the log
 from __future__ import annotations
 
 import hmac
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,12 +28,15 @@ from typing import Any
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, dcap
-from veritee.evidence._reader import Reader
 from veritee.evidence.claims import Reason, VerifiedEvidence
 
 __all__ = ["TdReport", "detect", "parse_claims", "verify", "verify_with_event_log"]
 
 TD_ATTRIBUTES_DEBUG = 0x1  # TDATTRIBUTES bit 0: TUD.DEBUG
+
+_TD10_FORMAT = "<16s48s48s8s8s8s48s48s48s48s48s48s48s48s64s"
+_TD10 = struct.Struct(_TD10_FORMAT)
+_TD15 = struct.Struct(_TD10_FORMAT + "16s48s")
 
 
 @dataclass(frozen=True)
@@ -58,32 +62,11 @@ class TdReport:
     def from_bytes(cls, body: bytes, body_type: int = dcap.BODY_TD10) -> TdReport:
         if body_type not in (dcap.BODY_TD10, dcap.BODY_TD15) or len(body) != dcap.BODY_SIZES[body_type]:
             raise MalformedError(f"not a TD report body (type {body_type}, {len(body)} bytes)", field="body")
-        # Offsets are relative to the body; the reader names each field.
-        r = Reader(body)
-        tee_tcb_svn = r.bytes(16, "td_report.tee_tcb_svn")
-        mr_seam = r.bytes(48, "td_report.mr_seam")
-        mr_signer_seam = r.bytes(48, "td_report.mr_signer_seam")
-        seam_attributes = r.bytes(8, "td_report.seam_attributes")
-        td_attributes = r.bytes(8, "td_report.td_attributes")
-        xfam = r.bytes(8, "td_report.xfam")
-        mr_td = r.bytes(48, "td_report.mr_td")
-        mr_config_id = r.bytes(48, "td_report.mr_config_id")
-        mr_owner = r.bytes(48, "td_report.mr_owner")
-        mr_owner_config = r.bytes(48, "td_report.mr_owner_config")
-        rtmrs = (
-            r.bytes(48, "td_report.rtmr0"),
-            r.bytes(48, "td_report.rtmr1"),
-            r.bytes(48, "td_report.rtmr2"),
-            r.bytes(48, "td_report.rtmr3"),
-        )
-        report_data = r.bytes(64, "td_report.report_data")
-        svn2 = service = None
-        if body_type == dcap.BODY_TD15:
-            svn2 = r.bytes(16, "td_report.tee_tcb_svn2")
-            service = r.bytes(48, "td_report.mr_service_td")
+        # Fixed layout (table above), sizes checked: one struct unpack.
+        f = _TD15.unpack(body) if body_type == dcap.BODY_TD15 else (*_TD10.unpack(body), None, None)
         return cls(
-            tee_tcb_svn, mr_seam, mr_signer_seam, seam_attributes, td_attributes, xfam, mr_td,
-            mr_config_id, mr_owner, mr_owner_config, rtmrs, report_data, svn2, service,
+            f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9],
+            (f[10], f[11], f[12], f[13]), f[14], f[15], f[16],
         )  # fmt: skip
 
     @property
