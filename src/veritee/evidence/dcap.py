@@ -79,6 +79,7 @@ __all__ = [
     "QuoteSignatureData",
     "TdxTcbInput",
     "clear_caches",
+    "looks_like_quote",
     "parse_pck_extension",
     "parse_quote",
     "trailing_findings",
@@ -334,6 +335,19 @@ def _parse_signature_data(data: bytes, start: int, end: int, version: int) -> Qu
     return QuoteSignatureData(signature, att_key, qe_report, qe_sig, auth, pem)
 
 
+def looks_like_quote(data: bytes, versions: tuple[int, ...], tee_type: int) -> bool:
+    """Cheap sniff: header version, ECDSA-256 key type, TEE type and Intel's QE vendor ID."""
+    if len(data) < HEADER_SIZE:
+        return False
+    version, key_type, tee = struct.unpack_from("<HHI", data)
+    return (
+        version in versions
+        and key_type == ATT_KEY_TYPE_ECDSA_P256
+        and tee == tee_type
+        and data[12:28] == INTEL_QE_VENDOR_ID
+    )
+
+
 def trailing_findings(quote: Quote) -> tuple[Reason, ...]:
     """Trailing bytes after the signature data: zero padding is a finding, anything else refused.
 
@@ -577,16 +591,11 @@ def _load_pem_chain(pem: bytes, name: str) -> list[x509.Certificate]:
         raise MalformedError(f"{name} is not a PEM certificate chain", field=name) from None
     if not certs:
         raise MalformedError(f"{name} holds no certificate", field=name)
-    for i, c in enumerate(certs):
-        # cryptography parses these lazily; touch them here so bad DER fails closed, named.
-        try:
-            c.subject.rfc4514_string()
-            c.issuer.rfc4514_string()
-            _ = c.extensions, c.not_valid_before_utc, c.not_valid_after_utc
-            c.public_key()
-        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise MalformedError(f"{name}: certificate {i} does not parse: {e}", field=name) from None
     return certs
+
+
+#: What cryptography raises when it parses a field lazily and finds it malformed.
+_LAZY_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
 
 
 def _cert_window(cert: x509.Certificate) -> tuple[datetime, datetime]:
@@ -675,14 +684,26 @@ _PCK_CHAINS: _Lru[bytes, _PckChain] = _Lru(1024)
 _ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
 
 
+_CHAIN_ROLES = ("PCK certificate", "PCK CA", "root CA")
+
+
 def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
     key = hashlib.sha256(trust.cache_tag + pem).digest()
     hit = _PCK_CHAINS.get(key)
     if hit is not None:
         return hit
+    try:
+        chain = _pck_chain_uncached(pem, trust, key)
+    except _LAZY_PARSE_ERRORS as e:
+        raise MalformedError(f"PCK chain does not parse: {e}", field="pck_chain") from None
+    _PCK_CHAINS.put(key, chain)
+    return chain
+
+
+def _pck_chain_uncached(pem: bytes, trust: DcapTrust, key: bytes) -> _PckChain:
     certs = _load_pem_chain(pem, "pck_chain")
     windows = tuple(
-        _Window(f"PCK chain certificate {i} ({c.subject.rfc4514_string()})", *_cert_window(c))
+        _Window(f"PCK chain certificate {i} ({_CHAIN_ROLES[i] if i < 3 else 'extra'})", *_cert_window(c))
         for i, c in enumerate(certs)
     )
     if len(certs) != 3:
@@ -711,7 +732,6 @@ def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
         span=_span(windows),
         key=key,
     )
-    _PCK_CHAINS.put(key, chain)
     return chain
 
 
@@ -867,10 +887,7 @@ def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
 def _load_crl(der: bytes, name: str) -> x509.CertificateRevocationList:
     try:
         crl = x509.load_der_x509_crl(der)
-        # Parsed lazily by cryptography: touch every field used so bad DER fails here, named.
-        _ = crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc
-        _ = [e.serial_number for e in crl]
-    except (ValueError, TypeError):
+    except ValueError:
         raise MalformedError(f"{name} is not a DER CRL", field=name) from None
     return crl
 
@@ -914,10 +931,14 @@ def _iso(doc: dict[str, Any], key: str, name: str) -> datetime:
 
 
 def _verify_signed_json(
-    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root_revoked: frozenset[int], name: str
+    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root_revoked: frozenset[int], name: str,
+    seen: dict[bytes, list[x509.Certificate]],
 ) -> tuple[dict[str, Any], list[_Window]]:
-    certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
-    _verify_chain(certs, trust, f"{name} issuer chain")
+    certs = seen.get(chain_pem)
+    if certs is None:  # TCB info and QE identity usually share one chain: verify it once
+        certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+        _verify_chain(certs, trust, f"{name} issuer chain")
+        seen[chain_pem] = certs
     for c in certs[:-1]:
         if c.serial_number in root_revoked:
             raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
@@ -933,6 +954,15 @@ def _verify_signed_json(
 
 def _verify_collateral(raw: _RawCollateral, trust: DcapTrust, key: bytes) -> _VerifiedCollateral:
     """Signatures and chains of one collateral set (step 6, without times); cached under ``key``."""
+    try:
+        verified = _verify_collateral_uncached(raw, trust)
+    except _LAZY_PARSE_ERRORS as e:
+        raise MalformedError(f"collateral {raw.source} does not parse: {e}", field="collateral") from None
+    _COLLATERAL.put(key, verified)
+    return verified
+
+
+def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollateral:
     # Root CA CRL: signed by the pinned root (taken from the PCK CRL issuer chain).
     crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
@@ -946,11 +976,12 @@ def _verify_collateral(raw: _RawCollateral, trust: DcapTrust, key: bytes) -> _Ve
     _check_crl(pck_crl, crl_chain[0], "PCK CRL")
     windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
     windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
+    seen: dict[bytes, list[x509.Certificate]] = {}
     tcb_info, w1 = _verify_signed_json(
-        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root_revoked, "tcb_info"
+        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root_revoked, "tcb_info", seen
     )
     qe_identity, w2 = _verify_signed_json(
-        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root_revoked, "qe_identity"
+        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root_revoked, "qe_identity", seen
     )
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
@@ -965,7 +996,6 @@ def _verify_collateral(raw: _RawCollateral, trust: DcapTrust, key: bytes) -> _Ve
         span=_span(windows + w1 + w2),
         fmspc=str(tcb_info.get("fmspc", "")).upper(),
     )
-    _COLLATERAL.put(key, verified)
     return verified
 
 

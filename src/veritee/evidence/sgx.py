@@ -25,8 +25,11 @@ __all__ = ["detect", "parse_claims", "verify"]
 
 
 def detect(data: bytes) -> bool:
-    """A DCAP quote header with version 3 and TEE type 0 (SGX)."""
-    return len(data) >= dcap.HEADER_SIZE and data[0:2] == b"\x03\x00" and data[4:8] == b"\x00\x00\x00\x00"
+    """A DCAP quote header: version 3, ECDSA-256, TEE type 0 (SGX), Intel QE vendor ID.
+
+    The key type and vendor ID keep SEV-SNP v3 reports (version u32 = 3, GUEST_SVN 0) out.
+    """
+    return dcap.looks_like_quote(data, (3,), dcap.TEE_TYPE_SGX)
 
 
 def _parse(data: bytes) -> tuple[dcap.Quote, dcap.EnclaveReport]:

@@ -98,8 +98,8 @@ class TdReport:
 
 
 def detect(data: bytes) -> bool:
-    """A DCAP quote header with version 4 or 5 and TEE type 0x81 (TDX)."""
-    return len(data) >= dcap.HEADER_SIZE and data[0:2] in (b"\x04\x00", b"\x05\x00") and data[4:8] == b"\x81\x00\x00\x00"
+    """A DCAP quote header: version 4 or 5, ECDSA-256, TEE type 0x81 (TDX), Intel QE vendor."""
+    return dcap.looks_like_quote(data, (4, 5), dcap.TEE_TYPE_TDX)
 
 
 def _parse(data: bytes) -> tuple[dcap.Quote, TdReport]:
