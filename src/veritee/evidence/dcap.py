@@ -793,6 +793,7 @@ def clear_caches() -> None:
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
     _COLLATERAL.clear()
+    _LAYOUT_MEMO.clear()
 
 
 def _der_or_hex(value: Any, name: str) -> bytes:
@@ -1010,9 +1011,27 @@ _LAYOUT_KEYS = (
 )  # fmt: skip
 
 
+#: id(doc) -> (the very str objects hashed, trust tag, key). Holding the strings keeps their ids
+#: from being reused; ``is`` on all of them proves the content is what was hashed.
+_LAYOUT_MEMO: _Lru[int, tuple[tuple[object, ...], bytes, bytes]] = _Lru(64)
+
+
 def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> bytes | None:
     """Cache key of a test-vector-layout document: SHA-256 over its exact strings."""
-    h = hashlib.sha256(b"layout" + trust.cache_tag)
+    tag = trust.cache_tag
+    memo = _LAYOUT_MEMO.get(id(doc))
+    if memo is not None and memo[1] == tag and all(
+        doc.get(k) is v for k, v in zip(_LAYOUT_KEYS, memo[0], strict=True)
+    ):
+        return memo[2]
+    key = _layout_key_uncached(doc, tag)
+    if key is not None:
+        _LAYOUT_MEMO.put(id(doc), (tuple(doc.get(k) for k in _LAYOUT_KEYS), tag, key))
+    return key
+
+
+def _layout_key_uncached(doc: dict[str, Any], tag: bytes) -> bytes | None:
+    h = hashlib.sha256(b"layout" + tag)
     for k in _LAYOUT_KEYS:
         v = doc.get(k)
         if not isinstance(v, str):

@@ -441,3 +441,14 @@ def test_cache_is_keyed_by_bytes_and_trust() -> None:
     assert first.claims == second.claims
     with pytest.raises(VerificationError):
         tdx.verify(syn.quote, collateral=syn.collateral, at=AT)  # same bytes, default trust: not pinned
+
+
+def test_in_place_change_of_cached_collateral_is_seen() -> None:
+    syn = build()
+    doc = dict(syn.doc)
+    coll = Collateral(documents=(doc,))
+    assert tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust).claims["tcb_status"] == "UpToDate"
+    doc["tcb_info"] = doc["tcb_info"].replace('"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":19')
+    with pytest.raises(VerificationError) as e:
+        tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust)
+    assert e.value.code == "collateral_signature_invalid"
