@@ -788,12 +788,13 @@ class _VerifiedCollateral:
 _COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
 
 
-def clear_caches() -> None:
-    """Forget every cached verified chain, key and collateral (for tests and benchmarks)."""
+def clear_caches(*, keep_collateral: bool = False) -> None:
+    """Forget cached verified PCK chains and keys, and (unless kept) collateral. For tests/benchmarks."""
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
-    _COLLATERAL.clear()
-    _LAYOUT_MEMO.clear()
+    if not keep_collateral:
+        _COLLATERAL.clear()
+        _LAYOUT_MEMO.clear()
 
 
 def _der_or_hex(value: Any, name: str) -> bytes:

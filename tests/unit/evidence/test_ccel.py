@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
 from tests.conftest import testvectors_dir as tv_dir
+from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
+
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, tdx
 
@@ -39,7 +39,7 @@ def test_replay_matches_quote_rtmrs() -> None:
 
 
 def test_tampered_event_changes_replay() -> None:
-    table, data, quote = _files()
+    table, data, _quote = _files()
     log = ccel.replay(table, data)
     ev = log.events[5]
     # Flip one byte of this event's SHA-384 digest (after index, type, count, alg id).

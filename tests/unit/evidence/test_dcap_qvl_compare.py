@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-
 from tests.conftest import manifest_cases
 from tests.conftest import testvectors_dir as tv_dir
+
 from veritee.collateral import Collateral
 from veritee.errors import VeriteeError
 from veritee.evidence import verify

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.conftest import manifest_cases
 from tests.conftest import testvectors_dir as tv_dir
+
 from veritee.collateral import Collateral
 from veritee.errors import CollateralError, MalformedError, VerificationError, VeriteeError
 from veritee.evidence import dcap, detect_format, sgx

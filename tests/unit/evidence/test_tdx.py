@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.conftest import manifest_cases
 from tests.conftest import testvectors_dir as tv_dir
+
 from veritee.collateral import Collateral
 from veritee.errors import CollateralError, MalformedError, VerificationError, VeriteeError
 from veritee.evidence import dcap, detect_format, tdx
@@ -192,7 +192,7 @@ def test_non_zero_trailing_bytes_refused_zero_padding_accepted() -> None:
 
 @pytest.mark.parametrize(
     "path", ["trustee_tdx_quote_4_v4.bin", "trustee_tdx_quote_5_v5.bin", "trustee_tdx_quote_6_v4.bin",
-             "gotdxguest_ccel_cos-113-tdx-quote_v4.bin"]  # fmt: skip
+             "gotdxguest_ccel_cos-113-tdx-quote_v4.bin"]
 )
 def test_other_samples_parse(path: str) -> None:
     data = (tv_dir() / "tdx" / path).read_bytes()
