@@ -46,6 +46,7 @@ def _register() -> None:
     # (add further `from veritee.cli import X; X.register(cli)` lines here)
     from veritee.cli import collateral as _collateral_cli; _collateral_cli.register(cli)  # noqa: E702, I001
     from veritee.cli import logs as _logs_cli; _logs_cli.register(cli)  # noqa: E702, I001
+    from veritee.cli import secrets as _secrets_cli; _secrets_cli.register(cli)  # noqa: E702, I001
     # ---------------------------------------------------------------------------------------
 
 
