@@ -110,6 +110,13 @@ def main() -> None:
                 results[f"{label}/{threads}"] = med
                 print(f"{label:10s} threads={threads}: {med:8.0f} round trips/s "
                       f"(median of {args.runs}; min {lo:.0f}, max {hi:.0f})")
+            if label == "sqlite":
+                storage._fast_path = False  # every statement through SQLAlchemy, to compare
+                med, lo, hi = median_of(lambda: run(storage, args.n, 1), args.runs)
+                storage._fast_path = True
+                results["sqlite-sqlalchemy/1"] = med
+                print(f"{label:10s} threads=1 without the driver fast path: {med:8.0f} "
+                      f"round trips/s (median of {args.runs}; min {lo:.0f}, max {hi:.0f})")
             start = time.perf_counter()
             report = verify_audit_chain(storage)
             took = time.perf_counter() - start
@@ -117,6 +124,9 @@ def main() -> None:
                   f"({report.count / took:.0f} entries/s), ok={report.ok}")
     if "sqlite/1" in results:
         print(f"sqlite single-thread vs target 500/s: {results['sqlite/1'] / 500:.2f}x")
+    if "sqlite-sqlalchemy/1" in results:
+        ratio = results["sqlite/1"] / results["sqlite-sqlalchemy/1"]
+        print(f"sqlite fast path / SQLAlchemy-only (1 thread): {ratio:.2f}")
     if "sqlite/1" in results and "postgresql/1" in results:
         print(f"postgresql/sqlite (1 thread): {results['postgresql/1'] / results['sqlite/1']:.2f}")
 

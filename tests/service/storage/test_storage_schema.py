@@ -139,3 +139,28 @@ def test_public_names(module: str) -> None:
     assert len(set(mod.__all__)) == len(mod.__all__)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name} in __all__ but missing"
+
+
+def test_fast_path_time_format_matches_sqlalchemy(tmp_path: Path) -> None:
+    """The SQLite hot paths write times exactly as SQLAlchemy does, so both compare as text."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from veritee.service.storage.models import NONCES, sqlite_time
+
+    storage = Storage(default_sqlite_url(tmp_path))
+    storage.migrate()
+    moment = datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-5)))
+    try:
+        for fast in (True, False):
+            storage._fast_path = fast
+            with storage.transaction() as tx:
+                tx.issue_nonce(now=moment, ttl=timedelta(seconds=1))
+        with storage.transaction(readonly=True) as tx:
+            texts = tx._conn.exec_driver_sql("SELECT issued_at FROM nonces").scalars().all()
+            times = tx._conn.execute(select(NONCES.c.issued_at)).scalars().all()
+    finally:
+        storage.close()
+    assert texts == [sqlite_time(moment)] * 2 == ["2025-01-02 08:04:05.000006"] * 2
+    assert times == [moment.astimezone(UTC)] * 2

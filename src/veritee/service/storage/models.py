@@ -49,6 +49,7 @@ __all__ = [
     "StoredSecret",
     "StoredSecretInfo",
     "UTCDateTime",
+    "sqlite_time",
 ]
 
 NAMING = {
@@ -84,6 +85,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def sqlite_time(moment: datetime) -> str:
+    """``moment`` as SQLAlchemy stores it in SQLite: naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``.
+
+    Used by the hot paths that bypass SQLAlchemy; text comparison then orders by time.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass a timezone-aware time")
+    u = moment.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
+        f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
+    )
 
 
 NONCES = Table(

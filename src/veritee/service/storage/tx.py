@@ -33,6 +33,7 @@ from .models import (
     StoredSecret,
     StoredSecretInfo,
     UTCDateTime,
+    sqlite_time,
 )
 
 __all__ = ["NONCE_BYTES", "Tx"]
@@ -60,11 +61,17 @@ def _name(kind: str, value: str, limit: int = 200) -> str:
 class Tx:
     """Operations inside one transaction (see the module docstring)."""
 
-    __slots__ = ("_conn", "_dialect")
+    __slots__ = ("_conn", "_dialect", "_raw")
 
-    def __init__(self, conn: Connection, dialect: str) -> None:
+    def __init__(self, conn: Connection, dialect: str, *, fast_path: bool = True) -> None:
         self._conn = conn
         self._dialect = dialect
+        # SQLite hot paths (nonces, audit appends) run on the driver connection, in the same
+        # transaction: SQLAlchemy's per-statement overhead was most of a round trip (see
+        # docs/bench-notes/storage.md). PostgreSQL keeps SQLAlchemy's disconnect handling.
+        self._raw: Any = (
+            conn.connection.driver_connection if fast_path and dialect == "sqlite" else None
+        )
 
     # -- nonces --------------------------------------------------------------------------------
 
@@ -75,6 +82,13 @@ class Tx:
             raise UsageError(f"nonce ttl must be positive and at most {MAX_NONCE_TTL}")
         _name("nonce purpose", purpose, 32)
         nonce = secrets.token_bytes(NONCE_BYTES)
+        if self._raw is not None:
+            self._raw.execute(
+                _SQLITE_INSERT_NONCE,
+                (hashlib.sha256(nonce).digest(), purpose, sqlite_time(now),
+                 sqlite_time(now + ttl)),
+            )
+            return nonce
         self._conn.execute(
             _INSERT_NONCE,
             {
@@ -97,8 +111,14 @@ class Tx:
         if not isinstance(nonce, bytes | bytearray) or len(nonce) != NONCE_BYTES:
             raise NonceError(f"nonce must be {NONCE_BYTES} bytes", code="nonce_unknown")
         key = hashlib.sha256(nonce).digest()
-        result = self._conn.execute(_CONSUME_NONCE, {"h": key, "p": purpose, "now": now})
-        if result.rowcount == 1:
+        if self._raw is not None:
+            at = sqlite_time(now)
+            count = self._raw.execute(_SQLITE_CONSUME_NONCE, (at, key, purpose, at)).rowcount
+        else:
+            count = self._conn.execute(
+                _CONSUME_NONCE, {"h": key, "p": purpose, "now": now}
+            ).rowcount
+        if count == 1:
             return
         row = self._conn.execute(_LOOKUP_NONCE, {"h": key, "p": purpose}).first()
         if row is None:
@@ -311,7 +331,7 @@ class Tx:
     ) -> audit.AuditEntry:
         """Append to the hash chain. ``details``: hashes and identifiers only, never secrets."""
         return audit.append_entry(
-            self._conn, self._dialect, kind=kind, actor=actor, subject=subject,
+            self._conn, self._dialect, raw=self._raw, kind=kind, actor=actor, subject=subject,
             decision=decision, details=details, now=now,
         )
 
@@ -351,3 +371,11 @@ _LOOKUP_NONCE = select(_N.used_at, _N.expires_at).where(
     _N.nonce_sha256 == bindparam("h"), _N.purpose == bindparam("p")
 )
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
+_SQLITE_INSERT_NONCE = (
+    "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
+    "VALUES (?, ?, ?, ?, NULL)"
+)
+_SQLITE_CONSUME_NONCE = (
+    "UPDATE nonces SET used_at = ? WHERE nonce_sha256 = ? AND purpose = ? "
+    "AND used_at IS NULL AND expires_at > ?"
+)
