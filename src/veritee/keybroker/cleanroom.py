@@ -252,9 +252,12 @@ def verify_result(
         raise MalformedError(f"unsupported alg {str(signed['alg'])[:16]!r}", field="alg")
     try:
         cert = x509.load_pem_x509_certificate(str(signed["certificate"]).encode())
+    except ValueError:
+        raise MalformedError("the certificate is not PEM X.509", field="certificate") from None
+    try:
         sig = base64.b64decode(str(signed["signature"]), validate=True)
     except ValueError:
-        raise MalformedError("certificate or signature does not parse", field="certificate") from None
+        raise MalformedError("the signature is not base64", field="signature") from None
     try:
         cert.verify_directly_issued_by(ca_certificate)
     except (ValueError, TypeError, InvalidSignature):
