@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -110,14 +111,19 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
             console.print(f"   installed policy 'demo' version {r.json()['version']}; "
                           f"an unsigned copy was refused: [red]{r2.json()['code']}[/]")
 
-            def trust(name: str) -> Trust:
+            from cryptography.hazmat.primitives.asymmetric import x25519
+
+            tenant_key = x25519.X25519PrivateKey.generate()
+
+            def trust(name: str, profile: str = "development") -> Trust:
                 return Trust(
                     server.url, ca_pem, platform="simulated", store=root / f"{name}-store",
-                    measurement=files[name], platform_dir=sim_dir,
+                    measurement=files[name], platform_dir=sim_dir, profile=profile,
+                    tenant_key=tenant_key.public_key(),
                 )
 
             _step(console, 4, "certify alice and bob (challenge -> evidence -> admission certificate)")
-            alice, bob = trust("alice"), trust("bob")
+            alice, bob = trust("alice"), trust("bob", profile="production")
             for name, t in (("alice", alice), ("bob", bob)):
                 cert = t.certify()
                 console.print(f"   {name}: admission certificate serial {cert.serial_number:x}"[:70]
@@ -171,14 +177,17 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 summary["replay"] = e.code
                 console.print(f"   first use: {first['status']}; replay: [red]refused ({e.code})[/]")
 
-            _step(console, 8, "audit chain")
+            _step(console, 8, "bob's confidential log: the host keeps ciphertext, the tenant reads it")
+            summary["log"] = _log_step(console, bob, tenant_key)
+
+            _step(console, 9, "audit chain")
             with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
                 h = {"Authorization": f"Bearer {domain.admin_token()}"}
                 report = admin.get("/v1/admin/audit/verify", headers=h).json()
                 entries = admin.get("/v1/admin/audit", headers=h).json()["entries"]
             table = Table("seq", "kind", "decision", "subject")
-            for e in entries:
-                table.add_row(str(e["seq"]), e["kind"], str(e["decision"] or "-"), str(e["subject"])[:20])
+            for entry in entries:
+                table.add_row(str(entry["seq"]), entry["kind"], str(entry["decision"] or "-"), str(entry["subject"])[:20])
             console.print(table)
             status = "[green]intact[/]" if report["ok"] else f"[red]BROKEN at {report['first_broken']}[/]"
             console.print(f"   audit chain {status}: {report['count']} entries")
@@ -190,3 +199,40 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     console.print(f"[bold green]done[/] in {summary['seconds']} s")
     return summary
+
+
+def _log_step(console: Console, bob: Trust, tenant_key: Any) -> dict[str, Any]:
+    """Bob (production profile) logs; show what the host holds and what the tenant reads."""
+    import contextlib
+    import io
+
+    from veritee.logs import decrypt_log, open_log_key, verify_log
+
+    host_stderr = io.StringIO()
+    with contextlib.redirect_stderr(host_stderr):
+        bob.logger.info("ledger: account 4711 balance 1,000,000 (confidential)")
+        bob.logger.warning("ledger: retrying payment for carol")
+        try:
+            raise ValueError("card 4111-1111-1111-1111 declined")
+        except ValueError:
+            bob.logger.exception("payment failed")
+    log = bob.workload_log
+    head = log.tree_head()
+    key_blob = log.export_key_for_tenant()
+    log.close()
+    folder = log.directory
+    stored = b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+    host_view = stored + host_stderr.getvalue().encode()
+    leaked = b"4711" in host_view or b"4111-1111" in host_view
+    console.print(f"   host folder {folder.name}: {sum(1 for p in folder.rglob('*') if p.is_file())} files, "
+                  f"{len(stored)} bytes, plaintext visible: [{'red' if leaked else 'green'}]{leaked}[/]")
+    cert = bob.keystore.certificate()
+    signer = cert.public_key() if cert is not None else None
+    if not isinstance(signer, ec.EllipticCurvePublicKey):
+        raise RuntimeError("bob has no admission-certified EC key")
+    report = verify_log(folder, signer, head)
+    console.print(f"   tenant: log verified: {report.ok} ({report.records} records, tree size {report.tree_size})")
+    records = list(decrypt_log(folder, open_log_key(key_blob, tenant_key), signer))
+    for r in records:
+        console.print("     " + escape(r.text.splitlines()[0])[:90])
+    return {"verified": report.ok, "records": len(records), "plaintext_on_host": leaked}

@@ -196,7 +196,7 @@ def issue_admission_certificate(
     """
     measurement = str(claims.get("measurement") or "")
     platform = str(claims.get("platform") or "")
-    profile = str(claims.get("profile") or "unknown")
+    profile = claims.get("profile")
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
@@ -238,9 +238,11 @@ def issue_admission_certificate(
             x509.UnrecognizedExtension(oids.PLATFORM, oids.encode_utf8_string(platform)),
             critical=False,
         )
-        .add_extension(
-            x509.UnrecognizedExtension(oids.PROFILE, oids.encode_utf8_string(profile)),
+    )
+    if profile:
+        # Only where the evidence states it (simulated); hardware builds carry it in the measurement.
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(oids.PROFILE, oids.encode_utf8_string(str(profile))),
             critical=False,
         )
-    )
     return builder.sign(domain.policy_key, hashes.SHA384())

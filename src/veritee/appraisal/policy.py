@@ -18,7 +18,7 @@ import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from veritee.errors import MalformedError, OversizedError, PolicyError
 from veritee.profiles import Profile
@@ -194,9 +194,16 @@ class Policy(_Strict):
     #: Extension: how long an admission certificate lives, in seconds.
     certificate_lifetime: int = Field(3600, ge=60, le=30 * 24 * 3600)
 
+    _digest: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Computed once: the model is frozen, and appraisals quote it on every decision.
+        self._digest = hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+
     @property
     def digest(self) -> str:
-        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+        """SHA-256 of the policy's canonical JSON form."""
+        return self._digest
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -79,7 +79,6 @@ def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool
 
     path = _data_dir(data)
     settings = Settings(data_dir=path, database_url=db)
-    app = create_app(settings)
     ssl: dict[str, Any] = {}
     if tls:
         from veritee.service.tls import server_certificate_files
@@ -87,8 +86,20 @@ def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool
         cert_file, key_file = server_certificate_files(path, host)
         ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
     scheme = "https" if tls else "http"
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False, **ssl}
+    if workers > 1:
+        # Each worker process builds its own app (and database pool) from the environment.
+        import os
+
+        os.environ["VERITEE_DATA_DIR"] = str(path)
+        os.environ["VERITEE_DATABASE_URL"] = db or ""
+        create_app(settings)  # migrate once, and fail here (not in N workers) on a bad setup
+        click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} ({workers} workers, data {path})", err=True)
+        uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)
+        return
+    app = create_app(settings)
     click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} (data {path})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **ssl)
+    uvicorn.run(app, **common)
 
 
 def _print_verify(result: dict[str, Any], as_json: bool) -> None:

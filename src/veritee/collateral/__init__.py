@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.errors import MalformedError, OversizedError, UsageError
 
@@ -125,9 +127,12 @@ def _classify(
         if not certs and not crls:
             raise MalformedError(f"collateral {name}: no certificate or CRL in PEM", field=name)
         return certs, crls, []
-    # DER: a certificate or a CRL.
+    # DER: a certificate or a CRL. AMD VCEKs carry serial number 0, which cryptography warns
+    # about; the VCEK is still what AMD issues, so the warning is silenced here only.
     try:
-        return [x509.load_der_x509_certificate(data)], [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return [x509.load_der_x509_certificate(data)], [], []
     except ValueError:
         pass
     try:

@@ -42,8 +42,8 @@ FORMATS: dict[str, str] = {
     "simulated": "veritee.evidence.simulated",
     "nitro": "veritee.evidence.nitro",
     "tdx": "veritee.evidence.tdx",
-    "sgx": "veritee.evidence.sgx",
     "sev-snp": "veritee.evidence.sev_snp",
+    "sgx": "veritee.evidence.sgx",
 }
 
 

@@ -45,7 +45,6 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _CLAIMS: tuple[tuple[str, x509.ObjectIdentifier], ...] = (
     ("measurement", oids.MEASUREMENT),
     ("platform", oids.PLATFORM),
-    ("profile", oids.PROFILE),
 )
 
 
@@ -99,7 +98,9 @@ class AdmissionInfo:
 
     measurement: str
     platform: str
-    profile: Profile
+    #: The attested profile, or None where the platform's evidence does not state one (hardware
+    #: platforms: there the profile is part of the measured build and the policy pins it).
+    profile: Profile | None
     not_before: datetime
     not_after: datetime
     public_key: ec.EllipticCurvePublicKey
@@ -126,8 +127,18 @@ class AdmissionInfo:
                 "admission certificate platform claim is not a platform name",
                 code="admission_claim_malformed",
             )
+        profile: Profile | None = None
         try:
-            profile = Profile(raw["profile"])
+            cert.extensions.get_extension_for_oid(oids.PROFILE)
+            has_profile = True
+        except x509.ExtensionNotFound:
+            has_profile = False
+        except ValueError:
+            has_profile = True  # let _claim report the malformed extension
+        if has_profile:
+            raw["profile"] = _claim(cert, "profile", oids.PROFILE)
+        try:
+            profile = Profile(raw["profile"]) if has_profile else None
         except ValueError:
             raise VerificationError(
                 f"admission certificate profile claim {raw['profile'][:32]!r} is not a profile",
@@ -239,6 +250,7 @@ def verify_peer(
         Profile.parse(str(p)) for p in allowed_profiles
     }:
         raise VerificationError(
-            f"peer profile {info.profile.value!r} is not allowed on this channel",
+            f"peer profile {info.profile.value if info.profile else 'not attested'!r} "
+            "is not allowed on this channel",
             code="peer_profile_not_allowed",
         )

@@ -229,10 +229,11 @@ class Trust:
             pem, ca_certificate=self.ca_certificate.public_bytes(serialization.Encoding.PEM)
         )
         self.last_token = str(resp.get("token", ""))
+        self._attach_log()
         return issued
 
     def _check_issued(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        if spki_der(cert.public_key()) != spki_der(key.public_key()):  # type: ignore[arg-type]
+        if spki_der(cert.public_key()) != spki_der(key.public_key()):
             raise VerificationError("the service certified another key", code="certificate_key_mismatch")
         try:
             cert.verify_directly_issued_by(self.ca_certificate)
@@ -280,7 +281,7 @@ class Trust:
         return channel.connect(
             host, port, key=key, cert=cert, ca_cert=self.ca_certificate,
             allowed_measurements=set(allowed_measurements),
-            allowed_platforms=set(allowed_platforms) if allowed_platforms else None,
+            allowed_platforms=set(allowed_platforms) if allowed_platforms is not None else None,
             timeout=timeout,
         )
 
@@ -300,7 +301,7 @@ class Trust:
         server = channel.serve(
             host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate,
             allowed_measurements=set(allowed_measurements),
-            allowed_platforms=set(allowed_platforms) if allowed_platforms else None,
+            allowed_platforms=set(allowed_platforms) if allowed_platforms is not None else None,
         )
         server.start()
         return server
@@ -311,28 +312,52 @@ class Trust:
 
         return fetch_secret(self._http, self.platform, name)
 
-    @property
-    def logger(self) -> logging.Logger:
-        """A logger whose records go to the confidential log of this workload's profile."""
+    def _open_log(self) -> Any:
+        """The workload's confidential log, opened on first use.
+
+        Before this workload holds an admission certificate the log buffers records sealed to
+        the platform (the control plane is not up yet); :meth:`certify` then attaches the
+        admission-certified key, which signs the log's tree heads from then on.
+        """
         if self._workload_log is None:
             from veritee.logs import open_workload_log
 
-            key, _ = self._credentials()
+            now = dt.datetime.now(dt.UTC)
+            certified = not self.keystore.needs_renewal(now, dt.timedelta(0))
+            key = self.keystore.private_key() if certified else None
+            log_id = f"{self.platform.name}-{self.platform.measurement[:16]}"
             self._workload_log = open_workload_log(
                 profile=self.platform.profile,
-                directory=self.store_path / "logs",
+                directory=self.store_path / "logs" / log_id,
                 signing_key=key,
                 tenant_public_key=self._tenant_key,
                 seal=self.seal,
-                log_id=self.platform.measurement[:16],
+                log_id=log_id,
             )
-        log: logging.Logger = self._workload_log.logger("veritee.workload")
+        return self._workload_log
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger whose records go to this workload's confidential log.
+
+        In development/testing records are written in plaintext; in staging/production they
+        are encrypted, appended to a signed Merkle log in ``<store>/logs/`` (the host keeps the
+        segments, unreadable), and only catalogue codes reach stderr.
+        """
+        log: logging.Logger = self._open_log().logger("veritee.workload")
         return log
 
     @property
     def workload_log(self) -> Any:
-        _ = self.logger
-        return self._workload_log
+        """The :class:`veritee.logs.WorkloadLog` behind :attr:`logger`."""
+        return self._open_log()
+
+    def _attach_log(self) -> None:
+        log = self._workload_log
+        if log is not None and not log.attached:
+            key = self.keystore.private_key()
+            if key is not None:
+                log.attach_control_plane(key, self._tenant_key)
 
     def close(self) -> None:
         if self._workload_log is not None:

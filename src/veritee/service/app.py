@@ -11,13 +11,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from veritee import __version__
 from veritee.domain import Domain
 from veritee.errors import StorageError
 from veritee.service.context import ServiceContext
+from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
@@ -77,6 +78,35 @@ class _TooLarge(Exception):
     pass
 
 
+class RequestMetrics:
+    """Count requests by route template and status, and time them (plain ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.observe(time.perf_counter() - start, route=path)
+            self.metrics.inc("veritee_http_requests_total", "HTTP requests", route=path, status=str(status))
+
+
 # Routers of further components, included when present: (module, attribute).
 OPTIONAL_ROUTERS = (
     ("veritee.service.routes_secrets", "router"),
@@ -117,18 +147,6 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
             continue
         app.include_router(getattr(mod, attr))
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        ctx.metrics.observe(time.perf_counter() - start, route=path)
-        ctx.metrics.inc(
-            "veritee_http_requests_total", "HTTP requests", route=path, status=str(response.status_code)
-        )
-        return response
-
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -154,4 +172,21 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for several uvicorn worker processes (`veritee serve --workers N`).
+
+    Reads ``VERITEE_DATA_DIR`` and ``VERITEE_DATABASE_URL`` (set by the CLI).
+    """
+    import os
+    from pathlib import Path
+
+    return create_app(
+        Settings(
+            data_dir=Path(os.environ["VERITEE_DATA_DIR"]),
+            database_url=os.environ.get("VERITEE_DATABASE_URL") or None,
+        )
+    )

@@ -8,11 +8,15 @@ collateral folder of the domain.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
 
 from veritee import evidence
 from veritee.appraisal import Decision, Policy, SignedPolicy, appraise, refused_for_error
@@ -26,6 +30,8 @@ from veritee.service.settings import Settings
 from veritee.service.storage import Storage
 
 __all__ = ["Appraisal", "ServiceContext"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +72,18 @@ class ServiceContext:
         self._lock = threading.Lock()
         self._policy: tuple[float, int | None, Policy | None] = (0.0, None, None)
         self._collateral: Collateral | None = None
+
+    async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking storage call from an async handler.
+
+        SQLite is a local file whose transactions take well under a millisecond and are
+        serialized under one lock anyway: they run inline, since handing them to a worker
+        thread costs more CPU than they block. A networked database (PostgreSQL) runs in a
+        worker thread so that its round trips never block the event loop.
+        """
+        if self.storage.dialect == "sqlite":
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     @staticmethod
     def now() -> dt.datetime:

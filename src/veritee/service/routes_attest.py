@@ -8,6 +8,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from veritee.binding import spki_der
 from veritee.domain import issue_admission_certificate
@@ -26,13 +27,17 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
+def _issue_nonce(ctx: ServiceContext, now: dt.datetime) -> bytes:
+    with ctx.storage.transaction() as tx:
+        return tx.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
+
+
 @router.post("/challenge", summary="A single-use nonce with a short lifetime")
-def challenge(request: Request) -> dict[str, Any]:
+async def challenge(request: Request) -> JSONResponse:
     ctx = _ctx(request)
     now = ctx.now()
-    with ctx.storage.transaction() as tx:
-        nonce = tx.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
-    return {"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()}
+    nonce = await ctx.run_db(_issue_nonce, ctx, now)
+    return JSONResponse({"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()})
 
 
 def _load_workload_key(pem: str) -> ec.EllipticCurvePublicKey:
@@ -90,26 +95,27 @@ def _consume_and_audit(
 
 
 @router.post("/attest", summary="Evidence + nonce -> an EAR attestation-result token")
-def attest(body: AttestRequest, request: Request) -> dict[str, Any]:
+async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     ctx = _ctx(request)
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
     spki = spki_der(_load_workload_key(body.public_key)) if body.public_key else None
     now = ctx.now()
+    policy = await ctx.run_db(ctx.policy)
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
-        extra_collateral=body.extra_collateral(),
+        extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
     )
-    _consume_and_audit(ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
+    await ctx.run_db(_consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
     d = ctx.domain
     token = issue_ear(
         key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
         claims=appraisal.claims, nonce=nonce, now=now,
     )
-    return {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
+    return JSONResponse({"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims})
 
 
 @router.post("/certify", summary="Evidence binding nonce + key -> an X.509 admission certificate")
-def certify(body: CertifyRequest, request: Request) -> dict[str, Any]:
+async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     import hashlib
 
     ctx = _ctx(request)
@@ -117,23 +123,23 @@ def certify(body: CertifyRequest, request: Request) -> dict[str, Any]:
     key = _load_workload_key(body.public_key)
     spki = spki_der(key)
     now = ctx.now()
+    policy = await ctx.run_db(ctx.policy)
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
-        extra_collateral=body.extra_collateral(),
+        extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
     )
     extra = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
     if not appraisal.decision.accepted:
-        _consume_and_audit(ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
+        await ctx.run_db(_consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
         raise ctx.verification_error(appraisal)
-    policy = ctx.policy()
     lifetime = dt.timedelta(seconds=policy.certificate_lifetime if policy else 3600)
     cert = issue_admission_certificate(
         ctx.domain, key, claims=appraisal.claims or {}, now=now, lifetime=lifetime
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     extra["serial"] = format(cert.serial_number, "x")
-    _consume_and_audit(
-        ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra,
+    await ctx.run_db(
+        _consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra,
         certificate=(cert, pem),
     )
     d = ctx.domain
@@ -141,10 +147,10 @@ def certify(body: CertifyRequest, request: Request) -> dict[str, Any]:
         key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
         claims=appraisal.claims, nonce=nonce, now=now,
     )
-    return {
+    return JSONResponse({
         "certificate": pem,
         "ca_certificate": d.ca_pem.decode(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "token": token,
         **appraisal.decision.to_json(),
-    }
+    })

@@ -69,7 +69,7 @@ class AttestRequest(_Body):
 
 
 class CertifyRequest(AttestRequest):
-    public_key: str = Field(max_length=4000, description="the workload key to certify, PEM SPKI")  # type: ignore[assignment]
+    public_key: str = Field(max_length=4000, description="the workload key to certify, PEM SPKI")
 
 
 class DryRunRequest(_Body):

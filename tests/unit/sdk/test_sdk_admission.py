@@ -59,7 +59,21 @@ def test_reads_lead_domain_certificates(tmp_path) -> None:  # type: ignore[no-un
     assert (info.measurement, info.platform, info.profile) == (M2, "simulated", Profile.PRODUCTION)
 
 
-@pytest.mark.parametrize("missing", ["measurement", "platform", "profile"])
+def test_profile_claim_is_optional_and_then_not_attested(ca: TestCA) -> None:
+    """Hardware evidence states no profile: the certificate then carries none."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = ca.issue(key.public_key(), measurement=M1, platform="tdx", profile=None)  # type: ignore[arg-type]
+    info = AdmissionInfo.from_certificate(cert)
+    assert info.profile is None
+    from veritee.sdk.admission import verify_peer
+
+    with pytest.raises(VerificationError) as e:
+        verify_peer(info, allowed_measurements={M1}, allowed_profiles=["production"],
+                    at=cert.not_valid_before_utc + dt.timedelta(seconds=60))
+    assert e.value.code == "peer_profile_not_allowed"
+
+
+@pytest.mark.parametrize("missing", ["measurement", "platform"])
 def test_missing_claim_refused(ca: TestCA, missing: str) -> None:
     claims: dict[str, str | None] = {"measurement": M1, "platform": "tdx", "profile": "production"}
     claims[missing] = None

@@ -1,0 +1,222 @@
+"""Attest and certify round trips per second against the running service (`veritee serve`).
+
+A round trip is what a workload does: POST /v1/challenge, make evidence binding the nonce,
+POST /v1/attest (or /v1/certify with a fresh key) and receive the token (or certificate).
+The service runs as its own process (uvicorn, SQLite by default, or --db URL); the client is an
+asyncio httpx loop with a bounded number of requests in flight. Prints medians of --repeat runs.
+
+    python bench/bench_service.py [--count 2000] [--concurrency 8] [--repeat 3] [--db URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee.appraisal import load_policy, sign_policy
+from veritee.binding import report_data_for, spki_der
+from veritee.domain import Domain
+from veritee.platforms.simulated import SimulatedPlatform
+
+M = "ab" * 48
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(data: Path, db: str | None, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _port()
+    cmd = [sys.executable, "-m", "veritee.cli", "serve", "--data", str(data), "--port", str(port)]
+    if db:
+        cmd += ["--db", db]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("service did not start")
+
+
+class Conn:
+    """A minimal HTTP/1.1 keep-alive client: the load generator should cost little CPU
+    (an httpx client costs more CPU per request than the service's own work)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def one_attest(conn: Conn, platform: SimulatedPlatform) -> float:
+    t = time.perf_counter()
+    _, raw = await conn.post("/v1/challenge")
+    nonce = bytes.fromhex(json.loads(raw)["nonce"])
+    ev = platform.evidence(report_data_for(nonce, b""))
+    status, raw = await conn.post("/v1/attest", json.dumps(
+        {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}).encode())
+    body = json.loads(raw)
+    if status != 200 or not body.get("accepted") or not body.get("token"):
+        raise SystemExit(f"attest failed: {status} {body}")
+    return time.perf_counter() - t
+
+
+async def one_certify(conn: Conn, platform: SimulatedPlatform) -> float:
+    t = time.perf_counter()
+    key = ec.generate_private_key(ec.SECP256R1())
+    _, raw = await conn.post("/v1/challenge")
+    nonce = bytes.fromhex(json.loads(raw)["nonce"])
+    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    status, raw = await conn.post("/v1/certify", json.dumps(
+        {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
+         "public_key": pem.decode()}).encode())
+    if status != 200 or b"certificate" not in raw:
+        raise SystemExit(f"certify failed: {status} {raw[:300]!r}")
+    return time.perf_counter() - t
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (Linux /proc), ticks -> seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    pids = [proc.pid]
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if children.exists():
+        pids += [int(x) for x in children.read_text().split()]
+    return pids
+
+
+async def run(url: str, fn: Any, platform: SimulatedPlatform, count: int, concurrency: int,
+              pids: list[int]) -> dict[str, float]:
+    host, port = url.split("//")[1].split(":")
+    conns = [Conn(host, int(port)) for _ in range(concurrency)]
+    latencies: list[float] = []
+    for _ in range(min(50, count)):  # warm up
+        await fn(conns[0], platform)
+    queue = iter(range(count))
+
+    async def worker(conn: Conn) -> None:
+        for _ in queue:
+            latencies.append(await fn(conn, platform))
+
+    cpu0 = cpu_seconds(pids)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(pids) - cpu0
+    for c in conns:
+        await c.close()
+    latencies.sort()
+    return {
+        "per_s": count / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "server_cpu_ms": 1000 * cpu / count,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--db", default=None, help="database URL (default: embedded SQLite)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    import datetime as dt
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "domain"
+        domain = Domain.create(data, now=dt.datetime.now(dt.UTC))
+        platform = SimulatedPlatform(Path(tmp) / "sim", measurement=M)
+        policy = load_policy(json.dumps({"version": 1, "name": "bench", "platforms": {"simulated": {
+            "measurements": [M], "platform_keys": [platform.key_id], "allow_debug": True}}}))
+        proc, url = start_service(data, args.db, args.workers)
+        try:
+            r = httpx.put(url + "/v1/admin/policy", content=sign_policy(policy, domain.policy_key),
+                          headers={"Authorization": f"Bearer {domain.admin_token()}"})
+            r.raise_for_status()
+            results: dict[str, Any] = {"db": "sqlite" if not args.db else args.db.split(":")[0],
+                                       "concurrency": args.concurrency, "count": args.count, "cores": os.cpu_count()}
+            for name, fn in (("attest", one_attest), ("certify", one_certify)):
+                pids = service_pids(proc)
+                runs = [asyncio.run(run(url, fn, platform, args.count, args.concurrency, pids))
+                        for _ in range(args.repeat)]
+                med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+                results[name] = {**{k: round(v, 1) for k, v in med.items()},
+                                 "runs_per_s": [round(x["per_s"], 1) for x in runs]}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+    goal = 500.0
+    a = results["attest"]
+    results["attest_goal_ratio"] = round(a["per_s"] / goal, 2)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"service benchmark ({results['db']}, {args.concurrency} in flight, {args.count} round trips x {args.repeat})")
+    for name in ("attest", "certify"):
+        x = results[name]
+        print(f"  {name:8s} {x['per_s']:8.1f} round trips/s   p50 {x['p50_ms']:6.1f} ms   p99 {x['p99_ms']:6.1f} ms"
+              f"   service CPU {x['server_cpu_ms']:5.2f} ms/round trip   runs {x['runs_per_s']}")
+    print(f"  attest vs goal of {goal:.0f}/s: {results['attest_goal_ratio']:.2f}x; p99 goal < 50 ms: {a['p99_ms'] < 50}")
+
+
+if __name__ == "__main__":
+    main()
