@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
 from tests.pgutil import temporary_database
+
 from veritee.appraisal import load_policy, sign_policy
 from veritee.binding import report_data_for
 from veritee.domain import Domain

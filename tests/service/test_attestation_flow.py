@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.service.conftest import GOOD, OTHER, Env, default_policy
+
 from veritee import oids
 from veritee.binding import spki_der
 from veritee.tokens import decode_ear

@@ -6,6 +6,7 @@ Every read names the field it reads, so a truncated input raises a
 
 from __future__ import annotations
 
+import builtins
 import struct
 
 from veritee.errors import MalformedError
@@ -53,5 +54,5 @@ class Reader:
     def u64(self, field: str) -> int:
         return int(struct.unpack("<Q", self.bytes(8, field))[0])
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         return self.bytes(self.remaining, "rest")

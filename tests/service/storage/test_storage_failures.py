@@ -152,3 +152,17 @@ def test_unreachable_databases(tmp_path: Path) -> None:
                 storage.migrate()
         finally:
             storage.close()
+
+
+def test_tx_is_unusable_after_its_transaction(storage: Storage) -> None:
+    from veritee.errors import UsageError
+
+    with storage.transaction() as tx:
+        nonce = tx.issue_nonce(now=T0, ttl=TTL)
+    with pytest.raises(UsageError, match="ended"):
+        tx.consume_nonce(nonce, now=T0)
+    with pytest.raises(UsageError, match="ended"):
+        tx.append_audit(kind="attest", actor="a", subject="s", decision=None, details={}, now=T0)
+    with pytest.raises(UsageError, match="ended"):
+        tx.active_policy()
+    assert_untouched(storage, nonce)

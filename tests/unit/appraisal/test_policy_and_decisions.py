@@ -35,13 +35,13 @@ def test_design_md_policy_shape_parses() -> None:
 version: 1
 name: payments-prod
 platforms:
-  sev-snp: {measurements: [%s], min_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}, allow_debug: false}
-  tdx:     {mrtd: [%s], rtmr: {"2": [%s]}, tcb_status: [UpToDate], allowed_advisories: []}
-  sgx:     {mr_enclave: [%s], mr_signer: [%s], tcb_status: [UpToDate, SWHardeningNeeded],
-            allowed_advisories: [INTEL-SA-00615]}
-  nitro:   {pcr0: [%s]}
-  simulated: {measurements: [%s], platform_keys: [%s]}
-""" % (M, M, M, "aa" * 32, "bb" * 32, M, M, "cc" * 32)
+  sev-snp: {{measurements: [{}], min_tcb: {{bootloader: 3, tee: 0, snp: 8, microcode: 115}}, allow_debug: false}}
+  tdx:     {{mrtd: [{}], rtmr: {{"2": [{}]}}, tcb_status: [UpToDate], allowed_advisories: []}}
+  sgx:     {{mr_enclave: [{}], mr_signer: [{}], tcb_status: [UpToDate, SWHardeningNeeded],
+            allowed_advisories: [INTEL-SA-00615]}}
+  nitro:   {{pcr0: [{}]}}
+  simulated: {{measurements: [{}], platform_keys: [{}]}}
+""".format(M, M, M, "aa" * 32, "bb" * 32, M, M, "cc" * 32)
     p = load_policy(text)
     assert p.platforms.sev_snp is not None and p.platforms.sev_snp.min_tcb is not None
     assert p.platforms.sev_snp.min_tcb.microcode == 115

@@ -46,6 +46,16 @@ ADVISORY_LOCK_VERSIONS = int.from_bytes(b"veritev", "big")
 _N = NONCES.c
 
 
+class _Ended:
+    """Stands in for the connection of a finished transaction (it may serve another by now)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise UsageError("this transaction has ended; use the Tx only inside its with block")
+
+
+_ENDED: Any = _Ended()
+
+
 def _aware(name: str, moment: datetime) -> datetime:
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise UsageError(f"{name} must be a timezone-aware datetime")
@@ -72,6 +82,12 @@ class Tx:
         self._raw: Any = (
             conn.connection.driver_connection if fast_path and dialect == "sqlite" else None
         )
+
+    def _end(self) -> None:
+        """Called when the transaction is over: any later use raises UsageError."""
+        self._conn = _ENDED
+        if self._raw is not None:
+            self._raw = _ENDED
 
     # -- nonces --------------------------------------------------------------------------------
 
