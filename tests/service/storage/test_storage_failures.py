@@ -166,3 +166,32 @@ def test_tx_is_unusable_after_its_transaction(storage: Storage) -> None:
     with pytest.raises(UsageError, match="ended"):
         tx.active_policy()
     assert_untouched(storage, nonce)
+
+
+def test_sqlite_writer_of_the_same_process_held_too_long(tmp_path: Path) -> None:
+    import threading
+
+    storage = Storage(default_sqlite_url(tmp_path), busy_timeout=0.2)
+    storage.migrate()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with storage.transaction() as tx:
+            tx.issue_nonce(now=T0, ttl=TTL)
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(StorageError, match="busy"), storage.transaction() as tx:
+            tx.issue_nonce(now=T0, ttl=TTL)
+        with storage.transaction(readonly=True) as tx:  # readers are not held up
+            assert tx.audit_head()[0] == 0
+    finally:
+        release.set()
+        holder.join(10)
+    with storage.transaction() as tx:  # and the lock is free again
+        tx.issue_nonce(now=T0, ttl=TTL)
+    storage.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,7 @@ class Storage:
         self._closed = False
         self._head_revision: str | None = None
         self._head_lock = threading.Lock()
+        self._busy_timeout = busy_timeout
         # SQLite admits one writer at a time anyway; threads of this process queue on a Python
         # lock instead of on SQLite's busy handler, which sleeps in steps of milliseconds.
         self._write_lock: threading.Lock | None = threading.Lock() if backend == "sqlite" else None
@@ -126,14 +127,24 @@ class Storage:
         if self._closed:
             raise StorageError("storage is closed")
         engine = self._ro_engine if readonly else self._engine
-        lock = self._write_lock if self._write_lock is not None and not readonly else nullcontext()
+        lock = self._write_lock if not readonly else None
+        # Bounded like SQLite's own busy timeout: a stuck writer gives StorageError, not a hang.
+        if lock is not None and not lock.acquire(timeout=self._busy_timeout):
+            raise StorageError("database busy: another writer of this process holds it too long")
         try:
-            with lock, engine.begin() as conn:
-                yield Tx(conn, self.dialect, fast_path=self._fast_path)
+            with engine.begin() as conn:
+                tx = Tx(conn, self.dialect, fast_path=self._fast_path)
+                try:
+                    yield tx
+                finally:
+                    tx._end()
         except SQLAlchemyError as exc:
             raise _storage_error(exc) from None
         except sqlite3.Error as exc:  # from the hot paths run on the driver connection
             raise _storage_error(exc) from None
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- schema --------------------------------------------------------------------------------
 
