@@ -39,6 +39,7 @@ import functools
 import json
 import struct
 import urllib.parse
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.collateral.cache import CollateralCache
 from veritee.errors import CollateralError, MalformedError, UsageError
@@ -326,7 +328,10 @@ class _Http:
 
 def _check(what: str, parse: Callable[[], Any]) -> Any:
     try:
-        return parse()
+        with warnings.catch_warnings():
+            # AMD VCEKs carry serial number 0, which cryptography warns about.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return parse()
     except (ValueError, TypeError, UnicodeDecodeError):
         raise CollateralError(f"{what}: response does not parse", code="fetch_malformed") from None
 

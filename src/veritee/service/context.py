@@ -108,7 +108,7 @@ class ServiceContext:
         fetched_at, version, policy = self._policy
         if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
             return policy
-        with self.storage.transaction() as tx:
+        with self.storage.transaction(readonly=True) as tx:
             stored = tx.active_policy()
         if stored is None:
             policy, version = None, None

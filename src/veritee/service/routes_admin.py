@@ -30,7 +30,7 @@ def _ctx(request: Request) -> ServiceContext:
 @router.get("/policy", summary="The active appraisal policy")
 def get_policy(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
-    with ctx.storage.transaction() as tx:
+    with ctx.storage.transaction(readonly=True) as tx:
         stored = tx.active_policy()
     if stored is None:
         raise NotFoundError("no appraisal policy is installed", code="no_policy")
@@ -93,7 +93,7 @@ def audit(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    with ctx.storage.transaction() as tx:
+    with ctx.storage.transaction(readonly=True) as tx:
         entries = tx.audit_entries(after_seq=after, limit=limit)
     return {"entries": [e.as_dict() for e in entries]}
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from tests.conftest import TESTVECTORS, manifest_cases
 
-from conftest import TESTVECTORS, manifest_cases
 from veritee import evidence
 from veritee.collateral import Collateral
 from veritee.collateral.cache import CollateralCache

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import TESTVECTORS, manifest_cases
 
-from conftest import TESTVECTORS, manifest_cases
 from veritee import evidence
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError

@@ -17,8 +17,8 @@ import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from tests.conftest import manifest_cases
 
-from conftest import manifest_cases
 from veritee import evidence
 from veritee.errors import MalformedError, OversizedError, VerificationError
 from veritee.evidence import nitro

@@ -21,19 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import manifest_cases
+from tests.conftest import testvectors_dir as _tv_dir
 
 from veritee import evidence
 from veritee.collateral import Collateral
 from veritee.errors import CollateralError, MalformedError, VerificationError
 from veritee.evidence import amd, sev_snp
 from veritee.evidence.amd import AmdTrust, ChainCache, Product
-
-try:  # tests/ is a rootdir conftest folder; someone may make it a package (tests/__init__.py)
-    from conftest import TESTVECTORS, manifest_cases
-    from conftest import testvectors_dir as _tv_dir
-except ModuleNotFoundError:  # pragma: no cover
-    from tests.conftest import TESTVECTORS, manifest_cases
-    from tests.conftest import testvectors_dir as _tv_dir
 
 # AMD VCEKs have serial number 0; cryptography warns about it on load (SOURCES.md).
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
@@ -100,20 +95,8 @@ def test_manifest_case_unverified_claims_agree(case: dict[str, Any]) -> None:
         assert claims[key] == expected, key
 
 
-def _sgx_collision(case: dict[str, Any]) -> bool:
-    # A v3 SNP report whose GUEST_SVN is 0 starts 03 00 00 00 | 00 00 00 00, which sgx.detect
-    # (checked before sev-snp) takes for an SGX v3 quote header; it would also need to check
-    # the attestation key type at bytes 2-3 (2 or 3 in a DCAP quote, 0 here).
-    data = (TESTVECTORS / case["evidence"]).read_bytes() if TESTVECTORS.is_dir() else b""
-    return len(data) == sev_snp.REPORT_SIZE and data[:8] == bytes([3, 0, 0, 0, 0, 0, 0, 0])
-
-
 @pytest.mark.skipif(not CASES, reason="test vectors absent (../shared/testvectors)")
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=pytest.mark.xfail(
-        _sgx_collision(c), reason="sgx.detect claims v3 SNP reports with GUEST_SVN 0", strict=False))
-    for c in CASES
-], ids=[c["evidence"] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c["evidence"] for c in CASES])
 def test_manifest_case_auto_detected(case: dict[str, Any]) -> None:
     data, _ = _load(case)
     assert evidence.detect_format(data) == "sev-snp"
