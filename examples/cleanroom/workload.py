@@ -20,7 +20,7 @@ from pathlib import Path
 
 from veritee.errors import VeriteeError
 from veritee.keybroker.cleanroom import PARTIES, EncryptedDataset, run_workload
-from veritee.platforms.simulated import load_or_create_platform_key, platform_key_id
+from veritee.platforms.simulated import load_or_create_platform_key, measure, platform_key_id
 from veritee.sdk.trust import Trust
 
 # Groups with fewer rows than this are withheld from the result.
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ca", type=Path, help="the domain CA certificate (domain_ca.pem)")
     ap.add_argument("--inputs", type=Path, help="folder with PARTY.csv.enc files")
     ap.add_argument("--out", type=Path, help="where to write the signed result (JSON)")
-    ap.add_argument("--store", type=Path, default=Path(".cleanroom-workload"), help="workload key store")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="workload key store (default: .cleanroom-workload/<measurement prefix>)")
     ap.add_argument("--platform-dir", type=Path, default=None, help="simulated platform folder")
     ap.add_argument("--parties", nargs="+", default=list(PARTIES))
     ap.add_argument("--show-platform-key", action="store_true",
@@ -51,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             EncryptedDataset(p, f"cleanroom/{p}", (args.inputs / f"{p}.csv.enc").read_bytes())
             for p in args.parties
         ]
-        with Trust(args.url, args.ca, platform="simulated", store=args.store,
-                   measure=[Path(__file__)], platform_dir=args.platform_dir) as trust:
+        me = measure([Path(__file__)])  # what the platform reports for this program
+        store = args.store or Path(".cleanroom-workload") / me[:16]
+        with Trust(args.url, args.ca, platform="simulated", store=store, measurement=me,
+                   platform_dir=args.platform_dir) as trust:
             signed = run_workload(trust, datasets, min_group_size=MIN_GROUP_SIZE)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -350,17 +350,17 @@ def audit_entries(admin: httpx.Client, kinds: Sequence[str] = ()) -> list[dict[s
 def run_workload(
     trust: Any, datasets: Sequence[EncryptedDataset], *, min_group_size: int = DEFAULT_MIN_GROUP_SIZE
 ) -> dict[str, Any]:
-    """The analytics workload: certify, get every data key, decrypt, aggregate, sign.
+    """The analytics workload: get every data key, decrypt, aggregate, certify, sign.
 
     ``trust`` is a :class:`veritee.sdk.trust.Trust`. A denied key raises the service's refusal
     (``VerificationError`` with ``.reasons``) before anything is computed.
     """
-    cert = trust.certify()
-    key = trust.keystore.private_key()
     rows: dict[str, list[Row]] = {}
-    for ds in datasets:
+    for ds in datasets:  # each release is its own fresh attestation, audited by the broker
         data_key = trust.get_secret(ds.secret)
         rows[ds.party] = parse_csv(decrypt_dataset(ds.blob, data_key, name=ds.party), name=ds.party)
+    cert = trust.certify()  # the admission certificate the parties check the signature against
+    key = trust.keystore.private_key()
     result = {
         "format": RESULT_FORMAT,
         "measurement": trust.platform.measurement,
