@@ -467,7 +467,7 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
                 table.add_row(party, str(plain.count(b"\n") - 1), ds.sha256[:24] + "...", ds.secret, str(reg["version"]))
             con.print(table)
 
-            step(4, "the workload attests, gets the three keys, computes and signs the aggregate")
+            step(4, "the workload attests for each key, computes, gets certified and signs the aggregate")
             workload = Trust(server.url, domain.ca_pem, platform="simulated", measurement=good,
                              platform_dir=sim_dir, store=root / "workload-store")  # fmt: skip
             trusts.append(workload)
