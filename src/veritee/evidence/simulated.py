@@ -20,6 +20,7 @@ is the policy's decision (``platforms.simulated.platform_keys``), never a defaul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,7 +139,9 @@ def parse_claims(data: bytes) -> dict[str, Any]:
     return SimulatedReport.from_bytes(data).claims()
 
 
+@functools.lru_cache(maxsize=256)
 def _load_key(der: bytes) -> ec.EllipticCurvePublicKey:
+    """Parse (and cache: a fleet has few platform keys) a P-384 SubjectPublicKeyInfo."""
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from veritee.errors import (
@@ -34,7 +36,7 @@ from veritee.errors import (
 )
 from veritee.evidence.claims import Reason
 from veritee.keybroker.kek import EnvKek, FileKek, KeyEncryptionKey
-from veritee.keybroker.policy import ReleaseDecision, dry_run, evaluate, parse_policy
+from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
 from veritee.keybroker.release import parse_recipient, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, seal, validate_name
 from veritee.service.auth import require_admin
@@ -281,6 +283,12 @@ def delete_secret(name: str, request: Request, _: str = Depends(require_admin)) 
 # --- release --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
+def _stored_policy(text: str) -> ReleasePolicy:
+    """A stored release policy, parsed once per distinct text (parsed policies are frozen)."""
+    return parse_policy(text)
+
+
 def release_secret(
     ctx: ServiceContext,
     kek: KeyEncryptionKey,
@@ -316,13 +324,13 @@ def release_secret(
                 decision: ReleaseDecision
                 if not accepted or claims is None:
                     decision = dry_run(
-                        parse_policy(stored.policy),
+                        _stored_policy(stored.policy),
                         claims or {},
                         appraisal_accepted=False,
                         appraisal_reasons=appraisal_reasons,
                     )
                 else:
-                    decision = evaluate(parse_policy(stored.policy), claims)
+                    decision = evaluate(_stored_policy(stored.policy), claims)
                 reasons.extend(decision.reasons)
                 if decision.allowed:
                     try:
@@ -379,7 +387,7 @@ def release_secret(
 
 
 @router.post("/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key")
-def release(name: str, body: ReleaseRequest, request: Request) -> dict[str, Any]:
+async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResponse:
     validate_name(name)
     ctx = _ctx(request)
     try:
@@ -388,10 +396,13 @@ def release(name: str, body: ReleaseRequest, request: Request) -> dict[str, Any]
         raise MalformedError("nonce is not hex", field="nonce") from None
     recipient = parse_recipient(body.public_key)
     data = _b64(body.evidence, "evidence", ctx.settings.max_body_bytes)
+    policy = await ctx.run_db(ctx.policy)
     appraisal = ctx.appraise(
-        data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki
+        data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki,
+        policy=policy, use_active_policy=False,
     )
-    value, version = release_secret(
+    value, version = await ctx.run_db(
+        release_secret,
         ctx,
         kek_for(request),
         name=name,
@@ -404,4 +415,4 @@ def release(name: str, body: ReleaseRequest, request: Request) -> dict[str, Any]
         audit=appraisal.audit_details()
         | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
-    return seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce)
+    return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))

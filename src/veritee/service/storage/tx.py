@@ -297,11 +297,10 @@ class Tx:
 
     def secret_version(self, name: str, version: int | None = None) -> StoredSecret | None:
         """Version ``version`` of secret ``name`` (default: the latest); None if absent/deleted."""
-        s = SECRETS.c
-        stmt = select(SECRETS).where(s.name == name, s.deleted_at.is_(None))
-        if version is not None:
-            stmt = stmt.where(s.version == version)
-        row = self._conn.execute(stmt.order_by(s.version.desc()).limit(1)).first()
+        if version is None:
+            row = self._conn.execute(_SECRET_LATEST, {"name": name}).first()
+        else:
+            row = self._conn.execute(_SECRET_VERSION, {"name": name, "version": version}).first()
         if row is None:
             return None
         return StoredSecret(
@@ -387,6 +386,18 @@ _LOOKUP_NONCE = select(_N.used_at, _N.expires_at).where(
     _N.nonce_sha256 == bindparam("h"), _N.purpose == bindparam("p")
 )
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
+# Built once (the release hot path reads a secret per request).
+_SECRET_LATEST = (
+    select(SECRETS)
+    .where(SECRETS.c.name == bindparam("name"), SECRETS.c.deleted_at.is_(None))
+    .order_by(SECRETS.c.version.desc())
+    .limit(1)
+)
+_SECRET_VERSION = select(SECRETS).where(
+    SECRETS.c.name == bindparam("name"),
+    SECRETS.c.version == bindparam("version"),
+    SECRETS.c.deleted_at.is_(None),
+)
 _SQLITE_INSERT_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
     "VALUES (?, ?, ?, ?, NULL)"
