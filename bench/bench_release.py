@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import Conn, cpu_seconds, drop_pg_database, make_pg_database, service_pids, start_service
+from _common import (
+    Conn,
+    cpu_seconds,
+    drop_pg_database,
+    make_pg_database,
+    service_pids,
+    start_service,
+)
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from veritee.appraisal import load_policy, sign_policy

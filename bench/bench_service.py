@@ -16,20 +16,17 @@ import base64
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import Conn, cpu_seconds, service_pids, start_service
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from _common import Conn, cpu_seconds, service_pids, start_service
 from veritee.appraisal import load_policy, sign_policy
 from veritee.binding import report_data_for, spki_der
 from veritee.domain import Domain
