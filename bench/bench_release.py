@@ -73,15 +73,16 @@ async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: i
         for _ in queue:
             latencies.append(await one(conn, platform))
 
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    cpu0, client0, t0 = cpu_seconds(pids), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
     elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pids) - cpu0
+    client_cpu = time.process_time() - client0
     for c in conns:
         await c.close()
     latencies.sort()
     return {"rate": count / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "server_cpu_ms": 1000 * cpu / count}
+            "server_cpu_ms": 1000 * cpu / count, "client_cpu_ms": 1000 * client_cpu / count}
 
 
 def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, runs: int) -> dict[str, Any]:
@@ -132,7 +133,8 @@ def main() -> None:
           f"{a.workers} server worker(s), median of {a.runs} runs of {a.releases}")
     for db, r in results.items():
         print(f"  {db:11s} {r['rate']:7.1f} releases/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"service CPU {r['server_cpu_ms']:5.2f} ms/release  goal ratio {r['rate'] / GOAL:4.2f}x  runs {r['runs']}")
+              f"CPU/release: service {r['server_cpu_ms']:4.2f} ms, load generator {r['client_cpu_ms']:4.2f} ms  "
+              f"goal ratio {r['rate'] / GOAL:4.2f}x  runs {r['runs']}")
 
 
 if __name__ == "__main__":
