@@ -1,0 +1,106 @@
+"""veritee.Trust against a real service (uvicorn in a thread): the six calls end to end."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from veritee.appraisal import load_policy, sign_policy
+from veritee.domain import Domain
+from veritee.errors import SealingError, VerificationError
+from veritee.platforms.simulated import SimulatedPlatform
+from veritee.sdk.trust import Trust
+from veritee.service.app import create_app
+from veritee.service.runner import RunningServer, start_in_thread
+from veritee.service.settings import Settings
+
+A, B, X = "aa" * 48, "bb" * 48, "ee" * 48
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
+    domain = Domain.create(tmp_path / "domain", now=dt.datetime.now(dt.UTC))
+    sim = tmp_path / "sim"
+    key_id = SimulatedPlatform(sim, measurement=A).key_id
+    server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
+    doc = {"version": 1, "name": "sdk", "platforms": {"simulated": {
+        "measurements": [A, B], "platform_keys": [key_id], "allow_debug": True}}}
+    admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+    httpx.put(server.url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
+              headers=admin).raise_for_status()
+    try:
+        yield server, domain, sim
+    finally:
+        server.stop()
+
+
+def _trust(service: tuple[RunningServer, Domain, Path], tmp_path: Path, m: str, **kw: Any) -> Trust:
+    server, domain, sim = service
+    return Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / f"store-{m[:4]}",
+                 measurement=m, platform_dir=sim, **kw)
+
+
+def test_seal_unseal_and_other_measurement(service: Any, tmp_path: Path) -> None:
+    a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
+    blob = a.seal(b"state")
+    assert a.unseal(blob) == b"state"
+    with pytest.raises(SealingError):
+        b.unseal(blob)
+
+
+def test_renewal_reaches_a_running_server(service: Any, tmp_path: Path) -> None:
+    a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
+    serials: list[int] = []
+
+    def handler(conn: Any) -> None:
+        conn.send(conn.recv())
+
+    srv = b.serve("127.0.0.1", 0, handler, allowed_measurements={A})
+    with a.connect("127.0.0.1", srv.port, allowed_measurements={B}) as conn:
+        conn.send(b"one")
+        assert conn.recv() == b"one"
+        serials.append(conn.peer.serial_number)
+    renewed = b.certify(force=True)
+    with a.connect("127.0.0.1", srv.port, allowed_measurements={B}) as conn:
+        conn.send(b"two")
+        assert conn.recv() == b"two"
+        serials.append(conn.peer.serial_number)
+    assert serials[0] != serials[1] == renewed.serial_number
+    a.close()
+    b.close()
+
+
+def test_unlisted_peer_refused_by_both_sides(service: Any, tmp_path: Path) -> None:
+    a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
+    done = threading.Event()
+    srv = b.serve("127.0.0.1", 0, lambda c: done.set(), allowed_measurements={X})
+    with pytest.raises(VerificationError):
+        a.connect("127.0.0.1", srv.port, allowed_measurements={B})
+    assert not done.is_set()
+    a.close()
+    b.close()
+
+
+def test_get_secret_and_logger(service: Any, tmp_path: Path) -> None:
+    server, domain, _ = service
+    admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+    httpx.put(f"{server.url}/v1/admin/secrets/db/password", headers=admin, json={
+        "value": base64.b64encode(b"hunter2").decode(),
+        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
+    a, b = _trust(service, tmp_path, A, profile="production"), _trust(service, tmp_path, B)
+    assert a.get_secret("db/password") == b"hunter2"
+    with pytest.raises(VerificationError) as e:
+        b.get_secret("db/password")
+    assert e.value.reasons  # type: ignore[attr-defined]
+    a.logger.info("marker-7d1f secret stuff")
+    a.workload_log.close()
+    stored = b"".join(p.read_bytes() for p in (a.store_path / "logs").rglob("*") if p.is_file())
+    assert stored and b"marker-7d1f" not in stored
