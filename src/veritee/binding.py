@@ -9,12 +9,11 @@ platform. For Nitro the same 64 bytes go into the document's ``user_data``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-__all__ = ["DOMAIN_TAG", "report_data_for", "report_data_matches", "spki_der"]
+__all__ = ["DOMAIN_TAG", "report_data_for", "spki_der"]
 
 DOMAIN_TAG = b"veritee-v1"
 
@@ -28,7 +27,3 @@ def spki_der(public_key: PublicKeyTypes) -> bytes:
 def report_data_for(nonce: bytes, spki: bytes) -> bytes:
     """The 64 bytes a workload puts in its report to bind ``nonce`` and its key ``spki`` (DER)."""
     return hashlib.sha512(DOMAIN_TAG + nonce + hashlib.sha256(spki).digest()).digest()
-
-
-def report_data_matches(report_data: bytes, nonce: bytes, spki: bytes) -> bool:
-    return hmac.compare_digest(report_data, report_data_for(nonce, spki))

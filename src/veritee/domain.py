@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -89,8 +90,9 @@ class Domain:
     token_key: ec.EllipticCurvePrivateKey
     admin_token_sha256: bytes
 
-    @property
+    @functools.cached_property
     def token_kid(self) -> str:
+        """Key id of the token key (SHA-256 of its SPKI, truncated), as in the JWKS."""
         return _kid(self.token_key.public_key())
 
     @property

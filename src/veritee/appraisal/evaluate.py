@@ -19,7 +19,7 @@ from veritee.appraisal.policy import (
     TdxPolicy,
 )
 from veritee.errors import VeriteeError
-from veritee.evidence.claims import Reason, VerifiedEvidence
+from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = ["appraise", "appraise_baseline", "refused_for_error"]
 
@@ -198,7 +198,3 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
             d.refuse("tcb_below_minimum", "certified TCB below policy minimum: " + ", ".join(low), claim="hardware")
         else:
             d.affirm("tcb_minimum", claim="hardware")
-
-
-def reasons_json(reasons: list[Reason]) -> list[dict[str, str]]:
-    return [r.to_json() for r in reasons]

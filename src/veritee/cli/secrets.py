@@ -108,9 +108,9 @@ class _Admin:
         if r.status_code == 200:
             out: dict[str, Any] = r.json()
             return out
-        from veritee.sdk.trust import _error_from_problem
+        from veritee.sdk.trust import error_from_problem
 
-        err = _error_from_problem(r)
+        err = error_from_problem(r)
         if r.status_code == 401:
             raise AuthenticationError(err.message, code=err.code)
         if r.status_code in (400, 413):  # the request itself was wrong: a usage error

@@ -113,6 +113,9 @@ def _classify(
         if not isinstance(doc, dict):
             raise MalformedError(f"collateral {name}: JSON must be an object", field=name)
         doc.setdefault("_source", name)
+        # The exact text, so signatures over raw JSON (Intel TCB info, QE identity) are checked
+        # over the bytes that were signed, not over a re-serialization.
+        doc.setdefault("_raw", data.decode("utf-8", errors="replace"))
         return [], [], [doc]
     if b"-----BEGIN" in data:
         certs: list[x509.Certificate] = []

@@ -28,7 +28,7 @@ _FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    from veritee.sdk.trust import _error_from_problem
+    from veritee.sdk.trust import error_from_problem
 
     try:
         r = client.post(path, json=body)
@@ -37,7 +37,7 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any] | None) -> dict[
             f"key broker unreachable: {type(e).__name__}", code="unreachable"
         ) from None
     if r.status_code != 200:
-        raise _error_from_problem(r)
+        raise error_from_problem(r)
     out: dict[str, Any] = r.json()
     return out
 

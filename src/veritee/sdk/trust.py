@@ -50,7 +50,7 @@ from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.keystore import KeyStore
 
-__all__ = ["Trust", "open_platform"]
+__all__ = ["Trust", "error_from_problem", "open_platform"]
 
 _log = logging.getLogger("veritee.sdk")
 
@@ -109,7 +109,8 @@ def open_platform(
     return SimulatedPlatform(platform_dir or _default_platform_dir(), measurement=measurement, profile=prof)
 
 
-def _error_from_problem(response: httpx.Response) -> VeriteeError:
+def error_from_problem(response: httpx.Response) -> VeriteeError:
+    """Turn the service's RFC 9457 problem response into the matching veritee error."""
     try:
         body = response.json()
     except ValueError:
@@ -166,6 +167,7 @@ class Trust:
         self.renewal_margin = renewal_margin
         self._tenant_key = tenant_key
         self._workload_log: Any = None
+        self._servers: list[Any] = []
         verify: ssl.SSLContext | bool = True
         if service_url.startswith("https://"):
             ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
@@ -190,7 +192,7 @@ class Trust:
         except httpx.HTTPError as e:
             raise StorageError(f"cannot reach the Certifier Service: {type(e).__name__}", code="service_unreachable") from None
         if r.status_code != 200:
-            raise _error_from_problem(r)
+            raise error_from_problem(r)
         result: dict[str, Any] = r.json()
         return result
 
@@ -230,6 +232,9 @@ class Trust:
         )
         self.last_token = str(resp.get("token", ""))
         self._attach_log()
+        # Attested servers already running present the renewed certificate from now on.
+        for server in self._servers:
+            server.update_credentials(key=key, cert=issued, ca_cert=self.ca_certificate)
         return issued
 
     def _check_issued(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
@@ -304,6 +309,7 @@ class Trust:
             allowed_platforms=set(allowed_platforms) if allowed_platforms is not None else None,
         )
         server.start()
+        self._servers.append(server)
         return server
 
     def get_secret(self, name: str) -> bytes:
@@ -360,6 +366,9 @@ class Trust:
                 log.attach_control_plane(key, self._tenant_key)
 
     def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
         if self._workload_log is not None:
             self._workload_log.close()
         self._http.close()
