@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
-from tests.conftest import TESTVECTORS, manifest_cases
+from tests.conftest import TESTVECTORS, manifest_cases, testvectors_dir
 
 from veritee import evidence
 from veritee.collateral import Collateral
@@ -114,6 +114,7 @@ def serve_amd(
     server: FileServer, vcek: bytes, product: str = "Milan", *, crl: bytes | None = None
 ) -> None:
     server.add(vcek_route(vcek, product), vcek)
+    testvectors_dir()  # skips, saying so, where ../shared/testvectors is absent
     chain = (TESTVECTORS / "sev-snp" / f"amd_{product.lower()}_vcek_ask_ark.pem").read_bytes()
     server.add(f"/vcek/v1/{product}/cert_chain", chain)
     if crl is not None:
@@ -395,6 +396,7 @@ def test_intel_fetch_round_trip_and_verifies(
 
 
 def _serve_sgx_sample(server: FileServer) -> tuple[bytes, dict[str, str]]:
+    testvectors_dir()  # skips, saying so, where ../shared/testvectors is absent
     quote = (TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3.bin").read_bytes()
     coll = json.loads((TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3_collateral.json").read_text())
     serve_intel(server, "sgx", "00A067110000", "processor", coll)
@@ -405,6 +407,7 @@ def test_intel_root_crl_url_from_distribution_point() -> None:
     """Without --intel-root-crl the root CRL comes from the Intel SGX Root CA's CRL DP."""
     from veritee.collateral.fetch import _root_crl_url
 
+    testvectors_dir()
     coll = json.loads((TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3_collateral.json").read_text())
     url = _root_crl_url(coll["qe_identity_issuer_chain"])
     assert url == "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
