@@ -107,8 +107,12 @@ class RequestMetrics:
             self.metrics.inc("veritee_http_requests_total", "HTTP requests", route=path, status=str(status))
 
 
-# Routers of further components, included when present: (module, attribute).
-OPTIONAL_ROUTERS = (
+# Routers in matching order (hot workload routes first: routes are tried one by one), as
+# (module, attribute). Components that are not installed are skipped.
+ROUTERS = (
+    ("veritee.service.routes_attest", "router"),
+    ("veritee.service.routes_secrets", "release_router"),
+    ("veritee.service.routes_admin", "router"),
     ("veritee.service.routes_secrets", "router"),
     ("veritee.service.routes_kbs", "router"),
 )
@@ -136,11 +140,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     app.state.ctx = ctx
     install_handlers(app)
 
-    from veritee.service import routes_admin, routes_attest
-
-    app.include_router(routes_attest.router)
-    app.include_router(routes_admin.router)
-    for module, attr in OPTIONAL_ROUTERS:
+    for module, attr in ROUTERS:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError:

@@ -42,9 +42,11 @@ from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, se
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
 
-__all__ = ["ReleaseRequest", "SecretPut", "kek_for", "release_secret", "router"]
+__all__ = ["ReleaseRequest", "SecretPut", "kek_for", "release_router", "release_secret", "router"]
 
 router = APIRouter(tags=["secrets"])
+#: The workload-facing release route, on its own so the app can match it before the admin routes.
+release_router = APIRouter(tags=["secrets"])
 KEK_ENV = "VERITEE_KEK"
 
 
@@ -386,7 +388,7 @@ def release_secret(
     return value, stored.version
 
 
-@router.post("/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key")
+@release_router.post("/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key")
 async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResponse:
     validate_name(name)
     ctx = _ctx(request)
