@@ -105,6 +105,7 @@ def test_secret_versions_and_soft_delete(storage: Storage) -> None:
         listed = tx.list_secrets()
     assert latest is not None and (latest.version, latest.ciphertext) == (2, b"ct:2")
     assert latest.wrapped_dek == b"dek:2" and latest.kek_id == "kek-1"
+    assert latest.created_at == T0 + timedelta(seconds=2)  # also through the SQLite hot path
     assert "ct:2" not in repr(latest) and "dek:2" not in repr(latest)
     assert first is not None and first.ciphertext == b"ct:1"
     assert [(s.name, s.latest_version, s.versions) for s in listed] == [

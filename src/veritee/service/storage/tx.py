@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
@@ -297,6 +297,17 @@ class Tx:
 
     def secret_version(self, name: str, version: int | None = None) -> StoredSecret | None:
         """Version ``version`` of secret ``name`` (default: the latest); None if absent/deleted."""
+        if self._raw is not None:  # SQLite hot path: the release route reads a secret per request
+            if version is None:
+                raw = self._raw.execute(_SQLITE_SECRET_LATEST, (name,)).fetchone()
+            else:
+                raw = self._raw.execute(_SQLITE_SECRET_VERSION, (name, version)).fetchone()
+            if raw is None:
+                return None
+            return StoredSecret(
+                raw[0], int(raw[1]), raw[2], raw[3], bytes(raw[4]), bytes(raw[5]),
+                datetime.fromisoformat(raw[6]).replace(tzinfo=UTC),
+            )
         if version is None:
             row = self._conn.execute(_SECRET_LATEST, {"name": name}).first()
         else:
@@ -401,6 +412,14 @@ _SECRET_VERSION = select(SECRETS).where(
 _SQLITE_INSERT_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
     "VALUES (?, ?, ?, ?, NULL)"
+)
+_SQLITE_SECRET_LATEST = (
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "WHERE name = ? AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"
+)
+_SQLITE_SECRET_VERSION = (
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "WHERE name = ? AND version = ? AND deleted_at IS NULL"
 )
 _SQLITE_CONSUME_NONCE = (
     "UPDATE nonces SET used_at = ? WHERE nonce_sha256 = ? AND purpose = ? "
