@@ -299,9 +299,9 @@ class Tx:
         """Version ``version`` of secret ``name`` (default: the latest); None if absent/deleted."""
         if self._raw is not None:  # SQLite hot path: the release route reads a secret per request
             if version is None:
-                raw = self._raw.execute(_SQLITE_SECRET_LATEST, (name,)).fetchone()
+                raw = self._raw.execute(_SQLITE_LATEST_VERSION_ROW, (name,)).fetchone()
             else:
-                raw = self._raw.execute(_SQLITE_SECRET_VERSION, (name, version)).fetchone()
+                raw = self._raw.execute(_SQLITE_VERSION_ROW, (name, version)).fetchone()
             if raw is None:
                 return None
             return StoredSecret(
@@ -413,11 +413,11 @@ _SQLITE_INSERT_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
     "VALUES (?, ?, ?, ?, NULL)"
 )
-_SQLITE_SECRET_LATEST = (
+_SQLITE_LATEST_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
     "WHERE name = ? AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"
 )
-_SQLITE_SECRET_VERSION = (
+_SQLITE_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
     "WHERE name = ? AND version = ? AND deleted_at IS NULL"
 )
