@@ -39,6 +39,7 @@ and MICROCODE at 7. Chain handling lives in :mod:`veritee.evidence.amd`.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -377,7 +378,7 @@ class AttestationReport:
 
     def claims(self, product: Product | None) -> dict[str, Any]:
         """Normalized claims (DESIGN.md "Normalized claims"); TCBs decoded for ``product``."""
-        policy = GuestPolicy.from_int(self.policy)
+        policy_bits = _policy_bits(self.policy)
         cpuid = None
         if self.cpuid_fam_id is not None:
             cpuid = {"family": self.cpuid_fam_id, "model": self.cpuid_mod_id,
@@ -387,12 +388,12 @@ class AttestationReport:
             "version": self.version,
             "measurement": self.measurement.hex(),
             "report_data": self.report_data.hex(),
-            "debug": policy.debug,
+            "debug": policy_bits["debug"],
             "tcb_status": None,
             "policy": self.policy,
-            "policy_bits": policy.as_dict(),
+            "policy_bits": dict(policy_bits),
             "platform_info": self.platform_info,
-            "platform_info_bits": PlatformInfo.from_int(self.platform_info).as_dict(),
+            "platform_info_bits": dict(_platform_info_bits(self.platform_info)),
             "chip_id": self.chip_id.hex(),
             "chip_id_masked": self.chip_id_masked,
             "signing_key": self.signing_key_name,
@@ -419,6 +420,17 @@ class AttestationReport:
             "current_mit_vector": self.current_mit_vector,
             "product": product.value if product is not None else None,
         }
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_bits(policy: int) -> dict[str, Any]:
+    """Decoded guest policy bits (a pure function of the 64-bit value: a fleet has few)."""
+    return GuestPolicy.from_int(policy).as_dict()
+
+
+@functools.lru_cache(maxsize=1024)
+def _platform_info_bits(info: int) -> dict[str, Any]:
+    return PlatformInfo.from_int(info).as_dict()
 
 
 def detect(data: bytes) -> bool:
