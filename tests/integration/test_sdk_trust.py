@@ -104,3 +104,51 @@ def test_get_secret_and_logger(service: Any, tmp_path: Path) -> None:
     a.workload_log.close()
     stored = b"".join(p.read_bytes() for p in (a.store_path / "logs").rglob("*") if p.is_file())
     assert stored and b"marker-7d1f" not in stored
+
+
+def test_release_with_admission_certificate(service: Any, tmp_path: Path) -> None:
+    """A certified workload gets a secret with its certificate + proof of possession."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    from veritee.binding import spki_der
+    from veritee.keybroker.release import possession_message, x25519_jwk
+
+    server, domain, _ = service
+    admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+    httpx.put(f"{server.url}/v1/admin/secrets/app/key", headers=admin, json={
+        "value": base64.b64encode(b"k3y").decode(),
+        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
+    a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
+    assert a.get_secret("app/key", with_certificate=True) == b"k3y"
+    with pytest.raises(VerificationError) as e:  # b's certificate carries another measurement
+        b.get_secret("app/key", with_certificate=True)
+    assert "release_denied" == e.value.code
+
+    # a proof signed by another key than the certified one is refused, and audited
+    cert_pem = a.keystore.certificate().public_bytes(serialization.Encoding.PEM).decode()  # type: ignore[union-attr]
+    nonce = bytes.fromhex(httpx.post(server.url + "/v1/challenge").json()["nonce"])
+    eph = x25519.X25519PrivateKey.generate()
+    wrong = ec.generate_private_key(ec.SECP256R1())
+    sig = wrong.sign(possession_message("app/key", nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
+    body = {"certificate": cert_pem, "nonce": nonce.hex(), "public_key": x25519_jwk(eph.public_key()),
+            "signature": base64.b64encode(sig).decode()}
+    r = httpx.post(f"{server.url}/v1/secrets/app/key/release-certified", json=body)
+    assert r.status_code == 403
+    assert "possession_not_proven" in {x["code"] for x in r.json()["reasons"]}
+    # a certificate from another domain is refused
+    other = Domain.create(tmp_path / "other", now=dt.datetime.now(dt.UTC))
+    body["certificate"] = other.ca_pem.decode()
+    body["nonce"] = httpx.post(server.url + "/v1/challenge").json()["nonce"]
+    r = httpx.post(f"{server.url}/v1/secrets/app/key/release-certified", json=body)
+    assert r.status_code == 403 and r.json()["code"] == "certificate_untrusted"
+    for garbage in ("not pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"):
+        body["certificate"] = garbage
+        r = httpx.post(f"{server.url}/v1/secrets/app/key/release-certified", json=body)
+        assert r.status_code == 400
+    entries = httpx.get(f"{server.url}/v1/admin/audit", params={"limit": 1000}, headers=admin).json()["entries"]
+    via_cert = [e for e in entries if e["details"].get("via") == "admission_certificate"]
+    assert {e["kind"] for e in via_cert} == {"secret.release", "secret.deny"}
+    assert all("k3y" not in json.dumps(e) for e in entries)
+    a.close()
+    b.close()

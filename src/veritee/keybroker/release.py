@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +41,15 @@ from veritee.keybroker.wrap import (
     release_info,
 )
 
-__all__ = ["Recipient", "open_envelope", "parse_recipient", "seal_envelope", "x25519_jwk"]
+__all__ = [
+    "POP_TAG",
+    "Recipient",
+    "open_envelope",
+    "parse_recipient",
+    "possession_message",
+    "seal_envelope",
+    "x25519_jwk",
+]
 
 EnvelopeKind = Literal["hpke", "jwe"]
 
@@ -157,3 +166,20 @@ def open_envelope(
             )
         return jwe_decrypt(jwe, private_key)
     raise MalformedError("unknown envelope kind", field="envelope")
+
+
+POP_TAG = b"veritee-release-pop-v1"
+
+
+def possession_message(name: str, nonce: bytes, recipient_spki: bytes) -> bytes:
+    """What a certified workload signs to release ``name`` with its admission certificate.
+
+    ``POP_TAG || SHA-256(name) || nonce || SHA-256(recipient SPKI)``: the signature binds the
+    secret, the fresh nonce and the key the secret will be encrypted to.
+    """
+    return (
+        POP_TAG
+        + hashlib.sha256(name.encode()).digest()
+        + nonce
+        + hashlib.sha256(recipient_spki).digest()
+    )

@@ -22,7 +22,7 @@ from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.platforms.base import Platform
 
-__all__ = ["fetch_secret"]
+__all__ = ["fetch_secret", "fetch_secret_certified"]
 
 _FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
 
@@ -75,3 +75,33 @@ def fetch_secret(
         body["version"] = version
     reply = _post(client, f"/v1/secrets/{name}/release", body)
     return open_envelope(reply, key, name=name, nonce=nonce)
+
+
+def fetch_secret_certified(
+    client: httpx.Client,
+    key: ec.EllipticCurvePrivateKey,
+    certificate_pem: bytes,
+    name: str,
+    *,
+    version: int | None = None,
+) -> bytes:
+    """Receive secret ``name`` as a certified workload: no new evidence, a fresh proof of
+    possession of the admission-certified ``key`` instead (a nonce, the name and a fresh
+    X25519 key, signed ECDSA/SHA-256). The release policy sees the certificate's claims."""
+    from cryptography.hazmat.primitives import hashes
+
+    from veritee.keybroker.release import possession_message
+
+    nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
+    eph = x25519.X25519PrivateKey.generate()
+    signature = key.sign(possession_message(name, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
+    body: dict[str, Any] = {
+        "certificate": certificate_pem.decode("ascii"),
+        "nonce": nonce.hex(),
+        "public_key": x25519_jwk(eph.public_key()),
+        "signature": base64.b64encode(signature).decode("ascii"),
+    }
+    if version is not None:
+        body["version"] = version
+    reply = _post(client, f"/v1/secrets/{name}/release-certified", body)
+    return open_envelope(reply, eph, name=name, nonce=nonce)

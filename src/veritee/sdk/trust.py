@@ -312,11 +312,22 @@ class Trust:
         self._servers.append(server)
         return server
 
-    def get_secret(self, name: str) -> bytes:
-        """Fetch a secret the key broker releases only to workloads its policy admits."""
-        from veritee.sdk.secrets import fetch_secret
+    def get_secret(self, name: str, *, with_certificate: bool = False) -> bytes:
+        """Fetch a secret the key broker releases only to workloads its policy admits.
 
-        return fetch_secret(self._http, self.platform, name)
+        By default the workload proves fresh evidence. With ``with_certificate=True`` it
+        presents its admission certificate (certifying first if needed) and a fresh proof of
+        possession of the certified key instead: cheaper, and the release policy then sees the
+        claims the certificate carries (platform, measurement, profile).
+        """
+        from veritee.sdk.secrets import fetch_secret, fetch_secret_certified
+
+        if not with_certificate:
+            return fetch_secret(self._http, self.platform, name)
+        key, cert = self._credentials()
+        return fetch_secret_certified(
+            self._http, key, cert.public_bytes(serialization.Encoding.PEM), name
+        )
 
     def _open_log(self) -> Any:
         """The workload's confidential log, opened on first use.

@@ -23,6 +23,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,12 +41,21 @@ from veritee.errors import (
 from veritee.evidence.claims import Reason
 from veritee.keybroker.kek import EnvKek, FileKek, KeyEncryptionKey
 from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
-from veritee.keybroker.release import parse_recipient, seal_envelope
+from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, seal, validate_name
+from veritee.sdk.admission import AdmissionInfo
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
 
-__all__ = ["ReleaseRequest", "SecretPut", "kek_for", "release_router", "release_secret", "router"]
+__all__ = [
+    "CertifiedReleaseRequest",
+    "ReleaseRequest",
+    "SecretPut",
+    "kek_for",
+    "release_router",
+    "release_secret",
+    "router",
+]
 
 router = APIRouter(tags=["secrets"])
 #: The workload-facing release route, on its own so the app can match it before the admin routes.
@@ -99,6 +112,23 @@ class ReleaseRequest(BaseModel):
     format: str = "auto"
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+    version: int | None = Field(default=None, description="a given version (default: latest)")
+
+
+class CertifiedReleaseRequest(BaseModel):
+    """Release to a workload that holds a valid admission certificate of this domain."""
+
+    model_config = ConfigDict(extra="forbid")
+    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
+    nonce: str = Field(max_length=128, description="nonce from /v1/challenge, hex")
+    public_key: str | dict[str, Any] = Field(
+        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+    signature: str = Field(
+        max_length=400,
+        description="base64 ECDSA signature by the certificate's key over "
+        "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
     )
     version: int | None = Field(default=None, description="a given version (default: latest)")
 
@@ -416,5 +446,78 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
         appraisal_reasons=appraisal.decision.reasons,
         audit=appraisal.audit_details()
         | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
+    )
+    return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))
+
+
+def _admitted_claims(
+    ctx: ServiceContext, pem: str, now: dt.datetime
+) -> tuple[dict[str, Any], AdmissionInfo]:
+    """Check an admission certificate of this domain; return the claims it certifies."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise MalformedError("certificate is not a PEM X.509 certificate", field="certificate") from None
+    try:
+        cert.verify_directly_issued_by(ctx.domain.ca_certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        raise VerificationError(
+            "certificate is not an admission certificate of this domain", code="certificate_untrusted"
+        ) from None
+    info = AdmissionInfo.from_certificate(cert)
+    if not info.is_valid_at(now):
+        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
+    claims: dict[str, Any] = {
+        "platform": info.platform,
+        "measurement": info.measurement,
+        "profile": info.profile.value if info.profile is not None else None,
+        "admission_serial": format(info.serial_number, "x"),
+    }
+    return claims, info
+
+
+@release_router.post(
+    "/v1/secrets/{name:path}/release-certified",
+    summary="Release to a certified workload: admission certificate + fresh proof of possession",
+)
+async def release_certified(name: str, body: CertifiedReleaseRequest, request: Request) -> JSONResponse:
+    """The workload was appraised when it was certified; here it proves it still holds the
+    certified key by signing the fresh nonce, the secret's name and its ephemeral key. The
+    release policy is evaluated over the claims the certificate carries."""
+    validate_name(name)
+    ctx = _ctx(request)
+    try:
+        nonce = bytes.fromhex(body.nonce)
+    except ValueError:
+        raise MalformedError("nonce is not hex", field="nonce") from None
+    recipient = parse_recipient(body.public_key)
+    signature = _b64(body.signature, "signature", 400)
+    now = ctx.now()
+    claims, info = _admitted_claims(ctx, body.certificate, now)
+    reasons: list[Reason] = []
+    try:
+        info.public_key.verify(
+            signature, possession_message(name, nonce, recipient.spki), ec.ECDSA(hashes.SHA256())
+        )
+    except (InvalidSignature, ValueError):
+        reasons.append(Reason("possession_not_proven", "the signature does not prove the certified key"))
+    value, version = await ctx.run_db(
+        release_secret,
+        ctx,
+        kek_for(request),
+        name=name,
+        version=body.version,
+        nonce=nonce,
+        nonce_purpose="attest",
+        claims=claims if not reasons else None,
+        accepted=not reasons,
+        appraisal_reasons=reasons,
+        audit={
+            "via": "admission_certificate",
+            "certificate_serial": claims["admission_serial"],
+            "platform": claims["platform"],
+            "measurement": claims["measurement"],
+            "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
+        },
     )
     return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))
