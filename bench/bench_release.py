@@ -61,17 +61,55 @@ async def one(conn: Conn, platform: SimulatedPlatform) -> float:
     return time.perf_counter() - t0
 
 
-async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: int, pids: list[int]) -> dict[str, float]:
+class Certified:
+    """A workload holding an admission certificate: releases by proof of possession."""
+
+    def __init__(self, url: str, platform: SimulatedPlatform) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        nonce = bytes.fromhex(httpx.post(url + "/v1/challenge").json()["nonce"])
+        ev = platform.evidence(report_data_for(nonce, spki_der(self.key.public_key())))
+        pem = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        r = httpx.post(url + "/v1/certify", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
+                                                  "format": "simulated", "public_key": pem.decode()})
+        r.raise_for_status()
+        self.cert = r.json()["certificate"]
+
+    async def one(self, conn: Conn, _: SimulatedPlatform) -> float:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from veritee.keybroker.release import possession_message
+
+        t0 = time.perf_counter()
+        _, raw = await conn.post("/v1/challenge")
+        nonce = bytes.fromhex(json.loads(raw)["nonce"])
+        eph = x25519.X25519PrivateKey.generate()
+        sig = self.key.sign(possession_message(NAME, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
+        body = {"certificate": self.cert, "nonce": nonce.hex(), "public_key": x25519_jwk(eph.public_key()),
+                "signature": base64.b64encode(sig).decode()}
+        status, raw = await conn.post(f"/v1/secrets/{NAME}/release-certified", json.dumps(body).encode())
+        if status != 200:
+            raise SystemExit(f"certified release failed: {status} {raw[:200]!r}")
+        if open_envelope(json.loads(raw), eph, name=NAME, nonce=nonce) != b"bench-secret":
+            raise SystemExit("released value does not decrypt to the stored secret")
+        return time.perf_counter() - t0
+
+
+async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: int, pids: list[int],
+               fn: Any = one) -> dict[str, float]:
     host, port = url.split("//")[1].split(":")
     conns = [Conn(host, int(port)) for _ in range(concurrency)]
     for c in conns:
-        await one(c, platform)  # warm every connection
+        await fn(c, platform)  # warm every connection
     latencies: list[float] = []
     queue = iter(range(count))
 
     async def worker(conn: Conn) -> None:
         for _ in queue:
-            latencies.append(await one(conn, platform))
+            latencies.append(await fn(conn, platform))
 
     cpu0, client0, t0 = cpu_seconds(pids), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
@@ -85,7 +123,8 @@ async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: i
             "server_cpu_ms": 1000 * cpu / count, "client_cpu_ms": 1000 * client_cpu / count}
 
 
-def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, runs: int) -> dict[str, Any]:
+def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, runs: int,
+        via: str = "evidence") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
         domain = Domain.create(Path(tmp) / "domain", name="bench", now=dt.datetime.now(dt.UTC))
         platform = SimulatedPlatform(Path(tmp) / "sim", measurement=MEAS)
@@ -100,7 +139,8 @@ def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, ru
             httpx.put(f"{url}/v1/admin/secrets/{NAME}", headers=admin,
                       json={"value": base64.b64encode(b"bench-secret").decode(), "policy": policy}).raise_for_status()
             pids = service_pids(proc)
-            results = [asyncio.run(load(url, platform, releases, concurrency, pids)) for _ in range(runs)]
+            fn = Certified(url, platform).one if via == "certificate" else one
+            results = [asyncio.run(load(url, platform, releases, concurrency, pids, fn)) for _ in range(runs)]
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -116,8 +156,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--via", choices=["evidence", "certificate"], default="evidence",
+                    help="fresh evidence per release, or admission certificate + proof of possession")
     a = ap.parse_args()
-    kw = {"releases": a.releases, "concurrency": a.concurrency, "workers": a.workers, "runs": a.runs}
+    kw: dict[str, Any] = {"releases": a.releases, "concurrency": a.concurrency, "workers": a.workers,
+                          "runs": a.runs, "via": a.via}
     results = {"sqlite": run(None, **kw)}
     if not a.no_postgres:
         try:
@@ -129,7 +172,8 @@ def main() -> None:
                 results["postgresql"] = run(url, **kw)
             finally:
                 drop_pg_database(a.postgres, name)
-    print(f"end-to-end releases (challenge + evidence + release + HPKE decrypt), {a.concurrency} in flight, "
+    how = "evidence" if a.via == "evidence" else "admission certificate + proof of possession"
+    print(f"end-to-end releases (challenge + {how} + release + HPKE decrypt), {a.concurrency} in flight, "
           f"{a.workers} server worker(s), median of {a.runs} runs of {a.releases}")
     for db, r in results.items():
         print(f"  {db:11s} {r['rate']:7.1f} releases/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "

@@ -453,20 +453,30 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
 def _admitted_claims(
     ctx: ServiceContext, pem: str, now: dt.datetime
 ) -> tuple[dict[str, Any], AdmissionInfo]:
-    """Check an admission certificate of this domain; return the claims it certifies."""
+    """Check an admission certificate of this domain; return the claims it certifies.
+
+    The issuer signature is checked once per distinct certificate (and CA); validity at
+    ``now`` is checked on every call.
+    """
+    claims, info = _verified_admission(pem, ctx.domain.ca_certificate)
+    if not info.is_valid_at(now):
+        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
+    return dict(claims), info
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified_admission(pem: str, ca: x509.Certificate) -> tuple[dict[str, Any], AdmissionInfo]:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         raise MalformedError("certificate is not a PEM X.509 certificate", field="certificate") from None
     try:
-        cert.verify_directly_issued_by(ctx.domain.ca_certificate)
+        cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         raise VerificationError(
             "certificate is not an admission certificate of this domain", code="certificate_untrusted"
         ) from None
     info = AdmissionInfo.from_certificate(cert)
-    if not info.is_valid_at(now):
-        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
     claims: dict[str, Any] = {
         "platform": info.platform,
         "measurement": info.measurement,
