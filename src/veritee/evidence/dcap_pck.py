@@ -1,0 +1,127 @@
+"""The SGX extension of Intel PCK certificates (OID 1.2.840.113741.1.13.1), read from DER.
+
+Intel SGX PCK Certificate and CRL Profile: TCB components, PCESVN, CPUSVN, PCE ID, FMSPC,
+SGX type. See :mod:`veritee.evidence.dcap` for how verification uses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veritee.errors import MalformedError
+from veritee.evidence.dcap_quote import SGX_EXTENSIONS_OID
+
+__all__ = [
+    "PckExtension",
+    "parse_pck_extension",
+]
+
+# --- DER helpers for the PCK certificate's SGX extension ------------------------------------
+
+
+def _oid_body(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for p in parts[2:]:
+        chunk = [p & 0x7F]
+        p >>= 7
+        while p:
+            chunk.append(0x80 | (p & 0x7F))
+            p >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value_start, value_end) of the DER element at ``pos``."""
+    if pos + 2 > end:
+        raise MalformedError("truncated DER element", field="pck_extension", offset=pos)
+    tag, ln = data[pos], data[pos + 1]
+    pos += 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 3 or pos + n > end:
+            raise MalformedError("bad DER length", field="pck_extension", offset=pos)
+        ln = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + ln > end:
+        raise MalformedError("DER element overruns", field="pck_extension", offset=pos)
+    return tag, pos, pos + ln
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    pos = start
+    while pos < end:
+        t, s, e = _tlv(data, pos, end)
+        out.append((t, s, e))
+        pos = e
+    return out
+
+
+def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]]:
+    """SEQUENCE OF SEQUENCE { OID, value } -> {oid body: value tlv}."""
+    out: dict[bytes, tuple[int, int, int]] = {}
+    for tag, s, e in _children(data, start, end):
+        kids = _children(data, s, e)
+        if tag != 0x30 or len(kids) != 2 or kids[0][0] != 0x06:
+            raise MalformedError("SGX extension item is not {OID, value}", field="pck_extension", offset=s)
+        out[data[kids[0][1] : kids[0][2]]] = kids[1]
+    return out
+
+
+def _der_int(data: bytes, tlv: tuple[int, int, int], name: str) -> int:
+    tag, s, e = tlv
+    if tag not in (0x02, 0x0A) or e - s > 4 or e == s:
+        raise MalformedError(f"{name} is not a small INTEGER", field=f"pck_extension.{name}", offset=s)
+    return int.from_bytes(data[s:e], "big", signed=False)
+
+
+@dataclass(frozen=True)
+class PckExtension:
+    """SGX extensions of a PCK certificate (OID 1.2.840.113741.1.13.1, PCK Cert Profile)."""
+
+    ppid: bytes
+    tcb_components: tuple[int, ...]
+    pce_svn: int
+    cpu_svn: bytes
+    pce_id: bytes
+    fmspc: bytes
+    sgx_type: int
+
+
+_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.{n}") for n in range(1, 8)}
+_TCB_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.2.{n}") for n in range(1, 19)}
+
+
+def parse_pck_extension(der: bytes) -> PckExtension:
+    """Parse the DER value of the SGX extensions; raises :class:`MalformedError`."""
+    tag, s, e = _tlv(der, 0, len(der))
+    if tag != 0x30 or e != len(der):
+        raise MalformedError("SGX extension is not one SEQUENCE", field="pck_extension", offset=0)
+    items = _pairs(der, s, e)
+
+    def need(n: int, name: str) -> tuple[int, int, int]:
+        if _SUB[n] not in items:
+            raise MalformedError(f"SGX extension lacks {name}", field=f"pck_extension.{name}")
+        return items[_SUB[n]]
+
+    def octets(tlv: tuple[int, int, int], name: str, size: int) -> bytes:
+        t, vs, ve = tlv
+        if t != 0x04 or ve - vs != size:
+            raise MalformedError(f"{name} is not a {size}-byte OCTET STRING", field=f"pck_extension.{name}", offset=vs)
+        return der[vs:ve]
+
+    ppid = octets(need(1, "ppid"), "ppid", 16)
+    t, ts, te = need(2, "tcb")
+    tcb = _pairs(der, ts, te)
+    missing = [n for n in _TCB_SUB if _TCB_SUB[n] not in tcb]
+    if t != 0x30 or missing:
+        raise MalformedError(f"SGX TCB lacks components {missing}", field="pck_extension.tcb", offset=ts)
+    comps = tuple(_der_int(der, tcb[_TCB_SUB[n]], f"tcb.comp{n:02d}") for n in range(1, 17))
+    pce_svn = _der_int(der, tcb[_TCB_SUB[17]], "tcb.pcesvn")
+    cpu_svn = octets(tcb[_TCB_SUB[18]], "tcb.cpusvn", 16)
+    pce_id = octets(need(3, "pceid"), "pceid", 2)
+    fmspc = octets(need(4, "fmspc"), "fmspc", 6)
+    sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type")
+    return PckExtension(ppid, comps, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
