@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests measure correctness, not speed: no per-example deadline (this machine is shared
+# and noisy). In CI the examples are derandomized so a run is reproducible.
+settings.register_profile("veritee", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("veritee"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "veritee")
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTVECTORS = ROOT.parent / "shared" / "testvectors"
