@@ -208,6 +208,19 @@ class DcapResult:
     collateral_expires: datetime
     findings: tuple[Reason, ...]
 
+    def claims(self, *, tdx: bool = False) -> dict[str, Any]:
+        """The claims SGX and TDX quotes gain from collateral (TDX: ``tdx_module_tcb_status``)."""
+        out: dict[str, Any] = {
+            "tcb_status": self.tcb_status,
+            "advisory_ids": list(self.advisory_ids),
+            "fmspc": self.fmspc,
+            "qe_tcb_status": self.qe_tcb_status,
+            "tcb_date": self.tcb_date,
+            "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
+        }
+        if tdx:
+            out["tdx_module_tcb_status"] = self.tdx_module_tcb_status
+        return out
 
 
 # --- certificate chains ---------------------------------------------------------------------

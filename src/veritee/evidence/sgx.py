@@ -79,14 +79,7 @@ def verify(
     findings = dcap.trailing_findings(quote)
     result = dcap.verify_quote(quote, collateral=collateral, at=at, trust=trust)
     claims = _base_claims(quote, report)
-    claims.update(
-        tcb_status=result.tcb_status,
-        advisory_ids=list(result.advisory_ids),
-        fmspc=result.fmspc,
-        qe_tcb_status=result.qe_tcb_status,
-        tcb_date=result.tcb_date,
-        tcb_evaluation_data_number=result.tcb_evaluation_data_number,
-    )
+    claims.update(result.claims())
     if report.debug:
         findings += (Reason("debug", "ATTRIBUTES.DEBUG is set: the enclave is debuggable"),)
     return VerifiedEvidence("sgx", claims, at, findings + result.findings)

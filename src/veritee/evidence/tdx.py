@@ -138,15 +138,7 @@ def verify(
         tdx=dcap.TdxTcbInput(report.tee_tcb_svn, report.mr_signer_seam, report.seam_attributes),
     )
     claims = _base_claims(quote, report)
-    claims.update(
-        tcb_status=result.tcb_status,
-        advisory_ids=list(result.advisory_ids),
-        fmspc=result.fmspc,
-        tdx_module_tcb_status=result.tdx_module_tcb_status,
-        qe_tcb_status=result.qe_tcb_status,
-        tcb_date=result.tcb_date,
-        tcb_evaluation_data_number=result.tcb_evaluation_data_number,
-    )
+    claims.update(result.claims(tdx=True))
     if report.debug:
         findings += (Reason("debug", "TD_ATTRIBUTES.DEBUG is set: the TD is debuggable"),)
     return VerifiedEvidence("tdx", claims, at, findings + result.findings)

@@ -46,6 +46,7 @@ from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, se
 from veritee.sdk.admission import AdmissionInfo
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
+from veritee.service.schemas import decode_hex
 
 __all__ = [
     "CertifiedReleaseRequest",
@@ -422,10 +423,7 @@ def release_secret(
 async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResponse:
     validate_name(name)
     ctx = _ctx(request)
-    try:
-        nonce = bytes.fromhex(body.nonce)
-    except ValueError:
-        raise MalformedError("nonce is not hex", field="nonce") from None
+    nonce = decode_hex(body.nonce, "nonce")
     recipient = parse_recipient(body.public_key)
     data = _b64(body.evidence, "evidence", ctx.settings.max_body_bytes)
     policy = await ctx.run_db(ctx.policy)
@@ -496,10 +494,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
     release policy is evaluated over the claims the certificate carries."""
     validate_name(name)
     ctx = _ctx(request)
-    try:
-        nonce = bytes.fromhex(body.nonce)
-    except ValueError:
-        raise MalformedError("nonce is not hex", field="nonce") from None
+    nonce = decode_hex(body.nonce, "nonce")
     recipient = parse_recipient(body.public_key)
     signature = _b64(body.signature, "signature", 400)
     now = ctx.now()
