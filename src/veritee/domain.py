@@ -27,6 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from veritee import oids
@@ -94,6 +95,16 @@ class Domain:
     def token_kid(self) -> str:
         """Key id of the token key (SHA-256 of its SPKI, truncated), as in the JWKS."""
         return _kid(self.token_key.public_key())
+
+    @functools.cached_property
+    def nonce_key(self) -> bytes:
+        """The key of the service's challenge nonces (``veritee.service.storage.nonces``).
+
+        Derived from the token key with HKDF-SHA256, so every process and replica holding the
+        domain's keys shares it without another file; rotating the token key rotates it.
+        """
+        scalar = self.token_key.private_numbers().private_value.to_bytes(32, "big")
+        return HKDF(hashes.SHA256(), 32, salt=None, info=b"veritee/v1 nonce key").derive(scalar)
 
     @property
     def database_url(self) -> str:

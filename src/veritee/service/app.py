@@ -5,8 +5,10 @@ Run it with ``veritee serve`` (uvicorn), or in-process in tests with httpx's ASG
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -25,6 +27,8 @@ from veritee.service.storage import Storage
 from veritee.tokens import jwk_of
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -118,18 +122,43 @@ ROUTERS = (
 )
 
 
+NONCE_PURGE_SECONDS = 60.0
+
+
+def _purge(ctx: ServiceContext) -> int:
+    with ctx.storage.transaction() as tx:
+        return tx.purge_nonces(now=ctx.now())
+
+
+async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
+    """Delete the records of used nonces whose lifetime has ended, once a minute."""
+    while True:
+        await asyncio.sleep(NONCE_PURGE_SECONDS)
+        try:
+            await ctx.run_db(_purge, ctx)
+        except StorageError:
+            log.warning("purging ended nonces failed; will try again")
+
+
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     """Build the service for the domain in ``settings.data_dir``; migrates the database."""
     domain = Domain.open(settings.data_dir)
     store = storage or Storage(settings.database_url or domain.database_url)
+    store.set_nonce_key(domain.nonce_key)
     store.migrate()
     ctx = ServiceContext(settings, domain, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if storage is None:
-            store.close()
+        purger = asyncio.create_task(_purge_nonces_periodically(ctx))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            if storage is None:
+                store.close()
 
     app = FastAPI(
         title="veritee Certifier Service",

@@ -27,16 +27,11 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-def _issue_nonce(ctx: ServiceContext, now: dt.datetime) -> bytes:
-    with ctx.storage.transaction() as tx:
-        return tx.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
-
-
 @router.post("/challenge", summary="A single-use nonce with a short lifetime")
 async def challenge(request: Request) -> JSONResponse:
     ctx = _ctx(request)
     now = ctx.now()
-    nonce = await ctx.run_db(_issue_nonce, ctx, now)
+    nonce = ctx.storage.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
     return JSONResponse({"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()})
 
 

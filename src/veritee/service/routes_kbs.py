@@ -142,8 +142,7 @@ async def auth(request: Request) -> Response:
         req = KbsRequest.from_json(await request.body())
         algorithm = select_hash(req)
         now = ctx.now()
-        with ctx.storage.transaction() as tx:
-            nonce = tx.issue_nonce(now=now, ttl=SESSION_TTL, purpose=NONCE_PURPOSE)
+        nonce = ctx.storage.issue_nonce(now=now, ttl=SESSION_TTL, purpose=NONCE_PURPOSE)
     except VeriteeError as e:
         return _for_error(e)
     session = _Session(

@@ -46,9 +46,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+# The nonce key of the ``storage`` fixture (other processes of a test need it too).
+NONCE_KEY = bytes(range(32))
+
+
 @pytest.fixture
 def storage(db_url: str) -> Iterator[Storage]:
-    st = Storage(db_url)
+    st = Storage(db_url, nonce_key=NONCE_KEY)
     st.migrate()
     try:
         yield st

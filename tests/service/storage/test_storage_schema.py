@@ -156,10 +156,10 @@ def test_fast_path_time_format_matches_sqlalchemy(tmp_path: Path) -> None:
         for fast in (True, False):
             storage._fast_path = fast
             with storage.transaction() as tx:
-                tx.issue_nonce(now=moment, ttl=timedelta(seconds=1))
+                tx.consume_nonce(tx.issue_nonce(now=moment, ttl=timedelta(seconds=1)), now=moment)
         with storage.transaction(readonly=True) as tx:
-            texts = tx._conn.exec_driver_sql("SELECT issued_at FROM nonces").scalars().all()
-            times = tx._conn.execute(select(NONCES.c.issued_at)).scalars().all()
+            texts = tx._conn.exec_driver_sql("SELECT used_at FROM nonces").scalars().all()
+            times = tx._conn.execute(select(NONCES.c.used_at)).scalars().all()
     finally:
         storage.close()
     assert texts == [sqlite_time(moment)] * 2 == ["2025-01-02 08:04:05.000006"] * 2

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemy
 from veritee.errors import StorageError, UsageError
 
 from .audit import AuditReport
+from .nonces import NonceMinter
 from .tx import Tx
 
 if TYPE_CHECKING:
@@ -70,7 +73,17 @@ def _storage_error(exc: BaseException) -> StorageError:
 class Storage:
     """One database, shared by the threads of one process (see the module docstring)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        busy_timeout: float = 10.0,
+        nonce_key: bytes | None = None,
+    ) -> None:
+        """``nonce_key``: the key of the nonces (:mod:`.nonces`); every process and replica
+        sharing this database must use the same one (the service derives it from the domain).
+        Without one, a random key of this Storage alone is used."""
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -89,6 +102,7 @@ class Storage:
         else:
             raise UsageError(f"unsupported database backend {backend!r} (sqlite or postgresql)")
         self.dialect = backend
+        self._nonces = NonceMinter(nonce_key if nonce_key is not None else secrets.token_bytes(32))
         # SQLite hot paths on the driver connection; False only to measure the difference.
         self._fast_path = True
         self._closed = False
@@ -147,7 +161,7 @@ class Storage:
                 # as soon as the lock is released, instead of in SQLite's sleeping busy handler.
                 file_locked = self._flock_writer()
             with engine.begin() as conn:
-                tx = Tx(conn, self.dialect, fast_path=self._fast_path)
+                tx = Tx(conn, self.dialect, self._nonces, fast_path=self._fast_path)
                 try:
                     yield tx
                 finally:
@@ -161,6 +175,14 @@ class Storage:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             if lock is not None:
                 lock.release()
+
+    def set_nonce_key(self, key: bytes) -> None:
+        """Use ``key`` for nonces from now on (nonces issued under the old key stop verifying)."""
+        self._nonces = NonceMinter(key)
+
+    def issue_nonce(self, *, now: datetime, ttl: timedelta, purpose: str = "attest") -> bytes:
+        """A fresh nonce; no transaction is needed, since nothing is written until it is used."""
+        return self._nonces.issue(now=now, ttl=ttl, purpose=purpose)
 
     def _flock_writer(self) -> bool:
         """Take the cross-process writer lock within the busy timeout, else StorageError.
@@ -295,7 +317,9 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(_READONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver connection: the statement needs none of SQLAlchemy's execution
+        # machinery, which cost more than the BEGIN itself. Its errors are sqlite3.Error,
+        # which Storage.transaction turns into StorageError like any other.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")

@@ -4,21 +4,23 @@ A :class:`Tx` is handed out by :meth:`veritee.service.storage.Storage.transactio
 only inside that ``with`` block. Every method runs in the same transaction, so e.g. consuming a
 nonce and appending its audit entry either both happen or neither does.
 
-Nonces are single use by construction of the statement: consumption is one
-``UPDATE nonces SET used_at = :now WHERE nonce_sha256 = :h AND purpose = :p AND used_at IS NULL
-AND expires_at > :now`` whose row count decides. Row locks (PostgreSQL) or the database write
-lock (SQLite) make a second, concurrent consumer see ``used_at`` set, in any process or replica.
+Nonces are issued without a write (:mod:`.nonces`: a MAC'd lifetime) and are single use by
+the primary key of ``nonces``: consumption inserts the nonce's SHA-256 (``INSERT ... ON CONFLICT
+DO NOTHING``) and a row count of 0 means it was used already. The key's uniqueness holds for
+concurrent consumers in any thread, process or replica; a consumer whose transaction rolls back
+leaves the nonce unused. Rows are purged once their nonce's lifetime has ended.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from veritee.errors import NonceError, UsageError
 
@@ -35,11 +37,10 @@ from .models import (
     UTCDateTime,
     sqlite_time,
 )
+from .nonces import NONCE_BYTES, NonceMinter
 
 __all__ = ["NONCE_BYTES", "Tx"]
 
-NONCE_BYTES = 32
-MAX_NONCE_TTL = timedelta(hours=1)
 # pg_advisory_xact_lock key serializing version numbering of policies and secrets.
 ADVISORY_LOCK_VERSIONS = int.from_bytes(b"veritev", "big")
 
@@ -71,11 +72,14 @@ def _name(kind: str, value: str, limit: int = 200) -> str:
 class Tx:
     """Operations inside one transaction (see the module docstring)."""
 
-    __slots__ = ("_conn", "_dialect", "_raw")
+    __slots__ = ("_conn", "_dialect", "_nonces", "_raw")
 
-    def __init__(self, conn: Connection, dialect: str, *, fast_path: bool = True) -> None:
+    def __init__(
+        self, conn: Connection, dialect: str, nonces: NonceMinter, *, fast_path: bool = True
+    ) -> None:
         self._conn = conn
         self._dialect = dialect
+        self._nonces = nonces
         # SQLite hot paths (nonces, audit appends) run on the driver connection, in the same
         # transaction: SQLAlchemy's per-statement overhead was most of a round trip (see
         # docs/bench-notes/storage.md). PostgreSQL keeps SQLAlchemy's disconnect handling.
@@ -92,60 +96,34 @@ class Tx:
     # -- nonces --------------------------------------------------------------------------------
 
     def issue_nonce(self, *, now: datetime, ttl: timedelta, purpose: str = "attest") -> bytes:
-        """A fresh 32-byte nonce valid for ``ttl``; only its SHA-256 is stored."""
-        _aware("now", now)
-        if ttl <= timedelta(0) or ttl > MAX_NONCE_TTL:
-            raise UsageError(f"nonce ttl must be positive and at most {MAX_NONCE_TTL}")
-        _name("nonce purpose", purpose, 32)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        if self._raw is not None:
-            self._raw.execute(
-                _SQLITE_INSERT_NONCE,
-                (hashlib.sha256(nonce).digest(), purpose, sqlite_time(now),
-                 sqlite_time(now + ttl)),
-            )
-            return nonce
-        self._conn.execute(
-            _INSERT_NONCE,
-            {
-                "nonce_sha256": hashlib.sha256(nonce).digest(),
-                "purpose": purpose,
-                "issued_at": now,
-                "expires_at": now + ttl,
-                "used_at": None,
-            },
-        )
-        return nonce
+        """A fresh 32-byte nonce valid for ``ttl`` (nothing is written: see :mod:`.nonces`)."""
+        return self._nonces.issue(now=now, ttl=ttl, purpose=purpose)
 
     def consume_nonce(self, nonce: bytes, *, now: datetime, purpose: str = "attest") -> None:
-        """Mark ``nonce`` used, exactly once.
+        """Mark ``nonce`` used, exactly once; only its SHA-256 is stored.
 
-        Raises NonceError with code ``nonce_unknown`` (never issued for this purpose, or purged),
-        ``nonce_expired`` or ``nonce_reused``.
+        Raises NonceError with code ``nonce_unknown`` (not issued by this domain for this
+        purpose), ``nonce_expired`` or ``nonce_reused``.
         """
-        _aware("now", now)
-        if not isinstance(nonce, bytes | bytearray) or len(nonce) != NONCE_BYTES:
-            raise NonceError(f"nonce must be {NONCE_BYTES} bytes", code="nonce_unknown")
+        issued, expires = self._nonces.check(nonce, now=now, purpose=purpose)
         key = hashlib.sha256(nonce).digest()
         if self._raw is not None:
-            at = sqlite_time(now)
-            count = self._raw.execute(_SQLITE_CONSUME_NONCE, (at, key, purpose, at)).rowcount
-        else:
-            count = self._conn.execute(
-                _CONSUME_NONCE, {"h": key, "p": purpose, "now": now}
+            count = self._raw.execute(
+                _SQLITE_SPEND_NONCE,
+                (key, purpose, sqlite_time(issued), sqlite_time(expires), sqlite_time(now)),
             ).rowcount
-        if count == 1:
-            return
-        row = self._conn.execute(_LOOKUP_NONCE, {"h": key, "p": purpose}).first()
-        if row is None:
-            raise NonceError("nonce unknown: never issued here, or already purged",
-                             code="nonce_unknown")
-        if row.used_at is not None:
+        else:
+            inserted = self._conn.execute(
+                _SPEND_NONCE[self._dialect],
+                {"nonce_sha256": key, "purpose": purpose, "issued_at": issued,
+                 "expires_at": expires, "used_at": now},
+            ).first()
+            count = 0 if inserted is None else 1
+        if count != 1:
             raise NonceError("nonce already used", code="nonce_reused")
-        raise NonceError("nonce expired", code="nonce_expired")
 
     def purge_nonces(self, *, now: datetime) -> int:
-        """Delete nonces whose lifetime has ended (used or not); returns how many."""
+        """Delete the records of nonces whose lifetime has ended; returns how many."""
         _aware("now", now)
         return int(self._conn.execute(_PURGE_NONCES, {"now": now}).rowcount)
 
@@ -382,20 +360,15 @@ def _policy(row: Any) -> StoredPolicy:
 
 
 _NOW = bindparam("now", type_=UTCDateTime())
-_INSERT_NONCE = NONCES.insert()
-_CONSUME_NONCE = (
-    update(NONCES)
-    .where(
-        _N.nonce_sha256 == bindparam("h"),
-        _N.purpose == bindparam("p"),
-        _N.used_at.is_(None),
-        _N.expires_at > _NOW,
-    )
-    .values(used_at=_NOW)
-)
-_LOOKUP_NONCE = select(_N.used_at, _N.expires_at).where(
-    _N.nonce_sha256 == bindparam("h"), _N.purpose == bindparam("p")
-)
+# INSERT ... ON CONFLICT DO NOTHING RETURNING, in each dialect: no row back = a reused nonce.
+_SPEND_NONCE = {
+    "postgresql": pg_insert(NONCES)
+    .on_conflict_do_nothing(index_elements=["nonce_sha256"])
+    .returning(_N.nonce_sha256),
+    "sqlite": sqlite_insert(NONCES)
+    .on_conflict_do_nothing(index_elements=["nonce_sha256"])
+    .returning(_N.nonce_sha256),
+}
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
 # Built once (the release hot path reads a secret per request).
 _SECRET_LATEST = (
@@ -409,9 +382,9 @@ _SECRET_VERSION = select(SECRETS).where(
     SECRETS.c.version == bindparam("version"),
     SECRETS.c.deleted_at.is_(None),
 )
-_SQLITE_INSERT_NONCE = (
+_SQLITE_SPEND_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
-    "VALUES (?, ?, ?, ?, NULL)"
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (nonce_sha256) DO NOTHING"
 )
 _SQLITE_LATEST_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
@@ -420,8 +393,4 @@ _SQLITE_LATEST_VERSION_ROW = (
 _SQLITE_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
     "WHERE name = ? AND version = ? AND deleted_at IS NULL"
-)
-_SQLITE_CONSUME_NONCE = (
-    "UPDATE nonces SET used_at = ? WHERE nonce_sha256 = ? AND purpose = ? "
-    "AND used_at IS NULL AND expires_at > ?"
 )
