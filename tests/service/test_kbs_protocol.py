@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.testclient import TestClient
+from tests.conftest import TESTVECTORS, manifest_cases
 from tests.service.conftest import OTHER, Env, default_policy
+from tests.sev_crate_json import LAYOUTS, sev_evidence
 
 SECRET = b"-----BEGIN KEY----- guest image key -----END KEY-----"
 PREFIX = "https://github.com/confidential-containers/kbs/errors/"
@@ -188,3 +193,77 @@ def test_policy_deny_is_403_and_audited(env: Env) -> None:
     assert "measurement" in r.json()["detail"]
     entries = env.client.get("/v1/admin/audit?limit=100", headers=env.admin).json()["entries"]
     assert entries[-1]["kind"] == "secret.deny" and entries[-1]["details"]["via"] == "kbs"
+
+
+# -- SEV-SNP evidence as Trustee's attestation-agent sends it (the sev crate's serde_json) ----
+# A real report cannot bind this session's nonce, so the flow must verify the report (the
+# signature over the rebuilt bytes, the VCEK chain, the policy) and refuse it only for the
+# binding; a changed member must be refused for the signature.
+
+SNP_CASES = [
+    c for c in manifest_cases("sev-snp") if c["evidence"].endswith("virtee_milan_report.bin")
+]
+
+
+def _snp_env(env: Env) -> bytes:
+    case = SNP_CASES[0]
+    env.domain.collateral_dir.mkdir(parents=True, exist_ok=True)
+    for p in case["collateral"]:
+        shutil.copy(TESTVECTORS / p, env.domain.collateral_dir / Path(p).name)
+    m = case["claims"]["measurement"]
+    platforms = {"sev-snp": {"measurements": [m]}}
+    env.install_policy({"version": 1, "name": "snp", "platforms": platforms})
+    return (TESTVECTORS / case["evidence"]).read_bytes()
+
+
+def _snp_attest(env: Env, evidence: Any) -> Any:
+    req = {"version": "0.4.0", "tee": "snp", "extra-params": {}}
+    r = env.client.post("/kbs/v0/auth", json=req)
+    assert r.status_code == 200, r.text
+    jwk = _ec_jwk(ec.generate_private_key(ec.SECP256R1()))
+    body = {"runtime-data": {"tee-pubkey": jwk, "nonce": r.json()["nonce"]},
+            "tee-evidence": evidence}  # fmt: skip
+    return env.client.post("/kbs/v0/attest", json=body)
+
+
+def _last_attest(env: Env) -> dict[str, Any]:
+    entries = env.client.get("/v1/admin/audit?limit=100", headers=env.admin).json()["entries"]
+    return dict(next(e for e in reversed(entries) if e["kind"] == "kbs.attest"))
+
+
+@pytest.mark.skipif(not SNP_CASES, reason="test vectors absent (../shared/testvectors)")
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("layout", [*LAYOUTS, "raw"])
+def test_snp_evidence_verified_and_refused_only_for_the_binding(env: Env, layout: str) -> None:
+    raw = _snp_env(env)
+    if layout == "raw":
+        evidence: Any = {"attestation_report": base64.b64encode(raw).decode(), "cert_chain": None}
+    else:
+        evidence = sev_evidence(raw, layout)
+    r = _snp_attest(env, evidence)
+    _is_error(r, 401, "AttestationFailed")
+    assert "runtime-data" in r.json()["detail"]
+    entry = _last_attest(env)
+    assert [x["code"] for x in entry["details"]["reasons"]] == ["binding_mismatch"]
+    assert entry["details"]["evidence_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert entry["subject"] == SNP_CASES[0]["claims"]["measurement"]
+
+
+@pytest.mark.skipif(not SNP_CASES, reason="test vectors absent (../shared/testvectors)")
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_snp_sev_crate_evidence_changed_or_malformed_is_refused(env: Env) -> None:
+    raw = _snp_env(env)
+    bad = sev_evidence(raw, "sev7")
+    bad["attestation_report"]["measurement"][0] ^= 1
+    r = _snp_attest(env, bad)
+    _is_error(r, 401, "AttestationFailed")
+    assert "signature does not verify" in r.json()["detail"]
+    assert [x["code"] for x in _last_attest(env)["details"]["reasons"]] == ["bad_signature"]
+    bad = sev_evidence(raw, "sev7")
+    bad["attestation_report"]["guest_svn"] = "0"
+    r = _snp_attest(env, bad)
+    _is_error(r, 400, "InvalidRequest")
+    assert "tee-evidence.attestation_report.guest_svn" in r.json()["detail"]
+    r = _snp_attest(env, {**sev_evidence(raw, "sev6"), "svsm_manifest": "AAAA"})
+    _is_error(r, 400, "InvalidRequest")
+    assert "SVSM" in r.json()["detail"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence.sev_snp_serde import evidence_from_sev_json
 from veritee.keybroker.wrap import JWE_ALGS, RecipientPublicKey, public_key_from_jwk
 
 __all__ = [
@@ -276,8 +277,13 @@ def extract_evidence(tee: str, tee_evidence: Any) -> tuple[str, bytes]:
     """The veritee evidence format and raw bytes inside a KBS ``tee-evidence``.
 
     * ``tdx`` / ``sgx``: ``{"quote": base64, ...}`` as the guest components' attesters send;
-    * ``snp``: ``{"attestation_report": base64 | [bytes], "cert_chain": ...}`` (the raw 1184-byte
-      report; the sev crate's field-by-field serialization is not accepted);
+    * ``snp``: ``{"attestation_report": ..., "cert_chain": ...}`` where the report is either the
+      raw 1184 bytes (base64 or a byte array) or, as Trustee's attestation-agent sends it, the
+      Rust sev crate's field-by-field serialization, which
+      :func:`veritee.evidence.sev_snp_serde.evidence_from_sev_json` turns back into the signed
+      bytes (strictly: an unknown, missing or out-of-range member is refused, and a member that
+      does not round-trip makes the signature check fail). ``cert_chain`` is checked in that form
+      but not used: the VCEK/VLEK and AMD chain come from the domain's collateral;
     * any tee: ``{"evidence": base64}`` carrying veritee evidence of that platform.
     """
     if tee not in TEE_FORMATS:
@@ -301,9 +307,12 @@ def extract_evidence(tee: str, tee_evidence: Any) -> tuple[str, bytes]:
             return fmt, _b64_any(report, "tee-evidence.attestation_report")
         if isinstance(report, list) and all(isinstance(b, int) and 0 <= b < 256 for b in report):
             return fmt, bytes(report)
+        if isinstance(report, dict):
+            raw, _certs = evidence_from_sev_json(doc, field="tee-evidence")
+            return fmt, raw
         raise MalformedError(
-            "attestation_report must be the raw report (base64 or a byte list); the structured "
-            "sev-crate serialization is not accepted",
+            "attestation_report must be the raw report (base64 or a byte list) or the sev "
+            "crate's AttestationReport object",
             field="tee-evidence.attestation_report",
         )
     if tee == "sample":
