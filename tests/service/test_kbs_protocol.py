@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, keywrap
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.testclient import TestClient
@@ -267,3 +268,40 @@ def test_snp_sev_crate_evidence_changed_or_malformed_is_refused(env: Env) -> Non
     r = _snp_attest(env, {**sev_evidence(raw, "sev6"), "svsm_manifest": "AAAA"})
     _is_error(r, 400, "InvalidRequest")
     assert "SVSM" in r.json()["detail"]
+
+
+@pytest.mark.skipif(not SNP_CASES, reason="test vectors absent (../shared/testvectors)")
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_snp_cert_chain_sent_with_the_evidence_is_used_as_collateral(env: Env) -> None:
+    """As Trustee's attester sends it: the VCEK in ``cert_chain``, none in the domain's folder.
+
+    The chain is still checked up to AMD's root: a VCEK of another chip, or none, is refused.
+    """
+    raw = _snp_env(env)
+    vcek = next(p for p in SNP_CASES[0]["collateral"] if p.endswith("vcek.der"))
+    (env.domain.collateral_dir / Path(vcek).name).unlink()  # before the service reads the folder
+    vcek_der = (TESTVECTORS / vcek).read_bytes()
+
+    r = _snp_attest(env, sev_evidence(raw, "sev6"))
+    _is_error(r, 401, "AttestationFailed")
+    assert "binding_mismatch" not in [x["code"] for x in _last_attest(env)["details"]["reasons"]]
+
+    chain = [{"cert_type": "VCEK", "data": list(vcek_der)}]
+    for layout in ("sev6", "raw"):
+        evidence = (
+            sev_evidence(raw, layout, cert_chain=chain) if layout != "raw"
+            else {"attestation_report": base64.b64encode(raw).decode(), "cert_chain": chain}
+        )
+        r = _snp_attest(env, evidence)
+        _is_error(r, 401, "AttestationFailed")
+        assert [x["code"] for x in _last_attest(env)["details"]["reasons"]] == ["binding_mismatch"]
+
+    # A certificate that is not this chip's VCEK (here: its ASK, named VCEK) does not verify it.
+    ask_pem = (TESTVECTORS / SNP_CASES[0]["collateral"][1]).read_bytes()
+    ask_der = x509.load_pem_x509_certificates(ask_pem)[0].public_bytes(serialization.Encoding.DER)
+    r = _snp_attest(env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": list(ask_der)}]))
+    _is_error(r, 401, "AttestationFailed")
+    assert "binding_mismatch" not in [x["code"] for x in _last_attest(env)["details"]["reasons"]]
+    # A cert_chain entry that is not a certificate is refused as malformed collateral.
+    r = _snp_attest(env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": [1, 2, 3]}]))
+    assert r.status_code in (400, 401), r.text

@@ -28,10 +28,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from veritee.errors import MalformedError, UsageError, VerificationError
-from veritee.evidence.sev_snp_serde import evidence_from_sev_json
+from veritee.evidence.sev_snp_serde import cert_chain_from_sev_json, evidence_from_sev_json
 from veritee.keybroker.wrap import JWE_ALGS, RecipientPublicKey, public_key_from_jwk
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "KbsAttestation",
     "KbsChallenge",
     "KbsRequest",
+    "TeeEvidence",
     "check_runtime_binding",
     "expected_report_data",
     "extract_evidence",
@@ -273,7 +274,20 @@ def _b64_any(text: Any, field_name: str) -> bytes:
         raise MalformedError("not valid base64", field=field_name) from None
 
 
-def extract_evidence(tee: str, tee_evidence: Any) -> tuple[str, bytes]:
+class TeeEvidence(NamedTuple):
+    """What a KBS ``tee-evidence`` carries: the veritee format, the evidence bytes, and the
+    certificates sent with it as ``(name, DER)`` collateral (SNP's ``cert_chain``)."""
+
+    format: str
+    data: bytes
+    certificates: tuple[tuple[str, bytes], ...] = ()
+
+
+# cert_chain entries that are collateral for the verifier (others, e.g. Empty, are skipped).
+_SNP_CHAIN_TYPES = ("ARK", "ASK", "VCEK", "VLEK", "CRL")
+
+
+def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
     """The veritee evidence format and raw bytes inside a KBS ``tee-evidence``.
 
     * ``tdx`` / ``sgx``: ``{"quote": base64, ...}`` as the guest components' attesters send;
@@ -282,8 +296,9 @@ def extract_evidence(tee: str, tee_evidence: Any) -> tuple[str, bytes]:
       Rust sev crate's field-by-field serialization, which
       :func:`veritee.evidence.sev_snp_serde.evidence_from_sev_json` turns back into the signed
       bytes (strictly: an unknown, missing or out-of-range member is refused, and a member that
-      does not round-trip makes the signature check fail). ``cert_chain`` is checked in that form
-      but not used: the VCEK/VLEK and AMD chain come from the domain's collateral;
+      does not round-trip makes the signature check fail). ``cert_chain`` (the sev crate's
+      ``CertTableEntry`` list) becomes collateral for this appraisal: its VCEK/VLEK, ASK and
+      ARK are still checked up to AMD's pinned roots, as collateral from a file would be;
     * any tee: ``{"evidence": base64}`` carrying veritee evidence of that platform.
     """
     if tee not in TEE_FORMATS:
@@ -298,23 +313,35 @@ def extract_evidence(tee: str, tee_evidence: Any) -> tuple[str, bytes]:
     if not isinstance(doc, dict):
         raise MalformedError("tee-evidence must be an object", field="tee-evidence")
     if "evidence" in doc:
-        return fmt, _b64_any(doc["evidence"], "tee-evidence.evidence")
+        return TeeEvidence(fmt, _b64_any(doc["evidence"], "tee-evidence.evidence"))
     if tee in ("tdx", "sgx") and "quote" in doc:
-        return fmt, _b64_any(doc["quote"], "tee-evidence.quote")
+        return TeeEvidence(fmt, _b64_any(doc["quote"], "tee-evidence.quote"))
     if tee == "snp" and "attestation_report" in doc:
         report = doc["attestation_report"]
-        if isinstance(report, str):
-            return fmt, _b64_any(report, "tee-evidence.attestation_report")
-        if isinstance(report, list) and all(isinstance(b, int) and 0 <= b < 256 for b in report):
-            return fmt, bytes(report)
         if isinstance(report, dict):
-            raw, _certs = evidence_from_sev_json(doc, field="tee-evidence")
-            return fmt, raw
-        raise MalformedError(
-            "attestation_report must be the raw report (base64 or a byte list) or the sev "
-            "crate's AttestationReport object",
-            field="tee-evidence.attestation_report",
+            raw, entries = evidence_from_sev_json(doc, field="tee-evidence")
+        else:
+            if isinstance(report, str):
+                raw = _b64_any(report, "tee-evidence.attestation_report")
+            elif isinstance(report, list) and all(
+                isinstance(b, int) and 0 <= b < 256 for b in report
+            ):
+                raw = bytes(report)
+            else:
+                raise MalformedError(
+                    "attestation_report must be the raw report (base64 or a byte list) or the "
+                    "sev crate's AttestationReport object",
+                    field="tee-evidence.attestation_report",
+                )
+            entries = cert_chain_from_sev_json(
+                doc.get("cert_chain"), field="tee-evidence.cert_chain"
+            )
+        certs = tuple(
+            (f"cert_chain[{i}] {e.cert_type}", e.data)
+            for i, e in enumerate(entries)
+            if e.cert_type in _SNP_CHAIN_TYPES
         )
+        return TeeEvidence(fmt, raw, certs)
     if tee == "sample":
         raise VerificationError(
             "unsigned sample evidence is never accepted; send signed veritee simulated evidence "

@@ -29,6 +29,7 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from veritee.collateral import Collateral
 from veritee.errors import (
     AuthenticationError,
     MalformedError,
@@ -189,9 +190,10 @@ async def attest(request: Request) -> Response:
     try:
         att = KbsAttestation.from_json(await request.body())
         _, alg = att.public_key()
-        fmt, data = extract_evidence(session.tee, att.tee_evidence)
+        fmt, data, certificates = extract_evidence(session.tee, att.tee_evidence)
         evidence_sha256 = hashlib.sha256(data).hexdigest()
-        appraisal = ctx.appraise(data, at=now, format=fmt)
+        extra = Collateral.from_blobs(certificates) if certificates else None
+        appraisal = ctx.appraise(data, at=now, format=fmt, extra_collateral=extra)
         nonce_text = KbsChallenge.encode_nonce(session.nonce)
         reasons = [r.to_json() for r in appraisal.decision.reasons]
         if appraisal.claims is not None:

@@ -117,7 +117,7 @@ def test_attestation_binding_end_to_end(tmp_path: Path, new_protocol: bool) -> N
     att = KbsAttestation.from_json(body)
     key, alg = att.public_key()
     assert alg == "ECDH-ES+A256KW" and isinstance(key, ec.EllipticCurvePublicKey)
-    fmt, raw = extract_evidence("sample", att.tee_evidence)
+    fmt, raw, _ = extract_evidence("sample", att.tee_evidence)
     assert fmt == "simulated"
     verified = evidence.verify(raw, format=fmt, at=datetime.now(UTC))
     check_runtime_binding(
@@ -149,7 +149,7 @@ def test_evidence_bound_to_another_key_is_refused(tmp_path: Path) -> None:
     doc = _guest_attestation(tmp_path, nonce, jwk)
     doc["runtime-data"]["tee-pubkey"] = other  # swap in another key after attesting
     att = KbsAttestation.from_json(doc)
-    _, raw = extract_evidence("sample", att.tee_evidence)
+    _, raw, _ = extract_evidence("sample", att.tee_evidence)
     rd = evidence.verify(raw, format="simulated", at=datetime.now(UTC)).claims["report_data"]
     with pytest.raises(VerificationError) as e:
         check_runtime_binding(att, nonce=nonce, hash_algorithm="sha384", report_data_hex=rd)
@@ -158,13 +158,19 @@ def test_evidence_bound_to_another_key_is_refused(tmp_path: Path) -> None:
 
 def test_extract_evidence_shapes() -> None:
     q = base64.b64encode(b"QUOTE").decode()
-    assert extract_evidence("tdx", {"cc_eventlog": None, "quote": q}) == ("tdx", b"QUOTE")
-    assert extract_evidence("sgx", json.dumps({"quote": q})) == ("sgx", b"QUOTE")
+    assert extract_evidence("tdx", {"cc_eventlog": None, "quote": q}) == ("tdx", b"QUOTE", ())
+    assert extract_evidence("sgx", json.dumps({"quote": q})) == ("sgx", b"QUOTE", ())
     assert extract_evidence("snp", {"attestation_report": q, "cert_chain": None}) == (
         "sev-snp",
         b"QUOTE",
+        (),
     )
-    assert extract_evidence("snp", {"attestation_report": list(b"RAW")}) == ("sev-snp", b"RAW")
+    chain = [{"cert_type": "VCEK", "data": [1, 2]}, {"cert_type": "Empty", "data": []}]
+    got = extract_evidence("snp", {"attestation_report": list(b"RAW"), "cert_chain": chain})
+    assert got == ("sev-snp", b"RAW", (("cert_chain[0] VCEK", b"\x01\x02"),))
+    with pytest.raises(MalformedError) as e:
+        extract_evidence("snp", {"attestation_report": q, "cert_chain": [{"cert_type": "X"}]})
+    assert e.value.field is not None and e.value.field.startswith("tee-evidence.cert_chain")
     with pytest.raises(MalformedError) as e:
         extract_evidence("snp", {"attestation_report": {"version": 2}})
     assert e.value.field == "tee-evidence.attestation_report"
