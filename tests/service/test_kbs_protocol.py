@@ -55,15 +55,23 @@ def _rsa_jwk(sk: rsa.RSAPrivateKey) -> dict[str, str]:
 def _attestation(
     env: Env, challenge: dict[str, Any], jwk: dict[str, str], *, old: bool = False,
     platform: Any = None, bind_jwk: dict[str, str] | None = None,
+    composite: str | None = None, bind_additional: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """``composite``: send protocol 0.4's CompositeEvidence with this additional_evidence
+    (the primary evidence then binds it as ``additional-evidence``; ``bind_additional``
+    binds another string instead)."""
     alg = challenge["extra-params"].get("selected-hash-algorithm", "sha384")
     runtime = {"tee-pubkey": bind_jwk or jwk, "nonce": challenge["nonce"]}
+    if composite is not None:
+        runtime["additional-evidence"] = composite if bind_additional is None else bind_additional
     # serde_json serializes a Value with sorted keys and no whitespace
     text = json.dumps(runtime, sort_keys=True, separators=(",", ":")).encode()
     report_data = hashlib.new(alg, text).digest().ljust(64, b"\0")
-    ev = {"evidence": base64.b64encode((platform or env.platform).evidence(report_data)).decode()}
+    ev: Any = {"evidence": base64.b64encode((platform or env.platform).evidence(report_data)).decode()}
     if old:
         return {"tee-pubkey": jwk, "tee-evidence": json.dumps(ev)}
+    if composite is not None:
+        ev = {"primary_evidence": ev, "additional_evidence": composite}
     return {"runtime-data": {"tee-pubkey": jwk, "nonce": challenge["nonce"]}, "tee-evidence": ev}
 
 
@@ -118,6 +126,41 @@ def test_rcar_flow_ec_key_cookie_and_token(env: Env) -> None:
     rel = [e for e in entries if e["kind"] == "secret.release"]
     assert len(rel) == 2 and all(e["details"]["via"] == "kbs" for e in rel)
     assert any(e["kind"] == "kbs.attest" and e["decision"] == "accept" for e in entries)
+
+
+@pytest.mark.parametrize("additional", ["", '{"sampledevice":{"svn":"1"}}'])
+def test_composite_evidence_of_protocol_0_4(env: Env, additional: str) -> None:
+    """Today's guest components: tee-evidence = {primary_evidence, additional_evidence}, and the
+    primary evidence binds the runtime data with "additional-evidence" in it."""
+    _setup(env)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    challenge = _auth(env.client)
+    att = _attestation(env, challenge, _ec_jwk(sk), composite=additional)
+    r = env.client.post("/kbs/v0/attest", json=att)
+    assert r.status_code == 200, r.text
+    r = env.client.get("/kbs/v0/resource/default/key/image")
+    assert r.status_code == 200 and _decrypt_ec(r.json(), sk) == SECRET
+    entries = env.client.get("/v1/admin/audit?limit=100", headers=env.admin).json()["entries"]
+    attest = next(e for e in reversed(entries) if e["kind"] == "kbs.attest")
+    if additional:
+        assert attest["details"]["additional_evidence"] == {
+            "sha256": hashlib.sha256(additional.encode()).hexdigest(), "appraised": False,
+        }
+    else:
+        assert "additional_evidence" not in attest["details"]
+
+
+def test_composite_evidence_whose_devices_are_swapped_is_refused(env: Env) -> None:
+    _setup(env)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    challenge = _auth(env.client)
+    att = _attestation(env, challenge, _ec_jwk(sk), composite='{"gpu":"B"}', bind_additional='{"gpu":"A"}')
+    r = env.client.post("/kbs/v0/attest", json=att)
+    assert r.status_code == 401 and "runtime-data" in r.json()["detail"]
+    att = _attestation(env, _auth(env.client), _ec_jwk(sk), composite="")
+    att["tee-evidence"]["additional_evidence"] = 5
+    r = env.client.post("/kbs/v0/attest", json=att)
+    assert r.status_code == 400 and "additional_evidence" in r.text
 
 
 def test_old_protocol_rsa_oaep(env: Env) -> None:

@@ -7,7 +7,8 @@ Described in ``kbs/docs/kbs_attestation_protocol.md`` of confidential-containers
    a **Challenge** ``{"nonce", "extra-params"}`` and sets the cookie ``kbs-session-id``.
 2. ``POST /kbs/v0/attest`` with an **Attestation**: ``{"runtime-data": {"nonce", "tee-pubkey"},
    "tee-evidence", "init-data"?}`` (protocol >= 0.2; the older form has ``tee-pubkey`` at the top
-   and no ``runtime-data``). The evidence's report data must be ``HASH(runtime-data)`` padded with
+   and no ``runtime-data``; from 0.4 ``tee-evidence`` is a CompositeEvidence, see
+   :class:`KbsAttestation`). The evidence's report data must be ``HASH(runtime-data)`` padded with
    zeros to 64 bytes, where the runtime data is serialized as serde_json does for a JSON value
    (keys sorted, no whitespace) and HASH is the challenge's ``selected-hash-algorithm``
    (default SHA-384). The KBS answers ``{"token": JWT}``.
@@ -56,6 +57,7 @@ __all__ = [
 COOKIE_NAME = "kbs-session-id"
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 MAX_MESSAGE_BYTES = 1024 * 1024
+_COMPOSITE_MEMBERS = {"primary_evidence", "additional_evidence"}
 REPORT_DATA_SIZE = 64
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 DEFAULT_HASH = "sha384"
@@ -174,12 +176,21 @@ class KbsChallenge:
 
 @dataclass(frozen=True)
 class KbsAttestation:
-    """The ``Attestation`` payload of ``/kbs/v0/attest`` (both protocol generations)."""
+    """The ``Attestation`` payload of ``/kbs/v0/attest`` (both protocol generations).
+
+    Since protocol 0.4 the guest components send ``tee-evidence`` as a *CompositeEvidence*
+    ``{"primary_evidence": <the TEE's evidence>, "additional_evidence": <string>}``, where the
+    string is the JSON of the evidence of further devices (e.g. a GPU), or ``""`` when there are
+    none. The primary evidence then binds the runtime data *with* ``"additional-evidence"``
+    set to that string, so the devices' evidence is bound too. veritee appraises the primary
+    evidence only: ``additional_evidence`` is kept for the binding and the audit record.
+    """
 
     tee_pubkey: dict[str, Any]
     runtime_data: dict[str, Any] | None
     tee_evidence: Any
     init_data: Any = None
+    additional_evidence: str | None = None
 
     @classmethod
     def from_json(cls, body: bytes | str | Mapping[str, Any]) -> KbsAttestation:
@@ -197,11 +208,21 @@ class KbsAttestation:
             where = "attestation.tee-pubkey"
         if not isinstance(pubkey, dict):
             raise MalformedError("tee-pubkey must be a JWK object", field=where)
+        evidence, additional = doc["tee-evidence"], None
+        if isinstance(evidence, dict) and set(evidence) == _COMPOSITE_MEMBERS:
+            additional = evidence["additional_evidence"]
+            if not isinstance(additional, str):
+                raise MalformedError(
+                    "additional_evidence must be a string",
+                    field="tee-evidence.additional_evidence",
+                )
+            evidence = evidence["primary_evidence"]
         return cls(
             tee_pubkey=dict(pubkey),
             runtime_data=None if runtime is None else dict(runtime),
-            tee_evidence=doc["tee-evidence"],
+            tee_evidence=evidence,
             init_data=doc.get("init-data"),
+            additional_evidence=additional,
         )
 
     def public_key(self) -> tuple[RecipientPublicKey, str]:
@@ -218,9 +239,14 @@ class KbsAttestation:
 
     def runtime_for(self, nonce: str) -> dict[str, Any]:
         """The runtime data the evidence must bind (reconstructed for the older protocol)."""
-        if self.runtime_data is not None:
-            return self.runtime_data
-        return {"nonce": nonce, "tee-pubkey": self.tee_pubkey}
+        runtime = (
+            self.runtime_data
+            if self.runtime_data is not None
+            else {"nonce": nonce, "tee-pubkey": self.tee_pubkey}
+        )
+        if self.additional_evidence is not None:
+            runtime = {**runtime, "additional-evidence": self.additional_evidence}
+        return runtime
 
 
 def runtime_data_bytes(runtime_data: Mapping[str, Any]) -> bytes:

@@ -210,6 +210,12 @@ async def attest(request: Request) -> Response:
             r["code"] in ("binding_mismatch", "nonce_mismatch") for r in reasons
         )
         details = appraisal.audit_details() | {"via": "kbs", "tee": session.tee, "reasons": reasons}
+        if att.additional_evidence:
+            # Bound by the primary evidence (checked above) but not appraised: say so.
+            details["additional_evidence"] = {
+                "sha256": hashlib.sha256(att.additional_evidence.encode()).hexdigest(),
+                "appraised": False,
+            }
         with ctx.storage.transaction() as tx:
             tx.consume_nonce(session.nonce, now=now, purpose=NONCE_PURPOSE)
             tx.append_audit(
