@@ -96,15 +96,21 @@ class Domain:
         """Key id of the token key (SHA-256 of its SPKI, truncated), as in the JWKS."""
         return _kid(self.token_key.public_key())
 
-    @functools.cached_property
-    def nonce_key(self) -> bytes:
-        """The key of the service's challenge nonces (``veritee.service.storage.nonces``).
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose of the service (nonce tags, KBS session cookies).
 
-        Derived from the token key with HKDF-SHA256, so every process and replica holding the
-        domain's keys shares it without another file; rotating the token key rotates it.
+        Derived from the token key with HKDF-SHA256 (``info`` names the purpose), so every
+        process and replica holding the domain's keys shares it without another file;
+        rotating the token key rotates it.
         """
         scalar = self.token_key.private_numbers().private_value.to_bytes(32, "big")
-        return HKDF(hashes.SHA256(), 32, salt=None, info=b"veritee/v1 nonce key").derive(scalar)
+        info = b"veritee/v1 " + purpose.encode()
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(scalar)
+
+    @functools.cached_property
+    def nonce_key(self) -> bytes:
+        """The key of the service's challenge nonces (``veritee.service.storage.nonces``)."""
+        return self.derive_key("nonce key")
 
     @property
     def database_url(self) -> str:

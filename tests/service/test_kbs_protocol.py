@@ -19,6 +19,9 @@ from tests.conftest import TESTVECTORS, manifest_cases
 from tests.service.conftest import OTHER, Env, default_policy
 from tests.sev_crate_json import LAYOUTS, sev_evidence
 
+from veritee.service.app import create_app
+from veritee.service.settings import Settings
+
 SECRET = b"-----BEGIN KEY----- guest image key -----END KEY-----"
 PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 
@@ -348,3 +351,64 @@ def test_snp_cert_chain_sent_with_the_evidence_is_used_as_collateral(env: Env) -
     # A cert_chain entry that is not a certificate is refused as malformed collateral.
     r = _snp_attest(env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": [1, 2, 3]}]))
     assert r.status_code in (400, 401), r.text
+
+
+def test_each_step_may_be_served_by_another_worker(env: Env) -> None:
+    """The session lives in its cookie: /auth, /attest and /resource on three different app
+    instances (as uvicorn workers or replicas of one domain and database are)."""
+    _setup(env)
+    settings = Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0)
+    with TestClient(create_app(settings)) as b, TestClient(create_app(settings)) as c:
+        sk = ec.generate_private_key(ec.SECP256R1())
+        challenge = _auth(env.client)
+        b.cookies.update(env.client.cookies)
+        r = b.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+        assert r.status_code == 200, r.text
+        c.cookies.update(b.cookies)
+        r = c.get("/kbs/v0/resource/default/key/image")
+        assert r.status_code == 200, r.text
+        assert _decrypt_ec(r.json(), sk) == SECRET
+        # The challenge cookie was used up on b: replaying it on c is refused.
+        c.cookies.clear()
+        c.cookies.update(env.client.cookies)
+        r = c.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+        assert r.status_code == 401 and "nonce" in r.json()["detail"]
+
+
+def test_forged_garbled_and_oversized_session_cookies_are_no_session(env: Env) -> None:
+    _setup(env)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    challenge = _auth(env.client)
+    good = env.client.cookies["kbs-session-id"]
+    kind, body, tag = good.split(".")
+    assert kind == "c"
+    tee, alg, nonce = json.loads(_b64ud(body))
+    other_tee = _b64u(json.dumps(["snp", alg, nonce]).encode())
+    other_alg = _b64u(json.dumps([tee, "sha256", nonce]).encode())
+    flipped = _b64u(bytes([_b64ud(tag)[0] ^ 1]) + _b64ud(tag)[1:])
+    bad = [
+        f"c.{other_tee}.{tag}",  # another tee under the same tag
+        f"c.{other_alg}.{tag}",  # a weaker hash algorithm
+        f"c.{body}.{flipped}",
+        f"c.{body}",
+        "c.!!!.!!!",
+        f"c.{_b64u(b'[1,2')}.{tag}",
+        "x." + body,
+        "t.eyJhbGciOiJFUzI1NiJ9.e30.AAAA",  # not a token of this domain
+        "c." + "A" * 20_000,
+        "",
+    ]
+    for value in bad:
+        fresh = TestClient(env.client.app)
+        fresh.cookies.set("kbs-session-id", value)
+        r = fresh.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+        assert r.status_code == 401, (value[:40], r.text)
+        assert r.json()["detail"].startswith("no KBS challenge session"), value[:40]
+        r = fresh.get("/kbs/v0/resource/default/key/image")
+        assert r.status_code == 401, value[:40]
+    # The untouched cookie still works.
+    r = env.client.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+    assert r.status_code == 200, r.text
+    # An attested (token) cookie is not a challenge session: /attest again needs /auth.
+    r = env.client.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
+    assert r.status_code == 401

@@ -7,21 +7,23 @@ handling is :mod:`veritee.keybroker.kbs`. A resource is the veritee secret named
 ``repository/type/tag`` and is released under that secret's release policy, on top of the
 domain's appraisal, with the same audit records as ``/v1/secrets/.../release`` (``via: kbs``).
 
-Sessions live in this process (5 minutes); the nonce of each challenge is a database nonce
-(purpose ``kbs``), so a replayed attestation fails on any replica. The token returned by
-``/attest`` is an ES256/ES384 JWT of the domain's token key carrying the claims and the TEE key;
-resource requests with ``Authorization: Bearer <token>`` work on every replica.
+The session lives in its cookie, not in the process, so each step may be served by another
+worker or replica: before ``/attest`` the cookie holds the tee, hash algorithm and nonce under a
+MAC of a domain-derived key; the nonce (purpose ``kbs``) is single use in the database, so a
+replayed attestation fails on any replica. ``/attest`` returns an ES256/ES384 JWT of the
+domain's token key carrying the claims and the TEE key, and sets the cookie to that token;
+resource requests with the cookie or ``Authorization: Bearer <token>`` work on every replica.
 Errors are Trustee's ``ErrorInformation`` JSON: 401 not authenticated / attestation failed,
 403 denied by policy, 404 no such resource.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
-import secrets
-import threading
-import time
+import hmac
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +61,6 @@ __all__ = ["SESSION_TTL", "router"]
 
 router = APIRouter(prefix="/kbs/v0", tags=["kbs"])
 SESSION_TTL = dt.timedelta(minutes=5)
-MAX_SESSIONS = 10_000
 NONCE_PURPOSE = "kbs"
 
 
@@ -68,47 +69,67 @@ class _Session:
     tee: str
     nonce: bytes
     hash_algorithm: str
-    expires: float
     claims: dict[str, Any] | None = None
     tee_pubkey: dict[str, Any] | None = None
     tee_alg: str | None = None
     evidence_sha256: str | None = None
 
 
-class _Sessions:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[str, _Session] = {}
+# The session cookie holds the whole session, so any worker or replica can serve any step:
+#   before /attest:  "c.<b64url JSON [tee, hash algorithm, b64url nonce]>.<b64url tag>", the tag
+#                    being HMAC-SHA256 under a domain-derived key, truncated to 16 bytes (the
+#                    nonce carries its own lifetime and is single use in the database);
+#   after /attest:   "t.<the KBS token>", the same signed token /attest returns.
+_COOKIE_LABEL = b"veritee-kbs-session-v1."
+_MAX_COOKIE = 16 * 1024
 
-    def new(self, session: _Session) -> str:
-        sid = secrets.token_hex(16)
-        with self._lock:
-            if len(self._items) >= MAX_SESSIONS:
-                now = time.monotonic()
-                self._items = {k: v for k, v in self._items.items() if v.expires > now}
-                if len(self._items) >= MAX_SESSIONS:
-                    raise UsageError("too many KBS sessions in progress", code="busy")
-            self._items[sid] = session
-        return sid
 
-    def get(self, sid: str | None) -> _Session | None:
-        if not sid:
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64ud(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _cookie_tag(ctx: ServiceContext, body: str) -> bytes:
+    key = ctx.domain.derive_key("kbs session cookie")
+    return hmac.digest(key, _COOKIE_LABEL + body.encode(), "sha256")[:16]
+
+
+def _challenge_cookie(ctx: ServiceContext, session: _Session) -> str:
+    body = _b64u(json.dumps([session.tee, session.hash_algorithm, _b64u(session.nonce)]).encode())
+    return f"c.{body}.{_b64u(_cookie_tag(ctx, body))}"
+
+
+def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | None:
+    """The session a cookie holds, or None (absent, forged, garbled or expired)."""
+    if not value or len(value) > _MAX_COOKIE:
+        return None
+    kind, _, rest = value.partition(".")
+    if kind == "t":
+        try:
+            return _from_bearer(ctx, "Bearer " + rest)
+        except AuthenticationError:
             return None
-        with self._lock:
-            s = self._items.get(sid)
-            if s is not None and s.expires <= time.monotonic():
-                del self._items[sid]
-                return None
-            return s
+    if kind != "c":
+        return None
+    body, _, tag = rest.partition(".")
+    try:
+        ok = hmac.compare_digest(_b64ud(tag), _cookie_tag(ctx, body))
+        tee, algorithm, nonce = json.loads(_b64ud(body)) if ok else (None, None, None)
+        if not (isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str)):
+            return None
+        return _Session(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
+    except (ValueError, TypeError):  # bad base64 or JSON, wrong shape
+        return None
 
 
-def _sessions(request: Request) -> _Sessions:
-    state = request.app.state
-    store: _Sessions | None = getattr(state, "kbs_sessions", None)
-    if store is None:
-        store = _Sessions()
-        state.kbs_sessions = store
-    return store
+def _set_cookie(resp: Response, value: str) -> None:
+    resp.set_cookie(
+        COOKIE_NAME, value, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
+        samesite="strict",
+    )
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -146,18 +167,10 @@ async def auth(request: Request) -> Response:
         nonce = ctx.storage.issue_nonce(now=now, ttl=SESSION_TTL, purpose=NONCE_PURPOSE)
     except VeriteeError as e:
         return _for_error(e)
-    session = _Session(
-        tee=req.tee,
-        nonce=nonce,
-        hash_algorithm=algorithm,
-        expires=time.monotonic() + SESSION_TTL.total_seconds(),
-    )
-    sid = _sessions(request).new(session)
+    session = _Session(tee=req.tee, nonce=nonce, hash_algorithm=algorithm)
     challenge = KbsChallenge(nonce=KbsChallenge.encode_nonce(nonce), hash_algorithm=algorithm)
     resp = JSONResponse(challenge.to_json())
-    resp.set_cookie(
-        COOKIE_NAME, sid, max_age=int(SESSION_TTL.total_seconds()), httponly=True, samesite="strict"
-    )
+    _set_cookie(resp, _challenge_cookie(ctx, session))
     return resp
 
 
@@ -182,9 +195,9 @@ def _token(ctx: ServiceContext, session: _Session, now: dt.datetime) -> str:
 @router.post("/attest", summary="KBS Attestation -> attestation results token")
 async def attest(request: Request) -> Response:
     ctx = _ctx(request)
-    session = _sessions(request).get(request.cookies.get(COOKIE_NAME))
-    if session is None:
-        return _error(401, "InvalidRequest", "no KBS session: POST /kbs/v0/auth first")
+    session = _session_from_cookie(ctx, request.cookies.get(COOKIE_NAME))
+    if session is None or session.claims is not None:
+        return _error(401, "InvalidRequest", "no KBS challenge session: POST /kbs/v0/auth first")
     now = ctx.now()
     evidence_sha256 = None
     try:
@@ -254,7 +267,10 @@ async def attest(request: Request) -> Response:
     session.tee_pubkey = att.tee_pubkey
     session.tee_alg = alg
     session.evidence_sha256 = evidence_sha256
-    return JSONResponse({"token": _token(ctx, session, now)})
+    token = _token(ctx, session, now)
+    resp = JSONResponse({"token": token})
+    _set_cookie(resp, "t." + token)
+    return resp
 
 
 def _from_bearer(ctx: ServiceContext, header: str) -> _Session:
@@ -280,7 +296,6 @@ def _from_bearer(ctx: ServiceContext, header: str) -> _Session:
         tee=str(payload.get("tee")),
         nonce=b"",
         hash_algorithm="",
-        expires=float(payload["exp"]),
         claims=claims,
         tee_pubkey=pubkey,
         tee_alg=str(payload.get("tee-alg") or "") or None,
@@ -293,7 +308,7 @@ def resource(repository: str, rtype: str, tag: str, request: Request) -> Respons
     ctx = _ctx(request)
     try:
         name = validate_name(resource_name(repository, rtype, tag))
-        session = _sessions(request).get(request.cookies.get(COOKIE_NAME))
+        session = _session_from_cookie(ctx, request.cookies.get(COOKIE_NAME))
         if session is None or session.claims is None:
             session = _from_bearer(ctx, request.headers.get("authorization", ""))
         assert session.claims is not None and session.tee_pubkey is not None
