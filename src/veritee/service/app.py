@@ -165,6 +165,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         version=__version__,
         description="Appraises TEE evidence against a signed policy; issues EAR tokens and admission certificates.",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry checks on every request whether a provider is
+        # configured; veritee's observability is /metrics and the audit log, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.ctx = ctx
     install_handlers(app)
