@@ -118,6 +118,14 @@ class ServiceContext:
         self._policy = (time.monotonic(), version, policy)
         return policy
 
+    async def current_policy(self) -> Policy | None:
+        """:meth:`policy` for async handlers: the cached policy without a trip to a worker
+        thread, the database only when the cache has expired."""
+        fetched_at, _version, policy = self._policy
+        if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
+            return policy
+        return await self.run_db(self.policy)
+
     def invalidate_policy(self) -> None:
         self._policy = (0.0, None, None)
 

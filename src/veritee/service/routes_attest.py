@@ -95,7 +95,7 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
     spki = spki_der(_load_workload_key(body.public_key)) if body.public_key else None
     now = ctx.now()
-    policy = await ctx.run_db(ctx.policy)
+    policy = await ctx.current_policy()
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
         extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
@@ -118,7 +118,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     key = _load_workload_key(body.public_key)
     spki = spki_der(key)
     now = ctx.now()
-    policy = await ctx.run_db(ctx.policy)
+    policy = await ctx.current_policy()
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
         extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,

@@ -426,7 +426,7 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
     nonce = decode_hex(body.nonce, "nonce")
     recipient = parse_recipient(body.public_key)
     data = _b64(body.evidence, "evidence", ctx.settings.max_body_bytes)
-    policy = await ctx.run_db(ctx.policy)
+    policy = await ctx.current_policy()
     appraisal = ctx.appraise(
         data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki,
         policy=policy, use_active_policy=False,
