@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from veritee.errors import StorageError, UsageError
-from veritee.service.storage import Storage, default_sqlite_url
+from veritee.service.storage import Storage, default_sqlite_url, verify_audit_chain
 from veritee.service.storage.models import METADATA
 
 
@@ -164,3 +164,39 @@ def test_fast_path_time_format_matches_sqlalchemy(tmp_path: Path) -> None:
         storage.close()
     assert texts == [sqlite_time(moment)] * 2 == ["2025-01-02 08:04:05.000006"] * 2
     assert times == [moment.astimezone(UTC)] * 2
+
+
+def test_driver_fast_paths_agree_with_sqlalchemy(storage: Storage) -> None:
+    """The hot statements run on the driver connection (sqlite3 or psycopg) when the fast path
+    is on; with it off, everything goes through SQLAlchemy. Both must read and write the same."""
+    from datetime import UTC, datetime, timedelta
+
+    from veritee.errors import NonceError
+
+    t0 = datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    with storage.transaction() as tx:
+        tx.put_secret_version(name="s", policy="p", kek_id="k", wrapped_dek=b"w", ciphertext=b"c",
+                              now=t0)  # fmt: skip
+        tx.put_secret_version(name="s", policy="p2", kek_id="k", wrapped_dek=b"w2",
+                              ciphertext=b"c2", now=t0 + timedelta(seconds=1))  # fmt: skip
+    seen = {}
+    for fast in (True, False):
+        storage._fast_path = fast
+        nonce = storage.issue_nonce(now=t0, ttl=timedelta(minutes=1))
+        with storage.transaction() as tx:
+            assert (tx._pg is not None or tx._raw is not None) is fast
+            tx.consume_nonce(nonce, now=t0)
+            entry = tx.append_audit(kind="k", actor="a", subject="s", decision="accept",
+                                    details={"fast": fast, "x": [1, "é"]}, now=t0)  # fmt: skip
+            seen[fast] = (tx.secret_version("s"), tx.secret_version("s", 1), tx.secret_version("t"))
+        assert entry.seq == (1 if fast else 2)
+        with pytest.raises(NonceError) as info, storage.transaction() as tx:
+            tx.consume_nonce(nonce, now=t0)
+        assert info.value.code == "nonce_reused"
+    assert seen[True] == seen[False]
+    latest, first, absent = seen[True]
+    assert latest is not None and (latest.version, latest.policy, latest.created_at) == (
+        2, "p2", t0 + timedelta(seconds=1))  # fmt: skip
+    assert first is not None and first.ciphertext == b"c" and absent is None
+    report = verify_audit_chain(storage)
+    assert report.ok and report.count == 2

@@ -153,8 +153,8 @@ def append_entry(
 ) -> AuditEntry:
     """Append one entry in the caller's transaction (see the module docstring for the chain).
 
-    ``raw``: the sqlite3 driver connection of ``conn`` to run the two statements on directly
-    (same transaction, less overhead); None to go through SQLAlchemy.
+    ``raw``: the driver connection of ``conn`` (sqlite3 or psycopg) to run the statements on
+    directly (same transaction, less overhead); None to go through SQLAlchemy.
     """
     _check_text("kind", kind, 64)
     _check_text("actor", actor, 200)
@@ -174,11 +174,14 @@ def append_entry(
         )
     parsed: dict[str, Any] = json.loads(details_text)
     at = iso_utc(now)
-    if dialect == "postgresql":
+    pg = dialect == "postgresql"
+    if pg and raw is not None:
+        raw.execute(_PG_LOCK, (ADVISORY_LOCK_AUDIT,))
+    elif pg:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_AUDIT})
     head: Any
     if raw is not None:
-        head = raw.execute(_SQLITE_HEAD).fetchone()
+        head = raw.execute(_SQLITE_HEAD).fetchone()  # the same text for both drivers
     else:
         head = conn.execute(_HEAD).first()
     if head is None:
@@ -191,7 +194,7 @@ def append_entry(
     )
     if raw is not None:
         raw.execute(
-            _SQLITE_INSERT,
+            _PG_INSERT if pg else _SQLITE_INSERT,
             (seq, at, kind, actor, subject, decision, details_text, prev, digest),
         )
         return AuditEntry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
@@ -221,6 +224,8 @@ _SQLITE_INSERT = (
     "INSERT INTO audit_log (seq, at, kind, actor, subject, decision, details, prev_hash, "
     "entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_PG_INSERT = _SQLITE_INSERT.replace("?", "%s")
 _COLUMNS = (
     AUDIT_LOG.c.seq,
     AUDIT_LOG.c.at,

@@ -54,6 +54,17 @@ def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(Path(data_dir) / SQLITE_FILENAME).resolve()}"
 
 
+def _is_driver_error(exc: BaseException) -> bool:
+    """A psycopg error raised by a hot path on the driver connection (psycopg imported lazily)."""
+    return type(exc).__module__.startswith("psycopg")
+
+
+def _is_driver_integrity(exc: BaseException) -> bool:
+    return _is_driver_error(exc) and any(
+        c.__name__ == "IntegrityError" for c in type(exc).__mro__
+    )
+
+
 def _storage_error(exc: BaseException) -> StorageError:
     """A StorageError describing ``exc`` without its SQL text or bound parameters."""
     orig = getattr(exc, "orig", None)
@@ -61,9 +72,9 @@ def _storage_error(exc: BaseException) -> StorageError:
     first_line = (str(source).strip().splitlines() or [""])[0][:200]
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         code, what = "storage_unavailable", "database connection lost"
-    elif isinstance(exc, IntegrityError | sqlite3.IntegrityError):
+    elif isinstance(exc, IntegrityError | sqlite3.IntegrityError) or _is_driver_integrity(exc):
         code, what = "storage_conflict", "database refused the change"
-    elif isinstance(exc, DBAPIError | sqlite3.Error):
+    elif isinstance(exc, DBAPIError | sqlite3.Error) or _is_driver_error(exc):
         code, what = "storage_unavailable", "database error"
     else:
         code, what = "storage_unavailable", "database access failed"
@@ -102,6 +113,11 @@ class Storage:
         else:
             raise UsageError(f"unsupported database backend {backend!r} (sqlite or postgresql)")
         self.dialect = backend
+        self._driver_errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+        if backend == "postgresql":
+            import psycopg
+
+            self._driver_errors = (sqlite3.Error, psycopg.Error)
         self._nonces = NonceMinter(nonce_key if nonce_key is not None else secrets.token_bytes(32))
         # SQLite hot paths on the driver connection; False only to measure the difference.
         self._fast_path = True
@@ -168,7 +184,7 @@ class Storage:
                     tx._end()
         except SQLAlchemyError as exc:
             raise _storage_error(exc) from None
-        except sqlite3.Error as exc:  # from the hot paths run on the driver connection
+        except self._driver_errors as exc:  # from the hot paths run on the driver connection
             raise _storage_error(exc) from None
         finally:
             if file_locked and self._lock_fd is not None:
