@@ -15,8 +15,9 @@ from rich.console import Console
 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.cli.main import _register, cli
+from veritee.demo_cleanroom import run_cleanroom_demo
 from veritee.domain import Domain
-from veritee.keybroker.cleanroom import PARTIES, run_cleanroom_demo, synthetic_csv
+from veritee.keybroker.cleanroom import PARTIES, synthetic_csv
 from veritee.platforms.simulated import measure
 from veritee.service.app import create_app
 from veritee.service.runner import start_in_thread

@@ -333,7 +333,7 @@ def audit_verify(data: Path | None, db: str | None) -> None:
 def demo_cmd(which: str) -> None:
     """End-to-end walkthrough on a temporary embedded database."""
     if which == "cleanroom":
-        from veritee.keybroker.cleanroom import run_cleanroom_demo
+        from veritee.demo_cleanroom import run_cleanroom_demo
 
         run_cleanroom_demo()
         return
