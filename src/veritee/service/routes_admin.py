@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from veritee.anchors import sign_anchor
 from veritee.appraisal import SignedPolicy, load_policy
 from veritee.errors import MalformedError, NotFoundError
 from veritee.service.auth import require_admin
@@ -96,6 +97,19 @@ def audit(
     with ctx.storage.transaction(readonly=True) as tx:
         entries = tx.audit_entries(after_seq=after, limit=limit)
     return {"entries": [e.as_dict() for e in entries]}
+
+
+@router.get("/audit/head", summary="The audit log's head, signed (an anchor to keep elsewhere)")
+def audit_head(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    with ctx.storage.transaction(readonly=True) as tx:
+        seq, digest = tx.audit_head()
+    d = ctx.domain
+    anchor = sign_anchor(
+        d.token_key, kid=d.token_kid, issuer=d.name, seq=seq, entry_hash=digest,
+        now=ctx.now(),
+    )
+    return {"seq": seq, "entry_hash": digest.hex(), "anchor": anchor}
 
 
 @router.get("/audit/verify", summary="Check the audit hash chain")
