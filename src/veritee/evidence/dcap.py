@@ -83,8 +83,10 @@ from veritee.evidence.dcap_quote import (
     parse_quote,
     trailing_findings,
 )
+from veritee.evidence.dcap_tcb import TdxTcbInput, converge_status, platform_tcb, qe_tcb
 
-# The quote structures and the PCK extension live in dcap_quote / dcap_pck; the names
+# The quote structures, the PCK extension and the TCB evaluation live in dcap_quote,
+# dcap_pck and dcap_tcb; the names
 # callers use most are re-exported here.
 __all__ = [
     "BODY_SGX",
@@ -181,15 +183,6 @@ class DcapTrust:
 
 
 DEFAULT_TRUST = DcapTrust()
-
-
-@dataclass(frozen=True)
-class TdxTcbInput:
-    """The TD report fields TCB evaluation needs (TD report 1.0, Table A.7)."""
-
-    tee_tcb_svn: bytes
-    mr_signer_seam: bytes
-    seam_attributes: bytes
 
 
 @dataclass(frozen=True)
@@ -710,169 +703,6 @@ def _select_collateral(collateral: Collateral, fmspc: str, trust: DcapTrust) -> 
     return _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
 
 
-# --- TCB evaluation (steps 8-11) ------------------------------------------------------------
-
-
-def _field(doc: dict[str, Any], key: str, typ: type, name: str) -> Any:
-    v = doc.get(key)
-    if not isinstance(v, typ) or isinstance(v, bool):
-        raise MalformedError(f"{name}.{key} missing or not {typ.__name__}", field=f"{name}.{key}")
-    return v
-
-
-def _hex_field(doc: dict[str, Any], key: str, name: str) -> bytes:
-    try:
-        return bytes.fromhex(_field(doc, key, str, name))
-    except ValueError:
-        raise MalformedError(f"{name}.{key} is not hex", field=f"{name}.{key}") from None
-
-
-def _status(level: dict[str, Any], name: str) -> str:
-    status: str = _field(level, "tcbStatus", str, name)
-    if status not in TCB_STATUSES:
-        raise VerificationError(f"{name}: unrecognized TCB status {status!r}", code="tcb_status_unrecognized")
-    return status
-
-
-def _advisories(level: dict[str, Any]) -> list[str]:
-    ids = level.get("advisoryIDs", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise MalformedError("advisoryIDs must be a list of strings", field="advisoryIDs")
-    return ids
-
-
-def _levels(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    levels: list[dict[str, Any]] = _field(doc, "tcbLevels", list, name)
-    if not levels or not all(isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels):
-        raise MalformedError(f"{name}.tcbLevels must be a non-empty list of levels", field=f"{name}.tcbLevels")
-    return levels
-
-
-def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> list[int]:
-    comps = tcb.get(key)
-    if isinstance(comps, list) and len(comps) == 16:
-        out = [c.get("svn") if isinstance(c, dict) else None for c in comps]
-    elif v2_prefix is not None:
-        out = [tcb.get(f"{v2_prefix}{i:02d}svn") for i in range(1, 17)]
-    else:
-        out = []
-    if len(out) != 16 or not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
-        raise MalformedError(f"{name}: {key} must be 16 integer SVNs", field=f"{name}.{key}")
-    return [x for x in out if isinstance(x, int)]
-
-
-def _qe_check(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, list[str]]:
-    """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories."""
-    want_id = "TD_QE" if tdx else "QE"
-    if qe.get("id") != want_id:
-        raise CollateralError(f"QE identity is for {qe.get('id')!r}, expected {want_id!r}", code="qe_identity_mismatch")
-    if _hex_field(qe, "mrsigner", "qe_identity") != report.mr_signer:
-        raise VerificationError("QE MRSIGNER does not match the QE identity", code="qe_identity_mismatch")
-    if _field(qe, "isvprodid", int, "qe_identity") != report.isv_prod_id:
-        raise VerificationError("QE ISVPRODID does not match the QE identity", code="qe_identity_mismatch")
-    misc = int.from_bytes(_hex_field(qe, "miscselect", "qe_identity"), "big")
-    misc_mask = int.from_bytes(_hex_field(qe, "miscselectMask", "qe_identity"), "big")
-    if report.misc_select & misc_mask != misc & misc_mask:
-        raise VerificationError("QE MISCSELECT does not match the QE identity", code="qe_identity_mismatch")
-    attrs = _hex_field(qe, "attributes", "qe_identity")
-    mask = _hex_field(qe, "attributesMask", "qe_identity")
-    if len(attrs) != 16 or len(mask) != 16:
-        raise MalformedError("QE identity attributes must be 16 bytes", field="qe_identity.attributes")
-    if any((a & m) != (b & m) for a, b, m in zip(report.attributes, attrs, mask, strict=True)):
-        raise VerificationError("QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch")
-    for level in _levels(qe, "qe_identity"):
-        isvsvn = _field(level["tcb"], "isvsvn", int, "qe_identity.tcb")
-        if report.isv_svn >= isvsvn:
-            return _status(level, "qe_identity"), _advisories(level)
-    raise VerificationError(f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found")
-
-
-def _converge(platform: str, other: str) -> str:
-    """Intel QVL convergeTcbStatusWith{Qe,TdxModule}TcbStatus."""
-    if other == "OutOfDate":
-        if platform in ("UpToDate", "SWHardeningNeeded"):
-            return "OutOfDate"
-        if platform in ("ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"):
-            return "OutOfDateConfigurationNeeded"
-    if other == "Revoked":
-        return "Revoked"
-    return platform
-
-
-def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]:
-    """TDX module identity (QVL TdxModuleCheck): MRSIGNERSEAM, SEAM attributes, module TCB level."""
-    version, isvsvn = tdx.tee_tcb_svn[1], tdx.tee_tcb_svn[0]
-    status, advisories = "UpToDate", []
-    if version == 0:
-        ident = _field(info, "tdxModule", dict, "tcb_info")
-    else:
-        want = f"TDX_{version:02X}"
-        idents = info.get("tdxModuleIdentities")
-        found = [i for i in idents or [] if isinstance(i, dict) and str(i.get("id", "")).upper() == want]
-        if not found:
-            raise VerificationError(f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch")
-        ident = found[0]
-        for level in _levels(ident, want):
-            if isvsvn >= _field(level["tcb"], "isvsvn", int, want):
-                status, advisories = _status(level, want), _advisories(level)
-                break
-        else:
-            raise VerificationError(f"TDX module SVN {isvsvn} matches no level of {want}", code="tcb_level_not_found")
-    if _hex_field(ident, "mrsigner", "tdxModule") != tdx.mr_signer_seam:
-        raise VerificationError("MRSIGNERSEAM does not match the TDX module identity", code="tdx_module_mismatch")
-    attrs = _hex_field(ident, "attributes", "tdxModule")
-    mask = _hex_field(ident, "attributesMask", "tdxModule")
-    if len(attrs) != 8 or len(mask) != 8 or any(
-        (a & m) != (b & m) for a, b, m in zip(tdx.seam_attributes, attrs, mask, strict=True)
-    ):
-        raise VerificationError("SEAM attributes do not match the TDX module identity", code="tdx_module_mismatch")
-    return status, advisories
-
-
-@dataclass(frozen=True)
-class _Platform:
-    status: str
-    advisories: list[str]
-    tcb_date: str | None
-    module_status: str | None
-
-
-def _platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | None) -> _Platform:
-    """Step 10 (QVL TcbLevelCheck): the first level the PCK TCB (and TEE_TCB_SVN) reaches."""
-    sgx_level: dict[str, Any] | None = None
-    tdx_level: dict[str, Any] | None = None
-    start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
-    for level in _levels(info, "tcb_info"):
-        tcb = level["tcb"]
-        sgx = _svns(tcb, "sgxtcbcomponents", "sgxtcbcomp", "tcb_info")
-        pcesvn = _field(tcb, "pcesvn", int, "tcb_info.tcb")
-        if any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True)) or ext.pce_svn < pcesvn:
-            continue
-        if tdx is None:
-            sgx_level = level
-            break
-        sgx_level = sgx_level or level
-        td = _svns(tcb, "tdxtcbcomponents", None, "tcb_info")
-        if all(tdx.tee_tcb_svn[i] >= td[i] for i in range(start, 16)):
-            tdx_level = level
-            break
-    if sgx_level is None:
-        raise VerificationError(
-            "No matching TCB level: the platform's SGX TCB is below every level of the TCB info",
-            code="tcb_level_not_found",
-        )
-    if tdx is None:
-        return _Platform(_status(sgx_level, "tcb_info"), _advisories(sgx_level), sgx_level.get("tcbDate"), None)
-    if tdx_level is None:
-        raise VerificationError(
-            "No matching TCB level: TEE_TCB_SVN is below every TDX level of the TCB info",
-            code="tcb_level_not_found",
-        )
-    module_status, module_adv = _tdx_module(info, tdx)
-    status = _converge(_status(tdx_level, "tcb_info"), module_status)
-    return _Platform(status, _advisories(tdx_level) + module_adv, tdx_level.get("tcbDate"), module_status)
-
-
 # --- the whole verification -----------------------------------------------------------------
 
 
@@ -955,11 +785,11 @@ def _evaluate(
     if str(info.get("pceId", "")).upper() != chain.ext.pce_id.hex().upper():
         raise CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch")
     # 9. QE identity
-    qe_status, qe_adv = _qe_check(vc.qe_identity, qe_report, tdx is not None)
+    qe_status, qe_adv = qe_tcb(vc.qe_identity, qe_report, tdx is not None)
     # 10. platform TCB level
-    plat = _platform_tcb(info, chain.ext, tdx)
+    plat = platform_tcb(info, chain.ext, tdx)
     # 11. converge
-    status = _converge(plat.status, qe_status)
+    status = converge_status(plat.status, qe_status)
     advisories = tuple(sorted(set(plat.advisories) | (set(qe_adv) if qe_status != "UpToDate" else set())))
     findings: list[Reason] = []
     if status != "UpToDate":
