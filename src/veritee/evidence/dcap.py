@@ -86,8 +86,7 @@ from veritee.evidence.dcap_quote import (
 from veritee.evidence.dcap_tcb import TdxTcbInput, converge_status, platform_tcb, qe_tcb
 
 # The quote structures, the PCK extension and the TCB evaluation live in dcap_quote,
-# dcap_pck and dcap_tcb; the names
-# callers use most are re-exported here.
+# dcap_pck and dcap_tcb; the names callers use most are re-exported here.
 __all__ = [
     "BODY_SGX",
     "BODY_SIZES",
