@@ -412,3 +412,38 @@ def test_forged_garbled_and_oversized_session_cookies_are_no_session(env: Env) -
     # An attested (token) cookie is not a challenge session: /attest again needs /auth.
     r = env.client.post("/kbs/v0/attest", json=_attestation(env, challenge, _ec_jwk(sk)))
     assert r.status_code == 401
+
+
+def test_attested_session_cookie_is_compact_and_tamper_evident(env: Env) -> None:
+    """After /attest the cookie holds the attested session: small enough for any cookie store
+    with real SNP claims, and useless once changed or expired."""
+    import datetime as dt
+
+    from veritee.service.routes_kbs import _attested_cookie, _Session, _session_from_cookie
+
+    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
+    claims: dict[str, Any] = {"platform": "sev-snp", "measurement": "ab" * 48}
+    if SNP_CASES:
+        from veritee import evidence
+        from veritee.collateral import Collateral
+
+        case = SNP_CASES[0]
+        col = Collateral.from_paths([TESTVECTORS / p for p in case["collateral"]])
+        at = dt.datetime.fromisoformat(case["verify_at"].replace("Z", "+00:00"))
+        claims = evidence.verify((TESTVECTORS / case["evidence"]).read_bytes(), collateral=col,
+                                 at=at, format="sev-snp").claims  # fmt: skip
+    jwk = _rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    session = _Session(tee="snp", nonce=b"", hash_algorithm="", claims=claims, tee_pubkey=jwk,
+                       tee_alg="RSA-OAEP", evidence_sha256="ab" * 32)  # fmt: skip
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    cookie = _attested_cookie(ctx, session, later)
+    assert len(f"kbs-session-id={cookie}") < 4096
+    back = _session_from_cookie(ctx, cookie)
+    assert back is not None and back.claims == claims and back.tee_pubkey == jwk
+    kind, body, tag = cookie.split(".")
+    raw = bytearray(_b64ud(body))
+    raw[len(raw) // 2] ^= 1
+    assert _session_from_cookie(ctx, f"{kind}.{_b64u(bytes(raw))}.{tag}") is None
+    assert _session_from_cookie(ctx, f"c.{body}.{tag}") is None  # another kind, same tag
+    expired = _attested_cookie(ctx, session, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    assert _session_from_cookie(ctx, expired) is None

@@ -11,8 +11,9 @@ The session lives in its cookie, not in the process, so each step may be served 
 worker or replica: before ``/attest`` the cookie holds the tee, hash algorithm and nonce under a
 MAC of a domain-derived key; the nonce (purpose ``kbs``) is single use in the database, so a
 replayed attestation fails on any replica. ``/attest`` returns an ES256/ES384 JWT of the
-domain's token key carrying the claims and the TEE key, and sets the cookie to that token;
-resource requests with the cookie or ``Authorization: Bearer <token>`` work on every replica.
+domain's token key carrying the claims and the TEE key, and sets the cookie to the attested
+session (MAC'd and compressed: see ``_attested_cookie``); resource requests with the cookie or
+``Authorization: Bearer <token>`` work on every replica.
 Errors are Trustee's ``ErrorInformation`` JSON: 401 not authenticated / attestation failed,
 403 denied by policy, 404 no such resource.
 """
@@ -24,6 +25,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,13 +77,17 @@ class _Session:
     evidence_sha256: str | None = None
 
 
-# The session cookie holds the whole session, so any worker or replica can serve any step:
-#   before /attest:  "c.<b64url JSON [tee, hash algorithm, b64url nonce]>.<b64url tag>", the tag
-#                    being HMAC-SHA256 under a domain-derived key, truncated to 16 bytes (the
-#                    nonce carries its own lifetime and is single use in the database);
-#   after /attest:   "t.<the KBS token>", the same signed token /attest returns.
+# The session cookie holds the whole session, so any worker or replica can serve any step. It
+# is "<kind>.<b64url body>.<b64url tag>", the tag being HMAC-SHA256 over kind and body under a
+# domain-derived key, truncated to 16 bytes:
+#   kind "c", before /attest: JSON [tee, hash algorithm, b64url nonce] (the nonce carries its
+#             own lifetime and is single use in the database);
+#   kind "a", after /attest: zlib-compressed JSON of the attested session (tee, TEE key, claims,
+#             evidence hash, expiry), about 1.5 KB for SNP claims: under the 4 KB that cookie
+#             stores must keep, which the signed token (about 3.7 KB for SNP) would nearly fill.
 _COOKIE_LABEL = b"veritee-kbs-session-v1."
-_MAX_COOKIE = 16 * 1024
+_MAX_COOKIE = 8 * 1024
+_MAX_SESSION_JSON = 64 * 1024
 
 
 def _b64u(data: bytes) -> str:
@@ -92,14 +98,28 @@ def _b64ud(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _cookie_tag(ctx: ServiceContext, body: str) -> bytes:
+def _cookie_tag(ctx: ServiceContext, kind: str, body: str) -> bytes:
     key = ctx.domain.derive_key("kbs session cookie")
-    return hmac.digest(key, _COOKIE_LABEL + body.encode(), "sha256")[:16]
+    return hmac.digest(key, _COOKIE_LABEL + f"{kind}.{body}".encode(), "sha256")[:16]
+
+
+def _cookie(ctx: ServiceContext, kind: str, payload: bytes) -> str:
+    body = _b64u(payload)
+    return f"{kind}.{body}.{_b64u(_cookie_tag(ctx, kind, body))}"
 
 
 def _challenge_cookie(ctx: ServiceContext, session: _Session) -> str:
-    body = _b64u(json.dumps([session.tee, session.hash_algorithm, _b64u(session.nonce)]).encode())
-    return f"c.{body}.{_b64u(_cookie_tag(ctx, body))}"
+    doc = [session.tee, session.hash_algorithm, _b64u(session.nonce)]
+    return _cookie(ctx, "c", json.dumps(doc).encode())
+
+
+def _attested_cookie(ctx: ServiceContext, session: _Session, expires: dt.datetime) -> str:
+    doc = {
+        "tee": session.tee, "tee_pubkey": session.tee_pubkey, "tee_alg": session.tee_alg,
+        "claims": session.claims, "evidence_sha256": session.evidence_sha256,
+        "exp": int(expires.timestamp()),
+    }  # fmt: skip
+    return _cookie(ctx, "a", zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 9))
 
 
 def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | None:
@@ -107,21 +127,35 @@ def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | N
     if not value or len(value) > _MAX_COOKIE:
         return None
     kind, _, rest = value.partition(".")
-    if kind == "t":
-        try:
-            return _from_bearer(ctx, "Bearer " + rest)
-        except AuthenticationError:
-            return None
-    if kind != "c":
-        return None
     body, _, tag = rest.partition(".")
     try:
-        ok = hmac.compare_digest(_b64ud(tag), _cookie_tag(ctx, body))
-        tee, algorithm, nonce = json.loads(_b64ud(body)) if ok else (None, None, None)
-        if not (isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str)):
+        if kind not in ("c", "a") or not hmac.compare_digest(
+            _b64ud(tag), _cookie_tag(ctx, kind, body)
+        ):
             return None
-        return _Session(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
-    except (ValueError, TypeError):  # bad base64 or JSON, wrong shape
+        payload = _b64ud(body)
+        if kind == "c":
+            tee, algorithm, nonce = json.loads(payload)
+            if not (isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str)):
+                return None
+            return _Session(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(payload, _MAX_SESSION_JSON)
+        if inflate.unconsumed_tail or not inflate.eof:
+            return None
+        doc = json.loads(text)
+        claims, pubkey, exp = doc.get("claims"), doc.get("tee_pubkey"), doc.get("exp")
+        if not (isinstance(claims, dict) and isinstance(pubkey, dict) and isinstance(exp, int)):
+            return None
+        if exp <= dt.datetime.now(dt.UTC).timestamp():
+            return None
+        alg, digest = doc.get("tee_alg"), doc.get("evidence_sha256")
+        return _Session(
+            tee=str(doc.get("tee")), nonce=b"", hash_algorithm="", claims=claims,
+            tee_pubkey=pubkey, tee_alg=alg if isinstance(alg, str) else None,
+            evidence_sha256=digest if isinstance(digest, str) else None,
+        )  # fmt: skip
+    except (ValueError, TypeError, AttributeError, zlib.error):  # bad base64, JSON or shape
         return None
 
 
@@ -267,9 +301,8 @@ async def attest(request: Request) -> Response:
     session.tee_pubkey = att.tee_pubkey
     session.tee_alg = alg
     session.evidence_sha256 = evidence_sha256
-    token = _token(ctx, session, now)
-    resp = JSONResponse({"token": token})
-    _set_cookie(resp, "t." + token)
+    resp = JSONResponse({"token": _token(ctx, session, now)})
+    _set_cookie(resp, _attested_cookie(ctx, session, now + SESSION_TTL))
     return resp
 
 
