@@ -83,7 +83,7 @@ class _Session:
 #   kind "c", before /attest: JSON [tee, hash algorithm, b64url nonce] (the nonce carries its
 #             own lifetime and is single use in the database);
 #   kind "a", after /attest: zlib-compressed JSON of the attested session (tee, TEE key, claims,
-#             evidence hash, expiry), about 1.5 KB for SNP claims: under the 4 KB that cookie
+#             evidence hash, expiry), about 1.3 KB for SNP claims: under the 4 KB that cookie
 #             stores must keep, which the signed token (about 3.7 KB for SNP) would nearly fill.
 _COOKIE_LABEL = b"veritee-kbs-session-v1."
 _MAX_COOKIE = 8 * 1024
