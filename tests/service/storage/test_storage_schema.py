@@ -66,6 +66,40 @@ def test_concurrent_migrations(db_url: str) -> None:
             st.close()
 
 
+def test_many_connections_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL is refused at once ("database is locked", no busy wait)
+    when connections race to do it; each connection must still come up (it once failed
+    test_concurrent_migrations about one time in thirty under load)."""
+    for round_ in range(10):
+        url = default_sqlite_url(tmp_path / f"r{round_}")
+        (tmp_path / f"r{round_}").mkdir()
+        stores = [Storage(url) for _ in range(6)]
+        barrier = threading.Barrier(len(stores))
+        errors: list[BaseException] = []
+
+        def run(st: Storage, barrier: threading.Barrier = barrier,
+                errors: list[BaseException] = errors) -> None:  # fmt: skip
+            barrier.wait()
+            try:
+                st.migrate()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(st,)) for st in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        try:
+            assert errors == []
+            for st in stores:
+                with st.transaction(readonly=True) as tx:
+                    assert tx._conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        finally:
+            for st in stores:
+                st.close()
+
+
 def test_sqlite_connection_settings(tmp_path: Path) -> None:
     storage = Storage(default_sqlite_url(tmp_path))
     storage.migrate()

@@ -314,6 +314,30 @@ def verify_audit_chain(storage: Storage) -> AuditReport:
         return tx.verify_audit_chain()
 
 
+def _use_wal(cur: Any, busy_timeout: float) -> None:
+    """Put the database in WAL mode (it stays so, in the file) unless it already is.
+
+    Switching a new database to WAL needs it to itself for a moment, and SQLite answers
+    "database is locked" at once, without its busy handler, when other connections switch it at
+    the same time (several workers or CLI commands opening a new database). So: read the mode
+    first, and retry the switch within the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()
+            if mode is not None and str(mode[0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
 def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
     """Connection pragmas and explicit BEGIN for pysqlite (SQLAlchemy's documented recipe)."""
     busy_ms = max(0, int(busy_timeout * 1000))
@@ -324,7 +348,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cur, busy_timeout)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
