@@ -40,8 +40,8 @@ def test_migration_matches_the_models(storage: Storage) -> None:
     assert diff == []
 
 
-def test_concurrent_migrations(db_url: str) -> None:
-    stores = [Storage(db_url) for _ in range(3)]
+def _migrate_at_once(stores: list[Storage]) -> list[BaseException]:
+    """Run ``migrate`` on every store at the same moment (one thread each); the errors."""
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(stores))
 
@@ -57,8 +57,13 @@ def test_concurrent_migrations(db_url: str) -> None:
         t.start()
     for t in threads:
         t.join(60)
+    return errors
+
+
+def test_concurrent_migrations(db_url: str) -> None:
+    stores = [Storage(db_url) for _ in range(3)]
     try:
-        assert errors == []
+        assert _migrate_at_once(stores) == []
         for st in stores:
             st.check()
     finally:
@@ -71,27 +76,10 @@ def test_many_connections_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> N
     when connections race to do it; each connection must still come up (it once failed
     test_concurrent_migrations about one time in thirty under load)."""
     for round_ in range(10):
-        url = default_sqlite_url(tmp_path / f"r{round_}")
         (tmp_path / f"r{round_}").mkdir()
-        stores = [Storage(url) for _ in range(6)]
-        barrier = threading.Barrier(len(stores))
-        errors: list[BaseException] = []
-
-        def run(st: Storage, barrier: threading.Barrier = barrier,
-                errors: list[BaseException] = errors) -> None:  # fmt: skip
-            barrier.wait()
-            try:
-                st.migrate()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(st,)) for st in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        stores = [Storage(default_sqlite_url(tmp_path / f"r{round_}")) for _ in range(6)]
         try:
-            assert errors == []
+            assert _migrate_at_once(stores) == []
             for st in stores:
                 with st.transaction(readonly=True) as tx:
                     assert tx._conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -65,12 +65,19 @@ def test_anchor_holds_while_the_log_only_grows(domain: Domain, tmp_path: Path) -
     assert code == 0 and "intact: 5 entries; holds 2 anchor(s)" in out
 
 
+def _delete_behind_the_triggers(domain: Domain, sql: str) -> None:
+    """What someone with write access to the database file can do."""
+    store = Storage(domain.database_url)
+    try:
+        drop_audit_triggers(store)
+        raw_execute(store, sql)
+    finally:
+        store.close()
+
+
 def test_truncated_log_is_caught_though_its_chain_verifies(domain: Domain, tmp_path: Path) -> None:
     anchor = _head(domain, tmp_path / "h.jws")
-    store = Storage(domain.database_url)
-    drop_audit_triggers(store)
-    raw_execute(store, "DELETE FROM audit_log WHERE seq = 3")
-    store.close()
+    _delete_behind_the_triggers(domain, "DELETE FROM audit_log WHERE seq = 3")
     assert _verify(domain)[0] == 0  # the shorter chain is itself intact
     code, out = _verify(domain, anchor)
     assert code == EXIT_NOT_ACCEPTED and "truncated" in out and "names entry 3, the log has 2" in out
@@ -78,10 +85,7 @@ def test_truncated_log_is_caught_though_its_chain_verifies(domain: Domain, tmp_p
 
 def test_rebuilt_log_is_caught_though_its_chain_verifies(domain: Domain, tmp_path: Path) -> None:
     anchor = _head(domain, tmp_path / "h.jws")
-    store = Storage(domain.database_url)
-    drop_audit_triggers(store)
-    raw_execute(store, "DELETE FROM audit_log")
-    store.close()
+    _delete_behind_the_triggers(domain, "DELETE FROM audit_log")
     _append(domain, 4, "forged")  # a fresh, valid chain, longer than before
     assert _verify(domain)[0] == 0
     code, out = _verify(domain, anchor)

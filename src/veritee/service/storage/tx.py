@@ -284,27 +284,22 @@ class Tx:
 
     def secret_version(self, name: str, version: int | None = None) -> StoredSecret | None:
         """Version ``version`` of secret ``name`` (default: the latest); None if absent/deleted."""
-        if self._raw is not None:  # SQLite hot path: the release route reads a secret per request
+        driver = self._raw if self._raw is not None else self._pg
+        if driver is not None:  # hot path: the release route reads a secret per request
+            sqlite = self._raw is not None
+            params: tuple[Any, ...]
             if version is None:
-                raw = self._raw.execute(_SQLITE_LATEST_VERSION_ROW, (name,)).fetchone()
+                stmt, params = (_SQLITE_LATEST_VERSION_ROW if sqlite else _PG_LATEST_VERSION_ROW), (name,)
             else:
-                raw = self._raw.execute(_SQLITE_VERSION_ROW, (name, version)).fetchone()
+                stmt, params = (_SQLITE_VERSION_ROW if sqlite else _PG_VERSION_ROW), (name, version)
+            raw = driver.execute(stmt, params).fetchone()
             if raw is None:
                 return None
+            # SQLite gives naive UTC text; psycopg an aware datetime (timestamptz).
+            created = datetime.fromisoformat(raw[6]).replace(tzinfo=UTC) if sqlite else raw[6]
             return StoredSecret(
                 raw[0], int(raw[1]), raw[2], raw[3], bytes(raw[4]), bytes(raw[5]),
-                datetime.fromisoformat(raw[6]).replace(tzinfo=UTC),
-            )
-        if self._pg is not None:  # the same on PostgreSQL (timestamptz comes back aware)
-            if version is None:
-                raw = self._pg.execute(_PG_LATEST_VERSION_ROW, (name,)).fetchone()
-            else:
-                raw = self._pg.execute(_PG_VERSION_ROW, (name, version)).fetchone()
-            if raw is None:
-                return None
-            return StoredSecret(
-                raw[0], int(raw[1]), raw[2], raw[3], bytes(raw[4]), bytes(raw[5]),
-                raw[6].astimezone(UTC),
+                created.astimezone(UTC),
             )
         if version is None:
             row = self._conn.execute(_SECRET_LATEST, {"name": name}).first()
