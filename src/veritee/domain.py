@@ -20,7 +20,7 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class Domain:
     ca_certificate: x509.Certificate
     token_key: ec.EllipticCurvePrivateKey
     admin_token_sha256: bytes
+    _derived: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @functools.cached_property
     def token_kid(self) -> str:
@@ -103,9 +104,13 @@ class Domain:
         process and replica holding the domain's keys shares it without another file;
         rotating the token key rotates it.
         """
-        scalar = self.token_key.private_numbers().private_value.to_bytes(32, "big")
-        info = b"veritee/v1 " + purpose.encode()
-        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(scalar)
+        key = self._derived.get(purpose)
+        if key is None:
+            scalar = self.token_key.private_numbers().private_value.to_bytes(32, "big")
+            info = b"veritee/v1 " + purpose.encode()
+            key = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(scalar)
+            self._derived[purpose] = key
+        return key
 
     @functools.cached_property
     def nonce_key(self) -> bytes:
