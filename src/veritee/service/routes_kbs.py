@@ -159,10 +159,10 @@ def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | N
         return None
 
 
-def _set_cookie(resp: Response, value: str) -> None:
+def _set_cookie(request: Request, resp: Response, value: str) -> None:
     resp.set_cookie(
         COOKIE_NAME, value, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
-        samesite="strict",
+        samesite="strict", secure=request.url.scheme == "https",
     )
 
 
@@ -204,7 +204,7 @@ async def auth(request: Request) -> Response:
     session = _Session(tee=req.tee, nonce=nonce, hash_algorithm=algorithm)
     challenge = KbsChallenge(nonce=KbsChallenge.encode_nonce(nonce), hash_algorithm=algorithm)
     resp = JSONResponse(challenge.to_json())
-    _set_cookie(resp, _challenge_cookie(ctx, session))
+    _set_cookie(request, resp, _challenge_cookie(ctx, session))
     return resp
 
 
@@ -302,7 +302,7 @@ async def attest(request: Request) -> Response:
     session.tee_alg = alg
     session.evidence_sha256 = evidence_sha256
     resp = JSONResponse({"token": _token(ctx, session, now)})
-    _set_cookie(resp, _attested_cookie(ctx, session, now + SESSION_TTL))
+    _set_cookie(request, resp, _attested_cookie(ctx, session, now + SESSION_TTL))
     return resp
 
 
