@@ -164,6 +164,13 @@ def test_composite_evidence_whose_devices_are_swapped_is_refused(env: Env) -> No
     att["tee-evidence"]["additional_evidence"] = 5
     r = env.client.post("/kbs/v0/attest", json=att)
     assert r.status_code == 400 and "additional_evidence" in r.text
+    for primary, status in ((5, 400), (None, 400), ("not json", 400), ({"evidence": "***"}, 400),
+                            ({}, 401)):  # {} of tee "sample": unsigned sample evidence  # fmt: skip
+        att = _attestation(env, _auth(env.client), _ec_jwk(sk), composite="")
+        att["tee-evidence"]["primary_evidence"] = primary
+        r = env.client.post("/kbs/v0/attest", json=att)
+        assert r.status_code == status, (primary, r.text)
+        assert r.json()["detail"], primary
 
 
 def test_old_protocol_rsa_oaep(env: Env) -> None:
