@@ -6,14 +6,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import signal
 import ssl
 import subprocess
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready
+from tests.integration.test_subprocess_service import (
+    VERITEE,
+    _port,
+    _run,
+    _wait_ready,
+    signed_policy,
+    stop,
+)
 
 from veritee.domain import Domain
 from veritee.platforms.simulated import SimulatedPlatform
@@ -36,13 +42,7 @@ def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
     data = tmp_path / "domain"
     _run("init", "--data", str(data))
     platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(
-        f"version: 1\nname: kbs\nplatforms:\n  simulated:\n    measurements: ['{M}']\n"
-        f"    platform_keys: ['{platform.key_id}']\n    allow_debug: true\n"
-    )
-    signed = tmp_path / "signed.json"
-    _run("policy", "sign", str(policy), "--data", str(data), "-o", str(signed))
+    signed = signed_policy(tmp_path, data, platform.key_id, M)
     port = _port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls", "--workers", "2"],
@@ -85,10 +85,6 @@ def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
                 assert r.status_code == 200, r.text
                 assert set(r.json()) >= {"protected", "encrypted_key", "iv", "ciphertext", "tag"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)
     r = _run("audit", "verify", "--data", str(data))
     assert "intact" in r.stdout

@@ -48,6 +48,27 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], verify: object = True) 
     raise AssertionError("server did not become ready")
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if the server has not exited within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def signed_policy(tmp_path: Path, data: Path, key_id: str, measurement: str) -> Path:
+    """A policy admitting one simulated measurement, signed with `veritee policy sign`."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nname: it\nplatforms:\n  simulated:\n    measurements: ['{measurement}']\n"
+        f"    platform_keys: ['{key_id}']\n    allow_debug: true\n"
+    )
+    signed = tmp_path / "signed.json"
+    _run("policy", "sign", str(policy), "--data", str(data), "-o", str(signed))
+    return signed
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     data = tmp_path / "domain"
@@ -65,24 +86,14 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
         _wait_ready(url, proc, verify=ctx)
         yield url, data, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_end_to_end_over_https(served: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     url, data, _ = served
     sim_dir = tmp_path / "sim"
     key_id = SimulatedPlatform(sim_dir, measurement=M).key_id
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(
-        f"version: 1\nname: it\nplatforms:\n  simulated:\n    measurements: ['{M}']\n"
-        f"    platform_keys: ['{key_id}']\n    allow_debug: true\n"
-    )
-    signed = tmp_path / "signed.json"
-    _run("policy", "sign", str(policy), "--data", str(data), "-o", str(signed))
+    signed = signed_policy(tmp_path, data, key_id, M)
     # a client that trusts another CA refuses the server (usage error, exit 2)
     other = tmp_path / "other"
     _run("init", "--data", str(other))
@@ -168,8 +179,4 @@ def test_postgres_going_away_mid_service_gives_503_then_recovers(tmp_path: Path)
                 assert ok[-1] == 200
                 assert c.get("/v1/admin/audit/verify", headers=h).json()["ok"] is True
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
