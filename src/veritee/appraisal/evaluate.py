@@ -17,6 +17,7 @@ from veritee.appraisal.policy import (
     SgxPolicy,
     SimulatedPolicy,
     TdxPolicy,
+    TpmPolicy,
 )
 from veritee.errors import VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
@@ -159,6 +160,10 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         )
         for i, allowed_pcr in pcrs:
             _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr)
+    elif isinstance(p, TpmPolicy):
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        for i, allowed in sorted(p.pcrs.items(), key=lambda kv: int(kv[0])):
+            _allow_list(d, f"pcr{int(i)}", claims.get(f"pcr{int(i)}"), allowed)
     _add_findings(d, ev)
     return d
 

@@ -32,6 +32,7 @@ __all__ = [
     "SignedPolicy",
     "SimulatedPolicy",
     "TdxPolicy",
+    "TpmPolicy",
     "load_policy",
     "sign_policy",
 ]
@@ -148,6 +149,27 @@ class NitroPolicy(_Strict):
         return None if v is None else _hex_list(v, None, "nitro pcr")
 
 
+class TpmPolicy(_Strict):
+    """TPM quotes (:mod:`veritee.evidence.tpm`): ``measurements`` pins SHA-384 over the SHA-256
+    bank's PCRs 0-9; ``pcrs`` pins single SHA-256-bank PCRs by index."""
+
+    measurements: list[str] | None = None
+    pcrs: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 48, "tpm.measurements")
+
+    @field_validator("pcrs")
+    @classmethod
+    def _p(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for k in v:
+            if not k.isdigit() or not 0 <= int(k) <= 23:
+                raise ValueError(f"tpm.pcrs key {k!r} is not a PCR index 0-23")
+        return {k: _hex_list(values, 32, f"tpm.pcrs.{k}") for k, values in v.items()}
+
+
 class SimulatedPolicy(_Strict):
     measurements: list[str] | None = None
     platform_keys: list[str] = Field(default_factory=list)
@@ -169,6 +191,7 @@ class Platforms(_Strict):
     tdx: TdxPolicy | None = None
     sgx: SgxPolicy | None = None
     nitro: NitroPolicy | None = None
+    tpm: TpmPolicy | None = None
     simulated: SimulatedPolicy | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -179,6 +202,7 @@ class Platforms(_Strict):
             "tdx": self.tdx,
             "sgx": self.sgx,
             "nitro": self.nitro,
+            "tpm": self.tpm,
             "simulated": self.simulated,
         }.get(name)
 

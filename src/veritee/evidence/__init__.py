@@ -44,6 +44,7 @@ FORMATS: dict[str, str] = {
     "tdx": "veritee.evidence.tdx",
     "sev-snp": "veritee.evidence.sev_snp",
     "sgx": "veritee.evidence.sgx",
+    "tpm": "veritee.evidence.tpm",
 }
 
 

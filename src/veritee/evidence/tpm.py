@@ -1,0 +1,480 @@
+"""TPM 2.0 quotes of a (v)TPM-backed VM, as go-tpm-tools' ``attest.Attestation`` carries them.
+
+Layout (protobuf, ``proto/attest.proto`` and ``proto/tpm.proto`` of google/go-tpm-tools; the
+wire format is decoded here by hand, only the fields below are read):
+
+* ``Attestation``: 1 ``ak_pub`` (TPMT_PUBLIC), 2 ``quotes`` (repeated ``Quote``), 3 ``event_log``,
+  6 ``ak_cert`` (DER), 7 ``intermediate_certs`` (repeated DER);
+* ``Quote``: 1 ``quote`` (TPMS_ATTEST), 2 ``raw_sig`` (TPMT_SIGNATURE), 3 ``pcrs`` (``PCRs``);
+* ``PCRs``: 1 ``hash`` (TPM_ALG_ID), 2 ``pcrs`` (map<uint32, bytes>: entries of 1 index, 2 value).
+
+TPM structures (TPM 2.0 Library, Part 2; big-endian): TPMT_PUBLIC (RSA or ECC), TPMS_ATTEST with
+``magic`` TPM_GENERATED_VALUE and ``type`` TPM_ST_ATTEST_QUOTE, TPMS_QUOTE_INFO (PCR selection
+and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
+
+:func:`verify` checks, each step raising on failure:
+
+1. the AK certificate chains to a pinned Google TPM EK/AK root (:data:`PINNED_ROOTS`, SHA-256 of
+   the root's DER; intermediates from the evidence or the collateral), every certificate valid
+   at ``at``, and certifies exactly the AK public key ``ak_pub``;
+2. every quote is signed by the AK and is a quote (magic, type); its ``qualifiedSigner`` is not
+   checked: it depends on the AK's place in the TPM hierarchy, which the evidence does not give;
+3. every quote's ``pcrDigest`` is the hash (the signature's hash) of the PCR values it carries,
+   in the order of its PCR selection, and selects exactly those PCRs;
+4. all quotes carry the same ``extraData`` (the nonce: veritee binds its report data there).
+
+The event log is not replayed: the PCR values are the claims. ``measurement`` is SHA-384 over
+the SHA-256 bank's PCRs 0-9 in order (firmware, boot loader, kernel and command line on a
+GRUB-booted VM); policies pin it or single PCRs (claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from veritee.collateral import Collateral
+from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence._reader import Reader
+from veritee.evidence.claims import VerifiedEvidence
+from veritee.evidence.nitro import verify_chain
+
+__all__ = [
+    "GOOGLE_EK_AK_CA_ROOT_SHA256",
+    "GOOGLE_TPM_EK_ROOT_1_SHA256",
+    "PINNED_ROOTS",
+    "TpmAttestation",
+    "detect",
+    "parse",
+    "parse_claims",
+    "verify",
+]
+
+#: Google "tpm_ek_v1_cloud_host_root" (2018-2118): roots the AK certificates of GCE vTPMs.
+GOOGLE_TPM_EK_ROOT_1_SHA256 = "9bd5285f8fb18502a7947e621ffd470266f49fcd3b73e19a190f690ad32a7caf"
+#: Google Cloud "EK/AK CA Root" (2022-2122), for newer GCE VMs.
+GOOGLE_EK_AK_CA_ROOT_SHA256 = "594759594b9b61524f6c8ef668f7177f7b9066bc0674f2f49fe9e052be78beb2"
+PINNED_ROOTS = frozenset({GOOGLE_TPM_EK_ROOT_1_SHA256, GOOGLE_EK_AK_CA_ROOT_SHA256})
+
+TPM_GENERATED_VALUE = 0xFF544347
+TPM_ST_ATTEST_QUOTE = 0x8018
+ALG_RSA, ALG_ECC, ALG_NULL = 0x0001, 0x0023, 0x0010
+ALG_RSASSA, ALG_RSAPSS, ALG_ECDSA = 0x0014, 0x0016, 0x0018
+HASHES: dict[int, tuple[str, type[hashes.HashAlgorithm], int]] = {
+    0x0004: ("sha1", hashes.SHA1, 20),
+    0x000B: ("sha256", hashes.SHA256, 32),
+    0x000C: ("sha384", hashes.SHA384, 48),
+    0x000D: ("sha512", hashes.SHA512, 64),
+}
+CURVES: dict[int, ec.EllipticCurve] = {0x0003: ec.SECP256R1(), 0x0004: ec.SECP384R1()}
+MAX_QUOTES = 8
+MAX_PCRS = 24
+MAX_CHAIN = 5
+_MEASURED_PCRS = range(10)
+_DER, _SPKI = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+
+
+# --- protobuf wire format ----------------------------------------------------------------------
+
+
+def _varint(data: bytes, i: int, field: str) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data):
+            raise MalformedError("truncated protobuf varint", field=field, offset=i)
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise MalformedError("protobuf varint too long", field=field, offset=i)
+
+
+def _fields(data: bytes, what: str) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of each field: varints as int, length-delimited as bytes; fixed
+    32/64-bit fields (not used by these messages) are skipped."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i, what)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise MalformedError("protobuf field number 0", field=what, offset=i)
+        if wire == 0:
+            value, i = _varint(data, i, what)
+            yield number, value
+        elif wire == 2:
+            size, i = _varint(data, i, what)
+            if size > len(data) - i:
+                raise MalformedError(f"truncated protobuf field {number}", field=what, offset=i)
+            yield number, data[i : i + size]
+            i += size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+            if i > len(data):
+                raise MalformedError("truncated protobuf fixed field", field=what, offset=i)
+        else:
+            raise MalformedError(f"unsupported protobuf wire type {wire}", field=what, offset=i)
+
+
+def _bytes_field(value: int | bytes, field: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise MalformedError("expected a length-delimited field", field=field)
+    return value
+
+
+# --- TPM structures (big-endian) ---------------------------------------------------------------
+
+
+class _Be:
+    """Big-endian reads over the bounds-checked :class:`Reader`."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.r, self.what = Reader(data), what
+
+    def u(self, n: int, field: str) -> int:
+        return int.from_bytes(self.r.bytes(n, f"{self.what}.{field}"), "big")
+
+    def tpm2b(self, field: str) -> bytes:
+        return self.r.bytes(self.u(2, field + ".size"), f"{self.what}.{field}")
+
+    def end(self) -> None:
+        if self.r.remaining:
+            raise MalformedError(f"{self.r.remaining} trailing bytes", field=self.what)
+
+
+def _public_key(blob: bytes) -> tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]:
+    """(nameAlg, key) of a TPMT_PUBLIC."""
+    b = _Be(blob, "ak_pub")
+    kind, name_alg = b.u(2, "type"), b.u(2, "nameAlg")
+    b.u(4, "objectAttributes")
+    b.tpm2b("authPolicy")
+    if b.u(2, "symmetric") != ALG_NULL:
+        b.u(2, "symmetric.keyBits")
+        b.u(2, "symmetric.mode")
+    if b.u(2, "scheme") != ALG_NULL:
+        b.u(2, "scheme.hashAlg")
+    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    try:
+        if kind == ALG_RSA:
+            b.u(2, "keyBits")
+            exponent = b.u(4, "exponent") or 65537
+            modulus = int.from_bytes(b.tpm2b("unique.rsa"), "big")
+            key = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+        elif kind == ALG_ECC:
+            curve = CURVES.get(b.u(2, "curveID"))
+            if b.u(2, "kdf") != ALG_NULL:
+                b.u(2, "kdf.hashAlg")
+            x, y = b.tpm2b("unique.x"), b.tpm2b("unique.y")
+            if curve is None:
+                raise MalformedError("unsupported ECC curve", field="ak_pub.curveID")
+            key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
+            ).public_key()
+        else:
+            raise MalformedError(f"unsupported key type 0x{kind:04x}", field="ak_pub.type")
+    except ValueError as e:
+        raise MalformedError(f"AK public key is invalid: {e}", field="ak_pub") from None
+    b.end()
+    if name_alg not in HASHES:
+        raise MalformedError(f"unsupported nameAlg 0x{name_alg:04x}", field="ak_pub.nameAlg")
+    return name_alg, key
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One quote: the signed TPMS_ATTEST bytes, what they say, the signature and the PCRs."""
+
+    attest: bytes
+    signer_name: bytes
+    extra_data: bytes
+    clock: int
+    reset_count: int
+    restart_count: int
+    safe: bool
+    firmware_version: int
+    selection: tuple[tuple[int, tuple[int, ...]], ...]
+    pcr_digest: bytes
+    sig_alg: int
+    sig_hash: int
+    signature: bytes
+    bank: int
+    pcrs: dict[int, bytes]
+
+
+def _attest(blob: bytes, field: str) -> dict[str, Any]:
+    b = _Be(blob, field)
+    if b.u(4, "magic") != TPM_GENERATED_VALUE:
+        raise VerificationError("quote is not TPM-generated (magic)", code="tpm_not_generated")
+    if b.u(2, "type") != TPM_ST_ATTEST_QUOTE:
+        raise VerificationError("attestation is not a quote (type)", code="tpm_not_quote")
+    out: dict[str, Any] = {
+        "signer_name": b.tpm2b("qualifiedSigner"),
+        "extra_data": b.tpm2b("extraData"),
+        "clock": b.u(8, "clock"),
+        "reset_count": b.u(4, "resetCount"),
+        "restart_count": b.u(4, "restartCount"),
+        "safe": bool(b.u(1, "safe")),
+        "firmware_version": b.u(8, "firmwareVersion"),
+    }
+    selection = []
+    count = b.u(4, "pcrSelect.count")
+    if count > len(HASHES):
+        raise MalformedError("too many PCR selections", field=f"{field}.pcrSelect")
+    for _ in range(count):
+        alg, size = b.u(2, "pcrSelect.hash"), b.u(1, "pcrSelect.sizeofSelect")
+        bitmap = b.r.bytes(size, f"{field}.pcrSelect.pcrSelect")
+        indices = tuple(i for i in range(size * 8) if bitmap[i // 8] >> (i % 8) & 1)
+        selection.append((alg, indices))
+    out["selection"] = tuple(selection)
+    out["pcr_digest"] = b.tpm2b("pcrDigest")
+    b.end()
+    return out
+
+
+def _signature(blob: bytes, field: str) -> tuple[int, int, bytes]:
+    """(sigAlg, hashAlg, signature as `cryptography` verifies it: raw RSA or DER ECDSA)."""
+    b = _Be(blob, field)
+    alg, hash_alg = b.u(2, "sigAlg"), b.u(2, "hash")
+    if alg in (ALG_RSASSA, ALG_RSAPSS):
+        sig = b.tpm2b("sig")
+    elif alg == ALG_ECDSA:
+        r, s = b.tpm2b("signatureR"), b.tpm2b("signatureS")
+        sig = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+    else:
+        raise MalformedError(f"unsupported signature algorithm 0x{alg:04x}", field=f"{field}.sigAlg")
+    b.end()
+    if hash_alg not in HASHES:
+        raise MalformedError(f"unsupported signature hash 0x{hash_alg:04x}", field=f"{field}.hash")
+    return alg, hash_alg, sig
+
+
+def _pcrs(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
+    bank, values = 0, {}
+    for number, value in _fields(blob, field):
+        if number == 1 and isinstance(value, int):
+            bank = value
+        elif number == 2:
+            index, digest = -1, b""
+            for n, v in _fields(_bytes_field(value, field), f"{field}.entry"):
+                if n == 1 and isinstance(v, int):
+                    index = v
+                elif n == 2:
+                    digest = _bytes_field(v, f"{field}.entry")
+            if not 0 <= index < MAX_PCRS or index in values:
+                raise MalformedError(f"bad or repeated PCR index {index}", field=field)
+            values[index] = digest
+    if bank not in HASHES:
+        raise MalformedError(f"unsupported PCR bank 0x{bank:04x}", field=f"{field}.hash")
+    size = HASHES[bank][2]
+    if any(len(v) != size for v in values.values()):
+        raise MalformedError(f"a PCR value is not {size} bytes", field=field)
+    return bank, values
+
+
+def _quote(blob: bytes, field: str) -> Quote:
+    parts: dict[int, bytes] = {}
+    for number, value in _fields(blob, field):
+        if number in (1, 2, 3):
+            parts[number] = _bytes_field(value, field)
+    for number, name in ((1, "quote"), (2, "raw_sig"), (3, "pcrs")):
+        if number not in parts:
+            raise MalformedError(f"{name} is missing", field=f"{field}.{name}")
+    attest = _attest(parts[1], f"{field}.quote")
+    sig_alg, sig_hash, signature = _signature(parts[2], f"{field}.raw_sig")
+    bank, pcrs = _pcrs(parts[3], f"{field}.pcrs")
+    return Quote(parts[1], attest["signer_name"], attest["extra_data"], attest["clock"],
+                 attest["reset_count"], attest["restart_count"], attest["safe"],
+                 attest["firmware_version"], attest["selection"], attest["pcr_digest"], sig_alg,
+                 sig_hash, signature, bank, pcrs)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TpmAttestation:
+    """A parsed go-tpm-tools attestation (nothing verified)."""
+
+    ak_pub: bytes
+    quotes: tuple[Quote, ...]
+    ak_cert: bytes | None
+    intermediates: tuple[bytes, ...]
+    event_log_size: int
+
+
+def parse(data: bytes) -> TpmAttestation:
+    """Parse strictly enough that every later check has its input (no signatures checked)."""
+    ak_pub, ak_cert, event_log = b"", None, b""
+    quotes: list[Quote] = []
+    intermediates: list[bytes] = []
+    for number, value in _fields(data, "attestation"):
+        if number == 1:
+            ak_pub = _bytes_field(value, "ak_pub")
+        elif number == 2:
+            if len(quotes) == MAX_QUOTES:
+                raise MalformedError(f"more than {MAX_QUOTES} quotes", field="quotes")
+            quotes.append(_quote(_bytes_field(value, "quotes"), f"quotes[{len(quotes)}]"))
+        elif number == 3:
+            event_log = _bytes_field(value, "event_log")
+        elif number == 6:
+            ak_cert = _bytes_field(value, "ak_cert")
+        elif number == 7:
+            intermediates.append(_bytes_field(value, "intermediate_certs"))
+    if not ak_pub:
+        raise MalformedError("ak_pub is missing", field="ak_pub")
+    if not quotes:
+        raise MalformedError("no quotes", field="quotes")
+    _public_key(ak_pub)  # parses, or raises naming the field
+    return TpmAttestation(ak_pub, tuple(quotes), ak_cert, tuple(intermediates[:MAX_CHAIN]),
+                          len(event_log))  # fmt: skip
+
+
+def detect(data: bytes) -> bool:
+    """Field 1 (length-delimited) first, holding a TPMT_PUBLIC of an RSA or ECC key."""
+    if data[:1] != b"\x0a":
+        return False
+    try:
+        size, i = _varint(data, 1, "ak_pub")
+    except MalformedError:
+        return False
+    return 10 < size <= len(data) - i and data[i : i + 2] in (b"\x00\x01", b"\x00\x23")
+
+
+def _claims(att: TpmAttestation) -> dict[str, Any]:
+    banks = {HASHES[q.bank][0]: {str(i): v.hex() for i, v in sorted(q.pcrs.items())}
+             for q in att.quotes}  # fmt: skip
+    sha256 = next((q.pcrs for q in att.quotes if q.bank == 0x000B), {})
+    first = att.quotes[0]
+    claims: dict[str, Any] = {
+        "platform": "tpm",
+        "measurement": hashlib.sha384(
+            b"".join(sha256.get(i, b"\0" * 32) for i in _MEASURED_PCRS)
+        ).hexdigest(),
+        "report_data": first.extra_data.hex(),
+        "debug": False,
+        "ak_pub_sha256": hashlib.sha256(att.ak_pub).hexdigest(),
+        "pcrs": banks,
+        "firmware_version": first.firmware_version,
+        "reset_count": first.reset_count,
+        "restart_count": first.restart_count,
+        "clock_safe": first.safe,
+        "event_log_bytes": att.event_log_size,
+    }
+    for i, v in sorted(sha256.items()):
+        claims[f"pcr{i}"] = v.hex()
+    return claims
+
+
+def parse_claims(data: bytes) -> dict[str, Any]:
+    """UNVERIFIED claims, for display."""
+    return _claims(parse(data))
+
+
+def _load(der: bytes, name: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise MalformedError("not a DER X.509 certificate", field=name) from None
+
+
+def _ak_chain(
+    att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str]
+) -> x509.Certificate:
+    """Step 1: the AK certificate, chained to a pinned root; returns it."""
+    if att.ak_cert is None:
+        raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
+                                code="ak_not_certified")  # fmt: skip
+    leaf = _load(att.ak_cert, "ak_cert")
+    pool = [_load(d, f"intermediate_certs[{i}]") for i, d in enumerate(att.intermediates)]
+    pool += list(collateral.certificates)
+    chain = [("ak_cert", leaf)]
+    while len(chain) <= MAX_CHAIN:
+        top = chain[-1][1]
+        fp = hashlib.sha256(top.public_bytes(_DER)).hexdigest()
+        if fp in roots:
+            break
+        with warnings.catch_warnings():
+            # Google's TPM CA names have attributes longer than X.520's 64 characters.
+            warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+            issuer = next((c for c in pool if c.subject == top.issuer and c != top), None)
+        if issuer is None:
+            raise VerificationError(
+                "the AK certificate does not chain to a pinned TPM root (no issuer for "
+                f"{chain[-1][0]}; give the intermediates and root as collateral)",
+                code="untrusted_root",
+            )
+        chain.append((f"issuer of {chain[-1][0]}", issuer))
+    else:
+        raise VerificationError("AK certificate chain is too long", code="chain_invalid")
+    verify_chain(list(reversed(chain)), at)
+    return leaf
+
+
+def _same_key(a: Any, b: Any) -> bool:
+    return bool(a.public_bytes(_DER, _SPKI) == b.public_bytes(_DER, _SPKI))
+
+
+def _verify_quote(q: Quote, key: Any, index: int) -> None:
+    where = f"quote {index} ({HASHES[q.bank][0]} bank)"
+    algorithm = HASHES[q.sig_hash][1]()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if q.sig_alg == ALG_RSASSA:
+                key.verify(q.signature, q.attest, padding.PKCS1v15(), algorithm)
+            elif q.sig_alg == ALG_RSAPSS:
+                pss = padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO)
+                key.verify(q.signature, q.attest, pss, algorithm)
+            else:
+                raise InvalidSignature
+        elif q.sig_alg == ALG_ECDSA:
+            key.verify(q.signature, q.attest, ec.ECDSA(algorithm))
+        else:
+            raise InvalidSignature
+    except InvalidSignature:
+        raise VerificationError(f"{where}: signature does not verify with the AK",
+                                code="bad_signature") from None  # fmt: skip
+    selected = [(alg, idx) for alg, idx in q.selection if idx]
+    if selected != [(q.bank, tuple(sorted(q.pcrs)))]:
+        raise VerificationError(f"{where}: the quote selects other PCRs than those given",
+                                code="tpm_pcr_selection")  # fmt: skip
+    digest = hashlib.new(HASHES[q.sig_hash][0], b"".join(q.pcrs[i] for i in sorted(q.pcrs)))
+    if digest.digest() != q.pcr_digest:
+        raise VerificationError(f"{where}: PCR values do not match the signed pcrDigest",
+                                code="tpm_pcr_mismatch")  # fmt: skip
+
+
+def verify(
+    data: bytes, *, collateral: Collateral, at: datetime, trust: Any = None
+) -> VerifiedEvidence:
+    """Verify a go-tpm-tools attestation at ``at``; return its claims (see the module docstring).
+
+    ``trust``: a set of root SHA-256 fingerprints to pin instead of :data:`PINNED_ROOTS`.
+    """
+    if at.tzinfo is None:
+        raise UsageError("verification time must be timezone-aware")
+    roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
+    att = parse(data)
+    _name_alg, key = _public_key(att.ak_pub)
+    leaf = _ak_chain(att, collateral, at, roots)
+    if not _same_key(leaf.public_key(), key):
+        raise VerificationError("the AK certificate certifies another key than ak_pub",
+                                code="ak_mismatch")  # fmt: skip
+    for i, q in enumerate(att.quotes):
+        _verify_quote(q, key, i)
+    if len({q.extra_data for q in att.quotes}) != 1:
+        raise VerificationError("the quotes carry different extraData (nonces)",
+                                code="tpm_nonce_mismatch")  # fmt: skip
+    if len({q.bank for q in att.quotes}) != len(att.quotes):
+        raise MalformedError("two quotes of the same PCR bank", field="quotes")
+    return VerifiedEvidence(format="tpm", claims=_claims(att), verified_at=at)
+

@@ -1,0 +1,253 @@
+"""TPM 2.0 quotes (go-tpm-tools attestation) on the real GCE vTPM sample, and mutations of it.
+
+The sample is read from ../shared/testvectors/tpm (never copied); negative cases re-encode the
+protobuf with one field changed, so each reaches the check it is meant for.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.conftest import TESTVECTORS
+
+from veritee import evidence
+from veritee.appraisal import appraise, load_policy
+from veritee.collateral import Collateral
+from veritee.errors import MalformedError, VerificationError
+from veritee.evidence import tpm
+
+SAMPLE = TESTVECTORS / "tpm" / "gotpmtools_gce-cos-85-nonce9009.pb"
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+pytestmark = [
+    pytest.mark.skipif(not SAMPLE.is_file(), reason="test vectors absent (../shared/testvectors)"),
+    pytest.mark.filterwarnings("ignore:Attribute's length must be"),
+]
+
+
+@functools.cache
+def _raw() -> bytes:
+    return SAMPLE.read_bytes()
+
+
+@functools.cache
+def _roots() -> Collateral:
+    return Collateral.from_paths([TESTVECTORS / "tpm"])
+
+
+# --- a protobuf encoder for the mutations (the inverse of tpm._fields) --------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _encode(fields: list[tuple[int, int | bytes]]) -> bytes:
+    out = bytearray()
+    for number, value in fields:
+        if isinstance(value, int):
+            out += _varint(number << 3) + _varint(value)
+        else:
+            out += _varint(number << 3 | 2) + _varint(len(value)) + value
+    return bytes(out)
+
+
+def _decode(data: bytes) -> list[tuple[int, int | bytes]]:
+    return list(tpm._fields(data, "test"))
+
+
+def _with_quote(mutate: Any, index: int = 0) -> bytes:
+    """The sample with quote ``index`` replaced by ``mutate(list of its fields)``."""
+    top = _decode(_raw())
+    positions = [i for i, (n, _) in enumerate(top) if n == 2]
+    pos = positions[index]
+    value = top[pos][1]
+    assert isinstance(value, bytes)
+    top[pos] = (2, _encode(mutate(_decode(value))))
+    return _encode(top)
+
+
+def _verify(data: bytes, at: datetime = AT, collateral: Collateral | None = None) -> dict[str, Any]:
+    return tpm.verify(data, collateral=_roots() if collateral is None else collateral, at=at).claims
+
+
+def test_real_gce_sample_verifies_and_gives_claims() -> None:
+    assert tpm.detect(_raw()) and evidence.detect_format(_raw()) == "tpm"
+    assert _decode(_raw()) and _encode(_decode(_raw())) == _raw()  # the test encoder round-trips
+    claims = _verify(_raw())
+    assert claims["platform"] == "tpm"
+    assert claims["report_data"] == "9009"  # extraData: the nonce the verifier asked for
+    assert set(claims["pcrs"]) == {"sha1", "sha256", "sha384"}
+    assert len(claims["pcrs"]["sha256"]) == 24 and claims["pcr8"] == claims["pcrs"]["sha256"]["8"]
+    assert len(claims["measurement"]) == 96 and claims["debug"] is False
+    assert claims == evidence.parse_claims(_raw(), format="tpm")
+    via_registry = evidence.verify(_raw(), collateral=_roots(), at=AT, format="auto")
+    assert via_registry.format == "tpm"
+
+
+def test_trust_comes_from_the_pinned_root_and_the_time() -> None:
+    with pytest.raises(VerificationError) as e:
+        _verify(_raw(), collateral=Collateral.empty())  # intermediate and root not given
+    assert e.value.code == "untrusted_root"
+    with pytest.raises(VerificationError) as e:
+        tpm.verify(_raw(), collateral=_roots(), at=AT, trust={"00" * 32})  # another pin
+    assert e.value.code == "untrusted_root"
+    with pytest.raises(VerificationError) as e:
+        _verify(_raw(), at=datetime(2021, 1, 1, tzinfo=UTC))  # before the AK certificate
+    assert e.value.code == "certificate_expired"
+
+
+def test_a_changed_pcr_value_or_signature_or_nonce_is_refused() -> None:
+    def bump_pcr(fields: list[tuple[int, int | bytes]]) -> list[tuple[int, int | bytes]]:
+        out = []
+        for n, v in fields:
+            if n == 3 and isinstance(v, bytes):
+                pcrs = _decode(v)
+                entry = _decode(pcrs[1][1])  # type: ignore[arg-type]
+                digest = entry[1][1]
+                assert isinstance(digest, bytes)
+                entry[1] = (2, bytes([digest[0] ^ 1]) + digest[1:])
+                pcrs[1] = (2, _encode(entry))
+                v = _encode(pcrs)
+            out.append((n, v))
+        return out
+
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_quote(bump_pcr))
+    assert e.value.code == "tpm_pcr_mismatch"
+
+    def flip(number: int, offset: int) -> Any:
+        def go(fields: list[tuple[int, int | bytes]]) -> list[tuple[int, int | bytes]]:
+            out = []
+            for n, v in fields:
+                if n == number and isinstance(v, bytes):
+                    v = v[:offset] + bytes([v[offset] ^ 1]) + v[offset + 1 :]
+                out.append((n, v))
+            return out
+        return go
+
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_quote(flip(2, 40), index=1))  # a signature byte of the SHA-256 quote
+    assert e.value.code == "bad_signature"
+    # extraData (the nonce) sits at byte 44 of the quote: signed, so changing it breaks it.
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_quote(flip(1, 44)))
+    assert e.value.code == "bad_signature"
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_quote(flip(1, 0)))  # the magic
+    assert e.value.code == "tpm_not_generated"
+
+
+def test_the_ak_must_be_certified_and_be_the_certified_key() -> None:
+    top = _decode(_raw())
+    without_cert = _encode([(n, v) for n, v in top if n != 6])
+    with pytest.raises(VerificationError) as e:
+        _verify(without_cert)
+    assert e.value.code == "ak_not_certified"
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    ak_pub = next(v for n, v in top if n == 1)
+    assert isinstance(ak_pub, bytes)
+    modulus = other.public_numbers().n.to_bytes(256, "big")
+    swapped = ak_pub[: len(ak_pub) - 256] + modulus
+    forged = _encode([(n, swapped if n == 1 else v) for n, v in top])
+    with pytest.raises(VerificationError) as e:
+        _verify(forged)
+    assert e.value.code == "ak_mismatch"
+
+
+def test_structure_errors_name_their_field() -> None:
+    top = _decode(_raw())
+    cases = {
+        "no quotes": _encode([(n, v) for n, v in top if n != 2]),
+        "no ak_pub": _encode([(n, v) for n, v in top if n != 1]),
+        "ak_pub cut": _encode(
+            [(n, v[:-10] if n == 1 and isinstance(v, bytes) else v) for n, v in top]
+        ),
+        "nine quotes": _encode(top + [(2, top[1][1])] * 6),
+        "same bank twice": _encode([*top[:2], top[1], *top[2:]]),
+        "quote without its signature": _with_quote(lambda f: [x for x in f if x[0] != 2]),
+        "bad wire type": _raw()[:1] + b"\x0f",
+    }
+    for name, data in cases.items():
+        with pytest.raises((MalformedError, VerificationError)) as e:
+            _verify(data)
+        assert e.value.message, name
+        if isinstance(e.value, MalformedError):
+            assert e.value.field or e.value.offset is not None, name
+    for cut in range(0, len(_raw()), 997):
+        with pytest.raises((MalformedError, VerificationError)):
+            _verify(_raw()[:cut] if cut else b"\x0a")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(st.integers(min_value=0, max_value=29_601), st.integers(min_value=1, max_value=255))
+def test_any_single_byte_change_is_refused_cleanly(at: int, xor: int) -> None:
+    data = bytearray(_raw())
+    if at >= len(data):
+        return
+    data[at] ^= xor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            _verify(bytes(data))
+        except (MalformedError, VerificationError):
+            return
+    # Only bytes nothing vouches for may change without a refusal: the event log (not
+    # replayed) and the TPMT_PUBLIC fields around the AK's modulus (attributes, policy: the AK
+    # certificate certifies the key only).
+    ak_pub, log = (next(v for n, v in _decode(_raw()) if n == k) for k in (1, 3))
+    assert isinstance(ak_pub, bytes) and isinstance(log, bytes)
+    ak_at, log_at = _raw().find(ak_pub), _raw().find(log)
+    assert ak_at <= at < ak_at + len(ak_pub) - 256 or log_at <= at < log_at + len(log), at
+
+
+def test_policy_pins_pcrs_and_the_measurement(tmp_path: Path) -> None:
+    ev = tpm.verify(_raw(), collateral=_roots(), at=AT)
+    pcr8 = ev.claims["pcr8"]
+    ok = load_policy(
+        "version: 1\nname: vm\nplatforms:\n  tpm:\n"
+        f"    measurements: ['{ev.claims['measurement']}']\n    pcrs: {{'8': ['{pcr8}']}}\n"
+    )
+    d = appraise(ev, ok)
+    assert d.accepted, [r.code for r in d.reasons]
+    other = load_policy("version: 1\nname: vm\nplatforms:\n  tpm:\n    pcrs: {'8': ['" + "00" * 32 + "']}\n")
+    d = appraise(ev, other)
+    assert not d.accepted and [r.code for r in d.reasons] == ["pcr8_not_allowed"]
+    for bad in ("pcrs: {'24': ['" + "00" * 32 + "']}", "pcrs: {'8': ['00']}", "measurements: ['zz']"):
+        with pytest.raises(Exception) as e:
+            load_policy(f"version: 1\nname: vm\nplatforms:\n  tpm:\n    {bad}\n")
+        assert "tpm" in str(e.value)
+
+
+def test_cli_verify_format_tpm(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from veritee.cli.main import _register, cli
+
+    _register()
+    args = ["verify", str(SAMPLE), "--format", "tpm", "--at", "2026-01-01T00:00:00Z", "--json"]
+    r = CliRunner().invoke(cli, [*args, "--collateral", str(TESTVECTORS / "tpm"), "--nonce", "9009"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert (out["format"], out["authentic"], out["accepted"]) == ("tpm", True, True)
+    r = CliRunner().invoke(cli, args)  # no collateral: the chain cannot reach the pinned root
+    assert r.exit_code == 1 and json.loads(r.output)["reasons"][0]["code"] == "untrusted_root"
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(_raw()[:500])
+    r = CliRunner().invoke(cli, ["verify", str(bad), "--format", "tpm", "--json"])
+    assert r.exit_code == 1 and json.loads(r.output)["authentic"] is False
