@@ -25,7 +25,8 @@ and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
 
 The event log is not replayed: the PCR values are the claims. ``measurement`` is SHA-384 over
 the SHA-256 bank's PCRs 0-9 in order (firmware, boot loader, kernel and command line on a
-GRUB-booted VM); policies pin it or single PCRs (claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
+GRUB-booted VM), or None when that bank lacks one of them; policies pin it or single PCRs
+(claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def _pcrs(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
         if number == 1 and isinstance(value, int):
             bank = value
         elif number == 2:
-            index, digest = -1, b""
+            index, digest = 0, b""  # proto3 defaults of an absent key / value
             for n, v in _fields(_bytes_field(value, field), f"{field}.entry"):
                 if n == 1 and isinstance(v, int):
                     index = v
@@ -355,11 +356,12 @@ def _claims(att: TpmAttestation) -> dict[str, Any]:
              for q in att.quotes}  # fmt: skip
     sha256 = next((q.pcrs for q in att.quotes if q.bank == 0x000B), {})
     first = att.quotes[0]
+    measured = [sha256.get(i) for i in _MEASURED_PCRS]
     claims: dict[str, Any] = {
         "platform": "tpm",
-        "measurement": hashlib.sha384(
-            b"".join(sha256.get(i, b"\0" * 32) for i in _MEASURED_PCRS)
-        ).hexdigest(),
+        # None unless the SHA-256 bank has every measured PCR: no stand-in value to pin.
+        "measurement": None if None in measured
+        else hashlib.sha384(b"".join(v for v in measured if v is not None)).hexdigest(),
         "report_data": first.extra_data.hex(),
         "debug": False,
         "ak_pub_sha256": hashlib.sha256(att.ak_pub).hexdigest(),

@@ -251,3 +251,17 @@ def test_cli_verify_format_tpm(tmp_path: Path) -> None:
     bad.write_bytes(_raw()[:500])
     r = CliRunner().invoke(cli, ["verify", str(bad), "--format", "tpm", "--json"])
     assert r.exit_code == 1 and json.loads(r.output)["authentic"] is False
+
+
+def test_without_the_sha256_bank_there_is_no_measurement_to_pin() -> None:
+    top = _decode(_raw())
+    quotes = [v for n, v in top if n == 2]
+    sha1_only = _encode([(n, v) for n, v in top if n != 2] + [(2, quotes[0])])
+    claims = _verify(sha1_only)
+    assert claims["measurement"] is None and "pcr8" not in claims
+    assert set(claims["pcrs"]) == {"sha1"}
+    policy = load_policy(
+        "version: 1\nname: vm\nplatforms:\n  tpm:\n    measurements: ['" + "00" * 48 + "']\n"
+    )
+    d = appraise(tpm.verify(sha1_only, collateral=_roots(), at=AT), policy)
+    assert not d.accepted and "measurement_not_allowed" in [r.code for r in d.reasons]
