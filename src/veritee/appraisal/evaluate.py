@@ -162,10 +162,14 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
             _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr)
     elif isinstance(p, TpmPolicy):
         _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
-        for i, allowed in sorted(p.pcrs.items(), key=lambda kv: int(kv[0])):
-            _allow_list(d, f"pcr{int(i)}", claims.get(f"pcr{int(i)}"), allowed)
+        _pcr_pins(d, claims, p.pcrs)
     _add_findings(d, ev)
     return d
+
+
+def _pcr_pins(d: Decision, claims: dict[str, Any], pins: dict[str, list[str]]) -> None:
+    for i, allowed in sorted(pins.items(), key=lambda kv: int(kv[0])):
+        _allow_list(d, f"pcr{int(i)}", claims.get(f"pcr{int(i)}"), allowed)
 
 
 def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy) -> None:
@@ -186,6 +190,7 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
     _debug(d, claims, p.allow_debug)
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
     _allow_list(d, "host_data", claims.get("host_data"), p.host_data, claim="configuration")
+    _pcr_pins(d, claims, p.pcrs)
     if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:
         d.refuse("vmpl", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
     bits = claims.get("policy_bits") or {}

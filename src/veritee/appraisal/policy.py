@@ -63,6 +63,14 @@ def _hex_list(values: list[str], size: int | None, what: str) -> list[str]:
     return out
 
 
+def _pcr_pins(pins: dict[str, list[str]], what: str) -> dict[str, list[str]]:
+    """``{"<PCR index 0-23>": [SHA-256 hex, ...]}``, checked and lower-cased."""
+    for k in pins:
+        if not k.isdigit() or not 0 <= int(k) <= 23:
+            raise ValueError(f"{what} key {k!r} is not a PCR index 0-23")
+    return {k: _hex_list(values, 32, f"{what}.{k}") for k, values in pins.items()}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,11 +90,19 @@ class SevSnpPolicy(_Strict):
     allow_migration_agent: bool = True
     max_vmpl: int | None = Field(None, ge=0, le=3)
     host_data: list[str] | None = None
+    #: vTPM PCRs (SHA-256 bank) of an Azure CVM (evidence format ``az-snp-vtpm``); evidence
+    #: without a vTPM quote has no PCRs and fails any pin.
+    pcrs: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("measurements")
     @classmethod
     def _m(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _hex_list(v, 48, "sev-snp.measurements")
+
+    @field_validator("pcrs")
+    @classmethod
+    def _p(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _pcr_pins(v, "sev-snp.pcrs")
 
 
 class _IntelCommon(_Strict):
@@ -164,10 +180,7 @@ class TpmPolicy(_Strict):
     @field_validator("pcrs")
     @classmethod
     def _p(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for k in v:
-            if not k.isdigit() or not 0 <= int(k) <= 23:
-                raise ValueError(f"tpm.pcrs key {k!r} is not a PCR index 0-23")
-        return {k: _hex_list(values, 32, f"tpm.pcrs.{k}") for k, values in v.items()}
+        return _pcr_pins(v, "tpm.pcrs")
 
 
 class SimulatedPolicy(_Strict):

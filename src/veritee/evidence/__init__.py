@@ -45,6 +45,7 @@ FORMATS: dict[str, str] = {
     "sev-snp": "veritee.evidence.sev_snp",
     "sgx": "veritee.evidence.sgx",
     "tpm": "veritee.evidence.tpm",
+    "az-snp-vtpm": "veritee.evidence.azure_vtpm",
 }
 
 
