@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS
 
 from veritee import evidence
@@ -145,3 +147,21 @@ def test_policy_pins_vtpm_pcrs_under_sev_snp_and_kbs_takes_the_document() -> Non
     assert [r.code for r in d.reasons] == ["pcr4_not_allowed"]
     fmt, data, _ = extract_evidence("az-snp-vtpm", _v2())
     assert fmt == "az-snp-vtpm" and json.loads(data) == _v2()
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=1, max_value=255))
+def test_any_byte_change_of_the_document_is_refused_cleanly(at: int, xor: int) -> None:
+    data = bytearray(json.dumps(_from_files()).encode())
+    data[at % len(data)] ^= xor
+    try:
+        az.verify(bytes(data), collateral=_chain("milan"), at=AT)
+    except (MalformedError, VerificationError, CollateralError):
+        return
+    # What may change unnoticed: JSON whitespace, or a byte of the HCL report that nothing
+    # signs (header, IGVM framing) - never the quote, the PCRs, the SNP report or the AK.
+    changed = json.loads(bytes(data))
+    good = _from_files()
+    assert changed["quote"] == good["quote"]
+    assert changed["report"][32 : 32 + 1184] == good["report"][32 : 32 + 1184]
