@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ def parse_time(value: str | None) -> dt.datetime:
 def init_cmd(data: Path | None, name: str) -> None:
     """Create a domain: policy key + CA, token key, admin credential, database."""
     from veritee.domain import Domain
+    from veritee.keybroker.kek import KEK_ENV, FileKek
     from veritee.service.storage import Storage
 
     path = _data_dir(data)
@@ -60,6 +62,10 @@ def init_cmd(data: Path | None, name: str) -> None:
     click.echo(f"  domain CA certificate: {path / 'domain_ca.pem'}")
     click.echo(f"  admin credential:      {path / 'admin_token'} (keep it secret)")
     click.echo(f"  database:              {domain.database_url}")
+    if not os.environ.get(KEK_ENV):
+        # Created now, not on the first secret, so that copies of the folder (replicas) share it.
+        kek = FileKek.in_data_dir(path)
+        click.echo(f"  secrets' KEK:          {kek.path} (keep it secret; or set {KEK_ENV})")
 
 
 @click.command("serve")

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from veritee.errors import UsageError, VerificationError
 
 __all__ = [
+    "KEK_ENV",
     "KEK_FILE",
     "KEY_SIZE",
     "AesGcmKek",
@@ -48,6 +49,8 @@ OFF_VERSION = 0
 OFF_NONCE = 1
 OFF_SEALED = OFF_NONCE + NONCE_SIZE
 KEK_FILE = "secrets.kek"
+#: The environment variable that, when set, holds the KEK instead of the file (base64).
+KEK_ENV = "VERITEE_KEK"
 _KEK_ID_TAG = b"veritee-kek-id-v1"
 
 
@@ -140,7 +143,7 @@ def _load_or_create(path: Path) -> bytes:
 class EnvKek(AesGcmKek):
     """A KEK given base64-encoded (standard or URL alphabet) in an environment variable."""
 
-    def __init__(self, var: str = "VERITEE_KEK", environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, var: str = KEK_ENV, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         raw = env.get(var)
         if not raw:

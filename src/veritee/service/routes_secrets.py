@@ -39,7 +39,7 @@ from veritee.errors import (
     VerificationError,
 )
 from veritee.evidence.claims import Reason
-from veritee.keybroker.kek import EnvKek, FileKek, KeyEncryptionKey
+from veritee.keybroker.kek import KEK_ENV, EnvKek, FileKek, KeyEncryptionKey
 from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
 from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, seal, validate_name
@@ -61,7 +61,6 @@ __all__ = [
 router = APIRouter(tags=["secrets"])
 #: The workload-facing release route, on its own so the app can match it before the admin routes.
 release_router = APIRouter(tags=["secrets"])
-KEK_ENV = "VERITEE_KEK"
 
 
 def _ctx(request: Request) -> ServiceContext:

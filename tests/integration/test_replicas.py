@@ -1,0 +1,90 @@
+"""Two replicas, as the README says to run them: separate processes, each with its own copy of
+the domain folder (keys, KEK), one PostgreSQL database. A nonce from one is spent on the other
+and then refused everywhere; secrets put through one are released by the other; one audit
+chain."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.integration.test_subprocess_service import (
+    VERITEE,
+    M,
+    _port,
+    _run,
+    _wait_ready,
+    signed_policy,
+    stop,
+)
+
+from veritee.binding import report_data_for
+from veritee.domain import Domain
+from veritee.platforms.simulated import SimulatedPlatform
+from veritee.sdk.trust import Trust
+
+pytestmark = pytest.mark.postgres
+
+
+def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -> None:
+    from tests.pgutil import temporary_database
+
+    with temporary_database() as db_url:
+        first = tmp_path / "replica-a"
+        _run("init", "--data", str(first))
+        second = tmp_path / "replica-b"
+        shutil.copytree(first, second)  # the domain's keys, as an operator would copy them
+        (second / "veritee.db").unlink(missing_ok=True)
+        platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
+        procs, urls = [], []
+        for data in (first, second):
+            port = _port()
+            procs.append(subprocess.Popen(
+                [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--db", db_url],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            ))  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}")
+        try:
+            for url, proc in zip(urls, procs, strict=True):
+                _wait_ready(url, proc)
+            a, b = (httpx.Client(base_url=u, timeout=10) for u in urls)
+            admin = {"Authorization": "Bearer " + Domain.open(first).admin_token()}
+            signed = signed_policy(tmp_path, first, platform.key_id, M)
+            _run("policy", "install", str(signed), "--data", str(first), "--url", urls[0])
+
+            nonce = bytes.fromhex(a.post("/v1/challenge").json()["nonce"])
+            ev = platform.evidence(report_data_for(nonce, b""))
+            body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
+                    "format": "simulated"}  # fmt: skip
+            r = b.post("/v1/attest", json=body)  # issued by a, spent on b
+            assert r.status_code == 200 and r.json()["accepted"], r.text
+            for client in (a, b):
+                r = client.post("/v1/attest", json=body)
+                assert (r.status_code, r.json()["code"]) == (409, "nonce_reused"), r.text
+
+            secret = {"value": base64.b64encode(b"shared").decode(),
+                      "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}  # fmt: skip
+            assert a.put("/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
+            listed = b.get("/v1/admin/secrets", headers=admin)
+            assert listed.status_code == 200 and "app/key" in listed.text
+            # Released by b: the copied folder carries the KEK `veritee init` made.
+            trust = Trust(urls[1], first / "domain_ca.pem", platform="simulated",
+                          store=tmp_path / "store", measurement=M,
+                          platform_dir=tmp_path / "sim")  # fmt: skip
+            assert trust.get_secret("app/key") == b"shared"
+            trust.close()
+
+            report = b.get("/v1/admin/audit/verify", headers=admin).json()
+            assert report["ok"] and report["count"] >= 4
+            head_a = a.get("/v1/admin/audit/head", headers=admin).json()
+            head_b = b.get("/v1/admin/audit/head", headers=admin).json()
+            assert head_a["seq"] == head_b["seq"] and head_a["entry_hash"] == head_b["entry_hash"]
+            a.close()
+            b.close()
+        finally:
+            for proc in procs:
+                stop(proc)
