@@ -4,11 +4,8 @@
   standard ACPI header (36 bytes, signature ``CCEL``, checksum over the table sums to 0),
   CC type u8 (2 = TDX), CC subtype u8, reserved u16, LAML u64 (log area length),
   LASA u64 (log area start address).
-* Event log (TCG PC Client Platform Firmware Profile, 10.2 "Crypto Agile Log Format"): one
-  ``TCG_PCR_EVENT`` (SHA-1 layout, EV_NO_ACTION, "Spec ID Event03" naming the digest
-  algorithms and sizes), then ``TCG_PCR_EVENT2`` entries: index u32, type u32, digest count u32,
-  ``{alg u16, digest}``..., event size u32, event data. The log ends at an index of
-  0xFFFFFFFF or an all-zero header (the unused rest of the area).
+* Event log: the TCG2 crypto-agile format (:mod:`veritee.evidence.tcg_log`), which must carry
+  SHA-384 digests.
 
 In TDX the index is the CC measurement register: 0 = MRTD, 1..4 = RTMR0..3 (TDX Guest-Host
 Communication Interface / UEFI CC measurement protocol). Replay:
@@ -21,7 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from veritee.errors import MalformedError, OversizedError
+from veritee.errors import MalformedError
+from veritee.evidence import tcg_log
 from veritee.evidence._reader import Reader
 
 __all__ = ["CcelTable", "Event", "EventLog", "parse_event_log", "parse_table", "replay"]
@@ -35,10 +33,7 @@ OFF_LASA = 48
 
 TPM_ALG_SHA384 = 0x000C
 SHA384_SIZE = 48
-EV_NO_ACTION = 0x3
-SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
-MAX_EVENT_LOG = 16 * 1024 * 1024
-MAX_EVENT_DATA = 1024 * 1024
+EV_NO_ACTION = tcg_log.EV_NO_ACTION
 MAX_DATA_IN_CLAIMS = 1024
 RTMR_COUNT = 4
 
@@ -142,68 +137,20 @@ class EventLog:
         return [e.claims() for e in self.events]
 
 
-def _spec_id(r: Reader) -> dict[int, int]:
-    """The first event (TCG_PCR_EVENT + Spec ID Event03); returns {algorithm id: digest size}."""
-    r.u32("spec_id.pcr_index")
-    if r.u32("spec_id.event_type") != EV_NO_ACTION:
-        raise MalformedError("first event is not EV_NO_ACTION", field="spec_id.event_type", offset=4)
-    r.skip(20, "spec_id.digest")
-    size = r.u32("spec_id.event_size")
-    start = r.offset
-    s = Reader(r.bytes(size, "spec_id.event"))
-    if s.bytes(16, "spec_id.signature") != SPEC_ID_SIGNATURE:
-        raise MalformedError("not a crypto-agile log (no Spec ID Event03)", field="spec_id.signature", offset=start)
-    s.skip(4 + 4, "spec_id.platform_class_version")
-    n = s.u32("spec_id.number_of_algorithms")
-    if not 0 < n <= 16:
-        raise MalformedError(f"{n} digest algorithms", field="spec_id.number_of_algorithms", offset=start + 24)
-    sizes = {}
-    for _ in range(n):
-        alg = s.u16("spec_id.algorithm_id")
-        sizes[alg] = s.u16("spec_id.digest_size")
-    if sizes.get(TPM_ALG_SHA384) != SHA384_SIZE:
-        raise MalformedError("event log has no SHA-384 digests", field="spec_id.algorithms", offset=start + 28)
-    return sizes
-
-
 def parse_event_log(data: bytes) -> EventLog:
     """Parse and replay a CCEL event log; raises :class:`MalformedError` naming the offset."""
-    if len(data) > MAX_EVENT_LOG:
-        raise OversizedError(f"event log is {len(data)} bytes; limit {MAX_EVENT_LOG}")
-    r = Reader(data)
-    sizes = _spec_id(r)
+    log = tcg_log.parse(data, max_index=RTMR_COUNT)
+    if log.sizes.get(TPM_ALG_SHA384) != SHA384_SIZE:
+        raise MalformedError("event log has no SHA-384 digests", field="spec_id.algorithms")
     events: list[Event] = []
     rtmrs = [bytes(SHA384_SIZE)] * RTMR_COUNT
-    while r.remaining >= 8:
-        start = r.offset
-        index = r.u32("event.index")
-        etype = r.u32("event.type")
-        if index == 0xFFFFFFFF or (index == 0 and etype == 0):
-            break
-        count = r.u32("event.digest_count")
-        if not 0 < count <= len(sizes):
-            raise MalformedError(f"{count} digests in event", field="event.digest_count", offset=start + 8)
-        digest = None
-        for _ in range(count):
-            alg_off = r.offset
-            alg = r.u16("event.digest_alg")
-            if alg not in sizes:
-                raise MalformedError(f"digest algorithm {alg:#06x} not in Spec ID", field="event.digest_alg", offset=alg_off)
-            value = r.bytes(sizes[alg], "event.digest")
-            if alg == TPM_ALG_SHA384:
-                digest = value
-        size_off = r.offset
-        size = r.u32("event.size")
-        if size > MAX_EVENT_DATA:
-            raise MalformedError(f"event data of {size} bytes", field="event.size", offset=size_off)
-        payload = r.bytes(size, "event.data")
+    for e in log.events:
+        digest = e.digests.get(TPM_ALG_SHA384)
         if digest is None:
-            raise MalformedError("event has no SHA-384 digest", field="event.digest", offset=start)
-        if index > RTMR_COUNT:
-            raise MalformedError(f"CC measurement register index {index} > {RTMR_COUNT}", field="event.index", offset=start)
-        if etype != EV_NO_ACTION and index >= 1:
-            rtmrs[index - 1] = hashlib.sha384(rtmrs[index - 1] + digest).digest()
-        events.append(Event(start, index, etype, digest, payload))
+            raise MalformedError("event has no SHA-384 digest", field="event.digest", offset=e.offset)
+        if e.type != EV_NO_ACTION and e.index >= 1:
+            rtmrs[e.index - 1] = hashlib.sha384(rtmrs[e.index - 1] + digest).digest()
+        events.append(Event(e.offset, e.index, e.type, digest, e.data))
     return EventLog(tuple(events), tuple(rtmrs))
 
 

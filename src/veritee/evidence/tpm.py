@@ -21,12 +21,15 @@ and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
    checked: it depends on the AK's place in the TPM hierarchy, which the evidence does not give;
 3. every quote's ``pcrDigest`` is the hash (the signature's hash) of the PCR values it carries,
    in the order of its PCR selection, and selects exactly those PCRs;
-4. all quotes carry the same ``extraData`` (the nonce: veritee binds its report data there).
+4. all quotes carry the same ``extraData`` (the nonce: veritee binds its report data there);
+5. when the attestation carries a TCG event log (:mod:`veritee.evidence.tcg_log`), replaying it
+   gives the quoted value of every PCR it extends, in every quoted bank it has digests for
+   (claim ``event_log``: ``verified``, ``events``, the extended ``pcrs``, the ``banks``).
 
-The event log is not replayed: the PCR values are the claims. ``measurement`` is SHA-384 over
-the SHA-256 bank's PCRs 0-9 in order (firmware, boot loader, kernel and command line on a
-GRUB-booted VM), or None when that bank lacks one of them; policies pin it or single PCRs
-(claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
+The PCR values are the claims (the events themselves are not interpreted). ``measurement`` is
+SHA-384 over the SHA-256 bank's PCRs 0-9 in order (firmware, boot loader, kernel and command
+line on a GRUB-booted VM), or None when that bank lacks one of them; policies pin it or single
+PCRs (claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence import tcg_log
 from veritee.evidence._reader import Reader
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.evidence.nitro import verify_chain
@@ -310,7 +314,7 @@ class TpmAttestation:
     quotes: tuple[Quote, ...]
     ak_cert: bytes | None
     intermediates: tuple[bytes, ...]
-    event_log_size: int
+    event_log: bytes
 
 
 def parse(data: bytes) -> TpmAttestation:
@@ -337,7 +341,7 @@ def parse(data: bytes) -> TpmAttestation:
         raise MalformedError("no quotes", field="quotes")
     _public_key(ak_pub)  # parses, or raises naming the field
     return TpmAttestation(ak_pub, tuple(quotes), ak_cert, tuple(intermediates[:MAX_CHAIN]),
-                          len(event_log))  # fmt: skip
+                          event_log)  # fmt: skip
 
 
 def detect(data: bytes) -> bool:
@@ -370,7 +374,7 @@ def _claims(att: TpmAttestation) -> dict[str, Any]:
         "reset_count": first.reset_count,
         "restart_count": first.restart_count,
         "clock_safe": first.safe,
-        "event_log_bytes": att.event_log_size,
+        "event_log": {"bytes": len(att.event_log), "verified": False},
     }
     for i, v in sorted(sha256.items()):
         claims[f"pcr{i}"] = v.hex()
@@ -478,5 +482,34 @@ def verify(
                                 code="tpm_nonce_mismatch")  # fmt: skip
     if len({q.bank for q in att.quotes}) != len(att.quotes):
         raise MalformedError("two quotes of the same PCR bank", field="quotes")
-    return VerifiedEvidence(format="tpm", claims=_claims(att), verified_at=at)
+    claims = _claims(att)
+    if att.event_log:
+        claims["event_log"] = _check_event_log(att)
+    return VerifiedEvidence(format="tpm", claims=claims, verified_at=at)
+
+
+def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
+    """Step 5: replaying the event log gives the quoted value of every PCR it extends, in
+    every quoted bank it has digests for. Returns the ``event_log`` claim."""
+    log = tcg_log.parse(att.event_log, max_index=MAX_PCRS - 1)
+    extended = sorted({e.index for e in log.events if e.type != tcg_log.EV_NO_ACTION})
+    banks = []
+    for q in att.quotes:
+        if q.bank not in log.sizes or q.bank not in tcg_log.HASH_NAMES:
+            continue
+        if any(q.bank not in e.digests for e in log.events):
+            raise MalformedError("an event lacks a digest of a quoted bank", field="event_log")
+        replayed = log.replay(q.bank, MAX_PCRS)
+        wrong = [i for i in extended if replayed[i] != q.pcrs.get(i)]
+        if wrong:
+            raise VerificationError(
+                f"event log replay disagrees with the quoted {HASHES[q.bank][0]} PCRs {wrong}",
+                code="event_log_mismatch",
+            )
+        banks.append(HASHES[q.bank][0])
+    if not banks:
+        raise VerificationError("the event log has no digests of any quoted bank",
+                                code="event_log_mismatch")  # fmt: skip
+    return {"bytes": len(att.event_log), "verified": True, "events": len(log.events),
+            "pcrs": extended, "banks": banks}  # fmt: skip
 

@@ -22,7 +22,7 @@ from veritee import evidence
 from veritee.appraisal import appraise, load_policy
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
-from veritee.evidence import tpm
+from veritee.evidence import tcg_log, tpm
 
 SAMPLE = TESTVECTORS / "tpm" / "gotpmtools_gce-cos-85-nonce9009.pb"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -92,7 +92,13 @@ def test_real_gce_sample_verifies_and_gives_claims() -> None:
     assert set(claims["pcrs"]) == {"sha1", "sha256", "sha384"}
     assert len(claims["pcrs"]["sha256"]) == 24 and claims["pcr8"] == claims["pcrs"]["sha256"]["8"]
     assert len(claims["measurement"]) == 96 and claims["debug"] is False
-    assert claims == evidence.parse_claims(_raw(), format="tpm")
+    unverified = evidence.parse_claims(_raw(), format="tpm")
+    assert unverified["event_log"] == {"bytes": 23970, "verified": False}
+    assert {k: v for k, v in claims.items() if k != "event_log"} == {
+        k: v for k, v in unverified.items() if k != "event_log"
+    }
+    assert claims["event_log"]["verified"] is True and claims["event_log"]["pcrs"] == list(range(10))
+    assert claims["event_log"]["banks"] == ["sha1", "sha256", "sha384"]
     via_registry = evidence.verify(_raw(), collateral=_roots(), at=AT, format="auto")
     assert via_registry.format == "tpm"
 
@@ -265,3 +271,20 @@ def test_without_the_sha256_bank_there_is_no_measurement_to_pin() -> None:
     )
     d = appraise(tpm.verify(sha1_only, collateral=_roots(), at=AT), policy)
     assert not d.accepted and "measurement_not_allowed" in [r.code for r in d.reasons]
+
+
+def test_event_log_must_replay_to_the_quoted_pcrs() -> None:
+    top = _decode(_raw())
+    log = next(v for n, v in top if n == 3)
+    assert isinstance(log, bytes)
+    parsed = tcg_log.parse(log, max_index=23)
+    event = next(e for e in parsed.events if e.index == 4 and e.type != tcg_log.EV_NO_ACTION)
+    sha256_at = log.index(event.digests[0x000B], event.offset)
+    tampered = log[:sha256_at] + bytes([log[sha256_at] ^ 1]) + log[sha256_at + 1 :]
+    with pytest.raises(VerificationError) as e:
+        _verify(_encode([(n, tampered if n == 3 else v) for n, v in top]))
+    assert e.value.code == "event_log_mismatch" and "[4]" in e.value.message
+    with pytest.raises(MalformedError):
+        _verify(_encode([(n, b"\x00" * 40 if n == 3 else v) for n, v in top]))
+    without = _verify(_encode([(n, v) for n, v in top if n != 3]))
+    assert without["event_log"] == {"bytes": 0, "verified": False}
