@@ -11,6 +11,7 @@ from typing import Any
 
 from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
 from veritee.appraisal.policy import (
+    CcaPolicy,
     NitroPolicy,
     Policy,
     SevSnpPolicy,
@@ -24,7 +25,10 @@ from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = ["appraise", "appraise_baseline", "refused_for_error"]
 
-HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm")
+HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca")
+#: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
+#: attests the boot, not isolation).
+ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca")
 
 
 def refused_for_error(error: VeriteeError) -> Decision:
@@ -41,8 +45,10 @@ def _short(v: Any) -> str:
 
 def _authentic(d: Decision, ev: VerifiedEvidence) -> None:
     d.affirm("authentic", claim="instance-identity")
-    if ev.claims.get("platform") in HARDWARE:
+    platform = ev.claims.get("platform")
+    if platform in HARDWARE:
         d.affirm("hardware_genuine", claim="hardware")
+    if platform in ISOLATED:
         d.affirm("memory_encrypted", claim="runtime-opaque")
 
 
@@ -163,8 +169,23 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
     elif isinstance(p, TpmPolicy):
         _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
         _pcr_pins(d, claims, p.pcrs)
+    elif isinstance(p, CcaPolicy):
+        _cca(d, claims, p)
     _add_findings(d, ev)
     return d
+
+
+def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy) -> None:
+    if claims.get("platform_key") in p.platform_keys:
+        d.affirm("platform_key_trusted", claim="hardware")
+    else:
+        d.refuse("platform_key_not_trusted",
+                 "the CCA platform attestation key is not listed in the policy's platform_keys",
+                 claim="hardware")  # fmt: skip
+    _debug(d, claims, p.allow_debug)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+    for i, allowed in sorted(p.rem.items()):
+        _allow_list(d, f"rem{i}", claims.get(f"rem{i}"), allowed)
 
 
 def _pcr_pins(d: Decision, claims: dict[str, Any], pins: dict[str, list[str]]) -> None:

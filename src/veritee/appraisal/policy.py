@@ -25,6 +25,7 @@ from veritee.profiles import Profile
 
 __all__ = [
     "MAX_POLICY_BYTES",
+    "CcaPolicy",
     "NitroPolicy",
     "Policy",
     "SevSnpPolicy",
@@ -183,6 +184,34 @@ class TpmPolicy(_Strict):
         return _pcr_pins(v, "tpm.pcrs")
 
 
+class CcaPolicy(_Strict):
+    """Arm CCA realms (:mod:`veritee.evidence.cca`): the platform attestation keys trusted (SHA-256
+    of their SubjectPublicKeyInfo), the realm initial measurements and the REM values."""
+
+    platform_keys: list[str] = Field(default_factory=list)
+    measurements: list[str] | None = None
+    rem: dict[str, list[str]] = Field(default_factory=dict)
+    allow_debug: bool = False
+
+    @field_validator("platform_keys")
+    @classmethod
+    def _k(cls, v: list[str]) -> list[str]:
+        return _hex_list(v, 32, "cca.platform_keys")
+
+    @field_validator("measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, None, "cca.measurements")
+
+    @field_validator("rem")
+    @classmethod
+    def _r(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for k in v:
+            if k not in ("0", "1", "2", "3"):
+                raise ValueError(f"cca.rem key {k!r} is not 0-3")
+        return {k: _hex_list(values, None, f"cca.rem.{k}") for k, values in v.items()}
+
+
 class SimulatedPolicy(_Strict):
     measurements: list[str] | None = None
     platform_keys: list[str] = Field(default_factory=list)
@@ -205,6 +234,7 @@ class Platforms(_Strict):
     sgx: SgxPolicy | None = None
     nitro: NitroPolicy | None = None
     tpm: TpmPolicy | None = None
+    cca: CcaPolicy | None = None
     simulated: SimulatedPolicy | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -216,6 +246,7 @@ class Platforms(_Strict):
             "sgx": self.sgx,
             "nitro": self.nitro,
             "tpm": self.tpm,
+            "cca": self.cca,
             "simulated": self.simulated,
         }.get(name)
 

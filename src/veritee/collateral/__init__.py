@@ -1,11 +1,12 @@
 """Collateral: vendor material a verifier needs besides the evidence itself.
 
-A :class:`Collateral` is an immutable bag of X.509 certificates, CRLs and Intel DCAP JSON
-documents. It is built from files and folders given in any order (:meth:`Collateral.from_paths`)
+A :class:`Collateral` is an immutable bag of X.509 certificates, CRLs, Intel DCAP JSON
+documents and bare public keys. It is built from files and folders given in any order (:meth:`Collateral.from_paths`)
 or from bytes (:meth:`Collateral.from_blobs`); each verifier picks out what it needs. Reading
 files happens here, at the edge; the verifiers only ever see the parsed bag.
 
 Accepted inputs: certificates and CRLs as DER or PEM (a PEM file may hold several of either),
+public keys as PEM ``PUBLIC KEY`` blocks,
 and JSON documents: DCAP collateral in the layout of the test vectors (``tcb_info``,
 ``qe_identity``, ``pck_crl``, ... keys), or Intel PCS responses (``{"tcbInfo": ..., "signature"}``,
 ``{"enclaveIdentity": ..., "signature"}``).
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.errors import MalformedError, OversizedError, UsageError
@@ -40,6 +44,8 @@ class Collateral:
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     documents: tuple[dict[str, Any], ...] = ()
     sources: tuple[str, ...] = field(default=(), compare=False)
+    #: Bare public keys (PEM ``PUBLIC KEY``), e.g. an Arm CCA platform attestation key.
+    public_keys: tuple[PublicKeyTypes, ...] = ()
 
     @classmethod
     def empty(cls) -> Collateral:
@@ -51,6 +57,7 @@ class Collateral:
             self.crls + other.crls,
             self.documents + other.documents,
             self.sources + other.sources,
+            self.public_keys + other.public_keys,
         )
 
     @classmethod
@@ -59,16 +66,18 @@ class Collateral:
         certs: list[x509.Certificate] = []
         crls: list[x509.CertificateRevocationList] = []
         docs: list[dict[str, Any]] = []
+        keys: list[PublicKeyTypes] = []
         names: list[str] = []
         for name, data in blobs:
             if len(data) > MAX_COLLATERAL_FILE_BYTES:
                 raise OversizedError(f"collateral {name} is larger than {MAX_COLLATERAL_FILE_BYTES}")
-            c, r, d = _classify(name, data)
+            c, r, d, k = _classify(name, data)
             certs += c
             crls += r
             docs += d
+            keys += k
             names.append(name)
-        return cls(tuple(certs), tuple(crls), tuple(docs), tuple(names))
+        return cls(tuple(certs), tuple(crls), tuple(docs), tuple(names), tuple(keys))
 
     @classmethod
     def from_paths(cls, paths: Iterable[str | os.PathLike[str]]) -> Collateral:
@@ -87,7 +96,7 @@ class Collateral:
         return cls.from_blobs(blobs)
 
 
-_SUFFIXES = {".pem", ".der", ".crt", ".cer", ".crl", ".json"}
+_SUFFIXES = {".pem", ".der", ".crt", ".cer", ".crl", ".json", ".pub"}
 
 
 def _looks_like_collateral(path: Path) -> bool:
@@ -103,7 +112,12 @@ def _read(path: Path) -> bytes:
 
 def _classify(
     name: str, data: bytes
-) -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList], list[dict[str, Any]]]:
+) -> tuple[
+    list[x509.Certificate],
+    list[x509.CertificateRevocationList],
+    list[dict[str, Any]],
+    list[PublicKeyTypes],
+]:
     stripped = data.lstrip()
     if stripped.startswith(b"{"):
         try:
@@ -116,30 +130,35 @@ def _classify(
         # The exact text, so signatures over raw JSON (Intel TCB info, QE identity) are checked
         # over the bytes that were signed, not over a re-serialization.
         doc.setdefault("_raw", data.decode("utf-8", errors="replace"))
-        return [], [], [doc]
+        return [], [], [doc], []
     if b"-----BEGIN" in data:
         certs: list[x509.Certificate] = []
         crls: list[x509.CertificateRevocationList] = []
+        keys: list[PublicKeyTypes] = []
         try:
             if b"BEGIN CERTIFICATE" in data:
                 certs = list(x509.load_pem_x509_certificates(data))
             for block in _pem_blocks(data, b"X509 CRL"):
                 crls.append(x509.load_pem_x509_crl(block))
-        except ValueError as e:
+            for block in _pem_blocks(data, b"PUBLIC KEY"):
+                keys.append(serialization.load_pem_public_key(block))
+        except (ValueError, UnsupportedAlgorithm) as e:
             raise MalformedError(f"collateral {name}: bad PEM: {e}", field=name) from None
-        if not certs and not crls:
-            raise MalformedError(f"collateral {name}: no certificate or CRL in PEM", field=name)
-        return certs, crls, []
+        if not certs and not crls and not keys:
+            raise MalformedError(
+                f"collateral {name}: no certificate, CRL or public key in PEM", field=name
+            )
+        return certs, crls, [], keys
     # DER: a certificate or a CRL. AMD VCEKs carry serial number 0, which cryptography warns
     # about; the VCEK is still what AMD issues, so the warning is silenced here only.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return [x509.load_der_x509_certificate(data)], [], []
+            return [x509.load_der_x509_certificate(data)], [], [], []
     except ValueError:
         pass
     try:
-        return [], [x509.load_der_x509_crl(data)], []
+        return [], [x509.load_der_x509_crl(data)], [], []
     except ValueError:
         raise MalformedError(
             f"collateral {name} is neither a certificate, a CRL nor a JSON document", field=name

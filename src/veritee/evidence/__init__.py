@@ -46,6 +46,7 @@ FORMATS: dict[str, str] = {
     "sgx": "veritee.evidence.sgx",
     "tpm": "veritee.evidence.tpm",
     "az-snp-vtpm": "veritee.evidence.azure_vtpm",
+    "cca": "veritee.evidence.cca",
 }
 
 

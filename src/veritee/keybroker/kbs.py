@@ -70,6 +70,7 @@ TEE_FORMATS: dict[str, str] = {
     "tdx": "tdx",
     "sgx": "sgx",
     "tpm": "tpm",
+    "cca": "cca",
     # veritee's signed simulated platform travels as "sample"; Trustee's own unsigned sample
     # evidence ({"svn", "report_data"}) is refused.
     "sample": "simulated",
