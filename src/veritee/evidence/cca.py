@@ -66,11 +66,12 @@ def _claims_of(token: CoseSign1, what: str) -> Mapping[Any, Any]:
     return claims
 
 
-def _bytes(claims: Mapping[Any, Any], key: int, what: str, sizes: tuple[int, ...]) -> bytes:
+def _bytes(claims: Mapping[Any, Any], key: int, what: str, sizes: tuple[int, ...] | range) -> bytes:
     value = claims.get(key)
     if not isinstance(value, bytes) or len(value) not in sizes:
-        raise MalformedError(f"claim {key} must be {' or '.join(map(str, sizes))} bytes",
-                             field=f"{what}.{key}")  # fmt: skip
+        allowed = (f"{sizes.start}-{sizes.stop - 1}" if isinstance(sizes, range)
+                   else " or ".join(map(str, sizes)))  # fmt: skip
+        raise MalformedError(f"claim {key} must be {allowed} bytes", field=f"{what}.{key}")
     return value
 
 
@@ -155,7 +156,7 @@ def _claims(pclaims: Mapping[Any, Any], rclaims: Mapping[Any, Any]) -> dict[str,
         "platform_instance_id": _bytes(pclaims, 256, "platform", (33,)).hex(),
         "platform_implementation_id": _bytes(pclaims, 2396, "platform", (32,)).hex(),
         "platform_lifecycle": lifecycle,
-        "platform_config": _bytes(pclaims, 2401, "platform", tuple(range(1, 4097))).hex(),
+        "platform_config": _bytes(pclaims, 2401, "platform", range(1, 4097)).hex(),
         "platform_hash_algorithm": _text(pclaims, 2402, "platform"),
         "platform_profile": _text(pclaims, 265, "platform"),
         "platform_components": components,
