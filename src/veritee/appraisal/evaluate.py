@@ -13,6 +13,7 @@ from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
 from veritee.appraisal.policy import (
     CcaPolicy,
     NitroPolicy,
+    NvidiaGpuPolicy,
     Policy,
     SevSnpPolicy,
     SgxPolicy,
@@ -25,9 +26,9 @@ from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = ["appraise", "appraise_baseline", "refused_for_error"]
 
-HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca")
+HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu")
 #: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
-#: attests the boot, not isolation).
+#: attests the boot, and a GPU's measurements do not say whether its CC mode is on).
 ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca")
 
 
@@ -171,6 +172,14 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         _pcr_pins(d, claims, p.pcrs)
     elif isinstance(p, CcaPolicy):
         _cca(d, claims, p)
+    elif isinstance(p, NvidiaGpuPolicy):
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        blocks = claims.get("measurements") or {}
+        for i, allowed in sorted(p.blocks.items(), key=lambda kv: int(kv[0])):
+            _allow_list(d, f"block{int(i)}", blocks.get(str(int(i))), allowed)
+        if p.driver_versions is not None:
+            _allow_list(d, "driver_version", claims.get("driver_version"), p.driver_versions,
+                        claim="configuration")  # fmt: skip
     _add_findings(d, ev)
     return d
 

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "CcaPolicy",
     "NitroPolicy",
+    "NvidiaGpuPolicy",
     "Policy",
     "SevSnpPolicy",
     "SgxPolicy",
@@ -212,6 +213,29 @@ class CcaPolicy(_Strict):
         return {k: _hex_list(values, None, f"cca.rem.{k}") for k, values in v.items()}
 
 
+class NvidiaGpuPolicy(_Strict):
+    """NVIDIA GPUs (:mod:`veritee.evidence.nvidia`): ``measurements`` pins SHA-384 over all
+    measurement blocks; ``blocks`` pins single blocks by index; ``driver_versions`` lists the
+    allowed driver versions."""
+
+    measurements: list[str] | None = None
+    blocks: dict[str, list[str]] = Field(default_factory=dict)
+    driver_versions: list[str] | None = None
+
+    @field_validator("measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 48, "nvidia-gpu.measurements")
+
+    @field_validator("blocks")
+    @classmethod
+    def _b(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for k in v:
+            if not k.isdigit() or not 0 <= int(k) <= 255:
+                raise ValueError(f"nvidia-gpu.blocks key {k!r} is not a block index 0-255")
+        return {k: _hex_list(values, None, f"nvidia-gpu.blocks.{k}") for k, values in v.items()}
+
+
 class SimulatedPolicy(_Strict):
     measurements: list[str] | None = None
     platform_keys: list[str] = Field(default_factory=list)
@@ -235,6 +259,7 @@ class Platforms(_Strict):
     nitro: NitroPolicy | None = None
     tpm: TpmPolicy | None = None
     cca: CcaPolicy | None = None
+    nvidia_gpu: NvidiaGpuPolicy | None = Field(None, alias="nvidia-gpu")
     simulated: SimulatedPolicy | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -247,6 +272,7 @@ class Platforms(_Strict):
             "nitro": self.nitro,
             "tpm": self.tpm,
             "cca": self.cca,
+            "nvidia-gpu": self.nvidia_gpu,
             "simulated": self.simulated,
         }.get(name)
 

@@ -47,6 +47,7 @@ FORMATS: dict[str, str] = {
     "tpm": "veritee.evidence.tpm",
     "az-snp-vtpm": "veritee.evidence.azure_vtpm",
     "cca": "veritee.evidence.cca",
+    "nvidia-gpu": "veritee.evidence.nvidia",
 }
 
 
