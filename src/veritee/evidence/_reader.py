@@ -7,11 +7,26 @@ Every read names the field it reads, so a truncated input raises a
 from __future__ import annotations
 
 import builtins
+import json
 import struct
+from typing import Any
 
 from veritee.errors import MalformedError
 
-__all__ = ["Reader"]
+__all__ = ["Reader", "json_object"]
+
+
+def json_object(data: builtins.bytes, limit: int) -> dict[str, Any]:
+    """``data`` as a JSON object of at most ``limit`` bytes, else MalformedError (``document``)."""
+    if len(data) > limit:
+        raise MalformedError(f"document is larger than {limit} bytes", field="document")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedError("not a JSON document", field="document") from None
+    if not isinstance(doc, dict):
+        raise MalformedError("the document must be a JSON object", field="document")
+    return doc
 
 
 class Reader:

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence import sev_snp, tpm
-from veritee.evidence._reader import Reader
+from veritee.evidence._reader import Reader, json_object
 from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = ["MAX_DOCUMENT_BYTES", "detect", "parse", "parse_claims", "verify"]
@@ -91,21 +91,9 @@ def _vcek(value: Any) -> bytes:
         raise MalformedError("vcek is neither PEM nor base64", field="vcek") from None
 
 
-def _document(data: bytes) -> dict[str, Any]:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise MalformedError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes", field="document")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedError("not a JSON document", field="document") from None
-    if not isinstance(doc, dict):
-        raise MalformedError("the document must be a JSON object", field="document")
-    return doc
-
-
 def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     """(HCL report bytes, the quote object, VCEK PEM) of either document version."""
-    doc = _document(data)
+    doc = json_object(data, MAX_DOCUMENT_BYTES)
     if doc.get("version") == 2:
         quote, hcl, vcek = doc.get("tpm_quote"), doc.get("hcl_report"), doc.get("vcek")
         if not isinstance(hcl, str):

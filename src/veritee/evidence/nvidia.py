@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
-from veritee.evidence._reader import Reader
+from veritee.evidence._reader import Reader, json_object
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.evidence.nitro import verify_chain
 
@@ -119,13 +118,8 @@ def detect(data: bytes) -> bool:
 
 
 def parse(data: bytes) -> tuple[SpdmMeasurements, list[x509.Certificate]]:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise MalformedError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes", field="document")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedError("not a JSON document", field="document") from None
-    if not isinstance(doc, dict) or set(doc) != {"report", "certificate_chain"}:
+    doc = json_object(data, MAX_DOCUMENT_BYTES)
+    if set(doc) != {"report", "certificate_chain"}:
         raise MalformedError("expected exactly report and certificate_chain", field="document")
     text, pem = doc["report"], doc["certificate_chain"]
     if not isinstance(text, str) or not isinstance(pem, str):
