@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -123,19 +124,27 @@ ROUTERS = (
 
 
 NONCE_PURGE_SECONDS = 60.0
+NONCE_PURGE_BATCH = 2000
 
 
 def _purge(ctx: ServiceContext) -> int:
-    with ctx.storage.transaction() as tx:
-        return tx.purge_nonces(now=ctx.now())
+    """Purge in short transactions: each holds the database's write lock only briefly."""
+    total, now = 0, ctx.now()
+    while True:
+        with ctx.storage.transaction() as tx:
+            n = tx.purge_nonces(now=now, limit=NONCE_PURGE_BATCH)
+        total += n
+        if n < NONCE_PURGE_BATCH:
+            return total
 
 
 async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
-    """Delete the records of used nonces whose lifetime has ended, once a minute."""
+    """Delete the records of used nonces whose lifetime has ended, once a minute, in a worker
+    thread (also on SQLite, whose short transactions otherwise run on the event loop)."""
     while True:
         await asyncio.sleep(NONCE_PURGE_SECONDS)
         try:
-            await ctx.run_db(_purge, ctx)
+            await anyio.to_thread.run_sync(_purge, ctx)
         except StorageError:
             log.warning("purging ended nonces failed; will try again")
 

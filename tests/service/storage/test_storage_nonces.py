@@ -219,3 +219,13 @@ def test_processes_race_for_one_nonce(storage: Storage, db_url: str) -> None:
             if p.poll() is None:
                 p.kill()
     assert sorted(results) == ["nonce_reused"] * 5 + ["ok"]
+
+
+def test_purge_in_batches(storage: Storage) -> None:
+    for _ in range(5):
+        assert consume_code(storage, issue(storage, now=T0), T0) == "ok"
+    with storage.transaction() as tx:
+        assert tx.purge_nonces(now=T0 + TTL, limit=2) == 2
+    with storage.transaction() as tx:
+        assert tx.purge_nonces(now=T0 + TTL, limit=10) == 3
+    assert stored_hashes(storage) == set()

@@ -131,10 +131,13 @@ class Tx:
         if count != 1:
             raise NonceError("nonce already used", code="nonce_reused")
 
-    def purge_nonces(self, *, now: datetime) -> int:
-        """Delete the records of nonces whose lifetime has ended; returns how many."""
+    def purge_nonces(self, *, now: datetime, limit: int | None = None) -> int:
+        """Delete the records of nonces whose lifetime has ended (at most ``limit`` of them, so
+        that a large purge can be split into short transactions); returns how many."""
         _aware("now", now)
-        return int(self._conn.execute(_PURGE_NONCES, {"now": now}).rowcount)
+        if limit is None:
+            return int(self._conn.execute(_PURGE_NONCES, {"now": now}).rowcount)
+        return int(self._conn.execute(_PURGE_SOME_NONCES, {"now": now, "n": limit}).rowcount)
 
     # -- policies ------------------------------------------------------------------------------
 
@@ -386,6 +389,9 @@ _SPEND_NONCE = {
     .returning(_N.nonce_sha256),
 }
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
+_PURGE_SOME_NONCES = NONCES.delete().where(
+    _N.nonce_sha256.in_(select(_N.nonce_sha256).where(_N.expires_at <= _NOW).limit(bindparam("n")))
+)
 # Built once (the release hot path reads a secret per request).
 _SECRET_LATEST = (
     select(SECRETS)
