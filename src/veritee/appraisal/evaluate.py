@@ -147,6 +147,7 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
         for idx, allowed in p.rtmr.items():
             _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
+        _pcr_pins(d, claims, p.pcrs)
         _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
     elif isinstance(p, SgxPolicy):
         _debug(d, claims, p.allow_debug)

@@ -125,6 +125,13 @@ class TdxPolicy(_IntelCommon):
     mrtd: list[str] | None = None
     rtmr: dict[str, list[str]] = Field(default_factory=dict)
     mr_seam: list[str] | None = None
+    #: vTPM PCRs (SHA-256 bank) of an Azure TDX CVM (evidence format ``az-tdx-vtpm``).
+    pcrs: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("pcrs")
+    @classmethod
+    def _p(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _pcr_pins(v, "tdx.pcrs")
 
     @field_validator("mrtd", "mr_seam")
     @classmethod

@@ -17,7 +17,7 @@ from veritee.errors import UsageError, VeriteeError
 __all__ = ["register"]
 
 DEFAULT_PORT = 8400
-FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "cca", "nvidia-gpu", "simulated"]
+FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm", "cca", "nvidia-gpu", "simulated"]
 
 
 def _data_option(f: Any) -> Any:

@@ -46,6 +46,7 @@ FORMATS: dict[str, str] = {
     "sgx": "veritee.evidence.sgx",
     "tpm": "veritee.evidence.tpm",
     "az-snp-vtpm": "veritee.evidence.azure_vtpm",
+    "az-tdx-vtpm": "veritee.evidence.azure_tdx_vtpm",
     "cca": "veritee.evidence.cca",
     "nvidia-gpu": "veritee.evidence.nvidia",
 }

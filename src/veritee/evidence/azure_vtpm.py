@@ -48,12 +48,24 @@ from veritee.evidence import sev_snp, tpm
 from veritee.evidence._reader import Reader, json_object
 from veritee.evidence.claims import VerifiedEvidence
 
-__all__ = ["MAX_DOCUMENT_BYTES", "detect", "parse", "parse_claims", "verify"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "check_runtime_binding",
+    "detect",
+    "hcl_report",
+    "parse",
+    "parse_claims",
+    "verify",
+    "verify_vtpm_quote",
+    "vtpm_claims",
+    "vtpm_quote",
+]
 
 MAX_DOCUMENT_BYTES = 128 * 1024
 HCL_HEADER_SIZE = 32
 HCL_SIGNATURE = b"HCLA"
-REPORT_TYPE_SNP = 2
+REPORT_TYPE_SNP, REPORT_TYPE_TDX = 2, 4
+HW_REPORT_AREA = 1184  # the SNP report, or a TDREPORT (1024 bytes) and padding
 RUNTIME_HASHES = {1: "sha256", 2: "sha384", 3: "sha512"}
 MAX_RUNTIME_JSON = 64 * 1024
 PCR_COUNT = 24
@@ -61,8 +73,11 @@ ALG_SHA256 = 0x000B
 
 
 def detect(data: bytes) -> bool:
-    return data[:64].lstrip()[:1] == b"{" and (b'"hcl_report"' in data or b'"report"' in data) and (
-        b'"tpm_quote"' in data or b'"quote"' in data
+    return (
+        data[:64].lstrip()[:1] == b"{"
+        and (b'"hcl_report"' in data or b'"report"' in data)
+        and (b'"tpm_quote"' in data or b'"quote"' in data)
+        and b'"td_quote"' not in data  # the TDX variant (veritee.evidence.azure_tdx_vtpm)
     )
 
 
@@ -115,24 +130,34 @@ def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     return report, quote, _vcek(vcek)
 
 
-def _hcl(report: bytes) -> tuple[bytes, str, bytes]:
-    """(SNP report, runtime-data hash name, runtime JSON bytes) of an HCL report."""
+def hcl_report(report: bytes, report_type: int) -> tuple[bytes, str, bytes]:
+    """(hardware report area, runtime-data hash name, runtime JSON bytes) of an HCL report whose
+    IGVM report type must be ``report_type`` (2: SNP, 4: TDX)."""
     r = Reader(report)
     if r.bytes(4, "hcl.signature") != HCL_SIGNATURE:
         raise MalformedError("not an HCL report (signature)", field="hcl.signature")
     r.skip(HCL_HEADER_SIZE - 4, "hcl.header")
-    snp = r.bytes(sev_snp.REPORT_SIZE, "hcl.hw_report")
+    hw = r.bytes(HW_REPORT_AREA, "hcl.hw_report")
     r.u32("igvm.data_size")
     r.u32("igvm.version")
-    if (kind := r.u32("igvm.report_type")) != REPORT_TYPE_SNP:
-        raise MalformedError(f"HCL report type {kind} is not SEV-SNP", field="igvm.report_type")
+    if (kind := r.u32("igvm.report_type")) != report_type:
+        raise MalformedError(f"HCL report type {kind}, expected {report_type}",
+                             field="igvm.report_type")  # fmt: skip
     hash_type = r.u32("igvm.report_data_hash_type")
     if hash_type not in RUNTIME_HASHES:
         raise MalformedError(f"unknown runtime-data hash {hash_type}", field="igvm.hash_type")
     size = r.u32("igvm.variable_data_size")
     if size > MAX_RUNTIME_JSON:
         raise MalformedError("runtime data is too large", field="igvm.variable_data_size")
-    return snp, RUNTIME_HASHES[hash_type], r.bytes(size, "igvm.variable_data")
+    return hw, RUNTIME_HASHES[hash_type], r.bytes(size, "igvm.variable_data")
+
+
+def check_runtime_binding(report_data_hex: str, hash_name: str, runtime: bytes, what: str) -> None:
+    """The hardware report's report data starts with HASH(runtime JSON), else VerificationError."""
+    digest = hashlib.new(hash_name, runtime).digest()
+    if not hmac.compare_digest(bytes.fromhex(report_data_hex)[: len(digest)], digest):
+        raise VerificationError(f"the {what} does not vouch for this runtime data (HCLAkPub)",
+                                code="binding_mismatch")  # fmt: skip
 
 
 def _ak(runtime: bytes) -> rsa.RSAPublicKey:
@@ -148,7 +173,8 @@ def _ak(runtime: bytes) -> rsa.RSAPublicKey:
         raise MalformedError("runtime data has no usable RSA HCLAkPub", field="runtime.keys") from None
 
 
-def _quote(quote: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
+def vtpm_quote(quote: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
+    """(TPMS_ATTEST, signature, the 24 SHA-256 PCRs) of the document's quote object."""
     message = _octets(quote.get("message"), "tpm_quote.message")
     signature = _octets(quote.get("signature"), "tpm_quote.signature")
     pcrs = quote.get("pcrs")
@@ -160,8 +186,28 @@ def _quote(quote: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
     return message, signature, values
 
 
-def _claims(snp_claims: dict[str, Any], attest: dict[str, Any], pcrs: list[bytes]) -> dict[str, Any]:
-    claims = dict(snp_claims)
+def verify_vtpm_quote(runtime: bytes, quote: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """Steps 3-4: the quote is signed by the runtime data's HCLAkPub and is a genuine quote of
+    exactly the 24 SHA-256 PCRs given. Returns (the parsed TPMS_ATTEST, the PCRs)."""
+    message, signature, pcrs = vtpm_quote(quote)
+    try:
+        _ak(runtime).verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise VerificationError("TPM quote signature does not verify with HCLAkPub",
+                                code="bad_signature") from None  # fmt: skip
+    attest = tpm._attest(message, "tpm_quote.message")
+    if [(a, i) for a, i in attest["selection"] if i] != [(ALG_SHA256, tuple(range(PCR_COUNT)))]:
+        raise VerificationError("the quote selects other PCRs than the 24 SHA-256 PCRs given",
+                                code="tpm_pcr_selection")  # fmt: skip
+    if hashlib.sha256(b"".join(pcrs)).digest() != attest["pcr_digest"]:
+        raise VerificationError("PCR values do not match the signed pcrDigest",
+                                code="tpm_pcr_mismatch")  # fmt: skip
+    return attest, pcrs
+
+
+def vtpm_claims(hw_claims: dict[str, Any], attest: dict[str, Any], pcrs: list[bytes]) -> dict[str, Any]:
+    """The hardware report's claims, with the quote's nonce as ``report_data`` and the PCRs."""
+    claims = dict(hw_claims)
     claims["hcl_report_data"] = claims.get("report_data")
     claims["report_data"] = attest["extra_data"].hex()
     claims["vtpm"] = True
@@ -174,9 +220,10 @@ def _claims(snp_claims: dict[str, Any], attest: dict[str, Any], pcrs: list[bytes
 def parse_claims(data: bytes) -> dict[str, Any]:
     """UNVERIFIED claims, for display."""
     report, quote, _ = parse(data)
-    snp, _, _ = _hcl(report)
-    message, _, pcrs = _quote(quote)
-    return _claims(sev_snp.parse_claims(snp), tpm._attest(message, "tpm_quote.message"), pcrs)
+    snp, _, _ = hcl_report(report, REPORT_TYPE_SNP)
+    message, _, pcrs = vtpm_quote(quote)
+    return vtpm_claims(sev_snp.parse_claims(snp[: sev_snp.REPORT_SIZE]),
+                       tpm._attest(message, "tpm_quote.message"), pcrs)  # fmt: skip
 
 
 def verify(
@@ -186,33 +233,16 @@ def verify(
     if at.tzinfo is None:
         raise UsageError("verification time must be timezone-aware")
     report, quote, vcek_pem = parse(data)
-    snp, hash_name, runtime = _hcl(report)
-    message, signature, pcrs = _quote(quote)
+    snp, hash_name, runtime = hcl_report(report, REPORT_TYPE_SNP)
     try:
         own = Collateral.from_blobs([("vcek", vcek_pem)])
     except MalformedError as e:
         raise MalformedError(f"vcek: {e.message}", field="vcek") from None
-    # (1) The SNP report, chained to AMD's pinned roots.
-    hw = sev_snp.verify(snp, collateral=collateral.merged(own), at=at, trust=trust)
-    # (2) It vouches for the runtime data, which holds the AK.
-    digest = hashlib.new(hash_name, runtime).digest()
-    if not hmac.compare_digest(bytes.fromhex(hw.claims["report_data"])[: len(digest)], digest):
-        raise VerificationError("the SNP report does not vouch for this runtime data (HCLAkPub)",
-                                code="binding_mismatch")  # fmt: skip
-    ak = _ak(runtime)
-    # (3) The AK signed the quote.
-    try:
-        ak.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise VerificationError("TPM quote signature does not verify with HCLAkPub",
-                                code="bad_signature") from None  # fmt: skip
-    # (4) A genuine quote of exactly these PCRs.
-    attest = tpm._attest(message, "tpm_quote.message")
-    if [(a, i) for a, i in attest["selection"] if i] != [(ALG_SHA256, tuple(range(PCR_COUNT)))]:
-        raise VerificationError("the quote selects other PCRs than the 24 SHA-256 PCRs given",
-                                code="tpm_pcr_selection")  # fmt: skip
-    if hashlib.sha256(b"".join(pcrs)).digest() != attest["pcr_digest"]:
-        raise VerificationError("PCR values do not match the signed pcrDigest",
-                                code="tpm_pcr_mismatch")  # fmt: skip
-    return VerifiedEvidence(format="az-snp-vtpm", claims=_claims(hw.claims, attest, pcrs),
+    # (1) The SNP report, chained to AMD's pinned roots; (2) it vouches for the runtime data.
+    hw = sev_snp.verify(snp[: sev_snp.REPORT_SIZE], collateral=collateral.merged(own), at=at,
+                        trust=trust)  # fmt: skip
+    check_runtime_binding(hw.claims["report_data"], hash_name, runtime, "SNP report")
+    # (3, 4) The runtime data's AK signed a genuine quote of these PCRs.
+    attest, pcrs = verify_vtpm_quote(runtime, quote)
+    return VerifiedEvidence(format="az-snp-vtpm", claims=vtpm_claims(hw.claims, attest, pcrs),
                             verified_at=at, findings=hw.findings)  # fmt: skip

@@ -67,6 +67,7 @@ MIN_MINOR = 1
 TEE_FORMATS: dict[str, str] = {
     "snp": "sev-snp",
     "az-snp-vtpm": "az-snp-vtpm",
+    "az-tdx-vtpm": "az-tdx-vtpm",
     "tdx": "tdx",
     "sgx": "sgx",
     "tpm": "tpm",
@@ -327,8 +328,9 @@ def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
       does not round-trip makes the signature check fail). ``cert_chain`` (the sev crate's
       ``CertTableEntry`` list) becomes collateral for this appraisal: its VCEK/VLEK, ASK and
       ARK are still checked up to AMD's pinned roots, as collateral from a file would be;
-    * ``az-snp-vtpm``: Trustee's Azure SEV-SNP vTPM document (``hcl_report``/``report``,
-      ``tpm_quote``/``quote``, ``vcek``), verified whole by :mod:`veritee.evidence.azure_vtpm`;
+    * ``az-snp-vtpm`` / ``az-tdx-vtpm``: Trustee's Azure vTPM documents (HCL report, vTPM quote,
+      VCEK or TD quote), verified whole by :mod:`veritee.evidence.azure_vtpm` /
+      :mod:`veritee.evidence.azure_tdx_vtpm`;
     * any tee: ``{"evidence": base64}`` carrying veritee evidence of that platform.
     """
     if tee not in TEE_FORMATS:
@@ -372,7 +374,7 @@ def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
             if e.cert_type in _SNP_CHAIN_TYPES
         )
         return TeeEvidence(fmt, raw, certs)
-    if tee == "az-snp-vtpm" and ("hcl_report" in doc or "report" in doc):
+    if tee in ("az-snp-vtpm", "az-tdx-vtpm") and ("hcl_report" in doc or "report" in doc):
         # The whole document is the evidence (veritee.evidence.azure_vtpm): HCL report,
         # vTPM quote over the runtime data's hash, VCEK.
         return TeeEvidence(fmt, json.dumps(doc, separators=(",", ":")).encode())

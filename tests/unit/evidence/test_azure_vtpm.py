@@ -165,3 +165,59 @@ def test_any_byte_change_of_the_document_is_refused_cleanly(at: int, xor: int) -
     good = _from_files()
     assert changed["quote"] == good["quote"]
     assert changed["report"][32 : 32 + 1184] == good["report"][32 : 32 + 1184]
+
+
+# --- Azure TDX CVMs (az-tdx-vtpm): the same vTPM links, anchored in a TD quote ---------------
+
+TDX_DOC = AZ / "az-tdx-vtpm_evidence-v1.json"
+
+
+def _tdx() -> dict[str, Any]:
+    return dict(json.loads(TDX_DOC.read_text()))
+
+
+def _tdx_verify(doc: dict[str, Any], collateral: Collateral | None = None) -> Any:
+    from veritee.evidence import azure_tdx_vtpm
+
+    return azure_tdx_vtpm.verify(json.dumps(doc).encode(),
+                                 collateral=collateral or Collateral.empty(), at=AT)  # fmt: skip
+
+
+def test_tdx_document_links_verify_up_to_intel_collateral() -> None:
+    from veritee.evidence import azure_tdx_vtpm
+
+    data = TDX_DOC.read_bytes()
+    assert evidence.detect_format(data) == "az-tdx-vtpm"
+    assert evidence.detect_format(json.dumps(_v2()).encode()) == "az-snp-vtpm"
+    claims = azure_tdx_vtpm.parse_claims(data)
+    assert claims["platform"] == "tdx" and claims["vtpm"] is True
+    assert bytes.fromhex(claims["report_data"]) == b"challenge" and len(claims["pcr4"]) == 64
+    # Every vTPM link holds; what stops it here is the TD quote's Intel collateral (no TCB info
+    # for its FMSPC is among the vectors): the verifier got that far.
+    with pytest.raises(CollateralError):
+        _tdx_verify(_tdx())
+
+
+def test_tdx_document_links_are_each_checked() -> None:
+    doc = _tdx()
+    doc["tpm_quote"]["pcrs"][0] = _flip_hex(doc["tpm_quote"]["pcrs"][0], 3)
+    with pytest.raises(VerificationError) as e:
+        _tdx_verify(doc)
+    assert e.value.code == "tpm_pcr_mismatch"
+    doc = _tdx()
+    doc["tpm_quote"]["signature"] = _flip_hex(doc["tpm_quote"]["signature"], 0)
+    with pytest.raises(VerificationError) as e:
+        _tdx_verify(doc)
+    assert e.value.code == "bad_signature"
+    doc = _tdx()  # another runtime JSON byte: the TD quote no longer vouches for it
+    hcl = bytearray(base64.urlsafe_b64decode(doc["hcl_report"] + "=" * (-len(doc["hcl_report"]) % 4)))
+    variable = hcl.index(b'"HCLEkPub"')  # a byte of the runtime JSON the AK is not in
+    hcl[variable + 1] ^= 1
+    doc["hcl_report"] = base64.urlsafe_b64encode(bytes(hcl)).decode().rstrip("=")
+    with pytest.raises(VerificationError) as e:
+        _tdx_verify(doc)
+    assert e.value.code == "binding_mismatch"
+    for field, value in (("version", 2), ("td_quote", "***"), ("hcl_report", 5), ("tpm_quote", [])):
+        with pytest.raises(MalformedError) as me:
+            _tdx_verify(_tdx() | {field: value})
+        assert me.value.field is not None and me.value.field.startswith(field), field
