@@ -6,6 +6,8 @@ Every read names the field it reads, so a truncated input raises a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import json
 import struct
@@ -13,7 +15,18 @@ from typing import Any
 
 from veritee.errors import MalformedError
 
-__all__ = ["Reader", "json_object"]
+__all__ = ["Reader", "base64_any", "json_object"]
+
+
+def base64_any(text: Any, field: str) -> builtins.bytes:
+    """Base64 text in either alphabet (standard or URL), padding optional; else MalformedError."""
+    if not isinstance(text, str):
+        raise MalformedError("expected base64 text", field=field)
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedError("not valid base64", field=field) from None
 
 
 def json_object(data: builtins.bytes, limit: int) -> dict[str, Any]:

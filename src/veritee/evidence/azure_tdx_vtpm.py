@@ -17,15 +17,13 @@ nonce as ``report_data``, ``hcl_report_data``, ``vtpm: true`` and ``pcr0`` ... `
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError
 from veritee.evidence import tdx
-from veritee.evidence._reader import json_object
+from veritee.evidence._reader import base64_any, json_object
 from veritee.evidence.azure_vtpm import (
     MAX_DOCUMENT_BYTES,
     REPORT_TYPE_TDX,
@@ -44,16 +42,6 @@ def detect(data: bytes) -> bool:
     return data[:64].lstrip()[:1] == b"{" and b'"td_quote"' in data and b'"hcl_report"' in data
 
 
-def _b64url(value: Any, field: str) -> bytes:
-    if not isinstance(value, str):
-        raise MalformedError("expected base64url text", field=field)
-    text = value.strip().replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedError("not base64url", field=field) from None
-
-
 def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     """(HCL report, the vTPM quote object, TD quote bytes)."""
     doc = json_object(data, MAX_DOCUMENT_BYTES)
@@ -62,7 +50,7 @@ def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     quote = doc.get("tpm_quote")
     if not isinstance(quote, dict):
         raise MalformedError("the TPM quote must be an object", field="tpm_quote")
-    return _b64url(doc.get("hcl_report"), "hcl_report"), quote, _b64url(doc.get("td_quote"), "td_quote")
+    return base64_any(doc.get("hcl_report"), "hcl_report"), quote, base64_any(doc.get("td_quote"), "td_quote")
 
 
 def parse_claims(data: bytes) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence import sev_snp, tpm
-from veritee.evidence._reader import Reader, json_object
+from veritee.evidence._reader import Reader, base64_any, json_object
 from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = [
@@ -99,25 +99,15 @@ def _vcek(value: Any) -> bytes:
         raise MalformedError("vcek must be PEM or base64 DER text", field="vcek")
     if value.lstrip().startswith("-----BEGIN"):
         return value.encode()
-    text = value.strip().replace("-", "+").replace("_", "/")  # either base64 alphabet
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedError("vcek is neither PEM nor base64", field="vcek") from None
+    return base64_any(value, "vcek")
 
 
 def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     """(HCL report bytes, the quote object, VCEK PEM) of either document version."""
     doc = json_object(data, MAX_DOCUMENT_BYTES)
     if doc.get("version") == 2:
-        quote, hcl, vcek = doc.get("tpm_quote"), doc.get("hcl_report"), doc.get("vcek")
-        if not isinstance(hcl, str):
-            raise MalformedError("hcl_report must be base64url", field="hcl_report")
-        text = hcl.strip().replace("-", "+").replace("_", "/")
-        try:
-            report = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise MalformedError("hcl_report is not base64url", field="hcl_report") from None
+        quote, vcek = doc.get("tpm_quote"), doc.get("vcek")
+        report = base64_any(doc.get("hcl_report"), "hcl_report")
     elif "version" not in doc:
         quote, raw, vcek = doc.get("quote"), doc.get("report"), doc.get("vcek")
         if not isinstance(raw, list) or not all(isinstance(b, int) and 0 <= b < 256 for b in raw):

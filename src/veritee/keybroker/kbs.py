@@ -22,7 +22,6 @@ Errors are ``{"type": ".../kbs/errors/<problem>", "detail"}`` with 401 (not auth
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence._reader import base64_any
 from veritee.evidence.sev_snp_serde import cert_chain_from_sev_json, evidence_from_sev_json
 from veritee.keybroker.wrap import JWE_ALGS, RecipientPublicKey, public_key_from_jwk
 
@@ -293,16 +293,6 @@ def check_runtime_binding(
         )
 
 
-def _b64_any(text: Any, field_name: str) -> bytes:
-    if not isinstance(text, str):
-        raise MalformedError("expected a base64 string", field=field_name)
-    cleaned = text.strip().replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedError("not valid base64", field=field_name) from None
-
-
 class TeeEvidence(NamedTuple):
     """What a KBS ``tee-evidence`` carries: the veritee format, the evidence bytes, and the
     certificates sent with it as ``(name, DER)`` collateral (SNP's ``cert_chain``)."""
@@ -345,16 +335,16 @@ def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
     if not isinstance(doc, dict):
         raise MalformedError("tee-evidence must be an object", field="tee-evidence")
     if "evidence" in doc:
-        return TeeEvidence(fmt, _b64_any(doc["evidence"], "tee-evidence.evidence"))
+        return TeeEvidence(fmt, base64_any(doc["evidence"], "tee-evidence.evidence"))
     if tee in ("tdx", "sgx") and "quote" in doc:
-        return TeeEvidence(fmt, _b64_any(doc["quote"], "tee-evidence.quote"))
+        return TeeEvidence(fmt, base64_any(doc["quote"], "tee-evidence.quote"))
     if tee == "snp" and "attestation_report" in doc:
         report = doc["attestation_report"]
         if isinstance(report, dict):
             raw, entries = evidence_from_sev_json(doc, field="tee-evidence")
         else:
             if isinstance(report, str):
-                raw = _b64_any(report, "tee-evidence.attestation_report")
+                raw = base64_any(report, "tee-evidence.attestation_report")
             elif isinstance(report, list) and all(
                 isinstance(b, int) and 0 <= b < 256 for b in report
             ):
