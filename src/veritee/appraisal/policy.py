@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from veritee.errors import MalformedError, OversizedError, PolicyError
+from veritee.evidence.dcap_quote import TCB_STATUSES
 from veritee.profiles import Profile
 
 __all__ = [
@@ -43,15 +44,6 @@ MAX_POLICY_BYTES = 1024 * 1024
 ENVELOPE_FORMAT = "veritee-signed-policy-v1"
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
-INTEL_STATUSES = (
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-)
 
 
 def _hex_list(values: list[str], size: int | None, what: str) -> list[str]:
@@ -116,7 +108,7 @@ class _IntelCommon(_Strict):
     @classmethod
     def _s(cls, v: list[str]) -> list[str]:
         for s in v:
-            if s not in INTEL_STATUSES:
+            if s not in TCB_STATUSES:
                 raise ValueError(f"unknown Intel TCB status {s!r}")
         return v
 

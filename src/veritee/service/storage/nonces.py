@@ -38,6 +38,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _aware(name: str, moment: datetime) -> datetime:
+    """``moment`` if it is a timezone-aware datetime, else UsageError (also used by :mod:`.tx`)."""
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise UsageError(f"{name} must be a timezone-aware datetime")
     return moment

@@ -37,7 +37,7 @@ from .models import (
     UTCDateTime,
     sqlite_time,
 )
-from .nonces import NONCE_BYTES, NonceMinter
+from .nonces import NONCE_BYTES, NonceMinter, _aware
 
 __all__ = ["NONCE_BYTES", "Tx"]
 
@@ -55,12 +55,6 @@ class _Ended:
 
 
 _ENDED: Any = _Ended()
-
-
-def _aware(name: str, moment: datetime) -> datetime:
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
-        raise UsageError(f"{name} must be a timezone-aware datetime")
-    return moment
 
 
 def _name(kind: str, value: str, limit: int = 200) -> str:
