@@ -221,3 +221,12 @@ def test_tdx_document_links_are_each_checked() -> None:
         with pytest.raises(MalformedError) as me:
             _tdx_verify(_tdx() | {field: value})
         assert me.value.field is not None and me.value.field.startswith(field), field
+
+
+@pytest.mark.parametrize("section", ["sev-snp", "tdx"])
+@pytest.mark.parametrize("pins", ["{'24': ['" + "00" * 32 + "']}", "{'x': ['" + "00" * 32 + "']}",
+                                  "{'4': ['00']}", "{'4': ['zz']}", "['4']"])  # fmt: skip
+def test_bad_vtpm_pcr_pins_in_policies_are_named(section: str, pins: str) -> None:
+    with pytest.raises(Exception) as e:
+        load_policy(f"version: 1\nname: p\nplatforms:\n  {section}:\n    pcrs: {pins}\n")
+    assert "pcrs" in str(e.value)
