@@ -22,7 +22,7 @@ demo: $(BIN)/veritee
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/run_all.py
