@@ -39,6 +39,7 @@ __all__ = [
     "EnvKek",
     "FileKek",
     "KeyEncryptionKey",
+    "domain_kek",
 ]
 
 KEY_SIZE = 32
@@ -157,3 +158,11 @@ class EnvKek(AesGcmKek):
             raise UsageError(f"{var} must hold {KEY_SIZE} bytes, it holds {len(key)}")
         self.var = var
         super().__init__(key)
+
+
+def domain_kek(data_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> AesGcmKek:
+    """The domain's KEK: ``$VERITEE_KEK`` when set, else ``<data>/secrets.kek`` (created once)."""
+    env = os.environ if environ is None else environ
+    if env.get(KEK_ENV):
+        return EnvKek(KEK_ENV, env)
+    return FileKek.in_data_dir(data_dir)

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from veritee import __version__
 from veritee.domain import Domain
 from veritee.errors import StorageError
+from veritee.keybroker.kek import KeyEncryptionKey, domain_kek
 from veritee.service.context import ServiceContext
 from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
@@ -149,13 +150,19 @@ async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
             log.warning("purging ended nonces failed; will try again")
 
 
-def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
-    """Build the service for the domain in ``settings.data_dir``; migrates the database."""
+def create_app(
+    settings: Settings, *, storage: Storage | None = None, kek: KeyEncryptionKey | None = None
+) -> FastAPI:
+    """Build the service for the domain in ``settings.data_dir``; migrates the database.
+
+    ``kek``: the key-encryption key of the secrets; by default the domain's
+    (:func:`veritee.keybroker.kek.domain_kek`: ``$VERITEE_KEK`` or ``<data>/secrets.kek``).
+    """
     domain = Domain.open(settings.data_dir)
     store = storage or Storage(settings.database_url or domain.database_url)
     store.set_nonce_key(domain.nonce_key)
     store.migrate()
-    ctx = ServiceContext(settings, domain, store)
+    ctx = ServiceContext(settings, domain, store, kek or domain_kek(settings.data_dir))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

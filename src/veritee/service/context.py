@@ -25,6 +25,7 @@ from veritee.collateral import Collateral
 from veritee.domain import Domain
 from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
+from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
@@ -64,10 +65,14 @@ class Appraisal:
 
 
 class ServiceContext:
-    def __init__(self, settings: Settings, domain: Domain, storage: Storage) -> None:
+    def __init__(
+        self, settings: Settings, domain: Domain, storage: Storage, kek: KeyEncryptionKey
+    ) -> None:
         self.settings = settings
         self.domain = domain
         self.storage = storage
+        #: The key-encryption key of the secrets at rest (:mod:`veritee.keybroker.kek`).
+        self.kek = kek
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._policy: tuple[float, int | None, Policy | None] = (0.0, None, None)

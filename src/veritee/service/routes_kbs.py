@@ -57,7 +57,7 @@ from veritee.keybroker.kbs import (
 from veritee.keybroker.vault import validate_name
 from veritee.keybroker.wrap import jwe_encrypt, public_key_from_jwk
 from veritee.service.context import ServiceContext
-from veritee.service.routes_secrets import kek_for, release_secret
+from veritee.service.release import release_secret
 
 __all__ = ["SESSION_TTL", "router"]
 
@@ -355,7 +355,6 @@ def resource(repository: str, rtype: str, tag: str, request: Request) -> Respons
         }
         value, _version = release_secret(
             ctx,
-            kek_for(request),
             name=name,
             version=None,
             nonce=b"",

@@ -5,58 +5,41 @@ Admin (bearer credential): ``PUT/GET/DELETE /v1/admin/secrets/{name}``, ``GET /v
 Workload: ``POST /v1/secrets/{name}/release`` with fresh evidence binding a nonce from
 ``/v1/challenge`` and an ephemeral public key; the secret comes back encrypted to that key.
 
-The release decision, the consumption of the nonce and the audit record (``secret.release`` or
-``secret.deny`` with every reason) are one transaction: no release exists without its audit
-record, and the secret is encrypted to the workload only after that transaction committed.
-Secret values never reach a log, an error or the audit log (only SHA-256 digests of sealed data).
+The routes parse and answer; the release itself (one transaction: decision, nonce, audit) is
+:mod:`veritee.service.release`. Secret values never reach a log, an error or the audit log.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
-import functools
 import hashlib
 import json
-import os
-from collections.abc import Sequence
 from typing import Any
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from veritee.errors import (
-    MalformedError,
-    NonceError,
-    NotFoundError,
-    OversizedError,
-    VerificationError,
-)
+from veritee.errors import MalformedError, NotFoundError, OversizedError, VerificationError
 from veritee.evidence.claims import Reason
-from veritee.keybroker.kek import KEK_ENV, EnvKek, FileKek, KeyEncryptionKey
-from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
+from veritee.keybroker.policy import dry_run, parse_policy
 from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
-from veritee.keybroker.vault import MAX_SECRET_BYTES, SecretBytes, open_blob, seal, validate_name
-from veritee.sdk.admission import AdmissionInfo
+from veritee.keybroker.vault import MAX_SECRET_BYTES, seal, validate_name
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
-from veritee.service.schemas import decode_hex
+from veritee.service.release import admitted_claims, release_secret
+from veritee.service.schemas import (
+    CertifiedReleaseRequest,
+    ReleaseRequest,
+    SecretDryRunRequest,
+    SecretPut,
+    decode_hex,
+)
 
-__all__ = [
-    "CertifiedReleaseRequest",
-    "ReleaseRequest",
-    "SecretPut",
-    "kek_for",
-    "release_router",
-    "release_secret",
-    "router",
-]
+__all__ = ["release_router", "router"]
 
 router = APIRouter(tags=["secrets"])
 #: The workload-facing release route, on its own so the app can match it before the admin routes.
@@ -68,17 +51,6 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-def kek_for(request: Request) -> KeyEncryptionKey:
-    """The domain's KEK: ``$VERITEE_KEK`` when set, else ``<data>/secrets.kek`` (created once)."""
-    state = request.app.state
-    kek: KeyEncryptionKey | None = getattr(state, "keybroker_kek", None)
-    if kek is None:
-        ctx = _ctx(request)
-        kek = EnvKek(KEK_ENV) if os.environ.get(KEK_ENV) else FileKek.in_data_dir(ctx.domain.path)
-        state.keybroker_kek = kek
-    return kek
-
-
 def _b64(value: str, field: str, limit: int) -> bytes:
     if len(value) > limit * 4 // 3 + 8:
         raise OversizedError(f"{field} is larger than {limit} bytes", field=field)
@@ -86,51 +58,6 @@ def _b64(value: str, field: str, limit: int) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedError(f"{field} is not base64", field=field) from None
-
-
-class SecretPut(BaseModel):
-    """A new version: the value (base64) and its release policy (JSON object)."""
-
-    model_config = ConfigDict(extra="forbid")
-    value: str = Field(description="the secret, base64")
-    policy: dict[str, Any] | None = Field(default=None, description="release policy (JSON)")
-
-
-class DryRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    evidence: str | None = Field(default=None, description="stored evidence, base64")
-    format: str = "auto"
-    at: dt.datetime | None = Field(default=None, description="appraise as of this time")
-    claims: dict[str, Any] | None = Field(default=None, description="or: claims to test directly")
-    policy: dict[str, Any] | None = Field(default=None, description="test this policy instead")
-
-
-class ReleaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    evidence: str = Field(description="evidence, base64")
-    nonce: str = Field(description="nonce from /v1/challenge, hex")
-    format: str = "auto"
-    public_key: str | dict[str, Any] = Field(
-        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
-    )
-    version: int | None = Field(default=None, description="a given version (default: latest)")
-
-
-class CertifiedReleaseRequest(BaseModel):
-    """Release to a workload that holds a valid admission certificate of this domain."""
-
-    model_config = ConfigDict(extra="forbid")
-    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
-    nonce: str = Field(max_length=128, description="nonce from /v1/challenge, hex")
-    public_key: str | dict[str, Any] = Field(
-        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
-    )
-    signature: str = Field(
-        max_length=400,
-        description="base64 ECDSA signature by the certificate's key over "
-        "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
-    )
-    version: int | None = Field(default=None, description="a given version (default: latest)")
 
 
 def _policy_text(policy: dict[str, Any]) -> str:
@@ -153,7 +80,7 @@ def _store(
     roll back and seal again for that one.
     """
     ctx = _ctx(request)
-    kek = kek_for(request)
+    kek = ctx.kek
     policy_digest = hashlib.sha256(policy_text.encode()).hexdigest()
     guess: int | None = None
     for _attempt in range(8):
@@ -227,7 +154,7 @@ def rotate_secret(
 
 @router.post("/v1/admin/secrets/{name:path}/dry-run", summary="What a release would decide")
 def dry_run_secret(
-    name: str, body: DryRunRequest, request: Request, _: str = Depends(require_admin)
+    name: str, body: SecretDryRunRequest, request: Request, _: str = Depends(require_admin)
 ) -> dict[str, Any]:
     validate_name(name)
     ctx = _ctx(request)
@@ -315,109 +242,6 @@ def delete_secret(name: str, request: Request, _: str = Depends(require_admin)) 
 # --- release --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def _stored_policy(text: str) -> ReleasePolicy:
-    """A stored release policy, parsed once per distinct text (parsed policies are frozen)."""
-    return parse_policy(text)
-
-
-def release_secret(
-    ctx: ServiceContext,
-    kek: KeyEncryptionKey,
-    *,
-    name: str,
-    version: int | None,
-    nonce: bytes,
-    nonce_purpose: str,
-    claims: dict[str, Any] | None,
-    accepted: bool,
-    appraisal_reasons: Sequence[Reason],
-    audit: dict[str, Any],
-) -> tuple[SecretBytes, int]:
-    """Decide, consume the nonce (if any) and audit in ONE transaction; return the value.
-
-    Raises :class:`NonceError`, :class:`NotFoundError` (``secret_unknown``) or
-    :class:`VerificationError` (``release_denied`` with every reason, ``secret_tampered``);
-    each of these outcomes is in the audit log as ``secret.deny``.
-    """
-    now = ctx.now()
-    base = audit
-    subject = name
-    try:
-        with ctx.storage.transaction() as tx:
-            if nonce:
-                tx.consume_nonce(nonce, now=now, purpose=nonce_purpose)
-            stored = tx.secret_version(name, version)
-            reasons: list[Reason] = []
-            value: SecretBytes | None = None
-            if stored is None:
-                reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
-            else:
-                decision: ReleaseDecision
-                if not accepted or claims is None:
-                    decision = dry_run(
-                        _stored_policy(stored.policy),
-                        claims or {},
-                        appraisal_accepted=False,
-                        appraisal_reasons=appraisal_reasons,
-                    )
-                else:
-                    decision = evaluate(_stored_policy(stored.policy), claims)
-                reasons.extend(decision.reasons)
-                if decision.allowed:
-                    try:
-                        value = open_blob(
-                            kek,
-                            name,
-                            stored.version,
-                            stored.ciphertext,
-                            columns=(stored.kek_id, stored.wrapped_dek),
-                        )
-                    except VerificationError as e:
-                        reasons.append(Reason(e.code, e.message))
-            details = base | {
-                "version": None if stored is None else stored.version,
-                "release_reasons": [r.to_json() for r in reasons],
-            }
-            released = value is not None and stored is not None
-            tx.append_audit(
-                kind="secret.release" if released else "secret.deny",
-                actor="workload",
-                subject=subject,
-                decision="accept" if released else "reject",
-                details=details,
-                now=now,
-            )
-    except NonceError as e:
-        with ctx.storage.transaction() as tx:
-            tx.append_audit(
-                kind="secret.deny",
-                actor="workload",
-                subject=subject,
-                decision="reject",
-                details=base | {"release_reasons": [{"code": e.code, "message": e.message}]},
-                now=now,
-            )
-        ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="nonce_rejected")
-        raise
-    if value is None or stored is None:
-        ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="denied")
-        if stored is None:
-            raise NotFoundError(f"no secret named {name!r}", code="secret_unknown")
-        if any(r.code == "secret_tampered" for r in reasons):
-            err = VerificationError(
-                f"secret {name!r} is damaged at rest and was not released", code="secret_tampered"
-            )
-        else:
-            err = VerificationError(
-                "release denied: " + "; ".join(r.message for r in reasons), code="release_denied"
-            )
-        err.reasons = [r.to_json() for r in reasons]  # type: ignore[attr-defined]
-        raise err
-    ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="released")
-    return value, stored.version
-
-
 @release_router.post("/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key")
 async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResponse:
     validate_name(name)
@@ -433,7 +257,6 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
     value, version = await ctx.run_db(
         release_secret,
         ctx,
-        kek_for(request),
         name=name,
         version=body.version,
         nonce=nonce,
@@ -445,42 +268,6 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
         | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
     return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))
-
-
-def _admitted_claims(
-    ctx: ServiceContext, pem: str, now: dt.datetime
-) -> tuple[dict[str, Any], AdmissionInfo]:
-    """Check an admission certificate of this domain; return the claims it certifies.
-
-    The issuer signature is checked once per distinct certificate (and CA); validity at
-    ``now`` is checked on every call.
-    """
-    claims, info = _verified_admission(pem, ctx.domain.ca_certificate)
-    if not info.is_valid_at(now):
-        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
-    return dict(claims), info
-
-
-@functools.lru_cache(maxsize=4096)
-def _verified_admission(pem: str, ca: x509.Certificate) -> tuple[dict[str, Any], AdmissionInfo]:
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except ValueError:
-        raise MalformedError("certificate is not a PEM X.509 certificate", field="certificate") from None
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise VerificationError(
-            "certificate is not an admission certificate of this domain", code="certificate_untrusted"
-        ) from None
-    info = AdmissionInfo.from_certificate(cert)
-    claims: dict[str, Any] = {
-        "platform": info.platform,
-        "measurement": info.measurement,
-        "profile": info.profile.value if info.profile is not None else None,
-        "admission_serial": format(info.serial_number, "x"),
-    }
-    return claims, info
 
 
 @release_router.post(
@@ -497,7 +284,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
     recipient = parse_recipient(body.public_key)
     signature = _b64(body.signature, "signature", 400)
     now = ctx.now()
-    claims, info = _admitted_claims(ctx, body.certificate, now)
+    claims, info = admitted_claims(ctx, body.certificate, now)
     reasons: list[Reason] = []
     try:
         info.public_key.verify(
@@ -508,7 +295,6 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
     value, version = await ctx.run_db(
         release_secret,
         ctx,
-        kek_for(request),
         name=name,
         version=body.version,
         nonce=nonce,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,9 +14,13 @@ from veritee.errors import MalformedError
 
 __all__ = [
     "AttestRequest",
+    "CertifiedReleaseRequest",
     "CertifyRequest",
     "CollateralBlob",
     "DryRunRequest",
+    "ReleaseRequest",
+    "SecretDryRunRequest",
+    "SecretPut",
     "decode_b64",
     "decode_hex",
 ]
@@ -80,3 +86,53 @@ class DryRunRequest(_Body):
     collateral: list[CollateralBlob] = Field(default_factory=list, max_length=32)
 
 
+# --- key broker ---------------------------------------------------------------------------
+
+
+class SecretPut(BaseModel):
+    """A new version: the value (base64) and its release policy (JSON object)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(description="the secret, base64")
+    policy: dict[str, Any] | None = Field(default=None, description="release policy (JSON)")
+
+
+class SecretDryRunRequest(BaseModel):
+    """What a release of a secret would decide, for stored evidence or claims."""
+
+    model_config = ConfigDict(extra="forbid")
+    evidence: str | None = Field(default=None, description="stored evidence, base64")
+    format: str = "auto"
+    at: dt.datetime | None = Field(default=None, description="appraise as of this time")
+    claims: dict[str, Any] | None = Field(default=None, description="or: claims to test directly")
+    policy: dict[str, Any] | None = Field(default=None, description="test this policy instead")
+
+
+class ReleaseRequest(BaseModel):
+    """Release with fresh evidence binding the nonce and the ephemeral key."""
+
+    model_config = ConfigDict(extra="forbid")
+    evidence: str = Field(description="evidence, base64")
+    nonce: str = Field(description="nonce from /v1/challenge, hex")
+    format: str = "auto"
+    public_key: str | dict[str, Any] = Field(
+        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+    version: int | None = Field(default=None, description="a given version (default: latest)")
+
+
+class CertifiedReleaseRequest(BaseModel):
+    """Release to a workload that holds a valid admission certificate of this domain."""
+
+    model_config = ConfigDict(extra="forbid")
+    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
+    nonce: str = Field(max_length=128, description="nonce from /v1/challenge, hex")
+    public_key: str | dict[str, Any] = Field(
+        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+    signature: str = Field(
+        max_length=400,
+        description="base64 ECDSA signature by the certificate's key over "
+        "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
+    )
+    version: int | None = Field(default=None, description="a given version (default: latest)")

@@ -1,0 +1,171 @@
+"""The release use case: decide, consume the nonce, audit, and open the secret, in one place.
+
+Every route that hands out a secret calls :func:`release_secret`: the REST release with fresh
+evidence (``/v1/secrets/{name}/release``), the release to a certified workload
+(``/v1/secrets/{name}/release-certified``, whose admission certificate is checked by
+:func:`admitted_claims`) and the Trustee KBS resource route (``/kbs/v0/resource/...``). The
+routes only parse requests and format answers.
+
+The release decision, the consumption of the nonce and the audit record (``secret.release`` or
+``secret.deny`` with every reason) are one transaction: no release exists without its audit
+record, and the secret is encrypted to the workload only after that transaction committed.
+Secret values never reach a log, an error or the audit log (only SHA-256 digests of sealed data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from veritee.errors import MalformedError, NonceError, NotFoundError, VerificationError
+from veritee.evidence.claims import Reason
+from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
+from veritee.keybroker.vault import SecretBytes, open_blob
+from veritee.sdk.admission import AdmissionInfo
+from veritee.service.context import ServiceContext
+
+__all__ = ["admitted_claims", "release_secret", "stored_release_policy"]
+
+
+@functools.lru_cache(maxsize=1024)
+def stored_release_policy(text: str) -> ReleasePolicy:
+    """A stored release policy, parsed once per distinct text (parsed policies are frozen)."""
+    return parse_policy(text)
+
+
+def release_secret(
+    ctx: ServiceContext,
+    *,
+    name: str,
+    version: int | None,
+    nonce: bytes,
+    nonce_purpose: str,
+    claims: dict[str, Any] | None,
+    accepted: bool,
+    appraisal_reasons: Sequence[Reason],
+    audit: dict[str, Any],
+) -> tuple[SecretBytes, int]:
+    """Decide, consume the nonce (if any) and audit in ONE transaction; return the value.
+
+    Raises :class:`NonceError`, :class:`NotFoundError` (``secret_unknown``) or
+    :class:`VerificationError` (``release_denied`` with every reason, ``secret_tampered``);
+    each of these outcomes is in the audit log as ``secret.deny``.
+    """
+    now = ctx.now()
+    base = audit
+    subject = name
+    kek = ctx.kek
+    try:
+        with ctx.storage.transaction() as tx:
+            if nonce:
+                tx.consume_nonce(nonce, now=now, purpose=nonce_purpose)
+            stored = tx.secret_version(name, version)
+            reasons: list[Reason] = []
+            value: SecretBytes | None = None
+            if stored is None:
+                reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
+            else:
+                decision: ReleaseDecision
+                if not accepted or claims is None:
+                    decision = dry_run(
+                        stored_release_policy(stored.policy),
+                        claims or {},
+                        appraisal_accepted=False,
+                        appraisal_reasons=appraisal_reasons,
+                    )
+                else:
+                    decision = evaluate(stored_release_policy(stored.policy), claims)
+                reasons.extend(decision.reasons)
+                if decision.allowed:
+                    try:
+                        value = open_blob(
+                            kek,
+                            name,
+                            stored.version,
+                            stored.ciphertext,
+                            columns=(stored.kek_id, stored.wrapped_dek),
+                        )
+                    except VerificationError as e:
+                        reasons.append(Reason(e.code, e.message))
+            details = base | {
+                "version": None if stored is None else stored.version,
+                "release_reasons": [r.to_json() for r in reasons],
+            }
+            released = value is not None and stored is not None
+            tx.append_audit(
+                kind="secret.release" if released else "secret.deny",
+                actor="workload",
+                subject=subject,
+                decision="accept" if released else "reject",
+                details=details,
+                now=now,
+            )
+    except NonceError as e:
+        with ctx.storage.transaction() as tx:
+            tx.append_audit(
+                kind="secret.deny",
+                actor="workload",
+                subject=subject,
+                decision="reject",
+                details=base | {"release_reasons": [{"code": e.code, "message": e.message}]},
+                now=now,
+            )
+        ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="nonce_rejected")
+        raise
+    if value is None or stored is None:
+        ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="denied")
+        if stored is None:
+            raise NotFoundError(f"no secret named {name!r}", code="secret_unknown")
+        if any(r.code == "secret_tampered" for r in reasons):
+            err = VerificationError(
+                f"secret {name!r} is damaged at rest and was not released", code="secret_tampered"
+            )
+        else:
+            err = VerificationError(
+                "release denied: " + "; ".join(r.message for r in reasons), code="release_denied"
+            )
+        err.reasons = [r.to_json() for r in reasons]  # type: ignore[attr-defined]
+        raise err
+    ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="released")
+    return value, stored.version
+
+
+def admitted_claims(
+    ctx: ServiceContext, pem: str, now: dt.datetime
+) -> tuple[dict[str, Any], AdmissionInfo]:
+    """Check an admission certificate of this domain; return the claims it certifies.
+
+    The issuer signature is checked once per distinct certificate (and CA); validity at
+    ``now`` is checked on every call.
+    """
+    claims, info = _verified_admission(pem, ctx.domain.ca_certificate)
+    if not info.is_valid_at(now):
+        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
+    return dict(claims), info
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified_admission(pem: str, ca: x509.Certificate) -> tuple[dict[str, Any], AdmissionInfo]:
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise MalformedError("certificate is not a PEM X.509 certificate", field="certificate") from None
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise VerificationError(
+            "certificate is not an admission certificate of this domain", code="certificate_untrusted"
+        ) from None
+    info = AdmissionInfo.from_certificate(cert)
+    claims: dict[str, Any] = {
+        "platform": info.platform,
+        "measurement": info.measurement,
+        "profile": info.profile.value if info.profile is not None else None,
+        "admission_serial": format(info.serial_number, "x"),
+    }
+    return claims, info
