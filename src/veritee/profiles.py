@@ -50,5 +50,5 @@ class Profile(enum.StrEnum):
 
             raise UsageError(
                 f"unknown profile {value!r}; known: {', '.join(p.value for p in cls)}",
-                code="unknown_profile",
+                code="profile_unknown",
             ) from None

@@ -188,7 +188,7 @@ def test_policy_refusals(env: Env) -> None:
     tampered = json.loads(env_bytes)
     tampered["policy"] = tampered["policy"].replace('"allow_debug":true', '"allow_debug":false')
     r = env.client.put("/v1/admin/policy", content=json.dumps(tampered), headers=env.admin)
-    assert r.json()["code"] == "policy_bad_signature"
+    assert r.json()["code"] == "policy_signature_invalid"
     # garbage
     r = env.client.put("/v1/admin/policy", content=b"\xff\x00garbage{", headers=env.admin)
     assert r.status_code == 400

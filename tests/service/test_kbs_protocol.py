@@ -312,7 +312,7 @@ def test_snp_sev_crate_evidence_changed_or_malformed_is_refused(env: Env) -> Non
     r = _snp_attest(env, bad)
     _is_error(r, 401, "AttestationFailed")
     assert "signature does not verify" in r.json()["detail"]
-    assert [x["code"] for x in _last_attest(env)["details"]["reasons"]] == ["bad_signature"]
+    assert [x["code"] for x in _last_attest(env)["details"]["reasons"]] == ["signature_invalid"]
     bad = sev_evidence(raw, "sev7")
     bad["attestation_report"]["guest_svn"] = "0"
     r = _snp_attest(env, bad)

@@ -75,13 +75,13 @@ def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisor
             d.warn("tcb_status_allowed", f"TCB status {status} allowed by policy", claim="hardware")
     else:
         d.refuse(
-            "tcb_status",
+            "tcb_status_not_allowed",
             f"TCB status {status} is not among the allowed {', '.join(statuses)}",
             claim="hardware",
         )
     bad = [a for a in claims.get("advisory_ids") or [] if a not in advisories]
     if bad:
-        d.refuse("advisories", f"advisories not allowed by policy: {', '.join(bad)}", claim="hardware")
+        d.refuse("advisories_not_allowed", f"advisories not allowed by policy: {', '.join(bad)}", claim="hardware")
 
 
 def appraise_baseline(ev: VerifiedEvidence) -> Decision:
@@ -154,9 +154,9 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave)
         _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
         if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
-            d.refuse("isv_prod_id", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
+            d.refuse("isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
         if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
-            d.refuse("isv_svn", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
+            d.refuse("isv_svn_below_minimum", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
         _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
     elif isinstance(p, NitroPolicy):
         _debug(d, claims, p.allow_debug)
@@ -223,10 +223,10 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
     _allow_list(d, "host_data", claims.get("host_data"), p.host_data, claim="configuration")
     _pcr_pins(d, claims, p.pcrs)
     if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:
-        d.refuse("vmpl", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
+        d.refuse("vmpl_above_maximum", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
     bits = claims.get("policy_bits") or {}
     if not p.allow_migration_agent and bits.get("migrate_ma"):
-        d.refuse("migration_agent", "guest policy allows a migration agent", claim="configuration")
+        d.refuse("migration_agent_not_allowed", "guest policy allows a migration agent", claim="configuration")
     if p.min_tcb is not None:
         # Against the TCB the VCEK was issued for (certified by AMD), not the report's own fields.
         tcb = claims.get("vcek_tcb") or {}

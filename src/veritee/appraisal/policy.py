@@ -372,7 +372,7 @@ class SignedPolicy:
             if not isinstance(doc.get(k), str):
                 raise PolicyError(f"signed policy: field {k!r} missing or not a string", code="policy_malformed")
         if doc["alg"] != "ES384":
-            raise PolicyError(f"signed policy: unsupported alg {doc['alg']!r}", code="policy_bad_signature")
+            raise PolicyError(f"signed policy: unsupported alg {doc['alg']!r}", code="policy_signature_invalid")
         if doc["kid"] != key_id(public_key):
             raise PolicyError(
                 "signed policy was signed by another key than this domain's policy key",
@@ -382,7 +382,7 @@ class SignedPolicy:
             sig = base64.b64decode(doc["signature"], validate=True)
             public_key.verify(sig, doc["policy"].encode(), ec.ECDSA(hashes.SHA384()))
         except (InvalidSignature, ValueError):
-            raise PolicyError("signed policy: signature does not verify", code="policy_bad_signature") from None
+            raise PolicyError("signed policy: signature does not verify", code="policy_signature_invalid") from None
         try:
             inner = json.loads(doc["policy"])
         except ValueError:

@@ -58,7 +58,7 @@ def _module(fmt: str) -> ModuleType:
     except KeyError:
         raise UsageError(
             f"unknown evidence format {fmt!r}; known: {', '.join(sorted(FORMATS))}",
-            code="unknown_format",
+            code="format_unknown",
         ) from None
     try:
         return importlib.import_module(name)
@@ -85,7 +85,7 @@ def detect_format(data: bytes) -> str:
             continue
         if mod.detect(bytes(data)):
             return fmt
-    raise MalformedError("evidence format not recognised", code="unknown_format")
+    raise MalformedError("evidence format not recognised", code="format_unknown")
 
 
 def parse_claims(data: bytes, *, format: str = "auto") -> dict[str, Any]:

@@ -298,7 +298,7 @@ def _check_pss_signed(
     try:
         key.verify(signed_sig, tbs, params, hash_alg)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError):
-        raise VerificationError(f"signature on {what} does not verify", code="bad_signature") from None
+        raise VerificationError(f"signature on {what} does not verify", code="signature_invalid") from None
 
 
 def _check_cert_signed(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
@@ -330,7 +330,7 @@ def _find_issuer(
     found = [c for c in pool if c.subject == cert.issuer and c is not cert]
     if not found:
         raise CollateralError(
-            f"collateral lacks the {role} certificate {common_name(cert.issuer)!r}", code="missing_collateral"
+            f"collateral lacks the {role} certificate {common_name(cert.issuer)!r}", code="collateral_missing"
         )
     last: VerificationError | None = None
     for cand in found:  # several with the same name (e.g. re-issued): take one that verifies
@@ -366,7 +366,7 @@ def _check_crls(
                 params, hash_alg, ark, what,
             )
         except VerificationError as e:
-            raise CollateralError(str(e), code="bad_crl") from None
+            raise CollateralError(str(e), code="crl_invalid") from None
         last, nxt = crl.last_update_utc, crl.next_update_utc
         if at < last or (nxt is not None and at > nxt):
             raise CollateralError(
@@ -381,7 +381,7 @@ def _check_crls(
             raise VerificationError(
                 f"certificate {common_name(ask.subject)!r} (serial {ask.serial_number:#x}) is revoked by "
                 f"the {what}",
-                code="revoked",
+                code="certificate_revoked",
             )
     return start, end
 
@@ -418,7 +418,7 @@ def verify_chain(
     if product is None:
         raise VerificationError(
             f"root {common_name(ark.subject)!r} (SHA-256 {ark_fp[:16]}...) is not a pinned AMD ARK",
-            code="untrusted_root",
+            code="root_not_pinned",
         )
     _check_cert_signed(ark, ark, "ARK (self-signature)")
     for cert, role in ((leaf, info.kind.upper()), (ask, role_i), (ark, "ARK")):

@@ -184,7 +184,7 @@ def verify_vtpm_quote(runtime: bytes, quote: dict[str, Any]) -> tuple[dict[str, 
         _ak(runtime).verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise VerificationError("TPM quote signature does not verify with HCLAkPub",
-                                code="bad_signature") from None  # fmt: skip
+                                code="signature_invalid") from None  # fmt: skip
     attest = tpm._attest(message, "tpm_quote.message")
     if [(a, i) for a, i in attest["selection"] if i] != [(ALG_SHA256, tuple(range(PCR_COUNT)))]:
         raise VerificationError("the quote selects other PCRs than the 24 SHA-256 PCRs given",

@@ -105,7 +105,7 @@ def parse(data: bytes) -> tuple[CoseSign1, Mapping[Any, Any], CoseSign1, Mapping
             raise MalformedError(f"{what} token: {e.message}", field=f"{what}.{e.field}") from None
         if token.alg != COSE_ALG_ES384:
             raise VerificationError(f"{what} token alg {token.alg} is not ES384",
-                                    code="unsupported_algorithm")  # fmt: skip
+                                    code="algorithm_unsupported")  # fmt: skip
         tokens.append((token, _claims_of(token, what)))
     (platform, pclaims), (realm, rclaims) = tokens
     return platform, pclaims, realm, rclaims
@@ -183,7 +183,7 @@ def verify(
     rak = _rak(rclaims)
     if not _signed_by(realm, rak):
         raise VerificationError("realm token signature does not verify with its RAK",
-                                code="bad_signature")  # fmt: skip
+                                code="signature_invalid")  # fmt: skip
     hash_name = _text(rclaims, 44240, "realm")
     if hash_name not in HASHES:
         raise MalformedError(f"unsupported RAK hash {hash_name[:16]!r}", field="realm.44240")
@@ -199,7 +199,7 @@ def verify(
         raise VerificationError(
             "no platform attestation key in the collateral verifies the platform token "
             "(give the CPAK as a PEM public key)",
-            code="untrusted_platform_key",
+            code="platform_key_not_trusted",
         )
     claims["platform_key"] = hashlib.sha256(cpak.public_bytes(*_SPKI)).hexdigest()
     return VerifiedEvidence(format="cca", claims=claims, verified_at=at)

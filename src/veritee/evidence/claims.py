@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from veritee.reasons import Reason
+
 __all__ = ["PLATFORMS", "Reason", "VerifiedEvidence"]
 
 PLATFORMS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One finding: a stable machine ``code`` and a human ``message``."""
-
-    code: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True)

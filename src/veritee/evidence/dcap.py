@@ -84,6 +84,7 @@ from veritee.evidence.dcap_quote import (
     trailing_findings,
 )
 from veritee.evidence.dcap_tcb import TdxTcbInput, converge_status, platform_tcb, qe_tcb
+from veritee.reasons import Code
 
 # The quote structures, the PCK extension and the TCB evaluation live in dcap_quote,
 # dcap_pck and dcap_tcb; the names callers use most are re-exported here.
@@ -124,10 +125,10 @@ def _p256_key(raw_xy: bytes, name: str) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw_xy)
     except ValueError:
-        raise VerificationError(f"{name} is not a P-256 point", code="bad_key") from None
+        raise VerificationError(f"{name} is not a P-256 point", code="key_invalid") from None
 
 
-def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, code: str) -> None:
+def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, *, code: str) -> None:
     if len(sig) != ECDSA_SIG_SIZE:
         raise VerificationError(f"{what}: signature is not 64 bytes", code=code)
     try:
@@ -285,12 +286,16 @@ def _check_windows(
     """Raise ``err`` naming the first window closed at ``at`` (fast path: the precomputed span)."""
     if span[0] <= at <= span[1]:
         return
-    kind = "collateral" if err is CollateralError else "certificate"
+    early, late = (
+        (Code.COLLATERAL_NOT_YET_VALID, Code.COLLATERAL_EXPIRED)
+        if err is CollateralError
+        else (Code.CERTIFICATE_NOT_YET_VALID, Code.CERTIFICATE_EXPIRED)
+    )
     for w in windows:
         if at < w.not_before:
-            raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code=f"{kind}_not_yet_valid")
+            raise err(f"{w.name} is not valid before {w.not_before.isoformat()}", code=early)
         if at > w.not_after:
-            raise err(f"{w.name} expired at {w.not_after.isoformat()}", code=f"{kind}_expired")
+            raise err(f"{w.name} expired at {w.not_after.isoformat()}", code=late)
 
 
 def _span(windows: Iterable[_Window]) -> tuple[datetime, datetime]:
@@ -346,7 +351,7 @@ def _pck_chain_uncached(pem: bytes, trust: DcapTrust, key: bytes) -> _PckChain:
     leaf, ca = certs[0], certs[1]
     leaf_key = _pubkey(leaf, "pck_chain")
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
-        raise VerificationError("PCK certificate key is not ECDSA P-256", code="bad_key")
+        raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
     try:
         ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
     except x509.ExtensionNotFound:
@@ -581,7 +586,7 @@ def _verify_signed_json(
     key = _pubkey(certs[0], name)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
-    _verify_raw(key, sig, raw, name, "collateral_signature_invalid")
+    _verify_raw(key, sig, raw, name, code="collateral_signature_invalid")
     doc = _json_doc(raw, name)
     windows = [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
     windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
@@ -729,18 +734,18 @@ def verify_quote(
     """
     trust = trust or DEFAULT_TRUST
     if not isinstance(trust, DcapTrust):
-        raise VerificationError("DCAP trust anchors must be a DcapTrust", code="bad_trust")
+        raise VerificationError("DCAP trust anchors must be a DcapTrust", code="trust_root_invalid")
     h, sig = quote.header, quote.signature_data
     # 1. header
     if h.att_key_type != ATT_KEY_TYPE_ECDSA_P256:
-        raise VerificationError(f"attestation key type {h.att_key_type} is not ECDSA-256", code="unsupported_key_type")
+        raise VerificationError(f"attestation key type {h.att_key_type} is not ECDSA-256", code="key_type_unsupported")
     if h.qe_vendor_id != INTEL_QE_VENDOR_ID:
-        raise VerificationError("QE vendor ID is not Intel's", code="unknown_qe_vendor")
+        raise VerificationError("QE vendor ID is not Intel's", code="qe_vendor_unknown")
     # 2. PCK chain (signatures cached; validity checked at `at` every time)
     chain = _pck_chain(sig.pck_chain_pem, trust)
     _check_windows(chain.windows, chain.span, at, VerificationError)
     # 3. QE report signed by the PCK key
-    _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", "qe_report_signature_invalid")
+    _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", code="qe_report_signature_invalid")
     # 4. QE report data binds the attestation key and QE authentication data
     expected = hashlib.sha256(sig.attestation_key + sig.qe_auth_data).digest()
     rd = sig.qe_report.report_data
@@ -748,7 +753,7 @@ def verify_quote(
         raise VerificationError("QE report data does not bind the attestation key", code="qe_report_data_mismatch")
     # 5. quote signed by the attestation key
     key = _attestation_key(sig.attestation_key)
-    _verify_raw(key, sig.signature, quote.signed, "quote", "quote_signature_invalid")
+    _verify_raw(key, sig.signature, quote.signed, "quote", code="quote_signature_invalid")
     # 6. collateral
     fmspc = chain.ext.fmspc.hex().upper()
     vc = _select_collateral(collateral, fmspc, trust)

@@ -393,14 +393,14 @@ def verify(
     if envelope.alg != COSE_ALG_ES384:
         raise VerificationError(
             f"unsupported COSE alg {envelope.alg}; Nitro documents use ES384 (-35)",
-            code="unsupported_algorithm",
+            code="algorithm_unsupported",
         )
     # 2. Pin the root.
     root_fp = hashlib.sha256(doc.cabundle[0]).hexdigest()
     if root_fp not in roots:
         raise VerificationError(
             f"cabundle[0] is not a trusted Nitro root (sha256 {root_fp[:16]}...)",
-            code="untrusted_root",
+            code="root_not_pinned",
         )
     chain = [
         (f"cabundle[{i}]", _load_cert(der, f"cabundle[{i}]")) for i, der in enumerate(doc.cabundle)

@@ -175,7 +175,7 @@ def verify(
     root = chain[-1]
     if hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest() not in roots:
         raise VerificationError("the GPU chain does not end at the pinned NVIDIA root",
-                                code="untrusted_root")  # fmt: skip
+                                code="root_not_pinned")  # fmt: skip
     names = ["leaf", *(f"certificate_chain[{i}]" for i in range(1, len(chain)))]
     verify_chain(list(reversed(list(zip(names, chain, strict=True)))), at)
     key = chain[0].public_key()
@@ -188,5 +188,5 @@ def verify(
         key.verify(der, m.signed, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         raise VerificationError("the GPU's measurements signature does not verify",
-                                code="bad_signature") from None  # fmt: skip
+                                code="signature_invalid") from None  # fmt: skip
     return VerifiedEvidence(format="nvidia-gpu", claims=_claims(m, chain[0]), verified_at=at)

@@ -307,7 +307,7 @@ class AttestationReport:
         if n > REPORT_SIZE:
             raise MalformedError(
                 f"SEV-SNP report has {n - REPORT_SIZE} trailing bytes",
-                field="end", offset=REPORT_SIZE, code="trailing_data",
+                field="end", offset=REPORT_SIZE, code="trailing_bytes",
             )
         (version, svn, policy, family_id, image_id, vmpl, algo, cur_tcb, pinfo, signer,
          report_data, measurement, host_data, id_key_digest, author_key_digest, report_id,
@@ -317,30 +317,30 @@ class AttestationReport:
         if version not in SUPPORTED_VERSIONS:
             raise MalformedError(
                 f"unsupported report version {version} (supported: 2, 3, 5)",
-                field="version", offset=OFF_VERSION, code="unsupported_version",
+                field="version", offset=OFF_VERSION, code="version_unsupported",
             )
         if algo != SIG_ALGO_ECDSA_P384_SHA384:
             raise MalformedError(
                 f"unsupported signature algorithm {algo} (1 = ECDSA P-384/SHA-384)",
-                field="signature_algo", offset=OFF_SIGNATURE_ALGO, code="unsupported_algorithm",
+                field="signature_algo", offset=OFF_SIGNATURE_ALGO, code="algorithm_unsupported",
             )
         signing_key = (signer >> 2) & 0x7
         if signing_key not in (SIGNING_KEY_VCEK, SIGNING_KEY_VLEK):
             raise MalformedError(
                 f"SIGNING_KEY {signing_key} is neither VCEK (0) nor VLEK (1)",
-                field="signer_info", offset=OFF_SIGNER_INFO, code="unsupported_signing_key",
+                field="signer_info", offset=OFF_SIGNER_INFO, code="signing_key_unsupported",
             )
         for name, value, off in (("signature.r", r, OFF_SIGNATURE_R), ("signature.s", s, OFF_SIGNATURE_S)):
             if value[P384_SIZE:] != _ZERO_PAD:
                 raise MalformedError(
                     f"{name} has non-zero bytes beyond the 48-byte P-384 scalar",
-                    field=name, offset=off + P384_SIZE, code="bad_signature_encoding",
+                    field=name, offset=off + P384_SIZE, code="signature_malformed",
                 )
         if sig_reserved != _ZERO_SIG_RESERVED:
             raise MalformedError(
                 "reserved bytes of the signature are not zero",
                 field="signature.reserved", offset=OFF_SIGNATURE_RESERVED,
-                code="bad_signature_encoding",
+                code="signature_malformed",
             )
         has_cpuid = version >= 3
         has_mit = version >= 5
@@ -508,7 +508,7 @@ def _endorsement(
     if not leaves:
         raise CollateralError(
             f"collateral has no {want.upper()} certificate for this report",
-            code="missing_collateral",
+            code="collateral_missing",
         )
     leaves.sort(key=lambda c: not _hwid_matches(_raw_hwid(c), report.chip_id))
     for leaf in leaves:
@@ -526,7 +526,7 @@ def _endorsement(
     raise VerificationError(
         f"report signature does not verify with any of the {len(leaves)} {want.upper()} "
         "certificate(s) in collateral",
-        code="bad_signature",
+        code="signature_invalid",
     )
 
 

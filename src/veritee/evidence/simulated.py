@@ -166,7 +166,7 @@ def verify(
         key.verify(report.signature, report.signed, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         raise VerificationError(
-            "simulated evidence signature does not verify", code="bad_signature"
+            "simulated evidence signature does not verify", code="signature_invalid"
         ) from None
     return VerifiedEvidence(format="simulated", claims=report.claims(), verified_at=at)
 

@@ -157,7 +157,7 @@ def verify_with_event_log(
 
     ``table`` is the ACPI CCEL table (optional; bounds the log by its LAML). The claims gain
     ``event_log`` (one summary per event) and ``rtmr_replay_ok``; a mismatch raises
-    :class:`VerificationError` (code ``rtmr_mismatch``) naming the RTMR.
+    :class:`VerificationError` (code ``event_log_mismatch``) naming the RTMR.
     """
     verified = verify(data, collateral=collateral, at=at, trust=trust)
     log = ccel.replay(table, event_log)
@@ -166,7 +166,7 @@ def verify_with_event_log(
         if not hmac.compare_digest(got, want):
             raise VerificationError(
                 f"event log replay gives RTMR{i} {got.hex()[:16]}..., the quote has {want.hex()[:16]}...",
-                code="rtmr_mismatch",
+                code="event_log_mismatch",
             )
     claims = dict(verified.claims)
     claims["event_log"] = log.claims()

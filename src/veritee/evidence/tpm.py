@@ -417,7 +417,7 @@ def _ak_chain(
             raise VerificationError(
                 "the AK certificate does not chain to a pinned TPM root (no issuer for "
                 f"{chain[-1][0]}; give the intermediates and root as collateral)",
-                code="untrusted_root",
+                code="root_not_pinned",
             )
         chain.append((f"issuer of {chain[-1][0]}", issuer))
     else:
@@ -448,7 +448,7 @@ def _verify_quote(q: Quote, key: Any, index: int) -> None:
             raise InvalidSignature
     except InvalidSignature:
         raise VerificationError(f"{where}: signature does not verify with the AK",
-                                code="bad_signature") from None  # fmt: skip
+                                code="signature_invalid") from None  # fmt: skip
     selected = [(alg, idx) for alg, idx in q.selection if idx]
     if selected != [(q.bank, tuple(sorted(q.pcrs)))]:
         raise VerificationError(f"{where}: the quote selects other PCRs than those given",

@@ -58,7 +58,7 @@ def normalize_measurement(value: str) -> str:
     ):
         raise UsageError(
             f"measurement must be {MIN_MEASUREMENT_BYTES}..{MAX_MEASUREMENT_BYTES} bytes of hex",
-            code="bad_measurement",
+            code="measurement_malformed",
         )
     return value.lower()
 

@@ -177,7 +177,7 @@ def _context(
     except ssl.SSLError as exc:
         raise UsageError(
             f"cannot use this key and certificate for TLS: {exc.reason or exc}",
-            code="bad_credentials",
+            code="credentials_invalid",
         ) from None
     return ctx
 

@@ -109,7 +109,7 @@ def _load_cert(pem: bytes, what: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise UsageError(f"{what} is not a PEM X.509 certificate", code="bad_certificate") from None
+        raise UsageError(f"{what} is not a PEM X.509 certificate", code="certificate_invalid") from None
 
 
 def _spki(key: ec.EllipticCurvePublicKey | Any) -> bytes:
@@ -358,4 +358,4 @@ def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LEN:
-        raise UsageError(f"item names are 1..{MAX_NAME_LEN} characters", code="bad_item_name")
+        raise UsageError(f"item names are 1..{MAX_NAME_LEN} characters", code="item_name_invalid")

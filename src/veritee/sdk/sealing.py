@@ -86,7 +86,7 @@ class SealedHeader:
                 code="sealed_blob_truncated",
             )
         if blob[OFF_MAGIC:OFF_VERSION] != MAGIC:
-            raise SealingError("not a sealed blob (bad magic at offset 0)", code="sealed_blob_bad")
+            raise SealingError("not a sealed blob (bad magic at offset 0)", code="sealed_blob_invalid")
         version = blob[OFF_VERSION]
         if version != VERSION:
             raise SealingError(
@@ -98,7 +98,7 @@ class SealedHeader:
         if not 1 <= n <= MAX_NAME_LEN:
             raise SealingError(
                 f"sealed blob platform name length {n} at offset {OFF_NAME_LEN} out of range",
-                code="sealed_blob_bad",
+                code="sealed_blob_invalid",
             )
         end = OFF_NAME + n + SALT_SIZE + NONCE_SIZE
         if len(blob) < end + TAG_SIZE:
@@ -110,7 +110,7 @@ class SealedHeader:
         if _NAME_RE.fullmatch(name) is None:
             raise SealingError(
                 f"sealed blob platform name at offset {OFF_NAME} is not a platform name",
-                code="sealed_blob_bad",
+                code="sealed_blob_invalid",
             )
         salt_at = OFF_NAME + n
         return cls(
@@ -169,12 +169,12 @@ def unseal(platform: Platform, blob: bytes, *, aad: bytes = b"") -> bytes:
     sealed with another ``aad``.
     """
     if not isinstance(blob, bytes | bytearray | memoryview):
-        raise SealingError("a sealed blob must be bytes", code="sealed_blob_bad")
+        raise SealingError("a sealed blob must be bytes", code="sealed_blob_invalid")
     blob = bytes(blob)
     if len(blob) > MAX_PLAINTEXT + 1024:
         raise SealingError(
             f"sealed blob of {len(blob)} bytes is larger than any blob seal() makes",
-            code="sealed_blob_bad",
+            code="sealed_blob_invalid",
         )
     hdr = SealedHeader.from_bytes(blob)
     name = _platform_name(platform)

@@ -34,7 +34,7 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any] | None) -> dict[
         r = client.post(path, json=body)
     except httpx.HTTPError as e:
         raise StorageError(
-            f"key broker unreachable: {type(e).__name__}", code="unreachable"
+            f"key broker unreachable: {type(e).__name__}", code="service_unreachable"
         ) from None
     if r.status_code != 200:
         raise error_from_problem(r)

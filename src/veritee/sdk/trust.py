@@ -100,7 +100,7 @@ def open_platform(
         _log.warning("no TEE detected: using the SIMULATED platform (no hardware protection)")
         platform = "simulated"
     if platform != "simulated":
-        raise UsageError(f"unknown platform {platform!r}; known: simulated, auto", code="unknown_platform")
+        raise UsageError(f"unknown platform {platform!r}; known: simulated, auto", code="platform_unknown")
     from veritee.platforms.simulated import SimulatedPlatform
     from veritee.platforms.simulated import measure as measure_files
 

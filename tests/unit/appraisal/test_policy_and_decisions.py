@@ -139,7 +139,7 @@ def test_intel_tcb_status_and_advisories() -> None:
     sgx = {"platform": "sgx", "mr_enclave": "aa" * 32, "mr_signer": "bb" * 32,
            "tcb_status": "ConfigurationAndSWHardeningNeeded", "advisory_ids": ["INTEL-SA-00289", "INTEL-SA-00615"]}
     strict = policy(sgx={"tcb_status": ["UpToDate"]})
-    assert {r.code for r in appraise(ev(**sgx), strict).reasons} == {"tcb_status", "advisories"}
+    assert {r.code for r in appraise(ev(**sgx), strict).reasons} == {"tcb_status_not_allowed", "advisories_not_allowed"}
     lenient = policy(sgx={"tcb_status": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
                           "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"]})
     d = appraise(ev(**sgx), lenient)

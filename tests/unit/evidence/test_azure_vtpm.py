@@ -95,13 +95,13 @@ def test_each_link_of_the_chain_is_checked() -> None:
     doc["tpm_quote"]["signature"] = _flip_hex(doc["tpm_quote"]["signature"], 10)
     with pytest.raises(VerificationError) as e:
         _verify(doc)
-    assert e.value.code == "bad_signature"
+    assert e.value.code == "signature_invalid"
 
     doc = _v2()  # the nonce (extraData) is inside the signed message
     doc["tpm_quote"]["message"] = _flip_hex(doc["tpm_quote"]["message"], 44)
     with pytest.raises(VerificationError) as e:
         _verify(doc)
-    assert e.value.code == "bad_signature"
+    assert e.value.code == "signature_invalid"
 
     def hcl_changed(offset: int) -> dict[str, Any]:
         d = _from_files()
@@ -113,7 +113,7 @@ def test_each_link_of_the_chain_is_checked() -> None:
     assert e.value.code == "binding_mismatch"
     with pytest.raises(VerificationError) as e:  # the SNP measurement inside the HCL report
         _verify(hcl_changed(32 + 0x90))
-    assert e.value.code == "bad_signature"
+    assert e.value.code == "signature_invalid"
     with pytest.raises(MalformedError):  # the HCLA signature
         _verify(hcl_changed(0))
 
@@ -208,7 +208,7 @@ def test_tdx_document_links_are_each_checked() -> None:
     doc["tpm_quote"]["signature"] = _flip_hex(doc["tpm_quote"]["signature"], 0)
     with pytest.raises(VerificationError) as e:
         _tdx_verify(doc)
-    assert e.value.code == "bad_signature"
+    assert e.value.code == "signature_invalid"
     doc = _tdx()  # another runtime JSON byte: the TD quote no longer vouches for it
     hcl = bytearray(base64.urlsafe_b64decode(doc["hcl_report"] + "=" * (-len(doc["hcl_report"]) % 4)))
     variable = hcl.index(b'"HCLEkPub"')  # a byte of the runtime JSON the AK is not in

@@ -76,11 +76,11 @@ def test_real_token_verifies_with_its_platform_key() -> None:
 def test_platform_key_must_be_given_and_must_verify() -> None:
     with pytest.raises(VerificationError) as e:
         cca.verify(_raw(), collateral=Collateral.empty(), at=AT)
-    assert e.value.code == "untrusted_platform_key"
+    assert e.value.code == "platform_key_not_trusted"
     other = ec.generate_private_key(ec.SECP384R1()).public_key()
     with pytest.raises(VerificationError) as e:
         cca.verify(_raw(), collateral=Collateral(public_keys=(other,)), at=AT)
-    assert e.value.code == "untrusted_platform_key"
+    assert e.value.code == "platform_key_not_trusted"
 
 
 def test_changed_claims_break_the_signatures_or_the_binding() -> None:
@@ -88,11 +88,11 @@ def test_changed_claims_break_the_signatures_or_the_binding() -> None:
     changed_realm = _with_claims(realm, {44238: b"\x01" * 32})  # another RIM, old signature
     with pytest.raises(VerificationError) as e:
         cca.verify(_token(platform, changed_realm), collateral=_cpak(), at=AT)
-    assert e.value.code == "bad_signature"
+    assert e.value.code == "signature_invalid"
     changed_platform = _with_claims(platform, {2395: 0x2000})  # lifecycle, old signature
     with pytest.raises(VerificationError) as e:
         cca.verify(_token(changed_platform, realm), collateral=_cpak(), at=AT)
-    assert e.value.code == "untrusted_platform_key"
+    assert e.value.code == "platform_key_not_trusted"
     # A realm token re-signed by another RAK (so its own signature holds) is not the one the
     # platform vouched for.
     rak = ec.generate_private_key(ec.SECP384R1())

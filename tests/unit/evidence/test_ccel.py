@@ -59,7 +59,7 @@ def test_verify_with_event_log_on_synthetic_quote() -> None:
     other = build(Spec(rtmrs=(log.rtmrs[0], bytes(48), log.rtmrs[2], log.rtmrs[3])))
     with pytest.raises(VerificationError) as e:
         tdx.verify_with_event_log(other.quote, data, table=table, collateral=other.collateral, at=AT, trust=other.trust)
-    assert e.value.code == "rtmr_mismatch" and "RTMR1" in str(e.value)
+    assert e.value.code == "event_log_mismatch" and "RTMR1" in str(e.value)
 
 
 def test_malformed_tables_and_logs() -> None:

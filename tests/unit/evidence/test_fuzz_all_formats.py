@@ -28,7 +28,7 @@ FUZZ = settings(
     derandomize=True,
 )
 #: MalformedErrors raised by the registry itself before a format module sees the bytes.
-REGISTRY_CODES = {"empty", "unknown_format", "oversized"}
+REGISTRY_CODES = {"empty", "format_unknown", "oversized"}
 AT = datetime(2025, 6, 20, tzinfo=UTC)
 
 

@@ -185,7 +185,7 @@ def test_root_dropped_is_untrusted(sample: bytes) -> None:
     payload["cabundle"] = payload["cabundle"][1:]
     with pytest.raises(VerificationError) as e:
         evidence.verify(_rebuild(parts, payload), at=AT)
-    assert e.value.code == "untrusted_root"
+    assert e.value.code == "root_not_pinned"
 
 
 def test_re_encoded_payload_is_a_signature_failure(sample: bytes) -> None:

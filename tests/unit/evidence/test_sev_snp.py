@@ -159,7 +159,7 @@ def test_unpinned_root_is_refused() -> None:
     only_genoa = AmdTrust.with_roots({amd.ARK_GENOA_SHA256: "genoa"}, cache=None)
     with pytest.raises(VerificationError, match="not a pinned AMD ARK") as e:
         sev_snp.verify(data, collateral=col, at=AT, trust=only_genoa)
-    assert e.value.code == "untrusted_root"
+    assert e.value.code == "root_not_pinned"
 
 
 # -- tampering ------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_default_trust_refuses_the_fake_root() -> None:
     chain = make_chain()
     with pytest.raises(VerificationError, match="not a pinned AMD ARK") as e:
         sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT)
-    assert e.value.code == "untrusted_root"
+    assert e.value.code == "root_not_pinned"
 
 
 def test_cached_chain_is_not_reused_under_other_trust() -> None:
@@ -332,7 +332,7 @@ def test_revoked_ask_is_refused() -> None:
     with pytest.raises(VerificationError, match="revoked") as e:
         sev_snp.verify(make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT,
                        trust=chain.trust())
-    assert e.value.code == "revoked"
+    assert e.value.code == "certificate_revoked"
 
 
 def test_crl_not_listing_the_ask_passes_and_bounds_the_cache_window() -> None:
@@ -362,7 +362,7 @@ def test_crl_with_bad_signature_is_collateral_error() -> None:
     with pytest.raises(CollateralError, match="CRL") as e:
         sev_snp.verify(make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT,
                        trust=chain.trust())
-    assert e.value.code == "bad_crl"
+    assert e.value.code == "crl_invalid"
 
 
 def test_crl_of_another_root_is_ignored() -> None:

@@ -331,7 +331,7 @@ def test_update_credentials(ca: TestCA, a: Workload, b: Workload) -> None:
 def test_key_must_match_certificate(a: Workload, b: Workload) -> None:
     with pytest.raises(UsageError) as e:
         serve("127.0.0.1", 0, lambda c: None, key=b.key, cert=a.cert, ca_cert=a.ca.cert)
-    assert e.value.code == "bad_credentials"
+    assert e.value.code == "credentials_invalid"
 
 
 def test_bad_allow_list_entries(a: Workload) -> None:

@@ -129,7 +129,7 @@ def test_certificate_must_match_key(tmp_path: Path, platform: HkdfPlatform, ca: 
         ks.save_certificate(cert.public_bytes(PEM))
     with pytest.raises(UsageError) as e:
         ks.save_certificate(b"not pem")
-    assert e.value.code == "bad_certificate"
+    assert e.value.code == "certificate_invalid"
     assert ks.certificate() is None
 
 

@@ -1,0 +1,356 @@
+"""The one catalogue of reason codes: every machine code veritee gives for a refusal, a warning,
+a finding or an error.
+
+A reason code is API: policies, relying parties and audit records name it, so each condition has
+exactly one code, in every format (an untrusted root is ``root_not_pinned`` for AMD, Intel, AWS,
+NVIDIA and TPM vendors alike). Codes read ``noun_state`` (``signature_invalid``,
+``collateral_missing``, ``crl_expired``), in snake_case.
+
+- :class:`Code` lists them, each with what it means; ``docs/reason-codes.md`` is the same table
+  (:func:`markdown_table`, ``python -m veritee.reasons``; a unit test keeps the two equal, and checks that every code written in
+  ``src/`` is here).
+- :data:`FAMILIES` lists the few codes built from a claim name (``pcr7_not_allowed``).
+- :data:`RENAMED` maps codes of earlier releases to today's, for readers of stored audit records
+  (:func:`canonical`).
+
+To add a code: add a member here with its meaning, add the row to ``docs/reason-codes.md``, and
+use the literal (or the member) at the raise site.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["FAMILIES", "RENAMED", "Code", "Reason", "canonical", "is_known", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One finding: a stable machine ``code`` (see :class:`Code`) and a human ``message``."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class Code(StrEnum):
+    """Every fixed reason code, with its meaning (``Code.X.meaning``)."""
+
+    meaning: str
+
+    def __new__(cls, value: str, meaning: str) -> Code:
+        obj = str.__new__(cls, value)
+        obj._value_ = value
+        obj.meaning = meaning
+        return obj
+
+    # --- generic codes: the default of each error class (veritee.errors) ---
+    ERROR = "error", "an error without a more specific code"
+    MALFORMED = "malformed", "input does not parse (the message names the field and offset)"
+    OVERSIZED = "oversized", "input is larger than the limit for its kind"
+    VERIFICATION_FAILED = "verification_failed", "a check on well-formed input failed"
+    COLLATERAL = "collateral", "collateral needed for a check is unusable"
+    POLICY_INVALID = "policy_invalid", "a policy is malformed, unsigned or signed by the wrong key"
+    NONCE_INVALID = "nonce_invalid", "a nonce is unknown, expired or already used"
+    UNAUTHENTICATED = "unauthenticated", "a credential is missing or wrong"
+    NOT_FOUND = "not_found", "a named object does not exist"
+    STORAGE_UNAVAILABLE = "storage_unavailable", "the database failed or went away"
+    STORAGE_CONFLICT = "storage_conflict", "the database refused a change (a uniqueness conflict)"
+    UNSEAL_FAILED = "unseal_failed", "a sealed blob does not unseal"
+    USAGE = "usage", "the API or command line was used wrongly"
+
+    # --- evidence: parsing ---
+    EMPTY = "empty", "the evidence is empty"
+    FORMAT_UNKNOWN = "format_unknown", "the evidence format is not recognised or not known"
+    TRUNCATED = "truncated", "the evidence ends before its fixed-size structure does"
+    TRAILING_BYTES = "trailing_bytes", "bytes follow the end of a structure that must end there"
+    QUOTE_TRAILING_PADDING = (
+        "quote_trailing_padding",
+        "finding: a DCAP quote is followed by zero padding (accepted, as Intel's QVL does)",
+    )
+    VERSION_UNSUPPORTED = "version_unsupported", "the structure's version is not one this build reads"
+    ALGORITHM_UNSUPPORTED = "algorithm_unsupported", "the signature algorithm is not one the format allows"
+    KEY_TYPE_UNSUPPORTED = "key_type_unsupported", "the attestation key type is not one the format allows"
+    SIGNING_KEY_UNSUPPORTED = "signing_key_unsupported", "the report names a signing key this build cannot check"
+    SIGNATURE_MALFORMED = "signature_malformed", "a signature's encoding is out of range or malformed"
+    QE_VENDOR_UNKNOWN = "qe_vendor_unknown", "the quoting enclave's vendor ID is not Intel's"
+    EVIDENCE_UNSIGNED = "evidence_unsigned", "unsigned sample evidence is never accepted"
+
+    # --- evidence: signatures, chains, revocation ---
+    SIGNATURE_INVALID = "signature_invalid", "a signature over the evidence does not verify"
+    QE_REPORT_SIGNATURE_INVALID = "qe_report_signature_invalid", "the QE report is not signed by the PCK key"
+    QUOTE_SIGNATURE_INVALID = "quote_signature_invalid", "the quote is not signed by the attestation key"
+    CHAIN_INVALID = "chain_invalid", "a certificate chain is malformed or does not link"
+    ROOT_NOT_PINNED = "root_not_pinned", "a chain does not end at a pinned vendor root"
+    PLATFORM_KEY_NOT_TRUSTED = (
+        "platform_key_not_trusted",
+        "the platform key (simulated platform, Arm CCA CPAK) is not one the verifier trusts",
+    )
+    KEY_INVALID = "key_invalid", "a key is not of the type or curve the format requires"
+    TRUST_ROOT_INVALID = "trust_root_invalid", "the trust root given to a verifier is of the wrong kind"
+    CERTIFICATE_EXPIRED = "certificate_expired", "a certificate has expired at the verification time"
+    CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid", "a certificate is not yet valid at the verification time"
+    CERTIFICATE_REVOKED = "certificate_revoked", "a certificate is listed on its issuer's CRL"
+    CERTIFICATE_INVALID = "certificate_invalid", "a certificate does not parse or is not X.509"
+    AK_NOT_CERTIFIED = "ak_not_certified", "the TPM attestation key has no certificate"
+    AK_MISMATCH = "ak_mismatch", "the AK certificate certifies another key than the quote's"
+    PRODUCT_MISMATCH = "product_mismatch", "the VCEK/VLEK is for another AMD product"
+    TCB_MISMATCH = "tcb_mismatch", "the VCEK's TCB differs from the report's REPORTED_TCB"
+    CHIP_ID_MISMATCH = "chip_id_mismatch", "the VCEK's hwID differs from the report's CHIP_ID"
+    CHIP_ID_MASKED = "chip_id_masked", "finding: CHIP_ID is masked, so the VCEK's hwID is not compared"
+
+    # --- evidence: collateral ---
+    COLLATERAL_MISSING = "collateral_missing", "collateral needed for a check was not given"
+    COLLATERAL_INVALID = "collateral_invalid", "collateral does not parse or lacks a required field"
+    COLLATERAL_EXPIRED = "collateral_expired", "collateral (TCB info, QE identity, CRL) is past its next update"
+    COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid", "collateral was issued after the verification time"
+    COLLATERAL_SIGNATURE_INVALID = "collateral_signature_invalid", "signed collateral does not verify"
+    CRL_INVALID = "crl_invalid", "a CRL does not parse or is not signed by its issuer"
+    CRL_EXPIRED = "crl_expired", "a CRL is not current at the verification time"
+    CRL_ISSUER_MISMATCH = "crl_issuer_mismatch", "a CRL is not issued by the CA it must revoke for"
+    TCB_INFO_MISMATCH = "tcb_info_mismatch", "the TCB info is for another FMSPC, platform or TEE type"
+    TCB_LEVEL_NOT_FOUND = "tcb_level_not_found", "no TCB level of the collateral matches the platform"
+    TCB_STATUS_UNRECOGNIZED = "tcb_status_unrecognized", "the collateral names a TCB status Intel does not define"
+    TDX_MODULE_MISMATCH = "tdx_module_mismatch", "the TDX module does not match the TCB info's module identities"
+    QE_IDENTITY_MISMATCH = "qe_identity_mismatch", "the quoting enclave does not match the QE identity"
+    QE_REPORT_DATA_MISMATCH = "qe_report_data_mismatch", "the QE report does not bind the attestation key"
+
+    # --- evidence: bindings inside the evidence ---
+    BINDING_MISMATCH = "binding_mismatch", "the evidence does not bind the key, nonce or document it must"
+    EVENT_LOG_MISMATCH = "event_log_mismatch", "replaying the event log does not give the quoted PCRs/RTMRs"
+    TPM_NONCE_MISMATCH = "tpm_nonce_mismatch", "the TPM quotes carry different nonces (extraData)"
+    TPM_NOT_GENERATED = "tpm_not_generated", "the TPM structure is not TPM_GENERATED_VALUE (not made by a TPM)"
+    TPM_NOT_QUOTE = "tpm_not_quote", "the TPM structure is not a quote"
+    TPM_PCR_MISMATCH = "tpm_pcr_mismatch", "the PCR values do not match the quote's signed PCR digest"
+    TPM_PCR_SELECTION = "tpm_pcr_selection", "the quote selects other PCRs than the ones given"
+
+    # --- evidence: findings passed to the appraisal ---
+    DEBUG = "debug", "the workload runs in debug mode (refused unless a policy allows it)"
+    TCB_STATUS = "tcb_status", "finding: Intel's TCB status for the platform (other than UpToDate)"
+    INTEL_ADVISORIES = "intel_advisories", "finding: Intel security advisories apply to the platform"
+
+    # --- appraisal ---
+    PLATFORM_NOT_ALLOWED = "platform_not_allowed", "the policy has no section for the evidence's platform"
+    PROFILE_NOT_ALLOWED = "profile_not_allowed", "the attested profile is not among the policy's profiles"
+    DEBUG_IN_PRODUCTION = "debug_in_production", "a debuggable build cannot pass a production-only policy"
+    INSECURE_ALLOW_DEBUG = "insecure_allow_debug", "warning: debug evidence accepted because the policy allows it"
+    SIMULATED_PLATFORM = "simulated_platform", "warning: simulated platform, no hardware protection"
+    TCB_STATUS_ALLOWED = "tcb_status_allowed", "warning: an Intel TCB status other than UpToDate allowed by policy"
+    TCB_STATUS_NOT_ALLOWED = "tcb_status_not_allowed", "the Intel TCB status is not among the allowed ones"
+    ADVISORIES_NOT_ALLOWED = "advisories_not_allowed", "Intel advisories apply that the policy does not allow"
+    TCB_BELOW_MINIMUM = "tcb_below_minimum", "the certified TCB is below the policy's minimum"
+    ISV_PROD_ID_MISMATCH = "isv_prod_id_mismatch", "the enclave's ISV product ID is not the policy's"
+    ISV_SVN_BELOW_MINIMUM = "isv_svn_below_minimum", "the enclave's ISV SVN is below the policy's minimum"
+    VMPL_ABOVE_MAXIMUM = "vmpl_above_maximum", "the SEV-SNP report comes from a VMPL above the policy's maximum"
+    MIGRATION_AGENT_NOT_ALLOWED = (
+        "migration_agent_not_allowed",
+        "the SEV-SNP guest policy allows a migration agent and the policy does not",
+    )
+    NO_POLICY = "no_policy", "no appraisal policy is installed in the domain"
+    ATTESTATION_REFUSED = "attestation_refused", "the appraisal refused the evidence (reasons attached)"
+    NONCE_MISMATCH = "nonce_mismatch", "the evidence does not carry the nonce the caller names"
+    NONCE_UNKNOWN = "nonce_unknown", "the nonce was not issued by this service"
+    NONCE_EXPIRED = "nonce_expired", "the nonce's lifetime has passed"
+    NONCE_REUSED = "nonce_reused", "the nonce was already used"
+
+    # --- policies ---
+    POLICY_MALFORMED = "policy_malformed", "the appraisal policy does not parse or breaks the schema"
+    POLICY_ENVELOPE = "policy_envelope", "the signed policy envelope does not parse"
+    POLICY_UNSIGNED = "policy_unsigned", "the policy is not signed"
+    POLICY_SIGNATURE_INVALID = "policy_signature_invalid", "the policy's signature does not verify"
+    POLICY_WRONG_KEY = "policy_wrong_key", "the policy is signed by another key than the domain's policy key"
+
+    # --- key release ---
+    RELEASE_POLICY_INVALID = "release_policy_invalid", "the release policy does not parse"
+    RELEASE_POLICY_FAULT = "release_policy_fault", "the release policy failed to evaluate"
+    RELEASE_CLAIM_MISSING = "release_claim_missing", "a claim the release policy tests is absent"
+    RELEASE_CLAIM_MISMATCH = "release_claim_mismatch", "a claim does not have the value the release policy needs"
+    RELEASE_CLAIM_TYPE = "release_claim_type", "a claim has another type than the release policy compares"
+    RELEASE_NO_ALTERNATIVE = "release_no_alternative", "none of the release policy's alternatives held"
+    RELEASE_DENIED = "release_denied", "the release policy refused the release"
+    APPRAISAL_NOT_ACCEPTED = "appraisal_not_accepted", "the domain's appraisal did not accept the evidence"
+    POSSESSION_NOT_PROVEN = "possession_not_proven", "the request's signature does not prove the certified key"
+    SECRET_UNKNOWN = "secret_unknown", "no secret has this name"
+    SECRET_TAMPERED = "secret_tampered", "a stored secret does not decrypt (tampered or other key)"
+    KEK_MISMATCH = "kek_mismatch", "a secret was sealed under another key-encryption key"
+    ENVELOPE_INVALID = "envelope_invalid", "an HPKE envelope does not decrypt"
+    CONFLICT = "conflict", "concurrent writes of the same object; retry"
+    CERTIFICATE_UNTRUSTED = "certificate_untrusted", "a certificate is not an admission certificate of this domain"
+
+    # --- Trustee KBS protocol ---
+    PROTOCOL_VERSION = "protocol_version", "the KBS protocol version is not supported"
+    TEE_UNSUPPORTED = "tee_unsupported", "the KBS request names a TEE this build does not verify"
+    HASH_UNSUPPORTED = "hash_unsupported", "the KBS request names an unsupported hash algorithm"
+    KBS_UNAUTHENTICATED = "kbs_unauthenticated", "no KBS session or token"
+    KBS_TOKEN = "kbs_token", "the KBS token is refused"
+
+    # --- clean room ---
+    DATASET_KEY_INVALID = "dataset_key_invalid", "a clean-room dataset or its key is not valid"
+    DATASET_TAMPERED = "dataset_tampered", "a clean-room dataset does not decrypt"
+    REGISTER_FAILED = "register_failed", "registering a clean-room dataset failed"
+    RESULT_CERT_UNTRUSTED = "result_cert_untrusted", "the clean-room result is not signed by an admitted workload"
+    RESULT_INPUT_MISSING = "result_input_missing", "the clean-room result does not list this party's dataset"
+    RESULT_MEASUREMENT_MISMATCH = (
+        "result_measurement_mismatch",
+        "the clean-room result comes from another measurement than agreed",
+    )
+    RESULT_SIGNATURE_INVALID = "result_signature_invalid", "the clean-room result's signature does not verify"
+
+    # --- service ---
+    ADMIN_REQUIRED = "admin_required", "an admin credential is required and none was given"
+    ADMIN_INVALID = "admin_invalid", "the admin credential is wrong"
+    MALFORMED_REQUEST = "malformed_request", "the request body does not parse"
+    INTERNAL = "internal", "an internal error (the message never carries input)"
+    STORAGE_SCHEMA_OUTDATED = "storage_schema_outdated", "the database schema is older than this build"
+    ANCHOR_SIGNATURE = "anchor_signature", "a signed audit head does not verify with the token key"
+    AUDIT_REWRITTEN = "audit_rewritten", "the audit log differs from a signed audit head"
+    AUDIT_TRUNCATED = "audit_truncated", "the audit log is shorter than a signed audit head"
+
+    # --- collateral fetching ---
+    FETCH_HTTP_STATUS = "fetch_http_status", "a vendor service answered with an error status"
+    FETCH_MALFORMED = "fetch_malformed", "a vendor service answered with something that does not parse"
+    FETCH_NOT_APPLICABLE = "fetch_not_applicable", "the evidence needs no fetched collateral"
+    FETCH_OVERSIZED = "fetch_oversized", "a vendor service's answer is larger than the limit"
+    FETCH_UNREACHABLE = "fetch_unreachable", "a vendor service cannot be reached"
+
+    # --- SDK: admission, channel, key store, sealing ---
+    ADMISSION_CERT_MALFORMED = "admission_cert_malformed", "an admission certificate is not DER X.509"
+    ADMISSION_CLAIM_MALFORMED = "admission_claim_malformed", "an admission certificate's claim extension does not parse"
+    ADMISSION_CLAIM_MISSING = "admission_claim_missing", "an admission certificate lacks its claim extension"
+    ADMISSION_NOT_END_ENTITY = "admission_not_end_entity", "an admission certificate is a CA certificate"
+    NOT_AN_ADMISSION_CERTIFICATE = "not_an_admission_certificate", "a certificate is not an admission certificate"
+    CERTIFICATE_WRONG_ISSUER = "certificate_wrong_issuer", "an admission certificate is not issued by the domain CA"
+    CERTIFICATE_KEY_MISMATCH = "certificate_key_mismatch", "an admission certificate is for another key"
+    MEASUREMENT_MALFORMED = "measurement_malformed", "a measurement is not hex of the right length"
+    NAIVE_DATETIME = "naive_datetime", "a time was given without a timezone"
+    PEER_CERTIFICATE_EXPIRED = "peer_certificate_expired", "the peer's admission certificate has expired"
+    PEER_CERTIFICATE_NOT_YET_VALID = "peer_certificate_not_yet_valid", "the peer's admission certificate is not yet valid"
+    PEER_CERTIFICATE_INVALID = "peer_certificate_invalid", "the peer's certificate is rejected"
+    PEER_CERTIFICATE_MISSING = "peer_certificate_missing", "the peer presented no certificate"
+    PEER_MEASUREMENT_NOT_ALLOWED = "peer_measurement_not_allowed", "the peer's measurement is not allowed by the channel policy"
+    PEER_PLATFORM_NOT_ALLOWED = "peer_platform_not_allowed", "the peer's platform is not allowed by the channel policy"
+    PEER_PROFILE_NOT_ALLOWED = "peer_profile_not_allowed", "the peer's profile is not allowed by the channel policy"
+    REFUSED_BY_PEER = "refused_by_peer", "the peer ended the connection during admission"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed", "the attested TLS handshake failed"
+    TRUNCATED_FRAME = "truncated_frame", "a channel frame ends early"
+    CREDENTIALS_INVALID = "credentials_invalid", "the channel's own credentials are unusable"
+    SERVICE_UNREACHABLE = "service_unreachable", "the Certifier Service or key broker cannot be reached"
+    PLATFORM_UNKNOWN = "platform_unknown", "the SDK was asked for a platform it does not know"
+    PLATFORM_UNSUPPORTED = "platform_unsupported", "a hardware TEE is present but its driver is not in this build"
+    PROFILE_UNKNOWN = "profile_unknown", "a profile name is not one of development, testing, staging, production"
+    KEYSTORE_CORRUPT = "keystore_corrupt", "the key store does not parse or does not decrypt"
+    KEYSTORE_IO = "keystore_io", "the key store cannot be read or written"
+    ITEM_NAME_INVALID = "item_name_invalid", "a key-store item name is empty or too long"
+    SEALED_BLOB_INVALID = "sealed_blob_invalid", "a sealed blob does not parse or does not unseal"
+    SEALED_BLOB_TRUNCATED = "sealed_blob_truncated", "a sealed blob is shorter than its header"
+    SEALED_BLOB_VERSION = "sealed_blob_version", "a sealed blob has a version this build does not read"
+    SEALED_OTHER_PLATFORM = "sealed_other_platform", "a blob was sealed on another platform"
+
+    # --- confidential logs ---
+    LOG_ATTACHED = "log_attached", "the log already has its signing key"
+    LOG_CLOSED = "log_closed", "the log is closed"
+    LOG_CONFIG = "log_config", "a log setting is out of range"
+    LOG_FOLDER_IN_USE = "log_folder_in_use", "the log folder already holds segments"
+    LOG_ID = "log_id", "not a veritee log key"
+    LOG_INTEGRITY = "log_integrity", "a log fails its integrity check"
+    LOG_KEY = "log_key", "the log key does not open with this tenant key"
+    LOG_KEY_MISMATCH = "log_key_mismatch", "the log key is not the one the log was written with"
+    LOG_KEY_TYPE = "log_key_type", "the log signing key type is not supported"
+    LOG_NO_KEY = "log_no_key", "no encrypted log key yet"
+    LOG_NO_TENANT = "log_no_tenant", "no tenant key was given"
+    NO_SEAL = "no_seal", "a persisted pending buffer needs a seal function"
+    PENDING_TAMPERED = "pending_tampered", "a pending log record does not decrypt"
+    PENDING_UNSEAL = "pending_unseal", "the pending buffer key does not unseal"
+    TENANT_KEY_TYPE = "tenant_key_type", "the tenant key type is not supported"
+
+
+#: Codes built from a claim or register name: pattern -> meaning.
+FAMILIES: dict[str, str] = {
+    "{claim}_not_allowed": (
+        "the claim's value is not in the policy's allow-list (measurement_not_allowed, "
+        "mrtd_not_allowed, rtmr2_not_allowed, pcr7_not_allowed, host_data_not_allowed, ...)"
+    ),
+}
+
+#: Codes of earlier releases -> today's code (audit records keep the code they were written with).
+RENAMED: dict[str, Code] = {
+    "missing_collateral": Code.COLLATERAL_MISSING,
+    "revoked": Code.CERTIFICATE_REVOKED,
+    "bad_crl": Code.CRL_INVALID,
+    "trailing_data": Code.TRAILING_BYTES,
+    "bad_signature": Code.SIGNATURE_INVALID,
+    "bad_signature_encoding": Code.SIGNATURE_MALFORMED,
+    "bad_key": Code.KEY_INVALID,
+    "bad_trust": Code.TRUST_ROOT_INVALID,
+    "untrusted_root": Code.ROOT_NOT_PINNED,
+    "untrusted_platform_key": Code.PLATFORM_KEY_NOT_TRUSTED,
+    "unsupported_algorithm": Code.ALGORITHM_UNSUPPORTED,
+    "unsupported_key_type": Code.KEY_TYPE_UNSUPPORTED,
+    "unsupported_signing_key": Code.SIGNING_KEY_UNSUPPORTED,
+    "unsupported_version": Code.VERSION_UNSUPPORTED,
+    "unknown_qe_vendor": Code.QE_VENDOR_UNKNOWN,
+    "unknown_format": Code.FORMAT_UNKNOWN,
+    "unknown_platform": Code.PLATFORM_UNKNOWN,
+    "unknown_profile": Code.PROFILE_UNKNOWN,
+    "bad_certificate": Code.CERTIFICATE_INVALID,
+    "bad_measurement": Code.MEASUREMENT_MALFORMED,
+    "bad_credentials": Code.CREDENTIALS_INVALID,
+    "bad_item_name": Code.ITEM_NAME_INVALID,
+    "unreachable": Code.SERVICE_UNREACHABLE,
+    "sealed_blob_bad": Code.SEALED_BLOB_INVALID,
+    "rtmr_mismatch": Code.EVENT_LOG_MISMATCH,
+    "policy_bad_signature": Code.POLICY_SIGNATURE_INVALID,
+    "advisories": Code.ADVISORIES_NOT_ALLOWED,
+    "isv_prod_id": Code.ISV_PROD_ID_MISMATCH,
+    "isv_svn": Code.ISV_SVN_BELOW_MINIMUM,
+    "vmpl": Code.VMPL_ABOVE_MAXIMUM,
+    "migration_agent": Code.MIGRATION_AGENT_NOT_ALLOWED,
+}
+
+_FAMILY_RE = tuple(
+    re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[a-z0-9_]+", re.escape(p)) + "$") for p in FAMILIES
+)
+
+
+def is_known(code: str) -> bool:
+    """Whether ``code`` is in the catalogue (a :class:`Code` or a member of a family)."""
+    return code in Code._value2member_map_ or any(r.match(code) for r in _FAMILY_RE)
+
+
+def canonical(code: str) -> str:
+    """Today's code for ``code``, which may be a code of an earlier release (:data:`RENAMED`).
+
+    ``tcb_status`` was also the refusal code for a TCB status a policy does not allow; it is now
+    ``tcb_status_not_allowed`` (refusal) and stays ``tcb_status`` as a finding, so it is not
+    mapped here.
+    """
+    renamed = RENAMED.get(code)
+    return str(renamed) if renamed is not None else code
+
+
+def markdown_table() -> str:
+    """The catalogue as Markdown: the table of ``docs/reason-codes.md`` (between its markers)."""
+    rows = [(f"`{c.value}`", c.meaning) for c in Code]
+    rows += [(f"`{p}`", m) for p, m in FAMILIES.items()]
+    lines = ["| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {meaning} |" for code, meaning in sorted(rows)]
+    lines += [
+        "",
+        "## Renamed codes",
+        "",
+        "Audit records written before a rename keep the code they were written with;",
+        "`veritee.reasons.canonical(code)` gives today's code for an earlier one.",
+        "",
+        "| earlier code | today's code |",
+        "|---|---|",
+    ]
+    lines += [f"| `{old}` | `{new.value}` |" for old, new in sorted(RENAMED.items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m veritee.reasons > the table of docs/reason-codes.md
+    print(markdown_table(), end="")
