@@ -2,8 +2,10 @@
 
 Its platform key (ECDSA P-384) is created on first use under ``<data>/simulated-platform/`` and
 is never a constant: each install is a different "machine". The measurement is SHA-384 over the
-measured files (:func:`measure`). Sealing keys are HKDF over the platform secret and the
-measurement, so a blob sealed by one measurement does not unseal under another.
+measured files (:func:`measure`). Sealing keys are HKDF over the platform secret, with the
+measurement, the profile and the debug state in ``info`` (the contract of
+:mod:`veritee.platforms.base`), so a blob sealed by one measurement, or in one profile, does not
+unseal under another. It has no monotonic counter: anything it could keep lives on the host.
 
 This platform gives no protection at all: it exists so that the whole system can run and be
 tested on a laptop. A verifier trusts it only where a policy lists its key.
@@ -21,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from veritee.errors import UsageError
-from veritee.evidence.simulated import sign_report
+from veritee.evidence.simulated import CODE_OF_PROFILE, sign_report
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 __all__ = ["SimulatedPlatform", "load_or_create_platform_key", "measure", "platform_key_id"]
@@ -129,6 +132,10 @@ class SimulatedPlatform:
         return self._debug
 
     @property
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.PLATFORM
+
+    @property
     def key_id(self) -> str:
         return platform_key_id(self._key)
 
@@ -142,10 +149,31 @@ class SimulatedPlatform:
         )
 
     def sealing_key(self, context: bytes) -> bytes:
-        secret = self._key.private_numbers().private_value.to_bytes(48, "big")
+        """HKDF over the platform secret; ``info`` binds measurement, profile, debug, context."""
+        info = b"".join(
+            [
+                self._measurement,
+                bytes([CODE_OF_PROFILE[self._profile], 1 if self._debug else 0]),
+                len(context).to_bytes(4, "big"),
+                context,
+            ]
+        )
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"veritee-simulated-sealing-v2", info=info
+        ).derive(self._secret())
+
+    def legacy_sealing_key_v1(self, context: bytes) -> bytes:
+        """The version-1 sealing key (measurement only), to open blobs sealed before v2."""
         return HKDF(
             algorithm=hashes.SHA256(),
             length=32,
             salt=b"veritee-simulated-sealing-v1",
             info=self._measurement + b"|" + context,
-        ).derive(secret)
+        ).derive(self._secret())
+
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        """None: a counter kept by the simulated platform would be a file the host can replace."""
+        return None
+
+    def _secret(self) -> bytes:
+        return self._key.private_numbers().private_value.to_bytes(48, "big")

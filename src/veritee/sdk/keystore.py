@@ -1,8 +1,9 @@
 """The workload's key store: its key, admission certificate and named secrets, sealed at rest.
 
-One file holds everything, sealed with :func:`veritee.sdk.sealing.seal` (associated data
-``b"veritee-keystore-v1"``), so only the same workload (same measurement) on the same platform
-can open it. Its plaintext is a CBOR map (RFC 8949)::
+One file holds everything, sealed with :func:`veritee.sdk.sealing.seal` for the purpose
+``veritee.keystore`` (which ``Trust.unseal`` never opens), so only the same workload (same
+measurement, profile and debug state) on the same platform can open it. A store sealed in
+format 1 is opened and re-sealed in format 2 at once. Its plaintext is a CBOR map (RFC 8949)::
 
     {"v": 1,
      "key": PKCS#8 DER of the workload's ECDSA P-256 key, or null,
@@ -38,11 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.errors import SealingError, StorageError, UsageError
 from veritee.platforms.base import Platform
-from veritee.sdk.sealing import seal, unseal
+from veritee.sdk.sealing import LEGACY_VERSION, PURPOSE_KEYSTORE, SealedHeader, seal, unseal
 
-__all__ = ["DEFAULT_RENEWAL_MARGIN", "KEYSTORE_AAD", "KeyStore"]
+__all__ = ["DEFAULT_RENEWAL_MARGIN", "KeyStore"]
 
-KEYSTORE_AAD = b"veritee-keystore-v1"
 FORMAT_VERSION = 1
 #: Renew this long before the admission certificate expires, unless told otherwise.
 DEFAULT_RENEWAL_MARGIN = timedelta(minutes=5)
@@ -130,7 +130,10 @@ class KeyStore:
         self._path = Path(path)
         self._platform = platform
         self._lock = threading.RLock()
+        self._legacy_blob = False
         self._contents = self._read()
+        if self._legacy_blob:
+            self._update()  # re-seal a format-1 store in format 2
 
     @property
     def path(self) -> Path:
@@ -309,7 +312,8 @@ class KeyStore:
                 code="keystore_corrupt",
             )
         try:
-            raw = unseal(self._platform, blob, aad=KEYSTORE_AAD)
+            raw = unseal(self._platform, blob, purpose=PURPOSE_KEYSTORE)
+            self._legacy_blob = SealedHeader.from_bytes(blob).version == LEGACY_VERSION
         except SealingError as exc:
             raise SealingError(
                 f"key store {self._path} does not unseal: {exc.message}; it was left untouched",
@@ -319,7 +323,7 @@ class KeyStore:
 
     def _update(self, **changes: Any) -> None:
         new = replace(self._contents, **changes)
-        self._write(seal(self._platform, new.to_cbor(), aad=KEYSTORE_AAD))
+        self._write(seal(self._platform, new.to_cbor(), purpose=PURPOSE_KEYSTORE))
         self._contents = new
 
     def _write(self, blob: bytes) -> None:

@@ -5,8 +5,8 @@
     trust = Trust("https://certifier:8400", ca_cert="domain_ca.pem", platform="simulated",
                   store="~/.local/state/myapp")
     trust.certify()                      # attest, get an admission certificate (kept until expiry)
-    blob = trust.seal(b"state")          # only this measurement on this platform unseals it
-    trust.unseal(blob)
+    blob = trust.seal(b"state", context=b"state-v3")   # only this workload, this profile
+    trust.unseal(blob, context=b"state-v3")
     with trust.connect("peer", 9000, allowed_measurements={...}) as conn: ...   # attested mTLS
     trust.serve("0.0.0.0", 9000, handler, allowed_measurements={...})
     key = trust.get_secret("db-password")   # released only to attested workloads
@@ -256,12 +256,28 @@ class Trust:
             {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": self.platform.name},
         )
 
-    def seal(self, data: bytes) -> bytes:
-        """Encrypt ``data`` so that only this measurement on this platform can unseal it."""
-        return sealing.seal(self.platform, data)
+    def seal(self, data: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
+        """Encrypt ``data`` so that only this workload (measurement, profile, debug state, on this
+        platform) can unseal it, for ``purpose`` and ``context``.
 
-    def unseal(self, blob: bytes) -> bytes:
-        return sealing.unseal(self.platform, blob)
+        ``context`` is associated data, authenticated but not stored: pass what the blob belongs
+        to (a file name, a record id, a version) and give the same to :meth:`unseal`, so that a
+        blob put in another place does not open there. ``purpose`` names the use (``app`` by
+        default); names starting with ``veritee`` are reserved for the SDK's own keys.
+        """
+        return sealing.seal(
+            self.platform, data, purpose=sealing.check_app_purpose(purpose), context=context
+        )
+
+    def unseal(self, blob: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
+        """Decrypt a blob from :meth:`seal` with the same ``purpose`` and ``context``.
+
+        Raises :class:`~veritee.errors.SealingError` for anything else, including the SDK's own
+        sealed keys (key store, log buffer), which are never opened here.
+        """
+        return sealing.unseal(
+            self.platform, blob, purpose=sealing.check_app_purpose(purpose), context=context
+        )
 
     def _credentials(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         cert = self.certify()
@@ -348,7 +364,7 @@ class Trust:
                 directory=self.store_path / "logs" / log_id,
                 signing_key=key,
                 tenant_public_key=self._tenant_key,
-                seal=self.seal,
+                seal=sealing.Sealer(self.platform, sealing.PURPOSE_LOG_PENDING).seal,
                 log_id=log_id,
             )
         return self._workload_log

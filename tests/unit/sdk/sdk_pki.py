@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from veritee import oids
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 
@@ -34,23 +35,30 @@ def measurement_of(label: str) -> str:
 
 @dataclass
 class HkdfPlatform:
-    """A Platform for tests: sealing keys are HKDF over a per-'install' secret and the measurement."""
+    """A Platform for tests: sealing keys are HKDF over a per-'install' secret, binding the
+    measurement, profile, debug state and context (the contract of veritee.platforms.base)."""
 
     measurement: str
     secret: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
     name: str = "test-tee"
     profile: Profile = Profile.PRODUCTION
+    debug: bool = False
+    sealing_mode: SealingMode = SealingMode.PLATFORM
 
     def evidence(self, report_data: bytes) -> bytes:
         return b"test-evidence:" + report_data
 
     def sealing_key(self, context: bytes) -> bytes:
+        state = f"|{self.profile.value}|{int(self.debug)}|".encode()
         return HKDF(
             algorithm=hashes.SHA256(),
             length=32,
             salt=b"test-platform",
-            info=bytes.fromhex(self.measurement) + b"|" + context,
+            info=bytes.fromhex(self.measurement) + state + context,
         ).derive(self.secret)
+
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None
 
 
 class TestCA:

@@ -112,9 +112,10 @@ def test_sealed_blob_for_another_purpose_is_not_a_store(
     from veritee.sdk.sealing import seal
 
     path = tmp_path / "ks.bin"
-    path.write_bytes(seal(platform, b"not a key store"))  # other aad
-    with pytest.raises(SealingError):
+    path.write_bytes(seal(platform, b"not a key store", purpose="app"))
+    with pytest.raises(SealingError) as e:
         KeyStore(path, platform)
+    assert e.value.code == "sealed_purpose_mismatch"
 
 
 def test_certificate_must_match_key(tmp_path: Path, platform: HkdfPlatform, ca: TestCA) -> None:
@@ -182,3 +183,53 @@ def test_with_simulated_platform(tmp_path: Path) -> None:
     upgraded = SimulatedPlatform(tmp_path / "plat", measurement=measurement_of("app v2"))
     with pytest.raises(SealingError):
         KeyStore(path, upgraded)
+
+
+# --- issue 13: the profile and debug state are part of what opens a store --------------------
+
+
+def test_development_instance_cannot_open_the_production_store(tmp_path: Path) -> None:
+    """The host starts a development (debug) instance of the same measurement on the same
+    platform install, pointed at the production key store: it must not get the key."""
+    from veritee.platforms.simulated import SimulatedPlatform
+    from veritee.profiles import Profile
+
+    m = measurement_of("payments")
+    prod = SimulatedPlatform(tmp_path / "sim", measurement=m, profile=Profile.PRODUCTION)
+    path = tmp_path / "ks.bin"
+    KeyStore(path, prod).load_or_create_key()
+    dev = SimulatedPlatform(tmp_path / "sim", measurement=m, profile=Profile.DEVELOPMENT)
+    assert dev.debug
+    with pytest.raises(SealingError):
+        KeyStore(path, dev)
+    staging = SimulatedPlatform(tmp_path / "sim", measurement=m, profile=Profile.STAGING)
+    with pytest.raises(SealingError):
+        KeyStore(path, staging)
+    assert KeyStore(path, prod).private_key() is not None
+
+
+def test_format_1_store_opens_and_is_resealed(tmp_path: Path) -> None:
+    import shutil
+
+    from cryptography.hazmat.primitives import serialization
+
+    from veritee.platforms.simulated import SimulatedPlatform
+    from veritee.profiles import Profile
+    from veritee.sdk.sealing import SealedHeader
+
+    v1 = Path(__file__).resolve().parents[2] / "data" / "sealed-v1"
+    shutil.copytree(v1 / "platform", tmp_path / "platform")
+    path = tmp_path / "keystore.bin"
+    shutil.copy(v1 / "keystore.sealed", path)
+    m = (v1 / "measurement.txt").read_text().strip()
+    p = SimulatedPlatform(tmp_path / "platform", measurement=m, profile=Profile.PRODUCTION)
+    ks = KeyStore(path, p)
+    key = ks.private_key()
+    assert key is not None
+    assert key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == (v1 / "keystore-public-key.pem").read_bytes()
+    assert ks.get("item") == b"value one"
+    hdr = SealedHeader.from_bytes(path.read_bytes())
+    assert hdr.version == 2 and hdr.purpose == "veritee.keystore"
+    assert KeyStore(path, p).get("item") == b"value one"
