@@ -249,6 +249,12 @@ class Code(StrEnum):
     SEALED_BLOB_TRUNCATED = "sealed_blob_truncated", "a sealed blob is shorter than its header"
     SEALED_BLOB_VERSION = "sealed_blob_version", "a sealed blob has a version this build does not read"
     SEALED_OTHER_PLATFORM = "sealed_other_platform", "a blob was sealed on another platform"
+    SEALED_OTHER_MODE = "sealed_other_mode", "a blob was sealed with a platform key and opened with a domain-released key, or the reverse"
+    SEALED_OTHER_PROFILE = "sealed_other_profile", "a blob was sealed by an instance in another profile or debug state"
+    SEALED_PURPOSE_MISMATCH = "sealed_purpose_mismatch", "a blob was sealed for another purpose than the one it is opened for"
+    SEALING_PURPOSE_INVALID = "sealing_purpose_invalid", "a sealing purpose name is malformed"
+    SEALING_PURPOSE_RESERVED = "sealing_purpose_reserved", "an application used a sealing purpose reserved for veritee's own keys"
+    SEALING_CONTEXT_INVALID = "sealing_context_invalid", "a sealing context is not bytes"
 
     # --- confidential logs ---
     LOG_ATTACHED = "log_attached", "the log already has its signing key"

@@ -279,14 +279,14 @@ def _check_purpose(purpose: str) -> bytes:
         raise UsageError(
             f"a sealing purpose is 1..{MAX_PURPOSE_LEN} characters of [a-z0-9._-], "
             "starting with a letter or digit",
-            code="sealing_purpose",
+            code="sealing_purpose_invalid",
         )
     return purpose.encode("ascii")
 
 
 def _check_context(context: bytes) -> bytes:
     if not isinstance(context, bytes | bytearray | memoryview):
-        raise UsageError("a sealing context is bytes", code="sealing_context")
+        raise UsageError("a sealing context is bytes", code="sealing_context_invalid")
     if len(context) > MAX_CONTEXT:
         raise OversizedError(
             f"sealing context of {len(context)} bytes (limit {MAX_CONTEXT})", field="context"
