@@ -132,6 +132,15 @@ class Code(StrEnum):
     DEBUG = "debug", "the workload runs in debug mode (refused unless a policy allows it)"
     TCB_STATUS = "tcb_status", "finding: Intel's TCB status for the platform (other than UpToDate)"
     INTEL_ADVISORIES = "intel_advisories", "finding: Intel security advisories apply to the platform"
+    REVOCATION_NOT_CHECKED = (
+        "revocation_not_checked",
+        "warning: the certificates' revocation status was not checked (NVIDIA GPUs: OCSP only)",
+    )
+    REFERENCE_VALUES_NOT_COMPARED = (
+        "reference_values_not_compared",
+        "warning: measurements were not compared with the vendor's reference values (NVIDIA RIMs) "
+        "and no policy pins them",
+    )
 
     # --- appraisal ---
     PLATFORM_NOT_ALLOWED = "platform_not_allowed", "the policy has no section for the evidence's platform"
@@ -148,7 +157,25 @@ class Code(StrEnum):
     VMPL_ABOVE_MAXIMUM = "vmpl_above_maximum", "the SEV-SNP report comes from a VMPL above the policy's maximum"
     MIGRATION_AGENT_NOT_ALLOWED = (
         "migration_agent_not_allowed",
-        "the SEV-SNP guest policy allows a migration agent and the policy does not",
+        "the SEV-SNP guest policy allows a migration agent (MIGRATE_MA) and the policy does not",
+    )
+    INSECURE_ALLOW_MIGRATION_AGENT = (
+        "insecure_allow_migration_agent",
+        "warning: a migration agent (MIGRATE_MA) accepted because the policy allows it",
+    )
+    GUEST_POLICY_NOT_ALLOWED = (
+        "guest_policy_not_allowed",
+        "the SEV-SNP guest policy fails a policy control (SMT, single socket, CXL, AES-256-XTS, "
+        "RAPL, ciphertext hiding, page swap)",
+    )
+    PLATFORM_INFO_NOT_ALLOWED = (
+        "platform_info_not_allowed",
+        "the SEV-SNP PLATFORM_INFO fails a policy control (SMT, TSME, TIO, ECC, RAPL, "
+        "ciphertext hiding, alias check)",
+    )
+    MEASURED_BOOT_NOT_APPRAISED = (
+        "measured_boot_not_appraised",
+        "warning: a (v)TPM's PCRs and event log were not compared with reference values",
     )
     NO_POLICY = "no_policy", "no appraisal policy is installed in the domain"
     ATTESTATION_REFUSED = "attestation_refused", "the appraisal refused the evidence (reasons attached)"

@@ -1,8 +1,13 @@
 """Hold verified claims against a policy (or the baseline) and explain the decision. Pure.
 
-The baseline (no policy) accepts authentic evidence that is not debug and, where Intel
-collateral decides a TCB status, whose status is ``UpToDate``. Collateral currency is checked
-by the verifiers themselves (they refuse out-of-window collateral).
+The baseline (no policy) accepts authentic evidence that is not debug, whose SEV-SNP guest
+policy passes go-sev-guest's default checks (no migration agent), whose simulated platform key
+is trusted by the caller, and, where Intel collateral decides a TCB status, whose status is
+``UpToDate``. Collateral currency is checked by the verifiers themselves (they refuse
+out-of-window collateral). What the baseline cannot establish is said as a warning that lowers
+the EAR status to ``warning`` (AR4SI): the measured boot of a TPM or vTPM is not compared with
+reference values, nor are a GPU's measurements with NVIDIA's RIMs, nor is a GPU's revocation
+status checked.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from veritee.appraisal.policy import (
     SevSnpPolicy,
     SgxPolicy,
     SimulatedPolicy,
+    SnpGuestPolicy,
+    SnpPlatformInfo,
     TdxPolicy,
     TpmPolicy,
 )
@@ -85,20 +92,57 @@ def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisor
 
 
 def appraise_baseline(ev: VerifiedEvidence) -> Decision:
-    """The baseline: authentic, not debug, Intel TCB status UpToDate."""
+    """The baseline: authentic, not debug, SEV-SNP guest policy with go-sev-guest's defaults,
+    simulated platform key trusted by the caller, Intel TCB status UpToDate; and a warning for
+    each thing it did not establish (see the module docstring)."""
     d = Decision(policy_name="baseline")
     _authentic(d, ev)
-    _debug(d, ev.claims, allow=False)
-    if ev.claims.get("tcb_status") is not None:
-        _intel_tcb(d, ev.claims, ["UpToDate"], [])
+    claims = ev.claims
+    platform = claims.get("platform")
+    if platform == "sev-snp":
+        _sev_snp(d, claims, _BASELINE_SNP)
+    else:
+        _debug(d, claims, allow=False)
+    if platform == "simulated":
+        _simulated_key(d, claims, trusted=claims.get("platform_key_trusted") is True)
+    if claims.get("tcb_status") is not None:
+        _intel_tcb(d, claims, ["UpToDate"], [])
+    if platform == "tpm" or claims.get("vtpm"):
+        _measured_boot_not_appraised(d)
     _add_findings(d, ev)
     return d
 
 
-def _add_findings(d: Decision, ev: VerifiedEvidence) -> None:
+#: go-sev-guest's defaults: debug and migration agent refused, every other control allows.
+_BASELINE_SNP = SevSnpPolicy.model_validate({})
+
+#: Findings that say what a verifier could not establish -> the trust claim left unaffirmed.
+_NOT_ESTABLISHED = {
+    "revocation_not_checked": "hardware",
+    "reference_values_not_compared": "executables",
+}
+
+
+def _add_findings(d: Decision, ev: VerifiedEvidence, resolved: tuple[str, ...] = ()) -> None:
+    """The verifier's findings as warnings; those in :data:`_NOT_ESTABLISHED` lower their claim
+    to ``warning`` unless the policy ``resolved`` them (e.g. pinned the reference values)."""
     for f in ev.findings:
-        if f not in d.warnings:
+        if f.code in resolved or f in d.warnings:
+            continue
+        claim = _NOT_ESTABLISHED.get(f.code)
+        if claim is None:
             d.warnings.append(f)
+        else:
+            d.warn(f.code, f.message, claim=claim)
+
+
+def _measured_boot_not_appraised(d: Decision) -> None:
+    d.warn(
+        "measured_boot_not_appraised",
+        "the (v)TPM's PCRs, and so the measured boot its event log records, were not compared "
+        "with reference values (pin them with a policy's pcrs or measurements)",
+        claim="executables",
+    )
 
 
 def _allow_list(d: Decision, what: str, value: Any, allowed: list[str] | None, *, claim: str = "executables") -> None:
@@ -119,6 +163,7 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
     """Appraise verified evidence against ``policy``; every failing check is a reason."""
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     claims = ev.claims
+    resolved: tuple[str, ...] = ()
     platform = str(claims.get("platform"))
     p = policy.platforms.for_platform(platform)
     _authentic(d, ev)
@@ -171,6 +216,8 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
     elif isinstance(p, TpmPolicy):
         _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
         _pcr_pins(d, claims, p.pcrs)
+        if p.measurements is None and not p.pcrs:
+            _measured_boot_not_appraised(d)
     elif isinstance(p, CcaPolicy):
         _cca(d, claims, p)
     elif isinstance(p, NvidiaGpuPolicy):
@@ -181,7 +228,11 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         if p.driver_versions is not None:
             _allow_list(d, "driver_version", claims.get("driver_version"), p.driver_versions,
                         claim="configuration")  # fmt: skip
-    _add_findings(d, ev)
+        if p.measurements is not None or p.blocks:
+            resolved = ("reference_values_not_compared",)
+    if claims.get("vtpm") and isinstance(p, SevSnpPolicy | TdxPolicy) and not p.pcrs:
+        _measured_boot_not_appraised(d)
+    _add_findings(d, ev, resolved)
     return d
 
 
@@ -203,18 +254,60 @@ def _pcr_pins(d: Decision, claims: dict[str, Any], pins: dict[str, list[str]]) -
         _allow_list(d, f"pcr{int(i)}", claims.get(f"pcr{int(i)}"), allowed)
 
 
-def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy) -> None:
-    if claims.get("platform_key") in p.platform_keys:
+def _simulated_key(d: Decision, claims: dict[str, Any], *, trusted: bool) -> None:
+    """The simulated platform's key vouches for itself: it counts only where trusted (the
+    caller's ``--platform-key``, or the policy's ``platform_keys``)."""
+    if trusted:
         d.affirm("platform_key_trusted", claim="instance-identity")
     else:
         d.refuse(
             "platform_key_not_trusted",
-            "the simulated platform key is not listed in the policy's platform_keys",
+            "the simulated platform key is not trusted: a key that signs its own evidence is "
+            "no root of trust (give it with --platform-key, or list it in platform_keys)",
             claim="instance-identity",
         )
     d.warn("simulated_platform", "simulated platform: no hardware protection", claim="hardware")
+
+
+def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy) -> None:
+    _simulated_key(d, claims, trusted=claims.get("platform_key") in p.platform_keys)
     _debug(d, claims, p.allow_debug)
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+
+
+#: (guest-policy bit claim, control, True if the control allows the bit, else requires it).
+_GUEST_CONTROLS: tuple[tuple[str, str, bool], ...] = (
+    ("smt", "allow_smt", True),
+    ("single_socket", "require_single_socket", False),
+    ("cxl_allow", "allow_cxl", True),
+    ("mem_aes_256_xts", "require_aes_256_xts", False),
+    ("rapl_dis", "require_rapl_disabled", False),
+    ("ciphertext_hiding", "require_ciphertext_hiding", False),
+    ("page_swap_disable", "require_page_swap_disabled", False),
+)
+_PLATFORM_CONTROLS: tuple[tuple[str, str, bool], ...] = (
+    ("smt_enabled", "allow_smt", True),
+    ("tsme_enabled", "allow_tsme", True),
+    ("tio_enabled", "allow_tio", True),
+    ("ecc_enabled", "require_ecc", False),
+    ("rapl_disabled", "require_rapl_disabled", False),
+    ("ciphertext_hiding_enabled", "require_ciphertext_hiding", False),
+    ("alias_check_complete", "require_alias_check", False),
+)
+
+
+def _bits_against(
+    bits: dict[str, Any], controls: tuple[tuple[str, str, bool], ...],
+    policy: SnpGuestPolicy | SnpPlatformInfo,
+) -> list[str]:
+    """The controls ``bits`` fail, as go-sev-guest's validatePolicy / validatePlatformInfo."""
+    failed = []
+    for bit, control, is_allow in controls:
+        wanted = bool(getattr(policy, control))
+        value = bool(bits.get(bit))
+        if (is_allow and value and not wanted) or (not is_allow and wanted and not value):
+            failed.append(f"{bit} ({control}: {str(wanted).lower()})")
+    return failed
 
 
 def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
@@ -225,8 +318,23 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
     if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:
         d.refuse("vmpl_above_maximum", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
     bits = claims.get("policy_bits") or {}
-    if not p.allow_migration_agent and bits.get("migrate_ma"):
-        d.refuse("migration_agent_not_allowed", "guest policy allows a migration agent", claim="configuration")
+    if bits.get("migrate_ma"):
+        if p.allow_migration_agent:
+            d.warn("insecure_allow_migration_agent",
+                   "the guest policy allows a migration agent (MIGRATE_MA), accepted because the "
+                   "policy says allow_migration_agent", claim="configuration")  # fmt: skip
+        else:
+            d.refuse("migration_agent_not_allowed",
+                     "the guest policy allows a migration agent (MIGRATE_MA)",
+                     claim="configuration")  # fmt: skip
+    failed = _bits_against(bits, _GUEST_CONTROLS, p.guest_policy)
+    if failed:
+        d.refuse("guest_policy_not_allowed", "the guest policy fails: " + ", ".join(failed),
+                 claim="configuration")  # fmt: skip
+    failed = _bits_against(claims.get("platform_info_bits") or {}, _PLATFORM_CONTROLS, p.platform_info)
+    if failed:
+        d.refuse("platform_info_not_allowed", "PLATFORM_INFO fails: " + ", ".join(failed),
+                 claim="hardware")  # fmt: skip
     if p.min_tcb is not None:
         # Against the TCB the VCEK was issued for (certified by AMD), not the report's own fields.
         tcb = claims.get("vcek_tcb") or {}

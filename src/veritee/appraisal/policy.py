@@ -34,6 +34,8 @@ __all__ = [
     "SgxPolicy",
     "SignedPolicy",
     "SimulatedPolicy",
+    "SnpGuestPolicy",
+    "SnpPlatformInfo",
     "TdxPolicy",
     "TpmPolicy",
     "load_policy",
@@ -77,12 +79,45 @@ class MinTcb(_Strict):
     fmc: int = Field(0, ge=0, le=255)
 
 
+class SnpGuestPolicy(_Strict):
+    """Controls over the SEV-SNP guest policy (ABI spec, table "Guest Policy Structure"), as
+    go-sev-guest's ``validate.Options.GuestPolicy`` has them. ``allow_*``: refuse the report if
+    its policy grants the capability and this is false; ``require_*``: refuse it if its policy
+    does not set the restriction and this is true. The defaults allow every real guest policy
+    (DEBUG and MIGRATE_MA are ``allow_debug`` / ``allow_migration_agent`` of the section)."""
+
+    allow_smt: bool = True
+    require_single_socket: bool = False
+    allow_cxl: bool = True
+    require_aes_256_xts: bool = False
+    require_rapl_disabled: bool = False
+    require_ciphertext_hiding: bool = False
+    require_page_swap_disabled: bool = False
+
+
+class SnpPlatformInfo(_Strict):
+    """Controls over the report's PLATFORM_INFO (ABI spec, table "PLATFORM_INFO Field"), as
+    go-sev-guest's ``validate.Options.PlatformInfo`` has them; the defaults check nothing."""
+
+    allow_smt: bool = True
+    allow_tsme: bool = True
+    allow_tio: bool = True
+    require_ecc: bool = False
+    require_rapl_disabled: bool = False
+    require_ciphertext_hiding: bool = False
+    require_alias_check: bool = False
+
+
 class SevSnpPolicy(_Strict):
     measurements: list[str] | None = None
     min_tcb: MinTcb | None = None
     allow_debug: bool = False
-    allow_migration_agent: bool = True
+    #: MIGRATE_MA (guest policy bit 18): a migration agent may read the guest's memory.
+    #: Refused unless allowed, as go-sev-guest's validatePolicy does.
+    allow_migration_agent: bool = False
     max_vmpl: int | None = Field(None, ge=0, le=3)
+    guest_policy: SnpGuestPolicy = Field(default_factory=SnpGuestPolicy)
+    platform_info: SnpPlatformInfo = Field(default_factory=SnpPlatformInfo)
     host_data: list[str] | None = None
     #: vTPM PCRs (SHA-256 bank) of an Azure CVM (evidence format ``az-snp-vtpm``); evidence
     #: without a vTPM quote has no PCRs and fails any pin.

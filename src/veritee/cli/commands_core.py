@@ -122,6 +122,32 @@ def _print_verify(result: dict[str, Any], as_json: bool) -> None:
             click.echo(f"  {k}: {claims[k]}")
 
 
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def load_platform_key(path: Path) -> Any:
+    """The public key in ``path``: a PEM ``PUBLIC KEY``, or the PEM private key the simulated
+    platform writes (``<data>/simulated-platform/platform_key.pem``; only its public half is
+    kept). UsageError, never the file's content, when it is neither."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    if not path.is_file():
+        raise UsageError(f"--platform-key file not found: {path}")
+    if path.stat().st_size > MAX_KEY_FILE_BYTES:
+        raise UsageError(f"--platform-key {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    pem = path.read_bytes()
+    try:
+        if b"-----BEGIN PUBLIC KEY-----" in pem:
+            return serialization.load_pem_public_key(pem)
+        if b"PRIVATE KEY-----" in pem:
+            return serialization.load_pem_private_key(pem, password=None).public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        pass
+    raise UsageError(f"--platform-key {path} is not a PEM public key or an unencrypted PEM "
+                     "private key")  # fmt: skip
+
+
 def verify_evidence(
     data: bytes,
     *,
@@ -130,8 +156,11 @@ def verify_evidence(
     at: dt.datetime,
     policy_text: bytes | None,
     nonce: bytes | None,
+    platform_keys: list[Path] | None = None,
 ) -> dict[str, Any]:
     """The work of `veritee verify`, as a function returning DESIGN.md's JSON object."""
+    import dataclasses
+
     from veritee import evidence
     from veritee.appraisal import appraise, appraise_baseline
     from veritee.appraisal.policy import ENVELOPE_FORMAT, load_policy, parse_policy
@@ -139,6 +168,8 @@ def verify_evidence(
     from veritee.evidence.claims import Reason
 
     collateral = Collateral.from_paths(collateral_paths)
+    keys = tuple(load_platform_key(p) for p in platform_keys or ())
+    collateral = dataclasses.replace(collateral, public_keys=collateral.public_keys + keys)
     policy = None
     if policy_text is not None:
         import yaml
@@ -201,10 +232,16 @@ def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes) -> None:
 @click.option("--at", "at", default=None, help="Verification time, ISO-8601 (default: now).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Appraisal policy (YAML/JSON); default: the baseline.")
 @click.option("--nonce", default=None, help="Hex nonce the evidence must carry.")
+@click.option(
+    "--platform-key", "platform_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="A platform key to trust (repeatable): PEM public key, or the simulated platform's "
+         "platform_key.pem. Simulated evidence is refused unless its key is given here (or, "
+         "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_cmd(
     evidence_file: Path, fmt: str, collateral: tuple[Path, ...], at: str | None,
-    policy_file: Path | None, nonce: str | None, as_json: bool,
+    policy_file: Path | None, nonce: str | None, platform_keys: tuple[Path, ...], as_json: bool,
 ) -> None:
     """Verify evidence offline with collateral at an explicit time, and appraise it."""
     try:
@@ -225,7 +262,7 @@ def verify_cmd(
         policy_text = policy_file.read_bytes() if policy_file else None
         result = verify_evidence(
             data, format=fmt, collateral_paths=list(collateral), at=parse_time(at),
-            policy_text=policy_text, nonce=nonce_bytes,
+            policy_text=policy_text, nonce=nonce_bytes, platform_keys=list(platform_keys),
         )
     except (UsageError, OSError) as e:
         click.echo(f"error: {e}", err=True)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._reader import Reader, json_object
-from veritee.evidence.claims import VerifiedEvidence
+from veritee.evidence.claims import Reason, VerifiedEvidence
 from veritee.evidence.nitro import verify_chain
 
 __all__ = ["NVIDIA_DEVICE_IDENTITY_CA_SHA256", "SpdmMeasurements", "detect", "parse",
@@ -189,4 +189,16 @@ def verify(
     except InvalidSignature:
         raise VerificationError("the GPU's measurements signature does not verify",
                                 code="signature_invalid") from None  # fmt: skip
-    return VerifiedEvidence(format="nvidia-gpu", claims=_claims(m, chain[0]), verified_at=at)
+    return VerifiedEvidence(format="nvidia-gpu", claims=_claims(m, chain[0]), verified_at=at,
+                            findings=NOT_ESTABLISHED)  # fmt: skip
+
+
+#: What this verifier does not establish (the appraisal says so: AR4SI ``warning``).
+NOT_ESTABLISHED = (
+    Reason("revocation_not_checked",
+           "the GPU's certificates were not checked for revocation (NVIDIA publishes it by "
+           "OCSP only; this verifier is offline)"),
+    Reason("reference_values_not_compared",
+           "the GPU's measurements were not compared with NVIDIA's reference integrity "
+           "manifests (RIMs); pin them with a policy's measurements or blocks"),
+)  # fmt: skip

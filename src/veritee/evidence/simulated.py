@@ -14,8 +14,13 @@ Layout (all integers little-endian; offsets are constants below)::
     ...   2   SIG_LEN          length of the signature
     ...   m   SIGNATURE        ECDSA P-384 / SHA-384 (DER) over every byte before SIG_LEN
 
-Authenticity here means "signed by the key it names"; whether that key is a trusted platform
-is the policy's decision (``platforms.simulated.platform_keys``), never a default.
+The report is signed by the key it names, so the signature alone proves nothing about where it
+came from: a key that vouches for itself is no root of trust. :func:`verify` checks the
+signature and says in the claim ``platform_key_trusted`` whether the caller trusts the key (a
+PEM public key among the collateral, e.g. ``veritee verify --platform-key``, or its SHA-256 key
+id in ``trust``). The baseline refuses evidence whose key is not trusted
+(``platform_key_not_trusted``); a policy trusts keys only through its own
+``platforms.simulated.platform_keys``. Never by default.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.collateral import Collateral
-from veritee.errors import MalformedError, VerificationError
+from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._reader import Reader
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.profiles import Profile
@@ -42,6 +47,7 @@ __all__ = [
     "detect",
     "parse_claims",
     "sign_report",
+    "trusted_key_ids",
     "verify",
 ]
 
@@ -60,6 +66,7 @@ PROFILE_CODES: dict[int, Profile] = {
     3: Profile.PRODUCTION,
 }
 CODE_OF_PROFILE = {p: c for c, p in PROFILE_CODES.items()}
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,17 @@ def _load_key(der: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def trusted_key_ids(collateral: Collateral, trust: Any = None) -> frozenset[str]:
+    """The platform key ids (SHA-256 of SPKI DER) the caller trusts: the PEM public keys among
+    ``collateral`` and the hex ids in ``trust`` (an iterable of str, or None)."""
+    ids = {hashlib.sha256(k.public_bytes(*_SPKI)).hexdigest() for k in collateral.public_keys}
+    if trust is not None:
+        if isinstance(trust, str | bytes) or not hasattr(trust, "__iter__"):
+            raise UsageError("simulated trust must be an iterable of platform key ids (hex)")
+        ids |= {str(t).lower() for t in trust}
+    return frozenset(ids)
+
+
 def verify(
     data: bytes, *, collateral: Collateral, at: datetime, trust: Any = None
 ) -> VerifiedEvidence:
@@ -158,7 +176,8 @@ def verify(
 
     1. parse (MalformedError names the field);
     2. the platform key is a P-384 SPKI;
-    3. the ECDSA-P384/SHA-384 signature covers every byte before SIG_LEN.
+    3. the ECDSA-P384/SHA-384 signature covers every byte before SIG_LEN;
+    4. claim ``platform_key_trusted``: the key is one of :func:`trusted_key_ids`.
     """
     report = SimulatedReport.from_bytes(data)
     key = _load_key(report.platform_key_der)
@@ -168,7 +187,9 @@ def verify(
         raise VerificationError(
             "simulated evidence signature does not verify", code="signature_invalid"
         ) from None
-    return VerifiedEvidence(format="simulated", claims=report.claims(), verified_at=at)
+    claims = report.claims()
+    claims["platform_key_trusted"] = report.platform_key_id in trusted_key_ids(collateral, trust)
+    return VerifiedEvidence(format="simulated", claims=claims, verified_at=at)
 
 
 def sign_report(

@@ -148,8 +148,9 @@ def test_intel_tcb_status_and_advisories() -> None:
 
 
 def test_baseline() -> None:
-    assert appraise_baseline(ev()).accepted
-    assert [r.code for r in appraise_baseline(ev(debug=True)).reasons] == ["debug"]
+    assert appraise_baseline(ev(platform_key_trusted=True)).accepted
+    assert [r.code for r in appraise_baseline(ev()).reasons] == ["platform_key_not_trusted"]
+    assert [r.code for r in appraise_baseline(ev(debug=True, platform_key_trusted=True)).reasons] == ["debug"]
     assert appraise_baseline(ev(platform="tdx", tcb_status="UpToDate")).accepted
     assert not appraise_baseline(ev(platform="tdx", tcb_status="OutOfDate")).accepted
     found = VerifiedEvidence("tdx", ev(platform="tdx", tcb_status="UpToDate").claims, NOW,

@@ -29,19 +29,90 @@ def sim_evidence(tmp_path: Path) -> Path:
     return f
 
 
-def test_verify_json_shape_and_exit_zero(runner: CliRunner, sim_evidence: Path) -> None:
-    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "0102"])
+def _platform_key(tmp_path: Path) -> Path:
+    """What the simulated platform writes: its PEM private key (only the public half is used)."""
+    return tmp_path / "sim" / "platform_key.pem"
+
+
+def test_verify_json_shape_and_exit_zero(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "0102",
+                            "--platform-key", str(_platform_key(tmp_path))])  # fmt: skip
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert set(out) >= {"format", "authentic", "accepted", "claims", "reasons", "verified_at"}
     assert out["format"] == "simulated" and out["authentic"] and out["accepted"]
     assert out["claims"]["measurement"] == M
+    assert out["claims"]["platform_key_trusted"] is True
+    assert "simulated_platform" in {w["code"] for w in out["warnings"]}
 
 
-def test_verify_wrong_nonce_is_not_accepted(runner: CliRunner, sim_evidence: Path) -> None:
-    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "ffff"])
+def test_baseline_refuses_simulated_evidence_whose_key_vouches_for_itself(
+    runner: CliRunner, sim_evidence: Path
+) -> None:
+    """Issue 11 item 1: a key that signs its own evidence is no root of trust."""
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json"])
+    assert r.exit_code == 1, r.output
+    out = json.loads(r.output)
+    assert out["authentic"] is True and out["accepted"] is False
+    assert [x["code"] for x in out["reasons"]] == ["platform_key_not_trusted"]
+    assert out["claims"]["platform_key_trusted"] is False
+    assert out["status"] == "contraindicated"
+
+
+def test_platform_key_as_pem_public_key(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    priv = serialization.load_pem_private_key(_platform_key(tmp_path).read_bytes(), None)
+    pub = tmp_path / "platform.pub.pem"
+    pub.write_bytes(priv.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--platform-key", str(pub)])
+    assert r.exit_code == 0, r.output
+
+
+def test_another_platform_key_does_not_make_it_trusted(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
+    SimulatedPlatform(tmp_path / "other", measurement=M)
+    args = ["verify", str(sim_evidence), "--json", "--platform-key", str(tmp_path / "other" / "platform_key.pem")]
+    r = runner.invoke(cli, args)
     assert r.exit_code == 1
-    assert json.loads(r.output)["reasons"][0]["code"] == "nonce_mismatch"
+    assert [x["code"] for x in json.loads(r.output)["reasons"]] == ["platform_key_not_trusted"]
+
+
+def test_with_a_policy_its_platform_keys_decide(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+    from veritee.platforms.simulated import platform_key_id
+
+    key_id = platform_key_id(SimulatedPlatform(tmp_path / "sim", measurement=M)._key)
+    pol = tmp_path / "p.yaml"
+    pol.write_text(f"version: 1\nname: t\nplatforms:\n  simulated: {{platform_keys: ['{key_id}']}}\n")
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--policy", str(pol)])
+    assert r.exit_code == 0, r.output
+    pol.write_text("version: 1\nname: t\nplatforms:\n  simulated: {}\n")
+    args = ["verify", str(sim_evidence), "--json", "--policy", str(pol), "--platform-key", str(_platform_key(tmp_path))]
+    r = runner.invoke(cli, args)
+    assert r.exit_code == 1 and "platform_key_not_trusted" in r.output
+
+
+@pytest.mark.parametrize("content", [b"", b"not a key", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                                     b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n",
+                                     b"-----BEGIN PUBLIC KEY-----" + b"A" * (70 * 1024)])  # fmt: skip
+def test_bad_platform_key_files_are_usage_errors(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path, content: bytes
+) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(content)
+    for path in (bad, tmp_path / "missing.pem"):
+        r = runner.invoke(cli, ["verify", str(sim_evidence), "--platform-key", str(path)])
+        assert r.exit_code == 2, r.output
+        assert "platform-key" in r.output and "AAAA" not in r.output
+
+
+def test_verify_wrong_nonce_is_not_accepted(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "ffff",
+                            "--platform-key", str(_platform_key(tmp_path))])  # fmt: skip
+    assert r.exit_code == 1
+    assert [x["code"] for x in json.loads(r.output)["reasons"]] == ["nonce_mismatch"]
 
 
 def test_verify_with_policy(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:

@@ -64,6 +64,34 @@ def test_round_trip_claims(platform: SimulatedPlatform) -> None:
     assert c["tcb_status"] is None
 
 
+def test_the_library_refuses_a_platform_key_that_vouches_for_itself(tmp_path: Path) -> None:
+    """Issue 11 item 1: self-signed production evidence with any measurement is not accepted by
+    the baseline unless its key is trusted by the caller (key id in ``trust``, or the PEM
+    public key among the collateral)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from veritee.appraisal import appraise_baseline
+    from veritee.collateral import Collateral
+
+    p = SimulatedPlatform(tmp_path, measurement="00" * 48, profile=Profile.PRODUCTION)
+    ev = p.evidence(b"\0" * 64)
+    got = evidence.verify(ev, at=NOW)
+    assert got.claims["platform_key_trusted"] is False
+    d = appraise_baseline(got)
+    assert not d.accepted and d.status == "contraindicated"
+    assert [r.code for r in d.reasons] == ["platform_key_not_trusted"]
+    for trusted in (evidence.verify(ev, at=NOW, trust=[p.key_id]),
+                    evidence.verify(ev, at=NOW, collateral=Collateral(public_keys=(p._key.public_key(),)))):  # fmt: skip
+        assert trusted.claims["platform_key_trusted"] is True
+        d = appraise_baseline(trusted)
+        assert d.accepted and d.status == "warning"  # simulated_platform: no hardware protection
+    other = ec.generate_private_key(ec.SECP384R1()).public_key()
+    untrusted = evidence.verify(ev, at=NOW, collateral=Collateral(public_keys=(other,)))
+    assert not appraise_baseline(untrusted).accepted
+    with pytest.raises(UsageError):
+        evidence.verify(ev, at=NOW, trust=p.key_id)  # a bare string is not a set of ids
+
+
 def test_production_profile_is_not_debuggable(tmp_path: Path) -> None:
     p = SimulatedPlatform(tmp_path, measurement=M, profile=Profile.PRODUCTION)
     c = evidence.verify(p.evidence(b"\0" * 64), at=NOW).claims
