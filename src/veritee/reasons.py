@@ -122,6 +122,10 @@ class Code(StrEnum):
     # --- evidence: bindings inside the evidence ---
     BINDING_MISMATCH = "binding_mismatch", "the evidence does not bind the key, nonce or document it must"
     EVENT_LOG_MISMATCH = "event_log_mismatch", "replaying the event log does not give the quoted PCRs/RTMRs"
+    EVENT_DATA_MISMATCH = (
+        "event_data_mismatch",
+        "an event whose digest the TCG PC Client PFP defines over its data does not hash to it",
+    )
     TPM_NONCE_MISMATCH = "tpm_nonce_mismatch", "the TPM quotes carry different nonces (extraData)"
     TPM_NOT_GENERATED = "tpm_not_generated", "the TPM structure is not TPM_GENERATED_VALUE (not made by a TPM)"
     TPM_NOT_QUOTE = "tpm_not_quote", "the TPM structure is not a quote"

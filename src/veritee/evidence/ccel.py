@@ -10,6 +10,9 @@
 In TDX the index is the CC measurement register: 0 = MRTD, 1..4 = RTMR0..3 (TDX Guest-Host
 Communication Interface / UEFI CC measurement protocol). Replay:
 ``RTMR[i] = SHA-384(RTMR[i] || digest)`` from 48 zero bytes, skipping EV_NO_ACTION events.
+
+Replay binds digests only; each event's data is bound, or marked unverified, as
+:mod:`veritee.evidence.tcg_log` says (claims ``data_verified``, ``text`` / ``unverified_text``).
 """
 
 from __future__ import annotations
@@ -34,24 +37,10 @@ OFF_LASA = 48
 TPM_ALG_SHA384 = 0x000C
 SHA384_SIZE = 48
 EV_NO_ACTION = tcg_log.EV_NO_ACTION
-MAX_DATA_IN_CLAIMS = 1024
+MAX_DATA_IN_CLAIMS = tcg_log.MAX_DATA_IN_CLAIMS
 RTMR_COUNT = 4
 
-EVENT_TYPES = {
-    0x1: "EV_POST_CODE", 0x3: "EV_NO_ACTION", 0x4: "EV_SEPARATOR", 0x5: "EV_ACTION",
-    0x6: "EV_EVENT_TAG", 0x7: "EV_S_CRTM_CONTENTS", 0x8: "EV_S_CRTM_VERSION",
-    0x9: "EV_CPU_MICROCODE", 0xA: "EV_PLATFORM_CONFIG_FLAGS", 0xB: "EV_TABLE_OF_DEVICES",
-    0xC: "EV_COMPACT_HASH", 0xD: "EV_IPL", 0xE: "EV_IPL_PARTITION_DATA", 0xF: "EV_NONHOST_CODE",
-    0x10: "EV_NONHOST_CONFIG", 0x11: "EV_NONHOST_INFO", 0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
-    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG", 0x80000002: "EV_EFI_VARIABLE_BOOT",
-    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION", 0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
-    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER", 0x80000006: "EV_EFI_GPT_EVENT",
-    0x80000007: "EV_EFI_ACTION", 0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
-    0x80000009: "EV_EFI_HANDOFF_TABLES", 0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-    0x8000000B: "EV_EFI_HANDOFF_TABLES2", 0x8000000C: "EV_EFI_VARIABLE_BOOT2",
-    0x80000010: "EV_EFI_HCRTM_EVENT", 0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
-    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB", 0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
-}  # fmt: skip
+EVENT_TYPES = tcg_log.EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -97,33 +86,29 @@ class Event:
     type: int
     digest: bytes
     data: bytes
+    data_verified: bool = False
 
     def claims(self) -> dict[str, Any]:
+        """:func:`veritee.evidence.tcg_log.event_claims` (``data_verified``, ``text`` only for
+        data bound to the digest, else ``unverified_text``), plus the RTMR, the SHA-384 digest
+        and the data as hex (its first 1 KiB)."""
+        base = tcg_log.event_claims(
+            tcg_log.TcgEvent(self.offset, self.index, self.type, {}, self.data, self.data_verified)
+        )
         out: dict[str, Any] = {
             "index": self.index,
             "rtmr": self.index - 1 if 1 <= self.index <= RTMR_COUNT else None,
             "type": self.type,
-            "type_name": EVENT_TYPES.get(self.type, f"0x{self.type:08x}"),
+            "type_name": base["type_name"],
             "digest": self.digest.hex(),
             "data_size": len(self.data),
             "data_hex": self.data[:MAX_DATA_IN_CLAIMS].hex(),
+            "data_verified": self.data_verified,
         }
-        text = _text(self.data)
-        if text is not None:
-            out["text"] = text
+        for key in ("text", "unverified_text"):
+            if key in base:
+                out[key] = base[key]
         return out
-
-
-def _text(data: bytes) -> str | None:
-    """Printable ASCII or UTF-16LE text (e.g. kernel command lines, EFI actions), else None."""
-    for enc, payload in (("ascii", data.rstrip(b"\0")), ("utf-16-le", data)):
-        try:
-            s = payload.decode(enc).rstrip("\0")
-        except UnicodeDecodeError:
-            continue
-        if s and len(s) <= MAX_DATA_IN_CLAIMS and all(c.isprintable() or c in "\t\n\r" for c in s):
-            return s
-    return None
 
 
 @dataclass(frozen=True)
@@ -138,10 +123,13 @@ class EventLog:
 
 
 def parse_event_log(data: bytes) -> EventLog:
-    """Parse and replay a CCEL event log; raises :class:`MalformedError` naming the offset."""
+    """Parse and replay a CCEL event log; raises :class:`MalformedError` naming the offset, and
+    :class:`VerificationError` (``event_data_mismatch``) when an event whose digest is defined
+    over its data does not hash to it (:func:`veritee.evidence.tcg_log.check_bound_events`)."""
     log = tcg_log.parse(data, max_index=RTMR_COUNT)
     if log.sizes.get(TPM_ALG_SHA384) != SHA384_SIZE:
         raise MalformedError("event log has no SHA-384 digests", field="spec_id.algorithms")
+    tcg_log.check_bound_events(log)
     events: list[Event] = []
     rtmrs = [bytes(SHA384_SIZE)] * RTMR_COUNT
     for e in log.events:
@@ -150,7 +138,7 @@ def parse_event_log(data: bytes) -> EventLog:
             raise MalformedError("event has no SHA-384 digest", field="event.digest", offset=e.offset)
         if e.type != EV_NO_ACTION and e.index >= 1:
             rtmrs[e.index - 1] = hashlib.sha384(rtmrs[e.index - 1] + digest).digest()
-        events.append(Event(e.offset, e.index, e.type, digest, e.data))
+        events.append(Event(e.offset, e.index, e.type, digest, e.data, e.data_verified))
     return EventLog(tuple(events), tuple(rtmrs))
 
 

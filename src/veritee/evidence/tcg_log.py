@@ -9,19 +9,79 @@ event size u32, event data (all little-endian). The log ends at its end, at an i
 
 Replay: ``PCR[i] = H(PCR[i] || digest)`` per bank, skipping EV_NO_ACTION events; PCR 0 may
 start at the locality given by a "StartupLocality" EV_NO_ACTION event (0 otherwise).
+
+Replay binds the digests, not the event data: an event's data is only what the firmware says
+it measured. The data is bound where the digest is defined over it:
+
+* for the event types of :data:`DATA_BOUND` (PC Client PFP, table "Events": EV_SEPARATOR,
+  EV_ACTION, EV_S_CRTM_VERSION, EV_NONHOST_INFO, EV_OMIT_BOOT_DEVICE_EVENTS, EV_EFI_ACTION,
+  EV_EFI_GPT_EVENT, EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT2,
+  EV_EFI_VARIABLE_AUTHORITY) the digest MUST be H(data) in every bank;
+  :func:`check_bound_events` refuses a log where it is not (``event_data_mismatch``), as
+  go-eventlog does for the events it reads;
+* any other event is ``data_verified`` when H(data) equals its digest in every bank, and a GRUB
+  command (EV_IPL with a ``grub_cmd: ``, ``kernel_cmdline: `` ... prefix, which GRUB measures
+  without its prefix and NUL) when H(command) does, as go-eventlog reads GRUB's events;
+* every other event's data is unverified: the claims carry its text as ``unverified_text``.
+
+Known firmware deviations accepted, as go-eventlog accepts them: older shim logs
+EV_EFI_VARIABLE_AUTHORITY events whose signature lacks its owner GUID with one stray byte at
+the end that the digest does not cover.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
+from typing import Any
 
-from veritee.errors import MalformedError, OversizedError
+from veritee.errors import MalformedError, OversizedError, VerificationError
 from veritee.evidence._reader import Reader
 
-__all__ = ["EV_NO_ACTION", "TcgEvent", "TcgLog", "parse"]
+__all__ = [
+    "DATA_BOUND",
+    "EVENT_TYPES",
+    "EV_NO_ACTION",
+    "TcgEvent",
+    "TcgLog",
+    "check_bound_events",
+    "event_claims",
+    "parse",
+]
 
 EV_NO_ACTION = 0x3
+EV_SEPARATOR, EV_ACTION, EV_S_CRTM_VERSION, EV_IPL = 0x4, 0x5, 0x8, 0xD
+EV_NONHOST_INFO, EV_OMIT_BOOT_DEVICE_EVENTS = 0x11, 0x12
+EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_GPT_EVENT, EV_EFI_ACTION = 0x80000001, 0x80000006, 0x80000007
+EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY = 0x8000000C, 0x800000E0
+
+#: Event types whose digest the PC Client PFP defines as the hash of the event data.
+DATA_BOUND = frozenset({
+    EV_SEPARATOR, EV_ACTION, EV_S_CRTM_VERSION, EV_NONHOST_INFO, EV_OMIT_BOOT_DEVICE_EVENTS,
+    EV_EFI_ACTION, EV_EFI_GPT_EVENT, EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT2,
+    EV_EFI_VARIABLE_AUTHORITY,
+})  # fmt: skip
+#: Prefixes of GRUB's EV_IPL command events; the digest covers what follows the prefix.
+GRUB_PREFIXES = (b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: ", b"grub_kernel_cmdline ",
+                 b"grub_cmd ")  # fmt: skip
+MAX_DATA_IN_CLAIMS = 1024
+
+EVENT_TYPES = {
+    0x1: "EV_POST_CODE", 0x3: "EV_NO_ACTION", 0x4: "EV_SEPARATOR", 0x5: "EV_ACTION",
+    0x6: "EV_EVENT_TAG", 0x7: "EV_S_CRTM_CONTENTS", 0x8: "EV_S_CRTM_VERSION",
+    0x9: "EV_CPU_MICROCODE", 0xA: "EV_PLATFORM_CONFIG_FLAGS", 0xB: "EV_TABLE_OF_DEVICES",
+    0xC: "EV_COMPACT_HASH", 0xD: "EV_IPL", 0xE: "EV_IPL_PARTITION_DATA", 0xF: "EV_NONHOST_CODE",
+    0x10: "EV_NONHOST_CONFIG", 0x11: "EV_NONHOST_INFO", 0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
+    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG", 0x80000002: "EV_EFI_VARIABLE_BOOT",
+    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION", 0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
+    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER", 0x80000006: "EV_EFI_GPT_EVENT",
+    0x80000007: "EV_EFI_ACTION", 0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
+    0x80000009: "EV_EFI_HANDOFF_TABLES", 0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+    0x8000000B: "EV_EFI_HANDOFF_TABLES2", 0x8000000C: "EV_EFI_VARIABLE_BOOT2",
+    0x80000010: "EV_EFI_HCRTM_EVENT", 0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
+    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB", 0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
+}  # fmt: skip
 SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 STARTUP_LOCALITY_SIGNATURE = b"StartupLocality\x00"
 MAX_EVENT_LOG = 16 * 1024 * 1024
@@ -31,13 +91,54 @@ HASH_NAMES = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha51
 
 @dataclass(frozen=True)
 class TcgEvent:
-    """One TCG_PCR_EVENT2 entry: where it starts, its register, type, digests and data."""
+    """One TCG_PCR_EVENT2 entry: where it starts, its register, type, digests and data, and
+    whether the data is bound to the digests (see the module docstring)."""
 
     offset: int
     index: int
     type: int
     digests: dict[int, bytes]
     data: bytes
+    data_verified: bool = field(default=False)
+
+    @property
+    def type_name(self) -> str:
+        return EVENT_TYPES.get(self.type, f"0x{self.type:08x}")
+
+
+def _hashes_to(digests: dict[int, bytes], data: bytes) -> bool:
+    return bool(digests) and all(
+        hashlib.new(HASH_NAMES[alg], data).digest() == d for alg, d in digests.items()
+    )
+
+
+def _signature_without_owner(data: bytes) -> bool:
+    """Whether the UEFI_VARIABLE_DATA in ``data`` holds one bare DER certificate: an
+    EFI_SIGNATURE_DATA without its owner GUID, as shim before rhboot/shim@8a27a48 logs it."""
+    if len(data) < 32:
+        return False
+    name_len, data_len = struct.unpack_from("<QQ", data, 16)
+    start = 32 + 2 * name_len
+    value = data[start : start + data_len]
+    return (len(value) == data_len > 4 and value[:2] == b"\x30\x82"
+            and 4 + int.from_bytes(value[2:4], "big") == data_len)  # fmt: skip
+
+
+def _data_verified(etype: int, digests: dict[int, bytes], data: bytes) -> bool:
+    if _hashes_to(digests, data):
+        return True
+    if etype == EV_IPL:
+        for prefix in GRUB_PREFIXES:
+            if data.startswith(prefix):
+                # GRUB measures the command without its NUL (older GRUBs with it); only a NUL
+                # may be left out of the digest.
+                cmd = data[len(prefix) :]
+                return _hashes_to(digests, cmd) or (cmd.endswith(b"\0") and _hashes_to(digests, cmd[:-1]))
+        return False
+    if etype == EV_EFI_VARIABLE_AUTHORITY and _signature_without_owner(data):
+        # That shim also logs one stray byte more than it measured (go-eventlog's workaround).
+        return _hashes_to(digests, data[:-1])
+    return False
 
 
 @dataclass(frozen=True)
@@ -121,5 +222,46 @@ def parse(data: bytes, *, max_index: int) -> TcgLog:
             raise MalformedError(f"register index {index} > {max_index}", field="event.index", offset=start)
         if etype == EV_NO_ACTION and payload.startswith(STARTUP_LOCALITY_SIGNATURE) and len(payload) == 17:
             locality = payload[16]
-        events.append(TcgEvent(start, index, etype, digests, payload))
+        verified = etype != EV_NO_ACTION and _data_verified(etype, digests, payload)
+        events.append(TcgEvent(start, index, etype, digests, payload, verified))
     return TcgLog(sizes, tuple(events), locality)
+
+
+def check_bound_events(log: TcgLog) -> None:
+    """Every event of a :data:`DATA_BOUND` type has digest H(data) in every bank, else
+    :class:`VerificationError` (``event_data_mismatch``) naming the event."""
+    for e in log.events:
+        if e.type in DATA_BOUND and not e.data_verified:
+            raise VerificationError(
+                f"{e.type_name} event at offset {e.offset} (register {e.index}): its data does not "
+                "hash to its digest, which the PC Client PFP defines over that data",
+                code="event_data_mismatch",
+            )
+
+
+def _text(data: bytes) -> str | None:
+    """Printable ASCII or UTF-16LE text (e.g. kernel command lines, EFI actions), else None."""
+    for enc, payload in (("ascii", data.rstrip(b"\0")), ("utf-16-le", data)):
+        try:
+            s = payload.decode(enc).rstrip("\0")
+        except UnicodeDecodeError:
+            continue
+        if s and len(s) <= MAX_DATA_IN_CLAIMS and all(c.isprintable() or c in "\t\n\r" for c in s):
+            return s
+    return None
+
+
+def event_claims(e: TcgEvent) -> dict[str, Any]:
+    """What the claims say about one event: register, type, ``data_verified``, the data's size,
+    and its text as ``text`` when the data is bound to the digest, else ``unverified_text``."""
+    out: dict[str, Any] = {
+        "index": e.index,
+        "type": e.type,
+        "type_name": e.type_name,
+        "data_verified": e.data_verified,
+        "data_size": len(e.data),
+    }
+    text = _text(e.data)
+    if text is not None:
+        out["text" if e.data_verified else "unverified_text"] = text
+    return out

@@ -23,8 +23,11 @@ and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
    in the order of its PCR selection, and selects exactly those PCRs;
 4. all quotes carry the same ``extraData`` (the nonce: veritee binds its report data there);
 5. when the attestation carries a TCG event log (:mod:`veritee.evidence.tcg_log`), replaying it
-   gives the quoted value of every PCR it extends, in every quoted bank it has digests for
-   (claim ``event_log``: ``verified``, ``events``, the extended ``pcrs``, the ``banks``).
+   gives the quoted value of every PCR it extends, in every quoted bank it has digests for,
+   and every event whose digest the PC Client PFP defines over its data hashes to it (claim
+   ``event_log``: ``verified``, ``events``, the extended ``pcrs``, the ``banks``, and
+   ``entries``: per event its PCR, type, ``data_verified`` and text, as ``unverified_text``
+   where the data is not bound to the digest).
 
 The PCR values are the claims (the events themselves are not interpreted). ``measurement`` is
 SHA-384 over the SHA-256 bank's PCRs 0-9 in order (firmware, boot loader, kernel and command
@@ -492,6 +495,7 @@ def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
     """Step 5: replaying the event log gives the quoted value of every PCR it extends, in
     every quoted bank it has digests for. Returns the ``event_log`` claim."""
     log = tcg_log.parse(att.event_log, max_index=MAX_PCRS - 1)
+    tcg_log.check_bound_events(log)
     extended = sorted({e.index for e in log.events if e.type != tcg_log.EV_NO_ACTION})
     banks = []
     for q in att.quotes:
@@ -511,5 +515,6 @@ def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
         raise VerificationError("the event log has no digests of any quoted bank",
                                 code="event_log_mismatch")  # fmt: skip
     return {"bytes": len(att.event_log), "verified": True, "events": len(log.events),
-            "pcrs": extended, "banks": banks}  # fmt: skip
+            "pcrs": extended, "banks": banks,
+            "entries": [tcg_log.event_claims(e) for e in log.events]}  # fmt: skip
 

@@ -12,7 +12,7 @@ from tests.conftest import testvectors_dir as tv_dir
 from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
 
 from veritee.errors import MalformedError, VerificationError
-from veritee.evidence import ccel, tdx
+from veritee.evidence import ccel, tcg_log, tdx
 
 
 def _files() -> tuple[bytes, bytes, bytes]:
@@ -41,12 +41,18 @@ def test_replay_matches_quote_rtmrs() -> None:
 def test_tampered_event_changes_replay() -> None:
     table, data, _quote = _files()
     log = ccel.replay(table, data)
-    ev = log.events[5]
-    # Flip one byte of this event's SHA-384 digest (after index, type, count, alg id).
-    pos = ev.offset + 4 + 4 + 4 + 2
-    bad = bytearray(data)
-    bad[pos] ^= 0xFF
-    assert ccel.replay(table, bytes(bad)).rtmrs != log.rtmrs
+    # Flip one byte of an event's SHA-384 digest (after index, type, count, alg id): the replay
+    # changes; and where the digest is defined over the data, the event is refused outright.
+    for ev in (next(e for e in log.events if e.type not in tcg_log.DATA_BOUND and e.index),
+               next(e for e in log.events if e.type in tcg_log.DATA_BOUND)):  # fmt: skip
+        pos = ev.offset + 4 + 4 + 4 + 2
+        bad = bytearray(data)
+        bad[pos] ^= 0xFF
+        if ev.type in tcg_log.DATA_BOUND:
+            with pytest.raises(VerificationError, match="does not hash"):
+                ccel.replay(table, bytes(bad))
+        else:
+            assert ccel.replay(table, bytes(bad)).rtmrs != log.rtmrs
 
 
 def test_verify_with_event_log_on_synthetic_quote() -> None:
@@ -97,3 +103,5 @@ def test_fuzzed_logs_never_crash(pos: int, junk: bytes) -> None:
         ccel.parse_event_log(blob)
     except MalformedError as e:
         assert e.field is not None
+    except VerificationError as e:
+        assert e.code == "event_data_mismatch"
