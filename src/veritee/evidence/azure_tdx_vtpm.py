@@ -4,10 +4,12 @@ The same chain as :mod:`veritee.evidence.azure_vtpm`, with a TDX quote in place 
 report: Intel's DCAP collateral vouches for the TD quote, the quote's report data for the
 runtime JSON (``HCLAkPub``), the AK for the vTPM quote and its nonce.
 
-Evidence is Trustee's ``az-tdx-vtpm`` document ``{"version": 1, "tpm_quote": {"signature",
-"message", "pcrs"}, "hcl_report": base64url, "td_quote": base64url}``; the HCL report's IGVM
-report type is 4 (TDX) and its hardware area holds the TDREPORT, which is not used: the TD
-quote is the signed statement.
+Evidence is Trustee's ``az-tdx-vtpm`` document (``deps/verifier/src/az_tdx_vtpm/compat.rs``):
+``{"version": 1 | 2, "tpm_quote": {"signature", "message", "pcrs"}, "hcl_report": base64url,
+"td_quote": base64url}`` with the quote's members as hex, or the unversioned earlier form
+``{"tpm_quote": {...the same, as arrays of bytes...}, "hcl_report": [bytes], "td_quote":
+[bytes]}``. The HCL report's IGVM report type is 4 (TDX) and its hardware area holds the
+TDREPORT, which is not used: the TD quote is the signed statement.
 
 :func:`verify` checks (1) the TD quote with :func:`veritee.evidence.tdx.verify` (Intel
 collateral, pinned root, TCB evaluation); (2) its report data starts with HASH(runtime JSON);
@@ -28,6 +30,7 @@ from veritee.evidence.azure_vtpm import (
     MAX_DOCUMENT_BYTES,
     REPORT_TYPE_TDX,
     check_runtime_binding,
+    document_version,
     hcl_report,
     verify_vtpm_quote,
     vtpm_claims,
@@ -42,15 +45,26 @@ def detect(data: bytes) -> bool:
     return data[:64].lstrip()[:1] == b"{" and b'"td_quote"' in data and b'"hcl_report"' in data
 
 
+def _blob(value: Any, field: str, versioned: bool) -> bytes:
+    """base64url text (versioned forms) or an array of byte values (the unversioned form)."""
+    if versioned:
+        return base64_any(value, field)
+    if not isinstance(value, list) or not all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        raise MalformedError("must be an array of bytes", field=field)
+    return bytes(value)
+
+
 def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
-    """(HCL report, the vTPM quote object, TD quote bytes)."""
+    """(HCL report, the vTPM quote object, TD quote bytes), of any document form."""
     doc = json_object(data, MAX_DOCUMENT_BYTES)
-    if doc.get("version") != 1:
-        raise MalformedError(f"unsupported document version {doc.get('version')!r}", field="version")
+    versioned = "version" in doc
+    if versioned:
+        document_version(doc)
     quote = doc.get("tpm_quote")
     if not isinstance(quote, dict):
         raise MalformedError("the TPM quote must be an object", field="tpm_quote")
-    return base64_any(doc.get("hcl_report"), "hcl_report"), quote, base64_any(doc.get("td_quote"), "td_quote")
+    return (_blob(doc.get("hcl_report"), "hcl_report", versioned), quote,
+            _blob(doc.get("td_quote"), "td_quote", versioned))  # fmt: skip
 
 
 def parse_claims(data: bytes) -> dict[str, Any]:

@@ -5,10 +5,13 @@ of a JSON document holding the vTPM's attestation key (``HCLAkPub``). The guest 
 PCRs with that key over a fresh nonce. So: AMD's chain vouches for the report, the report for
 the JSON, the JSON for the AK, and the AK for the quote and its nonce.
 
-Evidence is Trustee's ``az-snp-vtpm`` document (JSON), version 2 or the earlier form:
+Evidence is Trustee's ``az-snp-vtpm`` document (JSON; ``deps/verifier/src/az_snp_vtpm/compat.rs``
+names the versions), version 2, 1 or the unversioned earlier form:
 
-* v2: ``{"version": 2, "tpm_quote": {"signature", "message", "pcrs"}, "hcl_report": base64url,
-  "vcek": base64url DER}``, the quote's members as hex;
+* v2 and v1: ``{"version": 2 | 1, "tpm_quote": {"signature", "message", "pcrs"}, "hcl_report":
+  base64url, "vcek": base64url DER}``, the quote's members as hex. The two differ only in what
+  Trustee checks against its own session (v2's HCL ``user-data`` = the expected report data);
+  veritee binds the quote's nonce (``report_data``) instead, for both;
 * v0: ``{"quote": {...the same, as arrays of bytes...}, "report": [bytes of the HCL report],
   "vcek": PEM}``;
 
@@ -19,7 +22,9 @@ version, report type (2: SNP), report-data hash type (1: SHA-256, 2: SHA-384, 3:
 variable-data size (all u32 little-endian) and the variable data, the runtime JSON.
 
 :func:`verify` checks: (1) the SNP report with :func:`veritee.evidence.sev_snp.verify` (VCEK
-from the document and the collateral, chained to AMD's pinned roots); (2) SNP report data
+from the document and the collateral, chained to AMD's pinned roots), requested at VMPL 0 (the
+paravisor's; a report from a less privileged VMPL could name any runtime data, as Trustee
+refuses it too); (2) SNP report data
 [0:hash size] == HASH(runtime JSON); (3) the quote's signature with ``HCLAkPub`` from that JSON;
 (4) it is a TPM-generated quote selecting exactly the 24 SHA-256 PCRs given, whose pcrDigest is
 SHA-256 over them. Claims are the SNP report's (platform ``sev-snp``; the paravisor's
@@ -52,6 +57,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "check_runtime_binding",
     "detect",
+    "document_version",
     "hcl_report",
     "parse",
     "parse_claims",
@@ -62,6 +68,10 @@ __all__ = [
 ]
 
 MAX_DOCUMENT_BYTES = 128 * 1024
+#: The versioned document forms (Trustee's EvidenceV1, EvidenceV2: the same structure).
+VERSIONS = (1, 2)
+#: The VMPL the paravisor requests its SNP report from.
+HCL_VMPL = 0
 HCL_HEADER_SIZE = 32
 HCL_SIGNATURE = b"HCLA"
 REPORT_TYPE_SNP, REPORT_TYPE_TDX = 2, 4
@@ -105,19 +115,27 @@ def _vcek(value: Any) -> bytes:
 def parse(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     """(HCL report bytes, the quote object, VCEK PEM) of either document version."""
     doc = json_object(data, MAX_DOCUMENT_BYTES)
-    if doc.get("version") == 2:
+    if "version" in doc:
+        document_version(doc)
         quote, vcek = doc.get("tpm_quote"), doc.get("vcek")
         report = base64_any(doc.get("hcl_report"), "hcl_report")
-    elif "version" not in doc:
+    else:
         quote, raw, vcek = doc.get("quote"), doc.get("report"), doc.get("vcek")
         if not isinstance(raw, list) or not all(isinstance(b, int) and 0 <= b < 256 for b in raw):
             raise MalformedError("report must be an array of bytes", field="report")
         report = bytes(raw)
-    else:
-        raise MalformedError(f"unsupported document version {doc.get('version')!r}", field="version")
     if not isinstance(quote, dict):
         raise MalformedError("the TPM quote must be an object", field="tpm_quote")
     return report, quote, _vcek(vcek)
+
+
+def document_version(doc: dict[str, Any]) -> int:
+    """The document's ``version``: an integer of :data:`VERSIONS` (as Trustee reads it, a u32;
+    ``true`` or ``2.0`` are not versions), else MalformedError."""
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in VERSIONS:
+        raise MalformedError(f"unsupported document version {str(version)[:16]!r}", field="version")
+    return version
 
 
 def hcl_report(report: bytes, report_type: int) -> tuple[bytes, str, bytes]:
@@ -231,6 +249,9 @@ def verify(
     # (1) The SNP report, chained to AMD's pinned roots; (2) it vouches for the runtime data.
     hw = sev_snp.verify(snp[: sev_snp.REPORT_SIZE], collateral=collateral.merged(own), at=at,
                         trust=trust)  # fmt: skip
+    if hw.claims["vmpl"] != HCL_VMPL:
+        raise VerificationError(f"the HCL's SNP report comes from VMPL {hw.claims['vmpl']}, not "
+                                f"the paravisor's VMPL {HCL_VMPL}", code="vmpl_above_maximum")  # fmt: skip
     check_runtime_binding(hw.claims["report_data"], hash_name, runtime, "SNP report")
     # (3, 4) The runtime data's AK signed a genuine quote of these PCRs.
     attest, pcrs = verify_vtpm_quote(runtime, quote)

@@ -2,7 +2,9 @@
 
 Layout (Arm CCA Realm Management Monitor specification, "Attestation token format"; the
 veraison/ccatoken claim names): CBOR tag 399 around a map ``{44234: platform token, 44241:
-realm token}``, each a bstr holding a COSE_Sign1 (here ES384, RFC 9052).
+realm token}``, each a bstr holding a COSE_Sign1 (RFC 9052): the realm token ES384 (the RAK is
+a P-384 key), the platform token ES256, ES384 or ES512, the algorithm following the platform
+key's curve (P-256, P-384, P-521), as veraison/ccatoken verifies whichever it is.
 
 * Realm claims: 10 challenge (64 bytes), 44235 personalization value (64), 44236 hash algorithm
   of the measurements, 44237 realm public key (RAK, an uncompressed P-384 point), 44238 realm
@@ -16,7 +18,8 @@ realm token}``, each a bstr holding a COSE_Sign1 (here ES384, RFC 9052).
 :func:`verify` checks: (1) the realm token's signature with the RAK it carries; (2) the
 platform token's challenge is the RAK's hash (claim 44240's algorithm); (3) the platform
 token's signature with a platform attestation key (CPAK) given as collateral (a PEM public key:
-the platform's endorsement, looked up out of band); (4) the platform is in a secured lifecycle
+the platform's endorsement, looked up out of band) whose curve is the one the token's alg
+names; (4) the platform is in a secured lifecycle
 state (0x3000-0x30FF) or the claim ``debug`` says it is not. Claims: platform ``cca``,
 ``measurement`` the RIM, ``report_data`` the realm challenge, ``rem0``..``rem3``,
 ``platform_key`` (SHA-256 of the CPAK's SubjectPublicKeyInfo; policies pin it), the platform's
@@ -39,7 +42,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence.claims import VerifiedEvidence
-from veritee.evidence.nitro import COSE_ALG_ES384, CoseSign1, sig_structure
+from veritee.evidence.nitro import (
+    COSE_ALG_ES256,
+    COSE_ALG_ES384,
+    COSE_ALG_ES512,
+    CoseSign1,
+    sig_structure,
+)
 
 __all__ = ["CCA_TOKEN_TAG", "detect", "parse", "parse_claims", "verify"]
 
@@ -49,6 +58,12 @@ MAX_TOKEN_BYTES = 64 * 1024
 HASHES = {"sha-256": hashlib.sha256, "sha-384": hashlib.sha384, "sha-512": hashlib.sha512}
 SECURED = range(0x3000, 0x3100)
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+#: COSE ECDSA algorithm -> (its curve, its hash): RFC 9053 §2.1.
+ES_ALGS: dict[int, tuple[type[ec.EllipticCurve], type[hashes.HashAlgorithm]]] = {
+    COSE_ALG_ES256: (ec.SECP256R1, hashes.SHA256),
+    COSE_ALG_ES384: (ec.SECP384R1, hashes.SHA384),
+    COSE_ALG_ES512: (ec.SECP521R1, hashes.SHA512),
+}
 
 
 def detect(data: bytes) -> bool:
@@ -103,9 +118,15 @@ def parse(data: bytes) -> tuple[CoseSign1, Mapping[Any, Any], CoseSign1, Mapping
             token = CoseSign1.from_bytes(raw)
         except MalformedError as e:
             raise MalformedError(f"{what} token: {e.message}", field=f"{what}.{e.field}") from None
-        if token.alg != COSE_ALG_ES384:
-            raise VerificationError(f"{what} token alg {token.alg} is not ES384",
+        allowed = ES_ALGS if key == PLATFORM else (COSE_ALG_ES384,)
+        if token.alg not in allowed:
+            raise VerificationError(f"{what} token alg {token.alg} is not "
+                                    + ("ES256, ES384 or ES512" if key == PLATFORM else "ES384"),
                                     code="algorithm_unsupported")  # fmt: skip
+        try:
+            token.check_signature_size()
+        except MalformedError as e:
+            raise MalformedError(f"{what} token: {e.message}", field=f"{what}.{e.field}") from None
         tokens.append((token, _claims_of(token, what)))
     (platform, pclaims), (realm, rclaims) = tokens
     return platform, pclaims, realm, rclaims
@@ -120,11 +141,16 @@ def _rak(rclaims: Mapping[Any, Any]) -> ec.EllipticCurvePublicKey:
 
 
 def _signed_by(token: CoseSign1, key: Any) -> bool:
+    """Whether ``key`` made the token's signature with the token's alg: the key's curve must be
+    the one the alg names (a P-384 key never checks an ES256 token)."""
+    curve, digest = ES_ALGS[token.alg]
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
+        return False
     half = len(token.signature) // 2
     der = encode_dss_signature(int.from_bytes(token.signature[:half], "big"),
                                int.from_bytes(token.signature[half:], "big"))  # fmt: skip
     try:
-        key.verify(der, sig_structure(token.protected, token.payload), ec.ECDSA(hashes.SHA384()))
+        key.verify(der, sig_structure(token.protected, token.payload), ec.ECDSA(digest()))
     except InvalidSignature:
         return False
     return True

@@ -47,7 +47,10 @@ from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = [
     "AWS_NITRO_ROOT_G1_SHA256",
+    "COSE_ALG_ES256",
     "COSE_ALG_ES384",
+    "COSE_ALG_ES512",
+    "ES_SIGNATURE_BYTES",
     "AttestationDocument",
     "CoseSign1",
     "NitroTrust",
@@ -65,8 +68,10 @@ __all__ = [
 #: lists in its Nitro Enclaves documentation.
 AWS_NITRO_ROOT_G1_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 
-#: COSE algorithm identifier of ECDSA with SHA-384 (RFC 9053 §2.1).
-COSE_ALG_ES384 = -35
+#: COSE algorithm identifiers of ECDSA with SHA-256, -384 and -512 (RFC 9053 §2.1).
+COSE_ALG_ES256, COSE_ALG_ES384, COSE_ALG_ES512 = -7, -35, -36
+#: Each ECDSA algorithm's signature size (r || s) in a COSE_Sign1 (RFC 9053 §2.1).
+ES_SIGNATURE_BYTES = {COSE_ALG_ES256: 64, COSE_ALG_ES384: 96, COSE_ALG_ES512: 132}
 #: CBOR tag of COSE_Sign1 (RFC 9052 §2).
 COSE_SIGN1_TAG = 18
 #: COSE header labels (RFC 9052 §3.1).
@@ -125,11 +130,6 @@ class CoseSign1:
             raise MalformedError("payload must be a non-empty bstr", field="payload")
         if not isinstance(signature, bytes):
             raise MalformedError("signature must be a bstr", field="signature")
-        if len(signature) != ES384_SIGNATURE_BYTES:
-            raise MalformedError(
-                f"ES384 signature must be {ES384_SIGNATURE_BYTES} bytes, got {len(signature)}",
-                field="signature",
-            )
         header = _loads(protected, "protected")
         if not isinstance(header, Mapping):
             raise MalformedError("protected header must encode a map", field="protected")
@@ -141,6 +141,13 @@ class CoseSign1:
         if not isinstance(alg, int) or isinstance(alg, bool):
             raise MalformedError("protected header has no integer alg", field="protected.alg")
         return cls(protected, alg, payload, signature, tagged)
+
+    def check_signature_size(self) -> None:
+        """The signature has the size its ECDSA alg gives (r || s), else MalformedError."""
+        size = ES_SIGNATURE_BYTES.get(self.alg)
+        if size is not None and len(self.signature) != size:
+            raise MalformedError(f"an alg {self.alg} signature is {size} bytes, got "
+                                 f"{len(self.signature)}", field="signature")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -395,6 +402,7 @@ def verify(
             f"unsupported COSE alg {envelope.alg}; Nitro documents use ES384 (-35)",
             code="algorithm_unsupported",
         )
+    envelope.check_signature_size()
     # 2. Pin the root.
     root_fp = hashlib.sha256(doc.cabundle[0]).hexdigest()
     if root_fp not in roots:

@@ -217,7 +217,7 @@ def test_tdx_document_links_are_each_checked() -> None:
     with pytest.raises(VerificationError) as e:
         _tdx_verify(doc)
     assert e.value.code == "binding_mismatch"
-    for field, value in (("version", 2), ("td_quote", "***"), ("hcl_report", 5), ("tpm_quote", [])):
+    for field, value in (("version", 3), ("td_quote", "***"), ("hcl_report", 5), ("tpm_quote", [])):
         with pytest.raises(MalformedError) as me:
             _tdx_verify(_tdx() | {field: value})
         assert me.value.field is not None and me.value.field.startswith(field), field

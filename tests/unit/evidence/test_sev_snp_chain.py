@@ -135,15 +135,16 @@ CPUID = {Product.MILAN: (0x19, 0x01, 1), Product.GENOA: (0x19, 0x11, 1), Product
 def make_report(
     chain: Chain, *, version: int = 5, tcb: dict[str, int] | None = None,
     chip_id: bytes | None = None, policy: int = 0x30000, cpuid: tuple[int, int, int] | None = None,
+    vmpl: int = 0, report_data: bytes = b"\xaa" * 64,
 ) -> bytes:
     info = amd.endorsement_key_info(chain.leaf)
     raw = tcb_raw(tcb or info.tcb, chain.product)
     b = bytearray(sev_snp.REPORT_SIZE)
     struct.pack_into("<IIQ", b, 0, version, 7, policy)
-    struct.pack_into("<II", b, sev_snp.OFF_VMPL, 0, 1)
+    struct.pack_into("<II", b, sev_snp.OFF_VMPL, vmpl, 1)
     struct.pack_into("<QQ", b, sev_snp.OFF_CURRENT_TCB, raw, 0x25)
     struct.pack_into("<I", b, sev_snp.OFF_SIGNER_INFO, (1 if info.kind == "vlek" else 0) << 2)
-    b[sev_snp.OFF_REPORT_DATA : sev_snp.OFF_REPORT_DATA + 64] = b"\xaa" * 64
+    b[sev_snp.OFF_REPORT_DATA : sev_snp.OFF_REPORT_DATA + 64] = report_data
     b[sev_snp.OFF_MEASUREMENT : sev_snp.OFF_MEASUREMENT + 48] = b"\x5b" * 48
     for off in (sev_snp.OFF_REPORTED_TCB, sev_snp.OFF_COMMITTED_TCB, sev_snp.OFF_LAUNCH_TCB):
         struct.pack_into("<Q", b, off, raw)
