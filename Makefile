@@ -12,7 +12,9 @@ $(BIN)/veritee: pyproject.toml
 	@touch $@
 
 $(VENV)/.test-installed: $(BIN)/veritee
+	bash .ci/system-packages.sh
 	$(BIN)/pip install --quiet -e '.[test]'
+	-$(BIN)/pip install --quiet -e '.[tpm]'
 	-$(BIN)/pip install --quiet -e '.[compare]'
 	@touch $@
 

@@ -13,6 +13,7 @@
     ├── NotFoundError           a named object (secret, policy, certificate) does not exist
     ├── StorageError            the database failed or went away
     ├── SealingError            a sealed blob does not unseal (other measurement, tampered)
+    ├── PlatformError           the TEE device or TPM is absent, refuses or fails (attester side)
     └── UsageError              the API or command line was used wrongly
 
 Every error carries a short machine-readable ``code`` (snake_case) besides its message. The
@@ -30,6 +31,7 @@ __all__ = [
     "NonceError",
     "NotFoundError",
     "OversizedError",
+    "PlatformError",
     "PolicyError",
     "SealingError",
     "StorageError",
@@ -113,6 +115,14 @@ class StorageError(VeriteeError):
 
 class SealingError(VeriteeError):
     default_code = "unseal_failed"
+
+
+class PlatformError(VeriteeError):
+    """The platform interface (``/dev/sev-guest``, configfs-tsm, ``/dev/nsm``, a TPM) is absent,
+    not accessible, or refused the request; ``code`` says which (``platform_absent``,
+    ``platform_permission``, ``platform_busy``, ``platform_refused``, ...)."""
+
+    default_code = "platform_error"
 
 
 class UsageError(VeriteeError):
