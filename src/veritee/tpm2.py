@@ -27,9 +27,10 @@ import hmac
 import os
 from dataclasses import dataclass
 
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
@@ -248,7 +249,7 @@ def make_credential(ek: TpmPublic, object_name: bytes, credential: bytes) -> tup
     seed, secret = _seed(ek, b"IDENTITY")
     sym_bits = ek.symmetric[1]
     sym_key = kdfa(ek.name_alg, seed, b"STORAGE", object_name, b"", sym_bits)
-    encryptor = Cipher(algorithms.AES(sym_key), modes.CFB(bytes(16))).encryptor()
+    encryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).encryptor()
     enc_identity = encryptor.update(tpm2b(credential)) + encryptor.finalize()
     hmac_key = kdfa(ek.name_alg, seed, b"INTEGRITY", b"", b"", digest_size * 8)
     outer = hmac.new(hmac_key, enc_identity + object_name, HASH_ALGS[ek.name_alg][0]).digest()
