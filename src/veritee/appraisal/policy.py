@@ -203,10 +203,18 @@ class NitroPolicy(_Strict):
 
 class TpmPolicy(_Strict):
     """TPM quotes (:mod:`veritee.evidence.tpm`): ``measurements`` pins SHA-384 over the SHA-256
-    bank's PCRs 0-9; ``pcrs`` pins single SHA-256-bank PCRs by index."""
+    bank's PCRs 0-9; ``pcrs`` pins single SHA-256-bank PCRs by index. ``ek_roots`` (SHA-256 of
+    the root certificates' DER) are the TPM manufacturers whose EKs may enroll an AK
+    (:mod:`veritee.enrollment`); none: enrollment is off."""
 
     measurements: list[str] | None = None
     pcrs: dict[str, list[str]] = Field(default_factory=dict)
+    ek_roots: list[str] = Field(default_factory=list)
+
+    @field_validator("ek_roots")
+    @classmethod
+    def _r(cls, v: list[str]) -> list[str]:
+        return _hex_list(v, 32, "tpm.ek_roots")
 
     @field_validator("measurements")
     @classmethod

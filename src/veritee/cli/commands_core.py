@@ -165,6 +165,7 @@ def verify_evidence(
     from veritee.appraisal import appraise, appraise_baseline
     from veritee.appraisal.policy import ENVELOPE_FORMAT, load_policy, parse_policy
     from veritee.collateral import Collateral
+    from veritee.evidence import tpm as tpm_evidence
     from veritee.evidence.claims import Reason
 
     collateral = Collateral.from_paths(collateral_paths)
@@ -188,7 +189,10 @@ def verify_evidence(
         if fmt == "auto":
             fmt = evidence.detect_format(data)
             result["format"] = fmt
-        ev = evidence.verify(data, collateral=collateral, at=at, format=fmt)
+        # TPM AK certificates chain to a cloud root or to a CA the relying party names in its
+        # own collateral (a veritee domain CA that enrolled the TPM).
+        trust = tpm_evidence.relying_party_roots(collateral) if fmt == "tpm" else None
+        ev = evidence.verify(data, collateral=collateral, at=at, format=fmt, trust=trust)
     except VeriteeError as e:
         result["reasons"] = [Reason(e.code, e.message).to_json()]
         try:

@@ -15,8 +15,12 @@ and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
 :func:`verify` checks, each step raising on failure:
 
 1. the AK certificate chains to a pinned Google TPM EK/AK root (:data:`PINNED_ROOTS`, SHA-256 of
-   the root's DER; intermediates from the evidence or the collateral), every certificate valid
-   at ``at``, and certifies exactly the AK public key ``ak_pub``;
+   the root's DER; intermediates from the evidence or the collateral) or to another root the
+   caller trusts (``trust``: a veritee domain CA that enrolled the TPM, :mod:`veritee.enrollment`),
+   every certificate valid at ``at``, and certifies exactly the AK public key ``ak_pub``; under
+   any root but the pinned ones the AK certificate must carry the TCG AIK extended key usage
+   (2.23.133.8.3), so that no other certificate of that CA (an admission certificate for a
+   software key) passes for an AK certificate (claim ``ak_root``: the root's SHA-256);
 2. every quote is signed by the AK and is a quote (magic, type); its ``qualifiedSigner`` is not
    checked: it depends on the AK's place in the TPM hierarchy, which the evidence does not give;
 3. every quote's ``pcrDigest`` is the hash (the signature's hash) of the PCR values it carries,
@@ -66,6 +70,7 @@ __all__ = [
     "detect",
     "parse",
     "parse_claims",
+    "relying_party_roots",
     "verify",
 ]
 
@@ -74,6 +79,8 @@ GOOGLE_TPM_EK_ROOT_1_SHA256 = "9bd5285f8fb18502a7947e621ffd470266f49fcd3b73e19a1
 #: Google Cloud "EK/AK CA Root" (2022-2122), for newer GCE VMs.
 GOOGLE_EK_AK_CA_ROOT_SHA256 = "594759594b9b61524f6c8ef668f7177f7b9066bc0674f2f49fe9e052be78beb2"
 PINNED_ROOTS = frozenset({GOOGLE_TPM_EK_ROOT_1_SHA256, GOOGLE_EK_AK_CA_ROOT_SHA256})
+#: TCG "tcg-kp-AIKCertificate": required of AK certificates under roots other than the pinned.
+AIK_CERTIFICATE_EKU = x509.ObjectIdentifier("2.23.133.8.3")
 
 TPM_GENERATED_VALUE = 0xFF544347
 TPM_ST_ATTEST_QUOTE = 0x8018
@@ -398,8 +405,8 @@ def _load(der: bytes, name: str) -> x509.Certificate:
 
 def _ak_chain(
     att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str]
-) -> x509.Certificate:
-    """Step 1: the AK certificate, chained to a pinned root; returns it."""
+) -> tuple[x509.Certificate, str]:
+    """Step 1: the AK certificate, chained to a pinned root; returns it and the root's SHA-256."""
     if att.ak_cert is None:
         raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
                                 code="ak_not_certified")  # fmt: skip
@@ -426,7 +433,37 @@ def _ak_chain(
     else:
         raise VerificationError("AK certificate chain is too long", code="chain_invalid")
     verify_chain(list(reversed(chain)), at)
-    return leaf
+    if fp not in PINNED_ROOTS:
+        try:
+            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            eku = None
+        if eku is None or AIK_CERTIFICATE_EKU not in eku:
+            raise VerificationError(
+                "the AK certificate lacks the TCG AIK extended key usage (2.23.133.8.3): "
+                "it certifies no TPM attestation key",
+                code="ak_not_certified",
+            )
+    return leaf, fp
+
+
+def relying_party_roots(collateral: Collateral) -> frozenset[str]:
+    """The pinned roots plus every self-signed CA certificate in ``collateral``: for callers whose
+    collateral is the relying party's own (``veritee verify --collateral domain_ca.pem``), never
+    for collateral an attester supplied."""
+    out = set(PINNED_ROOTS)
+    for cert in collateral.certificates:
+        try:
+            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if ca and cert.issuer == cert.subject:
+            try:
+                cert.verify_directly_issued_by(cert)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            out.add(hashlib.sha256(cert.public_bytes(_DER)).hexdigest())
+    return frozenset(out)
 
 
 def _same_key(a: Any, b: Any) -> bool:
@@ -467,14 +504,15 @@ def verify(
 ) -> VerifiedEvidence:
     """Verify a go-tpm-tools attestation at ``at``; return its claims (see the module docstring).
 
-    ``trust``: a set of root SHA-256 fingerprints to pin instead of :data:`PINNED_ROOTS`.
+    ``trust``: a set of root SHA-256 fingerprints to pin instead of :data:`PINNED_ROOTS` (see
+    :func:`relying_party_roots`).
     """
     if at.tzinfo is None:
         raise UsageError("verification time must be timezone-aware")
     roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
     att = parse(data)
     _name_alg, key = _public_key(att.ak_pub)
-    leaf = _ak_chain(att, collateral, at, roots)
+    leaf, root = _ak_chain(att, collateral, at, roots)
     if not _same_key(leaf.public_key(), key):
         raise VerificationError("the AK certificate certifies another key than ak_pub",
                                 code="ak_mismatch")  # fmt: skip
@@ -486,6 +524,7 @@ def verify(
     if len({q.bank for q in att.quotes}) != len(att.quotes):
         raise MalformedError("two quotes of the same PCR bank", field="quotes")
     claims = _claims(att)
+    claims["ak_root"] = root
     if att.event_log:
         claims["event_log"] = _check_event_log(att)
     return VerifiedEvidence(format="tpm", claims=claims, verified_at=at)

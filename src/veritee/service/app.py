@@ -121,6 +121,7 @@ ROUTERS = (
     ("veritee.service.routes_admin", "router"),
     ("veritee.service.routes_secrets", "router"),
     ("veritee.service.routes_kbs", "router"),
+    ("veritee.service.routes_tpm", "router"),
 )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from cryptography.hazmat.primitives import serialization
 
 from veritee import evidence
 from veritee.appraisal import Decision, Policy, SignedPolicy, appraise, refused_for_error
@@ -157,7 +158,10 @@ class ServiceContext:
         if extra_collateral is not None:
             collateral = collateral.merged(extra_collateral)
         try:
-            ev = evidence.verify(data, collateral=collateral, at=at, format=format)
+            trust = self._tpm_roots() if self._format_of(data, format) == "tpm" else None
+            if trust is not None:  # AK certificates this domain issued at TPM enrollment
+                collateral = collateral.merged(Collateral(certificates=(self.domain.ca_certificate,)))
+            ev = evidence.verify(data, collateral=collateral, at=at, format=format, trust=trust)
         except UsageError as e:
             return Appraisal(None, refused_for_error(MalformedError(e.message, code=e.code)), digest)
         except VeriteeError as e:
@@ -181,6 +185,22 @@ class ServiceContext:
             else:
                 decision.affirm("fresh_and_bound", claim="instance-identity")
         return Appraisal(ev, decision, digest)
+
+    @staticmethod
+    def _format_of(data: bytes, format: str) -> str:
+        if format != "auto":
+            return format
+        try:
+            return evidence.detect_format(data)
+        except VeriteeError:
+            return "auto"  # evidence.verify raises the same error, where it is handled
+
+    def _tpm_roots(self) -> frozenset[str]:
+        """TPM AK certificates chain to the pinned cloud roots or to this domain's CA."""
+        from veritee.evidence import tpm as tpm_evidence
+
+        der = self.domain.ca_certificate.public_bytes(serialization.Encoding.DER)
+        return tpm_evidence.PINNED_ROOTS | {hashlib.sha256(der).hexdigest()}
 
     def verification_error(self, appraisal: Appraisal) -> VerificationError:
         """A 403 error carrying every reason of a refused appraisal."""

@@ -21,6 +21,8 @@ __all__ = [
     "ReleaseRequest",
     "SecretDryRunRequest",
     "SecretPut",
+    "TpmActivateRequest",
+    "TpmEnrollRequest",
     "decode_b64",
     "decode_hex",
 ]
@@ -136,3 +138,24 @@ class CertifiedReleaseRequest(BaseModel):
         "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
     )
     version: int | None = Field(default=None, description="a given version (default: latest)")
+
+
+class TpmEnrollRequest(_Body):
+    """An EK certificate (DER), the chain the TPM keeps in NV, the EK's and the AK's TPMT_PUBLIC:
+    all base64."""
+
+    ek_certificate: str = Field(max_length=12_000)
+    ek_chain: list[str] = Field(default_factory=list, max_length=5)
+    ek_public: str = Field(max_length=2_000)
+    ak_public: str = Field(max_length=2_000)
+
+
+class TpmActivateRequest(_Body):
+    nonce: str = Field(min_length=2, max_length=128, description="the enrollment nonce, hex")
+    ticket: str = Field(max_length=2_000)
+    secret: str = Field(max_length=200, description="what TPM2_ActivateCredential returned, base64")
+    ak_public: str = Field(max_length=2_000)
+    ek_certificate: str = Field(max_length=12_000)
+
+    def nonce_bytes(self) -> bytes:
+        return decode_hex(self.nonce, "nonce")

@@ -94,9 +94,10 @@ def test_real_gce_sample_verifies_and_gives_claims() -> None:
     assert len(claims["measurement"]) == 96 and claims["debug"] is False
     unverified = evidence.parse_claims(_raw(), format="tpm")
     assert unverified["event_log"] == {"bytes": 23970, "verified": False}
-    assert {k: v for k, v in claims.items() if k != "event_log"} == {
+    assert {k: v for k, v in claims.items() if k not in ("event_log", "ak_root")} == {
         k: v for k, v in unverified.items() if k != "event_log"
     }
+    assert claims["ak_root"] in tpm.PINNED_ROOTS  # which root vouched for the AK
     assert claims["event_log"]["verified"] is True and claims["event_log"]["pcrs"] == list(range(10))
     assert claims["event_log"]["banks"] == ["sha1", "sha256", "sha384"]
     via_registry = evidence.verify(_raw(), collateral=_roots(), at=AT, format="auto")

@@ -1,0 +1,299 @@
+"""TPM 2.0 end to end on real software TPMs (swtpm) and a real Certifier Service (uvicorn).
+
+Enrollment as Keylime and GCE do it: EK certificate against the policy's EK roots,
+MakeCredential (service, in software) / ActivateCredential (the TPM), AK certificate from the
+domain CA; then a quote verifies offline with only the domain CA as collateral. A second TPM whose
+EK another manufacturer certified is refused. Sealing to a PCR policy survives a restart and fails
+once a PCR changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from tests.fakes.swtpm import Tpm, running_tpm, swtpm_missing
+
+from veritee import tpm2
+from veritee.appraisal import load_policy, sign_policy
+from veritee.binding import report_data_for, spki_der
+from veritee.cli.commands_core import verify_evidence
+from veritee.domain import Domain, issue_admission_certificate
+from veritee.errors import PlatformError, SealingError, VerificationError
+from veritee.evidence import tpm as tpm_evidence
+from veritee.sdk import sealing
+from veritee.sdk.tpm_enroll import enroll
+from veritee.service.app import create_app
+from veritee.service.runner import RunningServer, start_in_thread
+from veritee.service.settings import Settings
+
+pytestmark = [pytest.mark.attester]
+if swtpm_missing() is not None:
+    pytestmark.append(pytest.mark.skip(reason=str(swtpm_missing())))
+tpm_platform = pytest.importorskip("veritee.platforms.tpm", reason="needs tpm2-pytss")
+try:
+    import tpm2_pytss  # noqa: F401
+except ImportError:
+    pytestmark.append(pytest.mark.skip(reason="tpm2-pytss is not installed (make test installs .[tpm])"))
+
+ZERO_PCRS_MEASUREMENT = hashlib.sha384(bytes(32 * 10)).hexdigest()
+
+
+@dataclass
+class World:
+    good: Tpm
+    rogue: Tpm
+    server: RunningServer
+    domain: Domain
+    root: Path
+
+    def platform(self, tpm: Tpm, name: str = "state", **kw: Any) -> Any:
+        return tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=self.root / name, event_log=None, **kw)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("tpm")
+    domain = Domain.create(root / "domain", now=dt.datetime.now(dt.UTC))
+    with running_tpm(root / "good", root / "ca-vendor") as good, \
+            running_tpm(root / "rogue", root / "ca-other") as rogue:  # fmt: skip
+        # The manufacturers' certificates go in the domain's collateral (Keylime's cert store);
+        # the policy pins which roots may enroll. Both vendors' are there: only one is pinned.
+        for tpm, name in ((good, "vendor"), (rogue, "other")):
+            (domain.collateral_dir / f"{name}-ek-root.pem").write_bytes(tpm.ek_root.public_bytes(serialization.Encoding.PEM))
+            (domain.collateral_dir / f"{name}-ek-ca.pem").write_bytes(tpm.ek_intermediate_pem)
+        server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
+        policy = {"version": 1, "name": "tpm", "platforms": {"tpm": {
+            "ek_roots": [good.ek_root_sha256], "measurements": [ZERO_PCRS_MEASUREMENT]}}}  # fmt: skip
+        admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+        httpx.put(server.url + "/v1/admin/policy", headers=admin,
+                  content=sign_policy(load_policy(json.dumps(policy)), domain.policy_key)).raise_for_status()
+        try:
+            yield World(good, rogue, server, domain, root)
+        finally:
+            server.stop()
+
+
+# --- MakeCredential in software, ActivateCredential in the TPM ------------------------------------
+
+
+def test_make_credential_activates_only_for_that_ak(world: World) -> None:
+    p = world.platform(world.good, "mc")
+    req = p.enrollment_request()
+    ek, ak = tpm2.parse_public(req["ek_public"]), tpm2.parse_public(req["ak_public"])
+    secret = os.urandom(32)
+    assert p.activate_credential(*tpm2.make_credential(ek, ak.name, secret)) == secret
+    other_name = ak.name[:2] + hashlib.sha256(b"another key").digest()
+    with pytest.raises(PlatformError) as e:
+        p.activate_credential(*tpm2.make_credential(ek, other_name, secret))
+    assert e.value.code == "platform_refused"
+
+
+def test_make_credential_to_the_other_tpms_ek_does_not_activate(world: World) -> None:
+    req = world.platform(world.rogue, "mc-rogue").enrollment_request()
+    mine = world.platform(world.good, "mc")
+    blob, enc = tpm2.make_credential(tpm2.parse_public(req["ek_public"]),
+                                     tpm2.parse_public(mine.ak_public).name, os.urandom(32))  # fmt: skip
+    with pytest.raises(PlatformError):
+        mine.activate_credential(blob, enc)
+
+
+# --- enrollment with the service, then offline verification ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enrolled(world: World) -> Any:
+    p = world.platform(world.good, "enrolled")
+    with world.http() as http:
+        cert = enroll(http, p, world.domain.ca_certificate)
+    assert x509.ExtendedKeyUsage([tpm_evidence.AIK_CERTIFICATE_EKU]) == cert.extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage).value
+    return p
+
+
+def test_enrolled_quote_verifies_offline_with_the_domain_ca(world: World, enrolled: Any, tmp_path: Path) -> None:
+    nonce = os.urandom(32)
+    ev = enrolled.evidence(report_data_for(nonce, b""))
+    path = tmp_path / "quote.bin"
+    path.write_bytes(ev)
+    ca = world.domain.path / "domain_ca.pem"
+    cmd = [sys.executable, "-m", "veritee.cli", "verify", str(path), "--format", "tpm",
+           "--collateral", str(ca), "--nonce", nonce.hex(), "--json"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    result = json.loads(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert result["authentic"] and result["accepted"]
+    ca_der = world.domain.ca_certificate.public_bytes(serialization.Encoding.DER)
+    assert result["claims"]["ak_root"] == hashlib.sha256(ca_der).hexdigest()
+    assert result["claims"]["measurement"] == enrolled.measurement == ZERO_PCRS_MEASUREMENT
+    # Without the domain CA the AK certificate chains to nothing trusted.
+    bare = verify_evidence(ev, format="tpm", collateral_paths=[], at=dt.datetime.now(dt.UTC),
+                           policy_text=None, nonce=None)  # fmt: skip
+    assert not bare["authentic"] and bare["reasons"][0]["code"] == "untrusted_root"
+
+
+def test_the_service_appraises_an_enrolled_quote(world: World, enrolled: Any) -> None:
+    with world.http() as http:
+        nonce = bytes.fromhex(http.post("/v1/challenge").json()["nonce"])
+        ev = enrolled.evidence(report_data_for(nonce, b""))
+        r = http.post("/v1/attest", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
+                                         "format": "tpm"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "affirming"
+
+
+def test_a_tpm_whose_ek_another_manufacturer_certified_is_refused(world: World) -> None:
+    p = world.platform(world.rogue, "rogue")
+    with world.http() as http, pytest.raises(VerificationError) as e:
+        enroll(http, p, world.domain.ca_certificate)
+    assert e.value.code == "ek_untrusted_root"
+    assert p.ak_certificate() is None
+
+
+def test_a_wrong_activation_answer_ends_the_challenge(world: World) -> None:
+    p = world.platform(world.good, "wrong")
+    req = p.enrollment_request()
+    b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
+    with world.http() as http:
+        ch = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
+                                              "ek_public": b64(req["ek_public"]), "ak_public": b64(req["ak_public"])}).json()
+        secret = p.activate_credential(base64.b64decode(ch["credential_blob"]), base64.b64decode(ch["encrypted_secret"]))
+        body = {"nonce": ch["nonce"], "ticket": ch["ticket"], "ak_public": b64(req["ak_public"]),
+                "ek_certificate": b64(req["ek_certificate"])}  # fmt: skip
+        r = http.post("/v1/tpm/activate", json=body | {"secret": b64(bytes(32))})
+        assert (r.status_code, r.json()["code"]) == (403, "tpm_activation_failed")
+        r = http.post("/v1/tpm/activate", json=body | {"secret": b64(secret)})
+        assert r.json()["code"] == "nonce_reused"
+        # A ticket for this nonce cannot be bent to another AK either.
+        ch2 = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
+                                               "ek_public": b64(req["ek_public"]), "ak_public": b64(req["ak_public"])}).json()
+        other_ak = bytearray(req["ak_public"])
+        other_ak[-1] ^= 1
+        r = http.post("/v1/tpm/activate", json=body | {"nonce": ch2["nonce"], "ticket": ch2["ticket"],
+                                                      "secret": b64(secret), "ak_public": b64(bytes(other_ak))})
+        assert r.status_code in (400, 403) and r.json()["code"] in ("tpm_ticket_invalid", "malformed")
+        tampered = bytearray(base64.b64decode(ch2["ticket"]))
+        tampered[-1] ^= 1
+        r = http.post("/v1/tpm/activate", json=body | {"nonce": ch2["nonce"], "ticket": b64(bytes(tampered)),
+                                                      "secret": b64(secret)})
+        assert (r.status_code, r.json()["code"]) == (403, "tpm_ticket_invalid")
+
+
+def _soft_ak_public(key: ec.EllipticCurvePrivateKey, attributes: int) -> bytes:
+    n = key.public_key().public_numbers()
+    return (tpm2.ALG_ECC.to_bytes(2, "big") + tpm2.ALG_SHA256.to_bytes(2, "big") + attributes.to_bytes(4, "big")
+            + tpm2.tpm2b(b"") + tpm2.ALG_NULL.to_bytes(2, "big") + tpm2.ALG_ECDSA.to_bytes(2, "big")
+            + tpm2.ALG_SHA256.to_bytes(2, "big") + (3).to_bytes(2, "big") + tpm2.ALG_NULL.to_bytes(2, "big")
+            + tpm2.tpm2b(n.x.to_bytes(32, "big")) + tpm2.tpm2b(n.y.to_bytes(32, "big")))  # fmt: skip
+
+
+def test_a_software_key_cannot_enroll_as_an_ak(world: World) -> None:
+    """An AK without fixedTPM (a key made outside the TPM) is refused before any credential."""
+    req = world.platform(world.good, "soft").enrollment_request()
+    soft = _soft_ak_public(ec.generate_private_key(ec.SECP256R1()), 0x00050072 & ~tpm2.ATTR_FIXED_TPM)
+    b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
+    with world.http() as http:
+        r = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
+                                             "ek_public": b64(req["ek_public"]), "ak_public": b64(soft)})
+    assert (r.status_code, r.json()["code"]) == (403, "ak_attributes")
+
+
+@pytest.mark.parametrize(("field", "value", "code"), [
+    ("ek_certificate", "not base64!", "malformed"),
+    ("ek_certificate", base64.b64encode(b"\x30\x03junk").decode(), "malformed"),
+    ("ek_public", base64.b64encode(b"\x00\x01").decode(), "malformed"),
+    ("ak_public", base64.b64encode(bytes(2000)).decode(), "malformed_request"),  # over the size limit
+    ("ek_chain", [base64.b64encode(b"x").decode()] * 6, None),
+])  # fmt: skip
+def test_malformed_enrollment_requests_are_400(world: World, field: str, value: Any, code: str | None) -> None:
+    req = world.platform(world.good, "mal").enrollment_request()
+    b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
+    body = {"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [], "ek_public": b64(req["ek_public"]),
+            "ak_public": b64(req["ak_public"])} | {field: value}  # fmt: skip
+    with world.http() as http:
+        r = http.post("/v1/tpm/enroll", json=body)
+        assert r.status_code in (400, 422), r.text
+        if code is not None:
+            assert r.json()["code"] == code
+        # The EK certificate of one TPM with the EK of the other: refused, not a 5xx.
+        other = world.platform(world.rogue, "mal-rogue").enrollment_request()
+        r = http.post("/v1/tpm/enroll", json=body | {field: body[field] if field != "ek_public" else b64(req["ek_public"]),
+                                                    "ek_public": b64(other["ek_public"])})
+        assert r.status_code in (400, 403, 422) and r.status_code < 500
+
+
+# --- an admission certificate never passes for an AK certificate ----------------------------------
+
+
+def test_an_admission_certificate_is_not_an_ak_certificate(world: World) -> None:
+    """A certified workload holds a software key with a domain-CA certificate; it must not be able
+    to sign TPM-looking quotes that verify under the domain CA (the AIK EKU is required)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = issue_admission_certificate(world.domain, key.public_key(), claims={"platform": "simulated",
+                                       "measurement": "ab" * 48}, now=now, lifetime=dt.timedelta(hours=1))  # fmt: skip
+    ak_pub = _soft_ak_public(key, 0x00050072)
+    nonce = os.urandom(32)
+    pcrs = {i: bytes(32) for i in range(24)}
+    sel = (1).to_bytes(4, "big") + tpm2.ALG_SHA256.to_bytes(2, "big") + b"\x03\xff\xff\xff"
+    attest = (tpm_evidence.TPM_GENERATED_VALUE.to_bytes(4, "big") + tpm_evidence.TPM_ST_ATTEST_QUOTE.to_bytes(2, "big")
+              + tpm2.tpm2b(b"\x00\x0b" + bytes(32)) + tpm2.tpm2b(report_data_for(nonce, b"")) + bytes(17) + bytes(8)
+              + sel + tpm2.tpm2b(hashlib.sha256(b"".join(pcrs[i] for i in range(24))).digest()))  # fmt: skip
+    r, s = decode_dss_signature(key.sign(attest, ec.ECDSA(hashes.SHA256())))
+    sig = (tpm2.ALG_ECDSA.to_bytes(2, "big") + tpm2.ALG_SHA256.to_bytes(2, "big")
+           + tpm2.tpm2b(r.to_bytes(32, "big")) + tpm2.tpm2b(s.to_bytes(32, "big")))  # fmt: skip
+    forged = tpm_platform.encode_attestation(ak_pub=ak_pub, quotes=[(attest, sig, tpm2.ALG_SHA256, pcrs)],
+                                             ak_cert=cert.public_bytes(serialization.Encoding.DER))  # fmt: skip
+    assert spki_der(cert.public_key()) == tpm2.parse_public(ak_pub).spki_der()
+    result = verify_evidence(forged, format="tpm", collateral_paths=[world.domain.path / "domain_ca.pem"],
+                             at=now, policy_text=None, nonce=nonce)  # fmt: skip
+    assert not result["authentic"]
+    assert result["reasons"][0]["code"] == "ak_not_certified"
+
+
+# --- sealing to a PCR policy -------------------------------------------------------------------
+
+
+def test_sealing_survives_a_new_process_and_fails_once_a_pcr_changes(world: World, tmp_path: Path) -> None:
+    with running_tpm(tmp_path / "sealer", world.good.ca_dir) as tpm:
+        p = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        blob = sealing.seal(p, b"state")
+        again = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        assert sealing.unseal(again, blob) == b"state"
+        elsewhere = tpm_platform.TpmPlatform(tcti=world.good.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        with pytest.raises(SealingError):
+            sealing.unseal(elsewhere, blob)  # another TPM: the sealed object does not load
+        _extend(tpm.tcti, 7)
+        with pytest.raises(SealingError):
+            sealing.unseal(again, blob)
+        # PCRs outside the sealed set do not matter.
+        q = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal2", event_log=None, seal_pcrs=(0, 1))
+        blob2 = sealing.seal(q, b"more")
+        _extend(tpm.tcti, 16)  # outside the sealed PCRs and the measurement (PCRs 0-9)
+        assert sealing.unseal(q, blob2) == b"more"
+
+
+def _extend(tcti: str, index: int) -> None:
+    from tpm2_pytss import ESAPI, ESYS_TR, TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA, TPM2_ALG
+
+    with ESAPI(tcti) as e:
+        digest = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=hashlib.sha256(b"change").digest()))
+        e.pcr_extend(getattr(ESYS_TR, f"PCR{index}"), TPML_DIGEST_VALUES([digest]))
