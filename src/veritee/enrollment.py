@@ -113,15 +113,15 @@ def check_endorsement(
     EK is a restricted AES-CFB storage key. Returns the root's fingerprint."""
     if not roots:
         raise VerificationError("the policy lists no EK roots: TPM enrollment is off",
-                                code="tpm_enrollment_disabled")  # fmt: skip
+                                code="enrollment_disabled")  # fmt: skip
     ek = req.ek_public
     if ek.spki_der() != req.ek_certificate.public_key().public_bytes(_DER, _SPKI):
         raise VerificationError("the EK certificate certifies another key than the EK given",
                                 code="ek_mismatch")  # fmt: skip
     if not ek.has(tpm2.ATTR_RESTRICTED, tpm2.ATTR_DECRYPT, tpm2.ATTR_FIXED_TPM) or ek.has(tpm2.ATTR_SIGN):
-        raise VerificationError("the EK is not a restricted decryption key", code="ek_attributes")
+        raise VerificationError("the EK is not a restricted decryption key", code="ek_attributes_invalid")
     if ek.symmetric is None or ek.symmetric[0] != tpm2.ALG_AES or ek.symmetric[2] != tpm2.ALG_CFB:
-        raise VerificationError("the EK has no AES-CFB symmetric definition", code="ek_attributes")
+        raise VerificationError("the EK has no AES-CFB symmetric definition", code="ek_attributes_invalid")
     candidates = [*req.ek_chain, *pool]
     chain = [("ek_certificate", req.ek_certificate)]
     while True:
@@ -134,13 +134,13 @@ def check_endorsement(
             raise VerificationError(
                 "the EK certificate does not chain to an EK root of the policy "
                 f"(no trusted issuer for {chain[-1][0]})",
-                code="ek_untrusted_root",
+                code="root_not_pinned",
             )
         chain.append((f"issuer of {chain[-1][0]}", issuer))
     try:
         verify_chain(list(reversed(chain)), at)
     except VerificationError as e:
-        raise VerificationError(f"EK certificate chain: {e.message}", code="ek_chain_invalid") from None
+        raise VerificationError(f"EK certificate chain: {e.message}", code="chain_invalid") from None
     return fp
 
 
@@ -150,13 +150,13 @@ def check_attestation_key(ak: tpm2.TpmPublic) -> None:
         raise VerificationError(
             "the AK must be a restricted signing key created in the TPM (fixedTPM, fixedParent, "
             "sensitiveDataOrigin, restricted, sign; no decrypt)",
-            code="ak_attributes",
+            code="ak_attributes_invalid",
         )
     key = ak.key
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
-        raise VerificationError("an RSA AK has at least 2048 bits", code="ak_attributes")
+        raise VerificationError("an RSA AK has at least 2048 bits", code="ak_attributes_invalid")
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < 256:
-        raise VerificationError("an ECC AK is at least P-256", code="ak_attributes")
+        raise VerificationError("an ECC AK is at least P-256", code="ak_attributes_invalid")
 
 
 def issue_ak_certificate(

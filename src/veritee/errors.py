@@ -120,9 +120,9 @@ class SealingError(VeriteeError):
 class PlatformError(VeriteeError):
     """The platform interface (``/dev/sev-guest``, configfs-tsm, ``/dev/nsm``, a TPM) is absent,
     not accessible, or refused the request; ``code`` says which (``platform_absent``,
-    ``platform_permission``, ``platform_busy``, ``platform_refused``, ...)."""
+    ``platform_permission_denied``, ``platform_busy``, ``platform_refused``, ...)."""
 
-    default_code = "platform_error"
+    default_code = "platform_failed"
 
 
 class UsageError(VeriteeError):

@@ -32,7 +32,7 @@ def errno_error(code: int, what: str) -> PlatformError:
     if code in (errno.EACCES, errno.EPERM):
         return PlatformError(
             f"no permission for {what} (see docs/platforms.md: group and udev rule)",
-            code="platform_permission",
+            code="platform_permission_denied",
         )
     if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
         return PlatformError(f"{what} is not present", code="platform_absent")
@@ -42,7 +42,7 @@ def errno_error(code: int, what: str) -> PlatformError:
         return PlatformError(f"{what}: the driver refused the request", code="platform_refused")
     if code == errno.EIO:
         return PlatformError(f"{what}: the firmware or host returned an error", code="platform_refused")
-    return PlatformError(f"{what} failed: {os.strerror(code)}", code="platform_error")
+    return PlatformError(f"{what} failed: {os.strerror(code)}", code="platform_failed")
 
 
 class Device:

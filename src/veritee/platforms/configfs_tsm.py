@@ -101,7 +101,7 @@ def _os_error(e: OSError, what: str) -> PlatformError:
     if e.errno in (errno.EACCES, errno.EPERM):
         return PlatformError(
             f"no permission for {what} (run as root or see docs/platforms.md)",
-            code="platform_permission",
+            code="platform_permission_denied",
         )
     if e.errno == errno.ENOENT:
         return PlatformError(f"{what} does not exist", code="platform_absent")
@@ -111,7 +111,7 @@ def _os_error(e: OSError, what: str) -> PlatformError:
         return PlatformError(f"{what} is busy", code="platform_busy")
     if e.errno == errno.EINVAL:
         return PlatformError(f"the platform refused {what} (invalid argument)", code="platform_refused")
-    return PlatformError(f"{what} failed: {os.strerror(e.errno or 0)}", code="platform_error")
+    return PlatformError(f"{what} failed: {os.strerror(e.errno or 0)}", code="platform_failed")
 
 
 def _read(path: Path, limit: int) -> bytes:
@@ -121,7 +121,7 @@ def _read(path: Path, limit: int) -> bytes:
     except OSError as e:
         raise _os_error(e, str(path)) from None
     if len(data) > limit:
-        raise PlatformError(f"{path} is larger than {limit} bytes", code="platform_error")
+        raise PlatformError(f"{path} is larger than {limit} bytes", code="platform_failed")
     return data
 
 
@@ -135,7 +135,7 @@ def _write(path: Path, data: bytes) -> None:
     except OSError as e:
         raise _os_error(e, str(path)) from None
     if written != len(data):
-        raise PlatformError(f"short write to {path}", code="platform_error")
+        raise PlatformError(f"short write to {path}", code="platform_failed")
 
 
 def _generation(entry: Path) -> int:
@@ -143,7 +143,7 @@ def _generation(entry: Path) -> int:
     try:
         return int(text)
     except ValueError:
-        raise PlatformError(f"{entry}/generation is not a number", code="platform_error") from None
+        raise PlatformError(f"{entry}/generation is not a number", code="platform_failed") from None
 
 
 def _attempt(entry: Path, inblob: bytes, privlevel: int | None) -> TsmReport | None:
@@ -162,7 +162,7 @@ def _attempt(entry: Path, inblob: bytes, privlevel: int | None) -> TsmReport | N
     if after != before + writes:
         return None
     if not outblob:
-        raise PlatformError("the platform returned an empty report", code="platform_error")
+        raise PlatformError("the platform returned an empty report", code="platform_failed")
     return TsmReport(provider=provider, outblob=outblob, auxblob=auxblob, generation=after)
 
 
@@ -178,7 +178,7 @@ def get_report(
     Creates a fresh entry, writes ``privlevel`` (if given) and ``inblob``, reads ``outblob``,
     ``auxblob`` and ``provider``, checks the generation counter, and removes the entry. Retries
     up to ``retries`` times when another writer changed the entry meanwhile. Raises
-    :class:`PlatformError` (``platform_absent``, ``platform_permission``, ``platform_busy``,
+    :class:`PlatformError` (``platform_absent``, ``platform_permission_denied``, ``platform_busy``,
     ``platform_refused``) and :class:`UsageError` for a bad ``inblob``/``privlevel``.
     """
     if not isinstance(inblob, bytes) or not 0 < len(inblob) <= INBLOB_MAX:
@@ -298,7 +298,7 @@ class CcaPlatform:
     def sealing_key(self, context: bytes) -> bytes:
         raise PlatformError(
             "Arm CCA realms have no sealing key: seal with the domain-released key",
-            code="platform_sealing_unavailable",
+            code="sealing_unavailable",
         )
 
     def describe(self) -> dict[str, Any]:

@@ -88,14 +88,14 @@ def parse_response(data: bytes, expected: str) -> dict[str, Any]:
     try:
         value = cbor2.loads(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
-        raise PlatformError("the NSM answered with something that is not CBOR", code="platform_error") from None
+        raise PlatformError("the NSM answered with something that is not CBOR", code="platform_failed") from None
     if not isinstance(value, dict) or len(value) != 1:
-        raise PlatformError("the NSM answer is not a response", code="platform_error")
+        raise PlatformError("the NSM answer is not a response", code="platform_failed")
     (kind, body), = value.items()
     if kind == "Error":
         raise PlatformError(f"the NSM refused the request: {body}", code="platform_refused")
     if kind != expected or not isinstance(body, dict):
-        raise PlatformError(f"the NSM answered {kind!r} to a {expected} request", code="platform_error")
+        raise PlatformError(f"the NSM answered {kind!r} to a {expected} request", code="platform_failed")
     return body
 
 
@@ -126,13 +126,13 @@ class NsmDevice:
         )
         doc = body.get("document")
         if not isinstance(doc, bytes) or not doc:
-            raise PlatformError("the NSM returned no attestation document", code="platform_error")
+            raise PlatformError("the NSM returned no attestation document", code="platform_failed")
         return doc
 
     def get_random(self) -> bytes:
         random = parse_response(self.request(get_random_request()), "GetRandom").get("random")
         if not isinstance(random, bytes) or not random:
-            raise PlatformError("the NSM returned no random bytes", code="platform_error")
+            raise PlatformError("the NSM returned no random bytes", code="platform_failed")
         return random
 
 
@@ -181,7 +181,7 @@ class NitroPlatform:
     def sealing_key(self, context: bytes) -> bytes:
         raise PlatformError(
             "Nitro Enclaves have no sealing key: seal with the domain-released key",
-            code="platform_sealing_unavailable",
+            code="sealing_unavailable",
         )
 
     def describe(self) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def report_from_response(raw: bytes) -> bytes:
     size = int.from_bytes(raw[4:8], "little")
     if size != sev_snp.REPORT_SIZE or RESPONSE_HEADER + size > len(raw):
         raise PlatformError(f"the SNP firmware returned a report of {size} bytes",
-                            code="platform_error")  # fmt: skip
+                            code="platform_failed")  # fmt: skip
     return raw[RESPONSE_HEADER : RESPONSE_HEADER + size]
 
 
@@ -214,7 +214,7 @@ class SevGuestDevice:
                     raise _guest_error(guest, code, "SNP_GET_EXT_REPORT")
                 table = bytes(certs.raw[: int(req.certs_len) or size])
                 return report_from_response(bytes(resp.data)), table
-        raise PlatformError("the host's certificate table is too large", code="platform_error")
+        raise PlatformError("the host's certificate table is too large", code="platform_failed")
 
     def derived_key(self, *, fields: int, vmpl: int = 0, guest_svn: int = 0, tcb_version: int = 0) -> bytes:
         req = derived_key_request(fields=fields, vmpl=vmpl, guest_svn=guest_svn, tcb_version=tcb_version)

@@ -164,7 +164,7 @@ class TdxPlatform:
         raise PlatformError(
             "TDX has no sealing key: seal with the domain-released key (Trust.seal on TDX "
             "needs the key broker's sealing mode, see docs/platforms.md)",
-            code="platform_sealing_unavailable",
+            code="sealing_unavailable",
         )
 
     def describe(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def _tss() -> Any:
         raise PlatformError(
             "the TPM driver needs tpm2-pytss (pip install 'veritee[tpm]'; Debian: libtss2-dev): "
             f"{e}",
-            code="platform_unavailable",
+            code="platform_driver_missing",
         ) from None
     return tpm2_pytss
 
@@ -313,7 +313,7 @@ class TpmPlatform:
             _, _, digests = e.pcr_read(sel)
             got = [bytes(d) for d in digests]
             if len(got) != len(chunk):
-                raise PlatformError("the TPM returned fewer PCRs than asked", code="platform_error")
+                raise PlatformError("the TPM returned fewer PCRs than asked", code="platform_failed")
             values.update(zip(chunk, got, strict=True))
         return values
 

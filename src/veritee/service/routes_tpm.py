@@ -104,17 +104,17 @@ async def activate(body: TpmActivateRequest, request: Request) -> JSONResponse:
         memo = json.loads(_ticket_key(ctx).decrypt(ticket[:12], ticket[12:], nonce))
     except (InvalidTag, ValueError):
         raise VerificationError("the enrollment ticket is not this service's, or not for this nonce",
-                                code="tpm_ticket_invalid") from None  # fmt: skip
+                                code="enrollment_ticket_invalid") from None  # fmt: skip
     ak = tpm2.parse_public(ak_raw, "ak_public")
     details: dict[str, object] = {"ek_sha256": ek_sha256, "ak_name": ak.name.hex(), "ek_root": memo["root"]}
     if memo["ak"] != hashlib.sha256(ak_raw).hexdigest() or memo["ek"] != ek_sha256:
-        raise VerificationError("the ticket was made for another EK or AK", code="tpm_ticket_invalid")
+        raise VerificationError("the ticket was made for another EK or AK", code="enrollment_ticket_invalid")
     if not hmac.compare_digest(bytes.fromhex(memo["secret"]), decode_b64(body.secret, "secret")):
         # Consumes the nonce too: one wrong answer ends the challenge.
-        await ctx.run_db(_audit, ctx, decision="reject", details=details | {"reason": "tpm_activation_failed"},
+        await ctx.run_db(_audit, ctx, decision="reject", details=details | {"reason": "activation_failed"},
                          now=now, nonce=nonce)  # fmt: skip
         raise VerificationError("the TPM did not activate the credential: the AK is not beside that EK",
-                                code="tpm_activation_failed")  # fmt: skip
+                                code="activation_failed")  # fmt: skip
     d = ctx.domain
     cert = enrollment.issue_ak_certificate(
         ca_key=d.policy_key, ca_certificate=d.ca_certificate, ak=ak, ek_certificate_sha256=ek_sha256,

@@ -103,7 +103,7 @@ def test_tdx_quote_verifies() -> None:
         assert platform.measurement == ev.claims["mrtd"]
         with pytest.raises(PlatformError) as e:
             platform.sealing_key(b"x")
-        assert e.value.code == "platform_sealing_unavailable"
+        assert e.value.code == "sealing_unavailable"
         with pytest.raises(PlatformError) as e:
             SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE).evidence(RD)
         assert e.value.code == "platform_unsupported"

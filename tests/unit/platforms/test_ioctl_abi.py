@@ -153,8 +153,8 @@ def test_msg_report_rsp_gives_the_report() -> None:
 
 
 @pytest.mark.parametrize(("status", "size", "code"), [(0x16, 0x4A0, "platform_refused"),
-                                                      (0, 0x4A1, "platform_error"),
-                                                      (0, 0, "platform_error")])  # fmt: skip
+                                                      (0, 0x4A1, "platform_failed"),
+                                                      (0, 0, "platform_failed")])  # fmt: skip
 def test_bad_msg_report_rsp(status: int, size: int, code: str) -> None:
     resp = struct.pack("<II", status, size) + bytes(24) + _report()
     with pytest.raises(PlatformError) as e:
@@ -211,10 +211,10 @@ def test_a_device_that_is_not_the_tee_refuses_cleanly() -> None:
     assert e.value.code == "platform_refused"
 
 
-@pytest.mark.parametrize(("number", "code"), [(errno.EACCES, "platform_permission"),
+@pytest.mark.parametrize(("number", "code"), [(errno.EACCES, "platform_permission_denied"),
                                               (errno.ENOENT, "platform_absent"),
                                               (errno.EBUSY, "platform_busy"),
                                               (errno.EIO, "platform_refused"),
-                                              (errno.ENOMEM, "platform_error")])  # fmt: skip
+                                              (errno.ENOMEM, "platform_failed")])  # fmt: skip
 def test_errno_mapping(number: int, code: str) -> None:
     assert errno_error(number, "/dev/x").code == code
