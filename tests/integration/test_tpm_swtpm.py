@@ -297,3 +297,58 @@ def _extend(tcti: str, index: int) -> None:
     with ESAPI(tcti) as e:
         digest = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=hashlib.sha256(b"change").digest()))
         e.pcr_extend(getattr(ESYS_TR, f"PCR{index}"), TPML_DIGEST_VALUES([digest]))
+
+
+def test_veritee_attest_on_the_enrolled_tpm(world: World, enrolled: Any, tmp_path: Path) -> None:
+    """The command line end to end: `veritee attest --platform tpm` then `veritee verify`."""
+    nonce = os.urandom(16).hex()
+    base = [sys.executable, "-m", "veritee.cli"]
+    attest = [*base, "attest", "--platform", "tpm", "--tcti", world.good.tcti, "--state", str(enrolled.state_dir),
+              "--nonce", nonce, "-o", str(tmp_path / "q.bin")]  # fmt: skip
+    out = subprocess.run(attest, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    verify = [*base, "verify", str(tmp_path / "q.bin"), "--collateral", str(world.domain.path / "domain_ca.pem"),
+              "--nonce", nonce, "--json"]  # fmt: skip
+    result = json.loads(subprocess.run(verify, capture_output=True, text=True, timeout=60).stdout)
+    assert result["format"] == "tpm" and result["accepted"], result["reasons"]
+    show = subprocess.run([*base, "attest", "--show", "--json", "--platform", "tpm", "--tcti", world.good.tcti, "--state", str(enrolled.state_dir)], capture_output=True, text=True, timeout=60)
+    info = json.loads(show.stdout)
+    assert info["enrolled"] is True and info["measurement"] == ZERO_PCRS_MEASUREMENT
+
+
+def test_the_tpm_counter_only_goes_up(world: World, tmp_path: Path) -> None:
+    p = world.platform(world.good, "counter")
+    counter = p.monotonic_counter("keystore:test")
+    start = counter.read()
+    assert counter.increment() == start + 1 == counter.read()
+    again = world.platform(world.good, "counter-2").monotonic_counter("keystore:test")
+    assert again.index == counter.index and again.read() == start + 1
+    assert p.monotonic_counter("another").index != counter.index
+
+
+@pytest.mark.parametrize("tcti", ["", "foo:bar", "swtpm:host=1;rm -rf", "device:/dev/tpmrm0 x", "x" * 300])
+def test_bad_tcti_is_a_usage_error(tcti: str, tmp_path: Path) -> None:
+    from veritee.errors import UsageError
+
+    with pytest.raises(UsageError):
+        tpm_platform.TpmPlatform(tcti=tcti, state_dir=tmp_path)
+
+
+def test_absent_tpm_and_bad_arguments(world: World, tmp_path: Path) -> None:
+    from veritee.errors import UsageError
+
+    for absent in ("device:/nonexistent/tpmrm0", "device" if not Path("/dev/tpmrm0").exists() else "device:/x/y"):
+        with pytest.raises(PlatformError) as e:
+            tpm_platform.TpmPlatform(tcti=absent, state_dir=tmp_path)
+        assert e.value.code == "platform_absent"
+    with pytest.raises(PlatformError) as e:
+        tpm_platform.TpmPlatform(tcti="swtpm:host=127.0.0.1,port=1", state_dir=tmp_path).evidence(bytes(64))
+    assert e.value.code == "platform_absent"
+    with pytest.raises(UsageError):
+        world.platform(world.good, "args").evidence(bytes(32))
+    with pytest.raises(UsageError):
+        world.platform(world.good, "args", seal_pcrs=(24,))
+    from veritee.platforms.detect import Interfaces, detect
+
+    assert detect(Interfaces(tsm_root=tmp_path / "none", sev_guest=tmp_path / "n", tdx_guest=tmp_path / "n",
+                             nsm=tmp_path / "n", tcti=world.good.tcti)) == "tpm"  # fmt: skip

@@ -157,8 +157,12 @@ def verify_evidence(
     policy_text: bytes | None,
     nonce: bytes | None,
     platform_keys: list[Path] | None = None,
+    spki: bytes = b"",
 ) -> dict[str, Any]:
-    """The work of `veritee verify`, as a function returning DESIGN.md's JSON object."""
+    """The work of `veritee verify`, as a function returning DESIGN.md's JSON object.
+
+    ``spki``: the DER public key the report data binds with ``nonce`` (``veritee attest
+    --public-key``), empty for none."""
     import dataclasses
 
     from veritee import evidence
@@ -205,7 +209,7 @@ def verify_evidence(
     result["claims"] = ev.claims
     decision = appraise(ev, policy) if policy is not None else appraise_baseline(ev)
     if nonce is not None:
-        _check_nonce(decision, ev.claims, nonce)
+        _check_nonce(decision, ev.claims, nonce, spki)
     result["accepted"] = decision.accepted
     result["reasons"] = [r.to_json() for r in decision.reasons]
     result["warnings"] = [r.to_json() for r in decision.warnings]
@@ -214,10 +218,17 @@ def verify_evidence(
     return result
 
 
-def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes) -> None:
+def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: bytes = b"") -> None:
     from veritee.binding import report_data_for
 
     rd = str(claims.get("report_data") or "").lower()
+    if spki:  # a key was named: only the binding of nonce and that key counts
+        if rd == report_data_for(nonce, spki).hex():
+            decision.affirm("nonce_bound", claim="instance-identity")
+        else:
+            decision.refuse("nonce_mismatch", "the evidence does not bind this nonce and public key",
+                            claim="instance-identity")  # fmt: skip
+        return
     ok = (
         str(claims.get("nonce") or "").lower() == nonce.hex()
         or rd == report_data_for(nonce, b"").hex()
@@ -242,10 +253,13 @@ def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes) -> None:
          "platform_key.pem. Simulated evidence is refused unless its key is given here (or, "
          "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too.",
 )
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --nonce: the PEM public key the evidence binds with it (veritee attest --public-key).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_cmd(
     evidence_file: Path, fmt: str, collateral: tuple[Path, ...], at: str | None,
-    policy_file: Path | None, nonce: str | None, platform_keys: tuple[Path, ...], as_json: bool,
+    policy_file: Path | None, nonce: str | None, platform_keys: tuple[Path, ...], public_key: Path | None,
+    as_json: bool,
 ) -> None:
     """Verify evidence offline with collateral at an explicit time, and appraise it."""
     try:
@@ -263,10 +277,17 @@ def verify_cmd(
                 nonce_bytes = bytes.fromhex(nonce)
             except ValueError:
                 raise UsageError("--nonce must be hex") from None
+        if public_key is not None and nonce_bytes is None:
+            raise UsageError("--public-key needs --nonce")
+        spki = b""
+        if public_key is not None:
+            from veritee.cli.attest import public_key_spki
+
+            spki = public_key_spki(public_key)
         policy_text = policy_file.read_bytes() if policy_file else None
         result = verify_evidence(
             data, format=fmt, collateral_paths=list(collateral), at=parse_time(at),
-            policy_text=policy_text, nonce=nonce_bytes, platform_keys=list(platform_keys),
+            policy_text=policy_text, nonce=nonce_bytes, platform_keys=list(platform_keys), spki=spki,
         )
     except (UsageError, OSError) as e:
         click.echo(f"error: {e}", err=True)

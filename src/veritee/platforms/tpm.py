@@ -46,8 +46,10 @@ from veritee.profiles import Profile
 
 __all__ = [
     "AK_TEMPLATE_ATTRIBUTES",
+    "COUNTER_FIRST",
     "DEFAULT_EVENT_LOG",
     "DEFAULT_TCTI",
+    "TpmCounter",
     "TpmPlatform",
     "encode_attestation",
     "parse_tcti",
@@ -58,6 +60,8 @@ DEFAULT_EVENT_LOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 EK_CERT_RSA, EK_CERT_ECC = 0x01C00002, 0x01C0000A
 EK_CHAIN_FIRST, EK_CHAIN_LAST = 0x01C00100, 0x01C001FF
 MAX_EVENT_LOG = 1024 * 1024
+#: Owner NV range for veritee's monotonic counters (TCG handle registry: 0x01000000-0x013FFFFF).
+COUNTER_FIRST, COUNTER_SPAN = 0x01000000, 0x00400000
 PCR_COUNT = 24
 DEFAULT_SEAL_PCRS = tuple(range(8))
 AK_TEMPLATE_ATTRIBUTES = (tpm2.ATTR_FIXED_TPM | tpm2.ATTR_FIXED_PARENT | tpm2.ATTR_SENSITIVE_DATA_ORIGIN
@@ -144,6 +148,33 @@ def _tss_error(e: Exception, what: str) -> PlatformError:
     return PlatformError(f"the TPM refused {what}: {text}", code="platform_refused")
 
 
+class TpmCounter:
+    """A TPM NV counter (TPM_NT_COUNTER): TPM2_NV_Increment only ever raises it, and a counter
+    index defined again starts no lower than the highest value any counter of this TPM had
+    (TPM 2.0 Part 1, 37.2.3.2.3), so the host cannot roll it back."""
+
+    def __init__(self, platform: TpmPlatform, index: int) -> None:
+        self.platform, self.index = platform, index
+
+    def read(self) -> int:
+        """The value; 0 for a counter never incremented."""
+        t = self.platform._t
+        with self.platform._esapi("reading a TPM counter") as e:
+            nv = e.tr_from_tpmpublic(self.index)
+            try:
+                return int.from_bytes(bytes(e.nv_read(nv, 8, 0)), "big")
+            except t.TSS2_Exception as err:
+                if err.rc & 0xFFF == 0x14A:  # TPM_RC_NV_UNINITIALIZED: never incremented
+                    return 0
+                raise
+
+    def increment(self) -> int:
+        with self.platform._esapi("incrementing a TPM counter") as e:
+            nv = e.tr_from_tpmpublic(self.index)
+            e.nv_increment(nv)
+            return int.from_bytes(bytes(e.nv_read(nv, 8, 0)), "big")
+
+
 class TpmPlatform:
     """The TPM attester (format ``tpm``)."""
 
@@ -159,8 +190,8 @@ class TpmPlatform:
         event_log: Path | None = DEFAULT_EVENT_LOG,
     ) -> None:
         self.tcti = parse_tcti(tcti)
-        if self.tcti.startswith("device:"):
-            device = Path(self.tcti.split(":", 1)[1] or "/dev/tpmrm0")
+        if self.tcti.split(":", 1)[0] == "device":
+            device = Path(self.tcti.partition(":")[2] or "/dev/tpmrm0")
             if not device.exists():
                 raise PlatformError(f"no TPM at {device}", code="platform_absent")
         if not seal_pcrs or any(not 0 <= i < PCR_COUNT for i in seal_pcrs):
@@ -442,6 +473,24 @@ class TpmPlatform:
         """HKDF over the PCR-sealed secret, the profile and ``context``."""
         info = b"veritee-tpm-sealing-v1|" + self.profile.value.encode() + b"|" + context
         return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._root_secret())
+
+    def monotonic_counter(self, label: str) -> TpmCounter:
+        """The TPM NV counter for ``label`` (defined on first use, empty auth, no dictionary-
+        attack lockout); its index is derived from the label in the owner range."""
+        if not label or len(label) > 200:
+            raise UsageError("a counter label is 1..200 characters")
+        t = self._t
+        index = COUNTER_FIRST + int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big") % COUNTER_SPAN
+        with self._esapi("defining a TPM counter") as e:
+            _, data = e.get_capability(t.TPM2_CAP.HANDLES, index, 1)
+            if not any(int(h) == index for h in data.data.handles):
+                attrs = (t.TPMA_NV.OWNERWRITE | t.TPMA_NV.OWNERREAD | t.TPMA_NV.AUTHREAD
+                         | t.TPMA_NV.AUTHWRITE | t.TPMA_NV.NO_DA
+                         | (t.TPM2_NT.COUNTER << t.TPMA_NV.TPM2_NT_SHIFT))  # fmt: skip
+                public = t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
+                    nvIndex=index, nameAlg=t.TPM2_ALG.SHA256, attributes=attrs, dataSize=8))  # fmt: skip
+                e.nv_define_space(b"", public, auth_handle=t.ESYS_TR.OWNER)
+        return TpmCounter(self, index)
 
     def describe(self) -> dict[str, Any]:
         """EK certificate, AK, enrollment and PCRs, for ``veritee attest --show``."""

@@ -234,3 +234,30 @@ def test_certificate_table_fuzz_raises_only_malformed(data: bytes) -> None:
         parse_cert_table(data)
     except MalformedError:
         pass
+
+
+# --- platform="auto" -------------------------------------------------------------------------
+
+
+def test_detect_reads_the_configfs_provider(snp_maker: tee.Maker, tmp_path: Path) -> None:
+    from veritee.platforms.detect import Interfaces, detect, open_hardware
+
+    nothing = Interfaces(tsm_root=tmp_path / "none", sev_guest=NO_DEVICE, tdx_guest=NO_DEVICE, nsm=NO_DEVICE,
+                         tcti=None)  # fmt: skip
+    if Path("/dev/tpmrm0").exists():
+        pytest.skip("this machine has a TPM: detection would find it")
+    assert detect(nothing) is None
+    _needs_fuse()
+    for provider, maker, name in (("sev_guest", snp_maker, "sev-snp"), ("tdx_guest", tee.tdx(), "tdx"),
+                                  ("arm_cca_guest", tee.cca(), "cca")):  # fmt: skip
+        with mounted(provider, maker.generate) as fs:
+            where = Interfaces(tsm_root=fs.root, sev_guest=NO_DEVICE, tdx_guest=NO_DEVICE, nsm=NO_DEVICE)
+            assert detect(where) == name
+            assert open_hardware(name, state_dir=tmp_path, where=where).name == name
+            assert os.listdir(fs.root) == []  # the probe entry is gone
+    nsm_file = tmp_path / "nsm"
+    nsm_file.touch()
+    assert detect(Interfaces(tsm_root=tmp_path / "none", nsm=nsm_file)) == "nitro"
+    with pytest.raises(UsageError) as e:
+        open_hardware("sgx", state_dir=tmp_path)
+    assert e.value.code == "platform_unknown"
