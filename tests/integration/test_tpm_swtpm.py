@@ -352,3 +352,34 @@ def test_absent_tpm_and_bad_arguments(world: World, tmp_path: Path) -> None:
 
     assert detect(Interfaces(tsm_root=tmp_path / "none", sev_guest=tmp_path / "n", tdx_guest=tmp_path / "n",
                              nsm=tmp_path / "n", tcti=world.good.tcti)) == "tpm"  # fmt: skip
+
+
+def test_a_sealed_object_with_a_weaker_policy_is_refused(world: World, tmp_path: Path) -> None:
+    """The host replaces the sealed object with one it made under the same SRK, usable with a
+    password: the driver refuses it instead of deriving keys from a secret the host knows."""
+    t = tpm2_pytss_module()
+    p = world.platform(world.good, "weak")
+    sealing.seal(p, b"x")  # creates the sealed object file
+    (path,) = (world.root / "weak").glob("tpm-sealed-*.bin")
+    with t.ESAPI(world.good.tcti) as e:
+        trial, policy = p._pcr_policy(e, t.TPM2_SE.TRIAL)
+        e.flush_context(trial)
+        srk = p._srk(e)
+        # The same PCR policy (so the driver's policy session works), plus password use.
+        attrs = t.TPMA_OBJECT.FIXEDTPM | t.TPMA_OBJECT.FIXEDPARENT | t.TPMA_OBJECT.USERWITHAUTH
+        template = t.TPM2B_PUBLIC.parse("keyedhash", objectAttributes=attrs, nameAlg="sha256", authPolicy=policy)
+        sensitive = t.TPM2B_SENSITIVE_CREATE(t.TPMS_SENSITIVE_CREATE(data=t.TPM2B_SENSITIVE_DATA(b"k" * 32)))
+        private, public, *_ = e.create(srk, sensitive, template)
+        e.flush_context(srk)
+    path.write_bytes(bytes(public.marshal()) + bytes(private.marshal()))
+    with pytest.raises(SealingError):
+        p.sealing_key(b"x")
+    path.write_bytes(b"\x00\x05junk")
+    with pytest.raises(SealingError):
+        p.sealing_key(b"x")
+
+
+def tpm2_pytss_module() -> Any:
+    import tpm2_pytss
+
+    return tpm2_pytss

@@ -453,8 +453,20 @@ class TpmPlatform:
                     tmp.write_bytes(bytes(public.marshal()) + bytes(private.marshal()))
                     tmp.replace(path)
                 blob = path.read_bytes()
-                public, used = t.TPM2B_PUBLIC.unmarshal(blob)
-                private, _ = t.TPM2B_PRIVATE.unmarshal(blob[used:])
+                try:
+                    public, used = t.TPM2B_PUBLIC.unmarshal(blob)
+                    private, _ = t.TPM2B_PRIVATE.unmarshal(blob[used:])
+                except Exception:  # the binding's own parse errors
+                    raise SealingError(f"{path.name} is not a sealed TPM object", code="unseal_failed") from None
+                # Only an object sealed the way this driver seals (fixedTPM, fixedParent, no
+                # password use, this PCR policy) may stand for the sealing secret: a host-made
+                # object with a weaker policy would hand the host the key.
+                area = public.publicArea
+                required = t.TPMA_OBJECT.FIXEDTPM | t.TPMA_OBJECT.FIXEDPARENT
+                if (int(area.type) != int(t.TPM2_ALG.KEYEDHASH) or bytes(area.authPolicy) != policy
+                        or int(area.objectAttributes) & int(required) != int(required)
+                        or int(area.objectAttributes) & int(t.TPMA_OBJECT.USERWITHAUTH)):  # fmt: skip
+                    raise SealingError(f"{path.name} is not sealed to this PCR policy", code="unseal_failed")
                 obj = e.load(srk, private, public)
                 session, _ = self._pcr_policy(e, t.TPM2_SE.POLICY)
                 try:
