@@ -280,7 +280,7 @@ class Code(StrEnum):
     PLATFORM_BUSY = "platform_busy", "the TEE interface is busy or another writer changed the request; try again"
     PLATFORM_REFUSED = "platform_refused", "the driver, firmware, host or TPM refused the request"
     PLATFORM_DRIVER_MISSING = "platform_driver_missing", "a library the driver needs (tpm2-pytss) is not installed"
-    SEALING_UNAVAILABLE = "sealing_unavailable", "the platform has no sealing key (TDX, CCA, Nitro): use the domain-released key"
+    SEALING_KEY_UNAVAILABLE = "sealing_key_unavailable", "the platform has no sealing key (TDX, CCA, Nitro) and the domain-released key is not available"
     PROFILE_MISMATCH = "profile_mismatch", "the profile asked for differs from the one the hardware establishes"
     # --- TPM enrollment (veritee.enrollment) ---
     ENROLLMENT_DISABLED = "enrollment_disabled", "the policy lists no TPM EK roots: enrollment is off"

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from tests.fakes.swtpm import Tpm, running_tpm, swtpm_missing
+from tests.platform_contract import check_sealing_key_shape
 
 from veritee import tpm2
 from veritee.appraisal import load_policy, sign_policy
@@ -275,20 +276,21 @@ def test_an_admission_certificate_is_not_an_ak_certificate(world: World) -> None
 def test_sealing_survives_a_new_process_and_fails_once_a_pcr_changes(world: World, tmp_path: Path) -> None:
     with running_tpm(tmp_path / "sealer", world.good.ca_dir) as tpm:
         p = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
-        blob = sealing.seal(p, b"state")
+        check_sealing_key_shape(p)  # the Platform contract (veritee.platforms.base)
+        blob = sealing.seal(p, b"state", purpose="app")
         again = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
-        assert sealing.unseal(again, blob) == b"state"
+        assert sealing.unseal(again, blob, purpose="app") == b"state"
         elsewhere = tpm_platform.TpmPlatform(tcti=world.good.tcti, state_dir=tmp_path / "seal-state", event_log=None)
         with pytest.raises(SealingError):
-            sealing.unseal(elsewhere, blob)  # another TPM: the sealed object does not load
+            sealing.unseal(elsewhere, blob, purpose="app")  # another TPM: the sealed object does not load
         _extend(tpm.tcti, 7)
         with pytest.raises(SealingError):
-            sealing.unseal(again, blob)
+            sealing.unseal(again, blob, purpose="app")
         # PCRs outside the sealed set do not matter.
         q = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal2", event_log=None, seal_pcrs=(0, 1))
-        blob2 = sealing.seal(q, b"more")
+        blob2 = sealing.seal(q, b"more", purpose="app")
         _extend(tpm.tcti, 16)  # outside the sealed PCRs and the measurement (PCRs 0-9)
-        assert sealing.unseal(q, blob2) == b"more"
+        assert sealing.unseal(q, blob2, purpose="app") == b"more"
 
 
 def _extend(tcti: str, index: int) -> None:
@@ -359,7 +361,7 @@ def test_a_sealed_object_with_a_weaker_policy_is_refused(world: World, tmp_path:
     password: the driver refuses it instead of deriving keys from a secret the host knows."""
     t = tpm2_pytss_module()
     p = world.platform(world.good, "weak")
-    sealing.seal(p, b"x")  # creates the sealed object file
+    sealing.seal(p, b"x", purpose="app")  # creates the sealed object file
     (path,) = (world.root / "weak").glob("tpm-sealed-*.bin")
     with t.ESAPI(world.good.tcti) as e:
         trial, policy = p._pcr_policy(e, t.TPM2_SE.TRIAL)
@@ -383,3 +385,39 @@ def tpm2_pytss_module() -> Any:
     import tpm2_pytss
 
     return tpm2_pytss
+
+
+# --- veritee.Trust on a TPM ------------------------------------------------------------------
+
+
+def test_trust_on_a_tpm_enrolls_certifies_seals_and_unseals(world: World, tmp_path: Path) -> None:
+    from veritee.sdk.trust import Trust
+
+    with running_tpm(tmp_path / "workload-tpm", world.good.ca_dir) as tpm:
+        trust = Trust(world.server.url, world.domain.ca_pem, platform="tpm", tcti=tpm.tcti,
+                      store=tmp_path / "store", platform_dir=tmp_path / "tpm-state")  # fmt: skip
+        assert trust.platform.name == "tpm" and trust.platform.needs_enrollment  # type: ignore[attr-defined]
+        cert = trust.certify()  # enrolls first, then attests with the certified AK
+        assert not trust.platform.needs_enrollment  # type: ignore[attr-defined]
+        from veritee import oids
+
+        platform = cert.extensions.get_extension_for_oid(oids.PLATFORM).value.value
+        assert oids.decode_utf8_string(platform) == "tpm"
+        blob = trust.seal(b"state across restarts")
+        trust.close()
+        again = Trust(world.server.url, world.domain.ca_pem, platform="tpm", tcti=tpm.tcti,
+                      store=tmp_path / "store", platform_dir=tmp_path / "tpm-state")  # fmt: skip
+        assert again.unseal(blob) == b"state across restarts"
+        assert again.certify() == cert  # the key store (sealed to the TPM) kept key and certificate
+        again.close()
+
+
+def test_trust_on_a_tpm_of_another_manufacturer_is_refused(world: World, tmp_path: Path) -> None:
+    from veritee.sdk.trust import Trust
+
+    trust = Trust(world.server.url, world.domain.ca_pem, platform="tpm", tcti=world.rogue.tcti,
+                  store=tmp_path / "store", platform_dir=tmp_path / "rogue-state")  # fmt: skip
+    with pytest.raises(VerificationError) as e:
+        trust.certify()
+    assert e.value.code == "root_not_pinned"
+    trust.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,6 @@ from veritee.errors import UsageError
 __all__ = ["attest_cmd", "public_key_spki", "register"]
 
 PLATFORMS = ["auto", "simulated", "sev-snp", "tdx", "cca", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm"]
-
-
-def _default_state() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "veritee" / "platform"
 
 
 def open_for_cli(platform: str, *, tcti: str | None, state: Path, measurement: str | None) -> Any:
@@ -112,8 +106,9 @@ def attest_cmd(
     writes, with the collateral it wrote (and, for a TPM, the domain CA that enrolled it).
     """
     from veritee.binding import report_data_for
+    from veritee.platforms.detect import default_state_dir
 
-    driver = open_for_cli(platform, tcti=tcti, state=state or _default_state(), measurement=measurement)
+    driver = open_for_cli(platform, tcti=tcti, state=state or default_state_dir(), measurement=measurement)
     if show:
         describe = getattr(driver, "describe", None)
         info = describe() if describe is not None else {"platform": driver.name, "measurement": driver.measurement}

@@ -85,6 +85,10 @@ class AzureCvmPlatform(TpmPlatform):
         self._collateral: dict[str, bytes] = {}
         self.name = hcl_report_type(self.hcl_report())
 
+    @property
+    def needs_enrollment(self) -> bool:
+        return False  # the hardware report vouches for the paravisor's AK
+
     # --- the vTPM ----------------------------------------------------------------------------
     def hcl_report(self) -> bytes:
         """NV 0x01400001, read with owner authorization (empty owner auth on Azure)."""
@@ -200,12 +204,12 @@ class AzureCvmPlatform(TpmPlatform):
         return bool(self.own_report.get("debug"))
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        # The paravisor's launch: HOSTDATA / MRCONFIGID are Azure's, never a workload profile.
-        return settle_profile(self._requested, launch_field=None, debug=self.debug)
+    def profile(self) -> Profile:
+        """What the verifier computes from the same hardware report: the paravisor's launch data
+        is Azure's, so development unless Azure ever binds a veritee profile there."""
+        return settle_profile(self._requested, self.own_report)
 
     def describe(self) -> dict[str, Any]:
         out = {**self.own_report, "interface": f"{self.tcti} (Azure paravisor vTPM)", "format": self.name}
-        profile, source = self._profile
-        out["profile"], out["profile_source"] = profile.value, source
+        out["profile"] = self.profile.value
         return out

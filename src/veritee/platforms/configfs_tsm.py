@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import MalformedError, PlatformError, UsageError
+from veritee.errors import MalformedError, PlatformError, SealingError, UsageError
 from veritee.platforms._profile import settle_profile
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 __all__ = [
@@ -287,21 +288,23 @@ class CcaPlatform:
         return bool(self.own_report.get("debug"))
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        rpv = bytes.fromhex(str(self.own_report.get("personalization") or ""))
-        return settle_profile(self._requested, launch_field=rpv or None, debug=self.debug)
+    def profile(self) -> Profile:
+        """The profile the Realm Personalization Value binds (development without it)."""
+        return settle_profile(self._requested, self.own_report)
 
     @property
-    def profile(self) -> Profile:
-        return self._profile[0]
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.DOMAIN_RELEASED
 
     def sealing_key(self, context: bytes) -> bytes:
-        raise PlatformError(
-            "Arm CCA realms have no sealing key: seal with the domain-released key",
-            code="sealing_unavailable",
+        raise SealingError(
+            "Arm CCA realms have no sealing key: seal with the key broker's domain-released key, which it "
+            "does not release yet (docs/platforms.md)",
+            code="sealing_key_unavailable",
         )
 
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None
+
     def describe(self) -> dict[str, Any]:
-        profile, source = self._profile
-        return {"interface": "configfs-tsm", **self.own_report, "profile": profile.value,
-                "profile_source": source}  # fmt: skip
+        return {"interface": "configfs-tsm", **self.own_report, "profile": self.profile.value}

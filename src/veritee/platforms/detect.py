@@ -22,10 +22,16 @@ from veritee.errors import PlatformError, UsageError
 from veritee.platforms import configfs_tsm
 from veritee.profiles import Profile
 
-__all__ = ["HARDWARE", "Interfaces", "detect", "open_hardware"]
+__all__ = ["HARDWARE", "Interfaces", "default_state_dir", "detect", "open_hardware"]
 
 #: Platform names an attester driver exists for (besides ``simulated``).
 HARDWARE = ("sev-snp", "tdx", "cca", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm")
+
+
+def default_state_dir() -> Path:
+    """Where drivers keep state by default: ``$XDG_DATA_HOME/veritee/platform``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "veritee" / "platform"
 
 
 class Interfaces:

@@ -24,10 +24,11 @@ from typing import Any
 
 import cbor2
 
-from veritee.errors import PlatformError, UsageError
+from veritee.errors import PlatformError, SealingError, UsageError
 from veritee.evidence import nitro
 from veritee.platforms._ioctl import Device, iowr
 from veritee.platforms._profile import settle_profile
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 __all__ = [
@@ -170,21 +171,24 @@ class NitroPlatform:
         return bool(self.own_report.get("debug"))
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        # Debug mode zeroes the PCRs; no launch field exists beyond the image measurement.
-        return settle_profile(self._requested, launch_field=None, debug=self.debug)
+    def profile(self) -> Profile:
+        """Development: a Nitro document has no launch data to bind a profile (and debug mode
+        zeroes the PCRs)."""
+        return settle_profile(self._requested, self.own_report)
 
     @property
-    def profile(self) -> Profile:
-        return self._profile[0]
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.DOMAIN_RELEASED
 
     def sealing_key(self, context: bytes) -> bytes:
-        raise PlatformError(
-            "Nitro Enclaves have no sealing key: seal with the domain-released key",
-            code="sealing_unavailable",
+        raise SealingError(
+            "Nitro Enclaves have no sealing key: seal with the key broker's domain-released key, which it "
+            "does not release yet (docs/platforms.md)",
+            code="sealing_key_unavailable",
         )
 
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None
+
     def describe(self) -> dict[str, Any]:
-        profile, source = self._profile
-        return {"interface": str(self.nsm.path), **self.own_report, "profile": profile.value,
-                "profile_source": source}  # fmt: skip
+        return {"interface": str(self.nsm.path), **self.own_report, "profile": self.profile.value}

@@ -42,6 +42,7 @@ from veritee.evidence import sev_snp
 from veritee.platforms import configfs_tsm
 from veritee.platforms._ioctl import Device, iowr
 from veritee.platforms._profile import settle_profile
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 __all__ = [
@@ -292,12 +293,21 @@ class SevSnpPlatform:
         return bool(self.own_report.policy & POLICY_DEBUG)
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        return settle_profile(self._requested, launch_field=self.own_report.host_data, debug=self.debug)
+    def _claims(self) -> dict[str, Any]:
+        claims: dict[str, Any] = self.own_report.claims(self.own_report.cpuid_product)
+        return claims
+
+    @functools.cached_property
+    def profile(self) -> Profile:
+        """The profile HOST_DATA binds (development without it, or when debug)."""
+        return settle_profile(self._requested, self._claims)
 
     @property
-    def profile(self) -> Profile:
-        return self._profile[0]
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.PLATFORM
+
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None  # SEV-SNP has no rollback counter a guest can use
 
     def sealing_key(self, context: bytes) -> bytes:
         """MSG_KEY_REQ over GUEST_POLICY, MEASUREMENT and TCB_VERSION (the reported TCB unless
@@ -314,7 +324,5 @@ class SevSnpPlatform:
 
     def describe(self) -> dict[str, Any]:
         """What the platform reports about this guest, for ``veritee attest --show``."""
-        claims: dict[str, Any] = self.own_report.claims(self.own_report.cpuid_product)
-        profile, source = self._profile
         return {"interface": "configfs-tsm" if configfs_tsm.available(self.tsm_root) else str(self.device.path),
-                **claims, "profile": profile.value, "profile_source": source}  # fmt: skip
+                **self._claims, "profile": self.profile.value}  # fmt: skip

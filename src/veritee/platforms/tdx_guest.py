@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import MalformedError, PlatformError, UsageError
+from veritee.errors import MalformedError, PlatformError, SealingError, UsageError
 from veritee.evidence import tdx
 from veritee.platforms import configfs_tsm
 from veritee.platforms._ioctl import Device, iowr
 from veritee.platforms._profile import settle_profile
+from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
 
 __all__ = ["DEFAULT_DEVICE", "TDX_CMD_GET_REPORT0", "TdReport", "TdxPlatform", "TdxReportReq"]
@@ -133,7 +134,7 @@ class TdxPlatform:
         if self.device.exists():
             r = TdReport.from_bytes(get_tdreport(bytes(64), self.device))
             out: dict[str, Any] = {
-                "mrtd": r.mrtd.hex(), "mr_config_id": r.mrconfigid.hex(), "mr_owner": r.mrowner.hex(),
+                "platform": "tdx", "mrtd": r.mrtd.hex(), "mr_config_id": r.mrconfigid.hex(), "mr_owner": r.mrowner.hex(),
                 "mr_owner_config": r.mrownerconfig.hex(),
                 "td_attributes": r.attributes.to_bytes(8, "little").hex(), "debug": r.debug,
             }  # fmt: skip
@@ -152,22 +153,24 @@ class TdxPlatform:
         return bool(self.own_report["debug"])
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        field = bytes.fromhex(str(self.own_report.get("mr_config_id") or ""))
-        return settle_profile(self._requested, launch_field=field or None, debug=self.debug)
+    def profile(self) -> Profile:
+        """The profile MRCONFIGID binds (development without it, or when debug)."""
+        return settle_profile(self._requested, self.own_report)
 
     @property
-    def profile(self) -> Profile:
-        return self._profile[0]
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.DOMAIN_RELEASED
 
     def sealing_key(self, context: bytes) -> bytes:
-        raise PlatformError(
-            "TDX has no sealing key: seal with the domain-released key (Trust.seal on TDX "
-            "needs the key broker's sealing mode, see docs/platforms.md)",
-            code="sealing_unavailable",
+        raise SealingError(
+            "TDX has no sealing key: seal with the key broker's domain-released key, which it "
+            "does not release yet (docs/platforms.md)",
+            code="sealing_key_unavailable",
         )
 
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None
+
     def describe(self) -> dict[str, Any]:
-        profile, source = self._profile
         return {"interface": "configfs-tsm" if configfs_tsm.available(self.tsm_root) else str(self.device),
-                **self.own_report, "profile": profile.value, "profile_source": source}  # fmt: skip
+                **self.own_report, "profile": self.profile.value}  # fmt: skip

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from veritee import tpm2
 from veritee.errors import PlatformError, SealingError, UsageError
 from veritee.platforms._profile import settle_profile
+from veritee.platforms.base import SealingMode
 from veritee.profiles import Profile
 
 __all__ = [
@@ -303,6 +304,11 @@ class TpmPlatform:
     def _ak_cert_path(self) -> Path:
         return self.state_dir / f"tpm-ak-{hashlib.sha256(self.ak_public).hexdigest()[:16]}.der"
 
+    @property
+    def needs_enrollment(self) -> bool:
+        """No AK certificate yet: ``Trust`` enrolls before it attests (:mod:`veritee.sdk.tpm_enroll`)."""
+        return self.ak_certificate() is None
+
     def ak_certificate(self) -> bytes | None:
         path = self._ak_cert_path()
         return path.read_bytes() if path.is_file() else None
@@ -400,13 +406,17 @@ class TpmPlatform:
         return hashlib.sha384(b"".join(values[i] for i in range(10))).hexdigest()
 
     @functools.cached_property
-    def _profile(self) -> tuple[Profile, str]:
-        # A TPM binds no launch field; the policy decides which PCR values run which profile.
-        return settle_profile(self._requested, launch_field=None, debug=False)
+    def profile(self) -> Profile:
+        """Development: a TPM quote binds no launch data for a profile (binding rule 3)."""
+        return settle_profile(self._requested, {"platform": self.name, "debug": self.debug})
 
     @property
-    def profile(self) -> Profile:
-        return self._profile[0]
+    def debug(self) -> bool:
+        return False  # a TPM attests no debug state; the PCRs say what booted
+
+    @property
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.PLATFORM
 
     # --- sealing ---------------------------------------------------------------------------
     def _srk(self, e: Any) -> Any:
@@ -527,8 +537,7 @@ class TpmPlatform:
         sha256 = pcrs.get("sha256", {})
         out["measurement"] = hashlib.sha384(b"".join(bytes.fromhex(sha256[str(i)]) for i in range(10))).hexdigest()
         out["pcrs"] = pcrs
-        profile, source = self._profile
-        out["profile"], out["profile_source"] = profile.value, source
+        out["profile"] = self.profile.value
         return out
 
 

@@ -54,12 +54,6 @@ __all__ = ["Trust", "error_from_problem", "open_platform"]
 
 _log = logging.getLogger("veritee.sdk")
 
-HARDWARE_DEVICES = {
-    "/sys/kernel/config/tsm/report": "configfs-tsm (SEV-SNP or TDX)",
-    "/dev/sev-guest": "sev-snp",
-    "/dev/tdx_guest": "tdx",
-    "/dev/nsm": "nitro",
-}
 
 
 def _default_platform_dir() -> Path:
@@ -82,25 +76,47 @@ def open_platform(
     *,
     measurement: str | None = None,
     measure: Iterable[str | os.PathLike[str]] | None = None,
-    profile: Profile | str = Profile.DEVELOPMENT,
+    profile: Profile | str | None = None,
     platform_dir: Path | None = None,
+    tcti: str | None = None,
 ) -> Platform:
-    """Return the platform driver for ``platform`` (``"simulated"``, ``"auto"`` or a driver)."""
+    """Return the platform driver for ``platform``: ``"auto"`` (detect the TEE; the simulated
+    platform, with a warning, where there is none), ``"simulated"``, a hardware platform of
+    :data:`veritee.platforms.detect.HARDWARE`, or a driver object.
+
+    On hardware, ``profile`` is only checked against the one the hardware attests (a mismatch
+    raises ``profile_mismatch``); ``platform_dir`` keeps driver state (a TPM's AK certificate
+    and sealed objects); ``tcti`` names the TPM (default ``device:/dev/tpmrm0``).
+    """
     if not isinstance(platform, str):
         return platform
     prof = Profile.parse(profile) if isinstance(profile, str) else profile
+    from veritee.platforms.detect import (
+        HARDWARE,
+        Interfaces,
+        default_state_dir,
+        detect,
+        open_hardware,
+    )
+
+    where = Interfaces(tcti=tcti)
     if platform == "auto":
-        found = [name for dev, name in HARDWARE_DEVICES.items() if Path(dev).exists()]
-        if found:
-            raise UsageError(
-                f"hardware TEE interface detected ({', '.join(found)}) but its attester driver is "
-                "not part of this build; pass platform='simulated' for development",
-                code="platform_unsupported",
-            )
-        _log.warning("no TEE detected: using the SIMULATED platform (no hardware protection)")
-        platform = "simulated"
+        found = detect(where)
+        if found is None:
+            _log.warning("no TEE detected: using the SIMULATED platform (no hardware protection)")
+            platform = "simulated"
+        else:
+            platform = found
     if platform != "simulated":
-        raise UsageError(f"unknown platform {platform!r}; known: simulated, auto", code="platform_unknown")
+        if platform not in (*HARDWARE, "azure"):
+            raise UsageError(
+                f"unknown platform {platform!r}; known: auto, simulated, {', '.join(HARDWARE)}",
+                code="platform_unknown",
+            )
+        hardware: Platform = open_hardware(platform, profile=prof, state_dir=platform_dir or default_state_dir(),
+                                           where=where)  # fmt: skip
+        return hardware
+    prof = prof or Profile.DEVELOPMENT
     from veritee.platforms.simulated import SimulatedPlatform
     from veritee.platforms.simulated import measure as measure_files
 
@@ -149,8 +165,9 @@ class Trust:
         store: str | os.PathLike[str],
         measurement: str | None = None,
         measure: Iterable[str | os.PathLike[str]] | None = None,
-        profile: Profile | str = Profile.DEVELOPMENT,
+        profile: Profile | str | None = None,
         platform_dir: str | os.PathLike[str] | None = None,
+        tcti: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
         renewal_margin: dt.timedelta = dt.timedelta(minutes=5),
@@ -159,7 +176,7 @@ class Trust:
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
             platform, measurement=measurement, measure=measure, profile=profile,
-            platform_dir=Path(platform_dir) if platform_dir else None,
+            platform_dir=Path(platform_dir) if platform_dir else None, tcti=tcti,
         )
         self.store_path = Path(store).expanduser()
         self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -203,6 +220,14 @@ class Trust:
         spki = spki_der(public_key) if public_key is not None else b""
         return self.platform.evidence(report_data_for(nonce, spki))
 
+    def _ensure_enrolled(self) -> None:
+        """A TPM without an AK certificate enrolls with the service first (EK certificate,
+        MakeCredential/ActivateCredential, AK certificate from the domain CA)."""
+        if getattr(self.platform, "needs_enrollment", False):
+            from veritee.sdk.tpm_enroll import enroll
+
+            enroll(self._http, self.platform, self.ca_certificate)  # type: ignore[arg-type]
+
     # --- the six calls --------------------------------------------------------------------
     def certify(self, *, force: bool = False) -> x509.Certificate:
         """Get (or reuse, until it nears expiry) an admission certificate for this workload."""
@@ -211,6 +236,7 @@ class Trust:
         cert = self.keystore.certificate()
         if cert is not None and not force and not self.keystore.needs_renewal(now, self.renewal_margin):
             return cert
+        self._ensure_enrolled()
         nonce = self.challenge()
         evidence = self.evidence_for(nonce, key.public_key())
         resp = self._post(
@@ -249,6 +275,7 @@ class Trust:
 
     def attest(self) -> dict[str, Any]:
         """Attest without a key: returns the service's answer with its EAR ``token``."""
+        self._ensure_enrolled()
         nonce = self.challenge()
         ev = self.evidence_for(nonce, None)
         return self._post(
@@ -339,6 +366,7 @@ class Trust:
         from veritee.sdk.secrets import fetch_secret, fetch_secret_certified
 
         if not with_certificate:
+            self._ensure_enrolled()
             return fetch_secret(self._http, self.platform, name)
         key, cert = self._credentials()
         return fetch_secret_certified(

@@ -14,14 +14,16 @@ from hypothesis import strategies as st
 from tests.fakes import tee
 from tests.fakes.configfs_tsm import fuse_available, mounted
 
+from veritee.binding import profile_launch_data
 from veritee.collateral import Collateral
-from veritee.errors import MalformedError, PlatformError, UsageError
+from veritee.errors import MalformedError, PlatformError, SealingError, UsageError
 from veritee.evidence import cca, sev_snp, tdx
 from veritee.platforms import configfs_tsm
+from veritee.platforms.base import Platform, SealingMode
 from veritee.platforms.configfs_tsm import CcaPlatform, get_report, parse_cert_table
 from veritee.platforms.sev_guest import SevSnpPlatform
 from veritee.platforms.tdx_guest import TdxPlatform
-from veritee.profiles import Profile, launch_binding
+from veritee.profiles import Profile
 
 pytestmark = pytest.mark.attester
 NO_DEVICE = Path("/nonexistent/dev")
@@ -63,7 +65,8 @@ def test_snp_platform_evidence_and_collateral(snp_maker: tee.Maker) -> None:
                             trust=snp_maker.trust, at=snp_maker.at)  # fmt: skip
         assert ev.claims["report_data"] == RD.hex()
         assert platform.measurement == ev.claims["measurement"]
-        assert platform.profile is Profile.DEVELOPMENT  # HOST_DATA binds none, none asked for
+        assert platform.profile is Profile.DEVELOPMENT  # HOST_DATA binds none
+        assert isinstance(platform, Platform) and platform.sealing_mode is SealingMode.PLATFORM
         with pytest.raises(PlatformError) as e:
             platform.sealing_key(b"x")  # the derived key needs /dev/sev-guest
         assert e.value.code == "platform_absent"
@@ -78,13 +81,13 @@ def test_snp_privlevel_is_written_and_counted(snp_maker: tee.Maker) -> None:
 
 def test_profile_comes_from_host_data_never_from_the_caller() -> None:
     _needs_fuse()
-    maker = tee.snp(host_data=launch_binding(Profile.PRODUCTION, 32))
+    maker = tee.snp(host_data=profile_launch_data(Profile.PRODUCTION, 32))
     with mounted("sev_guest", maker.generate) as fs:
         assert SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE).profile is Profile.PRODUCTION
         with pytest.raises(UsageError) as e:
             _ = SevSnpPlatform(profile=Profile.DEVELOPMENT, tsm_root=fs.root, device=NO_DEVICE).profile
         assert e.value.code == "profile_mismatch"
-    debug = tee.snp(host_data=launch_binding(Profile.PRODUCTION, 32), policy=0x30000 | 1 << 19)
+    debug = tee.snp(host_data=profile_launch_data(Profile.PRODUCTION, 32), policy=0x30000 | 1 << 19)
     with mounted("sev_guest", debug.generate) as fs:
         platform = SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE)
         assert platform.debug and platform.profile is Profile.DEVELOPMENT
@@ -101,9 +104,10 @@ def test_tdx_quote_verifies() -> None:
         ev = tdx.verify(quote, collateral=maker.collateral, trust=maker.trust, at=maker.at)
         assert ev.claims["report_data"] == RD.hex()
         assert platform.measurement == ev.claims["mrtd"]
-        with pytest.raises(PlatformError) as e:
+        with pytest.raises(SealingError) as e:
             platform.sealing_key(b"x")
-        assert e.value.code == "sealing_unavailable"
+        assert e.value.code == "sealing_key_unavailable"
+        assert platform.sealing_mode is SealingMode.DOMAIN_RELEASED and platform.monotonic_counter("x") is None
         with pytest.raises(PlatformError) as e:
             SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE).evidence(RD)
         assert e.value.code == "platform_unsupported"
@@ -111,7 +115,7 @@ def test_tdx_quote_verifies() -> None:
 
 def test_cca_token_verifies() -> None:
     _needs_fuse()
-    maker = tee.cca(personalization=launch_binding(Profile.STAGING, 64))
+    maker = tee.cca(personalization=profile_launch_data(Profile.STAGING, 64))
     with mounted("arm_cca_guest", maker.generate) as fs:
         platform = CcaPlatform(root=fs.root)
         token = platform.evidence(RD)
