@@ -421,3 +421,16 @@ def test_trust_on_a_tpm_of_another_manufacturer_is_refused(world: World, tmp_pat
         trust.certify()
     assert e.value.code == "root_not_pinned"
     trust.close()
+
+
+def test_auto_takes_a_tpm_only_when_asked_for(world: World, tmp_path: Path) -> None:
+    """A TPM found only as a device (every laptop has one) does not capture platform="auto"."""
+    from veritee.platforms.detect import Interfaces, detect
+
+    class DeviceOnly(Interfaces):
+        @property
+        def tpm_tcti(self) -> str | None:
+            return world.good.tcti  # as if /dev/tpmrm0 were this TPM
+
+    none = tmp_path / "none"
+    assert detect(DeviceOnly(tsm_root=none, sev_guest=none, tdx_guest=none, nsm=none)) is None

@@ -7,7 +7,9 @@ In this order (the first interface present wins):
    then ``/dev/sev-guest`` and ``/dev/tdx_guest`` for kernels without configfs-tsm;
 3. a TPM (``device:/dev/tpmrm0`` or the TCTI given) holding Azure's HCL report at NV 0x01400001:
    an Azure confidential VM (its paravisor hides the SEV-SNP and TDX devices);
-4. any other TPM: ``tpm``;
+4. the TPM named by an explicit TCTI: ``tpm``. A TPM found only by its device is not taken: a
+   plain TPM attests a boot, not an isolated workload, and nearly every laptop has one, so a
+   program asks for it (``platform="tpm"`` or a TCTI) rather than getting it by default;
 5. nothing: None (the caller decides whether the simulated platform may stand in).
 """
 
@@ -104,7 +106,8 @@ def detect(where: Interfaces | None = None) -> str | None:
     if tcti is not None:
         if _azure(tcti):
             return "azure"  # az-snp-vtpm or az-tdx-vtpm: the HCL report says which
-        return "tpm"
+        if w.tcti is not None:
+            return "tpm"
     return None
 
 
