@@ -50,7 +50,7 @@ async def one(conn: Conn, platform: SimulatedPlatform) -> float:
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
     key = x25519.X25519PrivateKey.generate()
-    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
     body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
             "public_key": x25519_jwk(key.public_key())}
     status, raw = await conn.post(f"/v1/secrets/{NAME}/release", json.dumps(body).encode())
@@ -70,7 +70,7 @@ class Certified:
 
         self.key = ec.generate_private_key(ec.SECP256R1())
         nonce = bytes.fromhex(httpx.post(url + "/v1/challenge").json()["nonce"])
-        ev = platform.evidence(report_data_for(nonce, spki_der(self.key.public_key())))
+        ev = platform.evidence(report_data_for(nonce, spki_der(self.key.public_key()), profile=platform.profile))
         pem = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         r = httpx.post(url + "/v1/certify", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
                                                   "format": "simulated", "public_key": pem.decode()})

@@ -39,7 +39,7 @@ async def one_attest(conn: Conn, platform: SimulatedPlatform) -> float:
     t = time.perf_counter()
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
-    ev = platform.evidence(report_data_for(nonce, b""))
+    ev = platform.evidence(report_data_for(nonce, b"", profile=platform.profile))
     status, raw = await conn.post("/v1/attest", json.dumps(
         {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}).encode())
     body = json.loads(raw)
@@ -53,7 +53,7 @@ async def one_certify(conn: Conn, platform: SimulatedPlatform) -> float:
     key = ec.generate_private_key(ec.SECP256R1())
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
-    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     status, raw = await conn.post("/v1/certify", json.dumps(
         {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",

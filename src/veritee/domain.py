@@ -264,7 +264,8 @@ def issue_admission_certificate(
         )
     )
     if profile:
-        # Only where the evidence states it (simulated); hardware builds carry it in the measurement.
+        # The attested profile (veritee.binding.attested_profile), which evidence.verify adds to
+        # every format's claims.
         builder = builder.add_extension(
             x509.UnrecognizedExtension(oids.PROFILE, oids.encode_utf8_string(str(profile))),
             critical=False,

@@ -1,8 +1,10 @@
 """Logging/debugging profiles. The profile is part of what is attested.
 
-A workload runs in exactly one profile. The simulated platform puts it in its signed report, and
-for hardware platforms the SDK binds it into the report data (see :mod:`veritee.binding`), so a
-verifier always sees which profile runs and a policy can require ``production``.
+A workload runs in exactly one profile, which the verifier establishes from its evidence
+(:func:`veritee.binding.attested_profile`: the simulated platform signs it; on hardware the host
+binds it at launch, and a debug launch is never above development). The report data binds the
+profile the workload runs as, so a verifier always sees which profile runs, a workload cannot
+claim another, and a policy can require ``production``.
 
 =============  ================  ===========================  ======================
 profile        debugger allowed  free-form text to the host   records to the host

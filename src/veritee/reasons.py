@@ -120,7 +120,10 @@ class Code(StrEnum):
     QE_REPORT_DATA_MISMATCH = "qe_report_data_mismatch", "the QE report does not bind the attestation key"
 
     # --- evidence: bindings inside the evidence ---
-    BINDING_MISMATCH = "binding_mismatch", "the evidence does not bind the key, nonce or document it must"
+    BINDING_MISMATCH = "binding_mismatch", "the evidence does not bind the key, nonce or document it must, or the workload runs as another profile than its evidence attests"
+    BINDING_V1_DEPRECATED = "binding_v1_deprecated", "warning: report data uses binding version 1 (no profile), accepted for development and testing during the transition"
+    BINDING_VERSION_REFUSED = "binding_version_refused", "report data uses binding version 1, which carries no profile, for evidence attesting staging or production"
+    KEY_SUPERSEDED = "key_superseded", "the key store's key generation is lower than one certified before: the store was rolled back"
     EVENT_LOG_MISMATCH = "event_log_mismatch", "replaying the event log does not give the quoted PCRs/RTMRs"
     EVENT_DATA_MISMATCH = (
         "event_data_mismatch",

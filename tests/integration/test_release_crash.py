@@ -63,7 +63,7 @@ def test_kill_mid_release(tmp_path: Path) -> None:
                     nonce = bytes.fromhex(c.post("/v1/challenge").json()["nonce"])
                     key = x25519.X25519PrivateKey.generate()
                     spki = spki_der(key.public_key())
-                    ev = platform.evidence(report_data_for(nonce, spki))
+                    ev = platform.evidence(report_data_for(nonce, spki, profile=platform.profile))
                     r = c.post(f"/v1/secrets/{NAME}/release", json={
                         "evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
                         "format": "simulated", "public_key": x25519_jwk(key.public_key())})
@@ -110,7 +110,7 @@ def test_kill_mid_release(tmp_path: Path) -> None:
         assert info.status_code == 200
         nonce = bytes.fromhex(httpx.post(url2 + "/v1/challenge").json()["nonce"])
         key = x25519.X25519PrivateKey.generate()
-        ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+        ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
         r = httpx.post(f"{url2}/v1/secrets/{NAME}/release", json={
             "evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
             "public_key": x25519_jwk(key.public_key())})

@@ -57,7 +57,7 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
             _run("policy", "install", str(signed), "--data", str(first), "--url", urls[0])
 
             nonce = bytes.fromhex(a.post("/v1/challenge").json()["nonce"])
-            ev = platform.evidence(report_data_for(nonce, b""))
+            ev = platform.evidence(report_data_for(nonce, b"", profile=platform.profile))
             body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
                     "format": "simulated"}  # fmt: skip
             r = b.post("/v1/attest", json=body)  # issued by a, spent on b

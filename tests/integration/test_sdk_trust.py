@@ -152,3 +152,31 @@ def test_release_with_admission_certificate(service: Any, tmp_path: Path) -> Non
     assert all("k3y" not in json.dumps(e) for e in entries)
     a.close()
     b.close()
+
+
+def test_rolled_back_key_store_does_not_get_its_superseded_key_certified(
+    service: Any, tmp_path: Path
+) -> None:
+    """Issue 13.1: the host keeps a copy of the key store, lets the workload rotate its key,
+    then puts the copy back. The old key comes back with the store (sealing cannot tell), but
+    the service must not certify it again."""
+    a = _trust(service, tmp_path, A)
+    a.certify()
+    snapshot = a.keystore.path.read_bytes()
+    old = a.keystore.private_key()
+    assert old is not None
+    a.keystore.rotate_key()
+    a.certify()
+    a.close()
+    a.keystore.path.write_bytes(snapshot)  # the host's move
+    again = _trust(service, tmp_path, A)  # the workload restarts on the old store
+    restored = again.keystore.private_key()
+    assert restored is not None and restored.private_numbers() == old.private_numbers()
+    with pytest.raises(VerificationError) as e:
+        again.certify(force=True)
+    assert e.value.code == "key_superseded"
+    # Recovery: a new key (the next generation of this store) is certified; the old never is.
+    again.keystore.rotate_key()
+    cert = again.certify()
+    assert cert.public_key().public_numbers() != old.public_key().public_numbers()
+    again.close()

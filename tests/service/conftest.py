@@ -56,7 +56,7 @@ class Env:
                     spki: bytes = b"") -> dict[str, Any]:
         platform = platform or self.platform
         nonce = nonce or self.nonce()
-        ev = platform.evidence(report_data_for(nonce, spki))
+        ev = platform.evidence(report_data_for(nonce, spki, profile=platform.profile))
         return {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
 
 

@@ -46,7 +46,9 @@ def _release_body(
     nonce = nonce or env.nonce()
     pub = key.public_key()
     bound = (bind_key or key).public_key()
-    ev = (platform or env.platform).evidence(report_data_for(nonce, spki_der(bound)))
+    ev = (platform or env.platform).evidence(
+        report_data_for(nonce, spki_der(bound), profile=(platform or env.platform).profile)
+    )
     if isinstance(pub, x25519.X25519PublicKey):
         public_key: Any = x25519_jwk(pub)
     else:

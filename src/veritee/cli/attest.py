@@ -122,7 +122,9 @@ def attest_cmd(
         raise UsageError("--nonce must be hex") from None
     if not 1 <= len(nonce_bytes) <= 64:
         raise UsageError("--nonce is 1..64 bytes")
-    evidence = driver.evidence(report_data_for(nonce_bytes, public_key_spki(public_key)))
+    evidence = driver.evidence(
+        report_data_for(nonce_bytes, public_key_spki(public_key), profile=driver.profile)
+    )
     output.write_bytes(evidence)
     written = [str(output)]
     if collateral_out is not None:

@@ -219,11 +219,11 @@ def verify_evidence(
 
 
 def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: bytes = b"") -> None:
-    from veritee.binding import report_data_for
+    from veritee import binding
 
     rd = str(claims.get("report_data") or "").lower()
     if spki:  # a key was named: only the binding of nonce and that key counts
-        if rd == report_data_for(nonce, spki).hex():
+        if binding.check(claims, nonce=nonce, spki=spki).bound:
             decision.affirm("nonce_bound", claim="instance-identity")
         else:
             decision.refuse("nonce_mismatch", "the evidence does not bind this nonce and public key",
@@ -231,7 +231,7 @@ def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: byte
         return
     ok = (
         str(claims.get("nonce") or "").lower() == nonce.hex()
-        or rd == report_data_for(nonce, b"").hex()
+        or binding.check(claims, nonce=nonce, spki=None).bound
         or (len(nonce) > 0 and rd.startswith(nonce.hex()))
     )
     if ok:

@@ -13,11 +13,13 @@ Each format lives in its own module and exposes the same three functions::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from veritee.binding import attested_profile
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, OversizedError, UsageError
 from veritee.evidence.claims import PLATFORMS, Reason, VerifiedEvidence
@@ -89,10 +91,14 @@ def detect_format(data: bytes) -> str:
 
 
 def parse_claims(data: bytes, *, format: str = "auto") -> dict[str, Any]:
-    """Parse ``data`` and return its claims WITHOUT verifying anything (for display only)."""
+    """Parse ``data`` and return its claims WITHOUT verifying anything (for display only).
+
+    Like :func:`verify`, the claims include the ``profile`` the evidence would attest.
+    """
     fmt = detect_format(data) if format == "auto" else format
     _check_size(data)
     claims: dict[str, Any] = _module(fmt).parse_claims(bytes(data))
+    claims["profile"] = attested_profile(claims).value
     return claims
 
 
@@ -106,6 +112,9 @@ def verify(
 ) -> VerifiedEvidence:
     """Verify ``data`` at time ``at`` with ``collateral``; return its claims or raise.
 
+    The claims include ``profile``: the profile the evidence attests
+    (:func:`veritee.binding.attested_profile`), whatever the format.
+
     Raises :class:`~veritee.errors.MalformedError` when the bytes do not parse and
     :class:`~veritee.errors.VerificationError` when a check fails. ``at`` must be timezone-aware.
     """
@@ -117,4 +126,7 @@ def verify(
     result: VerifiedEvidence = mod.verify(
         bytes(data), collateral=collateral or Collateral.empty(), at=at, trust=trust
     )
-    return result
+    profile = attested_profile(result.claims).value
+    if result.claims.get("profile") == profile:
+        return result
+    return dataclasses.replace(result, claims={**result.claims, "profile": profile})

@@ -3,7 +3,8 @@
 Every verifier fills at least the claims named in DESIGN.md: ``platform``, ``measurement``
 (hex), ``report_data`` (hex), ``debug`` (bool) and ``tcb_status`` (Intel's status name where
 Intel collateral decides it, else ``None``), plus the platform's own fields in snake_case.
-Claim values are JSON types only (str, int, bool, None, list, dict), so claims can be put in
+:func:`veritee.evidence.verify` adds ``profile``, the profile the evidence attests
+(:func:`veritee.binding.attested_profile`). Claim values are JSON types only (str, int, bool, None, list, dict), so claims can be put in
 tokens, audit records and CLI output unchanged.
 """
 

@@ -8,9 +8,8 @@ A workload presents an ephemeral public key with its release request, in one of 
 * an EC P-256/P-384 or RSA JWK: the secret comes back as a compact JWE whose protected header
   (authenticated as AAD) names the secret, version and nonce.
 
-The evidence must bind this key: ``report_data = SHA-512("veritee-v1" || nonce ||
-SHA-256(SPKI DER of the key))`` (:mod:`veritee.binding`), so :attr:`Recipient.spki` is what the
-service checks against. :func:`open_envelope` is the workload side (used by the SDK).
+The evidence must bind this key (:func:`veritee.binding.report_data_for`: nonce, SPKI DER of the
+key, profile), so :attr:`Recipient.spki` is what the service checks against. :func:`open_envelope` is the workload side (used by the SDK).
 """
 
 from __future__ import annotations

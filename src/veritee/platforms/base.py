@@ -10,7 +10,9 @@ Identity, all attested
     HOSTDATA, TDX MRCONFIGID, ...) and its debug state from the report (SNP guest policy DEBUG,
     ``TD_ATTRIBUTES.DEBUG``, ...). A debug launch never has a profile that forbids a debugger
     (staging, production): it is development. The verifier computes the same profile from the
-    same evidence (:mod:`veritee.binding` holds the rules).
+    same evidence, and the report data binds the profile the workload runs as
+    (:mod:`veritee.binding` holds the rules), so a workload told another profile than the one
+    its launch attests is refused.
 
 Evidence
     ``evidence(report_data)`` returns the platform's signed evidence binding those 64 bytes.

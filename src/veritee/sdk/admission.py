@@ -98,8 +98,8 @@ class AdmissionInfo:
 
     measurement: str
     platform: str
-    #: The attested profile, or None where the platform's evidence does not state one (hardware
-    #: platforms: there the profile is part of the measured build and the policy pins it).
+    #: The attested profile (veritee.binding.attested_profile); None only in certificates
+    #: issued before every format's claims carried one (then only simulated ones had it).
     profile: Profile | None
     not_before: datetime
     not_after: datetime

@@ -5,20 +5,32 @@ One file holds everything, sealed with :func:`veritee.sdk.sealing.seal` for the 
 measurement, profile and debug state) on the same platform can open it. A store sealed in
 format 1 is opened and re-sealed in format 2 at once. Its plaintext is a CBOR map (RFC 8949)::
 
-    {"v": 1,
+    {"v": 2,
+     "id": 16 random bytes naming this store (made with it, never changed),
+     "gen": the key's generation: 1 for the first key, +1 on every rotate_key(), 0 before,
+     "seq": the number of writes so far (what a freshness counter follows),
      "key": PKCS#8 DER of the workload's ECDSA P-256 key, or null,
      "cert": PEM of the admission certificate, or null,
      "chain": [PEM of intermediate CA certificates],
      "ca": PEM of the domain CA certificate, or null,
      "items": {name: bytes}}
 
+Contents in format 1 (``"v": 1``, without id, gen and seq) are read as generation 1 of a new id
+and rewritten in format 2.
+
+Rollback: the host can always put back an older copy of the file, and it opens. What the store
+does about it: the workload binds the store's id and key generation into its evidence when it
+certifies a key (:meth:`proof`, :mod:`veritee.binding`), and the service refuses to certify a
+generation lower than one it certified before for that store (``key_superseded``), so a key
+that :meth:`rotate_key` replaced is never certified again. The rest of the store (items, the
+certificate) is protected against rollback only with a freshness counter (docs/sealing.md).
+
 Every change rewrites the file atomically (temporary file in the same folder, ``fsync``,
 ``rename``, ``fsync`` of the folder), mode 0600, so a crash leaves either the old or the new
 store. A store that exists but does not unseal raises :class:`SealingError` naming the file when
 the :class:`KeyStore` is opened; it is never overwritten (move it away to start afresh).
 
-Not covered: rollback (the host can put back an older sealed file; there is no monotonic
-counter), and several processes writing one store at once (one process per store).
+Not covered: several processes writing one store at once (one process per store).
 """
 
 from __future__ import annotations
@@ -37,13 +49,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee.binding import MAX_GENERATION, STORE_ID_SIZE, KeyStoreProof
 from veritee.errors import SealingError, StorageError, UsageError
 from veritee.platforms.base import Platform
 from veritee.sdk.sealing import LEGACY_VERSION, PURPOSE_KEYSTORE, SealedHeader, seal, unseal
 
 __all__ = ["DEFAULT_RENEWAL_MARGIN", "KeyStore"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1
 #: Renew this long before the admission certificate expires, unless told otherwise.
 DEFAULT_RENEWAL_MARGIN = timedelta(minutes=5)
 MAX_STORE_BYTES = 64 * 1024 * 1024
@@ -52,6 +66,9 @@ MAX_NAME_LEN = 128
 
 @dataclass(frozen=True)
 class _Contents:
+    store_id: bytes = field(default_factory=lambda: os.urandom(STORE_ID_SIZE))
+    generation: int = 0
+    seq: int = 0
     key: bytes | None = None
     cert: bytes | None = None
     chain: tuple[bytes, ...] = ()
@@ -62,6 +79,9 @@ class _Contents:
         return cbor2.dumps(
             {
                 "v": FORMAT_VERSION,
+                "id": self.store_id,
+                "gen": self.generation,
+                "seq": self.seq,
                 "key": self.key,
                 "cert": self.cert,
                 "chain": list(self.chain),
@@ -71,7 +91,9 @@ class _Contents:
         )
 
     @classmethod
-    def from_cbor(cls, raw: bytes, path: Path) -> _Contents:
+    def from_cbor(cls, raw: bytes, path: Path) -> tuple[_Contents, bool]:
+        """The contents, and whether they were in format 1 (to be rewritten)."""
+
         def bad(what: str) -> SealingError:
             return SealingError(f"key store {path}: {what}", code="keystore_corrupt")
 
@@ -79,8 +101,12 @@ class _Contents:
             doc: Any = cbor2.loads(raw)
         except Exception:  # cbor2 raises several types on bad input
             raise bad("contents do not decode") from None
-        if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
-            raise bad(f"unsupported format (this build reads version {FORMAT_VERSION})")
+        if not isinstance(doc, dict) or doc.get("v") not in (LEGACY_FORMAT_VERSION, FORMAT_VERSION):
+            raise bad(
+                f"unsupported format (this build reads versions {LEGACY_FORMAT_VERSION} "
+                f"and {FORMAT_VERSION})"
+            )
+        legacy = doc["v"] == LEGACY_FORMAT_VERSION
 
         def opt_bytes(name: str) -> bytes | None:
             value = doc.get(name)
@@ -96,13 +122,30 @@ class _Contents:
             isinstance(k, str) and isinstance(v, bytes) for k, v in items.items()
         ):
             raise bad("field items is not a map of names to bytes")
-        return cls(
-            key=opt_bytes("key"),
+        key = opt_bytes("key")
+        store_id: Any = os.urandom(STORE_ID_SIZE)
+        generation: Any = 1 if key else 0
+        seq: Any = 0
+        if not legacy:
+            store_id, generation, seq = doc.get("id"), doc.get("gen"), doc.get("seq")
+            if not isinstance(store_id, bytes) or len(store_id) != STORE_ID_SIZE:
+                raise bad(f"field id is not {STORE_ID_SIZE} bytes")
+            for name, n in (("gen", generation), ("seq", seq)):
+                if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_GENERATION:
+                    raise bad(f"field {name} is not a count")
+            if (generation == 0) != (key is None):
+                raise bad("field gen does not match the key")
+        contents = cls(
+            store_id=store_id,
+            generation=generation,
+            seq=seq,
+            key=key,
             cert=opt_bytes("cert"),
             chain=tuple(chain),
             ca=opt_bytes("ca"),
             items=dict(items),
         )
+        return contents, legacy
 
 
 def _load_cert(pem: bytes, what: str) -> x509.Certificate:
@@ -133,7 +176,7 @@ class KeyStore:
         self._legacy_blob = False
         self._contents = self._read()
         if self._legacy_blob:
-            self._update()  # re-seal a format-1 store in format 2
+            self._update()  # rewrite a store of sealed format 1 or contents format 1
 
     @property
     def path(self) -> Path:
@@ -165,15 +208,36 @@ class KeyStore:
             key = self.private_key()
             if key is None:
                 key = ec.generate_private_key(ec.SECP256R1())
-                self._update(key=_pkcs8(key))
+                self._update(key=_pkcs8(key), generation=self._contents.generation + 1)
             return key
 
     def rotate_key(self) -> ec.EllipticCurvePrivateKey:
-        """Replace the key with a new one and drop the certificate issued for the old one."""
+        """Replace the key with a new one of the next generation and drop the certificate
+        issued for the old one. The service never certifies the old key for this store again
+        once it has certified the new one (module docstring)."""
         with self._lock:
             key = ec.generate_private_key(ec.SECP256R1())
-            self._update(key=_pkcs8(key), cert=None, chain=())
+            self._update(
+                key=_pkcs8(key), cert=None, chain=(), generation=self._contents.generation + 1
+            )
             return key
+
+    def proof(self) -> KeyStoreProof:
+        """This store's id and its key's generation, as the workload binds them in evidence.
+
+        Raises :class:`UsageError` before the store holds a key.
+        """
+        with self._lock:
+            c = self._contents
+        if c.generation == 0:
+            raise UsageError("the key store holds no key yet", code="usage")
+        return KeyStoreProof(c.store_id, c.generation)
+
+    @property
+    def seq(self) -> int:
+        """How many times the store was written (what a freshness counter follows)."""
+        with self._lock:
+            return self._contents.seq
 
     # -- certificates -------------------------------------------------------------------------
 
@@ -313,16 +377,18 @@ class KeyStore:
             )
         try:
             raw = unseal(self._platform, blob, purpose=PURPOSE_KEYSTORE)
-            self._legacy_blob = SealedHeader.from_bytes(blob).version == LEGACY_VERSION
+            legacy_blob = SealedHeader.from_bytes(blob).version == LEGACY_VERSION
         except SealingError as exc:
             raise SealingError(
                 f"key store {self._path} does not unseal: {exc.message}; it was left untouched",
                 code=exc.code,
             ) from None
-        return _Contents.from_cbor(raw, self._path)
+        contents, legacy_contents = _Contents.from_cbor(raw, self._path)
+        self._legacy_blob = legacy_blob or legacy_contents
+        return contents
 
     def _update(self, **changes: Any) -> None:
-        new = replace(self._contents, **changes)
+        new = replace(self._contents, seq=self._contents.seq + 1, **changes)
         self._write(seal(self._platform, new.to_cbor(), purpose=PURPOSE_KEYSTORE))
         self._contents = new
 

@@ -2,8 +2,8 @@
 
 1. ask the service for a nonce (``POST /v1/challenge``);
 2. make a fresh ephemeral key (X25519 for HPKE, or P-256 for JWE) that never leaves memory;
-3. ask the platform for evidence whose report data binds nonce and key
-   (``SHA-512("veritee-v1" || nonce || SHA-256(SPKI))``, :mod:`veritee.binding`);
+3. ask the platform for evidence whose report data binds nonce, key and the profile it runs as
+   (:func:`veritee.binding.report_data_for`);
 4. ``POST /v1/secrets/{name}/release`` and decrypt the envelope, checking it is for this
    secret and this nonce (:func:`veritee.keybroker.release.open_envelope`).
 """
@@ -64,7 +64,8 @@ def fetch_secret(
     else:
         key = ec.generate_private_key(ec.SECP256R1())
         public_key = jwk_from_public_key(key.public_key(), alg="ECDH-ES+A256KW")
-    evidence = platform.evidence(report_data_for(nonce, spki_der(key.public_key())))
+    rd = report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+    evidence = platform.evidence(rd)
     body: dict[str, Any] = {
         "evidence": base64.b64encode(evidence).decode("ascii"),
         "nonce": nonce.hex(),

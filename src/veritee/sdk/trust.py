@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from veritee.binding import report_data_for, spki_der
+from veritee.binding import KeyStoreProof, report_data_for, spki_der
 from veritee.errors import (
     AuthenticationError,
     MalformedError,
@@ -216,9 +216,18 @@ class Trust:
     def challenge(self) -> bytes:
         return bytes.fromhex(self._post("/v1/challenge")["nonce"])
 
-    def evidence_for(self, nonce: bytes, public_key: ec.EllipticCurvePublicKey | None) -> bytes:
+    def evidence_for(
+        self,
+        nonce: bytes,
+        public_key: ec.EllipticCurvePublicKey | None,
+        key_store: KeyStoreProof | None = None,
+    ) -> bytes:
+        """Evidence whose report data binds ``nonce``, ``public_key`` (or no key), the profile
+        this workload runs as and ``key_store`` (:func:`veritee.binding.report_data_for`)."""
         spki = spki_der(public_key) if public_key is not None else b""
-        return self.platform.evidence(report_data_for(nonce, spki))
+        return self.platform.evidence(
+            report_data_for(nonce, spki, profile=self.platform.profile, key_store=key_store)
+        )
 
     def _ensure_enrolled(self) -> None:
         """A TPM without an AK certificate enrolls with the service first (EK certificate,
@@ -238,12 +247,14 @@ class Trust:
             return cert
         self._ensure_enrolled()
         nonce = self.challenge()
-        evidence = self.evidence_for(nonce, key.public_key())
+        proof = self.keystore.proof()
+        evidence = self.evidence_for(nonce, key.public_key(), proof)
         resp = self._post(
             "/v1/certify",
             {
                 "evidence": base64.b64encode(evidence).decode(),
                 "nonce": nonce.hex(),
+                "key_store": proof.to_json(),
                 "format": self.platform.name,
                 "public_key": key.public_key().public_bytes(
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -19,9 +19,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 
-from veritee import evidence
+from veritee import binding, evidence
 from veritee.appraisal import Decision, Policy, SignedPolicy, appraise, refused_for_error
-from veritee.binding import report_data_for
 from veritee.collateral import Collateral
 from veritee.domain import Domain
 from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
@@ -144,14 +143,15 @@ class ServiceContext:
         format: str = "auto",
         nonce: bytes | None = None,
         spki: bytes | None = None,
+        key_store: binding.KeyStoreProof | None = None,
         extra_collateral: Collateral | None = None,
         policy: Policy | None = None,
         use_active_policy: bool = True,
     ) -> Appraisal:
         """Verify ``data`` and hold it against the policy; never raises for bad evidence.
 
-        When ``nonce`` is given, the report data must bind it (and ``spki``, the workload key,
-        or no key) as DESIGN.md says: ``SHA-512("veritee-v1" || nonce || SHA-256(spki))``.
+        When ``nonce`` is given, the report data must bind it, ``spki`` (the workload key, or
+        no key), the attested profile and ``key_store`` (:func:`veritee.binding.check`).
         """
         digest = hashlib.sha256(data).hexdigest()
         collateral = self.collateral()
@@ -174,15 +174,13 @@ class ServiceContext:
         else:
             decision = appraise(ev, policy)
         if nonce is not None:
-            expected = report_data_for(nonce, spki or b"")
-            if str(ev.claims.get("report_data", "")).lower() != expected.hex():
-                decision.refuse(
-                    "binding_mismatch",
-                    "report data does not bind this nonce"
-                    + (" and the presented public key" if spki else ""),
-                    claim="instance-identity",
-                )
+            bound = binding.check(ev.claims, nonce=nonce, spki=spki, key_store=key_store)
+            if bound.refusal is not None:
+                r = bound.refusal
+                decision.refuse(r.code, r.message, claim="instance-identity")
             else:
+                if bound.warning is not None:
+                    decision.warn(bound.warning.code, bound.warning.message)
                 decision.affirm("fresh_and_bound", claim="instance-identity")
         return Appraisal(ev, decision, digest)
 

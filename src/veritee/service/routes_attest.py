@@ -10,10 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from veritee.binding import spki_der
+from veritee.binding import KeyStoreProof, spki_der
 from veritee.domain import issue_admission_certificate
-from veritee.errors import MalformedError, NonceError
+from veritee.errors import MalformedError, NonceError, VerificationError
 from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.keystores import store_identity
 from veritee.service.schemas import AttestRequest, CertifyRequest
 from veritee.tokens import issue_ear
 
@@ -54,13 +55,28 @@ def _consume_and_audit(
     appraisal: Appraisal,
     extra: dict[str, Any] | None = None,
     certificate: tuple[Any, str] | None = None,
+    key_generation: tuple[str, int] | None = None,
 ) -> None:
-    """Consume the nonce and write the decision's audit record in ONE transaction."""
+    """Consume the nonce and write the decision's audit record in ONE transaction.
+
+    With ``key_generation`` (store identity, generation) the certificate is recorded only if
+    that key store has not certified a higher generation before; otherwise the certification
+    is refused (``key_superseded``), audited, and the nonce is used up all the same.
+    """
     details = appraisal.audit_details() | (extra or {})
     decision = "accept" if appraisal.decision.accepted else "reject"
     try:
         with ctx.storage.transaction() as tx:
             tx.consume_nonce(nonce, now=now)
+            if key_generation is not None and not tx.advance_key_generation(
+                key_generation[0], generation=key_generation[1],
+                subject_key_sha256=extra["subject_key_sha256"] if extra else "", now=now,
+            ):  # fmt: skip
+                raise VerificationError(
+                    f"key generation {key_generation[1]} of this key store was superseded by a "
+                    "later rotation: the key store was rolled back",
+                    code="key_superseded",
+                )
             if certificate is not None:
                 cert, pem = certificate
                 tx.record_certificate(
@@ -85,6 +101,17 @@ def _consume_and_audit(
                 details={"reason": e.code, "evidence_sha256": appraisal.evidence_sha256}, now=now,
             )
         ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="nonce_rejected")
+        raise
+    except VerificationError as e:
+        reason = {"code": e.code, "message": e.message}
+        with ctx.storage.transaction() as tx:
+            tx.consume_nonce(nonce, now=now)
+            tx.append_audit(
+                kind=kind, actor="workload", subject=str(details.get("measurement") or "-"),
+                decision="reject", details=details | {"reasons": [*details.get("reasons", []), reason]},
+                now=now,
+            )  # fmt: skip
+        ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="reject")
         raise
     ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome=decision)
 
@@ -117,13 +144,18 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
     key = _load_workload_key(body.public_key)
     spki = spki_der(key)
+    proof = KeyStoreProof.from_json(body.key_store) if body.key_store is not None else None
     now = ctx.now()
     policy = await ctx.current_policy()
     appraisal = ctx.appraise(
-        data, at=now, format=body.format, nonce=nonce, spki=spki,
+        data, at=now, format=body.format, nonce=nonce, spki=spki, key_store=proof,
         extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
     )
-    extra = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
+    extra: dict[str, Any] = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
+    generation = None
+    if proof is not None and appraisal.claims is not None:
+        generation = (store_identity(appraisal.claims, proof), proof.generation)
+        extra["key_store"] = {"sha256": generation[0], "generation": proof.generation}
     if not appraisal.decision.accepted:
         await ctx.run_db(_consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
         raise ctx.verification_error(appraisal)
@@ -135,7 +167,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     extra["serial"] = format(cert.serial_number, "x")
     await ctx.run_db(
         _consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra,
-        certificate=(cert, pem),
+        certificate=(cert, pem), key_generation=generation,
     )
     d = ctx.domain
     token = issue_ear(

@@ -78,6 +78,12 @@ class AttestRequest(_Body):
 
 class CertifyRequest(AttestRequest):
     public_key: str = Field(max_length=4000, description="the workload key to certify, PEM SPKI")
+    key_store: dict[str, Any] | None = Field(
+        None,
+        description='the key store holding the key: {"id": 32 hex digits, "generation": int}, '
+        "bound in the report data (veritee.binding); a generation lower than one certified "
+        "before for that store is refused (key_superseded)",
+    )
 
 
 class DryRunRequest(_Body):

@@ -25,7 +25,7 @@ def runner() -> CliRunner:
 def sim_evidence(tmp_path: Path) -> Path:
     p = SimulatedPlatform(tmp_path / "sim", measurement=M, debug=False)
     f = tmp_path / "ev.bin"
-    f.write_bytes(p.evidence(report_data_for(b"\x01\x02", b"")))
+    f.write_bytes(p.evidence(report_data_for(b"\x01\x02", b"", profile=p.profile)))
     return f
 
 

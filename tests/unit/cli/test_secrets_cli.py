@@ -216,8 +216,8 @@ def test_dry_run_against_stored_evidence(svc: Svc, runner: CliRunner, tmp_path: 
                             "--value-file", str(_value(tmp_path)), *svc.args()])  # fmt: skip
     assert r.exit_code == 0, r.output
     good_ev, other_ev = tmp_path / "good.bin", tmp_path / "other.bin"
-    good_ev.write_bytes(plat.evidence(report_data_for(b"\x01" * 32, b"")))
-    other_ev.write_bytes(SimulatedPlatform(sim, measurement=OTHER).evidence(report_data_for(b"\x01" * 32, b"")))
+    good_ev.write_bytes(plat.evidence(report_data_for(b"\x01" * 32, b"", profile=plat.profile)))
+    other_ev.write_bytes(SimulatedPlatform(sim, measurement=OTHER).evidence(report_data_for(b"\x01" * 32, b"", profile=plat.profile)))
 
     r = runner.invoke(cli, ["secret", "dry-run", "dry/one", "--evidence", str(good_ev), *svc.args()])
     assert r.exit_code == 0, r.output

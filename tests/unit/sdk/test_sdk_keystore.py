@@ -233,3 +233,72 @@ def test_format_1_store_opens_and_is_resealed(tmp_path: Path) -> None:
     hdr = SealedHeader.from_bytes(path.read_bytes())
     assert hdr.version == 2 and hdr.purpose == "veritee.keystore"
     assert KeyStore(path, p).get("item") == b"value one"
+
+
+# --- issue 13.1: id, key generation and write count ------------------------------------------
+
+
+def test_generation_follows_the_key(tmp_path: Path, platform: HkdfPlatform) -> None:
+    path = tmp_path / "ks.bin"
+    ks = KeyStore(path, platform)
+    with pytest.raises(UsageError):
+        ks.proof()  # no key yet
+    ks.load_or_create_key()
+    first = ks.proof()
+    assert first.generation == 1 and len(first.store_id) == 16
+    ks.load_or_create_key()  # the same key: the same generation
+    assert ks.proof() == first
+    ks.rotate_key()
+    assert ks.proof().generation == 2 and ks.proof().store_id == first.store_id
+    seq = ks.seq
+    ks.put("x", b"1")
+    assert ks.seq == seq + 1
+    again = KeyStore(path, platform)
+    assert again.proof() == ks.proof() and again.seq == ks.seq
+    assert KeyStore(tmp_path / "other.bin", platform).load_or_create_key() is not None
+    assert KeyStore(tmp_path / "other.bin", platform).proof().store_id != first.store_id
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"v": 2, "id": b"short", "gen": 1, "seq": 1, "key": None},
+        {"v": 2, "id": b"\x01" * 16, "gen": -1, "seq": 1, "key": None},
+        {"v": 2, "id": b"\x01" * 16, "gen": True, "seq": 1, "key": None},
+        {"v": 2, "id": b"\x01" * 16, "gen": 0, "seq": "1", "key": None},
+        {"v": 2, "id": b"\x01" * 16, "gen": 1, "seq": 1, "key": None},  # generation without key
+        {"v": 2, "id": b"\x01" * 16, "gen": 0, "seq": 1, "key": b"k"},  # key without generation
+        {"v": 3, "id": b"\x01" * 16, "gen": 0, "seq": 1, "key": None},
+        {"v": 2, "gen": 0, "seq": 0, "key": None},
+    ],
+)
+def test_malformed_contents_are_refused(tmp_path: Path, platform: HkdfPlatform, doc: dict[str, object]) -> None:
+    import cbor2
+
+    from veritee.sdk.sealing import PURPOSE_KEYSTORE, seal
+
+    path = tmp_path / "ks.bin"
+    blob = seal(platform, cbor2.dumps(doc), purpose=PURPOSE_KEYSTORE)
+    path.write_bytes(blob)
+    with pytest.raises(SealingError) as e:
+        KeyStore(path, platform)
+    assert e.value.code == "keystore_corrupt"
+    assert path.read_bytes() == blob
+
+
+def test_format_1_contents_get_an_id_and_generation_1(tmp_path: Path, platform: HkdfPlatform) -> None:
+    import cbor2
+
+    from veritee.sdk.sealing import PURPOSE_KEYSTORE, seal
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp_path / "ks.bin"
+    path.write_bytes(seal(platform, cbor2.dumps(
+        {"v": 1, "key": der, "cert": None, "chain": [], "ca": None, "items": {"a": b"b"}}),
+        purpose=PURPOSE_KEYSTORE))  # fmt: skip
+    ks = KeyStore(path, platform)
+    assert ks.proof().generation == 1 and ks.get("a") == b"b"
+    assert KeyStore(path, platform).proof() == ks.proof()  # rewritten in format 2 once

@@ -9,6 +9,7 @@ test checks that they agree with the tables here). Tables:
 ``certificates``    admission certificates issued by the domain CA
 ``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted
 ``audit_log``       append-only, hash-chained audit entries (UPDATE/DELETE refused by triggers)
+``key_stores``      workloads' key stores: highest certified key generation, freshness counter
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -40,6 +41,7 @@ from sqlalchemy import (
 __all__ = [
     "AUDIT_LOG",
     "CERTIFICATES",
+    "KEY_STORES",
     "METADATA",
     "NONCES",
     "POLICIES",
@@ -170,6 +172,22 @@ AUDIT_LOG = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", LargeBinary(32), nullable=False),
     Column("entry_hash", LargeBinary(32), nullable=False),
+)
+
+KEY_STORES = Table(
+    "key_stores",
+    METADATA,
+    # SHA-256 (hex) of the store's identity: platform, attested profile and the store's random id
+    # (veritee.service.keystores.store_identity). The measurement is not part of it, so that a
+    # store that survives an upgrade (domain-released sealing) keeps its record.
+    Column("store_sha256", String(64), primary_key=True),
+    # The highest key generation certified for this store; lower ones are superseded.
+    Column("generation", BigInteger, nullable=False),
+    # SHA-256 (hex) of the SPKI of the key certified last at that generation.
+    Column("subject_key_sha256", String(64), nullable=False),
+    # The store's freshness counter (0 until the workload uses one).
+    Column("counter", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 

@@ -1,4 +1,5 @@
-"""What one database transaction can do: nonces, policies, certificates, secrets, audit.
+"""What one database transaction can do: nonces, policies, certificates, key stores, secrets,
+audit.
 
 A :class:`Tx` is handed out by :meth:`veritee.service.storage.Storage.transaction` and is valid
 only inside that ``with`` block. Every method runs in the same transaction, so e.g. consuming a
@@ -27,6 +28,7 @@ from veritee.errors import NonceError, UsageError
 from . import audit
 from .models import (
     CERTIFICATES,
+    KEY_STORES,
     NONCES,
     POLICIES,
     SECRETS,
@@ -244,6 +246,44 @@ class Tx:
             int(row.serial_hex, 16), row.subject_key_sha256, row.measurement, row.platform,
             row.not_before, row.not_after, row.pem,
         )
+
+    # -- key stores (issue 13: rollback) -------------------------------------------------------
+
+    def advance_key_generation(
+        self, store_sha256: str, *, generation: int, subject_key_sha256: str, now: datetime
+    ) -> bool:
+        """Record that the key of ``generation`` of a workload's key store is being certified.
+
+        Returns False, and changes nothing, if a higher generation of that store was certified
+        before (the key is superseded: the store was rolled back). Atomic for concurrent
+        certifications (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``).
+        """
+        _aware("now", now)
+        if not isinstance(generation, int) or generation < 1 or generation.bit_length() > 63:
+            raise UsageError("a key generation is an integer 1..2**63-1")
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        stmt = insert(KEY_STORES).values(
+            store_sha256=store_sha256, generation=generation,
+            subject_key_sha256=subject_key_sha256, counter=0, updated_at=now,
+        )  # fmt: skip
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[KEY_STORES.c.store_sha256],
+            set_={
+                "generation": stmt.excluded.generation,
+                "subject_key_sha256": stmt.excluded.subject_key_sha256,
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=KEY_STORES.c.generation <= stmt.excluded.generation,
+        ).returning(KEY_STORES.c.store_sha256)
+        return self._conn.execute(upsert).first() is not None
+
+    def key_store(self, store_sha256: str) -> tuple[int, str, int] | None:
+        """(generation, subject_key_sha256, counter) recorded for a key store, or None."""
+        row = self._conn.execute(
+            select(KEY_STORES.c.generation, KEY_STORES.c.subject_key_sha256, KEY_STORES.c.counter)
+            .where(KEY_STORES.c.store_sha256 == store_sha256)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
 
     # -- secrets -------------------------------------------------------------------------------
 
