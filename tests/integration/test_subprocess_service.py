@@ -35,7 +35,7 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], verify: object = True) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # several workers each import the app; slow on a loaded machine
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''!r}")
