@@ -37,6 +37,7 @@ from veritee.cli.commands_core import verify_evidence
 from veritee.domain import Domain, issue_admission_certificate
 from veritee.errors import PlatformError, SealingError, VerificationError
 from veritee.evidence import tpm as tpm_evidence
+from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.tpm_enroll import enroll
 from veritee.service.app import create_app
@@ -132,7 +133,7 @@ def enrolled(world: World) -> Any:
 
 def test_enrolled_quote_verifies_offline_with_the_domain_ca(world: World, enrolled: Any, tmp_path: Path) -> None:
     nonce = os.urandom(32)
-    ev = enrolled.evidence(report_data_for(nonce, b""))
+    ev = enrolled.evidence(report_data_for(nonce, b"", profile=enrolled.profile))
     path = tmp_path / "quote.bin"
     path.write_bytes(ev)
     ca = world.domain.path / "domain_ca.pem"
@@ -154,7 +155,7 @@ def test_enrolled_quote_verifies_offline_with_the_domain_ca(world: World, enroll
 def test_the_service_appraises_an_enrolled_quote(world: World, enrolled: Any) -> None:
     with world.http() as http:
         nonce = bytes.fromhex(http.post("/v1/challenge").json()["nonce"])
-        ev = enrolled.evidence(report_data_for(nonce, b""))
+        ev = enrolled.evidence(report_data_for(nonce, b"", profile=enrolled.profile))
         r = http.post("/v1/attest", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
                                          "format": "tpm"})  # fmt: skip
     assert r.status_code == 200, r.text
@@ -256,7 +257,7 @@ def test_an_admission_certificate_is_not_an_ak_certificate(world: World) -> None
     pcrs = {i: bytes(32) for i in range(24)}
     sel = (1).to_bytes(4, "big") + tpm2.ALG_SHA256.to_bytes(2, "big") + b"\x03\xff\xff\xff"
     attest = (tpm_evidence.TPM_GENERATED_VALUE.to_bytes(4, "big") + tpm_evidence.TPM_ST_ATTEST_QUOTE.to_bytes(2, "big")
-              + tpm2.tpm2b(b"\x00\x0b" + bytes(32)) + tpm2.tpm2b(report_data_for(nonce, b"")) + bytes(17) + bytes(8)
+              + tpm2.tpm2b(b"\x00\x0b" + bytes(32)) + tpm2.tpm2b(report_data_for(nonce, b"", profile=Profile.DEVELOPMENT)) + bytes(17) + bytes(8)
               + sel + tpm2.tpm2b(hashlib.sha256(b"".join(pcrs[i] for i in range(24))).digest()))  # fmt: skip
     r, s = decode_dss_signature(key.sign(attest, ec.ECDSA(hashes.SHA256())))
     sig = (tpm2.ALG_ECDSA.to_bytes(2, "big") + tpm2.ALG_SHA256.to_bytes(2, "big")
