@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 
+from veritee import certs as _certs
 from veritee.errors import MalformedError, OversizedError, UsageError
 
 __all__ = ["MAX_COLLATERAL_FILE_BYTES", "Collateral"]
@@ -122,6 +123,8 @@ def _classify(
     if stripped.startswith(b"{"):
         try:
             doc = json.loads(data)
+        except RecursionError:
+            raise MalformedError(f"collateral {name} is nested too deeply", field=name) from None
         except (ValueError, UnicodeDecodeError) as e:
             raise MalformedError(f"collateral {name} is not valid JSON: {e}", field=name) from None
         if not isinstance(doc, dict):
@@ -137,32 +140,38 @@ def _classify(
         keys: list[PublicKeyTypes] = []
         try:
             if b"BEGIN CERTIFICATE" in data:
-                certs = list(x509.load_pem_x509_certificates(data))
+                certs = _certs.load_pem_certificates(data, name)
             for block in _pem_blocks(data, b"X509 CRL"):
-                crls.append(x509.load_pem_x509_crl(block))
+                crls.append(_certs.load_pem_crl(block, name))
             for block in _pem_blocks(data, b"PUBLIC KEY"):
                 keys.append(serialization.load_pem_public_key(block))
         except (ValueError, UnsupportedAlgorithm) as e:
             raise MalformedError(f"collateral {name}: bad PEM: {e}", field=name) from None
+        except MalformedError as e:
+            raise MalformedError(f"collateral {name}: {e.message}", field=name) from None
         if not certs and not crls and not keys:
             raise MalformedError(
                 f"collateral {name}: no certificate, CRL or public key in PEM", field=name
             )
         return certs, crls, [], keys
-    # DER: a certificate or a CRL. AMD VCEKs carry serial number 0, which cryptography warns
-    # about; the VCEK is still what AMD issues, so the warning is silenced here only.
+    # DER: a certificate or a CRL (veritee.certs checks every part of either). AMD VCEKs carry
+    # serial number 0, which cryptography warns about; the VCEK is still what AMD issues, so the
+    # warning is silenced here only.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return [x509.load_der_x509_certificate(data)], [], [], []
-    except ValueError:
+            cert = x509.load_der_x509_certificate(data)
+    except _certs.PARSE_ERRORS:
         pass
+    else:
+        return [_certs.checked_certificate(cert, name)], [], [], []
     try:
-        return [], [x509.load_der_x509_crl(data)], [], []
-    except ValueError:
+        crl = x509.load_der_x509_crl(data)
+    except _certs.PARSE_ERRORS:
         raise MalformedError(
             f"collateral {name} is neither a certificate, a CRL nor a JSON document", field=name
         ) from None
+    return [], [_certs.checked_crl(crl, name)], [], []
 
 
 def _pem_blocks(data: bytes, label: bytes) -> list[bytes]:

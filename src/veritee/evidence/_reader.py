@@ -35,6 +35,8 @@ def json_object(data: builtins.bytes, limit: int) -> dict[str, Any]:
         raise MalformedError(f"document is larger than {limit} bytes", field="document")
     try:
         doc = json.loads(data)
+    except RecursionError:
+        raise MalformedError("the document is nested too deeply", field="document") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedError("not a JSON document", field="document") from None
     if not isinstance(doc, dict):

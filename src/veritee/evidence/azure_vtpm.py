@@ -177,7 +177,8 @@ def _ak(runtime: bytes) -> rsa.RSAPublicKey:
         if jwk.get("kty") != "RSA":
             raise ValueError("not RSA")
         return rsa.RSAPublicNumbers(e, n).public_key()
-    except (ValueError, KeyError, TypeError, StopIteration, binascii.Error, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, StopIteration, binascii.Error, UnicodeDecodeError,
+            RecursionError):
         raise MalformedError("runtime data has no usable RSA HCLAkPub", field="runtime.keys") from None
 
 

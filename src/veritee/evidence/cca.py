@@ -161,7 +161,10 @@ def _claims(pclaims: Mapping[Any, Any], rclaims: Mapping[Any, Any]) -> dict[str,
     if not isinstance(rem, list) or len(rem) != 4 or not all(isinstance(x, bytes) for x in rem):
         raise MalformedError("REM must be 4 byte strings", field="realm.44239")
     components = []
-    for i, c in enumerate(pclaims.get(2399) or []):
+    listed = pclaims.get(2399, [])
+    if not isinstance(listed, list):
+        raise MalformedError("software components must be an array", field="platform.2399")
+    for i, c in enumerate(listed):
         if not isinstance(c, Mapping) or not isinstance(c.get(2), bytes):
             raise MalformedError("software component without a measurement",
                                  field=f"platform.2399[{i}]")  # fmt: skip

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee import certs as _certs
 from veritee.collateral import Collateral
 from veritee.errors import CollateralError, MalformedError, VerificationError
 from veritee.evidence.claims import Reason
@@ -220,10 +221,7 @@ class DcapResult:
 
 
 def _load_pem_chain(pem: bytes, name: str) -> list[x509.Certificate]:
-    try:
-        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00 \t\r\n"))
-    except ValueError:
-        raise MalformedError(f"{name} is not a PEM certificate chain", field=name) from None
+    certs = _certs.load_pem_certificates(pem.rstrip(b"\x00 \t\r\n"), name)
     if not certs:
         raise MalformedError(f"{name} holds no certificate", field=name)
     return certs
@@ -440,10 +438,7 @@ def _der_or_hex(value: Any, name: str) -> bytes:
     if not isinstance(value, str):
         raise MalformedError(f"{name} must be a string", field=name)
     if value.lstrip().startswith("-----BEGIN"):
-        try:
-            return x509.load_pem_x509_crl(value.encode()).public_bytes(serialization.Encoding.DER)
-        except ValueError:
-            raise MalformedError(f"{name} is not a PEM CRL", field=name) from None
+        return _certs.load_pem_crl(value.encode(), name).public_bytes(serialization.Encoding.DER)
     try:
         return bytes.fromhex(value)
     except ValueError:
@@ -526,11 +521,7 @@ def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
 
 
 def _load_crl(der: bytes, name: str) -> x509.CertificateRevocationList:
-    try:
-        crl = x509.load_der_x509_crl(der)
-    except ValueError:
-        raise MalformedError(f"{name} is not a DER CRL", field=name) from None
-    return crl
+    return _certs.load_der_crl(der, name)
 
 
 def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
@@ -551,6 +542,8 @@ def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, na
 def _json_doc(raw: bytes, name: str) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
+    except RecursionError:
+        raise MalformedError(f"{name} is nested too deeply", field=name) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedError(f"{name} is not JSON: {e}", field=name) from None
     if not isinstance(doc, dict):

@@ -36,11 +36,12 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee import certs
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence.claims import VerifiedEvidence
@@ -336,10 +337,7 @@ def parse_claims(data: bytes) -> dict[str, Any]:
 
 
 def _load_cert(der: bytes, field: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError:
-        raise MalformedError("not a DER X.509 certificate", field=field) from None
+    return certs.load_der_certificate(der, field)
 
 
 def _roots(trust: Any) -> frozenset[str]:
@@ -377,7 +375,7 @@ def verify_chain(chain: Iterable[tuple[str, x509.Certificate]], at: datetime) ->
             issuer_name, issuer = certs[position - 1]
             try:
                 cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 raise VerificationError(
                     f"{name} is not issued and signed by {issuer_name}", code="chain_invalid"
                 ) from None

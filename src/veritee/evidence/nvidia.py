@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee import certs
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._reader import Reader, json_object
@@ -131,10 +132,7 @@ def parse(data: bytes) -> tuple[SpdmMeasurements, list[x509.Certificate]]:
             report = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedError("report is neither hex nor base64", field="report") from None
-    try:
-        chain = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError:
-        raise MalformedError("certificate_chain is not PEM certificates", field="certificate_chain") from None
+    chain = certs.load_pem_certificates(pem.encode(), "certificate_chain")
     if not 1 < len(chain) <= MAX_CHAIN:
         raise MalformedError(f"the chain has {len(chain)} certificates", field="certificate_chain")
     return SpdmMeasurements(report), chain

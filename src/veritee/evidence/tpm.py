@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from veritee import certs
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence import tcg_log
@@ -397,10 +398,7 @@ def parse_claims(data: bytes) -> dict[str, Any]:
 
 
 def _load(der: bytes, name: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError:
-        raise MalformedError("not a DER X.509 certificate", field=name) from None
+    return certs.load_der_certificate(der, name)
 
 
 def _ak_chain(

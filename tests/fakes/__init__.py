@@ -1,0 +1,1 @@
+"""Shared test fakes: builders of inputs that no public sample covers."""

@@ -1,0 +1,67 @@
+"""Evidence that once crashed a verifier (issue 11, item 12) is refused with a reason and an audit
+record by the service, never an HTTP 500: a certificate whose version ``cryptography`` refuses
+at load (``InvalidVersion``), one with a duplicate extension, deeply nested JSON, a CCA claim of
+the wrong type."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import cbor2
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tests.conftest import TESTVECTORS
+from tests.fakes.der import certificate_mutations
+from tests.service.conftest import Env
+
+GPU = TESTVECTORS / "nvidia-gpu"
+pytestmark = [
+    pytest.mark.skipif(not GPU.is_dir(), reason="test vectors absent (../shared/testvectors)"),
+    pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True),
+]
+
+
+def _gpu_doc(leaf_variant: str | None) -> bytes:
+    chain = x509.load_pem_x509_certificates((GPU / "nvtrust_hopperCertChain.pem").read_bytes())
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    if leaf_variant is not None:
+        ders[0] = certificate_mutations(ders[0])[leaf_variant]
+    pem = "".join("-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(d).decode() + "-----END CERTIFICATE-----\n"
+                  for d in ders)  # fmt: skip
+    report = (GPU / "nvtrust_hopperAttestationReport.txt").read_text().strip()
+    return json.dumps({"report": report, "certificate_chain": pem}).encode()
+
+
+def _cca_wrong_type() -> bytes:
+    outer = cbor2.loads((TESTVECTORS / "arm-cca" / "veraison_tfrmm_cca_token.cbor").read_bytes())
+    platform = list(cbor2.loads(outer.value[44234]).value)
+    claims = cbor2.loads(platform[2])
+    claims[2399] = 5  # software components: an integer, not an array
+    platform[2] = cbor2.dumps(claims)
+    value = dict(outer.value)
+    value[44234] = cbor2.dumps(cbor2.CBORTag(18, platform))
+    return bytes(cbor2.dumps(cbor2.CBORTag(399, value)))
+
+
+CASES = {
+    "invalid_version": lambda: _gpu_doc("invalid_version"),
+    "duplicate_extension": lambda: _gpu_doc("duplicate_extension"),
+    "deep_json": lambda: b'{"report": ' + b"[" * 100000 + b"]" * 100000 + b', "certificate_chain": ""}',
+    "cca_wrong_type": _cca_wrong_type,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_attest_refuses_with_a_reason_and_an_audit_record(env: Env, case: str) -> None:
+    env.install_policy()
+    nonce = env.nonce()
+    data = CASES[case]()
+    r = env.client.post("/v1/attest", json={"evidence": base64.b64encode(data).decode(), "nonce": nonce.hex()})
+    assert r.status_code != 500, r.text
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] is False and body["reasons"][0]["code"] == "malformed"
+    entries = env.client.get("/v1/admin/audit?limit=5", headers=env.admin).json()["entries"]
+    assert entries[-1]["kind"] == "attest" and entries[-1]["decision"] == "reject"
