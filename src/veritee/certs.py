@@ -29,6 +29,7 @@ __all__ = [
     "checked_crl",
     "load_der_certificate",
     "load_der_crl",
+    "load_pem_certificate",
     "load_pem_certificates",
     "load_pem_crl",
 ]
@@ -87,6 +88,17 @@ def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
             cert = x509.load_der_x509_certificate(bytes(data))
     except PARSE_ERRORS as e:
         raise MalformedError(f"not a DER X.509 certificate ({type(e).__name__})", field=field) from None
+    return checked_certificate(cert, field)
+
+
+def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
+    """The first PEM certificate in ``data``, every part checked; MalformedError otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_pem_x509_certificate(bytes(data))
+    except PARSE_ERRORS as e:
+        raise MalformedError(f"not a PEM X.509 certificate ({type(e).__name__})", field=field) from None
     return checked_certificate(cert, field)
 
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from veritee import tpm2
+from veritee import certs, tpm2
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence.nitro import verify_chain
 from veritee.evidence.tpm import AIK_CERTIFICATE_EKU as AIK_CERTIFICATE_EKU
@@ -69,12 +69,9 @@ class EnrollmentRequest:
 def _cert(der: bytes, field: str) -> x509.Certificate:
     if not isinstance(der, bytes) or not 0 < len(der) <= MAX_CERT_BYTES:
         raise MalformedError(f"a certificate is 1..{MAX_CERT_BYTES} bytes", field=field)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # EK certificates often bend DER (long names, serials)
-            return x509.load_der_x509_certificate(der)
-    except ValueError:
-        raise MalformedError("not a DER X.509 certificate", field=field) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # EK certificates often bend DER (long names, serials)
+        return certs.load_der_certificate(der, field)
 
 
 def parse_request(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.conftest import TESTVECTORS
+
 from veritee.collateral import Collateral
 from veritee.evidence import simulated
 from veritee.profiles import Profile

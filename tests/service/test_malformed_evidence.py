@@ -65,3 +65,29 @@ def test_attest_refuses_with_a_reason_and_an_audit_record(env: Env, case: str) -
     assert body["accepted"] is False and body["reasons"][0]["code"] == "malformed"
     entries = env.client.get("/v1/admin/audit?limit=5", headers=env.admin).json()["entries"]
     assert entries[-1]["kind"] == "attest" and entries[-1]["decision"] == "reject"
+
+
+def _tpm_cert_variant(name: str) -> bytes:
+    """A real certificate (GCE's TPM EK/AK intermediate) made malformed: a stand-in for an EK or
+    an admission certificate someone sends."""
+    raw = (TESTVECTORS / "tpm" / "gcp_ek_ak_ca_intermediate_v3.crt").read_bytes()
+    cert = x509.load_pem_x509_certificate(raw) if raw.startswith(b"-----") else x509.load_der_x509_certificate(raw)
+    return certificate_mutations(cert.public_bytes(serialization.Encoding.DER))[name]
+
+
+@pytest.mark.parametrize("variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"])
+def test_tpm_enrollment_refuses_malformed_ek_certificates_without_500(env: Env, variant: str) -> None:
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    r = env.client.post("/v1/tpm/enroll", json={"ek_certificate": b64(_tpm_cert_variant(variant)), "ek_chain": [],
+                                                 "ek_public": b64(b"\0" * 8), "ak_public": b64(b"\0" * 8)})  # fmt: skip
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"])
+def test_certified_release_refuses_malformed_certificates_without_500(env: Env, variant: str) -> None:
+    der = _tpm_cert_variant(variant)
+    pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
+    r = env.client.post("/v1/secrets/app/release-certified", json={
+        "certificate": pem, "nonce": env.nonce().hex(), "public_key": base64.b64encode(bytes(32)).decode(),
+        "signature": base64.b64encode(b"\0" * 64).decode()})  # fmt: skip
+    assert r.status_code in (400, 403, 404), r.text

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee import oids
+from veritee import certs, oids
 from veritee.errors import MalformedError, OversizedError, VerificationError
 
 __all__ = [
@@ -250,10 +250,7 @@ def verify_result(
             raise MalformedError(f"signed result lacks {field}", field=field)
     if signed["alg"] != "ES256":
         raise MalformedError(f"unsupported alg {str(signed['alg'])[:16]!r}", field="alg")
-    try:
-        cert = x509.load_pem_x509_certificate(str(signed["certificate"]).encode())
-    except ValueError:
-        raise MalformedError("the certificate is not PEM X.509", field="certificate") from None
+    cert = certs.load_pem_certificate(str(signed["certificate"]).encode(), "certificate")
     try:
         sig = base64.b64decode(str(signed["signature"]), validate=True)
     except ValueError:

@@ -29,8 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from veritee import oids
-from veritee.errors import UsageError, VerificationError
+from veritee import certs, oids
+from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.profiles import Profile
 
 __all__ = ["AdmissionInfo", "normalize_measurement", "verify_peer"]
@@ -178,8 +178,8 @@ class AdmissionInfo:
     def from_der(cls, der: bytes) -> AdmissionInfo:
         """Parse a DER certificate, then :meth:`from_certificate`."""
         try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
+            cert = certs.load_der_certificate(der, "certificate")
+        except MalformedError:
             raise VerificationError(
                 "admission certificate is not DER X.509", code="admission_cert_malformed"
             ) from None
@@ -189,8 +189,8 @@ class AdmissionInfo:
     def from_pem(cls, pem: bytes) -> AdmissionInfo:
         """Parse a PEM certificate, then :meth:`from_certificate`."""
         try:
-            cert = x509.load_pem_x509_certificate(pem)
-        except ValueError:
+            cert = certs.load_pem_certificate(pem, "certificate")
+        except MalformedError:
             raise VerificationError(
                 "admission certificate is not PEM X.509", code="admission_cert_malformed"
             ) from None

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from veritee.errors import MalformedError, NonceError, NotFoundError, VerificationError
+from veritee import certs
+from veritee.errors import NonceError, NotFoundError, VerificationError
 from veritee.evidence.claims import Reason
 from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
 from veritee.keybroker.vault import SecretBytes, open_blob
@@ -151,13 +152,10 @@ def admitted_claims(
 
 @functools.lru_cache(maxsize=4096)
 def _verified_admission(pem: str, ca: x509.Certificate) -> tuple[dict[str, Any], AdmissionInfo]:
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except ValueError:
-        raise MalformedError("certificate is not a PEM X.509 certificate", field="certificate") from None
+    cert = certs.load_pem_certificate(pem.encode(), "certificate")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise VerificationError(
             "certificate is not an admission certificate of this domain", code="certificate_untrusted"
         ) from None

@@ -1,1 +1,0 @@
-"""Shared test fakes: builders of inputs that no public sample covers."""
