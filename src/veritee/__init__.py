@@ -1,6 +1,7 @@
 """veritee: a confidential-computing trust framework.
 
-The public surface is small: :class:`veritee.Trust` for workloads (the SDK), the
+The public surface is small: :class:`veritee.Trust` for workloads (the SDK, with
+:class:`veritee.ChannelPolicy` for its attested channels), the
 :mod:`veritee.evidence` verifiers for relying parties, and the ``veritee`` command line.
 """
 
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Trust", "__version__"]
+__all__ = ["ChannelPolicy", "Trust", "__version__"]
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from veritee.sdk.channel import ChannelPolicy
     from veritee.sdk.trust import Trust
 
 
@@ -22,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from veritee.sdk.trust import Trust
 
         return Trust
+    if name == "ChannelPolicy":
+        from veritee.sdk.channel import ChannelPolicy
+
+        return ChannelPolicy
     raise AttributeError(name)

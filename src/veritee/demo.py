@@ -26,6 +26,7 @@ from veritee.appraisal import load_policy, sign_policy
 from veritee.domain import Domain
 from veritee.errors import NonceError, VerificationError
 from veritee.platforms.simulated import load_or_create_platform_key, measure, platform_key_id
+from veritee.sdk.channel import ChannelPolicy
 from veritee.sdk.trust import Trust
 
 __all__ = ["run_demo"]
@@ -130,7 +131,8 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                               + f", valid until {cert.not_valid_after_utc:%H:%M:%S} UTC")
             summary["certified"] = ["alice", "bob"]
 
-            _step(console, 5, "bob serves, alice connects: mutual TLS + measurement allow-lists")
+            _step(console, 5, "bob serves, alice connects: mutual TLS + channel policies "
+                              "(measurement, platform, profile)")
             received: list[bytes] = []
             done = threading.Event()
 
@@ -140,9 +142,13 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 conn.send(b"ledger entry recorded: " + msg)
                 done.set()
 
-            srv = bob.serve("127.0.0.1", 0, handler, allowed_measurements={files["alice"]})
+            # Peers run on this platform by default; bob (production) admits alice's
+            # development build and alice admits bob's production one by name.
+            srv = bob.serve("127.0.0.1", 0, handler, policy=ChannelPolicy.allow(
+                measurements={files["alice"]}, profiles={"development"}))
             try:
-                with alice.connect("127.0.0.1", srv.port, allowed_measurements={files["bob"]}) as conn:
+                with alice.connect("127.0.0.1", srv.port, policy=ChannelPolicy.allow(
+                        measurements={files["bob"]}, profiles={"production"})) as conn:
                     conn.send(b"pay 42 to carol")
                     reply = conn.recv()
                 done.wait(5)

@@ -11,8 +11,9 @@ How a connection is admitted, on both sides alike:
    not check host names unless ``server_name`` is given (then SNI is sent and the SAN must match);
    who the peer is, is decided by step 3.
 3. Each side parses the peer's admission certificate (:class:`AdmissionInfo`, strict) and checks
-   its measurement, and its platform and profile if asked, against its own allow-list
-   (:func:`verify_peer`). ``allowed_measurements=None`` means "the same measurement as mine".
+   its measurement, platform and profile against its own :class:`ChannelPolicy`
+   (:func:`verify_peer`). What the policy leaves open means "the same as mine": by default a
+   peer runs the same measurement on the same platform in the same profile.
 4. Each side then sends a one-frame verdict (accept, or refuse with the reason code) and waits
    for the peer's. Only when both accepted does :func:`connect` return, or the server call its
    handler. A refusal raises :class:`VerificationError` on the refusing side (e.g.
@@ -83,11 +84,45 @@ RefusalCallback = Callable[[tuple[str, int], VeriteeError], None]
 
 @dataclass(frozen=True)
 class ChannelPolicy:
-    """Who may be on the other end: measurements (always), platforms and profiles (if set)."""
+    """Who may be on the other end: the measurements, platforms and profiles allowed.
 
-    allowed_measurements: frozenset[str]
+    A field left ``None`` means "the same as this workload": its own admission certificate's
+    measurement, platform and profile. So by default a peer must run the same code on the same
+    platform in the same profile, and a simulated development workload that claims a production
+    SEV-SNP measurement is refused. Name what else you allow::
+
+        ChannelPolicy.allow(measurements={m1, m2}, platforms={"sev-snp", "tdx"},
+                            profiles={"production"})
+
+    There is no "any platform" or "any profile": list them.
+    """
+
+    allowed_measurements: frozenset[str] | None = None
     allowed_platforms: frozenset[str] | None = None
     allowed_profiles: frozenset[Profile] | None = None
+
+    @classmethod
+    def allow(
+        cls,
+        *,
+        measurements: Iterable[str] | None = None,
+        platforms: Iterable[str] | None = None,
+        profiles: Iterable[Profile | str] | None = None,
+    ) -> ChannelPolicy:
+        """A policy from collections of strings (normalized; ``None``: the same as mine)."""
+        for what, value in (("measurements", measurements), ("platforms", platforms),
+                            ("profiles", profiles)):  # fmt: skip
+            if isinstance(value, str | bytes):
+                raise UsageError(f"allowed {what} are a collection of strings, not a single string")
+        return cls(
+            allowed_measurements=None
+            if measurements is None
+            else frozenset(normalize_measurement(m) for m in measurements),
+            allowed_platforms=None if platforms is None else frozenset(str(p) for p in platforms),
+            allowed_profiles=None
+            if profiles is None
+            else frozenset(p if isinstance(p, Profile) else Profile.parse(str(p)) for p in profiles),
+        )
 
     @classmethod
     def build(
@@ -97,19 +132,37 @@ class ChannelPolicy:
         allowed_platforms: Iterable[str] | None,
         allowed_profiles: Iterable[Profile | str] | None,
     ) -> ChannelPolicy:
-        """Normalize an allow-list; ``allowed_measurements=None`` allows only ``own``'s."""
-        if isinstance(allowed_measurements, str) or isinstance(allowed_platforms, str):
-            raise UsageError("allow-lists are collections of strings, not a single string")
-        ms = [own.measurement] if allowed_measurements is None else allowed_measurements
-        return cls(
-            allowed_measurements=frozenset(normalize_measurement(m) for m in ms),
-            allowed_platforms=None if allowed_platforms is None else frozenset(allowed_platforms),
-            allowed_profiles=None
-            if allowed_profiles is None
-            else frozenset(Profile.parse(str(p)) for p in allowed_profiles),
+        """:meth:`allow` then :meth:`resolve` for ``own`` (the keywords of connect/serve)."""
+        return cls.allow(
+            measurements=allowed_measurements, platforms=allowed_platforms, profiles=allowed_profiles
+        ).resolve(own)
+
+    def resolve(self, own: AdmissionInfo) -> ChannelPolicy:
+        """Fill every field left ``None`` from this workload's own admission claims.
+
+        A certificate of an earlier build may carry no profile; then, and only then, the
+        profile is not checked (with a warning) unless the policy names profiles.
+        """
+        profiles = self.allowed_profiles
+        if profiles is None and own.profile is not None:
+            profiles = frozenset({own.profile})
+        elif profiles is None:
+            log.warning("attested channel: own certificate carries no profile; peers' profiles "
+                        "are not checked (certify again to get one)")  # fmt: skip
+        return ChannelPolicy(
+            allowed_measurements=self.allowed_measurements
+            if self.allowed_measurements is not None
+            else frozenset({own.measurement}),
+            allowed_platforms=self.allowed_platforms
+            if self.allowed_platforms is not None
+            else frozenset({own.platform}),
+            allowed_profiles=profiles,
         )
 
     def check(self, peer: AdmissionInfo, at: dt.datetime) -> None:
+        """Raise :class:`VerificationError` unless ``peer`` is allowed (resolved policies only)."""
+        if self.allowed_measurements is None or self.allowed_platforms is None:
+            raise UsageError("resolve the channel policy against this workload's certificate first")
         verify_peer(
             peer,
             allowed_measurements=self.allowed_measurements,
@@ -117,6 +170,23 @@ class ChannelPolicy:
             allowed_profiles=self.allowed_profiles,
             at=at,
         )
+
+
+def _policy(
+    own: AdmissionInfo,
+    policy: ChannelPolicy | None,
+    allowed_measurements: Iterable[str] | None,
+    allowed_platforms: Iterable[str] | None,
+    allowed_profiles: Iterable[Profile | str] | None,
+) -> ChannelPolicy:
+    """The resolved policy of connect/serve: ``policy``, or the ``allowed_*`` keywords."""
+    if policy is None:
+        return ChannelPolicy.build(own, allowed_measurements, allowed_platforms, allowed_profiles)
+    if not isinstance(policy, ChannelPolicy):
+        raise UsageError("policy must be a ChannelPolicy")
+    if (allowed_measurements, allowed_platforms, allowed_profiles) != (None, None, None):
+        raise UsageError("give either policy= or the allowed_* keywords, not both")
+    return policy.resolve(own)
 
 
 # --- TLS contexts -------------------------------------------------------------------------------
@@ -370,6 +440,7 @@ def connect(
     key: ec.EllipticCurvePrivateKey,
     cert: x509.Certificate,
     ca_cert: x509.Certificate,
+    policy: ChannelPolicy | None = None,
     allowed_measurements: Iterable[str] | None = None,
     allowed_platforms: Iterable[str] | None = None,
     allowed_profiles: Iterable[Profile | str] | None = None,
@@ -380,12 +451,14 @@ def connect(
 ) -> AttestedConnection:
     """Open an attested connection to ``host:port`` (module doc, steps 1-4).
 
+    Who may answer: ``policy`` (a :class:`ChannelPolicy`), or the ``allowed_*`` keywords
+    (kept for earlier callers); either way what is left open is "the same as mine".
     ``timeout`` covers connecting, the handshake and admission, and stays set on the connection.
     Raises :class:`VerificationError` if the server is not admitted here or refuses us,
     :class:`UsageError` for unusable own credentials, :class:`OSError` if it cannot connect.
     """
     own = _own_info(cert)
-    policy = ChannelPolicy.build(own, allowed_measurements, allowed_platforms, allowed_profiles)
+    policy = _policy(own, policy, allowed_measurements, allowed_platforms, allowed_profiles)
     ctx = _context(False, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
     if server_name is not None:
         ctx.check_hostname = True
@@ -467,8 +540,8 @@ class AttestedServer:
     ) -> None:
         """Use a renewed admission certificate for the connections accepted from now on.
 
-        The measurement allow-list stays as it was built (when it defaulted to our own
-        measurement, a renewed certificate for the same workload keeps the same one).
+        The channel policy stays as it was resolved (what defaulted to our own measurement,
+        platform and profile: a renewed certificate for the same workload keeps the same ones).
         """
         own = _own_info(cert)
         ctx = _context(True, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
@@ -588,6 +661,7 @@ def serve(
     key: ec.EllipticCurvePrivateKey,
     cert: x509.Certificate,
     ca_cert: x509.Certificate,
+    policy: ChannelPolicy | None = None,
     allowed_measurements: Iterable[str] | None = None,
     allowed_platforms: Iterable[str] | None = None,
     allowed_profiles: Iterable[Profile | str] | None = None,
@@ -599,11 +673,13 @@ def serve(
 ) -> AttestedServer:
     """A bound, not yet started :class:`AttestedServer` (use ``with`` or ``.start()``).
 
+    Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :func:`connect`.
+
     ``timeout`` bounds each connection's handshake and admission and stays set on the
     connection given to ``handler`` (``conn.settimeout(None)`` to block without limit).
     """
     own = _own_info(cert)
-    policy = ChannelPolicy.build(own, allowed_measurements, allowed_platforms, allowed_profiles)
+    policy = _policy(own, policy, allowed_measurements, allowed_platforms, allowed_profiles)
     ctx = _context(True, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
     return AttestedServer(
         host,

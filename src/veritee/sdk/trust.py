@@ -7,8 +7,8 @@
     trust.certify()                      # attest, get an admission certificate (kept until expiry)
     blob = trust.seal(b"state", context=b"state-v3")   # only this workload, this profile
     trust.unseal(blob, context=b"state-v3")
-    with trust.connect("peer", 9000, allowed_measurements={...}) as conn: ...   # attested mTLS
-    trust.serve("0.0.0.0", 9000, handler, allowed_measurements={...})
+    with trust.connect("peer", 9000, policy=ChannelPolicy.allow(measurements={...})) as conn: ...
+    trust.serve("0.0.0.0", 9000, handler)  # peers: this measurement, platform and profile
     key = trust.get_secret("db-password")   # released only to attested workloads
     trust.logger.info("...")             # confidential log in staging/production
 
@@ -26,7 +26,7 @@ import ssl
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography import x509
@@ -49,6 +49,9 @@ from veritee.platforms.base import Platform
 from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.keystore import KeyStore
+
+if TYPE_CHECKING:
+    from veritee.sdk.channel import ChannelPolicy
 
 __all__ = ["Trust", "error_from_problem", "open_platform"]
 
@@ -329,19 +332,25 @@ class Trust:
         host: str,
         port: int,
         *,
-        allowed_measurements: Iterable[str],
+        policy: ChannelPolicy | None = None,
+        allowed_measurements: Iterable[str] | None = None,
         allowed_platforms: Iterable[str] | None = None,
+        allowed_profiles: Iterable[Profile | str] | None = None,
         timeout: float = 10.0,
     ) -> Any:
-        """Open an attested mutual-TLS connection; the peer's measurement must be allowed."""
+        """Open an attested mutual-TLS connection to a peer this workload's policy admits.
+
+        ``policy`` is a :class:`veritee.sdk.channel.ChannelPolicy` (or give the ``allowed_*``
+        keywords); whatever it leaves open must be the same as this workload's own: by default
+        the peer runs this measurement on this platform in this profile.
+        """
         from veritee.sdk import channel
 
         key, cert = self._credentials()
         return channel.connect(
-            host, port, key=key, cert=cert, ca_cert=self.ca_certificate,
-            allowed_measurements=set(allowed_measurements),
-            allowed_platforms=set(allowed_platforms) if allowed_platforms is not None else None,
-            timeout=timeout,
+            host, port, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
+            allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
+            allowed_profiles=allowed_profiles, timeout=timeout,
         )
 
     def serve(
@@ -350,17 +359,22 @@ class Trust:
         port: int,
         handler: Callable[[Any], None],
         *,
-        allowed_measurements: Iterable[str],
+        policy: ChannelPolicy | None = None,
+        allowed_measurements: Iterable[str] | None = None,
         allowed_platforms: Iterable[str] | None = None,
+        allowed_profiles: Iterable[Profile | str] | None = None,
     ) -> Any:
-        """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end)."""
+        """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end).
+
+        Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :meth:`connect`.
+        """
         from veritee.sdk import channel
 
         key, cert = self._credentials()
         server = channel.serve(
-            host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate,
-            allowed_measurements=set(allowed_measurements),
-            allowed_platforms=set(allowed_platforms) if allowed_platforms is not None else None,
+            host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
+            allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
+            allowed_profiles=allowed_profiles,
         )
         server.start()
         self._servers.append(server)

@@ -151,12 +151,12 @@ def test_platform_and_profile_allow_lists(ca: TestCA, a: Workload) -> None:
         with pytest.raises(VerificationError):
             dial(srv, tdx_dev)
         assert h.refusal().code == "peer_platform_not_allowed"
-    with running(a, allowed_profiles={"production"}) as (srv, h):
+    with running(a, allowed_platforms={"tdx"}, allowed_profiles={"production"}) as (srv, h):
         with pytest.raises(VerificationError):
-            dial(srv, tdx_dev)
+            dial(srv, tdx_dev, allowed_platforms={"simulated"}, allowed_profiles={"production"})
         assert h.refusal().code == "peer_profile_not_allowed"
     with running(a, allowed_platforms={"tdx"}, allowed_profiles={"development"}) as (srv, h):
-        with dial(srv, tdx_dev) as conn:
+        with dial(srv, tdx_dev, allowed_platforms={"simulated"}, allowed_profiles={"production"}) as conn:
             assert conn.recv().startswith(b"hello")
 
 
@@ -398,3 +398,81 @@ def test_with_domain_ca_certificates(tmp_path: Path) -> None:
             conn.send(b"ping")
             assert conn.recv() == b"echo:ping"
         assert h.seen.get(timeout=WAIT).measurement == M_B
+
+
+# --- issue 13.4: platform and profile are checked by default ---------------------------------
+
+
+def test_simulated_development_peer_claiming_a_production_snp_measurement_is_refused(
+    ca: TestCA,
+) -> None:
+    """A developer's simulated workload can sign any measurement: it claims the production
+    SEV-SNP workload's. The default channel policy, given only that measurement, must refuse
+    it on both sides, because neither its platform nor its profile is the same."""
+    prod = Workload(ca, M_A, platform="sev-snp", profile="production")
+    impostor = Workload(ca, M_A, platform="simulated", profile="development")
+    with running(prod, allowed_measurements={M_A}) as (srv, h):
+        with pytest.raises(VerificationError) as e:  # the impostor itself admits the server
+            dial(srv, impostor, allowed_measurements={M_A}, allowed_platforms={"sev-snp"},
+                 allowed_profiles={"production"})  # fmt: skip
+        assert e.value.code == "refused_by_peer"
+        assert h.refusal().code == "peer_platform_not_allowed"
+        assert h.seen.empty()
+    with running(impostor, allowed_measurements={M_A}) as (srv, h):
+        with pytest.raises(VerificationError) as e:
+            dial(srv, prod, allowed_measurements={M_A})
+        assert e.value.code == "peer_platform_not_allowed"
+    same_platform = Workload(ca, M_A, platform="sev-snp", profile="development")
+    with running(prod, allowed_measurements={M_A}) as (srv, h):
+        with pytest.raises(VerificationError):
+            dial(srv, same_platform, allowed_measurements={M_A}, allowed_profiles={"production"})
+        assert h.refusal().code == "peer_profile_not_allowed"
+
+
+def test_a_channel_policy_object_names_what_else_is_allowed(ca: TestCA) -> None:
+    snp = Workload(ca, M_A, platform="sev-snp", profile="production")
+    tdx = Workload(ca, M_B, platform="tdx", profile="production")
+    both = channel.ChannelPolicy.allow(measurements={M_A, M_B}, platforms={"sev-snp", "tdx"})
+    with running(snp, allowed_measurements=None, policy=both) as (srv, h):
+        with dial(srv, tdx, allowed_measurements=None, policy=both) as conn:
+            assert conn.recv().startswith(b"hello")
+            assert conn.peer is not None and conn.peer.platform == "sev-snp"
+        staging = Workload(ca, M_B, platform="tdx", profile="staging")
+        with pytest.raises(VerificationError):
+            dial(srv, staging, allowed_measurements=None,
+                 policy=channel.ChannelPolicy.allow(measurements={M_A}, platforms={"sev-snp"},
+                                                    profiles={"production"}))  # fmt: skip
+        assert h.refusal().code == "peer_profile_not_allowed"
+
+
+def test_policy_and_keywords_do_not_mix(ca: TestCA, a: Workload) -> None:
+    with pytest.raises(UsageError):
+        serve("127.0.0.1", 0, lambda c: None, key=a.key, cert=a.cert, ca_cert=ca.cert,
+              policy=channel.ChannelPolicy.allow(), allowed_measurements={M_A})  # fmt: skip
+    with pytest.raises(UsageError):
+        serve("127.0.0.1", 0, lambda c: None, key=a.key, cert=a.cert, ca_cert=ca.cert,
+              policy={"allowed_measurements": [M_A]})  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"measurements": M_A}, {"platforms": "sev-snp"}, {"profiles": "production"},
+     {"profiles": ["root"]}, {"measurements": ["zz"]}, {"measurements": [M_A[:-1]]}],
+)  # fmt: skip
+def test_malformed_channel_policies_are_usage_errors(kw: dict[str, Any]) -> None:
+    with pytest.raises(UsageError):
+        channel.ChannelPolicy.allow(**kw)
+
+
+def test_resolve_fills_what_is_left_open(ca: TestCA) -> None:
+    from veritee.profiles import Profile
+    from veritee.sdk.admission import AdmissionInfo
+
+    own = AdmissionInfo.from_certificate(Workload(ca, M_A, platform="tdx", profile="staging").cert)
+    p = channel.ChannelPolicy.allow(measurements={M_B}).resolve(own)
+    assert p.allowed_measurements == {M_B}
+    assert p.allowed_platforms == {"tdx"} and p.allowed_profiles == {Profile.STAGING}
+    legacy = AdmissionInfo.from_certificate(Workload(ca, M_A, profile=None).cert)
+    assert channel.ChannelPolicy().resolve(legacy).allowed_profiles is None
+    with pytest.raises(UsageError):
+        channel.ChannelPolicy().check(own, now())
