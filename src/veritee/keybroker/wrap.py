@@ -7,12 +7,35 @@ Two envelopes:
   version and the release nonce (:func:`release_info`), so a ciphertext for one release does not
   decrypt as another. The blob is ``enc (32 bytes) || ciphertext``.
 * **JWE** (RFC 7516) with ``enc = A256GCM`` and ``alg`` one of
-  ``ECDH-ES+A256KW`` (P-256 / P-384 recipient; Concat KDF of RFC 7518 §4.6.2 with SHA-256, then
-  AES key wrap, RFC 3394), ``RSA-OAEP`` and ``RSA-OAEP-256`` (both OAEP with SHA-256 and MGF1-
-  SHA-256: Confidential Containers guest components decrypt ``RSA-OAEP`` this way, which differs
-  from RFC 7518's SHA-1) and ``RSA1_5`` (legacy guests only). Compact (five dot-separated parts)
-  and flattened JSON (RFC 7516 §7.2.2, what the Trustee KBS protocol returns) serializations.
-  The AAD is ``ASCII(BASE64URL(UTF8(protected header)))`` as RFC 7516 §5.1 step 14 requires.
+  ``ECDH-ES+A256KW`` (P-256, P-384 or P-521 recipient; Concat KDF of RFC 7518 §4.6.2 with
+  SHA-256, then AES key wrap, RFC 3394), ``RSA-OAEP-256`` (OAEP with SHA-256 and MGF1-SHA-256),
+  ``RSA-OAEP`` (the same SHA-256 OAEP: what older Confidential Containers guests ask for under
+  this name, which differs from RFC 7518's SHA-1) and ``RSA1_5`` (encryption only, for legacy
+  guests that ask for it, as Trustee's KBS still serves them). Compact (five dot-separated
+  parts) and flattened JSON (RFC 7516 §7.2.2, what the Trustee KBS protocol returns)
+  serializations. The AAD is ``ASCII(BASE64URL(UTF8(protected header)))`` (RFC 7516 §5.1
+  step 14).
+
+The protected header is written as Trustee's KBS and the ``kbs-types`` crate write it
+(:func:`protected_header_bytes`): ``alg``, ``enc``, then every other member in sorted order, the
+members of nested objects (``epk``) sorted too, no whitespace, UTF-8. A guest that decodes the
+header and serializes it again to compute the AAD (``ProtectedHeader::generate_aad``, a
+serde_json map) gets the very bytes that were authenticated.
+
+:func:`jwe_decrypt` follows RFC 8725 and RFC 7516: it refuses ``RSA1_5`` (RSAES-PKCS1-v1_5 is
+open to padding-oracle attacks on the decrypting side), refuses a ``crit`` header (no extension
+is understood here, RFC 7515 §4.1.11) and a ``zip`` header (no compression is done here, so a
+compressed payload would come back wrong), and takes the algorithm only from the protected
+header, never from the recipient's key or a caller's guess.
+
+Why our own code and not a JOSE library: both maintained candidates were weighed. jwcrypto
+(1.6.1) happens to sort header members but decides the protected-header bytes itself, has no
+place for the SHA-256 ``RSA-OAEP`` variant older guests need, and would add a dependency for
+~150 lines whose cryptography is already ``cryptography``'s (ECDH, Concat KDF, AES key wrap,
+AES-GCM, OAEP). joserfc (1.8.0) writes the header in insertion order and builds ``epk`` itself,
+which is exactly the layout that broke guests (issue 12 item 5). The header bytes are a
+compatibility contract with the guests, so this module owns them. jwcrypto is used in the tests
+as an independent implementation: it decrypts what this module encrypts and the reverse.
 """
 
 from __future__ import annotations
@@ -20,6 +43,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 import struct
 from collections.abc import Mapping
@@ -37,6 +61,7 @@ from veritee.errors import MalformedError, UsageError, VerificationError
 __all__ = [
     "HPKE_SUITE_NAME",
     "JWE_ALGS",
+    "JWE_DECRYPT_ALGS",
     "Jwe",
     "b64url",
     "b64url_decode",
@@ -46,6 +71,7 @@ __all__ = [
     "jwe_decrypt",
     "jwe_encrypt",
     "jwk_from_public_key",
+    "protected_header_bytes",
     "public_key_from_jwk",
     "release_info",
 ]
@@ -55,12 +81,21 @@ _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
 _INFO_TAG = b"veritee-release-v1"
 X25519_ENC_SIZE = 32
 JWE_ENC = "A256GCM"
+#: What :func:`jwe_encrypt` writes (to a key that asks for it).
 JWE_ALGS = ("ECDH-ES+A256KW", "RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
+#: What :func:`jwe_decrypt` accepts: never RSA1_5 (RFC 8725 §3.2).
+JWE_DECRYPT_ALGS = ("ECDH-ES+A256KW", "RSA-OAEP", "RSA-OAEP-256")
 _CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
     "P-256": (ec.SECP256R1, 32),
     "P-384": (ec.SECP384R1, 48),
+    "P-521": (ec.SECP521R1, 66),
 }
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192
+#: A protected header larger than this is refused before it is parsed.
+MAX_HEADER_BYTES = 8 * 1024
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 RecipientPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 RecipientPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -71,8 +106,11 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str, field: str) -> bytes:
+    """Unpadded base64url (RFC 7515 §2); any other character is refused, not skipped."""
     if not isinstance(text, str):
         raise MalformedError("expected a base64url string", field=field)
+    if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
+        raise MalformedError("not valid base64url", field=field)
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
@@ -110,7 +148,7 @@ def hpke_open(blob: bytes, private_key: x25519.X25519PrivateKey, *, info: bytes)
 
 
 def public_key_from_jwk(jwk: Mapping[str, Any]) -> RecipientPublicKey:
-    """Load an EC (P-256/P-384) or RSA public JWK; refuses anything else, naming the field."""
+    """Load an EC (P-256/P-384/P-521) or RSA public JWK; refuses anything else, naming the field."""
     if not isinstance(jwk, Mapping):
         raise MalformedError("public key must be a JWK object", field="jwk")
     kty = jwk.get("kty")
@@ -132,8 +170,10 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> RecipientPublicKey:
     if kty == "RSA":
         n = int.from_bytes(b64url_decode(jwk.get("n", ""), "jwk.n"), "big")
         e = int.from_bytes(b64url_decode(jwk.get("e", ""), "jwk.e"), "big")
-        if n.bit_length() < MIN_RSA_BITS:
-            raise MalformedError(f"RSA modulus below {MIN_RSA_BITS} bits", field="jwk.n")
+        if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
+            raise MalformedError(
+                f"RSA modulus must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits", field="jwk.n"
+            )
         if e < 3 or e % 2 == 0:
             raise MalformedError("RSA exponent is invalid", field="jwk.e")
         return rsa.RSAPublicNumbers(e, n).public_key()
@@ -144,7 +184,7 @@ def jwk_from_public_key(key: RecipientPublicKey, *, alg: str | None = None) -> d
     """The public JWK of ``key`` (as Trustee's ``tee-pubkey``), with ``alg`` if given."""
     out: dict[str, str]
     if isinstance(key, ec.EllipticCurvePublicKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
+        crv = _CURVE_NAMES.get(key.curve.name)
         if crv is None:
             raise UsageError(f"curve {key.curve.name} is not supported for JWE")
         size = _CURVES[crv][1]
@@ -182,7 +222,13 @@ class Jwe:
 
     @property
     def header(self) -> dict[str, Any]:
-        parsed = json.loads(b64url_decode(self.protected_b64, "protected"))
+        raw = b64url_decode(self.protected_b64, "protected")
+        if len(raw) > MAX_HEADER_BYTES:
+            raise MalformedError("JWE protected header is too large", field="protected")
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise MalformedError("JWE protected header is not JSON", field="protected") from None
         if not isinstance(parsed, dict):
             raise MalformedError("JWE protected header is not an object", field="protected")
         return parsed
@@ -199,11 +245,14 @@ class Jwe:
         )
 
     def flattened(self) -> dict[str, str]:
-        """RFC 7516 §7.2.2 flattened JSON; ``aad`` as Trustee writes it (the AEAD input)."""
+        """RFC 7516 §7.2.2 flattened JSON, as Trustee's KBS answers a resource request.
+
+        No ``aad`` member: in RFC 7516 that is *additional* AAD (the AEAD input would become
+        ``protected || "." || aad``), which Trustee does not send and guests ignore.
+        """
         return {
             "protected": self.protected_b64,
             "encrypted_key": b64url(self.encrypted_key),
-            "aad": self.protected_b64,
             "iv": b64url(self.iv),
             "ciphertext": b64url(self.ciphertext),
             "tag": b64url(self.tag),
@@ -217,6 +266,11 @@ class Jwe:
                 raise MalformedError("compact JWE needs five parts", field="jwe")
             prot, ek, iv, ct, tag = parts
         elif isinstance(token, Mapping):
+            if "aad" in token or "unprotected" in token or "header" in token:
+                raise MalformedError(
+                    "only the protected header is accepted (no aad, unprotected or header)",
+                    field="jwe",
+                )
             prot = token.get("protected", "")
             ek, iv = token.get("encrypted_key", ""), token.get("iv", "")
             ct, tag = token.get("ciphertext", ""), token.get("tag", "")
@@ -258,6 +312,28 @@ def _oaep() -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
+def protected_header_bytes(header: Mapping[str, Any]) -> bytes:
+    """The protected header as Trustee's KBS and ``kbs-types`` serialize it.
+
+    ``alg`` and ``enc`` first, then every other member sorted by name, nested objects sorted
+    too (a serde_json map is ordered by key), no whitespace, UTF-8 (not ``\\u`` escapes).
+    """
+    if "alg" not in header or "enc" not in header:
+        raise UsageError("a JWE protected header needs alg and enc")
+    ordered = {"alg": header["alg"], "enc": header["enc"]}
+    ordered.update(sorted((k, v) for k, v in header.items() if k not in ("alg", "enc")))
+    # sort_keys sorts nested objects; the top level is already in the required order, and
+    # json.dumps keeps the top level's insertion order only without sort_keys: so dump the
+    # members one by one.
+    members = ",".join(
+        json.dumps(k, ensure_ascii=False)
+        + ":"
+        + json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        for k, v in ordered.items()
+    )
+    return ("{" + members + "}").encode("utf-8")
+
+
 def jwe_encrypt(
     plaintext: bytes,
     recipient: RecipientPublicKey | Mapping[str, Any],
@@ -289,22 +365,53 @@ def jwe_encrypt(
         encrypted_key = recipient.encrypt(cek, pad)
     if extra_header:
         for k, v in extra_header.items():
-            if k in header:
+            if k in header or k in ("crit", "zip"):
                 raise UsageError(f"extra JWE header {k!r} would override a required one")
             header[k] = v
-    protected_b64 = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+    protected_b64 = b64url(protected_header_bytes(header))
     iv = secrets.token_bytes(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected_b64.encode("ascii"))
     return Jwe(protected_b64, encrypted_key, iv, sealed[:-16], sealed[-16:])
 
 
-def jwe_decrypt(token: str | Mapping[str, Any] | Jwe, private_key: RecipientPrivateKey) -> bytes:
-    """Decrypt a JWE made by :func:`jwe_encrypt` (or any JWE using the same algorithms)."""
-    jwe = token if isinstance(token, Jwe) else Jwe.parse(token)
-    header = jwe.header
-    alg, enc = header.get("alg"), header.get("enc")
+def _check_header(header: Mapping[str, Any]) -> str:
+    """The protected header's ``alg`` once ``enc``, ``crit`` and ``zip`` are acceptable."""
+    if "crit" in header:
+        # RFC 7515 §4.1.11 (by RFC 7516 §4.1.13): a recipient MUST reject a JWE whose crit lists
+        # a parameter it does not understand; this code understands no extension at all.
+        crit = header["crit"]
+        names = ", ".join(str(n)[:32] for n in crit[:4]) if isinstance(crit, list) else "?"
+        raise VerificationError(
+            f"JWE names critical header parameters that are not understood here ({names})",
+            code="jwe_crit_unsupported",
+        )
+    if "zip" in header:
+        raise MalformedError("compressed JWE payloads are not supported", field="protected.zip")
+    enc = header.get("enc")
     if enc != JWE_ENC:
         raise MalformedError(f"unsupported enc {str(enc)[:16]!r}", field="protected.enc")
+    alg = header.get("alg")
+    if alg == "RSA1_5":
+        raise VerificationError(
+            "JWE alg RSA1_5 is refused (RSAES-PKCS1-v1_5, RFC 8725 §3.2); use RSA-OAEP-256",
+            code="jwe_alg_refused",
+        )
+    if alg not in JWE_DECRYPT_ALGS:
+        raise MalformedError(f"unsupported alg {str(alg)[:32]!r}", field="protected.alg")
+    return str(alg)
+
+
+def jwe_decrypt(token: str | Mapping[str, Any] | Jwe, private_key: RecipientPrivateKey) -> bytes:
+    """Decrypt a JWE made by :func:`jwe_encrypt` (or any JWE using the same algorithms).
+
+    Raises :class:`MalformedError` (unparsable, unsupported ``enc``/``alg``/``zip``),
+    :class:`VerificationError` ``jwe_alg_refused`` (RSA1_5), ``jwe_crit_unsupported`` (a
+    ``crit`` header) or ``envelope_invalid`` (other key, tampered), :class:`UsageError` (the
+    key does not fit the algorithm).
+    """
+    jwe = token if isinstance(token, Jwe) else Jwe.parse(token)
+    header = jwe.header
+    alg = _check_header(header)
     failure = VerificationError(
         "JWE does not decrypt (other key or tampered)", code="envelope_invalid"
     )
@@ -312,7 +419,8 @@ def jwe_decrypt(token: str | Mapping[str, Any] | Jwe, private_key: RecipientPriv
         if alg == "ECDH-ES+A256KW":
             if not isinstance(private_key, ec.EllipticCurvePrivateKey):
                 raise UsageError("ECDH-ES+A256KW needs an EC private key")
-            epk = public_key_from_jwk(header.get("epk") or {})
+            epk_jwk = header.get("epk")
+            epk = public_key_from_jwk(epk_jwk if isinstance(epk_jwk, Mapping) else {})
             if (
                 not isinstance(epk, ec.EllipticCurvePublicKey)
                 or epk.curve.name != private_key.curve.name
@@ -320,13 +428,10 @@ def jwe_decrypt(token: str | Mapping[str, Any] | Jwe, private_key: RecipientPriv
                 raise MalformedError("epk is not on the recipient's curve", field="protected.epk")
             z = private_key.exchange(ec.ECDH(), epk)
             cek = keywrap.aes_key_unwrap(concat_kdf(z, alg, 256), jwe.encrypted_key)
-        elif alg in ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5"):
+        else:
             if not isinstance(private_key, rsa.RSAPrivateKey):
                 raise UsageError(f"{alg} needs an RSA private key")
-            pad: padding.AsymmetricPadding = padding.PKCS1v15() if alg == "RSA1_5" else _oaep()
-            cek = private_key.decrypt(jwe.encrypted_key, pad)
-        else:
-            raise MalformedError(f"unsupported alg {str(alg)[:32]!r}", field="protected.alg")
+            cek = private_key.decrypt(jwe.encrypted_key, _oaep())
         if len(cek) != 32 or len(jwe.iv) != 12 or len(jwe.tag) != 16:
             raise failure
         return AESGCM(cek).decrypt(
