@@ -1,21 +1,66 @@
-"""EAR attestation-result tokens (draft-fv-rats-ear) as JWTs signed ES256 by the domain."""
+"""EAR attestation-result tokens (draft-ietf-rats-ear) as JWTs signed by the domain's token key.
+
+Every token the service issues (``/v1/attest``, ``/v1/certify``, the Trustee KBS ``/attest``)
+is an EAR with the same shape, following the EAR draft and RFC 8725 (JWT best current
+practices):
+
+* header ``{"alg": "ES256" | "ES384", "kid", "typ": "eat+jwt"}``: explicit typing (RFC 8725
+  §3.11) with the EAT media type ``application/eat+jwt`` (RFC 9782), so no other JWT the token
+  key signs (an audit anchor, ``veritee-audit-head+jwt``) passes for an EAR;
+* ``eat_profile`` (the EAR profile), ``iss``, ``aud`` (RFC 8725 §3.9: who the token is for),
+  ``iat``, ``nbf``, ``exp``, ``ear.verifier-id``, ``eat_nonce`` (base64url, when the appraisal
+  was fresh);
+* ``cnf`` (RFC 7800): ``{"jwk": <public JWK>}`` of the key the evidence bound, when it bound one
+  (the workload's key, the KBS ``tee-pubkey``): the token is worth something only together with
+  that key;
+* ``submods``: one appraisal per attester, each with ``ear.status``,
+  ``ear.trustworthiness-vector``, ``ear.appraisal-policy-id``, ``ear.veritee.reasons`` and
+  ``ear.veraison.annotated-evidence`` (the verified claims).
+
+:func:`decode_ear` is the relying party's side: it checks the signature, ``typ``, ``iss``,
+``aud``, ``exp``/``nbf``/``iat``, the profile, and refuses a token any of whose appraisals is
+``contraindicated`` unless the caller asks for those (``allow_contraindicated=True``); with
+``holder_key`` it also checks that ``cnf`` names that key.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from veritee import __version__
 from veritee.appraisal.decision import Decision
+from veritee.errors import MalformedError, UsageError, VerificationError
 
-__all__ = ["EAR_PROFILE", "decode_ear", "issue_ear", "jwk_of"]
+__all__ = [
+    "EAR_PROFILE",
+    "EAR_TYPE",
+    "TOKEN_LIFETIME",
+    "Submod",
+    "decode_ear",
+    "ear_payload",
+    "issue_ear",
+    "jwk_of",
+    "key_binding",
+    "sign_jwt",
+]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+#: The JWS ``typ`` of an EAR: the media type application/eat+jwt without "application/".
+EAR_TYPE = "eat+jwt"
 TOKEN_LIFETIME = dt.timedelta(minutes=30)
+STATUSES = ("none", "affirming", "warning", "contraindicated")
+_CURVES = {256: ("P-256", "ES256", hashes.SHA256), 384: ("P-384", "ES384", hashes.SHA384),
+           521: ("P-521", "ES512", hashes.SHA512)}  # fmt: skip
 
 
 def _b64u(b: bytes) -> str:
@@ -23,9 +68,10 @@ def _b64u(b: bytes) -> str:
 
 
 def jwk_of(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
+    """The token key's public JWK, as ``/.well-known/jwks.json`` publishes it."""
     nums = public_key.public_numbers()
     size = (public_key.curve.key_size + 7) // 8
-    crv = {256: "P-256", 384: "P-384"}[public_key.curve.key_size]
+    crv, alg, _ = _CURVES[public_key.curve.key_size]
     return {
         "kty": "EC",
         "crv": crv,
@@ -33,8 +79,107 @@ def jwk_of(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
         "y": _b64u(nums.y.to_bytes(size, "big")),
         "kid": kid,
         "use": "sig",
-        "alg": "ES256" if crv == "P-256" else "ES384",
+        "alg": alg,
     }
+
+
+def key_binding(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cnf`` claim (RFC 7800 §3.2) binding a token to ``key`` (a public key or its JWK).
+
+    A JWK is kept as given (the KBS ``tee-pubkey``, ``alg`` included, which Trustee's resource
+    policies read back), minus any private member.
+    """
+    if isinstance(key, Mapping):
+        jwk = {k: v for k, v in key.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "k")}
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        nums = key.public_numbers()
+        size = (key.curve.key_size + 7) // 8
+        jwk = {"kty": "EC", "crv": _CURVES[key.curve.key_size][0],
+               "x": _b64u(nums.x.to_bytes(size, "big")), "y": _b64u(nums.y.to_bytes(size, "big"))}  # fmt: skip
+    else:
+        rn = key.public_numbers()
+        jwk = {"kty": "RSA", "n": _b64u(rn.n.to_bytes((rn.n.bit_length() + 7) // 8, "big")),
+               "e": _b64u(rn.e.to_bytes((rn.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
+    return {"jwk": jwk}
+
+
+@dataclass(frozen=True)
+class Submod:
+    """One appraisal in an EAR: a name (``cpu0``, ``gpu0``, or the platform), its decision,
+    and the claims it was made on (``None`` when the evidence could not be verified)."""
+
+    name: str
+    decision: Decision
+    annotated_evidence: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decision
+        out: dict[str, Any] = {
+            "ear.status": d.status,
+            "ear.trustworthiness-vector": d.vector,
+            "ear.appraisal-policy-id": f"policy:{d.policy_name}"
+            + (f"@{d.policy_digest[:16]}" if d.policy_digest else ""),
+            "ear.veritee.reasons": [r.to_json() for r in d.reasons],
+        }
+        if self.annotated_evidence is not None:
+            out["ear.veraison.annotated-evidence"] = dict(self.annotated_evidence)
+        return out
+
+
+def ear_payload(
+    *,
+    issuer: str,
+    audience: str | Sequence[str],
+    submods: Sequence[Submod],
+    now: dt.datetime,
+    nonce: bytes | None = None,
+    bound_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any] | None = None,
+    lifetime: dt.timedelta = TOKEN_LIFETIME,
+) -> dict[str, Any]:
+    """The EAR claims-set (see the module docstring)."""
+    if not submods:
+        raise UsageError("an EAR needs at least one appraisal")
+    aud: str | list[str] = audience if isinstance(audience, str) else list(audience)
+    if not aud:
+        raise UsageError("an EAR needs an audience")
+    iat = int(now.timestamp())
+    payload: dict[str, Any] = {
+        "eat_profile": EAR_PROFILE,
+        "iss": issuer,
+        "aud": aud,
+        "iat": iat,
+        "nbf": iat,
+        "exp": int((now + lifetime).timestamp()),
+        "ear.verifier-id": {"developer": "veritee", "build": f"veritee {__version__}"},
+        "submods": {s.name: s.to_json() for s in submods},
+    }
+    if nonce is not None:
+        payload["eat_nonce"] = _b64u(nonce)
+    if bound_key is not None:
+        payload["cnf"] = key_binding(bound_key)
+    return payload
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_jwt(
+    payload: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str, typ: str = EAR_TYPE
+) -> str:
+    """A compact JWS (ES256/ES384) of ``payload``.
+
+    Signed with deterministic ECDSA (RFC 6979), so one payload always gives one token: the KBS
+    hands a session's token back on a second ``/attest`` by signing its payload again.
+    """
+    _, alg, digest = _CURVES[key.curve.key_size]
+    header = _b64u(_json({"alg": alg, "kid": kid, "typ": typ}))
+    body = _b64u(_json(payload))
+    signing_input = f"{header}.{body}".encode("ascii")
+    der = key.sign(signing_input, ec.ECDSA(digest(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
+    size = (key.curve.key_size + 7) // 8
+    return f"{header}.{body}.{_b64u(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
 
 
 def issue_ear(
@@ -42,49 +187,112 @@ def issue_ear(
     key: ec.EllipticCurvePrivateKey,
     kid: str,
     issuer: str,
+    audience: str | Sequence[str],
     decision: Decision,
     claims: dict[str, Any] | None,
     nonce: bytes | None,
     now: dt.datetime,
+    bound_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any] | None = None,
 ) -> str:
-    """Sign an EAR for one appraisal. ``claims`` are the verified claims (no secrets in them)."""
+    """Sign an EAR for one appraisal, its submod named after the platform.
+
+    ``claims`` are the verified claims (no secrets in them); ``bound_key`` the key the evidence
+    bound, if any (``cnf``).
+    """
     platform = str((claims or {}).get("platform") or "unknown")
-    submod: dict[str, Any] = {
-        "ear.status": decision.status,
-        "ear.trustworthiness-vector": decision.vector,
-        "ear.appraisal-policy-id": f"policy:{decision.policy_name}"
-        + (f"@{decision.policy_digest[:16]}" if decision.policy_digest else ""),
-        "ear.veritee.reasons": [r.to_json() for r in decision.reasons],
-    }
-    if claims is not None:
-        submod["ear.veraison.annotated-evidence"] = claims
-    payload: dict[str, Any] = {
-        "eat_profile": EAR_PROFILE,
-        "iss": issuer,
-        "iat": int(now.timestamp()),
-        "exp": int((now + TOKEN_LIFETIME).timestamp()),
-        "ear.verifier-id": {"developer": "veritee", "build": f"veritee {__version__}"},
-        "submods": {platform: submod},
-    }
-    if nonce is not None:
-        payload["eat_nonce"] = _b64u(nonce)
-    alg = "ES256" if key.curve.key_size == 256 else "ES384"
-    return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
+    payload = ear_payload(
+        issuer=issuer, audience=audience, submods=[Submod(platform, decision, claims)],
+        now=now, nonce=nonce, bound_key=bound_key,
+    )  # fmt: skip
+    return sign_jwt(payload, key, kid=kid)
 
 
 def decode_ear(
-    token: str, public_key: ec.EllipticCurvePublicKey, *, now: dt.datetime | None = None
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: str,
+    audience: str,
+    now: dt.datetime | None = None,
+    allow_contraindicated: bool = False,
+    holder_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any] | None = None,
+    leeway: dt.timedelta = dt.timedelta(0),
 ) -> dict[str, Any]:
-    """Verify an EAR's signature and expiry with the domain's token key; return its claims.
+    """Verify an EAR as a relying party; return its claims-set.
 
-    Expiry is checked against ``now`` when given (explicit time), else against the clock.
+    Checks, in order: (1) the JWS signature with ``public_key`` (ES256/ES384 only, the one that
+    fits the key); (2) ``typ`` is ``eat+jwt``; (3) ``iss`` equals ``issuer``; (4) ``aud``
+    contains ``audience``; (5) ``iat``/``nbf``/``exp`` at ``now`` (explicit time; else the
+    clock); (6) ``eat_profile`` is the EAR profile and every submod has a known status;
+    (7) no appraisal is ``contraindicated``, unless ``allow_contraindicated``; (8) with
+    ``holder_key``, ``cnf`` binds that key.
+
+    Raises :class:`MalformedError` (not a JWT, missing claims) or :class:`VerificationError`
+    (``ear_signature``, ``ear_type``, ``ear_issuer``, ``ear_audience``, ``ear_expired``,
+    ``ear_not_yet_valid``, ``ear_profile``, ``ear_contraindicated``, ``ear_key_binding``).
     """
-    payload: dict[str, Any] = jwt.decode(
-        token,
-        public_key,
-        algorithms=["ES256", "ES384"],
-        options={"require": ["iat", "exp", "eat_profile"], "verify_exp": now is None},
-    )
-    if now is not None and payload["exp"] < now.timestamp():
-        raise jwt.ExpiredSignatureError("token expired")
+    size = public_key.curve.key_size
+    if size not in (256, 384):
+        raise UsageError("EAR keys are P-256 or P-384")
+    alg = _CURVES[size][1]
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise MalformedError("not a compact JWT", field="token") from None
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token, public_key, algorithms=[alg],
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "verify_aud": False, "verify_iss": False},
+        )  # fmt: skip
+    except jwt.DecodeError as e:
+        if isinstance(e, jwt.InvalidSignatureError):
+            raise VerificationError("EAR signature does not verify", code="ear_signature") from None
+        raise MalformedError("not a JWT signed with the expected algorithm", field="token") from None
+    except jwt.InvalidAlgorithmError:
+        raise VerificationError(f"EAR is not signed {alg}", code="ear_signature") from None
+    except jwt.PyJWTError:
+        raise MalformedError("not a compact JWT", field="token") from None
+    if header.get("typ") != EAR_TYPE:
+        raise VerificationError(f"token typ is not {EAR_TYPE}", code="ear_type")
+    for claim in ("iss", "aud", "iat", "exp", "eat_profile", "submods"):
+        if claim not in payload:
+            raise MalformedError(f"EAR has no {claim}", field=claim)
+    if payload["iss"] != issuer:
+        raise VerificationError("EAR was issued by someone else", code="ear_issuer")
+    aud = payload["aud"]
+    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience not in auds:
+        raise VerificationError("EAR is for another audience", code="ear_audience")
+    at = (now or dt.datetime.now(dt.UTC)).timestamp()
+    slack = leeway.total_seconds()
+    times = {k: payload.get(k) for k in ("iat", "nbf", "exp")}
+    if any(v is not None and (not isinstance(v, int) or isinstance(v, bool)) for v in times.values()):
+        raise MalformedError("EAR times must be integers", field="exp")
+    if at > payload["exp"] + slack:
+        raise VerificationError("EAR has expired", code="ear_expired")
+    if at + slack < max(payload["iat"], payload.get("nbf") or 0):
+        raise VerificationError("EAR is not valid yet", code="ear_not_yet_valid")
+    submods = payload["submods"]
+    if payload["eat_profile"] != EAR_PROFILE or not isinstance(submods, dict) or not submods:
+        raise VerificationError("not an EAR of the expected profile", code="ear_profile")
+    statuses = {}
+    for name, sub in submods.items():
+        status = sub.get("ear.status") if isinstance(sub, dict) else None
+        if status not in STATUSES:
+            raise VerificationError(f"submod {str(name)[:32]!r} has no EAR status", code="ear_profile")
+        statuses[name] = status
+    refused = sorted(str(n)[:32] for n, s in statuses.items() if s == "contraindicated")
+    if refused and not allow_contraindicated:
+        raise VerificationError(
+            "the appraisal was refused (contraindicated: " + ", ".join(refused) + ")",
+            code="ear_contraindicated",
+        )
+    if holder_key is not None:
+        want = key_binding(holder_key)["jwk"]
+        cnf = payload.get("cnf")
+        got = cnf.get("jwk") if isinstance(cnf, dict) else None
+        fields = ("kty", "crv", "x", "y", "n", "e")
+        if not isinstance(got, dict) or any(got.get(f) != want.get(f) for f in fields):
+            raise VerificationError("EAR is bound to another key", code="ear_key_binding")
     return payload

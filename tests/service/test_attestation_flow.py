@@ -15,6 +15,7 @@ from tests.service.conftest import GOOD, OTHER, Env, default_policy
 
 from veritee import oids
 from veritee.binding import spki_der
+from veritee.errors import VerificationError
 from veritee.tokens import decode_ear
 
 
@@ -34,11 +35,41 @@ def test_attest_returns_verifiable_ear(env: Env) -> None:
     assert out["claims"]["measurement"] == GOOD
     jwks = env.client.get("/.well-known/jwks.json").json()["keys"]
     assert jwks[0]["kid"] == jwt.get_unverified_header(out["token"])["kid"]
-    ear = decode_ear(out["token"], env.domain.token_key.public_key())
+    ear = decode_ear(out["token"], env.domain.token_key.public_key(), issuer="veritee", audience="veritee")
     sub = ear["submods"]["simulated"]
     assert sub["ear.status"] in ("affirming", "warning")
     assert ear["eat_nonce"]
     assert sub["ear.trustworthiness-vector"]["instance-identity"] == 2
+    assert jwt.get_unverified_header(out["token"])["typ"] == "eat+jwt"
+    assert "cnf" not in ear  # no key was bound
+
+
+def test_attest_token_names_its_audience_and_binds_the_workload_key(env: Env) -> None:
+    """Issue 13 item 6: ``aud`` as asked (else the domain), ``cnf`` the key the evidence bound;
+    a refused appraisal's token is refused by the relying party unless it asks for it."""
+    env.install_policy()
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = env.attest_body(spki=spki_der(key.public_key())) | {
+        "public_key": _pem(key), "audience": "https://payments.example/api"}
+    out = env.client.post("/v1/attest", json=body).json()
+    pub = env.domain.token_key.public_key()
+    ear = decode_ear(out["token"], pub, issuer="veritee", audience="https://payments.example/api",
+                     holder_key=key.public_key())  # fmt: skip
+    assert ear["cnf"]["jwk"]["crv"] == "P-256"
+    with pytest.raises(VerificationError) as e:
+        decode_ear(out["token"], pub, issuer="veritee", audience="veritee")
+    assert e.value.code == "ear_audience"
+    for audience in ("veritee/kbs", "", "has space", "x" * 300):
+        r = env.client.post("/v1/attest", json=env.attest_body() | {"audience": audience})
+        assert r.status_code == 400, audience
+    stranger = env.workload(OTHER)
+    out = env.client.post("/v1/attest", json=env.attest_body(stranger)).json()
+    assert out["accepted"] is False
+    with pytest.raises(VerificationError) as e:
+        decode_ear(out["token"], pub, issuer="veritee", audience="veritee")
+    assert e.value.code == "ear_contraindicated"
+    ear = decode_ear(out["token"], pub, issuer="veritee", audience="veritee", allow_contraindicated=True)
+    assert ear["submods"]["simulated"]["ear.status"] == "contraindicated"
 
 
 def test_without_policy_everything_is_refused(env: Env) -> None:
@@ -107,6 +138,9 @@ def test_certify_issues_admission_certificate(env: Env) -> None:
     assert oids.decode_utf8_string(ext.value) == GOOD
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert life <= dt.timedelta(hours=1, minutes=1)
+    ear = decode_ear(r.json()["token"], env.domain.token_key.public_key(), issuer="veritee",
+                     audience="veritee", holder_key=key.public_key())  # fmt: skip
+    assert ear["cnf"]["jwk"]["x"]
 
 
 def test_certify_refuses_key_not_bound(env: Env) -> None:

@@ -18,6 +18,8 @@ from veritee.service.keystores import store_identity
 from veritee.service.schemas import AttestRequest, CertifyRequest
 from veritee.tokens import issue_ear
 
+KBS_AUDIENCE_SUFFIX = "/kbs"
+
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["attestation"])
@@ -44,6 +46,16 @@ def _load_workload_key(pem: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in (256, 384):
         raise MalformedError("public_key must be ECDSA P-256 or P-384", field="public_key")
     return key
+
+
+def _audience(ctx: ServiceContext, body: AttestRequest) -> str:
+    """The token's ``aud``: as asked, else the domain's relying parties (the issuer itself).
+    The KBS's audience is its own: a token from here never opens a KBS resource."""
+    if body.audience is None:
+        return ctx.settings.issuer
+    if body.audience == ctx.settings.issuer + KBS_AUDIENCE_SUFFIX:
+        raise MalformedError("that audience is reserved for the KBS's own tokens", field="audience")
+    return body.audience
 
 
 def _consume_and_audit(
@@ -120,7 +132,9 @@ def _consume_and_audit(
 async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     ctx = _ctx(request)
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
-    spki = spki_der(_load_workload_key(body.public_key)) if body.public_key else None
+    audience = _audience(ctx, body)
+    key = _load_workload_key(body.public_key) if body.public_key else None
+    spki = spki_der(key) if key is not None else None
     now = ctx.now()
     policy = await ctx.current_policy()
     appraisal = ctx.appraise(
@@ -130,8 +144,8 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     await ctx.run_db(_consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
     d = ctx.domain
     token = issue_ear(
-        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
-        claims=appraisal.claims, nonce=nonce, now=now,
+        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
+        decision=appraisal.decision, claims=appraisal.claims, nonce=nonce, now=now, bound_key=key,
     )
     return JSONResponse({"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims})
 
@@ -142,6 +156,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
 
     ctx = _ctx(request)
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
+    audience = _audience(ctx, body)
     key = _load_workload_key(body.public_key)
     spki = spki_der(key)
     proof = KeyStoreProof.from_json(body.key_store) if body.key_store is not None else None
@@ -171,8 +186,8 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     )
     d = ctx.domain
     token = issue_ear(
-        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, decision=appraisal.decision,
-        claims=appraisal.claims, nonce=nonce, now=now,
+        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
+        decision=appraisal.decision, claims=appraisal.claims, nonce=nonce, now=now, bound_key=key,
     )
     return JSONResponse({
         "certificate": pem,

@@ -63,6 +63,11 @@ class AttestRequest(_Body):
     format: str = Field("auto", max_length=20)
     public_key: str | None = Field(None, max_length=4000, description="PEM SubjectPublicKeyInfo bound in report data")
     collateral: list[CollateralBlob] = Field(default_factory=list, max_length=32)
+    audience: str | None = Field(
+        None, min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$",
+        description="who the EAR token is for (its aud); default: this domain's relying parties "
+        "(aud = the service's issuer)",
+    )
 
     def evidence_bytes(self) -> bytes:
         return decode_b64(self.evidence, "evidence")
