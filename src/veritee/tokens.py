@@ -50,6 +50,7 @@ __all__ = [
     "ear_payload",
     "issue_ear",
     "jwk_of",
+    "kbs_audience",
     "key_binding",
     "sign_jwt",
 ]
@@ -59,12 +60,18 @@ EAR_PROFILE = "tag:github.com,2023:veraison/ear"
 EAR_TYPE = "eat+jwt"
 TOKEN_LIFETIME = dt.timedelta(minutes=30)
 STATUSES = ("none", "affirming", "warning", "contraindicated")
+KBS_AUDIENCE_SUFFIX = "/kbs"
 _CURVES = {256: ("P-256", "ES256", hashes.SHA256), 384: ("P-384", "ES384", hashes.SHA384),
            521: ("P-521", "ES512", hashes.SHA512)}  # fmt: skip
 
 
 def _b64u(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def kbs_audience(issuer: str) -> str:
+    """The ``aud`` of the Trustee KBS's session tokens: no other token opens a KBS resource."""
+    return issuer + KBS_AUDIENCE_SUFFIX
 
 
 def jwk_of(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:

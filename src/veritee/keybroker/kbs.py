@@ -1,22 +1,34 @@
 """Pure pieces of the Confidential Containers Trustee Key Broker Service (KBS) protocol.
 
 Described in ``kbs/docs/kbs_attestation_protocol.md`` of confidential-containers/trustee
-(Request-Challenge-Attestation-Response, "RCAR") and the ``kbs-types`` crate:
+(Request-Challenge-Attestation-Response, "RCAR"), the ``kbs-types`` crate (0.18) and Trustee's
+KBS (``kbs/src/attestation/backend.rs``), protocol version 0.4.0:
 
-1. ``POST /kbs/v0/auth`` with a **Request** ``{"version", "tee", "extra-params"}``; the KBS answers
-   a **Challenge** ``{"nonce", "extra-params"}`` and sets the cookie ``kbs-session-id``.
-2. ``POST /kbs/v0/attest`` with an **Attestation**: ``{"runtime-data": {"nonce", "tee-pubkey"},
-   "tee-evidence", "init-data"?}`` (protocol >= 0.2; the older form has ``tee-pubkey`` at the top
-   and no ``runtime-data``; from 0.4 ``tee-evidence`` is a CompositeEvidence, see
-   :class:`KbsAttestation`). The evidence's report data must be ``HASH(runtime-data)`` padded with
-   zeros to 64 bytes, where the runtime data is serialized as serde_json does for a JSON value
-   (keys sorted, no whitespace) and HASH is the challenge's ``selected-hash-algorithm``
-   (default SHA-384). The KBS answers ``{"token": JWT}``.
-3. ``GET /kbs/v0/resource/<repository>/<type>/<tag>`` with the cookie (or ``Authorization: Bearer``
-   token) returns the resource as flattened JWE (RFC 7516 §7.2.2) to ``tee-pubkey``.
+1. ``POST /kbs/v0/auth`` with a **Request** ``{"version", "tee", "extra-params"}``. The version
+   must be ``0.4.0`` (Trustee's requirement ``=0.4.0``: build metadata is ignored, nothing else
+   is accepted). The KBS answers a **Challenge** ``{"nonce", "extra-params"}`` and sets the
+   cookie ``kbs-session-id``.
+2. ``POST /kbs/v0/attest`` with an **Attestation** ``{"runtime-data": {"nonce", "tee-pubkey"},
+   "tee-evidence": {"primary_evidence", "additional_evidence"}, "init-data"?}``:
 
-Errors are ``{"type": ".../kbs/errors/<problem>", "detail"}`` with 401 (not authenticated),
-403 (policy denies) and 404 (no such resource).
+   * the primary evidence's report data is ``HASH(runtime-data + {"additional-evidence"})``,
+     zero-padded to 64 bytes, the runtime data serialized as the guest does (keys sorted, no
+     whitespace) and HASH the challenge's ``selected-hash-algorithm`` (default SHA-384);
+   * ``additional_evidence`` is ``""`` or the JSON text of ``{tee: evidence}`` for further
+     devices (a GPU); each device's evidence binds ``HASH(runtime-data)`` (without
+     ``additional-evidence``), cut to the device's nonce size (:func:`parse_additional_evidence`);
+   * ``init-data`` is ``{"format": "toml", "body": <Initdata TOML>}`` (Trustee's
+     ``kbs/docs/initdata.md``): its digest ``algorithm(body)`` must be what the evidence binds,
+     as Trustee's verifiers check it (:func:`check_init_data`).
+
+   The KBS answers ``{"token": <EAR JWT>}``; a second ``/attest`` on an attested session
+   answers that session's token again.
+3. ``GET /kbs/v0/resource/<repository>/<type>/<tag>`` with the cookie (or ``Authorization:
+   Bearer <token>``) returns the resource as flattened JWE (RFC 7516 §7.2.2) to ``tee-pubkey``.
+
+Errors are Trustee's ``ErrorInformation`` ``{"type": ".../kbs/errors/<name>", "detail"}`` with
+Trustee's names, all 401 except a bad path or unknown plugin (404): see
+:mod:`veritee.service.routes_kbs`.
 """
 
 from __future__ import annotations
@@ -26,10 +38,12 @@ import hashlib
 import hmac
 import json
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from veritee import _json
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._reader import base64_any
 from veritee.evidence.sev_snp_serde import cert_chain_from_sev_json, evidence_from_sev_json
@@ -40,15 +54,22 @@ __all__ = [
     "DEFAULT_HASH",
     "ERROR_TYPE_PREFIX",
     "HASH_ALGORITHMS",
+    "PROTOCOL_VERSION",
     "TEE_FORMATS",
+    "DeviceEvidence",
+    "InitData",
     "KbsAttestation",
     "KbsChallenge",
     "KbsRequest",
     "TeeEvidence",
+    "check_device_binding",
+    "check_init_data",
+    "check_protocol_version",
     "check_runtime_binding",
     "expected_report_data",
     "extract_evidence",
     "kbs_error",
+    "parse_additional_evidence",
     "resource_name",
     "runtime_data_bytes",
     "select_hash",
@@ -57,12 +78,17 @@ __all__ = [
 COOKIE_NAME = "kbs-session-id"
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 MAX_MESSAGE_BYTES = 1024 * 1024
-_COMPOSITE_MEMBERS = {"primary_evidence", "additional_evidence"}
+MAX_INIT_DATA_BYTES = 256 * 1024
+MAX_DEVICES = 16
 REPORT_DATA_SIZE = 64
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 DEFAULT_HASH = "sha384"
-_VERSION = re.compile(r"^0\.(\d{1,3})\.(\d{1,3})$")
-MIN_MINOR = 1
+PROTOCOL_VERSION = "0.4.0"
+# Semantic version 2.0.0: core, optional pre-release, optional build metadata.
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
 # KBS "tee" names (kbs-types ``Tee``) and the veritee evidence format each carries.
 TEE_FORMATS: dict[str, str] = {
     "snp": "sev-snp",
@@ -76,6 +102,20 @@ TEE_FORMATS: dict[str, str] = {
     # evidence ({"svn", "report_data"}) is refused.
     "sample": "simulated",
 }
+# Device tees of ``additional_evidence`` and the veritee format of one device's evidence.
+DEVICE_FORMATS: dict[str, str] = {"nvidia": "nvidia-gpu"}
+# Where each evidence format binds an init-data digest (Trustee's verifiers): the claim, the
+# field's size, and how the digest is made to fit (``pad``: cut or zero-pad as
+# ``regularize_data``; ``exact``: equal as is; ``pcr``: PCR8 = SHA-256(0^32 || digest)).
+INIT_DATA_FIELDS: dict[str, tuple[str, int, str]] = {
+    "sev-snp": ("host_data", 32, "pad"),
+    "tdx": ("mr_config_id", 48, "pad"),
+    "sgx": ("config_id", 64, "pad"),
+    "cca": ("personalization", 64, "exact"),
+    "tpm": ("pcr8", 32, "pcr"),
+    "az-snp-vtpm": ("pcr8", 32, "pcr"),
+    "az-tdx-vtpm": ("pcr8", 32, "pcr"),
+}
 
 
 def kbs_error(problem: str, detail: str) -> dict[str, str]:
@@ -86,27 +126,22 @@ def kbs_error(problem: str, detail: str) -> dict[str, str]:
 def _load(body: bytes | str | Mapping[str, Any], what: str) -> Mapping[str, Any]:
     if isinstance(body, Mapping):
         return body
-    raw = body.encode() if isinstance(body, str) else body
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise MalformedError(f"{what} is larger than {MAX_MESSAGE_BYTES} bytes", field=what)
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MalformedError(f"{what} is not JSON: {e}", field=what) from None
-    if not isinstance(doc, dict):
-        raise MalformedError(f"{what} must be a JSON object", field=what)
-    return doc
+    return _json.loads_object(body, what=what, limit=MAX_MESSAGE_BYTES)
 
 
-def _extra(doc: Mapping[str, Any], what: str) -> dict[str, Any]:
-    extra = doc.get("extra-params", {})
-    if extra in ("", None):
-        return {}
-    if not isinstance(extra, dict):
-        raise MalformedError(
-            "extra-params must be an object or empty", field=f"{what}.extra-params"
+def check_protocol_version(version: Any) -> None:
+    """Accept what Trustee's KBS accepts: semver ``=0.4.0`` (build metadata ignored)."""
+    if not isinstance(version, str):
+        raise MalformedError("version must be a string", field="request.version")
+    m = _SEMVER.match(version)
+    if m is None:
+        raise MalformedError("version is not a semantic version", field="request.version")
+    if m.group(1, 2, 3) != ("0", "4", "0") or m.group(4) is not None:
+        raise UsageError(
+            f"KBS protocol version mismatch: expected ={PROTOCOL_VERSION}, "
+            f"the request has {version[:24]!r}",
+            code="protocol_version",
         )
-    return dict(extra)
 
 
 @dataclass(frozen=True)
@@ -121,14 +156,7 @@ class KbsRequest:
     def from_json(cls, body: bytes | str | Mapping[str, Any]) -> KbsRequest:
         doc = _load(body, "request")
         version, tee = doc.get("version"), doc.get("tee")
-        if not isinstance(version, str):
-            raise MalformedError("version must be a string", field="request.version")
-        m = _VERSION.match(version)
-        if not m or int(m.group(1)) < MIN_MINOR:
-            raise UsageError(
-                f"KBS protocol version {version[:16]!r} is not supported (0.1.0 up to 0.x)",
-                code="protocol_version",
-            )
+        check_protocol_version(version)
         if not isinstance(tee, str) or not tee:
             raise MalformedError("tee must be a string", field="request.tee")
         if tee not in TEE_FORMATS:
@@ -136,14 +164,17 @@ class KbsRequest:
                 f"tee {tee[:24]!r} is not verified here; supported: {', '.join(TEE_FORMATS)}",
                 code="tee_unsupported",
             )
-        return cls(version=version, tee=tee, extra_params=_extra(doc, "request"))
+        extra = doc.get("extra-params", {})
+        return cls(
+            version=str(version), tee=tee, extra_params=dict(extra) if isinstance(extra, dict) else {}
+        )
 
     @property
     def supported_hashes(self) -> tuple[str, ...]:
         raw = self.extra_params.get("supported-hash-algorithms")
         if not isinstance(raw, list):
             return ()
-        return tuple(str(a).lower() for a in raw if isinstance(a, str))
+        return tuple(str(a).lower() for a in raw[:16] if isinstance(a, str))
 
 
 def select_hash(request: KbsRequest) -> str:
@@ -178,54 +209,107 @@ class KbsChallenge:
 
 
 @dataclass(frozen=True)
-class KbsAttestation:
-    """The ``Attestation`` payload of ``/kbs/v0/attest`` (both protocol generations).
+class InitData:
+    """Initdata as Trustee's ``kbs/docs/initdata.md`` defines it, sent as TOML.
 
-    Since protocol 0.4 the guest components send ``tee-evidence`` as a *CompositeEvidence*
-    ``{"primary_evidence": <the TEE's evidence>, "additional_evidence": <string>}``, where the
-    string is the JSON of the evidence of further devices (e.g. a GPU), or ``""`` when there are
-    none. The primary evidence then binds the runtime data *with* ``"additional-evidence"``
-    set to that string, so the devices' evidence is bound too. veritee appraises the primary
-    evidence only: ``additional_evidence`` is kept for the binding and the audit record.
+    ``digest`` is ``algorithm(body)`` over the body's exact bytes; ``claims`` is its ``data``
+    table, where the ``aa.toml`` and ``cdh.toml`` members are parsed into tables and a
+    ``policy.rego`` member gives way to ``agent_policy_claims`` (its ``policy_data``), as
+    Trustee's attestation service presents them to policies.
     """
 
+    algorithm: str
+    digest: bytes
+    claims: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, value: Any) -> InitData:
+        if not isinstance(value, dict) or set(value) != {"format", "body"}:
+            raise MalformedError("init-data must be {format, body}", field="init-data")
+        fmt, body = value["format"], value["body"]
+        if fmt != "toml":
+            raise UsageError(f"init-data format {str(fmt)[:16]!r} is not supported (toml)",
+                             code="init_data_format")  # fmt: skip
+        if not isinstance(body, str) or len(body) > MAX_INIT_DATA_BYTES:
+            raise MalformedError(f"init-data body must be text of at most {MAX_INIT_DATA_BYTES} "
+                                 "bytes", field="init-data.body")  # fmt: skip
+        try:
+            doc = tomllib.loads(body)
+        except (tomllib.TOMLDecodeError, RecursionError, ValueError):
+            raise MalformedError("init-data body is not TOML", field="init-data.body") from None
+        algorithm, version, data = doc.get("algorithm"), doc.get("version"), doc.get("data")
+        if algorithm not in HASH_ALGORITHMS:
+            raise MalformedError(f"init-data algorithm must be one of {', '.join(HASH_ALGORITHMS)}",
+                                 field="init-data.body.algorithm")  # fmt: skip
+        if not isinstance(version, str):
+            raise MalformedError("init-data version must be text", field="init-data.body.version")
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise MalformedError("init-data data must map names to text", field="init-data.body.data")
+        digest = hashlib.new(str(algorithm), body.encode("utf-8")).digest()
+        return cls(algorithm=str(algorithm), digest=digest, claims=_init_data_claims(data))
+
+
+def _init_data_claims(data: dict[str, str]) -> dict[str, Any]:
+    claims: dict[str, Any] = dict(data)
+    for key in ("cdh.toml", "aa.toml"):
+        if key in claims:
+            try:
+                claims[key] = tomllib.loads(claims[key])
+            except (tomllib.TOMLDecodeError, RecursionError, ValueError):
+                pass  # kept as text, as Trustee does
+    rego = claims.get("policy.rego")
+    if isinstance(rego, str):
+        start = rego.find("policy_data := {")
+        if start >= 0:
+            try:
+                policy_data = _json.loads(rego[start + len("policy_data := ") :], what="policy_data",
+                                          limit=MAX_INIT_DATA_BYTES)  # fmt: skip
+            except MalformedError:
+                policy_data = None
+            if policy_data is not None:
+                del claims["policy.rego"]
+                claims["agent_policy_claims"] = policy_data
+    return claims
+
+
+@dataclass(frozen=True)
+class KbsAttestation:
+    """The ``Attestation`` payload of ``/kbs/v0/attest`` (protocol 0.4.0, kbs-types 0.18)."""
+
+    nonce: str
     tee_pubkey: dict[str, Any]
-    runtime_data: dict[str, Any] | None
-    tee_evidence: Any
-    init_data: Any = None
-    additional_evidence: str | None = None
+    primary_evidence: Any
+    additional_evidence: str
+    init_data: InitData | None = None
 
     @classmethod
     def from_json(cls, body: bytes | str | Mapping[str, Any]) -> KbsAttestation:
         doc = _load(body, "attestation")
-        if "tee-evidence" not in doc:
-            raise MalformedError("tee-evidence is missing", field="attestation.tee-evidence")
         runtime = doc.get("runtime-data")
-        if runtime is not None:
-            if not isinstance(runtime, dict):
-                raise MalformedError("runtime-data must be an object", field="runtime-data")
-            pubkey = runtime.get("tee-pubkey")
-            where = "runtime-data.tee-pubkey"
-        else:
-            pubkey = doc.get("tee-pubkey")
-            where = "attestation.tee-pubkey"
+        if not isinstance(runtime, dict):
+            raise MalformedError("runtime-data must be an object", field="runtime-data")
+        nonce, pubkey = runtime.get("nonce"), runtime.get("tee-pubkey")
+        if not isinstance(nonce, str):
+            raise MalformedError("runtime-data.nonce must be a string", field="runtime-data.nonce")
         if not isinstance(pubkey, dict):
-            raise MalformedError("tee-pubkey must be a JWK object", field=where)
-        evidence, additional = doc["tee-evidence"], None
-        if isinstance(evidence, dict) and set(evidence) == _COMPOSITE_MEMBERS:
-            additional = evidence["additional_evidence"]
-            if not isinstance(additional, str):
-                raise MalformedError(
-                    "additional_evidence must be a string",
-                    field="tee-evidence.additional_evidence",
-                )
-            evidence = evidence["primary_evidence"]
+            raise MalformedError("tee-pubkey must be a JWK object", field="runtime-data.tee-pubkey")
+        evidence = doc.get("tee-evidence")
+        if not isinstance(evidence, dict) or not {"primary_evidence", "additional_evidence"} <= set(evidence):
+            raise MalformedError(
+                "tee-evidence must be a CompositeEvidence {primary_evidence, additional_evidence}",
+                field="tee-evidence",
+            )
+        additional = evidence["additional_evidence"]
+        if not isinstance(additional, str):
+            raise MalformedError("additional_evidence must be a string",
+                                 field="tee-evidence.additional_evidence")  # fmt: skip
+        init = doc.get("init-data")
         return cls(
+            nonce=nonce,
             tee_pubkey=dict(pubkey),
-            runtime_data=None if runtime is None else dict(runtime),
-            tee_evidence=evidence,
-            init_data=doc.get("init-data"),
+            primary_evidence=evidence["primary_evidence"],
             additional_evidence=additional,
+            init_data=None if init is None else InitData.from_json(init),
         )
 
     def public_key(self) -> tuple[RecipientPublicKey, str]:
@@ -233,27 +317,26 @@ class KbsAttestation:
         key = public_key_from_jwk(self.tee_pubkey)
         alg = self.tee_pubkey.get("alg")
         if alg is None:
-            alg = "RSA-OAEP" if self.tee_pubkey.get("kty") == "RSA" else "ECDH-ES+A256KW"
+            alg = "RSA-OAEP-256" if self.tee_pubkey.get("kty") == "RSA" else "ECDH-ES+A256KW"
         if alg not in JWE_ALGS:
             raise MalformedError(
                 f"unsupported tee-pubkey alg {str(alg)[:24]!r}", field="tee-pubkey.alg"
             )
         return key, str(alg)
 
-    def runtime_for(self, nonce: str) -> dict[str, Any]:
-        """The runtime data the evidence must bind (reconstructed for the older protocol)."""
-        runtime = (
-            self.runtime_data
-            if self.runtime_data is not None
-            else {"nonce": nonce, "tee-pubkey": self.tee_pubkey}
-        )
-        if self.additional_evidence is not None:
-            runtime = {**runtime, "additional-evidence": self.additional_evidence}
-        return runtime
+    @property
+    def runtime_data(self) -> dict[str, Any]:
+        """What the devices' evidence binds (and what the token reports)."""
+        return {"nonce": self.nonce, "tee-pubkey": self.tee_pubkey}
+
+    @property
+    def primary_runtime_data(self) -> dict[str, Any]:
+        """What the primary evidence binds: the runtime data and the devices' evidence."""
+        return {**self.runtime_data, "additional-evidence": self.additional_evidence}
 
 
 def runtime_data_bytes(runtime_data: Mapping[str, Any]) -> bytes:
-    """Serialize as serde_json does a ``Value``: keys sorted, no whitespace, UTF-8."""
+    """Serialize as the guest does (RFC 8785 for these documents): keys sorted, no whitespace."""
     return json.dumps(
         runtime_data, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     ).encode("utf-8")
@@ -266,6 +349,13 @@ def expected_report_data(runtime_data: Mapping[str, Any], hash_algorithm: str) -
     return digest.ljust(REPORT_DATA_SIZE, b"\0")
 
 
+def _hex(value: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def check_runtime_binding(
     attestation: KbsAttestation, *, nonce: str, hash_algorithm: str, report_data_hex: str
 ) -> None:
@@ -273,24 +363,69 @@ def check_runtime_binding(
 
     Raises :class:`VerificationError` ``nonce_mismatch`` or ``binding_mismatch``.
     """
-    runtime = attestation.runtime_for(nonce)
-    if runtime.get("nonce") != nonce:
+    if not hmac.compare_digest(attestation.nonce.encode(), nonce.encode()):
         raise VerificationError(
             "runtime-data.nonce is not this session's challenge nonce", code="nonce_mismatch"
         )
-    want = expected_report_data(runtime, hash_algorithm)
-    try:
-        got = bytes.fromhex(report_data_hex)
-    except (TypeError, ValueError):
-        raise VerificationError(
-            "evidence has no usable report data", code="binding_mismatch"
-        ) from None
+    want = expected_report_data(attestation.primary_runtime_data, hash_algorithm)
+    got = _hex(report_data_hex)
+    if got is None:
+        raise VerificationError("evidence has no usable report data", code="binding_mismatch")
     if not hmac.compare_digest(got.ljust(REPORT_DATA_SIZE, b"\0"), want):
         raise VerificationError(
             f"evidence report data is not {hash_algorithm.upper()}(runtime-data): the evidence "
-            "was made for another nonce or another tee-pubkey",
+            "was made for another nonce, another tee-pubkey or other device evidence",
             code="binding_mismatch",
         )
+
+
+def check_device_binding(
+    attestation: KbsAttestation, *, hash_algorithm: str, report_data_hex: str
+) -> None:
+    """A device's nonce must be ``HASH(runtime-data)`` cut (or zero-padded) to its size."""
+    got = _hex(report_data_hex)
+    digest = hashlib.new(hash_algorithm, runtime_data_bytes(attestation.runtime_data)).digest()
+    if got is None or not got or not hmac.compare_digest(got, digest[: len(got)].ljust(len(got), b"\0")):
+        raise VerificationError(
+            f"device evidence does not bind {hash_algorithm.upper()}(runtime-data)",
+            code="device_binding_mismatch",
+        )
+
+
+def check_init_data(evidence_format: str, claims: Mapping[str, Any], init_data: InitData) -> str:
+    """Check that the evidence binds ``init_data``'s digest; return the bound field (hex).
+
+    As Trustee's verifiers: SNP HOSTDATA (32 bytes), TDX MRCONFIGID (48), SGX CONFIGID (64) hold
+    the digest cut or zero-padded to their size; CCA's personalization value holds it exactly;
+    on (v)TPM platforms PCR8 is ``SHA-256(0^32 || digest)`` for a SHA-256 digest. Raises
+    :class:`VerificationError` ``init_data_unbound`` where the evidence binds no init-data
+    (veritee's simulated platform) and ``init_data_mismatch`` where it binds another.
+    """
+    where = INIT_DATA_FIELDS.get(evidence_format)
+    if where is None:
+        raise VerificationError(
+            f"{evidence_format} evidence binds no init-data: init-data cannot be accepted",
+            code="init_data_unbound",
+        )
+    claim, size, rule = where
+    got = _hex(claims.get(claim))
+    digest = init_data.digest
+    if rule == "pad":
+        want = digest[:size].ljust(size, b"\0")
+    elif rule == "exact":
+        want = digest
+    else:
+        if len(digest) != 32:
+            raise VerificationError(
+                "a (v)TPM binds init-data in PCR8 by a SHA-256 digest; this one is "
+                f"{init_data.algorithm}", code="init_data_mismatch",
+            )  # fmt: skip
+        want = hashlib.sha256(bytes(32) + digest).digest()
+    if got is None or len(got) != size or not hmac.compare_digest(got, want):
+        raise VerificationError(
+            f"init-data is not what the evidence binds ({claim})", code="init_data_mismatch"
+        )
+    return got.hex()
 
 
 class TeeEvidence(NamedTuple):
@@ -307,7 +442,7 @@ _SNP_CHAIN_TYPES = ("ARK", "ASK", "VCEK", "VLEK", "CRL")
 
 
 def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
-    """The veritee evidence format and raw bytes inside a KBS ``tee-evidence``.
+    """The veritee evidence format and raw bytes inside a KBS primary evidence.
 
     * ``tdx`` / ``sgx``: ``{"quote": base64, ...}`` as the guest components' attesters send;
     * ``snp``: ``{"attestation_report": ..., "cert_chain": ...}`` where the report is either the
@@ -327,13 +462,8 @@ def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
         raise UsageError(f"tee {tee[:24]!r} is not supported", code="tee_unsupported")
     fmt = TEE_FORMATS[tee]
     doc = tee_evidence
-    if isinstance(doc, str):  # protocol 0.1 carried the evidence as a JSON string
-        try:
-            doc = json.loads(doc)
-        except json.JSONDecodeError:
-            raise MalformedError("tee-evidence is not JSON", field="tee-evidence") from None
     if not isinstance(doc, dict):
-        raise MalformedError("tee-evidence must be an object", field="tee-evidence")
+        raise MalformedError("primary_evidence must be an object", field="tee-evidence")
     if "evidence" in doc:
         return TeeEvidence(fmt, base64_any(doc["evidence"], "tee-evidence.evidence"))
     if tee in ("tdx", "sgx") and "quote" in doc:
@@ -377,6 +507,68 @@ def extract_evidence(tee: str, tee_evidence: Any) -> TeeEvidence:
     raise MalformedError(f"no evidence found for tee {tee}", field="tee-evidence")
 
 
+@dataclass(frozen=True)
+class DeviceEvidence:
+    """One device of ``additional_evidence``: its kbs tee, its place, veritee format, bytes."""
+
+    tee: str
+    index: int
+    format: str
+    data: bytes
+
+    @property
+    def label(self) -> str:
+        return f"{self.tee}[{self.index}]"
+
+
+def parse_additional_evidence(text: str) -> list[DeviceEvidence]:
+    """The devices of a CompositeEvidence's ``additional_evidence`` (``""``: none).
+
+    ``{"nvidia": {"device_evidence_list": [{"arch", "uuid"?, "evidence", "certificate"}]}}`` as
+    guest-components' NVIDIA attester sends it: ``evidence`` is the SPDM GET_MEASUREMENTS
+    exchange (hex or base64), ``certificate`` the base64 of the device's PEM chain. Each becomes
+    a :mod:`veritee.evidence.nvidia` document. ``sampledevice`` (unsigned) and devices veritee
+    cannot verify are refused, never skipped: a device the guest named is appraised or the
+    attestation fails.
+    """
+    if text == "":
+        return []
+    doc = _json.loads_object(text, what="additional_evidence", limit=MAX_MESSAGE_BYTES)
+    devices: list[DeviceEvidence] = []
+    for tee, evidence in doc.items():
+        if tee == "sampledevice":
+            raise VerificationError("unsigned sample device evidence is never accepted",
+                                    code="evidence_unsigned")  # fmt: skip
+        fmt = DEVICE_FORMATS.get(tee)
+        if fmt is None:
+            raise VerificationError(f"device evidence of {str(tee)[:24]!r} cannot be verified here",
+                                    code="device_unsupported")  # fmt: skip
+        entries = evidence.get("device_evidence_list") if isinstance(evidence, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise MalformedError("device_evidence_list must be a non-empty list",
+                                 field=f"additional_evidence.{tee}")  # fmt: skip
+        for i, entry in enumerate(entries):
+            where = f"additional_evidence.{tee}.device_evidence_list[{i}]"
+            if not isinstance(entry, dict):
+                raise MalformedError("a device's evidence must be an object", field=where)
+            report, chain = entry.get("evidence"), entry.get("certificate")
+            if not isinstance(report, str) or not isinstance(chain, str):
+                raise MalformedError("evidence and certificate must be text", field=where)
+            pem = base64_any(chain, f"{where}.certificate").decode("ascii", errors="replace")
+            document = json.dumps({"report": report, "certificate_chain": pem}).encode()
+            devices.append(DeviceEvidence(tee, len(devices), fmt, document))
+            if len(devices) > MAX_DEVICES:
+                raise MalformedError(f"more than {MAX_DEVICES} devices", field="additional_evidence")
+    return devices
+
+
+# Trustee's ResourceDesc grammar for each of repository, type and tag (length bounded here).
+_PATH_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
 def resource_name(repository: str, rtype: str, tag: str) -> str:
-    """The secret name a KBS resource path maps to."""
+    """The secret name a KBS resource path maps to (MalformedError for a bad segment)."""
+    for part, what in ((repository, "repository"), (rtype, "type"), (tag, "tag")):
+        if _PATH_PART.match(part) is None:
+            raise MalformedError(f"resource {what} is not a valid path segment", field=what)
     return f"{repository}/{rtype}/{tag}"

@@ -26,6 +26,7 @@ from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
+from veritee.service.storage.tx import Tx
 from veritee.tokens import jwk_of
 
 __all__ = ["create_app"]
@@ -130,14 +131,21 @@ NONCE_PURGE_BATCH = 2000
 
 
 def _purge(ctx: ServiceContext) -> int:
-    """Purge in short transactions: each holds the database's write lock only briefly."""
+    """Purge ended nonces, then expired KBS sessions, in short transactions: each holds the
+    database's write lock only briefly."""
     total, now = 0, ctx.now()
-    while True:
-        with ctx.storage.transaction() as tx:
-            n = tx.purge_nonces(now=now, limit=NONCE_PURGE_BATCH)
-        total += n
-        if n < NONCE_PURGE_BATCH:
-            return total
+    purges: tuple[Callable[[Tx], int], ...] = (
+        lambda tx: tx.purge_nonces(now=now, limit=NONCE_PURGE_BATCH),
+        lambda tx: tx.purge_kbs_sessions(now=now, limit=NONCE_PURGE_BATCH),
+    )
+    for purge in purges:
+        while True:
+            with ctx.storage.transaction() as tx:
+                n = purge(tx)
+            total += n
+            if n < NONCE_PURGE_BATCH:
+                break
+    return total
 
 
 async def _purge_nonces_periodically(ctx: ServiceContext) -> None:

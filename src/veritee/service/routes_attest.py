@@ -16,9 +16,7 @@ from veritee.errors import MalformedError, NonceError, VerificationError
 from veritee.service.context import Appraisal, ServiceContext
 from veritee.service.keystores import store_identity
 from veritee.service.schemas import AttestRequest, CertifyRequest
-from veritee.tokens import issue_ear
-
-KBS_AUDIENCE_SUFFIX = "/kbs"
+from veritee.tokens import issue_ear, kbs_audience
 
 __all__ = ["router"]
 
@@ -53,7 +51,7 @@ def _audience(ctx: ServiceContext, body: AttestRequest) -> str:
     The KBS's audience is its own: a token from here never opens a KBS resource."""
     if body.audience is None:
         return ctx.settings.issuer
-    if body.audience == ctx.settings.issuer + KBS_AUDIENCE_SUFFIX:
+    if body.audience == kbs_audience(ctx.settings.issuer):
         raise MalformedError("that audience is reserved for the KBS's own tokens", field="audience")
     return body.audience
 

@@ -2,44 +2,55 @@
 
 ``POST /kbs/v0/auth`` (Request -> Challenge + cookie ``kbs-session-id``), ``POST /kbs/v0/attest``
 (Attestation -> ``{"token"}``) and ``GET /kbs/v0/resource/{repository}/{type}/{tag}`` (flattened
-JWE to the TEE key), as described in Trustee's ``kbs_attestation_protocol.md``; the pure message
-handling is :mod:`veritee.keybroker.kbs`. A resource is the veritee secret named
-``repository/type/tag`` and is released under that secret's release policy, on top of the
-domain's appraisal, with the same audit records as ``/v1/secrets/.../release`` (``via: kbs``).
+JWE to the TEE key), as Trustee's KBS serves them (protocol 0.4.0); the pure message handling is
+:mod:`veritee.keybroker.kbs`. A resource is the veritee secret named ``repository/type/tag`` and
+is released under that secret's release policy, on top of the domain's appraisal, with the same
+audit records as ``/v1/secrets/.../release`` (``via: kbs``).
 
-The session lives in its cookie, not in the process, so each step may be served by another
-worker or replica: before ``/attest`` the cookie holds the tee, hash algorithm and nonce under a
-MAC of a domain-derived key; the nonce (purpose ``kbs``) is single use in the database, so a
-replayed attestation fails on any replica. ``/attest`` returns an ES256/ES384 JWT of the
-domain's token key carrying the claims and the TEE key, and sets the cookie to the attested
-session (MAC'd and compressed: see ``_attested_cookie``); resource requests with the cookie or
-``Authorization: Bearer <token>`` work on every replica.
-Errors are Trustee's ``ErrorInformation`` JSON: 401 not authenticated / attestation failed,
-403 denied by policy, 404 no such resource.
+Sessions: before ``/attest`` the cookie holds the tee, hash algorithm and nonce under a MAC of a
+domain-derived key (nothing is written); the nonce (purpose ``kbs``) is single use in the
+database, so a replayed attestation fails on any replica. ``/attest`` appraises the primary
+evidence, every device of ``additional_evidence`` and the init-data binding, issues an EAR
+(:mod:`veritee.tokens`, audience ``<issuer>/kbs``, ``cnf`` the ``tee-pubkey``, Trustee's EAR
+layout: submod ``cpu0`` whose annotated evidence holds ``runtime_data_claims``), and records the
+session in the database (``kbs_sessions``: the token under the SHA-256 of a random session id)
+in the transaction that consumes the nonce and writes the audit record. The cookie then names
+that session; a second ``/attest`` with it answers the same token, and resource requests with
+it or with ``Authorization: Bearer <token>`` work on every worker and replica. The token is
+verified (signature, type, issuer, audience, expiry) on every resource request, also when it
+comes from the database.
+
+Errors are Trustee's ``ErrorInformation`` with Trustee's type names and status codes (its
+``kbs/src/error.rs``): 404 ``InvalidRequestPath`` (a malformed resource path) and
+``PluginNotFound`` (no such service under ``/kbs/v0``), 401 for every other error:
+``AttestationError`` (anything in ``/auth`` or ``/attest``), ``TokenNotFound`` (no session, no
+token), ``TokenVerifierError`` (a token that does not verify), ``PolicyDeny`` (the release
+policy refuses), ``PluginInternalError`` (no such resource, or damaged at rest), ``JweError``,
+``AdminAuthAccess`` (writes, which veritee takes at ``/v1/admin/secrets`` only).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
 import json
-import zlib
+import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from veritee.collateral import Collateral
 from veritee.errors import (
-    AuthenticationError,
     MalformedError,
     NonceError,
     NotFoundError,
-    UsageError,
+    StorageError,
     VerificationError,
     VeriteeError,
 )
@@ -48,46 +59,55 @@ from veritee.keybroker.kbs import (
     KbsAttestation,
     KbsChallenge,
     KbsRequest,
+    check_device_binding,
+    check_init_data,
     check_runtime_binding,
     extract_evidence,
     kbs_error,
+    parse_additional_evidence,
     resource_name,
     select_hash,
 )
 from veritee.keybroker.vault import validate_name
 from veritee.keybroker.wrap import jwe_encrypt, public_key_from_jwk
-from veritee.service.context import ServiceContext
+from veritee.service.context import Appraisal, ServiceContext
 from veritee.service.release import release_secret
+from veritee.tokens import Submod, decode_ear, ear_payload, kbs_audience, sign_jwt
 
 __all__ = ["SESSION_TTL", "router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/kbs/v0", tags=["kbs"])
 SESSION_TTL = dt.timedelta(minutes=5)
 NONCE_PURPOSE = "kbs"
+SESSION_ID_BYTES = 32
+
+# Cookies are "<kind>.<b64url body>.<b64url tag>", the tag being HMAC-SHA256 over kind and body
+# under a domain-derived key, truncated to 16 bytes:
+#   kind "c", before /attest: JSON [tee, hash algorithm, b64url nonce] (the nonce carries its
+#             own lifetime and is single use in the database);
+#   kind "a", after /attest: the session id (32 random bytes); the session is in kbs_sessions.
+_COOKIE_LABEL = b"veritee-kbs-session-v1."
+_MAX_COOKIE = 1024
 
 
-@dataclass
-class _Session:
+class KbsProblem(Exception):
+    """An error as Trustee's KBS reports it: its type name, status and a detail."""
+
+    def __init__(self, name: str, detail: str, status: int = 401) -> None:
+        super().__init__(detail)
+        self.name, self.detail, self.status = name, detail, status
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(kbs_error(self.name, self.detail), status_code=self.status)
+
+
+@dataclass(frozen=True)
+class _Challenge:
     tee: str
     nonce: bytes
     hash_algorithm: str
-    claims: dict[str, Any] | None = None
-    tee_pubkey: dict[str, Any] | None = None
-    tee_alg: str | None = None
-    evidence_sha256: str | None = None
-
-
-# The session cookie holds the whole session, so any worker or replica can serve any step. It
-# is "<kind>.<b64url body>.<b64url tag>", the tag being HMAC-SHA256 over kind and body under a
-# domain-derived key, truncated to 16 bytes:
-#   kind "c", before /attest: JSON [tee, hash algorithm, b64url nonce] (the nonce carries its
-#             own lifetime and is single use in the database);
-#   kind "a", after /attest: zlib-compressed JSON of the attested session (tee, TEE key, claims,
-#             evidence hash, expiry), about 1.3 KB for SNP claims: under the 4 KB that cookie
-#             stores must keep, which the signed token (about 3.7 KB for SNP) would nearly fill.
-_COOKIE_LABEL = b"veritee-kbs-session-v1."
-_MAX_COOKIE = 8 * 1024
-_MAX_SESSION_JSON = 64 * 1024
 
 
 def _b64u(data: bytes) -> str:
@@ -95,6 +115,8 @@ def _b64u(data: bytes) -> str:
 
 
 def _b64ud(text: str) -> bytes:
+    if not text or not text.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -108,22 +130,8 @@ def _cookie(ctx: ServiceContext, kind: str, payload: bytes) -> str:
     return f"{kind}.{body}.{_b64u(_cookie_tag(ctx, kind, body))}"
 
 
-def _challenge_cookie(ctx: ServiceContext, session: _Session) -> str:
-    doc = [session.tee, session.hash_algorithm, _b64u(session.nonce)]
-    return _cookie(ctx, "c", json.dumps(doc).encode())
-
-
-def _attested_cookie(ctx: ServiceContext, session: _Session, expires: dt.datetime) -> str:
-    doc = {
-        "tee": session.tee, "tee_pubkey": session.tee_pubkey, "tee_alg": session.tee_alg,
-        "claims": session.claims, "evidence_sha256": session.evidence_sha256,
-        "exp": int(expires.timestamp()),
-    }  # fmt: skip
-    return _cookie(ctx, "a", zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 9))
-
-
-def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | None:
-    """The session a cookie holds, or None (absent, forged, garbled or expired)."""
+def _read_cookie(ctx: ServiceContext, value: str | None) -> tuple[str, bytes] | None:
+    """``(kind, payload)`` of a cookie this domain set, or None (absent, forged or garbled)."""
     if not value or len(value) > _MAX_COOKIE:
         return None
     kind, _, rest = value.partition(".")
@@ -133,37 +141,26 @@ def _session_from_cookie(ctx: ServiceContext, value: str | None) -> _Session | N
             _b64ud(tag), _cookie_tag(ctx, kind, body)
         ):
             return None
-        payload = _b64ud(body)
-        if kind == "c":
-            tee, algorithm, nonce = json.loads(payload)
-            if not (isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str)):
-                return None
-            return _Session(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
-        inflate = zlib.decompressobj()
-        text = inflate.decompress(payload, _MAX_SESSION_JSON)
-        if inflate.unconsumed_tail or not inflate.eof:
-            return None
-        doc = json.loads(text)
-        claims, pubkey, exp = doc.get("claims"), doc.get("tee_pubkey"), doc.get("exp")
-        if not (isinstance(claims, dict) and isinstance(pubkey, dict) and isinstance(exp, int)):
-            return None
-        if exp <= dt.datetime.now(dt.UTC).timestamp():
-            return None
-        alg, digest = doc.get("tee_alg"), doc.get("evidence_sha256")
-        return _Session(
-            tee=str(doc.get("tee")), nonce=b"", hash_algorithm="", claims=claims,
-            tee_pubkey=pubkey, tee_alg=alg if isinstance(alg, str) else None,
-            evidence_sha256=digest if isinstance(digest, str) else None,
-        )  # fmt: skip
-    except (ValueError, TypeError, AttributeError, zlib.error):  # bad base64, JSON or shape
+        return kind, _b64ud(body)
+    except (ValueError, binascii.Error):
         return None
+
+
+def _challenge_from(payload: bytes) -> _Challenge | None:
+    try:
+        tee, algorithm, nonce = json.loads(payload)
+        if isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str):
+            return _Challenge(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    return None
 
 
 def _set_cookie(request: Request, resp: Response, value: str) -> None:
     resp.set_cookie(
         COOKIE_NAME, value, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
         samesite="strict", secure=request.url.scheme == "https",
-    )
+    )  # fmt: skip
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -171,24 +168,7 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-def _error(status: int, problem: str, detail: str) -> JSONResponse:
-    return JSONResponse(kbs_error(problem, detail), status_code=status)
-
-
-def _for_error(e: VeriteeError) -> JSONResponse:
-    if isinstance(e, NotFoundError):
-        return _error(404, "ResourceNotFound", e.message)
-    if isinstance(e, AuthenticationError | NonceError):
-        return _error(
-            401, "InvalidRequest" if isinstance(e, NonceError) else "TokenNotFound", e.message
-        )
-    if isinstance(e, VerificationError) and e.code in ("release_denied", "secret_tampered"):
-        return _error(403, "PolicyDeny", e.message)
-    if isinstance(e, VerificationError):
-        return _error(401, "AttestationFailed", e.message)
-    if isinstance(e, MalformedError | UsageError):
-        return _error(401 if e.code == "protocol_version" else 400, "InvalidRequest", e.message)
-    return _error(500, "InternalError", e.message)
+# --- /auth ---------------------------------------------------------------------------------
 
 
 @router.post("/auth", summary="KBS Request -> Challenge (sets kbs-session-id)")
@@ -197,174 +177,316 @@ async def auth(request: Request) -> Response:
     try:
         req = KbsRequest.from_json(await request.body())
         algorithm = select_hash(req)
-        now = ctx.now()
-        nonce = ctx.storage.issue_nonce(now=now, ttl=SESSION_TTL, purpose=NONCE_PURPOSE)
+        nonce = ctx.storage.issue_nonce(now=ctx.now(), ttl=SESSION_TTL, purpose=NONCE_PURPOSE)
     except VeriteeError as e:
-        return _for_error(e)
-    session = _Session(tee=req.tee, nonce=nonce, hash_algorithm=algorithm)
+        return KbsProblem("AttestationError", f"RCAR handshake Auth failed: {e.message}").response()
     challenge = KbsChallenge(nonce=KbsChallenge.encode_nonce(nonce), hash_algorithm=algorithm)
     resp = JSONResponse(challenge.to_json())
-    _set_cookie(request, resp, _challenge_cookie(ctx, session))
+    cookie = json.dumps([req.tee, algorithm, _b64u(nonce)]).encode()
+    _set_cookie(request, resp, _cookie(ctx, "c", cookie))
     return resp
 
 
-def _token(ctx: ServiceContext, session: _Session, now: dt.datetime) -> str:
-    d = ctx.domain
-    alg = "ES256" if d.token_key.curve.key_size == 256 else "ES384"
-    payload = {
-        "iss": ctx.settings.issuer,
-        "iat": int(now.timestamp()),
-        "exp": int((now + SESSION_TTL).timestamp()),
-        "tee-pubkey": session.tee_pubkey,
-        "tee-alg": session.tee_alg,
-        "tee": session.tee,
-        "claims": session.claims,
-        "evidence_sha256": session.evidence_sha256,
-    }
-    return jwt.encode(
-        payload, d.token_key, algorithm=alg, headers={"kid": d.token_kid, "typ": "JWT"}
-    )
+# --- /attest -------------------------------------------------------------------------------
 
 
-@router.post("/attest", summary="KBS Attestation -> attestation results token")
-async def attest(request: Request) -> Response:
-    ctx = _ctx(request)
-    session = _session_from_cookie(ctx, request.cookies.get(COOKIE_NAME))
-    if session is None or session.claims is not None:
-        return _error(401, "InvalidRequest", "no KBS challenge session: POST /kbs/v0/auth first")
-    now = ctx.now()
-    evidence_sha256 = None
-    try:
-        att = KbsAttestation.from_json(await request.body())
-        _, alg = att.public_key()
-        fmt, data, certificates = extract_evidence(session.tee, att.tee_evidence)
-        evidence_sha256 = hashlib.sha256(data).hexdigest()
-        extra = Collateral.from_blobs(certificates) if certificates else None
-        appraisal = ctx.appraise(data, at=now, format=fmt, extra_collateral=extra)
-        nonce_text = KbsChallenge.encode_nonce(session.nonce)
-        reasons = [r.to_json() for r in appraisal.decision.reasons]
-        if appraisal.claims is not None:
+@dataclass
+class _Outcome:
+    """Everything /attest decided, for the audit record and the token."""
+
+    primary: Appraisal
+    reasons: list[dict[str, str]]
+    devices: list[tuple[str, Appraisal, list[dict[str, str]]]]
+    init_data: tuple[str, dict[str, Any]] | None  # (bound field hex, init-data claims)
+
+    @property
+    def accepted(self) -> bool:
+        return (
+            self.primary.decision.accepted
+            and not self.reasons
+            and all(a.decision.accepted and not r for _, a, r in self.devices)
+        )
+
+
+def _appraise(ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, now: dt.datetime) -> _Outcome:
+    """Appraise the primary evidence, its runtime-data and init-data binding, and each device."""
+    fmt, data, certificates = extract_evidence(challenge.tee, att.primary_evidence)
+    devices = parse_additional_evidence(att.additional_evidence)
+    extra = Collateral.from_blobs(certificates) if certificates else None
+    primary = ctx.appraise(data, at=now, format=fmt, extra_collateral=extra)
+    reasons: list[dict[str, str]] = []
+    init_data = None
+    if primary.claims is not None:
+        try:
+            check_runtime_binding(
+                att, nonce=KbsChallenge.encode_nonce(challenge.nonce),
+                hash_algorithm=challenge.hash_algorithm,
+                report_data_hex=str(primary.claims.get("report_data", "")),
+            )  # fmt: skip
+            primary.decision.affirm("runtime_data_bound", claim="instance-identity")
+        except VerificationError as e:
+            reasons.append({"code": e.code, "message": e.message})
+        if att.init_data is not None:
             try:
-                check_runtime_binding(
-                    att,
-                    nonce=nonce_text,
-                    hash_algorithm=session.hash_algorithm,
-                    report_data_hex=str(appraisal.claims.get("report_data", "")),
-                )
+                bound = check_init_data(fmt, primary.claims, att.init_data)
+                init_data = (bound, att.init_data.claims)
+                primary.decision.affirm("init_data_bound", claim="configuration")
             except VerificationError as e:
                 reasons.append({"code": e.code, "message": e.message})
-        accepted = appraisal.decision.accepted and not any(
-            r["code"] in ("binding_mismatch", "nonce_mismatch") for r in reasons
-        )
-        details = appraisal.audit_details() | {"via": "kbs", "tee": session.tee, "reasons": reasons}
-        if att.additional_evidence:
-            # Bound by the primary evidence (checked above) but not appraised: say so.
-            details["additional_evidence"] = {
-                "sha256": hashlib.sha256(att.additional_evidence.encode()).hexdigest(),
-                "appraised": False,
-            }
-        with ctx.storage.transaction() as tx:
-            tx.consume_nonce(session.nonce, now=now, purpose=NONCE_PURPOSE)
-            tx.append_audit(
-                kind="kbs.attest",
-                actor="workload",
-                subject=str(details.get("measurement") or "-"),
-                decision="accept" if accepted else "reject",
-                details=details,
-                now=now,
-            )
-    except NonceError as e:
-        return _error(401, "InvalidRequest", f"challenge nonce refused: {e.message}")
+    appraised = []
+    for device in devices:
+        appraisal = ctx.appraise(device.data, at=now, format=device.format)
+        device_reasons: list[dict[str, str]] = []
+        if appraisal.claims is not None:
+            try:
+                check_device_binding(att, hash_algorithm=challenge.hash_algorithm,
+                                     report_data_hex=str(appraisal.claims.get("report_data", "")))  # fmt: skip
+                appraisal.decision.affirm("runtime_data_bound", claim="instance-identity")
+            except VerificationError as e:
+                device_reasons.append({"code": e.code, "message": e.message})
+        appraised.append((device.label, appraisal, device_reasons))
+    return _Outcome(primary, reasons, appraised, init_data)
+
+
+def _device_name(index: int) -> str:
+    """Trustee's submod names: the TEE class and its index (``gpu0``, ``gpu1``, ...); every
+    device veritee verifies is a GPU."""
+    return f"gpu{index}"
+
+
+def _token(ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, outcome: _Outcome,
+           now: dt.datetime) -> str:  # fmt: skip
+    """The session's EAR, in Trustee's layout (see the module docstring)."""
+    primary = dict(outcome.primary.claims or {})
+    primary["runtime_data_claims"] = att.runtime_data
+    if outcome.init_data is not None:
+        primary["init_data"], primary["init_data_claims"] = outcome.init_data
+    submods = [Submod("cpu0", outcome.primary.decision, primary)]
+    submods += [Submod(_device_name(i), a.decision, a.claims)
+                for i, (_, a, _) in enumerate(outcome.devices)]  # fmt: skip
+    payload = ear_payload(
+        issuer=ctx.settings.issuer, audience=kbs_audience(ctx.settings.issuer), submods=submods,
+        now=now, nonce=challenge.nonce, bound_key=att.tee_pubkey, lifetime=SESSION_TTL,
+    )  # fmt: skip
+    d = ctx.domain
+    return sign_jwt(payload, d.token_key, kid=d.token_kid)
+
+
+def _audit_details(challenge: _Challenge, att: KbsAttestation | None, outcome: _Outcome | None,
+                   evidence_sha256: str | None, error: VeriteeError | None) -> dict[str, Any]:  # fmt: skip
+    if outcome is None:
+        assert error is not None
+        return {"via": "kbs", "tee": challenge.tee, "evidence_sha256": evidence_sha256,
+                "reasons": [{"code": error.code, "message": error.message}]}  # fmt: skip
+    details = outcome.primary.audit_details() | {"via": "kbs", "tee": challenge.tee}
+    details["reasons"] = [*details["reasons"], *outcome.reasons]
+    if outcome.devices:
+        details["devices"] = [
+            {"device": label, "evidence_sha256": a.evidence_sha256, "platform": (a.claims or {}).get("platform"),
+             "measurement": (a.claims or {}).get("measurement"), "status": a.decision.status,
+             "reasons": [r.to_json() for r in a.decision.reasons] + extra}
+            for label, a, extra in outcome.devices
+        ]  # fmt: skip
+    if att is not None and att.init_data is not None:
+        details["init_data"] = {"algorithm": att.init_data.algorithm,
+                                "digest": att.init_data.digest.hex(),
+                                "bound": outcome.init_data is not None}  # fmt: skip
+    return details
+
+
+def _attest_transaction(ctx: ServiceContext, challenge: _Challenge, details: dict[str, Any],
+                        accepted: bool, token: str | None, session_id: bytes,
+                        now: dt.datetime) -> None:  # fmt: skip
+    """Consume the nonce, record the session (if accepted) and audit: one transaction."""
+    with ctx.storage.transaction() as tx:
+        tx.consume_nonce(challenge.nonce, now=now, purpose=NONCE_PURPOSE)
+        if accepted and token is not None:
+            tx.put_kbs_session(session_id, token=token, expires_at=now + SESSION_TTL)
+        tx.append_audit(
+            kind="kbs.attest", actor="workload", subject=str(details.get("measurement") or "-"),
+            decision="accept" if accepted else "reject", details=details, now=now,
+        )  # fmt: skip
+
+
+def _audit_refusal(ctx: ServiceContext, challenge: _Challenge, details: dict[str, Any],
+                   now: dt.datetime) -> None:  # fmt: skip
+    with ctx.storage.transaction() as tx:
+        tx.append_audit(kind="kbs.attest", actor="workload", subject="-", decision="reject",
+                        details=details, now=now)  # fmt: skip
+
+
+def _attested_session(ctx: ServiceContext, session_id: bytes) -> str | None:
+    with ctx.storage.transaction(readonly=True) as tx:
+        return tx.kbs_session(session_id, now=ctx.now())
+
+
+@router.post("/attest", summary="KBS Attestation -> attestation results token (EAR)")
+async def attest(request: Request) -> Response:
+    ctx = _ctx(request)
+    try:
+        return await _attest(ctx, request)
+    except KbsProblem as p:
+        return p.response()
+
+
+async def _attest(ctx: ServiceContext, request: Request) -> Response:
+    def failed(detail: str) -> KbsProblem:
+        return KbsProblem("AttestationError", f"RCAR handshake Attest failed: {detail}")
+
+    cookie = _read_cookie(ctx, request.cookies.get(COOKIE_NAME))
+    try:
+        att = KbsAttestation.from_json(await request.body())
     except VeriteeError as e:
-        with ctx.storage.transaction() as tx:
-            tx.append_audit(
-                kind="kbs.attest",
-                actor="workload",
-                subject="-",
-                decision="reject",
-                details={
-                    "via": "kbs",
-                    "tee": session.tee,
-                    "evidence_sha256": evidence_sha256,
-                    "reasons": [{"code": e.code, "message": e.message}],
-                },
-                now=now,
-            )
-        return _for_error(e)
-    if not accepted:
-        return _error(
-            401,
-            "AttestationFailed",
-            "attestation refused: " + "; ".join(r["message"] for r in reasons),
-        )
-    session.claims = appraisal.claims
-    session.tee_pubkey = att.tee_pubkey
-    session.tee_alg = alg
-    session.evidence_sha256 = evidence_sha256
-    resp = JSONResponse({"token": _token(ctx, session, now)})
-    _set_cookie(request, resp, _attested_cookie(ctx, session, now + SESSION_TTL))
+        raise failed(e.message) from None
+    if cookie is None:
+        raise failed("no KBS session: POST /kbs/v0/auth first")
+    kind, payload = cookie
+    if kind == "a":  # already attested: the session's token again (Trustee does the same)
+        try:
+            token = await ctx.run_db(_attested_session, ctx, payload)
+        except StorageError as e:
+            raise failed(e.message) from None
+        if token is None:
+            raise failed("the KBS session has expired: POST /kbs/v0/auth again")
+        resp = JSONResponse({"token": token})
+        _set_cookie(request, resp, request.cookies[COOKIE_NAME])
+        return resp
+    challenge = _challenge_from(payload)
+    if challenge is None:
+        raise failed("no KBS session: POST /kbs/v0/auth first")
+    now = ctx.now()
+    outcome: _Outcome | None = None
+    evidence_sha256 = None
+    try:
+        att.public_key()  # a usable tee-pubkey, before anything is appraised
+        outcome = _appraise(ctx, challenge, att, now)
+        evidence_sha256 = outcome.primary.evidence_sha256
+        details = _audit_details(challenge, att, outcome, evidence_sha256, None)
+        accepted = outcome.accepted
+        token = _token(ctx, challenge, att, outcome, now) if accepted else None
+        session_id = secrets.token_bytes(SESSION_ID_BYTES)
+        await ctx.run_db(_attest_transaction, ctx, challenge, details, accepted, token, session_id, now)
+    except NonceError as e:
+        raise failed(f"challenge nonce refused: {e.message}") from None
+    except StorageError as e:
+        log.warning("KBS attestation not recorded: %s", e.code)
+        raise failed(e.message) from None
+    except VeriteeError as e:
+        details = _audit_details(challenge, None, None, evidence_sha256, e)
+        try:
+            await ctx.run_db(_audit_refusal, ctx, challenge, details, now)
+        except StorageError:
+            log.warning("KBS attestation refusal not recorded")
+        raise failed(e.message) from None
+    if not accepted or token is None:
+        messages = [r["message"] for r in details["reasons"]]
+        messages += [f"{d['device']}: {r['message']}" for d in details.get("devices", []) for r in d["reasons"]]
+        raise failed("attestation refused: " + "; ".join(messages))
+    resp = JSONResponse({"token": token})
+    _set_cookie(request, resp, _cookie(ctx, "a", session_id))
     return resp
 
 
-def _from_bearer(ctx: ServiceContext, header: str) -> _Session:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError("no KBS session or token", code="kbs_unauthenticated")
+# --- /resource -----------------------------------------------------------------------------
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _session_token(ctx: ServiceContext, request: Request) -> str:
+    cookie = _read_cookie(ctx, request.cookies.get(COOKIE_NAME))
+    if cookie is not None and cookie[0] == "a":
+        try:
+            token = await ctx.run_db(_attested_session, ctx, cookie[1])
+        except StorageError as e:
+            raise KbsProblem("TokenNotFound", f"Attestation Token not found: {e.message}") from None
+        if token is not None:
+            return token
+    bearer = _bearer(request)
+    if bearer is None:
+        raise KbsProblem("TokenNotFound", "Attestation Token not found: no attested session "
+                         "cookie and no Authorization: Bearer token")  # fmt: skip
+    return bearer
+
+
+def _verified_claims(ctx: ServiceContext, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(claims for the release policy, tee-pubkey JWK)`` of a KBS token of this domain."""
     try:
-        payload = jwt.decode(
-            token.strip(),
-            ctx.domain.token_key.public_key(),
-            algorithms=["ES256", "ES384"],
-            issuer=ctx.settings.issuer,
-            options={"require": ["exp", "iat", "iss"]},
-        )
-    except jwt.PyJWTError as e:
-        raise AuthenticationError(
-            f"KBS token refused: {type(e).__name__}", code="kbs_token"
-        ) from None
-    pubkey, claims = payload.get("tee-pubkey"), payload.get("claims")
-    if not isinstance(pubkey, dict) or not isinstance(claims, dict):
-        raise AuthenticationError("KBS token carries no TEE key or claims", code="kbs_token")
-    return _Session(
-        tee=str(payload.get("tee")),
-        nonce=b"",
-        hash_algorithm="",
-        claims=claims,
-        tee_pubkey=pubkey,
-        tee_alg=str(payload.get("tee-alg") or "") or None,
-        evidence_sha256=payload.get("evidence_sha256"),
-    )
+        ear = decode_ear(token, ctx.domain.token_key.public_key(), issuer=ctx.settings.issuer,
+                         audience=kbs_audience(ctx.settings.issuer), now=ctx.now())  # fmt: skip
+        submods = ear["submods"]
+        cpu = submods["cpu0"]["ear.veraison.annotated-evidence"]
+        pubkey = cpu["runtime_data_claims"]["tee-pubkey"]
+        if not isinstance(pubkey, dict) or ear.get("cnf", {}).get("jwk") != pubkey:
+            raise VerificationError("the token's tee-pubkey and cnf differ", code="ear_key_binding")
+    except (KeyError, TypeError, AttributeError):
+        raise KbsProblem("TokenVerifierError", "Token Verifier error: not a KBS token") from None
+    except VeriteeError as e:
+        raise KbsProblem("TokenVerifierError", f"Token Verifier error: {e.message}") from None
+    claims = dict(cpu)
+    devices = {n: s.get("ear.veraison.annotated-evidence") for n, s in submods.items() if n != "cpu0"}
+    if devices:
+        claims["devices"] = devices
+    return claims, pubkey
 
 
 @router.get("/resource/{repository}/{rtype}/{tag}", summary="A resource as JWE to the TEE key")
-def resource(repository: str, rtype: str, tag: str, request: Request) -> Response:
+async def resource(repository: str, rtype: str, tag: str, request: Request) -> Response:
     ctx = _ctx(request)
     try:
-        name = validate_name(resource_name(repository, rtype, tag))
-        session = _session_from_cookie(ctx, request.cookies.get(COOKIE_NAME))
-        if session is None or session.claims is None:
-            session = _from_bearer(ctx, request.headers.get("authorization", ""))
-        assert session.claims is not None and session.tee_pubkey is not None
-        recipient = public_key_from_jwk(session.tee_pubkey)
-        audit = {
-            "via": "kbs",
-            "tee": session.tee,
-            "evidence_sha256": session.evidence_sha256,
-            "platform": session.claims.get("platform"),
-            "measurement": session.claims.get("measurement"),
-        }
-        value, _version = release_secret(
-            ctx,
-            name=name,
-            version=None,
-            nonce=b"",
-            nonce_purpose=NONCE_PURPOSE,
-            claims=session.claims,
-            accepted=True,  # the appraisal accepted it at /attest (else no session claims)
-            appraisal_reasons=(),
-            audit=audit,
-        )
-    except VeriteeError as e:
-        return _for_error(e)
-    jwe = jwe_encrypt(value.reveal(), recipient, alg=session.tee_alg)
-    return JSONResponse(jwe.flattened())
+        try:
+            name = resource_name(repository, rtype, tag)
+        except MalformedError as e:
+            raise KbsProblem("InvalidRequestPath", f"Request path is invalid: {e.message}", 404) from None
+        token = await _session_token(ctx, request)
+        claims, pubkey = _verified_claims(ctx, token)
+        try:
+            validate_name(name)
+        except MalformedError:
+            raise KbsProblem("PluginInternalError", f"no resource named {name!r}") from None
+        audit = {"via": "kbs", "tee_pubkey_sha256": hashlib.sha256(
+                     json.dumps(pubkey, sort_keys=True).encode()).hexdigest(),
+                 "platform": claims.get("platform"), "measurement": claims.get("measurement")}  # fmt: skip
+        try:
+            value, _version = await ctx.run_db(
+                release_secret, ctx, name=name, version=None, nonce=b"",
+                nonce_purpose=NONCE_PURPOSE, claims=claims, accepted=True, appraisal_reasons=(),
+                audit=audit,
+            )  # fmt: skip
+        except NotFoundError as e:
+            raise KbsProblem("PluginInternalError", f"Plugin internal error: {e.message}") from None
+        except VerificationError as e:
+            if e.code == "release_denied":
+                raise KbsProblem("PolicyDeny", f"Access denied by policy: {e.message}") from None
+            raise KbsProblem("PluginInternalError", f"Plugin internal error: {e.message}") from None
+        except VeriteeError as e:
+            raise KbsProblem("PluginInternalError", f"Plugin internal error: {e.message}") from None
+        try:
+            recipient = public_key_from_jwk(pubkey)
+            alg = pubkey.get("alg")
+            jwe = jwe_encrypt(value.reveal(), recipient, alg=alg if isinstance(alg, str) else None)
+        except VeriteeError as e:
+            raise KbsProblem("JweError", f"JWE failed: {e.message}") from None
+        return JSONResponse(jwe.flattened())
+    except KbsProblem as p:
+        return p.response()
+
+
+# --- everything else under /kbs/v0 ---------------------------------------------------------
+
+
+@router.api_route(
+    "/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
+)
+async def other(path: str, request: Request) -> Response:
+    """What Trustee's KBS answers for paths it has no handler for (see the module docstring)."""
+    plugin = path.split("/", 1)[0]
+    if plugin == "resource" and request.method == "GET":
+        return KbsProblem("InvalidRequestPath", f"Request path {path[:200]} is invalid: a "
+                          "resource is /resource/<repository>/<type>/<tag>", 404).response()  # fmt: skip
+    if plugin in ("resource", "resource-policy", "attestation-policy", "reference-value"):
+        return KbsProblem("AdminAuthAccess", f"admin access denied for endpoint {plugin}: veritee "
+                          "takes resources and policies at /v1/admin only").response()  # fmt: skip
+    return KbsProblem("PluginNotFound", f"Plugin {plugin[:64]} not found", 404).response()

@@ -10,6 +10,8 @@ test checks that they agree with the tables here). Tables:
 ``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted
 ``audit_log``       append-only, hash-chained audit entries (UPDATE/DELETE refused by triggers)
 ``key_stores``      workloads' key stores: highest certified key generation, freshness counter
+``kbs_sessions``    attested Trustee KBS sessions: SHA-256 of the session id, the session's EAR
+                    token and its expiry (purged once expired)
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -41,6 +43,7 @@ from sqlalchemy import (
 __all__ = [
     "AUDIT_LOG",
     "CERTIFICATES",
+    "KBS_SESSIONS",
     "KEY_STORES",
     "METADATA",
     "NONCES",
@@ -188,6 +191,16 @@ KEY_STORES = Table(
     # The store's freshness counter (0 until the workload uses one).
     Column("counter", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+KBS_SESSIONS = Table(
+    "kbs_sessions",
+    METADATA,
+    Column("session_sha256", LargeBinary(32), primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
 )
 
 

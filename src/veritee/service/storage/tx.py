@@ -28,6 +28,7 @@ from veritee.errors import NonceError, UsageError
 from . import audit
 from .models import (
     CERTIFICATES,
+    KBS_SESSIONS,
     KEY_STORES,
     NONCES,
     POLICIES,
@@ -208,6 +209,31 @@ class Tx:
             stmt = stmt.where(p.kind == kind)
         rows = self._conn.execute(stmt.order_by(p.kind, p.name, p.version)).all()
         return [_policy(r) for r in rows]
+
+    # -- KBS sessions --------------------------------------------------------------------------
+
+    def put_kbs_session(self, session_id: bytes, *, token: str, expires_at: datetime) -> None:
+        """Record an attested KBS session (only the SHA-256 of its id is stored)."""
+        _aware("expires_at", expires_at)
+        self._conn.execute(
+            KBS_SESSIONS.insert().values(
+                session_sha256=hashlib.sha256(session_id).digest(), token=token,
+                expires_at=expires_at,
+            )
+        )
+
+    def kbs_session(self, session_id: bytes, *, now: datetime) -> str | None:
+        """The token of an attested KBS session that has not expired, else None."""
+        _aware("now", now)
+        row = self._conn.execute(
+            _KBS_SESSION, {"key": hashlib.sha256(session_id).digest(), "now": now}
+        ).first()
+        return None if row is None else str(row.token)
+
+    def purge_kbs_sessions(self, *, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` expired KBS sessions; returns how many."""
+        _aware("now", now)
+        return int(self._conn.execute(_PURGE_SOME_KBS_SESSIONS, {"now": now, "n": limit}).rowcount)
 
     # -- certificates --------------------------------------------------------------------------
 
@@ -425,6 +451,15 @@ _SPEND_NONCE = {
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
 _PURGE_SOME_NONCES = NONCES.delete().where(
     _N.nonce_sha256.in_(select(_N.nonce_sha256).where(_N.expires_at <= _NOW).limit(bindparam("n")))
+)
+_KBS_SESSION = select(KBS_SESSIONS.c.token).where(
+    KBS_SESSIONS.c.session_sha256 == bindparam("key"), KBS_SESSIONS.c.expires_at > _NOW
+)
+_PURGE_SOME_KBS_SESSIONS = KBS_SESSIONS.delete().where(
+    KBS_SESSIONS.c.session_sha256.in_(
+        select(KBS_SESSIONS.c.session_sha256).where(KBS_SESSIONS.c.expires_at <= _NOW)
+        .limit(bindparam("n"))
+    )
 )
 # Built once (the release hot path reads a secret per request).
 _SECRET_LATEST = (
