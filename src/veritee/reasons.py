@@ -221,6 +221,24 @@ class Code(StrEnum):
     HASH_UNSUPPORTED = "hash_unsupported", "the KBS request names an unsupported hash algorithm"
     KBS_UNAUTHENTICATED = "kbs_unauthenticated", "no KBS session or token"
     KBS_TOKEN = "kbs_token", "the KBS token is refused"
+    INIT_DATA_FORMAT_UNSUPPORTED = "init_data_format_unsupported", "the KBS init-data is not TOML"
+    INIT_DATA_UNBOUND = "init_data_unbound", "the evidence binds no init-data (the platform has no field for it)"
+    INIT_DATA_MISMATCH = "init_data_mismatch", "the init-data's digest is not what the evidence binds"
+    DEVICE_UNSUPPORTED = "device_unsupported", "a device's evidence (KBS additional evidence) cannot be verified here"
+    DEVICE_BINDING_MISMATCH = "device_binding_mismatch", "a device's evidence does not bind the KBS runtime data"
+
+    # --- JWE and EAR tokens ---
+    JWE_ALG_REFUSED = "jwe_alg_refused", "the JWE's alg is refused (RSA1_5, RFC 8725)"
+    JWE_CRIT_UNSUPPORTED = "jwe_crit_unsupported", "the JWE names critical header parameters not understood here"
+    EAR_SIGNATURE_INVALID = "ear_signature_invalid", "the EAR token's signature does not verify"
+    EAR_TYPE_INVALID = "ear_type_invalid", "the token's typ is not eat+jwt"
+    EAR_ISSUER_MISMATCH = "ear_issuer_mismatch", "the EAR token was issued by someone else"
+    EAR_AUDIENCE_MISMATCH = "ear_audience_mismatch", "the EAR token is for another audience"
+    EAR_EXPIRED = "ear_expired", "the EAR token has expired"
+    EAR_NOT_YET_VALID = "ear_not_yet_valid", "the EAR token is not valid yet"
+    EAR_PROFILE_INVALID = "ear_profile_invalid", "the token is not an EAR of the expected profile"
+    EAR_CONTRAINDICATED = "ear_contraindicated", "an appraisal in the EAR token is contraindicated"
+    EAR_KEY_MISMATCH = "ear_key_mismatch", "the EAR token is bound (cnf) to another key"
 
     # --- clean room ---
     DATASET_KEY_INVALID = "dataset_key_invalid", "a clean-room dataset or its key is not valid"

@@ -235,8 +235,8 @@ def decode_ear(
     ``holder_key``, ``cnf`` binds that key.
 
     Raises :class:`MalformedError` (not a JWT, missing claims) or :class:`VerificationError`
-    (``ear_signature``, ``ear_type``, ``ear_issuer``, ``ear_audience``, ``ear_expired``,
-    ``ear_not_yet_valid``, ``ear_profile``, ``ear_contraindicated``, ``ear_key_binding``).
+    (``ear_signature_invalid``, ``ear_type_invalid``, ``ear_issuer_mismatch``, ``ear_audience_mismatch``, ``ear_expired``,
+    ``ear_not_yet_valid``, ``ear_profile_invalid``, ``ear_contraindicated``, ``ear_key_mismatch``).
     """
     size = public_key.curve.key_size
     if size not in (256, 384):
@@ -254,23 +254,23 @@ def decode_ear(
         )  # fmt: skip
     except jwt.DecodeError as e:
         if isinstance(e, jwt.InvalidSignatureError):
-            raise VerificationError("EAR signature does not verify", code="ear_signature") from None
+            raise VerificationError("EAR signature does not verify", code="ear_signature_invalid") from None
         raise MalformedError("not a JWT signed with the expected algorithm", field="token") from None
     except jwt.InvalidAlgorithmError:
-        raise VerificationError(f"EAR is not signed {alg}", code="ear_signature") from None
+        raise VerificationError(f"EAR is not signed {alg}", code="ear_signature_invalid") from None
     except jwt.PyJWTError:
         raise MalformedError("not a compact JWT", field="token") from None
     if header.get("typ") != EAR_TYPE:
-        raise VerificationError(f"token typ is not {EAR_TYPE}", code="ear_type")
+        raise VerificationError(f"token typ is not {EAR_TYPE}", code="ear_type_invalid")
     for claim in ("iss", "aud", "iat", "exp", "eat_profile", "submods"):
         if claim not in payload:
             raise MalformedError(f"EAR has no {claim}", field=claim)
     if payload["iss"] != issuer:
-        raise VerificationError("EAR was issued by someone else", code="ear_issuer")
+        raise VerificationError("EAR was issued by someone else", code="ear_issuer_mismatch")
     aud = payload["aud"]
     auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if audience not in auds:
-        raise VerificationError("EAR is for another audience", code="ear_audience")
+        raise VerificationError("EAR is for another audience", code="ear_audience_mismatch")
     at = (now or dt.datetime.now(dt.UTC)).timestamp()
     slack = leeway.total_seconds()
     times = {k: payload.get(k) for k in ("iat", "nbf", "exp")}
@@ -282,12 +282,12 @@ def decode_ear(
         raise VerificationError("EAR is not valid yet", code="ear_not_yet_valid")
     submods = payload["submods"]
     if payload["eat_profile"] != EAR_PROFILE or not isinstance(submods, dict) or not submods:
-        raise VerificationError("not an EAR of the expected profile", code="ear_profile")
+        raise VerificationError("not an EAR of the expected profile", code="ear_profile_invalid")
     statuses = {}
     for name, sub in submods.items():
         status = sub.get("ear.status") if isinstance(sub, dict) else None
         if status not in STATUSES:
-            raise VerificationError(f"submod {str(name)[:32]!r} has no EAR status", code="ear_profile")
+            raise VerificationError(f"submod {str(name)[:32]!r} has no EAR status", code="ear_profile_invalid")
         statuses[name] = status
     refused = sorted(str(n)[:32] for n, s in statuses.items() if s == "contraindicated")
     if refused and not allow_contraindicated:
@@ -301,5 +301,5 @@ def decode_ear(
         got = cnf.get("jwk") if isinstance(cnf, dict) else None
         fields = ("kty", "crv", "x", "y", "n", "e")
         if not isinstance(got, dict) or any(got.get(f) != want.get(f) for f in fields):
-            raise VerificationError("EAR is bound to another key", code="ear_key_binding")
+            raise VerificationError("EAR is bound to another key", code="ear_key_mismatch")
     return payload

@@ -58,7 +58,7 @@ def test_attest_token_names_its_audience_and_binds_the_workload_key(env: Env) ->
     assert ear["cnf"]["jwk"]["crv"] == "P-256"
     with pytest.raises(VerificationError) as e:
         decode_ear(out["token"], pub, issuer="veritee", audience="veritee")
-    assert e.value.code == "ear_audience"
+    assert e.value.code == "ear_audience_mismatch"
     for audience in ("veritee/kbs", "", "has space", "x" * 300):
         r = env.client.post("/v1/attest", json=env.attest_body() | {"audience": audience})
         assert r.status_code == 400, audience

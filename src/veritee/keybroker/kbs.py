@@ -229,7 +229,7 @@ class InitData:
         fmt, body = value["format"], value["body"]
         if fmt != "toml":
             raise UsageError(f"init-data format {str(fmt)[:16]!r} is not supported (toml)",
-                             code="init_data_format")  # fmt: skip
+                             code="init_data_format_unsupported")  # fmt: skip
         if not isinstance(body, str) or len(body) > MAX_INIT_DATA_BYTES:
             raise MalformedError(f"init-data body must be text of at most {MAX_INIT_DATA_BYTES} "
                                  "bytes", field="init-data.body")  # fmt: skip

@@ -420,7 +420,7 @@ def _verified_claims(ctx: ServiceContext, token: str) -> tuple[dict[str, Any], d
         cpu = submods["cpu0"]["ear.veraison.annotated-evidence"]
         pubkey = cpu["runtime_data_claims"]["tee-pubkey"]
         if not isinstance(pubkey, dict) or ear.get("cnf", {}).get("jwk") != pubkey:
-            raise VerificationError("the token's tee-pubkey and cnf differ", code="ear_key_binding")
+            raise VerificationError("the token's tee-pubkey and cnf differ", code="ear_key_mismatch")
     except (KeyError, TypeError, AttributeError):
         raise KbsProblem("TokenVerifierError", "Token Verifier error: not a KBS token") from None
     except VeriteeError as e:
