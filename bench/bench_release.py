@@ -32,6 +32,7 @@ from _common import (
     service_pids,
     start_service,
 )
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from veritee.appraisal import load_policy, sign_policy
@@ -43,6 +44,8 @@ from veritee.platforms.simulated import SimulatedPlatform
 GOAL = 300.0
 MEAS = "ab" * 48
 NAME = "bench/key"
+#: The domain CA the workloads pin: release envelopes are signed by its key broker.
+CA: list[x509.Certificate] = []
 
 
 async def one(conn: Conn, platform: SimulatedPlatform) -> float:
@@ -56,7 +59,9 @@ async def one(conn: Conn, platform: SimulatedPlatform) -> float:
     status, raw = await conn.post(f"/v1/secrets/{NAME}/release", json.dumps(body).encode())
     if status != 200:
         raise SystemExit(f"release failed: {status} {raw[:200]!r}")
-    if open_envelope(json.loads(raw), key, name=NAME, nonce=nonce) != b"bench-secret":
+    opened = open_envelope(json.loads(raw), key, name=NAME, nonce=nonce, ca_certificate=CA[0],
+                           at=dt.datetime.now(dt.UTC))  # fmt: skip
+    if opened != b"bench-secret":
         raise SystemExit("released value does not decrypt to the stored secret")
     return time.perf_counter() - t0
 
@@ -93,7 +98,9 @@ class Certified:
         status, raw = await conn.post(f"/v1/secrets/{NAME}/release-certified", json.dumps(body).encode())
         if status != 200:
             raise SystemExit(f"certified release failed: {status} {raw[:200]!r}")
-        if open_envelope(json.loads(raw), eph, name=NAME, nonce=nonce) != b"bench-secret":
+        opened = open_envelope(json.loads(raw), eph, name=NAME, nonce=nonce, ca_certificate=CA[0],
+                               at=dt.datetime.now(dt.UTC))  # fmt: skip
+        if opened != b"bench-secret":
             raise SystemExit("released value does not decrypt to the stored secret")
         return time.perf_counter() - t0
 
@@ -127,6 +134,7 @@ def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, ru
         via: str = "evidence") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
         domain = Domain.create(Path(tmp) / "domain", name="bench", now=dt.datetime.now(dt.UTC))
+        CA[:] = [domain.ca_certificate]
         platform = SimulatedPlatform(Path(tmp) / "sim", measurement=MEAS)
         proc, url = start_service(domain.path, db_url, workers)
         try:

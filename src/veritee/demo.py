@@ -51,7 +51,8 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
         root = Path(tmp)
         console.print(Panel.fit("veritee demo: attestation, admission and attested channels", style="bold"))
 
-        _step(console, 1, "create a security domain (policy key + CA, token key, admin credential, SQLite)")
+        _step(console, 1, "create a security domain (CA, policy, key-broker and token keys, admin "
+                          "credential, SQLite)")
         domain = Domain.create(root / "domain", name="demo-domain", now=dt.datetime.now(dt.UTC))
         from veritee.service.app import create_app
         from veritee.service.runner import start_in_thread

@@ -1,19 +1,36 @@
-"""A security domain on disk: its policy key and CA, token key, admin credential and database.
+"""A security domain on disk: its CA, policy, key-broker and token keys, admin credential, database.
 
-``veritee init`` creates one; the service and the CLI open it. Layout of the data folder::
+``veritee init`` creates one; the service and the CLI open it. Each key has one role, so that one
+compromise gives one power (issue 13). Layout of the data folder (format 2)::
 
-    domain.json          name, creation time, key ids (no secrets)
-    policy_key.pem       0600  ECDSA P-384: signs policies and is the domain CA key
+    domain.json          name, creation time, format, key ids (no secrets)
+    ca_key.pem           0600  ECDSA P-384: the domain CA key (admission certificates, the
+                               service's TLS certificate, the key broker's certificate)
     domain_ca.pem              self-signed domain CA certificate (give this to workloads)
+    policy_key.pem       0600  ECDSA P-384: signs appraisal policies, nothing else
+    broker_key.pem       0600  ECDSA P-256: the key broker's signing key (release envelopes,
+                               freshness-counter answers)
+    broker_cert.pem            its certificate, issued by the domain CA (re-issued when it nears
+                               expiry)
     token_key.pem        0600  ECDSA P-256: signs EAR attestation-result tokens (ES256)
     admin_token          0600  the admin bearer credential
     veritee.db                 the embedded SQLite database (unless --db names another)
     collateral/                vendor collateral the service reads (see `veritee collateral fetch`)
+
+Format 1 (earlier builds) had one key, ``policy_key.pem``, for both the CA and policies.
+Opening such a folder migrates it, once, under a file lock: the key stays the CA key (copied to
+``ca_key.pem``; every workload's ``domain_ca.pem`` stays valid), a new policy key is made, and a
+broker key and certificate are added. Policies stored before, signed by the old key, stay valid
+as stored (``legacy_policy_key_id`` in ``domain.json``) until they are re-signed; new policies
+must be signed by the new policy key. Folders copied to several replicas: migrate one copy
+(``veritee init --upgrade --data DIR``) and copy it to the others, or each copy would make its
+own policy key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -22,7 +39,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,10 +50,28 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from veritee import oids
 from veritee.errors import UsageError
 
-__all__ = ["Domain", "default_data_dir", "issue_admission_certificate", "write_private"]
+if TYPE_CHECKING:
+    from veritee.appraisal import SignedPolicy
+    from veritee.keybroker.release import EnvelopeSigner
+
+__all__ = [
+    "Domain",
+    "default_data_dir",
+    "issue_admission_certificate",
+    "issue_broker_certificate",
+    "write_private",
+]
 
 POLICY_KEY = "policy_key.pem"
+CA_KEY = "ca_key.pem"
 CA_CERT = "domain_ca.pem"
+BROKER_KEY = "broker_key.pem"
+BROKER_CERT = "broker_cert.pem"
+FORMAT = 2
+LOCK_FILE = ".domain.lock"
+BROKER_CERT_LIFETIME = dt.timedelta(days=365)
+#: Re-issue the broker certificate when it has less than this left.
+BROKER_CERT_RENEW = dt.timedelta(days=30)
 TOKEN_KEY = "token_key.pem"  # noqa: S105 - a file name
 ADMIN_TOKEN = "admin_token"  # noqa: S105 - a file name
 DOMAIN_FILE = "domain.json"
@@ -86,11 +121,47 @@ class Domain:
 
     path: Path
     name: str
-    policy_key: ec.EllipticCurvePrivateKey
+    #: The domain CA key: signs certificates only.
+    ca_key: ec.EllipticCurvePrivateKey
     ca_certificate: x509.Certificate
+    #: Signs appraisal policies only.
+    policy_key: ec.EllipticCurvePrivateKey
+    #: The key broker's signing key and its certificate (issued by the domain CA).
+    broker_key: ec.EllipticCurvePrivateKey
+    broker_certificate: x509.Certificate
     token_key: ec.EllipticCurvePrivateKey
     admin_token_sha256: bytes
+    #: The key that signed policies before the keys were split (the CA key), or None.
+    legacy_policy_key: ec.EllipticCurvePublicKey | None = None
     _derived: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def verify_policy(self, document: bytes, *, stored: bool) -> SignedPolicy:
+        """Check a signed policy envelope against the policy key; return it.
+
+        ``stored=True`` is for documents already in the database: those signed before the
+        keys were split, by :attr:`legacy_policy_key`, are accepted too until re-signed. A
+        policy being installed must be signed by the policy key (``policy_wrong_key``).
+        """
+        from veritee.appraisal import SignedPolicy
+        from veritee.errors import PolicyError
+
+        try:
+            return SignedPolicy.from_bytes(document, self.policy_key.public_key())
+        except PolicyError as exc:
+            if exc.code != "policy_wrong_key" or not stored or self.legacy_policy_key is None:
+                raise
+        return SignedPolicy.from_bytes(document, self.legacy_policy_key)
+
+    @functools.cached_property
+    def broker_certificate_pem(self) -> str:
+        return self.broker_certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    @functools.cached_property
+    def envelope_signer(self) -> EnvelopeSigner:
+        """What signs release envelopes (:mod:`veritee.keybroker.release`): the broker key."""
+        from veritee.keybroker.release import EnvelopeSigner
+
+        return EnvelopeSigner(self.broker_key, self.broker_certificate_pem)
 
     @functools.cached_property
     def token_kid(self) -> str:
@@ -142,66 +213,212 @@ class Domain:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (path / DOMAIN_FILE).exists():
             raise UsageError(f"a domain already exists in {path}")
+        ca_key = ec.generate_private_key(ec.SECP384R1())
         policy_key = ec.generate_private_key(ec.SECP384R1())
         token_key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} domain CA"),
-            ]
-        )
-        ski = x509.SubjectKeyIdentifier.from_public_key(policy_key.public_key())
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(policy_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + CA_LIFETIME)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-            .sign(policy_key, hashes.SHA384())
-        )
+        ca = _ca_certificate(ca_key, name, now)
         admin = secrets.token_urlsafe(32)
+        write_private(path / CA_KEY, _pem_private(ca_key))
         write_private(path / POLICY_KEY, _pem_private(policy_key))
         write_private(path / TOKEN_KEY, _pem_private(token_key))
         write_private(path / ADMIN_TOKEN, (admin + "\n").encode())
         (path / CA_CERT).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        _ensure_broker(path, ca_key, ca, name, now)
         (path / "collateral").mkdir(exist_ok=True)
         meta: dict[str, Any] = {
             "name": name,
             "created_at": now.isoformat(),
+            "format": FORMAT,
+            "ca_key_id": _kid(ca_key.public_key()),
             "policy_key_id": _kid(policy_key.public_key()),
             "token_kid": _kid(token_key.public_key()),
-            "format": 1,
         }
-        (path / DOMAIN_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _write_meta(path, meta)
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: Path) -> Domain:
+    def open(cls, path: Path, *, now: dt.datetime | None = None) -> Domain:
+        """Open the domain in ``path``, migrating a format-1 folder first (module docstring)."""
         if not (path / DOMAIN_FILE).is_file():
             raise UsageError(f"no domain in {path}: run `veritee init --data {path}` first")
-        meta = json.loads((path / DOMAIN_FILE).read_text())
+        now = now or dt.datetime.now(dt.UTC)
+        meta = _read_meta(path)
+        if meta.get("format") != FORMAT or not (path / BROKER_CERT).is_file() or _broker_due(path, now):
+            meta = upgrade(path, now=now)
         ca = x509.load_pem_x509_certificate((path / CA_CERT).read_bytes())
+        ca_key = _load_ec_key(path / CA_KEY)
+        if _spki(ca_key.public_key()) != _spki(ca.public_key()):
+            raise UsageError(f"{path / CA_KEY} is not the key of {path / CA_CERT}")
         admin = (path / ADMIN_TOKEN).read_text().strip()
+        legacy = ca.public_key() if meta.get("legacy_policy_key_id") else None
+        if legacy is not None and not isinstance(legacy, ec.EllipticCurvePublicKey):
+            raise UsageError(f"{path / CA_CERT} does not hold an EC key")
         return cls(
             path=path,
             name=str(meta.get("name", "veritee-domain")),
-            policy_key=_load_ec_key(path / POLICY_KEY),
+            ca_key=ca_key,
             ca_certificate=ca,
+            policy_key=_load_ec_key(path / POLICY_KEY),
+            broker_key=_load_ec_key(path / BROKER_KEY),
+            broker_certificate=x509.load_pem_x509_certificate((path / BROKER_CERT).read_bytes()),
             token_key=_load_ec_key(path / TOKEN_KEY),
             admin_token_sha256=hashlib.sha256(admin.encode()).digest(),
+            legacy_policy_key=legacy,
         )
+
+
+def _spki(key: ec.EllipticCurvePublicKey | Any) -> bytes:
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / DOMAIN_FILE).read_text())
+    except ValueError:
+        raise UsageError(f"{path / DOMAIN_FILE} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path / DOMAIN_FILE} is not a JSON object")
+    return meta
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    tmp = path / (DOMAIN_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path / DOMAIN_FILE)
+
+
+def _broker_due(path: Path, now: dt.datetime) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate((path / BROKER_CERT).read_bytes())
+    except (OSError, ValueError):
+        return True
+    return cert.not_valid_after_utc - now < BROKER_CERT_RENEW
+
+
+def upgrade(path: Path, *, now: dt.datetime) -> dict[str, Any]:
+    """Bring the domain folder ``path`` to format 2; idempotent, under a file lock.
+
+    Every step looks at the files, not at ``domain.json`` alone, so a migration cut short by a
+    crash resumes where it stopped: the CA key is whichever key matches ``domain_ca.pem``.
+    Returns the new ``domain.json`` contents.
+    """
+    with open(path / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = _read_meta(path)
+        ca = x509.load_pem_x509_certificate((path / CA_CERT).read_bytes())
+        ca_spki = _spki(ca.public_key())
+        # 1. The CA key: format 1 kept it in policy_key.pem.
+        if not (path / CA_KEY).is_file():
+            old = _load_ec_key(path / POLICY_KEY)
+            if _spki(old.public_key()) != ca_spki:
+                raise UsageError(f"neither {CA_KEY} nor {POLICY_KEY} in {path} is the CA's key")
+            write_private(path / CA_KEY, _pem_private(old))
+        ca_key = _load_ec_key(path / CA_KEY)
+        if _spki(ca_key.public_key()) != ca_spki:
+            raise UsageError(f"{path / CA_KEY} is not the key of {path / CA_CERT}")
+        # 2. A policy key of its own; policies signed by the old one stay valid as stored.
+        if _spki(_load_ec_key(path / POLICY_KEY).public_key()) == ca_spki:
+            meta["legacy_policy_key_id"] = _kid(ca_key.public_key())
+            meta["policy_key_split_at"] = now.isoformat()
+            _write_meta(path, meta)  # recorded before the new key replaces the old file
+            policy_key = ec.generate_private_key(ec.SECP384R1())
+            write_private(path / POLICY_KEY, _pem_private(policy_key))
+        # 3. The key broker's signing key and certificate.
+        _ensure_broker(path, ca_key, ca, str(meta.get("name", "veritee-domain")), now)
+        meta["format"] = FORMAT
+        meta["ca_key_id"] = _kid(ca_key.public_key())
+        meta["policy_key_id"] = _kid(_load_ec_key(path / POLICY_KEY).public_key())
+        _write_meta(path, meta)
+        return meta
+
+
+def _ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, now: dt.datetime) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} domain CA"),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+
+
+def _ensure_broker(
+    path: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, name: str, now: dt.datetime
+) -> None:
+    """Make the broker key if missing; (re-)issue its certificate if missing or near expiry."""
+    if (path / BROKER_KEY).is_file():
+        key = _load_ec_key(path / BROKER_KEY)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_private(path / BROKER_KEY, _pem_private(key))
+    if (path / BROKER_CERT).is_file() and not _broker_due(path, now):
+        current = x509.load_pem_x509_certificate((path / BROKER_CERT).read_bytes())
+        if _spki(current.public_key()) == _spki(key.public_key()):
+            return
+    cert = issue_broker_certificate(ca_key, ca, key.public_key(), name=name, now=now)
+    tmp = path / (BROKER_CERT + ".tmp")
+    tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path / BROKER_CERT)
+
+
+def issue_broker_certificate(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    name: str,
+    now: dt.datetime,
+    lifetime: dt.timedelta = BROKER_CERT_LIFETIME,
+) -> x509.Certificate:
+    """The key broker's certificate: end entity, digitalSignature, EKU veritee release signing."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} key broker"),
+        ]))
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + lifetime, ca.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([oids.RELEASE_SIGNING]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA384())
+    )
 
 
 def issue_admission_certificate(
@@ -251,7 +468,7 @@ def issue_admission_certificate(
         )
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(domain.policy_key.public_key()),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(domain.ca_key.public_key()),
             critical=False,
         )
         .add_extension(
@@ -270,4 +487,4 @@ def issue_admission_certificate(
             x509.UnrecognizedExtension(oids.PROFILE, oids.encode_utf8_string(str(profile))),
             critical=False,
         )
-    return builder.sign(domain.policy_key, hashes.SHA384())
+    return builder.sign(domain.ca_key, hashes.SHA384())

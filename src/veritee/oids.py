@@ -1,4 +1,4 @@
-"""Object identifiers veritee puts in admission certificates.
+"""Object identifiers veritee puts in admission certificates and the key broker's certificate.
 
 They live under ``2.25.<UUID>`` (ITU-T X.667: an OID any party may allocate without a registry).
 """
@@ -13,6 +13,7 @@ __all__ = [
     "MEASUREMENT",
     "PLATFORM",
     "PROFILE",
+    "RELEASE_SIGNING",
     "decode_utf8_string",
     "encode_utf8_string",
 ]
@@ -27,6 +28,9 @@ PLATFORM = ObjectIdentifier(ARC + ".2")
 PROFILE = ObjectIdentifier(ARC + ".3")
 #: UTF8String: JSON of selected claims (platform-specific), for relying parties.
 ADMISSION_CLAIMS = ObjectIdentifier(ARC + ".4")
+#: Extended key usage of the key broker's certificate: it signs release envelopes and
+#: freshness-counter answers (veritee.domain.issue_broker_certificate).
+RELEASE_SIGNING = ObjectIdentifier(ARC + ".5")
 
 
 def encode_utf8_string(value: str) -> bytes:

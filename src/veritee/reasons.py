@@ -212,6 +212,9 @@ class Code(StrEnum):
     SECRET_TAMPERED = "secret_tampered", "a stored secret does not decrypt (tampered or other key)"
     KEK_MISMATCH = "kek_mismatch", "a secret was sealed under another key-encryption key"
     ENVELOPE_INVALID = "envelope_invalid", "an HPKE envelope does not decrypt"
+    ENVELOPE_UNSIGNED = "envelope_unsigned", "a release envelope carries no key-broker signature"
+    ENVELOPE_SIGNER_UNTRUSTED = "envelope_signer_untrusted", "a release envelope's signer is not a key broker certified by this domain's CA for release signing, or its certificate is not valid now"
+    ENVELOPE_SIGNATURE_INVALID = "envelope_signature_invalid", "a release envelope's signature does not cover this key, secret, version, nonce and ciphertext"
     CONFLICT = "conflict", "concurrent writes of the same object; retry"
     CERTIFICATE_UNTRUSTED = "certificate_untrusted", "a certificate is not an admission certificate of this domain"
 
@@ -291,6 +294,7 @@ class Code(StrEnum):
     TRUNCATED_FRAME = "truncated_frame", "a channel frame ends early"
     CREDENTIALS_INVALID = "credentials_invalid", "the channel's own credentials are unusable"
     SERVICE_UNREACHABLE = "service_unreachable", "the Certifier Service or key broker cannot be reached"
+    SERVICE_URL_INSECURE = "service_url_insecure", "a workload above the development profile was given a plain-HTTP (or other non-HTTPS) service URL"
     PLATFORM_UNKNOWN = "platform_unknown", "the SDK was asked for a platform it does not know"
     PLATFORM_UNSUPPORTED = "platform_unsupported", "a hardware TEE (or configfs-tsm provider) is present but not one this driver or build supports"
     PROFILE_UNKNOWN = "profile_unknown", "a profile name is not one of development, testing, staging, production"

@@ -4,6 +4,7 @@ without its audit record, the audit chain stays intact, and nothing stored is lo
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import signal
@@ -70,7 +71,8 @@ def test_kill_mid_release(tmp_path: Path) -> None:
                 except (httpx.HTTPError, ValueError):
                     return  # the service died under us
                 if r.status_code == 200:
-                    assert open_envelope(r.json(), key, name=NAME, nonce=nonce) == b"the-secret"
+                    assert open_envelope(r.json(), key, name=NAME, nonce=nonce, ca_certificate=domain.ca_certificate,
+                                         at=dt.datetime.now(dt.UTC)) == b"the-secret"
                     with lock:
                         received.append(hashlib.sha256(spki).hexdigest())
 
@@ -114,7 +116,9 @@ def test_kill_mid_release(tmp_path: Path) -> None:
         r = httpx.post(f"{url2}/v1/secrets/{NAME}/release", json={
             "evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
             "public_key": x25519_jwk(key.public_key())})
-        assert r.status_code == 200 and open_envelope(r.json(), key, name=NAME, nonce=nonce) == b"the-secret"
+        assert r.status_code == 200 and open_envelope(
+            r.json(), key, name=NAME, nonce=nonce, ca_certificate=domain.ca_certificate,
+            at=dt.datetime.now(dt.UTC)) == b"the-secret"
     finally:
         proc2.send_signal(signal.SIGTERM)
         proc2.wait(timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,17 +26,44 @@ from veritee.service.settings import Settings
 A, B, X = "aa" * 48, "bb" * 48, "ee" * 48
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
+def _start(tmp_path: Path, *, tls: bool) -> tuple[RunningServer, Domain, Path]:
     domain = Domain.create(tmp_path / "domain", now=dt.datetime.now(dt.UTC))
     sim = tmp_path / "sim"
     key_id = SimulatedPlatform(sim, measurement=A).key_id
-    server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
+    tls_files: dict[str, Any] = {}
+    if tls:
+        from veritee.service.tls import server_certificate_files
+
+        cert, key = server_certificate_files(domain.path, "127.0.0.1")
+        tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)), **tls_files)
     doc = {"version": 1, "name": "sdk", "platforms": {"simulated": {
         "measurements": [A, B], "platform_keys": [key_id], "allow_debug": True}}}
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
     httpx.put(server.url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
-              headers=admin).raise_for_status()
+              headers=admin, verify=_verify(domain)).raise_for_status()
+    return server, domain, sim
+
+
+def _verify(domain: Domain) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=domain.ca_pem.decode())
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
+    """The service over plain HTTP: for development-profile workloads only."""
+    server, domain, sim = _start(tmp_path, tls=False)
+    try:
+        yield server, domain, sim
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tls_service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
+    """The service over HTTPS (its certificate from the domain CA), as workloads above
+    development must reach it."""
+    server, domain, sim = _start(tmp_path, tls=True)
     try:
         yield server, domain, sim
     finally:
@@ -89,13 +117,14 @@ def test_unlisted_peer_refused_by_both_sides(service: Any, tmp_path: Path) -> No
     b.close()
 
 
-def test_get_secret_and_logger(service: Any, tmp_path: Path) -> None:
-    server, domain, _ = service
+def test_get_secret_and_logger(tls_service: Any, tmp_path: Path) -> None:
+    server, domain, _ = tls_service
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
     httpx.put(f"{server.url}/v1/admin/secrets/db/password", headers=admin, json={
         "value": base64.b64encode(b"hunter2").decode(),
-        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
-    a, b = _trust(service, tmp_path, A, profile="production"), _trust(service, tmp_path, B)
+        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}},
+        verify=_verify(domain)).raise_for_status()  # fmt: skip
+    a, b = _trust(tls_service, tmp_path, A, profile="production"), _trust(tls_service, tmp_path, B)
     assert a.get_secret("db/password") == b"hunter2"
     with pytest.raises(VerificationError) as e:
         b.get_secret("db/password")
@@ -180,3 +209,58 @@ def test_rolled_back_key_store_does_not_get_its_superseded_key_certified(
     cert = again.certify()
     assert cert.public_key().public_numbers() != old.public_key().public_numbers()
     again.close()
+
+
+class _HostOnThePath(httpx.BaseTransport):
+    """Relays everything to the real service, but answers each release with a secret of its
+    own choosing, encrypted to the workload's public key (which it sees in the request)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        from cryptography.hazmat.primitives.asymmetric import x25519
+
+        from veritee.keybroker.wrap import b64url_decode, hpke_seal, release_info
+
+        response = self._inner.handle_request(request)
+        if not request.url.path.endswith("/release") or response.status_code != 200:
+            return response
+        response.read()
+        sent, envelope = json.loads(request.content), response.json()
+        public = x25519.X25519PublicKey.from_public_bytes(b64url_decode(sent["public_key"]["x"], "x"))
+        info = release_info(envelope["name"], envelope["version"], bytes.fromhex(sent["nonce"]))
+        envelope["ciphertext"] = base64.b64encode(hpke_seal(b"chosen-by-the-host", public, info=info)).decode()
+        return httpx.Response(200, json=envelope)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_host_on_the_path_cannot_hand_the_workload_a_secret(service: Any, tmp_path: Path) -> None:
+    """Issue 13.5: the release envelope is the key broker's, signed; a substituted one is
+    refused instead of handed to the application."""
+    server, domain, sim = service
+    admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+    httpx.put(f"{server.url}/v1/admin/secrets/db/password", headers=admin, json={
+        "value": base64.b64encode(b"hunter2").decode(),
+        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
+    honest = _trust(service, tmp_path, A)
+    assert honest.get_secret("db/password") == b"hunter2"
+    honest.close()
+    a = Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / "store-mitm",
+              measurement=A, platform_dir=sim, transport=_HostOnThePath())
+    with pytest.raises(VerificationError) as e:
+        a.get_secret("db/password")
+    assert e.value.code == "envelope_signature_invalid"
+    a.close()
+
+
+def test_plain_http_is_refused_outside_development(service: Any, tmp_path: Path) -> None:
+    from veritee.errors import UsageError
+
+    for profile in ("testing", "staging", "production"):
+        with pytest.raises(UsageError) as e:
+            _trust(service, tmp_path, A, profile=profile)
+        assert e.value.code == "service_url_insecure"
+    _trust(service, tmp_path, A, profile="development").close()

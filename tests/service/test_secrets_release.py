@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from typing import Any
 
@@ -131,7 +132,8 @@ def test_release_hpke_and_jwe(env: Env) -> None:
             "hpke" if isinstance(key, x25519.X25519PrivateKey) else "jwe"
         )
         _no_secret_in(env, r.text)
-        got = open_envelope(env_json, key, name="db/password", nonce=bytes.fromhex(body["nonce"]))
+        got = open_envelope(env_json, key, name="db/password", nonce=bytes.fromhex(body["nonce"]),
+                            ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))
         assert got == VALUE
     releases = [e for e in _audit(env) if e["kind"] == "secret.release"]
     assert len(releases) == 2 and releases[0]["decision"] == "accept"
@@ -250,7 +252,8 @@ def test_fault_mid_release_leaves_no_release_and_loses_nothing(
     r = env.client.post("/v1/secrets/db/password/release", json=body)  # same nonce: not burnt
     assert r.status_code == 200, r.text
     nonce = bytes.fromhex(body["nonce"])
-    assert open_envelope(r.json(), key, name="db/password", nonce=nonce) == VALUE
+    assert open_envelope(r.json(), key, name="db/password", nonce=nonce,
+                         ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC)) == VALUE
     assert len([e for e in _audit(env) if e["kind"] == "secret.release"]) == 1
 
 

@@ -46,14 +46,31 @@ def parse_time(value: str | None) -> dt.datetime:
 @click.command("init")
 @_data_option
 @click.option("--name", default="veritee-domain", show_default=True, help="Domain name.")
+@click.option(
+    "--upgrade", is_flag=True,
+    help="Bring an existing domain folder to the current format instead (separate CA, policy "
+         "and key-broker keys; the CA and its certificate stay). Do it on one copy, then copy "
+         "that folder to every replica.",
+)  # fmt: skip
 @handle_errors
-def init_cmd(data: Path | None, name: str) -> None:
-    """Create a domain: policy key + CA, token key, admin credential, database."""
+def init_cmd(data: Path | None, name: str, upgrade: bool) -> None:
+    """Create a domain: CA, policy, key-broker and token keys, admin credential, database."""
     from veritee.domain import Domain
     from veritee.keybroker.kek import KEK_ENV, FileKek
     from veritee.service.storage import Storage
 
     path = _data_dir(data)
+    if upgrade:
+        before = (path / "ca_key.pem").is_file()
+        domain = Domain.open(path)
+        store = Storage(domain.database_url)
+        store.migrate()
+        store.close()
+        click.echo(f"domain {domain.name!r} in {path} is up to date"
+                   + ("" if before else ": the CA key moved to ca_key.pem, policy_key.pem is a new "
+                      "policy key (policies signed before stay valid as stored until re-signed), "
+                      "broker_key.pem and broker_cert.pem sign release envelopes"))  # fmt: skip
+        return
     domain = Domain.create(path, name=name, now=dt.datetime.now(dt.UTC))
     store = Storage(domain.database_url)
     store.migrate()

@@ -9,7 +9,15 @@ A workload presents an ephemeral public key with its release request, in one of 
   (authenticated as AAD) names the secret, version and nonce.
 
 The evidence must bind this key (:func:`veritee.binding.report_data_for`: nonce, SPKI DER of the
-key, profile), so :attr:`Recipient.spki` is what the service checks against. :func:`open_envelope` is the workload side (used by the SDK).
+key, profile), so :attr:`Recipient.spki` is what the service checks against.
+
+Every envelope is signed by the key broker (issue 13): ``"signature"`` is ECDSA P-256/SHA-256
+(DER, base64) by the broker key over :func:`envelope_message` (the recipient key, the secret's
+name and version, the nonce and the ciphertext), and ``"signer"`` is the broker's certificate
+(PEM), issued by the domain CA with the extended key usage :data:`veritee.oids.RELEASE_SIGNING`.
+A host on the path can encrypt a secret of its choosing to the workload's public key, but it
+cannot sign it: :func:`open_envelope` checks the signature and the certificate against the
+domain CA before it decrypts anything. :func:`open_envelope` is the workload side (used by the SDK).
 """
 
 from __future__ import annotations
@@ -20,11 +28,15 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 
+from veritee import oids
 from veritee.binding import spki_der
 from veritee.errors import MalformedError, VerificationError
 from veritee.keybroker.wrap import (
@@ -41,12 +53,16 @@ from veritee.keybroker.wrap import (
 )
 
 __all__ = [
+    "ENVELOPE_TAG",
     "POP_TAG",
+    "EnvelopeSigner",
     "Recipient",
+    "envelope_message",
     "open_envelope",
     "parse_recipient",
     "possession_message",
     "seal_envelope",
+    "verify_broker_certificate",
     "x25519_jwk",
 ]
 
@@ -96,32 +112,160 @@ def parse_recipient(value: Any) -> Recipient:
     raise MalformedError("public_key must be base64 X25519 or a JWK object", field="public_key")
 
 
+ENVELOPE_TAG = b"veritee-release-envelope-v1"
+#: Largest ``signer`` certificate (PEM) an envelope may carry.
+MAX_SIGNER_PEM = 8192
+
+
+def envelope_message(
+    *, recipient_spki: bytes, name: str, version: int, nonce: bytes, payload: bytes
+) -> bytes:
+    """What the broker signs: ``ENVELOPE_TAG || SHA-256(recipient SPKI) || SHA-256(name) ||
+    u64(version) || SHA-256(nonce) || SHA-256(payload)``; the payload is the HPKE ciphertext
+    (raw bytes) or the compact JWE (ASCII)."""
+    return (
+        ENVELOPE_TAG
+        + hashlib.sha256(recipient_spki).digest()
+        + hashlib.sha256(name.encode("utf-8")).digest()
+        + version.to_bytes(8, "big")
+        + hashlib.sha256(nonce).digest()
+        + hashlib.sha256(payload).digest()
+    )
+
+
+@dataclass(frozen=True)
+class EnvelopeSigner:
+    """The key broker's signing key and its certificate (PEM), from the domain."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate_pem: str
+
+    def sign(self, message: bytes) -> str:
+        return base64.b64encode(self.key.sign(message, ec.ECDSA(hashes.SHA256()))).decode("ascii")
+
+
 def seal_envelope(
-    recipient: Recipient, value: bytes, *, name: str, version: int, nonce: bytes
+    recipient: Recipient,
+    value: bytes,
+    *,
+    name: str,
+    version: int,
+    nonce: bytes,
+    signer: EnvelopeSigner,
 ) -> dict[str, Any]:
-    """The JSON envelope returned by a release."""
+    """The JSON envelope returned by a release, signed by the key broker."""
+    out: dict[str, Any]
     if recipient.envelope == "hpke":
         assert isinstance(recipient.key, x25519.X25519PublicKey)
         blob = hpke_seal(value, recipient.key, info=release_info(name, version, nonce))
-        return {
+        out = {
             "envelope": "hpke",
             "suite": HPKE_SUITE_NAME,
             "name": name,
             "version": version,
             "ciphertext": base64.b64encode(blob).decode("ascii"),
         }
-    assert not isinstance(recipient.key, x25519.X25519PublicKey)
-    jwe = jwe_encrypt(
-        value,
-        recipient.key,
-        alg=recipient.alg,
-        extra_header={
-            "veritee_secret": name,
-            "veritee_version": version,
-            "veritee_nonce": nonce.hex(),
-        },
+        payload = blob
+    else:
+        assert not isinstance(recipient.key, x25519.X25519PublicKey)
+        jwe = jwe_encrypt(
+            value,
+            recipient.key,
+            alg=recipient.alg,
+            extra_header={
+                "veritee_secret": name,
+                "veritee_version": version,
+                "veritee_nonce": nonce.hex(),
+            },
+        )
+        compact = jwe.compact()
+        out = {"envelope": "jwe", "name": name, "version": version, "jwe": compact}
+        payload = compact.encode("ascii")
+    message = envelope_message(
+        recipient_spki=recipient.spki, name=name, version=version, nonce=nonce, payload=payload
     )
-    return {"envelope": "jwe", "name": name, "version": version, "jwe": jwe.compact()}
+    out["signature"] = signer.sign(message)
+    out["signer"] = signer.certificate_pem
+    return out
+
+
+def verify_broker_certificate(
+    pem: Any, ca_certificate: x509.Certificate, *, at: datetime
+) -> ec.EllipticCurvePublicKey:
+    """The key broker's public key, from its certificate, if the domain CA issued it for
+    release signing and it is valid at ``at``; :class:`VerificationError` otherwise."""
+    if not isinstance(pem, str) or not 0 < len(pem) <= MAX_SIGNER_PEM:
+        raise MalformedError("envelope signer must be a PEM certificate", field="signer")
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii", "replace"))
+    except ValueError:
+        raise MalformedError("envelope signer is not a PEM certificate", field="signer") from None
+    try:
+        cert.verify_directly_issued_by(ca_certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        raise VerificationError(
+            "the envelope's signer is not a key broker of this domain", code="envelope_signer_untrusted"
+        ) from None
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise VerificationError(
+            "the envelope's signer certificate is not valid now", code="envelope_signer_untrusted"
+        )
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (x509.ExtensionNotFound, ValueError):
+        eku, bc = None, None
+    if eku is None or oids.RELEASE_SIGNING not in eku or bc is None or bc.ca:
+        raise VerificationError(
+            "the envelope's signer certificate is not for release signing",
+            code="envelope_signer_untrusted",
+        )
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise VerificationError("the envelope's signer key is not an EC key", code="envelope_signer_untrusted")
+    return key
+
+
+def _check_signature(
+    envelope: Mapping[str, Any],
+    private_key: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    *,
+    name: str,
+    version: int,
+    nonce: bytes,
+    payload: bytes,
+    ca_certificate: x509.Certificate,
+    at: datetime,
+) -> None:
+    signature = envelope.get("signature")
+    if signature is None or envelope.get("signer") is None:
+        raise VerificationError(
+            "the envelope is not signed by the key broker", code="envelope_unsigned"
+        )
+    broker = verify_broker_certificate(envelope.get("signer"), ca_certificate, at=at)
+    if not isinstance(signature, str) or len(signature) > 200:
+        raise MalformedError("envelope signature must be base64", field="signature")
+    try:
+        sig = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedError("envelope signature is not base64", field="signature") from None
+    message = envelope_message(
+        recipient_spki=spki_der(private_key.public_key()),
+        name=name,
+        version=version,
+        nonce=nonce,
+        payload=payload,
+    )
+    try:
+        broker.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise VerificationError(
+            "the envelope's signature does not verify: it was not made by the key broker for "
+            "this key, secret, version, nonce and ciphertext",
+            code="envelope_signature_invalid",
+        ) from None
 
 
 def open_envelope(
@@ -130,12 +274,21 @@ def open_envelope(
     *,
     name: str,
     nonce: bytes,
+    ca_certificate: x509.Certificate,
+    at: datetime,
 ) -> bytes:
-    """Workload side: decrypt a release envelope and check it is for ``name`` and ``nonce``."""
+    """Workload side: check a release envelope is the key broker's, for ``name`` and ``nonce``
+    and this key, then decrypt it.
+
+    Raises :class:`VerificationError` (``envelope_unsigned``, ``envelope_signer_untrusted``,
+    ``envelope_signature_invalid``, ``envelope_invalid``) or :class:`MalformedError`.
+    """
+    if not isinstance(envelope, Mapping):
+        raise MalformedError("the release answer is not a JSON object", field="envelope")
     if envelope.get("name") != name:
         raise VerificationError("the envelope is for another secret", code="envelope_invalid")
     version = envelope.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**63:
         raise MalformedError("envelope version must be an integer", field="version")
     kind = envelope.get("envelope")
     if kind == "hpke":
@@ -147,13 +300,19 @@ def open_envelope(
             blob = base64.b64decode(str(envelope.get("ciphertext", "")), validate=True)
         except (binascii.Error, ValueError):
             raise MalformedError("ciphertext is not base64", field="ciphertext") from None
+        _check_signature(envelope, private_key, name=name, version=version, nonce=nonce,
+                         payload=blob, ca_certificate=ca_certificate, at=at)  # fmt: skip
         return hpke_open(blob, private_key, info=release_info(name, version, nonce))
     if kind == "jwe":
         if isinstance(private_key, x25519.X25519PrivateKey):
             raise VerificationError(
                 "a JWE envelope needs an EC or RSA key", code="envelope_invalid"
             )
-        jwe = Jwe.parse(str(envelope.get("jwe", "")))
+        compact = str(envelope.get("jwe", ""))
+        _check_signature(envelope, private_key, name=name, version=version, nonce=nonce,
+                         payload=compact.encode("ascii", "replace"), ca_certificate=ca_certificate,
+                         at=at)  # fmt: skip
+        jwe = Jwe.parse(compact)
         header = jwe.header
         if (
             header.get("veritee_secret") != name

@@ -4,16 +4,19 @@
 2. make a fresh ephemeral key (X25519 for HPKE, or P-256 for JWE) that never leaves memory;
 3. ask the platform for evidence whose report data binds nonce, key and the profile it runs as
    (:func:`veritee.binding.report_data_for`);
-4. ``POST /v1/secrets/{name}/release`` and decrypt the envelope, checking it is for this
-   secret and this nonce (:func:`veritee.keybroker.release.open_envelope`).
+4. ``POST /v1/secrets/{name}/release``, check the envelope is signed by the domain's key
+   broker (certificate issued by ``ca_certificate``) for this key, secret, nonce and
+   ciphertext, and decrypt it (:func:`veritee.keybroker.release.open_envelope`).
 """
 
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from veritee.binding import report_data_for, spki_der
@@ -47,6 +50,7 @@ def fetch_secret(
     platform: Platform,
     name: str,
     *,
+    ca_certificate: x509.Certificate,
     envelope: Literal["hpke", "jwe"] = "hpke",
     version: int | None = None,
 ) -> bytes:
@@ -54,7 +58,8 @@ def fetch_secret(
 
     Raises the service's refusal as a veritee error: :class:`~veritee.errors.VerificationError`
     (``release_denied``, with ``.reasons``), :class:`~veritee.errors.NotFoundError`,
-    :class:`~veritee.errors.NonceError`.
+    :class:`~veritee.errors.NonceError`; and :class:`~veritee.errors.VerificationError` if the
+    envelope is not the domain key broker's (``envelope_unsigned``, ...).
     """
     nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
     key: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -75,7 +80,8 @@ def fetch_secret(
     if version is not None:
         body["version"] = version
     reply = _post(client, f"/v1/secrets/{name}/release", body)
-    return open_envelope(reply, key, name=name, nonce=nonce)
+    return open_envelope(reply, key, name=name, nonce=nonce, ca_certificate=ca_certificate,
+                         at=datetime.now(UTC))  # fmt: skip
 
 
 def fetch_secret_certified(
@@ -84,6 +90,7 @@ def fetch_secret_certified(
     certificate_pem: bytes,
     name: str,
     *,
+    ca_certificate: x509.Certificate,
     version: int | None = None,
 ) -> bytes:
     """Receive secret ``name`` as a certified workload: no new evidence, a fresh proof of
@@ -105,4 +112,5 @@ def fetch_secret_certified(
     if version is not None:
         body["version"] = version
     reply = _post(client, f"/v1/secrets/{name}/release-certified", body)
-    return open_envelope(reply, eph, name=name, nonce=nonce)
+    return open_envelope(reply, eph, name=name, nonce=nonce, ca_certificate=ca_certificate,
+                         at=datetime.now(UTC))  # fmt: skip

@@ -156,8 +156,35 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
     return err
 
 
+def _check_service_url(url: str, profile: Profile) -> None:
+    """``https://`` always; plain ``http://`` only in the development profile.
+
+    Over HTTP a host on the path sees and changes every request and answer: tokens, the
+    certificate it is given, counter values. Released secrets stay safe (their envelopes are
+    signed by the key broker and encrypted to the workload), but nothing else is.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "https":
+        return
+    if scheme == "http" and profile is Profile.DEVELOPMENT:
+        _log.warning("the Certifier Service is reached over plain HTTP (development profile only)")
+        return
+    if scheme == "http":
+        raise UsageError(
+            f"a {profile.value} workload does not reach its Certifier Service over plain HTTP: "
+            "use an https:// URL (veritee serve --tls)",
+            code="service_url_insecure",
+        )
+    raise UsageError("the service URL must start with https:// (or http:// in development)",
+                     code="service_url_insecure")  # fmt: skip
+
+
 class Trust:
-    """A workload's handle on its security domain."""
+    """A workload's handle on its security domain.
+
+    ``service_url`` must be ``https://`` (the service's certificate must chain to ``ca_cert``),
+    except in the development profile, where ``http://`` is allowed with a warning.
+    """
 
     def __init__(
         self,
@@ -181,6 +208,7 @@ class Trust:
             platform, measurement=measurement, measure=measure, profile=profile,
             platform_dir=Path(platform_dir) if platform_dir else None, tcti=tcti,
         )
+        _check_service_url(service_url, self.platform.profile)
         self.store_path = Path(store).expanduser()
         self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keystore = KeyStore(self.store_path / "keystore.bin", self.platform)
@@ -392,10 +420,11 @@ class Trust:
 
         if not with_certificate:
             self._ensure_enrolled()
-            return fetch_secret(self._http, self.platform, name)
+            return fetch_secret(self._http, self.platform, name, ca_certificate=self.ca_certificate)
         key, cert = self._credentials()
         return fetch_secret_certified(
-            self._http, key, cert.public_bytes(serialization.Encoding.PEM), name
+            self._http, key, cert.public_bytes(serialization.Encoding.PEM), name,
+            ca_certificate=self.ca_certificate,
         )
 
     def _open_log(self) -> Any:

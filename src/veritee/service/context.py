@@ -20,7 +20,7 @@ import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 
 from veritee import binding, evidence
-from veritee.appraisal import Decision, Policy, SignedPolicy, appraise, refused_for_error
+from veritee.appraisal import Decision, Policy, appraise, refused_for_error
 from veritee.collateral import Collateral
 from veritee.domain import Domain
 from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
@@ -118,7 +118,7 @@ class ServiceContext:
         if stored is None:
             policy, version = None, None
         elif stored.version != version or policy is None:
-            policy = SignedPolicy.from_bytes(stored.document, self.domain.policy_key.public_key()).policy
+            policy = self.domain.verify_policy(stored.document, stored=True).policy
             version = stored.version
         self._policy = (time.monotonic(), version, policy)
         return policy

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from veritee.anchors import sign_anchor
-from veritee.appraisal import SignedPolicy, load_policy
+from veritee.appraisal import load_policy
 from veritee.errors import MalformedError, NotFoundError
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
@@ -35,7 +35,7 @@ def get_policy(request: Request) -> dict[str, Any]:
         stored = tx.active_policy()
     if stored is None:
         raise NotFoundError("no appraisal policy is installed", code="no_policy")
-    signed = SignedPolicy.from_bytes(stored.document, ctx.domain.policy_key.public_key())
+    signed = ctx.domain.verify_policy(stored.document, stored=True)
     return {"version": stored.version, "digest": stored.digest, "policy": signed.policy.to_json()}
 
 
@@ -45,8 +45,9 @@ async def put_policy(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_POLICY:
         raise MalformedError("policy too large", code="oversized")
-    # Refuses unsigned or wrongly signed policies (PolicyError -> 400).
-    signed = SignedPolicy.from_bytes(body, ctx.domain.policy_key.public_key())
+    # Refuses unsigned or wrongly signed policies (PolicyError -> 400): only the policy key,
+    # never the key that signed policies before the keys were split (the CA key).
+    signed = ctx.domain.verify_policy(body, stored=False)
     now = ctx.now()
     digest = hashlib.sha256(body).hexdigest()
     with ctx.storage.transaction() as tx:

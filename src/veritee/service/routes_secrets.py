@@ -267,7 +267,10 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
         audit=appraisal.audit_details()
         | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
-    return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))
+    return JSONResponse(seal_envelope(
+        recipient, value.reveal(), name=name, version=version, nonce=nonce,
+        signer=ctx.domain.envelope_signer,
+    ))
 
 
 @release_router.post(
@@ -310,4 +313,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
             "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
         },
     )
-    return JSONResponse(seal_envelope(recipient, value.reveal(), name=name, version=version, nonce=nonce))
+    return JSONResponse(seal_envelope(
+        recipient, value.reveal(), name=name, version=version, nonce=nonce,
+        signer=ctx.domain.envelope_signer,
+    ))

@@ -117,7 +117,7 @@ async def activate(body: TpmActivateRequest, request: Request) -> JSONResponse:
                                 code="activation_failed")  # fmt: skip
     d = ctx.domain
     cert = enrollment.issue_ak_certificate(
-        ca_key=d.policy_key, ca_certificate=d.ca_certificate, ak=ak, ek_certificate_sha256=ek_sha256,
+        ca_key=d.ca_key, ca_certificate=d.ca_certificate, ak=ak, ek_certificate_sha256=ek_sha256,
         now=now, lifetime=AK_CERTIFICATE_LIFETIME,
     )  # fmt: skip
     details["serial"] = format(cert.serial_number, "x")

@@ -44,7 +44,7 @@ def server_certificate_files(data_dir: Path, host: str, *, days: int = 30) -> tu
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(domain.policy_key, hashes.SHA384())
+        .sign(domain.ca_key, hashes.SHA384())
     )
     write_private(
         key_path,
