@@ -264,3 +264,80 @@ def test_plain_http_is_refused_outside_development(service: Any, tmp_path: Path)
             _trust(service, tmp_path, A, profile=profile)
         assert e.value.code == "service_url_insecure"
     _trust(service, tmp_path, A, profile="development").close()
+
+
+def test_a_rolled_back_key_store_does_not_open_with_a_service_counter(service: Any, tmp_path: Path) -> None:
+    """Issue 13.1, the optional freshness counter held by the service: the host puts back an
+    older key store (its items, not only its key); with freshness='service' it is refused."""
+    from veritee.errors import SealingError
+
+    a = _trust(service, tmp_path, A, freshness="service")
+    a.certify()
+    a.keystore.put("balance", b"100")
+    assert a.keystore.fresh
+    snapshot = a.keystore.path.read_bytes()
+    a.keystore.put("balance", b"50")
+    a.close()
+    a.keystore.path.write_bytes(snapshot)  # the host's move
+    with pytest.raises(SealingError) as e:
+        _trust(service, tmp_path, A, freshness="service")
+    assert e.value.code == "keystore_rolled_back"
+    # Without the counter the older copy opens (sealing alone cannot tell).
+    stale = _trust(service, tmp_path, A)
+    assert stale.keystore.get("balance") == b"100"
+    stale.close()
+
+
+def test_the_counter_follows_rotation_and_restarts(service: Any, tmp_path: Path) -> None:
+    a = _trust(service, tmp_path, A, freshness="service")
+    a.keystore.put("before-certify", b"x")  # no certificate yet: tied at certify()
+    a.certify()
+    assert a.keystore.fresh
+    a.keystore.rotate_key()  # the new key has no certificate: the step waits
+    assert not a.keystore.fresh
+    a.certify()
+    assert a.keystore.fresh
+    a.keystore.put("after", b"y")
+    a.close()
+    again = _trust(service, tmp_path, A, freshness="service")
+    assert again.keystore.fresh and again.keystore.get("after") == b"y"
+    again.close()
+
+
+class _ForgedCounter(httpx.BaseTransport):
+    """Relays to the real service but answers counter reads with 0 (a rolled-back value)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if not request.url.path.endswith("/keystores/counter") or response.status_code != 200:
+            return response
+        response.read()
+        answer = response.json()
+        answer["counter"] = 0
+        return httpx.Response(200, json=answer)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_forged_counter_answer_is_refused(service: Any, tmp_path: Path) -> None:
+    server, domain, sim = service
+    a = _trust(service, tmp_path, A, freshness="service")
+    a.certify()
+    a.keystore.put("k", b"v")
+    a.close()
+    with pytest.raises(VerificationError) as e:
+        Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / f"store-{A[:4]}",
+              measurement=A, platform_dir=sim, transport=_ForgedCounter(), freshness="service")  # fmt: skip
+    assert e.value.code == "counter_answer_invalid"
+
+
+def test_platform_freshness_needs_a_platform_counter(service: Any, tmp_path: Path) -> None:
+    from veritee.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        _trust(service, tmp_path, A, freshness="platform")  # the simulated platform has none
+    assert e.value.code == "counter_unavailable"

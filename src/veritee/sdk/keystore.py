@@ -8,7 +8,8 @@ format 1 is opened and re-sealed in format 2 at once. Its plaintext is a CBOR ma
     {"v": 2,
      "id": 16 random bytes naming this store (made with it, never changed),
      "gen": the key's generation: 1 for the first key, +1 on every rotate_key(), 0 before,
-     "seq": the number of writes so far (what a freshness counter follows),
+     "seq": the number of writes so far,
+     "ctr": the freshness counter's value this state goes with, or null (no counter),
      "key": PKCS#8 DER of the workload's ECDSA P-256 key, or null,
      "cert": PEM of the admission certificate, or null,
      "chain": [PEM of intermediate CA certificates],
@@ -23,7 +24,14 @@ does about it: the workload binds the store's id and key generation into its evi
 certifies a key (:meth:`proof`, :mod:`veritee.binding`), and the service refuses to certify a
 generation lower than one it certified before for that store (``key_superseded``), so a key
 that :meth:`rotate_key` replaced is never certified again. The rest of the store (items, the
-certificate) is protected against rollback only with a freshness counter (docs/sealing.md).
+certificate) is protected against rollback only with a freshness counter the host cannot
+reset (:meth:`attach_counter`): a TPM NV counter (``Platform.monotonic_counter``) or the one
+the service keeps per key store (:class:`veritee.sdk.freshness.ServiceCounter`). Every write
+then stores ``ctr`` = the counter's next value, and afterwards increments the counter; a store
+whose ``ctr`` is behind the counter is an older copy and does not open (``keystore_rolled_back``).
+A write whose increment did not happen (a crash, the service unreachable, no certificate yet)
+is finished at the next :meth:`sync_counter` or attach; until then that one write can be rolled
+back (:attr:`fresh` is False).
 
 Every change rewrites the file atomically (temporary file in the same folder, ``fsync``,
 ``rename``, ``fsync`` of the folder), mode 0600, so a crash leaves either the old or the new
@@ -35,6 +43,7 @@ Not covered: several processes writing one store at once (one process per store)
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -51,10 +60,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.binding import MAX_GENERATION, STORE_ID_SIZE, KeyStoreProof
 from veritee.errors import SealingError, StorageError, UsageError
-from veritee.platforms.base import Platform
+from veritee.platforms.base import MonotonicCounter, Platform
 from veritee.sdk.sealing import LEGACY_VERSION, PURPOSE_KEYSTORE, SealedHeader, seal, unseal
 
 __all__ = ["DEFAULT_RENEWAL_MARGIN", "KeyStore"]
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 LEGACY_FORMAT_VERSION = 1
@@ -69,6 +80,7 @@ class _Contents:
     store_id: bytes = field(default_factory=lambda: os.urandom(STORE_ID_SIZE))
     generation: int = 0
     seq: int = 0
+    ctr: int | None = None
     key: bytes | None = None
     cert: bytes | None = None
     chain: tuple[bytes, ...] = ()
@@ -82,6 +94,7 @@ class _Contents:
                 "id": self.store_id,
                 "gen": self.generation,
                 "seq": self.seq,
+                "ctr": self.ctr,
                 "key": self.key,
                 "cert": self.cert,
                 "chain": list(self.chain),
@@ -126,6 +139,7 @@ class _Contents:
         store_id: Any = os.urandom(STORE_ID_SIZE)
         generation: Any = 1 if key else 0
         seq: Any = 0
+        ctr: Any = None
         if not legacy:
             store_id, generation, seq = doc.get("id"), doc.get("gen"), doc.get("seq")
             if not isinstance(store_id, bytes) or len(store_id) != STORE_ID_SIZE:
@@ -135,10 +149,16 @@ class _Contents:
                     raise bad(f"field {name} is not a count")
             if (generation == 0) != (key is None):
                 raise bad("field gen does not match the key")
+            ctr = doc.get("ctr")
+            if ctr is not None and (
+                not isinstance(ctr, int) or isinstance(ctr, bool) or not 0 <= ctr <= MAX_GENERATION
+            ):
+                raise bad("field ctr is not a count")
         contents = cls(
             store_id=store_id,
             generation=generation,
             seq=seq,
+            ctr=ctr,
             key=key,
             cert=opt_bytes("cert"),
             chain=tuple(chain),
@@ -174,6 +194,9 @@ class KeyStore:
         self._platform = platform
         self._lock = threading.RLock()
         self._legacy_blob = False
+        self._counter: MonotonicCounter | None = None
+        #: The counter's value as last seen, or None when unknown (a step may be missing).
+        self._counter_value: int | None = None
         self._contents = self._read()
         if self._legacy_blob:
             self._update()  # rewrite a store of sealed format 1 or contents format 1
@@ -235,9 +258,94 @@ class KeyStore:
 
     @property
     def seq(self) -> int:
-        """How many times the store was written (what a freshness counter follows)."""
+        """How many times the store was written."""
         with self._lock:
             return self._contents.seq
+
+    # -- rollback: a freshness counter ---------------------------------------------------------
+
+    def attach_counter(self, counter: MonotonicCounter) -> None:
+        """Tie this store to ``counter`` (module docstring) and check it is not an older copy.
+
+        Raises :class:`SealingError` ``keystore_rolled_back`` if the counter has moved past this
+        store's state, ``keystore_counter_mismatch`` if the counter is behind it (reset, or
+        another store's), and whatever the counter raises if it cannot be read.
+        """
+        with self._lock:
+            value = counter.read()
+            ctr = self._contents.ctr
+            if ctr is None:
+                if value != 0:
+                    raise SealingError(
+                        f"key store {self._path} was never tied to its freshness counter, but "
+                        f"the counter is at {value}: this is an older copy of the store",
+                        code="keystore_rolled_back",
+                    )
+            elif ctr < value:
+                raise SealingError(
+                    f"key store {self._path} is an older copy: its state goes with freshness "
+                    f"counter value {ctr}, the counter is at {value}",
+                    code="keystore_rolled_back",
+                )
+            elif ctr > value + 1:
+                raise SealingError(
+                    f"key store {self._path} is ahead of its freshness counter ({ctr} > "
+                    f"{value} + 1): the counter was reset or is another store's",
+                    code="keystore_counter_mismatch",
+                )
+            self._counter, self._counter_value = counter, value
+            if ctr is None:
+                self._update()  # ties the store: ctr = value + 1, then the counter steps
+            else:
+                self.sync_counter()
+
+    def sync_counter(self) -> None:
+        """Step the counter up to this store's state (a write whose step did not happen).
+
+        Raises what the counter raises, or :class:`SealingError` ``keystore_counter_mismatch``.
+        """
+        with self._lock:
+            counter, target = self._counter, self._contents.ctr
+            if counter is None or target is None:
+                return
+            value = self._counter_value
+            try:
+                if value is None:
+                    value = counter.read()
+                while value < target:
+                    value = counter.increment()
+            except BaseException:
+                self._counter_value = None
+                raise
+            self._counter_value = value
+            if value != target:
+                self._counter_value = None
+                raise SealingError(
+                    f"key store {self._path}: its freshness counter is at {value}, the store "
+                    f"at {target}: another writer, or not this store's counter",
+                    code="keystore_counter_mismatch",
+                )
+
+    @property
+    def fresh(self) -> bool:
+        """True when a freshness counter confirms the store's latest write."""
+        with self._lock:
+            return (
+                self._counter is not None
+                and self._counter_value is not None
+                and self._counter_value == self._contents.ctr
+            )
+
+    @property
+    def counter_attached(self) -> bool:
+        with self._lock:
+            return self._counter is not None
+
+    @property
+    def counter_label(self) -> str:
+        """The label of this store's counter (``Platform.monotonic_counter``)."""
+        with self._lock:
+            return "veritee-keystore-" + self._contents.store_id.hex()
 
     # -- certificates -------------------------------------------------------------------------
 
@@ -388,9 +496,20 @@ class KeyStore:
         return contents
 
     def _update(self, **changes: Any) -> None:
+        if self._counter is not None:
+            base = self._contents.ctr if self._contents.ctr is not None else self._counter_value
+            changes["ctr"] = (base or 0) + 1
         new = replace(self._contents, seq=self._contents.seq + 1, **changes)
         self._write(seal(self._platform, new.to_cbor(), purpose=PURPOSE_KEYSTORE))
         self._contents = new
+        if self._counter is not None:
+            try:
+                self.sync_counter()
+            except Exception as exc:  # the write stands; its step waits for sync_counter()
+                log.warning(
+                    "key store write not yet confirmed by its freshness counter (%s); "
+                    "it is confirmed at the next sync", getattr(exc, "code", type(exc).__name__)
+                )
 
     def _write(self, blob: bytes) -> None:
         folder = self._path.parent

@@ -26,7 +26,7 @@ import ssl
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from cryptography import x509
@@ -184,6 +184,14 @@ class Trust:
 
     ``service_url`` must be ``https://`` (the service's certificate must chain to ``ca_cert``),
     except in the development profile, where ``http://`` is allowed with a warning.
+
+    ``freshness`` protects the whole key store against rollback (docs/sealing.md): ``"platform"``
+    ties it to the platform's monotonic counter (a TPM NV counter; :class:`UsageError`
+    ``counter_unavailable`` where there is none), ``"service"`` to the counter the service keeps
+    for it (from the first certification on; a store that holds a valid certificate is checked
+    here, which reaches the service). An older copy of the store then raises
+    :class:`SealingError` ``keystore_rolled_back``. ``"none"`` (the default): only the key's
+    generation is protected, by the service, at certification.
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class Trust:
         timeout: float = 10.0,
         renewal_margin: dt.timedelta = dt.timedelta(minutes=5),
         tenant_key: Any = None,
+        freshness: Literal["none", "service", "platform"] = "none",
     ) -> None:
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
@@ -222,6 +231,35 @@ class Trust:
             ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
             verify = ctx
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
+        self.freshness = freshness
+        self._attach_counter(at_start=True)
+
+    def _attach_counter(self, *, at_start: bool) -> None:
+        """Tie the key store to its freshness counter (class docstring), or bring it up to date."""
+        if self.freshness == "none":
+            return
+        if self.freshness == "platform":
+            if at_start:
+                counter = self.platform.monotonic_counter(self.keystore.counter_label)
+                if counter is None:
+                    raise UsageError(
+                        f"platform {self.platform.name!r} has no monotonic counter: use "
+                        "freshness='service'",
+                        code="counter_unavailable",
+                    )
+                self.keystore.attach_counter(counter)
+            return
+        if self.freshness != "service":
+            raise UsageError("freshness is 'none', 'service' or 'platform'")
+        if self.keystore.counter_attached:
+            self.keystore.sync_counter()
+            return
+        now = dt.datetime.now(dt.UTC)
+        if at_start and self.keystore.needs_renewal(now, dt.timedelta(0)):
+            return  # no valid certificate yet: tied at the first certify()
+        from veritee.sdk.freshness import ServiceCounter
+
+        self.keystore.attach_counter(ServiceCounter(self._http, self.keystore, self.ca_certificate))
 
     @staticmethod
     def _load_ca(ca: str | os.PathLike[str] | bytes | x509.Certificate) -> x509.Certificate:
@@ -298,6 +336,7 @@ class Trust:
         self.keystore.save_certificate(
             pem, ca_certificate=self.ca_certificate.public_bytes(serialization.Encoding.PEM)
         )
+        self._attach_counter(at_start=False)
         self.last_token = str(resp.get("token", ""))
         self._attach_log()
         # Attested servers already running present the renewed certificate from now on.

@@ -123,6 +123,7 @@ ROUTERS = (
     ("veritee.service.routes_secrets", "router"),
     ("veritee.service.routes_kbs", "router"),
     ("veritee.service.routes_tpm", "router"),
+    ("veritee.service.routes_keystores", "router"),
 )
 
 

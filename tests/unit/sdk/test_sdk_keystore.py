@@ -302,3 +302,80 @@ def test_format_1_contents_get_an_id_and_generation_1(tmp_path: Path, platform: 
     ks = KeyStore(path, platform)
     assert ks.proof().generation == 1 and ks.get("a") == b"b"
     assert KeyStore(path, platform).proof() == ks.proof()  # rewritten in format 2 once
+
+
+# --- issue 13.1: a freshness counter ---------------------------------------------------------
+
+
+from veritee.errors import StorageError  # noqa: E402
+
+
+class _Counter:
+    """A MonotonicCounter with the contract's semantics (0 until first incremented), in memory:
+    it stands for the TPM's or the service's (those are tested against the real thing)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.value = 0
+        self.fail = fail
+
+    def read(self) -> int:
+        if self.fail:
+            raise StorageError("counter unreachable", code="service_unreachable")
+        return self.value
+
+    def increment(self) -> int:
+        if self.fail:
+            raise StorageError("counter unreachable", code="service_unreachable")
+        self.value += 1
+        return self.value
+
+
+def test_a_counter_catches_every_older_copy(tmp_path: Path, platform: HkdfPlatform) -> None:
+    from veritee.platforms.base import MonotonicCounter
+
+    counter = _Counter()
+    assert isinstance(counter, MonotonicCounter)
+    path = tmp_path / "ks.bin"
+    ks = KeyStore(path, platform)
+    ks.load_or_create_key()
+    before_tie = path.read_bytes()
+    ks.attach_counter(counter)
+    assert ks.fresh and counter.value == 1
+    ks.put("a", b"1")
+    one = path.read_bytes()
+    ks.put("a", b"2")
+    assert counter.value == 3 and ks.fresh
+    for old in (before_tie, one):
+        path.write_bytes(old)
+        with pytest.raises(SealingError) as e:
+            KeyStore(path, platform).attach_counter(counter)
+        assert e.value.code == "keystore_rolled_back"
+
+
+def test_a_write_whose_step_failed_is_finished_later(tmp_path: Path, platform: HkdfPlatform) -> None:
+    counter = _Counter()
+    path = tmp_path / "ks.bin"
+    ks = KeyStore(path, platform)
+    ks.attach_counter(counter)
+    counter.fail = True
+    ks.put("a", b"1")  # on disk; the counter could not step
+    assert not ks.fresh and ks.get("a") == b"1"
+    with pytest.raises(StorageError):
+        ks.sync_counter()
+    counter.fail = False
+    again = KeyStore(path, platform)  # e.g. after a restart
+    again.attach_counter(counter)
+    assert again.fresh and counter.value == 2
+
+
+def test_a_counter_behind_the_store_is_refused(tmp_path: Path, platform: HkdfPlatform) -> None:
+    counter = _Counter()
+    path = tmp_path / "ks.bin"
+    ks = KeyStore(path, platform)
+    ks.attach_counter(counter)
+    for _ in range(3):
+        ks.put("a", b"x")
+    with pytest.raises(SealingError) as e:
+        KeyStore(path, platform).attach_counter(_Counter())  # reset, or another store's
+    assert e.value.code == "keystore_counter_mismatch"
+    assert ks.counter_label.startswith("veritee-keystore-")

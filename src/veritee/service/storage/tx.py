@@ -303,6 +303,19 @@ class Tx:
         ).returning(KEY_STORES.c.store_sha256)
         return self._conn.execute(upsert).first() is not None
 
+    def increment_key_store_counter(self, store_sha256: str, *, now: datetime) -> int:
+        """Add one to a key store's freshness counter; the new value (UsageError if unknown)."""
+        _aware("now", now)
+        row = self._conn.execute(
+            update(KEY_STORES)
+            .where(KEY_STORES.c.store_sha256 == store_sha256)
+            .values(counter=KEY_STORES.c.counter + 1, updated_at=now)
+            .returning(KEY_STORES.c.counter)
+        ).first()
+        if row is None:
+            raise UsageError("no such key store")
+        return int(row[0])
+
     def key_store(self, store_sha256: str) -> tuple[int, str, int] | None:
         """(generation, subject_key_sha256, counter) recorded for a key store, or None."""
         row = self._conn.execute(
