@@ -70,6 +70,7 @@ __all__ = [
     "KeyStoreProof",
     "attested_profile",
     "check",
+    "check_named",
     "profile_launch_data",
     "report_data_for",
     "report_data_v1",
@@ -171,7 +172,8 @@ class BindingCheck:
     """The outcome of :func:`check`: bound or not, by which version, and what to report."""
 
     bound: bool
-    #: 2 or 1 when bound, None when not.
+    #: 2 or 1 when bound by veritee's binding, None when not (or, from :func:`check_named`,
+    #: when the nonce is the evidence's whole report data or nonce claim).
     version: int | None
     #: Why the binding is refused (``binding_mismatch``, ``binding_version_refused``).
     refusal: Reason | None = None
@@ -231,6 +233,32 @@ def check(
         )
     return BindingCheck(
         False, None, refusal=Reason("binding_mismatch", f"report data does not bind {what}")
+    )
+
+
+def check_named(claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None = None) -> BindingCheck:
+    """Does the evidence carry the whole of what a relying party names (``veritee verify
+    --nonce``, with ``--public-key`` when ``spki``)?
+
+    With a key, only :func:`check` of nonce and key counts. Without one, ``nonce`` must be
+    bound by :func:`check` with no key, or equal the evidence's *entire* report data (64 bytes
+    on SEV-SNP, TDX, SGX; the TPM quote's extraData) or its entire ``nonce`` claim (Nitro).
+    Never a prefix: a one-byte nonce would match one report in 256. An empty nonce binds
+    nothing.
+    """
+    if spki:
+        return check(claims, nonce=nonce, spki=spki)
+    if not nonce:
+        return BindingCheck(False, None, refusal=Reason("nonce_mismatch", "an empty nonce binds nothing"))
+    bound = check(claims, nonce=nonce, spki=None)
+    if bound.bound:
+        return bound
+    for name in ("report_data", "nonce"):
+        value = claims.get(name)
+        if isinstance(value, str) and hmac.compare_digest(value.lower().encode(), nonce.hex().encode()):
+            return BindingCheck(True, None)
+    return BindingCheck(
+        False, None, refusal=Reason("nonce_mismatch", "the evidence does not carry this nonce")
     )
 
 

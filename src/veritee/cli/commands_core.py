@@ -236,23 +236,14 @@ def verify_evidence(
 
 
 def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: bytes = b"") -> None:
+    """The whole binding the caller names (:func:`veritee.binding.check_named`), never a prefix."""
     from veritee import binding
 
-    rd = str(claims.get("report_data") or "").lower()
-    if spki:  # a key was named: only the binding of nonce and that key counts
-        if binding.check(claims, nonce=nonce, spki=spki).bound:
-            decision.affirm("nonce_bound", claim="instance-identity")
-        else:
-            decision.refuse("nonce_mismatch", "the evidence does not bind this nonce and public key",
-                            claim="instance-identity")  # fmt: skip
-        return
-    ok = (
-        str(claims.get("nonce") or "").lower() == nonce.hex()
-        or binding.check(claims, nonce=nonce, spki=None).bound
-        or (len(nonce) > 0 and rd.startswith(nonce.hex()))
-    )
-    if ok:
+    if binding.check_named(claims, nonce=nonce, spki=spki or None).bound:
         decision.affirm("nonce_bound", claim="instance-identity")
+    elif spki:
+        decision.refuse("nonce_mismatch", "the evidence does not bind this nonce and public key",
+                        claim="instance-identity")  # fmt: skip
     else:
         decision.refuse("nonce_mismatch", "the evidence does not carry this nonce", claim="instance-identity")
 
@@ -263,7 +254,7 @@ def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: byte
 @click.option("--collateral", "collateral", multiple=True, type=click.Path(path_type=Path), help="Collateral file or folder (repeatable).")
 @click.option("--at", "at", default=None, help="Verification time, ISO-8601 (default: now).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Appraisal policy (YAML/JSON); default: the baseline.")
-@click.option("--nonce", default=None, help="Hex nonce the evidence must carry.")
+@click.option("--nonce", default=None, help="Hex nonce the evidence must bind: veritee's report-data binding, or the whole report data or nonce claim (never a prefix).")
 @click.option(
     "--platform-key", "platform_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
     help="A platform key to trust (repeatable): PEM public key, or the simulated platform's "
@@ -294,6 +285,8 @@ def verify_cmd(
                 nonce_bytes = bytes.fromhex(nonce)
             except ValueError:
                 raise UsageError("--nonce must be hex") from None
+            if not nonce_bytes:
+                raise UsageError("--nonce must be at least one byte")
         if public_key is not None and nonce_bytes is None:
             raise UsageError("--public-key needs --nonce")
         spki = b""

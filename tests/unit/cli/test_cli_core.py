@@ -115,6 +115,24 @@ def test_verify_wrong_nonce_is_not_accepted(runner: CliRunner, sim_evidence: Pat
     assert [x["code"] for x in json.loads(r.output)["reasons"]] == ["nonce_mismatch"]
 
 
+def test_verify_refuses_a_prefix_of_the_report_data_as_nonce(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
+    """Issue 11 item 7: `--nonce` once matched any prefix of the report data (one byte passed
+    one report in 256). Only the whole binding the caller names counts."""
+    key = ["--platform-key", str(_platform_key(tmp_path))]
+    rd = json.loads(runner.invoke(cli, ["verify", str(sim_evidence), "--json", *key]).output)["claims"]["report_data"]
+    assert len(rd) == 128
+    for prefix in (rd[:2], rd[:64], rd[:-2]):
+        r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", prefix, *key])
+        assert r.exit_code == 1, (prefix, r.output)
+        assert [x["code"] for x in json.loads(r.output)["reasons"]] == ["nonce_mismatch"]
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", rd.upper(), *key])
+    assert r.exit_code == 0, r.output  # the entire report data, named by the caller
+    r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "", *key])
+    assert r.exit_code == 2 and "at least one byte" in r.output
+
+
 def test_verify_with_policy(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
     pol = tmp_path / "p.yaml"
     pol.write_text(f"version: 1\nname: t\nplatforms:\n  simulated: {{measurements: ['{'cd' * 48}']}}\n")

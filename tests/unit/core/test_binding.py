@@ -216,3 +216,20 @@ def test_snp_without_profile_launch_data_cannot_claim_production() -> None:
     claims = _snp(0x30000, profile_launch_data(Profile.PRODUCTION), report_data_v1(NONCE, SPKI))
     out = check(claims, nonce=NONCE, spki=SPKI)
     assert out.refusal is not None and out.refusal.code == "binding_version_refused"
+
+
+def test_check_named_takes_the_whole_report_data_or_nonce_claim_never_a_prefix() -> None:
+    """Issue 11 item 7: what `veritee verify --nonce` compares."""
+    from veritee.binding import check_named
+
+    nonce = bytes(range(1, 33))
+    claims = {"platform": "nitro", "report_data": None, "nonce": nonce.hex().upper()}
+    assert check_named(claims, nonce=nonce).bound
+    assert not check_named(claims, nonce=nonce[:1]).bound
+    assert not check_named(claims, nonce=nonce + b"\0").bound
+    claims = {"platform": "sev-snp", "report_data": (nonce + bytes(32)).hex(), "debug": False}
+    assert check_named(claims, nonce=nonce + bytes(32)).bound
+    for partial in (nonce, nonce[:1], nonce + bytes(31)):
+        r = check_named(claims, nonce=partial)
+        assert not r.bound and r.refusal is not None and r.refusal.code == "nonce_mismatch"
+    assert not check_named({"report_data": "", "nonce": ""}, nonce=b"").bound

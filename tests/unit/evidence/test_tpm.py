@@ -252,6 +252,9 @@ def test_cli_verify_format_tpm(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert (out["format"], out["authentic"], out["accepted"]) == ("tpm", True, True)
+    # The whole extraData, never a prefix of it (issue 11 item 7).
+    r = CliRunner().invoke(cli, [*args, "--collateral", str(TESTVECTORS / "tpm"), "--nonce", "90"])
+    assert r.exit_code == 1 and json.loads(r.output)["reasons"][0]["code"] == "nonce_mismatch"
     r = CliRunner().invoke(cli, args)  # no collateral: the chain cannot reach the pinned root
     assert r.exit_code == 1 and json.loads(r.output)["reasons"][0]["code"] == "root_not_pinned"
     bad = tmp_path / "bad.pb"
