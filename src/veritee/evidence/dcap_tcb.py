@@ -87,8 +87,13 @@ def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, l
         raise VerificationError("QE MRSIGNER does not match the QE identity", code="qe_identity_mismatch")
     if _field(qe, "isvprodid", int, "qe_identity") != report.isv_prod_id:
         raise VerificationError("QE ISVPRODID does not match the QE identity", code="qe_identity_mismatch")
-    misc = int.from_bytes(_hex_field(qe, "miscselect", "qe_identity"), "big")
-    misc_mask = int.from_bytes(_hex_field(qe, "miscselectMask", "qe_identity"), "big")
+    # Little-endian, as the report's MISCSELECT is (Intel QVL, dcap-qvl: u32::from_le_bytes).
+    misc_raw = _hex_field(qe, "miscselect", "qe_identity")
+    mask_raw = _hex_field(qe, "miscselectMask", "qe_identity")
+    if len(misc_raw) != 4 or len(mask_raw) != 4:
+        raise MalformedError("QE identity miscselect must be 4 bytes", field="qe_identity.miscselect")
+    misc = int.from_bytes(misc_raw, "little")
+    misc_mask = int.from_bytes(mask_raw, "little")
     if report.misc_select & misc_mask != misc & misc_mask:
         raise VerificationError("QE MISCSELECT does not match the QE identity", code="qe_identity_mismatch")
     attrs = _hex_field(qe, "attributes", "qe_identity")

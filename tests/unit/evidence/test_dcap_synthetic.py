@@ -182,6 +182,9 @@ class Spec:
     issue: datetime = datetime(2025, 6, 19, tzinfo=UTC)
     tcb_info_fmspc: str = "B0C06F000000"
     mr_signer_seam: bytes = bytes(48)
+    #: MISCSELECT of the QE report, and fields of the QE identity JSON to override.
+    qe_misc_select: int = 0
+    qe_identity: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -230,6 +233,7 @@ def build(spec: Spec | None = None) -> Synthetic:
         "tcbEvaluationDataNumber": 17, "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
         "attributes": "11000000000000000000000000000000", "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
         "mrsigner": QE_MRSIGNER.hex().upper(), "isvprodid": 2 if tdx_kind else 1, "tcbLevels": list(s.qe_levels),
+        **s.qe_identity,
     }  # fmt: skip
     info_raw = json.dumps(info, separators=(",", ":"))
     qe_raw = json.dumps(qe, separators=(",", ":"))
@@ -250,7 +254,7 @@ def build(spec: Spec | None = None) -> Synthetic:
     auth = bytes(range(32))
     qe_report = enclave_report(
         attributes=bytes.fromhex("11000000000000000000000000000000"), mr_signer=QE_MRSIGNER,
-        isv_prod_id=2 if tdx_kind else 1, isv_svn=s.qe_isvsvn,
+        isv_prod_id=2 if tdx_kind else 1, isv_svn=s.qe_isvsvn, misc=s.qe_misc_select,
         report_data=hashlib.sha256(att_xy + auth).digest() + bytes(32),
     )  # fmt: skip
     chain_pem = pem(pck, ca, root).encode()
@@ -452,3 +456,27 @@ def test_in_place_change_of_cached_collateral_is_seen() -> None:
     with pytest.raises(VerificationError) as e:
         tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust)
     assert e.value.code == "collateral_signature_invalid"
+
+
+@pytest.mark.parametrize(
+    ("mask", "accepted"),
+    [
+        ("FEFFFFFF", True),  # little-endian 0xFFFFFFFE: bit 0 is not compared
+        ("FFFFFFFE", False),  # little-endian 0xFEFFFFFF: bit 0 is compared, and differs
+        ("01000000", False),  # little-endian 0x00000001: only bit 0, which differs
+    ],
+)
+def test_qe_miscselect_and_mask_are_little_endian(mask: str, accepted: bool) -> None:
+    """Intel QVL and dcap-qvl read the QE identity's MISCSELECT and its mask little-endian, as the
+    report's MISCSELECT is: a QE with MISCSELECT bit 0 set passes a mask that leaves bit 0 out
+    and fails one that compares it (issue 11 item 10)."""
+    syn = build(Spec(qe_misc_select=1, qe_identity={"miscselect": "00000000", "miscselectMask": mask}))
+    if accepted:
+        assert _verify(syn).claims["tcb_status"] == "UpToDate"
+    else:
+        with pytest.raises(VerificationError) as e:
+            _verify(syn)
+        assert e.value.code == "qe_identity_mismatch"
+    # The expected value is little-endian too: bit 0 set in "01000000" matches the QE's bit 0.
+    same = build(Spec(qe_misc_select=1, qe_identity={"miscselect": "01000000", "miscselectMask": "FFFFFFFF"}))
+    assert _verify(same).claims["tcb_status"] == "UpToDate"
