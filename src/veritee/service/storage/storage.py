@@ -2,8 +2,10 @@
 
 SQLite (a file; the embedded default) and PostgreSQL (for several replicas) are supported:
 
-* ``sqlite:///path/to/db`` - each connection gets ``journal_mode=WAL``, ``synchronous=NORMAL``,
-  a busy timeout and ``foreign_keys=ON``. Write transactions start with ``BEGIN IMMEDIATE`` so
+* ``sqlite:///path/to/db`` - each connection gets ``journal_mode=WAL``, ``synchronous=FULL``,
+  a busy timeout and ``foreign_keys=ON``. FULL makes every commit durable before it returns (the
+  WAL is synced at each commit): an acknowledged decision, its audit record and its used nonce
+  survive a power loss (NORMAL may drop the last commits; issue 12 item 13). Write transactions start with ``BEGIN IMMEDIATE`` so
   concurrent writers (threads or processes) wait for each other instead of failing half-way;
   read-only transactions (``transaction(readonly=True)``) start with a plain ``BEGIN``.
 * ``postgresql://...`` (mapped to the psycopg 3 driver) or ``postgresql+psycopg://...``.
@@ -47,6 +49,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILENAME = "veritee.db"
 _MIGRATE_LOCK = int.from_bytes(b"veritem", "big")
 _READONLY = "veritee_readonly"
+#: Every SQLite connection's ``synchronous`` setting: FULL, so a commit is on disk when it returns.
+SQLITE_SYNCHRONOUS = "FULL"
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -349,7 +353,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
         cur = dbapi_conn.cursor()
         try:
             _use_wal(cur, busy_timeout)
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
         finally:
