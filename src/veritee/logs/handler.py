@@ -211,6 +211,16 @@ class ConfidentialLogHandler(logging.Handler):
                 if s is not None:
                     s.flush()
 
+    def tick(self) -> None:
+        """Timer work (:meth:`LogWriter.tick`); a failure is a catalogue notice, never a crash."""
+        with self.lock:  # type: ignore[union-attr]
+            if self._writer is None or not self.profile.encrypts_logs:
+                return
+            try:
+                self._writer.tick()
+            except Exception:
+                self._notice(lookup("VT-0100").public_text(), None)
+
     def close(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             if self._writer is not None:

@@ -331,9 +331,9 @@ def _scan(
     for hd, seg_idx in heads:
         if prev is not None and prev.final:
             out.append(Finding("tampering", "a tree head follows the final one", seg_idx))
-        if prev is not None and (
-            hd.tree_size < prev.tree_size or hd.timestamp_ms < prev.timestamp_ms
-        ):
+        # order is the leaf index (tree size), never the workload's wall clock: a clock step
+        # back between two honest heads is not reordering
+        if prev is not None and hd.tree_size < prev.tree_size:
             out.append(Finding("reordering", f"tree head of size {hd.tree_size} is stored after "
                                f"one of size {prev.tree_size}", seg_idx))  # fmt: skip
         prev = hd

@@ -45,6 +45,7 @@ class WorkloadLog:
         records_per_epoch: int = 4096,
         epoch_seconds: float | None = 300.0,
         durable: bool = True,
+        flush_seconds: float | None = 1.0,
     ) -> None:
         self.profile = profile
         self.directory = Path(directory)
@@ -57,6 +58,8 @@ class WorkloadLog:
         self._key_blob: bytes | None = None
         self._signing_key: SigningKey | None = None
         self._loggers: list[logging.Logger] = []
+        self._flush_seconds = flush_seconds
+        self._timer_stop: threading.Event | None = None
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -85,7 +88,23 @@ class WorkloadLog:
         )
         if self._tenant is not None:
             self._key_blob = self._seal_current(writer, self._tenant)
-        return self.handler.attach_control_plane(writer)
+        replayed = self.handler.attach_control_plane(writer)
+        self._start_timer()
+        return replayed
+
+    def _start_timer(self) -> None:
+        """A daemon thread that calls :meth:`ConfidentialLogHandler.tick` every
+        ``flush_seconds``: epochs end on time even when the workload logs nothing."""
+        if self._flush_seconds is None or self._timer_stop is not None:
+            return
+        stop, interval, handler = threading.Event(), self._flush_seconds, self.handler
+
+        def run() -> None:
+            while not stop.wait(interval):
+                handler.tick()
+
+        self._timer_stop = stop
+        threading.Thread(target=run, name="veritee-log-timer", daemon=True).start()
 
     @property
     def attached(self) -> bool:
@@ -149,6 +168,8 @@ class WorkloadLog:
     def close(self) -> SignedTreeHead | None:
         """Write the final tree head, close the segment, erase the keys."""
         writer = self.handler.writer
+        if self._timer_stop is not None:
+            self._timer_stop.set()
         for lg in self._loggers:
             lg.removeHandler(self.handler)
         self._loggers.clear()
@@ -179,12 +200,17 @@ def open_workload_log(
     records_per_epoch: int = 4096,
     epoch_seconds: float | None = 300.0,
     durable: bool = True,
+    flush_seconds: float | None = 1.0,
 ) -> WorkloadLog:
     """Open the workload's log in ``directory`` (a host folder, one per log).
 
     ``signing_key`` is the workload's attested / admission-certified key; pass ``None`` to start
     before the control plane is up: records are then held sealed (``seal``; persisted in
     ``directory/pending.sealed`` when ``seal`` is given) until :meth:`WorkloadLog.attach_control_plane`.
+
+    An epoch (one log key) ends after ``records_per_epoch`` records or ``epoch_seconds``,
+    whichever comes first; a timer thread running every ``flush_seconds`` (``None``: no thread)
+    ends it on time even when nothing is logged.
     """
     if not log_id or len(log_id.encode()) > 255:
         raise UsageError("log_id must be 1..255 bytes", code="log_id")
@@ -206,6 +232,7 @@ def open_workload_log(
         records_per_epoch=records_per_epoch,
         epoch_seconds=epoch_seconds,
         durable=durable,
+        flush_seconds=flush_seconds,
     )
     if signing_key is not None:
         log.attach_control_plane(signing_key)

@@ -93,6 +93,7 @@ class LogWriter:
         epoch_seconds: float | None = 300.0,
         records_per_segment: int = 65536,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if min(records_per_head, records_per_epoch, records_per_segment) < 1:
             raise UsageError("log intervals must be positive", code="log_config")
@@ -110,8 +111,9 @@ class LogWriter:
         self._range = CompactRange()
         self._per_head, self._per_epoch = records_per_head, records_per_epoch
         self._per_segment, self._epoch_seconds = records_per_segment, epoch_seconds
-        self._clock = clock
-        self._epoch_started = clock()
+        self._clock, self._monotonic = clock, monotonic
+        self._epoch_started = monotonic()
+        self._in_epoch = 0
         self._segment = 0
         self._in_segment = 0
         self._since_head = 0
@@ -140,7 +142,20 @@ class LogWriter:
         self._ratchet.advance()
         self._aead = AESGCM(self._ratchet.record_key)
         self._salt = os.urandom(4)
-        self._epoch_started = self._clock()
+        self._epoch_started = self._monotonic()
+        self._in_epoch = 0
+
+    def _epoch_expired(self) -> bool:
+        return (
+            self._epoch_seconds is not None
+            and self._monotonic() - self._epoch_started >= self._epoch_seconds
+        )
+
+    def tick(self) -> None:
+        """Timer work (the workload log calls it about once a second): end an epoch whose time
+        is up even when no record comes, so an idle log's key does not outlive its epoch."""
+        if not self._closed and self._epoch_expired():
+            self.rotate_epoch()
 
     def append(self, plaintext: bytes) -> int:
         """Encrypt and store one record; returns its leaf index.
@@ -152,13 +167,9 @@ class LogWriter:
         if self._closed:
             raise UsageError("log is closed", code="log_closed")
         index = self._range.size
-        if index and index % self._per_epoch == 0:
-            self.rotate_epoch()
-        elif (
-            self._epoch_seconds is not None
-            and not index & 63
-            and self._clock() - self._epoch_started >= self._epoch_seconds
-        ):
+        # an epoch ends after records_per_epoch records or epoch_seconds (monotonic clock: a
+        # wall-clock step neither stalls nor rushes it), whichever comes first
+        if self._in_epoch >= self._per_epoch or self._epoch_expired():
             self.rotate_epoch()
         if self._in_segment >= self._per_segment:
             self._rotate_segment()
@@ -167,6 +178,7 @@ class LogWriter:
         self._range.append(hashlib.sha256(b"\x00" + body).digest())
         self._store.write(FRAME_PREFIX.pack(FRAME_RECORD, len(body)) + body)
         self._in_segment += 1
+        self._in_epoch += 1
         self._since_head += 1
         if self._since_head >= self._per_head:
             self.emit_head()
