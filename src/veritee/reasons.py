@@ -109,6 +109,11 @@ class Code(StrEnum):
     COLLATERAL_EXPIRED = "collateral_expired", "collateral (TCB info, QE identity, CRL) is past its next update"
     COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid", "collateral was issued after the verification time"
     COLLATERAL_SIGNATURE_INVALID = "collateral_signature_invalid", "signed collateral does not verify"
+    COLLATERAL_SIGNER_INVALID = (
+        "collateral_signer_invalid",
+        "TCB info or QE identity is not signed by the Intel SGX TCB Signing certificate issued "
+        "directly by the pinned root (not a CA, digital-signature use)",
+    )
     CRL_INVALID = "crl_invalid", "a CRL does not parse or is not signed by its issuer"
     CRL_EXPIRED = "crl_expired", "a CRL is not current at the verification time"
     CRL_ISSUER_MISMATCH = "crl_issuer_mismatch", "a CRL is not issued by the CA it must revoke for"

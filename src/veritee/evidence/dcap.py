@@ -21,7 +21,9 @@ Verification (:func:`verify_quote`) runs these numbered steps; each raises on fa
 4. QE report data[0:32] == SHA-256(attestation key || QE auth data), data[32:64] zero;
 5. quote (header || body) signed by the attestation key;
 6. collateral (TCB info, QE identity, PCK CRL, root CA CRL) signed via chains to the pinned
-   root, every window open at ``at`` (:class:`~veritee.errors.CollateralError` otherwise);
+   root, TCB info and QE identity by the Intel SGX TCB Signing certificate the root issued
+   (:func:`_tcb_signing_chain`), every window open at ``at``
+   (:class:`~veritee.errors.CollateralError` otherwise);
 7. PCK certificate and PCK CA not revoked;
 8. FMSPC / PCE ID / TEE kind of the TCB info match the PCK certificate and quote;
 9. QE identity (MRSIGNER, ISVPRODID, masked MISCSELECT / ATTRIBUTES) and its TCB level;
@@ -54,6 +56,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509.oid import NameOID
 
 from veritee import certs as _certs
 from veritee.collateral import Collateral
@@ -564,18 +567,60 @@ def _iso(doc: dict[str, Any], key: str, name: str) -> datetime:
     return t
 
 
+#: Subject CN of the only certificate that signs TCB info and QE identity (Intel SGX PCK
+#: Certificate and CRL Profile, "Intel SGX TCB Signing Certificate").
+TCB_SIGNING_CN = "Intel SGX TCB Signing"
+
+
+def _tcb_signing_chain(
+    chain_pem: bytes, trust: DcapTrust, root: x509.Certificate, root_revoked: frozenset[int], name: str
+) -> list[x509.Certificate]:
+    """The issuer chain of TCB info or QE identity, as Intel QVL's ``TCBSigningChain::verify``:
+    exactly [Intel SGX TCB Signing certificate, pinned root]; the signing certificate has that CN,
+    is issued and signed directly by the root whose CRL was checked (``root``), is not a CA, may
+    sign (digitalSignature) and is not on the root CA CRL. Any other certificate under the root (a
+    platform's PCK certificate, the PCK CA) could otherwise vouch for its own TCB status."""
+    certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+    what = f"{name} issuer chain"
+    if len(certs) != 2:
+        raise VerificationError(
+            f"{what} has {len(certs)} certificates, expected the {TCB_SIGNING_CN} certificate and the root",
+            code=Code.COLLATERAL_SIGNER_INVALID,
+        )
+    _verify_chain(certs, trust, what)  # the root is pinned and signed the signing certificate
+    signer = certs[0]
+    if certs[1] != root:
+        raise VerificationError(f"{what} ends at another root than the root CA CRL's", code=Code.COLLATERAL_SIGNER_INVALID)
+    cns = [a.value for a in signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if cns != [TCB_SIGNING_CN]:
+        raise VerificationError(
+            f"{name} is signed by {cns!r}, not the {TCB_SIGNING_CN} certificate", code=Code.COLLATERAL_SIGNER_INVALID
+        )
+    exts = _extensions(signer, what)
+    try:
+        bc = exts.get_extension_for_class(x509.BasicConstraints).value
+        ku = exts.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise VerificationError(
+            f"{name} signing certificate lacks basic constraints or key usage", code=Code.COLLATERAL_SIGNER_INVALID
+        ) from None
+    if bc.ca or not ku.digital_signature:
+        raise VerificationError(
+            f"{name} signing certificate is a CA or may not sign (digitalSignature)", code=Code.COLLATERAL_SIGNER_INVALID
+        )
+    if signer.serial_number in root_revoked:
+        raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
+    return certs
+
+
 def _verify_signed_json(
-    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root_revoked: frozenset[int], name: str,
-    seen: dict[bytes, list[x509.Certificate]],
+    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root: x509.Certificate,
+    root_revoked: frozenset[int], name: str, seen: dict[bytes, list[x509.Certificate]],
 ) -> tuple[dict[str, Any], list[_Window]]:
     certs = seen.get(chain_pem)
     if certs is None:  # TCB info and QE identity usually share one chain: verify it once
-        certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
-        _verify_chain(certs, trust, f"{name} issuer chain")
+        certs = _tcb_signing_chain(chain_pem, trust, root, root_revoked, name)
         seen[chain_pem] = certs
-    for c in certs[:-1]:
-        if c.serial_number in root_revoked:
-            raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
     key = _pubkey(certs[0], name)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
@@ -611,11 +656,13 @@ def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _Verif
     windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
     windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
     seen: dict[bytes, list[x509.Certificate]] = {}
+    root = crl_chain[-1]
     tcb_info, w1 = _verify_signed_json(
-        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root_revoked, "tcb_info", seen
+        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root, root_revoked, "tcb_info", seen
     )
     qe_identity, w2 = _verify_signed_json(
-        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root_revoked, "qe_identity", seen
+        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root, root_revoked,
+        "qe_identity", seen,
     )
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,

@@ -82,6 +82,7 @@ def _name(cn: str) -> x509.Name:
 def _cert(
     cn: str, key: ec.EllipticCurvePrivateKey, issuer_cn: str, issuer_key: ec.EllipticCurvePrivateKey,
     serial: int, ca: bool, ext: bytes | None = None, not_after: datetime | None = None,
+    key_usage: x509.KeyUsage | None = None,
 ) -> x509.Certificate:  # fmt: skip
     b = (
         x509.CertificateBuilder()
@@ -92,9 +93,18 @@ def _cert(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )  # fmt: skip
+    if key_usage is not None:
+        b = b.add_extension(key_usage, critical=True)
     if ext is not None:
         b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXT), ext), critical=False)
     return b.sign(issuer_key, hashes.SHA256())
+
+
+#: The key usage of Intel's TCB Signing certificate: digitalSignature and nonRepudiation.
+SIGNING_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+)
 
 
 def _crl(issuer_cn: str, key: ec.EllipticCurvePrivateKey, revoked: list[int], this: datetime, nxt: datetime) -> bytes:
@@ -210,7 +220,8 @@ def build(spec: Spec | None = None) -> Synthetic:
     ca = _cert("Fake SGX PCK Platform CA", k["pck_ca"], "Fake SGX Root CA", k["root"], 2, True)
     pck = _cert("Fake SGX PCK Certificate", k["pck"], "Fake SGX PCK Platform CA", k["pck_ca"], 3, False,
                 sgx_extension([s.platform_svn] * 16, s.pcesvn))  # fmt: skip
-    tcb_signer = _cert("Fake SGX TCB Signing", k["tcb"], "Fake SGX Root CA", k["root"], 4, False)
+    tcb_signer = _cert("Intel SGX TCB Signing", k["tcb"], "Fake SGX Root CA", k["root"], 4, False,
+                       key_usage=SIGNING_KEY_USAGE)  # fmt: skip
     pem = lambda *cs: b"".join(c.public_bytes(serialization.Encoding.PEM) for c in cs).decode()  # noqa: E731
     nxt = s.issue + timedelta(days=30)
     iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
