@@ -164,6 +164,10 @@ class Code(StrEnum):
     TCB_STATUS_NOT_ALLOWED = "tcb_status_not_allowed", "the Intel TCB status is not among the allowed ones"
     ADVISORIES_NOT_ALLOWED = "advisories_not_allowed", "Intel advisories apply that the policy does not allow"
     TCB_BELOW_MINIMUM = "tcb_below_minimum", "the certified TCB is below the policy's minimum"
+    TCB_EVALUATION_DATA_NUMBER_BELOW_MINIMUM = (
+        "tcb_evaluation_data_number_below_minimum",
+        "the Intel collateral's tcbEvaluationDataNumber is below the policy's minimum (collateral from before a TCB recovery)",
+    )
     ISV_PROD_ID_MISMATCH = "isv_prod_id_mismatch", "the enclave's ISV product ID is not the policy's"
     ISV_SVN_BELOW_MINIMUM = "isv_svn_below_minimum", "the enclave's ISV SVN is below the policy's minimum"
     VMPL_ABOVE_MAXIMUM = "vmpl_above_maximum", "the SEV-SNP report comes from a VMPL above the policy's maximum"

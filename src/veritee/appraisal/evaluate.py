@@ -91,6 +91,22 @@ def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisor
         d.refuse("advisories_not_allowed", f"advisories not allowed by policy: {', '.join(bad)}", claim="hardware")
 
 
+def _tcb_evaluation_data_number(d: Decision, claims: dict[str, Any], minimum: int | None) -> None:
+    """Intel's TCB-recovery guidance: collateral older than the minimum never judges."""
+    if minimum is None:
+        return
+    number = claims.get("tcb_evaluation_data_number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < minimum:
+        d.refuse(
+            "tcb_evaluation_data_number_below_minimum",
+            f"the Intel collateral's tcbEvaluationDataNumber {number} is below the policy's "
+            f"minimum {minimum}",
+            claim="hardware",
+        )
+    else:
+        d.affirm("tcb_evaluation_data_number", claim="hardware")
+
+
 def appraise_baseline(ev: VerifiedEvidence) -> Decision:
     """The baseline: authentic, not debug, SEV-SNP guest policy with go-sev-guest's defaults,
     simulated platform key trusted by the caller, Intel TCB status UpToDate; and a warning for
@@ -194,6 +210,7 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
             _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
         _pcr_pins(d, claims, p.pcrs)
         _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+        _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
     elif isinstance(p, SgxPolicy):
         _debug(d, claims, p.allow_debug)
         _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave)
@@ -203,6 +220,7 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
         if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
             d.refuse("isv_svn_below_minimum", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
         _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+        _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
     elif isinstance(p, NitroPolicy):
         _debug(d, claims, p.allow_debug)
         pcrs: tuple[tuple[str, list[str] | None], ...] = (

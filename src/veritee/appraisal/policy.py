@@ -138,6 +138,10 @@ class _IntelCommon(_Strict):
     tcb_status: list[str] = Field(default_factory=lambda: ["UpToDate"])
     allowed_advisories: list[str] = Field(default_factory=list)
     allow_debug: bool = False
+    #: The lowest ``tcbEvaluationDataNumber`` of Intel collateral (TCB info) that may judge the
+    #: evidence: after a TCB recovery, Intel's guidance is to stop accepting collateral from before
+    #: it (an older TCB info can still call a platform UpToDate that the recovery made OutOfDate).
+    min_tcb_evaluation_data_number: int | None = Field(None, ge=0)
 
     @field_validator("tcb_status")
     @classmethod

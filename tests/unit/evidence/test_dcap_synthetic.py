@@ -191,6 +191,7 @@ class Spec:
     root_revoked: tuple[int, ...] = ()
     issue: datetime = datetime(2025, 6, 19, tzinfo=UTC)
     tcb_info_fmspc: str = "B0C06F000000"
+    tcb_evaluation_data_number: int = 17
     mr_signer_seam: bytes = bytes(48)
     #: MISCSELECT of the QE report, and fields of the QE identity JSON to override.
     qe_misc_select: int = 0
@@ -228,7 +229,8 @@ def build(spec: Spec | None = None) -> Synthetic:
     tdx_kind = s.kind == "tdx"
     info: dict[str, Any] = {
         "id": "TDX" if tdx_kind else "SGX", "version": 3, "issueDate": iso(s.issue), "nextUpdate": iso(nxt),
-        "fmspc": s.tcb_info_fmspc, "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
+        "fmspc": s.tcb_info_fmspc, "pceId": "0000", "tcbType": 0,
+        "tcbEvaluationDataNumber": s.tcb_evaluation_data_number,
     }  # fmt: skip
     if tdx_kind:
         info["tdxModule"] = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8}
