@@ -219,6 +219,8 @@ class Code(StrEnum):
     POSSESSION_NOT_PROVEN = "possession_not_proven", "the request's signature does not prove the certified key"
     SECRET_UNKNOWN = "secret_unknown", "no secret has this name"
     SECRET_TAMPERED = "secret_tampered", "a stored secret does not decrypt (tampered or other key)"
+    SEALING_KEY_DENIED = "sealing_key_denied", "the key broker refused the domain-released sealing key: the policy in force does not admit the evidence"
+    SEALING_ROOT_UNAVAILABLE = "sealing_root_unavailable", "the key broker's sealing root does not unwrap (another KEK, moved or tampered)"
     KEK_MISMATCH = "kek_mismatch", "a secret was sealed under another key-encryption key"
     ENVELOPE_INVALID = "envelope_invalid", "an HPKE envelope does not decrypt"
     ENVELOPE_UNSIGNED = "envelope_unsigned", "a release envelope carries no key-broker signature"

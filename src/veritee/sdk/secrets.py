@@ -7,11 +7,15 @@
 4. ``POST /v1/secrets/{name}/release``, check the envelope is signed by the domain's key
    broker (certificate issued by ``ca_certificate``) for this key, secret, nonce and
    ciphertext, and decrypt it (:func:`veritee.keybroker.release.open_envelope`).
+
+The domain-released sealing key (:func:`fetch_sealing_key`) comes the same way from
+``POST /v1/sealing-key``.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -20,12 +24,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from veritee.binding import report_data_for, spki_der
-from veritee.errors import StorageError
+from veritee.errors import MalformedError, StorageError, VerificationError
+from veritee.keybroker import sealing_keys
 from veritee.keybroker.release import open_envelope, x25519_jwk
+from veritee.keybroker.vault import SecretBytes
 from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.platforms.base import Platform
+from veritee.profiles import Profile
 
-__all__ = ["fetch_secret", "fetch_secret_certified"]
+__all__ = ["DomainSealingKey", "fetch_sealing_key", "fetch_secret", "fetch_secret_certified"]
 
 _FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
 
@@ -82,6 +89,50 @@ def fetch_secret(
     reply = _post(client, f"/v1/secrets/{name}/release", body)
     return open_envelope(reply, key, name=name, nonce=nonce, ca_certificate=ca_certificate,
                          at=datetime.now(UTC))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DomainSealingKey:
+    """A domain-released sealing key (redacted in ``repr``), the workload name and profile the
+    key broker released it for, and its sealing-root generation."""
+
+    key: SecretBytes
+    workload: str
+    profile: Profile
+    generation: int
+
+
+def fetch_sealing_key(
+    client: httpx.Client, platform: Platform, *, ca_certificate: x509.Certificate
+) -> DomainSealingKey:
+    """Prove fresh evidence and receive the domain-released sealing key of this workload
+    (``POST /v1/sealing-key``): the key the key broker releases to every measurement the
+    domain's policy admits under this workload's name, for the profile it runs as.
+
+    The envelope must be the domain key broker's, for this nonce and ephemeral key, and name
+    this platform's profile. Raises :class:`~veritee.errors.VerificationError`
+    (``sealing_key_denied`` with ``.reasons``, ``envelope_*``), :class:`~veritee.errors.NonceError`
+    or :class:`~veritee.errors.StorageError` (``service_unreachable``).
+    """
+    nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
+    key = x25519.X25519PrivateKey.generate()
+    rd = report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+    body: dict[str, Any] = {
+        "evidence": base64.b64encode(platform.evidence(rd)).decode("ascii"),
+        "nonce": nonce.hex(),
+        "format": platform.name if platform.name in _FORMATS else "auto",
+        "public_key": x25519_jwk(key.public_key()),
+    }
+    reply = _post(client, "/v1/sealing-key", body)
+    workload = reply.get("workload")
+    if not isinstance(workload, str) or not 0 < len(workload) <= 200:
+        raise MalformedError("the sealing-key answer names no workload", field="workload")
+    name = sealing_keys.envelope_name(platform.profile, workload)
+    value = open_envelope(reply, key, name=name, nonce=nonce, ca_certificate=ca_certificate,
+                          at=datetime.now(UTC))  # fmt: skip
+    if len(value) != sealing_keys.KEY_SIZE:
+        raise VerificationError("the released sealing key has a wrong size", code="envelope_invalid")
+    return DomainSealingKey(SecretBytes(value), workload, platform.profile, int(reply["version"]))
 
 
 def fetch_secret_certified(

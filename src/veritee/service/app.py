@@ -119,6 +119,7 @@ class RequestMetrics:
 ROUTERS = (
     ("veritee.service.routes_attest", "router"),
     ("veritee.service.routes_secrets", "release_router"),
+    ("veritee.service.routes_sealing", "router"),
     ("veritee.service.routes_admin", "router"),
     ("veritee.service.routes_secrets", "router"),
     ("veritee.service.routes_kbs", "router"),

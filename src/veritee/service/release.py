@@ -4,7 +4,10 @@ Every route that hands out a secret calls :func:`release_secret`: the REST relea
 evidence (``/v1/secrets/{name}/release``), the release to a certified workload
 (``/v1/secrets/{name}/release-certified``, whose admission certificate is checked by
 :func:`admitted_claims`) and the Trustee KBS resource route (``/kbs/v0/resource/...``). The
-routes only parse requests and format answers.
+domain-released sealing key (``/v1/sealing-key``) is :func:`release_sealing_key`, the same
+transaction over a key derived from the broker's sealing root
+(:mod:`veritee.keybroker.sealing_keys`) instead of a stored secret. The routes only parse
+requests and format answers.
 
 The release decision, the consumption of the nonce and the audit record (``secret.release`` or
 ``secret.deny`` with every reason) are one transaction: no release exists without its audit
@@ -17,20 +20,31 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from veritee import certs
-from veritee.errors import NonceError, NotFoundError, VerificationError
+from veritee.binding import attested_profile, spki_der
+from veritee.errors import NonceError, NotFoundError, StorageError, VerificationError
 from veritee.evidence.claims import Reason
+from veritee.keybroker import sealing_keys
 from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
 from veritee.keybroker.vault import SecretBytes, open_blob
+from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo
-from veritee.service.context import ServiceContext
+from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.storage.tx import Tx
 
-__all__ = ["admitted_claims", "release_secret", "stored_release_policy"]
+__all__ = [
+    "ReleasedSealingKey",
+    "admitted_claims",
+    "release_sealing_key",
+    "release_secret",
+    "stored_release_policy",
+]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -134,6 +148,115 @@ def release_secret(
         raise err
     ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="released")
     return value, stored.version
+
+
+@dataclass(frozen=True)
+class ReleasedSealingKey:
+    """A domain-released sealing key and what it is for (the key redacts itself)."""
+
+    key: SecretBytes
+    workload: str
+    profile: Profile
+    generation: int
+
+
+def release_sealing_key(
+    ctx: ServiceContext, *, nonce: bytes, appraisal: Appraisal, audit: dict[str, Any]
+) -> ReleasedSealingKey:
+    """Consume the nonce, decide, derive and audit in ONE transaction; return the key.
+
+    The key is released iff the appraisal (fresh evidence binding ``nonce`` and the recipient
+    key, under the policy in force) accepted: it is the key of the workload named by the policy
+    that admitted it, in the profile the evidence attests (:mod:`veritee.keybroker.sealing_keys`).
+    The domain's sealing root is made on first use. Raises :class:`NonceError` or
+    :class:`VerificationError` (``sealing_key_denied`` with every reason,
+    ``sealing_root_unavailable``); each outcome is in the audit log (``sealing_key.release`` or
+    ``sealing_key.deny``), which names the workload and profile, never the key.
+    """
+    now = ctx.now()
+    claims = appraisal.claims or {}
+    decision = appraisal.decision
+    workload = decision.policy_name
+    profile = attested_profile(claims)
+    subject = f"{profile.value}/{workload or '-'}"
+    reasons: list[Reason] = []
+    released: ReleasedSealingKey | None = None
+    try:
+        with ctx.storage.transaction() as tx:
+            tx.consume_nonce(nonce, now=now, purpose="attest")
+            if not decision.accepted or appraisal.evidence is None:
+                reasons.extend(decision.reasons)
+            elif not workload:
+                reasons.append(Reason("no_policy", "no appraisal policy names this workload"))
+            else:
+                try:
+                    root = _sealing_root(ctx, tx, now)
+                except VerificationError as e:
+                    reasons.append(Reason(e.code, e.message))
+                else:
+                    released = ReleasedSealingKey(
+                        key=root.derive(domain_id=_domain_id(ctx), workload=workload, profile=profile),
+                        workload=workload,
+                        profile=profile,
+                        generation=root.generation,
+                    )
+            tx.append_audit(
+                kind="sealing_key.release" if released else "sealing_key.deny",
+                actor="workload",
+                subject=subject,
+                decision="accept" if released else "reject",
+                details=audit
+                | {
+                    "workload": workload,
+                    "sealing_profile": profile.value,
+                    "sealing_root_generation": released.generation if released else None,
+                    "release_reasons": [r.to_json() for r in reasons],
+                },
+                now=now,
+            )
+    except NonceError as e:
+        with ctx.storage.transaction() as tx:
+            tx.append_audit(
+                kind="sealing_key.deny",
+                actor="workload",
+                subject=subject,
+                decision="reject",
+                details=audit | {"release_reasons": [{"code": e.code, "message": e.message}]},
+                now=now,
+            )
+        ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="nonce_rejected")
+        raise
+    if released is None:
+        ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="denied")
+        root_fault = next((r for r in reasons if r.code == "sealing_root_unavailable"), None)
+        if root_fault is not None:
+            err = VerificationError(root_fault.message, code=root_fault.code)
+        else:
+            err = VerificationError(
+                "sealing key denied: " + "; ".join(r.message for r in reasons),
+                code="sealing_key_denied",
+            )
+        err.reasons = [r.to_json() for r in reasons]  # type: ignore[attr-defined]
+        raise err
+    ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="released")
+    return released
+
+
+def _domain_id(ctx: ServiceContext) -> bytes:
+    return sealing_keys.domain_id(spki_der(ctx.domain.ca_certificate.public_key()))
+
+
+def _sealing_root(ctx: ServiceContext, tx: Tx, now: dt.datetime) -> sealing_keys.SealingRoot:
+    """The domain's sealing root, made (wrapped by the KEK) on first use."""
+    stored = tx.sealing_root()
+    if stored is None:
+        wrapped = sealing_keys.new_wrapped_root(ctx.kek, 1)
+        tx.add_sealing_root(generation=1, kek_id=ctx.kek.kek_id, wrapped_root=wrapped, now=now)
+        stored = tx.sealing_root()  # ours, or the one a concurrent worker committed first
+        if stored is None:
+            raise StorageError("the sealing root was not stored")
+    generation, kek_id, wrapped = stored
+    return sealing_keys.open_root(ctx.kek, generation, kek_id, wrapped)
 
 
 def admitted_claims(

@@ -19,6 +19,7 @@ __all__ = [
     "CollateralBlob",
     "DryRunRequest",
     "ReleaseRequest",
+    "SealingKeyRequest",
     "SecretDryRunRequest",
     "SecretPut",
     "TpmActivateRequest",
@@ -132,6 +133,18 @@ class ReleaseRequest(BaseModel):
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
     )
     version: int | None = Field(default=None, description="a given version (default: latest)")
+
+
+class SealingKeyRequest(_Body):
+    """The domain-released sealing key, for fresh evidence binding the nonce and the ephemeral
+    key (``POST /v1/sealing-key``)."""
+
+    evidence: str = Field(max_length=MAX_B64, description="evidence, base64")
+    nonce: str = Field(min_length=2, max_length=128, description="nonce from /v1/challenge, hex")
+    format: str = Field("auto", max_length=20)
+    public_key: str | dict[str, Any] = Field(
+        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
 
 
 class CertifiedReleaseRequest(BaseModel):

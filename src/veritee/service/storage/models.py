@@ -12,6 +12,8 @@ test checks that they agree with the tables here). Tables:
 ``key_stores``      workloads' key stores: highest certified key generation, freshness counter
 ``kbs_sessions``    attested Trustee KBS sessions: SHA-256 of the session id, the session's EAR
                     token and its expiry (purged once expired)
+``sealing_roots``   the key broker's sealing root (domain-released sealing keys derive from it),
+                    only wrapped by the KEK; one row per generation, never updated
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -48,6 +50,7 @@ __all__ = [
     "METADATA",
     "NONCES",
     "POLICIES",
+    "SEALING_ROOTS",
     "SECRETS",
     "StoredCertificate",
     "StoredPolicy",
@@ -201,6 +204,17 @@ KBS_SESSIONS = Table(
     Column("token", Text, nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index(None, "expires_at"),
+)
+
+SEALING_ROOTS = Table(
+    "sealing_roots",
+    METADATA,
+    # 1, 2, ...: the newest is in use (veritee.keybroker.sealing_keys).
+    Column("generation", Integer, primary_key=True, autoincrement=False),
+    # The KEK that wrapped it, and the root wrapped by it (32 bytes, never stored in plaintext).
+    Column("kek_id", String(64), nullable=False),
+    Column("wrapped_root", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 

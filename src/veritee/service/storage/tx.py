@@ -32,6 +32,7 @@ from .models import (
     KEY_STORES,
     NONCES,
     POLICIES,
+    SEALING_ROOTS,
     SECRETS,
     StoredCertificate,
     StoredPolicy,
@@ -323,6 +324,32 @@ class Tx:
             .where(KEY_STORES.c.store_sha256 == store_sha256)
         ).first()
         return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    # -- the key broker's sealing root (domain-released sealing) -------------------------------
+
+    def sealing_root(self) -> tuple[int, str, bytes] | None:
+        """(generation, kek_id, wrapped root) of the newest sealing root, or None."""
+        r = SEALING_ROOTS.c
+        row = self._conn.execute(
+            select(r.generation, r.kek_id, r.wrapped_root).order_by(r.generation.desc()).limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
+
+    def add_sealing_root(
+        self, *, generation: int, kek_id: str, wrapped_root: bytes, now: datetime
+    ) -> bool:
+        """Store sealing root ``generation`` (wrapped by the KEK) unless it exists; True if
+        stored. Concurrent creators (workers, replicas) agree on the first one committed."""
+        _aware("now", now)
+        _name("KEK id", kek_id, 64)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(SEALING_ROOTS)
+            .values(generation=generation, kek_id=kek_id, wrapped_root=wrapped_root, created_at=now)
+            .on_conflict_do_nothing(index_elements=[SEALING_ROOTS.c.generation])
+            .returning(SEALING_ROOTS.c.generation)
+        )
+        return self._conn.execute(stmt).first() is not None
 
     # -- secrets -------------------------------------------------------------------------------
 

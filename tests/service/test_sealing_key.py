@@ -1,0 +1,157 @@
+"""POST /v1/sealing-key: the domain-released sealing key (issue 18.3, 13.3), on SQLite and
+PostgreSQL, fetched by the SDK's client (:func:`veritee.sdk.secrets.fetch_sealing_key`)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+from sqlalchemy import select, update
+from tests.service.conftest import GOOD, OTHER, Env
+
+from veritee.binding import report_data_for, spki_der
+from veritee.errors import NonceError, VerificationError
+from veritee.keybroker import sealing_keys
+from veritee.keybroker.release import open_envelope, x25519_jwk
+from veritee.profiles import Profile
+from veritee.sdk.secrets import fetch_sealing_key
+from veritee.sdk.trust import error_from_problem
+from veritee.service.storage.models import SEALING_ROOTS
+
+NOT_ADMITTED = "ef" * 48
+
+
+def _policy(env: Env, name: str = "flaskr", measurements: tuple[str, ...] = (GOOD, OTHER)) -> dict[str, Any]:
+    return {"version": 1, "name": name, "platforms": {"simulated": {
+        "measurements": list(measurements), "platform_keys": [env.platform.key_id], "allow_debug": True}}}  # fmt: skip
+
+
+def _key(env: Env, measurement: str = GOOD, profile: Profile = Profile.PRODUCTION) -> bytes:
+    got = fetch_sealing_key(
+        env.client, env.workload(measurement, profile=profile), ca_certificate=env.domain.ca_certificate
+    )
+    assert got.profile is profile and got.generation == 1
+    assert "redacted" in repr(got) and got.key.reveal().hex() not in repr(got)
+    return got.key.reveal()
+
+
+def _audit(env: Env) -> list[dict[str, Any]]:
+    r = env.client.get("/v1/admin/audit?limit=500", headers=env.admin)
+    assert r.status_code == 200, r.text
+    return list(r.json()["entries"])
+
+
+def test_one_key_per_workload_and_profile_for_every_admitted_measurement(env: Env) -> None:
+    """An upgrade (measurement A -> B, both admitted) gets the same key; another profile or
+    another workload name gets another; the audit says who got which, never the key."""
+    env.install_policy(_policy(env))
+    a = _key(env, GOOD)
+    assert len(a) == 32
+    assert _key(env, OTHER) == a  # the upgrade
+    assert _key(env, GOOD) == a  # and again: derived, not random per release
+    dev = _key(env, GOOD, Profile.DEVELOPMENT)
+    staging = _key(env, GOOD, Profile.STAGING)
+    assert len({a, dev, staging}) == 3
+    env.install_policy(_policy(env, name="another-app"))
+    assert _key(env, GOOD) not in (a, dev, staging)
+    releases = [e for e in _audit(env) if e["kind"] == "sealing_key.release"]
+    assert [(e["subject"], e["details"]["measurement"]) for e in releases] == [
+        ("production/flaskr", GOOD), ("production/flaskr", OTHER), ("production/flaskr", GOOD),
+        ("development/flaskr", GOOD), ("staging/flaskr", GOOD), ("production/another-app", GOOD),
+    ]  # fmt: skip
+    assert all(e["decision"] == "accept" and e["details"]["workload"] for e in releases)
+    text = json.dumps(_audit(env))
+    for key in (a, dev, staging):
+        assert key.hex() not in text and base64.b64encode(key).decode() not in text
+
+
+def test_a_measurement_the_policy_does_not_admit_is_refused_and_audited(env: Env) -> None:
+    env.install_policy(_policy(env))
+    with pytest.raises(VerificationError) as e:
+        _key(env, NOT_ADMITTED)
+    assert e.value.code == "sealing_key_denied"
+    codes = {r["code"] for r in e.value.reasons}  # type: ignore[attr-defined]
+    assert "measurement_not_allowed" in codes
+    deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"]
+    assert len(deny) == 1 and deny[0]["decision"] == "reject"
+    assert deny[0]["details"]["measurement"] == NOT_ADMITTED
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_no_policy_no_key(env: Env) -> None:
+    with pytest.raises(VerificationError) as e:
+        _key(env)
+    assert e.value.code == "sealing_key_denied"
+    assert {r["code"] for r in e.value.reasons} == {"no_policy"}  # type: ignore[attr-defined]
+
+
+def _body(env: Env, platform: Any, *, profile: Profile | None = None,
+          nonce: bytes | None = None) -> tuple[dict[str, Any], x25519.X25519PrivateKey, bytes]:  # fmt: skip
+    nonce = nonce or env.nonce()
+    key = x25519.X25519PrivateKey.generate()
+    rd = report_data_for(nonce, spki_der(key.public_key()), profile=profile or platform.profile)
+    body = {"evidence": base64.b64encode(platform.evidence(rd)).decode(), "nonce": nonce.hex(),
+            "format": "simulated", "public_key": x25519_jwk(key.public_key())}  # fmt: skip
+    return body, key, nonce
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_development_instance_that_claims_production_gets_nothing(env: Env) -> None:
+    """The profile is the attested one: a debug development instance binding "production" in
+    its report data is refused, and its own answer never opens as a production key."""
+    env.install_policy(_policy(env))
+    dev = env.workload(GOOD, profile=Profile.DEVELOPMENT)
+    assert dev.debug
+    body, _, _ = _body(env, dev, profile=Profile.PRODUCTION)
+    r = env.client.post("/v1/sealing-key", json=body)
+    assert r.status_code == 403 and r.json()["code"] == "sealing_key_denied"
+    assert "binding_mismatch" in {x["code"] for x in r.json()["reasons"]}
+    body, key, nonce = _body(env, dev)
+    reply = env.client.post("/v1/sealing-key", json=body).json()
+    assert reply["profile"] == "development"
+    with pytest.raises(VerificationError) as e:  # a host passing it off as production's
+        open_envelope(reply, key, name=sealing_keys.envelope_name(Profile.PRODUCTION, "flaskr"),
+                      nonce=nonce, ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))  # fmt: skip
+    assert e.value.code == "envelope_invalid"
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_replayed_nonce_and_bad_input(env: Env) -> None:
+    env.install_policy(_policy(env))
+    body, _, _ = _body(env, env.workload(GOOD, profile=Profile.PRODUCTION))
+    assert env.client.post("/v1/sealing-key", json=body).status_code == 200
+    r = env.client.post("/v1/sealing-key", json=body)
+    assert r.status_code == 409, r.text
+    assert [e["decision"] for e in _audit(env) if e["kind"].startswith("sealing_key.")] == ["accept", "reject"]
+    for bad in ({**body, "evidence": "%%%"}, {**body, "nonce": "zz"}, {**body, "public_key": "AAAA"},
+                {**body, "public_key": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}},
+                {**body, "evidence": "A" * 500_000}, {**body, "extra": 1}):  # fmt: skip
+        r = env.client.post("/v1/sealing-key", json=bad)
+        assert 400 <= r.status_code < 500, (bad.keys(), r.status_code, r.text)
+    assert isinstance(error_from_problem(env.client.post("/v1/sealing-key", json=body)), NonceError)
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_the_root_is_stored_only_wrapped_by_the_kek(env: Env) -> None:
+    """The database holds the root wrapped by the KEK (made once, on first use): changed there,
+    it does not unwrap, and the broker refuses (and audits) instead of deriving from garbage."""
+    env.install_policy(_policy(env))
+    key = _key(env)
+    assert _key(env, OTHER) == key
+    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
+    with ctx.storage.transaction() as tx:
+        rows = tx._conn.execute(select(SEALING_ROOTS)).all()
+        assert len(rows) == 1 and rows[0].generation == 1 and rows[0].kek_id == ctx.kek.kek_id
+        wrapped = bytes(rows[0].wrapped_root)
+        assert len(wrapped) == 1 + 12 + 32 + 16  # AesGcmKek: version, nonce, root, tag
+        flipped = wrapped[:20] + bytes([wrapped[20] ^ 1]) + wrapped[21:]
+        tx._conn.execute(update(SEALING_ROOTS).values(wrapped_root=flipped))
+    with pytest.raises(VerificationError) as e:
+        _key(env)
+    assert e.value.code == "sealing_root_unavailable"
+    deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"][-1]
+    assert deny["details"]["release_reasons"][0]["code"] == "sealing_root_unavailable"
