@@ -12,10 +12,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
+from veritee.cli.main import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
 from veritee.errors import MalformedError, UsageError
 from veritee.logs.segment import SignedTreeHead, VerifyingKey
-from veritee.logs.tenant import LogReport, TenantPrivateKey, decrypt_log, open_log_key, verify_log
+from veritee.logs.tenant import (
+    LogReport,
+    TenantPrivateKey,
+    check_log,
+    decrypt_records,
+    open_log_key,
+    verify_log,
+)
 from veritee.profiles import Profile
 
 __all__ = ["register"]
@@ -60,21 +67,25 @@ def _load_head(path: Path | None) -> SignedTreeHead | None:
     return SignedTreeHead.from_json(path.read_bytes()) if path is not None else None
 
 
-def _print_report(rep: LogReport, as_json: bool) -> None:
+_EXIT_FOR = {"OK": EXIT_OK, "INCOMPLETE": EXIT_INCOMPLETE, "FAILED": EXIT_NOT_ACCEPTED}
+
+
+def _print_report(rep: LogReport, as_json: bool, *, err: bool = False) -> None:
+    """The report: what was found, what is proven, and the verdict (OK / INCOMPLETE / FAILED)."""
     if as_json:
-        click.echo(json.dumps(rep.to_dict(), indent=2))
+        click.echo(json.dumps(rep.to_dict(), indent=None if err else 2), err=err)
         return
     h = rep.latest_head
     click.echo(f"log {rep.log_id!r} ({rep.profile}): {rep.records} records in {rep.segments} "
-               f"segments; signed tree size {rep.tree_size}{', final' if h and h.final else ''}")  # fmt: skip
-    if h is not None:
-        click.echo(f"root {h.root_hash.hex()}")
+               f"segments; signed tree size {rep.tree_size}{', final' if h and h.final else ''}",
+               err=err)  # fmt: skip
     for f in rep.findings:
         label = f.kind.upper() if f.is_error else f"warning: {f.kind}"
         where = "".join(f" {k} {v}" for k, v in (("segment", f.segment), ("offset", f.offset),
                                                 ("leaf", f.leaf_index)) if v is not None)  # fmt: skip
-        click.echo(f"{label}: {f.message}{' (' + where.strip() + ')' if where else ''}")
-    click.echo("OK" if rep.ok else "FAILED")
+        click.echo(f"{label}: {f.message}{' (' + where.strip() + ')' if where else ''}", err=err)
+    click.echo(rep.proven(), err=err)
+    click.echo(rep.verdict, err=err)
 
 
 def _save_head(rep: LogReport, path: Path | None) -> None:
@@ -123,13 +134,17 @@ def logs() -> None:
 def verify_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: Path | None,
                require_profile: str | None, as_json: bool, require_final: bool) -> None:  # fmt: skip
     """Check signatures, inclusion and consistency; name truncation, rollback, reordering or
-    tampering. Exit 0 when the log verifies, 1 when it does not."""
+    tampering, and say up to which signed head the log is proven.
+
+    Exit 0 (OK) when the log is complete: closed by its final head; 3 (INCOMPLETE) when it
+    verifies but is not closed, so records after its last signed head may be missing; 1 (FAILED)
+    on any error, an empty folder, or (with --require-final) a log not closed."""
     rep = verify_log(segments, _load_signer(signer), _load_head(last_head),
                      require_profile=Profile(require_profile) if require_profile else None,
                      require_final=require_final)  # fmt: skip
     _print_report(rep, as_json)
     _save_head(rep, save_head)
-    sys.exit(EXIT_OK if rep.ok else EXIT_NOT_ACCEPTED)
+    sys.exit(_EXIT_FOR[rep.verdict])
 
 
 @logs.command("decrypt")
@@ -144,19 +159,24 @@ def verify_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: 
 def decrypt_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: Path | None,
                 require_profile: str | None, as_json: bool, key_file: Path,
                 tenant_key: Path) -> None:  # fmt: skip
-    """Verify the log, then print its records (one per line; JSON lines with --json)."""
+    """Verify the log, then print its records (one per line; JSON lines with --json).
+
+    The report (findings, what is proven, the verdict) goes to stderr, as ``verify`` prints it;
+    exit status as for ``verify``: 0 complete, 3 incomplete, 1 failed (no record printed)."""
     signer_key = _load_signer(signer)
     log_key = open_log_key(key_file.read_bytes(), _load_tenant_key(tenant_key))
-    records = decrypt_log(segments, log_key, signer_key, _load_head(last_head),
-                          require_profile=Profile(require_profile) if require_profile else None)  # fmt: skip
-    for r in records:
+    checked = check_log(segments, signer_key, _load_head(last_head),
+                        require_profile=Profile(require_profile) if require_profile else None)  # fmt: skip
+    rep = checked.report
+    _print_report(rep, as_json, err=True)
+    for r in decrypt_records(checked, log_key, signer_key):
         if as_json:
             click.echo(json.dumps({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed,
                                    "text": r.text}))  # fmt: skip
         else:
             click.echo(f"{r.leaf_index}\t{'' if r.signed else '(unsigned) '}{r.text}")
-    if save_head is not None:
-        _save_head(verify_log(segments, signer_key, _load_head(last_head)), save_head)
+    _save_head(rep, save_head)
+    sys.exit(_EXIT_FOR[rep.verdict])
 
 
 def register(group: click.Group) -> None:

@@ -1,7 +1,8 @@
 """The ``veritee`` command line. The only place that turns errors into exit codes.
 
 Exit status: 0 success / accepted, 1 not accepted (including malformed evidence), 2 usage or I/O
-error. Each command group lives in its own module of this package and is registered below.
+error, 3 proven only in part (``veritee logs``: a log that verifies but was not closed). Each
+command group lives in its own module of this package and is registered below.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from veritee.errors import (
     VeriteeError,
 )
 
-__all__ = ["EXIT_NOT_ACCEPTED", "EXIT_OK", "EXIT_USAGE", "cli", "main"]
+__all__ = ["EXIT_INCOMPLETE", "EXIT_NOT_ACCEPTED", "EXIT_OK", "EXIT_USAGE", "cli", "main"]
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

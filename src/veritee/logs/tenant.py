@@ -20,21 +20,29 @@ bad_signature   a tree head is not signed by the given key
 fork            the stored history does not extend the kept head (equivocation)
 wrong_log       segments or heads of another log id / profile mixed in
 profile         the log's profile is not the one the tenant requires
+empty           the folder holds no segments (a wrong folder, or everything removed)
 unsigned_tail   (warning) records after the last signed head; not yet authenticated
 not_closed      (warning) no final head; records after the last head may be missing
 ==============  =====================================================================
 
 Checking every signed head's root against the stored leaves is equivalent to checking each
 record's RFC 9162 inclusion proof; the kept head is checked with an RFC 9162 consistency proof.
+
+What is proven (:attr:`LogReport.verdict`): ``OK`` only for a *complete* log, closed by a final
+head that covers every stored record; ``INCOMPLETE`` when no error is found but the last verified
+head is not final (a log still being written looks exactly like one whose end was cut away, so
+the report names the head up to which it is proven); ``FAILED`` on any error, including an empty
+folder.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +70,17 @@ from veritee.profiles import Profile
 __all__ = [
     "ERROR_KINDS",
     "WARNING_KINDS",
+    "CheckedLog",
     "Finding",
     "LogKey",
     "LogRecord",
     "LogReport",
     "TenantPrivateKey",
     "TenantPublicKey",
+    "check_log",
+    "check_segments",
     "decrypt_log",
+    "decrypt_records",
     "open_log_key",
     "seal_log_key",
     "verify_log",
@@ -76,7 +88,7 @@ __all__ = [
 
 LOG_KEY_FORMAT = "veritee-log-key-v1"
 ERROR_KINDS = ("truncation", "deletion", "rollback", "reordering", "tampering", "bad_signature",
-               "fork", "wrong_log", "profile")  # fmt: skip
+               "fork", "wrong_log", "profile", "empty")  # fmt: skip
 WARNING_KINDS = ("unsigned_tail", "not_closed")
 _SEGMENT_RE = re.compile(r"^segment-(\d{8})\.vtlog$")
 
@@ -189,8 +201,25 @@ class Finding:
         return d
 
 
+def _iso(timestamp_ms: int) -> str:
+    try:
+        when = dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp_ms} ms after the epoch"
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class LogReport:
+    """What :func:`verify_log` proved about a stored log, and every problem it found.
+
+    ``verdict`` is ``"OK"`` only when the log is *complete*: no error, and a final tree head (the
+    workload closed the log) covers every stored record. A log without errors whose last verified
+    head is not final is ``"INCOMPLETE"``: everything up to that head is proven, but records
+    written after it may have been cut away, which no one without a later head can tell from a
+    log that is still being written. Anything else is ``"FAILED"``.
+    """
+
     log_id: str | None
     profile: str | None
     segments: int
@@ -201,16 +230,52 @@ class LogReport:
 
     @property
     def ok(self) -> bool:
+        """No error found (warnings such as ``not_closed`` allowed): see :attr:`complete`."""
         return not any(f.is_error for f in self.findings)
+
+    @property
+    def complete(self) -> bool:
+        """No error, and a final head covers every stored record: nothing can be missing."""
+        h = self.latest_head
+        return self.ok and h is not None and h.final and h.tree_size == self.records
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return "FAILED"
+        return "OK" if self.complete else "INCOMPLETE"
 
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(f.kind for f in self.findings)
 
+    def proven(self) -> str:
+        """One sentence: up to which signed head the log is proven, and whether it was closed."""
+        h = self.latest_head
+        if not self.ok:
+            kinds = ", ".join(sorted({f.kind for f in self.findings if f.is_error}))
+            return f"nothing is proven: the log failed verification ({kinds})"
+        if h is None:
+            return "nothing is proven: no signed tree head verifies"
+        where = (f"the signed tree head of size {h.tree_size} (root {h.root_hash.hex()[:16]}..., "
+                 f"signed {_iso(h.timestamp_ms)}, segment {h.segment})")  # fmt: skip
+        if h.final:
+            return f"records 0..{h.tree_size - 1} are proven by {where}, the final one: the log was closed"
+        first = f"records 0..{h.tree_size - 1} are proven by {where}" if h.tree_size else (
+            f"only the empty start of the log is proven, by {where}")  # fmt: skip
+        return f"{first}; the log is not closed: records written after it may be missing"
+
     def to_dict(self) -> dict[str, Any]:
         h = self.latest_head
+        proven = None
+        if h is not None:
+            proven = {"tree_size": h.tree_size, "root_hash": h.root_hash.hex(),
+                      "timestamp": _iso(h.timestamp_ms), "timestamp_ms": h.timestamp_ms,
+                      "segment": h.segment, "final": h.final}  # fmt: skip
         return {
+            "verdict": self.verdict,
             "ok": self.ok,
+            "complete": self.complete,
             "log_id": self.log_id,
             "profile": self.profile,
             "segments": self.segments,
@@ -218,14 +283,18 @@ class LogReport:
             "tree_size": self.tree_size,
             "root_hash": h.root_hash.hex() if h else None,
             "final": h.final if h else False,
+            "proven": proven,
+            "summary": self.proven(),
             "findings": [f.to_dict() for f in self.findings],
         }
 
 
-@dataclass
-class _Scan:
-    records: dict[int, RecordFrame]
+@dataclass(frozen=True)
+class CheckedLog:
+    """A stored log after :func:`check_log`: the report and the records it read (by leaf)."""
+
     report: LogReport
+    records: Mapping[int, RecordFrame]
 
 
 def verify_log(
@@ -237,143 +306,198 @@ def verify_log(
     require_final: bool = False,
 ) -> LogReport:
     """Verify a stored log without any secret; every problem found is a named :class:`Finding`."""
-    return _scan(Path(segments_dir), signer_public_key, last_tree_head,
-                 require_profile, require_final).report  # fmt: skip
+    return check_log(segments_dir, signer_public_key, last_tree_head,
+                     require_profile=require_profile, require_final=require_final).report  # fmt: skip
 
 
-def _scan(
-    directory: Path,
+def check_log(
+    segments_dir: Path | str,
+    signer_public_key: VerifyingKey,
+    last_tree_head: SignedTreeHead | None = None,
+    *,
+    require_profile: Profile | None = None,
+    require_final: bool = False,
+) -> CheckedLog:
+    """Read the segment files of ``segments_dir`` (the only I/O), then :func:`check_segments`."""
+    directory = Path(segments_dir)
+    files = [(p.name, p.read_bytes()) for p in sorted(directory.glob("segment-*.vtlog"))]
+    if files:
+        elsewhere: list[str] = []
+    else:  # a wrong folder: say where segments are, a level or two down
+        found = {p.parent for pattern in ("*/segment-*.vtlog", "*/*/segment-*.vtlog")
+                 for p in directory.glob(pattern)}  # fmt: skip
+        elsewhere = sorted(str(p.relative_to(directory)) for p in found)[:5]
+    return check_segments(files, signer_public_key, last_tree_head, require_profile=require_profile,
+                          require_final=require_final, elsewhere=elsewhere)  # fmt: skip
+
+
+def check_segments(
+    files: Sequence[tuple[str, bytes]],
     signer: VerifyingKey,
-    kept: SignedTreeHead | None,
-    require_profile: Profile | None,
-    require_final: bool,
-) -> _Scan:
-    out: list[Finding] = []
-    files = sorted(directory.glob("segment-*.vtlog"))
-    records: dict[int, RecordFrame] = {}
-    order: list[int] = []
-    heads: list[tuple[SignedTreeHead, int]] = []
-    log_id: str | None = None
-    profile: str | None = None
-    expected_seg = 0
-    present: list[int] = []
-    # 1. read segments in name order; check names, numbering, framing and head signatures
-    for pos, path in enumerate(files):
-        m = _SEGMENT_RE.match(path.name)
-        name_idx = int(m.group(1)) if m else -1
-        try:
-            seg = parse_segment(path.read_bytes())
-        except MalformedError as e:
-            out.append(Finding("tampering", f"{path.name} does not parse: {e}", name_idx, e.offset))
-            expected_seg = max(expected_seg, name_idx + 1)
-            continue
-        h = seg.header
-        if h.index != name_idx:
-            out.append(Finding("reordering", f"{path.name} holds segment {h.index}", h.index))
-        if log_id is None:
-            log_id, profile = h.log_id, h.profile
-        elif (h.log_id, h.profile) != (log_id, profile):
-            out.append(
-                Finding("wrong_log", f"segment {h.index} belongs to log {h.log_id!r}", h.index)
-            )
-            continue
-        if h.index > expected_seg:
-            out.append(Finding("truncation", f"segments {expected_seg}..{h.index - 1} are missing",
-                               expected_seg))  # fmt: skip
-        elif h.index < expected_seg:
-            out.append(Finding("reordering", f"segment {h.index} is stored after a later one",
-                               h.index))  # fmt: skip
-        expected_seg = max(expected_seg, h.index + 1)
-        present.append(h.index)
-        for fr in seg.frames:
-            if fr.record is not None:
-                idx = fr.record.leaf_index
-                if idx in records:
-                    out.append(Finding("tampering", f"leaf {idx} is stored twice", h.index,
-                                       fr.offset, idx))  # fmt: skip
-                    continue
-                records[idx] = fr.record
-                order.append(idx)
-            elif fr.head is not None:
-                hd = fr.head
-                if not hd.verify(signer):
-                    out.append(Finding("bad_signature", f"tree head of size {hd.tree_size} is not "
-                                       "signed by the given key", h.index, fr.offset))  # fmt: skip
-                elif (hd.log_id, hd.profile) != (log_id, profile):
-                    out.append(Finding("wrong_log", f"tree head of log {hd.log_id!r}", h.index,
-                                       fr.offset))  # fmt: skip
-                else:
-                    heads.append((hd, h.index))
-        if seg.truncated_at is not None:
-            out.append(Finding("truncation", f"segment {h.index} ends inside a frame",
-                               h.index, seg.truncated_at))  # fmt: skip
-        elif pos != len(files) - 1 and (not seg.frames or seg.frames[-1].kind != FRAME_HEAD):
-            out.append(Finding("truncation", f"segment {h.index} does not end with its signed "
-                               "tree head: records were cut from its end", h.index))  # fmt: skip
+    kept: SignedTreeHead | None = None,
+    *,
+    require_profile: Profile | None = None,
+    require_final: bool = False,
+    elsewhere: Sequence[str] = (),
+) -> CheckedLog:
+    """Check a log given as ``(file name, bytes)`` of its segment files, in name order (pure).
 
-    # 2. record order and completeness
-    if order != sorted(order):
-        at = next(i for i in range(1, len(order)) if order[i] < order[i - 1])
-        out.append(Finding("reordering", f"leaf {order[at]} is stored after leaf {order[at - 1]}",
-                           leaf_index=order[at]))  # fmt: skip
-    contiguous = 0
-    while contiguous in records:
-        contiguous += 1
-    if contiguous < len(records):
-        out.append(Finding("deletion", f"records from leaf {contiguous} are missing while later "
-                           "ones are present", leaf_index=contiguous))  # fmt: skip
-    tree = MerkleTree([leaf_hash(records[i].body) for i in range(contiguous)])
-
-    # 3. every signed head against the stored leaves (== inclusion of each record)
-    latest: SignedTreeHead | None = None
-    prev: SignedTreeHead | None = None
-    good = 0
-    for hd, seg_idx in heads:
-        if prev is not None and prev.final:
-            out.append(Finding("tampering", "a tree head follows the final one", seg_idx))
-        # order is the leaf index (tree size), never the workload's wall clock: a clock step
-        # back between two honest heads is not reordering
-        if prev is not None and hd.tree_size < prev.tree_size:
-            out.append(Finding("reordering", f"tree head of size {hd.tree_size} is stored after "
-                               f"one of size {prev.tree_size}", seg_idx))  # fmt: skip
-        prev = hd
-        if hd.tree_size > len(records):
-            out.append(Finding("truncation", f"a signed head covers {hd.tree_size} records but "
-                               f"only {len(records)} are stored", seg_idx))  # fmt: skip
-        elif hd.tree_size > contiguous:
-            continue  # already named as deletion
-        elif tree.root(hd.tree_size) != hd.root_hash:
-            out.append(Finding("tampering", f"records in leaves {good}..{hd.tree_size - 1} do not "
-                               "hash to the signed root", seg_idx, leaf_index=good))  # fmt: skip
-        else:
-            good = max(good, hd.tree_size)
-            if latest is None or hd.tree_size >= latest.tree_size:
-                latest = hd
-    final = next((hd for hd, _ in heads if hd.final), None)
-    if final is not None and len(records) > final.tree_size:
-        out.append(Finding("tampering", f"{len(records) - final.tree_size} records stored after "
-                           "the final tree head", leaf_index=final.tree_size))  # fmt: skip
-
-    # 4. against the head the tenant kept: no rollback, truncation or rewritten history
+    1. each segment parses, is named and numbered in order, belongs to one log; heads verify;
+    2. records are stored in leaf order with no gap;
+    3. every verified head's root matches the stored leaves (RFC 9162 inclusion of each record);
+    4. the head the tenant kept is extended (RFC 9162 consistency), not rolled back;
+    5. what is not proven: an empty folder, an unsigned tail, a log that was not closed.
+    """
+    c = _Check(signer)
+    for pos, (name, data) in enumerate(files):
+        c.segment(name, data, last=pos == len(files) - 1)
+    contiguous = c.completeness()
+    tree = MerkleTree([leaf_hash(c.records[i].body) for i in range(contiguous)])
+    latest, final = c.heads_against(tree, contiguous)
+    out = c.out
     if kept is not None:
-        _check_kept(kept, signer, log_id, tree, latest, present, out)
-
-    # 5. completeness warnings and requirements
+        _check_kept(kept, signer, c.log_id, tree, latest, c.present, out)
     signed = latest.tree_size if latest else 0
     if contiguous > signed:
         out.append(Finding("unsigned_tail", f"{contiguous - signed} records after the last signed "
                            "head are not yet authenticated", leaf_index=signed))  # fmt: skip
-    if final is None and files:
+    if not files:
+        hint = f" (segments were found in {', '.join(elsewhere)})" if elsewhere else ""
+        out.append(Finding("empty", f"the folder holds no log segments{hint}: no log to verify"))
+        if kept is not None and kept.tree_size:
+            out.append(Finding("truncation", "no segments are stored"))
+    elif final is None:
         kind = "truncation" if require_final else "not_closed"
         out.append(Finding(kind, "the log has no final tree head; records after the last head "
                            "may be missing"))  # fmt: skip
-    if require_profile is not None and profile != require_profile.value:
-        out.append(Finding("profile", f"log profile is {profile!r}, required "
+    if require_profile is not None and c.profile != require_profile.value:
+        out.append(Finding("profile", f"log profile is {c.profile!r}, required "
                            f"{require_profile.value!r}"))  # fmt: skip
-    if not files and kept is not None and kept.tree_size:
-        out.append(Finding("truncation", "no segments are stored"))
-    report = LogReport(log_id, profile, len(files), len(records), signed, latest, tuple(out))
-    return _Scan(records, report)
+    report = LogReport(c.log_id, c.profile, len(files), len(c.records), signed, latest, tuple(out))
+    return CheckedLog(report, c.records)
+
+
+class _Check:
+    """The state of one :func:`check_segments` run, filled step by step."""
+
+    def __init__(self, signer: VerifyingKey) -> None:
+        self.signer = signer
+        self.out: list[Finding] = []
+        self.records: dict[int, RecordFrame] = {}
+        self.order: list[int] = []
+        self.heads: list[tuple[SignedTreeHead, int]] = []
+        self.log_id: str | None = None
+        self.profile: str | None = None
+        self.expected_seg = 0
+        self.present: list[int] = []
+
+    # 1. one segment: name, numbering, log, framing and head signatures
+    def segment(self, name: str, data: bytes, *, last: bool) -> None:
+        out = self.out
+        m = _SEGMENT_RE.match(name)
+        name_idx = int(m.group(1)) if m else -1
+        try:
+            seg = parse_segment(data)
+        except MalformedError as e:
+            out.append(Finding("tampering", f"{name} does not parse: {e}", name_idx, e.offset))
+            self.expected_seg = max(self.expected_seg, name_idx + 1)
+            return
+        h = seg.header
+        if h.index != name_idx:
+            out.append(Finding("reordering", f"{name} holds segment {h.index}", h.index))
+        if self.log_id is None:
+            self.log_id, self.profile = h.log_id, h.profile
+        elif (h.log_id, h.profile) != (self.log_id, self.profile):
+            out.append(
+                Finding("wrong_log", f"segment {h.index} belongs to log {h.log_id!r}", h.index)
+            )
+            return
+        if h.index > self.expected_seg:
+            out.append(Finding("truncation", f"segments {self.expected_seg}..{h.index - 1} are "
+                               "missing", self.expected_seg))  # fmt: skip
+        elif h.index < self.expected_seg:
+            out.append(Finding("reordering", f"segment {h.index} is stored after a later one",
+                               h.index))  # fmt: skip
+        self.expected_seg = max(self.expected_seg, h.index + 1)
+        self.present.append(h.index)
+        for fr in seg.frames:
+            if fr.record is not None:
+                self._record(fr.record, h.index, fr.offset)
+            elif fr.head is not None:
+                self._head(fr.head, h.index, fr.offset)
+        if seg.truncated_at is not None:
+            out.append(Finding("truncation", f"segment {h.index} ends inside a frame",
+                               h.index, seg.truncated_at))  # fmt: skip
+        elif not last and (not seg.frames or seg.frames[-1].kind != FRAME_HEAD):
+            out.append(Finding("truncation", f"segment {h.index} does not end with its signed "
+                               "tree head: records were cut from its end", h.index))  # fmt: skip
+
+    def _record(self, rec: RecordFrame, seg: int, offset: int) -> None:
+        idx = rec.leaf_index
+        if idx in self.records:
+            self.out.append(Finding("tampering", f"leaf {idx} is stored twice", seg, offset, idx))
+            return
+        self.records[idx] = rec
+        self.order.append(idx)
+
+    def _head(self, hd: SignedTreeHead, seg: int, offset: int) -> None:
+        if not hd.verify(self.signer):
+            self.out.append(Finding("bad_signature", f"tree head of size {hd.tree_size} is not "
+                                    "signed by the given key", seg, offset))  # fmt: skip
+        elif (hd.log_id, hd.profile) != (self.log_id, self.profile):
+            self.out.append(Finding("wrong_log", f"tree head of log {hd.log_id!r}", seg, offset))
+        else:
+            self.heads.append((hd, seg))
+
+    # 2. record order and completeness; returns how many leaves are stored without a gap
+    def completeness(self) -> int:
+        order = self.order
+        if order != sorted(order):
+            at = next(i for i in range(1, len(order)) if order[i] < order[i - 1])
+            self.out.append(Finding("reordering", f"leaf {order[at]} is stored after leaf "
+                                    f"{order[at - 1]}", leaf_index=order[at]))  # fmt: skip
+        contiguous = 0
+        while contiguous in self.records:
+            contiguous += 1
+        if contiguous < len(self.records):
+            self.out.append(Finding("deletion", f"records from leaf {contiguous} are missing while "
+                                    "later ones are present", leaf_index=contiguous))  # fmt: skip
+        return contiguous
+
+    # 3. every signed head against the stored leaves (== inclusion of each record)
+    def heads_against(
+        self, tree: MerkleTree, contiguous: int
+    ) -> tuple[SignedTreeHead | None, SignedTreeHead | None]:
+        out, stored = self.out, len(self.records)
+        latest: SignedTreeHead | None = None
+        prev: SignedTreeHead | None = None
+        good = 0
+        for hd, seg_idx in self.heads:
+            if prev is not None and prev.final:
+                out.append(Finding("tampering", "a tree head follows the final one", seg_idx))
+            # order is the leaf index (tree size), never the workload's wall clock: a clock step
+            # back between two honest heads is not reordering
+            if prev is not None and hd.tree_size < prev.tree_size:
+                out.append(Finding("reordering", f"tree head of size {hd.tree_size} is stored "
+                                   f"after one of size {prev.tree_size}", seg_idx))  # fmt: skip
+            prev = hd
+            if hd.tree_size > stored:
+                out.append(Finding("truncation", f"a signed head covers {hd.tree_size} records "
+                                   f"but only {stored} are stored", seg_idx))  # fmt: skip
+            elif hd.tree_size > contiguous:
+                continue  # already named as deletion
+            elif tree.root(hd.tree_size) != hd.root_hash:
+                out.append(Finding("tampering", f"records in leaves {good}..{hd.tree_size - 1} do "
+                                   "not hash to the signed root", seg_idx, leaf_index=good))  # fmt: skip
+            else:
+                good = max(good, hd.tree_size)
+                if latest is None or hd.tree_size >= latest.tree_size:
+                    latest = hd
+        final = next((hd for hd, _ in self.heads if hd.final), None)
+        if final is not None and stored > final.tree_size:
+            out.append(Finding("tampering", f"{stored - final.tree_size} records stored after "
+                               "the final tree head", leaf_index=final.tree_size))  # fmt: skip
+        return latest, final
 
 
 def _check_kept(
@@ -430,28 +554,46 @@ def decrypt_log(
     *,
     require_profile: Profile | None = None,
 ) -> Iterator[LogRecord]:
-    """Verify the log, then yield its records in order. Raises :class:`LogIntegrityError` when
-    verification finds an error (warnings such as an unsigned tail do not stop it; those records
-    come with ``signed=False``). Records of epochs before the key's epoch are unreadable by design
-    and skipped."""
-    scan = _scan(Path(segments_dir), signer_public_key, last_tree_head, require_profile, False)
-    rep = scan.report
+    """Verify the log, then yield its records in order: :func:`check_log`, then
+    :func:`decrypt_records` (which says what is raised and what is skipped)."""
+    checked = check_log(segments_dir, signer_public_key, last_tree_head,
+                        require_profile=require_profile)  # fmt: skip
+    return decrypt_records(checked, log_key, signer_public_key)
+
+
+def decrypt_records(
+    checked: CheckedLog, log_key: LogKey, signer_public_key: VerifyingKey
+) -> Iterator[LogRecord]:
+    """Yield the records of a checked log in leaf order.
+
+    Raises :class:`LogIntegrityError` when the check found an error; warnings (an unsigned
+    tail, a log not closed) do not stop it: records after the last signed head come with
+    ``signed=False``, and ``checked.report`` says what is proven. Records of epochs before the
+    key's epoch are unreadable by design and skipped.
+    """
+    rep = checked.report
     if not rep.ok:
-        kinds = ", ".join(sorted(f.kind for f in rep.findings if f.is_error))
+        kinds = ", ".join(sorted({f.kind for f in rep.findings if f.is_error}))
         raise LogIntegrityError(f"log failed verification: {kinds}", report=rep)
     if rep.log_id is None:
-        return
+        return iter(())
     if (log_key.log_id, log_key.profile) != (rep.log_id, rep.profile):
         raise UsageError("the log key belongs to another log or profile", code="log_key_mismatch")
     if log_key.signer_key_id != key_id(signer_public_key):
         raise UsageError("the log key names another signer", code="log_key_mismatch")
-    ratchet = KeyRatchet(log_key.chain_key, context=log_context(rep.log_id, rep.profile or ""),
+    return _decrypt(checked, log_key)
+
+
+def _decrypt(checked: CheckedLog, log_key: LogKey) -> Iterator[LogRecord]:
+    rep = checked.report
+    log_id, profile = rep.log_id or "", rep.profile or ""
+    ratchet = KeyRatchet(log_key.chain_key, context=log_context(log_id, profile),
                          epoch=log_key.epoch)  # fmt: skip
-    lid, prof = rep.log_id.encode(), (rep.profile or "").encode()
+    lid, prof = log_id.encode(), profile.encode()
     aead, aead_epoch = AESGCM(ratchet.record_key), ratchet.epoch
     try:
-        for idx in sorted(scan.records):
-            r = scan.records[idx]
+        for idx in sorted(checked.records):
+            r = checked.records[idx]
             if r.epoch < ratchet.epoch:
                 continue
             if r.epoch != aead_epoch:

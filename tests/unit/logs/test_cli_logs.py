@@ -7,9 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-from tests.unit.logs._logs_helpers import WrittenLog
+from tests.unit.logs._logs_helpers import WrittenLog, write_log
 
 from veritee.cli.main import _register, cli
+from veritee.logs.segment import FRAME_HEAD, parse_segment
 
 
 def _files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
@@ -36,6 +37,13 @@ def _run(*args: str) -> tuple[int, str]:
     _register()
     res = CliRunner().invoke(cli, list(args))
     return res.exit_code, res.output
+
+
+def _run3(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr apart."""
+    _register()
+    res = CliRunner().invoke(cli, list(args))
+    return res.exit_code, res.stdout, res.stderr
 
 
 def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenLog) -> None:
@@ -74,7 +82,7 @@ def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenL
 
 def test_decrypt_prints_records(tmp_path: Path, written: WrittenLog) -> None:
     f = _files(written, tmp_path)
-    code, out = _run(
+    code, out, err = _run3(
         "logs",
         "decrypt",
         str(written.directory),
@@ -86,8 +94,9 @@ def test_decrypt_prints_records(tmp_path: Path, written: WrittenLog) -> None:
         str(f["tenant"]),
         "--json",
     )
-    assert code == 0, out
+    assert code == 0, err
     lines = [json.loads(x) for x in out.splitlines()]
+    assert json.loads(err)["verdict"] == "OK"
     assert len(lines) == 100 and lines[42]["leaf"] == 42 and lines[42]["text"].endswith("record 42")
 
 
@@ -97,7 +106,7 @@ def test_decrypt_refuses_a_tampered_log(tmp_path: Path, written: WrittenLog) -> 
     data = bytearray(seg.read_bytes())
     data[200] ^= 1
     seg.write_bytes(bytes(data))
-    code, out = _run(
+    code, out, err = _run3(
         "logs",
         "decrypt",
         str(written.directory),
@@ -109,7 +118,8 @@ def test_decrypt_refuses_a_tampered_log(tmp_path: Path, written: WrittenLog) -> 
         str(f["tenant"]),
     )
     assert code == 1
-    assert "log_integrity" in out and "record" not in out.split("]", 1)[0]
+    assert out == ""  # no record of a failed log
+    assert "log_integrity" in err and "FAILED" in err
 
 
 def test_bad_signer_file_is_a_clear_error(tmp_path: Path, written: WrittenLog) -> None:
@@ -117,3 +127,101 @@ def test_bad_signer_file_is_a_clear_error(tmp_path: Path, written: WrittenLog) -
     bad.write_bytes(b"not a key")
     code, out = _run("logs", "verify", str(written.directory), "--signer", str(bad))
     assert code == 1 and "signer" in out
+
+
+# -- issue 9.4: a log the tenant cannot prove complete does not say OK ------------------------
+
+
+def _verify(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
+    return _run3("logs", "verify", str(w.directory), "--signer", str(f["signer"]), *extra)
+
+
+def _decrypt(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
+    return _run3("logs", "decrypt", str(w.directory), "--signer", str(f["signer"]),
+                 "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip
+
+
+def _cut_back_to_an_earlier_head(w: WrittenLog) -> int:
+    """Cut the closed log's last segment just after its last non-final head; returns its size."""
+    seg = w.segments()[-1]
+    data = seg.read_bytes()
+    parsed = parse_segment(data)
+    heads = [fr for fr in parsed.frames if fr.kind == FRAME_HEAD]
+    final = heads[-1].head
+    assert final is not None and final.final
+    keep = next(fr for fr in reversed(heads) if fr.head and fr.head.tree_size < final.tree_size)
+    assert keep.head is not None and not keep.head.final
+    end = keep.offset + 5 + len(keep.head.to_bytes())
+    seg.write_bytes(data[:end])
+    return keep.head.tree_size
+
+
+def test_complete_log_says_ok_and_what_is_proven(tmp_path: Path, written: WrittenLog) -> None:
+    f = _files(written, tmp_path)
+    code, out, _ = _verify(written, f, "--require-final")
+    assert code == 0, out
+    assert out.splitlines()[-1] == "OK"
+    assert "records 0..99 are proven by the signed tree head of size 100" in out
+    assert "the final one: the log was closed" in out
+
+
+def test_closed_log_cut_back_to_an_earlier_head_is_not_ok(tmp_path: Path) -> None:
+    written = write_log(tmp_path / "log", records=100, per_head=10)  # one segment, 11 heads
+    f = _files(written, tmp_path)
+    size = _cut_back_to_an_earlier_head(written)
+    assert size == 90
+    code, out, _ = _verify(written, f)
+    assert code == 3, out
+    assert "OK" not in out.split()
+    assert out.splitlines()[-1] == "INCOMPLETE"
+    assert f"records 0..{size - 1} are proven by the signed tree head of size {size}" in out
+    assert "the log is not closed: records written after it may be missing" in out
+    code, out, _ = _verify(written, f, "--json")
+    doc = json.loads(out)
+    assert code == 3 and doc["verdict"] == "INCOMPLETE" and doc["complete"] is False
+    assert doc["proven"]["tree_size"] == size and doc["proven"]["final"] is False
+    code, out, _ = _verify(written, f, "--require-final")
+    assert code == 1 and out.splitlines()[-1] == "FAILED" and "TRUNCATION" in out
+    # decrypt prints the same report (on stderr) and the same verdict
+    code, out, err = _decrypt(written, f)
+    assert code == 3, err
+    assert len(out.splitlines()) == size
+    assert "warning: not_closed" in err and err.splitlines()[-1] == "INCOMPLETE"
+    assert f"records 0..{size - 1} are proven by the signed tree head of size {size}" in err
+
+
+def test_last_segment_removed_is_not_ok(tmp_path: Path, written: WrittenLog) -> None:
+    f = _files(written, tmp_path)
+    written.segments()[-1].unlink()
+    code, out, _ = _verify(written, f)
+    assert code == 3 and out.splitlines()[-1] == "INCOMPLETE", out
+    assert "records 0..89 are proven" in out
+    code, _, err = _decrypt(written, f)
+    assert code == 3 and "warning: not_closed" in err and "INCOMPLETE" in err
+    code, out, _ = _verify(written, f, "--require-final")
+    assert code == 1 and "FAILED" in out
+
+
+def test_empty_folder_fails_with_and_without_require_final(
+    tmp_path: Path, written: WrittenLog
+) -> None:
+    f = _files(written, tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for extra in ((), ("--require-final",)):
+        code, out, _ = _run3("logs", "verify", str(empty), "--signer", str(f["signer"]), *extra)
+        assert code == 1, out
+        assert "EMPTY: the folder holds no log segments" in out
+        assert out.splitlines()[-1] == "FAILED"
+    code, out, err = _run3("logs", "decrypt", str(empty), "--signer", str(f["signer"]),
+                           "--key", str(f["key"]), "--tenant-key", str(f["tenant"]))  # fmt: skip
+    assert code == 1 and out == "" and "EMPTY" in err
+
+
+def test_wrong_folder_fails_and_names_where_segments_are(
+    tmp_path: Path, written: WrittenLog
+) -> None:
+    f = _files(written, tmp_path)
+    code, out, _ = _run3("logs", "verify", str(written.directory.parent), "--signer", str(f["signer"]))
+    assert code == 1 and out.splitlines()[-1] == "FAILED"
+    assert f"segments were found in {written.directory.name}" in out
