@@ -9,6 +9,7 @@ also TEE_TCB_SVN and the TDX module identity), and how the statuses converge int
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,21 @@ def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> li
     return [x for x in out if isinstance(x, int)]
 
 
+def _isvsvn_levels(doc: dict[str, Any], name: str) -> list[tuple[int, dict[str, Any]]]:
+    """QE identity / TDX module levels ordered by ISVSVN, highest first, as Intel QVL's ordered
+    set holds them (not in JSON order); two levels with the same ISVSVN are refused."""
+    keyed = [(_field(lv["tcb"], "isvsvn", int, f"{name}.tcb"), lv) for lv in _levels(doc, name)]
+    return _ordered(keyed, name)
+
+
+def _ordered(keyed: list[tuple[Any, dict[str, Any]]], name: str) -> list[tuple[Any, dict[str, Any]]]:
+    keyed.sort(key=lambda kv: kv[0], reverse=True)
+    for (a, _), (b, _) in itertools.pairwise(keyed):
+        if a == b:
+            raise CollateralError(f"{name}: duplicated TCB levels", code="collateral_invalid")
+    return keyed
+
+
 def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, list[str]]:
     """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories."""
     want_id = "TD_QE" if tdx else "QE"
@@ -102,8 +118,7 @@ def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, l
         raise MalformedError("QE identity attributes must be 16 bytes", field="qe_identity.attributes")
     if any((a & m) != (b & m) for a, b, m in zip(report.attributes, attrs, mask, strict=True)):
         raise VerificationError("QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch")
-    for level in _levels(qe, "qe_identity"):
-        isvsvn = _field(level["tcb"], "isvsvn", int, "qe_identity.tcb")
+    for isvsvn, level in _isvsvn_levels(qe, "qe_identity"):
         if report.isv_svn >= isvsvn:
             return _status(level, "qe_identity"), _advisories(level)
     raise VerificationError(f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found")
@@ -134,8 +149,8 @@ def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]
         if not found:
             raise VerificationError(f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch")
         ident = found[0]
-        for level in _levels(ident, want):
-            if isvsvn >= _field(level["tcb"], "isvsvn", int, want):
+        for need, level in _isvsvn_levels(ident, want):
+            if isvsvn >= need:
                 status, advisories = _status(level, want), _advisories(level)
                 break
         else:
@@ -159,22 +174,37 @@ class PlatformTcb:
     module_status: str | None
 
 
+def _platform_levels(info: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """TCB levels in Intel QVL's order (``TcbLevel::operator>``), not in JSON order: SGX
+    components, then PCESVN, then (TDX TCB info) TDX components, each compared lexicographically,
+    highest first. Two levels equal in all of these are refused, as QVL refuses duplicated levels
+    and dcap-qvl sorts the same way."""
+    is_tdx = info.get("id") == "TDX"
+    keyed: list[tuple[Any, dict[str, Any]]] = []
+    for level in _levels(info, "tcb_info"):
+        tcb = level["tcb"]
+        sgx = tuple(_svns(tcb, "sgxtcbcomponents", "sgxtcbcomp", "tcb_info"))
+        pcesvn = _field(tcb, "pcesvn", int, "tcb_info.tcb")
+        td = tuple(_svns(tcb, "tdxtcbcomponents", None, "tcb_info")) if is_tdx else ()
+        keyed.append(((sgx, pcesvn, td), level))
+    return _ordered(keyed, "tcb_info")
+
+
 def platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | None) -> PlatformTcb:
-    """Step 10 (QVL TcbLevelCheck): the first level the PCK TCB (and TEE_TCB_SVN) reaches."""
+    """Step 10 (QVL TcbLevelCheck): the first level, in QVL's order, the PCK TCB (and
+    TEE_TCB_SVN) reaches."""
     sgx_level: dict[str, Any] | None = None
     tdx_level: dict[str, Any] | None = None
     start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
-    for level in _levels(info, "tcb_info"):
-        tcb = level["tcb"]
-        sgx = _svns(tcb, "sgxtcbcomponents", "sgxtcbcomp", "tcb_info")
-        pcesvn = _field(tcb, "pcesvn", int, "tcb_info.tcb")
+    for (sgx, pcesvn, td), level in _platform_levels(info):
         if any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True)) or ext.pce_svn < pcesvn:
             continue
         if tdx is None:
             sgx_level = level
             break
         sgx_level = sgx_level or level
-        td = _svns(tcb, "tdxtcbcomponents", None, "tcb_info")
+        if not td:
+            td = tuple(_svns(level["tcb"], "tdxtcbcomponents", None, "tcb_info"))
         if all(tdx.tee_tcb_svn[i] >= td[i] for i in range(start, 16)):
             tdx_level = level
             break

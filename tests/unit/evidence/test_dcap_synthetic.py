@@ -493,3 +493,59 @@ def test_qe_miscselect_and_mask_are_little_endian(mask: str, accepted: bool) -> 
     # The expected value is little-endian too: bit 0 set in "01000000" matches the QE's bit 0.
     same = build(Spec(qe_misc_select=1, qe_identity={"miscselect": "01000000", "miscselectMask": "FFFFFFFF"}))
     assert _verify(same).claims["tcb_status"] == "UpToDate"
+
+
+def _sgx_level(svn: int, pcesvn: int, status: str) -> dict[str, Any]:
+    return {"tcb": {"sgxtcbcomponents": [{"svn": svn}] * 16, "pcesvn": pcesvn},
+            "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": status}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["tdx", "sgx"])
+@pytest.mark.parametrize(("platform_svn", "pcesvn", "qe_isvsvn"), [(5, 11, 4), (4, 11, 4), (5, 11, 3), (3, 5, 2)])
+def test_tcb_levels_are_ordered_as_qvl_orders_them(kind: str, platform_svn: int, pcesvn: int, qe_isvsvn: int) -> None:
+    """The same TCB info and QE identity with their levels listed in reverse give the same
+    verdict: levels are ordered as Intel QVL orders them, not taken in JSON order (item 11)."""
+    version = 4 if kind == "tdx" else 3
+    base = Spec(kind=kind, version=version, platform_svn=platform_svn, pcesvn=pcesvn, qe_isvsvn=qe_isvsvn)
+    listed = _verify(build(base)).claims
+    flipped = replace(base, levels=tuple(reversed(base.levels)), qe_levels=tuple(reversed(base.qe_levels)))
+    claims = _verify(build(flipped)).claims
+    for k in ("tcb_status", "qe_tcb_status", "advisory_ids"):
+        assert claims[k] == listed[k]
+
+
+def test_sgx_components_outrank_pcesvn() -> None:
+    """QVL orders by SGX components first: of two levels a platform meets, (5.., PCESVN 5)
+    comes before (4.., PCESVN 11) whatever the JSON order, so the verdict is the former's."""
+    levels = (_sgx_level(4, 11, "UpToDate"), _sgx_level(5, 5, "OutOfDate"))
+    v = _verify(build(Spec(kind="sgx", version=3, platform_svn=5, pcesvn=11, levels=levels)))
+    assert v.claims["tcb_status"] == "OutOfDate"
+
+
+def test_tdx_components_break_ties() -> None:
+    tdx_levels = (
+        tdx_level(5, 11, [3, 0, 1] + [0] * 13, "OutOfDate"),
+        tdx_level(5, 11, [5, 0, 2] + [0] * 13, "UpToDate"),
+    )
+    assert _verify(build(Spec(levels=tdx_levels))).claims["tcb_status"] == "UpToDate"
+
+
+@pytest.mark.parametrize("where", ["tcb_info", "tdx_module", "qe_identity"])
+def test_duplicated_tcb_levels_are_refused(where: str) -> None:
+    """Intel QVL refuses TCB info and enclave identities with two equal levels
+    ("Detected duplicated TCB levels"), whatever their statuses."""
+    spec = Spec()
+    if where == "tcb_info":
+        spec = Spec(levels=(*spec.levels, tdx_level(5, 11, [5, 0, 2] + [0] * 13, "Revoked")))
+    elif where == "qe_identity":
+        spec = Spec(qe_levels=(*spec.qe_levels, {"tcb": {"isvsvn": 4}, "tcbDate": "2024-03-13T00:00:00Z",
+                                                  "tcbStatus": "Revoked"}))  # fmt: skip
+    else:
+        lv = [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"} for n in (3, 3)]
+        ident = {"id": "TDX_03", "mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8,
+                 "tcbLevels": lv}  # fmt: skip
+        spec = Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,))
+    with pytest.raises(CollateralError) as e:
+        _verify(build(spec))
+    assert e.value.code == "collateral_invalid"
+    assert "duplicated" in e.value.message
