@@ -67,6 +67,31 @@ def _load_head(path: Path | None) -> SignedTreeHead | None:
     return SignedTreeHead.from_json(path.read_bytes()) if path is not None else None
 
 
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(ch: str) -> str:
+    named = _NAMED_ESCAPES.get(ch)
+    if named is not None:
+        return named
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def _safe(text: str) -> str:
+    """``text`` made safe for a terminal: every character that is not printable (newlines,
+    escape sequences, C1 controls, bidirectional overrides, ...) and the backslash itself are
+    written as Python-style escapes, so logged data and host-chosen file names can neither forge
+    output lines nor drive the tenant's terminal. ``--json`` gives the exact text."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _escape_char(c) for c in text)
+
+
+def _echo(line: str, *, err: bool = False) -> None:
+    click.echo(_safe(line), err=err)
+
+
 _EXIT_FOR = {"OK": EXIT_OK, "INCOMPLETE": EXIT_INCOMPLETE, "FAILED": EXIT_NOT_ACCEPTED}
 
 
@@ -76,16 +101,16 @@ def _print_report(rep: LogReport, as_json: bool, *, err: bool = False) -> None:
         click.echo(json.dumps(rep.to_dict(), indent=None if err else 2), err=err)
         return
     h = rep.latest_head
-    click.echo(f"log {rep.log_id!r} ({rep.profile}): {rep.records} records in {rep.segments} "
-               f"segments; signed tree size {rep.tree_size}{', final' if h and h.final else ''}",
-               err=err)  # fmt: skip
+    _echo(f"log {rep.log_id!r} ({rep.profile}): {rep.records} records in {rep.segments} "
+          f"segments; signed tree size {rep.tree_size}{', final' if h and h.final else ''}",
+          err=err)  # fmt: skip
     for f in rep.findings:
         label = f.kind.upper() if f.is_error else f"warning: {f.kind}"
         where = "".join(f" {k} {v}" for k, v in (("segment", f.segment), ("offset", f.offset),
                                                 ("leaf", f.leaf_index)) if v is not None)  # fmt: skip
-        click.echo(f"{label}: {f.message}{' (' + where.strip() + ')' if where else ''}", err=err)
-    click.echo(rep.proven(), err=err)
-    click.echo(rep.verdict, err=err)
+        _echo(f"{label}: {f.message}{' (' + where.strip() + ')' if where else ''}", err=err)
+    _echo(rep.proven(), err=err)
+    _echo(rep.verdict, err=err)
 
 
 def _save_head(rep: LogReport, path: Path | None) -> None:
@@ -174,7 +199,7 @@ def decrypt_cmd(segments: Path, signer: Path, last_head: Path | None, save_head:
             click.echo(json.dumps({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed,
                                    "text": r.text}))  # fmt: skip
         else:
-            click.echo(f"{r.leaf_index}\t{'' if r.signed else '(unsigned) '}{r.text}")
+            click.echo(f"{r.leaf_index}\t{'' if r.signed else '(unsigned) '}{_safe(r.text)}")
     _save_head(rep, save_head)
     sys.exit(_EXIT_FOR[rep.verdict])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-from tests.unit.logs._logs_helpers import WrittenLog, write_log
+from tests.unit.logs._logs_helpers import WrittenLog, open_log, write_log
 
 from veritee.cli.main import _register, cli
 from veritee.logs.segment import FRAME_HEAD, parse_segment
@@ -225,3 +225,56 @@ def test_wrong_folder_fails_and_names_where_segments_are(
     code, out, _ = _run3("logs", "verify", str(written.directory.parent), "--signer", str(f["signer"]))
     assert code == 1 and out.splitlines()[-1] == "FAILED"
     assert f"segments were found in {written.directory.name}" in out
+
+
+# -- issue 9.8: logged data and host-chosen names cannot forge lines or drive the terminal -----
+
+_FORGED = "0\tforged: balance 0\nOK"
+_ESC = "\x1b[2J\x1b[31mred\x1b]0;title\x07 \u202eevil\x9b1m"
+
+
+def test_decrypt_escapes_newlines_and_terminal_escapes_in_records(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    log, sk, tk, _ = open_log(d)
+    lg = log.logger("app.escapes")
+    lg.info("first")
+    lg.info("message with %s", _FORGED)
+    lg.info("args %s and a backslash \\n", _ESC)
+    log.close()
+    w = WrittenLog(d, sk, tk, log.export_key_for_tenant())
+    f = _files(w, tmp_path)
+    code, out, err = _decrypt(w, f)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3  # one line per record: the newline did not forge a record
+    assert [ln.split("\t", 1)[0] for ln in lines] == ["0", "1", "2"]
+    assert "\\n" in lines[1] and "0\\tforged: balance 0\\nOK" in lines[1]
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "\\x1b[2J\\x1b[31mred" in lines[2] and "\\u202eevil" in lines[2]
+    assert "a backslash \\\\n" in lines[2]  # a literal backslash-n stays distinguishable
+    # --json keeps the exact text
+    code, out, _ = _decrypt(w, f, "--json")
+    texts = [json.loads(x)["text"] for x in out.splitlines()]
+    assert texts[1].endswith("message with " + _FORGED) and _ESC in texts[2]
+
+
+def test_host_chosen_file_names_are_escaped(tmp_path: Path, written: WrittenLog) -> None:
+    f = _files(written, tmp_path)
+    evil = "segment-\x1b[2J\x1b]0;pwned\x07\nOK\n.vtlog"
+    (written.directory / evil).write_bytes(b"VTLOGSEG junk")
+    for run in (_verify(written, f), _decrypt(written, f)):
+        code, out, err = run
+        shown = out + err
+        assert code == 1
+        assert "\x1b" not in shown and "\x07" not in shown
+        assert "segment-\\x1b[2J\\x1b]0;pwned\\x07\\nOK\\n.vtlog does not parse" in shown
+        assert "OK" not in [ln.strip() for ln in shown.splitlines()]
+    # a wrong folder: the hint names sub-folders, escaped too
+    parent = tmp_path / "host"
+    (parent / "\x1b[31mred\nOK").mkdir(parents=True)
+    for seg in written.segments():
+        (parent / "\x1b[31mred\nOK" / seg.name).write_bytes(seg.read_bytes())
+    code, out, _ = _run3("logs", "verify", str(parent), "--signer", str(f["signer"]))
+    assert code == 1 and "\x1b" not in out
+    assert "segments were found in \\x1b[31mred\\nOK" in out
+    assert out.splitlines()[-1] == "FAILED"
