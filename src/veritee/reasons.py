@@ -161,7 +161,7 @@ class Code(StrEnum):
     INSECURE_ALLOW_DEBUG = "insecure_allow_debug", "warning: debug evidence accepted because the policy allows it"
     SIMULATED_PLATFORM = "simulated_platform", "warning: simulated platform, no hardware protection"
     TCB_STATUS_ALLOWED = "tcb_status_allowed", "warning: an Intel TCB status other than UpToDate allowed by policy"
-    TCB_STATUS_NOT_ALLOWED = "tcb_status_not_allowed", "the Intel TCB status is not among the allowed ones"
+    TCB_STATUS_NOT_ALLOWED = "tcb_status_not_allowed", "the Intel TCB status is not among the allowed ones (Revoked never is)"
     ADVISORIES_NOT_ALLOWED = "advisories_not_allowed", "Intel advisories apply that the policy does not allow"
     TCB_BELOW_MINIMUM = "tcb_below_minimum", "the certified TCB is below the policy's minimum"
     TCB_EVALUATION_DATA_NUMBER_BELOW_MINIMUM = (

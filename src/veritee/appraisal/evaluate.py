@@ -75,7 +75,9 @@ def _debug(d: Decision, claims: dict[str, Any], allow: bool) -> None:
 
 def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisories: list[str]) -> None:
     status = claims.get("tcb_status")
-    if status in statuses:
+    if status == "Revoked":  # terminal: whatever a policy lists (policies listing it do not load)
+        d.refuse("tcb_status_not_allowed", "TCB status Revoked is never accepted", claim="hardware")
+    elif status in statuses:
         if status == "UpToDate":
             d.affirm("tcb_up_to_date", claim="hardware")
         else:

@@ -149,6 +149,11 @@ class _IntelCommon(_Strict):
         for s in v:
             if s not in TCB_STATUSES:
                 raise ValueError(f"unknown Intel TCB status {s!r}")
+            if s == "Revoked":  # terminal, as in Intel's QVL: no policy may accept it
+                raise ValueError(
+                    "Intel TCB status 'Revoked' cannot be allowed: Intel has revoked the platform's TCB, "
+                    "which no policy may accept; remove it from tcb_status"
+                )
         return v
 
 

@@ -171,3 +171,20 @@ def test_example_policy_files_parse() -> None:
     assert len(files) >= 2
     names = {load_policy(f.read_bytes()).name for f in files}
     assert {"payments-prod", "development", "vms-and-devices"} <= names
+
+
+def test_revoked_tcb_status_is_terminal() -> None:
+    """Intel's Revoked is never acceptable (issue 11 item 5): a policy that lists it does not
+    load, and a decision refuses it even from a policy object built without validation."""
+    with pytest.raises(PolicyError) as e:
+        policy(tdx={"tcb_status": ["UpToDate", "Revoked"]})
+    assert e.value.code == "policy_malformed" and "Revoked" in str(e.value) and "tcb_status" in str(e.value)
+    with pytest.raises(PolicyError):
+        policy(sgx={"tcb_status": ["Revoked"]})
+    revoked = {"platform": "tdx", "tcb_status": "Revoked", "advisory_ids": []}
+    assert not appraise_baseline(ev(**revoked)).accepted
+    p = policy(tdx={"tcb_status": ["UpToDate", "OutOfDate"]})
+    assert p.platforms.tdx is not None
+    object.__setattr__(p.platforms.tdx, "tcb_status", ["UpToDate", "Revoked"])  # bypasses validation
+    d = appraise(ev(**revoked), p)
+    assert not d.accepted and [r.code for r in d.reasons] == ["tcb_status_not_allowed"]
