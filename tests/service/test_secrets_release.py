@@ -284,3 +284,46 @@ def test_dry_run(env: Env) -> None:
     assert r.json()["allowed"] is True
     # dry runs release nothing
     assert not [e for e in _audit(env) if e["kind"] == "secret.release"]
+
+
+def test_rotation_to_a_stricter_policy_binds_every_older_version(env: Env) -> None:
+    """Issue 12.3: after rotating to a stricter release policy, asking for version 1 released
+    the old value to a workload that only the old policy admitted. A release of any version
+    must satisfy the newest policy, unless the operator said otherwise at rotation."""
+    doc = default_policy(env.platform)
+    doc["platforms"]["simulated"]["measurements"] = [GOOD, OTHER]
+    env.install_policy(doc)
+    either = {"anyOf": [{"claim": "measurement", "equals": m} for m in (GOOD, OTHER)]}
+    assert _put(env, policy=either).json()["version"] == 1
+    other = env.workload(OTHER)
+
+    def release(version: int) -> Any:
+        body = _release_body(env, x25519.X25519PrivateKey.generate(), platform=other)
+        return env.client.post("/v1/secrets/db/password/release", json=body | {"version": version})
+
+    assert release(1).status_code == 200
+    rotate = {"value": base64.b64encode(b"v2").decode(), "policy": _release_policy(GOOD)}
+    r = env.client.post("/v1/admin/secrets/db/password/rotate", json=rotate, headers=env.admin)
+    assert r.status_code == 200
+    denied = release(1)
+    assert denied.status_code == 403 and denied.json()["code"] == "release_denied", denied.text
+    assert r.json()["keep_old_policies"] is False
+    r = denied
+    assert "release_claim_mismatch" in [x["code"] for x in r.json()["reasons"]]
+    _no_secret_in(env, r.text)
+    assert release(2).status_code == 403
+    # The operator says explicitly that older versions keep their own policies.
+    rotate = {"value": base64.b64encode(b"v3").decode(), "policy": _release_policy(GOOD),
+              "keep_old_policies": True}  # fmt: skip
+    r = env.client.post("/v1/admin/secrets/db/password/rotate", json=rotate, headers=env.admin)
+    assert r.status_code == 200 and r.json()["keep_old_policies"] is True
+    assert release(1).status_code == 200
+    assert release(3).status_code == 403
+    rotation = [e for e in _audit(env) if e["kind"] == "secret.rotate"]
+    assert [e["details"]["keep_old_policies"] for e in rotation] == [False, True]
+    # keep_old_policies is a choice made at rotation, not at put
+    r = env.client.put(
+        "/v1/admin/secrets/other", headers=env.admin,
+        json={"value": "eA==", "policy": either, "keep_old_policies": True},
+    )
+    assert r.status_code == 400

@@ -223,14 +223,21 @@ def put_cmd(name: str, policy_file: Path, value_file: Path | None, value_stdin: 
 @click.argument("name")
 @click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A new release policy (default: keep the current one).")  # fmt: skip
+@click.option("--keep-old-policies", is_flag=True,
+              help="Older versions stay releasable under their own release policies alone "
+                   "(default: a release of any version must satisfy the new policy too).")  # fmt: skip
 @_value_options
 @_admin_options
 @_handle
-def rotate_cmd(name: str, policy_file: Path | None, value_file: Path | None, value_stdin: bool,
+def rotate_cmd(name: str, policy_file: Path | None, keep_old_policies: bool,
+               value_file: Path | None, value_stdin: bool,
                url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:  # fmt: skip
-    """Store a new value for an existing NAME (a new version)."""
+    """Store a new value for an existing NAME (a new version).
+
+    From then on a release of any version must also satisfy the new version's release policy,
+    unless --keep-old-policies is given."""
     validate_name(name)
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = {"keep_old_policies": True} if keep_old_policies else {}
     if policy_file is not None:
         body["policy"] = _policy_from(policy_file)
     body["value"] = base64.b64encode(_value_from(value_file, value_stdin)).decode()

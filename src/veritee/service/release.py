@@ -36,6 +36,7 @@ from veritee.keybroker.vault import SecretBytes, open_blob
 from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo
 from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.storage.models import StoredSecret
 from veritee.service.storage.tx import Tx
 
 __all__ = [
@@ -85,18 +86,21 @@ def release_secret(
             if stored is None:
                 reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
             else:
-                decision: ReleaseDecision
-                if not accepted or claims is None:
-                    decision = dry_run(
-                        stored_release_policy(stored.policy),
-                        claims or {},
-                        appraisal_accepted=False,
-                        appraisal_reasons=appraisal_reasons,
-                    )
-                else:
-                    decision = evaluate(stored_release_policy(stored.policy), claims)
-                reasons.extend(decision.reasons)
-                if decision.allowed:
+                allowed = True
+                for policy_text in _release_policies(tx, stored):
+                    decision: ReleaseDecision
+                    if not accepted or claims is None:
+                        decision = dry_run(
+                            stored_release_policy(policy_text),
+                            claims or {},
+                            appraisal_accepted=False,
+                            appraisal_reasons=appraisal_reasons,
+                        )
+                    else:
+                        decision = evaluate(stored_release_policy(policy_text), claims)
+                    reasons.extend(r for r in decision.reasons if r not in reasons)
+                    allowed = allowed and decision.allowed
+                if allowed:
                     try:
                         value = open_blob(
                             kek,
@@ -257,6 +261,18 @@ def _sealing_root(ctx: ServiceContext, tx: Tx, now: dt.datetime) -> sealing_keys
             raise StorageError("the sealing root was not stored")
     generation, kek_id, wrapped = stored
     return sealing_keys.open_root(ctx.kek, generation, kek_id, wrapped)
+
+
+def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
+    """The release policies a release of ``stored`` must satisfy: its own, and, for an older
+    version, the newest version's too, unless that version was rotated in with
+    ``keep_old_policies`` (the operator's explicit choice, stored with it)."""
+    latest = tx.secret_version(stored.name)
+    if latest is None or latest.version == stored.version or latest.keep_old_policies:
+        return (stored.policy,)
+    if latest.policy == stored.policy:
+        return (stored.policy,)
+    return (stored.policy, latest.policy)
 
 
 def admitted_claims(

@@ -71,7 +71,8 @@ class _VersionTaken(Exception):
 
 
 def _store(
-    request: Request, name: str, value: bytes, policy_text: str, *, kind: str
+    request: Request, name: str, value: bytes, policy_text: str, *, kind: str,
+    keep_old_policies: bool = False,
 ) -> dict[str, Any]:
     """Seal ``value`` as the next version and audit it, in one transaction.
 
@@ -98,6 +99,7 @@ def _store(
                     wrapped_dek=sealed.wrapped_dek,
                     ciphertext=sealed.value_blob(),
                     now=now,
+                    keep_old_policies=keep_old_policies,
                 )
                 if stored != guess:
                     raise _VersionTaken(stored)
@@ -111,6 +113,7 @@ def _store(
                         "sealed_sha256": sealed.digest,
                         "kek_id": sealed.kek_id,
                         "policy_sha256": policy_digest,
+                        "keep_old_policies": keep_old_policies,
                     },
                     now=now,
                 )
@@ -122,6 +125,7 @@ def _store(
             "version": stored,
             "policy_sha256": policy_digest,
             "kek_id": kek.kek_id,
+            "keep_old_policies": keep_old_policies,
         }
     raise VerificationError("concurrent writes of this secret; retry", code="conflict")
 
@@ -133,6 +137,8 @@ def put_secret(
     validate_name(name)
     if body.policy is None:
         raise MalformedError("a release policy is required", field="policy")
+    if body.keep_old_policies:
+        raise MalformedError("keep_old_policies is an option of rotate", field="keep_old_policies")
     value = _b64(body.value, "value", MAX_SECRET_BYTES)
     return _store(request, name, value, _policy_text(body.policy), kind="secret.put")
 
@@ -141,6 +147,9 @@ def put_secret(
 def rotate_secret(
     name: str, body: SecretPut, request: Request, _: str = Depends(require_admin)
 ) -> dict[str, Any]:
+    """A new version. From then on a release of ANY version must satisfy the new version's
+    release policy too, unless ``keep_old_policies`` is set: then older versions are decided
+    by their own policies alone."""
     validate_name(name)
     ctx = _ctx(request)
     with ctx.storage.transaction(readonly=True) as tx:
@@ -149,7 +158,10 @@ def rotate_secret(
         raise NotFoundError(f"no secret named {name!r}", code="secret_unknown")
     policy_text = _policy_text(body.policy) if body.policy is not None else current.policy
     value = _b64(body.value, "value", MAX_SECRET_BYTES)
-    return _store(request, name, value, policy_text, kind="secret.rotate")
+    return _store(
+        request, name, value, policy_text, kind="secret.rotate",
+        keep_old_policies=body.keep_old_policies,
+    )
 
 
 @router.post("/v1/admin/secrets/{name:path}/dry-run", summary="What a release would decide")

@@ -109,6 +109,12 @@ class SecretPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     value: str = Field(description="the secret, base64")
     policy: dict[str, Any] | None = Field(default=None, description="release policy (JSON)")
+    keep_old_policies: bool = Field(
+        default=False,
+        description="rotation only: older versions stay releasable under their own release "
+        "policies alone (by default a release of any version must also satisfy the newest "
+        "version's policy)",
+    )
 
 
 class SecretDryRunRequest(BaseModel):

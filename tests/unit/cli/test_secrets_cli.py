@@ -93,19 +93,23 @@ def test_put_info_list_rotate_delete(svc: Svc, runner: CliRunner, tmp_path: Path
     outputs.append(r.output)
     assert r.exit_code == 0, r.output
     assert "rotated secret 'app/db' version 2" in r.output
+    r = runner.invoke(cli, ["secret", "rotate", "app/db", "--value-stdin", "--keep-old-policies",
+                            *svc.args()], input=VALUE + b"-v3")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert '"keep_old_policies":true' in svc.audit_text()
 
     r = runner.invoke(cli, ["secret", "list", "--json", *svc.args()])
     outputs.append(r.output)
     rows = {s["name"]: s for s in json.loads(r.output)["secrets"]}
-    assert rows["app/db"]["latest_version"] == 2 and rows["app/db"]["versions"] == 2
+    assert rows["app/db"]["latest_version"] == 3 and rows["app/db"]["versions"] == 3
 
     r = runner.invoke(cli, ["secret", "list", *svc.args()])
     outputs.append(r.output)
-    assert "app/db\tlatest 2" in r.output
+    assert "app/db\tlatest 3" in r.output
 
     r = runner.invoke(cli, ["secret", "delete", "app/db", "--yes", *svc.args()])
     outputs.append(r.output)
-    assert r.exit_code == 0 and "2 versions" in r.output
+    assert r.exit_code == 0 and "3 versions" in r.output
     r = runner.invoke(cli, ["secret", "info", "app/db", *svc.args()])
     outputs.append(r.output)
     assert r.exit_code == 1 and "secret_unknown" in r.output

@@ -7,7 +7,8 @@ test checks that they agree with the tables here). Tables:
 ``nonces``          challenge nonces: SHA-256 of the nonce as key, purpose, issued/expiry/used
 ``policies``        signed policy documents, versioned per (kind, name); the newest is active
 ``certificates``    admission certificates issued by the domain CA
-``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted
+``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted;
+                    the newest version's policy also binds older versions unless it says not
 ``audit_log``       append-only, hash-chained audit entries (UPDATE/DELETE refused by triggers)
 ``key_stores``      workloads' key stores: highest certified key generation, freshness counter
 ``kbs_sessions``    attested Trustee KBS sessions: SHA-256 of the session id, the session's EAR
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 __all__ = [
@@ -162,6 +164,12 @@ SECRETS = Table(
     Column("ciphertext", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("deleted_at", UTCDateTime(), nullable=True),
+    # True: releases of OLDER versions are decided by their own policies only (the operator
+    # said so at rotation). False: they must also satisfy this (newer) version's policy.
+    Column(
+        "keep_old_policies", Boolean(create_constraint=False), nullable=False,
+        server_default=false(),
+    ),
     UniqueConstraint("name", "version"),
 )
 
@@ -256,6 +264,8 @@ class StoredSecret:
     wrapped_dek: bytes = field(repr=False)
     ciphertext: bytes = field(repr=False)
     created_at: datetime
+    #: Set at rotation: older versions keep their own release policies (see ``SECRETS``).
+    keep_old_policies: bool = False
 
 
 @dataclass(frozen=True)

@@ -362,8 +362,13 @@ class Tx:
         wrapped_dek: bytes,
         ciphertext: bytes,
         now: datetime,
+        keep_old_policies: bool = False,
     ) -> int:
-        """Store a new version of secret ``name``; returns its number (continues after deletes)."""
+        """Store a new version of secret ``name``; returns its number (continues after deletes).
+
+        ``keep_old_policies``: older versions stay releasable under their own policies alone
+        (by default a release of an older version must also satisfy this version's policy).
+        """
         _name("secret name", name)
         _name("secret kek_id", kek_id)
         _aware("now", now)
@@ -381,6 +386,7 @@ class Tx:
             SECRETS.insert().values(
                 name=name, version=version, policy=policy, kek_id=kek_id,
                 wrapped_dek=wrapped_dek, ciphertext=ciphertext, created_at=now, deleted_at=None,
+                keep_old_policies=bool(keep_old_policies),
             )
         )
         return version
@@ -402,7 +408,7 @@ class Tx:
             created = datetime.fromisoformat(raw[6]).replace(tzinfo=UTC) if sqlite else raw[6]
             return StoredSecret(
                 raw[0], int(raw[1]), raw[2], raw[3], bytes(raw[4]), bytes(raw[5]),
-                created.astimezone(UTC),
+                created.astimezone(UTC), bool(raw[7]),
             )
         if version is None:
             row = self._conn.execute(_SECRET_LATEST, {"name": name}).first()
@@ -412,7 +418,7 @@ class Tx:
             return None
         return StoredSecret(
             row.name, row.version, row.policy, row.kek_id, bytes(row.wrapped_dek),
-            bytes(row.ciphertext), row.created_at,
+            bytes(row.ciphertext), row.created_at, bool(row.keep_old_policies),
         )
 
     def list_secrets(self) -> list[StoredSecretInfo]:
@@ -518,11 +524,13 @@ _PG_SPEND_NONCE = (
     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (nonce_sha256) DO NOTHING RETURNING 1"
 )
 _PG_LATEST_VERSION_ROW = (
-    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
+    "FROM secrets "
     "WHERE name = %s AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"
 )
 _PG_VERSION_ROW = (
-    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
+    "FROM secrets "
     "WHERE name = %s AND version = %s AND deleted_at IS NULL"
 )
 _SQLITE_SPEND_NONCE = (
@@ -530,10 +538,12 @@ _SQLITE_SPEND_NONCE = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (nonce_sha256) DO NOTHING"
 )
 _SQLITE_LATEST_VERSION_ROW = (
-    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
+    "FROM secrets "
     "WHERE name = ? AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"
 )
 _SQLITE_VERSION_ROW = (
-    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at FROM secrets "
+    "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
+    "FROM secrets "
     "WHERE name = ? AND version = ? AND deleted_at IS NULL"
 )
