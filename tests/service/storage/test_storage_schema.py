@@ -95,7 +95,7 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
         with storage.transaction(readonly=True) as tx:
             q = tx._conn.exec_driver_sql
             assert q("PRAGMA journal_mode").scalar() == "wal"
-            assert q("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert q("PRAGMA synchronous").scalar() == 2  # FULL (issue 12.13)
             assert q("PRAGMA foreign_keys").scalar() == 1
             assert q("PRAGMA busy_timeout").scalar() == 10_000
     finally:
