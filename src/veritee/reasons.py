@@ -344,6 +344,7 @@ class Code(StrEnum):
     SEALING_PURPOSE_INVALID = "sealing_purpose_invalid", "a sealing purpose name is malformed"
     SEALING_PURPOSE_RESERVED = "sealing_purpose_reserved", "an application used a sealing purpose reserved for veritee's own keys"
     SEALING_CONTEXT_INVALID = "sealing_context_invalid", "a sealing context is not bytes"
+    SEALING_MODE_INVALID = "sealing_mode_invalid", "Trust(sealing=...) is not 'auto', 'platform' or 'domain'"
 
     # --- confidential logs ---
     LOG_ATTACHED = "log_attached", "the log already has its signing key"

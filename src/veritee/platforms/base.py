@@ -37,10 +37,11 @@ Sealing keys (``sealing_mode`` says where they come from)
     ``SealingMode.DOMAIN_RELEASED``: the platform has no sealing key (TDX, Arm CCA, Nitro).
     The sealing key is the one the key broker releases per workload name and profile to every
     measurement the release policy admits (DESIGN.md, "Sealing that survives upgrades"), so it
-    survives upgrades; ``sealing_key(context)`` derives from that released key (HKDF with
-    ``context``). A driver that has no released key yet raises
-    :class:`~veritee.errors.SealingError` ``sealing_key_unavailable``. Sealed blobs record
-    the mode, and in this mode bind no measurement (:mod:`veritee.sdk.sealing`).
+    survives upgrades. The driver itself raises :class:`~veritee.errors.SealingError`
+    ``sealing_key_unavailable`` from ``sealing_key``; the SDK wraps it in
+    :class:`veritee.sdk.domain_sealing.DomainReleasedPlatform`, whose ``sealing_key(context)``
+    derives from the released key (HKDF with ``context``). Sealed blobs record the mode, and in
+    this mode bind no measurement (:mod:`veritee.sdk.sealing`).
 
 Rollback (``monotonic_counter(label)``)
     A counter that only ever increases and that the host cannot reset, held by the platform

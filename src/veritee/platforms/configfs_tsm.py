@@ -298,8 +298,8 @@ class CcaPlatform:
 
     def sealing_key(self, context: bytes) -> bytes:
         raise SealingError(
-            "Arm CCA realms have no sealing key: seal with the key broker's domain-released key, which it "
-            "does not release yet (docs/platforms.md)",
+            "Arm CCA realms have no sealing key: seal with the key broker's domain-released key "
+            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
             code="sealing_key_unavailable",
         )
 

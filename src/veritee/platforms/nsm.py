@@ -182,8 +182,8 @@ class NitroPlatform:
 
     def sealing_key(self, context: bytes) -> bytes:
         raise SealingError(
-            "Nitro Enclaves have no sealing key: seal with the key broker's domain-released key, which it "
-            "does not release yet (docs/platforms.md)",
+            "Nitro Enclaves have no sealing key: seal with the key broker's domain-released key "
+            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
             code="sealing_key_unavailable",
         )
 

@@ -6,6 +6,9 @@ measured files (:func:`measure`). Sealing keys are HKDF over the platform secret
 measurement, the profile and the debug state in ``info`` (the contract of
 :mod:`veritee.platforms.base`), so a blob sealed by one measurement, or in one profile, does not
 unseal under another. It has no monotonic counter: anything it could keep lives on the host.
+``has_sealing_key=False`` makes it behave as TDX, Arm CCA and Nitro do: no sealing key of its
+own (``SealingMode.DOMAIN_RELEASED``), so a workload seals with the key broker's
+domain-released key (docs/sealing.md), to try that mode on a laptop.
 
 This platform gives no protection at all: it exists so that the whole system can run and be
 tested on a laptop. A verifier trusts it only where a policy lists its key.
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from veritee.errors import UsageError
+from veritee.errors import SealingError, UsageError
 from veritee.evidence.simulated import CODE_OF_PROFILE, sign_report
 from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.profiles import Profile
@@ -104,6 +107,7 @@ class SimulatedPlatform:
         measurement: str,
         profile: Profile = Profile.DEVELOPMENT,
         debug: bool | None = None,
+        has_sealing_key: bool = True,
     ) -> None:
         try:
             raw = bytes.fromhex(measurement)
@@ -118,6 +122,7 @@ class SimulatedPlatform:
         if self._debug and not profile.allows_debug:
             raise UsageError(f"profile {profile.value} cannot run a debuggable build")
         self._key = load_or_create_platform_key(directory)
+        self._has_sealing_key = has_sealing_key
 
     @property
     def measurement(self) -> str:
@@ -133,7 +138,7 @@ class SimulatedPlatform:
 
     @property
     def sealing_mode(self) -> SealingMode:
-        return SealingMode.PLATFORM
+        return SealingMode.PLATFORM if self._has_sealing_key else SealingMode.DOMAIN_RELEASED
 
     @property
     def key_id(self) -> str:
@@ -149,7 +154,16 @@ class SimulatedPlatform:
         )
 
     def sealing_key(self, context: bytes) -> bytes:
-        """HKDF over the platform secret; ``info`` binds measurement, profile, debug, context."""
+        """HKDF over the platform secret; ``info`` binds measurement, profile, debug, context.
+
+        Without a sealing key (``has_sealing_key=False``): :class:`SealingError`
+        ``sealing_key_unavailable``, as on TDX."""
+        if not self._has_sealing_key:
+            raise SealingError(
+                "this simulated platform has no sealing key (has_sealing_key=False): seal with "
+                "the key broker's domain-released key (Trust(sealing='domain'))",
+                code="sealing_key_unavailable",
+            )
         info = b"".join(
             [
                 self._measurement,

@@ -11,8 +11,8 @@ RTMR0..3 (4 x 48). TD_ATTRIBUTES bit 0 is DEBUG.
 
 The TDREPORT is MACed for the local platform only; a remote verifier needs a quote, which the
 kernel's configfs-tsm (``tdx_guest`` provider) obtains from the quoting enclave through the host.
-TDX has no sealing key: :meth:`TdxPlatform.sealing_key` refuses (see DESIGN.md, domain-released
-sealing).
+TDX has no sealing key: :meth:`TdxPlatform.sealing_key` refuses, and ``veritee.Trust`` seals with
+the key broker's domain-released key instead (docs/sealing.md).
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ class TdxPlatform:
 
     def sealing_key(self, context: bytes) -> bytes:
         raise SealingError(
-            "TDX has no sealing key: seal with the key broker's domain-released key, which it "
-            "does not release yet (docs/platforms.md)",
+            "TDX has no sealing key: seal with the key broker's domain-released key "
+            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
             code="sealing_key_unavailable",
         )
 

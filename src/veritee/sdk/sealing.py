@@ -8,6 +8,9 @@ measurement (platform-bound mode only), the profile, the debug state and the blo
 the blob is then encrypted with AES-256-GCM (NIST SP 800-38D). The header and the caller's
 **context** (associated data, not stored) are authenticated. A different measurement, profile,
 debug state, platform install, purpose or context, a flipped bit or a truncated blob all fail.
+In domain-released mode the sealing key is the key broker's, released per workload name and
+profile (:mod:`veritee.sdk.domain_sealing`), and the measurement is not bound: the blob opens
+for every measurement the domain's policy admits under that name and profile.
 
 Purposes keep blobs of one use from being opened as another: applications seal under their
 own purpose names (``app`` by default, see :class:`veritee.Trust`); names starting with

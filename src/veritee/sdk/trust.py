@@ -6,6 +6,7 @@
                   store="~/.local/state/myapp")
     trust.certify()                      # attest, get an admission certificate (kept until expiry)
     blob = trust.seal(b"state", context=b"state-v3")   # only this workload, this profile
+                                         # (sealing="domain": also its upgrades; docs/sealing.md)
     trust.unseal(blob, context=b"state-v3")
     with trust.connect("peer", 9000, policy=ChannelPolicy.allow(measurements={...})) as conn: ...
     trust.serve("0.0.0.0", 9000, handler)  # peers: this measurement, platform and profile
@@ -45,10 +46,12 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.platforms.base import Platform
+from veritee.platforms.base import Platform, SealingMode
 from veritee.profiles import Profile
 from veritee.sdk import sealing
+from veritee.sdk.domain_sealing import DomainReleasedPlatform
 from veritee.sdk.keystore import KeyStore
+from veritee.sdk.secrets import DomainSealingKey
 
 if TYPE_CHECKING:
     from veritee.sdk.channel import ChannelPolicy
@@ -192,6 +195,15 @@ class Trust:
     here, which reaches the service). An older copy of the store then raises
     :class:`SealingError` ``keystore_rolled_back``. ``"none"`` (the default): only the key's
     generation is protected, by the service, at certification.
+
+    ``sealing`` chooses the key of :meth:`seal` (docs/sealing.md): ``"platform"``, the
+    platform's own key, bound to this measurement (a code change loses the data);
+    ``"domain"``, the key the domain's key broker releases to every measurement the policy admits
+    under this workload's name and profile (it survives upgrades; fetched with fresh evidence at
+    the first use, kept in memory only). ``"auto"`` (the default) is ``"platform"`` where the
+    platform has a sealing key and ``"domain"`` where it has none (TDX, Arm CCA, Nitro). The key
+    store (and the log's buffer key) is sealed with the platform's key where there is one, else
+    with the domain-released key.
     """
 
     def __init__(
@@ -211,6 +223,7 @@ class Trust:
         renewal_margin: dt.timedelta = dt.timedelta(minutes=5),
         tenant_key: Any = None,
         freshness: Literal["none", "service", "platform"] = "none",
+        sealing: Literal["auto", "platform", "domain"] = "auto",
     ) -> None:
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
@@ -218,21 +231,51 @@ class Trust:
             platform_dir=Path(platform_dir) if platform_dir else None, tcti=tcti,
         )
         _check_service_url(service_url, self.platform.profile)
+        #: The sealing mode of :meth:`seal`: ``"platform"`` or ``"domain"`` (class docstring).
+        self.sealing = self._sealing_mode(sealing)
+        self._domain_sealing = DomainReleasedPlatform(self.platform, self._fetch_sealing_key)
+        #: What seals the SDK's own keys: the platform where it has a key, else the domain's.
+        self._own_sealing: Platform = (
+            self.platform if self.platform.sealing_mode is SealingMode.PLATFORM else self._domain_sealing
+        )
         self.store_path = Path(store).expanduser()
         self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.keystore = KeyStore(self.store_path / "keystore.bin", self.platform)
-        self.renewal_margin = renewal_margin
-        self._tenant_key = tenant_key
-        self._workload_log: Any = None
-        self._servers: list[Any] = []
         verify: ssl.SSLContext | bool = True
         if service_url.startswith("https://"):
             ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
             ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
             verify = ctx
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
+        self.keystore = KeyStore(self.store_path / "keystore.bin", self._own_sealing)
+        self.renewal_margin = renewal_margin
+        self._tenant_key = tenant_key
+        self._workload_log: Any = None
+        self._servers: list[Any] = []
         self.freshness = freshness
         self._attach_counter(at_start=True)
+
+    def _sealing_mode(self, sealing: str) -> Literal["platform", "domain"]:
+        has_key = self.platform.sealing_mode is SealingMode.PLATFORM
+        if sealing == "auto":
+            return "platform" if has_key else "domain"
+        if sealing == "domain":
+            return "domain"
+        if sealing == "platform":
+            if not has_key:
+                raise UsageError(
+                    f"platform {self.platform.name!r} has no sealing key: use sealing='domain' "
+                    "(or 'auto'), the key broker's domain-released key",
+                    code="sealing_key_unavailable",
+                )
+            return "platform"
+        raise UsageError("sealing is 'auto', 'platform' or 'domain'", code="sealing_mode_invalid")
+
+    def _fetch_sealing_key(self) -> DomainSealingKey:
+        """The domain-released sealing key, with fresh evidence (:class:`DomainReleasedPlatform`)."""
+        from veritee.sdk.secrets import fetch_sealing_key
+
+        self._ensure_enrolled()
+        return fetch_sealing_key(self._http, self.platform, ca_certificate=self.ca_certificate)
 
     def _attach_counter(self, *, at_start: bool) -> None:
         """Tie the key store to its freshness counter (class docstring), or bring it up to date."""
@@ -312,7 +355,12 @@ class Trust:
         now = dt.datetime.now(dt.UTC)
         key = self.keystore.load_or_create_key()
         cert = self.keystore.certificate()
-        if cert is not None and not force and not self.keystore.needs_renewal(now, self.renewal_margin):
+        if (
+            cert is not None
+            and not force
+            and not self.keystore.needs_renewal(now, self.renewal_margin)
+            and self._certifies_this_workload(cert)
+        ):
             return cert
         self._ensure_enrolled()
         nonce = self.challenge()
@@ -344,6 +392,21 @@ class Trust:
             server.update_credentials(key=key, cert=issued, ca_cert=self.ca_certificate)
         return issued
 
+    def _certifies_this_workload(self, cert: x509.Certificate) -> bool:
+        """Does the stored certificate name this measurement? A key store sealed with the
+        domain-released key opens after an upgrade too, holding the certificate of the previous
+        measurement: that one is renewed, never presented. (A platform-sealed store opens only
+        for the measurement that sealed it.)"""
+        if self._own_sealing is self.platform:
+            return True
+        from veritee.sdk.admission import AdmissionInfo
+
+        try:
+            info = AdmissionInfo.from_certificate(cert)
+        except VeriteeError:
+            return False
+        return info.measurement.lower() == self.platform.measurement.lower()
+
     def _check_issued(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
         if spki_der(cert.public_key()) != spki_der(key.public_key()):
             raise VerificationError("the service certified another key", code="certificate_key_mismatch")
@@ -366,26 +429,38 @@ class Trust:
 
     def seal(self, data: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
         """Encrypt ``data`` so that only this workload (measurement, profile, debug state, on this
-        platform) can unseal it, for ``purpose`` and ``context``.
+        platform) can unseal it, for ``purpose`` and ``context``. With ``sealing="domain"``:
+        every measurement the domain's policy admits under this workload's name and profile
+        (its upgrades), on this platform; the first call fetches the key from the key broker
+        (its refusal is raised: :class:`~veritee.errors.VerificationError` ``sealing_key_denied``).
 
         ``context`` is associated data, authenticated but not stored: pass what the blob belongs
         to (a file name, a record id, a version) and give the same to :meth:`unseal`, so that a
         blob put in another place does not open there. ``purpose`` names the use (``app`` by
         default); names starting with ``veritee`` are reserved for the SDK's own keys.
         """
-        return sealing.seal(
-            self.platform, data, purpose=sealing.check_app_purpose(purpose), context=context
-        )
+        keys = self.platform if self.sealing == "platform" else self._domain_sealing
+        return sealing.seal(keys, data, purpose=sealing.check_app_purpose(purpose), context=context)
 
     def unseal(self, blob: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
         """Decrypt a blob from :meth:`seal` with the same ``purpose`` and ``context``.
 
+        A blob opens with the key of the mode it was sealed in (its header says which), whatever
+        ``sealing`` is now: to move data from platform-bound to domain-released sealing, unseal
+        and seal again. A domain-released blob fetches the key at its first use (the key
+        broker's refusal is raised: :class:`~veritee.errors.VerificationError`
+        ``sealing_key_denied``, when the policy no longer admits this measurement).
+
         Raises :class:`~veritee.errors.SealingError` for anything else, including the SDK's own
         sealed keys (key store, log buffer), which are never opened here.
         """
-        return sealing.unseal(
-            self.platform, blob, purpose=sealing.check_app_purpose(purpose), context=context
-        )
+        purpose = sealing.check_app_purpose(purpose)
+        keys: Platform = self.platform
+        if isinstance(blob, bytes | bytearray | memoryview):
+            hdr = sealing.SealedHeader.from_bytes(bytes(blob))
+            if hdr.mode is SealingMode.DOMAIN_RELEASED:
+                keys = self._domain_sealing
+        return sealing.unseal(keys, blob, purpose=purpose, context=context)
 
     def _credentials(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         cert = self.certify()
@@ -485,7 +560,7 @@ class Trust:
                 directory=self.store_path / "logs" / log_id,
                 signing_key=key,
                 tenant_public_key=self._tenant_key,
-                seal=sealing.Sealer(self.platform, sealing.PURPOSE_LOG_PENDING).seal,
+                seal=sealing.Sealer(self._own_sealing, sealing.PURPOSE_LOG_PENDING).seal,
                 log_id=log_id,
             )
         return self._workload_log

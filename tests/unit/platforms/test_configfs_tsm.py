@@ -271,3 +271,27 @@ def test_detect_reads_the_configfs_provider(snp_maker: tee.Maker, tmp_path: Path
     with pytest.raises(UsageError) as e:
         open_hardware("sgx", state_dir=tmp_path)
     assert e.value.code == "platform_unknown"
+
+
+def test_trust_on_tdx_seals_with_the_domain_released_key(tmp_path: Path) -> None:
+    """TDX has no sealing key: Trust seals in domain mode by default, refuses platform mode, and
+    reaches for the key broker (here unreachable) instead of failing for want of a key."""
+    _needs_fuse()
+    from tests.unit.sdk.sdk_pki import TestCA
+
+    from veritee.errors import StorageError
+    from veritee.sdk.trust import Trust
+
+    maker = tee.tdx()
+    with mounted("tdx_guest", maker.generate) as fs:
+        platform = TdxPlatform(tsm_root=fs.root, device=NO_DEVICE)
+        with pytest.raises(UsageError) as u:
+            Trust("http://127.0.0.1:9", TestCA().cert, platform=platform, store=tmp_path / "a",
+                  sealing="platform")  # fmt: skip
+        assert u.value.code == "sealing_key_unavailable"
+        trust = Trust("http://127.0.0.1:9", TestCA().cert, platform=platform, store=tmp_path / "b")
+        assert trust.sealing == "domain"
+        with pytest.raises(StorageError) as e:
+            trust.seal(b"state")
+        assert e.value.code == "service_unreachable"
+        trust.close()
