@@ -23,6 +23,12 @@ profile         the log's profile is not the one the tenant requires
 empty           the folder holds no segments (a wrong folder, or everything removed)
 unsigned_tail   (warning) records after the last signed head; not yet authenticated
 not_closed      (warning) no final head; records after the last head may be missing
+torn_tail       (warning) the last segment ends inside a frame (a crash mid-write, or a cut):
+                every record before it is read; the finding names the frame that is lost
+unreadable_tail (warning) an unsigned record names an epoch that cannot be honest (before the
+                previous record's, or more than MAX_EPOCH_GAP past the last signed head's):
+                it and the records after it are not decrypted, so no one can make the tenant
+                ratchet 2^32 keys
 ==============  =====================================================================
 
 Checking every signed head's root against the stored leaves is equivalent to checking each
@@ -58,6 +64,8 @@ from veritee.logs.merkle import MerkleTree, leaf_hash, verify_consistency
 from veritee.logs.ratchet import KEY_SIZE, KeyRatchet, log_context
 from veritee.logs.segment import (
     FRAME_HEAD,
+    FRAME_PREFIX_SIZE,
+    FRAME_RECORD,
     RecordFrame,
     SignedTreeHead,
     VerifyingKey,
@@ -69,6 +77,7 @@ from veritee.profiles import Profile
 
 __all__ = [
     "ERROR_KINDS",
+    "MAX_EPOCH_GAP",
     "WARNING_KINDS",
     "CheckedLog",
     "Finding",
@@ -89,7 +98,11 @@ __all__ = [
 LOG_KEY_FORMAT = "veritee-log-key-v1"
 ERROR_KINDS = ("truncation", "deletion", "rollback", "reordering", "tampering", "bad_signature",
                "fork", "wrong_log", "profile", "empty")  # fmt: skip
-WARNING_KINDS = ("unsigned_tail", "not_closed")
+WARNING_KINDS = ("unsigned_tail", "not_closed", "torn_tail", "unreadable_tail")
+#: How far past the epoch of the last verified head an unsigned record's epoch may go (keys to
+#: ratchet, ~50 us each). The writer advances one epoch per ``records_per_epoch`` records and one
+#: per ``epoch_seconds`` of time (300 s by default: 2^16 epochs are about 227 days).
+MAX_EPOCH_GAP = 1 << 16
 _SEGMENT_RE = re.compile(r"^segment-(\d{8})\.vtlog$")
 
 TenantPublicKey = x25519.X25519PublicKey | ec.EllipticCurvePublicKey
@@ -227,6 +240,7 @@ class LogReport:
     tree_size: int  # size of the latest head that verified (signature and root)
     latest_head: SignedTreeHead | None
     findings: tuple[Finding, ...]
+    readable: int = 0  # leaves 0..readable-1 are decrypted (see torn_tail, unreadable_tail)
 
     @property
     def ok(self) -> bool:
@@ -281,6 +295,7 @@ class LogReport:
             "segments": self.segments,
             "records": self.records,
             "tree_size": self.tree_size,
+            "readable": self.readable,
             "root_hash": h.root_hash.hex() if h else None,
             "final": h.final if h else False,
             "proven": proven,
@@ -346,7 +361,8 @@ def check_segments(
     2. records are stored in leaf order with no gap;
     3. every verified head's root matches the stored leaves (RFC 9162 inclusion of each record);
     4. the head the tenant kept is extended (RFC 9162 consistency), not rolled back;
-    5. what is not proven: an empty folder, an unsigned tail, a log that was not closed.
+    5. what is not proven: an empty folder, an unsigned tail, a log that was not closed, a torn
+       last frame; unsigned records whose epochs cannot be honest are left unread.
     """
     c = _Check(signer)
     for pos, (name, data) in enumerate(files):
@@ -361,6 +377,13 @@ def check_segments(
     if contiguous > signed:
         out.append(Finding("unsigned_tail", f"{contiguous - signed} records after the last signed "
                            "head are not yet authenticated", leaf_index=signed))  # fmt: skip
+    readable = c.tail_epochs(latest, contiguous)
+    if c.torn is not None:
+        if final is not None:  # the writer writes nothing after its final head
+            out.append(Finding("tampering", f"bytes follow the final tree head: {c.torn.message}",
+                               c.torn.segment, c.torn.offset))  # fmt: skip
+        else:
+            out.append(c.torn)
     if not files:
         hint = f" (segments were found in {', '.join(elsewhere)})" if elsewhere else ""
         out.append(Finding("empty", f"the folder holds no log segments{hint}: no log to verify"))
@@ -373,8 +396,9 @@ def check_segments(
     if require_profile is not None and c.profile != require_profile.value:
         out.append(Finding("profile", f"log profile is {c.profile!r}, required "
                            f"{require_profile.value!r}"))  # fmt: skip
-    report = LogReport(c.log_id, c.profile, len(files), len(c.records), signed, latest, tuple(out))
-    return CheckedLog(report, c.records)
+    report = LogReport(c.log_id, c.profile, len(files), len(c.records), signed, latest, tuple(out),
+                       readable)  # fmt: skip
+    return CheckedLog(report, {i: c.records[i] for i in range(readable)})
 
 
 class _Check:
@@ -390,6 +414,7 @@ class _Check:
         self.profile: str | None = None
         self.expected_seg = 0
         self.present: list[int] = []
+        self.torn: Finding | None = None  # the last segment's partial frame, if any
 
     # 1. one segment: name, numbering, log, framing and head signatures
     def segment(self, name: str, data: bytes, *, last: bool) -> None:
@@ -399,7 +424,16 @@ class _Check:
         try:
             seg = parse_segment(data)
         except MalformedError as e:
-            out.append(Finding("tampering", f"{name} does not parse: {e}", name_idx, e.offset))
+            if (
+                last
+                and e.message.startswith("truncated")
+                and (e.field or "").startswith("segment.")
+            ):
+                self.torn = Finding("torn_tail", f"{name} holds only {len(data)} bytes, part of "
+                                    "its header: the workload stopped while opening it; records "
+                                    "it was about to hold are lost", name_idx, 0)  # fmt: skip
+            else:
+                out.append(Finding("tampering", f"{name} does not parse: {e}", name_idx, e.offset))
             self.expected_seg = max(self.expected_seg, name_idx + 1)
             return
         h = seg.header
@@ -425,7 +459,9 @@ class _Check:
                 self._record(fr.record, h.index, fr.offset)
             elif fr.head is not None:
                 self._head(fr.head, h.index, fr.offset)
-        if seg.truncated_at is not None:
+        if seg.truncated_at is not None and last:
+            self.torn = _torn_frame(h.index, data, seg.truncated_at)
+        elif seg.truncated_at is not None:
             out.append(Finding("truncation", f"segment {h.index} ends inside a frame",
                                h.index, seg.truncated_at))  # fmt: skip
         elif not last and (not seg.frames or seg.frames[-1].kind != FRAME_HEAD):
@@ -448,6 +484,25 @@ class _Check:
             self.out.append(Finding("wrong_log", f"tree head of log {hd.log_id!r}", seg, offset))
         else:
             self.heads.append((hd, seg))
+
+    # 5. epochs of the unsigned tail; returns how many leaves may be decrypted
+    def tail_epochs(self, latest: SignedTreeHead | None, contiguous: int) -> int:
+        signed = latest.tree_size if latest else 0
+        bound = (latest.epoch if latest else 0) + MAX_EPOCH_GAP
+        prev = self.records[signed - 1].epoch if signed else 0
+        for idx in range(signed, contiguous):
+            epoch = self.records[idx].epoch
+            why = (f"before the previous record's epoch {prev}" if epoch < prev else
+                   f"more than {MAX_EPOCH_GAP} past the last signed head's epoch "
+                   f"{bound - MAX_EPOCH_GAP}" if epoch > bound else None)  # fmt: skip
+            if why is not None:
+                self.out.append(Finding("unreadable_tail", f"the unsigned record at leaf {idx} "
+                                        f"names epoch {epoch}, {why}: it and the "
+                                        f"{contiguous - idx - 1} unsigned records after it are not "
+                                        "decrypted", leaf_index=idx))  # fmt: skip
+                return idx
+            prev = epoch
+        return contiguous
 
     # 2. record order and completeness; returns how many leaves are stored without a gap
     def completeness(self) -> int:
@@ -500,6 +555,23 @@ class _Check:
         return latest, final
 
 
+def _torn_frame(segment: int, data: bytes, offset: int) -> Finding:
+    """Name the partial frame that ends the last segment: what kind, how much of it is there,
+    and which leaf it held when enough of the record header survived."""
+    part = data[offset:]
+    if len(part) < FRAME_PREFIX_SIZE:
+        what = f"a frame prefix ({len(part)} of {FRAME_PREFIX_SIZE} bytes stored)"
+    else:
+        kind, length = struct.unpack_from(">BI", part)
+        name = {FRAME_RECORD: "record", FRAME_HEAD: "tree head"}.get(kind, f"type-{kind}")
+        what = f"a {name} frame ({len(part) - FRAME_PREFIX_SIZE} of {length} bytes stored)"
+        if kind == FRAME_RECORD and len(part) >= FRAME_PREFIX_SIZE + 12:
+            (leaf,) = struct.unpack_from(">Q", part, FRAME_PREFIX_SIZE + 4)
+            what += f", leaf {leaf}"
+    return Finding("torn_tail", f"segment {segment} ends inside {what}: that frame is lost (a "
+                   "crash mid-write, or a cut); every record before it is read", segment, offset)  # fmt: skip
+
+
 def _check_kept(
     kept: SignedTreeHead,
     signer: VerifyingKey,
@@ -525,14 +597,17 @@ def _check_kept(
             out.append(Finding("rollback", f"the stored log (signed size {have}) is older than "
                                f"the kept head (size {kept.tree_size}): it was rolled back"))  # fmt: skip
         return
-    if kept.tree_size == 0:
-        return
-    new_size = latest.tree_size if latest and latest.tree_size >= kept.tree_size else tree.size
-    new_root = tree.root(new_size)
-    proof = tree.consistency_proof(kept.tree_size, new_size)
-    if not verify_consistency(kept.tree_size, new_size, kept.root_hash, new_root, proof):
-        out.append(Finding("fork", f"the stored history does not extend the kept head of size "
-                           f"{kept.tree_size}"))  # fmt: skip
+    if kept.tree_size:
+        new_size = latest.tree_size if latest and latest.tree_size >= kept.tree_size else tree.size
+        new_root = tree.root(new_size)
+        proof = tree.consistency_proof(kept.tree_size, new_size)
+        if not verify_consistency(kept.tree_size, new_size, kept.root_hash, new_root, proof):
+            out.append(Finding("fork", f"the stored history does not extend the kept head of size "
+                               f"{kept.tree_size}"))  # fmt: skip
+            return
+    if kept.final and (latest is None or not latest.final):
+        out.append(Finding("truncation", "the kept head is the final one, but the stored log "
+                           "has no final head: its end was cut away"))  # fmt: skip
 
 
 # -- decryption --------------------------------------------------------------------------------

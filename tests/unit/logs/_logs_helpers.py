@@ -7,9 +7,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from veritee.cli.main import _register, cli
 from veritee.logs import SignedTreeHead, WorkloadLog, open_workload_log
 from veritee.profiles import Profile
 
@@ -95,3 +98,48 @@ def write_log(
         assert head is not None
         out.heads.append(head)
     return out
+
+
+# -- the tenant's command line on a written log ------------------------------------------------
+
+
+def tenant_files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
+    signer = tmp / "signer.pem"
+    signer.write_bytes(
+        w.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    tenant = tmp / "tenant.pem"
+    tenant.write_bytes(
+        w.tenant_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key = tmp / "logkey.json"
+    key.write_bytes(w.key_blob)
+    return {"signer": signer, "tenant": tenant, "key": key}
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    _register()
+    res = CliRunner().invoke(cli, list(args))
+    return res.exit_code, res.output
+
+
+def run_cli3(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr apart."""
+    _register()
+    res = CliRunner().invoke(cli, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def cli_verify(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
+    return run_cli3("logs", "verify", str(w.directory), "--signer", str(f["signer"]), *extra)
+
+
+def cli_decrypt(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
+    return run_cli3("logs", "decrypt", str(w.directory), "--signer", str(f["signer"]),
+                 "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip

@@ -52,9 +52,21 @@ def test_consistent_with_every_earlier_kept_head(written: WrittenLog) -> None:
 def test_truncation_mid_frame(written: WrittenLog) -> None:
     last = written.segments()[-1]
     last.write_bytes(last.read_bytes()[:-7])
+    # on its own a torn last frame looks like a crash: named, and the log is not complete
+    rep = verify_log(written.directory, written.public_key)
+    assert rep.ok and rep.verdict == "INCOMPLETE"
+    assert any(f.kind == "torn_tail" and "inside a tree head frame" in f.message
+               for f in rep.findings)  # fmt: skip
+    # the tenant kept the final head: the missing end is truncation
     rep = verify_log(written.directory, written.public_key, written.heads[-1])
-    assert "truncation" in rep.kinds
-    assert any(f.kind == "truncation" and "inside a frame" in f.message for f in rep.findings)
+    assert "truncation" in rep.kinds and not rep.ok
+
+
+def test_truncation_mid_frame_of_an_inner_segment(written: WrittenLog) -> None:
+    inner = written.segments()[1]
+    inner.write_bytes(inner.read_bytes()[:-7])
+    assert any(f.kind == "truncation" and "inside a frame" in f.message
+               for f in verify_log(written.directory, written.public_key).findings)  # fmt: skip
 
 
 def test_truncation_at_frame_boundary_of_an_inner_segment(written: WrittenLog) -> None:

@@ -5,51 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from tests.unit.logs._logs_helpers import WrittenLog, open_log, write_log
+from tests.unit.logs._logs_helpers import (
+    WrittenLog,
+    cli_decrypt,
+    cli_verify,
+    open_log,
+    run_cli,
+    run_cli3,
+    tenant_files,
+    write_log,
+)
 
-from veritee.cli.main import _register, cli
 from veritee.logs.segment import FRAME_HEAD, parse_segment
 
 
-def _files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
-    signer = tmp / "signer.pem"
-    signer.write_bytes(
-        w.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    tenant = tmp / "tenant.pem"
-    tenant.write_bytes(
-        w.tenant_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key = tmp / "logkey.json"
-    key.write_bytes(w.key_blob)
-    return {"signer": signer, "tenant": tenant, "key": key}
-
-
-def _run(*args: str) -> tuple[int, str]:
-    _register()
-    res = CliRunner().invoke(cli, list(args))
-    return res.exit_code, res.output
-
-
-def _run3(*args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr apart."""
-    _register()
-    res = CliRunner().invoke(cli, list(args))
-    return res.exit_code, res.stdout, res.stderr
-
-
 def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     kept = tmp_path / "kept.json"
-    code, out = _run(
+    code, out = run_cli(
         "logs",
         "verify",
         str(written.directory),
@@ -64,7 +37,7 @@ def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenL
     assert "100 records" in out and out.strip().endswith("OK")
     assert json.loads(kept.read_text())["tree_size"] == 100
     written.segments()[-1].unlink()
-    code, out = _run(
+    code, out = run_cli(
         "logs",
         "verify",
         str(written.directory),
@@ -81,8 +54,8 @@ def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenL
 
 
 def test_decrypt_prints_records(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
-    code, out, err = _run3(
+    f = tenant_files(written, tmp_path)
+    code, out, err = run_cli3(
         "logs",
         "decrypt",
         str(written.directory),
@@ -101,12 +74,12 @@ def test_decrypt_prints_records(tmp_path: Path, written: WrittenLog) -> None:
 
 
 def test_decrypt_refuses_a_tampered_log(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     seg = written.segments()[0]
     data = bytearray(seg.read_bytes())
     data[200] ^= 1
     seg.write_bytes(bytes(data))
-    code, out, err = _run3(
+    code, out, err = run_cli3(
         "logs",
         "decrypt",
         str(written.directory),
@@ -125,20 +98,11 @@ def test_decrypt_refuses_a_tampered_log(tmp_path: Path, written: WrittenLog) -> 
 def test_bad_signer_file_is_a_clear_error(tmp_path: Path, written: WrittenLog) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_bytes(b"not a key")
-    code, out = _run("logs", "verify", str(written.directory), "--signer", str(bad))
+    code, out = run_cli("logs", "verify", str(written.directory), "--signer", str(bad))
     assert code == 1 and "signer" in out
 
 
 # -- issue 9.4: a log the tenant cannot prove complete does not say OK ------------------------
-
-
-def _verify(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
-    return _run3("logs", "verify", str(w.directory), "--signer", str(f["signer"]), *extra)
-
-
-def _decrypt(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
-    return _run3("logs", "decrypt", str(w.directory), "--signer", str(f["signer"]),
-                 "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip
 
 
 def _cut_back_to_an_earlier_head(w: WrittenLog) -> int:
@@ -157,8 +121,8 @@ def _cut_back_to_an_earlier_head(w: WrittenLog) -> int:
 
 
 def test_complete_log_says_ok_and_what_is_proven(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
-    code, out, _ = _verify(written, f, "--require-final")
+    f = tenant_files(written, tmp_path)
+    code, out, _ = cli_verify(written, f, "--require-final")
     assert code == 0, out
     assert out.splitlines()[-1] == "OK"
     assert "records 0..99 are proven by the signed tree head of size 100" in out
@@ -167,23 +131,23 @@ def test_complete_log_says_ok_and_what_is_proven(tmp_path: Path, written: Writte
 
 def test_closed_log_cut_back_to_an_earlier_head_is_not_ok(tmp_path: Path) -> None:
     written = write_log(tmp_path / "log", records=100, per_head=10)  # one segment, 11 heads
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     size = _cut_back_to_an_earlier_head(written)
     assert size == 90
-    code, out, _ = _verify(written, f)
+    code, out, _ = cli_verify(written, f)
     assert code == 3, out
     assert "OK" not in out.split()
     assert out.splitlines()[-1] == "INCOMPLETE"
     assert f"records 0..{size - 1} are proven by the signed tree head of size {size}" in out
     assert "the log is not closed: records written after it may be missing" in out
-    code, out, _ = _verify(written, f, "--json")
+    code, out, _ = cli_verify(written, f, "--json")
     doc = json.loads(out)
     assert code == 3 and doc["verdict"] == "INCOMPLETE" and doc["complete"] is False
     assert doc["proven"]["tree_size"] == size and doc["proven"]["final"] is False
-    code, out, _ = _verify(written, f, "--require-final")
+    code, out, _ = cli_verify(written, f, "--require-final")
     assert code == 1 and out.splitlines()[-1] == "FAILED" and "TRUNCATION" in out
     # decrypt prints the same report (on stderr) and the same verdict
-    code, out, err = _decrypt(written, f)
+    code, out, err = cli_decrypt(written, f)
     assert code == 3, err
     assert len(out.splitlines()) == size
     assert "warning: not_closed" in err and err.splitlines()[-1] == "INCOMPLETE"
@@ -191,29 +155,29 @@ def test_closed_log_cut_back_to_an_earlier_head_is_not_ok(tmp_path: Path) -> Non
 
 
 def test_last_segment_removed_is_not_ok(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     written.segments()[-1].unlink()
-    code, out, _ = _verify(written, f)
+    code, out, _ = cli_verify(written, f)
     assert code == 3 and out.splitlines()[-1] == "INCOMPLETE", out
     assert "records 0..89 are proven" in out
-    code, _, err = _decrypt(written, f)
+    code, _, err = cli_decrypt(written, f)
     assert code == 3 and "warning: not_closed" in err and "INCOMPLETE" in err
-    code, out, _ = _verify(written, f, "--require-final")
+    code, out, _ = cli_verify(written, f, "--require-final")
     assert code == 1 and "FAILED" in out
 
 
 def test_empty_folder_fails_with_and_without_require_final(
     tmp_path: Path, written: WrittenLog
 ) -> None:
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     for extra in ((), ("--require-final",)):
-        code, out, _ = _run3("logs", "verify", str(empty), "--signer", str(f["signer"]), *extra)
+        code, out, _ = run_cli3("logs", "verify", str(empty), "--signer", str(f["signer"]), *extra)
         assert code == 1, out
         assert "EMPTY: the folder holds no log segments" in out
         assert out.splitlines()[-1] == "FAILED"
-    code, out, err = _run3("logs", "decrypt", str(empty), "--signer", str(f["signer"]),
+    code, out, err = run_cli3("logs", "decrypt", str(empty), "--signer", str(f["signer"]),
                            "--key", str(f["key"]), "--tenant-key", str(f["tenant"]))  # fmt: skip
     assert code == 1 and out == "" and "EMPTY" in err
 
@@ -221,8 +185,10 @@ def test_empty_folder_fails_with_and_without_require_final(
 def test_wrong_folder_fails_and_names_where_segments_are(
     tmp_path: Path, written: WrittenLog
 ) -> None:
-    f = _files(written, tmp_path)
-    code, out, _ = _run3("logs", "verify", str(written.directory.parent), "--signer", str(f["signer"]))
+    f = tenant_files(written, tmp_path)
+    code, out, _ = run_cli3(
+        "logs", "verify", str(written.directory.parent), "--signer", str(f["signer"])
+    )
     assert code == 1 and out.splitlines()[-1] == "FAILED"
     assert f"segments were found in {written.directory.name}" in out
 
@@ -242,8 +208,8 @@ def test_decrypt_escapes_newlines_and_terminal_escapes_in_records(tmp_path: Path
     lg.info("args %s and a backslash \\n", _ESC)
     log.close()
     w = WrittenLog(d, sk, tk, log.export_key_for_tenant())
-    f = _files(w, tmp_path)
-    code, out, err = _decrypt(w, f)
+    f = tenant_files(w, tmp_path)
+    code, out, err = cli_decrypt(w, f)
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 3  # one line per record: the newline did not forge a record
@@ -253,16 +219,16 @@ def test_decrypt_escapes_newlines_and_terminal_escapes_in_records(tmp_path: Path
     assert "\\x1b[2J\\x1b[31mred" in lines[2] and "\\u202eevil" in lines[2]
     assert "a backslash \\\\n" in lines[2]  # a literal backslash-n stays distinguishable
     # --json keeps the exact text
-    code, out, _ = _decrypt(w, f, "--json")
+    code, out, _ = cli_decrypt(w, f, "--json")
     texts = [json.loads(x)["text"] for x in out.splitlines()]
     assert texts[1].endswith("message with " + _FORGED) and _ESC in texts[2]
 
 
 def test_host_chosen_file_names_are_escaped(tmp_path: Path, written: WrittenLog) -> None:
-    f = _files(written, tmp_path)
+    f = tenant_files(written, tmp_path)
     evil = "segment-\x1b[2J\x1b]0;pwned\x07\nOK\n.vtlog"
     (written.directory / evil).write_bytes(b"VTLOGSEG junk")
-    for run in (_verify(written, f), _decrypt(written, f)):
+    for run in (cli_verify(written, f), cli_decrypt(written, f)):
         code, out, err = run
         shown = out + err
         assert code == 1
@@ -274,7 +240,7 @@ def test_host_chosen_file_names_are_escaped(tmp_path: Path, written: WrittenLog)
     (parent / "\x1b[31mred\nOK").mkdir(parents=True)
     for seg in written.segments():
         (parent / "\x1b[31mred\nOK" / seg.name).write_bytes(seg.read_bytes())
-    code, out, _ = _run3("logs", "verify", str(parent), "--signer", str(f["signer"]))
+    code, out, _ = run_cli3("logs", "verify", str(parent), "--signer", str(f["signer"]))
     assert code == 1 and "\x1b" not in out
     assert "segments were found in \\x1b[31mred\\nOK" in out
     assert out.splitlines()[-1] == "FAILED"
