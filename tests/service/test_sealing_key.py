@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from tests.service.conftest import GOOD, OTHER, Env
 
@@ -20,6 +22,8 @@ from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.profiles import Profile
 from veritee.sdk.secrets import fetch_sealing_key
 from veritee.sdk.trust import error_from_problem
+from veritee.service.app import create_app
+from veritee.service.settings import Settings
 from veritee.service.storage.models import SEALING_ROOTS
 
 NOT_ADMITTED = "ef" * 48
@@ -155,3 +159,31 @@ def test_the_root_is_stored_only_wrapped_by_the_kek(env: Env) -> None:
     assert e.value.code == "sealing_root_unavailable"
     deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"][-1]
     assert deny["details"]["release_reasons"][0]["code"] == "sealing_root_unavailable"
+
+
+@pytest.mark.parametrize("db_kind", ["postgres"], indirect=True)
+def test_replicas_making_the_root_at_once_agree_on_it(env: Env) -> None:
+    """Two replicas on one PostgreSQL database, each serving its domain's first sealing-key
+    release at the same moment: one root is stored, and both release the same key."""
+    env.install_policy(_policy(env))
+    replica = create_app(Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0))
+    with TestClient(replica) as other:
+        clients = [env.client, other] * 3
+        start = threading.Barrier(len(clients))
+        keys: list[bytes] = []
+
+        def one(client: TestClient) -> None:
+            platform = env.workload(GOOD, profile=Profile.PRODUCTION)
+            start.wait()
+            got = fetch_sealing_key(client, platform, ca_certificate=env.domain.ca_certificate)
+            keys.append(got.key.reveal())
+
+        threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(keys) == len(clients) and len(set(keys)) == 1
+        ctx = other.app.state.ctx  # type: ignore[attr-defined]
+        with ctx.storage.transaction(readonly=True) as tx:
+            assert len(tx._conn.execute(select(SEALING_ROOTS)).all()) == 1
