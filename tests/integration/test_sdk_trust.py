@@ -84,6 +84,22 @@ def test_seal_unseal_and_other_measurement(service: Any, tmp_path: Path) -> None
         b.unseal(blob)
 
 
+def test_domain_sealed_state_survives_an_upgrade_over_https(tls_service: Any, tmp_path: Path) -> None:
+    """Production workloads, real TLS: version A seals with the domain-released key, version B
+    (the policy admits both) opens it; a staging instance of A does not."""
+    a = _trust(tls_service, tmp_path, A, profile="production", sealing="domain")
+    b = _trust(tls_service, tmp_path, B, profile="production", sealing="domain")
+    blob = a.seal(b"flaskr.sqlite", context=b"db")
+    assert b.unseal(blob, context=b"db") == b"flaskr.sqlite"
+    staging = Trust(tls_service[0].url, tls_service[1].ca_pem, platform="simulated", measurement=A,
+                    profile="staging", platform_dir=tls_service[2], store=tmp_path / "staging",
+                    sealing="domain")  # fmt: skip
+    with pytest.raises(SealingError):
+        staging.unseal(blob, context=b"db")
+    for t in (a, b, staging):
+        t.close()
+
+
 def test_renewal_reaches_a_running_server(service: Any, tmp_path: Path) -> None:
     a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
     serials: list[int] = []
