@@ -227,7 +227,7 @@ def _log_step(console: Console, bob: Trust, tenant_key: Any) -> dict[str, Any]:
     head = log.tree_head()
     key_blob = log.export_key_for_tenant()
     log.close()
-    folder = log.directory
+    folder, run = log.directory, log.run_directory  # the host's folder; this start's run in it
     stored = b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
     host_view = stored + host_stderr.getvalue().encode()
     leaked = b"4711" in host_view or b"4111-1111" in host_view
@@ -237,9 +237,9 @@ def _log_step(console: Console, bob: Trust, tenant_key: Any) -> dict[str, Any]:
     signer = cert.public_key() if cert is not None else None
     if not isinstance(signer, ec.EllipticCurvePublicKey):
         raise RuntimeError("bob has no admission-certified EC key")
-    report = verify_log(folder, signer, head)
+    report = verify_log(run, signer, head)
     console.print(f"   tenant: log verified: {report.ok} ({report.records} records, tree size {report.tree_size})")
-    records = list(decrypt_log(folder, open_log_key(key_blob, tenant_key), signer))
+    records = list(decrypt_log(run, open_log_key(key_blob, tenant_key), signer))
     for r in records:
         console.print("     " + escape(r.text.splitlines()[0])[:90])
     return {"verified": report.ok, "records": len(records), "plaintext_on_host": leaked}

@@ -25,7 +25,7 @@ from typing import TextIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee.errors import MalformedError, SealingError
+from veritee.errors import MalformedError, SealingError, UsageError
 from veritee.logs.catalogue import classify, lookup
 from veritee.logs.ratchet import KEY_SIZE, wipe
 from veritee.logs.writer import LogWriter
@@ -37,6 +37,7 @@ __all__ = [
     "ConfidentialLogHandler",
     "PendingBuffer",
     "load_pending",
+    "recover_pending",
 ]
 
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -87,11 +88,19 @@ class PendingBuffer:
             self._file.flush()
         return True
 
-    def drain(self) -> list[bytes]:
-        """Decrypt every held record in order, erase the buffer key and remove the file."""
-        out = [
+    def records(self) -> list[bytes]:
+        """Every held record, decrypted, in order (the buffer keeps them until :meth:`erase`)."""
+        return [
             self._aead.decrypt(item[:12], item[12:], _aad(i)) for i, item in enumerate(self._items)
         ]
+
+    def sync(self) -> None:
+        """Make the persisted buffer durable (fsync)."""
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+
+    def erase(self) -> None:
+        """Forget the held records: erase the buffer key and remove the file."""
         self._items.clear()
         wipe(self._key)
         if self._file is not None:
@@ -99,6 +108,11 @@ class PendingBuffer:
             self._file = None
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
+
+    def drain(self) -> list[bytes]:
+        """Decrypt every held record in order, erase the buffer key and remove the file."""
+        out = self.records()
+        self.erase()
         return out
 
 
@@ -108,6 +122,12 @@ def _aad(seq: int) -> bytes:
 
 def load_pending(path: Path, unseal: Unseal) -> list[bytes]:
     """Recover records from a pending file left by an earlier run (same measurement)."""
+    return recover_pending(path, unseal)[0]
+
+
+def recover_pending(path: Path, unseal: Unseal) -> tuple[list[bytes], int]:
+    """The records of a pending file left by an earlier start, and how many were lost to a
+    record cut by a crash mid-write (0 or 1). Raises MalformedError / SealingError."""
     data = path.read_bytes()
     if data[:8] != PENDING_MAGIC or len(data) < 12:
         raise MalformedError("not a pending log buffer", field="pending.magic", offset=0)
@@ -122,18 +142,18 @@ def load_pending(path: Path, unseal: Unseal) -> list[bytes]:
     aead = AESGCM(key)
     wipe(key)
     out: list[bytes] = []
-    while pos + 4 <= len(data):
-        (n,) = _LEN.unpack_from(data, pos)
+    while pos < len(data):
+        n = _LEN.unpack_from(data, pos)[0] if pos + 4 <= len(data) else 0
         item = data[pos + 4 : pos + 4 + n]
-        if len(item) != n or n < 28:
-            break  # a record cut by a crash mid-write: the rest is unrecoverable
+        if pos + 4 > len(data) or len(item) != n or n < 28:
+            return out, 1  # a record cut by a crash mid-write: the rest is unrecoverable
         try:
             out.append(aead.decrypt(item[:12], item[12:], _aad(len(out))))
         except InvalidTag:
             raise SealingError("pending log record does not decrypt", code="pending_tampered",
                                ) from None  # fmt: skip
         pos += 4 + n
-    return out
+    return out, 0
 
 
 class ConfidentialLogHandler(logging.Handler):
@@ -171,17 +191,39 @@ class ConfidentialLogHandler(logging.Handler):
     def pending(self) -> int:
         return len(self._pending) if self._pending is not None else 0
 
+    @property
+    def pending_path(self) -> Path | None:
+        """The host file the pending buffer is persisted in (None: memory only, or attached)."""
+        return self._pending.path if self._pending is not None else None
+
+    @property
+    def dropped(self) -> int:
+        """Records refused because the pending buffer was full."""
+        return self._pending.dropped if self._pending is not None else 0
+
+    def hold(self, records: list[bytes]) -> None:
+        """Put records recovered from an earlier start at the head of the pending buffer, and
+        make the buffer durable (the earlier start's file may then be removed)."""
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending is None:
+                raise UsageError("records are held only before the control plane is attached",
+                                 code="log_attached")  # fmt: skip
+            for rec in records:
+                self._pending.add(rec)
+            self._pending.sync()
+
     def attach_control_plane(self, writer: LogWriter) -> int:
         """Start writing to ``writer``; replay the pending records first. Returns how many."""
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             self._writer = writer
             if self._pending is None:
                 return 0
-            records = self._pending.drain()
-            self._pending = None
+            records = self._pending.records()
             for rec in records:
                 writer.append(rec)
-            writer.flush()
+            writer.flush()  # the records are in the signed log before their buffer goes
+            self._pending.erase()
+            self._pending = None
             return len(records)
 
     def emit(self, record: logging.LogRecord) -> None:

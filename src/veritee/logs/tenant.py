@@ -67,6 +67,7 @@ from veritee.logs.segment import (
     FRAME_PREFIX_SIZE,
     FRAME_RECORD,
     RecordFrame,
+    RunStart,
     SignedTreeHead,
     VerifyingKey,
     key_id,
@@ -459,6 +460,8 @@ class _Check:
                 self._record(fr.record, h.index, fr.offset)
             elif fr.head is not None:
                 self._head(fr.head, h.index, fr.offset)
+            elif fr.run is not None:
+                self._run(fr.run, h.index, fr.offset)
         if seg.truncated_at is not None and last:
             self.torn = _torn_frame(h.index, data, seg.truncated_at)
         elif seg.truncated_at is not None:
@@ -503,6 +506,14 @@ class _Check:
                 return idx
             prev = epoch
         return contiguous
+
+    def _run(self, run: RunStart, seg: int, offset: int) -> None:
+        """A run start (segment version 2) is signed by the run's key and names the run."""
+        if not run.verify(self.signer):
+            self.out.append(Finding("bad_signature", "the run start is not signed by the given "
+                                    "key", seg, offset))  # fmt: skip
+        elif (run.log_id, run.profile) != (self.log_id, self.profile):
+            self.out.append(Finding("wrong_log", f"run start of log {run.log_id!r}", seg, offset))
 
     # 2. record order and completeness; returns how many leaves are stored without a gap
     def completeness(self) -> int:

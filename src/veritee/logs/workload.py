@@ -1,27 +1,50 @@
-"""The SDK's entry point: one confidential log per workload (``open_workload_log``)."""
+"""The SDK's entry point: one confidential log per workload (``open_workload_log``).
+
+A workload's log lives in one host folder and is written in *runs* (:mod:`.runs`): every
+process that attaches the control plane (a start, a restart after a stop, a crash or kill -9)
+begins the next run with a fresh log secret, and names in the run's signed first frame what it
+found of the run before and how many held records it replays. Records held before the control
+plane was up are sealed to the platform on the host; a later start of the same workload
+recovers them and replays them into its run, so a crash before certification loses nothing but
+a record cut mid-write (which is counted).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import struct
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from veritee.errors import UsageError
+from veritee.errors import MalformedError, SealingError, UsageError
 from veritee.logs.catalogue import public_message
-from veritee.logs.handler import ConfidentialLogHandler
+from veritee.logs.handler import PENDING_MAGIC, ConfidentialLogHandler, recover_pending
 from veritee.logs.ratchet import wipe
-from veritee.logs.segment import SignedTreeHead, SigningKey, key_id
+from veritee.logs.runs import KEY_FILE, RunFolder, allocate_run, observe, run_dir_name
+from veritee.logs.segment import (
+    RunCause,
+    RunStart,
+    RunState,
+    SignedTreeHead,
+    SigningKey,
+    key_id,
+    run_log_id,
+)
 from veritee.logs.tenant import TenantPublicKey, seal_log_key
 from veritee.logs.writer import LogWriter, SegmentStore
 from veritee.profiles import Profile
 
-__all__ = ["PENDING_FILE", "WorkloadLog", "open_workload_log"]
+__all__ = ["PENDING_FILE", "PENDING_GLOB", "WorkloadLog", "open_workload_log"]
 
-PENDING_FILE = "pending.sealed"
+PENDING_FILE = "pending.sealed"  # the name version 1 used; still recovered
+PENDING_GLOB = "pending*.sealed"
+_MAX_LOG_ID = 255 - len("/run-000000")
 
 
 class WorkloadLog:
@@ -60,6 +83,12 @@ class WorkloadLog:
         self._loggers: list[logging.Logger] = []
         self._flush_seconds = flush_seconds
         self._timer_stop: threading.Event | None = None
+        self._run: RunFolder | None = None
+        self.run_start: RunStart | None = None
+        # held records recovered from earlier starts: the files go once the records are safe
+        self._recovered_files: list[Path] = []
+        self._recovered = 0
+        self._lost = 0
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -77,20 +106,76 @@ class WorkloadLog:
         self._signing_key = signing_key
         if not self.profile.encrypts_logs:
             return 0
+        with self.handler.lock:  # type: ignore[union-attr]  # no record slips between the steps
+            held = self.handler.pending
+            writer = self._start_run(signing_key, RunCause.START, replayed=held)
+            replayed = self.handler.attach_control_plane(writer)
+            self._forget_recovered()
+        self._start_timer()
+        return replayed
+
+    def _start_run(
+        self,
+        signing_key: SigningKey,
+        cause: RunCause,
+        *,
+        replayed: int,
+        parent: int = 0,
+        parent_size: int = 0,
+    ) -> LogWriter:
+        """Allocate the next run folder, sign its start and open its writer."""
+        run = allocate_run(self.directory)
+        previous = self._previous(run.run)
+        if cause is RunCause.START and previous is not None:
+            cause = RunCause.RESTART
+        log_id = run_log_id(self.log_id, run.run)
+        start = RunStart.sign(
+            signing_key, log_id=log_id, profile=self.profile.value, run=run.run,
+            started_ms=int(time.time() * 1000), cause=cause, parent_run=parent,
+            parent_size=parent_size, previous=previous, replayed=replayed,
+            recovered=min(self._recovered, replayed), lost=self._lost + self.handler.dropped,
+        )  # fmt: skip
         writer = LogWriter(
-            SegmentStore(self.directory, durable=self._durable),
-            log_id=self.log_id,
+            SegmentStore(run.path, durable=self._durable),
+            log_id=log_id,
             profile=self.profile.value,
             signing_key=signing_key,
             records_per_head=self._per_head,
             records_per_epoch=self._per_epoch,
             epoch_seconds=self._epoch_seconds,
+            run_start=start,
         )
+        self._run, self.run_start = run, start
         if self._tenant is not None:
             self._key_blob = self._seal_current(writer, self._tenant)
-        replayed = self.handler.attach_control_plane(writer)
-        self._start_timer()
-        return replayed
+            (run.path / KEY_FILE).write_bytes(self._key_blob)
+        return writer
+
+    def _previous(self, run: int) -> RunState | None:
+        """What is stored of the run before ``run`` (for run 1: a version-1 log in the folder)."""
+        if run > 1:
+            folder = self.directory / run_dir_name(run - 1)
+            if folder.is_dir():
+                return observe(folder, run_log_id(self.log_id, run - 1))
+            return None
+        if any(self.directory.glob("segment-*.vtlog")):
+            return observe(self.directory, self.log_id)
+        return None
+
+    def _forget_recovered(self) -> None:
+        for path in self._recovered_files:
+            path.unlink(missing_ok=True)
+        self._recovered_files.clear()
+
+    @property
+    def run(self) -> int | None:
+        """This process's run number (None before the control plane is attached)."""
+        return self._run.run if self._run is not None else None
+
+    @property
+    def run_directory(self) -> Path | None:
+        """This process's run folder: what :func:`veritee.logs.verify_log` reads."""
+        return self._run.path if self._run is not None else None
 
     def _start_timer(self) -> None:
         """A daemon thread that calls :meth:`ConfidentialLogHandler.tick` every
@@ -179,7 +264,7 @@ class WorkloadLog:
     def _seal_current(self, writer: LogWriter, tenant: TenantPublicKey) -> bytes:
         epoch, chain = writer.chain_key()
         try:
-            return seal_log_key(chain, epoch=epoch, log_id=self.log_id, profile=self.profile.value,
+            return seal_log_key(chain, epoch=epoch, log_id=writer.log_id, profile=writer.profile,
                                 signer_key_id=key_id(writer.signing_public_key),
                                 tenant_public_key=tenant)  # fmt: skip
         finally:
@@ -194,6 +279,7 @@ def open_workload_log(
     tenant_public_key: TenantPublicKey | None,
     seal: Callable[[bytes], bytes] | None,
     log_id: str,
+    unseal: Callable[[bytes], bytes] | None = None,
     plain_stream: TextIO | None = None,
     host_stream: TextIO | None = None,
     records_per_head: int = 1024,
@@ -202,23 +288,28 @@ def open_workload_log(
     durable: bool = True,
     flush_seconds: float | None = 1.0,
 ) -> WorkloadLog:
-    """Open the workload's log in ``directory`` (a host folder, one per log).
+    """Open the workload's log in ``directory`` (a host folder, one per workload log id).
 
+    The folder may hold earlier runs: the control plane, when attached, begins the next run.
     ``signing_key`` is the workload's attested / admission-certified key; pass ``None`` to start
     before the control plane is up: records are then held sealed (``seal``; persisted in
-    ``directory/pending.sealed`` when ``seal`` is given) until :meth:`WorkloadLog.attach_control_plane`.
+    ``directory/pending-<hex>.sealed`` when ``seal`` is given) until
+    :meth:`WorkloadLog.attach_control_plane`. With ``unseal``, records an earlier start of
+    the same workload held and never delivered (it crashed first) are recovered and replayed
+    first; a buffer that does not unseal is renamed ``*.unreadable`` and its records counted
+    as lost in the run start.
 
     An epoch (one log key) ends after ``records_per_epoch`` records or ``epoch_seconds``,
     whichever comes first; a timer thread running every ``flush_seconds`` (``None``: no thread)
     ends it on time even when nothing is logged.
     """
-    if not log_id or len(log_id.encode()) > 255:
-        raise UsageError("log_id must be 1..255 bytes", code="log_id")
+    if not log_id or len(log_id.encode()) > _MAX_LOG_ID:
+        raise UsageError(f"log_id must be 1..{_MAX_LOG_ID} bytes", code="log_id")
     directory = Path(directory)
     pending = None
     if profile.encrypts_logs and signing_key is None and seal is not None:
         directory.mkdir(parents=True, exist_ok=True)
-        pending = directory / PENDING_FILE
+        pending = directory / f"pending-{os.urandom(8).hex()}.sealed"
     handler = ConfidentialLogHandler(profile, plain_stream=plain_stream, host_stream=host_stream,
                                      seal=seal, pending_path=pending)  # fmt: skip
     log = WorkloadLog(
@@ -234,6 +325,49 @@ def open_workload_log(
         durable=durable,
         flush_seconds=flush_seconds,
     )
+    if profile.encrypts_logs and unseal is not None:
+        _recover_held(log, unseal, exclude=pending)
     if signing_key is not None:
         log.attach_control_plane(signing_key)
     return log
+
+
+def _recover_held(log: WorkloadLog, unseal: Callable[[bytes], bytes], exclude: Path | None) -> None:
+    """Move records held by earlier starts into this start's pending buffer (see the docstring
+    of :func:`open_workload_log`)."""
+    if not log.directory.is_dir():
+        return
+    records: list[bytes] = []
+    for path in sorted(log.directory.glob(PENDING_GLOB)):
+        if path == exclude:
+            continue
+        try:
+            got, cut = recover_pending(path, unseal)
+        except (MalformedError, SealingError, OSError):
+            log._lost += _framed_items(path)
+            path.rename(path.with_name(path.name + ".unreadable"))
+            continue
+        records += got
+        log._lost += cut
+        log._recovered_files.append(path)
+    if not records and not log._recovered_files:
+        return
+    log._recovered = len(records)
+    log.handler.hold(records)
+    if log.handler.pending_path is not None:  # now durable in this start's own buffer
+        log._forget_recovered()
+
+
+def _framed_items(path: Path) -> int:
+    """How many records an unreadable pending file holds, by its length prefixes (at least 1)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 1
+    if data[:8] != PENDING_MAGIC or len(data) < 12:
+        return 1
+    pos, n = 12 + struct.unpack_from(">I", data, 8)[0], 0
+    while pos + 4 <= len(data):
+        pos += 4 + struct.unpack_from(">I", data, pos)[0]
+        n += 1
+    return max(n, 1)

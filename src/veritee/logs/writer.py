@@ -2,7 +2,7 @@
 
 :class:`SegmentStore` is the host folder (a directory of segment files the host keeps);
 :class:`LogWriter` owns the key ratchet, the AEAD, the compact Merkle range and the signing key.
-Formats are in :mod:`.segment`. Every ``records_per_head`` records, on :meth:`LogWriter.flush`,
+Formats are in :mod:`.segment`; a workload's runs in :mod:`.runs`. Every ``records_per_head`` records, on :meth:`LogWriter.flush`,
 before a segment is rotated, and on close (with the *final* flag) a signed tree head is written,
 so every segment but the last ends with a head covering all its records.
 """
@@ -26,6 +26,8 @@ from veritee.logs.segment import (
     FRAME_HEAD,
     FRAME_PREFIX,
     FRAME_RECORD,
+    FRAME_RUN,
+    RunStart,
     SegmentHeader,
     SignedTreeHead,
     SigningKey,
@@ -94,9 +96,12 @@ class LogWriter:
         records_per_segment: int = 65536,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        run_start: RunStart | None = None,
     ) -> None:
         if min(records_per_head, records_per_epoch, records_per_segment) < 1:
             raise UsageError("log intervals must be positive", code="log_config")
+        if run_start is not None and (run_start.log_id, run_start.profile) != (log_id, profile):
+            raise UsageError("the run start names another log", code="log_config")
         self.log_id, self.profile = log_id, profile
         self._log_id_b, self._profile_b = log_id.encode(), profile.encode()
         self._key = signing_key
@@ -120,6 +125,9 @@ class LogWriter:
         self._closed = False
         self.last_head: SignedTreeHead | None = None
         store.start(SegmentHeader(0, 0, log_id, profile))
+        if run_start is not None:
+            body = run_start.to_bytes()
+            store.write(FRAME_PREFIX.pack(FRAME_RUN, len(body)) + body)
 
     @property
     def signing_public_key(self) -> VerifyingKey:

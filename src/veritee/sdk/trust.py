@@ -555,12 +555,14 @@ class Trust:
             certified = not self.keystore.needs_renewal(now, dt.timedelta(0))
             key = self.keystore.private_key() if certified else None
             log_id = f"{self.platform.name}-{self.platform.measurement[:16]}"
+            sealer = sealing.Sealer(self._own_sealing, sealing.PURPOSE_LOG_PENDING)
             self._workload_log = open_workload_log(
                 profile=self.platform.profile,
                 directory=self.store_path / "logs" / log_id,
                 signing_key=key,
                 tenant_public_key=self._tenant_key,
-                seal=sealing.Sealer(self._own_sealing, sealing.PURPOSE_LOG_PENDING).seal,
+                seal=sealer.seal,
+                unseal=sealer.unseal,
                 log_id=log_id,
             )
         return self._workload_log
@@ -570,8 +572,11 @@ class Trust:
         """A logger whose records go to this workload's confidential log.
 
         In development/testing records are written in plaintext; in staging/production they
-        are encrypted, appended to a signed Merkle log in ``<store>/logs/`` (the host keeps the
-        segments, unreadable), and only catalogue codes reach stderr.
+        are encrypted, appended to a signed Merkle log in ``<store>/logs/<log id>/`` (the host
+        keeps the segments, unreadable), and only catalogue codes reach stderr. Every start of
+        the workload on the same store continues that log in a new run folder ``run-NNNNNN``
+        (with ``tenant_key``, its log key sealed to the tenant beside it), which names the run
+        before it; records held before :meth:`certify` by a start that crashed are replayed.
         """
         log: logging.Logger = self._open_log().logger("veritee.workload")
         return log

@@ -33,7 +33,7 @@ class Sealer:
 
 @dataclass
 class WrittenLog:
-    directory: Path
+    directory: Path  # the run folder (what verify_log reads)
     signing_key: ec.EllipticCurvePrivateKey
     tenant_key: x25519.X25519PrivateKey
     key_blob: bytes
@@ -87,7 +87,8 @@ def write_log(
     if per_segment_rotation is not None:
         assert log.handler.writer is not None
         log.handler.writer._per_segment = per_segment_rotation
-    out = WrittenLog(directory, sk, tk, log.export_key_for_tenant(), host_stream=host)
+    assert log.run_directory is not None
+    out = WrittenLog(log.run_directory, sk, tk, log.export_key_for_tenant(), host_stream=host)
     lg = log.logger(f"app.{directory.parent.name}.{directory.name}")
     for i in range(records):
         lg.info("record %d", i)

@@ -109,11 +109,12 @@ def test_rollback_to_an_older_copy(tmp_path: Path) -> None:
     # the host serves the older copy instead
     shutil.rmtree(d)
     shutil.copytree(old, d)
-    rep = verify_log(d, sk.public_key(), kept)
+    run = d / "run-000001"
+    rep = verify_log(run, sk.public_key(), kept)
     assert "rollback" in rep.kinds and not rep.ok
     assert "truncation" not in rep.kinds
     # the older copy on its own is self-consistent: only the kept head reveals the rollback
-    assert "rollback" not in verify_log(d, sk.public_key()).kinds
+    assert "rollback" not in verify_log(run, sk.public_key()).kinds
 
 
 def test_reordering_of_records(written: WrittenLog) -> None:
@@ -219,7 +220,9 @@ def test_fork_against_kept_head(tmp_path: Path) -> None:
     for i in range(15):
         log2.logger("app.fork2").info("second %d", i)
     log2.close()
-    assert "fork" in {f.kind for f in verify_log(d2, sk.public_key(), kept).findings}
+    assert log2.run_directory is not None
+    run2 = log2.run_directory
+    assert "fork" in {f.kind for f in verify_log(run2, sk.public_key(), kept).findings}
 
 
 def test_require_profile(written: WrittenLog) -> None:

@@ -207,7 +207,8 @@ def test_decrypt_escapes_newlines_and_terminal_escapes_in_records(tmp_path: Path
     lg.info("message with %s", _FORGED)
     lg.info("args %s and a backslash \\n", _ESC)
     log.close()
-    w = WrittenLog(d, sk, tk, log.export_key_for_tenant())
+    assert log.run_directory is not None
+    w = WrittenLog(log.run_directory, sk, tk, log.export_key_for_tenant())
     f = tenant_files(w, tmp_path)
     code, out, err = cli_decrypt(w, f)
     assert code == 0, err

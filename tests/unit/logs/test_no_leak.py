@@ -52,8 +52,8 @@ WORKLOAD = textwrap.dedent(
     log.install_excepthook()
     app = log.logger("app")
     app.warning("before control plane %s", marker)
-    if (host / "log" / "pending.sealed").exists():
-        shutil.copy(host / "log" / "pending.sealed", host / "pending-snapshot")
+    for held in (host / "log").glob("pending*.sealed"):
+        shutil.copy(held, host / "pending-snapshot")
     key = ec.generate_private_key(ec.SECP256R1())
     log.attach_control_plane(key)
     for i in range(50):
@@ -111,7 +111,7 @@ def test_host_sees_no_plaintext(tmp_path: Path, profile: Profile) -> None:
     proc = _run(profile, tmp_path, marker, secret, tenant)
     assert proc.returncode == 1, proc.stderr.decode()[-2000:]  # the uncaught exception
     seen = _host_bytes(tmp_path, proc)
-    assert any(k.startswith("log/segment-") for k in seen)
+    assert any(k.startswith("log/run-000001/segment-") for k in seen)
     assert "pending-snapshot" in seen  # the pre-control-plane buffer was on the host, sealed
     for needle in (marker, secret):
         for variant in {needle.encode(), needle.encode("utf-16-le"), needle[7:].encode()}:
@@ -139,10 +139,11 @@ def test_host_sees_no_plaintext(tmp_path: Path, profile: Profile) -> None:
     assert all("detail" not in b for b in bodies)
     # ...and the tenant, with its key, reads every record back
     signer = serialization.load_pem_public_key(proc.stdout.split(b"\n", 1)[1])
-    rep = verify_log(tmp_path / "log", signer)  # type: ignore[arg-type]
+    run = tmp_path / "log" / "run-000001"
+    rep = verify_log(run, signer)  # type: ignore[arg-type]
     assert not [f for f in rep.findings if f.is_error]
     key = open_log_key((tmp_path / "tenant-key.json").read_bytes(), tenant)
-    texts = [r.text for r in decrypt_log(tmp_path / "log", key, signer)]  # type: ignore[arg-type]
+    texts = [r.text for r in decrypt_log(run, key, signer)]  # type: ignore[arg-type]
     assert "before control plane " + marker in texts[0]
     assert sum(marker in t for t in texts) == 53
     assert any(secret in t for t in texts)  # the traceback went into the encrypted log

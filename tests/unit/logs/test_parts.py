@@ -25,6 +25,7 @@ from veritee.logs.handler import load_pending
 from veritee.logs.ratchet import KeyRatchet, log_context, wipe
 from veritee.logs.segment import SignedTreeHead, parse_segment
 from veritee.logs.tenant import seal_log_key
+from veritee.logs.writer import SegmentStore
 from veritee.profiles import Profile
 
 # -- catalogue -------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def test_segment_parse_errors_name_field_and_offset(written: WrittenLog) -> None
 
 def test_log_key_envelope(written: WrittenLog) -> None:
     key = open_log_key(written.key_blob, written.tenant_key)
-    assert key.epoch == 0 and key.log_id == "test-log" and "chain_key" not in repr(key)
+    assert key.epoch == 0 and key.log_id == "test-log/run-000001" and "chain_key" not in repr(key)
     with pytest.raises(SealingError):
         open_log_key(written.key_blob, x25519.X25519PrivateKey.generate())
     moved = written.key_blob.replace(b'"profile": "production"', b'"profile": "staging"')
@@ -209,7 +210,7 @@ def test_late_tenant_key_reads_only_later_epochs(tmp_path: Path) -> None:
     log.close()
     assert log.handler.writer is not None
     signer = log.handler.writer.signing_public_key
-    recs = list(decrypt_log(tmp_path / "l", open_log_key(blob, tenant), signer))
+    recs = list(decrypt_log(tmp_path / "l" / "run-000001", open_log_key(blob, tenant), signer))
     assert [r.leaf_index for r in recs] == list(range(20, 30))  # epoch 2 onwards
 
 
@@ -239,8 +240,8 @@ def test_pending_buffer_delivered_after_control_plane(tmp_path: Path) -> None:
     lg = log.logger("pending.app")
     for i in range(5):
         lg.error("early failure %d", i)
-    pending = tmp_path / "p" / "pending.sealed"
-    assert log.handler.pending == 5 and pending.is_file()
+    pending = log.handler.pending_path
+    assert log.handler.pending == 5 and pending is not None and pending.is_file()
     assert b"early failure" not in pending.read_bytes()
     # a restarted workload with the same sealing key recovers them
     assert [r.decode().split(": ", 1)[1] for r in load_pending(pending, sealer.unseal)] == [
@@ -256,7 +257,9 @@ def test_pending_buffer_delivered_after_control_plane(tmp_path: Path) -> None:
     texts = [
         r.text
         for r in decrypt_log(
-            tmp_path / "p", open_log_key(log.export_key_for_tenant(), tenant), key.public_key()
+            tmp_path / "p" / "run-000001",
+            open_log_key(log.export_key_for_tenant(), tenant),
+            key.public_key(),
         )
     ]
     assert [t.split(": ", 1)[1] for t in texts] == [
@@ -267,9 +270,9 @@ def test_pending_buffer_delivered_after_control_plane(tmp_path: Path) -> None:
         log.attach_control_plane(key)
 
 
-def test_folder_with_segments_is_refused(written: WrittenLog) -> None:
+def test_segment_store_refuses_a_folder_with_segments(written: WrittenLog) -> None:
     with pytest.raises(UsageError, match="already holds segments"):
-        open_log(written.directory)
+        SegmentStore(written.directory)
 
 
 def test_logger_is_detached_on_close(tmp_path: Path) -> None:
@@ -277,5 +280,5 @@ def test_logger_is_detached_on_close(tmp_path: Path) -> None:
     lg = log.logger("closing.app")
     log.close()
     assert log.handler not in lg.handlers
-    assert verify_log(tmp_path / "c", _[0].public_key()).ok
+    assert verify_log(tmp_path / "c" / "run-000001", _[0].public_key()).ok
     logging.getLogger("closing.app").propagate = True

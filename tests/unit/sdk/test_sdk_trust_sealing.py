@@ -30,7 +30,7 @@ def _trust(tmp_path: Path, profile: Profile = Profile.STAGING, measurement: str 
 
 def _pending_key_blob(trust: Trust) -> bytes:
     trust.logger.info("before the control plane is up")
-    pending = next((trust.store_path / "logs").rglob("pending.sealed"))
+    pending = next((trust.store_path / "logs").rglob("pending*.sealed"))
     data = pending.read_bytes()
     assert data[:8] == PENDING_MAGIC
     n = int.from_bytes(data[8:12], "big")
@@ -50,7 +50,7 @@ def test_the_log_buffer_key_does_not_open_through_trust_unseal(tmp_path: Path) -
     with pytest.raises(UsageError):
         trust.unseal(blob, purpose=sealing.PURPOSE_LOG_PENDING)
     # The SDK itself still recovers its records from the buffer.
-    pending = next((trust.store_path / "logs").rglob("pending.sealed"))
+    pending = next((trust.store_path / "logs").rglob("pending*.sealed"))
     records = load_pending(pending, sealing.Sealer(trust.platform, sealing.PURPOSE_LOG_PENDING).unseal)
     assert len(records) == 1 and b"before the control plane is up" in records[0]
     trust.close()
