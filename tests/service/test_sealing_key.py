@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from tests.service.conftest import GOOD, OTHER, Env
@@ -19,6 +19,7 @@ from veritee.binding import report_data_for, spki_der
 from veritee.errors import NonceError, VerificationError
 from veritee.keybroker import sealing_keys
 from veritee.keybroker.release import open_envelope, x25519_jwk
+from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.profiles import Profile
 from veritee.sdk.secrets import fetch_sealing_key
 from veritee.sdk.trust import error_from_problem
@@ -187,3 +188,23 @@ def test_replicas_making_the_root_at_once_agree_on_it(env: Env) -> None:
         ctx = other.app.state.ctx  # type: ignore[attr-defined]
         with ctx.storage.transaction(readonly=True) as tx:
             assert len(tx._conn.execute(select(SEALING_ROOTS)).all()) == 1
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_jwe_recipient_gets_the_same_key(env: Env) -> None:
+    """An EC P-256 recipient (JWE envelope, as Trustee-style clients ask) gets the same key as
+    the SDK's X25519 one, signed by the key broker for that key and nonce."""
+    env.install_policy(_policy(env))
+    platform = env.workload(GOOD, profile=Profile.PRODUCTION)
+    nonce = env.nonce()
+    key = ec.generate_private_key(ec.SECP256R1())
+    rd = report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+    body = {"evidence": base64.b64encode(platform.evidence(rd)).decode(), "nonce": nonce.hex(),
+            "format": "simulated", "public_key": jwk_from_public_key(key.public_key(), alg="ECDH-ES+A256KW")}  # fmt: skip
+    r = env.client.post("/v1/sealing-key", json=body)
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert reply["envelope"] == "jwe" and (reply["workload"], reply["profile"]) == ("flaskr", "production")
+    value = open_envelope(reply, key, name=sealing_keys.envelope_name(Profile.PRODUCTION, "flaskr"), nonce=nonce,
+                          ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))  # fmt: skip
+    assert value == _key(env)
