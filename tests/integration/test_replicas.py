@@ -88,3 +88,70 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
         finally:
             for proc in procs:
                 stop(proc)
+
+
+def _refused_start(data: Path, db_url: str, env: dict[str, str] | None = None) -> str:
+    """Start `veritee serve` on ``data``; it must exit non-zero at once. Its stderr."""
+    import os
+
+    proc = subprocess.Popen(
+        [*VERITEE, "serve", "--data", str(data), "--port", str(_port()), "--db", db_url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or {**os.environ},
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError("the replica started instead of refusing") from None
+    assert proc.returncode == 2, err
+    return err.decode()
+
+
+def test_a_replica_without_the_domains_kek_refuses_to_start(tmp_path: Path) -> None:
+    """Issue 12.4: a replica whose folder lacked secrets.kek silently made a new KEK, and the
+    secrets it stored could not be released by the others. The database records the KEK's
+    identifier; a replica with no KEK, or another one, refuses to start and says why."""
+    import os
+
+    from tests.pgutil import temporary_database
+
+    from veritee.keybroker.kek import KEK_ENV, KEK_FILE, FileKek
+
+    with temporary_database() as db_url:
+        first = tmp_path / "replica-a"
+        _run("init", "--data", str(first))
+        kek_id = FileKek.in_data_dir(first).kek_id
+        second = tmp_path / "replica-b"
+        shutil.copytree(first, second)
+        (second / KEK_FILE).unlink()
+        port = _port()
+        proc = subprocess.Popen(
+            [*VERITEE, "serve", "--data", str(first), "--port", str(port), "--db", db_url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}", proc)  # records its KEK's identifier
+        finally:
+            stop(proc)
+        env = {k: v for k, v in os.environ.items() if k != KEK_ENV}
+        err = _refused_start(second, db_url, env)
+        assert "has no key-encryption key" in err and kek_id in err and "copy secrets.kek" in err, err
+        assert not (second / KEK_FILE).exists()  # no new KEK was made
+        other = tmp_path / "other-domain"
+        _run("init", "--data", str(other))
+        shutil.copy(other / KEK_FILE, second / KEK_FILE)
+        err = _refused_start(second, db_url, env)
+        assert "but the database records KEK " + kek_id in err, err
+        assert FileKek.in_data_dir(other).kek_id in err
+        # the right KEK given in the environment instead of the file: starts
+        raw = (first / KEK_FILE).read_bytes()
+        (second / KEK_FILE).unlink()
+        proc = subprocess.Popen(
+            [*VERITEE, "serve", "--data", str(second), "--port", str(port), "--db", db_url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env | {KEK_ENV: base64.b64encode(raw).decode()},
+        )  # fmt: skip
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}", proc)
+        finally:
+            stop(proc)

@@ -112,21 +112,24 @@ class FileKek(AesGcmKek):
     The file is created on first use; concurrent creators agree on whichever file landed first.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        """``create=False``: a missing file is a :class:`UsageError` (``kek_missing``)."""
         self.path = Path(path)
-        super().__init__(_load_or_create(self.path))
+        super().__init__(_load_or_create(self.path, create))
 
     @classmethod
-    def in_data_dir(cls, data_dir: str | os.PathLike[str]) -> FileKek:
-        return cls(Path(data_dir) / KEK_FILE)
+    def in_data_dir(cls, data_dir: str | os.PathLike[str], *, create: bool = True) -> FileKek:
+        return cls(Path(data_dir) / KEK_FILE, create=create)
 
 
-def _load_or_create(path: Path) -> bytes:
+def _load_or_create(path: Path, create: bool = True) -> bytes:
     if path.exists():
         key = path.read_bytes()
         if len(key) != KEY_SIZE:
             raise UsageError(f"{path} is not a {KEY_SIZE}-byte key-encryption key")
         return key
+    if not create:
+        raise UsageError(f"no key-encryption key at {path}", code="kek_missing")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -160,9 +163,15 @@ class EnvKek(AesGcmKek):
         super().__init__(key)
 
 
-def domain_kek(data_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> AesGcmKek:
-    """The domain's KEK: ``$VERITEE_KEK`` when set, else ``<data>/secrets.kek`` (created once)."""
+def domain_kek(
+    data_dir: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    create: bool = True,
+) -> AesGcmKek:
+    """The domain's KEK: ``$VERITEE_KEK`` when set, else ``<data>/secrets.kek`` (created once,
+    unless ``create`` is False: then a missing file is ``UsageError('kek_missing')``)."""
     env = os.environ if environ is None else environ
     if env.get(KEK_ENV):
         return EnvKek(KEK_ENV, env)
-    return FileKek.in_data_dir(data_dir)
+    return FileKek.in_data_dir(data_dir, create=create)

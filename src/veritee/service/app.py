@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from veritee import __version__
 from veritee.domain import Domain
-from veritee.errors import StorageError
-from veritee.keybroker.kek import KeyEncryptionKey, domain_kek
+from veritee.errors import StorageError, UsageError
+from veritee.keybroker.kek import KEK_ENV, KEK_FILE, KeyEncryptionKey, domain_kek
 from veritee.service.context import ServiceContext
 from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
@@ -161,6 +161,54 @@ async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
             log.warning("purging ended nonces failed; will try again")
 
 
+def bind_kek(store: Storage, settings: Settings, given: KeyEncryptionKey | None) -> KeyEncryptionKey:
+    """The KEK this replica uses, checked against the one the database records.
+
+    The first replica to start records its KEK's identifier (``kek_id``: a hash of a key
+    derived from the KEK, never the key) in ``domain_facts``; a database from before that
+    record is bound to the KEK that wrapped its secrets. A replica whose KEK differs, or whose
+    ``secrets.kek`` is missing while the database records one, refuses to start
+    (``UsageError`` ``kek_mismatch`` / ``kek_missing``) instead of making a new KEK whose
+    secrets no other replica could open.
+    """
+    with store.transaction(readonly=True) as tx:
+        recorded = tx.domain_fact("kek_id")
+        in_use = tx.kek_ids_in_use() if recorded is None else set()
+    expected = recorded or (", ".join(sorted(in_use)) if in_use else None)
+    if given is not None:
+        kek = given
+    else:
+        try:
+            kek = domain_kek(settings.data_dir, create=expected is None)
+        except UsageError as e:
+            if e.code != "kek_missing":
+                raise
+            raise UsageError(
+                f"this database's secrets are under KEK {expected}, and this replica has no "
+                f"key-encryption key ({settings.data_dir / KEK_FILE} is missing, {KEK_ENV} is "
+                f"not set): copy {KEK_FILE} from another replica of the domain, or set {KEK_ENV}; "
+                "a new KEK is not made, since its secrets could not be released by the others",
+                code="kek_missing",
+            ) from None
+    if recorded is None:
+        if in_use and kek.kek_id not in in_use:
+            raise UsageError(
+                f"this replica's KEK is {kek.kek_id}, but this database's secrets are under KEK "
+                f"{expected}: give this replica the domain's {KEK_FILE} (or {KEK_ENV})",
+                code="kek_mismatch",
+            )
+        with store.transaction() as tx:
+            recorded = tx.record_domain_fact("kek_id", kek.kek_id, now=ServiceContext.now())
+    if recorded != kek.kek_id:
+        raise UsageError(
+            f"this replica's KEK is {kek.kek_id}, but the database records KEK {recorded} for "
+            f"this domain: give this replica the domain's {KEK_FILE} (or {KEK_ENV}), as copied "
+            "from the replica that made it",
+            code="kek_mismatch",
+        )
+    return kek
+
+
 def create_app(
     settings: Settings, *, storage: Storage | None = None, kek: KeyEncryptionKey | None = None
 ) -> FastAPI:
@@ -168,12 +216,13 @@ def create_app(
 
     ``kek``: the key-encryption key of the secrets; by default the domain's
     (:func:`veritee.keybroker.kek.domain_kek`: ``$VERITEE_KEK`` or ``<data>/secrets.kek``).
+    It must be the KEK the database records (:func:`bind_kek`), else ``UsageError``.
     """
     domain = Domain.open(settings.data_dir)
     store = storage or Storage(settings.database_url or domain.database_url)
     store.set_nonce_key(domain.nonce_key)
     store.migrate()
-    ctx = ServiceContext(settings, domain, store, kek or domain_kek(settings.data_dir))
+    ctx = ServiceContext(settings, domain, store, bind_kek(store, settings, kek))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ test checks that they agree with the tables here). Tables:
 ``key_stores``      workloads' key stores: highest certified key generation, freshness counter
 ``kbs_sessions``    attested Trustee KBS sessions: SHA-256 of the session id, the session's EAR
                     token and its expiry (purged once expired)
+``domain_facts``    what every replica must agree on: the KEK's identifier (``kek_id``)
 ``sealing_roots``   the key broker's sealing root (domain-released sealing keys derive from it),
                     only wrapped by the KEK; one row per generation, never updated
 ==================  ==========================================================================
@@ -47,6 +48,7 @@ from sqlalchemy import (
 __all__ = [
     "AUDIT_LOG",
     "CERTIFICATES",
+    "DOMAIN_FACTS",
     "KBS_SESSIONS",
     "KEY_STORES",
     "METADATA",
@@ -223,6 +225,16 @@ SEALING_ROOTS = Table(
     Column("kek_id", String(64), nullable=False),
     Column("wrapped_root", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+DOMAIN_FACTS = Table(
+    "domain_facts",
+    METADATA,
+    # What every replica of the domain must agree on, recorded by the first one that starts:
+    # ``kek_id`` (the identifier of the KEK of the secrets, never the key).
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
 )
 
 

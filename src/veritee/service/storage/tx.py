@@ -28,6 +28,7 @@ from veritee.errors import NonceError, UsageError
 from . import audit
 from .models import (
     CERTIFICATES,
+    DOMAIN_FACTS,
     KBS_SESSIONS,
     KEY_STORES,
     NONCES,
@@ -324,6 +325,37 @@ class Tx:
             .where(KEY_STORES.c.store_sha256 == store_sha256)
         ).first()
         return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    # -- domain facts (issue 12.4) ---------------------------------------------------------------
+
+    def domain_fact(self, name: str) -> str | None:
+        """The recorded value of fact ``name`` (e.g. ``kek_id``), or None."""
+        f = DOMAIN_FACTS.c
+        row = self._conn.execute(select(f.value).where(f.name == name)).first()
+        return None if row is None else str(row[0])
+
+    def record_domain_fact(self, name: str, value: str, *, now: datetime) -> str:
+        """Record fact ``name`` unless it is recorded already; returns the recorded value
+        (ours, or the one a concurrent replica committed first)."""
+        _name("fact name", name, 64)
+        _name("fact value", value)
+        _aware("now", now)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        self._conn.execute(
+            insert(DOMAIN_FACTS).values(name=name, value=value, recorded_at=now)
+            .on_conflict_do_nothing(index_elements=[DOMAIN_FACTS.c.name])
+        )  # fmt: skip
+        recorded = self.domain_fact(name)
+        if recorded is None:  # pragma: no cover - the row was just inserted or existed
+            raise UsageError(f"domain fact {name!r} was not recorded")
+        return recorded
+
+    def kek_ids_in_use(self) -> set[str]:
+        """The KEK identifiers that wrapped stored secrets and sealing roots."""
+        rows = self._conn.execute(
+            select(SECRETS.c.kek_id).distinct().union(select(SEALING_ROOTS.c.kek_id).distinct())
+        ).all()
+        return {str(r[0]) for r in rows}
 
     # -- the key broker's sealing root (domain-released sealing) -------------------------------
 
