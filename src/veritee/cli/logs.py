@@ -4,45 +4,84 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from veritee.cli.main import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
 from veritee.errors import MalformedError, UsageError
 from veritee.logs.segment import SignedTreeHead, VerifyingKey
+from veritee.logs.signer import AdmittedSigner, admitted_signer, load_certificate
 from veritee.logs.tenant import (
+    CheckedLog,
     LogReport,
     TenantPrivateKey,
     check_log,
     decrypt_records,
     open_log_key,
-    verify_log,
 )
 from veritee.profiles import Profile
 
 __all__ = ["register"]
 
 
-def _load_signer(path: Path) -> VerifyingKey:
-    """A PEM/DER public key, or an X.509 certificate (e.g. the admission certificate)."""
+@dataclass(frozen=True)
+class _Signer:
+    key: VerifyingKey
+    admitted: AdmittedSigner | None
+
+
+def _load_signer(opts: dict[str, Any]) -> _Signer:
+    """The log signer, bound to an attested workload (:mod:`veritee.logs.signer`): the
+    admission certificate, issued by ``--ca``, for an expected ``--measurement``. A bare public
+    key (or an unchecked certificate) only with ``--insecure-signer-key``, which says so."""
+    path: Path = opts["signer"]
     data = path.read_bytes()
-    key: object = None
-    loaders = (
-        lambda d: x509.load_pem_x509_certificate(d).public_key(),
-        lambda d: x509.load_der_x509_certificate(d).public_key(),
-        serialization.load_pem_public_key,
-        serialization.load_der_public_key,
-    )
-    for load in loaders:
+    try:
+        cert: x509.Certificate | None = load_certificate(data, "signer")
+    except MalformedError:
+        cert = None
+    insecure = bool(opts["insecure_signer_key"])
+    if insecure:
+        click.echo("warning: --insecure-signer-key: the signer is not checked against any "
+                   "attestation; anyone's key passes", err=True)  # fmt: skip
+        return _Signer(_public_key(path, data, cert), None)
+    if cert is None:
+        raise UsageError(
+            f"{path} is not a certificate: a bare key ties the log to no attested workload; give "
+            "the workload's admission certificate with --ca (or --insecure-signer-key)",
+            code="log_signer_not_certified",
+        )
+    ca_path: Path | None = opts["ca"]
+    if ca_path is None:
+        raise UsageError("give --ca (the domain CA certificate) to check the signer's admission "
+                         "certificate", code="log_signer_not_certified")  # fmt: skip
+    measurements: tuple[str, ...] = opts["measurements"]
+    if not measurements and not opts["any_measurement"]:
+        raise UsageError("say which workload you expect: --measurement HEX (or --any-measurement)",
+                         code="log_signer_not_certified")  # fmt: skip
+    ca = load_certificate(ca_path.read_bytes(), "ca")
+    prof = opts["require_profile"]
+    admitted = admitted_signer(cert, ca, measurements=measurements or None,
+                               platforms=opts["platforms"] or None,
+                               profiles=[prof] if prof else None)  # fmt: skip
+    return _Signer(admitted.public_key, admitted)
+
+
+def _public_key(path: Path, data: bytes, cert: x509.Certificate | None) -> VerifyingKey:
+    key: object = cert.public_key() if cert is not None else None
+    for load in (serialization.load_pem_public_key, serialization.load_der_public_key):
+        if key is not None:
+            break
         try:
             key = load(data)
-            break
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):
             continue
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
         raise MalformedError(f"{path}: not an EC/Ed25519 public key or certificate", field="signer")
@@ -124,7 +163,34 @@ _common = [
         "--signer",
         required=True,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Workload signing public key or its certificate.",
+        help="The workload's admission certificate (PEM or DER; admission.pem beside its log).",
+    ),
+    click.option(
+        "--ca",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The domain CA certificate (domain_ca.pem) that must have issued --signer.",
+    ),
+    click.option(
+        "--measurement",
+        "measurements",
+        multiple=True,
+        help="A measurement (hex) you expect the signer to run; repeat for several.",
+    ),
+    click.option(
+        "--any-measurement",
+        is_flag=True,
+        help="Accept any workload measurement the domain admitted.",
+    ),
+    click.option(
+        "--platform",
+        "platforms",
+        multiple=True,
+        help="A platform you expect the signer to run on (sev-snp, tdx, ...); repeatable.",
+    ),
+    click.option(
+        "--insecure-signer-key",
+        is_flag=True,
+        help="Accept --signer unchecked, even as a bare public key (testing only).",
     ),
     click.option(
         "--last-head",
@@ -152,23 +218,36 @@ def logs() -> None:
     """Verify and read a workload's encrypted, signed log (segments kept by the host)."""
 
 
+def _check(
+    segments: Path, opts: dict[str, Any], *, require_final: bool = False
+) -> tuple[_Signer, CheckedLog]:
+    signer = _load_signer(opts)
+    prof = opts["require_profile"]
+    checked = check_log(segments, signer.key, _load_head(opts["last_head"]),
+                        require_profile=Profile(prof) if prof else None,
+                        require_final=require_final, admitted=signer.admitted)  # fmt: skip
+    return signer, checked
+
+
 @logs.command("verify")
 @_with_common
 @click.option("--require-final", is_flag=True, help="Fail unless the log was closed.")
 @handle_errors
-def verify_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: Path | None,
-               require_profile: str | None, as_json: bool, require_final: bool) -> None:  # fmt: skip
+def verify_cmd(segments: Path, require_final: bool, **opts: Any) -> None:
     """Check signatures, inclusion and consistency; name truncation, rollback, reordering or
     tampering, and say up to which signed head the log is proven.
+
+    The signer is the workload's admission certificate (--signer), checked against the domain
+    CA (--ca) and the measurement you expect (--measurement); the log's profile must be the one
+    it attests, and it must be valid at the latest verified head.
 
     Exit 0 (OK) when the log is complete: closed by its final head; 3 (INCOMPLETE) when it
     verifies but is not closed, so records after its last signed head may be missing; 1 (FAILED)
     on any error, an empty folder, or (with --require-final) a log not closed."""
-    rep = verify_log(segments, _load_signer(signer), _load_head(last_head),
-                     require_profile=Profile(require_profile) if require_profile else None,
-                     require_final=require_final)  # fmt: skip
-    _print_report(rep, as_json)
-    _save_head(rep, save_head)
+    _, checked = _check(segments, opts, require_final=require_final)
+    rep = checked.report
+    _print_report(rep, opts["as_json"])
+    _save_head(rep, opts["save_head"])
     sys.exit(_EXIT_FOR[rep.verdict])
 
 
@@ -181,26 +260,22 @@ def verify_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: 
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Your private key (PEM or DER; X25519, P-256 or P-384).")  # fmt: skip
 @handle_errors
-def decrypt_cmd(segments: Path, signer: Path, last_head: Path | None, save_head: Path | None,
-                require_profile: str | None, as_json: bool, key_file: Path,
-                tenant_key: Path) -> None:  # fmt: skip
+def decrypt_cmd(segments: Path, key_file: Path, tenant_key: Path, **opts: Any) -> None:
     """Verify the log, then print its records (one per line; JSON lines with --json).
 
     The report (findings, what is proven, the verdict) goes to stderr, as ``verify`` prints it;
     exit status as for ``verify``: 0 complete, 3 incomplete, 1 failed (no record printed)."""
-    signer_key = _load_signer(signer)
     log_key = open_log_key(key_file.read_bytes(), _load_tenant_key(tenant_key))
-    checked = check_log(segments, signer_key, _load_head(last_head),
-                        require_profile=Profile(require_profile) if require_profile else None)  # fmt: skip
-    rep = checked.report
+    signer, checked = _check(segments, opts)
+    rep, as_json = checked.report, opts["as_json"]
     _print_report(rep, as_json, err=True)
-    for r in decrypt_records(checked, log_key, signer_key):
+    for r in decrypt_records(checked, log_key, signer.key):
         if as_json:
             click.echo(json.dumps({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed,
                                    "text": r.text}))  # fmt: skip
         else:
             click.echo(f"{r.leaf_index}\t{'' if r.signed else '(unsigned) '}{_safe(r.text)}")
-    _save_head(rep, save_head)
+    _save_head(rep, opts["save_head"])
     sys.exit(_EXIT_FOR[rep.verdict])
 
 

@@ -5,8 +5,9 @@ X25519, P-256 or P-384 public key. The HPKE ``info`` binds the log id, the profi
 key starts at and the SHA-256 of the signer's SubjectPublicKeyInfo, so an envelope moved to
 another log, profile or signer does not open.
 
-:func:`verify_log` needs no secret: only the signer's public key (the workload's attested key)
-and, ideally, the last tree head the tenant kept. It names what it finds:
+:func:`verify_log` needs no secret: only the signer's public key (the workload's attested key:
+give ``admitted=``, from :func:`veritee.logs.signer.admitted_signer`, to check it against its
+admission certificate) and, ideally, the last tree head the tenant kept. It names what it finds:
 
 ==============  =====================================================================
 kind            meaning
@@ -21,6 +22,8 @@ fork            the stored history does not extend the kept head (equivocation)
 wrong_log       segments or heads of another log id / profile mixed in
 profile         the log's profile is not the one the tenant requires
 empty           the folder holds no segments (a wrong folder, or everything removed)
+signer          the signer's admission certificate does not fit the log: it attests another
+                profile, or is not valid at the time of the latest verified head
 unsigned_tail   (warning) records after the last signed head; not yet authenticated
 not_closed      (warning) no final head; records after the last head may be missing
 torn_tail       (warning) the last segment ends inside a frame (a crash mid-write, or a cut):
@@ -74,6 +77,7 @@ from veritee.logs.segment import (
     parse_segment,
     record_aad,
 )
+from veritee.logs.signer import AdmittedSigner
 from veritee.profiles import Profile
 
 __all__ = [
@@ -98,7 +102,7 @@ __all__ = [
 
 LOG_KEY_FORMAT = "veritee-log-key-v1"
 ERROR_KINDS = ("truncation", "deletion", "rollback", "reordering", "tampering", "bad_signature",
-               "fork", "wrong_log", "profile", "empty")  # fmt: skip
+               "fork", "wrong_log", "profile", "empty", "signer")  # fmt: skip
 WARNING_KINDS = ("unsigned_tail", "not_closed", "torn_tail", "unreadable_tail")
 #: How far past the epoch of the last verified head an unsigned record's epoch may go (keys to
 #: ratchet, ~50 us each). The writer advances one epoch per ``records_per_epoch`` records and one
@@ -320,10 +324,11 @@ def verify_log(
     *,
     require_profile: Profile | None = None,
     require_final: bool = False,
+    admitted: AdmittedSigner | None = None,
 ) -> LogReport:
     """Verify a stored log without any secret; every problem found is a named :class:`Finding`."""
-    return check_log(segments_dir, signer_public_key, last_tree_head,
-                     require_profile=require_profile, require_final=require_final).report  # fmt: skip
+    return check_log(segments_dir, signer_public_key, last_tree_head, require_profile=require_profile,
+                     require_final=require_final, admitted=admitted).report  # fmt: skip
 
 
 def check_log(
@@ -333,6 +338,7 @@ def check_log(
     *,
     require_profile: Profile | None = None,
     require_final: bool = False,
+    admitted: AdmittedSigner | None = None,
 ) -> CheckedLog:
     """Read the segment files of ``segments_dir`` (the only I/O), then :func:`check_segments`."""
     directory = Path(segments_dir)
@@ -344,7 +350,8 @@ def check_log(
                  for p in directory.glob(pattern)}  # fmt: skip
         elsewhere = sorted(str(p.relative_to(directory)) for p in found)[:5]
     return check_segments(files, signer_public_key, last_tree_head, require_profile=require_profile,
-                          require_final=require_final, elsewhere=elsewhere)  # fmt: skip
+                          require_final=require_final, elsewhere=elsewhere,
+                          admitted=admitted)  # fmt: skip
 
 
 def check_segments(
@@ -355,6 +362,7 @@ def check_segments(
     require_profile: Profile | None = None,
     require_final: bool = False,
     elsewhere: Sequence[str] = (),
+    admitted: AdmittedSigner | None = None,
 ) -> CheckedLog:
     """Check a log given as ``(file name, bytes)`` of its segment files, in name order (pure).
 
@@ -363,8 +371,12 @@ def check_segments(
     3. every verified head's root matches the stored leaves (RFC 9162 inclusion of each record);
     4. the head the tenant kept is extended (RFC 9162 consistency), not rolled back;
     5. what is not proven: an empty folder, an unsigned tail, a log that was not closed, a torn
-       last frame; unsigned records whose epochs cannot be honest are left unread.
+       last frame; unsigned records whose epochs cannot be honest are left unread;
+    6. with ``admitted``: the log's profile is the one its signer's admission certificate
+       attests, and the certificate is valid at the time of the latest verified head.
     """
+    if admitted is not None and key_id(admitted.public_key) != key_id(signer):
+        raise UsageError("the admitted signer is not the signing key given", code="usage")
     c = _Check(signer)
     for pos, (name, data) in enumerate(files):
         c.segment(name, data, last=pos == len(files) - 1)
@@ -394,6 +406,8 @@ def check_segments(
         kind = "truncation" if require_final else "not_closed"
         out.append(Finding(kind, "the log has no final tree head; records after the last head "
                            "may be missing"))  # fmt: skip
+    if admitted is not None and files:
+        out.extend(_signer_findings(admitted, c.profile, latest))
     if require_profile is not None and c.profile != require_profile.value:
         out.append(Finding("profile", f"log profile is {c.profile!r}, required "
                            f"{require_profile.value!r}"))  # fmt: skip
@@ -566,6 +580,26 @@ class _Check:
         return latest, final
 
 
+def _signer_findings(
+    admitted: AdmittedSigner, profile: str | None, latest: SignedTreeHead | None
+) -> list[Finding]:
+    out: list[Finding] = []
+    info = admitted.info
+    attested = info.profile.value if info.profile is not None else None
+    if profile != attested:
+        out.append(Finding("signer", f"the log says profile {profile!r}, but its signer's "
+                           f"admission certificate attests {attested or 'no profile'!r}"))  # fmt: skip
+    if latest is not None:
+        at = dt.datetime.fromtimestamp(latest.timestamp_ms / 1000, dt.UTC)
+        if not info.is_valid_at(at):
+            out.append(Finding("signer", f"the signer's admission certificate (valid "
+                               f"{info.not_before.isoformat()} to {info.not_after.isoformat()}) "
+                               f"is not valid at the latest verified head (size "
+                               f"{latest.tree_size}, signed {_iso(latest.timestamp_ms)}): give "
+                               "the certificate valid then"))  # fmt: skip
+    return out
+
+
 def _torn_frame(segment: int, data: bytes, offset: int) -> Finding:
     """Name the partial frame that ends the last segment: what kind, how much of it is there,
     and which leaf it held when enough of the record header survived."""
@@ -639,11 +673,12 @@ def decrypt_log(
     last_tree_head: SignedTreeHead | None = None,
     *,
     require_profile: Profile | None = None,
+    admitted: AdmittedSigner | None = None,
 ) -> Iterator[LogRecord]:
     """Verify the log, then yield its records in order: :func:`check_log`, then
     :func:`decrypt_records` (which says what is raised and what is skipped)."""
     checked = check_log(segments_dir, signer_public_key, last_tree_head,
-                        require_profile=require_profile)  # fmt: skip
+                        require_profile=require_profile, admitted=admitted)  # fmt: skip
     return decrypt_records(checked, log_key, signer_public_key)
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.cli.main import _register, cli
+from veritee.domain import Domain, issue_admission_certificate
 from veritee.logs import SignedTreeHead, WorkloadLog, open_workload_log
 from veritee.profiles import Profile
 
@@ -104,13 +107,39 @@ def write_log(
 # -- the tenant's command line on a written log ------------------------------------------------
 
 
-def tenant_files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
-    signer = tmp / "signer.pem"
-    signer.write_bytes(
-        w.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+#: The measurement the test workloads' admission certificates carry.
+MEASUREMENT = "ab" * 48
+
+
+def admission_certificate(
+    domain_dir: Path,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    profile: Profile = Profile.PRODUCTION,
+    measurement: str = MEASUREMENT,
+    now: dt.datetime | None = None,
+    lifetime: dt.timedelta = dt.timedelta(hours=1),
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """A real domain (``Domain.create``) and an admission certificate it issues for ``public_key``:
+    returns (certificate, domain CA certificate)."""
+    now = now or dt.datetime.now(dt.UTC)
+    domain = (Domain.open(domain_dir) if (domain_dir / "domain.json").exists()
+              else Domain.create(domain_dir, now=now))  # fmt: skip
+    claims = {"measurement": measurement, "platform": "simulated", "profile": profile.value}
+    cert = issue_admission_certificate(
+        domain, public_key, claims=claims, now=now, lifetime=lifetime
     )
+    return cert, domain.ca_certificate
+
+
+def tenant_files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
+    """What the tenant holds: the workload's admission certificate and the domain CA (both as
+    the workload and the domain publish them), the sealed log key and its own private key."""
+    cert, ca = admission_certificate(tmp / "domain", w.public_key)
+    signer = tmp / "admission.pem"
+    signer.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_file = tmp / "domain_ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     tenant = tmp / "tenant.pem"
     tenant.write_bytes(
         w.tenant_key.private_bytes(
@@ -121,7 +150,12 @@ def tenant_files(w: WrittenLog, tmp: Path) -> dict[str, Path]:
     )
     key = tmp / "logkey.json"
     key.write_bytes(w.key_blob)
-    return {"signer": signer, "tenant": tenant, "key": key}
+    return {"signer": signer, "ca": ca_file, "tenant": tenant, "key": key}
+
+
+def signer_args(f: dict[str, Path]) -> list[str]:
+    """``--signer`` and what checks it: the domain CA and the expected measurement."""
+    return ["--signer", str(f["signer"]), "--ca", str(f["ca"]), "--measurement", MEASUREMENT]
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -138,9 +172,9 @@ def run_cli3(*args: str) -> tuple[int, str, str]:
 
 
 def cli_verify(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
-    return run_cli3("logs", "verify", str(w.directory), "--signer", str(f["signer"]), *extra)
+    return run_cli3("logs", "verify", str(w.directory), *signer_args(f), *extra)
 
 
 def cli_decrypt(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
-    return run_cli3("logs", "decrypt", str(w.directory), "--signer", str(f["signer"]),
-                 "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip
+    return run_cli3("logs", "decrypt", str(w.directory), *signer_args(f),
+                    "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip

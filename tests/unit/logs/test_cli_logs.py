@@ -12,6 +12,7 @@ from tests.unit.logs._logs_helpers import (
     open_log,
     run_cli,
     run_cli3,
+    signer_args,
     tenant_files,
     write_log,
 )
@@ -26,8 +27,7 @@ def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenL
         "logs",
         "verify",
         str(written.directory),
-        "--signer",
-        str(f["signer"]),
+        *signer_args(f),
         "--save-head",
         str(kept),
         "--require-profile",
@@ -41,8 +41,7 @@ def test_verify_save_head_then_detect_rollback(tmp_path: Path, written: WrittenL
         "logs",
         "verify",
         str(written.directory),
-        "--signer",
-        str(f["signer"]),
+        *signer_args(f),
         "--last-head",
         str(kept),
         "--json",
@@ -59,8 +58,7 @@ def test_decrypt_prints_records(tmp_path: Path, written: WrittenLog) -> None:
         "logs",
         "decrypt",
         str(written.directory),
-        "--signer",
-        str(f["signer"]),
+        *signer_args(f),
         "--key",
         str(f["key"]),
         "--tenant-key",
@@ -83,8 +81,7 @@ def test_decrypt_refuses_a_tampered_log(tmp_path: Path, written: WrittenLog) -> 
         "logs",
         "decrypt",
         str(written.directory),
-        "--signer",
-        str(f["signer"]),
+        *signer_args(f),
         "--key",
         str(f["key"]),
         "--tenant-key",
@@ -99,6 +96,9 @@ def test_bad_signer_file_is_a_clear_error(tmp_path: Path, written: WrittenLog) -
     bad = tmp_path / "bad.pem"
     bad.write_bytes(b"not a key")
     code, out = run_cli("logs", "verify", str(written.directory), "--signer", str(bad))
+    assert code == 2 and "not a certificate" in out
+    code, out = run_cli("logs", "verify", str(written.directory), "--signer", str(bad),
+                        "--insecure-signer-key")  # fmt: skip
     assert code == 1 and "signer" in out
 
 
@@ -173,11 +173,11 @@ def test_empty_folder_fails_with_and_without_require_final(
     empty = tmp_path / "empty"
     empty.mkdir()
     for extra in ((), ("--require-final",)):
-        code, out, _ = run_cli3("logs", "verify", str(empty), "--signer", str(f["signer"]), *extra)
+        code, out, _ = run_cli3("logs", "verify", str(empty), *signer_args(f), *extra)
         assert code == 1, out
         assert "EMPTY: the folder holds no log segments" in out
         assert out.splitlines()[-1] == "FAILED"
-    code, out, err = run_cli3("logs", "decrypt", str(empty), "--signer", str(f["signer"]),
+    code, out, err = run_cli3("logs", "decrypt", str(empty), *signer_args(f),
                            "--key", str(f["key"]), "--tenant-key", str(f["tenant"]))  # fmt: skip
     assert code == 1 and out == "" and "EMPTY" in err
 
@@ -186,9 +186,7 @@ def test_wrong_folder_fails_and_names_where_segments_are(
     tmp_path: Path, written: WrittenLog
 ) -> None:
     f = tenant_files(written, tmp_path)
-    code, out, _ = run_cli3(
-        "logs", "verify", str(written.directory.parent), "--signer", str(f["signer"])
-    )
+    code, out, _ = run_cli3("logs", "verify", str(written.directory.parent), *signer_args(f))
     assert code == 1 and out.splitlines()[-1] == "FAILED"
     assert f"segments were found in {written.directory.name}" in out
 
@@ -241,7 +239,7 @@ def test_host_chosen_file_names_are_escaped(tmp_path: Path, written: WrittenLog)
     (parent / "\x1b[31mred\nOK").mkdir(parents=True)
     for seg in written.segments():
         (parent / "\x1b[31mred\nOK" / seg.name).write_bytes(seg.read_bytes())
-    code, out, _ = run_cli3("logs", "verify", str(parent), "--signer", str(f["signer"]))
+    code, out, _ = run_cli3("logs", "verify", str(parent), *signer_args(f))
     assert code == 1 and "\x1b" not in out
     assert "segments were found in \\x1b[31mred\\nOK" in out
     assert out.splitlines()[-1] == "FAILED"

@@ -18,6 +18,7 @@ from tests.unit.logs._logs_helpers import (
     WrittenLog,
     cli_decrypt,
     cli_verify,
+    signer_args,
     tenant_files,
     write_log,
 )
@@ -95,7 +96,7 @@ def test_host_appended_epoch_far_ahead_is_not_ratcheted_to(tmp_path: Path) -> No
     seg.write_bytes(seg.read_bytes() + _host_record(0xFFFFFFFF, 100))
     f = tenant_files(w, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    args = ["logs", "decrypt", str(w.directory), "--signer", str(f["signer"]),
+    args = ["logs", "decrypt", str(w.directory), *signer_args(f),
             "--key", str(f["key"]), "--tenant-key", str(f["tenant"])]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "veritee.cli", *args], capture_output=True,
                           env=env, timeout=120, check=False)  # fmt: skip
