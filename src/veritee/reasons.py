@@ -119,7 +119,15 @@ class Code(StrEnum):
     CRL_ISSUER_MISMATCH = "crl_issuer_mismatch", "a CRL is not issued by the CA it must revoke for"
     TCB_INFO_MISMATCH = "tcb_info_mismatch", "the TCB info is for another FMSPC, platform or TEE type"
     TCB_LEVEL_NOT_FOUND = "tcb_level_not_found", "no TCB level of the collateral matches the platform"
-    TCB_STATUS_UNRECOGNIZED = "tcb_status_unrecognized", "the collateral names a TCB status Intel does not define"
+    TCB_REVOKED = (
+        "tcb_revoked",
+        "Intel's TCB status for the platform, its TDX module or its QE is Revoked (terminal: no policy accepts it)",
+    )
+    TCB_STATUS_UNRECOGNIZED = (
+        "tcb_status_unrecognized",
+        "the collateral names a TCB status Intel does not define for that level (QE and TDX module "
+        "levels: UpToDate, OutOfDate, Revoked)",
+    )
     TDX_MODULE_MISMATCH = "tdx_module_mismatch", "the TDX module does not match the TCB info's module identities"
     QE_IDENTITY_MISMATCH = "qe_identity_mismatch", "the quoting enclave does not match the QE identity"
     QE_REPORT_DATA_MISMATCH = "qe_report_data_mismatch", "the QE report does not bind the attestation key"

@@ -32,7 +32,8 @@ Verification (:func:`verify_quote`) runs these numbered steps; each raises on fa
 
 A TCB status other than ``UpToDate`` is not an authenticity failure: it is returned with the
 advisory IDs and the caller turns it into a finding. "No matching TCB level" is a failure
-(code ``tcb_level_not_found``), as in Intel's QVL (``STATUS_TCB_NOT_SUPPORTED``).
+(code ``tcb_level_not_found``), as in Intel's QVL (``STATUS_TCB_NOT_SUPPORTED``), and so is
+``Revoked`` (code ``tcb_revoked``), QVL's terminal result, which no policy may accept.
 
 Verified collateral and PCK chains are cached (bounded, thread-safe LRU) keyed by the SHA-256
 of their exact bytes and the pinned roots, and reused only for a time inside their windows.
@@ -834,7 +835,13 @@ def _evaluate(
     plat = platform_tcb(info, chain.ext, tdx)
     # 11. converge
     status = converge_status(plat.status, qe_status)
-    advisories = tuple(sorted(set(plat.advisories) | (set(qe_adv) if qe_status != "UpToDate" else set())))
+    if status == "Revoked":  # terminal (Intel QVL's terminal result; dcap-qvl refuses it too)
+        raise VerificationError(
+            f"Intel TCB status is Revoked (platform {plat.status}, QE {qe_status})", code=Code.TCB_REVOKED
+        )
+    # Every matched level's advisories: platform, TDX module and QE (Intel QVL's
+    # VerificationCollateralInfo, dcap-qvl), whatever the QE's own status.
+    advisories = tuple(sorted(set(plat.advisories) | set(qe_adv)))
     findings: list[Reason] = []
     if status != "UpToDate":
         findings.append(Reason("tcb_status", f"Intel TCB status is {status}"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from veritee.errors import CollateralError, MalformedError, VerificationError
@@ -45,9 +46,14 @@ def _hex_field(doc: dict[str, Any], key: str, name: str) -> bytes:
         raise MalformedError(f"{name}.{key} is not hex", field=f"{name}.{key}") from None
 
 
-def _status(level: dict[str, Any], name: str) -> str:
+#: The statuses a QE identity or TDX module identity level may have (Intel PCS API v4: an
+#: enclave identity's ``tcbStatus`` is one of these three; Intel QVL and dcap-qvl refuse others).
+IDENTITY_TCB_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
+
+
+def _status(level: dict[str, Any], name: str, allowed: tuple[str, ...] = TCB_STATUSES) -> str:
     status: str = _field(level, "tcbStatus", str, name)
-    if status not in TCB_STATUSES:
+    if status not in allowed:
         raise VerificationError(f"{name}: unrecognized TCB status {status!r}", code="tcb_status_unrecognized")
     return status
 
@@ -79,11 +85,21 @@ def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> li
     return [x for x in out if isinstance(x, int)]
 
 
+def _tcb_date(level: dict[str, Any], name: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(_field(level, "tcbDate", str, name))
+    except ValueError:
+        raise MalformedError(f"{name}.tcbDate is not an ISO-8601 time", field=f"{name}.tcbDate") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
 def _isvsvn_levels(doc: dict[str, Any], name: str) -> list[tuple[int, dict[str, Any]]]:
-    """QE identity / TDX module levels ordered by ISVSVN, highest first, as Intel QVL's ordered
-    set holds them (not in JSON order); two levels with the same ISVSVN are refused."""
-    keyed = [(_field(lv["tcb"], "isvsvn", int, f"{name}.tcb"), lv) for lv in _levels(doc, name)]
-    return _ordered(keyed, name)
+    """QE identity / TDX module levels in Intel QVL's order (``IdentityTcbLevel::operator>``), not
+    in JSON order: by ISVSVN, then tcbDate, highest first; two levels equal in both are refused."""
+    keyed = [
+        ((_field(lv["tcb"], "isvsvn", int, f"{name}.tcb"), _tcb_date(lv, name)), lv) for lv in _levels(doc, name)
+    ]
+    return [(key[0], lv) for key, lv in _ordered(keyed, name)]
 
 
 def _ordered(keyed: list[tuple[Any, dict[str, Any]]], name: str) -> list[tuple[Any, dict[str, Any]]]:
@@ -120,7 +136,7 @@ def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, l
         raise VerificationError("QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch")
     for isvsvn, level in _isvsvn_levels(qe, "qe_identity"):
         if report.isv_svn >= isvsvn:
-            return _status(level, "qe_identity"), _advisories(level)
+            return _status(level, "qe_identity", IDENTITY_TCB_STATUSES), _advisories(level)
     raise VerificationError(f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found")
 
 
@@ -151,7 +167,7 @@ def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]
         ident = found[0]
         for need, level in _isvsvn_levels(ident, want):
             if isvsvn >= need:
-                status, advisories = _status(level, want), _advisories(level)
+                status, advisories = _status(level, want, IDENTITY_TCB_STATUSES), _advisories(level)
                 break
         else:
             raise VerificationError(f"TDX module SVN {isvsvn} matches no level of {want}", code="tcb_level_not_found")

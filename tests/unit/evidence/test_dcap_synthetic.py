@@ -143,14 +143,14 @@ def enclave_report(
 def td_report(
     *, tee_tcb_svn: bytes, td_attributes: bytes = bytes(8), rtmrs: tuple[bytes, ...] = (bytes(48),) * 4,
     mrtd: bytes = b"\x11" * 48, report_data: bytes = b"\x22" * 64, v15: bool = False,
-    mr_signer_seam: bytes = bytes(48),
+    mr_signer_seam: bytes = bytes(48), mr_service_td: bytes = b"\x44" * 48,
 ) -> bytes:  # fmt: skip
     body = (
         tee_tcb_svn + b"\x33" * 48 + mr_signer_seam + bytes(8) + td_attributes + b"\xe7\x02" + bytes(6)
         + mrtd + bytes(48 * 3) + b"".join(rtmrs) + report_data
     )  # fmt: skip
     if v15:
-        body += tee_tcb_svn + b"\x44" * 48
+        body += tee_tcb_svn + mr_service_td
     return body
 
 
@@ -193,6 +193,8 @@ class Spec:
     tcb_info_fmspc: str = "B0C06F000000"
     tcb_evaluation_data_number: int = 17
     mr_signer_seam: bytes = bytes(48)
+    #: MRSERVICETD of a TD report 1.5 (v15).
+    mr_service_td: bytes = b"\x44" * 48
     #: MISCSELECT of the QE report, and fields of the QE identity JSON to override.
     qe_misc_select: int = 0
     qe_identity: dict[str, Any] = field(default_factory=dict)
@@ -279,7 +281,7 @@ def build(spec: Spec | None = None) -> Synthetic:
     if tdx_kind:
         body = td_report(
             tee_tcb_svn=s.tee_tcb_svn, td_attributes=(b"\x01" if s.debug else b"\0") + b"\0\0\x10" + bytes(4),
-            rtmrs=s.rtmrs, v15=s.v15, mr_signer_seam=s.mr_signer_seam,
+            rtmrs=s.rtmrs, v15=s.v15, mr_signer_seam=s.mr_signer_seam, mr_service_td=s.mr_service_td,
         )  # fmt: skip
     else:
         body = enclave_report(
@@ -549,3 +551,38 @@ def test_duplicated_tcb_levels_are_refused(where: str) -> None:
         _verify(build(spec))
     assert e.value.code == "collateral_invalid"
     assert "duplicated" in e.value.message
+
+
+def _qe_level(isvsvn: int, status: str, adv: list[str] | None = None) -> dict[str, Any]:
+    lvl: dict[str, Any] = {"tcb": {"isvsvn": isvsvn}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": status}
+    if adv:
+        lvl["advisoryIDs"] = adv
+    return lvl
+
+
+def test_revoked_is_refused_by_the_verifier() -> None:
+    """Revoked (platform or QE) is Intel QVL's terminal result: refused, never a claim (item 5)."""
+    revoked_platform = (tdx_level(5, 11, [5, 0, 2] + [0] * 13, "Revoked"),)
+    for spec in (Spec(levels=revoked_platform), Spec(qe_levels=(_qe_level(4, "Revoked"),))):
+        with pytest.raises(VerificationError) as e:
+            _verify(build(spec))
+        assert e.value.code == "tcb_revoked"
+
+
+@pytest.mark.parametrize("status", ["SWHardeningNeeded", "ConfigurationNeeded", "OutOfDateConfigurationNeeded"])
+def test_identity_levels_have_identity_statuses_only(status: str) -> None:
+    """Intel QVL's IdentityTcbLevel allows UpToDate, OutOfDate and Revoked only."""
+    with pytest.raises(VerificationError) as e:
+        _verify(build(Spec(qe_levels=(_qe_level(4, status),))))
+    assert e.value.code == "tcb_status_unrecognized"
+    ident = {"id": "TDX_03", "mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8,
+             "tcbLevels": [_qe_level(3, status)]}  # fmt: skip
+    with pytest.raises(VerificationError) as e:
+        _verify(build(Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,))))
+    assert e.value.code == "tcb_status_unrecognized"
+
+
+def test_matched_qe_level_advisories_are_reported() -> None:
+    """Every matched level's advisories, the QE's too when it is up to date (QVL, dcap-qvl)."""
+    v = _verify(build(Spec(qe_levels=(_qe_level(4, "UpToDate", ["INTEL-SA-00077"]),))))
+    assert v.claims["tcb_status"] == "UpToDate" and v.claims["advisory_ids"] == ["INTEL-SA-00077"]
