@@ -3,7 +3,10 @@
 ``json.loads`` alone lets a request body reach Python's recursion limit (``[[[[...``, a
 ``RecursionError``) or build integers of thousands of digits (``ValueError`` past 4300 digits,
 slow arithmetic below): both ended as HTTP 500 (issue 12 item 10). :func:`loads` turns every
-such input into a :class:`~veritee.errors.MalformedError` naming what was read.
+such input into a :class:`~veritee.errors.MalformedError` naming what was read (codes
+``json_too_deep``, ``integer_too_long``, else ``malformed``). Every JSON request body of the
+service goes through it (:mod:`veritee.service.bodies`), and so do the YAML/JSON policy documents
+(:func:`check_depth` after their own parser).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from veritee.errors import MalformedError, OversizedError
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "loads", "loads_object"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "check_depth", "loads", "loads_object"]
 
 #: Deeper documents are refused: no protocol veritee speaks nests past a few levels.
 MAX_DEPTH = 64
@@ -25,6 +28,10 @@ def _int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise ValueError("integer literal too long")
     return int(text)
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's extension, not RFC 8259
 
 
 def _depth_ok(doc: Any, limit: int) -> bool:
@@ -43,20 +50,27 @@ def _depth_ok(doc: Any, limit: int) -> bool:
     return True
 
 
+def check_depth(doc: Any, *, what: str, max_depth: int = MAX_DEPTH) -> None:
+    """MalformedError (``json_too_deep``) if ``doc`` nests lists/dicts deeper than ``max_depth``."""
+    if not _depth_ok(doc, max_depth):
+        raise MalformedError(f"{what} is nested deeper than {max_depth} levels", code="json_too_deep",
+                             field=what)  # fmt: skip
+
+
 def loads(raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``raw`` (at most ``limit`` bytes) as JSON; MalformedError (``field=what``) else."""
     if len(raw) > limit:
         raise OversizedError(f"{what} is larger than {limit} bytes", field=what)
     try:
-        doc = json.loads(raw, parse_int=_int)
+        doc = json.loads(raw, parse_int=_int, parse_constant=_constant)
     except RecursionError:
-        raise MalformedError(f"{what} is nested too deeply", field=what) from None
+        raise MalformedError(f"{what} is nested too deeply", code="json_too_deep", field=what) from None
     except (ValueError, UnicodeDecodeError) as e:
-        detail = "an integer is too long" if "integer literal" in str(e) else "not JSON"
-        raise MalformedError(f"{what} is {detail}" if detail == "not JSON" else f"{what}: {detail}",
-                             field=what) from None  # fmt: skip
-    if not _depth_ok(doc, max_depth):
-        raise MalformedError(f"{what} is nested deeper than {max_depth} levels", field=what)
+        if "integer literal" in str(e):
+            raise MalformedError(f"{what}: an integer is too long", code="integer_too_long",
+                                 field=what) from None  # fmt: skip
+        raise MalformedError(f"{what} is not JSON", field=what) from None
+    check_depth(doc, what=what, max_depth=max_depth)
     return doc
 
 

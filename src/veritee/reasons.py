@@ -279,6 +279,8 @@ class Code(StrEnum):
     ADMIN_REQUIRED = "admin_required", "an admin credential is required and none was given"
     ADMIN_INVALID = "admin_invalid", "the admin credential is wrong"
     MALFORMED_REQUEST = "malformed_request", "the request body does not parse"
+    JSON_TOO_DEEP = "json_too_deep", "a JSON or YAML document nests lists and objects deeper than the limit"
+    INTEGER_TOO_LONG = "integer_too_long", "a JSON or YAML document has an integer literal longer than the limit"
     INTERNAL = "internal", "an internal error (the message never carries input)"
     STORAGE_SCHEMA_OUTDATED = "storage_schema_outdated", "the database schema is older than this build"
     ANCHOR_SIGNATURE = "anchor_signature", "a signed audit head does not verify with the token key"

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from veritee import _json
 from veritee.errors import MalformedError, OversizedError, PolicyError
 from veritee.evidence.dcap_quote import TCB_STATUSES
 from veritee.profiles import Profile
@@ -364,9 +365,17 @@ def _parse_document(data: bytes | str, what: str) -> Any:
     if len(data) > MAX_POLICY_BYTES:
         raise OversizedError(f"{what} is {len(data)} bytes; the limit is {MAX_POLICY_BYTES}")
     try:
-        return yaml.safe_load(data)
+        doc = yaml.safe_load(data)
     except yaml.YAMLError as e:
         raise MalformedError(f"{what} is not valid YAML/JSON: {e}", code="policy_malformed") from None
+    except RecursionError:  # [[[[... : bounded like every JSON body (veritee._json)
+        raise MalformedError(f"{what} is nested too deeply", code="json_too_deep") from None
+    except ValueError as e:  # an integer of more digits than Python converts, a bad date, ...
+        if "digits" in str(e):
+            raise MalformedError(f"{what}: an integer is too long", code="integer_too_long") from None
+        raise MalformedError(f"{what} has a value that does not convert", code="policy_malformed") from None
+    _json.check_depth(doc, what=what)
+    return doc
 
 
 def parse_policy(doc: Any) -> Policy:
@@ -436,8 +445,10 @@ class SignedPolicy:
         except (InvalidSignature, ValueError):
             raise PolicyError("signed policy: signature does not verify", code="policy_signature_invalid") from None
         try:
-            inner = json.loads(doc["policy"])
-        except ValueError:
+            inner = _json.loads(doc["policy"], what="signed policy's policy", limit=MAX_POLICY_BYTES)
+        except MalformedError as e:
+            if e.code != "malformed":
+                raise
             raise PolicyError("signed policy: inner policy is not JSON", code="policy_malformed") from None
         return cls(parse_policy(inner), bytes(data))
 

@@ -71,7 +71,7 @@ def install_handlers(app: FastAPI) -> None:
             {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
             for e in exc.errors()[:10]
         ]
-        return problem(400, "malformed_request", "Malformed request", "the request body is not valid", errors=errors)
+        return problem(400, "malformed_request", "Malformed request", "the request is not valid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

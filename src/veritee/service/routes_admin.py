@@ -12,15 +12,19 @@ from veritee.anchors import sign_anchor
 from veritee.appraisal import load_policy
 from veritee.errors import MalformedError, NotFoundError
 from veritee.service.auth import require_admin
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.schemas import DryRunRequest, decode_b64
 from veritee.service.storage import verify_audit_chain
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   route_class=JsonRoute)
 
 MAX_POLICY = 1024 * 1024
+#: The largest audit sequence number (the column is a signed 64-bit integer).
+MAX_SEQ = 2**63 - 1
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -91,7 +95,7 @@ def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
 @router.get("/audit", summary="Audit entries in order")
 def audit(
     request: Request,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_SEQ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     ctx = _ctx(request)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from veritee.binding import KeyStoreProof, spki_der
 from veritee.domain import issue_admission_certificate
 from veritee.errors import MalformedError, NonceError, VerificationError
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import Appraisal, ServiceContext
 from veritee.service.keystores import store_identity
 from veritee.service.schemas import AttestRequest, CertifyRequest
@@ -20,7 +21,7 @@ from veritee.tokens import issue_ear, kbs_audience
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["attestation"])
+router = APIRouter(prefix="/v1", tags=["attestation"], route_class=JsonRoute)
 
 
 def _ctx(request: Request) -> ServiceContext:

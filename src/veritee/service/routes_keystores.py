@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from veritee.binding import KeyStoreProof, spki_der
 from veritee.errors import MalformedError, NotFoundError, VerificationError
 from veritee.keybroker.freshness import counter_answer_message, counter_request_message
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.keystores import store_identity
 from veritee.service.release import admitted_claims
@@ -38,7 +39,7 @@ from veritee.service.schemas import decode_hex
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/keystores", tags=["attestation"])
+router = APIRouter(prefix="/v1/keystores", tags=["attestation"], route_class=JsonRoute)
 
 
 class CounterRequest(BaseModel):

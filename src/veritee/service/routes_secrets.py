@@ -29,6 +29,7 @@ from veritee.keybroker.policy import dry_run, parse_policy
 from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, seal, validate_name
 from veritee.service.auth import require_admin
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.release import admitted_claims, release_secret
 from veritee.service.schemas import (
@@ -41,9 +42,9 @@ from veritee.service.schemas import (
 
 __all__ = ["release_router", "router"]
 
-router = APIRouter(tags=["secrets"])
+router = APIRouter(tags=["secrets"], route_class=JsonRoute)
 #: The workload-facing release route, on its own so the app can match it before the admin routes.
-release_router = APIRouter(tags=["secrets"])
+release_router = APIRouter(tags=["secrets"], route_class=JsonRoute)
 
 
 def _ctx(request: Request) -> ServiceContext:

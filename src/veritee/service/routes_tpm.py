@@ -30,12 +30,13 @@ from fastapi.responses import JSONResponse
 
 from veritee import enrollment, tpm2
 from veritee.errors import VerificationError
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.schemas import TpmActivateRequest, TpmEnrollRequest, decode_b64
 
 __all__ = ["AK_CERTIFICATE_LIFETIME", "router"]
 
-router = APIRouter(prefix="/v1/tpm", tags=["tpm"])
+router = APIRouter(prefix="/v1/tpm", tags=["tpm"], route_class=JsonRoute)
 NONCE_PURPOSE = "tpm-enroll"
 AK_CERTIFICATE_LIFETIME = dt.timedelta(days=365)
 
