@@ -19,6 +19,12 @@ How a connection is admitted, on both sides alike:
    handler. A refusal raises :class:`VerificationError` on the refusing side (e.g.
    ``peer_measurement_not_allowed``) and ``refused_by_peer`` on the other.
 
+Handshakes are bounded (issue 12 item 14): the server gives a connection ``handshake_timeout``
+seconds in all (3 by default) for the TLS handshake and admission, and takes at most
+``max_handshakes_per_address`` handshakes at a time from one peer address (4 by default; more are
+closed at once). Idle TCP connections from one host then hold at most a few slots, for a few
+seconds, and cannot keep other peers out of the ``max_connections`` slots.
+
 Messages are frames: a 4-byte big-endian length, then the payload; frames larger than
 ``max_message_size`` are refused in both directions (:class:`OversizedError`), and an oversized
 incoming frame closes the connection.
@@ -43,6 +49,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -62,6 +69,8 @@ from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo, normalize_measurement, verify_peer
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_HANDSHAKES_PER_ADDRESS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "AttestedConnection",
     "AttestedServer",
@@ -73,6 +82,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Seconds a server gives a connection for the TLS handshake and admission together.
+DEFAULT_HANDSHAKE_TIMEOUT = 3.0
+#: Handshakes a server takes at a time from one peer address.
+DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 4
+_DROP_LOG_SECONDS = 10.0
 _LENGTH = struct.Struct(">I")
 _ACCEPT = b"veritee-channel-v1 accept"
 _REFUSE = b"veritee-channel-v1 refuse "
@@ -448,12 +462,15 @@ def connect(
     server_name: str | None = None,
     timeout: float | None = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    source_address: tuple[str, int] | None = None,
 ) -> AttestedConnection:
     """Open an attested connection to ``host:port`` (module doc, steps 1-4).
 
     Who may answer: ``policy`` (a :class:`ChannelPolicy`), or the ``allowed_*`` keywords
     (kept for earlier callers); either way what is left open is "the same as mine".
     ``timeout`` covers connecting, the handshake and admission, and stays set on the connection.
+    ``source_address``: the local ``(host, port)`` to connect from (as for
+    :func:`socket.create_connection`).
     Raises :class:`VerificationError` if the server is not admitted here or refuses us,
     :class:`UsageError` for unusable own credentials, :class:`OSError` if it cannot connect.
     """
@@ -463,7 +480,7 @@ def connect(
     if server_name is not None:
         ctx.check_hostname = True
     who = f"server {host}:{port}"
-    raw = socket.create_connection((host, port), timeout=timeout)
+    raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
     try:
         tls = ctx.wrap_socket(raw, server_hostname=server_name, do_handshake_on_connect=False)
     except BaseException:
@@ -487,6 +504,16 @@ def connect(
 # --- the server ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Pending:
+    """A connection in its handshake or admission (see AttestedServer._end_overdue_handshakes)."""
+
+    sock: socket.socket
+    deadline: float
+    ip: str
+    ended: bool = False
+
+
 class AttestedServer:
     """A threaded server admitting attested peers; ``handler(conn)`` runs in a thread per peer.
 
@@ -508,7 +535,11 @@ class AttestedServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_connections: int = 64,
         on_refusal: RefusalCallback | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     ) -> None:
+        if handshake_timeout <= 0 or max_handshakes_per_address < 1:
+            raise UsageError("handshake_timeout must be positive and max_handshakes_per_address at least 1")
         self._handler = handler
         self._context = context
         self._own = own
@@ -517,6 +548,14 @@ class AttestedServer:
         self._max_message_size = max_message_size
         self._on_refusal = on_refusal
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._handshake_timeout = handshake_timeout
+        self._per_address = max_handshakes_per_address
+        # Connections in their handshake or admission, by the thread serving them; and how
+        # many each peer address has. The accept loop closes those past their deadline.
+        self._pending: dict[threading.Thread, _Pending] = {}
+        self._handshaking: dict[str, int] = {}
+        self._dropped = 0
+        self._dropped_logged = 0.0
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -585,6 +624,7 @@ class AttestedServer:
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
+            self._end_overdue_handshakes()
             try:
                 raw, addr = self._listener.accept()
             except TimeoutError:
@@ -593,15 +633,55 @@ class AttestedServer:
                 if self._stopping.is_set():
                     return
                 continue
-            if not self._slots.acquire(blocking=False):
-                log.warning("attested channel: too many connections, dropped %s", addr[0])
-                raw.close()
+            ip = str(addr[0])
+            with self._lock:
+                busy = self._handshaking.get(ip, 0) >= self._per_address
+            if busy or not self._slots.acquire(blocking=False):
+                self._drop(raw, ip, "handshakes from this address" if busy else "connections")
                 continue
             t = threading.Thread(target=self._serve_one, args=(raw, addr), daemon=True)
             with self._lock:
                 self._threads.add(t)
                 self._open.add(raw)
+                self._pending[t] = _Pending(raw, time.monotonic() + self._handshake_timeout, ip)
+                self._handshaking[ip] = self._handshaking.get(ip, 0) + 1
             t.start()
+
+    def _drop(self, raw: socket.socket, ip: str, what: str) -> None:
+        """Close a connection over a limit; log it at most every few seconds (a flood)."""
+        raw.close()
+        now = time.monotonic()
+        with self._lock:
+            self._dropped += 1
+            if now - self._dropped_logged < _DROP_LOG_SECONDS:
+                return
+            dropped, self._dropped, self._dropped_logged = self._dropped, 0, now
+        log.warning("attested channel: too many %s, dropped %d connection(s), last from %s", what, dropped, ip)
+
+    def _end_overdue_handshakes(self) -> None:
+        """Shut down connections still in their handshake or admission past their deadline
+        (the blocked read in their thread then fails, and the thread frees the slot)."""
+        now = time.monotonic()
+        with self._lock:
+            overdue = [p for p in self._pending.values() if p.deadline <= now and not p.ended]
+            for p in overdue:
+                p.ended = True
+        for p in overdue:
+            with contextlib.suppress(OSError):
+                p.sock.shutdown(socket.SHUT_RDWR)
+
+    def _handshake_done(self) -> bool:
+        """This thread's connection is out of its handshake; True if its time had run out."""
+        with self._lock:
+            pending = self._pending.pop(threading.current_thread(), None)
+            if pending is None:
+                return False
+            left = self._handshaking.get(pending.ip, 1) - 1
+            if left:
+                self._handshaking[pending.ip] = left
+            else:
+                self._handshaking.pop(pending.ip, None)
+            return pending.ended
 
     def _refused(self, addr: tuple[str, int], error: VeriteeError) -> None:
         log.warning("attested channel: refused %s:%s: %s", addr[0], addr[1], error.code)
@@ -615,7 +695,8 @@ class AttestedServer:
         addr = (str(addr[0]), int(addr[1]))
         conn: AttestedConnection | None = None
         try:
-            raw.settimeout(self._timeout)
+            step = self._handshake_timeout if self._timeout is None else min(self._timeout, self._handshake_timeout)
+            raw.settimeout(step)
             with self._lock:
                 ctx, own = self._context, self._own
             who = f"client {addr[0]}:{addr[1]}"
@@ -624,6 +705,9 @@ class AttestedServer:
                 with self._lock:
                     self._open.discard(raw)
                     self._open.add(tls)
+                    pending = self._pending.get(threading.current_thread())
+                    if pending is not None:
+                        pending.sock = tls
                 conn = AttestedConnection(tls, local=own, max_message_size=self._max_message_size)
                 tls.do_handshake()
             except OSError as exc:
@@ -634,6 +718,9 @@ class AttestedServer:
             except VerificationError as exc:
                 self._refused(addr, exc)
                 return
+            if self._handshake_done():  # admitted just as its time ran out: the socket is shut down
+                return
+            conn.settimeout(self._timeout)
             try:
                 self._handler(conn)
             except EOFError:
@@ -641,6 +728,7 @@ class AttestedServer:
             except Exception as exc:  # the handler's own failure: keep serving others
                 log.error("attested channel handler failed for %s: %s", addr[0], type(exc).__name__)
         finally:
+            self._handshake_done()
             if conn is not None:
                 conn.close()
             else:
@@ -670,13 +758,17 @@ def serve(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_connections: int = 64,
     on_refusal: RefusalCallback | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
 ) -> AttestedServer:
     """A bound, not yet started :class:`AttestedServer` (use ``with`` or ``.start()``).
 
     Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :func:`connect`.
 
-    ``timeout`` bounds each connection's handshake and admission and stays set on the
-    connection given to ``handler`` (``conn.settimeout(None)`` to block without limit).
+    ``timeout`` is set on the connection given to ``handler`` (``conn.settimeout(None)`` to
+    block without limit). ``handshake_timeout`` bounds each connection's handshake and admission
+    together, and ``max_handshakes_per_address`` the handshakes in progress from one address
+    (module doc).
     """
     own = _own_info(cert)
     policy = _policy(own, policy, allowed_measurements, allowed_platforms, allowed_profiles)
@@ -692,4 +784,6 @@ def serve(
         max_message_size=max_message_size,
         max_connections=max_connections,
         on_refusal=on_refusal,
+        handshake_timeout=handshake_timeout,
+        max_handshakes_per_address=max_handshakes_per_address,
     )

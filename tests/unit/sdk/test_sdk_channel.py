@@ -476,3 +476,67 @@ def test_resolve_fills_what_is_left_open(ca: TestCA) -> None:
     assert channel.ChannelPolicy().resolve(legacy).allowed_profiles is None
     with pytest.raises(UsageError):
         channel.ChannelPolicy().check(own, now())
+
+
+# --- issue 12.14: idle connections do not starve the server -----------------------------------
+
+
+def _exchange(conn: AttestedConnection) -> None:
+    with conn:
+        assert conn.recv().startswith(b"hello")
+        conn.send(b"ping")
+        assert conn.recv() == b"echo:ping"
+
+
+def test_200_idle_connections_do_not_keep_a_legitimate_peer_out(a: Workload, b: Workload) -> None:
+    """200 TCP connections that never start TLS (from 127.0.0.1) once held all 64 slots for
+    10 s each. A peer from another address gets in at once; one from the same address as soon
+    as the idle handshakes' time (1 s here) has run out, while the 200 are still open."""
+    import time
+
+    with running(a, handshake_timeout=1.0) as (srv, h):
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) for _ in range(200)]
+        try:
+            start = time.monotonic()
+            _exchange(dial(srv, b, source_address=("127.0.0.2", 0)))
+            assert time.monotonic() - start < 1.0
+            assert h.seen.get(timeout=WAIT).measurement == M_B
+            # From the flooding address itself: refused while its 4 handshakes are pending,
+            # admitted once they have been ended.
+            deadline = time.monotonic() + 4.0
+            while True:
+                try:
+                    _exchange(dial(srv, b))
+                    break
+                except VerificationError:
+                    assert time.monotonic() < deadline, "the idle connections still hold the server"
+                    time.sleep(0.1)
+            assert h.seen.get(timeout=WAIT).measurement == M_B
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_a_slow_handshake_is_ended_at_its_deadline(a: Workload) -> None:
+    """A client that sends its TLS hello byte by byte still ends within handshake_timeout."""
+    import time
+
+    with running(a, handshake_timeout=1.0) as (srv, h):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) as raw:
+            start = time.monotonic()
+            closed = False
+            raw.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello record of 512 bytes ...
+            while time.monotonic() - start < 5.0:
+                try:
+                    raw.sendall(b"\x00")  # ... that arrives a byte every 0.3 s
+                    raw.settimeout(0.3)
+                    if raw.recv(1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            assert closed and time.monotonic() - start < 2.0
+        assert h.refusal().code == "tls_handshake_failed"
