@@ -7,9 +7,11 @@ import base64
 import datetime as dt
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -21,8 +23,8 @@ from veritee.keybroker import sealing_keys
 from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.profiles import Profile
-from veritee.sdk.secrets import fetch_sealing_key
-from veritee.sdk.trust import error_from_problem
+from veritee.sdk.secrets import fetch_sealing_key, fetch_sealing_key_certified
+from veritee.sdk.trust import Trust, error_from_problem
 from veritee.service.app import create_app
 from veritee.service.settings import Settings
 from veritee.service.storage.models import SEALING_ROOTS
@@ -208,3 +210,38 @@ def test_a_jwe_recipient_gets_the_same_key(env: Env) -> None:
     value = open_envelope(reply, key, name=sealing_keys.envelope_name(Profile.PRODUCTION, "flaskr"), nonce=nonce,
                           ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))  # fmt: skip
     assert value == _key(env)
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(env: Env, tmp_path: Path) -> None:
+    """Admission certificate + proof of possession, no new evidence: the same key as fresh
+    evidence gets; its claims are re-appraised under the policy in force, so a measurement the
+    policy has dropped gets nothing while its certificate is still valid."""
+    env.install_policy(_policy(env))
+    trust = Trust("https://testserver", env.domain.ca_pem, platform="simulated", measurement=GOOD,
+                  profile="production", platform_dir=env.platform_dir, store=tmp_path / "store",
+                  transport=env.client._transport)  # fmt: skip
+    pem = trust.certify().public_bytes(serialization.Encoding.PEM)
+    key = trust.keystore.private_key()
+    assert key is not None
+    ca = env.domain.ca_certificate
+    got = fetch_sealing_key_certified(env.client, key, pem, Profile.PRODUCTION, ca_certificate=ca)
+    assert got.workload == "flaskr" and got.key.reveal() == _key(env, GOOD)
+
+    with pytest.raises(VerificationError) as e:  # someone else's key signs the proof
+        fetch_sealing_key_certified(env.client, ec.generate_private_key(ec.SECP256R1()), pem,
+                                    Profile.PRODUCTION, ca_certificate=ca)  # fmt: skip
+    assert e.value.code == "sealing_key_denied"
+    assert "possession_not_proven" in {r["code"] for r in e.value.reasons}  # type: ignore[attr-defined]
+    with pytest.raises(VerificationError) as e:  # the broker releases the certificate's profile only
+        fetch_sealing_key_certified(env.client, key, pem, Profile.DEVELOPMENT, ca_certificate=ca)
+    assert e.value.code == "envelope_invalid"
+
+    env.install_policy(_policy(env, measurements=(OTHER,)))
+    with pytest.raises(VerificationError) as e:
+        fetch_sealing_key_certified(env.client, key, pem, Profile.PRODUCTION, ca_certificate=ca)
+    assert e.value.code == "sealing_key_denied"
+    assert {r["code"] for r in e.value.reasons} == {"measurement_not_allowed"}  # type: ignore[attr-defined]
+    deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"][-1]
+    assert deny["details"]["via"] == "admission_certificate" and deny["details"]["measurement"] == GOOD
+    trust.close()

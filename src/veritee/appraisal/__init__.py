@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from veritee.appraisal.decision import Decision, ear_status
-from veritee.appraisal.evaluate import appraise, appraise_baseline, refused_for_error
+from veritee.appraisal.evaluate import (
+    appraise,
+    appraise_admitted,
+    appraise_baseline,
+    refused_for_error,
+)
 from veritee.appraisal.policy import Policy, SignedPolicy, load_policy, sign_policy
 
 __all__ = [
@@ -11,6 +16,7 @@ __all__ = [
     "Policy",
     "SignedPolicy",
     "appraise",
+    "appraise_admitted",
     "appraise_baseline",
     "ear_status",
     "load_policy",

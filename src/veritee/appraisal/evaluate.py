@@ -12,6 +12,7 @@ status checked.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
@@ -31,7 +32,7 @@ from veritee.appraisal.policy import (
 from veritee.errors import VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
 
-__all__ = ["appraise", "appraise_baseline", "refused_for_error"]
+__all__ = ["MEASUREMENT_PINS", "appraise", "appraise_admitted", "appraise_baseline", "refused_for_error"]
 
 HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu")
 #: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
@@ -177,6 +178,56 @@ def _allow_list(d: Decision, what: str, value: Any, allowed: list[str] | None, *
         )
 
 
+def _profile(d: Decision, claims: Mapping[str, Any], policy: Policy) -> None:
+    if policy.profiles is None:
+        return
+    prof = claims.get("profile")
+    if prof in [x.value for x in policy.profiles]:
+        d.affirm("profile_allowed", claim="configuration")
+    else:
+        d.refuse(
+            "profile_not_allowed",
+            f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}",
+            claim="configuration",
+        )
+
+
+#: Platform -> (the policy field that allow-lists its ``measurement`` claim, the check's name).
+MEASUREMENT_PINS: dict[str, tuple[str, str]] = {
+    "sev-snp": ("measurements", "measurement"),
+    "tdx": ("mrtd", "mrtd"),
+    "sgx": ("mr_enclave", "mr_enclave"),
+    "nitro": ("pcr0", "pcr0"),
+    "tpm": ("measurements", "measurement"),
+    "cca": ("measurements", "measurement"),
+    "nvidia-gpu": ("measurements", "measurement"),
+    "simulated": ("measurements", "measurement"),
+}
+
+
+def appraise_admitted(claims: Mapping[str, Any], policy: Policy) -> Decision:
+    """Re-appraise what an admission certificate certifies under ``policy`` (the one in force).
+
+    An admission certificate carries the ``platform``, ``measurement`` and ``profile`` the
+    evidence attested when it was issued. This checks that ``policy`` still admits them: the
+    platform has a section, the measurement is in that section's allow-list
+    (:data:`MEASUREMENT_PINS`; none: any) and the profile is allowed. Whatever else the evidence
+    showed (TCB, debug state, launch data, other registers) is not in the certificate: it was
+    appraised at issue, under the policy then in force, and stands for the certificate's
+    lifetime. Pure; every failing check is a reason.
+    """
+    d = Decision(policy_name=policy.name, policy_digest=policy.digest)
+    platform = str(claims.get("platform"))
+    p = policy.platforms.for_platform(platform)
+    if p is None:
+        d.refuse("platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware")
+        return d
+    _profile(d, claims, policy)
+    field, what = MEASUREMENT_PINS.get(platform, ("measurements", "measurement"))
+    _allow_list(d, what, claims.get("measurement"), getattr(p, field, None))
+    return d
+
+
 def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
     """Appraise verified evidence against ``policy``; every failing check is a reason."""
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
@@ -188,18 +239,10 @@ def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
     if p is None:
         d.refuse("platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware")
         return d
-    if policy.profiles is not None:
-        prof = claims.get("profile")
-        if prof in [x.value for x in policy.profiles]:
-            d.affirm("profile_allowed", claim="configuration")
-        else:
-            d.refuse(
-                "profile_not_allowed",
-                f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}",
-                claim="configuration",
-            )
-        if any(x.value == "production" for x in policy.profiles) and len(policy.profiles) == 1 and claims.get("debug"):
-            d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
+    _profile(d, claims, policy)
+    profiles = policy.profiles or []
+    if len(profiles) == 1 and profiles[0].value == "production" and claims.get("debug"):
+        d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
     if isinstance(p, SimulatedPolicy):
         _simulated(d, claims, p)
     elif isinstance(p, SevSnpPolicy):

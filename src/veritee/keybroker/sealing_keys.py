@@ -41,6 +41,7 @@ from veritee.profiles import Profile
 __all__ = [
     "ENVELOPE_PREFIX",
     "KEY_SIZE",
+    "POSSESSION_NAME",
     "SealingRoot",
     "domain_id",
     "envelope_name",
@@ -55,6 +56,9 @@ SALT = b"veritee-domain-sealing-salt-v1"
 INFO_TAG = b"veritee-domain-sealing-key-v1"
 #: Release envelopes of sealing keys are named ``<prefix><profile>/<workload name>``.
 ENVELOPE_PREFIX = "veritee.sealing-key/"
+#: The name a certified workload's proof of possession signs for the sealing key
+#: (:func:`veritee.keybroker.release.possession_message`); never a valid secret name.
+POSSESSION_NAME = "veritee:sealing-key"
 
 
 def _root_aad(generation: int) -> bytes:

@@ -32,7 +32,13 @@ from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.platforms.base import Platform
 from veritee.profiles import Profile
 
-__all__ = ["DomainSealingKey", "fetch_sealing_key", "fetch_secret", "fetch_secret_certified"]
+__all__ = [
+    "DomainSealingKey",
+    "fetch_sealing_key",
+    "fetch_sealing_key_certified",
+    "fetch_secret",
+    "fetch_secret_certified",
+]
 
 _FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
 
@@ -123,16 +129,59 @@ def fetch_sealing_key(
         "format": platform.name if platform.name in _FORMATS else "auto",
         "public_key": x25519_jwk(key.public_key()),
     }
-    reply = _post(client, "/v1/sealing-key", body)
+    return _open_sealing_key(
+        _post(client, "/v1/sealing-key", body), key, nonce, platform.profile, ca_certificate
+    )
+
+
+def fetch_sealing_key_certified(
+    client: httpx.Client,
+    key: ec.EllipticCurvePrivateKey,
+    certificate_pem: bytes,
+    profile: Profile,
+    *,
+    ca_certificate: x509.Certificate,
+) -> DomainSealingKey:
+    """The domain-released sealing key for a certified workload: its admission certificate and
+    a fresh proof of possession of the certified ``key`` instead of new evidence
+    (``POST /v1/sealing-key/certified``; the service re-appraises the certificate's claims
+    under the policy in force). ``profile`` is the one the certificate attests."""
+    from cryptography.hazmat.primitives import hashes
+
+    from veritee.keybroker.release import possession_message
+
+    nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
+    eph = x25519.X25519PrivateKey.generate()
+    message = possession_message(sealing_keys.POSSESSION_NAME, nonce, spki_der(eph.public_key()))
+    body: dict[str, Any] = {
+        "certificate": certificate_pem.decode("ascii"),
+        "nonce": nonce.hex(),
+        "public_key": x25519_jwk(eph.public_key()),
+        "signature": base64.b64encode(key.sign(message, ec.ECDSA(hashes.SHA256()))).decode("ascii"),
+    }
+    return _open_sealing_key(
+        _post(client, "/v1/sealing-key/certified", body), eph, nonce, profile, ca_certificate
+    )
+
+
+def _open_sealing_key(
+    reply: dict[str, Any],
+    key: x25519.X25519PrivateKey,
+    nonce: bytes,
+    profile: Profile,
+    ca_certificate: x509.Certificate,
+) -> DomainSealingKey:
+    """Check and open a sealing-key envelope: the key broker's, for this nonce and key, and
+    named for ``profile`` (the workload's own)."""
     workload = reply.get("workload")
     if not isinstance(workload, str) or not 0 < len(workload) <= 200:
         raise MalformedError("the sealing-key answer names no workload", field="workload")
-    name = sealing_keys.envelope_name(platform.profile, workload)
+    name = sealing_keys.envelope_name(profile, workload)
     value = open_envelope(reply, key, name=name, nonce=nonce, ca_certificate=ca_certificate,
                           at=datetime.now(UTC))  # fmt: skip
     if len(value) != sealing_keys.KEY_SIZE:
         raise VerificationError("the released sealing key has a wrong size", code="envelope_invalid")
-    return DomainSealingKey(SecretBytes(value), workload, platform.profile, int(reply["version"]))
+    return DomainSealingKey(SecretBytes(value), workload, profile, int(reply["version"]))
 
 
 def fetch_secret_certified(

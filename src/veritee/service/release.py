@@ -27,7 +27,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from veritee import certs
-from veritee.binding import attested_profile, spki_der
+from veritee.appraisal import Decision
+from veritee.binding import spki_der
 from veritee.errors import NonceError, NotFoundError, StorageError, VerificationError
 from veritee.evidence.claims import Reason
 from veritee.keybroker import sealing_keys
@@ -35,7 +36,7 @@ from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, ev
 from veritee.keybroker.vault import SecretBytes, open_blob
 from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo
-from veritee.service.context import Appraisal, ServiceContext
+from veritee.service.context import ServiceContext
 from veritee.service.storage.models import StoredSecret
 from veritee.service.storage.tx import Tx
 
@@ -165,30 +166,34 @@ class ReleasedSealingKey:
 
 
 def release_sealing_key(
-    ctx: ServiceContext, *, nonce: bytes, appraisal: Appraisal, audit: dict[str, Any]
+    ctx: ServiceContext,
+    *,
+    nonce: bytes,
+    decision: Decision,
+    profile: Profile,
+    audit: dict[str, Any],
 ) -> ReleasedSealingKey:
     """Consume the nonce, decide, derive and audit in ONE transaction; return the key.
 
-    The key is released iff the appraisal (fresh evidence binding ``nonce`` and the recipient
-    key, under the policy in force) accepted: it is the key of the workload named by the policy
-    that admitted it, in the profile the evidence attests (:mod:`veritee.keybroker.sealing_keys`).
-    The domain's sealing root is made on first use. Raises :class:`NonceError` or
+    The key is released iff ``decision`` accepted: the appraisal, under the policy in force, of
+    fresh evidence binding ``nonce`` and the recipient key, or of an admission certificate's
+    claims with a proof of possession (:func:`veritee.appraisal.appraise_admitted`). It is the
+    key of the workload named by the policy that decided (``decision.policy_name``), in the
+    attested ``profile`` (:mod:`veritee.keybroker.sealing_keys`). The domain's sealing root is
+    made on first use. Raises :class:`NonceError` or
     :class:`VerificationError` (``sealing_key_denied`` with every reason,
     ``sealing_root_unavailable``); each outcome is in the audit log (``sealing_key.release`` or
     ``sealing_key.deny``), which names the workload and profile, never the key.
     """
     now = ctx.now()
-    claims = appraisal.claims or {}
-    decision = appraisal.decision
     workload = decision.policy_name
-    profile = attested_profile(claims)
     subject = f"{profile.value}/{workload or '-'}"
     reasons: list[Reason] = []
     released: ReleasedSealingKey | None = None
     try:
         with ctx.storage.transaction() as tx:
             tx.consume_nonce(nonce, now=now, purpose="attest")
-            if not decision.accepted or appraisal.evidence is None:
+            if not decision.accepted:
                 reasons.extend(decision.reasons)
             elif not workload:
                 reasons.append(Reason("no_policy", "no appraisal policy names this workload"))

@@ -10,20 +10,38 @@ envelope it signs (:func:`veritee.keybroker.release.seal_envelope`; its name is
 generation). The decision, the nonce and the audit record are one transaction
 (:func:`veritee.service.release.release_sealing_key`). The answer also says ``workload`` and
 ``profile`` in the clear; both are inside the signed envelope name.
+
+``POST /v1/sealing-key/certified``: the same key for a workload that holds a valid admission
+certificate of this domain, without new evidence. It signs, with the certified key,
+:func:`veritee.keybroker.release.possession_message` over :data:`POSSESSION_NAME`, the nonce and
+its ephemeral key; the certificate's claims (platform, measurement, profile) are re-appraised
+under the policy in force (:func:`veritee.appraisal.appraise_admitted`), so a measurement the
+policy has dropped gets nothing, whatever the certificate's lifetime.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from veritee.keybroker.release import parse_recipient, seal_envelope
-from veritee.keybroker.sealing_keys import envelope_name
+from veritee.appraisal import Decision, appraise_admitted
+from veritee.binding import attested_profile
+from veritee.keybroker.release import Recipient, parse_recipient, possession_message, seal_envelope
+from veritee.keybroker.sealing_keys import POSSESSION_NAME, envelope_name
+from veritee.profiles import Profile
 from veritee.service.context import ServiceContext
-from veritee.service.release import release_sealing_key
-from veritee.service.schemas import SealingKeyRequest, decode_b64, decode_hex
+from veritee.service.release import ReleasedSealingKey, admitted_claims, release_sealing_key
+from veritee.service.schemas import (
+    CertifiedSealingKeyRequest,
+    SealingKeyRequest,
+    decode_b64,
+    decode_hex,
+)
 
 __all__ = ["router"]
 
@@ -45,10 +63,61 @@ async def sealing_key(body: SealingKeyRequest, request: Request) -> JSONResponse
         release_sealing_key,
         ctx,
         nonce=nonce,
-        appraisal=appraisal,
+        decision=appraisal.decision,
+        profile=attested_profile(appraisal.claims or {}),
         audit=appraisal.audit_details()
         | {"via": "sealing_key", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
+    return _answer(ctx, recipient, nonce, released)
+
+
+@router.post(
+    "/v1/sealing-key/certified",
+    summary="The domain-released sealing key for a certified workload (certificate + proof of possession)",
+)
+async def sealing_key_certified(body: CertifiedSealingKeyRequest, request: Request) -> JSONResponse:
+    ctx: ServiceContext = request.app.state.ctx
+    nonce = decode_hex(body.nonce, "nonce")
+    recipient = parse_recipient(body.public_key)
+    signature = decode_b64(body.signature, "signature")
+    claims, info = admitted_claims(ctx, body.certificate, ctx.now())
+    policy = await ctx.current_policy()
+    if policy is None:
+        decision = Decision(policy_name=None)
+        decision.refuse("no_policy", "no appraisal policy is installed in this domain")
+    else:
+        decision = appraise_admitted(claims, policy)
+    try:
+        message = possession_message(POSSESSION_NAME, nonce, recipient.spki)
+        info.public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        decision.refuse("possession_not_proven", "the signature does not prove the certified key")
+    if info.profile is None:
+        decision.refuse("admission_claim_missing", "the admission certificate attests no profile")
+    released = await ctx.run_db(
+        release_sealing_key,
+        ctx,
+        nonce=nonce,
+        decision=decision,
+        profile=info.profile or Profile.DEVELOPMENT,
+        audit={
+            "via": "admission_certificate",
+            "certificate_serial": claims["admission_serial"],
+            "platform": claims["platform"],
+            "measurement": claims["measurement"],
+            "profile": claims["profile"],
+            "policy": decision.policy_name,
+            "policy_digest": decision.policy_digest,
+            "reasons": [r.to_json() for r in decision.reasons],
+            "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
+        },
+    )
+    return _answer(ctx, recipient, nonce, released)
+
+
+def _answer(
+    ctx: ServiceContext, recipient: Recipient, nonce: bytes, released: ReleasedSealingKey
+) -> JSONResponse:
     envelope = seal_envelope(
         recipient, released.key.reveal(), name=envelope_name(released.profile, released.workload),
         version=released.generation, nonce=nonce, signer=ctx.domain.envelope_signer,

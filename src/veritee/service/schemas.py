@@ -15,6 +15,7 @@ from veritee.errors import MalformedError
 __all__ = [
     "AttestRequest",
     "CertifiedReleaseRequest",
+    "CertifiedSealingKeyRequest",
     "CertifyRequest",
     "CollateralBlob",
     "DryRunRequest",
@@ -150,6 +151,22 @@ class SealingKeyRequest(_Body):
     format: str = Field("auto", max_length=20)
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+
+
+class CertifiedSealingKeyRequest(_Body):
+    """The domain-released sealing key for a workload holding a valid admission certificate
+    (``POST /v1/sealing-key/certified``)."""
+
+    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
+    nonce: str = Field(min_length=2, max_length=128, description="nonce from /v1/challenge, hex")
+    public_key: str | dict[str, Any] = Field(
+        description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
+    )
+    signature: str = Field(
+        max_length=400,
+        description="base64 ECDSA signature by the certificate's key over veritee.keybroker."
+        "release.possession_message('veritee:sealing-key', nonce, SPKI of public_key)",
     )
 
 
