@@ -6,6 +6,10 @@
   host may additionally see is a catalogue notice (``VT-nnnn title``) on ``host_stream`` for
   records at ``notice_level`` or above; never the message.
 
+What a crash can lose: every record is written to the host as it is logged (a killed process
+loses none); a record at ``flush_level`` (ERROR) or above is signed and fsynced before
+``emit`` returns (at most once per ``flush_gap`` seconds), others by the workload log's timer.
+
 Before the control plane is up (no attested signing key yet), records are held in a
 :class:`PendingBuffer`: AEAD-encrypted under a random buffer key that is itself protected by the
 platform's ``seal`` callable, optionally persisted to a host file, and replayed in order into the
@@ -18,6 +22,7 @@ import logging
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -171,8 +176,12 @@ class ConfidentialLogHandler(logging.Handler):
         pending_path: Path | None = None,
         pending_limit: int = 10_000,
         level: int = logging.NOTSET,
+        flush_level: int = logging.ERROR,
+        flush_gap: float = 0.05,
     ) -> None:
         super().__init__(level)
+        self._flush_level, self._flush_gap = flush_level, flush_gap
+        self._flushed_at = -flush_gap
         self.profile = profile
         self.setFormatter(logging.Formatter(DEFAULT_FORMAT))
         self._writer = writer
@@ -237,6 +246,8 @@ class ConfidentialLogHandler(logging.Handler):
             index: int | None = None
             if self._writer is not None:
                 index = self._writer.append(data)
+                if record.levelno >= self._flush_level:
+                    self._flush_for_error()
             elif self._pending is not None and not self._pending.add(data):
                 self._notice(lookup("VT-0102").public_text(), None)
                 return
@@ -244,6 +255,15 @@ class ConfidentialLogHandler(logging.Handler):
                 self._notice(self._public_text(record), index)
         except Exception:
             self.handleError(record)
+
+    def _flush_for_error(self) -> None:
+        """Sign a head over an error record and make it durable at once (the process may be
+        about to die), at most once per ``flush_gap`` seconds: a burst of errors is covered
+        by the timer's next head instead of an fsync each."""
+        now = time.monotonic()
+        if self._writer is not None and now - self._flushed_at >= self._flush_gap:
+            self._writer.flush()
+            self._flushed_at = now
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]

@@ -42,7 +42,12 @@ _HEADER_NONCE = struct.Struct(">IQ4sQ")  # epoch, leaf index, nonce = salt || le
 
 
 class SegmentStore:
-    """A folder of segment files on the host. Refuses a folder that already holds segments."""
+    """A folder of segment files on the host. Refuses a folder that already holds segments.
+
+    Frames are written unbuffered, one ``write`` each: a record :meth:`LogWriter.append` has
+    returned is in the host's page cache, so a killed process (kill -9, a crash) loses none.
+    :meth:`flush` makes them durable (``fsync``, with ``durable``) against a host crash.
+    """
 
     def __init__(self, directory: Path, *, durable: bool = True) -> None:
         self.directory = Path(directory)
@@ -58,7 +63,7 @@ class SegmentStore:
     def start(self, header: SegmentHeader) -> None:
         self.close()
         path = self.directory / segment_name(header.index)
-        self._file = open(path, "xb", buffering=1 << 16)
+        self._file = open(path, "xb", buffering=0)
         self._file.write(header.to_bytes())
 
     def write(self, data: bytes) -> None:
@@ -161,9 +166,15 @@ class LogWriter:
 
     def tick(self) -> None:
         """Timer work (the workload log calls it about once a second): end an epoch whose time
-        is up even when no record comes, so an idle log's key does not outlive its epoch."""
-        if not self._closed and self._epoch_expired():
+        is up even when no record comes, so an idle log's key does not outlive its epoch; and
+        sign a head over (and fsync) records appended since the last one, so a record is
+        unsigned or not durable for one timer period at most."""
+        if self._closed:
+            return
+        if self._epoch_expired():
             self.rotate_epoch()
+        if self._since_head:
+            self.emit_head()
 
     def append(self, plaintext: bytes) -> int:
         """Encrypt and store one record; returns its leaf index.

@@ -61,6 +61,7 @@ def open_log(
     sk = ec.generate_private_key(ec.SECP256R1())
     tk = x25519.X25519PrivateKey.generate()
     host = io.StringIO()
+    kw.setdefault("flush_seconds", None)  # no timer heads unless a test asks: heads where written
     log = open_workload_log(
         profile=profile,
         directory=directory,
