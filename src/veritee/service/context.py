@@ -75,7 +75,8 @@ class ServiceContext:
         self.kek = kek
         self.metrics = Metrics()
         self._lock = threading.Lock()
-        self._policy: tuple[float, int | None, Policy | None] = (0.0, None, None)
+        # (monotonic time of the last read, (row id, digest) of the active policy, the policy)
+        self._policy: tuple[float, tuple[int, str] | None, Policy | None] = (0.0, None, None)
         self._collateral: Collateral | None = None
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -109,18 +110,25 @@ class ServiceContext:
 
     # --- policy -------------------------------------------------------------------------
     def policy(self) -> Policy | None:
-        """The active appraisal policy (signature re-checked whenever a new version is read)."""
-        fetched_at, version, policy = self._policy
+        """The active appraisal policy (signature re-checked whenever another one is read).
+
+        Every worker and replica decides under the policy in force within
+        ``settings.policy_cache_seconds`` (1 s by default) of its installation anywhere: after
+        that long the active row is read again, and the cached policy is kept only if that row
+        is the same one (its id and digest; version numbers are per policy name, so ``strict``
+        v2 and ``open`` v2 are different policies).
+        """
+        fetched_at, key, policy = self._policy
         if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
             return policy
         with self.storage.transaction(readonly=True) as tx:
             stored = tx.active_policy()
         if stored is None:
-            policy, version = None, None
-        elif stored.version != version or policy is None:
+            policy, key = None, None
+        elif (stored.id, stored.digest) != key or policy is None:
             policy = self.domain.verify_policy(stored.document, stored=True).policy
-            version = stored.version
-        self._policy = (time.monotonic(), version, policy)
+            key = (stored.id, stored.digest)
+        self._policy = (time.monotonic(), key, policy)
         return policy
 
     async def current_policy(self) -> Policy | None:

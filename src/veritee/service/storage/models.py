@@ -250,6 +250,8 @@ class StoredPolicy:
     actor: str
     created_at: datetime
     active: bool
+    #: The row's id: unique per stored version, of every name (caches compare it).
+    id: int = 0
 
 
 @dataclass(frozen=True)

@@ -512,7 +512,7 @@ class Tx:
 def _policy(row: Any) -> StoredPolicy:
     return StoredPolicy(
         row.kind, row.name, row.version, bytes(row.document), row.digest, row.actor,
-        row.created_at, bool(row.active),
+        row.created_at, bool(row.active), int(row.id),
     )
 
 
