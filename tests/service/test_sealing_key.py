@@ -140,6 +140,10 @@ def test_replayed_nonce_and_bad_input(env: Env) -> None:
         r = env.client.post("/v1/sealing-key", json=bad)
         assert 400 <= r.status_code < 500, (bad.keys(), r.status_code, r.text)
     assert isinstance(error_from_problem(env.client.post("/v1/sealing-key", json=body)), NonceError)
+    for path in ("/v1/sealing-key", "/v1/sealing-key/certified"):
+        for raw, code in ((b"[" * 5000 + b"]" * 5000, "json_too_deep"), (b'{"nonce": ' + b"9" * 5000 + b"}", "integer_too_long")):
+            r = env.client.post(path, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and r.json()["code"] == code, (path, r.status_code, r.text)
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)

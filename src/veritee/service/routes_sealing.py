@@ -34,6 +34,7 @@ from veritee.binding import attested_profile
 from veritee.keybroker.release import Recipient, parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.sealing_keys import POSSESSION_NAME, envelope_name
 from veritee.profiles import Profile
+from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.release import ReleasedSealingKey, admitted_claims, release_sealing_key
 from veritee.service.schemas import (
@@ -45,7 +46,7 @@ from veritee.service.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["secrets"])
+router = APIRouter(tags=["secrets"], route_class=JsonRoute)
 
 
 @router.post("/v1/sealing-key", summary="The domain-released sealing key, encrypted to your key")
