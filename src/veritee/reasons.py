@@ -162,6 +162,10 @@ class Code(StrEnum):
         "and no policy pins them",
     )
 
+    ATTESTER_COLLATERAL_IGNORED = (
+        "attester_collateral_ignored",
+        "warning: collateral sent with the evidence (TCB info, QE identity, CRLs, keys) was not used: the relying party's own decides",
+    )
     # --- appraisal ---
     PLATFORM_NOT_ALLOWED = "platform_not_allowed", "the policy has no section for the evidence's platform"
     PROFILE_NOT_ALLOWED = "profile_not_allowed", "the attested profile is not among the policy's profiles"

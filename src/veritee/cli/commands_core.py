@@ -92,8 +92,17 @@ def init_cmd(data: Path | None, name: str, upgrade: bool) -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--tls/--no-tls", default=False, help="Serve HTTPS with a server certificate from the domain CA.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--accept-attester-collateral", is_flag=True,
+    help="Also use TCB info, QE identity and CRLs that attesters send with their evidence "
+         "(ranked below the domain's own collateral, which always wins). Default: only the "
+         "domain's collateral decides; attesters' certificates serve as path candidates.",
+)  # fmt: skip
 @handle_errors
-def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int) -> None:
+def serve_cmd(
+    data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
+    accept_attester_collateral: bool,
+) -> None:
     """Run the Certifier Service under uvicorn."""
     import uvicorn
 
@@ -101,7 +110,7 @@ def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool
     from veritee.service.settings import Settings
 
     path = _data_dir(data)
-    settings = Settings(data_dir=path, database_url=db)
+    settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral)
     ssl: dict[str, Any] = {}
     if tls:
         from veritee.service.tls import server_certificate_files
@@ -116,6 +125,7 @@ def serve_cmd(data: Path | None, db: str | None, host: str, port: int, tls: bool
 
         os.environ["VERITEE_DATA_DIR"] = str(path)
         os.environ["VERITEE_DATABASE_URL"] = db or ""
+        os.environ["VERITEE_ACCEPT_ATTESTER_COLLATERAL"] = "1" if accept_attester_collateral else ""
         create_app(settings)  # migrate once, and fail here (not in N workers) on a bad setup
         click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} ({workers} workers, data {path})", err=True)
         uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)

@@ -1,9 +1,31 @@
-"""Collateral: vendor material a verifier needs besides the evidence itself.
+"""Collateral: vendor material a verifier needs besides the evidence itself, kept apart by who
+supplied it.
 
-A :class:`Collateral` is an immutable bag of X.509 certificates, CRLs, Intel DCAP JSON
-documents and bare public keys. It is built from files and folders given in any order (:meth:`Collateral.from_paths`)
-or from bytes (:meth:`Collateral.from_blobs`); each verifier picks out what it needs. Reading
-files happens here, at the edge; the verifiers only ever see the parsed bag.
+A :class:`Collateral` is an immutable set of X.509 certificates, CRLs, Intel DCAP JSON documents
+and bare public keys. It is built from files and folders given in any order
+(:meth:`Collateral.from_paths`) or from bytes (:meth:`Collateral.from_blobs`); each verifier picks
+out what it needs. Reading files happens here, at the edge; the verifiers only ever see the parsed
+set.
+
+Provenance (issue 11 item 3; the way cryptography's ``verify(leaf, untrusted_intermediates)`` and
+sigstore's ``TrustedRoot`` keep trust apart from what the attester carries). Trust a priori lives
+in the verifiers' pinned vendor roots (``AmdTrust``, ``DcapTrust``, the TPM and NVIDIA pins). Of
+the rest:
+
+* **the relying party's own endorsements** (``certificates``, ``crls``, ``documents``,
+  ``public_keys``): its collateral folder, ``veritee verify --collateral``, an operator's dry run.
+  Only these may name a platform key, a relying party's CA, or be preferred as TCB info, QE
+  identity and CRLs. Where several fit, the newest wins (highest ``tcbEvaluationDataNumber``,
+  newest CRL ``thisUpdate``).
+* **the attester's certificates** (``untrusted``): the PCK chain or SNP certificates sent with
+  the evidence. Candidates for a path up to a pinned root, never a root, key, CRL or TCB info.
+* **the attester's endorsements** (``attester``): TCB info, QE identity and CRLs sent with the
+  evidence. Used only where the relying party admits them (the service's setting
+  ``accept_attester_collateral``, off by default), and then ranked below the relying party's own:
+  the relying party's set for an FMSPC always wins.
+
+:meth:`Collateral.with_attester` is the one way attester material enters; :meth:`joined` only
+joins two sets of the same provenance.
 
 Accepted inputs: certificates and CRLs as DER or PEM (a PEM file may hold several of either),
 public keys as PEM ``PUBLIC KEY`` blocks,
@@ -18,7 +40,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +61,8 @@ MAX_COLLATERAL_FILE_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Collateral:
-    """Certificates, CRLs and JSON documents supplied to a verifier."""
+    """Certificates, CRLs, JSON documents and keys supplied to a verifier, by provenance (module
+    docstring): the relying party's own, the attester's certificates, the attester's endorsements."""
 
     certificates: tuple[x509.Certificate, ...] = ()
     crls: tuple[x509.CertificateRevocationList, ...] = ()
@@ -47,19 +70,72 @@ class Collateral:
     sources: tuple[str, ...] = field(default=(), compare=False)
     #: Bare public keys (PEM ``PUBLIC KEY``), e.g. an Arm CCA platform attestation key.
     public_keys: tuple[PublicKeyTypes, ...] = ()
+    #: The attester's certificates: path candidates up to a pinned root, never trusted alone.
+    untrusted: tuple[x509.Certificate, ...] = ()
+    #: The attester's endorsements (CRLs, DCAP documents), admitted by the relying party;
+    #: ranked below its own. Never holds keys, nor a further ``attester``.
+    attester: Collateral | None = None
 
     @classmethod
     def empty(cls) -> Collateral:
         return cls()
 
-    def merged(self, other: Collateral) -> Collateral:
+    @property
+    def path_candidates(self) -> tuple[x509.Certificate, ...]:
+        """Every certificate that may sit on a path to a pinned root, the relying party's first."""
+        extra = self.attester.certificates if self.attester is not None else ()
+        return self.certificates + self.untrusted + extra
+
+    @property
+    def crl_candidates(self) -> tuple[x509.CertificateRevocationList, ...]:
+        """The relying party's CRLs, then the admitted attester's."""
+        return self.crls + (self.attester.crls if self.attester is not None else ())
+
+    def joined(self, other: Collateral) -> Collateral:
+        """Both sets together, each part keeping its provenance (``other`` as trusted as self)."""
+        attester = self.attester
+        if other.attester is not None:
+            attester = other.attester if attester is None else attester.joined(other.attester)
         return Collateral(
             self.certificates + other.certificates,
             self.crls + other.crls,
             self.documents + other.documents,
             self.sources + other.sources,
             self.public_keys + other.public_keys,
+            self.untrusted + other.untrusted,
+            attester,
         )
+
+    def with_untrusted(self, certificates: Iterable[x509.Certificate]) -> Collateral:
+        """This set plus certificates the attester carried, as path candidates only."""
+        return replace(self, untrusted=self.untrusted + tuple(certificates))
+
+    def with_attester(
+        self, sent: Collateral, *, admit_endorsements: bool = False
+    ) -> tuple[Collateral, tuple[str, ...]]:
+        """This (relying party's) set plus what an attester ``sent``, and what was left out.
+
+        Its certificates become path candidates (:attr:`untrusted`). Its CRLs and DCAP documents
+        become :attr:`attester` endorsements when ``admit_endorsements``, else they are left
+        out; its public keys are always left out (a key the attester names is no root of
+        trust). The second value names what was left out, for a warning.
+        """
+        left_out: list[str] = []
+        if sent.public_keys:
+            left_out.append(f"{len(sent.public_keys)} public key(s)")
+        out = self.with_untrusted(sent.path_candidates)
+        endorsements = Collateral(crls=sent.crl_candidates, documents=sent.documents + (
+            sent.attester.documents if sent.attester is not None else ()), sources=sent.sources)
+        if endorsements.crls or endorsements.documents:
+            if admit_endorsements:
+                joined = endorsements if out.attester is None else out.attester.joined(endorsements)
+                out = replace(out, attester=joined)
+            else:
+                if endorsements.crls:
+                    left_out.append(f"{len(endorsements.crls)} CRL(s)")
+                if endorsements.documents:
+                    left_out.append(f"{len(endorsements.documents)} collateral document(s)")
+        return out, tuple(left_out)
 
     @classmethod
     def from_blobs(cls, blobs: Iterable[tuple[str, bytes]]) -> Collateral:

@@ -5,7 +5,7 @@ Each format lives in its own module and exposes the same three functions::
     detect(data: bytes) -> bool                      # cheap sniff for --format auto
     parse_claims(data: bytes) -> dict[str, Any]      # UNVERIFIED claims, for display; MalformedError
     verify(data: bytes, *, collateral: Collateral, at: datetime,
-           trust: TrustAnchors | None = None) -> VerifiedEvidence
+           trust: <the vendor's pins> | None = None) -> VerifiedEvidence
                                                       # raises MalformedError / VerificationError
 
 :func:`verify` here picks the module by ``format`` (or detects it) and forwards.
@@ -115,6 +115,11 @@ def verify(
     The claims include ``profile``: the profile the evidence attests
     (:func:`veritee.binding.attested_profile`), whatever the format.
 
+    ``trust``: a :class:`~veritee.evidence.trust.TrustRoot` (the format's pins are taken from
+    it), the format's own pins (``AmdTrust``, ``DcapTrust``, ...), or None for the genuine
+    vendor roots. ``collateral``: the relying party's endorsements and the attester's
+    certificates, by provenance (:mod:`veritee.collateral`).
+
     Raises :class:`~veritee.errors.MalformedError` when the bytes do not parse and
     :class:`~veritee.errors.VerificationError` when a check fails. ``at`` must be timezone-aware.
     """
@@ -123,6 +128,10 @@ def verify(
     _check_size(data)
     fmt = detect_format(data) if format == "auto" else format
     mod = _module(fmt)
+    from veritee.evidence.trust import TrustRoot
+
+    if isinstance(trust, TrustRoot):
+        trust = trust.for_format(fmt)
     result: VerifiedEvidence = mod.verify(
         bytes(data), collateral=collateral or Collateral.empty(), at=at, trust=trust
     )

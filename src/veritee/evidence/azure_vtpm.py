@@ -248,7 +248,7 @@ def verify(
     except MalformedError as e:
         raise MalformedError(f"vcek: {e.message}", field="vcek") from None
     # (1) The SNP report, chained to AMD's pinned roots; (2) it vouches for the runtime data.
-    hw = sev_snp.verify(snp[: sev_snp.REPORT_SIZE], collateral=collateral.merged(own), at=at,
+    hw = sev_snp.verify(snp[: sev_snp.REPORT_SIZE], collateral=collateral.with_untrusted(own.certificates), at=at,
                         trust=trust)  # fmt: skip
     if hw.claims["vmpl"] != HCL_VMPL:
         raise VerificationError(f"the HCL's SNP report comes from VMPL {hw.claims['vmpl']}, not "

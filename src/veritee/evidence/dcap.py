@@ -41,14 +41,15 @@ of their exact bytes and the pinned roots, and reused only for a time inside the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -436,6 +437,7 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
     if not keep_collateral:
         _COLLATERAL.clear()
         _LAYOUT_MEMO.clear()
+        _RANKS.clear()
 
 
 def _der_or_hex(value: Any, name: str) -> bytes:
@@ -681,11 +683,6 @@ def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _Verif
     return verified
 
 
-def _peek_fmspc(raw: _RawCollateral) -> str:
-    fmspc = _json_doc(raw.tcb_info, "tcb_info").get("fmspc")
-    return fmspc.upper() if isinstance(fmspc, str) else ""
-
-
 _LAYOUT_KEYS = (
     "tcb_info", "tcb_info_signature", "tcb_info_issuer_chain", "qe_identity", "qe_identity_signature",
     "qe_identity_issuer_chain", "pck_crl", "pck_crl_issuer_chain", "root_ca_crl",
@@ -723,29 +720,143 @@ def _layout_key_uncached(doc: dict[str, Any], tag: bytes) -> bytes | None:
     return h.digest()
 
 
-def _select_collateral(collateral: Collateral, fmspc: str, trust: DcapTrust) -> _VerifiedCollateral:
-    """The verified collateral set for ``fmspc`` (cache hit: hashing only, no parsing)."""
-    keyed: list[tuple[bytes, dict[str, Any]]] = []
+def _select_collateral(
+    collateral: Collateral, fmspc: str, trust: DcapTrust, pck_ca: bytes = b""
+) -> _VerifiedCollateral:
+    """The verified collateral set for ``fmspc`` (step 6), chosen by provenance, then age.
+
+    1. The relying party's own sets (:class:`~veritee.collateral.Collateral` module docstring):
+       its set for ``fmspc`` always wins. Only when it has none do the attester's admitted sets
+       (``collateral.attester``) compete, and only for their ``fmspc``.
+    2. Among the sets of that provenance for ``fmspc``: the highest ``tcbEvaluationDataNumber``
+       of the TCB info, then the newest PCK CRL ``thisUpdate``, then the newest root CA CRL.
+    3. The PCK CRL (of the quote's PCK CA, ``pck_ca``: its subject DER) and the root CA CRL are
+       the newest of every candidate's, whoever supplied them: a newer CRL only adds revocations,
+       and it is verified like any other.
+
+    No set for ``fmspc`` at all: the relying party's best (or else the attester's) is used, and
+    step 8 names the mismatch. A lone set is used as it is (cache hit: hashing only).
+    """
+    tiers = [_candidates(collateral, trust, pck_ca)]
+    if collateral.attester is not None:
+        tiers.append(_candidates(collateral.attester.with_untrusted(collateral.path_candidates), trust, pck_ca))
+    every = [c for tier in tiers for c in tier]
+    if not every:
+        for part in (collateral, collateral.attester):
+            if part is not None and any("tcb_info" in d for d in part.documents):
+                _raw_from_layout(next(d for d in part.documents if "tcb_info" in d))  # names the bad field
+        raise CollateralError("no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing")
+    if len(every) == 1:
+        key, get_raw = every[0]
+        return _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+    ranked = [[(_rank(key, get_raw), key, get_raw) for key, get_raw in tier] for tier in tiers]
+    chosen = None
+    for tier in ranked:
+        matching = [c for c in tier if c[0].fmspc == fmspc]
+        if matching:
+            chosen = max(matching, key=lambda c: c[0].order)
+            break
+    if chosen is None:
+        chosen = max(next(t for t in ranked if t), key=lambda c: c[0].order)
+    rank, key, get_raw = chosen
+    everything = [c for tier in ranked for c in tier]
+    pck = max(
+        (c for c in everything if c[0].pck_crl_issuer == rank.pck_crl_issuer),
+        key=lambda c: c[0].pck_crl_update,
+    )
+    root = max(everything, key=lambda c: c[0].root_crl_update)
+    newer_pck = pck[0].pck_crl_update > rank.pck_crl_update
+    newer_root = root[0].root_crl_update > rank.root_crl_update
+    if not (newer_pck or newer_root):
+        return _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+    raw = get_raw()
+    if newer_pck:
+        other = pck[2]()
+        raw = replace(raw, pck_crl=other.pck_crl, pck_crl_chain=other.pck_crl_chain)
+    if newer_root:
+        raw = replace(raw, root_crl=root[2]().root_crl)
+    key = raw.digest(trust)
+    return _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
+
+
+_Candidate = tuple[bytes, Callable[[], _RawCollateral]]
+
+
+def _candidates(collateral: Collateral, trust: DcapTrust, pck_ca: bytes) -> list[_Candidate]:
+    """Every complete collateral set in ``collateral`` (its own documents and CRLs; certificates
+    from :attr:`~veritee.collateral.Collateral.path_candidates`), with its cache key.
+
+    Layout documents are sets already. Separate PCS responses make one set per TCB info, with
+    the newest QE identity and, first, the quote's PCK CA and the newest CRLs. A set's bytes
+    are read only when it is not cached (each candidate is a cache key and a way to the bytes)."""
+    out: list[_Candidate] = []
     for d in collateral.documents:
         if "tcb_info" in d and "qe_identity" in d:
             k = _layout_key(d, trust)
             if k is not None:
-                hit = _COLLATERAL.get(k)
-                if hit is not None and hit.fmspc == fmspc:
-                    return hit
-                keyed.append((k, d))
-    cands = [(k, _raw_from_layout(d)) for k, d in keyed]
-    bag = _raw_from_bag(collateral)
-    if bag is not None:
-        cands.append((bag.digest(trust), bag))
-    if not cands:
-        if any("tcb_info" in d for d in collateral.documents):
-            _raw_from_layout(next(d for d in collateral.documents if "tcb_info" in d))  # names the bad field
-        raise CollateralError("no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing")
-    if len(cands) > 1:
-        cands = [c for c in cands if _peek_fmspc(c[1]) == fmspc] or cands[:1]
-    key, raw = cands[0]
-    return _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
+                out.append((k, functools.partial(_raw_from_layout, d)))
+    infos = [d for d in collateral.documents if "tcbInfo" in d and "signature" in d]
+    if not infos:
+        return out
+    qes = sorted(
+        (d for d in collateral.documents if "enclaveIdentity" in d and "signature" in d),
+        key=lambda d: -_evaluation_number(d.get("enclaveIdentity")),
+    )
+    certs = sorted(collateral.path_candidates, key=lambda c: c.subject.public_bytes() != pck_ca)
+    crls = sorted(
+        collateral.crls,
+        key=lambda c: (c.issuer.public_bytes() != pck_ca, -c.last_update_utc.timestamp()),
+    )
+    for info in infos:
+        view = Collateral(certificates=tuple(certs), crls=tuple(crls), documents=(info, *qes[:1]))
+        bag = _raw_from_bag(view)
+        if bag is not None:
+            out.append((bag.digest(trust), functools.partial(_same, bag)))
+    return out
+
+
+def _same(raw: _RawCollateral) -> _RawCollateral:
+    return raw
+
+
+def _evaluation_number(body: Any) -> int:
+    n = body.get("tcbEvaluationDataNumber") if isinstance(body, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else -1
+
+
+@dataclass(frozen=True)
+class _Rank:
+    """What orders candidate sets (read before their signatures are checked: ordering only)."""
+
+    fmspc: str
+    order: tuple[int, datetime, datetime]
+    pck_crl_issuer: bytes
+    pck_crl_update: datetime
+    root_crl_update: datetime
+
+
+_RANKS: _Lru[bytes, _Rank] = _Lru(256)
+
+
+def _rank(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Rank:
+    hit = _RANKS.get(key)
+    if hit is not None:
+        return hit
+    raw = get_raw()
+    info = _json_doc(raw.tcb_info, "tcb_info")
+    fmspc = info.get("fmspc")
+    pck_crl = _load_crl(raw.pck_crl, "pck_crl")
+    root_crl = _load_crl(raw.root_crl, "root_ca_crl")
+    pck_update, root_update = pck_crl.last_update_utc, root_crl.last_update_utc
+    rank = _Rank(
+        fmspc=fmspc.upper() if isinstance(fmspc, str) else "",
+        order=(_evaluation_number(info), pck_update, root_update),
+        pck_crl_issuer=pck_crl.issuer.public_bytes(),
+        pck_crl_update=pck_update,
+        root_crl_update=root_update,
+    )
+    _RANKS.put(key, rank)
+    return rank
 
 
 # --- the whole verification -----------------------------------------------------------------
@@ -797,7 +908,7 @@ def verify_quote(
     _verify_raw(key, sig.signature, quote.signed, "quote", code="quote_signature_invalid")
     # 6. collateral
     fmspc = chain.ext.fmspc.hex().upper()
-    vc = _select_collateral(collateral, fmspc, trust)
+    vc = _select_collateral(collateral, fmspc, trust, chain.ca_name)
     _check_windows(vc.windows, vc.span, at, CollateralError)
     memo_key = (chain.key, sig.qe_report.raw, tdx)
     result = vc.memo.get(memo_key)

@@ -487,11 +487,12 @@ def _endorsement(
     Raises :class:`VerificationError` when no certificate's key verifies the report signature,
     :class:`CollateralError` when no VCEK/VLEK is supplied.
     """
-    certs = collateral.certificates
+    certs = collateral.path_candidates  # the relying party's and the attester's: a path, no trust
+    crls = collateral.crl_candidates
     want = report.signing_key_name
     sig = report.der_signature()
     cache = trust.cache
-    crl_key = tuple(c.signature for c in collateral.crls)
+    crl_key = tuple(c.signature for c in crls)
     tried: set[bytes] = set()
     if cache is not None:
         present = {c.signature for c in certs}
@@ -519,7 +520,7 @@ def _endorsement(
             continue
         if not _ecdsa_ok(key, report, sig):
             continue
-        chain = amd.verify_chain(leaf, certs, collateral.crls, at, trust)
+        chain = amd.verify_chain(leaf, certs, crls, at, trust)
         if cache is not None:
             cache.put((trust.roots, leaf.signature, crl_key), chain)
         return chain

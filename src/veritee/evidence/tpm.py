@@ -410,7 +410,7 @@ def _ak_chain(
                                 code="ak_not_certified")  # fmt: skip
     leaf = _load(att.ak_cert, "ak_cert")
     pool = [_load(d, f"intermediate_certs[{i}]") for i, d in enumerate(att.intermediates)]
-    pool += list(collateral.certificates)
+    pool += list(collateral.path_candidates)  # candidates only: `roots` decides what is trusted
     chain = [("ak_cert", leaf)]
     while len(chain) <= MAX_CHAIN:
         top = chain[-1][1]

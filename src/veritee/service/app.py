@@ -287,7 +287,8 @@ def create_app(
 def app_from_env() -> FastAPI:
     """App factory for several uvicorn worker processes (`veritee serve --workers N`).
 
-    Reads ``VERITEE_DATA_DIR`` and ``VERITEE_DATABASE_URL`` (set by the CLI).
+    Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL`` and
+    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` (``1`` or empty; set by the CLI).
     """
     import os
     from pathlib import Path
@@ -296,5 +297,6 @@ def app_from_env() -> FastAPI:
         Settings(
             data_dir=Path(os.environ["VERITEE_DATA_DIR"]),
             database_url=os.environ.get("VERITEE_DATABASE_URL") or None,
+            accept_attester_collateral=os.environ.get("VERITEE_ACCEPT_ATTESTER_COLLATERAL") == "1",
         )
     )

@@ -25,6 +25,7 @@ from veritee.collateral import Collateral
 from veritee.domain import Domain
 from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
+from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
 from veritee.service.settings import Settings
@@ -78,6 +79,8 @@ class ServiceContext:
         # (monotonic time of the last read, (row id, digest) of the active policy, the policy)
         self._policy: tuple[float, tuple[int, str] | None, Policy | None] = (0.0, None, None)
         self._collateral: Collateral | None = None
+        #: What is trusted a priori: the pinned vendor roots (never taken from a request).
+        self.trust_root = settings.trust_root or TrustRoot.default()
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking storage call from an async handler.
@@ -105,8 +108,15 @@ class ServiceContext:
             )
         return self._collateral
 
-    def reload_collateral(self) -> None:
+    def reload_collateral(self) -> Collateral:
+        """Read the domain's collateral folder again and forget every verified set, chain and
+        ranking cached from earlier collateral (DCAP, AMD): the new set decides from now on."""
+        from veritee.evidence import amd, dcap
+
         self._collateral = None
+        dcap.clear_caches()
+        amd.DEFAULT_CHAIN_CACHE.clear()
+        return self.collateral()
 
     # --- policy -------------------------------------------------------------------------
     def policy(self) -> Policy | None:
@@ -152,7 +162,8 @@ class ServiceContext:
         nonce: bytes | None = None,
         spki: bytes | None = None,
         key_store: binding.KeyStoreProof | None = None,
-        extra_collateral: Collateral | None = None,
+        attester_collateral: Collateral | None = None,
+        operator_collateral: Collateral | None = None,
         policy: Policy | None = None,
         use_active_policy: bool = True,
     ) -> Appraisal:
@@ -160,20 +171,34 @@ class ServiceContext:
 
         When ``nonce`` is given, the report data must bind it, ``spki`` (the workload key, or
         no key), the attested profile and ``key_store`` (:func:`veritee.binding.check`).
+
+        Collateral by provenance (:mod:`veritee.collateral`): the domain's folder, plus
+        ``operator_collateral`` (an admin's dry run: the relying party's own too), plus
+        ``attester_collateral`` (sent with the evidence): its certificates are path candidates
+        only; its TCB info, QE identity and CRLs are used only when the setting
+        ``accept_attester_collateral`` is on, and rank below the domain's. What is left out is
+        reported as the warning ``attester_collateral_ignored``.
         """
         digest = hashlib.sha256(data).hexdigest()
         collateral = self.collateral()
-        if extra_collateral is not None:
-            collateral = collateral.merged(extra_collateral)
+        if operator_collateral is not None:
+            collateral = collateral.joined(operator_collateral)
+        left_out: tuple[str, ...] = ()
+        if attester_collateral is not None:
+            collateral, left_out = collateral.with_attester(
+                attester_collateral, admit_endorsements=self.settings.accept_attester_collateral
+            )
         try:
-            trust = self._tpm_roots() if self._format_of(data, format) == "tpm" else None
-            if trust is not None:  # AK certificates this domain issued at TPM enrollment
-                collateral = collateral.merged(Collateral(certificates=(self.domain.ca_certificate,)))
+            fmt = self._format_of(data, format)
+            trust = self.trust_root.for_format(fmt)
+            if fmt == "tpm":  # AK certificates this domain issued at TPM enrollment
+                trust = self._tpm_roots()
+                collateral = collateral.joined(Collateral(certificates=(self.domain.ca_certificate,)))
             ev = evidence.verify(data, collateral=collateral, at=at, format=format, trust=trust)
         except UsageError as e:
-            return Appraisal(None, refused_for_error(MalformedError(e.message, code=e.code)), digest)
+            return Appraisal(None, self._left_out(refused_for_error(MalformedError(e.message, code=e.code)), left_out), digest)
         except VeriteeError as e:
-            return Appraisal(None, refused_for_error(e), digest)
+            return Appraisal(None, self._left_out(refused_for_error(e), left_out), digest)
         if policy is None and use_active_policy:
             policy = self.policy()
         if policy is None:
@@ -181,6 +206,7 @@ class ServiceContext:
             decision.refuse("no_policy", "no appraisal policy is installed in this domain")
         else:
             decision = appraise(ev, policy)
+        self._left_out(decision, left_out)
         if nonce is not None:
             bound = binding.check(ev.claims, nonce=nonce, spki=spki, key_store=key_store)
             if bound.refusal is not None:
@@ -193,6 +219,16 @@ class ServiceContext:
         return Appraisal(ev, decision, digest)
 
     @staticmethod
+    def _left_out(decision: Decision, left_out: tuple[str, ...]) -> Decision:
+        if left_out:
+            decision.warn(
+                "attester_collateral_ignored",
+                "collateral sent with the evidence was not used (" + ", ".join(left_out) + "): "
+                "the domain's own collateral decides (setting accept_attester_collateral)",
+            )
+        return decision
+
+    @staticmethod
     def _format_of(data: bytes, format: str) -> str:
         if format != "auto":
             return format
@@ -203,10 +239,8 @@ class ServiceContext:
 
     def _tpm_roots(self) -> frozenset[str]:
         """TPM AK certificates chain to the pinned cloud roots or to this domain's CA."""
-        from veritee.evidence import tpm as tpm_evidence
-
         der = self.domain.ca_certificate.public_bytes(serialization.Encoding.DER)
-        return tpm_evidence.PINNED_ROOTS | {hashlib.sha256(der).hexdigest()}
+        return self.trust_root.with_tpm_roots(frozenset({hashlib.sha256(der).hexdigest()})).tpm
 
     def verification_error(self, appraisal: Appraisal) -> VerificationError:
         """A 403 error carrying every reason of a refused appraisal."""

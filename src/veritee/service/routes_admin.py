@@ -87,9 +87,24 @@ def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
     )
     appraisal = ctx.appraise(
         decode_b64(body.evidence, "evidence"), at=at, format=body.format,
-        extra_collateral=extra, policy=policy,
+        operator_collateral=extra, policy=policy,
     )
     return {"dry_run": True, **appraisal.decision.to_json(), "claims": appraisal.claims}
+
+
+@router.post("/collateral/reload", summary="Read the domain's collateral folder again; forget cached collateral")
+def reload_collateral(request: Request) -> dict[str, Any]:
+    """After installing newer collateral in ``<data>/collateral``: from now on the new set decides
+    (this worker; every worker of ``veritee serve --workers N`` reads the folder when it starts)."""
+    ctx = _ctx(request)
+    collateral = ctx.reload_collateral()
+    now = ctx.now()
+    details = {"files": len(collateral.sources), "certificates": len(collateral.certificates),
+               "crls": len(collateral.crls), "documents": len(collateral.documents)}  # fmt: skip
+    with ctx.storage.transaction() as tx:
+        tx.append_audit(kind="collateral.reload", actor="admin", subject="collateral", decision=None,
+                        details=details, now=now)  # fmt: skip
+    return details
 
 
 @router.get("/audit", summary="Audit entries in order")

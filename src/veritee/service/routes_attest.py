@@ -138,7 +138,7 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     policy = await ctx.current_policy()
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
-        extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
+        attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
     )
     await ctx.run_db(_consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
     d = ctx.domain
@@ -163,7 +163,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     policy = await ctx.current_policy()
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki, key_store=proof,
-        extra_collateral=body.extra_collateral(), policy=policy, use_active_policy=False,
+        attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
     )
     extra: dict[str, Any] = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
     generation = None

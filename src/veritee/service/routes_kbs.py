@@ -213,7 +213,7 @@ def _appraise(ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, n
     fmt, data, certificates = extract_evidence(challenge.tee, att.primary_evidence)
     devices = parse_additional_evidence(att.additional_evidence)
     extra = Collateral.from_blobs(certificates) if certificates else None
-    primary = ctx.appraise(data, at=now, format=fmt, extra_collateral=extra)
+    primary = ctx.appraise(data, at=now, format=fmt, attester_collateral=extra)
     reasons: list[dict[str, str]] = []
     init_data = None
     if primary.claims is not None:

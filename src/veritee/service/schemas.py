@@ -77,7 +77,8 @@ class AttestRequest(_Body):
     def nonce_bytes(self) -> bytes:
         return decode_hex(self.nonce, "nonce")
 
-    def extra_collateral(self) -> Collateral | None:
+    def attester_collateral(self) -> Collateral | None:
+        """What the attester sent (its provenance is decided by :meth:`ServiceContext.appraise`)."""
         if not self.collateral:
             return None
         return Collateral.from_blobs((c.name, decode_b64(c.data, f"collateral {c.name}")) for c in self.collateral)

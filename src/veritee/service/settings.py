@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from veritee.evidence.trust import TrustRoot
+
 __all__ = ["Settings"]
 
 
@@ -19,3 +21,9 @@ class Settings:
     #: How long a policy read from the database is cached before it is checked again.
     policy_cache_seconds: float = 1.0
     issuer: str = "veritee"
+    #: Use TCB info, QE identity and CRLs an attester sends with its evidence (ranked below the
+    #: domain's own collateral, which always wins for an FMSPC). Off: only the attester's
+    #: certificates are used, as path candidates up to a pinned root (issue 11 item 3).
+    accept_attester_collateral: bool = False
+    #: The pinned vendor roots (None: the genuine ones, :meth:`TrustRoot.default`).
+    trust_root: TrustRoot | None = None

@@ -23,7 +23,7 @@ def test_public_keys_are_collected_from_files_and_folders(tmp_path: Path) -> Non
     (tmp_path / "two.pem").write_bytes(_pem() + _pem())
     bag = Collateral.from_paths([tmp_path])
     assert len(bag.public_keys) == 3 and not bag.certificates
-    assert len(bag.merged(Collateral.from_blobs([("x", _pem())])).public_keys) == 4
+    assert len(bag.joined(Collateral.from_blobs([("x", _pem())])).public_keys) == 4
 
 
 @pytest.mark.parametrize("bad", [

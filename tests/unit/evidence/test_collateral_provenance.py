@@ -9,10 +9,15 @@ minimum tcbEvaluationDataNumber.
 
 from __future__ import annotations
 
-from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
+import datetime as _dt
+
+import pytest
+from tests.unit.evidence.test_dcap_synthetic import AT, Spec, Synthetic, build, tdx_level
 
 from veritee.appraisal import appraise, load_policy
-from veritee.evidence import tdx
+from veritee.collateral import Collateral
+from veritee.errors import VerificationError
+from veritee.evidence import dcap, tdx
 
 
 def _policy(minimum: int | None) -> str:
@@ -32,3 +37,109 @@ def test_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral() ->
     newer = build(Spec(tcb_evaluation_data_number=18))
     ev = tdx.verify(newer.quote, collateral=newer.collateral, at=AT, trust=newer.trust)
     assert appraise(ev, load_policy(_policy(18))).accepted
+
+
+# --- which collateral set decides -------------------------------------------------------------
+
+SVN = [5, 0, 2] + [0] * 13
+#: After a TCB recovery (tcbEvaluationDataNumber 18) the platform's level is OutOfDate.
+RECOVERED = Spec(
+    tcb_evaluation_data_number=18,
+    levels=(
+        tdx_level(6, 11, [6, 0, 2] + [0] * 13, "UpToDate"),
+        tdx_level(5, 11, SVN, "OutOfDate", ["INTEL-SA-09999"]),
+    ),
+)
+
+
+def _pins(*syns: Synthetic) -> dcap.DcapTrust:
+    """Each build signs its own fake root certificate (same key): pin all of them."""
+    return dcap.DcapTrust(frozenset().union(*(s.trust.root_sha256 for s in syns)))
+
+
+def _status(syn_quote: bytes, collateral: Collateral, trust: dcap.DcapTrust) -> str:
+    return str(tdx.verify(syn_quote, collateral=collateral, at=AT, trust=trust).claims["tcb_status"])
+
+
+def test_attester_supplied_tcb_info_never_overrides_the_domains() -> None:
+    """An attester presenting the still-valid TCB info from before a TCB recovery is judged on
+    the domain's newer one, even when its own set was verified (and cached) first."""
+    old, new, newer = build(Spec()), build(RECOVERED), build(Spec(tcb_evaluation_data_number=19))
+    trust = _pins(old, new, newer)
+    sent = Collateral(documents=(old.doc,))
+    assert _status(old.quote, sent, trust) == "UpToDate"  # the attester's set, now cached
+    domain = Collateral(documents=(new.doc,))
+    for admit in (False, True):
+        collateral, left_out = domain.with_attester(sent, admit_endorsements=admit)
+        assert _status(old.quote, collateral, trust) == "OutOfDate"
+        assert left_out == (() if admit else ("1 collateral document(s)",))
+    # Alone, an admitted attester set is used; the domain's set for the FMSPC always wins.
+    alone, _ = Collateral().with_attester(sent, admit_endorsements=True)
+    assert _status(old.quote, alone, trust) == "UpToDate"
+    collateral, _ = domain.with_attester(Collateral(documents=(newer.doc,)), admit_endorsements=True)
+    assert _status(old.quote, collateral, trust) == "OutOfDate"
+
+
+def test_the_newest_tcb_info_of_the_domains_sets_wins_in_any_order() -> None:
+    """Newest wins among the relying party's own sets: highest tcbEvaluationDataNumber, in
+    whatever order the files come and whichever was cached first."""
+    old, new = build(Spec()), build(RECOVERED)
+    trust = _pins(old, new)
+    assert _status(old.quote, Collateral(documents=(old.doc,)), trust) == "UpToDate"
+    for docs in ((old.doc, new.doc), (new.doc, old.doc)):
+        assert _status(old.quote, Collateral(documents=docs), trust) == "OutOfDate"
+
+
+def test_attester_pre_revocation_pck_crl_never_overrides_the_domains() -> None:
+    """The attester's PCK CRL from before its PCK was revoked loses to the domain's newer CRL,
+    even inside a set with a higher tcbEvaluationDataNumber."""
+    before = build(Spec(issue=_dt.datetime(2025, 6, 1, tzinfo=_dt.UTC), tcb_evaluation_data_number=18))
+    after = build(Spec(pck_revoked=(3,)))
+    trust = _pins(before, after)
+    sent = Collateral(documents=(before.doc,))
+    assert _status(before.quote, sent, trust) == "UpToDate"  # cached
+    for admit in (False, True):
+        collateral, _ = Collateral(documents=(after.doc,)).with_attester(sent, admit_endorsements=admit)
+        with pytest.raises(VerificationError) as e:
+            tdx.verify(before.quote, collateral=collateral, at=AT, trust=trust)
+        assert e.value.code == "certificate_revoked"
+
+
+def test_the_newest_crl_of_every_candidate_set_is_used() -> None:
+    """A newer CRL only adds revocations: the domain's set for the FMSPC is judged with the
+    newest PCK CRL any candidate carries (another domain set, or an admitted attester's)."""
+    current = build(Spec(issue=_dt.datetime(2025, 6, 1, tzinfo=_dt.UTC)))
+    revoking = build(Spec(pck_revoked=(3,), tcb_info_fmspc="00A06D080000"))  # another FMSPC's set
+    # Intel has one root certificate; each synthetic build signs its own copy: share one.
+    newer = {**revoking.doc, "pck_crl_issuer_chain": current.doc["pck_crl_issuer_chain"],
+             "root_ca_crl": current.doc["root_ca_crl"]}  # fmt: skip
+    for collateral in (
+        Collateral(documents=(current.doc, newer)),
+        Collateral(documents=(newer, current.doc)),
+        Collateral(documents=(current.doc,)).with_attester(
+            Collateral(documents=(newer,)), admit_endorsements=True)[0],
+    ):  # fmt: skip
+        with pytest.raises(VerificationError) as e:
+            tdx.verify(current.quote, collateral=collateral, at=AT, trust=_pins(current, revoking))
+        assert e.value.code == "certificate_revoked"
+
+
+def test_attester_material_grants_no_trust() -> None:
+    """What an attester sends is never a root of trust: its certificates are path candidates,
+    its public keys (a CPAK, a simulated platform key) are left out."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1()).public_key()
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    syn = build(Spec())
+    sent = Collateral.from_blobs([("cpak.pem", pem)])
+    sent = sent.with_untrusted(sent.certificates)
+    out, left_out = Collateral().with_attester(sent, admit_endorsements=True)
+    assert out.public_keys == () and left_out == ("1 public key(s)",)
+    from veritee.evidence import tpm as tpm_evidence
+
+    root = __import__("cryptography.x509", fromlist=["x"]).load_der_x509_certificate(syn.root_der)
+    out, _ = Collateral().with_attester(Collateral(certificates=(root,)), admit_endorsements=True)
+    assert out.untrusted == (root,) and out.certificates == ()
+    assert tpm_evidence.relying_party_roots(out) == tpm_evidence.PINNED_ROOTS

@@ -290,7 +290,7 @@ def test_cache_is_safe_across_threads() -> None:
     data, col = _virtee()
     cache = ChainCache(maxsize=1)
     other = _sev("trustee_vcek_report.bin").read_bytes()
-    col2 = col.merged(_collateral("trustee_vcek.der"))
+    col2 = col.joined(_collateral("trustee_vcek.der"))
 
     def run(i: int) -> str:
         r = sev_snp.verify(data if i % 2 else other, collateral=col2, at=AT, trust=cache)
