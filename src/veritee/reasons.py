@@ -366,6 +366,7 @@ class Code(StrEnum):
     LOG_CLOSED = "log_closed", "the log is closed"
     LOG_CONFIG = "log_config", "a log setting is out of range"
     LOG_FOLDER_IN_USE = "log_folder_in_use", "the log folder already holds segments"
+    LOG_FORKED = "log_forked", "a forked child used its parent's log writer (it starts its own run)"
     LOG_ID = "log_id", "not a veritee log key"
     LOG_INTEGRITY = "log_integrity", "a log fails its integrity check"
     LOG_KEY = "log_key", "the log key does not open with this tenant key"

@@ -23,9 +23,10 @@ import os
 import struct
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from veritee.errors import MalformedError, SealingError, UsageError
 from veritee.logs.catalogue import classify, lookup
 from veritee.logs.ratchet import KEY_SIZE, wipe
+from veritee.logs.segment import SignedTreeHead
 from veritee.logs.writer import LogWriter
 from veritee.profiles import Profile
 
@@ -62,26 +64,45 @@ class PendingBuffer:
     """
 
     def __init__(self, seal: Seal | None, *, path: Path | None = None, limit: int = 10_000) -> None:
+        self._seal, self._limit = seal, limit
+        self.dropped = 0
+        self._open(path)
+        _LIVE_BUFFERS.add(self)
+
+    def _open(self, path: Path | None) -> None:
         self._key = bytearray(os.urandom(KEY_SIZE))
         self._aead = AESGCM(self._key)
         self._items: list[bytes] = []
-        self._limit = limit
-        self.dropped = 0
-        self._file = None
+        self._file: BinaryIO | None = None
+        self._forked = False
         if path is not None:
-            if seal is None:
+            if self._seal is None:
                 raise SealingError("a persisted pending buffer needs a seal function",
                                    code="no_seal")  # fmt: skip
-            sealed = seal(bytes(self._key))
+            sealed = self._seal(bytes(self._key))
             self._file = open(path, "xb")
             self._file.write(PENDING_MAGIC + _LEN.pack(len(sealed)) + sealed)
             self._file.flush()
         self.path = path
 
+    def _after_fork(self) -> None:
+        """In a forked child: the held records and the file are the parent's (it delivers
+        them); this copy forgets them and starts its own buffer at the next record."""
+        if self._file is not None:
+            self._file.close()  # the child's descriptor only; flushed after every record
+            self._file = None
+        self._items.clear()
+        wipe(self._key)
+        self._forked = True
+
     def __len__(self) -> int:
         return len(self._items)
 
     def add(self, plaintext: bytes) -> bool:
+        if self._forked:
+            where = self.path
+            self._open(None if where is None else where.with_name(
+                f"pending-{os.urandom(8).hex()}.sealed"))  # fmt: skip
         if len(self._items) >= self._limit:
             self.dropped += 1
             return False
@@ -119,6 +140,18 @@ class PendingBuffer:
         out = self.records()
         self.erase()
         return out
+
+
+_LIVE_BUFFERS: weakref.WeakSet[PendingBuffer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for buffer in list(_LIVE_BUFFERS):
+        buffer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _aad(seq: int) -> bytes:
@@ -189,12 +222,35 @@ class ConfidentialLogHandler(logging.Handler):
         self._host = host_stream
         self._notice_level = notice_level
         self._pending: PendingBuffer | None = None
+        #: called for a new writer when the current one is a forked parent's (see LogWriter)
+        self.renew: Callable[[], LogWriter] | None = None
         if profile.encrypts_logs and writer is None:
             self._pending = PendingBuffer(seal, path=pending_path, limit=pending_limit)
 
     @property
     def writer(self) -> LogWriter | None:
-        return self._writer
+        """The writer of this process (in a forked child, its own: made by :attr:`renew`)."""
+        with self.lock:  # type: ignore[union-attr]
+            return self._live_writer()
+
+    def _live_writer(self) -> LogWriter | None:
+        w = self._writer
+        if w is not None and w.forked:
+            if self.renew is None:
+                raise UsageError("this log belongs to the parent process", code="log_forked")
+            w = self._writer = self.renew()
+        return w
+
+    @property
+    def last_head(self) -> SignedTreeHead | None:
+        """The last head this process's writer signed (None: none, or a forked parent's)."""
+        writer = self._own_writer()
+        return writer.last_head if writer is not None else None
+
+    def _own_writer(self) -> LogWriter | None:
+        """The writer if it is this process's (None for a forked parent's: nothing to do)."""
+        w = self._writer
+        return w if w is not None and not w.forked else None
 
     @property
     def pending(self) -> int:
@@ -244,8 +300,9 @@ class ConfidentialLogHandler(logging.Handler):
                 return
             data = text.encode("utf-8", "backslashreplace")
             index: int | None = None
-            if self._writer is not None:
-                index = self._writer.append(data)
+            writer = self._live_writer()
+            if writer is not None:
+                index = writer.append(data)
                 if record.levelno >= self._flush_level:
                     self._flush_for_error()
             elif self._pending is not None and not self._pending.add(data):
@@ -261,14 +318,16 @@ class ConfidentialLogHandler(logging.Handler):
         about to die), at most once per ``flush_gap`` seconds: a burst of errors is covered
         by the timer's next head instead of an fsync each."""
         now = time.monotonic()
-        if self._writer is not None and now - self._flushed_at >= self._flush_gap:
-            self._writer.flush()
+        writer = self._own_writer()
+        if writer is not None and now - self._flushed_at >= self._flush_gap:
+            writer.flush()
             self._flushed_at = now
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            if self._writer is not None and self.profile.encrypts_logs:
-                self._writer.flush()
+            writer = self._own_writer()
+            if writer is not None and self.profile.encrypts_logs:
+                writer.flush()
             for s in (self._plain, self._host):
                 if s is not None:
                     s.flush()
@@ -276,17 +335,19 @@ class ConfidentialLogHandler(logging.Handler):
     def tick(self) -> None:
         """Timer work (:meth:`LogWriter.tick`); a failure is a catalogue notice, never a crash."""
         with self.lock:  # type: ignore[union-attr]
-            if self._writer is None or not self.profile.encrypts_logs:
+            writer = self._own_writer()
+            if writer is None or not self.profile.encrypts_logs:
                 return
             try:
-                self._writer.tick()
+                writer.tick()
             except Exception:
                 self._notice(lookup("VT-0100").public_text(), None)
 
     def close(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            if self._writer is not None:
-                self._writer.close()
+            writer = self._own_writer()
+            if writer is not None:
+                writer.close()
         super().close()
 
     def handleError(self, record: logging.LogRecord) -> None:

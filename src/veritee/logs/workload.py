@@ -89,6 +89,7 @@ class WorkloadLog:
         self._recovered_files: list[Path] = []
         self._recovered = 0
         self._lost = 0
+        handler.renew = self._renew_after_fork
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -113,6 +114,20 @@ class WorkloadLog:
             self._forget_recovered()
         self._start_timer()
         return replayed
+
+    def _renew_after_fork(self) -> LogWriter:
+        """In a child forked from an attached process: begin the child's own run (a fresh log
+        secret; its parent's keys and nonces are never used here). Called by the handler at
+        the child's first record, head or key export."""
+        parent = self.handler._writer  # the parent's, abandoned at the fork
+        assert parent is not None and self._signing_key is not None
+        parent_run = self._run.run if self._run is not None else 0
+        self._timer_stop = None  # the parent's timer thread does not exist here
+        self._recovered = self._lost = 0  # the parent's run start counted those
+        writer = self._start_run(self._signing_key, RunCause.FORK, replayed=0, parent=parent_run,
+                                 parent_size=parent.size)  # fmt: skip
+        self._start_timer()
+        return writer
 
     def _start_run(
         self,
@@ -252,14 +267,13 @@ class WorkloadLog:
 
     def close(self) -> SignedTreeHead | None:
         """Write the final tree head, close the segment, erase the keys."""
-        writer = self.handler.writer
         if self._timer_stop is not None:
             self._timer_stop.set()
         for lg in self._loggers:
             lg.removeHandler(self.handler)
         self._loggers.clear()
         self.handler.close()
-        return writer.last_head if writer is not None else None
+        return self.handler.last_head
 
     def _seal_current(self, writer: LogWriter, tenant: TenantPublicKey) -> bytes:
         epoch, chain = writer.chain_key()

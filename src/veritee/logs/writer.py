@@ -13,6 +13,7 @@ import hashlib
 import os
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -83,9 +84,35 @@ class SegmentStore:
             self._file.close()
             self._file = None
 
+    def drop(self) -> None:
+        """Close this process's descriptor without writing or syncing (a forked child's copy;
+        the file is its parent's)."""
+        if self._file is not None:
+            self._file.close()  # unbuffered: nothing of the parent's is written
+            self._file = None
+
+
+# Writers alive in this process: a forked child must never encrypt under its parent's stream.
+_LIVE: weakref.WeakSet[LogWriter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_LIVE):
+        writer._abandon()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class LogWriter:
-    """Encrypts records under the current epoch key and appends them to the signed Merkle log."""
+    """Encrypts records under the current epoch key and appends them to the signed Merkle log.
+
+    A writer belongs to the process that made it. In a child made by ``os.fork()`` (pre-fork
+    servers, ``multiprocessing``) it is :attr:`forked`: its copy of the keys is erased and
+    :meth:`append` refuses (``log_forked``), since the child would encrypt other records under
+    its parent's key and nonces (the workload log starts the child's own run instead).
+    """
 
     def __init__(
         self,
@@ -128,7 +155,9 @@ class LogWriter:
         self._in_segment = 0
         self._since_head = 0
         self._closed = False
+        self._forked = False
         self.last_head: SignedTreeHead | None = None
+        _LIVE.add(self)
         store.start(SegmentHeader(0, 0, log_id, profile))
         if run_start is not None:
             body = run_start.to_bytes()
@@ -145,6 +174,17 @@ class LogWriter:
     @property
     def epoch(self) -> int:
         return self._ratchet.epoch
+
+    @property
+    def forked(self) -> bool:
+        """True in a child process forked after this writer was made (see the class doc)."""
+        return self._forked
+
+    def _abandon(self) -> None:
+        """In a forked child: erase this copy of the keys, drop the file, refuse to write."""
+        self._forked = self._closed = True
+        self._ratchet.erase()
+        self._store.drop()
 
     def chain_key(self) -> tuple[int, bytes]:
         """The current epoch and its chain key (for sealing to the tenant; erase after use)."""
@@ -184,6 +224,8 @@ class LogWriter:
         stored in the record header as the format says.
         """
         if self._closed:
+            if self._forked:
+                raise UsageError("this log belongs to the parent process", code="log_forked")
             raise UsageError("log is closed", code="log_closed")
         index = self._range.size
         # an epoch ends after records_per_epoch records or epoch_seconds (monotonic clock: a
@@ -232,9 +274,10 @@ class LogWriter:
         self._store.flush()
         return self.last_head
 
-    def close(self) -> SignedTreeHead:
-        """Write the final head, close the segment and erase the keys."""
-        if self._closed and self.last_head is not None:
+    def close(self) -> SignedTreeHead | None:
+        """Write the final head, close the segment and erase the keys (a forked writer: the
+        parent's last head this child saw, and nothing written)."""
+        if self._forked or (self._closed and self.last_head is not None):
             return self.last_head
         head = self.emit_head(final=True)
         self._closed = True
