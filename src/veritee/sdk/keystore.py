@@ -2,7 +2,11 @@
 
 One file holds everything, sealed with :func:`veritee.sdk.sealing.seal` for the purpose
 ``veritee.keystore`` (which ``Trust.unseal`` never opens), so only the same workload (same
-measurement, profile and debug state) on the same platform can open it. A store sealed in
+measurement, profile and debug state) on the same platform can open it. On a platform without
+a sealing key (TDX, Arm CCA, Nitro) ``Trust`` seals it with the domain-released key
+(:mod:`veritee.sdk.domain_sealing`): then every measurement the domain's policy admits under the
+workload's name and profile opens it, and ``Trust.certify`` renews the certificate it holds
+for a previous measurement. A store sealed in
 format 1 is opened and re-sealed in format 2 at once. Its plaintext is a CBOR map (RFC 8949)::
 
     {"v": 2,
