@@ -19,9 +19,11 @@ from tests.service.conftest import GOOD, OTHER, Env
 
 from veritee.binding import report_data_for, spki_der
 from veritee.errors import NonceError, VerificationError
+from veritee.evidence.simulated import sign_report
 from veritee.keybroker import sealing_keys
 from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.keybroker.wrap import jwk_from_public_key
+from veritee.platforms.simulated import load_or_create_platform_key
 from veritee.profiles import Profile
 from veritee.sdk.secrets import fetch_sealing_key, fetch_sealing_key_certified
 from veritee.sdk.trust import Trust, error_from_problem
@@ -249,3 +251,30 @@ def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(env: Env, t
     deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"][-1]
     assert deny["details"]["via"] == "admission_certificate" and deny["details"]["measurement"] == GOOD
     trust.close()
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_debug_launch_signed_as_production_gets_the_development_key(env: Env) -> None:
+    """Evidence that says "production" and "debug" at once attests development (a debug launch
+    is never above development): binding "production" is refused, binding development gets the
+    development key, never the production one."""
+    env.install_policy(_policy(env))
+    platform_key = load_or_create_platform_key(env.platform_dir)
+
+    def ask(runs_as: Profile) -> Any:
+        nonce = env.nonce()
+        key = x25519.X25519PrivateKey.generate()
+        rd = report_data_for(nonce, spki_der(key.public_key()), profile=runs_as)
+        ev = sign_report(platform_key, measurement=bytes.fromhex(GOOD), report_data=rd,
+                         profile=Profile.PRODUCTION, debug=True)  # fmt: skip
+        body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
+                "public_key": x25519_jwk(key.public_key())}  # fmt: skip
+        return env.client.post("/v1/sealing-key", json=body), key, nonce
+
+    r, _, _ = ask(Profile.PRODUCTION)
+    assert r.status_code == 403 and "binding_mismatch" in {x["code"] for x in r.json()["reasons"]}
+    r, key, nonce = ask(Profile.DEVELOPMENT)
+    assert r.status_code == 200 and r.json()["profile"] == "development"
+    value = open_envelope(r.json(), key, name=sealing_keys.envelope_name(Profile.DEVELOPMENT, "flaskr"),
+                          nonce=nonce, ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))  # fmt: skip
+    assert value == _key(env, GOOD, Profile.DEVELOPMENT) != _key(env, GOOD, Profile.PRODUCTION)
