@@ -287,6 +287,7 @@ class Code(StrEnum):
     INTEGER_TOO_LONG = "integer_too_long", "a JSON or YAML document has an integer literal longer than the limit"
     INTERNAL = "internal", "an internal error (the message never carries input)"
     STORAGE_SCHEMA_OUTDATED = "storage_schema_outdated", "the database schema is older than this build"
+    STORAGE_TIMEOUT = "storage_timeout", "the database did not take the readiness probe's write in time (stalled, locked or paused)"
     ANCHOR_SIGNATURE = "anchor_signature", "a signed audit head does not verify with the token key"
     AUDIT_REWRITTEN = "audit_rewritten", "the audit log differs from a signed audit head"
     AUDIT_TRUNCATED = "audit_truncated", "the audit log is shorter than a signed audit head"

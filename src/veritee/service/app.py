@@ -259,11 +259,14 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: the database answers")
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the database takes a write in time")
     def readyz() -> Response:
+        # A write as a decision makes one (Storage.check), bounded by readiness_timeout: 200
+        # means this instance can decide and audit now.
         try:
-            store.check()
+            store.check(now=ctx.now(), timeout=settings.readiness_timeout)
         except StorageError as e:
+            log.warning("not ready: %s: %s", e.code, e.message)  # no statement, no parameters
             return problem(503, e.code, "Not ready", e.message)
         return JSONResponse({"status": "ready"})
 

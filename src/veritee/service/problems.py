@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,8 @@ from veritee.errors import (
 )
 
 __all__ = ["PROBLEM_BASE", "install_handlers", "problem", "status_for"]
+
+log = logging.getLogger("veritee.service")
 
 PROBLEM_BASE = "https://veritee.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -59,6 +62,8 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(VeriteeError)
     async def _veritee(_: Request, exc: VeriteeError) -> JSONResponse:
         status = status_for(exc)
+        if isinstance(exc, StorageError):  # a lost or failing database: say so in the log
+            log.warning("database unavailable (%s): %s", exc.code, exc.message)
         extra: dict[str, Any] = {}
         reasons = getattr(exc, "reasons", None)
         if reasons:
@@ -81,7 +86,5 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # Never echo the exception text: it may quote input. The log has the type only.
-        import logging
-
-        logging.getLogger("veritee.service").error("unexpected error: %s", type(exc).__name__)
+        log.error("unexpected error: %s", type(exc).__name__)
         return problem(500, "internal", "Internal error")

@@ -27,3 +27,5 @@ class Settings:
     accept_attester_collateral: bool = False
     #: The pinned vendor roots (None: the genuine ones, :meth:`TrustRoot.default`).
     trust_root: TrustRoot | None = None
+    #: Seconds /readyz waits for the database to take its probe write before answering 503.
+    readiness_timeout: float = 2.0

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILENAME = "veritee.db"
 _MIGRATE_LOCK = int.from_bytes(b"veritem", "big")
 _READONLY = "veritee_readonly"
+#: Seconds the readiness probe (:meth:`Storage.check`) waits for the database.
+READINESS_TIMEOUT = 2.0
+_PROBE_PURPOSE = "readiness"
 #: Every SQLite connection's ``synchronous`` setting: FULL, so a commit is on disk when it returns.
 SQLITE_SYNCHRONOUS = "FULL"
 
@@ -128,6 +131,8 @@ class Storage:
         self._closed = False
         self._head_revision: str | None = None
         self._head_lock = threading.Lock()
+        self._probe: _Probe | None = None
+        self._probe_lock = threading.Lock()
         self._busy_timeout = busy_timeout
         # SQLite admits one writer at a time anyway; threads of this process queue on a Python
         # lock instead of on SQLite's busy handler, which sleeps in steps of milliseconds.
@@ -275,10 +280,44 @@ class Storage:
         except CommandError as exc:
             raise StorageError(f"schema migration failed: {exc}") from None
 
-    def check(self) -> None:
-        """Readiness: the database answers and its schema is at the newest revision."""
+    def check(self, *, now: datetime | None = None, timeout: float = READINESS_TIMEOUT) -> None:
+        """Readiness: within ``timeout`` seconds, the database answers, its schema is at the
+        newest revision, and it takes a write as a decision does (a nonce of purpose
+        ``readiness``, spent and committed, ended at once and purged with the others).
+
+        A database that refuses writes (read-only, disk full, corrupt) raises its StorageError;
+        one that does not answer in time (a lock held, a server paused) raises StorageError
+        ``storage_timeout``, and so does every check while that probe still waits: a stalled
+        database holds one probe thread, never a caller.
+        """
         if self._closed:
             raise StorageError("storage is closed")
+        with self._probe_lock:
+            probe = self._probe
+            waiting = probe is not None and probe.is_alive()
+            if not waiting:
+                probe = self._probe = _Probe(self, now or datetime.now(UTC))
+                probe.start()
+        assert probe is not None
+        if not waiting:
+            probe.join(timeout)
+        if probe.is_alive():
+            raise StorageError(
+                f"the database did not take a write within {timeout:g} s"
+                + (" (an earlier readiness probe is still waiting)" if waiting else ""),
+                code="storage_timeout",
+            )
+        if probe.error is not None:
+            raise probe.error
+
+    def _probe_write(self, now: datetime) -> None:
+        """The readiness probe itself (in a :class:`_Probe` thread)."""
+        self._check_schema()
+        nonce = self.issue_nonce(now=now, ttl=timedelta(seconds=1), purpose=_PROBE_PURPOSE)
+        with self.transaction() as tx:
+            tx.consume_nonce(nonce, now=now, purpose=_PROBE_PURPOSE)
+
+    def _check_schema(self) -> None:
         try:
             with self._ro_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -306,6 +345,23 @@ class Storage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Probe(threading.Thread):
+    """One readiness probe; ``error`` is what it raised (None: the database took the write)."""
+
+    def __init__(self, storage: Storage, now: datetime) -> None:
+        super().__init__(name="veritee-readiness-probe", daemon=True)
+        self._storage, self._now = storage, now
+        self.error: StorageError | None = None
+
+    def run(self) -> None:
+        try:
+            self._storage._probe_write(self._now)
+        except StorageError as exc:
+            self.error = exc
+        except Exception as exc:  # NonceError, UsageError: a probe that cannot run is not ready
+            self.error = StorageError(f"readiness probe failed: {type(exc).__name__}")
 
 
 def verify_audit_chain(storage: Storage) -> AuditReport:

@@ -1,0 +1,93 @@
+"""/readyz of a running `veritee serve` reflects the ability to decide and audit (issue 12 item 11).
+
+It answered 200 while every write failed and hung while the database stalled: it only read. Now
+it takes a write as a decision does, within ``readiness_timeout`` (2 s), and logs its 503s.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+
+BOUND = 2.0  # Settings.readiness_timeout
+
+
+@contextmanager
+def _serve(data: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _port()
+    proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url, proc
+    finally:
+        stop(proc)
+
+
+def _log(proc: subprocess.Popen[bytes]) -> str:
+    stop(proc)
+    assert proc.stderr is not None
+    return proc.stderr.read().decode(errors="replace")
+
+
+def test_a_locked_database_is_503_within_the_bound_and_ready_again_after(tmp_path: Path) -> None:
+    data = tmp_path / "domain"
+    _run("init", "--data", str(data))
+    with _serve(data) as (url, proc):
+        _wait_ready(url, proc)
+        other = sqlite3.connect(data / "veritee.db", isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")  # another process holds the database
+            for _ in range(2):  # the first probe waits; the next answers at once
+                start = time.monotonic()
+                r = httpx.get(url + "/readyz", timeout=30)
+                took = time.monotonic() - start
+                assert r.status_code == 503, r.text
+                assert r.json()["code"] == "storage_timeout"
+                assert took < BOUND + 1.5, took
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        deadline = time.monotonic() + 15
+        while httpx.get(url + "/readyz", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "not ready again after the lock was released"
+            time.sleep(0.2)
+        assert "not ready: storage_timeout" in _log(proc)
+
+
+def test_a_corrupt_table_is_503(tmp_path: Path) -> None:
+    """The nonce table's pages are overwritten: reads of the schema still work (the old probe
+    said ready), but no decision can be recorded."""
+    data = tmp_path / "domain"
+    _run("init", "--data", str(data))
+    db = data / "veritee.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'nonces'").fetchone()[0]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xa5" * page)
+    with _serve(data) as (url, proc):
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, _log(proc)
+            try:
+                r = httpx.get(url + "/readyz", timeout=30)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "storage_unavailable"
+        assert httpx.get(url + "/healthz", timeout=30).status_code == 200  # alive, not ready
+        log = _log(proc)
+    assert "not ready: storage_unavailable" in log and "malformed" in log
