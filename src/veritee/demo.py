@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.markup import escape
@@ -116,12 +117,22 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
             from cryptography.hazmat.primitives.asymmetric import x25519
 
             tenant_key = x25519.X25519PrivateKey.generate()
+            # bob's tenant key reaches bob as a secret the key broker releases to bob only, so
+            # the host cannot hand bob a key of its own (Trust(tenant_key_secret=...))
+            tenant_pem = tenant_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
+                admin.put("/v1/admin/secrets/log-tenant-key",
+                          headers={"Authorization": f"Bearer {domain.admin_token()}"},
+                          json={"value": base64.b64encode(tenant_pem).decode(), "policy": {
+                              "allOf": [{"claim": "measurement", "equals": files["bob"]}]}},
+                          ).raise_for_status()
 
             def trust(name: str, profile: str = "development") -> Trust:
                 return Trust(
                     server.url, ca_pem, platform="simulated", store=root / f"{name}-store",
                     measurement=files[name], platform_dir=sim_dir, profile=profile,
-                    tenant_key=tenant_key.public_key(),
+                    tenant_key_secret="log-tenant-key" if profile == "production" else None,
                 )
 
             _step(console, 4, "certify alice and bob (challenge -> evidence -> admission certificate)")

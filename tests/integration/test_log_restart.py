@@ -159,7 +159,11 @@ def test_restarts_continue_the_log_and_held_records_reach_the_tenant(
     for r in runs:
         assert verify_log(r.path, signer).ok
         key = open_log_key((r.path / KEY_FILE).read_bytes(), tenant)
-        texts.append([x.text.split(": ", 1)[1] for x in decrypt_log(r.path, key, signer)])
+        records = [x.text for x in decrypt_log(r.path, key, signer)]
+        texts.append([t.split(": ", 1)[1] for t in records if " veritee.workload: " in t])
+        # the tenant key was a constructor argument: each run says so (VT-0104, issue 9.6)
+        assert sum(" veritee.sdk: the log's tenant key is a constructor argument" in t
+                   for t in records) == 1  # fmt: skip
     assert texts[0] == [f"held {i}" for i in range(3)] + [f"killed {i}" for i in range(20)]
     assert texts[1] == [f"clean {i}" for i in range(20)]
     assert texts[2] == [f"again {i}" for i in range(20)]
@@ -173,5 +177,6 @@ def test_restarts_continue_the_log_and_held_records_reach_the_tenant(
     assert (first.replayed, first.recovered, first.lost) == (3, 3, 0)
     assert second.cause is RunCause.RESTART and second.previous is not None
     assert second.previous.log_id == first.log_id and not second.previous.final
-    assert second.previous.stored == second.previous.signed == 23  # killed after its last head
-    assert third.previous is not None and third.previous.final and third.previous.signed == 20
+    # killed after its last head: 3 held + the VT-0104 record + 20
+    assert second.previous.stored == second.previous.signed == 24
+    assert third.previous is not None and third.previous.final and third.previous.signed == 21

@@ -26,6 +26,8 @@ VT-0100  log store write failed               503     runtime/external
 VT-0101  log records buffered                 503     runtime/internal
 VT-0102  log buffer full                      503     runtime/internal
 VT-0103  log integrity check failed           422     runtime/internal
+VT-0104  log tenant key not attested          500     runtime/internal
+VT-0105  log has no tenant key                500     runtime/internal
 VT-0200  application error                    500     application/internal
 VT-0201  application warning                  500     application/internal
 VT-0300  workload image not loadable          500     tee-loading/external
@@ -124,6 +126,11 @@ CATALOGUE: tuple[ErrorState, ...] = (
                "The pre-control-plane buffer is full; further records are dropped."),
     ErrorState(103, "log integrity check failed", 422, _RI,
                "A stored log was truncated, rolled back, reordered or tampered with."),
+    ErrorState(104, "log tenant key not attested", 500, _RI,
+               "The log key is sealed to a tenant key given as an argument, which the host "
+               "may have chosen; take it from a released secret (tenant_key_secret)."),
+    ErrorState(105, "log has no tenant key", 500, _RI,
+               "The encrypted log is sealed to no tenant key: nobody can ever read it."),
     ErrorState(200, "application error", 500, _AI,
                "The application logged an error; details are in the encrypted log only."),
     ErrorState(201, "application warning", 500, _AI,

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["Trust", "error_from_problem", "open_platform"]
 
 _log = logging.getLogger("veritee.sdk")
+#: The admission certificate of a run's signing key, beside the run's segments (for the tenant).
+ADMISSION_FILE = "admission.pem"
 
 
 
@@ -204,6 +206,14 @@ class Trust:
     platform has a sealing key and ``"domain"`` where it has none (TDX, Arm CCA, Nitro). The key
     store (and the log's buffer key) is sealed with the platform's key where there is one, else
     with the domain-released key.
+
+    ``tenant_key_secret`` names a secret of the domain's key broker that holds the tenant's
+    public key (PEM; X25519, P-256 or P-384): the confidential log's key is sealed to it. The
+    broker releases it only to this attested workload, so the host cannot substitute its own
+    key. ``tenant_key`` (a key object or PEM) is the same without that protection: in staging
+    and production the log then says so (VT-0104 on stderr), and with neither it says that
+    nobody can read the log (VT-0105). In staging and production the host sees catalogue codes
+    only: :mod:`veritee.sdk.confidential`.
     """
 
     def __init__(
@@ -222,6 +232,7 @@ class Trust:
         timeout: float = 10.0,
         renewal_margin: dt.timedelta = dt.timedelta(minutes=5),
         tenant_key: Any = None,
+        tenant_key_secret: str | None = None,
         freshness: Literal["none", "service", "platform"] = "none",
         sealing: Literal["auto", "platform", "domain"] = "auto",
     ) -> None:
@@ -248,10 +259,17 @@ class Trust:
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
         self.keystore = KeyStore(self.store_path / "keystore.bin", self._own_sealing)
         self.renewal_margin = renewal_margin
-        self._tenant_key = tenant_key
+        from veritee.sdk.confidential import parse_tenant_key
+
+        self._tenant_key = parse_tenant_key(tenant_key) if tenant_key is not None else None
+        self._tenant_key_secret = tenant_key_secret
         self._workload_log: Any = None
         self._servers: list[Any] = []
         self.freshness = freshness
+        if not self.platform.profile.free_form_to_host:
+            from veritee.sdk.confidential import contain
+
+            contain(self._open_log(attach=False))
         self._attach_counter(at_start=True)
 
     def _sealing_mode(self, sealing: str) -> Literal["platform", "domain"]:
@@ -541,30 +559,34 @@ class Trust:
             ca_certificate=self.ca_certificate,
         )
 
-    def _open_log(self) -> Any:
-        """The workload's confidential log, opened on first use.
+    def _open_log(self, *, attach: bool = True) -> Any:
+        """The workload's confidential log, opened on first use (in staging and production as
+        :class:`Trust` starts: :mod:`veritee.sdk.confidential`).
 
         Before this workload holds an admission certificate the log buffers records sealed to
-        the platform (the control plane is not up yet); :meth:`certify` then attaches the
-        admission-certified key, which signs the log's tree heads from then on.
+        the platform (the control plane is not up yet); :meth:`certify`, or the first use with
+        a valid certificate, attaches the admission-certified key, which signs the log's tree
+        heads from then on. Catalogue notices go to the host's stderr.
         """
         if self._workload_log is None:
             from veritee.logs import open_workload_log
+            from veritee.sdk.confidential import HOST_STDERR
 
-            now = dt.datetime.now(dt.UTC)
-            certified = not self.keystore.needs_renewal(now, dt.timedelta(0))
-            key = self.keystore.private_key() if certified else None
             log_id = f"{self.platform.name}-{self.platform.measurement[:16]}"
             sealer = sealing.Sealer(self._own_sealing, sealing.PURPOSE_LOG_PENDING)
             self._workload_log = open_workload_log(
                 profile=self.platform.profile,
                 directory=self.store_path / "logs" / log_id,
-                signing_key=key,
-                tenant_public_key=self._tenant_key,
+                signing_key=None,
+                tenant_public_key=None,
                 seal=sealer.seal,
                 unseal=sealer.unseal,
                 log_id=log_id,
+                host_stream=HOST_STDERR,
             )
+        if (attach and not self._workload_log.attached
+                and not self.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0))):
+            self._attach_log()
         return self._workload_log
 
     @property
@@ -587,11 +609,40 @@ class Trust:
         return self._open_log()
 
     def _attach_log(self) -> None:
+        """Start the signed log with the certified key, the log key sealed to the tenant; put
+        the admission certificate beside the run (``admission.pem``) for the tenant."""
         log = self._workload_log
-        if log is not None and not log.attached:
-            key = self.keystore.private_key()
-            if key is not None:
-                log.attach_control_plane(key, self._tenant_key)
+        key = self.keystore.private_key()
+        if log is None or key is None:
+            return
+        if not log.attached:
+            log.attach_control_plane(key, self._log_tenant_key())
+            self._announce_tenant_key(log)
+        cert = self.keystore.certificate()
+        if log.run_directory is not None and cert is not None:
+            (log.run_directory / ADMISSION_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def _log_tenant_key(self) -> Any:
+        """The key the log key is sealed to: from the released secret ``tenant_key_secret``
+        (the host cannot substitute it), else the ``tenant_key`` argument."""
+        if self._tenant_key_secret is not None:
+            from veritee.sdk.confidential import parse_tenant_key
+
+            return parse_tenant_key(self.get_secret(self._tenant_key_secret, with_certificate=True))
+        return self._tenant_key
+
+    def _announce_tenant_key(self, log: Any) -> None:
+        """In staging and production a tenant key given as an argument is VT-0104 (a host-chosen
+        key reads the log), and none at all VT-0105: in the log, and as a code on stderr."""
+        if self._tenant_key_secret is None and self.platform.profile.encrypts_logs:
+            sdk = log.logger("veritee.sdk")
+            if self._tenant_key is None:
+                sdk.error("the confidential log is sealed to no tenant key: nobody can read it; "
+                          "give Trust(tenant_key_secret=...)", extra={"catalogue_code": "VT-0105"})  # fmt: skip
+            else:
+                sdk.warning("the log's tenant key is a constructor argument, which the host may "
+                            "have chosen; give Trust(tenant_key_secret=...)",
+                            extra={"catalogue_code": "VT-0104"})  # fmt: skip
 
     def close(self) -> None:
         for server in self._servers:
