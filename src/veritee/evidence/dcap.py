@@ -89,7 +89,15 @@ from veritee.evidence.dcap_quote import (
     parse_quote,
     trailing_findings,
 )
-from veritee.evidence.dcap_tcb import TdxTcbInput, converge_status, platform_tcb, qe_tcb
+from veritee.evidence.dcap_tcb import (
+    TdxTcbInput,
+    check_qe_identity,
+    check_tcb_info,
+    collateral_time,
+    converge_status,
+    platform_tcb,
+    qe_tcb,
+)
 from veritee.reasons import Code
 
 # The quote structures, the PCK extension and the TCB evaluation live in dcap_quote,
@@ -558,16 +566,7 @@ def _json_doc(raw: bytes, name: str) -> dict[str, Any]:
 
 
 def _iso(doc: dict[str, Any], key: str, name: str) -> datetime:
-    v = doc.get(key)
-    try:
-        if not isinstance(v, str):
-            raise ValueError
-        t = datetime.fromisoformat(v)
-    except ValueError:
-        raise MalformedError(f"{name}.{key} is not an ISO-8601 time", field=f"{name}.{key}") from None
-    if t.tzinfo is None:
-        raise MalformedError(f"{name}.{key} has no time zone", field=f"{name}.{key}")
-    return t
+    return collateral_time(doc.get(key), f"{name}.{key}")
 
 
 #: Subject CN of the only certificate that signs TCB info and QE identity (Intel SGX PCK
@@ -667,6 +666,9 @@ def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _Verif
         raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root, root_revoked,
         "qe_identity", seen,
     )
+    # Every field of every level, once per collateral set (Intel QVL parses them all).
+    check_tcb_info(tcb_info)
+    check_qe_identity(qe_identity)
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,

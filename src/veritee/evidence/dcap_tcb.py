@@ -10,15 +10,25 @@ also TEE_TCB_SVN and the TDX module identity), and how the statuses converge int
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from veritee.errors import CollateralError, MalformedError, VerificationError
 from veritee.evidence.dcap_pck import PckExtension
 from veritee.evidence.dcap_quote import TCB_STATUSES, EnclaveReport
 
-__all__ = ["PlatformTcb", "TdxTcbInput", "converge_status", "platform_tcb", "qe_tcb"]
+__all__ = [
+    "PlatformTcb",
+    "TdxTcbInput",
+    "check_qe_identity",
+    "check_tcb_info",
+    "collateral_time",
+    "converge_status",
+    "platform_tcb",
+    "qe_tcb",
+]
 
 
 @dataclass(frozen=True)
@@ -80,17 +90,29 @@ def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> li
         out = [tcb.get(f"{v2_prefix}{i:02d}svn") for i in range(1, 17)]
     else:
         out = []
-    if len(out) != 16 or not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
-        raise MalformedError(f"{name}: {key} must be 16 integer SVNs", field=f"{name}.{key}")
+    if len(out) != 16 or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in out):
+        raise MalformedError(f"{name}: {key} must be 16 SVNs of 0-255", field=f"{name}.{key}")
     return [x for x in out if isinstance(x, int)]
 
 
-def _tcb_date(level: dict[str, Any], name: str) -> datetime:
+#: An RFC 3339 date-time with a zone, as Intel PCS writes them ("2025-06-19T10:16:03Z"; RFC 3339
+#: also allows a lowercase t/z and a space). ``datetime.fromisoformat`` alone takes any character
+#: as the date-time separator.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+
+
+def collateral_time(value: Any, field: str) -> datetime:
+    """A time field of Intel collateral (issueDate, nextUpdate, tcbDate); raises MalformedError."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise MalformedError(f"{field} is not an RFC 3339 time with a zone", field=field)
     try:
-        t = datetime.fromisoformat(_field(level, "tcbDate", str, name))
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise MalformedError(f"{name}.tcbDate is not an ISO-8601 time", field=f"{name}.tcbDate") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+        raise MalformedError(f"{field} is not a valid time", field=field) from None
+
+
+def _tcb_date(level: dict[str, Any], name: str) -> datetime:
+    return collateral_time(level.get("tcbDate"), f"{name}.tcbDate")
 
 
 def _isvsvn_levels(doc: dict[str, Any], name: str) -> list[tuple[int, dict[str, Any]]]:
@@ -108,6 +130,85 @@ def _ordered(keyed: list[tuple[Any, dict[str, Any]]], name: str) -> list[tuple[A
         if a == b:
             raise CollateralError(f"{name}: duplicated TCB levels", code="collateral_invalid")
     return keyed
+
+
+def _uint(doc: dict[str, Any], key: str, name: str, maximum: int) -> int:
+    v: int = _field(doc, key, int, name)
+    if not 0 <= v <= maximum:
+        raise MalformedError(f"{name}.{key} is out of range 0-{maximum}", field=f"{name}.{key}")
+    return v
+
+
+def _hex_len(doc: dict[str, Any], key: str, name: str, size: int) -> bytes:
+    b = _hex_field(doc, key, name)
+    if len(b) != size:
+        raise MalformedError(f"{name}.{key} must be {size} bytes", field=f"{name}.{key}")
+    return b
+
+
+def _check_signer(doc: dict[str, Any], name: str, mrsigner_size: int, attributes_size: int) -> None:
+    _hex_len(doc, "mrsigner", name, mrsigner_size)
+    _hex_len(doc, "attributes", name, attributes_size)
+    _hex_len(doc, "attributesMask", name, attributes_size)
+
+
+def _check_identity(doc: dict[str, Any], name: str, mrsigner_size: int, attributes_size: int, svn_max: int) -> None:
+    _check_signer(doc, name, mrsigner_size, attributes_size)
+    for level in _levels(doc, name):
+        _uint(level["tcb"], "isvsvn", f"{name}.tcb", svn_max)
+        _status(level, name, IDENTITY_TCB_STATUSES)
+        _advisories(level)
+    _isvsvn_levels(doc, name)  # tcbDate of every level; duplicated levels
+
+
+def check_tcb_info(info: dict[str, Any]) -> None:
+    """Every field Intel QVL's ``TcbInfo`` parser reads, in every level (not only the one a
+    platform matches): version 2 or 3, id (v3) SGX or TDX, FMSPC and PCE ID, TCB type and
+    evaluation data number, 16 SGX (and TDX) components of 0-255, PCESVN of 0-65535, tcbDate,
+    tcbStatus, advisory IDs, no duplicated levels, and for TDX the module identities.
+    Called once per collateral set when its signature is verified (cached with it)."""
+    name = "tcb_info"
+    version = _field(info, "version", int, name)
+    if version not in (2, 3):
+        raise MalformedError(f"tcb_info.version {version} is not 2 or 3", field="tcb_info.version")
+    tee = info.get("id", "SGX") if version == 2 else _field(info, "id", str, name)
+    if tee not in ("SGX", "TDX") or (tee == "TDX" and version != 3):
+        raise MalformedError(f"tcb_info.id {tee!r} is not SGX or TDX (version 3)", field="tcb_info.id")
+    _hex_len(info, "fmspc", name, 6)
+    _hex_len(info, "pceId", name, 2)
+    _uint(info, "tcbType", name, 2**32 - 1)
+    _uint(info, "tcbEvaluationDataNumber", name, 2**32 - 1)
+    for level in _levels(info, name):
+        _uint(level["tcb"], "pcesvn", f"{name}.tcb", 0xFFFF)
+        _tcb_date(level, name)
+        _status(level, name)
+        _advisories(level)
+    _platform_levels(info)  # the components of every level; duplicated levels
+    if tee == "TDX":
+        _check_signer(_field(info, "tdxModule", dict, name), "tcb_info.tdxModule", 48, 8)
+        idents = info.get("tdxModuleIdentities", [])
+        if not isinstance(idents, list) or not all(isinstance(i, dict) for i in idents):
+            raise MalformedError("tcb_info.tdxModuleIdentities must be a list", field="tcb_info.tdxModuleIdentities")
+        for ident in idents:
+            _field(ident, "id", str, "tcb_info.tdxModuleIdentities")
+            _check_identity(ident, "tcb_info.tdxModuleIdentities", 48, 8, 255)
+
+
+def check_qe_identity(qe: dict[str, Any]) -> None:
+    """Every field Intel QVL's ``EnclaveIdentityV2`` parser reads, in every level: id, version 2,
+    evaluation data number, MISCSELECT and its mask (4 bytes), ATTRIBUTES and mask (16), MRSIGNER
+    (32), ISVPRODID and each level's ISVSVN (0-65535), tcbDate, a QE status, advisory IDs, no
+    duplicated levels. Called once per collateral set, as :func:`check_tcb_info`."""
+    name = "qe_identity"
+    if _field(qe, "id", str, name) not in ("QE", "QVE", "TD_QE"):
+        raise MalformedError(f"qe_identity.id {qe.get('id')!r} is not QE, QVE or TD_QE", field="qe_identity.id")
+    if _field(qe, "version", int, name) != 2:
+        raise MalformedError("qe_identity.version is not 2", field="qe_identity.version")
+    _uint(qe, "tcbEvaluationDataNumber", name, 2**32 - 1)
+    _uint(qe, "isvprodid", name, 0xFFFF)
+    _hex_len(qe, "miscselect", name, 4)
+    _hex_len(qe, "miscselectMask", name, 4)
+    _check_identity(qe, name, 32, 16, 0xFFFF)
 
 
 def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, list[str]]:

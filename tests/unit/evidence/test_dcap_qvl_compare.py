@@ -77,6 +77,17 @@ KNOWN: dict[str, tuple[str, str]] = {
         "IdentityTcbLevel: 'TCB level [tcbStatus] JSON field has invalid value'); dcap-qvl "
         "accepts ConfigurationNeeded and OutOfDateConfigurationNeeded there."
     )),
+    "malformed-collateral-field": ("veritee", (
+        "A field of the TCB info or QE identity is missing, of the wrong type or malformed. Intel "
+        "QVL parses every field of every level (TcbInfo, TcbLevel, EnclaveIdentityV2, "
+        "IdentityTcbLevel: tcbDate, 16 components, the QE identity's version 2, ...) and refuses "
+        "the collateral; dcap-qvl reads only the fields it uses and the levels up to the match."
+    )),
+    "qe-levels-out-of-order": ("status", (
+        "QE identity levels listed out of order: Intel QVL orders them by ISVSVN (then tcbDate), "
+        "highest first (IdentityTcbLevel::operator>), as veritee does; dcap-qvl takes the first "
+        "level in JSON order that the QE meets, so both verify with different statuses."
+    )),
     "debug-td": ("dcap-qvl", (
         "dcap-qvl refuses a debug TD or enclave by default; Intel QVL does not check the debug "
         "attribute, which is the relying party's policy: veritee verifies the quote, reports "
@@ -134,7 +145,11 @@ def _assert_agree(cases: list[Case]) -> None:
         if ours == theirs:
             continue
         who = KNOWN.get(case.label, ("", ""))[0]
-        if (who == "veritee" and ours == REFUSED and theirs[0]) or (who == "dcap-qvl" and theirs == REFUSED and ours[0]):
+        if (
+            (who == "veritee" and ours == REFUSED and theirs[0])
+            or (who == "dcap-qvl" and theirs == REFUSED and ours[0])
+            or (who == "status" and ours[0] and theirs[0])
+        ):
             continue
         unexplained.append(f"{case.label}: veritee {ours}, dcap-qvl {theirs}")
     assert not unexplained, "\n".join(unexplained)
@@ -284,6 +299,75 @@ def test_random_synthetic_quotes_same_verdict() -> None:
     _assert_agree(cases)
 
 
+def _paths(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path into a JSON document, containers included."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _paths(v, (*path, i))
+    if path:
+        yield path
+
+
+_SVN_KEYS = ("svn", "pcesvn", "isvsvn")
+
+
+def _mutate_json(rng: random.Random, doc: dict[str, Any], identity: bool) -> tuple[str, dict[str, Any]]:
+    """One change to ``doc``: a value a signer may legitimately write (an SVN one up or down,
+    another status, another evaluation number: both verifiers must agree) or a malformed field
+    (deleted, of another type, a character changed, a list emptied or grown)."""
+    out = json.loads(json.dumps(doc))
+    path = rng.choice(list(_paths(out)))
+    parent = out
+    for k in path[:-1]:
+        parent = parent[k]
+    key, value = path[-1], parent[path[-1]]
+    in_module = "tdxModuleIdentities" in path
+    if key in _SVN_KEYS and isinstance(value, int) and rng.random() < 0.7:
+        parent[key] = min(255, value + 1) if rng.random() < 0.5 or value == 0 else value - 1
+        return f"json-value:{path}", out
+    if key == "tcbStatus" and rng.random() < 0.7:
+        parent[key] = rng.choice(IDENTITY_STATUSES if identity or in_module else STATUSES)
+        return f"json-value:{path}", out
+    if key == "tcbEvaluationDataNumber" and rng.random() < 0.7:
+        parent[key] = value + rng.choice([-1, 1])
+        return f"json-value:{path}", out
+    op = rng.randrange(4)
+    if op == 0 and isinstance(parent, dict):
+        del parent[key]
+    elif op == 1:
+        parent[key] = rng.choice([None, "x", 7, [], {}, True])
+    elif op == 2 and isinstance(value, str) and value:
+        i = rng.randrange(len(value))
+        parent[key] = value[:i] + rng.choice("0F9aZ-:T ") + value[i + 1 :]
+    elif op == 3 and isinstance(value, list):
+        parent[key] = rng.choice([[], value[:1], value + value[-1:]])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        parent[key] = rng.choice([value + 1, -1, 256, 65536, str(value)])
+    else:
+        parent[key] = None
+    return "malformed-collateral-field", out
+
+
+def test_mutated_collateral_fields_same_verdict() -> None:
+    """Seeded changes to the fields of synthetic TCB infos (SGX, TDX, TDX with module identities)
+    and QE identities, re-signed by the test TCB signer so that only the field decides."""
+    ident = _module_identity([(3, "UpToDate"), (1, "OutOfDate")])
+    bases = [build(Spec()), build(Spec(kind="sgx", version=3)), build(Spec(platform_svn=4, qe_isvsvn=3)),
+             build(Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,)))]  # fmt: skip
+    rng = random.Random(11_122)
+    cases = []
+    for _ in range(200):
+        syn = rng.choice(bases)
+        which = rng.choice(["tcb_info", "qe_identity"])
+        label, changed = _mutate_json(rng, json.loads(syn.doc[which]), identity=which == "qe_identity")
+        doc = _resign(syn.doc, **{"info" if which == "tcb_info" else "qe": changed})
+        cases.append(_case(label, syn, doc))
+    _assert_agree(cases)
+
+
 def _module_identity(levels: list[tuple[int, str]]) -> dict[str, Any]:
     return {"id": "TDX_03", "mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8,
             "tcbLevels": [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": s}
@@ -307,6 +391,7 @@ def _explicit() -> list[Case]:
         "pck-revoked": Spec(pck_revoked=(3,)),
         "pck-ca-revoked": Spec(root_revoked=(2,)),
         "debug-td": Spec(debug=True),
+        "qe-levels-out-of-order": Spec(qe_levels=tuple(reversed(Spec().qe_levels))),
         "qe-identity-status-invalid": Spec(qe_levels=(
             {"tcb": {"isvsvn": 4}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "ConfigurationNeeded"},
         )),
@@ -323,6 +408,9 @@ def _explicit() -> list[Case]:
     info = json.loads(syn.doc["tcb_info"])
     info["tcbLevels"].append(dict(info["tcbLevels"][0], tcbStatus="Revoked"))
     cases.append(_case("duplicated-tcb-levels", syn, _resign(syn.doc, info=info)))
+    info = json.loads(syn.doc["tcb_info"])
+    info["tcbLevels"][1]["tcbDate"] = "not a date"  # a level after the one the platform meets
+    cases.append(_case("malformed-collateral-field", syn, _resign(syn.doc, info=info)))
     from tests.unit.evidence.test_dcap_tcb_signing import _pck_chain, _pem, _under_root
 
     chain = _pem(*_pck_chain(syn))
@@ -354,5 +442,9 @@ def test_known_disagreements_still_disagree() -> None:
     labelled["pck-crl-issuer-chain-corrupted"] = replace(real, doc={**real.doc, "pck_crl_issuer_chain": root_only})
     for label, (who, _) in KNOWN.items():
         ours, theirs = _check(labelled[label])
-        refused, verified = (ours, theirs) if who == "veritee" else (theirs, ours)
-        assert refused == REFUSED and verified[0], f"{label} no longer disagrees: veritee {ours}, dcap-qvl {theirs}"
+        if who == "status":
+            still = ours[0] and theirs[0] and ours != theirs
+        else:
+            refused, verified = (ours, theirs) if who == "veritee" else (theirs, ours)
+            still = refused == REFUSED and verified[0]
+        assert still, f"{label} no longer disagrees: veritee {ours}, dcap-qvl {theirs}"

@@ -586,3 +586,43 @@ def test_matched_qe_level_advisories_are_reported() -> None:
     """Every matched level's advisories, the QE's too when it is up to date (QVL, dcap-qvl)."""
     v = _verify(build(Spec(qe_levels=(_qe_level(4, "UpToDate", ["INTEL-SA-00077"]),))))
     assert v.claims["tcb_status"] == "UpToDate" and v.claims["advisory_ids"] == ["INTEL-SA-00077"]
+
+
+def _resigned(syn: Synthetic, which: str, change: Any) -> Synthetic:
+    doc = json.loads(syn.doc[which])
+    change(doc)
+    raw = json.dumps(doc, separators=(",", ":"))
+    return syn.with_doc(**{which: raw, f"{which}_signature": raw_sign(_KEYS["tcb"], raw.encode()).hex()})
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Any:
+    def change(doc: Any) -> None:
+        for k in path[:-1]:
+            doc = doc[k]
+        doc[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("which", "path", "value"),
+    [
+        ("tcb_info", ("tcbLevels", 1, "tcbDate"), "not a date"),  # a level the platform does not reach
+        ("tcb_info", ("tcbLevels", 1, "tcbStatus"), "Fine"),
+        ("tcb_info", ("tcbLevels", 1, "tcb", "sgxtcbcomponents"), []),
+        ("tcb_info", ("tcbLevels", 0, "tcb", "sgxtcbcomponents", 3, "svn"), 256),
+        ("tcb_info", ("tcbLevels", 0, "tcb", "pcesvn"), 65536),
+        ("tcb_info", ("issueDate",), "2025-06-19900:00:00Z"),  # fromisoformat takes any separator
+        ("tcb_info", ("version",), 2),  # TDX TCB info is version 3
+        ("tcb_info", ("tdxModule", "attributesMask"), "FF"),
+        ("qe_identity", ("version",), 3),
+        ("qe_identity", ("tcbLevels", 1, "tcbDate"), "2023-03-13T00:00:00Z00"),
+        ("qe_identity", ("isvprodid",), 65536),
+    ],
+)
+def test_every_field_of_every_level_is_checked(which: str, path: tuple[Any, ...], value: Any) -> None:
+    """As Intel QVL's parsers, every field of the TCB info and QE identity, in every level, not
+    only in the level the platform matches (issue 11 item 12: found by the dcap-qvl comparison)."""
+    syn = _resigned(build(), which, _set(path, value))
+    with pytest.raises(VerificationError if path[-1] == "tcbStatus" else MalformedError):
+        _verify(syn)
