@@ -13,7 +13,11 @@ compromise gives one power (issue 13). Layout of the data folder (format 2)::
     broker_cert.pem            its certificate, issued by the domain CA (re-issued when it nears
                                expiry)
     token_key.pem        0600  ECDSA P-256: signs EAR attestation-result tokens (ES256)
-    admin_token          0600  the admin bearer credential
+    admin_token.hmac     0600  what the service checks the admin credential against: a salted
+                               HMAC-SHA256 of it (the service never reads the credential itself)
+    admin_token          0600  the admin bearer credential: the operator's copy, read by the CLI
+                               only (``veritee init --admin-token-file`` puts it elsewhere; the
+                               service runs without it)
     veritee.db                 the embedded SQLite database (unless --db names another)
     collateral/                vendor collateral the service reads (see `veritee collateral fetch`)
 
@@ -33,7 +37,6 @@ import datetime as dt
 import fcntl
 import functools
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -42,7 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from veritee.keybroker.release import EnvelopeSigner
 
 __all__ = [
+    "AdminVerifier",
     "Domain",
     "default_data_dir",
     "issue_admission_certificate",
@@ -74,6 +80,7 @@ BROKER_CERT_LIFETIME = dt.timedelta(days=365)
 BROKER_CERT_RENEW = dt.timedelta(days=30)
 TOKEN_KEY = "token_key.pem"  # noqa: S105 - a file name
 ADMIN_TOKEN = "admin_token"  # noqa: S105 - a file name
+ADMIN_VERIFIER = "admin_token.hmac"
 DOMAIN_FILE = "domain.json"
 CA_LIFETIME = dt.timedelta(days=3650)
 
@@ -130,7 +137,7 @@ class Domain:
     broker_key: ec.EllipticCurvePrivateKey
     broker_certificate: x509.Certificate
     token_key: ec.EllipticCurvePrivateKey
-    admin_token_sha256: bytes
+    admin_verifier: AdminVerifier
     #: The key that signed policies before the keys were split (the CA key), or None.
     legacy_policy_key: ec.EllipticCurvePublicKey | None = None
     _derived: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -201,15 +208,20 @@ class Domain:
         return self.ca_certificate.public_bytes(serialization.Encoding.PEM)
 
     def check_admin(self, token: str) -> bool:
-        return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_token_sha256)
+        """Whether ``token`` is the admin credential (constant time)."""
+        return self.admin_verifier.check(token)
 
     def admin_token(self) -> str:
         """Read the admin credential (for local CLI use)."""
         return (self.path / ADMIN_TOKEN).read_text().strip()
 
     @classmethod
-    def create(cls, path: Path, *, name: str = "veritee-domain", now: dt.datetime) -> Domain:
-        """Create a new domain under ``path``; refuses to overwrite an existing one."""
+    def create(cls, path: Path, *, name: str = "veritee-domain", now: dt.datetime,
+               admin_token_file: Path | None = None) -> Domain:  # fmt: skip
+        """Create a new domain under ``path``; refuses to overwrite an existing one.
+
+        The admin credential goes to ``admin_token_file`` (default ``path/admin_token``); the
+        folder keeps only its verifier (module docstring)."""
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (path / DOMAIN_FILE).exists():
             raise UsageError(f"a domain already exists in {path}")
@@ -221,7 +233,8 @@ class Domain:
         write_private(path / CA_KEY, _pem_private(ca_key))
         write_private(path / POLICY_KEY, _pem_private(policy_key))
         write_private(path / TOKEN_KEY, _pem_private(token_key))
-        write_private(path / ADMIN_TOKEN, (admin + "\n").encode())
+        write_private(admin_token_file or path / ADMIN_TOKEN, (admin + "\n").encode())
+        AdminVerifier.make(admin).write(path / ADMIN_VERIFIER)
         (path / CA_CERT).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         _ensure_broker(path, ca_key, ca, name, now)
         (path / "collateral").mkdir(exist_ok=True)
@@ -249,7 +262,7 @@ class Domain:
         ca_key = _load_ec_key(path / CA_KEY)
         if _spki(ca_key.public_key()) != _spki(ca.public_key()):
             raise UsageError(f"{path / CA_KEY} is not the key of {path / CA_CERT}")
-        admin = (path / ADMIN_TOKEN).read_text().strip()
+        verifier = AdminVerifier.open(path)
         legacy = ca.public_key() if meta.get("legacy_policy_key_id") else None
         if legacy is not None and not isinstance(legacy, ec.EllipticCurvePublicKey):
             raise UsageError(f"{path / CA_CERT} does not hold an EC key")
@@ -262,9 +275,68 @@ class Domain:
             broker_key=_load_ec_key(path / BROKER_KEY),
             broker_certificate=x509.load_pem_x509_certificate((path / BROKER_CERT).read_bytes()),
             token_key=_load_ec_key(path / TOKEN_KEY),
-            admin_token_sha256=hashlib.sha256(admin.encode()).digest(),
+            admin_verifier=verifier,
             legacy_policy_key=legacy,
         )
+
+
+@dataclass(frozen=True)
+class AdminVerifier:
+    """The admin credential as the service keeps it: HMAC-SHA256 under a random salt.
+
+    The credential is 32 random bytes (``secrets.token_urlsafe``), so a fast keyed hash is
+    enough: there is nothing to guess. A folder of an earlier build has only the credential
+    (``admin_token``); :meth:`open` then makes the verifier from it, once, under the domain's
+    file lock (a migration: the credential stays the same).
+    """
+
+    salt: bytes
+    mac: bytes
+
+    @classmethod
+    def make(cls, token: str) -> AdminVerifier:
+        salt = secrets.token_bytes(32)
+        return cls(salt, _admin_mac(salt, token))
+
+    def check(self, token: str) -> bool:
+        h = crypto_hmac.HMAC(self.salt, hashes.SHA256())
+        h.update(token.encode())
+        try:
+            h.verify(self.mac)  # constant time
+        except InvalidSignature:
+            return False
+        return True
+
+    def write(self, path: Path) -> None:
+        doc = {"alg": "hmac-sha256", "salt": self.salt.hex(), "mac": self.mac.hex()}
+        write_private(path, (json.dumps(doc) + "\n").encode())
+
+    @classmethod
+    def open(cls, folder: Path) -> AdminVerifier:
+        """Read ``folder``'s verifier, making it from the credential if only that is there."""
+        path = folder / ADMIN_VERIFIER
+        if not path.is_file():
+            with open(folder / LOCK_FILE, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not path.is_file():
+                    try:
+                        token = (folder / ADMIN_TOKEN).read_text().strip()
+                    except OSError:
+                        raise UsageError(f"no admin credential verifier in {folder} ({ADMIN_VERIFIER})") from None
+                    cls.make(token).write(path)
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("alg") != "hmac-sha256":
+                raise ValueError("unknown alg")
+            return cls(bytes.fromhex(doc["salt"]), bytes.fromhex(doc["mac"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UsageError(f"{path} is not an admin credential verifier") from None
+
+
+def _admin_mac(salt: bytes, token: str) -> bytes:
+    h = crypto_hmac.HMAC(salt, hashes.SHA256())
+    h.update(token.encode())
+    return h.finalize()
 
 
 def _spki(key: ec.EllipticCurvePublicKey | Any) -> bytes:

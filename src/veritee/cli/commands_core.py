@@ -13,6 +13,7 @@ import click
 
 from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE, handle_errors
 from veritee.errors import UsageError, VeriteeError
+from veritee.tls import AEAD_CIPHERS, client_context
 
 __all__ = ["register"]
 
@@ -52,8 +53,13 @@ def parse_time(value: str | None) -> dt.datetime:
          "and key-broker keys; the CA and its certificate stay). Do it on one copy, then copy "
          "that folder to every replica.",
 )  # fmt: skip
+@click.option(
+    "--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Where to write the admin credential (default: <data>/admin_token). The service keeps "
+    "only its verifier (admin_token.hmac) and runs without this file.",
+)
 @handle_errors
-def init_cmd(data: Path | None, name: str, upgrade: bool) -> None:
+def init_cmd(data: Path | None, name: str, upgrade: bool, admin_token_file: Path | None) -> None:
     """Create a domain: CA, policy, key-broker and token keys, admin credential, database."""
     from veritee.domain import Domain
     from veritee.keybroker.kek import KEK_ENV, FileKek
@@ -71,13 +77,15 @@ def init_cmd(data: Path | None, name: str, upgrade: bool) -> None:
                       "policy key (policies signed before stay valid as stored until re-signed), "
                       "broker_key.pem and broker_cert.pem sign release envelopes"))  # fmt: skip
         return
-    domain = Domain.create(path, name=name, now=dt.datetime.now(dt.UTC))
+    domain = Domain.create(path, name=name, now=dt.datetime.now(dt.UTC), admin_token_file=admin_token_file)
     store = Storage(domain.database_url)
     store.migrate()
     store.close()
     click.echo(f"created domain {name!r} in {path}")
     click.echo(f"  domain CA certificate: {path / 'domain_ca.pem'}")
-    click.echo(f"  admin credential:      {path / 'admin_token'} (keep it secret)")
+    token_file = admin_token_file or path / "admin_token"
+    click.echo(f"  admin credential:      {token_file} (keep it secret; the service needs only "
+               f"{path / 'admin_token.hmac'})")  # fmt: skip
     click.echo(f"  database:              {domain.database_url}")
     if not os.environ.get(KEK_ENV):
         # Created now, not on the first secret, so that copies of the folder (replicas) share it.
@@ -98,10 +106,15 @@ def init_cmd(data: Path | None, name: str, upgrade: bool) -> None:
          "(ranked below the domain's own collateral, which always wins). Default: only the "
          "domain's collateral decides; attesters' certificates serve as path candidates.",
 )  # fmt: skip
+@click.option(
+    "--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP|CIDR",
+    help="A TLS-terminating proxy in front of the service (repeatable): its X-Forwarded-Proto and "
+    "X-Forwarded-For are honoured (the KBS cookie is then Secure behind it). Default: none.",
+)
 @handle_errors
 def serve_cmd(
     data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
-    accept_attester_collateral: bool,
+    accept_attester_collateral: bool, trusted_proxies: tuple[str, ...],
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     import uvicorn
@@ -116,9 +129,13 @@ def serve_cmd(
         from veritee.service.tls import server_certificate_files
 
         cert_file, key_file = server_certificate_files(path, host)
-        ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+        # TLS 1.2 suites: AEAD only (veritee.tls); TLS 1.3's are AEAD anyway.
+        ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file), "ssl_ciphers": AEAD_CIPHERS}
     scheme = "https" if tls else "http"
     common: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False, **ssl}
+    # Forwarded headers only from the proxies named (uvicorn alone trusts 127.0.0.1 and
+    # $FORWARDED_ALLOW_IPS): a client cannot claim another scheme or address.
+    common.update(_proxy_settings(trusted_proxies))
     if workers > 1:
         # Each worker process builds its own app (and database pool) from the environment.
         import os
@@ -133,6 +150,20 @@ def serve_cmd(
     app = create_app(settings)
     click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} (data {path})", err=True)
     uvicorn.run(app, **common)
+
+
+def _proxy_settings(trusted: tuple[str, ...]) -> dict[str, Any]:
+    """uvicorn's proxy settings for ``--trusted-proxy`` (each an IP address or network)."""
+    import ipaddress
+
+    for item in trusted:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise UsageError(f"--trusted-proxy {item!r} is not an IP address or network") from None
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": []}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
 
 
 def _print_verify(result: dict[str, Any], as_json: bool) -> None:
@@ -371,7 +402,7 @@ def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: 
     ca_file = ca or (path / "domain_ca.pem")
     verify: ssl.SSLContext | bool = True
     if url.startswith("https://") and ca_file.is_file():
-        verify = ssl.create_default_context(cafile=str(ca_file))
+        verify = client_context(cafile=str(ca_file))
     try:
         r = httpx.put(
             url.rstrip("/") + "/v1/admin/policy", content=signed_file.read_bytes(),

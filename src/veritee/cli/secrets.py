@@ -40,6 +40,7 @@ from veritee.errors import (
 )
 from veritee.keybroker.policy import MAX_POLICY_BYTES, parse_policy
 from veritee.keybroker.vault import MAX_SECRET_BYTES, validate_name
+from veritee.tls import client_context
 
 __all__ = ["register", "secret_group"]
 
@@ -91,7 +92,7 @@ class _Admin:
             ca_file = ca if ca is not None else folder / "domain_ca.pem"
             if not ca_file.is_file():
                 raise UsageError(f"no CA certificate to trust for HTTPS: {ca_file} (use --ca)")
-            verify = ssl.create_default_context(cafile=str(ca_file))
+            verify = client_context(cafile=str(ca_file))
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url, verify=verify, timeout=15,

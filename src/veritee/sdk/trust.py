@@ -52,6 +52,7 @@ from veritee.sdk import sealing
 from veritee.sdk.domain_sealing import DomainReleasedPlatform
 from veritee.sdk.keystore import KeyStore
 from veritee.sdk.secrets import DomainSealingKey
+from veritee.tls import harden
 
 if TYPE_CHECKING:
     from veritee.sdk.channel import ChannelPolicy
@@ -253,7 +254,7 @@ class Trust:
         self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         verify: ssl.SSLContext | bool = True
         if service_url.startswith("https://"):
-            ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+            ctx = harden(ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH))  # AEAD only
             ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
             verify = ctx
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)

@@ -241,6 +241,9 @@ def create_app(
         version=__version__,
         description="Appraises TEE evidence against a signed policy; issues EAR tokens and admission certificates.",
         lifespan=lifespan,
+        # No trailing-slash redirects: Starlette builds their Location from the client's Host
+        # header (an open redirect through a shared cache or proxy); a wrong path is a 404.
+        redirect_slashes=False,
         # FastAPI's built-in OpenTelemetry checks on every request whether a provider is
         # configured; veritee's observability is /metrics and the audit log, so it is off.
         telemetry={"tracing": False, "metrics": False, "logs": False},
