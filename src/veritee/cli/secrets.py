@@ -88,8 +88,9 @@ class _Admin:
                 )
             token = token_file.read_text().strip()
         verify: ssl.SSLContext | bool = True
+        self._ca_file = ca if ca is not None else folder / "domain_ca.pem"
         if url.startswith("https://"):
-            ca_file = ca if ca is not None else folder / "domain_ca.pem"
+            ca_file = self._ca_file
             if not ca_file.is_file():
                 raise UsageError(f"no CA certificate to trust for HTTPS: {ca_file} (use --ca)")
             verify = client_context(cafile=str(ca_file))
@@ -98,6 +99,30 @@ class _Admin:
             base_url=self.url, verify=verify, timeout=15,
             headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
+
+    def ca_certificate(self) -> Any:
+        """The domain CA certificate (``--ca``, else ``<data>/domain_ca.pem``)."""
+        from veritee import certs
+
+        try:
+            data = self._ca_file.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read the domain CA {self._ca_file}: {e.strerror or e}") from None
+        return certs.load_pem_certificate(data, str(self._ca_file))
+
+    def get_bytes(self, path: str) -> bytes:
+        """GET ``path``; its body (a problem becomes a veritee error, as for :meth:`call`)."""
+        try:
+            r = self._http.get(path)
+        except httpx.HTTPError as e:
+            raise UsageError(f"cannot reach the service at {self.url}: {type(e).__name__}") from None
+        finally:
+            self._http.close()
+        if r.status_code != 200:
+            from veritee.sdk.trust import error_from_problem
+
+            raise error_from_problem(r)
+        return r.content
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         try:

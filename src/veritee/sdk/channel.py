@@ -12,7 +12,9 @@ How a connection is admitted, on both sides alike:
    who the peer is, is decided by step 3.
 3. Each side parses the peer's admission certificate (:class:`AdmissionInfo`, strict) and checks
    its measurement, platform and profile against its own :class:`ChannelPolicy`
-   (:func:`verify_peer`). What the policy leaves open means "the same as mine": by default a
+   (:func:`verify_peer`), and, given ``revocations``, that the domain has not revoked it
+   (:mod:`veritee.sdk.revocation`; :class:`veritee.sdk.trust.Trust` checks the service's CRL).
+   What the policy leaves open means "the same as mine": by default a
    peer runs the same measurement on the same platform in the same profile.
 4. Each side then sends a one-frame verdict (accept, or refuse with the reason code) and waits
    for the peer's. Only when both accepted does :func:`connect` return, or the server call its
@@ -67,6 +69,7 @@ from veritee.errors import (
 )
 from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo, normalize_measurement, verify_peer
+from veritee.sdk.revocation import RevocationCheck
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -405,7 +408,12 @@ class AttestedConnection:
         self.close()
 
 
-def _admit(conn: AttestedConnection, policy: ChannelPolicy, who: str) -> AttestedConnection:
+def _admit(
+    conn: AttestedConnection,
+    policy: ChannelPolicy,
+    who: str,
+    revocations: RevocationCheck | None = None,
+) -> AttestedConnection:
     """Steps 3 and 4 of the module doc; closes ``conn`` and raises if either side refuses."""
     sock = conn._sock
     refusal: VerificationError | None = None
@@ -414,7 +422,10 @@ def _admit(conn: AttestedConnection, policy: ChannelPolicy, who: str) -> Atteste
         if not der:
             raise VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
         conn.peer = AdmissionInfo.from_der(der)
-        policy.check(conn.peer, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        policy.check(conn.peer, now)
+        if revocations is not None:
+            revocations.check(conn.peer.serial_number, now)
     except VerificationError as exc:
         refusal = exc
     try:
@@ -463,8 +474,12 @@ def connect(
     timeout: float | None = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     source_address: tuple[str, int] | None = None,
+    revocations: RevocationCheck | None = None,
 ) -> AttestedConnection:
     """Open an attested connection to ``host:port`` (module doc, steps 1-4).
+
+    ``revocations``: the domain's revoked certificates (:mod:`veritee.sdk.revocation`); a
+    revoked server is refused (``certificate_revoked``). None: not checked.
 
     Who may answer: ``policy`` (a :class:`ChannelPolicy`), or the ``allowed_*`` keywords
     (kept for earlier callers); either way what is left open is "the same as mine".
@@ -495,7 +510,7 @@ def connect(
         log.warning("attested channel to %s:%s refused: %s", host, port, error.code)
         raise error from None
     try:
-        return _admit(conn, policy, who)
+        return _admit(conn, policy, who, revocations)
     except VerificationError as exc:
         log.warning("attested channel to %s:%s refused: %s", host, port, exc.code)
         raise
@@ -537,10 +552,12 @@ class AttestedServer:
         on_refusal: RefusalCallback | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         if handshake_timeout <= 0 or max_handshakes_per_address < 1:
             raise UsageError("handshake_timeout must be positive and max_handshakes_per_address at least 1")
         self._handler = handler
+        self._revocations = revocations
         self._context = context
         self._own = own
         self._policy = policy
@@ -714,7 +731,7 @@ class AttestedServer:
                 self._refused(addr, _handshake_error(exc, who))
                 return
             try:
-                _admit(conn, self._policy, who)
+                _admit(conn, self._policy, who, self._revocations)
             except VerificationError as exc:
                 self._refused(addr, exc)
                 return
@@ -760,10 +777,12 @@ def serve(
     on_refusal: RefusalCallback | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    revocations: RevocationCheck | None = None,
 ) -> AttestedServer:
     """A bound, not yet started :class:`AttestedServer` (use ``with`` or ``.start()``).
 
-    Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :func:`connect`.
+    Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :func:`connect`; a client
+    whose certificate ``revocations`` lists is refused (``certificate_revoked``).
 
     ``timeout`` is set on the connection given to ``handler`` (``conn.settimeout(None)`` to
     block without limit). ``handshake_timeout`` bounds each connection's handshake and admission
@@ -786,4 +805,5 @@ def serve(
         on_refusal=on_refusal,
         handshake_timeout=handshake_timeout,
         max_handshakes_per_address=max_handshakes_per_address,
+        revocations=revocations,
     )

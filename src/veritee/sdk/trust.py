@@ -51,6 +51,7 @@ from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.domain_sealing import DomainReleasedPlatform
 from veritee.sdk.keystore import KeyStore
+from veritee.sdk.revocation import RevocationCheck, ServiceRevocations
 from veritee.sdk.secrets import DomainSealingKey
 from veritee.tls import harden
 
@@ -258,6 +259,10 @@ class Trust:
             ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
             verify = ctx
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
+        #: What :meth:`connect` and :meth:`serve` check peers against: the service's CRL,
+        #: fetched at most every 30 s (:class:`veritee.sdk.revocation.ServiceRevocations`).
+        #: Replace it with a :class:`~veritee.sdk.revocation.RevocationList` given another way.
+        self.revocations: RevocationCheck = ServiceRevocations(self._http, self.ca_certificate)
         self.keystore = KeyStore(self.store_path / "keystore.bin", self._own_sealing)
         self.renewal_margin = renewal_margin
         from veritee.sdk.confidential import parse_tenant_key
@@ -499,7 +504,8 @@ class Trust:
         allowed_profiles: Iterable[Profile | str] | None = None,
         timeout: float = 10.0,
     ) -> Any:
-        """Open an attested mutual-TLS connection to a peer this workload's policy admits.
+        """Open an attested mutual-TLS connection to a peer this workload's policy admits and
+        the domain has not revoked (:attr:`revocations`).
 
         ``policy`` is a :class:`veritee.sdk.channel.ChannelPolicy` (or give the ``allowed_*``
         keywords); whatever it leaves open must be the same as this workload's own: by default
@@ -511,7 +517,7 @@ class Trust:
         return channel.connect(
             host, port, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
             allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
-            allowed_profiles=allowed_profiles, timeout=timeout,
+            allowed_profiles=allowed_profiles, timeout=timeout, revocations=self.revocations,
         )
 
     def serve(
@@ -527,7 +533,8 @@ class Trust:
     ) -> Any:
         """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end).
 
-        Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :meth:`connect`.
+        Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :meth:`connect`; never
+        a peer the domain has revoked (:attr:`revocations`).
         """
         from veritee.sdk import channel
 
@@ -535,7 +542,7 @@ class Trust:
         server = channel.serve(
             host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
             allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
-            allowed_profiles=allowed_profiles,
+            allowed_profiles=allowed_profiles, revocations=self.revocations,
         )
         server.start()
         self._servers.append(server)

@@ -125,6 +125,7 @@ ROUTERS = (
     ("veritee.service.routes_kbs", "router"),
     ("veritee.service.routes_tpm", "router"),
     ("veritee.service.routes_keystores", "router"),
+    ("veritee.service.routes_revocations", "router"),
 )
 
 

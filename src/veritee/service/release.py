@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from veritee import certs
-from veritee.appraisal import Decision
+from veritee.appraisal import Decision, appraise_admitted
 from veritee.binding import spki_der
 from veritee.errors import NonceError, NotFoundError, StorageError, VerificationError
 from veritee.evidence.claims import Reason
@@ -43,8 +43,10 @@ from veritee.service.storage.tx import Tx
 __all__ = [
     "ReleasedSealingKey",
     "admitted_claims",
+    "certified_decision",
     "release_sealing_key",
     "release_secret",
+    "revocation_reason",
     "stored_release_policy",
 ]
 
@@ -278,6 +280,37 @@ def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
     if latest.policy == stored.policy:
         return (stored.policy,)
     return (stored.policy, latest.policy)
+
+
+def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | None:
+    """``certificate_revoked`` if an admission certificate with these claims is revoked, by
+    serial or by measurement (read from the database for every decision, so a revocation
+    holds at once on every worker and replica)."""
+    with ctx.storage.transaction(readonly=True) as tx:
+        revoked = tx.revocation_of(str(claims["admission_serial"]), str(claims["measurement"]))
+    if revoked is None:
+        return None
+    by = "its serial" if revoked.kind == "serial" else "its measurement"
+    return Reason(
+        "certificate_revoked",
+        f"the admission certificate is revoked ({by}, at {revoked.revoked_at.isoformat()})",
+    )
+
+
+async def certified_decision(ctx: ServiceContext, claims: dict[str, Any]) -> Decision:
+    """What a decision on an admission certificate starts from: its claims re-appraised under
+    the policy in force (:func:`veritee.appraisal.appraise_admitted`), and refused if the
+    certificate is revoked."""
+    policy = await ctx.current_policy()
+    if policy is None:
+        decision = Decision(policy_name=None)
+        decision.refuse("no_policy", "no appraisal policy is installed in this domain")
+    else:
+        decision = appraise_admitted(claims, policy)
+    revoked = await ctx.run_db(revocation_reason, ctx, claims)
+    if revoked is not None:
+        decision.refuse(revoked.code, revoked.message, claim="instance-identity")
+    return decision
 
 
 def admitted_claims(

@@ -90,6 +90,15 @@ def _consume_and_audit(
                 )
             if certificate is not None:
                 cert, pem = certificate
+                revoked = tx.revocation_of(
+                    format(cert.serial_number, "x"), str(details.get("measurement") or "")
+                )
+                if revoked is not None:
+                    raise VerificationError(
+                        f"measurement {details.get('measurement')} is revoked "
+                        f"({revoked.revoked_at.isoformat()}): no admission certificate for it",
+                        code="measurement_revoked",
+                    )
                 tx.record_certificate(
                     serial=cert.serial_number,
                     subject_key_sha256=extra["subject_key_sha256"] if extra else "",

@@ -16,7 +16,8 @@ certificate of this domain, without new evidence. It signs, with the certified k
 :func:`veritee.keybroker.release.possession_message` over :data:`POSSESSION_NAME`, the nonce and
 its ephemeral key; the certificate's claims (platform, measurement, profile) are re-appraised
 under the policy in force (:func:`veritee.appraisal.appraise_admitted`), so a measurement the
-policy has dropped gets nothing, whatever the certificate's lifetime.
+policy has dropped gets nothing, whatever the certificate's lifetime; a revoked certificate
+gets nothing either (:func:`veritee.service.release.certified_decision`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from veritee.appraisal import Decision, appraise_admitted
 from veritee.binding import attested_profile
 from veritee.keybroker.release import Recipient, parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.sealing_keys import POSSESSION_NAME, envelope_name
 from veritee.profiles import Profile
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
-from veritee.service.release import ReleasedSealingKey, admitted_claims, release_sealing_key
+from veritee.service.release import (
+    ReleasedSealingKey,
+    admitted_claims,
+    certified_decision,
+    release_sealing_key,
+)
 from veritee.service.schemas import (
     CertifiedSealingKeyRequest,
     SealingKeyRequest,
@@ -82,12 +87,7 @@ async def sealing_key_certified(body: CertifiedSealingKeyRequest, request: Reque
     recipient = parse_recipient(body.public_key)
     signature = decode_b64(body.signature, "signature")
     claims, info = admitted_claims(ctx, body.certificate, ctx.now())
-    policy = await ctx.current_policy()
-    if policy is None:
-        decision = Decision(policy_name=None)
-        decision.refuse("no_policy", "no appraisal policy is installed in this domain")
-    else:
-        decision = appraise_admitted(claims, policy)
+    decision = await certified_decision(ctx, claims)  # policy in force; revoked?
     try:
         message = possession_message(POSSESSION_NAME, nonce, recipient.spki)
         info.public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))

@@ -31,7 +31,7 @@ from veritee.keybroker.vault import MAX_SECRET_BYTES, seal, validate_name
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
-from veritee.service.release import admitted_claims, release_secret
+from veritee.service.release import admitted_claims, certified_decision, release_secret
 from veritee.service.schemas import (
     CertifiedReleaseRequest,
     ReleaseRequest,
@@ -293,7 +293,8 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
 async def release_certified(name: str, body: CertifiedReleaseRequest, request: Request) -> JSONResponse:
     """The workload was appraised when it was certified; here it proves it still holds the
     certified key by signing the fresh nonce, the secret's name and its ephemeral key. The
-    release policy is evaluated over the claims the certificate carries."""
+    certificate's claims are appraised again under the policy in force, the certificate must
+    not be revoked, and the release policy is evaluated over the claims it carries."""
     validate_name(name)
     ctx = _ctx(request)
     nonce = decode_hex(body.nonce, "nonce")
@@ -301,7 +302,9 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
     signature = _b64(body.signature, "signature", 400)
     now = ctx.now()
     claims, info = admitted_claims(ctx, body.certificate, now)
-    reasons: list[Reason] = []
+    # The certificate's claims under the policy in force, and its revocation (issue 12.2).
+    decision = await certified_decision(ctx, claims)
+    reasons: list[Reason] = list(decision.reasons)
     try:
         info.public_key.verify(
             signature, possession_message(name, nonce, recipient.spki), ec.ECDSA(hashes.SHA256())
@@ -323,6 +326,9 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
             "certificate_serial": claims["admission_serial"],
             "platform": claims["platform"],
             "measurement": claims["measurement"],
+            "profile": claims["profile"],
+            "policy": decision.policy_name,
+            "policy_digest": decision.policy_digest,
             "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
         },
     )

@@ -7,6 +7,7 @@ test checks that they agree with the tables here). Tables:
 ``nonces``          challenge nonces: SHA-256 of the nonce as key, purpose, issued/expiry/used
 ``policies``        signed policy documents, versioned per (kind, name); the newest is active
 ``certificates``    admission certificates issued by the domain CA
+``revocations``     revoked admission certificates, by serial or by measurement
 ``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted;
                     the newest version's policy also binds older versions unless it says not
 ``audit_log``       append-only, hash-chained audit entries (UPDATE/DELETE refused by triggers)
@@ -54,10 +55,12 @@ __all__ = [
     "METADATA",
     "NONCES",
     "POLICIES",
+    "REVOCATIONS",
     "SEALING_ROOTS",
     "SECRETS",
     "StoredCertificate",
     "StoredPolicy",
+    "StoredRevocation",
     "StoredSecret",
     "StoredSecretInfo",
     "UTCDateTime",
@@ -152,6 +155,21 @@ CERTIFICATES = Table(
     Column("not_after", UTCDateTime(), nullable=False),
     Column("pem", Text, nullable=False),
     Index(None, "subject_key_sha256"),
+    Index(None, "measurement"),
+)
+
+REVOCATIONS = Table(
+    "revocations",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # "serial" (value: the certificate's serial, lowercase hex) or "measurement" (lowercase
+    # hex: every admission certificate certifying it, issued before or after).
+    Column("kind", String(16), nullable=False),
+    Column("value", String(200), nullable=False),
+    Column("reason", String(400), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("kind", "value"),
 )
 
 SECRETS = Table(
@@ -265,6 +283,17 @@ class StoredCertificate:
     not_before: datetime
     not_after: datetime
     pem: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StoredRevocation:
+    """A revocation: ``kind`` ``serial`` or ``measurement``, and the revoked value (hex)."""
+
+    kind: str
+    value: str
+    reason: str
+    actor: str
+    revoked_at: datetime
 
 
 @dataclass(frozen=True)

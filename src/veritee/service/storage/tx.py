@@ -33,10 +33,12 @@ from .models import (
     KEY_STORES,
     NONCES,
     POLICIES,
+    REVOCATIONS,
     SEALING_ROOTS,
     SECRETS,
     StoredCertificate,
     StoredPolicy,
+    StoredRevocation,
     StoredSecret,
     StoredSecretInfo,
     UTCDateTime,
@@ -274,6 +276,84 @@ class Tx:
             int(row.serial_hex, 16), row.subject_key_sha256, row.measurement, row.platform,
             row.not_before, row.not_after, row.pem,
         )
+
+    # -- revocations (issue 12.2) --------------------------------------------------------------
+
+    def revoke(self, kind: str, value: str, *, reason: str, actor: str, now: datetime) -> bool:
+        """Revoke admission certificates: ``kind`` ``serial`` (lowercase hex) or ``measurement``
+        (lowercase hex). True if new, False if that value was revoked already."""
+        if kind not in ("serial", "measurement"):
+            raise UsageError("a revocation is by serial or by measurement")
+        _name("revoked value", value)
+        _name("revocation actor", actor)
+        _aware("now", now)
+        if not isinstance(reason, str) or len(reason) > 400:
+            raise UsageError("a revocation reason is text of at most 400 characters")
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(REVOCATIONS)
+            .values(kind=kind, value=value, reason=reason, actor=actor, revoked_at=now)
+            .on_conflict_do_nothing(index_elements=[REVOCATIONS.c.kind, REVOCATIONS.c.value])
+            .returning(REVOCATIONS.c.id)
+        )
+        return self._conn.execute(stmt).first() is not None
+
+    def revocations(self) -> list[StoredRevocation]:
+        """Every revocation, oldest first."""
+        r = REVOCATIONS.c
+        rows = self._conn.execute(
+            select(r.kind, r.value, r.reason, r.actor, r.revoked_at).order_by(r.id)
+        ).all()
+        return [StoredRevocation(*row) for row in rows]
+
+    def revocation(self, kind: str, value: str) -> StoredRevocation | None:
+        """The revocation of this serial or measurement, if any."""
+        r = REVOCATIONS.c
+        row = self._conn.execute(
+            select(r.kind, r.value, r.reason, r.actor, r.revoked_at)
+            .where(r.kind == kind, r.value == value)
+        ).first()  # fmt: skip
+        return None if row is None else StoredRevocation(*row)
+
+    def revocation_of(self, serial_hex: str, measurement: str) -> StoredRevocation | None:
+        """The revocation that covers a certificate with this serial and measurement, if any
+        (one indexed read: a certified decision makes it every time)."""
+        r = REVOCATIONS.c
+        row = self._conn.execute(
+            select(r.kind, r.value, r.reason, r.actor, r.revoked_at)
+            .where(
+                ((r.kind == "serial") & (r.value == serial_hex.lower()))
+                | ((r.kind == "measurement") & (r.value == measurement.lower()))
+            )
+            .order_by(r.id)
+            .limit(1)
+        ).first()
+        return None if row is None else StoredRevocation(*row)
+
+    def revoked_serials(self, *, now: datetime) -> list[tuple[int, datetime]]:
+        """(serial, revocation time) of every revoked certificate that has not expired: those
+        revoked by serial (unknown serials too), and the recorded certificates of a revoked
+        measurement. For the domain's CRL."""
+        _aware("now", now)
+        r, c = REVOCATIONS.c, CERTIFICATES.c
+        by_serial = self._conn.execute(
+            select(r.value, r.revoked_at, c.not_after)
+            .select_from(REVOCATIONS.outerjoin(CERTIFICATES, c.serial_hex == r.value))
+            .where(r.kind == "serial")
+        ).all()
+        by_measurement = self._conn.execute(
+            select(c.serial_hex, r.revoked_at)
+            .select_from(REVOCATIONS.join(CERTIFICATES, c.measurement == r.value))
+            .where(r.kind == "measurement", c.not_after > now)
+        ).all()
+        out: dict[int, datetime] = {}
+        for value, at, not_after in by_serial:
+            if not_after is None or not_after > now:
+                out[int(value, 16)] = at
+        for value, at in by_measurement:
+            serial = int(value, 16)
+            out[serial] = min(at, out.get(serial, at))
+        return sorted(out.items())
 
     # -- key stores (issue 13: rollback) -------------------------------------------------------
 
