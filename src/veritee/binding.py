@@ -67,6 +67,7 @@ __all__ = [
     "PROFILE_LAUNCH_TAG",
     "STORE_ID_SIZE",
     "BindingCheck",
+    "ExpectedBinding",
     "KeyStoreProof",
     "attested_profile",
     "check",
@@ -246,13 +247,14 @@ def check_named(claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None =
     Never a prefix: a one-byte nonce would match one report in 256. An empty nonce binds
     nothing.
     """
-    if spki:
-        return check(claims, nonce=nonce, spki=spki)
     if not nonce:
         return BindingCheck(False, None, refusal=Reason("nonce_mismatch", "an empty nonce binds nothing"))
-    bound = check(claims, nonce=nonce, spki=None)
-    if bound.bound:
+    bound = check(claims, nonce=nonce, spki=spki)
+    if bound.bound or (bound.refusal is not None and bound.refusal.code == "binding_version_refused"):
         return bound
+    if spki:
+        return BindingCheck(False, None, refusal=Reason(
+            "nonce_mismatch", "the evidence does not bind this nonce and public key"))  # fmt: skip
     for name in ("report_data", "nonce"):
         value = claims.get(name)
         if isinstance(value, str) and hmac.compare_digest(value.lower().encode(), nonce.hex().encode()):
@@ -260,6 +262,28 @@ def check_named(claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None =
     return BindingCheck(
         False, None, refusal=Reason("nonce_mismatch", "the evidence does not carry this nonce")
     )
+
+
+@dataclass(frozen=True)
+class ExpectedBinding:
+    """What a caller expects the evidence to bind: a nonce, a key (or none), a key store.
+
+    The one binding rule of every appraisal (:func:`veritee.appraisal.attest.appraise_evidence`):
+    :func:`check`, veritee's report-data binding. ``whole_value`` (``veritee verify --nonce``
+    only, for evidence no veritee SDK made) also accepts the nonce as the evidence's entire
+    report data or ``nonce`` claim (:func:`check_named`); never a prefix. The service never
+    sets it: it issued the nonce and needs the key and the attested profile bound with it.
+    """
+
+    nonce: bytes
+    spki: bytes | None = None
+    key_store: KeyStoreProof | None = None
+    whole_value: bool = False
+
+    def check(self, claims: Mapping[str, Any]) -> BindingCheck:
+        if self.whole_value and self.key_store is None:
+            return check_named(claims, nonce=self.nonce, spki=self.spki)
+        return check(claims, nonce=self.nonce, spki=self.spki, key_store=self.key_store)
 
 
 def _report_data(claims: Mapping[str, Any]) -> bytes | None:

@@ -217,18 +217,22 @@ def verify_evidence(
     platform_keys: list[Path] | None = None,
     spki: bytes = b"",
 ) -> dict[str, Any]:
-    """The work of `veritee verify`, as a function returning DESIGN.md's JSON object.
+    """The work of `veritee verify`, as a function returning DESIGN.md's JSON object: the
+    appraisal workflow the service runs too (:func:`veritee.appraisal.attest.appraise_evidence`),
+    with the baseline when no policy is given and the caller's whole nonce
+    (:class:`veritee.binding.ExpectedBinding` ``whole_value``).
 
     ``spki``: the DER public key the report data binds with ``nonce`` (``veritee attest
     --public-key``), empty for none."""
     import dataclasses
 
     from veritee import evidence
-    from veritee.appraisal import appraise, appraise_baseline
+    from veritee.appraisal.attest import appraise_evidence
     from veritee.appraisal.policy import ENVELOPE_FORMAT, load_policy, parse_policy
+    from veritee.binding import ExpectedBinding
     from veritee.collateral import Collateral
     from veritee.evidence import tpm as tpm_evidence
-    from veritee.evidence.claims import Reason
+    from veritee.evidence.trust import TrustRoot
 
     collateral = Collateral.from_paths(collateral_paths)
     keys = tuple(load_platform_key(p) for p in platform_keys or ())
@@ -247,16 +251,22 @@ def verify_evidence(
         "format": fmt, "authentic": False, "accepted": False, "claims": None,
         "reasons": [], "verified_at": at.isoformat().replace("+00:00", "Z"),
     }
-    try:
-        if fmt == "auto":
-            fmt = evidence.detect_format(data)
-            result["format"] = fmt
-        # TPM AK certificates chain to a cloud root or to a CA the relying party names in its
-        # own collateral (a veritee domain CA that enrolled the TPM).
-        trust = tpm_evidence.relying_party_roots(collateral) if fmt == "tpm" else None
-        ev = evidence.verify(data, collateral=collateral, at=at, format=fmt, trust=trust)
-    except VeriteeError as e:
-        result["reasons"] = [Reason(e.code, e.message).to_json()]
+    if fmt == "auto":
+        try:
+            fmt = result["format"] = evidence.detect_format(data)
+        except VeriteeError:
+            pass  # appraise_evidence refuses it with the same error
+    trust = TrustRoot.default()
+    if fmt == "tpm":  # AK chains may end at a CA the relying party names in its own collateral
+        trust = trust.with_tpm_roots(tpm_evidence.relying_party_roots(collateral))
+    expected = None if nonce is None else ExpectedBinding(nonce, spki or None, whole_value=True)
+    appraisal = appraise_evidence(
+        data, collateral=collateral, at=at, format=fmt, trust=trust, policy=policy, baseline=True,
+        binding=expected,
+    )  # fmt: skip
+    decision = appraisal.decision
+    result["reasons"] = [r.to_json() for r in decision.reasons]
+    if appraisal.evidence is None:
         try:
             result["claims"] = evidence.parse_claims(data, format=fmt)
             result["claims_verified"] = False
@@ -264,29 +274,12 @@ def verify_evidence(
             pass
         return result
     result["authentic"] = True
-    result["claims"] = ev.claims
-    decision = appraise(ev, policy) if policy is not None else appraise_baseline(ev)
-    if nonce is not None:
-        _check_nonce(decision, ev.claims, nonce, spki)
+    result["claims"] = appraisal.evidence.claims
     result["accepted"] = decision.accepted
-    result["reasons"] = [r.to_json() for r in decision.reasons]
     result["warnings"] = [r.to_json() for r in decision.warnings]
     result["status"] = decision.status
     result["trustworthiness_vector"] = decision.vector
     return result
-
-
-def _check_nonce(decision: Any, claims: dict[str, Any], nonce: bytes, spki: bytes = b"") -> None:
-    """The whole binding the caller names (:func:`veritee.binding.check_named`), never a prefix."""
-    from veritee import binding
-
-    if binding.check_named(claims, nonce=nonce, spki=spki or None).bound:
-        decision.affirm("nonce_bound", claim="instance-identity")
-    elif spki:
-        decision.refuse("nonce_mismatch", "the evidence does not bind this nonce and public key",
-                        claim="instance-identity")  # fmt: skip
-    else:
-        decision.refuse("nonce_mismatch", "the evidence does not carry this nonce", claim="instance-identity")
 
 
 @click.command("verify")

@@ -1,8 +1,9 @@
 """What every request handler needs: the domain, storage, collateral and the appraiser.
 
-The appraiser is pure (evidence + collateral + policy + time -> decision); this module does
-the I/O around it: reading the active policy from the database (cached briefly) and the
-collateral folder of the domain.
+The appraisal workflow is pure and shared with ``veritee verify``
+(:func:`veritee.appraisal.attest.appraise_evidence`: verify, appraise, check the binding); this
+module does the I/O around it: reading the active policy from the database (cached briefly) and
+the collateral folder of the domain, and sorting collateral by who supplied it.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 
 from veritee import binding, evidence
-from veritee.appraisal import Decision, Policy, appraise, refused_for_error
+from veritee.appraisal import Decision, Policy
+from veritee.appraisal.attest import Appraisal, appraise_evidence
+from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
 from veritee.domain import Domain
-from veritee.errors import MalformedError, UsageError, VerificationError, VeriteeError
-from veritee.evidence.claims import VerifiedEvidence
+from veritee.errors import VerificationError, VeriteeError
 from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
@@ -34,35 +35,6 @@ from veritee.service.storage import Storage
 __all__ = ["Appraisal", "ServiceContext"]
 
 T = TypeVar("T")
-
-
-@dataclass
-class Appraisal:
-    """Verified evidence (None when it could not be verified) and the decision on it."""
-
-    evidence: VerifiedEvidence | None
-    decision: Decision
-    evidence_sha256: str
-
-    @property
-    def claims(self) -> dict[str, Any] | None:
-        return None if self.evidence is None else self.evidence.claims
-
-    def audit_details(self) -> dict[str, Any]:
-        """What goes into the audit record: hashes and decision facts, never the evidence."""
-        claims = self.claims or {}
-        return {
-            "evidence_sha256": self.evidence_sha256,
-            "platform": claims.get("platform"),
-            "measurement": claims.get("measurement"),
-            "profile": claims.get("profile"),
-            "tcb_status": claims.get("tcb_status"),
-            "status": self.decision.status,
-            "policy": self.decision.policy_name,
-            "policy_digest": self.decision.policy_digest,
-            "reasons": [r.to_json() for r in self.decision.reasons],
-            "warnings": [r.code for r in self.decision.warnings],
-        }
 
 
 class ServiceContext:
@@ -179,7 +151,6 @@ class ServiceContext:
         ``accept_attester_collateral`` is on, and rank below the domain's. What is left out is
         reported as the warning ``attester_collateral_ignored``.
         """
-        digest = hashlib.sha256(data).hexdigest()
         collateral = self.collateral()
         if operator_collateral is not None:
             collateral = collateral.joined(operator_collateral)
@@ -188,35 +159,21 @@ class ServiceContext:
             collateral, left_out = collateral.with_attester(
                 attester_collateral, admit_endorsements=self.settings.accept_attester_collateral
             )
-        try:
-            fmt = self._format_of(data, format)
-            trust = self.trust_root.for_format(fmt)
-            if fmt == "tpm":  # AK certificates this domain issued at TPM enrollment
-                trust = self._tpm_roots()
-                collateral = collateral.joined(Collateral(certificates=(self.domain.ca_certificate,)))
-            ev = evidence.verify(data, collateral=collateral, at=at, format=format, trust=trust)
-        except UsageError as e:
-            return Appraisal(None, self._left_out(refused_for_error(MalformedError(e.message, code=e.code)), left_out), digest)
-        except VeriteeError as e:
-            return Appraisal(None, self._left_out(refused_for_error(e), left_out), digest)
+        trust = self.trust_root
+        if self._format_of(data, format) == "tpm":  # AK certificates this domain issued at enrollment
+            trust = trust.with_tpm_roots(self._domain_ca_fingerprint())
+            collateral = collateral.joined(Collateral(certificates=(self.domain.ca_certificate,)))
         if policy is None and use_active_policy:
             policy = self.policy()
-        if policy is None:
-            decision = Decision(policy_name=None)
-            decision.refuse("no_policy", "no appraisal policy is installed in this domain")
-        else:
-            decision = appraise(ev, policy)
-        self._left_out(decision, left_out)
-        if nonce is not None:
-            bound = binding.check(ev.claims, nonce=nonce, spki=spki, key_store=key_store)
-            if bound.refusal is not None:
-                r = bound.refusal
-                decision.refuse(r.code, r.message, claim="instance-identity")
-            else:
-                if bound.warning is not None:
-                    decision.warn(bound.warning.code, bound.warning.message)
-                decision.affirm("fresh_and_bound", claim="instance-identity")
-        return Appraisal(ev, decision, digest)
+        expected = (
+            None if nonce is None else ExpectedBinding(nonce=nonce, spki=spki, key_store=key_store)
+        )
+        appraisal = appraise_evidence(
+            data, collateral=collateral, at=at, format=format, trust=trust, policy=policy,
+            binding=expected,
+        )  # fmt: skip
+        self._left_out(appraisal.decision, left_out)
+        return appraisal
 
     @staticmethod
     def _left_out(decision: Decision, left_out: tuple[str, ...]) -> Decision:
@@ -237,10 +194,10 @@ class ServiceContext:
         except VeriteeError:
             return "auto"  # evidence.verify raises the same error, where it is handled
 
-    def _tpm_roots(self) -> frozenset[str]:
-        """TPM AK certificates chain to the pinned cloud roots or to this domain's CA."""
+    def _domain_ca_fingerprint(self) -> frozenset[str]:
+        """TPM AK certificates may chain to this domain's CA (it enrolled them)."""
         der = self.domain.ca_certificate.public_bytes(serialization.Encoding.DER)
-        return self.trust_root.with_tpm_roots(frozenset({hashlib.sha256(der).hexdigest()})).tpm
+        return frozenset({hashlib.sha256(der).hexdigest()})
 
     def verification_error(self, appraisal: Appraisal) -> VerificationError:
         """A 403 error carrying every reason of a refused appraisal."""
