@@ -33,10 +33,10 @@ from veritee.domain import Domain
 from veritee.errors import VerificationError
 from veritee.logs import decrypt_log, open_log_key
 from veritee.logs.runs import KEY_FILE, runs_in
-from veritee.logs.signer import admitted_signer, load_certificate
+from veritee.logs.signer import ADMISSION_FILE, admitted_signer, load_certificate
 from veritee.logs.tenant import verify_log
 from veritee.platforms.simulated import SimulatedPlatform
-from veritee.sdk.trust import ADMISSION_FILE, Trust
+from veritee.sdk.trust import Trust
 from veritee.service.app import create_app
 from veritee.service.runner import RunningServer, start_in_thread
 from veritee.service.settings import Settings

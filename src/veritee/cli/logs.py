@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from veritee.cli.main import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
 from veritee.errors import MalformedError, UsageError
+from veritee.logs.errors import LogIntegrityError
+from veritee.logs.folder import FolderReport, check_folder, is_run_folder_parent
+from veritee.logs.runs import KEY_FILE
 from veritee.logs.segment import SignedTreeHead, VerifyingKey
-from veritee.logs.signer import AdmittedSigner, admitted_signer, load_certificate
+from veritee.logs.signer import ADMISSION_FILE, AdmittedSigner, admitted_signer, load_certificate
 from veritee.logs.tenant import (
     CheckedLog,
+    LogRecord,
     LogReport,
     TenantPrivateKey,
     check_log,
@@ -37,11 +42,15 @@ class _Signer:
     admitted: AdmittedSigner | None
 
 
-def _load_signer(opts: dict[str, Any]) -> _Signer:
+def _load_signer(opts: dict[str, Any], folder: Path) -> _Signer:
     """The log signer, bound to an attested workload (:mod:`veritee.logs.signer`): the
-    admission certificate, issued by ``--ca``, for an expected ``--measurement``. A bare public
-    key (or an unchecked certificate) only with ``--insecure-signer-key``, which says so."""
-    path: Path = opts["signer"]
+    admission certificate (``--signer``, else the ``admission.pem`` the workload put beside the
+    run: the host cannot forge one), issued by ``--ca``, for an expected ``--measurement``. A
+    bare public key (or an unchecked certificate) only with ``--insecure-signer-key``."""
+    path: Path = opts["signer"] or folder / ADMISSION_FILE
+    if not path.is_file():
+        raise UsageError(f"no {ADMISSION_FILE} in {folder}: give --signer (the workload's "
+                         "admission certificate)", code="log_signer_not_certified")  # fmt: skip
     data = path.read_bytes()
     try:
         cert: x509.Certificate | None = load_certificate(data, "signer")
@@ -161,9 +170,9 @@ _common = [
     click.argument("segments", type=click.Path(exists=True, file_okay=False, path_type=Path)),
     click.option(
         "--signer",
-        required=True,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="The workload's admission certificate (PEM or DER; admission.pem beside its log).",
+        help="The workload's admission certificate (PEM or DER); default: the admission.pem "
+        "beside each run's segments.",
     ),
     click.option(
         "--ca",
@@ -221,12 +230,44 @@ def logs() -> None:
 def _check(
     segments: Path, opts: dict[str, Any], *, require_final: bool = False
 ) -> tuple[_Signer, CheckedLog]:
-    signer = _load_signer(opts)
+    signer = _load_signer(opts, segments)
     prof = opts["require_profile"]
     checked = check_log(segments, signer.key, _load_head(opts["last_head"]),
                         require_profile=Profile(prof) if prof else None,
                         require_final=require_final, admitted=signer.admitted)  # fmt: skip
     return signer, checked
+
+
+def _check_folder(folder: Path, opts: dict[str, Any], *, require_final: bool = False) -> FolderReport:
+    def signer_for(run: Path) -> tuple[VerifyingKey, AdmittedSigner | None]:
+        s = _load_signer(opts, run)
+        return s.key, s.admitted
+
+    prof = opts["require_profile"]
+    return check_folder(folder, signer_for, _load_head(opts["last_head"]),
+                        require_profile=Profile(prof) if prof else None,
+                        require_final=require_final)  # fmt: skip
+
+
+def _print_folder(rep: FolderReport, as_json: bool, *, err: bool = False) -> None:
+    """Each run's report, then the links between runs and the folder's verdict."""
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=None if err else 2), err=err)
+        return
+    for r in rep.runs:
+        _echo(f"== {r.path.name}: {r.verdict}", err=err)
+        _print_report(r.checked.report, False, err=err)
+    for f in rep.findings:
+        _echo(f"{f.kind.upper() if f.is_error else 'warning: ' + f.kind}: {f.message}", err=err)
+    ended = [r.path.name for r in rep.runs if r.verdict == "ENDED"]
+    if ended:
+        _echo(f"{', '.join(ended)} ended without closing (killed or crashed): the next run's "
+              "signed start saw each as it is stored", err=err)  # fmt: skip
+    _echo(f"== all {len(rep.runs)} runs: {rep.verdict}", err=err)
+
+
+def _is_folder(segments: Path) -> bool:
+    return is_run_folder_parent(segments)
 
 
 @logs.command("verify")
@@ -237,13 +278,22 @@ def verify_cmd(segments: Path, require_final: bool, **opts: Any) -> None:
     """Check signatures, inclusion and consistency; name truncation, rollback, reordering or
     tampering, and say up to which signed head the log is proven.
 
-    The signer is the workload's admission certificate (--signer), checked against the domain
-    CA (--ca) and the measurement you expect (--measurement); the log's profile must be the one
-    it attests, and it must be valid at the latest verified head.
+    SEGMENTS is a run folder (run-NNNNNN) or a workload's log folder (<store>/logs/<log id>):
+    then every run is checked, and the signed start of each run against the run before it.
+
+    The signer is the workload's admission certificate (--signer, or each run's admission.pem),
+    checked against the domain CA (--ca) and the measurement you expect (--measurement); the
+    log's profile must be the one it attests, and it must be valid at the latest verified head.
 
     Exit 0 (OK) when the log is complete: closed by its final head; 3 (INCOMPLETE) when it
     verifies but is not closed, so records after its last signed head may be missing; 1 (FAILED)
     on any error, an empty folder, or (with --require-final) a log not closed."""
+    if _is_folder(segments):
+        folder = _check_folder(segments, opts, require_final=require_final)
+        _print_folder(folder, opts["as_json"])
+        if folder.ok and folder.runs:
+            _save_head(folder.runs[-1].checked.report, opts["save_head"])
+        sys.exit(_EXIT_FOR[folder.verdict])
     _, checked = _check(segments, opts, require_final=require_final)
     rep = checked.report
     _print_report(rep, opts["as_json"])
@@ -253,30 +303,60 @@ def verify_cmd(segments: Path, require_final: bool, **opts: Any) -> None:
 
 @logs.command("decrypt")
 @_with_common
-@click.option("--key", "key_file", required=True,
+@click.option("--key", "key_file",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The log key envelope the workload sealed to you (HPKE).")  # fmt: skip
+              help="The log key envelope the workload sealed to you (HPKE); default: the "
+              "tenant-key.json beside each run's segments.")  # fmt: skip
 @click.option("--tenant-key", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Your private key (PEM or DER; X25519, P-256 or P-384).")  # fmt: skip
 @handle_errors
-def decrypt_cmd(segments: Path, key_file: Path, tenant_key: Path, **opts: Any) -> None:
-    """Verify the log, then print its records (one per line; JSON lines with --json).
+def decrypt_cmd(segments: Path, key_file: Path | None, tenant_key: Path, **opts: Any) -> None:
+    """Verify the log, then print its records (one per line; JSON lines with --json: the
+    export format, one object per record with its run, leaf, epoch, signed flag and text).
 
     The report (findings, what is proven, the verdict) goes to stderr, as ``verify`` prints it;
     exit status as for ``verify``: 0 complete, 3 incomplete, 1 failed (no record printed)."""
-    log_key = open_log_key(key_file.read_bytes(), _load_tenant_key(tenant_key))
+    tenant = _load_tenant_key(tenant_key)
+    as_json = opts["as_json"]
+    if _is_folder(segments):
+        folder = _check_folder(segments, opts)
+        _print_folder(folder, as_json, err=True)
+        if not folder.ok:
+            raise LogIntegrityError("log failed verification")
+        for r in folder.runs:
+            log_key = open_log_key(_key_file(key_file, r.path).read_bytes(), tenant)
+            _print_records(decrypt_records(r.checked, log_key, r.signer), as_json, run=r.run)
+        if folder.runs:
+            _save_head(folder.runs[-1].checked.report, opts["save_head"])
+        sys.exit(_EXIT_FOR[folder.verdict])
+    log_key = open_log_key(_key_file(key_file, segments).read_bytes(), tenant)
     signer, checked = _check(segments, opts)
-    rep, as_json = checked.report, opts["as_json"]
+    rep = checked.report
     _print_report(rep, as_json, err=True)
-    for r in decrypt_records(checked, log_key, signer.key):
-        if as_json:
-            click.echo(json.dumps({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed,
-                                   "text": r.text}))  # fmt: skip
-        else:
-            click.echo(f"{r.leaf_index}\t{'' if r.signed else '(unsigned) '}{_safe(r.text)}")
+    _print_records(decrypt_records(checked, log_key, signer.key), as_json)
     _save_head(rep, opts["save_head"])
     sys.exit(_EXIT_FOR[rep.verdict])
+
+
+def _key_file(given: Path | None, run: Path) -> Path:
+    path = given or run / KEY_FILE
+    if not path.is_file():
+        raise UsageError(f"no {KEY_FILE} in {run}: give --key (the log key the workload sealed "
+                         "to you)", code="log_no_key")  # fmt: skip
+    return path
+
+
+def _print_records(records: Iterable[LogRecord], as_json: bool, *, run: int | None = None) -> None:
+    """One record per line: ``[run:]leaf<TAB>text`` (text escaped), or one JSON object."""
+    for r in records:
+        if as_json:
+            doc: dict[str, Any] = {"run": run} if run is not None else {}
+            doc.update({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed, "text": r.text})
+            click.echo(json.dumps(doc))
+        else:
+            where = f"{run}:{r.leaf_index}" if run is not None else str(r.leaf_index)
+            click.echo(f"{where}\t{'' if r.signed else '(unsigned) '}{_safe(r.text)}")
 
 
 def register(group: click.Group) -> None:

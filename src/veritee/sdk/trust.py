@@ -46,6 +46,7 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
+from veritee.logs.signer import ADMISSION_FILE
 from veritee.platforms.base import Platform, SealingMode
 from veritee.profiles import Profile
 from veritee.sdk import sealing
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["Trust", "error_from_problem", "open_platform"]
 
 _log = logging.getLogger("veritee.sdk")
-#: The admission certificate of a run's signing key, beside the run's segments (for the tenant).
-ADMISSION_FILE = "admission.pem"
 
 
 
