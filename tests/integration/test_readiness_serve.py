@@ -20,9 +20,9 @@ BOUND = 2.0  # Settings.readiness_timeout
 
 
 @contextmanager
-def _serve(data: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def _serve(data: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _port()
-    proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port)],
+    proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -45,20 +45,46 @@ def test_a_locked_database_is_503_within_the_bound_and_ready_again_after(tmp_pat
         other = sqlite3.connect(data / "veritee.db", isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")  # another process holds the database
-            for _ in range(2):  # the first probe waits; the next answers at once
-                start = time.monotonic()
-                r = httpx.get(url + "/readyz", timeout=30)
-                took = time.monotonic() - start
-                assert r.status_code == 503, r.text
-                assert r.json()["code"] == "storage_timeout"
-                assert took < BOUND + 1.5, took
+            _assert_503_within_bound(url)
         finally:
             other.execute("ROLLBACK")
             other.close()
-        deadline = time.monotonic() + 15
-        while httpx.get(url + "/readyz", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "not ready again after the lock was released"
-            time.sleep(0.2)
+        _wait_ready_again(url)
+        assert "not ready: storage_timeout" in _log(proc)
+
+
+def _assert_503_within_bound(url: str) -> None:
+    for _ in range(2):  # the first probe waits; the next answers at once
+        start = time.monotonic()
+        r = httpx.get(url + "/readyz", timeout=30)
+        took = time.monotonic() - start
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "storage_timeout"
+        assert took < BOUND + 1.5, took
+
+
+def _wait_ready_again(url: str) -> None:
+    deadline = time.monotonic() + 15
+    while httpx.get(url + "/readyz", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "not ready again after the lock was released"
+        time.sleep(0.2)
+
+
+def test_postgresql_with_a_table_locked_is_503_within_the_bound(tmp_path: Path) -> None:
+    """Another connection holds an exclusive lock on the table decisions write to."""
+    import psycopg
+    from tests.pgutil import temporary_database
+
+    data = tmp_path / "domain"
+    _run("init", "--data", str(data))
+    with temporary_database() as db_url, _serve(data, "--db", db_url) as (url, proc):
+        _wait_ready(url, proc)
+        plain = db_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain) as other:
+            other.execute("LOCK TABLE nonces IN ACCESS EXCLUSIVE MODE")
+            _assert_503_within_bound(url)
+            other.rollback()
+        _wait_ready_again(url)
         assert "not ready: storage_timeout" in _log(proc)
 
 
