@@ -80,7 +80,7 @@ class PendingBuffer:
                 raise SealingError("a persisted pending buffer needs a seal function",
                                    code="no_seal")  # fmt: skip
             sealed = self._seal(bytes(self._key))
-            self._file = open(path, "xb")
+            self._file = open(path, "xb", buffering=0)  # unbuffered: a fork copies no bytes
             self._file.write(PENDING_MAGIC + _LEN.pack(len(sealed)) + sealed)
             self._file.flush()
         self.path = path
@@ -214,6 +214,7 @@ class ConfidentialLogHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         self._flush_level, self._flush_gap = flush_level, flush_gap
+        self._refused = 0  # records the host's store refused since the last one it took
         self._flushed_at = -flush_gap
         self.profile = profile
         self.setFormatter(logging.Formatter(DEFAULT_FORMAT))
@@ -302,7 +303,14 @@ class ConfidentialLogHandler(logging.Handler):
             index: int | None = None
             writer = self._live_writer()
             if writer is not None:
-                index = writer.append(data)
+                try:
+                    if self._refused:
+                        self._announce_refused(writer)
+                    index = writer.append(data)
+                except OSError:  # the host's store refused it: counted, announced in the log
+                    self._refused += 1
+                    self._notice(lookup("VT-0100").public_text(), None)
+                    return
                 if record.levelno >= self._flush_level:
                     self._flush_for_error()
             elif self._pending is not None and not self._pending.add(data):
@@ -312,6 +320,15 @@ class ConfidentialLogHandler(logging.Handler):
                 self._notice(self._public_text(record), index)
         except Exception:
             self.handleError(record)
+
+    def _announce_refused(self, writer: LogWriter) -> None:
+        """Tell the tenant, in the log, how many records the host's store refused."""
+        note = logging.makeLogRecord({
+            "name": "veritee.log", "levelno": logging.WARNING, "levelname": "WARNING",
+            "msg": "%d records were lost: the host's store refused to write them",
+            "args": (self._refused,)})  # fmt: skip
+        writer.append(self.format(note).encode())
+        self._refused = 0
 
     def _flush_for_error(self) -> None:
         """Sign a head over an error record and make it durable at once (the process may be

@@ -9,6 +9,7 @@ so every segment but the last ends with a head covering all its records.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
@@ -60,17 +61,39 @@ class SegmentStore:
             )
         self._durable = durable
         self._file: BinaryIO | None = None
+        self._size = 0
 
     def start(self, header: SegmentHeader) -> None:
         self.close()
         path = self.directory / segment_name(header.index)
         self._file = open(path, "xb", buffering=0)
-        self._file.write(header.to_bytes())
+        self._size = 0
+        self.write(header.to_bytes())
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
+        """Store all of ``data`` or none of it. A write the host refuses part way (disk full,
+        a file size limit) is cut back, so a partial frame is never followed by whole ones;
+        the :class:`OSError` is raised."""
+        f = self._file
+        if f is None:
             raise UsageError("segment store is closed", code="log_closed")
-        self._file.write(data)
+        done = f.write(data) or 0  # an OSError here: nothing was written
+        if done == len(data):  # the usual case: one write(2) took it all
+            self._size += done
+            return
+        view = memoryview(data)
+        try:
+            while done < len(data):
+                n = f.write(view[done:])
+                if not n:
+                    raise OSError(errno.ENOSPC, "a log segment write made no progress")
+                done += n
+        except OSError:
+            if done:
+                os.ftruncate(f.fileno(), self._size)
+                f.seek(self._size)
+            raise
+        self._size += done
 
     def flush(self) -> None:
         if self._file is not None:
@@ -236,8 +259,14 @@ class LogWriter:
             self._rotate_segment()
         header = _HEADER_NONCE.pack(self._ratchet.epoch, index, self._salt, index)
         body = header + self._aead.encrypt(header[12:], plaintext, self._aad_prefix + header[:12])
+        try:
+            self._store.write(FRAME_PREFIX.pack(FRAME_RECORD, len(body)) + body)
+        except OSError:
+            # not stored, so not in the tree, and the index is free again; but this key and
+            # nonce encrypted a record the host may have seen part of: never use them again
+            self.rotate_epoch()
+            raise
         self._range.append(hashlib.sha256(b"\x00" + body).digest())
-        self._store.write(FRAME_PREFIX.pack(FRAME_RECORD, len(body)) + body)
         self._in_segment += 1
         self._in_epoch += 1
         self._since_head += 1

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from tests.unit.logs._logs_helpers import open_log
 
-from veritee.logs import decrypt_log, open_log_key
+from veritee.logs import decrypt_log, open_log_key, verify_log
 from veritee.logs.runs import KEY_FILE
 from veritee.logs.segment import parse_segment, segment_name
 
@@ -99,3 +99,63 @@ def test_the_timer_signs_records_within_its_period(tmp_path: Path) -> None:
         signed.wait(0.01)
     log.close()
     assert signed.is_set()
+
+
+REFUSED = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from pathlib import Path
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from veritee.logs import open_workload_log
+    from veritee.profiles import Profile
+
+    host = Path(sys.argv[1])
+    tenant = serialization.load_pem_public_key(sys.argv[2].encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    (host / "signer.pem").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    log = open_workload_log(profile=Profile.PRODUCTION, directory=host / "log", signing_key=key,
+                            tenant_public_key=tenant, seal=None, log_id="refused",
+                            host_stream=sys.stderr, flush_seconds=None, durable=False)
+    app = log.logger("app")
+    for i in range(5):
+        app.info("before %d", i)
+    segment = log.run_directory / "segment-00000000.vtlog"
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # the host's disk fills up: the next record is written in part, then refused
+    resource.setrlimit(resource.RLIMIT_FSIZE, (segment.stat().st_size + 100, hard))
+    for i in range(3):
+        app.info("refused %d %s", i, "x" * 300)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    for i in range(5):
+        app.info("after %d", i)
+    log.close()
+    """
+)
+
+
+def test_records_the_host_refuses_are_cut_back_counted_and_announced(tmp_path: Path) -> None:
+    tenant = x25519.X25519PrivateKey.generate()
+    pem = tenant.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", REFUSED, str(tmp_path), pem.decode()],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stderr.decode().count("veritee: VT-0100 log store write failed") == 3
+    run = tmp_path / "log" / "run-000001"
+    signer = serialization.load_pem_public_key((tmp_path / "signer.pem").read_bytes())
+    rep = verify_log(run, signer)  # type: ignore[arg-type]
+    assert rep.ok and rep.complete, rep.findings
+    key = open_log_key((run / KEY_FILE).read_bytes(), tenant)
+    texts = [r.text.split(": ", 1)[1] for r in decrypt_log(run, key, signer)]  # type: ignore[arg-type]
+    assert texts == [f"before {i}" for i in range(5)] + [
+        "3 records were lost: the host's store refused to write them"
+    ] + [f"after {i}" for i in range(5)]
