@@ -509,9 +509,10 @@ def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
     if tcb is None or qe is None:
         return None
     roots = [c for c in collateral.certificates if c.subject == c.issuer]
-    signing = [c for c in collateral.certificates if c.subject != c.issuer and "TCB Signing" in c.subject.rfc4514_string()]
-    cas = [c for c in collateral.certificates if c.subject != c.issuer and "PCK" in c.subject.rfc4514_string()]
     root_names = {r.subject for r in roots}
+    # Only certificates that could pass _tcb_signing_chain: the exact CN, issued by a root here.
+    signing = [c for c in collateral.certificates if c.issuer in root_names and _is_tcb_signer_name(c)]
+    cas = [c for c in collateral.certificates if c.subject != c.issuer and "PCK" in c.subject.rfc4514_string()]
     root_crls = [c for c in collateral.crls if c.issuer in root_names]
     pck_crls = [c for c in collateral.crls if c.issuer not in root_names]
     if not (roots and signing and cas and root_crls and pck_crls):
@@ -574,6 +575,11 @@ def _iso(doc: dict[str, Any], key: str, name: str) -> datetime:
 TCB_SIGNING_CN = "Intel SGX TCB Signing"
 
 
+def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return cert.subject != cert.issuer and cns == [TCB_SIGNING_CN]
+
+
 def _tcb_signing_chain(
     chain_pem: bytes, trust: DcapTrust, root: x509.Certificate, root_revoked: frozenset[int], name: str
 ) -> list[x509.Certificate]:
@@ -593,8 +599,8 @@ def _tcb_signing_chain(
     signer = certs[0]
     if certs[1] != root:
         raise VerificationError(f"{what} ends at another root than the root CA CRL's", code=Code.COLLATERAL_SIGNER_INVALID)
-    cns = [a.value for a in signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if cns != [TCB_SIGNING_CN]:
+    if not _is_tcb_signer_name(signer):
+        cns = [a.value for a in signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         raise VerificationError(
             f"{name} is signed by {cns!r}, not the {TCB_SIGNING_CN} certificate", code=Code.COLLATERAL_SIGNER_INVALID
         )

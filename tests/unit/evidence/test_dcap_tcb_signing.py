@@ -13,6 +13,7 @@ and CRLs.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -155,6 +156,19 @@ def test_pcs_response_bag_path() -> None:
     no_sign = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 44, False,
                     key_usage=_NO_SIGN)  # fmt: skip
     _refused(syn, "collateral_signer_invalid", _bag(syn, no_sign, _SIGNER))
+
+
+def test_bag_picks_the_certificate_that_can_sign() -> None:
+    """In a bag of certificates, one whose CN merely contains "TCB Signing", or that another
+    certificate issued, is not taken for the signer (it could only fail the rule above)."""
+    syn = build()
+    good = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 45, False,
+                 key_usage=SIGNING_KEY_USAGE)  # fmt: skip
+    decoy = _cert("Intel SGX TCB Signing Helper", _KEYS["other"], "Fake SGX Root CA", _KEYS["root"], 46, False,
+                  key_usage=SIGNING_KEY_USAGE)  # fmt: skip
+    bag = _bag(syn, good, _SIGNER)
+    bag = replace(bag, certificates=(decoy, *bag.certificates))
+    assert _verify(syn, bag)["tcb_status"] == "UpToDate"
 
 
 def test_real_collateral_still_verifies() -> None:
