@@ -363,6 +363,15 @@ class Code(StrEnum):
     SEALING_PURPOSE_RESERVED = "sealing_purpose_reserved", "an application used a sealing purpose reserved for veritee's own keys"
     SEALING_CONTEXT_INVALID = "sealing_context_invalid", "a sealing context is not bytes"
     SEALING_MODE_INVALID = "sealing_mode_invalid", "Trust(sealing=...) is not 'auto', 'platform' or 'domain'"
+    MEASURE_TARGET_MISSING = "measure_target_missing", "a measure= target (file, folder, module, pyproject.toml) does not exist or cannot be measured"
+    MEASURE_PATH_CONFLICT = "measure_path_conflict", "two different measured files have the same relative path"
+    NOTHING_MEASURED = "nothing_measured", "measure= names no file (or only bytecode and caches)"
+    MEASURED_FILE_IS_LAUNCHER = (
+        "measured_file_is_launcher",
+        "warning: the simulated platform measured the main program's file, which is a launcher "
+        "(flask, gunicorn, uvicorn, pytest, a console script, python -m) that measures every app "
+        "the same: pass Trust(measure=...)",
+    )
 
     # --- confidential logs ---
     LOG_ATTACHED = "log_attached", "the log already has its signing key"

@@ -344,13 +344,28 @@ def verify_cmd(
 
 
 @click.command("measure")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--list", "show_list", is_flag=True, help="Print the manifest (sha256sum lines) that is hashed.")
+@click.option("--formula", type=click.Choice(["2", "1"]), default="2", show_default=True,
+              help="1: the formula before issue 18 (files in the order given, bytecode included).")
 @handle_errors
-def measure_cmd(paths: tuple[Path, ...]) -> None:
-    """Print the simulated-platform measurement (SHA-384) of these files."""
-    from veritee.platforms.simulated import measure
+def measure_cmd(targets: tuple[str, ...], show_list: bool, formula: str) -> None:
+    """Print the simulated-platform measurement (SHA-384) of TARGETS, as Trust(measure=...) does.
 
-    click.echo(measure(paths))
+    A target is a file or folder, a module or package name (as Python imports it), or a
+    pyproject.toml (its [tool.veritee] measure list, else the project's package and lock
+    files). Bytecode and caches are skipped; files are sorted by relative path.
+    """
+    from veritee.platforms.measure import manifest, measure, measure_v1
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module names resolve as under `python -m`, here
+    if formula == "1":
+        click.echo(measure_v1(targets))
+        return
+    if show_list:
+        click.echo(manifest(targets), nl=False)
+    click.echo(measure(targets))
 
 
 @click.group("policy")

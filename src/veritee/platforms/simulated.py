@@ -2,7 +2,7 @@
 
 Its platform key (ECDSA P-384) is created on first use under ``<data>/simulated-platform/`` and
 is never a constant: each install is a different "machine". The measurement is SHA-384 over the
-measured files (:func:`measure`). Sealing keys are HKDF over the platform secret, with the
+measured files (:func:`veritee.platforms.measure.measure`: what is measured, the formula). Sealing keys are HKDF over the platform secret, with the
 measurement, the profile and the debug state in ``info`` (the contract of
 :mod:`veritee.platforms.base`), so a blob sealed by one measurement, or in one profile, does not
 unseal under another. It has no monotonic counter: anything it could keep lives on the host.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,35 +27,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from veritee.errors import SealingError, UsageError
 from veritee.evidence.simulated import CODE_OF_PROFILE, sign_report
 from veritee.platforms.base import MonotonicCounter, SealingMode
+from veritee.platforms.measure import measure
 from veritee.profiles import Profile
 
 __all__ = ["SimulatedPlatform", "load_or_create_platform_key", "measure", "platform_key_id"]
 
 KEY_FILE = "platform_key.pem"
-_MEASURE_TAG = b"veritee-measure-v1"
-
-
-def measure(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """SHA-384 (hex) over the files at ``paths`` (folders recursively, in sorted order).
-
-    Each file contributes its length (8 bytes, big-endian) and contents, in the order given,
-    so the same files give the same measurement on every machine.
-    """
-    h = hashlib.sha384(_MEASURE_TAG)
-    count = 0
-    for p in paths:
-        path = Path(p)
-        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-        for f in files:
-            if not f.is_file():
-                raise UsageError(f"cannot measure {f}: not a file")
-            content = f.read_bytes()
-            h.update(len(content).to_bytes(8, "big"))
-            h.update(content)
-            count += 1
-    if count == 0:
-        raise UsageError("nothing to measure: no files given")
-    return h.hexdigest()
 
 
 def load_or_create_platform_key(directory: Path) -> ec.EllipticCurvePrivateKey:

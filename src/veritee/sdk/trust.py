@@ -48,6 +48,7 @@ from veritee.errors import (
 )
 from veritee.logs.signer import ADMISSION_FILE
 from veritee.platforms.base import Platform, SealingMode
+from veritee.platforms.measure import MeasureSpec
 from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.domain_sealing import DomainReleasedPlatform
@@ -73,10 +74,26 @@ def _default_platform_dir() -> Path:
     return Path(base) / "veritee" / "simulated-platform"
 
 
-def _main_files() -> list[Path]:
+def _main_files(profile: Profile) -> list[Path]:
+    """What ``measure=None`` measures: the main program's file, with a warning
+    (``measured_file_is_launcher``) when that file is a launcher (flask, gunicorn, uvicorn,
+    pytest, a console-script shim, ``python -m``) that would measure every app the same."""
     main = getattr(sys.modules.get("__main__"), "__file__", None)
     if not main:
-        raise UsageError("cannot measure this program: pass measure=[files] or measurement=hex")
+        raise UsageError("cannot measure this program: pass measure=[files] or measurement=hex",
+                         code="measure_target_missing")  # fmt: skip
+    from veritee.platforms.measure import launcher_of
+
+    launcher = launcher_of(main)
+    if launcher is not None:
+        if profile in (Profile.DEVELOPMENT, Profile.TESTING):
+            _log.warning(
+                "measured_file_is_launcher: the simulated platform measures %s, the launcher "
+                "(%s), the same for every app it runs: pass Trust(measure=...) a package name, "
+                "paths or a pyproject.toml", main, launcher,
+            )
+        else:
+            _log.warning("measured_file_is_launcher")
     return [Path(main)]
 
 
@@ -84,7 +101,7 @@ def open_platform(
     platform: str | Platform,
     *,
     measurement: str | None = None,
-    measure: Iterable[str | os.PathLike[str]] | None = None,
+    measure: MeasureSpec | None = None,
     profile: Profile | str | None = None,
     platform_dir: Path | None = None,
     tcti: str | None = None,
@@ -126,11 +143,11 @@ def open_platform(
                                            where=where)  # fmt: skip
         return hardware
     prof = prof or Profile.DEVELOPMENT
+    from veritee.platforms.measure import measure as measure_files
     from veritee.platforms.simulated import SimulatedPlatform
-    from veritee.platforms.simulated import measure as measure_files
 
     if measurement is None:
-        measurement = measure_files(list(measure) if measure is not None else _main_files())
+        measurement = measure_files(measure if measure is not None else _main_files(prof))
     return SimulatedPlatform(platform_dir or _default_platform_dir(), measurement=measurement, profile=prof)
 
 
@@ -191,6 +208,15 @@ class Trust:
     ``service_url`` must be ``https://`` (the service's certificate must chain to ``ca_cert``),
     except in the development profile, where ``http://`` is allowed with a warning.
 
+    On the simulated platform, ``measure`` says what is measured
+    (:mod:`veritee.platforms.measure`, the same as ``veritee measure``): a package or module
+    name (``measure="myapp"``), paths, a pyproject.toml (its ``[tool.veritee] measure`` list, or
+    the project's package and lock files), or a list of these; bytecode and caches are skipped.
+    Without it the main program's file is measured, with a warning
+    (``measured_file_is_launcher``) when that is a launcher such as ``flask``, ``gunicorn``,
+    ``uvicorn``, ``pytest``, a console script or ``python -m``. ``measurement=hex`` gives the
+    value itself. Hardware measures what it loads and ignores both.
+
     ``freshness`` protects the whole key store against rollback (docs/sealing.md): ``"platform"``
     ties it to the platform's monotonic counter (a TPM NV counter; :class:`UsageError`
     ``counter_unavailable`` where there is none), ``"service"`` to the counter the service keeps
@@ -225,7 +251,7 @@ class Trust:
         platform: str | Platform = "auto",
         store: str | os.PathLike[str],
         measurement: str | None = None,
-        measure: Iterable[str | os.PathLike[str]] | None = None,
+        measure: MeasureSpec | None = None,
         profile: Profile | str | None = None,
         platform_dir: str | os.PathLike[str] | None = None,
         tcti: str | None = None,
