@@ -113,10 +113,10 @@ def _theirs(quote: bytes, doc: dict[str, Any], at: datetime, root_der: bytes | N
     return True, str(r.status), tuple(sorted(r.advisory_ids))
 
 
-def _ours(quote: bytes, doc: dict[str, Any], at: datetime, trust: dcap.DcapTrust | None) -> Verdict:
+def _ours(quote: bytes, collateral: Collateral, at: datetime, trust: dcap.DcapTrust | None) -> Verdict:
     """Anything but a veritee error escaping is a crash: it fails the test."""
     try:
-        v = verify(quote, collateral=Collateral(documents=(doc,)), at=at, trust=trust)
+        v = verify(quote, collateral=collateral, at=at, trust=trust)
     except VeriteeError:
         return REFUSED
     return True, v.claims["tcb_status"], tuple(sorted(v.claims["advisory_ids"]))
@@ -130,10 +130,12 @@ class Case:
     at: datetime
     trust: dcap.DcapTrust | None = None
     root_der: bytes | None = None
+    #: What veritee is given instead of ``doc`` (the same collateral as separate PCS responses).
+    bag: Collateral | None = None
 
 
 def _check(case: Case) -> tuple[Verdict, Verdict]:
-    ours = _ours(case.quote, case.doc, case.at, case.trust)
+    ours = _ours(case.quote, case.bag or Collateral(documents=(case.doc,)), case.at, case.trust)
     theirs = _theirs(case.quote, case.doc, case.at, case.root_der)
     return ours, theirs
 
@@ -365,6 +367,33 @@ def test_mutated_collateral_fields_same_verdict() -> None:
         label, changed = _mutate_json(rng, json.loads(syn.doc[which]), identity=which == "qe_identity")
         doc = _resign(syn.doc, **{"info" if which == "tcb_info" else "qe": changed})
         cases.append(_case(label, syn, doc))
+    _assert_agree(cases)
+
+
+def _as_pcs_responses(doc: dict[str, Any]) -> Collateral:
+    """``doc`` as what ``veritee collateral fetch`` reads from Intel PCS: the TCB info and QE
+    identity responses (raw member text kept), the issuer chains' certificates and the CRLs."""
+    blobs = [
+        ("tcb.json", ('{"tcbInfo":' + doc["tcb_info"] + ',"signature":"' + doc["tcb_info_signature"] + '"}').encode()),
+        ("qe.json", ('{"enclaveIdentity":' + doc["qe_identity"] + ',"signature":"' + doc["qe_identity_signature"] + '"}').encode()),
+        ("tcb_chain.pem", doc["tcb_info_issuer_chain"].encode()),
+        ("pck_crl_chain.pem", doc["pck_crl_issuer_chain"].encode()),
+        ("pck.crl", bytes.fromhex(doc["pck_crl"])),
+        ("root.crl", bytes.fromhex(doc["root_ca_crl"])),
+    ]  # fmt: skip
+    return Collateral.from_blobs(blobs)
+
+
+def test_pcs_response_path_same_verdict() -> None:
+    """The same collateral given to veritee as separate PCS responses (the bag path) and to
+    dcap-qvl as one document: the real TDX/SGX sets and seeded random synthetic ones."""
+    rng = random.Random(11_2)
+    cases = [replace(c, label=f"{c.label}/pcs", bag=_as_pcs_responses(c.doc)) for c in REAL]
+    for i in range(40):
+        syn = build(_random_spec(rng))
+        cases.append(_case(f"random-pcs-{i}", syn, syn.doc))
+        cases[-1] = replace(cases[-1], bag=_as_pcs_responses(syn.doc))
+    assert any(_check(c)[0][0] for c in cases[: len(REAL)])  # some real set verifies on this path
     _assert_agree(cases)
 
 
