@@ -10,6 +10,7 @@ first frame, what it found stored of the run before it. Nothing here needs a key
     <log folder>/
         run-000001/segment-00000000.vtlog ...   the first run
         run-000001/tenant-key.json               its log key sealed (HPKE) to the tenant
+        run-000001/admission.pem                 the admission certificate of its signing key
         run-000002/...                           a restart, or a forked child
         pending-<hex>.sealed                     records held before the control plane was up
 """
@@ -33,6 +34,7 @@ from veritee.logs.segment import (
 )
 
 __all__ = [
+    "ADMISSION_FILE",
     "KEY_FILE",
     "RUN_DIR_RE",
     "RunFolder",
@@ -45,6 +47,9 @@ __all__ = [
 
 RUN_DIR_RE = re.compile(r"^run-(\d{6})$")
 KEY_FILE = "tenant-key.json"
+#: The admission certificate of a run's signing key, which the workload puts beside the run's
+#: segments: the tenant may take it from there, as its chain is checked (:mod:`.signer`).
+ADMISSION_FILE = "admission.pem"
 _MAX_RUN = 999_999
 
 

@@ -28,14 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee import certs
 from veritee.errors import VerificationError
+from veritee.logs.runs import ADMISSION_FILE
 from veritee.profiles import Profile
 from veritee.sdk.admission import AdmissionInfo, normalize_measurement
 
 __all__ = ["ADMISSION_FILE", "AdmittedSigner", "admitted_signer", "load_certificate"]
 
-#: The admission certificate of a run's signing key, which the workload puts beside the run's
-#: segments (``Trust`` does): the tenant may take it from there, as its chain is checked.
-ADMISSION_FILE = "admission.pem"
 
 
 @dataclass(frozen=True)

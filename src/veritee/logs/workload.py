@@ -22,11 +22,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from cryptography import x509
+
+from veritee.binding import spki_der
 from veritee.errors import MalformedError, SealingError, UsageError
 from veritee.logs.catalogue import public_message
 from veritee.logs.handler import PENDING_MAGIC, ConfidentialLogHandler, recover_pending
 from veritee.logs.ratchet import wipe
-from veritee.logs.runs import KEY_FILE, RunFolder, allocate_run, observe, run_dir_name
+from veritee.logs.runs import (
+    ADMISSION_FILE,
+    KEY_FILE,
+    RunFolder,
+    allocate_run,
+    observe,
+    run_dir_name,
+)
 from veritee.logs.segment import (
     RunCause,
     RunStart,
@@ -89,6 +99,7 @@ class WorkloadLog:
         self._recovered_files: list[Path] = []
         self._recovered = 0
         self._lost = 0
+        self._certificate: bytes | None = None
         handler.renew = self._renew_after_fork
 
     # -- control plane -------------------------------------------------------------------------
@@ -161,10 +172,25 @@ class WorkloadLog:
             run_start=start,
         )
         self._run, self.run_start = run, start
+        if self._certificate is not None:
+            (run.path / ADMISSION_FILE).write_bytes(self._certificate)
         if self._tenant is not None:
             self._key_blob = self._seal_current(writer, self._tenant)
             (run.path / KEY_FILE).write_bytes(self._key_blob)
         return writer
+
+    def set_certificate(self, pem: bytes) -> None:
+        """The admission certificate of the log's signing key: kept beside every run this
+        process writes (``admission.pem``, a forked child's too) for the tenant. A certificate
+        of another key (a renewal that rotated the key) does not certify this log's heads and
+        is not put there."""
+        cert = x509.load_pem_x509_certificate(pem)
+        key = self._signing_key
+        if key is None or spki_der(cert.public_key()) != spki_der(key.public_key()):
+            return
+        self._certificate = pem
+        if self._run is not None:
+            (self._run.path / ADMISSION_FILE).write_bytes(pem)
 
     def _previous(self, run: int) -> RunState | None:
         """What is stored of the run before ``run`` (for run 1: a version-1 log in the folder)."""

@@ -46,7 +46,6 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.logs.signer import ADMISSION_FILE
 from veritee.platforms.base import Platform, SealingMode
 from veritee.platforms.measure import MeasureSpec
 from veritee.profiles import Profile
@@ -652,8 +651,8 @@ class Trust:
             log.attach_control_plane(key, self._log_tenant_key())
             self._announce_tenant_key(log)
         cert = self.keystore.certificate()
-        if log.run_directory is not None and cert is not None:
-            (log.run_directory / ADMISSION_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if cert is not None:  # beside every run this process writes (forked children's too)
+            log.set_certificate(cert.public_bytes(serialization.Encoding.PEM))
 
     def _log_tenant_key(self) -> Any:
         """The key the log key is sealed to: from the released secret ``tenant_key_secret``

@@ -8,18 +8,22 @@ no (key, nonce) pair is ever used twice, and the tenant reads both runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.x509.oid import NameOID
 from tests.unit.logs._logs_helpers import Sealer
 
 from veritee.errors import UsageError
 from veritee.logs import decrypt_log, open_log_key, open_workload_log, verify_log
 from veritee.logs.handler import recover_pending
-from veritee.logs.runs import KEY_FILE, read_run_start, runs_in
+from veritee.logs.runs import ADMISSION_FILE, KEY_FILE, read_run_start, runs_in
 from veritee.logs.segment import RunCause, parse_segment
 from veritee.logs.writer import LogWriter, SegmentStore
 from veritee.profiles import Profile
@@ -47,6 +51,16 @@ def _child(body: object) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A self-signed certificate of ``key`` (what matters here is only whose key it holds)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "workload")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 def _nonces(run: Path) -> list[bytes]:
     out = []
     for p in sorted(run.glob("segment-*.vtlog")):
@@ -60,6 +74,9 @@ def test_parent_and_child_never_share_a_key_and_nonce(tmp_path: Path) -> None:
     log = open_workload_log(profile=Profile.PRODUCTION, directory=tmp_path / "l", signing_key=key,
                             tenant_public_key=tenant.public_key(), seal=None, log_id="forked",
                             durable=False, flush_seconds=None)  # fmt: skip
+    log.set_certificate(_certificate(ec.generate_private_key(ec.SECP256R1())))  # not its key
+    pem = _certificate(key)
+    log.set_certificate(pem)
     lg = log.logger("fork.app")
     for i in range(5):
         lg.info("parent before fork %d", i)
@@ -89,6 +106,9 @@ def test_parent_and_child_never_share_a_key_and_nonce(tmp_path: Path) -> None:
     assert chains[0] != chains[1]
     nonces = _nonces(parent_run.path) + _nonces(child_run.path)
     assert len(set(nonces)) == len(nonces) == 45
+    # the admission certificate of the signing key is beside both runs, for the tenant
+    assert (parent_run.path / ADMISSION_FILE).read_bytes() == pem
+    assert (child_run.path / ADMISSION_FILE).read_bytes() == pem
     start = read_run_start(child_run.path)
     assert start is not None and start.verify(key.public_key())
     assert (start.cause, start.parent_run, start.parent_size) == (RunCause.FORK, 1, 5)
