@@ -25,10 +25,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from veritee.appraisal import load_policy, sign_policy
+from veritee.cli.main import _register, cli
 from veritee.domain import Domain
 from veritee.errors import VerificationError
 from veritee.logs import decrypt_log, open_log_key
@@ -154,3 +156,18 @@ def test_host_sees_catalogue_codes_only(
                      "attested channel: refused", f"KeyError: '{secret}'",
                      f"RuntimeError: uncaught {secret}"):  # fmt: skip
         assert expected in texts, expected
+
+    # 3. the same with the commands of docs/logs.md, on the folder as the host keeps it
+    tenant_file = tmp_path / "tenant.pem"
+    tenant_file.write_bytes(tenant.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    _register()
+    checks = ["--ca", str(ca), "--measurement", M]
+    res = CliRunner().invoke(cli, ["logs", "verify", str(log_folder), *checks])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[-1] == "== all 1 runs: OK"
+    res = CliRunner().invoke(cli, ["logs", "decrypt", str(log_folder), *checks,
+                                   "--tenant-key", str(tenant_file), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert any(f"RuntimeError: uncaught {secret}" in json.loads(x)["text"]
+               for x in res.stdout.splitlines())  # fmt: skip

@@ -1,9 +1,10 @@
-"""``veritee logs verify|decrypt``: the tenant's view of a workload's confidential log."""
+"""``veritee logs verify|decrypt|tail``: the tenant's view of a workload's confidential log."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from veritee.cli.main import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
 from veritee.errors import MalformedError, UsageError
 from veritee.logs.errors import LogIntegrityError
+from veritee.logs.export import to_json
 from veritee.logs.folder import FolderReport, check_folder, is_run_folder_parent
-from veritee.logs.runs import KEY_FILE
+from veritee.logs.runs import KEY_FILE, RUN_DIR_RE, runs_in
 from veritee.logs.segment import SignedTreeHead, VerifyingKey
 from veritee.logs.signer import ADMISSION_FILE, AdmittedSigner, admitted_signer, load_certificate
 from veritee.logs.tenant import (
@@ -339,6 +341,70 @@ def decrypt_cmd(segments: Path, key_file: Path | None, tenant_key: Path, **opts:
     sys.exit(_EXIT_FOR[rep.verdict])
 
 
+@logs.command("tail")
+@_with_common
+@click.option("--key", "key_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The log key envelope (default: tenant-key.json beside the run).")  # fmt: skip
+@click.option("--tenant-key", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Your private key (PEM or DER; X25519, P-256 or P-384).")  # fmt: skip
+@click.option("-n", "--lines", default=10, show_default=True, type=click.IntRange(min=0),
+              help="How many of the last signed records to print first.")  # fmt: skip
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing records as signed heads cover them (a log folder: into new "
+              "runs too); stops when a single run is closed.")  # fmt: skip
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between looks at the folder.")  # fmt: skip
+@handle_errors
+def tail_cmd(segments: Path, key_file: Path | None, tenant_key: Path, lines: int, follow: bool,
+             interval: float, **opts: Any) -> None:  # fmt: skip
+    """Print the last signed records of a run (the latest run of a log folder), and with
+    --follow the ones that come, as ``tail -f`` does. Only records a verified signed head covers
+    are printed; every look re-verifies the log against the head seen before, so a rollback or
+    a rewrite while following fails (exit 1)."""
+    tenant = _load_tenant_key(tenant_key)
+    as_json, prof = opts["as_json"], opts["require_profile"]
+    folder = segments if _is_folder(segments) else None
+    run_dir = runs_in(folder)[-1].path if folder is not None else segments
+    kept, next_leaf, draining = _load_head(opts["last_head"]), None, False
+    while True:
+        signer = _load_signer(opts, run_dir)
+        checked = check_log(run_dir, signer.key, kept, admitted=signer.admitted,
+                            require_profile=Profile(prof) if prof else None)  # fmt: skip
+        rep = checked.report
+        if not rep.ok:
+            _print_report(rep, False, err=True)
+            sys.exit(EXIT_NOT_ACCEPTED)
+        log_key = open_log_key(_key_file(key_file, run_dir).read_bytes(), tenant)
+        signed = [r for r in decrypt_records(checked, log_key, signer.key) if r.signed]
+        if next_leaf is None:
+            next_leaf = signed[-lines].leaf_index if 0 < lines <= len(signed) else (
+                0 if lines else rep.tree_size)  # fmt: skip
+        run = _run_number(run_dir) if folder is not None else None
+        _print_records([r for r in signed if r.leaf_index >= next_leaf], as_json, run=run)
+        next_leaf, kept = max(next_leaf, rep.tree_size), rep.latest_head or kept
+        if not follow:
+            break
+        newer = [r for r in runs_in(folder) if r.path.name > run_dir.name] if folder else []
+        if newer and not draining:  # this run is over: one more look for its last records
+            draining = True
+            continue
+        if newer:  # then the next run, from its start
+            run_dir, kept, next_leaf, draining = newer[0].path, None, 0, False
+            continue
+        if folder is None and rep.complete:
+            break
+        time.sleep(interval)
+    _save_head(rep, opts["save_head"])
+    sys.exit(_EXIT_FOR[rep.verdict])
+
+
+def _run_number(run_dir: Path) -> int | None:
+    m = RUN_DIR_RE.match(run_dir.name)
+    return int(m.group(1)) if m else None
+
+
 def _key_file(given: Path | None, run: Path) -> Path:
     path = given or run / KEY_FILE
     if not path.is_file():
@@ -351,9 +417,7 @@ def _print_records(records: Iterable[LogRecord], as_json: bool, *, run: int | No
     """One record per line: ``[run:]leaf<TAB>text`` (text escaped), or one JSON object."""
     for r in records:
         if as_json:
-            doc: dict[str, Any] = {"run": run} if run is not None else {}
-            doc.update({"leaf": r.leaf_index, "epoch": r.epoch, "signed": r.signed, "text": r.text})
-            click.echo(json.dumps(doc))
+            click.echo(json.dumps(to_json(r, run=run)))
         else:
             where = f"{run}:{r.leaf_index}" if run is not None else str(r.leaf_index)
             click.echo(f"{where}\t{'' if r.signed else '(unsigned) '}{_safe(r.text)}")
