@@ -109,3 +109,18 @@ def test_malformed_requests_are_400(env: Env, change: dict[str, Any]) -> None:
     cert = _certify(env, key, proof)
     r = _counter(env, {**_body(env, key, cert, proof, "read"), **change})
     assert r.status_code == 400, r.text
+
+
+def test_a_revoked_certificate_does_not_use_the_counter(env: Env) -> None:
+    """Issue 12.2: a revoked admission certificate is refused here too, at once."""
+    env.install_policy()
+    key, proof = ec.generate_private_key(ec.SECP256R1()), KeyStoreProof(os.urandom(16), 1)
+    cert = _certify(env, key, proof)
+    assert _counter(env, _body(env, key, cert, proof, "increment")).status_code == 200
+    from cryptography import x509
+
+    serial = format(x509.load_pem_x509_certificate(cert.encode()).serial_number, "x")
+    r = env.client.post("/v1/admin/revocations", json={"serial": serial}, headers=env.admin)
+    assert r.status_code == 200, r.text
+    r = _counter(env, _body(env, key, cert, proof, "read"))
+    assert r.status_code == 403 and r.json()["code"] == "certificate_revoked", r.text

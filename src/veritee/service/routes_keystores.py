@@ -64,11 +64,15 @@ def _ctx(request: Request) -> ServiceContext:
 
 def _counter(
     ctx: ServiceContext, store_sha256: str, *, generation: int, subject_key_sha256: str,
-    op: str, nonce: bytes,
+    op: str, nonce: bytes, certificate: tuple[str, str],
 ) -> int:  # fmt: skip
     now = ctx.now()
     with ctx.storage.transaction() as tx:
         tx.consume_nonce(nonce, now=now)
+        if tx.revocation_of(*certificate) is not None:  # (serial, measurement)
+            raise VerificationError(
+                "the admission certificate is revoked", code="certificate_revoked"
+            )
         row = tx.key_store(store_sha256)
         if row is None:
             raise NotFoundError(
@@ -108,7 +112,7 @@ async def counter(body: CounterRequest, request: Request) -> JSONResponse:
     value = await ctx.run_db(
         _counter, ctx, store_identity(claims, proof), generation=proof.generation,
         subject_key_sha256=hashlib.sha256(spki_der(info.public_key)).hexdigest(),
-        op=body.op, nonce=nonce,
+        op=body.op, nonce=nonce, certificate=(claims["admission_serial"], claims["measurement"]),
     )  # fmt: skip
     signer = ctx.domain.envelope_signer
     return JSONResponse({
