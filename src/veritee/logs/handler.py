@@ -28,6 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -44,6 +49,7 @@ __all__ = [
     "ConfidentialLogHandler",
     "PendingBuffer",
     "load_pending",
+    "lock_pending_file",
     "recover_pending",
 ]
 
@@ -80,9 +86,12 @@ class PendingBuffer:
                 raise SealingError("a persisted pending buffer needs a seal function",
                                    code="no_seal")  # fmt: skip
             sealed = self._seal(bytes(self._key))
-            self._file = open(path, "xb", buffering=0)  # unbuffered: a fork copies no bytes
+            # made under another name and locked before it is one a later start recovers
+            new = path.with_name(f".{path.name}.new")
+            self._file = open(new, "xb", buffering=0)  # unbuffered: a fork copies no bytes
+            lock_pending_file(self._file)
             self._file.write(PENDING_MAGIC + _LEN.pack(len(sealed)) + sealed)
-            self._file.flush()
+            os.replace(new, path)
         self.path = path
 
     def _after_fork(self) -> None:
@@ -156,6 +165,19 @@ if hasattr(os, "register_at_fork"):
 
 def _aad(seq: int) -> bytes:
     return _PENDING_AAD + struct.pack(">Q", seq)
+
+
+def lock_pending_file(f: BinaryIO) -> bool:
+    """Take the exclusive lock of a pending file (``flock``; held while the file is open):
+    a process holds it on its own buffer, so a later start recovering the held records of
+    earlier ones never takes a live process's. False when another process holds it."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def load_pending(path: Path, unseal: Unseal) -> list[bytes]:

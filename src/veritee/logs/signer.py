@@ -35,7 +35,6 @@ from veritee.sdk.admission import AdmissionInfo, normalize_measurement
 __all__ = ["ADMISSION_FILE", "AdmittedSigner", "admitted_signer", "load_certificate"]
 
 
-
 @dataclass(frozen=True)
 class AdmittedSigner:
     """A log-signing key with the admission claims that bind it to an attested workload."""

@@ -11,6 +11,7 @@ a record cut mid-write (which is counted).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -20,14 +21,19 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from cryptography import x509
 
 from veritee.binding import spki_der
 from veritee.errors import MalformedError, SealingError, UsageError
 from veritee.logs.catalogue import public_message
-from veritee.logs.handler import PENDING_MAGIC, ConfidentialLogHandler, recover_pending
+from veritee.logs.handler import (
+    PENDING_MAGIC,
+    ConfidentialLogHandler,
+    lock_pending_file,
+    recover_pending,
+)
 from veritee.logs.ratchet import wipe
 from veritee.logs.runs import (
     ADMISSION_FILE,
@@ -96,7 +102,7 @@ class WorkloadLog:
         self._run: RunFolder | None = None
         self.run_start: RunStart | None = None
         # held records recovered from earlier starts: the files go once the records are safe
-        self._recovered_files: list[Path] = []
+        self._recovered_files: list[tuple[Path, BinaryIO]] = []
         self._recovered = 0
         self._lost = 0
         self._certificate: bytes | None = None
@@ -204,8 +210,9 @@ class WorkloadLog:
         return None
 
     def _forget_recovered(self) -> None:
-        for path in self._recovered_files:
+        for path, lock in self._recovered_files:
             path.unlink(missing_ok=True)
+            lock.close()
         self._recovered_files.clear()
 
     @property
@@ -382,14 +389,23 @@ def _recover_held(log: WorkloadLog, unseal: Callable[[bytes], bytes], exclude: P
         if path == exclude:
             continue
         try:
+            f = open(path, "rb")  # kept open (locked) until the file goes
+        except OSError:
+            continue
+        if not lock_pending_file(f):  # a live process's own buffer: not ours to take
+            f.close()
+            continue
+        try:
             got, cut = recover_pending(path, unseal)
         except (MalformedError, SealingError, OSError):
             log._lost += _framed_items(path)
-            path.rename(path.with_name(path.name + ".unreadable"))
+            with contextlib.suppress(OSError):
+                path.rename(path.with_name(path.name + ".unreadable"))
+            f.close()
             continue
         records += got
         log._lost += cut
-        log._recovered_files.append(path)
+        log._recovered_files.append((path, f))
     if not records and not log._recovered_files:
         return
     log._recovered = len(records)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,3 +181,25 @@ def cli_verify(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str
 def cli_decrypt(w: WrittenLog, f: dict[str, Path], *extra: str) -> tuple[int, str, str]:
     return run_cli3("logs", "decrypt", str(w.directory), *signer_args(f),
                     "--key", str(f["key"]), "--tenant-key", str(f["tenant"]), *extra)  # fmt: skip
+
+
+def run_in_child(body: Callable[[], object]) -> None:
+    """Run ``body()`` in a process made by ``os.fork()`` that then dies without any cleanup
+    (``os._exit``: no close, no atexit, its locks released by the kernel, as after kill -9);
+    the caller waits and checks it exited 0."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 0
+        try:
+            body()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.x509.oid import NameOID
-from tests.unit.logs._logs_helpers import Sealer
+from tests.unit.logs._logs_helpers import Sealer, run_in_child
 
 from veritee.errors import UsageError
 from veritee.logs import decrypt_log, open_log_key, open_workload_log, verify_log
@@ -29,26 +28,6 @@ from veritee.logs.writer import LogWriter, SegmentStore
 from veritee.profiles import Profile
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-
-def _child(body: object) -> None:
-    """Run ``body()`` in a forked child; the parent waits and checks it exited 0."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 0
-        try:
-            body()  # type: ignore[operator]
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -86,7 +65,7 @@ def test_parent_and_child_never_share_a_key_and_nonce(tmp_path: Path) -> None:
             lg.info("child %d", i)
         log.close()
 
-    _child(child)
+    run_in_child(child)
     for i in range(20):
         lg.info("parent after fork %d", i)
     log.close()
@@ -126,7 +105,7 @@ def test_a_forked_writer_refuses_to_encrypt(tmp_path: Path) -> None:
         assert e.value.code == "log_forked"
         w.close()  # writes nothing into the parent's file
 
-    _child(child)
+    run_in_child(child)
     assert not w.forked
     w.append(b"parent again")
     w.close()
@@ -148,7 +127,7 @@ def test_a_child_forked_before_the_control_plane_keeps_its_own_held_records(
     def child() -> None:
         lg.warning("child held")  # a buffer and file of the child's own
 
-    _child(child)
+    run_in_child(child)
     lg.warning("parent held again")
     files = sorted((tmp_path / "l").glob("pending*.sealed"))
     assert len(files) == 2

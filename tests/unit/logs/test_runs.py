@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-from tests.unit.logs._logs_helpers import Sealer
+from tests.unit.logs._logs_helpers import Sealer, run_in_child
 
 from veritee.errors import MalformedError
 from veritee.logs import WorkloadLog, decrypt_log, open_log_key, open_workload_log, verify_log
@@ -63,9 +63,13 @@ def test_each_start_is_a_new_run_naming_the_one_before(tmp_path: Path) -> None:
 
 def test_held_records_of_a_start_that_crashed_are_replayed(tmp_path: Path) -> None:
     sealer, tenant = Sealer(), x25519.X25519PrivateKey.generate()
-    crashed = _open(tmp_path / "l", sealer, tenant, None)
-    for i in range(4):
-        crashed.logger("runs.held").error("held %d", i)
+
+    def crashed() -> None:  # a start that dies before the control plane is up
+        log = _open(tmp_path / "l", sealer, tenant, None)
+        for i in range(4):
+            log.logger("runs.held").error("held %d", i)
+
+    run_in_child(crashed)
     held = list((tmp_path / "l").glob("pending*.sealed"))
     assert len(held) == 1
     with held[0].open("ab") as f:  # the crash cut a fifth record mid-write
@@ -86,9 +90,13 @@ def test_held_records_of_a_start_that_crashed_are_replayed(tmp_path: Path) -> No
 
 def test_a_held_buffer_that_does_not_unseal_is_kept_aside_and_counted(tmp_path: Path) -> None:
     tenant = x25519.X25519PrivateKey.generate()
-    other = _open(tmp_path / "l", Sealer(), tenant, None)
-    for i in range(3):
-        other.logger("runs.other").warning("w %d", i)
+
+    def other() -> None:  # a start whose sealing key this one does not have
+        log = _open(tmp_path / "l", Sealer(), tenant, None)
+        for i in range(3):
+            log.logger("runs.other").warning("w %d", i)
+
+    run_in_child(other)
     key = ec.generate_private_key(ec.SECP256R1())
     log = _open(tmp_path / "l", Sealer(), tenant, key)  # another sealing key: cannot unseal
     log.close()
@@ -128,3 +136,20 @@ def test_a_tampered_run_start_is_caught(tmp_path: Path) -> None:
     seg.write_bytes(bytes(data))
     with pytest.raises(MalformedError):
         read_run_start(seg.parent)
+
+
+def test_a_live_start_keeps_its_held_records(tmp_path: Path) -> None:
+    """Two instances on one store (a rolling restart): the new one recovers only what no live
+    process holds; the old one's buffer stays its own and reaches its own run."""
+    sealer, tenant = Sealer(), x25519.X25519PrivateKey.generate()
+    old = _open(tmp_path / "l", sealer, tenant, None)
+    old.logger("runs.live").warning("old instance, held")
+    new = _open(tmp_path / "l", sealer, tenant, None)  # the old one is alive: locked
+    assert old.handler.pending_path is not None and old.handler.pending_path.is_file()
+    assert new.handler.pending == 0
+    key = ec.generate_private_key(ec.SECP256R1())
+    assert old.attach_control_plane(key) == 1
+    old.close()
+    new.close()
+    (run,) = runs_in(tmp_path / "l")
+    assert _read(run.path, tenant, key) == ["old instance, held"]
