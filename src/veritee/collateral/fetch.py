@@ -31,10 +31,16 @@ through :meth:`Collateral.from_paths`. What to fetch is read from the evidence i
 
 Every response is size-limited and checked (certificate, CRL, JSON) before anything is written;
 then all files are written atomically, so a failed fetch leaves the cache as it was.
+
+The cache never goes back (python-tuf's rule for trusted metadata): a part the cache already
+holds in a newer version stays (:func:`never_older`), so a replayed old response, validly signed
+by Intel or AMD, cannot replace TCB info of a higher ``tcbEvaluationDataNumber`` or a CRL with a
+later ``thisUpdate``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import struct
@@ -62,6 +68,7 @@ __all__ = [
     "SnpTarget",
     "fetch_collateral",
     "kds_vcek_url",
+    "never_older",
     "raw_json_member",
     "target_for",
 ]
@@ -586,5 +593,57 @@ def fetch_collateral(
             _fetch_amd(target, cfg, http, plan)
         else:
             _fetch_intel(target, cfg, http, plan)
-    cache.write_all(plan.files)
+    cache.write_all({path: never_older(cache, path, data) for path, data in plan.files.items()})
     return plan.items
+
+
+#: The parts of a cached Intel collateral document, each replaced only by a newer version:
+#: (what orders it, the keys that travel together).
+_INTEL_PARTS = (
+    ("tcb_info", ("tcb_info", "tcb_info_signature", "tcb_info_issuer_chain")),
+    ("qe_identity", ("qe_identity", "qe_identity_signature", "qe_identity_issuer_chain")),
+    ("pck_crl", ("pck_crl", "pck_crl_issuer_chain")),
+    ("root_ca_crl", ("root_ca_crl",)),
+)
+
+
+def never_older(cache: CollateralCache, path: str, data: bytes) -> bytes:
+    """What to store at ``path`` in ``cache``: the fetched ``data``, but every part of it that
+    the cache holds in a newer version is kept as it is (Intel TCB info and QE identity by
+    ``tcbEvaluationDataNumber``, CRLs by ``thisUpdate``). A cached file that does not parse is
+    replaced."""
+    target = cache.path_for(path)
+    if not target.is_file():
+        return data
+    old = target.read_bytes()
+    try:
+        if path.startswith("intel/") and path.endswith(".json"):
+            old_doc, new_doc = json.loads(old), json.loads(data)
+            merged = dict(new_doc)
+            for part, keys in _INTEL_PARTS:
+                if _version(old_doc, part) > _version(new_doc, part):
+                    merged.update({k: old_doc[k] for k in keys})
+            return data if merged == new_doc else json.dumps(merged, indent=1).encode()
+        if path.endswith("_crl.der"):
+            newer = x509.load_der_x509_crl(old).last_update_utc > x509.load_der_x509_crl(data).last_update_utc
+            return old if newer else data
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return data
+    return data
+
+
+def _version(doc: dict[str, Any], part: str) -> tuple[float, ...]:
+    """The version of one part of a cached Intel document (higher is newer)."""
+    value = doc[part]
+    if part in ("pck_crl", "root_ca_crl"):
+        return (x509.load_der_x509_crl(bytes.fromhex(value)).last_update_utc.timestamp(),)
+    body = json.loads(value)
+    number = body.get("tcbEvaluationDataNumber")
+    issued = body.get("issueDate", "")
+    if not isinstance(number, int) or not isinstance(issued, str):
+        raise ValueError(part)
+    return (number, _timestamp(issued))
+
+
+def _timestamp(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

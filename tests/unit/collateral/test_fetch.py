@@ -587,3 +587,61 @@ def test_cli_exit_codes(testvectors: Path, tmp_path: Path) -> None:
         ],
     )
     assert nitro.exit_code == 2 and "Nitro" in nitro.output
+
+
+def _crl_at(this_update: datetime) -> bytes:
+    """A CRL (of a throwaway key) with the given thisUpdate: only its time matters here."""
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Intel SGX PCK Processor CA")])
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(this_update)
+           .next_update(this_update + timedelta(days=30)).sign(key, hashes.SHA256()))  # fmt: skip
+    return crl.public_bytes(Encoding.DER)
+
+
+def _bump(raw_json: str, by: int) -> str:
+    body = json.loads(raw_json)
+    body["tcbEvaluationDataNumber"] += by
+    return json.dumps(body, separators=(",", ":"))
+
+
+def test_a_replayed_older_pcs_response_never_replaces_newer_cached_parts(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """Issue 11 item 3 (never rolled back, as python-tuf): the cache keeps the newer of each
+    part; a fetch only moves each part forward."""
+    from datetime import UTC
+
+    quote, served = _serve_sgx_sample(server)
+    cache = CollateralCache(tmp_path)
+    path = "intel/sgx/00A067110000-processor.json"
+    later = _crl_at(datetime(2030, 1, 1, tzinfo=UTC)).hex()
+    newer = {**served, "tcb_info": _bump(served["tcb_info"], +1), "tcb_info_signature": "00" * 64,
+             "pck_crl": later, "pck_crl_issuer_chain": "newer chain"}  # fmt: skip
+    cache.write(path, json.dumps(newer).encode())
+    items = fetch_collateral(quote, cache, config_for(server))
+    assert [i.path for i in items] == [path]
+    stored = json.loads((tmp_path / path).read_text())
+    for key in ("tcb_info", "tcb_info_signature", "pck_crl", "pck_crl_issuer_chain"):
+        assert stored[key] == newer[key], key  # kept: the cache's is newer
+    for key in ("qe_identity", "qe_identity_signature", "root_ca_crl"):
+        assert stored[key] == served[key], key  # the fetched one (same version) is written
+    older = {**served, "tcb_info": _bump(served["tcb_info"], -1),
+             "pck_crl": _crl_at(datetime(2001, 1, 1, tzinfo=UTC)).hex()}  # fmt: skip
+    cache.write(path, json.dumps(older).encode())
+    fetch_collateral(quote, cache, config_for(server))
+    assert json.loads((tmp_path / path).read_text()) == served  # older parts move forward
+    # A cached AMD CRL with a later thisUpdate stays; an unreadable cached file is replaced.
+    from veritee.collateral.fetch import never_older
+
+    amd = "amd/Milan/vcek_crl.der"
+    cache.write(amd, _crl_at(datetime(2030, 1, 1, tzinfo=UTC)))
+    fetched = _crl_at(datetime(2026, 1, 1, tzinfo=UTC))
+    assert never_older(cache, amd, fetched) == (tmp_path / amd).read_bytes()
+    cache.write(amd, b"junk")
+    assert never_older(cache, amd, fetched) == fetched
