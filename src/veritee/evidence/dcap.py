@@ -747,7 +747,14 @@ def _select_collateral(
     """
     tiers = [_candidates(collateral, trust, pck_ca)]
     if collateral.attester is not None:
-        tiers.append(_candidates(collateral.attester.with_untrusted(collateral.path_candidates), trust, pck_ca))
+        sent = collateral.attester.with_untrusted(collateral.path_candidates)
+        try:
+            tiers.append([(k, r) for k, r in _candidates(sent, trust, pck_ca) if _rankable(k, r)])
+        except (CollateralError, MalformedError):
+            if tiers[0]:  # an attester's incomplete or malformed set is no candidate
+                tiers.append([])
+            else:
+                raise
     every = [c for tier in tiers for c in tier]
     if not every:
         for part in (collateral, collateral.attester):
@@ -768,12 +775,11 @@ def _select_collateral(
         chosen = max(next(t for t in ranked if t), key=lambda c: c[0].order)
     rank, key, get_raw = chosen
     everything = [c for tier in ranked for c in tier]
-    pck = max(
-        (c for c in everything if c[0].pck_crl_issuer == rank.pck_crl_issuer),
-        key=lambda c: c[0].pck_crl_update,
-    )
+    # The PCK CRL of the quote's PCK CA where any candidate has one, else the chosen set's CA.
+    want = pck_ca if any(c[0].pck_crl_issuer == pck_ca for c in everything) else rank.pck_crl_issuer
+    pck = max((c for c in everything if c[0].pck_crl_issuer == want), key=lambda c: c[0].pck_crl_update)
     root = max(everything, key=lambda c: c[0].root_crl_update)
-    newer_pck = pck[0].pck_crl_update > rank.pck_crl_update
+    newer_pck = want != rank.pck_crl_issuer or pck[0].pck_crl_update > rank.pck_crl_update
     newer_root = root[0].root_crl_update > rank.root_crl_update
     if not (newer_pck or newer_root):
         return _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
@@ -844,6 +850,15 @@ class _Rank:
 
 
 _RANKS: _Lru[bytes, _Rank] = _Lru(256)
+
+
+def _rankable(key: bytes, get_raw: Callable[[], _RawCollateral]) -> bool:
+    """Can this (attester's) set be ordered at all? A malformed one is no candidate."""
+    try:
+        _rank(key, get_raw)
+    except (CollateralError, MalformedError):
+        return False
+    return True
 
 
 def _rank(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Rank:

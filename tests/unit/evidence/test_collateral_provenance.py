@@ -16,7 +16,7 @@ from tests.unit.evidence.test_dcap_synthetic import AT, Spec, Synthetic, build, 
 
 from veritee.appraisal import appraise, load_policy
 from veritee.collateral import Collateral
-from veritee.errors import VerificationError
+from veritee.errors import VerificationError, VeriteeError
 from veritee.evidence import dcap, tdx
 
 
@@ -143,3 +143,21 @@ def test_attester_material_grants_no_trust() -> None:
     out, _ = Collateral().with_attester(Collateral(certificates=(root,)), admit_endorsements=True)
     assert out.untrusted == (root,) and out.certificates == ()
     assert tpm_evidence.relying_party_roots(out) == tpm_evidence.PINNED_ROOTS
+
+
+def test_an_attesters_incomplete_or_malformed_set_does_not_break_the_domains() -> None:
+    """Admitted attester collateral is a candidate only when it is a whole, readable set: a
+    lone PCS TCB info, or a layout document with a garbled CRL, leaves the domain's set to
+    decide (and is the error only where the domain has nothing)."""
+    new = build(RECOVERED)
+    trust = _pins(new)
+    lone = {"tcbInfo": {"fmspc": "B0C06F000000", "tcbEvaluationDataNumber": 99}, "signature": "00"}
+    garbled = {**new.doc, "pck_crl": "00ff", "tcb_info": new.doc["tcb_info"].replace('"tcbEvaluationDataNumber":18',
+                                                                                 '"tcbEvaluationDataNumber":99')}
+    for sent in (lone, garbled):
+        collateral, _ = Collateral(documents=(new.doc,)).with_attester(
+            Collateral(documents=(sent,)), admit_endorsements=True)  # fmt: skip
+        assert _status(new.quote, collateral, trust) == "OutOfDate"
+        alone, _ = Collateral().with_attester(Collateral(documents=(sent,)), admit_endorsements=True)
+        with pytest.raises(VeriteeError):
+            tdx.verify(new.quote, collateral=alone, at=AT, trust=trust)
