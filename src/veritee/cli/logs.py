@@ -326,8 +326,16 @@ def decrypt_cmd(segments: Path, key_file: Path | None, tenant_key: Path, **opts:
         _print_folder(folder, as_json, err=True)
         if not folder.ok:
             raise LogIntegrityError("log failed verification")
+        given = open_log_key(key_file.read_bytes(), tenant) if key_file is not None else None
         for r in folder.runs:
-            log_key = open_log_key(_key_file(key_file, r.path).read_bytes(), tenant)
+            if given is not None and given.log_id == r.checked.report.log_id:
+                log_key = given
+            elif (r.path / KEY_FILE).is_file():
+                log_key = open_log_key((r.path / KEY_FILE).read_bytes(), tenant)
+            else:
+                _echo(f"warning: {r.path.name} holds no {KEY_FILE} (the workload had no tenant "
+                      "key): its records are not read", err=True)  # fmt: skip
+                continue
             _print_records(decrypt_records(r.checked, log_key, r.signer), as_json, run=r.run)
         if folder.runs:
             _save_head(folder.runs[-1].checked.report, opts["save_head"])

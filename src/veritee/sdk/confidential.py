@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from cryptography.hazmat.primitives import serialization
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from veritee.logs import WorkloadLog
     from veritee.logs.tenant import TenantPublicKey
 
-__all__ = ["CONTAINED_LOGGERS", "HOST_STDERR", "contain", "parse_tenant_key"]
+__all__ = ["CONTAINED_LOGGERS", "HOST_STDERR", "Containment", "contain", "parse_tenant_key"]
 
 #: The loggers routed into the encrypted log: the SDK's own, and the root logger.
 CONTAINED_LOGGERS = ("veritee", "")
@@ -56,13 +57,33 @@ class _HostStderr(io.TextIOBase):
 HOST_STDERR = cast(TextIO, _HostStderr())  # a write/flush stream is all the log needs
 
 
-def contain(log: WorkloadLog) -> None:
+class Containment:
+    """What :func:`contain` changed, to put back with :meth:`release` (``Trust.close`` does)."""
+
+    def __init__(self) -> None:
+        self._loggers = [(lg, lg.propagate, lg.level)
+                         for lg in (logging.getLogger(n) for n in CONTAINED_LOGGERS)]  # fmt: skip
+        self._hooks = (sys.excepthook, threading.excepthook)
+        self._warnings = logging._warnings_showwarning is None  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        for lg, propagate, level in self._loggers:
+            lg.propagate, lg.level = propagate, level
+        sys.excepthook, threading.excepthook = self._hooks
+        if self._warnings:
+            logging.captureWarnings(False)
+
+
+def contain(log: WorkloadLog) -> Containment:
     """Route the SDK's loggers, the root logger, warnings and uncaught exceptions into ``log``
-    (module docstring). ``log`` must write its notices to the host's stderr."""
+    (module docstring). ``log`` must write its notices to the host's stderr. Closing ``log``
+    removes its handler; :meth:`Containment.release` puts back the rest."""
+    before = Containment()
     for name in CONTAINED_LOGGERS:
         log.logger(name)
     logging.captureWarnings(True)
     log.install_excepthook()
+    return before
 
 
 def parse_tenant_key(value: Any) -> TenantPublicKey:

@@ -294,12 +294,13 @@ class Trust:
         self._tenant_key = parse_tenant_key(tenant_key) if tenant_key is not None else None
         self._tenant_key_secret = tenant_key_secret
         self._workload_log: Any = None
+        self._containment: Any = None
         self._servers: list[Any] = []
         self.freshness = freshness
         if not self.platform.profile.free_form_to_host:
             from veritee.sdk.confidential import contain
 
-            contain(self._open_log(attach=False))
+            self._containment = contain(self._open_log(attach=False))
         self._attach_counter(at_start=True)
 
     def _sealing_mode(self, sealing: str) -> Literal["platform", "domain"]:
@@ -682,6 +683,9 @@ class Trust:
         self._servers.clear()
         if self._workload_log is not None:
             self._workload_log.close()
+        if self._containment is not None:
+            self._containment.release()
+            self._containment = None
         self._http.close()
 
     def __enter__(self) -> Trust:

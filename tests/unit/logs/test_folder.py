@@ -100,3 +100,13 @@ def test_the_last_run_not_closed_is_incomplete(tmp_path: Path) -> None:
     last.write_bytes(data[:-40])  # the final head torn
     code, out, _ = run_cli3("logs", "verify", str(d), *signer_args(f))
     assert code == 3 and out.splitlines()[-1] == "== all 2 runs: INCOMPLETE", out
+
+
+def test_a_run_without_a_tenant_key_is_named_and_the_others_read(tmp_path: Path) -> None:
+    d, f = _two_runs(tmp_path)
+    (runs_in(d)[0].path / "tenant-key.json").unlink()
+    code, out, err = run_cli3("logs", "decrypt", str(d), *_tenant_args(f),
+                              "--tenant-key", str(f["tenant"]))  # fmt: skip
+    assert code == 0, err
+    assert "warning: run-000001 holds no tenant-key.json" in err
+    assert [ln.split("\t")[0] for ln in out.splitlines()] == ["2:0", "2:1", "2:2"]

@@ -1,0 +1,57 @@
+"""``Trust`` in staging/production contains what reaches the host (issue 9, item 3), and puts
+everything back when closed. The end-to-end scan of a real workload process is
+``tests/integration/test_production_host_output.py``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from tests.unit.sdk.sdk_pki import TestCA
+
+from veritee.sdk.trust import Trust
+
+M = "ab" * 48
+
+
+def _trust(tmp_path: Path, profile: str) -> Trust:
+    return Trust("https://certifier.invalid:8400", TestCA().cert, platform="simulated",
+                 store=tmp_path / "store", platform_dir=tmp_path / "platform", measurement=M,
+                 profile=profile)  # fmt: skip
+
+
+def test_sdk_loggers_reach_the_log_and_stderr_gets_a_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hooks = (sys.excepthook, threading.excepthook)
+    before = [(lg.propagate, lg.level, list(lg.handlers))
+              for lg in (logging.getLogger("veritee"), logging.getLogger())]  # fmt: skip
+    trust = _trust(tmp_path, "production")
+    try:
+        logging.getLogger("veritee.sdk.channel").warning("refused 10.1.2.3:4455 hush-7f2a")
+        logging.getLogger("app.hush-7f2a").error("boom hush-7f2a")
+        err = capsys.readouterr().err
+        assert "hush-7f2a" not in err and "10.1.2.3" not in err
+        assert "veritee: VT-0201 application warning" in err
+        assert "veritee: VT-0200 application error" in err
+        assert trust.workload_log.handler.pending == 2  # held (sealed) until certification
+        assert sys.excepthook is not hooks[0]
+    finally:
+        trust.close()
+    assert (sys.excepthook, threading.excepthook) == hooks
+    after = [(lg.propagate, lg.level, list(lg.handlers))
+             for lg in (logging.getLogger("veritee"), logging.getLogger())]  # fmt: skip
+    assert after == before
+
+
+def test_development_leaves_logging_alone(tmp_path: Path) -> None:
+    hooks = (sys.excepthook, threading.excepthook)
+    trust = _trust(tmp_path, "development")
+    try:
+        assert (sys.excepthook, threading.excepthook) == hooks
+        assert logging.getLogger("veritee").propagate
+    finally:
+        trust.close()
