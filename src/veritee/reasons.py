@@ -366,6 +366,11 @@ class Code(StrEnum):
     MEASURE_TARGET_MISSING = "measure_target_missing", "a measure= target (file, folder, module, pyproject.toml) does not exist or cannot be measured"
     MEASURE_PATH_CONFLICT = "measure_path_conflict", "two different measured files have the same relative path"
     NOTHING_MEASURED = "nothing_measured", "measure= names no file (or only bytecode and caches)"
+    CERTIFICATE_RENEWAL_FAILED = (
+        "certificate_renewal_failed",
+        "the background renewal of the admission certificate failed (logged with the error's code "
+        "and the service URL); it is retried with backoff",
+    )
     MEASURED_FILE_IS_LAUNCHER = (
         "measured_file_is_launcher",
         "warning: the simulated platform measured the main program's file, which is a launcher "

@@ -338,7 +338,7 @@ class Policy(_Strict):
     #: Extension: the logging profiles a workload may attest (None: any).
     profiles: list[Profile] | None = None
     #: Extension: how long an admission certificate lives, in seconds.
-    certificate_lifetime: int = Field(3600, ge=60, le=30 * 24 * 3600)
+    certificate_lifetime: int = Field(3600, ge=10, le=30 * 24 * 3600)
 
     _digest: str = PrivateAttr(default="")
 

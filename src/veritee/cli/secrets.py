@@ -119,7 +119,7 @@ class _Admin:
         finally:
             self._http.close()
         if r.status_code != 200:
-            from veritee.sdk.trust import error_from_problem
+            from veritee.sdk.http import error_from_problem
 
             raise error_from_problem(r)
         return r.content
@@ -134,7 +134,7 @@ class _Admin:
         if r.status_code == 200:
             out: dict[str, Any] = r.json()
             return out
-        from veritee.sdk.trust import error_from_problem
+        from veritee.sdk.http import error_from_problem
 
         err = error_from_problem(r)
         if r.status_code == 401:

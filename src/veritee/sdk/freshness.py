@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.binding import spki_der
-from veritee.errors import MalformedError, StorageError, UsageError, VerificationError
+from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.keybroker.freshness import counter_answer_message, counter_request_message
 from veritee.keybroker.release import verify_broker_certificate
+from veritee.sdk.http import error_from_problem, unreachable
 from veritee.sdk.keystore import KeyStore
 
 __all__ = ["ServiceCounter"]
@@ -48,8 +49,6 @@ class ServiceCounter:
         return self._call("increment")
 
     def _call(self, op: str) -> int:
-        from veritee.sdk.trust import error_from_problem
-
         key = self._keystore.private_key()
         cert = self._keystore.certificate()
         if key is None or cert is None or spki_der(cert.public_key()) != spki_der(key.public_key()):
@@ -78,9 +77,7 @@ class ServiceCounter:
                 },
             )
         except httpx.HTTPError as e:
-            raise StorageError(
-                f"cannot reach the Certifier Service: {type(e).__name__}", code="service_unreachable"
-            ) from None
+            raise unreachable(e) from None
         if r.status_code != 200:
             raise error_from_problem(r)
         return self._check_answer(r.json(), op, proof.store_id, nonce)

@@ -24,13 +24,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from veritee.binding import report_data_for, spki_der
-from veritee.errors import MalformedError, StorageError, VerificationError
+from veritee.errors import MalformedError, VerificationError
 from veritee.keybroker import sealing_keys
 from veritee.keybroker.release import open_envelope, x25519_jwk
 from veritee.keybroker.vault import SecretBytes
 from veritee.keybroker.wrap import jwk_from_public_key
 from veritee.platforms.base import Platform
 from veritee.profiles import Profile
+from veritee.sdk.http import post_json
 
 __all__ = [
     "DomainSealingKey",
@@ -44,18 +45,7 @@ _FORMATS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    from veritee.sdk.trust import error_from_problem
-
-    try:
-        r = client.post(path, json=body)
-    except httpx.HTTPError as e:
-        raise StorageError(
-            f"key broker unreachable: {type(e).__name__}", code="service_unreachable"
-        ) from None
-    if r.status_code != 200:
-        raise error_from_problem(r)
-    out: dict[str, Any] = r.json()
-    return out
+    return post_json(client, path, body, what="the key broker")
 
 
 def fetch_secret(

@@ -11,27 +11,11 @@ import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from veritee.errors import MalformedError, StorageError, VerificationError
+from veritee.errors import MalformedError, VerificationError
 from veritee.platforms.tpm import TpmPlatform
+from veritee.sdk.http import post_json
 
 __all__ = ["enroll"]
-
-
-def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    from veritee.sdk.trust import error_from_problem
-
-    try:
-        r = http.post(path, json=body)
-    except httpx.HTTPError as e:
-        raise StorageError(f"cannot reach the Certifier Service: {type(e).__name__}",
-                           code="service_unreachable") from None  # fmt: skip
-    if r.status_code != 200:
-        raise error_from_problem(r)
-    try:
-        out: dict[str, Any] = r.json()
-    except ValueError:
-        raise MalformedError("the service's answer is not JSON", field="response") from None
-    return out
 
 
 def _b64(data: bytes) -> str:
@@ -49,7 +33,7 @@ def enroll(http: httpx.Client, platform: TpmPlatform, ca_certificate: x509.Certi
     """Enroll ``platform``'s AK with the service; stores and returns the AK certificate, which
     must be issued by ``ca_certificate`` (the domain CA) for this TPM's AK."""
     req = platform.enrollment_request()
-    challenge = _post(http, "/v1/tpm/enroll", {
+    challenge = post_json(http, "/v1/tpm/enroll", {
         "ek_certificate": _b64(req["ek_certificate"]), "ek_chain": [_b64(c) for c in req["ek_chain"]],
         "ek_public": _b64(req["ek_public"]), "ak_public": _b64(req["ak_public"]),
     })  # fmt: skip
@@ -57,7 +41,7 @@ def enroll(http: httpx.Client, platform: TpmPlatform, ca_certificate: x509.Certi
         _unb64(challenge.get("credential_blob"), "credential_blob"),
         _unb64(challenge.get("encrypted_secret"), "encrypted_secret"),
     )
-    done = _post(http, "/v1/tpm/activate", {
+    done = post_json(http, "/v1/tpm/activate", {
         "nonce": str(challenge.get("nonce")), "ticket": str(challenge.get("ticket")),
         "secret": _b64(secret), "ak_public": _b64(req["ak_public"]),
         "ek_certificate": _b64(req["ek_certificate"]),

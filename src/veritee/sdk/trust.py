@@ -25,6 +25,7 @@ import logging
 import os
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,11 +38,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.binding import KeyStoreProof, report_data_for, spki_der
 from veritee.errors import (
-    AuthenticationError,
-    MalformedError,
-    NonceError,
-    NotFoundError,
-    StorageError,
     UsageError,
     VerificationError,
     VeriteeError,
@@ -51,6 +47,7 @@ from veritee.platforms.measure import MeasureSpec
 from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.domain_sealing import DomainReleasedPlatform
+from veritee.sdk.http import error_from_problem, post_json
 from veritee.sdk.keystore import KeyStore
 from veritee.sdk.revocation import RevocationCheck, ServiceRevocations
 from veritee.sdk.secrets import DomainSealingKey
@@ -58,6 +55,7 @@ from veritee.tls import harden
 
 if TYPE_CHECKING:
     from veritee.sdk.channel import ChannelPolicy
+    from veritee.sdk.renewal import Renewal
 
 __all__ = ["Trust", "error_from_problem", "open_platform"]
 
@@ -148,34 +146,6 @@ def open_platform(
     if measurement is None:
         measurement = measure_files(measure if measure is not None else _main_files(prof))
     return SimulatedPlatform(platform_dir or _default_platform_dir(), measurement=measurement, profile=prof)
-
-
-def error_from_problem(response: httpx.Response) -> VeriteeError:
-    """Turn the service's RFC 9457 problem response into the matching veritee error."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    code = str(body.get("code") or "http_error")
-    message = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
-    status = response.status_code
-    err: VeriteeError
-    if status == 401:
-        err = AuthenticationError(message, code=code)
-    elif status == 404:
-        err = NotFoundError(message, code=code)
-    elif status == 409 or code.startswith("nonce"):
-        err = NonceError(message, code=code)
-    elif status in (400, 413):
-        err = MalformedError(message, code=code)
-    elif status == 403:
-        err = VerificationError(message, code=code)
-    elif status >= 500:
-        err = StorageError(message, code=code)
-    else:
-        err = VeriteeError(message, code=code)
-    err.reasons = body.get("reasons", [])  # type: ignore[attr-defined]
-    return err
 
 
 def _check_service_url(url: str, profile: Profile) -> None:
@@ -296,6 +266,8 @@ class Trust:
         self._workload_log: Any = None
         self._containment: Any = None
         self._servers: list[Any] = []
+        self._certify_lock = threading.RLock()
+        self._renewal: Renewal | None = None
         self.freshness = freshness
         if not self.platform.profile.free_form_to_host:
             from veritee.sdk.confidential import contain
@@ -365,14 +337,7 @@ class Trust:
 
     # --- HTTP ---------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        try:
-            r = self._http.post(path, json=body or {})
-        except httpx.HTTPError as e:
-            raise StorageError(f"cannot reach the Certifier Service: {type(e).__name__}", code="service_unreachable") from None
-        if r.status_code != 200:
-            raise error_from_problem(r)
-        result: dict[str, Any] = r.json()
-        return result
+        return post_json(self._http, path, body)
 
     def challenge(self) -> bytes:
         return bytes.fromhex(self._post("/v1/challenge")["nonce"])
@@ -400,14 +365,22 @@ class Trust:
 
     # --- the six calls --------------------------------------------------------------------
     def certify(self, *, force: bool = False) -> x509.Certificate:
-        """Get (or reuse, until it nears expiry) an admission certificate for this workload."""
+        """Get (or reuse, until it nears expiry) an admission certificate for this workload.
+
+        A stored certificate is reused until ``renewal_margin`` before its expiry (at most a
+        third of its validity before: short-lived certificates are not renewed at every call).
+        """
+        with self._certify_lock:
+            return self._certify(force)
+
+    def _certify(self, force: bool) -> x509.Certificate:
         now = dt.datetime.now(dt.UTC)
         key = self.keystore.load_or_create_key()
         cert = self.keystore.certificate()
         if (
             cert is not None
             and not force
-            and not self.keystore.needs_renewal(now, self.renewal_margin)
+            and not self.keystore.needs_renewal(now, self._reuse_margin(cert))
             and self._certifies_this_workload(cert)
         ):
             return cert
@@ -439,7 +412,37 @@ class Trust:
         # Attested servers already running present the renewed certificate from now on.
         for server in self._servers:
             server.update_credentials(key=key, cert=issued, ca_cert=self.ca_certificate)
+        if self._renewal is not None:
+            self._renewal.seen(issued)
         return issued
+
+    def _reuse_margin(self, cert: x509.Certificate) -> dt.timedelta:
+        return min(self.renewal_margin, (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3)
+
+    def renew_in_background(
+        self, *, first_retry: float | None = None, max_retry: float | None = None
+    ) -> Renewal:
+        """Keep the admission certificate valid from a daemon thread (:mod:`veritee.sdk.renewal`):
+        renewed at two thirds of its remaining validity, retried with backoff from
+        ``first_retry`` seconds (doubling, up to ``max_retry``) while the service is down or
+        refuses; running servers present the renewed one to new connections. :meth:`serve`
+        starts it; call it yourself to keep a client's certificate fresh. Returns the
+        :class:`~veritee.sdk.renewal.Renewal` (one per ``Trust``; later calls return it)."""
+        from veritee.sdk import renewal
+
+        with self._certify_lock:
+            if self._renewal is None:
+                self._renewal = renewal.Renewal(
+                    lambda: self.certify(force=True), self.certify(), url=str(self._http.base_url),
+                    first_retry=renewal.FIRST_RETRY if first_retry is None else first_retry,
+                    max_retry=renewal.MAX_RETRY if max_retry is None else max_retry,
+                ).start()
+            return self._renewal
+
+    @property
+    def renewal(self) -> Renewal | None:
+        """The background renewal (:meth:`renew_in_background`), once started."""
+        return self._renewal
 
     def _certifies_this_workload(self, cert: x509.Certificate) -> bool:
         """Does the stored certificate name this measurement? A key store sealed with the
@@ -556,7 +559,9 @@ class Trust:
         allowed_platforms: Iterable[str] | None = None,
         allowed_profiles: Iterable[Profile | str] | None = None,
     ) -> Any:
-        """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end).
+        """Start an attested mutual-TLS server (returns it started; ``.stop()`` to end), and
+        the background renewal of the admission certificate it presents
+        (:meth:`renew_in_background`).
 
         Whom it admits: ``policy`` or the ``allowed_*`` keywords, as for :meth:`connect`; never
         a peer the domain has revoked (:attr:`revocations`).
@@ -571,6 +576,7 @@ class Trust:
         )
         server.start()
         self._servers.append(server)
+        self.renew_in_background()
         return server
 
     def get_secret(self, name: str, *, with_certificate: bool = False) -> bytes:
@@ -678,6 +684,8 @@ class Trust:
                             extra={"catalogue_code": "VT-0104"})  # fmt: skip
 
     def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.stop()
         for server in self._servers:
             server.stop()
         self._servers.clear()

@@ -1,0 +1,89 @@
+"""The SDK's calls to the Certifier Service: one POST helper and one translation of its answers.
+
+Every failure names the URL it was sent to: an unreachable service is
+:class:`~veritee.errors.StorageError` ``service_unreachable`` with the URL and the cause
+(``ConnectError: [Errno 111] Connection refused``); an RFC 9457 problem answer becomes the
+matching veritee error (:func:`error_from_problem`), a 5xx one with the URL appended.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from veritee.errors import (
+    AuthenticationError,
+    MalformedError,
+    NonceError,
+    NotFoundError,
+    StorageError,
+    VerificationError,
+    VeriteeError,
+)
+
+__all__ = ["error_from_problem", "post_json", "unreachable"]
+
+
+def _where(request: httpx.Request | None) -> str:
+    return f"{request.method} {request.url}" if request is not None else "(unknown URL)"
+
+
+def unreachable(exc: httpx.HTTPError, what: str = "the Certifier Service") -> StorageError:
+    """:class:`StorageError` ``service_unreachable`` naming the request's URL and the cause."""
+    try:
+        request: httpx.Request | None = exc.request
+    except RuntimeError:  # an error raised outside a request
+        request = None
+    cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return StorageError(f"cannot reach {what} at {_where(request)}: {cause}", code="service_unreachable")
+
+
+def error_from_problem(response: httpx.Response) -> VeriteeError:
+    """Turn the service's RFC 9457 problem response into the matching veritee error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code") or "http_error")
+    message = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
+    status = response.status_code
+    err: VeriteeError
+    if status == 401:
+        err = AuthenticationError(message, code=code)
+    elif status == 404:
+        err = NotFoundError(message, code=code)
+    elif status == 409 or code.startswith("nonce"):
+        err = NonceError(message, code=code)
+    elif status in (400, 413):
+        err = MalformedError(message, code=code)
+    elif status == 403:
+        err = VerificationError(message, code=code)
+    elif status >= 500:
+        err = StorageError(f"{message} (HTTP {status} from {_where(response.request)})", code=code)
+    else:
+        err = VeriteeError(message, code=code)
+    reasons = body.get("reasons", [])
+    err.reasons = reasons if isinstance(reasons, list) else []  # type: ignore[attr-defined]
+    return err
+
+
+def post_json(
+    client: httpx.Client, path: str, body: dict[str, Any] | None = None, *, what: str = "the Certifier Service"
+) -> dict[str, Any]:
+    """POST ``body`` as JSON; the answer's JSON object, or the veritee error it stands for."""
+    try:
+        r = client.post(path, json=body or {})
+    except httpx.HTTPError as e:
+        raise unreachable(e, what) from None
+    if r.status_code != 200:
+        raise error_from_problem(r)
+    try:
+        out = r.json()
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        raise MalformedError(f"the answer of {_where(r.request)} is not a JSON object", code="malformed")
+    return out
