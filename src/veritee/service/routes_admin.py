@@ -14,7 +14,7 @@ from veritee.errors import MalformedError, NotFoundError
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
-from veritee.service.schemas import DryRunRequest, decode_b64
+from veritee.service.schemas import MAX_DB_INT, DryRunRequest, decode_b64
 from veritee.service.storage import verify_audit_chain
 
 __all__ = ["router"]
@@ -23,8 +23,6 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
                    route_class=JsonRoute)
 
 MAX_POLICY = 1024 * 1024
-#: The largest audit sequence number (the column is a signed 64-bit integer).
-MAX_SEQ = 2**63 - 1
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -110,7 +108,7 @@ def reload_collateral(request: Request) -> dict[str, Any]:
 @router.get("/audit", summary="Audit entries in order")
 def audit(
     request: Request,
-    after: int = Query(0, ge=0, le=MAX_SEQ),
+    after: int = Query(0, ge=0, le=MAX_DB_INT),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     ctx = _ctx(request)

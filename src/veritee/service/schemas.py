@@ -13,6 +13,7 @@ from veritee.collateral import Collateral
 from veritee.errors import MalformedError
 
 __all__ = [
+    "MAX_DB_INT",
     "AttestRequest",
     "CertifiedReleaseRequest",
     "CertifiedSealingKeyRequest",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 MAX_B64 = 400_000
+#: The largest integer the database stores (a signed 64-bit column): versions, positions.
+MAX_DB_INT = 2**63 - 1
 
 
 def decode_b64(value: str, field: str) -> bytes:
@@ -140,7 +143,7 @@ class ReleaseRequest(BaseModel):
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
     )
-    version: int | None = Field(default=None, description="a given version (default: latest)")
+    version: int | None = Field(default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)")
 
 
 class SealingKeyRequest(_Body):
@@ -185,7 +188,7 @@ class CertifiedReleaseRequest(BaseModel):
         description="base64 ECDSA signature by the certificate's key over "
         "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
     )
-    version: int | None = Field(default=None, description="a given version (default: latest)")
+    version: int | None = Field(default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)")
 
 
 class TpmEnrollRequest(_Body):
