@@ -16,10 +16,11 @@
     ├── PlatformError           the TEE device or TPM is absent, refuses or fails (attester side)
     └── UsageError              the API or command line was used wrongly
 
-Every error carries a short machine-readable ``code`` (snake_case) besides its message. The
-service maps the tree to HTTP problem details (RFC 9457) in one place
-(:mod:`veritee.service.problems`); the command line maps it to exit codes in one place
-(:mod:`veritee.cli.main`).
+Every error carries a short machine-readable ``code`` (snake_case) besides its message. Its HTTP
+status is :func:`http_status`, the one table the service's problem details (RFC 9457,
+:mod:`veritee.service.problems`) and the static catalogue of untrusted channels
+(:mod:`veritee.logs.catalogue`) both use; the command line maps the tree to exit codes in one
+place (:mod:`veritee.cli.main`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "UsageError",
     "VerificationError",
     "VeriteeError",
+    "http_status",
 ]
 
 
@@ -127,3 +129,23 @@ class PlatformError(VeriteeError):
 
 class UsageError(VeriteeError):
     default_code = "usage"
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status of an error: 413 oversized, 400 malformed / usage / policy / nonce (409
+    for a nonce already used), 401, 404, 403 a failed check, 503 storage, else 500."""
+    if isinstance(error, OversizedError):
+        return 413
+    if isinstance(error, MalformedError | UsageError | PolicyError):
+        return 400
+    if isinstance(error, NonceError):
+        return 409 if error.code == "nonce_reused" else 400
+    if isinstance(error, AuthenticationError):
+        return 401
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, VerificationError):
+        return 403
+    if isinstance(error, StorageError):
+        return 503
+    return 500

@@ -13,8 +13,8 @@ code     title                                status  site
 VT-0000  internal error                       500     runtime/internal
 VT-0001  malformed input                      400     runtime/internal
 VT-0002  input too large                      413     runtime/internal
-VT-0003  verification failed                  422     runtime/internal
-VT-0004  collateral unavailable               422     runtime/internal
+VT-0003  verification failed                  403     runtime/internal
+VT-0004  collateral unavailable               403     runtime/internal
 VT-0005  policy invalid                       400     runtime/internal
 VT-0006  nonce invalid                        400     runtime/internal
 VT-0007  authentication failed                401     runtime/internal
@@ -25,7 +25,7 @@ VT-0011  invalid request                      400     runtime/internal
 VT-0100  log store write failed               503     runtime/external
 VT-0101  log records buffered                 503     runtime/internal
 VT-0102  log buffer full                      503     runtime/internal
-VT-0103  log integrity check failed           422     runtime/internal
+VT-0103  log integrity check failed           403     runtime/internal
 VT-0104  log tenant key not attested          500     runtime/internal
 VT-0105  log has no tenant key                500     runtime/internal
 VT-0200  application error                    500     application/internal
@@ -37,7 +37,9 @@ VT-0401  platform key derivation failed       500     tee-execution/internal
 =======  ===================================  ======  ==========================
 
 An exception picks its state by (1) a ``catalogue_code`` attribute naming a known code, else
-(2) its class in the :mod:`veritee.errors` tree, else (3) VT-0000.
+(2) its class in the :mod:`veritee.errors` tree, else (3) VT-0000. The status of a veritee
+error is :func:`veritee.errors.http_status`, as the service's problem details have it (a nonce
+already used is 409); the column above is that status for the class each state comes from.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from veritee.errors import (
     StorageError,
     UsageError,
     VerificationError,
+    VeriteeError,
+    http_status,
 )
 from veritee.logs.layers import Layer, Side, Site
 from veritee.profiles import Profile
@@ -106,9 +110,9 @@ CATALOGUE: tuple[ErrorState, ...] = (
     ErrorState(0, "internal error", 500, _RI, "An error with no more specific state."),
     ErrorState(1, "malformed input", 400, _RI, "Input bytes or JSON did not parse."),
     ErrorState(2, "input too large", 413, _RI, "Input exceeded the size limit for its kind."),
-    ErrorState(3, "verification failed", 422, _RI,
+    ErrorState(3, "verification failed", 403, _RI,
                "Input parsed, but a signature, chain, binding or collateral check failed."),
-    ErrorState(4, "collateral unavailable", 422, _RI,
+    ErrorState(4, "collateral unavailable", 403, _RI,
                "Collateral needed for a check is missing, unusable or out of date."),
     ErrorState(5, "policy invalid", 400, _RI, "A policy is malformed or wrongly signed."),
     ErrorState(6, "nonce invalid", 400, _RI, "A nonce is unknown, expired or already used."),
@@ -124,7 +128,7 @@ CATALOGUE: tuple[ErrorState, ...] = (
                "The control plane is not attached yet; records are held sealed."),
     ErrorState(102, "log buffer full", 503, _RI,
                "The pre-control-plane buffer is full; further records are dropped."),
-    ErrorState(103, "log integrity check failed", 422, _RI,
+    ErrorState(103, "log integrity check failed", 403, _RI,
                "A stored log was truncated, rolled back, reordered or tampered with."),
     ErrorState(104, "log tenant key not attested", 500, _RI,
                "The log key is sealed to a tenant key given as an argument, which the host "
@@ -197,7 +201,7 @@ def problem_for(exc: BaseException, profile: Profile) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": state.type_uri,
         "title": state.title,
-        "status": state.status,
+        "status": http_status(exc) if isinstance(exc, VeriteeError) else state.status,
         "code": state.code,
     }
     if profile.free_form_to_host:

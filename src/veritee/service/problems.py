@@ -11,16 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veritee.errors import (
-    AuthenticationError,
-    MalformedError,
-    NonceError,
-    NotFoundError,
-    OversizedError,
-    PolicyError,
     StorageError,
-    UsageError,
-    VerificationError,
     VeriteeError,
+    http_status,
 )
 
 __all__ = ["PROBLEM_BASE", "install_handlers", "problem", "status_for"]
@@ -32,21 +25,8 @@ MEDIA_TYPE = "application/problem+json"
 
 
 def status_for(error: VeriteeError) -> int:
-    if isinstance(error, OversizedError):
-        return 413
-    if isinstance(error, MalformedError | UsageError | PolicyError):
-        return 400
-    if isinstance(error, NonceError):
-        return 409 if error.code == "nonce_reused" else 400
-    if isinstance(error, AuthenticationError):
-        return 401
-    if isinstance(error, NotFoundError):
-        return 404
-    if isinstance(error, VerificationError):
-        return 403
-    if isinstance(error, StorageError):
-        return 503
-    return 500
+    """The HTTP status of ``error``: :func:`veritee.errors.http_status` (one table)."""
+    return http_status(error)
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:

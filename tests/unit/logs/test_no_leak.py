@@ -133,7 +133,7 @@ def test_host_sees_no_plaintext(tmp_path: Path, profile: Profile) -> None:
     assert bodies[0] == {
         "type": "urn:veritee:error:VT-0003",
         "title": "verification failed",
-        "status": 422,
+        "status": 403,  # as the service says it (veritee.errors.http_status)
         "code": "VT-0003",
     }
     assert all("detail" not in b for b in bodies)

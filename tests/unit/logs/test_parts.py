@@ -15,10 +15,13 @@ import veritee.logs as logs_pkg
 from veritee.errors import (
     CollateralError,
     MalformedError,
+    NonceError,
     OversizedError,
     SealingError,
     UsageError,
     VerificationError,
+    VeriteeError,
+    http_status,
 )
 from veritee.logs import catalogue, decrypt_log, open_log_key, open_workload_log, verify_log
 from veritee.logs.handler import load_pending
@@ -48,6 +51,16 @@ def test_catalogue_codes_are_unique_and_documented() -> None:
 ])  # fmt: skip
 def test_classify(exc: BaseException, code: str) -> None:
     assert catalogue.classify(exc).code == code
+    # one status table: the catalogue says what the service's problem details say
+    state = catalogue.classify(exc)
+    if isinstance(exc, VeriteeError):
+        assert state.status == http_status(exc)
+    assert catalogue.problem_for(exc, Profile.PRODUCTION)["status"] == http_status(exc)
+
+
+def test_a_reused_nonce_is_409_as_the_service_says() -> None:
+    e = NonceError("used", code="nonce_reused")
+    assert catalogue.problem_for(e, Profile.PRODUCTION)["status"] == 409 == http_status(e)
 
 
 def test_problem_and_message_by_profile() -> None:
