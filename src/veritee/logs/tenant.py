@@ -71,6 +71,7 @@ from veritee.logs.segment import (
     FRAME_RECORD,
     RecordFrame,
     RunStart,
+    SegmentHeader,
     SignedTreeHead,
     VerifyingKey,
     key_id,
@@ -391,21 +392,7 @@ def check_segments(
         out.append(Finding("unsigned_tail", f"{contiguous - signed} records after the last signed "
                            "head are not yet authenticated", leaf_index=signed))  # fmt: skip
     readable = c.tail_epochs(latest, contiguous)
-    if c.torn is not None:
-        if final is not None:  # the writer writes nothing after its final head
-            out.append(Finding("tampering", f"bytes follow the final tree head: {c.torn.message}",
-                               c.torn.segment, c.torn.offset))  # fmt: skip
-        else:
-            out.append(c.torn)
-    if not files:
-        hint = f" (segments were found in {', '.join(elsewhere)})" if elsewhere else ""
-        out.append(Finding("empty", f"the folder holds no log segments{hint}: no log to verify"))
-        if kept is not None and kept.tree_size:
-            out.append(Finding("truncation", "no segments are stored"))
-    elif final is None:
-        kind = "truncation" if require_final else "not_closed"
-        out.append(Finding(kind, "the log has no final tree head; records after the last head "
-                           "may be missing"))  # fmt: skip
+    out.extend(_unproven(c.torn, final, bool(files), kept, require_final, elsewhere))
     if admitted is not None and files:
         out.extend(_signer_findings(admitted, c.profile, latest))
     if require_profile is not None and c.profile != require_profile.value:
@@ -433,25 +420,48 @@ class _Check:
 
     # 1. one segment: name, numbering, log, framing and head signatures
     def segment(self, name: str, data: bytes, *, last: bool) -> None:
-        out = self.out
         m = _SEGMENT_RE.match(name)
         name_idx = int(m.group(1)) if m else -1
         try:
             seg = parse_segment(data)
         except MalformedError as e:
-            if (
-                last
-                and e.message.startswith("truncated")
-                and (e.field or "").startswith("segment.")
-            ):
-                self.torn = Finding("torn_tail", f"{name} holds only {len(data)} bytes, part of "
-                                    "its header: the workload stopped while opening it; records "
-                                    "it was about to hold are lost", name_idx, 0)  # fmt: skip
-            else:
-                out.append(Finding("tampering", f"{name} does not parse: {e}", name_idx, e.offset))
-            self.expected_seg = max(self.expected_seg, name_idx + 1)
+            self._unparsed(name, name_idx, len(data), e, last=last)
             return
-        h = seg.header
+        if not self._header(seg.header, name, name_idx):
+            return
+        index = seg.header.index
+        for fr in seg.frames:
+            if fr.record is not None:
+                self._record(fr.record, index, fr.offset)
+            elif fr.head is not None:
+                self._head(fr.head, index, fr.offset)
+            elif fr.run is not None:
+                self._run(fr.run, index, fr.offset)
+        if seg.truncated_at is not None and last:
+            self.torn = _torn_frame(index, data, seg.truncated_at)
+        elif seg.truncated_at is not None:
+            self.out.append(Finding("truncation", f"segment {index} ends inside a frame",
+                                    index, seg.truncated_at))  # fmt: skip
+        elif not last and (not seg.frames or seg.frames[-1].kind != FRAME_HEAD):
+            self.out.append(Finding("truncation", f"segment {index} does not end with its signed "
+                                    "tree head: records were cut from its end", index))  # fmt: skip
+
+    def _unparsed(
+        self, name: str, name_idx: int, size: int, e: MalformedError, *, last: bool
+    ) -> None:
+        """A segment that does not parse: a last one cut inside its header is a crash while it
+        was being opened (torn_tail); anything else is tampering."""
+        if last and e.message.startswith("truncated") and (e.field or "").startswith("segment."):
+            self.torn = Finding("torn_tail", f"{name} holds only {size} bytes, part of its "
+                                "header: the workload stopped while opening it; records it was "
+                                "about to hold are lost", name_idx, 0)  # fmt: skip
+        else:
+            self.out.append(Finding("tampering", f"{name} does not parse: {e}", name_idx, e.offset))
+        self.expected_seg = max(self.expected_seg, name_idx + 1)
+
+    def _header(self, h: SegmentHeader, name: str, name_idx: int) -> bool:
+        """Name, log and numbering of a segment; False when it belongs to another log."""
+        out = self.out
         if h.index != name_idx:
             out.append(Finding("reordering", f"{name} holds segment {h.index}", h.index))
         if self.log_id is None:
@@ -460,7 +470,7 @@ class _Check:
             out.append(
                 Finding("wrong_log", f"segment {h.index} belongs to log {h.log_id!r}", h.index)
             )
-            return
+            return False
         if h.index > self.expected_seg:
             out.append(Finding("truncation", f"segments {self.expected_seg}..{h.index - 1} are "
                                "missing", self.expected_seg))  # fmt: skip
@@ -469,21 +479,7 @@ class _Check:
                                h.index))  # fmt: skip
         self.expected_seg = max(self.expected_seg, h.index + 1)
         self.present.append(h.index)
-        for fr in seg.frames:
-            if fr.record is not None:
-                self._record(fr.record, h.index, fr.offset)
-            elif fr.head is not None:
-                self._head(fr.head, h.index, fr.offset)
-            elif fr.run is not None:
-                self._run(fr.run, h.index, fr.offset)
-        if seg.truncated_at is not None and last:
-            self.torn = _torn_frame(h.index, data, seg.truncated_at)
-        elif seg.truncated_at is not None:
-            out.append(Finding("truncation", f"segment {h.index} ends inside a frame",
-                               h.index, seg.truncated_at))  # fmt: skip
-        elif not last and (not seg.frames or seg.frames[-1].kind != FRAME_HEAD):
-            out.append(Finding("truncation", f"segment {h.index} does not end with its signed "
-                               "tree head: records were cut from its end", h.index))  # fmt: skip
+        return True
 
     def _record(self, rec: RecordFrame, seg: int, offset: int) -> None:
         idx = rec.leaf_index
@@ -578,6 +574,34 @@ class _Check:
             out.append(Finding("tampering", f"{stored - final.tree_size} records stored after "
                                "the final tree head", leaf_index=final.tree_size))  # fmt: skip
         return latest, final
+
+
+def _unproven(
+    torn: Finding | None,
+    final: SignedTreeHead | None,
+    stored: bool,
+    kept: SignedTreeHead | None,
+    require_final: bool,
+    elsewhere: Sequence[str],
+) -> list[Finding]:
+    """Step 5 of :func:`check_segments`: a torn tail, an empty folder, a log not closed."""
+    out: list[Finding] = []
+    if torn is not None:
+        if final is not None:  # the writer writes nothing after its final head
+            out.append(Finding("tampering", f"bytes follow the final tree head: {torn.message}",
+                               torn.segment, torn.offset))  # fmt: skip
+        else:
+            out.append(torn)
+    if not stored:
+        hint = f" (segments were found in {', '.join(elsewhere)})" if elsewhere else ""
+        out.append(Finding("empty", f"the folder holds no log segments{hint}: no log to verify"))
+        if kept is not None and kept.tree_size:
+            out.append(Finding("truncation", "no segments are stored"))
+    elif final is None:
+        kind = "truncation" if require_final else "not_closed"
+        out.append(Finding(kind, "the log has no final tree head; records after the last head "
+                           "may be missing"))  # fmt: skip
+    return out
 
 
 def _signer_findings(
