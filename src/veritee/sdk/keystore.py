@@ -43,6 +43,14 @@ store. A store that exists but does not unseal raises :class:`SealingError` nami
 the :class:`KeyStore` is opened; it is never overwritten (move it away to start afresh).
 
 Not covered: several processes writing one store at once (one process per store).
+
+Where ``Trust`` keeps it (:func:`open_workload_keystore`): a key store sealed with the platform's
+key opens only for one measurement, profile and debug state, so each of them has its own, in
+``<store>/keystores/<platform>-<profile>[-debug]-<measurement>/keystore.bin``; a code edit starts
+a new one beside the old (which the old version still opens). A key store sealed with the
+domain-released key opens for every admitted measurement and stays ``<store>/keystore.bin``.
+A ``<store>/keystore.bin`` written before this layout by a platform-sealed workload is moved to
+that workload's folder the first time the same workload opens it.
 """
 
 from __future__ import annotations
@@ -64,10 +72,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.binding import MAX_GENERATION, STORE_ID_SIZE, KeyStoreProof
 from veritee.errors import SealingError, StorageError, UsageError
-from veritee.platforms.base import MonotonicCounter, Platform
+from veritee.platforms.base import MonotonicCounter, Platform, SealingMode
 from veritee.sdk.sealing import LEGACY_VERSION, PURPOSE_KEYSTORE, SealedHeader, seal, unseal
 
-__all__ = ["DEFAULT_RENEWAL_MARGIN", "KeyStore"]
+__all__ = ["DEFAULT_RENEWAL_MARGIN", "KeyStore", "open_workload_keystore", "workload_keystore_path"]
 
 log = logging.getLogger(__name__)
 
@@ -552,3 +560,55 @@ def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LEN:
         raise UsageError(f"item names are 1..{MAX_NAME_LEN} characters", code="item_name_invalid")
+
+
+#: What a key store that does not open says about it (Trust; :func:`open_workload_keystore`).
+_NOT_OPENED_HINT = (
+    "each measurement has its own key store under {root}, so no other version of the code wrote "
+    "this file: it was modified or replaced (restore it from a backup, or move it away to start "
+    "afresh with a new key), or it comes from another platform install. Data that must survive "
+    "code upgrades: seal it with Trust(sealing='domain') (docs/sealing.md)"
+)
+
+
+def workload_keystore_path(store: Path, platform: Platform) -> Path:
+    """Where ``Trust`` keeps the key store of ``platform``'s workload under the folder ``store``
+    (module docstring): per measurement, profile and debug state when the platform's own key
+    seals it, else ``<store>/keystore.bin``."""
+    if platform.sealing_mode is not SealingMode.PLATFORM:
+        return store / "keystore.bin"
+    profile = platform.profile.value if platform.profile is not None else "unknown"
+    folder = f"{platform.name}-{profile}{'-debug' if platform.debug else ''}-{platform.measurement.lower()}"
+    return store / "keystores" / folder / "keystore.bin"
+
+
+def open_workload_keystore(store: Path, platform: Platform) -> KeyStore:
+    """Open (or start) the key store of ``platform``'s workload under ``store``
+    (:func:`workload_keystore_path`).
+
+    A ``<store>/keystore.bin`` of the earlier layout that this workload opens is moved into its
+    folder; one that it does not open belongs to another measurement and is left alone. A key
+    store in the workload's own folder that does not open raises :class:`SealingError` (its
+    code from :func:`veritee.sdk.sealing.unseal`) saying what happened and what to do.
+    """
+    path = workload_keystore_path(store, platform)
+    legacy = store / "keystore.bin"
+    if path != legacy and not path.exists() and legacy.exists():
+        try:
+            KeyStore(legacy, platform)
+        except SealingError:
+            pass  # another measurement's (or another mode's): not ours to move
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(legacy, path)
+            log.info("key store moved to its measurement's folder: %s", path.parent.name)
+    if path != legacy:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return KeyStore(path, platform)
+    except SealingError as exc:
+        if path == legacy:
+            raise
+        raise SealingError(
+            f"{exc.message}. " + _NOT_OPENED_HINT.format(root=store / "keystores"), code=exc.code
+        ) from None

@@ -48,7 +48,7 @@ from veritee.profiles import Profile
 from veritee.sdk import sealing
 from veritee.sdk.domain_sealing import DomainReleasedPlatform
 from veritee.sdk.http import error_from_problem, post_json
-from veritee.sdk.keystore import KeyStore
+from veritee.sdk.keystore import open_workload_keystore
 from veritee.sdk.revocation import RevocationCheck, ServiceRevocations
 from veritee.sdk.secrets import DomainSealingKey
 from veritee.tls import harden
@@ -257,7 +257,8 @@ class Trust:
         #: fetched at most every 30 s (:class:`veritee.sdk.revocation.ServiceRevocations`).
         #: Replace it with a :class:`~veritee.sdk.revocation.RevocationList` given another way.
         self.revocations: RevocationCheck = ServiceRevocations(self._http, self.ca_certificate)
-        self.keystore = KeyStore(self.store_path / "keystore.bin", self._own_sealing)
+        #: Per measurement where the platform's key seals it (keystore.open_workload_keystore).
+        self.keystore = open_workload_keystore(self.store_path, self._own_sealing)
         self.renewal_margin = renewal_margin
         from veritee.sdk.confidential import parse_tenant_key
 

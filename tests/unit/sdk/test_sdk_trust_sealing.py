@@ -106,3 +106,56 @@ def test_version_1_data_stays_readable(tmp_path: Path) -> None:
         b"second pending record",
     ]
     trust.close()
+
+
+def test_two_measurements_share_one_store_folder(tmp_path: Path) -> None:
+    """A code edit is a new measurement: it gets its own key store beside the old one (issue 18
+    item 2), and the old version still opens its own."""
+    old = _trust(tmp_path)
+    old.keystore.put("who", b"old")
+    old_key = old.keystore.load_or_create_key()
+    old.close()
+    edited = _trust(tmp_path, measurement="ed" * 48)  # raised SealingError before
+    assert edited.keystore.get("who") is None
+    edited.keystore.put("who", b"edited")
+    assert edited.keystore.path != old.keystore.path
+    assert edited.keystore.path.parent.name == f"simulated-staging-{'ed' * 48}"
+    edited.close()
+    again = _trust(tmp_path)
+    assert again.keystore.get("who") == b"old"
+    assert again.keystore.private_key().private_numbers() == old_key.private_numbers()  # type: ignore[union-attr]
+    # Another profile seals with another key: its own store too.
+    assert _trust(tmp_path, profile=Profile.PRODUCTION).keystore.get("who") is None
+
+
+def test_a_tampered_key_store_says_what_happened(tmp_path: Path) -> None:
+    t = _trust(tmp_path)
+    t.keystore.put("who", b"me")
+    path = t.keystore.path
+    t.close()
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(SealingError) as e:
+        _trust(tmp_path)
+    msg = str(e.value)
+    assert e.value.code == "unseal_failed"
+    assert str(path) in msg and "modified or replaced" in msg and "sealing='domain'" in msg
+    assert path.read_bytes() == bytes(blob)  # left untouched
+
+
+def test_a_key_store_of_the_earlier_layout_moves_to_its_measurement(tmp_path: Path) -> None:
+    from veritee.sdk.keystore import KeyStore
+
+    first = _trust(tmp_path)
+    first.keystore.put("who", b"legacy")
+    own = first.keystore.path
+    first.close()
+    legacy = tmp_path / "store" / "keystore.bin"
+    shutil.move(own, legacy)  # as the SDK laid it out before
+    other = _trust(tmp_path, measurement="ed" * 48)  # not its own: left alone
+    assert other.keystore.get("who") is None and legacy.exists()
+    other.close()
+    again = _trust(tmp_path)
+    assert again.keystore.get("who") == b"legacy" and not legacy.exists() and own.exists()
+    assert isinstance(again.keystore, KeyStore)
