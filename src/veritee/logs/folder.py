@@ -122,6 +122,10 @@ def check_folder(
         except MalformedError:
             start = None  # named by check_log
         runs.append(RunReport(f.run, f.path, start, checked, key, False))
+    for r in runs:  # a run's signed log id names its folder: no run moved into another's place
+        lid = r.checked.report.log_id
+        if lid is not None and lid.rsplit("/", 1)[-1] != r.path.name:
+            out.append(Finding("wrong_log", f"{r.path.name} holds the log {lid!r}"))
     by_log_id = {r.checked.report.log_id: i for i, r in enumerate(runs)}
     for r in runs:
         prev = r.start.previous if r.start is not None else None

@@ -110,3 +110,20 @@ def test_a_run_without_a_tenant_key_is_named_and_the_others_read(tmp_path: Path)
     assert code == 0, err
     assert "warning: run-000001 holds no tenant-key.json" in err
     assert [ln.split("\t")[0] for ln in out.splitlines()] == ["2:0", "2:1", "2:2"]
+
+
+def test_a_run_moved_into_another_runs_place_is_caught(tmp_path: Path) -> None:
+    d, f = _two_runs(tmp_path)
+    first, second = runs_in(d)
+    shutil.rmtree(second.path)
+    shutil.copytree(first.path, second.path)  # run 1 again, as if it were run 2
+    code, out, _ = run_cli3("logs", "verify", str(d), *_tenant_args(f))
+    assert code == 1 and "WRONG_LOG: run-000002 holds the log 'wl/run-000001'" in out
+
+
+def test_tail_on_a_log_folder_prints_the_latest_run(tmp_path: Path) -> None:
+    d, f = _two_runs(tmp_path)
+    code, out, _ = run_cli3("logs", "tail", str(d), *_tenant_args(f), "-n", "2",
+                            "--tenant-key", str(f["tenant"]))  # fmt: skip
+    assert code == 0
+    assert [ln.split("\t")[0] for ln in out.splitlines()] == ["2:1", "2:2"]
