@@ -121,3 +121,19 @@ def test_a_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral(tm
         assert not out["accepted"] and _codes(out, "reasons") == {"tcb_evaluation_data_number_below_minimum"}
     with _service(tmp_path, installed=(BEFORE, AFTER)) as env:
         assert _dry_run(env, strict)["accepted"] is True
+
+
+def test_a_reload_reaches_every_worker_and_replica(tmp_path: Path) -> None:
+    """Two apps on one domain and database (two workers, or two replicas with copies of the
+    folder): a reload through one makes the newer set decide in the other too."""
+    with _service(tmp_path, installed=(BEFORE,)) as first:
+        settings = Settings(data_dir=first.domain.path, policy_cache_seconds=0,
+                            trust_root=TrustRoot(intel=_pins(BEFORE, AFTER)))  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            second = Env(first.domain, client, first.platform, first.platform_dir, None)
+            assert _dry_run(second)["claims"]["tcb_status"] == "UpToDate"
+            _install(first.domain, "set-1.json", AFTER)
+            assert _dry_run(second)["claims"]["tcb_status"] == "UpToDate"
+            assert first.client.post("/v1/admin/collateral/reload", headers=first.admin).status_code == 200
+            assert _dry_run(second)["claims"]["tcb_status"] == "OutOfDate"
+            assert _dry_run(first)["claims"]["tcb_status"] == "OutOfDate"

@@ -31,6 +31,7 @@ from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
+from veritee.service.storage.tx import COLLATERAL_GENERATION
 
 __all__ = ["Appraisal", "ServiceContext"]
 
@@ -51,6 +52,8 @@ class ServiceContext:
         # (monotonic time of the last read, (row id, digest) of the active policy, the policy)
         self._policy: tuple[float, tuple[int, str] | None, Policy | None] = (0.0, None, None)
         self._collateral: Collateral | None = None
+        # (monotonic time of the last look, the domain's collateral generation then)
+        self._collateral_generation: tuple[float, str | None] = (0.0, None)
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
         self.trust_root = settings.trust_root or TrustRoot.default()
 
@@ -72,7 +75,17 @@ class ServiceContext:
 
     # --- collateral ---------------------------------------------------------------------
     def collateral(self) -> Collateral:
-        """The domain's collateral folder, read once (reload with :meth:`reload_collateral`)."""
+        """The domain's collateral folder, read once, and again after a reload anywhere: when
+        the domain's collateral generation (counted in the database by
+        :meth:`reload_collateral`) has changed, looked up at most every
+        ``settings.policy_cache_seconds``."""
+        looked_at, generation = self._collateral_generation
+        if time.monotonic() - looked_at >= self.settings.policy_cache_seconds:
+            with self.storage.transaction(readonly=True) as tx:
+                current = tx.domain_fact(COLLATERAL_GENERATION)
+            self._collateral_generation = (time.monotonic(), current)
+            if current != generation:
+                self._forget_collateral()
         if self._collateral is None:
             folder = self.domain.collateral_dir
             self._collateral = (
@@ -82,13 +95,21 @@ class ServiceContext:
 
     def reload_collateral(self) -> Collateral:
         """Read the domain's collateral folder again and forget every verified set, chain and
-        ranking cached from earlier collateral (DCAP, AMD): the new set decides from now on."""
+        ranking cached from earlier collateral (DCAP, AMD): the new set decides from now on, in
+        this process at once and in every other worker and replica within
+        ``settings.policy_cache_seconds`` (the generation counted in the database)."""
+        with self.storage.transaction() as tx:
+            generation = tx.advance_collateral_generation(now=self.now())
+        self._forget_collateral()
+        self._collateral_generation = (time.monotonic(), generation)
+        return self.collateral()
+
+    def _forget_collateral(self) -> None:
         from veritee.evidence import amd, dcap
 
         self._collateral = None
         dcap.clear_caches()
         amd.DEFAULT_CHAIN_CACHE.clear()
-        return self.collateral()
 
     # --- policy -------------------------------------------------------------------------
     def policy(self) -> Policy | None:

@@ -92,8 +92,9 @@ def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
 
 @router.post("/collateral/reload", summary="Read the domain's collateral folder again; forget cached collateral")
 def reload_collateral(request: Request) -> dict[str, Any]:
-    """After installing newer collateral in ``<data>/collateral``: from now on the new set decides
-    (this worker; every worker of ``veritee serve --workers N`` reads the folder when it starts)."""
+    """After installing newer collateral in ``<data>/collateral``: from now on the new set decides,
+    here at once, in every other worker and replica (each reads its own folder) within
+    ``policy_cache_seconds``."""
     ctx = _ctx(request)
     collateral = ctx.reload_collateral()
     now = ctx.now()

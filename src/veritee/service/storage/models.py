@@ -249,7 +249,8 @@ DOMAIN_FACTS = Table(
     "domain_facts",
     METADATA,
     # What every replica of the domain must agree on, recorded by the first one that starts:
-    # ``kek_id`` (the identifier of the KEK of the secrets, never the key).
+    # ``kek_id`` (the identifier of the KEK of the secrets, never the key); and
+    # ``collateral_generation``, counting reloads of the collateral folder (every replica follows).
     Column("name", String(64), primary_key=True),
     Column("value", String(200), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),

@@ -46,7 +46,10 @@ from .models import (
 )
 from .nonces import NONCE_BYTES, NonceMinter, _aware
 
-__all__ = ["NONCE_BYTES", "Tx"]
+#: The domain fact counting reloads of the collateral folder.
+COLLATERAL_GENERATION = "collateral_generation"
+
+__all__ = ["COLLATERAL_GENERATION", "NONCE_BYTES", "Tx"]
 
 # pg_advisory_xact_lock key serializing version numbering of policies and secrets.
 ADVISORY_LOCK_VERSIONS = int.from_bytes(b"veritev", "big")
@@ -429,6 +432,20 @@ class Tx:
         if recorded is None:  # pragma: no cover - the row was just inserted or existed
             raise UsageError(f"domain fact {name!r} was not recorded")
         return recorded
+
+    def advance_collateral_generation(self, *, now: datetime) -> str:
+        """Count one more reload of the domain's collateral (fact ``collateral_generation``):
+        every worker and replica that sees the count change reads its collateral folder again
+        (:meth:`veritee.service.context.ServiceContext.collateral`). Returns the new count."""
+        _aware("now", now)
+        value = str(int(self.domain_fact(COLLATERAL_GENERATION) or "0") + 1)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        self._conn.execute(
+            insert(DOMAIN_FACTS).values(name=COLLATERAL_GENERATION, value=value, recorded_at=now)
+            .on_conflict_do_update(index_elements=[DOMAIN_FACTS.c.name],
+                                   set_={"value": value, "recorded_at": now})
+        )  # fmt: skip
+        return value
 
     def kek_ids_in_use(self) -> set[str]:
         """The KEK identifiers that wrapped stored secrets and sealing roots."""
