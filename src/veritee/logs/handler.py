@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - not POSIX
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee.errors import MalformedError, SealingError, UsageError
+from veritee.errors import MalformedError, SealingError, StorageError, UsageError
 from veritee.logs.catalogue import classify, lookup
 from veritee.logs.ratchet import KEY_SIZE, wipe
 from veritee.logs.segment import SignedTreeHead
@@ -187,7 +187,8 @@ def load_pending(path: Path, unseal: Unseal) -> list[bytes]:
 
 def recover_pending(path: Path, unseal: Unseal) -> tuple[list[bytes], int]:
     """The records of a pending file left by an earlier start, and how many were lost to a
-    record cut by a crash mid-write (0 or 1). Raises MalformedError / SealingError."""
+    record cut by a crash mid-write (0 or 1). Raises MalformedError / SealingError, or the
+    StorageError of an unseal that cannot reach its key now (the file is then left alone)."""
     data = path.read_bytes()
     if data[:8] != PENDING_MAGIC or len(data) < 12:
         raise MalformedError("not a pending log buffer", field="pending.magic", offset=0)
@@ -197,6 +198,8 @@ def recover_pending(path: Path, unseal: Unseal) -> tuple[list[bytes], int]:
         raise MalformedError("truncated sealed key", field="pending.sealed_key", offset=12)
     try:
         key = bytearray(unseal(data[12:pos]))
+    except StorageError:
+        raise  # the key is out of reach for now (a domain-released key, the service down)
     except Exception:  # the platform's unseal fails for another measurement or tampering
         raise SealingError("pending buffer key does not unseal", code="pending_unseal") from None
     aead = AESGCM(key)

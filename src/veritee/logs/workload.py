@@ -26,7 +26,7 @@ from typing import BinaryIO, TextIO
 from cryptography import x509
 
 from veritee.binding import spki_der
-from veritee.errors import MalformedError, SealingError, UsageError
+from veritee.errors import MalformedError, SealingError, StorageError, UsageError
 from veritee.logs.catalogue import public_message
 from veritee.logs.handler import (
     PENDING_MAGIC,
@@ -397,10 +397,13 @@ def _recover_held(log: WorkloadLog, unseal: Callable[[bytes], bytes], exclude: P
             continue
         try:
             got, cut = recover_pending(path, unseal)
-        except (MalformedError, SealingError, OSError):
+        except (MalformedError, SealingError):  # never readable here: set aside, counted
             log._lost += _framed_items(path)
             with contextlib.suppress(OSError):
                 path.rename(path.with_name(path.name + ".unreadable"))
+            f.close()
+            continue
+        except (StorageError, OSError):  # not now (its key out of reach): a later start's
             f.close()
             continue
         records += got

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from tests.unit.logs._logs_helpers import Sealer, run_in_child
 
-from veritee.errors import MalformedError
+from veritee.errors import MalformedError, StorageError
 from veritee.logs import WorkloadLog, decrypt_log, open_log_key, open_workload_log, verify_log
 from veritee.logs.runs import KEY_FILE, observe, read_run_start, runs_in
 from veritee.logs.segment import FRAME_RUN, RunCause, parse_segment, segment_name
@@ -153,3 +153,29 @@ def test_a_live_start_keeps_its_held_records(tmp_path: Path) -> None:
     new.close()
     (run,) = runs_in(tmp_path / "l")
     assert _read(run.path, tenant, key) == ["old instance, held"]
+
+
+def test_held_records_whose_key_is_out_of_reach_wait_for_a_later_start(tmp_path: Path) -> None:
+    """A domain-released buffer key while the service is down: the file stays as it is."""
+    sealer, tenant = Sealer(), x25519.X25519PrivateKey.generate()
+
+    def crashed() -> None:
+        _open(tmp_path / "l", sealer, tenant, None).logger("runs.wait").warning("held")
+
+    run_in_child(crashed)
+
+    def unreachable(blob: bytes) -> bytes:
+        raise StorageError("cannot reach the Certifier Service", code="service_unreachable")
+
+    down = open_workload_log(profile=Profile.PRODUCTION, directory=tmp_path / "l",
+                             signing_key=None, tenant_public_key=tenant.public_key(),
+                             seal=sealer.seal, unseal=unreachable, log_id="wl", durable=False,
+                             flush_seconds=None)  # fmt: skip
+    assert down.handler.pending == 0
+    down.close()
+    assert not list((tmp_path / "l").glob("*.unreadable"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    up = _open(tmp_path / "l", sealer, tenant, key)
+    up.close()
+    (run,) = runs_in(tmp_path / "l")
+    assert _read(run.path, tenant, key) == ["held"]
