@@ -3,9 +3,10 @@
 :class:`veritee.Trust` calls :func:`contain` as it starts in a profile without free-form text to
 the host (:attr:`veritee.profiles.Profile.free_form_to_host`). From then on:
 
-* the SDK's own loggers (``veritee.*``: addresses, ports and codes of refused peers, key store
-  notes, exceptions of application callbacks) and the root logger (the application's loggers
-  that propagate, and Python warnings through ``py.warnings``) write into the encrypted log;
+* the root logger writes into the encrypted log, and with it everything that propagates there:
+  the SDK's own loggers (``veritee.*``: addresses, ports and codes of refused peers, key store
+  notes, exceptions of application callbacks), the application's loggers, and Python warnings
+  (through ``py.warnings``);
 * an uncaught exception, in the main thread or any other, goes into the encrypted log with its
   traceback; stderr gets its catalogue code only (``veritee: VT-0000 internal error``);
 * the host's stderr is the notice stream: records at WARNING and above show their catalogue
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTAINED_LOGGERS", "HOST_STDERR", "Containment", "contain", "parse_tenant_key"]
 
-#: The loggers routed into the encrypted log: the SDK's own, and the root logger.
-CONTAINED_LOGGERS = ("veritee", "")
+#: The loggers routed into the encrypted log: the root logger, which the SDK's own (``veritee.*``)
+#: and the application's propagate to; their propagation is left as it is (``caplog`` and any
+#: handler the application puts on the root see them too).
+CONTAINED_LOGGERS = ("",)
 
 
 class _HostStderr(io.TextIOBase):
