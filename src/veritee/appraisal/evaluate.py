@@ -48,8 +48,14 @@ def refused_for_error(error: VeriteeError) -> Decision:
 
 
 def _short(v: Any) -> str:
+    """A claim's value for a reason's message: whole (a measurement is what one copies into a
+    policy), only cut past :data:`_SHOWN` characters."""
     s = str(v)
-    return s if len(s) <= 24 else s[:20] + "..."
+    return s if len(s) <= _SHOWN else s[:_SHOWN] + "..."
+
+
+#: The longest claim value a reason shows whole (a SHA-512 digest in hex is 128).
+_SHOWN = 256
 
 
 def _authentic(d: Decision, ev: VerifiedEvidence) -> None:
@@ -325,8 +331,9 @@ def _simulated_key(d: Decision, claims: dict[str, Any], *, trusted: bool) -> Non
     else:
         d.refuse(
             "platform_key_not_trusted",
-            "the simulated platform key is not trusted: a key that signs its own evidence is "
-            "no root of trust (give it with --platform-key, or list it in platform_keys)",
+            f"the simulated platform key {_short(claims.get('platform_key'))} is not trusted: a "
+            "key that signs its own evidence is no root of trust (give it with --platform-key, or "
+            "list it in platforms.simulated.platform_keys)",
             claim="instance-identity",
         )
     d.warn("simulated_platform", "simulated platform: no hardware protection", claim="hardware")

@@ -368,6 +368,28 @@ def measure_cmd(targets: tuple[str, ...], show_list: bool, formula: str) -> None
     click.echo(measure(targets))
 
 
+@click.command("platform-key")
+@click.option("--platform-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The simulated platform's folder, as Trust(platform_dir=...) (default: "
+                   "$VERITEE_SIMULATED_DIR, else ~/.local/share/veritee/simulated-platform).")
+@handle_errors
+def platform_key_cmd(platform_dir: Path | None) -> None:
+    """Print the simulated platform's key id: what a policy lists in
+    platforms.simulated.platform_keys (SHA-256 of the key's SubjectPublicKeyInfo). The key is
+    created there if there is none yet, as the first Trust would."""
+    from veritee.platforms.simulated import (
+        KEY_FILE,
+        default_directory,
+        load_or_create_platform_key,
+        platform_key_id,
+    )
+
+    folder = platform_dir or default_directory()
+    if not (folder / KEY_FILE).exists():
+        click.echo(f"no simulated platform key in {folder} yet: created one", err=True)
+    click.echo(platform_key_id(load_or_create_platform_key(folder)))
+
+
 @click.group("policy")
 def policy_group() -> None:
     """Sign, install and show appraisal policies."""
@@ -543,5 +565,6 @@ def demo_cmd(which: str) -> None:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (init_cmd, serve_cmd, verify_cmd, measure_cmd, policy_group, audit_group, demo_cmd):
+    for cmd in (init_cmd, serve_cmd, verify_cmd, measure_cmd, platform_key_cmd, policy_group, audit_group,
+                demo_cmd):
         group.add_command(cmd)

@@ -30,9 +30,20 @@ from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.platforms.measure import measure
 from veritee.profiles import Profile
 
-__all__ = ["SimulatedPlatform", "load_or_create_platform_key", "measure", "platform_key_id"]
+__all__ = ["SimulatedPlatform", "default_directory", "load_or_create_platform_key", "measure", "platform_key_id"]
 
 KEY_FILE = "platform_key.pem"
+
+
+def default_directory() -> Path:
+    """Where ``Trust(platform="simulated")`` keeps the platform key without ``platform_dir``:
+    ``$VERITEE_SIMULATED_DIR``, else ``$XDG_DATA_HOME/veritee/simulated-platform`` (default
+    ``~/.local/share/...``)."""
+    env = os.environ.get("VERITEE_SIMULATED_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "veritee" / "simulated-platform"
 
 
 def load_or_create_platform_key(directory: Path) -> ec.EllipticCurvePrivateKey:

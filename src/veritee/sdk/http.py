@@ -49,6 +49,10 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
         body = {}
     code = str(body.get("code") or "http_error")
     message = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
+    raw_reasons = body.get("reasons", [])
+    reasons = [r for r in raw_reasons if isinstance(r, dict)] if isinstance(raw_reasons, list) else []
+    if reasons:
+        message = _with_reasons(message, reasons)
     status = response.status_code
     err: VeriteeError
     if status == 401:
@@ -65,9 +69,16 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
         err = StorageError(f"{message} (HTTP {status} from {_where(response.request)})", code=code)
     else:
         err = VeriteeError(message, code=code)
-    reasons = body.get("reasons", [])
-    err.reasons = reasons if isinstance(reasons, list) else []  # type: ignore[attr-defined]
+    err.reasons = reasons  # type: ignore[attr-defined]
     return err
+
+
+def _with_reasons(detail: str, reasons: list[dict[str, Any]]) -> str:
+    """``detail``'s head (the service joins the reasons' messages after ``": "``) and every
+    reason, one a line, with its code and whole message."""
+    head = detail.split(": ", 1)[0] if ": " in detail else detail
+    lines = [f"  - {r.get('code', '?')}: {r.get('message', '')}" for r in reasons]
+    return f"{head} ({len(reasons)} reason{'s' if len(reasons) != 1 else ''}):\n" + "\n".join(lines)
 
 
 def post_json(

@@ -64,11 +64,9 @@ _log = logging.getLogger("veritee.sdk")
 
 
 def _default_platform_dir() -> Path:
-    env = os.environ.get("VERITEE_SIMULATED_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "veritee" / "simulated-platform"
+    from veritee.platforms.simulated import default_directory
+
+    return default_directory()
 
 
 def _main_files(profile: Profile) -> list[Path]:
@@ -297,7 +295,8 @@ class Trust:
         from veritee.sdk.secrets import fetch_sealing_key
 
         self._ensure_enrolled()
-        return fetch_sealing_key(self._http, self.platform, ca_certificate=self.ca_certificate)
+        with self._explaining():
+            return fetch_sealing_key(self._http, self.platform, ca_certificate=self.ca_certificate)
 
     def _attach_counter(self, *, at_start: bool) -> None:
         """Tie the key store to its freshness counter (class docstring), or bring it up to date."""
@@ -338,7 +337,14 @@ class Trust:
 
     # --- HTTP ---------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        return post_json(self._http, path, body)
+        with self._explaining():
+            return post_json(self._http, path, body)
+
+    def _explaining(self) -> Any:
+        """A refusal a policy entry would lift says which (:mod:`veritee.sdk.refusals`)."""
+        from veritee.sdk.refusals import explaining
+
+        return explaining(self.platform, str(self._http.base_url).rstrip("/"))
 
     def challenge(self) -> bytes:
         return bytes.fromhex(self._post("/v1/challenge")["nonce"])
@@ -592,7 +598,8 @@ class Trust:
 
         if not with_certificate:
             self._ensure_enrolled()
-            return fetch_secret(self._http, self.platform, name, ca_certificate=self.ca_certificate)
+            with self._explaining():
+                return fetch_secret(self._http, self.platform, name, ca_certificate=self.ca_certificate)
         key, cert = self._credentials()
         return fetch_secret_certified(
             self._http, key, cert.public_bytes(serialization.Encoding.PEM), name,
