@@ -68,8 +68,13 @@ def release_secret(
     accepted: bool,
     appraisal_reasons: Sequence[Reason],
     audit: dict[str, Any],
+    certificate: tuple[str, str] | None = None,
 ) -> tuple[SecretBytes, int]:
     """Decide, consume the nonce (if any) and audit in ONE transaction; return the value.
+
+    ``certificate``: (serial hex, measurement) of the admission certificate a certified
+    release rests on; a revoked one is refused (``certificate_revoked``), read in the same
+    transaction.
 
     Raises :class:`NonceError`, :class:`NotFoundError` (``secret_unknown``) or
     :class:`VerificationError` (``release_denied`` with every reason, ``secret_tampered``);
@@ -85,6 +90,11 @@ def release_secret(
                 tx.consume_nonce(nonce, now=now, purpose=nonce_purpose)
             stored = tx.secret_version(name, version)
             reasons: list[Reason] = []
+            if certificate is not None:
+                revoked = _revocation_reason(tx, *certificate)
+                if revoked is not None:
+                    accepted, claims = False, None
+                    appraisal_reasons = [*appraisal_reasons, revoked]
             value: SecretBytes | None = None
             if stored is None:
                 reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
@@ -282,12 +292,8 @@ def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
     return (stored.policy, latest.policy)
 
 
-def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | None:
-    """``certificate_revoked`` if an admission certificate with these claims is revoked, by
-    serial or by measurement (read from the database for every decision, so a revocation
-    holds at once on every worker and replica)."""
-    with ctx.storage.transaction(readonly=True) as tx:
-        revoked = tx.revocation_of(str(claims["admission_serial"]), str(claims["measurement"]))
+def _revocation_reason(tx: Tx, serial_hex: str, measurement: str) -> Reason | None:
+    revoked = tx.revocation_of(serial_hex, measurement)
     if revoked is None:
         return None
     by = "its serial" if revoked.kind == "serial" else "its measurement"
@@ -297,19 +303,31 @@ def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | N
     )
 
 
-async def certified_decision(ctx: ServiceContext, claims: dict[str, Any]) -> Decision:
+def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | None:
+    """``certificate_revoked`` if an admission certificate with these claims is revoked, by
+    serial or by measurement (read from the database for every decision, so a revocation
+    holds at once on every worker and replica)."""
+    with ctx.storage.transaction(readonly=True) as tx:
+        return _revocation_reason(tx, str(claims["admission_serial"]), str(claims["measurement"]))
+
+
+async def certified_decision(
+    ctx: ServiceContext, claims: dict[str, Any], *, check_revocation: bool = True
+) -> Decision:
     """What a decision on an admission certificate starts from: its claims re-appraised under
     the policy in force (:func:`veritee.appraisal.appraise_admitted`), and refused if the
-    certificate is revoked."""
+    certificate is revoked (``check_revocation=False``: the caller reads that in its own
+    transaction, as :func:`release_secret` does)."""
     policy = await ctx.current_policy()
     if policy is None:
         decision = Decision(policy_name=None)
         decision.refuse("no_policy", "no appraisal policy is installed in this domain")
     else:
         decision = appraise_admitted(claims, policy)
-    revoked = await ctx.run_db(revocation_reason, ctx, claims)
-    if revoked is not None:
-        decision.refuse(revoked.code, revoked.message, claim="instance-identity")
+    if check_revocation:
+        revoked = await ctx.run_db(revocation_reason, ctx, claims)
+        if revoked is not None:
+            decision.refuse(revoked.code, revoked.message, claim="instance-identity")
     return decision
 
 

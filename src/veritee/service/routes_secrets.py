@@ -303,7 +303,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
     now = ctx.now()
     claims, info = admitted_claims(ctx, body.certificate, now)
     # The certificate's claims under the policy in force, and its revocation (issue 12.2).
-    decision = await certified_decision(ctx, claims)
+    decision = await certified_decision(ctx, claims, check_revocation=False)  # in release_secret
     reasons: list[Reason] = list(decision.reasons)
     try:
         info.public_key.verify(
@@ -321,6 +321,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
         claims=claims if not reasons else None,
         accepted=not reasons,
         appraisal_reasons=reasons,
+        certificate=(claims["admission_serial"], claims["measurement"]),
         audit={
             "via": "admission_certificate",
             "certificate_serial": claims["admission_serial"],

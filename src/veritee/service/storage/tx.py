@@ -321,15 +321,17 @@ class Tx:
     def revocation_of(self, serial_hex: str, measurement: str) -> StoredRevocation | None:
         """The revocation that covers a certificate with this serial and measurement, if any
         (one indexed read: a certified decision makes it every time)."""
-        r = REVOCATIONS.c
+        params = ("serial", serial_hex.lower(), "measurement", measurement.lower())
+        driver = self._raw if self._raw is not None else self._pg
+        if driver is not None:  # hot path: every certified release reads it
+            sqlite = self._raw is not None
+            raw = driver.execute(_SQLITE_REVOCATION if sqlite else _PG_REVOCATION, params).fetchone()
+            if raw is None:
+                return None
+            at = datetime.fromisoformat(raw[4]).replace(tzinfo=UTC) if sqlite else raw[4]
+            return StoredRevocation(raw[0], raw[1], raw[2], raw[3], at.astimezone(UTC))
         row = self._conn.execute(
-            select(r.kind, r.value, r.reason, r.actor, r.revoked_at)
-            .where(
-                ((r.kind == "serial") & (r.value == serial_hex.lower()))
-                | ((r.kind == "measurement") & (r.value == measurement.lower()))
-            )
-            .order_by(r.id)
-            .limit(1)
+            _REVOCATION_OF, dict(zip(("k1", "v1", "k2", "v2"), params, strict=True))
         ).first()
         return None if row is None else StoredRevocation(*row)
 
@@ -648,6 +650,22 @@ _SECRET_VERSION = select(SECRETS).where(
     SECRETS.c.version == bindparam("version"),
     SECRETS.c.deleted_at.is_(None),
 )
+_R = REVOCATIONS.c
+_REVOCATION_OF = (
+    select(_R.kind, _R.value, _R.reason, _R.actor, _R.revoked_at)
+    .where(
+        ((_R.kind == bindparam("k1")) & (_R.value == bindparam("v1")))
+        | ((_R.kind == bindparam("k2")) & (_R.value == bindparam("v2")))
+    )
+    .order_by(_R.id)
+    .limit(1)
+)
+_REVOCATION_SQL = (
+    "SELECT kind, value, reason, actor, revoked_at FROM revocations "
+    "WHERE (kind = {p} AND value = {p}) OR (kind = {p} AND value = {p}) ORDER BY id LIMIT 1"
+)
+_SQLITE_REVOCATION = _REVOCATION_SQL.format(p="?")
+_PG_REVOCATION = _REVOCATION_SQL.format(p="%s")
 _PG_SPEND_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (nonce_sha256) DO NOTHING RETURNING 1"
