@@ -257,11 +257,11 @@ def _print_folder(rep: FolderReport, as_json: bool, *, err: bool = False) -> Non
         click.echo(json.dumps(rep.to_dict(), indent=None if err else 2), err=err)
         return
     for r in rep.runs:
-        _echo(f"== {r.path.name}: {r.verdict}", err=err)
+        _echo(f"== {r.label}: {r.verdict}", err=err)
         _print_report(r.checked.report, False, err=err)
     for f in rep.findings:
         _echo(f"{f.kind.upper() if f.is_error else 'warning: ' + f.kind}: {f.message}", err=err)
-    ended = [r.path.name for r in rep.runs if r.verdict == "ENDED"]
+    ended = [r.label for r in rep.runs if r.verdict == "ENDED"]
     if ended:
         _echo(f"{', '.join(ended)} ended without closing (killed or crashed): the next run's "
               "signed start saw each as it is stored", err=err)  # fmt: skip
@@ -333,7 +333,7 @@ def decrypt_cmd(segments: Path, key_file: Path | None, tenant_key: Path, **opts:
             elif (r.path / KEY_FILE).is_file():
                 log_key = open_log_key((r.path / KEY_FILE).read_bytes(), tenant)
             else:
-                _echo(f"warning: {r.path.name} holds no {KEY_FILE} (the workload had no tenant "
+                _echo(f"warning: {r.label} holds no {KEY_FILE} (the workload had no tenant "
                       "key): its records are not read", err=True)  # fmt: skip
                 continue
             _print_records(decrypt_records(r.checked, log_key, r.signer), as_json, run=r.run)

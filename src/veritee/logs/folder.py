@@ -27,7 +27,7 @@ from typing import Any
 
 from veritee.errors import MalformedError
 from veritee.logs.merkle import MerkleTree, leaf_hash
-from veritee.logs.runs import read_run_start, runs_in
+from veritee.logs.runs import RunFolder, read_run_start, runs_in
 from veritee.logs.segment import RunStart, RunState, SignedTreeHead, VerifyingKey
 from veritee.logs.signer import AdmittedSigner
 from veritee.logs.tenant import CheckedLog, Finding, check_log
@@ -47,6 +47,10 @@ class RunReport:
     checked: CheckedLog
     signer: VerifyingKey
     accounted: bool  # not closed, but the next run's signed start saw it as it is stored
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.run else "the version-1 log (before runs)"
 
     @property
     def verdict(self) -> str:
@@ -87,8 +91,9 @@ class FolderReport:
 
 
 def is_run_folder_parent(directory: Path) -> bool:
-    """True for a workload's log folder: it holds run folders and no segments of its own."""
-    return bool(runs_in(directory)) and not any(directory.glob("segment-*.vtlog"))
+    """True for a workload's log folder: it holds run folders (and, if an earlier release wrote
+    to it, that release's log of its own, checked as run 0)."""
+    return bool(runs_in(directory))
 
 
 def check_folder(
@@ -103,6 +108,8 @@ def check_folder(
     docstring). ``last_tree_head`` is checked against the run it names; ``require_final``
     applies to the last run."""
     folders = runs_in(directory)
+    if any(directory.glob("segment-*.vtlog")):  # a version-1 log, before runs: run 0
+        folders.insert(0, RunFolder(0, directory))
     out: list[Finding] = []
     kept_run = None
     if last_tree_head is not None:
@@ -124,7 +131,7 @@ def check_folder(
         runs.append(RunReport(f.run, f.path, start, checked, key, False))
     for r in runs:  # a run's signed log id names its folder: no run moved into another's place
         lid = r.checked.report.log_id
-        if lid is not None and lid.rsplit("/", 1)[-1] != r.path.name:
+        if r.run and lid is not None and lid.rsplit("/", 1)[-1] != r.path.name:
             out.append(Finding("wrong_log", f"{r.path.name} holds the log {lid!r}"))
     by_log_id = {r.checked.report.log_id: i for i, r in enumerate(runs)}
     for r in runs:

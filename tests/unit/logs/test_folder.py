@@ -20,6 +20,7 @@ from veritee.logs import WorkloadLog, open_workload_log
 from veritee.logs.runs import runs_in
 from veritee.logs.segment import parse_segment
 from veritee.logs.signer import ADMISSION_FILE
+from veritee.logs.writer import LogWriter, SegmentStore
 from veritee.profiles import Profile
 
 
@@ -127,3 +128,33 @@ def test_tail_on_a_log_folder_prints_the_latest_run(tmp_path: Path) -> None:
                             "--tenant-key", str(f["tenant"]))  # fmt: skip
     assert code == 0
     assert [ln.split("\t")[0] for ln in out.splitlines()] == ["2:1", "2:2"]
+
+
+def test_a_version_1_log_before_the_runs_is_run_0(tmp_path: Path) -> None:
+    """A folder an earlier release wrote to (segments of its own, version 1), then a run."""
+    key, tenant = ec.generate_private_key(ec.SECP256R1()), x25519.X25519PrivateKey.generate()
+    d = tmp_path / "logs" / "wl"
+    writer = LogWriter(SegmentStore(d, durable=False), log_id="wl", profile="production",
+                       signing_key=key)  # fmt: skip
+    for i in range(3):
+        writer.append(f"old {i}".encode())
+    writer.flush()
+    writer._store.flush()  # killed: no final head
+    for seg in d.glob("segment-*.vtlog"):  # as the earlier release wrote it
+        data = bytearray(seg.read_bytes())
+        data[8] = 1
+        seg.write_bytes(bytes(data))
+    run = _open(d, key, tenant)
+    run.logger("app.new").info("new")
+    run.close()
+    f = tenant_files(WrittenLog(d, key, tenant, b""), tmp_path)
+    code, out, _ = run_cli3("logs", "verify", str(d), *signer_args(f))
+    assert code == 0, out
+    assert "== the version-1 log (before runs): ENDED" in out and "== run-000001: OK" in out
+    # the run's signed start saw it: cutting it is caught
+    seg = d / "segment-00000000.vtlog"
+    data = seg.read_bytes()
+    last_record = [fr for fr in parse_segment(data).frames if fr.record is not None][-1]
+    seg.write_bytes(data[: last_record.offset])
+    code, out, _ = run_cli3("logs", "verify", str(d), *signer_args(f))
+    assert code == 1 and "run 1's signed start saw" in out
