@@ -100,7 +100,8 @@ def release_secret(
                 reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
             else:
                 allowed = True
-                for policy_text in _release_policies(tx, stored):
+                policies = (stored.policy,) if version is None else _release_policies(tx, stored)
+                for policy_text in policies:
                     decision: ReleaseDecision
                     if not accepted or claims is None:
                         decision = dry_run(
@@ -281,8 +282,8 @@ def _sealing_root(ctx: ServiceContext, tx: Tx, now: dt.datetime) -> sealing_keys
 
 
 def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
-    """The release policies a release of ``stored`` must satisfy: its own, and, for an older
-    version, the newest version's too, unless that version was rotated in with
+    """The release policies a release of ``stored`` (a version asked for by number) must
+    satisfy: its own, and, for an older version, the newest version's too, unless that version was rotated in with
     ``keep_old_policies`` (the operator's explicit choice, stored with it)."""
     latest = tx.secret_version(stored.name)
     if latest is None or latest.version == stored.version or latest.keep_old_policies:
