@@ -366,6 +366,11 @@ class Code(StrEnum):
     MEASURE_TARGET_MISSING = "measure_target_missing", "a measure= target (file, folder, module, pyproject.toml) does not exist or cannot be measured"
     MEASURE_PATH_CONFLICT = "measure_path_conflict", "two different measured files have the same relative path"
     NOTHING_MEASURED = "nothing_measured", "measure= names no file (or only bytecode and caches)"
+    OWN_CERTIFICATE_EXPIRED = (
+        "own_certificate_expired",
+        "an attested server's handshake failed while its own admission certificate had expired "
+        "(peers refuse it until it is renewed)",
+    )
     CERTIFICATE_RENEWAL_FAILED = (
         "certificate_renewal_failed",
         "the background renewal of the admission certificate failed (logged with the error's code "

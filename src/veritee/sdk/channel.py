@@ -728,7 +728,15 @@ class AttestedServer:
                 conn = AttestedConnection(tls, local=own, max_message_size=self._max_message_size)
                 tls.do_handshake()
             except OSError as exc:
-                self._refused(addr, _handshake_error(exc, who))
+                error = _handshake_error(exc, who)
+                if own.not_after <= dt.datetime.now(dt.UTC):
+                    # The client refused us: say why, not only that the handshake failed.
+                    error = VerificationError(
+                        f"TLS handshake with {who} failed: this server's admission certificate "
+                        f"expired at {own.not_after.isoformat()} (renewal: Trust.renew_in_background)",
+                        code="own_certificate_expired",
+                    )
+                self._refused(addr, error)
                 return
             try:
                 _admit(conn, self._policy, who, self._revocations)

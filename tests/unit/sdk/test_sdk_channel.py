@@ -193,6 +193,9 @@ def test_expired_certificate_refused(ca: TestCA, a: Workload) -> None:
         with pytest.raises(VerificationError) as e:
             dial(srv, a)
         assert e.value.code == "peer_certificate_invalid" and "expired" in str(e.value)
+        # The server says why its handshakes fail (it said only tls_handshake_failed, issue 18.5).
+        refusal = h.refusal()
+        assert refusal.code == "own_certificate_expired" and "renew" in str(refusal)
 
 
 def test_peer_without_admission_claims_refused(
