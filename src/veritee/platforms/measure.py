@@ -191,7 +191,8 @@ def _pyproject_item(path: Path) -> list[MeasuredFile]:
 def measured_files(spec: MeasureSpec) -> list[MeasuredFile]:
     """The files :func:`measure` hashes, sorted by relative path (module docstring).
 
-    A ``str`` that is no existing path is taken as a module name. Raises :class:`UsageError`
+    A ``str`` that is no existing path is taken as a module name (found as ``import`` would,
+    which imports the parent packages of a dotted name, not the module itself). Raises :class:`UsageError`
     (``measure_target_missing``) for a name that is neither, ``nothing_measured`` when no file
     is left, ``measure_path_conflict`` when two different files have the same relative path.
     """
