@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from veritee.errors import MalformedError
+from veritee.errors import MalformedError, UsageError
 from veritee.sdk.admission import normalize_measurement
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
+from veritee.service.schemas import RevocationRequest
 
 __all__ = ["CRL_LIFETIME", "build_crl", "router"]
 
@@ -36,15 +36,6 @@ router = APIRouter()
 
 #: How long relying parties may use a CRL before fetching a new one (its ``nextUpdate``).
 CRL_LIFETIME = dt.timedelta(hours=1)
-
-
-class RevocationRequest(BaseModel):
-    """Revoke one serial or one measurement."""
-
-    model_config = ConfigDict(extra="forbid")
-    serial: str | None = Field(default=None, max_length=42, description="certificate serial, hex")
-    measurement: str | None = Field(default=None, max_length=200, description="measurement, hex")
-    reason: str = Field(default="", max_length=400, description="why (kept in the audit log)")
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -75,7 +66,7 @@ def revoke(body: RevocationRequest, request: Request) -> dict[str, Any]:
     else:
         try:
             kind, value = "measurement", normalize_measurement(str(body.measurement))
-        except Exception:
+        except UsageError:
             raise MalformedError("measurement must be 16..64 bytes of hex", field="measurement") from None
     ctx = _ctx(request)
     now = ctx.now()

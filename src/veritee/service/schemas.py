@@ -21,6 +21,7 @@ __all__ = [
     "CollateralBlob",
     "DryRunRequest",
     "ReleaseRequest",
+    "RevocationRequest",
     "SealingKeyRequest",
     "SecretDryRunRequest",
     "SecretPut",
@@ -210,3 +211,12 @@ class TpmActivateRequest(_Body):
 
     def nonce_bytes(self) -> bytes:
         return decode_hex(self.nonce, "nonce")
+
+
+class RevocationRequest(BaseModel):
+    """Revoke admission certificates: one serial, or every one of a measurement."""
+
+    model_config = ConfigDict(extra="forbid")
+    serial: str | None = Field(default=None, max_length=42, description="certificate serial, hex")
+    measurement: str | None = Field(default=None, max_length=200, description="measurement, hex")
+    reason: str = Field(default="", max_length=400, description="why (kept in the audit log)")
