@@ -357,3 +357,18 @@ def test_platform_freshness_needs_a_platform_counter(service: Any, tmp_path: Pat
     with pytest.raises(UsageError) as e:
         _trust(service, tmp_path, A, freshness="platform")  # the simulated platform has none
     assert e.value.code == "counter_unavailable"
+
+
+def test_a_production_log_leaves_the_sdk_loggers_as_they_are(tls_service: Any, tmp_path: Path) -> None:
+    """Announcing the tenant key (VT-0104) once set veritee.sdk's propagation off for the whole
+    process: caplog, and the application's own handlers, lost every SDK record after it."""
+    import logging
+
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    t = _trust(tls_service, tmp_path, A, profile="production",
+               tenant_key=x25519.X25519PrivateKey.generate().public_key())  # fmt: skip
+    t.certify()
+    t.logger.info("x")
+    assert logging.getLogger("veritee.sdk").propagate and logging.getLogger("veritee").propagate
+    t.close()

@@ -681,15 +681,20 @@ class Trust:
     def _announce_tenant_key(self, log: Any) -> None:
         """In staging and production a tenant key given as an argument is VT-0104 (a host-chosen
         key reads the log), and none at all VT-0105: in the log, and as a code on stderr."""
-        if self._tenant_key_secret is None and self.platform.profile.encrypts_logs:
-            sdk = log.logger("veritee.sdk")
-            if self._tenant_key is None:
-                sdk.error("the confidential log is sealed to no tenant key: nobody can read it; "
-                          "give Trust(tenant_key_secret=...)", extra={"catalogue_code": "VT-0105"})  # fmt: skip
-            else:
-                sdk.warning("the log's tenant key is a constructor argument, which the host may "
-                            "have chosen; give Trust(tenant_key_secret=...)",
-                            extra={"catalogue_code": "VT-0104"})  # fmt: skip
+        if self._tenant_key_secret is not None or not self.platform.profile.encrypts_logs:
+            return
+        if self._tenant_key is None:
+            level, code, msg = logging.ERROR, "VT-0105", (
+                "the confidential log is sealed to no tenant key: nobody can read it; give "
+                "Trust(tenant_key_secret=...)")  # fmt: skip
+        else:
+            level, code, msg = logging.WARNING, "VT-0104", (
+                "the log's tenant key is a constructor argument, which the host may have "
+                "chosen; give Trust(tenant_key_secret=...)")  # fmt: skip
+        # straight to this log's handler: no logger's configuration is touched
+        log.handler.handle(logging.makeLogRecord({
+            "name": _log.name, "levelno": level, "levelname": logging.getLevelName(level),
+            "msg": msg, "catalogue_code": code}))  # fmt: skip
 
     def close(self) -> None:
         if self._renewal is not None:
