@@ -6,20 +6,24 @@ a secret in a message, in arguments and in a logger's name, through its own logg
 application loggers that propagate to the root and through ``warnings``; it refuses a peer that
 runs another measurement, a thread dies with the secret in its exception, and finally the
 process dies of an uncaught exception carrying it. The test then scans every byte the host can
-see: stdout, stderr, and every file of the store and of the platform folder. Every stderr line
+see: stdout, stderr, every file of the store and of the platform folder, and the traffic it
+relays (to the service, and of the refused peer). Every stderr line
 must be a catalogue notice; the tenant, with its own key, reads the secret back from the log.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +78,43 @@ WORKLOAD = textwrap.dedent(
 )
 
 
+class Recorder:
+    """A TCP relay on the host's path that keeps every byte it relays (both directions)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream, self.seen = upstream, bytearray()
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.upstream)
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    self.seen += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s_ in (src, dst):
+                with contextlib.suppress(OSError):
+                    s_.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
     domain = Domain.create(tmp_path / "domain", now=dt.datetime.now(dt.UTC))
@@ -112,23 +153,32 @@ def test_host_sees_catalogue_codes_only(
     ca.write_bytes(domain.ca_pem)
     secret = "s3cret-" + os.urandom(12).hex()
     store = tmp_path / "store"
+    # the workload reaches the service through the host: record that traffic
+    host, service_port = server.url.split("://", 1)[1].split(":")
+    to_service = Recorder((host, int(service_port)))
+    url = f"https://127.0.0.1:{to_service.port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKLOAD, server.url, str(ca), str(store), str(sim), secret, M],
+        [sys.executable, "-c", WORKLOAD, url, str(ca), str(store), str(sim), secret, M],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdin is not None
     port = int(proc.stdout.readline())
     peer = Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / "peer",
                  measurement=PEER, platform_dir=sim, profile="development")  # fmt: skip
+    to_workload = Recorder(("127.0.0.1", port))  # and the refused peer's traffic
     with pytest.raises(VerificationError):
-        peer.connect("127.0.0.1", port, allowed_measurements={M})
+        peer.connect("127.0.0.1", to_workload.port, allowed_measurements={M})
     peer.close()
     out, err = proc.communicate(b"\n", timeout=120)
     assert proc.returncode == 1, err.decode()[-3000:]  # the uncaught exception
 
     # 1. every byte the host sees
-    seen = {"<stdout>": out, "<stderr>": err}
+    to_service.close()
+    to_workload.close()
+    assert len(to_service.seen) > 1000 and len(to_workload.seen) > 100
+    seen = {"<stdout>": out, "<stderr>": err, "<traffic to the service>": bytes(to_service.seen),
+            "<traffic of the refused peer>": bytes(to_workload.seen)}  # fmt: skip
     for folder in (store, sim):
         for p in sorted(folder.rglob("*")):
             if p.is_file():
