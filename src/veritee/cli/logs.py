@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -377,6 +378,10 @@ def tail_cmd(segments: Path, key_file: Path | None, tenant_key: Path, lines: int
     run_dir = runs_in(folder)[-1].path if folder is not None else segments
     kept, next_leaf, draining = _load_head(opts["last_head"]), None, False
     while True:
+        if follow and not _ready(run_dir, opts["signer"], key_file):
+            time.sleep(interval)  # a run just started: its files come a moment later
+            continue
+        looked_at = _stat(run_dir)
         signer = _load_signer(opts, run_dir)
         checked = check_log(run_dir, signer.key, kept, admitted=signer.admitted,
                             require_profile=Profile(prof) if prof else None)  # fmt: skip
@@ -404,8 +409,28 @@ def tail_cmd(segments: Path, key_file: Path | None, tenant_key: Path, lines: int
         if folder is None and rep.complete:
             break
         time.sleep(interval)
+        while _stat(run_dir) == looked_at and (folder is None or runs_in(folder)[-1].path == run_dir):
+            time.sleep(interval)  # nothing new stored: no need to read and verify it again
     _save_head(rep, opts["save_head"])
     sys.exit(_EXIT_FOR[rep.verdict])
+
+
+def _ready(run_dir: Path, signer: Path | None, key_file: Path | None) -> bool:
+    """A run's first segment, certificate and log key are all stored (a new run writes them
+    one after the other)."""
+    return ((run_dir / "segment-00000000.vtlog").is_file()
+            and (signer is not None or (run_dir / ADMISSION_FILE).is_file())
+            and (key_file is not None or (run_dir / KEY_FILE).is_file()))  # fmt: skip
+
+
+def _stat(run_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when anything is appended to a run: its segment files' sizes and times."""
+    out = []
+    for p in sorted(run_dir.glob("segment-*.vtlog")):
+        with contextlib.suppress(OSError):
+            st = p.stat()
+            out.append((p.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _run_number(run_dir: Path) -> int | None:

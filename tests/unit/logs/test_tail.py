@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.unit.logs._logs_helpers import (
     WrittenLog,
@@ -118,3 +119,47 @@ def test_tail_follow_fails_on_a_rollback(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_tail_follow_on_a_log_folder_goes_on_into_the_next_run(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    from veritee.logs import open_workload_log
+    from veritee.logs.signer import ADMISSION_FILE
+    from veritee.profiles import Profile
+
+    key, tenant = ec.generate_private_key(ec.SECP256R1()), x25519.X25519PrivateKey.generate()
+    d = tmp_path / "logs" / "wl"
+
+    def start() -> Any:
+        return open_workload_log(profile=Profile.PRODUCTION, directory=d, signing_key=key,
+                                 tenant_public_key=tenant.public_key(), seal=None, log_id="wl",
+                                 durable=False, flush_seconds=None)  # fmt: skip
+
+    first = start()
+    first.logger("app.a").info("one")
+    first.tree_head()
+    f = tenant_files(WrittenLog(d, key, tenant, b""), tmp_path)
+    cert = f["signer"].read_bytes()
+    (first.run_directory / ADMISSION_FILE).write_bytes(cert)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "veritee.cli", "logs", "tail", str(d), "--ca", str(f["ca"]),
+         "--any-measurement", "--tenant-key", str(f["tenant"]), "--follow", "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert _lines(proc, 1)[0].startswith("1:0\t")
+        first.logger("app.a").info("two")
+        first.tree_head()  # then the process dies; a restart is run 2
+        second = start()
+        second.logger("app.b").info("three")
+        second.tree_head()
+        time.sleep(0.5)  # tail waits for the new run's certificate, then reads it
+        (second.run_directory / ADMISSION_FILE).write_bytes(cert)
+        got = _lines(proc, 2)
+        assert [g.split("\t")[0] for g in got] == ["1:1", "2:0"], got
+        assert got[1].endswith("three")
+    finally:
+        proc.kill()
+        proc.wait()
