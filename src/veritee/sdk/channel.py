@@ -78,7 +78,11 @@ __all__ = [
     "AttestedConnection",
     "AttestedServer",
     "ChannelPolicy",
+    "admit_peer",
+    "configure_context",
     "connect",
+    "handshake_error",
+    "resolve_policy",
     "serve",
 ]
 
@@ -243,6 +247,21 @@ def _context(
     ca_cert: x509.Certificate,
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    return configure_context(ctx, server_side, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
+
+
+def configure_context(
+    ctx: ssl.SSLContext,
+    server_side: bool,
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    ca_cert: x509.Certificate,
+) -> ssl.SSLContext:
+    """Set up ``ctx`` (made for ``server_side``) as module doc step 1 says: TLS 1.3, the peer's
+    certificate required and chained to ``ca_cert`` only, ours loaded without a plaintext key
+    on disk. Raises :class:`UsageError` ``credentials_invalid``."""
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -269,6 +288,15 @@ def _context(
     return ctx
 
 
+def resolve_policy(
+    cert: x509.Certificate, policy: ChannelPolicy | None
+) -> tuple[AdmissionInfo, ChannelPolicy]:
+    """This workload's admission claims (from its certificate ``cert``) and ``policy`` (None:
+    the default) resolved against them (:meth:`ChannelPolicy.resolve`)."""
+    own = _own_info(cert)
+    return own, _policy(own, policy, None, None, None)
+
+
 def _own_info(cert: x509.Certificate) -> AdmissionInfo:
     try:
         return AdmissionInfo.from_certificate(cert)
@@ -289,7 +317,9 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _handshake_error(exc: OSError, who: str) -> VerificationError:
+def handshake_error(exc: OSError, who: str) -> VerificationError:
+    """The refusal a failed TLS handshake with ``who`` means (``peer_certificate_invalid``,
+    ``peer_certificate_missing`` or ``tls_handshake_failed``)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return VerificationError(
             f"{who} certificate rejected: {_reason(exc)}", code="peer_certificate_invalid"
@@ -408,6 +438,27 @@ class AttestedConnection:
         self.close()
 
 
+def admit_peer(
+    der: bytes | None,
+    policy: ChannelPolicy,
+    who: str,
+    revocations: RevocationCheck | None = None,
+) -> AdmissionInfo:
+    """Step 3 of the module doc for the peer certificate ``der`` (DER, as
+    ``getpeercert(binary_form=True)`` gives it; its chain was checked by the handshake): its
+    admission claims, if ``policy`` (resolved) allows them now and ``revocations`` (if given)
+    does not list it. Raises :class:`VerificationError` (``peer_certificate_missing``, the codes
+    of :func:`veritee.sdk.admission.verify_peer`, ``certificate_revoked``, ...)."""
+    if not der:
+        raise VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
+    peer = AdmissionInfo.from_der(der)
+    now = dt.datetime.now(dt.UTC)
+    policy.check(peer, now)
+    if revocations is not None:
+        revocations.check(peer.serial_number, now)
+    return peer
+
+
 def _admit(
     conn: AttestedConnection,
     policy: ChannelPolicy,
@@ -415,17 +466,9 @@ def _admit(
     revocations: RevocationCheck | None = None,
 ) -> AttestedConnection:
     """Steps 3 and 4 of the module doc; closes ``conn`` and raises if either side refuses."""
-    sock = conn._sock
     refusal: VerificationError | None = None
     try:
-        der = sock.getpeercert(binary_form=True)
-        if not der:
-            raise VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
-        conn.peer = AdmissionInfo.from_der(der)
-        now = dt.datetime.now(dt.UTC)
-        policy.check(conn.peer, now)
-        if revocations is not None:
-            revocations.check(conn.peer.serial_number, now)
+        conn.peer = admit_peer(conn._sock.getpeercert(binary_form=True), policy, who, revocations)
     except VerificationError as exc:
         refusal = exc
     try:
@@ -506,7 +549,7 @@ def connect(
         tls.do_handshake()
     except OSError as exc:
         conn.close()
-        error = _handshake_error(exc, who)
+        error = handshake_error(exc, who)
         log.warning("attested channel to %s:%s refused: %s", host, port, error.code)
         raise error from None
     try:
@@ -728,7 +771,7 @@ class AttestedServer:
                 conn = AttestedConnection(tls, local=own, max_message_size=self._max_message_size)
                 tls.do_handshake()
             except OSError as exc:
-                error = _handshake_error(exc, who)
+                error = handshake_error(exc, who)
                 if own.not_after <= dt.datetime.now(dt.UTC):
                     # The client refused us: say why, not only that the handshake failed.
                     error = VerificationError(

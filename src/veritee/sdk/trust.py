@@ -12,6 +12,9 @@
     trust.serve("0.0.0.0", 9000, handler)  # peers: this measurement, platform and profile
     key = trust.get_secret("db-password")   # released only to attested workloads
     trust.logger.info("...")             # confidential log in staging/production
+    uvicorn.run(app, ssl_context_factory=lambda c, d: trust.server_ssl_context(policy=...))
+    trust.httpx_client(policy=ChannelPolicy.allow(...)).get("https://peer:8443/")
+    trust.capture_logging()              # the app's loggers into the log (dev/testing too)
 
 All network access goes through one ``httpx`` client; tests pass ``transport=`` to run the
 service in-process.
@@ -54,6 +57,7 @@ from veritee.sdk.secrets import DomainSealingKey
 from veritee.tls import harden
 
 if TYPE_CHECKING:
+    from veritee.sdk.adapters import AdmissionContext
     from veritee.sdk.channel import ChannelPolicy
     from veritee.sdk.renewal import Renewal
 
@@ -265,6 +269,8 @@ class Trust:
         self._workload_log: Any = None
         self._containment: Any = None
         self._servers: list[Any] = []
+        #: TLS contexts of the adapters (server_ssl_context, client_ssl_context): renewed too.
+        self._contexts: list[AdmissionContext] = []
         self._certify_lock = threading.RLock()
         self._renewal: Renewal | None = None
         self.freshness = freshness
@@ -417,7 +423,7 @@ class Trust:
         self.last_token = str(resp.get("token", ""))
         self._attach_log()
         # Attested servers already running present the renewed certificate from now on.
-        for server in self._servers:
+        for server in (*self._servers, *self._contexts):
             server.update_credentials(key=key, cert=issued, ca_cert=self.ca_certificate)
         if self._renewal is not None:
             self._renewal.seen(issued)
@@ -586,6 +592,75 @@ class Trust:
         self.renew_in_background()
         return server
 
+    # --- adapters: HTTP apps and clients over admitted TLS (veritee.sdk.adapters) ----------
+    def server_ssl_context(
+        self,
+        *,
+        policy: ChannelPolicy | None = None,
+        on_refusal: Callable[[VerificationError], None] | None = None,
+    ) -> AdmissionContext:
+        """An :class:`ssl.SSLContext` for an HTTP server (uvicorn, aiohttp, werkzeug, gunicorn)
+        that presents this workload's admission certificate and admits only clients that chain
+        to the domain CA, that ``policy`` allows (as for :meth:`serve`: what it leaves open is
+        "the same as mine") and the domain has not revoked (:mod:`veritee.sdk.adapters`)::
+
+            uvicorn.run(app, host="0.0.0.0", port=8443,
+                        ssl_context_factory=lambda config, default: trust.server_ssl_context(
+                            policy=ChannelPolicy.allow(measurements={client_m})))
+
+        Starts the background renewal (:meth:`renew_in_background`); the context presents the
+        renewed certificate to new connections. ``on_refusal(error)`` sees each refused client.
+        """
+        from veritee.sdk.adapters import AdmissionContext
+
+        key, cert = self._credentials()
+        ctx = AdmissionContext.create(True, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
+                                      revocations=self.revocations, on_refusal=on_refusal)  # fmt: skip
+        self._contexts.append(ctx)
+        self.renew_in_background()
+        return ctx
+
+    def client_ssl_context(self, *, policy: ChannelPolicy | None = None) -> AdmissionContext:
+        """An :class:`ssl.SSLContext` for an HTTP client (``httpx.Client(verify=...)``,
+        ``httpx.AsyncClient(verify=...)``, aiohttp) that presents this workload's admission
+        certificate and refuses, before any request is sent, a server that does not chain to
+        the domain CA, that ``policy`` does not allow, or that the domain revoked: raising
+        :class:`~veritee.errors.VerificationError` with the reason code. Renewals made by this
+        ``Trust`` reach it (call :meth:`renew_in_background` in a long-lived client)."""
+        from veritee.sdk.adapters import AdmissionContext
+
+        key, cert = self._credentials()
+        ctx = AdmissionContext.create(False, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
+                                      revocations=self.revocations)  # fmt: skip
+        self._contexts.append(ctx)
+        return ctx
+
+    def httpx_transport(self, *, policy: ChannelPolicy | None = None, **kwargs: Any) -> httpx.HTTPTransport:
+        """An ``httpx.HTTPTransport`` over :meth:`client_ssl_context` (``kwargs`` go to it)."""
+        return httpx.HTTPTransport(verify=self.client_ssl_context(policy=policy), **kwargs)
+
+    def httpx_client(self, *, policy: ChannelPolicy | None = None, **kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` whose every connection goes through :meth:`httpx_transport`
+        (``kwargs`` go to the client: ``base_url``, ``timeout``, ...)::
+
+            with trust.httpx_client(policy=ChannelPolicy.allow(measurements={server_m})) as c:
+                c.get("https://10.0.0.5:8443/items")   # VerificationError if not admitted
+        """
+        return httpx.Client(transport=self.httpx_transport(policy=policy), **kwargs)
+
+    def capture_logging(self) -> None:
+        """Route the application's loggers (the root logger and all that propagate to it),
+        Python warnings and uncaught exceptions (main thread and others) into this workload's
+        confidential log (:func:`veritee.sdk.confidential.contain`). Staging and production do
+        this as :class:`Trust` starts; call it in development or testing to get the same log
+        there (plaintext on stderr in those profiles). Records pass the levels the app set
+        (the root logger's default is WARNING). :meth:`close` puts everything back. Calling it
+        again does nothing."""
+        if self._containment is None:
+            from veritee.sdk.confidential import contain
+
+            self._containment = contain(self._open_log(attach=False))
+
     def get_secret(self, name: str, *, with_certificate: bool = False) -> bytes:
         """Fetch a secret the key broker releases only to workloads its policy admits.
 
@@ -702,6 +777,7 @@ class Trust:
         for server in self._servers:
             server.stop()
         self._servers.clear()
+        self._contexts.clear()
         if self._workload_log is not None:
             self._workload_log.close()
         if self._containment is not None:

@@ -55,5 +55,5 @@ def start_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, **confi
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the service did not start")
         time.sleep(0.01)
-    scheme = "https" if config.get("ssl_certfile") else "http"
+    scheme = "https" if config.get("ssl_certfile") or config.get("ssl_context_factory") else "http"
     return RunningServer(server, thread, host, port, scheme)

@@ -55,3 +55,37 @@ def test_development_leaves_logging_alone(tmp_path: Path) -> None:
         assert logging.getLogger("veritee").propagate
     finally:
         trust.close()
+
+
+def test_capture_logging_routes_the_apps_loggers_and_uncaught_exceptions_in_development(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hooks = (sys.excepthook, threading.excepthook)
+    trust = _trust(tmp_path, "development")
+    try:
+        trust.capture_logging()
+        trust.capture_logging()  # a second call changes nothing
+        logging.getLogger("app.orders").warning("order 17 stored")
+        t = threading.Thread(target=lambda: 1 / 0)
+        t.start()
+        t.join()
+        err = capsys.readouterr().err
+        # development: the log is plaintext on stderr, through the log's handler
+        assert "WARNING app.orders: order 17 stored" in err
+        assert "ERROR veritee.uncaught: uncaught exception" in err and "ZeroDivisionError" in err
+        assert trust.workload_log.handler in logging.getLogger().handlers
+    finally:
+        trust.close()
+    assert (sys.excepthook, threading.excepthook) == hooks
+    assert trust.workload_log.handler not in logging.getLogger().handlers
+
+
+def test_capture_logging_in_production_keeps_the_routing_trust_set_up(tmp_path: Path) -> None:
+    trust = _trust(tmp_path, "production")
+    try:
+        contained = trust._containment
+        assert contained is not None
+        trust.capture_logging()
+        assert trust._containment is contained
+    finally:
+        trust.close()
