@@ -759,17 +759,17 @@ class Trust:
         if self._tenant_key_secret is not None or not self.platform.profile.encrypts_logs:
             return
         if self._tenant_key is None:
-            level, code, msg = logging.ERROR, "VT-0105", (
+            level, state, msg = logging.ERROR, "VT-0105", (
                 "the confidential log is sealed to no tenant key: nobody can read it; give "
                 "Trust(tenant_key_secret=...)")  # fmt: skip
         else:
-            level, code, msg = logging.WARNING, "VT-0104", (
+            level, state, msg = logging.WARNING, "VT-0104", (
                 "the log's tenant key is a constructor argument, which the host may have "
                 "chosen; give Trust(tenant_key_secret=...)")  # fmt: skip
         # straight to this log's handler: no logger's configuration is touched
         log.handler.handle(logging.makeLogRecord({
             "name": _log.name, "levelno": level, "levelname": logging.getLevelName(level),
-            "msg": msg, "catalogue_code": code}))  # fmt: skip
+            "msg": msg, "catalogue_code": state}))  # fmt: skip
 
     def close(self) -> None:
         if self._renewal is not None:
