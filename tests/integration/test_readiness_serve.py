@@ -117,3 +117,21 @@ def test_a_corrupt_table_is_503(tmp_path: Path) -> None:
         assert httpx.get(url + "/healthz", timeout=30).status_code == 200  # alive, not ready
         log = _log(proc)
     assert "not ready: storage_unavailable" in log and "malformed" in log
+
+
+def test_a_database_that_refuses_every_write_is_503(tmp_path: Path) -> None:
+    """Writes fail, reads work (as on a full disk or a read-only file; the tests run as root,
+    which file modes do not stop, so a trigger refuses the writes here)."""
+    data = tmp_path / "domain"
+    _run("init", "--data", str(data))
+    with _serve(data) as (url, proc):
+        _wait_ready(url, proc)
+        with sqlite3.connect(data / "veritee.db") as conn:
+            conn.execute("CREATE TRIGGER no_writes BEFORE INSERT ON nonces "
+                         "BEGIN SELECT RAISE(ABORT, 'disk full'); END")  # fmt: skip
+        conn.close()
+        r = httpx.get(url + "/readyz", timeout=30)
+        assert r.status_code == 503, r.text
+        assert r.json()["code"].startswith("storage_") and "disk full" in r.json()["detail"]
+        assert httpx.post(url + "/v1/challenge", timeout=30).status_code == 200  # still serving
+        assert "not ready: storage_" in _log(proc)
