@@ -90,6 +90,29 @@ def test_unlisted_measurement_and_untrusted_key_give_every_reason(env: Env, tmp_
     assert r.json()["status"] == "contraindicated"
 
 
+def test_installing_a_second_named_policy_never_replaces_the_first(env: Env) -> None:
+    """DESIGN "Several named policies" (issue 18 item 7): install "a", then "b" for another
+    workload; the workload "a" admits is still admitted (it used to be refused once "b" was
+    installed), "b"'s workload too, each decision naming its policy; a stranger is refused."""
+    key = [env.platform.key_id]
+    env.install_policy({"version": 1, "name": "a", "platforms": {"simulated": {
+        "measurements": [GOOD], "platform_keys": key, "allow_debug": True}}})
+    env.install_policy({"version": 1, "name": "b", "platforms": {"simulated": {
+        "measurements": [OTHER], "platform_keys": key, "allow_debug": True}}})
+    for measurement, name in ((GOOD, "a"), (OTHER, "b")):
+        out = env.client.post("/v1/attest", json=env.attest_body(env.workload(measurement))).json()
+        assert out["accepted"] is True, out["reasons"]
+        assert out["policy"]["name"] == name
+    stranger = env.client.post("/v1/attest", json=env.attest_body(env.workload("ef" * 48))).json()
+    assert [r["code"] for r in stranger["reasons"]] == ["measurement_not_allowed"]
+    listed = env.client.get("/v1/admin/policies", headers=env.admin).json()["policies"]
+    assert [(p["name"], p["version"]) for p in listed] == [("a", 1), ("b", 1)]
+    got = env.client.get("/v1/admin/policy", params={"name": "a"}, headers=env.admin).json()
+    assert got["policy"]["platforms"]["simulated"]["measurements"] == [GOOD]
+    missing = env.client.get("/v1/admin/policy", params={"name": "c"}, headers=env.admin)
+    assert missing.status_code == 404 and missing.json()["code"] == "no_policy"
+
+
 def test_nonce_single_use_unknown_and_expired(env: Env) -> None:
     env.install_policy()
     body = env.attest_body()

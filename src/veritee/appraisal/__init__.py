@@ -9,11 +9,12 @@ from veritee.appraisal.evaluate import (
     appraise_baseline,
     refused_for_error,
 )
-from veritee.appraisal.policy import Policy, SignedPolicy, load_policy, sign_policy
+from veritee.appraisal.policy import Policy, PolicySet, SignedPolicy, load_policy, sign_policy
 
 __all__ = [
     "Decision",
     "Policy",
+    "PolicySet",
     "SignedPolicy",
     "appraise",
     "appraise_admitted",

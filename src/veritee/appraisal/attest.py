@@ -26,7 +26,7 @@ from typing import Any
 from veritee import evidence
 from veritee.appraisal.decision import Decision
 from veritee.appraisal.evaluate import appraise, appraise_baseline, refused_for_error
-from veritee.appraisal.policy import Policy
+from veritee.appraisal.policy import Policy, PolicySet
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VeriteeError
@@ -71,7 +71,7 @@ def appraise_evidence(
     at: datetime,
     format: str = "auto",
     trust: Any = None,
-    policy: Policy | None,
+    policy: Policy | PolicySet | None,
     baseline: bool = False,
     binding: ExpectedBinding | None = None,
 ) -> Appraisal:

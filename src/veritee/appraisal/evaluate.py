@@ -21,6 +21,7 @@ from veritee.appraisal.policy import (
     NitroPolicy,
     NvidiaGpuPolicy,
     Policy,
+    PolicySet,
     SevSnpPolicy,
     SgxPolicy,
     SimulatedPolicy,
@@ -211,7 +212,21 @@ MEASUREMENT_PINS: dict[str, tuple[str, str]] = {
 }
 
 
-def appraise_admitted(claims: Mapping[str, Any], policy: Policy) -> Decision:
+def _first_admitting(decisions: list[Decision]) -> Decision:
+    """Of one workload's decisions under each policy in force: the first that admits it, else
+    the refusal of the policy that comes closest (it has a section for the platform, then the
+    fewest reasons; then the first by name)."""
+    if not decisions:
+        none = Decision(policy_name=None)
+        none.refuse("no_policy", "no appraisal policy is installed in this domain")
+        return none
+    for d in decisions:
+        if d.accepted:
+            return d
+    return min(decisions, key=lambda d: (any(r.code == "platform_not_allowed" for r in d.reasons), len(d.reasons)))
+
+
+def appraise_admitted(claims: Mapping[str, Any], policy: Policy | PolicySet) -> Decision:
     """Re-appraise what an admission certificate certifies under ``policy`` (the one in force).
 
     An admission certificate carries the ``platform``, ``measurement`` and ``profile`` the
@@ -220,8 +235,11 @@ def appraise_admitted(claims: Mapping[str, Any], policy: Policy) -> Decision:
     (:data:`MEASUREMENT_PINS`; none: any) and the profile is allowed. Whatever else the evidence
     showed (TCB, debug state, launch data, other registers) is not in the certificate: it was
     appraised at issue, under the policy then in force, and stands for the certificate's
-    lifetime. Pure; every failing check is a reason.
+    lifetime. Pure; every failing check is a reason. Under a :class:`PolicySet`, the first
+    policy that admits them decides.
     """
+    if isinstance(policy, PolicySet):
+        return _first_admitting([appraise_admitted(claims, p) for p in policy])
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     platform = str(claims.get("platform"))
     p = policy.platforms.for_platform(platform)
@@ -234,8 +252,12 @@ def appraise_admitted(claims: Mapping[str, Any], policy: Policy) -> Decision:
     return d
 
 
-def appraise(ev: VerifiedEvidence, policy: Policy) -> Decision:
-    """Appraise verified evidence against ``policy``; every failing check is a reason."""
+def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
+    """Appraise verified evidence against ``policy``; every failing check is a reason. Under a
+    :class:`PolicySet` (the domain's policies in force), the first policy that admits the
+    evidence decides; if none does, the refusal of the one that comes closest."""
+    if isinstance(policy, PolicySet):
+        return _first_admitting([appraise(ev, p) for p in policy])
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     claims = ev.claims
     resolved: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ __all__ = [
     "NitroPolicy",
     "NvidiaGpuPolicy",
     "Policy",
+    "PolicySet",
     "SevSnpPolicy",
     "SgxPolicy",
     "SignedPolicy",
@@ -353,6 +354,20 @@ class Policy(_Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class PolicySet(tuple[Policy, ...]):
+    """The appraisal policies in force in a domain at once, one per name, ordered by name.
+
+    Evidence is admitted by the first policy that admits it (see
+    :func:`veritee.appraisal.evaluate.appraise`); installing one never replaces another.
+    """
+
+    def __new__(cls, policies: Any = ()) -> PolicySet:
+        return super().__new__(cls, sorted(policies, key=lambda p: p.name))
+
+    def named(self, name: str) -> Policy | None:
+        return next((p for p in self if p.name == name), None)
 
 
 def canonical_json(obj: Any) -> str:

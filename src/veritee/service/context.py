@@ -20,7 +20,7 @@ import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 
 from veritee import binding, evidence
-from veritee.appraisal import Decision, Policy
+from veritee.appraisal import Decision, Policy, PolicySet
 from veritee.appraisal.attest import Appraisal, appraise_evidence
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
@@ -49,8 +49,8 @@ class ServiceContext:
         self.kek = kek
         self.metrics = Metrics()
         self._lock = threading.Lock()
-        # (monotonic time of the last read, (row id, digest) of the active policy, the policy)
-        self._policy: tuple[float, tuple[int, str] | None, Policy | None] = (0.0, None, None)
+        # (monotonic time of the last read, each policy in force by its row's (id, digest), the set)
+        self._policy: tuple[float, dict[tuple[int, str], Policy], PolicySet | None] = (0.0, {}, None)
         self._collateral: Collateral | None = None
         # (monotonic time of the last look, the domain's collateral generation then)
         self._collateral_generation: tuple[float, str | None] = (0.0, None)
@@ -112,38 +112,41 @@ class ServiceContext:
         amd.DEFAULT_CHAIN_CACHE.clear()
 
     # --- policy -------------------------------------------------------------------------
-    def policy(self) -> Policy | None:
-        """The active appraisal policy (signature re-checked whenever another one is read).
+    def policy(self) -> PolicySet | None:
+        """The appraisal policies in force, one per name (None: none is installed); each one's
+        signature is re-checked whenever another version of it is read.
 
-        Every worker and replica decides under the policy in force within
-        ``settings.policy_cache_seconds`` (1 s by default) of its installation anywhere: after
-        that long the active row is read again, and the cached policy is kept only if that row
+        Every worker and replica decides under the policies in force within
+        ``settings.policy_cache_seconds`` (1 s by default) of an installation anywhere: after
+        that long the rows in force are read again, and a cached policy is kept only if its row
         is the same one (its id and digest; version numbers are per policy name, so ``strict``
         v2 and ``open`` v2 are different policies).
         """
-        fetched_at, key, policy = self._policy
+        fetched_at, key, policies = self._policy
         if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
-            return policy
+            return policies
         with self.storage.transaction(readonly=True) as tx:
-            stored = tx.active_policy()
-        if stored is None:
-            policy, key = None, None
-        elif (stored.id, stored.digest) != key or policy is None:
-            policy = self.domain.verify_policy(stored.document, stored=True).policy
-            key = (stored.id, stored.digest)
-        self._policy = (time.monotonic(), key, policy)
-        return policy
+            stored = tx.policies_in_force()
+        in_force = {
+            (row.id, row.digest): key.get((row.id, row.digest))
+            or self.domain.verify_policy(row.document, stored=True).policy
+            for row in stored
+        }
+        if in_force.keys() != key.keys() or policies is None:
+            policies = PolicySet(in_force.values()) if in_force else None
+        self._policy = (time.monotonic(), in_force, policies)
+        return policies
 
-    async def current_policy(self) -> Policy | None:
-        """:meth:`policy` for async handlers: the cached policy without a trip to a worker
+    async def current_policy(self) -> PolicySet | None:
+        """:meth:`policy` for async handlers: the cached policies without a trip to a worker
         thread, the database only when the cache has expired."""
-        fetched_at, _version, policy = self._policy
+        fetched_at, _key, policies = self._policy
         if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
-            return policy
+            return policies
         return await self.run_db(self.policy)
 
     def invalidate_policy(self) -> None:
-        self._policy = (0.0, None, None)
+        self._policy = (0.0, {}, None)
 
     # --- appraisal ----------------------------------------------------------------------
     def appraise(
@@ -157,7 +160,7 @@ class ServiceContext:
         key_store: binding.KeyStoreProof | None = None,
         attester_collateral: Collateral | None = None,
         operator_collateral: Collateral | None = None,
-        policy: Policy | None = None,
+        policy: Policy | PolicySet | None = None,
         use_active_policy: bool = True,
     ) -> Appraisal:
         """Verify ``data`` and hold it against the policy; never raises for bad evidence.

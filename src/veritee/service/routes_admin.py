@@ -30,15 +30,27 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-@router.get("/policy", summary="The active appraisal policy")
-def get_policy(request: Request) -> dict[str, Any]:
+@router.get("/policy", summary="An appraisal policy: the one named, else the one installed last")
+def get_policy(request: Request, name: str | None = Query(None, min_length=1, max_length=200)) -> dict[str, Any]:
     ctx = _ctx(request)
     with ctx.storage.transaction(readonly=True) as tx:
-        stored = tx.active_policy()
+        stored = tx.active_policy(name)
     if stored is None:
+        if name is not None:
+            raise NotFoundError(f"no appraisal policy named {name!r} is installed", code="no_policy")
         raise NotFoundError("no appraisal policy is installed", code="no_policy")
     signed = ctx.domain.verify_policy(stored.document, stored=True)
-    return {"version": stored.version, "digest": stored.digest, "policy": signed.policy.to_json()}
+    return {"name": stored.name, "version": stored.version, "digest": stored.digest,
+            "in_force": stored.active, "policy": signed.policy.to_json()}  # fmt: skip
+
+
+@router.get("/policies", summary="The appraisal policies in force, one per name")
+def list_policies(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    with ctx.storage.transaction(readonly=True) as tx:
+        stored = tx.policies_in_force()
+    return {"policies": [{"name": s.name, "version": s.version, "digest": s.digest,
+                          "installed_at": s.created_at.isoformat()} for s in stored]}  # fmt: skip
 
 
 @router.put("/policy", summary="Install a signed appraisal policy (envelope from `veritee policy sign`)")

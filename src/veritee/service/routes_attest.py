@@ -182,7 +182,8 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     if not appraisal.decision.accepted:
         await ctx.run_db(_consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
         raise ctx.verification_error(appraisal)
-    lifetime = dt.timedelta(seconds=policy.certificate_lifetime if policy else 3600)
+    admitting = policy.named(appraisal.decision.policy_name or "") if policy else None  # the one that admitted it
+    lifetime = dt.timedelta(seconds=admitting.certificate_lifetime if admitting else 3600)
     cert = issue_admission_certificate(
         ctx.domain, key, claims=appraisal.claims or {}, now=now, lifetime=lifetime
     )

@@ -72,7 +72,7 @@ async def enroll(body: TpmEnrollRequest, request: Request) -> JSONResponse:
     details: dict[str, object] = {"ek_sha256": req.ek_certificate_sha256,
                                   "ak_name": req.ak_public.name.hex()}  # fmt: skip
     policy = await ctx.current_policy()
-    roots = frozenset(policy.platforms.tpm.ek_roots) if policy and policy.platforms.tpm else frozenset()
+    roots = frozenset(root for p in policy or () if p.platforms.tpm for root in p.platforms.tpm.ek_roots)
     try:
         root = enrollment.check_endorsement(req, roots=roots, pool=ctx.collateral().certificates, at=now)
         enrollment.check_attestation_key(req.ak_public)

@@ -34,7 +34,7 @@ def test_policy_versions_and_active(storage: Storage) -> None:
         listed = tx.list_policies()
         appraisal = tx.list_policies("appraisal")
     assert payments is not None and payments.version == 2 and payments.document == b"v2"
-    assert not payments.active  # "batch" was put later and is now the domain's active policy
+    assert payments.active  # "batch", put later, is in force next to it: it replaced nothing
     assert domain is not None and (domain.name, domain.version, domain.active) == ("batch", 1, True)
     assert channel is not None and channel.document == b"v3" and channel.kind == "channel"
     assert old is not None and old.document == b"v1" and old.created_at == T0 + timedelta(seconds=1)
@@ -44,13 +44,15 @@ def test_policy_versions_and_active(storage: Storage) -> None:
         ("channel", "payments", 1),
     ]
     assert len(appraisal) == 3
-    assert sum(p.active for p in appraisal) == 1
+    assert [(p.name, p.version) for p in appraisal if p.active] == [("batch", 1), ("payments", 2)]
     assert "v2" not in repr(payments)  # documents stay out of reprs and logs
 
     assert put(storage, "payments", b"v4", at=5) == 3
     with storage.transaction(readonly=True) as tx:
         domain = tx.active_policy()
+        in_force = tx.policies_in_force()
     assert domain is not None and (domain.name, domain.version) == ("payments", 3)
+    assert [(p.name, p.version) for p in in_force] == [("batch", 1), ("payments", 3)]
 
 
 def test_no_policy_yet(storage: Storage) -> None:

@@ -5,7 +5,8 @@ test checks that they agree with the tables here). Tables:
 
 ==================  ==========================================================================
 ``nonces``          challenge nonces: SHA-256 of the nonce as key, purpose, issued/expiry/used
-``policies``        signed policy documents, versioned per (kind, name); the newest is active
+``policies``        signed policy documents, versioned per (kind, name); the newest version of
+                    each name is in force (``active``), several names at once
 ``certificates``    admission certificates issued by the domain CA
 ``revocations``     revoked admission certificates, by serial or by measurement
 ``secrets``         key-broker secrets: one row per version, envelope-encrypted, soft-deleted;

@@ -161,10 +161,10 @@ class Tx:
         now: datetime,
         kind: str = "appraisal",
     ) -> int:
-        """Store a new version of policy ``name`` (already signature-checked); it becomes active.
-
-        It also becomes the domain's active policy of its ``kind`` (see :meth:`active_policy`).
-        Returns the new version number (1 for a new name).
+        """Store a new version of policy ``name`` (already signature-checked); it becomes the
+        version of ``name`` in force. Other names' policies stay in force as they are (a domain
+        holds several at once, :meth:`policies_in_force`). Returns the new version number (1
+        for a new name).
         """
         _name("policy name", name)
         _name("policy kind", kind, 32)
@@ -180,7 +180,9 @@ class Tx:
         ).scalar()
         version = int(current or 0) + 1
         self._conn.execute(
-            update(POLICIES).where(p.kind == kind, p.active.is_(True)).values(active=False)
+            update(POLICIES)
+            .where(p.kind == kind, p.name == name, p.active.is_(True))
+            .values(active=False)
         )
         self._conn.execute(
             POLICIES.insert().values(
@@ -191,7 +193,8 @@ class Tx:
         return version
 
     def active_policy(self, name: str | None = None, kind: str = "appraisal") -> StoredPolicy | None:
-        """The newest version of policy ``name``; with ``name`` None, the domain's active one."""
+        """The newest version of policy ``name``; with ``name`` None, the policy in force that
+        was installed last."""
         p = POLICIES.c
         if name is None:
             stmt = select(POLICIES).where(p.kind == kind, p.active.is_(True))
@@ -199,6 +202,15 @@ class Tx:
             stmt = select(POLICIES).where(p.kind == kind, p.name == name)
         row = self._conn.execute(stmt.order_by(p.id.desc()).limit(1)).first()
         return None if row is None else _policy(row)
+
+    def policies_in_force(self, kind: str = "appraisal") -> list[StoredPolicy]:
+        """Every policy in force: the newest version of each name (a name whose newest version
+        was retired before several policies could be held at once stays retired), by name."""
+        p = POLICIES.c
+        rows = self._conn.execute(
+            select(POLICIES).where(p.kind == kind, p.active.is_(True)).order_by(p.name, p.id)
+        ).all()
+        return [_policy(r) for r in rows]
 
     def policy_version(self, name: str, version: int, kind: str = "appraisal") -> StoredPolicy | None:
         """A given version of policy ``name``, active or not."""
