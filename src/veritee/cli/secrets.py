@@ -124,9 +124,11 @@ class _Admin:
             raise error_from_problem(r)
         return r.content
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+             content: bytes | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """One request (``body`` as JSON, or raw ``content``); the client is closed after it."""
         try:
-            r = self._http.request(method, path, json=body)
+            r = self._http.request(method, path, json=body, content=content, params=params)
         except httpx.HTTPError as e:
             raise UsageError(f"cannot reach the service at {self.url}: {type(e).__name__}") from None
         finally:

@@ -27,7 +27,7 @@ from veritee.errors import MalformedError, NotFoundError, OversizedError, Verifi
 from veritee.evidence.claims import Reason
 from veritee.keybroker.policy import dry_run, parse_policy
 from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
-from veritee.keybroker.vault import MAX_SECRET_BYTES, seal, validate_name
+from veritee.keybroker.vault import MAX_SECRET_BYTES, open_blob, seal, validate_name
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
@@ -36,6 +36,7 @@ from veritee.service.schemas import (
     CertifiedReleaseRequest,
     ReleaseRequest,
     SecretDryRunRequest,
+    SecretPolicyPut,
     SecretPut,
     decode_hex,
 )
@@ -163,6 +164,25 @@ def rotate_secret(
         request, name, value, policy_text, kind="secret.rotate",
         keep_old_policies=body.keep_old_policies,
     )
+
+
+@router.post("/v1/admin/secrets/{name:path}/policy", summary="Same value, new release policy")
+def repolicy_secret(
+    name: str, body: SecretPolicyPut, request: Request, _: str = Depends(require_admin)
+) -> dict[str, Any]:
+    """A new version holding the latest version's value under a new release policy (what
+    ``veritee admit`` does to admit a new workload version): from then on a release of any
+    version must satisfy it too, as after a rotation. The value never leaves the service."""
+    validate_name(name)
+    ctx = _ctx(request)
+    policy_text = _policy_text(body.policy)
+    with ctx.storage.transaction(readonly=True) as tx:
+        current = tx.secret_version(name)
+    if current is None:
+        raise NotFoundError(f"no secret named {name!r}", code="secret_unknown")
+    value = open_blob(ctx.kek, name, current.version, current.ciphertext,
+                      columns=(current.kek_id, current.wrapped_dek))  # fmt: skip
+    return _store(request, name, value.reveal(), policy_text, kind="secret.policy")
 
 
 @router.post("/v1/admin/secrets/{name:path}/dry-run", summary="What a release would decide")

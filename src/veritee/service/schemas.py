@@ -123,6 +123,13 @@ class SecretPut(BaseModel):
     )
 
 
+class SecretPolicyPut(BaseModel):
+    """A new release policy for a secret's value as it is (stored as a new version)."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: dict[str, Any] = Field(description="release policy (JSON)")
+
+
 class SecretDryRunRequest(BaseModel):
     """What a release of a secret would decide, for stored evidence or claims."""
 

@@ -1,0 +1,171 @@
+"""``veritee admit``: admit a new version of a workload in one command (issue 18, item 7).
+
+Admitting a new build used to take four steps per party: re-measure, edit and re-sign the
+appraisal policy, install it, and rewrite each secret's release policy. ``veritee admit``:
+
+1. reads the named appraisal policy from the service (admin API), adds the measurement to the
+   platform's allow-list, shows the unified diff, asks (unless ``--yes``), signs it with the
+   domain's policy key and installs it as that name's next version (the domain's other named
+   policies stay as they are);
+2. for each secret whose release policy pins a measurement the policy admitted before
+   (``{"claim": "measurement", "equals"|"in": ...}``), adds the new measurement next to it,
+   shows that diff, asks, and stores the new release policy (a new version of the secret, the
+   same value: ``POST /v1/admin/secrets/{name}/policy``).
+
+Admitting a measurement already admitted changes nothing and says so. Exit status as the
+``secret`` commands: 0 done (or nothing to do), 1 refused or not found (an unknown policy or
+secret) or declined, 2 usage, bad input or the service unreachable.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from veritee.appraisal.evaluate import MEASUREMENT_PINS
+from veritee.cli.main import EXIT_NOT_ACCEPTED
+from veritee.cli.secrets import _Admin, _admin_options, _handle
+from veritee.errors import MalformedError, PolicyError, UsageError
+
+__all__ = ["admit_cmd", "register"]
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def _pretty(doc: Any) -> list[str]:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").splitlines(keepends=True)
+
+
+def show_diff(before: Any, after: Any, label: str) -> None:
+    """Print the unified diff of two JSON documents (sorted keys, two-space indent)."""
+    diff = difflib.unified_diff(_pretty(before), _pretty(after), f"{label} (installed)", f"{label} (admitted)")
+    click.echo("".join(diff), nl=False)
+
+
+def admit_measurement(policy: dict[str, Any], platform: str | None, measurement: str) -> tuple[dict[str, Any], str, list[str]]:
+    """``policy`` (JSON form) with ``measurement`` in ``platform``'s allow-list (the platform:
+    the policy's only one when None). Returns (new policy, platform, the allow-list before)."""
+    sections = policy.get("platforms") or {}
+    if platform is None:
+        if len(sections) != 1:
+            raise UsageError(f"policy {policy.get('name')!r} has sections for {sorted(sections) or 'no platform'}: "
+                             "name one with --platform")  # fmt: skip
+        platform = next(iter(sections))
+    if platform not in sections:
+        raise UsageError(f"policy {policy.get('name')!r} has no section for platform {platform!r} "
+                         f"(it has {sorted(sections)}): add one with `veritee policy sign` first")  # fmt: skip
+    field, _what = MEASUREMENT_PINS.get(platform, ("measurements", "measurement"))
+    before = list(sections[platform].get(field) or [])
+    if sections[platform].get(field) is None:
+        raise UsageError(f"policy {policy.get('name')!r} admits any measurement on {platform} "
+                         f"(no {field} list): nothing to admit")  # fmt: skip
+    after = copy.deepcopy(policy)
+    if measurement not in before:
+        after["platforms"][platform][field] = [*before, measurement]
+    return after, platform, before
+
+
+def widen_release_policy(node: Any, old: set[str], new: str) -> Any:
+    """A copy of a release policy (node) where every leaf pinning one of the ``old``
+    measurements (``equals`` one, or ``in`` a list holding one) also admits ``new``."""
+    if isinstance(node, list):
+        return [widen_release_policy(n, old, new) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("claim") == "measurement":
+        if isinstance(node.get("equals"), str) and node["equals"].lower() in old and node["equals"].lower() != new:
+            rest = {k: v for k, v in node.items() if k != "equals"}
+            return {**rest, "in": [node["equals"], new]}
+        values = node.get("in")
+        if isinstance(values, list) and {str(v).lower() for v in values} & old and new not in {str(v).lower() for v in values}:
+            return {**node, "in": [*values, new]}
+        return dict(node)
+    return {k: widen_release_policy(v, old, new) for k, v in node.items()}
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    return yes or click.confirm(question, default=False)
+
+
+@click.command("admit")
+@click.option("--policy", "policy_name", required=True, help="Name of the appraisal policy that admits this workload.")
+@click.option("--measurement", required=True,
+              help="The new version's measurement, hex (e.g. the output of `veritee measure`).")
+@click.option("--platform", default=None,
+              help="Platform section to add it to (default: the policy's only one).")
+@click.option("--secrets", "secrets", default="all", show_default=True,
+              help="Release policies to update: all (those pinning this workload's earlier "
+                   "measurements), none, or a comma-separated list of secret names.")
+@click.option("--yes", is_flag=True, help="Do not ask before signing and installing.")
+@_admin_options
+@_handle
+def admit_cmd(policy_name: str, measurement: str, platform: str | None, secrets: str, yes: bool,
+              url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:  # fmt: skip
+    """Admit a new measurement: add it to the named appraisal policy and to the release
+    policies of the secrets that admitted the workload's earlier versions; show each diff,
+    ask, sign with the domain's policy key, install."""
+    from veritee.appraisal import load_policy, sign_policy
+    from veritee.domain import Domain, default_data_dir
+
+    measurement = measurement.strip().lower()
+    if not measurement or not _HEX.match(measurement) or len(measurement) % 2:
+        raise UsageError(f"--measurement {measurement[:80]!r} is not hex (whole bytes)", code="malformed")
+
+    def admin() -> _Admin:
+        return _Admin(url, data, admin_token, ca)
+
+    installed = admin().call("GET", "/v1/admin/policy", params={"name": policy_name})
+    before = installed["policy"]
+    after, platform, earlier = admit_measurement(before, platform, measurement)
+    if after == before:
+        click.echo(f"policy {policy_name!r} version {installed['version']} already admits {measurement} on {platform}")
+    else:
+        try:
+            checked = load_policy(json.dumps(after))  # the same checks as the service's
+        except (MalformedError, PolicyError) as e:
+            raise UsageError(f"--measurement {measurement}: {e.message}", code=e.code) from None
+        folder = data if data is not None else default_data_dir()
+        try:
+            domain = Domain.open(folder)  # its policy key signs
+        except UsageError as e:
+            raise UsageError(f"cannot sign policy {policy_name!r}: no domain policy key in {folder} "
+                             f"({e.message}); pass --data DOMAIN_DIR", code=e.code) from None  # fmt: skip
+        show_diff(before, after, f"policy {policy_name}")
+        if not _confirm(f"sign and install policy {policy_name!r} with {measurement} admitted?", yes):
+            click.echo("nothing installed", err=True)
+            sys.exit(EXIT_NOT_ACCEPTED)
+        envelope = sign_policy(checked, domain.policy_key)
+        reply = admin().call("PUT", "/v1/admin/policy", content=envelope)
+        click.echo(f"installed policy {reply['name']!r} version {reply['version']}")
+    if secrets == "none":
+        return
+    old = {m.lower() for m in earlier} - {measurement}
+    if secrets == "all":
+        names = [s["name"] for s in admin().call("GET", "/v1/admin/secrets")["secrets"]]
+    else:
+        names = [n.strip() for n in secrets.split(",") if n.strip()]
+    for name in names:
+        current = admin().call("GET", f"/v1/admin/secrets/{name}")["policy"]
+        widened = widen_release_policy(current, old, measurement)
+        if widened == current:
+            if secrets != "all":
+                click.echo(f"secret {name!r}: its release policy pins none of {policy_name!r}'s earlier "
+                           "measurements, or already admits this one: unchanged")  # fmt: skip
+            continue
+        show_diff(current, widened, f"secret {name} release policy")
+        if not _confirm(f"store secret {name!r}'s release policy with {measurement} admitted?", yes):
+            click.echo(f"secret {name!r} unchanged", err=True)
+            continue
+        reply = admin().call("POST", f"/v1/admin/secrets/{name}/policy", {"policy": widened})
+        click.echo(f"secret {name!r}: release policy stored as version {reply['version']} (same value)")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(admit_cmd)
