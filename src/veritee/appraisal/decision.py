@@ -59,6 +59,9 @@ class Decision:
     vector: dict[str, int] = field(default_factory=dict)
     policy_name: str | None = None
     policy_digest: str | None = None
+    #: Refused under several policies in force: the names of those that came equally close
+    #: (``policy_name`` is the first of them), so no single one is the workload's.
+    closest: tuple[str, ...] = ()
 
     def refuse(self, code: str, message: str, *, claim: str | None = None, value: int = CONTRAINDICATED) -> None:
         self.accepted = False

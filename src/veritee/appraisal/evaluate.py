@@ -223,7 +223,13 @@ def _first_admitting(decisions: list[Decision]) -> Decision:
     for d in decisions:
         if d.accepted:
             return d
-    return min(decisions, key=lambda d: (any(r.code == "platform_not_allowed" for r in d.reasons), len(d.reasons)))
+
+    def distance(d: Decision) -> tuple[bool, int]:
+        return any(r.code == "platform_not_allowed" for r in d.reasons), len(d.reasons)
+
+    best = min(decisions, key=distance)
+    best.closest = tuple(d.policy_name or "" for d in decisions if distance(d) == distance(best))
+    return best
 
 
 def appraise_admitted(claims: Mapping[str, Any], policy: Policy | PolicySet) -> Decision:

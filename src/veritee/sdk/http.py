@@ -70,6 +70,8 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
     else:
         err = VeriteeError(message, code=code)
     err.reasons = reasons  # type: ignore[attr-defined]
+    policy = body.get("policy")  # the appraisal policy that came closest to admitting it
+    err.policy = policy if isinstance(policy, str) else None  # type: ignore[attr-defined]
     return err
 
 

@@ -9,11 +9,18 @@ commands that sign and install it::
     attestation refused (2 reasons):
       - platform_key_not_trusted: the simulated platform key 3f5a... is not trusted: ...
       - measurement_not_allowed: measurement 9c1e... is not in the policy's allow-list
-    to admit this workload, add to the appraisal policy:
+    to admit this workload, add to the appraisal policy 'shop':
         platforms.simulated.measurements: ["9c1e..."]
         platforms.simulated.platform_keys: ["3f5a..."]
       then sign and install it: veritee policy sign POLICY.yaml --data DOMAIN_DIR -o policy.json
       && veritee policy install policy.json --data DOMAIN_DIR --url https://certifier:8400
+
+A new version of an admitted workload (only its measurement is missing) gets one command::
+
+    to admit this workload, add its measurement to the appraisal policy 'shop' and to the
+    release policies of the secrets its earlier versions get:
+        veritee admit --policy shop --measurement 9c1e... --platform simulated --data DOMAIN_DIR
+        --url https://certifier:8400
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ from veritee.platforms.base import Platform
 __all__ = ["admission_hint", "explaining"]
 
 
-def admission_hint(reasons: list[dict[str, Any]], platform: Platform, service_url: str) -> str | None:
-    """What to add to the appraisal policy to lift ``reasons`` for ``platform``'s workload, or
-    ``None`` when no policy entry would (a bad signature, a replayed nonce, a revoked TCB)."""
+def admission_hint(
+    reasons: list[dict[str, Any]], platform: Platform, service_url: str, policy: str | None = None
+) -> str | None:
+    """What to add to the appraisal policy (``policy``: the one the service says came closest)
+    to lift ``reasons`` for ``platform``'s workload, or ``None`` when no policy entry would (a
+    bad signature, a replayed nonce, a revoked TCB). When only the measurement is missing, that
+    is one ``veritee admit`` command."""
     codes = {str(r.get("code")) for r in reasons}
     name = platform.name
     field, what = MEASUREMENT_PINS.get(name, ("measurements", "measurement"))
@@ -49,8 +60,16 @@ def admission_hint(reasons: list[dict[str, Any]], platform: Platform, service_ur
         add.append(f"platforms.{name}.allow_debug: true   (insecure: a debuggable workload)")
     if not add:
         return None
+    if f"{what}_not_allowed" in codes and len(add) == 1:
+        # Only the measurement is missing (a new version): one command admits it.
+        return (
+            f"to admit this workload, add its {what} to the appraisal policy {policy or 'POLICY'!r} and to "
+            "the release policies of the secrets its earlier versions get:\n"
+            f"    veritee admit --policy {policy or 'POLICY'} --measurement {platform.measurement}"
+            f" --platform {name} --data DOMAIN_DIR --url {service_url}"
+        )
     return (
-        "to admit this workload, add to the appraisal policy:\n"
+        f"to admit this workload, add to the appraisal policy{'' if policy is None else f' {policy!r}'}:\n"
         + "".join(f"    {line}\n" for line in add)
         + "  then sign and install it: veritee policy sign POLICY.yaml --data DOMAIN_DIR -o policy.json"
         + f" && veritee policy install policy.json --data DOMAIN_DIR --url {service_url}"
@@ -65,7 +84,12 @@ def explaining(platform: Platform, service_url: str) -> Iterator[None]:
         yield
     except VeriteeError as e:
         reasons = getattr(e, "reasons", None)
-        hint = admission_hint(reasons, platform, service_url) if isinstance(reasons, list) else None
+        policy = getattr(e, "policy", None)
+        hint = (
+            admission_hint(reasons, platform, service_url, policy if isinstance(policy, str) else None)
+            if isinstance(reasons, list)
+            else None
+        )
         if hint is None:
             raise
         e.message = f"{e.message}\n{hint}"

@@ -230,4 +230,8 @@ class ServiceContext:
             code="attestation_refused",
         )
         err.reasons = [r.to_json() for r in appraisal.decision.reasons]  # type: ignore[attr-defined]
+        # The policy that came closest to admitting it, when one did (of those in force): what
+        # an admin amends.
+        d = appraisal.decision
+        err.policy = d.policy_name if len(d.closest) <= 1 else None  # type: ignore[attr-defined]
         return err

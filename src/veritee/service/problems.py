@@ -48,6 +48,9 @@ def install_handlers(app: FastAPI) -> None:
         reasons = getattr(exc, "reasons", None)
         if reasons:
             extra["reasons"] = reasons
+        policy = getattr(exc, "policy", None)
+        if isinstance(policy, str):
+            extra["policy"] = policy
         return problem(status, exc.code, type(exc).__name__, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)
