@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.domain import Domain
@@ -146,3 +147,36 @@ def test_an_unreachable_service_is_named_in_the_error(tmp_path: Path) -> None:
     assert getattr(e.value, "code", None) == "service_unreachable"
     assert f"POST {down}/v1/challenge" in str(e.value) and "ConnectError" in str(e.value)
     t.close()
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_an_http_server_presents_the_renewed_certificate_after_the_first_expired(
+    service: Service, tmp_path: Path
+) -> None:
+    """Trust.server_ssl_context under uvicorn (issue 18 item 6): the context follows renewal."""
+    from veritee import ChannelPolicy
+
+    server_side, client = service.trust(tmp_path, B), service.trust(tmp_path, A)
+    ctx = server_side.server_ssl_context(policy=ChannelPolicy.allow(measurements={A}))
+    web = start_in_thread(_hello, ssl_context_factory=lambda config, default: ctx)
+    try:
+        first = server_side.keystore.certificate()
+        assert first is not None
+        _until_expired(first)
+        client.renew_in_background()  # the client's certificate has expired too
+        _wait_until(lambda: client.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0)) is False, 10)
+        with client.httpx_client(policy=ChannelPolicy.allow(measurements={B})) as c, \
+                c.stream("GET", web.url + "/") as r:  # fmt: skip
+            der = r.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True)
+            r.read()
+        assert r.text == "hello"
+        presented = x509.load_der_x509_certificate(der)
+        assert presented.serial_number != first.serial_number
+        assert presented.not_valid_after_utc > dt.datetime.now(dt.UTC)
+    finally:
+        web.stop()

@@ -372,3 +372,64 @@ def test_a_production_log_leaves_the_sdk_loggers_as_they_are(tls_service: Any, t
     t.logger.info("x")
     assert logging.getLogger("veritee.sdk").propagate and logging.getLogger("veritee").propagate
     t.close()
+
+
+class _Hello:
+    """A tiny ASGI app (issue 18 item 6): answers every request, records the paths."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.paths.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_an_http_app_and_its_clients_run_unchanged_over_admitted_tls(service: Any, tmp_path: Path) -> None:
+    """uvicorn serves the app with Trust.server_ssl_context; httpx reaches it with
+    Trust.httpx_client. Clients the policy does not allow, or the domain revoked, never reach
+    the app; a client refuses a server its policy does not allow before sending anything."""
+    import queue
+
+    from veritee import ChannelPolicy
+
+    server, domain, _sim = service
+    app, refusals = _Hello(), queue.Queue[VerificationError]()
+    b = _trust(service, tmp_path, B)
+    ctx = b.server_ssl_context(policy=ChannelPolicy.allow(measurements={A}), on_refusal=refusals.put)
+    assert b.renewal is not None  # the context follows the renewed certificate
+    web = start_in_thread(app, ssl_context_factory=lambda config, default: ctx)
+    try:
+        a1 = _trust(service, tmp_path / "1", A)
+        a2 = _trust(service, tmp_path / "2", A)
+        # revoked before anyone fetched the CRL (the SDK caches it for 30 s)
+        serial = format(a2.certify().serial_number, "x")
+        httpx.post(server.url + "/v1/admin/revocations", json={"serial": serial, "reason": "test"},
+                   headers={"Authorization": f"Bearer {domain.admin_token()}"}).raise_for_status()  # fmt: skip
+        to_b = ChannelPolicy.allow(measurements={B})
+        with pytest.raises(httpx.TransportError), a2.httpx_client(policy=to_b) as c:
+            c.get(web.url + "/revoked")
+        assert refusals.get(timeout=10).code == "certificate_revoked"
+
+        with a1.httpx_client(policy=to_b, base_url=web.url) as c:
+            r = c.get("/items")
+        assert (r.status_code, r.text) == (200, "hello")
+
+        b2 = _trust(service, tmp_path / "3", B)  # admitted by the domain, not by this app
+        with pytest.raises(httpx.TransportError), b2.httpx_client() as c:
+            c.get(web.url + "/not-allowed")
+        assert refusals.get(timeout=10).code == "peer_measurement_not_allowed"
+
+        # a1's default policy: a server running A (its own measurement); this one runs B
+        with pytest.raises(VerificationError) as e, a1.httpx_client() as c:
+            c.get(web.url + "/never-sent")
+        assert e.value.code == "peer_measurement_not_allowed"
+        assert app.paths == ["/items"]
+        for t in (a1, a2, b2):
+            t.close()
+    finally:
+        web.stop()
+        b.close()

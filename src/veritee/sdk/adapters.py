@@ -19,8 +19,11 @@ context for its server and an HTTP client for its calls. :class:`AdmissionContex
 3. A refused client is disconnected at once: the server logs ``https: refused client: <code>``
    and calls ``on_refusal(error)``; the client sees the connection end (as TLS clients see an
    alert), without the reason. A refused server raises
-   :class:`~veritee.errors.VerificationError` with the reason code in the client (httpx passes
-   it through unchanged), and no request is sent.
+   :class:`~veritee.errors.VerificationError` in the client (httpx passes it through
+   unchanged), and no request is sent: ``peer_certificate_invalid`` (not from the domain CA,
+   expired), the codes of :func:`~veritee.sdk.admission.verify_peer`, ``certificate_revoked``,
+   ``tls_handshake_failed`` (e.g. the server refused this client), or
+   ``own_certificate_expired`` when this workload's own certificate had expired.
 
 Renewal: :meth:`AdmissionContext.update_credentials` builds a context for the renewed
 certificate and swaps it in; each new connection uses the credentials current when it starts
@@ -35,6 +38,7 @@ long as it takes (bounded by the service client's timeout).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import ssl
@@ -90,6 +94,7 @@ class _Admission:
         self.revocations = revocations
         self.on_refusal = on_refusal
         self.current: ssl.SSLContext | None = None
+        self.own: AdmissionInfo | None = None
 
     def after_handshake(self, tls: ssl.SSLObject | ssl.SSLSocket) -> AdmissionInfo:
         who = "client" if self.server_side else "server"
@@ -98,10 +103,22 @@ class _Admission:
         except VerificationError as exc:
             raise self.refused(exc) from None
 
-    def failed_handshake(self, exc: ssl.SSLError) -> None:
-        """Report a handshake OpenSSL failed (no, expired or foreign certificate)."""
-        if self.server_side and not isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError):
-            self.refused(handshake_error(exc, "client"))
+    def failed_handshake(self, exc: ssl.SSLError) -> Exception:
+        """What a handshake OpenSSL failed (no, expired or foreign certificate) raises: a
+        server reports the refusal and raises ``exc``; a client raises the refusal (a
+        :class:`VerificationError`). Non-blocking I/O's want-read/write passes through."""
+        if isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError):
+            return exc
+        who = "client" if self.server_side else "server"
+        error = handshake_error(exc, who)
+        if self.own is not None and self.own.not_after <= dt.datetime.now(dt.UTC):
+            error = VerificationError(
+                f"TLS handshake with the {who} failed: this workload's admission certificate "
+                f"expired at {self.own.not_after.isoformat()} (renewal: Trust.renew_in_background)",
+                code="own_certificate_expired",
+            )
+        refusal = self.refused(error)
+        return exc if self.server_side else refusal
 
     def refused(self, error: VerificationError) -> Exception:
         if not self.server_side:
@@ -133,8 +150,10 @@ class _AdmittingObject(ssl.SSLObject):
         try:
             super().do_handshake()
         except ssl.SSLError as exc:
-            admission.failed_handshake(exc)
-            raise
+            raised = admission.failed_handshake(exc)
+            if raised is exc:
+                raise
+            raise raised from None
         self.peer = admission.after_handshake(self)
 
 
@@ -149,12 +168,15 @@ class _AdmittingSocket(ssl.SSLSocket):
         try:
             super().do_handshake(block)
         except ssl.SSLError as exc:
-            admission.failed_handshake(exc)
-            raise
+            raised = admission.failed_handshake(exc)
+            if raised is exc:
+                raise
+            self.close()  # ssl closes the socket on OSError only; a VerificationError is not one
+            raise raised from None
         try:
             self.peer = admission.after_handshake(self)
         except BaseException:
-            self.close()  # ssl closes the socket on OSError only; a VerificationError is not one
+            self.close()
             raise
 
     def accept(self) -> tuple[ssl.SSLSocket, Any]:
@@ -224,14 +246,14 @@ class AdmissionContext(ssl.SSLContext):
         The policy stays as it was resolved (as for
         :meth:`veritee.sdk.channel.AttestedServer.update_credentials`)."""
         admission = self._veritee_admission
-        resolve_policy(cert, admission.policy)  # an admission certificate, or UsageError
+        own, _ = resolve_policy(cert, admission.policy)  # an admission certificate, or UsageError
         inner = ssl.SSLContext(self.protocol)
         configure_context(inner, admission.server_side, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
         inner.sslobject_class = _AdmittingObject
         inner.sslsocket_class = _AdmittingSocket
         inner._veritee_admission = admission  # type: ignore[attr-defined]
         with self._veritee_lock:
-            admission.current = inner
+            admission.current, admission.own = inner, own
 
     def _current(self) -> ssl.SSLContext:
         with self._veritee_lock:

@@ -280,3 +280,29 @@ def test_credentials_that_are_not_an_admission_certificate_are_refused(ca: TestC
     ctx = AdmissionContext.create(True, key=key, cert=cert, ca_cert=ca.cert)
     with pytest.raises(UsageError):
         ctx.update_credentials(key=key, cert=bare, ca_cert=ca.cert)
+
+
+def test_the_client_refuses_a_server_of_another_domain_or_expired_with_a_reason_code(ca: TestCA) -> None:
+    expired = ca.workload(M_SERVER, not_before=now() - dt.timedelta(hours=2),
+                          not_after=now() - dt.timedelta(minutes=1))  # fmt: skip
+    for key, cert in (TestCA("another domain").workload(M_SERVER), expired):
+        refusals: queue.Queue[VerificationError] = queue.Queue()
+        app = App()
+        if cert is expired[1]:  # a context is made for a valid certificate, then left to expire
+            ctx = AdmissionContext.create(True, key=key, cert=ca.issue(key.public_key(), measurement=M_SERVER),
+                                          ca_cert=ca.cert, on_refusal=refusals.put,
+                                          policy=ChannelPolicy.allow(measurements={M_CLIENT}))  # fmt: skip
+            ctx.update_credentials(key=key, cert=cert, ca_cert=ca.cert)
+        else:
+            ctx = AdmissionContext.create(True, key=key, cert=cert, ca_cert=ca.cert, on_refusal=refusals.put,
+                                          policy=ChannelPolicy.allow(measurements={M_CLIENT}))  # fmt: skip
+        web = start_in_thread(app, ssl_context_factory=lambda config, default, ctx=ctx: ctx)
+        try:
+            with pytest.raises(VerificationError) as e:
+                get(client_context(ca), web.url)
+            assert e.value.code == "peer_certificate_invalid"
+            assert app.requests.empty()
+            if cert is expired[1]:  # the server says why its clients leave
+                assert refusals.get(timeout=WAIT).code == "own_certificate_expired"
+        finally:
+            web.stop()
