@@ -102,6 +102,10 @@ class _Admission:
             return admit_peer(tls.getpeercert(binary_form=True), self.policy, who, self.revocations)
         except VerificationError as exc:
             raise self.refused(exc) from None
+        except Exception as exc:  # fail closed, and as a failed handshake (module doc, 3)
+            error = VerificationError(f"admission check of the {who} failed: {type(exc).__name__}",
+                                      code="tls_handshake_failed")  # fmt: skip
+            raise self.refused(error) from None
 
     def failed_handshake(self, exc: ssl.SSLError) -> Exception:
         """What a handshake OpenSSL failed (no, expired or foreign certificate) raises: a

@@ -29,6 +29,7 @@ import os
 import ssl
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -269,8 +270,9 @@ class Trust:
         self._workload_log: Any = None
         self._containment: Any = None
         self._servers: list[Any] = []
-        #: TLS contexts of the adapters (server_ssl_context, client_ssl_context): renewed too.
-        self._contexts: list[AdmissionContext] = []
+        #: TLS contexts of the adapters (server_ssl_context, client_ssl_context): renewed too,
+        #: while someone holds them (a client made per request is not kept alive here).
+        self._contexts: weakref.WeakSet[AdmissionContext] = weakref.WeakSet()
         self._certify_lock = threading.RLock()
         self._renewal: Renewal | None = None
         self.freshness = freshness
@@ -423,7 +425,7 @@ class Trust:
         self.last_token = str(resp.get("token", ""))
         self._attach_log()
         # Attested servers already running present the renewed certificate from now on.
-        for server in (*self._servers, *self._contexts):
+        for server in (*self._servers, *list(self._contexts)):
             server.update_credentials(key=key, cert=issued, ca_cert=self.ca_certificate)
         if self._renewal is not None:
             self._renewal.seen(issued)
@@ -616,7 +618,7 @@ class Trust:
         key, cert = self._credentials()
         ctx = AdmissionContext.create(True, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
                                       revocations=self.revocations, on_refusal=on_refusal)  # fmt: skip
-        self._contexts.append(ctx)
+        self._contexts.add(ctx)
         self.renew_in_background()
         return ctx
 
@@ -632,7 +634,7 @@ class Trust:
         key, cert = self._credentials()
         ctx = AdmissionContext.create(False, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
                                       revocations=self.revocations)  # fmt: skip
-        self._contexts.append(ctx)
+        self._contexts.add(ctx)
         return ctx
 
     def httpx_transport(self, *, policy: ChannelPolicy | None = None, **kwargs: Any) -> httpx.HTTPTransport:

@@ -306,3 +306,18 @@ def test_the_client_refuses_a_server_of_another_domain_or_expired_with_a_reason_
                 assert refusals.get(timeout=WAIT).code == "own_certificate_expired"
         finally:
             web.stop()
+
+
+class _BrokenRevocations:
+    """A revocation check that fails with something other than a refusal (a bug, a library)."""
+
+    def check(self, serial: int, at: dt.datetime) -> None:
+        raise RuntimeError("not a VeriteeError")
+
+
+def test_an_admission_check_that_breaks_refuses_the_client(ca: TestCA) -> None:
+    s = Served(ca, ChannelPolicy.allow(measurements={M_CLIENT}), revocations=_BrokenRevocations())
+    try:
+        assert _refused(client_context(ca), s).code == "tls_handshake_failed"
+    finally:
+        s.server.stop()
