@@ -60,7 +60,7 @@ from veritee.sdk.channel import (
 )
 from veritee.sdk.revocation import RevocationCheck
 
-__all__ = ["AdmissionContext", "AdmissionRefused", "RefusalCallback"]
+__all__ = ["AdmissionContext", "AdmissionRefused", "RefusalCallback", "peer_of"]
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,29 @@ class _AdmittingSocket(ssl.SSLSocket):
             suppress_ragged_eofs=getattr(self, "suppress_ragged_eofs", True),
         )
         return tls, addr
+
+
+#: WSGI environ keys under which servers pass the connection's socket.
+_WSGI_SOCKETS = ("werkzeug.socket", "gunicorn.socket")
+
+
+def peer_of(connection: Any) -> AdmissionInfo:
+    """The admitted peer's claims on a connection an :class:`AdmissionContext` made: its TLS
+    socket or object (aiohttp: ``request.transport.get_extra_info("ssl_object")``), or a WSGI
+    ``environ`` whose server passes the socket (werkzeug / Flask, gunicorn)::
+
+        measurement = peer_of(request.environ).measurement   # Flask
+
+    Raises :class:`VerificationError` ``peer_certificate_missing`` for anything else (a
+    connection no :class:`AdmissionContext` admitted). uvicorn shows an ASGI app no
+    connection, so there the app knows only that the client passed the policy."""
+    if isinstance(connection, dict):
+        connection = next((connection[k] for k in _WSGI_SOCKETS if k in connection), None)
+    peer = getattr(connection, "peer", None) if isinstance(connection, _AdmittingSocket | _AdmittingObject) else None
+    if not isinstance(peer, AdmissionInfo):
+        raise VerificationError("this connection was not admitted by an AdmissionContext",
+                                code="peer_certificate_missing")  # fmt: skip
+    return peer
 
 
 class AdmissionContext(ssl.SSLContext):

@@ -321,3 +321,43 @@ def test_an_admission_check_that_breaks_refuses_the_client(ca: TestCA) -> None:
         assert _refused(client_context(ca), s).code == "tls_handshake_failed"
     finally:
         s.server.stop()
+
+
+def test_a_wsgi_app_under_werkzeug_reads_the_clients_claims(ca: TestCA) -> None:
+    """Flask's server (werkzeug) with the context: refused clients never reach the app, and
+    the app reads an admitted client's claims with peer_of(environ)."""
+    serving = pytest.importorskip("werkzeug.serving")
+    import threading
+
+    seen: list[str] = []
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        peer = adapters.peer_of(environ)
+        seen.append(peer.measurement)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{peer.platform} {peer.profile.value if peer.profile else '-'}".encode()]
+
+    refusals: queue.Queue[VerificationError] = queue.Queue()
+    key, cert = ca.workload(M_SERVER)
+    ctx = AdmissionContext.create(True, key=key, cert=cert, ca_cert=ca.cert, on_refusal=refusals.put,
+                                  policy=ChannelPolicy.allow(measurements={M_CLIENT}))  # fmt: skip
+    httpd = serving.make_server("127.0.0.1", 0, wsgi, threaded=True, ssl_context=ctx)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert get(client_context(ca), url).text == "simulated production"
+        with pytest.raises(httpx.TransportError):
+            get(client_context(ca, M_OTHER), url)
+        assert refusals.get(timeout=WAIT).code == "peer_measurement_not_allowed"
+        assert seen == [M_CLIENT]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_peer_of_refuses_a_connection_no_admission_context_made() -> None:
+    for what in ({}, {"werkzeug.socket": object()}, None, ssl.create_default_context()):
+        with pytest.raises(VerificationError) as e:
+            adapters.peer_of(what)
+        assert e.value.code == "peer_certificate_missing"
