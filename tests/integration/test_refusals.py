@@ -128,20 +128,27 @@ def test_a_new_version_refused_is_admitted_by_the_admit_command_its_refusal_name
     v1.close()
 
     app.write_text("print('shop v2')\n")  # a code edit: a new measurement
-    v2 = Trust(server.url, domain.ca_pem, platform="simulated", measure=app, platform_dir=sim, store=tmp_path / "s2")
-    m2 = v2.platform.measurement
+    unnamed = Trust(server.url, domain.ca_pem, platform="simulated", measure=app, platform_dir=sim,
+                    store=tmp_path / "s2")  # fmt: skip
+    m2 = unnamed.platform.measurement
     assert m2 != m1
+    with pytest.raises(VerificationError) as e:
+        unnamed.certify()
+    # Two policies in force refuse it equally (neither lists it): no policy is named for it.
+    assert f"veritee admit --policy POLICY --measurement {m2} --platform simulated" in str(e.value)
+    unnamed.close()
+    # A workload that names its policy gets the command to run as it is.
+    v2 = Trust(server.url, domain.ca_pem, platform="simulated", measure=app, platform_dir=sim,
+               store=tmp_path / "s2", appraisal_policy="shop")  # fmt: skip
     with pytest.raises(VerificationError) as e:
         v2.certify()
     msg = str(e.value)
-    # Two policies in force refuse it equally (neither lists it): the admin names the workload's.
-    command = f"veritee admit --policy POLICY --measurement {m2} --platform simulated --data DOMAIN_DIR --url {server.url}"
+    command = f"veritee admit --policy shop --measurement {m2} --platform simulated --data DOMAIN_DIR --url {server.url}"
     assert command in msg, msg
     assert "veritee policy sign" not in msg  # one command, not four
 
     args = command.split()[1:]
     args[args.index("DOMAIN_DIR")] = str(domain.path)
-    args[args.index("POLICY")] = "shop"
     r = CliRunner().invoke(cli, [*args, "--yes"])
     assert r.exit_code == 0, r.output
     assert v2.certify() is not None

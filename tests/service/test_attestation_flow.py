@@ -112,6 +112,15 @@ def test_installing_a_second_named_policy_never_replaces_the_first(env: Env) -> 
     missing = env.client.get("/v1/admin/policy", params={"name": "c"}, headers=env.admin)
     assert missing.status_code == 404 and missing.json()["code"] == "no_policy"
 
+    # A request may name the policy: then only that one decides.
+    named = env.client.post("/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "b"}).json()
+    assert named["accepted"] is False and named["policy"]["name"] == "b"
+    assert [r["code"] for r in named["reasons"]] == ["measurement_not_allowed"]
+    named = env.client.post("/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "a"}).json()
+    assert named["accepted"] is True and named["policy"]["name"] == "a"
+    unknown = env.client.post("/v1/attest", json=env.attest_body() | {"policy": "c"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "no_policy"
+
 
 def test_nonce_single_use_unknown_and_expired(env: Env) -> None:
     env.install_policy()

@@ -77,16 +77,16 @@ def admission_hint(
 
 
 @contextmanager
-def explaining(platform: Platform, service_url: str) -> Iterator[None]:
+def explaining(platform: Platform, service_url: str, *, policy: str | None = None) -> Iterator[None]:
     """Re-raise a refusal with reasons a policy entry would lift, with :func:`admission_hint`
     appended to its message (same class, code and ``reasons``)."""
     try:
         yield
     except VeriteeError as e:
         reasons = getattr(e, "reasons", None)
-        policy = getattr(e, "policy", None)
+        named = getattr(e, "policy", None)  # the service's word, else the workload's own policy
         hint = (
-            admission_hint(reasons, platform, service_url, policy if isinstance(policy, str) else None)
+            admission_hint(reasons, platform, service_url, named if isinstance(named, str) else policy)
             if isinstance(reasons, list)
             else None
         )

@@ -213,6 +213,10 @@ class Trust:
     and production the log then says so (VT-0104 on stderr), and with neither it says that
     nobody can read the log (VT-0105). In staging and production the host sees catalogue codes
     only: :mod:`veritee.sdk.confidential`.
+
+    ``appraisal_policy`` names the appraisal policy the service appraises this workload under (a
+    domain holds several; by default the first in force that admits it decides). A refusal then
+    names that policy in the ``veritee admit`` command that would admit this version.
     """
 
     def __init__(
@@ -234,7 +238,11 @@ class Trust:
         tenant_key_secret: str | None = None,
         freshness: Literal["none", "service", "platform"] = "none",
         sealing: Literal["auto", "platform", "domain"] = "auto",
+        appraisal_policy: str | None = None,
     ) -> None:
+        #: The named appraisal policy this workload is appraised under (None: the first in force
+        #: that admits it); it is also the one a refusal's hint names.
+        self.appraisal_policy = appraisal_policy
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
             platform, measurement=measurement, measure=measure, profile=profile,
@@ -352,7 +360,7 @@ class Trust:
         """A refusal a policy entry would lift says which (:mod:`veritee.sdk.refusals`)."""
         from veritee.sdk.refusals import explaining
 
-        return explaining(self.platform, str(self._http.base_url).rstrip("/"))
+        return explaining(self.platform, str(self._http.base_url).rstrip("/"), policy=self.appraisal_policy)
 
     def challenge(self) -> bytes:
         return bytes.fromhex(self._post("/v1/challenge")["nonce"])
@@ -413,7 +421,7 @@ class Trust:
                 "public_key": key.public_key().public_bytes(
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
                 ).decode(),
-            },
+            } | self._named_policy(),
         )
         pem = resp["certificate"].encode()
         issued = x509.load_pem_x509_certificate(pem)
@@ -491,8 +499,12 @@ class Trust:
         ev = self.evidence_for(nonce, None)
         return self._post(
             "/v1/attest",
-            {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": self.platform.name},
+            {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": self.platform.name}
+            | self._named_policy(),
         )
+
+    def _named_policy(self) -> dict[str, str]:
+        return {} if self.appraisal_policy is None else {"policy": self.appraisal_policy}
 
     def seal(self, data: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
         """Encrypt ``data`` so that only this workload (measurement, profile, debug state, on this

@@ -74,6 +74,11 @@ class AttestRequest(_Body):
         description="who the EAR token is for (its aud); default: this domain's relying parties "
         "(aud = the service's issuer)",
     )
+    policy: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="the named appraisal policy to appraise under (default: the first policy in "
+        "force that admits the evidence)",
+    )  # fmt: skip
 
     def evidence_bytes(self) -> bytes:
         return decode_b64(self.evidence, "evidence")
