@@ -636,7 +636,7 @@ class Trust:
 
     def client_ssl_context(self, *, policy: ChannelPolicy | None = None) -> AdmissionContext:
         """An :class:`ssl.SSLContext` for an HTTP client (``httpx.Client(verify=...)``,
-        ``httpx.AsyncClient(verify=...)``, aiohttp) that presents this workload's admission
+        ``httpx.AsyncClient(verify=...)``) that presents this workload's admission
         certificate and refuses, before any request is sent, a server that does not chain to
         the domain CA, that ``policy`` does not allow, or that the domain revoked: raising
         :class:`~veritee.errors.VerificationError` with the reason code. Renewals made by this
