@@ -12,13 +12,16 @@ appraisal policy, install it, and rewrite each secret's release policy. ``verite
    shows that diff, asks, and stores the new release policy (a new version of the secret, the
    same value: ``POST /v1/admin/secrets/{name}/policy``).
 
-Admitting a measurement already admitted changes nothing and says so. Exit status as the
+``--from-evidence FILE`` takes the platform and measurement from evidence of the new version
+instead, once the service's dry run has verified it. Admitting a measurement already admitted
+changes nothing and says so. Exit status as the
 ``secret`` commands: 0 done (or nothing to do), 1 refused or not found (an unknown policy or
 secret) or declined, 2 usage, bad input or the service unreachable.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import difflib
 import json
@@ -32,11 +35,12 @@ import click
 from veritee.appraisal.evaluate import MEASUREMENT_PINS
 from veritee.cli.main import EXIT_NOT_ACCEPTED
 from veritee.cli.secrets import _Admin, _admin_options, _handle
-from veritee.errors import MalformedError, PolicyError, UsageError
+from veritee.errors import MalformedError, PolicyError, UsageError, VerificationError
 
 __all__ = ["admit_cmd", "register"]
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+MAX_EVIDENCE_BYTES = 300_000  # what the service's dry run takes (400 000 base64 characters)
 
 
 def _pretty(doc: Any) -> list[str]:
@@ -90,14 +94,43 @@ def widen_release_policy(node: Any, old: set[str], new: str) -> Any:
     return {k: widen_release_policy(v, old, new) for k, v in node.items()}
 
 
+def _from_evidence(admin: _Admin, path: Path, fmt: str, policy: dict[str, Any],
+                   platform: str | None) -> tuple[str, str]:  # fmt: skip
+    """The (platform, measurement) of authentic evidence: the service's dry run verifies it (its
+    collateral, the policy's platform keys) and returns its claims, or says why it cannot."""
+    try:
+        if path.stat().st_size > MAX_EVIDENCE_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_EVIDENCE_BYTES} bytes", code="oversized")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read evidence {path}: {e.strerror or e}") from None
+    body = {"policy": json.dumps(policy), "evidence": base64.b64encode(raw).decode(), "format": fmt}
+    out = admin.call("POST", "/v1/admin/policy/dry-run", body)
+    claims = out.get("claims")
+    if not isinstance(claims, dict) or not isinstance(claims.get("measurement"), str):
+        reasons = [r for r in out.get("reasons") or [] if isinstance(r, dict)]
+        err = VerificationError(f"{path}: the evidence could not be verified, so nothing is admitted",
+                                code=str(reasons[0].get("code")) if reasons else "attestation_refused")  # fmt: skip
+        err.reasons = reasons  # type: ignore[attr-defined]
+        raise err
+    found = str(claims.get("platform"))
+    if platform is not None and platform != found:
+        raise UsageError(f"--platform {platform}, but {path} is {found} evidence")
+    return found, claims["measurement"].lower()
+
+
 def _confirm(question: str, yes: bool) -> bool:
     return yes or click.confirm(question, default=False)
 
 
 @click.command("admit")
 @click.option("--policy", "policy_name", required=True, help="Name of the appraisal policy that admits this workload.")
-@click.option("--measurement", required=True,
+@click.option("--measurement", default=None,
               help="The new version's measurement, hex (e.g. the output of `veritee measure`).")
+@click.option("--from-evidence", "evidence_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Or take the platform and measurement from this evidence of the new version "
+                   "(the service verifies it first, in a dry run against the policy).")
+@click.option("--format", "fmt", default="auto", show_default=True, help="The evidence's format.")
 @click.option("--platform", default=None,
               help="Platform section to add it to (default: the policy's only one).")
 @click.option("--secrets", "secrets", default="all", show_default=True,
@@ -106,7 +139,8 @@ def _confirm(question: str, yes: bool) -> bool:
 @click.option("--yes", is_flag=True, help="Do not ask before signing and installing.")
 @_admin_options
 @_handle
-def admit_cmd(policy_name: str, measurement: str, platform: str | None, secrets: str, yes: bool,
+def admit_cmd(policy_name: str, measurement: str | None, evidence_file: Path | None, fmt: str,
+              platform: str | None, secrets: str, yes: bool,
               url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:  # fmt: skip
     """Admit a new measurement: add it to the named appraisal policy and to the release
     policies of the secrets that admitted the workload's earlier versions; show each diff,
@@ -114,15 +148,22 @@ def admit_cmd(policy_name: str, measurement: str, platform: str | None, secrets:
     from veritee.appraisal import load_policy, sign_policy
     from veritee.domain import Domain, default_data_dir
 
-    measurement = measurement.strip().lower()
-    if not measurement or not _HEX.match(measurement) or len(measurement) % 2:
-        raise UsageError(f"--measurement {measurement[:80]!r} is not hex (whole bytes)", code="malformed")
+    if (measurement is None) == (evidence_file is None):
+        raise UsageError("give the new version with exactly one of --measurement HEX or --from-evidence FILE")
+    if measurement is not None:
+        measurement = measurement.strip().lower()
+        if not measurement or not _HEX.match(measurement) or len(measurement) % 2:
+            raise UsageError(f"--measurement {measurement[:80]!r} is not hex (whole bytes)", code="malformed")
 
     def admin() -> _Admin:
         return _Admin(url, data, admin_token, ca)
 
     installed = admin().call("GET", "/v1/admin/policy", params={"name": policy_name})
     before = installed["policy"]
+    if evidence_file is not None:
+        platform, measurement = _from_evidence(admin(), evidence_file, fmt, before, platform)
+    if measurement is None:  # (exactly one of the two was given)
+        raise UsageError("no measurement to admit")
     after, platform, earlier = admit_measurement(before, platform, measurement)
     if after == before:
         click.echo(f"policy {policy_name!r} version {installed['version']} already admits {measurement} on {platform}")

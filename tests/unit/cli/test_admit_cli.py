@@ -156,3 +156,30 @@ def test_admit_bad_input(svc: Svc, runner: CliRunner, tmp_path: Path) -> None:
                             "--data", str(empty), "--admin-token", svc.domain.admin_token()])  # fmt: skip
     assert r.exit_code == 2 and "no domain policy key" in r.output
     assert svc.get("/v1/admin/policy", name="shop")["version"] == 1
+
+
+def test_admit_from_evidence_takes_the_measurement_of_authentic_evidence_only(
+    svc: Svc, runner: CliRunner, tmp_path: Path
+) -> None:
+    plat = SimulatedPlatform(svc.sim, measurement=SHOP_V2)
+    good = tmp_path / "v2.bin"
+    good.write_bytes(plat.evidence(report_data_for(b"\x02" * 32, b"", profile=plat.profile)))
+    bad = tmp_path / "tampered.bin"
+    raw = bytearray(good.read_bytes())
+    raw[-5] ^= 1
+    bad.write_bytes(bytes(raw))
+    r = runner.invoke(cli, ["admit", "--policy", "shop", "--from-evidence", str(bad), "--yes", *svc.args()])
+    assert r.exit_code == 1 and "could not be verified" in r.output, r.output
+    assert svc.get("/v1/admin/policy", name="shop")["version"] == 1
+    r = runner.invoke(cli, ["admit", "--policy", "shop", "--from-evidence", str(good), "--measurement", SHOP_V2,
+                            "--yes", *svc.args()])  # fmt: skip
+    assert r.exit_code == 2 and "exactly one of" in r.output
+
+    r = runner.invoke(cli, ["admit", "--policy", "shop", "--from-evidence", str(good), "--secrets", "none",
+                            "--yes", *svc.args()])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "installed policy 'shop' version 2" in r.output
+    shop = svc.get("/v1/admin/policy", name="shop")["policy"]["platforms"]["simulated"]["measurements"]
+    assert shop == [SHOP_V1, SHOP_V2]
+    assert svc.get("/v1/admin/secrets/shop/db")["version"] == 1  # --secrets none
+    assert svc.attest(SHOP_V2)["accepted"] is True
