@@ -96,8 +96,13 @@ def server_serial(ctx: ssl.SSLContext, url: str) -> int:
 
 
 def test_all_exported() -> None:
+    import veritee
+
     for name in adapters.__all__:
         assert hasattr(adapters, name)
+    for name in veritee.__all__:
+        assert hasattr(veritee, name)
+    assert veritee.AdmissionContext is AdmissionContext
 
 
 def test_an_admitted_client_reaches_the_app(ca: TestCA, served: Served) -> None:
