@@ -1,4 +1,5 @@
-"""``veritee admit``: admit a new version of a workload in one command (issue 18, item 7).
+"""``veritee admit``: admit a new version of a workload in one command (issue 18, item 7);
+``veritee policy list|retire``: the named appraisal policies in force, and taking one out.
 
 Admitting a new build used to take four steps per party: re-measure, edit and re-sign the
 appraisal policy, install it, and rewrite each secret's release policy. ``veritee admit``:
@@ -37,7 +38,7 @@ from veritee.cli.main import EXIT_NOT_ACCEPTED
 from veritee.cli.secrets import _Admin, _admin_options, _handle
 from veritee.errors import MalformedError, PolicyError, UsageError, VerificationError
 
-__all__ = ["admit_cmd", "register"]
+__all__ = ["admit_cmd", "policy_list_cmd", "policy_retire_cmd", "register"]
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 MAX_EVIDENCE_BYTES = 300_000  # what the service's dry run takes (400 000 base64 characters)
@@ -208,5 +209,39 @@ def admit_cmd(policy_name: str, measurement: str | None, evidence_file: Path | N
         click.echo(f"secret {name!r}: release policy stored as version {reply['version']} (same value)")
 
 
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_admin_options
+@_handle
+def policy_list_cmd(as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:
+    """List the appraisal policies in force (one per name: its newest version)."""
+    reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/policies")
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+        return
+    for p in reply["policies"]:
+        click.echo(f"{p['name']}\tversion {p['version']}\tinstalled {p['installed_at']}")
+
+
+@click.command("retire")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_admin_options
+@_handle
+def policy_retire_cmd(name: str, yes: bool, url: str, data: Path | None, admin_token: str | None,
+                      ca: Path | None) -> None:  # fmt: skip
+    """Take appraisal policy NAME out of force: the workloads only it admits are refused from
+    then on. Its versions stay stored; `veritee policy install` puts a new version in force."""
+    if not _confirm(f"retire appraisal policy {name!r}? the workloads only it admits will be refused", yes):
+        click.echo("nothing retired", err=True)
+        sys.exit(EXIT_NOT_ACCEPTED)
+    reply = _Admin(url, data, admin_token, ca).call("DELETE", "/v1/admin/policy", params={"name": name})
+    click.echo(f"retired policy {name!r} (version {reply['version']} was in force)")
+
+
 def register(group: click.Group) -> None:
+    from veritee.cli.commands_core import policy_group
+
     group.add_command(admit_cmd)
+    policy_group.add_command(policy_list_cmd)
+    policy_group.add_command(policy_retire_cmd)

@@ -44,6 +44,23 @@ def get_policy(request: Request, name: str | None = Query(None, min_length=1, ma
             "in_force": stored.active, "policy": signed.policy.to_json()}  # fmt: skip
 
 
+@router.delete("/policy", summary="Take the named appraisal policy out of force (its versions stay stored)")
+def retire_policy(request: Request, name: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+    """Installing a policy never replaces another name's: this is how one leaves force. The
+    workloads only it admitted are refused from then on (within ``policy_cache_seconds`` on every
+    worker and replica); installing the name again puts the new version in force."""
+    ctx = _ctx(request)
+    now = ctx.now()
+    with ctx.storage.transaction() as tx:
+        retired = tx.retire_policy(name)
+        if retired is None:
+            raise NotFoundError(f"no appraisal policy named {name!r} is in force", code="no_policy")
+        tx.append_audit(kind="policy.retire", actor="admin", subject=name, decision=None,
+                        details={"version": retired.version, "envelope_sha256": retired.digest}, now=now)  # fmt: skip
+    ctx.invalidate_policy()
+    return {"name": name, "version": retired.version, "retired": True}
+
+
 @router.get("/policies", summary="The appraisal policies in force, one per name")
 def list_policies(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)

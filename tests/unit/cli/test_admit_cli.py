@@ -183,3 +183,28 @@ def test_admit_from_evidence_takes_the_measurement_of_authentic_evidence_only(
     assert shop == [SHOP_V1, SHOP_V2]
     assert svc.get("/v1/admin/secrets/shop/db")["version"] == 1  # --secrets none
     assert svc.attest(SHOP_V2)["accepted"] is True
+
+
+def test_policy_list_and_retire_take_one_named_policy_out_of_force(svc: Svc, runner: CliRunner) -> None:
+    """Installing never replaces another name's policy, so retiring is how one leaves force."""
+    r = runner.invoke(cli, ["policy", "list", *svc.args()])
+    assert r.exit_code == 0, r.output
+    assert [line.split("\t")[:2] for line in r.output.splitlines()] == [["batch", "version 1"], ["shop", "version 1"]]
+    assert svc.attest(BATCH)["accepted"] is True
+    r = runner.invoke(cli, ["policy", "retire", "batch", *svc.args()], input="n\n")
+    assert r.exit_code == 1 and svc.attest(BATCH)["accepted"] is True
+    r = runner.invoke(cli, ["policy", "retire", "batch", "--yes", *svc.args()])
+    assert r.exit_code == 0 and "retired policy 'batch' (version 1 was in force)" in r.output, r.output
+    refused = svc.attest(BATCH)
+    assert refused["accepted"] is False and [x["code"] for x in refused["reasons"]] == ["measurement_not_allowed"]
+    assert svc.attest(SHOP_V1)["accepted"] is True  # the other policy: still in force
+    assert [p["name"] for p in svc.get("/v1/admin/policies")["policies"]] == ["shop"]
+    r = runner.invoke(cli, ["policy", "retire", "batch", "--yes", *svc.args()])
+    assert r.exit_code == 1 and "no appraisal policy named 'batch' is in force" in r.output
+    audit = svc.get("/v1/admin/audit", limit="1000")["entries"]
+    assert [e["subject"] for e in audit if e["kind"] == "policy.retire"] == ["batch"]
+    # admit reads a retired policy's newest version and installs the next one: in force again
+    r = runner.invoke(cli, ["admit", "--policy", "batch", "--measurement", SHOP_V2, "--secrets", "none", "--yes",
+                            *svc.args()])  # fmt: skip
+    assert r.exit_code == 0 and "installed policy 'batch' version 2" in r.output, r.output
+    assert svc.attest(BATCH)["accepted"] is True

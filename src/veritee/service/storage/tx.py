@@ -203,6 +203,21 @@ class Tx:
         row = self._conn.execute(stmt.order_by(p.id.desc()).limit(1)).first()
         return None if row is None else _policy(row)
 
+    def retire_policy(self, name: str, kind: str = "appraisal") -> StoredPolicy | None:
+        """Take policy ``name`` out of force (its versions stay stored; installing it again
+        puts the new version in force). Returns the version retired, None if none was in force."""
+        _name("policy name", name)
+        p = POLICIES.c
+        row = self._conn.execute(
+            select(POLICIES).where(p.kind == kind, p.name == name, p.active.is_(True))
+        ).first()
+        if row is None:
+            return None
+        self._conn.execute(
+            update(POLICIES).where(p.kind == kind, p.name == name, p.active.is_(True)).values(active=False)
+        )
+        return _policy(row)
+
     def policies_in_force(self, kind: str = "appraisal") -> list[StoredPolicy]:
         """Every policy in force: the newest version of each name (a name whose newest version
         was retired before several policies could be held at once stays retired), by name."""
