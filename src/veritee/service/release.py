@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from veritee.service.storage.tx import Tx
 __all__ = [
     "ReleasedSealingKey",
     "admitted_claims",
+    "certified_audit",
     "certified_decision",
     "release_sealing_key",
     "release_secret",
@@ -139,15 +141,7 @@ def release_secret(
                 now=now,
             )
     except NonceError as e:
-        with ctx.storage.transaction() as tx:
-            tx.append_audit(
-                kind="secret.deny",
-                actor="workload",
-                subject=subject,
-                decision="reject",
-                details=base | {"release_reasons": [{"code": e.code, "message": e.message}]},
-                now=now,
-            )
+        _audit_nonce_refusal(ctx, e, kind="secret.deny", subject=subject, details=base, now=now)
         ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="nonce_rejected")
         raise
     if value is None or stored is None:
@@ -237,15 +231,7 @@ def release_sealing_key(
                 now=now,
             )
     except NonceError as e:
-        with ctx.storage.transaction() as tx:
-            tx.append_audit(
-                kind="sealing_key.deny",
-                actor="workload",
-                subject=subject,
-                decision="reject",
-                details=audit | {"release_reasons": [{"code": e.code, "message": e.message}]},
-                now=now,
-            )
+        _audit_nonce_refusal(ctx, e, kind="sealing_key.deny", subject=subject, details=audit, now=now)
         ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="nonce_rejected")
         raise
     if released is None:
@@ -262,6 +248,36 @@ def release_sealing_key(
         raise err
     ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="released")
     return released
+
+
+def _audit_nonce_refusal(
+    ctx: ServiceContext, e: NonceError, *, kind: str, subject: str, details: dict[str, Any], now: dt.datetime
+) -> None:
+    """Audit a release refused for its nonce (spent, expired, unknown), in its own transaction:
+    the release's transaction was rolled back with the nonce."""
+    with ctx.storage.transaction() as tx:
+        tx.append_audit(
+            kind=kind,
+            actor="workload",
+            subject=subject,
+            decision="reject",
+            details=details | {"release_reasons": [{"code": e.code, "message": e.message}]},
+            now=now,
+        )
+
+
+def certified_audit(claims: dict[str, Any], decision: Any, recipient_spki: bytes) -> dict[str, Any]:
+    """The audit details of a release to an admission certificate (secrets, sealing keys)."""
+    return {
+        "via": "admission_certificate",
+        "certificate_serial": claims["admission_serial"],
+        "platform": claims["platform"],
+        "measurement": claims["measurement"],
+        "profile": claims["profile"],
+        "policy": decision.policy_name,
+        "policy_digest": decision.policy_digest,
+        "recipient_key_sha256": hashlib.sha256(recipient_spki).hexdigest(),
+    }
 
 
 def _domain_id(ctx: ServiceContext) -> bytes:

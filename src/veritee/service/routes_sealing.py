@@ -39,6 +39,7 @@ from veritee.service.context import ServiceContext
 from veritee.service.release import (
     ReleasedSealingKey,
     admitted_claims,
+    certified_audit,
     certified_decision,
     release_sealing_key,
 )
@@ -101,17 +102,8 @@ async def sealing_key_certified(body: CertifiedSealingKeyRequest, request: Reque
         nonce=nonce,
         decision=decision,
         profile=info.profile or Profile.DEVELOPMENT,
-        audit={
-            "via": "admission_certificate",
-            "certificate_serial": claims["admission_serial"],
-            "platform": claims["platform"],
-            "measurement": claims["measurement"],
-            "profile": claims["profile"],
-            "policy": decision.policy_name,
-            "policy_digest": decision.policy_digest,
-            "reasons": [r.to_json() for r in decision.reasons],
-            "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
-        },
+        audit=certified_audit(claims, decision, recipient.spki)
+        | {"reasons": [r.to_json() for r in decision.reasons]},
     )
     return _answer(ctx, recipient, nonce, released)
 

@@ -31,7 +31,12 @@ from veritee.keybroker.vault import MAX_SECRET_BYTES, open_blob, seal, validate_
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
-from veritee.service.release import admitted_claims, certified_decision, release_secret
+from veritee.service.release import (
+    admitted_claims,
+    certified_audit,
+    certified_decision,
+    release_secret,
+)
 from veritee.service.schemas import (
     CertifiedReleaseRequest,
     ReleaseRequest,
@@ -342,16 +347,7 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
         accepted=not reasons,
         appraisal_reasons=reasons,
         certificate=(claims["admission_serial"], claims["measurement"]),
-        audit={
-            "via": "admission_certificate",
-            "certificate_serial": claims["admission_serial"],
-            "platform": claims["platform"],
-            "measurement": claims["measurement"],
-            "profile": claims["profile"],
-            "policy": decision.policy_name,
-            "policy_digest": decision.policy_digest,
-            "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
-        },
+        audit=certified_audit(claims, decision, recipient.spki),
     )
     return JSONResponse(seal_envelope(
         recipient, value.reveal(), name=name, version=version, nonce=nonce,
