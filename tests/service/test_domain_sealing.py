@@ -139,3 +139,27 @@ def test_a_platform_without_a_sealing_key_seals_in_domain_mode(env: Env, tmp_pat
     assert renewed.serial_number != cert.serial_number
     assert v2.certify().serial_number == renewed.serial_number  # kept until it nears expiry
     v2.close()
+
+
+def test_a_workload_naming_its_policy_gets_that_policys_key_whatever_else_admits_it(
+    env: Env, tmp_path: Path
+) -> None:
+    """Several named policies (issue 18.7): the domain-released key is the key of the policy
+    that decided. A workload that names its policy (``appraisal_policy=``) keeps that key when
+    another policy admitting the same measurement is installed, and unseals what it sealed."""
+    env.install_policy(_policy(env, GOOD))  # "flaskr"
+    app = _trust(env, tmp_path / "a", sealing="domain", appraisal_policy="flaskr")
+    blob = app.seal(b"state", context=CONTEXT)
+    shared = _policy(env, GOOD) | {"name": "alpha"}  # sorts first, admits the same measurement
+    env.install_policy(shared)
+    unnamed = _trust(env, tmp_path / "b", sealing="domain")
+    assert unnamed._domain_sealing.released_key().workload == "alpha"  # the first that admits it
+    with pytest.raises(SealingError):
+        unnamed.unseal(blob, context=CONTEXT)
+    again = _trust(env, tmp_path / "c", sealing="domain", appraisal_policy="flaskr")
+    assert again._domain_sealing.released_key().workload == "flaskr"
+    assert again.unseal(blob, context=CONTEXT) == b"state"
+    gone = _trust(env, tmp_path / "d", sealing="domain", appraisal_policy="nope")
+    with pytest.raises(Exception) as e:
+        gone.seal(b"x", context=CONTEXT)
+    assert getattr(e.value, "code", None) == "no_policy"

@@ -99,14 +99,16 @@ class DomainSealingKey:
 
 
 def fetch_sealing_key(
-    client: httpx.Client, platform: Platform, *, ca_certificate: x509.Certificate
+    client: httpx.Client, platform: Platform, *, ca_certificate: x509.Certificate,
+    policy: str | None = None,
 ) -> DomainSealingKey:
     """Prove fresh evidence and receive the domain-released sealing key of this workload
     (``POST /v1/sealing-key``): the key the key broker releases to every measurement the
     domain's policy admits under this workload's name, for the profile it runs as.
 
     The envelope must be the domain key broker's, for this nonce and ephemeral key, and name
-    this platform's profile. Raises :class:`~veritee.errors.VerificationError`
+    this platform's profile. ``policy``: the named appraisal policy that decides (and names the
+    key), else the first in force that admits the evidence. Raises :class:`~veritee.errors.VerificationError`
     (``sealing_key_denied`` with ``.reasons``, ``envelope_*``), :class:`~veritee.errors.NonceError`
     or :class:`~veritee.errors.StorageError` (``service_unreachable``).
     """
@@ -119,6 +121,8 @@ def fetch_sealing_key(
         "format": platform.name if platform.name in _FORMATS else "auto",
         "public_key": x25519_jwk(key.public_key()),
     }
+    if policy is not None:
+        body["policy"] = policy
     return _open_sealing_key(
         _post(client, "/v1/sealing-key", body), key, nonce, platform.profile, ca_certificate
     )
@@ -131,6 +135,7 @@ def fetch_sealing_key_certified(
     profile: Profile,
     *,
     ca_certificate: x509.Certificate,
+    policy: str | None = None,
 ) -> DomainSealingKey:
     """The domain-released sealing key for a certified workload: its admission certificate and
     a fresh proof of possession of the certified ``key`` instead of new evidence
@@ -149,6 +154,8 @@ def fetch_sealing_key_certified(
         "public_key": x25519_jwk(eph.public_key()),
         "signature": base64.b64encode(key.sign(message, ec.ECDSA(hashes.SHA256()))).decode("ascii"),
     }
+    if policy is not None:
+        body["policy"] = policy
     return _open_sealing_key(
         _post(client, "/v1/sealing-key/certified", body), eph, nonce, profile, ca_certificate
     )

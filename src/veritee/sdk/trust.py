@@ -312,7 +312,8 @@ class Trust:
 
         self._ensure_enrolled()
         with self._explaining():
-            return fetch_sealing_key(self._http, self.platform, ca_certificate=self.ca_certificate)
+            return fetch_sealing_key(self._http, self.platform, ca_certificate=self.ca_certificate,
+                                     policy=self.appraisal_policy)  # fmt: skip
 
     def _attach_counter(self, *, at_start: bool) -> None:
         """Tie the key store to its freshness counter (class docstring), or bring it up to date."""

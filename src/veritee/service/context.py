@@ -25,7 +25,7 @@ from veritee.appraisal.attest import Appraisal, appraise_evidence
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
 from veritee.domain import Domain
-from veritee.errors import VerificationError, VeriteeError
+from veritee.errors import NotFoundError, VerificationError, VeriteeError
 from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
@@ -144,6 +144,17 @@ class ServiceContext:
         if time.monotonic() - fetched_at < self.settings.policy_cache_seconds:
             return policies
         return await self.run_db(self.policy)
+
+    async def policies_named(self, name: str | None) -> PolicySet | None:
+        """The policies in force, or only the one a request names (DESIGN "Several named
+        policies"); a name not in force is a 404 ``no_policy`` (raised before any nonce is used)."""
+        policies = await self.current_policy()
+        if name is None:
+            return policies
+        named = policies.named(name) if policies is not None else None
+        if named is None:
+            raise NotFoundError(f"no appraisal policy named {name!r} is in force", code="no_policy")
+        return PolicySet([named])
 
     def invalidate_policy(self) -> None:
         self._policy = (0.0, {}, None)

@@ -329,18 +329,20 @@ def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | N
 
 
 async def certified_decision(
-    ctx: ServiceContext, claims: dict[str, Any], *, check_revocation: bool = True
+    ctx: ServiceContext, claims: dict[str, Any], *, check_revocation: bool = True,
+    policy: str | None = None,
 ) -> Decision:
     """What a decision on an admission certificate starts from: its claims re-appraised under
     the policy in force (:func:`veritee.appraisal.appraise_admitted`), and refused if the
     certificate is revoked (``check_revocation=False``: the caller reads that in its own
-    transaction, as :func:`release_secret` does)."""
-    policy = await ctx.current_policy()
-    if policy is None:
+    transaction, as :func:`release_secret` does). ``policy``: the named policy alone decides
+    (:meth:`ServiceContext.policies_named`)."""
+    policies = await ctx.policies_named(policy)
+    if policies is None:
         decision = Decision(policy_name=None)
         decision.refuse("no_policy", "no appraisal policy is installed in this domain")
     else:
-        decision = appraise_admitted(claims, policy)
+        decision = appraise_admitted(claims, policies)
     if check_revocation:
         revoked = await ctx.run_db(revocation_reason, ctx, claims)
         if revoked is not None:

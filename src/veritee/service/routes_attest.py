@@ -10,10 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from veritee.appraisal import PolicySet
 from veritee.binding import KeyStoreProof, spki_der
 from veritee.domain import issue_admission_certificate
-from veritee.errors import MalformedError, NonceError, NotFoundError, VerificationError
+from veritee.errors import MalformedError, NonceError, VerificationError
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import Appraisal, ServiceContext
 from veritee.service.keystores import store_identity
@@ -137,18 +136,6 @@ def _consume_and_audit(
     ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome=decision)
 
 
-async def _policies(ctx: ServiceContext, body: AttestRequest) -> PolicySet | None:
-    """The policies in force, or only the one the request names (DESIGN "Several named
-    policies"); a name not in force is a 404 ``no_policy``, before the nonce is used."""
-    policies = await ctx.current_policy()
-    if body.policy is None:
-        return policies
-    named = policies.named(body.policy) if policies is not None else None
-    if named is None:
-        raise NotFoundError(f"no appraisal policy named {body.policy!r} is in force", code="no_policy")
-    return PolicySet([named])
-
-
 @router.post("/attest", summary="Evidence + nonce -> an EAR attestation-result token")
 async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     ctx = _ctx(request)
@@ -157,7 +144,7 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     key = _load_workload_key(body.public_key) if body.public_key else None
     spki = spki_der(key) if key is not None else None
     now = ctx.now()
-    policy = await _policies(ctx, body)
+    policy = await ctx.policies_named(body.policy)
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
         attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
@@ -182,7 +169,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     spki = spki_der(key)
     proof = KeyStoreProof.from_json(body.key_store) if body.key_store is not None else None
     now = ctx.now()
-    policy = await _policies(ctx, body)
+    policy = await ctx.policies_named(body.policy)
     appraisal = ctx.appraise(
         data, at=now, format=body.format, nonce=nonce, spki=spki, key_store=proof,
         attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,

@@ -61,7 +61,7 @@ async def sealing_key(body: SealingKeyRequest, request: Request) -> JSONResponse
     nonce = decode_hex(body.nonce, "nonce")
     recipient = parse_recipient(body.public_key)
     data = decode_b64(body.evidence, "evidence")
-    policy = await ctx.current_policy()
+    policy = await ctx.policies_named(body.policy)
     appraisal = ctx.appraise(
         data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki,
         policy=policy, use_active_policy=False,
@@ -88,7 +88,7 @@ async def sealing_key_certified(body: CertifiedSealingKeyRequest, request: Reque
     recipient = parse_recipient(body.public_key)
     signature = decode_b64(body.signature, "signature")
     claims, info = admitted_claims(ctx, body.certificate, ctx.now())
-    decision = await certified_decision(ctx, claims)  # policy in force; revoked?
+    decision = await certified_decision(ctx, claims, policy=body.policy)  # policy in force; revoked?
     try:
         message = possession_message(POSSESSION_NAME, nonce, recipient.spki)
         info.public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))

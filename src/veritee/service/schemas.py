@@ -169,6 +169,11 @@ class SealingKeyRequest(_Body):
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
     )
+    policy: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="the named appraisal policy to appraise under (default: the first policy in "
+        "force that admits the evidence; its name names the released key)",
+    )  # fmt: skip
 
 
 class CertifiedSealingKeyRequest(_Body):
@@ -185,6 +190,11 @@ class CertifiedSealingKeyRequest(_Body):
         description="base64 ECDSA signature by the certificate's key over veritee.keybroker."
         "release.possession_message('veritee:sealing-key', nonce, SPKI of public_key)",
     )
+    policy: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="the named appraisal policy to appraise under (default: the first policy in "
+        "force that admits the certificate's claims; its name names the released key)",
+    )  # fmt: skip
 
 
 class CertifiedReleaseRequest(BaseModel):
