@@ -1,5 +1,6 @@
-"""``veritee admit``: admit a new version of a workload in one command (issue 18, item 7);
-``veritee policy list|retire``: the named appraisal policies in force, and taking one out.
+"""The domain's named appraisal policies over the admin API: ``veritee admit`` admits a new
+version of a workload in one command (issue 18, item 7); ``veritee policy list|retire`` lists
+the policies in force and takes one out (``policy sign|install`` are in ``commands_core``).
 
 Admitting a new build used to take four steps per party: re-measure, edit and re-sign the
 appraisal policy, install it, and rewrite each secret's release policy. ``veritee admit``:
@@ -15,8 +16,7 @@ appraisal policy, install it, and rewrite each secret's release policy. ``verite
 
 ``--from-evidence FILE`` takes the platform and measurement from evidence of the new version
 instead, once the service's dry run has verified it. Admitting a measurement already admitted
-changes nothing and says so. Exit status as the
-``secret`` commands: 0 done (or nothing to do), 1 refused or not found (an unknown policy or
+changes nothing and says so. Exit status as the ``secret`` commands: 0 done (or nothing to do), 1 refused or not found (an unknown policy or
 secret) or declined, 2 usage, bad input or the service unreachable.
 """
 
