@@ -55,6 +55,22 @@ def test_policy_versions_and_active(storage: Storage) -> None:
     assert [(p.name, p.version) for p in in_force] == [("batch", 1), ("payments", 3)]
 
 
+def test_retiring_a_policy_takes_only_that_name_out_of_force(storage: Storage) -> None:
+    put(storage, "payments", b"v1", at=1)
+    put(storage, "batch", b"b1", at=2)
+    with storage.transaction() as tx:
+        retired = tx.retire_policy("batch")
+        assert tx.retire_policy("batch") is None and tx.retire_policy("nope") is None
+    assert retired is not None and (retired.name, retired.version) == ("batch", 1)
+    with storage.transaction(readonly=True) as tx:
+        assert [p.name for p in tx.policies_in_force()] == ["payments"]
+        kept = tx.active_policy("batch")  # its versions stay stored
+        assert kept is not None and not kept.active and kept.document == b"b1"
+    assert put(storage, "batch", b"b2", at=3) == 2  # installed again: in force again
+    with storage.transaction(readonly=True) as tx:
+        assert [(p.name, p.version) for p in tx.policies_in_force()] == [("batch", 2), ("payments", 1)]
+
+
 def test_no_policy_yet(storage: Storage) -> None:
     with storage.transaction(readonly=True) as tx:
         assert tx.active_policy() is None
