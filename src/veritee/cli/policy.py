@@ -125,7 +125,8 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 @click.command("admit")
-@click.option("--policy", "policy_name", required=True, help="Name of the appraisal policy that admits this workload.")
+@click.option("--policy", "policy_name", default=None,
+              help="Name of the appraisal policy that admits this workload (default: the only one in force).")
 @click.option("--measurement", default=None,
               help="The new version's measurement, hex (e.g. the output of `veritee measure`).")
 @click.option("--from-evidence", "evidence_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -140,7 +141,7 @@ def _confirm(question: str, yes: bool) -> bool:
 @click.option("--yes", is_flag=True, help="Do not ask before signing and installing.")
 @_admin_options
 @_handle
-def admit_cmd(policy_name: str, measurement: str | None, evidence_file: Path | None, fmt: str,
+def admit_cmd(policy_name: str | None, measurement: str | None, evidence_file: Path | None, fmt: str,
               platform: str | None, secrets: str, yes: bool,
               url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:  # fmt: skip
     """Admit a new measurement: add it to the named appraisal policy and to the release
@@ -159,6 +160,12 @@ def admit_cmd(policy_name: str, measurement: str | None, evidence_file: Path | N
     def admin() -> _Admin:
         return _Admin(url, data, admin_token, ca)
 
+    if policy_name is None:
+        in_force = [p["name"] for p in admin().call("GET", "/v1/admin/policies")["policies"]]
+        if len(in_force) != 1:
+            raise UsageError(f"{len(in_force)} appraisal policies are in force ({', '.join(in_force) or 'none'}): "
+                             "name the workload's with --policy NAME")  # fmt: skip
+        policy_name = in_force[0]
     installed = admin().call("GET", "/v1/admin/policy", params={"name": policy_name})
     before = installed["policy"]
     if evidence_file is not None:

@@ -145,6 +145,8 @@ def test_admit_bad_input(svc: Svc, runner: CliRunner, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "is not hex" in r.output
     r = runner.invoke(cli, ["admit", "--policy", "shop", "--measurement", "abcd", "--yes", *svc.args()])
     assert r.exit_code == 2 and "48 bytes" in r.output  # the policy's own size check, before signing
+    r = runner.invoke(cli, ["admit", "--measurement", SHOP_V2, "--yes", *svc.args()])
+    assert r.exit_code == 2 and "2 appraisal policies are in force (batch, shop): name the workload's" in r.output
     r = runner.invoke(cli, ["admit", "--policy", "nope", "--measurement", SHOP_V2, "--yes", *svc.args()])
     assert r.exit_code == 1 and "no appraisal policy named 'nope'" in r.output
     r = runner.invoke(cli, ["admit", "--policy", "shop", "--measurement", SHOP_V2, "--platform", "tdx",
@@ -201,6 +203,9 @@ def test_policy_list_and_retire_take_one_named_policy_out_of_force(svc: Svc, run
     assert [p["name"] for p in svc.get("/v1/admin/policies")["policies"]] == ["shop"]
     r = runner.invoke(cli, ["policy", "retire", "batch", "--yes", *svc.args()])
     assert r.exit_code == 1 and "no appraisal policy named 'batch' is in force" in r.output
+    # one policy in force: admit finds it without --policy
+    r = runner.invoke(cli, ["admit", "--measurement", SHOP_V2, "--secrets", "none", "--yes", *svc.args()])
+    assert r.exit_code == 0 and "installed policy 'shop' version 2" in r.output, r.output
     audit = svc.get("/v1/admin/audit", limit="1000")["entries"]
     assert [e["subject"] for e in audit if e["kind"] == "policy.retire"] == ["batch"]
     # admit reads a retired policy's newest version and installs the next one: in force again
