@@ -1,13 +1,17 @@
-"""The examples of examples/ run end to end against a real service over TLS (issue 18): the
-notes service (a stateful web service) starts, serves an admitted client, restarts on its store
-with its notes and its log, is upgraded (``veritee admit``) and the new version opens the notes
-the old one sealed; the tenant reads every run of the log."""
+"""The examples of examples/ run end to end against a real service over TLS (issue 18).
+
+The notes service (a stateful web service) starts, serves an admitted client, restarts on its
+store with its notes and its log, is upgraded (``veritee admit``) and the new version opens the
+notes the old one sealed; the tenant reads every run of the log. The two-party join runs, runs
+again on its store, and a changed job gets the parties' keys only once admitted; each party
+reads its own copy of the signed result."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import socket
@@ -26,6 +30,7 @@ from tests.integration.test_sdk_trust import _verify, tls_service  # noqa: F401 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.cli.main import _register, cli
 from veritee.domain import Domain
+from veritee.keybroker.cleanroom import decrypt_dataset, release_policy_for, synthetic_csv
 from veritee.logs import decrypt_log, open_log_key, verify_log
 from veritee.logs.runs import KEY_FILE, runs_in
 from veritee.logs.signer import ADMISSION_FILE, admitted_signer, load_certificate
@@ -35,6 +40,7 @@ from veritee.service.runner import RunningServer, _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES = ROOT / "examples" / "notes_service"
+JOIN = ROOT / "examples" / "two_party_join"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
@@ -170,3 +176,88 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
         [["notes service version 1: 0 notes", "note 1 added"], ["notes service version 1: 1 notes", "note 2 added"]],
         [["notes service version 2: 2 notes", "note 3 added"]],
     ]
+
+
+def _new_version(program: Path, tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of ``program`` with one change: another measurement."""
+    changed = tmp_path / "v2" / program.name
+    changed.parent.mkdir(exist_ok=True)
+    text = program.read_text()
+    assert old in text
+    changed.write_text(text.replace(old, new))
+    return changed
+
+
+def test_two_party_join_reruns_and_upgrades(tls_service: Any, tmp_path: Path, capsys: Any) -> None:  # noqa: F811
+    server, domain, sim = tls_service
+    spec = importlib.util.spec_from_file_location("two_party_join_party", JOIN / "party.py")
+    assert spec is not None and spec.loader is not None
+    party = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(party)
+    m1 = measure([JOIN / "join.py"])
+    key_id = SimulatedPlatform(sim, measurement=m1).key_id
+    doc = {"version": 1, "name": "join", "platforms": {"simulated": {
+        "measurements": [m1], "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
+    _admin(server, domain, "PUT", "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key))
+    enc, out = tmp_path / "encrypted", tmp_path / "results"
+    ids = {}
+    for p in ("shop", "bank"):  # each party, on its own machine
+        csv = tmp_path / f"{p}.csv"
+        csv.write_bytes(synthetic_csv(p))
+        ids[p] = {line.split(",")[0] for line in csv.read_text().splitlines()[1:]}
+        assert party.main(["encrypt", p, str(csv), "--out", str(enc)]) == 0
+        _admin(server, domain, "PUT", f"/v1/admin/secrets/join/{p}",
+               json={"value": base64.b64encode((enc / f"{p}.key").read_bytes()).decode(),
+                     "policy": release_policy_for(m1)})  # fmt: skip
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(domain.ca_pem)
+
+    def run(program: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(program), "--url", server.url, "--ca", str(ca), "--platform", "simulated",
+             "--platform-dir", str(sim), "--store", str(tmp_path / "job"), "--inputs", str(enc), "--out", str(out)],
+            capture_output=True, text=True, env=ENV, timeout=60,
+        )  # fmt: skip
+
+    def read(p: str, m: str) -> tuple[int, dict[str, Any] | None]:
+        capsys.readouterr()
+        code = party.main(["read", p, str(out / f"{p}.result.enc"), "--key", str(enc / f"{p}.key"),
+                           "--input", str(enc / f"{p}.csv.enc"), "--ca", str(ca), "--measurement", m])  # fmt: skip
+        text = capsys.readouterr().out
+        return code, json.loads(text) if code == 0 else None
+
+    first = run(JOIN / "join.py")
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = {p: read(p, m1) for p in ("shop", "bank")}
+    assert results["shop"] == results["bank"]
+    code, result = results["shop"]
+    assert code == 0 and result is not None
+    assert result["shared_customers"] == len(ids["shop"] & ids["bank"]) > 0
+    assert b"shared_customers" not in (out / "shop.result.enc").read_bytes()
+
+    def signer() -> str:  # the certificate the job signed with, from the shop's copy
+        blob = (out / "shop.result.enc").read_bytes()
+        signed = json.loads(decrypt_dataset(blob, (enc / "shop.key").read_bytes(), name="join-result/shop"))
+        return str(signed["certificate"])
+
+    # a second run on the same store: the same key store and admission certificate, same figures
+    certificate = signer()
+    assert run(JOIN / "join.py").returncode == 0
+    assert read("bank", m1) == (0, result) and signer() == certificate
+
+    # a changed job: another measurement, no keys until the operator admits it
+    v2 = _new_version(JOIN / "join.py", tmp_path, "MIN_GROUP_SIZE = 3", "MIN_GROUP_SIZE = 4")
+    m2 = measure([v2])
+    refused = run(v2)
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    _register()
+    res = CliRunner().invoke(cli, ["admit", "--policy", "join", "--measurement", m2, "--yes",
+                                   "--url", server.url, "--data", str(domain.path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "secret 'join/shop'" in res.output and "secret 'join/bank'" in res.output
+    second = run(v2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    code, upgraded = read("shop", m2)
+    assert code == 0 and upgraded is not None and upgraded["measurement"] == m2
+    assert upgraded["shared_customers"] == result["shared_customers"] and signer() != certificate
+    assert read("bank", m1)[0] == 1  # the bank pinned version 1: result_measurement_mismatch
