@@ -10,6 +10,12 @@ public key on ``public_key()`` (``ValueError``), the signature algorithm on
 turn any error into :class:`~veritee.errors.MalformedError` naming the field: a certificate
 that comes out of them can be used without further exceptions than the checks themselves
 (signatures, validity). Nothing else in veritee calls ``x509.load_*`` on untrusted bytes.
+
+Forcing the lazy parts costs several times the load itself. CA certificates (an Intel PCK CA,
+an AMD ASK, the roots) recur in every chain and collateral set of their platforms, so those that
+passed are kept, keyed by their exact DER (bounded LRU, :func:`forget_checked` empties it): the
+same bytes parse the same way, and a hit returns the object already checked. Leaf certificates
+are per platform and are checked on every load (their chains are cached by the verifiers).
 """
 
 from __future__ import annotations
@@ -19,14 +25,17 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
+from veritee._lru import Lru
 from veritee.errors import MalformedError
 
 __all__ = [
     "PARSE_ERRORS",
     "checked_certificate",
     "checked_crl",
+    "forget_checked",
     "load_der_certificate",
     "load_der_crl",
     "load_pem_certificate",
@@ -51,8 +60,10 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
         with warnings.catch_warnings():
             # Google's TPM CA names have attributes longer than X.520's 64 characters.
             warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
-            cert.subject.rfc4514_string()
-            cert.issuer.rfc4514_string()
+            # Building the Name objects decodes and validates every attribute (formatting
+            # them, as rfc4514_string() does, cannot fail after that).
+            cert.subject  # noqa: B018
+            cert.issuer  # noqa: B018
         cert.extensions  # noqa: B018 - parses every extension value
         cert.public_key()
         cert.signature_hash_algorithm  # noqa: B018
@@ -61,6 +72,31 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
         cert.not_valid_after_utc  # noqa: B018
     except PARSE_ERRORS as e:
         raise MalformedError(f"certificate is malformed ({type(e).__name__})", field=field) from None
+    return cert
+
+
+#: CA certificates that passed :func:`checked_certificate`, by their exact DER.
+_CHECKED_CAS: Lru[bytes, x509.Certificate] = Lru(256)
+
+
+def forget_checked() -> None:
+    """Forget the checked CA certificates (collateral reload, tests, benchmarks)."""
+    _CHECKED_CAS.clear()
+
+
+def _checked_known(cert: x509.Certificate, field: str) -> x509.Certificate:
+    """:func:`checked_certificate`, or the CA certificate of the same DER that passed it before."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    known = _CHECKED_CAS.get(der)
+    if known is not None:
+        return known
+    checked_certificate(cert, field)
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if is_ca:
+        _CHECKED_CAS.put(der, cert)
     return cert
 
 
@@ -88,7 +124,7 @@ def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
             cert = x509.load_der_x509_certificate(bytes(data))
     except PARSE_ERRORS as e:
         raise MalformedError(f"not a DER X.509 certificate ({type(e).__name__})", field=field) from None
-    return checked_certificate(cert, field)
+    return _checked_known(cert, field)
 
 
 def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
@@ -99,7 +135,7 @@ def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
             cert = x509.load_pem_x509_certificate(bytes(data))
     except PARSE_ERRORS as e:
         raise MalformedError(f"not a PEM X.509 certificate ({type(e).__name__})", field=field) from None
-    return checked_certificate(cert, field)
+    return _checked_known(cert, field)
 
 
 def load_pem_certificates(data: bytes, field: str) -> list[x509.Certificate]:
@@ -110,7 +146,7 @@ def load_pem_certificates(data: bytes, field: str) -> list[x509.Certificate]:
             certs: Sequence[x509.Certificate] = x509.load_pem_x509_certificates(bytes(data))
     except PARSE_ERRORS as e:
         raise MalformedError(f"not PEM X.509 certificates ({type(e).__name__})", field=field) from None
-    return [checked_certificate(c, f"{field}[{i}]") for i, c in enumerate(certs)]
+    return [_checked_known(c, f"{field}[{i}]") for i, c in enumerate(certs)]
 
 
 def load_der_crl(data: bytes, field: str) -> x509.CertificateRevocationList:

@@ -46,12 +46,10 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -61,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from veritee import certs as _certs
+from veritee._lru import Lru as _Lru
 from veritee.collateral import Collateral
 from veritee.errors import CollateralError, MalformedError, VerificationError
 from veritee.evidence.claims import Reason
@@ -151,37 +150,6 @@ def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: st
         raise VerificationError(f"{what}: signature does not verify", code=code) from None
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    """A bounded, thread-safe LRU map."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = maxsize
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            v = self._data.get(key)
-            if v is not None:
-                self._data.move_to_end(key)
-            return v
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._max:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
 @dataclass(frozen=True)
 class DcapTrust:
     """Trust anchors for DCAP: accepted root CA fingerprints (SHA-256 of DER).
@@ -262,6 +230,10 @@ def _pubkey(cert: x509.Certificate, name: str) -> Any:
         raise MalformedError(f"{name}: certificate key does not parse: {e}", field=name) from None
 
 
+#: Certificate links whose child is a CA and whose signature verified: child DER + issuer DER.
+_CA_LINKS: _Lru[bytes, bool] = _Lru(256)
+
+
 def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
     """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
     root = certs[-1]
@@ -274,12 +246,21 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
             bc = None
         if bc is None or not bc.ca:
             raise VerificationError(f"{name}: certificate {i + 1} is not a CA", code="chain_invalid")
+        # A link from a CA (the child was the parent of the link before) recurs in every chain
+        # and collateral set of its platforms: its signature is checked once per DER pair.
+        link = b""
+        if i > 0:
+            link = child.public_bytes(serialization.Encoding.DER) + parent.public_bytes(serialization.Encoding.DER)
+            if _CA_LINKS.get(link):
+                continue
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise VerificationError(
                 f"{name}: certificate {i} is not signed by certificate {i + 1}", code="chain_invalid"
             ) from None
+        if link:
+            _CA_LINKS.put(link, True)
 
 
 @dataclass(frozen=True)
@@ -439,10 +420,14 @@ _COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
 
 
 def clear_caches(*, keep_collateral: bool = False) -> None:
-    """Forget cached verified PCK chains and keys, and (unless kept) collateral. For tests/benchmarks."""
+    """Forget cached verified PCK chains and keys, and (unless kept) collateral, the checked CA
+    certificates and CA links (what every platform's chain shares with the collateral). For
+    collateral reload, tests and benchmarks."""
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
     if not keep_collateral:
+        _certs.forget_checked()
+        _CA_LINKS.clear()
         _COLLATERAL.clear()
         _LAYOUT_MEMO.clear()
         _RANKS.clear()
