@@ -6,8 +6,10 @@ chain."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -74,6 +76,36 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
             # Released by b: the copied folder carries the KEK `veritee init` made.
             trust = Trust(urls[1], first / "domain_ca.pem", platform="simulated",
                           store=tmp_path / "store", measurement=M,
+                          platform_dir=tmp_path / "sim")  # fmt: skip
+            assert trust.get_secret("app/key") == b"shared"
+            trust.close()
+
+            # A new version admitted through b (`veritee admit`, issue 18.7) next to another
+            # named policy installed through a: both in force on a within the bound, and the
+            # secret's release policy now admits the new version there too.
+            from veritee.appraisal import load_policy, sign_policy
+
+            other = {"version": 1, "name": "other", "platforms": {"simulated": {
+                "measurements": ["cd" * 48], "platform_keys": [platform.key_id], "allow_debug": True}}}  # fmt: skip
+            envelope = sign_policy(load_policy(json.dumps(other)), Domain.open(first).policy_key)
+            assert a.put("/v1/admin/policy", content=envelope, headers=admin).status_code == 200
+            m2 = "ef" * 48
+            _run("admit", "--policy", "it", "--measurement", m2, "--yes", "--data", str(second), "--url", urls[1])
+            v2 = SimulatedPlatform(tmp_path / "sim", measurement=m2)
+            deadline = time.monotonic() + 10
+            while True:
+                nonce = bytes.fromhex(a.post("/v1/challenge").json()["nonce"])
+                ev = v2.evidence(report_data_for(nonce, b"", profile=v2.profile))
+                out = a.post("/v1/attest", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
+                                                 "format": "simulated"}).json()  # fmt: skip
+                if out["accepted"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert out["accepted"] and out["policy"]["name"] == "it", out
+            listed = a.get("/v1/admin/policies", headers=admin).json()["policies"]
+            assert [(p["name"], p["version"]) for p in listed] == [("it", 2), ("other", 1)]
+            trust = Trust(urls[0], first / "domain_ca.pem", platform="simulated",
+                          store=tmp_path / "store2", measurement=m2,
                           platform_dir=tmp_path / "sim")  # fmt: skip
             assert trust.get_secret("app/key") == b"shared"
             trust.close()
