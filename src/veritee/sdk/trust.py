@@ -179,6 +179,24 @@ class Trust:
 
     ``service_url`` must be ``https://`` (the service's certificate must chain to ``ca_cert``),
     except in the development profile, where ``http://`` is allowed with a warning.
+    ``ca_cert`` is the domain CA (a PEM file, PEM bytes or a certificate): the only trust anchor
+    for the service and for every peer.
+
+    ``store`` is this workload's folder (``~`` expanded): its key store and admission
+    certificate, one per measurement (a code edit starts a new one), and its confidential log
+    (``logs/``; a restart continues it). ``platform`` is ``"auto"`` (the TEE found here, else
+    the simulated platform with a warning), ``"simulated"``, a hardware platform
+    (``"sev-snp"``, ``"tdx"``, ...) or a driver object; ``platform_dir`` (``~`` expanded) holds
+    the simulated platform's key (default: ``$VERITEE_SIMULATED_DIR``, else
+    ``~/.local/share/veritee/simulated-platform``; workloads and ``veritee platform-key`` must
+    use the same one) or a hardware driver's state (a TPM's AK certificate); ``tcti`` names the
+    TPM (default ``device:/dev/tpmrm0``). ``profile`` is ``development`` (the simulated
+    platform's default), ``testing``, ``staging`` or ``production``; on hardware it is only
+    checked against the attested one.
+
+    ``timeout`` bounds each request to the service (seconds); ``renewal_margin`` is how long
+    before expiry the admission certificate is renewed (at most a third of its validity);
+    ``transport`` replaces the ``httpx`` transport (tests run the service in-process with it).
 
     On the simulated platform, ``measure`` says what is measured
     (:mod:`veritee.platforms.measure`, the same as ``veritee measure``): a package or module
@@ -186,7 +204,7 @@ class Trust:
     the project's package and lock files), or a list of these; bytecode and caches are skipped.
     Without it the main program's file is measured, with a warning
     (``measured_file_is_launcher``) when that is a launcher such as ``flask``, ``gunicorn``,
-    ``uvicorn``, ``pytest``, a console script or ``python -m``. ``measurement=hex`` gives the
+    ``uvicorn``, ``pytest``, a console script or ``python -m``. ``measurement`` (hex) gives the
     value itself. Hardware measures what it loads and ignores both.
 
     ``freshness`` protects the whole key store against rollback (docs/sealing.md): ``"platform"``
@@ -246,7 +264,7 @@ class Trust:
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
             platform, measurement=measurement, measure=measure, profile=profile,
-            platform_dir=Path(platform_dir) if platform_dir else None, tcti=tcti,
+            platform_dir=Path(platform_dir).expanduser() if platform_dir else None, tcti=tcti,
         )
         _check_service_url(service_url, self.platform.profile)
         #: The sealing mode of :meth:`seal`: ``"platform"`` or ``"domain"`` (class docstring).

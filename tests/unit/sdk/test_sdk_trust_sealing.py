@@ -1,4 +1,5 @@
-"""Trust.seal / Trust.unseal: purposes and contexts, and the SDK's own sealed keys (issue 13.2).
+"""Trust.seal / Trust.unseal: purposes and contexts, and the SDK's own sealed keys (issue 13.2);
+Trust's folders and its documented parameters (issue 18.9).
 
 The Trust here never reaches its service: sealing is local.
 """
@@ -159,3 +160,25 @@ def test_a_key_store_of_the_earlier_layout_moves_to_its_measurement(tmp_path: Pa
     again = _trust(tmp_path)
     assert again.keystore.get("who") == b"legacy" and not legacy.exists() and own.exists()
     assert isinstance(again.keystore, KeyStore)
+
+
+def test_platform_dir_expands_the_home_folder_as_store_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``platform_dir="~/..."`` (as the README shows) is the home folder's, not a folder named
+    ``~`` in the working directory: the platform key would otherwise change with the cwd."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    trust = Trust("https://certifier.invalid:8400", TestCA().cert, platform="simulated",
+                  store="~/store", measurement=M, profile=Profile.DEVELOPMENT,
+                  platform_dir="~/sim")  # fmt: skip
+    trust.close()
+    assert not (tmp_path / "~").exists()
+    assert (tmp_path / "home" / "sim").is_dir() and (tmp_path / "home" / "store").is_dir()
+
+
+def test_help_trust_documents_every_constructor_parameter() -> None:
+    """``help(Trust)`` names each parameter of ``Trust(...)`` (issue 18 item 9)."""
+    import inspect
+
+    doc = Trust.__doc__ or ""
+    params = [p for p in inspect.signature(Trust.__init__).parameters if p != "self"]
+    assert [p for p in params if f"``{p}``" not in doc] == []
