@@ -49,24 +49,21 @@ def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return tag, pos, pos + ln
 
 
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    pos = start
-    while pos < end:
-        t, s, e = _tlv(data, pos, end)
-        out.append((t, s, e))
-        pos = e
-    return out
-
-
 def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]]:
     """SEQUENCE OF SEQUENCE { OID, value } -> {oid body: value tlv}."""
     out: dict[bytes, tuple[int, int, int]] = {}
-    for tag, s, e in _children(data, start, end):
-        kids = _children(data, s, e)
-        if tag != 0x30 or len(kids) != 2 or kids[0][0] != 0x06:
-            raise MalformedError("SGX extension item is not {OID, value}", field="pck_extension", offset=s)
-        out[data[kids[0][1] : kids[0][2]]] = kids[1]
+    pos = start
+    while pos < end:
+        tag, s, e = _tlv(data, pos, end)
+        pos = e
+        if tag == 0x30 and s < e:
+            oid_tag, os_, oe = _tlv(data, s, e)
+            if oid_tag == 0x06 and oe < e:
+                value = _tlv(data, oe, e)
+                if value[2] == e:
+                    out[data[os_:oe]] = value
+                    continue
+        raise MalformedError("SGX extension item is not {OID, value}", field="pck_extension", offset=s)
     return out
 
 
