@@ -116,6 +116,10 @@ class Code(StrEnum):
         "TCB info or QE identity is not signed by the Intel SGX TCB Signing certificate issued "
         "directly by the pinned root (not a CA, digital-signature use)",
     )
+    COLLATERAL_ROLLED_BACK = (
+        "collateral_rolled_back",
+        "the collateral (TCB info, QE identity or CRL) is older than the newest the relying party accepted before for the same FMSPC, QE or CRL issuer",
+    )
     CRL_INVALID = "crl_invalid", "a CRL does not parse or is not signed by its issuer"
     CRL_EXPIRED = "crl_expired", "a CRL is not current at the verification time"
     CRL_ISSUER_MISMATCH = "crl_issuer_mismatch", "a CRL is not issued by the CA it must revoke for"

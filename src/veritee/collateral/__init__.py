@@ -24,6 +24,10 @@ the rest:
   ``accept_attester_collateral``, off by default), and then ranked below the relying party's own:
   the relying party's set for an FMSPC always wins.
 
+The relying party's endorsements are never rolled back: :attr:`Collateral.marks` carries the
+newest TCB info, QE identity and CRLs it accepted before (:mod:`veritee.collateral.marks`,
+recorded by the service in its database); a set older than those does not decide.
+
 :meth:`Collateral.with_attester` is the one way attester material enters; :meth:`joined` only
 joins two sets of the same provenance.
 
@@ -51,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee import certs as _certs
+from veritee.collateral.marks import Marks
 from veritee.errors import MalformedError, OversizedError, UsageError
 
 __all__ = ["MAX_COLLATERAL_FILE_BYTES", "Collateral"]
@@ -75,6 +80,9 @@ class Collateral:
     #: The attester's endorsements (CRLs, DCAP documents), admitted by the relying party;
     #: ranked below its own. Never holds keys, nor a further ``attester``.
     attester: Collateral | None = None
+    #: The relying party's high-water marks (:mod:`veritee.collateral.marks`): a DCAP set older
+    #: than one does not decide (``collateral_rolled_back``). None: nothing recorded.
+    marks: Marks | None = field(default=None, compare=False)
 
     @classmethod
     def empty(cls) -> Collateral:
@@ -104,7 +112,13 @@ class Collateral:
             self.public_keys + other.public_keys,
             self.untrusted + other.untrusted,
             attester,
+            self.marks if other.marks is None else other.marks if self.marks is None
+            else self.marks.joined(other.marks),
         )
+
+    def with_marks(self, marks: Marks | None) -> Collateral:
+        """This set, judged against the relying party's high-water ``marks``."""
+        return replace(self, marks=marks)
 
     def with_untrusted(self, certificates: Iterable[x509.Certificate]) -> Collateral:
         """This set plus certificates the attester carried, as path candidates only."""

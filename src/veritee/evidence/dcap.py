@@ -61,7 +61,9 @@ from cryptography.x509.oid import NameOID
 from veritee import certs as _certs
 from veritee._lru import Lru as _Lru
 from veritee.collateral import Collateral
-from veritee.errors import CollateralError, MalformedError, VerificationError
+from veritee.collateral import marks as _marks
+from veritee.collateral.marks import Mark, Marks
+from veritee.errors import CollateralError, MalformedError, VerificationError, VeriteeError
 from veritee.evidence.claims import Reason
 from veritee.evidence.dcap_pck import (
     PckExtension,
@@ -120,6 +122,7 @@ __all__ = [
     "QuoteSignatureData",
     "TdxTcbInput",
     "clear_caches",
+    "collateral_marks",
     "looks_like_quote",
     "parse_pck_extension",
     "parse_quote",
@@ -409,6 +412,9 @@ class _VerifiedCollateral:
     windows: tuple[_Window, ...]
     span: tuple[datetime, datetime]
     fmspc: str
+    #: How new each part is (:mod:`veritee.collateral.marks`), held against the relying party's
+    #: high-water marks on every use.
+    marks: tuple[Mark, ...] = ()
     #: Steps 7-11 are a pure function of (this collateral, PCK chain, QE report, TD TCB input):
     #: successful results are memoized here.
     memo: _Lru[tuple[bytes, bytes, TdxTcbInput | None], DcapResult] = field(
@@ -660,6 +666,17 @@ def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _Verif
     # Every field of every level, once per collateral set (Intel QVL parses them all).
     check_tcb_info(tcb_info)
     check_qe_identity(qe_identity)
+    fmspc = str(tcb_info.get("fmspc", "")).upper()
+    marks = [
+        Mark("pck_crl", _marks.subject(pck_crl.issuer.rfc4514_string()),
+             int(pck_crl.last_update_utc.timestamp()), raw.source),
+        Mark("root_crl", _marks.subject(root_crl.issuer.rfc4514_string()),
+             int(root_crl.last_update_utc.timestamp()), raw.source),
+    ]  # fmt: skip
+    if (n := _evaluation_number(tcb_info)) >= 0:
+        marks.append(Mark("tcb_info", _marks.subject(f"{tcb_info.get('id', 'SGX')}:{fmspc}"), n, raw.source))
+    if (n := _evaluation_number(qe_identity)) >= 0:
+        marks.append(Mark("qe_identity", _marks.subject(str(qe_identity.get("id", "QE"))), n, raw.source))
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
@@ -671,7 +688,8 @@ def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _Verif
         root_revoked=root_revoked,
         windows=tuple(windows + w1 + w2),
         span=_span(windows + w1 + w2),
-        fmspc=str(tcb_info.get("fmspc", "")).upper(),
+        fmspc=fmspc,
+        marks=tuple(marks),
     )
     return verified
 
@@ -867,6 +885,49 @@ def _rank(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Rank:
     return rank
 
 
+# --- high-water marks (never rolled back) ---------------------------------------------------
+
+
+def _check_marks(vc: _VerifiedCollateral, marks: Marks) -> None:
+    """Refuse a chosen set any part of which is older than the relying party's mark for it."""
+    for found, held in marks.rolled_back(vc.marks):
+        raise CollateralError(
+            f"collateral {found.source or 'set'}: {found.describe()} is older than the "
+            f"{held.describe()} accepted before (from {held.source or 'an earlier set'}); "
+            "collateral is never rolled back",
+            code=Code.COLLATERAL_ROLLED_BACK,
+        )
+
+
+def collateral_marks(collateral: Collateral, trust: DcapTrust | None = None) -> tuple[list[Mark], list[str]]:
+    """The marks of every authentic DCAP set among the relying party's own endorsements of
+    ``collateral`` (never the attester's), and the sources of sets left out because they do not
+    verify (signatures and chains, as step 6; windows are not checked: an expired set still
+    says how new it is). A forged set never raises a mark."""
+    trust = trust or DEFAULT_TRUST
+    own = replace(collateral, untrusted=(), attester=None, marks=None)
+    found: list[Mark] = []
+    skipped: list[str] = []
+    seen: set[bytes] = set()
+    for ca in {c.issuer.public_bytes() for c in own.crls} or {b""}:
+        try:
+            candidates = _candidates(own, trust, ca)
+        except VeriteeError as e:
+            skipped.append(e.message)
+            continue
+        for key, get_raw in candidates:
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                vc = _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+            except VeriteeError as e:
+                skipped.append(e.message)
+                continue
+            found += vc.marks
+    return found, skipped
+
+
 # --- the whole verification -----------------------------------------------------------------
 
 
@@ -917,6 +978,8 @@ def verify_quote(
     # 6. collateral
     fmspc = chain.ext.fmspc.hex().upper()
     vc = _select_collateral(collateral, fmspc, trust, chain.ca_name)
+    if collateral.marks:
+        _check_marks(vc, collateral.marks)
     _check_windows(vc.windows, vc.span, at, CollateralError)
     memo_key = (chain.key, sig.qe_report.raw, tdx)
     result = vc.memo.get(memo_key)

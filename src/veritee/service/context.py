@@ -24,8 +24,10 @@ from veritee.appraisal import Decision, Policy, PolicySet
 from veritee.appraisal.attest import Appraisal, appraise_evidence
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
+from veritee.collateral.marks import Mark
 from veritee.domain import Domain
 from veritee.errors import NotFoundError, VerificationError, VeriteeError
+from veritee.evidence import amd, dcap
 from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
 from veritee.service.metrics import Metrics
@@ -52,6 +54,9 @@ class ServiceContext:
         # (monotonic time of the last read, each policy in force by its row's (id, digest), the set)
         self._policy: tuple[float, dict[tuple[int, str], Policy], PolicySet | None] = (0.0, {}, None)
         self._collateral: Collateral | None = None
+        #: Parts of the collateral folder older than the domain's recorded marks, each with the
+        #: mark (as of the last read of the folder): they do not decide.
+        self.rolled_back: list[tuple[Mark, Mark]] = []
         # (monotonic time of the last look, the domain's collateral generation then)
         self._collateral_generation: tuple[float, str | None] = (0.0, None)
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
@@ -88,10 +93,24 @@ class ServiceContext:
                 self._forget_collateral()
         if self._collateral is None:
             folder = self.domain.collateral_dir
-            self._collateral = (
-                Collateral.from_paths([folder]) if folder.is_dir() else Collateral.empty()
-            )
+            own = Collateral.from_paths([folder]) if folder.is_dir() else Collateral.empty()
+            self._collateral = self._with_marks(own)
         return self._collateral
+
+    def _with_marks(self, own: Collateral) -> Collateral:
+        """``own`` (the folder's collateral) judged against the domain's high-water marks: the
+        marks of its authentic DCAP sets are recorded in the database (only ever raised, by
+        every replica), and every set older than a recorded mark is refused when it would
+        decide (``collateral_rolled_back``; :attr:`rolled_back` names them)."""
+        found, _skipped = dcap.collateral_marks(own, self.trust_root.intel)
+        with self.storage.transaction(readonly=True) as tx:
+            held = tx.collateral_marks()
+        if any((h := held.get(m.key)) is None or m.value > h.value for m in found):
+            with self.storage.transaction() as tx:
+                tx.raise_collateral_marks(found, now=self.now())
+                held = tx.collateral_marks()
+        self.rolled_back = held.rolled_back(found)
+        return own.with_marks(held)
 
     def reload_collateral(self) -> Collateral:
         """Read the domain's collateral folder again and forget every verified set, chain and
@@ -105,8 +124,6 @@ class ServiceContext:
         return self.collateral()
 
     def _forget_collateral(self) -> None:
-        from veritee.evidence import amd, dcap
-
         self._collateral = None
         dcap.clear_caches()
         amd.DEFAULT_CHAIN_CACHE.clear()

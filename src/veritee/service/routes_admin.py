@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from veritee.anchors import sign_anchor
 from veritee.appraisal import load_policy
 from veritee.errors import MalformedError, NotFoundError
+from veritee.reasons import Code
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
@@ -123,15 +124,30 @@ def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
 def reload_collateral(request: Request) -> dict[str, Any]:
     """After installing newer collateral in ``<data>/collateral``: from now on the new set decides,
     here at once, in every other worker and replica (each reads its own folder) within
-    ``policy_cache_seconds``."""
+    ``policy_cache_seconds``. Collateral is never rolled back: parts of the folder older than
+    the newest this domain accepted before are named in ``rolled_back`` and a warning
+    ``collateral_rolled_back``, and evidence is not judged on them."""
     ctx = _ctx(request)
     collateral = ctx.reload_collateral()
     now = ctx.now()
-    details = {"files": len(collateral.sources), "certificates": len(collateral.certificates),
-               "crls": len(collateral.crls), "documents": len(collateral.documents)}  # fmt: skip
+    details: dict[str, Any] = {
+        "files": len(collateral.sources), "certificates": len(collateral.certificates),
+        "crls": len(collateral.crls), "documents": len(collateral.documents),
+    }  # fmt: skip
+    # Parts older than the newest this domain accepted before: they do not decide.
+    rolled_back = [{**found.to_json(), "recorded": held.to_json()} for found, held in ctx.rolled_back]
+    if rolled_back:
+        details["rolled_back"] = rolled_back
     with ctx.storage.transaction() as tx:
         tx.append_audit(kind="collateral.reload", actor="admin", subject="collateral", decision=None,
                         details=details, now=now)  # fmt: skip
+    if rolled_back:
+        details["warnings"] = [
+            {"code": Code.COLLATERAL_ROLLED_BACK,
+             "message": f"{found.describe()} is older than the {held.describe()} accepted before: "
+                        "evidence is not judged on it (install the newer collateral again)"}
+            for found, held in ctx.rolled_back
+        ]  # fmt: skip
     return details
 
 

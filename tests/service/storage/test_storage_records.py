@@ -161,3 +161,24 @@ def test_secret_arguments_checked(storage: Storage) -> None:
     with pytest.raises(UsageError), storage.transaction() as tx:
         tx.put_secret_version(name="s", policy="", kek_id="k", wrapped_dek=b"d", ciphertext=b"c",
                               now=T0)
+
+
+def test_collateral_marks_are_only_ever_raised(storage: Storage) -> None:
+    """Issue 11 item 3: a mark is recorded once per (kind, subject) and raised only by a higher
+    value; a lower or equal one changes nothing (the older folder put back lowers no mark)."""
+    from veritee.collateral.marks import Mark
+
+    with storage.transaction() as tx:
+        assert tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 17, "a.json"),
+                                          Mark("pck_crl", "CN=ca", 1000, "a.json")], now=T0) != []
+    with storage.transaction() as tx:
+        raised = tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 18, "b.json"),
+                                            Mark("pck_crl", "CN=ca", 999, "b.json")], now=T0)
+        assert [(m.kind, m.value) for m in raised] == [("tcb_info", 18)]
+    with storage.transaction() as tx:
+        assert tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 17, "a.json"),
+                                          Mark("tcb_info", "TDX:AA", 18, "c.json")], now=T0) == []
+    with storage.transaction(readonly=True) as tx:
+        marks = tx.collateral_marks()
+    held = {k: (m.value, m.source) for k, m in marks.by_key.items()}
+    assert held == {("tcb_info", "TDX:AA"): (18, "b.json"), ("pck_crl", "CN=ca"): (1000, "a.json")}

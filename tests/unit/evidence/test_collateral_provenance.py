@@ -10,6 +10,7 @@ minimum tcbEvaluationDataNumber.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import replace
 
 import pytest
 from tests.unit.evidence.test_dcap_synthetic import AT, Spec, Synthetic, build, tdx_level
@@ -161,3 +162,49 @@ def test_an_attesters_incomplete_or_malformed_set_does_not_break_the_domains() -
         alone, _ = Collateral().with_attester(Collateral(documents=(sent,)), admit_endorsements=True)
         with pytest.raises(VeriteeError):
             tdx.verify(new.quote, collateral=alone, at=AT, trust=trust)
+
+
+# --- never rolled back: the relying party's high-water marks ----------------------------------
+
+
+def test_a_set_older_than_the_relying_partys_marks_does_not_decide() -> None:
+    """Once the TCB info after a TCB recovery (18) was accepted, the set from before it (17) is
+    refused as ``collateral_rolled_back``, even alone and signed by Intel; the newer set and any
+    set at the mark still decide. A CRL older than the recorded one is refused the same way."""
+    from veritee.collateral.marks import Marks
+    from veritee.errors import CollateralError
+
+    old, new = build(Spec()), build(RECOVERED)
+    trust = _pins(old, new)
+    marks, skipped = dcap.collateral_marks(Collateral(documents=(new.doc,)), trust)
+    assert skipped == []
+    assert {m.kind for m in marks} == {"tcb_info", "qe_identity", "pck_crl", "root_crl"}
+    assert {m.subject: m.value for m in marks if m.kind == "tcb_info"} == {"TDX:B0C06F000000": 18}
+    held = Marks.of(marks)
+    assert _status(old.quote, Collateral(documents=(old.doc,)), trust) == "UpToDate"  # no marks
+    with pytest.raises(CollateralError) as e:
+        tdx.verify(old.quote, collateral=Collateral(documents=(old.doc,)).with_marks(held), at=AT, trust=trust)
+    assert e.value.code == "collateral_rolled_back"
+    assert "tcbEvaluationDataNumber 17" in e.value.message and "18" in e.value.message
+    assert _status(old.quote, Collateral(documents=(old.doc, new.doc)).with_marks(held), trust) == "OutOfDate"
+    # The same evaluation number with a PCK CRL from before the recorded one: refused too.
+    earlier = build(replace(RECOVERED, issue=RECOVERED.issue - _dt.timedelta(days=1)))
+    with pytest.raises(CollateralError) as e:
+        tdx.verify(old.quote, collateral=Collateral(documents=(earlier.doc,)).with_marks(held), at=AT,
+                   trust=_pins(old, new, earlier))  # fmt: skip
+    assert e.value.code == "collateral_rolled_back" and "crl" in e.value.message
+
+
+def test_a_forged_set_raises_no_mark() -> None:
+    """Only authentic sets are marked: a TCB info claiming a higher tcbEvaluationDataNumber whose
+    signature does not verify is left out (it could otherwise lock every real set out)."""
+    import json
+
+    syn = build(RECOVERED)
+    info = json.loads(syn.doc["tcb_info"])
+    forged = {**syn.doc, "tcb_info": json.dumps({**info, "tcbEvaluationDataNumber": 99})}
+    marks, skipped = dcap.collateral_marks(Collateral(documents=(forged,)), syn.trust)
+    assert marks == [] and len(skipped) == 1
+    # The attester's sets are never marked either.
+    sent, _ = Collateral().with_attester(Collateral(documents=(syn.doc,)), admit_endorsements=True)
+    assert dcap.collateral_marks(sent, syn.trust) == ([], [])

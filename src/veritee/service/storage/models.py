@@ -18,6 +18,8 @@ test checks that they agree with the tables here). Tables:
 ``domain_facts``    what every replica must agree on: the KEK's identifier (``kek_id``)
 ``sealing_roots``   the key broker's sealing root (domain-released sealing keys derive from it),
                     only wrapped by the KEK; one row per generation, never updated
+``collateral_marks`` the newest DCAP collateral the domain accepted, per part and subject (FMSPC,
+                    QE identity, CRL issuer): only ever raised, never rolled back
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -254,6 +256,20 @@ DOMAIN_FACTS = Table(
     # ``collateral_generation``, counting reloads of the collateral folder (every replica follows).
     Column("name", String(64), primary_key=True),
     Column("value", String(200), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+
+COLLATERAL_MARKS = Table(
+    "collateral_marks",
+    METADATA,
+    # veritee.collateral.marks: kind tcb_info / qe_identity / pck_crl / root_crl, its subject
+    # (FMSPC, QE identity id, CRL issuer) and value (tcbEvaluationDataNumber, or thisUpdate in
+    # seconds since 1970). Only ever raised (Tx.raise_collateral_marks).
+    Column("kind", String(16), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("source", String(400), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
 )
 

@@ -15,7 +15,7 @@ leaves the nonce unused. Rows are purged once their nonce's lifetime has ended.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,11 +23,13 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from veritee.collateral.marks import Mark, Marks
 from veritee.errors import NonceError, UsageError
 
 from . import audit
 from .models import (
     CERTIFICATES,
+    COLLATERAL_MARKS,
     DOMAIN_FACTS,
     KBS_SESSIONS,
     KEY_STORES,
@@ -475,6 +477,41 @@ class Tx:
                                    set_={"value": value, "recorded_at": now})
         )  # fmt: skip
         return value
+
+    # -- high-water marks of the domain's collateral (issue 11 item 3) ---------------------------
+
+    def collateral_marks(self) -> Marks:
+        """The recorded marks (:mod:`veritee.collateral.marks`): the newest collateral accepted."""
+        c = COLLATERAL_MARKS.c
+        rows = self._conn.execute(select(c.kind, c.subject, c.value, c.source)).all()
+        return Marks.of(Mark(str(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows)
+
+    def raise_collateral_marks(self, marks: Iterable[Mark], *, now: datetime) -> list[Mark]:
+        """Record each of ``marks`` that is newer than the recorded one (or the first for its
+        subject); a mark is never lowered, whatever replicas do concurrently (each write is
+        ``value < new``). Returns the marks that raised a record."""
+        _aware("now", now)
+        c = COLLATERAL_MARKS.c
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        raised: list[Mark] = []
+        for m in Marks.of(marks).values():
+            _name("mark kind", m.kind, 16)
+            _name("mark subject", m.subject)
+            source = m.source[-400:]
+            added = self._conn.execute(
+                insert(COLLATERAL_MARKS).values(kind=m.kind, subject=m.subject, value=m.value,
+                                                source=source, recorded_at=now)
+                .on_conflict_do_nothing(index_elements=[c.kind, c.subject]).returning(c.kind)
+            ).first() is not None  # fmt: skip
+            if not added:
+                added = self._conn.execute(
+                    update(COLLATERAL_MARKS)
+                    .where(c.kind == m.kind, c.subject == m.subject, c.value < m.value)
+                    .values(value=m.value, source=source, recorded_at=now).returning(c.kind)
+                ).first() is not None  # fmt: skip
+            if added:
+                raised.append(m)
+        return raised
 
     def kek_ids_in_use(self) -> set[str]:
         """The KEK identifiers that wrapped stored secrets and sealing roots."""
