@@ -115,3 +115,24 @@ def test_replicas_sharing_one_database_share_the_marks(tmp_path: Path, service_d
             with a.client.app.state.ctx.storage.transaction(readonly=True) as tx:  # type: ignore[attr-defined]
                 marks = tx.collateral_marks()
             assert marks.get(("tcb_info", "TDX:B0C06F000000")).value == 18  # type: ignore[union-attr]
+
+
+def test_a_replica_started_on_a_newer_folder_reaches_the_others_without_a_reload(
+    tmp_path: Path, service_db: str | None
+) -> None:
+    """A replica whose first read raises a mark counts a collateral generation: a replica that
+    had read an older folder reads its folder again within policy_cache_seconds and refuses the
+    older set, though nobody called the reload."""
+    (tmp_path / "shared-db").mkdir()
+    url = _shared_url(service_db, tmp_path)
+    first = Domain.create(tmp_path / "first", name="t", now=NOW)
+    _folder(first, BEFORE)
+    with _app(first, url, tmp_path) as a:
+        a.install_policy(POLICY)
+        assert _dry_run(a)["claims"]["tcb_status"] == "UpToDate"  # 17 read and cached
+        shutil.copytree(first.path, tmp_path / "second")
+        second = Domain.open(tmp_path / "second")
+        _folder(second, AFTER)
+        with _app(second, url, tmp_path) as b:
+            assert _dry_run(b)["claims"]["tcb_evaluation_data_number"] == 18
+            assert _refused(_dry_run(a))

@@ -101,13 +101,20 @@ class ServiceContext:
         """``own`` (the folder's collateral) judged against the domain's high-water marks: the
         marks of its authentic DCAP sets are recorded in the database (only ever raised, by
         every replica), and every set older than a recorded mark is refused when it would
-        decide (``collateral_rolled_back``; :attr:`rolled_back` names them)."""
+        decide (``collateral_rolled_back``; :attr:`rolled_back` names them).
+
+        A read that raises a mark (a replica started on a newer folder, without a reload) counts
+        one more collateral generation, so every other worker and replica reads its folder again
+        within ``settings.policy_cache_seconds`` and holds it against the new mark (a replica
+        that reads no newer mark writes nothing: no loop)."""
         found, _skipped = dcap.collateral_marks(own, self.trust_root.intel)
         with self.storage.transaction(readonly=True) as tx:
             held = tx.collateral_marks()
         if any((h := held.get(m.key)) is None or m.value > h.value for m in found):
             with self.storage.transaction() as tx:
-                tx.raise_collateral_marks(found, now=self.now())
+                if tx.raise_collateral_marks(found, now=self.now()):
+                    generation = tx.advance_collateral_generation(now=self.now())
+                    self._collateral_generation = (time.monotonic(), generation)
                 held = tx.collateral_marks()
         self.rolled_back = held.rolled_back(found)
         return own.with_marks(held)
