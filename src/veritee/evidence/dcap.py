@@ -144,11 +144,14 @@ def _p256_key(raw_xy: bytes, name: str) -> ec.EllipticCurvePublicKey:
         raise VerificationError(f"{name} is not a P-256 point", code="key_invalid") from None
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, *, code: str) -> None:
     if len(sig) != ECDSA_SIG_SIZE:
         raise VerificationError(f"{what}: signature is not 64 bytes", code=code)
     try:
-        key.verify(_raw_sig_to_der(sig), msg, ec.ECDSA(hashes.SHA256()))
+        key.verify(_raw_sig_to_der(sig), msg, _ECDSA_SHA256)
     except InvalidSignature:
         raise VerificationError(f"{what}: signature does not verify", code=code) from None
 
