@@ -821,5 +821,35 @@ class Trust:
     def __enter__(self) -> Trust:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, etype: type[BaseException] | None, value: BaseException | None, tb: Any) -> None:
+        """Close. In staging and production an exception leaving the block goes into the log
+        first, and if nothing catches it the host is shown its catalogue code only (``close``
+        has put the interpreter's hooks back by the time Python would print it)."""
+        contained = self._containment is not None and not self.platform.profile.free_form_to_host
+        if contained and isinstance(value, Exception):
+            logging.getLogger("veritee.uncaught").error("exception leaving Trust", exc_info=value)
         self.close()
+        if contained and isinstance(value, Exception):
+            _show_code_only(value, self.platform.profile)
+
+
+def _show_code_only(leaving: BaseException, profile: Profile) -> None:
+    """If ``leaving`` ends up uncaught (main thread or another), write its catalogue code to the
+    host's stderr instead of its traceback; other exceptions go to the hooks as before."""
+    from veritee.logs.catalogue import public_message
+
+    previous, previous_thread = sys.excepthook, threading.excepthook
+
+    def hook(etype: type[BaseException], value: BaseException, tb: Any) -> None:
+        if value is leaving:
+            sys.stderr.write(f"veritee: {public_message(value, profile)}\n")
+        else:
+            previous(etype, value, tb)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is leaving:
+            sys.stderr.write(f"veritee: {public_message(args.exc_value, profile)}\n")
+        else:
+            previous_thread(args)
+
+    sys.excepthook, threading.excepthook = hook, thread_hook

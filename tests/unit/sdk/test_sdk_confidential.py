@@ -89,3 +89,28 @@ def test_capture_logging_in_production_keeps_the_routing_trust_set_up(tmp_path: 
         assert trust._containment is contained
     finally:
         trust.close()
+
+
+def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(tmp_path: Path) -> None:
+    """``with Trust(...)`` in production, and an exception leaves the block uncaught: ``close()``
+    has put the interpreter's hook back by the time Python prints it, so its text (and
+    traceback) reached the host's stderr. It goes into the log before closing, and the host
+    gets its catalogue code only."""
+    import subprocess
+    import textwrap
+
+    root = Path(__file__).resolve().parents[3]
+    program = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from tests.unit.sdk.test_sdk_confidential import _trust
+        with _trust(Path({str(tmp_path)!r}), "production"):
+            raise RuntimeError("hush-9c1e")
+    """)
+    res = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                         cwd=root, env={"PYTHONPATH": f"{root}:{root / 'src'}", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert res.returncode == 1
+    assert "hush-9c1e" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert "veritee: VT-0000 internal error" in res.stderr
+    held = list((tmp_path / "store" / "logs").rglob("pending*.sealed"))
+    assert held and all(b"hush-9c1e" not in p.read_bytes() for p in held)  # sealed, not plain
