@@ -9,6 +9,7 @@ database. Synthetic collateral under a fake Intel root (tests.service.test_colla
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,3 +137,26 @@ def test_a_replica_started_on_a_newer_folder_reaches_the_others_without_a_reload
         with _app(second, url, tmp_path) as b:
             assert _dry_run(b)["claims"]["tcb_evaluation_data_number"] == 18
             assert _refused(_dry_run(a))
+
+
+def test_a_forged_set_in_the_folder_raises_no_mark_and_the_reload_names_it(
+    tmp_path: Path, service_db: str | None
+) -> None:
+    """A TCB info claiming tcbEvaluationDataNumber 99 whose signature does not verify could
+    otherwise lock every real set out: it is not marked, and the reload says why."""
+    (tmp_path / "shared-db").mkdir()
+    url = _shared_url(service_db, tmp_path)
+    domain = Domain.create(tmp_path / "domain", name="t", now=NOW)
+    _folder(domain, AFTER)
+    info = json.loads(AFTER.doc["tcb_info"])
+    forged = {**AFTER.doc, "tcb_info": json.dumps({**info, "tcbEvaluationDataNumber": 99})}
+    with _app(domain, url, tmp_path) as env:
+        (domain.collateral_dir / "forged.json").write_text(json.dumps(forged))
+        out = _reload(env)
+        assert len(out["unverified"]) == 1 and "rolled_back" not in out
+        with env.client.app.state.ctx.storage.transaction(readonly=True) as tx:  # type: ignore[attr-defined]
+            assert tx.collateral_marks().get(("tcb_info", "TDX:B0C06F000000")).value == 18  # type: ignore[union-attr]
+        (domain.collateral_dir / "forged.json").unlink()
+        assert "unverified" not in _reload(env)
+        env.install_policy(POLICY)
+        assert _dry_run(env)["claims"]["tcb_evaluation_data_number"] == 18

@@ -57,6 +57,8 @@ class ServiceContext:
         #: Parts of the collateral folder older than the domain's recorded marks, each with the
         #: mark (as of the last read of the folder): they do not decide.
         self.rolled_back: list[tuple[Mark, Mark]] = []
+        #: Why DCAP sets of the folder were not marked (their signatures or chains do not verify).
+        self.unverified: list[str] = []
         # (monotonic time of the last look, the domain's collateral generation then)
         self._collateral_generation: tuple[float, str | None] = (0.0, None)
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
@@ -107,7 +109,7 @@ class ServiceContext:
         one more collateral generation, so every other worker and replica reads its folder again
         within ``settings.policy_cache_seconds`` and holds it against the new mark (a replica
         that reads no newer mark writes nothing: no loop)."""
-        found, _skipped = dcap.collateral_marks(own, self.trust_root.intel)
+        found, self.unverified = dcap.collateral_marks(own, self.trust_root.intel)
         with self.storage.transaction(readonly=True) as tx:
             held = tx.collateral_marks()
         if any((h := held.get(m.key)) is None or m.value > h.value for m in found):

@@ -126,7 +126,8 @@ def reload_collateral(request: Request) -> dict[str, Any]:
     here at once, in every other worker and replica (each reads its own folder) within
     ``policy_cache_seconds``. Collateral is never rolled back: parts of the folder older than
     the newest this domain accepted before are named in ``rolled_back`` and a warning
-    ``collateral_rolled_back``, and evidence is not judged on them."""
+    ``collateral_rolled_back``, and evidence is not judged on them; DCAP sets that do not verify
+    (so raise no mark) are named in ``unverified``."""
     ctx = _ctx(request)
     collateral = ctx.reload_collateral()
     now = ctx.now()
@@ -138,6 +139,8 @@ def reload_collateral(request: Request) -> dict[str, Any]:
     rolled_back = [{**found.to_json(), "recorded": held.to_json()} for found, held in ctx.rolled_back]
     if rolled_back:
         details["rolled_back"] = rolled_back
+    if ctx.unverified:  # sets that raised no mark: they do not verify
+        details["unverified"] = ctx.unverified
     with ctx.storage.transaction() as tx:
         tx.append_audit(kind="collateral.reload", actor="admin", subject="collateral", decision=None,
                         details=details, now=now)  # fmt: skip
