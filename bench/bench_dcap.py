@@ -13,7 +13,8 @@ Measures, in the same process, per TDX quote (dcap-qvl sample v4 with its collat
                   TCB signing chains, TCB info, QE identity)
   veritee-cached  tdx.verify() with verified collateral and PCK chain cached
   veritee-new-pck tdx.verify() with collateral cached but the PCK chain / attestation key not
-                  (a quote from a platform not seen before)
+                  (a quote from a platform not seen before; its PCK CA and root, which the
+                  collateral shares, stay known: dcap.clear_caches(keep_collateral=True))
   veritee-cold    tdx.verify() with every cache cleared before each call
   dcap-qvl        dcap_qvl.verify() on the same quote, collateral object and time
 
