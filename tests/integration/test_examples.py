@@ -145,6 +145,8 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
                               "--client-measurement", "00" * 48], capture_output=True, text=True, env=ENV,
                              timeout=60)  # fmt: skip
     assert refused.returncode != 0
+    lines = refused.stderr.splitlines()  # production: the why is in its log, the host gets codes
+    assert lines and all(ln.startswith("veritee: VT-") for ln in lines), refused.stderr[-3000:]
 
     # the operator admits it in one command; the new version opens the notes version 1 sealed
     _register()

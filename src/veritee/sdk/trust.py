@@ -805,6 +805,15 @@ class Trust:
             "msg": msg, "catalogue_code": state}))  # fmt: skip
 
     def close(self) -> None:
+        """Stop renewal, servers and the log, and put logging and the hooks back. Called while
+        an exception propagates (a ``finally:`` or ``except:`` block), in staging and
+        production it treats that exception as :meth:`__exit__` does."""
+        self._close(sys.exc_info()[1])
+
+    def _close(self, leaving: BaseException | None) -> None:
+        contained = self._containment is not None and not self.platform.profile.free_form_to_host
+        if contained and isinstance(leaving, Exception):
+            logging.getLogger("veritee.uncaught").error("exception leaving Trust", exc_info=leaving)
         if self._renewal is not None:
             self._renewal.stop()
         for server in self._servers:
@@ -817,6 +826,8 @@ class Trust:
             self._containment.release()
             self._containment = None
         self._http.close()
+        if contained and isinstance(leaving, Exception):
+            _show_code_only(leaving, self.platform.profile)
 
     def __enter__(self) -> Trust:
         return self
@@ -825,12 +836,7 @@ class Trust:
         """Close. In staging and production an exception leaving the block goes into the log
         first, and if nothing catches it the host is shown its catalogue code only (``close``
         has put the interpreter's hooks back by the time Python would print it)."""
-        contained = self._containment is not None and not self.platform.profile.free_form_to_host
-        if contained and isinstance(value, Exception):
-            logging.getLogger("veritee.uncaught").error("exception leaving Trust", exc_info=value)
-        self.close()
-        if contained and isinstance(value, Exception):
-            _show_code_only(value, self.platform.profile)
+        self._close(value)
 
 
 def _show_code_only(leaving: BaseException, profile: Profile) -> None:

@@ -91,11 +91,12 @@ def test_capture_logging_in_production_keeps_the_routing_trust_set_up(tmp_path: 
         trust.close()
 
 
-def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize("closing", ["with", "finally"])
+def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(tmp_path: Path, closing: str) -> None:
     """``with Trust(...)`` in production, and an exception leaves the block uncaught: ``close()``
     has put the interpreter's hook back by the time Python prints it, so its text (and
     traceback) reached the host's stderr. It goes into the log before closing, and the host
-    gets its catalogue code only."""
+    gets its catalogue code only. The same with ``trust.close()`` in a ``finally:`` block."""
     import subprocess
     import textwrap
 
@@ -104,8 +105,14 @@ def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(tmp_path: 
         import sys
         from pathlib import Path
         from tests.unit.sdk.test_sdk_confidential import _trust
-        with _trust(Path({str(tmp_path)!r}), "production"):
+        trust = _trust(Path({str(tmp_path)!r}), "production")
+        if {closing!r} == "with":
+            with trust:
+                raise RuntimeError("hush-9c1e")
+        try:
             raise RuntimeError("hush-9c1e")
+        finally:
+            trust.close()
     """)
     res = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
                          cwd=root, env={"PYTHONPATH": f"{root}:{root / 'src'}", "PATH": "/usr/bin:/bin"})  # fmt: skip
