@@ -105,7 +105,7 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
     try:
         crl.extensions  # noqa: B018
         crl.signature_hash_algorithm  # noqa: B018
-        crl.issuer.rfc4514_string()
+        crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
         for entry in crl:

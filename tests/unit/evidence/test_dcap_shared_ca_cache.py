@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.unit.evidence.test_dcap_synthetic import AT, build
 
 from veritee import certs
-from veritee.errors import VerificationError
+from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import dcap, tdx
 
 
@@ -57,3 +57,21 @@ def test_cached_ca_link_does_not_admit_a_badly_signed_certificate(which: int) ->
         with pytest.raises(VerificationError) as e:
             tdx.verify(quote, collateral=syn.collateral, at=AT, trust=syn.trust)
         assert e.value.code == "chain_invalid"
+
+
+def test_a_name_that_does_not_decode_is_malformed_at_load() -> None:
+    """Names are forced by building them (no RFC 4514 formatting): a CA certificate or a CRL
+    whose issuer is not valid UTF-8 is still refused by the loaders, never later."""
+    syn = build()
+    ca = x509.load_pem_x509_certificates(syn.doc["pck_crl_issuer_chain"].encode())[0]
+    der = ca.public_bytes(serialization.Encoding.DER)
+    bad = der.replace(b"Fake SGX Root CA", b"Fake SGX Root C\xff", 1)
+    assert bad != der
+    dcap.clear_caches()
+    with pytest.raises(MalformedError):
+        certs.load_der_certificate(bad, "pck_ca")
+    crl = bytes.fromhex(syn.doc["pck_crl"])
+    bad_crl = crl.replace(b"Fake SGX PCK Platform CA", b"Fake SGX PCK Platform C\xff", 1)
+    assert bad_crl != crl
+    with pytest.raises(MalformedError):
+        certs.load_der_crl(bad_crl, "pck_crl")
