@@ -61,7 +61,8 @@ def _replace_open_by_strict(
     tmp_path: Path, data: Path, install_url: str, deciders: list[str]
 ) -> None:
     """Install ``open`` (admits M), let every decider cache it, install ``strict`` (admits only
-    another measurement, also v1) through ``install_url``; after the bound, nobody admits M."""
+    another measurement, also v1) and retire ``open`` through ``install_url``; after the bound,
+    nobody admits M."""
     platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
     open_ = _named_policy(tmp_path, data, "open", platform.key_id, M)
     strict = _named_policy(tmp_path, data, "strict", platform.key_id, "ef" * 48)
@@ -70,7 +71,10 @@ def _replace_open_by_strict(
     for url in deciders:
         for _ in range(8):  # on several connections: every worker caches `open` v1
             assert _accepted(url, platform)
+    # Several named policies are in force at once (installing one never replaces another):
+    # `strict` comes into force and `open` leaves it, both through `install_url`.
     _run("policy", "install", str(strict), "--data", str(data), "--url", install_url)
+    _run("policy", "retire", "open", "--yes", "--data", str(data), "--url", install_url)
     time.sleep(BOUND + 0.5)
     outcomes = [_accepted(url, platform) for url in deciders for _ in range(12)]
     assert not any(outcomes), f"{outcomes.count(True)} of {len(outcomes)} decided under `open`"

@@ -92,12 +92,12 @@ def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: 
         serial_b = tb.certify().serial_number
 
         # 1. The policy in force drops A: A's still-valid certificate gets nothing, on any worker.
-        _install(tmp_path, data, url, "no-a", [B, C])
+        _install(tmp_path, data, url, "all", [B, C])  # "all" v2
         time.sleep(BOUND + 0.5)
         for _ in range(6):
             assert "measurement_not_allowed" in _refused(ta)
         assert tb.get_secret("app/key", with_certificate=True) == VALUE
-        _install(tmp_path, data, url, "all-again", [A, B, C])
+        _install(tmp_path, data, url, "all", [A, B, C])  # v3
         time.sleep(BOUND + 0.5)
         assert ta.get_secret("app/key", with_certificate=True) == VALUE
 
@@ -174,10 +174,10 @@ def test_revocation_and_policy_hold_on_the_other_replica(tmp_path: Path) -> None
             time.sleep(BOUND + 0.5)
             trust = _trust(b, first, tmp_path, A, "a")  # decided by replica b
             assert trust.get_secret("app/key", with_certificate=True) == VALUE
-            _install(tmp_path, first, a, "only-b", [B])  # through replica a
+            _install(tmp_path, first, a, "all", [B])  # through replica a
             time.sleep(BOUND + 0.5)
             assert "measurement_not_allowed" in _refused(trust)
-            _install(tmp_path, first, a, "both", [A, B])
+            _install(tmp_path, first, a, "all", [A, B])
             time.sleep(BOUND + 0.5)
             assert trust.get_secret("app/key", with_certificate=True) == VALUE
             serial = format(trust.certify().serial_number, "x")
