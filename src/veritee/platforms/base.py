@@ -56,9 +56,10 @@ from __future__ import annotations
 import enum
 from typing import Protocol, runtime_checkable
 
+from veritee.errors import SealingError
 from veritee.profiles import Profile
 
-__all__ = ["MonotonicCounter", "Platform", "SealingMode"]
+__all__ = ["MonotonicCounter", "NoSealingKey", "Platform", "SealingMode"]
 
 
 class SealingMode(enum.StrEnum):
@@ -114,3 +115,26 @@ class Platform(Protocol):
     def monotonic_counter(self, label: str) -> MonotonicCounter | None:
         """The platform's rollback counter named ``label``, or None where it has none."""
         ...
+
+
+class NoSealingKey:
+    """What a driver on a platform without a sealing key or counter (TDX, Arm CCA, Nitro) says
+    of both: its blobs and key store are sealed with the key broker's domain-released key, and
+    :meth:`sealing_key` refuses with ``sealing_key_unavailable``. ``platform_title`` names the
+    platform in that error."""
+
+    platform_title = "this platform"
+
+    @property
+    def sealing_mode(self) -> SealingMode:
+        return SealingMode.DOMAIN_RELEASED
+
+    def sealing_key(self, context: bytes) -> bytes:
+        raise SealingError(
+            f"{self.platform_title} has no sealing key: seal with the key broker's domain-released "
+            "key (Trust(sealing='domain'), the default here; docs/sealing.md)",
+            code="sealing_key_unavailable",
+        )
+
+    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
+        return None

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import MalformedError, PlatformError, SealingError, UsageError
+from veritee.errors import MalformedError, PlatformError, UsageError
 from veritee.platforms._profile import settle_profile
-from veritee.platforms.base import MonotonicCounter, SealingMode
+from veritee.platforms.base import NoSealingKey
 from veritee.profiles import Profile
 
 __all__ = [
@@ -249,10 +249,12 @@ def build_cert_table(certs: dict[uuid.UUID, bytes]) -> bytes:
     return entries + bytes(_ENTRY) + body
 
 
-class CcaPlatform:
+class CcaPlatform(NoSealingKey):
     """The Arm CCA realm attester (Linux >= 6.13 ``arm_cca_guest``): evidence is the CCA token
     (format ``cca``); the realm challenge is veritee's report data. The platform attestation
     key (CPAK) that verifiers need comes from the platform's endorsements, not from the realm."""
+
+    platform_title = "Arm CCA"
 
     name = "cca"
 
@@ -291,20 +293,6 @@ class CcaPlatform:
     def profile(self) -> Profile:
         """The profile the Realm Personalization Value binds (development without it)."""
         return settle_profile(self._requested, self.own_report)
-
-    @property
-    def sealing_mode(self) -> SealingMode:
-        return SealingMode.DOMAIN_RELEASED
-
-    def sealing_key(self, context: bytes) -> bytes:
-        raise SealingError(
-            "Arm CCA realms have no sealing key: seal with the key broker's domain-released key "
-            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
-            code="sealing_key_unavailable",
-        )
-
-    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
-        return None
 
     def describe(self) -> dict[str, Any]:
         return {"interface": "configfs-tsm", **self.own_report, "profile": self.profile.value}

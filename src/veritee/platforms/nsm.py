@@ -24,11 +24,11 @@ from typing import Any
 
 import cbor2
 
-from veritee.errors import PlatformError, SealingError, UsageError
+from veritee.errors import PlatformError, UsageError
 from veritee.evidence import nitro
 from veritee.platforms._ioctl import Device, iowr
 from veritee.platforms._profile import settle_profile
-from veritee.platforms.base import MonotonicCounter, SealingMode
+from veritee.platforms.base import NoSealingKey
 from veritee.profiles import Profile
 
 __all__ = [
@@ -137,8 +137,10 @@ class NsmDevice:
         return random
 
 
-class NitroPlatform:
+class NitroPlatform(NoSealingKey):
     """The Nitro Enclaves attester: evidence is the attestation document (format ``nitro``)."""
+
+    platform_title = "Nitro"
 
     name = "nitro"
 
@@ -175,20 +177,6 @@ class NitroPlatform:
         """Development: a Nitro document has no launch data to bind a profile (and debug mode
         zeroes the PCRs)."""
         return settle_profile(self._requested, self.own_report)
-
-    @property
-    def sealing_mode(self) -> SealingMode:
-        return SealingMode.DOMAIN_RELEASED
-
-    def sealing_key(self, context: bytes) -> bytes:
-        raise SealingError(
-            "Nitro Enclaves have no sealing key: seal with the key broker's domain-released key "
-            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
-            code="sealing_key_unavailable",
-        )
-
-    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
-        return None
 
     def describe(self) -> dict[str, Any]:
         return {"interface": str(self.nsm.path), **self.own_report, "profile": self.profile.value}

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import MalformedError, PlatformError, SealingError, UsageError
+from veritee.errors import MalformedError, PlatformError, UsageError
 from veritee.evidence import tdx
 from veritee.platforms import configfs_tsm
 from veritee.platforms._ioctl import Device, iowr
 from veritee.platforms._profile import settle_profile
-from veritee.platforms.base import MonotonicCounter, SealingMode
+from veritee.platforms.base import NoSealingKey
 from veritee.profiles import Profile
 
 __all__ = ["DEFAULT_DEVICE", "TDX_CMD_GET_REPORT0", "TdReport", "TdxPlatform", "TdxReportReq"]
@@ -93,8 +93,10 @@ def get_tdreport(report_data: bytes, device: Path = DEFAULT_DEVICE) -> bytes:
     return bytes(req.tdreport)
 
 
-class TdxPlatform:
+class TdxPlatform(NoSealingKey):
     """The TDX attester: evidence is a TD quote (format ``tdx``) from configfs-tsm."""
+
+    platform_title = "TDX"
 
     name = "tdx"
 
@@ -156,20 +158,6 @@ class TdxPlatform:
     def profile(self) -> Profile:
         """The profile MRCONFIGID binds (development without it, or when debug)."""
         return settle_profile(self._requested, self.own_report)
-
-    @property
-    def sealing_mode(self) -> SealingMode:
-        return SealingMode.DOMAIN_RELEASED
-
-    def sealing_key(self, context: bytes) -> bytes:
-        raise SealingError(
-            "TDX has no sealing key: seal with the key broker's domain-released key "
-            "(Trust(sealing='domain'), the default here; docs/sealing.md)",
-            code="sealing_key_unavailable",
-        )
-
-    def monotonic_counter(self, label: str) -> MonotonicCounter | None:
-        return None
 
     def describe(self) -> dict[str, Any]:
         return {"interface": "configfs-tsm" if configfs_tsm.available(self.tsm_root) else str(self.device),
