@@ -116,6 +116,15 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
     return crl
 
 
+#: The key usage of the signing-only leaves the domain issues (the key broker's release-signing
+#: certificate, TPM AK certificates): digital signatures, nothing else.
+SIGNING_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+    crl_sign=False, encipher_only=False, decipher_only=False,
+)
+
+
 def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
     """One DER certificate, every part checked; MalformedError naming ``field`` otherwise."""
     try:

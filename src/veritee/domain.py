@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from veritee import oids
+from veritee import certs, oids
 from veritee.errors import UsageError
 
 if TYPE_CHECKING:
@@ -478,11 +478,7 @@ def issue_broker_certificate(
         .not_valid_after(min(now + lifetime, ca.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
+            certs.SIGNING_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([oids.RELEASE_SIGNING]), critical=False)

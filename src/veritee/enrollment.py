@@ -182,11 +182,7 @@ def issue_ak_certificate(
         .not_valid_after(min(now + lifetime, ca_certificate.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
+            certs.SIGNING_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([AIK_CERTIFICATE_EKU]), critical=True)
