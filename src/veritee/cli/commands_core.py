@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from veritee.tls import AEAD_CIPHERS, client_context
 __all__ = ["register"]
 
 DEFAULT_PORT = 8400
+#: prometheus-client's multiprocess folder (veritee.service.metrics.MULTIPROC_ENV).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm", "cca", "nvidia-gpu", "simulated"]
 
 
@@ -117,6 +121,9 @@ def serve_cmd(
     accept_attester_collateral: bool, trusted_proxies: tuple[str, ...],
 ) -> None:
     """Run the Certifier Service under uvicorn."""
+    # prometheus-client picks its mode when first imported: one process counts alone (a shared
+    # folder given from outside is not ours to use); several get a private one (_metrics_dir).
+    os.environ.pop(MULTIPROC_ENV, None)
     import uvicorn
 
     from veritee.service.app import create_app
@@ -138,18 +145,34 @@ def serve_cmd(
     common.update(_proxy_settings(trusted_proxies))
     if workers > 1:
         # Each worker process builds its own app (and database pool) from the environment.
-        import os
-
         os.environ["VERITEE_DATA_DIR"] = str(path)
         os.environ["VERITEE_DATABASE_URL"] = db or ""
         os.environ["VERITEE_ACCEPT_ATTESTER_COLLATERAL"] = "1" if accept_attester_collateral else ""
         create_app(settings)  # migrate once, and fail here (not in N workers) on a bad setup
         click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} ({workers} workers, data {path})", err=True)
-        uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)
+        with _metrics_dir():
+            uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)
         return
     app = create_app(settings)
     click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} (data {path})", err=True)
     uvicorn.run(app, **common)
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[Path]:
+    """A private, empty folder for the workers' metric values (prometheus-client's multiprocess
+    mode, ``$PROMETHEUS_MULTIPROC_DIR``), made for this start of the service and removed at its
+    end: counts never carry over from an earlier run nor mix with another service's."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="veritee-metrics-"))  # mode 0700
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _proxy_settings(trusted: tuple[str, ...]) -> dict[str, Any]:

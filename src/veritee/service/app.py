@@ -22,6 +22,7 @@ from veritee.domain import Domain
 from veritee.errors import StorageError, UsageError
 from veritee.keybroker.kek import KEK_ENV, KEK_FILE, KeyEncryptionKey, domain_kek
 from veritee.service.context import ServiceContext
+from veritee.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
 from veritee.service.settings import Settings
@@ -86,32 +87,46 @@ class _TooLarge(Exception):
 
 
 class RequestMetrics:
-    """Count requests by route template and status, and time them (plain ASGI: cheap)."""
+    """Count requests by route template and status, and time them (plain ASGI: cheap).
+
+    A request is counted when its response starts, before the client can see it: a client's
+    next request, to any worker, finds it in ``/metrics``.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+
+    def _count(self, scope: Scope, status: int) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.inc("veritee_http_requests_total", "HTTP requests", route=path, status=str(status))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        counted = False
+        in_progress = self.metrics.gauge(
+            "veritee_http_requests_in_progress", "HTTP requests being answered", mode="livesum"
+        )
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            nonlocal counted
+            if message["type"] == "http.response.start" and not counted:
+                counted = True
+                self._count(scope, int(message["status"]))
             await send(message)
 
+        in_progress.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            in_progress.dec()
+            if not counted:  # no response started (the app raised): the server answers 500
+                self._count(scope, 500)
+            path = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(time.perf_counter() - start, route=path)
-            self.metrics.inc("veritee_http_requests_total", "HTTP requests", route=path, status=str(status))
 
 
 # Routers in matching order (hot workload routes first: routes are tried one by one), as
@@ -234,6 +249,7 @@ def create_app(
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            ctx.metrics.close()
             if storage is None:
                 store.close()
 
@@ -276,7 +292,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(ctx.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/.well-known/jwks.json", tags=["attestation"], summary="Keys that sign EAR tokens")
     def jwks() -> dict[str, Any]:
