@@ -272,6 +272,33 @@ class Code(StrEnum):
     EAR_PROFILE_INVALID = "ear_profile_invalid", "the token is not an EAR of the expected profile"
     EAR_CONTRAINDICATED = "ear_contraindicated", "an appraisal in the EAR token is contraindicated"
     EAR_KEY_MISMATCH = "ear_key_mismatch", "the EAR token is bound (cnf) to another key"
+    EAR_KEY_UNKNOWN = "ear_key_unknown", "the key the token names (kid) is not in the domain's JWKS"
+
+    # --- the Certifier Service's own evidence (verify the verifier, docs/tokens.md) ---
+    SERVICE_EVIDENCE_MISSING = (
+        "service_evidence_missing",
+        "the Certifier Service publishes no evidence of itself (it does not run with --attest-self)",
+    )
+    SERVICE_EVIDENCE_MALFORMED = (
+        "service_evidence_malformed",
+        "the service's evidence document does not parse (fields, encodings, its binding statement)",
+    )
+    SERVICE_EVIDENCE_REFUSED = (
+        "service_evidence_refused",
+        "the service's own evidence is not authentic, or the service policy refuses it (reasons attached)",
+    )
+    SERVICE_BINDING_MISMATCH = (
+        "service_binding_mismatch",
+        "the service's evidence does not bind the keys this service signs and serves TLS with",
+    )
+    SERVICE_MEASUREMENT_NOT_ALLOWED = (
+        "service_measurement_not_allowed",
+        "the service's own measurement is not one the service policy allows",
+    )
+    SERVICE_EVIDENCE_STALE = (
+        "service_evidence_stale",
+        "the service's keys rotated and its evidence still binds the earlier ones",
+    )
 
     # --- clean room ---
     DATASET_KEY_INVALID = "dataset_key_invalid", "a clean-room dataset or its key is not valid"

@@ -50,9 +50,13 @@ __all__ = [
     "ear_payload",
     "issue_ear",
     "jwk_of",
+    "jwk_thumbprint",
+    "jwks_keys",
     "kbs_audience",
     "key_binding",
+    "public_key_of_jwk",
     "sign_jwt",
+    "token_key",
 ]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
@@ -61,6 +65,9 @@ EAR_TYPE = "eat+jwt"
 TOKEN_LIFETIME = dt.timedelta(minutes=30)
 STATUSES = ("none", "affirming", "warning", "contraindicated")
 KBS_AUDIENCE_SUFFIX = "/kbs"
+#: The most keys a JWKS may list (one domain publishes one or two during a rotation).
+MAX_JWKS_KEYS = 64
+_CURVE_OF_NAME: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _CURVES = {256: ("P-256", "ES256", hashes.SHA256), 384: ("P-384", "ES384", hashes.SHA384),
            521: ("P-521", "ES512", hashes.SHA512)}  # fmt: skip
 
@@ -108,6 +115,110 @@ def key_binding(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str,
         jwk = {"kty": "RSA", "n": _b64u(rn.n.to_bytes((rn.n.bit_length() + 7) // 8, "big")),
                "e": _b64u(rn.e.to_bytes((rn.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
     return {"jwk": jwk}
+
+
+def _b64u_decode(value: Any, field: str) -> bytes:
+    if not isinstance(value, str) or not value or len(value) > 1024 or "=" in value:
+        raise MalformedError(f"{field} is not base64url without padding", field=field)
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raise MalformedError(f"{field} is not base64url", field=field) from None
+
+
+def public_key_of_jwk(jwk: Any) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The public key a JWK (RFC 7517) holds: EC (P-256, P-384, P-521; the point is checked to
+    lie on the curve) or RSA. :class:`MalformedError` naming the member otherwise; a JWK with a
+    private member is refused (a JWKS publishes public keys only)."""
+    if not isinstance(jwk, Mapping):
+        raise MalformedError("a JWK is a JSON object", field="jwk")
+    if any(k in jwk for k in ("d", "p", "q", "dp", "dq", "qi", "k")):
+        raise MalformedError("the JWK holds a private or symmetric key", field="jwk")
+    kty = jwk.get("kty")
+    if kty == "EC":
+        curve = _CURVE_OF_NAME.get(jwk.get("crv"))  # type: ignore[arg-type]
+        if curve is None:
+            raise MalformedError("the JWK's crv is not P-256, P-384 or P-521", field="jwk.crv")
+        size = (curve.key_size + 7) // 8
+        x, y = _b64u_decode(jwk.get("x"), "jwk.x"), _b64u_decode(jwk.get("y"), "jwk.y")
+        if len(x) != size or len(y) != size:
+            raise MalformedError(f"the JWK's x and y are {size} bytes on {jwk['crv']}", field="jwk.x")
+        try:
+            return ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
+            ).public_key()
+        except ValueError:
+            raise MalformedError("the JWK's point is not on its curve", field="jwk.x") from None
+    if kty == "RSA":
+        n, e = _b64u_decode(jwk.get("n"), "jwk.n"), _b64u_decode(jwk.get("e"), "jwk.e")
+        try:
+            return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+        except ValueError:
+            raise MalformedError("the JWK is not a valid RSA public key", field="jwk.n") from None
+    raise MalformedError("the JWK's kty is not EC or RSA", field="jwk.kty")
+
+
+def jwk_thumbprint(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any]) -> str:
+    """The JWK SHA-256 thumbprint of a public key (RFC 7638 §3: the required members in
+    lexicographic order, no whitespace), base64url without padding."""
+    jwk = key_binding(public_key_of_jwk(key) if isinstance(key, Mapping) else key)["jwk"]
+    members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return _b64u(_sha256(canonical.encode()))
+
+
+def _sha256(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def jwks_keys(doc: Any) -> dict[str, ec.EllipticCurvePublicKey]:
+    """The token keys of a JWKS (``{"keys": [JWK, ...]}``, as ``/.well-known/jwks.json``
+    serves it) by ``kid``: EC P-256 and P-384 keys whose ``use`` (when present) is ``sig``.
+    Other keys are skipped; a JWKS that is not an object with a list of keys, a listed key that
+    does not parse, a key without ``kid`` or a repeated ``kid`` is :class:`MalformedError`."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("keys"), list):
+        raise MalformedError('a JWKS is a JSON object {"keys": [...]}', field="jwks")
+    listed = doc["keys"]
+    if len(listed) > MAX_JWKS_KEYS:
+        raise MalformedError(f"the JWKS lists more than {MAX_JWKS_KEYS} keys", field="jwks.keys")
+    out: dict[str, ec.EllipticCurvePublicKey] = {}
+    for jwk in listed:
+        key = public_key_of_jwk(jwk)
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise MalformedError("a key of the JWKS has no kid", field="jwks.keys.kid")
+        if kid in out:
+            raise MalformedError(f"the JWKS lists kid {kid[:40]!r} twice", field="jwks.keys.kid")
+        if jwk.get("use", "sig") != "sig" or not isinstance(key, ec.EllipticCurvePublicKey):
+            continue
+        if key.curve.key_size in (256, 384):
+            out[kid] = key
+    return out
+
+
+def token_key(token: str, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> tuple[str, ec.EllipticCurvePublicKey]:
+    """The key of ``keys`` (a JWKS by kid) that a token names in its ``kid``: (kid, key).
+
+    A token without ``kid`` takes the JWKS's only key. :class:`MalformedError` for what is not a
+    compact JWS; :class:`VerificationError` ``ear_key_unknown`` when no key of the JWKS is the
+    one the token names (another domain's token, or one signed by a key since rotated out)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise MalformedError("not a compact JWT (header.payload.signature, base64url)", field="token") from None
+    kid = header.get("kid")
+    if kid is None and len(keys) == 1:
+        return next(iter(keys.items()))
+    if not isinstance(kid, str) or kid not in keys:
+        shown = repr(kid[:40]) if isinstance(kid, str) else "none"
+        raise VerificationError(
+            f"the token's key (kid {shown}) is not in the domain's JWKS "
+            f"({', '.join(sorted(k[:16] for k in keys)) or 'no usable key'})",
+            code="ear_key_unknown",
+        )
+    return kid, keys[kid]
 
 
 @dataclass(frozen=True)

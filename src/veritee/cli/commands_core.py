@@ -115,10 +115,15 @@ def init_cmd(data: Path | None, name: str, upgrade: bool, admin_token_file: Path
     help="A TLS-terminating proxy in front of the service (repeatable): its X-Forwarded-Proto and "
     "X-Forwarded-For are honoured (the KBS cookie is then Secure behind it). Default: none.",
 )
+@click.option(
+    "--issuer", default=None,
+    help="The iss of the EAR tokens and the issuer of /.well-known/openid-configuration (default: "
+    "veritee). OpenID Connect wants the service's public https:// URL here.",
+)
 @handle_errors
 def serve_cmd(
     data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
-    accept_attester_collateral: bool, trusted_proxies: tuple[str, ...],
+    accept_attester_collateral: bool, trusted_proxies: tuple[str, ...], issuer: str | None,
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     # prometheus-client picks its mode when first imported: one process counts alone (a shared
@@ -127,10 +132,13 @@ def serve_cmd(
     import uvicorn
 
     from veritee.service.app import create_app
-    from veritee.service.settings import Settings
+    from veritee.service.settings import DEFAULT_ISSUER, Settings
 
     path = _data_dir(data)
-    settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral)
+    if issuer is not None and not issuer.strip():
+        raise UsageError("--issuer must not be empty")
+    settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
+                        issuer=issuer or DEFAULT_ISSUER)  # fmt: skip
     ssl: dict[str, Any] = {}
     if tls:
         from veritee.service.tls import server_certificate_files
@@ -148,6 +156,7 @@ def serve_cmd(
         os.environ["VERITEE_DATA_DIR"] = str(path)
         os.environ["VERITEE_DATABASE_URL"] = db or ""
         os.environ["VERITEE_ACCEPT_ATTESTER_COLLATERAL"] = "1" if accept_attester_collateral else ""
+        os.environ["VERITEE_ISSUER"] = issuer or ""
         create_app(settings)  # migrate once, and fail here (not in N workers) on a bad setup
         click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} ({workers} workers, data {path})", err=True)
         with _metrics_dir():

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from veritee import __version__
@@ -28,7 +28,7 @@ from veritee.service.problems import install_handlers, problem
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
 from veritee.service.storage.tx import Tx
-from veritee.tokens import jwk_of
+from veritee.tokens import EAR_PROFILE, jwk_of
 
 __all__ = ["create_app"]
 
@@ -298,6 +298,13 @@ def create_app(
     def jwks() -> dict[str, Any]:
         return {"keys": [jwk_of(domain.token_key.public_key(), domain.token_kid)]}
 
+    @app.get(
+        "/.well-known/openid-configuration", tags=["attestation"],
+        summary="OpenID Connect discovery: the issuer of EAR tokens and its JWKS",
+    )  # fmt: skip
+    def openid_configuration(request: Request) -> dict[str, Any]:
+        return discovery_document(settings.issuer, str(request.base_url), domain.token_key.curve.key_size)
+
     @app.get("/v1/domain/ca", tags=["attestation"], summary="The domain CA certificate (PEM)")
     def domain_ca() -> PlainTextResponse:
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
@@ -307,19 +314,58 @@ def create_app(
     return app
 
 
+JWKS_PATH = "/.well-known/jwks.json"
+
+
+def discovery_document(issuer: str, base_url: str, key_size: int = 256) -> dict[str, Any]:
+    """The OpenID Connect discovery document (OpenID Connect Discovery 1.0 §3) of the service as
+    an issuer of EAR tokens, so that relying parties that only speak OIDC find its keys.
+
+    ``issuer`` is the ``iss`` every token carries (the setting ``issuer``; OIDC wants it to be the
+    https URL this document is served under: ``veritee serve --issuer https://host:8400``).
+    ``jwks_uri`` is ``<issuer>/.well-known/jwks.json`` when the issuer is such a URL, else the
+    JWKS under the URL the request reached (``base_url``). The service runs no authorization
+    flow, so it publishes no ``authorization_endpoint`` (as other token issuers that are not
+    login providers do); the metadata OIDC requires say what its tokens are: ID-token-like JWTs
+    (``response_types_supported: ["id_token"]``) signed ES256/ES384, with the EAR claims.
+    """
+    if issuer.startswith(("https://", "http://")):
+        jwks_uri = issuer.rstrip("/") + JWKS_PATH
+    else:
+        jwks_uri = base_url.rstrip("/") + JWKS_PATH
+    alg = {256: "ES256", 384: "ES384"}.get(key_size, "ES256")
+    return {
+        "issuer": issuer,
+        "jwks_uri": jwks_uri,
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [alg],
+        "scopes_supported": ["openid"],
+        "claims_supported": [
+            "iss", "aud", "iat", "nbf", "exp", "eat_profile", "eat_nonce", "cnf",
+            "ear.verifier-id", "submods",
+        ],
+        "eat_profiles_supported": [EAR_PROFILE],
+    }
+
+
 def app_from_env() -> FastAPI:
     """App factory for several uvicorn worker processes (`veritee serve --workers N`).
 
-    Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL`` and
-    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` (``1`` or empty; set by the CLI).
+    Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL``,
+    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` (``1`` or empty) and ``VERITEE_ISSUER`` (empty: the
+    default); set by the CLI.
     """
     import os
     from pathlib import Path
+
+    from veritee.service.settings import DEFAULT_ISSUER
 
     return create_app(
         Settings(
             data_dir=Path(os.environ["VERITEE_DATA_DIR"]),
             database_url=os.environ.get("VERITEE_DATABASE_URL") or None,
             accept_attester_collateral=os.environ.get("VERITEE_ACCEPT_ATTESTER_COLLATERAL") == "1",
+            issuer=os.environ.get("VERITEE_ISSUER") or DEFAULT_ISSUER,
         )
     )

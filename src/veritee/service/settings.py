@@ -8,7 +8,10 @@ from pathlib import Path
 
 from veritee.evidence.trust import TrustRoot
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_ISSUER", "Settings"]
+
+#: The ``iss`` of EAR tokens unless configured (``veritee serve --issuer``).
+DEFAULT_ISSUER = "veritee"
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     #: How long a policy read from the database is cached before it is checked again.
     policy_cache_seconds: float = 1.0
-    issuer: str = "veritee"
+    issuer: str = DEFAULT_ISSUER
     #: Use TCB info, QE identity and CRLs an attester sends with its evidence (ranked below the
     #: domain's own collateral, which always wins for an FMSPC). Off: only the attester's
     #: certificates are used, as path candidates up to a pinned root (issue 11 item 3).
