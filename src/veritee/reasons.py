@@ -227,6 +227,7 @@ class Code(StrEnum):
 
     # --- key release ---
     RELEASE_POLICY_INVALID = "release_policy_invalid", "the release policy does not parse"
+    RELEASE_CLAIM_UNKNOWN = "release_claim_unknown", "a release policy names a claim no verifier emits (refused when stored)"
     RELEASE_POLICY_FAULT = "release_policy_fault", "the release policy failed to evaluate"
     RELEASE_CLAIM_MISSING = "release_claim_missing", "a claim the release policy tests is absent"
     RELEASE_CLAIM_MISMATCH = "release_claim_mismatch", "a claim does not have the value the release policy needs"
@@ -354,6 +355,9 @@ class Code(StrEnum):
     TRUNCATED_FRAME = "truncated_frame", "a channel frame ends early"
     CREDENTIALS_INVALID = "credentials_invalid", "the channel's own credentials are unusable"
     SERVICE_UNREACHABLE = "service_unreachable", "the Certifier Service or key broker cannot be reached"
+    TLS_UNTRUSTED = "tls_untrusted", "the service's TLS certificate did not verify against the CA the client trusts"
+    TLS_MISMATCH = "tls_mismatch", "client and service disagree on TLS: https:// to a plain-HTTP service or http:// to an HTTPS one"
+    NO_DOMAIN = "no_domain", "the folder or database named holds no veritee domain"
     SERVICE_URL_INSECURE = "service_url_insecure", "a workload above the development profile was given a plain-HTTP (or other non-HTTPS) service URL"
     PLATFORM_UNKNOWN = "platform_unknown", "the SDK was asked for a platform it does not know"
     PLATFORM_UNSUPPORTED = "platform_unsupported", "a hardware TEE (or configfs-tsm provider) is present but not one this driver or build supports"

@@ -93,7 +93,8 @@ def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisor
     else:
         d.refuse(
             "tcb_status_not_allowed",
-            f"TCB status {status} is not among the allowed {', '.join(statuses)}",
+            (f"TCB status {status} is not among the allowed {', '.join(statuses)}" if status is not None
+             else f"the evidence reports no TCB status (the allowed: {', '.join(statuses)})"),
             claim="hardware",
         )
     bad = [a for a in claims.get("advisory_ids") or [] if a not in advisories]
@@ -194,7 +195,8 @@ def _profile(d: Decision, claims: Mapping[str, Any], policy: Policy) -> None:
     else:
         d.refuse(
             "profile_not_allowed",
-            f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}",
+            (f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}" if prof is not None
+             else f"the evidence attests no profile (the allowed: {', '.join(x.value for x in policy.profiles)})"),
             claim="configuration",
         )
 

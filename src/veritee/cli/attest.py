@@ -59,7 +59,8 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         for i, v in enumerate(value):
             _flatten(f"{prefix}[{i}]", v, out)
     else:
-        out.append((prefix, json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)))
+        out.append((prefix, "not reported" if value is None else
+                    json.dumps(value) if isinstance(value, list | bool) else str(value)))  # fmt: skip
 
 
 def _show(description: dict[str, Any], as_json: bool) -> None:

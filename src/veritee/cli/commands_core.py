@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE, handle_errors
-from veritee.errors import UsageError, VeriteeError
-from veritee.tls import AEAD_CIPHERS, client_context
+from veritee.errors import PolicyError, UsageError, VeriteeError
+from veritee.tls import AEAD_CIPHERS
 
 __all__ = ["register"]
 
@@ -198,6 +198,16 @@ def _proxy_settings(trusted: tuple[str, ...]) -> dict[str, Any]:
     return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
 
 
+NOT_REPORTED = "not reported"
+
+
+def shown(value: Any) -> str:
+    """A claim value for people: ``not reported`` for an absent one (None), never ``None``."""
+    if value is None:
+        return NOT_REPORTED
+    return str(value)
+
+
 def _print_verify(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=False))
@@ -209,7 +219,7 @@ def _print_verify(result: dict[str, Any], as_json: bool) -> None:
     claims = result.get("claims") or {}
     for k in ("platform", "measurement", "debug", "tcb_status", "profile", "report_data"):
         if k in claims:
-            click.echo(f"  {k}: {claims[k]}")
+            click.echo(f"  {k}: {shown(claims[k])}")
 
 
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -273,9 +283,18 @@ def verify_evidence(
     if policy_text is not None:
         import yaml
 
-        doc = yaml.safe_load(policy_text) if policy_text.strip() else None
+        try:
+            doc = yaml.safe_load(policy_text) if policy_text.strip() else None
+        except yaml.YAMLError as e:
+            raise PolicyError(f"the policy is not valid YAML/JSON: {_yaml_problem(e)}", code="policy_malformed") from None
+        except (RecursionError, ValueError):
+            raise PolicyError("the policy is not valid YAML/JSON", code="policy_malformed") from None
         if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
-            policy = parse_policy(json.loads(doc["policy"]))
+            try:
+                inner = json.loads(doc["policy"])
+            except (TypeError, ValueError, RecursionError):
+                raise PolicyError("the signed policy envelope's 'policy' is not JSON", code="policy_malformed") from None
+            policy = parse_policy(inner)
         else:
             policy = load_policy(policy_text)
     fmt = format
@@ -312,6 +331,14 @@ def verify_evidence(
     result["status"] = decision.status
     result["trustworthiness_vector"] = decision.vector
     return result
+
+
+def _yaml_problem(e: Exception) -> str:
+    """One line for a YAML error: what and where (line and column, 1-based)."""
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 @click.command("verify")
@@ -369,7 +396,8 @@ def verify_cmd(
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
     except VeriteeError as e:  # a malformed policy or collateral file
-        click.echo(f"error [{e.code}]: {e.message}", err=True)
+        where = f" (--policy {policy_file})" if policy_file is not None and e.code.startswith("policy") else ""
+        click.echo(f"error [{e.code}]: {e.message}{where}", err=True)
         sys.exit(EXIT_USAGE)
     _print_verify(result, as_json)
     sys.exit(EXIT_OK if result["accepted"] else EXIT_NOT_ACCEPTED)
@@ -449,37 +477,24 @@ def policy_sign(policy_file: Path, data: Path | None, output: Path | None) -> No
 @policy_group.command("install")
 @click.argument("signed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_data_option
-@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True)
+@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="Certifier Service (https://... when it runs with --tls).")
 @click.option("--admin-token", envvar="VERITEE_ADMIN_TOKEN", default=None, help="Default: the data folder's admin_token.")
 @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None, help="CA to trust for HTTPS (default: the data folder's domain CA).")
 @handle_errors
 def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None, ca: Path | None) -> None:
     """Install a signed policy through the service's admin API."""
-    import ssl
+    from veritee.cli.secrets import _Admin
 
-    import httpx
-
-    path = _data_dir(data)
-    token = admin_token or (path / "admin_token").read_text().strip()
-    ca_file = ca or (path / "domain_ca.pem")
-    verify: ssl.SSLContext | bool = True
-    if url.startswith("https://") and ca_file.is_file():
-        verify = client_context(cafile=str(ca_file))
+    body = signed_file.read_bytes()
+    admin = _Admin(url, data, admin_token, ca)
     try:
-        r = httpx.put(
-            url.rstrip("/") + "/v1/admin/policy", content=signed_file.read_bytes(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=10, verify=verify,
-        )
-    except httpx.HTTPError as e:
-        raise UsageError(f"cannot reach the service at {url}: {e}") from None
-    if r.status_code != 200:
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        raise UsageError(f"service refused the policy ({r.status_code}): {body.get('detail') or body.get('title')}")
-    click.echo(f"installed policy {r.json()['name']!r} version {r.json()['version']}")
+        reply = admin.call("PUT", "/v1/admin/policy", content=body)
+    except VeriteeError as e:
+        if e.code in ("tls_untrusted", "tls_mismatch", "service_unreachable", "admin_required"):
+            raise
+        raise UsageError(f"service refused the policy [{e.code}]: {e.message}", code=e.code) from None
+    click.echo(f"installed policy {reply['name']!r} version {reply['version']}")
 
 
 @click.group("audit")
@@ -502,13 +517,13 @@ def audit_verify(data: Path | None, db: str | None, anchors: tuple[Path, ...]) -
     anchor was signed.
     """
     from veritee.anchors import check_log_against
-    from veritee.service.storage import Storage, verify_audit_chain
+    from veritee.service.storage import Storage
 
     path = _data_dir(data)
     signed = _read_anchors(path, anchors)
-    store = Storage(db or f"sqlite:///{path / 'veritee.db'}")
+    store = Storage(db or _domain_database(path))
     try:
-        report = verify_audit_chain(store)
+        report = _audit_report(store, path, db)
         if report.ok:
             try:
                 check_log_against(store, signed)
@@ -523,6 +538,32 @@ def audit_verify(data: Path | None, db: str | None, anchors: tuple[Path, ...]) -
     else:
         click.echo(f"audit chain BROKEN at entry {report.first_broken}: {report.message}")
         sys.exit(EXIT_NOT_ACCEPTED)
+
+
+def _domain_database(path: Path) -> str:
+    """The SQLite URL of the domain in ``path``; "no domain here" (not a database error, and no
+    empty database left behind) when the folder holds none."""
+    database = path / "veritee.db"
+    if not database.is_file():
+        raise UsageError(f"no domain here: {path} holds no veritee domain (no {database.name}); pass "
+                         f"--data DOMAIN_DIR or --db URL, or create one with `veritee init --data {path}`",
+                         code="no_domain")  # fmt: skip
+    return f"sqlite:///{database}"
+
+
+def _audit_report(store: Any, path: Path, db: str | None) -> Any:
+    """:func:`verify_audit_chain`, saying "no domain here" for a database without an audit log."""
+    from veritee.errors import StorageError
+    from veritee.service.storage import verify_audit_chain
+
+    try:
+        return verify_audit_chain(store)
+    except StorageError as e:
+        if "no such table" in e.message or "does not exist" in e.message:
+            where = db or str(path)
+            raise UsageError(f"no domain here: {where} has no audit log (not a veritee domain's database)",
+                             code="no_domain") from None  # fmt: skip
+        raise
 
 
 def _read_anchors(path: Path, files: tuple[Path, ...]) -> list[Any]:

@@ -38,13 +38,15 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.keybroker.policy import MAX_POLICY_BYTES, parse_policy
+from veritee.keybroker.policy import MAX_POLICY_BYTES, check_claims_known, parse_policy
 from veritee.keybroker.vault import MAX_SECRET_BYTES, validate_name
+from veritee.sdk.http import explain_unreachable
 from veritee.tls import client_context
 
 __all__ = ["register", "secret_group"]
 
 DEFAULT_URL = "http://127.0.0.1:8400"
+ADMIN_TOKEN_ENV = "VERITEE_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a credential
 _REFUSED = (AuthenticationError, NotFoundError, VerificationError, NonceError)
 
 
@@ -70,6 +72,25 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def read_admin_token(folder: Path) -> str:
+    """The admin credential in ``folder``/admin_token; a UsageError saying where it was looked
+    for (never an errno alone) when there is none or it cannot be read."""
+    token_file = folder / "admin_token"
+    where = (f"looked for --admin-token, then ${ADMIN_TOKEN_ENV}, then {token_file}; pass --admin-token, "
+             f"set ${ADMIN_TOKEN_ENV}, or point --data at the domain folder")  # fmt: skip
+    try:
+        token = token_file.read_text().strip()
+    except FileNotFoundError:
+        raise UsageError(f"no admin credential ({where})", code="admin_required") from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or type(e).__name__
+        raise UsageError(f"cannot read the admin credential {token_file}: {why} ({where})",
+                         code="admin_required") from None  # fmt: skip
+    if not token:
+        raise UsageError(f"no admin credential: {token_file} is empty ({where})", code="admin_required")
+    return token
+
+
 class _Admin:
     """The admin API over one ``httpx`` client; service problems become veritee errors."""
 
@@ -77,16 +98,7 @@ class _Admin:
         from veritee.domain import default_data_dir
 
         folder = data if data is not None else default_data_dir()
-        token = (admin_token or "").strip()
-        if not token:
-            token_file = folder / "admin_token"
-            if not token_file.is_file():
-                raise UsageError(
-                    "no admin credential: pass --admin-token, set VERITEE_ADMIN_TOKEN, or point "
-                    f"--data at the domain folder (no admin_token in {folder})",
-                    code="admin_required",
-                )
-            token = token_file.read_text().strip()
+        token = (admin_token or "").strip() or read_admin_token(folder)
         verify: ssl.SSLContext | bool = True
         self._ca_file = ca if ca is not None else folder / "domain_ca.pem"
         if url.startswith("https://"):
@@ -99,6 +111,11 @@ class _Admin:
             base_url=self.url, verify=verify, timeout=15,
             headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
+
+    def _unreachable(self, e: httpx.HTTPError) -> UsageError:
+        ca = str(self._ca_file) if self.url.startswith("https://") else None
+        code, message = explain_unreachable(e, self.url, ca)
+        return UsageError(message, code=code)
 
     def ca_certificate(self) -> Any:
         """The domain CA certificate (``--ca``, else ``<data>/domain_ca.pem``)."""
@@ -115,7 +132,7 @@ class _Admin:
         try:
             r = self._http.get(path)
         except httpx.HTTPError as e:
-            raise UsageError(f"cannot reach the service at {self.url}: {type(e).__name__}") from None
+            raise self._unreachable(e) from None
         finally:
             self._http.close()
         if r.status_code != 200:
@@ -130,7 +147,7 @@ class _Admin:
         try:
             r = self._http.request(method, path, json=body, content=content, params=params)
         except httpx.HTTPError as e:
-            raise UsageError(f"cannot reach the service at {self.url}: {type(e).__name__}") from None
+            raise self._unreachable(e) from None
         finally:
             self._http.close()
         if r.status_code == 200:
@@ -179,7 +196,7 @@ def _policy_from(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise UsageError(f"cannot read policy file {path}: {e.strerror or e}") from None
     try:
-        parse_policy(raw)
+        check_claims_known(parse_policy(raw))
     except (MalformedError, PolicyError) as e:
         raise UsageError(f"{path}: {e.message}", code=e.code) from None
     doc: dict[str, Any] = json.loads(raw)

@@ -49,6 +49,7 @@ __all__ = [
     "Leaf",
     "ReleaseDecision",
     "ReleasePolicy",
+    "check_claims_known",
     "dry_run",
     "evaluate",
     "parse_policy",
@@ -143,6 +144,35 @@ def parse_policy(source: bytes | str | Mapping[str, Any]) -> ReleasePolicy:
     root = _parse_node({kinds[0]: doc[kinds[0]]}, "$", 0, counter)
     assert isinstance(root, Group)
     return ReleasePolicy(root=root, description=description)
+
+
+def _leaves(node: Group | Leaf) -> list[Leaf]:
+    if isinstance(node, Leaf):
+        return [node]
+    return [leaf for child in node.children for leaf in _leaves(child)]
+
+
+def check_claims_known(policy: ReleasePolicy) -> None:
+    """Refuse (``release_claim_unknown``) a policy naming a claim no verifier emits (the
+    catalogue :mod:`veritee.evidence.catalogue`): such a leaf never holds, so the policy would
+    release nothing, silently. Checked when a policy is stored, not when a stored one is read."""
+    import difflib
+
+    from veritee.evidence.catalogue import known_claims, unknown_claims
+
+    leaves = _leaves(policy.root)
+    unknown = unknown_claims([leaf.claim for leaf in leaves])
+    if not unknown:
+        return
+    known = sorted(known_claims())
+    parts = []
+    for claim in unknown:
+        where = next(leaf.path for leaf in leaves if leaf.claim == claim)
+        close = difflib.get_close_matches(claim.split(".", 1)[0], known, n=1)
+        parts.append(f"{where}: claim {claim!r} is emitted by no verifier"
+                     + (f" (did you mean {close[0]!r}?)" if close else ""))  # fmt: skip
+    raise PolicyError(f"release policy {'; '.join(parts)}. Known claims: {', '.join(known)}",
+                      code="release_claim_unknown")  # fmt: skip
 
 
 def _err(path: str, message: str) -> PolicyError:

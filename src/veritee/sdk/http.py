@@ -22,20 +22,66 @@ from veritee.errors import (
     VeriteeError,
 )
 
-__all__ = ["error_from_problem", "post_json", "unreachable"]
+__all__ = ["error_from_problem", "explain_unreachable", "post_json", "unreachable"]
 
 
 def _where(request: httpx.Request | None) -> str:
     return f"{request.method} {request.url}" if request is not None else "(unknown URL)"
 
 
-def unreachable(exc: httpx.HTTPError, what: str = "the Certifier Service") -> StorageError:
-    """:class:`StorageError` ``service_unreachable`` naming the request's URL and the cause."""
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(out) < 10:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def explain_unreachable(exc: httpx.HTTPError, url: str, ca: str | None = None) -> tuple[str, str]:
+    """(reason code, message) for a request to ``url`` that got no HTTP answer, pointing the
+    right way: a server certificate that did not verify against ``ca``; https:// to a service
+    serving plain HTTP, or http:// to one serving HTTPS (``veritee serve --tls``); nothing
+    listening. Otherwise the exception's type and text."""
+    import ssl
+
+    chain = _chain(exc)
+    cert_error = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if cert_error is not None:
+        against = f"CA {ca}" if ca else "the system's CAs"
+        why = getattr(cert_error, "verify_message", None) or str(cert_error)
+        return "tls_untrusted", (
+            f"the service's TLS certificate did not verify against {against} ({why}): "
+            "pass --ca with the domain's CA certificate (<data>/domain_ca.pem)"
+        )
+    tls_error = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+    if tls_error is not None and url.startswith("https://") and "WRONG_VERSION_NUMBER" in str(tls_error):
+        plain = "http://" + url.removeprefix("https://")
+        return "tls_mismatch", (f"the service at {url} does not speak TLS (it was started without --tls): "
+                                f"use --url {plain}")  # fmt: skip
+    if url.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        secure = "https://" + url.removeprefix("http://")
+        return "tls_mismatch", (f"the service at {url} closed the connection without an answer "
+                                f"({type(exc).__name__}): if it runs with --tls, use --url {secure}")  # fmt: skip
+    cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "service_unreachable", (f"cannot reach the service at {url} ({cause}): is `veritee serve` "
+                                       "running there? (`veritee serve --tls` serves https://)")  # fmt: skip
+    return "service_unreachable", f"cannot reach the service at {url}: {cause}"
+
+
+def unreachable(exc: httpx.HTTPError, what: str = "the Certifier Service", ca: str | None = None) -> StorageError:
+    """:class:`StorageError` ``service_unreachable`` naming the request's URL and the cause
+    (:func:`explain_unreachable`'s diagnosis where it has one: TLS trust, scheme)."""
     try:
         request: httpx.Request | None = exc.request
     except RuntimeError:  # an error raised outside a request
         request = None
     cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if request is not None:
+        code, message = explain_unreachable(exc, str(request.url), ca)
+        if code != "service_unreachable":
+            return StorageError(f"{_where(request)}: {message}", code=code)
     return StorageError(f"cannot reach {what} at {_where(request)}: {cause}", code="service_unreachable")
 
 

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from veritee.errors import MalformedError, NotFoundError, OversizedError, VerificationError
 from veritee.evidence.claims import Reason
-from veritee.keybroker.policy import dry_run, parse_policy
+from veritee.keybroker.policy import check_claims_known, dry_run, parse_policy
 from veritee.keybroker.release import parse_recipient, possession_message, seal_envelope
 from veritee.keybroker.vault import MAX_SECRET_BYTES, open_blob, seal, validate_name
 from veritee.service.auth import require_admin
@@ -69,6 +69,7 @@ def _b64(value: str, field: str, limit: int) -> bytes:
 
 def _policy_text(policy: dict[str, Any]) -> str:
     parsed = parse_policy(policy)
+    check_claims_known(parsed)  # a new policy: refuse claims no verifier emits
     return json.dumps(parsed.to_json(), sort_keys=True, separators=(",", ":"))
 
 
