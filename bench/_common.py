@@ -40,7 +40,8 @@ def start_service(data: Path, db: str | None, workers: int) -> tuple[subprocess.
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("service did not start")
+    _, err = proc.communicate()
+    raise SystemExit("service did not start: " + err.decode(errors="replace")[-2000:])
 
 
 class Conn:
