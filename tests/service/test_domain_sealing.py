@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from tests.service.conftest import GOOD, OTHER, Env
 
+from veritee.admission import AdmissionInfo
 from veritee.errors import SealingError, UsageError, VerificationError
 from veritee.platforms.simulated import SimulatedPlatform
 from veritee.profiles import Profile
-from veritee.sdk.admission import AdmissionInfo
 from veritee.sdk.trust import Trust
 
 pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)

@@ -64,8 +64,10 @@ def _module(fmt: str) -> ModuleType:
         ) from None
     try:
         return importlib.import_module(name)
-    except ModuleNotFoundError:
-        raise UsageError(f"evidence format {fmt!r} is not available in this build") from None
+    except ModuleNotFoundError as e:  # say which dependency is missing, never drop the format
+        raise UsageError(
+            f"evidence format {fmt!r} needs the module {e.name!r}, which is not installed"
+        ) from e
 
 
 def _check_size(data: bytes) -> None:

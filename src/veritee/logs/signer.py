@@ -2,7 +2,7 @@
 
 A tree head proves only that the holder of a key signed it. The tenant learns that the key is
 the attested workload's from the admission certificate the domain CA issued for it, after the
-workload's evidence was verified and appraised (:mod:`veritee.sdk.admission`). So before
+workload's evidence was verified and appraised (:mod:`veritee.admission`). So before
 trusting a log, the tenant checks, in order:
 
 1. the certificate is issued by the domain CA the tenant trusts (its signature, checked with the
@@ -27,10 +27,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee import certs
+from veritee.admission import AdmissionInfo, normalize_measurement
 from veritee.errors import VerificationError
 from veritee.logs.runs import ADMISSION_FILE
 from veritee.profiles import Profile
-from veritee.sdk.admission import AdmissionInfo, normalize_measurement
 
 __all__ = ["ADMISSION_FILE", "AdmittedSigner", "admitted_signer", "load_certificate"]
 

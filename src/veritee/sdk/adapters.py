@@ -21,7 +21,7 @@ context for its server and an HTTP client for its calls. :class:`AdmissionContex
    alert), without the reason. A refused server raises
    :class:`~veritee.errors.VerificationError` in the client (httpx passes it through
    unchanged), and no request is sent: ``peer_certificate_invalid`` (not from the domain CA,
-   expired), the codes of :func:`~veritee.sdk.admission.verify_peer`, ``certificate_revoked``,
+   expired), the codes of :func:`~veritee.admission.verify_peer`, ``certificate_revoked``,
    ``tls_handshake_failed`` (e.g. the server refused this client), or
    ``own_certificate_expired`` when this workload's own certificate had expired.
 
@@ -49,8 +49,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee.admission import AdmissionInfo
 from veritee.errors import VerificationError
-from veritee.sdk.admission import AdmissionInfo
 from veritee.sdk.channel import (
     ChannelPolicy,
     admit_peer,

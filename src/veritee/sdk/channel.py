@@ -60,6 +60,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee.admission import AdmissionInfo, normalize_measurement, verify_peer
 from veritee.errors import (
     MalformedError,
     OversizedError,
@@ -68,7 +69,6 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.profiles import Profile
-from veritee.sdk.admission import AdmissionInfo, normalize_measurement, verify_peer
 from veritee.sdk.revocation import RevocationCheck
 
 __all__ = [
@@ -448,7 +448,7 @@ def admit_peer(
     ``getpeercert(binary_form=True)`` gives it; its chain was checked by the handshake): its
     admission claims, if ``policy`` (resolved) allows them now and ``revocations`` (if given)
     does not list it. Raises :class:`VerificationError` (``peer_certificate_missing``, the codes
-    of :func:`veritee.sdk.admission.verify_peer`, ``certificate_revoked``, ...)."""
+    of :func:`veritee.admission.verify_peer`, ``certificate_revoked``, ...)."""
     if not der:
         raise VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
     peer = AdmissionInfo.from_der(der)

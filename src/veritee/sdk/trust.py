@@ -493,7 +493,7 @@ class Trust:
         for the measurement that sealed it.)"""
         if self._own_sealing is self.platform:
             return True
-        from veritee.sdk.admission import AdmissionInfo
+        from veritee.admission import AdmissionInfo
 
         try:
             info = AdmissionInfo.from_certificate(cert)

@@ -268,12 +268,8 @@ def create_app(
     app.state.ctx = ctx
     install_handlers(app)
 
-    for module, attr in ROUTERS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        app.include_router(getattr(mod, attr))
+    for module, attr in ROUTERS:  # every router or none: a missing dependency stops the start
+        app.include_router(getattr(importlib.import_module(module), attr))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from veritee import certs
+from veritee.admission import AdmissionInfo
 from veritee.appraisal import Decision, appraise_admitted
 from veritee.binding import spki_der
 from veritee.errors import NonceError, NotFoundError, StorageError, VerificationError
@@ -36,7 +37,6 @@ from veritee.keybroker import sealing_keys
 from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, evaluate, parse_policy
 from veritee.keybroker.vault import SecretBytes, open_blob
 from veritee.profiles import Profile
-from veritee.sdk.admission import AdmissionInfo
 from veritee.service.context import ServiceContext
 from veritee.service.storage.models import StoredSecret
 from veritee.service.storage.tx import Tx

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from veritee.admission import normalize_measurement
 from veritee.errors import MalformedError, UsageError
-from veritee.sdk.admission import normalize_measurement
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
 from veritee.service.schemas import RevocationRequest

@@ -468,8 +468,8 @@ def test_malformed_channel_policies_are_usage_errors(kw: dict[str, Any]) -> None
 
 
 def test_resolve_fills_what_is_left_open(ca: TestCA) -> None:
+    from veritee.admission import AdmissionInfo
     from veritee.profiles import Profile
-    from veritee.sdk.admission import AdmissionInfo
 
     own = AdmissionInfo.from_certificate(Workload(ca, M_A, platform="tdx", profile="staging").cert)
     p = channel.ChannelPolicy.allow(measurements={M_B}).resolve(own)
