@@ -63,6 +63,20 @@ class Code(StrEnum):
     UNSEAL_FAILED = "unseal_failed", "a sealed blob does not unseal"
     USAGE = "usage", "the API or command line was used wrongly"
 
+    # --- reference values: CoRIM / CoMID (veritee.refvalues) ---
+    CORIM_MALFORMED = "corim_malformed", "a CoRIM or CoMID breaks the draft's CDDL (the message names the field)"
+    CORIM_TOO_DEEP = "corim_too_deep", "a CoRIM's CBOR nests deeper than the reader allows"
+    CORIM_TAG_UNKNOWN = "corim_tag_unknown", "not a CoRIM (#6.501), signed CoRIM (COSE_Sign1 #6.18) or CoMID (#6.506)"
+    CORIM_UNTAGGED = "corim_untagged", "an unsigned CoRIM map lacks its tag 501 (a warning inside a signed CoRIM)"
+    CORIM_CONTENT_TYPE = "corim_content_type", "a signed CoRIM's content type is missing or not application/rim+cbor"
+    CORIM_META_INVALID = "corim_meta_invalid", "a signed CoRIM's corim-meta header is missing or malformed"
+    CORIM_SIGNER_UNTRUSTED = "corim_signer_untrusted", "a signed CoRIM's key is not given, or does not fit its algorithm"
+    CORIM_SIGNATURE_INVALID = "corim_signature_invalid", "a signed CoRIM's COSE_Sign1 signature does not verify"
+    CORIM_PROFILE_VIOLATION = "corim_profile_violation", "a CoMID breaks the rules of its CoRIM's profile (scheme)"
+    CORIM_PROFILE_MISMATCH = "corim_profile_mismatch", "a CoRIM's profile belongs to another scheme than the one asked for"
+    CORIM_EXPIRED = "corim_expired", "a CoRIM's or its signature's validity has ended"
+    CORIM_NOT_YET_VALID = "corim_not_yet_valid", "a CoRIM's or its signature's validity has not begun"
+
     # --- evidence: parsing ---
     EMPTY = "empty", "the evidence is empty"
     FORMAT_UNKNOWN = "format_unknown", "the evidence format is not recognised or not known"
