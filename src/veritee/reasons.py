@@ -86,6 +86,14 @@ class Code(StrEnum):
         "quote_trailing_padding",
         "finding: a DCAP quote is followed by zero padding (accepted, as Intel's QVL does)",
     )
+    REPORT_DATA_OVERSIZED = (
+        "report_data_oversized",
+        "the report's data length exceeds the format's maximum (Keystone: 1,024 bytes)",
+    )
+    PADDING_NOT_ZERO = (
+        "padding_not_zero",
+        "bytes no signature covers are not zero (the tail of a Keystone report's data field)",
+    )
     VERSION_UNSUPPORTED = "version_unsupported", "the structure's version is not one this build reads"
     ALGORITHM_UNSUPPORTED = "algorithm_unsupported", "the signature algorithm is not one the format allows"
     KEY_TYPE_UNSUPPORTED = "key_type_unsupported", "the attestation key type is not one the format allows"
@@ -102,7 +110,8 @@ class Code(StrEnum):
     ROOT_NOT_PINNED = "root_not_pinned", "a chain does not end at a pinned vendor root"
     PLATFORM_KEY_NOT_TRUSTED = (
         "platform_key_not_trusted",
-        "the platform key (simulated platform, Arm CCA CPAK) is not one the verifier trusts",
+        "the platform key (simulated platform, Arm CCA CPAK, Keystone device root key) is not one "
+        "the verifier trusts",
     )
     KEY_INVALID = "key_invalid", "a key is not of the type or curve the format requires"
     TRUST_ROOT_INVALID = "trust_root_invalid", "the trust root given to a verifier is of the wrong kind"

@@ -112,7 +112,7 @@ def build_report(
     ``compact``: data only ``data_len`` long (VTT's form); else the 1352-byte struct with the
     data field zero-padded (or ``padding``) to 1,024 bytes. ``sm_signed_by`` and
     ``dev_public_key`` make inconsistent reports for negative tests."""
-    assert len(enclave_hash) == 64 and len(sm_hash) == 64
+    assert len(enclave_hash) == 64 and len(sm_hash) == 64 and len(data) <= 1024
     head = enclave_hash + struct.pack("<Q", len(data)) + data
     enclave_sig = sm.sign(head)
     sm_sig = (sm_signed_by or device).sign(sm_hash + sm.public)

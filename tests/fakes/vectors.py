@@ -45,6 +45,20 @@ def _simulated() -> bytes:
                                  profile=Profile.PRODUCTION, debug=False)  # fmt: skip
 
 
+def _keystone() -> bytes:
+    """A report built as Keystone's SM builds it, signed with the published TEST device key of
+    ../shared/testvectors/keystone (no real report is published; SOURCES.md there)."""
+    import hashlib
+
+    from tests.fakes import keystone
+
+    return keystone.build_report(
+        device=keystone.dev_key(), sm=keystone.expand_seed(b"\x5a" * 32),
+        enclave_hash=hashlib.sha3_512(b"enclave").digest(), sm_hash=hashlib.sha3_512(b"sm").digest(),
+        data=bytes(range(64)),
+    )  # fmt: skip
+
+
 def _nvidia() -> bytes:
     d = TESTVECTORS / "nvidia-gpu"
     return json.dumps({"report": (d / "nvtrust_hopperAttestationReport.txt").read_text().strip(),
@@ -68,6 +82,7 @@ SAMPLES: dict[str, tuple[Callable[[], bytes], tuple[str, ...], datetime]] = {
     "az-tdx-vtpm": (_file("azure-vtpm/az-tdx-vtpm_evidence-v1.json"), (), _t("2026-01-15")),
     "cca": (_file("arm-cca/veraison_tfrmm_cca_token.cbor"), ("arm-cca",), _t("2026-01-15")),
     "nvidia-gpu": (_nvidia, (), _t("2026-01-15")),
+    "keystone": (_keystone, (), _t("2026-01-15")),
     "simulated": (_simulated, (), _t("2026-01-15")),
 }  # fmt: skip
 

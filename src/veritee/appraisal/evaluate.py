@@ -18,6 +18,7 @@ from typing import Any
 from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
 from veritee.appraisal.policy import (
     CcaPolicy,
+    KeystonePolicy,
     NitroPolicy,
     NvidiaGpuPolicy,
     Policy,
@@ -35,10 +36,10 @@ from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = ["MEASUREMENT_PINS", "appraise", "appraise_admitted", "appraise_baseline", "refused_for_error"]
 
-HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu")
+HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu", "keystone")
 #: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
 #: attests the boot, and a GPU's measurements do not say whether its CC mode is on).
-ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca")
+ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca", "keystone")
 
 
 def refused_for_error(error: VeriteeError) -> Decision:
@@ -132,6 +133,8 @@ def appraise_baseline(ev: VerifiedEvidence) -> Decision:
         _debug(d, claims, allow=False)
     if platform == "simulated":
         _simulated_key(d, claims, trusted=claims.get("platform_key_trusted") is True)
+    if platform == "keystone":  # device keys are trusted only through a policy
+        _keystone_device_key(d, claims, ())
     if claims.get("tcb_status") is not None:
         _intel_tcb(d, claims, ["UpToDate"], [])
     if platform == "tpm" or claims.get("vtpm"):
@@ -210,6 +213,7 @@ MEASUREMENT_PINS: dict[str, tuple[str, str]] = {
     "tpm": ("measurements", "measurement"),
     "cca": ("measurements", "measurement"),
     "nvidia-gpu": ("measurements", "measurement"),
+    "keystone": ("measurements", "measurement"),
     "simulated": ("measurements", "measurement"),
 }
 
@@ -319,6 +323,11 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
             _measured_boot_not_appraised(d)
     elif isinstance(p, CcaPolicy):
         _cca(d, claims, p)
+    elif isinstance(p, KeystonePolicy):
+        _keystone_device_key(d, claims, p.device_keys)
+        _debug(d, claims, allow=False)
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        _allow_list(d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware")
     elif isinstance(p, NvidiaGpuPolicy):
         _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
         blocks = claims.get("measurements") or {}
@@ -346,6 +355,22 @@ def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy) -> None:
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
     for i, allowed in sorted(p.rem.items()):
         _allow_list(d, f"rem{i}", claims.get(f"rem{i}"), allowed)
+
+
+def _keystone_device_key(d: Decision, claims: dict[str, Any], trusted: tuple[str, ...] | list[str]) -> None:
+    """A Keystone report names its device root key itself: it counts only where a policy lists
+    it (``platforms.keystone.device_keys``); no key is trusted by default, not even the
+    baseline's."""
+    key = claims.get("device_key")
+    if isinstance(key, str) and key.lower() in trusted:
+        d.affirm("platform_key_trusted", claim="hardware")
+    else:
+        d.refuse(
+            "platform_key_not_trusted",
+            f"the Keystone device key {_short(key)} is not trusted: device keys are trusted only "
+            "through a policy's platforms.keystone.device_keys",
+            claim="hardware",
+        )
 
 
 def _pcr_pins(d: Decision, claims: dict[str, Any], pins: dict[str, list[str]]) -> None:

@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from veritee import _json
 from veritee.errors import MalformedError, OversizedError, PolicyError
+from veritee.evidence import eddsa
 from veritee.evidence.dcap_quote import TCB_STATUSES
 from veritee.profiles import Profile
 
 __all__ = [
     "MAX_POLICY_BYTES",
     "CcaPolicy",
+    "KeystonePolicy",
     "NitroPolicy",
     "NvidiaGpuPolicy",
     "Policy",
@@ -266,6 +268,31 @@ class CcaPolicy(_Strict):
         return {k: _hex_list(values, None, f"cca.rem.{k}") for k, values in v.items()}
 
 
+class KeystonePolicy(_Strict):
+    """RISC-V Keystone enclaves (:mod:`veritee.evidence.keystone`): the device root keys
+    trusted (raw 32-byte Ed25519 public keys in hex; the only way a device key is trusted), the
+    enclave measurements (SHA3-512, 64 bytes) and the security-monitor measurements allowed."""
+
+    device_keys: list[str] = Field(default_factory=list)
+    measurements: list[str] | None = None
+    sm_measurements: list[str] | None = None
+
+    @field_validator("device_keys")
+    @classmethod
+    def _k(cls, v: list[str]) -> list[str]:
+        keys = _hex_list(v, 32, "keystone.device_keys")
+        for k in keys:
+            if not eddsa.public_key_valid(bytes.fromhex(k)):
+                raise ValueError(f"keystone.device_keys: {k[:16]}... is not an Ed25519 public key "
+                                 "(a canonical point of large order)")  # fmt: skip
+        return keys
+
+    @field_validator("measurements", "sm_measurements")
+    @classmethod
+    def _m(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _hex_list(v, 64, "keystone measurement")
+
+
 class NvidiaGpuPolicy(_Strict):
     """NVIDIA GPUs (:mod:`veritee.evidence.nvidia`): ``measurements`` pins SHA-384 over all
     measurement blocks; ``blocks`` pins single blocks by index; ``driver_versions`` lists the
@@ -313,6 +340,7 @@ class Platforms(_Strict):
     tpm: TpmPolicy | None = None
     cca: CcaPolicy | None = None
     nvidia_gpu: NvidiaGpuPolicy | None = Field(None, alias="nvidia-gpu")
+    keystone: KeystonePolicy | None = None
     simulated: SimulatedPolicy | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -326,6 +354,7 @@ class Platforms(_Strict):
             "tpm": self.tpm,
             "cca": self.cca,
             "nvidia-gpu": self.nvidia_gpu,
+            "keystone": self.keystone,
             "simulated": self.simulated,
         }.get(name)
 

@@ -22,7 +22,7 @@ __all__ = ["register"]
 DEFAULT_PORT = 8400
 #: prometheus-client's multiprocess folder (veritee.service.metrics.MULTIPROC_ENV).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm", "cca", "nvidia-gpu", "simulated"]
+FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm", "cca", "nvidia-gpu", "keystone", "simulated"]
 
 
 def _data_option(f: Any) -> Any:

@@ -51,6 +51,7 @@ FORMATS: dict[str, str] = {
     "az-tdx-vtpm": "veritee.evidence.azure_tdx_vtpm",
     "cca": "veritee.evidence.cca",
     "nvidia-gpu": "veritee.evidence.nvidia",
+    "keystone": "veritee.evidence.keystone",  # no magic: sniffed last
 }
 
 

@@ -12,7 +12,7 @@ With :data:`SHA512` this is RFC 8032's Ed25519 (the tests run its §7.1 vectors 
    ``S >= L`` is refused (no malleable second signature);
 2. ``A`` (the public key) and ``R`` are decoded as points (§5.1.3), refusing every non-canonical
    or invalid encoding: ``y >= p``, an ``x`` that does not exist (``y`` not on the curve), and
-   ``x = 0`` with the sign bit set;
+   ``x = 0`` with the sign bit set; and points of small order (below);
 3. ``k = hash(R || A || M)`` as a little-endian integer, reduced modulo ``L``;
 4. the **cofactorless** equation ``[S]B = R + [k]A``, checked as orlp/ed25519 (Keystone's own
    verifier), OpenSSL and ``cryptography`` do: the canonical encoding of ``[S]B - [k]A`` must
@@ -20,8 +20,11 @@ With :data:`SHA512` this is RFC 8032's Ed25519 (the tests run its §7.1 vectors 
    (a signature with a small-order component that only the cofactored ``[8]`` form would accept
    is refused), so every signature this accepts, Keystone's verifier accepts too.
 
-Small-order public keys are not refused (RFC 8032 does not require it): the keys here are either
-pinned by the relying party (Keystone's device key) or signed by a pinned key (the SM's key).
+Beyond RFC 8032, points of small order (order dividing 8: ``[8]P`` is the identity) are refused
+as ``A`` (``key_invalid``) and as ``R`` (``signature_malformed``), as libsodium does: with such a
+key, the all-zero "signature" (R of order 4, S = 0) holds for a quarter of all messages, so an
+all-zero key and signature would pass for one in sixteen Keystone reports. No honest key or
+``R = [r]B`` is of small order.
 
 Speed: Python integers in extended coordinates (Hisil-Wong-Carter-Dawson, RFC 8032 §5.1.4);
 ``[S]B`` from a fixed-base table of ``j * 16^i * B`` built once on first use (64 mixed additions,
@@ -46,6 +49,7 @@ __all__ = [
     "base_mult",
     "decode_point",
     "encode_point",
+    "public_key_valid",
     "verify",
 ]
 
@@ -115,6 +119,18 @@ def decode_point(data: bytes) -> Point | None:
     if x is None:
         return None
     return (x, y, 1, x * y % P)
+
+
+def _small_order(pt: Point) -> bool:
+    """[8]P is the identity (X = 0, Y = Z)."""
+    x, y, z, _ = _double(_double(_double(pt)))
+    return x % P == 0 and (y - z) % P == 0
+
+
+def public_key_valid(data: bytes) -> bool:
+    """``data`` is a canonical encoding of a curve point that is not of small order."""
+    pt = decode_point(data)
+    return pt is not None and not _small_order(pt)
 
 
 def encode_point(pt: Point) -> bytes:
@@ -214,11 +230,12 @@ def base_mult(s: int) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _key_table(public_key: bytes) -> tuple[Point, ...] | None:
-    """``-A`` decoded and its multiples ``j * (-A)`` for j = 0..15, or None for an invalid key.
+    """``-A`` decoded and its multiples ``j * (-A)`` for j = 0..15, or None for an invalid key
+    (not a canonical point encoding, or of small order).
 
     Cached: a fleet has few device and security-monitor keys."""
     a = decode_point(public_key)
-    if a is None:
+    if a is None or _small_order(a):
         return None
     neg = _neg(a)
     table = [_IDENTITY, neg]
@@ -242,8 +259,8 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, hash: HashFn)
     """Check an Ed25519 signature whose hash is ``hash`` (RFC 8032 §5.1.7, cofactorless; see
     the module docstring). Returns None when it verifies; raises
     :class:`~veritee.errors.VerificationError` with code ``key_invalid`` (the public key is not a
-    canonical point encoding), ``signature_malformed`` (not 64 bytes, ``R`` not a canonical point
-    encoding, or ``S >= L``) or ``signature_invalid`` (the equation does not hold)."""
+    canonical point encoding, or of small order), ``signature_malformed`` (not 64 bytes, ``R``
+    not a canonical point encoding or of small order, or ``S >= L``) or ``signature_invalid`` (the equation does not hold)."""
     if len(signature) != 64:
         raise VerificationError(
             f"an Ed25519 signature is 64 bytes, got {len(signature)}", code="signature_malformed"
@@ -257,9 +274,10 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, hash: HashFn)
     if table is None:
         raise VerificationError("the public key is not a canonical encoding of a curve point",
                                 code="key_invalid")  # fmt: skip
-    if decode_point(r_bytes) is None:
-        raise VerificationError("the signature's R is not a canonical encoding of a curve point",
-                                code="signature_malformed")  # fmt: skip
+    r_point = decode_point(r_bytes)
+    if r_point is None or _small_order(r_point):
+        raise VerificationError("the signature's R is not a canonical encoding of a curve point "
+                                "of large order", code="signature_malformed")  # fmt: skip
     digest = hash(r_bytes + bytes(public_key) + bytes(message))
     if len(digest) != 64:
         raise ValueError("hash must give 64 bytes")

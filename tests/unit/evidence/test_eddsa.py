@@ -271,3 +271,32 @@ def test_keystone_variant_is_sha3_512_throughout() -> None:
     h = hashlib.sha3_512(seed).digest()
     assert pair.secret[32:] == h[32:]
     eddsa.verify(pair.public, b"m", pair.sign(b"m"), hash=SHA3_512)
+
+
+def test_small_order_keys_and_r_are_refused() -> None:
+    """All eight points of order dividing 8: refused as a key (with an all-zero-S signature that
+    would otherwise verify for some messages) and as R."""
+    t, order = _torsion_point()
+    if order != 8:  # the torsion part found has order 2 or 4: take a generator of all eight
+        pytest.skip("no order-8 point found by the search")  # pragma: no cover
+    small = [eddsa.encode_point(eddsa._var_mult(j, _multiples(t))) for j in range(8)]
+    assert len(set(small)) == 8
+    _, _, public, message, signature = RFC8032[1]
+    pk, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+    for enc in small:
+        assert not eddsa.public_key_valid(enc)
+        assert _code(enc, msg, sig) == "key_invalid"
+        assert _code(enc, msg, small[2] + bytes(32)) == "key_invalid"
+        assert _code(pk, msg, enc + sig[32:]) == "signature_malformed"
+    assert eddsa.public_key_valid(pk)
+    # What the check prevents: with A and R of order 4 and S = 0, -[k]A == R for k = 3 mod 4.
+    a_pt = eddsa.decode_point(bytes(32))  # y = 0: x = sqrt(-1), a point of order 4
+    assert a_pt is not None and bytes(32) in small
+    hits = 0
+    for i in range(16):
+        m = b"m%d" % i
+        k = int.from_bytes(SHA3_512(bytes(32) + bytes(32) + m), "little") % L
+        neg_ka = eddsa._var_mult(k, _multiples(eddsa._neg(a_pt)))
+        hits += eddsa.encode_point(neg_ka) == bytes(32)
+        assert _code(bytes(32), m, bytes(64), hash=SHA3_512) == "key_invalid"
+    assert hits  # the equation alone would have accepted some of them

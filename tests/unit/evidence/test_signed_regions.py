@@ -292,6 +292,12 @@ def _nvidia() -> list[Region]:
     ]  # fmt: skip
 
 
+def _keystone() -> list[Region]:
+    # Every byte: the signatures cover all but the data field's tail, which must be zero.
+    s = sample("keystone")
+    return [Region("report", s.data, lambda d: (d, s.collateral))]
+
+
 def _simulated() -> list[Region]:
     s = sample("simulated")
     return [Region("report", s.data, lambda d: (d, s.collateral))]
@@ -300,7 +306,7 @@ def _simulated() -> list[Region]:
 REGIONS: dict[str, Callable[[], list[Region]]] = {
     "sev-snp": _sev_snp, "tdx": lambda: _dcap("tdx"), "sgx": lambda: _dcap("sgx"), "nitro": _nitro,
     "tpm": _tpm, "az-snp-vtpm": _az_snp, "az-tdx-vtpm": _az_tdx, "cca": _cca, "nvidia-gpu": _nvidia,
-    "simulated": _simulated,
+    "keystone": _keystone, "simulated": _simulated,
 }  # fmt: skip
 
 
