@@ -141,6 +141,7 @@ ROUTERS = (
     ("veritee.service.routes_tpm", "router"),
     ("veritee.service.routes_keystores", "router"),
     ("veritee.service.routes_revocations", "router"),
+    ("veritee.service.console", "router"),
 )
 
 

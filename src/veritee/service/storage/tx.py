@@ -309,6 +309,20 @@ class Tx:
             row.not_before, row.not_after, row.pem,
         )
 
+    def list_certificates(self, *, limit: int = 200) -> list[StoredCertificate]:
+        """The recorded certificates, the most recently issued first (at most ``limit``)."""
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise UsageError("certificate limit must be between 1 and 10000")
+        c = CERTIFICATES.c
+        rows = self._conn.execute(
+            select(CERTIFICATES).order_by(c.not_before.desc(), c.serial_hex).limit(limit)
+        ).all()
+        return [
+            StoredCertificate(int(r.serial_hex, 16), r.subject_key_sha256, r.measurement,
+                              r.platform, r.not_before, r.not_after, r.pem)
+            for r in rows
+        ]  # fmt: skip
+
     # -- revocations (issue 12.2) --------------------------------------------------------------
 
     def revoke(self, kind: str, value: str, *, reason: str, actor: str, now: datetime) -> bool:
