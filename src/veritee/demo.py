@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from veritee.appraisal import load_policy, sign_policy
+from veritee.cli.tables import audit_table
 from veritee.domain import Domain
 from veritee.errors import NonceError, VerificationError
 from veritee.platforms.simulated import load_or_create_platform_key, measure, platform_key_id
@@ -203,10 +204,7 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 h = {"Authorization": f"Bearer {domain.admin_token()}"}
                 report = admin.get("/v1/admin/audit/verify", headers=h).json()
                 entries = admin.get("/v1/admin/audit", headers=h).json()["entries"]
-            table = Table("seq", "kind", "decision", "subject")
-            for entry in entries:
-                table.add_row(str(entry["seq"]), entry["kind"], str(entry["decision"] or "-"), str(entry["subject"])[:20])
-            console.print(table)
+            console.print(audit_table(entries))  # the table `veritee audit list` draws
             status = "[green]intact[/]" if report["ok"] else f"[red]BROKEN at {report['first_broken']}[/]"
             console.print(f"   audit chain {status}: {report['count']} entries")
             summary["audit"] = report

@@ -15,7 +15,7 @@ from veritee.reasons import Code
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
-from veritee.service.schemas import MAX_DB_INT, DryRunRequest, decode_b64
+from veritee.service.schemas import MAX_DB_INT, DryRunRequest, PolicyRollback, decode_b64
 from veritee.service.storage import verify_audit_chain
 
 __all__ = ["router"]
@@ -31,18 +31,74 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-@router.get("/policy", summary="An appraisal policy: the one named, else the one installed last")
-def get_policy(request: Request, name: str | None = Query(None, min_length=1, max_length=200)) -> dict[str, Any]:
+@router.get("/policy", summary="An appraisal policy: the one named (its newest version, or the "
+                                 "version given), else the one installed last")
+def get_policy(
+    request: Request,
+    name: str | None = Query(None, min_length=1, max_length=200),
+    version: int | None = Query(None, ge=1, le=MAX_DB_INT),
+) -> dict[str, Any]:
     ctx = _ctx(request)
+    if version is not None and name is None:
+        raise MalformedError("version needs name", field="version")
     with ctx.storage.transaction(readonly=True) as tx:
-        stored = tx.active_policy(name)
+        stored = tx.active_policy(name) if version is None else tx.policy_version(str(name), version)
     if stored is None:
+        if version is not None:
+            raise NotFoundError(f"appraisal policy {name!r} has no version {version}", code="no_policy")
         if name is not None:
             raise NotFoundError(f"no appraisal policy named {name!r} is installed", code="no_policy")
         raise NotFoundError("no appraisal policy is installed", code="no_policy")
     signed = ctx.domain.verify_policy(stored.document, stored=True)
     return {"name": stored.name, "version": stored.version, "digest": stored.digest,
-            "in_force": stored.active, "policy": signed.policy.to_json()}  # fmt: skip
+            "in_force": stored.active, "installed_at": stored.created_at.isoformat(),
+            "actor": stored.actor, "policy": signed.policy.to_json()}  # fmt: skip
+
+
+@router.get("/policy/history", summary="Every stored version of the named appraisal policy, oldest first")
+def policy_history(request: Request, name: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+    """Each version's number, envelope digest (SHA-256), who installed it and when, whether it
+    is in force, and ``same_as``: the first earlier version with the same signed envelope (a
+    rollback, or the same file installed again)."""
+    ctx = _ctx(request)
+    with ctx.storage.transaction(readonly=True) as tx:
+        versions = tx.policy_versions(name)
+    if not versions:
+        raise NotFoundError(f"no appraisal policy named {name!r} was ever installed", code="no_policy")
+    first: dict[str, int] = {}
+    out = []
+    for p in versions:
+        row = {"version": p.version, "digest": p.digest, "actor": p.actor,
+               "installed_at": p.created_at.isoformat(), "in_force": p.active}  # fmt: skip
+        if p.digest in first:
+            row["same_as"] = first[p.digest]
+        first.setdefault(p.digest, p.version)
+        out.append(row)
+    return {"name": name, "versions": out}
+
+
+@router.post("/policy/rollback", summary="Install an earlier version of the named appraisal policy again, "
+                                          "as its next version (audited)")
+def rollback_policy(body: PolicyRollback, request: Request) -> dict[str, Any]:
+    """The stored envelope of ``version`` becomes the policy's newest version, in force. It must
+    verify under the domain's current policy key (as any install); one signed by the key that
+    signed policies before the keys were split is refused: sign it again and install it."""
+    ctx = _ctx(request)
+    now = ctx.now()
+    with ctx.storage.transaction() as tx:
+        old = tx.policy_version(body.name, body.version)
+        if old is None:
+            raise NotFoundError(f"appraisal policy {body.name!r} has no version {body.version}", code="no_policy")
+        signed = ctx.domain.verify_policy(old.document, stored=False)
+        version = tx.put_policy(name=body.name, document=old.document, digest=old.digest, actor="admin", now=now)
+        tx.append_audit(
+            kind="policy.rollback", actor="admin", subject=body.name, decision=None,
+            details={"version": version, "rollback_of": body.version, "envelope_sha256": old.digest,
+                     "policy_digest": signed.policy.digest},
+            now=now,
+        )  # fmt: skip
+    ctx.invalidate_policy()
+    return {"name": body.name, "version": version, "digest": old.digest, "rollback_of": body.version}
 
 
 @router.delete("/policy", summary="Take the named appraisal policy out of force (its versions stay stored)")

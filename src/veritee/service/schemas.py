@@ -103,6 +103,13 @@ class CertifyRequest(AttestRequest):
     )
 
 
+class PolicyRollback(_Body):
+    """Install version ``version`` of appraisal policy ``name`` again, as its next version."""
+
+    name: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=1, le=MAX_DB_INT)
+
+
 class DryRunRequest(_Body):
     policy: str = Field(max_length=1024 * 1024, description="draft policy, YAML or JSON (need not be signed)")
     evidence: str = Field(max_length=MAX_B64)

@@ -237,6 +237,14 @@ class Tx:
         ).first()
         return None if row is None else _policy(row)
 
+    def policy_versions(self, name: str, kind: str = "appraisal") -> list[StoredPolicy]:
+        """Every stored version of policy ``name``, oldest first (empty for an unknown name)."""
+        p = POLICIES.c
+        rows = self._conn.execute(
+            select(POLICIES).where(p.kind == kind, p.name == name).order_by(p.version)
+        ).all()
+        return [_policy(r) for r in rows]
+
     def list_policies(self, kind: str | None = None) -> list[StoredPolicy]:
         """Every stored version, ordered by kind, name, version."""
         p = POLICIES.c
