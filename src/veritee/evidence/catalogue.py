@@ -54,6 +54,7 @@ BY_PLATFORM: dict[str, tuple[str, ...]] = {
             "platform_key"),
     "nvidia-gpu": ("measurements", "responder_nonce", "driver_version", "opaque", "device_certificate"),
     "simulated": ("version", "platform_key", "platform_key_trusted"),
+    "keystone": ("sm_measurement", "device_key", "sm_public_key"),
 }
 
 #: Claims the service adds: the admission certificate's serial (releases to certified

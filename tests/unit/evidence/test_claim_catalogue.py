@@ -57,6 +57,24 @@ def test_the_simulated_platform_claims(tmp_path: Path) -> None:
     assert unknown_claims(sorted(claims)) == []
 
 
+def test_keystone_claims() -> None:
+    from tests.fakes import keystone as fake
+
+    device = fake.dev_key()
+    report = fake.build_report(device=device, sm=fake.expand_seed(b"\x07" * 32), enclave_hash=b"\x01" * 64,
+                               sm_hash=b"\x02" * 64, data=b"n")  # fmt: skip
+    claims = evidence.parse_claims(report, format="keystone")
+    assert unknown_claims(sorted(claims)) == []
+    assert set(claims) <= set(COMMON) | set(BY_PLATFORM["keystone"])
+
+
+def test_every_platform_has_a_section() -> None:
+    from veritee import evidence as ev
+
+    platforms = {f for f in ev.FORMATS}
+    assert platforms <= set(BY_PLATFORM), sorted(platforms - set(BY_PLATFORM))
+
+
 def test_unknown_claims_are_named_once_in_order() -> None:
     assert unknown_claims(["measurement", "mesurement", "reported_tcb.snp", "x.y", "mesurement"]) == [
         "mesurement", "x.y"]
