@@ -27,9 +27,13 @@ all-zero key and signature would pass for one in sixteen Keystone reports. No ho
 ``R = [r]B`` is of small order.
 
 Speed: Python integers in extended coordinates (Hisil-Wong-Carter-Dawson, RFC 8032 §5.1.4);
-``[S]B`` from a fixed-base table of ``j * 16^i * B`` built once on first use (64 mixed additions,
-no doublings); ``[k]A`` by a 4-bit window (256 doublings, 64 additions) over a per-key table kept
-in a small cache, as are decoded keys. No secret is handled here: verification is variable-time.
+``[S]B`` from a fixed-base table of ``j * 16^i * B`` built once on first use (at most 64 mixed
+additions, no doublings, one batched inversion to build); ``[k]A`` by a 4-bit window (256
+doublings, 64 additions), or, for a key in steady use (Keystone's SM key signs every report of
+its device until it reboots), from the key's own fixed-base table, built at its fourth use (a
+key seen a few times never costs a table, so fresh keys cannot make the verifier build them).
+Decoded keys and tables are kept in bounded caches. No secret is handled here: verification is
+variable-time.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 
+from veritee._lru import Lru
 from veritee.errors import VerificationError
 
 __all__ = [
@@ -185,42 +190,65 @@ def _neg(pt: Point) -> Point:
     return ((-x) % P, y, z, (-t) % P)
 
 
-def _to_niels(pt: Point) -> Niels:
-    x, y, z, _ = pt
-    zi = pow(z, -1, P)
-    x = x * zi % P
-    y = y * zi % P
-    return ((y + x) % P, (y - x) % P, D2 * x * y % P)
+def _to_niels_batch(points: list[Point]) -> list[Niels]:
+    """Affine Niels forms of ``points`` with one inversion (Montgomery's batch trick)."""
+    prefix = [1]
+    for pt in points:
+        prefix.append(prefix[-1] * pt[2] % P)
+    inv = pow(prefix[-1], -1, P)
+    out: list[Niels] = [(1, 1, 0)] * len(points)
+    for i in range(len(points) - 1, -1, -1):
+        x, y, z, _ = points[i]
+        zi = inv * prefix[i] % P  # 1 / z_i
+        inv = inv * z % P
+        x = x * zi % P
+        y = y * zi % P
+        out[i] = ((y + x) % P, (y - x) % P, D2 * x * y % P)
+    return out
 
 
-@functools.cache
-def _base_table() -> tuple[tuple[Niels, ...], ...]:
-    """``table[i][j] = j * 16^i * B`` (j = 0..15, i = 0..63) in Niels form; built once."""
-    bx = _recover_x(_BY, 0)
-    assert bx is not None
-    step: Point = (bx, _BY, 1, bx * _BY % P)
-    table = []
+#: A fixed-base table: ``table[i][j] = j * 16^i * Q`` in Niels form (j = 0..15, i = 0..63).
+CombTable = tuple[tuple[Niels, ...], ...]
+
+
+def _comb_table(q: Point) -> CombTable:
+    """The fixed-base table of ``q``: 64 * 15 additions and one inversion."""
+    points: list[Point] = []
+    step = q
     for _ in range(64):
-        row: list[Niels] = [(1, 1, 0)]  # the identity: (y+x, y-x, 2dxy) = (1, 1, 0)
-        acc = _IDENTITY
-        for _j in range(1, 16):
+        acc = step
+        points.append(acc)
+        for _j in range(2, 16):
             acc = _add(acc, step)
-            row.append(_to_niels(acc))
-        table.append(tuple(row))
+            points.append(acc)
         for _k in range(4):
             step = _double(step)
-    return tuple(table)
+    niels = _to_niels_batch(points)
+    identity: Niels = (1, 1, 0)  # (y+x, y-x, 2dxy) of the identity
+    return tuple((identity, *niels[15 * i : 15 * i + 15]) for i in range(64))
 
 
-def _base_mult(s: int) -> Point:
-    """[s]B for 0 <= s < 2^256 from the fixed-base table (64 mixed additions)."""
-    table = _base_table()
+def _comb_mult(s: int, table: CombTable) -> Point:
+    """[s]Q for 0 <= s < 2^256 from Q's fixed-base table (at most 64 mixed additions)."""
     acc = _IDENTITY
     for i in range(64):
         nibble = (s >> (4 * i)) & 15
         if nibble:
             acc = _add_niels(acc, table[i][nibble])
     return acc
+
+
+@functools.cache
+def _base_table() -> CombTable:
+    """The base point's fixed-base table, built once on first use."""
+    bx = _recover_x(_BY, 0)
+    assert bx is not None
+    return _comb_table((bx, _BY, 1, bx * _BY % P))
+
+
+def _base_mult(s: int) -> Point:
+    """[s]B for 0 <= s < 2^256 (64 mixed additions)."""
+    return _comb_mult(s, _base_table())
 
 
 def base_mult(s: int) -> bytes:
@@ -242,6 +270,31 @@ def _key_table(public_key: bytes) -> tuple[Point, ...] | None:
     for _ in range(14):
         table.append(_add(table[-1], neg))
     return tuple(table)
+
+
+#: How often each recent key verified something, and the fixed-base tables of keys in steady use.
+#: A table costs about ten window multiplications to build, so it is built when a key reaches
+#: :data:`_TABLE_AFTER` uses, and again every :data:`_REBUILD_EVERY` uses if it was evicted:
+#: fresh keys never cost a table, and more recurring keys than the cache holds (a large fleet
+#: in rotation) cost at most one build per key per 256 uses instead of one per use.
+_USES: Lru[bytes, int] = Lru(4096)
+_COMB_TABLES: Lru[bytes, CombTable] = Lru(32)
+_TABLE_AFTER = 4
+_REBUILD_EVERY = 256
+
+
+def _neg_a_mult(k: int, public_key: bytes, window: tuple[Point, ...]) -> Point:
+    """[k](-A): from -A's fixed-base table when the key is in steady use, else by the window."""
+    table = _COMB_TABLES.get(public_key)
+    if table is not None:
+        return _comb_mult(k, table)
+    uses = (_USES.get(public_key) or 0) + 1
+    _USES.put(public_key, uses)
+    if uses != _TABLE_AFTER and uses % _REBUILD_EVERY:
+        return _var_mult(k, window)
+    table = _comb_table(window[1])
+    _COMB_TABLES.put(public_key, table)
+    return _comb_mult(k, table)
 
 
 def _var_mult(k: int, table: tuple[Point, ...]) -> Point:
@@ -282,7 +335,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, hash: HashFn)
     if len(digest) != 64:
         raise ValueError("hash must give 64 bytes")
     k = int.from_bytes(digest, "little") % L
-    check = _var_mult(k, table)  # [k](-A)
+    check = _neg_a_mult(k, bytes(public_key), table)  # [k](-A)
     x, y, z, t = _base_mult(s)
     check = _add(check, (x, y, z, t))  # [S]B - [k]A
     if encode_point(check) != r_bytes:

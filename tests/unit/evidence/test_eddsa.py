@@ -300,3 +300,40 @@ def test_small_order_keys_and_r_are_refused() -> None:
         hits += eddsa.encode_point(neg_ka) == bytes(32)
         assert _code(bytes(32), m, bytes(64), hash=SHA3_512) == "key_invalid"
     assert hits  # the equation alone would have accepted some of them
+
+
+def test_fixed_base_tables_agree_with_the_window_method() -> None:
+    for seed in (b"\x01" * 32, b"\x02" * 32):
+        q = eddsa.decode_point(fake.expand_seed(seed, hash=SHA512).public)
+        assert q is not None
+        table = eddsa._comb_table(q)
+        window = _multiples(q)
+        for k in (
+            0,
+            1,
+            15,
+            16,
+            2**252,
+            L - 1,
+            2**256 - 1,
+            *(int.from_bytes(os.urandom(32), "little") for _ in range(6)),
+        ):
+            assert eddsa.encode_point(eddsa._comb_mult(k, table)) == eddsa.encode_point(
+                eddsa._var_mult(k, window)
+            )
+    assert eddsa.encode_point(eddsa._base_mult(L)) == _encode(1, 0)  # [L]B is the identity
+
+
+def test_a_key_in_steady_use_gets_a_table_and_still_refuses_forgeries() -> None:
+    pair = fake.expand_seed(os.urandom(32), hash=SHA3_512)
+    msgs = [b"report %d" % i for i in range(2 * eddsa._TABLE_AFTER)]
+    for i, msg in enumerate(msgs):
+        sig = pair.sign(msg)
+        if i == 0:  # a key seen for the first time costs no table
+            assert eddsa._COMB_TABLES.get(pair.public) is None
+        eddsa.verify(pair.public, msg, sig, hash=SHA3_512)
+        assert _code(pair.public, msg + b"!", sig, hash=SHA3_512) == "signature_invalid"
+        bad = bytearray(sig)
+        bad[40] ^= 1
+        assert _code(pair.public, msg, bytes(bad), hash=SHA3_512) == "signature_invalid"
+    assert eddsa._COMB_TABLES.get(pair.public) is not None
