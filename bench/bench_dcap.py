@@ -17,6 +17,12 @@ Measures, in the same process, per TDX quote (dcap-qvl sample v4 with its collat
                   collateral shares, stay known: dcap.clear_caches(keep_collateral=True))
   veritee-cold    tdx.verify() with every cache cleared before each call
   dcap-qvl        dcap_qvl.verify() on the same quote, collateral object and time
+  refuse-cached   tdx.verify() at 2025-09-20, when the collateral has expired (refused), caches warm
+  refuse-cold     the same with every cache cleared before each call
+  dcap-qvl-refuse dcap_qvl.verify() at 2025-09-20 (refused)
+
+A refusal must never cost more than an acceptance (issue 15 item 3): the ratios
+refuse-cached/veritee-cached and refuse-cold/veritee-cold are printed (time; goal < 1).
 
 Prints the median over runs of per-quote time and throughput, and the ratios.
 """
@@ -42,6 +48,7 @@ from veritee.evidence import dcap, tdx
 
 TV = Path(__file__).resolve().parents[1].parent / "shared" / "testvectors" / "tdx"
 AT = datetime(2025, 6, 20, tzinfo=UTC)
+EXPIRED = datetime(2025, 9, 20, tzinfo=UTC)  # TCB info, QE identity and PCK CRL past nextUpdate
 
 
 def _rate(fn: Callable[[], object], seconds: float) -> float:
@@ -120,12 +127,31 @@ def main() -> int:
         dcap.clear_caches(keep_collateral=True)
         tdx.verify(quote, collateral=collateral, at=AT)
 
+    def refused(fn: Callable[[], object]) -> Callable[[], None]:
+        def call() -> None:
+            try:
+                fn()
+            except Exception:
+                return
+            raise AssertionError("expired collateral was accepted")
+
+        return call
+
+    def ours_refuse_cached() -> None:
+        tdx.verify(quote, collateral=collateral, at=EXPIRED)
+
+    def ours_refuse_cold() -> None:
+        dcap.clear_caches()
+        tdx.verify(quote, collateral=collateral, at=EXPIRED)
+
     benches: dict[str, Callable[[], object]] = {
         "floor-cached": floor_cached,
         "floor-uncached": floor_uncached,
         "veritee-cached": ours_cached,
         "veritee-new-pck": ours_new_platform,
         "veritee-cold": ours_cold,
+        "refuse-cached": refused(ours_refuse_cached),
+        "refuse-cold": refused(ours_refuse_cold),
     }
     try:
         import dcap_qvl
@@ -134,6 +160,8 @@ def main() -> int:
         now = int(AT.timestamp())
         assert str(dcap_qvl.verify(quote, qvl_coll, now).status) == "UpToDate"
         benches["dcap-qvl"] = lambda: dcap_qvl.verify(quote, qvl_coll, now)
+        late = int(EXPIRED.timestamp())
+        benches["dcap-qvl-refuse"] = refused(lambda: dcap_qvl.verify(quote, qvl_coll, late))
     except ImportError:
         print("dcap-qvl not importable: skipping its row")
 
@@ -149,6 +177,12 @@ def main() -> int:
     print()
     print(f"veritee-cached / floor-cached time : {med['veritee-cached'] / med['floor-cached']:.2f}x")
     print(f"veritee-cold / floor-uncached time : {med['veritee-cold'] / med['floor-uncached']:.2f}x")
+    print(f"refusal / acceptance time, cached: {med['refuse-cached'] / med['veritee-cached']:.2f}x "
+          f"(expired collateral; goal < 1)")
+    print(f"refusal / acceptance time, cold  : {med['refuse-cold'] / med['veritee-cold']:.2f}x")
+    if "dcap-qvl-refuse" in med:
+        print(f"throughput refuse-cached / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cached']:.2f}x")
+        print(f"throughput refuse-cold   / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cold']:.2f}x")
     if "dcap-qvl" in med:
         print(f"throughput veritee-cached / dcap-qvl: {med['dcap-qvl'] / med['veritee-cached']:.2f}x (goal >= 3x)")
         print(f"throughput veritee-new-pck/ dcap-qvl: {med['dcap-qvl'] / med['veritee-new-pck']:.2f}x")

@@ -5,6 +5,9 @@ Measures, in one run on one core (median of rounds):
       VCEK key (the floor: nothing else can be faster than this);
   (b) full ``sev_snp.verify()`` with the VCEK -> ASK -> ARK chain cached;
   (c) full ``sev_snp.verify()`` without a cache (chain verified and certificates parsed per call).
+  (d) ``sev_snp.verify()`` at 2040-01-01, when the VCEK has expired (refused), cache warm, and
+  (e) the same without a cache: a refusal must never cost more than an acceptance (issue 15
+      item 3), so (d)/(b) and (e)/(c) (time) are printed; goal < 1.
 Prints rates and the ratio (b)/(a). Needs ../shared/testvectors.
 
     .venv/bin/python bench/bench_sev_snp.py [--rounds 7] [--seconds 0.5]
@@ -26,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.collateral import Collateral
+from veritee.errors import VerificationError
 from veritee.evidence import sev_snp
 from veritee.evidence.amd import AmdTrust, ChainCache
 
@@ -82,11 +86,27 @@ def main() -> int:
     def full_uncached() -> None:
         sev_snp.verify(data, collateral=col, at=AT, trust=uncached)
 
+    expired = datetime(2040, 1, 1, tzinfo=UTC)
+
+    def refused(trust: AmdTrust) -> Callable[[], None]:
+        def call() -> None:
+            try:
+                sev_snp.verify(data, collateral=col, at=expired, trust=trust)
+            except VerificationError:
+                return
+            raise AssertionError("an expired VCEK was accepted")
+
+        return call
+
+    refuse_cached, refuse_uncached = refused(cached), refused(uncached)
+
     # Per-call interleaving (a, b, a, b, ...): load from other processes on the shared machine
     # hits both alike, so the per-round ratio of medians is stable even when the rates move.
     a: list[float] = []
     b: list[float] = []
     c: list[float] = []
+    d: list[float] = []
+    e: list[float] = []
     ratios: list[float] = []
     clock = time.perf_counter
     for _ in range(args.rounds):
@@ -105,13 +125,20 @@ def main() -> int:
         b.append(1 / statistics.median(tb))
         ratios.append(b[-1] / a[-1])
         c.append(rate(full_uncached, args.seconds / 2))
+        d.append(rate(refuse_cached, args.seconds / 4))
+        e.append(rate(refuse_uncached, args.seconds / 4))
     ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
+    md, me = statistics.median(d), statistics.median(e)
     print(f"(a) raw ECDSA-P384 verify       : {ma:8.0f} /s  ({1e6 / ma:7.1f} us)")
     print(f"(b) verify(), chain cached      : {mb:8.0f} /s  ({1e6 / mb:7.1f} us)")
     print(f"(c) verify(), uncached          : {mc:8.0f} /s  ({1e6 / mc:7.1f} us)")
     print(f"ratio (b)/(a), median of rounds : {statistics.median(ratios):6.1%}  "
           f"(min {min(ratios):.1%}, max {max(ratios):.1%})")
     print(f"ratio (c)/(a)                   : {mc / ma:6.1%}")
+    print(f"(d) refusal (expired), cached   : {md:8.0f} /s  ({1e6 / md:7.1f} us)")
+    print(f"(e) refusal (expired), uncached : {me:8.0f} /s  ({1e6 / me:7.1f} us)")
+    print(f"refusal / acceptance time, cached  : {mb / md:.2f}x (goal < 1)")
+    print(f"refusal / acceptance time, uncached: {mc / me:.2f}x (goal < 1)")
     return 0
 
 

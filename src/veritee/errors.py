@@ -86,9 +86,29 @@ class OversizedError(MalformedError):
 
 
 class VerificationError(VeriteeError):
-    """A check on well-formed input failed."""
+    """A check on well-formed input failed.
+
+    A verifier runs its cheap checks (validity windows, identities, sizes) before any signature
+    work and refuses on them without the costly checks (a refusal must never cost more than an
+    acceptance). Such an error lists every cheap check that failed in ``refusals`` (its own
+    ``code``/``message`` first, as ``(code, message)`` pairs) and names the costly checks it did
+    not run in ``not_reached`` (empty when every check ran). (``reasons``, where set, is another
+    thing: the decision's reasons a service refusal carries into its problem details.)
+    """
 
     default_code = "verification_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        refusals: tuple[tuple[str, str], ...] = (),
+        not_reached: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, code=code)
+        self.refusals: tuple[tuple[str, str], ...] = refusals or ((self.code, message),)
+        self.not_reached: tuple[str, ...] = not_reached
 
 
 class CollateralError(VerificationError):

@@ -177,6 +177,12 @@ class Code(StrEnum):
     TPM_PCR_MISMATCH = "tpm_pcr_mismatch", "the PCR values do not match the quote's signed PCR digest"
     TPM_PCR_SELECTION = "tpm_pcr_selection", "the quote selects other PCRs than the ones given"
 
+    CHECKS_NOT_REACHED = (
+        "checks_not_reached",
+        "warning: a cheap check (a validity window, an identity) already refused the evidence, so "
+        "the costly checks it names (signatures, chains) did not run; every reason found is listed",
+    )
+
     # --- evidence: findings passed to the appraisal ---
     DEBUG = "debug", "the workload runs in debug mode (refused unless a policy allows it)"
     TCB_STATUS = "tcb_status", "finding: Intel's TCB status for the platform (other than UpToDate)"

@@ -31,8 +31,9 @@ from veritee.appraisal.policy import (
     TdxPolicy,
     TpmPolicy,
 )
-from veritee.errors import VeriteeError
+from veritee.errors import VerificationError, VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
+from veritee.reasons import Code
 
 __all__ = ["MEASUREMENT_PINS", "appraise", "appraise_admitted", "appraise_baseline", "refused_for_error"]
 
@@ -43,9 +44,17 @@ ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca", "keystone")
 
 
 def refused_for_error(error: VeriteeError) -> Decision:
-    """The decision for evidence that could not be verified at all."""
+    """The decision for evidence that could not be verified at all: every reason the verifier
+    found, and (warning ``checks_not_reached``) the costly checks it skipped because a cheap one
+    already refused (:mod:`veritee.evidence._cheap`)."""
     d = Decision()
-    d.refuse(error.code, error.message, claim="instance-identity")
+    if isinstance(error, VerificationError):
+        for code, message in error.refusals:
+            d.refuse(code, message, claim="instance-identity")
+        if error.not_reached:
+            d.warn(Code.CHECKS_NOT_REACHED, "refused before these checks ran: " + ", ".join(error.not_reached))
+    else:
+        d.refuse(error.code, error.message, claim="instance-identity")
     return d
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError
-from veritee.evidence import tdx
+from veritee.evidence import dcap, tdx
 from veritee.evidence._reader import base64_any, json_object
 from veritee.evidence.azure_vtpm import (
     MAX_DOCUMENT_BYTES,
@@ -85,7 +85,11 @@ def verify(
         raise UsageError("verification time must be timezone-aware")
     report, quote, td_quote = parse(data)
     _, hash_name, runtime = hcl_report(report, REPORT_TYPE_TDX)
-    # The vTPM links first (no collateral needed), then the TD quote that anchors them.
+    # The TD quote's cheap checks (windows) first: no signature is checked for a refusal. Then
+    # the vTPM links (no collateral needed), then the TD quote that anchors them.
+    quote_obj, _ = tdx._parse(td_quote)
+    dcap.cheap_checks(quote_obj, collateral=collateral, at=at, trust=trust, tdx=True,
+                      then=("vtpm_quote_signature",))  # fmt: skip
     attest, pcrs = verify_vtpm_quote(runtime, quote)
     check_runtime_binding(tdx.parse_claims(td_quote)["report_data"], hash_name, runtime, "TD quote")
     hw = tdx.verify(td_quote, collateral=collateral, at=at, trust=trust)

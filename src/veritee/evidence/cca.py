@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence._cheap import CheapChecks
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.evidence.nitro import (
     COSE_ALG_ES256,
@@ -201,6 +202,14 @@ def parse_claims(data: bytes) -> dict[str, Any]:
     return _claims(pclaims, rclaims)
 
 
+def _no_platform_key() -> VerificationError:
+    return VerificationError(
+        "no platform attestation key in the collateral verifies the platform token "
+        "(give the CPAK as a PEM public key)",
+        code="platform_key_not_trusted",
+    )
+
+
 def verify(
     data: bytes, *, collateral: Collateral, at: datetime, trust: Any = None
 ) -> VerifiedEvidence:
@@ -210,6 +219,14 @@ def verify(
     platform, pclaims, realm, rclaims = parse(data)
     claims = _claims(pclaims, rclaims)
     rak = _rak(rclaims)
+    # Cheap first: without a platform key of the platform token's curve, nothing can vouch for
+    # it; refuse before any signature (:mod:`veritee.evidence._cheap`).
+    curve = ES_ALGS[platform.alg][0]
+    keys = [k for k in collateral.public_keys if isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, curve)]
+    if not keys:
+        checks = CheapChecks()
+        checks.add(_no_platform_key())
+        checks.refuse(("realm_signature", "platform_signature"))
     if not _signed_by(realm, rak):
         raise VerificationError("realm token signature does not verify with its RAK",
                                 code="signature_invalid")  # fmt: skip
@@ -222,13 +239,8 @@ def verify(
     ).digest():
         raise VerificationError("the platform token does not vouch for this realm's key",
                                 code="binding_mismatch")  # fmt: skip
-    keys = [k for k in collateral.public_keys if isinstance(k, ec.EllipticCurvePublicKey)]
     cpak = next((k for k in keys if _signed_by(platform, k)), None)
     if cpak is None:
-        raise VerificationError(
-            "no platform attestation key in the collateral verifies the platform token "
-            "(give the CPAK as a PEM public key)",
-            code="platform_key_not_trusted",
-        )
+        raise _no_platform_key()
     claims["platform_key"] = hashlib.sha256(cpak.public_bytes(*_SPKI)).hexdigest()
     return VerifiedEvidence(format="cca", claims=claims, verified_at=at)

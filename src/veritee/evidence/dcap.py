@@ -13,7 +13,11 @@ API v4 for TCB info / QE identity; Intel SGX PCK Certificate and CRL Profile):
   data (type 5, PEM PCK chain); for v4/v5 certification data type 6 ("QE Report Certification
   Data") wraps the same QE report fields and a nested type-5 PCK chain.
 
-Verification (:func:`verify_quote`) runs these numbered steps; each raises on failure:
+Verification (:func:`verify_quote`) first runs the cheap checks of steps 2, 6 and 8 (validity
+windows of the PCK chain and the chosen collateral, TCB info for this TEE, FMSPC and PCE ID) on
+the data before its signatures are checked, and refuses on them with every failure it found and
+the costly checks it did not reach (:data:`NOT_REACHED`; :mod:`veritee.evidence._cheap`). Then
+it runs these numbered steps; each raises on failure:
 
 1. header: ECDSA-256 attestation key, Intel QE vendor ID;
 2. PCK chain to the Intel SGX Root CA pinned by SHA-256 fingerprint, validity at ``at``;
@@ -64,6 +68,7 @@ from veritee.collateral import Collateral
 from veritee.collateral import marks as _marks
 from veritee.collateral.marks import Mark, Marks
 from veritee.errors import CollateralError, MalformedError, VerificationError, VeriteeError
+from veritee.evidence._cheap import CheapChecks
 from veritee.evidence.claims import Reason
 from veritee.evidence.dcap_pck import (
     PckExtension,
@@ -121,6 +126,7 @@ __all__ = [
     "QuoteHeader",
     "QuoteSignatureData",
     "TdxTcbInput",
+    "cheap_checks",
     "clear_caches",
     "collateral_marks",
     "looks_like_quote",
@@ -324,25 +330,70 @@ _ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
 _CHAIN_ROLES = ("PCK certificate", "PCK CA", "root CA")
 
 
-def _pck_chain(pem: bytes, trust: DcapTrust) -> _PckChain:
-    key = hashlib.sha256(trust.cache_tag + pem).digest()
+def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
+    return hashlib.sha256(trust.cache_tag + pem).digest()
+
+
+def _pck_chain(pem: bytes, trust: DcapTrust, key: bytes, certs: list[x509.Certificate] | None = None) -> _PckChain:
     hit = _PCK_CHAINS.get(key)
     if hit is not None:
         return hit
     try:
-        chain = _pck_chain_uncached(pem, trust, key)
+        chain = _pck_chain_uncached(certs or _load_pem_chain(pem, "pck_chain"), trust, key)
     except _LAZY_PARSE_ERRORS as e:
         raise MalformedError(f"PCK chain does not parse: {e}", field="pck_chain") from None
     _PCK_CHAINS.put(key, chain)
     return chain
 
 
-def _pck_chain_uncached(pem: bytes, trust: DcapTrust, key: bytes) -> _PckChain:
-    certs = _load_pem_chain(pem, "pck_chain")
-    windows = tuple(
+def _pck_windows(certs: list[x509.Certificate]) -> tuple[_Window, ...]:
+    return tuple(
         _Window(f"PCK chain certificate {i} ({_CHAIN_ROLES[i] if i < 3 else 'extra'})", *_cert_window(c))
         for i, c in enumerate(certs)
     )
+
+
+@dataclass(frozen=True)
+class _PckCheap:
+    """What the cheap checks read from a PCK chain whose signatures are not checked yet."""
+
+    certs: list[x509.Certificate]
+    windows: tuple[_Window, ...]
+    span: tuple[datetime, datetime]
+    fmspc: str
+    pce_id: str
+    ca_name: bytes
+
+
+#: What reading a chain or collateral set for the cheap checks may raise: it then has none.
+_CHEAP_ERRORS: tuple[type[Exception], ...] = (VeriteeError, x509.ExtensionNotFound, *_certs.PARSE_ERRORS)
+
+
+def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
+    """The verified chain when cached, else the chain parsed without any signature check
+    (None where it does not parse: the full check then names the fault)."""
+    hit = _PCK_CHAINS.get(key)
+    if hit is not None:
+        return hit
+    try:
+        certs = _load_pem_chain(pem, "pck_chain")
+        if len(certs) != 3:
+            return None
+        ext_value = _extensions(certs[0], "pck_chain").get_extension_for_oid(
+            x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
+        ).value
+        if not isinstance(ext_value, x509.UnrecognizedExtension):
+            return None
+        ext = parse_pck_extension(ext_value.value)
+        windows = _pck_windows(certs)
+        return _PckCheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
+                         certs[1].subject.public_bytes())  # fmt: skip
+    except _CHEAP_ERRORS:
+        return None
+
+
+def _pck_chain_uncached(certs: list[x509.Certificate], trust: DcapTrust, key: bytes) -> _PckChain:
+    windows = _pck_windows(certs)
     if len(certs) != 3:
         raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
     _verify_chain(certs, trust, "PCK chain")
@@ -438,6 +489,7 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
         _certs.forget_checked()
         _CA_LINKS.clear()
         _COLLATERAL.clear()
+        _COLLATERAL_CHEAP.clear()
         _LAYOUT_MEMO.clear()
         _RANKS.clear()
 
@@ -734,10 +786,11 @@ def _layout_key_uncached(doc: dict[str, Any], tag: bytes) -> bytes | None:
     return h.digest()
 
 
-def _select_collateral(
+def _choose_collateral(
     collateral: Collateral, fmspc: str, trust: DcapTrust, pck_ca: bytes = b""
-) -> _VerifiedCollateral:
-    """The verified collateral set for ``fmspc`` (step 6), chosen by provenance, then age.
+) -> _Candidate:
+    """The collateral set for ``fmspc`` (step 6), chosen by provenance, then age: its cache key
+    and a way to its bytes (verified by the caller).
 
     1. The relying party's own sets (:class:`~veritee.collateral.Collateral` module docstring):
        its set for ``fmspc`` always wins. Only when it has none do the attester's admitted sets
@@ -768,8 +821,7 @@ def _select_collateral(
                 _raw_from_layout(next(d for d in part.documents if "tcb_info" in d))  # names the bad field
         raise CollateralError("no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing")
     if len(every) == 1:
-        key, get_raw = every[0]
-        return _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+        return every[0]
     ranked = [[(_rank(key, get_raw), key, get_raw) for key, get_raw in tier] for tier in tiers]
     chosen = None
     for tier in ranked:
@@ -788,15 +840,14 @@ def _select_collateral(
     newer_pck = want != rank.pck_crl_issuer or pck[0].pck_crl_update > rank.pck_crl_update
     newer_root = root[0].root_crl_update > rank.root_crl_update
     if not (newer_pck or newer_root):
-        return _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+        return key, get_raw
     raw = get_raw()
     if newer_pck:
         other = pck[2]()
         raw = replace(raw, pck_crl=other.pck_crl, pck_crl_chain=other.pck_crl_chain)
     if newer_root:
         raw = replace(raw, root_crl=root[2]().root_crl)
-    key = raw.digest(trust)
-    return _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
+    return raw.digest(trust), functools.partial(_same, raw)
 
 
 _Candidate = tuple[bytes, Callable[[], _RawCollateral]]
@@ -934,6 +985,127 @@ def collateral_marks(collateral: Collateral, trust: DcapTrust | None = None) -> 
     return found, skipped
 
 
+# --- cheap checks first ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CollateralCheap:
+    """What the cheap checks read from a collateral set whose signatures are not checked yet."""
+
+    windows: tuple[_Window, ...]
+    span: tuple[datetime, datetime]
+    tcb_info: dict[str, Any]
+
+
+_COLLATERAL_CHEAP: _Lru[bytes, _CollateralCheap] = _Lru(256)
+
+
+def _collateral_cheap(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _VerifiedCollateral | _CollateralCheap | None:
+    """The verified set when cached, else its windows (in the order step 6 checks them) and TCB
+    info read without any signature check; None where it does not parse (step 6 then names it)."""
+    hit = _COLLATERAL.get(key) or _COLLATERAL_CHEAP.get(key)
+    if hit is not None:
+        return hit
+    try:
+        raw = get_raw()
+        crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+        windows = [
+            _crl_window(_load_crl(raw.root_crl, "root_ca_crl"), "root CA CRL"),
+            _crl_window(_load_crl(raw.pck_crl, "pck_crl"), "PCK CRL"),
+        ]
+        windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
+        docs = []
+        for name, text, chain_pem in (("tcb_info", raw.tcb_info, raw.tcb_info_chain),
+                                      ("qe_identity", raw.qe_identity, raw.qe_identity_chain)):  # fmt: skip
+            certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+            windows += [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
+            doc = _json_doc(text, name)
+            windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
+            docs.append(doc)
+    except _CHEAP_ERRORS:
+        return None
+    found = _CollateralCheap(tuple(windows), _span(windows), docs[0])
+    _COLLATERAL_CHEAP.put(key, found)
+    return found
+
+
+#: The costly checks a cheap refusal skips (``checks_not_reached``), in the order they run.
+NOT_REACHED = (
+    "pck_chain_signatures", "qe_report_signature", "quote_signature", "collateral_signatures",
+    "pck_revocation", "qe_identity", "tcb_level",
+)  # fmt: skip
+
+
+def _cheap_checks(
+    pck: _PckChain | _PckCheap,
+    coll: _VerifiedCollateral | _CollateralCheap | None,
+    at: datetime,
+    want_id: str,
+    then: tuple[str, ...],
+) -> None:
+    """Validity windows of the PCK chain and the chosen collateral, and whether the TCB info is
+    for this TEE and platform (steps 2, 6 and 8 on data not authenticated yet): every failure,
+    before any signature (:mod:`veritee.evidence._cheap`)."""
+    checks = CheapChecks()
+    if not pck.span[0] <= at <= pck.span[1]:
+        for w in pck.windows:
+            checks.window(w.name, w.not_before, w.not_after, at)
+    if coll is not None:
+        if not coll.span[0] <= at <= coll.span[1]:
+            for w in coll.windows:
+                checks.window(w.name, w.not_before, w.not_after, at, collateral=True)
+        info = coll.tcb_info
+        fmspc = pck.fmspc if isinstance(pck, _PckCheap) else pck.ext.fmspc.hex().upper()
+        pce_id = pck.pce_id if isinstance(pck, _PckCheap) else pck.ext.pce_id.hex().upper()
+        info_id = info.get("id", "SGX")
+        if info_id != want_id:
+            checks.add(CollateralError(f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch"))
+        elif str(info.get("fmspc", "")).upper() != fmspc:
+            checks.add(CollateralError(f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}", code="tcb_info_mismatch"))
+        elif str(info.get("pceId", "")).upper() != pce_id:
+            checks.add(CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch"))
+    checks.refuse(NOT_REACHED + then)
+
+
+def _cheap(
+    quote: Quote, collateral: Collateral, at: datetime, trust: DcapTrust, want_id: str, then: tuple[str, ...]
+) -> tuple[bytes, _PckChain | _PckCheap | None, _Candidate | None]:
+    """The cheap checks of :func:`verify_quote` (raise on failure, naming ``then`` after
+    :data:`NOT_REACHED`); returns what the full check reuses: the PCK chain's cache key, the chain
+    as parsed, the chosen collateral."""
+    sig = quote.signature_data
+    pck_key = _pck_chain_key(sig.pck_chain_pem, trust)
+    pck = _pck_cheap(sig.pck_chain_pem, pck_key)
+    if pck is None:
+        return pck_key, None, None
+    fmspc = pck.fmspc if isinstance(pck, _PckCheap) else pck.ext.fmspc.hex().upper()
+    choice = _choose_collateral(collateral, fmspc, trust, pck.ca_name)
+    _cheap_checks(pck, _collateral_cheap(*choice), at, want_id, then)
+    return pck_key, pck, choice
+
+
+def cheap_checks(
+    quote: Quote, *, collateral: Collateral, at: datetime, trust: DcapTrust | None = None, tdx: bool,
+    then: tuple[str, ...] = (),
+) -> None:
+    """Only the cheap checks of :func:`verify_quote` (windows, TCB info identity), for a caller
+    that has costly checks of its own to run after them (an Azure TDX vTPM document's quote
+    signature): raises as :func:`verify_quote` would, naming ``then`` as not reached too."""
+    trust = trust or DEFAULT_TRUST
+    if not isinstance(trust, DcapTrust):  # verify_quote refuses the trust anchors
+        return
+    sig = quote.signature_data
+    pck = _pck_cheap(sig.pck_chain_pem, _pck_chain_key(sig.pck_chain_pem, trust))
+    if pck is None:
+        return
+    try:  # missing or malformed collateral: verify_quote names it, after the caller's checks
+        choice = _choose_collateral(collateral, pck.fmspc if isinstance(pck, _PckCheap) else pck.ext.fmspc.hex().upper(),
+                                    trust, pck.ca_name)  # fmt: skip
+    except (CollateralError, MalformedError):
+        return
+    _cheap_checks(pck, _collateral_cheap(*choice), at, "TDX" if tdx else "SGX", then)
+
+
 # --- the whole verification -----------------------------------------------------------------
 
 
@@ -968,8 +1140,12 @@ def verify_quote(
         raise VerificationError(f"attestation key type {h.att_key_type} is not ECDSA-256", code="key_type_unsupported")
     if h.qe_vendor_id != INTEL_QE_VENDOR_ID:
         raise VerificationError("QE vendor ID is not Intel's", code="qe_vendor_unknown")
+    # Cheap checks first (windows, TCB info identity), on the chain and collateral not yet
+    # authenticated: a refusal never pays for the signatures below. Where the chain does not
+    # parse cheaply, steps 2 and 6 name the fault in the usual order.
+    pck_key, pck, choice = _cheap(quote, collateral, at, trust, "TDX" if tdx is not None else "SGX", ())
     # 2. PCK chain (signatures cached; validity checked at `at` every time)
-    chain = _pck_chain(sig.pck_chain_pem, trust)
+    chain = _pck_chain(sig.pck_chain_pem, trust, pck_key, pck.certs if isinstance(pck, _PckCheap) else None)
     _check_windows(chain.windows, chain.span, at, VerificationError)
     # 3. QE report signed by the PCK key
     _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", code="qe_report_signature_invalid")
@@ -982,8 +1158,10 @@ def verify_quote(
     key = _attestation_key(sig.attestation_key)
     _verify_raw(key, sig.signature, quote.signed, "quote", code="quote_signature_invalid")
     # 6. collateral
-    fmspc = chain.ext.fmspc.hex().upper()
-    vc = _select_collateral(collateral, fmspc, trust, chain.ca_name)
+    if choice is None:
+        choice = _choose_collateral(collateral, chain.ext.fmspc.hex().upper(), trust, chain.ca_name)
+    set_key, get_raw = choice
+    vc = _COLLATERAL.get(set_key) or _verify_collateral(get_raw(), trust, set_key)
     if collateral.marks:
         _check_marks(vc, collateral.marks)
     _check_windows(vc.windows, vc.span, at, CollateralError)

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from veritee import certs
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
+from veritee.evidence._cheap import CheapChecks
 from veritee.evidence.claims import VerifiedEvidence
 
 __all__ = [
@@ -348,37 +349,50 @@ def _roots(trust: Any) -> frozenset[str]:
     raise UsageError("nitro trust must be a NitroTrust or None")
 
 
-def verify_chain(chain: Iterable[tuple[str, x509.Certificate]], at: datetime) -> None:
+def verify_chain(
+    chain: Iterable[tuple[str, x509.Certificate]],
+    at: datetime,
+    *,
+    then: tuple[str, ...] = ("evidence_signature",),
+    also: Iterable[VerificationError] = (),
+) -> None:
     """Step 3: each certificate issued and signed by the previous, valid at ``at``; issuers are CAs.
 
-    ``chain`` runs from the (already pinned) root to the leaf. Raises VerificationError.
+    ``chain`` runs from the (already pinned) root to the leaf. The cheap checks (every validity
+    window, every issuer a CA allowed this path length) run first and refuse with all their
+    failures, naming the chain's signatures and the caller's later costly checks (``then``) as
+    not reached (:mod:`veritee.evidence._cheap`); ``also``: the caller's own cheap failures,
+    listed after the chain's. Raises VerificationError.
     """
     certs = list(chain)
+    checks = CheapChecks()
     for position, (name, cert) in enumerate(certs):
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            raise VerificationError(
+            checks.add(VerificationError(
                 f"{name} is not valid at {at.isoformat()} (valid "
                 f"{cert.not_valid_before_utc.isoformat()}..{cert.not_valid_after_utc.isoformat()})",
                 code="certificate_expired",
-            )
+            ))  # fmt: skip
         below = len(certs) - 1 - position  # certificates issued beneath this one
         if below:
             try:
                 bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
             except x509.ExtensionNotFound:
-                raise VerificationError(f"{name} is not a CA", code="chain_invalid") from None
+                checks.add(VerificationError(f"{name} is not a CA", code="chain_invalid"))
+                continue
             if not bc.ca or (bc.path_length is not None and bc.path_length < below - 1):
-                raise VerificationError(
-                    f"{name} may not issue a chain of this length", code="chain_invalid"
-                )
-        if position:
-            issuer_name, issuer = certs[position - 1]
-            try:
-                cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-                raise VerificationError(
-                    f"{name} is not issued and signed by {issuer_name}", code="chain_invalid"
-                ) from None
+                checks.add(VerificationError(f"{name} may not issue a chain of this length", code="chain_invalid"))
+    for error in also:
+        checks.add(error)
+    checks.refuse(("chain_signatures", *then))
+    for position in range(1, len(certs)):
+        (issuer_name, issuer), (name, cert) = certs[position - 1], certs[position]
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            raise VerificationError(
+                f"{name} is not issued and signed by {issuer_name}", code="chain_invalid"
+            ) from None
 
 
 def verify(
@@ -414,7 +428,7 @@ def verify(
     leaf = _load_cert(doc.certificate, "certificate")
     chain.append(("certificate", leaf))
     # 3. Chain from the root down to the leaf, at the verification time.
-    verify_chain(chain, at)
+    verify_chain(chain, at, then=("cose_signature",))
     # 4. The COSE signature with the leaf's P-384 key.
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):

@@ -175,7 +175,7 @@ def verify(
         raise VerificationError("the GPU chain does not end at the pinned NVIDIA root",
                                 code="root_not_pinned")  # fmt: skip
     names = ["leaf", *(f"certificate_chain[{i}]" for i in range(1, len(chain)))]
-    verify_chain(list(reversed(list(zip(names, chain, strict=True)))), at)
+    verify_chain(list(reversed(list(zip(names, chain, strict=True)))), at, then=("measurements_signature",))
     key = chain[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise VerificationError("the GPU's leaf key is not ECDSA P-384", code="chain_invalid")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -52,8 +53,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.collateral import Collateral
-from veritee.errors import CollateralError, MalformedError, UsageError, VerificationError
+from veritee.errors import (
+    CollateralError,
+    MalformedError,
+    UsageError,
+    VerificationError,
+    VeriteeError,
+)
 from veritee.evidence import amd
+from veritee.evidence._cheap import CheapChecks
 from veritee.evidence.amd import AmdTrust, ChainCache, Product, VerifiedChain
 from veritee.evidence.claims import Reason, VerifiedEvidence
 
@@ -512,6 +520,7 @@ def _endorsement(
             code="collateral_missing",
         )
     leaves.sort(key=lambda c: not _hwid_matches(_raw_hwid(c), report.chip_id))
+    _cheap_checks([c for c in leaves if c.signature not in tried], certs, crls, at)
     for leaf in leaves:
         if leaf.signature in tried:
             continue
@@ -529,6 +538,94 @@ def _endorsement(
         "certificate(s) in collateral",
         code="signature_invalid",
     )
+
+
+#: The costly checks a cheap refusal skips (``checks_not_reached``), in the order they run.
+NOT_REACHED = ("report_signature", "chain_signatures", "crl_signatures")
+
+
+def _window_failure(cert: x509.Certificate, role: str, at: datetime) -> CollateralError | None:
+    if cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        return None
+    return CollateralError(
+        f"{role} certificate is not valid at {at.isoformat()} (valid "
+        f"{cert.not_valid_before_utc.isoformat()} .. {cert.not_valid_after_utc.isoformat()})",
+        code="certificate_expired",
+    )
+
+
+def _issuer_failures(
+    cert: x509.Certificate, pool: Sequence[x509.Certificate], role: str, at: datetime
+) -> tuple[list[x509.Certificate], list[VerificationError]]:
+    """The candidates for ``cert``'s issuer that are open at ``at``, or why there is none."""
+    named = [c for c in pool if c.subject == cert.issuer and c is not cert]
+    if not named:
+        return [], [CollateralError(f"collateral lacks the {role} certificate {amd.common_name(cert.issuer)!r}",
+                                    code="collateral_missing")]  # fmt: skip
+    open_ = [c for c in named if _window_failure(c, role, at) is None]
+    if open_:
+        return open_, []
+    failure = _window_failure(named[0], role, at)
+    return [], [failure] if failure is not None else []
+
+
+def _leaf_failures(
+    leaf: x509.Certificate,
+    pool: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+    at: datetime,
+) -> list[VerificationError]:
+    """What refuses ``leaf`` without a signature: its window, its issuers' (every candidate of
+    the name closed, or none), the ARK's CRLs' windows; each one is a check :func:`amd.verify_chain`
+    makes too. Fields of the report (REPORTED_TCB, CHIP_ID) are left to the checks after its
+    signature: a changed field is refused for its signature, as before."""
+    try:
+        info = amd.endorsement_key_info(leaf)
+    except VeriteeError:
+        return []  # the full check names it
+    role = info.kind.upper()
+    found: list[VerificationError] = []
+    if (w := _window_failure(leaf, role, at)) is not None:
+        found.append(w)
+    asks, missing = _issuer_failures(leaf, pool, "ASVK" if info.kind == "vlek" else "ASK", at)
+    found += missing
+    ark_names = {a.issuer for a in asks}
+    for ask in asks[:1]:
+        arks, missing = _issuer_failures(ask, pool, "ARK", at)
+        found += missing
+        ark_names = {a.subject for a in arks} or ark_names
+    for crl in crls:
+        if crl.issuer not in ark_names:
+            continue
+        last, nxt = crl.last_update_utc, crl.next_update_utc
+        if at < last or (nxt is not None and at > nxt):
+            found.append(CollateralError(
+                f"CRL of {amd.common_name(crl.issuer)!r} is not current at {at.isoformat()} (this update "
+                f"{last.isoformat()}, next update {nxt.isoformat() if nxt else 'none'})",
+                code="crl_expired",
+            ))  # fmt: skip
+    return found
+
+
+def _cheap_checks(
+    leaves: Sequence[x509.Certificate],
+    pool: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+    at: datetime,
+) -> None:
+    """Refuse, before any signature, when every candidate VCEK/VLEK fails a cheap check (with
+    every failure found; :mod:`veritee.evidence._cheap`). One that passes them all goes on to
+    the signatures, which decide as before."""
+    if not leaves:
+        return
+    checks = CheapChecks()
+    for leaf in leaves:
+        found = _leaf_failures(leaf, pool, crls, at)
+        if not found:
+            return
+        for f in found:
+            checks.add(f)
+    checks.refuse(NOT_REACHED)
 
 
 def _raw_hwid(cert: x509.Certificate) -> bytes | None:

@@ -402,9 +402,11 @@ def _load(der: bytes, name: str) -> x509.Certificate:
 
 
 def _ak_chain(
-    att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str]
+    att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str], key: Any
 ) -> tuple[x509.Certificate, str]:
-    """Step 1: the AK certificate, chained to a pinned root; returns it and the root's SHA-256."""
+    """Step 1: the AK certificate, chained to a pinned root, certifying ``key`` (ak_pub) as an
+    AK; returns it and the root's SHA-256. The cheap checks (windows, CA constraints, the
+    certified key, the AIK usage) refuse before any signature (:func:`verify_chain`)."""
     if att.ak_cert is None:
         raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
                                 code="ak_not_certified")  # fmt: skip
@@ -430,18 +432,21 @@ def _ak_chain(
         chain.append((f"issuer of {chain[-1][0]}", issuer))
     else:
         raise VerificationError("AK certificate chain is too long", code="chain_invalid")
-    verify_chain(list(reversed(chain)), at)
+    also: list[VerificationError] = []
     if fp not in PINNED_ROOTS:
         try:
             eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
             eku = None
         if eku is None or AIK_CERTIFICATE_EKU not in eku:
-            raise VerificationError(
+            also.append(VerificationError(
                 "the AK certificate lacks the TCG AIK extended key usage (2.23.133.8.3): "
                 "it certifies no TPM attestation key",
                 code="ak_not_certified",
-            )
+            ))  # fmt: skip
+    if not _same_key(leaf.public_key(), key):
+        also.append(VerificationError("the AK certificate certifies another key than ak_pub", code="ak_mismatch"))
+    verify_chain(list(reversed(chain)), at, then=("quote_signatures", "event_log"), also=also)
     return leaf, fp
 
 
@@ -510,10 +515,7 @@ def verify(
     roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
     att = parse(data)
     _name_alg, key = _public_key(att.ak_pub)
-    leaf, root = _ak_chain(att, collateral, at, roots)
-    if not _same_key(leaf.public_key(), key):
-        raise VerificationError("the AK certificate certifies another key than ak_pub",
-                                code="ak_mismatch")  # fmt: skip
+    _leaf, root = _ak_chain(att, collateral, at, roots, key)
     for i, q in enumerate(att.quotes):
         _verify_quote(q, key, i)
     if len({q.extra_data for q in att.quotes}) != 1:
