@@ -170,7 +170,7 @@ def test_example_policy_files_parse() -> None:
     files = sorted(root.glob("*.yaml"))
     assert len(files) >= 2
     names = {load_policy(f.read_bytes()).name for f in files}
-    assert {"payments-prod", "development", "vms-and-devices"} <= names
+    assert {"payments-prod", "development", "vms-and-devices", "keystone-qemu"} <= names
 
 
 def test_revoked_tcb_status_is_terminal() -> None:
