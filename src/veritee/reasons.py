@@ -76,6 +76,7 @@ class Code(StrEnum):
     CORIM_PROFILE_MISMATCH = "corim_profile_mismatch", "a CoRIM's profile belongs to another scheme than the one asked for"
     CORIM_EXPIRED = "corim_expired", "a CoRIM's or its signature's validity has ended"
     CORIM_NOT_YET_VALID = "corim_not_yet_valid", "a CoRIM's or its signature's validity has not begun"
+    REFVALUES_EMPTY = "refvalues_empty", "a CoRIM registered as reference values holds none (no digest or raw value)"
 
     # --- evidence: parsing ---
     EMPTY = "empty", "the evidence is empty"

@@ -1,4 +1,9 @@
-"""``veritee refvalues inspect``: read a CoRIM / CoMID and judge it (:mod:`veritee.refvalues.corim`).
+"""``veritee refvalues inspect | add | list | show | withdraw``: reference values from their sources.
+
+``inspect`` reads a CoRIM / CoMID locally and judges it (:mod:`veritee.refvalues.corim`);
+``add``, ``list``, ``show`` and ``withdraw`` talk to the domain's reference-value store over the
+admin API (:mod:`veritee.service.routes_refvalues`; admin credential, service URL and CA as for
+``veritee secret``). For those: exit 0 done, 1 refused by the service, 2 usage or unreachable.
 
 ``inspect FILE [--key PEM_OR_JWK] [--scheme S] [--at TIME] --json`` prints
 ``{"valid", "reasons", "reference_values", ...}``: one entry per reference-value triple (its
@@ -8,6 +13,7 @@ valid, 1 not valid, 2 usage or I/O error (an unreadable file or key, an unknown 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import sys
@@ -15,6 +21,8 @@ from pathlib import Path
 
 import click
 
+from veritee.cli.secrets import _Admin, _admin_options, _handle
+from veritee.errors import UsageError
 from veritee.refvalues import corim, profiles
 
 __all__ = ["refvalues_group", "register"]
@@ -111,6 +119,110 @@ def inspect_cmd(file: Path, key_path: Path | None, scheme: str | None, at_text: 
             env = json.dumps(triple.environment.to_json())
             click.echo(f"  {comid.tag_id}: {env}: {len(triple.measurements)} measurement(s)")
     sys.exit(EXIT_OK if result.valid else EXIT_INVALID)
+
+
+MAX_UPLOAD_BYTES = 700 * 1024  # base64 of it fits the service's 1 MiB body limit
+
+
+@refvalues_group.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "set_name", required=True, help="The set's name (policies refer to it).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).")
+@click.option("--scheme", type=click.Choice(sorted(profiles.SCHEMES)), default=None,
+              help="Refuse a CoRIM whose profile belongs to another scheme.")
+@click.option("--allow-unsigned", is_flag=True, help="Register an unsigned CoRIM (you vouch for it).")
+@click.option("--expires", "expires", default=None, help="Stop counting its values at (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_admin_options
+@_handle
+def add_cmd(file: Path, set_name: str, key_path: Path | None, scheme: str | None, allow_unsigned: bool,
+            expires: str | None, as_json: bool, url: str, data: Path | None, admin_token: str | None,
+            ca: Path | None) -> None:  # fmt: skip
+    """Register a CoRIM's reference values in a named set of the domain."""
+    try:
+        size = file.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise UsageError(f"{file}: {size} bytes, the limit is {MAX_UPLOAD_BYTES}")
+        raw = file.read_bytes()
+        key = key_path.read_text() if key_path is not None else None
+    except OSError as e:
+        raise UsageError(f"cannot read {e.filename}: {e.strerror or e}") from None
+    body: dict[str, object] = {
+        "set": set_name, "corim": base64.b64encode(raw).decode(), "file_name": file.name,
+        "key": key, "scheme": scheme, "allow_unsigned": allow_unsigned,
+    }  # fmt: skip
+    when = _parse_at(expires)
+    if when is not None:
+        body["expires_at"] = when.isoformat()
+    reply = _Admin(url, data, admin_token, ca).call("POST", "/v1/admin/refvalues", body)
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+        return
+    state = "added" if reply.get("new") else "already registered"
+    click.echo(f"{state}: #{reply['id']} to set {reply['set']}: {reply['entries']} value(s) from "
+               f"{reply['file_name']} (sha256 {reply['sha256']}), signer {reply['signer'] or 'none (unsigned)'}"
+               + (f", expires {reply['expires_at']}" if reply.get("expires_at") else ""))  # fmt: skip
+    for w in reply.get("warnings", []):
+        click.echo(f"  warning [{w['code']}] {w['message']}")
+
+
+@refvalues_group.command("list")
+@click.option("--set", "set_name", default=None, help="Only this set.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_admin_options
+@_handle
+def list_cmd(set_name: str | None, as_json: bool, url: str, data: Path | None, admin_token: str | None,
+             ca: Path | None) -> None:  # fmt: skip
+    """List the registered CoRIMs."""
+    params = {"set": set_name} if set_name else None
+    reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/refvalues", params=params)
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+        return
+    rows = reply["sources"]
+    if not rows:
+        click.echo("no reference values registered")
+    for r in rows:
+        click.echo("\t".join(str(x) for x in (
+            r["id"], r["set"], r["status"], r["entries"], r["file_name"], r["signer"] or "-",
+            r["expires_at"] or "-", r["added_at"])))  # fmt: skip
+
+
+@refvalues_group.command("show")
+@click.argument("source_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_admin_options
+@_handle
+def show_cmd(source_id: int, as_json: bool, url: str, data: Path | None, admin_token: str | None,
+             ca: Path | None) -> None:  # fmt: skip
+    """Show one registered CoRIM and its reference values."""
+    reply = _Admin(url, data, admin_token, ca).call("GET", f"/v1/admin/refvalues/{source_id}")
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+        return
+    for k in ("id", "set", "status", "file_name", "sha256", "kind", "corim_id", "profile", "scheme",
+              "signer", "signer_key_sha256", "not_before", "expires_at", "added_by", "added_at",
+              "withdrawn_at", "withdrawn_reason"):  # fmt: skip
+        if reply.get(k) is not None:
+            click.echo(f"{k}: {reply[k]}")
+    for v in reply["values"]:
+        click.echo(f"  {v['alg']}\t{v['value']}\t{v['mkey']}")
+
+
+@refvalues_group.command("withdraw")
+@click.argument("source_id", type=int)
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@_admin_options
+@_handle
+def withdraw_cmd(source_id: int, reason: str, url: str, data: Path | None, admin_token: str | None,
+                 ca: Path | None) -> None:  # fmt: skip
+    """Withdraw a registered CoRIM: its values stop counting at once."""
+    reply = _Admin(url, data, admin_token, ca).call(
+        "POST", f"/v1/admin/refvalues/{source_id}/withdraw", {"reason": reason}
+    )
+    state = "withdrawn" if reply["new"] else "already withdrawn"
+    click.echo(f"{state}: #{reply['id']} of set {reply['set']} (at {reply['withdrawn_at']})")
 
 
 def register(cli: click.Group) -> None:

@@ -142,6 +142,7 @@ ROUTERS = (
     ("veritee.service.routes_keystores", "router"),
     ("veritee.service.routes_revocations", "router"),
     ("veritee.service.console", "router"),
+    ("veritee.service.routes_refvalues", "router"),
 )
 
 

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,10 +31,11 @@ from veritee.errors import NotFoundError, VerificationError, VeriteeError
 from veritee.evidence import amd, dcap
 from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
+from veritee.refvalues.sets import RefValueSet
 from veritee.service.metrics import Metrics
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
-from veritee.service.storage.tx import COLLATERAL_GENERATION
+from veritee.service.storage.tx import COLLATERAL_GENERATION, REFVALUE_GENERATION
 
 __all__ = ["Appraisal", "ServiceContext"]
 
@@ -61,6 +63,10 @@ class ServiceContext:
         self.unverified: list[str] = []
         # (monotonic time of the last look, the domain's collateral generation then)
         self._collateral_generation: tuple[float, str | None] = (0.0, None)
+        # reference-value sets by name, least recently used first (at most MAX_REFVALUE_SETS),
+        # and (monotonic time of the last look, the domain's reference-value generation then)
+        self._refvalue_sets: OrderedDict[str, RefValueSet] = OrderedDict()
+        self._refvalue_generation: tuple[float, str | None] = (0.0, None)
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
         self.trust_root = settings.trust_root or TrustRoot.default()
 
@@ -181,6 +187,41 @@ class ServiceContext:
         if named is None:
             raise NotFoundError(f"no appraisal policy named {name!r} is in force", code="no_policy")
         return PolicySet([named])
+
+    # --- reference values (issue 17) ----------------------------------------------------------
+    MAX_REFVALUE_SETS = 64
+
+    def refvalue_set(self, name: str, at: dt.datetime | None = None) -> RefValueSet:
+        """The values of a named set that count now: read once and kept (at most
+        :attr:`MAX_REFVALUE_SETS` sets, least recently used dropped), read again after any
+        change anywhere (the domain's reference-value generation, looked up at most every
+        ``settings.policy_cache_seconds``, as for policies) or when a source expires or begins."""
+        now = at or self.now()
+        looked_at, generation = self._refvalue_generation
+        if time.monotonic() - looked_at >= self.settings.policy_cache_seconds:
+            with self.storage.transaction(readonly=True) as tx:
+                current = tx.domain_fact(REFVALUE_GENERATION)
+            self._refvalue_generation = (time.monotonic(), current)
+            if current != generation:
+                self._refvalue_sets.clear()
+        cached = self._refvalue_sets.get(name)
+        if cached is not None and (cached.valid_until is None or now < cached.valid_until):
+            self._refvalue_sets.move_to_end(name)
+            return cached
+        with self.storage.transaction(readonly=True) as tx:
+            rows = tx.refvalue_set(name, now=now)
+            until = tx.refvalue_set_changes_after(name, now=now)
+        fresh = RefValueSet.of(name, rows, until)
+        with self._lock:
+            self._refvalue_sets[name] = fresh
+            self._refvalue_sets.move_to_end(name)
+            while len(self._refvalue_sets) > self.MAX_REFVALUE_SETS:
+                self._refvalue_sets.popitem(last=False)
+        return fresh
+
+    def invalidate_refvalues(self) -> None:
+        self._refvalue_sets.clear()
+        self._refvalue_generation = (0.0, None)
 
     def invalidate_policy(self) -> None:
         self._policy = (0.0, {}, None)

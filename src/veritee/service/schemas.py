@@ -249,3 +249,21 @@ class RevocationRequest(BaseModel):
     serial: str | None = Field(default=None, max_length=42, description="certificate serial, hex")
     measurement: str | None = Field(default=None, max_length=200, description="measurement, hex")
     reason: str = Field(default="", max_length=400, description="why (kept in the audit log)")
+
+
+class RefValuesAddRequest(BaseModel):
+    """Register a CoRIM's reference values in a named set (issue 17)."""
+
+    model_config = ConfigDict(extra="forbid")
+    set: str = Field(min_length=1, max_length=64, description="the set's name ([a-z0-9._-])")
+    corim: str = Field(min_length=1, max_length=1_500_000, description="the CoRIM / CoMID, base64")
+    file_name: str = Field(default="", max_length=400, description="where it came from (provenance)")
+    key: str | None = Field(default=None, max_length=20_000, description="signer's key: PEM or JWK")
+    scheme: str | None = Field(default=None, max_length=32, description="refuse other schemes' profiles")
+    allow_unsigned: bool = Field(default=False, description="register an unsigned CoRIM (admin vouches)")
+    expires_at: dt.datetime | None = Field(default=None, description="stop counting at (UTC)")
+
+
+class RefValuesWithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=400, description="why (kept in the audit log)")

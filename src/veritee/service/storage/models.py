@@ -20,6 +20,11 @@ test checks that they agree with the tables here). Tables:
                     only wrapped by the KEK; one row per generation, never updated
 ``collateral_marks`` the newest DCAP collateral the domain accepted, per part and subject (FMSPC,
                     QE identity, CRL issuer): only ever raised, never rolled back
+``refvalue_sources`` registered CoRIMs (issue 17): the named set they feed, the file, its SHA-256
+                    and bytes, the signer (name, key SHA-256), who added it and when, expiry,
+                    withdrawal (never deleted)
+``refvalue_entries`` the reference values of each source: value (hex), algorithm, mkey and
+                    environment, indexed by (set, value)
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -58,11 +63,15 @@ __all__ = [
     "METADATA",
     "NONCES",
     "POLICIES",
+    "REFVALUE_ENTRIES",
+    "REFVALUE_SOURCES",
     "REVOCATIONS",
     "SEALING_ROOTS",
     "SECRETS",
     "StoredCertificate",
     "StoredPolicy",
+    "StoredRefValueEntry",
+    "StoredRefValueSource",
     "StoredRevocation",
     "StoredSecret",
     "StoredSecretInfo",
@@ -274,6 +283,46 @@ COLLATERAL_MARKS = Table(
 )
 
 
+REFVALUE_SOURCES = Table(
+    "refvalue_sources",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("set_name", String(64), nullable=False),
+    Column("file_name", String(400), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("document", LargeBinary, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("corim_id", String(200), nullable=True),
+    Column("profile", String(400), nullable=True),
+    Column("scheme", String(32), nullable=True),
+    # the signer as the CoRIM's corim-meta names it, and the SHA-256 of the key that verified it
+    # (NULL: an unsigned CoRIM an admin registered explicitly)
+    Column("signer_name", String(200), nullable=True),
+    Column("signer_key_sha256", String(64), nullable=True),
+    Column("not_before", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("entry_count", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
+    Column("withdrawn_at", UTCDateTime(), nullable=True),
+    Column("withdrawn_reason", String(400), nullable=True),
+    UniqueConstraint("set_name", "sha256"),
+)
+
+REFVALUE_ENTRIES = Table(
+    "refvalue_entries",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, nullable=False, index=True),
+    Column("set_name", String(64), nullable=False),
+    Column("value", String(256), nullable=False),  # lowercase hex
+    Column("alg", String(40), nullable=False),
+    Column("mkey", String(400), nullable=False),
+    Column("environment", Text, nullable=False),  # JSON
+    Index("ix_refvalue_entries_set_name_value", "set_name", "value"),
+)
+
+
 @dataclass(frozen=True)
 class StoredPolicy:
     """One version of a signed policy document (the signature was checked before storing)."""
@@ -339,3 +388,46 @@ class StoredSecretInfo:
     created_at: datetime
     updated_at: datetime
 
+
+@dataclass(frozen=True)
+class StoredRefValueSource:
+    """A registered CoRIM (one set's source of reference values) and its provenance."""
+
+    id: int
+    set_name: str
+    file_name: str
+    sha256: str
+    kind: str
+    corim_id: str | None
+    profile: str | None
+    scheme: str | None
+    signer_name: str | None
+    signer_key_sha256: str | None
+    not_before: datetime | None
+    expires_at: datetime | None
+    entry_count: int
+    actor: str
+    added_at: datetime
+    withdrawn_at: datetime | None
+    withdrawn_reason: str | None
+
+    def status(self, now: datetime) -> str:
+        if self.withdrawn_at is not None:
+            return "withdrawn"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.not_before is not None and now < self.not_before:
+            return "not_yet_valid"
+        return "active"
+
+
+@dataclass(frozen=True)
+class StoredRefValueEntry:
+    """One reference value of a source: its value (hex), algorithm, mkey and environment."""
+
+    source_id: int
+    set_name: str
+    value: str
+    alg: str
+    mkey: str
+    environment: str

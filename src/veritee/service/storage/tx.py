@@ -35,11 +35,15 @@ from .models import (
     KEY_STORES,
     NONCES,
     POLICIES,
+    REFVALUE_ENTRIES,
+    REFVALUE_SOURCES,
     REVOCATIONS,
     SEALING_ROOTS,
     SECRETS,
     StoredCertificate,
     StoredPolicy,
+    StoredRefValueEntry,
+    StoredRefValueSource,
     StoredRevocation,
     StoredSecret,
     StoredSecretInfo,
@@ -50,8 +54,9 @@ from .nonces import NONCE_BYTES, NonceMinter, _aware
 
 #: The domain fact counting reloads of the collateral folder.
 COLLATERAL_GENERATION = "collateral_generation"
+REFVALUE_GENERATION = "refvalue_generation"
 
-__all__ = ["COLLATERAL_GENERATION", "NONCE_BYTES", "Tx"]
+__all__ = ["COLLATERAL_GENERATION", "NONCE_BYTES", "REFVALUE_GENERATION", "Tx"]
 
 # pg_advisory_xact_lock key serializing version numbering of policies and secrets.
 ADVISORY_LOCK_VERSIONS = int.from_bytes(b"veritev", "big")
@@ -661,6 +666,118 @@ class Tx:
             update(SECRETS).where(s.name == name, s.deleted_at.is_(None)).values(deleted_at=now)
         )
         return int(result.rowcount)
+
+    # -- reference values (issue 17) --------------------------------------------------------------
+
+    def add_refvalue_source(
+        self,
+        source: Mapping[str, Any],
+        entries: Iterable[tuple[str, str, str, str]],
+        *,
+        actor: str,
+        now: datetime,
+    ) -> int | None:
+        """Register a CoRIM in a set with its entries ((value, alg, mkey, environment) each).
+        Returns its id, or None when the same file (SHA-256) is in that set already. Counts one
+        more reference-value generation (caches everywhere read the sets again)."""
+        _aware("now", now)
+        _name("refvalue actor", actor)
+        rows = list(entries)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(REFVALUE_SOURCES)
+            .values(**source, entry_count=len(rows), actor=actor, added_at=now)
+            .on_conflict_do_nothing(index_elements=[REFVALUE_SOURCES.c.set_name, REFVALUE_SOURCES.c.sha256])
+            .returning(REFVALUE_SOURCES.c.id)
+        )
+        got = self._conn.execute(stmt).first()
+        if got is None:
+            return None
+        source_id = int(got[0])
+        if rows:
+            self._conn.execute(
+                REFVALUE_ENTRIES.insert(),
+                [
+                    {"source_id": source_id, "set_name": source["set_name"], "value": v, "alg": a,
+                     "mkey": k, "environment": e}
+                    for v, a, k, e in rows
+                ],
+            )  # fmt: skip
+        self._advance_fact(REFVALUE_GENERATION, now)
+        return source_id
+
+    def refvalue_sources(self, set_name: str | None = None) -> list[StoredRefValueSource]:
+        """Registered CoRIMs (of one set, or all), oldest first."""
+        cols = [c for c in REFVALUE_SOURCES.c if c.name != "document"]
+        q = select(*cols).order_by(REFVALUE_SOURCES.c.id)
+        if set_name is not None:
+            q = q.where(REFVALUE_SOURCES.c.set_name == set_name)
+        return [StoredRefValueSource(**row._mapping) for row in self._conn.execute(q)]
+
+    def refvalue_source(self, source_id: int) -> tuple[StoredRefValueSource, list[StoredRefValueEntry]] | None:
+        """One registered CoRIM and its entries."""
+        cols = [c for c in REFVALUE_SOURCES.c if c.name != "document"]
+        row = self._conn.execute(select(*cols).where(REFVALUE_SOURCES.c.id == source_id)).first()
+        if row is None:
+            return None
+        e = REFVALUE_ENTRIES.c
+        entries = self._conn.execute(
+            select(e.source_id, e.set_name, e.value, e.alg, e.mkey, e.environment)
+            .where(e.source_id == source_id).order_by(e.id)
+        ).all()  # fmt: skip
+        return StoredRefValueSource(**row._mapping), [StoredRefValueEntry(*x) for x in entries]
+
+    def withdraw_refvalue_source(self, source_id: int, *, reason: str, now: datetime) -> bool:
+        """Withdraw a registered CoRIM: its values stop counting at once. False if it was
+        withdrawn already. Counts one more reference-value generation."""
+        _aware("now", now)
+        if not isinstance(reason, str) or len(reason) > 400:
+            raise UsageError("a withdrawal reason is text of at most 400 characters")
+        s = REFVALUE_SOURCES.c
+        result = self._conn.execute(
+            update(REFVALUE_SOURCES)
+            .where(s.id == source_id, s.withdrawn_at.is_(None))
+            .values(withdrawn_at=now, withdrawn_reason=reason)
+        )
+        if result.rowcount:
+            self._advance_fact(REFVALUE_GENERATION, now)
+        return bool(result.rowcount)
+
+    def refvalue_set(self, set_name: str, *, now: datetime) -> list[tuple[str, int, str, str | None]]:
+        """The values of a set that count at ``now`` (not withdrawn, not expired, begun):
+        (value, source id, file name, CoRIM id) each."""
+        _aware("now", now)
+        s, e = REFVALUE_SOURCES.c, REFVALUE_ENTRIES.c
+        rows = self._conn.execute(
+            select(e.value, s.id, s.file_name, s.corim_id)
+            .select_from(REFVALUE_ENTRIES.join(REFVALUE_SOURCES, s.id == e.source_id))
+            .where(
+                e.set_name == set_name,
+                s.withdrawn_at.is_(None),
+                (s.expires_at.is_(None)) | (s.expires_at > now),
+                (s.not_before.is_(None)) | (s.not_before <= now),
+            )
+        ).all()
+        return [(str(v), int(i), str(f), c) for v, i, f, c in rows]
+
+    def refvalue_set_changes_after(self, set_name: str, *, now: datetime) -> datetime | None:
+        """The next time a source of the set expires or begins to count (after ``now``)."""
+        s = REFVALUE_SOURCES.c
+        live = (s.set_name == set_name) & s.withdrawn_at.is_(None)
+        ends = self._conn.execute(select(func.min(s.expires_at)).where(live, s.expires_at > now)).scalar()
+        starts = self._conn.execute(select(func.min(s.not_before)).where(live, s.not_before > now)).scalar()
+        times = [t for t in (ends, starts) if t is not None]
+        return min(times) if times else None
+
+    def _advance_fact(self, name: str, now: datetime) -> str:
+        value = str(int(self.domain_fact(name) or "0") + 1)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        self._conn.execute(
+            insert(DOMAIN_FACTS).values(name=name, value=value, recorded_at=now)
+            .on_conflict_do_update(index_elements=[DOMAIN_FACTS.c.name],
+                                   set_={"value": value, "recorded_at": now})
+        )  # fmt: skip
+        return value
 
     # -- audit ---------------------------------------------------------------------------------
 
