@@ -54,6 +54,7 @@ def _register() -> None:
     from veritee.cli import policy as _policy_cli; _policy_cli.register(cli)  # noqa: E702, I001
     from veritee.cli import policy_ops as _policy_ops_cli; _policy_ops_cli.register(cli)  # noqa: E702, I001
     from veritee.cli import audit_ops as _audit_ops_cli; _audit_ops_cli.register(cli)  # noqa: E702, I001
+    from veritee.cli import evidence_show as _evidence_show_cli; _evidence_show_cli.register(cli)  # noqa: E702, I001
     from veritee.cli import tokens as _tokens_cli; _tokens_cli.register(cli)  # noqa: E702, I001
     from veritee.cli import refvalues as _refvalues_cli; _refvalues_cli.register(cli)  # noqa: E702, I001
     # ---------------------------------------------------------------------------------------
