@@ -352,7 +352,8 @@ def _yaml_problem(e: Exception) -> str:
     "--platform-key", "platform_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
     help="A platform key to trust (repeatable): PEM public key, or the simulated platform's "
          "platform_key.pem. Simulated evidence is refused unless its key is given here (or, "
-         "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too.",
+         "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too. "
+         "Keystone device keys are not taken here: only a policy's keystone.device_keys.",
 )
 @click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --nonce: the PEM public key the evidence binds with it (veritee attest --public-key).")
