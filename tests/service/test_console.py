@@ -76,8 +76,12 @@ def test_sign_in_refuses_wrong_credentials_and_sets_a_strict_cookie(env: Env) ->
     r = env.client.post("/ui/login", data={"token": token}, headers={"Origin": "https://evil.example"},
                         follow_redirects=False)  # fmt: skip
     assert r.status_code == 403 and "set-cookie" not in r.headers
-    r = env.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://testserver"},
-                        follow_redirects=False)  # fmt: skip
+    for foreign in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "http://testserver.evil.example"}):  # fmt: skip
+        r = env.client.post("/ui/login", data={"token": token}, headers=foreign, follow_redirects=False)
+        assert r.status_code == 403, foreign
+    r = env.client.post("/ui/login", data={"token": token}, follow_redirects=False,
+                        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})  # fmt: skip
     assert r.status_code == 303
     cookie = r.headers["set-cookie"]
     attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
@@ -104,6 +108,7 @@ def test_every_page_renders_for_a_signed_in_operator(env: Env) -> None:
         csp = r.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
         assert r.headers["cache-control"] == "no-store" and r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "same-origin"
         assert "<script" not in r.text.lower() and "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert 'name="csrf"' in r.text  # the sign-out form
     health = get(env, "/ui/", cookie).text

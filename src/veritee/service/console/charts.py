@@ -21,6 +21,11 @@ def _color(name: str, i: int) -> str:
     return COLORS.get(name, _OTHER[i % len(_OTHER)])
 
 
+def _tick(value: float) -> str:
+    """A gridline's value: whole counts only (half of 1 is no count)."""
+    return f"{value:g}" if value == int(value) else ""
+
+
 def _legend(names: Sequence[str], x: int, y: int) -> Safe:
     out = []
     for i, name in enumerate(names):
@@ -47,7 +52,7 @@ def stacked_columns(
         y = top + plot_h - frac * plot_h
         parts.append(h('<line x1="{}" y1="{:.1f}" x2="{}" y2="{:.1f}" stroke="#e3e5e8"></line>'
                        '<text x="{}" y="{:.1f}" text-anchor="end">{}</text>',
-                       left, y, width - 10, y, left - 4, y + 4, round(peak * frac)))  # fmt: skip
+                       left, y, width - 10, y, left - 4, y + 4, _tick(peak * frac)))  # fmt: skip
     every = max(1, len(labels) // 12)
     for i, label in enumerate(labels):
         x = left + i * slot + slot * 0.15
@@ -80,7 +85,7 @@ def bars(
     label_w, row_h, top = 230, 22, 22
     height = top + row_h * len(rows) + 8
     peak = max([sum(c.values()) for _, c in rows] + [1])
-    plot_w = width - label_w - 90
+    plot_w = width - label_w - 170
     parts: list[Safe] = [h('<title>{}</title>', title), _legend(list(series), label_w, 4)]
     for i, (label, counts) in enumerate(rows):
         y = top + i * row_h

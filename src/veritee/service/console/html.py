@@ -75,18 +75,25 @@ CSS = """
 :root{--ok:#1b7f3b;--bad:#b3261e;--warn:#a15c00;--ink:#1d1f23;--mute:#5f6670;--line:#d9dce1;--bg:#f6f7f9}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg)}
-header{background:#20232a;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}
-header .brand{font-weight:700;letter-spacing:.02em}
-header nav a{color:#cfd3da;text-decoration:none;margin-right:.9rem}
-header nav a.on{color:#fff;border-bottom:2px solid #7cc4ff}
-header form{margin-left:auto}
-header button{background:transparent;color:#cfd3da;border:1px solid #555;border-radius:4px;padding:.2rem .6rem;cursor:pointer}
+body>header{background:#20232a;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}
+body>header .brand{font-weight:700;letter-spacing:.02em}
+body>header nav a{color:#cfd3da;text-decoration:none;margin-right:.9rem}
+body>header nav a.on{color:#fff;border-bottom:2px solid #7cc4ff}
+body>header form{margin-left:auto}
+body>header button{background:transparent;color:#cfd3da;border:1px solid #555;border-radius:4px;padding:.2rem .6rem;cursor:pointer}
 main{padding:1rem 1.2rem;max-width:1280px}
 h1{font-size:1.35rem;margin:.2rem 0 1rem}
-h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
+h2{font-size:1.05rem;margin:0 0 .5rem}
+h3{font-size:.85rem;color:var(--mute);margin:.2rem 0}
+article.decision{background:#fff;border:1px solid var(--line);border-left:5px solid var(--ok);border-radius:4px;padding:.5rem .8rem;margin-bottom:.7rem}
+article.decision.refused{border-left-color:var(--bad)}
+article.decision>header{display:flex;gap:.7rem;align-items:center;flex-wrap:wrap;margin-bottom:.3rem}
+article.decision .cols{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
+li,dd{overflow-wrap:anywhere}
+th{white-space:nowrap}
 section.card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:.8rem 1rem;margin-bottom:1rem}
 table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:break-word}
 th{font-weight:600;color:var(--mute);font-size:.85rem}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.82rem;word-break:break-all}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}.warn{color:var(--warn);font-weight:600}

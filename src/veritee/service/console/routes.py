@@ -37,7 +37,8 @@ _HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send "Origin: null" with the console's own forms.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -145,6 +146,9 @@ def login_form(request: Request) -> Response:
 
 def _same_origin(request: Request) -> bool:
     """A form post from a page of this service (or from no page: a tool that sends no Origin)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
         return True
@@ -269,8 +273,8 @@ def decisions_page(request: Request, span: str = Query("24h", alias="range", max
         items = [d for d in data.decisions(entries) if d.at >= now - length * count]
         labels, series = data.buckets(items, now=now, length=length, count=count)
         picker = join(
-            h('<a href="{}">{}</a>', attr_url("/ui/decisions", range=r), r) if r != chosen else h("<b>{}</b>", r)
-            for r in data.RANGES
+            (h('<a href="{}">{}</a>', attr_url("/ui/decisions", range=r), r) if r != chosen else h("<b>{}</b>", r)
+             for r in data.RANGES), " \u00b7 ",
         )  # fmt: skip
         note = Safe("")
         if len(entries) >= data.WINDOW:
@@ -291,15 +295,20 @@ def decisions_page(request: Request, span: str = Query("24h", alias="range", max
     return _signed_in_page(request, "Decisions over time", "decisions", build)
 
 
-def _decision_row(d: data.Decision) -> list[object]:
+def _decision_card(d: data.Decision) -> Safe:
     reasons = (
         h('<ul class="reasons">{}</ul>', join(h("<li>{} {}</li>", _code(c), m) for c, m in d.reasons))
-        if d.reasons else Safe('<span class="muted">none</span>')
+        if d.reasons else Safe('<p class="muted">no reason recorded</p>')
     )  # fmt: skip
     if d.warnings:
         reasons = h('{}<p class="warn">warnings: {}</p>', reasons, ", ".join(d.warnings))
     claims = _dl([(k, _code(data.compact(v))) for k, v in sorted(d.claims.items())])
-    return [d.seq, _when(d.at), d.kind, _verdict(d.accepted), d.platform, reasons, claims]
+    return h(
+        '<article class="decision {}"><header><b>#{}</b> {} {} <b>{}</b> on {}</header>'
+        '<div class="cols"><div><h3>Reasons</h3>{}</div><div><h3>Claims recorded</h3>{}</div></div></article>',
+        "accepted" if d.accepted else "refused", d.seq, _when(d.at), _verdict(d.accepted), d.kind, d.platform,
+        reasons, claims,
+    )  # fmt: skip
 
 
 @router.get("/decisions/latest")
@@ -313,12 +322,11 @@ def latest_page(request: Request, outcome: str = Query("all", max_length=10)) ->
             items = [d for d in items if d.accepted == (chosen == "accepted")]
         shown = list(reversed(items[-LATEST:]))
         picker = join(
-            h('<a href="{}">{}</a> ', attr_url("/ui/decisions/latest", outcome=o), o) if o != chosen
-            else h("<b>{}</b> ", o) for o in ("all", "accepted", "refused")
+            (h('<a href="{}">{}</a>', attr_url("/ui/decisions/latest", outcome=o), o) if o != chosen
+             else h("<b>{}</b>", o) for o in ("all", "accepted", "refused")), " \u00b7 ",
         )  # fmt: skip
-        return h("<p>Show: {}</p>{}", picker, table(
-            ["#", "time", "kind", "decision", "platform", "reasons", "claims recorded"],
-            (_decision_row(d) for d in shown), cls="decisions"))  # fmt: skip
+        cards = join(_decision_card(d) for d in shown) or h('<p class="empty">{}</p>', "no decision yet")
+        return h("<p>Show: {}</p>{}", picker, cards)
 
     return _signed_in_page(request, "Latest decisions", "latest", build)
 
@@ -363,7 +371,7 @@ def audit_page(request: Request, anchor: str | None = Query(None, max_length=409
         with ctx.storage.transaction(readonly=True) as tx:
             entries = data.recent_entries(tx, 30)
         rows = [
-            [e.seq, e.at, e.kind, e.actor, e.subject, e.decision,
+            [e.seq, _when(data.parse_at(e.at)), e.kind, e.actor, _code(e.subject), e.decision,
              _code(data.compact(dict(e.details))[:300]), _code(e.entry_hash.hex()[:16])]
             for e in reversed(entries)
         ]  # fmt: skip
@@ -567,7 +575,7 @@ def collateral_page(request: Request) -> Response:
                 (i.vendor, i.subject, i.what, _when(i.issued), _when(i.next_update), left_text, badge)
             ) + "</tr>"))  # fmt: skip
         head = join(h("<th>{}</th>", c) for c in
-                    ("vendor", "FMSPC / product / issuer", "item", "issued", "next update", "left", "state"))
+                    ("vendor", "FMSPC / product / issuer", "item", "issued", "next update / valid until", "left", "state"))
         tbl = (h("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, join(rows))
                if rows else h('<p class="empty">{}</p>', "no collateral loaded"))  # fmt: skip
         problems: list[Safe] = [
