@@ -5,11 +5,12 @@
 #   pkg-config           tpm2-pytss's build finds tpm2-tss with it
 #   fuse3                /dev/fuse mounts: the configfs-tsm fixture is a FUSE file system
 #   linux-libc-dev, gcc  the kernel UAPI headers the ioctl ABI test compiles against
+#   systemd              systemd-analyze: the shipped unit (examples/deploy) is verified with it
 #   chromium             the web console's browser tests (Playwright drives /usr/bin/chromium;
 #                        its own browser download is never used)
 # Without root or apt-get it says so and leaves the tests to skip with their own message.
 set -u
-PKGS="swtpm swtpm-tools libtss2-dev pkg-config fuse3 linux-libc-dev gcc chromium"
+PKGS="swtpm swtpm-tools libtss2-dev pkg-config fuse3 linux-libc-dev gcc chromium systemd"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -97,7 +97,23 @@ def init_cmd(data: Path | None, name: str, upgrade: bool, admin_token_file: Path
         click.echo(f"  secrets' KEK:          {kek.path} (keep it secret; or set {KEK_ENV})")
 
 
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """``--config FILE``: its keys become the defaults of the other flags (given flags win)."""
+    if value is not None:
+        from veritee.cli.serve_config import load_config
+
+        ctx.default_map = {**(ctx.default_map or {}), **load_config(value, ctx)}
+    return value
+
+
 @click.command("serve")
+@click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None, is_eager=True,
+    expose_value=False, callback=_load_config,
+    help="A TOML file with any of these flags as keys (the flag's name without its dashes, e.g. "
+    "db = \"postgresql://...\", trusted-proxy = [\"10.0.0.0/8\"]); flags given here win. See "
+    "examples/deploy/veritee.toml.",
+)
 @_data_option
 @click.option("--db", default=None, help="Database URL (default: SQLite in the data folder; postgresql://... for replicas).")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -120,10 +136,21 @@ def init_cmd(data: Path | None, name: str, upgrade: bool, admin_token_file: Path
     help="The iss of the EAR tokens and the issuer of /.well-known/openid-configuration (default: "
     "veritee). OpenID Connect wants the service's public https:// URL here.",
 )
+@click.option(
+    "--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="warning", show_default=True,
+    help="The service's and uvicorn's messages at this level and above, as JSON lines on stderr.",
+)
+@click.option(
+    "--access-log/--no-access-log", default=False, show_default=True,
+    help="One JSON line per request on stderr (method, path, query, route, status, duration, "
+    "bytes, client address, worker; never a header, a body or a token).",
+)
 @handle_errors
 def serve_cmd(
     data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
     accept_attester_collateral: bool, trusted_proxies: tuple[str, ...], issuer: str | None,
+    log_level: str, access_log: bool,
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     # prometheus-client picks its mode when first imported: one process counts alone (a shared
@@ -132,13 +159,14 @@ def serve_cmd(
     import uvicorn
 
     from veritee.service.app import create_app
+    from veritee.service.serving import log_config, start_line
     from veritee.service.settings import DEFAULT_ISSUER, Settings
 
     path = _data_dir(data)
     if issuer is not None and not issuer.strip():
         raise UsageError("--issuer must not be empty")
     settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
-                        issuer=issuer or DEFAULT_ISSUER)  # fmt: skip
+                        issuer=issuer or DEFAULT_ISSUER, access_log=access_log)  # fmt: skip
     ssl: dict[str, Any] = {}
     if tls:
         from veritee.service.tls import server_certificate_files
@@ -147,23 +175,26 @@ def serve_cmd(
         # TLS 1.2 suites: AEAD only (veritee.tls); TLS 1.3's are AEAD anyway.
         ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file), "ssl_ciphers": AEAD_CIPHERS}
     scheme = "https" if tls else "http"
-    common: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False, **ssl}
+    shown_host = f"[{host}]" if ":" in host else host
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+                              "log_config": log_config(log_level, access_log), **ssl}  # fmt: skip
     # Forwarded headers only from the proxies named (uvicorn alone trusts 127.0.0.1 and
     # $FORWARDED_ALLOW_IPS): a client cannot claim another scheme or address.
     common.update(_proxy_settings(trusted_proxies))
+    # Migrate, and fail here (not in N workers) on a bad setup.
+    app = create_app(settings)
+    click.echo(start_line(app.state.ctx, f"{scheme}://{shown_host}:{port}", workers), err=True)
     if workers > 1:
         # Each worker process builds its own app (and database pool) from the environment.
         os.environ["VERITEE_DATA_DIR"] = str(path)
         os.environ["VERITEE_DATABASE_URL"] = db or ""
         os.environ["VERITEE_ACCEPT_ATTESTER_COLLATERAL"] = "1" if accept_attester_collateral else ""
         os.environ["VERITEE_ISSUER"] = issuer or ""
-        create_app(settings)  # migrate once, and fail here (not in N workers) on a bad setup
-        click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} ({workers} workers, data {path})", err=True)
+        os.environ["VERITEE_ACCESS_LOG"] = "1" if access_log else ""
+        app.state.ctx.storage.close()
         with _metrics_dir():
             uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)
         return
-    app = create_app(settings)
-    click.echo(f"veritee Certifier Service on {scheme}://{host}:{port} (data {path})", err=True)
     uvicorn.run(app, **common)
 
 

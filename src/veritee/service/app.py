@@ -25,6 +25,7 @@ from veritee.service.context import ServiceContext
 from veritee.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from veritee.service.metrics import Metrics
 from veritee.service.problems import install_handlers, problem
+from veritee.service.serving import AccessLog
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
 from veritee.service.storage.tx import Tx
@@ -309,6 +310,8 @@ def create_app(
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # outermost: also the requests refused below it
     return app
 
 
@@ -351,8 +354,8 @@ def app_from_env() -> FastAPI:
     """App factory for several uvicorn worker processes (`veritee serve --workers N`).
 
     Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL``,
-    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` (``1`` or empty) and ``VERITEE_ISSUER`` (empty: the
-    default); set by the CLI.
+    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` and ``VERITEE_ACCESS_LOG`` (``1`` or empty) and
+    ``VERITEE_ISSUER`` (empty: the default); set by the CLI.
     """
     import os
     from pathlib import Path
@@ -365,5 +368,6 @@ def app_from_env() -> FastAPI:
             database_url=os.environ.get("VERITEE_DATABASE_URL") or None,
             accept_attester_collateral=os.environ.get("VERITEE_ACCEPT_ATTESTER_COLLATERAL") == "1",
             issuer=os.environ.get("VERITEE_ISSUER") or DEFAULT_ISSUER,
+            access_log=os.environ.get("VERITEE_ACCESS_LOG") == "1",
         )
     )

@@ -32,3 +32,5 @@ class Settings:
     trust_root: TrustRoot | None = None
     #: Seconds /readyz waits for the database to take its probe write before answering 503.
     readiness_timeout: float = 2.0
+    #: One JSON line per request on the ``veritee.access`` logger (veritee.service.serving).
+    access_log: bool = False
