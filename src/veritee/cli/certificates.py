@@ -1,4 +1,9 @@
-"""``veritee certificate revoke|revocations|crl``: revoking admission certificates (admin).
+"""``veritee certificate list|revoke|revocations|crl`` (also ``veritee cert ...``): the domain's
+admission certificates (admin).
+
+``list`` shows the issued certificates, the newest first, with their state (``valid``,
+``expiring`` with under a quarter of the lifetime left, ``expired``, ``revoked``);
+``--state`` keeps one (``GET /v1/admin/certificates``).
 
 ``revoke`` takes ``--serial HEX`` (one certificate) or ``--measurement HEX`` (every certificate
 certifying that measurement, and no new one); the revocation is audited and holds at once on
@@ -20,7 +25,7 @@ import click
 from veritee.cli.secrets import _Admin, _admin_options, _handle
 from veritee.errors import UsageError
 
-__all__ = ["certificate_group", "register"]
+__all__ = ["cert_group", "certificate_group", "register"]
 
 
 @click.group("certificate")
@@ -86,5 +91,45 @@ def crl_cmd(output: Path | None, url: str, data: Path | None, admin_token: str |
         click.echo(format(serial, "x"))
 
 
+@certificate_group.command("list")
+@click.option("--state", type=click.Choice(["valid", "expiring", "expired", "revoked"]), default=None,
+              help="Only certificates in this state.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Look at the newest N issued.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_admin_options
+@_handle
+def list_cmd(state: str | None, limit: int, as_json: bool, url: str, data: Path | None, admin_token: str | None,
+             ca: Path | None) -> None:  # fmt: skip
+    """List issued admission certificates, the newest first: serial, state, platform,
+    measurement, validity."""
+    from collections import Counter
+
+    from veritee.cli.tables import certificate_table, console
+
+    params = {"limit": str(limit)} | ({"state": state} if state else {})
+    reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/certificates", params=params)
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+        return
+    rows = reply["certificates"]
+    if not rows:
+        click.echo("no admission certificates" + (f" in state {state}" if state else ""))
+        return
+    console().print(certificate_table(rows))
+    counts = Counter(c["state"] for c in rows)
+    click.echo(", ".join(f"{n} {name}" for name, n in sorted(counts.items())))
+
+
+@click.group("cert")
+def cert_group() -> None:
+    """Admission certificates: list, revoke, revocations, CRL (as `veritee certificate`)."""
+
+
+for _cmd in (list_cmd, revoke_cmd, revocations_cmd, crl_cmd):
+    cert_group.add_command(_cmd)
+
+
 def register(group: click.Group) -> None:
     group.add_command(certificate_group)
+    group.add_command(cert_group)

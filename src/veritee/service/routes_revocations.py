@@ -21,7 +21,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from veritee.admission import normalize_measurement
@@ -29,8 +29,9 @@ from veritee.errors import MalformedError, UsageError
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
 from veritee.service.schemas import RevocationRequest
+from veritee.service.storage.models import StoredCertificate, StoredRevocation
 
-__all__ = ["CRL_LIFETIME", "build_crl", "router"]
+__all__ = ["CERTIFICATE_STATES", "CRL_LIFETIME", "build_crl", "certificate_state", "router"]
 
 router = APIRouter()
 
@@ -101,6 +102,60 @@ def list_revocations(request: Request) -> dict[str, Any]:
             for r in rows
         ]
     }  # fmt: skip
+
+
+#: An admission certificate's states: ``expiring`` has under a quarter of its lifetime left.
+CERTIFICATE_STATES = ("valid", "expiring", "expired", "revoked")
+
+
+def certificate_state(cert: StoredCertificate, revocations: list[StoredRevocation], now: dt.datetime
+                      ) -> tuple[str, StoredRevocation | None]:  # fmt: skip
+    """(state, the revocation covering it) of a recorded admission certificate: ``revoked`` (by
+    its serial or its measurement), else ``expired``, ``expiring`` (under a quarter of its
+    lifetime left) or ``valid``. The console and ``GET /v1/admin/certificates`` say the same."""
+    serial = format(cert.serial, "x")
+    revoked = next((r for r in revocations if (r.kind, r.value) in (("serial", serial),
+                                                                    ("measurement", cert.measurement.lower()))), None)  # fmt: skip
+    if revoked is not None:
+        return "revoked", revoked
+    left = cert.not_after - now
+    if left <= dt.timedelta(0):
+        return "expired", None
+    if left < (cert.not_after - cert.not_before) / 4:
+        return "expiring", None
+    return "valid", None
+
+
+@router.get(
+    "/v1/admin/certificates", tags=["admin"], dependencies=[Depends(require_admin)],
+    summary="Issued admission certificates, the newest first, with their state",
+)  # fmt: skip
+def list_certificates(
+    request: Request,
+    limit: int = Query(200, ge=1, le=10_000),
+    state: str | None = Query(None, pattern="^(valid|expiring|expired|revoked)$"),
+) -> dict[str, Any]:
+    """Each certificate's serial, platform, measurement, validity and state (``valid``,
+    ``expiring``, ``expired``, ``revoked`` with when and why); ``state`` keeps one state (among
+    the newest ``limit`` issued)."""
+    ctx = _ctx(request)
+    now = ctx.now()
+    with ctx.storage.transaction(readonly=True) as tx:
+        certs = tx.list_certificates(limit=limit)
+        revocations = tx.revocations()
+    out = []
+    for c in certs:
+        name, revoked = certificate_state(c, revocations, now)
+        if state is not None and name != state:
+            continue
+        row: dict[str, Any] = {
+            "serial": format(c.serial, "x"), "platform": c.platform, "measurement": c.measurement,
+            "not_before": c.not_before.isoformat(), "not_after": c.not_after.isoformat(), "state": name,
+        }  # fmt: skip
+        if revoked is not None:
+            row["revoked"] = {"by": revoked.kind, "at": revoked.revoked_at.isoformat(), "reason": revoked.reason}
+        out.append(row)
+    return {"certificates": out, "at": now.isoformat()}
 
 
 def build_crl(ctx: ServiceContext, now: dt.datetime) -> bytes:

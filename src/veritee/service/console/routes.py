@@ -20,6 +20,7 @@ from veritee.service import routes_admin
 from veritee.service.console import charts, data, freshness, session
 from veritee.service.console.html import CSP, Safe, attr_url, h, join, page, table
 from veritee.service.context import ServiceContext
+from veritee.service.routes_revocations import certificate_state
 
 __all__ = ["router"]
 
@@ -517,22 +518,16 @@ def certificates_page(request: Request) -> Response:
         with ctx.storage.transaction(readonly=True) as tx:
             certs = tx.list_certificates(limit=CERTIFICATES_SHOWN)
             revocations = tx.revocations()
-        by_serial = {r.value: r for r in revocations if r.kind == "serial"}
-        by_measurement = {r.value: r for r in revocations if r.kind == "measurement"}
         states: Counter[str] = Counter()
         rows = []
         for c in certs:
             serial = format(c.serial, "x")
-            revoked = by_serial.get(serial) or by_measurement.get(c.measurement.lower())
             left = c.not_after - now
+            name, revoked = certificate_state(c, revocations, now)  # as GET /v1/admin/certificates
             if revoked is not None:
-                name, state = "revoked", h("{} {}", _badge("revoked", "bad"), _when(revoked.revoked_at))
-            elif left <= dt.timedelta(0):
-                name, state = "expired", _badge("expired", "mute")
-            elif left < (c.not_after - c.not_before) / 4:
-                name, state = "expiring", _badge("expiring", "warn")
+                state = h("{} {}", _badge("revoked", "bad"), _when(revoked.revoked_at))
             else:
-                name, state = "valid", _badge("valid", "ok")
+                state = _badge(name, {"expired": "mute", "expiring": "warn"}.get(name, "ok"))
             states[name] += 1
             rows.append([_code(serial), c.platform, _code(c.measurement), _when(c.not_before),
                          _when(c.not_after), _span(left) if left > dt.timedelta(0) else "-", state])  # fmt: skip
