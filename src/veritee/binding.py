@@ -72,6 +72,7 @@ __all__ = [
     "attested_profile",
     "check",
     "check_named",
+    "key_id",
     "profile_launch_data",
     "report_data_for",
     "report_data_v1",
@@ -135,6 +136,14 @@ def spki_der(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def key_id(public_key: PublicKeyTypes, *, length: int | None = None) -> str:
+    """The id of a public key: SHA-256 of its SubjectPublicKeyInfo DER, hex. Policies name
+    platform keys by the whole id; the domain's key ids (``kid`` of its tokens, ``ca_key_id``)
+    are its first 32 hex digits (``length=32``)."""
+    digest = hashlib.sha256(spki_der(public_key)).hexdigest()
+    return digest if length is None else digest[:length]
 
 
 def report_data_for(

@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import secrets
@@ -53,6 +52,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from veritee import certs, oids
+from veritee.binding import key_id
 from veritee.errors import UsageError
 
 if TYPE_CHECKING:
@@ -116,10 +116,7 @@ def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def _kid(public_key: ec.EllipticCurvePublicKey) -> str:
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()[:32]
+    return key_id(public_key, length=32)
 
 
 @dataclass

@@ -25,7 +25,6 @@ practices):
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from veritee import __version__
+from veritee._codec import b64url, b64url_decode
 from veritee.appraisal.decision import Decision
 from veritee.errors import MalformedError, UsageError, VerificationError
 
@@ -72,10 +72,6 @@ _CURVES = {256: ("P-256", "ES256", hashes.SHA256), 384: ("P-384", "ES384", hashe
            521: ("P-521", "ES512", hashes.SHA512)}  # fmt: skip
 
 
-def _b64u(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def kbs_audience(issuer: str) -> str:
     """The ``aud`` of the Trustee KBS's session tokens: no other token opens a KBS resource."""
     return issuer + KBS_AUDIENCE_SUFFIX
@@ -89,8 +85,8 @@ def jwk_of(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
     return {
         "kty": "EC",
         "crv": crv,
-        "x": _b64u(nums.x.to_bytes(size, "big")),
-        "y": _b64u(nums.y.to_bytes(size, "big")),
+        "x": b64url(nums.x.to_bytes(size, "big")),
+        "y": b64url(nums.y.to_bytes(size, "big")),
         "kid": kid,
         "use": "sig",
         "alg": alg,
@@ -109,21 +105,18 @@ def key_binding(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str,
         nums = key.public_numbers()
         size = (key.curve.key_size + 7) // 8
         jwk = {"kty": "EC", "crv": _CURVES[key.curve.key_size][0],
-               "x": _b64u(nums.x.to_bytes(size, "big")), "y": _b64u(nums.y.to_bytes(size, "big"))}  # fmt: skip
+               "x": b64url(nums.x.to_bytes(size, "big")), "y": b64url(nums.y.to_bytes(size, "big"))}  # fmt: skip
     else:
         rn = key.public_numbers()
-        jwk = {"kty": "RSA", "n": _b64u(rn.n.to_bytes((rn.n.bit_length() + 7) // 8, "big")),
-               "e": _b64u(rn.e.to_bytes((rn.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
+        jwk = {"kty": "RSA", "n": b64url(rn.n.to_bytes((rn.n.bit_length() + 7) // 8, "big")),
+               "e": b64url(rn.e.to_bytes((rn.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
     return {"jwk": jwk}
 
 
 def _b64u_decode(value: Any, field: str) -> bytes:
-    if not isinstance(value, str) or not value or len(value) > 1024 or "=" in value:
-        raise MalformedError(f"{field} is not base64url without padding", field=field)
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
-        raise MalformedError(f"{field} is not base64url", field=field) from None
+    if value == "":
+        raise MalformedError(f"{field} is empty", field=field)
+    return b64url_decode(value, field, max_chars=1024)
 
 
 def public_key_of_jwk(jwk: Any) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
@@ -164,7 +157,7 @@ def jwk_thumbprint(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[s
     jwk = key_binding(public_key_of_jwk(key) if isinstance(key, Mapping) else key)["jwk"]
     members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return _b64u(_sha256(canonical.encode()))
+    return b64url(_sha256(canonical.encode()))
 
 
 def _sha256(data: bytes) -> bytes:
@@ -272,7 +265,7 @@ def ear_payload(
         "submods": {s.name: s.to_json() for s in submods},
     }
     if nonce is not None:
-        payload["eat_nonce"] = _b64u(nonce)
+        payload["eat_nonce"] = b64url(nonce)
     if bound_key is not None:
         payload["cnf"] = key_binding(bound_key)
     return payload
@@ -291,13 +284,13 @@ def sign_jwt(
     hands a session's token back on a second ``/attest`` by signing its payload again.
     """
     _, alg, digest = _CURVES[key.curve.key_size]
-    header = _b64u(_json({"alg": alg, "kid": kid, "typ": typ}))
-    body = _b64u(_json(payload))
+    header = b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
+    body = b64url(_json(payload))
     signing_input = f"{header}.{body}".encode("ascii")
     der = key.sign(signing_input, ec.ECDSA(digest(), deterministic_signing=True))
     r, s = decode_dss_signature(der)
     size = (key.curve.key_size + 7) // 8
-    return f"{header}.{body}.{_b64u(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
+    return f"{header}.{body}.{b64url(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
 
 
 def issue_ear(

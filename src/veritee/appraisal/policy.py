@@ -16,11 +16,13 @@ from typing import Any, Literal
 
 import yaml
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from veritee import _json
+from veritee._codec import canonical_json
+from veritee.binding import key_id
 from veritee.errors import MalformedError, OversizedError, PolicyError
 from veritee.evidence import eddsa
 from veritee.evidence.dcap_quote import TCB_STATUSES
@@ -399,10 +401,6 @@ class PolicySet(tuple[Policy, ...]):
         return next((p for p in self if p.name == name), None)
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 def _parse_document(data: bytes | str, what: str) -> Any:
     if isinstance(data, str):
         data = data.encode()
@@ -443,13 +441,6 @@ def load_policy(data: bytes | str) -> Policy:
     if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
         raise PolicyError("this is a signed envelope; use SignedPolicy.from_bytes", code="policy_envelope")
     return parse_policy(doc)
-
-
-def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
 
 
 class SignedPolicy:

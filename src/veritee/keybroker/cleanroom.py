@@ -28,7 +28,6 @@ import csv
 import datetime as dt
 import hashlib
 import io
-import json
 import random
 import secrets
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee import certs, oids
+from veritee._codec import canonical_json as _canonical
 from veritee.errors import MalformedError, OversizedError, VerificationError
 
 __all__ = [
@@ -195,8 +195,9 @@ def compute_aggregate(
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the bytes a result signature covers."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no whitespace, UTF-8: the bytes a result signature covers (stored data:
+    UTF-8, not the ASCII escapes of :func:`veritee._codec.canonical_json`)."""
+    return _canonical(obj, ascii_only=False).encode()
 
 
 # --- signed results ----------------------------------------------------------------------

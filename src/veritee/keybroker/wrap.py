@@ -40,10 +40,7 @@ as an independent implementation: it decrypts what this module encrypts and the 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import secrets
 import struct
 from collections.abc import Mapping
@@ -56,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
+from veritee._codec import b64url, b64url_decode
 from veritee.errors import MalformedError, UsageError, VerificationError
 
 __all__ = [
@@ -95,26 +93,9 @@ MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192
 #: A protected header larger than this is refused before it is parsed.
 MAX_HEADER_BYTES = 8 * 1024
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 RecipientPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 RecipientPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str, field: str) -> bytes:
-    """Unpadded base64url (RFC 7515 §2); any other character is refused, not skipped."""
-    if not isinstance(text, str):
-        raise MalformedError("expected a base64url string", field=field)
-    if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
-        raise MalformedError("not valid base64url", field=field)
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise MalformedError("not valid base64url", field=field) from None
 
 
 # --- HPKE ----------------------------------------------------------------------------------

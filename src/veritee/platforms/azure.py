@@ -33,6 +33,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from veritee._codec import b64url
 from veritee.errors import MalformedError, PlatformError, UsageError
 from veritee.evidence import azure_vtpm, sev_snp
 from veritee.platforms._profile import settle_profile
@@ -48,10 +49,6 @@ THIM_PATH = "/metadata/THIM/amd/certification"
 TDQUOTE_PATH = "/acc/tdquote"
 TDREPORT_SIZE = 1024
 MAX_IMDS_ANSWER = 64 * 1024
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def hcl_report_type(report: bytes) -> str:
@@ -152,7 +149,7 @@ class AzureCvmPlatform(TpmPlatform):
 
     def _td_quote(self, hcl: bytes) -> bytes:
         hw, _, _ = azure_vtpm.hcl_report(hcl, azure_vtpm.REPORT_TYPE_TDX)
-        doc = self._imds("POST", TDQUOTE_PATH, {"report": _b64url(hw[:TDREPORT_SIZE])})
+        doc = self._imds("POST", TDQUOTE_PATH, {"report": b64url(hw[:TDREPORT_SIZE])})
         quote = doc.get("quote")
         if not isinstance(quote, str):
             raise PlatformError("the Azure IMDS gave no TD quote", code="platform_failed")
@@ -168,11 +165,11 @@ class AzureCvmPlatform(TpmPlatform):
         hcl = self.hcl_report()
         quote = self._vtpm_quote(report_data)
         if self.name == "az-snp-vtpm":
-            doc: dict[str, Any] = {"version": 2, "tpm_quote": quote, "hcl_report": _b64url(hcl),
-                                   "vcek": _b64url(self._vcek())}  # fmt: skip
+            doc: dict[str, Any] = {"version": 2, "tpm_quote": quote, "hcl_report": b64url(hcl),
+                                   "vcek": b64url(self._vcek())}  # fmt: skip
         else:
-            doc = {"version": 1, "tpm_quote": quote, "hcl_report": _b64url(hcl),
-                   "td_quote": _b64url(self._td_quote(hcl))}  # fmt: skip
+            doc = {"version": 1, "tpm_quote": quote, "hcl_report": b64url(hcl),
+                   "td_quote": b64url(self._td_quote(hcl))}  # fmt: skip
         return json.dumps(doc).encode()
 
     def collateral(self) -> dict[str, bytes]:

@@ -31,7 +31,6 @@ policy refuses), ``PluginInternalError`` (no such resource, or damaged at rest),
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import hashlib
@@ -45,6 +44,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from veritee._codec import b64url, b64url_decode
 from veritee.collateral import Collateral
 from veritee.errors import (
     MalformedError,
@@ -110,24 +110,14 @@ class _Challenge:
     hash_algorithm: str
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64ud(text: str) -> bytes:
-    if not text or not text.replace("-", "").replace("_", "").isalnum():
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _cookie_tag(ctx: ServiceContext, kind: str, body: str) -> bytes:
     key = ctx.domain.derive_key("kbs session cookie")
     return hmac.digest(key, _COOKIE_LABEL + f"{kind}.{body}".encode(), "sha256")[:16]
 
 
 def _cookie(ctx: ServiceContext, kind: str, payload: bytes) -> str:
-    body = _b64u(payload)
-    return f"{kind}.{body}.{_b64u(_cookie_tag(ctx, kind, body))}"
+    body = b64url(payload)
+    return f"{kind}.{body}.{b64url(_cookie_tag(ctx, kind, body))}"
 
 
 def _read_cookie(ctx: ServiceContext, value: str | None) -> tuple[str, bytes] | None:
@@ -138,11 +128,11 @@ def _read_cookie(ctx: ServiceContext, value: str | None) -> tuple[str, bytes] | 
     body, _, tag = rest.partition(".")
     try:
         if kind not in ("c", "a") or not hmac.compare_digest(
-            _b64ud(tag), _cookie_tag(ctx, kind, body)
+            b64url_decode(tag, "cookie"), _cookie_tag(ctx, kind, body)
         ):
             return None
-        return kind, _b64ud(body)
-    except (ValueError, binascii.Error):
+        return kind, b64url_decode(body, "cookie")
+    except (ValueError, binascii.Error, MalformedError):
         return None
 
 
@@ -150,8 +140,8 @@ def _challenge_from(payload: bytes) -> _Challenge | None:
     try:
         tee, algorithm, nonce = json.loads(payload)
         if isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str):
-            return _Challenge(tee=tee, nonce=_b64ud(nonce), hash_algorithm=algorithm)
-    except (ValueError, TypeError, binascii.Error):
+            return _Challenge(tee=tee, nonce=b64url_decode(nonce, "cookie"), hash_algorithm=algorithm)
+    except (ValueError, TypeError, binascii.Error, MalformedError):
         pass
     return None
 
@@ -182,7 +172,7 @@ async def auth(request: Request) -> Response:
         return KbsProblem("AttestationError", f"RCAR handshake Auth failed: {e.message}").response()
     challenge = KbsChallenge(nonce=KbsChallenge.encode_nonce(nonce), hash_algorithm=algorithm)
     resp = JSONResponse(challenge.to_json())
-    cookie = json.dumps([req.tee, algorithm, _b64u(nonce)]).encode()
+    cookie = json.dumps([req.tee, algorithm, b64url(nonce)]).encode()
     _set_cookie(request, resp, _cookie(ctx, "c", cookie))
     return resp
 

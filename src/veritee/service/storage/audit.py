@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
+from veritee._codec import canonical_json
 from veritee.errors import StorageError, UsageError
 
 from .models import AUDIT_LOG
@@ -53,11 +54,6 @@ DECISIONS = frozenset({"accept", "reject"})
 # pg_advisory_xact_lock key serializing audit appends: b"veritee" read as a big-endian integer.
 ADVISORY_LOCK_AUDIT = int.from_bytes(b"veritee", "big")
 _STREAM_BATCH = 1000
-
-
-def canonical_json(value: Any) -> str:
-    """The canonical JSON text the chain hashes (sorted keys, no spaces, ASCII, no NaN)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def iso_utc(moment: datetime) -> str:

@@ -1,0 +1,51 @@
+"""The encodings veritee writes in more than one place, each defined once.
+
+- :func:`canonical_json`: the JSON text that is hashed or signed (policy digests and envelopes,
+  the audit chain, clean-room result signatures): sorted keys, no whitespace, no NaN or
+  infinities. ASCII-only (``\\uXXXX`` escapes) unless a format fixed UTF-8 before this module
+  existed (the clean room's signed results): those bytes are stored data and do not change.
+- :func:`b64url` / :func:`b64url_decode`: unpadded base64url (RFC 7515 §2), as JOSE, the KBS
+  protocol and its cookies use it. The decoder refuses any character outside the alphabet
+  instead of skipping it (Python's ``urlsafe_b64decode`` skips), and padding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from veritee.errors import MalformedError
+
+__all__ = ["b64url", "b64url_decode", "canonical_json"]
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def canonical_json(value: Any, *, ascii_only: bool = True) -> str:
+    """Sorted keys, separators ``,`` and ``:``, NaN refused (``ValueError``); ASCII escapes
+    unless ``ascii_only=False`` (UTF-8 text, for the clean room's result signatures)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=False)
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url text of ``data``."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> bytes:
+    """The bytes of unpadded base64url ``text``; a non-string, a character outside the
+    alphabet, padding, an impossible length or more than ``max_chars`` characters is a
+    :class:`~veritee.errors.MalformedError` naming ``field``."""
+    if not isinstance(text, str):
+        raise MalformedError(f"{field}: expected a base64url string", field=field)
+    if max_chars is not None and len(text) > max_chars:
+        raise MalformedError(f"{field}: base64url text longer than {max_chars} characters", field=field)
+    if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
+        raise MalformedError(f"{field} is not base64url without padding", field=field)
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedError(f"{field} is not base64url without padding", field=field) from None
