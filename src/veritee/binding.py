@@ -31,6 +31,20 @@ attests ``development`` or ``testing`` (with the warning ``binding_v1_deprecated
 attesting ``staging`` or ``production`` bound by version 1 is refused
 (``binding_version_refused``): update the SDK of those workloads.
 
+The Certifier Service's own evidence (:func:`service_report_data`, ``veritee serve
+--attest-self``): its report data binds a *statement* of the public keys it uses, each named by
+its RFC 7638 JWK SHA-256 thumbprint (base64url)::
+
+    statement   = {"version": 1, "issuer": <the tokens' iss>,
+                   "keys": {"admission": <domain CA key: admission, TLS and broker certificates>,
+                            "broker": <key broker's signing key: release envelopes>,
+                            "tokens": [<EAR token keys, the JWKS>, ... sorted],
+                            "tls": <the TLS server key, or null over plain HTTP>}}
+    report_data = SHA-512( b"veritee-service-v1" || 0x00 || canonical JSON of statement )
+
+The canonical JSON is RFC 8785's for this subset (keys sorted, no whitespace, ASCII strings):
+``json.dumps(statement, sort_keys=True, separators=(",", ":"))``.
+
 The attested profile (:func:`attested_profile`): a profile is what the verifier establishes from
 the evidence, never what a workload says.
 
@@ -65,6 +79,7 @@ __all__ = [
     "LAUNCH_DATA_CLAIMS",
     "LEGACY_DOMAIN_TAG",
     "PROFILE_LAUNCH_TAG",
+    "SERVICE_TAG",
     "STORE_ID_SIZE",
     "BindingCheck",
     "ExpectedBinding",
@@ -76,12 +91,14 @@ __all__ = [
     "profile_launch_data",
     "report_data_for",
     "report_data_v1",
+    "service_report_data",
     "spki_der",
 ]
 
 DOMAIN_TAG = b"veritee-v2"
 LEGACY_DOMAIN_TAG = b"veritee-v1"
 PROFILE_LAUNCH_TAG = b"veritee-profile-v1"
+SERVICE_TAG = b"veritee-service-v1"
 STORE_ID_SIZE = 16
 MAX_GENERATION = 2**63 - 1
 
@@ -175,6 +192,19 @@ def report_data_for(
 def report_data_v1(nonce: bytes, spki: bytes) -> bytes:
     """The version-1 report data of earlier builds (no profile): for checking only."""
     return hashlib.sha512(LEGACY_DOMAIN_TAG + nonce + hashlib.sha256(spki).digest()).digest()
+
+
+def service_report_data(statement: Mapping[str, Any]) -> bytes:
+    """The 64 bytes the Certifier Service's own evidence carries (module docstring): SHA-512 over
+    the tag, a zero byte and the canonical JSON of its key statement."""
+    import json
+
+    try:
+        canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                               allow_nan=False)  # fmt: skip
+    except (TypeError, ValueError):
+        raise MalformedError("the service's key statement is not plain JSON", field="statement") from None
+    return hashlib.sha512(SERVICE_TAG + b"\x00" + canonical.encode("ascii")).digest()
 
 
 @dataclass(frozen=True)

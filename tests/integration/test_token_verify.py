@@ -299,10 +299,10 @@ def test_discovery_without_a_url_issuer(tmp_path: Path) -> None:
 
 def test_real_serve_with_issuer_option(tmp_path: Path) -> None:
     """`veritee serve --tls --issuer URL`: discovery, PyJWKClient and `veritee token verify`."""
-    from tests.integration.test_subprocess_service import _port, _run, _wait_ready, stop
+    from tests.integration.test_subprocess_service import _port, _wait_ready, stop
 
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    Domain.create(data, now=dt.datetime.now(dt.UTC))  # as `veritee init` makes it
     port = _port()
     url = f"https://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -321,9 +321,9 @@ def test_real_serve_with_issuer_option(tmp_path: Path) -> None:
         key = jwt.PyJWKClient(doc["jwks_uri"], ssl_context=ctx).get_signing_key_from_jwt(token)
         claims = jwt.decode(token, key.key, algorithms=["ES256"], issuer=url, audience=url)
         assert claims["submods"]["simulated"]["ear.status"] == "contraindicated"
-        r = _run("token", "verify", token, "--url", url, "--ca", str(data / "domain_ca.pem"), "--json",
-                 check=False)  # fmt: skip
-        assert r.returncode == 1 and json.loads(r.stdout)["status"] == "contraindicated"
+        r = CliRunner().invoke(cli, ["token", "verify", token, "--url", url, "--ca", str(data / "domain_ca.pem"),
+                                     "--json"])  # fmt: skip
+        assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "contraindicated"
         assert json.loads(r.stdout)["issuer_checked"] is True
     finally:
         stop(proc)

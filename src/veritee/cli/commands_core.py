@@ -146,11 +146,21 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     help="One JSON line per request on stderr (method, path, query, route, status, duration, "
     "bytes, client address, worker; never a header, a body or a token).",
 )
+@click.option(
+    "--attest-self", "attest_self", default=None, metavar="PLATFORM",
+    help="Run as an attested service: produce evidence of this service on PLATFORM (simulated, auto, "
+    "sev-snp, tdx, ...) binding the keys it signs tokens and certificates with and its TLS key, "
+    "served at /v1/domain/evidence (docs/tokens.md). The start fails if the platform cannot attest.",
+)
+@click.option(
+    "--attest-state", "attest_state", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="State of the --attest-self driver (the simulated platform's key; default <data>/service-platform).",
+)
 @handle_errors
 def serve_cmd(
     data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
     accept_attester_collateral: bool, trusted_proxies: tuple[str, ...], issuer: str | None,
-    log_level: str, access_log: bool,
+    log_level: str, access_log: bool, attest_self: str | None, attest_state: Path | None,
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     # prometheus-client picks its mode when first imported: one process counts alone (a shared
@@ -165,15 +175,18 @@ def serve_cmd(
     path = _data_dir(data)
     if issuer is not None and not issuer.strip():
         raise UsageError("--issuer must not be empty")
-    settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
-                        issuer=issuer or DEFAULT_ISSUER, access_log=access_log)  # fmt: skip
     ssl: dict[str, Any] = {}
+    cert_file: Path | None = None
     if tls:
         from veritee.service.tls import server_certificate_files
 
         cert_file, key_file = server_certificate_files(path, host)
         # TLS 1.2 suites: AEAD only (veritee.tls); TLS 1.3's are AEAD anyway.
         ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file), "ssl_ciphers": AEAD_CIPHERS}
+    attest_state = attest_state.resolve() if attest_state is not None else None
+    settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
+                        issuer=issuer or DEFAULT_ISSUER, access_log=access_log, attest_self=attest_self,
+                        attest_state_dir=attest_state, tls_certificate=cert_file)  # fmt: skip
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
     common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False,
@@ -191,6 +204,9 @@ def serve_cmd(
         os.environ["VERITEE_ACCEPT_ATTESTER_COLLATERAL"] = "1" if accept_attester_collateral else ""
         os.environ["VERITEE_ISSUER"] = issuer or ""
         os.environ["VERITEE_ACCESS_LOG"] = "1" if access_log else ""
+        os.environ["VERITEE_ATTEST_SELF"] = attest_self or ""
+        os.environ["VERITEE_ATTEST_STATE"] = str(attest_state) if attest_state else ""
+        os.environ["VERITEE_TLS_CERT"] = str(cert_file) if cert_file else ""
         app.state.ctx.storage.close()
         with _metrics_dir():
             uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)

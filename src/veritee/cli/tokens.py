@@ -6,6 +6,13 @@ document names), ``aud`` (``--audience``; not checked without it, which the outp
 ``iat``/``nbf``/``exp`` at ``--at`` (default now) and the EAR profile
 (:func:`veritee.tokens.decode_ear`). The EAR status of every appraisal is printed in words.
 
+With ``--require-service-evidence --service-policy P`` (and ``--url``, ``--ca``) the service is
+verified first (:mod:`veritee.service_proof`): its own evidence must be accepted by the service
+policy P and bind the domain CA of ``--ca``, every key of its JWKS (the token's among them) and
+its TLS key; a refusal is exit 1 with its code (``service_evidence_missing``,
+``service_evidence_refused``, ``service_measurement_not_allowed``, ``service_binding_mismatch``,
+``service_evidence_stale``) and the token is not trusted.
+
 Exit status: 0 a valid token whose appraisals are not ``contraindicated``; 1 an invalid token
 (malformed, truncated, tampered, expired, signed by a key not in the JWKS, issued by someone
 else, for another audience) or a valid one that records a refusal (``contraindicated``); 2 a
@@ -196,6 +203,38 @@ def check_token(
     return result
 
 
+def _service_keys(client: ServiceClient, ca: Path, policy_file: Path, token: str,
+                  issuer: str | None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Verify the service's own evidence (``--require-service-evidence``); the token's key as the
+    evidence binds it, by kid, and the proof. Raises the refusal (:mod:`veritee.service_proof`)."""
+    from veritee import certs
+    from veritee.sdk.service_check import ServiceVerifier
+
+    try:
+        ca_certificate = certs.load_pem_certificate(ca.read_bytes(), str(ca))
+    except OSError as e:
+        raise UsageError(f"cannot read --ca {ca}: {e.strerror or e}") from None
+    try:
+        policy_text = policy_file.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read --service-policy {policy_file}: {e.strerror or e}") from None
+    from veritee.errors import PolicyError
+
+    try:
+        verifier = ServiceVerifier(client.http, ca_certificate, policy_text, issuer=issuer)
+    except (PolicyError, MalformedError) as e:
+        raise UsageError(f"--service-policy {policy_file}: {e.message}") from None
+    try:
+        verifier.check()
+        kid, key = verifier.token_key(token)
+    except VeriteeError as e:
+        if isinstance(e, MalformedError | VerificationError):
+            raise
+        raise UsageError(e.message) from None
+    assert verifier.proof is not None
+    return {kid: key}, verifier.proof.to_json()
+
+
 def _when(epoch: Any) -> str:
     if not isinstance(epoch, int) or isinstance(epoch, bool):
         return "?"
@@ -206,6 +245,15 @@ def _when(epoch: Any) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
+    if "service" in result:
+        service = result["service"]
+        if service is None:
+            click.echo("SERVICE NOT VERIFIED: the token is not trusted")
+            for r in result.get("service_reasons", []):
+                click.echo(f"  - [{r.get('code')}] {r.get('message')}")
+        else:
+            click.echo(f"service verified: {service['platform']} measurement {service['measurement']} "
+                       f"({service['status']}), its keys bound by its evidence")  # fmt: skip
     claims = result["claims"]
     if claims is None:
         click.echo("INVALID EAR token")
@@ -258,10 +306,16 @@ def token_group() -> None:
 @click.option("--at", "at", default=None, help="Check expiry at this time, ISO-8601 (default: now).")
 @click.option("--leeway", default=0, show_default=True, type=click.IntRange(0, 3600),
               help="Seconds of clock skew allowed on iat/nbf/exp.")  # fmt: skip
+@click.option("--require-service-evidence", "require_evidence", is_flag=True,
+              help="Trust the token only if the service's own evidence (/v1/domain/evidence) is accepted "
+              "by --service-policy and binds the keys it uses (needs --url and --ca).")  # fmt: skip
+@click.option("--service-policy", "service_policy", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Appraisal policy (YAML) of the service itself: its allowed measurements, platform keys.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_token_cmd(
     token: str, url: str | None, jwks_file: Path | None, ca: Path | None, issuer: str | None,
-    audience: str | None, at: str | None, leeway: int, as_json: bool,
+    audience: str | None, at: str | None, leeway: int, require_evidence: bool, service_policy: Path | None,
+    as_json: bool,
 ) -> None:
     """Verify TOKEN (the token itself, @FILE, or - for stdin): signature by the domain's JWKS,
     typ, issuer, audience, expiry, the EAR profile; print every appraisal's status and claims.
@@ -274,6 +328,11 @@ def verify_token_cmd(
         if (url is None) == (jwks_file is None):
             raise UsageError("give the domain's keys: --url SERVICE or --jwks FILE (one of them)")
         when = parse_time(at)
+        if require_evidence and (url is None or ca is None or service_policy is None):
+            raise UsageError("--require-service-evidence needs --url, --ca (the domain CA that the "
+                             "evidence must bind) and --service-policy")  # fmt: skip
+        if service_policy is not None and not require_evidence:
+            raise UsageError("--service-policy goes with --require-service-evidence")
         if jwks_file is not None:
             try:
                 raw = jwks_file.read_bytes()
@@ -299,14 +358,23 @@ def verify_token_cmd(
         if not keys:
             raise UsageError("the domain's JWKS holds no EC P-256/P-384 signing key")
         token_text = read_token(token)
+        proof: dict[str, Any] | None = None
+        if require_evidence:
+            assert client is not None and ca is not None and service_policy is not None
+            keys, proof = _service_keys(client, ca, service_policy, token_text, issuer)
         result = check_token(token_text, keys, issuer=issuer, audience=audience, at=when,
                              leeway=dt.timedelta(seconds=leeway))  # fmt: skip
+        if require_evidence:
+            result["service"] = proof
     except UsageError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(EXIT_USAGE)
-    except (MalformedError, VerificationError) as e:  # the token itself: not a token
+    except (MalformedError, VerificationError) as e:  # the token itself, or the service's evidence
         result = {"valid": False, "status": None, "reasons": [{"code": e.code, "message": e.message}],
                   "kid": None, "claims": None, "submods": {}}  # fmt: skip
+        if require_evidence:
+            result["service"] = None
+            result["service_reasons"] = list(getattr(e, "reasons", None) or [])
     except VeriteeError as e:
         click.echo(f"error [{e.code}]: {e.message}", err=True)
         sys.exit(EXIT_USAGE)

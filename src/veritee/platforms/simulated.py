@@ -131,6 +131,11 @@ class SimulatedPlatform:
     def key_id(self) -> str:
         return platform_key_id(self._key)
 
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        """The platform key's public half (what a policy's ``platform_keys`` names by its id)."""
+        return self._key.public_key()
+
     def evidence(self, report_data: bytes) -> bytes:
         return sign_report(
             self._key,

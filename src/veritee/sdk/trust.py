@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from veritee.sdk.adapters import AdmissionContext
     from veritee.sdk.channel import ChannelPolicy
     from veritee.sdk.renewal import Renewal
+    from veritee.sdk.service_check import ServiceVerifier
 
 __all__ = ["Trust", "error_from_problem", "open_platform"]
 
@@ -232,6 +233,17 @@ class Trust:
     nobody can read the log (VT-0105). In staging and production the host sees catalogue codes
     only: :mod:`veritee.sdk.confidential`.
 
+    ``service_policy`` makes the workload verify its verifier (:mod:`veritee.sdk.service_check`):
+    before the first request that relies on the service, the service's own evidence
+    (``/v1/domain/evidence``, ``veritee serve --attest-self``) must be authentic, accepted by this
+    appraisal policy (a :class:`veritee.appraisal.Policy`, its YAML text or a ``pathlib.Path``:
+    the service's allowed measurements and platform keys) and bind the domain CA key of
+    ``ca_cert``, every key of its JWKS and the TLS key it presents; else every call raises
+    :class:`~veritee.errors.VerificationError` (``service_evidence_missing``,
+    ``service_evidence_refused``, ``service_measurement_not_allowed``, ``service_binding_mismatch``,
+    ``service_evidence_stale``). The verified proof (:attr:`service`) is kept until the keys
+    rotate; :meth:`verify_token` checks a token of the service with it.
+
     ``appraisal_policy`` names the appraisal policy the service appraises this workload under (a
     domain holds several; by default the first in force that admits it decides). A refusal then
     names that policy in the ``veritee admit`` command that would admit this version.
@@ -257,6 +269,7 @@ class Trust:
         freshness: Literal["none", "service", "platform"] = "none",
         sealing: Literal["auto", "platform", "domain"] = "auto",
         appraisal_policy: str | None = None,
+        service_policy: Any = None,
     ) -> None:
         #: The named appraisal policy this workload is appraised under (None: the first in force
         #: that admits it); it is also the one a refusal's hint names.
@@ -281,7 +294,19 @@ class Trust:
             ctx = harden(ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH))  # AEAD only
             ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
             verify = ctx
-        self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify)
+        #: The check of the service's own evidence (``service_policy``), or None.
+        self.service: ServiceVerifier | None = None
+        if service_policy is not None and transport is None and isinstance(verify, ssl.SSLContext):
+            from veritee.sdk.service_check import BoundTlsTransport
+
+            # every connection's TLS key is held to the one the service's evidence binds
+            transport = BoundTlsTransport(httpx.HTTPTransport(verify=verify), _Later(self).check_tls)
+        self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify,
+                                  event_hooks={"request": [self._verify_service]})  # fmt: skip
+        if service_policy is not None:
+            from veritee.sdk.service_check import ServiceVerifier
+
+            self.service = ServiceVerifier(self._http, self.ca_certificate, service_policy)
         #: What :meth:`connect` and :meth:`serve` check peers against: the service's CRL,
         #: fetched at most every 30 s (:class:`veritee.sdk.revocation.ServiceRevocations`).
         #: Replace it with a :class:`~veritee.sdk.revocation.RevocationList` given another way.
@@ -371,6 +396,21 @@ class Trust:
             raise UsageError("ca_cert is not a PEM certificate") from None
 
     # --- HTTP ---------------------------------------------------------------------------
+    def _verify_service(self, request: httpx.Request) -> None:
+        """Before every request to the service (but those that fetch its proof): its evidence
+        verified (``service_policy``; cached until its keys rotate)."""
+        service = getattr(self, "service", None)
+        if service is not None and request.url.path not in ("/v1/domain/evidence", "/.well-known/jwks.json"):
+            service.check()
+
+    def verify_token(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
+        """Check an EAR token of the service (:func:`veritee.tokens.decode_ear`) with a key its
+        verified evidence binds (needs ``service_policy``); ``audience`` defaults to the issuer."""
+        if self.service is None:
+            raise UsageError("verify_token needs Trust(service_policy=...): without it, check tokens with "
+                             "veritee.tokens.decode_ear and the domain's token key")  # fmt: skip
+        return self.service.verify_token(token, audience=audience)
+
     def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         with self._explaining():
             return post_json(self._http, path, body)
@@ -450,6 +490,8 @@ class Trust:
         )
         self._attach_counter(at_start=False)
         self.last_token = str(resp.get("token", ""))
+        if self.service is not None and self.last_token:
+            self.service.verify_token(self.last_token)  # signed by a key the service's evidence binds
         self._attach_log()
         # Attested servers already running present the renewed certificate from now on.
         for server in (*self._servers, *list(self._contexts)):
@@ -837,6 +879,18 @@ class Trust:
         first, and if nothing catches it the host is shown its catalogue code only (``close``
         has put the interpreter's hooks back by the time Python would print it)."""
         self._close(value)
+
+
+class _Later:
+    """The ``Trust``'s :class:`ServiceVerifier`, made after the client it checks (a cycle)."""
+
+    def __init__(self, trust: Trust) -> None:
+        self._trust = weakref.ref(trust)
+
+    def check_tls(self, key: Any) -> None:
+        trust = self._trust()
+        if trust is not None and trust.service is not None:
+            trust.service.check_tls(key)
 
 
 def _show_code_only(leaving: BaseException, profile: Profile) -> None:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from veritee import __version__
 from veritee.domain import Domain
-from veritee.errors import StorageError, UsageError
+from veritee.errors import NotFoundError, StorageError, UsageError
 from veritee.keybroker.kek import KEK_ENV, KEK_FILE, KeyEncryptionKey, domain_kek
 from veritee.service.context import ServiceContext
 from veritee.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -304,6 +304,27 @@ def create_app(
     def openid_configuration(request: Request) -> dict[str, Any]:
         return discovery_document(settings.issuer, str(request.base_url), domain.token_key.curve.key_size)
 
+    attester = None
+    if settings.attest_self is not None:
+        from veritee.service.self_attest import ServiceAttester, open_service_platform
+
+        state = settings.attest_state_dir or settings.data_dir / "service-platform"
+        attester = ServiceAttester(open_service_platform(settings.attest_self, state), domain,
+                                   issuer=settings.issuer, tls_certificate=settings.tls_certificate)  # fmt: skip
+    app.state.service_attester = attester
+
+    @app.get(
+        "/v1/domain/evidence", tags=["attestation"],
+        summary="The service's evidence of itself, binding the keys it signs with and serves TLS with",
+    )  # fmt: skip
+    def domain_evidence() -> dict[str, Any]:
+        if attester is None:
+            raise NotFoundError(
+                "this Certifier Service publishes no evidence of itself (veritee serve --attest-self PLATFORM)",
+                code="service_evidence_missing",
+            )
+        return attester.document()
+
     @app.get("/v1/domain/ca", tags=["attestation"], summary="The domain CA certificate (PEM)")
     def domain_ca() -> PlainTextResponse:
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
@@ -354,8 +375,9 @@ def app_from_env() -> FastAPI:
     """App factory for several uvicorn worker processes (`veritee serve --workers N`).
 
     Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL``,
-    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` and ``VERITEE_ACCESS_LOG`` (``1`` or empty) and
-    ``VERITEE_ISSUER`` (empty: the default); set by the CLI.
+    ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` and ``VERITEE_ACCESS_LOG`` (``1`` or empty),
+    ``VERITEE_ISSUER`` (empty: the default), ``VERITEE_ATTEST_SELF``, ``VERITEE_ATTEST_STATE`` and
+    ``VERITEE_TLS_CERT`` (empty: none); set by the CLI.
     """
     import os
     from pathlib import Path
@@ -369,5 +391,8 @@ def app_from_env() -> FastAPI:
             accept_attester_collateral=os.environ.get("VERITEE_ACCEPT_ATTESTER_COLLATERAL") == "1",
             issuer=os.environ.get("VERITEE_ISSUER") or DEFAULT_ISSUER,
             access_log=os.environ.get("VERITEE_ACCESS_LOG") == "1",
+            attest_self=os.environ.get("VERITEE_ATTEST_SELF") or None,
+            attest_state_dir=Path(state) if (state := os.environ.get("VERITEE_ATTEST_STATE")) else None,
+            tls_certificate=Path(cert) if (cert := os.environ.get("VERITEE_TLS_CERT")) else None,
         )
     )

@@ -34,3 +34,10 @@ class Settings:
     readiness_timeout: float = 2.0
     #: One JSON line per request on the ``veritee.access`` logger (veritee.service.serving).
     access_log: bool = False
+    #: The attester driver the service attests itself with (``veritee serve --attest-self``:
+    #: ``simulated``, ``auto`` or a hardware platform); None: it publishes no evidence of itself.
+    attest_self: str | None = None
+    #: The driver's state (the simulated platform's key); None: ``<data>/service-platform``.
+    attest_state_dir: Path | None = None
+    #: The TLS certificate the service is served with (its key is bound by its evidence).
+    tls_certificate: Path | None = None
