@@ -197,11 +197,10 @@ def report_data_v1(nonce: bytes, spki: bytes) -> bytes:
 def service_report_data(statement: Mapping[str, Any]) -> bytes:
     """The 64 bytes the Certifier Service's own evidence carries (module docstring): SHA-512 over
     the tag, a zero byte and the canonical JSON of its key statement."""
-    import json
+    from veritee._codec import canonical_json
 
     try:
-        canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                               allow_nan=False)  # fmt: skip
+        canonical = canonical_json(statement)
     except (TypeError, ValueError):
         raise MalformedError("the service's key statement is not plain JSON", field="statement") from None
     return hashlib.sha512(SERVICE_TAG + b"\x00" + canonical.encode("ascii")).digest()

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from veritee import __version__
-from veritee._codec import b64url, b64url_decode
+from veritee._codec import b64url, b64url_decode, canonical_json
 from veritee.appraisal.decision import Decision
 from veritee.errors import MalformedError, UsageError, VerificationError
 
@@ -114,9 +114,10 @@ def key_binding(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str,
 
 
 def _b64u_decode(value: Any, field: str) -> bytes:
-    if value == "":
+    out = b64url_decode(value, field, max_chars=1024)
+    if not out:
         raise MalformedError(f"{field} is empty", field=field)
-    return b64url_decode(value, field, max_chars=1024)
+    return out
 
 
 def public_key_of_jwk(jwk: Any) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
@@ -156,7 +157,7 @@ def jwk_thumbprint(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[s
     lexicographic order, no whitespace), base64url without padding."""
     jwk = key_binding(public_key_of_jwk(key) if isinstance(key, Mapping) else key)["jwk"]
     members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    canonical = canonical_json({m: jwk[m] for m in members})
     return b64url(_sha256(canonical.encode()))
 
 
