@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -57,6 +59,24 @@ def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
         assert "# TYPE veritee_http_requests_total counter" in text
         assert 'veritee_request_duration_seconds_count{route="/healthz"} ' + f"{float(sent)}" in text
         assert "veritee_http_requests_in_progress" in text
+        # A worker killed outright (no shutdown) is replaced by uvicorn: its counts stay in the
+        # totals, its live gauge stops counting at the next scrape.
+        victim = int(sorted(_workers_that_counted(folder))[0])
+        assert (folder / f"gauge_livesum_{victim}.db").exists()
+        os.kill(victim, signal.SIGKILL)
+        dead_gauge = folder / f"gauge_livesum_{victim}.db"
+        deadline = time.monotonic() + 60
+        while True:  # the first scrape a live worker answers forgets the dead one's gauge
+            try:
+                text = httpx.get(url + "/metrics").text
+            except httpx.HTTPError:
+                text = ""
+            if (text and not dead_gauge.exists()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not (folder / f"gauge_livesum_{victim}.db").exists()
+        assert _healthz_total(text) == sent
+        assert "veritee_http_requests_in_progress 1.0" in text  # this scrape alone
     finally:
         stop(proc, 15)
     assert not folder.exists(), "the metrics folder outlived the service"
