@@ -270,11 +270,15 @@ def test_policies_history_and_diff(env: Env) -> None:
     cookie = sign_in(env)
     page = get(env, "/ui/policies", cookie).text
     assert "diff v1 \u2192 v2" in page and "in force" in page
+    assert '<option value="1" selected>v1</option>' in page and '<option value="2" selected>v2</option>' in page
     diff = get(env, "/ui/policies/diff?name=test&a=1&b=2", cookie).text
     assert re.search(r'class="add">\+\s+&quot;cd', diff), diff
     assert 'class="del">-' in diff and "allow_debug" in diff
     first = get(env, "/ui/policies/diff?name=test&a=0&b=1", cookie).text
     assert 'class="add">' in first and 'class="del">' not in first
+    assert ">superseded<" in page and ">retired<" not in page
+    assert env.client.delete("/v1/admin/policy?name=test", headers=env.admin).status_code == 200
+    assert ">retired<" in get(env, "/ui/policies", cookie).text
     missing = get(env, "/ui/policies/diff?name=test&a=1&b=7", cookie).text
     assert "has no version 7" in missing
 

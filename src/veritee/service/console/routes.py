@@ -396,6 +396,7 @@ def policies_page(request: Request) -> Response:
             in_force = tx.policies_in_force()
             every = tx.list_policies("appraisal")
         now_rows = [[p.name, p.version, _when(p.created_at), _code(p.digest[:16])] for p in in_force]
+        newest = {p.name: p.version for p in every}  # ordered by name, version
         history: list[list[object]] = []
         for p in reversed(every):
             diff = (
@@ -403,10 +404,23 @@ def policies_page(request: Request) -> Response:
                   f"diff v{p.version - 1} \u2192 v{p.version}")
                 if p.version > 1 else Safe('<span class="muted">first version</span>')
             )  # fmt: skip
-            state = _badge("in force", "ok") if p.active else _badge("superseded or retired", "mute")
+            state = (_badge("in force", "ok") if p.active else _badge("superseded", "mute")
+                     if p.version < newest[p.name] else _badge("retired", "warn"))  # fmt: skip
             history.append([p.name, p.version, _when(p.created_at), p.actor, state, _code(p.digest[:16]), diff])
+        versions: dict[str, list[int]] = {}
+        for p in every:
+            versions.setdefault(p.name, []).append(p.version)
+        forms = join(
+            h('<form method="get" action="/ui/policies/diff" class="inline"><input type="hidden" name="name" '
+              'value="{}">{} version <select name="a">{}</select> against <select name="b">{}</select> '
+              '<button type="submit">Compare</button></form>', name, _code(name),
+              join(h('<option value="{}"{}>v{}</option>', v, Safe(" selected" if v == vs[-2] else ""), v) for v in vs),
+              join(h('<option value="{}"{}>v{}</option>', v, Safe(" selected" if v == vs[-1] else ""), v) for v in vs))
+            for name, vs in versions.items() if len(vs) > 1
+        )  # fmt: skip
         return join([
             _card("In force", table(["name", "version", "installed", "envelope SHA-256"], now_rows)),
+            _card("Compare two versions", forms or h('<p class="empty">{}</p>', "every policy has one version")),
             _card("History", table(["name", "version", "installed", "by", "state", "envelope SHA-256",
                                     "change"], history)),
         ])  # fmt: skip
