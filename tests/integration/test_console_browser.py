@@ -172,7 +172,7 @@ def test_console_in_chromium(domain_served: tuple[str, Path, Path]) -> None:
                 _shot(page, shot)
                 text = page.inner_text("main")
                 if link == "Decisions":
-                    assert page.locator("svg.chart").count() == 3
+                    assert page.locator("svg.chart").count() == 5
                     assert "refused" in text
                 elif link == "Latest decisions":
                     # the refused attestation, with its reasons and claims

@@ -92,3 +92,23 @@ def test_freshness_of_dcap_documents_and_malformed_ones() -> None:
     # what does not parse has no next update: shown as stale, never a crash
     assert rows[("QE", "QE identity")][0] == "stale" and rows[("TDX FMSPC X", "TCB info")][0] == "stale"
     assert not any(s == "root CA CRL" for _, s in rows)
+
+
+def test_series_by_key_over_time_keeps_the_top_keys_and_sums_the_rest() -> None:
+    from veritee.service.console import data
+
+    now = NOW + dt.timedelta(minutes=30)  # the last bucket is the current hour, 12:00 to 13:00
+
+    def decision(minutes_ago: int, platform: str, accepted: bool, codes: tuple[str, ...] = ()) -> data.Decision:
+        return data.Decision(1, now - dt.timedelta(minutes=minutes_ago), "attest", accepted, "-", platform,
+                             tuple((c, "m") for c in codes), (), {})  # fmt: skip
+
+    items = [decision(5, f"p{i}", True) for i in range(7)] + [decision(5, "p0", False, ("a", "b")),
+             decision(70, "p1", False), decision(60 * 30, "p1", False)]  # fmt: skip
+    labels, series = data.series_by(items, lambda d: {d.platform}, now=now, length=dt.timedelta(hours=1), count=24)
+    assert len(labels) == 24 and list(series)[:2] == ["p0", "p1"] and "other" in series
+    assert series["p0"][-1] == 2 and series["p1"][-2] == 1  # the 30 h old one is out of range
+    assert sum(map(sum, series.values())) == 9
+    _, reasons = data.series_by(items, data.reason_codes, now=now, length=dt.timedelta(hours=1), count=24)
+    assert reasons == {"a": [0] * 23 + [1], "b": [0] * 23 + [1], "(no reason recorded)": [0] * 22 + [1, 0]}
+    assert "nothing to chart" in charts.stacked_columns(labels, {}, title="none")

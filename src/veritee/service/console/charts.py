@@ -29,9 +29,10 @@ def _tick(value: float) -> str:
 def _legend(names: Sequence[str], x: int, y: int) -> Safe:
     out = []
     for i, name in enumerate(names):
+        shown = name if len(name) <= 17 else name[:16] + "\u2026"
         out.append(h('<rect x="{}" y="{}" width="10" height="10" fill="{}"></rect>'
-                     '<text x="{}" y="{}">{}</text>', x + i * 110, y, _color(name, i),
-                     x + i * 110 + 14, y + 9, name))  # fmt: skip
+                     '<text x="{}" y="{}"><title>{}</title>{}</text>', x + i * 130, y, _color(name, i),
+                     x + i * 130 + 14, y + 9, name, shown))  # fmt: skip
     return join(out)
 
 
@@ -47,6 +48,8 @@ def stacked_columns(
     slot = (width - left - 10) / n
     totals = [sum(s[i] for s in series.values()) for i in range(len(labels))]
     peak = max([*totals, 1])
+    if not series:
+        return h('<p class="empty">{}</p>', "nothing to chart yet")
     parts: list[Safe] = [h('<title>{}</title>', title), _legend(list(series), left, 4)]
     for frac in (0.0, 0.5, 1.0):  # gridlines with their values
         y = top + plot_h - frac * plot_h

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,35 @@ def buckets(
     return labels, {"accepted": accepted, "refused": refused}
 
 
+def series_by(
+    items: Sequence[Decision], key: Callable[[Decision], Iterable[str]], *, now: dt.datetime,
+    length: dt.timedelta, count: int, top: int = 5,
+) -> tuple[list[str], dict[str, list[int]]]:
+    """Per time bucket, how many decisions fall under each ``key`` (a platform, a reason code):
+    the ``top`` most frequent keys as series, the rest as ``other``."""
+    labels, _ = buckets((), now=now, length=length, count=count)
+    step = int(length.total_seconds())
+    start = (int(now.timestamp()) // step + 1) * step - step * count
+    per: dict[str, list[int]] = {}
+    for d in items:
+        i = (int(d.at.timestamp()) - start) // step
+        if 0 <= i < count:
+            for k in key(d):
+                per.setdefault(k, [0] * count)[i] += 1
+    ranked = sorted(per, key=lambda k: -sum(per[k]))
+    out = {k: per[k] for k in ranked[:top]}
+    if len(ranked) > top:
+        out["other"] = [sum(per[k][i] for k in ranked[top:]) for i in range(count)]
+    return labels, out
+
+
+def reason_codes(d: Decision) -> set[str]:
+    """The reason codes of a refusal (none for an acceptance)."""
+    if d.accepted:
+        return set()
+    return {c for c, _ in d.reasons} or {"(no reason recorded)"}
+
+
 def by_platform(items: Iterable[Decision]) -> list[tuple[str, dict[str, int]]]:
     counts: dict[str, Counter[str]] = {}
     for d in items:
@@ -125,9 +154,7 @@ def by_platform(items: Iterable[Decision]) -> list[tuple[str, dict[str, int]]]:
 def by_reason(items: Iterable[Decision]) -> list[tuple[str, dict[str, int]]]:
     counts: Counter[str] = Counter()
     for d in items:
-        if not d.accepted:
-            for code in {c for c, _ in d.reasons} or {"(no reason recorded)"}:
-                counts[code] += 1
+        counts.update(reason_codes(d))
     return [(code, {"refused": n}) for code, n in counts.most_common(25)]
 
 

@@ -289,8 +289,14 @@ def decisions_page(request: Request, span: str = Query("24h", alias="range", max
                   charts.stacked_columns(labels, series, title=f"Decisions per bucket, last {chosen}")),
             _card("By platform", charts.bars(data.by_platform(items), title="Decisions by platform",
                                              series=("accepted", "refused"))),
+            _card("By platform over time", charts.stacked_columns(*data.series_by(
+                items, lambda d: {d.platform}, now=now, length=length, count=count),
+                title=f"Decisions per platform and bucket, last {chosen}")),
             _card("Refusals by reason", charts.bars(data.by_reason(items), title="Refusals by reason code",
                                                     series=("refused",))),
+            _card("Refusals by reason over time", charts.stacked_columns(*data.series_by(
+                items, data.reason_codes, now=now, length=length, count=count),
+                title=f"Refusals per reason code and bucket, last {chosen}")),
         ])  # fmt: skip
 
     return _signed_in_page(request, "Decisions over time", "decisions", build)
