@@ -50,6 +50,7 @@ def test_without_a_session_every_page_sends_to_the_sign_in_page(env: Env) -> Non
     assert get(env, "/ui", None).headers["location"] == "/ui/"
     r = get(env, "/ui/login", None)
     assert r.status_code == 200 and 'name="token"' in r.text and 'type="password"' in r.text
+    assert "default-src 'none'" in r.headers["content-security-policy"] and 'name="csrf"' not in r.text
     # signing out without a session is refused, not a redirect that looks like success
     assert env.client.post("/ui/logout", data={"csrf": "x"}, follow_redirects=False).status_code == 401
     # the admin API's bearer credential does not open the console, nor the console's cookie the API
@@ -177,6 +178,8 @@ def test_validly_signed_cookies_with_bad_payloads_are_refused(env: Env) -> None:
         {k: v for k, v in good.items() if k != "exp"}, {**good, "exp": now - 1},
     ]:  # fmt: skip
         assert session.read(env.domain, _signed(env.domain, doc), dt.datetime.now(dt.UTC)) is None, doc
+    for garbled in ["\u00e9.\u00e9", "\u00e9" * 10 + ".AAAA", "a.\u2603", "\x00.\x00"]:
+        assert session.read(env.domain, garbled, dt.datetime.now(dt.UTC)) is None
     not_json = _signed(env.domain, "x").split(".")
     raw = base64.urlsafe_b64encode(b"\xff{").rstrip(b"=").decode()
     tag = hmac.digest(session._key(env.domain), session._LABEL + raw.encode(), "sha256")
