@@ -535,6 +535,7 @@ def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: 
     from veritee.cli.secrets import _Admin
 
     body = signed_file.read_bytes()
+    _show_replacement(body, (url, data, admin_token, ca))
     admin = _Admin(url, data, admin_token, ca)
     try:
         reply = admin.call("PUT", "/v1/admin/policy", content=body)
@@ -543,6 +544,36 @@ def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: 
             raise
         raise UsageError(f"service refused the policy [{e.code}]: {e.message}", code=e.code) from None
     click.echo(f"installed policy {reply['name']!r} version {reply['version']}")
+
+
+def _show_replacement(envelope: bytes, conn: tuple[Any, ...]) -> None:
+    """When the envelope holds a new version of a policy already installed, say which version it
+    replaces and print the diff (canonical YAML); other names' policies are never replaced. An
+    envelope that does not parse here is left for the service to refuse."""
+    from veritee.appraisal.policy import ENVELOPE_FORMAT, parse_policy
+    from veritee.cli.policy_ops import policy_diff
+    from veritee.cli.secrets import _Admin
+
+    try:
+        doc = json.loads(envelope)
+        new = parse_policy(json.loads(doc["policy"])) if doc.get("format") == ENVELOPE_FORMAT else None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, VeriteeError):
+        return
+    if new is None:
+        return
+    try:
+        current = _Admin(*conn).call("GET", "/v1/admin/policy", params={"name": new.name})
+    except VeriteeError as e:
+        if e.code == "no_policy":
+            click.echo(f"policy {new.name!r} is new (the other policies in force stay as they are)")
+            return
+        raise
+    diff = policy_diff(current["policy"], new.to_json(), f"{new.name} version {current['version']} (installed)",
+                       f"{new.name} (this file)")  # fmt: skip
+    state = "in force" if current.get("in_force") else "retired"
+    click.echo(f"replacing policy {new.name!r} version {current['version']} ({state}); "
+               "the other policies in force stay as they are")  # fmt: skip
+    click.echo(diff if diff else "(the same policy as the installed version)\n", nl=False)
 
 
 @click.group("audit")

@@ -242,3 +242,27 @@ def test_dry_run_on_real_sgx_evidence(runner: CliRunner, tmp_path: Path) -> None
     assert result["authentic"] is True and result["accepted"] is True, result["reasons"]
     assert r.exit_code == 0
     assert result["claims"]["measurement"] == case["claims"]["measurement"]
+
+
+def test_install_shows_what_it_replaces(svc: Svc, runner: CliRunner, tmp_path: Path) -> None:
+    key = SimulatedPlatform(svc.sim, measurement=V1).key_id
+    f1, f2, other = tmp_path / "v1.json", tmp_path / "v2.json", tmp_path / "other.json"
+    f1.write_bytes(sign_policy(load_policy(json.dumps(_doc("shop", key, V1))), svc.domain.policy_key))
+    f2.write_bytes(sign_policy(load_policy(json.dumps(_doc("shop", key, V1, V2))), svc.domain.policy_key))
+    other.write_bytes(sign_policy(load_policy(json.dumps(_doc("batch", key, V2))), svc.domain.policy_key))
+    r = runner.invoke(cli, ["policy", "install", str(f1), *svc.args()])
+    assert r.exit_code == 0 and "policy 'shop' is new" in r.output and "version 1" in r.output
+    r = runner.invoke(cli, ["policy", "install", str(f2), *svc.args()])
+    assert r.exit_code == 0, r.output
+    assert "replacing policy 'shop' version 1 (in force)" in r.output
+    assert "--- shop version 1 (installed)" in r.output and f"+    - {V2}" in r.output
+    assert "installed policy 'shop' version 2" in r.output
+    r = runner.invoke(cli, ["policy", "install", str(other), *svc.args()])
+    assert r.exit_code == 0 and "policy 'batch' is new (the other policies in force stay as they are)" in r.output
+    r = runner.invoke(cli, ["policy", "install", str(f2), *svc.args()])
+    assert "(the same policy as the installed version)" in r.output
+    # an envelope that does not parse: no diff, the service's refusal
+    junk = tmp_path / "junk.json"
+    junk.write_bytes(b'{"format": 3, "policy": [')
+    r = runner.invoke(cli, ["policy", "install", str(junk), *svc.args()])
+    assert r.exit_code == 2 and "service refused the policy" in r.output and "Traceback" not in r.output
