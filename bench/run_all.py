@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["bench_sev_snp.py"],
     ["bench_dcap.py"],
+    ["bench_tpm.py"],
     ["bench_keystone.py"],
     ["bench_logs.py", "--records", "20000", "--runs", "5"],
     ["bench_storage.py"],

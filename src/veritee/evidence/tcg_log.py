@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,10 +107,19 @@ class TcgEvent:
         return EVENT_TYPES.get(self.type, f"0x{self.type:08x}")
 
 
+#: Algorithm id -> hashlib constructor (a named constructor is faster than ``hashlib.new``).
+HASH_FUNCS: dict[int, Callable[..., Any]] = {
+    0x0004: hashlib.sha1, 0x000B: hashlib.sha256, 0x000C: hashlib.sha384, 0x000D: hashlib.sha512,
+}  # fmt: skip
+
+
 def _hashes_to(digests: dict[int, bytes], data: bytes) -> bool:
-    return bool(digests) and all(
-        hashlib.new(HASH_NAMES[alg], data).digest() == d for alg, d in digests.items()
-    )
+    if not digests:
+        return False
+    for alg, d in digests.items():
+        if HASH_FUNCS[alg](data).digest() != d:
+            return False
+    return True
 
 
 def _signature_without_owner(data: bytes) -> bool:
@@ -152,7 +162,7 @@ class TcgLog:
 
     def replay(self, alg: int, registers: int) -> list[bytes]:
         """The values of registers 0..``registers``-1 of bank ``alg`` after every event."""
-        name = HASH_NAMES[alg]
+        h = HASH_FUNCS[alg]
         size = self.sizes[alg]
         values = [bytes(size) for _ in range(registers)]
         if registers:
@@ -160,7 +170,7 @@ class TcgLog:
         for e in self.events:
             if e.type == EV_NO_ACTION or e.index >= registers:
                 continue
-            values[e.index] = hashlib.new(name, values[e.index] + e.digests[alg]).digest()
+            values[e.index] = h(values[e.index] + e.digests[alg]).digest()
         return values
 
 
@@ -186,13 +196,88 @@ def _spec_id(r: Reader) -> dict[int, int]:
     return sizes
 
 
+class _Slow(Exception):
+    """The fast reader met something it does not judge: the bounds-checked reader names it."""
+
+
+_U32 = struct.Struct("<I")
+_U32X3 = struct.Struct("<III")
+_U16 = struct.Struct("<H")
+
+
 def parse(data: bytes, *, max_index: int) -> TcgLog:
     """Parse a crypto-agile log whose register indices are at most ``max_index``.
 
-    Raises :class:`MalformedError` naming the field and offset that do not parse.
+    Raises :class:`MalformedError` naming the field and offset that do not parse. A log that
+    parses is read with ``struct.unpack_from`` over the bytes; anything it does not judge
+    (a bound, a count, an index) goes to the field-by-field reader, which names the fault.
     """
     if len(data) > MAX_EVENT_LOG:
         raise OversizedError(f"event log is {len(data)} bytes; limit {MAX_EVENT_LOG}")
+    data = bytes(data)
+    try:
+        return _parse_fast(data, max_index)
+    except _Slow:
+        return _parse_checked(data, max_index)
+
+
+def _parse_fast(data: bytes, max_index: int) -> TcgLog:
+    end = len(data)
+    try:
+        sizes = _spec_id(Reader(data))
+        (spec_size,) = _U32.unpack_from(data, 28)
+    except MalformedError:
+        raise _Slow from None
+    at = 32 + spec_size
+    events: list[TcgEvent] = []
+    locality = 0
+    unpack3, unpack_u16, unpack_u32 = _U32X3.unpack_from, _U16.unpack_from, _U32.unpack_from
+    hash_funcs = HASH_FUNCS
+    while end - at >= 8:
+        start = at
+        if end - at < 12:
+            raise _Slow
+        index, etype, count = unpack3(data, at)
+        if index == 0xFFFFFFFF or (index == 0 and etype == 0):
+            break
+        if not 0 < count <= len(sizes) or index > max_index:
+            raise _Slow
+        at += 12
+        digests: dict[int, bytes] = {}
+        for _ in range(count):
+            if end - at < 2:
+                raise _Slow
+            (alg,) = unpack_u16(data, at)
+            n = sizes.get(alg)
+            if n is None or end - at - 2 < n or alg not in hash_funcs:
+                raise _Slow
+            digests[alg] = data[at + 2 : at + 2 + n]
+            at += 2 + n
+        if end - at < 4:
+            raise _Slow
+        (size,) = unpack_u32(data, at)
+        at += 4
+        if size > MAX_EVENT_DATA or end - at < size:
+            raise _Slow
+        payload = data[at : at + size]
+        at += size
+        verified = False
+        if etype == EV_NO_ACTION:
+            if len(payload) == 17 and payload.startswith(STARTUP_LOCALITY_SIGNATURE):
+                locality = payload[16]
+        elif etype == EV_IPL or etype == EV_EFI_VARIABLE_AUTHORITY:
+            verified = _data_verified(etype, digests, payload)
+        else:  # _hashes_to, inline (every event of a log is hashed in every bank)
+            verified = bool(digests)
+            for alg, d in digests.items():
+                if hash_funcs[alg](payload).digest() != d:
+                    verified = False
+                    break
+        events.append(TcgEvent(start, index, etype, digests, payload, verified))
+    return TcgLog(sizes, tuple(events), locality)
+
+
+def _parse_checked(data: bytes, max_index: int) -> TcgLog:
     r = Reader(data)
     sizes = _spec_id(r)
     events: list[TcgEvent] = []
@@ -239,14 +324,21 @@ def check_bound_events(log: TcgLog) -> None:
             )
 
 
+#: Tab, newline and carriage return: allowed in an event's text besides printable characters.
+_WHITESPACE = {9: None, 10: None, 13: None}
+
+
 def _text(data: bytes) -> str | None:
     """Printable ASCII or UTF-16LE text (e.g. kernel command lines, EFI actions), else None."""
-    for enc, payload in (("ascii", data.rstrip(b"\0")), ("utf-16-le", data)):
+    stripped = data.rstrip(b"\0")
+    for enc, payload, limit in (("ascii", stripped, MAX_DATA_IN_CLAIMS), ("utf-16-le", data, 2 * MAX_DATA_IN_CLAIMS)):
+        if len(stripped) > limit:  # longer than the claims show whole, whatever it decodes to
+            continue
         try:
             s = payload.decode(enc).rstrip("\0")
         except UnicodeDecodeError:
             continue
-        if s and len(s) <= MAX_DATA_IN_CLAIMS and all(c.isprintable() or c in "\t\n\r" for c in s):
+        if s and len(s) <= MAX_DATA_IN_CLAIMS and (s.isprintable() or s.translate(_WHITESPACE).isprintable()):
             return s
     return None
 

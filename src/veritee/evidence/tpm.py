@@ -41,7 +41,9 @@ PCRs (claims ``pcr0`` ... ``pcr23``, SHA-256 bank).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from veritee import certs
+from veritee._lru import Lru
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence import tcg_log
@@ -68,6 +71,7 @@ __all__ = [
     "GOOGLE_TPM_EK_ROOT_1_SHA256",
     "PINNED_ROOTS",
     "TpmAttestation",
+    "clear_caches",
     "detect",
     "parse",
     "parse_claims",
@@ -122,9 +126,13 @@ def _varint(data: bytes, i: int, field: str) -> tuple[int, int]:
 def _fields(data: bytes, what: str) -> Iterator[tuple[int, int | bytes]]:
     """(field number, value) of each field: varints as int, length-delimited as bytes; fixed
     32/64-bit fields (not used by these messages) are skipped."""
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i, what)
+    i, end = 0, len(data)
+    while i < end:
+        key = data[i]  # one-byte varints (every key and most sizes here) read inline
+        if key < 0x80:
+            i += 1
+        else:
+            key, i = _varint(data, i, what)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise MalformedError("protobuf field number 0", field=what, offset=i)
@@ -132,8 +140,12 @@ def _fields(data: bytes, what: str) -> Iterator[tuple[int, int | bytes]]:
             value, i = _varint(data, i, what)
             yield number, value
         elif wire == 2:
-            size, i = _varint(data, i, what)
-            if size > len(data) - i:
+            if i < end and data[i] < 0x80:
+                size = data[i]
+                i += 1
+            else:
+                size, i = _varint(data, i, what)
+            if size > end - i:
                 raise MalformedError(f"truncated protobuf field {number}", field=what, offset=i)
             yield number, data[i : i + size]
             i += size
@@ -171,8 +183,20 @@ class _Be:
             raise MalformedError(f"{self.r.remaining} trailing bytes", field=self.what)
 
 
+#: AK public keys by their exact TPMT_PUBLIC bytes (a key object costs more than the parse).
+_AK_KEYS: Lru[bytes, tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]] = Lru(1024)
+
+
 def _public_key(blob: bytes) -> tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]:
     """(nameAlg, key) of a TPMT_PUBLIC."""
+    hit = _AK_KEYS.get(blob)
+    if hit is None:
+        hit = _public_key_uncached(blob)
+        _AK_KEYS.put(bytes(blob), hit)
+    return hit
+
+
+def _public_key_uncached(blob: bytes) -> tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]:
     b = _Be(blob, "ak_pub")
     kind, name_alg = b.u(2, "type"), b.u(2, "nameAlg")
     b.u(4, "objectAttributes")
@@ -230,7 +254,65 @@ class Quote:
     pcrs: dict[int, bytes]
 
 
+_ATTEST_HEAD = struct.Struct(">IH")
+_CLOCK_INFO = struct.Struct(">QIIBQI")  # clock, resetCount, restartCount, safe, firmwareVersion, count
+_U16 = struct.Struct(">H")
+_SELECTION = struct.Struct(">HB")
+
+
+@functools.lru_cache(maxsize=256)
+def _selected(bitmap: bytes) -> tuple[int, ...]:
+    """The PCR indices a TPMS_PCR_SELECTION bitmap selects (a fleet has few bitmaps)."""
+    return tuple(i for i in range(len(bitmap) * 8) if bitmap[i >> 3] >> (i & 7) & 1)
+
+
 def _attest(blob: bytes, field: str) -> dict[str, Any]:
+    """A TPMS_ATTEST of a quote, read with ``struct`` over the bytes; anything out of the
+    ordinary (magic, type, a bound, a count, trailing bytes) is judged by :func:`_attest_checked`,
+    which names it."""
+    try:
+        out = _attest_fast(blob)
+    except (struct.error, IndexError):
+        out = None
+    return out if out is not None else _attest_checked(blob, field)
+
+
+def _attest_fast(blob: bytes) -> dict[str, Any] | None:
+    magic, kind = _ATTEST_HEAD.unpack_from(blob, 0)
+    if magic != TPM_GENERATED_VALUE or kind != TPM_ST_ATTEST_QUOTE:
+        return None
+    (n,) = _U16.unpack_from(blob, 6)
+    signer = blob[8 : 8 + n]
+    if len(signer) != n:
+        return None
+    at = 8 + n
+    (n,) = _U16.unpack_from(blob, at)
+    extra = blob[at + 2 : at + 2 + n]
+    if len(extra) != n:
+        return None
+    at += 2 + n
+    clock, reset, restart, safe, firmware, count = _CLOCK_INFO.unpack_from(blob, at)
+    at += _CLOCK_INFO.size
+    if count > len(HASHES):
+        return None
+    selection = []
+    for _ in range(count):
+        alg, size = _SELECTION.unpack_from(blob, at)
+        bitmap = blob[at + 3 : at + 3 + size]
+        if len(bitmap) != size:
+            return None
+        at += 3 + size
+        selection.append((alg, _selected(bitmap)))
+    (n,) = _U16.unpack_from(blob, at)
+    digest = blob[at + 2 : at + 2 + n]
+    if len(digest) != n or at + 2 + n != len(blob):
+        return None
+    return {"signer_name": signer, "extra_data": extra, "clock": clock, "reset_count": reset,
+            "restart_count": restart, "safe": bool(safe), "firmware_version": firmware,
+            "selection": tuple(selection), "pcr_digest": digest}  # fmt: skip
+
+
+def _attest_checked(blob: bytes, field: str) -> dict[str, Any]:
     b = _Be(blob, field)
     if b.u(4, "magic") != TPM_GENERATED_VALUE:
         raise VerificationError("quote is not TPM-generated (magic)", code="tpm_not_generated")
@@ -260,8 +342,19 @@ def _attest(blob: bytes, field: str) -> dict[str, Any]:
     return out
 
 
+_SIG_HEAD = struct.Struct(">HHH")
+
+
 def _signature(blob: bytes, field: str) -> tuple[int, int, bytes]:
     """(sigAlg, hashAlg, signature as `cryptography` verifies it: raw RSA or DER ECDSA)."""
+    if len(blob) >= 6:  # the usual RSA signature, read inline; anything else below
+        alg, hash_alg, n = _SIG_HEAD.unpack_from(blob)
+        if (alg == ALG_RSASSA or alg == ALG_RSAPSS) and len(blob) == 6 + n and hash_alg in HASHES:
+            return alg, hash_alg, blob[6:]
+    return _signature_checked(blob, field)
+
+
+def _signature_checked(blob: bytes, field: str) -> tuple[int, int, bytes]:
     b = _Be(blob, field)
     alg, hash_alg = b.u(2, "sigAlg"), b.u(2, "hash")
     if alg in (ALG_RSASSA, ALG_RSAPSS):
@@ -278,6 +371,53 @@ def _signature(blob: bytes, field: str) -> tuple[int, int, bytes]:
 
 
 def _pcrs(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
+    """The ``PCRs`` message: bank and values. The usual encoding (one-byte keys and sizes,
+    ``hash`` then entries ``{index, value}`` in this order) is read inline; any other goes to
+    :func:`_pcrs_checked`, which also names what is wrong."""
+    fast = _pcrs_fast(blob)
+    return fast if fast is not None else _pcrs_checked(blob, field)
+
+
+def _pcrs_fast(blob: bytes) -> tuple[int, dict[int, bytes]] | None:
+    end = len(blob)
+    if end < 2 or blob[0] != 0x08 or blob[1] >= 0x80:
+        return None
+    bank, i = blob[1], 2
+    size = HASHES[bank][2] if bank in HASHES else -1
+    if size < 0:
+        return None
+    # Every entry ``0x12 size+4 0x08 index 0x12 size digest`` (go-tpm-tools writes them so):
+    # the columns of their headers are compared at once.
+    step = size + 6
+    body = blob[2:]
+    count = len(body) // step
+    if count * step == len(body) and body[0::step] == b"\x12" * count and body[2::step] == b"\x08" * count \
+            and body[1::step] == bytes((size + 4,)) * count and body[4::step] == b"\x12" * count \
+            and body[5::step] == bytes((size,)) * count:  # fmt: skip
+        indices = body[3::step]
+        if len(set(indices)) == count and (not indices or max(indices) < MAX_PCRS):
+            return bank, {index: body[j * step + 6 : (j + 1) * step] for j, index in enumerate(indices)}
+        return None
+    values: dict[int, bytes] = {}
+    while i < end:
+        # 0x12 len [0x08 index] 0x12 size digest
+        if end - i < 2 or blob[i] != 0x12 or blob[i + 1] >= 0x80:
+            return None
+        n, i = blob[i + 1], i + 2
+        stop = i + n
+        if stop > end:
+            return None
+        index = 0
+        if n >= 2 and blob[i] == 0x08 and blob[i + 1] < 0x80:
+            index, i = blob[i + 1], i + 2
+        if stop - i != size + 2 or blob[i] != 0x12 or blob[i + 1] != size or index >= MAX_PCRS or index in values:
+            return None
+        values[index] = blob[i + 2 : stop]
+        i = stop
+    return bank, values
+
+
+def _pcrs_checked(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
     bank, values = 0, {}
     for number, value in _fields(blob, field):
         if number == 1 and isinstance(value, int):
@@ -366,8 +506,13 @@ def detect(data: bytes) -> bool:
     return 10 < size <= len(data) - i and data[i : i + 2] in (b"\x00\x01", b"\x00\x23")
 
 
+#: PCR index -> its key in ``pcrs`` and its claim name.
+_PCR_KEYS = tuple(str(i) for i in range(MAX_PCRS))
+_PCR_CLAIMS = tuple(f"pcr{i}" for i in range(MAX_PCRS))
+
+
 def _claims(att: TpmAttestation) -> dict[str, Any]:
-    banks = {HASHES[q.bank][0]: {str(i): v.hex() for i, v in sorted(q.pcrs.items())}
+    banks = {HASHES[q.bank][0]: {_PCR_KEYS[i]: q.pcrs[i].hex() for i in sorted(q.pcrs)}
              for q in att.quotes}  # fmt: skip
     sha256 = next((q.pcrs for q in att.quotes if q.bank == 0x000B), {})
     first = att.quotes[0]
@@ -387,8 +532,9 @@ def _claims(att: TpmAttestation) -> dict[str, Any]:
         "clock_safe": first.safe,
         "event_log": {"bytes": len(att.event_log), "verified": False},
     }
-    for i, v in sorted(sha256.items()):
-        claims[f"pcr{i}"] = v.hex()
+    hexes = banks.get("sha256", {})
+    for i in sorted(sha256):
+        claims[_PCR_CLAIMS[i]] = hexes[_PCR_KEYS[i]]
     return claims
 
 
@@ -401,15 +547,54 @@ def _load(der: bytes, name: str) -> x509.Certificate:
     return certs.load_der_certificate(der, name)
 
 
+@dataclass(frozen=True)
+class _AkChain:
+    """An AK certificate chain that verified: for the ``ak_pub`` it certified, to ``root``,
+    every certificate valid within ``span``."""
+
+    ak_pub: bytes
+    root: str
+    span: tuple[datetime, datetime]
+
+
+#: Verified AK chains by (roots, AK certificate, intermediates, the collateral's candidates):
+#: the same bytes chain the same way, so only the time is checked again on a hit.
+_AK_CHAINS: Lru[tuple[Any, ...], _AkChain] = Lru(1024)
+
+
+def clear_caches() -> None:
+    """Forget verified AK chains, AK keys and checked event logs (tests, benchmarks)."""
+    _AK_CHAINS.clear()
+    _AK_KEYS.clear()
+    _EVENT_LOGS.clear()
+
+
 def _ak_chain(
     att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str], key: Any
-) -> tuple[x509.Certificate, str]:
+) -> str:
     """Step 1: the AK certificate, chained to a pinned root, certifying ``key`` (ak_pub) as an
-    AK; returns it and the root's SHA-256. The cheap checks (windows, CA constraints, the
-    certified key, the AIK usage) refuse before any signature (:func:`verify_chain`)."""
+    AK; returns the root's SHA-256. The cheap checks (windows, CA constraints, the certified
+    key, the AIK usage) refuse before any signature (:func:`verify_chain`). A chain that
+    verified before for the same ``ak_pub`` is reused while ``at`` is inside its windows."""
     if att.ak_cert is None:
         raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
                                 code="ak_not_certified")  # fmt: skip
+    cache_key = (roots, att.ak_cert, att.intermediates, tuple(c.signature for c in collateral.path_candidates))
+    hit = _AK_CHAINS.get(cache_key)
+    if hit is not None and hit.ak_pub == att.ak_pub and hit.span[0] <= at <= hit.span[1]:
+        return hit.root
+    chain = _ak_chain_uncached(att, collateral, at, roots, key)
+    certs_ = [c for _, c in chain]
+    span = (max(c.not_valid_before_utc for c in certs_), min(c.not_valid_after_utc for c in certs_))
+    root = hashlib.sha256(certs_[-1].public_bytes(_DER)).hexdigest()
+    _AK_CHAINS.put(cache_key, _AkChain(att.ak_pub, root, span))
+    return root
+
+
+def _ak_chain_uncached(
+    att: TpmAttestation, collateral: Collateral, at: datetime, roots: frozenset[str], key: Any
+) -> list[tuple[str, x509.Certificate]]:
+    assert att.ak_cert is not None
     leaf = _load(att.ak_cert, "ak_cert")
     pool = [_load(d, f"intermediate_certs[{i}]") for i, d in enumerate(att.intermediates)]
     pool += list(collateral.path_candidates)  # candidates only: `roots` decides what is trusted
@@ -447,7 +632,7 @@ def _ak_chain(
     if not _same_key(leaf.public_key(), key):
         also.append(VerificationError("the AK certificate certifies another key than ak_pub", code="ak_mismatch"))
     verify_chain(list(reversed(chain)), at, then=("quote_signatures", "event_log"), also=also)
-    return leaf, fp
+    return chain
 
 
 def relying_party_roots(collateral: Collateral) -> frozenset[str]:
@@ -473,13 +658,15 @@ def _same_key(a: Any, b: Any) -> bool:
     return bool(a.public_bytes(_DER, _SPKI) == b.public_bytes(_DER, _SPKI))
 
 
+_PKCS1V15 = padding.PKCS1v15()
+
+
 def _verify_quote(q: Quote, key: Any, index: int) -> None:
-    where = f"quote {index} ({HASHES[q.bank][0]} bank)"
     algorithm = HASHES[q.sig_hash][1]()
     try:
         if isinstance(key, rsa.RSAPublicKey):
             if q.sig_alg == ALG_RSASSA:
-                key.verify(q.signature, q.attest, padding.PKCS1v15(), algorithm)
+                key.verify(q.signature, q.attest, _PKCS1V15, algorithm)
             elif q.sig_alg == ALG_RSAPSS:
                 pss = padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO)
                 key.verify(q.signature, q.attest, pss, algorithm)
@@ -490,16 +677,22 @@ def _verify_quote(q: Quote, key: Any, index: int) -> None:
         else:
             raise InvalidSignature
     except InvalidSignature:
-        raise VerificationError(f"{where}: signature does not verify with the AK",
+        raise VerificationError(f"{_where(q, index)}: signature does not verify with the AK",
                                 code="signature_invalid") from None  # fmt: skip
+    indices = sorted(q.pcrs)
     selected = [(alg, idx) for alg, idx in q.selection if idx]
-    if selected != [(q.bank, tuple(sorted(q.pcrs)))]:
-        raise VerificationError(f"{where}: the quote selects other PCRs than those given",
+    if selected != [(q.bank, tuple(indices))]:
+        raise VerificationError(f"{_where(q, index)}: the quote selects other PCRs than those given",
                                 code="tpm_pcr_selection")  # fmt: skip
-    digest = hashlib.new(HASHES[q.sig_hash][0], b"".join(q.pcrs[i] for i in sorted(q.pcrs)))
-    if digest.digest() != q.pcr_digest:
-        raise VerificationError(f"{where}: PCR values do not match the signed pcrDigest",
+    pcrs = q.pcrs
+    digest = tcg_log.HASH_FUNCS[q.sig_hash](b"".join([pcrs[i] for i in indices])).digest()
+    if digest != q.pcr_digest:
+        raise VerificationError(f"{_where(q, index)}: PCR values do not match the signed pcrDigest",
                                 code="tpm_pcr_mismatch")  # fmt: skip
+
+
+def _where(q: Quote, index: int) -> str:
+    return f"quote {index} ({HASHES[q.bank][0]} bank)"
 
 
 def verify(
@@ -515,7 +708,7 @@ def verify(
     roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
     att = parse(data)
     _name_alg, key = _public_key(att.ak_pub)
-    _leaf, root = _ak_chain(att, collateral, at, roots, key)
+    root = _ak_chain(att, collateral, at, roots, key)
     for i, q in enumerate(att.quotes):
         _verify_quote(q, key, i)
     if len({q.extra_data for q in att.quotes}) != 1:
@@ -530,19 +723,58 @@ def verify(
     return VerifiedEvidence(format="tpm", claims=claims, verified_at=at)
 
 
+class _CheckedLog:
+    """A TCG event log that parsed and whose data-bound events hash to their digests, with what
+    step 5 reads of it: a pure function of its bytes, so it is kept by their SHA-256 (the log
+    of a boot is sent again with every quote of that boot)."""
+
+    __slots__ = ("_replays", "entries", "events", "extended", "log", "whole_banks")
+
+    def __init__(self, log: tcg_log.TcgLog) -> None:
+        self.log = log
+        self.events = len(log.events)
+        self.extended = sorted({e.index for e in log.events if e.type != tcg_log.EV_NO_ACTION})
+        whole = set(log.sizes)
+        for e in log.events:
+            whole.intersection_update(e.digests)
+        #: The banks every event has a digest of.
+        self.whole_banks = frozenset(whole)
+        self.entries = [tcg_log.event_claims(e) for e in log.events]
+        self._replays: dict[int, list[bytes]] = {}
+
+    def replay(self, bank: int) -> list[bytes]:
+        out = self._replays.get(bank)
+        if out is None:
+            out = self._replays[bank] = self.log.replay(bank, MAX_PCRS)
+        return out
+
+
+_EVENT_LOGS: Lru[bytes, _CheckedLog] = Lru(256)
+
+
+def _checked_log(event_log: bytes) -> _CheckedLog:
+    key = hashlib.sha256(event_log).digest()
+    hit = _EVENT_LOGS.get(key)
+    if hit is None:
+        log = tcg_log.parse(event_log, max_index=MAX_PCRS - 1)
+        tcg_log.check_bound_events(log)
+        hit = _CheckedLog(log)
+        _EVENT_LOGS.put(key, hit)
+    return hit
+
+
 def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
     """Step 5: replaying the event log gives the quoted value of every PCR it extends, in
     every quoted bank it has digests for. Returns the ``event_log`` claim."""
-    log = tcg_log.parse(att.event_log, max_index=MAX_PCRS - 1)
-    tcg_log.check_bound_events(log)
-    extended = sorted({e.index for e in log.events if e.type != tcg_log.EV_NO_ACTION})
+    checked = _checked_log(att.event_log)
+    log, extended = checked.log, checked.extended
     banks = []
     for q in att.quotes:
         if q.bank not in log.sizes or q.bank not in tcg_log.HASH_NAMES:
             continue
-        if any(q.bank not in e.digests for e in log.events):
+        if q.bank not in checked.whole_banks:
             raise MalformedError("an event lacks a digest of a quoted bank", field="event_log")
-        replayed = log.replay(q.bank, MAX_PCRS)
+        replayed = checked.replay(q.bank)
         wrong = [i for i in extended if replayed[i] != q.pcrs.get(i)]
         if wrong:
             raise VerificationError(
@@ -553,7 +785,7 @@ def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
     if not banks:
         raise VerificationError("the event log has no digests of any quoted bank",
                                 code="event_log_mismatch")  # fmt: skip
-    return {"bytes": len(att.event_log), "verified": True, "events": len(log.events),
-            "pcrs": extended, "banks": banks,
-            "entries": [tcg_log.event_claims(e) for e in log.events]}  # fmt: skip
+    return {"bytes": len(att.event_log), "verified": True, "events": checked.events,
+            "pcrs": list(extended), "banks": banks,
+            "entries": [dict(e) for e in checked.entries]}  # fmt: skip
 
