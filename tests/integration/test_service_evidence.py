@@ -361,6 +361,41 @@ class Replay(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
+class Answer(httpx.BaseTransport):
+    """A man in the middle that answers ``path`` with bytes of its choice."""
+
+    def __init__(self, inner: httpx.BaseTransport, path: str, body: bytes) -> None:
+        self.inner, self.path, self.body = inner, path, body
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self.path:
+            return httpx.Response(200, content=self.body, headers={"content-type": "application/json"})
+        return self.inner.handle_request(request)
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/domain/evidence", b"x" * (1024 * 1024 + 10)),  # oversized
+        ("/v1/domain/evidence", b"{not json"),
+        ("/v1/domain/evidence", b'{"format": "simulated"'),  # truncated
+        ("/v1/domain/evidence", b"[[[[" * 5000 + b"]]]]" * 5000),  # nested deeper than JSON allows here
+        ("/.well-known/jwks.json", b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k"}]}'),
+        ("/.well-known/jwks.json", b"null"),
+    ],
+)
+def test_sdk_refuses_malformed_answers_from_a_man_in_the_middle(
+    svc: Service, tmp_path: Path, path: str, body: bytes
+) -> None:
+    inner = httpx.HTTPTransport(verify=svc.verify)
+    trust = svc.trust(tmp_path, svc.policy(), transport=Answer(inner, path, body))
+    with pytest.raises(VerificationError) as e:
+        trust.certify()
+    assert e.value.code == "service_evidence_malformed"
+    assert trust.keystore.certificate() is None
+    trust.close()
+
+
 def test_rotation_refreshes_the_evidence_and_a_replayed_old_one_is_stale(tmp_path: Path) -> None:
     """The token key rotates (a new token_key.pem, the service restarted): the service's new
     evidence binds it and a client that kept the old proof verifies again; the old evidence
@@ -477,3 +512,6 @@ def test_token_verify_require_service_evidence_against_veritee_serve(tmp_path: P
         assert code == 1 and "service verified: simulated measurement" in text
     finally:
         stop(proc)
+    assert proc.stderr is not None
+    start = proc.stderr.read().decode()
+    assert "attested on simulated (measurement " + measure("veritee")[:16] in start, start

@@ -70,14 +70,16 @@ class BoundTlsTransport(httpx.BaseTransport):
     certified but whose key no allowed evidence binds is refused on each connection, not only on
     the one the evidence came over. The answer of a refused connection is closed unread."""
 
-    def __init__(self, inner: httpx.BaseTransport, check_tls: Callable[[Any], None]) -> None:
+    def __init__(self, inner: httpx.BaseTransport, check_tls: Callable[[Any], None],
+                 fetching: Callable[[], bool]) -> None:  # fmt: skip
         self.inner = inner
         self.check_tls = check_tls  # ServiceVerifier.check_tls
+        self.fetching = fetching  # ServiceVerifier.fetching
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        if request.url.path in (EVIDENCE_PATH, JWKS_PATH):
-            return response  # fetched to verify; the evidence binds what they say
+        if self.fetching():
+            return response  # the evidence or the JWKS, fetched to verify: the evidence binds them
         try:
             key = peer_public_key(response)
             if key is not None:
@@ -106,19 +108,32 @@ class ServiceVerifier:
         self._tls_key: Any = None
         self._jwks: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._local = threading.local()
+
+    def fetching(self) -> bool:
+        """Whether this thread is fetching the evidence or the JWKS (the requests that verify
+        the service are not themselves held to its proof)."""
+        return bool(getattr(self._local, "fetching", False))
 
     def _get(self, path: str, *, tls: bool = False) -> Any:
         import json
 
+        self._local.fetching = True
         try:
             with self._http.stream("GET", path) as r:
                 if tls:
                     self._tls_key = peer_public_key(r)
-                body = r.read()
+                body = b""
+                for chunk in r.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        break
         except httpx.HTTPError as e:
             raise unreachable(e) from None
+        finally:
+            self._local.fetching = False
         if r.status_code != 200:
-            err = error_from_problem(r)
+            err = error_from_problem(httpx.Response(r.status_code, content=body[:MAX_DOCUMENT_BYTES], request=r.request))
             if path == EVIDENCE_PATH and r.status_code == 404:
                 raise ServiceEvidenceError(f"{err.message} ({self._http.base_url})", code="service_evidence_missing")
             raise err

@@ -300,7 +300,8 @@ class Trust:
             from veritee.sdk.service_check import BoundTlsTransport
 
             # every connection's TLS key is held to the one the service's evidence binds
-            transport = BoundTlsTransport(httpx.HTTPTransport(verify=verify), _Later(self).check_tls)
+            later = _Later(self)
+            transport = BoundTlsTransport(httpx.HTTPTransport(verify=verify), later.check_tls, later.fetching)
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify,
                                   event_hooks={"request": [self._verify_service]})  # fmt: skip
         if service_policy is not None:
@@ -400,7 +401,7 @@ class Trust:
         """Before every request to the service (but those that fetch its proof): its evidence
         verified (``service_policy``; cached until its keys rotate)."""
         service = getattr(self, "service", None)
-        if service is not None and request.url.path not in ("/v1/domain/evidence", "/.well-known/jwks.json"):
+        if service is not None and not service.fetching():
             service.check()
 
     def verify_token(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
@@ -891,6 +892,10 @@ class _Later:
         trust = self._trust()
         if trust is not None and trust.service is not None:
             trust.service.check_tls(key)
+
+    def fetching(self) -> bool:
+        trust = self._trust()
+        return trust is None or trust.service is None or trust.service.fetching()
 
 
 def _show_code_only(leaving: BaseException, profile: Profile) -> None:

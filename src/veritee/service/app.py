@@ -311,7 +311,7 @@ def create_app(
         state = settings.attest_state_dir or settings.data_dir / "service-platform"
         attester = ServiceAttester(open_service_platform(settings.attest_self, state), domain,
                                    issuer=settings.issuer, tls_certificate=settings.tls_certificate)  # fmt: skip
-    app.state.service_attester = attester
+    ctx.service_attester = attester
 
     @app.get(
         "/v1/domain/evidence", tags=["attestation"],

@@ -69,6 +69,9 @@ class ServiceContext:
         self._refvalue_generation: tuple[float, str | None] = (0.0, None)
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
         self.trust_root = settings.trust_root or TrustRoot.default()
+        #: The service's evidence of itself (``settings.attest_self``;
+        #: :class:`veritee.service.self_attest.ServiceAttester`), or None.
+        self.service_attester: Any = None
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking storage call from an async handler.

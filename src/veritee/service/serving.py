@@ -167,5 +167,9 @@ def start_line(ctx: ServiceContext, url: str, workers: int) -> str:
             collateral += f"; {len(ctx.unverified)} DCAP sets that do not verify"
     database = ctx.storage.dialect
     procs = f"{workers} workers" if workers > 1 else "1 process"
+    attester = ctx.service_attester
+    attested = "" if attester is None else (
+        f"; attested on {attester.platform.name} (measurement {attester.platform.measurement[:16]}..., "
+        "evidence at /v1/domain/evidence)")  # fmt: skip
     return (f"veritee Certifier Service listening on {url} ({procs}, data {ctx.settings.data_dir}, "
-            f"database {database}); policies in force: {policies}; collateral: {collateral}")  # fmt: skip
+            f"database {database}); policies in force: {policies}; collateral: {collateral}{attested}")  # fmt: skip
