@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,12 +24,23 @@ RUNS = [
 ]
 
 
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
 def main() -> int:
-    failed = 0
-    for args in RUNS:
-        print(f"\n=== {' '.join(args)}", flush=True)
+    """Each benchmark in turn, announced with its place in the run and the time so far (the
+    scripts print their own figures as they go); a summary line at the end."""
+    failed: list[str] = []
+    start = time.monotonic()
+    for i, args in enumerate(RUNS, 1):
+        print(f"\n=== [{i}/{len(RUNS)}] {' '.join(args)}   ({_clock(time.monotonic() - start)} elapsed)", flush=True)
         r = subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]], cwd=HERE)
-        failed += r.returncode != 0
+        if r.returncode != 0:
+            failed.append(args[0])
+    done = len(RUNS) - len(failed)
+    print(f"\n=== {done}/{len(RUNS)} benchmarks ran in {_clock(time.monotonic() - start)}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
     return 1 if failed else 0
 
 
