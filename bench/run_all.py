@@ -19,6 +19,7 @@ RUNS = [
     ["bench_keystone.py"],
     ["bench_logs.py", "--records", "20000", "--runs", "5"],
     ["bench_storage.py"],
+    ["bench_refvalues.py"],
     ["bench_service.py", "--workers", "2"],
     ["bench_release.py", "--workers", "2"],
 ]

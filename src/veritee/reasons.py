@@ -77,6 +77,8 @@ class Code(StrEnum):
     CORIM_EXPIRED = "corim_expired", "a CoRIM's or its signature's validity has ended"
     CORIM_NOT_YET_VALID = "corim_not_yet_valid", "a CoRIM's or its signature's validity has not begun"
     REFVALUES_EMPTY = "refvalues_empty", "a CoRIM registered as reference values holds none (no digest or raw value)"
+    REFVALUES_UNAVAILABLE = "refvalues_unavailable", "a policy's allow-list is a reference-value set that is unknown or has no values here"
+    REFVALUE_MATCHED = "refvalue_matched", "note: a measurement matched a reference-value set (names the set and the CoRIM)"
 
     # --- evidence: parsing ---
     EMPTY = "empty", "the evidence is empty"

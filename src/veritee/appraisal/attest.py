@@ -25,7 +25,7 @@ from typing import Any
 
 from veritee import evidence
 from veritee.appraisal.decision import Decision
-from veritee.appraisal.evaluate import appraise, appraise_baseline, refused_for_error
+from veritee.appraisal.evaluate import RefValues, appraise, appraise_baseline, refused_for_error
 from veritee.appraisal.policy import Policy, PolicySet
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
@@ -74,10 +74,12 @@ def appraise_evidence(
     policy: Policy | PolicySet | None,
     baseline: bool = False,
     binding: ExpectedBinding | None = None,
+    refvalues: RefValues | None = None,
 ) -> Appraisal:
     """Steps 1-3 of the module docstring. ``trust``: a :class:`~veritee.evidence.trust.TrustRoot`
     (or a format's own pins, or None for the genuine roots). ``baseline``: without ``policy``,
-    appraise against the baseline instead of refusing."""
+    appraise against the baseline instead of refusing. ``refvalues``: how the policy's
+    reference-value sets are found (none: a policy that refers to one refuses)."""
     digest = hashlib.sha256(data).hexdigest()
     try:
         ev = evidence.verify(data, collateral=collateral, at=at, format=format, trust=trust)
@@ -86,7 +88,7 @@ def appraise_evidence(
     except VeriteeError as e:
         return Appraisal(None, refused_for_error(e), digest)
     if policy is not None:
-        decision = appraise(ev, policy)
+        decision = appraise(ev, policy, refvalues)
     elif baseline:
         decision = appraise_baseline(ev)
     else:

@@ -12,10 +12,10 @@ status checked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision
+from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision, RefValueMatch
 from veritee.appraisal.policy import (
     CcaPolicy,
     KeystonePolicy,
@@ -23,6 +23,7 @@ from veritee.appraisal.policy import (
     NvidiaGpuPolicy,
     Policy,
     PolicySet,
+    RefValuesRef,
     SevSnpPolicy,
     SgxPolicy,
     SimulatedPolicy,
@@ -34,8 +35,20 @@ from veritee.appraisal.policy import (
 from veritee.errors import VerificationError, VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.reasons import Code
+from veritee.refvalues.sets import RefValueSet
 
-__all__ = ["MEASUREMENT_PINS", "appraise", "appraise_admitted", "appraise_baseline", "refused_for_error"]
+__all__ = [
+    "MEASUREMENT_PINS",
+    "RefValues",
+    "appraise",
+    "appraise_admitted",
+    "appraise_baseline",
+    "refused_for_error",
+]
+
+#: How appraisal finds a policy's reference-value sets: name -> the set (None: no such set).
+#: The service passes its cache (:meth:`veritee.service.context.ServiceContext.refvalue_set`).
+RefValues = Callable[[str], RefValueSet | None]
 
 HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu", "keystone")
 #: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
@@ -184,8 +197,19 @@ def _measured_boot_not_appraised(d: Decision) -> None:
     )
 
 
-def _allow_list(d: Decision, what: str, value: Any, allowed: list[str] | None, *, claim: str = "executables") -> None:
+def _allow_list(
+    d: Decision,
+    what: str,
+    value: Any,
+    allowed: list[str] | RefValuesRef | None,
+    *,
+    claim: str = "executables",
+    refvalues: RefValues | None = None,
+) -> None:
     if allowed is None:
+        return
+    if isinstance(allowed, RefValuesRef):
+        _in_refvalue_set(d, what, value, allowed.refvalues, claim=claim, refvalues=refvalues)
         return
     if isinstance(value, str) and value.lower() in allowed:
         d.affirm(f"{what}_allowed", claim=claim)
@@ -196,6 +220,34 @@ def _allow_list(d: Decision, what: str, value: Any, allowed: list[str] | None, *
             claim=claim,
             value=UNRECOGNIZED_RUNTIME,
         )
+
+
+def _in_refvalue_set(
+    d: Decision, what: str, value: Any, name: str, *, claim: str, refvalues: RefValues | None
+) -> None:
+    """The allow-list is reference-value set ``name``: one dict lookup; a match names the set
+    and the CoRIM it came from (a ``refvalue_matched`` note)."""
+    found = refvalues(name) if refvalues is not None else None
+    if found is None:
+        d.refuse(
+            Code.REFVALUES_UNAVAILABLE,
+            f"the policy's {what} allow-list is reference-value set {name!r}, which "
+            + ("is not known here (no reference-value store)" if refvalues is None else "has no values"),
+            claim=claim,
+            value=UNRECOGNIZED_RUNTIME,
+        )
+        return
+    source = found.values.get(value.lower()) if isinstance(value, str) else None
+    if source is None:
+        d.refuse(
+            f"{what}_not_allowed",
+            f"{what} {_short(value)} is not in reference-value set {name!r} ({len(found)} values)",
+            claim=claim,
+            value=UNRECOGNIZED_RUNTIME,
+        )
+        return
+    d.affirm(f"{what}_allowed", claim=claim)
+    d.matches.append(RefValueMatch(what, value, name, source))
 
 
 def _profile(d: Decision, claims: Mapping[str, Any], policy: Policy) -> None:
@@ -247,7 +299,9 @@ def _first_admitting(decisions: list[Decision]) -> Decision:
     return best
 
 
-def appraise_admitted(claims: Mapping[str, Any], policy: Policy | PolicySet) -> Decision:
+def appraise_admitted(
+    claims: Mapping[str, Any], policy: Policy | PolicySet, refvalues: RefValues | None = None
+) -> Decision:
     """Re-appraise what an admission certificate certifies under ``policy`` (the one in force).
 
     An admission certificate carries the ``platform``, ``measurement`` and ``profile`` the
@@ -260,7 +314,7 @@ def appraise_admitted(claims: Mapping[str, Any], policy: Policy | PolicySet) -> 
     policy that admits them decides.
     """
     if isinstance(policy, PolicySet):
-        return _first_admitting([appraise_admitted(claims, p) for p in policy])
+        return _first_admitting([appraise_admitted(claims, p, refvalues) for p in policy])
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     platform = str(claims.get("platform"))
     p = policy.platforms.for_platform(platform)
@@ -269,16 +323,16 @@ def appraise_admitted(claims: Mapping[str, Any], policy: Policy | PolicySet) -> 
         return d
     _profile(d, claims, policy)
     field, what = MEASUREMENT_PINS.get(platform, ("measurements", "measurement"))
-    _allow_list(d, what, claims.get("measurement"), getattr(p, field, None))
+    _allow_list(d, what, claims.get("measurement"), getattr(p, field, None), refvalues=refvalues)
     return d
 
 
-def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
+def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefValues | None = None) -> Decision:
     """Appraise verified evidence against ``policy``; every failing check is a reason. Under a
     :class:`PolicySet` (the domain's policies in force), the first policy that admits the
     evidence decides; if none does, the refusal of the one that comes closest."""
     if isinstance(policy, PolicySet):
-        return _first_admitting([appraise(ev, p) for p in policy])
+        return _first_admitting([appraise(ev, p, refvalues) for p in policy])
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     claims = ev.claims
     resolved: tuple[str, ...] = ()
@@ -293,12 +347,12 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
     if len(profiles) == 1 and profiles[0].value == "production" and claims.get("debug"):
         d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
     if isinstance(p, SimulatedPolicy):
-        _simulated(d, claims, p)
+        _simulated(d, claims, p, refvalues)
     elif isinstance(p, SevSnpPolicy):
-        _sev_snp(d, claims, p)
+        _sev_snp(d, claims, p, refvalues)
     elif isinstance(p, TdxPolicy):
         _debug(d, claims, p.allow_debug)
-        _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd)
+        _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd, refvalues=refvalues)
         _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
         for idx, allowed in p.rtmr.items():
             _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
@@ -307,7 +361,8 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
         _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
     elif isinstance(p, SgxPolicy):
         _debug(d, claims, p.allow_debug)
-        _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave)
+        _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave,
+                    refvalues=refvalues)  # fmt: skip
         _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
         if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
             d.refuse("isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
@@ -317,28 +372,28 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
         _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
     elif isinstance(p, NitroPolicy):
         _debug(d, claims, p.allow_debug)
-        pcrs: tuple[tuple[str, list[str] | None], ...] = (
+        pcrs: tuple[tuple[str, list[str] | RefValuesRef | None], ...] = (
             ("0", p.pcr0),
             ("1", p.pcr1),
             ("2", p.pcr2),
             ("8", p.pcr8),
         )
         for i, allowed_pcr in pcrs:
-            _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr)
+            _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr, refvalues=refvalues)
     elif isinstance(p, TpmPolicy):
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
         _pcr_pins(d, claims, p.pcrs)
         if p.measurements is None and not p.pcrs:
             _measured_boot_not_appraised(d)
     elif isinstance(p, CcaPolicy):
-        _cca(d, claims, p)
+        _cca(d, claims, p, refvalues)
     elif isinstance(p, KeystonePolicy):
         _keystone_device_key(d, claims, p.device_keys)
         _debug(d, claims, allow=False)
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
         _allow_list(d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware")
     elif isinstance(p, NvidiaGpuPolicy):
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
         blocks = claims.get("measurements") or {}
         for i, allowed in sorted(p.blocks.items(), key=lambda kv: int(kv[0])):
             _allow_list(d, f"block{int(i)}", blocks.get(str(int(i))), allowed)
@@ -353,7 +408,7 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet) -> Decision:
     return d
 
 
-def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy) -> None:
+def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy, refvalues: RefValues | None = None) -> None:
     if claims.get("platform_key") in p.platform_keys:
         d.affirm("platform_key_trusted", claim="hardware")
     else:
@@ -361,7 +416,7 @@ def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy) -> None:
                  "the CCA platform attestation key is not listed in the policy's platform_keys",
                  claim="hardware")  # fmt: skip
     _debug(d, claims, p.allow_debug)
-    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
     for i, allowed in sorted(p.rem.items()):
         _allow_list(d, f"rem{i}", claims.get(f"rem{i}"), allowed)
 
@@ -403,10 +458,10 @@ def _simulated_key(d: Decision, claims: dict[str, Any], *, trusted: bool) -> Non
     d.warn("simulated_platform", "simulated platform: no hardware protection", claim="hardware")
 
 
-def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy) -> None:
+def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy, refvalues: RefValues | None = None) -> None:
     _simulated_key(d, claims, trusted=claims.get("platform_key") in p.platform_keys)
     _debug(d, claims, p.allow_debug)
-    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
 
 
 #: (guest-policy bit claim, control, True if the control allows the bit, else requires it).
@@ -444,9 +499,9 @@ def _bits_against(
     return failed
 
 
-def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy) -> None:
+def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: RefValues | None = None) -> None:
     _debug(d, claims, p.allow_debug)
-    _allow_list(d, "measurement", claims.get("measurement"), p.measurements)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
     _allow_list(d, "host_data", claims.get("host_data"), p.host_data, claim="configuration")
     _pcr_pins(d, claims, p.pcrs)
     if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:

@@ -34,8 +34,10 @@ __all__ = [
     "KeystonePolicy",
     "NitroPolicy",
     "NvidiaGpuPolicy",
+    "Pins",
     "Policy",
     "PolicySet",
+    "RefValuesRef",
     "SevSnpPolicy",
     "SgxPolicy",
     "SignedPolicy",
@@ -77,6 +79,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RefValuesRef(_Strict):
+    """An allow-list that is a named set of the domain's reference-value store
+    (``measurements: {refvalues: "payments-frontend"}``) instead of literal hex: the values of
+    the CoRIMs registered into that set (:mod:`veritee.service.routes_refvalues`) that count
+    at appraisal time."""
+
+    refvalues: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+#: An allow-list: literal hex values, or a reference-value set.
+Pins = list[str] | RefValuesRef
+
+
+def _pins(v: Pins | None, size: int | None, what: str) -> Pins | None:
+    if v is None or isinstance(v, RefValuesRef):
+        return v
+    return _hex_list(v, size, what)
+
+
 class MinTcb(_Strict):
     bootloader: int = Field(0, ge=0, le=255)
     tee: int = Field(0, ge=0, le=255)
@@ -115,7 +136,7 @@ class SnpPlatformInfo(_Strict):
 
 
 class SevSnpPolicy(_Strict):
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     min_tcb: MinTcb | None = None
     allow_debug: bool = False
     #: MIGRATE_MA (guest policy bit 18): a migration agent may read the guest's memory.
@@ -131,8 +152,8 @@ class SevSnpPolicy(_Strict):
 
     @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _hex_list(v, 48, "sev-snp.measurements")
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 48, "sev-snp.measurements")
 
     @field_validator("pcrs")
     @classmethod
@@ -164,7 +185,7 @@ class _IntelCommon(_Strict):
 
 
 class TdxPolicy(_IntelCommon):
-    mrtd: list[str] | None = None
+    mrtd: Pins | None = None
     rtmr: dict[str, list[str]] = Field(default_factory=dict)
     mr_seam: list[str] | None = None
     #: vTPM PCRs (SHA-256 bank) of an Azure TDX CVM (evidence format ``az-tdx-vtpm``).
@@ -175,9 +196,14 @@ class TdxPolicy(_IntelCommon):
     def _p(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         return _pcr_pins(v, "tdx.pcrs")
 
-    @field_validator("mrtd", "mr_seam")
+    @field_validator("mrtd")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 48, "tdx measurement")
+
+    @field_validator("mr_seam")
+    @classmethod
+    def _seam(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _hex_list(v, 48, "tdx measurement")
 
     @field_validator("rtmr")
@@ -192,25 +218,35 @@ class TdxPolicy(_IntelCommon):
 
 
 class SgxPolicy(_IntelCommon):
-    mr_enclave: list[str] | None = None
+    mr_enclave: Pins | None = None
     mr_signer: list[str] | None = None
     isv_prod_id: int | None = None
     min_isv_svn: int | None = None
 
-    @field_validator("mr_enclave", "mr_signer")
+    @field_validator("mr_enclave")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 32, "sgx measurement")
+
+    @field_validator("mr_signer")
+    @classmethod
+    def _signer(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _hex_list(v, 32, "sgx measurement")
 
 
 class NitroPolicy(_Strict):
-    pcr0: list[str] | None = None
+    pcr0: Pins | None = None
     pcr1: list[str] | None = None
     pcr2: list[str] | None = None
     pcr8: list[str] | None = None
     allow_debug: bool = False
 
-    @field_validator("pcr0", "pcr1", "pcr2", "pcr8")
+    @field_validator("pcr0")
+    @classmethod
+    def _pcr0(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, None, "nitro pcr")
+
+    @field_validator("pcr1", "pcr2", "pcr8")
     @classmethod
     def _m(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _hex_list(v, None, "nitro pcr")
@@ -222,7 +258,7 @@ class TpmPolicy(_Strict):
     the root certificates' DER) are the TPM manufacturers whose EKs may enroll an AK
     (:mod:`veritee.enrollment`); none: enrollment is off."""
 
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     pcrs: dict[str, list[str]] = Field(default_factory=dict)
     ek_roots: list[str] = Field(default_factory=list)
 
@@ -233,8 +269,8 @@ class TpmPolicy(_Strict):
 
     @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _hex_list(v, 48, "tpm.measurements")
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 48, "tpm.measurements")
 
     @field_validator("pcrs")
     @classmethod
@@ -247,7 +283,7 @@ class CcaPolicy(_Strict):
     of their SubjectPublicKeyInfo), the realm initial measurements and the REM values."""
 
     platform_keys: list[str] = Field(default_factory=list)
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     rem: dict[str, list[str]] = Field(default_factory=dict)
     allow_debug: bool = False
 
@@ -258,8 +294,8 @@ class CcaPolicy(_Strict):
 
     @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _hex_list(v, None, "cca.measurements")
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, None, "cca.measurements")
 
     @field_validator("rem")
     @classmethod
@@ -276,7 +312,7 @@ class KeystonePolicy(_Strict):
     enclave measurements (SHA3-512, 64 bytes) and the security-monitor measurements allowed."""
 
     device_keys: list[str] = Field(default_factory=list)
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     sm_measurements: list[str] | None = None
 
     @field_validator("device_keys")
@@ -289,9 +325,14 @@ class KeystonePolicy(_Strict):
                                  "(a canonical point of large order)")  # fmt: skip
         return keys
 
-    @field_validator("measurements", "sm_measurements")
+    @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 64, "keystone measurement")
+
+    @field_validator("sm_measurements")
+    @classmethod
+    def _sm(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _hex_list(v, 64, "keystone measurement")
 
 
@@ -300,14 +341,14 @@ class NvidiaGpuPolicy(_Strict):
     measurement blocks; ``blocks`` pins single blocks by index; ``driver_versions`` lists the
     allowed driver versions."""
 
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     blocks: dict[str, list[str]] = Field(default_factory=dict)
     driver_versions: list[str] | None = None
 
     @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _hex_list(v, 48, "nvidia-gpu.measurements")
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 48, "nvidia-gpu.measurements")
 
     @field_validator("blocks")
     @classmethod
@@ -319,14 +360,14 @@ class NvidiaGpuPolicy(_Strict):
 
 
 class SimulatedPolicy(_Strict):
-    measurements: list[str] | None = None
+    measurements: Pins | None = None
     platform_keys: list[str] = Field(default_factory=list)
     allow_debug: bool = False
 
     @field_validator("measurements")
     @classmethod
-    def _m(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _hex_list(v, 48, "simulated.measurements")
+    def _m(cls, v: Pins | None) -> Pins | None:
+        return _pins(v, 48, "simulated.measurements")
 
     @field_validator("platform_keys")
     @classmethod
@@ -373,10 +414,17 @@ class Policy(_Strict):
     certificate_lifetime: int = Field(3600, ge=10, le=30 * 24 * 3600)
 
     _digest: str = PrivateAttr(default="")
+    _refvalue_sets: frozenset[str] = PrivateAttr(default=frozenset())
 
     def model_post_init(self, context: Any, /) -> None:
         # Computed once: the model is frozen, and appraisals quote it on every decision.
         self._digest = hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+        names = set()
+        for section in self.platforms.__dict__.values():
+            for value in getattr(section, "__dict__", {}).values():
+                if isinstance(value, RefValuesRef):
+                    names.add(value.refvalues)
+        self._refvalue_sets = frozenset(names)
 
     @property
     def digest(self) -> str:
@@ -385,6 +433,10 @@ class Policy(_Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def refvalue_sets(self) -> frozenset[str]:
+        """The names of the reference-value sets this policy's allow-lists refer to."""
+        return self._refvalue_sets
 
 
 class PolicySet(tuple[Policy, ...]):

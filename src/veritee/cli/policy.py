@@ -67,7 +67,11 @@ def admit_measurement(policy: dict[str, Any], platform: str | None, measurement:
         raise UsageError(f"policy {policy.get('name')!r} has no section for platform {platform!r} "
                          f"(it has {sorted(sections)}): add one with `veritee policy sign` first")  # fmt: skip
     field, _what = MEASUREMENT_PINS.get(platform, ("measurements", "measurement"))
-    before = list(sections[platform].get(field) or [])
+    pins = sections[platform].get(field)
+    if isinstance(pins, dict):
+        raise UsageError(f"policy {policy.get('name')!r} takes {platform} measurements from reference-value set "
+                         f"{pins.get('refvalues')!r}: register the new measurement there (veritee refvalues add)")  # fmt: skip
+    before = list(pins or [])
     if sections[platform].get(field) is None:
         raise UsageError(f"policy {policy.get('name')!r} admits any measurement on {platform} "
                          f"(no {field} list): nothing to admit")  # fmt: skip

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from veritee import binding, evidence
 from veritee.appraisal import Decision, Policy, PolicySet
 from veritee.appraisal.attest import Appraisal, appraise_evidence
+from veritee.appraisal.evaluate import RefValues
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
 from veritee.collateral.marks import Mark
@@ -67,6 +68,8 @@ class ServiceContext:
         # and (monotonic time of the last look, the domain's reference-value generation then)
         self._refvalue_sets: OrderedDict[str, RefValueSet] = OrderedDict()
         self._refvalue_generation: tuple[float, str | None] = (0.0, None)
+        # id(policy) -> (the policy, its sets' lookup function, when a source of them expires or begins)
+        self._refvalue_resolvers: dict[int, tuple[object, RefValues, dt.datetime | None]] = {}
         #: What is trusted a priori: the pinned vendor roots (never taken from a request).
         self.trust_root = settings.trust_root or TrustRoot.default()
         #: The service's evidence of itself (``settings.attest_self``;
@@ -194,22 +197,33 @@ class ServiceContext:
     # --- reference values (issue 17) ----------------------------------------------------------
     MAX_REFVALUE_SETS = 64
 
-    def refvalue_set(self, name: str, at: dt.datetime | None = None) -> RefValueSet:
-        """The values of a named set that count now: read once and kept (at most
-        :attr:`MAX_REFVALUE_SETS` sets, least recently used dropped), read again after any
-        change anywhere (the domain's reference-value generation, looked up at most every
-        ``settings.policy_cache_seconds``, as for policies) or when a source expires or begins."""
-        now = at or self.now()
+    def _refvalue_generation_check(self) -> None:
+        """Forget every set after a change anywhere (the domain's reference-value generation,
+        looked up at most every ``settings.policy_cache_seconds``, as for policies)."""
         looked_at, generation = self._refvalue_generation
         if time.monotonic() - looked_at >= self.settings.policy_cache_seconds:
             with self.storage.transaction(readonly=True) as tx:
                 current = tx.domain_fact(REFVALUE_GENERATION)
             self._refvalue_generation = (time.monotonic(), current)
             if current != generation:
-                self._refvalue_sets.clear()
+                self._forget_refvalues()
+
+    def _forget_refvalues(self) -> None:
+        with self._lock:
+            self._refvalue_sets.clear()
+            self._refvalue_resolvers.clear()
+
+    def refvalue_set(self, name: str, at: dt.datetime | None = None) -> RefValueSet:
+        """The values of a named set that count at ``at`` (now): read once and kept (at most
+        :attr:`MAX_REFVALUE_SETS` sets, least recently used dropped), read again after any
+        change anywhere (:meth:`_refvalue_generation_check`) or when a source expires or begins."""
+        now = at or self.now()
+        self._refvalue_generation_check()
+        return self._refvalue_set(name, now)
+
+    def _refvalue_set(self, name: str, now: dt.datetime) -> RefValueSet:
         cached = self._refvalue_sets.get(name)
         if cached is not None and (cached.valid_until is None or now < cached.valid_until):
-            self._refvalue_sets.move_to_end(name)
             return cached
         with self.storage.transaction(readonly=True) as tx:
             rows = tx.refvalue_set(name, now=now)
@@ -220,10 +234,45 @@ class ServiceContext:
             self._refvalue_sets.move_to_end(name)
             while len(self._refvalue_sets) > self.MAX_REFVALUE_SETS:
                 self._refvalue_sets.popitem(last=False)
+            self._refvalue_resolvers.clear()  # they hold the sets they were built from
         return fresh
 
+    def refvalues_for(self, policy: Policy | PolicySet, at: dt.datetime | None = None) -> RefValues:
+        """The reference-value sets ``policy`` refers to, as one lookup function, built once
+        per policy (at most :attr:`MAX_REFVALUE_SETS` kept) and kept until a set changes anywhere
+        or one of its sources expires or begins: an appraisal then costs two dict lookups per allow-list. A set with no values
+        counts as unknown (``refvalues_unavailable``)."""
+        now = at or self.now()
+        self._refvalue_generation_check()
+        # keyed by the policy object (the service keeps the policies in force as long-lived
+        # objects): reading a frozen model's names on every appraisal would cost more than the
+        # lookups it saves
+        entry = self._refvalue_resolvers.get(id(policy))
+        if entry is not None and entry[0] is policy and (entry[2] is None or now < entry[2]):
+            return entry[1]
+        names = policy.refvalue_sets() if isinstance(policy, Policy) else frozenset().union(
+            *(p.refvalue_sets() for p in policy))  # fmt: skip
+        sets = {name: self._refvalue_set(name, now) for name in names}
+        ends = [s.valid_until for s in sets.values() if s.valid_until is not None]
+        resolver = {name: found for name, found in sets.items() if len(found)}.get
+        with self._lock:
+            self._refvalue_resolvers[id(policy)] = (policy, resolver, min(ends) if ends else None)
+            while len(self._refvalue_resolvers) > self.MAX_REFVALUE_SETS:
+                self._refvalue_resolvers.pop(next(iter(self._refvalue_resolvers)))
+        return resolver
+
+    def refvalues_if_cached(self, policy: Policy | PolicySet, at: dt.datetime | None = None) -> RefValues | None:
+        """:meth:`refvalues_for` without any database read (for async handlers): None when it
+        would have to read (then call :meth:`refvalues_for` through :meth:`run_db`)."""
+        if time.monotonic() - self._refvalue_generation[0] >= self.settings.policy_cache_seconds:
+            return None
+        entry = self._refvalue_resolvers.get(id(policy))
+        if entry is None or entry[0] is not policy or (entry[2] is not None and (at or self.now()) >= entry[2]):
+            return None
+        return entry[1]
+
     def invalidate_refvalues(self) -> None:
-        self._refvalue_sets.clear()
+        self._forget_refvalues()
         self._refvalue_generation = (0.0, None)
 
     def invalidate_policy(self) -> None:
@@ -275,7 +324,7 @@ class ServiceContext:
         )
         appraisal = appraise_evidence(
             data, collateral=collateral, at=at, format=format, trust=trust, policy=policy,
-            binding=expected,
+            binding=expected, refvalues=self.refvalues_for(policy, at) if policy is not None else None,
         )  # fmt: skip
         self._left_out(appraisal.decision, left_out)
         return appraisal

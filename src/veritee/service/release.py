@@ -342,7 +342,8 @@ async def certified_decision(
         decision = Decision(policy_name=None)
         decision.refuse("no_policy", "no appraisal policy is installed in this domain")
     else:
-        decision = appraise_admitted(claims, policies)
+        refvalues = ctx.refvalues_if_cached(policies) or await ctx.run_db(ctx.refvalues_for, policies)
+        decision = appraise_admitted(claims, policies, refvalues)
     if check_revocation:
         revoked = await ctx.run_db(revocation_reason, ctx, claims)
         if revoked is not None:

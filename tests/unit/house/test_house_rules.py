@@ -22,11 +22,12 @@ FORBIDDEN: dict[str, set[str]] = {
     "logs": {"service", "sdk", "cli"},
     "sdk": {"service", "cli"},
     "service": {"sdk", "cli"},
+    "refvalues": {"appraisal", "service", "sdk", "cli", "keybroker", "logs", "platforms"},
 }
 
 #: The verifying core is pure: bytes, trust and time in, a result out. No network, database or
 #: web framework (the service and the CLI do the I/O around it).
-PURE = {"evidence", "appraisal"}
+PURE = {"evidence", "appraisal", "refvalues"}
 IO_LIBRARIES = {"httpx", "sqlalchemy", "fastapi", "starlette", "uvicorn", "psycopg", "requests", "urllib"}
 
 
