@@ -126,13 +126,12 @@ class ServiceClient:
         return _load_json(r.content, what)
 
     def _why(self, e: httpx.HTTPError, path: str) -> str:
-        cause: BaseException | None = e
-        while cause is not None:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                return (f"the service's TLS certificate at {self.url} did not verify against the CA "
-                        f"{self.ca}: {cause.verify_message or cause}")  # fmt: skip
-            cause = cause.__cause__ or cause.__context__
-        return f"cannot reach the service at {self.url}{path}: {type(e).__name__}: {e}"
+        """The diagnosis every client gives (:func:`veritee.sdk.http.explain_unreachable`): the
+        CA a certificate did not verify against, a scheme mismatch, nothing listening."""
+        from veritee.sdk.http import explain_unreachable
+
+        ca = str(self.ca) if self.url.startswith("https://") and self.ca is not None else None
+        return explain_unreachable(e, self.url + path, ca)[1]
 
     def close(self) -> None:
         self.http.close()
