@@ -515,3 +515,33 @@ def test_token_verify_require_service_evidence_against_veritee_serve(tmp_path: P
     assert proc.stderr is not None
     start = proc.stderr.read().decode()
     assert "attested on simulated (measurement " + measure("veritee")[:16] in start, start
+
+
+def test_worker_processes_attest_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --workers N` hands the settings to each worker through the environment: each one
+    attests itself with the same platform and binds the same TLS key."""
+    from cryptography import x509
+    from fastapi.testclient import TestClient
+
+    from veritee.service.app import app_from_env
+
+    domain = Domain.create(tmp_path / "d", now=NOW)
+    cert, _ = server_certificate_files(domain.path, "127.0.0.1")
+    for name, value in {"VERITEE_DATA_DIR": str(domain.path), "VERITEE_ATTEST_SELF": "simulated",
+                        "VERITEE_ATTEST_STATE": str(tmp_path / "state"), "VERITEE_TLS_CERT": str(cert),
+                        "VERITEE_ISSUER": "https://c.example"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    docs = []
+    for _ in range(2):
+        with TestClient(app_from_env()) as c:
+            docs.append(c.get("/v1/domain/evidence").json())
+    assert docs[0]["statement"] == docs[1]["statement"]
+    tls_key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    assert docs[0]["statement"]["keys"]["tls"] == thumbprint(tls_key)
+    assert docs[0]["statement"]["issuer"] == "https://c.example"
+    keys = KeysInUse.of(admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()], tls=tls_key)
+    for doc in docs:
+        verify_service_evidence(doc, policy=load_policy(service_policy(tmp_path / "state")), keys=keys, at=NOW)
+    monkeypatch.setenv("VERITEE_ATTEST_SELF", "")
+    with TestClient(app_from_env()) as c:
+        assert c.get("/v1/domain/evidence").status_code == 404
