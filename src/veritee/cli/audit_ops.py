@@ -36,21 +36,22 @@ def _matches(entry: dict[str, Any], platform: str | None, outcome: str | None, k
     return outcome is None or decision_of(entry) == outcome
 
 
-def select_entries(admin: Any, *, limit: int, platform: str | None, outcome: str | None,
-                   kind: str | None) -> list[dict[str, Any]]:  # fmt: skip
-    """The newest ``limit`` entries that match, oldest first: pages of the admin API read back
-    from the head (``GET /v1/admin/audit/head``, then ``?after=&limit=``)."""
-    conn = admin
+def select_entries(conn: tuple[Any, ...], *, limit: int, platform: str | None, outcome: str | None,
+                   kind: str | None, scan: int = 100_000) -> tuple[list[dict[str, Any]], int, int]:  # fmt: skip
+    """(the newest ``limit`` entries that match, oldest first; how many entries were read; the
+    log's head): pages of the admin API read back from the head (``GET /v1/admin/audit/head``,
+    then ``?after=&limit=``), at most ``scan`` entries."""
     head = int(_Admin(*conn).call("GET", "/v1/admin/audit/head")["seq"])
     found: list[dict[str, Any]] = []
     top = head
-    while top > 0 and len(found) < limit:
-        after = max(0, top - PAGE)
-        page = _Admin(*conn).call("GET", "/v1/admin/audit", params={"after": str(after), "limit": str(PAGE)})["entries"]
+    while top > 0 and len(found) < limit and head - top < scan:
+        after = max(0, top - min(PAGE, scan - (head - top)))
+        params = {"after": str(after), "limit": str(top - after)}
+        page = _Admin(*conn).call("GET", "/v1/admin/audit", params=params)["entries"]
         window = [e for e in page if after < int(e["seq"]) <= top]
         found = [e for e in window if _matches(e, platform, outcome, kind)] + found
         top = after
-    return found[-limit:] if limit else []
+    return found[-limit:], head - top, head
 
 
 @click.command("list")
@@ -59,24 +60,31 @@ def select_entries(admin: Any, *, limit: int, platform: str | None, outcome: str
 @click.option("--accepted", "outcome", flag_value="accepted", default=None, help="Only accepted decisions.")
 @click.option("--refused", "outcome", flag_value="refused", help="Only refused decisions.")
 @click.option("--kind", default=None, help="Only entries of this kind (attest, certify, secret, policy, ...).")
+@click.option("--scan", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True,
+              help="Read at most this many of the newest entries looking for matches.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_admin_options
 @_handle
-def list_cmd(limit: int, platform: str | None, outcome: str | None, kind: str | None, as_json: bool,
+def list_cmd(limit: int, platform: str | None, outcome: str | None, kind: str | None, scan: int, as_json: bool,
              url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:  # fmt: skip
     """List the newest audit entries (seq, time, kind, decision, platform, subject, first reason)."""
     from veritee.cli.tables import audit_table, console
 
-    entries = select_entries((url, data, admin_token, ca), limit=limit, platform=platform, outcome=outcome, kind=kind)
+    entries, scanned, head = select_entries((url, data, admin_token, ca), limit=limit, platform=platform,
+                                            outcome=outcome, kind=kind, scan=scan)  # fmt: skip
+    partial = scanned < head and len(entries) < limit
     if as_json:
-        click.echo(json.dumps({"entries": entries}, indent=2))
+        click.echo(json.dumps({"entries": entries, "head": head, "scanned": scanned}, indent=2))
         return
+    note = f" (read the newest {scanned} of {head} entries: --scan N reads further)" if partial else ""
     if not entries:
-        click.echo("no audit entries match")
+        click.echo("no audit entries match" + note)
         return
     filters = [f for f in (platform, outcome, kind) if f]
     title = f"audit log: the newest {len(entries)} entries" + (f" ({', '.join(filters)})" if filters else "")
     console().print(audit_table(entries, title=title, wide=True))
+    if note:
+        click.echo(note.strip(" ()"))
 
 
 @click.command("show")

@@ -128,6 +128,19 @@ def test_list_pages_back_over_more_than_one_page(svc: Svc, runner: CliRunner, mo
     assert len(_list(runner, svc, "--accepted", "--limit", "5")) == 2
 
 
+def test_scan_bounds_the_walk(svc: Svc, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veritee.cli import audit_ops
+
+    monkeypatch.setattr(audit_ops, "PAGE", 2)
+    r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "2", "--json", *svc.args()])
+    out = json.loads(r.output)
+    assert out["entries"] == [] and out["scanned"] == 2 and out["head"] == 4
+    r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "3", *svc.args()])
+    assert r.exit_code == 0 and "no audit entries match (read the newest 3 of 4 entries" in r.output
+    r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "4", "--json", *svc.args()])
+    assert [e["kind"] for e in json.loads(r.output)["entries"]] == ["policy.put"]
+
+
 def test_bad_options(svc: Svc, runner: CliRunner) -> None:
     for args in (["--limit", "0"], ["--limit", "x"], ["--accepted", "--bogus"]):
         assert runner.invoke(cli, ["audit", "list", *args, *svc.args()]).exit_code == 2
