@@ -364,6 +364,15 @@ class Code(StrEnum):
     FETCH_NOT_APPLICABLE = "fetch_not_applicable", "the evidence needs no fetched collateral"
     FETCH_OVERSIZED = "fetch_oversized", "a vendor service's answer is larger than the limit"
     FETCH_UNREACHABLE = "fetch_unreachable", "a vendor service cannot be reached"
+    COLLATERAL_FETCH_FAILED = (
+        "collateral_fetch_failed",
+        "the service could not fetch collateral the evidence needs, or what was served did not pass the checks "
+        "installed collateral passes (retried with backoff; the collateral held before stays)",
+    )
+    COLLATERAL_EXPIRING = (
+        "collateral_expiring",
+        "readiness: collateral is within the warning time of its nextUpdate (degraded; failing once past it)",
+    )
 
     # --- SDK: admission, channel, key store, sealing ---
     ADMISSION_CERT_MALFORMED = "admission_cert_malformed", "an admission certificate is not DER X.509"

@@ -156,11 +156,20 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     "--attest-state", "attest_state", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="State of the --attest-self driver (the simulated platform's key; default <data>/service-platform).",
 )
+@click.option("--collateral-fetch/--no-collateral-fetch", default=True, show_default=True,
+              help="Fetch collateral the domain lacks and refresh it before its nextUpdate "
+                   "(AMD KDS, Intel PCS or --pccs); off: only <data>/collateral decides.")  # fmt: skip
+@click.option("--pccs", metavar="URL", default=None, help="An Intel PCCS to fetch Intel collateral from instead of Intel PCS.")
+@click.option("--kds", metavar="URL", default=None, help="AMD KDS base URL (default https://kdsintf.amd.com).")
+@click.option("--pcs", metavar="URL", default=None, help="Intel PCS base URL (default https://api.trustedservices.intel.com).")
+@click.option("--collateral-warn-hours", type=click.IntRange(0, 24 * 365), default=48, show_default=True,
+              help="/readyz says degraded when collateral is this close to its nextUpdate.")  # fmt: skip
 @handle_errors
 def serve_cmd(
     data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
     accept_attester_collateral: bool, trusted_proxies: tuple[str, ...], issuer: str | None,
     log_level: str, access_log: bool, attest_self: str | None, attest_state: Path | None,
+    collateral_fetch: bool, pccs: str | None, kds: str | None, pcs: str | None, collateral_warn_hours: int,
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     # prometheus-client picks its mode when first imported: one process counts alone (a shared
@@ -170,11 +179,12 @@ def serve_cmd(
 
     from veritee.service.app import create_app
     from veritee.service.serving import log_config, start_line
-    from veritee.service.settings import DEFAULT_ISSUER, Settings
+    from veritee.service.settings import DEFAULT_ISSUER, Settings, fetch_settings
 
     path = _data_dir(data)
     if issuer is not None and not issuer.strip():
         raise UsageError("--issuer must not be empty")
+    fetch = fetch_settings(collateral_fetch, pccs=pccs, kds=kds, pcs=pcs)
     ssl: dict[str, Any] = {}
     cert_file: Path | None = None
     if tls:
@@ -186,7 +196,8 @@ def serve_cmd(
     attest_state = attest_state.resolve() if attest_state is not None else None
     settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
                         issuer=issuer or DEFAULT_ISSUER, access_log=access_log, attest_self=attest_self,
-                        attest_state_dir=attest_state, tls_certificate=cert_file)  # fmt: skip
+                        attest_state_dir=attest_state, tls_certificate=cert_file, collateral_fetch=fetch,
+                        collateral_warn_before=dt.timedelta(hours=collateral_warn_hours))  # fmt: skip
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
     common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False,
@@ -207,6 +218,9 @@ def serve_cmd(
         os.environ["VERITEE_ATTEST_SELF"] = attest_self or ""
         os.environ["VERITEE_ATTEST_STATE"] = str(attest_state) if attest_state else ""
         os.environ["VERITEE_TLS_CERT"] = str(cert_file) if cert_file else ""
+        os.environ["VERITEE_COLLATERAL_FETCH"] = json.dumps(
+            {"on": collateral_fetch, "pccs": pccs, "kds": kds, "pcs": pcs, "warn_hours": collateral_warn_hours}
+        )
         app.state.ctx.storage.close()
         with _metrics_dir():
             uvicorn.run("veritee.service.app:app_from_env", factory=True, workers=workers, **common)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 import struct
 import urllib.parse
 import warnings
@@ -67,9 +68,12 @@ __all__ = [
     "Fetched",
     "SnpTarget",
     "fetch_collateral",
+    "fetch_for_evidence",
+    "fetch_item",
     "kds_vcek_url",
     "never_older",
     "raw_json_member",
+    "refetchable",
     "target_for",
 ]
 
@@ -390,12 +394,7 @@ def _fetch_amd(target: SnpTarget, config: FetchConfig, http: _Http, plan: _Plan)
             name = f"amd/{product}/vcek/{hwid}-{target.reported_tcb[::-1].hex()}.der"
             plan.add("vcek", url, name, der)
             break
-    url = f"{base}/{key}/v1/{product}/cert_chain"
-    pem, _ = http.get(url, f"{key.upper()} cert chain")
-    chain = _check("cert chain", lambda: x509.load_pem_x509_certificates(pem))
-    if len(chain) != 2:
-        raise CollateralError("cert chain must hold 2 certificates", code="fetch_malformed")
-    plan.add(f"{key}_cert_chain", url, f"amd/{product}/{key}_cert_chain.pem", pem)
+    _fetch_amd_chain(f"{base}/{key}/v1/{product}", key, product, http, plan)
     url = f"{base}/{key}/v1/{product}/crl"
     try:
         crl, _ = http.get(url, "CRL")
@@ -405,6 +404,15 @@ def _fetch_amd(target: SnpTarget, config: FetchConfig, http: _Http, plan: _Plan)
         return
     _check("CRL", lambda: x509.load_der_x509_crl(crl))
     plan.add(f"{key}_crl", url, f"amd/{product}/{key}_crl.der", crl)
+
+
+def _fetch_amd_chain(base: str, key: str, product: str, http: _Http, plan: _Plan) -> None:
+    url = f"{base}/cert_chain"
+    pem, _ = http.get(url, f"{key.upper()} cert chain")
+    chain = _check("cert chain", lambda: x509.load_pem_x509_certificates(pem))
+    if len(chain) != 2:
+        raise CollateralError("cert chain must hold 2 certificates", code="fetch_malformed")
+    plan.add(f"{key}_cert_chain", url, f"amd/{product}/{key}_cert_chain.pem", pem)
 
 
 # --- Intel ------------------------------------------------------------------------------------
@@ -490,6 +498,10 @@ def _der_crl(body: bytes, what: str) -> bytes:
     def parse() -> bytes:
         if body.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_crl(body).public_bytes(Encoding.DER)
+        text = body.strip()
+        if text and len(text) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in text):
+            body_der = bytes.fromhex(text.decode())  # a PCCS serves some CRLs hex-encoded
+            return x509.load_der_x509_crl(body_der).public_bytes(Encoding.DER)
         return x509.load_der_x509_crl(body).public_bytes(Encoding.DER)
 
     der: bytes = _check(what, parse)
@@ -565,6 +577,32 @@ def _root_crl_url(chain_pem: str) -> str:
 # --- entry point ------------------------------------------------------------------------------
 
 
+def _client(cfg: FetchConfig, transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(cfg.timeout),
+        follow_redirects=False,
+        transport=transport,
+        headers={"User-Agent": "veritee-collateral-fetch"},
+    )
+
+
+def fetch_for_evidence(
+    evidence: bytes, config: FetchConfig | None = None, *, transport: httpx.BaseTransport | None = None
+) -> list[tuple[Fetched, bytes]]:
+    """Fetch what ``evidence`` needs; return each item with its bytes (nothing is written).
+    Raises as :func:`fetch_collateral`."""
+    cfg = config or FetchConfig()
+    target = target_for(evidence)
+    plan = _Plan()
+    with _client(cfg, transport) as client:
+        http = _Http(client, cfg.max_bytes)
+        if isinstance(target, SnpTarget):
+            _fetch_amd(target, cfg, http, plan)
+        else:
+            _fetch_intel(target, cfg, http, plan)
+    return [(item, plan.files[item.path]) for item in plan.items]
+
+
 def fetch_collateral(
     evidence: bytes,
     cache: CollateralCache,
@@ -579,22 +617,47 @@ def fetch_collateral(
     ``fetch_unreachable``, ``fetch_http_status``, ``fetch_oversized``, ``fetch_malformed``,
     ``fetch_not_applicable``) when a fetch fails; nothing is written then.
     """
+    fetched = fetch_for_evidence(evidence, config, transport=transport)
+    cache.write_all({item.path: never_older(cache, item.path, data) for item, data in fetched})
+    return [item for item, _ in fetched]
+
+
+#: Cache paths an item can be fetched again by (:func:`fetch_item`).
+_INTEL_PATH = re.compile(r"intel/(tdx|sgx)/([0-9A-F]{12})-(processor|platform)\.json")
+_AMD_PATH = re.compile(r"amd/(Milan|Genoa|Turin)/(vcek|vlek)_(cert_chain\.pem|crl\.der)")
+
+
+def refetchable(path: str) -> bool:
+    """Can :func:`fetch_item` fetch ``path`` again (Intel sets, AMD chains and CRLs; a VCEK is
+    fetched for the evidence that names it, never refreshed: it is valid for years)."""
+    return bool(_INTEL_PATH.fullmatch(path) or _AMD_PATH.fullmatch(path))
+
+
+def fetch_item(
+    path: str, config: FetchConfig | None = None, *, transport: httpx.BaseTransport | None = None
+) -> tuple[Fetched, bytes]:
+    """Fetch the current version of the cache item ``path`` (see :func:`refetchable`).
+    Raises :class:`UsageError` for a path it cannot fetch, else as :func:`fetch_collateral`."""
     cfg = config or FetchConfig()
-    target = target_for(evidence)
     plan = _Plan()
-    with httpx.Client(
-        timeout=httpx.Timeout(cfg.timeout),
-        follow_redirects=False,
-        transport=transport,
-        headers={"User-Agent": "veritee-collateral-fetch"},
-    ) as client:
+    with _client(cfg, transport) as client:
         http = _Http(client, cfg.max_bytes)
-        if isinstance(target, SnpTarget):
-            _fetch_amd(target, cfg, http, plan)
+        if m := _INTEL_PATH.fullmatch(path):
+            _fetch_intel(DcapTarget(tee=m[1], fmspc=m[2], pck_ca=m[3]), cfg, http, plan)
+        elif m := _AMD_PATH.fullmatch(path):
+            product, key, what = m[1], m[2], m[3]
+            base = f"{cfg.amd_kds.rstrip('/')}/{key}/v1/{product}"
+            if what == "cert_chain.pem":
+                _fetch_amd_chain(base, key, product, http, plan)
+            else:
+                url = f"{base}/crl"
+                der, _ = http.get(url, f"{key.upper()} CRL")
+                _check("CRL", lambda: x509.load_der_x509_crl(der))
+                plan.add(f"{key}_crl", url, path, der)
         else:
-            _fetch_intel(target, cfg, http, plan)
-    cache.write_all({path: never_older(cache, path, data) for path, data in plan.files.items()})
-    return plan.items
+            raise UsageError(f"collateral {path!r} cannot be fetched again")
+    (item,) = plan.items
+    return item, plan.files[item.path]
 
 
 #: The parts of a cached Intel collateral document, each replaced only by a newer version:

@@ -65,6 +65,8 @@ __all__ = [
     "EndorsementKeyInfo",
     "Product",
     "VerifiedChain",
+    "check_ca_chain",
+    "check_crl",
     "common_name",
     "endorsement_key_info",
     "verify_chain",
@@ -444,3 +446,56 @@ def verify_chain(
         ark_sha256=ark_fp,
         issuer_signatures=(ask.signature, ark.signature),
     )
+
+
+def check_ca_chain(
+    certs: Sequence[x509.Certificate], at: datetime, trust: AmdTrust
+) -> tuple[Product, x509.Certificate]:
+    """Check an AMD KDS ``cert_chain`` (ASK or ASVK, then ARK) as :func:`verify_chain` checks
+    those two: the ARK is self-signed and pinned in ``trust``, it signed the ASK/ASVK, both are
+    CAs, both valid at ``at``. Returns the product and the ARK. For fetched collateral."""
+    if len(certs) != 2:
+        raise CollateralError(f"AMD cert chain has {len(certs)} certificates, expected 2", code="collateral_invalid")
+    ask, ark = certs
+    _check_ca(ask, "ASK/ASVK")
+    _check_ca(ark, "ARK")
+    ark_fp = hashlib.sha256(ark.public_bytes(serialization.Encoding.DER)).hexdigest()
+    product = trust.product_of(ark_fp)
+    if product is None:
+        raise VerificationError(
+            f"root {common_name(ark.subject)!r} (SHA-256 {ark_fp[:16]}...) is not a pinned AMD ARK",
+            code="root_not_pinned",
+        )
+    _check_cert_signed(ark, ark, "ARK (self-signature)")
+    _check_cert_signed(ask, ark, f"certificate {common_name(ask.subject)!r}")
+    for cert, role in ((ask, "ASK/ASVK"), (ark, "ARK")):
+        _check_window(cert, role, at)
+    return product, ark
+
+
+def check_crl(crl: x509.CertificateRevocationList, ark: x509.Certificate, at: datetime) -> None:
+    """Check a KDS CRL as :func:`verify_chain` does: issued and signed (RSASSA-PSS/SHA-384) by
+    ``ark`` (a pinned ARK, see :func:`check_ca_chain`) and current at ``at``."""
+    if crl.issuer != ark.subject:
+        raise CollateralError(f"CRL is not issued by {common_name(ark.subject)!r}", code="crl_invalid")
+    what = f"CRL of {common_name(ark.subject)!r}"
+    try:
+        params = crl.signature_algorithm_parameters
+        hash_alg = crl.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):
+        raise CollateralError(f"{what} uses an unsupported signature algorithm", code="crl_invalid") from None
+    try:
+        _check_pss_signed(
+            crl.signature, crl.tbs_certlist_bytes, crl.signature_algorithm_oid, params, hash_alg, ark, what
+        )
+    except VerificationError as e:
+        raise CollateralError(str(e), code="crl_invalid") from None
+    last, nxt = crl.last_update_utc, crl.next_update_utc
+    if nxt is None:
+        raise CollateralError(f"{what} has no nextUpdate", code="crl_invalid")
+    if at < last or at > nxt:
+        raise CollateralError(
+            f"{what} is not current at {at.isoformat()} (this update {last.isoformat()}, next update "
+            f"{nxt.isoformat()})",
+            code="crl_expired",
+        )

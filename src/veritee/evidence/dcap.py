@@ -118,6 +118,7 @@ __all__ = [
     "TCB_STATUSES",
     "TEE_TYPE_SGX",
     "TEE_TYPE_TDX",
+    "CheckedSet",
     "DcapResult",
     "DcapTrust",
     "EnclaveReport",
@@ -127,6 +128,7 @@ __all__ = [
     "QuoteSignatureData",
     "TdxTcbInput",
     "cheap_checks",
+    "check_collateral_set",
     "clear_caches",
     "collateral_marks",
     "looks_like_quote",
@@ -1104,6 +1106,38 @@ def cheap_checks(
     except (CollateralError, MalformedError):
         return
     _cheap_checks(pck, _collateral_cheap(*choice), at, "TDX" if tdx else "SGX", then)
+@dataclass(frozen=True)
+class CheckedSet:
+    """What checking one DCAP collateral set (:func:`check_collateral_set`) established."""
+
+    #: How new each part is (the same marks the verifier holds against the relying party's).
+    marks: tuple[Mark, ...]
+    #: The TCB info's FMSPC (upper case) and ``id`` (``SGX``, ``TDX``).
+    fmspc: str
+    tee: str
+    #: The subject CN of the PCK CRL's issuer (``Intel SGX PCK Processor CA``, ``... Platform CA``).
+    pck_ca: str
+
+
+def check_collateral_set(doc: dict[str, Any], at: datetime, trust: DcapTrust | None = None) -> CheckedSet:
+    """Check one DCAP collateral set in the test-vector layout as the verifier checks it
+    (step 6: every signature and chain to the pinned root, TCB info and QE identity by the
+    Intel SGX TCB Signing certificate, every field of every TCB level) and that every window
+    is open at ``at``. For collateral the service fetched, before it may decide anything.
+
+    Raises :class:`VerificationError`, :class:`CollateralError` (``collateral_expired``,
+    ``collateral_not_yet_valid``, ...) or :class:`MalformedError`."""
+    trust = trust or DEFAULT_TRUST
+    raw = _raw_from_layout(doc)
+    key = raw.digest(trust)
+    vc = _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
+    _check_windows(vc.windows, vc.span, at, CollateralError)
+    chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+    cns = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return CheckedSet(
+        marks=vc.marks, fmspc=vc.fmspc, tee=str(vc.tcb_info.get("id", "SGX")),
+        pck_ca=str(cns[0].value) if cns else "",
+    )  # fmt: skip
 
 
 # --- the whole verification -----------------------------------------------------------------

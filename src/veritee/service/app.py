@@ -18,9 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from veritee import __version__
+from veritee.collateral.freshness import readiness
 from veritee.domain import Domain
-from veritee.errors import NotFoundError, StorageError, UsageError
+from veritee.errors import NotFoundError, StorageError, UsageError, VeriteeError
 from veritee.keybroker.kek import KEK_ENV, KEK_FILE, KeyEncryptionKey, domain_kek
+from veritee.reasons import Code
 from veritee.service.context import ServiceContext
 from veritee.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from veritee.service.metrics import Metrics
@@ -169,6 +171,19 @@ def _purge(ctx: ServiceContext) -> int:
     return total
 
 
+async def _refresh_collateral_periodically(ctx: ServiceContext, every: float) -> None:
+    """Fetch the collateral that is due, every ``every`` seconds, in a worker thread (each
+    worker runs this; leases in the database let one fetch each item)."""
+    refresher = ctx.refresher
+    assert refresher is not None
+    while True:
+        try:
+            await anyio.to_thread.run_sync(refresher.run_once, ctx.now())
+        except VeriteeError as e:
+            log.warning("collateral refresh failed: %s: %s; will try again", e.code, e.message)
+        await asyncio.sleep(every)
+
+
 async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
     """Delete the records of used nonces whose lifetime has ended, once a minute, in a worker
     thread (also on SQLite, whose short transactions otherwise run on the event loop)."""
@@ -242,16 +257,27 @@ def create_app(
     store.set_nonce_key(domain.nonce_key)
     store.migrate()
     ctx = ServiceContext(settings, domain, store, bind_kek(store, settings, kek))
+    if settings.collateral_fetch is not None:
+        from veritee.service.collateral_refresh import CollateralRefresher
+
+        ctx.refresher = CollateralRefresher(ctx, settings.collateral_fetch)
+    from veritee.service.collateral_refresh import collateral_metrics
+
+    ctx.metrics.add_collector(lambda: collateral_metrics(ctx))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        purger = asyncio.create_task(_purge_nonces_periodically(ctx))
+        tasks = [asyncio.create_task(_purge_nonces_periodically(ctx))]
+        fetch = settings.collateral_fetch
+        if fetch is not None and fetch.check_seconds > 0:
+            tasks.append(asyncio.create_task(_refresh_collateral_periodically(ctx, fetch.check_seconds)))
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             ctx.metrics.close()
             if storage is None:
                 store.close()
@@ -281,13 +307,25 @@ def create_app(
     @app.get("/readyz", tags=["operations"], summary="Readiness: the database takes a write in time")
     def readyz() -> Response:
         # A write as a decision makes one (Storage.check), bounded by readiness_timeout: 200
-        # means this instance can decide and audit now.
+        # means this instance can decide and audit now. Collateral near or past its nextUpdate
+        # makes it "degraded" (still 200: other platforms' evidence is still decided; the body
+        # says which items, "warning" or "failing").
+        now = ctx.now()
         try:
-            store.check(now=ctx.now(), timeout=settings.readiness_timeout)
+            store.check(now=now, timeout=settings.readiness_timeout)
         except StorageError as e:
             log.warning("not ready: %s: %s", e.code, e.message)  # no statement, no parameters
             return problem(503, e.code, "Not ready", e.message)
-        return JSONResponse({"status": "ready"})
+        try:
+            fresh = readiness(ctx.collateral_items(), now, settings.collateral_warn_before)
+        except VeriteeError as e:
+            return JSONResponse({"status": "degraded", "collateral": {"status": "failing", "code": e.code,
+                                                                      "message": e.message}})  # fmt: skip
+        body: dict[str, Any] = {"status": "ready" if fresh.status == "ok" else "degraded",
+                                "collateral": fresh.to_json(now, settings.collateral_warn_before)}  # fmt: skip
+        if fresh.status != "ok":
+            body["collateral"]["code"] = Code.COLLATERAL_EXPIRED if fresh.expired else Code.COLLATERAL_EXPIRING
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:
@@ -377,13 +415,17 @@ def app_from_env() -> FastAPI:
     Reads ``VERITEE_DATA_DIR``, ``VERITEE_DATABASE_URL``,
     ``VERITEE_ACCEPT_ATTESTER_COLLATERAL`` and ``VERITEE_ACCESS_LOG`` (``1`` or empty),
     ``VERITEE_ISSUER`` (empty: the default), ``VERITEE_ATTEST_SELF``, ``VERITEE_ATTEST_STATE`` and
-    ``VERITEE_TLS_CERT`` (empty: none); set by the CLI.
+    ``VERITEE_TLS_CERT`` (empty: none), ``VERITEE_COLLATERAL_FETCH``
+    (JSON: ``on``, ``pccs``, ``kds``, ``pcs``, ``warn_hours``); set by the CLI.
     """
+    import datetime as dt
+    import json
     import os
     from pathlib import Path
 
-    from veritee.service.settings import DEFAULT_ISSUER
+    from veritee.service.settings import DEFAULT_ISSUER, fetch_settings
 
+    fetch = json.loads(os.environ.get("VERITEE_COLLATERAL_FETCH") or '{"on": false}')
     return create_app(
         Settings(
             data_dir=Path(os.environ["VERITEE_DATA_DIR"]),
@@ -394,5 +436,8 @@ def app_from_env() -> FastAPI:
             attest_self=os.environ.get("VERITEE_ATTEST_SELF") or None,
             attest_state_dir=Path(state) if (state := os.environ.get("VERITEE_ATTEST_STATE")) else None,
             tls_certificate=Path(cert) if (cert := os.environ.get("VERITEE_TLS_CERT")) else None,
+            collateral_fetch=fetch_settings(bool(fetch.get("on")), pccs=fetch.get("pccs"), kds=fetch.get("kds"),
+                                            pcs=fetch.get("pcs")),
+            collateral_warn_before=dt.timedelta(hours=float(fetch.get("warn_hours", 48.0))),
         )
     )

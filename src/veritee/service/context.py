@@ -8,6 +8,7 @@ the collateral folder of the domain, and sorting collateral by who supplied it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -15,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
@@ -26,19 +27,29 @@ from veritee.appraisal.attest import Appraisal, appraise_evidence
 from veritee.appraisal.evaluate import RefValues
 from veritee.binding import ExpectedBinding
 from veritee.collateral import Collateral
+from veritee.collateral.freshness import Item, items
 from veritee.collateral.marks import Mark
 from veritee.domain import Domain
 from veritee.errors import NotFoundError, VerificationError, VeriteeError
 from veritee.evidence import amd, dcap
 from veritee.evidence.trust import TrustRoot
 from veritee.keybroker.kek import KeyEncryptionKey
+from veritee.reasons import Code
 from veritee.refvalues.sets import RefValueSet
 from veritee.service.metrics import Metrics
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
 from veritee.service.storage.tx import COLLATERAL_GENERATION, REFVALUE_GENERATION
 
-__all__ = ["Appraisal", "ServiceContext"]
+__all__ = ["LAZY_FETCH_CODES", "Appraisal", "ServiceContext"]
+
+#: Refusals that a fetch of the evidence's collateral may cure.
+LAZY_FETCH_CODES = frozenset({
+    Code.COLLATERAL_MISSING, Code.COLLATERAL_EXPIRED, Code.CRL_EXPIRED, Code.TCB_INFO_MISMATCH,
+})
+
+if TYPE_CHECKING:
+    from veritee.service.collateral_refresh import CollateralRefresher
 
 T = TypeVar("T")
 
@@ -53,10 +64,17 @@ class ServiceContext:
         #: The key-encryption key of the secrets at rest (:mod:`veritee.keybroker.kek`).
         self.kek = kek
         self.metrics = Metrics()
+        if settings.clock is not None:
+            self.now = settings.clock  # type: ignore[method-assign]
         self._lock = threading.Lock()
         # (monotonic time of the last read, each policy in force by its row's (id, digest), the set)
         self._policy: tuple[float, dict[tuple[int, str], Policy], PolicySet | None] = (0.0, {}, None)
         self._collateral: Collateral | None = None
+        self._folder: Collateral | None = None
+        self._own: Collateral | None = None
+        self._items: list[Item] | None = None
+        #: Fetches and refreshes collateral (None: the setting ``collateral_fetch`` is off).
+        self.refresher: CollateralRefresher | None = None
         #: Parts of the collateral folder older than the domain's recorded marks, each with the
         #: mark (as of the last read of the folder): they do not decide.
         self.rolled_back: list[tuple[Mark, Mark]] = []
@@ -106,10 +124,36 @@ class ServiceContext:
             if current != generation:
                 self._forget_collateral()
         if self._collateral is None:
-            folder = self.domain.collateral_dir
-            own = Collateral.from_paths([folder]) if folder.is_dir() else Collateral.empty()
-            self._collateral = self._with_marks(own)
+            self._collateral = self._with_marks(self.own_collateral())
         return self._collateral
+
+    def folder_collateral(self) -> Collateral:
+        """The domain's collateral folder as read last (read now if it was not)."""
+        folder = self._folder
+        if folder is None:
+            path = self.domain.collateral_dir
+            folder = Collateral.from_paths([path]) if path.is_dir() else Collateral.empty()
+            self._folder = folder
+        return folder
+
+    def own_collateral(self) -> Collateral:
+        """The relying party's own collateral: the folder and what the service fetched
+        (:mod:`veritee.service.collateral_refresh`; checked as the folder's is before it was
+        stored). A CRL the service fetched supersedes older CRLs of the same issuer (an
+        expired CRL installed long ago does not fail verification once a current one is held)."""
+        own = self._own
+        if own is None:
+            with self.storage.transaction(readonly=True) as tx:
+                rows = [(f"fetched:{r.path}", r.data) for r in tx.fetched_collateral() if r.data is not None]
+            fetched = Collateral.from_blobs(rows)
+            own = _superseding(self.folder_collateral(), fetched)
+            self._own = own
+        return own
+
+    def collateral_changed(self) -> None:
+        """Fetched collateral was stored here: read it from now on (the collateral generation
+        the fetch advanced tells every other worker and replica)."""
+        self._forget_collateral()
 
     def _with_marks(self, own: Collateral) -> Collateral:
         """``own`` (the folder's collateral) judged against the domain's high-water marks: the
@@ -146,8 +190,54 @@ class ServiceContext:
 
     def _forget_collateral(self) -> None:
         self._collateral = None
+        self._folder = None
+        self._own = None
+        self._items = None
         dcap.clear_caches()
         amd.DEFAULT_CHAIN_CACHE.clear()
+
+    def collateral_items(self) -> list[Item]:
+        """The newest version of every item of the domain's collateral (folder and fetched),
+        with its window (:mod:`veritee.collateral.freshness`), for /readyz and /metrics."""
+        found = self._items
+        if found is None or self._own is None:
+            found = items(self.own_collateral())
+            self._items = found
+        return found
+
+    async def appraise_fetching(self, data: bytes, **kwargs: Any) -> Appraisal:
+        """:meth:`appraise`, and when the evidence was refused for collateral the domain lacks
+        (none for its FMSPC or chip, or only expired collateral), fetch it once (sharing a fetch
+        already under way, not before a failed one's backoff ends; waiting at most
+        ``collateral_fetch.lazy_wait`` seconds) and appraise again. A fetch that does not bring
+        newer collateral leaves the refusal as it was, with the warning
+        ``collateral_fetch_failed`` saying why."""
+        appraisal = self.appraise(data, **kwargs)
+        refresher = self.refresher
+        if refresher is None or not refresher.fetch.lazy or appraisal.decision.accepted:
+            return appraisal
+        if not any(r.code in LAZY_FETCH_CODES for r in appraisal.decision.reasons):
+            return appraisal
+        try:
+            with anyio.fail_after(refresher.fetch.lazy_wait):
+                outcome = await anyio.to_thread.run_sync(refresher.fetch_for, data, self.now(), abandon_on_cancel=True)
+        except TimeoutError:
+            outcome = None
+        if outcome is not None and outcome.result == "stored":
+            return self.appraise(data, **kwargs)
+        if outcome is None:
+            why = f"no answer within {refresher.fetch.lazy_wait:g} s"
+        elif outcome.result == "unchanged":
+            why = "the vendor has nothing newer than the collateral held"
+        elif outcome.result == "busy":
+            why = "another worker or replica is fetching it; try again shortly"
+        else:
+            retry = f"; retried from {outcome.next_try.isoformat()}" if outcome.next_try else ""
+            why = f"{outcome.code}: {outcome.message}{retry}"
+        appraisal.decision.warn(
+            Code.COLLATERAL_FETCH_FAILED, f"collateral for this evidence could not be fetched ({why})"
+        )
+        return appraisal
 
     # --- policy -------------------------------------------------------------------------
     def policy(self) -> PolicySet | None:
@@ -365,3 +455,20 @@ class ServiceContext:
         d = appraisal.decision
         err.policy = d.policy_name if len(d.closest) <= 1 else None  # type: ignore[attr-defined]
         return err
+
+
+def _superseding(folder: Collateral, fetched: Collateral) -> Collateral:
+    """``folder`` and ``fetched`` joined; of the CRLs in either, a fetched CRL drops the older
+    ones of its issuer (the verifier already takes the newest CRLs inside DCAP sets)."""
+    newest: dict[bytes, dt.datetime] = {}
+    for crl in fetched.crls:
+        issuer = crl.issuer.public_bytes()
+        newest[issuer] = max(newest.get(issuer, crl.last_update_utc), crl.last_update_utc)
+    joined = folder.joined(fetched)
+    if not newest:
+        return joined
+    kept = tuple(
+        c for c in joined.crls
+        if (n := newest.get(c.issuer.public_bytes())) is None or c.last_update_utc >= n
+    )  # fmt: skip
+    return dataclasses.replace(joined, crls=kept)

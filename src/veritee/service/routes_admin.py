@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from veritee.anchors import sign_anchor
 from veritee.appraisal import load_policy
-from veritee.errors import MalformedError, NotFoundError
+from veritee.collateral.freshness import readiness
+from veritee.errors import MalformedError, NotFoundError, UsageError
 from veritee.reasons import Code
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
@@ -150,7 +151,7 @@ async def put_policy(request: Request) -> dict[str, Any]:
 
 
 @router.post("/policy/dry-run", summary="Evaluate evidence against a draft policy without installing it")
-def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
+async def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     policy = load_policy(body.policy)
     if body.at:
@@ -169,7 +170,7 @@ def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
         if body.collateral
         else None
     )
-    appraisal = ctx.appraise(
+    appraisal = await ctx.appraise_fetching(
         decode_b64(body.evidence, "evidence"), at=at, format=body.format,
         operator_collateral=extra, policy=policy,
     )
@@ -208,6 +209,43 @@ def reload_collateral(request: Request) -> dict[str, Any]:
             for found, held in ctx.rolled_back
         ]  # fmt: skip
     return details
+
+
+@router.get("/collateral", summary="Collateral freshness: every item's window, what was fetched, failures")
+def collateral_status(request: Request) -> dict[str, Any]:
+    """The newest version of every item of the domain's collateral (folder and fetched) with
+    its age, seconds until its nextUpdate and state (``ok``, ``warning``, ``expired``); each
+    fetched item's last fetch, failures and next try; and where the service fetches from."""
+    ctx = _ctx(request)
+    now, warn = ctx.now(), ctx.settings.collateral_warn_before
+    found = ctx.collateral_items()
+    with ctx.storage.transaction(readonly=True) as tx:
+        rows = tx.fetched_collateral(with_data=False)
+    fetch = ctx.settings.collateral_fetch
+    return {
+        "readiness": readiness(found, now, warn).status,
+        "items": [i.to_json(now, warn) for i in found],
+        "fetched": [{"path": r.path, "sha256": r.sha256,
+                     "fetched_at": r.fetched_at.isoformat() if r.fetched_at else None,
+                     "checked_at": r.checked_at.isoformat() if r.checked_at else None,
+                     "next_try": r.next_try.isoformat() if r.next_try else None,
+                     "failures": r.failures, "last_error": r.last_error} for r in rows],
+        "fetching": None if fetch is None else {
+            "kds": fetch.kds, "pcs": fetch.pcs, "pccs": fetch.pccs, "lazy": fetch.lazy},
+    }  # fmt: skip
+
+
+@router.post("/collateral/refresh", summary="Fetch collateral now: what is due, or every item (all=true)")
+def refresh_collateral(request: Request, all: bool = Query(False)) -> dict[str, Any]:
+    """Runs what the background refresh runs (``all``: every item, due or not). Each item that
+    is fetched passes the checks installed collateral passes; what is held stays otherwise."""
+    ctx = _ctx(request)
+    refresher = ctx.refresher
+    if refresher is None:
+        raise UsageError("collateral fetching is off (veritee serve --no-collateral-fetch)", code="fetch_not_applicable")
+    now = ctx.now()
+    outcomes = [refresher.refresh(p, now) for p in refresher.targets()] if all else refresher.run_once(now)
+    return {"outcomes": [o.to_json() for o in outcomes]}
 
 
 @router.get("/audit", summary="Audit entries in order")

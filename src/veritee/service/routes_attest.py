@@ -145,7 +145,7 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     spki = spki_der(key) if key is not None else None
     now = ctx.now()
     policy = await ctx.policies_named(body.policy)
-    appraisal = ctx.appraise(
+    appraisal = await ctx.appraise_fetching(
         data, at=now, format=body.format, nonce=nonce, spki=spki,
         attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
     )
@@ -170,7 +170,7 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     proof = KeyStoreProof.from_json(body.key_store) if body.key_store is not None else None
     now = ctx.now()
     policy = await ctx.policies_named(body.policy)
-    appraisal = ctx.appraise(
+    appraisal = await ctx.appraise_fetching(
         data, at=now, format=body.format, nonce=nonce, spki=spki, key_store=proof,
         attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
     )

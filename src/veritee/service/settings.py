@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from veritee.collateral.fetch import DEFAULT_AMD_KDS, DEFAULT_INTEL_PCS, FetchConfig
+from veritee.collateral.freshness import Backoff
 from veritee.evidence.trust import TrustRoot
 
 __all__ = ["DEFAULT_ISSUER", "Settings"]
 
 #: The ``iss`` of EAR tokens unless configured (``veritee serve --issuer``).
 DEFAULT_ISSUER = "veritee"
+__all__ = ["CollateralFetch", "Settings"]
+
+
+@dataclass(frozen=True)
+class CollateralFetch:
+    """Where and how the service fetches collateral (:mod:`veritee.service.collateral_refresh`).
+
+    ``pccs``: an Intel PCCS that serves the PCS API v4 paths (it then replaces ``pcs``, and its
+    ``/sgx/certification/v4/rootcacrl`` is the root CA CRL); ``kds`` and ``pcs`` point at AMD
+    KDS and Intel PCS or a stand-in.
+    """
+
+    kds: str = DEFAULT_AMD_KDS
+    pcs: str = DEFAULT_INTEL_PCS
+    pccs: str | None = None
+    #: The Intel SGX Root CA CRL (default: the PCCS's, else the root's CRL distribution point).
+    intel_root_crl: str | None = None
+    #: Seconds one HTTP request may take.
+    timeout: float = 10.0
+    #: Fetch, when an attestation needs it, what the domain lacks (bounded by ``lazy_wait``).
+    lazy: bool = True
+    #: Seconds an attestation waits for a fetch it triggered (others share that fetch).
+    lazy_wait: float = 20.0
+    #: Seconds between the background checks of what is due (each worker; one fetches: leases).
+    check_seconds: float = 300.0
+    #: Items are fetched again at half their window, and at least this often (new revocations).
+    interval: dt.timedelta = dt.timedelta(hours=24)
+    #: ... and at most this often (a vendor that publishes nothing newer is not asked in a loop).
+    minimum: dt.timedelta = dt.timedelta(minutes=10)
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def fetch_config(self) -> FetchConfig:
+        pcs = (self.pccs or self.pcs).rstrip("/")
+        root_crl = self.intel_root_crl or (f"{pcs}/sgx/certification/v4/rootcacrl" if self.pccs else None)
+        return FetchConfig(amd_kds=self.kds, intel_pcs=pcs, intel_root_crl=root_crl, timeout=self.timeout)
 
 
 @dataclass(frozen=True)
@@ -41,3 +79,26 @@ class Settings:
     attest_state_dir: Path | None = None
     #: The TLS certificate the service is served with (its key is bound by its evidence).
     tls_certificate: Path | None = None
+    #: Fetch and refresh collateral from AMD KDS / Intel PCS / a PCCS (None: never fetch; only
+    #: the collateral folder decides).
+    collateral_fetch: CollateralFetch | None = None
+    #: /readyz says ``degraded`` when collateral is this close to its nextUpdate.
+    collateral_warn_before: dt.timedelta = dt.timedelta(hours=48)
+    #: The service's clock (None: the system clock). Tests pass their own.
+    clock: Callable[[], dt.datetime] | None = None
+
+
+def fetch_settings(
+    on: bool, *, pccs: str | None = None, kds: str | None = None, pcs: str | None = None
+) -> CollateralFetch | None:
+    """The fetch settings ``veritee serve`` passes (None when fetching is off); each URL must
+    be http(s) (UsageError otherwise)."""
+    from veritee.errors import UsageError
+
+    for name, url in (("--pccs", pccs), ("--kds", kds), ("--pcs", pcs)):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise UsageError(f"{name} {url!r} is not an http(s) URL")
+    if not on:
+        return None
+    base = CollateralFetch()
+    return CollateralFetch(pccs=pccs, kds=kds or base.kds, pcs=pcs or base.pcs)

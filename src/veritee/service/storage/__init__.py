@@ -18,7 +18,7 @@ Audit details hold hashes and identifiers, never secrets, evidence, keys or toke
 from __future__ import annotations
 
 from .audit import AuditEntry, AuditReport, canonical_json, entry_hash
-from .models import StoredCertificate, StoredPolicy, StoredSecret, StoredSecretInfo
+from .models import StoredCertificate, StoredFetched, StoredPolicy, StoredSecret, StoredSecretInfo
 from .storage import Storage, default_sqlite_url, verify_audit_chain
 from .tx import Tx
 
@@ -27,6 +27,7 @@ __all__ = [
     "AuditReport",
     "Storage",
     "StoredCertificate",
+    "StoredFetched",
     "StoredPolicy",
     "StoredSecret",
     "StoredSecretInfo",

@@ -25,6 +25,8 @@ test checks that they agree with the tables here). Tables:
                     withdrawal (never deleted)
 ``refvalue_entries`` the reference values of each source: value (hex), algorithm, mkey and
                     environment, indexed by (set, value)
+``collateral_fetched`` collateral the service fetched (KDS, PCS, PCCS), one row per cache path,
+                    with its refresh state (failures, next try, a lease): shared by replicas
 ==================  ==========================================================================
 
 Times are timezone-aware UTC datetimes in Python. PostgreSQL stores them as ``timestamptz``;
@@ -57,6 +59,7 @@ from sqlalchemy import (
 __all__ = [
     "AUDIT_LOG",
     "CERTIFICATES",
+    "COLLATERAL_FETCHED",
     "DOMAIN_FACTS",
     "KBS_SESSIONS",
     "KEY_STORES",
@@ -69,6 +72,7 @@ __all__ = [
     "SEALING_ROOTS",
     "SECRETS",
     "StoredCertificate",
+    "StoredFetched",
     "StoredPolicy",
     "StoredRefValueEntry",
     "StoredRefValueSource",
@@ -321,6 +325,40 @@ REFVALUE_ENTRIES = Table(
     Column("environment", Text, nullable=False),  # JSON
     Index("ix_refvalue_entries_set_name_value", "set_name", "value"),
 )
+
+
+COLLATERAL_FETCHED = Table(
+    "collateral_fetched",
+    METADATA,
+    # veritee.service.collateral_refresh: one item of fetched collateral per cache path
+    # (``intel/tdx/<FMSPC>-<ca>.json``, ``amd/<product>/vcek_crl.der``, ...); ``data`` is None
+    # until a fetch succeeded. Written only after the item passed the same checks as installed
+    # collateral (signatures to the pinned roots, windows, high-water marks).
+    Column("path", String(200), primary_key=True),
+    Column("data", LargeBinary, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("fetched_at", UTCDateTime(), nullable=True),  # when ``data`` last changed
+    Column("checked_at", UTCDateTime(), nullable=True),  # the last successful fetch
+    Column("next_try", UTCDateTime(), nullable=True),  # refresh (or retry, backing off) from then
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed fetches
+    Column("last_error", String(400), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),  # one fetcher per item at a time
+    Column("lease_holder", String(64), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class StoredFetched:
+    """One item of fetched collateral and its refresh state."""
+
+    path: str
+    data: bytes | None = field(repr=False)
+    sha256: str | None
+    fetched_at: datetime | None
+    checked_at: datetime | None
+    next_try: datetime | None
+    failures: int
+    last_error: str | None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from veritee.errors import NonceError, UsageError
 from . import audit
 from .models import (
     CERTIFICATES,
+    COLLATERAL_FETCHED,
     COLLATERAL_MARKS,
     DOMAIN_FACTS,
     KBS_SESSIONS,
@@ -41,6 +42,7 @@ from .models import (
     SEALING_ROOTS,
     SECRETS,
     StoredCertificate,
+    StoredFetched,
     StoredPolicy,
     StoredRefValueEntry,
     StoredRefValueSource,
@@ -539,6 +541,81 @@ class Tx:
             if added:
                 raised.append(m)
         return raised
+
+    # -- fetched collateral (issue 16: collateral that stays fresh) -------------------------------
+
+    def fetched_collateral(self, *, with_data: bool = True) -> list[StoredFetched]:
+        """Every item of fetched collateral (``data`` None: never fetched yet, or left out)."""
+        f = COLLATERAL_FETCHED.c
+        cols = [f.path, f.data if with_data else f.sha256, f.sha256, f.fetched_at, f.checked_at,
+                f.next_try, f.failures, f.last_error]  # fmt: skip
+        rows = self._conn.execute(select(*cols).order_by(f.path)).all()
+        return [
+            StoredFetched(
+                path=str(r[0]), data=bytes(r[1]) if with_data and r[1] is not None else None,
+                sha256=r[2], fetched_at=r[3], checked_at=r[4], next_try=r[5],
+                failures=int(r[6] or 0), last_error=r[7],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def fetched_item(self, path: str) -> StoredFetched | None:
+        return next((i for i in self.fetched_collateral() if i.path == path), None)
+
+    def _fetch_row(self, path: str) -> None:
+        _name("collateral path", path)
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        self._conn.execute(
+            insert(COLLATERAL_FETCHED).values(path=path, failures=0)
+            .on_conflict_do_nothing(index_elements=[COLLATERAL_FETCHED.c.path])
+        )  # fmt: skip
+
+    def take_fetch_lease(self, path: str, *, holder: str, until: datetime, now: datetime) -> bool:
+        """Take the lease on fetching ``path`` until ``until`` unless another fetcher (worker,
+        replica) holds an unexpired one; True if taken. Creates the item's row if needed."""
+        _name("collateral path", path)
+        _name("lease holder", holder, 64)
+        _aware("now", now)
+        _aware("until", until)
+        f = COLLATERAL_FETCHED.c
+        self._fetch_row(path)
+        taken = self._conn.execute(
+            update(COLLATERAL_FETCHED)
+            .where(f.path == path, (f.lease_until.is_(None)) | (f.lease_until < now) | (f.lease_holder == holder))
+            .values(lease_until=until, lease_holder=holder).returning(f.path)
+        ).first()  # fmt: skip
+        return taken is not None
+
+    def record_fetch_success(
+        self, path: str, *, data: bytes | None, now: datetime, next_try: datetime
+    ) -> None:
+        """A fetch of ``path`` succeeded: store ``data`` (None: unchanged, keep what is stored),
+        reset the failures, release the lease, check again from ``next_try``."""
+        _aware("now", now)
+        _aware("next_try", next_try)
+        f = COLLATERAL_FETCHED.c
+        values: dict[str, Any] = {"checked_at": now, "next_try": next_try, "failures": 0,
+                                  "last_error": None, "lease_until": None, "lease_holder": None}  # fmt: skip
+        if data is not None:
+            values |= {"data": data, "sha256": hashlib.sha256(data).hexdigest(), "fetched_at": now}
+        self._fetch_row(path)
+        self._conn.execute(update(COLLATERAL_FETCHED).where(f.path == path).values(**values))
+
+    def record_fetch_failure(self, path: str, *, error: str, now: datetime, next_try: datetime) -> int:
+        """A fetch of ``path`` failed (what is stored stays): count it, keep ``error`` (a reason
+        code and message, never a payload), release the lease, retry from ``next_try``.
+        Returns the consecutive failures."""
+        _aware("now", now)
+        _aware("next_try", next_try)
+        f = COLLATERAL_FETCHED.c
+        self._fetch_row(path)
+        row = self._conn.execute(
+            update(COLLATERAL_FETCHED).where(f.path == path)
+            .values(failures=f.failures + 1, last_error=error[:400], next_try=next_try,
+                    lease_until=None, lease_holder=None)
+            .returning(f.failures)
+        ).first()  # fmt: skip
+        return 0 if row is None else int(row[0])
 
     def kek_ids_in_use(self) -> set[str]:
         """The KEK identifiers that wrapped stored secrets and sealing roots."""
