@@ -545,3 +545,25 @@ def test_worker_processes_attest_too(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("VERITEE_ATTEST_SELF", "")
     with TestClient(app_from_env()) as c:
         assert c.get("/v1/domain/evidence").status_code == 404
+
+
+def test_attester_produces_new_evidence_when_a_key_changes(tmp_path: Path) -> None:
+    """Within a running process too: each request compares the statement with the keys in use."""
+    from veritee.service.self_attest import ServiceAttester, open_service_platform
+
+    domain = Domain.create(tmp_path / "d", now=NOW)
+    attester = ServiceAttester(open_service_platform("simulated", tmp_path / "state"), domain,
+                               issuer="veritee", tls_certificate=None)  # fmt: skip
+    before = attester.document()
+    assert attester.document() is before  # kept while the keys stay
+    domain.token_key = ec.generate_private_key(ec.SECP256R1())  # a rotation of the token key
+    after = attester.document()
+    assert after["statement"]["keys"]["tokens"] == [thumbprint(domain.token_key.public_key())]
+    assert after["evidence"] != before["evidence"] and after["statement"]["keys"]["admission"] == \
+        before["statement"]["keys"]["admission"]  # fmt: skip
+    policy = load_policy(service_policy(tmp_path / "state"))
+    keys = KeysInUse.of(admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()])
+    verify_service_evidence(after, policy=policy, keys=keys, at=NOW)
+    with pytest.raises(ServiceEvidenceError) as e:
+        verify_service_evidence(before, policy=policy, keys=keys, at=NOW)
+    assert e.value.code == "service_evidence_stale"
