@@ -6,11 +6,12 @@
 #   fuse3                /dev/fuse mounts: the configfs-tsm fixture is a FUSE file system
 #   linux-libc-dev, gcc  the kernel UAPI headers the ioctl ABI test compiles against
 #   systemd              systemd-analyze: the shipped unit (examples/deploy) is verified with it
+#   ovmf                 Debian's OVMF firmware: SEV-SNP launch digests are computed over it in tests
 #   chromium             the web console's browser tests (Playwright drives /usr/bin/chromium;
 #                        its own browser download is never used)
 # Without root or apt-get it says so and leaves the tests to skip with their own message.
 set -u
-PKGS="swtpm swtpm-tools libtss2-dev pkg-config fuse3 linux-libc-dev gcc chromium systemd"
+PKGS="swtpm swtpm-tools libtss2-dev pkg-config fuse3 linux-libc-dev gcc chromium systemd ovmf"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

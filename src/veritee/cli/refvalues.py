@@ -225,5 +225,73 @@ def withdraw_cmd(source_id: int, reason: str, url: str, data: Path | None, admin
     click.echo(f"{state}: #{reply['id']} of set {reply['set']} (at {reply['withdrawn_at']})")
 
 
+@refvalues_group.command("snp-measure")
+@click.option("--ovmf", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OVMF firmware.")
+@click.option("--vcpus", type=int, required=True, help="Number of vCPUs of the guest.")
+@click.option("--vcpu-type", required=True, help="vCPU type as QEMU names it (EPYC-v4, EPYC-Milan, ...).")
+@click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kernel measured through OVMF's SEV hashes table (direct boot).")
+@click.option("--initrd", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Initrd.")
+@click.option("--append", default=None, help="Kernel command line.")
+@click.option("--guest-features", default="0x1", show_default=True, help="SEV features of the VMSA (hex).")
+@click.option("--vmm", default="qemu", show_default=True, help="qemu, ec2 or gce.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a CoRIM carrying the measurement (SEV-SNP profile) here.")
+@click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Sign the CoRIM with this PEM private key (EC P-256/384/521 or Ed25519).")
+@click.option("--signer", default=None, help="The signer's name in the CoRIM (with --sign-key).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def snp_measure_cmd(ovmf: Path, vcpus: int, vcpu_type: str, kernel: Path | None, initrd: Path | None,
+                    append: str | None, guest_features: str, vmm: str, output: Path | None,
+                    sign_key: Path | None, signer: str | None, as_json: bool) -> None:  # fmt: skip
+    """Compute an SEV-SNP guest's launch measurement from its artefacts (sev-snp-measure)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from veritee.refvalues import snp
+
+    try:
+        features = int(guest_features, 16)
+    except ValueError:
+        _usage(f"--guest-features {guest_features!r} is not hex")
+        return
+    if (sign_key is None) != (signer is None):
+        _usage("give --sign-key and --signer together")
+    try:
+        digest = snp.launch_digest(ovmf, vcpus=vcpus, vcpu_type=vcpu_type, kernel=kernel, initrd=initrd,
+                                   append=append, guest_features=features, vmm=vmm)  # fmt: skip
+    except UsageError as e:
+        _usage(e.message)
+        return
+    inputs = {"ovmf": ovmf, "kernel": kernel, "initrd": initrd}
+    hashes = {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in inputs.items() if p is not None}
+    out: dict[str, object] = {"measurement": digest.hex(), "vcpus": vcpus, "vcpu_type": vcpu_type,
+                              "vmm": vmm, "append": append, "sha256": hashes}  # fmt: skip
+    if output is not None:
+        described = ", ".join(f"{k} sha256 {v[:16]}" for k, v in hashes.items()) + f", {vcpus} x {vcpu_type}"
+        blob = snp.launch_corim(digest, description=f"launch measurement: {described}")
+        if sign_key is not None:
+            try:
+                key = serialization.load_pem_private_key(sign_key.read_bytes(), password=None)
+                if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+                    raise ValueError("the key is neither EC nor Ed25519")
+                blob = corim.sign(blob, key, signer_name=str(signer))
+            except (OSError, ValueError, TypeError) as e:
+                _usage(f"--sign-key {sign_key}: {e}")
+        try:
+            output.write_bytes(blob)
+        except OSError as e:
+            _usage(f"cannot write {output}: {e.strerror or e}")
+        out["corim"] = str(output)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(digest.hex())
+        if output is not None:
+            click.echo(f"CoRIM written to {output}" + (" (signed)" if sign_key else " (unsigned)"), err=True)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(refvalues_group)

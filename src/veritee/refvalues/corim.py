@@ -46,7 +46,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from veritee.refvalues import _cbor
 from veritee.refvalues._cbor import CborError
@@ -62,6 +65,7 @@ __all__ = [
     "ValueTriple",
     "inspect",
     "load_key",
+    "sign",
 ]
 
 MAX_CORIM_BYTES = 4 * 1024 * 1024
@@ -1314,3 +1318,41 @@ def inspect(
     except Invalid as e:
         result.reasons.append((e.code, e.message))
     return result
+
+
+def sign(
+    payload: bytes,
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+    *,
+    signer_name: str,
+    signer_uri: str | None = None,
+    key_id: bytes | None = None,
+) -> bytes:
+    """Sign an unsigned CoRIM (its tag-501 bytes) as a COSE_Sign1 (tag 18): ES256/384/512 by
+    the EC key's curve, or EdDSA; the protected header carries the content type and corim-meta
+    (the signer's name and URI), as the draft asks."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = {"secp256r1": -7, "secp384r1": -35, "secp521r1": -36}.get(key.curve.name)
+        if alg is None:
+            raise ValueError(f"curve {key.curve.name} cannot sign a CoRIM")
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        alg = -8
+    else:
+        raise ValueError("a CoRIM is signed with an EC (P-256/384/521) or Ed25519 key")
+    signer: dict[int, Any] = {0: signer_name}
+    if signer_uri:
+        signer[1] = cbor2.CBORTag(TAG_URI, signer_uri)
+    protected: dict[int, Any] = {1: alg, 3: CONTENT_TYPE, 8: cbor2.dumps({0: signer})}
+    if key_id is not None:
+        protected[4] = key_id
+    prot = cbor2.dumps(protected)
+    tbs = cbor2.dumps(["Signature1", prot, b"", payload])
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        digest = _COSE_ALGS[alg][1]
+        assert digest is not None
+        r, s = decode_dss_signature(key.sign(tbs, ec.ECDSA(digest)))
+        size = (key.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    else:
+        signature = key.sign(tbs)
+    return bytes(cbor2.dumps(cbor2.CBORTag(TAG_COSE_SIGN1, [prot, {}, payload, signature])))
