@@ -178,7 +178,7 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 summary["mallory"] = "certified"
                 console.print("   [red]unexpected: mallory was certified[/]")
             except VerificationError as e:
-                reasons = getattr(e, "reasons", [])
+                reasons = e.reasons or []
                 summary["mallory"] = [r["code"] for r in reasons]
                 console.print("   [red]refused[/] with reasons:")
                 for reason in reasons:

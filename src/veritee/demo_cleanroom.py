@@ -170,7 +170,7 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
                     denials[ds.secret] = []
                     con.print(f"   [bold red]UNEXPECTED: {ds.secret} released[/]")
                 except VerificationError as err:
-                    told = list(getattr(err, "reasons", []))
+                    told = list(err.reasons or [])
                     denials[ds.secret] = [str(r["code"]) for r in told]
                     con.print(f"   {ds.secret}: [red]denied[/] ({err.code})")
             con.print("   the reasons it was given:")

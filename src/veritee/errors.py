@@ -25,6 +25,8 @@ place (:mod:`veritee.cli.main`).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "CollateralError",
@@ -47,6 +49,11 @@ class VeriteeError(Exception):
     """Base of every error veritee raises on purpose."""
 
     default_code = "error"
+    #: The decision's reasons a refusal carries (``{"code", "message"}`` each) into the
+    #: service's problem details and back to the SDK; None when it carries none.
+    reasons: list[dict[str, Any]] | None = None
+    #: The appraisal policy that came closest to admitting refused evidence, where one did.
+    policy: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

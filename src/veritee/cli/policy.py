@@ -116,7 +116,7 @@ def _from_evidence(admin: _Admin, path: Path, fmt: str, policy: dict[str, Any],
         reasons = [r for r in out.get("reasons") or [] if isinstance(r, dict)]
         err = VerificationError(f"{path}: the evidence could not be verified, so nothing is admitted",
                                 code=str(reasons[0].get("code")) if reasons else "attestation_refused")  # fmt: skip
-        err.reasons = reasons  # type: ignore[attr-defined]
+        err.reasons = reasons
         raise err
     found = str(claims.get("platform"))
     if platform is not None and platform != found:

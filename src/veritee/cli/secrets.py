@@ -62,7 +62,7 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_USAGE)
         except _REFUSED as e:
             click.echo(f"refused [{e.code}]: {e.message}", err=True)
-            for r in getattr(e, "reasons", None) or []:
+            for r in e.reasons or []:
                 click.echo(f"  - [{r.get('code')}] {r.get('message')}", err=True)
             sys.exit(EXIT_NOT_ACCEPTED)
         except VeriteeError as e:

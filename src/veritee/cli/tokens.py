@@ -373,7 +373,7 @@ def verify_token_cmd(
                   "kid": None, "claims": None, "submods": {}}  # fmt: skip
         if require_evidence:
             result["service"] = None
-            result["service_reasons"] = list(getattr(e, "reasons", None) or [])
+            result["service_reasons"] = list(e.reasons or [])
     except VeriteeError as e:
         click.echo(f"error [{e.code}]: {e.message}", err=True)
         sys.exit(EXIT_USAGE)

@@ -115,9 +115,9 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
         err = StorageError(f"{message} (HTTP {status} from {_where(response.request)})", code=code)
     else:
         err = VeriteeError(message, code=code)
-    err.reasons = reasons  # type: ignore[attr-defined]
+    err.reasons = reasons
     policy = body.get("policy")  # the appraisal policy that came closest to admitting it
-    err.policy = policy if isinstance(policy, str) else None  # type: ignore[attr-defined]
+    err.policy = policy if isinstance(policy, str) else None
     return err
 
 

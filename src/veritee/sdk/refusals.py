@@ -83,8 +83,8 @@ def explaining(platform: Platform, service_url: str, *, policy: str | None = Non
     try:
         yield
     except VeriteeError as e:
-        reasons = getattr(e, "reasons", None)
-        named = getattr(e, "policy", None)  # the service's word, else the workload's own policy
+        reasons = e.reasons
+        named = e.policy  # the service's word, else the workload's own policy
         hint = (
             admission_hint(reasons, platform, service_url, named if isinstance(named, str) else policy)
             if isinstance(reasons, list)

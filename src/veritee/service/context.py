@@ -449,11 +449,11 @@ class ServiceContext:
             "attestation refused: " + "; ".join(r.message for r in appraisal.decision.reasons),
             code="attestation_refused",
         )
-        err.reasons = [r.to_json() for r in appraisal.decision.reasons]  # type: ignore[attr-defined]
+        err.reasons = [r.to_json() for r in appraisal.decision.reasons]
         # The policy that came closest to admitting it, when one did (of those in force): what
         # an admin amends.
         d = appraisal.decision
-        err.policy = d.policy_name if len(d.closest) <= 1 else None  # type: ignore[attr-defined]
+        err.policy = d.policy_name if len(d.closest) <= 1 else None
         return err
 
 

@@ -45,10 +45,10 @@ def install_handlers(app: FastAPI) -> None:
         if isinstance(exc, StorageError):  # a lost or failing database: say so in the log
             log.warning("database unavailable (%s): %s", exc.code, exc.message)
         extra: dict[str, Any] = {}
-        reasons = getattr(exc, "reasons", None)
+        reasons = exc.reasons
         if reasons:
             extra["reasons"] = reasons
-        policy = getattr(exc, "policy", None)
+        policy = exc.policy
         if isinstance(policy, str):
             extra["policy"] = policy
         return problem(status, exc.code, type(exc).__name__, exc.message, **extra)

@@ -156,7 +156,7 @@ def release_secret(
             err = VerificationError(
                 "release denied: " + "; ".join(r.message for r in reasons), code="release_denied"
             )
-        err.reasons = [r.to_json() for r in reasons]  # type: ignore[attr-defined]
+        err.reasons = [r.to_json() for r in reasons]
         raise err
     ctx.metrics.inc("veritee_releases_total", "Secret releases", outcome="released")
     return value, stored.version
@@ -244,7 +244,7 @@ def release_sealing_key(
                 "sealing key denied: " + "; ".join(r.message for r in reasons),
                 code="sealing_key_denied",
             )
-        err.reasons = [r.to_json() for r in reasons]  # type: ignore[attr-defined]
+        err.reasons = [r.to_json() for r in reasons]
         raise err
     ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="released")
     return released
