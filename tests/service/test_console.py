@@ -368,10 +368,23 @@ def test_collateral_freshness_of_the_test_vectors(env: Env, testvectors: Path) -
     assert env.client.post("/v1/admin/collateral/reload", headers=env.admin).status_code == 200
     cookie = sign_in(env)
     page = get(env, "/ui/collateral", cookie).text
-    assert "TDX FMSPC B0C06F000000" in page and "TD_QE" in page and "Milan" in page
+    assert "TDX FMSPC B0C06F000000" in page and "TD_QE" in page
     # the vectors' TCB info ran out in 2025: stale, its row red
     assert re.search(r'<tr class="stale"><td>Intel</td><td>TDX FMSPC B0C06F000000</td><td>TCB info</td>', page)
-    assert re.search(r'<tr class="fresh"><td>AMD</td><td>Milan</td><td>certificate ARK-Milan', page)
-    assert "stale for" in page
+    assert "stale for" in page and "failing" in page
     health = get(env, "/ui/", cookie).text
     assert re.search(r'stale</dt><dd><span class="bad">[1-9]', health)
+
+
+def test_collateral_fetching_state_and_its_errors_as_text(env: Env) -> None:
+    cookie = sign_in(env)
+    page = get(env, "/ui/collateral", cookie).text
+    assert "Fetching is off" in page and "no collateral loaded" in page
+    now = dt.datetime.now(dt.UTC)
+    with env.client.app.state.ctx.storage.transaction() as tx:  # type: ignore[attr-defined]
+        tx.record_fetch_failure("intel/tdx/B0C06F000000-processor.json", error="fetch_failed: <b>502</b> from PCS",
+                                now=now, next_try=now + dt.timedelta(minutes=5))  # fmt: skip
+    page = get(env, "/ui/collateral", cookie).text
+    assert "intel/tdx/B0C06F000000-processor.json" in page
+    assert "fetch_failed: &lt;b&gt;502&lt;/b&gt; from PCS" in page and "<b>502" not in page
+    assert re.search(r"<td>1</td>", page)  # one failure

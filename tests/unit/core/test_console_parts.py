@@ -1,19 +1,13 @@
-"""The web console's parts without a service: escaping, SVG charts, collateral freshness."""
+"""The web console's parts without a service: escaping, SVG charts, series over time."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from veritee.collateral import Collateral
-from veritee.service.console import charts, freshness
+from veritee.service.console import charts
 from veritee.service.console.html import CSP, CSS, Safe, attr_url, esc, h, table
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -46,52 +40,6 @@ def test_charts_are_svg_with_escaped_labels() -> None:
     assert "<script" not in bars and "</text><script>" not in bars and "\u2026" in bars  # long labels cut
     assert "nothing to chart" in charts.bars([], title="t", series=("refused",))
     assert charts.stacked_columns([], {"accepted": []}, title="empty").startswith("<svg")
-
-
-def _crl(org: str, cn: str, next_update: dt.datetime) -> x509.CertificateRevocationList:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(NOW - dt.timedelta(days=10))
-            .next_update(next_update).sign(key, hashes.SHA256()))  # fmt: skip
-
-
-def test_freshness_of_crls_by_vendor_and_product() -> None:
-    fresh = _crl("Advanced Micro Devices", "ARK-Genoa", NOW + dt.timedelta(days=30))
-    soon = _crl("Intel Corporation", "Intel SGX PCK Platform CA", NOW + dt.timedelta(days=2))
-    stale = _crl("Intel Corporation", "Intel SGX Root CA", NOW - dt.timedelta(hours=1))
-    items = freshness.items(Collateral(crls=(fresh, soon, stale)))
-    got = {(i.vendor, i.subject): i.state(NOW) for i in items}
-    assert got == {("AMD", "Genoa"): "fresh", ("Intel", "Intel SGX PCK Platform CA"): "soon",
-                   ("Intel", "Intel SGX Root CA"): "stale"}  # fmt: skip
-    assert [i.left(NOW) for i in items if i.subject == "Genoa"] == [dt.timedelta(days=30)]
-
-
-def _tcb(fmspc: str, next_update: str) -> str:
-    return json.dumps({"id": "TDX", "fmspc": fmspc, "issueDate": "2026-11-01T00:00:00Z", "nextUpdate": next_update})
-
-
-def test_freshness_of_dcap_documents_and_malformed_ones() -> None:
-    der = _crl("Intel Corporation", "Intel SGX PCK Processor CA", NOW + dt.timedelta(days=20)).public_bytes(
-        serialization.Encoding.DER)  # fmt: skip
-    layout = {"_source": "set.json", "tcb_info": _tcb("00806f050000", "2026-12-01T00:00:00Z"),
-              "qe_identity": json.dumps({"id": "TD_QE", "issueDate": "2026-11-01T00:00:00Z",
-                                         "nextUpdate": "2026-11-29T00:00:00Z"}),
-              "pck_crl": der.hex(), "root_ca_crl": "zz-not-hex"}  # fmt: skip
-    pcs = {"tcbInfo": json.loads(_tcb("00A06D080000", "2027-01-01T00:00:00Z")), "signature": "00"}
-    broken = [
-        {"tcb_info": "{not json", "qe_identity": 5},
-        {"tcbInfo": "[]"}, {"enclaveIdentity": {"id": "QE", "issueDate": "yesterday", "nextUpdate": None}},
-        {"tcb_info": _tcb("X", "2026-13-45T99:00:00Z")},
-    ]  # fmt: skip
-    items = freshness.items(Collateral(documents=(layout, pcs, *broken)))
-    rows = {(i.subject, i.what): (i.state(NOW), i.source) for i in items}
-    assert rows[("TDX FMSPC 00806F050000", "TCB info")] == ("soon", "set.json")
-    assert rows[("TD_QE", "QE identity")][0] == "stale"
-    assert rows[("Intel SGX PCK Processor CA", "PCK CRL")][0] == "fresh"
-    assert rows[("TDX FMSPC 00A06D080000", "TCB info")][0] == "fresh"
-    # what does not parse has no next update: shown as stale, never a crash
-    assert rows[("QE", "QE identity")][0] == "stale" and rows[("TDX FMSPC X", "TCB info")][0] == "stale"
-    assert not any(s == "root CA CRL" for _, s in rows)
 
 
 def test_series_by_key_over_time_keeps_the_top_keys_and_sums_the_rest() -> None:

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from veritee import __version__
+from veritee.collateral.freshness import readiness
 from veritee.errors import StorageError, VeriteeError
 from veritee.service import routes_admin
-from veritee.service.console import charts, data, freshness, session
+from veritee.service.console import charts, data, session
 from veritee.service.console.html import CSP, Safe, attr_url, h, join, page, table
 from veritee.service.context import ServiceContext
 from veritee.service.routes_revocations import certificate_state
@@ -217,8 +218,9 @@ def _health(ctx: ServiceContext) -> Safe:
         head, head_hash = tx.audit_head()
         recent = data.decisions(data.recent_entries(tx, 2000))
     hour = [d for d in recent if d.at >= now - dt.timedelta(hours=1)]
-    items = freshness.items(ctx.collateral())
-    states = Counter(i.state(now) for i in items)
+    items = ctx.collateral_items()
+    warn = ctx.settings.collateral_warn_before
+    states = Counter(i.state(now, warn) for i in items)
     d = ctx.domain
     service = _dl([
         ("state", ready),
@@ -233,11 +235,12 @@ def _health(ctx: ServiceContext) -> Safe:
         ("accepted", h('<span class="ok">{}</span>', sum(1 for x in hour if x.accepted))),
         ("refused", h('<span class="bad">{}</span>', sum(1 for x in hour if not x.accepted))),
     ])
-    stale = states.get("stale", 0)
+    stale = states.get("expired", 0)
     coll = _dl([
-        ("items loaded", len(items)),
+        ("readiness", readiness(items, now, warn).status),
+        ("items", len(items)),
         ("stale", h('<span class="{}">{}</span>', "bad" if stale else "ok", stale)),
-        ("within 7 days of their next update", states.get("soon", 0)),
+        (f"within {_span(warn)} of their next update", states.get("warning", 0)),
         ("rolled back (not used)", len(ctx.rolled_back)),
         ("sets that do not verify", len(ctx.unverified)),
     ])  # fmt: skip
@@ -567,46 +570,76 @@ def certificates_page(request: Request) -> Response:
 
 # --- collateral -----------------------------------------------------------------------------------
 
+_KINDS = {"tcb_info": "TCB info", "qe_identity": "QE identity", "pck_crl": "PCK CRL",
+          "root_crl": "root CA CRL", "crl": "CRL (VCEK/VLEK revocations)"}  # fmt: skip
+#: The collateral status's item states as the console shows them (row class, badge).
+_STATES = {"expired": ("stale", _badge("stale", "bad")), "warning": ("soon", _badge("soon", "warn")),
+           "ok": ("fresh", _badge("fresh", "ok"))}  # fmt: skip
+
+
+def _subject(kind: str, subject: str) -> str:
+    """``TDX:B0C06F000000`` -> ``TDX FMSPC B0C06F000000``; ``ARK-Milan`` -> ``Milan``."""
+    if kind == "tcb_info" and ":" in subject:
+        ident, fmspc = subject.split(":", 1)
+        return f"{ident} FMSPC {fmspc}"
+    if kind == "crl" and subject.startswith("ARK-"):
+        return subject.removeprefix("ARK-")
+    if kind == "pck_crl" and subject in ("processor", "platform"):
+        return f"PCK {subject} CA"
+    return subject
+
+
+def _left(seconds: float) -> str:
+    if seconds <= 0:
+        return f"stale for {_span(dt.timedelta(seconds=-seconds))}"
+    days = int(seconds // 86400)
+    return f"{days} days" if days else _span(dt.timedelta(seconds=seconds))
+
+
+def _at(text: str | None) -> str:
+    return "-" if not text else _when(dt.datetime.fromisoformat(text))
+
 
 @router.get("/collateral")
 def collateral_page(request: Request) -> Response:
     def build(ctx: ServiceContext) -> Safe:
-        now = ctx.now()
-        loaded = ctx.collateral()
-        items = freshness.items(loaded)
+        status = routes_admin.collateral_status(request)  # as GET /v1/admin/collateral
         rows = []
-        for i in items:
-            state = i.state(now)
-            left = i.left(now)
-            if left is None:
-                left_text = "no next update"
-            elif left <= dt.timedelta(0):
-                left_text = f"stale for {_span(-left)}"
-            else:
-                left_text = f"{left.days} days" if left.days else _span(left)
-            badge = {"stale": _badge("stale", "bad"), "soon": _badge("soon", "warn")}.get(state, _badge("fresh", "ok"))
-            rows.append(Safe(h('<tr class="{}">', state) + "".join(
-                h("<td>{}</td>", c) for c in
-                (i.vendor, i.subject, i.what, _when(i.issued), _when(i.next_update), left_text, badge)
-            ) + "</tr>"))  # fmt: skip
+        for i in status["items"]:
+            cls, badge = _STATES.get(i["state"], ("stale", _badge(i["state"], "bad")))
+            cells = ({"amd": "AMD", "intel": "Intel"}.get(i["vendor"], i["vendor"]),
+                     _subject(i["kind"], i["subject"]), _KINDS.get(i["kind"], i["kind"]), _at(i["issued"]),
+                     _at(i["next_update"]), _left(i["seconds_left"]), badge)  # fmt: skip
+            rows.append(Safe(h('<tr class="{}">', cls) + "".join(h("<td>{}</td>", c) for c in cells) + "</tr>"))
         head = join(h("<th>{}</th>", c) for c in
-                    ("vendor", "FMSPC / product / issuer", "item", "issued", "next update / valid until", "left", "state"))
+                    ("vendor", "FMSPC / product / issuer", "item", "issued", "next update", "left", "state"))
         tbl = (h("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, join(rows))
                if rows else h('<p class="empty">{}</p>', "no collateral loaded"))  # fmt: skip
+        fetched = table(["file", "fetched", "checked", "next try", "failures", "last error"], [
+            [_code(r["path"]), _at(r["fetched_at"]), _at(r["checked_at"]), _at(r["next_try"]), r["failures"],
+             r["last_error"]] for r in status["fetched"]])  # fmt: skip
+        fetching = status["fetching"]
+        source = (h("<p>Fetched from {} and {}{}; when an attestation lacks collateral: {}.</p>",
+                    _code(fetching["kds"]), _code(fetching["pccs"] or fetching["pcs"]),
+                    " (a PCCS)" if fetching["pccs"] else "", "yes" if fetching["lazy"] else "no")
+                  if fetching else h("<p>{}</p>", "Fetching is off (veritee serve --no-collateral-fetch): "
+                                                  "only the collateral folder decides."))  # fmt: skip
         problems: list[Safe] = [
             h("<li>{} {}</li>", _code("collateral_rolled_back"),
               f"{found.describe()} is older than the {held.describe()} accepted before: not used")
             for found, held in ctx.rolled_back
         ]  # fmt: skip
         problems += [h("<li>{} {}</li>", _code("collateral_unverified"), u) for u in ctx.unverified]
+        readiness = {"ok": _badge("ok", "ok"), "warning": _badge("warning", "warn")}.get(
+            status["readiness"], _badge(status["readiness"], "bad"))
+        warn = _span(ctx.settings.collateral_warn_before)
         return join([
-            h("<p>What the service decides with now: {} file(s) from {} "
-              "(<code>veritee collateral fetch</code>, then <code>POST /v1/admin/collateral/reload</code>).</p>",
-              len(loaded.sources), str(ctx.domain.collateral_dir)),
+            h("<p>Readiness of the collateral: {} (amber within {} of an item's next update, red past it). "
+              "The folder is {}.</p>", readiness, warn, _code(str(ctx.domain.collateral_dir))),
             _card("Freshness", tbl),
+            _card("Fetching", h("{}{}", source, fetched)),
             _card("Not used", h('<ul class="reasons">{}</ul>', join(problems)) if problems
                   else h('<p class="empty">{}</p>', "every set verifies and none is rolled back")),
         ])  # fmt: skip
 
     return _signed_in_page(request, "Collateral freshness", "collateral", build)
-
