@@ -436,3 +436,122 @@ def test_serve_flags_make_the_fetch_settings(monkeypatch: pytest.MonkeyPatch, tm
     assert ctx.settings.collateral_warn_before == dt.timedelta(hours=72)
     monkeypatch.setenv("VERITEE_COLLATERAL_FETCH", json.dumps({"on": False}))
     assert app_from_env().state.ctx.refresher is None
+
+
+# --- shared by replicas ----------------------------------------------------------------------------
+
+
+def _replica(tmp_path: Path, name: str, src: Domain, db_url: str, fetch: CollateralFetch, clock: Clock) -> Any:
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(src.path, folder, ignore=shutil.ignore_patterns("*.db", "*.db-*"))
+    settings = Settings(data_dir=folder, database_url=db_url, policy_cache_seconds=0, collateral_fetch=fetch,
+                        clock=clock)  # fmt: skip
+    return create_app(settings)
+
+
+def test_replicas_share_fetched_collateral_and_one_fetch(tmp_path: Path, service_db: str | None) -> None:
+    """Two replicas (own data folders, one database): what one fetched decides on the other
+    without a fetch of its own; while one holds an item's lease the other waits for its result
+    instead of asking the vendor too."""
+    from veritee.service.storage import default_sqlite_url
+
+    _vectors()
+    url = service_db or default_sqlite_url(tmp_path / "shared")
+    (tmp_path / "shared").mkdir()
+    from veritee.keybroker.kek import FileKek
+
+    domain = Domain.create(tmp_path / "origin", name="t", now=dt.datetime(2025, 1, 1, tzinfo=UTC))
+    FileKek.in_data_dir(domain.path)  # as `veritee init` makes it: copied to every replica
+    a_vendor, b_vendor = StandIn(), StandIn()
+    try:
+        serve_intel(a_vendor, "tdx", "B0C06F000000", "platform", intel_set(V4_SET))
+        for path in intel_paths("tdx", "B0C06F000000", "platform").values():
+            a_vendor.set(path, delay=0.4)
+        clock = Clock(V4_AT)
+        app_a = _replica(tmp_path, "a", domain, url, _fetch(a_vendor), clock)
+        app_b = _replica(tmp_path, "b", domain, url, _fetch(b_vendor), clock)  # its vendor serves nothing
+        with TestClient(app_a), TestClient(app_b) as client_b:
+            quote = (TESTVECTORS / V4_QUOTE).read_bytes()
+            a, b = app_a.state.ctx.refresher, app_b.state.ctx.refresher
+            results: dict[str, Outcome] = {}
+            thread = threading.Thread(target=lambda: results.update(a=a.fetch_for(quote, V4_AT)))
+            thread.start()
+            while a_vendor.count() == 0:  # A holds the lease and is fetching (slowly)
+                threading.Event().wait(0.02)
+            results["b"] = b.fetch_for(quote, V4_AT)
+            thread.join()
+            assert results["a"].result == "stored" and results["b"].result == "stored", results
+            assert b_vendor.count() == 0 and a_vendor.count() == 4
+            admin = {"Authorization": f"Bearer {domain.admin_token()}"}
+            r = client_b.post("/v1/admin/policy/dry-run", headers=admin, json={
+                "policy": json.dumps({"version": 1, "name": "tdx", "platforms": {"tdx": {}}}),
+                "evidence": base64.b64encode(quote).decode(), "format": "tdx", "at": V4_AT.isoformat()})  # fmt: skip
+            assert r.json()["claims"]["tcb_status"] == "UpToDate" and b_vendor.count() == 0
+    finally:
+        a_vendor.close()
+        b_vendor.close()
+
+
+# --- malformed, truncated, oversized answers -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["truncated-crl", "truncated-json", "oversized", "wrong-fmspc", "no-chain"])
+def test_malformed_answers_are_refused_and_nothing_is_stored(service: Service, fault: str) -> None:
+    std = service.standin
+    serve_intel(std, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
+    paths = intel_paths("tdx", "90C06F000000", "platform")
+    if fault == "truncated-crl":
+        std.set(paths["pck_crl"], body=std.routes[paths["pck_crl"]].body[:-20])
+    elif fault == "truncated-json":
+        std.set(paths["tcb_info"], body=std.routes[paths["tcb_info"]].body[:-30])
+    elif fault == "oversized":
+        std.set(paths["qe_identity"], body=b" " * (1024 * 1024 + 1))
+    elif fault == "wrong-fmspc":  # another FMSPC's (authentic) TCB info at this FMSPC's path
+        v4 = intel_set(V4_SET)
+        std.set(paths["tcb_info"], body=('{"tcbInfo":' + v4["tcb_info"] + ',"signature":"' + v4["tcb_info_signature"]
+                                         + '"}').encode())  # fmt: skip
+    else:
+        std.set(paths["tcb_info"], headers={})
+    out = service.refresher.refresh(V5_PATH, V5_AT)
+    expected = {"oversized": "fetch_oversized"}.get(fault, "fetch_malformed")
+    assert (out.result, out.code) == ("failed", expected), out
+    assert service.row(V5_PATH).data is None and not service.held()
+
+
+# --- the pure parts ----------------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    b = Backoff(base=dt.timedelta(seconds=30), cap=dt.timedelta(hours=1), jitter=0.5)
+    rng = random.Random(1)
+    for n in range(1, 12):
+        full = min(30 * 2 ** (n - 1), 3600)
+        delays = {b.delay(n, rng).total_seconds() for _ in range(50)}
+        assert all(full / 2 <= d <= full for d in delays) and len(delays) > 1, n
+    assert b.delay(10_000, rng) <= dt.timedelta(hours=1)
+    assert Backoff(jitter=0).delay(0, rng) == dt.timedelta(seconds=30)
+
+
+def test_items_skip_what_does_not_parse_and_take_the_newest() -> None:
+    from veritee.collateral import Collateral
+    from veritee.collateral.freshness import items, refresh_after
+
+    _vectors()
+    new, old = intel_set(V5_SET), v5_older_set()
+    both = Collateral.from_blobs([("old", json.dumps(old).encode()), ("new", json.dumps(new).encode())])
+    (tcb,) = [i for i in items(both) if i.kind == "tcb_info"]
+    assert tcb.issued == dt.datetime(2026, 2, 18, 10, 58, 51, tzinfo=UTC) and tcb.source == "new"
+    bad = [{**new, "tcb_info": "{not json"}, {**new, "pck_crl": "zz"}, {**new, "qe_identity": '{"id": "TD_QE"}'},
+           {**new, "tcb_info": json.dumps({"issueDate": 5, "nextUpdate": []})}, {"tcbInfo": []}]  # fmt: skip
+    for doc in bad:
+        found = items(Collateral.from_blobs([("bad", json.dumps(doc).encode())]))
+        assert len(found) < 4 and all(i.next_update > i.issued for i in found)
+    found = items(Collateral.from_blobs([("new", json.dumps(new).encode())]))
+    now = V5_AT
+    due = refresh_after(found, now, interval=dt.timedelta(hours=24), minimum=dt.timedelta(minutes=10))
+    assert due == now + dt.timedelta(minutes=10)  # past half of the root CRL's window already
+    later = refresh_after([i for i in found if i.kind == "tcb_info"], now, interval=dt.timedelta(days=90),
+                          minimum=dt.timedelta(minutes=10))  # fmt: skip
+    assert later == tcb.issued + (tcb.next_update - tcb.issued) / 2

@@ -35,6 +35,7 @@ import random
 import re
 import socket
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ from veritee.errors import CollateralError, MalformedError, UsageError, VeriteeE
 from veritee.evidence import amd, dcap
 from veritee.reasons import Code
 from veritee.service.settings import CollateralFetch
+from veritee.service.storage import StoredFetched
 
 if TYPE_CHECKING:
     from veritee.service.context import ServiceContext
@@ -67,6 +69,8 @@ log = logging.getLogger(__name__)
 #: How long a fetcher holds an item's lease beyond its HTTP timeouts (a crashed fetcher's lease
 #: runs out).
 LEASE_SLACK = dt.timedelta(seconds=30)
+#: Seconds between looks at the database while another fetcher holds an item's lease.
+OTHER_FETCH_POLL = 0.1
 #: An Intel set is four requests, an AMD item one or two.
 REQUESTS_PER_ITEM = 4
 
@@ -322,13 +326,35 @@ class CollateralRefresher:
             with self._lock:
                 self._inflight.pop(key, None)
 
+    def _await_other(self, key: str, before: StoredFetched | None, now: dt.datetime) -> Outcome:
+        """Another worker or replica holds the lease on ``key``: wait (real time, at most
+        ``lazy_wait``) until its fetch is recorded, and take its result."""
+        deadline = time.monotonic() + self.fetch.lazy_wait
+        seen = (before.checked_at, before.failures) if before is not None else (None, 0)
+        while time.monotonic() < deadline:
+            time.sleep(OTHER_FETCH_POLL)
+            with self.ctx.storage.transaction(readonly=True) as tx:
+                row = tx.fetched_item(key)
+            if row is None or (row.checked_at, row.failures) == seen:
+                continue
+            self.ctx.collateral_changed()  # read what the other fetcher stored, here now
+            if row.failures:
+                code, _, message = (row.last_error or "").partition(": ")
+                return Outcome(key, "failed", code, message, row.next_try)
+            return Outcome(key, "stored")
+        return Outcome(key, "busy")
+
     def _fetch_for(self, key: str, evidence: bytes, now: dt.datetime) -> Outcome:
         with self.ctx.storage.transaction(readonly=True) as tx:
             row = tx.fetched_item(key)
         if row is not None and row.failures and row.next_try is not None and now < row.next_try:
             return Outcome(key, "waiting", Code.COLLATERAL_FETCH_FAILED, row.last_error or "", row.next_try)
+        if row is not None and not row.failures and row.checked_at is not None and now < row.checked_at + self.fetch.minimum:
+            # Fetched a moment ago and still refused: the vendor has nothing newer (each refused
+            # attestation does not ask the vendor again).
+            return Outcome(key, "unchanged", next_try=row.checked_at + self.fetch.minimum)
         if not self._lease(key, now):
-            return Outcome(key, "busy")
+            return self._await_other(key, row, now)
         try:
             fetched = fetch_for_evidence(evidence, self.config, transport=self._transport)
         except VeriteeError as e:

@@ -206,25 +206,32 @@ class ServiceContext:
         return found
 
     async def appraise_fetching(self, data: bytes, **kwargs: Any) -> Appraisal:
-        """:meth:`appraise`, and when the evidence was refused for collateral the domain lacks
-        (none for its FMSPC or chip, or only expired collateral), fetch it once (sharing a fetch
-        already under way, not before a failed one's backoff ends; waiting at most
-        ``collateral_fetch.lazy_wait`` seconds) and appraise again. A fetch that does not bring
-        newer collateral leaves the refusal as it was, with the warning
-        ``collateral_fetch_failed`` saying why."""
+        """:meth:`appraise`, and when the evidence was refused for collateral the domain lacks,
+        :meth:`fetch_lacking` and appraise again."""
         appraisal = self.appraise(data, **kwargs)
+        if await self.fetch_lacking(data, appraisal.decision):
+            return self.appraise(data, **kwargs)
+        return appraisal
+
+    async def fetch_lacking(self, data: bytes, decision: Decision) -> bool:
+        """When ``decision`` refused ``data`` for collateral the domain lacks (none for its FMSPC
+        or chip, or only expired collateral; :data:`LAZY_FETCH_CODES`), fetch it once (sharing a
+        fetch already under way, not before a failed one's backoff ends, waiting at most
+        ``collateral_fetch.lazy_wait`` seconds). True: newer collateral is in force, appraise
+        again. False: nothing changed; if a fetch was tried, the warning
+        ``collateral_fetch_failed`` on ``decision`` says why."""
         refresher = self.refresher
-        if refresher is None or not refresher.fetch.lazy or appraisal.decision.accepted:
-            return appraisal
-        if not any(r.code in LAZY_FETCH_CODES for r in appraisal.decision.reasons):
-            return appraisal
+        if refresher is None or not refresher.fetch.lazy or decision.accepted:
+            return False
+        if not any(r.code in LAZY_FETCH_CODES for r in decision.reasons):
+            return False
         try:
             with anyio.fail_after(refresher.fetch.lazy_wait):
                 outcome = await anyio.to_thread.run_sync(refresher.fetch_for, data, self.now(), abandon_on_cancel=True)
         except TimeoutError:
             outcome = None
         if outcome is not None and outcome.result == "stored":
-            return self.appraise(data, **kwargs)
+            return True
         if outcome is None:
             why = f"no answer within {refresher.fetch.lazy_wait:g} s"
         elif outcome.result == "unchanged":
@@ -234,10 +241,8 @@ class ServiceContext:
         else:
             retry = f"; retried from {outcome.next_try.isoformat()}" if outcome.next_try else ""
             why = f"{outcome.code}: {outcome.message}{retry}"
-        appraisal.decision.warn(
-            Code.COLLATERAL_FETCH_FAILED, f"collateral for this evidence could not be fetched ({why})"
-        )
-        return appraisal
+        decision.warn(Code.COLLATERAL_FETCH_FAILED, f"collateral for this evidence could not be fetched ({why})")
+        return False
 
     # --- policy -------------------------------------------------------------------------
     def policy(self) -> PolicySet | None:

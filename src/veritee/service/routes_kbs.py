@@ -350,6 +350,10 @@ async def _attest(ctx: ServiceContext, request: Request) -> Response:
     try:
         att.public_key()  # a usable tee-pubkey, before anything is appraised
         outcome = _appraise(ctx, challenge, att, now)
+        if ctx.refresher is not None:  # collateral the domain lacks: fetched once, appraised again
+            _fmt, primary_data, _certs = extract_evidence(challenge.tee, att.primary_evidence)
+            if await ctx.fetch_lacking(primary_data, outcome.primary.decision):
+                outcome = _appraise(ctx, challenge, att, now)
         evidence_sha256 = outcome.primary.evidence_sha256
         details = _audit_details(challenge, att, outcome, evidence_sha256, None)
         accepted = outcome.accepted
