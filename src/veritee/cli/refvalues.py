@@ -62,18 +62,14 @@ def _parse_at(text: str | None) -> dt.datetime | None:
     default=None,
     help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).",
 )
-@click.option(
-    "--scheme",
-    type=click.Choice(sorted(profiles.SCHEMES)),
-    default=None,
-    help="Refuse a CoRIM whose profile belongs to another scheme.",
-)
-@click.option(
-    "--at", "at_text", default=None, help="Check the validity periods at this time (ISO 8601)."
-)
+@click.option("--trust-anchor", "anchor_paths", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="A CA certificate (PEM or DER) the signed CoRIM's x5chain must lead to (instead of --key).")
+@click.option("--scheme", type=click.Choice(sorted(profiles.SCHEMES)), default=None,
+              help="Refuse a CoRIM whose profile belongs to another scheme.")
+@click.option("--at", "at_text", default=None, help="Check the validity periods at this time (ISO 8601).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect_cmd(file: Path, key_path: Path | None, scheme: str | None, at_text: str | None,
-                as_json: bool) -> None:  # fmt: skip
+def inspect_cmd(file: Path, key_path: Path | None, anchor_paths: tuple[Path, ...], scheme: str | None,
+                at_text: str | None, as_json: bool) -> None:  # fmt: skip
     """Read a CoRIM (signed or not) or CoMID and list its reference values."""
     try:
         data = file.read_bytes()
@@ -88,8 +84,17 @@ def inspect_cmd(file: Path, key_path: Path | None, scheme: str | None, at_text: 
             _usage(f"cannot read {key_path}: {e.strerror or e}")
         except ValueError as e:
             _usage(f"--key {key_path}: {e}")
+    anchors = []
+    for path in anchor_paths:
+        try:
+            anchors += corim.load_anchors(path.read_bytes())
+        except OSError as e:
+            _usage(f"cannot read {path}: {e.strerror or e}")
+        except ValueError as e:
+            _usage(f"--trust-anchor {path}: {e}")
     at = _parse_at(at_text)
-    result = corim.inspect(data, key=key, scheme=scheme, at=at)
+    result = corim.inspect(data, key=key, scheme=scheme, at=at, anchors=anchors or None,
+                           chain_at=at or dt.datetime.now(dt.UTC))  # fmt: skip
     if at is None:  # without --at the validity is reported against the clock, not enforced
         now = dt.datetime.now(dt.UTC)
         for what, validity in (("CoRIM", result.validity), ("signature", result.signer_validity)):
@@ -131,12 +136,15 @@ MAX_UPLOAD_BYTES = 700 * 1024  # base64 of it fits the service's 1 MiB body limi
               help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).")
 @click.option("--scheme", type=click.Choice(sorted(profiles.SCHEMES)), default=None,
               help="Refuse a CoRIM whose profile belongs to another scheme.")
+@click.option("--trust-anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CA certificate(s), PEM, the signed CoRIM's x5chain must lead to (instead of --key).")
 @click.option("--allow-unsigned", is_flag=True, help="Register an unsigned CoRIM (you vouch for it).")
 @click.option("--expires", "expires", default=None, help="Stop counting its values at (ISO 8601).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_admin_options
 @_handle
-def add_cmd(file: Path, set_name: str, key_path: Path | None, scheme: str | None, allow_unsigned: bool,
+def add_cmd(file: Path, set_name: str, key_path: Path | None, anchor_path: Path | None, scheme: str | None,
+            allow_unsigned: bool,
             expires: str | None, as_json: bool, url: str, data: Path | None, admin_token: str | None,
             ca: Path | None) -> None:  # fmt: skip
     """Register a CoRIM's reference values in a named set of the domain."""
@@ -146,11 +154,12 @@ def add_cmd(file: Path, set_name: str, key_path: Path | None, scheme: str | None
             raise UsageError(f"{file}: {size} bytes, the limit is {MAX_UPLOAD_BYTES}")
         raw = file.read_bytes()
         key = key_path.read_text() if key_path is not None else None
+        anchor = anchor_path.read_text() if anchor_path is not None else None
     except OSError as e:
         raise UsageError(f"cannot read {e.filename}: {e.strerror or e}") from None
     body: dict[str, object] = {
         "set": set_name, "corim": base64.b64encode(raw).decode(), "file_name": file.name,
-        "key": key, "scheme": scheme, "allow_unsigned": allow_unsigned,
+        "key": key, "trust_anchor": anchor, "scheme": scheme, "allow_unsigned": allow_unsigned,
     }  # fmt: skip
     when = _parse_at(expires)
     if when is not None:

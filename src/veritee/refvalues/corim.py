@@ -64,6 +64,7 @@ __all__ = [
     "Typed",
     "ValueTriple",
     "inspect",
+    "load_anchors",
     "load_key",
     "sign",
 ]
@@ -852,6 +853,7 @@ class Signer:
     key_id: str | None  # kid, hex
     key_thumbprint: str  # SHA-256 of the verifying key's SubjectPublicKeyInfo, hex
     algorithm: str
+    certificate: str | None = None  # the x5chain signing certificate's subject, when one decided
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -860,6 +862,7 @@ class Signer:
             "kid": self.key_id,
             "key_sha256": self.key_thumbprint,
             "alg": self.algorithm,
+            "certificate": self.certificate,
         }
 
 
@@ -1073,6 +1076,21 @@ def load_key(data: bytes) -> PublicKey:
     raise ValueError("key is not a PEM or DER public key, certificate or JWK")
 
 
+def load_anchors(data: bytes) -> list[x509.Certificate]:
+    """Trust anchors (CA certificates) from PEM (one or more) or DER; ``ValueError`` if none."""
+    try:
+        certs = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [x509.load_der_x509_certificate(data)]
+    except ValueError as e:
+        raise ValueError(f"not a PEM or DER certificate: {e}") from None
+    for cert in certs:
+        try:
+            if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate")
+        except x509.ExtensionNotFound:
+            raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate (no basicConstraints)") from None
+    return certs
+
+
 def _key_sha256(key: PublicKey) -> str:
     spki = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -1123,10 +1141,54 @@ def _verify_signature(alg: int, key: PublicKey, signature: bytes, message: bytes
         ) from None
 
 
+def _chain_key(
+    x5chain: list[x509.Certificate], anchors: list[x509.Certificate], at: dt.datetime | None
+) -> tuple[PublicKey, str]:
+    """The signing certificate's key, once its x5chain leads to one of ``anchors`` at ``at``
+    (RFC 5280 path validation by cryptography's verifier: signatures, validity, CA constraints
+    and path lengths). The leaf must not be a CA and, when it says, may sign (digitalSignature)."""
+    from cryptography.x509 import verification as xv
+
+    if not x5chain:
+        raise Invalid("corim_signer_untrusted", "no --key, and the CoRIM carries no x5chain to check against a trust anchor")
+    if at is None:
+        raise Invalid("usage", "checking an x5chain needs the time (at)")
+    leaf = x5chain[0]
+    try:
+        bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.ca:
+            raise Invalid("corim_signer_untrusted", "the x5chain's signing certificate is a CA certificate")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            raise Invalid("corim_signer_untrusted", "the x5chain's signing certificate may not sign (keyUsage)")
+    except x509.ExtensionNotFound:
+        pass
+    verifier = (
+        xv.PolicyBuilder()
+        .store(xv.Store(anchors))
+        .time(at)
+        .extension_policies(ca_policy=xv.ExtensionPolicy.webpki_defaults_ca(), ee_policy=xv.ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, x5chain[1:])
+    except xv.VerificationError as e:
+        raise Invalid("corim_signer_untrusted", f"the x5chain does not lead to a trusted CA at {_jsonable(at)}: {e}") from None
+    key = leaf.public_key()
+    if not isinstance(key, PublicKey):
+        raise Invalid("corim_signer_untrusted", f"the signing certificate's key ({type(key).__name__}) cannot verify a CoRIM")
+    return key, leaf.subject.rfc4514_string()
+
+
 def _parse_signed(
     sign1: Any,
     result: Inspection,
     key: PublicKey | None,
+    anchors: list[x509.Certificate] | None = None,
+    at: dt.datetime | None = None,
 ) -> None:
     where = "COSE_Sign1"
     if not isinstance(sign1, list | tuple) or len(sign1) != 4:
@@ -1185,12 +1247,15 @@ def _parse_signed(
             result.signer_validity = _validity(meta[1], "corim-meta.signature-validity")
     except (CborError, Invalid) as e:
         raise Invalid("corim_meta_invalid", f"corim-meta: {e.args[-1]}") from None
+    x5chain: list[x509.Certificate] = []
     if 33 in protected:
         chain = protected[33]
         ders = chain if isinstance(chain, list | tuple) else [chain]
+        if not ders or len(ders) > 8:
+            raise Invalid("corim_malformed", f"{where}.x5chain: 1 to 8 certificates")
         for i, der in enumerate(ders):
             try:
-                x509.load_der_x509_certificate(_bytes(der, f"{where}.x5chain[{i}]", nonempty=True))
+                x5chain.append(x509.load_der_x509_certificate(_bytes(der, f"{where}.x5chain[{i}]", nonempty=True)))
             except ValueError as e:
                 raise Invalid("corim_malformed", f"{where}.x5chain[{i}]: {e}") from None
     # 2. payload: a tagged unsigned CoRIM, or an untagged corim-map (older cocli)
@@ -1212,10 +1277,13 @@ def _parse_signed(
             )
         )
     _parse_unsigned(body, result, check_keys=True, legacy=legacy)
-    # 3. signature, with the key the caller trusts
+    # 3. signature, with the key the caller trusts, or the x5chain's leaf if it leads to a trusted CA
+    certificate = None
+    if key is None and anchors:
+        key, certificate = _chain_key(x5chain, anchors, at)
     if key is None:
         raise Invalid(
-            "corim_signer_untrusted", "a signed CoRIM needs the signer's key (--key) to be trusted"
+            "corim_signer_untrusted", "a signed CoRIM needs the signer's key (--key) or a trust anchor for its x5chain"
         )
     message = cbor2.dumps(["Signature1", protected_raw, b"", payload])
     _verify_signature(alg, key, signature, message)
@@ -1225,6 +1293,7 @@ def _parse_signed(
         key_id=kid.hex() if isinstance(kid, bytes) else None,
         key_thumbprint=_key_sha256(key),
         algorithm=_COSE_ALGS[alg][0],
+        certificate=certificate,
     )
 
 
@@ -1234,8 +1303,13 @@ def inspect(
     key: PublicKey | None = None,
     scheme: str | None = None,
     at: dt.datetime | None = None,
+    anchors: list[x509.Certificate] | None = None,
+    chain_at: dt.datetime | None = None,
 ) -> Inspection:
     """Read a CoRIM, signed CoRIM or CoMID and judge it; never raises for bad input.
+
+    ``key``: the signer's public key the caller trusts; or ``anchors``: CA certificates the
+    signed CoRIM's x5chain must lead to, at ``chain_at`` (default ``at``).
 
     ``scheme``: when given, a CoRIM whose profile belongs to another scheme is refused.
     ``at``: when given, a CoRIM or signature outside its validity at that time is refused
@@ -1263,7 +1337,7 @@ def inspect(
             top = top.value
         if isinstance(top, cbor2.CBORTag) and top.tag == TAG_COSE_SIGN1:
             result.kind = "signed-corim"
-            _parse_signed(top.value, result, key)
+            _parse_signed(top.value, result, key, anchors, chain_at or at)
         elif TAG_SIGNED_CORIM in seen:
             raise Invalid(
                 "corim_tag_unknown", "a #6.502 signed CoRIM must hold a COSE_Sign1 (#6.18)"

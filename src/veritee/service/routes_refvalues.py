@@ -5,7 +5,8 @@ Admin (bearer credential):
 - ``POST /v1/admin/refvalues`` ``{"set", "corim": base64, "file_name", "key", "scheme",
   "allow_unsigned", "expires_at"}``: the CoRIM is read and judged
   (:func:`veritee.refvalues.corim.inspect` at the current time, so an expired one is refused); a
-  signed CoRIM needs its signer's key (PEM public key, certificate or JWK) in ``key``, an
+  signed CoRIM needs its signer's key (PEM public key, certificate or JWK) in ``key``, or CA
+  certificates in ``trust_anchor`` that its x5chain leads to (RFC 5280, at the current time), an
   unsigned one ``allow_unsigned`` (the admin vouches for it; recorded as no signer). Its values
   (:func:`veritee.refvalues.entries.entries_of`) join the set; the source keeps the file name,
   its SHA-256 and bytes, the signer's name and key SHA-256, who added it and when, and expires
@@ -78,6 +79,12 @@ def add(body: RefValuesAddRequest, request: Request) -> dict[str, Any]:
             key = corim.load_key(body.key.encode())
         except ValueError as e:
             raise MalformedError(f"key: {e}", field="key", code="key_invalid") from None
+    anchors = None
+    if body.trust_anchor is not None:
+        try:
+            anchors = corim.load_anchors(body.trust_anchor.encode())
+        except ValueError as e:
+            raise MalformedError(f"trust_anchor: {e}", field="trust_anchor") from None
     ctx = _ctx(request)
     now = ctx.now()
     expires = body.expires_at
@@ -86,7 +93,7 @@ def add(body: RefValuesAddRequest, request: Request) -> dict[str, Any]:
             raise MalformedError("expires_at needs a time zone", field="expires_at")
         if expires <= now:
             raise MalformedError("expires_at is in the past", field="expires_at")
-    result = corim.inspect(data, key=key, scheme=body.scheme, at=now)
+    result = corim.inspect(data, key=key, scheme=body.scheme, at=now, anchors=anchors)
     if not result.valid:
         code, message = result.reasons[0]
         raise VerificationError(f"the CoRIM is not valid: {message}", code=code)

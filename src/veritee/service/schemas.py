@@ -259,6 +259,9 @@ class RefValuesAddRequest(BaseModel):
     corim: str = Field(min_length=1, max_length=1_500_000, description="the CoRIM / CoMID, base64")
     file_name: str = Field(default="", max_length=400, description="where it came from (provenance)")
     key: str | None = Field(default=None, max_length=20_000, description="signer's key: PEM or JWK")
+    trust_anchor: str | None = Field(
+        default=None, max_length=50_000, description="CA certificate(s), PEM, the CoRIM's x5chain must lead to"
+    )
     scheme: str | None = Field(default=None, max_length=32, description="refuse other schemes' profiles")
     allow_unsigned: bool = Field(default=False, description="register an unsigned CoRIM (admin vouches)")
     expires_at: dt.datetime | None = Field(default=None, description="stop counting at (UTC)")

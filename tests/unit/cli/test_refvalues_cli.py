@@ -117,3 +117,42 @@ def test_add_list_show_withdraw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert r.exit_code == 1 and "admin_invalid" in r.output
     finally:
         server.stop()
+
+
+def test_add_with_a_trust_anchor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CoRIM signed by a certificate: the service checks its x5chain against the admin's CA at
+    the current time (the peers' test PKI is valid 2026-06-19 .. 2031)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    monkeypatch.delenv("VERITEE_ADMIN_TOKEN", raising=False)
+    pki = "generic/veraison-corim_testdata_"
+    leaf, inter = _vector(pki + "endEntity.der"), _vector(pki + "intermediateCA.der")
+    root = x509.load_der_x509_certificate(_vector(pki + "rootCA.der"))
+    key = serialization.load_pem_private_key(_vector(pki + "endEntity.key"), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    payload = _vector("sevsnp/services_corim-sevsnp-valid.cbor")
+    prot = cbor2.dumps({1: -7, 3: "application/rim+cbor", 8: cbor2.dumps({0: {0: "Acme Gizmos"}}), 33: [leaf, inter]})
+    r, s = decode_dss_signature(key.sign(cbor2.dumps(["Signature1", prot, b"", payload]), ec.ECDSA(hashes.SHA256())))
+    signed = tmp_path / "x5.cbor"
+    signed.write_bytes(cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big")])))
+    anchor = tmp_path / "root.pem"
+    anchor.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    domain = Domain.create(tmp_path / "domain", name="x5", now=dt.datetime.now(dt.UTC))
+    server = start_in_thread(create_app(Settings(data_dir=domain.path)))
+    runner = CliRunner()
+    args = ["--url", server.url, "--data", str(domain.path)]
+    try:
+        r = runner.invoke(cli, ["refvalues", "add", str(signed), "--set", "snp", "--trust-anchor", str(anchor), "--json", *args])
+        if dt.datetime.now(dt.UTC) < dt.datetime(2026, 6, 20, tzinfo=dt.UTC):
+            pytest.skip("the peers' test PKI is not valid yet on this clock")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["signer"] == "Acme Gizmos"
+        r = runner.invoke(cli, ["refvalues", "add", str(signed), "--set", "snp2", *args])
+        assert r.exit_code == 1 and "corim_signer_untrusted" in r.output
+        bad = tmp_path / "leaf.pem"
+        bad.write_bytes(x509.load_der_x509_certificate(leaf).public_bytes(serialization.Encoding.PEM))
+        r = runner.invoke(cli, ["refvalues", "add", str(signed), "--set", "snp3", "--trust-anchor", str(bad), *args])
+        assert r.exit_code == 2 and "not a CA" in r.output, r.output
+    finally:
+        server.stop()
