@@ -555,3 +555,47 @@ def test_items_skip_what_does_not_parse_and_take_the_newest() -> None:
     later = refresh_after([i for i in found if i.kind == "tcb_info"], now, interval=dt.timedelta(days=90),
                           minimum=dt.timedelta(minutes=10))  # fmt: skip
     assert later == tcb.issued + (tcb.next_update - tcb.issued) / 2
+
+
+def test_a_set_for_another_fmspc_only_makes_the_right_one_fetched(service: Service) -> None:
+    """The domain holds TCB info for FMSPC B0C06F000000 only (an older, expired set); a quote
+    of 90C06F000000 is refused for it, which makes its own set fetched and decide."""
+    _install_folder(service, "other.json", intel_set(V4_SET))
+    serve_intel(service.standin, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
+    out = service.dry_run(V5_QUOTE, V5_AT)
+    assert [r["code"] for r in out["reasons"]] == ["tcb_level_not_found"], out["reasons"]  # decided on 90C06F
+    assert service.row(V5_PATH).data is not None
+
+
+def test_a_set_not_yet_valid_is_refused(service: Service) -> None:
+    serve_intel(service.standin, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
+    early = dt.datetime(2026, 2, 10, tzinfo=UTC)  # before the PCK CRL's thisUpdate (2026-02-18)
+    out = service.refresher.refresh(V5_PATH, early)
+    assert (out.result, out.code) == ("failed", "collateral_not_yet_valid")
+    assert service.row(V5_PATH).data is None
+
+
+def test_the_background_refresh_runs_in_the_service(tmp_path: Path, standin: StandIn) -> None:
+    """With check_seconds set, the service's own loop fetches what is due (here: the folder's
+    set for an FMSPC, found at start); the test waits for it, asserting no timing."""
+    import time
+
+    _vectors()
+    domain = Domain.create(tmp_path / "domain", name="t", now=dt.datetime(2025, 1, 1, tzinfo=UTC))
+    domain.collateral_dir.mkdir(parents=True, exist_ok=True)
+    (domain.collateral_dir / "installed.json").write_text(json.dumps(v5_older_set()))
+    serve_intel(standin, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
+    app = create_app(Settings(data_dir=domain.path, collateral_fetch=_fetch(standin, check_seconds=0.05),
+                              clock=lambda: V5_AT))  # fmt: skip
+    with TestClient(app):
+        ctx: ServiceContext = app.state.ctx
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with ctx.storage.transaction(readonly=True) as tx:
+                row = tx.fetched_item(V5_PATH)
+            if row is not None and row.data is not None:
+                break
+            time.sleep(0.05)
+        assert row is not None and row.data is not None
+        tcb = next(i for i in ctx.collateral_items() if i.kind == "tcb_info")
+        assert tcb.issued == dt.datetime(2026, 2, 18, 10, 58, 51, tzinfo=UTC)
