@@ -16,6 +16,7 @@ RUNS = [
     ["bench_sev_snp.py"],
     ["bench_dcap.py"],
     ["bench_tpm.py"],
+    ["bench_peers.py"],
     ["bench_keystone.py"],
     ["bench_logs.py", "--records", "20000", "--runs", "5"],
     ["bench_storage.py"],

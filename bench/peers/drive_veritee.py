@@ -1,0 +1,54 @@
+"""veritee's side of bench_peers.py: the same loop as the peers' drivers, in veritee's venv.
+
+Per call, by case kind (the inputs are files written by bench_peers.py):
+
+  tdx, sgx       tdx.verify / sgx.verify of the quote with its collateral (parsed once, as a
+                 Collateral); verified collateral and the PCK chain cached by veritee after the
+                 first call
+  sev-snp        sev_snp.verify with the VCEK -> ASK -> ARK chain cached (AmdTrust(ChainCache))
+  sev-snp-cold   the same with no cache: the chain parsed and verified per call
+  nitro          nitro.verify: COSE_Sign1 parsed, the whole chain to the pinned AWS root checked
+  nvidia-gpu     nvidia.verify of {"report", "certificate_chain"}: the chain to the pinned NVIDIA
+                 root checked and the SPDM measurements signature verified (no OCSP, no RIMs)
+  tpm            tpm.verify of a go-tpm-tools attestation with one quote (SHA-256 bank), the AK
+                 certificate and intermediate: AK chain checked (cached where veritee caches
+                 it), quote signature, PCR digest
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _driver import serve
+
+from veritee.collateral import Collateral
+from veritee.evidence import nitro, nvidia, sev_snp, sgx, tdx, tpm
+from veritee.evidence.amd import AmdTrust, ChainCache
+
+warnings.filterwarnings("ignore")  # AMD VCEK serial 0, Google CA names longer than X.520's
+
+
+def prepare(case: dict[str, Any]) -> Callable[[], object]:
+    kind = case["kind"]
+    data = Path(case["evidence"]).read_bytes()
+    at = datetime.fromisoformat(case["at"])
+    col = Collateral.from_paths([Path(p) for p in case.get("collateral", [])])
+    if kind == "sev-snp":
+        trust = AmdTrust(cache=ChainCache())
+        return lambda: sev_snp.verify(data, collateral=col, at=at, trust=trust)
+    if kind == "sev-snp-cold":
+        cold = AmdTrust(cache=None)
+        return lambda: sev_snp.verify(data, collateral=col, at=at, trust=cold)
+    verify = {"tdx": tdx.verify, "sgx": sgx.verify, "nitro": nitro.verify,
+              "nvidia-gpu": nvidia.verify, "tpm": tpm.verify}[kind]  # fmt: skip
+    return lambda: verify(data, collateral=col, at=at)
+
+
+if __name__ == "__main__":
+    serve(prepare)
