@@ -257,6 +257,11 @@ def test_a_refused_attestation_shows_with_every_reason_and_its_claims(env: Env) 
     for code in codes:
         assert code in latest
     assert OTHER in latest and "simulated" in latest and "refused" in latest
+    # a refusal keeps the evidence's other claims too (what to amend), shown with the four
+    refused_claims = r.json()["claims"]
+    assert "report_data" in refused_claims and "debug" in refused_claims
+    for name in set(refused_claims) - {"platform", "measurement", "profile", "tcb_status"}:
+        assert f"<dt>{name}</dt>" in latest, name
     assert latest.count('class="badge ok">accepted') == 0  # the filter
     everything = get(env, "/ui/decisions/latest", cookie).text
     assert everything.count(">accepted</span>") == 1 and everything.count(">refused</span>") == 1

@@ -19,6 +19,7 @@ format its result.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,9 +49,14 @@ class Appraisal:
         return None if self.evidence is None else self.evidence.claims
 
     def audit_details(self) -> dict[str, Any]:
-        """What goes into the audit record: hashes and decision facts, never the evidence."""
+        """What goes into the audit record: hashes and decision facts, never the evidence.
+
+        A refusal of authentic evidence also keeps its other claims (``claims``: those whose
+        compact JSON is at most :data:`MAX_AUDIT_CLAIM` characters, up to
+        :data:`MAX_AUDIT_CLAIMS` in all), so an operator sees what to amend (the web console,
+        ``veritee audit show``); an acceptance keeps the four above, as before."""
         claims = self.claims or {}
-        return {
+        details = {
             "evidence_sha256": self.evidence_sha256,
             "platform": claims.get("platform"),
             "measurement": claims.get("measurement"),
@@ -62,6 +68,34 @@ class Appraisal:
             "reasons": [r.to_json() for r in self.decision.reasons],
             "warnings": [r.code for r in self.decision.warnings],
         }
+        if claims and not self.decision.accepted:
+            kept = _kept_claims(claims)
+            if kept:
+                details["claims"] = kept
+        return details
+
+
+#: A refusal's audit record keeps a claim whose compact JSON is at most this long ...
+MAX_AUDIT_CLAIM = 256
+#: ... and at most this much of them in all (the audit record's limit is 16 KiB).
+MAX_AUDIT_CLAIMS = 4096
+_IN_DETAILS = frozenset({"platform", "measurement", "profile", "tcb_status"})
+
+
+def _kept_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    budget = MAX_AUDIT_CLAIMS
+    for key in sorted(claims):
+        if key in _IN_DETAILS or not isinstance(key, str) or len(key) > 64:
+            continue
+        try:
+            size = len(json.dumps(claims[key], separators=(",", ":"), ensure_ascii=True, allow_nan=False))
+        except (TypeError, ValueError):
+            continue
+        if size <= MAX_AUDIT_CLAIM and size + len(key) + 4 <= budget:
+            kept[key] = claims[key]
+            budget -= size + len(key) + 4
+    return kept
 
 
 def appraise_evidence(
