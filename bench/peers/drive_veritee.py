@@ -7,7 +7,8 @@ Per call, by case kind (the inputs are files written by bench_peers.py):
                  first call
   sev-snp        sev_snp.verify with the VCEK -> ASK -> ARK chain cached (AmdTrust(ChainCache))
   sev-snp-cold   the same with no cache: the chain parsed and verified per call
-  nitro          nitro.verify: COSE_Sign1 parsed, the whole chain to the pinned AWS root checked
+  nitro          nitro.verify: COSE_Sign1 parsed, the whole chain to the pinned root checked (the
+                 AWS root; for the timed, re-signed sample its own root), the COSE signature
   nvidia-gpu     nvidia.verify of {"report", "certificate_chain"}: the chain to the pinned NVIDIA
                  root checked and the SPDM measurements signature verified (no OCSP, no RIMs)
   tpm            tpm.verify of a go-tpm-tools attestation with one quote (SHA-256 bank), the AK
@@ -45,6 +46,9 @@ def prepare(case: dict[str, Any]) -> Callable[[], object]:
     if kind == "sev-snp-cold":
         cold = AmdTrust(cache=None)
         return lambda: sev_snp.verify(data, collateral=col, at=at, trust=cold)
+    if kind == "nitro" and "root_sha256" in case:  # the re-signed sample: its own root pinned
+        trust = nitro.NitroTrust(root_sha256=(case["root_sha256"],))
+        return lambda: nitro.verify(data, collateral=col, at=at, trust=trust)
     verify = {"tdx": tdx.verify, "sgx": sgx.verify, "nitro": nitro.verify,
               "nvidia-gpu": nvidia.verify, "tpm": tpm.verify}[kind]  # fmt: skip
     return lambda: verify(data, collateral=col, at=at)

@@ -251,5 +251,28 @@ def test_veritee_driver_accepts_every_good_vector_and_refuses_every_mutant(tmp_p
     # good vectors, and zeros after a DCAP quote's signature data (outside every signature:
     # ignored and recorded, docs/reason-codes.md); every other mutant is refused
     expected = {f"{fmt}/good" for fmt, _ in bp.COMPARISONS}
-    expected |= {"nvidia-gpu/second-gpu-good", "tdx/appended-zeros", "sgx/appended-zeros"}
+    expected |= {"nvidia-gpu/second-gpu-good", "nitro/aws-sample", "tdx/appended-zeros", "sgx/appended-zeros"}
     assert accepted == expected
+
+
+def test_resigned_nitro_sample_keeps_the_shape_and_verifies_under_its_own_root() -> None:
+    import cbor2
+    from cryptography import x509
+
+    from veritee.collateral import Collateral
+    from veritee.errors import VerificationError
+    from veritee.evidence import nitro
+
+    real = (tv_dir() / "nitro" / "nitrite_attestation.cbor").read_bytes()
+    doc, root = bp.resign_nitro(real)
+    fields, original = cbor2.loads(cbor2.loads(doc)[2]), cbor2.loads(cbor2.loads(real)[2])
+    assert len(fields["user_data"]) <= 512 and len(fields["nonce"]) <= 512
+    assert len(fields["cabundle"]) == len(original["cabundle"]) and fields["cabundle"][0] == root
+    assert fields["pcrs"] == original["pcrs"] and fields["module_id"] == original["module_id"]
+    names = [x509.load_der_x509_certificate(d).subject for d in [*fields["cabundle"], fields["certificate"]]]
+    assert names == [x509.load_der_x509_certificate(d).subject for d in [*original["cabundle"], original["certificate"]]]
+    at = bp.datetime(2024, 9, 7, 14, 40, tzinfo=bp.UTC)
+    own = nitro.NitroTrust(root_sha256=(bp.hashlib.sha256(root).hexdigest(),))
+    nitro.verify(doc, collateral=Collateral.empty(), at=at, trust=own)
+    with pytest.raises(VerificationError):  # not under the pinned AWS root
+        nitro.verify(doc, collateral=Collateral.empty(), at=at)
