@@ -67,6 +67,7 @@ class Code(StrEnum):
     CORIM_MALFORMED = "corim_malformed", "a CoRIM or CoMID breaks the draft's CDDL (the message names the field)"
     CORIM_TOO_DEEP = "corim_too_deep", "a CoRIM's CBOR nests deeper than the reader allows"
     CORIM_TAG_UNKNOWN = "corim_tag_unknown", "not a CoRIM (#6.501), signed CoRIM (COSE_Sign1 #6.18) or CoMID (#6.506)"
+    CORIM_PROFILE_UNCHECKED = "corim_profile_unchecked", "warning: a CoRIM names its profile in an earlier draft's list form, so its rules were not applied"
     CORIM_UNTAGGED = "corim_untagged", "an unsigned CoRIM map lacks its tag 501 (a warning inside a signed CoRIM)"
     CORIM_CONTENT_TYPE = "corim_content_type", "a signed CoRIM's content type is missing or not application/rim+cbor"
     CORIM_META_INVALID = "corim_meta_invalid", "a signed CoRIM's corim-meta header is missing or malformed"

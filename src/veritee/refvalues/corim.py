@@ -882,6 +882,7 @@ class Inspection:
     entities: list[dict[str, Any]] = field(default_factory=list)
     comids: list[Comid] = field(default_factory=list)
     sha256: str = ""
+    profile_rules: bool = True  # False: the profile came in an earlier draft's form
 
     @property
     def valid(self) -> bool:
@@ -941,6 +942,10 @@ def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: boo
         prof = m[3]
         if legacy and isinstance(prof, list | tuple) and len(prof) == 1:  # older cocli: [+ profile]
             prof = prof[0]
+            result.warnings.append(
+                ("corim_profile_unchecked", "the profile is in the list form of earlier drafts: its rules are not applied")
+            )
+            result.profile_rules = False
         result.profile = _profile(prof, f"{where}.profile")
     if 2 in m:
         for i, loc in enumerate(_list(m[2], f"{where}.dependent-rims", nonempty=True)):
@@ -962,8 +967,21 @@ def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: boo
         raise _malformed(f"{where}.tags", "tags validation failed: no tags")
     for i, t in enumerate(tags):
         tw = f"{where}.tags[{i}]"
-        if legacy and isinstance(t, bytes):  # older cocli wrote CoMIDs untagged
-            t = cbor2.CBORTag(TAG_COMID, t)
+        if legacy and isinstance(t, bytes):  # older cocli: each tag's CBOR as a byte string
+            try:
+                inner = _cbor.loads(t)
+            except CborError as e:
+                raise Invalid(e.code, f"{tw}: {e.message}") from None
+            if isinstance(inner, cbor2.CBORTag) and inner.tag in (TAG_COSWID, 507, TAG_COTS):  # 507: CoTS then
+                _map(inner.value, tw)
+                continue
+            if isinstance(inner, cbor2.CBORTag) and inner.tag == TAG_COMID:
+                inner = inner.value
+            comid = parse_comid(inner, f"{tw}(comid)")
+            if check_keys:
+                _check_comid_keys(comid, f"{tw}(comid)")
+            result.comids.append(comid)
+            continue
         if not isinstance(t, cbor2.CBORTag):
             raise _malformed(tw, "each tag is a #6.505 CoSWID, #6.506 CoMID or #6.508 CoTS")
         content = _bytes(t.value, tw)
@@ -974,8 +992,6 @@ def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: boo
                 decoded = _cbor.loads(content)
             except CborError as e:
                 raise Invalid(e.code, f"{tw}: {e.message}") from None
-            if legacy and isinstance(decoded, cbor2.CBORTag) and decoded.tag == TAG_COMID:
-                decoded = decoded.value
             comid = parse_comid(decoded, f"{tw}(comid)")
             if check_keys:
                 _check_comid_keys(comid, f"{tw}(comid)")

@@ -27,6 +27,13 @@ veraison/services ``scheme/*/corim.go``):
   unsigned integer (the PCR) with digests.
 - RIoT (``tag:veraison-project.com,2026:riot``): vendor ``Veraison Project``, model ``RIOT``,
   certificate keys, no reference values.
+- Earlier Veraison releases' profiles, still named by its end-to-end inputs:
+  ``http://arm.com/cca/ssd/1`` and ``http://arm.com/psa/iot/1`` (a #6.600 implementation id,
+  reference values without instance keyed by ``psa.refval-id`` with digests, or on CCA
+  ``cca.platform-config-id`` with a raw value; trust anchors with a UEID and one PKIX key) and
+  ``http://arm.com/cca/realm/1`` (bytes instance, raw value and integrity registers, no trust
+  anchors). A profile written in an earlier draft's list form (``[+ profile]``, older cocli) is
+  reported (``corim_profile_unchecked``) but its rules are not applied.
 
 The services' common validator also requires a CoMID to hold reference values or trust anchors.
 """
@@ -60,12 +67,16 @@ ENACTTRUST = "https://enacttrust.com/veraison/1.0.0"
 PARSEC_TPM = "tag:github.com/parallaxsecond,2023-03-03:tpm"
 RIOT = "tag:veraison-project.com,2026:riot"
 TDX = "oid:6086480186f84d011001"  # 2.16.840.1.113741.1.16.1 (mval extensions only)
+# Profiles of earlier Veraison releases (the services' end-to-end inputs still use them)
+LEGACY_CCA_PLATFORM = ("http://arm.com/cca/ssd/1", "tag:arm.com,2023:cca_platform#1.0.0")
+LEGACY_CCA_REALM = ("http://arm.com/cca/realm/1", "tag:arm.com,2023:realm#1.0.0")
+LEGACY_PSA = ("http://arm.com/psa/iot/1",)
 
 # scheme -> the profiles it registers
 SCHEMES: dict[str, tuple[str, ...]] = {
-    "arm-cca": (CCA_PLATFORM, CCA_REALM),
+    "arm-cca": (CCA_PLATFORM, CCA_REALM, *LEGACY_CCA_PLATFORM, *LEGACY_CCA_REALM),
     "parsec-cca": (PARSEC_CCA,),
-    "psa-iot": (PSA,),
+    "psa-iot": (PSA, *LEGACY_PSA),
     "sevsnp": (SEVSNP, SEVSNP_ARK),
     "tpm-enacttrust": (ENACTTRUST,),
     "parsec-tpm": (PARSEC_TPM,),
@@ -452,6 +463,75 @@ def _riot(comid: Comid) -> None:
     _triples(comid, env=env, keys=_cert_keys, disallow_refvals=True)
 
 
+def _legacy_platform(comid: Comid, *, cca: bool) -> None:
+    """Earlier Veraison releases' Arm CCA platform and PSA rules (``http://arm.com/cca/ssd/1``,
+    ``http://arm.com/psa/iot/1``): a PSA implementation id (#6.600) as class id; trust anchors
+    with a UEID instance and exactly one PKIX key; reference values without instance, keyed by
+    ``psa.refval-id`` with digests (or, on CCA, ``cca.platform-config-id`` with a raw value)."""
+
+    def make_env(trust_anchor: bool) -> EnvCheck:
+        def check(e: Environment) -> None:
+            if not e.has_class:
+                raise _fail("class not set")
+            if e.class_id is None:
+                raise _fail("class ID not set")
+            if e.class_id.type != "psa.impl-id":
+                raise _fail(f"class ID: expected psa.impl-id, got {e.class_id.type}")
+            if trust_anchor:
+                if e.instance is None:
+                    raise _fail("instance not set for trust anchor")
+                if e.instance.type != "ueid":
+                    raise _fail(f"instance: expected UEID, got {e.instance.type}")
+            elif e.instance is not None:
+                raise _fail("instance set for reference value")
+
+        return check
+
+    def keys(ks: list[Typed]) -> None:
+        if len(ks) != 1:
+            raise _fail(f"expected exactly one key but got {len(ks)}")
+        if ks[0].type != "pkix-base64-key":
+            raise _fail(f"trust anchor must be a PKIX base64 key, found: {ks[0].type}")
+
+    def meas(ms: list[Measurement]) -> None:
+        for i, m in enumerate(ms):
+            if m.key is None:
+                raise _fail(f"measurement {i} key not set")
+            if m.key.type == "psa.refval-id":
+                if m.digests is None:
+                    raise _fail(f"measurement {i} value: no digests")
+            elif cca and m.key.type == "cca.platform-config-id":
+                if m.raw_value is None:
+                    raise _fail(f"measurement {i} value: no raw value")
+            else:
+                raise _fail(f"measurement {i} key: unexpected type {m.key.type}")
+
+    _triples(comid, ta_env=make_env(True), rv_env=make_env(False), keys=keys, meas=meas)
+
+
+def _legacy_realm(comid: Comid) -> None:
+    """Earlier Veraison releases' CCA realm rules (``http://arm.com/cca/realm/1``): a bytes
+    instance (the RIM), each measurement with its personalization (raw value) and integrity
+    registers, no trust anchors."""
+    if comid.attest_keys:
+        raise _fail("found trust anchors (disallowed by scheme)")
+
+    def env(e: Environment) -> None:
+        if e.instance is None:
+            raise _fail("instance not set")
+        if e.instance.type != "bytes":
+            raise _fail(f"instance: expected bytes, got {e.instance.type}")
+
+    def meas(ms: list[Measurement]) -> None:
+        for i, m in enumerate(ms):
+            if m.raw_value is None:
+                raise _fail(f"measurement {i}: personalization (raw value) not set")
+            if m.integrity_registers is None:
+                raise _fail(f"measurement {i} integrity registers not set")
+
+    _triples(comid, env=env, meas=meas)
+
+
 def _tdx(comid: Comid) -> None:
     """Intel's TDX profile adds mval extensions (negative keys) and no triple rules."""
 
@@ -467,6 +547,9 @@ PROFILES: dict[str, Callable[[Comid], None]] = {
     PARSEC_TPM: _parsec_tpm,
     RIOT: _riot,
     TDX: _tdx,
+    **{p: (lambda c: _legacy_platform(c, cca=True)) for p in LEGACY_CCA_PLATFORM},
+    **{p: _legacy_realm for p in LEGACY_CCA_REALM},
+    **{p: (lambda c: _legacy_platform(c, cca=False)) for p in LEGACY_PSA},
 }
 
 
@@ -481,7 +564,7 @@ def check(result: Inspection, scheme: str | None) -> None:
         )
     if result.scheme is None and owner is not None:
         result.scheme = owner
-    rules = PROFILES.get(profile) if profile is not None else None
+    rules = PROFILES.get(profile) if profile is not None and result.profile_rules else None
     if rules is None:
         return
     for i, comid in enumerate(result.comids):

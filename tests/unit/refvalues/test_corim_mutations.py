@@ -355,3 +355,75 @@ def test_load_key_refuses_garbage(tmp_path: Path) -> None:
         .rstrip("="),
     }
     assert isinstance(corim.load_key(json.dumps(jwk).encode()), ed25519.Ed25519PublicKey)
+
+
+def _edit_first_comid(data: bytes, edit: Any) -> bytes:
+    top = cbor2.loads(data)
+    body = dict(top.value)
+    tags = list(body[1])
+    comid = cbor2.loads(tags[0].value)
+    comid = _thaw(comid)
+    edit(comid)
+    tags[0] = cbor2.CBORTag(506, cbor2.dumps(comid))
+    body[1] = tags
+    return bytes(cbor2.dumps(cbor2.CBORTag(501, body)))
+
+
+def _thaw(x: Any) -> Any:
+    if isinstance(x, cbor2.CBORTag):
+        return cbor2.CBORTag(x.tag, _thaw(x.value))
+    if hasattr(x, "items"):
+        return {k: _thaw(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_thaw(v) for v in x]
+    return x
+
+
+def test_earlier_veraison_profiles_keep_their_rules() -> None:
+    """The services' end-to-end inputs name the earlier profiles (http://arm.com/cca/ssd/1,
+    http://arm.com/cca/realm/1, http://arm.com/psa/iot/1): valid as they are; an instance in a
+    platform reference value, a missing digest or personalization value is refused."""
+    platform = _vector("arm-cca/services-e2e_cca-endorsements.cbor")
+    realm = _vector("arm-cca/services-e2e_cca-realm-endorsements.cbor")
+    psa = _vector("psa-iot/services-e2e_psa-endorsements.cbor")
+    for blob in (platform, realm, psa):
+        assert corim.inspect(blob).valid
+        assert corim.inspect(blob, scheme="arm-cca" if blob is not psa else "psa-iot").valid
+
+    def with_instance(comid: dict[int, Any]) -> None:
+        for triple in comid[4].get(0, []):
+            triple[0][1] = cbor2.CBORTag(550, b"\x01" + b"\x02" * 32)
+
+    def without_digests(comid: dict[int, Any]) -> None:
+        for triple in comid[4].get(0, []):
+            for m in triple[1]:
+                if m[1].pop(2, None) is not None:
+                    m[1][11] = "no digest"
+
+    def without_raw_value(comid: dict[int, Any]) -> None:
+        for triple in comid[4].get(0, []):
+            for m in triple[1]:
+                m[1].pop(4, None)
+
+    cases = [
+        (platform, with_instance, "instance set for reference value"),
+        (platform, without_digests, "no digests"),
+        (psa, with_instance, "instance set for reference value"),
+        (realm, without_raw_value, "personalization (raw value) not set"),
+    ]
+    checked = 0
+    for blob, edit, text in cases:
+        first = cbor2.loads(cbor2.loads(blob).value[1][0].value)
+        assert 0 in first[4], "the first CoMID of each input holds its reference values"
+        result = corim.inspect(_edit_first_comid(blob, edit))
+        assert [c for c, _ in result.reasons] == ["corim_profile_violation"], (text, result.reasons)
+        assert text in result.reasons[0][1]
+        checked += 1
+    assert checked == len(cases)
+
+
+def test_profile_in_the_list_form_is_not_applied() -> None:
+    result = corim.inspect(_vector("generic/cocli_data_corim_signed-corim.cbor"),
+                           key=corim.load_key(_vector("generic/cocli_cmd_testcases_ec-p256.jwk")))  # fmt: skip
+    assert result.valid
+    assert {c for c, _ in result.warnings} == {"corim_untagged", "corim_profile_unchecked"}
