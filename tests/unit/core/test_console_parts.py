@@ -60,3 +60,24 @@ def test_series_by_key_over_time_keeps_the_top_keys_and_sums_the_rest() -> None:
     _, reasons = data.series_by(items, data.reason_codes, now=now, length=dt.timedelta(hours=1), count=24)
     assert reasons == {"a": [0] * 23 + [1], "b": [0] * 23 + [1], "(no reason recorded)": [0] * 22 + [1, 0]}
     assert "nothing to chart" in charts.stacked_columns(labels, {}, title="none")
+
+
+def test_latest_decisions_read_back_from_the_head_in_batches(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from veritee.service.console import data
+    from veritee.service.storage import Storage
+
+    store = Storage(f"sqlite:///{Path(str(tmp_path)) / 'db.sqlite'}")
+    store.migrate()
+    with store.transaction() as tx:
+        for i in range(1, 121):  # every 3rd entry an admin action, every 5th a refusal
+            decision = None if i % 3 == 0 else "reject" if i % 5 == 0 else "accept"
+            tx.append_audit(kind="attest", actor="t", subject=str(i), decision=decision, details={}, now=NOW)
+    with store.transaction(readonly=True) as tx:
+        every = data.latest_decisions(tx, 50, batch=7)
+        refused = data.latest_decisions(tx, 50, lambda d: not d.accepted, batch=7)
+        assert data.latest_decisions(tx, 5) == every[:5]
+    store.close()
+    assert [d.seq for d in every] == [i for i in range(120, 0, -1) if i % 3][:50]
+    assert [d.seq for d in refused] == [i for i in range(120, 0, -1) if i % 3 and i % 5 == 0]

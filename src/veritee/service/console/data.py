@@ -19,7 +19,7 @@ from typing import Any
 
 from veritee.service.storage import AuditEntry, Tx
 
-__all__ = ["RANGES", "Decision", "buckets", "decisions", "recent_entries"]
+__all__ = ["RANGES", "Decision", "buckets", "decisions", "latest_decisions", "recent_entries"]
 
 #: How many of the newest audit entries the charts read (the admin API's largest page).
 WINDOW = 10_000
@@ -54,6 +54,22 @@ def recent_entries(tx: Tx, count: int = WINDOW) -> list[AuditEntry]:
     """The newest ``count`` audit entries, oldest first (the admin API's query, from the head)."""
     head, _ = tx.audit_head()
     return tx.audit_entries(after_seq=max(0, head - count), limit=count) if head else []
+
+
+def latest_decisions(
+    tx: Tx, count: int, keep: Callable[[Decision], bool] = lambda d: True, *, batch: int = 1000
+) -> list[Decision]:
+    """The newest ``count`` decisions that ``keep`` admits, newest first: read back from the head
+    a batch of entries at a time, never more than :data:`WINDOW` entries in all."""
+    head, _ = tx.audit_head()
+    found: list[Decision] = []
+    end, read = head, 0
+    while end > 0 and len(found) < count and read < WINDOW:
+        n = min(batch, end, WINDOW - read)
+        chunk = [d for d in decisions(tx.audit_entries(after_seq=end - n, limit=n)) if keep(d)]
+        found += reversed(chunk)
+        end, read = end - n, read + n
+    return found[:count]
 
 
 def parse_at(text: str) -> dt.datetime:

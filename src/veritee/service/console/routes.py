@@ -327,10 +327,8 @@ def latest_page(request: Request, outcome: str = Query("all", max_length=10)) ->
 
     def build(ctx: ServiceContext) -> Safe:
         with ctx.storage.transaction(readonly=True) as tx:
-            items = data.decisions(data.recent_entries(tx))
-        if chosen != "all":
-            items = [d for d in items if d.accepted == (chosen == "accepted")]
-        shown = list(reversed(items[-LATEST:]))
+            shown = data.latest_decisions(
+                tx, LATEST, lambda d: chosen == "all" or d.accepted == (chosen == "accepted"))
         picker = join(
             (h('<a href="{}">{}</a>', attr_url("/ui/decisions/latest", outcome=o), o) if o != chosen
              else h("<b>{}</b>", o) for o in ("all", "accepted", "refused")), " \u00b7 ",
