@@ -248,10 +248,26 @@ def _pubkey(cert: x509.Certificate, name: str) -> Any:
 _CA_LINKS: _Lru[bytes, bool] = _Lru(256)
 
 
+#: DER of certificate objects by identity (the object is held, so its id is not reused): the CA
+#: certificates :mod:`veritee.certs` hands out again for the same bytes are re-encoded once.
+_DERS: dict[int, tuple[x509.Certificate, bytes]] = {}
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    hit = _DERS.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    if len(_DERS) >= 256:
+        _DERS.clear()
+    _DERS[id(cert)] = (cert, der)
+    return der
+
+
 def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
     """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
     root = certs[-1]
-    if hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).digest() not in trust.root_sha256:
+    if hashlib.sha256(_der(root)).digest() not in trust.root_sha256:
         raise VerificationError(f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned")
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
         try:
@@ -264,7 +280,7 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         # and collateral set of its platforms: its signature is checked once per DER pair.
         link = b""
         if i > 0:
-            link = child.public_bytes(serialization.Encoding.DER) + parent.public_bytes(serialization.Encoding.DER)
+            link = _der(child) + _der(parent)
             if _CA_LINKS.get(link):
                 continue
         try:
@@ -336,12 +352,15 @@ def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
     return hashlib.sha256(trust.cache_tag + pem).digest()
 
 
-def _pck_chain(pem: bytes, trust: DcapTrust, key: bytes, certs: list[x509.Certificate] | None = None) -> _PckChain:
+def _pck_chain(pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None = None) -> _PckChain:
     hit = _PCK_CHAINS.get(key)
     if hit is not None:
         return hit
     try:
-        chain = _pck_chain_uncached(certs or _load_pem_chain(pem, "pck_chain"), trust, key)
+        if cheap is not None:  # parsed for the cheap checks: its certificates and SGX extension
+            chain = _pck_chain_uncached(cheap.certs, trust, key, cheap.ext)
+        else:
+            chain = _pck_chain_uncached(_load_pem_chain(pem, "pck_chain"), trust, key)
     except _LAZY_PARSE_ERRORS as e:
         raise MalformedError(f"PCK chain does not parse: {e}", field="pck_chain") from None
     _PCK_CHAINS.put(key, chain)
@@ -365,6 +384,7 @@ class _PckCheap:
     fmspc: str
     pce_id: str
     ca_name: bytes
+    ext: PckExtension
 
 
 #: What reading a chain or collateral set for the cheap checks may raise: it then has none.
@@ -389,12 +409,14 @@ def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
         ext = parse_pck_extension(ext_value.value)
         windows = _pck_windows(certs)
         return _PckCheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
-                         certs[1].subject.public_bytes())  # fmt: skip
+                         certs[1].subject.public_bytes(), ext)  # fmt: skip
     except _CHEAP_ERRORS:
         return None
 
 
-def _pck_chain_uncached(certs: list[x509.Certificate], trust: DcapTrust, key: bytes) -> _PckChain:
+def _pck_chain_uncached(
+    certs: list[x509.Certificate], trust: DcapTrust, key: bytes, ext: PckExtension | None = None
+) -> _PckChain:
     windows = _pck_windows(certs)
     if len(certs) != 3:
         raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
@@ -403,15 +425,19 @@ def _pck_chain_uncached(certs: list[x509.Certificate], trust: DcapTrust, key: by
     leaf_key = _pubkey(leaf, "pck_chain")
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
-    try:
-        ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
-    except x509.ExtensionNotFound:
-        raise MalformedError("PCK certificate has no SGX extension", field="pck_extension") from None
-    if not isinstance(ext_value, x509.UnrecognizedExtension):
-        raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
+    if ext is None:
+        try:
+            ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(
+                x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
+            ).value
+        except x509.ExtensionNotFound:
+            raise MalformedError("PCK certificate has no SGX extension", field="pck_extension") from None
+        if not isinstance(ext_value, x509.UnrecognizedExtension):
+            raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
+        ext = parse_pck_extension(ext_value.value)
     chain = _PckChain(
         leaf_key=leaf_key,
-        ext=parse_pck_extension(ext_value.value),
+        ext=ext,
         leaf_serial=leaf.serial_number,
         ca_name=ca.subject.public_bytes(),
         ca_spki=_pubkey(ca, "pck_chain").public_bytes(
@@ -471,9 +497,10 @@ class _VerifiedCollateral:
     #: How new each part is (:mod:`veritee.collateral.marks`), held against the relying party's
     #: high-water marks on every use.
     marks: tuple[Mark, ...] = ()
-    #: Steps 7-11 are a pure function of (this collateral, PCK chain, QE report, TD TCB input):
-    #: successful results are memoized here.
-    memo: _Lru[tuple[bytes, bytes, TdxTcbInput | None], DcapResult] = field(
+    #: Steps 7-11 are a pure function of (this collateral, the PCK chain's CA, FMSPC, PCE ID and
+    #: TCB, the QE report, the TD TCB input) once the leaf's revocation is checked: successful
+    #: results are memoized here (:func:`verify_quote`).
+    memo: _Lru[tuple[Any, ...], DcapResult] = field(
         default_factory=lambda: _Lru(256), compare=False, repr=False
     )
 
@@ -488,6 +515,7 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
     if not keep_collateral:
+        _DERS.clear()
         _certs.forget_checked()
         _CA_LINKS.clear()
         _COLLATERAL.clear()
@@ -629,14 +657,16 @@ def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
 
 
 def _tcb_signing_chain(
-    chain_pem: bytes, trust: DcapTrust, root: x509.Certificate, root_revoked: frozenset[int], name: str
+    chain_pem: bytes, trust: DcapTrust, root: x509.Certificate, root_revoked: frozenset[int], name: str,
+    certs: list[x509.Certificate] | None = None,
 ) -> list[x509.Certificate]:
     """The issuer chain of TCB info or QE identity, as Intel QVL's ``TCBSigningChain::verify``:
     exactly [Intel SGX TCB Signing certificate, pinned root]; the signing certificate has that CN,
     is issued and signed directly by the root whose CRL was checked (``root``), is not a CA, may
     sign (digitalSignature) and is not on the root CA CRL. Any other certificate under the root (a
     platform's PCK certificate, the PCK CA) could otherwise vouch for its own TCB status."""
-    certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+    if certs is None:  # else: ``chain_pem`` as the cheap checks parsed it
+        certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
     what = f"{name} issuer chain"
     if len(certs) != 2:
         raise VerificationError(
@@ -672,53 +702,63 @@ def _tcb_signing_chain(
 def _verify_signed_json(
     raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root: x509.Certificate,
     root_revoked: frozenset[int], name: str, seen: dict[bytes, list[x509.Certificate]],
+    parsed: tuple[list[x509.Certificate], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[_Window]]:
+    """``raw`` signed by the TCB signing chain ``chain_pem``; ``parsed``: the chain and the JSON
+    document as the cheap checks parsed the same bytes."""
     certs = seen.get(chain_pem)
     if certs is None:  # TCB info and QE identity usually share one chain: verify it once
-        certs = _tcb_signing_chain(chain_pem, trust, root, root_revoked, name)
+        certs = _tcb_signing_chain(chain_pem, trust, root, root_revoked, name, parsed[0] if parsed else None)
         seen[chain_pem] = certs
     key = _pubkey(certs[0], name)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
     _verify_raw(key, sig, raw, name, code="collateral_signature_invalid")
-    doc = _json_doc(raw, name)
+    doc = parsed[1] if parsed else _json_doc(raw, name)
     windows = [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
     windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
     return doc, windows
 
 
-def _verify_collateral(raw: _RawCollateral, trust: DcapTrust, key: bytes) -> _VerifiedCollateral:
-    """Signatures and chains of one collateral set (step 6, without times); cached under ``key``."""
+def _verify_collateral(
+    raw: _RawCollateral, trust: DcapTrust, key: bytes, parsed: _CollateralCheap | None = None
+) -> _VerifiedCollateral:
+    """Signatures and chains of one collateral set (step 6, without times); cached under ``key``.
+    ``parsed``: the same bytes as the cheap checks parsed them (certificates, CRLs, JSON)."""
     try:
-        verified = _verify_collateral_uncached(raw, trust)
+        verified = _verify_collateral_uncached(raw, trust, parsed)
     except _LAZY_PARSE_ERRORS as e:
         raise MalformedError(f"collateral {raw.source} does not parse: {e}", field="collateral") from None
     _COLLATERAL.put(key, verified)
     return verified
 
 
-def _verify_collateral_uncached(raw: _RawCollateral, trust: DcapTrust) -> _VerifiedCollateral:
+def _verify_collateral_uncached(
+    raw: _RawCollateral, trust: DcapTrust, parsed: _CollateralCheap | None = None
+) -> _VerifiedCollateral:
     # Root CA CRL: signed by the pinned root (taken from the PCK CRL issuer chain).
-    crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+    crl_chain = parsed.crl_chain if parsed else _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
-    root_crl = _load_crl(raw.root_crl, "root_ca_crl")
+    root_crl = parsed.root_crl if parsed else _load_crl(raw.root_crl, "root_ca_crl")
     _check_crl(root_crl, crl_chain[-1], "root CA CRL")
     root_revoked = frozenset(e.serial_number for e in root_crl)
     for c in crl_chain[:-1]:
         if c.serial_number in root_revoked:
             raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
-    pck_crl = _load_crl(raw.pck_crl, "pck_crl")
+    pck_crl = parsed.pck_crl if parsed else _load_crl(raw.pck_crl, "pck_crl")
     _check_crl(pck_crl, crl_chain[0], "PCK CRL")
     windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
     windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
     seen: dict[bytes, list[x509.Certificate]] = {}
     root = crl_chain[-1]
+    pre = parsed.signed if parsed else {}
     tcb_info, w1 = _verify_signed_json(
-        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root, root_revoked, "tcb_info", seen
+        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root, root_revoked, "tcb_info", seen,
+        pre.get("tcb_info"),
     )
     qe_identity, w2 = _verify_signed_json(
         raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root, root_revoked,
-        "qe_identity", seen,
+        "qe_identity", seen, pre.get("qe_identity"),
     )
     # Every field of every level, once per collateral set (Intel QVL parses them all).
     check_tcb_info(tcb_info)
@@ -997,6 +1037,12 @@ class _CollateralCheap:
     windows: tuple[_Window, ...]
     span: tuple[datetime, datetime]
     tcb_info: dict[str, Any]
+    #: What was parsed, for the verification to reuse (:func:`_verify_collateral_uncached`).
+    crl_chain: list[x509.Certificate]
+    root_crl: x509.CertificateRevocationList
+    pck_crl: x509.CertificateRevocationList
+    #: name -> (issuer chain, document) of ``tcb_info`` and ``qe_identity``.
+    signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]]
 
 
 _COLLATERAL_CHEAP: _Lru[bytes, _CollateralCheap] = _Lru(256)
@@ -1011,22 +1057,22 @@ def _collateral_cheap(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Ver
     try:
         raw = get_raw()
         crl_chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
-        windows = [
-            _crl_window(_load_crl(raw.root_crl, "root_ca_crl"), "root CA CRL"),
-            _crl_window(_load_crl(raw.pck_crl, "pck_crl"), "PCK CRL"),
-        ]
+        root_crl = _load_crl(raw.root_crl, "root_ca_crl")
+        pck_crl = _load_crl(raw.pck_crl, "pck_crl")
+        windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
         windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
-        docs = []
+        signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]] = {}
         for name, text, chain_pem in (("tcb_info", raw.tcb_info, raw.tcb_info_chain),
                                       ("qe_identity", raw.qe_identity, raw.qe_identity_chain)):  # fmt: skip
             certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
             windows += [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
             doc = _json_doc(text, name)
             windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
-            docs.append(doc)
+            signed[name] = (certs, doc)
     except _CHEAP_ERRORS:
         return None
-    found = _CollateralCheap(tuple(windows), _span(windows), docs[0])
+    found = _CollateralCheap(tuple(windows), _span(windows), signed["tcb_info"][1], crl_chain, root_crl, pck_crl,
+                             signed)  # fmt: skip
     _COLLATERAL_CHEAP.put(key, found)
     return found
 
@@ -1071,19 +1117,25 @@ def _cheap_checks(
 
 def _cheap(
     quote: Quote, collateral: Collateral, at: datetime, trust: DcapTrust, want_id: str, then: tuple[str, ...]
-) -> tuple[bytes, _PckChain | _PckCheap | None, _Candidate | None]:
+) -> tuple[bytes, _PckChain | _PckCheap | None, _Candidate | None, _VerifiedCollateral | _CollateralCheap | None]:
     """The cheap checks of :func:`verify_quote` (raise on failure, naming ``then`` after
     :data:`NOT_REACHED`); returns what the full check reuses: the PCK chain's cache key, the chain
-    as parsed, the chosen collateral."""
+    (verified when cached, else as parsed), the chosen collateral set and its cached verification
+    or its parse."""
     sig = quote.signature_data
     pck_key = _pck_chain_key(sig.pck_chain_pem, trust)
     pck = _pck_cheap(sig.pck_chain_pem, pck_key)
     if pck is None:
-        return pck_key, None, None
+        return pck_key, None, None, None
     fmspc = pck.fmspc if isinstance(pck, _PckCheap) else pck.ext.fmspc.hex().upper()
     choice = _choose_collateral(collateral, fmspc, trust, pck.ca_name)
-    _cheap_checks(pck, _collateral_cheap(*choice), at, want_id, then)
-    return pck_key, pck, choice
+    coll = _collateral_cheap(*choice)
+    if not (isinstance(pck, _PckChain) and isinstance(coll, _VerifiedCollateral)
+            and pck.span[0] <= at <= pck.span[1] and coll.span[0] <= at <= coll.span[1]):  # fmt: skip
+        # Both verified and open at `at`: the full check decides at no extra cost (the cached
+        # path). Else the cheap checks, with every failure.
+        _cheap_checks(pck, coll, at, want_id, then)
+    return pck_key, pck, choice, coll
 
 
 def cheap_checks(
@@ -1177,9 +1229,11 @@ def verify_quote(
     # Cheap checks first (windows, TCB info identity), on the chain and collateral not yet
     # authenticated: a refusal never pays for the signatures below. Where the chain does not
     # parse cheaply, steps 2 and 6 name the fault in the usual order.
-    pck_key, pck, choice = _cheap(quote, collateral, at, trust, "TDX" if tdx is not None else "SGX", ())
+    pck_key, pck, choice, coll = _cheap(quote, collateral, at, trust, "TDX" if tdx is not None else "SGX", ())
     # 2. PCK chain (signatures cached; validity checked at `at` every time)
-    chain = _pck_chain(sig.pck_chain_pem, trust, pck_key, pck.certs if isinstance(pck, _PckCheap) else None)
+    chain = pck if isinstance(pck, _PckChain) else _pck_chain(
+        sig.pck_chain_pem, trust, pck_key, pck if isinstance(pck, _PckCheap) else None
+    )
     _check_windows(chain.windows, chain.span, at, VerificationError)
     # 3. QE report signed by the PCK key
     _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", code="qe_report_signature_invalid")
@@ -1195,11 +1249,24 @@ def verify_quote(
     if choice is None:
         choice = _choose_collateral(collateral, chain.ext.fmspc.hex().upper(), trust, chain.ca_name)
     set_key, get_raw = choice
-    vc = _COLLATERAL.get(set_key) or _verify_collateral(get_raw(), trust, set_key)
+    if isinstance(coll, _VerifiedCollateral):
+        vc = coll
+    else:
+        vc = _COLLATERAL.get(set_key) or _verify_collateral(
+            get_raw(), trust, set_key, coll if isinstance(coll, _CollateralCheap) else None
+        )
     if collateral.marks:
         _check_marks(vc, collateral.marks)
     _check_windows(vc.windows, vc.span, at, CollateralError)
-    memo_key = (chain.key, sig.qe_report.raw, tdx)
+    # Steps 7-11 read of the chain only its PCK CA, the FMSPC, PCE ID and TCB (not the PPID)
+    # and the leaf's serial: platforms of one TCB share a memo entry once the leaf's own
+    # revocation (the one per-platform input) is checked here, in step 7's order.
+    if chain.ca_name == vc.pck_crl_issuer and chain.ca_spki == vc.pck_crl_issuer_spki \
+            and chain.leaf_serial in vc.pck_revoked:  # fmt: skip
+        raise VerificationError("PCK certificate is revoked", code="certificate_revoked")
+    ext = chain.ext
+    memo_key = (ext.fmspc, ext.pce_id, ext.tcb_components, ext.pce_svn, chain.ca_name, chain.ca_spki,
+                chain.ca_serial, sig.qe_report.raw, tdx)  # fmt: skip
     result = vc.memo.get(memo_key)
     if result is None:
         result = _evaluate(chain, vc, sig.qe_report, tdx)

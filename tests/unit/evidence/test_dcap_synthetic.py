@@ -189,6 +189,8 @@ class Spec:
     rtmrs: tuple[bytes, ...] = (bytes(48),) * 4
     pck_revoked: tuple[int, ...] = ()
     root_revoked: tuple[int, ...] = ()
+    #: Serial number of the PCK certificate (another platform of the same TCB: another serial).
+    pck_serial: int = 3
     issue: datetime = datetime(2025, 6, 19, tzinfo=UTC)
     tcb_info_fmspc: str = "B0C06F000000"
     tcb_evaluation_data_number: int = 17
@@ -221,7 +223,7 @@ def build(spec: Spec | None = None) -> Synthetic:
     k = _KEYS
     root = _cert("Fake SGX Root CA", k["root"], "Fake SGX Root CA", k["root"], 1, True)
     ca = _cert("Fake SGX PCK Platform CA", k["pck_ca"], "Fake SGX Root CA", k["root"], 2, True)
-    pck = _cert("Fake SGX PCK Certificate", k["pck"], "Fake SGX PCK Platform CA", k["pck_ca"], 3, False,
+    pck = _cert("Fake SGX PCK Certificate", k["pck"], "Fake SGX PCK Platform CA", k["pck_ca"], s.pck_serial, False,
                 sgx_extension([s.platform_svn] * 16, s.pcesvn))  # fmt: skip
     tcb_signer = _cert("Intel SGX TCB Signing", k["tcb"], "Fake SGX Root CA", k["root"], 4, False,
                        key_usage=SIGNING_KEY_USAGE)  # fmt: skip
@@ -384,6 +386,24 @@ def test_debug_bit_is_a_claim_and_finding() -> None:
         v = _verify(build(Spec(kind=kind, version=version, debug=True)))
         assert v.claims["debug"] is True
         assert "debug" in {r.code for r in v.findings}
+
+
+def test_a_revoked_platform_is_refused_after_another_of_the_same_tcb_was_accepted() -> None:
+    """The TCB evaluation is shared by the platforms of one TCB; the leaf's revocation is not."""
+    good = build(Spec(pck_revoked=(5,)))
+    revoked = build(Spec(pck_revoked=(5,), pck_serial=5))  # same keys and names, new signatures
+    trust = dcap.DcapTrust(good.trust.root_sha256 | revoked.trust.root_sha256)
+    assert _verify(good, trust=trust).claims["tcb_status"] == "UpToDate"
+    for _ in range(2):  # the first time and with the evaluation memoized
+        with pytest.raises(VerificationError) as e:
+            tdx.verify(revoked.quote, collateral=good.collateral, at=AT, trust=trust)
+        assert e.value.code == "certificate_revoked"
+    assert _verify(good, trust=trust).claims["tcb_status"] == "UpToDate"
+    # Without the revocation the other platform shares the evaluation and is accepted.
+    other = build(Spec(pck_serial=6))
+    both = dcap.DcapTrust(trust.root_sha256 | other.trust.root_sha256)
+    assert _verify(good, trust=both).claims["tcb_status"] == "UpToDate"
+    assert tdx.verify(other.quote, collateral=good.collateral, at=AT, trust=both).claims["tcb_status"] == "UpToDate"
 
 
 def test_revoked_pck_and_pck_ca() -> None:
