@@ -23,6 +23,7 @@ RUNS = [
     ["bench_refvalues.py"],
     ["bench_service.py", "--workers", "2"],
     ["bench_release.py", "--workers", "2"],
+    ["bench_console.py"],
 ]
 
 
