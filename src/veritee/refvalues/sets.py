@@ -38,11 +38,14 @@ class RefValueSet:
     def of(
         cls, name: str, rows: Iterable[tuple[str, int, str, str | None]], valid_until: dt.datetime | None = None
     ) -> RefValueSet:
+        """``rows``: (value as lowercase hex, source id, file name, CoRIM id) each."""
         sources: dict[int, Source] = {}
         values: dict[str, Source] = {}
         for value, sid, file_name, corim_id in rows:
-            src = sources.setdefault(sid, Source(sid, file_name, corim_id))
-            values.setdefault(value.lower(), src)
+            src = sources.get(sid)
+            if src is None:
+                src = sources[sid] = Source(sid, file_name, corim_id)
+            values[value] = src
         return cls(name, values, valid_until)
 
     def match(self, value_hex: str) -> Source | None:

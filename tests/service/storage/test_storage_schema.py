@@ -29,7 +29,7 @@ def test_check_before_and_after_migrate(db_url: str) -> None:
         storage.migrate()  # idempotent
         storage.migrate()
         storage.check()
-        assert storage.current_revision() == storage.head_revision() == "0010"
+        assert storage.current_revision() == storage.head_revision() == "0011"
     finally:
         storage.close()
 

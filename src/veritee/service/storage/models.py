@@ -323,7 +323,8 @@ REFVALUE_ENTRIES = Table(
     Column("alg", String(40), nullable=False),
     Column("mkey", String(400), nullable=False),
     Column("environment", Text, nullable=False),  # JSON
-    Index("ix_refvalue_entries_set_name_value", "set_name", "value"),
+    # covering: a set is read whole (its values and their sources) from the index alone
+    Index("ix_refvalue_entries_set_name_source_id_value", "set_name", "source_id", "value"),
 )
 
 

@@ -775,7 +775,7 @@ class Tx:
             self._conn.execute(
                 REFVALUE_ENTRIES.insert(),
                 [
-                    {"source_id": source_id, "set_name": source["set_name"], "value": v, "alg": a,
+                    {"source_id": source_id, "set_name": source["set_name"], "value": v.lower(), "alg": a,
                      "mkey": k, "environment": e}
                     for v, a, k, e in rows
                 ],
