@@ -139,3 +139,21 @@ def test_another_replica_sees_changes_and_the_cache_is_bounded(env: Env) -> None
         other.refvalue_set(f"set-{i}")
     assert len(other._refvalue_sets) == other.MAX_REFVALUE_SETS
     other.storage.close()
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_the_sdk_hint_points_at_the_set(env: Env) -> None:
+    """A refusal under a set-based allow-list tells the workload's operator to register a CoRIM
+    in that set (not `veritee admit`, which cannot edit a set)."""
+    from veritee.sdk.refusals import admission_hint
+
+    env.install_policy(_policy(env, {"refvalues": "payments-frontend"}))
+    _register(env, _corim(GOOD))
+    workload = env.workload(OTHER)
+    refused = _attest(env, OTHER)
+    hint = admission_hint(refused["reasons"], workload, "http://svc")
+    assert hint is not None and "veritee refvalues add CORIM_FILE --set payments-frontend" in hint
+    assert OTHER in hint
+    literal = admission_hint([{"code": "measurement_not_allowed", "message": "measurement x is not in the policy's "
+                               "allow-list"}], workload, "http://svc")  # fmt: skip
+    assert literal is not None and "veritee admit" in literal

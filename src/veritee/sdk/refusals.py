@@ -25,6 +25,7 @@ A new version of an admitted workload (only its measurement is missing) gets one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +47,15 @@ def admission_hint(
     codes = {str(r.get("code")) for r in reasons}
     name = platform.name
     field, what = MEASUREMENT_PINS.get(name, ("measurements", "measurement"))
+    for r in reasons:  # the allow-list is a reference-value set: register the measurement there
+        found = re.search(r"reference-value set '([a-z0-9._-]+)'", str(r.get("message", "")))
+        if found and str(r.get("code")) in (f"{what}_not_allowed", "refvalues_unavailable"):
+            return (
+                f"the policy takes its {what}s from reference-value set {found.group(1)!r}: register a CoRIM "
+                f"carrying {platform.measurement} there (from the workload's builder or vendor):\n"
+                f"    veritee refvalues add CORIM_FILE --set {found.group(1)} --key SIGNER_KEY"
+                f" --data DOMAIN_DIR --url {service_url}"
+            )
     add: list[str] = []
     if "platform_not_allowed" in codes:
         add.append(f"platforms.{name}: a section for this platform, with:")
