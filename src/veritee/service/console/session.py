@@ -16,8 +16,6 @@ session id under the same key, compared in constant time.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hmac
 import json
@@ -25,7 +23,9 @@ import secrets
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from veritee._codec import b64url, b64url_decode
 from veritee.domain import Domain
+from veritee.errors import MalformedError
 
 __all__ = ["COOKIE_NAME", "SESSION_LIFETIME", "Session", "csrf_ok", "csrf_token", "issue", "read"]
 
@@ -55,14 +55,6 @@ def _key(domain: Domain) -> bytes:
     return hmac.digest(base, b"admin verifier " + v.salt + v.mac, "sha256")
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64ud(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _tag(domain: Domain, body: str) -> bytes:
     return hmac.digest(_key(domain), _LABEL + body.encode("ascii"), "sha256")
 
@@ -72,9 +64,9 @@ def issue(domain: Domain, now: dt.datetime) -> tuple[str, Session]:
     iat = int(now.timestamp())
     exp = iat + int(SESSION_LIFETIME.total_seconds())
     sid = secrets.token_urlsafe(16)
-    body = _b64u(json.dumps({"v": 1, "sid": sid, "iat": iat, "exp": exp}, separators=(",", ":")).encode())
+    body = b64url(json.dumps({"v": 1, "sid": sid, "iat": iat, "exp": exp}, separators=(",", ":")).encode())
     session = Session(sid, dt.datetime.fromtimestamp(iat, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC))
-    return f"{body}.{_b64u(_tag(domain, body))}", session
+    return f"{body}.{b64url(_tag(domain, body))}", session
 
 
 def read(domain: Domain, value: str | None, now: dt.datetime) -> Session | None:
@@ -84,11 +76,11 @@ def read(domain: Domain, value: str | None, now: dt.datetime) -> Session | None:
         return None
     body, tag = value.split(".")
     try:
-        given = _b64ud(tag)
+        given = b64url_decode(tag, "cookie")
         if not hmac.compare_digest(given, _tag(domain, body)):
             return None
-        doc = json.loads(_b64ud(body))
-    except (binascii.Error, ValueError, UnicodeError):
+        doc = json.loads(b64url_decode(body, "cookie"))
+    except (ValueError, UnicodeError, MalformedError):
         return None
     if not isinstance(doc, dict) or doc.get("v") != 1:
         return None
@@ -103,7 +95,7 @@ def read(domain: Domain, value: str | None, now: dt.datetime) -> Session | None:
 
 def csrf_token(domain: Domain, session: Session) -> str:
     """The CSRF token of forms that change something in ``session``."""
-    return _b64u(hmac.digest(_key(domain), _CSRF_LABEL + session.sid.encode(), "sha256"))
+    return b64url(hmac.digest(_key(domain), _CSRF_LABEL + session.sid.encode(), "sha256"))
 
 
 def csrf_ok(domain: Domain, session: Session, given: str | None) -> bool:
