@@ -724,7 +724,10 @@ def _verify_collateral(
     raw: _RawCollateral, trust: DcapTrust, key: bytes, parsed: _CollateralCheap | None = None
 ) -> _VerifiedCollateral:
     """Signatures and chains of one collateral set (step 6, without times); cached under ``key``.
-    ``parsed``: the same bytes as the cheap checks parsed them (certificates, CRLs, JSON)."""
+    ``parsed``: the same bytes as the cheap checks parsed them (certificates, CRLs, JSON); used
+    only when they are these very bytes (documents changed in place in between are read again)."""
+    if parsed is not None and parsed.raw != raw:
+        parsed = None
     try:
         verified = _verify_collateral_uncached(raw, trust, parsed)
     except _LAZY_PARSE_ERRORS as e:
@@ -1043,6 +1046,8 @@ class _CollateralCheap:
     pck_crl: x509.CertificateRevocationList
     #: name -> (issuer chain, document) of ``tcb_info`` and ``qe_identity``.
     signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]]
+    #: The bytes all of it was parsed from (reused only for these very bytes).
+    raw: _RawCollateral
 
 
 _COLLATERAL_CHEAP: _Lru[bytes, _CollateralCheap] = _Lru(256)
@@ -1072,7 +1077,7 @@ def _collateral_cheap(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Ver
     except _CHEAP_ERRORS:
         return None
     found = _CollateralCheap(tuple(windows), _span(windows), signed["tcb_info"][1], crl_chain, root_crl, pck_crl,
-                             signed)  # fmt: skip
+                             signed, raw)  # fmt: skip
     _COLLATERAL_CHEAP.put(key, found)
     return found
 

@@ -646,3 +646,18 @@ def test_every_field_of_every_level_is_checked(which: str, path: tuple[Any, ...]
     syn = _resigned(build(), which, _set(path, value))
     with pytest.raises(VerificationError if path[-1] == "tcbStatus" else MalformedError):
         _verify(syn)
+
+
+def test_the_cheap_checks_parse_is_reused_only_for_the_same_bytes() -> None:
+    """The verification reuses what the cheap checks parsed only when it is the same set: a set
+    changed in between (another, equally authentic one) is read again."""
+    a = build(Spec())
+    b = build(Spec(tcb_evaluation_data_number=18))
+    trust = dcap.DcapTrust(a.trust.root_sha256 | b.trust.root_sha256)
+    raw_a, raw_b = dcap._raw_from_layout(a.doc), dcap._raw_from_layout(b.doc)
+    parsed_a = dcap._collateral_cheap(raw_a.digest(trust), lambda: raw_a)
+    assert isinstance(parsed_a, dcap._CollateralCheap)
+    vc = dcap._verify_collateral(raw_b, trust, b"test-" + raw_b.digest(trust), parsed_a)
+    assert vc.tcb_info["tcbEvaluationDataNumber"] == 18
+    vc = dcap._verify_collateral(raw_a, trust, b"test-" + raw_a.digest(trust), parsed_a)
+    assert vc.tcb_info["tcbEvaluationDataNumber"] == 17
