@@ -21,6 +21,11 @@ and ``pcrDigest``), TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA).
    any root but the pinned ones the AK certificate must carry the TCG AIK extended key usage
    (2.23.133.8.3), so that no other certificate of that CA (an admission certificate for a
    software key) passes for an AK certificate (claim ``ak_root``: the root's SHA-256);
+   The AK certificate binds the key only: of the rest of ``ak_pub`` (a TPMT_PUBLIC) nothing
+   vouches for ``authPolicy`` or the attribute bits that do not make an AK, but ``ak_pub`` must
+   at least describe an AK (checked first, without signature work): a restricted signing key
+   created in the TPM (fixedTPM, fixedParent, sensitiveDataOrigin, restricted, sign; no
+   decrypt; no reserved bit set), else ``ak_attributes_invalid``;
 2. every quote is signed by the AK and is a quote (magic, type); its ``qualifiedSigner`` is not
    checked: it depends on the AK's place in the TPM hierarchy, which the evidence does not give;
 3. every quote's ``pcrDigest`` is the hash (the signature's hash) of the PCR values it carries,
@@ -57,7 +62,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from veritee import certs
+from veritee import certs, tpm2
 from veritee._lru import Lru
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
@@ -579,7 +584,9 @@ def _ak_chain(
     if att.ak_cert is None:
         raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
                                 code="ak_not_certified")  # fmt: skip
-    cache_key = (roots, att.ak_cert, att.intermediates, tuple(c.signature for c in collateral.path_candidates))
+    # The whole of every candidate certificate is in the key (a certificate hashes and compares
+    # by its DER): keyed by signatures alone, a changed TBS behind the same signature was a hit.
+    cache_key = (roots, att.ak_cert, att.intermediates, tuple(collateral.path_candidates))
     hit = _AK_CHAINS.get(cache_key)
     if hit is not None and hit.ak_pub == att.ak_pub and hit.span[0] <= at <= hit.span[1]:
         return hit.root
@@ -691,6 +698,30 @@ def _verify_quote(q: Quote, key: Any, index: int) -> None:
                                 code="tpm_pcr_mismatch")  # fmt: skip
 
 
+#: TPMA_OBJECT bits an AK must have (TPM 2.0 Part 2 §8.3), and those it must not.
+_AK_REQUIRED = (tpm2.ATTR_FIXED_TPM | tpm2.ATTR_FIXED_PARENT | tpm2.ATTR_SENSITIVE_DATA_ORIGIN
+                | tpm2.ATTR_RESTRICTED | tpm2.ATTR_SIGN)  # fmt: skip
+#: Defined TPMA_OBJECT bits: 1 fixedTPM, 2 stClear, 4 fixedParent, 5 sensitiveDataOrigin,
+#: 6 userWithAuth, 7 adminWithPolicy, 10 noDA, 11 encryptedDuplication, 16 restricted,
+#: 17 decrypt, 18 sign, 19 x509sign; every other bit is reserved and must be clear.
+_DEFINED_ATTRIBUTES = sum(1 << b for b in (1, 2, 4, 5, 6, 7, 10, 11, 16, 17, 18, 19))
+
+
+def _check_ak_attributes(ak_pub: bytes) -> None:
+    """``ak_pub`` describes an AK: a restricted signing key created in the TPM (``ak_pub`` has
+    parsed, so its attributes are at offset 4)."""
+    (attributes,) = struct.unpack_from(">I", ak_pub, 4)
+    if attributes & ~_DEFINED_ATTRIBUTES:
+        raise VerificationError(f"ak_pub sets reserved TPMA_OBJECT bits ({attributes:#010x})",
+                                code="ak_attributes_invalid")  # fmt: skip
+    if attributes & _AK_REQUIRED != _AK_REQUIRED or attributes & tpm2.ATTR_DECRYPT:
+        raise VerificationError(
+            "ak_pub is not a restricted signing key created in the TPM (fixedTPM, fixedParent, "
+            f"sensitiveDataOrigin, restricted, sign; no decrypt): attributes {attributes:#010x}",
+            code="ak_attributes_invalid",
+        )
+
+
 def _where(q: Quote, index: int) -> str:
     return f"quote {index} ({HASHES[q.bank][0]} bank)"
 
@@ -707,6 +738,7 @@ def verify(
         raise UsageError("verification time must be timezone-aware")
     roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
     att = parse(data)
+    _check_ak_attributes(att.ak_pub)
     _name_alg, key = _public_key(att.ak_pub)
     root = _ak_chain(att, collateral, at, roots, key)
     for i, q in enumerate(att.quotes):

@@ -22,10 +22,12 @@ import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS
 from tests.fakes.vectors import sample
+from tests.unit.evidence.test_tpm import _encode  # at import: not inside a running @given
 
 from veritee import evidence
 from veritee.collateral import Collateral
@@ -143,8 +145,6 @@ def _nitro() -> list[Region]:
 
 
 def _tpm() -> list[Region]:
-    from tests.unit.evidence.test_tpm import _encode
-
     s = sample("tpm")
     roots = s.collateral
     top = list(tpm._fields(s.data, "test"))
@@ -171,7 +171,17 @@ def _tpm() -> list[Region]:
                     def put_d(changed: bytes, at: int = at, put: Any = put, value: bytes = value) -> tuple[bytes, Collateral]:
                         return put(value[:at] + changed + value[at + len(changed) :])
                     regions.append(Region(f"event {e.offset} digest {alg:#x}", digest, put_d))
-        elif number in (1, 6):  # ak_pub, ak_cert
+        elif number == 1:  # ak_pub: the AK certificate binds its key (authPolicy and the
+            # attribute bits that do not make an AK are bound by nothing; see test_tpm.py)
+            key = tpm._public_key(value)[1]
+            raw = (key.public_numbers().n.to_bytes(key.key_size // 8, "big") if isinstance(key, rsa.RSAPublicKey)
+                   else key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)[1:])
+            at = value.rindex(raw[-16:]) + 16 - len(raw)
+
+            def put_k(changed: bytes, at: int = at, put: Any = put, value: bytes = value) -> tuple[bytes, Collateral]:
+                return put(value[:at] + changed + value[at + len(changed) :])
+            regions.append(Region("ak_pub key", value[at : at + len(raw)], put_k))
+        elif number == 6:  # ak_cert
             regions.append(Region(f"field {number}", value, put))
     # The collateral certificates on the AK's path (those it cannot verify without): any other
     # certificate in the folder is only a path candidate the chain does not use.

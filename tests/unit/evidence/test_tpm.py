@@ -292,3 +292,34 @@ def test_event_log_must_replay_to_the_quoted_pcrs() -> None:
         _verify(_encode([(n, b"\x00" * 40 if n == 3 else v) for n, v in top]))
     without = _verify(_encode([(n, v) for n, v in top if n != 3]))
     assert without["event_log"] == {"bytes": 0, "verified": False}
+
+
+def _with_attributes(change: Any) -> bytes:
+    top = _decode(_raw())
+    ak_pub = next(v for n, v in top if n == 1)
+    assert isinstance(ak_pub, bytes)
+    attributes = change(int.from_bytes(ak_pub[4:8], "big"))
+    changed = ak_pub[:4] + attributes.to_bytes(4, "big") + ak_pub[8:]
+    return _encode([(n, changed if n == 1 else v) for n, v in top])
+
+
+@pytest.mark.parametrize("bit", [1, 4, 5, 16, 18])  # fixedTPM fixedParent sensitiveDataOrigin restricted sign
+def test_an_ak_pub_that_is_not_an_ak_is_refused(bit: int) -> None:
+    """A key that is not restricted could sign a forged TPMS_ATTEST: ak_pub must say "AK"."""
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_attributes(lambda a: a & ~(1 << bit)))
+    assert e.value.code == "ak_attributes_invalid"
+
+
+@pytest.mark.parametrize("bit", [0, 3, 8, 9, 12, 15, 17, 20, 24, 31])  # 17: decrypt; the rest reserved
+def test_decrypt_and_reserved_attribute_bits_are_refused(bit: int) -> None:
+    with pytest.raises(VerificationError) as e:
+        _verify(_with_attributes(lambda a: a | (1 << bit)))
+    assert e.value.code == "ak_attributes_invalid"
+
+
+def test_attribute_bits_that_do_not_make_an_ak_are_bound_by_nothing() -> None:
+    """userWithAuth, adminWithPolicy, noDA, stClear: the AK certificate covers the key only, so
+    these change no verdict (documented in veritee.evidence.tpm, step 1)."""
+    for bit in (2, 6, 7, 10):
+        assert _verify(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"
