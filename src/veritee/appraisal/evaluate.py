@@ -36,6 +36,7 @@ from veritee.errors import VerificationError, VeriteeError
 from veritee.evidence.claims import VerifiedEvidence
 from veritee.reasons import Code
 from veritee.refvalues.sets import RefValueSet
+from veritee.tee import Tee
 
 __all__ = [
     "MEASUREMENT_PINS",
@@ -50,10 +51,10 @@ __all__ = [
 #: The service passes its cache (:meth:`veritee.service.context.ServiceContext.refvalue_set`).
 RefValues = Callable[[str], RefValueSet | None]
 
-HARDWARE = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "cca", "nvidia-gpu", "keystone")
-#: Platforms whose evidence also says the workload's memory is kept from the host (a TPM alone
-#: attests the boot, and a GPU's measurements do not say whether its CC mode is on).
-ISOLATED = ("sev-snp", "tdx", "sgx", "nitro", "cca", "keystone")
+#: Platforms whose evidence is signed by a hardware root, and those whose evidence also says the
+#: workload's memory is kept from the host (:class:`veritee.tee.Tee`).
+HARDWARE = tuple(t.value for t in Tee if t.hardware)
+ISOLATED = tuple(t.value for t in Tee if t.isolates_memory)
 
 
 def refused_for_error(error: VeriteeError) -> Decision:
@@ -335,7 +336,6 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefVal
         return _first_admitting([appraise(ev, p, refvalues) for p in policy])
     d = Decision(policy_name=policy.name, policy_digest=policy.digest)
     claims = ev.claims
-    resolved: tuple[str, ...] = ()
     platform = str(claims.get("platform"))
     p = policy.platforms.for_platform(platform)
     _authentic(d, ev)
@@ -346,66 +346,74 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefVal
     profiles = policy.profiles or []
     if len(profiles) == 1 and profiles[0].value == "production" and claims.get("debug"):
         d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
-    if isinstance(p, SimulatedPolicy):
-        _simulated(d, claims, p, refvalues)
-    elif isinstance(p, SevSnpPolicy):
-        _sev_snp(d, claims, p, refvalues)
-    elif isinstance(p, TdxPolicy):
-        _debug(d, claims, p.allow_debug)
-        _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd, refvalues=refvalues)
-        _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
-        for idx, allowed in p.rtmr.items():
-            _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
-        _pcr_pins(d, claims, p.pcrs)
-        _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
-        _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
-    elif isinstance(p, SgxPolicy):
-        _debug(d, claims, p.allow_debug)
-        _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave,
-                    refvalues=refvalues)  # fmt: skip
-        _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
-        if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
-            d.refuse("isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
-        if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
-            d.refuse("isv_svn_below_minimum", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
-        _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
-        _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
-    elif isinstance(p, NitroPolicy):
-        _debug(d, claims, p.allow_debug)
-        pcrs: tuple[tuple[str, list[str] | RefValuesRef | None], ...] = (
-            ("0", p.pcr0),
-            ("1", p.pcr1),
-            ("2", p.pcr2),
-            ("8", p.pcr8),
-        )
-        for i, allowed_pcr in pcrs:
-            _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr, refvalues=refvalues)
-    elif isinstance(p, TpmPolicy):
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
-        _pcr_pins(d, claims, p.pcrs)
-        if p.measurements is None and not p.pcrs:
-            _measured_boot_not_appraised(d)
-    elif isinstance(p, CcaPolicy):
-        _cca(d, claims, p, refvalues)
-    elif isinstance(p, KeystonePolicy):
-        _keystone_device_key(d, claims, p.device_keys)
-        _debug(d, claims, allow=False)
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
-        _allow_list(d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware")
-    elif isinstance(p, NvidiaGpuPolicy):
-        _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
-        blocks = claims.get("measurements") or {}
-        for i, allowed in sorted(p.blocks.items(), key=lambda kv: int(kv[0])):
-            _allow_list(d, f"block{int(i)}", blocks.get(str(int(i))), allowed)
-        if p.driver_versions is not None:
-            _allow_list(d, "driver_version", claims.get("driver_version"), p.driver_versions,
-                        claim="configuration")  # fmt: skip
-        if p.measurements is not None or p.blocks:
-            resolved = ("reference_values_not_compared",)
+    resolved = _CHECKS[type(p)](d, claims, p, refvalues) or ()
     if claims.get("vtpm") and isinstance(p, SevSnpPolicy | TdxPolicy) and not p.pcrs:
         _measured_boot_not_appraised(d)
     _add_findings(d, ev, resolved)
     return d
+
+
+def _tdx(d: Decision, claims: dict[str, Any], p: TdxPolicy, refvalues: RefValues | None) -> None:
+    _debug(d, claims, p.allow_debug)
+    _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd, refvalues=refvalues)
+    _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
+    for idx, allowed in p.rtmr.items():
+        _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
+    _pcr_pins(d, claims, p.pcrs)
+    _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+    _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
+
+
+def _sgx(d: Decision, claims: dict[str, Any], p: SgxPolicy, refvalues: RefValues | None) -> None:
+    _debug(d, claims, p.allow_debug)
+    _allow_list(d, "mr_enclave", claims.get("mr_enclave", claims.get("measurement")), p.mr_enclave,
+                refvalues=refvalues)  # fmt: skip
+    _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
+    if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
+        d.refuse("isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
+    if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
+        d.refuse("isv_svn_below_minimum", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
+    _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
+    _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
+
+
+def _nitro(d: Decision, claims: dict[str, Any], p: NitroPolicy, refvalues: RefValues | None) -> None:
+    _debug(d, claims, p.allow_debug)
+    pcrs: tuple[tuple[str, list[str] | RefValuesRef | None], ...] = (
+        ("0", p.pcr0),
+        ("1", p.pcr1),
+        ("2", p.pcr2),
+        ("8", p.pcr8),
+    )
+    for i, allowed_pcr in pcrs:
+        _allow_list(d, f"pcr{i}", claims.get(f"pcr{i}"), allowed_pcr, refvalues=refvalues)
+
+
+def _tpm(d: Decision, claims: dict[str, Any], p: TpmPolicy, refvalues: RefValues | None) -> None:
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
+    _pcr_pins(d, claims, p.pcrs)
+    if p.measurements is None and not p.pcrs:
+        _measured_boot_not_appraised(d)
+
+
+def _keystone(d: Decision, claims: dict[str, Any], p: KeystonePolicy, refvalues: RefValues | None) -> None:
+    _keystone_device_key(d, claims, p.device_keys)
+    _debug(d, claims, allow=False)
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
+    _allow_list(d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware")
+
+
+def _nvidia_gpu(d: Decision, claims: dict[str, Any], p: NvidiaGpuPolicy,
+                refvalues: RefValues | None) -> tuple[str, ...]:
+    """Returns the findings the policy resolves (the reference values it compared)."""
+    _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
+    blocks = claims.get("measurements") or {}
+    for i, allowed in sorted(p.blocks.items(), key=lambda kv: int(kv[0])):
+        _allow_list(d, f"block{int(i)}", blocks.get(str(int(i))), allowed)
+    if p.driver_versions is not None:
+        _allow_list(d, "driver_version", claims.get("driver_version"), p.driver_versions,
+                    claim="configuration")  # fmt: skip
+    return ("reference_values_not_compared",) if p.measurements is not None or p.blocks else ()
 
 
 def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy, refvalues: RefValues | None = None) -> None:
@@ -536,3 +544,19 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: Re
             d.refuse("tcb_below_minimum", "certified TCB below policy minimum: " + ", ".join(low), claim="hardware")
         else:
             d.affirm("tcb_minimum", claim="hardware")
+
+
+#: The checks of each platform's policy section: one entry per platform (veritee.tee.Tee), no
+#: isinstance ladder. A check records its reasons on the decision and may return the findings
+#: the policy resolves.
+_CHECKS: dict[type[Any], Callable[[Decision, dict[str, Any], Any, RefValues | None], tuple[str, ...] | None]] = {
+    SimulatedPolicy: _simulated,
+    SevSnpPolicy: _sev_snp,
+    TdxPolicy: _tdx,
+    SgxPolicy: _sgx,
+    NitroPolicy: _nitro,
+    TpmPolicy: _tpm,
+    CcaPolicy: _cca,
+    KeystonePolicy: _keystone,
+    NvidiaGpuPolicy: _nvidia_gpu,
+}

@@ -27,6 +27,7 @@ from veritee.errors import MalformedError, OversizedError, PolicyError
 from veritee.evidence import eddsa
 from veritee.evidence.dcap_quote import TCB_STATUSES
 from veritee.profiles import Profile
+from veritee.tee import Tee
 
 __all__ = [
     "MAX_POLICY_BYTES",
@@ -389,17 +390,11 @@ class Platforms(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def for_platform(self, name: str) -> _Strict | None:
-        return {
-            "sev-snp": self.sev_snp,
-            "tdx": self.tdx,
-            "sgx": self.sgx,
-            "nitro": self.nitro,
-            "tpm": self.tpm,
-            "cca": self.cca,
-            "nvidia-gpu": self.nvidia_gpu,
-            "keystone": self.keystone,
-            "simulated": self.simulated,
-        }.get(name)
+        """The section of platform ``name`` (a :class:`veritee.tee.Tee` value), None if absent."""
+        try:
+            return getattr(self, Tee(name).policy_section)  # type: ignore[no-any-return]
+        except ValueError:
+            return None
 
 
 class Policy(_Strict):

@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from veritee.reasons import Reason
+from veritee.tee import Tee
 
 __all__ = ["PLATFORMS", "Reason", "VerifiedEvidence"]
 
-PLATFORMS = ("sev-snp", "tdx", "sgx", "nitro", "tpm", "simulated")
+#: Every platform a verified evidence can name (the claim ``platform``): :class:`veritee.tee.Tee`.
+PLATFORMS = tuple(t.value for t in Tee)
 
 
 @dataclass(frozen=True)
