@@ -8,6 +8,7 @@ the collateral folder of the domain, and sorting collateral by who supplied it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -95,16 +96,18 @@ class ServiceContext:
         self.service_attester: Any = None
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking storage call from an async handler.
+        """Run a blocking storage call from an async handler, off the event loop.
 
-        SQLite is a local file whose transactions take well under a millisecond and are
-        serialized under one lock anyway: they run inline, since handing them to a worker
-        thread costs more CPU than they block. A networked database (PostgreSQL) runs in a
-        worker thread so that its round trips never block the event loop.
+        SQLite: the call goes to the storage's group commit (:meth:`Storage.submit`): the
+        calls waiting are run in one transaction and acknowledged by one sync of the WAL
+        (``synchronous=FULL`` makes every commit wait for the disk; run inline, each commit
+        held the event loop for that long). A networked database (PostgreSQL) runs the call in
+        a worker thread so that its round trips never block the event loop.
         """
+        call = functools.partial(fn, *args, **kwargs)
         if self.storage.dialect == "sqlite":
-            return fn(*args, **kwargs)
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+            return await asyncio.wrap_future(self.storage.submit(call))
+        return await anyio.to_thread.run_sync(call)
 
     @staticmethod
     def now() -> dt.datetime:

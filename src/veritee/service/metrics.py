@@ -57,6 +57,8 @@ GaugeMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum",
 # once the workers' values are added up, and absent in multiprocess mode anyway).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+#: The most labelled series :class:`Metrics` keeps at hand (the rest are looked up each time).
+MAX_CACHED_SERIES = 4096
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db\Z")
 
@@ -79,6 +81,9 @@ class Metrics:
         # Multiprocess mode: values go to the shared files, never to a registry of this process.
         self._registry: CollectorRegistry | None = None if self.multiprocess_dir else CollectorRegistry()
         self._metrics: dict[str, tuple[str, tuple[str, ...], Any]] = {}
+        # (kind, name, labels as given) -> the labelled series: a request's counts then cost a
+        # dict lookup each instead of prometheus-client's label validation under its lock
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._collectors: list[Callable[[], Iterable[Metric]]] = []
 
     # --- declaring and updating ------------------------------------------------------------
@@ -97,8 +102,19 @@ class Metrics:
             )
         return known[2]
 
+    def _child(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        child = self._children.get(key)
+        if child is None:
+            child = make()
+            if len(self._children) < MAX_CACHED_SERIES:  # label values are few; bounded anyway
+                self._children[key] = child
+        return child
+
     def counter(self, name: str, help_text: str, **labels: str) -> Any:
         """The counter ``name`` with these labels (``.inc(amount)``)."""
+        return self._child(("counter", name, *labels.items()), lambda: self._counter(name, help_text, labels))
+
+    def _counter(self, name: str, help_text: str, labels: dict[str, str]) -> Any:
         names = tuple(sorted(labels))
         metric = self._get("counter", name, help_text, names)
         return metric.labels(**labels) if names else metric
@@ -109,16 +125,23 @@ class Metrics:
     def gauge(self, name: str, help_text: str, *, mode: GaugeMode, **labels: str) -> Any:
         """The gauge ``name`` with these labels (``.set(v)``, ``.inc()``, ``.dec()``); ``mode``
         combines the workers' values (see the module's documentation)."""
-        names = tuple(sorted(labels))
-        metric = self._get("gauge", name, help_text, names, multiprocess_mode=mode)
-        return metric.labels(**labels) if names else metric
+        def make() -> Any:
+            names = tuple(sorted(labels))
+            metric = self._get("gauge", name, help_text, names, multiprocess_mode=mode)
+            return metric.labels(**labels) if names else metric
+
+        return self._child(("gauge", name, mode, *labels.items()), make)
 
     def observe(self, seconds: float, **labels: str) -> None:
         """One request's latency into ``veritee_request_duration_seconds``."""
-        names = tuple(sorted(labels))
-        metric = self._get("histogram", "veritee_request_duration_seconds", "HTTP request latency",
-                           names, buckets=BUCKETS)  # fmt: skip
-        (metric.labels(**labels) if names else metric).observe(seconds)
+
+        def make() -> Any:
+            names = tuple(sorted(labels))
+            metric = self._get("histogram", "veritee_request_duration_seconds", "HTTP request latency",
+                               names, buckets=BUCKETS)  # fmt: skip
+            return metric.labels(**labels) if names else metric
+
+        self._child(("histogram", *labels.items()), make).observe(seconds)
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Metric families computed at each scrape (prometheus-client ``Metric`` objects, e.g.

@@ -16,17 +16,19 @@ message naming the driver's error class; statements and their parameters are nev
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import os
+import queue
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -54,6 +56,10 @@ READINESS_TIMEOUT = 2.0
 _PROBE_PURPOSE = "readiness"
 #: Every SQLite connection's ``synchronous`` setting: FULL, so a commit is on disk when it returns.
 SQLITE_SYNCHRONOUS = "FULL"
+#: The most calls :meth:`Storage.submit` commits together (one SQLite transaction, one sync).
+GROUP_COMMIT_MAX = 64
+
+T = TypeVar("T")
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -158,6 +164,8 @@ class Storage:
         if backend == "sqlite":
             _install_sqlite_hooks(self._engine, busy_timeout)
         self._ro_engine = self._engine.execution_options(**{_READONLY: True})
+        # SQLite: calls of submit() committed together (see _GroupCommit)
+        self._group: _GroupCommit | None = _GroupCommit(self) if backend == "sqlite" else None
 
     def __repr__(self) -> str:
         return f"Storage({self._engine.url.render_as_string(hide_password=True)!r})"
@@ -174,6 +182,11 @@ class Storage:
         """
         if self._closed:
             raise StorageError("storage is closed")
+        group = self._group.current() if self._group is not None else None
+        if group is not None:  # inside a call of submit(): a part of the group's transaction
+            with group.part() as tx:
+                yield tx
+            return
         engine = self._ro_engine if readonly else self._engine
         lock = self._write_lock if not readonly else None
         # Bounded like SQLite's own busy timeout: a stuck writer gives StorageError, not a hang.
@@ -200,6 +213,30 @@ class Storage:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             if lock is not None:
                 lock.release()
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` (which opens its transactions with :meth:`transaction`) so that its writes
+        are committed together with those of other calls (group commit), and return a future of
+        its result, set only once its writes are committed (durable, with ``synchronous=FULL``).
+
+        SQLite: one thread of this process runs the calls waiting, up to
+        :data:`GROUP_COMMIT_MAX`, in one transaction; each :meth:`transaction` block inside a
+        call is a savepoint of it, rolled back alone when its block raises, exactly as a
+        transaction of its own would be. One sync of the WAL then acknowledges them all, and
+        the event loop never waits for it. If the shared commit fails, every call of the group
+        gets the StorageError (none of their writes happened). PostgreSQL: ``fn`` runs in a
+        thread of its own with its own transactions (the server groups commits itself).
+        """
+        if self._closed:
+            raise StorageError("storage is closed")
+        if self._group is None:
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # delivered to the caller through the future
+                future.set_exception(exc)
+            return future
+        return self._group.submit(fn)
 
     def set_nonce_key(self, key: bytes) -> None:
         """Use ``key`` for nonces from now on (nonces issued under the old key stop verifying)."""
@@ -335,6 +372,8 @@ class Storage:
     def close(self) -> None:
         """Close every pooled connection; the Storage cannot be used afterwards."""
         self._closed = True
+        if self._group is not None:
+            self._group.stop()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -345,6 +384,136 @@ class Storage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Group:
+    """One group commit in progress: the SQLite connection of its transaction."""
+
+    def __init__(self, conn: Connection, storage: Storage) -> None:
+        self.conn = conn
+        self.raw: Any = conn.connection.driver_connection
+        self.storage = storage
+        self.broken: StorageError | None = None
+        self._savepoints = 0
+
+    @contextmanager
+    def part(self) -> Iterator[Tx]:
+        """A savepoint of the group's transaction: released when the block succeeds, rolled back
+        (only its own writes) when it raises; database errors become StorageError."""
+        if self.broken is not None:
+            raise self.broken
+        self._savepoints += 1
+        name = f"veritee_part_{self._savepoints}"
+        s = self.storage
+        try:
+            self.raw.execute(f"SAVEPOINT {name}")
+            tx = Tx(self.conn, s.dialect, s._nonces, fast_path=s._fast_path)
+            try:
+                yield tx
+            finally:
+                tx._end()
+            self.raw.execute(f"RELEASE {name}")
+        except BaseException as exc:
+            try:
+                self.raw.execute(f"ROLLBACK TO {name}")
+                self.raw.execute(f"RELEASE {name}")
+            except (SQLAlchemyError, sqlite3.Error) as undo:
+                # The transaction cannot be trusted any more: the whole group fails.
+                self.broken = _storage_error(undo)
+            if isinstance(exc, SQLAlchemyError | sqlite3.Error):
+                raise _storage_error(exc) from None
+            raise
+
+
+class _GroupCommit:
+    """The thread that runs :meth:`Storage.submit`'s calls in shared SQLite transactions.
+
+    Started at the first call; the calls that arrive while a group commits form the next group,
+    so a group is as large as the load makes it and a lone call waits for nobody.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._local = threading.local()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def current(self) -> _Group | None:
+        """The group being run by the calling thread (None on any other thread)."""
+        group: _Group | None = getattr(self._local, "group", None)
+        return group
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if self.current() is not None:  # a call made from inside a call: part of this group
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="veritee-group-commit", daemon=True)
+                    self._thread.start()
+        self._queue.put((fn, future))
+        return future
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            calls = [first]
+            while len(calls) < GROUP_COMMIT_MAX:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                calls.append(more)
+            self._commit(calls)
+
+    def _commit(self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]) -> None:
+        calls = [(fn, f) for fn, f in calls if f.set_running_or_notify_cancel()]
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._storage.transaction() as tx:
+                group = _Group(tx._conn, self._storage)
+                self._local.group = group
+                try:
+                    for fn, _ in calls:
+                        try:
+                            outcomes.append((True, fn()))
+                        except BaseException as exc:  # the caller's own outcome
+                            outcomes.append((False, exc))
+                finally:
+                    self._local.group = None
+                if group.broken is not None:
+                    raise group.broken
+        except BaseException as exc:
+            failure = exc if isinstance(exc, StorageError) else _storage_error(exc)
+            for i, (_, future) in enumerate(calls):
+                # A call that failed on its own keeps its own error; none of the others happened.
+                ok, value = outcomes[i] if i < len(outcomes) else (True, None)
+                future.set_exception(failure if ok else value)
+            return
+        for (_, future), (ok, value) in zip(calls, outcomes, strict=True):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
 
 class _Probe(threading.Thread):

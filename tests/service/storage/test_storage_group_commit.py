@@ -1,0 +1,144 @@
+"""Group commit (SQLite): calls of ``Storage.submit`` share one transaction and one sync, and
+each ``transaction()`` block inside a call still succeeds or fails alone."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from veritee.errors import NonceError, StorageError
+from veritee.service.storage import Storage, default_sqlite_url, verify_audit_chain
+from veritee.service.storage.storage import GROUP_COMMIT_MAX
+
+from .conftest import NONCE_KEY
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+TTL = timedelta(minutes=5)
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Storage:
+    st = Storage(default_sqlite_url(tmp_path), nonce_key=NONCE_KEY)
+    st.migrate()
+    yield st  # type: ignore[misc]
+    st.close()
+
+
+def _hold(storage: Storage) -> tuple[threading.Event, threading.Event]:
+    """Occupy the group-commit thread until the returned ``release`` is set, so that the calls
+    submitted meanwhile form one group. ``holding`` is set once it is occupied."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        assert release.wait(30)
+
+    storage.submit(hold)
+    assert holding.wait(30)
+    return holding, release
+
+
+def _spend_and_audit(storage: Storage, nonce: bytes, subject: str) -> int:
+    with storage.transaction() as tx:
+        tx.consume_nonce(nonce, now=T0)
+        tx.append_audit(kind="attest", actor="workload", subject=subject, decision="accept",
+                                details={"n": subject}, now=T0)  # fmt: skip
+    group = storage._group.current() if storage._group is not None else None
+    return id(group)
+
+
+def _subjects(storage: Storage) -> list[str]:
+    with storage.transaction(readonly=True) as tx:
+        return [e.subject for e in tx.audit_entries(after_seq=0, limit=100)]
+
+
+def test_calls_waiting_together_share_a_transaction_and_each_block_fails_alone(sqlite: Storage) -> None:
+    n1, n2 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(2))
+
+    def audit_then_fail() -> None:
+        with sqlite.transaction() as tx:
+            tx.append_audit(kind="attest", actor="workload", subject="undone", decision="accept",
+                            details={}, now=T0)  # fmt: skip
+            raise ValueError("the caller's own failure")
+
+    def refused_then_audited() -> str:
+        try:
+            _spend_and_audit(sqlite, n1, "replay")
+        except NonceError as e:  # as the service does: the refusal is audited on its own
+            with sqlite.transaction() as tx:
+                tx.append_audit(kind="attest.nonce_rejected", actor="workload", subject="refusal",
+                                decision="reject", details={"reason": e.code}, now=T0)  # fmt: skip
+            return e.code
+        return "accepted"
+
+    _, release = _hold(sqlite)
+    futures = [
+        sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "first")),
+        sqlite.submit(refused_then_audited),
+        sqlite.submit(audit_then_fail),
+        sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "again")),
+        sqlite.submit(lambda: _spend_and_audit(sqlite, n2, "second")),
+    ]
+    release.set()
+    group = futures[0].result(30)
+    assert group != id(None)
+    assert futures[1].result(30) == "nonce_reused"
+    with pytest.raises(ValueError, match="own failure"):
+        futures[2].result(30)
+    with pytest.raises(NonceError) as e:
+        futures[3].result(30)
+    assert e.value.code == "nonce_reused"
+    assert futures[4].result(30) == group  # committed in the same group as the first
+    assert _subjects(sqlite) == ["first", "refusal", "second"]
+    assert verify_audit_chain(sqlite).ok
+    # A call from inside a call runs in the caller's group, at once.
+    assert sqlite.submit(lambda: sqlite.submit(lambda: 7).result(0)).result(30) == 7
+
+
+def test_a_failed_group_commit_fails_every_call_and_keeps_none_of_their_writes(sqlite: Storage) -> None:
+    nonce = sqlite.issue_nonce(now=T0, ttl=TTL)
+
+    def poison() -> None:
+        # A deferred foreign key checked only at the commit: the whole group's COMMIT fails.
+        with sqlite.transaction() as tx:
+            raw = tx._raw
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS p (id INTEGER PRIMARY KEY)")
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS c (pid INTEGER REFERENCES p(id) "
+                        "DEFERRABLE INITIALLY DEFERRED)")  # fmt: skip
+            raw.execute("INSERT INTO c VALUES (9)")
+
+    _, release = _hold(sqlite)
+    good = sqlite.submit(lambda: _spend_and_audit(sqlite, nonce, "lost"))
+    bad = sqlite.submit(poison)
+    release.set()
+    for future in (good, bad):
+        with pytest.raises(StorageError):
+            future.result(30)
+    assert _subjects(sqlite) == []
+    # The nonce was not spent: it can be used now, alone.
+    sqlite.submit(lambda: _spend_and_audit(sqlite, nonce, "kept")).result(30)
+    assert _subjects(sqlite) == ["kept"]
+    assert verify_audit_chain(sqlite).ok
+
+
+def test_a_group_is_bounded_and_every_call_is_answered(sqlite: Storage) -> None:
+    nonces = [sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(GROUP_COMMIT_MAX + 5)]
+    _, release = _hold(sqlite)
+    futures = [sqlite.submit(lambda n=n, i=i: _spend_and_audit(sqlite, n, str(i))) for i, n in enumerate(nonces)]
+    release.set()
+    groups = [f.result(30) for f in futures]
+    assert len(set(groups)) >= 2  # more calls than one group takes
+    assert sorted(_subjects(sqlite), key=int) == [str(i) for i in range(len(nonces))]
+    assert verify_audit_chain(sqlite).ok
+
+
+def test_submit_after_close_is_refused(tmp_path: Path) -> None:
+    st = Storage(default_sqlite_url(tmp_path), nonce_key=NONCE_KEY)
+    st.migrate()
+    assert st.submit(lambda: 1).result(30) == 1
+    st.close()
+    with pytest.raises(StorageError):
+        st.submit(lambda: 1)
