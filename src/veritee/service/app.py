@@ -122,9 +122,11 @@ class RequestMetrics:
             await send(message)
 
         in_progress.inc()
+        self.metrics.requests_in_progress += 1
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.requests_in_progress -= 1
             in_progress.dec()
             if not counted:  # no response started (the app raised): the server answers 500
                 self._count(scope, 500)
@@ -257,6 +259,7 @@ def create_app(
     store.set_nonce_key(domain.nonce_key)
     store.migrate()
     ctx = ServiceContext(settings, domain, store, bind_kek(store, settings, kek))
+    store.set_busy_hint(lambda: ctx.metrics.requests_in_progress)
     if settings.collateral_fetch is not None:
         from veritee.service.collateral_refresh import CollateralRefresher
 

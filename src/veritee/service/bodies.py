@@ -13,6 +13,7 @@ Routes that read the raw body themselves (KBS, signed policies) call the same lo
 from __future__ import annotations
 
 import email.message
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +25,7 @@ from veritee import _json
 __all__ = ["JsonRoute"]
 
 
+@functools.lru_cache(maxsize=64)  # clients send a few content types: parsed once each
 def _is_json(content_type: str | None) -> bool:
     """What FastAPI reads as JSON: ``application/json`` or ``application/*+json`` (a body without
     a content type is not parsed: FastAPI's strict content type)."""

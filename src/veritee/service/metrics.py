@@ -85,6 +85,8 @@ class Metrics:
         # dict lookup each instead of prometheus-client's label validation under its lock
         self._children: dict[tuple[Any, ...], Any] = {}
         self._collectors: list[Callable[[], Iterable[Metric]]] = []
+        #: HTTP requests this process is answering now (kept by the app's request middleware).
+        self.requests_in_progress = 0
 
     # --- declaring and updating ------------------------------------------------------------
     def _get(self, kind: str, name: str, help_text: str, labelnames: tuple[str, ...], **kw: Any) -> Any:

@@ -4,6 +4,7 @@ each ``transaction()`` block inside a call still succeeds or fails alone."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,10 +21,10 @@ TTL = timedelta(minutes=5)
 
 
 @pytest.fixture
-def sqlite(tmp_path: Path) -> Storage:
+def sqlite(tmp_path: Path) -> Iterator[Storage]:
     st = Storage(default_sqlite_url(tmp_path), nonce_key=NONCE_KEY)
     st.migrate()
-    yield st  # type: ignore[misc]
+    yield st
     st.close()
 
 
@@ -142,3 +143,20 @@ def test_submit_after_close_is_refused(tmp_path: Path) -> None:
     st.close()
     with pytest.raises(StorageError):
         st.submit(lambda: 1)
+
+
+def test_a_group_waits_for_the_calls_of_requests_still_in_progress(
+    sqlite: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from veritee.service.storage import storage as module
+
+    monkeypatch.setattr(module, "GROUP_COMMIT_WAIT", 60.0)  # only the second call ends the wait
+    in_progress = [2]
+    sqlite.set_busy_hint(lambda: in_progress[0])
+    n1, n2 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(2))
+    first = sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "first"))
+    threading.Event().wait(0.05)  # the other request is still verifying
+    second = sqlite.submit(lambda: _spend_and_audit(sqlite, n2, "second"))
+    assert first.result(30) == second.result(30)  # one group, one commit
+    in_progress[0] = 0
+    assert _subjects(sqlite) == ["first", "second"]

@@ -58,6 +58,8 @@ _PROBE_PURPOSE = "readiness"
 SQLITE_SYNCHRONOUS = "FULL"
 #: The most calls :meth:`Storage.submit` commits together (one SQLite transaction, one sync).
 GROUP_COMMIT_MAX = 64
+#: The longest a group waits for the calls of other requests in progress (see _GroupCommit).
+GROUP_COMMIT_WAIT = 0.002
 
 T = TypeVar("T")
 
@@ -237,6 +239,14 @@ class Storage:
                 future.set_exception(exc)
             return future
         return self._group.submit(fn)
+
+    def set_busy_hint(self, busy: Callable[[], int]) -> None:
+        """``busy()``: how many requests this process is answering now (the service's count).
+        A group of :meth:`submit` calls then waits up to :data:`GROUP_COMMIT_WAIT` for the
+        calls of the others still in progress, so that one sync of the WAL acknowledges more
+        of them (each sync costs this process CPU time as well as time)."""
+        if self._group is not None:
+            self._group.busy = busy
 
     def set_nonce_key(self, key: bytes) -> None:
         """Use ``key`` for nonces from now on (nonces issued under the old key stop verifying)."""
@@ -428,8 +438,11 @@ class _Group:
 class _GroupCommit:
     """The thread that runs :meth:`Storage.submit`'s calls in shared SQLite transactions.
 
-    Started at the first call; the calls that arrive while a group commits form the next group,
-    so a group is as large as the load makes it and a lone call waits for nobody.
+    Started at the first call; the calls that arrive while a group commits form the next group.
+    A group also waits, up to :data:`GROUP_COMMIT_WAIT`, while more requests are in progress
+    in this process than it holds calls (``busy``, :meth:`Storage.set_busy_hint`): those are
+    about to submit theirs (an attest spends most of its time verifying before it writes).
+    A lone call waits for nobody.
     """
 
     def __init__(self, storage: Storage) -> None:
@@ -440,6 +453,7 @@ class _GroupCommit:
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.busy: Callable[[], int] = lambda: 0
 
     def current(self) -> _Group | None:
         """The group being run by the calling thread (None on any other thread)."""
@@ -474,11 +488,21 @@ class _GroupCommit:
             if first is None:
                 return
             calls = [first]
+            deadline = 0.0
             while len(calls) < GROUP_COMMIT_MAX:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if self.busy() <= len(calls):
+                        break
+                    now = time.monotonic()
+                    deadline = deadline or now + GROUP_COMMIT_WAIT
+                    if now >= deadline:
+                        break
+                    try:
+                        more = self._queue.get(timeout=deadline - now)
+                    except queue.Empty:
+                        break
                 if more is None:
                     self._queue.put(None)  # stop after this group
                     break
