@@ -8,6 +8,9 @@ SQLite (a file; the embedded default) and PostgreSQL (for several replicas) are 
   survive a power loss (NORMAL may drop the last commits; issue 12 item 13). Write transactions start with ``BEGIN IMMEDIATE`` so
   concurrent writers (threads or processes) wait for each other instead of failing half-way;
   read-only transactions (``transaction(readonly=True)``) start with a plain ``BEGIN``.
+  The service's handlers write through :meth:`Storage.submit` (group commit): one thread per
+  process runs the calls waiting in one transaction, so one sync of the WAL acknowledges them
+  all and no commit holds the event loop.
 * ``postgresql://...`` (mapped to the psycopg 3 driver) or ``postgresql+psycopg://...``.
 
 Every failure of the database is raised as :class:`veritee.errors.StorageError` with a short
