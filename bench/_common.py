@@ -7,14 +7,17 @@ import asyncio
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-__all__ = ["Conn", "cpu_seconds", "drop_pg_database", "make_pg_database", "service_pids", "start_service"]
+__all__ = ["Conn", "cpu_seconds", "drop_pg_database", "make_pg_database", "paired_times", "rate", "service_pids",
+           "start_service"]
 
 
 def free_port() -> int:
@@ -111,3 +114,33 @@ def drop_pg_database(admin_url: str, name: str) -> None:
     plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def rate(fn: Callable[[], object], seconds: float, batch: int = 16) -> float:
+    """Calls per second of ``fn``, from as many batches of calls as fit in ``seconds``."""
+    n, start = 0, time.perf_counter()
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def paired_times(first: Callable[[], object], second: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Median seconds per call of ``first`` and ``second``, called in turn for ``seconds``: the
+    two see the same moments of a noisy machine, so their ratio is steadier than two runs'."""
+    clock = time.perf_counter
+    ta: list[float] = []
+    tb: list[float] = []
+    deadline = clock() + seconds
+    while clock() < deadline:
+        t0 = clock()
+        first()
+        t1 = clock()
+        second()
+        t2 = clock()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta), statistics.median(tb)

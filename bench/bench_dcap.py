@@ -34,11 +34,11 @@ import json
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _common import rate
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,18 +49,6 @@ from veritee.evidence import dcap, tdx
 TV = Path(__file__).resolve().parents[1].parent / "shared" / "testvectors" / "tdx"
 AT = datetime(2025, 6, 20, tzinfo=UTC)
 EXPIRED = datetime(2025, 9, 20, tzinfo=UTC)  # TCB info, QE identity and PCK CRL past nextUpdate
-
-
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    """Seconds per call, from as many calls as fit in ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while True:
-        for _ in range(20):
-            fn()
-        n += 20
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / n
 
 
 def main() -> int:
@@ -169,7 +157,7 @@ def main() -> int:
     results: dict[str, list[float]] = {k: [] for k in benches}
     for _ in range(args.runs):  # interleave runs so noise hits every row alike
         for name, fn in benches.items():
-            results[name].append(_rate(fn, args.seconds))
+            results[name].append(1 / rate(fn, args.seconds, batch=20))
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"{'what':16} {'median us/quote':>16} {'quotes/s':>10}   (runs={args.runs}, one core)")
     for name, sec in med.items():

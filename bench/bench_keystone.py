@@ -25,7 +25,6 @@ import os
 import statistics
 import struct
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,25 +32,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import rate
 from tests.fakes import keystone as fake
 
 from veritee.collateral import Collateral
 from veritee.evidence import eddsa, keystone
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, batch = 0, 8
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def main() -> int:
@@ -101,7 +88,7 @@ def main() -> int:
     results: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.rounds):
         for name, fn in cases.items():
-            results[name].append(rate(fn, args.seconds))
+            results[name].append(rate(fn, args.seconds, batch=8))
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, r in med.items():
         print(f"{name:44s} {r:10,.0f} /s  ({1e3 / r:.3f} ms)")

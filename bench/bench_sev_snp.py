@@ -19,12 +19,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _common import paired_times, rate
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -35,19 +35,6 @@ from veritee.evidence.amd import AmdTrust, ChainCache
 
 TV = Path(__file__).resolve().parents[1].parent / "shared" / "testvectors" / "sev-snp"
 AT = datetime(2026, 1, 15, tzinfo=UTC)
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, batch = 0, 16
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def main() -> int:
@@ -108,21 +95,10 @@ def main() -> int:
     d: list[float] = []
     e: list[float] = []
     ratios: list[float] = []
-    clock = time.perf_counter
     for _ in range(args.rounds):
-        ta: list[float] = []
-        tb: list[float] = []
-        deadline = clock() + args.seconds
-        while clock() < deadline:
-            t0 = clock()
-            raw()
-            t1 = clock()
-            full_cached()
-            t2 = clock()
-            ta.append(t1 - t0)
-            tb.append(t2 - t1)
-        a.append(1 / statistics.median(ta))
-        b.append(1 / statistics.median(tb))
+        t_raw, t_cached = paired_times(raw, full_cached, args.seconds)
+        a.append(1 / t_raw)
+        b.append(1 / t_cached)
         ratios.append(b[-1] / a[-1])
         c.append(rate(full_uncached, args.seconds / 2))
         d.append(rate(refuse_cached, args.seconds / 4))

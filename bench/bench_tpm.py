@@ -40,6 +40,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _common import paired_times
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -157,20 +158,10 @@ def main() -> int:
     clock = time.perf_counter
     for _ in range(args.rounds):
         # rsa-quote and one-quote call by call (the ratio per round), the others in turn
-        ta: list[float] = []
-        tb: list[float] = []
-        deadline = clock() + args.seconds
-        while clock() < deadline:
-            t0 = clock()
-            rsa_quote()
-            t1 = clock()
-            ours_one()
-            t2 = clock()
-            ta.append(t1 - t0)
-            tb.append(t2 - t1)
-        results["rsa-quote"].append(statistics.median(ta))
-        results["one-quote"].append(statistics.median(tb))
-        one_ratio.append(statistics.median(tb) / statistics.median(ta))
+        t_rsa, t_one = paired_times(rsa_quote, ours_one, args.seconds)
+        results["rsa-quote"].append(t_rsa)
+        results["one-quote"].append(t_one)
+        one_ratio.append(t_one / t_rsa)
         for name in ("rsa-all", "full-cached", "full-cold", "parse"):
             ts = []
             deadline = clock() + args.seconds
