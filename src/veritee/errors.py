@@ -20,7 +20,7 @@ Every error carries a short machine-readable ``code`` (snake_case) besides its m
 status is :func:`http_status`, the one table the service's problem details (RFC 9457,
 :mod:`veritee.service.problems`) and the static catalogue of untrusted channels
 (:mod:`veritee.logs.catalogue`) both use; the command line maps the tree to exit codes in one
-place (:mod:`veritee.cli.main`).
+place (:mod:`veritee.cli.exits`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from tests.platform_contract import check_sealing_key_shape
 from veritee import tpm2
 from veritee.appraisal import load_policy, sign_policy
 from veritee.binding import report_data_for, spki_der
-from veritee.cli.commands_core import verify_evidence
+from veritee.cli.verify import verify_evidence
 from veritee.domain import Domain, issue_admission_certificate
 from veritee.errors import PlatformError, SealingError, VerificationError
 from veritee.evidence import tpm as tpm_evidence

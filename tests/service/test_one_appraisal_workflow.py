@@ -16,7 +16,7 @@ import pytest
 from tests.service.conftest import GOOD, Env
 
 from veritee.binding import report_data_for, report_data_v1
-from veritee.cli.commands_core import verify_evidence
+from veritee.cli.verify import verify_evidence
 from veritee.platforms.simulated import SimulatedPlatform
 from veritee.profiles import Profile
 

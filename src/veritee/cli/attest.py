@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from veritee.cli.main import handle_errors
+from veritee.cli.exits import handle_errors
 from veritee.errors import UsageError
 
 __all__ = ["attest_cmd", "public_key_spki", "register"]

@@ -108,7 +108,7 @@ def show_cmd(seq: int, as_json: bool, url: str, data: Path | None, admin_token: 
 
 
 def register(group: click.Group) -> None:
-    from veritee.cli.commands_core import audit_group
+    from veritee.cli.audit import audit_group
 
     audit_group.add_command(list_cmd)
     audit_group.add_command(show_cmd)

@@ -140,7 +140,7 @@ def fetch_command(
     as_json: bool,
 ) -> None:
     """Fetch the collateral EVIDENCE needs into the cache, and print what was fetched."""
-    from veritee.cli.main import EXIT_USAGE, handle_errors
+    from veritee.cli.exits import EXIT_USAGE, handle_errors
 
     @handle_errors
     def run() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_USAGE
+from veritee.cli.exits import PARSE, exit_code_for
 from veritee.errors import MalformedError, OversizedError, UsageError, VeriteeError
 
 __all__ = ["describe", "register"]
@@ -171,7 +171,7 @@ def evidence_group() -> None:
 def show_cmd(evidence_file: Path, fmt: str, ccel_table: Path | None, as_json: bool) -> None:
     """Show every field of evidence FILE and, for a TPM attestation or a CCEL/TCG event log, the
     event log as a table. Nothing is verified."""
-    from veritee.cli.commands_core import FORMATS
+    from veritee.cli.options import FORMATS
     from veritee.evidence import tcg_log
 
     try:
@@ -185,10 +185,10 @@ def show_cmd(evidence_file: Path, fmt: str, ccel_table: Path | None, as_json: bo
         desc = describe(data, fmt, ccel_table=table)
     except (UsageError, OversizedError, OSError) as e:
         click.echo(f"error: {getattr(e, 'message', None) or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_code_for(e, PARSE))
     except (MalformedError, VeriteeError) as e:
         click.echo(f"{evidence_file}: does not parse as {fmt} evidence [{e.code}]: {e.message}", err=True)
-        sys.exit(EXIT_NOT_ACCEPTED)
+        sys.exit(exit_code_for(e, PARSE))
     if as_json:
         click.echo(json.dumps({"file": str(evidence_file), **desc}, indent=2))
         return

@@ -17,7 +17,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from veritee.cli.main import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
+from veritee.cli.exits import EXIT_INCOMPLETE, EXIT_NOT_ACCEPTED, EXIT_OK, handle_errors
 from veritee.errors import MalformedError, UsageError
 from veritee.logs.errors import LogIntegrityError
 from veritee.logs.export import to_json

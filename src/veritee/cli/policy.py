@@ -1,6 +1,7 @@
 """The domain's named appraisal policies over the admin API: ``veritee admit`` admits a new
 version of a workload in one command (issue 18, item 7); ``veritee policy list|retire`` lists
-the policies in force and takes one out (``policy sign|install`` are in ``commands_core``).
+the policies in force and takes one out; ``veritee policy sign|install`` sign a policy file with
+the domain's policy key and install it.
 
 Admitting a new build used to take four steps per party: re-measure, edit and re-sign the
 appraisal policy, install it, and rewrite each secret's release policy. ``veritee admit``:
@@ -34,11 +35,12 @@ from typing import Any
 import click
 
 from veritee.appraisal.evaluate import MEASUREMENT_PINS
-from veritee.cli.main import EXIT_NOT_ACCEPTED
+from veritee.cli.exits import EXIT_NOT_ACCEPTED, handle_errors
+from veritee.cli.options import DEFAULT_PORT, data_dir, data_option
 from veritee.cli.secrets import _Admin, _admin_options, _handle
-from veritee.errors import MalformedError, PolicyError, UsageError, VerificationError
+from veritee.errors import MalformedError, PolicyError, UsageError, VerificationError, VeriteeError
 
-__all__ = ["admit_cmd", "policy_list_cmd", "policy_retire_cmd", "register"]
+__all__ = ["admit_cmd", "policy_group", "policy_list_cmd", "policy_retire_cmd", "register"]
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 MAX_EVIDENCE_BYTES = 300_000  # what the service's dry run takes (400 000 base64 characters)
@@ -250,9 +252,86 @@ def policy_retire_cmd(name: str, yes: bool, url: str, data: Path | None, admin_t
     click.echo(f"retired policy {name!r} (version {reply['version']} was in force)")
 
 
-def register(group: click.Group) -> None:
-    from veritee.cli.commands_core import policy_group
+@click.group("policy")
+def policy_group() -> None:
+    """Sign, install and show appraisal policies."""
 
+
+@policy_group.command("sign")
+@click.argument("policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@handle_errors
+def policy_sign(policy_file: Path, data: Path | None, output: Path | None) -> None:
+    """Sign a policy with the domain's policy key (prints the signed envelope)."""
+    from veritee.appraisal import load_policy, sign_policy
+    from veritee.domain import Domain
+
+    domain = Domain.open(data_dir(data))
+    envelope = sign_policy(load_policy(policy_file.read_bytes()), domain.policy_key)
+    if output:
+        output.write_bytes(envelope)
+        click.echo(f"signed policy written to {output}", err=True)
+    else:
+        click.echo(envelope.decode(), nl=False)
+
+
+@policy_group.command("install")
+@click.argument("signed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_option
+@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="Certifier Service (https://... when it runs with --tls).")
+@click.option("--admin-token", envvar="VERITEE_ADMIN_TOKEN", default=None, help="Default: the data folder's admin_token.")
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None, help="CA to trust for HTTPS (default: the data folder's domain CA).")
+@handle_errors
+def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None, ca: Path | None) -> None:
+    """Install a signed policy through the service's admin API."""
+    from veritee.cli.secrets import _Admin
+
+    body = signed_file.read_bytes()
+    _show_replacement(body, (url, data, admin_token, ca))
+    admin = _Admin(url, data, admin_token, ca)
+    try:
+        reply = admin.call("PUT", "/v1/admin/policy", content=body)
+    except VeriteeError as e:
+        if e.code in ("tls_untrusted", "tls_mismatch", "service_unreachable", "admin_required"):
+            raise
+        raise UsageError(f"service refused the policy [{e.code}]: {e.message}", code=e.code) from None
+    click.echo(f"installed policy {reply['name']!r} version {reply['version']}")
+
+
+def _show_replacement(envelope: bytes, conn: tuple[Any, ...]) -> None:
+    """When the envelope holds a new version of a policy already installed, say which version it
+    replaces and print the diff (canonical YAML); other names' policies are never replaced. An
+    envelope that does not parse here is left for the service to refuse."""
+    from veritee.appraisal.policy import ENVELOPE_FORMAT, parse_policy
+    from veritee.cli.policy_ops import policy_diff
+    from veritee.cli.secrets import _Admin
+
+    try:
+        doc = json.loads(envelope)
+        new = parse_policy(json.loads(doc["policy"])) if doc.get("format") == ENVELOPE_FORMAT else None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, VeriteeError):
+        return
+    if new is None:
+        return
+    try:
+        current = _Admin(*conn).call("GET", "/v1/admin/policy", params={"name": new.name})
+    except VeriteeError as e:
+        if e.code == "no_policy":
+            click.echo(f"policy {new.name!r} is new (the other policies in force stay as they are)")
+            return
+        raise
+    diff = policy_diff(current["policy"], new.to_json(), f"{new.name} version {current['version']} (installed)",
+                       f"{new.name} (this file)")  # fmt: skip
+    state = "in force" if current.get("in_force") else "retired"
+    click.echo(f"replacing policy {new.name!r} version {current['version']} ({state}); "
+               "the other policies in force stay as they are")  # fmt: skip
+    click.echo(diff if diff else "(the same policy as the installed version)\n", nl=False)
+
+
+def register(group: click.Group) -> None:
     group.add_command(admit_cmd)
+    group.add_command(policy_group)
     policy_group.add_command(policy_list_cmd)
     policy_group.add_command(policy_retire_cmd)

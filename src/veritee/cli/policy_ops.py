@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE
+from veritee.cli.exits import EXIT_NOT_ACCEPTED, INPUTS, exit_code_for, exit_for
 from veritee.cli.secrets import _Admin, _admin_options, _handle
 from veritee.errors import UsageError, VeriteeError
 
@@ -171,7 +171,8 @@ def dry_run_cmd(policy_file: Path, evidence_files: tuple[Path, ...], fmt: str, c
     """Appraise each EVIDENCE file against POLICY_FILE (a draft, YAML or JSON, or a signed
     envelope) here, without installing it: what the policy would decide, with every reason."""
     from veritee.appraisal.policy import MAX_POLICY_BYTES
-    from veritee.cli.commands_core import FORMATS, parse_time, verify_evidence
+    from veritee.cli.options import FORMATS, parse_time
+    from veritee.cli.verify import verify_evidence
     from veritee.evidence import MAX_EVIDENCE_BYTES
 
     try:
@@ -194,26 +195,26 @@ def dry_run_cmd(policy_file: Path, evidence_files: tuple[Path, ...], fmt: str, c
             results.append({"evidence": str(f), **result})
     except (UsageError, OSError) as e:
         click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_code_for(e, INPUTS))
     except VeriteeError as e:  # a malformed policy or collateral file
         where = f" ({policy_file})" if e.code.startswith("policy") else ""
         click.echo(f"error [{e.code}]: {e.message}{where}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_code_for(e, INPUTS))
     accepted = all(r["accepted"] for r in results)
     if as_json:
         click.echo(json.dumps({"dry_run": True, "policy": str(policy_file), "accepted": accepted,
                                "results": results}, indent=2))  # fmt: skip
     else:
         _print_dry_run(policy_file, results, when)
-    sys.exit(EXIT_OK if accepted else EXIT_NOT_ACCEPTED)
+    sys.exit(exit_for(accepted))
 
 
 def _print_dry_run(policy_file: Path, results: list[dict[str, Any]], when: dt.datetime) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from veritee.cli.commands_core import shown
     from veritee.cli.tables import console
+    from veritee.cli.verify import shown
 
     table = Table("evidence", "format", "decision", "platform", "measurement", "reasons",
                   title=f"dry run of {escape(str(policy_file))} at {when.isoformat()} (nothing installed)")  # fmt: skip
@@ -229,7 +230,7 @@ def _print_dry_run(policy_file: Path, results: list[dict[str, Any]], when: dt.da
 
 
 def register(group: click.Group) -> None:
-    from veritee.cli.commands_core import policy_group
+    from veritee.cli.policy import policy_group
 
     for cmd in (show_cmd, history_cmd, diff_cmd, rollback_cmd, dry_run_cmd):
         policy_group.add_command(cmd)

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import click
 
+from veritee.cli.exits import EXIT_USAGE, exit_for
 from veritee.cli.secrets import _Admin, _admin_options, _handle
 from veritee.errors import UsageError
 from veritee.refvalues import corim, profiles
 
 __all__ = ["refvalues_group", "register"]
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 @click.group("refvalues")
@@ -123,7 +122,7 @@ def inspect_cmd(file: Path, key_path: Path | None, anchor_paths: tuple[Path, ...
         for comid, triple in result.reference_values:
             env = json.dumps(triple.environment.to_json())
             click.echo(f"  {comid.tag_id}: {env}: {len(triple.measurements)} measurement(s)")
-    sys.exit(EXIT_OK if result.valid else EXIT_INVALID)
+    sys.exit(exit_for(result.valid))
 
 
 MAX_UPLOAD_BYTES = 700 * 1024  # base64 of it fits the service's 1 MiB body limit

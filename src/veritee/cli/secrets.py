@@ -27,15 +27,12 @@ from typing import Any
 import click
 import httpx
 
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE
+from veritee.cli.exits import REFUSALS, REFUSED, exit_code_for, exit_for
 from veritee.errors import (
     AuthenticationError,
     MalformedError,
-    NonceError,
-    NotFoundError,
     PolicyError,
     UsageError,
-    VerificationError,
     VeriteeError,
 )
 from veritee.keybroker.policy import MAX_POLICY_BYTES, check_claims_known, parse_policy
@@ -47,7 +44,6 @@ __all__ = ["register", "secret_group"]
 
 DEFAULT_URL = "http://127.0.0.1:8400"
 ADMIN_TOKEN_ENV = "VERITEE_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a credential
-_REFUSED = (AuthenticationError, NotFoundError, VerificationError, NonceError)
 
 
 def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,15 +55,15 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except OSError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(EXIT_USAGE)
-        except _REFUSED as e:
+            sys.exit(exit_code_for(e, REFUSALS))
+        except REFUSED as e:
             click.echo(f"refused [{e.code}]: {e.message}", err=True)
             for r in e.reasons or []:
                 click.echo(f"  - [{r.get('code')}] {r.get('message')}", err=True)
-            sys.exit(EXIT_NOT_ACCEPTED)
+            sys.exit(exit_code_for(e, REFUSALS))
         except VeriteeError as e:
             click.echo(f"error [{e.code}]: {e.message}", err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(exit_code_for(e, REFUSALS))
 
     return wrapper
 
@@ -358,7 +354,7 @@ def dry_run_cmd(name: str, evidence_file: Path, fmt: str, at: str | None, policy
                 as_json: bool, url: str, data: Path | None, admin_token: str | None,
                 ca: Path | None) -> None:  # fmt: skip
     """What a release of NAME would decide for this evidence (exit 0 release, 1 deny)."""
-    from veritee.cli.commands_core import parse_time
+    from veritee.cli.options import parse_time
     from veritee.evidence import MAX_EVIDENCE_BYTES
 
     validate_name(name)
@@ -380,7 +376,7 @@ def dry_run_cmd(name: str, evidence_file: Path, fmt: str, at: str | None, policy
         click.echo(f"{'WOULD RELEASE' if reply['allowed'] else 'WOULD DENY'} {name!r}")
         for r in reply["reasons"]:
             click.echo(f"  - [{r['code']}] {r['message']}")
-    sys.exit(EXIT_OK if reply["allowed"] else EXIT_NOT_ACCEPTED)
+    sys.exit(exit_for(reply["allowed"]))
 
 
 def register(group: click.Group) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import click
 import httpx
 
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_OK, EXIT_USAGE
+from veritee.cli.exits import exit_code_for, exit_for
 from veritee.errors import (
     MalformedError,
     OversizedError,
@@ -320,7 +320,7 @@ def verify_token_cmd(
     typ, issuer, audience, expiry, the EAR profile; print every appraisal's status and claims.
 
     Exit 0 valid, 1 invalid or contraindicated, 2 usage or I/O error."""
-    from veritee.cli.commands_core import parse_time
+    from veritee.cli.options import parse_time
 
     client: ServiceClient | None = None
     try:
@@ -367,7 +367,7 @@ def verify_token_cmd(
             result["service"] = proof
     except UsageError as e:
         click.echo(f"error: {e.message}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_code_for(e))
     except (MalformedError, VerificationError) as e:  # the token itself, or the service's evidence
         result = {"valid": False, "status": None, "reasons": [{"code": e.code, "message": e.message}],
                   "kid": None, "claims": None, "submods": {}}  # fmt: skip
@@ -376,7 +376,7 @@ def verify_token_cmd(
             result["service_reasons"] = list(e.reasons or [])
     except VeriteeError as e:
         click.echo(f"error [{e.code}]: {e.message}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_code_for(e))
     finally:
         if client is not None:
             client.close()
@@ -384,7 +384,7 @@ def verify_token_cmd(
         click.echo(json.dumps(result, indent=2))
     else:
         _print(result)
-    sys.exit(EXIT_OK if result["valid"] else EXIT_NOT_ACCEPTED)
+    sys.exit(exit_for(result["valid"]))
 
 
 def register(cli: click.Group) -> None:

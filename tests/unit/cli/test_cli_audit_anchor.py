@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from tests.service.storage.storage_helpers import drop_audit_triggers, raw_execute
 
 from veritee.anchors import read_anchor, sign_anchor
-from veritee.cli.main import EXIT_NOT_ACCEPTED, EXIT_USAGE, _register, cli
+from veritee.cli.exits import EXIT_NOT_ACCEPTED, EXIT_USAGE
+from veritee.cli.main import _register, cli
 from veritee.domain import Domain
 from veritee.errors import MalformedError, VerificationError
 from veritee.service.storage import Storage

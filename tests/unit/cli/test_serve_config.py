@@ -13,8 +13,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from veritee.cli.commands_core import serve_cmd
 from veritee.cli.main import _register, cli
+from veritee.cli.serve import serve_cmd
 from veritee.cli.serve_config import MAX_CONFIG_BYTES, config_keys
 
 _register()

@@ -13,7 +13,7 @@ from tests.conftest import manifest_cases, testvectors_dir
 
 from veritee import evidence
 from veritee.binding import report_data_for
-from veritee.cli.commands_core import verify_evidence
+from veritee.cli.verify import verify_evidence
 from veritee.errors import VeriteeError
 from veritee.evidence.catalogue import BY_PLATFORM, COMMON, known_claims, unknown_claims
 from veritee.platforms.simulated import SimulatedPlatform
