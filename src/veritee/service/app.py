@@ -282,6 +282,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             ctx.metrics.close()
+            ctx.close()
             if storage is None:
                 store.close()
 
