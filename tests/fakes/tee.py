@@ -3,9 +3,9 @@
 What a platform would return for a given ``inblob``, signed by test keys whose roots a test then
 pins (``trust=``), so the attester's output goes through the real verifiers end to end:
 
-* :func:`snp` — an SNP report from the fake AMD chain of ``test_sev_snp_chain`` (re-signed by
+* :func:`snp` — an SNP report from the fake AMD chain of :mod:`tests.fakes.amd` (re-signed by
   its VCEK with the report data put in), and the GHCB certificate table (VCEK, ASK, ARK);
-* :func:`tdx` — a TD quote from ``test_dcap_synthetic.build`` with the report data put in the
+* :func:`tdx` — a TD quote from :func:`tests.fakes.intel.build` with the report data put in the
   TD body and the quote re-signed by its attestation key;
 * :func:`cca` — a CCA token with a fresh RAK and a test CPAK.
 
@@ -28,8 +28,8 @@ import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from tests.unit.evidence import test_dcap_synthetic as dcap_fake
-from tests.unit.evidence import test_sev_snp_chain as amd_fake
+from tests.fakes import amd as amd_fake
+from tests.fakes import intel as dcap_fake
 
 from veritee.collateral import Collateral
 from veritee.evidence import cca as cca_evidence
@@ -78,7 +78,7 @@ _TD_BODY_REPORT_DATA = 48 + 520
 
 def tdx() -> Maker:
     syn = dcap_fake.build()
-    key = dcap_fake._KEYS["att"]
+    key = dcap_fake.KEYS["att"]
 
     def generate(inblob: bytes, privlevel: int) -> tuple[bytes, bytes]:
         q = bytearray(syn.quote)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from tests.fakes import amd as amd_fake
 from tests.fakes import tee
 from tests.fakes.swtpm import running_tpm, swtpm_missing
-from tests.unit.evidence import test_sev_snp_chain as amd_fake
 
 from veritee.collateral import Collateral
 from veritee.errors import PlatformError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 from veritee.domain import Domain
 
@@ -34,8 +34,8 @@ ROUTES = [("POST", "/kbs/v0/auth"), ("PUT", "/v1/admin/policy"), ("POST", "/v1/a
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
-    port = _port()
+    run_cli("init", "--data", str(data))
+    port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
@@ -44,7 +44,7 @@ def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[byte
     tls = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
     admin = {"Authorization": "Bearer " + Domain.open(data).admin_token()}
     try:
-        _wait_ready(url, proc, verify=tls)
+        wait_ready(url, proc, verify=tls)
         with httpx.Client(base_url=url, verify=tls, headers=admin, timeout=60) as client:
             yield client, proc
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from tests.collateral_standin import PCCS_ROOT_CRL_PATH, StandIn, intel_set, serve_intel
 from tests.conftest import TESTVECTORS
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 V4_QUOTE = "tdx/dcapqvl_tdx_quote_v4.bin"
 V4_PATH = "intel/tdx/B0C06F000000-platform.json"
@@ -27,14 +27,14 @@ def test_serve_fetches_from_the_pccs_named_and_refuses_an_expired_set(tmp_path: 
     try:
         serve_intel(pccs, "tdx", "B0C06F000000", "platform", coll, pccs=True)
         data = tmp_path / "domain"
-        _run("init", "--data", str(data))
-        port = _port()
+        run_cli("init", "--data", str(data))
+        port = free_port()
         proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port), "--workers", "2",
                                  "--pccs", pccs.url, "--kds", pccs.url, "--collateral-warn-hours", "72"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
             admin = {"Authorization": f"Bearer {(data / 'admin_token').read_text().strip()}"}
             quote = (TESTVECTORS / V4_QUOTE).read_bytes()
             r = httpx.post(url + "/v1/admin/policy/dry-run", headers=admin, timeout=60, json={

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import ROOT, TESTVECTORS
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.domain import Domain
@@ -72,7 +72,7 @@ def _tls(data: Path) -> object:
 @pytest.fixture
 def domain_served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     for vector in ("tdx/dcapqvl_tdx_quote_v4_collateral.json", "sev-snp/amd_milan_vcek_ask_ark.pem"):
         if (TESTVECTORS / vector).is_file():  # collateral to show fresh or stale, when the vectors are here
             shutil.copy(TESTVECTORS / vector, data / "collateral" / Path(vector).name)
@@ -85,12 +85,12 @@ def domain_served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
                                                   "message": "<img src=x onerror=alert(1)>"}]},
             now=dt.datetime.now(dt.UTC))  # fmt: skip
     store.close()
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     url = f"https://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc, verify=_tls(data))
+        wait_ready(url, proc, verify=_tls(data))
         yield url, data, tmp_path
     finally:
         stop(proc)

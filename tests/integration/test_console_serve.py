@@ -9,8 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 import httpx
-from tests.integration.test_serve_hardening import _serve
-from tests.integration.test_subprocess_service import _run
+from tests.fakes.service import run_cli, serving
 
 from veritee.domain import Domain
 from veritee.service.console import session
@@ -26,9 +25,9 @@ def _secure(r: httpx.Response) -> bool:
 
 def test_secure_when_a_trusted_proxy_says_https_and_any_replicas_cookie_opens_it(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     token = (data / "admin_token").read_text().strip()
-    with _serve(data, "--trusted-proxy", "127.0.0.0/8") as url:
+    with serving(data, "--trusted-proxy", "127.0.0.0/8") as url:
         r = _sign_in(url, token, **{"X-Forwarded-Proto": "https"})
         assert r.status_code == 303 and _secure(r)
         r = _sign_in(url, token)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 from tests.pgutil import temporary_database
 
 from veritee.appraisal import load_policy, sign_policy
@@ -60,11 +60,11 @@ def _attest(url: str, tls: ssl.SSLContext, platform: SimulatedPlatform) -> dict[
 def test_two_replicas_behind_the_load_balancer(tmp_path: Path) -> None:
     with temporary_database() as db_url:
         domain_a = tmp_path / "replica-a"
-        _run("init", "--data", str(domain_a))
+        run_cli("init", "--data", str(domain_a))
         domain_b = tmp_path / "replica-b"
         shutil.copytree(domain_a, domain_b)  # the domain's keys, as the README says
         (domain_b / "veritee.db").unlink(missing_ok=True)
-        ports = {"a": _port(), "b": _port()}
+        ports = {"a": free_port(), "b": free_port()}
         logs = {n: tmp_path / f"replica-{n}.log" for n in ports}
         procs: list[subprocess.Popen[bytes]] = []
         try:
@@ -75,7 +75,7 @@ def test_two_replicas_behind_the_load_balancer(tmp_path: Path) -> None:
                         [*VERITEE, "serve", "--config", str(EXAMPLE / f"replica-{n}.toml"), "--data", str(data),
                          "--db", db_url, "--port", str(ports[n]), "--workers", "1"],
                         stdout=subprocess.DEVNULL, stderr=err))  # fmt: skip
-            lb_port = _port()
+            lb_port = free_port()
             with (tmp_path / "lb.log").open("wb") as err:
                 procs.append(subprocess.Popen(
                     [sys.executable, str(EXAMPLE / "lb.py"), "--listen", f"127.0.0.1:{lb_port}",
@@ -84,16 +84,16 @@ def test_two_replicas_behind_the_load_balancer(tmp_path: Path) -> None:
             tls = ssl.create_default_context(cafile=str(domain_a / "domain_ca.pem"))
             direct = {n: f"https://127.0.0.1:{p}" for n, p in ports.items()}
             for n in ports:
-                _wait_ready(direct[n], procs[0 if n == "a" else 1], verify=tls)
+                wait_ready(direct[n], procs[0 if n == "a" else 1], verify=tls)
             lb = f"https://127.0.0.1:{lb_port}"
-            _wait_ready(lb, procs[2], verify=tls)
+            wait_ready(lb, procs[2], verify=tls)
 
             platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
             policy = tmp_path / "app.yaml"
             policy.write_text(json.dumps(_policy(platform.key_id, M)))
             signed = tmp_path / "app.signed.json"
-            _run("policy", "sign", str(policy), "--data", str(domain_a), "-o", str(signed))
-            _run("policy", "install", str(signed), "--data", str(domain_a), "--url", lb)
+            run_cli("policy", "sign", str(policy), "--data", str(domain_a), "-o", str(signed))
+            run_cli("policy", "install", str(signed), "--data", str(domain_a), "--url", lb)
 
             # Workloads through the balancer; an extra request on odd rounds shifts which
             # replica each step meets, so both see certify and attest.

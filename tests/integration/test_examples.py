@@ -18,14 +18,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
-from tests.integration.test_sdk_trust import _verify, tls_service  # noqa: F401  (the fixture)
+from tests.fakes.sdk_service import domain_ca_context, running_service
 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.cli.main import _register, cli
@@ -44,9 +46,16 @@ JOIN = ROOT / "examples" / "two_party_join"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
+@pytest.fixture
+def tls_service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
+    """The service over HTTPS in a thread, policy "sdk" installed (tests.fakes.sdk_service)."""
+    with running_service(tmp_path, tls=True) as s:
+        yield s
+
+
 def _admin(server: RunningServer, domain: Domain, method: str, path: str, **kw: Any) -> None:
     httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {domain.admin_token()}"},
-                  verify=_verify(domain), **kw).raise_for_status()  # fmt: skip
+                  verify=domain_ca_context(domain), **kw).raise_for_status()  # fmt: skip
 
 
 class NotesDeployment:
@@ -101,7 +110,7 @@ class NotesDeployment:
         return err
 
 
-def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -> None:
     server, domain, sim = tls_service
     d = NotesDeployment(server, domain, sim, tmp_path)
     (m1,) = d.server_measurements
@@ -190,7 +199,7 @@ def _new_version(program: Path, tmp_path: Path, old: str, new: str) -> Path:
     return changed
 
 
-def test_two_party_join_reruns_and_upgrades(tls_service: Any, tmp_path: Path, capsys: Any) -> None:  # noqa: F811
+def test_two_party_join_reruns_and_upgrades(tls_service: Any, tmp_path: Path, capsys: Any) -> None:
     server, domain, sim = tls_service
     spec = importlib.util.spec_from_file_location("two_party_join_party", JOIN / "party.py")
     assert spec is not None and spec.loader is not None

@@ -17,14 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tests.integration.test_subprocess_service import (
-    VERITEE,
-    _port,
-    _run,
-    _wait_ready,
-    signed_policy,
-    stop,
-)
+from tests.fakes.service import VERITEE, free_port, run_cli, signed_policy, stop, wait_ready
 from tests.kbs_guest import (
     TEE_PUBKEY_PATH_EAR,
     attestation,
@@ -49,10 +42,10 @@ RESOURCE = "/kbs/v0/resource/default/key/image"
 def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSLContext, SimulatedPlatform]]:
     tmp = tmp_path_factory.mktemp("kbs")
     data = tmp / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     platform = SimulatedPlatform(tmp / "sim", measurement=M)
     signed = signed_policy(tmp, data, platform.key_id, M)
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls", "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -60,8 +53,8 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSL
     url = f"https://127.0.0.1:{port}"
     tls = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
     try:
-        _wait_ready(url, proc, verify=tls)
-        _run("policy", "install", str(signed), "--data", str(data), "--url", url)
+        wait_ready(url, proc, verify=tls)
+        run_cli("policy", "install", str(signed), "--data", str(data), "--url", url)
         admin = {"Authorization": "Bearer " + Domain.open(data).admin_token()}
         body = {"value": base64.b64encode(SECRET).decode(),
                 "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}  # fmt: skip

@@ -12,14 +12,7 @@ from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.integration.test_subprocess_service import (
-    VERITEE,
-    _port,
-    _run,
-    _wait_ready,
-    signed_policy,
-    stop,
-)
+from tests.fakes.service import VERITEE, free_port, run_cli, signed_policy, stop, wait_ready
 
 from veritee.domain import Domain
 from veritee.platforms.simulated import SimulatedPlatform
@@ -40,10 +33,10 @@ def _jwk(sk: ec.EllipticCurvePrivateKey) -> dict[str, str]:
 
 def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
     signed = signed_policy(tmp_path, data, platform.key_id, M)
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls", "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -52,8 +45,8 @@ def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
     tls = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
     admin = {"Authorization": "Bearer " + Domain.open(data).admin_token()}
     try:
-        _wait_ready(url, proc, verify=tls)
-        _run("policy", "install", str(signed), "--data", str(data), "--url", url)
+        wait_ready(url, proc, verify=tls)
+        run_cli("policy", "install", str(signed), "--data", str(data), "--url", url)
         body = {"value": base64.b64encode(SECRET).decode(),
                 "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}  # fmt: skip
         r = httpx.put(f"{url}/v1/admin/secrets/default/key/image", json=body, headers=admin,
@@ -86,5 +79,5 @@ def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
                 assert set(r.json()) >= {"protected", "encrypted_key", "iv", "ciphertext", "tag"}
     finally:
         stop(proc, 15)
-    r = _run("audit", "verify", "--data", str(data))
+    r = run_cli("audit", "verify", "--data", str(data))
     assert "intact" in r.stdout

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 SAMPLE = re.compile(r'^veritee_http_requests_total\{route="/healthz",status="200"\} (\S+)$', re.M)
 
@@ -29,13 +29,13 @@ def _workers_that_counted(folder: Path) -> set[str]:
 
 def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     stale = tmp / "veritee-metrics-stale"
     stale.mkdir()
     (stale / "counter_1.db").write_bytes(b"\0" * 16)  # a folder left behind is never reused
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -43,7 +43,7 @@ def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
         (folder,) = [p for p in tmp.glob("veritee-metrics-*") if p != stale]
         assert oct(folder.stat().st_mode & 0o777) == "0o700"
         # Each request on a new connection, which the kernel hands to either worker: go on

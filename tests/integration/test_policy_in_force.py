@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.test_subprocess_service import VERITEE, M, _port, _run, _wait_ready, stop
+from tests.fakes.service import (
+    MEASUREMENT,
+    POLICY_CACHE_SECONDS,
+    run_cli,
+    start_service,
+    stop,
+)
 
 from veritee.binding import report_data_for
 from veritee.platforms.simulated import SimulatedPlatform
-
-#: ServiceContext caches the active policy for Settings.policy_cache_seconds (1 s).
-BOUND = 1.0
 
 
 def _named_policy(tmp_path: Path, data: Path, name: str, key_id: str, measurement: str) -> Path:
@@ -32,7 +34,7 @@ def _named_policy(tmp_path: Path, data: Path, name: str, key_id: str, measuremen
         f"    platform_keys: ['{key_id}']\n    allow_debug: true\n"
     )
     out = tmp_path / f"{name}.signed.json"
-    _run("policy", "sign", str(src), "--data", str(data), "-o", str(out))
+    run_cli("policy", "sign", str(src), "--data", str(data), "-o", str(out))
     return out
 
 
@@ -46,36 +48,25 @@ def _accepted(url: str, platform: SimulatedPlatform) -> bool:
     return bool(r.json().get("accepted"))
 
 
-def _serve(data: Path, *extra: str) -> tuple[str, subprocess.Popen[bytes]]:
-    port = _port()
-    proc = subprocess.Popen(
-        [*VERITEE, "serve", "--data", str(data), "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc)
-    return url, proc
-
-
 def _replace_open_by_strict(
     tmp_path: Path, data: Path, install_url: str, deciders: list[str]
 ) -> None:
-    """Install ``open`` (admits M), let every decider cache it, install ``strict`` (admits only
+    """Install ``open`` (admits MEASUREMENT), let every decider cache it, install ``strict`` (admits only
     another measurement, also v1) and retire ``open`` through ``install_url``; after the bound,
-    nobody admits M."""
-    platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
-    open_ = _named_policy(tmp_path, data, "open", platform.key_id, M)
+    nobody admits MEASUREMENT."""
+    platform = SimulatedPlatform(tmp_path / "sim", measurement=MEASUREMENT)
+    open_ = _named_policy(tmp_path, data, "open", platform.key_id, MEASUREMENT)
     strict = _named_policy(tmp_path, data, "strict", platform.key_id, "ef" * 48)
-    _run("policy", "install", str(open_), "--data", str(data), "--url", install_url)
-    time.sleep(BOUND + 0.5)
+    run_cli("policy", "install", str(open_), "--data", str(data), "--url", install_url)
+    time.sleep(POLICY_CACHE_SECONDS + 0.5)
     for url in deciders:
         for _ in range(8):  # on several connections: every worker caches `open` v1
             assert _accepted(url, platform)
     # Several named policies are in force at once (installing one never replaces another):
     # `strict` comes into force and `open` leaves it, both through `install_url`.
-    _run("policy", "install", str(strict), "--data", str(data), "--url", install_url)
-    _run("policy", "retire", "open", "--yes", "--data", str(data), "--url", install_url)
-    time.sleep(BOUND + 0.5)
+    run_cli("policy", "install", str(strict), "--data", str(data), "--url", install_url)
+    run_cli("policy", "retire", "open", "--yes", "--data", str(data), "--url", install_url)
+    time.sleep(POLICY_CACHE_SECONDS + 0.5)
     outcomes = [_accepted(url, platform) for url in deciders for _ in range(12)]
     assert not any(outcomes), f"{outcomes.count(True)} of {len(outcomes)} decided under `open`"
 
@@ -86,14 +77,14 @@ def test_two_replicas_decide_under_the_policy_installed_through_either(tmp_path:
 
     with temporary_database() as db_url:
         first = tmp_path / "replica-a"
-        _run("init", "--data", str(first))
+        run_cli("init", "--data", str(first))
         second = tmp_path / "replica-b"
         shutil.copytree(first, second)
         procs = []
         try:
-            a, proc = _serve(first, "--db", db_url)
+            a, proc = start_service(first, "--db", db_url)
             procs.append(proc)
-            b, proc = _serve(second, "--db", db_url)
+            b, proc = start_service(second, "--db", db_url)
             procs.append(proc)
             _replace_open_by_strict(tmp_path, first, a, [b, a])
         finally:
@@ -103,8 +94,8 @@ def test_two_replicas_decide_under_the_policy_installed_through_either(tmp_path:
 
 def test_two_workers_decide_under_the_policy_installed_through_either(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
-    url, proc = _serve(data, "--workers", "2")
+    run_cli("init", "--data", str(data))
+    url, proc = start_service(data, "--workers", "2")
     try:
         _replace_open_by_strict(tmp_path, data, url, [url])
     finally:

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 BOUND = 2.0  # Settings.readiness_timeout
 
 
 @contextmanager
 def _serve(data: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([*VERITEE, "serve", "--data", str(data), "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -39,9 +39,9 @@ def _log(proc: subprocess.Popen[bytes]) -> str:
 
 def test_a_locked_database_is_503_within_the_bound_and_ready_again_after(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     with _serve(data) as (url, proc):
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
         other = sqlite3.connect(data / "veritee.db", isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")  # another process holds the database
@@ -76,9 +76,9 @@ def test_postgresql_with_a_table_locked_is_503_within_the_bound(tmp_path: Path) 
     from tests.pgutil import temporary_database
 
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     with temporary_database() as db_url, _serve(data, "--db", db_url) as (url, proc):
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
         plain = db_url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(plain) as other:
             other.execute("LOCK TABLE nonces IN ACCESS EXCLUSIVE MODE")
@@ -92,7 +92,7 @@ def test_a_corrupt_table_is_503(tmp_path: Path) -> None:
     """The nonce table's pages are overwritten: reads of the schema still work (the old probe
     said ready), but no decision can be recorded."""
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     db = data / "veritee.db"
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -123,9 +123,9 @@ def test_a_database_that_refuses_every_write_is_503(tmp_path: Path) -> None:
     """Writes fail, reads work (as on a full disk or a read-only file; the tests run as root,
     which file modes do not stop, so a trigger refuses the writes here)."""
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     with _serve(data) as (url, proc):
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
         with sqlite3.connect(data / "veritee.db") as conn:
             conn.execute("CREATE TRIGGER no_writes BEFORE INSERT ON nonces "
                          "BEGIN SELECT RAISE(ABORT, 'disk full'); END")  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import x25519
-from tests.integration.test_subprocess_service import _port, _run, _wait_ready
+from tests.fakes.service import free_port, run_cli, wait_ready
 
 from veritee.appraisal import load_policy, sign_policy
 from veritee.binding import report_data_for, spki_der
@@ -37,13 +37,13 @@ def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
 
 def test_kill_mid_release(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     domain = Domain.open(data)
     platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(data, port)
-    _wait_ready(url, proc)
+    wait_ready(url, proc)
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
     doc = {"version": 1, "name": "crash", "platforms": {"simulated": {
         "measurements": [M], "platform_keys": [platform.key_id], "allow_debug": True}}}
@@ -90,11 +90,11 @@ def test_kill_mid_release(tmp_path: Path) -> None:
     assert len(received) >= 40
 
     # Restart on the same data: every release a client got has its audit record.
-    port2 = _port()
+    port2 = free_port()
     url2 = f"http://127.0.0.1:{port2}"
     proc2 = _serve(data, port2)
     try:
-        _wait_ready(url2, proc2)
+        wait_ready(url2, proc2)
         entries: list[dict] = []
         after = 0
         while True:

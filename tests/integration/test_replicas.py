@@ -14,14 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.test_subprocess_service import (
+from tests.fakes.service import (
+    MEASUREMENT,
     VERITEE,
-    M,
-    _port,
-    _run,
-    _wait_ready,
+    free_port,
+    run_cli,
     signed_policy,
     stop,
+    wait_ready,
 )
 
 from veritee.binding import report_data_for
@@ -37,14 +37,14 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
 
     with temporary_database() as db_url:
         first = tmp_path / "replica-a"
-        _run("init", "--data", str(first))
+        run_cli("init", "--data", str(first))
         second = tmp_path / "replica-b"
         shutil.copytree(first, second)  # the domain's keys, as an operator would copy them
         (second / "veritee.db").unlink(missing_ok=True)
-        platform = SimulatedPlatform(tmp_path / "sim", measurement=M)
+        platform = SimulatedPlatform(tmp_path / "sim", measurement=MEASUREMENT)
         procs, urls = [], []
         for data in (first, second):
-            port = _port()
+            port = free_port()
             procs.append(subprocess.Popen(
                 [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--db", db_url],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -52,11 +52,11 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
             urls.append(f"http://127.0.0.1:{port}")
         try:
             for url, proc in zip(urls, procs, strict=True):
-                _wait_ready(url, proc)
+                wait_ready(url, proc)
             a, b = (httpx.Client(base_url=u, timeout=10) for u in urls)
             admin = {"Authorization": "Bearer " + Domain.open(first).admin_token()}
-            signed = signed_policy(tmp_path, first, platform.key_id, M)
-            _run("policy", "install", str(signed), "--data", str(first), "--url", urls[0])
+            signed = signed_policy(tmp_path, first, platform.key_id, MEASUREMENT)
+            run_cli("policy", "install", str(signed), "--data", str(first), "--url", urls[0])
 
             nonce = bytes.fromhex(a.post("/v1/challenge").json()["nonce"])
             ev = platform.evidence(report_data_for(nonce, b"", profile=platform.profile))
@@ -69,13 +69,13 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
                 assert (r.status_code, r.json()["code"]) == (409, "nonce_reused"), r.text
 
             secret = {"value": base64.b64encode(b"shared").decode(),
-                      "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}  # fmt: skip
+                      "policy": {"allOf": [{"claim": "measurement", "equals": MEASUREMENT}]}}  # fmt: skip
             assert a.put("/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
             listed = b.get("/v1/admin/secrets", headers=admin)
             assert listed.status_code == 200 and "app/key" in listed.text
             # Released by b: the copied folder carries the KEK `veritee init` made.
             trust = Trust(urls[1], first / "domain_ca.pem", platform="simulated",
-                          store=tmp_path / "store", measurement=M,
+                          store=tmp_path / "store", measurement=MEASUREMENT,
                           platform_dir=tmp_path / "sim")  # fmt: skip
             assert trust.get_secret("app/key") == b"shared"
             trust.close()
@@ -90,7 +90,7 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
             envelope = sign_policy(load_policy(json.dumps(other)), Domain.open(first).policy_key)
             assert a.put("/v1/admin/policy", content=envelope, headers=admin).status_code == 200
             m2 = "ef" * 48
-            _run("admit", "--policy", "it", "--measurement", m2, "--yes", "--data", str(second), "--url", urls[1])
+            run_cli("admit", "--policy", "it", "--measurement", m2, "--yes", "--data", str(second), "--url", urls[1])
             v2 = SimulatedPlatform(tmp_path / "sim", measurement=m2)
             deadline = time.monotonic() + 10
             while True:
@@ -127,7 +127,7 @@ def _refused_start(data: Path, db_url: str, env: dict[str, str] | None = None) -
     import os
 
     proc = subprocess.Popen(
-        [*VERITEE, "serve", "--data", str(data), "--port", str(_port()), "--db", db_url],
+        [*VERITEE, "serve", "--data", str(data), "--port", str(free_port()), "--db", db_url],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or {**os.environ},
     )  # fmt: skip
     try:
@@ -151,18 +151,18 @@ def test_a_replica_without_the_domains_kek_refuses_to_start(tmp_path: Path) -> N
 
     with temporary_database() as db_url:
         first = tmp_path / "replica-a"
-        _run("init", "--data", str(first))
+        run_cli("init", "--data", str(first))
         kek_id = FileKek.in_data_dir(first).kek_id
         second = tmp_path / "replica-b"
         shutil.copytree(first, second)
         (second / KEK_FILE).unlink()
-        port = _port()
+        port = free_port()
         proc = subprocess.Popen(
             [*VERITEE, "serve", "--data", str(first), "--port", str(port), "--db", db_url],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            _wait_ready(f"http://127.0.0.1:{port}", proc)  # records its KEK's identifier
+            wait_ready(f"http://127.0.0.1:{port}", proc)  # records its KEK's identifier
         finally:
             stop(proc)
         env = {k: v for k, v in os.environ.items() if k != KEK_ENV}
@@ -170,7 +170,7 @@ def test_a_replica_without_the_domains_kek_refuses_to_start(tmp_path: Path) -> N
         assert "has no key-encryption key" in err and kek_id in err and "copy secrets.kek" in err, err
         assert not (second / KEK_FILE).exists()  # no new KEK was made
         other = tmp_path / "other-domain"
-        _run("init", "--data", str(other))
+        run_cli("init", "--data", str(other))
         shutil.copy(other / KEK_FILE, second / KEK_FILE)
         err = _refused_start(second, db_url, env)
         assert "but the database records KEK " + kek_id in err, err
@@ -184,6 +184,6 @@ def test_a_replica_without_the_domains_kek_refuses_to_start(tmp_path: Path) -> N
             env=env | {KEK_ENV: base64.b64encode(raw).decode()},
         )  # fmt: skip
         try:
-            _wait_ready(f"http://127.0.0.1:{port}", proc)
+            wait_ready(f"http://127.0.0.1:{port}", proc)
         finally:
             stop(proc)

@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
-from tests.integration.test_policy_in_force import BOUND, _serve
-from tests.integration.test_subprocess_service import _run, stop
+from tests.fakes.service import POLICY_CACHE_SECONDS, run_cli, start_service, stop
 
 from veritee.domain import Domain
 from veritee.errors import VerificationError
@@ -42,12 +41,12 @@ def _policy(tmp_path: Path, data: Path, name: str, measurements: list[str]) -> P
         f"    platform_keys: ['{key_id}']\n    allow_debug: true\n"
     )
     out = tmp_path / f"{name}.signed.json"
-    _run("policy", "sign", str(src), "--data", str(data), "-o", str(out))
+    run_cli("policy", "sign", str(src), "--data", str(data), "-o", str(out))
     return out
 
 
 def _install(tmp_path: Path, data: Path, url: str, name: str, measurements: list[str]) -> None:
-    _run("policy", "install", str(_policy(tmp_path, data, name, measurements)), "--data", str(data),
+    run_cli("policy", "install", str(_policy(tmp_path, data, name, measurements)), "--data", str(data),
          "--url", url)  # fmt: skip
 
 
@@ -74,8 +73,8 @@ def _crl(url: str, data: Path) -> tuple[httpx.Response, x509.CertificateRevocati
 
 def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
-    url, proc = _serve(data, "--workers", "2")
+    run_cli("init", "--data", str(data))
+    url, proc = start_service(data, "--workers", "2")
     admin = {"Authorization": "Bearer " + Domain.open(data).admin_token()}
     trusts: list[Trust] = []
     try:
@@ -93,21 +92,21 @@ def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: 
 
         # 1. The policy in force drops A: A's still-valid certificate gets nothing, on any worker.
         _install(tmp_path, data, url, "all", [B, C])  # "all" v2
-        time.sleep(BOUND + 0.5)
+        time.sleep(POLICY_CACHE_SECONDS + 0.5)
         for _ in range(6):
             assert "measurement_not_allowed" in _refused(ta)
         assert tb.get_secret("app/key", with_certificate=True) == VALUE
         _install(tmp_path, data, url, "all", [A, B, C])  # v3
-        time.sleep(BOUND + 0.5)
+        time.sleep(POLICY_CACHE_SECONDS + 0.5)
         assert ta.get_secret("app/key", with_certificate=True) == VALUE
 
         # 2. Revoked by serial (CLI): refused at once by every worker, audited, on the CRL.
-        r = _run("certificate", "revoke", "--serial", serial_a, "--reason", "key leaked",
+        r = run_cli("certificate", "revoke", "--serial", serial_a, "--reason", "key leaked",
                  "--url", url, "--data", str(data))  # fmt: skip
         assert f"revoked: serial {serial_a}" in r.stdout
         for _ in range(6):
             assert "certificate_revoked" in _refused(ta)
-        again = _run("certificate", "revoke", "--serial", serial_a, "--url", url, "--data", str(data))
+        again = run_cli("certificate", "revoke", "--serial", serial_a, "--url", url, "--data", str(data))
         assert "already revoked" in again.stdout
 
         # 3. Revoked by measurement (API): B's certificate too, and no new one for B.
@@ -119,7 +118,7 @@ def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: 
         assert e.value.code == "measurement_revoked"
         _, crl = _crl(url, data)
         assert {int(serial_a, 16), serial_b} <= {x.serial_number for x in crl}
-        listed = _run("certificate", "revocations", "--url", url, "--data", str(data)).stdout
+        listed = run_cli("certificate", "revocations", "--url", url, "--data", str(data)).stdout
         assert f"serial\t{serial_a}" in listed and f"measurement\t{B}" in listed
         assert tc1.get_secret("app/key", with_certificate=True) == VALUE  # others unaffected
         audit = httpx.get(url + "/v1/admin/audit", params={"limit": 1000}, headers=admin).json()
@@ -156,29 +155,29 @@ def test_revocation_and_policy_hold_on_the_other_replica(tmp_path: Path) -> None
 
     with temporary_database() as db_url:
         first = tmp_path / "replica-a"
-        _run("init", "--data", str(first))
+        run_cli("init", "--data", str(first))
         second = tmp_path / "replica-b"
         shutil.copytree(first, second)
         procs: list[subprocess.Popen[bytes]] = []
         trust: Trust | None = None
         try:
-            a, proc = _serve(first, "--db", db_url)
+            a, proc = start_service(first, "--db", db_url)
             procs.append(proc)
-            b, proc = _serve(second, "--db", db_url)
+            b, proc = start_service(second, "--db", db_url)
             procs.append(proc)
             admin = {"Authorization": "Bearer " + Domain.open(first).admin_token()}
             _install(tmp_path, first, a, "all", [A, B])
             secret = {"value": base64.b64encode(VALUE).decode(),
                       "policy": {"allOf": [{"claim": "measurement", "in": [A, B]}]}}  # fmt: skip
             assert httpx.put(a + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
-            time.sleep(BOUND + 0.5)
+            time.sleep(POLICY_CACHE_SECONDS + 0.5)
             trust = _trust(b, first, tmp_path, A, "a")  # decided by replica b
             assert trust.get_secret("app/key", with_certificate=True) == VALUE
             _install(tmp_path, first, a, "all", [B])  # through replica a
-            time.sleep(BOUND + 0.5)
+            time.sleep(POLICY_CACHE_SECONDS + 0.5)
             assert "measurement_not_allowed" in _refused(trust)
             _install(tmp_path, first, a, "all", [A, B])
-            time.sleep(BOUND + 0.5)
+            time.sleep(POLICY_CACHE_SECONDS + 0.5)
             assert trust.get_secret("app/key", with_certificate=True) == VALUE
             serial = format(trust.certify().serial_number, "x")
             r = httpx.post(a + "/v1/admin/revocations", json={"serial": serial}, headers=admin)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,61 +12,30 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.fakes.sdk_service import ADMITTED, domain_ca_context, running_service
 
-from veritee.appraisal import load_policy, sign_policy
 from veritee.domain import Domain
 from veritee.errors import SealingError, VerificationError
-from veritee.platforms.simulated import SimulatedPlatform
 from veritee.sdk.trust import Trust
-from veritee.service.app import create_app
 from veritee.service.runner import RunningServer, start_in_thread
-from veritee.service.settings import Settings
 
-A, B, X = "aa" * 48, "bb" * 48, "ee" * 48
-
-
-def _start(tmp_path: Path, *, tls: bool) -> tuple[RunningServer, Domain, Path]:
-    domain = Domain.create(tmp_path / "domain", now=dt.datetime.now(dt.UTC))
-    sim = tmp_path / "sim"
-    key_id = SimulatedPlatform(sim, measurement=A).key_id
-    tls_files: dict[str, Any] = {}
-    if tls:
-        from veritee.service.tls import server_certificate_files
-
-        cert, key = server_certificate_files(domain.path, "127.0.0.1")
-        tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)), **tls_files)
-    doc = {"version": 1, "name": "sdk", "platforms": {"simulated": {
-        "measurements": [A, B], "platform_keys": [key_id], "allow_debug": True}}}
-    admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-    httpx.put(server.url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
-              headers=admin, verify=_verify(domain)).raise_for_status()
-    return server, domain, sim
-
-
-def _verify(domain: Domain) -> ssl.SSLContext:
-    return ssl.create_default_context(cadata=domain.ca_pem.decode())
+A, B = ADMITTED
+X = "ee" * 48
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
     """The service over plain HTTP: for development-profile workloads only."""
-    server, domain, sim = _start(tmp_path, tls=False)
-    try:
-        yield server, domain, sim
-    finally:
-        server.stop()
+    with running_service(tmp_path, tls=False) as s:
+        yield s
 
 
 @pytest.fixture
 def tls_service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
     """The service over HTTPS (its certificate from the domain CA), as workloads above
     development must reach it."""
-    server, domain, sim = _start(tmp_path, tls=True)
-    try:
-        yield server, domain, sim
-    finally:
-        server.stop()
+    with running_service(tmp_path, tls=True) as s:
+        yield s
 
 
 def _trust(service: tuple[RunningServer, Domain, Path], tmp_path: Path, m: str, **kw: Any) -> Trust:
@@ -139,7 +107,7 @@ def test_get_secret_and_logger(tls_service: Any, tmp_path: Path) -> None:
     httpx.put(f"{server.url}/v1/admin/secrets/db/password", headers=admin, json={
         "value": base64.b64encode(b"hunter2").decode(),
         "policy": {"allOf": [{"claim": "measurement", "equals": A}]}},
-        verify=_verify(domain)).raise_for_status()  # fmt: skip
+        verify=domain_ca_context(domain)).raise_for_status()  # fmt: skip
     a, b = _trust(tls_service, tmp_path, A, profile="production"), _trust(tls_service, tmp_path, B)
     assert a.get_secret("db/password") == b"hunter2"
     with pytest.raises(VerificationError) as e:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, free_port, run_cli, stop, wait_ready
 
 from veritee.domain import Domain
 
@@ -20,14 +20,14 @@ SECRET = b"never in a log 7f3a"
 
 def test_serve_from_a_config_file_logs_json_lines(tmp_path: Path) -> None:
     data = tmp_path / "domain"
-    _run("init", "--data", str(data))
+    run_cli("init", "--data", str(data))
     (data / "collateral").mkdir(exist_ok=True)
     shutil.copy(data / "domain_ca.pem", data / "collateral" / "other_ca.pem")
     cfg = tmp_path / "etc" / "veritee.toml"
     cfg.parent.mkdir()
     # data relative to the file; port 1 would fail to bind: the flag below must win
     cfg.write_text('data = "../domain"\nport = 1\ntls = true\naccess-log = true\nlog-level = "info"\n')
-    port = _port()
+    port = free_port()
     log = tmp_path / "stderr.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([*VERITEE, "serve", "--config", str(cfg), "--port", str(port)],
@@ -37,7 +37,7 @@ def test_serve_from_a_config_file_logs_json_lines(tmp_path: Path) -> None:
     token = Domain.open(data).admin_token()
     admin = {"Authorization": f"Bearer {token}"}
     try:
-        _wait_ready(url, proc, verify=tls)
+        wait_ready(url, proc, verify=tls)
         body = {"value": base64.b64encode(SECRET).decode(),
                 "policy": {"allOf": [{"claim": "measurement", "equals": "ab" * 48}]}}  # fmt: skip
         with httpx.Client(base_url=url, verify=tls) as c:

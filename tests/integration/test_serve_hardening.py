@@ -12,13 +12,11 @@ import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.test_subprocess_service import VERITEE, _port, _run, _wait_ready, stop
+from tests.fakes.service import VERITEE, run_cli, serving
 
 from veritee.domain import ADMIN_TOKEN, ADMIN_VERIFIER, Domain
 from veritee.tls import client_context
@@ -26,37 +24,21 @@ from veritee.tls import client_context
 KBS_REQUEST = {"version": "0.4.0", "tee": "sample", "extra-params": {}}
 
 
-@contextmanager
-def _serve(data: Path, *args: str, tls: bool = False) -> Iterator[str]:
-    port = _port()
-    proc = subprocess.Popen(
-        [*VERITEE, "serve", "--data", str(data), "--port", str(port), *(["--tls"] if tls else []), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    try:
-        verify: ssl.SSLContext | bool = client_context(cafile=str(data / "domain_ca.pem")) if tls else True
-        _wait_ready(url, proc, verify=verify)
-        yield url
-    finally:
-        stop(proc)
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     folder = tmp_path / "domain"
-    _run("init", "--data", str(folder))
+    run_cli("init", "--data", str(folder))
     return folder
 
 
 def test_no_redirect_to_the_clients_host_and_forwarded_proto_only_from_trusted_proxies(data: Path) -> None:
-    with _serve(data) as url:
+    with serving(data) as url:
         r = httpx.get(url + "/v1/domain/ca/", headers={"Host": "evil.example"})
         assert r.status_code == 404 and "location" not in r.headers
         # not a trusted proxy: a client cannot claim https
         r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"})
         assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
-    with _serve(data, "--trusted-proxy", "127.0.0.0/8") as url:
+    with serving(data, "--trusted-proxy", "127.0.0.0/8") as url:
         r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"})
         assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
         r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST)
@@ -67,7 +49,7 @@ def test_no_redirect_to_the_clients_host_and_forwarded_proto_only_from_trusted_p
 
 
 def test_tls_12_offers_aead_suites_only(data: Path) -> None:
-    with _serve(data, tls=True) as url:
+    with serving(data, tls=True) as url:
         port = int(url.rsplit(":", 1)[1])
 
         def handshake(ciphers: str) -> str:
@@ -95,7 +77,7 @@ def test_the_service_keeps_a_verifier_not_the_admin_credential(data: Path, tmp_p
     token = (data / ADMIN_TOKEN).read_text().strip()
     assert token not in (data / ADMIN_VERIFIER).read_text()
     shutil.move(data / ADMIN_TOKEN, tmp_path / "operator-copy")  # off the server
-    with _serve(data) as url:
+    with serving(data) as url:
         assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
         assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
@@ -108,7 +90,7 @@ def test_a_folder_of_an_earlier_build_gets_its_verifier_on_start(data: Path) -> 
     """Earlier builds kept only the plaintext credential: the first open makes its verifier."""
     token = (data / ADMIN_TOKEN).read_text().strip()
     (data / ADMIN_VERIFIER).unlink()
-    with _serve(data) as url:
+    with serving(data) as url:
         assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     doc = json.loads((data / ADMIN_VERIFIER).read_text())
     assert doc["alg"] == "hmac-sha256" and token not in json.dumps(doc)

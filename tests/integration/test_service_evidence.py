@@ -468,7 +468,7 @@ def test_token_verify_refuses_a_service_without_evidence(tmp_path: Path) -> None
 
 
 def test_token_verify_require_service_evidence_against_veritee_serve(tmp_path: Path) -> None:
-    from tests.integration.test_subprocess_service import _wait_ready, stop
+    from tests.fakes.service import stop, wait_ready
 
     data = tmp_path / "domain"
     Domain.create(data, now=NOW)  # as `veritee init` makes it
@@ -482,7 +482,7 @@ def test_token_verify_require_service_evidence_against_veritee_serve(tmp_path: P
     )  # fmt: skip
     ctx = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
     try:
-        _wait_ready(url, proc, verify=ctx)
+        wait_ready(url, proc, verify=ctx)
         svc = Service(url, Domain.open(data), data / "domain_ca.pem", state, tmp_path / "wl", None)  # type: ignore[arg-type]
         trust = Trust(url, svc.ca, platform="simulated", store=tmp_path / "s", measurement=WORKLOAD,
                       platform_dir=svc.workload_platform)  # fmt: skip

@@ -299,11 +299,11 @@ def test_discovery_without_a_url_issuer(tmp_path: Path) -> None:
 
 def test_real_serve_with_issuer_option(tmp_path: Path) -> None:
     """`veritee serve --tls --issuer URL`: discovery, PyJWKClient and `veritee token verify`."""
-    from tests.integration.test_subprocess_service import _port, _wait_ready, stop
+    from tests.fakes.service import free_port, stop, wait_ready
 
     data = tmp_path / "domain"
     Domain.create(data, now=dt.datetime.now(dt.UTC))  # as `veritee init` makes it
-    port = _port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "veritee.cli", "serve", "--data", str(data), "--port", str(port), "--tls",
@@ -312,7 +312,7 @@ def test_real_serve_with_issuer_option(tmp_path: Path) -> None:
     )  # fmt: skip
     ctx = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
     try:
-        _wait_ready(url, proc, verify=ctx)
+        wait_ready(url, proc, verify=ctx)
         doc = httpx.get(url + "/.well-known/openid-configuration", verify=ctx).json()
         assert doc["issuer"] == url and doc["jwks_uri"] == url + "/.well-known/jwks.json"
         domain = Domain.open(data)

@@ -9,18 +9,24 @@ exist: the one from before a TCB recovery (the platform UpToDate) and the one af
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from tests.fakes.intel import Synthetic, pin_roots
+from tests.fakes.provenance import (
+    AFTER,
+    BEFORE,
+    NOW,
+    POLICY,
+    dry_run,
+    install_collateral,
+    reason_codes,
+)
 from tests.service.conftest import Env
-from tests.unit.evidence.test_collateral_provenance import RECOVERED, _pins
-from tests.unit.evidence.test_dcap_synthetic import Spec, Synthetic, build
 
 from veritee.domain import Domain
 from veritee.evidence.trust import TrustRoot
@@ -28,29 +34,18 @@ from veritee.platforms.simulated import SimulatedPlatform
 from veritee.service.app import create_app
 from veritee.service.settings import Settings
 
-NOW = dt.datetime.now(dt.UTC)
-BEFORE = build(Spec(issue=NOW - dt.timedelta(days=2)))  # tcbEvaluationDataNumber 17: UpToDate
-AFTER = build(replace(RECOVERED, issue=NOW - dt.timedelta(days=1)))  # 18: OutOfDate
-POLICY = {"version": 1, "name": "tdx", "platforms": {"tdx": {"tcb_status": ["UpToDate", "OutOfDate"],
-                                                             "allowed_advisories": ["INTEL-SA-09999"]}}}
-
 
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
-
-
-def _install(domain: Domain, name: str, syn: Synthetic) -> None:
-    domain.collateral_dir.mkdir(parents=True, exist_ok=True)
-    (domain.collateral_dir / name).write_text(json.dumps(syn.doc))
 
 
 @contextmanager
 def _service(tmp_path: Path, *, installed: tuple[Synthetic, ...], accept: bool = False) -> Iterator[Env]:
     domain = Domain.create(tmp_path / f"domain-{accept}-{len(installed)}", name="t", now=NOW)
     for i, syn in enumerate(installed):
-        _install(domain, f"set-{i}.json", syn)
+        install_collateral(domain, f"set-{i}.json", syn)
     settings = Settings(data_dir=domain.path, policy_cache_seconds=0, accept_attester_collateral=accept,
-                        trust_root=TrustRoot(intel=_pins(BEFORE, AFTER)))  # fmt: skip
+                        trust_root=TrustRoot(intel=pin_roots(BEFORE, AFTER)))  # fmt: skip
     with TestClient(create_app(settings)) as client:
         env = Env(domain, client, SimulatedPlatform(tmp_path / "sim", measurement="ab" * 48), tmp_path / "sim", None)
         env.install_policy(POLICY)
@@ -66,48 +61,36 @@ def _attest(env: Env, sent: Synthetic | None) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _dry_run(env: Env, policy: dict[str, Any] = POLICY) -> dict[str, Any]:
-    r = env.client.post("/v1/admin/policy/dry-run", headers=env.admin, json={
-        "policy": json.dumps(policy), "evidence": _b64(BEFORE.quote), "format": "tdx",
-        "at": NOW.isoformat()})  # fmt: skip
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def _codes(out: dict[str, Any], key: str) -> set[str]:
-    return {x["code"] for x in out[key]}
-
-
 def test_attester_supplied_tcb_info_never_overrides_the_domains(tmp_path: Path) -> None:
     for accept in (False, True):
         with _service(tmp_path, installed=(AFTER,), accept=accept) as env:
             out = _attest(env, sent=BEFORE)
             assert out["claims"]["tcb_status"] == "OutOfDate"
             assert out["claims"]["tcb_evaluation_data_number"] == 18
-            assert ("attester_collateral_ignored" in _codes(out, "warnings")) is not accept
+            assert ("attester_collateral_ignored" in reason_codes(out, "warnings")) is not accept
 
 
 def test_attester_collateral_is_off_unless_a_setting_turns_it_on(tmp_path: Path) -> None:
     with _service(tmp_path, installed=(), accept=False) as env:
         out = _attest(env, sent=BEFORE)
-        assert out["claims"] is None and "collateral_missing" in _codes(out, "reasons")
-        assert "attester_collateral_ignored" in _codes(out, "warnings")
+        assert out["claims"] is None and "collateral_missing" in reason_codes(out, "reasons")
+        assert "attester_collateral_ignored" in reason_codes(out, "warnings")
     with _service(tmp_path, installed=(), accept=True) as env:
         out = _attest(env, sent=BEFORE)
         assert out["claims"]["tcb_status"] == "UpToDate"
         # the synthetic quote binds no nonce: that is the only refusal left
-        assert _codes(out, "reasons") == {"binding_mismatch"}
+        assert reason_codes(out, "reasons") == {"binding_mismatch"}
 
 
 def test_after_the_operator_installs_a_newer_set_and_reloads_the_newer_set_decides(tmp_path: Path) -> None:
     with _service(tmp_path, installed=(BEFORE,)) as env:
-        assert _dry_run(env)["claims"]["tcb_status"] == "UpToDate"
-        _install(env.domain, "set-1.json", AFTER)  # beside the older set
-        assert _dry_run(env)["claims"]["tcb_status"] == "UpToDate"  # the folder is read once
+        assert dry_run(env)["claims"]["tcb_status"] == "UpToDate"
+        install_collateral(env.domain, "set-1.json", AFTER)  # beside the older set
+        assert dry_run(env)["claims"]["tcb_status"] == "UpToDate"  # the folder is read once
         r = env.client.post("/v1/admin/collateral/reload", headers=env.admin)
         assert r.status_code == 200, r.text
         assert r.json()["documents"] == 2
-        out = _dry_run(env)
+        out = dry_run(env)
         assert out["claims"]["tcb_status"] == "OutOfDate" and out["claims"]["tcb_evaluation_data_number"] == 18
         audit = env.client.get("/v1/admin/audit", headers=env.admin).json()["entries"]
         assert audit[-1]["kind"] == "collateral.reload"
@@ -117,10 +100,10 @@ def test_after_the_operator_installs_a_newer_set_and_reloads_the_newer_set_decid
 def test_a_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral(tmp_path: Path) -> None:
     strict = {**POLICY, "platforms": {"tdx": {**POLICY["platforms"]["tdx"], "min_tcb_evaluation_data_number": 18}}}
     with _service(tmp_path, installed=(BEFORE,)) as env:
-        out = _dry_run(env, strict)
-        assert not out["accepted"] and _codes(out, "reasons") == {"tcb_evaluation_data_number_below_minimum"}
+        out = dry_run(env, strict)
+        assert not out["accepted"] and reason_codes(out, "reasons") == {"tcb_evaluation_data_number_below_minimum"}
     with _service(tmp_path, installed=(BEFORE, AFTER)) as env:
-        assert _dry_run(env, strict)["accepted"] is True
+        assert dry_run(env, strict)["accepted"] is True
 
 
 def test_a_reload_reaches_every_worker_and_replica(tmp_path: Path) -> None:
@@ -128,12 +111,12 @@ def test_a_reload_reaches_every_worker_and_replica(tmp_path: Path) -> None:
     folder): a reload through one makes the newer set decide in the other too."""
     with _service(tmp_path, installed=(BEFORE,)) as first:
         settings = Settings(data_dir=first.domain.path, policy_cache_seconds=0,
-                            trust_root=TrustRoot(intel=_pins(BEFORE, AFTER)))  # fmt: skip
+                            trust_root=TrustRoot(intel=pin_roots(BEFORE, AFTER)))  # fmt: skip
         with TestClient(create_app(settings)) as client:
             second = Env(first.domain, client, first.platform, first.platform_dir, None)
-            assert _dry_run(second)["claims"]["tcb_status"] == "UpToDate"
-            _install(first.domain, "set-1.json", AFTER)
-            assert _dry_run(second)["claims"]["tcb_status"] == "UpToDate"
+            assert dry_run(second)["claims"]["tcb_status"] == "UpToDate"
+            install_collateral(first.domain, "set-1.json", AFTER)
+            assert dry_run(second)["claims"]["tcb_status"] == "UpToDate"
             assert first.client.post("/v1/admin/collateral/reload", headers=first.admin).status_code == 200
-            assert _dry_run(second)["claims"]["tcb_status"] == "OutOfDate"
-            assert _dry_run(first)["claims"]["tcb_status"] == "OutOfDate"
+            assert dry_run(second)["claims"]["tcb_status"] == "OutOfDate"
+            assert dry_run(first)["claims"]["tcb_status"] == "OutOfDate"

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.service.conftest import Env
-from tests.service.test_collateral_provenance import (
+from tests.fakes.intel import pin_roots
+from tests.fakes.provenance import (
     AFTER,
     BEFORE,
     NOW,
     POLICY,
-    _codes,
-    _dry_run,
-    _install,
+    dry_run,
+    install_collateral,
+    reason_codes,
 )
-from tests.unit.evidence.test_collateral_provenance import _pins
+from tests.service.conftest import Env
 
 from veritee.domain import Domain
 from veritee.evidence.trust import TrustRoot
@@ -41,13 +41,13 @@ def _folder(domain: Domain, *sets: Any) -> None:
     """Replace the collateral folder by ``sets`` (as an operator restoring a backup would)."""
     shutil.rmtree(domain.collateral_dir, ignore_errors=True)
     for i, syn in enumerate(sets):
-        _install(domain, f"set-{i}.json", syn)
+        install_collateral(domain, f"set-{i}.json", syn)
 
 
 @contextmanager
 def _app(domain: Domain, db_url: str, tmp_path: Path) -> Iterator[Env]:
     settings = Settings(data_dir=domain.path, database_url=db_url, policy_cache_seconds=0,
-                        trust_root=TrustRoot(intel=_pins(BEFORE, AFTER)))  # fmt: skip
+                        trust_root=TrustRoot(intel=pin_roots(BEFORE, AFTER)))  # fmt: skip
     with TestClient(create_app(settings)) as client:
         yield Env(domain, client, SimulatedPlatform(tmp_path / "sim", measurement="ab" * 48), tmp_path / "sim",
                   db_url)  # fmt: skip
@@ -64,7 +64,7 @@ def _reload(env: Env) -> dict[str, Any]:
 
 
 def _refused(out: dict[str, Any]) -> bool:
-    return out["accepted"] is False and _codes(out, "reasons") == {"collateral_rolled_back"}
+    return out["accepted"] is False and reason_codes(out, "reasons") == {"collateral_rolled_back"}
 
 
 def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: Path, service_db: str | None) -> None:
@@ -74,10 +74,10 @@ def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: 
     _folder(domain, BEFORE)
     with _app(domain, url, tmp_path) as env:
         env.install_policy(POLICY)
-        assert _dry_run(env)["claims"]["tcb_status"] == "UpToDate"  # 17, recorded
+        assert dry_run(env)["claims"]["tcb_status"] == "UpToDate"  # 17, recorded
         _folder(domain, AFTER)
         assert "rolled_back" not in _reload(env)
-        assert _dry_run(env)["claims"]["tcb_evaluation_data_number"] == 18  # recorded
+        assert dry_run(env)["claims"]["tcb_evaluation_data_number"] == 18  # recorded
         _folder(domain, BEFORE)  # the older folder, put back
         out = _reload(env)
         assert {r["kind"] for r in out["rolled_back"]} >= {"tcb_info", "pck_crl"}
@@ -85,15 +85,15 @@ def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: 
         assert (tcb["subject"], tcb["value"], tcb["recorded"]["value"]) == ("TDX:B0C06F000000", 17, 18)
         assert {w["code"] for w in out["warnings"]} == {"collateral_rolled_back"}
         assert any("tcbEvaluationDataNumber 17" in w["message"] for w in out["warnings"])
-        refused = _dry_run(env)
+        refused = dry_run(env)
         assert _refused(refused) and refused["claims"] is None
         audit = env.client.get("/v1/admin/audit", headers=env.admin).json()["entries"]
         assert audit[-1]["kind"] == "collateral.reload" and audit[-1]["details"]["rolled_back"]
     with _app(domain, url, tmp_path) as env:  # a restart reads the older folder: still refused
-        assert _refused(_dry_run(env))
+        assert _refused(dry_run(env))
         _folder(domain, BEFORE, AFTER)  # the newer set installed again decides
         assert "rolled_back" not in _reload(env)
-        assert _dry_run(env)["claims"]["tcb_status"] == "OutOfDate"
+        assert dry_run(env)["claims"]["tcb_status"] == "OutOfDate"
 
 
 def test_replicas_sharing_one_database_share_the_marks(tmp_path: Path, service_db: str | None) -> None:
@@ -105,13 +105,13 @@ def test_replicas_sharing_one_database_share_the_marks(tmp_path: Path, service_d
     _folder(first, AFTER)
     with _app(first, url, tmp_path) as a:
         a.install_policy(POLICY)
-        assert _dry_run(a)["claims"]["tcb_evaluation_data_number"] == 18
+        assert dry_run(a)["claims"]["tcb_evaluation_data_number"] == 18
         shutil.copytree(first.path, tmp_path / "second")
         second = Domain.open(tmp_path / "second")
         _folder(second, BEFORE)
         with _app(second, url, tmp_path) as b:
-            assert _refused(_dry_run(b))
-            assert _dry_run(a)["claims"]["tcb_evaluation_data_number"] == 18
+            assert _refused(dry_run(b))
+            assert dry_run(a)["claims"]["tcb_evaluation_data_number"] == 18
             # The second replica's marks are the first's: nothing it reads lowers them.
             with a.client.app.state.ctx.storage.transaction(readonly=True) as tx:  # type: ignore[attr-defined]
                 marks = tx.collateral_marks()
@@ -130,13 +130,13 @@ def test_a_replica_started_on_a_newer_folder_reaches_the_others_without_a_reload
     _folder(first, BEFORE)
     with _app(first, url, tmp_path) as a:
         a.install_policy(POLICY)
-        assert _dry_run(a)["claims"]["tcb_status"] == "UpToDate"  # 17 read and cached
+        assert dry_run(a)["claims"]["tcb_status"] == "UpToDate"  # 17 read and cached
         shutil.copytree(first.path, tmp_path / "second")
         second = Domain.open(tmp_path / "second")
         _folder(second, AFTER)
         with _app(second, url, tmp_path) as b:
-            assert _dry_run(b)["claims"]["tcb_evaluation_data_number"] == 18
-            assert _refused(_dry_run(a))
+            assert dry_run(b)["claims"]["tcb_evaluation_data_number"] == 18
+            assert _refused(dry_run(a))
 
 
 def test_a_forged_set_in_the_folder_raises_no_mark_and_the_reload_names_it(
@@ -159,4 +159,4 @@ def test_a_forged_set_in_the_folder_raises_no_mark_and_the_reload_names_it(
         (domain.collateral_dir / "forged.json").unlink()
         assert "unverified" not in _reload(env)
         env.install_policy(POLICY)
-        assert _dry_run(env)["claims"]["tcb_evaluation_data_number"] == 18
+        assert dry_run(env)["claims"]["tcb_evaluation_data_number"] == 18

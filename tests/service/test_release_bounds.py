@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
+from tests.fakes.secrets import put_secret, release_body
 from tests.service.conftest import Env
-from tests.service.test_secrets_release import _put, _release_body
 
 
 @pytest.mark.parametrize("version", [2**63, 2**70, 0, -1])
 def test_a_version_out_of_range_is_400(env: Env, version: int) -> None:
     env.install_policy()
-    assert _put(env).status_code == 200
-    body = _release_body(env, x25519.X25519PrivateKey.generate())
+    assert put_secret(env).status_code == 200
+    body = release_body(env, x25519.X25519PrivateKey.generate())
     body["version"] = version
     r = env.client.post("/v1/secrets/db/password/release", json=body)
     assert r.status_code == 400, r.text
-    body = _release_body(env, x25519.X25519PrivateKey.generate())
+    body = release_body(env, x25519.X25519PrivateKey.generate())
     body["version"] = 1
     assert env.client.post("/v1/secrets/db/password/release", json=body).status_code == 200

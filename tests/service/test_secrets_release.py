@@ -10,58 +10,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from sqlalchemy import update
+from tests.fakes.secrets import SECRET_VALUE, put_secret, release_body, release_policy
 from tests.service.conftest import GOOD, OTHER, Env, default_policy
 
-from veritee.binding import report_data_for, spki_der
-from veritee.keybroker.release import open_envelope, x25519_jwk
+from veritee.keybroker.release import open_envelope
 from veritee.service.storage.models import SECRETS
-
-VALUE = b"postgres://analytics:correct-horse-battery@db/prod"
-
-
-def _release_policy(measurement: str = GOOD) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "anyOf": [
-            {
-                "allOf": [
-                    {"claim": "platform", "equals": "simulated"},
-                    {"claim": "measurement", "equals": measurement},
-                ]
-            }
-        ],
-    }
-
-
-def _put(env: Env, name: str = "db/password", value: bytes = VALUE, **kw: Any) -> Any:
-    body = {
-        "value": base64.b64encode(value).decode(),
-        "policy": kw.get("policy", _release_policy()),
-    }
-    return env.client.put(f"/v1/admin/secrets/{name}", json=body, headers=env.admin)
-
-
-def _release_body(
-    env: Env, key: Any, *, platform: Any = None, nonce: bytes | None = None, bind_key: Any = None
-) -> dict[str, Any]:
-    nonce = nonce or env.nonce()
-    pub = key.public_key()
-    bound = (bind_key or key).public_key()
-    ev = (platform or env.platform).evidence(
-        report_data_for(nonce, spki_der(bound), profile=(platform or env.platform).profile)
-    )
-    if isinstance(pub, x25519.X25519PublicKey):
-        public_key: Any = x25519_jwk(pub)
-    else:
-        from veritee.keybroker.wrap import jwk_from_public_key
-
-        public_key = jwk_from_public_key(pub)
-    return {
-        "evidence": base64.b64encode(ev).decode(),
-        "nonce": nonce.hex(),
-        "format": "simulated",
-        "public_key": public_key,
-    }
 
 
 def _audit(env: Env) -> list[dict[str, Any]]:
@@ -71,7 +24,7 @@ def _audit(env: Env) -> list[dict[str, Any]]:
 
 
 def _no_secret_in(env: Env, text: str) -> None:
-    for needle in (VALUE.decode(), base64.b64encode(VALUE).decode(), "correct-horse"):
+    for needle in (SECRET_VALUE.decode(), base64.b64encode(SECRET_VALUE).decode(), "correct-horse"):
         assert needle not in text
 
 
@@ -81,7 +34,7 @@ def test_admin_lifecycle_and_auth(env: Env) -> None:
     )
     bad = {"Authorization": "Bearer nope"}
     assert env.client.get("/v1/admin/secrets", headers=bad).status_code == 401
-    r = _put(env)
+    r = put_secret(env)
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 1
     r = env.client.post(
@@ -100,7 +53,7 @@ def test_admin_lifecycle_and_auth(env: Env) -> None:
     assert r.json()["deleted_versions"] == 2
     assert env.client.get("/v1/admin/secrets/db/password", headers=env.admin).status_code == 404
     # numbering continues after a delete, and the new version still opens
-    assert _put(env).json()["version"] == 3
+    assert put_secret(env).json()["version"] == 3
     kinds = [e["kind"] for e in _audit(env)]
     assert kinds.count("secret.put") == 2 and "secret.rotate" in kinds and "secret.delete" in kinds
     _no_secret_in(env, json.dumps(_audit(env)))
@@ -115,16 +68,16 @@ def test_admin_lifecycle_and_auth(env: Env) -> None:
     ],
 )
 def test_bad_policies_refused(env: Env, policy: dict[str, Any]) -> None:
-    r = _put(env, policy=policy)
+    r = put_secret(env, policy=policy)
     assert r.status_code == 400 and r.json()["code"] == "release_policy_invalid"
     assert "release policy $" in r.json()["detail"]
 
 
 def test_release_hpke_and_jwe(env: Env) -> None:
     env.install_policy()
-    assert _put(env).status_code == 200
+    assert put_secret(env).status_code == 200
     for key in (x25519.X25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())):
-        body = _release_body(env, key)
+        body = release_body(env, key)
         r = env.client.post("/v1/secrets/db/password/release", json=body)
         assert r.status_code == 200, r.text
         env_json = r.json()
@@ -134,7 +87,7 @@ def test_release_hpke_and_jwe(env: Env) -> None:
         _no_secret_in(env, r.text)
         got = open_envelope(env_json, key, name="db/password", nonce=bytes.fromhex(body["nonce"]),
                             ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))
-        assert got == VALUE
+        assert got == SECRET_VALUE
     releases = [e for e in _audit(env) if e["kind"] == "secret.release"]
     assert len(releases) == 2 and releases[0]["decision"] == "accept"
     assert releases[0]["details"]["measurement"] == GOOD
@@ -143,9 +96,9 @@ def test_release_hpke_and_jwe(env: Env) -> None:
 
 def test_replayed_nonce_is_refused_and_audited(env: Env) -> None:
     env.install_policy()
-    _put(env)
+    put_secret(env)
     key = x25519.X25519PrivateKey.generate()
-    body = _release_body(env, key)
+    body = release_body(env, key)
     assert env.client.post("/v1/secrets/db/password/release", json=body).status_code == 200
     r = env.client.post("/v1/secrets/db/password/release", json=body)
     assert r.status_code == 409 and r.json()["code"] == "nonce_reused"
@@ -155,9 +108,9 @@ def test_replayed_nonce_is_refused_and_audited(env: Env) -> None:
 
 def test_evidence_bound_to_another_key_is_denied(env: Env) -> None:
     env.install_policy()
-    _put(env)
+    put_secret(env)
     mine, theirs = x25519.X25519PrivateKey.generate(), x25519.X25519PrivateKey.generate()
-    body = _release_body(env, mine, bind_key=theirs)
+    body = release_body(env, mine, bind_key=theirs)
     r = env.client.post("/v1/secrets/db/password/release", json=body)
     assert r.status_code == 403 and r.json()["code"] == "release_denied"
     codes = [x["code"] for x in r.json()["reasons"]]
@@ -169,11 +122,11 @@ def test_policy_mismatch_is_denied_with_reasons(env: Env) -> None:
     doc = default_policy(env.platform)
     doc["platforms"]["simulated"]["measurements"] = [GOOD, OTHER]
     env.install_policy(doc)
-    _put(env)
+    put_secret(env)
     other = env.workload(OTHER)
     r = env.client.post(
         "/v1/secrets/db/password/release",
-        json=_release_body(env, x25519.X25519PrivateKey.generate(), platform=other),
+        json=release_body(env, x25519.X25519PrivateKey.generate(), platform=other),
     )
     assert r.status_code == 403
     reasons = r.json()["reasons"]
@@ -183,10 +136,10 @@ def test_policy_mismatch_is_denied_with_reasons(env: Env) -> None:
 
 
 def test_unappraised_evidence_is_denied(env: Env) -> None:
-    _put(env)  # no appraisal policy installed: the domain refuses everything
+    put_secret(env)  # no appraisal policy installed: the domain refuses everything
     r = env.client.post(
         "/v1/secrets/db/password/release",
-        json=_release_body(env, x25519.X25519PrivateKey.generate()),
+        json=release_body(env, x25519.X25519PrivateKey.generate()),
     )
     assert r.status_code == 403
     codes = [x["code"] for x in r.json()["reasons"]]
@@ -196,7 +149,7 @@ def test_unappraised_evidence_is_denied(env: Env) -> None:
 def test_unknown_secret(env: Env) -> None:
     env.install_policy()
     r = env.client.post(
-        "/v1/secrets/nope/release", json=_release_body(env, x25519.X25519PrivateKey.generate())
+        "/v1/secrets/nope/release", json=release_body(env, x25519.X25519PrivateKey.generate())
     )
     assert r.status_code == 404 and r.json()["code"] == "secret_unknown"
     assert _audit(env)[-1]["kind"] == "secret.deny"
@@ -204,7 +157,7 @@ def test_unknown_secret(env: Env) -> None:
 
 def test_tampered_at_rest_is_detected_not_decrypted(env: Env) -> None:
     env.install_policy()
-    _put(env)
+    put_secret(env)
     storage = env.client.app.state.ctx.storage
     with storage.transaction() as tx:
         stored = tx.secret_version("db/password")
@@ -216,7 +169,7 @@ def test_tampered_at_rest_is_detected_not_decrypted(env: Env) -> None:
         )
     r = env.client.post(
         "/v1/secrets/db/password/release",
-        json=_release_body(env, x25519.X25519PrivateKey.generate()),
+        json=release_body(env, x25519.X25519PrivateKey.generate()),
     )
     assert r.status_code == 403 and r.json()["code"] == "secret_tampered"
     last = _audit(env)[-1]
@@ -233,7 +186,7 @@ def test_fault_mid_release_leaves_no_release_and_loses_nothing(
     from veritee.service.storage.tx import Tx
 
     env.install_policy()
-    _put(env)
+    put_secret(env)
     real = Tx.append_audit
 
     def dying(self: Tx, **kw: Any) -> Any:
@@ -243,7 +196,7 @@ def test_fault_mid_release_leaves_no_release_and_loses_nothing(
 
     monkeypatch.setattr(Tx, "append_audit", dying)
     key = x25519.X25519PrivateKey.generate()
-    body = _release_body(env, key)
+    body = release_body(env, key)
     r = env.client.post("/v1/secrets/db/password/release", json=body)
     assert r.status_code == 503
     _no_secret_in(env, r.text)
@@ -253,13 +206,13 @@ def test_fault_mid_release_leaves_no_release_and_loses_nothing(
     assert r.status_code == 200, r.text
     nonce = bytes.fromhex(body["nonce"])
     assert open_envelope(r.json(), key, name="db/password", nonce=nonce,
-                         ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC)) == VALUE
+                         ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC)) == SECRET_VALUE
     assert len([e for e in _audit(env) if e["kind"] == "secret.release"]) == 1
 
 
 def test_dry_run(env: Env) -> None:
     env.install_policy()
-    _put(env)
+    put_secret(env)
     ev = env.platform.evidence(b"\0" * 64)
     r = env.client.post(
         "/v1/admin/secrets/db/password/dry-run",
@@ -294,15 +247,15 @@ def test_rotation_to_a_stricter_policy_binds_every_older_version(env: Env) -> No
     doc["platforms"]["simulated"]["measurements"] = [GOOD, OTHER]
     env.install_policy(doc)
     either = {"anyOf": [{"claim": "measurement", "equals": m} for m in (GOOD, OTHER)]}
-    assert _put(env, policy=either).json()["version"] == 1
+    assert put_secret(env, policy=either).json()["version"] == 1
     other = env.workload(OTHER)
 
     def release(version: int) -> Any:
-        body = _release_body(env, x25519.X25519PrivateKey.generate(), platform=other)
+        body = release_body(env, x25519.X25519PrivateKey.generate(), platform=other)
         return env.client.post("/v1/secrets/db/password/release", json=body | {"version": version})
 
     assert release(1).status_code == 200
-    rotate = {"value": base64.b64encode(b"v2").decode(), "policy": _release_policy(GOOD)}
+    rotate = {"value": base64.b64encode(b"v2").decode(), "policy": release_policy(GOOD)}
     r = env.client.post("/v1/admin/secrets/db/password/rotate", json=rotate, headers=env.admin)
     assert r.status_code == 200
     denied = release(1)
@@ -313,7 +266,7 @@ def test_rotation_to_a_stricter_policy_binds_every_older_version(env: Env) -> No
     _no_secret_in(env, r.text)
     assert release(2).status_code == 403
     # The operator says explicitly that older versions keep their own policies.
-    rotate = {"value": base64.b64encode(b"v3").decode(), "policy": _release_policy(GOOD),
+    rotate = {"value": base64.b64encode(b"v3").decode(), "policy": release_policy(GOOD),
               "keep_old_policies": True}  # fmt: skip
     r = env.client.post("/v1/admin/secrets/db/password/rotate", json=rotate, headers=env.admin)
     assert r.status_code == 200 and r.json()["keep_old_policies"] is True

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS, manifest_cases
-from tests.unit.evidence.test_sev_snp_chain import make_chain, make_report
+from tests.fakes.amd import make_chain, make_report
 
 from veritee import evidence
 from veritee.appraisal import appraise, appraise_baseline, load_policy

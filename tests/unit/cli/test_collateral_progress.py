@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from rich.console import Console
-from tests.unit.collateral.test_fetch import ROOT_CRL_PATH, FileServer, _serve_sgx_sample, server  # noqa: F401
+from tests.fakes.pcs import ROOT_CRL_PATH, FileServer, serve_sgx_sample
 
 from veritee.cli.collateral import fetch_progress
 from veritee.cli.main import _register, cli
@@ -21,12 +23,19 @@ from veritee.collateral.fetch import FetchConfig, fetch_collateral
 _register()
 
 
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    s = FileServer()
+    yield s
+    s.close()
+
+
 def _config(files: FileServer) -> FetchConfig:
     return FetchConfig(intel_pcs=files.url, intel_root_crl=files.url + ROOT_CRL_PATH, timeout=5)
 
 
-def test_a_terminal_shows_each_request(server: FileServer, tmp_path: Path) -> None:  # noqa: F811
-    quote, _ = _serve_sgx_sample(server)
+def test_a_terminal_shows_each_request(server: FileServer, tmp_path: Path) -> None:
+    quote, _ = serve_sgx_sample(server)
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=160)
     with fetch_progress(console) as transport:
@@ -56,8 +65,8 @@ def test_a_failed_request_shows_too(tmp_path: Path) -> None:
     assert f"no answer  GET 127.0.0.1:{port}/sgx/certification/v4/tcb" in out.getvalue()
 
 
-def test_the_cli_prints_lines_and_json_stays_clean(server: FileServer, tmp_path: Path) -> None:  # noqa: F811
-    quote, _ = _serve_sgx_sample(server)
+def test_the_cli_prints_lines_and_json_stays_clean(server: FileServer, tmp_path: Path) -> None:
+    quote, _ = serve_sgx_sample(server)
     ev = tmp_path / "quote.bin"
     ev.write_bytes(quote)
     args = ["collateral", "fetch", str(ev), "--cache", str(tmp_path / "cache"), "--intel-pcs", server.url,

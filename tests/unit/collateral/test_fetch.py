@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,17 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from tests.conftest import TESTVECTORS, manifest_cases, testvectors_dir
+from tests.fakes.pcs import (
+    ROOT_CRL_PATH,
+    FileServer,
+    config_for,
+    quoted,
+    serve_amd,
+    serve_intel,
+    serve_sgx_sample,
+    vcek_fields,
+    vcek_route,
+)
 
 from veritee import evidence
 from veritee.collateral import Collateral
@@ -36,136 +44,12 @@ from veritee.collateral.fetch import (
 )
 from veritee.errors import CollateralError, MalformedError, UsageError, VeriteeError
 
-Route = tuple[int, bytes, dict[str, str]]
-
-
-class FileServer:
-    """A tiny HTTP server: exact path+query -> (status, body, headers); anything else 404."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                status, body, headers = server.routes.get(self.path, (404, b"not found", {}))
-                self.send_response(status)
-                if "Content-Length" not in headers and "X-No-Length" not in headers:
-                    self.send_header("Content-Length", str(len(body)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def add(
-        self, path: str, body: bytes, headers: dict[str, str] | None = None, status: int = 200
-    ) -> None:
-        self.routes[path] = (status, body, headers or {})
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture
 def server() -> Iterator[FileServer]:
     s = FileServer()
     yield s
     s.close()
-
-
-# --- helpers built from the vectors, independently of the fetcher -------------------------------
-
-AMD_OID = "1.3.6.1.4.1.3704.1."
-
-
-def _vcek_fields(der: bytes) -> dict[str, Any]:
-    cert = x509.load_der_x509_certificate(der)
-    out: dict[str, Any] = {}
-    for ext in cert.extensions:
-        oid = ext.oid.dotted_string
-        if not oid.startswith(AMD_OID):
-            continue
-        raw = ext.value.value  # type: ignore[attr-defined]
-        key = oid[len(AMD_OID) :]
-        out[key] = raw if key == "4" else int.from_bytes(raw[2:], "big")
-    return out
-
-
-def vcek_route(der: bytes, product: str) -> str:
-    f = _vcek_fields(der)
-    spl = f"blSPL={f['3.1']}&teeSPL={f['3.2']}&snpSPL={f['3.3']}&ucodeSPL={f['3.8']}"
-    if "3.9" in f:
-        spl = f"fmcSPL={f['3.9']}&" + spl
-    return f"/vcek/v1/{product}/{f['4'].hex()}?{spl}"
-
-
-def serve_amd(
-    server: FileServer, vcek: bytes, product: str = "Milan", *, crl: bytes | None = None
-) -> None:
-    server.add(vcek_route(vcek, product), vcek)
-    testvectors_dir()  # skips, saying so, where ../shared/testvectors is absent
-    chain = (TESTVECTORS / "sev-snp" / f"amd_{product.lower()}_vcek_ask_ark.pem").read_bytes()
-    server.add(f"/vcek/v1/{product}/cert_chain", chain)
-    if crl is not None:
-        server.add(f"/vcek/v1/{product}/crl", crl)
-
-
-def _q(pem: str) -> str:
-    return urllib.parse.quote(pem, safe="")
-
-
-ROOT_CRL_PATH = "/IntelSGXRootCA.der"
-
-
-def serve_intel(server: FileServer, tee: str, fmspc: str, ca: str, coll: dict[str, str]) -> None:
-    """Serve PCS-shaped responses rebuilt from a test-vector collateral JSON."""
-    server.add(
-        f"/sgx/certification/v4/pckcrl?ca={ca}&encoding=der",
-        bytes.fromhex(coll["pck_crl"]),
-        {"SGX-PCK-CRL-Issuer-Chain": _q(coll["pck_crl_issuer_chain"])},
-    )
-    tcb_body = (
-        '{"tcbInfo":' + coll["tcb_info"] + ',"signature":"' + coll["tcb_info_signature"] + '"}'
-    )
-    server.add(
-        f"/{tee}/certification/v4/tcb?fmspc={fmspc}",
-        tcb_body.encode(),
-        {"TCB-Info-Issuer-Chain": _q(coll["tcb_info_issuer_chain"])},
-    )
-    qe_body = (
-        '{"enclaveIdentity":'
-        + coll["qe_identity"]
-        + ',"signature":"'
-        + coll["qe_identity_signature"]
-        + '"}'
-    )
-    server.add(
-        f"/{tee}/certification/v4/qe/identity",
-        qe_body.encode(),
-        {"SGX-Enclave-Identity-Issuer-Chain": _q(coll["qe_identity_issuer_chain"])},
-    )
-    server.add(ROOT_CRL_PATH, bytes.fromhex(coll["root_ca_crl"]))
-
-
-def config_for(server: FileServer, **kw: Any) -> FetchConfig:
-    return FetchConfig(
-        amd_kds=server.url,
-        intel_pcs=server.url,
-        intel_root_crl=server.url + ROOT_CRL_PATH,
-        timeout=5,
-        **kw,
-    )
 
 
 def _at(case: dict[str, Any]) -> datetime:
@@ -223,7 +107,7 @@ def test_turin_url_uses_short_hwid_and_fmc(
     testvectors: Path, server: FileServer, tmp_path: Path
 ) -> None:
     vcek = (testvectors / "sev-snp" / "virtee_turin_vcek.der").read_bytes()
-    f = _vcek_fields(vcek)
+    f = vcek_fields(vcek)
     assert len(f["4"]) == 8
     # A synthetic Turin v3 report header: family 1Ah, CHIP_ID = hwID + zeros, TCB of the VCEK.
     report = bytearray(0x4A0)
@@ -349,9 +233,9 @@ def test_intel_fetch_from_pcs_response_files(
     server.add(
         "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
         (tdx / "gotdxguest_pckcrl.der").read_bytes(),
-        {"SGX-PCK-CRL-Issuer-Chain": _q((tdx / "gotdxguest_pckcrl_issuer_chain.pem").read_text())},
+        {"SGX-PCK-CRL-Issuer-Chain": quoted((tdx / "gotdxguest_pckcrl_issuer_chain.pem").read_text())},
     )
-    chain = _q((tdx / "gotdxguest_tcbinfo_qeidentity_issuer_chain.pem").read_text())
+    chain = quoted((tdx / "gotdxguest_tcbinfo_qeidentity_issuer_chain.pem").read_text())
     server.add(
         "/tdx/certification/v4/tcb?fmspc=50806F000000",
         (tdx / "gotdxguest_tcbinfo_v3_response.json").read_bytes(),
@@ -395,14 +279,6 @@ def test_intel_fetch_round_trip_and_verifies(
     assert _outcome(quote, Collateral.from_paths([cache.root]), _at(case)) == expected
 
 
-def _serve_sgx_sample(server: FileServer) -> tuple[bytes, dict[str, str]]:
-    testvectors_dir()  # skips, saying so, where ../shared/testvectors is absent
-    quote = (TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3.bin").read_bytes()
-    coll = json.loads((TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3_collateral.json").read_text())
-    serve_intel(server, "sgx", "00A067110000", "processor", coll)
-    return quote, coll
-
-
 def test_intel_root_crl_url_from_distribution_point() -> None:
     """Without --intel-root-crl the root CRL comes from the Intel SGX Root CA's CRL DP."""
     from veritee.collateral.fetch import _root_crl_url
@@ -417,7 +293,7 @@ def test_intel_root_crl_url_from_distribution_point() -> None:
 
 
 def test_404_writes_nothing(server: FileServer, tmp_path: Path) -> None:
-    quote, _ = _serve_sgx_sample(server)
+    quote, _ = serve_sgx_sample(server)
     del server.routes["/sgx/certification/v4/qe/identity"]
     cache = CollateralCache(tmp_path)
     with pytest.raises(CollateralError) as e:
@@ -428,7 +304,7 @@ def test_404_writes_nothing(server: FileServer, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "no-length"])
 def test_oversized_response(server: FileServer, tmp_path: Path, declared: bool) -> None:
-    quote, _ = _serve_sgx_sample(server)
+    quote, _ = serve_sgx_sample(server)
     path = "/sgx/certification/v4/pckcrl?ca=processor&encoding=der"
     headers = dict(server.routes[path][2])
     if not declared:
@@ -451,7 +327,7 @@ def test_oversized_response(server: FileServer, tmp_path: Path, declared: bool) 
     ],
 )
 def test_garbage_body(server: FileServer, tmp_path: Path, path: str) -> None:
-    quote, _ = _serve_sgx_sample(server)
+    quote, _ = serve_sgx_sample(server)
     server.add(path, b"<html>garbage</html>", server.routes[path][2])
     with pytest.raises(CollateralError) as e:
         fetch_collateral(quote, CollateralCache(tmp_path), config_for(server))
@@ -460,7 +336,7 @@ def test_garbage_body(server: FileServer, tmp_path: Path, path: str) -> None:
 
 
 def test_missing_issuer_chain_header(server: FileServer, tmp_path: Path) -> None:
-    quote, _ = _serve_sgx_sample(server)
+    quote, _ = serve_sgx_sample(server)
     path = "/sgx/certification/v4/tcb?fmspc=00A067110000"
     server.add(path, server.routes[path][1], {})
     with pytest.raises(CollateralError, match="TCB-Info-Issuer-Chain"):
@@ -468,7 +344,7 @@ def test_missing_issuer_chain_header(server: FileServer, tmp_path: Path) -> None
 
 
 def test_tcb_info_for_another_fmspc(server: FileServer, tmp_path: Path) -> None:
-    quote, _ = _serve_sgx_sample(server)
+    quote, _ = serve_sgx_sample(server)
     path = "/sgx/certification/v4/tcb?fmspc=00A067110000"
     body = server.routes[path][1].replace(b'"fmspc":"00A067110000"', b'"fmspc":"00906EA10000"')
     assert body != server.routes[path][1]
@@ -524,7 +400,7 @@ def _cli() -> Any:
 
 
 def test_cli_fetch(server: FileServer, tmp_path: Path) -> None:
-    quote, coll = _serve_sgx_sample(server)
+    quote, coll = serve_sgx_sample(server)
     ev = tmp_path / "quote.bin"
     ev.write_bytes(quote)
     cache = tmp_path / "cache"
@@ -617,7 +493,7 @@ def test_a_replayed_older_pcs_response_never_replaces_newer_cached_parts(
     part; a fetch only moves each part forward."""
     from datetime import UTC
 
-    quote, served = _serve_sgx_sample(server)
+    quote, served = serve_sgx_sample(server)
     cache = CollateralCache(tmp_path)
     path = "intel/sgx/00A067110000-processor.json"
     later = _crl_at(datetime(2030, 1, 1, tzinfo=UTC)).hex()

@@ -172,7 +172,7 @@ def test_key_store_proof_round_trips() -> None:
 
 
 def _snp(policy: int, host_data: bytes, report_data: bytes) -> dict[str, Any]:
-    from tests.unit.evidence.test_sev_snp_chain import AT, make_chain, make_report
+    from tests.fakes.amd import AT, make_chain, make_report
 
     chain = make_chain()
     b = bytearray(make_report(chain, policy=policy))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.conftest import testvectors_dir as tv_dir
-from tests.unit.evidence.test_dcap_synthetic import AT, Spec, build
+from tests.fakes.intel import AT, Spec, build
 
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, tcg_log, tdx

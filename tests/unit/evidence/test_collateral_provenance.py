@@ -13,7 +13,7 @@ import datetime as _dt
 from dataclasses import replace
 
 import pytest
-from tests.unit.evidence.test_dcap_synthetic import AT, Spec, Synthetic, build, tdx_level
+from tests.fakes.intel import AT, RECOVERED, Spec, build, pin_roots
 
 from veritee.appraisal import appraise, load_policy
 from veritee.collateral import Collateral
@@ -43,21 +43,6 @@ def test_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral() ->
 # --- which collateral set decides -------------------------------------------------------------
 
 SVN = [5, 0, 2] + [0] * 13
-#: After a TCB recovery (tcbEvaluationDataNumber 18) the platform's level is OutOfDate.
-RECOVERED = Spec(
-    tcb_evaluation_data_number=18,
-    levels=(
-        tdx_level(6, 11, [6, 0, 2] + [0] * 13, "UpToDate"),
-        tdx_level(5, 11, SVN, "OutOfDate", ["INTEL-SA-09999"]),
-    ),
-)
-
-
-def _pins(*syns: Synthetic) -> dcap.DcapTrust:
-    """Each build signs its own fake root certificate (same key): pin all of them."""
-    return dcap.DcapTrust(frozenset().union(*(s.trust.root_sha256 for s in syns)))
-
-
 def _status(syn_quote: bytes, collateral: Collateral, trust: dcap.DcapTrust) -> str:
     return str(tdx.verify(syn_quote, collateral=collateral, at=AT, trust=trust).claims["tcb_status"])
 
@@ -66,7 +51,7 @@ def test_attester_supplied_tcb_info_never_overrides_the_domains() -> None:
     """An attester presenting the still-valid TCB info from before a TCB recovery is judged on
     the domain's newer one, even when its own set was verified (and cached) first."""
     old, new, newer = build(Spec()), build(RECOVERED), build(Spec(tcb_evaluation_data_number=19))
-    trust = _pins(old, new, newer)
+    trust = pin_roots(old, new, newer)
     sent = Collateral(documents=(old.doc,))
     assert _status(old.quote, sent, trust) == "UpToDate"  # the attester's set, now cached
     domain = Collateral(documents=(new.doc,))
@@ -85,7 +70,7 @@ def test_the_newest_tcb_info_of_the_domains_sets_wins_in_any_order() -> None:
     """Newest wins among the relying party's own sets: highest tcbEvaluationDataNumber, in
     whatever order the files come and whichever was cached first."""
     old, new = build(Spec()), build(RECOVERED)
-    trust = _pins(old, new)
+    trust = pin_roots(old, new)
     assert _status(old.quote, Collateral(documents=(old.doc,)), trust) == "UpToDate"
     for docs in ((old.doc, new.doc), (new.doc, old.doc)):
         assert _status(old.quote, Collateral(documents=docs), trust) == "OutOfDate"
@@ -96,7 +81,7 @@ def test_attester_pre_revocation_pck_crl_never_overrides_the_domains() -> None:
     even inside a set with a higher tcbEvaluationDataNumber."""
     before = build(Spec(issue=_dt.datetime(2025, 6, 1, tzinfo=_dt.UTC), tcb_evaluation_data_number=18))
     after = build(Spec(pck_revoked=(3,)))
-    trust = _pins(before, after)
+    trust = pin_roots(before, after)
     sent = Collateral(documents=(before.doc,))
     assert _status(before.quote, sent, trust) == "UpToDate"  # cached
     for admit in (False, True):
@@ -121,7 +106,7 @@ def test_the_newest_crl_of_every_candidate_set_is_used() -> None:
             Collateral(documents=(newer,)), admit_endorsements=True)[0],
     ):  # fmt: skip
         with pytest.raises(VerificationError) as e:
-            tdx.verify(current.quote, collateral=collateral, at=AT, trust=_pins(current, revoking))
+            tdx.verify(current.quote, collateral=collateral, at=AT, trust=pin_roots(current, revoking))
         assert e.value.code == "certificate_revoked"
 
 
@@ -151,7 +136,7 @@ def test_an_attesters_incomplete_or_malformed_set_does_not_break_the_domains() -
     lone PCS TCB info, or a layout document with a garbled CRL, leaves the domain's set to
     decide (and is the error only where the domain has nothing)."""
     new = build(RECOVERED)
-    trust = _pins(new)
+    trust = pin_roots(new)
     lone = {"tcbInfo": {"fmspc": "B0C06F000000", "tcbEvaluationDataNumber": 99}, "signature": "00"}
     garbled = {**new.doc, "pck_crl": "00ff", "tcb_info": new.doc["tcb_info"].replace('"tcbEvaluationDataNumber":18',
                                                                                  '"tcbEvaluationDataNumber":99')}
@@ -175,7 +160,7 @@ def test_a_set_older_than_the_relying_partys_marks_does_not_decide() -> None:
     from veritee.errors import CollateralError
 
     old, new = build(Spec()), build(RECOVERED)
-    trust = _pins(old, new)
+    trust = pin_roots(old, new)
     marks, skipped = dcap.collateral_marks(Collateral(documents=(new.doc,)), trust)
     assert skipped == []
     assert {m.kind for m in marks} == {"tcb_info", "qe_identity", "pck_crl", "root_crl"}
@@ -191,7 +176,7 @@ def test_a_set_older_than_the_relying_partys_marks_does_not_decide() -> None:
     earlier = build(replace(RECOVERED, issue=RECOVERED.issue - _dt.timedelta(days=1)))
     with pytest.raises(CollateralError) as e:
         tdx.verify(old.quote, collateral=Collateral(documents=(earlier.doc,)).with_marks(held), at=AT,
-                   trust=_pins(old, new, earlier))  # fmt: skip
+                   trust=pin_roots(old, new, earlier))  # fmt: skip
     assert e.value.code == "collateral_rolled_back" and "crl" in e.value.message
 
 

@@ -243,7 +243,7 @@ def _with_certificates(fmt: str) -> list[tuple[str, bytes]]:
             out += [(f"{place}:{n}", encode(_replace(payload, place, m)))
                     for n, m in certificate_mutations(original).items()]  # fmt: skip
     elif fmt == "tpm":
-        from tests.unit.evidence.test_tpm import _encode
+        from tests.fakes.tpm_sample import encode_fields
 
         from veritee.evidence import tpm
 
@@ -251,7 +251,7 @@ def _with_certificates(fmt: str) -> list[tuple[str, bytes]]:
         for i, (number, value) in enumerate(top):
             if number in (6, 7) and isinstance(value, bytes):
                 for n, m in certificate_mutations(value).items():
-                    out.append((f"field {number}:{n}", _encode([*top[:i], (number, m), *top[i + 1 :]])))
+                    out.append((f"field {number}:{n}", encode_fields([*top[:i], (number, m), *top[i + 1 :]])))
     elif fmt == "nvidia-gpu":
         doc = json.loads(s.data)
         chain = [_der(c) for c in x509.load_pem_x509_certificates(doc["certificate_chain"].encode())]

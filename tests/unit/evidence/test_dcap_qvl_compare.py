@@ -1,6 +1,6 @@
 """Differential test: veritee against dcap-qvl on the same quotes and collateral (issue 11 item 12).
 
-The inputs are the real TDX and SGX vectors, the synthetic quotes of ``test_dcap_synthetic``,
+The inputs are the real TDX and SGX vectors, the synthetic quotes of ``tests.fakes.intel``,
 and seeded, deterministic mutations of both: bytes flipped in and cut off quotes, bytes flipped
 in every collateral field, and (synthetic, re-signed by the test TCB signer so the signatures
 still hold) changed TCB levels, statuses, SVNs, QE identity masks and module identities. Each
@@ -24,13 +24,16 @@ from typing import Any
 
 import pytest
 from tests.conftest import TESTVECTORS, manifest_cases
-from tests.unit.evidence.test_dcap_synthetic import (
-    _KEYS,
+from tests.fakes.intel import (
     AT,
+    KEYS,
     Spec,
     Synthetic,
     build,
+    pck_chain,
+    pem_chain,
     raw_sign,
+    signed_under_root,
     tdx_level,
 )
 
@@ -251,7 +254,7 @@ def _resign(doc: dict[str, Any], info: dict[str, Any] | None = None, qe: dict[st
         if value is not None:
             raw = json.dumps(value, separators=(",", ":"))
             out[key] = raw
-            out[f"{key}_signature"] = raw_sign(_KEYS["tcb"], raw.encode()).hex()
+            out[f"{key}_signature"] = raw_sign(KEYS["tcb"], raw.encode()).hex()
     return out
 
 
@@ -440,14 +443,12 @@ def _explicit() -> list[Case]:
     info = json.loads(syn.doc["tcb_info"])
     info["tcbLevels"][1]["tcbDate"] = "not a date"  # a level after the one the platform meets
     cases.append(_case("malformed-collateral-field", syn, _resign(syn.doc, info=info)))
-    from tests.unit.evidence.test_dcap_tcb_signing import _pck_chain, _pem, _under_root
-
-    chain = _pem(*_pck_chain(syn))
+    chain = pem_chain(*pck_chain(syn))
     by_pck = dict(syn.doc, tcb_info_issuer_chain=chain, qe_identity_issuer_chain=chain,
-                  tcb_info_signature=raw_sign(_KEYS["pck"], syn.doc["tcb_info"].encode()).hex(),
-                  qe_identity_signature=raw_sign(_KEYS["pck"], syn.doc["qe_identity"].encode()).hex())  # fmt: skip
+                  tcb_info_signature=raw_sign(KEYS["pck"], syn.doc["tcb_info"].encode()).hex(),
+                  qe_identity_signature=raw_sign(KEYS["pck"], syn.doc["qe_identity"].encode()).hex())  # fmt: skip
     cases.append(_case("tcb-info-signed-by-pck-key", syn, by_pck))
-    as_ca = _under_root(build(), "Intel SGX TCB Signing", ca=True)
+    as_ca = signed_under_root(build(), "Intel SGX TCB Signing", ca=True)
     cases.append(_case("tcb-signer-is-a-ca", as_ca))
     return cases
 

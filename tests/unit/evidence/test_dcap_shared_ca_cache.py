@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.unit.evidence.test_dcap_synthetic import AT, build
+from tests.fakes.intel import AT, build
 
 from veritee import certs
 from veritee.errors import MalformedError, VerificationError

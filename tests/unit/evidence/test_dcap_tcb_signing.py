@@ -18,54 +18,32 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.unit.evidence.test_dcap_synthetic import (
-    _KEYS,
+from tests.fakes.intel import (
     AT,
+    KEYS,
+    OTHER_SIGNER,
     SIGNING_KEY_USAGE,
     Spec,
     Synthetic,
-    _cert,
     build,
+    certificate,
+    pck_chain,
+    pem_chain,
     raw_sign,
+    resign_collateral,
+    root_certificate,
+    signed_under_root,
 )
 
 from veritee.collateral import Collateral
 from veritee.errors import VerificationError
 from veritee.evidence import dcap, tdx
 
-#: A key that is not Intel's TCB signing key, for certificates the root issues in these tests.
-_SIGNER = ec.derive_private_key(7777, ec.SECP256R1())
 _NO_SIGN = x509.KeyUsage(
     digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
     key_agreement=False, key_cert_sign=False, crl_sign=True, encipher_only=False, decipher_only=False,
 )  # fmt: skip
-
-
-def _pem(*certs: x509.Certificate) -> str:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs).decode()
-
-
-def _root(syn: Synthetic) -> x509.Certificate:
-    return x509.load_pem_x509_certificates(syn.doc["pck_crl_issuer_chain"].encode())[-1]
-
-
-def _pck_chain(syn: Synthetic) -> list[x509.Certificate]:
-    pem = dcap.parse_quote(syn.quote).signature_data.pck_chain_pem
-    return x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
-
-
-def _resign(syn: Synthetic, key: ec.EllipticCurvePrivateKey, chain: str, tcb_info: str | None = None) -> Synthetic:
-    """TCB info (optionally replaced) and QE identity signed by ``key``, both with ``chain``."""
-    info = tcb_info if tcb_info is not None else syn.doc["tcb_info"]
-    return syn.with_doc(
-        tcb_info=info,
-        tcb_info_signature=raw_sign(key, info.encode()).hex(),
-        tcb_info_issuer_chain=chain,
-        qe_identity_signature=raw_sign(key, syn.doc["qe_identity"].encode()).hex(),
-        qe_identity_issuer_chain=chain,
-    )
 
 
 def _verify(syn: Synthetic, collateral: Collateral | None = None) -> dict[str, Any]:
@@ -86,18 +64,11 @@ def test_pck_key_cannot_sign_its_own_tcb_info() -> None:
     info = json.loads(syn.doc["tcb_info"])
     for level in info["tcbLevels"]:
         level["tcbStatus"], level["advisoryIDs"] = "UpToDate", []
-    forged = _resign(syn, _KEYS["pck"], _pem(*_pck_chain(syn)), json.dumps(info, separators=(",", ":")))
+    forged = resign_collateral(syn, KEYS["pck"], pem_chain(*pck_chain(syn)), json.dumps(info, separators=(",", ":")))
     _refused(forged, "collateral_signer_invalid")
     # Even with only the PCK certificate and the root (the chain does not link), it is refused.
-    leaf = _pck_chain(syn)[0]
-    _refused(_resign(syn, _KEYS["pck"], _pem(leaf, _root(syn))), "chain_invalid")
-
-
-def _under_root(syn: Synthetic, cn: str, *, ca: bool = False, key_usage: x509.KeyUsage | None = SIGNING_KEY_USAGE,
-                serial: int = 40) -> Synthetic:  # fmt: skip
-    root = _root(syn)
-    cert = _cert(cn, _SIGNER, "Fake SGX Root CA", _KEYS["root"], serial, ca, key_usage=key_usage)
-    return _resign(syn, _SIGNER, _pem(cert, root))
+    leaf = pck_chain(syn)[0]
+    _refused(resign_collateral(syn, KEYS["pck"], pem_chain(leaf, root_certificate(syn))), "chain_invalid")
 
 
 @pytest.mark.parametrize(
@@ -112,29 +83,29 @@ def _under_root(syn: Synthetic, cn: str, *, ca: bool = False, key_usage: x509.Ke
     ids=["ca", "other-cn", "cn-suffix", "no-digital-signature", "no-key-usage"],
 )
 def test_only_the_tcb_signing_certificate_signs(cn: str, ca: bool, key_usage: x509.KeyUsage | None) -> None:
-    _refused(_under_root(build(), cn, ca=ca, key_usage=key_usage), "collateral_signer_invalid")
+    _refused(signed_under_root(build(), cn, ca=ca, key_usage=key_usage), "collateral_signer_invalid")
 
 
 def test_a_proper_tcb_signing_certificate_is_accepted_unless_revoked() -> None:
     # Control: the same construction with every property right verifies.
-    assert _verify(_under_root(build(), "Intel SGX TCB Signing"))["tcb_status"] == "UpToDate"
-    _refused(_under_root(build(Spec(root_revoked=(40,))), "Intel SGX TCB Signing"), "certificate_revoked")
+    assert _verify(signed_under_root(build(), "Intel SGX TCB Signing"))["tcb_status"] == "UpToDate"
+    _refused(signed_under_root(build(Spec(root_revoked=(40,))), "Intel SGX TCB Signing"), "certificate_revoked")
 
 
 def test_chain_of_three_is_refused() -> None:
     """[TCB Signing, PCK CA, root]: the signer must be issued directly by the root."""
     syn = build()
-    root, ca = _root(syn), _pck_chain(syn)[1]
-    cert = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX PCK Platform CA", _KEYS["pck_ca"], 41, False,
+    root, ca = root_certificate(syn), pck_chain(syn)[1]
+    cert = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX PCK Platform CA", KEYS["pck_ca"], 41, False,
                  key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    _refused(_resign(syn, _SIGNER, _pem(cert, ca, root)), "collateral_signer_invalid")
+    _refused(resign_collateral(syn, OTHER_SIGNER, pem_chain(cert, ca, root)), "collateral_signer_invalid")
 
 
 def _bag(syn: Synthetic, signer: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Collateral:
     """The same collateral as PCS responses (``{"tcbInfo": …, "signature": …}``), certificates and CRLs."""
     doc = syn.doc
     info, qe = doc["tcb_info"], doc["qe_identity"]
-    root = _root(syn)
+    root = root_certificate(syn)
     ca = x509.load_pem_x509_certificates(doc["pck_crl_issuer_chain"].encode())[0]
     return Collateral(
         certificates=(signer, ca, root),
@@ -147,26 +118,26 @@ def _bag(syn: Synthetic, signer: x509.Certificate, key: ec.EllipticCurvePrivateK
 
 def test_pcs_response_bag_path() -> None:
     syn = build()
-    good = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 42, False,
+    good = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], 42, False,
                  key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    assert _verify(syn, _bag(syn, good, _SIGNER))["tcb_status"] == "UpToDate"
-    as_ca = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 43, True,
+    assert _verify(syn, _bag(syn, good, OTHER_SIGNER))["tcb_status"] == "UpToDate"
+    as_ca = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], 43, True,
                   key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    _refused(syn, "collateral_signer_invalid", _bag(syn, as_ca, _SIGNER))
-    no_sign = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 44, False,
+    _refused(syn, "collateral_signer_invalid", _bag(syn, as_ca, OTHER_SIGNER))
+    no_sign = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], 44, False,
                     key_usage=_NO_SIGN)  # fmt: skip
-    _refused(syn, "collateral_signer_invalid", _bag(syn, no_sign, _SIGNER))
+    _refused(syn, "collateral_signer_invalid", _bag(syn, no_sign, OTHER_SIGNER))
 
 
 def test_bag_picks_the_certificate_that_can_sign() -> None:
     """In a bag of certificates, one whose CN merely contains "TCB Signing", or that another
     certificate issued, is not taken for the signer (it could only fail the rule above)."""
     syn = build()
-    good = _cert("Intel SGX TCB Signing", _SIGNER, "Fake SGX Root CA", _KEYS["root"], 45, False,
+    good = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], 45, False,
                  key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    decoy = _cert("Intel SGX TCB Signing Helper", _KEYS["other"], "Fake SGX Root CA", _KEYS["root"], 46, False,
+    decoy = certificate("Intel SGX TCB Signing Helper", KEYS["other"], "Fake SGX Root CA", KEYS["root"], 46, False,
                   key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    bag = _bag(syn, good, _SIGNER)
+    bag = _bag(syn, good, OTHER_SIGNER)
     bag = replace(bag, certificates=(decoy, *bag.certificates))
     assert _verify(syn, bag)["tcb_status"] == "UpToDate"
 

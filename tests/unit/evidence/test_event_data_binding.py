@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS
-from tests.unit.evidence.test_dcap_synthetic import AT as DCAP_AT
-from tests.unit.evidence.test_dcap_synthetic import Spec, build
-from tests.unit.evidence.test_tpm import _decode, _encode, _raw, _verify
+from tests.fakes.intel import AT as DCAP_AT
+from tests.fakes.intel import Spec, build
+from tests.fakes.tpm_sample import decode_fields, encode_fields, sample_bytes, verify_claims
 
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, tcg_log, tdx
@@ -30,13 +30,13 @@ def _ccel() -> tuple[bytes, bytes]:
 
 
 def _tpm_log() -> bytes:
-    log = next(v for n, v in _decode(_raw()) if n == 3)
+    log = next(v for n, v in decode_fields(sample_bytes()) if n == 3)
     assert isinstance(log, bytes)
     return log
 
 
 def _with_tpm_log(log: bytes) -> bytes:
-    return _encode([(n, log if n == 3 else v) for n, v in _decode(_raw())])
+    return encode_fields([(n, log if n == 3 else v) for n, v in decode_fields(sample_bytes())])
 
 
 def _data_spans(log: bytes) -> list[tuple[int, int, int]]:
@@ -84,12 +84,12 @@ def test_an_edited_kernel_command_line_no_longer_passes_as_verified_ccel() -> No
 
 
 def test_an_edited_kernel_command_line_no_longer_passes_as_verified_tpm() -> None:
-    good = _verify(_raw())["event_log"]
+    good = verify_claims(sample_bytes())["event_log"]
     cmd = _event(good["entries"], "kernel_cmdline: ")
     assert cmd["data_verified"] is True and cmd["index"] == 8
-    edited = _verify(_with_tpm_log(_edit(_tpm_log(), b"kernel_cmdline: /syslinux/vmlinuz.A init",
+    edited = verify_claims(_with_tpm_log(_edit(_tpm_log(), b"kernel_cmdline: /syslinux/vmlinuz.A init",
                                          b"kernel_cmdline: /syslinux/vmlinuz.B init")))  # fmt: skip
-    assert edited["event_log"]["verified"] is True and edited["pcr8"] == _verify(_raw())["pcr8"]
+    assert edited["event_log"]["verified"] is True and edited["pcr8"] == verify_claims(sample_bytes())["pcr8"]
     bad = _event(edited["event_log"]["entries"], "kernel_cmdline: ")
     assert bad["data_verified"] is False and "text" not in bad and "vmlinuz.B" in bad["unverified_text"]
 
@@ -97,7 +97,7 @@ def test_an_edited_kernel_command_line_no_longer_passes_as_verified_tpm() -> Non
 def test_events_whose_digest_is_defined_over_their_data_must_hash_to_it() -> None:
     # EV_EFI_ACTION (PFP: the digest is the hash of the action string), in both logs.
     with pytest.raises(VerificationError) as e:
-        _verify(_with_tpm_log(_edit(_tpm_log(), b"Calling EFI Application from Boot Option",
+        verify_claims(_with_tpm_log(_edit(_tpm_log(), b"Calling EFI Application from Boot Option",
                                     b"Calling EFI Application from Boot 0ption")))  # fmt: skip
     assert e.value.code == "event_data_mismatch" and "EV_EFI_ACTION" in e.value.message
     table, data = _ccel()
@@ -112,7 +112,7 @@ def test_a_separator_with_other_data_is_refused() -> None:
     assert end - start == 4 and raw[start:end] in (b"\0" * 4, b"\xff" * 4)
     raw[start] ^= 1
     with pytest.raises(VerificationError) as e:
-        _verify(_with_tpm_log(bytes(raw)))
+        verify_claims(_with_tpm_log(bytes(raw)))
     assert e.value.code == "event_data_mismatch" and "EV_SEPARATOR" in e.value.message
 
 
@@ -123,7 +123,7 @@ def test_unbound_event_types_are_marked_unverified() -> None:
     assert apps and all(e["data_verified"] is False and "text" not in e for e in apps)
     # The shim stray-byte EV_EFI_VARIABLE_AUTHORITY events of the GCE log are accepted as
     # go-eventlog accepts them; a bare H(data) match is the ordinary case.
-    entries = _verify(_raw())["event_log"]["entries"]
+    entries = verify_claims(sample_bytes())["event_log"]["entries"]
     auth = [e for e in entries if e["type_name"] == "EV_EFI_VARIABLE_AUTHORITY"]
     assert len(auth) == 3 and all(e["data_verified"] for e in auth)
 
@@ -146,7 +146,7 @@ def test_any_change_to_event_data_is_refused_or_unverified(data: st.DataObject) 
     raw = bytearray(log)
     raw[pos] ^= flip
     try:
-        claims = _verify(_with_tpm_log(bytes(raw)))
+        claims = verify_claims(_with_tpm_log(bytes(raw)))
     except VerificationError as e:
         assert e.code == "event_data_mismatch" and etype in tcg_log.DATA_BOUND
         return

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from tests.conftest import TESTVECTORS
-from tests.unit.evidence.test_sev_snp_chain import make_chain, make_report
+from tests.fakes.amd import make_chain, make_report
 
 from veritee import evidence
 from veritee.collateral import Collateral

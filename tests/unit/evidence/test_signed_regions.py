@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS
+from tests.fakes.tpm_sample import encode_fields  # at import: not inside a running @given
 from tests.fakes.vectors import sample
-from tests.unit.evidence.test_tpm import _encode  # at import: not inside a running @given
 
 from veritee import evidence
 from veritee.collateral import Collateral
@@ -154,13 +154,13 @@ def _tpm() -> list[Region]:
             continue
 
         def put(changed: bytes, i: int = i, number: int = number) -> tuple[bytes, Collateral]:
-            return _encode([*top[:i], (number, changed), *top[i + 1 :]]), roots
+            return encode_fields([*top[:i], (number, changed), *top[i + 1 :]]), roots
 
         if number == 2:  # a quote: its TPMS_ATTEST, signature and PCRs
             parts = list(tpm._fields(value, "quote"))
             for j, (n, v) in enumerate(parts):
                 def put_q(changed: bytes, j: int = j, n: int = n, put: Any = put, parts: Any = parts) -> tuple[bytes, Collateral]:
-                    return put(_encode([*parts[:j], (n, changed), *parts[j + 1 :]]))
+                    return put(encode_fields([*parts[:j], (n, changed), *parts[j + 1 :]]))
                 if isinstance(v, bytes):
                     regions.append(Region(f"quote field {n}", v, put_q))
         elif number == 3:  # the event log: the digests of the quoted banks

@@ -6,7 +6,6 @@ protobuf with one field changed, so each reaches the check it is meant for.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import TESTVECTORS
+from tests.fakes.tpm_sample import (
+    AT,
+    SAMPLE,
+    decode_fields,
+    encode_fields,
+    sample_bytes,
+    sample_roots,
+    verify_claims,
+)
 
 from veritee import evidence
 from veritee.appraisal import appraise, load_policy
@@ -24,75 +32,33 @@ from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import tcg_log, tpm
 
-SAMPLE = TESTVECTORS / "tpm" / "gotpmtools_gce-cos-85-nonce9009.pb"
-AT = datetime(2026, 1, 1, tzinfo=UTC)
 pytestmark = [
     pytest.mark.skipif(not SAMPLE.is_file(), reason="test vectors absent (../shared/testvectors)"),
     pytest.mark.filterwarnings("ignore:Attribute's length must be"),
 ]
 
 
-@functools.cache
-def _raw() -> bytes:
-    return SAMPLE.read_bytes()
-
-
-@functools.cache
-def _roots() -> Collateral:
-    return Collateral.from_paths([TESTVECTORS / "tpm"])
-
-
-# --- a protobuf encoder for the mutations (the inverse of tpm._fields) --------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _encode(fields: list[tuple[int, int | bytes]]) -> bytes:
-    out = bytearray()
-    for number, value in fields:
-        if isinstance(value, int):
-            out += _varint(number << 3) + _varint(value)
-        else:
-            out += _varint(number << 3 | 2) + _varint(len(value)) + value
-    return bytes(out)
-
-
-def _decode(data: bytes) -> list[tuple[int, int | bytes]]:
-    return list(tpm._fields(data, "test"))
-
-
 def _with_quote(mutate: Any, index: int = 0) -> bytes:
     """The sample with quote ``index`` replaced by ``mutate(list of its fields)``."""
-    top = _decode(_raw())
+    top = decode_fields(sample_bytes())
     positions = [i for i, (n, _) in enumerate(top) if n == 2]
     pos = positions[index]
     value = top[pos][1]
     assert isinstance(value, bytes)
-    top[pos] = (2, _encode(mutate(_decode(value))))
-    return _encode(top)
-
-
-def _verify(data: bytes, at: datetime = AT, collateral: Collateral | None = None) -> dict[str, Any]:
-    return tpm.verify(data, collateral=_roots() if collateral is None else collateral, at=at).claims
+    top[pos] = (2, encode_fields(mutate(decode_fields(value))))
+    return encode_fields(top)
 
 
 def test_real_gce_sample_verifies_and_gives_claims() -> None:
-    assert tpm.detect(_raw()) and evidence.detect_format(_raw()) == "tpm"
-    assert _decode(_raw()) and _encode(_decode(_raw())) == _raw()  # the test encoder round-trips
-    claims = _verify(_raw())
+    assert tpm.detect(sample_bytes()) and evidence.detect_format(sample_bytes()) == "tpm"
+    assert decode_fields(sample_bytes()) and encode_fields(decode_fields(sample_bytes())) == sample_bytes()  # the test encoder round-trips
+    claims = verify_claims(sample_bytes())
     assert claims["platform"] == "tpm"
     assert claims["report_data"] == "9009"  # extraData: the nonce the verifier asked for
     assert set(claims["pcrs"]) == {"sha1", "sha256", "sha384"}
     assert len(claims["pcrs"]["sha256"]) == 24 and claims["pcr8"] == claims["pcrs"]["sha256"]["8"]
     assert len(claims["measurement"]) == 96 and claims["debug"] is False
-    unverified = tpm.parse_claims(_raw())  # the module's own, as _verify is
+    unverified = tpm.parse_claims(sample_bytes())  # the module's own, as verify_claims is
     assert unverified["event_log"] == {"bytes": 23970, "verified": False}
     assert {k: v for k, v in claims.items() if k not in ("event_log", "ak_root")} == {
         k: v for k, v in unverified.items() if k != "event_log"
@@ -100,19 +66,19 @@ def test_real_gce_sample_verifies_and_gives_claims() -> None:
     assert claims["ak_root"] in tpm.PINNED_ROOTS  # which root vouched for the AK
     assert claims["event_log"]["verified"] is True and claims["event_log"]["pcrs"] == list(range(10))
     assert claims["event_log"]["banks"] == ["sha1", "sha256", "sha384"]
-    via_registry = evidence.verify(_raw(), collateral=_roots(), at=AT, format="auto")
+    via_registry = evidence.verify(sample_bytes(), collateral=sample_roots(), at=AT, format="auto")
     assert via_registry.format == "tpm"
 
 
 def test_trust_comes_from_the_pinned_root_and_the_time() -> None:
     with pytest.raises(VerificationError) as e:
-        _verify(_raw(), collateral=Collateral.empty())  # intermediate and root not given
+        verify_claims(sample_bytes(), collateral=Collateral.empty())  # intermediate and root not given
     assert e.value.code == "root_not_pinned"
     with pytest.raises(VerificationError) as e:
-        tpm.verify(_raw(), collateral=_roots(), at=AT, trust={"00" * 32})  # another pin
+        tpm.verify(sample_bytes(), collateral=sample_roots(), at=AT, trust={"00" * 32})  # another pin
     assert e.value.code == "root_not_pinned"
     with pytest.raises(VerificationError) as e:
-        _verify(_raw(), at=datetime(2021, 1, 1, tzinfo=UTC))  # before the AK certificate
+        verify_claims(sample_bytes(), at=datetime(2021, 1, 1, tzinfo=UTC))  # before the AK certificate
     assert e.value.code == "certificate_expired"
 
 
@@ -121,18 +87,18 @@ def test_a_changed_pcr_value_or_signature_or_nonce_is_refused() -> None:
         out = []
         for n, v in fields:
             if n == 3 and isinstance(v, bytes):
-                pcrs = _decode(v)
-                entry = _decode(pcrs[1][1])  # type: ignore[arg-type]
+                pcrs = decode_fields(v)
+                entry = decode_fields(pcrs[1][1])  # type: ignore[arg-type]
                 digest = entry[1][1]
                 assert isinstance(digest, bytes)
                 entry[1] = (2, bytes([digest[0] ^ 1]) + digest[1:])
-                pcrs[1] = (2, _encode(entry))
-                v = _encode(pcrs)
+                pcrs[1] = (2, encode_fields(entry))
+                v = encode_fields(pcrs)
             out.append((n, v))
         return out
 
     with pytest.raises(VerificationError) as e:
-        _verify(_with_quote(bump_pcr))
+        verify_claims(_with_quote(bump_pcr))
     assert e.value.code == "tpm_pcr_mismatch"
 
     def flip(number: int, offset: int) -> Any:
@@ -146,83 +112,83 @@ def test_a_changed_pcr_value_or_signature_or_nonce_is_refused() -> None:
         return go
 
     with pytest.raises(VerificationError) as e:
-        _verify(_with_quote(flip(2, 40), index=1))  # a signature byte of the SHA-256 quote
+        verify_claims(_with_quote(flip(2, 40), index=1))  # a signature byte of the SHA-256 quote
     assert e.value.code == "signature_invalid"
     # extraData (the nonce) sits at byte 44 of the quote: signed, so changing it breaks it.
     with pytest.raises(VerificationError) as e:
-        _verify(_with_quote(flip(1, 44)))
+        verify_claims(_with_quote(flip(1, 44)))
     assert e.value.code == "signature_invalid"
     with pytest.raises(VerificationError) as e:
-        _verify(_with_quote(flip(1, 0)))  # the magic
+        verify_claims(_with_quote(flip(1, 0)))  # the magic
     assert e.value.code == "tpm_not_generated"
 
 
 def test_the_ak_must_be_certified_and_be_the_certified_key() -> None:
-    top = _decode(_raw())
-    without_cert = _encode([(n, v) for n, v in top if n != 6])
+    top = decode_fields(sample_bytes())
+    without_cert = encode_fields([(n, v) for n, v in top if n != 6])
     with pytest.raises(VerificationError) as e:
-        _verify(without_cert)
+        verify_claims(without_cert)
     assert e.value.code == "ak_not_certified"
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     ak_pub = next(v for n, v in top if n == 1)
     assert isinstance(ak_pub, bytes)
     modulus = other.public_numbers().n.to_bytes(256, "big")
     swapped = ak_pub[: len(ak_pub) - 256] + modulus
-    forged = _encode([(n, swapped if n == 1 else v) for n, v in top])
+    forged = encode_fields([(n, swapped if n == 1 else v) for n, v in top])
     with pytest.raises(VerificationError) as e:
-        _verify(forged)
+        verify_claims(forged)
     assert e.value.code == "ak_mismatch"
 
 
 def test_structure_errors_name_their_field() -> None:
-    top = _decode(_raw())
+    top = decode_fields(sample_bytes())
     cases = {
-        "no quotes": _encode([(n, v) for n, v in top if n != 2]),
-        "no ak_pub": _encode([(n, v) for n, v in top if n != 1]),
-        "ak_pub cut": _encode(
+        "no quotes": encode_fields([(n, v) for n, v in top if n != 2]),
+        "no ak_pub": encode_fields([(n, v) for n, v in top if n != 1]),
+        "ak_pub cut": encode_fields(
             [(n, v[:-10] if n == 1 and isinstance(v, bytes) else v) for n, v in top]
         ),
-        "nine quotes": _encode(top + [(2, top[1][1])] * 6),
-        "same bank twice": _encode([*top[:2], top[1], *top[2:]]),
+        "nine quotes": encode_fields(top + [(2, top[1][1])] * 6),
+        "same bank twice": encode_fields([*top[:2], top[1], *top[2:]]),
         "quote without its signature": _with_quote(lambda f: [x for x in f if x[0] != 2]),
-        "bad wire type": _raw()[:1] + b"\x0f",
+        "bad wire type": sample_bytes()[:1] + b"\x0f",
     }
     for name, data in cases.items():
         with pytest.raises((MalformedError, VerificationError)) as e:
-            _verify(data)
+            verify_claims(data)
         assert e.value.message, name
         if isinstance(e.value, MalformedError):
             assert e.value.field or e.value.offset is not None, name
-    for cut in range(0, len(_raw()), 997):
+    for cut in range(0, len(sample_bytes()), 997):
         with pytest.raises((MalformedError, VerificationError)):
-            _verify(_raw()[:cut] if cut else b"\x0a")
+            verify_claims(sample_bytes()[:cut] if cut else b"\x0a")
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(st.integers(min_value=0, max_value=29_601), st.integers(min_value=1, max_value=255))
 def test_any_single_byte_change_is_refused_cleanly(at: int, xor: int) -> None:
-    data = bytearray(_raw())
+    data = bytearray(sample_bytes())
     if at >= len(data):
         return
     data[at] ^= xor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            _verify(bytes(data))
+            verify_claims(bytes(data))
         except (MalformedError, VerificationError):
             return
     # Only bytes nothing vouches for may change without a refusal: the event log (not
     # replayed) and the TPMT_PUBLIC fields around the AK's modulus (attributes, policy: the AK
     # certificate certifies the key only).
-    ak_pub, log = (next(v for n, v in _decode(_raw()) if n == k) for k in (1, 3))
+    ak_pub, log = (next(v for n, v in decode_fields(sample_bytes()) if n == k) for k in (1, 3))
     assert isinstance(ak_pub, bytes) and isinstance(log, bytes)
-    ak_at, log_at = _raw().find(ak_pub), _raw().find(log)
+    ak_at, log_at = sample_bytes().find(ak_pub), sample_bytes().find(log)
     assert ak_at <= at < ak_at + len(ak_pub) - 256 or log_at <= at < log_at + len(log), at
 
 
 def test_policy_pins_pcrs_and_the_measurement(tmp_path: Path) -> None:
-    ev = tpm.verify(_raw(), collateral=_roots(), at=AT)
+    ev = tpm.verify(sample_bytes(), collateral=sample_roots(), at=AT)
     pcr8 = ev.claims["pcr8"]
     ok = load_policy(
         "version: 1\nname: vm\nplatforms:\n  tpm:\n"
@@ -258,27 +224,27 @@ def test_cli_verify_format_tpm(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, args)  # no collateral: the chain cannot reach the pinned root
     assert r.exit_code == 1 and json.loads(r.output)["reasons"][0]["code"] == "root_not_pinned"
     bad = tmp_path / "bad.pb"
-    bad.write_bytes(_raw()[:500])
+    bad.write_bytes(sample_bytes()[:500])
     r = CliRunner().invoke(cli, ["verify", str(bad), "--format", "tpm", "--json"])
     assert r.exit_code == 1 and json.loads(r.output)["authentic"] is False
 
 
 def test_without_the_sha256_bank_there_is_no_measurement_to_pin() -> None:
-    top = _decode(_raw())
+    top = decode_fields(sample_bytes())
     quotes = [v for n, v in top if n == 2]
-    sha1_only = _encode([(n, v) for n, v in top if n != 2] + [(2, quotes[0])])
-    claims = _verify(sha1_only)
+    sha1_only = encode_fields([(n, v) for n, v in top if n != 2] + [(2, quotes[0])])
+    claims = verify_claims(sha1_only)
     assert claims["measurement"] is None and "pcr8" not in claims
     assert set(claims["pcrs"]) == {"sha1"}
     policy = load_policy(
         "version: 1\nname: vm\nplatforms:\n  tpm:\n    measurements: ['" + "00" * 48 + "']\n"
     )
-    d = appraise(tpm.verify(sha1_only, collateral=_roots(), at=AT), policy)
+    d = appraise(tpm.verify(sha1_only, collateral=sample_roots(), at=AT), policy)
     assert not d.accepted and "measurement_not_allowed" in [r.code for r in d.reasons]
 
 
 def test_event_log_must_replay_to_the_quoted_pcrs() -> None:
-    top = _decode(_raw())
+    top = decode_fields(sample_bytes())
     log = next(v for n, v in top if n == 3)
     assert isinstance(log, bytes)
     parsed = tcg_log.parse(log, max_index=23)
@@ -286,35 +252,35 @@ def test_event_log_must_replay_to_the_quoted_pcrs() -> None:
     sha256_at = log.index(event.digests[0x000B], event.offset)
     tampered = log[:sha256_at] + bytes([log[sha256_at] ^ 1]) + log[sha256_at + 1 :]
     with pytest.raises(VerificationError) as e:
-        _verify(_encode([(n, tampered if n == 3 else v) for n, v in top]))
+        verify_claims(encode_fields([(n, tampered if n == 3 else v) for n, v in top]))
     assert e.value.code == "event_log_mismatch" and "[4]" in e.value.message
     with pytest.raises(MalformedError):
-        _verify(_encode([(n, b"\x00" * 40 if n == 3 else v) for n, v in top]))
-    without = _verify(_encode([(n, v) for n, v in top if n != 3]))
+        verify_claims(encode_fields([(n, b"\x00" * 40 if n == 3 else v) for n, v in top]))
+    without = verify_claims(encode_fields([(n, v) for n, v in top if n != 3]))
     assert without["event_log"] == {"bytes": 0, "verified": False}
 
 
 def _with_attributes(change: Any) -> bytes:
-    top = _decode(_raw())
+    top = decode_fields(sample_bytes())
     ak_pub = next(v for n, v in top if n == 1)
     assert isinstance(ak_pub, bytes)
     attributes = change(int.from_bytes(ak_pub[4:8], "big"))
     changed = ak_pub[:4] + attributes.to_bytes(4, "big") + ak_pub[8:]
-    return _encode([(n, changed if n == 1 else v) for n, v in top])
+    return encode_fields([(n, changed if n == 1 else v) for n, v in top])
 
 
 @pytest.mark.parametrize("bit", [1, 4, 5, 16, 18])  # fixedTPM fixedParent sensitiveDataOrigin restricted sign
 def test_an_ak_pub_that_is_not_an_ak_is_refused(bit: int) -> None:
     """A key that is not restricted could sign a forged TPMS_ATTEST: ak_pub must say "AK"."""
     with pytest.raises(VerificationError) as e:
-        _verify(_with_attributes(lambda a: a & ~(1 << bit)))
+        verify_claims(_with_attributes(lambda a: a & ~(1 << bit)))
     assert e.value.code == "ak_attributes_invalid"
 
 
 @pytest.mark.parametrize("bit", [0, 3, 8, 9, 12, 15, 17, 20, 24, 31])  # 17: decrypt; the rest reserved
 def test_decrypt_and_reserved_attribute_bits_are_refused(bit: int) -> None:
     with pytest.raises(VerificationError) as e:
-        _verify(_with_attributes(lambda a: a | (1 << bit)))
+        verify_claims(_with_attributes(lambda a: a | (1 << bit)))
     assert e.value.code == "ak_attributes_invalid"
 
 
@@ -322,4 +288,4 @@ def test_attribute_bits_that_do_not_make_an_ak_are_bound_by_nothing() -> None:
     """userWithAuth, adminWithPolicy, noDA, stClear: the AK certificate covers the key only, so
     these change no verdict (documented in veritee.evidence.tpm, step 1)."""
     for bit in (2, 6, 7, 10):
-        assert _verify(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"
+        assert verify_claims(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"

@@ -129,13 +129,13 @@ def test_a_cached_ak_chain_is_reused_only_inside_its_windows() -> None:
 
 
 def _with_ak_pub(change: Any) -> bytes:
-    from tests.unit.evidence.test_tpm import _encode
+    from tests.fakes.tpm_sample import encode_fields
 
     top = list(tpm._fields(_raw(), "attestation"))
     ak_pub = top[0][1]
     assert top[0][0] == 1 and isinstance(ak_pub, bytes)
     top[0] = (1, change(ak_pub))
-    return _encode(top)
+    return encode_fields(top)
 
 
 def test_a_cached_ak_chain_does_not_vouch_for_another_ak() -> None:
@@ -152,7 +152,7 @@ def test_a_cached_ak_chain_does_not_vouch_for_another_ak() -> None:
 
 
 def test_a_changed_event_log_is_checked_again() -> None:
-    from tests.unit.evidence.test_tpm import _encode
+    from tests.fakes.tpm_sample import encode_fields
 
     tpm.verify(_raw(), collateral=_roots(), at=AT)  # the log is cached
     log = tpm.parse(_raw()).event_log
@@ -164,7 +164,7 @@ def test_a_changed_event_log_is_checked_again() -> None:
     changed[first_digest] ^= 0x01
     top = [(n, bytes(changed) if n == 3 else v) for n, v in tpm._fields(_raw(), "attestation")]
     with pytest.raises(VerificationError) as e:
-        tpm.verify(_encode(top), collateral=_roots(), at=AT)
+        tpm.verify(encode_fields(top), collateral=_roots(), at=AT)
     assert e.value.code in ("event_log_mismatch", "event_data_mismatch")
     assert att.event_log == log  # the sample itself is unchanged and still verifies
     assert _event_log_claims(_raw())["verified"] is True
