@@ -64,6 +64,9 @@ TV = ROOT.parent / "shared" / "testvectors"
 DEFAULT_CACHE = Path(os.environ.get("VERITEE_BENCH_CACHE", Path.home() / ".cache" / "veritee-bench")) / "peers"
 INSTALL_TIMEOUT = 900
 
+sys.path.insert(0, str(ROOT))
+from tests.fakes.tpm_sample import encode_fields  # noqa: E402  (the tests' protobuf encoder)
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -199,24 +202,9 @@ def pcr_blob(bank: int, pcrs: dict[int, bytes]) -> bytes:
     return out
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
 def proto(fields: Iterable[tuple[int, int | bytes]]) -> bytes:
-    """Protobuf wire encoding of (field number, varint or bytes) pairs."""
-    out = bytearray()
-    for number, value in fields:
-        if isinstance(value, int):
-            out += _varint(number << 3) + _varint(value)
-        else:
-            out += _varint(number << 3 | 2) + _varint(len(value)) + value
-    return bytes(out)
+    """Protobuf wire encoding of (field number, varint or bytes) pairs (the tests' encoder)."""
+    return encode_fields(list(fields))
 
 
 # --- the cases: the same inputs rendered for each side ------------------------------------------

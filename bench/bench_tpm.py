@@ -40,10 +40,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import paired_times
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from tests.fakes.tpm_sample import encode_fields
 
 from veritee.collateral import Collateral
 from veritee.evidence import tpm
@@ -51,25 +53,6 @@ from veritee.evidence import tpm
 TV = Path(__file__).resolve().parents[1].parent / "shared" / "testvectors" / "tpm"
 SAMPLE = TV / "gotpmtools_gce-cos-85-nonce9009.pb"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _encode(fields: list[tuple[int, int | bytes]]) -> bytes:
-    out = bytearray()
-    for number, value in fields:
-        if isinstance(value, int):
-            out += _varint(number << 3) + _varint(value)
-        else:
-            out += _varint(number << 3 | 2) + _varint(len(value)) + value
-    return bytes(out)
 
 
 def one_quote(data: bytes, bank: int = 0x000B) -> bytes:
@@ -82,7 +65,7 @@ def one_quote(data: bytes, bank: int = 0x000B) -> bytes:
         if number == 2 and isinstance(value, bytes) and tpm._quote(value, "q").bank != bank:
             continue
         keep.append((number, value))
-    return _encode(keep)
+    return encode_fields(keep)
 
 
 def clear_caches() -> None:
