@@ -54,7 +54,7 @@ def _argument(data: bytes, pos: int, ai: int) -> tuple[int, int]:
     return int.from_bytes(data[pos : pos + size], "big"), pos + size
 
 
-def scan(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:
+def scan(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:  # noqa: C901 - one walk over the grammar, case by case
     """Check that ``data`` is exactly one well-formed CBOR item within the limits, or raise."""
     n = len(data)
     if n == 0:

@@ -539,7 +539,7 @@ class Measurement:
 _KNOWN_MVAL_KEYS = set(range(0, 16)) - {12}
 
 
-def _measurement(v: Any, where: str) -> Measurement:
+def _measurement(v: Any, where: str) -> Measurement:  # noqa: C901 - one walk over the grammar, case by case
     m = _map(v, where)
     if 1 not in m:
         raise _malformed(where, 'missing mandatory field "mval" (1)')
@@ -930,7 +930,7 @@ def _profile(v: Any, where: str) -> str:
     raise _malformed(where, f"profile must be a #6.32 URI or #6.111 OID, got {type(v).__name__}")
 
 
-def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: bool = False) -> None:
+def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: bool = False) -> None:  # noqa: C901 - one walk over the grammar, case by case
     where = "corim"
     m = _map(m, where)
     if 0 not in m:
@@ -1199,7 +1199,7 @@ def _chain_key(
     return key, leaf.subject.rfc4514_string()
 
 
-def _parse_signed(
+def _parse_signed(  # noqa: C901 - one walk over the grammar, case by case
     sign1: Any,
     result: Inspection,
     key: PublicKey | None,
@@ -1313,7 +1313,7 @@ def _parse_signed(
     )
 
 
-def inspect(
+def inspect(  # noqa: C901 - one walk over the grammar, case by case
     data: bytes,
     *,
     key: PublicKey | None = None,
