@@ -150,6 +150,7 @@ class KeyStoreProof:
 
 
 def spki_der(public_key: PublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``public_key`` (the bytes key ids and bindings hash)."""
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

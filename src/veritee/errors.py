@@ -89,6 +89,8 @@ class MalformedError(VeriteeError):
 
 
 class OversizedError(MalformedError):
+    """Input larger than the limit for its kind."""
+
     default_code = "oversized"
 
 
@@ -119,30 +121,44 @@ class VerificationError(VeriteeError):
 
 
 class CollateralError(VerificationError):
+    """Collateral needed for a check is missing, unusable or out of date."""
+
     default_code = "collateral"
 
 
 class PolicyError(VeriteeError):
+    """A policy is malformed, unsigned or signed by the wrong key."""
+
     default_code = "policy_invalid"
 
 
 class NonceError(VeriteeError):
+    """A nonce is unknown, expired or already used."""
+
     default_code = "nonce_invalid"
 
 
 class AuthenticationError(VeriteeError):
+    """An admin or peer credential is missing or wrong."""
+
     default_code = "unauthenticated"
 
 
 class NotFoundError(VeriteeError):
+    """A named object (secret, policy, certificate) does not exist."""
+
     default_code = "not_found"
 
 
 class StorageError(VeriteeError):
+    """The database failed or went away."""
+
     default_code = "storage_unavailable"
 
 
 class SealingError(VeriteeError):
+    """A sealed blob does not unseal (other measurement, tampered)."""
+
     default_code = "unseal_failed"
 
 
@@ -155,6 +171,8 @@ class PlatformError(VeriteeError):
 
 
 class UsageError(VeriteeError):
+    """The API or command line was used wrongly."""
+
     default_code = "usage"
 
 

@@ -24,6 +24,8 @@ __all__ = ["Profile"]
 
 
 class Profile(enum.StrEnum):
+    """The profile a workload runs in (module docstring: what each allows)."""
+
     DEVELOPMENT = "development"
     TESTING = "testing"
     STAGING = "staging"

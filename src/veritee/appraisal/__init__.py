@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from veritee.appraisal.attest import Appraisal, appraise_evidence
 from veritee.appraisal.decision import Decision, ear_status
 from veritee.appraisal.evaluate import (
     appraise,
@@ -12,6 +13,7 @@ from veritee.appraisal.evaluate import (
 from veritee.appraisal.policy import Policy, PolicySet, SignedPolicy, load_policy, sign_policy
 
 __all__ = [
+    "Appraisal",
     "Decision",
     "Policy",
     "PolicySet",
@@ -19,6 +21,7 @@ __all__ = [
     "appraise",
     "appraise_admitted",
     "appraise_baseline",
+    "appraise_evidence",
     "ear_status",
     "load_policy",
     "refused_for_error",

@@ -17,7 +17,7 @@ import dataclasses
 import importlib
 from datetime import datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from veritee.binding import attested_profile
 from veritee.collateral import Collateral
@@ -29,11 +29,25 @@ __all__ = [
     "MAX_EVIDENCE_BYTES",
     "PLATFORMS",
     "Reason",
+    "TrustRoot",
     "VerifiedEvidence",
     "detect_format",
     "parse_claims",
     "verify",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from veritee.evidence.trust import TrustRoot
+
+
+def __getattr__(name: str) -> Any:
+    # TrustRoot pulls in every vendor's pins; loaded only when asked for.
+    if name == "TrustRoot":
+        from veritee.evidence.trust import TrustRoot
+
+        return TrustRoot
+    raise AttributeError(f"module 'veritee.evidence' has no attribute {name!r}")
+
 
 #: The largest evidence accepted in any format (a TDX quote with its cert chain is ~5 KiB,
 #: a Nitro document ~8 KiB, a simulated report < 1 KiB).

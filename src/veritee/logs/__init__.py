@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from veritee.logs.catalogue import ErrorState, problem_for, public_message
 from veritee.logs.errors import LogIntegrityError
+from veritee.logs.export import replay, to_json, to_logging_record
 from veritee.logs.handler import ConfidentialLogHandler
 from veritee.logs.segment import SignedTreeHead
 from veritee.logs.tenant import (
@@ -37,5 +38,8 @@ __all__ = [
     "open_workload_log",
     "problem_for",
     "public_message",
+    "replay",
+    "to_json",
+    "to_logging_record",
     "verify_log",
 ]

@@ -19,6 +19,8 @@ __all__ = ["LogIntegrityError"]
 
 
 class LogIntegrityError(VerificationError):
+    """The stored log failed verification; ``report`` holds every finding."""
+
     default_code = "log_integrity"
     catalogue_code = "VT-0103"
 

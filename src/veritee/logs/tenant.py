@@ -684,6 +684,9 @@ def _check_kept(
 
 @dataclass(frozen=True)
 class LogRecord:
+    """One decrypted record: its leaf index and ratchet epoch, its text, and whether a verified
+    signed tree head covers it."""
+
     leaf_index: int
     epoch: int
     text: str
