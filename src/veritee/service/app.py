@@ -134,6 +134,64 @@ class RequestMetrics:
             self.metrics.observe(time.perf_counter() - start, route=path)
 
 
+class FastChallenge:
+    """``POST /v1/challenge`` answered here, below the request middleware (metrics, access log,
+    body limit) but without the router and FastAPI's request handling, which cost several times
+    the nonce itself: half a workload's requests are challenges. The answer is the route's own
+    (:func:`veritee.service.routes_attest.challenge_response`), and ``scope["route"]`` is the
+    route, so metrics and the access log name it as before. Installed only while the route takes
+    nothing but the request (:func:`fast_challenge_route`); anything else goes to the router.
+    """
+
+    def __init__(self, app: ASGIApp, route: Any, ctx: ServiceContext) -> None:
+        self.app = app
+        self.route = route
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http" and scope["path"] == CHALLENGE_PATH and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):  # fmt: skip
+            from veritee.service.routes_attest import challenge_response
+
+            scope["route"] = self.route
+            await challenge_response(self.ctx)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+CHALLENGE_PATH = "/v1/challenge"
+
+
+def fast_challenge_route(app: FastAPI) -> Any:
+    """The ``POST /v1/challenge`` route if :class:`FastChallenge` may answer for it: its endpoint
+    is :func:`veritee.service.routes_attest.challenge` and it takes no parameter, body or
+    dependency (else None: a route that has grown any is served by the router)."""
+    from fastapi.routing import APIRoute
+
+    from veritee.service import routes_attest
+
+    # included as it is: no prefix or dependencies added by the app
+    included = [c for r, c in _included_routers(app) if r is routes_attest.router]
+    if len(included) != 1 or getattr(included[0], "prefix", None) or getattr(included[0], "dependencies", None):
+        return None
+    for route in routes_attest.router.routes:  # the routes the app matches (their very objects)
+        if isinstance(route, APIRoute) and route.path == CHALLENGE_PATH and "POST" in (route.methods or ()):
+            d = route.dependant
+            takes = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params,
+                     d.dependencies)  # fmt: skip
+            if route.endpoint is routes_attest.challenge and not any(takes):
+                return route
+            return None
+    return None
+
+
+def _included_routers(app: FastAPI) -> list[tuple[Any, Any]]:
+    """(router, how it was included) for each ``app.include_router`` (FastAPI keeps each whole)."""
+    return [(getattr(r, "original_router", None), getattr(r, "include_context", None)) for r in app.router.routes]
+
+
 # Routers in matching order (hot workload routes first: routes are tried one by one), as
 # (module, attribute). Components that are not installed are skipped.
 ROUTERS = (
@@ -371,6 +429,9 @@ def create_app(
     def domain_ca() -> PlainTextResponse:
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
 
+    challenge_route = fast_challenge_route(app)
+    if challenge_route is not None:
+        app.add_middleware(FastChallenge, route=challenge_route, ctx=ctx)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     if settings.access_log:

@@ -29,12 +29,16 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-@router.post("/challenge", summary="A single-use nonce with a short lifetime")
-async def challenge(request: Request) -> JSONResponse:
-    ctx = _ctx(request)
+def challenge_response(ctx: ServiceContext) -> JSONResponse:
+    """The answer to ``POST /v1/challenge`` (also given by :class:`veritee.service.app.FastChallenge`)."""
     now = ctx.now()
     nonce = ctx.storage.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
     return JSONResponse({"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()})
+
+
+@router.post("/challenge", summary="A single-use nonce with a short lifetime")
+async def challenge(request: Request) -> JSONResponse:
+    return challenge_response(_ctx(request))
 
 
 def _load_workload_key(pem: str) -> ec.EllipticCurvePublicKey:
