@@ -429,6 +429,12 @@ def create_app(
     def domain_ca() -> PlainTextResponse:
         return PlainTextResponse(domain.ca_pem.decode(), media_type="application/x-pem-file")
 
+    _add_middleware(app, settings, ctx)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, ctx: ServiceContext) -> None:
+    """The request middleware, innermost first (each one added wraps the ones before)."""
     challenge_route = fast_challenge_route(app)
     if challenge_route is not None:
         app.add_middleware(FastChallenge, route=challenge_route, ctx=ctx)
@@ -436,7 +442,6 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     if settings.access_log:
         app.add_middleware(AccessLog)  # outermost: also the requests refused below it
-    return app
 
 
 JWKS_PATH = "/.well-known/jwks.json"
