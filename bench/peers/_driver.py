@@ -8,21 +8,20 @@ A driver reads one JSON request per line on stdin and answers one JSON line on s
   {"op": "verdicts"}                         call every case once: {"verdicts": {NAME: {"ok":
                                              bool, "why": short reason}}}
 
-A case's verification is a callable that returns on acceptance and raises on refusal. Logging is
-switched off before the peer is imported: veritee logs nothing per call, and a log line per
-call would be timed as verification.
+A case's verification is a callable that returns on acceptance and raises on refusal. Each
+driver script switches logging off (``logging.disable``) before it imports its peer: veritee logs
+nothing per call, and a log line per call would be timed as verification. This module does not:
+it is also imported by the tests, where a process-wide ``logging.disable`` silenced every later
+test's logs.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-logging.disable(logging.CRITICAL)
 
 Prepare = Callable[[dict[str, Any]], Callable[[], object]]
 

@@ -18,6 +18,7 @@ Per call, by case kind (the inputs are files written by bench_peers.py):
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+logging.disable(logging.CRITICAL)  # as every driver does (see _driver)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _driver import serve
 

@@ -122,3 +122,11 @@ def test_loopback_is_allowed() -> None:
         server.listen(1)
         with socket.create_connection(server.getsockname(), timeout=2):
             pass
+
+
+def test_importing_a_test_helper_leaves_logging_on() -> None:
+    """A module the tests import must not switch logging off for the whole process (the bench
+    drivers once did: every later test's log records were dropped)."""
+    import logging
+
+    assert logging.root.manager.disable == logging.NOTSET
