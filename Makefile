@@ -35,6 +35,7 @@ demo: $(BIN)/veritee
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n auto
 

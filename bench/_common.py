@@ -16,8 +16,16 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Conn", "cpu_seconds", "drop_pg_database", "make_pg_database", "paired_times", "rate", "service_pids",
-           "start_service"]
+__all__ = [
+    "Conn",
+    "cpu_seconds",
+    "drop_pg_database",
+    "make_pg_database",
+    "paired_times",
+    "rate",
+    "service_pids",
+    "start_service",
+]
 
 
 def free_port() -> int:
@@ -62,7 +70,8 @@ class Conn:
         assert self.reader is not None
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -128,7 +137,9 @@ def rate(fn: Callable[[], object], seconds: float, batch: int = 16) -> float:
             return n / elapsed
 
 
-def paired_times(first: Callable[[], object], second: Callable[[], object], seconds: float) -> tuple[float, float]:
+def paired_times(
+    first: Callable[[], object], second: Callable[[], object], seconds: float
+) -> tuple[float, float]:
     """Median seconds per call of ``first`` and ``second``, called in turn for ``seconds``: the
     two see the same moments of a noisy machine, so their ratio is steadier than two runs'."""
     clock = time.perf_counter

@@ -58,7 +58,9 @@ def main() -> None:
         fill(app, args.entries)
         with TestClient(app) as client:
             client.post("/ui/login", data={"token": domain.admin_token()}).raise_for_status()
-            print(f"console pages over {args.entries} audit entries (SQLite, in-process), median of {args.runs}:")
+            print(
+                f"console pages over {args.entries} audit entries (SQLite, in-process), median of {args.runs}:"
+            )
             for page in PAGES:
                 times = []
                 for _ in range(args.runs):

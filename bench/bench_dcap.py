@@ -71,7 +71,9 @@ def main() -> int:
     sig = parsed.signature_data
     certs = x509.load_pem_x509_certificates(sig.pck_chain_pem.rstrip(b"\0"))
     pck_key = certs[0].public_key()
-    att_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + sig.attestation_key)
+    att_key = ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), b"\x04" + sig.attestation_key
+    )
     assert isinstance(pck_key, ec.EllipticCurvePublicKey)
     qsig = dcap._raw_sig_to_der(sig.signature)
     qe_sig = dcap._raw_sig_to_der(sig.qe_report_signature)
@@ -86,7 +88,9 @@ def main() -> int:
     qe_id_sig = dcap._raw_sig_to_der(bytes.fromhex(doc["qe_identity_signature"]))
     root_key = crl_chain[-1].public_key()
     ca_key = crl_chain[0].public_key()
-    assert isinstance(root_key, ec.EllipticCurvePublicKey) and isinstance(ca_key, ec.EllipticCurvePublicKey)
+    assert isinstance(root_key, ec.EllipticCurvePublicKey) and isinstance(
+        ca_key, ec.EllipticCurvePublicKey
+    )
 
     def floor_cached() -> None:
         att_key.verify(qsig, parsed.signed, alg)
@@ -163,19 +167,37 @@ def main() -> int:
     for name, sec in med.items():
         print(f"{name:16} {sec * 1e6:16.1f} {1 / sec:10.0f}")
     print()
-    print(f"veritee-cached / floor-cached time : {med['veritee-cached'] / med['floor-cached']:.2f}x")
-    print(f"veritee-cold / floor-uncached time : {med['veritee-cold'] / med['floor-uncached']:.2f}x")
-    print(f"refusal / acceptance time, cached: {med['refuse-cached'] / med['veritee-cached']:.2f}x "
-          f"(expired collateral; goal < 1)")
+    print(
+        f"veritee-cached / floor-cached time : {med['veritee-cached'] / med['floor-cached']:.2f}x"
+    )
+    print(
+        f"veritee-cold / floor-uncached time : {med['veritee-cold'] / med['floor-uncached']:.2f}x"
+    )
+    print(
+        f"refusal / acceptance time, cached: {med['refuse-cached'] / med['veritee-cached']:.2f}x "
+        f"(expired collateral; goal < 1)"
+    )
     print(f"refusal / acceptance time, cold  : {med['refuse-cold'] / med['veritee-cold']:.2f}x")
     if "dcap-qvl-refuse" in med:
-        print(f"throughput refuse-cached / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cached']:.2f}x")
-        print(f"throughput refuse-cold   / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cold']:.2f}x")
+        print(
+            f"throughput refuse-cached / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cached']:.2f}x"
+        )
+        print(
+            f"throughput refuse-cold   / dcap-qvl-refuse: {med['dcap-qvl-refuse'] / med['refuse-cold']:.2f}x"
+        )
     if "dcap-qvl" in med:
-        print(f"throughput veritee-cached / dcap-qvl: {med['dcap-qvl'] / med['veritee-cached']:.2f}x (goal >= 3x)")
-        print(f"throughput veritee-new-pck/ dcap-qvl: {med['dcap-qvl'] / med['veritee-new-pck']:.2f}x")
-        print(f"throughput veritee-cold   / dcap-qvl: {med['dcap-qvl'] / med['veritee-cold']:.2f}x (goal >= 1x)")
-        print(f"throughput floor-uncached / dcap-qvl: {med['dcap-qvl'] / med['floor-uncached']:.2f}x (ceiling for cold)")
+        print(
+            f"throughput veritee-cached / dcap-qvl: {med['dcap-qvl'] / med['veritee-cached']:.2f}x (goal >= 3x)"
+        )
+        print(
+            f"throughput veritee-new-pck/ dcap-qvl: {med['dcap-qvl'] / med['veritee-new-pck']:.2f}x"
+        )
+        print(
+            f"throughput veritee-cold   / dcap-qvl: {med['dcap-qvl'] / med['veritee-cold']:.2f}x (goal >= 1x)"
+        )
+        print(
+            f"throughput floor-uncached / dcap-qvl: {med['dcap-qvl'] / med['floor-uncached']:.2f}x (ceiling for cold)"
+        )
     return 0
 
 

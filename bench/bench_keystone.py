@@ -56,7 +56,9 @@ def main() -> int:
     dev, sm = fake.dev_key(), fake.expand_seed(b"\x5a" * 32)
     data = bytes(range(256)) * 4
     enclave_hash, sm_hash = hashlib.sha3_512(b"enclave").digest(), hashlib.sha3_512(b"sm").digest()
-    report = fake.build_report(device=dev, sm=sm, enclave_hash=enclave_hash, sm_hash=sm_hash, data=data)
+    report = fake.build_report(
+        device=dev, sm=sm, enclave_hash=enclave_hash, sm_hash=sm_hash, data=data
+    )
     signed = enclave_hash + struct.pack("<Q", len(data)) + data
     sig = sm.sign(signed)
     ref_key = Ed25519PrivateKey.generate()
@@ -79,8 +81,12 @@ def main() -> int:
         keystone.verify(report, collateral=empty, at=AT)
 
     cases: dict[str, Callable[[], object]] = {
-        "(a) eddsa.verify SHA3-512, 1096 B": lambda: eddsa.verify(sm.public, signed, sig, hash=eddsa.SHA3_512),
-        "(b) keystone.verify, steady state": lambda: keystone.verify(report, collateral=empty, at=AT),
+        "(a) eddsa.verify SHA3-512, 1096 B": lambda: eddsa.verify(
+            sm.public, signed, sig, hash=eddsa.SHA3_512
+        ),
+        "(b) keystone.verify, steady state": lambda: keystone.verify(
+            report, collateral=empty, at=AT
+        ),
         "(c) keystone.verify, SM report again": sm_again,
         "(d) keystone.verify, a new device": new_device,
         "(e) cryptography Ed25519 (C), 1096 B": lambda: ref_pub.verify(ref_sig, signed),

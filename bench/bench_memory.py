@@ -47,9 +47,11 @@ def rss_mib() -> float:
 def cycle(env: Env) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     body = env.attest_body(nonce=env.nonce(), spki=spki_der(key.public_key()))
-    body["public_key"] = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    body["public_key"] = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     assert env.client.post("/v1/certify", json=body).status_code == 200
     assert env.client.post("/v1/attest", json=env.attest_body()).status_code == 200
 
@@ -59,7 +61,9 @@ def round_trips(warmup: int, cycles: int, rounds: int) -> None:
     domain = Domain.create(tmp / "domain", name="bench", now=dt.datetime.now(dt.UTC))
     app = create_app(Settings(data_dir=domain.path))
     with TestClient(app) as client:
-        env = Env(domain, client, SimulatedPlatform(tmp / "sim", measurement=GOOD), tmp / "sim", None)
+        env = Env(
+            domain, client, SimulatedPlatform(tmp / "sim", measurement=GOOD), tmp / "sim", None
+        )
         env.install_policy()
         for _ in range(warmup):
             cycle(env)
@@ -87,9 +91,11 @@ def admission_cache() -> None:
     size = release._verified_admission.cache_info().maxsize or 0
     claims = {"measurement": GOOD, "platform": "simulated", "profile": "development"}
     pems = [
-        issue_admission_certificate(domain, key.public_key(), claims=claims, now=now,
-                                    lifetime=dt.timedelta(hours=1))
-        .public_bytes(serialization.Encoding.PEM).decode()
+        issue_admission_certificate(
+            domain, key.public_key(), claims=claims, now=now, lifetime=dt.timedelta(hours=1)
+        )
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
         for _ in range(size)
     ]
     gc.collect()

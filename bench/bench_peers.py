@@ -61,7 +61,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DRIVERS = HERE / "peers"
 TV = ROOT.parent / "shared" / "testvectors"
-DEFAULT_CACHE = Path(os.environ.get("VERITEE_BENCH_CACHE", Path.home() / ".cache" / "veritee-bench")) / "peers"
+DEFAULT_CACHE = (
+    Path(os.environ.get("VERITEE_BENCH_CACHE", Path.home() / ".cache" / "veritee-bench")) / "peers"
+)
 INSTALL_TIMEOUT = 900
 
 sys.path.insert(0, str(ROOT))
@@ -165,7 +167,9 @@ def verdict_text(v: dict[str, Any]) -> str:
     return "accept" if v["ok"] else f"refuse ({v.get('why') or '?'})"
 
 
-def agreement(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]) -> tuple[int, int, list[str]]:
+def agreement(
+    ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]
+) -> tuple[int, int, list[str]]:
     """(agreeing, compared, disagreeing case names): verdicts compared by acceptance alone."""
     names = sorted(set(ours) | set(theirs))
     missing = [n for n in names if n not in ours or n not in theirs]
@@ -239,7 +243,9 @@ def dcap_cases(fmt: str, out: Path) -> Cases:
     body = 584 if fmt == "tdx" else 384
     sig = 48 + body + 4  # header, report body, signature data length
     qe = quote.find(parsed.signature_data.qe_report.raw)
-    end = sig + int.from_bytes(quote[sig - 4 : sig], "little")  # the TDX sample has zero padding after
+    end = sig + int.from_bytes(
+        quote[sig - 4 : sig], "little"
+    )  # the TDX sample has zero padding after
     variants = {
         "good": quote,
         "header-byte": flip(quote, 30),
@@ -255,7 +261,12 @@ def dcap_cases(fmt: str, out: Path) -> Cases:
     cases = Cases()
     for name, data in variants.items():
         path = _write(out, f"{fmt}-{name}.bin", data)
-        cases.ours[name] = {"kind": fmt, "evidence": path, "collateral": [coll], "at": at.isoformat()}
+        cases.ours[name] = {
+            "kind": fmt,
+            "evidence": path,
+            "collateral": [coll],
+            "at": at.isoformat(),
+        }
         cases.theirs[name] = {"evidence": path, "collateral": [coll], "now": int(at.timestamp())}
     return cases
 
@@ -271,7 +282,10 @@ def snp_cases(fmt: str, out: Path) -> Cases:
     ark = next(c for c in certs if c.subject == c.issuer)
     ask = next(c for c in certs if c.subject != c.issuer and c.issuer == ark.subject)
     ark_der, ask_der = ark.public_bytes(Encoding.DER), ask.public_bytes(Encoding.DER)
-    ark_path, ask_path = _write(out, "milan-ark.der", ark_der), _write(out, "milan-ask.der", ask_der)
+    ark_path, ask_path = (
+        _write(out, "milan-ark.der", ark_der),
+        _write(out, "milan-ask.der", ask_der),
+    )
     at = datetime(2026, 1, 15, tzinfo=UTC)
     good_vcek = str(folder / "virtee_milan_vcek.der")
     variants: dict[str, tuple[bytes, str]] = {
@@ -313,7 +327,9 @@ def resign_nitro(doc: bytes, user_data_max: int = 512) -> tuple[bytes, bytes]:
 
     protected, unprotected, payload, _sig = cbor2.loads(doc)
     fields = cbor2.loads(payload)
-    originals = [x509.load_der_x509_certificate(d) for d in [*fields["cabundle"], fields["certificate"]]]
+    originals = [
+        x509.load_der_x509_certificate(d) for d in [*fields["cabundle"], fields["certificate"]]
+    ]
     keys = [ec.generate_private_key(ec.SECP384R1()) for _ in originals]
     ders: list[bytes] = []
     for i, (cert, key) in enumerate(zip(originals, keys, strict=True)):
@@ -385,8 +401,14 @@ def nvidia_cases(fmt: str, out: Path) -> Cases:
     def report(name: str) -> bytes:
         return bytes.fromhex("".join((folder / name).read_text().split()))
 
-    main, main_chain = report("nvtrust_hopperAttestationReport.txt"), (folder / "nvtrust_hopperCertChain.pem").read_text()
-    other, other_chain = report("trustee_hopper_coco_report1.txt"), (folder / "trustee_hopper_coco_certs1.pem").read_text()
+    main, main_chain = (
+        report("nvtrust_hopperAttestationReport.txt"),
+        (folder / "nvtrust_hopperCertChain.pem").read_text(),
+    )
+    other, other_chain = (
+        report("trustee_hopper_coco_report1.txt"),
+        (folder / "trustee_hopper_coco_certs1.pem").read_text(),
+    )
     # the signature is the last 96 bytes of the response (the second sample has 1 trailing byte)
     variants: dict[str, tuple[bytes, str, bytes]] = {
         "good": (main, main_chain, main),
@@ -403,7 +425,11 @@ def nvidia_cases(fmt: str, out: Path) -> Cases:
     cases = Cases()
     for name, (data, chain, good) in variants.items():
         doc = json.dumps({"report": data.hex(), "certificate_chain": chain})
-        cases.ours[name] = {"kind": fmt, "evidence": _write(out, f"nv-{name}.json", doc), "at": at.isoformat()}
+        cases.ours[name] = {
+            "kind": fmt,
+            "evidence": _write(out, f"nv-{name}.json", doc),
+            "at": at.isoformat(),
+        }
         cases.theirs[name] = {"report_hex": _write(out, f"nv-{name}.hex", data.hex()),
                               "chain_pem": _write(out, f"nv-{name}.pem", chain),
                               "good_report_hex": _write(out, f"nv-{name}-good.hex", good.hex()),
@@ -425,7 +451,9 @@ def tpm_cases(fmt: str, out: Path) -> Cases:
                 quote_parts = parts
     ak_pub = next(v for n, v in top if n == 1 and isinstance(v, bytes))
     rest = [(n, v) for n, v in top if n in (6, 7)]  # AK certificate, intermediates
-    good = tpm._quote(proto([(1, quote_parts[1]), (2, quote_parts[2]), (3, quote_parts[3])]), "quote")
+    good = tpm._quote(
+        proto([(1, quote_parts[1]), (2, quote_parts[2]), (3, quote_parts[3])]), "quote"
+    )
     attest, raw_sig, pcrs = good.attest, quote_parts[2], dict(good.pcrs)
     extra = 6 + 2 + len(good.signer_name) + 2  # magic, type, qualifiedSigner, extraData size
     flipped_pcrs = dict(pcrs)
@@ -443,12 +471,16 @@ def tpm_cases(fmt: str, out: Path) -> Cases:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     cases = Cases()
     for name, (ak, att, sig, values) in variants.items():
-        pcr_proto = proto([(1, good.bank)] + [(2, proto([(1, i), (2, v)])) for i, v in sorted(values.items())])
+        pcr_proto = proto(
+            [(1, good.bank)] + [(2, proto([(1, i), (2, v)])) for i, v in sorted(values.items())]
+        )
         quote = proto([(1, att), (2, sig), (3, pcr_proto)])
         evidence = proto([(1, ak), (2, quote), *rest])
         cases.ours[name] = {"kind": fmt, "evidence": _write(out, f"tpm-{name}.pb", evidence),
                             "collateral": [str(folder)], "at": at.isoformat()}  # fmt: skip
-        text = "r" + ":".join(base64.b64encode(x).decode() for x in (att, sig, pcr_blob(good.bank, values)))
+        text = "r" + ":".join(
+            base64.b64encode(x).decode() for x in (att, sig, pcr_blob(good.bank, values))
+        )
         aik = struct.pack(">H", len(ak)) + ak  # TPM2B_PUBLIC
         cases.theirs[name] = {"quote": _write(out, f"tpm-{name}.quote", text),
                               "aik_b64": _write(out, f"tpm-{name}.aik", base64.b64encode(aik).decode()),
@@ -527,7 +559,9 @@ def install(peer: Peer, cache: Path, allow_install: bool = True) -> Path:
     except (subprocess.SubprocessError, OSError) as e:
         raise Skip(f"install failed: {type(e).__name__}") from None
     if r.returncode != 0:
-        last = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
+        last = [
+            ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip() and "WARNING" not in ln
+        ]
         raise Skip(f"pip install failed: {(last[-1] if last else 'no output')[:160]}")
     site = next((venv / "lib").glob("python3*/site-packages"))
     for module in peer.debian_modules:
@@ -545,7 +579,9 @@ def install(peer: Peer, cache: Path, allow_install: bool = True) -> Path:
 class Driver:
     """One driver subprocess: JSON requests on stdin, JSON answers on stdout."""
 
-    def __init__(self, python: str, script: Path, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, python: str, script: Path, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, cwd=workdir, text=True, env=env)  # fmt: skip
@@ -592,8 +628,15 @@ class Result:
     skip: str = ""
 
 
-def compare(fmt: str, peer: Peer, python: Path, cases: Cases, work: Path, rounds: int, seconds: float) -> Result:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+def compare(
+    fmt: str, peer: Peer, python: Path, cases: Cases, work: Path, rounds: int, seconds: float
+) -> Result:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
     ours = Driver(sys.executable, DRIVERS / "drive_veritee.py", work, env)
     theirs = Driver(str(python), DRIVERS / peer.driver, work,
                     {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # fmt: skip
@@ -605,12 +648,24 @@ def compare(fmt: str, peer: Peer, python: Path, cases: Cases, work: Path, rounds
         v_ours = ours.ask({"op": "verdicts"})["verdicts"]
         v_theirs = theirs.ask({"op": "verdicts"})["verdicts"]
         agree, compared, differ = agreement(v_ours, v_theirs)
-        lines = [f"{n} veritee={verdict_text(v_ours[n])} peer={verdict_text(v_theirs[n])}" for n in differ]
+        lines = [
+            f"{n} veritee={verdict_text(v_ours[n])} peer={verdict_text(v_theirs[n])}"
+            for n in differ
+        ]
         if not v_ours["good"]["ok"]:
             raise VeriteeFailed(f"veritee refuses the good vector: {v_ours['good']['why']}")
         if not v_theirs["good"]["ok"]:
-            return Result(fmt, peer.name, [], [], None, agree, compared, lines,
-                          skip=f"no ratio: the peer refuses the good vector ({v_theirs['good']['why']})")
+            return Result(
+                fmt,
+                peer.name,
+                [],
+                [],
+                None,
+                agree,
+                compared,
+                lines,
+                skip=f"no ratio: the peer refuses the good vector ({v_theirs['good']['why']})",
+            )
         our_rates: list[float] = []
         their_rates: list[float] = []
         request = {"op": "time", "case": "good", "seconds": seconds}
@@ -629,10 +684,16 @@ def compare(fmt: str, peer: Peer, python: Path, cases: Cases, work: Path, rounds
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=7, help="alternated rounds per comparison (default 7)")
-    ap.add_argument("--seconds", type=float, default=0.3, help="seconds per side per round (default 0.3)")
+    ap.add_argument(
+        "--rounds", type=int, default=7, help="alternated rounds per comparison (default 7)"
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=0.3, help="seconds per side per round (default 0.3)"
+    )
     ap.add_argument("--only", default="", help="comma-separated formats to run (default: all)")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"peers' venvs (default {DEFAULT_CACHE})")
+    ap.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help=f"peers' venvs (default {DEFAULT_CACHE})"
+    )
     ap.add_argument("--no-install", action="store_true", help="use only peers already installed")
     args = ap.parse_args(argv)
     if not TV.is_dir():
@@ -678,7 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             except (VeriteeFailed, Exception) as e:  # never end the whole bench on one comparison
                 failed += 1
-                print(f"peer-skip {fmt} {name} bench error: {type(e).__name__}: {e}"[:300], flush=True)
+                print(
+                    f"peer-skip {fmt} {name} bench error: {type(e).__name__}: {e}"[:300], flush=True
+                )
                 continue
             results.append(r)
             if r.ratio is not None:
@@ -694,7 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({time.monotonic() - start:.0f}s)", flush=True)  # fmt: skip
     if results:
         load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-        print(f"\n| format | peer | veritee /s | peer /s | ratio | verdicts agree |   (load {load[0]:.2f} at end)")
+        print(
+            f"\n| format | peer | veritee /s | peer /s | ratio | verdicts agree |   (load {load[0]:.2f} at end)"
+        )
         print("|---|---|---|---|---|---|")
         for r in results:
             if r.ratio is None:

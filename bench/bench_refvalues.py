@@ -49,7 +49,9 @@ def _timed(fn: object, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--values", type=int, default=100_000, help="reference values in the store's set")
+    ap.add_argument(
+        "--values", type=int, default=100_000, help="reference values in the store's set"
+    )
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=200, help="appraisals per round and kind")
     args = ap.parse_args()
@@ -78,7 +80,9 @@ def main() -> None:
         by_set = load_policy(json.dumps({"version": 1, "name": "set", "platforms": {"simulated": {
             **section, "measurements": {"refvalues": "fleet"}}}}))  # fmt: skip
         ev_bytes = platform.evidence(b"\0" * 64)
-        verified = evidence.verify(ev_bytes, collateral=Collateral.empty(), at=now, format="simulated")
+        verified = evidence.verify(
+            ev_bytes, collateral=Collateral.empty(), at=now, format="simulated"
+        )
         for policy in (literal, by_set):  # both accept, and the set's decision names the CoRIM
             a = ctx.appraise(ev_bytes, at=now, format="simulated", policy=policy)
             if not a.decision.accepted:
@@ -99,7 +103,9 @@ def main() -> None:
 
         # Interleaved pairs in short rounds; the minimum of the rounds is the figure (the machine
         # may be shared: interference only ever adds time), the median is printed beside it.
-        figures: dict[str, list[float]] = {k: [] for k in ("full_literal", "full_set", "check_literal", "check_set")}
+        figures: dict[str, list[float]] = {
+            k: [] for k in ("full_literal", "full_set", "check_literal", "check_set")
+        }
         for _ in range(args.rounds):
             for kind, fn, n in (("full", (full_literal, full_set), args.calls),
                                 ("check", (check_literal, check_set), args.calls * 10)):  # fmt: skip
@@ -119,10 +125,15 @@ def main() -> None:
         mid = {k: statistics.median(v) for k, v in figures.items()}
         print(f"store: {args.values:,} reference values in set 'fleet' (stored in {stored:.2f} s, "
               f"loaded {loaded:,} distinct in {load_s * 1000:.1f} ms, once per change)")  # fmt: skip
-        for kind, title in (("full", "whole appraisal (verify + sets + appraise)"), ("check", "policy check alone (appraise)")):
+        for kind, title in (
+            ("full", "whole appraisal (verify + sets + appraise)"),
+            ("check", "policy check alone (appraise)"),
+        ):
             lit, st = med[f"{kind}_literal"], med[f"{kind}_set"]
-            print(f"{title:44s} literal list of 10 {lit * 1e6:8.1f} us, set of {args.values:,} {st * 1e6:8.1f} us, "
-                  f"ratio {st / lit:.3f} (medians {mid[f'{kind}_set'] / mid[f'{kind}_literal']:.3f})")
+            print(
+                f"{title:44s} literal list of 10 {lit * 1e6:8.1f} us, set of {args.values:,} {st * 1e6:8.1f} us, "
+                f"ratio {st / lit:.3f} (medians {mid[f'{kind}_set'] / mid[f'{kind}_literal']:.3f})"
+            )
         ctx.storage.close()
 
 

@@ -53,9 +53,15 @@ async def one(conn: Conn, platform: SimulatedPlatform) -> float:
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
     key = x25519.X25519PrivateKey.generate()
-    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
-    body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
-            "public_key": x25519_jwk(key.public_key())}
+    ev = platform.evidence(
+        report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+    )
+    body = {
+        "evidence": base64.b64encode(ev).decode(),
+        "nonce": nonce.hex(),
+        "format": "simulated",
+        "public_key": x25519_jwk(key.public_key()),
+    }
     status, raw = await conn.post(f"/v1/secrets/{NAME}/release", json.dumps(body).encode())
     if status != 200:
         raise SystemExit(f"release failed: {status} {raw[:200]!r}")
@@ -75,10 +81,21 @@ class Certified:
 
         self.key = ec.generate_private_key(ec.SECP256R1())
         nonce = bytes.fromhex(httpx.post(url + "/v1/challenge").json()["nonce"])
-        ev = platform.evidence(report_data_for(nonce, spki_der(self.key.public_key()), profile=platform.profile))
-        pem = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        r = httpx.post(url + "/v1/certify", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
-                                                  "format": "simulated", "public_key": pem.decode()})
+        ev = platform.evidence(
+            report_data_for(nonce, spki_der(self.key.public_key()), profile=platform.profile)
+        )
+        pem = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        r = httpx.post(
+            url + "/v1/certify",
+            json={
+                "evidence": base64.b64encode(ev).decode(),
+                "nonce": nonce.hex(),
+                "format": "simulated",
+                "public_key": pem.decode(),
+            },
+        )
         r.raise_for_status()
         self.cert = r.json()["certificate"]
 
@@ -92,10 +109,18 @@ class Certified:
         _, raw = await conn.post("/v1/challenge")
         nonce = bytes.fromhex(json.loads(raw)["nonce"])
         eph = x25519.X25519PrivateKey.generate()
-        sig = self.key.sign(possession_message(NAME, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
-        body = {"certificate": self.cert, "nonce": nonce.hex(), "public_key": x25519_jwk(eph.public_key()),
-                "signature": base64.b64encode(sig).decode()}
-        status, raw = await conn.post(f"/v1/secrets/{NAME}/release-certified", json.dumps(body).encode())
+        sig = self.key.sign(
+            possession_message(NAME, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256())
+        )
+        body = {
+            "certificate": self.cert,
+            "nonce": nonce.hex(),
+            "public_key": x25519_jwk(eph.public_key()),
+            "signature": base64.b64encode(sig).decode(),
+        }
+        status, raw = await conn.post(
+            f"/v1/secrets/{NAME}/release-certified", json.dumps(body).encode()
+        )
         if status != 200:
             raise SystemExit(f"certified release failed: {status} {raw[:200]!r}")
         opened = open_envelope(json.loads(raw), eph, name=NAME, nonce=nonce, ca_certificate=CA[0],
@@ -105,8 +130,14 @@ class Certified:
         return time.perf_counter() - t0
 
 
-async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: int, pids: list[int],
-               fn: Any = one) -> dict[str, float]:
+async def load(
+    url: str,
+    platform: SimulatedPlatform,
+    count: int,
+    concurrency: int,
+    pids: list[int],
+    fn: Any = one,
+) -> dict[str, float]:
     host, port = url.split("//")[1].split(":")
     conns = [Conn(host, int(port)) for _ in range(concurrency)]
     for c in conns:
@@ -125,13 +156,24 @@ async def load(url: str, platform: SimulatedPlatform, count: int, concurrency: i
     for c in conns:
         await c.close()
     latencies.sort()
-    return {"rate": count / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "server_cpu_ms": 1000 * cpu / count, "client_cpu_ms": 1000 * client_cpu / count}
+    return {
+        "rate": count / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "server_cpu_ms": 1000 * cpu / count,
+        "client_cpu_ms": 1000 * client_cpu / count,
+    }
 
 
-def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, runs: int,
-        via: str = "evidence") -> dict[str, Any]:
+def run(
+    db_url: str | None,
+    *,
+    releases: int,
+    concurrency: int,
+    workers: int,
+    runs: int,
+    via: str = "evidence",
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
         domain = Domain.create(Path(tmp) / "domain", name="bench", now=dt.datetime.now(dt.UTC))
         CA[:] = [domain.ca_certificate]
@@ -139,16 +181,34 @@ def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, ru
         proc, url = start_service(domain.path, db_url, workers)
         try:
             admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-            doc = {"version": 1, "name": "bench", "platforms": {"simulated": {
-                "measurements": [MEAS], "platform_keys": [platform.key_id], "allow_debug": True}}}
-            httpx.put(url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
-                      headers=admin).raise_for_status()
+            doc = {
+                "version": 1,
+                "name": "bench",
+                "platforms": {
+                    "simulated": {
+                        "measurements": [MEAS],
+                        "platform_keys": [platform.key_id],
+                        "allow_debug": True,
+                    }
+                },
+            }
+            httpx.put(
+                url + "/v1/admin/policy",
+                content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
+                headers=admin,
+            ).raise_for_status()
             policy = {"allOf": [{"claim": "measurement", "equals": MEAS}]}
-            httpx.put(f"{url}/v1/admin/secrets/{NAME}", headers=admin,
-                      json={"value": base64.b64encode(b"bench-secret").decode(), "policy": policy}).raise_for_status()
+            httpx.put(
+                f"{url}/v1/admin/secrets/{NAME}",
+                headers=admin,
+                json={"value": base64.b64encode(b"bench-secret").decode(), "policy": policy},
+            ).raise_for_status()
             pids = service_pids(proc)
             fn = Certified(url, platform).one if via == "certificate" else one
-            results = [asyncio.run(load(url, platform, releases, concurrency, pids, fn)) for _ in range(runs)]
+            results = [
+                asyncio.run(load(url, platform, releases, concurrency, pids, fn))
+                for _ in range(runs)
+            ]
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -157,18 +217,29 @@ def run(db_url: str | None, *, releases: int, concurrency: int, workers: int, ru
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--releases", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--no-postgres", action="store_true")
-    ap.add_argument("--via", choices=["evidence", "certificate"], default="evidence",
-                    help="fresh evidence per release, or admission certificate + proof of possession")
+    ap.add_argument(
+        "--via",
+        choices=["evidence", "certificate"],
+        default="evidence",
+        help="fresh evidence per release, or admission certificate + proof of possession",
+    )
     a = ap.parse_args()
-    kw: dict[str, Any] = {"releases": a.releases, "concurrency": a.concurrency, "workers": a.workers,
-                          "runs": a.runs, "via": a.via}
+    kw: dict[str, Any] = {
+        "releases": a.releases,
+        "concurrency": a.concurrency,
+        "workers": a.workers,
+        "runs": a.runs,
+        "via": a.via,
+    }
     results = {"sqlite": run(None, **kw)}
     if not a.no_postgres:
         try:
@@ -181,12 +252,16 @@ def main() -> None:
             finally:
                 drop_pg_database(a.postgres, name)
     how = "evidence" if a.via == "evidence" else "admission certificate + proof of possession"
-    print(f"end-to-end releases (challenge + {how} + release + HPKE decrypt), {a.concurrency} in flight, "
-          f"{a.workers} server worker(s), median of {a.runs} runs of {a.releases}")
+    print(
+        f"end-to-end releases (challenge + {how} + release + HPKE decrypt), {a.concurrency} in flight, "
+        f"{a.workers} server worker(s), median of {a.runs} runs of {a.releases}"
+    )
     for db, r in results.items():
-        print(f"  {db:11s} {r['rate']:7.1f} releases/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"CPU/release: service {r['server_cpu_ms']:4.2f} ms, load generator {r['client_cpu_ms']:4.2f} ms  "
-              f"goal ratio {r['rate'] / GOAL:4.2f}x  runs {r['runs']}")
+        print(
+            f"  {db:11s} {r['rate']:7.1f} releases/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+            f"CPU/release: service {r['server_cpu_ms']:4.2f} ms, load generator {r['client_cpu_ms']:4.2f} ms  "
+            f"goal ratio {r['rate'] / GOAL:4.2f}x  runs {r['runs']}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,12 @@ async def one_attest(conn: Conn, platform: SimulatedPlatform) -> float:
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
     ev = platform.evidence(report_data_for(nonce, b"", profile=platform.profile))
-    status, raw = await conn.post("/v1/attest", json.dumps(
-        {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}).encode())
+    status, raw = await conn.post(
+        "/v1/attest",
+        json.dumps(
+            {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+        ).encode(),
+    )
     body = json.loads(raw)
     if status != 200 or not body.get("accepted") or not body.get("token"):
         raise SystemExit(f"attest failed: {status} {body}")
@@ -54,11 +58,23 @@ async def one_certify(conn: Conn, platform: SimulatedPlatform) -> float:
     key = ec.generate_private_key(ec.SECP256R1())
     _, raw = await conn.post("/v1/challenge")
     nonce = bytes.fromhex(json.loads(raw)["nonce"])
-    ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    status, raw = await conn.post("/v1/certify", json.dumps(
-        {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
-         "public_key": pem.decode()}).encode())
+    ev = platform.evidence(
+        report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+    )
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    status, raw = await conn.post(
+        "/v1/certify",
+        json.dumps(
+            {
+                "evidence": base64.b64encode(ev).decode(),
+                "nonce": nonce.hex(),
+                "format": "simulated",
+                "public_key": pem.decode(),
+            }
+        ).encode(),
+    )
     if status != 200 or b"certificate" not in raw:
         raise SystemExit(f"certify failed: {status} {raw[:300]!r}")
     return time.perf_counter() - t
@@ -78,8 +94,9 @@ def raw_verify_ms(platform: SimulatedPlatform, count: int = 200) -> float:
     return 1000 * (time.process_time() - t) / count
 
 
-async def run(url: str, fn: Any, platform: SimulatedPlatform, count: int, concurrency: int,
-              pids: list[int]) -> dict[str, float]:
+async def run(
+    url: str, fn: Any, platform: SimulatedPlatform, count: int, concurrency: int, pids: list[int]
+) -> dict[str, float]:
     host, port = url.split("//")[1].split(":")
     conns = [Conn(host, int(port)) for _ in range(concurrency)]
     latencies: list[float] = []
@@ -109,7 +126,9 @@ async def run(url: str, fn: Any, platform: SimulatedPlatform, count: int, concur
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
@@ -123,25 +142,51 @@ def main() -> None:
         data = Path(tmp) / "domain"
         domain = Domain.create(data, now=dt.datetime.now(dt.UTC))
         platform = SimulatedPlatform(Path(tmp) / "sim", measurement=M)
-        policy = load_policy(json.dumps({"version": 1, "name": "bench", "platforms": {"simulated": {
-            "measurements": [M], "platform_keys": [platform.key_id], "allow_debug": True}}}))
+        policy = load_policy(
+            json.dumps(
+                {
+                    "version": 1,
+                    "name": "bench",
+                    "platforms": {
+                        "simulated": {
+                            "measurements": [M],
+                            "platform_keys": [platform.key_id],
+                            "allow_debug": True,
+                        }
+                    },
+                }
+            )
+        )
         proc, url = start_service(data, args.db, args.workers)
         try:
-            r = httpx.put(url + "/v1/admin/policy", content=sign_policy(policy, domain.policy_key),
-                          headers={"Authorization": f"Bearer {domain.admin_token()}"})
+            r = httpx.put(
+                url + "/v1/admin/policy",
+                content=sign_policy(policy, domain.policy_key),
+                headers={"Authorization": f"Bearer {domain.admin_token()}"},
+            )
             r.raise_for_status()
-            results: dict[str, Any] = {"db": "sqlite" if not args.db else args.db.split(":")[0],
-                                       "concurrency": args.concurrency, "count": args.count, "cores": os.cpu_count()}
+            results: dict[str, Any] = {
+                "db": "sqlite" if not args.db else args.db.split(":")[0],
+                "concurrency": args.concurrency,
+                "count": args.count,
+                "cores": os.cpu_count(),
+            }
             raw: list[float] = []
             for name, fn in (("attest", one_attest), ("certify", one_certify)):
                 pids = service_pids(proc)
                 runs = []
-                for _ in range(args.repeat):  # the raw verify measured between the runs, alike loaded
+                for _ in range(
+                    args.repeat
+                ):  # the raw verify measured between the runs, alike loaded
                     raw.append(raw_verify_ms(platform))
-                    runs.append(asyncio.run(run(url, fn, platform, args.count, args.concurrency, pids)))
+                    runs.append(
+                        asyncio.run(run(url, fn, platform, args.count, args.concurrency, pids))
+                    )
                 med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-                results[name] = {**{k: round(v, 2 if k.endswith("cpu_ms") else 1) for k, v in med.items()},
-                                 "runs_per_s": [round(x["per_s"], 1) for x in runs]}
+                results[name] = {
+                    **{k: round(v, 2 if k.endswith("cpu_ms") else 1) for k, v in med.items()},
+                    "runs_per_s": [round(x["per_s"], 1) for x in runs],
+                }
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
@@ -154,19 +199,29 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"service benchmark ({results['db']}, {args.concurrency} in flight, {args.count} round trips x {args.repeat})")
+    print(
+        f"service benchmark ({results['db']}, {args.concurrency} in flight, {args.count} round trips x {args.repeat})"
+    )
     for name in ("attest", "certify"):
         x = results[name]
-        print(f"  {name:8s} {x['per_s']:8.1f} round trips/s   p50 {x['p50_ms']:6.1f} ms   p99 {x['p99_ms']:6.1f} ms"
-              f"   CPU per round trip: service {x['server_cpu_ms']:4.2f} ms, load generator {x['client_cpu_ms']:4.2f} ms"
-              f"   runs {x['runs_per_s']}")
+        print(
+            f"  {name:8s} {x['per_s']:8.1f} round trips/s   p50 {x['p50_ms']:6.1f} ms   p99 {x['p99_ms']:6.1f} ms"
+            f"   CPU per round trip: service {x['server_cpu_ms']:4.2f} ms, load generator {x['client_cpu_ms']:4.2f} ms"
+            f"   runs {x['runs_per_s']}"
+        )
         cores = os.cpu_count() or 1
-        print(f"  {'':8s} capacity of {cores} cores for the service alone (load generated elsewhere): "
-              f"~{1000 * cores / x['server_cpu_ms']:.0f} round trips/s")
-    print(f"  raw ECDSA-P384 verify of the same evidence (cryptography, this process): "
-          f"{results['raw_p384_verify_ms']:.3f} ms CPU; service CPU / raw P-384 verify per attest "
-          f"round trip: {results['attest_cpu_over_raw_verify']:.2f}x (goal <= 2x)")
-    print(f"  attest vs goal of {goal:.0f}/s: {results['attest_goal_ratio']:.2f}x; p99 goal < 50 ms: {a['p99_ms'] < 50}")
+        print(
+            f"  {'':8s} capacity of {cores} cores for the service alone (load generated elsewhere): "
+            f"~{1000 * cores / x['server_cpu_ms']:.0f} round trips/s"
+        )
+    print(
+        f"  raw ECDSA-P384 verify of the same evidence (cryptography, this process): "
+        f"{results['raw_p384_verify_ms']:.3f} ms CPU; service CPU / raw P-384 verify per attest "
+        f"round trip: {results['attest_cpu_over_raw_verify']:.2f}x (goal <= 2x)"
+    )
+    print(
+        f"  attest vs goal of {goal:.0f}/s: {results['attest_goal_ratio']:.2f}x; p99 goal < 50 ms: {a['p99_ms'] < 50}"
+    )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,9 @@ def main() -> int:
     data = (TV / "virtee_milan_report.bin").read_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # AMD VCEK serial number 0
-        col = Collateral.from_paths([TV / "virtee_milan_vcek.der", TV / "amd_milan_vcek_ask_ark.pem"])
+        col = Collateral.from_paths(
+            [TV / "virtee_milan_vcek.der", TV / "amd_milan_vcek_ask_ark.pem"]
+        )
     report = sev_snp.AttestationReport.from_bytes(data)
     vcek = next(c for c in col.certificates if c.subject.rfc4514_string().startswith("CN=SEV-VCEK"))
     key = vcek.public_key()
@@ -108,8 +110,10 @@ def main() -> int:
     print(f"(a) raw ECDSA-P384 verify       : {ma:8.0f} /s  ({1e6 / ma:7.1f} us)")
     print(f"(b) verify(), chain cached      : {mb:8.0f} /s  ({1e6 / mb:7.1f} us)")
     print(f"(c) verify(), uncached          : {mc:8.0f} /s  ({1e6 / mc:7.1f} us)")
-    print(f"ratio (b)/(a), median of rounds : {statistics.median(ratios):6.1%}  "
-          f"(min {min(ratios):.1%}, max {max(ratios):.1%})")
+    print(
+        f"ratio (b)/(a), median of rounds : {statistics.median(ratios):6.1%}  "
+        f"(min {min(ratios):.1%}, max {max(ratios):.1%})"
+    )
     print(f"ratio (c)/(a)                   : {mc / ma:6.1%}")
     print(f"(d) refusal (expired), cached   : {md:8.0f} /s  ({1e6 / md:7.1f} us)")
     print(f"(e) refusal (expired), uncached : {me:8.0f} /s  ({1e6 / me:7.1f} us)")

@@ -56,11 +56,22 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else float("nan")
+    return (
+        60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+        if den
+        else float("nan")
+    )
 
 
-async def paced(urls: list[str], platform: SimulatedPlatform, certified: list[Certified], rate: float,
-                seconds: float, sample: float, pids: list[list[int]]) -> tuple[list[list[tuple[float, float]]], dict[str, int]]:
+async def paced(
+    urls: list[str],
+    platform: SimulatedPlatform,
+    certified: list[Certified],
+    rate: float,
+    seconds: float,
+    sample: float,
+    pids: list[list[int]],
+) -> tuple[list[list[tuple[float, float]]], dict[str, int]]:
     addresses = [(u.split("//")[1].split(":")[0], int(u.rsplit(":", 1)[1])) for u in urls]
     ops = [one_attest, release_once, None, one_certify]  # None: certified release
     counts = {"attest": 0, "release": 0, "release-certified": 0, "certify": 0, "failed": 0}
@@ -93,9 +104,14 @@ async def paced(urls: list[str], platform: SimulatedPlatform, certified: list[Ce
         if now >= next_sample:
             for r, p in enumerate(pids):
                 samples[r].append((now - t0, rss_mib(p)))
-            print(f"  t={now - t0:6.0f} s  " + "  ".join(f"replica {'ab'[r]} {samples[r][-1][1]:6.1f} MiB"
-                                                     for r in range(len(urls)))
-                  + f"  ops {sum(counts.values()) - counts['failed']}  failed {counts['failed']}", flush=True)
+            print(
+                f"  t={now - t0:6.0f} s  "
+                + "  ".join(
+                    f"replica {'ab'[r]} {samples[r][-1][1]:6.1f} MiB" for r in range(len(urls))
+                )
+                + f"  ops {sum(counts.values()) - counts['failed']}  failed {counts['failed']}",
+                flush=True,
+            )
             next_sample += sample
         due = int((now - t0) * rate)
         while i < due:
@@ -111,10 +127,14 @@ async def paced(urls: list[str], platform: SimulatedPlatform, certified: list[Ce
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--warmup-minutes", type=float, default=5)
-    ap.add_argument("--rate", type=float, default=40, help="operations per second, both replicas together")
+    ap.add_argument(
+        "--rate", type=float, default=40, help="operations per second, both replicas together"
+    )
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sample", type=float, default=30, help="seconds between memory samples")
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -136,19 +156,39 @@ def main() -> None:
             procs.append(proc)
             urls.append(url)
             admin = {"Authorization": f"Bearer {first.admin_token()}"}
-            doc = {"version": 1, "name": "soak", "platforms": {"simulated": {
-                "measurements": [MEAS], "platform_keys": [platform.key_id], "allow_debug": True}}}
-            httpx.put(urls[0] + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), first.policy_key),
-                      headers=admin).raise_for_status()
+            doc = {
+                "version": 1,
+                "name": "soak",
+                "platforms": {
+                    "simulated": {
+                        "measurements": [MEAS],
+                        "platform_keys": [platform.key_id],
+                        "allow_debug": True,
+                    }
+                },
+            }
+            httpx.put(
+                urls[0] + "/v1/admin/policy",
+                content=sign_policy(load_policy(json.dumps(doc)), first.policy_key),
+                headers=admin,
+            ).raise_for_status()
             policy = {"allOf": [{"claim": "measurement", "equals": MEAS}]}
-            httpx.put(f"{urls[0]}/v1/admin/secrets/{NAME}", headers=admin,
-                      json={"value": base64.b64encode(b"bench-secret").decode(), "policy": policy}).raise_for_status()
+            httpx.put(
+                f"{urls[0]}/v1/admin/secrets/{NAME}",
+                headers=admin,
+                json={"value": base64.b64encode(b"bench-secret").decode(), "policy": policy},
+            ).raise_for_status()
             certified = [Certified(u, platform) for u in urls]
             pids = [service_pids(p) for p in procs]
-            print(f"soak: 2 replicas x {a.workers} worker(s) on PostgreSQL, {a.rate:g} ops/s for {a.minutes:g} min "
-                  f"(warm-up {a.warmup_minutes:g} min), memory every {a.sample:g} s; started "
-                  f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
-            samples, counts = asyncio.run(paced(urls, platform, certified, a.rate, a.minutes * 60, a.sample, pids))
+            print(
+                f"soak: 2 replicas x {a.workers} worker(s) on PostgreSQL, {a.rate:g} ops/s for {a.minutes:g} min "
+                f"(warm-up {a.warmup_minutes:g} min), memory every {a.sample:g} s; started "
+                f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+                flush=True,
+            )
+            samples, counts = asyncio.run(
+                paced(urls, platform, certified, a.rate, a.minutes * 60, a.sample, pids)
+            )
         finally:
             for p in procs:
                 p.terminate()
@@ -159,9 +199,11 @@ def main() -> None:
     for r, pts in enumerate(samples):
         after = [p for p in pts if p[0] >= warm]
         at_warm = after[0][1] if after else float("nan")
-        print(f"replica {'ab'[r]}: {pts[0][1]:.1f} MiB at start, {at_warm:.1f} MiB after warm-up, "
-              f"{pts[-1][1]:.1f} MiB at the end; max after warm-up {max((p[1] for p in after), default=float('nan')):.1f} MiB; "
-              f"slope after warm-up {slope_per_minute(after):+.3f} MiB/min")
+        print(
+            f"replica {'ab'[r]}: {pts[0][1]:.1f} MiB at start, {at_warm:.1f} MiB after warm-up, "
+            f"{pts[-1][1]:.1f} MiB at the end; max after warm-up {max((p[1] for p in after), default=float('nan')):.1f} MiB; "
+            f"slope after warm-up {slope_per_minute(after):+.3f} MiB/min"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ def round_trip(storage: Storage) -> None:
     with storage.transaction() as tx:
         tx.consume_nonce(nonce, now=now)
         tx.append_audit(
-            kind="attest", actor="bench", subject="workload", decision="accept",
-            details={"evidence_sha256": "ab" * 32, "measurement": "cd" * 48}, now=now,
+            kind="attest",
+            actor="bench",
+            subject="workload",
+            decision="accept",
+            details={"evidence_sha256": "ab" * 32, "measurement": "cd" * 48},
+            now=now,
         )
 
 
@@ -75,8 +79,11 @@ def postgres_storage() -> Iterator[Storage | None]:
     try:
         import psycopg
 
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                                autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+            autocommit=True,
+            connect_timeout=3,
+        )
     except Exception as exc:
         print(f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__}); skipped")
         yield None
@@ -108,20 +115,26 @@ def main() -> None:
             for threads in (1, args.threads):
                 med, lo, hi = median_of(lambda: run(storage, args.n, threads), args.runs)
                 results[f"{label}/{threads}"] = med
-                print(f"{label:10s} threads={threads}: {med:8.0f} round trips/s "
-                      f"(median of {args.runs}; min {lo:.0f}, max {hi:.0f})")
+                print(
+                    f"{label:10s} threads={threads}: {med:8.0f} round trips/s "
+                    f"(median of {args.runs}; min {lo:.0f}, max {hi:.0f})"
+                )
             if label == "sqlite":
                 storage._fast_path = False  # every statement through SQLAlchemy, to compare
                 med, lo, hi = median_of(lambda: run(storage, args.n, 1), args.runs)
                 storage._fast_path = True
                 results["sqlite-sqlalchemy/1"] = med
-                print(f"{label:10s} threads=1 without the driver fast path: {med:8.0f} "
-                      f"round trips/s (median of {args.runs}; min {lo:.0f}, max {hi:.0f})")
+                print(
+                    f"{label:10s} threads=1 without the driver fast path: {med:8.0f} "
+                    f"round trips/s (median of {args.runs}; min {lo:.0f}, max {hi:.0f})"
+                )
             start = time.perf_counter()
             report = verify_audit_chain(storage)
             took = time.perf_counter() - start
-            print(f"{label:10s} verify_audit_chain: {report.count} entries in {took:.2f} s "
-                  f"({report.count / took:.0f} entries/s), ok={report.ok}")
+            print(
+                f"{label:10s} verify_audit_chain: {report.count} entries in {took:.2f} s "
+                f"({report.count / took:.0f} entries/s), ok={report.ok}"
+            )
     if "sqlite/1" in results:
         print(f"sqlite single-thread vs target 500/s: {results['sqlite/1'] / 500:.2f}x")
     if "sqlite-sqlalchemy/1" in results:

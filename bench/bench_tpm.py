@@ -158,8 +158,10 @@ def main() -> int:
     for name, us in med.items():
         print(f"{name:12} {us:10.1f}")
     print()
-    print(f"one-quote / rsa-quote time  : {statistics.median(one_ratio):.2f}x (median of rounds; "
-          "1.5x Keylime's check_quote is about <= 3.2x)")
+    print(
+        f"one-quote / rsa-quote time  : {statistics.median(one_ratio):.2f}x (median of rounds; "
+        "1.5x Keylime's check_quote is about <= 3.2x)"
+    )
     print(f"one-quote quotes/s          : {1e6 / med['one-quote']:.0f}")
     print(f"full-cached / rsa-all time  : {med['full-cached'] / med['rsa-all']:.2f}x (goal <= 2x)")
     print(f"full-cold / rsa-all time    : {med['full-cold'] / med['rsa-all']:.2f}x")

@@ -37,7 +37,10 @@ def main() -> int:
     failed: list[str] = []
     start = time.monotonic()
     for i, args in enumerate(RUNS, 1):
-        print(f"\n=== [{i}/{len(RUNS)}] {' '.join(args)}   ({_clock(time.monotonic() - start)} elapsed)", flush=True)
+        print(
+            f"\n=== [{i}/{len(RUNS)}] {' '.join(args)}   ({_clock(time.monotonic() - start)} elapsed)",
+            flush=True,
+        )
         r = subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]], cwd=HERE)
         if r.returncode != 0:
             failed.append(args[0])

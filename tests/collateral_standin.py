@@ -120,8 +120,18 @@ def serve_intel(server: StandIn, tee: str, fmspc: str, ca: str, coll: dict[str, 
     server.add(paths["pck_crl"], bytes.fromhex(coll["pck_crl"]),
                {"SGX-PCK-CRL-Issuer-Chain": _q(coll["pck_crl_issuer_chain"])})  # fmt: skip
     tcb = '{"tcbInfo":' + coll["tcb_info"] + ',"signature":"' + coll["tcb_info_signature"] + '"}'
-    server.add(paths["tcb_info"], tcb.encode(), {"TCB-Info-Issuer-Chain": _q(coll["tcb_info_issuer_chain"])})
-    qe = '{"enclaveIdentity":' + coll["qe_identity"] + ',"signature":"' + coll["qe_identity_signature"] + '"}'
+    server.add(
+        paths["tcb_info"],
+        tcb.encode(),
+        {"TCB-Info-Issuer-Chain": _q(coll["tcb_info_issuer_chain"])},
+    )
+    qe = (
+        '{"enclaveIdentity":'
+        + coll["qe_identity"]
+        + ',"signature":"'
+        + coll["qe_identity_signature"]
+        + '"}'
+    )
     server.add(paths["qe_identity"], qe.encode(),
                {"SGX-Enclave-Identity-Issuer-Chain": _q(coll["qe_identity_issuer_chain"])})  # fmt: skip
     if pccs:
@@ -145,7 +155,7 @@ def vcek_route(der: bytes, product: str) -> str:
         oid = ext.oid.dotted_string
         if oid.startswith(AMD_OID):
             raw = ext.value.value  # type: ignore[attr-defined]
-            key = oid[len(AMD_OID):]
+            key = oid[len(AMD_OID) :]
             f[key] = raw if key == "4" else int.from_bytes(raw[2:], "big")
     spl = f"blSPL={f['3.1']}&teeSPL={f['3.2']}&snpSPL={f['3.3']}&ucodeSPL={f['3.8']}"
     if "3.9" in f:

@@ -38,8 +38,11 @@ def _stay_off_the_network() -> None:
         except ValueError:
             local = host == "localhost"
         if not local:
-            raise OSError(errno.ENETUNREACH, f"tests stay off the network: connection to {host!r} refused "
-                          "by tests/conftest.py (VERITEE_TESTS_ALLOW_NETWORK=1 lifts this)")
+            raise OSError(
+                errno.ENETUNREACH,
+                f"tests stay off the network: connection to {host!r} refused "
+                "by tests/conftest.py (VERITEE_TESTS_ALLOW_NETWORK=1 lifts this)",
+            )
 
     def connect(sock: socket.socket, address: Any) -> None:
         check(sock, address)

@@ -28,7 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PROTOCOL = "0.4.0"
-_CURVES = {"P-256": (ec.SECP256R1(), 32), "P-384": (ec.SECP384R1(), 48), "P-521": (ec.SECP521R1(), 66)}
+_CURVES = {
+    "P-256": (ec.SECP256R1(), 32),
+    "P-384": (ec.SECP384R1(), 48),
+    "P-521": (ec.SECP521R1(), 66),
+}
 
 
 def b64u(b: bytes) -> str:
@@ -90,7 +94,11 @@ def attestation(
 
 def _value(v: Any) -> str:
     if isinstance(v, dict):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _value(v[k]) for k in sorted(v)) + "}"
+        return (
+            "{"
+            + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _value(v[k]) for k in sorted(v))
+            + "}"
+        )
     if isinstance(v, list):
         return "[" + ",".join(_value(x) for x in v) + "]"
     return json.dumps(v, ensure_ascii=False)
@@ -100,11 +108,18 @@ def generate_aad(header: dict[str, Any]) -> bytes:
     """``kbs_types::ProtectedHeader::generate_aad`` over a decoded header."""
     rest = {k: header[k] for k in header if k not in ("alg", "enc")}
     text = '{"alg":' + _value(header["alg"]) + ',"enc":' + _value(header["enc"])
-    text += "".join("," + json.dumps(k, ensure_ascii=False) + ":" + _value(rest[k]) for k in sorted(rest)) + "}"
+    text += (
+        "".join(
+            "," + json.dumps(k, ensure_ascii=False) + ":" + _value(rest[k]) for k in sorted(rest)
+        )
+        + "}"
+    )
     return b64u(text.encode()).encode()
 
 
-def guest_decrypt(response: dict[str, str], sk: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def guest_decrypt(
+    response: dict[str, str], sk: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+) -> bytes:
     """``TeeKeyPair::decrypt_response`` (ECDH-ES+A256KW on the key's curve, or RSA-OAEP-256)."""
     header = json.loads(b64ud(response["protected"]))
     assert header["enc"] == "A256GCM"
@@ -117,12 +132,16 @@ def guest_decrypt(response: dict[str, str], sk: ec.EllipticCurvePrivateKey | rsa
                                             int.from_bytes(b64ud(epk["y"]), "big"), curve).public_key()  # fmt: skip
         z = sk.exchange(ec.ECDH(), pub)
         alg = b"ECDH-ES+A256KW"
-        other = struct.pack(">I", len(alg)) + alg + struct.pack(">II", 0, 0) + struct.pack(">I", 256)
+        other = (
+            struct.pack(">I", len(alg)) + alg + struct.pack(">II", 0, 0) + struct.pack(">I", 256)
+        )
         kek = hashlib.sha256(b"\0\0\0\1" + z + other).digest()
         cek = keywrap.aes_key_unwrap(kek, b64ud(response["encrypted_key"]))
     elif header["alg"] == "RSA-OAEP-256":
         assert isinstance(sk, rsa.RSAPrivateKey)
-        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        oaep = padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+        )
         cek = sk.decrypt(b64ud(response["encrypted_key"]), oaep)
     else:
         raise AssertionError(f"Unsupported algorithm: {header['alg']}")

@@ -42,17 +42,23 @@ def prepare(case):  # type: ignore[no-untyped-def]
     text = Path(case["report_hex"]).read_text()
     pem = Path(case["chain_pem"]).read_bytes()
     root = crypto.load_certificate(crypto.FILETYPE_PEM, Path(case["root_pem"]).read_bytes())
-    good = AttestationReport(convert_string_to_blob(Path(case["good_report_hex"]).read_text()), SETTINGS)
+    good = AttestationReport(
+        convert_string_to_blob(Path(case["good_report_hex"]).read_text()), SETTINGS
+    )
     nonce, driver, vbios = _expected(good)
 
     def call() -> None:
         report = AttestationReport(convert_string_to_blob(text), SETTINGS)
         chain = [*GpuCertificateChains.extract_cert_chain(pem)[:-1], root]
-        fwid = report.get_response_message().get_opaque_data().get_data("OPAQUE_FIELD_ID_FWID").hex()
+        fwid = (
+            report.get_response_message().get_opaque_data().get_data("OPAQUE_FIELD_ID_FWID").hex()
+        )
         ok, _expired, _ = CcAdminUtils.verify_gpu_certificate_chain(chain, SETTINGS, fwid)
         if not ok:
             raise Refused("certificate chain")
-        if not CcAdminUtils.verify_attestation_report(report, chain[0], nonce, driver, vbios, SETTINGS):
+        if not CcAdminUtils.verify_attestation_report(
+            report, chain[0], nonce, driver, vbios, SETTINGS
+        ):
             raise Refused("attestation report signature")
 
     return call

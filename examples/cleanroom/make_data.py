@@ -1,6 +1,6 @@
 """Generate the three parties' synthetic CSV files (deterministic; no real data).
 
-    python examples/cleanroom/make_data.py OUTDIR      # writes bank.csv, retailer.csv, insurer.csv
+python examples/cleanroom/make_data.py OUTDIR      # writes bank.csv, retailer.csv, insurer.csv
 """
 
 from __future__ import annotations

@@ -30,8 +30,10 @@ def _encrypt(args: argparse.Namespace) -> int:
     fd = os.open(args.out / f"{args.party}.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key)
-    print(f"encrypted {args.csv} -> {args.out / (args.party + '.csv.enc')} "
-          f"(sha256 {hashlib.sha256(blob).hexdigest()[:16]}...); data key in {args.party}.key")
+    print(
+        f"encrypted {args.csv} -> {args.out / (args.party + '.csv.enc')} "
+        f"(sha256 {hashlib.sha256(blob).hexdigest()[:16]}...); data key in {args.party}.key"
+    )
     return 0
 
 
@@ -45,8 +47,13 @@ def _verify(args: argparse.Namespace) -> int:
     ca = x509.load_pem_x509_certificate(args.ca.read_bytes())
     own = hashlib.sha256(args.input.read_bytes()).hexdigest() if args.input else None
     try:
-        result = verify_result(signed, ca_certificate=ca, measurement=args.measurement,
-                               at=dt.datetime.now(dt.UTC), own_input_sha256=own)
+        result = verify_result(
+            signed,
+            ca_certificate=ca,
+            measurement=args.measurement,
+            at=dt.datetime.now(dt.UTC),
+            own_input_sha256=own,
+        )
     except VeriteeError as e:
         print(f"NOT VERIFIED [{e.code}]: {e.message}", file=sys.stderr)
         return 1
@@ -56,7 +63,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("encrypt", help="encrypt a CSV under a fresh data key")
     e.add_argument("party")

@@ -28,22 +28,35 @@ MIN_GROUP_SIZE = 5
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", default="https://127.0.0.1:8400")
     ap.add_argument("--ca", type=Path, help="the domain CA certificate (domain_ca.pem)")
     ap.add_argument("--inputs", type=Path, help="folder with PARTY.csv.enc files")
     ap.add_argument("--out", type=Path, help="where to write the signed result (JSON)")
-    ap.add_argument("--store", type=Path, default=None,
-                    help="workload key store (default: .cleanroom-workload/<measurement prefix>)")
+    ap.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="workload key store (default: .cleanroom-workload/<measurement prefix>)",
+    )
     ap.add_argument("--platform-dir", type=Path, default=None, help="simulated platform folder")
     ap.add_argument("--parties", nargs="+", default=list(PARTIES))
-    ap.add_argument("--show-platform-key", action="store_true",
-                    help="print the simulated platform key id (for the appraisal policy) and exit")
+    ap.add_argument(
+        "--show-platform-key",
+        action="store_true",
+        help="print the simulated platform key id (for the appraisal policy) and exit",
+    )
     args = ap.parse_args(argv)
     if args.show_platform_key:
         from veritee.sdk.trust import _default_platform_dir
 
-        print(platform_key_id(load_or_create_platform_key(args.platform_dir or _default_platform_dir())))
+        print(
+            platform_key_id(
+                load_or_create_platform_key(args.platform_dir or _default_platform_dir())
+            )
+        )
         return 0
     if args.ca is None or args.inputs is None or args.out is None:
         ap.error("--ca, --inputs and --out are required")
@@ -54,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         ]
         me = measure([Path(__file__)])  # what the platform reports for this program
         store = args.store or Path(".cleanroom-workload") / me[:16]
-        with Trust(args.url, args.ca, platform="simulated", store=store, measurement=me,
-                   platform_dir=args.platform_dir) as trust:
+        with Trust(
+            args.url,
+            args.ca,
+            platform="simulated",
+            store=store,
+            measurement=me,
+            platform_dir=args.platform_dir,
+        ) as trust:
             signed = run_workload(trust, datasets, min_group_size=MIN_GROUP_SIZE)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,13 +21,19 @@ from veritee.errors import VeriteeError
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", required=True, help="the Certifier Service (https://...)")
     ap.add_argument("--ca", required=True, type=Path, help="the domain CA certificate")
     ap.add_argument("--store", required=True, type=Path, help="this client's key store folder")
     ap.add_argument("--service", required=True, help="the notes service, https://host:port")
-    ap.add_argument("--server-measurement", action="append", required=True,
-                    help="a measurement of the notes service to accept (repeat for several)")
+    ap.add_argument(
+        "--server-measurement",
+        action="append",
+        required=True,
+        help="a measurement of the notes service to accept (repeat for several)",
+    )
     ap.add_argument("--platform", default="auto")
     ap.add_argument("--platform-dir", type=Path, default=None)
     ap.add_argument("--profile", default="production")
@@ -36,8 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     try:
-        with Trust(args.url, args.ca, platform=args.platform, platform_dir=args.platform_dir,
-                   profile=args.profile, store=args.store, measure=[Path(__file__)]) as trust:
+        with Trust(
+            args.url,
+            args.ca,
+            platform=args.platform,
+            platform_dir=args.platform_dir,
+            profile=args.profile,
+            store=args.store,
+            measure=[Path(__file__)],
+        ) as trust:
             policy = ChannelPolicy.allow(measurements=args.server_measurement)
             with trust.httpx_client(policy=policy, base_url=args.service, timeout=30) as http:
                 if args.command == "add":

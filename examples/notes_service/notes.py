@@ -62,7 +62,9 @@ class Notes:
 
 def build_app(trust: Trust, notes: Notes, signing_key: bytes) -> Starlette:
     def receipt(note: dict[str, object]) -> str:
-        return hmac.new(signing_key, json.dumps(note, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+        return hmac.new(
+            signing_key, json.dumps(note, sort_keys=True).encode(), hashlib.sha256
+        ).hexdigest()
 
     async def list_notes(request: Request) -> JSONResponse:
         return JSONResponse({"notes": notes.items, "version": VERSION})
@@ -71,7 +73,9 @@ def build_app(trust: Trust, notes: Notes, signing_key: bytes) -> Starlette:
         body = await request.json()
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str) or not 0 < len(text) <= 10_000:
-            return JSONResponse({"error": "give {\"text\": \"...\"} (1 to 10000 characters)"}, status_code=400)
+            return JSONResponse(
+                {"error": 'give {"text": "..."} (1 to 10000 characters)'}, status_code=400
+            )
         note = notes.add(text)
         trust.logger.info("note %s added", note["id"])  # confidential log: the host sees no text
         return JSONResponse({"note": note, "receipt": receipt(note)}, status_code=201)
@@ -81,25 +85,40 @@ def build_app(trust: Trust, notes: Notes, signing_key: bytes) -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", required=True, help="the Certifier Service (https://...)")
-    ap.add_argument("--ca", required=True, type=Path, help="the domain CA certificate (domain_ca.pem)")
-    ap.add_argument("--store", required=True, type=Path, help="this service's folder (keys, logs, notes)")
+    ap.add_argument(
+        "--ca", required=True, type=Path, help="the domain CA certificate (domain_ca.pem)"
+    )
+    ap.add_argument(
+        "--store", required=True, type=Path, help="this service's folder (keys, logs, notes)"
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8443)
-    ap.add_argument("--client-measurement", action="append", default=[], required=True,
-                    help="a client measurement to admit (repeat for several)")
+    ap.add_argument(
+        "--client-measurement",
+        action="append",
+        default=[],
+        required=True,
+        help="a client measurement to admit (repeat for several)",
+    )
     ap.add_argument("--platform", default="auto", help="auto, simulated, sev-snp, tdx, ...")
     ap.add_argument("--platform-dir", type=Path, default=None, help="simulated platform folder")
     ap.add_argument("--profile", default="production")
     args = ap.parse_args(argv)
 
     trust = Trust(
-        args.url, args.ca, platform=args.platform, platform_dir=args.platform_dir, profile=args.profile,
-        store=args.store / "trust",           # keys and certificate (per measurement), the log
-        measure=[Path(__file__)],             # what the simulated platform measures: this file
-        sealing="domain",                     # sealed notes survive an upgrade the domain admits
-        appraisal_policy="notes",             # the appraisal policy that admits this service
+        args.url,
+        args.ca,
+        platform=args.platform,
+        platform_dir=args.platform_dir,
+        profile=args.profile,
+        store=args.store / "trust",  # keys and certificate (per measurement), the log
+        measure=[Path(__file__)],  # what the simulated platform measures: this file
+        sealing="domain",  # sealed notes survive an upgrade the domain admits
+        appraisal_policy="notes",  # the appraisal policy that admits this service
         tenant_key_secret="notes/log-tenant",  # noqa: S106  (a secret name: the log is for the tenant only)
     )
     try:
@@ -110,8 +129,13 @@ def main(argv: list[str] | None = None) -> None:
         trust.logger.info("notes service version %s: %d notes", VERSION, len(notes.items))
         # uvicorn stops gracefully on SIGTERM, then re-raises it: exit through `finally` instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None,
-                    ssl_context_factory=lambda config, default: trust.server_ssl_context(policy=clients))
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            ssl_context_factory=lambda config, default: trust.server_ssl_context(policy=clients),
+        )
     finally:
         trust.close()
 

@@ -60,19 +60,28 @@ def join(shop: list[Row], bank: list[Row]) -> dict[str, object]:
         if len(ids) < MIN_GROUP_SIZE:
             by_category[category] = {"withheld": True}
         else:
-            by_category[category] = {"customers": len(ids), "shop_amount": str(shop_amount[category]),
-                                     "bank_amount": str(sum((bank_total[c] for c in ids), Decimal()))}
+            by_category[category] = {
+                "customers": len(ids),
+                "shop_amount": str(shop_amount[category]),
+                "bank_amount": str(sum((bank_total[c] for c in ids), Decimal())),
+            }
     shared = set().union(*customers.values()) if customers else set()
     return {"shared_customers": len(shared), "by_category": by_category}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", required=True, help="the Certifier Service (https://...)")
     ap.add_argument("--ca", required=True, type=Path, help="the domain CA certificate")
     ap.add_argument("--store", required=True, type=Path, help="this job's key store folder")
-    ap.add_argument("--inputs", required=True, type=Path, help="folder with shop.csv.enc, bank.csv.enc")
-    ap.add_argument("--out", required=True, type=Path, help="folder for shop.result.enc, bank.result.enc")
+    ap.add_argument(
+        "--inputs", required=True, type=Path, help="folder with shop.csv.enc, bank.csv.enc"
+    )
+    ap.add_argument(
+        "--out", required=True, type=Path, help="folder for shop.result.enc, bank.result.enc"
+    )
     ap.add_argument("--platform", default="auto")
     ap.add_argument("--platform-dir", type=Path, default=None)
     ap.add_argument("--profile", default="production")
@@ -83,12 +92,20 @@ def main(argv: list[str] | None = None) -> int:
                    appraisal_policy="join") as trust:  # fmt: skip
             blobs = {p: (args.inputs / f"{p}.csv.enc").read_bytes() for p in PARTIES}
             keys = {p: trust.get_secret(f"join/{p}") for p in PARTIES}  # fresh evidence each
-            rows = {p: parse_csv(decrypt_dataset(blobs[p], keys[p], name=p), name=p) for p in PARTIES}
+            rows = {
+                p: parse_csv(decrypt_dataset(blobs[p], keys[p], name=p), name=p) for p in PARTIES
+            }
             result = {
                 "format": "two-party-join-v1",
                 "measurement": trust.platform.measurement,
-                "inputs": [{"party": p, "ciphertext_sha256": hashlib.sha256(blobs[p]).hexdigest(),
-                            "rows": len(rows[p])} for p in PARTIES],
+                "inputs": [
+                    {
+                        "party": p,
+                        "ciphertext_sha256": hashlib.sha256(blobs[p]).hexdigest(),
+                        "rows": len(rows[p]),
+                    }
+                    for p in PARTIES
+                ],
                 **join(rows["shop"], rows["bank"]),
             }
             cert = trust.certify()  # reused on a rerun until it nears expiry

@@ -32,7 +32,9 @@ from veritee.keybroker.cleanroom import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     enc = sub.add_parser("encrypt", help="encrypt a CSV under a fresh data key")
     enc.add_argument("party")
@@ -61,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(release_policy_for(args.measurement), indent=2))
         return 0
     try:
-        plain = decrypt_dataset(args.result.read_bytes(), args.key.read_bytes(), name=f"join-result/{args.party}")
+        plain = decrypt_dataset(
+            args.result.read_bytes(), args.key.read_bytes(), name=f"join-result/{args.party}"
+        )
         result = verify_result(
-            json.loads(plain), ca_certificate=x509.load_pem_x509_certificate(args.ca.read_bytes()),
-            measurement=args.measurement, at=dt.datetime.now(dt.UTC),
+            json.loads(plain),
+            ca_certificate=x509.load_pem_x509_certificate(args.ca.read_bytes()),
+            measurement=args.measurement,
+            at=dt.datetime.now(dt.UTC),
             own_input_sha256=hashlib.sha256(args.input.read_bytes()).hexdigest(),
         )
     except VeriteeError as e:

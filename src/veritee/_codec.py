@@ -27,7 +27,9 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 def canonical_json(value: Any, *, ascii_only: bool = True) -> str:
     """Sorted keys, separators ``,`` and ``:``, NaN refused (``ValueError``); ASCII escapes
     unless ``ascii_only=False`` (UTF-8 text, for the clean room's result signatures)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=False
+    )
 
 
 def b64url(data: bytes) -> str:
@@ -42,7 +44,9 @@ def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> byt
     if not isinstance(text, str):
         raise MalformedError(f"{field}: expected a base64url string", field=field)
     if max_chars is not None and len(text) > max_chars:
-        raise MalformedError(f"{field}: base64url text longer than {max_chars} characters", field=field)
+        raise MalformedError(
+            f"{field}: base64url text longer than {max_chars} characters", field=field
+        )
     if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
         raise MalformedError(f"{field} is not base64url without padding", field=field)
     try:

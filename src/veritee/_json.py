@@ -64,7 +64,9 @@ def loads(raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH
     try:
         doc = json.loads(raw, parse_int=_int, parse_constant=_constant)
     except RecursionError:
-        raise MalformedError(f"{what} is nested too deeply", code="json_too_deep", field=what) from None
+        raise MalformedError(
+            f"{what} is nested too deeply", code="json_too_deep", field=what
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:
         if "integer literal" in str(e):
             raise MalformedError(f"{what}: an integer is too long", code="integer_too_long",
@@ -74,7 +76,9 @@ def loads(raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH
     return doc
 
 
-def loads_object(raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+def loads_object(
+    raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     """:func:`loads`, and the document must be a JSON object."""
     doc = loads(raw, what=what, limit=limit, max_depth=max_depth)
     if not isinstance(doc, dict):

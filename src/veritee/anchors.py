@@ -63,7 +63,12 @@ def sign_anchor(
 ) -> str:
     """The anchor of head ``(seq, entry_hash)``, signed with the domain's token key."""
     alg = "ES256" if key.curve.key_size == 256 else "ES384"
-    payload = {"iss": issuer, "seq": seq, "entry_hash": entry_hash.hex(), "iat": int(now.timestamp())}
+    payload = {
+        "iss": issuer,
+        "seq": seq,
+        "entry_hash": entry_hash.hex(),
+        "iat": int(now.timestamp()),
+    }
     return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid, "typ": ANCHOR_TYPE})
 
 

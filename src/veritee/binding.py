@@ -203,7 +203,9 @@ def service_report_data(statement: Mapping[str, Any]) -> bytes:
     try:
         canonical = canonical_json(statement)
     except (TypeError, ValueError):
-        raise MalformedError("the service's key statement is not plain JSON", field="statement") from None
+        raise MalformedError(
+            "the service's key statement is not plain JSON", field="statement"
+        ) from None
     return hashlib.sha512(SERVICE_TAG + b"\x00" + canonical.encode("ascii")).digest()
 
 
@@ -239,8 +241,10 @@ def check(
     expected = report_data_for(nonce, spki or b"", profile=profile, key_store=key_store)
     if actual is not None and hmac.compare_digest(actual, expected):
         return BindingCheck(True, 2)
-    if actual is not None and key_store is None and hmac.compare_digest(
-        actual, report_data_v1(nonce, spki or b"")
+    if (
+        actual is not None
+        and key_store is None
+        and hmac.compare_digest(actual, report_data_v1(nonce, spki or b""))
     ):
         if profile.allows_debug:
             return BindingCheck(
@@ -276,7 +280,9 @@ def check(
     )
 
 
-def check_named(claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None = None) -> BindingCheck:
+def check_named(
+    claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None = None
+) -> BindingCheck:
     """Does the evidence carry the whole of what a relying party names (``veritee verify
     --nonce``, with ``--public-key`` when ``spki``)?
 
@@ -287,16 +293,22 @@ def check_named(claims: Mapping[str, Any], *, nonce: bytes, spki: bytes | None =
     nothing.
     """
     if not nonce:
-        return BindingCheck(False, None, refusal=Reason("nonce_mismatch", "an empty nonce binds nothing"))
+        return BindingCheck(
+            False, None, refusal=Reason("nonce_mismatch", "an empty nonce binds nothing")
+        )
     bound = check(claims, nonce=nonce, spki=spki)
-    if bound.bound or (bound.refusal is not None and bound.refusal.code == "binding_version_refused"):
+    if bound.bound or (
+        bound.refusal is not None and bound.refusal.code == "binding_version_refused"
+    ):
         return bound
     if spki:
         return BindingCheck(False, None, refusal=Reason(
             "nonce_mismatch", "the evidence does not bind this nonce and public key"))  # fmt: skip
     for name in ("report_data", "nonce"):
         value = claims.get(name)
-        if isinstance(value, str) and hmac.compare_digest(value.lower().encode(), nonce.hex().encode()):
+        if isinstance(value, str) and hmac.compare_digest(
+            value.lower().encode(), nonce.hex().encode()
+        ):
             return BindingCheck(True, None)
     return BindingCheck(
         False, None, refusal=Reason("nonce_mismatch", "the evidence does not carry this nonce")
@@ -343,7 +355,9 @@ def _profile_bound(
     if actual is None:
         return None
     for p in Profile:
-        if hmac.compare_digest(actual, report_data_for(nonce, spki, profile=p, key_store=key_store)):
+        if hmac.compare_digest(
+            actual, report_data_for(nonce, spki, profile=p, key_store=key_store)
+        ):
             return p
     return None
 

@@ -71,7 +71,9 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
         cert.not_valid_before_utc  # noqa: B018
         cert.not_valid_after_utc  # noqa: B018
     except PARSE_ERRORS as e:
-        raise MalformedError(f"certificate is malformed ({type(e).__name__})", field=field) from None
+        raise MalformedError(
+            f"certificate is malformed ({type(e).__name__})", field=field
+        ) from None
     return cert
 
 
@@ -119,9 +121,15 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
 #: The key usage of the signing-only leaves the domain issues (the key broker's release-signing
 #: certificate, TPM AK certificates): digital signatures, nothing else.
 SIGNING_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True, content_commitment=False, key_encipherment=False,
-    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-    crl_sign=False, encipher_only=False, decipher_only=False,
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
 )
 
 
@@ -132,7 +140,9 @@ def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_der_x509_certificate(bytes(data))
     except PARSE_ERRORS as e:
-        raise MalformedError(f"not a DER X.509 certificate ({type(e).__name__})", field=field) from None
+        raise MalformedError(
+            f"not a DER X.509 certificate ({type(e).__name__})", field=field
+        ) from None
     return _checked_known(cert, field)
 
 
@@ -143,7 +153,9 @@ def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_pem_x509_certificate(bytes(data))
     except PARSE_ERRORS as e:
-        raise MalformedError(f"not a PEM X.509 certificate ({type(e).__name__})", field=field) from None
+        raise MalformedError(
+            f"not a PEM X.509 certificate ({type(e).__name__})", field=field
+        ) from None
     return _checked_known(cert, field)
 
 
@@ -154,7 +166,9 @@ def load_pem_certificates(data: bytes, field: str) -> list[x509.Certificate]:
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             certs: Sequence[x509.Certificate] = x509.load_pem_x509_certificates(bytes(data))
     except PARSE_ERRORS as e:
-        raise MalformedError(f"not PEM X.509 certificates ({type(e).__name__})", field=field) from None
+        raise MalformedError(
+            f"not PEM X.509 certificates ({type(e).__name__})", field=field
+        ) from None
     return [_checked_known(c, f"{field}[{i}]") for i, c in enumerate(certs)]
 
 

@@ -51,10 +51,16 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="veritee-demo-") as tmp:
         root = Path(tmp)
-        console.print(Panel.fit("veritee demo: attestation, admission and attested channels", style="bold"))
+        console.print(
+            Panel.fit("veritee demo: attestation, admission and attested channels", style="bold")
+        )
 
-        _step(console, 1, "create a security domain (CA, policy, key-broker and token keys, admin "
-                          "credential, SQLite)")
+        _step(
+            console,
+            1,
+            "create a security domain (CA, policy, key-broker and token keys, admin "
+            "credential, SQLite)",
+        )
         domain = Domain.create(root / "domain", name="demo-domain", now=dt.datetime.now(dt.UTC))
         from veritee.service.app import create_app
         from veritee.service.runner import start_in_thread
@@ -106,14 +112,20 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
             sslctx = ssl.create_default_context(cadata=ca_pem.decode())
             with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
                 r = admin.put(
-                    "/v1/admin/policy", content=envelope,
+                    "/v1/admin/policy",
+                    content=envelope,
                     headers={"Authorization": f"Bearer {domain.admin_token()}"},
                 )
                 r.raise_for_status()
-                r2 = admin.put("/v1/admin/policy", content=json.dumps(policy.to_json()),
-                               headers={"Authorization": f"Bearer {domain.admin_token()}"})
-            console.print(f"   installed policy 'demo' version {r.json()['version']}; "
-                          f"an unsigned copy was refused: [red]{r2.json()['code']}[/]")
+                r2 = admin.put(
+                    "/v1/admin/policy",
+                    content=json.dumps(policy.to_json()),
+                    headers={"Authorization": f"Bearer {domain.admin_token()}"},
+                )
+            console.print(
+                f"   installed policy 'demo' version {r.json()['version']}; "
+                f"an unsigned copy was refused: [red]{r2.json()['code']}[/]"
+            )
 
             from cryptography.hazmat.primitives.asymmetric import x25519
 
@@ -121,31 +133,48 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
             # bob's tenant key reaches bob as a secret the key broker releases to bob only, so
             # the host cannot hand bob a key of its own (Trust(tenant_key_secret=...))
             tenant_pem = tenant_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
             with httpx.Client(base_url=server.url, verify=sslctx, timeout=10) as admin:
-                admin.put("/v1/admin/secrets/log-tenant-key",
-                          headers={"Authorization": f"Bearer {domain.admin_token()}"},
-                          json={"value": base64.b64encode(tenant_pem).decode(), "policy": {
-                              "allOf": [{"claim": "measurement", "equals": files["bob"]}]}},
-                          ).raise_for_status()
+                admin.put(
+                    "/v1/admin/secrets/log-tenant-key",
+                    headers={"Authorization": f"Bearer {domain.admin_token()}"},
+                    json={
+                        "value": base64.b64encode(tenant_pem).decode(),
+                        "policy": {"allOf": [{"claim": "measurement", "equals": files["bob"]}]},
+                    },
+                ).raise_for_status()
 
             def trust(name: str, profile: str = "development") -> Trust:
                 return Trust(
-                    server.url, ca_pem, platform="simulated", store=root / f"{name}-store",
-                    measurement=files[name], platform_dir=sim_dir, profile=profile,
+                    server.url,
+                    ca_pem,
+                    platform="simulated",
+                    store=root / f"{name}-store",
+                    measurement=files[name],
+                    platform_dir=sim_dir,
+                    profile=profile,
                     tenant_key_secret="log-tenant-key" if profile == "production" else None,
                 )
 
-            _step(console, 4, "certify alice and bob (challenge -> evidence -> admission certificate)")
+            _step(
+                console, 4, "certify alice and bob (challenge -> evidence -> admission certificate)"
+            )
             alice, bob = trust("alice"), trust("bob", profile="production")
             for name, t in (("alice", alice), ("bob", bob)):
                 cert = t.certify()
-                console.print(f"   {name}: admission certificate serial {cert.serial_number:x}"[:70]
-                              + f", valid until {cert.not_valid_after_utc:%H:%M:%S} UTC")
+                console.print(
+                    f"   {name}: admission certificate serial {cert.serial_number:x}"[:70]
+                    + f", valid until {cert.not_valid_after_utc:%H:%M:%S} UTC"
+                )
             summary["certified"] = ["alice", "bob"]
 
-            _step(console, 5, "bob serves, alice connects: mutual TLS + channel policies "
-                              "(measurement, platform, profile)")
+            _step(
+                console,
+                5,
+                "bob serves, alice connects: mutual TLS + channel policies "
+                "(measurement, platform, profile)",
+            )
             received: list[bytes] = []
             done = threading.Event()
 
@@ -157,11 +186,20 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
 
             # Peers run on this platform by default; bob (production) admits alice's
             # development build and alice admits bob's production one by name.
-            srv = bob.serve("127.0.0.1", 0, handler, policy=ChannelPolicy.allow(
-                measurements={files["alice"]}, profiles={"development"}))
+            srv = bob.serve(
+                "127.0.0.1",
+                0,
+                handler,
+                policy=ChannelPolicy.allow(measurements={files["alice"]}, profiles={"development"}),
+            )
             try:
-                with alice.connect("127.0.0.1", srv.port, policy=ChannelPolicy.allow(
-                        measurements={files["bob"]}, profiles={"production"})) as conn:
+                with alice.connect(
+                    "127.0.0.1",
+                    srv.port,
+                    policy=ChannelPolicy.allow(
+                        measurements={files["bob"]}, profiles={"production"}
+                    ),
+                ) as conn:
                     conn.send(b"pay 42 to carol")
                     reply = conn.recv()
                 done.wait(5)
@@ -187,16 +225,24 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
             _step(console, 7, "a captured request is replayed with its nonce")
             nonce = alice.challenge()
             ev = alice.evidence_for(nonce, None)
-            body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+            body = {
+                "evidence": base64.b64encode(ev).decode(),
+                "nonce": nonce.hex(),
+                "format": "simulated",
+            }
             first = alice._post("/v1/attest", body)
             try:
                 alice._post("/v1/attest", body)
                 summary["replay"] = "accepted"
             except NonceError as e:
                 summary["replay"] = e.code
-                console.print(f"   first use: {first['status']}; replay: [red]refused ({e.code})[/]")
+                console.print(
+                    f"   first use: {first['status']}; replay: [red]refused ({e.code})[/]"
+                )
 
-            _step(console, 8, "bob's confidential log: the host keeps ciphertext, the tenant reads it")
+            _step(
+                console, 8, "bob's confidential log: the host keeps ciphertext, the tenant reads it"
+            )
             summary["log"] = _log_step(console, bob, tenant_key)
 
             _step(console, 9, "audit chain")
@@ -205,7 +251,11 @@ def run_demo(console: Console | None = None) -> dict[str, Any]:
                 report = admin.get("/v1/admin/audit/verify", headers=h).json()
                 entries = admin.get("/v1/admin/audit", headers=h).json()["entries"]
             console.print(audit_table(entries))  # the table `veritee audit list` draws
-            status = "[green]intact[/]" if report["ok"] else f"[red]BROKEN at {report['first_broken']}[/]"
+            status = (
+                "[green]intact[/]"
+                if report["ok"]
+                else f"[red]BROKEN at {report['first_broken']}[/]"
+            )
             console.print(f"   audit chain {status}: {report['count']} entries")
             summary["audit"] = report
             for t in (alice, bob, mallory):
@@ -240,14 +290,18 @@ def _log_step(console: Console, bob: Trust, tenant_key: Any) -> dict[str, Any]:
     stored = b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
     host_view = stored + host_stderr.getvalue().encode()
     leaked = b"4711" in host_view or b"4111-1111" in host_view
-    console.print(f"   host folder {folder.name}: {sum(1 for p in folder.rglob('*') if p.is_file())} files, "
-                  f"{len(stored)} bytes, plaintext visible: [{'red' if leaked else 'green'}]{leaked}[/]")
+    console.print(
+        f"   host folder {folder.name}: {sum(1 for p in folder.rglob('*') if p.is_file())} files, "
+        f"{len(stored)} bytes, plaintext visible: [{'red' if leaked else 'green'}]{leaked}[/]"
+    )
     cert = bob.keystore.certificate()
     signer = cert.public_key() if cert is not None else None
     if not isinstance(signer, ec.EllipticCurvePublicKey):
         raise RuntimeError("bob has no admission-certified EC key")
     report = verify_log(run, signer, head)
-    console.print(f"   tenant: log verified: {report.ok} ({report.records} records, tree size {report.tree_size})")
+    console.print(
+        f"   tenant: log verified: {report.ok} ({report.records} records, tree size {report.tree_size})"
+    )
     records = list(decrypt_log(run, open_log_key(key_blob, tenant_key), signer))
     for r in records:
         console.print("     " + escape(r.text.splitlines()[0])[:90])

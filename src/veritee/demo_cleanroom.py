@@ -30,7 +30,6 @@ from veritee.keybroker.cleanroom import (
 __all__ = ["run_cleanroom_demo"]
 
 
-
 def _workload_source() -> bytes:
     """examples/cleanroom/workload.py from the source tree (else this module, when installed)."""
     from pathlib import Path
@@ -119,10 +118,19 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
                 ds = EncryptedDataset(party, f"cleanroom/{party}", blob)
                 reg = register_data_key(admin, ds.secret, data_key, good)
                 datasets.append(ds)
-                table.add_row(party, str(plain.count(b"\n") - 1), ds.sha256[:24] + "...", ds.secret, str(reg["version"]))
+                table.add_row(
+                    party,
+                    str(plain.count(b"\n") - 1),
+                    ds.sha256[:24] + "...",
+                    ds.secret,
+                    str(reg["version"]),
+                )
             con.print(table)
 
-            step(4, "the workload attests for each key, computes, gets certified and signs the aggregate")
+            step(
+                4,
+                "the workload attests for each key, computes, gets certified and signs the aggregate",
+            )
             workload = Trust(server.url, domain.ca_pem, platform="simulated", measurement=good,
                              platform_dir=sim_dir, store=root / "workload-store")  # fmt: skip
             trusts.append(workload)
@@ -136,7 +144,9 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
                     table.add_row(cat, str(v["count"]), v["total"], v["mean"], str(v["parties"]))
             con.print(table)
             cust = result["customers"]
-            con.print(f"   customers: {cust['distinct']} distinct, {cust['in_every_party']} known to all three parties")
+            con.print(
+                f"   customers: {cust['distinct']} distinct, {cust['in_every_party']} known to all three parties"
+            )
             summary["result"] = result
 
             step(5, "every party verifies the signed result against the domain CA and its pin")
@@ -145,7 +155,9 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
                 verify_result(signed, ca_certificate=domain.ca_certificate, measurement=good,
                               at=dt.datetime.now(dt.UTC), own_input_sha256=ds.sha256)  # fmt: skip
                 verified[ds.party] = True
-                con.print(f"   {ds.party}: [green]verified[/] (CA chain, measurement, ES256 signature, its input listed)")
+                con.print(
+                    f"   {ds.party}: [green]verified[/] (CA chain, measurement, ES256 signature, its input listed)"
+                )
             summary["verified"] = verified
 
             step(6, "the audit log: every release (kind secret.release)")
@@ -187,7 +199,11 @@ def run_cleanroom_demo(console: Any = None) -> dict[str, Any]:
 
             report = admin.get("/v1/admin/audit/verify").json()
             summary["audit_ok"] = bool(report["ok"])
-            status = "[green]intact[/]" if report["ok"] else f"[red]BROKEN at {report['first_broken']}[/]"
+            status = (
+                "[green]intact[/]"
+                if report["ok"]
+                else f"[red]BROKEN at {report['first_broken']}[/]"
+            )
             con.print(f"   audit chain {status}: {report['count']} entries")
         finally:
             for t in trusts:

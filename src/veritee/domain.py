@@ -253,7 +253,11 @@ class Domain:
             raise UsageError(f"no domain in {path}: run `veritee init --data {path}` first")
         now = now or dt.datetime.now(dt.UTC)
         meta = _read_meta(path)
-        if meta.get("format") != FORMAT or not (path / BROKER_CERT).is_file() or _broker_due(path, now):
+        if (
+            meta.get("format") != FORMAT
+            or not (path / BROKER_CERT).is_file()
+            or _broker_due(path, now)
+        ):
             meta = upgrade(path, now=now)
         ca = x509.load_pem_x509_certificate((path / CA_CERT).read_bytes())
         ca_key = _load_ec_key(path / CA_KEY)
@@ -319,7 +323,9 @@ class AdminVerifier:
                     try:
                         token = (folder / ADMIN_TOKEN).read_text().strip()
                     except OSError:
-                        raise UsageError(f"no admin credential verifier in {folder} ({ADMIN_VERIFIER})") from None
+                        raise UsageError(
+                            f"no admin credential verifier in {folder} ({ADMIN_VERIFIER})"
+                        ) from None
                     cls.make(token).write(path)
         try:
             doc = json.loads(path.read_text())
@@ -404,7 +410,9 @@ def upgrade(path: Path, *, now: dt.datetime) -> dict[str, Any]:
         return meta
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, now: dt.datetime) -> x509.Certificate:
+def _ca_certificate(
+    key: ec.EllipticCurvePrivateKey, name: str, now: dt.datetime
+) -> x509.Certificate:
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
@@ -422,9 +430,15 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, now: dt.datetime
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -434,7 +448,11 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, now: dt.datetime
 
 
 def _ensure_broker(
-    path: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, name: str, now: dt.datetime
+    path: Path,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    name: str,
+    now: dt.datetime,
 ) -> None:
     """Make the broker key if missing; (re-)issue its certificate if missing or near expiry."""
     if (path / BROKER_KEY).is_file():
@@ -464,10 +482,14 @@ def issue_broker_certificate(
     """The key broker's certificate: end entity, digitalSignature, EKU veritee release signing."""
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} key broker"),
-        ]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "veritee"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, f"{name} key broker"),
+                ]
+            )
+        )
         .issuer_name(ca.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -521,14 +543,22 @@ def issue_admission_certificate(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)

@@ -103,7 +103,11 @@ def _signed(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def check_endorsement(
-    req: EnrollmentRequest, *, roots: frozenset[str], pool: Sequence[x509.Certificate], at: dt.datetime
+    req: EnrollmentRequest,
+    *,
+    roots: frozenset[str],
+    pool: Sequence[x509.Certificate],
+    at: dt.datetime,
 ) -> str:
     """The EK certificate chains to one of ``roots`` (SHA-256 of DER) through the request's chain
     and ``pool`` (the domain's collateral), is valid at ``at``, and certifies ``ek_public``; the
@@ -115,10 +119,16 @@ def check_endorsement(
     if ek.spki_der() != req.ek_certificate.public_key().public_bytes(_DER, _SPKI):
         raise VerificationError("the EK certificate certifies another key than the EK given",
                                 code="ek_mismatch")  # fmt: skip
-    if not ek.has(tpm2.ATTR_RESTRICTED, tpm2.ATTR_DECRYPT, tpm2.ATTR_FIXED_TPM) or ek.has(tpm2.ATTR_SIGN):
-        raise VerificationError("the EK is not a restricted decryption key", code="ek_attributes_invalid")
+    if not ek.has(tpm2.ATTR_RESTRICTED, tpm2.ATTR_DECRYPT, tpm2.ATTR_FIXED_TPM) or ek.has(
+        tpm2.ATTR_SIGN
+    ):
+        raise VerificationError(
+            "the EK is not a restricted decryption key", code="ek_attributes_invalid"
+        )
     if ek.symmetric is None or ek.symmetric[0] != tpm2.ALG_AES or ek.symmetric[2] != tpm2.ALG_CFB:
-        raise VerificationError("the EK has no AES-CFB symmetric definition", code="ek_attributes_invalid")
+        raise VerificationError(
+            "the EK has no AES-CFB symmetric definition", code="ek_attributes_invalid"
+        )
     candidates = [*req.ek_chain, *pool]
     chain = [("ek_certificate", req.ek_certificate)]
     while True:
@@ -137,7 +147,9 @@ def check_endorsement(
     try:
         verify_chain(list(reversed(chain)), at)
     except VerificationError as e:
-        raise VerificationError(f"EK certificate chain: {e.message}", code="chain_invalid") from None
+        raise VerificationError(
+            f"EK certificate chain: {e.message}", code="chain_invalid"
+        ) from None
     return fp
 
 
@@ -186,6 +198,8 @@ def issue_ak_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([AIK_CERTIFICATE_EKU]), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA384())
     )

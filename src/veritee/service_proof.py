@@ -67,7 +67,9 @@ class ServiceEvidenceError(VerificationError):
     """The service's own evidence does not establish it (module docstring); ``reasons`` holds
     the appraisal's reasons when there was one."""
 
-    def __init__(self, message: str, *, code: str, reasons: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str, reasons: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.reasons = reasons or []
 
@@ -79,7 +81,9 @@ def thumbprint(key: PublicKeyTypes) -> str:
     from veritee.tokens import jwk_thumbprint
 
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise VerificationError("only EC and RSA keys are named in the key statement", code="service_binding_mismatch")
+        raise VerificationError(
+            "only EC and RSA keys are named in the key statement", code="service_binding_mismatch"
+        )
     return jwk_thumbprint(key)
 
 
@@ -227,7 +231,9 @@ def verify_service_evidence(
     for b in blobs:
         if not isinstance(b, dict) or not isinstance(b.get("name"), str) or len(b["name"]) > 200:
             raise _malformed("a collateral item is not {name, data}")
-        items.append((b["name"], _b64(b.get("data"), f"collateral {b['name'][:40]}", MAX_EVIDENCE_B64)))
+        items.append(
+            (b["name"], _b64(b.get("data"), f"collateral {b['name'][:40]}", MAX_EVIDENCE_B64))
+        )
     try:
         collateral = Collateral.from_blobs(items) if items else Collateral.empty()
     except VeriteeError as e:
@@ -236,7 +242,9 @@ def verify_service_evidence(
     collateral = dataclasses.replace(collateral, public_keys=())
 
     # 2. authentic, and accepted by the service policy
-    appraisal = appraise_evidence(evidence, collateral=collateral, at=at, format=fmt, trust=trust, policy=policy)
+    appraisal = appraise_evidence(
+        evidence, collateral=collateral, at=at, format=fmt, trust=trust, policy=policy
+    )
     reasons = [r.to_json() for r in appraisal.decision.reasons]
     if appraisal.evidence is None or not appraisal.decision.accepted:
         codes = {r["code"] for r in reasons}
@@ -244,11 +252,14 @@ def verify_service_evidence(
             raise ServiceEvidenceError(
                 "the service's own measurement is not one the service policy allows: "
                 + "; ".join(r["message"] for r in reasons),
-                code="service_measurement_not_allowed", reasons=reasons,
+                code="service_measurement_not_allowed",
+                reasons=reasons,
             )
         raise ServiceEvidenceError(
-            "the service's own evidence is refused: " + "; ".join(f"[{r['code']}] {r['message']}" for r in reasons),
-            code="service_evidence_refused", reasons=reasons,
+            "the service's own evidence is refused: "
+            + "; ".join(f"[{r['code']}] {r['message']}" for r in reasons),
+            code="service_evidence_refused",
+            reasons=reasons,
         )
     claims = appraisal.evidence.claims
 
@@ -285,7 +296,8 @@ def verify_service_evidence(
     unnamed = sorted(t[:12] for t in keys.tokens - proof.tokens)
     if unnamed:
         raise ServiceEvidenceError(
-            "the service signs tokens with a key its evidence does not bind (" + ", ".join(unnamed)
+            "the service signs tokens with a key its evidence does not bind ("
+            + ", ".join(unnamed)
             + "...): its keys rotated and the evidence is stale",
             code="service_evidence_stale",
         )

@@ -67,7 +67,11 @@ STATUSES = ("none", "affirming", "warning", "contraindicated")
 KBS_AUDIENCE_SUFFIX = "/kbs"
 #: The most keys a JWKS may list (one domain publishes one or two during a rotation).
 MAX_JWKS_KEYS = 64
-_CURVE_OF_NAME: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+_CURVE_OF_NAME: dict[str, ec.EllipticCurve] = {
+    "P-256": ec.SECP256R1(),
+    "P-384": ec.SECP384R1(),
+    "P-521": ec.SECP521R1(),
+}
 _CURVES = {256: ("P-256", "ES256", hashes.SHA256), 384: ("P-384", "ES384", hashes.SHA384),
            521: ("P-521", "ES512", hashes.SHA512)}  # fmt: skip
 
@@ -93,7 +97,9 @@ def jwk_of(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
     }
 
 
-def key_binding(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any]) -> dict[str, Any]:
+def key_binding(
+    key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any],
+) -> dict[str, Any]:
     """The ``cnf`` claim (RFC 7800 §3.2) binding a token to ``key`` (a public key or its JWK).
 
     A JWK is kept as given (the KBS ``tee-pubkey``, ``alg`` included, which Trustee's resource
@@ -136,7 +142,9 @@ def public_key_of_jwk(jwk: Any) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
         size = (curve.key_size + 7) // 8
         x, y = _b64u_decode(jwk.get("x"), "jwk.x"), _b64u_decode(jwk.get("y"), "jwk.y")
         if len(x) != size or len(y) != size:
-            raise MalformedError(f"the JWK's x and y are {size} bytes on {jwk['crv']}", field="jwk.x")
+            raise MalformedError(
+                f"the JWK's x and y are {size} bytes on {jwk['crv']}", field="jwk.x"
+            )
         try:
             return ec.EllipticCurvePublicNumbers(
                 int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
@@ -146,7 +154,9 @@ def public_key_of_jwk(jwk: Any) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
     if kty == "RSA":
         n, e = _b64u_decode(jwk.get("n"), "jwk.n"), _b64u_decode(jwk.get("e"), "jwk.e")
         try:
-            return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+            return rsa.RSAPublicNumbers(
+                int.from_bytes(e, "big"), int.from_bytes(n, "big")
+            ).public_key()
         except ValueError:
             raise MalformedError("the JWK is not a valid RSA public key", field="jwk.n") from None
     raise MalformedError("the JWK's kty is not EC or RSA", field="jwk.kty")
@@ -192,7 +202,9 @@ def jwks_keys(doc: Any) -> dict[str, ec.EllipticCurvePublicKey]:
     return out
 
 
-def token_key(token: str, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> tuple[str, ec.EllipticCurvePublicKey]:
+def token_key(
+    token: str, keys: Mapping[str, ec.EllipticCurvePublicKey]
+) -> tuple[str, ec.EllipticCurvePublicKey]:
     """The key of ``keys`` (a JWKS by kid) that a token names in its ``kid``: (kid, key).
 
     A token without ``kid`` takes the JWKS's only key. :class:`MalformedError` for what is not a
@@ -201,7 +213,9 @@ def token_key(token: str, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> tupl
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise MalformedError("not a compact JWT (header.payload.signature, base64url)", field="token") from None
+        raise MalformedError(
+            "not a compact JWT (header.payload.signature, base64url)", field="token"
+        ) from None
     kid = header.get("kid")
     if kid is None and len(keys) == 1:
         return next(iter(keys.items()))
@@ -359,8 +373,12 @@ def decode_ear(  # noqa: C901 - one branch per check of the token, in RFC 7519 o
         )  # fmt: skip
     except jwt.DecodeError as e:
         if isinstance(e, jwt.InvalidSignatureError):
-            raise VerificationError("EAR signature does not verify", code="ear_signature_invalid") from None
-        raise MalformedError("not a JWT signed with the expected algorithm", field="token") from None
+            raise VerificationError(
+                "EAR signature does not verify", code="ear_signature_invalid"
+            ) from None
+        raise MalformedError(
+            "not a JWT signed with the expected algorithm", field="token"
+        ) from None
     except jwt.InvalidAlgorithmError:
         raise VerificationError(f"EAR is not signed {alg}", code="ear_signature_invalid") from None
     except jwt.PyJWTError:
@@ -379,7 +397,9 @@ def decode_ear(  # noqa: C901 - one branch per check of the token, in RFC 7519 o
     at = (now or dt.datetime.now(dt.UTC)).timestamp()
     slack = leeway.total_seconds()
     times = {k: payload.get(k) for k in ("iat", "nbf", "exp")}
-    if any(v is not None and (not isinstance(v, int) or isinstance(v, bool)) for v in times.values()):
+    if any(
+        v is not None and (not isinstance(v, int) or isinstance(v, bool)) for v in times.values()
+    ):
         raise MalformedError("EAR times must be integers", field="exp")
     if at > payload["exp"] + slack:
         raise VerificationError("EAR has expired", code="ear_expired")
@@ -392,7 +412,9 @@ def decode_ear(  # noqa: C901 - one branch per check of the token, in RFC 7519 o
     for name, sub in submods.items():
         status = sub.get("ear.status") if isinstance(sub, dict) else None
         if status not in STATUSES:
-            raise VerificationError(f"submod {str(name)[:32]!r} has no EAR status", code="ear_profile_invalid")
+            raise VerificationError(
+                f"submod {str(name)[:32]!r} has no EAR status", code="ear_profile_invalid"
+            )
         statuses[name] = status
     refused = sorted(str(n)[:32] for n, s in statuses.items() if s == "contraindicated")
     if refused and not allow_contraindicated:

@@ -103,7 +103,9 @@ class _Be:
 
     def take(self, n: int, field: str) -> bytes:
         if n > len(self.data) - self.at:
-            raise MalformedError(f"truncated at {field}", field=f"{self.what}.{field}", offset=self.at)
+            raise MalformedError(
+                f"truncated at {field}", field=f"{self.what}.{field}", offset=self.at
+            )
         out = self.data[self.at : self.at + n]
         self.at += n
         return out
@@ -168,7 +170,9 @@ def parse_public(blob: bytes, what: str = "public") -> TpmPublic:
             exponent = r.u(4, "exponent") or 65537
             modulus = r.b("unique.rsa")
             if len(modulus) * 8 != bits:
-                raise MalformedError("RSA modulus size differs from keyBits", field=f"{what}.unique")
+                raise MalformedError(
+                    "RSA modulus size differs from keyBits", field=f"{what}.unique"
+                )
             key = rsa.RSAPublicNumbers(exponent, int.from_bytes(modulus, "big")).public_key()
         elif kind == ALG_ECC:
             curve = CURVES.get(r.u(2, "curveID"))
@@ -190,7 +194,9 @@ def parse_public(blob: bytes, what: str = "public") -> TpmPublic:
                      scheme_hash, key)  # fmt: skip
 
 
-def kdfa(name_alg: int, key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int) -> bytes:
+def kdfa(
+    name_alg: int, key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int
+) -> bytes:
     """KDFa (Part 1, 11.4.10.2): SP 800-108 counter mode with HMAC-nameAlg;
     ``label`` without its terminating zero (the KDF adds the separator)."""
     if bits % 8 or bits <= 0:
@@ -242,7 +248,9 @@ def make_credential(ek: TpmPublic, object_name: bytes, credential: bytes) -> tup
     if ek.symmetric is None or ek.symmetric[0] != ALG_AES or ek.symmetric[2] != ALG_CFB:
         raise MalformedError("the EK has no AES-CFB symmetric definition", field="ek.symmetric")
     if not ek.has(ATTR_RESTRICTED, ATTR_DECRYPT):
-        raise MalformedError("the EK is not a restricted decryption key", field="ek.objectAttributes")
+        raise MalformedError(
+            "the EK is not a restricted decryption key", field="ek.objectAttributes"
+        )
     digest_size = hashlib.new(HASH_ALGS[ek.name_alg][0]).digest_size
     if not 0 < len(credential) <= digest_size:
         raise ValueError(f"a credential is 1..{digest_size} bytes")

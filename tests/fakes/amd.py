@@ -37,10 +37,12 @@ CHIP = bytes(range(1, 65))
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Micro Devices"),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Micro Devices"),
+        ]
+    )
 
 
 def _der_int(v: int) -> bytes:
@@ -58,12 +60,27 @@ def rsa_key(label: str) -> rsa.RSAPrivateKey:
 
 
 def certificate(
-    subject: str, issuer: str, pub: object, signer: rsa.RSAPrivateKey, *, ca: bool,
+    subject: str,
+    issuer: str,
+    pub: object,
+    signer: rsa.RSAPrivateKey,
+    *,
+    ca: bool,
     extensions: list[x509.ExtensionType] = (),  # type: ignore[assignment]
-    nb: datetime = NB, na: datetime = NA, serial: int = 1, pss: bool = True,
+    nb: datetime = NB,
+    na: datetime = NA,
+    serial: int = 1,
+    pss: bool = True,
 ) -> x509.Certificate:
-    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-         .public_key(pub).serial_number(serial).not_valid_before(nb).not_valid_after(na))  # type: ignore[arg-type]
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(pub)
+        .serial_number(serial)
+        .not_valid_before(nb)
+        .not_valid_after(na)
+    )  # type: ignore[arg-type]
     if ca is not None:
         b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     for ext in extensions:
@@ -87,14 +104,22 @@ class Chain:
     def trust(self, cache: ChainCache | None = None) -> AmdTrust:
         return AmdTrust.with_roots({self.ark_sha256: self.product}, cache=cache)
 
-    def collateral(self, *extra: x509.Certificate, crls: tuple[x509.CertificateRevocationList, ...] = ()) -> Collateral:
+    def collateral(
+        self, *extra: x509.Certificate, crls: tuple[x509.CertificateRevocationList, ...] = ()
+    ) -> Collateral:
         return Collateral(certificates=(self.leaf, self.ask, self.ark, *extra), crls=crls)
 
 
 def make_chain(
-    product: Product = Product.GENOA, kind: str = "vcek", *,
-    tcb: dict[str, int] | None = None, hwid: bytes | None = None,
-    leaf_nb: datetime = NB, leaf_na: datetime = NA, leaf_pss: bool = True, ask_ca: bool = True,
+    product: Product = Product.GENOA,
+    kind: str = "vcek",
+    *,
+    tcb: dict[str, int] | None = None,
+    hwid: bytes | None = None,
+    leaf_nb: datetime = NB,
+    leaf_na: datetime = NA,
+    leaf_pss: bool = True,
+    ask_ca: bool = True,
     issuer_kind: str | None = None,
 ) -> Chain:
     cap = product.value.capitalize()
@@ -104,22 +129,40 @@ def make_chain(
     ik = issuer_kind or kind
     ask_cn = f"SEV-VLEK-{cap}" if ik == "vlek" else f"SEV-{cap}"
     ask = certificate(ask_cn, f"ARK-{cap}", ask_key.public_key(), ark_key, ca=ask_ca, serial=0x42)
-    tcb = tcb or ({"fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 5}
-                  if product is Product.TURIN else
-                  {"bootloader": 9, "tee": 0, "snp": 23, "microcode": 72})
-    oids = {"bootloader": amd.OID_BL_SPL, "tee": amd.OID_TEE_SPL, "snp": amd.OID_SNP_SPL,
-            "microcode": amd.OID_UCODE_SPL, "fmc": amd.OID_FMC_SPL}
+    tcb = tcb or (
+        {"fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 5}
+        if product is Product.TURIN
+        else {"bootloader": 9, "tee": 0, "snp": 23, "microcode": 72}
+    )
+    oids = {
+        "bootloader": amd.OID_BL_SPL,
+        "tee": amd.OID_TEE_SPL,
+        "snp": amd.OID_SNP_SPL,
+        "microcode": amd.OID_UCODE_SPL,
+        "fmc": amd.OID_FMC_SPL,
+    }
     exts: list[x509.ExtensionType] = [
         x509.UnrecognizedExtension(oids[k], _der_int(v)) for k, v in tcb.items()
     ]
     name = cap.encode()
-    exts.append(x509.UnrecognizedExtension(amd.OID_PRODUCT_NAME, b"\x16" + bytes([len(name)]) + name))
+    exts.append(
+        x509.UnrecognizedExtension(amd.OID_PRODUCT_NAME, b"\x16" + bytes([len(name)]) + name)
+    )
     if kind == "vcek":
         hw = hwid if hwid is not None else (CHIP[:8] if product is Product.TURIN else CHIP)
         exts.append(x509.UnrecognizedExtension(amd.OID_HW_ID, hw))
     leaf_key = ec.generate_private_key(ec.SECP384R1())
-    leaf = certificate("SEV-VLEK" if kind == "vlek" else "SEV-VCEK", ask_cn, leaf_key.public_key(),
-                 ask_key, ca=False, extensions=exts, nb=leaf_nb, na=leaf_na, pss=leaf_pss)
+    leaf = certificate(
+        "SEV-VLEK" if kind == "vlek" else "SEV-VCEK",
+        ask_cn,
+        leaf_key.public_key(),
+        ask_key,
+        ca=False,
+        extensions=exts,
+        nb=leaf_nb,
+        na=leaf_na,
+        pss=leaf_pss,
+    )
     return Chain(product, ark, ask, leaf, leaf_key, ark_key)
 
 
@@ -133,13 +176,23 @@ def tcb_raw(tcb: dict[str, int], product: Product) -> int:
     return int.from_bytes(b, "little")
 
 
-CPUID = {Product.MILAN: (0x19, 0x01, 1), Product.GENOA: (0x19, 0x11, 1), Product.TURIN: (0x1A, 0x02, 0)}
+CPUID = {
+    Product.MILAN: (0x19, 0x01, 1),
+    Product.GENOA: (0x19, 0x11, 1),
+    Product.TURIN: (0x1A, 0x02, 0),
+}
 
 
 def make_report(
-    chain: Chain, *, version: int = 5, tcb: dict[str, int] | None = None,
-    chip_id: bytes | None = None, policy: int = 0x30000, cpuid: tuple[int, int, int] | None = None,
-    vmpl: int = 0, report_data: bytes = b"\xaa" * 64,
+    chain: Chain,
+    *,
+    version: int = 5,
+    tcb: dict[str, int] | None = None,
+    chip_id: bytes | None = None,
+    policy: int = 0x30000,
+    cpuid: tuple[int, int, int] | None = None,
+    vmpl: int = 0,
+    report_data: bytes = b"\xaa" * 64,
 ) -> bytes:
     info = amd.endorsement_key_info(chain.leaf)
     raw = tcb_raw(tcb or info.tcb, chain.product)
@@ -153,7 +206,9 @@ def make_report(
     for off in (sev_snp.OFF_REPORTED_TCB, sev_snp.OFF_COMMITTED_TCB, sev_snp.OFF_LAUNCH_TCB):
         struct.pack_into("<Q", b, off, raw)
     if version >= 3:
-        b[sev_snp.OFF_CPUID_FAM_ID : sev_snp.OFF_CPUID_FAM_ID + 3] = bytes(cpuid or CPUID[chain.product])
+        b[sev_snp.OFF_CPUID_FAM_ID : sev_snp.OFF_CPUID_FAM_ID + 3] = bytes(
+            cpuid or CPUID[chain.product]
+        )
     if version >= 5:
         struct.pack_into("<QQ", b, sev_snp.OFF_LAUNCH_MIT_VECTOR, 3, 3)
     if chip_id is None:
@@ -168,11 +223,20 @@ def make_report(
     return bytes(b)
 
 
-def make_crl(chain: Chain, revoked: list[int], *, key: rsa.RSAPrivateKey | None = None,
-         last: datetime = AT - timedelta(days=1), nxt: datetime = AT + timedelta(days=7)
-         ) -> x509.CertificateRevocationList:
-    b = (x509.CertificateRevocationListBuilder().issuer_name(chain.ark.subject)
-         .last_update(last).next_update(nxt))
+def make_crl(
+    chain: Chain,
+    revoked: list[int],
+    *,
+    key: rsa.RSAPrivateKey | None = None,
+    last: datetime = AT - timedelta(days=1),
+    nxt: datetime = AT + timedelta(days=7),
+) -> x509.CertificateRevocationList:
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(chain.ark.subject)
+        .last_update(last)
+        .next_update(nxt)
+    )
     for serial in revoked:
         b = b.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(last).build()

@@ -49,7 +49,9 @@ def _signed(tbs: list[tuple[int, bytes]], alg: tuple[int, bytes], sig: tuple[int
     return encode(0x30, encode(0x30, _seq(tbs)) + encode(*alg) + encode(*sig))
 
 
-def _extension_variants(items: list[tuple[int, bytes]], index: int) -> dict[str, list[tuple[int, bytes]]]:
+def _extension_variants(
+    items: list[tuple[int, bytes]], index: int
+) -> dict[str, list[tuple[int, bytes]]]:
     """Duplicate the first extension; or give every extension an undecodable value."""
     _, seq, _ = read(items[index][1])
     exts = children(seq)
@@ -57,7 +59,10 @@ def _extension_variants(items: list[tuple[int, bytes]], index: int) -> dict[str,
         return {}
     dup = list(items)
     dup[index] = (items[index][0], encode(0x30, _seq([*exts, exts[0]])))
-    garbled = [(t, _seq([(pt, b"\x05\x00" if pt == 0x04 else pv) for pt, pv in children(v)])) for t, v in exts]
+    garbled = [
+        (t, _seq([(pt, b"\x05\x00" if pt == 0x04 else pv) for pt, pv in children(v)]))
+        for t, v in exts
+    ]
     bad = list(items)
     bad[index] = (items[index][0], encode(0x30, _seq(garbled)))
     return {"duplicate_extension": dup, "undecodable_extension_values": bad}

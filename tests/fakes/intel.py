@@ -73,7 +73,9 @@ def _item(sub: str, value: bytes) -> bytes:
     return _der(0x30, _oid(f"{SGX_EXT}.{sub}") + value)
 
 
-def sgx_extension(comps: list[int], pcesvn: int, fmspc: bytes = FMSPC, pceid: bytes = b"\0\0") -> bytes:
+def sgx_extension(
+    comps: list[int], pcesvn: int, fmspc: bytes = FMSPC, pceid: bytes = b"\0\0"
+) -> bytes:
     tcb = b"".join(_item(f"2.{i + 1}", _int(c)) for i, c in enumerate(comps))
     tcb += _item("2.17", _int(pcesvn)) + _item("2.18", _der(0x04, bytes(comps)))
     return _der(0x30, b"".join([
@@ -83,7 +85,12 @@ def sgx_extension(comps: list[int], pcesvn: int, fmspc: bytes = FMSPC, pceid: by
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake Intel")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake Intel"),
+        ]
+    )
 
 
 def certificate(
@@ -103,18 +110,33 @@ def certificate(
     if key_usage is not None:
         b = b.add_extension(key_usage, critical=True)
     if ext is not None:
-        b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXT), ext), critical=False)
+        b = b.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXT), ext), critical=False
+        )
     return b.sign(issuer_key, hashes.SHA256())
 
 
 #: The key usage of Intel's TCB Signing certificate: digitalSignature and nonRepudiation.
 SIGNING_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
-    key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    digital_signature=True,
+    content_commitment=True,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
 )
 
 
-def _crl(issuer_cn: str, key: ec.EllipticCurvePrivateKey, revoked: list[int], this: datetime, nxt: datetime) -> bytes:
+def _crl(
+    issuer_cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    revoked: list[int],
+    this: datetime,
+    nxt: datetime,
+) -> bytes:
     b = (
         x509.CertificateRevocationListBuilder().issuer_name(_name(issuer_cn)).last_update(this).next_update(nxt)
         .add_extension(x509.CRLNumber(1), critical=False)
@@ -133,7 +155,9 @@ def raw_sign(key: ec.EllipticCurvePrivateKey, msg: bytes) -> bytes:
 
 
 def public_xy(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)[1:]
+    return key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )[1:]
 
 
 def enclave_report(
@@ -161,7 +185,9 @@ def td_report(
     return body
 
 
-def tdx_level(sgx: int, pcesvn: int, tdx_svn: list[int], status: str, adv: list[str] | None = None) -> dict[str, Any]:
+def tdx_level(
+    sgx: int, pcesvn: int, tdx_svn: list[int], status: str, adv: list[str] | None = None
+) -> dict[str, Any]:
     lvl: dict[str, Any] = {
         "tcb": {"sgxtcbcomponents": [{"svn": sgx}] * 16, "pcesvn": pcesvn,
                 "tdxtcbcomponents": [{"svn": s} for s in tdx_svn]},
@@ -229,7 +255,9 @@ def build(spec: Spec | None = None) -> Synthetic:
     s = spec or Spec()
     k = KEYS
     root = certificate("Fake SGX Root CA", k["root"], "Fake SGX Root CA", k["root"], 1, True)
-    ca = certificate("Fake SGX PCK Platform CA", k["pck_ca"], "Fake SGX Root CA", k["root"], 2, True)
+    ca = certificate(
+        "Fake SGX PCK Platform CA", k["pck_ca"], "Fake SGX Root CA", k["root"], 2, True
+    )
     pck = certificate("Fake SGX PCK Certificate", k["pck"], "Fake SGX PCK Platform CA", k["pck_ca"], s.pck_serial, False,
                 sgx_extension([s.platform_svn] * 16, s.pcesvn))  # fmt: skip
     tcb_signer = certificate("Intel SGX TCB Signing", k["tcb"], "Fake SGX Root CA", k["root"], 4, False,
@@ -244,7 +272,11 @@ def build(spec: Spec | None = None) -> Synthetic:
         "tcbEvaluationDataNumber": s.tcb_evaluation_data_number,
     }  # fmt: skip
     if tdx_kind:
-        info["tdxModule"] = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8}
+        info["tdxModule"] = {
+            "mrsigner": "00" * 48,
+            "attributes": "00" * 8,
+            "attributesMask": "FF" * 8,
+        }
         if s.module_identities:
             info["tdxModuleIdentities"] = list(s.module_identities)
     levels = [dict(lv) for lv in s.levels]
@@ -263,8 +295,12 @@ def build(spec: Spec | None = None) -> Synthetic:
     qe_raw = json.dumps(qe, separators=(",", ":"))
     doc: dict[str, Any] = {
         "pck_crl_issuer_chain": pem(ca, root),
-        "root_ca_crl": _crl("Fake SGX Root CA", k["root"], list(s.root_revoked), s.issue, nxt).hex(),
-        "pck_crl": _crl("Fake SGX PCK Platform CA", k["pck_ca"], list(s.pck_revoked), s.issue, nxt).hex(),
+        "root_ca_crl": _crl(
+            "Fake SGX Root CA", k["root"], list(s.root_revoked), s.issue, nxt
+        ).hex(),
+        "pck_crl": _crl(
+            "Fake SGX PCK Platform CA", k["pck_ca"], list(s.pck_revoked), s.issue, nxt
+        ).hex(),
         "tcb_info_issuer_chain": pem(tcb_signer, root),
         "tcb_info": info_raw,
         "tcb_info_signature": raw_sign(k["tcb"], info_raw.encode()).hex(),
@@ -302,13 +338,16 @@ def build(spec: Spec | None = None) -> Synthetic:
         body = struct.pack("<HI", btype, len(body)) + body
     signed = header + body
     if s.version >= 4:
-        sig_data = raw_sign(k["att"], signed) + att_xy + struct.pack("<HI", 6, len(qe_part)) + qe_part
+        sig_data = (
+            raw_sign(k["att"], signed) + att_xy + struct.pack("<HI", 6, len(qe_part)) + qe_part
+        )
     else:
         sig_data = raw_sign(k["att"], signed) + att_xy + qe_part
     quote = signed + struct.pack("<I", len(sig_data)) + sig_data
     root_der = root.public_bytes(serialization.Encoding.DER)
-    return Synthetic(quote, doc, dcap.DcapTrust(frozenset({hashlib.sha256(root_der).digest()})), root_der)
-
+    return Synthetic(
+        quote, doc, dcap.DcapTrust(frozenset({hashlib.sha256(root_der).digest()})), root_der
+    )
 
 
 #: After a TCB recovery (tcbEvaluationDataNumber 18) the default platform's level (TDX SVN
@@ -332,6 +371,7 @@ def pin_roots(*syns: Synthetic) -> dcap.DcapTrust:
 #: A key that is not Intel's TCB signing key, for certificates the root issues in these tests.
 OTHER_SIGNER = ec.derive_private_key(7777, ec.SECP256R1())
 
+
 def pem_chain(*certs: x509.Certificate) -> str:
     """``certs`` as one PEM string (a collateral issuer chain)."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs).decode()
@@ -348,7 +388,9 @@ def pck_chain(syn: Synthetic) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
 
 
-def resign_collateral(syn: Synthetic, key: ec.EllipticCurvePrivateKey, chain: str, tcb_info: str | None = None) -> Synthetic:
+def resign_collateral(
+    syn: Synthetic, key: ec.EllipticCurvePrivateKey, chain: str, tcb_info: str | None = None
+) -> Synthetic:
     """TCB info (optionally replaced) and QE identity signed by ``key``, both with ``chain``."""
     info = tcb_info if tcb_info is not None else syn.doc["tcb_info"]
     return syn.with_doc(
@@ -365,5 +407,7 @@ def signed_under_root(syn: Synthetic, cn: str, *, ca: bool = False, key_usage: x
     """``syn`` with its TCB info and QE identity signed by :data:`OTHER_SIGNER` under a certificate
     ``cn`` that the fake root issues (``ca``, ``key_usage``, ``serial`` as given)."""
     root = root_certificate(syn)
-    cert = certificate(cn, OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], serial, ca, key_usage=key_usage)
+    cert = certificate(
+        cn, OTHER_SIGNER, "Fake SGX Root CA", KEYS["root"], serial, ca, key_usage=key_usage
+    )
     return resign_collateral(syn, OTHER_SIGNER, pem_chain(cert, root))

@@ -31,7 +31,17 @@ from tests.conftest import TESTVECTORS, testvectors_dir
 
 from veritee.collateral.fetch import FetchConfig
 
-__all__ = ["ROOT_CRL_PATH", "FileServer", "config_for", "quoted", "serve_amd", "serve_intel", "serve_sgx_sample", "vcek_fields", "vcek_route"]
+__all__ = [
+    "ROOT_CRL_PATH",
+    "FileServer",
+    "config_for",
+    "quoted",
+    "serve_amd",
+    "serve_intel",
+    "serve_sgx_sample",
+    "vcek_fields",
+    "vcek_route",
+]
 
 Route = tuple[int, bytes, dict[str, str]]
 

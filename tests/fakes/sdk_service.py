@@ -52,7 +52,9 @@ def start_service_in_thread(tmp_path: Path, *, tls: bool) -> tuple[RunningServer
 
         cert, key = server_certificate_files(domain.path, "127.0.0.1")
         tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)), **tls_files)
+    server = start_in_thread(
+        create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)), **tls_files
+    )
     doc = {"version": 1, "name": "sdk", "platforms": {"simulated": {
         "measurements": list(ADMITTED), "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}

@@ -70,7 +70,9 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def wait_ready(url: str, proc: subprocess.Popen[bytes], verify: object = True) -> None:
     """Wait until ``url``'s ``/readyz`` answers 200; an AssertionError (with the server's stderr)
     if the server exits first, or after 120 s."""
-    deadline = time.monotonic() + 120  # several workers each import the app; slow on a loaded machine
+    deadline = (
+        time.monotonic() + 120
+    )  # several workers each import the app; slow on a loaded machine
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''!r}")
@@ -116,7 +118,9 @@ def serving(data: Path, *args: str, tls: bool = False) -> Iterator[str]:
     )  # fmt: skip
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
-        verify: ssl.SSLContext | bool = client_context(cafile=str(data / "domain_ca.pem")) if tls else True
+        verify: ssl.SSLContext | bool = (
+            client_context(cafile=str(data / "domain_ca.pem")) if tls else True
+        )
         wait_ready(url, proc, verify=verify)
         yield url
     finally:

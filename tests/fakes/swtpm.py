@@ -37,7 +37,9 @@ class Tpm:
 
     @property
     def ek_root(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate((self.ca_dir / "swtpm-localca-rootca-cert.pem").read_bytes())
+        return x509.load_pem_x509_certificate(
+            (self.ca_dir / "swtpm-localca-rootca-cert.pem").read_bytes()
+        )
 
     @property
     def ek_root_sha256(self) -> str:
@@ -82,7 +84,9 @@ def manufacture(state: Path, ca: Path) -> None:
         f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n"
         f"certserial = {ca}/certserial\n"
     )
-    options.write_text("--platform-manufacturer veritee-tests\n--platform-version 2.1\n--platform-model swtpm\n")
+    options.write_text(
+        "--platform-manufacturer veritee-tests\n--platform-version 2.1\n--platform-model swtpm\n"
+    )
     conf.write_text(
         f"create_certs_tool = {shutil.which('swtpm_localca')}\ncreate_certs_tool_config = {localca}\n"
         f"create_certs_tool_options = {options}\nactive_pcr_banks = sha256,sha384\n"
@@ -114,7 +118,9 @@ def running_tpm(state: Path, ca: Path) -> Iterator[Tpm]:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"swtpm did not start: {proc.stderr.read() if proc.stderr else b''!r}")
+                raise RuntimeError(
+                    f"swtpm did not start: {proc.stderr.read() if proc.stderr else b''!r}"
+                )
             time.sleep(0.02)
         yield Tpm(f"swtpm:host=127.0.0.1,port={port}", ca, ctrl)
     finally:

@@ -46,11 +46,15 @@ class Maker:
     at: datetime
 
 
-def _resign_snp(chain: amd_fake.Chain, report: bytes, report_data: bytes, host_data: bytes) -> bytes:
+def _resign_snp(
+    chain: amd_fake.Chain, report: bytes, report_data: bytes, host_data: bytes
+) -> bytes:
     b = bytearray(report)
     b[sev_snp.OFF_REPORT_DATA : sev_snp.OFF_REPORT_DATA + 64] = report_data
     b[sev_snp.OFF_HOST_DATA : sev_snp.OFF_HOST_DATA + 32] = host_data
-    r, s = decode_dss_signature(chain.leaf_key.sign(bytes(b[: sev_snp.SIGNED_SIZE]), ec.ECDSA(hashes.SHA384())))
+    r, s = decode_dss_signature(
+        chain.leaf_key.sign(bytes(b[: sev_snp.SIGNED_SIZE]), ec.ECDSA(hashes.SHA384()))
+    )
     b[sev_snp.OFF_SIGNATURE_R : sev_snp.OFF_SIGNATURE_R + 72] = r.to_bytes(72, "little")
     b[sev_snp.OFF_SIGNATURE_S : sev_snp.OFF_SIGNATURE_S + 72] = s.to_bytes(72, "little")
     return bytes(b)
@@ -69,7 +73,9 @@ def snp(host_data: bytes = bytes(32), policy: int = 0x30000) -> Maker:
     def generate(inblob: bytes, privlevel: int) -> tuple[bytes, bytes]:
         return _resign_snp(chain, base, inblob, host_data), table
 
-    return Maker(generate, Collateral(certificates=(chain.ask, chain.ark)), chain.trust(), amd_fake.AT)
+    return Maker(
+        generate, Collateral(certificates=(chain.ask, chain.ark)), chain.trust(), amd_fake.AT
+    )
 
 
 # TD quote v4: 48-byte header, then the TD report body whose REPORTDATA is its last 64 bytes.
@@ -98,8 +104,16 @@ def _cpak() -> ec.EllipticCurvePrivateKey:
 def _sign1(key: ec.EllipticCurvePrivateKey, claims: dict[int, Any]) -> bytes:
     protected = cbor2.dumps({1: -35})
     payload = cbor2.dumps(claims)
-    r, s = decode_dss_signature(key.sign(sig_structure(protected, payload), ec.ECDSA(hashes.SHA384())))
-    return bytes(cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, r.to_bytes(48, "big") + s.to_bytes(48, "big")])))
+    r, s = decode_dss_signature(
+        key.sign(sig_structure(protected, payload), ec.ECDSA(hashes.SHA384()))
+    )
+    return bytes(
+        cbor2.dumps(
+            cbor2.CBORTag(
+                18, [protected, {}, payload, r.to_bytes(48, "big") + s.to_bytes(48, "big")]
+            )
+        )
+    )
 
 
 def cca(personalization: bytes = bytes(64), lifecycle: int = 0x3000) -> Maker:
@@ -121,7 +135,9 @@ def cca(personalization: bytes = bytes(64), lifecycle: int = 0x3000) -> Maker:
 
     pem = cpak.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
-    return Maker(generate, Collateral.from_blobs([("cpak.pem", pem)]), None, datetime(2026, 1, 1, tzinfo=UTC))
+    return Maker(
+        generate, Collateral.from_blobs([("cpak.pem", pem)]), None, datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 __all__ = ["Maker", "cca", "snp", "tdx"]

@@ -23,7 +23,15 @@ from tests.conftest import TESTVECTORS
 from veritee.collateral import Collateral
 from veritee.evidence import tpm
 
-__all__ = ["AT", "SAMPLE", "decode_fields", "encode_fields", "sample_bytes", "sample_roots", "verify_claims"]
+__all__ = [
+    "AT",
+    "SAMPLE",
+    "decode_fields",
+    "encode_fields",
+    "sample_bytes",
+    "sample_roots",
+    "verify_claims",
+]
 
 #: The GCE sample (Container-Optimized OS 85, nonce 9009).
 SAMPLE = TESTVECTORS / "tpm" / "gotpmtools_gce-cos-85-nonce9009.pb"
@@ -71,6 +79,10 @@ def decode_fields(data: bytes) -> list[tuple[int, int | bytes]]:
     return list(tpm._fields(data, "test"))
 
 
-def verify_claims(data: bytes, at: datetime = AT, collateral: Collateral | None = None) -> dict[str, Any]:
+def verify_claims(
+    data: bytes, at: datetime = AT, collateral: Collateral | None = None
+) -> dict[str, Any]:
     """The claims of ``data`` verified as a TPM attestation at ``at`` (default under :func:`sample_roots`)."""
-    return tpm.verify(data, collateral=sample_roots() if collateral is None else collateral, at=at).claims
+    return tpm.verify(
+        data, collateral=sample_roots() if collateral is None else collateral, at=at
+    ).claims

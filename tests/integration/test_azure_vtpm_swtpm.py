@@ -32,7 +32,9 @@ from veritee.evidence import azure_tdx_vtpm, azure_vtpm
 pytestmark = [pytest.mark.attester]
 if swtpm_missing() is not None:
     pytestmark.append(pytest.mark.skip(reason=str(swtpm_missing())))
-tss = pytest.importorskip("tpm2_pytss", reason="tpm2-pytss is not installed (make test installs .[tpm])")
+tss = pytest.importorskip(
+    "tpm2_pytss", reason="tpm2-pytss is not installed (make test installs .[tpm])"
+)
 azure = pytest.importorskip("veritee.platforms.azure")
 
 RD = bytes(range(64))
@@ -49,8 +51,14 @@ def _setup_vtpm(tcti: str, hcl_for: Any) -> None:
     """Persist an RSA AK at 0x81000003 and write hcl_for(runtime JSON) to NV 0x01400001."""
     t = tss
     with t.ESAPI(tcti) as e:
-        attrs = (t.TPMA_OBJECT.RESTRICTED | t.TPMA_OBJECT.SIGN_ENCRYPT | t.TPMA_OBJECT.FIXEDTPM
-                 | t.TPMA_OBJECT.FIXEDPARENT | t.TPMA_OBJECT.SENSITIVEDATAORIGIN | t.TPMA_OBJECT.USERWITHAUTH)
+        attrs = (
+            t.TPMA_OBJECT.RESTRICTED
+            | t.TPMA_OBJECT.SIGN_ENCRYPT
+            | t.TPMA_OBJECT.FIXEDTPM
+            | t.TPMA_OBJECT.FIXEDPARENT
+            | t.TPMA_OBJECT.SENSITIVEDATAORIGIN
+            | t.TPMA_OBJECT.USERWITHAUTH
+        )
         template = t.TPM2B_PUBLIC.parse("rsa2048:rsassa-sha256:null", objectAttributes=attrs)
         handle, public, *_ = e.create_primary(t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.OWNER)
         e.evict_control(t.ESYS_TR.OWNER, handle, azure.AK_HANDLE)
@@ -77,7 +85,11 @@ class _Imds(http.server.BaseHTTPRequestHandler):
             self.send_response(400)
             self.end_headers()
             return
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
+        body = (
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if method == "POST"
+            else b""
+        )
         make = self.answers.get((method, self.path))
         if make is None:
             self.send_response(404)
@@ -121,7 +133,9 @@ def test_az_snp_vtpm_evidence_verifies(tmp_path: Path, imds: Any) -> None:
 
     def hcl_for(runtime: bytes) -> bytes:
         bound = hashlib.sha256(runtime).digest() + bytes(32)
-        return _hcl(tee._resign_snp(chain, base, bound, bytes(32)), azure_vtpm.REPORT_TYPE_SNP, runtime)
+        return _hcl(
+            tee._resign_snp(chain, base, bound, bytes(32)), azure_vtpm.REPORT_TYPE_SNP, runtime
+        )
 
     pem = serialization.Encoding.PEM
     answers[("GET", azure.THIM_PATH)] = lambda _: {
@@ -130,7 +144,9 @@ def test_az_snp_vtpm_evidence_verifies(tmp_path: Path, imds: Any) -> None:
     }
     with running_tpm(tmp_path / "vtpm", tmp_path / "ca") as tpm:
         _setup_vtpm(tpm.tcti, hcl_for)
-        platform = azure.AzureCvmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "state", imds_url=url, event_log=None)
+        platform = azure.AzureCvmPlatform(
+            tcti=tpm.tcti, state_dir=tmp_path / "state", imds_url=url, event_log=None
+        )
         assert platform.name == "az-snp-vtpm"
         ev = platform.evidence(RD)
         collateral = Collateral.from_blobs(platform.collateral().items())
@@ -169,10 +185,14 @@ def test_az_tdx_vtpm_evidence_verifies(tmp_path: Path, imds: Any) -> None:
     answers[("POST", azure.TDQUOTE_PATH)] = td_quote
     with running_tpm(tmp_path / "vtpm", tmp_path / "ca") as tpm:
         _setup_vtpm(tpm.tcti, hcl_for)
-        platform = azure.AzureCvmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "state", imds_url=url, event_log=None)
+        platform = azure.AzureCvmPlatform(
+            tcti=tpm.tcti, state_dir=tmp_path / "state", imds_url=url, event_log=None
+        )
         assert platform.name == "az-tdx-vtpm"
         ev = platform.evidence(RD)
-        verified = azure_tdx_vtpm.verify(ev, collateral=maker.collateral, trust=maker.trust, at=maker.at)
+        verified = azure_tdx_vtpm.verify(
+            ev, collateral=maker.collateral, trust=maker.trust, at=maker.at
+        )
         assert verified.claims["report_data"] == RD.hex() and verified.claims["platform"] == "tdx"
         assert platform.measurement == "11" * 48
 
@@ -182,4 +202,3 @@ def test_hcl_report_of_unknown_type_is_a_platform_error() -> None:
         azure.hcl_report_type(b"HCLA" + bytes(2000))
     with pytest.raises(PlatformError):
         azure.hcl_report_type(b"")
-

@@ -23,7 +23,9 @@ from veritee.domain import Domain
 DEEP_LIST = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 20_000 + b"1" + b"}" * 20_000
 LONG_INT = b'{"version": ' + b"9" * 5000 + b"}"
-MODERATE_DEEP = b'{"a":' * 200 + b"1" + b"}" * 200  # under the recursion limit, over veritee's bound
+MODERATE_DEEP = (
+    b'{"a":' * 200 + b"1" + b"}" * 200
+)  # under the recursion limit, over veritee's bound
 BODIES = {"deep list": DEEP_LIST, "deep object": DEEP_OBJECT, "long integer": LONG_INT,
           "200 levels": MODERATE_DEEP}  # fmt: skip
 ROUTES = [("POST", "/kbs/v0/auth"), ("PUT", "/v1/admin/policy"), ("POST", "/v1/attest"),
@@ -57,13 +59,20 @@ def test_nested_json_long_integers_and_huge_numbers_are_4xx(
     client, proc = server
     for method, path in ROUTES:
         for what, body in BODIES.items():
-            r = client.request(method, path, content=body, headers={"content-type": "application/json"})
+            r = client.request(
+                method, path, content=body, headers={"content-type": "application/json"}
+            )
             assert 400 <= r.status_code < 500, (method, path, what, r.status_code, r.text)
             doc = r.json()
             if path.startswith("/kbs/"):  # Trustee's error form
                 assert doc["type"].endswith("/AttestationError"), doc
             else:
-                assert doc["code"] in ("json_too_deep", "integer_too_long"), (method, path, what, doc)
+                assert doc["code"] in ("json_too_deep", "integer_too_long"), (
+                    method,
+                    path,
+                    what,
+                    doc,
+                )
     for after in ("9" * 30, "9223372036854775808", "9" * 5000, "-1"):
         r = client.get("/v1/admin/audit", params={"after": after})
         assert r.status_code == 400, (after, r.status_code, r.text)

@@ -46,7 +46,9 @@ def test_serve_fetches_from_the_pccs_named_and_refuses_an_expired_set(tmp_path: 
             assert "collateral_missing" in {x["code"] for x in out["reasons"]}
             (warning,) = [w for w in out["warnings"] if w["code"] == "collateral_fetch_failed"]
             assert "collateral_expired" in warning["message"]
-            assert PCCS_ROOT_CRL_PATH in pccs.requests and pccs.count("/tdx/certification/v4/tcb") == 1
+            assert (
+                PCCS_ROOT_CRL_PATH in pccs.requests and pccs.count("/tdx/certification/v4/tcb") == 1
+            )
             status = httpx.get(url + "/v1/admin/collateral", headers=admin, timeout=30).json()
             (row,) = status["fetched"]
             assert row["path"] == V4_PATH and row["failures"] == 1 and row["sha256"] is None
@@ -55,7 +57,9 @@ def test_serve_fetches_from_the_pccs_named_and_refuses_an_expired_set(tmp_path: 
             metrics = httpx.get(url + "/metrics", timeout=30).text
             assert f'veritee_collateral_fetch_failures{{path="{V4_PATH}"}} 1.0' in metrics
             ready = httpx.get(url + "/readyz", timeout=30)
-            assert ready.status_code == 200 and ready.json()["collateral"]["status"] == "ok"  # nothing held
+            assert (
+                ready.status_code == 200 and ready.json()["collateral"]["status"] == "ok"
+            )  # nothing held
         finally:
             stop(proc)
     finally:

@@ -44,11 +44,15 @@ try:
     from playwright.sync_api import Page, sync_playwright
 except ImportError:
     if os.environ.get("CI") == "true":
-        raise ImportError("playwright (the 'test' extra) must be installed in CI: pip install -e '.[test]'") from None
+        raise ImportError(
+            "playwright (the 'test' extra) must be installed in CI: pip install -e '.[test]'"
+        ) from None
     pytest.skip("playwright (the 'test' extra) is not installed", allow_module_level=True)
 if not CHROMIUM.is_file():
     if os.environ.get("CI") == "true":
-        raise RuntimeError(f"{CHROMIUM} is missing in CI: .ci/system-packages.sh installs Debian's chromium")
+        raise RuntimeError(
+            f"{CHROMIUM} is missing in CI: .ci/system-packages.sh installs Debian's chromium"
+        )
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
@@ -73,8 +77,13 @@ def _tls(data: Path) -> object:
 def domain_served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     data = tmp_path / "domain"
     run_cli("init", "--data", str(data))
-    for vector in ("tdx/dcapqvl_tdx_quote_v4_collateral.json", "sev-snp/amd_milan_vcek_ask_ark.pem"):
-        if (TESTVECTORS / vector).is_file():  # collateral to show fresh or stale, when the vectors are here
+    for vector in (
+        "tdx/dcapqvl_tdx_quote_v4_collateral.json",
+        "sev-snp/amd_milan_vcek_ask_ark.pem",
+    ):
+        if (
+            TESTVECTORS / vector
+        ).is_file():  # collateral to show fresh or stale, when the vectors are here
             shutil.copy(TESTVECTORS / vector, data / "collateral" / Path(vector).name)
     # What the audit log holds is shown as text: a reason that is markup must stay text.
     store = Storage(f"sqlite:///{data / 'veritee.db'}")
@@ -107,11 +116,15 @@ def _workloads(url: str, data: Path, tmp_path: Path) -> str:
         "value": "c2VjcmV0LXZhbHVlLW5ldmVyLXNob3du", "policy": {"allOf": [{"claim": "measurement", "equals": GOOD}]}})  # fmt: skip
     r.raise_for_status()
     ca = data / "domain_ca.pem"
-    good = Trust(url, ca, platform="simulated", store=tmp_path / "s1", measurement=GOOD, platform_dir=sim)
+    good = Trust(
+        url, ca, platform="simulated", store=tmp_path / "s1", measurement=GOOD, platform_dir=sim
+    )
     good.certify()
     assert good.get_secret("shop/db-key") == b"secret-value-never-shown"
     good.close()
-    bad = Trust(url, ca, platform="simulated", store=tmp_path / "s2", measurement=OTHER, platform_dir=sim)
+    bad = Trust(
+        url, ca, platform="simulated", store=tmp_path / "s2", measurement=OTHER, platform_dir=sim
+    )
     with pytest.raises(VerificationError) as e:
         bad.certify()
     bad.close()
@@ -132,7 +145,9 @@ def test_console_in_chromium(domain_served: tuple[str, Path, Path]) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
         try:
-            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+            context = browser.new_context(
+                ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+            )
             page = context.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
@@ -177,10 +192,16 @@ def test_console_in_chromium(domain_served: tuple[str, Path, Path]) -> None:
                 elif link == "Latest decisions":
                     # the refused attestation, with its reasons and claims
                     row = page.locator("article.decision.refused", has_text=OTHER).first
-                    assert "refused" in row.inner_text() and "measurement_not_allowed" in row.inner_text()
+                    assert (
+                        "refused" in row.inner_text()
+                        and "measurement_not_allowed" in row.inner_text()
+                    )
                     assert "simulated" in row.inner_text()
                     # the audit log's markup is text on the page, and ran nothing
-                    assert "x<script>alert('xss')</script>" in text and "<img src=x onerror=alert(1)>" in text
+                    assert (
+                        "x<script>alert('xss')</script>" in text
+                        and "<img src=x onerror=alert(1)>" in text
+                    )
                     assert page.locator("main script, main img").count() == 0
                 elif link == "Audit chain":
                     assert "intact" in text
@@ -191,15 +212,21 @@ def test_console_in_chromium(domain_served: tuple[str, Path, Path]) -> None:
                 elif link == "Policies":
                     page.click("text=diff v1 \u2192 v2")
                     assert page.inner_text("h1") == "Policy diff"
-                    assert any("ef" * 48 in t for t in page.locator("pre.diff .add").all_inner_texts())
+                    assert any(
+                        "ef" * 48 in t for t in page.locator("pre.diff .add").all_inner_texts()
+                    )
                     _shot(page, "08-policy-diff")
                 elif link == "Secrets":
-                    assert "shop/db-key" in text and "secret-value-never-shown" not in page.content()
+                    assert (
+                        "shop/db-key" in text and "secret-value-never-shown" not in page.content()
+                    )
                     assert "c2VjcmV0LXZhbHVlLW5ldmVyLXNob3du" not in page.content()
                 elif link == "Certificates":
                     assert "valid" in text and GOOD in text
                 elif link == "Collateral" and (TESTVECTORS / "tdx").is_dir():
-                    assert page.locator("tr.stale").count() >= 1  # the 2025 vectors are past nextUpdate
+                    assert (
+                        page.locator("tr.stale").count() >= 1
+                    )  # the 2025 vectors are past nextUpdate
                     assert "B0C06F000000" in text
             assert dialogs == []
 

@@ -16,14 +16,18 @@ from veritee.service.console import session
 
 
 def _sign_in(url: str, token: str, **headers: str) -> httpx.Response:
-    return httpx.post(url + "/ui/login", data={"token": token}, headers=headers, follow_redirects=False)
+    return httpx.post(
+        url + "/ui/login", data={"token": token}, headers=headers, follow_redirects=False
+    )
 
 
 def _secure(r: httpx.Response) -> bool:
     return "secure" in [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
 
 
-def test_secure_when_a_trusted_proxy_says_https_and_any_replicas_cookie_opens_it(tmp_path: Path) -> None:
+def test_secure_when_a_trusted_proxy_says_https_and_any_replicas_cookie_opens_it(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "domain"
     run_cli("init", "--data", str(data))
     token = (data / "admin_token").read_text().strip()
@@ -37,4 +41,6 @@ def test_secure_when_a_trusted_proxy_says_https_and_any_replicas_cookie_opens_it
         page = httpx.get(url + "/ui/audit", headers={"Cookie": f"{session.COOKIE_NAME}={elsewhere}"},
                          follow_redirects=False)  # fmt: skip
         assert page.status_code == 200 and "Audit chain" in page.text
-        assert httpx.get(url + "/ui/audit", follow_redirects=False).headers["location"] == "/ui/login"
+        assert (
+            httpx.get(url + "/ui/audit", follow_redirects=False).headers["location"] == "/ui/login"
+        )

@@ -25,6 +25,8 @@ def test_demo_summary() -> None:
 
 
 def test_demo_command_exits_zero() -> None:
-    r = subprocess.run([sys.executable, "-m", "veritee.cli", "demo"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "veritee.cli", "demo"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert "done in" in r.stdout

@@ -135,5 +135,7 @@ def test_two_replicas_behind_the_load_balancer(tmp_path: Path) -> None:
                 stop(proc)
         for n in ports:
             first = logs[n].read_text().splitlines()[0]
-            assert first.startswith(f"veritee Certifier Service listening on {direct[n]} (1 process")
+            assert first.startswith(
+                f"veritee Certifier Service listening on {direct[n]} (1 process"
+            )
             assert "database postgresql" in first

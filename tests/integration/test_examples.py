@@ -88,7 +88,9 @@ class NotesDeployment:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
                     _out, err = proc.communicate()
-                    raise AssertionError(f"the notes service did not start: {err[-3000:]}") from None
+                    raise AssertionError(
+                        f"the notes service did not start: {err[-3000:]}"
+                    ) from None
                 time.sleep(0.1)
 
     def client(self, *command: str) -> dict[str, Any]:
@@ -118,7 +120,13 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
     doc = {"version": 1, "name": "notes", "platforms": {"simulated": {
         "measurements": [m1, measure([NOTES / "client.py"])], "platform_keys": [key_id],
         "allow_debug": True}}}  # fmt: skip
-    _admin(server, domain, "PUT", "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key))
+    _admin(
+        server,
+        domain,
+        "PUT",
+        "/v1/admin/policy",
+        content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
+    )
     receipt_key, tenant = os.urandom(32), x25519.X25519PrivateKey.generate()
     tenant_pem = tenant.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
@@ -133,7 +141,9 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
     added = d.client("add", "buy milk")
     note = added["note"]
     assert note == {"id": 1, "text": "buy milk", "version": "1"}
-    expected = hmac.new(receipt_key, json.dumps(note, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        receipt_key, json.dumps(note, sort_keys=True).encode(), hashlib.sha256
+    ).hexdigest()
     assert added["receipt"] == expected
     stderr.append(d.stop(proc))
     assert b"buy milk" not in (d.store / "notes.sealed").read_bytes()
@@ -166,7 +176,10 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
     proc = d.start(v2)
     listed = d.client("list")
     assert listed["version"] == "2"
-    assert [(n["text"], n["version"]) for n in listed["notes"]] == [("buy milk", "1"), ("call the bank", "1")]
+    assert [(n["text"], n["version"]) for n in listed["notes"]] == [
+        ("buy milk", "1"),
+        ("call the bank", "1"),
+    ]
     assert d.client("add", "upgraded")["note"] == {"id": 3, "text": "upgraded", "version": "2"}
     stderr.append(d.stop(proc))
 
@@ -184,7 +197,10 @@ def test_notes_service_restarts_and_upgrades(tls_service: Any, tmp_path: Path) -
             records = [r.text for r in decrypt_log(run.path, key, signer.public_key)]
             logs[-1].append([t.split(": ", 1)[1] for t in records if " veritee.workload: " in t])
     assert sorted(logs) == [
-        [["notes service version 1: 0 notes", "note 1 added"], ["notes service version 1: 1 notes", "note 2 added"]],
+        [
+            ["notes service version 1: 0 notes", "note 1 added"],
+            ["notes service version 1: 1 notes", "note 2 added"],
+        ],
         [["notes service version 2: 2 notes", "note 3 added"]],
     ]
 
@@ -209,7 +225,13 @@ def test_two_party_join_reruns_and_upgrades(tls_service: Any, tmp_path: Path, ca
     key_id = SimulatedPlatform(sim, measurement=m1).key_id
     doc = {"version": 1, "name": "join", "platforms": {"simulated": {
         "measurements": [m1], "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
-    _admin(server, domain, "PUT", "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key))
+    _admin(
+        server,
+        domain,
+        "PUT",
+        "/v1/admin/policy",
+        content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
+    )
     enc, out = tmp_path / "encrypted", tmp_path / "results"
     ids = {}
     for p in ("shop", "bank"):  # each party, on its own machine
@@ -248,7 +270,9 @@ def test_two_party_join_reruns_and_upgrades(tls_service: Any, tmp_path: Path, ca
 
     def signer() -> str:  # the certificate the job signed with, from the shop's copy
         blob = (out / "shop.result.enc").read_bytes()
-        signed = json.loads(decrypt_dataset(blob, (enc / "shop.key").read_bytes(), name="join-result/shop"))
+        signed = json.loads(
+            decrypt_dataset(blob, (enc / "shop.key").read_bytes(), name="join-result/shop")
+        )
         return str(signed["certificate"])
 
     # a second run on the same store: the same key store and admission certificate, same figures

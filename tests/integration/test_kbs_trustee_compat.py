@@ -39,7 +39,9 @@ RESOURCE = "/kbs/v0/resource/default/key/image"
 
 
 @pytest.fixture(scope="module")
-def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSLContext, SimulatedPlatform]]:
+def kbs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, ssl.SSLContext, SimulatedPlatform]]:
     tmp = tmp_path_factory.mktemp("kbs")
     data = tmp / "domain"
     run_cli("init", "--data", str(data))
@@ -48,7 +50,8 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSL
     port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls", "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"https://127.0.0.1:{port}"
     tls = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))
@@ -58,7 +61,9 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSL
         admin = {"Authorization": "Bearer " + Domain.open(data).admin_token()}
         body = {"value": base64.b64encode(SECRET).decode(),
                 "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}  # fmt: skip
-        r = httpx.put(f"{url}/v1/admin/secrets/default/key/image", json=body, headers=admin, verify=tls)
+        r = httpx.put(
+            f"{url}/v1/admin/secrets/default/key/image", json=body, headers=admin, verify=tls
+        )
         assert r.status_code == 200, r.text
         yield url, tls, platform
     finally:
@@ -71,7 +76,9 @@ def _client(kbs: tuple[str, ssl.SSLContext, SimulatedPlatform]) -> httpx.Client:
 
 
 @contextlib.contextmanager
-def _session(kbs: tuple[str, ssl.SSLContext, SimulatedPlatform], sk: Any, **kw: Any) -> Iterator[tuple[httpx.Client, Any]]:
+def _session(
+    kbs: tuple[str, ssl.SSLContext, SimulatedPlatform], sk: Any, **kw: Any
+) -> Iterator[tuple[httpx.Client, Any]]:
     """/auth then /attest on one client (its cookie jar holds the session), as a guest does."""
     with _client(kbs) as c:
         r = c.post("/kbs/v0/auth", json=request())
@@ -107,13 +114,18 @@ def test_second_attest_and_token_layout(kbs: Any) -> None:
     with _session(kbs, sk) as (c, first):
         assert first.status_code == 200, first.text
         token = first.json()["token"]
-        challenge_body = attestation(kbs[2].evidence, {"nonce": "x", "extra-params": ""}, tee_jwk(sk))
+        challenge_body = attestation(
+            kbs[2].evidence, {"nonce": "x", "extra-params": ""}, tee_jwk(sk)
+        )
         for _ in range(4):  # each POST may land on either worker
             again = c.post("/kbs/v0/attest", json=challenge_body)
             assert again.status_code == 200 and again.json()["token"] == token, again.text
     claims = token_claims(token)
     assert pointer(claims, TEE_PUBKEY_PATH_EAR) == tee_jwk(sk) == claims["cnf"]["jwk"]
-    assert claims["aud"] == "veritee/kbs" and claims["submods"]["cpu0"]["ear.status"] != "contraindicated"
+    assert (
+        claims["aud"] == "veritee/kbs"
+        and claims["submods"]["cpu0"]["ear.status"] != "contraindicated"
+    )
     assert json.loads(b64ud(token.split(".")[0]))["typ"] == "eat+jwt"
 
 
@@ -125,7 +137,9 @@ def test_status_codes_and_type_names(kbs: Any) -> None:
         _is_error(c.post("/kbs/v0/attest", json={}), 401, "AttestationError")
         _is_error(c.get("/kbs/v0/resource/default/key"), 404, "InvalidRequestPath")
         _is_error(c.get("/kbs/v0/nebula-ca/credential"), 404, "PluginNotFound")
-        _is_error(c.get(RESOURCE, headers={"Authorization": "Bearer a.b.c"}), 401, "TokenVerifierError")
+        _is_error(
+            c.get(RESOURCE, headers={"Authorization": "Bearer a.b.c"}), 401, "TokenVerifierError"
+        )
     sk = ec.generate_private_key(ec.SECP256R1())
     with _session(kbs, sk) as (c, r):
         assert r.status_code == 200

@@ -39,7 +39,8 @@ def test_rcar_flow_across_two_workers_over_https(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls", "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"https://127.0.0.1:{port}"
     tls = ssl.create_default_context(cafile=str(data / "domain_ca.pem"))

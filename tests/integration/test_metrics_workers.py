@@ -24,7 +24,9 @@ def _healthz_total(text: str) -> float:
 
 def _workers_that_counted(folder: Path) -> set[str]:
     """The pids whose counter file holds values (each worker writes its own file)."""
-    return {p.name.split("_")[1].split(".")[0] for p in folder.glob("counter_*.db") if p.stat().st_size}
+    return {
+        p.name.split("_")[1].split(".")[0] for p in folder.glob("counter_*.db") if p.stat().st_size
+    }
 
 
 def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
@@ -38,7 +40,8 @@ def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(tmp), "PROMETHEUS_MULTIPROC_DIR": str(stale)},
     )
     url = f"http://127.0.0.1:{port}"
@@ -57,7 +60,9 @@ def test_every_scrape_reports_the_total_of_both_workers(tmp_path: Path) -> None:
         assert totals == [sent] * 6
         text = httpx.get(url + "/metrics").text
         assert "# TYPE veritee_http_requests_total counter" in text
-        assert 'veritee_request_duration_seconds_count{route="/healthz"} ' + f"{float(sent)}" in text
+        assert (
+            'veritee_request_duration_seconds_count{route="/healthz"} ' + f"{float(sent)}" in text
+        )
         assert "veritee_http_requests_in_progress" in text
         # A worker killed outright (no shutdown) is replaced by uvicorn: its counts stay in the
         # totals, its live gauge stops counting at the next scrape.

@@ -96,7 +96,9 @@ def test_a_corrupt_table_is_503(tmp_path: Path) -> None:
     db = data / "veritee.db"
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'nonces'").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'nonces'").fetchone()[
+            0
+        ]
         page = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     with open(db, "r+b") as f:

@@ -32,8 +32,17 @@ _register()
 def service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain]]:
     domain = Domain.create(tmp_path / "domain", now=dt.datetime.now(dt.UTC))
     server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
-    doc = {"version": 1, "name": "shop", "platforms": {"simulated": {
-        "measurements": [OTHER], "platform_keys": ["11" * 32], "allow_debug": True}}}
+    doc = {
+        "version": 1,
+        "name": "shop",
+        "platforms": {
+            "simulated": {
+                "measurements": [OTHER],
+                "platform_keys": ["11" * 32],
+                "allow_debug": True,
+            }
+        },
+    }
     httpx.put(server.url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
               headers={"Authorization": f"Bearer {domain.admin_token()}"}).raise_for_status()  # fmt: skip
     try:
@@ -64,7 +73,10 @@ def test_a_refusal_names_every_reason_whole_and_what_admits_it(
     # every reason, each with its code and whole values
     assert "- platform_key_not_trusted:" in msg and "- measurement_not_allowed:" in msg, msg
     assert f"measurement {m} is not in" in msg and key_id_hex in msg
-    assert {r["code"] for r in e.value.reasons} == {"platform_key_not_trusted", "measurement_not_allowed"}  # type: ignore[attr-defined]
+    assert {r["code"] for r in e.value.reasons} == {
+        "platform_key_not_trusted",
+        "measurement_not_allowed",
+    }  # type: ignore[attr-defined]
     # what would admit it, in the one policy in force (the service names it)
     assert "add to the appraisal policy 'shop':" in msg
     assert f'platforms.simulated.measurements: ["{m}"]' in msg
@@ -73,13 +85,30 @@ def test_a_refusal_names_every_reason_whole_and_what_admits_it(
 
     # Following the hint admits it.
     policy = tmp_path / "shop.yaml"
-    policy.write_text(json.dumps({"version": 1, "name": "shop", "platforms": {"simulated": {
-        "measurements": [OTHER, m], "platform_keys": [key_id_hex], "allow_debug": True}}}))
+    policy.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "name": "shop",
+                "platforms": {
+                    "simulated": {
+                        "measurements": [OTHER, m],
+                        "platform_keys": [key_id_hex],
+                        "allow_debug": True,
+                    }
+                },
+            }
+        )
+    )
     runner = CliRunner()
     signed = tmp_path / "policy.json"
-    r = runner.invoke(cli, ["policy", "sign", str(policy), "--data", str(domain.path), "-o", str(signed)])
+    r = runner.invoke(
+        cli, ["policy", "sign", str(policy), "--data", str(domain.path), "-o", str(signed)]
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, ["policy", "install", str(signed), "--data", str(domain.path), "--url", server.url])
+    r = runner.invoke(
+        cli, ["policy", "install", str(signed), "--data", str(domain.path), "--url", server.url]
+    )
     assert r.exit_code == 0, r.output
     assert trust.certify() is not None
     trust.close()
@@ -115,15 +144,28 @@ def test_a_new_version_refused_is_admitted_by_the_admit_command_its_refusal_name
     h = {"Authorization": f"Bearer {domain.admin_token()}"}
     app = tmp_path / "shop.py"
     app.write_text("print('shop v1')\n")
-    v1 = Trust(server.url, domain.ca_pem, platform="simulated", measure=app, platform_dir=sim, store=tmp_path / "s1")
+    v1 = Trust(
+        server.url,
+        domain.ca_pem,
+        platform="simulated",
+        measure=app,
+        platform_dir=sim,
+        store=tmp_path / "s1",
+    )
     m1 = v1.platform.measurement
     for name, m in (("shop", m1), ("batch", OTHER)):
         doc = {"version": 1, "name": name, "platforms": {"simulated": {
             "measurements": [m], "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
         env = sign_policy(load_policy(json.dumps(doc)), domain.policy_key)
         httpx.put(server.url + "/v1/admin/policy", content=env, headers=h).raise_for_status()
-    httpx.put(server.url + "/v1/admin/secrets/shop/key", headers=h, json={
-        "value": "c2hvcC1rZXk=", "policy": {"allOf": [{"claim": "measurement", "equals": m1}]}}).raise_for_status()
+    httpx.put(
+        server.url + "/v1/admin/secrets/shop/key",
+        headers=h,
+        json={
+            "value": "c2hvcC1rZXk=",
+            "policy": {"allOf": [{"claim": "measurement", "equals": m1}]},
+        },
+    ).raise_for_status()
     assert v1.get_secret("shop/key") == b"shop-key"
     v1.close()
 
@@ -155,6 +197,12 @@ def test_a_new_version_refused_is_admitted_by_the_admit_command_its_refusal_name
     assert v2.get_secret("shop/key") == b"shop-key"
     v2.close()
     batch = httpx.get(server.url + "/v1/admin/policy", params={"name": "batch"}, headers=h).json()
-    assert (batch["version"], batch["policy"]["platforms"]["simulated"]["measurements"]) == (1, [OTHER])
+    assert (batch["version"], batch["policy"]["platforms"]["simulated"]["measurements"]) == (
+        1,
+        [OTHER],
+    )
     listed = httpx.get(server.url + "/v1/admin/policies", headers=h).json()["policies"]
-    assert [(p["name"], p["version"]) for p in listed] == [("batch", 1), ("shop", 3)]  # fixture, here, admit
+    assert [(p["name"], p["version"]) for p in listed] == [
+        ("batch", 1),
+        ("shop", 3),
+    ]  # fixture, here, admit

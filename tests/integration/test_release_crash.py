@@ -31,7 +31,8 @@ NAME = "crash/key"
 def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "veritee.cli", "serve", "--data", str(data), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -45,13 +46,30 @@ def test_kill_mid_release(tmp_path: Path) -> None:
     proc = _serve(data, port)
     wait_ready(url, proc)
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-    doc = {"version": 1, "name": "crash", "platforms": {"simulated": {
-        "measurements": [M], "platform_keys": [platform.key_id], "allow_debug": True}}}
-    httpx.put(url + "/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
-              headers=admin).raise_for_status()
-    httpx.put(f"{url}/v1/admin/secrets/{NAME}", headers=admin, json={
-        "value": base64.b64encode(b"the-secret").decode(),
-        "policy": {"allOf": [{"claim": "measurement", "equals": M}]}}).raise_for_status()
+    doc = {
+        "version": 1,
+        "name": "crash",
+        "platforms": {
+            "simulated": {
+                "measurements": [M],
+                "platform_keys": [platform.key_id],
+                "allow_debug": True,
+            }
+        },
+    }
+    httpx.put(
+        url + "/v1/admin/policy",
+        content=sign_policy(load_policy(json.dumps(doc)), domain.policy_key),
+        headers=admin,
+    ).raise_for_status()
+    httpx.put(
+        f"{url}/v1/admin/secrets/{NAME}",
+        headers=admin,
+        json={
+            "value": base64.b64encode(b"the-secret").decode(),
+            "policy": {"allOf": [{"claim": "measurement", "equals": M}]},
+        },
+    ).raise_for_status()
 
     received: list[str] = []  # recipient key hashes of releases the client got
     lock = threading.Lock()
@@ -65,14 +83,29 @@ def test_kill_mid_release(tmp_path: Path) -> None:
                     key = x25519.X25519PrivateKey.generate()
                     spki = spki_der(key.public_key())
                     ev = platform.evidence(report_data_for(nonce, spki, profile=platform.profile))
-                    r = c.post(f"/v1/secrets/{NAME}/release", json={
-                        "evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
-                        "format": "simulated", "public_key": x25519_jwk(key.public_key())})
+                    r = c.post(
+                        f"/v1/secrets/{NAME}/release",
+                        json={
+                            "evidence": base64.b64encode(ev).decode(),
+                            "nonce": nonce.hex(),
+                            "format": "simulated",
+                            "public_key": x25519_jwk(key.public_key()),
+                        },
+                    )
                 except (httpx.HTTPError, ValueError):
                     return  # the service died under us
                 if r.status_code == 200:
-                    assert open_envelope(r.json(), key, name=NAME, nonce=nonce, ca_certificate=domain.ca_certificate,
-                                         at=dt.datetime.now(dt.UTC)) == b"the-secret"
+                    assert (
+                        open_envelope(
+                            r.json(),
+                            key,
+                            name=NAME,
+                            nonce=nonce,
+                            ca_certificate=domain.ca_certificate,
+                            at=dt.datetime.now(dt.UTC),
+                        )
+                        == b"the-secret"
+                    )
                     with lock:
                         received.append(hashlib.sha256(spki).hexdigest())
 
@@ -98,12 +131,18 @@ def test_kill_mid_release(tmp_path: Path) -> None:
         entries: list[dict] = []
         after = 0
         while True:
-            page = httpx.get(f"{url2}/v1/admin/audit", params={"after": after, "limit": 1000}, headers=admin).json()
+            page = httpx.get(
+                f"{url2}/v1/admin/audit", params={"after": after, "limit": 1000}, headers=admin
+            ).json()
             if not page["entries"]:
                 break
             entries += page["entries"]
             after = page["entries"][-1]["seq"]
-        audited = {e["details"].get("recipient_key_sha256") for e in entries if e["kind"] == "secret.release"}
+        audited = {
+            e["details"].get("recipient_key_sha256")
+            for e in entries
+            if e["kind"] == "secret.release"
+        }
         missing = [k for k in received if k not in audited]
         assert not missing, f"{len(missing)} releases reached a client without an audit record"
         assert httpx.get(f"{url2}/v1/admin/audit/verify", headers=admin).json()["ok"] is True
@@ -112,13 +151,30 @@ def test_kill_mid_release(tmp_path: Path) -> None:
         assert info.status_code == 200
         nonce = bytes.fromhex(httpx.post(url2 + "/v1/challenge").json()["nonce"])
         key = x25519.X25519PrivateKey.generate()
-        ev = platform.evidence(report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile))
-        r = httpx.post(f"{url2}/v1/secrets/{NAME}/release", json={
-            "evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated",
-            "public_key": x25519_jwk(key.public_key())})
-        assert r.status_code == 200 and open_envelope(
-            r.json(), key, name=NAME, nonce=nonce, ca_certificate=domain.ca_certificate,
-            at=dt.datetime.now(dt.UTC)) == b"the-secret"
+        ev = platform.evidence(
+            report_data_for(nonce, spki_der(key.public_key()), profile=platform.profile)
+        )
+        r = httpx.post(
+            f"{url2}/v1/secrets/{NAME}/release",
+            json={
+                "evidence": base64.b64encode(ev).decode(),
+                "nonce": nonce.hex(),
+                "format": "simulated",
+                "public_key": x25519_jwk(key.public_key()),
+            },
+        )
+        assert (
+            r.status_code == 200
+            and open_envelope(
+                r.json(),
+                key,
+                name=NAME,
+                nonce=nonce,
+                ca_certificate=domain.ca_certificate,
+                at=dt.datetime.now(dt.UTC),
+            )
+            == b"the-secret"
+        )
     finally:
         proc2.send_signal(signal.SIGTERM)
         proc2.wait(timeout=10)

@@ -39,15 +39,27 @@ class Service:
         self.sim = tmp_path / "sim"
         self.server: RunningServer = self._run(0)
         key_id = SimulatedPlatform(self.sim, measurement=A).key_id
-        doc = {"version": 1, "name": "renewal", "certificate_lifetime": LIFETIME, "platforms": {
-            "simulated": {"measurements": [A, B], "platform_keys": [key_id], "allow_debug": True}}}
+        doc = {
+            "version": 1,
+            "name": "renewal",
+            "certificate_lifetime": LIFETIME,
+            "platforms": {
+                "simulated": {
+                    "measurements": [A, B],
+                    "platform_keys": [key_id],
+                    "allow_debug": True,
+                }
+            },
+        }
         httpx.put(self.server.url + "/v1/admin/policy",
                   content=sign_policy(load_policy(json.dumps(doc)), self.domain.policy_key),
                   headers={"Authorization": f"Bearer {self.domain.admin_token()}"}).raise_for_status()  # fmt: skip
         self.url = self.server.url
 
     def _run(self, port: int) -> RunningServer:
-        return start_in_thread(create_app(Settings(data_dir=self.domain.path, policy_cache_seconds=0)), port=port)
+        return start_in_thread(
+            create_app(Settings(data_dir=self.domain.path, policy_cache_seconds=0)), port=port
+        )
 
     def stop(self) -> None:
         self.server.stop()
@@ -124,7 +136,9 @@ def test_with_the_service_down_renewal_backs_off_names_the_url_and_recovers(
     err = failures[-1].error
     assert err.code == "service_unreachable"
     assert f"POST {service.url}/v1/" in err.message and "ConnectError" in err.message, err.message
-    logged = [r.getMessage() for r in caplog.records if "certificate_renewal_failed" in r.getMessage()]
+    logged = [
+        r.getMessage() for r in caplog.records if "certificate_renewal_failed" in r.getMessage()
+    ]
     assert len(logged) >= 5 and service.url in logged[0] and "EXPIRED" in logged[-1]
     assert renewal.renewed == 0
 
@@ -169,7 +183,12 @@ def test_an_http_server_presents_the_renewed_certificate_after_the_first_expired
         assert first is not None
         _until_expired(first)
         client.renew_in_background()  # the client's certificate has expired too
-        _wait_until(lambda: client.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0)) is False, 10)
+        _wait_until(
+            lambda: (
+                client.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0)) is False
+            ),
+            10,
+        )
         with client.httpx_client(policy=ChannelPolicy.allow(measurements={B})) as c, \
                 c.stream("GET", web.url + "/") as r:  # fmt: skip
             der = r.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True)

@@ -90,7 +90,18 @@ def test_two_replicas_share_nonces_secrets_and_the_audit_chain(tmp_path: Path) -
             envelope = sign_policy(load_policy(json.dumps(other)), Domain.open(first).policy_key)
             assert a.put("/v1/admin/policy", content=envelope, headers=admin).status_code == 200
             m2 = "ef" * 48
-            run_cli("admit", "--policy", "it", "--measurement", m2, "--yes", "--data", str(second), "--url", urls[1])
+            run_cli(
+                "admit",
+                "--policy",
+                "it",
+                "--measurement",
+                m2,
+                "--yes",
+                "--data",
+                str(second),
+                "--url",
+                urls[1],
+            )
             v2 = SimulatedPlatform(tmp_path / "sim", measurement=m2)
             deadline = time.monotonic() + 10
             while True:
@@ -167,7 +178,9 @@ def test_a_replica_without_the_domains_kek_refuses_to_start(tmp_path: Path) -> N
             stop(proc)
         env = {k: v for k, v in os.environ.items() if k != KEK_ENV}
         err = _refused_start(second, db_url, env)
-        assert "has no key-encryption key" in err and kek_id in err and "copy secrets.kek" in err, err
+        assert "has no key-encryption key" in err and kek_id in err and "copy secrets.kek" in err, (
+            err
+        )
         assert not (second / KEK_FILE).exists()  # no new KEK was made
         other = tmp_path / "other-domain"
         run_cli("init", "--data", str(other))

@@ -81,7 +81,10 @@ def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: 
         _install(tmp_path, data, url, "all", [A, B, C])
         secret = {"value": base64.b64encode(VALUE).decode(),
                   "policy": {"allOf": [{"claim": "measurement", "in": [A, B, C]}]}}  # fmt: skip
-        assert httpx.put(url + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
+        assert (
+            httpx.put(url + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code
+            == 200
+        )
         ta, tb, tc1, tc2 = (_trust(url, data, tmp_path, m, s) for m, s in
                             ((A, "a"), (B, "b"), (C, "c1"), (C, "c2")))  # fmt: skip
         trusts += [ta, tb, tc1, tc2]
@@ -106,7 +109,9 @@ def test_certified_release_revocation_crl_and_channels_on_two_workers(tmp_path: 
         assert f"revoked: serial {serial_a}" in r.stdout
         for _ in range(6):
             assert "certificate_revoked" in _refused(ta)
-        again = run_cli("certificate", "revoke", "--serial", serial_a, "--url", url, "--data", str(data))
+        again = run_cli(
+            "certificate", "revoke", "--serial", serial_a, "--url", url, "--data", str(data)
+        )
         assert "already revoked" in again.stdout
 
         # 3. Revoked by measurement (API): B's certificate too, and no new one for B.
@@ -169,7 +174,10 @@ def test_revocation_and_policy_hold_on_the_other_replica(tmp_path: Path) -> None
             _install(tmp_path, first, a, "all", [A, B])
             secret = {"value": base64.b64encode(VALUE).decode(),
                       "policy": {"allOf": [{"claim": "measurement", "in": [A, B]}]}}  # fmt: skip
-            assert httpx.put(a + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
+            assert (
+                httpx.put(a + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code
+                == 200
+            )
             time.sleep(POLICY_CACHE_SECONDS + 0.5)
             trust = _trust(b, first, tmp_path, A, "a")  # decided by replica b
             assert trust.get_secret("app/key", with_certificate=True) == VALUE

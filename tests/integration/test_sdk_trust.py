@@ -40,8 +40,15 @@ def tls_service(tmp_path: Path) -> Iterator[tuple[RunningServer, Domain, Path]]:
 
 def _trust(service: tuple[RunningServer, Domain, Path], tmp_path: Path, m: str, **kw: Any) -> Trust:
     server, domain, sim = service
-    return Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / f"store-{m[:4]}",
-                 measurement=m, platform_dir=sim, **kw)
+    return Trust(
+        server.url,
+        domain.ca_pem,
+        platform="simulated",
+        store=tmp_path / f"store-{m[:4]}",
+        measurement=m,
+        platform_dir=sim,
+        **kw,
+    )
 
 
 def test_seal_unseal_and_other_measurement(service: Any, tmp_path: Path) -> None:
@@ -52,7 +59,9 @@ def test_seal_unseal_and_other_measurement(service: Any, tmp_path: Path) -> None
         b.unseal(blob)
 
 
-def test_domain_sealed_state_survives_an_upgrade_over_https(tls_service: Any, tmp_path: Path) -> None:
+def test_domain_sealed_state_survives_an_upgrade_over_https(
+    tls_service: Any, tmp_path: Path
+) -> None:
     """Production workloads, real TLS: version A seals with the domain-released key, version B
     (the policy admits both) opens it; a staging instance of A does not."""
     a = _trust(tls_service, tmp_path, A, profile="production", sealing="domain")
@@ -129,9 +138,14 @@ def test_release_with_admission_certificate(service: Any, tmp_path: Path) -> Non
 
     server, domain, _ = service
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-    httpx.put(f"{server.url}/v1/admin/secrets/app/key", headers=admin, json={
-        "value": base64.b64encode(b"k3y").decode(),
-        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
+    httpx.put(
+        f"{server.url}/v1/admin/secrets/app/key",
+        headers=admin,
+        json={
+            "value": base64.b64encode(b"k3y").decode(),
+            "policy": {"allOf": [{"claim": "measurement", "equals": A}]},
+        },
+    ).raise_for_status()
     a, b = _trust(service, tmp_path, A), _trust(service, tmp_path, B)
     assert a.get_secret("app/key", with_certificate=True) == b"k3y"
     with pytest.raises(VerificationError) as e:  # b's certificate carries another measurement
@@ -143,9 +157,15 @@ def test_release_with_admission_certificate(service: Any, tmp_path: Path) -> Non
     nonce = bytes.fromhex(httpx.post(server.url + "/v1/challenge").json()["nonce"])
     eph = x25519.X25519PrivateKey.generate()
     wrong = ec.generate_private_key(ec.SECP256R1())
-    sig = wrong.sign(possession_message("app/key", nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
-    body = {"certificate": cert_pem, "nonce": nonce.hex(), "public_key": x25519_jwk(eph.public_key()),
-            "signature": base64.b64encode(sig).decode()}
+    sig = wrong.sign(
+        possession_message("app/key", nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256())
+    )
+    body = {
+        "certificate": cert_pem,
+        "nonce": nonce.hex(),
+        "public_key": x25519_jwk(eph.public_key()),
+        "signature": base64.b64encode(sig).decode(),
+    }
     r = httpx.post(f"{server.url}/v1/secrets/app/key/release-certified", json=body)
     assert r.status_code == 403
     assert "possession_not_proven" in {x["code"] for x in r.json()["reasons"]}
@@ -159,7 +179,9 @@ def test_release_with_admission_certificate(service: Any, tmp_path: Path) -> Non
         body["certificate"] = garbage
         r = httpx.post(f"{server.url}/v1/secrets/app/key/release-certified", json=body)
         assert r.status_code == 400
-    entries = httpx.get(f"{server.url}/v1/admin/audit", params={"limit": 1000}, headers=admin).json()["entries"]
+    entries = httpx.get(
+        f"{server.url}/v1/admin/audit", params={"limit": 1000}, headers=admin
+    ).json()["entries"]
     via_cert = [e for e in entries if e["details"].get("via") == "admission_certificate"]
     assert {e["kind"] for e in via_cert} == {"secret.release", "secret.deny"}
     assert all("k3y" not in json.dumps(e) for e in entries)
@@ -212,9 +234,13 @@ class _HostOnThePath(httpx.BaseTransport):
             return response
         response.read()
         sent, envelope = json.loads(request.content), response.json()
-        public = x25519.X25519PublicKey.from_public_bytes(b64url_decode(sent["public_key"]["x"], "x"))
+        public = x25519.X25519PublicKey.from_public_bytes(
+            b64url_decode(sent["public_key"]["x"], "x")
+        )
         info = release_info(envelope["name"], envelope["version"], bytes.fromhex(sent["nonce"]))
-        envelope["ciphertext"] = base64.b64encode(hpke_seal(b"chosen-by-the-host", public, info=info)).decode()
+        envelope["ciphertext"] = base64.b64encode(
+            hpke_seal(b"chosen-by-the-host", public, info=info)
+        ).decode()
         return httpx.Response(200, json=envelope)
 
     def close(self) -> None:
@@ -226,14 +252,26 @@ def test_a_host_on_the_path_cannot_hand_the_workload_a_secret(service: Any, tmp_
     refused instead of handed to the application."""
     server, domain, sim = service
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-    httpx.put(f"{server.url}/v1/admin/secrets/db/password", headers=admin, json={
-        "value": base64.b64encode(b"hunter2").decode(),
-        "policy": {"allOf": [{"claim": "measurement", "equals": A}]}}).raise_for_status()
+    httpx.put(
+        f"{server.url}/v1/admin/secrets/db/password",
+        headers=admin,
+        json={
+            "value": base64.b64encode(b"hunter2").decode(),
+            "policy": {"allOf": [{"claim": "measurement", "equals": A}]},
+        },
+    ).raise_for_status()
     honest = _trust(service, tmp_path, A)
     assert honest.get_secret("db/password") == b"hunter2"
     honest.close()
-    a = Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / "store-mitm",
-              measurement=A, platform_dir=sim, transport=_HostOnThePath())
+    a = Trust(
+        server.url,
+        domain.ca_pem,
+        platform="simulated",
+        store=tmp_path / "store-mitm",
+        measurement=A,
+        platform_dir=sim,
+        transport=_HostOnThePath(),
+    )
     with pytest.raises(VerificationError) as e:
         a.get_secret("db/password")
     assert e.value.code == "envelope_signature_invalid"
@@ -250,7 +288,9 @@ def test_plain_http_is_refused_outside_development(service: Any, tmp_path: Path)
     _trust(service, tmp_path, A, profile="development").close()
 
 
-def test_a_rolled_back_key_store_does_not_open_with_a_service_counter(service: Any, tmp_path: Path) -> None:
+def test_a_rolled_back_key_store_does_not_open_with_a_service_counter(
+    service: Any, tmp_path: Path
+) -> None:
     """Issue 13.1, the optional freshness counter held by the service: the host puts back an
     older key store (its items, not only its key); with freshness='service' it is refused."""
     from veritee.errors import SealingError
@@ -327,7 +367,9 @@ def test_platform_freshness_needs_a_platform_counter(service: Any, tmp_path: Pat
     assert e.value.code == "counter_unavailable"
 
 
-def test_a_production_log_leaves_the_sdk_loggers_as_they_are(tls_service: Any, tmp_path: Path) -> None:
+def test_a_production_log_leaves_the_sdk_loggers_as_they_are(
+    tls_service: Any, tmp_path: Path
+) -> None:
     """Announcing the tenant key (VT-0104) once set veritee.sdk's propagation off for the whole
     process: caplog, and the application's own handlers, lost every SDK record after it."""
     import logging
@@ -356,7 +398,9 @@ class _Hello:
         await send({"type": "http.response.body", "body": b"hello"})
 
 
-def test_an_http_app_and_its_clients_run_unchanged_over_admitted_tls(service: Any, tmp_path: Path) -> None:
+def test_an_http_app_and_its_clients_run_unchanged_over_admitted_tls(
+    service: Any, tmp_path: Path
+) -> None:
     """uvicorn serves the app with Trust.server_ssl_context; httpx reaches it with
     Trust.httpx_client. Clients the policy does not allow, or the domain revoked, never reach
     the app; a client refuses a server its policy does not allow before sending anything."""
@@ -367,7 +411,9 @@ def test_an_http_app_and_its_clients_run_unchanged_over_admitted_tls(service: An
     server, domain, _sim = service
     app, refusals = _Hello(), queue.Queue[VerificationError]()
     b = _trust(service, tmp_path, B)
-    ctx = b.server_ssl_context(policy=ChannelPolicy.allow(measurements={A}), on_refusal=refusals.put)
+    ctx = b.server_ssl_context(
+        policy=ChannelPolicy.allow(measurements={A}), on_refusal=refusals.put
+    )
     assert b.renewal is not None  # the context follows the renewed certificate
     web = start_in_thread(app, ssl_context_factory=lambda config, default: ctx)
     try:

@@ -26,7 +26,9 @@ def test_serve_from_a_config_file_logs_json_lines(tmp_path: Path) -> None:
     cfg = tmp_path / "etc" / "veritee.toml"
     cfg.parent.mkdir()
     # data relative to the file; port 1 would fail to bind: the flag below must win
-    cfg.write_text('data = "../domain"\nport = 1\ntls = true\naccess-log = true\nlog-level = "info"\n')
+    cfg.write_text(
+        'data = "../domain"\nport = 1\ntls = true\naccess-log = true\nlog-level = "info"\n'
+    )
     port = free_port()
     log = tmp_path / "stderr.log"
     with log.open("wb") as err:
@@ -41,9 +43,17 @@ def test_serve_from_a_config_file_logs_json_lines(tmp_path: Path) -> None:
         body = {"value": base64.b64encode(SECRET).decode(),
                 "policy": {"allOf": [{"claim": "measurement", "equals": "ab" * 48}]}}  # fmt: skip
         with httpx.Client(base_url=url, verify=tls) as c:
-            assert c.put("/v1/admin/secrets/default/key/k1", json=body, headers=admin).status_code == 200
+            assert (
+                c.put("/v1/admin/secrets/default/key/k1", json=body, headers=admin).status_code
+                == 200
+            )
             assert c.get("/v1/admin/audit?limit=7", headers=admin).status_code == 200
-            assert c.get("/v1/admin/policy", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+            assert (
+                c.get(
+                    "/v1/admin/policy", headers={"Authorization": "Bearer not-the-token"}
+                ).status_code
+                == 401
+            )
     finally:
         stop(proc)
     lines = log.read_text().splitlines()
@@ -54,7 +64,12 @@ def test_serve_from_a_config_file_logs_json_lines(tmp_path: Path) -> None:
     access = [e for e in entries if e["logger"] == "veritee.access"]
     assert {"uvicorn.error", "veritee.access"} <= {e["logger"] for e in entries}
     audit = next(e for e in access if e["path"] == "/v1/admin/audit")
-    assert (audit["query"], audit["status"], audit["scheme"], audit["method"]) == ("limit=7", 200, "https", "GET")
+    assert (audit["query"], audit["status"], audit["scheme"], audit["method"]) == (
+        "limit=7",
+        200,
+        "https",
+        "GET",
+    )
     assert any(e["path"] == "/v1/admin/policy" and e["status"] == 401 for e in access)
     assert any(e["path"] == "/readyz" for e in access)
     text = log.read_text()

@@ -31,15 +31,21 @@ def data(tmp_path: Path) -> Path:
     return folder
 
 
-def test_no_redirect_to_the_clients_host_and_forwarded_proto_only_from_trusted_proxies(data: Path) -> None:
+def test_no_redirect_to_the_clients_host_and_forwarded_proto_only_from_trusted_proxies(
+    data: Path,
+) -> None:
     with serving(data) as url:
         r = httpx.get(url + "/v1/domain/ca/", headers={"Host": "evil.example"})
         assert r.status_code == 404 and "location" not in r.headers
         # not a trusted proxy: a client cannot claim https
-        r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"})
+        r = httpx.post(
+            url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"}
+        )
         assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
     with serving(data, "--trusted-proxy", "127.0.0.0/8") as url:
-        r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"})
+        r = httpx.post(
+            url + "/kbs/v0/auth", json=KBS_REQUEST, headers={"X-Forwarded-Proto": "https"}
+        )
         assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
         r = httpx.post(url + "/kbs/v0/auth", json=KBS_REQUEST)
         assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
@@ -64,7 +70,11 @@ def test_tls_12_offers_aead_suites_only(data: Path) -> None:
                     assert cipher is not None
                     return cipher[0]
 
-        for cbc in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA"):
+        for cbc in (
+            "ECDHE-ECDSA-AES128-SHA256",
+            "ECDHE-ECDSA-AES256-SHA384",
+            "ECDHE-ECDSA-AES256-SHA",
+        ):
             with pytest.raises(ssl.SSLError):
                 handshake(cbc)
         assert handshake("ECDHE-ECDSA-AES256-GCM-SHA384") == "ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -78,9 +88,19 @@ def test_the_service_keeps_a_verifier_not_the_admin_credential(data: Path, tmp_p
     assert token not in (data / ADMIN_VERIFIER).read_text()
     shutil.move(data / ADMIN_TOKEN, tmp_path / "operator-copy")  # off the server
     with serving(data) as url:
-        assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            httpx.get(
+                url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        )
         wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
-        assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+        assert (
+            httpx.get(
+                url + "/v1/admin/audit", headers={"Authorization": f"Bearer {wrong}"}
+            ).status_code
+            == 401
+        )
     for path in data.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
@@ -91,7 +111,12 @@ def test_a_folder_of_an_earlier_build_gets_its_verifier_on_start(data: Path) -> 
     token = (data / ADMIN_TOKEN).read_text().strip()
     (data / ADMIN_VERIFIER).unlink()
     with serving(data) as url:
-        assert httpx.get(url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            httpx.get(
+                url + "/v1/admin/audit", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        )
     doc = json.loads((data / ADMIN_VERIFIER).read_text())
     assert doc["alg"] == "hmac-sha256" and token not in json.dumps(doc)
     assert Domain.open(data).check_admin(token) and not Domain.open(data).check_admin(token + "x")

@@ -106,7 +106,14 @@ def start_service(tmp: Path, *, attest: bool = True, domain: Domain | None = Non
                         tls_certificate=bound_tls or cert)  # fmt: skip
     server = start_in_thread(create_app(settings), port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                              timeout_graceful_shutdown=1)  # clients' kept-alive connections  # fmt: skip
-    svc = Service(url, domain, domain.path / "domain_ca.pem", tmp / "service-platform", tmp / "workload", server)
+    svc = Service(
+        url,
+        domain,
+        domain.path / "domain_ca.pem",
+        tmp / "service-platform",
+        tmp / "workload",
+        server,
+    )
     key_id = SimulatedPlatform(svc.workload_platform, measurement=WORKLOAD).key_id
     doc = {"version": 1, "name": "wl", "platforms": {"simulated": {
         "measurements": [WORKLOAD], "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
@@ -145,7 +152,9 @@ def test_evidence_binds_the_keys_in_use(svc: Service) -> None:
         "broker": thumbprint(svc.domain.broker_key.public_key()),
         "tokens": [thumbprint(svc.domain.token_key.public_key())],
         "tls": thumbprint(tls_key)}}  # fmt: skip
-    proof = verify_service_evidence(doc, policy=svc.policy(), keys=svc.keys(tls=tls_key, issuer=svc.url), at=NOW)
+    proof = verify_service_evidence(
+        doc, policy=svc.policy(), keys=svc.keys(tls=tls_key, issuer=svc.url), at=NOW
+    )
     assert proof.measurement == measure("veritee") and proof.platform == "simulated"
     assert proof.claims["report_data"] == service_report_data(st).hex()
     assert doc["keys"]["jwks"]["keys"][0]["kid"] == svc.domain.token_kid
@@ -189,7 +198,9 @@ def test_evidence_bound_to_other_keys(svc: Service, tmp_path: Path) -> None:
     other = start_service(tmp_path, domain=other_domain)
     try:
         doc = other.document()
-        assert verify_service_evidence(doc, policy=svc.policy(), keys=other.keys(), at=NOW)  # genuine for itself
+        assert verify_service_evidence(
+            doc, policy=svc.policy(), keys=other.keys(), at=NOW
+        )  # genuine for itself
         assert _refusal(doc, svc) == "service_binding_mismatch"  # not for this domain
     finally:
         other.server.stop()
@@ -269,7 +280,9 @@ def test_sdk_verifies_the_service_before_trusting_it(svc: Service, tmp_path: Pat
     assert proof is not None and proof.measurement == measure("veritee")
     assert proof.statement["keys"]["tls"] is not None  # the TLS key of the connection was compared
     claims = trust.verify_token(trust.last_token)
-    assert claims["submods"]["simulated"]["ear.veraison.annotated-evidence"]["measurement"] == WORKLOAD
+    assert (
+        claims["submods"]["simulated"]["ear.veraison.annotated-evidence"]["measurement"] == WORKLOAD
+    )
     assert cert is not None
     # a token of another key (forged kid) is not trusted
     from veritee.tokens import sign_jwt
@@ -338,7 +351,9 @@ def test_sdk_holds_every_connection_to_the_bound_tls_key(tmp_path: Path) -> None
     finally:
         second.server.stop()
     previous = renew()
-    third = start_service(tmp_path, domain=Domain.open(first.domain.path), port=port, bound_tls=previous)
+    third = start_service(
+        tmp_path, domain=Domain.open(first.domain.path), port=port, bound_tls=previous
+    )
     try:
         with pytest.raises(VerificationError) as e:
             trust.certify(force=True)
@@ -357,7 +372,9 @@ class Replay(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/domain/evidence":
-            return httpx.Response(200, content=self.document, headers={"content-type": "application/json"})
+            return httpx.Response(
+                200, content=self.document, headers={"content-type": "application/json"}
+            )
         return self.inner.handle_request(request)
 
 
@@ -369,7 +386,9 @@ class Answer(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == self.path:
-            return httpx.Response(200, content=self.body, headers={"content-type": "application/json"})
+            return httpx.Response(
+                200, content=self.body, headers={"content-type": "application/json"}
+            )
         return self.inner.handle_request(request)
 
 
@@ -379,8 +398,14 @@ class Answer(httpx.BaseTransport):
         ("/v1/domain/evidence", b"x" * (1024 * 1024 + 10)),  # oversized
         ("/v1/domain/evidence", b"{not json"),
         ("/v1/domain/evidence", b'{"format": "simulated"'),  # truncated
-        ("/v1/domain/evidence", b"[[[[" * 5000 + b"]]]]" * 5000),  # nested deeper than JSON allows here
-        ("/.well-known/jwks.json", b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k"}]}'),
+        (
+            "/v1/domain/evidence",
+            b"[[[[" * 5000 + b"]]]]" * 5000,
+        ),  # nested deeper than JSON allows here
+        (
+            "/.well-known/jwks.json",
+            b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k"}]}',
+        ),
         ("/.well-known/jwks.json", b"null"),
     ],
 )
@@ -455,14 +480,20 @@ def test_token_verify_refuses_a_service_without_evidence(tmp_path: Path) -> None
     try:
         policy = tmp_path / "p.yaml"
         policy.write_text(service_policy(plain.service_platform))
-        token = httpx.get(plain.url + "/.well-known/jwks.json", verify=plain.verify)  # (no token needed to refuse)
+        token = httpx.get(
+            plain.url + "/.well-known/jwks.json", verify=plain.verify
+        )  # (no token needed to refuse)
         assert token.status_code == 200
         from veritee.tokens import sign_jwt
 
         some = sign_jwt({"iss": plain.url}, plain.domain.token_key, kid=plain.domain.token_kid)
         code, out = _cli("token", "verify", some, "--url", plain.url, "--ca", str(plain.ca), "--json",
                          "--require-service-evidence", "--service-policy", str(policy))  # fmt: skip
-        assert code == 1 and out["reasons"][0]["code"] == "service_evidence_missing" and out["claims"] is None
+        assert (
+            code == 1
+            and out["reasons"][0]["code"] == "service_evidence_missing"
+            and out["claims"] is None
+        )
     finally:
         plain.server.stop()
 
@@ -492,10 +523,22 @@ def test_token_verify_require_service_evidence_against_veritee_serve(tmp_path: P
         good.write_text(service_policy(state))
         wrong = tmp_path / "wrong-policy.yaml"
         wrong.write_text(service_policy(state, "cd" * 48))
-        base = ["token", "verify", token, "--url", url, "--ca", str(svc.ca), "--json", "--require-service-evidence"]
+        base = [
+            "token",
+            "verify",
+            token,
+            "--url",
+            url,
+            "--ca",
+            str(svc.ca),
+            "--json",
+            "--require-service-evidence",
+        ]
         code, out = _cli(*base, "--service-policy", str(good))
         assert out["service"]["measurement"] == measure("veritee")
-        assert out["status"] == "contraindicated" and code == 1  # the token itself records a refusal
+        assert (
+            out["status"] == "contraindicated" and code == 1
+        )  # the token itself records a refusal
         code, out = _cli(*base, "--service-policy", str(wrong))
         assert code == 1 and out["reasons"][0]["code"] == "service_measurement_not_allowed"
         assert out["service"] is None and out["claims"] is None
@@ -539,9 +582,13 @@ def test_worker_processes_attest_too(tmp_path: Path, monkeypatch: pytest.MonkeyP
     tls_key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
     assert docs[0]["statement"]["keys"]["tls"] == thumbprint(tls_key)
     assert docs[0]["statement"]["issuer"] == "https://c.example"
-    keys = KeysInUse.of(admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()], tls=tls_key)
+    keys = KeysInUse.of(
+        admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()], tls=tls_key
+    )
     for doc in docs:
-        verify_service_evidence(doc, policy=load_policy(service_policy(tmp_path / "state")), keys=keys, at=NOW)
+        verify_service_evidence(
+            doc, policy=load_policy(service_policy(tmp_path / "state")), keys=keys, at=NOW
+        )
     monkeypatch.setenv("VERITEE_ATTEST_SELF", "")
     with TestClient(app_from_env()) as c:
         assert c.get("/v1/domain/evidence").status_code == 404
@@ -562,7 +609,9 @@ def test_attester_produces_new_evidence_when_a_key_changes(tmp_path: Path) -> No
     assert after["evidence"] != before["evidence"] and after["statement"]["keys"]["admission"] == \
         before["statement"]["keys"]["admission"]  # fmt: skip
     policy = load_policy(service_policy(tmp_path / "state"))
-    keys = KeysInUse.of(admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()])
+    keys = KeysInUse.of(
+        admission=domain.ca_key.public_key(), tokens=[domain.token_key.public_key()]
+    )
     verify_service_evidence(after, policy=policy, keys=keys, at=NOW)
     with pytest.raises(ServiceEvidenceError) as e:
         verify_service_evidence(before, policy=policy, keys=keys, at=NOW)

@@ -30,7 +30,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
     port = free_port()
     proc = subprocess.Popen(
         [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--tls"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
     )
     url = f"https://127.0.0.1:{port}"
     import ssl
@@ -43,7 +45,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
         stop(proc)
 
 
-def test_end_to_end_over_https(served: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+def test_end_to_end_over_https(
+    served: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     url, data, _ = served
     sim_dir = tmp_path / "sim"
     key_id = SimulatedPlatform(sim_dir, measurement=MEASUREMENT).key_id
@@ -51,21 +55,57 @@ def test_end_to_end_over_https(served: tuple[str, Path, subprocess.Popen[bytes]]
     # a client that trusts another CA refuses the server (usage error, exit 2)
     other = tmp_path / "other"
     run_cli("init", "--data", str(other))
-    r = run_cli("policy", "install", str(signed), "--data", str(data), "--url", url,
-             "--ca", str(other / "domain_ca.pem"), check=False)
+    r = run_cli(
+        "policy",
+        "install",
+        str(signed),
+        "--data",
+        str(data),
+        "--url",
+        url,
+        "--ca",
+        str(other / "domain_ca.pem"),
+        check=False,
+    )
     assert r.returncode == 2, r.stderr
-    assert f"the service's TLS certificate did not verify against CA {other / 'domain_ca.pem'}" in r.stderr
+    assert (
+        f"the service's TLS certificate did not verify against CA {other / 'domain_ca.pem'}"
+        in r.stderr
+    )
     assert "ConnectError" not in r.stderr
-    r = run_cli("policy", "install", str(signed), "--data", str(data), "--admin-token", "wrong", "--url", url, check=False)
+    r = run_cli(
+        "policy",
+        "install",
+        str(signed),
+        "--data",
+        str(data),
+        "--admin-token",
+        "wrong",
+        "--url",
+        url,
+        check=False,
+    )
     assert r.returncode == 2 and "admin_invalid" in r.stderr
     run_cli("policy", "install", str(signed), "--data", str(data), "--url", url)
-    trust = Trust(url, data / "domain_ca.pem", platform="simulated", store=tmp_path / "store",
-                  measurement=MEASUREMENT, platform_dir=sim_dir)
+    trust = Trust(
+        url,
+        data / "domain_ca.pem",
+        platform="simulated",
+        store=tmp_path / "store",
+        measurement=MEASUREMENT,
+        platform_dir=sim_dir,
+    )
     cert = trust.certify()
     assert trust.certify() == cert  # kept until near expiry
     # a new Trust on the same store (a restart) needs no new certificate
-    again = Trust(url, data / "domain_ca.pem", platform="simulated", store=tmp_path / "store",
-                  measurement=MEASUREMENT, platform_dir=sim_dir)
+    again = Trust(
+        url,
+        data / "domain_ca.pem",
+        platform="simulated",
+        store=tmp_path / "store",
+        measurement=MEASUREMENT,
+        platform_dir=sim_dir,
+    )
     assert again.certify() == cert
     result = trust.attest()
     assert result["accepted"] is True
@@ -75,12 +115,20 @@ def test_end_to_end_over_https(served: tuple[str, Path, subprocess.Popen[bytes]]
     assert "intact" in r.stdout
 
 
-def test_unlisted_workload_refused_over_http(served: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+def test_unlisted_workload_refused_over_http(
+    served: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     url, data, _ = served
     from veritee.errors import VerificationError
 
-    trust = Trust(url, data / "domain_ca.pem", platform="simulated", store=tmp_path / "s",
-                  measurement=MEASUREMENT, platform_dir=tmp_path / "sim")
+    trust = Trust(
+        url,
+        data / "domain_ca.pem",
+        platform="simulated",
+        store=tmp_path / "s",
+        measurement=MEASUREMENT,
+        platform_dir=tmp_path / "sim",
+    )
     with pytest.raises(VerificationError) as e:
         trust.certify()
     assert [r["code"] for r in e.value.reasons] == ["no_policy"]  # type: ignore[attr-defined]
@@ -98,7 +146,8 @@ def test_postgres_going_away_mid_service_gives_503_then_recovers(tmp_path: Path)
         port = free_port()
         proc = subprocess.Popen(
             [*VERITEE, "serve", "--data", str(data), "--port", str(port), "--db", db_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         url = f"http://127.0.0.1:{port}"
         import psycopg
@@ -111,7 +160,8 @@ def test_postgres_going_away_mid_service_gives_503_then_recovers(tmp_path: Path)
                 with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                     admin.execute(f'ALTER DATABASE "{db_name}" ALLOW_CONNECTIONS false')
                     admin.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db_name,)
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (db_name,),
                     )
                 try:
                     statuses = set()

@@ -20,8 +20,12 @@ def _analyze() -> str:
     tool = shutil.which("systemd-analyze")
     if tool is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze is missing: .ci/system-packages.sh installs Debian's systemd")
-        pytest.skip("systemd-analyze not installed (Debian package systemd; .ci/system-packages.sh)")
+            pytest.fail(
+                "systemd-analyze is missing: .ci/system-packages.sh installs Debian's systemd"
+            )
+        pytest.skip(
+            "systemd-analyze not installed (Debian package systemd; .ci/system-packages.sh)"
+        )
     return tool
 
 
@@ -51,7 +55,9 @@ def test_unit_verifies_without_a_warning(tmp_path: Path) -> None:
     tool = _analyze()
     r = subprocess.run([tool, "verify", str(_installed_copy(tmp_path))], capture_output=True, text=True,
                        timeout=120)  # fmt: skip
-    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", (
+        r.stdout + r.stderr
+    )
 
 
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ class Served:
     server: RunningServer
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)))
+        return httpx.Client(
+            base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca))
+        )
 
     def token(self, measurement: str = GOOD, audience: str | None = None) -> str:
         platform = SimulatedPlatform(self.platform_dir, measurement=measurement)
@@ -102,7 +104,9 @@ def good_token(served: Served) -> str:
     return served.token()
 
 
-def _verify(served: Served, *args: str, input: str | None = None) -> tuple[int, dict[str, Any] | str]:
+def _verify(
+    served: Served, *args: str, input: str | None = None
+) -> tuple[int, dict[str, Any] | str]:
     r = CliRunner().invoke(cli, ["token", "verify", *args, "--url", served.url, "--ca", str(served.ca)],
                            input=input)  # fmt: skip
     if "--json" in args and r.exit_code in (0, 1):
@@ -113,7 +117,7 @@ def _verify(served: Served, *args: str, input: str | None = None) -> tuple[int, 
 def _flip(segment: str) -> str:
     """A base64url segment with one character changed (still base64url)."""
     i = len(segment) // 2
-    return segment[:i] + ("A" if segment[i] != "A" else "B") + segment[i + 1:]
+    return segment[:i] + ("A" if segment[i] != "A" else "B") + segment[i + 1 :]
 
 
 def test_valid_token_prints_status_and_claims(served: Served, good_token: str) -> None:
@@ -219,9 +223,13 @@ def test_wrong_key(served: Served, good_token: str) -> None:
     assert code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_key_unknown"
     # this domain's kid, but signed by another key
     code, out = _verify(served, sign_jwt(payload, other, kid=served.domain.token_kid), "--json")
-    assert code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_signature_invalid"
+    assert (
+        code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_signature_invalid"
+    )
     # signed by this domain's token key but not an EAR (the audit anchor's typ)
-    forged = sign_jwt(payload, served.domain.token_key, kid=served.domain.token_kid, typ="veritee-audit-head+jwt")
+    forged = sign_jwt(
+        payload, served.domain.token_key, kid=served.domain.token_kid, typ="veritee-audit-head+jwt"
+    )
     code, out = _verify(served, forged, "--json")
     assert code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_type_invalid"
 
@@ -230,9 +238,13 @@ def test_issuer_and_audience(served: Served) -> None:
     token = served.token(audience="https://rp.example")
     assert _verify(served, token, "--audience", "https://rp.example")[0] == 0
     code, out = _verify(served, token, "--json", "--audience", "https://other.example")
-    assert code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_audience_mismatch"
+    assert (
+        code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_audience_mismatch"
+    )
     code, out = _verify(served, token, "--json", "--issuer", "someone-else")
-    assert code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_issuer_mismatch"
+    assert (
+        code == 1 and isinstance(out, dict) and out["reasons"][0]["code"] == "ear_issuer_mismatch"
+    )
 
 
 def test_contraindicated_token_is_not_valid(served: Served) -> None:
@@ -242,9 +254,15 @@ def test_contraindicated_token_is_not_valid(served: Served) -> None:
     assert out["status"] == "contraindicated" and out["valid"] is False
     assert out["claims"] is not None  # authentic: it records the refusal
     assert [r["code"] for r in out["reasons"]] == ["ear_contraindicated"]
-    assert any(r["code"] == "measurement_not_allowed" for r in out["submods"]["simulated"]["reasons"])
+    assert any(
+        r["code"] == "measurement_not_allowed" for r in out["submods"]["simulated"]["reasons"]
+    )
     code, text = _verify(served, token)
-    assert code == 1 and "status: contraindicated" in str(text) and "[measurement_not_allowed]" in str(text)
+    assert (
+        code == 1
+        and "status: contraindicated" in str(text)
+        and "[measurement_not_allowed]" in str(text)
+    )
 
 
 def test_usage_errors(served: Served, good_token: str, tmp_path: Path) -> None:
@@ -255,7 +273,9 @@ def test_usage_errors(served: Served, good_token: str, tmp_path: Path) -> None:
     other = Domain.create(tmp_path / "other", now=dt.datetime.now(dt.UTC))
     r = CliRunner().invoke(cli, ["token", "verify", good_token, "--url", served.url,
                                  "--ca", str(other.path / "domain_ca.pem")])  # fmt: skip
-    assert r.exit_code == 2 and f"did not verify against CA {other.path / 'domain_ca.pem'}" in r.output
+    assert (
+        r.exit_code == 2 and f"did not verify against CA {other.path / 'domain_ca.pem'}" in r.output
+    )
     r = CliRunner().invoke(cli, ["token", "verify", good_token, "--url", "http://127.0.0.1:1"])
     assert r.exit_code == 2 and "cannot reach the service" in r.output
     r = CliRunner().invoke(cli, ["token", "verify", good_token, "--url", served.url, "--ca",
@@ -271,7 +291,9 @@ def test_discovery_document_and_pyjwkclient(served: Served, good_token: str) -> 
     assert doc["issuer"] == served.url
     assert doc["jwks_uri"] == served.url + "/.well-known/jwks.json"
     assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
-    assert doc["response_types_supported"] == ["id_token"] and doc["subject_types_supported"] == ["public"]
+    assert doc["response_types_supported"] == ["id_token"] and doc["subject_types_supported"] == [
+        "public"
+    ]
     assert {"iss", "aud", "exp", "submods"} <= set(doc["claims_supported"])
     assert [k["kid"] for k in jwks["keys"]] == [served.domain.token_kid]
     ctx = ssl.create_default_context(cafile=str(served.ca))

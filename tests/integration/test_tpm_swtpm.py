@@ -51,7 +51,9 @@ tpm_platform = pytest.importorskip("veritee.platforms.tpm", reason="needs tpm2-p
 try:
     import tpm2_pytss  # noqa: F401
 except ImportError:
-    pytestmark.append(pytest.mark.skip(reason="tpm2-pytss is not installed (make test installs .[tpm])"))
+    pytestmark.append(
+        pytest.mark.skip(reason="tpm2-pytss is not installed (make test installs .[tpm])")
+    )
 
 ZERO_PCRS_MEASUREMENT = hashlib.sha384(bytes(32 * 10)).hexdigest()
 
@@ -65,7 +67,9 @@ class World:
     root: Path
 
     def platform(self, tpm: Tpm, name: str = "state", **kw: Any) -> Any:
-        return tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=self.root / name, event_log=None, **kw)
+        return tpm_platform.TpmPlatform(
+            tcti=tpm.tcti, state_dir=self.root / name, event_log=None, **kw
+        )
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.server.url, timeout=30)
@@ -80,14 +84,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The manufacturers' certificates go in the domain's collateral (Keylime's cert store);
         # the policy pins which roots may enroll. Both vendors' are there: only one is pinned.
         for tpm, name in ((good, "vendor"), (rogue, "other")):
-            (domain.collateral_dir / f"{name}-ek-root.pem").write_bytes(tpm.ek_root.public_bytes(serialization.Encoding.PEM))
+            (domain.collateral_dir / f"{name}-ek-root.pem").write_bytes(
+                tpm.ek_root.public_bytes(serialization.Encoding.PEM)
+            )
             (domain.collateral_dir / f"{name}-ek-ca.pem").write_bytes(tpm.ek_intermediate_pem)
         server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
         policy = {"version": 1, "name": "tpm", "platforms": {"tpm": {
             "ek_roots": [good.ek_root_sha256], "measurements": [ZERO_PCRS_MEASUREMENT]}}}  # fmt: skip
         admin = {"Authorization": f"Bearer {domain.admin_token()}"}
-        httpx.put(server.url + "/v1/admin/policy", headers=admin,
-                  content=sign_policy(load_policy(json.dumps(policy)), domain.policy_key)).raise_for_status()
+        httpx.put(
+            server.url + "/v1/admin/policy",
+            headers=admin,
+            content=sign_policy(load_policy(json.dumps(policy)), domain.policy_key),
+        ).raise_for_status()
         try:
             yield World(good, rogue, server, domain, root)
         finally:
@@ -126,12 +135,16 @@ def enrolled(world: World) -> Any:
     p = world.platform(world.good, "enrolled")
     with world.http() as http:
         cert = enroll(http, p, world.domain.ca_certificate)
-    assert x509.ExtendedKeyUsage([tpm_evidence.AIK_CERTIFICATE_EKU]) == cert.extensions.get_extension_for_class(
-        x509.ExtendedKeyUsage).value
+    assert (
+        x509.ExtendedKeyUsage([tpm_evidence.AIK_CERTIFICATE_EKU])
+        == cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
     return p
 
 
-def test_enrolled_quote_verifies_offline_with_the_domain_ca(world: World, enrolled: Any, tmp_path: Path) -> None:
+def test_enrolled_quote_verifies_offline_with_the_domain_ca(
+    world: World, enrolled: Any, tmp_path: Path
+) -> None:
     nonce = os.urandom(32)
     ev = enrolled.evidence(report_data_for(nonce, b"", profile=enrolled.profile))
     path = tmp_path / "quote.bin"
@@ -175,9 +188,18 @@ def test_a_wrong_activation_answer_ends_the_challenge(world: World) -> None:
     req = p.enrollment_request()
     b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
     with world.http() as http:
-        ch = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
-                                              "ek_public": b64(req["ek_public"]), "ak_public": b64(req["ak_public"])}).json()
-        secret = p.activate_credential(base64.b64decode(ch["credential_blob"]), base64.b64decode(ch["encrypted_secret"]))
+        ch = http.post(
+            "/v1/tpm/enroll",
+            json={
+                "ek_certificate": b64(req["ek_certificate"]),
+                "ek_chain": [],
+                "ek_public": b64(req["ek_public"]),
+                "ak_public": b64(req["ak_public"]),
+            },
+        ).json()
+        secret = p.activate_credential(
+            base64.b64decode(ch["credential_blob"]), base64.b64decode(ch["encrypted_secret"])
+        )
         body = {"nonce": ch["nonce"], "ticket": ch["ticket"], "ak_public": b64(req["ak_public"]),
                 "ek_certificate": b64(req["ek_certificate"])}  # fmt: skip
         r = http.post("/v1/tpm/activate", json=body | {"secret": b64(bytes(32))})
@@ -185,17 +207,38 @@ def test_a_wrong_activation_answer_ends_the_challenge(world: World) -> None:
         r = http.post("/v1/tpm/activate", json=body | {"secret": b64(secret)})
         assert r.json()["code"] == "nonce_reused"
         # A ticket for this nonce cannot be bent to another AK either.
-        ch2 = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
-                                               "ek_public": b64(req["ek_public"]), "ak_public": b64(req["ak_public"])}).json()
+        ch2 = http.post(
+            "/v1/tpm/enroll",
+            json={
+                "ek_certificate": b64(req["ek_certificate"]),
+                "ek_chain": [],
+                "ek_public": b64(req["ek_public"]),
+                "ak_public": b64(req["ak_public"]),
+            },
+        ).json()
         other_ak = bytearray(req["ak_public"])
         other_ak[-1] ^= 1
-        r = http.post("/v1/tpm/activate", json=body | {"nonce": ch2["nonce"], "ticket": ch2["ticket"],
-                                                      "secret": b64(secret), "ak_public": b64(bytes(other_ak))})
-        assert r.status_code in (400, 403) and r.json()["code"] in ("enrollment_ticket_invalid", "malformed")
+        r = http.post(
+            "/v1/tpm/activate",
+            json=body
+            | {
+                "nonce": ch2["nonce"],
+                "ticket": ch2["ticket"],
+                "secret": b64(secret),
+                "ak_public": b64(bytes(other_ak)),
+            },
+        )
+        assert r.status_code in (400, 403) and r.json()["code"] in (
+            "enrollment_ticket_invalid",
+            "malformed",
+        )
         tampered = bytearray(base64.b64decode(ch2["ticket"]))
         tampered[-1] ^= 1
-        r = http.post("/v1/tpm/activate", json=body | {"nonce": ch2["nonce"], "ticket": b64(bytes(tampered)),
-                                                      "secret": b64(secret)})
+        r = http.post(
+            "/v1/tpm/activate",
+            json=body
+            | {"nonce": ch2["nonce"], "ticket": b64(bytes(tampered)), "secret": b64(secret)},
+        )
         assert (r.status_code, r.json()["code"]) == (403, "enrollment_ticket_invalid")
 
 
@@ -210,11 +253,20 @@ def _soft_ak_public(key: ec.EllipticCurvePrivateKey, attributes: int) -> bytes:
 def test_a_software_key_cannot_enroll_as_an_ak(world: World) -> None:
     """An AK without fixedTPM (a key made outside the TPM) is refused before any credential."""
     req = world.platform(world.good, "soft").enrollment_request()
-    soft = _soft_ak_public(ec.generate_private_key(ec.SECP256R1()), 0x00050072 & ~tpm2.ATTR_FIXED_TPM)
+    soft = _soft_ak_public(
+        ec.generate_private_key(ec.SECP256R1()), 0x00050072 & ~tpm2.ATTR_FIXED_TPM
+    )
     b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
     with world.http() as http:
-        r = http.post("/v1/tpm/enroll", json={"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [],
-                                             "ek_public": b64(req["ek_public"]), "ak_public": b64(soft)})
+        r = http.post(
+            "/v1/tpm/enroll",
+            json={
+                "ek_certificate": b64(req["ek_certificate"]),
+                "ek_chain": [],
+                "ek_public": b64(req["ek_public"]),
+                "ak_public": b64(soft),
+            },
+        )
     assert (r.status_code, r.json()["code"]) == (403, "ak_attributes_invalid")
 
 
@@ -225,7 +277,9 @@ def test_a_software_key_cannot_enroll_as_an_ak(world: World) -> None:
     ("ak_public", base64.b64encode(bytes(2000)).decode(), "malformed_request"),  # over the size limit
     ("ek_chain", [base64.b64encode(b"x").decode()] * 6, None),
 ])  # fmt: skip
-def test_malformed_enrollment_requests_are_400(world: World, field: str, value: Any, code: str | None) -> None:
+def test_malformed_enrollment_requests_are_400(
+    world: World, field: str, value: Any, code: str | None
+) -> None:
     req = world.platform(world.good, "mal").enrollment_request()
     b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
     body = {"ek_certificate": b64(req["ek_certificate"]), "ek_chain": [], "ek_public": b64(req["ek_public"]),
@@ -237,8 +291,14 @@ def test_malformed_enrollment_requests_are_400(world: World, field: str, value: 
             assert r.json()["code"] == code
         # The EK certificate of one TPM with the EK of the other: refused, not a 5xx.
         other = world.platform(world.rogue, "mal-rogue").enrollment_request()
-        r = http.post("/v1/tpm/enroll", json=body | {field: body[field] if field != "ek_public" else b64(req["ek_public"]),
-                                                    "ek_public": b64(other["ek_public"])})
+        r = http.post(
+            "/v1/tpm/enroll",
+            json=body
+            | {
+                field: body[field] if field != "ek_public" else b64(req["ek_public"]),
+                "ek_public": b64(other["ek_public"]),
+            },
+        )
         assert r.status_code in (400, 403, 422) and r.status_code < 500
 
 
@@ -274,21 +334,33 @@ def test_an_admission_certificate_is_not_an_ak_certificate(world: World) -> None
 # --- sealing to a PCR policy -------------------------------------------------------------------
 
 
-def test_sealing_survives_a_new_process_and_fails_once_a_pcr_changes(world: World, tmp_path: Path) -> None:
+def test_sealing_survives_a_new_process_and_fails_once_a_pcr_changes(
+    world: World, tmp_path: Path
+) -> None:
     with running_tpm(tmp_path / "sealer", world.good.ca_dir) as tpm:
-        p = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        p = tpm_platform.TpmPlatform(
+            tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None
+        )
         check_sealing_key_shape(p)  # the Platform contract (veritee.platforms.base)
         blob = sealing.seal(p, b"state", purpose="app")
-        again = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        again = tpm_platform.TpmPlatform(
+            tcti=tpm.tcti, state_dir=tmp_path / "seal-state", event_log=None
+        )
         assert sealing.unseal(again, blob, purpose="app") == b"state"
-        elsewhere = tpm_platform.TpmPlatform(tcti=world.good.tcti, state_dir=tmp_path / "seal-state", event_log=None)
+        elsewhere = tpm_platform.TpmPlatform(
+            tcti=world.good.tcti, state_dir=tmp_path / "seal-state", event_log=None
+        )
         with pytest.raises(SealingError):
-            sealing.unseal(elsewhere, blob, purpose="app")  # another TPM: the sealed object does not load
+            sealing.unseal(
+                elsewhere, blob, purpose="app"
+            )  # another TPM: the sealed object does not load
         _extend(tpm.tcti, 7)
         with pytest.raises(SealingError):
             sealing.unseal(again, blob, purpose="app")
         # PCRs outside the sealed set do not matter.
-        q = tpm_platform.TpmPlatform(tcti=tpm.tcti, state_dir=tmp_path / "seal2", event_log=None, seal_pcrs=(0, 1))
+        q = tpm_platform.TpmPlatform(
+            tcti=tpm.tcti, state_dir=tmp_path / "seal2", event_log=None, seal_pcrs=(0, 1)
+        )
         blob2 = sealing.seal(q, b"more", purpose="app")
         _extend(tpm.tcti, 16)  # outside the sealed PCRs and the measurement (PCRs 0-9)
         assert sealing.unseal(q, blob2, purpose="app") == b"more"
@@ -298,7 +370,9 @@ def _extend(tcti: str, index: int) -> None:
     from tpm2_pytss import ESAPI, ESYS_TR, TPM2_ALG, TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA
 
     with ESAPI(tcti) as e:
-        digest = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=hashlib.sha256(b"change").digest()))
+        digest = TPMT_HA(
+            hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=hashlib.sha256(b"change").digest())
+        )
         e.pcr_extend(getattr(ESYS_TR, f"PCR{index}"), TPML_DIGEST_VALUES([digest]))
 
 
@@ -314,7 +388,23 @@ def test_veritee_attest_on_the_enrolled_tpm(world: World, enrolled: Any, tmp_pat
               "--nonce", nonce, "--json"]  # fmt: skip
     result = json.loads(subprocess.run(verify, capture_output=True, text=True, timeout=60).stdout)
     assert result["format"] == "tpm" and result["accepted"], result["reasons"]
-    show = subprocess.run([*base, "attest", "--show", "--json", "--platform", "tpm", "--tcti", world.good.tcti, "--state", str(enrolled.state_dir)], capture_output=True, text=True, timeout=60)
+    show = subprocess.run(
+        [
+            *base,
+            "attest",
+            "--show",
+            "--json",
+            "--platform",
+            "tpm",
+            "--tcti",
+            world.good.tcti,
+            "--state",
+            str(enrolled.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     info = json.loads(show.stdout)
     assert info["enrolled"] is True and info["measurement"] == ZERO_PCRS_MEASUREMENT
 
@@ -329,7 +419,9 @@ def test_the_tpm_counter_only_goes_up(world: World, tmp_path: Path) -> None:
     assert p.monotonic_counter("another").index != counter.index
 
 
-@pytest.mark.parametrize("tcti", ["", "foo:bar", "swtpm:host=1;rm -rf", "device:/dev/tpmrm0 x", "x" * 300])
+@pytest.mark.parametrize(
+    "tcti", ["", "foo:bar", "swtpm:host=1;rm -rf", "device:/dev/tpmrm0 x", "x" * 300]
+)
 def test_bad_tcti_is_a_usage_error(tcti: str, tmp_path: Path) -> None:
     from veritee.errors import UsageError
 
@@ -340,12 +432,17 @@ def test_bad_tcti_is_a_usage_error(tcti: str, tmp_path: Path) -> None:
 def test_absent_tpm_and_bad_arguments(world: World, tmp_path: Path) -> None:
     from veritee.errors import UsageError
 
-    for absent in ("device:/nonexistent/tpmrm0", "device" if not Path("/dev/tpmrm0").exists() else "device:/x/y"):
+    for absent in (
+        "device:/nonexistent/tpmrm0",
+        "device" if not Path("/dev/tpmrm0").exists() else "device:/x/y",
+    ):
         with pytest.raises(PlatformError) as e:
             tpm_platform.TpmPlatform(tcti=absent, state_dir=tmp_path)
         assert e.value.code == "platform_absent"
     with pytest.raises(PlatformError) as e:
-        tpm_platform.TpmPlatform(tcti="swtpm:host=127.0.0.1,port=1", state_dir=tmp_path).evidence(bytes(64))
+        tpm_platform.TpmPlatform(tcti="swtpm:host=127.0.0.1,port=1", state_dir=tmp_path).evidence(
+            bytes(64)
+        )
     assert e.value.code == "platform_absent"
     with pytest.raises(UsageError):
         world.platform(world.good, "args").evidence(bytes(32))
@@ -370,8 +467,12 @@ def test_a_sealed_object_with_a_weaker_policy_is_refused(world: World, tmp_path:
         srk = p._srk(e)
         # The same PCR policy (so the driver's policy session works), plus password use.
         attrs = t.TPMA_OBJECT.FIXEDTPM | t.TPMA_OBJECT.FIXEDPARENT | t.TPMA_OBJECT.USERWITHAUTH
-        template = t.TPM2B_PUBLIC.parse("keyedhash", objectAttributes=attrs, nameAlg="sha256", authPolicy=policy)
-        sensitive = t.TPM2B_SENSITIVE_CREATE(t.TPMS_SENSITIVE_CREATE(data=t.TPM2B_SENSITIVE_DATA(b"k" * 32)))
+        template = t.TPM2B_PUBLIC.parse(
+            "keyedhash", objectAttributes=attrs, nameAlg="sha256", authPolicy=policy
+        )
+        sensitive = t.TPM2B_SENSITIVE_CREATE(
+            t.TPMS_SENSITIVE_CREATE(data=t.TPM2B_SENSITIVE_DATA(b"k" * 32))
+        )
         private, public, *_ = e.create(srk, sensitive, template)
         e.flush_context(srk)
     path.write_bytes(bytes(public.marshal()) + bytes(private.marshal()))

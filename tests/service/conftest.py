@@ -52,12 +52,20 @@ class Env:
     def workload(self, measurement: str = GOOD, **kw: Any) -> SimulatedPlatform:
         return SimulatedPlatform(self.platform_dir, measurement=measurement, **kw)
 
-    def attest_body(self, platform: SimulatedPlatform | None = None, nonce: bytes | None = None,
-                    spki: bytes = b"") -> dict[str, Any]:
+    def attest_body(
+        self,
+        platform: SimulatedPlatform | None = None,
+        nonce: bytes | None = None,
+        spki: bytes = b"",
+    ) -> dict[str, Any]:
         platform = platform or self.platform
         nonce = nonce or self.nonce()
         ev = platform.evidence(report_data_for(nonce, spki, profile=platform.profile))
-        return {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+        return {
+            "evidence": base64.b64encode(ev).decode(),
+            "nonce": nonce.hex(),
+            "format": "simulated",
+        }
 
 
 def default_policy(platform: SimulatedPlatform) -> dict[str, Any]:
@@ -91,7 +99,9 @@ def service_db(db_kind: str) -> Iterator[str | None]:
 @pytest.fixture
 def env(tmp_path: Path, service_db: str | None) -> Iterator[Env]:
     domain = Domain.create(tmp_path / "domain", name="test", now=dt.datetime.now(dt.UTC))
-    app = create_app(Settings(data_dir=domain.path, database_url=service_db, policy_cache_seconds=0))
+    app = create_app(
+        Settings(data_dir=domain.path, database_url=service_db, policy_cache_seconds=0)
+    )
     with TestClient(app) as client:
         platform = SimulatedPlatform(tmp_path / "sim", measurement=GOOD)
         yield Env(domain, client, platform, tmp_path / "sim", service_db)

@@ -20,9 +20,11 @@ from veritee.tokens import decode_ear
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def test_attest_returns_verifiable_ear(env: Env) -> None:
@@ -35,7 +37,9 @@ def test_attest_returns_verifiable_ear(env: Env) -> None:
     assert out["claims"]["measurement"] == GOOD
     jwks = env.client.get("/.well-known/jwks.json").json()["keys"]
     assert jwks[0]["kid"] == jwt.get_unverified_header(out["token"])["kid"]
-    ear = decode_ear(out["token"], env.domain.token_key.public_key(), issuer="veritee", audience="veritee")
+    ear = decode_ear(
+        out["token"], env.domain.token_key.public_key(), issuer="veritee", audience="veritee"
+    )
     sub = ear["submods"]["simulated"]
     assert sub["ear.status"] in ("affirming", "warning")
     assert ear["eat_nonce"]
@@ -50,7 +54,9 @@ def test_attest_token_names_its_audience_and_binds_the_workload_key(env: Env) ->
     env.install_policy()
     key = ec.generate_private_key(ec.SECP256R1())
     body = env.attest_body(spki=spki_der(key.public_key())) | {
-        "public_key": _pem(key), "audience": "https://payments.example/api"}
+        "public_key": _pem(key),
+        "audience": "https://payments.example/api",
+    }
     out = env.client.post("/v1/attest", json=body).json()
     pub = env.domain.token_key.public_key()
     ear = decode_ear(out["token"], pub, issuer="veritee", audience="https://payments.example/api",
@@ -68,7 +74,9 @@ def test_attest_token_names_its_audience_and_binds_the_workload_key(env: Env) ->
     with pytest.raises(VerificationError) as e:
         decode_ear(out["token"], pub, issuer="veritee", audience="veritee")
     assert e.value.code == "ear_contraindicated"
-    ear = decode_ear(out["token"], pub, issuer="veritee", audience="veritee", allow_contraindicated=True)
+    ear = decode_ear(
+        out["token"], pub, issuer="veritee", audience="veritee", allow_contraindicated=True
+    )
     assert ear["submods"]["simulated"]["ear.status"] == "contraindicated"
 
 
@@ -95,10 +103,24 @@ def test_installing_a_second_named_policy_never_replaces_the_first(env: Env) -> 
     workload; the workload "a" admits is still admitted (it used to be refused once "b" was
     installed), "b"'s workload too, each decision naming its policy; a stranger is refused."""
     key = [env.platform.key_id]
-    env.install_policy({"version": 1, "name": "a", "platforms": {"simulated": {
-        "measurements": [GOOD], "platform_keys": key, "allow_debug": True}}})
-    env.install_policy({"version": 1, "name": "b", "platforms": {"simulated": {
-        "measurements": [OTHER], "platform_keys": key, "allow_debug": True}}})
+    env.install_policy(
+        {
+            "version": 1,
+            "name": "a",
+            "platforms": {
+                "simulated": {"measurements": [GOOD], "platform_keys": key, "allow_debug": True}
+            },
+        }
+    )
+    env.install_policy(
+        {
+            "version": 1,
+            "name": "b",
+            "platforms": {
+                "simulated": {"measurements": [OTHER], "platform_keys": key, "allow_debug": True}
+            },
+        }
+    )
     for measurement, name in ((GOOD, "a"), (OTHER, "b")):
         out = env.client.post("/v1/attest", json=env.attest_body(env.workload(measurement))).json()
         assert out["accepted"] is True, out["reasons"]
@@ -113,10 +135,14 @@ def test_installing_a_second_named_policy_never_replaces_the_first(env: Env) -> 
     assert missing.status_code == 404 and missing.json()["code"] == "no_policy"
 
     # A request may name the policy: then only that one decides.
-    named = env.client.post("/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "b"}).json()
+    named = env.client.post(
+        "/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "b"}
+    ).json()
     assert named["accepted"] is False and named["policy"]["name"] == "b"
     assert [r["code"] for r in named["reasons"]] == ["measurement_not_allowed"]
-    named = env.client.post("/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "a"}).json()
+    named = env.client.post(
+        "/v1/attest", json=env.attest_body(env.workload(GOOD)) | {"policy": "a"}
+    ).json()
     assert named["accepted"] is True and named["policy"]["name"] == "a"
     unknown = env.client.post("/v1/attest", json=env.attest_body() | {"policy": "c"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "no_policy"
@@ -215,7 +241,9 @@ ADMIN_CALLS = [
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_CALLS)
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer "])
-def test_every_admin_endpoint_refuses_without_credential(env: Env, method: str, path: str, auth: str | None) -> None:
+def test_every_admin_endpoint_refuses_without_credential(
+    env: Env, method: str, path: str, auth: str | None
+) -> None:
     headers = {"Authorization": auth} if auth is not None else {}
     r = env.client.request(method, path, headers=headers, content=b"{}")
     assert r.status_code == 401
@@ -247,7 +275,11 @@ def test_policy_refusals(env: Env) -> None:
     assert r.status_code == 400 and r.json()["code"] == "policy_unsigned"
     # signed by another key
     stranger = ec.generate_private_key(ec.SECP384R1())
-    r = env.client.put("/v1/admin/policy", content=sign_policy(load_policy(json.dumps(doc)), stranger), headers=env.admin)
+    r = env.client.put(
+        "/v1/admin/policy",
+        content=sign_policy(load_policy(json.dumps(doc)), stranger),
+        headers=env.admin,
+    )
     assert r.json()["code"] == "policy_wrong_key"
     # tampered after signing
     env_bytes = sign_policy(load_policy(json.dumps(doc)), env.domain.policy_key)
@@ -265,7 +297,8 @@ def test_dry_run_does_not_install(env: Env) -> None:
     doc = default_policy(env.platform)
     ev = env.platform.evidence(b"\0" * 64)
     r = env.client.post(
-        "/v1/admin/policy/dry-run", headers=env.admin,
+        "/v1/admin/policy/dry-run",
+        headers=env.admin,
         json={"policy": json.dumps(doc), "evidence": base64.b64encode(ev).decode()},
     )
     assert r.status_code == 200, r.text
@@ -301,7 +334,9 @@ def test_malformed_truncated_tampered_evidence_is_refused_and_audited(env: Env) 
     }
     for name, data in cases.items():
         n = env.nonce()
-        r = env.client.post("/v1/attest", json={"evidence": base64.b64encode(data).decode(), "nonce": n.hex()})
+        r = env.client.post(
+            "/v1/attest", json={"evidence": base64.b64encode(data).decode(), "nonce": n.hex()}
+        )
         assert r.status_code == 200, name
         assert r.json()["accepted"] is False, name
         assert r.json()["reasons"], name
@@ -320,7 +355,10 @@ def test_operations_endpoints(env: Env) -> None:
     assert env.client.get("/readyz").status_code == 200
     env.client.post("/v1/challenge")
     metrics = env.client.get("/metrics").text
-    assert "veritee_http_requests_total" in metrics and "veritee_request_duration_seconds_bucket" in metrics
+    assert (
+        "veritee_http_requests_total" in metrics
+        and "veritee_request_duration_seconds_bucket" in metrics
+    )
     spec = env.client.get("/openapi.json").json()
     assert "/v1/attest" in spec["paths"] and "/v1/certify" in spec["paths"]
     assert env.client.get("/nope").json()["code"] == "not_found"

@@ -42,9 +42,11 @@ def test_demo_releases_to_the_workload_and_denies_the_modified_one() -> None:
     assert s["verified"] == {p: True for p in PARTIES}
     assert s["measurement"] != s["modified_measurement"]
     for name in names:  # the modified workload got nothing, and was told why
-        assert {"appraisal_not_accepted", "measurement_not_allowed", "release_claim_mismatch"} <= set(
-            s["denials"][name]
-        )
+        assert {
+            "appraisal_not_accepted",
+            "measurement_not_allowed",
+            "release_claim_mismatch",
+        } <= set(s["denials"][name])
     assert s["denials_audited"] == names
     assert s["audit_ok"] is True
     result = s["result"]
@@ -70,7 +72,11 @@ def test_by_hand_flow_with_the_cli_and_examples(
     good = measure([EXAMPLES / "workload.py"])
     modified = tmp_path / "modified" / "workload.py"
     modified.parent.mkdir()
-    modified.write_bytes((EXAMPLES / "workload.py").read_bytes().replace(b"MIN_GROUP_SIZE = 5", b"MIN_GROUP_SIZE = 1"))
+    modified.write_bytes(
+        (EXAMPLES / "workload.py")
+        .read_bytes()
+        .replace(b"MIN_GROUP_SIZE = 5", b"MIN_GROUP_SIZE = 1")
+    )
 
     server = start_in_thread(create_app(Settings(data_dir=domain.path, policy_cache_seconds=0)))
     try:
@@ -88,7 +94,10 @@ def test_by_hand_flow_with_the_cli_and_examples(
 
         enc = tmp_path / "encrypted"
         for p in PARTIES:
-            assert party.main(["encrypt", p, str(tmp_path / "plain" / f"{p}.csv"), "--out", str(enc)]) == 0
+            assert (
+                party.main(["encrypt", p, str(tmp_path / "plain" / f"{p}.csv"), "--out", str(enc)])
+                == 0
+            )
             pol = tmp_path / f"{p}-policy.json"
             capsys.readouterr()
             assert party.main(["policy", "--measurement", good]) == 0
@@ -112,7 +121,12 @@ def test_by_hand_flow_with_the_cli_and_examples(
         # a dataset that was not an input is not listed
         stranger = tmp_path / "stranger.enc"
         stranger.write_bytes(b"VTCRDv01" + b"\0" * 40)
-        assert party.main(["verify", str(out), "--ca", ca, "--measurement", good, "--input", str(stranger)]) == 1
+        assert (
+            party.main(
+                ["verify", str(out), "--ca", ca, "--measurement", good, "--input", str(stranger)]
+            )
+            == 1
+        )
 
         # the modified workload (run from its own file: measured as such) is refused every key
         mod = importlib.util.spec_from_file_location("cleanroom_modified", modified)

@@ -43,7 +43,9 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Domain:
     return Domain.create(tmp_path_factory.mktemp("cr") / "d", name="cr", now=NOW)
 
 
-def _cert(domain: Domain, key: ec.EllipticCurvePrivateKey, measurement: str = M) -> x509.Certificate:
+def _cert(
+    domain: Domain, key: ec.EllipticCurvePrivateKey, measurement: str = M
+) -> x509.Certificate:
     return issue_admission_certificate(
         domain, key.public_key(), claims={"measurement": measurement, "platform": "simulated"},
         now=NOW, lifetime=dt.timedelta(minutes=10),
@@ -66,7 +68,10 @@ def test_good_result_verifies(domain: Domain, good: dict[str, Any]) -> None:
 
 
 def test_signed_by_a_key_that_was_not_admitted(domain: Domain) -> None:
-    admitted, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    admitted, other = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
     signed = sign_result(RESULT, other, _cert(domain, admitted))
     with pytest.raises(VerificationError) as e:
         _verify(domain, signed)
@@ -120,11 +125,18 @@ def test_expired_certificate_and_missing_input(domain: Domain, good: dict[str, A
         (lambda s: s.pop("signature"), "signature"),
         (lambda s: s.update(result=[1]), "result"),
         (lambda s: s.update(alg="none"), "alg"),
-        (lambda s: s.update(certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "certificate"),
+        (
+            lambda s: s.update(
+                certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ),
+            "certificate",
+        ),
         (lambda s: s.update(signature="%%%"), "signature"),
     ],
 )
-def test_malformed_signed_result(domain: Domain, good: dict[str, Any], mutate: Any, field: str) -> None:
+def test_malformed_signed_result(
+    domain: Domain, good: dict[str, Any], mutate: Any, field: str
+) -> None:
     bad = copy.deepcopy(good)
     mutate(bad)
     with pytest.raises(MalformedError) as e:
@@ -169,10 +181,17 @@ def test_bad_csv_names_the_row(text: bytes, where: str) -> None:
 
 
 def test_aggregate_suppresses_small_groups() -> None:
-    a = parse_csv(b"customer_id,category,amount\nc1,travel,10.00\nc2,travel,20.00\nc3,rare,99.99\n", name="a")
+    a = parse_csv(
+        b"customer_id,category,amount\nc1,travel,10.00\nc2,travel,20.00\nc3,rare,99.99\n", name="a"
+    )
     b = parse_csv(b"customer_id,category,amount\nc1,travel,30.00\n", name="b")
     agg = compute_aggregate({"a": a, "b": b}, min_group_size=2)
-    assert agg["categories"]["travel"] == {"count": 3, "total": "60.00", "mean": "20.00", "parties": 2}
+    assert agg["categories"]["travel"] == {
+        "count": 3,
+        "total": "60.00",
+        "mean": "20.00",
+        "parties": 2,
+    }
     assert agg["categories"]["rare"] == {"suppressed": True, "parties": 1}
     assert agg["customers"] == {"distinct": 3, "in_every_party": 1}
 
@@ -180,5 +199,9 @@ def test_aggregate_suppresses_small_groups() -> None:
 def test_release_policy_pins_platform_and_measurement() -> None:
     policy = parse_policy(release_policy_for(M.upper()))
     assert evaluate(policy, {"platform": "simulated", "measurement": M}).allowed
-    for claims in ({"platform": "simulated", "measurement": "cd" * 48}, {"platform": "tdx", "measurement": M}, {}):
+    for claims in (
+        {"platform": "simulated", "measurement": "cd" * 48},
+        {"platform": "tdx", "measurement": M},
+        {},
+    ):
         assert not evaluate(policy, claims).allowed

@@ -124,7 +124,9 @@ def _fetch(standin: StandIn, **kw: Any) -> CollateralFetch:
 
 
 @pytest.fixture
-def service(tmp_path: Path, standin: StandIn, service_db: str | None, request: pytest.FixtureRequest) -> Iterator[Service]:
+def service(
+    tmp_path: Path, standin: StandIn, service_db: str | None, request: pytest.FixtureRequest
+) -> Iterator[Service]:
     _vectors()
     fetch: CollateralFetch = getattr(request, "param", None) or _fetch(standin)
     clock = Clock(V5_AT)
@@ -186,10 +188,16 @@ def test_a_failed_lazy_fetch_is_a_warning_and_backs_off(service: Service) -> Non
     # Within the backoff the next attestation does not ask again; it says when it will.
     again = service.dry_run(V4_QUOTE, V4_AT + dt.timedelta(seconds=5))
     assert service.standin.count() == asked
-    assert any("retried from" in w["message"] or "fetch_http_status" in w["message"] for w in again["warnings"])
+    assert any(
+        "retried from" in w["message"] or "fetch_http_status" in w["message"]
+        for w in again["warnings"]
+    )
     # After it, the vendor is back: fetched, decided.
     service.standin.set(intel_paths("tdx", "B0C06F000000", "platform")["tcb_info"], status=200)
-    assert service.dry_run(V4_QUOTE, row.next_try + dt.timedelta(seconds=1))["claims"]["tcb_status"] == "UpToDate"
+    assert (
+        service.dry_run(V4_QUOTE, row.next_try + dt.timedelta(seconds=1))["claims"]["tcb_status"]
+        == "UpToDate"
+    )
 
 
 # --- refresh: newer replaces, worse never does ---------------------------------------------------
@@ -217,16 +225,24 @@ def test_installed_collateral_is_refreshed_and_never_replaced_by_worse(service: 
     (out,) = service.run(V5_AT)  # a target because the folder holds a set for it
     assert (out.path, out.result) == (V5_PATH, "stored")
     assert _tcb_issued(service) == dt.datetime(2026, 2, 18, 10, 58, 51, tzinfo=UTC)
-    assert service.dry_run(V5_QUOTE, V5_AT)["reasons"][0]["code"] == "tcb_level_not_found"  # decided on it
+    assert (
+        service.dry_run(V5_QUOTE, V5_AT)["reasons"][0]["code"] == "tcb_level_not_found"
+    )  # decided on it
     # Not due again before the minimum interval: nothing is asked.
     asked = std.count()
     assert service.run(V5_AT + dt.timedelta(minutes=5)) == [] and std.count() == asked
 
     tcb = intel_paths("tdx", "90C06F000000", "platform")["tcb_info"]
     good_body = std.routes[tcb].body
-    tampered = re.sub(rb'"signature":"(.)', lambda m: b'"signature":"' + (b"0" if m[1] != b"0" else b"1"), good_body)
+    tampered = re.sub(
+        rb'"signature":"(.)',
+        lambda m: b'"signature":"' + (b"0" if m[1] != b"0" else b"1"),
+        good_body,
+    )
     older = v5_older_set()
-    replayed = ('{"tcbInfo":' + older["tcb_info"] + ',"signature":"' + older["tcb_info_signature"] + '"}').encode()
+    replayed = (
+        '{"tcbInfo":' + older["tcb_info"] + ',"signature":"' + older["tcb_info_signature"] + '"}'
+    ).encode()
     t = V5_AT
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("500", {"status": 500}, "fetch_http_status"),
@@ -238,7 +254,10 @@ def test_installed_collateral_is_refreshed_and_never_replaced_by_worse(service: 
     failures = 0
     for name, change, code in cases:
         std.set(tcb, **change)
-        t = max(t + dt.timedelta(hours=1), (service.row(V5_PATH).next_try or t) + dt.timedelta(seconds=1))
+        t = max(
+            t + dt.timedelta(hours=1),
+            (service.row(V5_PATH).next_try or t) + dt.timedelta(seconds=1),
+        )
         outs = service.run(t)
         assert [(o.result, o.code) for o in outs] == [("failed", code)], name
         failures += 1
@@ -272,7 +291,9 @@ def test_an_older_tcb_evaluation_data_number_is_refused(service: Service) -> Non
 def test_a_lease_lets_one_fetcher_fetch(service: Service) -> None:
     serve_intel(service.standin, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
     with service.ctx.storage.transaction() as tx:
-        assert tx.take_fetch_lease(V5_PATH, holder="replica-2", until=V5_AT + dt.timedelta(minutes=1), now=V5_AT)
+        assert tx.take_fetch_lease(
+            V5_PATH, holder="replica-2", until=V5_AT + dt.timedelta(minutes=1), now=V5_AT
+        )
     assert service.refresher.refresh(V5_PATH, V5_AT).result == "busy"
     assert service.standin.count() == 0
     # A lease that ran out (its holder crashed) is taken over.
@@ -289,16 +310,28 @@ def test_readiness_warns_before_expiry_and_fails_after(service: Service) -> None
     first = dt.datetime(2026, 3, 20, 10, 41, 15, tzinfo=UTC)
     service.clock.now = V5_AT
     r = service.client.get("/readyz")
-    assert r.status_code == 200 and r.json()["status"] == "ready" and r.json()["collateral"]["status"] == "ok"
+    assert (
+        r.status_code == 200
+        and r.json()["status"] == "ready"
+        and r.json()["collateral"]["status"] == "ok"
+    )
     service.clock.now = first - dt.timedelta(hours=47)
     r = service.client.get("/readyz")
     body = r.json()
     assert r.status_code == 200 and body["status"] == "degraded"
-    assert body["collateral"]["status"] == "warning" and body["collateral"]["code"] == "collateral_expiring"
-    assert {(i["kind"], i["subject"]) for i in body["collateral"]["expiring"]} >= {("pck_crl", "platform")}
+    assert (
+        body["collateral"]["status"] == "warning"
+        and body["collateral"]["code"] == "collateral_expiring"
+    )
+    assert {(i["kind"], i["subject"]) for i in body["collateral"]["expiring"]} >= {
+        ("pck_crl", "platform")
+    }
     service.clock.now = first + dt.timedelta(seconds=1)
     body = service.client.get("/readyz").json()
-    assert body["collateral"]["status"] == "failing" and body["collateral"]["code"] == "collateral_expired"
+    assert (
+        body["collateral"]["status"] == "failing"
+        and body["collateral"]["code"] == "collateral_expired"
+    )
     assert [i["kind"] for i in body["collateral"]["expired"]] == ["pck_crl"]
 
 
@@ -311,15 +344,32 @@ def test_metrics_give_every_items_age_and_time_to_next_update(service: Service) 
     tcb_next = dt.datetime(2026, 3, 20, 10, 58, 51, tzinfo=UTC)
     tcb_issued = dt.datetime(2026, 2, 18, 10, 58, 51, tzinfo=UTC)
     labels = 'kind="tcb_info",subject="TDX:90C06F000000",vendor="intel"'
-    assert gauges[("veritee_collateral_next_update_seconds", labels)] == (tcb_next - V5_AT).total_seconds()
-    assert gauges[("veritee_collateral_age_seconds", labels)] == (V5_AT - tcb_issued).total_seconds()
-    for kind, subject in (("qe_identity", "TD_QE"), ("pck_crl", "platform"), ("root_crl", "Intel SGX Root CA")):
-        assert ("veritee_collateral_next_update_seconds", f'kind="{kind}",subject="{subject}",vendor="intel"') in gauges
+    assert (
+        gauges[("veritee_collateral_next_update_seconds", labels)]
+        == (tcb_next - V5_AT).total_seconds()
+    )
+    assert (
+        gauges[("veritee_collateral_age_seconds", labels)] == (V5_AT - tcb_issued).total_seconds()
+    )
+    for kind, subject in (
+        ("qe_identity", "TD_QE"),
+        ("pck_crl", "platform"),
+        ("root_crl", "Intel SGX Root CA"),
+    ):
+        assert (
+            "veritee_collateral_next_update_seconds",
+            f'kind="{kind}",subject="{subject}",vendor="intel"',
+        ) in gauges
     assert gauges[("veritee_collateral_fetch_failures", f'path="{V5_PATH}"')] == 0
     assert "# TYPE veritee_collateral_age_seconds gauge" in text
     status = service.client.get("/v1/admin/collateral", headers=service.admin).json()
     assert status["readiness"] == "ok" and [f["path"] for f in status["fetched"]] == [V5_PATH]
-    assert {i["kind"] for i in status["items"]} == {"tcb_info", "qe_identity", "pck_crl", "root_crl"}
+    assert {i["kind"] for i in status["items"]} == {
+        "tcb_info",
+        "qe_identity",
+        "pck_crl",
+        "root_crl",
+    }
 
 
 def _gauges(text: str) -> dict[tuple[str, str], float]:
@@ -339,7 +389,9 @@ def _gauges(text: str) -> dict[tuple[str, str], float]:
 def test_a_pccs_serves_the_intel_collateral(tmp_path: Path, standin: StandIn) -> None:
     _vectors()
     serve_intel(standin, "tdx", "B0C06F000000", "platform", intel_set(V4_SET), pccs=True)
-    fetch = CollateralFetch(pccs=standin.url, pcs="http://127.0.0.1:9", kds="http://127.0.0.1:9", check_seconds=0)
+    fetch = CollateralFetch(
+        pccs=standin.url, pcs="http://127.0.0.1:9", kds="http://127.0.0.1:9", check_seconds=0
+    )
     assert fetch.fetch_config().intel_root_crl == standin.url + PCCS_ROOT_CRL_PATH
     domain = Domain.create(tmp_path / "domain", name="t", now=dt.datetime(2025, 1, 1, tzinfo=UTC))
     app = create_app(Settings(data_dir=domain.path, collateral_fetch=fetch, clock=lambda: V4_AT))
@@ -356,7 +408,9 @@ SNP_VCEK = "sev-snp/azure_milan_v3_vcek.der"
 SNP_AT = dt.datetime(2026, 1, 15, tzinfo=UTC)
 
 
-def test_a_chip_without_its_vcek_gets_it_fetched_and_a_forged_crl_is_refused(service: Service) -> None:
+def test_a_chip_without_its_vcek_gets_it_fetched_and_a_forged_crl_is_refused(
+    service: Service,
+) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -365,7 +419,9 @@ def test_a_chip_without_its_vcek_gets_it_fetched_and_a_forged_crl_is_refused(ser
     serve_amd(service.standin, SNP_VCEK)
     # A CRL naming the ARK but signed by another key: never taken.
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    chain = x509.load_pem_x509_certificates((TESTVECTORS / "sev-snp" / "amd_milan_vcek_ask_ark.pem").read_bytes())
+    chain = x509.load_pem_x509_certificates(
+        (TESTVECTORS / "sev-snp" / "amd_milan_vcek_ask_ark.pem").read_bytes()
+    )
     forged = (x509.CertificateRevocationListBuilder().issuer_name(chain[1].subject)
               .last_update(SNP_AT - dt.timedelta(days=1)).next_update(SNP_AT + dt.timedelta(days=7))
               .sign(key, hashes.SHA384(), rsa_padding=padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)))  # fmt: skip
@@ -384,7 +440,9 @@ def test_a_chip_without_its_vcek_gets_it_fetched_and_a_forged_crl_is_refused(ser
     vcek_rows = [p for p in rows if p.startswith("amd/Milan/vcek/")]
     assert len(vcek_rows) == 1 and rows[vcek_rows[0]].data == (TESTVECTORS / SNP_VCEK).read_bytes()
     crl = rows["amd/Milan/vcek_crl.der"]
-    assert crl.data is None and crl.failures == 1 and (crl.last_error or "").startswith("crl_invalid")
+    assert (
+        crl.data is None and crl.failures == 1 and (crl.last_error or "").startswith("crl_invalid")
+    )
     # The forged CRL was never held: the chip is still decided.
     assert not any(i.vendor == "amd" for i in service.ctx.collateral_items())
 
@@ -404,7 +462,9 @@ def test_a_chain_to_an_unpinned_or_other_ark_is_refused(service: Service) -> Non
 # --- veritee serve's settings --------------------------------------------------------------------
 
 
-def test_serve_flags_make_the_fetch_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_serve_flags_make_the_fetch_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from veritee.cli.main import _register, cli
@@ -416,9 +476,14 @@ def test_serve_flags_make_the_fetch_settings(monkeypatch: pytest.MonkeyPatch, tm
     s = fetch_settings(True, pccs="https://pccs:8081/", kds="http://127.0.0.1:1")
     assert s is not None and s.kds == "http://127.0.0.1:1"
     cfg = s.fetch_config()
-    assert cfg.intel_pcs == "https://pccs:8081" and cfg.intel_root_crl == "https://pccs:8081/sgx/certification/v4/rootcacrl"
+    assert (
+        cfg.intel_pcs == "https://pccs:8081"
+        and cfg.intel_root_crl == "https://pccs:8081/sgx/certification/v4/rootcacrl"
+    )
     default = fetch_settings(True)
-    assert default is not None and default.fetch_config().intel_root_crl is None  # the root's CRL DP
+    assert (
+        default is not None and default.fetch_config().intel_root_crl is None
+    )  # the root's CRL DP
     for bad in ("file:///etc/passwd", "pccs:8081", "ftp://x"):
         with pytest.raises(UsageError, match="http"):
             fetch_settings(True, pccs=bad)
@@ -441,7 +506,9 @@ def test_serve_flags_make_the_fetch_settings(monkeypatch: pytest.MonkeyPatch, tm
 # --- shared by replicas ----------------------------------------------------------------------------
 
 
-def _replica(tmp_path: Path, name: str, src: Domain, db_url: str, fetch: CollateralFetch, clock: Clock) -> Any:
+def _replica(
+    tmp_path: Path, name: str, src: Domain, db_url: str, fetch: CollateralFetch, clock: Clock
+) -> Any:
     import shutil
 
     folder = tmp_path / name
@@ -451,7 +518,9 @@ def _replica(tmp_path: Path, name: str, src: Domain, db_url: str, fetch: Collate
     return create_app(settings)
 
 
-def test_replicas_share_fetched_collateral_and_one_fetch(tmp_path: Path, service_db: str | None) -> None:
+def test_replicas_share_fetched_collateral_and_one_fetch(
+    tmp_path: Path, service_db: str | None
+) -> None:
     """Two replicas (own data folders, one database): what one fetched decides on the other
     without a fetch of its own; while one holds an item's lease the other waits for its result
     instead of asking the vendor too."""
@@ -471,7 +540,9 @@ def test_replicas_share_fetched_collateral_and_one_fetch(tmp_path: Path, service
             a_vendor.set(path, delay=0.4)
         clock = Clock(V4_AT)
         app_a = _replica(tmp_path, "a", domain, url, _fetch(a_vendor), clock)
-        app_b = _replica(tmp_path, "b", domain, url, _fetch(b_vendor), clock)  # its vendor serves nothing
+        app_b = _replica(
+            tmp_path, "b", domain, url, _fetch(b_vendor), clock
+        )  # its vendor serves nothing
         with TestClient(app_a), TestClient(app_b) as client_b:
             quote = (TESTVECTORS / V4_QUOTE).read_bytes()
             a, b = app_a.state.ctx.refresher, app_b.state.ctx.refresher
@@ -497,7 +568,9 @@ def test_replicas_share_fetched_collateral_and_one_fetch(tmp_path: Path, service
 # --- malformed, truncated, oversized answers -------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["truncated-crl", "truncated-json", "oversized", "wrong-fmspc", "no-chain"])
+@pytest.mark.parametrize(
+    "fault", ["truncated-crl", "truncated-json", "oversized", "wrong-fmspc", "no-chain"]
+)
 def test_malformed_answers_are_refused_and_nothing_is_stored(service: Service, fault: str) -> None:
     std = service.standin
     serve_intel(std, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
@@ -540,7 +613,9 @@ def test_items_skip_what_does_not_parse_and_take_the_newest() -> None:
 
     _vectors()
     new, old = intel_set(V5_SET), v5_older_set()
-    both = Collateral.from_blobs([("old", json.dumps(old).encode()), ("new", json.dumps(new).encode())])
+    both = Collateral.from_blobs(
+        [("old", json.dumps(old).encode()), ("new", json.dumps(new).encode())]
+    )
     (tcb,) = [i for i in items(both) if i.kind == "tcb_info"]
     assert tcb.issued == dt.datetime(2026, 2, 18, 10, 58, 51, tzinfo=UTC) and tcb.source == "new"
     bad = [{**new, "tcb_info": "{not json"}, {**new, "pck_crl": "zz"}, {**new, "qe_identity": '{"id": "TD_QE"}'},
@@ -550,7 +625,9 @@ def test_items_skip_what_does_not_parse_and_take_the_newest() -> None:
         assert len(found) < 4 and all(i.next_update > i.issued for i in found)
     found = items(Collateral.from_blobs([("new", json.dumps(new).encode())]))
     now = V5_AT
-    due = refresh_after(found, now, interval=dt.timedelta(hours=24), minimum=dt.timedelta(minutes=10))
+    due = refresh_after(
+        found, now, interval=dt.timedelta(hours=24), minimum=dt.timedelta(minutes=10)
+    )
     assert due == now + dt.timedelta(minutes=10)  # past half of the root CRL's window already
     later = refresh_after([i for i in found if i.kind == "tcb_info"], now, interval=dt.timedelta(days=90),
                           minimum=dt.timedelta(minutes=10))  # fmt: skip
@@ -563,7 +640,9 @@ def test_a_set_for_another_fmspc_only_makes_the_right_one_fetched(service: Servi
     _install_folder(service, "other.json", intel_set(V4_SET))
     serve_intel(service.standin, "tdx", "90C06F000000", "platform", intel_set(V5_SET))
     out = service.dry_run(V5_QUOTE, V5_AT)
-    assert [r["code"] for r in out["reasons"]] == ["tcb_level_not_found"], out["reasons"]  # decided on 90C06F
+    assert [r["code"] for r in out["reasons"]] == ["tcb_level_not_found"], out[
+        "reasons"
+    ]  # decided on 90C06F
     assert service.row(V5_PATH).data is not None
 
 

@@ -40,20 +40,32 @@ def _b64(b: bytes) -> str:
 
 
 @contextmanager
-def _service(tmp_path: Path, *, installed: tuple[Synthetic, ...], accept: bool = False) -> Iterator[Env]:
+def _service(
+    tmp_path: Path, *, installed: tuple[Synthetic, ...], accept: bool = False
+) -> Iterator[Env]:
     domain = Domain.create(tmp_path / f"domain-{accept}-{len(installed)}", name="t", now=NOW)
     for i, syn in enumerate(installed):
         install_collateral(domain, f"set-{i}.json", syn)
     settings = Settings(data_dir=domain.path, policy_cache_seconds=0, accept_attester_collateral=accept,
                         trust_root=TrustRoot(intel=pin_roots(BEFORE, AFTER)))  # fmt: skip
     with TestClient(create_app(settings)) as client:
-        env = Env(domain, client, SimulatedPlatform(tmp_path / "sim", measurement="ab" * 48), tmp_path / "sim", None)
+        env = Env(
+            domain,
+            client,
+            SimulatedPlatform(tmp_path / "sim", measurement="ab" * 48),
+            tmp_path / "sim",
+            None,
+        )
         env.install_policy(POLICY)
         yield env
 
 
 def _attest(env: Env, sent: Synthetic | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"evidence": _b64(BEFORE.quote), "nonce": env.nonce().hex(), "format": "tdx"}
+    body: dict[str, Any] = {
+        "evidence": _b64(BEFORE.quote),
+        "nonce": env.nonce().hex(),
+        "format": "tdx",
+    }
     if sent is not None:
         body["collateral"] = [{"name": "sent.json", "data": _b64(json.dumps(sent.doc).encode())}]
     r = env.client.post("/v1/attest", json=body)
@@ -82,7 +94,9 @@ def test_attester_collateral_is_off_unless_a_setting_turns_it_on(tmp_path: Path)
         assert reason_codes(out, "reasons") == {"binding_mismatch"}
 
 
-def test_after_the_operator_installs_a_newer_set_and_reloads_the_newer_set_decides(tmp_path: Path) -> None:
+def test_after_the_operator_installs_a_newer_set_and_reloads_the_newer_set_decides(
+    tmp_path: Path,
+) -> None:
     with _service(tmp_path, installed=(BEFORE,)) as env:
         assert dry_run(env)["claims"]["tcb_status"] == "UpToDate"
         install_collateral(env.domain, "set-1.json", AFTER)  # beside the older set
@@ -91,17 +105,27 @@ def test_after_the_operator_installs_a_newer_set_and_reloads_the_newer_set_decid
         assert r.status_code == 200, r.text
         assert r.json()["documents"] == 2
         out = dry_run(env)
-        assert out["claims"]["tcb_status"] == "OutOfDate" and out["claims"]["tcb_evaluation_data_number"] == 18
+        assert (
+            out["claims"]["tcb_status"] == "OutOfDate"
+            and out["claims"]["tcb_evaluation_data_number"] == 18
+        )
         audit = env.client.get("/v1/admin/audit", headers=env.admin).json()["entries"]
         assert audit[-1]["kind"] == "collateral.reload"
         assert env.client.post("/v1/admin/collateral/reload").status_code == 401
 
 
-def test_a_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral(tmp_path: Path) -> None:
-    strict = {**POLICY, "platforms": {"tdx": {**POLICY["platforms"]["tdx"], "min_tcb_evaluation_data_number": 18}}}
+def test_a_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral(
+    tmp_path: Path,
+) -> None:
+    strict = {
+        **POLICY,
+        "platforms": {"tdx": {**POLICY["platforms"]["tdx"], "min_tcb_evaluation_data_number": 18}},
+    }
     with _service(tmp_path, installed=(BEFORE,)) as env:
         out = dry_run(env, strict)
-        assert not out["accepted"] and reason_codes(out, "reasons") == {"tcb_evaluation_data_number_below_minimum"}
+        assert not out["accepted"] and reason_codes(out, "reasons") == {
+            "tcb_evaluation_data_number_below_minimum"
+        }
     with _service(tmp_path, installed=(BEFORE, AFTER)) as env:
         assert dry_run(env, strict)["accepted"] is True
 
@@ -117,6 +141,9 @@ def test_a_reload_reaches_every_worker_and_replica(tmp_path: Path) -> None:
             assert dry_run(second)["claims"]["tcb_status"] == "UpToDate"
             install_collateral(first.domain, "set-1.json", AFTER)
             assert dry_run(second)["claims"]["tcb_status"] == "UpToDate"
-            assert first.client.post("/v1/admin/collateral/reload", headers=first.admin).status_code == 200
+            assert (
+                first.client.post("/v1/admin/collateral/reload", headers=first.admin).status_code
+                == 200
+            )
             assert dry_run(second)["claims"]["tcb_status"] == "OutOfDate"
             assert dry_run(first)["claims"]["tcb_status"] == "OutOfDate"

@@ -67,7 +67,9 @@ def _refused(out: dict[str, Any]) -> bool:
     return out["accepted"] is False and reason_codes(out, "reasons") == {"collateral_rolled_back"}
 
 
-def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: Path, service_db: str | None) -> None:
+def test_an_older_folder_put_back_is_refused_after_reload_and_restart(
+    tmp_path: Path, service_db: str | None
+) -> None:
     (tmp_path / "shared-db").mkdir()
     url = _shared_url(service_db, tmp_path)
     domain = Domain.create(tmp_path / "domain", name="t", now=NOW)
@@ -82,7 +84,11 @@ def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: 
         out = _reload(env)
         assert {r["kind"] for r in out["rolled_back"]} >= {"tcb_info", "pck_crl"}
         tcb = next(r for r in out["rolled_back"] if r["kind"] == "tcb_info")
-        assert (tcb["subject"], tcb["value"], tcb["recorded"]["value"]) == ("TDX:B0C06F000000", 17, 18)
+        assert (tcb["subject"], tcb["value"], tcb["recorded"]["value"]) == (
+            "TDX:B0C06F000000",
+            17,
+            18,
+        )
         assert {w["code"] for w in out["warnings"]} == {"collateral_rolled_back"}
         assert any("tcbEvaluationDataNumber 17" in w["message"] for w in out["warnings"])
         refused = dry_run(env)
@@ -96,7 +102,9 @@ def test_an_older_folder_put_back_is_refused_after_reload_and_restart(tmp_path: 
         assert dry_run(env)["claims"]["tcb_status"] == "OutOfDate"
 
 
-def test_replicas_sharing_one_database_share_the_marks(tmp_path: Path, service_db: str | None) -> None:
+def test_replicas_sharing_one_database_share_the_marks(
+    tmp_path: Path, service_db: str | None
+) -> None:
     """A replica whose folder is older than what another replica accepted (its own copy of the
     domain, one database) refuses the older set from its first read on."""
     (tmp_path / "shared-db").mkdir()

@@ -31,7 +31,9 @@ SECRET_VALUE = b"console-must-never-show-this"
 
 
 def sign_in(env: Env) -> str:
-    r = env.client.post("/ui/login", data={"token": env.domain.admin_token()}, follow_redirects=False)
+    r = env.client.post(
+        "/ui/login", data={"token": env.domain.admin_token()}, follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers["location"] == "/ui/", r.text
     return str(r.cookies[session.COOKIE_NAME])
 
@@ -50,9 +52,13 @@ def test_without_a_session_every_page_sends_to_the_sign_in_page(env: Env) -> Non
     assert get(env, "/ui", None).headers["location"] == "/ui/"
     r = get(env, "/ui/login", None)
     assert r.status_code == 200 and 'name="token"' in r.text and 'type="password"' in r.text
-    assert "default-src 'none'" in r.headers["content-security-policy"] and 'name="csrf"' not in r.text
+    assert (
+        "default-src 'none'" in r.headers["content-security-policy"] and 'name="csrf"' not in r.text
+    )
     # signing out without a session is refused, not a redirect that looks like success
-    assert env.client.post("/ui/logout", data={"csrf": "x"}, follow_redirects=False).status_code == 401
+    assert (
+        env.client.post("/ui/logout", data={"csrf": "x"}, follow_redirects=False).status_code == 401
+    )
     # the admin API's bearer credential does not open the console, nor the console's cookie the API
     r = env.client.get("/ui/", headers=env.admin, follow_redirects=False)
     assert r.status_code == 303
@@ -79,7 +85,9 @@ def test_sign_in_refuses_wrong_credentials_and_sets_a_strict_cookie(env: Env) ->
     assert r.status_code == 403 and "set-cookie" not in r.headers
     for foreign in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
                     {"Origin": "http://testserver.evil.example"}):  # fmt: skip
-        r = env.client.post("/ui/login", data={"token": token}, headers=foreign, follow_redirects=False)
+        r = env.client.post(
+            "/ui/login", data={"token": token}, headers=foreign, follow_redirects=False
+        )
         assert r.status_code == 403, foreign
     r = env.client.post("/ui/login", data={"token": token}, follow_redirects=False,
                         headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})  # fmt: skip
@@ -107,10 +115,16 @@ def test_every_page_renders_for_a_signed_in_operator(env: Env) -> None:
         assert r.status_code == 200, (path, r.text[:300])
         assert r.headers["content-type"].startswith("text/html")
         csp = r.headers["content-security-policy"]
-        assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+        assert (
+            "default-src 'none'" in csp
+            and "script-src" not in csp
+            and "frame-ancestors 'none'" in csp
+        )
         assert r.headers["cache-control"] == "no-store" and r.headers["x-frame-options"] == "DENY"
         assert r.headers["referrer-policy"] == "same-origin"
-        assert "<script" not in r.text.lower() and "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "<script" not in r.text.lower() and "http://" not in r.text.replace(
+            'xmlns="http://www.w3.org/2000/svg"', ""
+        )
         assert 'name="csrf"' in r.text  # the sign-out form
     health = get(env, "/ui/", cookie).text
     assert "ready" in health and "test v1" in health
@@ -125,7 +139,11 @@ def test_every_page_renders_for_a_signed_in_operator(env: Env) -> None:
 def _tampered(value: str) -> list[str]:
     body, tag = value.split(".")
     doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    longer = base64.urlsafe_b64encode(json.dumps({**doc, "exp": doc["exp"] + 3600}).encode()).rstrip(b"=").decode()
+    longer = (
+        base64.urlsafe_b64encode(json.dumps({**doc, "exp": doc["exp"] + 3600}).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     flip = tag[:-2] + ("A" if tag[-2] != "A" else "B") + tag[-1]
     return [
         f"{longer}.{tag}",  # a longer session, old tag
@@ -177,13 +195,20 @@ def test_validly_signed_cookies_with_bad_payloads_are_refused(env: Env) -> None:
         {**good, "exp": now + 10 * 86400},  # longer than any session the service issues
         {k: v for k, v in good.items() if k != "exp"}, {**good, "exp": now - 1},
     ]:  # fmt: skip
-        assert session.read(env.domain, _signed(env.domain, doc), dt.datetime.now(dt.UTC)) is None, doc
+        assert (
+            session.read(env.domain, _signed(env.domain, doc), dt.datetime.now(dt.UTC)) is None
+        ), doc
     for garbled in ["\u00e9.\u00e9", "\u00e9" * 10 + ".AAAA", "a.\u2603", "\x00.\x00"]:
         assert session.read(env.domain, garbled, dt.datetime.now(dt.UTC)) is None
     not_json = _signed(env.domain, "x").split(".")
     raw = base64.urlsafe_b64encode(b"\xff{").rstrip(b"=").decode()
     tag = hmac.digest(session._key(env.domain), session._LABEL + raw.encode(), "sha256")
-    assert session.read(env.domain, f"{raw}.{base64.urlsafe_b64encode(tag).decode()}", dt.datetime.now(dt.UTC)) is None
+    assert (
+        session.read(
+            env.domain, f"{raw}.{base64.urlsafe_b64encode(tag).decode()}", dt.datetime.now(dt.UTC)
+        )
+        is None
+    )
     assert not_json
 
 
@@ -203,19 +228,38 @@ def test_sign_out_needs_the_sessions_csrf_token(env: Env) -> None:
     token = re.search(r'name="csrf" value="([^"]+)"', page)
     assert token is not None
     jar = {"Cookie": f"{session.COOKIE_NAME}={cookie}"}
-    for bad in [{}, {"csrf": ""}, {"csrf": "x" * 43}, {"csrf": token.group(1)[:-1]}, {"csrf": "y" * 500}]:
+    for bad in [
+        {},
+        {"csrf": ""},
+        {"csrf": "x" * 43},
+        {"csrf": token.group(1)[:-1]},
+        {"csrf": "y" * 500},
+    ]:
         r = env.client.post("/ui/logout", data=bad, headers=jar, follow_redirects=False)
         assert r.status_code == 403, bad
     other, _ = session.issue(env.domain, dt.datetime.now(dt.UTC))  # another session's token
-    r = env.client.post("/ui/logout", data={"csrf": session.csrf_token(env.domain, session.read(
-        env.domain, other, dt.datetime.now(dt.UTC)))}, headers=jar, follow_redirects=False)  # type: ignore[arg-type]
+    r = env.client.post(
+        "/ui/logout",
+        data={
+            "csrf": session.csrf_token(
+                env.domain, session.read(env.domain, other, dt.datetime.now(dt.UTC))
+            )
+        },
+        headers=jar,
+        follow_redirects=False,
+    )  # type: ignore[arg-type]
     assert r.status_code == 403
     r = env.client.post("/ui/logout", data={"csrf": token.group(1)},
                         headers={**jar, "Origin": "https://evil.example"}, follow_redirects=False)  # fmt: skip
     assert r.status_code == 403
-    r = env.client.post("/ui/logout", data={"csrf": token.group(1)}, headers=jar, follow_redirects=False)
+    r = env.client.post(
+        "/ui/logout", data={"csrf": token.group(1)}, headers=jar, follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers["location"] == "/ui/login"
-    assert 'veritee_console=""' in r.headers["set-cookie"] and "max-age=0" in r.headers["set-cookie"].lower()
+    assert (
+        'veritee_console=""' in r.headers["set-cookie"]
+        and "max-age=0" in r.headers["set-cookie"].lower()
+    )
 
 
 def _inject(env: Env, *, reason: str, claim: str, subject: str) -> None:
@@ -278,7 +322,10 @@ def test_policies_history_and_diff(env: Env) -> None:
     cookie = sign_in(env)
     page = get(env, "/ui/policies", cookie).text
     assert "diff v1 \u2192 v2" in page and "in force" in page
-    assert '<option value="1" selected>v1</option>' in page and '<option value="2" selected>v2</option>' in page
+    assert (
+        '<option value="1" selected>v1</option>' in page
+        and '<option value="2" selected>v2</option>' in page
+    )
     diff = get(env, "/ui/policies/diff?name=test&a=1&b=2", cookie).text
     assert re.search(r'class="add">\+\s+&quot;cd', diff), diff
     assert 'class="del">-' in diff and "allow_debug" in diff
@@ -322,7 +369,9 @@ def test_certificates_issued_and_revoked(env: Env) -> None:
     spki = spki_der(key.public_key())
     nonce = env.nonce()
     ev = env.platform.evidence(report_data_for(nonce, spki, profile=env.platform.profile))
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     r = env.client.post("/v1/certify", json={"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(),
                                              "format": "simulated", "public_key": pem.decode()})  # fmt: skip
     assert r.status_code == 200, r.text
@@ -331,9 +380,13 @@ def test_certificates_issued_and_revoked(env: Env) -> None:
     assert ">valid<" in page and "ab" * 48 in page
     from cryptography import x509
 
-    serial = format(x509.load_pem_x509_certificate(r.json()["certificate"].encode()).serial_number, "x")
+    serial = format(
+        x509.load_pem_x509_certificate(r.json()["certificate"].encode()).serial_number, "x"
+    )
     assert serial in page
-    r = env.client.post("/v1/admin/revocations", headers=env.admin, json={"serial": serial, "reason": "<b>lost</b>"})
+    r = env.client.post(
+        "/v1/admin/revocations", headers=env.admin, json={"serial": serial, "reason": "<b>lost</b>"}
+    )
     assert r.status_code == 200, r.text
     page = get(env, "/ui/certificates", cookie).text
     assert ">revoked<" in page and "&lt;b&gt;lost&lt;/b&gt;" in page and "<b>lost" not in page
@@ -347,21 +400,34 @@ def test_audit_chain_state_and_anchors(env: Env) -> None:
     assert ">intact<" in page and "policy.put" in page
     anchor = re.search(r"<textarea rows=\"4\" readonly>([^<]+)</textarea>", page)
     assert anchor is not None
-    ok = get(env, "/ui/audit?" + httpx.QueryParams({"anchor": anchor.group(1)}).__str__(), cookie).text
+    ok = get(
+        env, "/ui/audit?" + httpx.QueryParams({"anchor": anchor.group(1)}).__str__(), cookie
+    ).text
     assert "still holds entry 1" in ok
     d = env.domain
     ahead = sign_anchor(d.token_key, kid=d.token_kid, issuer=d.name, seq=50, entry_hash=b"\1" * 32,
                         now=dt.datetime.now(dt.UTC))  # fmt: skip
-    assert "audit_truncated" in get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": ahead})), cookie).text
+    assert (
+        "audit_truncated"
+        in get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": ahead})), cookie).text
+    )
     other = sign_anchor(d.token_key, kid=d.token_kid, issuer=d.name, seq=1, entry_hash=b"\1" * 32,
                         now=dt.datetime.now(dt.UTC))  # fmt: skip
-    assert "audit_rewritten" in get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": other})), cookie).text
+    assert (
+        "audit_rewritten"
+        in get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": other})), cookie).text
+    )
     forged = anchor.group(1)[:-4] + ("AAAA" if not anchor.group(1).endswith("AAAA") else "BBBB")
     text = get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": forged})), cookie).text
     assert "anchor_signature" in text or "malformed" in text
-    text = get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": "<script>x</script>"})), cookie).text
+    text = get(
+        env, "/ui/audit?" + str(httpx.QueryParams({"anchor": "<script>x</script>"})), cookie
+    ).text
     assert "<script>x" not in text and "malformed" in text
-    assert get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": "x" * 5000})), cookie).status_code == 400
+    assert (
+        get(env, "/ui/audit?" + str(httpx.QueryParams({"anchor": "x" * 5000})), cookie).status_code
+        == 400
+    )
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
@@ -375,7 +441,9 @@ def test_collateral_freshness_of_the_test_vectors(env: Env, testvectors: Path) -
     page = get(env, "/ui/collateral", cookie).text
     assert "TDX FMSPC B0C06F000000" in page and "TD_QE" in page
     # the vectors' TCB info ran out in 2025: stale, its row red
-    assert re.search(r'<tr class="stale"><td>Intel</td><td>TDX FMSPC B0C06F000000</td><td>TCB info</td>', page)
+    assert re.search(
+        r'<tr class="stale"><td>Intel</td><td>TDX FMSPC B0C06F000000</td><td>TCB info</td>', page
+    )
     assert "stale for" in page and "failing" in page
     health = get(env, "/ui/", cookie).text
     assert re.search(r'stale</dt><dd><span class="bad">[1-9]', health)

@@ -32,15 +32,23 @@ def _ca_key(folder: Path) -> ec.EllipticCurvePrivateKey:
     ca = (folder / "domain_ca.pem").read_bytes()
     from cryptography import x509
 
-    want = x509.load_pem_x509_certificate(ca).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    want = (
+        x509.load_pem_x509_certificate(ca)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     for f in sorted(folder.glob("*.pem")):
         try:
             key = serialization.load_pem_private_key(f.read_bytes(), password=None)
         except (ValueError, TypeError):
             continue
-        if isinstance(key, ec.EllipticCurvePrivateKey) and key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == want:
+        if (
+            isinstance(key, ec.EllipticCurvePrivateKey)
+            and key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            == want
+        ):
             return key
     raise AssertionError("no CA key in the folder")
 
@@ -75,7 +83,9 @@ def test_a_format_1_domain_keeps_its_stored_policy_after_migration(tmp_path: Pat
         tx.put_policy(name="test", document=legacy, digest=hashlib.sha256(legacy).hexdigest(),
                       actor="admin", now=dt.datetime.now(dt.UTC))  # fmt: skip
     storage.close()
-    app = create_app(Settings(data_dir=folder, policy_cache_seconds=0))  # opens (migrates) the domain
+    app = create_app(
+        Settings(data_dir=folder, policy_cache_seconds=0)
+    )  # opens (migrates) the domain
     domain = Domain.open(folder)
     assert domain.legacy_policy_key is not None
     admin = {"Authorization": f"Bearer {domain.admin_token()}"}

@@ -75,7 +75,9 @@ def test_a_domain_sealed_blob_survives_an_upgrade_and_a_platform_sealed_one_does
         v2.unseal(platform_blob, context=CONTEXT)
     assert s.value.code == "unseal_failed"
     # And v1 migrates it: unseal with the platform key, seal again in domain mode.
-    moved = v1.seal(_trust(env, tmp_path / "v1p").unseal(platform_blob, context=CONTEXT), context=CONTEXT)
+    moved = v1.seal(
+        _trust(env, tmp_path / "v1p").unseal(platform_blob, context=CONTEXT), context=CONTEXT
+    )
     assert v2.unseal(moved, context=CONTEXT) == b"old"
 
     # Once the policy drops v1, v1 gets no key any more (a fresh process; nothing cached).

@@ -19,13 +19,19 @@ from veritee.service.settings import Settings
 
 def _answers(app: FastAPI) -> tuple[int, set[str], dict[str, object], str, int]:
     with TestClient(app) as client:
-        r = client.post("/v1/challenge", content=b'{"ignored": true}', headers={"content-type": "application/json"})
+        r = client.post(
+            "/v1/challenge",
+            content=b'{"ignored": true}',
+            headers={"content-type": "application/json"},
+        )
         wrong = client.get("/v1/challenge").status_code
         metrics = client.get("/metrics").text
     return r.status_code, {k.lower() for k in r.headers}, r.json(), metrics, wrong
 
 
-def test_the_fast_path_answers_as_the_route_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fast_path_answers_as_the_route_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     domain = Domain.create(tmp_path / "domain", name="test", now=dt.datetime.now(dt.UTC))
     fast = service_app.create_app(Settings(data_dir=domain.path))
     assert any(m.cls is service_app.FastChallenge for m in fast.user_middleware)

@@ -32,8 +32,11 @@ def _policy_for(case: dict[str, Any], *, pin: bool) -> dict[str, Any]:
     platforms: dict[str, Any] = {
         "sev-snp": {"measurements": [m]},
         "tdx": {"mrtd": [m]},
-        "sgx": {"mr_enclave": [m], "tcb_status": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
-                "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"]},
+        "sgx": {
+            "mr_enclave": [m],
+            "tcb_status": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
+            "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"],
+        },
         "nitro": {"pcr0": [m]},
     }
     return {"version": 1, "name": "hw", "platforms": {case["format"]: platforms[case["format"]]}}
@@ -41,11 +44,14 @@ def _policy_for(case: dict[str, Any], *, pin: bool) -> dict[str, Any]:
 
 def _dry_run(env: Env, case: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     r = env.client.post(
-        "/v1/admin/policy/dry-run", headers=env.admin,
+        "/v1/admin/policy/dry-run",
+        headers=env.admin,
         json={
             "policy": json.dumps(policy),
             "evidence": base64.b64encode((TESTVECTORS / case["evidence"]).read_bytes()).decode(),
-            "format": case["format"], "at": case["verify_at"], "collateral": _blobs(case),
+            "format": case["format"],
+            "at": case["verify_at"],
+            "collateral": _blobs(case),
         },
     )
     assert r.status_code == 200, r.text
@@ -53,7 +59,9 @@ def _dry_run(env: Env, case: dict[str, Any], policy: dict[str, Any]) -> dict[str
 
 
 @pytest.mark.skipif(not CASES, reason="test vectors absent (../shared/testvectors)")
-@pytest.mark.parametrize("case", CASES, ids=[f"{c['evidence']}@{c['verify_at'][:10]}" for c in CASES])
+@pytest.mark.parametrize(
+    "case", CASES, ids=[f"{c['evidence']}@{c['verify_at'][:10]}" for c in CASES]
+)
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 def test_dry_run_pins_measurement(env: Env, case: dict[str, Any]) -> None:
     out = _dry_run(env, case, _policy_for(case, pin=True))
@@ -71,7 +79,11 @@ def test_dry_run_pins_measurement(env: Env, case: dict[str, Any]) -> None:
     assert wrong["accepted"] is False
     if case["baseline"] == "accept":
         assert {r["code"] for r in wrong["reasons"]} & {
-            "measurement_not_allowed", "mrtd_not_allowed", "mr_enclave_not_allowed", "pcr0_not_allowed"}
+            "measurement_not_allowed",
+            "mrtd_not_allowed",
+            "mr_enclave_not_allowed",
+            "pcr0_not_allowed",
+        }
 
 
 @pytest.mark.skipif(not CASES, reason="test vectors absent (../shared/testvectors)")
@@ -80,10 +92,15 @@ def test_attest_with_real_evidence_is_refused_only_for_the_nonce(env: Env) -> No
     case = next(c for c in CASES if c["evidence"].endswith("virtee_milan_report.bin"))
     env.install_policy(_policy_for(case, pin=True))
     nonce = env.nonce()
-    r = env.client.post("/v1/attest", json={
-        "evidence": base64.b64encode((TESTVECTORS / case["evidence"]).read_bytes()).decode(),
-        "nonce": nonce.hex(), "format": "sev-snp", "collateral": _blobs(case),
-    })
+    r = env.client.post(
+        "/v1/attest",
+        json={
+            "evidence": base64.b64encode((TESTVECTORS / case["evidence"]).read_bytes()).decode(),
+            "nonce": nonce.hex(),
+            "format": "sev-snp",
+            "collateral": _blobs(case),
+        },
+    )
     assert r.status_code == 200, r.text
     assert [x["code"] for x in r.json()["reasons"]] == ["binding_mismatch"]
     assert r.json()["claims"]["measurement"] == case["claims"]["measurement"]

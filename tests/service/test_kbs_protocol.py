@@ -41,7 +41,9 @@ RESOURCE = "/kbs/v0/resource/default/key/image"
 
 def _setup(env: Env, measurement: str | None = None) -> None:
     env.install_policy()
-    policy = {"allOf": [{"claim": "measurement", "equals": measurement or env.platform.measurement}]}
+    policy = {
+        "allOf": [{"claim": "measurement", "equals": measurement or env.platform.measurement}]
+    }
     body = {"value": base64.b64encode(SECRET).decode(), "policy": policy}
     r = env.client.put("/v1/admin/secrets/default/key/image", json=body, headers=env.admin)
     assert r.status_code == 200, r.text
@@ -54,7 +56,9 @@ def _auth(client: TestClient, version: str = "0.4.0") -> dict[str, Any]:
     return dict(r.json())
 
 
-def _attest(env: Env, sk: Any, platform: Any = None, client: TestClient | None = None, **kw: Any) -> Any:
+def _attest(
+    env: Env, sk: Any, platform: Any = None, client: TestClient | None = None, **kw: Any
+) -> Any:
     client = client or env.client
     challenge = _auth(client)
     body = attestation((platform or env.platform).evidence, challenge, tee_jwk(sk), **kw)
@@ -91,7 +95,9 @@ def test_rcar_flow_ec_key_cookie_and_token(env: Env) -> None:
 
 
 @pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP521R1()], ids=["P-256", "P-521"])
-def test_guest_decrypts_resources_from_the_reserialized_header(env: Env, curve: ec.EllipticCurve) -> None:
+def test_guest_decrypts_resources_from_the_reserialized_header(
+    env: Env, curve: ec.EllipticCurve
+) -> None:
     """Issue 12 items 5 and 6: the guest rebuilds the AAD from the decoded header (serde_json
     map order: ``epk`` as ``crv, kty, x, y``), and its tee-pubkey may be P-521."""
     _setup(env)
@@ -126,7 +132,10 @@ def test_token_is_an_ear_in_trustees_layout(env: Env) -> None:
     assert cpu0["ear.status"] in ("affirming", "warning")
     evidence = cpu0["ear.veraison.annotated-evidence"]
     assert evidence["measurement"] == env.platform.measurement
-    assert evidence["runtime_data_claims"]["nonce"] and "additional-evidence" not in evidence["runtime_data_claims"]
+    assert (
+        evidence["runtime_data_claims"]["nonce"]
+        and "additional-evidence" not in evidence["runtime_data_claims"]
+    )
     ear = decode_ear(token, env.domain.token_key.public_key(), issuer="veritee", audience="veritee/kbs",
                      holder_key=tee_jwk(sk))  # fmt: skip
     assert ear["exp"] - ear["iat"] == 300 and ear["eat_nonce"]
@@ -226,7 +235,9 @@ def test_gpu_evidence_is_verified_and_appraised_against_the_policy(env: Env) -> 
     r = _attest(env, sk, additional=additional)
     _is_error(r, 401, "AttestationError")
     entry = [e for e in _audit(env) if e["kind"] == "kbs.attest"][-1]
-    assert [x["code"] for x in entry["details"]["devices"][0]["reasons"]] == ["device_binding_mismatch"]
+    assert [x["code"] for x in entry["details"]["devices"][0]["reasons"]] == [
+        "device_binding_mismatch"
+    ]
     assert entry["details"]["reasons"] == []  # the primary evidence itself was fine
 
 
@@ -244,8 +255,16 @@ def test_init_data_that_the_evidence_does_not_bind_is_refused(env: Env) -> None:
     entry = [e for e in _audit(env) if e["kind"] == "kbs.attest"][-1]
     assert [x["code"] for x in entry["details"]["reasons"]] == ["init_data_unbound"]
     assert entry["details"]["init_data"] == {
-        "algorithm": "sha384", "digest": hashlib.sha384(INIT_DATA.encode()).hexdigest(), "bound": False}
-    for bad in ({"format": "json", "body": "{}"}, {"format": "toml", "body": "= nope"}, {"body": ""}, 5):
+        "algorithm": "sha384",
+        "digest": hashlib.sha384(INIT_DATA.encode()).hexdigest(),
+        "bound": False,
+    }
+    for bad in (
+        {"format": "json", "body": "{}"},
+        {"format": "toml", "body": "= nope"},
+        {"body": ""},
+        5,
+    ):
         challenge = _auth(env.client)
         body = attestation(env.platform.evidence, challenge, tee_jwk(sk))
         body["init-data"] = bad
@@ -260,7 +279,9 @@ def test_trustee_status_codes_and_error_types(env: Env) -> None:
     _is_error(env.client.get(RESOURCE), 401, "TokenNotFound")
     _is_error(env.client.post("/kbs/v0/attest", json={}), 401, "AttestationError")
     for version in ("0.1.0", "0.3.0", "1.0.0", "0.4.0-rc1", "x"):
-        _is_error(env.client.post("/kbs/v0/auth", json=request(version=version)), 401, "AttestationError")
+        _is_error(
+            env.client.post("/kbs/v0/auth", json=request(version=version)), 401, "AttestationError"
+        )
     assert env.client.post("/kbs/v0/auth", json=request(version="0.4.0+build")).status_code == 200
     _is_error(env.client.post("/kbs/v0/auth", json=request(tee="se")), 401, "AttestationError")
     # evidence bound to another key; then a replay of the used challenge
@@ -289,7 +310,11 @@ def test_trustee_status_codes_and_error_types(env: Env) -> None:
     for method, path in (("GET", "/kbs/v0/nebula-ca/credential"), ("GET", "/kbs/v0/auth"),
                          ("POST", "/kbs/v0/"), ("DELETE", "/kbs/v0/attest")):  # fmt: skip
         _is_error(env.client.request(method, path), 404, "PluginNotFound")
-    for method, path in (("POST", RESOURCE), ("DELETE", RESOURCE), ("POST", "/kbs/v0/resource-policy")):
+    for method, path in (
+        ("POST", RESOURCE),
+        ("DELETE", RESOURCE),
+        ("POST", "/kbs/v0/resource-policy"),
+    ):
         _is_error(env.client.request(method, path, content=b"x"), 401, "AdminAuthAccess")
     fresh = TestClient(env.client.app)
     for header in ("Bearer x.y.z", "Bearer " + "a" * 50):
@@ -303,7 +328,9 @@ def test_trustee_status_codes_and_error_types(env: Env) -> None:
 
     attest = env.attest_body(spki=spki_der(key.public_key())) | {"public_key": pem}
     v1 = env.client.post("/v1/attest", json=attest).json()["token"]
-    _is_error(fresh.get(RESOURCE, headers={"Authorization": f"Bearer {v1}"}), 401, "TokenVerifierError")
+    _is_error(
+        fresh.get(RESOURCE, headers={"Authorization": f"Bearer {v1}"}), 401, "TokenVerifierError"
+    )
 
 
 @pytest.mark.parametrize(
@@ -311,7 +338,10 @@ def test_trustee_status_codes_and_error_types(env: Env) -> None:
     [
         b"[" * 100_000 + b"]" * 100_000,
         b'{"version": ' + b"1" * 5000 + b', "tee": "sample"}',
-        b'{"version": "0.4.0", "tee": "sample", "extra-params": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"version": "0.4.0", "tee": "sample", "extra-params": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}",
         b"\xff\xfe",
         b"",
     ],
@@ -443,7 +473,8 @@ def test_snp_cert_chain_sent_with_the_evidence_is_used_as_collateral(env: Env) -
     chain = [{"cert_type": "VCEK", "data": list(vcek_der)}]
     for layout in ("sev6", "raw"):
         evidence = (
-            sev_evidence(raw, layout, cert_chain=chain) if layout != "raw"
+            sev_evidence(raw, layout, cert_chain=chain)
+            if layout != "raw"
             else {"attestation_report": base64.b64encode(raw).decode(), "cert_chain": chain}
         )
         r = _snp_attest(env, evidence)
@@ -453,11 +484,15 @@ def test_snp_cert_chain_sent_with_the_evidence_is_used_as_collateral(env: Env) -
     # A certificate that is not this chip's VCEK (here: its ASK, named VCEK) does not verify it.
     ask_pem = (TESTVECTORS / SNP_CASES[0]["collateral"][1]).read_bytes()
     ask_der = x509.load_pem_x509_certificates(ask_pem)[0].public_bytes(serialization.Encoding.DER)
-    r = _snp_attest(env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": list(ask_der)}]))
+    r = _snp_attest(
+        env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": list(ask_der)}])
+    )
     _is_error(r, 401, "AttestationError")
     assert "binding_mismatch" not in [x["code"] for x in _last_attest(env)["details"]["reasons"]]
     # A cert_chain entry that is not a certificate is refused as malformed collateral.
-    r = _snp_attest(env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": [1, 2, 3]}]))
+    r = _snp_attest(
+        env, sev_evidence(raw, "sev6", cert_chain=[{"cert_type": "VCEK", "data": [1, 2, 3]}])
+    )
     _is_error(r, 401, "AttestationError")
 
 
@@ -471,7 +506,9 @@ def test_each_step_may_be_served_by_another_worker(env: Env) -> None:
         sk = ec.generate_private_key(ec.SECP256R1())
         challenge = _auth(env.client)
         b.cookies.update(env.client.cookies)
-        r = b.post("/kbs/v0/attest", json=attestation(env.platform.evidence, challenge, tee_jwk(sk)))
+        r = b.post(
+            "/kbs/v0/attest", json=attestation(env.platform.evidence, challenge, tee_jwk(sk))
+        )
         assert r.status_code == 200, r.text
         c.cookies.update(b.cookies)
         r = c.get(RESOURCE)
@@ -480,7 +517,9 @@ def test_each_step_may_be_served_by_another_worker(env: Env) -> None:
         # The challenge cookie was used up on b: replaying it on c is refused.
         c.cookies.clear()
         c.cookies.update(env.client.cookies)
-        r = c.post("/kbs/v0/attest", json=attestation(env.platform.evidence, challenge, tee_jwk(sk)))
+        r = c.post(
+            "/kbs/v0/attest", json=attestation(env.platform.evidence, challenge, tee_jwk(sk))
+        )
         assert r.status_code == 401 and "nonce" in r.json()["detail"]
 
 

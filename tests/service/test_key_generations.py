@@ -28,15 +28,18 @@ def _certify(env: Env, key: ec.EllipticCurvePrivateKey, proof: KeyStoreProof | N
     platform = platform or env.platform
     nonce = env.nonce()
     spki = spki_der(key.public_key())
-    rd = report_data_v1(nonce, spki) if v1 else report_data_for(
-        nonce, spki, profile=platform.profile, key_store=proof)
+    rd = (
+        report_data_v1(nonce, spki)
+        if v1
+        else report_data_for(nonce, spki, profile=platform.profile, key_store=proof)
+    )
     body: dict[str, Any] = {
         "evidence": base64.b64encode(platform.evidence(rd)).decode(),
         "nonce": nonce.hex(),
         "format": "simulated",
-        "public_key": key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode(),
+        "public_key": key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
     }
     if omit:
         pass

@@ -23,7 +23,9 @@ from veritee.keybroker.release import verify_broker_certificate
 
 def _certify(env: Env, key: ec.EllipticCurvePrivateKey, proof: KeyStoreProof) -> str:
     nonce = env.nonce()
-    rd = report_data_for(nonce, spki_der(key.public_key()), profile=env.platform.profile, key_store=proof)
+    rd = report_data_for(
+        nonce, spki_der(key.public_key()), profile=env.platform.profile, key_store=proof
+    )
     r = env.client.post("/v1/certify", json={
         "evidence": base64.b64encode(env.platform.evidence(rd)).decode(), "nonce": nonce.hex(),
         "format": "simulated", "key_store": proof.to_json(),
@@ -36,7 +38,10 @@ def _certify(env: Env, key: ec.EllipticCurvePrivateKey, proof: KeyStoreProof) ->
 def _body(env: Env, key: ec.EllipticCurvePrivateKey, cert: str, proof: KeyStoreProof, op: str,
           nonce: bytes | None = None) -> dict[str, Any]:  # fmt: skip
     nonce = nonce or env.nonce()
-    sig = key.sign(counter_request_message(op, proof.store_id, proof.generation, nonce), ec.ECDSA(hashes.SHA256()))
+    sig = key.sign(
+        counter_request_message(op, proof.store_id, proof.generation, nonce),
+        ec.ECDSA(hashes.SHA256()),
+    )
     return {"certificate": cert, "key_store": proof.to_json(), "op": op, "nonce": nonce.hex(),
             "signature": base64.b64encode(sig).decode()}  # fmt: skip
 
@@ -55,7 +60,9 @@ def test_read_and_increment_with_signed_answers(env: Env) -> None:
         r = _counter(env, _body(env, key, cert, proof, op, nonce))
         assert r.status_code == 200, r.text
         a = r.json()
-        broker = verify_broker_certificate(a["signer"], env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))
+        broker = verify_broker_certificate(
+            a["signer"], env.domain.ca_certificate, at=dt.datetime.now(dt.UTC)
+        )
         broker.verify(base64.b64decode(a["signature"]), counter_answer_message(op, proof.store_id, a["counter"], nonce),
                       ec.ECDSA(hashes.SHA256()))  # fmt: skip
         assert a["key_store"] == proof.store_id.hex() and a["op"] == op

@@ -35,7 +35,11 @@ def _attest(env: Env, *, device: fake.KeystoneKey | None = None, enclave: bytes 
                                       enclave_hash=enclave, sm_hash=SM, data=data))  # fmt: skip
     if flip is not None:
         raw[flip] ^= 1
-    body = {"evidence": base64.b64encode(bytes(raw)).decode(), "nonce": nonce.hex(), "format": "keystone"}
+    body = {
+        "evidence": base64.b64encode(bytes(raw)).decode(),
+        "nonce": nonce.hex(),
+        "format": "keystone",
+    }
     r = env.client.post("/v1/attest", json=body)
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -61,6 +65,9 @@ def test_other_devices_enclaves_and_tampered_reports_are_refused(env: Env) -> No
                        (0x4C8, "signature_invalid"), (0x530, "signature_invalid")):  # fmt: skip
         out = _attest(env, flip=flip)
         assert out["accepted"] is False
-        assert out["reasons"][0]["code"] in (code, "signature_malformed", "key_invalid"), (flip, out["reasons"])
+        assert out["reasons"][0]["code"] in (code, "signature_malformed", "key_invalid"), (
+            flip,
+            out["reasons"],
+        )
     entries = env.client.get("/v1/admin/audit?limit=3", headers=env.admin).json()["entries"]
     assert entries[-1]["kind"] == "attest" and entries[-1]["decision"] == "reject"

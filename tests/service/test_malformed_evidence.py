@@ -48,7 +48,9 @@ def _cca_wrong_type() -> bytes:
 CASES = {
     "invalid_version": lambda: _gpu_doc("invalid_version"),
     "duplicate_extension": lambda: _gpu_doc("duplicate_extension"),
-    "deep_json": lambda: b'{"report": ' + b"[" * 100000 + b"]" * 100000 + b', "certificate_chain": ""}',
+    "deep_json": lambda: (
+        b'{"report": ' + b"[" * 100000 + b"]" * 100000 + b', "certificate_chain": ""}'
+    ),
     "cca_wrong_type": _cca_wrong_type,
 }
 
@@ -58,7 +60,9 @@ def test_attest_refuses_with_a_reason_and_an_audit_record(env: Env, case: str) -
     env.install_policy()
     nonce = env.nonce()
     data = CASES[case]()
-    r = env.client.post("/v1/attest", json={"evidence": base64.b64encode(data).decode(), "nonce": nonce.hex()})
+    r = env.client.post(
+        "/v1/attest", json={"evidence": base64.b64encode(data).decode(), "nonce": nonce.hex()}
+    )
     assert r.status_code != 500, r.text
     assert r.status_code == 200, r.text
     body = r.json()
@@ -71,22 +75,38 @@ def _tpm_cert_variant(name: str) -> bytes:
     """A real certificate (GCE's TPM EK/AK intermediate) made malformed: a stand-in for an EK or
     an admission certificate someone sends."""
     raw = (TESTVECTORS / "tpm" / "gcp_ek_ak_ca_intermediate_v3.crt").read_bytes()
-    cert = x509.load_pem_x509_certificate(raw) if raw.startswith(b"-----") else x509.load_der_x509_certificate(raw)
+    cert = (
+        x509.load_pem_x509_certificate(raw)
+        if raw.startswith(b"-----")
+        else x509.load_der_x509_certificate(raw)
+    )
     return certificate_mutations(cert.public_bytes(serialization.Encoding.DER))[name]
 
 
-@pytest.mark.parametrize("variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"])
-def test_tpm_enrollment_refuses_malformed_ek_certificates_without_500(env: Env, variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"]
+)
+def test_tpm_enrollment_refuses_malformed_ek_certificates_without_500(
+    env: Env, variant: str
+) -> None:
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     r = env.client.post("/v1/tpm/enroll", json={"ek_certificate": b64(_tpm_cert_variant(variant)), "ek_chain": [],
                                                  "ek_public": b64(b"\0" * 8), "ak_public": b64(b"\0" * 8)})  # fmt: skip
     assert r.status_code == 400, r.text
 
 
-@pytest.mark.parametrize("variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"])
-def test_certified_release_refuses_malformed_certificates_without_500(env: Env, variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant", ["invalid_version", "duplicate_extension", "undecodable_public_key"]
+)
+def test_certified_release_refuses_malformed_certificates_without_500(
+    env: Env, variant: str
+) -> None:
     der = _tpm_cert_variant(variant)
-    pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
+    pem = (
+        "-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(der).decode()
+        + "-----END CERTIFICATE-----\n"
+    )
     r = env.client.post("/v1/secrets/app/release-certified", json={
         "certificate": pem, "nonce": env.nonce().hex(), "public_key": base64.b64encode(bytes(32)).decode(),
         "signature": base64.b64encode(b"\0" * 64).decode()})  # fmt: skip

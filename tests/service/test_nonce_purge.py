@@ -22,7 +22,9 @@ def _count(ctx: object) -> int:
         return int(tx._conn.execute(select(func.count()).select_from(NONCES)).scalar_one())
 
 
-def test_used_nonces_are_purged_after_their_lifetime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_used_nonces_are_purged_after_their_lifetime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(app_module, "NONCE_PURGE_SECONDS", 0.05)
     domain = Domain.create(tmp_path / "d", name="t", now=dt.datetime.now(dt.UTC))
     app = create_app(Settings(data_dir=domain.path))
@@ -40,7 +42,9 @@ def test_used_nonces_are_purged_after_their_lifetime(tmp_path: Path, monkeypatch
         assert _count(ctx) == 1  # the short-lived one went once its second had passed
 
 
-def test_a_large_purge_runs_in_short_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_purge_runs_in_short_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(app_module, "NONCE_PURGE_BATCH", 7)
     domain = Domain.create(tmp_path / "d", name="t", now=dt.datetime.now(dt.UTC))
     app = create_app(Settings(data_dir=domain.path))

@@ -28,8 +28,12 @@ def _policy(platform: SimulatedPlatform) -> dict[str, object]:
 
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("binding", ["v1", "v2", "other"])
-def test_the_cli_the_service_and_the_dry_run_decide_alike(env: Env, tmp_path: Path, binding: str) -> None:
-    platform = SimulatedPlatform(tmp_path / "prod", measurement=GOOD, profile=Profile.PRODUCTION, debug=False)
+def test_the_cli_the_service_and_the_dry_run_decide_alike(
+    env: Env, tmp_path: Path, binding: str
+) -> None:
+    platform = SimulatedPlatform(
+        tmp_path / "prod", measurement=GOOD, profile=Profile.PRODUCTION, debug=False
+    )
     env.install_policy(_policy(platform))
     nonce = env.nonce()
     report_data = {
@@ -46,7 +50,10 @@ def test_the_cli_the_service_and_the_dry_run_decide_alike(env: Env, tmp_path: Pa
     policy_file.write_text(json.dumps(_policy(platform)))
     cli = verify_evidence(ev, format="auto", collateral_paths=[], at=dt.datetime.now(dt.UTC),
                           policy_text=policy_file.read_bytes(), nonce=nonce)  # fmt: skip
-    assert service == {"v1": ["binding_version_refused"], "v2": [], "other": ["binding_mismatch"]}[binding]
+    assert (
+        service
+        == {"v1": ["binding_version_refused"], "v2": [], "other": ["binding_mismatch"]}[binding]
+    )
     # The same rule; where no form carries the nonce the CLI names that condition as its own
     # documented code, since it also accepts the whole report data or nonce claim.
     expected_cli = ["nonce_mismatch"] if binding == "other" else service

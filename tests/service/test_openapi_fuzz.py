@@ -43,7 +43,9 @@ def _server_errors(schema: Any, admin: dict[str, str], mode: GenerationMode) -> 
 
         try:
             call()
-        except Unsatisfiable:  # negative mode: an operation without parameters has nothing to violate
+        except (
+            Unsatisfiable
+        ):  # negative mode: an operation without parameters has nothing to violate
             assert mode is GenerationMode.NEGATIVE and not operation.body and not operation.query
     return failures
 
@@ -57,7 +59,9 @@ def api(tmp_path: Path) -> tuple[Any, dict[str, str]]:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_operation_answers_a_server_error(api: tuple[Any, dict[str, str]], mode: GenerationMode) -> None:
+def test_no_operation_answers_a_server_error(
+    api: tuple[Any, dict[str, str]], mode: GenerationMode
+) -> None:
     schema, admin = api
     failures = _server_errors(schema, admin, mode)
     assert not failures, "\n".join(failures)
@@ -67,5 +71,3 @@ def test_the_document_lists_the_operations_fuzzed(api: tuple[Any, dict[str, str]
     schema, _ = api
     paths = {r.ok().path for r in schema.get_all_operations()}
     assert {"/v1/attest", "/v1/admin/policy", "/v1/admin/audit", "/kbs/v0/auth"} <= paths
-
-

@@ -58,7 +58,10 @@ def test_a_policy_refers_to_a_set(env: Env) -> None:
     assert out["accepted"] is True, out["reasons"]
     note = out["notes"][0]
     assert note["code"] == "refvalue_matched"
-    assert "set 'payments-frontend'" in note["message"] and "#1 build-42.corim, CoRIM id corim-42" in note["message"]
+    assert (
+        "set 'payments-frontend'" in note["message"]
+        and "#1 build-42.corim, CoRIM id corim-42" in note["message"]
+    )
     dry = env.client.post("/v1/admin/policy/dry-run", headers=env.admin, json={
         "policy": json.dumps(_policy(env, {"refvalues": "payments-frontend"})),
         "evidence": env.attest_body(env.workload(GOOD))["evidence"]})  # fmt: skip
@@ -69,10 +72,14 @@ def test_a_policy_refers_to_a_set(env: Env) -> None:
     assert [r["code"] for r in refused["reasons"]] == ["measurement_not_allowed"]
     assert "reference-value set 'payments-frontend'" in refused["reasons"][0]["message"]
     # withdrawn: the values stop counting at once (the set is then empty: unknown)
-    r = env.client.post(f"/v1/admin/refvalues/{source['id']}/withdraw", headers=env.admin, json={"reason": "cve"})
+    r = env.client.post(
+        f"/v1/admin/refvalues/{source['id']}/withdraw", headers=env.admin, json={"reason": "cve"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "withdrawn"
     out = _attest(env)
-    assert out["accepted"] is False and [r["code"] for r in out["reasons"]] == ["refvalues_unavailable"]
+    assert out["accepted"] is False and [r["code"] for r in out["reasons"]] == [
+        "refvalues_unavailable"
+    ]
 
 
 def test_unknown_set_expired_corim_and_literal_lists(env: Env) -> None:
@@ -109,7 +116,13 @@ def test_admission_re_appraisal_uses_the_set(env: Env) -> None:
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     "pins",
-    [{"refvalues": "Bad Name"}, {"refvalues": ""}, {"refvalues": "x", "extra": 1}, {"other": "x"}, ["zz"]],
+    [
+        {"refvalues": "Bad Name"},
+        {"refvalues": ""},
+        {"refvalues": "x", "extra": 1},
+        {"other": "x"},
+        ["zz"],
+    ],
 )
 def test_bad_set_references_refused(env: Env, pins: Any) -> None:
     with pytest.raises(PolicyError):
@@ -131,7 +144,9 @@ def test_another_replica_sees_changes_and_the_cache_is_bounded(env: Env) -> None
     source = _register(env, _corim(GOOD, OTHER))
     assert len(other.refvalue_set("payments-frontend")) == 2
     found = other.refvalues_for(policy)("payments-frontend")
-    assert found is not None and found.match(GOOD) is not None and found.match(GOOD).id == source["id"]
+    assert (
+        found is not None and found.match(GOOD) is not None and found.match(GOOD).id == source["id"]
+    )
     assert other.refvalues_if_cached(policy) is None  # policy_cache_seconds=0: always looks again
     env.client.post(f"/v1/admin/refvalues/{source['id']}/withdraw", headers=env.admin, json={})
     assert len(other.refvalue_set("payments-frontend")) == 0

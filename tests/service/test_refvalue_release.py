@@ -27,8 +27,22 @@ VALUE = b"released against a reference-value set"
 
 
 def _corim(measurement: str) -> bytes:
-    comid = {1: {0: "fe-build"}, 4: {0: [[{0: {1: "ACME", 2: "frontend"}}, [{0: "image", 1: {2: [[7, bytes.fromhex(measurement)]]}}]]]}}
-    return bytes(cbor2.dumps(cbor2.CBORTag(501, {0: "fe-corim", 1: [cbor2.CBORTag(506, cbor2.dumps(comid))]})))
+    comid = {
+        1: {0: "fe-build"},
+        4: {
+            0: [
+                [
+                    {0: {1: "ACME", 2: "frontend"}},
+                    [{0: "image", 1: {2: [[7, bytes.fromhex(measurement)]]}}],
+                ]
+            ]
+        },
+    }
+    return bytes(
+        cbor2.dumps(
+            cbor2.CBORTag(501, {0: "fe-corim", 1: [cbor2.CBORTag(506, cbor2.dumps(comid))]})
+        )
+    )
 
 
 def test_certified_release_follows_the_set(tmp_path: Path) -> None:
@@ -45,14 +59,26 @@ def test_certified_release_follows_the_set(tmp_path: Path) -> None:
         doc = {"version": 1, "name": "fe", "platforms": {"simulated": {
             "measurements": {"refvalues": "fe"}, "platform_keys": [key_id], "allow_debug": True}}}  # fmt: skip
         signed = sign_policy(load_policy(json.dumps(doc)), domain.policy_key)
-        assert httpx.put(server.url + "/v1/admin/policy", content=signed, headers=admin).status_code == 200
+        assert (
+            httpx.put(server.url + "/v1/admin/policy", content=signed, headers=admin).status_code
+            == 200
+        )
         secret = {"value": base64.b64encode(VALUE).decode(),
                   "policy": {"allOf": [{"claim": "measurement", "in": [A]}]}}  # fmt: skip
-        assert httpx.put(server.url + "/v1/admin/secrets/app/key", json=secret, headers=admin).status_code == 200
+        assert (
+            httpx.put(
+                server.url + "/v1/admin/secrets/app/key", json=secret, headers=admin
+            ).status_code
+            == 200
+        )
         trust = Trust(server.url, domain.path / "domain_ca.pem", platform="simulated", store=tmp_path / "a",
                       measurement=A, platform_dir=tmp_path / "sim")  # fmt: skip
         assert trust.get_secret("app/key", with_certificate=True) == VALUE
-        r = httpx.post(f"{server.url}/v1/admin/refvalues/{source}/withdraw", headers=admin, json={"reason": "cve"})
+        r = httpx.post(
+            f"{server.url}/v1/admin/refvalues/{source}/withdraw",
+            headers=admin,
+            json={"reason": "cve"},
+        )
         assert r.status_code == 200 and r.json()["new"] is True
         with pytest.raises(VerificationError) as e:
             trust.get_secret("app/key", with_certificate=True)

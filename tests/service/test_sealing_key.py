@@ -34,14 +34,18 @@ from veritee.service.storage.models import SEALING_ROOTS
 NOT_ADMITTED = "ef" * 48
 
 
-def _policy(env: Env, name: str = "flaskr", measurements: tuple[str, ...] = (GOOD, OTHER)) -> dict[str, Any]:
+def _policy(
+    env: Env, name: str = "flaskr", measurements: tuple[str, ...] = (GOOD, OTHER)
+) -> dict[str, Any]:
     return {"version": 1, "name": name, "platforms": {"simulated": {
         "measurements": list(measurements), "platform_keys": [env.platform.key_id], "allow_debug": True}}}  # fmt: skip
 
 
 def _key(env: Env, measurement: str = GOOD, profile: Profile = Profile.PRODUCTION) -> bytes:
     got = fetch_sealing_key(
-        env.client, env.workload(measurement, profile=profile), ca_certificate=env.domain.ca_certificate
+        env.client,
+        env.workload(measurement, profile=profile),
+        ca_certificate=env.domain.ca_certificate,
     )
     assert got.profile is profile and got.generation == 1
     assert "redacted" in repr(got) and got.key.reveal().hex() not in repr(got)
@@ -135,7 +139,10 @@ def test_replayed_nonce_and_bad_input(env: Env) -> None:
     assert env.client.post("/v1/sealing-key", json=body).status_code == 200
     r = env.client.post("/v1/sealing-key", json=body)
     assert r.status_code == 409, r.text
-    assert [e["decision"] for e in _audit(env) if e["kind"].startswith("sealing_key.")] == ["accept", "reject"]
+    assert [e["decision"] for e in _audit(env) if e["kind"].startswith("sealing_key.")] == [
+        "accept",
+        "reject",
+    ]
     for bad in ({**body, "evidence": "%%%"}, {**body, "nonce": "zz"}, {**body, "public_key": "AAAA"},
                 {**body, "public_key": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}},
                 {**body, "evidence": "A" * 500_000}, {**body, "extra": 1}):  # fmt: skip
@@ -143,7 +150,10 @@ def test_replayed_nonce_and_bad_input(env: Env) -> None:
         assert 400 <= r.status_code < 500, (bad.keys(), r.status_code, r.text)
     assert isinstance(error_from_problem(env.client.post("/v1/sealing-key", json=body)), NonceError)
     for path in ("/v1/sealing-key", "/v1/sealing-key/certified"):
-        for raw, code in ((b"[" * 5000 + b"]" * 5000, "json_too_deep"), (b'{"nonce": ' + b"9" * 5000 + b"}", "integer_too_long")):
+        for raw, code in (
+            (b"[" * 5000 + b"]" * 5000, "json_too_deep"),
+            (b'{"nonce": ' + b"9" * 5000 + b"}", "integer_too_long"),
+        ):
             r = env.client.post(path, content=raw, headers={"content-type": "application/json"})
             assert r.status_code == 400 and r.json()["code"] == code, (path, r.status_code, r.text)
 
@@ -175,7 +185,9 @@ def test_replicas_making_the_root_at_once_agree_on_it(env: Env) -> None:
     """Two replicas on one PostgreSQL database, each serving its domain's first sealing-key
     release at the same moment: one root is stored, and both release the same key."""
     env.install_policy(_policy(env))
-    replica = create_app(Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0))
+    replica = create_app(
+        Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0)
+    )
     with TestClient(replica) as other:
         clients = [env.client, other] * 3
         start = threading.Barrier(len(clients))
@@ -212,14 +224,19 @@ def test_a_jwe_recipient_gets_the_same_key(env: Env) -> None:
     r = env.client.post("/v1/sealing-key", json=body)
     assert r.status_code == 200, r.text
     reply = r.json()
-    assert reply["envelope"] == "jwe" and (reply["workload"], reply["profile"]) == ("flaskr", "production")
+    assert reply["envelope"] == "jwe" and (reply["workload"], reply["profile"]) == (
+        "flaskr",
+        "production",
+    )
     value = open_envelope(reply, key, name=sealing_keys.envelope_name(Profile.PRODUCTION, "flaskr"), nonce=nonce,
                           ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))  # fmt: skip
     assert value == _key(env)
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
-def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(env: Env, tmp_path: Path) -> None:
+def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(
+    env: Env, tmp_path: Path
+) -> None:
     """Admission certificate + proof of possession, no new evidence: the same key as fresh
     evidence gets; its claims are re-appraised under the policy in force, so a measurement the
     policy has dropped gets nothing while its certificate is still valid."""
@@ -239,7 +256,9 @@ def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(env: Env, t
                                     Profile.PRODUCTION, ca_certificate=ca)  # fmt: skip
     assert e.value.code == "sealing_key_denied"
     assert "possession_not_proven" in {r["code"] for r in e.value.reasons}  # type: ignore[attr-defined]
-    with pytest.raises(VerificationError) as e:  # the broker releases the certificate's profile only
+    with pytest.raises(
+        VerificationError
+    ) as e:  # the broker releases the certificate's profile only
         fetch_sealing_key_certified(env.client, key, pem, Profile.DEVELOPMENT, ca_certificate=ca)
     assert e.value.code == "envelope_invalid"
 
@@ -249,7 +268,9 @@ def test_a_certified_workload_gets_its_key_until_the_policy_drops_it(env: Env, t
     assert e.value.code == "sealing_key_denied"
     assert {r["code"] for r in e.value.reasons} == {"measurement_not_allowed"}  # type: ignore[attr-defined]
     deny = [x for x in _audit(env) if x["kind"] == "sealing_key.deny"][-1]
-    assert deny["details"]["via"] == "admission_certificate" and deny["details"]["measurement"] == GOOD
+    assert (
+        deny["details"]["via"] == "admission_certificate" and deny["details"]["measurement"] == GOOD
+    )
     trust.close()
 
 

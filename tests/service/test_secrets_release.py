@@ -85,8 +85,14 @@ def test_release_hpke_and_jwe(env: Env) -> None:
             "hpke" if isinstance(key, x25519.X25519PrivateKey) else "jwe"
         )
         _no_secret_in(env, r.text)
-        got = open_envelope(env_json, key, name="db/password", nonce=bytes.fromhex(body["nonce"]),
-                            ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC))
+        got = open_envelope(
+            env_json,
+            key,
+            name="db/password",
+            nonce=bytes.fromhex(body["nonce"]),
+            ca_certificate=env.domain.ca_certificate,
+            at=dt.datetime.now(dt.UTC),
+        )
         assert got == SECRET_VALUE
     releases = [e for e in _audit(env) if e["kind"] == "secret.release"]
     assert len(releases) == 2 and releases[0]["decision"] == "accept"
@@ -205,8 +211,17 @@ def test_fault_mid_release_leaves_no_release_and_loses_nothing(
     r = env.client.post("/v1/secrets/db/password/release", json=body)  # same nonce: not burnt
     assert r.status_code == 200, r.text
     nonce = bytes.fromhex(body["nonce"])
-    assert open_envelope(r.json(), key, name="db/password", nonce=nonce,
-                         ca_certificate=env.domain.ca_certificate, at=dt.datetime.now(dt.UTC)) == SECRET_VALUE
+    assert (
+        open_envelope(
+            r.json(),
+            key,
+            name="db/password",
+            nonce=nonce,
+            ca_certificate=env.domain.ca_certificate,
+            at=dt.datetime.now(dt.UTC),
+        )
+        == SECRET_VALUE
+    )
     assert len([e for e in _audit(env) if e["kind"] == "secret.release"]) == 1
 
 
@@ -276,7 +291,8 @@ def test_rotation_to_a_stricter_policy_binds_every_older_version(env: Env) -> No
     assert [e["details"]["keep_old_policies"] for e in rotation] == [False, True]
     # keep_old_policies is a choice made at rotation, not at put
     r = env.client.put(
-        "/v1/admin/secrets/other", headers=env.admin,
+        "/v1/admin/secrets/other",
+        headers=env.admin,
         json={"value": "eA==", "policy": either, "keep_old_policies": True},
     )
     assert r.status_code == 400

@@ -33,8 +33,16 @@ def test_get_secret_via_trust(env: Env, tmp_path: Path) -> None:
     )
     trust._http = env.client  # the in-process app behind the same httpx interface
     assert trust.get_secret("api") == b"api-key-123"
-    assert fetch_secret(env.client, env.platform, "api", envelope="jwe",
-                        ca_certificate=env.domain.ca_certificate) == b"api-key-123"
+    assert (
+        fetch_secret(
+            env.client,
+            env.platform,
+            "api",
+            envelope="jwe",
+            ca_certificate=env.domain.ca_certificate,
+        )
+        == b"api-key-123"
+    )
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
@@ -44,6 +52,8 @@ def test_modified_workload_is_told_why(env: Env) -> None:
     env.install_policy(doc)
     _put(env)
     with pytest.raises(VerificationError) as e:
-        fetch_secret(env.client, env.workload(OTHER), "api", ca_certificate=env.domain.ca_certificate)
+        fetch_secret(
+            env.client, env.workload(OTHER), "api", ca_certificate=env.domain.ca_certificate
+        )
     assert e.value.code == "release_denied"
     assert e.value.reasons[0]["code"] == "release_claim_mismatch"  # type: ignore[attr-defined]

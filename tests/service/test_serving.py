@@ -22,12 +22,24 @@ from veritee.service.settings import Settings
 def test_start_line_names_policies_collateral_and_url(env: Env) -> None:
     ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
     line = start_line(ctx, "https://127.0.0.1:8400", 2)
-    assert line.startswith("veritee Certifier Service listening on https://127.0.0.1:8400 (2 workers")
+    assert line.startswith(
+        "veritee Certifier Service listening on https://127.0.0.1:8400 (2 workers"
+    )
     assert "policies in force: none" in line
     assert "collateral: 0 files" in line
     env.install_policy()
-    env.install_policy({**default_policy(env.platform), "platforms": {"simulated": {
-        "measurements": ["ef" * 48], "platform_keys": [env.platform.key_id], "allow_debug": True}}})
+    env.install_policy(
+        {
+            **default_policy(env.platform),
+            "platforms": {
+                "simulated": {
+                    "measurements": ["ef" * 48],
+                    "platform_keys": [env.platform.key_id],
+                    "allow_debug": True,
+                }
+            },
+        }
+    )
     env.install_policy({**default_policy(env.platform), "name": "other"})
     folder = env.domain.collateral_dir
     folder.mkdir(exist_ok=True)
@@ -45,7 +57,9 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
     return [json.loads(fmt.format(r)) for r in caplog.records if r.name == ACCESS_LOGGER]
 
 
-def test_access_log_is_json_and_never_holds_secrets(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_is_json_and_never_holds_secrets(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app(Settings(data_dir=env.domain.path, database_url=env.db_url, access_log=True))
     secret = b"the launch codes 0123"
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
@@ -55,7 +69,12 @@ def test_access_log_is_json_and_never_holds_secrets(env: Env, caplog: pytest.Log
         r = client.put("/v1/admin/secrets/default/key/launch", json=body, headers=env.admin)
         assert r.status_code == 200, r.text
         assert client.get("/v1/admin/audit?limit=5", headers=env.admin).status_code == 200
-        assert client.get("/v1/admin/audit", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert (
+            client.get(
+                "/v1/admin/audit", headers={"Authorization": "Bearer wrong-token"}
+            ).status_code
+            == 401
+        )
         assert client.get("/nowhere").status_code == 404
         assert client.post("/v1/attest", content=b"x" * (2 * 1024 * 1024)).status_code == 413
     entries = _records(caplog)
@@ -63,12 +82,29 @@ def test_access_log_is_json_and_never_holds_secrets(env: Env, caplog: pytest.Log
     put = by_path[("PUT", "/v1/admin/secrets/default/key/launch")]
     assert put["status"] == 200 and str(put["route"]).startswith("/v1/admin/secrets/{")
     audit = [e for e in entries if e["path"] == "/v1/admin/audit"]
-    assert {e["query"] for e in audit} == {"limit=5", ""} and {e["status"] for e in audit} == {200, 401}
-    assert by_path[("GET", "/nowhere")]["status"] == 404 and by_path[("GET", "/nowhere")]["route"] is None
+    assert {e["query"] for e in audit} == {"limit=5", ""} and {e["status"] for e in audit} == {
+        200,
+        401,
+    }
+    assert (
+        by_path[("GET", "/nowhere")]["status"] == 404
+        and by_path[("GET", "/nowhere")]["route"] is None
+    )
     assert by_path[("POST", "/v1/attest")]["status"] == 413
     for e in entries:
-        assert {"ts", "level", "logger", "method", "path", "query", "status", "duration_ms", "bytes",
-                "client", "worker"} <= set(e)
+        assert {
+            "ts",
+            "level",
+            "logger",
+            "method",
+            "path",
+            "query",
+            "status",
+            "duration_ms",
+            "bytes",
+            "client",
+            "worker",
+        } <= set(e)
     text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     for never in (env.domain.admin_token(), "wrong-token", "Bearer", secret.decode(),
                   base64.b64encode(secret).decode(), "launch codes"):  # fmt: skip
@@ -85,9 +121,13 @@ def test_formatter_names_an_exception_without_its_text() -> None:
     try:
         raise ValueError("evidence bytes deadbeef")
     except ValueError:
-        record = logging.LogRecord("veritee.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+        record = logging.LogRecord(
+            "veritee.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info()
+        )
     out = json.loads(JsonFormatter().format(record))
-    assert out["message"] == "failed here" and out["level"] == "error" and out["logger"] == "veritee.x"
+    assert (
+        out["message"] == "failed here" and out["level"] == "error" and out["logger"] == "veritee.x"
+    )
     assert out["exception"]["type"] == "ValueError" and __file__ in out["exception"]["at"]
     assert "deadbeef" not in json.dumps(out)
 

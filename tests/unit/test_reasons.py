@@ -37,7 +37,8 @@ def _code_params() -> dict[str, int]:
 
 def _template(node: ast.JoinedStr) -> str:
     return "".join(
-        v.value if isinstance(v, ast.Constant) else "{x}" for v in node.values  # type: ignore[misc]
+        v.value if isinstance(v, ast.Constant) else "{x}"
+        for v in node.values  # type: ignore[misc]
     )
 
 
@@ -119,7 +120,9 @@ def test_no_renamed_code_is_still_written() -> None:
     assert canonical("signature_invalid") == "signature_invalid"
 
 
-@pytest.mark.parametrize("code", ["pcr7_not_allowed", "measurement_not_allowed", "rtmr2_not_allowed"])
+@pytest.mark.parametrize(
+    "code", ["pcr7_not_allowed", "measurement_not_allowed", "rtmr2_not_allowed"]
+)
 def test_family_codes_are_known(code: str) -> None:
     assert is_known(code)
 
@@ -133,7 +136,9 @@ def test_unknown_codes_are_not_known() -> None:
 def test_the_docs_table_is_the_catalogue() -> None:
     doc = (ROOT / "docs" / "reason-codes.md").read_text()
     block = doc.split("-->\n", 1)[1].split("<!-- reason-codes:end -->")[0]
-    assert block == markdown_table(), "docs/reason-codes.md is out of date: python -m veritee.reasons"
+    assert block == markdown_table(), (
+        "docs/reason-codes.md is out of date: python -m veritee.reasons"
+    )
 
 
 def test_the_changelog_lists_every_renamed_code() -> None:

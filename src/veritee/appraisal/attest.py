@@ -89,7 +89,9 @@ def _kept_claims(claims: dict[str, Any]) -> dict[str, Any]:
         if key in _IN_DETAILS or not isinstance(key, str) or len(key) > 64:
             continue
         try:
-            size = len(json.dumps(claims[key], separators=(",", ":"), ensure_ascii=True, allow_nan=False))
+            size = len(
+                json.dumps(claims[key], separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+            )
         except (TypeError, ValueError):
             continue
         if size <= MAX_AUDIT_CLAIM and size + len(key) + 4 <= budget:

@@ -85,7 +85,9 @@ class Decision:
     #: decision is made on every appraisal, its notes are read far less often).
     matches: list[RefValueMatch] = field(default_factory=list)
 
-    def refuse(self, code: str, message: str, *, claim: str | None = None, value: int = CONTRAINDICATED) -> None:
+    def refuse(
+        self, code: str, message: str, *, claim: str | None = None, value: int = CONTRAINDICATED
+    ) -> None:
         self.accepted = False
         self.reasons.append(Reason(code, message))
         if claim is not None:

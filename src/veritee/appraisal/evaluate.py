@@ -66,7 +66,10 @@ def refused_for_error(error: VeriteeError) -> Decision:
         for code, message in error.refusals:
             d.refuse(code, message, claim="instance-identity")
         if error.not_reached:
-            d.warn(Code.CHECKS_NOT_REACHED, "refused before these checks ran: " + ", ".join(error.not_reached))
+            d.warn(
+                Code.CHECKS_NOT_REACHED,
+                "refused before these checks ran: " + ", ".join(error.not_reached),
+            )
     else:
         d.refuse(error.code, error.message, claim="instance-identity")
     return d
@@ -105,7 +108,9 @@ def _debug(d: Decision, claims: dict[str, Any], allow: bool) -> None:
         d.refuse("debug", "the workload runs in debug mode", claim="configuration")
 
 
-def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisories: list[str]) -> None:
+def _intel_tcb(
+    d: Decision, claims: dict[str, Any], statuses: list[str], advisories: list[str]
+) -> None:
     status = claims.get("tcb_status")
     if status == "Revoked":  # terminal: whatever a policy lists (policies listing it do not load)
         d.refuse("tcb_status_not_allowed", "TCB status Revoked is never accepted", claim="hardware")
@@ -117,13 +122,20 @@ def _intel_tcb(d: Decision, claims: dict[str, Any], statuses: list[str], advisor
     else:
         d.refuse(
             "tcb_status_not_allowed",
-            (f"TCB status {status} is not among the allowed {', '.join(statuses)}" if status is not None
-             else f"the evidence reports no TCB status (the allowed: {', '.join(statuses)})"),
+            (
+                f"TCB status {status} is not among the allowed {', '.join(statuses)}"
+                if status is not None
+                else f"the evidence reports no TCB status (the allowed: {', '.join(statuses)})"
+            ),
             claim="hardware",
         )
     bad = [a for a in claims.get("advisory_ids") or [] if a not in advisories]
     if bad:
-        d.refuse("advisories_not_allowed", f"advisories not allowed by policy: {', '.join(bad)}", claim="hardware")
+        d.refuse(
+            "advisories_not_allowed",
+            f"advisories not allowed by policy: {', '.join(bad)}",
+            claim="hardware",
+        )
 
 
 def _tcb_evaluation_data_number(d: Decision, claims: dict[str, Any], minimum: int | None) -> None:
@@ -233,7 +245,11 @@ def _in_refvalue_set(
         d.refuse(
             Code.REFVALUES_UNAVAILABLE,
             f"the policy's {what} allow-list is reference-value set {name!r}, which "
-            + ("is not known here (no reference-value store)" if refvalues is None else "has no values"),
+            + (
+                "is not known here (no reference-value store)"
+                if refvalues is None
+                else "has no values"
+            ),
             claim=claim,
             value=UNRECOGNIZED_RUNTIME,
         )
@@ -260,8 +276,11 @@ def _profile(d: Decision, claims: Mapping[str, Any], policy: Policy) -> None:
     else:
         d.refuse(
             "profile_not_allowed",
-            (f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}" if prof is not None
-             else f"the evidence attests no profile (the allowed: {', '.join(x.value for x in policy.profiles)})"),
+            (
+                f"profile {prof} is not among {', '.join(x.value for x in policy.profiles)}"
+                if prof is not None
+                else f"the evidence attests no profile (the allowed: {', '.join(x.value for x in policy.profiles)})"
+            ),
             claim="configuration",
         )
 
@@ -320,7 +339,9 @@ def appraise_admitted(
     platform = str(claims.get("platform"))
     p = policy.platforms.for_platform(platform)
     if p is None:
-        d.refuse("platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware")
+        d.refuse(
+            "platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware"
+        )
         return d
     _profile(d, claims, policy)
     field, what = MEASUREMENT_PINS.get(platform, ("measurements", "measurement"))
@@ -328,7 +349,9 @@ def appraise_admitted(
     return d
 
 
-def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefValues | None = None) -> Decision:
+def appraise(
+    ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefValues | None = None
+) -> Decision:
     """Appraise verified evidence against ``policy``; every failing check is a reason. Under a
     :class:`PolicySet` (the domain's policies in force), the first policy that admits the
     evidence decides; if none does, the refusal of the one that comes closest."""
@@ -340,12 +363,18 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefVal
     p = policy.platforms.for_platform(platform)
     _authentic(d, ev)
     if p is None:
-        d.refuse("platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware")
+        d.refuse(
+            "platform_not_allowed", f"platform {platform} is not in the policy", claim="hardware"
+        )
         return d
     _profile(d, claims, policy)
     profiles = policy.profiles or []
     if len(profiles) == 1 and profiles[0].value == "production" and claims.get("debug"):
-        d.refuse("debug_in_production", "a debuggable build cannot pass a production-only policy", claim="configuration")
+        d.refuse(
+            "debug_in_production",
+            "a debuggable build cannot pass a production-only policy",
+            claim="configuration",
+        )
     resolved = _CHECKS[type(p)](d, claims, p, refvalues) or ()
     if claims.get("vtpm") and isinstance(p, SevSnpPolicy | TdxPolicy) and not p.pcrs:
         _measured_boot_not_appraised(d)
@@ -355,7 +384,9 @@ def appraise(ev: VerifiedEvidence, policy: Policy | PolicySet, refvalues: RefVal
 
 def _tdx(d: Decision, claims: dict[str, Any], p: TdxPolicy, refvalues: RefValues | None) -> None:
     _debug(d, claims, p.allow_debug)
-    _allow_list(d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd, refvalues=refvalues)
+    _allow_list(
+        d, "mrtd", claims.get("mrtd", claims.get("measurement")), p.mrtd, refvalues=refvalues
+    )
     _allow_list(d, "mr_seam", claims.get("mr_seam"), p.mr_seam, claim="hardware")
     for idx, allowed in p.rtmr.items():
         _allow_list(d, f"rtmr{idx}", claims.get(f"rtmr{idx}"), allowed)
@@ -370,14 +401,18 @@ def _sgx(d: Decision, claims: dict[str, Any], p: SgxPolicy, refvalues: RefValues
                 refvalues=refvalues)  # fmt: skip
     _allow_list(d, "mr_signer", claims.get("mr_signer"), p.mr_signer)
     if p.isv_prod_id is not None and claims.get("isv_prod_id") != p.isv_prod_id:
-        d.refuse("isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}")
+        d.refuse(
+            "isv_prod_id_mismatch", f"ISV product ID {claims.get('isv_prod_id')} != {p.isv_prod_id}"
+        )
     if p.min_isv_svn is not None and int(claims.get("isv_svn") or 0) < p.min_isv_svn:
         d.refuse("isv_svn_below_minimum", f"ISV SVN {claims.get('isv_svn')} < {p.min_isv_svn}")
     _intel_tcb(d, claims, p.tcb_status, p.allowed_advisories)
     _tcb_evaluation_data_number(d, claims, p.min_tcb_evaluation_data_number)
 
 
-def _nitro(d: Decision, claims: dict[str, Any], p: NitroPolicy, refvalues: RefValues | None) -> None:
+def _nitro(
+    d: Decision, claims: dict[str, Any], p: NitroPolicy, refvalues: RefValues | None
+) -> None:
     _debug(d, claims, p.allow_debug)
     pcrs: tuple[tuple[str, list[str] | RefValuesRef | None], ...] = (
         ("0", p.pcr0),
@@ -396,15 +431,20 @@ def _tpm(d: Decision, claims: dict[str, Any], p: TpmPolicy, refvalues: RefValues
         _measured_boot_not_appraised(d)
 
 
-def _keystone(d: Decision, claims: dict[str, Any], p: KeystonePolicy, refvalues: RefValues | None) -> None:
+def _keystone(
+    d: Decision, claims: dict[str, Any], p: KeystonePolicy, refvalues: RefValues | None
+) -> None:
     _keystone_device_key(d, claims, p.device_keys)
     _debug(d, claims, allow=False)
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
-    _allow_list(d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware")
+    _allow_list(
+        d, "sm_measurement", claims.get("sm_measurement"), p.sm_measurements, claim="hardware"
+    )
 
 
-def _nvidia_gpu(d: Decision, claims: dict[str, Any], p: NvidiaGpuPolicy,
-                refvalues: RefValues | None) -> tuple[str, ...]:
+def _nvidia_gpu(
+    d: Decision, claims: dict[str, Any], p: NvidiaGpuPolicy, refvalues: RefValues | None
+) -> tuple[str, ...]:
     """Returns the findings the policy resolves (the reference values it compared)."""
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
     blocks = claims.get("measurements") or {}
@@ -416,7 +456,9 @@ def _nvidia_gpu(d: Decision, claims: dict[str, Any], p: NvidiaGpuPolicy,
     return ("reference_values_not_compared",) if p.measurements is not None or p.blocks else ()
 
 
-def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy, refvalues: RefValues | None = None) -> None:
+def _cca(
+    d: Decision, claims: dict[str, Any], p: CcaPolicy, refvalues: RefValues | None = None
+) -> None:
     if claims.get("platform_key") in p.platform_keys:
         d.affirm("platform_key_trusted", claim="hardware")
     else:
@@ -429,7 +471,9 @@ def _cca(d: Decision, claims: dict[str, Any], p: CcaPolicy, refvalues: RefValues
         _allow_list(d, f"rem{i}", claims.get(f"rem{i}"), allowed)
 
 
-def _keystone_device_key(d: Decision, claims: dict[str, Any], trusted: tuple[str, ...] | list[str]) -> None:
+def _keystone_device_key(
+    d: Decision, claims: dict[str, Any], trusted: tuple[str, ...] | list[str]
+) -> None:
     """A Keystone report names its device root key itself: it counts only where a policy lists
     it (``platforms.keystone.device_keys``); no key is trusted by default, not even the
     baseline's."""
@@ -466,7 +510,9 @@ def _simulated_key(d: Decision, claims: dict[str, Any], *, trusted: bool) -> Non
     d.warn("simulated_platform", "simulated platform: no hardware protection", claim="hardware")
 
 
-def _simulated(d: Decision, claims: dict[str, Any], p: SimulatedPolicy, refvalues: RefValues | None = None) -> None:
+def _simulated(
+    d: Decision, claims: dict[str, Any], p: SimulatedPolicy, refvalues: RefValues | None = None
+) -> None:
     _simulated_key(d, claims, trusted=claims.get("platform_key") in p.platform_keys)
     _debug(d, claims, p.allow_debug)
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
@@ -494,7 +540,8 @@ _PLATFORM_CONTROLS: tuple[tuple[str, str, bool], ...] = (
 
 
 def _bits_against(
-    bits: dict[str, Any], controls: tuple[tuple[str, str, bool], ...],
+    bits: dict[str, Any],
+    controls: tuple[tuple[str, str, bool], ...],
     policy: SnpGuestPolicy | SnpPlatformInfo,
 ) -> list[str]:
     """The controls ``bits`` fail, as go-sev-guest's validatePolicy / validatePlatformInfo."""
@@ -507,13 +554,17 @@ def _bits_against(
     return failed
 
 
-def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: RefValues | None = None) -> None:
+def _sev_snp(
+    d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: RefValues | None = None
+) -> None:
     _debug(d, claims, p.allow_debug)
     _allow_list(d, "measurement", claims.get("measurement"), p.measurements, refvalues=refvalues)
     _allow_list(d, "host_data", claims.get("host_data"), p.host_data, claim="configuration")
     _pcr_pins(d, claims, p.pcrs)
     if p.max_vmpl is not None and int(claims.get("vmpl", 0)) > p.max_vmpl:
-        d.refuse("vmpl_above_maximum", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration")
+        d.refuse(
+            "vmpl_above_maximum", f"VMPL {claims.get('vmpl')} > {p.max_vmpl}", claim="configuration"
+        )
     bits = claims.get("policy_bits") or {}
     if bits.get("migrate_ma"):
         if p.allow_migration_agent:
@@ -528,7 +579,9 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: Re
     if failed:
         d.refuse("guest_policy_not_allowed", "the guest policy fails: " + ", ".join(failed),
                  claim="configuration")  # fmt: skip
-    failed = _bits_against(claims.get("platform_info_bits") or {}, _PLATFORM_CONTROLS, p.platform_info)
+    failed = _bits_against(
+        claims.get("platform_info_bits") or {}, _PLATFORM_CONTROLS, p.platform_info
+    )
     if failed:
         d.refuse("platform_info_not_allowed", "PLATFORM_INFO fails: " + ", ".join(failed),
                  claim="hardware")  # fmt: skip
@@ -541,7 +594,11 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: Re
             if v and int(tcb.get(k) or 0) < v
         ]
         if low:
-            d.refuse("tcb_below_minimum", "certified TCB below policy minimum: " + ", ".join(low), claim="hardware")
+            d.refuse(
+                "tcb_below_minimum",
+                "certified TCB below policy minimum: " + ", ".join(low),
+                claim="hardware",
+            )
         else:
             d.affirm("tcb_minimum", claim="hardware")
 
@@ -549,7 +606,9 @@ def _sev_snp(d: Decision, claims: dict[str, Any], p: SevSnpPolicy, refvalues: Re
 #: The checks of each platform's policy section: one entry per platform (veritee.tee.Tee), no
 #: isinstance ladder. A check records its reasons on the decision and may return the findings
 #: the policy resolves.
-_CHECKS: dict[type[Any], Callable[[Decision, dict[str, Any], Any, RefValues | None], tuple[str, ...] | None]] = {
+_CHECKS: dict[
+    type[Any], Callable[[Decision, dict[str, Any], Any, RefValues | None], tuple[str, ...] | None]
+] = {
     SimulatedPolicy: _simulated,
     SevSnpPolicy: _sev_snp,
     TdxPolicy: _tdx,

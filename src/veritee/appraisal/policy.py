@@ -456,13 +456,19 @@ def _parse_document(data: bytes | str, what: str) -> Any:
     try:
         doc = yaml.safe_load(data)
     except yaml.YAMLError as e:
-        raise MalformedError(f"{what} is not valid YAML/JSON: {e}", code="policy_malformed") from None
+        raise MalformedError(
+            f"{what} is not valid YAML/JSON: {e}", code="policy_malformed"
+        ) from None
     except RecursionError:  # [[[[... : bounded like every JSON body (veritee._json)
         raise MalformedError(f"{what} is nested too deeply", code="json_too_deep") from None
     except ValueError as e:  # an integer of more digits than Python converts, a bad date, ...
         if "digits" in str(e):
-            raise MalformedError(f"{what}: an integer is too long", code="integer_too_long") from None
-        raise MalformedError(f"{what} has a value that does not convert", code="policy_malformed") from None
+            raise MalformedError(
+                f"{what}: an integer is too long", code="integer_too_long"
+            ) from None
+        raise MalformedError(
+            f"{what} has a value that does not convert", code="policy_malformed"
+        ) from None
     _json.check_depth(doc, what=what)
     return doc
 
@@ -486,7 +492,9 @@ def load_policy(data: bytes | str) -> Policy:
     """Parse an UNSIGNED policy (a draft, for dry runs and for signing)."""
     doc = _parse_document(data, "policy")
     if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
-        raise PolicyError("this is a signed envelope; use SignedPolicy.from_bytes", code="policy_envelope")
+        raise PolicyError(
+            "this is a signed envelope; use SignedPolicy.from_bytes", code="policy_envelope"
+        )
     return parse_policy(doc)
 
 
@@ -513,9 +521,13 @@ class SignedPolicy:
             )
         for k in ("policy", "alg", "kid", "signature"):
             if not isinstance(doc.get(k), str):
-                raise PolicyError(f"signed policy: field {k!r} missing or not a string", code="policy_malformed")
+                raise PolicyError(
+                    f"signed policy: field {k!r} missing or not a string", code="policy_malformed"
+                )
         if doc["alg"] != "ES384":
-            raise PolicyError(f"signed policy: unsupported alg {doc['alg']!r}", code="policy_signature_invalid")
+            raise PolicyError(
+                f"signed policy: unsupported alg {doc['alg']!r}", code="policy_signature_invalid"
+            )
         if doc["kid"] != key_id(public_key):
             raise PolicyError(
                 "signed policy was signed by another key than this domain's policy key",
@@ -525,13 +537,19 @@ class SignedPolicy:
             sig = base64.b64decode(doc["signature"], validate=True)
             public_key.verify(sig, doc["policy"].encode(), ec.ECDSA(hashes.SHA384()))
         except (InvalidSignature, ValueError):
-            raise PolicyError("signed policy: signature does not verify", code="policy_signature_invalid") from None
+            raise PolicyError(
+                "signed policy: signature does not verify", code="policy_signature_invalid"
+            ) from None
         try:
-            inner = _json.loads(doc["policy"], what="signed policy's policy", limit=MAX_POLICY_BYTES)
+            inner = _json.loads(
+                doc["policy"], what="signed policy's policy", limit=MAX_POLICY_BYTES
+            )
         except MalformedError as e:
             if e.code != "malformed":
                 raise
-            raise PolicyError("signed policy: inner policy is not JSON", code="policy_malformed") from None
+            raise PolicyError(
+                "signed policy: inner policy is not JSON", code="policy_malformed"
+            ) from None
         return cls(parse_policy(inner), bytes(data))
 
 

@@ -13,7 +13,17 @@ from veritee.errors import UsageError
 
 __all__ = ["attest_cmd", "public_key_spki", "register"]
 
-PLATFORMS = ["auto", "simulated", "sev-snp", "tdx", "cca", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm"]
+PLATFORMS = [
+    "auto",
+    "simulated",
+    "sev-snp",
+    "tdx",
+    "cca",
+    "nitro",
+    "tpm",
+    "az-snp-vtpm",
+    "az-tdx-vtpm",
+]
 
 
 def open_for_cli(platform: str, *, tcti: str | None, state: Path, measurement: str | None) -> Any:
@@ -70,7 +80,9 @@ def _show(description: dict[str, Any], as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{description.get('platform', '?')} as this workload sees itself (unverified)")
+    table = Table(
+        title=f"{description.get('platform', '?')} as this workload sees itself (unverified)"
+    )
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     rows: list[tuple[str, str]] = []
@@ -81,7 +93,9 @@ def _show(description: dict[str, Any], as_json: bool) -> None:
 
 
 @click.command("attest")
-@click.option("--platform", "platform", type=click.Choice(PLATFORMS), default="auto", show_default=True)
+@click.option(
+    "--platform", "platform", type=click.Choice(PLATFORMS), default="auto", show_default=True
+)
 @click.option("--tcti", default=None, help="TPM TCTI as tpm2-tools spell it (default device:/dev/tpmrm0; "
               "swtpm:host=H,port=P, mssim:host=H,port=P).")  # fmt: skip
 @click.option("--nonce", default=None, help="Hex nonce to bind (the verifier's challenge).")
@@ -94,12 +108,22 @@ def _show(description: dict[str, Any], as_json: bool) -> None:
 @click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Driver state: the TPM's AK certificate and sealed objects (default $XDG_DATA_HOME/veritee/platform).")  # fmt: skip
 @click.option("--measurement", default=None, help="Simulated platform only: the measurement (hex).")
-@click.option("--show", is_flag=True, help="Print what the platform reports about this workload instead.")
+@click.option(
+    "--show", is_flag=True, help="Print what the platform reports about this workload instead."
+)
 @click.option("--json", "as_json", is_flag=True, help="With --show: one JSON object.")
 @handle_errors
 def attest_cmd(
-    platform: str, tcti: str | None, nonce: str | None, public_key: Path | None, output: Path | None,
-    collateral_out: Path | None, state: Path | None, measurement: str | None, show: bool, as_json: bool,
+    platform: str,
+    tcti: str | None,
+    nonce: str | None,
+    public_key: Path | None,
+    output: Path | None,
+    collateral_out: Path | None,
+    state: Path | None,
+    measurement: str | None,
+    show: bool,
+    as_json: bool,
 ) -> None:
     """Produce evidence on this machine's TEE, binding --nonce (and --public-key).
 
@@ -109,10 +133,16 @@ def attest_cmd(
     from veritee.binding import report_data_for
     from veritee.platforms.detect import default_state_dir
 
-    driver = open_for_cli(platform, tcti=tcti, state=state or default_state_dir(), measurement=measurement)
+    driver = open_for_cli(
+        platform, tcti=tcti, state=state or default_state_dir(), measurement=measurement
+    )
     if show:
         describe = getattr(driver, "describe", None)
-        info = describe() if describe is not None else {"platform": driver.name, "measurement": driver.measurement}
+        info = (
+            describe()
+            if describe is not None
+            else {"platform": driver.name, "measurement": driver.measurement}
+        )
         _show(info, as_json)
         return
     if nonce is None or output is None:

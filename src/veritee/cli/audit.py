@@ -26,7 +26,10 @@ def audit_group() -> None:
 @data_option
 @click.option("--db", default=None, help="Database URL (default: the data folder's SQLite).")
 @click.option(
-    "--anchor", "anchors", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="An anchor from `veritee audit head` (repeatable): the log must still hold that entry.",
 )
 @handle_errors
@@ -112,8 +115,13 @@ def _read_anchors(path: Path, files: tuple[Path, ...]) -> list[Any]:
 @audit_group.command("head")
 @data_option
 @click.option("--db", default=None, help="Database URL (default: the data folder's SQLite).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the anchor here (default: print it).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the anchor here (default: print it).",
+)
 @handle_errors
 def audit_head(data: Path | None, db: str | None, output: Path | None) -> None:
     """Sign the audit log's head with the domain's token key: an anchor to keep elsewhere.

@@ -26,10 +26,14 @@ __all__ = ["register", "select_entries"]
 PAGE = 1000  # the admin API's largest page
 
 
-def _matches(entry: dict[str, Any], platform: str | None, outcome: str | None, kind: str | None) -> bool:
+def _matches(
+    entry: dict[str, Any], platform: str | None, outcome: str | None, kind: str | None
+) -> bool:
     from veritee.cli.tables import decision_of
 
-    if kind is not None and not (entry.get("kind") == kind or str(entry.get("kind", "")).startswith(kind + ".")):
+    if kind is not None and not (
+        entry.get("kind") == kind or str(entry.get("kind", "")).startswith(kind + ".")
+    ):
         return False
     if platform is not None and (entry.get("details") or {}).get("platform") != platform:
         return False
@@ -55,11 +59,25 @@ def select_entries(conn: tuple[Any, ...], *, limit: int, platform: str | None, o
 
 
 @click.command("list")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="How many entries (the newest).")
-@click.option("--platform", default=None, help="Only decisions on this platform (sev-snp, tdx, simulated, ...).")
-@click.option("--accepted", "outcome", flag_value="accepted", default=None, help="Only accepted decisions.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="How many entries (the newest).",
+)
+@click.option(
+    "--platform",
+    default=None,
+    help="Only decisions on this platform (sev-snp, tdx, simulated, ...).",
+)
+@click.option(
+    "--accepted", "outcome", flag_value="accepted", default=None, help="Only accepted decisions."
+)
 @click.option("--refused", "outcome", flag_value="refused", help="Only refused decisions.")
-@click.option("--kind", default=None, help="Only entries of this kind (attest, certify, secret, policy, ...).")
+@click.option(
+    "--kind", default=None, help="Only entries of this kind (attest, certify, secret, policy, ...)."
+)
 @click.option("--scan", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True,
               help="Read at most this many of the newest entries looking for matches.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -76,12 +94,16 @@ def list_cmd(limit: int, platform: str | None, outcome: str | None, kind: str | 
     if as_json:
         click.echo(json.dumps({"entries": entries, "head": head, "scanned": scanned}, indent=2))
         return
-    note = f" (read the newest {scanned} of {head} entries: --scan N reads further)" if partial else ""
+    note = (
+        f" (read the newest {scanned} of {head} entries: --scan N reads further)" if partial else ""
+    )
     if not entries:
         click.echo("no audit entries match" + note)
         return
     filters = [f for f in (platform, outcome, kind) if f]
-    title = f"audit log: the newest {len(entries)} entries" + (f" ({', '.join(filters)})" if filters else "")
+    title = f"audit log: the newest {len(entries)} entries" + (
+        f" ({', '.join(filters)})" if filters else ""
+    )
     console().print(audit_table(entries, title=title, wide=True))
     if note:
         click.echo(note.strip(" ()"))
@@ -92,7 +114,9 @@ def list_cmd(limit: int, platform: str | None, outcome: str | None, kind: str | 
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 @_admin_options
 @_handle
-def show_cmd(seq: int, as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:
+def show_cmd(
+    seq: int, as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None
+) -> None:
     """Show audit entry SEQ with every recorded detail (reasons, the evidence's claims, hashes)."""
     from veritee.cli.tables import audit_entry_table, console
 

@@ -35,7 +35,9 @@ def certificate_group() -> None:
 
 @certificate_group.command("revoke")
 @click.option("--serial", default=None, help="The certificate's serial number (hex).")
-@click.option("--measurement", default=None, help="Revoke every certificate of this measurement (hex).")
+@click.option(
+    "--measurement", default=None, help="Revoke every certificate of this measurement (hex)."
+)
 @click.option("--reason", default="", help="Why (kept in the audit log).")
 @_admin_options
 @_handle

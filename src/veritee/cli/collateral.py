@@ -93,7 +93,9 @@ def fetch_progress(console: Any, *, quiet: bool = False) -> Iterator[ProgressTra
     def line_done(request: httpx.Request, response: httpx.Response | None) -> None:
         if not quiet:
             status = "no answer" if response is None else f"HTTP {response.status_code}"
-            console.print(escape(f"  {status}  GET {_where(request)}"), highlight=False, soft_wrap=True)
+            console.print(
+                escape(f"  {status}  GET {_where(request)}"), highlight=False, soft_wrap=True
+            )
 
     yield ProgressTransport(inner, line_start, line_done)
 

@@ -10,7 +10,9 @@ __all__ = ["demo_cmd", "register"]
 
 
 @click.command("demo")
-@click.argument("which", required=False, type=click.Choice(["attest", "cleanroom"]), default="attest")
+@click.argument(
+    "which", required=False, type=click.Choice(["attest", "cleanroom"]), default="attest"
+)
 @handle_errors
 def demo_cmd(which: str) -> None:
     """End-to-end walkthrough on a temporary embedded database."""

@@ -25,7 +25,9 @@ __all__ = ["init_cmd", "register"]
          "that folder to every replica.",
 )  # fmt: skip
 @click.option(
-    "--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--admin-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Where to write the admin credential (default: <data>/admin_token). The service keeps "
     "only its verifier (admin_token.hmac) and runs without this file.",
 )
@@ -48,7 +50,9 @@ def init_cmd(data: Path | None, name: str, upgrade: bool, admin_token_file: Path
                       "policy key (policies signed before stay valid as stored until re-signed), "
                       "broker_key.pem and broker_cert.pem sign release envelopes"))  # fmt: skip
         return
-    domain = Domain.create(path, name=name, now=dt.datetime.now(dt.UTC), admin_token_file=admin_token_file)
+    domain = Domain.create(
+        path, name=name, now=dt.datetime.now(dt.UTC), admin_token_file=admin_token_file
+    )
     store = Storage(domain.database_url)
     store.migrate()
     store.close()

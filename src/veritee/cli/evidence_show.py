@@ -74,7 +74,9 @@ def _tcg_events(log: Any) -> list[dict[str, Any]]:
     out = []
     for e in log.events:
         row = tcg_log.event_claims(e)
-        row["digests"] = {tcg_log.HASH_NAMES.get(alg, f"{alg:#06x}"): d.hex() for alg, d in e.digests.items()}
+        row["digests"] = {
+            tcg_log.HASH_NAMES.get(alg, f"{alg:#06x}"): d.hex() for alg, d in e.digests.items()
+        }
         out.append(row)
     return out
 
@@ -86,7 +88,9 @@ def _tcg_replay(log: Any) -> dict[str, dict[str, str]]:
     extended = sorted({e.index for e in log.events if e.type != tcg_log.EV_NO_ACTION})
     banks: dict[str, dict[str, str]] = {}
     for alg in sorted(log.sizes):
-        if alg not in tcg_log.HASH_NAMES or not all(alg in e.digests for e in log.events if e.type != tcg_log.EV_NO_ACTION):
+        if alg not in tcg_log.HASH_NAMES or not all(
+            alg in e.digests for e in log.events if e.type != tcg_log.EV_NO_ACTION
+        ):
             continue
         values = log.replay(alg, 24)
         banks[tcg_log.HASH_NAMES[alg]] = {str(i): values[i].hex() for i in extended if i < 24}
@@ -100,13 +104,22 @@ def describe(data: bytes, fmt: str, *, ccel_table: bytes | None = None) -> dict[
     from veritee import evidence
     from veritee.evidence import ccel, tcg_log
 
-    out: dict[str, Any] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "verified": False}
+    out: dict[str, Any] = {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "verified": False,
+    }
     if fmt == "ccel":
         log = ccel.replay(ccel_table, data)
         fields: dict[str, Any] = {"events": len(log.events)}
         if ccel_table is not None:
             t = ccel.parse_table(ccel_table)
-            fields["acpi_table"] = {"cc_type": t.cc_type, "cc_subtype": t.cc_subtype, "laml": t.laml, "lasa": f"{t.lasa:#x}"}
+            fields["acpi_table"] = {
+                "cc_type": t.cc_type,
+                "cc_subtype": t.cc_subtype,
+                "laml": t.laml,
+                "lasa": f"{t.lasa:#x}",
+            }
         fields["replayed"] = {f"rtmr{i}": v.hex() for i, v in enumerate(log.rtmrs)}
         return {"format": "ccel", **out, "fields": fields, "event_log": log.claims()}
     if fmt == "tcg-log":
@@ -115,7 +128,9 @@ def describe(data: bytes, fmt: str, *, ccel_table: bytes | None = None) -> dict[
                   "startup_locality": tlog.startup_locality, "replayed": _tcg_replay(tlog)}  # fmt: skip
         return {"format": "tcg-log", **out, "fields": fields, "event_log": _tcg_events(tlog)}
     if len(data) > evidence.MAX_EVIDENCE_BYTES:
-        raise OversizedError(f"evidence is {len(data)} bytes; the limit is {evidence.MAX_EVIDENCE_BYTES}")
+        raise OversizedError(
+            f"evidence is {len(data)} bytes; the limit is {evidence.MAX_EVIDENCE_BYTES}"
+        )
     if fmt == "auto":
         fmt = evidence.detect_format(data)
     fields = evidence.parse_claims(data, format=fmt)
@@ -144,7 +159,9 @@ def _print(desc: dict[str, Any], path: Path) -> None:
 
     out = console()
     out.print(f"{path}: {desc['format']} evidence, {desc['size']} bytes, sha256 {desc['sha256']}")
-    out.print("[yellow]UNVERIFIED[/]: parsed only; `veritee verify` checks signatures, chains and collateral")
+    out.print(
+        "[yellow]UNVERIFIED[/]: parsed only; `veritee verify` checks signatures, chains and collateral"
+    )
     out.print(fields_table(desc["fields"], title="fields"))
     for key in ("quote", "quotes"):
         if key in desc:
@@ -152,7 +169,9 @@ def _print(desc: dict[str, Any], path: Path) -> None:
     events = desc.get("event_log")
     if events:
         register = "rtmr" if desc["format"] in ("ccel", "tdx") else "index"
-        title = f"event log: {len(events)} events" + (" (register: RTMR; index 0 is MRTD)" if register == "rtmr" else " (register: PCR)")
+        title = f"event log: {len(events)} events" + (
+            " (register: RTMR; index 0 is MRTD)" if register == "rtmr" else " (register: PCR)"
+        )
         out.print(event_log_table(events, register=register, title=title))
 
 
@@ -176,7 +195,9 @@ def show_cmd(evidence_file: Path, fmt: str, ccel_table: Path | None, as_json: bo
 
     try:
         if fmt not in (*FORMATS, *LOG_FORMATS):
-            raise UsageError(f"--format {fmt!r} is not one of {', '.join((*FORMATS, *LOG_FORMATS))}")
+            raise UsageError(
+                f"--format {fmt!r} is not one of {', '.join((*FORMATS, *LOG_FORMATS))}"
+            )
         if ccel_table is not None and fmt != "ccel":
             raise UsageError("--ccel-table goes with --format ccel")
         limit = tcg_log.MAX_EVENT_LOG if fmt in LOG_FORMATS else 256 * 1024
@@ -187,7 +208,9 @@ def show_cmd(evidence_file: Path, fmt: str, ccel_table: Path | None, as_json: bo
         click.echo(f"error: {getattr(e, 'message', None) or e}", err=True)
         sys.exit(exit_code_for(e, PARSE))
     except (MalformedError, VeriteeError) as e:
-        click.echo(f"{evidence_file}: does not parse as {fmt} evidence [{e.code}]: {e.message}", err=True)
+        click.echo(
+            f"{evidence_file}: does not parse as {fmt} evidence [{e.code}]: {e.message}", err=True
+        )
         sys.exit(exit_code_for(e, PARSE))
     if as_json:
         click.echo(json.dumps({"file": str(evidence_file), **desc}, indent=2))

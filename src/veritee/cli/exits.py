@@ -75,7 +75,12 @@ EXIT_INCOMPLETE = 3
 ExitTable = tuple[tuple[tuple[type[BaseException], ...], int], ...]
 
 #: The service's refusals, as the admin-API commands report them ("refused [code]: ...").
-REFUSED: tuple[type[VeriteeError], ...] = (AuthenticationError, NotFoundError, VerificationError, NonceError)
+REFUSED: tuple[type[VeriteeError], ...] = (
+    AuthenticationError,
+    NotFoundError,
+    VerificationError,
+    NonceError,
+)
 
 DEFAULT: ExitTable = (
     ((UsageError, OSError), EXIT_USAGE),

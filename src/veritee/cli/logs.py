@@ -241,7 +241,9 @@ def _check(
     return signer, checked
 
 
-def _check_folder(folder: Path, opts: dict[str, Any], *, require_final: bool = False) -> FolderReport:
+def _check_folder(
+    folder: Path, opts: dict[str, Any], *, require_final: bool = False
+) -> FolderReport:
     def signer_for(run: Path) -> tuple[VerifyingKey, AdmittedSigner | None]:
         s = _load_signer(opts, run)
         return s.key, s.admitted
@@ -409,7 +411,9 @@ def tail_cmd(segments: Path, key_file: Path | None, tenant_key: Path, lines: int
         if folder is None and rep.complete:
             break
         time.sleep(interval)
-        while _stat(run_dir) == looked_at and (folder is None or runs_in(folder)[-1].path == run_dir):
+        while _stat(run_dir) == looked_at and (
+            folder is None or runs_in(folder)[-1].path == run_dir
+        ):
             time.sleep(interval)  # nothing new stored: no need to read and verify it again
     _save_head(rep, opts["save_head"])
     sys.exit(_EXIT_FOR[rep.verdict])

@@ -16,9 +16,16 @@ __all__ = ["measure_cmd", "platform_key_cmd", "register"]
 
 @click.command("measure")
 @click.argument("targets", nargs=-1, required=True)
-@click.option("--list", "show_list", is_flag=True, help="Print the manifest (sha256sum lines) that is hashed.")
-@click.option("--formula", type=click.Choice(["2", "1"]), default="2", show_default=True,
-              help="1: the formula before issue 18 (files in the order given, bytecode included).")
+@click.option(
+    "--list", "show_list", is_flag=True, help="Print the manifest (sha256sum lines) that is hashed."
+)
+@click.option(
+    "--formula",
+    type=click.Choice(["2", "1"]),
+    default="2",
+    show_default=True,
+    help="1: the formula before issue 18 (files in the order given, bytecode included).",
+)
 @handle_errors
 def measure_cmd(targets: tuple[str, ...], show_list: bool, formula: str) -> None:
     """Print the simulated-platform measurement (SHA-384) of TARGETS, as Trust(measure=...) does.
@@ -40,9 +47,13 @@ def measure_cmd(targets: tuple[str, ...], show_list: bool, formula: str) -> None
 
 
 @click.command("platform-key")
-@click.option("--platform-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The simulated platform's folder, as Trust(platform_dir=...) (default: "
-                   "$VERITEE_SIMULATED_DIR, else ~/.local/share/veritee/simulated-platform).")
+@click.option(
+    "--platform-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The simulated platform's folder, as Trust(platform_dir=...) (default: "
+    "$VERITEE_SIMULATED_DIR, else ~/.local/share/veritee/simulated-platform).",
+)
 @handle_errors
 def platform_key_cmd(platform_dir: Path | None) -> None:
     """Print the simulated platform's key id: what a policy lists in

@@ -14,12 +14,28 @@ from veritee.errors import UsageError
 __all__ = ["DEFAULT_PORT", "FORMATS", "data_dir", "data_option", "parse_time"]
 
 DEFAULT_PORT = 8400
-FORMATS = ["auto", "sev-snp", "tdx", "sgx", "nitro", "tpm", "az-snp-vtpm", "az-tdx-vtpm", "cca", "nvidia-gpu", "keystone", "simulated"]
+FORMATS = [
+    "auto",
+    "sev-snp",
+    "tdx",
+    "sgx",
+    "nitro",
+    "tpm",
+    "az-snp-vtpm",
+    "az-tdx-vtpm",
+    "cca",
+    "nvidia-gpu",
+    "keystone",
+    "simulated",
+]
 
 
 def data_option(f: Any) -> Any:
     return click.option(
-        "--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--data",
+        "data",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="Domain data folder (default: $XDG_DATA_HOME/veritee).",
     )(f)
 

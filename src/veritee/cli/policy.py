@@ -52,11 +52,15 @@ def _pretty(doc: Any) -> list[str]:
 
 def show_diff(before: Any, after: Any, label: str) -> None:
     """Print the unified diff of two JSON documents (sorted keys, two-space indent)."""
-    diff = difflib.unified_diff(_pretty(before), _pretty(after), f"{label} (installed)", f"{label} (admitted)")
+    diff = difflib.unified_diff(
+        _pretty(before), _pretty(after), f"{label} (installed)", f"{label} (admitted)"
+    )
     click.echo("".join(diff), nl=False)
 
 
-def admit_measurement(policy: dict[str, Any], platform: str | None, measurement: str) -> tuple[dict[str, Any], str, list[str]]:
+def admit_measurement(
+    policy: dict[str, Any], platform: str | None, measurement: str
+) -> tuple[dict[str, Any], str, list[str]]:
     """``policy`` (JSON form) with ``measurement`` in ``platform``'s allow-list (the platform:
     the policy's only one when None). Returns (new policy, platform, the allow-list before)."""
     sections = policy.get("platforms") or {}
@@ -91,11 +95,19 @@ def widen_release_policy(node: Any, old: set[str], new: str) -> Any:
     if not isinstance(node, dict):
         return node
     if node.get("claim") == "measurement":
-        if isinstance(node.get("equals"), str) and node["equals"].lower() in old and node["equals"].lower() != new:
+        if (
+            isinstance(node.get("equals"), str)
+            and node["equals"].lower() in old
+            and node["equals"].lower() != new
+        ):
             rest = {k: v for k, v in node.items() if k != "equals"}
             return {**rest, "in": [node["equals"], new]}
         values = node.get("in")
-        if isinstance(values, list) and {str(v).lower() for v in values} & old and new not in {str(v).lower() for v in values}:
+        if (
+            isinstance(values, list)
+            and {str(v).lower() for v in values} & old
+            and new not in {str(v).lower() for v in values}
+        ):
             return {**node, "in": [*values, new]}
         return dict(node)
     return {k: widen_release_policy(v, old, new) for k, v in node.items()}
@@ -131,19 +143,39 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 @click.command("admit")
-@click.option("--policy", "policy_name", default=None,
-              help="Name of the appraisal policy that admits this workload (default: the only one in force).")
-@click.option("--measurement", default=None,
-              help="The new version's measurement, hex (e.g. the output of `veritee measure`).")
-@click.option("--from-evidence", "evidence_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Or take the platform and measurement from this evidence of the new version "
-                   "(the service verifies it first, in a dry run against the policy).")
+@click.option(
+    "--policy",
+    "policy_name",
+    default=None,
+    help="Name of the appraisal policy that admits this workload (default: the only one in force).",
+)
+@click.option(
+    "--measurement",
+    default=None,
+    help="The new version's measurement, hex (e.g. the output of `veritee measure`).",
+)
+@click.option(
+    "--from-evidence",
+    "evidence_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Or take the platform and measurement from this evidence of the new version "
+    "(the service verifies it first, in a dry run against the policy).",
+)
 @click.option("--format", "fmt", default="auto", show_default=True, help="The evidence's format.")
-@click.option("--platform", default=None,
-              help="Platform section to add it to (default: the policy's only one).")
-@click.option("--secrets", "secrets", default="all", show_default=True,
-              help="Release policies to update: all (those pinning this workload's earlier "
-                   "measurements), none, or a comma-separated list of secret names.")
+@click.option(
+    "--platform",
+    default=None,
+    help="Platform section to add it to (default: the policy's only one).",
+)
+@click.option(
+    "--secrets",
+    "secrets",
+    default="all",
+    show_default=True,
+    help="Release policies to update: all (those pinning this workload's earlier "
+    "measurements), none, or a comma-separated list of secret names.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask before signing and installing.")
 @_admin_options
 @_handle
@@ -157,11 +189,15 @@ def admit_cmd(policy_name: str | None, measurement: str | None, evidence_file: P
     from veritee.domain import Domain, default_data_dir
 
     if (measurement is None) == (evidence_file is None):
-        raise UsageError("give the new version with exactly one of --measurement HEX or --from-evidence FILE")
+        raise UsageError(
+            "give the new version with exactly one of --measurement HEX or --from-evidence FILE"
+        )
     if measurement is not None:
         measurement = measurement.strip().lower()
         if not measurement or not _HEX.match(measurement) or len(measurement) % 2:
-            raise UsageError(f"--measurement {measurement[:80]!r} is not hex (whole bytes)", code="malformed")
+            raise UsageError(
+                f"--measurement {measurement[:80]!r} is not hex (whole bytes)", code="malformed"
+            )
 
     def admin() -> _Admin:
         return _Admin(url, data, admin_token, ca)
@@ -180,7 +216,9 @@ def admit_cmd(policy_name: str | None, measurement: str | None, evidence_file: P
         raise UsageError("no measurement to admit")
     after, platform, earlier = admit_measurement(before, platform, measurement)
     if after == before:
-        click.echo(f"policy {policy_name!r} version {installed['version']} already admits {measurement} on {platform}")
+        click.echo(
+            f"policy {policy_name!r} version {installed['version']} already admits {measurement} on {platform}"
+        )
     else:
         try:
             checked = load_policy(json.dumps(after))  # the same checks as the service's
@@ -193,7 +231,9 @@ def admit_cmd(policy_name: str | None, measurement: str | None, evidence_file: P
             raise UsageError(f"cannot sign policy {policy_name!r}: no domain policy key in {folder} "
                              f"({e.message}); pass --data DOMAIN_DIR", code=e.code) from None  # fmt: skip
         show_diff(before, after, f"policy {policy_name}")
-        if not _confirm(f"sign and install policy {policy_name!r} with {measurement} admitted?", yes):
+        if not _confirm(
+            f"sign and install policy {policy_name!r} with {measurement} admitted?", yes
+        ):
             click.echo("nothing installed", err=True)
             sys.exit(EXIT_NOT_ACCEPTED)
         envelope = sign_policy(checked, domain.policy_key)
@@ -215,18 +255,24 @@ def admit_cmd(policy_name: str | None, measurement: str | None, evidence_file: P
                            "measurements, or already admits this one: unchanged")  # fmt: skip
             continue
         show_diff(current, widened, f"secret {name} release policy")
-        if not _confirm(f"store secret {name!r}'s release policy with {measurement} admitted?", yes):
+        if not _confirm(
+            f"store secret {name!r}'s release policy with {measurement} admitted?", yes
+        ):
             click.echo(f"secret {name!r} unchanged", err=True)
             continue
         reply = admin().call("POST", f"/v1/admin/secrets/{name}/policy", {"policy": widened})
-        click.echo(f"secret {name!r}: release policy stored as version {reply['version']} (same value)")
+        click.echo(
+            f"secret {name!r}: release policy stored as version {reply['version']} (same value)"
+        )
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_admin_options
 @_handle
-def policy_list_cmd(as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:
+def policy_list_cmd(
+    as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None
+) -> None:
     """List the appraisal policies in force (one per name: its newest version)."""
     reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/policies")
     if as_json:
@@ -245,10 +291,14 @@ def policy_retire_cmd(name: str, yes: bool, url: str, data: Path | None, admin_t
                       ca: Path | None) -> None:  # fmt: skip
     """Take appraisal policy NAME out of force: the workloads only it admits are refused from
     then on. Its versions stay stored; `veritee policy install` puts a new version in force."""
-    if not _confirm(f"retire appraisal policy {name!r}? the workloads only it admits will be refused", yes):
+    if not _confirm(
+        f"retire appraisal policy {name!r}? the workloads only it admits will be refused", yes
+    ):
         click.echo("nothing retired", err=True)
         sys.exit(EXIT_NOT_ACCEPTED)
-    reply = _Admin(url, data, admin_token, ca).call("DELETE", "/v1/admin/policy", params={"name": name})
+    reply = _Admin(url, data, admin_token, ca).call(
+        "DELETE", "/v1/admin/policy", params={"name": name}
+    )
     click.echo(f"retired policy {name!r} (version {reply['version']} was in force)")
 
 
@@ -279,12 +329,28 @@ def policy_sign(policy_file: Path, data: Path | None, output: Path | None) -> No
 @policy_group.command("install")
 @click.argument("signed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @data_option
-@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
-              help="Certifier Service (https://... when it runs with --tls).")
-@click.option("--admin-token", envvar="VERITEE_ADMIN_TOKEN", default=None, help="Default: the data folder's admin_token.")
-@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None, help="CA to trust for HTTPS (default: the data folder's domain CA).")
+@click.option(
+    "--url",
+    default=f"http://127.0.0.1:{DEFAULT_PORT}",
+    show_default=True,
+    help="Certifier Service (https://... when it runs with --tls).",
+)
+@click.option(
+    "--admin-token",
+    envvar="VERITEE_ADMIN_TOKEN",
+    default=None,
+    help="Default: the data folder's admin_token.",
+)
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA to trust for HTTPS (default: the data folder's domain CA).",
+)
 @handle_errors
-def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: str | None, ca: Path | None) -> None:
+def policy_install(
+    signed_file: Path, data: Path | None, url: str, admin_token: str | None, ca: Path | None
+) -> None:
     """Install a signed policy through the service's admin API."""
     from veritee.cli.secrets import _Admin
 
@@ -296,7 +362,9 @@ def policy_install(signed_file: Path, data: Path | None, url: str, admin_token: 
     except VeriteeError as e:
         if e.code in ("tls_untrusted", "tls_mismatch", "service_unreachable", "admin_required"):
             raise
-        raise UsageError(f"service refused the policy [{e.code}]: {e.message}", code=e.code) from None
+        raise UsageError(
+            f"service refused the policy [{e.code}]: {e.message}", code=e.code
+        ) from None
     click.echo(f"installed policy {reply['name']!r} version {reply['version']}")
 
 
@@ -310,7 +378,11 @@ def _show_replacement(envelope: bytes, conn: tuple[Any, ...]) -> None:
 
     try:
         doc = json.loads(envelope)
-        new = parse_policy(json.loads(doc["policy"])) if doc.get("format") == ENVELOPE_FORMAT else None
+        new = (
+            parse_policy(json.loads(doc["policy"]))
+            if doc.get("format") == ENVELOPE_FORMAT
+            else None
+        )
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError, VeriteeError):
         return
     if new is None:

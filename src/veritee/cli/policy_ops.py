@@ -45,7 +45,9 @@ def canonical_text(policy: Any, fmt: str = "yaml") -> str:
     return text
 
 
-def policy_diff(before: Any, after: Any, label_before: str, label_after: str, fmt: str = "yaml") -> str:
+def policy_diff(
+    before: Any, after: Any, label_before: str, label_after: str, fmt: str = "yaml"
+) -> str:
     """The unified diff of two policies' canonical texts ("" when they mean the same)."""
     return "".join(difflib.unified_diff(
         canonical_text(before, fmt).splitlines(keepends=True), canonical_text(after, fmt).splitlines(keepends=True),
@@ -60,8 +62,21 @@ def _get(args: tuple[Any, ...], name: str, version: int | None = None) -> dict[s
 
 @click.command("show")
 @click.argument("name", required=False)
-@click.option("--version", "version", type=click.IntRange(1), default=None, help="That version (default: the newest).")
-@click.option("--format", "fmt", type=_FORMATS, default="yaml", show_default=True, help="Canonical YAML or JSON.")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(1),
+    default=None,
+    help="That version (default: the newest).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=_FORMATS,
+    default="yaml",
+    show_default=True,
+    help="Canonical YAML or JSON.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON object(s).")
 @_admin_options
 @_handle
@@ -103,7 +118,9 @@ def history_cmd(name: str, as_json: bool, url: str, data: Path | None, admin_tok
     is in force, and which earlier version a rollback re-installed."""
     from veritee.cli.tables import console, policy_history_table
 
-    reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/policy/history", params={"name": name})
+    reply = _Admin(url, data, admin_token, ca).call(
+        "GET", "/v1/admin/policy/history", params={"name": name}
+    )
     if as_json:
         click.echo(json.dumps(reply, indent=2))
         return
@@ -114,7 +131,14 @@ def history_cmd(name: str, as_json: bool, url: str, data: Path | None, admin_tok
 @click.argument("name")
 @click.argument("v1", type=click.IntRange(1))
 @click.argument("v2", type=click.IntRange(1))
-@click.option("--format", "fmt", type=_FORMATS, default="yaml", show_default=True, help="Compare canonical YAML or JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=_FORMATS,
+    default="yaml",
+    show_default=True,
+    help="Compare canonical YAML or JSON.",
+)
 @_admin_options
 @_handle
 def diff_cmd(name: str, v1: int, v2: int, fmt: str, url: str, data: Path | None, admin_token: str | None,
@@ -122,7 +146,9 @@ def diff_cmd(name: str, v1: int, v2: int, fmt: str, url: str, data: Path | None,
     """Unified diff of appraisal policy NAME between versions V1 and V2 (canonical form)."""
     conn = (url, data, admin_token, ca)
     a, b = _get(conn, name, v1), _get(conn, name, v2)
-    text = policy_diff(a["policy"], b["policy"], f"{name} version {v1}", f"{name} version {v2}", fmt)
+    text = policy_diff(
+        a["policy"], b["policy"], f"{name} version {v1}", f"{name} version {v2}", fmt
+    )
     if not text:
         click.echo(f"policy {name!r}: versions {v1} and {v2} are the same policy")
         return
@@ -146,13 +172,19 @@ def rollback_cmd(name: str, version: int, yes: bool, url: str, data: Path | None
     if text:
         click.echo(text, nl=False)
     else:
-        click.echo(f"version {version} is the same policy as version {current['version']} (the newest)")
+        click.echo(
+            f"version {version} is the same policy as version {current['version']} (the newest)"
+        )
     if not (yes or click.confirm(f"install version {version} of policy {name!r} again, as its next version?",
                                  default=False)):  # fmt: skip
         click.echo("nothing installed", err=True)
         sys.exit(EXIT_NOT_ACCEPTED)
-    reply = _Admin(*conn).call("POST", "/v1/admin/policy/rollback", {"name": name, "version": version})
-    click.echo(f"policy {name!r}: version {reply['rollback_of']} installed again as version {reply['version']} (in force)")
+    reply = _Admin(*conn).call(
+        "POST", "/v1/admin/policy/rollback", {"name": name, "version": version}
+    )
+    click.echo(
+        f"policy {name!r}: version {reply['rollback_of']} installed again as version {reply['version']} (in force)"
+    )
 
 
 @click.command("dry-run")
@@ -181,7 +213,9 @@ def dry_run_cmd(policy_file: Path, evidence_files: tuple[Path, ...], fmt: str, c
         if not policy_file.is_file():
             raise UsageError(f"policy file not found: {policy_file}")
         if policy_file.stat().st_size > MAX_POLICY_BYTES:
-            raise UsageError(f"{policy_file} is larger than {MAX_POLICY_BYTES} bytes", code="oversized")
+            raise UsageError(
+                f"{policy_file} is larger than {MAX_POLICY_BYTES} bytes", code="oversized"
+            )
         policy_text = policy_file.read_bytes()
         when = parse_time(at)
         results = []
@@ -223,7 +257,10 @@ def _print_dry_run(policy_file: Path, results: list[dict[str, Any]], when: dt.da
     for r in results:
         claims = r.get("claims") or {}
         verdict = "[green]accepted[/]" if r["accepted"] else "[red]not accepted[/]"
-        reasons = "\n".join(f"[{x['code']}] {x['message']}" for x in r["reasons"] if not r["accepted"]) or "-"
+        reasons = (
+            "\n".join(f"[{x['code']}] {x['message']}" for x in r["reasons"] if not r["accepted"])
+            or "-"
+        )
         table.add_row(escape(r["evidence"]), escape(str(r["format"])), verdict, escape(shown(claims.get("platform"))),
                       escape(shown(claims.get("measurement"))), escape(reasons))  # fmt: skip
     console().print(table)

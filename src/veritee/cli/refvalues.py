@@ -61,11 +61,22 @@ def _parse_at(text: str | None) -> dt.datetime | None:
     default=None,
     help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).",
 )
-@click.option("--trust-anchor", "anchor_paths", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
-              help="A CA certificate (PEM or DER) the signed CoRIM's x5chain must lead to (instead of --key).")
-@click.option("--scheme", type=click.Choice(sorted(profiles.SCHEMES)), default=None,
-              help="Refuse a CoRIM whose profile belongs to another scheme.")
-@click.option("--at", "at_text", default=None, help="Check the validity periods at this time (ISO 8601).")
+@click.option(
+    "--trust-anchor",
+    "anchor_paths",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="A CA certificate (PEM or DER) the signed CoRIM's x5chain must lead to (instead of --key).",
+)
+@click.option(
+    "--scheme",
+    type=click.Choice(sorted(profiles.SCHEMES)),
+    default=None,
+    help="Refuse a CoRIM whose profile belongs to another scheme.",
+)
+@click.option(
+    "--at", "at_text", default=None, help="Check the validity periods at this time (ISO 8601)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect_cmd(file: Path, key_path: Path | None, anchor_paths: tuple[Path, ...], scheme: str | None,
                 at_text: str | None, as_json: bool) -> None:  # fmt: skip
@@ -131,13 +142,29 @@ MAX_UPLOAD_BYTES = 700 * 1024  # base64 of it fits the service's 1 MiB body limi
 @refvalues_group.command("add")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "set_name", required=True, help="The set's name (policies refer to it).")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).")
-@click.option("--scheme", type=click.Choice(sorted(profiles.SCHEMES)), default=None,
-              help="Refuse a CoRIM whose profile belongs to another scheme.")
-@click.option("--trust-anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CA certificate(s), PEM, the signed CoRIM's x5chain must lead to (instead of --key).")
-@click.option("--allow-unsigned", is_flag=True, help="Register an unsigned CoRIM (you vouch for it).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).",
+)
+@click.option(
+    "--scheme",
+    type=click.Choice(sorted(profiles.SCHEMES)),
+    default=None,
+    help="Refuse a CoRIM whose profile belongs to another scheme.",
+)
+@click.option(
+    "--trust-anchor",
+    "anchor_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA certificate(s), PEM, the signed CoRIM's x5chain must lead to (instead of --key).",
+)
+@click.option(
+    "--allow-unsigned", is_flag=True, help="Register an unsigned CoRIM (you vouch for it)."
+)
 @click.option("--expires", "expires", default=None, help="Stop counting its values at (ISO 8601).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_admin_options
@@ -234,19 +261,40 @@ def withdraw_cmd(source_id: int, reason: str, url: str, data: Path | None, admin
 
 
 @refvalues_group.command("snp-measure")
-@click.option("--ovmf", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OVMF firmware.")
+@click.option(
+    "--ovmf", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OVMF firmware."
+)
 @click.option("--vcpus", type=int, required=True, help="Number of vCPUs of the guest.")
-@click.option("--vcpu-type", required=True, help="vCPU type as QEMU names it (EPYC-v4, EPYC-Milan, ...).")
-@click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Kernel measured through OVMF's SEV hashes table (direct boot).")
-@click.option("--initrd", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Initrd.")
+@click.option(
+    "--vcpu-type", required=True, help="vCPU type as QEMU names it (EPYC-v4, EPYC-Milan, ...)."
+)
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Kernel measured through OVMF's SEV hashes table (direct boot).",
+)
+@click.option(
+    "--initrd", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Initrd."
+)
 @click.option("--append", default=None, help="Kernel command line.")
-@click.option("--guest-features", default="0x1", show_default=True, help="SEV features of the VMSA (hex).")
+@click.option(
+    "--guest-features", default="0x1", show_default=True, help="SEV features of the VMSA (hex)."
+)
 @click.option("--vmm", default="qemu", show_default=True, help="qemu, ec2 or gce.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a CoRIM carrying the measurement (SEV-SNP profile) here.")
-@click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Sign the CoRIM with this PEM private key (EC P-256/384/521 or Ed25519).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a CoRIM carrying the measurement (SEV-SNP profile) here.",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Sign the CoRIM with this PEM private key (EC P-256/384/521 or Ed25519).",
+)
 @click.option("--signer", default=None, help="The signer's name in the CoRIM (with --sign-key).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def snp_measure_cmd(ovmf: Path, vcpus: int, vcpu_type: str, kernel: Path | None, initrd: Path | None,
@@ -274,11 +322,16 @@ def snp_measure_cmd(ovmf: Path, vcpus: int, vcpu_type: str, kernel: Path | None,
         _usage(e.message)
         return
     inputs = {"ovmf": ovmf, "kernel": kernel, "initrd": initrd}
-    hashes = {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in inputs.items() if p is not None}
+    hashes = {
+        k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in inputs.items() if p is not None
+    }
     out: dict[str, object] = {"measurement": digest.hex(), "vcpus": vcpus, "vcpu_type": vcpu_type,
                               "vmm": vmm, "append": append, "sha256": hashes}  # fmt: skip
     if output is not None:
-        described = ", ".join(f"{k} sha256 {v[:16]}" for k, v in hashes.items()) + f", {vcpus} x {vcpu_type}"
+        described = (
+            ", ".join(f"{k} sha256 {v[:16]}" for k, v in hashes.items())
+            + f", {vcpus} x {vcpu_type}"
+        )
         blob = snp.launch_corim(digest, description=f"launch measurement: {described}")
         if sign_key is not None:
             try:
@@ -298,7 +351,10 @@ def snp_measure_cmd(ovmf: Path, vcpus: int, vcpu_type: str, kernel: Path | None,
     else:
         click.echo(digest.hex())
         if output is not None:
-            click.echo(f"CoRIM written to {output}" + (" (signed)" if sign_key else " (unsigned)"), err=True)
+            click.echo(
+                f"CoRIM written to {output}" + (" (signed)" if sign_key else " (unsigned)"),
+                err=True,
+            )
 
 
 def register(cli: click.Group) -> None:

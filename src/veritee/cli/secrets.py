@@ -83,14 +83,18 @@ def read_admin_token(folder: Path) -> str:
         raise UsageError(f"cannot read the admin credential {token_file}: {why} ({where})",
                          code="admin_required") from None  # fmt: skip
     if not token:
-        raise UsageError(f"no admin credential: {token_file} is empty ({where})", code="admin_required")
+        raise UsageError(
+            f"no admin credential: {token_file} is empty ({where})", code="admin_required"
+        )
     return token
 
 
 class _Admin:
     """The admin API over one ``httpx`` client; service problems become veritee errors."""
 
-    def __init__(self, url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:
+    def __init__(
+        self, url: str, data: Path | None, admin_token: str | None, ca: Path | None
+    ) -> None:
         from veritee.domain import default_data_dir
 
         folder = data if data is not None else default_data_dir()
@@ -120,7 +124,9 @@ class _Admin:
         try:
             data = self._ca_file.read_bytes()
         except OSError as e:
-            raise UsageError(f"cannot read the domain CA {self._ca_file}: {e.strerror or e}") from None
+            raise UsageError(
+                f"cannot read the domain CA {self._ca_file}: {e.strerror or e}"
+            ) from None
         return certs.load_pem_certificate(data, str(self._ca_file))
 
     def get_bytes(self, path: str) -> bytes:
@@ -137,8 +143,15 @@ class _Admin:
             raise error_from_problem(r)
         return r.content
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-             content: bytes | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """One request (``body`` as JSON, or raw ``content``); the client is closed after it."""
         try:
             r = self._http.request(method, path, json=body, content=content, params=params)
@@ -218,7 +231,9 @@ def _value_from(value_file: Path | None, value_stdin: bool) -> bytes:
         value = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
         where = "stdin"
     if len(value) > MAX_SECRET_BYTES:
-        raise UsageError(f"{where}: larger than the limit of {MAX_SECRET_BYTES} bytes", code="oversized")
+        raise UsageError(
+            f"{where}: larger than the limit of {MAX_SECRET_BYTES} bytes", code="oversized"
+        )
     if not value:
         raise UsageError(f"{where}: the value is empty")
     return value
@@ -257,7 +272,9 @@ def put_cmd(name: str, policy_file: Path, value_file: Path | None, value_stdin: 
     policy = _policy_from(policy_file)
     value = _value_from(value_file, value_stdin)
     body = {"value": base64.b64encode(value).decode(), "policy": policy}
-    _stored(_Admin(url, data, admin_token, ca).call("PUT", f"/v1/admin/secrets/{name}", body), "stored")
+    _stored(
+        _Admin(url, data, admin_token, ca).call("PUT", f"/v1/admin/secrets/{name}", body), "stored"
+    )
 
 
 @secret_group.command("rotate")
@@ -282,7 +299,9 @@ def rotate_cmd(name: str, policy_file: Path | None, keep_old_policies: bool,
     if policy_file is not None:
         body["policy"] = _policy_from(policy_file)
     body["value"] = base64.b64encode(_value_from(value_file, value_stdin)).decode()
-    reply = _Admin(url, data, admin_token, ca).call("POST", f"/v1/admin/secrets/{name}/rotate", body)
+    reply = _Admin(url, data, admin_token, ca).call(
+        "POST", f"/v1/admin/secrets/{name}/rotate", body
+    )
     _stored(reply, "rotated")
 
 
@@ -309,7 +328,9 @@ def info_cmd(name: str, as_json: bool, url: str, data: Path | None, admin_token:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_admin_options
 @_handle
-def list_cmd(as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None) -> None:
+def list_cmd(
+    as_json: bool, url: str, data: Path | None, admin_token: str | None, ca: Path | None
+) -> None:
     """List secrets and their versions."""
     reply = _Admin(url, data, admin_token, ca).call("GET", "/v1/admin/secrets")
     if as_json:
@@ -369,7 +390,9 @@ def dry_run_cmd(name: str, evidence_file: Path, fmt: str, at: str | None, policy
         body["at"] = parse_time(at).isoformat()
     if policy_file is not None:
         body["policy"] = _policy_from(policy_file)
-    reply = _Admin(url, data, admin_token, ca).call("POST", f"/v1/admin/secrets/{name}/dry-run", body)
+    reply = _Admin(url, data, admin_token, ca).call(
+        "POST", f"/v1/admin/secrets/{name}/dry-run", body
+    )
     if as_json:
         click.echo(json.dumps(reply, indent=2))
     else:

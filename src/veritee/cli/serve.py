@@ -34,17 +34,29 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
 
 @click.command("serve")
 @click.option(
-    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None, is_eager=True,
-    expose_value=False, callback=_load_config,
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
     help="A TOML file with any of these flags as keys (the flag's name without its dashes, e.g. "
-    "db = \"postgresql://...\", trusted-proxy = [\"10.0.0.0/8\"]); flags given here win. See "
+    'db = "postgresql://...", trusted-proxy = ["10.0.0.0/8"]); flags given here win. See '
     "examples/deploy/veritee.toml.",
 )
 @data_option
-@click.option("--db", default=None, help="Database URL (default: SQLite in the data folder; postgresql://... for replicas).")
+@click.option(
+    "--db",
+    default=None,
+    help="Database URL (default: SQLite in the data folder; postgresql://... for replicas).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--tls/--no-tls", default=False, help="Serve HTTPS with a server certificate from the domain CA.")
+@click.option(
+    "--tls/--no-tls",
+    default=False,
+    help="Serve HTTPS with a server certificate from the domain CA.",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
 @click.option(
     "--accept-attester-collateral", is_flag=True,
@@ -53,49 +65,89 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
          "domain's collateral decides; attesters' certificates serve as path candidates.",
 )  # fmt: skip
 @click.option(
-    "--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP|CIDR",
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="IP|CIDR",
     help="A TLS-terminating proxy in front of the service (repeatable): its X-Forwarded-Proto and "
     "X-Forwarded-For are honoured (the KBS cookie is then Secure behind it). Default: none.",
 )
 @click.option(
-    "--issuer", default=None,
+    "--issuer",
+    default=None,
     help="The iss of the EAR tokens and the issuer of /.well-known/openid-configuration (default: "
     "veritee). OpenID Connect wants the service's public https:// URL here.",
 )
 @click.option(
-    "--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="warning", show_default=True,
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="warning",
+    show_default=True,
     help="The service's and uvicorn's messages at this level and above, as JSON lines on stderr.",
 )
 @click.option(
-    "--access-log/--no-access-log", default=False, show_default=True,
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
     help="One JSON line per request on stderr (method, path, query, route, status, duration, "
     "bytes, client address, worker; never a header, a body or a token).",
 )
 @click.option(
-    "--attest-self", "attest_self", default=None, metavar="PLATFORM",
+    "--attest-self",
+    "attest_self",
+    default=None,
+    metavar="PLATFORM",
     help="Run as an attested service: produce evidence of this service on PLATFORM (simulated, auto, "
     "sev-snp, tdx, ...) binding the keys it signs tokens and certificates with and its TLS key, "
     "served at /v1/domain/evidence (docs/tokens.md). The start fails if the platform cannot attest.",
 )
 @click.option(
-    "--attest-state", "attest_state", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--attest-state",
+    "attest_state",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="State of the --attest-self driver (the simulated platform's key; default <data>/service-platform).",
 )
 @click.option("--collateral-fetch/--no-collateral-fetch", default=True, show_default=True,
               help="Fetch collateral the domain lacks and refresh it before its nextUpdate "
                    "(AMD KDS, Intel PCS or --pccs); off: only <data>/collateral decides.")  # fmt: skip
-@click.option("--pccs", metavar="URL", default=None, help="An Intel PCCS to fetch Intel collateral from instead of Intel PCS.")
-@click.option("--kds", metavar="URL", default=None, help="AMD KDS base URL (default https://kdsintf.amd.com).")
-@click.option("--pcs", metavar="URL", default=None, help="Intel PCS base URL (default https://api.trustedservices.intel.com).")
+@click.option(
+    "--pccs",
+    metavar="URL",
+    default=None,
+    help="An Intel PCCS to fetch Intel collateral from instead of Intel PCS.",
+)
+@click.option(
+    "--kds", metavar="URL", default=None, help="AMD KDS base URL (default https://kdsintf.amd.com)."
+)
+@click.option(
+    "--pcs",
+    metavar="URL",
+    default=None,
+    help="Intel PCS base URL (default https://api.trustedservices.intel.com).",
+)
 @click.option("--collateral-warn-hours", type=click.IntRange(0, 24 * 365), default=48, show_default=True,
               help="/readyz says degraded when collateral is this close to its nextUpdate.")  # fmt: skip
 @handle_errors
 def serve_cmd(
-    data: Path | None, db: str | None, host: str, port: int, tls: bool, workers: int,
-    accept_attester_collateral: bool, trusted_proxies: tuple[str, ...], issuer: str | None,
-    log_level: str, access_log: bool, attest_self: str | None, attest_state: Path | None,
-    collateral_fetch: bool, pccs: str | None, kds: str | None, pcs: str | None, collateral_warn_hours: int,
+    data: Path | None,
+    db: str | None,
+    host: str,
+    port: int,
+    tls: bool,
+    workers: int,
+    accept_attester_collateral: bool,
+    trusted_proxies: tuple[str, ...],
+    issuer: str | None,
+    log_level: str,
+    access_log: bool,
+    attest_self: str | None,
+    attest_state: Path | None,
+    collateral_fetch: bool,
+    pccs: str | None,
+    kds: str | None,
+    pcs: str | None,
+    collateral_warn_hours: int,
 ) -> None:
     """Run the Certifier Service under uvicorn."""
     # prometheus-client picks its mode when first imported: one process counts alone (a shared
@@ -118,7 +170,11 @@ def serve_cmd(
 
         cert_file, key_file = server_certificate_files(path, host)
         # TLS 1.2 suites: AEAD only (veritee.tls); TLS 1.3's are AEAD anyway.
-        ssl = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file), "ssl_ciphers": AEAD_CIPHERS}
+        ssl = {
+            "ssl_certfile": str(cert_file),
+            "ssl_keyfile": str(key_file),
+            "ssl_ciphers": AEAD_CIPHERS,
+        }
     attest_state = attest_state.resolve() if attest_state is not None else None
     settings = Settings(data_dir=path, database_url=db, accept_attester_collateral=accept_attester_collateral,
                         issuer=issuer or DEFAULT_ISSUER, access_log=access_log, attest_self=attest_self,
@@ -145,7 +201,13 @@ def serve_cmd(
         os.environ["VERITEE_ATTEST_STATE"] = str(attest_state) if attest_state else ""
         os.environ["VERITEE_TLS_CERT"] = str(cert_file) if cert_file else ""
         os.environ["VERITEE_COLLATERAL_FETCH"] = json.dumps(
-            {"on": collateral_fetch, "pccs": pccs, "kds": kds, "pcs": pcs, "warn_hours": collateral_warn_hours}
+            {
+                "on": collateral_fetch,
+                "pccs": pccs,
+                "kds": kds,
+                "pcs": pcs,
+                "warn_hours": collateral_warn_hours,
+            }
         )
         app.state.ctx.storage.close()
         with _metrics_dir():

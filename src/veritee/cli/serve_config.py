@@ -76,7 +76,9 @@ def _read(path: Path) -> dict[str, Any]:
     if not stat.S_ISREG(info.st_mode):
         raise click.BadParameter(f"{path} is not a regular file")
     if info.st_size > MAX_CONFIG_BYTES:
-        raise click.BadParameter(f"{path} is {info.st_size} bytes; a configuration is at most {MAX_CONFIG_BYTES}")
+        raise click.BadParameter(
+            f"{path} is {info.st_size} bytes; a configuration is at most {MAX_CONFIG_BYTES}"
+        )
     with path.open("rb") as f:
         raw = f.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:  # grew since stat
@@ -114,11 +116,15 @@ def load_config(path: Path, ctx: click.Context) -> dict[str, Any]:
         where = f"{path}: {key}"
         if param.multiple:
             if not isinstance(value, list) or not all(_check_type(v, kind) for v in value):
-                raise click.BadParameter(f"{where} must be an array of {kind}s, not {_toml_type(value)}")
+                raise click.BadParameter(
+                    f"{where} must be an array of {kind}s, not {_toml_type(value)}"
+                )
             items = value
         else:
             if not _check_type(value, kind):
-                raise click.BadParameter(f"{where} must be {'an' if kind == 'integer' else 'a'} {kind}, not {_toml_type(value)}")
+                raise click.BadParameter(
+                    f"{where} must be {'an' if kind == 'integer' else 'a'} {kind}, not {_toml_type(value)}"
+                )
             items = [value]
         converted = []
         for item in items:

@@ -59,7 +59,9 @@ def _styled_decision(entry: Mapping[str, Any]) -> str:
     return {"accepted": "[green]accepted[/]", "refused": "[red]refused[/]"}.get(d, escape(d))
 
 
-def audit_table(entries: Iterable[Mapping[str, Any]], *, title: str | None = None, wide: bool = False) -> Table:
+def audit_table(
+    entries: Iterable[Mapping[str, Any]], *, title: str | None = None, wide: bool = False
+) -> Table:
     """One row per audit entry: seq, time, kind, decision, subject; ``wide`` adds the platform
     and the first reason code (``veritee audit list``; the demo draws the narrow one)."""
     columns = ["seq", "kind", "decision", "subject"]
@@ -70,11 +72,20 @@ def audit_table(entries: Iterable[Mapping[str, Any]], *, title: str | None = Non
         details = e.get("details") or {}
         if wide:
             reasons = details.get("reasons") or []
-            first = reasons[0].get("code") if reasons and isinstance(reasons[0], Mapping) else details.get("reason")
+            first = (
+                reasons[0].get("code")
+                if reasons and isinstance(reasons[0], Mapping)
+                else details.get("reason")
+            )
             table.add_row(str(e["seq"]), _cell(e.get("at")), _cell(e.get("kind")), _styled_decision(e),
                           _cell(details.get("platform")), _cell(str(e.get("subject") or "")[:24]), _cell(first))  # fmt: skip
         else:
-            table.add_row(str(e["seq"]), _cell(e.get("kind")), _styled_decision(e), _cell(str(e.get("subject"))[:20]))
+            table.add_row(
+                str(e["seq"]),
+                _cell(e.get("kind")),
+                _styled_decision(e),
+                _cell(str(e.get("subject"))[:20]),
+            )
     return table
 
 
@@ -95,7 +106,9 @@ def flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, str(value)))
 
 
-def fields_table(fields: Mapping[str, Any], *, title: str | None = None, skip: Iterable[str] = ()) -> Table:
+def fields_table(
+    fields: Mapping[str, Any], *, title: str | None = None, skip: Iterable[str] = ()
+) -> Table:
     """Every field of a JSON object, one row each (nested names dotted)."""
     table = Table("field", "value", title=title)
     table.columns[1].overflow = "fold"
@@ -118,7 +131,15 @@ def audit_entry_table(entry: Mapping[str, Any]) -> Table:
 
 def policy_history_table(name: str, versions: Iterable[Mapping[str, Any]]) -> Table:
     """A policy's versions: number, in force, when, by whom, envelope digest, same as."""
-    table = Table("version", "in force", "installed at", "by", "envelope sha256", "same as", title=f"policy {name}")
+    table = Table(
+        "version",
+        "in force",
+        "installed at",
+        "by",
+        "envelope sha256",
+        "same as",
+        title=f"policy {name}",
+    )
     for v in versions:
         table.add_row(str(v["version"]), "[green]yes[/]" if v.get("in_force") else "no", _cell(v.get("installed_at")),
                       _cell(v.get("actor")), _cell(v.get("digest")),
@@ -138,17 +159,29 @@ def certificate_table(certificates: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def event_log_table(events: Iterable[Mapping[str, Any]], *, register: str = "index", title: str | None = None) -> Table:
+def event_log_table(
+    events: Iterable[Mapping[str, Any]], *, register: str = "index", title: str | None = None
+) -> Table:
     """A TCG / CCEL event log: one row per event (number, register, type, digests, data)."""
     table = Table("#", register, "type", "digest", "data", title=title)
     table.columns[3].overflow = "fold"
     table.columns[4].overflow = "fold"
     for i, e in enumerate(events):
         digests = e.get("digests") or {}
-        digest = "\n".join(f"{alg}:{d}" for alg, d in digests.items()) if digests else _cell(e.get("digest"))
+        digest = (
+            "\n".join(f"{alg}:{d}" for alg, d in digests.items())
+            if digests
+            else _cell(e.get("digest"))
+        )
         text = e.get("text") if e.get("text") is not None else e.get("unverified_text")
         data = f"{e.get('data_size', 0)} bytes"
         if text:
             data += f": {text if e.get('data_verified') else '(unverified) ' + str(text)}"
-        table.add_row(str(i), _cell(e.get(register)), _cell(e.get("type_name")), escape(str(digest)), escape(data))
+        table.add_row(
+            str(i),
+            _cell(e.get(register)),
+            _cell(e.get("type_name")),
+            escape(str(digest)),
+            escape(data),
+        )
     return table

@@ -69,7 +69,9 @@ def read_token(arg: str) -> str:
     try:
         token = raw.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise MalformedError("a compact JWT is ASCII (base64url parts joined by '.')", field="token") from None
+        raise MalformedError(
+            "a compact JWT is ASCII (base64url parts joined by '.')", field="token"
+        ) from None
     if not token:
         raise MalformedError("the token is empty", field="token")
     return token
@@ -122,7 +124,9 @@ class ServiceClient:
             from veritee.sdk.http import error_from_problem
 
             err = error_from_problem(r)
-            raise UsageError(f"{what} at {self.url}{path}: HTTP {r.status_code} [{err.code}] {err.message}")
+            raise UsageError(
+                f"{what} at {self.url}{path}: HTTP {r.status_code} [{err.code}] {err.message}"
+            )
         return _load_json(r.content, what)
 
     def _why(self, e: httpx.HTTPError, path: str) -> str:
@@ -166,9 +170,17 @@ def check_token(
             try:
                 unverified = jwt.decode(token, options={"verify_signature": False})
             except jwt.PyJWTError:
-                raise MalformedError("the token's payload is not a JSON object (base64url)", field="token") from None
+                raise MalformedError(
+                    "the token's payload is not a JSON object (base64url)", field="token"
+                ) from None
         aud = unverified.get("aud")
-        own_aud = aud if isinstance(aud, str) else aud[0] if isinstance(aud, list) and aud and isinstance(aud[0], str) else ""
+        own_aud = (
+            aud
+            if isinstance(aud, str)
+            else aud[0]
+            if isinstance(aud, list) and aud and isinstance(aud[0], str)
+            else ""
+        )
         claims = decode_ear(
             token, key, issuer=issuer if issuer is not None else str(unverified.get("iss", "")),
             audience=audience if audience is not None else own_aud, now=at, leeway=leeway,
@@ -178,7 +190,9 @@ def check_token(
         result["reasons"].append({"code": e.code, "message": e.message})
         return result
     except jwt.PyJWTError:
-        result["reasons"].append({"code": "malformed", "message": "the token does not parse as a JWT"})
+        result["reasons"].append(
+            {"code": "malformed", "message": "the token does not parse as a JWT"}
+        )
         return result
     result["claims"] = claims
     statuses = []
@@ -192,7 +206,9 @@ def check_token(
         }
     result["status"] = max(statuses, key=lambda s: _SEVERITY[s])
     if result["status"] == "contraindicated":
-        refused = sorted(str(n)[:32] for n, s in result["submods"].items() if s["status"] == "contraindicated")
+        refused = sorted(
+            str(n)[:32] for n, s in result["submods"].items() if s["status"] == "contraindicated"
+        )
         result["reasons"].append({
             "code": "ear_contraindicated",
             "message": "the token records a refused appraisal (contraindicated: " + ", ".join(refused) + ")",
@@ -264,7 +280,10 @@ def _print(result: dict[str, Any]) -> None:
     for r in result["reasons"]:
         click.echo(f"  - [{r['code']}] {r['message']}")
     aud = claims.get("aud")
-    click.echo(f"  issuer:   {claims.get('iss')}" + ("" if result["issuer_checked"] else "  (not checked: --issuer or --url)"))
+    click.echo(
+        f"  issuer:   {claims.get('iss')}"
+        + ("" if result["issuer_checked"] else "  (not checked: --issuer or --url)")
+    )
     click.echo(f"  audience: {', '.join(aud) if isinstance(aud, list) else aud}"
                + ("" if result["audience_checked"] else "  (not checked: --audience)"))  # fmt: skip
     click.echo(f"  key:      {result['kid']}")
@@ -295,14 +314,24 @@ def token_group() -> None:
 
 @token_group.command("verify")
 @click.argument("token")
-@click.option("--url", default=None, help="The Certifier Service: its JWKS and issuer are fetched from it.")
+@click.option(
+    "--url", default=None, help="The Certifier Service: its JWKS and issuer are fetched from it."
+)
 @click.option("--jwks", "jwks_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The domain's JWKS as a file (/.well-known/jwks.json), instead of --url.")  # fmt: skip
 @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CA to trust for an https:// --url (the domain CA, domain_ca.pem).")  # fmt: skip
-@click.option("--issuer", default=None, help="The iss the token must carry (default: the service's, with --url).")
-@click.option("--audience", default=None, help="An aud the token must carry (default: not checked).")
-@click.option("--at", "at", default=None, help="Check expiry at this time, ISO-8601 (default: now).")
+@click.option(
+    "--issuer",
+    default=None,
+    help="The iss the token must carry (default: the service's, with --url).",
+)
+@click.option(
+    "--audience", default=None, help="An aud the token must carry (default: not checked)."
+)
+@click.option(
+    "--at", "at", default=None, help="Check expiry at this time, ISO-8601 (default: now)."
+)
 @click.option("--leeway", default=0, show_default=True, type=click.IntRange(0, 3600),
               help="Seconds of clock skew allowed on iat/nbf/exp.")  # fmt: skip
 @click.option("--require-service-evidence", "require_evidence", is_flag=True,
@@ -312,8 +341,16 @@ def token_group() -> None:
               help="Appraisal policy (YAML) of the service itself: its allowed measurements, platform keys.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_token_cmd(
-    token: str, url: str | None, jwks_file: Path | None, ca: Path | None, issuer: str | None,
-    audience: str | None, at: str | None, leeway: int, require_evidence: bool, service_policy: Path | None,
+    token: str,
+    url: str | None,
+    jwks_file: Path | None,
+    ca: Path | None,
+    issuer: str | None,
+    audience: str | None,
+    at: str | None,
+    leeway: int,
+    require_evidence: bool,
+    service_policy: Path | None,
     as_json: bool,
 ) -> None:
     """Verify TOKEN (the token itself, @FILE, or - for stdin): signature by the domain's JWKS,
@@ -343,10 +380,14 @@ def verify_token_cmd(
             client = ServiceClient(url, ca)
             jwks_doc = client.get_json("/.well-known/jwks.json", "jwks")
             if issuer is None:
-                discovery = client.get_json("/.well-known/openid-configuration", "discovery document")
+                discovery = client.get_json(
+                    "/.well-known/openid-configuration", "discovery document"
+                )
                 found = discovery.get("issuer") if isinstance(discovery, dict) else None
                 if not isinstance(found, str) or not found:
-                    raise UsageError(f"the discovery document of {url} names no issuer: give --issuer")
+                    raise UsageError(
+                        f"the discovery document of {url} names no issuer: give --issuer"
+                    )
                 issuer = found
         from veritee.tokens import jwks_keys
 

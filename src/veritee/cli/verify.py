@@ -106,21 +106,31 @@ def verify_evidence(
         try:
             doc = yaml.safe_load(policy_text) if policy_text.strip() else None
         except yaml.YAMLError as e:
-            raise PolicyError(f"the policy is not valid YAML/JSON: {_yaml_problem(e)}", code="policy_malformed") from None
+            raise PolicyError(
+                f"the policy is not valid YAML/JSON: {_yaml_problem(e)}", code="policy_malformed"
+            ) from None
         except (RecursionError, ValueError):
-            raise PolicyError("the policy is not valid YAML/JSON", code="policy_malformed") from None
+            raise PolicyError(
+                "the policy is not valid YAML/JSON", code="policy_malformed"
+            ) from None
         if isinstance(doc, dict) and doc.get("format") == ENVELOPE_FORMAT:
             try:
                 inner = json.loads(doc["policy"])
             except (TypeError, ValueError, RecursionError):
-                raise PolicyError("the signed policy envelope's 'policy' is not JSON", code="policy_malformed") from None
+                raise PolicyError(
+                    "the signed policy envelope's 'policy' is not JSON", code="policy_malformed"
+                ) from None
             policy = parse_policy(inner)
         else:
             policy = load_policy(policy_text)
     fmt = format
     result: dict[str, Any] = {
-        "format": fmt, "authentic": False, "accepted": False, "claims": None,
-        "reasons": [], "verified_at": at.isoformat().replace("+00:00", "Z"),
+        "format": fmt,
+        "authentic": False,
+        "accepted": False,
+        "claims": None,
+        "reasons": [],
+        "verified_at": at.isoformat().replace("+00:00", "Z"),
     }
     if fmt == "auto":
         try:
@@ -162,25 +172,57 @@ def _yaml_problem(e: Exception) -> str:
 
 
 @click.command("verify")
-@click.argument("evidence_file", metavar="EVIDENCE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
-@click.option("--collateral", "collateral", multiple=True, type=click.Path(path_type=Path), help="Collateral file or folder (repeatable).")
-@click.option("--at", "at", default=None, help="Verification time, ISO-8601 (default: now).")
-@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Appraisal policy (YAML/JSON); default: the baseline.")
-@click.option("--nonce", default=None, help="Hex nonce the evidence must bind: veritee's report-data binding, or the whole report data or nonce claim (never a prefix).")
-@click.option(
-    "--platform-key", "platform_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="A platform key to trust (repeatable): PEM public key, or the simulated platform's "
-         "platform_key.pem. Simulated evidence is refused unless its key is given here (or, "
-         "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too. "
-         "Keystone device keys are not taken here: only a policy's keystone.device_keys.",
+@click.argument(
+    "evidence_file", metavar="EVIDENCE", type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --nonce: the PEM public key the evidence binds with it (veritee attest --public-key).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option(
+    "--collateral",
+    "collateral",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Collateral file or folder (repeatable).",
+)
+@click.option("--at", "at", default=None, help="Verification time, ISO-8601 (default: now).")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Appraisal policy (YAML/JSON); default: the baseline.",
+)
+@click.option(
+    "--nonce",
+    default=None,
+    help="Hex nonce the evidence must bind: veritee's report-data binding, or the whole report data or nonce claim (never a prefix).",
+)
+@click.option(
+    "--platform-key",
+    "platform_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A platform key to trust (repeatable): PEM public key, or the simulated platform's "
+    "platform_key.pem. Simulated evidence is refused unless its key is given here (or, "
+    "with --policy, listed in platform_keys); an Arm CCA CPAK may be given here too. "
+    "Keystone device keys are not taken here: only a policy's keystone.device_keys.",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --nonce: the PEM public key the evidence binds with it (veritee attest --public-key).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_cmd(
-    evidence_file: Path, fmt: str, collateral: tuple[Path, ...], at: str | None,
-    policy_file: Path | None, nonce: str | None, platform_keys: tuple[Path, ...], public_key: Path | None,
+    evidence_file: Path,
+    fmt: str,
+    collateral: tuple[Path, ...],
+    at: str | None,
+    policy_file: Path | None,
+    nonce: str | None,
+    platform_keys: tuple[Path, ...],
+    public_key: Path | None,
     as_json: bool,
 ) -> None:
     """Verify evidence offline with collateral at an explicit time, and appraise it."""
@@ -210,14 +252,24 @@ def verify_cmd(
             spki = public_key_spki(public_key)
         policy_text = policy_file.read_bytes() if policy_file else None
         result = verify_evidence(
-            data, format=fmt, collateral_paths=list(collateral), at=parse_time(at),
-            policy_text=policy_text, nonce=nonce_bytes, platform_keys=list(platform_keys), spki=spki,
+            data,
+            format=fmt,
+            collateral_paths=list(collateral),
+            at=parse_time(at),
+            policy_text=policy_text,
+            nonce=nonce_bytes,
+            platform_keys=list(platform_keys),
+            spki=spki,
         )
     except (UsageError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(exit_code_for(e, INPUTS))
     except VeriteeError as e:  # a malformed policy or collateral file
-        where = f" (--policy {policy_file})" if policy_file is not None and e.code.startswith("policy") else ""
+        where = (
+            f" (--policy {policy_file})"
+            if policy_file is not None and e.code.startswith("policy")
+            else ""
+        )
         click.echo(f"error [{e.code}]: {e.message}{where}", err=True)
         sys.exit(exit_code_for(e, INPUTS))
     _print_verify(result, as_json)

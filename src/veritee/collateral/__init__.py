@@ -112,7 +112,10 @@ class Collateral:
             self.public_keys + other.public_keys,
             self.untrusted + other.untrusted,
             attester,
-            self.marks if other.marks is None else other.marks if self.marks is None
+            self.marks
+            if other.marks is None
+            else other.marks
+            if self.marks is None
             else self.marks.joined(other.marks),
         )
 
@@ -138,8 +141,12 @@ class Collateral:
         if sent.public_keys:
             left_out.append(f"{len(sent.public_keys)} public key(s)")
         out = self.with_untrusted(sent.path_candidates)
-        endorsements = Collateral(crls=sent.crl_candidates, documents=sent.documents + (
-            sent.attester.documents if sent.attester is not None else ()), sources=sent.sources)
+        endorsements = Collateral(
+            crls=sent.crl_candidates,
+            documents=sent.documents
+            + (sent.attester.documents if sent.attester is not None else ()),
+            sources=sent.sources,
+        )
         if endorsements.crls or endorsements.documents:
             if admit_endorsements:
                 joined = endorsements if out.attester is None else out.attester.joined(endorsements)
@@ -161,7 +168,9 @@ class Collateral:
         names: list[str] = []
         for name, data in blobs:
             if len(data) > MAX_COLLATERAL_FILE_BYTES:
-                raise OversizedError(f"collateral {name} is larger than {MAX_COLLATERAL_FILE_BYTES}")
+                raise OversizedError(
+                    f"collateral {name} is larger than {MAX_COLLATERAL_FILE_BYTES}"
+                )
             c, r, d, k = _classify(name, data)
             certs += c
             crls += r
@@ -197,7 +206,9 @@ def _looks_like_collateral(path: Path) -> bool:
 def _read(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_COLLATERAL_FILE_BYTES:
-        raise OversizedError(f"collateral file {path} is {size} bytes; limit {MAX_COLLATERAL_FILE_BYTES}")
+        raise OversizedError(
+            f"collateral file {path} is {size} bytes; limit {MAX_COLLATERAL_FILE_BYTES}"
+        )
     return path.read_bytes()
 
 

@@ -587,7 +587,10 @@ def _client(cfg: FetchConfig, transport: httpx.BaseTransport | None) -> httpx.Cl
 
 
 def fetch_for_evidence(
-    evidence: bytes, config: FetchConfig | None = None, *, transport: httpx.BaseTransport | None = None
+    evidence: bytes,
+    config: FetchConfig | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[tuple[Fetched, bytes]]:
     """Fetch what ``evidence`` needs; return each item with its bytes (nothing is written).
     Raises as :func:`fetch_collateral`."""
@@ -688,7 +691,10 @@ def never_older(cache: CollateralCache, path: str, data: bytes) -> bytes:
                     merged.update({k: old_doc[k] for k in keys})
             return data if merged == new_doc else json.dumps(merged, indent=1).encode()
         if path.endswith("_crl.der"):
-            newer = x509.load_der_x509_crl(old).last_update_utc > x509.load_der_x509_crl(data).last_update_utc
+            newer = (
+                x509.load_der_x509_crl(old).last_update_utc
+                > x509.load_der_x509_crl(data).last_update_utc
+            )
             return old if newer else data
     except (ValueError, TypeError, KeyError, AttributeError):
         return data

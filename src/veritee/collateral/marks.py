@@ -57,7 +57,12 @@ class Mark:
         return f"{self.kind} {self.subject} tcbEvaluationDataNumber {self.value}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "subject": self.subject, "value": self.value, "source": self.source}
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "value": self.value,
+            "source": self.source,
+        }
 
 
 def subject(text: str) -> str:

@@ -33,7 +33,13 @@ class CheapChecks:
         self.found.append(error)
 
     def window(
-        self, name: str, not_before: datetime, not_after: datetime, at: datetime, *, collateral: bool = False
+        self,
+        name: str,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        *,
+        collateral: bool = False,
     ) -> None:
         """Record ``name`` as not yet valid / expired when ``at`` is outside its window."""
         if not_before <= at <= not_after:

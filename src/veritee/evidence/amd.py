@@ -257,7 +257,9 @@ def endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
         if raw is None:
             if name == "fmc":
                 continue
-            raise CollateralError(f"{kind.upper()} lacks the {name} SPL extension {oid.dotted_string}")
+            raise CollateralError(
+                f"{kind.upper()} lacks the {name} SPL extension {oid.dotted_string}"
+            )
         tcb[name] = _der_small_int(raw, oid.dotted_string)
     hwid = _ext_value(cert, OID_HW_ID)
     if hwid is not None and len(hwid) > 2 and hwid[0] == 0x04 and hwid[1] == len(hwid) - 2:
@@ -266,7 +268,12 @@ def endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
         raise CollateralError("VCEK lacks a hwID extension of 8 or 64 bytes")
     raw_name = _ext_value(cert, OID_PRODUCT_NAME)
     product_name = None
-    if raw_name is not None and len(raw_name) >= 2 and raw_name[0] == 0x16 and raw_name[1] == len(raw_name) - 2:
+    if (
+        raw_name is not None
+        and len(raw_name) >= 2
+        and raw_name[0] == 0x16
+        and raw_name[1] == len(raw_name) - 2
+    ):
         product_name = raw_name[2:].decode("ascii", "replace")
     return EndorsementKeyInfo(kind=kind, tcb=tcb, hwid=hwid, product_name=product_name)
 
@@ -300,7 +307,9 @@ def _check_pss_signed(
     try:
         key.verify(signed_sig, tbs, params, hash_alg)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError):
-        raise VerificationError(f"signature on {what} does not verify", code="signature_invalid") from None
+        raise VerificationError(
+            f"signature on {what} does not verify", code="signature_invalid"
+        ) from None
 
 
 def _check_cert_signed(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
@@ -312,8 +321,13 @@ def _check_cert_signed(cert: x509.Certificate, issuer: x509.Certificate, what: s
     except (UnsupportedAlgorithm, ValueError):
         raise VerificationError(f"{what} uses an unsupported signature algorithm") from None
     _check_pss_signed(
-        cert.signature, cert.tbs_certificate_bytes, cert.signature_algorithm_oid,
-        params, hash_alg, issuer, what,
+        cert.signature,
+        cert.tbs_certificate_bytes,
+        cert.signature_algorithm_oid,
+        params,
+        hash_alg,
+        issuer,
+        what,
     )
 
 
@@ -332,7 +346,8 @@ def _find_issuer(
     found = [c for c in pool if c.subject == cert.issuer and c is not cert]
     if not found:
         raise CollateralError(
-            f"collateral lacks the {role} certificate {common_name(cert.issuer)!r}", code="collateral_missing"
+            f"collateral lacks the {role} certificate {common_name(cert.issuer)!r}",
+            code="collateral_missing",
         )
     last: VerificationError | None = None
     for cand in found:  # several with the same name (e.g. re-issued): take one that verifies
@@ -364,8 +379,13 @@ def _check_crls(
             raise CollateralError(f"{what} uses an unsupported signature algorithm") from None
         try:
             _check_pss_signed(
-                crl.signature, crl.tbs_certlist_bytes, crl.signature_algorithm_oid,
-                params, hash_alg, ark, what,
+                crl.signature,
+                crl.tbs_certlist_bytes,
+                crl.signature_algorithm_oid,
+                params,
+                hash_alg,
+                ark,
+                what,
             )
         except VerificationError as e:
             raise CollateralError(str(e), code="crl_invalid") from None
@@ -455,7 +475,9 @@ def check_ca_chain(
     those two: the ARK is self-signed and pinned in ``trust``, it signed the ASK/ASVK, both are
     CAs, both valid at ``at``. Returns the product and the ARK. For fetched collateral."""
     if len(certs) != 2:
-        raise CollateralError(f"AMD cert chain has {len(certs)} certificates, expected 2", code="collateral_invalid")
+        raise CollateralError(
+            f"AMD cert chain has {len(certs)} certificates, expected 2", code="collateral_invalid"
+        )
     ask, ark = certs
     _check_ca(ask, "ASK/ASVK")
     _check_ca(ark, "ARK")
@@ -477,16 +499,26 @@ def check_crl(crl: x509.CertificateRevocationList, ark: x509.Certificate, at: da
     """Check a KDS CRL as :func:`verify_chain` does: issued and signed (RSASSA-PSS/SHA-384) by
     ``ark`` (a pinned ARK, see :func:`check_ca_chain`) and current at ``at``."""
     if crl.issuer != ark.subject:
-        raise CollateralError(f"CRL is not issued by {common_name(ark.subject)!r}", code="crl_invalid")
+        raise CollateralError(
+            f"CRL is not issued by {common_name(ark.subject)!r}", code="crl_invalid"
+        )
     what = f"CRL of {common_name(ark.subject)!r}"
     try:
         params = crl.signature_algorithm_parameters
         hash_alg = crl.signature_hash_algorithm
     except (UnsupportedAlgorithm, ValueError):
-        raise CollateralError(f"{what} uses an unsupported signature algorithm", code="crl_invalid") from None
+        raise CollateralError(
+            f"{what} uses an unsupported signature algorithm", code="crl_invalid"
+        ) from None
     try:
         _check_pss_signed(
-            crl.signature, crl.tbs_certlist_bytes, crl.signature_algorithm_oid, params, hash_alg, ark, what
+            crl.signature,
+            crl.tbs_certlist_bytes,
+            crl.signature_algorithm_oid,
+            params,
+            hash_alg,
+            ark,
+            what,
         )
     except VerificationError as e:
         raise CollateralError(str(e), code="crl_invalid") from None

@@ -177,9 +177,18 @@ def _ak(runtime: bytes) -> rsa.RSAPublicKey:
         if jwk.get("kty") != "RSA":
             raise ValueError("not RSA")
         return rsa.RSAPublicNumbers(e, n).public_key()
-    except (ValueError, KeyError, TypeError, StopIteration, binascii.Error, UnicodeDecodeError,
-            RecursionError):
-        raise MalformedError("runtime data has no usable RSA HCLAkPub", field="runtime.keys") from None
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        StopIteration,
+        binascii.Error,
+        UnicodeDecodeError,
+        RecursionError,
+    ):
+        raise MalformedError(
+            "runtime data has no usable RSA HCLAkPub", field="runtime.keys"
+        ) from None
 
 
 def vtpm_quote(quote: dict[str, Any]) -> tuple[bytes, bytes, list[bytes]]:
@@ -214,7 +223,9 @@ def verify_vtpm_quote(runtime: bytes, quote: dict[str, Any]) -> tuple[dict[str, 
     return attest, pcrs
 
 
-def vtpm_claims(hw_claims: dict[str, Any], attest: dict[str, Any], pcrs: list[bytes]) -> dict[str, Any]:
+def vtpm_claims(
+    hw_claims: dict[str, Any], attest: dict[str, Any], pcrs: list[bytes]
+) -> dict[str, Any]:
     """The hardware report's claims, with the quote's nonce as ``report_data`` and the PCRs."""
     claims = dict(hw_claims)
     claims["hcl_report_data"] = claims.get("report_data")

@@ -14,7 +14,14 @@ __all__ = ["BY_PLATFORM", "COMMON", "SERVICE", "claim_root", "known_claims", "un
 
 #: Every verifier fills these (DESIGN.md, "Normalized claims"); ``profile`` comes from
 #: :func:`veritee.evidence.verify`.
-COMMON: tuple[str, ...] = ("platform", "measurement", "report_data", "debug", "tcb_status", "profile")
+COMMON: tuple[str, ...] = (
+    "platform",
+    "measurement",
+    "report_data",
+    "debug",
+    "tcb_status",
+    "profile",
+)
 
 _PCRS_24 = tuple(f"pcr{i}" for i in range(24))
 _SNP = (
@@ -40,26 +47,70 @@ _TPM = ("ak_pub_sha256", "ak_root", "clock_safe", "event_log", "firmware_version
 BY_PLATFORM: dict[str, tuple[str, ...]] = {
     "sev-snp": _SNP,
     "tdx": _TDX,
-    "sgx": ("version", "attributes", "config_id", "config_svn", "cpu_svn", "isv_ext_prod_id",
-            "isv_family_id", "isv_prod_id", "isv_svn", "misc_select", "mr_enclave", "mr_signer",
-            "trailing_bytes", *_DCAP),
-    "nitro": ("digest", "module_id", "nonce", "public_key", "timestamp_ms", "user_data",
-              *(f"pcr{i}" for i in range(16))),
+    "sgx": (
+        "version",
+        "attributes",
+        "config_id",
+        "config_svn",
+        "cpu_svn",
+        "isv_ext_prod_id",
+        "isv_family_id",
+        "isv_prod_id",
+        "isv_svn",
+        "misc_select",
+        "mr_enclave",
+        "mr_signer",
+        "trailing_bytes",
+        *_DCAP,
+    ),
+    "nitro": (
+        "digest",
+        "module_id",
+        "nonce",
+        "public_key",
+        "timestamp_ms",
+        "user_data",
+        *(f"pcr{i}" for i in range(16)),
+    ),
     "tpm": _TPM,
     "az-snp-vtpm": (*_SNP, "hcl_report_data", "vtpm", "pcrs", *_PCRS_24),
     "az-tdx-vtpm": (*_TDX, "hcl_report_data", "vtpm", "pcrs", *_PCRS_24),
-    "cca": ("personalization", "platform_components", "platform_config", "platform_hash_algorithm",
-            "platform_implementation_id", "platform_instance_id", "platform_lifecycle",
-            "platform_profile", "realm_hash_algorithm", "rem0", "rem1", "rem2", "rem3",
-            "platform_key"),
-    "nvidia-gpu": ("measurements", "responder_nonce", "driver_version", "opaque", "device_certificate"),
+    "cca": (
+        "personalization",
+        "platform_components",
+        "platform_config",
+        "platform_hash_algorithm",
+        "platform_implementation_id",
+        "platform_instance_id",
+        "platform_lifecycle",
+        "platform_profile",
+        "realm_hash_algorithm",
+        "rem0",
+        "rem1",
+        "rem2",
+        "rem3",
+        "platform_key",
+    ),
+    "nvidia-gpu": (
+        "measurements",
+        "responder_nonce",
+        "driver_version",
+        "opaque",
+        "device_certificate",
+    ),
     "simulated": ("version", "platform_key", "platform_key_trusted"),
     "keystone": ("sm_measurement", "device_key", "sm_public_key"),
 }
 
 #: Claims the service adds: the admission certificate's serial (releases to certified
 #: workloads) and the Trustee KBS token's (runtime data, init-data, attached devices).
-SERVICE: tuple[str, ...] = ("admission_serial", "runtime_data_claims", "init_data", "init_data_claims", "devices")
+SERVICE: tuple[str, ...] = (
+    "admission_serial",
+    "runtime_data_claims",
+    "init_data",
+    "init_data_claims",
+    "devices",
+)
 
 
 def claim_root(dotted: str) -> str:

@@ -222,7 +222,11 @@ def verify(
     # Cheap first: without a platform key of the platform token's curve, nothing can vouch for
     # it; refuse before any signature (:mod:`veritee.evidence._cheap`).
     curve = ES_ALGS[platform.alg][0]
-    keys = [k for k in collateral.public_keys if isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, curve)]
+    keys = [
+        k
+        for k in collateral.public_keys
+        if isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, curve)
+    ]
     if not keys:
         checks = CheapChecks()
         checks.add(_no_platform_key())
@@ -234,9 +238,15 @@ def verify(
     if hash_name not in HASHES:
         raise MalformedError(f"unsupported RAK hash {hash_name[:16]!r}", field="realm.44240")
     challenge = pclaims.get(10)
-    if not isinstance(challenge, bytes) or challenge != HASHES[hash_name](
-        rak.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    ).digest():
+    if (
+        not isinstance(challenge, bytes)
+        or challenge
+        != HASHES[hash_name](
+            rak.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        ).digest()
+    ):
         raise VerificationError("the platform token does not vouch for this realm's key",
                                 code="binding_mismatch")  # fmt: skip
     cpak = next((k for k in keys if _signed_by(platform, k)), None)

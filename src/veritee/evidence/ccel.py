@@ -59,9 +59,13 @@ class CcelTable:
             raise MalformedError("not an ACPI CCEL table", field="ccel.signature", offset=0)
         length = r.u32("ccel.length")
         if length != len(data) or length < CCEL_TABLE_SIZE:
-            raise MalformedError(f"CCEL length {length} != {len(data)} bytes", field="ccel.length", offset=4)
+            raise MalformedError(
+                f"CCEL length {length} != {len(data)} bytes", field="ccel.length", offset=4
+            )
         if sum(data) % 256 != 0:
-            raise MalformedError("CCEL checksum does not sum to zero", field="ccel.checksum", offset=9)
+            raise MalformedError(
+                "CCEL checksum does not sum to zero", field="ccel.checksum", offset=9
+            )
         r.offset = OFF_CC_TYPE
         cc_type = r.u8("ccel.cc_type")
         cc_subtype = r.u8("ccel.cc_subtype")
@@ -69,7 +73,9 @@ class CcelTable:
         laml = r.u64("ccel.laml")
         lasa = r.u64("ccel.lasa")
         if cc_type != CC_TYPE_TDX:
-            raise MalformedError(f"CC type {cc_type} is not TDX (2)", field="ccel.cc_type", offset=OFF_CC_TYPE)
+            raise MalformedError(
+                f"CC type {cc_type} is not TDX (2)", field="ccel.cc_type", offset=OFF_CC_TYPE
+            )
         return cls(cc_type, cc_subtype, laml, lasa)
 
 
@@ -135,7 +141,9 @@ def parse_event_log(data: bytes) -> EventLog:
     for e in log.events:
         digest = e.digests.get(TPM_ALG_SHA384)
         if digest is None:
-            raise MalformedError("event has no SHA-384 digest", field="event.digest", offset=e.offset)
+            raise MalformedError(
+                "event has no SHA-384 digest", field="event.digest", offset=e.offset
+            )
         if e.type != EV_NO_ACTION and e.index >= 1:
             rtmrs[e.index - 1] = hashlib.sha384(rtmrs[e.index - 1] + digest).digest()
         events.append(Event(e.offset, e.index, e.type, digest, e.data, e.data_verified))

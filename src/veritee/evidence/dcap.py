@@ -155,7 +155,9 @@ def _p256_key(raw_xy: bytes, name: str) -> ec.EllipticCurvePublicKey:
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-def _verify_raw(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, *, code: str) -> None:
+def _verify_raw(
+    key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str, *, code: str
+) -> None:
     if len(sig) != ECDSA_SIG_SIZE:
         raise VerificationError(f"{what}: signature is not 64 bytes", code=code)
     try:
@@ -234,7 +236,9 @@ def _extensions(cert: x509.Certificate, name: str) -> x509.Extensions:
     try:
         return cert.extensions
     except ValueError as e:
-        raise MalformedError(f"{name}: certificate extensions do not parse: {e}", field=name) from None
+        raise MalformedError(
+            f"{name}: certificate extensions do not parse: {e}", field=name
+        ) from None
 
 
 def _pubkey(cert: x509.Certificate, name: str) -> Any:
@@ -268,14 +272,18 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
     """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
     root = certs[-1]
     if hashlib.sha256(_der(root)).digest() not in trust.root_sha256:
-        raise VerificationError(f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned")
+        raise VerificationError(
+            f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned"
+        )
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
         try:
             bc = _extensions(parent, name).get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
             bc = None
         if bc is None or not bc.ca:
-            raise VerificationError(f"{name}: certificate {i + 1} is not a CA", code="chain_invalid")
+            raise VerificationError(
+                f"{name}: certificate {i + 1} is not a CA", code="chain_invalid"
+            )
         # A link from a CA (the child was the parent of the link before) recurs in every chain
         # and collateral set of its platforms: its signature is checked once per DER pair.
         link = b""
@@ -287,7 +295,8 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise VerificationError(
-                f"{name}: certificate {i} is not signed by certificate {i + 1}", code="chain_invalid"
+                f"{name}: certificate {i} is not signed by certificate {i + 1}",
+                code="chain_invalid",
             ) from None
         if link:
             _CA_LINKS.put(link, True)
@@ -303,7 +312,10 @@ class _Window:
 
 
 def _check_windows(
-    windows: tuple[_Window, ...], span: tuple[datetime, datetime], at: datetime, err: type[VerificationError]
+    windows: tuple[_Window, ...],
+    span: tuple[datetime, datetime],
+    at: datetime,
+    err: type[VerificationError],
 ) -> None:
     """Raise ``err`` naming the first window closed at ``at`` (fast path: the precomputed span)."""
     if span[0] <= at <= span[1]:
@@ -352,7 +364,9 @@ def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
     return hashlib.sha256(trust.cache_tag + pem).digest()
 
 
-def _pck_chain(pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None = None) -> _PckChain:
+def _pck_chain(
+    pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None = None
+) -> _PckChain:
     hit = _PCK_CHAINS.get(key)
     if hit is not None:
         return hit
@@ -369,7 +383,9 @@ def _pck_chain(pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None
 
 def _pck_windows(certs: list[x509.Certificate]) -> tuple[_Window, ...]:
     return tuple(
-        _Window(f"PCK chain certificate {i} ({_CHAIN_ROLES[i] if i < 3 else 'extra'})", *_cert_window(c))
+        _Window(
+            f"PCK chain certificate {i} ({_CHAIN_ROLES[i] if i < 3 else 'extra'})", *_cert_window(c)
+        )
         for i, c in enumerate(certs)
     )
 
@@ -388,7 +404,11 @@ class _PckCheap:
 
 
 #: What reading a chain or collateral set for the cheap checks may raise: it then has none.
-_CHEAP_ERRORS: tuple[type[Exception], ...] = (VeriteeError, x509.ExtensionNotFound, *_certs.PARSE_ERRORS)
+_CHEAP_ERRORS: tuple[type[Exception], ...] = (
+    VeriteeError,
+    x509.ExtensionNotFound,
+    *_certs.PARSE_ERRORS,
+)
 
 
 def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
@@ -401,9 +421,11 @@ def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
         certs = _load_pem_chain(pem, "pck_chain")
         if len(certs) != 3:
             return None
-        ext_value = _extensions(certs[0], "pck_chain").get_extension_for_oid(
-            x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
-        ).value
+        ext_value = (
+            _extensions(certs[0], "pck_chain")
+            .get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID))
+            .value
+        )
         if not isinstance(ext_value, x509.UnrecognizedExtension):
             return None
         ext = parse_pck_extension(ext_value.value)
@@ -419,19 +441,27 @@ def _pck_chain_uncached(
 ) -> _PckChain:
     windows = _pck_windows(certs)
     if len(certs) != 3:
-        raise VerificationError(f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid")
+        raise VerificationError(
+            f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid"
+        )
     _verify_chain(certs, trust, "PCK chain")
     leaf, ca = certs[0], certs[1]
     leaf_key = _pubkey(leaf, "pck_chain")
-    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(
+        leaf_key.curve, ec.SECP256R1
+    ):
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
     if ext is None:
         try:
-            ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(
-                x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
-            ).value
+            ext_value = (
+                _extensions(leaf, "pck_chain")
+                .get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID))
+                .value
+            )
         except x509.ExtensionNotFound:
-            raise MalformedError("PCK certificate has no SGX extension", field="pck_extension") from None
+            raise MalformedError(
+                "PCK certificate has no SGX extension", field="pck_extension"
+            ) from None
         if not isinstance(ext_value, x509.UnrecognizedExtension):
             raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
         ext = parse_pck_extension(ext_value.value)
@@ -549,7 +579,9 @@ def _raw_from_layout(doc: dict[str, Any]) -> _RawCollateral:
         tcb_info_signature=_der_or_hex(doc.get("tcb_info_signature"), "tcb_info_signature"),
         tcb_info_chain=_str(doc, "tcb_info_issuer_chain", src).encode(),
         qe_identity=_str(doc, "qe_identity", src).encode(),
-        qe_identity_signature=_der_or_hex(doc.get("qe_identity_signature"), "qe_identity_signature"),
+        qe_identity_signature=_der_or_hex(
+            doc.get("qe_identity_signature"), "qe_identity_signature"
+        ),
         qe_identity_chain=_str(doc, "qe_identity_issuer_chain", src).encode(),
         pck_crl=_der_or_hex(doc.get("pck_crl"), "pck_crl"),
         pck_crl_chain=_str(doc, "pck_crl_issuer_chain", src).encode(),
@@ -581,14 +613,22 @@ def _pem(certs: Iterable[x509.Certificate]) -> bytes:
 def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
     """Assemble collateral from separate PCS responses, CRLs and certificates in the bag."""
     tcb = next((d for d in collateral.documents if "tcbInfo" in d and "signature" in d), None)
-    qe = next((d for d in collateral.documents if "enclaveIdentity" in d and "signature" in d), None)
+    qe = next(
+        (d for d in collateral.documents if "enclaveIdentity" in d and "signature" in d), None
+    )
     if tcb is None or qe is None:
         return None
     roots = [c for c in collateral.certificates if c.subject == c.issuer]
     root_names = {r.subject for r in roots}
     # Only certificates that could pass _tcb_signing_chain: the exact CN, issued by a root here.
-    signing = [c for c in collateral.certificates if c.issuer in root_names and _is_tcb_signer_name(c)]
-    cas = [c for c in collateral.certificates if c.subject != c.issuer and "PCK" in c.subject.rfc4514_string()]
+    signing = [
+        c for c in collateral.certificates if c.issuer in root_names and _is_tcb_signer_name(c)
+    ]
+    cas = [
+        c
+        for c in collateral.certificates
+        if c.subject != c.issuer and "PCK" in c.subject.rfc4514_string()
+    ]
     root_crls = [c for c in collateral.crls if c.issuer in root_names]
     pck_crls = [c for c in collateral.crls if c.issuer not in root_names]
     if not (roots and signing and cas and root_crls and pck_crls):
@@ -625,7 +665,9 @@ def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str) -> None:
     key = _pubkey(issuer, name)
     if crl.issuer != issuer.subject or not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CollateralError(f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid")
+        raise CollateralError(
+            f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid"
+        )
     if not crl.is_signature_valid(key):
         raise CollateralError(f"{name}: signature does not verify", code="crl_invalid")
 
@@ -657,7 +699,11 @@ def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
 
 
 def _tcb_signing_chain(
-    chain_pem: bytes, trust: DcapTrust, root: x509.Certificate, root_revoked: frozenset[int], name: str,
+    chain_pem: bytes,
+    trust: DcapTrust,
+    root: x509.Certificate,
+    root_revoked: frozenset[int],
+    name: str,
     certs: list[x509.Certificate] | None = None,
 ) -> list[x509.Certificate]:
     """The issuer chain of TCB info or QE identity, as Intel QVL's ``TCBSigningChain::verify``:
@@ -676,11 +722,15 @@ def _tcb_signing_chain(
     _verify_chain(certs, trust, what)  # the root is pinned and signed the signing certificate
     signer = certs[0]
     if certs[1] != root:
-        raise VerificationError(f"{what} ends at another root than the root CA CRL's", code=Code.COLLATERAL_SIGNER_INVALID)
+        raise VerificationError(
+            f"{what} ends at another root than the root CA CRL's",
+            code=Code.COLLATERAL_SIGNER_INVALID,
+        )
     if not _is_tcb_signer_name(signer):
         cns = [a.value for a in signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         raise VerificationError(
-            f"{name} is signed by {cns!r}, not the {TCB_SIGNING_CN} certificate", code=Code.COLLATERAL_SIGNER_INVALID
+            f"{name} is signed by {cns!r}, not the {TCB_SIGNING_CN} certificate",
+            code=Code.COLLATERAL_SIGNER_INVALID,
         )
     exts = _extensions(signer, what)
     try:
@@ -688,34 +738,49 @@ def _tcb_signing_chain(
         ku = exts.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         raise VerificationError(
-            f"{name} signing certificate lacks basic constraints or key usage", code=Code.COLLATERAL_SIGNER_INVALID
+            f"{name} signing certificate lacks basic constraints or key usage",
+            code=Code.COLLATERAL_SIGNER_INVALID,
         ) from None
     if bc.ca or not ku.digital_signature:
         raise VerificationError(
-            f"{name} signing certificate is a CA or may not sign (digitalSignature)", code=Code.COLLATERAL_SIGNER_INVALID
+            f"{name} signing certificate is a CA or may not sign (digitalSignature)",
+            code=Code.COLLATERAL_SIGNER_INVALID,
         )
     if signer.serial_number in root_revoked:
-        raise VerificationError(f"{name} signing certificate is revoked", code="certificate_revoked")
+        raise VerificationError(
+            f"{name} signing certificate is revoked", code="certificate_revoked"
+        )
     return certs
 
 
 def _verify_signed_json(
-    raw: bytes, sig: bytes, chain_pem: bytes, trust: DcapTrust, root: x509.Certificate,
-    root_revoked: frozenset[int], name: str, seen: dict[bytes, list[x509.Certificate]],
+    raw: bytes,
+    sig: bytes,
+    chain_pem: bytes,
+    trust: DcapTrust,
+    root: x509.Certificate,
+    root_revoked: frozenset[int],
+    name: str,
+    seen: dict[bytes, list[x509.Certificate]],
     parsed: tuple[list[x509.Certificate], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[_Window]]:
     """``raw`` signed by the TCB signing chain ``chain_pem``; ``parsed``: the chain and the JSON
     document as the cheap checks parsed the same bytes."""
     certs = seen.get(chain_pem)
     if certs is None:  # TCB info and QE identity usually share one chain: verify it once
-        certs = _tcb_signing_chain(chain_pem, trust, root, root_revoked, name, parsed[0] if parsed else None)
+        certs = _tcb_signing_chain(
+            chain_pem, trust, root, root_revoked, name, parsed[0] if parsed else None
+        )
         seen[chain_pem] = certs
     key = _pubkey(certs[0], name)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
     _verify_raw(key, sig, raw, name, code="collateral_signature_invalid")
     doc = parsed[1] if parsed else _json_doc(raw, name)
-    windows = [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
+    windows = [
+        _Window(f"{name} issuer chain certificate {i}", *_cert_window(c))
+        for i, c in enumerate(certs)
+    ]
     windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
     return doc, windows
 
@@ -731,7 +796,9 @@ def _verify_collateral(
     try:
         verified = _verify_collateral_uncached(raw, trust, parsed)
     except _LAZY_PARSE_ERRORS as e:
-        raise MalformedError(f"collateral {raw.source} does not parse: {e}", field="collateral") from None
+        raise MalformedError(
+            f"collateral {raw.source} does not parse: {e}", field="collateral"
+        ) from None
     _COLLATERAL.put(key, verified)
     return verified
 
@@ -740,7 +807,9 @@ def _verify_collateral_uncached(
     raw: _RawCollateral, trust: DcapTrust, parsed: _CollateralCheap | None = None
 ) -> _VerifiedCollateral:
     # Root CA CRL: signed by the pinned root (taken from the PCK CRL issuer chain).
-    crl_chain = parsed.crl_chain if parsed else _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+    crl_chain = (
+        parsed.crl_chain if parsed else _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
+    )
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
     root_crl = parsed.root_crl if parsed else _load_crl(raw.root_crl, "root_ca_crl")
     _check_crl(root_crl, crl_chain[-1], "root CA CRL")
@@ -751,17 +820,34 @@ def _verify_collateral_uncached(
     pck_crl = parsed.pck_crl if parsed else _load_crl(raw.pck_crl, "pck_crl")
     _check_crl(pck_crl, crl_chain[0], "PCK CRL")
     windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
-    windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
+    windows += [
+        _Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c))
+        for i, c in enumerate(crl_chain)
+    ]
     seen: dict[bytes, list[x509.Certificate]] = {}
     root = crl_chain[-1]
     pre = parsed.signed if parsed else {}
     tcb_info, w1 = _verify_signed_json(
-        raw.tcb_info, raw.tcb_info_signature, raw.tcb_info_chain, trust, root, root_revoked, "tcb_info", seen,
+        raw.tcb_info,
+        raw.tcb_info_signature,
+        raw.tcb_info_chain,
+        trust,
+        root,
+        root_revoked,
+        "tcb_info",
+        seen,
         pre.get("tcb_info"),
     )
     qe_identity, w2 = _verify_signed_json(
-        raw.qe_identity, raw.qe_identity_signature, raw.qe_identity_chain, trust, root, root_revoked,
-        "qe_identity", seen, pre.get("qe_identity"),
+        raw.qe_identity,
+        raw.qe_identity_signature,
+        raw.qe_identity_chain,
+        trust,
+        root,
+        root_revoked,
+        "qe_identity",
+        seen,
+        pre.get("qe_identity"),
     )
     # Every field of every level, once per collateral set (Intel QVL parses them all).
     check_tcb_info(tcb_info)
@@ -774,9 +860,13 @@ def _verify_collateral_uncached(
              int(root_crl.last_update_utc.timestamp()), raw.source),
     ]  # fmt: skip
     if (n := _evaluation_number(tcb_info)) >= 0:
-        marks.append(Mark("tcb_info", _marks.subject(f"{tcb_info.get('id', 'SGX')}:{fmspc}"), n, raw.source))
+        marks.append(
+            Mark("tcb_info", _marks.subject(f"{tcb_info.get('id', 'SGX')}:{fmspc}"), n, raw.source)
+        )
     if (n := _evaluation_number(qe_identity)) >= 0:
-        marks.append(Mark("qe_identity", _marks.subject(str(qe_identity.get("id", "QE"))), n, raw.source))
+        marks.append(
+            Mark("qe_identity", _marks.subject(str(qe_identity.get("id", "QE"))), n, raw.source)
+        )
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
@@ -809,8 +899,10 @@ def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> bytes | None:
     """Cache key of a test-vector-layout document: SHA-256 over its exact strings."""
     tag = trust.cache_tag
     memo = _LAYOUT_MEMO.get(id(doc))
-    if memo is not None and memo[1] == tag and all(
-        doc.get(k) is v for k, v in zip(_LAYOUT_KEYS, memo[0], strict=True)
+    if (
+        memo is not None
+        and memo[1] == tag
+        and all(doc.get(k) is v for k, v in zip(_LAYOUT_KEYS, memo[0], strict=True))
     ):
         return memo[2]
     key = _layout_key_uncached(doc, tag)
@@ -863,8 +955,13 @@ def _choose_collateral(
     if not every:
         for part in (collateral, collateral.attester):
             if part is not None and any("tcb_info" in d for d in part.documents):
-                _raw_from_layout(next(d for d in part.documents if "tcb_info" in d))  # names the bad field
-        raise CollateralError("no DCAP collateral (TCB info, QE identity, CRLs) was supplied", code="collateral_missing")
+                _raw_from_layout(
+                    next(d for d in part.documents if "tcb_info" in d)
+                )  # names the bad field
+        raise CollateralError(
+            "no DCAP collateral (TCB info, QE identity, CRLs) was supplied",
+            code="collateral_missing",
+        )
     if len(every) == 1:
         return every[0]
     ranked = [[(_rank(key, get_raw), key, get_raw) for key, get_raw in tier] for tier in tiers]
@@ -880,7 +977,9 @@ def _choose_collateral(
     everything = [c for tier in ranked for c in tier]
     # The PCK CRL of the quote's PCK CA where any candidate has one, else the chosen set's CA.
     want = pck_ca if any(c[0].pck_crl_issuer == pck_ca for c in everything) else rank.pck_crl_issuer
-    pck = max((c for c in everything if c[0].pck_crl_issuer == want), key=lambda c: c[0].pck_crl_update)
+    pck = max(
+        (c for c in everything if c[0].pck_crl_issuer == want), key=lambda c: c[0].pck_crl_update
+    )
     root = max(everything, key=lambda c: c[0].root_crl_update)
     newer_pck = want != rank.pck_crl_issuer or pck[0].pck_crl_update > rank.pck_crl_update
     newer_root = root[0].root_crl_update > rank.root_crl_update
@@ -1001,7 +1100,9 @@ def _check_marks(vc: _VerifiedCollateral, marks: Marks) -> None:
         )
 
 
-def collateral_marks(collateral: Collateral, trust: DcapTrust | None = None) -> tuple[list[Mark], list[str]]:
+def collateral_marks(
+    collateral: Collateral, trust: DcapTrust | None = None
+) -> tuple[list[Mark], list[str]]:
     """The marks of every authentic DCAP set among the relying party's own endorsements of
     ``collateral`` (never the attester's), and the sources of sets left out because they do not
     verify (signatures and chains, as step 6; windows are not checked: an expired set still
@@ -1053,7 +1154,9 @@ class _CollateralCheap:
 _COLLATERAL_CHEAP: _Lru[bytes, _CollateralCheap] = _Lru(256)
 
 
-def _collateral_cheap(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _VerifiedCollateral | _CollateralCheap | None:
+def _collateral_cheap(
+    key: bytes, get_raw: Callable[[], _RawCollateral]
+) -> _VerifiedCollateral | _CollateralCheap | None:
     """The verified set when cached, else its windows (in the order step 6 checks them) and TCB
     info read without any signature check; None where it does not parse (step 6 then names it)."""
     hit = _COLLATERAL.get(key) or _COLLATERAL_CHEAP.get(key)
@@ -1065,14 +1168,22 @@ def _collateral_cheap(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Ver
         root_crl = _load_crl(raw.root_crl, "root_ca_crl")
         pck_crl = _load_crl(raw.pck_crl, "pck_crl")
         windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
-        windows += [_Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(crl_chain)]
+        windows += [
+            _Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c))
+            for i, c in enumerate(crl_chain)
+        ]
         signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]] = {}
         for name, text, chain_pem in (("tcb_info", raw.tcb_info, raw.tcb_info_chain),
                                       ("qe_identity", raw.qe_identity, raw.qe_identity_chain)):  # fmt: skip
             certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
-            windows += [_Window(f"{name} issuer chain certificate {i}", *_cert_window(c)) for i, c in enumerate(certs)]
+            windows += [
+                _Window(f"{name} issuer chain certificate {i}", *_cert_window(c))
+                for i, c in enumerate(certs)
+            ]
             doc = _json_doc(text, name)
-            windows.append(_Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name)))
+            windows.append(
+                _Window(name, _iso(doc, "issueDate", name), _iso(doc, "nextUpdate", name))
+            )
             signed[name] = (certs, doc)
     except _CHEAP_ERRORS:
         return None
@@ -1112,17 +1223,40 @@ def _cheap_checks(
         pce_id = pck.pce_id if isinstance(pck, _PckCheap) else pck.ext.pce_id.hex().upper()
         info_id = info.get("id", "SGX")
         if info_id != want_id:
-            checks.add(CollateralError(f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch"))
+            checks.add(
+                CollateralError(
+                    f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch"
+                )
+            )
         elif str(info.get("fmspc", "")).upper() != fmspc:
-            checks.add(CollateralError(f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}", code="tcb_info_mismatch"))
+            checks.add(
+                CollateralError(
+                    f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}",
+                    code="tcb_info_mismatch",
+                )
+            )
         elif str(info.get("pceId", "")).upper() != pce_id:
-            checks.add(CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch"))
+            checks.add(
+                CollateralError(
+                    "TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch"
+                )
+            )
     checks.refuse(NOT_REACHED + then)
 
 
 def _cheap(
-    quote: Quote, collateral: Collateral, at: datetime, trust: DcapTrust, want_id: str, then: tuple[str, ...]
-) -> tuple[bytes, _PckChain | _PckCheap | None, _Candidate | None, _VerifiedCollateral | _CollateralCheap | None]:
+    quote: Quote,
+    collateral: Collateral,
+    at: datetime,
+    trust: DcapTrust,
+    want_id: str,
+    then: tuple[str, ...],
+) -> tuple[
+    bytes,
+    _PckChain | _PckCheap | None,
+    _Candidate | None,
+    _VerifiedCollateral | _CollateralCheap | None,
+]:
     """The cheap checks of :func:`verify_quote` (raise on failure, naming ``then`` after
     :data:`NOT_REACHED`); returns what the full check reuses: the PCK chain's cache key, the chain
     (verified when cached, else as parsed), the chosen collateral set and its cached verification
@@ -1144,7 +1278,12 @@ def _cheap(
 
 
 def cheap_checks(
-    quote: Quote, *, collateral: Collateral, at: datetime, trust: DcapTrust | None = None, tdx: bool,
+    quote: Quote,
+    *,
+    collateral: Collateral,
+    at: datetime,
+    trust: DcapTrust | None = None,
+    tdx: bool,
     then: tuple[str, ...] = (),
 ) -> None:
     """Only the cheap checks of :func:`verify_quote` (windows, TCB info identity), for a caller
@@ -1163,6 +1302,8 @@ def cheap_checks(
     except (CollateralError, MalformedError):
         return
     _cheap_checks(pck, _collateral_cheap(*choice), at, "TDX" if tdx else "SGX", then)
+
+
 @dataclass(frozen=True)
 class CheckedSet:
     """What checking one DCAP collateral set (:func:`check_collateral_set`) established."""
@@ -1176,7 +1317,9 @@ class CheckedSet:
     pck_ca: str
 
 
-def check_collateral_set(doc: dict[str, Any], at: datetime, trust: DcapTrust | None = None) -> CheckedSet:
+def check_collateral_set(
+    doc: dict[str, Any], at: datetime, trust: DcapTrust | None = None
+) -> CheckedSet:
     """Check one DCAP collateral set in the test-vector layout as the verifier checks it
     (step 6: every signature and chain to the pinned root, TCB info and QE identity by the
     Intel SGX TCB Signing certificate, every field of every TCB level) and that every window
@@ -1228,25 +1371,41 @@ def verify_quote(
     h, sig = quote.header, quote.signature_data
     # 1. header
     if h.att_key_type != ATT_KEY_TYPE_ECDSA_P256:
-        raise VerificationError(f"attestation key type {h.att_key_type} is not ECDSA-256", code="key_type_unsupported")
+        raise VerificationError(
+            f"attestation key type {h.att_key_type} is not ECDSA-256", code="key_type_unsupported"
+        )
     if h.qe_vendor_id != INTEL_QE_VENDOR_ID:
         raise VerificationError("QE vendor ID is not Intel's", code="qe_vendor_unknown")
     # Cheap checks first (windows, TCB info identity), on the chain and collateral not yet
     # authenticated: a refusal never pays for the signatures below. Where the chain does not
     # parse cheaply, steps 2 and 6 name the fault in the usual order.
-    pck_key, pck, choice, coll = _cheap(quote, collateral, at, trust, "TDX" if tdx is not None else "SGX", ())
+    pck_key, pck, choice, coll = _cheap(
+        quote, collateral, at, trust, "TDX" if tdx is not None else "SGX", ()
+    )
     # 2. PCK chain (signatures cached; validity checked at `at` every time)
-    chain = pck if isinstance(pck, _PckChain) else _pck_chain(
-        sig.pck_chain_pem, trust, pck_key, pck if isinstance(pck, _PckCheap) else None
+    chain = (
+        pck
+        if isinstance(pck, _PckChain)
+        else _pck_chain(
+            sig.pck_chain_pem, trust, pck_key, pck if isinstance(pck, _PckCheap) else None
+        )
     )
     _check_windows(chain.windows, chain.span, at, VerificationError)
     # 3. QE report signed by the PCK key
-    _verify_raw(chain.leaf_key, sig.qe_report_signature, sig.qe_report.raw, "QE report", code="qe_report_signature_invalid")
+    _verify_raw(
+        chain.leaf_key,
+        sig.qe_report_signature,
+        sig.qe_report.raw,
+        "QE report",
+        code="qe_report_signature_invalid",
+    )
     # 4. QE report data binds the attestation key and QE authentication data
     expected = hashlib.sha256(sig.attestation_key + sig.qe_auth_data).digest()
     rd = sig.qe_report.report_data
     if not hmac.compare_digest(rd[:32], expected) or any(rd[32:]):
-        raise VerificationError("QE report data does not bind the attestation key", code="qe_report_data_mismatch")
+        raise VerificationError(
+            "QE report data does not bind the attestation key", code="qe_report_data_mismatch"
+        )
     # 5. quote signed by the attestation key
     key = _attestation_key(sig.attestation_key)
     _verify_raw(key, sig.signature, quote.signed, "quote", code="quote_signature_invalid")
@@ -1286,7 +1445,9 @@ def _evaluate(
     fmspc = chain.ext.fmspc.hex().upper()
     # 7. revocation of the PCK certificate and its CA
     if chain.ca_name != vc.pck_crl_issuer or chain.ca_spki != vc.pck_crl_issuer_spki:
-        raise CollateralError("PCK CRL is not issued by the quote's PCK CA", code="crl_issuer_mismatch")
+        raise CollateralError(
+            "PCK CRL is not issued by the quote's PCK CA", code="crl_issuer_mismatch"
+        )
     if chain.leaf_serial in vc.pck_revoked:
         raise VerificationError("PCK certificate is revoked", code="certificate_revoked")
     if chain.ca_serial in vc.root_revoked:
@@ -1296,11 +1457,17 @@ def _evaluate(
     want_id = "TDX" if tdx is not None else "SGX"
     info_id = info.get("id", "SGX")
     if info_id != want_id:
-        raise CollateralError(f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch")
+        raise CollateralError(
+            f"TCB info is for {info_id!r}, the quote is {want_id}", code="tcb_info_mismatch"
+        )
     if str(info.get("fmspc", "")).upper() != fmspc:
-        raise CollateralError(f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}", code="tcb_info_mismatch")
+        raise CollateralError(
+            f"TCB info FMSPC {info.get('fmspc')} != PCK FMSPC {fmspc}", code="tcb_info_mismatch"
+        )
     if str(info.get("pceId", "")).upper() != chain.ext.pce_id.hex().upper():
-        raise CollateralError("TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch")
+        raise CollateralError(
+            "TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch"
+        )
     # 9. QE identity
     qe_status, qe_adv = qe_tcb(vc.qe_identity, qe_report, tdx is not None)
     # 10. platform TCB level
@@ -1309,7 +1476,8 @@ def _evaluate(
     status = converge_status(plat.status, qe_status)
     if status == "Revoked":  # terminal (Intel QVL's terminal result; dcap-qvl refuses it too)
         raise VerificationError(
-            f"Intel TCB status is Revoked (platform {plat.status}, QE {qe_status})", code=Code.TCB_REVOKED
+            f"Intel TCB status is Revoked (platform {plat.status}, QE {qe_status})",
+            code=Code.TCB_REVOKED,
         )
     # Every matched level's advisories: platform, TDX module and QE (Intel QVL's
     # VerificationCollateralInfo, dcap-qvl), whatever the QE's own status.
@@ -1318,7 +1486,9 @@ def _evaluate(
     if status != "UpToDate":
         findings.append(Reason("tcb_status", f"Intel TCB status is {status}"))
     if advisories:
-        findings.append(Reason("intel_advisories", "Intel security advisories apply: " + ", ".join(advisories)))
+        findings.append(
+            Reason("intel_advisories", "Intel security advisories apply: " + ", ".join(advisories))
+        )
     return DcapResult(
         tcb_status=status,
         advisory_ids=advisories,
@@ -1332,5 +1502,3 @@ def _evaluate(
         collateral_expires=min(w.not_after for w in vc.windows),
         findings=tuple(findings),
     )
-
-

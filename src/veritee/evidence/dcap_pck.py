@@ -63,14 +63,18 @@ def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int
                 if value[2] == e:
                     out[data[os_:oe]] = value
                     continue
-        raise MalformedError("SGX extension item is not {OID, value}", field="pck_extension", offset=s)
+        raise MalformedError(
+            "SGX extension item is not {OID, value}", field="pck_extension", offset=s
+        )
     return out
 
 
 def _der_int(data: bytes, tlv: tuple[int, int, int], name: str) -> int:
     tag, s, e = tlv
     if tag not in (0x02, 0x0A) or e - s > 4 or e == s:
-        raise MalformedError(f"{name} is not a small INTEGER", field=f"pck_extension.{name}", offset=s)
+        raise MalformedError(
+            f"{name} is not a small INTEGER", field=f"pck_extension.{name}", offset=s
+        )
     return int.from_bytes(data[s:e], "big", signed=False)
 
 
@@ -106,7 +110,11 @@ def parse_pck_extension(der: bytes) -> PckExtension:
     def octets(tlv: tuple[int, int, int], name: str, size: int) -> bytes:
         t, vs, ve = tlv
         if t != 0x04 or ve - vs != size:
-            raise MalformedError(f"{name} is not a {size}-byte OCTET STRING", field=f"pck_extension.{name}", offset=vs)
+            raise MalformedError(
+                f"{name} is not a {size}-byte OCTET STRING",
+                field=f"pck_extension.{name}",
+                offset=vs,
+            )
         return der[vs:ve]
 
     ppid = octets(need(1, "ppid"), "ppid", 16)
@@ -114,7 +122,9 @@ def parse_pck_extension(der: bytes) -> PckExtension:
     tcb = _pairs(der, ts, te)
     missing = [n for n in _TCB_SUB if _TCB_SUB[n] not in tcb]
     if t != 0x30 or missing:
-        raise MalformedError(f"SGX TCB lacks components {missing}", field="pck_extension.tcb", offset=ts)
+        raise MalformedError(
+            f"SGX TCB lacks components {missing}", field="pck_extension.tcb", offset=ts
+        )
     comps = tuple(_der_int(der, tcb[_TCB_SUB[n]], f"tcb.comp{n:02d}") for n in range(1, 17))
     pce_svn = _der_int(der, tcb[_TCB_SUB[17]], "tcb.pcesvn")
     cpu_svn = octets(tcb[_TCB_SUB[18]], "tcb.cpusvn", 16)

@@ -173,7 +173,9 @@ class EnclaveReport:
             )
         # Fixed layout (offsets ER_* above): one struct unpack.
         f = _ENCLAVE_REPORT.unpack(data)
-        return cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], bytes(data))
+        return cls(
+            f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], bytes(data)
+        )
 
     @property
     def debug(self) -> bool:

@@ -40,8 +40,6 @@ class TdxTcbInput:
     seam_attributes: bytes
 
 
-
-
 def _field(doc: dict[str, Any], key: str, typ: type, name: str) -> Any:
     v = doc.get(key)
     if not isinstance(v, typ) or isinstance(v, bool):
@@ -64,7 +62,9 @@ IDENTITY_TCB_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
 def _status(level: dict[str, Any], name: str, allowed: tuple[str, ...] = TCB_STATUSES) -> str:
     status: str = _field(level, "tcbStatus", str, name)
     if status not in allowed:
-        raise VerificationError(f"{name}: unrecognized TCB status {status!r}", code="tcb_status_unrecognized")
+        raise VerificationError(
+            f"{name}: unrecognized TCB status {status!r}", code="tcb_status_unrecognized"
+        )
     return status
 
 
@@ -77,8 +77,12 @@ def _advisories(level: dict[str, Any]) -> list[str]:
 
 def _levels(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
     levels: list[dict[str, Any]] = _field(doc, "tcbLevels", list, name)
-    if not levels or not all(isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels):
-        raise MalformedError(f"{name}.tcbLevels must be a non-empty list of levels", field=f"{name}.tcbLevels")
+    if not levels or not all(
+        isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels
+    ):
+        raise MalformedError(
+            f"{name}.tcbLevels must be a non-empty list of levels", field=f"{name}.tcbLevels"
+        )
     return levels
 
 
@@ -90,7 +94,9 @@ def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> li
         out = [tcb.get(f"{v2_prefix}{i:02d}svn") for i in range(1, 17)]
     else:
         out = []
-    if len(out) != 16 or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in out):
+    if len(out) != 16 or not all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in out
+    ):
         raise MalformedError(f"{name}: {key} must be 16 SVNs of 0-255", field=f"{name}.{key}")
     return [x for x in out if isinstance(x, int)]
 
@@ -98,7 +104,9 @@ def _svns(tcb: dict[str, Any], key: str, v2_prefix: str | None, name: str) -> li
 #: An RFC 3339 date-time with a zone, as Intel PCS writes them ("2025-06-19T10:16:03Z"; RFC 3339
 #: also allows a lowercase t/z and a space). ``datetime.fromisoformat`` alone takes any character
 #: as the date-time separator.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 
 
 def collateral_time(value: Any, field: str) -> datetime:
@@ -119,12 +127,15 @@ def _isvsvn_levels(doc: dict[str, Any], name: str) -> list[tuple[int, dict[str, 
     """QE identity / TDX module levels in Intel QVL's order (``IdentityTcbLevel::operator>``), not
     in JSON order: by ISVSVN, then tcbDate, highest first; two levels equal in both are refused."""
     keyed = [
-        ((_field(lv["tcb"], "isvsvn", int, f"{name}.tcb"), _tcb_date(lv, name)), lv) for lv in _levels(doc, name)
+        ((_field(lv["tcb"], "isvsvn", int, f"{name}.tcb"), _tcb_date(lv, name)), lv)
+        for lv in _levels(doc, name)
     ]
     return [(key[0], lv) for key, lv in _ordered(keyed, name)]
 
 
-def _ordered(keyed: list[tuple[Any, dict[str, Any]]], name: str) -> list[tuple[Any, dict[str, Any]]]:
+def _ordered(
+    keyed: list[tuple[Any, dict[str, Any]]], name: str
+) -> list[tuple[Any, dict[str, Any]]]:
     keyed.sort(key=lambda kv: kv[0], reverse=True)
     for (a, _), (b, _) in itertools.pairwise(keyed):
         if a == b:
@@ -152,7 +163,9 @@ def _check_signer(doc: dict[str, Any], name: str, mrsigner_size: int, attributes
     _hex_len(doc, "attributesMask", name, attributes_size)
 
 
-def _check_identity(doc: dict[str, Any], name: str, mrsigner_size: int, attributes_size: int, svn_max: int) -> None:
+def _check_identity(
+    doc: dict[str, Any], name: str, mrsigner_size: int, attributes_size: int, svn_max: int
+) -> None:
     _check_signer(doc, name, mrsigner_size, attributes_size)
     for level in _levels(doc, name):
         _uint(level["tcb"], "isvsvn", f"{name}.tcb", svn_max)
@@ -173,7 +186,9 @@ def check_tcb_info(info: dict[str, Any]) -> None:
         raise MalformedError(f"tcb_info.version {version} is not 2 or 3", field="tcb_info.version")
     tee = info.get("id", "SGX") if version == 2 else _field(info, "id", str, name)
     if tee not in ("SGX", "TDX") or (tee == "TDX" and version != 3):
-        raise MalformedError(f"tcb_info.id {tee!r} is not SGX or TDX (version 3)", field="tcb_info.id")
+        raise MalformedError(
+            f"tcb_info.id {tee!r} is not SGX or TDX (version 3)", field="tcb_info.id"
+        )
     _hex_len(info, "fmspc", name, 6)
     _hex_len(info, "pceId", name, 2)
     _uint(info, "tcbType", name, 2**32 - 1)
@@ -188,7 +203,9 @@ def check_tcb_info(info: dict[str, Any]) -> None:
         _check_signer(_field(info, "tdxModule", dict, name), "tcb_info.tdxModule", 48, 8)
         idents = info.get("tdxModuleIdentities", [])
         if not isinstance(idents, list) or not all(isinstance(i, dict) for i in idents):
-            raise MalformedError("tcb_info.tdxModuleIdentities must be a list", field="tcb_info.tdxModuleIdentities")
+            raise MalformedError(
+                "tcb_info.tdxModuleIdentities must be a list", field="tcb_info.tdxModuleIdentities"
+            )
         for ident in idents:
             _field(ident, "id", str, "tcb_info.tdxModuleIdentities")
             _check_identity(ident, "tcb_info.tdxModuleIdentities", 48, 8, 255)
@@ -201,7 +218,9 @@ def check_qe_identity(qe: dict[str, Any]) -> None:
     duplicated levels. Called once per collateral set, as :func:`check_tcb_info`."""
     name = "qe_identity"
     if _field(qe, "id", str, name) not in ("QE", "QVE", "TD_QE"):
-        raise MalformedError(f"qe_identity.id {qe.get('id')!r} is not QE, QVE or TD_QE", field="qe_identity.id")
+        raise MalformedError(
+            f"qe_identity.id {qe.get('id')!r} is not QE, QVE or TD_QE", field="qe_identity.id"
+        )
     if _field(qe, "version", int, name) != 2:
         raise MalformedError("qe_identity.version is not 2", field="qe_identity.version")
     _uint(qe, "tcbEvaluationDataNumber", name, 2**32 - 1)
@@ -215,30 +234,47 @@ def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, l
     """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories."""
     want_id = "TD_QE" if tdx else "QE"
     if qe.get("id") != want_id:
-        raise CollateralError(f"QE identity is for {qe.get('id')!r}, expected {want_id!r}", code="qe_identity_mismatch")
+        raise CollateralError(
+            f"QE identity is for {qe.get('id')!r}, expected {want_id!r}",
+            code="qe_identity_mismatch",
+        )
     if _hex_field(qe, "mrsigner", "qe_identity") != report.mr_signer:
-        raise VerificationError("QE MRSIGNER does not match the QE identity", code="qe_identity_mismatch")
+        raise VerificationError(
+            "QE MRSIGNER does not match the QE identity", code="qe_identity_mismatch"
+        )
     if _field(qe, "isvprodid", int, "qe_identity") != report.isv_prod_id:
-        raise VerificationError("QE ISVPRODID does not match the QE identity", code="qe_identity_mismatch")
+        raise VerificationError(
+            "QE ISVPRODID does not match the QE identity", code="qe_identity_mismatch"
+        )
     # Little-endian, as the report's MISCSELECT is (Intel QVL, dcap-qvl: u32::from_le_bytes).
     misc_raw = _hex_field(qe, "miscselect", "qe_identity")
     mask_raw = _hex_field(qe, "miscselectMask", "qe_identity")
     if len(misc_raw) != 4 or len(mask_raw) != 4:
-        raise MalformedError("QE identity miscselect must be 4 bytes", field="qe_identity.miscselect")
+        raise MalformedError(
+            "QE identity miscselect must be 4 bytes", field="qe_identity.miscselect"
+        )
     misc = int.from_bytes(misc_raw, "little")
     misc_mask = int.from_bytes(mask_raw, "little")
     if report.misc_select & misc_mask != misc & misc_mask:
-        raise VerificationError("QE MISCSELECT does not match the QE identity", code="qe_identity_mismatch")
+        raise VerificationError(
+            "QE MISCSELECT does not match the QE identity", code="qe_identity_mismatch"
+        )
     attrs = _hex_field(qe, "attributes", "qe_identity")
     mask = _hex_field(qe, "attributesMask", "qe_identity")
     if len(attrs) != 16 or len(mask) != 16:
-        raise MalformedError("QE identity attributes must be 16 bytes", field="qe_identity.attributes")
+        raise MalformedError(
+            "QE identity attributes must be 16 bytes", field="qe_identity.attributes"
+        )
     if any((a & m) != (b & m) for a, b, m in zip(report.attributes, attrs, mask, strict=True)):
-        raise VerificationError("QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch")
+        raise VerificationError(
+            "QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch"
+        )
     for isvsvn, level in _isvsvn_levels(qe, "qe_identity"):
         if report.isv_svn >= isvsvn:
             return _status(level, "qe_identity", IDENTITY_TCB_STATUSES), _advisories(level)
-    raise VerificationError(f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found")
+    raise VerificationError(
+        f"QE ISVSVN {report.isv_svn} matches no QE identity TCB level", code="tcb_level_not_found"
+    )
 
 
 def converge_status(platform: str, other: str) -> str:
@@ -262,24 +298,36 @@ def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]
     else:
         want = f"TDX_{version:02X}"
         idents = info.get("tdxModuleIdentities")
-        found = [i for i in idents or [] if isinstance(i, dict) and str(i.get("id", "")).upper() == want]
+        found = [
+            i for i in idents or [] if isinstance(i, dict) and str(i.get("id", "")).upper() == want
+        ]
         if not found:
-            raise VerificationError(f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch")
+            raise VerificationError(
+                f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch"
+            )
         ident = found[0]
         for need, level in _isvsvn_levels(ident, want):
             if isvsvn >= need:
                 status, advisories = _status(level, want, IDENTITY_TCB_STATUSES), _advisories(level)
                 break
         else:
-            raise VerificationError(f"TDX module SVN {isvsvn} matches no level of {want}", code="tcb_level_not_found")
+            raise VerificationError(
+                f"TDX module SVN {isvsvn} matches no level of {want}", code="tcb_level_not_found"
+            )
     if _hex_field(ident, "mrsigner", "tdxModule") != tdx.mr_signer_seam:
-        raise VerificationError("MRSIGNERSEAM does not match the TDX module identity", code="tdx_module_mismatch")
+        raise VerificationError(
+            "MRSIGNERSEAM does not match the TDX module identity", code="tdx_module_mismatch"
+        )
     attrs = _hex_field(ident, "attributes", "tdxModule")
     mask = _hex_field(ident, "attributesMask", "tdxModule")
-    if len(attrs) != 8 or len(mask) != 8 or any(
-        (a & m) != (b & m) for a, b, m in zip(tdx.seam_attributes, attrs, mask, strict=True)
+    if (
+        len(attrs) != 8
+        or len(mask) != 8
+        or any((a & m) != (b & m) for a, b, m in zip(tdx.seam_attributes, attrs, mask, strict=True))
     ):
-        raise VerificationError("SEAM attributes do not match the TDX module identity", code="tdx_module_mismatch")
+        raise VerificationError(
+            "SEAM attributes do not match the TDX module identity", code="tdx_module_mismatch"
+        )
     return status, advisories
 
 
@@ -314,7 +362,10 @@ def platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | Non
     tdx_level: dict[str, Any] | None = None
     start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
     for (sgx, pcesvn, td), level in _platform_levels(info):
-        if any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True)) or ext.pce_svn < pcesvn:
+        if (
+            any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True))
+            or ext.pce_svn < pcesvn
+        ):
             continue
         if tdx is None:
             sgx_level = level
@@ -331,7 +382,9 @@ def platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | Non
             code="tcb_level_not_found",
         )
     if tdx is None:
-        return PlatformTcb(_status(sgx_level, "tcb_info"), _advisories(sgx_level), sgx_level.get("tcbDate"), None)
+        return PlatformTcb(
+            _status(sgx_level, "tcb_info"), _advisories(sgx_level), sgx_level.get("tcbDate"), None
+        )
     if tdx_level is None:
         raise VerificationError(
             "No matching TCB level: TEE_TCB_SVN is below every TDX level of the TCB info",
@@ -339,6 +392,6 @@ def platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | Non
         )
     module_status, module_adv = _tdx_module(info, tdx)
     status = converge_status(_status(tdx_level, "tcb_info"), module_status)
-    return PlatformTcb(status, _advisories(tdx_level) + module_adv, tdx_level.get("tcbDate"), module_status)
-
-
+    return PlatformTcb(
+        status, _advisories(tdx_level) + module_adv, tdx_level.get("tcbDate"), module_status
+    )

@@ -79,7 +79,15 @@ DATA_MAX = 1024
 OFF_DATA_LEN = HASH_SIZE
 OFF_DATA = OFF_DATA_LEN + 8
 #: sizeof(report_t): the struct form.
-REPORT_SIZE = OFF_DATA + DATA_MAX + SIGNATURE_SIZE + HASH_SIZE + PUBLIC_KEY_SIZE + SIGNATURE_SIZE + PUBLIC_KEY_SIZE
+REPORT_SIZE = (
+    OFF_DATA
+    + DATA_MAX
+    + SIGNATURE_SIZE
+    + HASH_SIZE
+    + PUBLIC_KEY_SIZE
+    + SIGNATURE_SIZE
+    + PUBLIC_KEY_SIZE
+)
 #: The compact form without its data: 328 bytes.
 COMPACT_FIXED_SIZE = REPORT_SIZE - DATA_MAX
 
@@ -200,7 +208,9 @@ def to_compact(data: bytes) -> bytes:
     compact form, which has no unsigned bytes. The relying party's explicit choice to drop
     what no signature covers; nothing is verified here. Raises MalformedError."""
     if len(data) != REPORT_SIZE:
-        raise MalformedError(f"a struct-form report is {REPORT_SIZE} bytes", field="end", offset=len(data))
+        raise MalformedError(
+            f"a struct-form report is {REPORT_SIZE} bytes", field="end", offset=len(data)
+        )
     (data_len,) = struct.unpack_from("<Q", data, OFF_DATA_LEN)
     if data_len > DATA_MAX:
         raise MalformedError(f"data_len {data_len} exceeds {DATA_MAX}", field="enclave.data_len",

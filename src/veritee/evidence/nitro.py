@@ -381,7 +381,11 @@ def verify_chain(
                 checks.add(VerificationError(f"{name} is not a CA", code="chain_invalid"))
                 continue
             if not bc.ca or (bc.path_length is not None and bc.path_length < below - 1):
-                checks.add(VerificationError(f"{name} may not issue a chain of this length", code="chain_invalid"))
+                checks.add(
+                    VerificationError(
+                        f"{name} may not issue a chain of this length", code="chain_invalid"
+                    )
+                )
     for error in also:
         checks.add(error)
     checks.refuse(("chain_signatures", *then))

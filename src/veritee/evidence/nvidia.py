@@ -47,7 +47,9 @@ __all__ = ["NVIDIA_DEVICE_IDENTITY_CA_SHA256", "SpdmMeasurements", "detect", "pa
            "parse_claims", "verify"]  # fmt: skip
 
 #: SHA-256 of the DER of "NVIDIA Device Identity CA" (P-384, 2021-11-05 .. 9999-12-31).
-NVIDIA_DEVICE_IDENTITY_CA_SHA256 = "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48"
+NVIDIA_DEVICE_IDENTITY_CA_SHA256 = (
+    "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48"
+)
 SPDM_VERSION = 0x11
 GET_MEASUREMENTS, MEASUREMENTS = 0xE0, 0x60
 SIGNATURE_SIZE = 96
@@ -175,7 +177,9 @@ def verify(
         raise VerificationError("the GPU chain does not end at the pinned NVIDIA root",
                                 code="root_not_pinned")  # fmt: skip
     names = ["leaf", *(f"certificate_chain[{i}]" for i in range(1, len(chain)))]
-    verify_chain(list(reversed(list(zip(names, chain, strict=True)))), at, then=("measurements_signature",))
+    verify_chain(
+        list(reversed(list(zip(names, chain, strict=True)))), at, then=("measurements_signature",)
+    )
     key = chain[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise VerificationError("the GPU's leaf key is not ECDSA P-384", code="chain_invalid")

@@ -126,20 +126,35 @@ _LAYOUT = struct.Struct(
 
 #: (name, offset, size) of every field, for naming where a truncated input ends.
 _FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("version", OFF_VERSION, 4), ("guest_svn", OFF_GUEST_SVN, 4), ("policy", OFF_POLICY, 8),
-    ("family_id", OFF_FAMILY_ID, 16), ("image_id", OFF_IMAGE_ID, 16), ("vmpl", OFF_VMPL, 4),
-    ("signature_algo", OFF_SIGNATURE_ALGO, 4), ("current_tcb", OFF_CURRENT_TCB, 8),
-    ("platform_info", OFF_PLATFORM_INFO, 8), ("signer_info", OFF_SIGNER_INFO, 8),
-    ("report_data", OFF_REPORT_DATA, 64), ("measurement", OFF_MEASUREMENT, 48),
-    ("host_data", OFF_HOST_DATA, 32), ("id_key_digest", OFF_ID_KEY_DIGEST, 48),
-    ("author_key_digest", OFF_AUTHOR_KEY_DIGEST, 48), ("report_id", OFF_REPORT_ID, 32),
-    ("report_id_ma", OFF_REPORT_ID_MA, 32), ("reported_tcb", OFF_REPORTED_TCB, 8),
-    ("cpuid", OFF_CPUID_FAM_ID, 24), ("chip_id", OFF_CHIP_ID, 64),
-    ("committed_tcb", OFF_COMMITTED_TCB, 8), ("current_version", OFF_CURRENT_BUILD, 4),
-    ("committed_version", OFF_COMMITTED_BUILD, 4), ("launch_tcb", OFF_LAUNCH_TCB, 8),
+    ("version", OFF_VERSION, 4),
+    ("guest_svn", OFF_GUEST_SVN, 4),
+    ("policy", OFF_POLICY, 8),
+    ("family_id", OFF_FAMILY_ID, 16),
+    ("image_id", OFF_IMAGE_ID, 16),
+    ("vmpl", OFF_VMPL, 4),
+    ("signature_algo", OFF_SIGNATURE_ALGO, 4),
+    ("current_tcb", OFF_CURRENT_TCB, 8),
+    ("platform_info", OFF_PLATFORM_INFO, 8),
+    ("signer_info", OFF_SIGNER_INFO, 8),
+    ("report_data", OFF_REPORT_DATA, 64),
+    ("measurement", OFF_MEASUREMENT, 48),
+    ("host_data", OFF_HOST_DATA, 32),
+    ("id_key_digest", OFF_ID_KEY_DIGEST, 48),
+    ("author_key_digest", OFF_AUTHOR_KEY_DIGEST, 48),
+    ("report_id", OFF_REPORT_ID, 32),
+    ("report_id_ma", OFF_REPORT_ID_MA, 32),
+    ("reported_tcb", OFF_REPORTED_TCB, 8),
+    ("cpuid", OFF_CPUID_FAM_ID, 24),
+    ("chip_id", OFF_CHIP_ID, 64),
+    ("committed_tcb", OFF_COMMITTED_TCB, 8),
+    ("current_version", OFF_CURRENT_BUILD, 4),
+    ("committed_version", OFF_COMMITTED_BUILD, 4),
+    ("launch_tcb", OFF_LAUNCH_TCB, 8),
     ("launch_mit_vector", OFF_LAUNCH_MIT_VECTOR, 8),
-    ("current_mit_vector", OFF_CURRENT_MIT_VECTOR, 8), ("reserved", 0x208, 0x98),
-    ("signature.r", OFF_SIGNATURE_R, 72), ("signature.s", OFF_SIGNATURE_S, 72),
+    ("current_mit_vector", OFF_CURRENT_MIT_VECTOR, 8),
+    ("reserved", 0x208, 0x98),
+    ("signature.r", OFF_SIGNATURE_R, 72),
+    ("signature.s", OFF_SIGNATURE_S, 72),
     ("signature.reserved", OFF_SIGNATURE_RESERVED, 0x170),
 )
 
@@ -187,8 +202,12 @@ class TcbVersion:
         return cls(raw, bootloader=b[0], tee=b[1], snp=b[6], microcode=b[7])
 
     def as_dict(self) -> dict[str, int]:
-        out = {"bootloader": self.bootloader, "tee": self.tee, "snp": self.snp,
-               "microcode": self.microcode}
+        out = {
+            "bootloader": self.bootloader,
+            "tee": self.tee,
+            "snp": self.snp,
+            "microcode": self.microcode,
+        }
         if self.fmc is not None:
             out["fmc"] = self.fmc
         return out
@@ -221,11 +240,17 @@ class GuestPolicy:
     @classmethod
     def from_int(cls, v: int) -> GuestPolicy:
         return cls(
-            abi_minor=v & 0xFF, abi_major=(v >> 8) & 0xFF, smt=bool(v >> 16 & 1),
-            migrate_ma=bool(v >> 18 & 1), debug=bool(v >> 19 & 1),
-            single_socket=bool(v >> 20 & 1), cxl_allow=bool(v >> 21 & 1),
-            mem_aes_256_xts=bool(v >> 22 & 1), rapl_dis=bool(v >> 23 & 1),
-            ciphertext_hiding=bool(v >> 24 & 1), page_swap_disable=bool(v >> 25 & 1),
+            abi_minor=v & 0xFF,
+            abi_major=(v >> 8) & 0xFF,
+            smt=bool(v >> 16 & 1),
+            migrate_ma=bool(v >> 18 & 1),
+            debug=bool(v >> 19 & 1),
+            single_socket=bool(v >> 20 & 1),
+            cxl_allow=bool(v >> 21 & 1),
+            mem_aes_256_xts=bool(v >> 22 & 1),
+            rapl_dis=bool(v >> 23 & 1),
+            ciphertext_hiding=bool(v >> 24 & 1),
+            page_swap_disable=bool(v >> 25 & 1),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -246,8 +271,15 @@ class PlatformInfo:
 
     @classmethod
     def from_int(cls, v: int) -> PlatformInfo:
-        return cls(bool(v & 1), bool(v >> 1 & 1), bool(v >> 2 & 1), bool(v >> 3 & 1),
-                   bool(v >> 4 & 1), bool(v >> 5 & 1), bool(v >> 7 & 1))
+        return cls(
+            bool(v & 1),
+            bool(v >> 1 & 1),
+            bool(v >> 2 & 1),
+            bool(v >> 3 & 1),
+            bool(v >> 4 & 1),
+            bool(v >> 5 & 1),
+            bool(v >> 7 & 1),
+        )
 
     def as_dict(self) -> dict[str, bool]:
         return {name: bool(getattr(self, name)) for name in _PLATFORM_INFO_FIELDS}
@@ -310,57 +342,133 @@ class AttestationReport:
         if n < REPORT_SIZE:
             raise MalformedError(
                 f"truncated SEV-SNP report: {n} of {REPORT_SIZE} bytes",
-                field=_field_at(n), offset=n, code="truncated",
+                field=_field_at(n),
+                offset=n,
+                code="truncated",
             )
         if n > REPORT_SIZE:
             raise MalformedError(
                 f"SEV-SNP report has {n - REPORT_SIZE} trailing bytes",
-                field="end", offset=REPORT_SIZE, code="trailing_bytes",
+                field="end",
+                offset=REPORT_SIZE,
+                code="trailing_bytes",
             )
-        (version, svn, policy, family_id, image_id, vmpl, algo, cur_tcb, pinfo, signer,
-         report_data, measurement, host_data, id_key_digest, author_key_digest, report_id,
-         report_id_ma, reported_tcb, fam, mod, step, chip_id, committed_tcb, cur_build,
-         cur_minor, cur_major, com_build, com_minor, com_major, launch_tcb, launch_mit,
-         current_mit, r, s, sig_reserved) = _LAYOUT.unpack(data)
+        (
+            version,
+            svn,
+            policy,
+            family_id,
+            image_id,
+            vmpl,
+            algo,
+            cur_tcb,
+            pinfo,
+            signer,
+            report_data,
+            measurement,
+            host_data,
+            id_key_digest,
+            author_key_digest,
+            report_id,
+            report_id_ma,
+            reported_tcb,
+            fam,
+            mod,
+            step,
+            chip_id,
+            committed_tcb,
+            cur_build,
+            cur_minor,
+            cur_major,
+            com_build,
+            com_minor,
+            com_major,
+            launch_tcb,
+            launch_mit,
+            current_mit,
+            r,
+            s,
+            sig_reserved,
+        ) = _LAYOUT.unpack(data)
         if version not in SUPPORTED_VERSIONS:
             raise MalformedError(
                 f"unsupported report version {version} (supported: 2, 3, 5)",
-                field="version", offset=OFF_VERSION, code="version_unsupported",
+                field="version",
+                offset=OFF_VERSION,
+                code="version_unsupported",
             )
         if algo != SIG_ALGO_ECDSA_P384_SHA384:
             raise MalformedError(
                 f"unsupported signature algorithm {algo} (1 = ECDSA P-384/SHA-384)",
-                field="signature_algo", offset=OFF_SIGNATURE_ALGO, code="algorithm_unsupported",
+                field="signature_algo",
+                offset=OFF_SIGNATURE_ALGO,
+                code="algorithm_unsupported",
             )
         signing_key = (signer >> 2) & 0x7
         if signing_key not in (SIGNING_KEY_VCEK, SIGNING_KEY_VLEK):
             raise MalformedError(
                 f"SIGNING_KEY {signing_key} is neither VCEK (0) nor VLEK (1)",
-                field="signer_info", offset=OFF_SIGNER_INFO, code="signing_key_unsupported",
+                field="signer_info",
+                offset=OFF_SIGNER_INFO,
+                code="signing_key_unsupported",
             )
-        for name, value, off in (("signature.r", r, OFF_SIGNATURE_R), ("signature.s", s, OFF_SIGNATURE_S)):
+        for name, value, off in (
+            ("signature.r", r, OFF_SIGNATURE_R),
+            ("signature.s", s, OFF_SIGNATURE_S),
+        ):
             if value[P384_SIZE:] != _ZERO_PAD:
                 raise MalformedError(
                     f"{name} has non-zero bytes beyond the 48-byte P-384 scalar",
-                    field=name, offset=off + P384_SIZE, code="signature_malformed",
+                    field=name,
+                    offset=off + P384_SIZE,
+                    code="signature_malformed",
                 )
         if sig_reserved != _ZERO_SIG_RESERVED:
             raise MalformedError(
                 "reserved bytes of the signature are not zero",
-                field="signature.reserved", offset=OFF_SIGNATURE_RESERVED,
+                field="signature.reserved",
+                offset=OFF_SIGNATURE_RESERVED,
                 code="signature_malformed",
             )
         has_cpuid = version >= 3
         has_mit = version >= 5
         return cls(
-            version, svn, policy, family_id, image_id, vmpl, algo, cur_tcb, pinfo,
-            bool(signer & 1), bool(signer >> 1 & 1), signing_key, report_data, measurement,
-            host_data, id_key_digest, author_key_digest, report_id, report_id_ma, reported_tcb,
-            fam if has_cpuid else None, mod if has_cpuid else None, step if has_cpuid else None,
-            chip_id, committed_tcb, cur_build, cur_minor, cur_major, com_build, com_minor,
-            com_major, launch_tcb, launch_mit if has_mit else None,
+            version,
+            svn,
+            policy,
+            family_id,
+            image_id,
+            vmpl,
+            algo,
+            cur_tcb,
+            pinfo,
+            bool(signer & 1),
+            bool(signer >> 1 & 1),
+            signing_key,
+            report_data,
+            measurement,
+            host_data,
+            id_key_digest,
+            author_key_digest,
+            report_id,
+            report_id_ma,
+            reported_tcb,
+            fam if has_cpuid else None,
+            mod if has_cpuid else None,
+            step if has_cpuid else None,
+            chip_id,
+            committed_tcb,
+            cur_build,
+            cur_minor,
+            cur_major,
+            com_build,
+            com_minor,
+            com_major,
+            launch_tcb,
+            launch_mit if has_mit else None,
             current_mit if has_mit else None,
-            int.from_bytes(r[:P384_SIZE], "little"), int.from_bytes(s[:P384_SIZE], "little"),
+            int.from_bytes(r[:P384_SIZE], "little"),
+            int.from_bytes(s[:P384_SIZE], "little"),
             bytes(data[:SIGNED_SIZE]),
         )
 
@@ -389,8 +497,11 @@ class AttestationReport:
         policy_bits = _policy_bits(self.policy)
         cpuid = None
         if self.cpuid_fam_id is not None:
-            cpuid = {"family": self.cpuid_fam_id, "model": self.cpuid_mod_id,
-                     "stepping": self.cpuid_step}
+            cpuid = {
+                "family": self.cpuid_fam_id,
+                "model": self.cpuid_mod_id,
+                "stepping": self.cpuid_step,
+            }
         return {
             "platform": "sev-snp",
             "version": self.version,
@@ -421,8 +532,7 @@ class AttestationReport:
             "committed_tcb": tcb_dict(self.committed_tcb, product),
             "launch_tcb": tcb_dict(self.launch_tcb, product),
             "current_firmware": f"{self.current_major}.{self.current_minor}.{self.current_build}",
-            "committed_firmware":
-                f"{self.committed_major}.{self.committed_minor}.{self.committed_build}",
+            "committed_firmware": f"{self.committed_major}.{self.committed_minor}.{self.committed_build}",
             "cpuid": cpuid,
             "launch_mit_vector": self.launch_mit_vector,
             "current_mit_vector": self.current_mit_vector,
@@ -506,8 +616,12 @@ def _endorsement(
         present = {c.signature for c in certs}
         for cert in certs:
             entry = cache.get((trust.roots, cert.signature, crl_key), at)
-            if (entry is None or entry.info.kind != want or not _chip_ok(entry, report)
-                    or not all(s in present for s in entry.issuer_signatures)):
+            if (
+                entry is None
+                or entry.info.kind != want
+                or not _chip_ok(entry, report)
+                or not all(s in present for s in entry.issuer_signatures)
+            ):
                 continue
             if _ecdsa_ok(entry.public_key, report, sig):
                 return entry
@@ -525,7 +639,9 @@ def _endorsement(
         if leaf.signature in tried:
             continue
         key = leaf.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP384R1
+        ):
             continue
         if not _ecdsa_ok(key, report, sig):
             continue
@@ -672,9 +788,11 @@ def verify(
         if report.chip_id_masked:
             findings.append(Reason("chip_id_masked", "CHIP_ID is masked; hwID not compared"))
         elif not _hwid_matches(chain.info.hwid, report.chip_id):
-            raise VerificationError("VCEK hwID differs from the report's CHIP_ID",
-                                    code="chip_id_mismatch")
+            raise VerificationError(
+                "VCEK hwID differs from the report's CHIP_ID", code="chip_id_mismatch"
+            )
     claims["vcek_tcb"] = dict(chain.info.tcb)
     claims["vcek_sha256"] = chain.leaf_sha256
-    return VerifiedEvidence(format="sev-snp", claims=claims, verified_at=at,
-                            findings=tuple(findings))
+    return VerifiedEvidence(
+        format="sev-snp", claims=claims, verified_at=at, findings=tuple(findings)
+    )

@@ -92,7 +92,9 @@ class SimulatedReport:
             raise MalformedError("not simulated evidence", field="magic", offset=0)
         version = r.u16("version")
         if version != VERSION:
-            raise MalformedError(f"unsupported simulated evidence version {version}", field="version", offset=8)
+            raise MalformedError(
+                f"unsupported simulated evidence version {version}", field="version", offset=8
+            )
         flags = r.u16("flags")
         if flags & ~FLAG_DEBUG:
             raise MalformedError("unknown flag bits set", field="flags", offset=0x0A)
@@ -105,12 +107,16 @@ class SimulatedReport:
         report_data = r.bytes(REPORT_DATA_SIZE, "report_data")
         key_len = r.u16("key_len")
         if not 0 < key_len <= MAX_KEY_LEN:
-            raise MalformedError(f"platform key length {key_len} out of range", field="key_len", offset=0x80)
+            raise MalformedError(
+                f"platform key length {key_len} out of range", field="key_len", offset=0x80
+            )
         key_der = r.bytes(key_len, "platform_key")
         signed_end = r.offset
         sig_len = r.u16("sig_len")
         if not 0 < sig_len <= MAX_SIG_LEN:
-            raise MalformedError(f"signature length {sig_len} out of range", field="sig_len", offset=signed_end)
+            raise MalformedError(
+                f"signature length {sig_len} out of range", field="sig_len", offset=signed_end
+            )
         signature = r.bytes(sig_len, "signature")
         if r.remaining:
             raise MalformedError(f"{r.remaining} trailing bytes", field="trailing", offset=r.offset)
@@ -152,7 +158,9 @@ def _load_key(der: bytes) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise MalformedError("platform key is not a valid SubjectPublicKeyInfo", field="platform_key") from None
+        raise MalformedError(
+            "platform key is not a valid SubjectPublicKeyInfo", field="platform_key"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise MalformedError("platform key must be ECDSA P-384", field="platform_key")
     return key

@@ -143,7 +143,9 @@ def _data_verified(etype: int, digests: dict[int, bytes], data: bytes) -> bool:
                 # GRUB measures the command without its NUL (older GRUBs with it); only a NUL
                 # may be left out of the digest.
                 cmd = data[len(prefix) :]
-                return _hashes_to(digests, cmd) or (cmd.endswith(b"\0") and _hashes_to(digests, cmd[:-1]))
+                return _hashes_to(digests, cmd) or (
+                    cmd.endswith(b"\0") and _hashes_to(digests, cmd[:-1])
+                )
         return False
     if etype == EV_EFI_VARIABLE_AUTHORITY and _signature_without_owner(data):
         # That shim also logs one stray byte more than it measured (go-eventlog's workaround).
@@ -178,17 +180,23 @@ def _spec_id(r: Reader) -> dict[int, int]:
     """The first event (TCG_PCR_EVENT + Spec ID Event03); returns {algorithm id: digest size}."""
     r.u32("spec_id.pcr_index")
     if r.u32("spec_id.event_type") != EV_NO_ACTION:
-        raise MalformedError("first event is not EV_NO_ACTION", field="spec_id.event_type", offset=4)
+        raise MalformedError(
+            "first event is not EV_NO_ACTION", field="spec_id.event_type", offset=4
+        )
     r.skip(20, "spec_id.digest")
     size = r.u32("spec_id.event_size")
     start = r.offset
     s = Reader(r.bytes(size, "spec_id.event"))
     if s.bytes(16, "spec_id.signature") != SPEC_ID_SIGNATURE:
-        raise MalformedError("not a crypto-agile log (no Spec ID Event03)", field="spec_id.signature", offset=start)
+        raise MalformedError(
+            "not a crypto-agile log (no Spec ID Event03)", field="spec_id.signature", offset=start
+        )
     s.skip(4 + 4, "spec_id.platform_class_version")
     n = s.u32("spec_id.number_of_algorithms")
     if not 0 < n <= 16:
-        raise MalformedError(f"{n} digest algorithms", field="spec_id.number_of_algorithms", offset=start + 24)
+        raise MalformedError(
+            f"{n} digest algorithms", field="spec_id.number_of_algorithms", offset=start + 24
+        )
     sizes = {}
     for _ in range(n):
         alg = s.u16("spec_id.algorithm_id")
@@ -290,13 +298,19 @@ def _parse_checked(data: bytes, max_index: int) -> TcgLog:
             break
         count = r.u32("event.digest_count")
         if not 0 < count <= len(sizes):
-            raise MalformedError(f"{count} digests in event", field="event.digest_count", offset=start + 8)
+            raise MalformedError(
+                f"{count} digests in event", field="event.digest_count", offset=start + 8
+            )
         digests: dict[int, bytes] = {}
         for _ in range(count):
             alg_off = r.offset
             alg = r.u16("event.digest_alg")
             if alg not in sizes:
-                raise MalformedError(f"digest algorithm {alg:#06x} not in Spec ID", field="event.digest_alg", offset=alg_off)
+                raise MalformedError(
+                    f"digest algorithm {alg:#06x} not in Spec ID",
+                    field="event.digest_alg",
+                    offset=alg_off,
+                )
             digests[alg] = r.bytes(sizes[alg], "event.digest")
         size_off = r.offset
         size = r.u32("event.size")
@@ -304,8 +318,14 @@ def _parse_checked(data: bytes, max_index: int) -> TcgLog:
             raise MalformedError(f"event data of {size} bytes", field="event.size", offset=size_off)
         payload = r.bytes(size, "event.data")
         if index > max_index:
-            raise MalformedError(f"register index {index} > {max_index}", field="event.index", offset=start)
-        if etype == EV_NO_ACTION and payload.startswith(STARTUP_LOCALITY_SIGNATURE) and len(payload) == 17:
+            raise MalformedError(
+                f"register index {index} > {max_index}", field="event.index", offset=start
+            )
+        if (
+            etype == EV_NO_ACTION
+            and payload.startswith(STARTUP_LOCALITY_SIGNATURE)
+            and len(payload) == 17
+        ):
             locality = payload[16]
         verified = etype != EV_NO_ACTION and _data_verified(etype, digests, payload)
         events.append(TcgEvent(start, index, etype, digests, payload, verified))
@@ -331,14 +351,21 @@ _WHITESPACE = {9: None, 10: None, 13: None}
 def _text(data: bytes) -> str | None:
     """Printable ASCII or UTF-16LE text (e.g. kernel command lines, EFI actions), else None."""
     stripped = data.rstrip(b"\0")
-    for enc, payload, limit in (("ascii", stripped, MAX_DATA_IN_CLAIMS), ("utf-16-le", data, 2 * MAX_DATA_IN_CLAIMS)):
+    for enc, payload, limit in (
+        ("ascii", stripped, MAX_DATA_IN_CLAIMS),
+        ("utf-16-le", data, 2 * MAX_DATA_IN_CLAIMS),
+    ):
         if len(stripped) > limit:  # longer than the claims show whole, whatever it decodes to
             continue
         try:
             s = payload.decode(enc).rstrip("\0")
         except UnicodeDecodeError:
             continue
-        if s and len(s) <= MAX_DATA_IN_CLAIMS and (s.isprintable() or s.translate(_WHITESPACE).isprintable()):
+        if (
+            s
+            and len(s) <= MAX_DATA_IN_CLAIMS
+            and (s.isprintable() or s.translate(_WHITESPACE).isprintable())
+        ):
             return s
     return None
 

@@ -60,8 +60,13 @@ class TdReport:
 
     @classmethod
     def from_bytes(cls, body: bytes, body_type: int = dcap.BODY_TD10) -> TdReport:
-        if body_type not in (dcap.BODY_TD10, dcap.BODY_TD15) or len(body) != dcap.BODY_SIZES[body_type]:
-            raise MalformedError(f"not a TD report body (type {body_type}, {len(body)} bytes)", field="body")
+        if (
+            body_type not in (dcap.BODY_TD10, dcap.BODY_TD15)
+            or len(body) != dcap.BODY_SIZES[body_type]
+        ):
+            raise MalformedError(
+                f"not a TD report body (type {body_type}, {len(body)} bytes)", field="body"
+            )
         # Fixed layout (table above), sizes checked: one struct unpack.
         f = _TD15.unpack(body) if body_type == dcap.BODY_TD15 else (*_TD10.unpack(body), None, None)
         return cls(

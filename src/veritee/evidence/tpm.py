@@ -260,7 +260,9 @@ class Quote:
 
 
 _ATTEST_HEAD = struct.Struct(">IH")
-_CLOCK_INFO = struct.Struct(">QIIBQI")  # clock, resetCount, restartCount, safe, firmwareVersion, count
+_CLOCK_INFO = struct.Struct(
+    ">QIIBQI"
+)  # clock, resetCount, restartCount, safe, firmwareVersion, count
 _U16 = struct.Struct(">H")
 _SELECTION = struct.Struct(">HB")
 
@@ -368,7 +370,9 @@ def _signature_checked(blob: bytes, field: str) -> tuple[int, int, bytes]:
         r, s = b.tpm2b("signatureR"), b.tpm2b("signatureS")
         sig = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
     else:
-        raise MalformedError(f"unsupported signature algorithm 0x{alg:04x}", field=f"{field}.sigAlg")
+        raise MalformedError(
+            f"unsupported signature algorithm 0x{alg:04x}", field=f"{field}.sigAlg"
+        )
     b.end()
     if hash_alg not in HASHES:
         raise MalformedError(f"unsupported signature hash 0x{hash_alg:04x}", field=f"{field}.hash")
@@ -401,7 +405,9 @@ def _pcrs_fast(blob: bytes) -> tuple[int, dict[int, bytes]] | None:
             and body[5::step] == bytes((size,)) * count:  # fmt: skip
         indices = body[3::step]
         if len(set(indices)) == count and (not indices or max(indices) < MAX_PCRS):
-            return bank, {index: body[j * step + 6 : (j + 1) * step] for j, index in enumerate(indices)}
+            return bank, {
+                index: body[j * step + 6 : (j + 1) * step] for j, index in enumerate(indices)
+            }
         return None
     values: dict[int, bytes] = {}
     while i < end:
@@ -415,7 +421,13 @@ def _pcrs_fast(blob: bytes) -> tuple[int, dict[int, bytes]] | None:
         index = 0
         if n >= 2 and blob[i] == 0x08 and blob[i + 1] < 0x80:
             index, i = blob[i + 1], i + 2
-        if stop - i != size + 2 or blob[i] != 0x12 or blob[i + 1] != size or index >= MAX_PCRS or index in values:
+        if (
+            stop - i != size + 2
+            or blob[i] != 0x12
+            or blob[i + 1] != size
+            or index >= MAX_PCRS
+            or index in values
+        ):
             return None
         values[index] = blob[i + 2 : stop]
         i = stop
@@ -525,7 +537,8 @@ def _claims(att: TpmAttestation) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "platform": "tpm",
         # None unless the SHA-256 bank has every measured PCR: no stand-in value to pin.
-        "measurement": None if None in measured
+        "measurement": None
+        if None in measured
         else hashlib.sha384(b"".join(v for v in measured if v is not None)).hexdigest(),
         "report_data": first.extra_data.hex(),
         "debug": False,
@@ -637,7 +650,11 @@ def _ak_chain_uncached(
                 code="ak_not_certified",
             ))  # fmt: skip
     if not _same_key(leaf.public_key(), key):
-        also.append(VerificationError("the AK certificate certifies another key than ak_pub", code="ak_mismatch"))
+        also.append(
+            VerificationError(
+                "the AK certificate certifies another key than ak_pub", code="ak_mismatch"
+            )
+        )
     verify_chain(list(reversed(chain)), at, then=("quote_signatures", "event_log"), also=also)
     return chain
 
@@ -820,4 +837,3 @@ def _check_event_log(att: TpmAttestation) -> dict[str, Any]:
     return {"bytes": len(att.event_log), "verified": True, "events": checked.events,
             "pcrs": list(extended), "banks": banks,
             "entries": [dict(e) for e in checked.entries]}  # fmt: skip
-

@@ -124,13 +124,20 @@ def parse_csv(data: bytes, *, name: str) -> list[Row]:
             amount = Decimal(rec[2])
         except InvalidOperation:
             raise MalformedError("amount is not a number", field=where) from None
-        if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT or amount != amount.quantize(_CENT):
+        if (
+            not amount.is_finite()
+            or amount < 0
+            or amount > MAX_AMOUNT
+            or amount != amount.quantize(_CENT)
+        ):
             raise MalformedError("amount must be 0..1e9 with at most two decimals", field=where)
         rows.append(Row(rec[0][:64], rec[1][:64], amount))
     return rows
 
 
-def encrypt_dataset(csv_bytes: bytes, *, name: str, key: bytes | None = None) -> tuple[bytes, bytes]:
+def encrypt_dataset(
+    csv_bytes: bytes, *, name: str, key: bytes | None = None
+) -> tuple[bytes, bytes]:
     """Encrypt a dataset under a data key (fresh unless given); returns ``(key, blob)``."""
     key = key if key is not None else AESGCM.generate_key(bit_length=256)
     nonce = secrets.token_bytes(NONCE_SIZE)
@@ -143,7 +150,9 @@ def decrypt_dataset(blob: bytes, key: bytes, *, name: str) -> bytes:
     if len(blob) > MAX_DATASET_BYTES + 64:
         raise OversizedError(f"dataset {name} is larger than {MAX_DATASET_BYTES} bytes", field=name)
     if len(blob) < len(MAGIC) + NONCE_SIZE + 16 or not blob.startswith(MAGIC):
-        raise MalformedError(f"dataset {name} is not a veritee clean-room file", field=name, offset=0)
+        raise MalformedError(
+            f"dataset {name} is not a veritee clean-room file", field=name, offset=0
+        )
     if len(key) != KEY_SIZE:
         raise VerificationError(f"data key for {name} is not 32 bytes", code="dataset_key_invalid")
     nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_SIZE]
@@ -264,7 +273,8 @@ def verify_result(
         ) from None
     if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
         raise VerificationError(
-            f"the result's certificate is not valid at {at.isoformat()}", code="result_cert_untrusted"
+            f"the result's certificate is not valid at {at.isoformat()}",
+            code="result_cert_untrusted",
         )
     got = _measurement_of(cert)
     if got is None or got.lower() != measurement.lower():
@@ -275,7 +285,9 @@ def verify_result(
         )
     pub = cert.public_key()
     if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name != "secp256r1":
-        raise VerificationError("the result key is not ECDSA P-256", code="result_signature_invalid")
+        raise VerificationError(
+            "the result key is not ECDSA P-256", code="result_signature_invalid"
+        )
     result: dict[str, Any] = dict(signed["result"])
     try:
         pub.verify(sig, RESULT_TAG + canonical_json(result), ec.ECDSA(hashes.SHA256()))
@@ -285,7 +297,9 @@ def verify_result(
             code="result_signature_invalid",
         ) from None
     if own_input_sha256 is not None:
-        digests = {str(i.get("ciphertext_sha256")) for i in result.get("inputs", []) if isinstance(i, dict)}
+        digests = {
+            str(i.get("ciphertext_sha256")) for i in result.get("inputs", []) if isinstance(i, dict)
+        }
         if own_input_sha256.lower() not in digests:
             raise VerificationError(
                 "the result does not list this party's dataset", code="result_input_missing"
@@ -321,12 +335,16 @@ def release_policy_for(measurement: str, platform: str = "simulated") -> dict[st
     }
 
 
-def register_data_key(admin: httpx.Client, name: str, key: bytes, measurement: str) -> dict[str, Any]:
+def register_data_key(
+    admin: httpx.Client, name: str, key: bytes, measurement: str
+) -> dict[str, Any]:
     """Store ``key`` as secret ``name`` behind :func:`release_policy_for` (admin API)."""
     body = {"value": base64.b64encode(key).decode(), "policy": release_policy_for(measurement)}
     r = admin.put(f"/v1/admin/secrets/{name}", json=body)
     if r.status_code != 200:
-        raise VerificationError(f"registering {name} failed: HTTP {r.status_code}", code="register_failed")
+        raise VerificationError(
+            f"registering {name} failed: HTTP {r.status_code}", code="register_failed"
+        )
     out: dict[str, Any] = r.json()
     return out
 
@@ -346,7 +364,10 @@ def audit_entries(admin: httpx.Client, kinds: Sequence[str] = ()) -> list[dict[s
 
 
 def run_workload(
-    trust: Any, datasets: Sequence[EncryptedDataset], *, min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    trust: Any,
+    datasets: Sequence[EncryptedDataset],
+    *,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> dict[str, Any]:
     """The analytics workload: get every data key, decrypt, aggregate, certify, sign.
 
@@ -363,7 +384,12 @@ def run_workload(
         "format": RESULT_FORMAT,
         "measurement": trust.platform.measurement,
         "inputs": [
-            {"party": d.party, "secret": d.secret, "ciphertext_sha256": d.sha256, "rows": len(rows[d.party])}
+            {
+                "party": d.party,
+                "secret": d.secret,
+                "ciphertext_sha256": d.sha256,
+                "rows": len(rows[d.party]),
+            }
             for d in datasets
         ],
         **compute_aggregate(rows, min_group_size=min_group_size),

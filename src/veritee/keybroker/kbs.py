@@ -166,7 +166,9 @@ class KbsRequest:
             )
         extra = doc.get("extra-params", {})
         return cls(
-            version=str(version), tee=tee, extra_params=dict(extra) if isinstance(extra, dict) else {}
+            version=str(version),
+            tee=tee,
+            extra_params=dict(extra) if isinstance(extra, dict) else {},
         )
 
     @property
@@ -244,7 +246,9 @@ class InitData:
         if not isinstance(version, str):
             raise MalformedError("init-data version must be text", field="init-data.body.version")
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise MalformedError("init-data data must map names to text", field="init-data.body.data")
+            raise MalformedError(
+                "init-data data must map names to text", field="init-data.body.data"
+            )
         digest = hashlib.new(str(algorithm), body.encode("utf-8")).digest()
         return cls(algorithm=str(algorithm), digest=digest, claims=_init_data_claims(data))
 
@@ -294,7 +298,9 @@ class KbsAttestation:
         if not isinstance(pubkey, dict):
             raise MalformedError("tee-pubkey must be a JWK object", field="runtime-data.tee-pubkey")
         evidence = doc.get("tee-evidence")
-        if not isinstance(evidence, dict) or not {"primary_evidence", "additional_evidence"} <= set(evidence):
+        if not isinstance(evidence, dict) or not {"primary_evidence", "additional_evidence"} <= set(
+            evidence
+        ):
             raise MalformedError(
                 "tee-evidence must be a CompositeEvidence {primary_evidence, additional_evidence}",
                 field="tee-evidence",
@@ -385,7 +391,11 @@ def check_device_binding(
     """A device's nonce must be ``HASH(runtime-data)`` cut (or zero-padded) to its size."""
     got = _hex(report_data_hex)
     digest = hashlib.new(hash_algorithm, runtime_data_bytes(attestation.runtime_data)).digest()
-    if got is None or not got or not hmac.compare_digest(got, digest[: len(got)].ljust(len(got), b"\0")):
+    if (
+        got is None
+        or not got
+        or not hmac.compare_digest(got, digest[: len(got)].ljust(len(got), b"\0"))
+    ):
         raise VerificationError(
             f"device evidence does not bind {hash_algorithm.upper()}(runtime-data)",
             code="device_binding_mismatch",
@@ -558,7 +568,9 @@ def parse_additional_evidence(text: str) -> list[DeviceEvidence]:
             document = json.dumps({"report": report, "certificate_chain": pem}).encode()
             devices.append(DeviceEvidence(tee, len(devices), fmt, document))
             if len(devices) > MAX_DEVICES:
-                raise MalformedError(f"more than {MAX_DEVICES} devices", field="additional_evidence")
+                raise MalformedError(
+                    f"more than {MAX_DEVICES} devices", field="additional_evidence"
+                )
     return devices
 
 

@@ -204,7 +204,8 @@ def verify_broker_certificate(
         cert.verify_directly_issued_by(ca_certificate)
     except (ValueError, TypeError, InvalidSignature):
         raise VerificationError(
-            "the envelope's signer is not a key broker of this domain", code="envelope_signer_untrusted"
+            "the envelope's signer is not a key broker of this domain",
+            code="envelope_signer_untrusted",
         ) from None
     if at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
@@ -224,7 +225,9 @@ def verify_broker_certificate(
         )
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise VerificationError("the envelope's signer key is not an EC key", code="envelope_signer_untrusted")
+        raise VerificationError(
+            "the envelope's signer key is not an EC key", code="envelope_signer_untrusted"
+        )
     return key
 
 

@@ -113,7 +113,9 @@ def open_root(kek: KeyEncryptionKey, generation: int, kek_id: str, wrapped: byte
             "the sealing root does not unwrap (tampered or moved)", code="sealing_root_unavailable"
         ) from None
     if len(root) != ROOT_SIZE:
-        raise VerificationError("the sealing root has a wrong size", code="sealing_root_unavailable")
+        raise VerificationError(
+            "the sealing root has a wrong size", code="sealing_root_unavailable"
+        )
     return SealingRoot(generation, root)
 
 

@@ -41,7 +41,9 @@ def errno_error(code: int, what: str) -> PlatformError:
     if code in (errno.EINVAL, errno.ENOTTY):
         return PlatformError(f"{what}: the driver refused the request", code="platform_refused")
     if code == errno.EIO:
-        return PlatformError(f"{what}: the firmware or host returned an error", code="platform_refused")
+        return PlatformError(
+            f"{what}: the firmware or host returned an error", code="platform_refused"
+        )
     return PlatformError(f"{what} failed: {os.strerror(code)}", code="platform_failed")
 
 

@@ -53,13 +53,18 @@ MAX_IMDS_ANSWER = 64 * 1024
 
 def hcl_report_type(report: bytes) -> str:
     """``az-snp-vtpm`` or ``az-tdx-vtpm`` for an HCL report (IGVM report type 2 or 4)."""
-    for fmt, kind in (("az-snp-vtpm", azure_vtpm.REPORT_TYPE_SNP), ("az-tdx-vtpm", azure_vtpm.REPORT_TYPE_TDX)):
+    for fmt, kind in (
+        ("az-snp-vtpm", azure_vtpm.REPORT_TYPE_SNP),
+        ("az-tdx-vtpm", azure_vtpm.REPORT_TYPE_TDX),
+    ):
         try:
             azure_vtpm.hcl_report(report, kind)
         except MalformedError:
             continue
         return fmt
-    raise PlatformError("the vTPM's HCL report is neither an SNP nor a TDX report", code="platform_failed")
+    raise PlatformError(
+        "the vTPM's HCL report is neither an SNP nor a TDX report", code="platform_failed"
+    )
 
 
 class AzureCvmPlatform(TpmPlatform):
@@ -110,7 +115,10 @@ class AzureCvmPlatform(TpmPlatform):
                                             t.TPMT_SIG_SCHEME(scheme=t.TPM2_ALG.NULL))  # fmt: skip
                 message = bytes(attest)
                 info, _ = t.TPMS_ATTEST.unmarshal(message)
-                if bytes(info.attested.quote.pcrDigest) == hashlib.sha256(b"".join(pcrs[i] for i in range(PCR_COUNT))).digest():
+                if (
+                    bytes(info.attested.quote.pcrDigest)
+                    == hashlib.sha256(b"".join(pcrs[i] for i in range(PCR_COUNT))).digest()
+                ):
                     sig = bytes(signature.signature.rsassa.sig)
                     return {"signature": sig.hex(), "message": message.hex(),
                             "pcrs": [pcrs[i].hex() for i in range(PCR_COUNT)]}  # fmt: skip
@@ -129,9 +137,13 @@ class AzureCvmPlatform(TpmPlatform):
         try:
             doc = r.json()
         except ValueError:
-            raise PlatformError(f"the Azure IMDS answer to {path} is not JSON", code="platform_failed") from None
+            raise PlatformError(
+                f"the Azure IMDS answer to {path} is not JSON", code="platform_failed"
+            ) from None
         if not isinstance(doc, dict):
-            raise PlatformError(f"the Azure IMDS answer to {path} is not an object", code="platform_failed")
+            raise PlatformError(
+                f"the Azure IMDS answer to {path} is not an object", code="platform_failed"
+            )
         return doc
 
     def _vcek(self) -> bytes:
@@ -142,7 +154,9 @@ class AzureCvmPlatform(TpmPlatform):
             chain = x509.load_pem_x509_certificates(str(doc.get("certificateChain", "")).encode()) \
                 if doc.get("certificateChain") else []  # fmt: skip
         except (KeyError, ValueError):
-            raise PlatformError("the Azure IMDS gave no usable VCEK", code="platform_failed") from None
+            raise PlatformError(
+                "the Azure IMDS gave no usable VCEK", code="platform_failed"
+            ) from None
         der = serialization.Encoding.DER
         self._collateral = {f"amd-chain-{i}.der": c.public_bytes(der) for i, c in enumerate(chain)}
         return vcek.public_bytes(der)
@@ -156,7 +170,9 @@ class AzureCvmPlatform(TpmPlatform):
         try:
             return base64.urlsafe_b64decode(quote + "=" * (-len(quote) % 4))
         except ValueError:
-            raise PlatformError("the Azure IMDS TD quote is not base64url", code="platform_failed") from None
+            raise PlatformError(
+                "the Azure IMDS TD quote is not base64url", code="platform_failed"
+            ) from None
 
     # --- the Platform contract ------------------------------------------------------------------
     def evidence(self, report_data: bytes) -> bytes:
@@ -207,6 +223,10 @@ class AzureCvmPlatform(TpmPlatform):
         return settle_profile(self._requested, self.own_report)
 
     def describe(self) -> dict[str, Any]:
-        out = {**self.own_report, "interface": f"{self.tcti} (Azure paravisor vTPM)", "format": self.name}
+        out = {
+            **self.own_report,
+            "interface": f"{self.tcti} (Azure paravisor vTPM)",
+            "format": self.name,
+        }
         out["profile"] = self.profile.value
         return out

@@ -111,7 +111,9 @@ def _os_error(e: OSError, what: str) -> PlatformError:
     if e.errno in (errno.EBUSY, errno.EAGAIN):
         return PlatformError(f"{what} is busy", code="platform_busy")
     if e.errno == errno.EINVAL:
-        return PlatformError(f"the platform refused {what} (invalid argument)", code="platform_refused")
+        return PlatformError(
+            f"the platform refused {what} (invalid argument)", code="platform_refused"
+        )
     return PlatformError(f"{what} failed: {os.strerror(e.errno or 0)}", code="platform_failed")
 
 
@@ -187,7 +189,9 @@ def get_report(
     if privlevel is not None and not 0 <= privlevel <= PRIVLEVEL_MAX:
         raise UsageError(f"privlevel must be 0..{PRIVLEVEL_MAX}")
     if not root.is_dir():
-        raise PlatformError(f"configfs-tsm is not available ({root} is absent)", code="platform_absent")
+        raise PlatformError(
+            f"configfs-tsm is not available ({root} is absent)", code="platform_absent"
+        )
     for attempt in range(1, retries + 1):
         entry = root / f"veritee-{os.getpid()}-{secrets.token_hex(8)}"
         try:
@@ -223,7 +227,9 @@ def parse_cert_table(table: bytes) -> dict[str, bytes]:
     at = 0
     while True:
         if at + _ENTRY > len(table):
-            raise MalformedError("certificate table has no terminating entry", field="cert_table", offset=at)
+            raise MalformedError(
+                "certificate table has no terminating entry", field="cert_table", offset=at
+            )
         entry = table[at : at + _ENTRY]
         if entry == bytes(_ENTRY):
             return certs
@@ -244,7 +250,9 @@ def build_cert_table(certs: dict[uuid.UUID, bytes]) -> bytes:
     head = _ENTRY * (len(certs) + 1)
     entries, body = b"", b""
     for guid, der in certs.items():
-        entries += guid.bytes + (head + len(body)).to_bytes(4, "little") + len(der).to_bytes(4, "little")
+        entries += (
+            guid.bytes + (head + len(body)).to_bytes(4, "little") + len(der).to_bytes(4, "little")
+        )
         body += der
     return entries + bytes(_ENTRY) + body
 
@@ -260,7 +268,9 @@ class CcaPlatform(NoSealingKey):
 
     def __init__(self, *, profile: Profile | None = None, root: Path = DEFAULT_ROOT) -> None:
         if not available(root):
-            raise PlatformError(f"configfs-tsm is not available ({root} is absent)", code="platform_absent")
+            raise PlatformError(
+                f"configfs-tsm is not available ({root} is absent)", code="platform_absent"
+            )
         self.root = root
         self._requested = profile
 

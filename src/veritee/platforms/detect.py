@@ -48,7 +48,12 @@ class Interfaces:
         nsm: Path = Path("/dev/nsm"),
         tcti: str | None = None,
     ) -> None:
-        self.tsm_root, self.sev_guest, self.tdx_guest, self.nsm = tsm_root, sev_guest, tdx_guest, nsm
+        self.tsm_root, self.sev_guest, self.tdx_guest, self.nsm = (
+            tsm_root,
+            sev_guest,
+            tdx_guest,
+            nsm,
+        )
         self.tcti = tcti
 
     @property
@@ -112,7 +117,11 @@ def detect(where: Interfaces | None = None) -> str | None:
 
 
 def open_hardware(
-    name: str, *, profile: Profile | None = None, state_dir: Path, where: Interfaces | None = None,
+    name: str,
+    *,
+    profile: Profile | None = None,
+    state_dir: Path,
+    where: Interfaces | None = None,
     **kw: Any,
 ) -> Any:
     """The driver for ``name`` (one of :data:`HARDWARE`, or ``azure`` for either Azure format).
@@ -137,7 +146,9 @@ def open_hardware(
     tcti = w.tpm_tcti
     if name in ("tpm", "azure", "az-snp-vtpm", "az-tdx-vtpm"):
         if tcti is None:
-            raise PlatformError("no TPM: /dev/tpmrm0 is absent and no TCTI was given", code="platform_absent")
+            raise PlatformError(
+                "no TPM: /dev/tpmrm0 is absent and no TCTI was given", code="platform_absent"
+            )
         if name == "tpm":
             from veritee.platforms.tpm import TpmPlatform
 
@@ -146,7 +157,9 @@ def open_hardware(
 
         platform = AzureCvmPlatform(tcti=tcti, state_dir=state_dir, profile=profile, **kw)
         if name != "azure" and platform.name != name:
-            raise PlatformError(f"this Azure CVM is {platform.name}, not {name}", code="platform_unsupported")
+            raise PlatformError(
+                f"this Azure CVM is {platform.name}, not {name}", code="platform_unsupported"
+            )
         return platform
     raise UsageError(
         f"unknown platform {name!r}; known: auto, simulated, {', '.join(HARDWARE)}",

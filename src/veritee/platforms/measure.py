@@ -66,19 +66,45 @@ __all__ = [
 FORMULA = b"veritee-measure-v2\n"
 _V1_TAG = b"veritee-measure-v1"
 #: Folders skipped inside measured folders: bytecode, tool caches, version control.
-SKIPPED_DIRS = frozenset({
-    "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", ".tox", ".nox",
-    ".git", ".hg", ".svn",
-})
+SKIPPED_DIRS = frozenset(
+    {
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        ".tox",
+        ".nox",
+        ".git",
+        ".hg",
+        ".svn",
+    }
+)
 #: File suffixes skipped inside measured folders: bytecode.
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 #: Lock files measured with a project's pyproject.toml when present beside it.
 LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "requirements.txt")
 #: Programs that run someone else's code: measuring them measures every app the same.
-LAUNCHERS = frozenset({
-    "flask", "gunicorn", "uvicorn", "hypercorn", "daphne", "waitress-serve", "celery", "pytest",
-    "py.test", "streamlit", "ipython", "jupyter", "fastapi", "granian", "dramatiq", "rq",
-})
+LAUNCHERS = frozenset(
+    {
+        "flask",
+        "gunicorn",
+        "uvicorn",
+        "hypercorn",
+        "daphne",
+        "waitress-serve",
+        "celery",
+        "pytest",
+        "py.test",
+        "streamlit",
+        "ipython",
+        "jupyter",
+        "fastapi",
+        "granian",
+        "dramatiq",
+        "rq",
+    }
+)
 
 MeasureSpec = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -156,11 +182,17 @@ def _pyproject_item(path: Path) -> list[MeasuredFile]:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot measure {path}: not a TOML file ({e})", code="measure_target_missing") from None
+        raise UsageError(
+            f"cannot measure {path}: not a TOML file ({e})", code="measure_target_missing"
+        ) from None
     root = path.parent
     listed = doc.get("tool", {}).get("veritee", {}).get("measure")
     if listed is not None:
-        if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed) or not listed:
+        if (
+            not isinstance(listed, list)
+            or not all(isinstance(x, str) for x in listed)
+            or not listed
+        ):
             raise UsageError(f"{path}: [tool.veritee] measure must be a list of paths",
                              code="measure_target_missing")  # fmt: skip
         out: list[MeasuredFile] = []
@@ -207,11 +239,16 @@ def measured_files(spec: MeasureSpec) -> list[MeasuredFile]:
         elif isinstance(item, str) and _MODULE_NAME.fullmatch(item):
             found += _module_item(item)
         else:
-            raise UsageError(f"cannot measure {item}: no such file or folder", code="measure_target_missing")
+            raise UsageError(
+                f"cannot measure {item}: no such file or folder", code="measure_target_missing"
+            )
     by_rel: dict[str, MeasuredFile] = {}
     for f in found:
         if "\n" in f.relative or "\r" in f.relative:
-            raise UsageError(f"cannot measure {f.path!r}: a line break in its name", code="measure_target_missing")
+            raise UsageError(
+                f"cannot measure {f.path!r}: a line break in its name",
+                code="measure_target_missing",
+            )
         seen = by_rel.get(f.relative)
         if seen is not None and seen.path.resolve() != f.path.resolve():
             raise UsageError(
@@ -275,7 +312,8 @@ def launcher_of(main_file: str | os.PathLike[str]) -> str | None:
     if path.name == "__main__.py":
         return f"python -m {path.parent.name}"
     if path.parent.name in ("bin", "Scripts") and (
-        (path.parent.parent / "pyvenv.cfg").is_file() or path.parent == Path(sys.prefix) / path.parent.name
+        (path.parent.parent / "pyvenv.cfg").is_file()
+        or path.parent == Path(sys.prefix) / path.parent.name
     ):
         return f"console script {path.name}"
     return f"console script {path.name}" if _is_shim(path) else None
@@ -288,7 +326,9 @@ def _is_shim(path: Path) -> bool:
         return False
     if len(text) > 4096:
         return False
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     return (
         any(ln.startswith("sys.exit(") for ln in lines)
         and any(ln.startswith("from ") for ln in lines)

@@ -89,14 +89,18 @@ def parse_response(data: bytes, expected: str) -> dict[str, Any]:
     try:
         value = cbor2.loads(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
-        raise PlatformError("the NSM answered with something that is not CBOR", code="platform_failed") from None
+        raise PlatformError(
+            "the NSM answered with something that is not CBOR", code="platform_failed"
+        ) from None
     if not isinstance(value, dict) or len(value) != 1:
         raise PlatformError("the NSM answer is not a response", code="platform_failed")
-    (kind, body), = value.items()
+    ((kind, body),) = value.items()
     if kind == "Error":
         raise PlatformError(f"the NSM refused the request: {body}", code="platform_refused")
     if kind != expected or not isinstance(body, dict):
-        raise PlatformError(f"the NSM answered {kind!r} to a {expected} request", code="platform_failed")
+        raise PlatformError(
+            f"the NSM answered {kind!r} to a {expected} request", code="platform_failed"
+        )
     return body
 
 
@@ -119,10 +123,16 @@ class NsmDevice:
         return resp.raw[: min(size, RESPONSE_MAX)]
 
     def attestation(
-        self, *, user_data: bytes | None = None, nonce: bytes | None = None, public_key: bytes | None = None
+        self,
+        *,
+        user_data: bytes | None = None,
+        nonce: bytes | None = None,
+        public_key: bytes | None = None,
     ) -> bytes:
         body = parse_response(
-            self.request(attestation_request(user_data=user_data, nonce=nonce, public_key=public_key)),
+            self.request(
+                attestation_request(user_data=user_data, nonce=nonce, public_key=public_key)
+            ),
             "Attestation",
         )
         doc = body.get("document")
@@ -146,7 +156,9 @@ class NitroPlatform(NoSealingKey):
 
     def __init__(self, *, profile: Profile | None = None, device: Path = DEFAULT_DEVICE) -> None:
         if not device.exists():
-            raise PlatformError(f"{device} is not present (not in a Nitro enclave)", code="platform_absent")
+            raise PlatformError(
+                f"{device} is not present (not in a Nitro enclave)", code="platform_absent"
+            )
         self.nsm = NsmDevice(device)
         self._requested = profile
         self.public_key: bytes | None = None

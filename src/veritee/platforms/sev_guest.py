@@ -136,7 +136,9 @@ def report_request(user_data: bytes, vmpl: int) -> SnpReportReq:
     return req
 
 
-def derived_key_request(*, fields: int, vmpl: int, guest_svn: int, tcb_version: int) -> SnpDerivedKeyReq:
+def derived_key_request(
+    *, fields: int, vmpl: int, guest_svn: int, tcb_version: int
+) -> SnpDerivedKeyReq:
     if fields & ~0x7F:
         raise UsageError("unknown GUEST_FIELD_SELECT bits")
     return SnpDerivedKeyReq(root_key_select=ROOT_KEY_VCEK, rsvd=0, guest_field_select=fields,
@@ -205,7 +207,9 @@ class SevGuestDevice:
                 req = SnpExtReportReq(data=report_request(user_data, vmpl),
                                       certs_address=ctypes.addressof(certs), certs_len=size)  # fmt: skip
                 resp = SnpReportResp()
-                code, guest = self._request(SNP_GET_EXT_REPORT, req, resp, "SNP_GET_EXT_REPORT", dev)
+                code, guest = self._request(
+                    SNP_GET_EXT_REPORT, req, resp, "SNP_GET_EXT_REPORT", dev
+                )
                 if code == errno.EIO and guest.vmm_error == VMM_ERR_INVALID_LEN:
                     size = int(req.certs_len)
                     if not 0 < size <= MAX_CERTS:
@@ -217,8 +221,12 @@ class SevGuestDevice:
                 return report_from_response(bytes(resp.data)), table
         raise PlatformError("the host's certificate table is too large", code="platform_failed")
 
-    def derived_key(self, *, fields: int, vmpl: int = 0, guest_svn: int = 0, tcb_version: int = 0) -> bytes:
-        req = derived_key_request(fields=fields, vmpl=vmpl, guest_svn=guest_svn, tcb_version=tcb_version)
+    def derived_key(
+        self, *, fields: int, vmpl: int = 0, guest_svn: int = 0, tcb_version: int = 0
+    ) -> bytes:
+        req = derived_key_request(
+            fields=fields, vmpl=vmpl, guest_svn=guest_svn, tcb_version=tcb_version
+        )
         resp = SnpDerivedKeyResp()
         with Device(self.path) as dev:
             code, guest = self._request(SNP_GET_DERIVED_KEY, req, resp, "SNP_GET_DERIVED_KEY", dev)
@@ -255,7 +263,9 @@ class SevSnpPlatform:
         self._requested = profile
         self.last_certificates: dict[str, bytes] = {}
         if not (configfs_tsm.available(tsm_root) or device.exists()):
-            raise PlatformError(f"no SEV-SNP interface ({tsm_root} or {device})", code="platform_absent")
+            raise PlatformError(
+                f"no SEV-SNP interface ({tsm_root} or {device})", code="platform_absent"
+            )
 
     def attest(self, report_data: bytes) -> SnpEvidence:
         """A fresh report binding ``report_data``, and the host's certificates."""

@@ -30,7 +30,13 @@ from veritee.platforms.base import MonotonicCounter, SealingMode
 from veritee.platforms.measure import measure
 from veritee.profiles import Profile
 
-__all__ = ["SimulatedPlatform", "default_directory", "load_or_create_platform_key", "measure", "platform_key_id"]
+__all__ = [
+    "SimulatedPlatform",
+    "default_directory",
+    "load_or_create_platform_key",
+    "measure",
+    "platform_key_id",
+]
 
 KEY_FILE = "platform_key.pem"
 
@@ -78,7 +84,9 @@ def load_or_create_platform_key(directory: Path) -> ec.EllipticCurvePrivateKey:
 def platform_key_id(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> str:
     """SHA-256 (hex) of the platform key's SPKI DER: what a policy's ``platform_keys`` lists."""
     pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = pub.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()
 
 

@@ -63,7 +63,9 @@ class TdReport:
     @classmethod
     def from_bytes(cls, data: bytes) -> TdReport:
         if len(data) != TDREPORT_SIZE:
-            raise MalformedError(f"a TDREPORT is {TDREPORT_SIZE} bytes, not {len(data)}", field="tdreport")
+            raise MalformedError(
+                f"a TDREPORT is {TDREPORT_SIZE} bytes, not {len(data)}", field="tdreport"
+            )
         t = OFF_TDINFO
 
         def m(i: int) -> bytes:
@@ -111,7 +113,9 @@ class TdxPlatform(NoSealingKey):
         self.tsm_root = tsm_root
         self._requested = profile
         if not (configfs_tsm.available(tsm_root) or device.exists()):
-            raise PlatformError(f"no TDX interface ({tsm_root} or {device})", code="platform_absent")
+            raise PlatformError(
+                f"no TDX interface ({tsm_root} or {device})", code="platform_absent"
+            )
 
     def evidence(self, report_data: bytes) -> bytes:
         if not configfs_tsm.available(self.tsm_root):

@@ -68,7 +68,12 @@ DEFAULT_SEAL_PCRS = tuple(range(8))
 AK_TEMPLATE_ATTRIBUTES = (tpm2.ATTR_FIXED_TPM | tpm2.ATTR_FIXED_PARENT | tpm2.ATTR_SENSITIVE_DATA_ORIGIN
                           | tpm2.ATTR_USER_WITH_AUTH | tpm2.ATTR_RESTRICTED | tpm2.ATTR_SIGN)  # fmt: skip
 _TCTI_RE = re.compile(r"(device|swtpm|mssim|tabrmd)(:[A-Za-z0-9_./=,:-]{0,200})?")
-_BANKS = {"sha1": tpm2.ALG_SHA1, "sha256": tpm2.ALG_SHA256, "sha384": tpm2.ALG_SHA384, "sha512": tpm2.ALG_SHA512}
+_BANKS = {
+    "sha1": tpm2.ALG_SHA1,
+    "sha256": tpm2.ALG_SHA256,
+    "sha384": tpm2.ALG_SHA384,
+    "sha512": tpm2.ALG_SHA512,
+}
 
 
 def parse_tcti(tcti: str) -> str:
@@ -129,7 +134,9 @@ def encode_attestation(
     out = _field(1, ak_pub)
     for attest, signature, bank, pcrs in quotes:
         entries = b"".join(_field(2, _field(1, i) + _field(2, v)) for i, v in sorted(pcrs.items()))
-        out += _field(2, _field(1, attest) + _field(2, signature) + _field(3, _field(1, bank) + entries))
+        out += _field(
+            2, _field(1, attest) + _field(2, signature) + _field(3, _field(1, bank) + entries)
+        )
     if event_log:
         out += _field(3, event_log)
     if ak_cert is not None:
@@ -223,7 +230,9 @@ class TpmPlatform:
         template = t.TPM2B_PUBLIC.parse(
             "ecc256:ecdsa-sha256:null", objectAttributes=AK_TEMPLATE_ATTRIBUTES, nameAlg="sha256"
         )
-        handle, public, *_ = e.create_primary(t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.ENDORSEMENT)
+        handle, public, *_ = e.create_primary(
+            t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.ENDORSEMENT
+        )
         return handle, bytes(public.publicArea.marshal())
 
     def _ek(self, e: Any) -> tuple[Any, bytes, bytes | None]:
@@ -239,7 +248,9 @@ class TpmPlatform:
             except (ValueError, t.TSS2_Exception) as err:
                 last = err
                 continue
-            handle, public, *_ = e.create_primary(t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.ENDORSEMENT)
+            handle, public, *_ = e.create_primary(
+                t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.ENDORSEMENT
+            )
             return handle, bytes(public.publicArea.marshal()), (bytes(cert) if cert else None)
         raise PlatformError(f"no endorsement key could be created: {last}", code="platform_refused")
 
@@ -350,7 +361,9 @@ class TpmPlatform:
             _, _, digests = e.pcr_read(sel)
             got = [bytes(d) for d in digests]
             if len(got) != len(chunk):
-                raise PlatformError("the TPM returned fewer PCRs than asked", code="platform_failed")
+                raise PlatformError(
+                    "the TPM returned fewer PCRs than asked", code="platform_failed"
+                )
             values.update(zip(chunk, got, strict=True))
         return values
 
@@ -358,17 +371,24 @@ class TpmPlatform:
         with self._esapi("reading PCRs") as e:
             return self._read_pcrs(e, bank, tuple(range(PCR_COUNT)))
 
-    def _quote_bank(self, e: Any, ak: Any, bank: int, report_data: bytes) -> tuple[bytes, bytes, int, dict[int, bytes]]:
+    def _quote_bank(
+        self, e: Any, ak: Any, bank: int, report_data: bytes
+    ) -> tuple[bytes, bytes, int, dict[int, bytes]]:
         t = self._t
         name = tpm2.HASH_ALGS[bank][0]
         selection = t.TPML_PCR_SELECTION.parse(f"{name}:{','.join(map(str, range(PCR_COUNT)))}")
         for _ in range(3):
             pcrs = self._read_pcrs(e, bank, tuple(range(PCR_COUNT)))
-            attest, signature = e.quote(ak, selection, report_data, t.TPMT_SIG_SCHEME(scheme=t.TPM2_ALG.NULL))
+            attest, signature = e.quote(
+                ak, selection, report_data, t.TPMT_SIG_SCHEME(scheme=t.TPM2_ALG.NULL)
+            )
             raw = bytes(attest)
             info, _ = t.TPMS_ATTEST.unmarshal(raw)
             # The quote signs H_sig(PCRs); the AK signs with SHA-256.
-            if bytes(info.attested.quote.pcrDigest) == hashlib.sha256(b"".join(pcrs[i] for i in range(PCR_COUNT))).digest():
+            if (
+                bytes(info.attested.quote.pcrDigest)
+                == hashlib.sha256(b"".join(pcrs[i] for i in range(PCR_COUNT))).digest()
+            ):
                 return raw, bytes(signature.marshal()), bank, pcrs
         raise PlatformError("the PCRs kept changing while quoting", code="platform_busy")
 
@@ -424,7 +444,9 @@ class TpmPlatform:
         attrs = (t.TPMA_OBJECT.RESTRICTED | t.TPMA_OBJECT.DECRYPT | t.TPMA_OBJECT.FIXEDTPM
                  | t.TPMA_OBJECT.FIXEDPARENT | t.TPMA_OBJECT.SENSITIVEDATAORIGIN
                  | t.TPMA_OBJECT.USERWITHAUTH | t.TPMA_OBJECT.NODA)  # fmt: skip
-        template = t.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=attrs, nameAlg="sha256")
+        template = t.TPM2B_PUBLIC.parse(
+            "ecc256:aes128cfb", objectAttributes=attrs, nameAlg="sha256"
+        )
         handle, *_ = e.create_primary(t.TPM2B_SENSITIVE_CREATE(), template, t.ESYS_TR.OWNER)
         return handle
 
@@ -467,7 +489,9 @@ class TpmPlatform:
                     public, used = t.TPM2B_PUBLIC.unmarshal(blob)
                     private, _ = t.TPM2B_PRIVATE.unmarshal(blob[used:])
                 except Exception:  # the binding's own parse errors
-                    raise SealingError(f"{path.name} is not a sealed TPM object", code="unseal_failed") from None
+                    raise SealingError(
+                        f"{path.name} is not a sealed TPM object", code="unseal_failed"
+                    ) from None
                 # Only an object sealed the way this driver seals (fixedTPM, fixedParent, no
                 # password use, this PCR policy) may stand for the sealing secret: a host-made
                 # object with a weaker policy would hand the host the key.
@@ -476,7 +500,9 @@ class TpmPlatform:
                 if (int(area.type) != int(t.TPM2_ALG.KEYEDHASH) or bytes(area.authPolicy) != policy
                         or int(area.objectAttributes) & int(required) != int(required)
                         or int(area.objectAttributes) & int(t.TPMA_OBJECT.USERWITHAUTH)):  # fmt: skip
-                    raise SealingError(f"{path.name} is not sealed to this PCR policy", code="unseal_failed")
+                    raise SealingError(
+                        f"{path.name} is not sealed to this PCR policy", code="unseal_failed"
+                    )
                 obj = e.load(srk, private, public)
                 session, _ = self._pcr_policy(e, t.TPM2_SE.POLICY)
                 try:
@@ -502,7 +528,10 @@ class TpmPlatform:
         if not label or len(label) > 200:
             raise UsageError("a counter label is 1..200 characters")
         t = self._t
-        index = COUNTER_FIRST + int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big") % COUNTER_SPAN
+        index = (
+            COUNTER_FIRST
+            + int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big") % COUNTER_SPAN
+        )
         with self._esapi("defining a TPM counter") as e:
             _, data = e.get_capability(t.TPM2_CAP.HANDLES, index, 1)
             if not any(int(h) == index for h in data.data.handles):
@@ -535,9 +564,9 @@ class TpmPlatform:
             out["ak_certificate"] = {"issuer": c.issuer.rfc4514_string(),
                                      "not_after": c.not_valid_after_utc.isoformat()}  # fmt: skip
         sha256 = pcrs.get("sha256", {})
-        out["measurement"] = hashlib.sha384(b"".join(bytes.fromhex(sha256[str(i)]) for i in range(10))).hexdigest()
+        out["measurement"] = hashlib.sha384(
+            b"".join(bytes.fromhex(sha256[str(i)]) for i in range(10))
+        ).hexdigest()
         out["pcrs"] = pcrs
         out["profile"] = self.profile.value
         return out
-
-

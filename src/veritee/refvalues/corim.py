@@ -943,7 +943,10 @@ def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: boo
         if legacy and isinstance(prof, list | tuple) and len(prof) == 1:  # older cocli: [+ profile]
             prof = prof[0]
             result.warnings.append(
-                ("corim_profile_unchecked", "the profile is in the list form of earlier drafts: its rules are not applied")
+                (
+                    "corim_profile_unchecked",
+                    "the profile is in the list form of earlier drafts: its rules are not applied",
+                )
             )
             result.profile_rules = False
         result.profile = _profile(prof, f"{where}.profile")
@@ -972,7 +975,11 @@ def _parse_unsigned(m: Any, result: Inspection, *, check_keys: bool, legacy: boo
                 inner = _cbor.loads(t)
             except CborError as e:
                 raise Invalid(e.code, f"{tw}: {e.message}") from None
-            if isinstance(inner, cbor2.CBORTag) and inner.tag in (TAG_COSWID, 507, TAG_COTS):  # 507: CoTS then
+            if isinstance(inner, cbor2.CBORTag) and inner.tag in (
+                TAG_COSWID,
+                507,
+                TAG_COTS,
+            ):  # 507: CoTS then
                 _map(inner.value, tw)
                 continue
             if isinstance(inner, cbor2.CBORTag) and inner.tag == TAG_COMID:
@@ -1095,7 +1102,11 @@ def load_key(data: bytes) -> PublicKey:
 def load_anchors(data: bytes) -> list[x509.Certificate]:
     """Trust anchors (CA certificates) from PEM (one or more) or DER; ``ValueError`` if none."""
     try:
-        certs = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [x509.load_der_x509_certificate(data)]
+        certs = (
+            x509.load_pem_x509_certificates(data)
+            if b"-----BEGIN" in data
+            else [x509.load_der_x509_certificate(data)]
+        )
     except ValueError as e:
         raise ValueError(f"not a PEM or DER certificate: {e}") from None
     for cert in certs:
@@ -1103,7 +1114,9 @@ def load_anchors(data: bytes) -> list[x509.Certificate]:
             if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
                 raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate")
         except x509.ExtensionNotFound:
-            raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate (no basicConstraints)") from None
+            raise ValueError(
+                f"{cert.subject.rfc4514_string()} is not a CA certificate (no basicConstraints)"
+            ) from None
     return certs
 
 
@@ -1166,36 +1179,53 @@ def _chain_key(
     from cryptography.x509 import verification as xv
 
     if not x5chain:
-        raise Invalid("corim_signer_untrusted", "no --key, and the CoRIM carries no x5chain to check against a trust anchor")
+        raise Invalid(
+            "corim_signer_untrusted",
+            "no --key, and the CoRIM carries no x5chain to check against a trust anchor",
+        )
     if at is None:
         raise Invalid("usage", "checking an x5chain needs the time (at)")
     leaf = x5chain[0]
     try:
         bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
         if bc.ca:
-            raise Invalid("corim_signer_untrusted", "the x5chain's signing certificate is a CA certificate")
+            raise Invalid(
+                "corim_signer_untrusted", "the x5chain's signing certificate is a CA certificate"
+            )
     except x509.ExtensionNotFound:
         pass
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
         if not ku.digital_signature:
-            raise Invalid("corim_signer_untrusted", "the x5chain's signing certificate may not sign (keyUsage)")
+            raise Invalid(
+                "corim_signer_untrusted",
+                "the x5chain's signing certificate may not sign (keyUsage)",
+            )
     except x509.ExtensionNotFound:
         pass
     verifier = (
         xv.PolicyBuilder()
         .store(xv.Store(anchors))
         .time(at)
-        .extension_policies(ca_policy=xv.ExtensionPolicy.webpki_defaults_ca(), ee_policy=xv.ExtensionPolicy.permit_all())
+        .extension_policies(
+            ca_policy=xv.ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=xv.ExtensionPolicy.permit_all(),
+        )
         .build_client_verifier()
     )
     try:
         verifier.verify(leaf, x5chain[1:])
     except xv.VerificationError as e:
-        raise Invalid("corim_signer_untrusted", f"the x5chain does not lead to a trusted CA at {_jsonable(at)}: {e}") from None
+        raise Invalid(
+            "corim_signer_untrusted",
+            f"the x5chain does not lead to a trusted CA at {_jsonable(at)}: {e}",
+        ) from None
     key = leaf.public_key()
     if not isinstance(key, PublicKey):
-        raise Invalid("corim_signer_untrusted", f"the signing certificate's key ({type(key).__name__}) cannot verify a CoRIM")
+        raise Invalid(
+            "corim_signer_untrusted",
+            f"the signing certificate's key ({type(key).__name__}) cannot verify a CoRIM",
+        )
     return key, leaf.subject.rfc4514_string()
 
 
@@ -1271,7 +1301,11 @@ def _parse_signed(  # noqa: C901 - one walk over the grammar, case by case
             raise Invalid("corim_malformed", f"{where}.x5chain: 1 to 8 certificates")
         for i, der in enumerate(ders):
             try:
-                x5chain.append(x509.load_der_x509_certificate(_bytes(der, f"{where}.x5chain[{i}]", nonempty=True)))
+                x5chain.append(
+                    x509.load_der_x509_certificate(
+                        _bytes(der, f"{where}.x5chain[{i}]", nonempty=True)
+                    )
+                )
             except ValueError as e:
                 raise Invalid("corim_malformed", f"{where}.x5chain[{i}]: {e}") from None
     # 2. payload: a tagged unsigned CoRIM, or an untagged corim-map (older cocli)
@@ -1299,7 +1333,8 @@ def _parse_signed(  # noqa: C901 - one walk over the grammar, case by case
         key, certificate = _chain_key(x5chain, anchors, at)
     if key is None:
         raise Invalid(
-            "corim_signer_untrusted", "a signed CoRIM needs the signer's key (--key) or a trust anchor for its x5chain"
+            "corim_signer_untrusted",
+            "a signed CoRIM needs the signer's key (--key) or a trust anchor for its x5chain",
         )
     message = cbor2.dumps(["Signature1", protected_raw, b"", payload])
     _verify_signature(alg, key, signature, message)

@@ -40,7 +40,9 @@ def entries_of(result: Inspection) -> list[Entry]:
     for _comid, triple in result.reference_values:
         env = json.dumps(triple.environment.to_json(), sort_keys=True, separators=(",", ":"))
         for m in triple.measurements:
-            mkey = json.dumps(m.key.to_json() if m.key else None, sort_keys=True, separators=(",", ":"))
+            mkey = json.dumps(
+                m.key.to_json() if m.key else None, sort_keys=True, separators=(",", ":")
+            )
             found = [(d.value, d.alg_name) for d in m.all_digests()]
             if m.raw_value is not None:
                 found.append((m.raw_value, "raw"))

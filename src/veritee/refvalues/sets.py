@@ -36,7 +36,10 @@ class RefValueSet:
 
     @classmethod
     def of(
-        cls, name: str, rows: Iterable[tuple[str, int, str, str | None]], valid_until: dt.datetime | None = None
+        cls,
+        name: str,
+        rows: Iterable[tuple[str, int, str, str | None]],
+        valid_until: dt.datetime | None = None,
     ) -> RefValueSet:
         """``rows``: (value as lowercase hex, source id, file name, CoRIM id) each."""
         sources: dict[int, Source] = {}

@@ -89,9 +89,19 @@ def launch_digest(
         )  # fmt: skip
     except UsageError:
         raise
-    except (ValueError, RuntimeError, AssertionError, KeyError, IndexError, OSError, struct.error) as e:
+    except (
+        ValueError,
+        RuntimeError,
+        AssertionError,
+        KeyError,
+        IndexError,
+        OSError,
+        struct.error,
+    ) as e:
         raise UsageError(f"cannot compute the launch digest: {e}") from None
-    if not isinstance(digest, bytes) or len(digest) != 48:  # pragma: no cover - the package's contract
+    if (
+        not isinstance(digest, bytes) or len(digest) != 48
+    ):  # pragma: no cover - the package's contract
         raise UsageError("sev-snp-measure returned no 48-byte digest")
     return digest
 
@@ -100,7 +110,10 @@ def launch_corim(measurement: bytes, *, description: str, corim_id: str | None =
     """An unsigned CoRIM (tag 501) carrying ``measurement`` as an SEV-SNP reference value."""
     if len(measurement) != 48:
         raise UsageError("an SEV-SNP launch measurement is 48 bytes")
-    env = {0: {0: cbor2.CBORTag(111, SNP_CLASS_OID), 1: "AMD", 2: "SEV-SNP"}, 1: cbor2.CBORTag(560, measurement)}
+    env = {
+        0: {0: cbor2.CBORTag(111, SNP_CLASS_OID), 1: "AMD", 2: "SEV-SNP"},
+        1: cbor2.CBORTag(560, measurement),
+    }
     meas = {0: MKEY_MEASUREMENT, 1: {2: [[7, measurement]], 11: description[:200]}}
     tag_id = str(uuid.UUID(bytes=hashlib.sha256(measurement + description.encode()).digest()[:16]))
     comid = {1: {0: tag_id}, 4: {0: [[env, [meas]]]}}

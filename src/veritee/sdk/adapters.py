@@ -140,7 +140,9 @@ class _Admission:
 def _admission_of(tls: ssl.SSLObject | ssl.SSLSocket) -> _Admission:
     admission = getattr(tls.context, "_veritee_admission", None)
     if not isinstance(admission, _Admission):  # pragma: no cover - only our contexts make these
-        raise VerificationError("connection without an admission policy", code="tls_handshake_failed")
+        raise VerificationError(
+            "connection without an admission policy", code="tls_handshake_failed"
+        )
     return admission
 
 
@@ -189,7 +191,8 @@ class _AdmittingSocket(ssl.SSLSocket):
         assert current is not None
         # As ssl.SSLSocket.accept, with the current credentials instead of self.context's.
         tls = current.wrap_socket(
-            raw, server_side=True,
+            raw,
+            server_side=True,
             do_handshake_on_connect=getattr(self, "do_handshake_on_connect", True),
             suppress_ragged_eofs=getattr(self, "suppress_ragged_eofs", True),
         )
@@ -212,7 +215,11 @@ def peer_of(connection: Any) -> AdmissionInfo:
     connection, so there the app knows only that the client passed the policy."""
     if isinstance(connection, dict):
         connection = next((connection[k] for k in _WSGI_SOCKETS if k in connection), None)
-    peer = getattr(connection, "peer", None) if isinstance(connection, _AdmittingSocket | _AdmittingObject) else None
+    peer = (
+        getattr(connection, "peer", None)
+        if isinstance(connection, _AdmittingSocket | _AdmittingObject)
+        else None
+    )
     if not isinstance(peer, AdmissionInfo):
         raise VerificationError("this connection was not admitted by an AdmissionContext",
                                 code="peer_certificate_missing")  # fmt: skip
@@ -275,7 +282,9 @@ class AdmissionContext(ssl.SSLContext):
         admission = self._veritee_admission
         own, _ = resolve_policy(cert, admission.policy)  # an admission certificate, or UsageError
         inner = ssl.SSLContext(self.protocol)
-        configure_context(inner, admission.server_side, key=key, cert=cert, chain=chain, ca_cert=ca_cert)
+        configure_context(
+            inner, admission.server_side, key=key, cert=cert, chain=chain, ca_cert=ca_cert
+        )
         inner.sslobject_class = _AdmittingObject
         inner.sslsocket_class = _AdmittingSocket
         inner._veritee_admission = admission  # type: ignore[attr-defined]
@@ -291,5 +300,7 @@ class AdmissionContext(ssl.SSLContext):
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         return self._current().wrap_socket(sock, *args, **kwargs)
 
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+    def wrap_bio(
+        self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any
+    ) -> ssl.SSLObject:
         return self._current().wrap_bio(incoming, outgoing, *args, **kwargs)

@@ -142,7 +142,9 @@ class ChannelPolicy:
             allowed_platforms=None if platforms is None else frozenset(str(p) for p in platforms),
             allowed_profiles=None
             if profiles is None
-            else frozenset(p if isinstance(p, Profile) else Profile.parse(str(p)) for p in profiles),
+            else frozenset(
+                p if isinstance(p, Profile) else Profile.parse(str(p)) for p in profiles
+            ),
         )
 
     @classmethod
@@ -155,7 +157,9 @@ class ChannelPolicy:
     ) -> ChannelPolicy:
         """:meth:`allow` then :meth:`resolve` for ``own`` (the keywords of connect/serve)."""
         return cls.allow(
-            measurements=allowed_measurements, platforms=allowed_platforms, profiles=allowed_profiles
+            measurements=allowed_measurements,
+            platforms=allowed_platforms,
+            profiles=allowed_profiles,
         ).resolve(own)
 
     def resolve(self, own: AdmissionInfo) -> ChannelPolicy:
@@ -326,10 +330,10 @@ def handshake_error(exc: OSError, who: str) -> VerificationError:
         )
     reason = _reason(exc)
     if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason.upper():
-        return VerificationError(
-            f"{who} presented no certificate", code="peer_certificate_missing"
-        )
-    return VerificationError(f"TLS handshake with {who} failed: {reason}", code="tls_handshake_failed")
+        return VerificationError(f"{who} presented no certificate", code="peer_certificate_missing")
+    return VerificationError(
+        f"TLS handshake with {who} failed: {reason}", code="tls_handshake_failed"
+    )
 
 
 # --- the connection -----------------------------------------------------------------------------
@@ -598,7 +602,9 @@ class AttestedServer:
         revocations: RevocationCheck | None = None,
     ) -> None:
         if handshake_timeout <= 0 or max_handshakes_per_address < 1:
-            raise UsageError("handshake_timeout must be positive and max_handshakes_per_address at least 1")
+            raise UsageError(
+                "handshake_timeout must be positive and max_handshakes_per_address at least 1"
+            )
         self._handler = handler
         self._revocations = revocations
         self._context = context
@@ -716,7 +722,12 @@ class AttestedServer:
             if now - self._dropped_logged < _DROP_LOG_SECONDS:
                 return
             dropped, self._dropped, self._dropped_logged = self._dropped, 0, now
-        log.warning("attested channel: too many %s, dropped %d connection(s), last from %s", what, dropped, ip)
+        log.warning(
+            "attested channel: too many %s, dropped %d connection(s), last from %s",
+            what,
+            dropped,
+            ip,
+        )
 
     def _end_overdue_handshakes(self) -> None:
         """Shut down connections still in their handshake or admission past their deadline
@@ -755,7 +766,11 @@ class AttestedServer:
         addr = (str(addr[0]), int(addr[1]))
         conn: AttestedConnection | None = None
         try:
-            step = self._handshake_timeout if self._timeout is None else min(self._timeout, self._handshake_timeout)
+            step = (
+                self._handshake_timeout
+                if self._timeout is None
+                else min(self._timeout, self._handshake_timeout)
+            )
             raw.settimeout(step)
             with self._lock:
                 ctx, own = self._context, self._own

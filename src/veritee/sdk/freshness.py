@@ -31,7 +31,6 @@ from veritee.sdk.keystore import KeyStore
 __all__ = ["ServiceCounter"]
 
 
-
 class ServiceCounter:
     """The service-held counter of ``keystore`` (module docstring)."""
 
@@ -89,12 +88,16 @@ class ServiceCounter:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
             raise MalformedError("counter answer has no counter value", field="counter")
         if body.get("key_store") != store_id.hex() or body.get("op") != op:
-            raise VerificationError("the counter answer is for another store", code="counter_answer_invalid")
+            raise VerificationError(
+                "the counter answer is for another store", code="counter_answer_invalid"
+            )
         broker = verify_broker_certificate(body.get("signer"), self._ca, at=datetime.now(UTC))
         signature = body.get("signature")
         try:
             sig = base64.b64decode(signature if isinstance(signature, str) else "", validate=True)
-            broker.verify(sig, counter_answer_message(op, store_id, value, nonce), ec.ECDSA(hashes.SHA256()))
+            broker.verify(
+                sig, counter_answer_message(op, store_id, value, nonce), ec.ECDSA(hashes.SHA256())
+            )
         except (binascii.Error, ValueError, InvalidSignature):
             raise VerificationError(
                 "the counter answer is not signed by the domain's key broker for this request",

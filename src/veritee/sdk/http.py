@@ -55,7 +55,11 @@ def explain_unreachable(exc: httpx.HTTPError, url: str, ca: str | None = None) -
             "pass --ca with the domain's CA certificate (<data>/domain_ca.pem)"
         )
     tls_error = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
-    if tls_error is not None and url.startswith("https://") and "WRONG_VERSION_NUMBER" in str(tls_error):
+    if (
+        tls_error is not None
+        and url.startswith("https://")
+        and "WRONG_VERSION_NUMBER" in str(tls_error)
+    ):
         plain = "http://" + url.removeprefix("https://")
         return "tls_mismatch", (f"the service at {url} does not speak TLS (it was started without --tls): "
                                 f"use --url {plain}")  # fmt: skip
@@ -70,7 +74,9 @@ def explain_unreachable(exc: httpx.HTTPError, url: str, ca: str | None = None) -
     return "service_unreachable", f"cannot reach the service at {url}: {cause}"
 
 
-def unreachable(exc: httpx.HTTPError, what: str = "the Certifier Service", ca: str | None = None) -> StorageError:
+def unreachable(
+    exc: httpx.HTTPError, what: str = "the Certifier Service", ca: str | None = None
+) -> StorageError:
     """:class:`StorageError` ``service_unreachable`` naming the request's URL and the cause
     (:func:`explain_unreachable`'s diagnosis where it has one: TLS trust, scheme)."""
     try:
@@ -82,7 +88,9 @@ def unreachable(exc: httpx.HTTPError, what: str = "the Certifier Service", ca: s
         code, message = explain_unreachable(exc, str(request.url), ca)
         if code != "service_unreachable":
             return StorageError(f"{_where(request)}: {message}", code=code)
-    return StorageError(f"cannot reach {what} at {_where(request)}: {cause}", code="service_unreachable")
+    return StorageError(
+        f"cannot reach {what} at {_where(request)}: {cause}", code="service_unreachable"
+    )
 
 
 def error_from_problem(response: httpx.Response) -> VeriteeError:
@@ -96,7 +104,9 @@ def error_from_problem(response: httpx.Response) -> VeriteeError:
     code = str(body.get("code") or "http_error")
     message = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
     raw_reasons = body.get("reasons", [])
-    reasons = [r for r in raw_reasons if isinstance(r, dict)] if isinstance(raw_reasons, list) else []
+    reasons = (
+        [r for r in raw_reasons if isinstance(r, dict)] if isinstance(raw_reasons, list) else []
+    )
     if reasons:
         message = _with_reasons(message, reasons)
     status = response.status_code
@@ -130,7 +140,11 @@ def _with_reasons(detail: str, reasons: list[dict[str, Any]]) -> str:
 
 
 def post_json(
-    client: httpx.Client, path: str, body: dict[str, Any] | None = None, *, what: str = "the Certifier Service"
+    client: httpx.Client,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    what: str = "the Certifier Service",
 ) -> dict[str, Any]:
     """POST ``body`` as JSON; the answer's JSON object, or the veritee error it stands for."""
     try:
@@ -144,5 +158,7 @@ def post_json(
     except ValueError:
         out = None
     if not isinstance(out, dict):
-        raise MalformedError(f"the answer of {_where(r.request)} is not a JSON object", code="malformed")
+        raise MalformedError(
+            f"the answer of {_where(r.request)} is not a JSON object", code="malformed"
+        )
     return out

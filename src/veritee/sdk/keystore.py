@@ -184,7 +184,9 @@ def _load_cert(pem: bytes, what: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise UsageError(f"{what} is not a PEM X.509 certificate", code="certificate_invalid") from None
+        raise UsageError(
+            f"{what} is not a PEM X.509 certificate", code="certificate_invalid"
+        ) from None
 
 
 def _spki(key: ec.EllipticCurvePublicKey | Any) -> bytes:
@@ -520,7 +522,8 @@ class KeyStore:
             except Exception as exc:  # the write stands; its step waits for sync_counter()
                 log.warning(
                     "key store write not yet confirmed by its freshness counter (%s); "
-                    "it is confirmed at the next sync", getattr(exc, "code", type(exc).__name__)
+                    "it is confirmed at the next sync",
+                    getattr(exc, "code", type(exc).__name__),
                 )
 
     def _write(self, blob: bytes) -> None:

@@ -62,7 +62,10 @@ def admission_hint(
     if "platform_not_allowed" in codes or f"{what}_not_allowed" in codes:
         add.append(f'platforms.{name}.{field}: ["{platform.measurement}"]')
     key_id = getattr(platform, "key_id", None)
-    if key_id and ("platform_key_not_trusted" in codes or ("platform_not_allowed" in codes and name == "simulated")):
+    if key_id and (
+        "platform_key_not_trusted" in codes
+        or ("platform_not_allowed" in codes and name == "simulated")
+    ):
         add.append(f'platforms.{name}.platform_keys: ["{key_id}"]')
     if "profile_not_allowed" in codes and platform.profile is not None:
         add.append(f"profiles: [{platform.profile.value}]")
@@ -87,7 +90,9 @@ def admission_hint(
 
 
 @contextmanager
-def explaining(platform: Platform, service_url: str, *, policy: str | None = None) -> Iterator[None]:
+def explaining(
+    platform: Platform, service_url: str, *, policy: str | None = None
+) -> Iterator[None]:
     """Re-raise a refusal with reasons a policy entry would lift, with :func:`admission_hint`
     appended to its message (same class, code and ``reasons``)."""
     try:
@@ -96,7 +101,9 @@ def explaining(platform: Platform, service_url: str, *, policy: str | None = Non
         reasons = e.reasons
         named = e.policy  # the service's word, else the workload's own policy
         hint = (
-            admission_hint(reasons, platform, service_url, named if isinstance(named, str) else policy)
+            admission_hint(
+                reasons, platform, service_url, named if isinstance(named, str) else policy
+            )
             if isinstance(reasons, list)
             else None
         )

@@ -132,7 +132,9 @@ class Renewal:
             self._failed(e)
             return
         except Exception as e:
-            self._failed(VeriteeError(f"{type(e).__name__}: {e}", code="certificate_renewal_failed"))
+            self._failed(
+                VeriteeError(f"{type(e).__name__}: {e}", code="certificate_renewal_failed")
+            )
             return
         self.seen(cert)
         self.renewed += 1
@@ -146,7 +148,12 @@ class Renewal:
         expired = now >= self._cert.not_valid_after_utc
         _log.warning(
             "certificate_renewal_failed: %s (%s), attempt %d, retry in %.1f s%s",
-            error.code, self._url, self.attempts, delay,
-            "; the admission certificate has EXPIRED: peers refuse this workload" if expired else "",
+            error.code,
+            self._url,
+            self.attempts,
+            delay,
+            "; the admission certificate has EXPIRED: peers refuse this workload"
+            if expired
+            else "",
         )
         self._stop.wait(delay)

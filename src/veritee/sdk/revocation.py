@@ -48,9 +48,13 @@ class RevocationCheck(Protocol):
 class RevocationList:
     """A domain CRL, verified against the domain CA certificate (see the module docstring)."""
 
-    def __init__(self, crl: x509.CertificateRevocationList, ca_certificate: x509.Certificate) -> None:
+    def __init__(
+        self, crl: x509.CertificateRevocationList, ca_certificate: x509.Certificate
+    ) -> None:
         if crl.issuer != ca_certificate.subject:
-            raise VerificationError("the CRL is not issued by the domain CA", code="crl_issuer_mismatch")
+            raise VerificationError(
+                "the CRL is not issued by the domain CA", code="crl_issuer_mismatch"
+            )
         try:
             valid = crl.is_signature_valid(ca_certificate.public_key())  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -81,7 +85,8 @@ class RevocationList:
             raise VerificationError("the domain CRL is not current", code="crl_expired")
         if serial in self.serials:
             raise VerificationError(
-                f"the peer's admission certificate {serial:x} is revoked", code="certificate_revoked"
+                f"the peer's admission certificate {serial:x} is revoked",
+                code="certificate_revoked",
             )
 
 
@@ -106,8 +111,11 @@ class ServiceRevocations:
         """A current CRL: the one held if fetched less than ``refresh`` ago, else a new one."""
         with self._lock:
             held, fetched = self._held, self._fetched_at
-            if held is not None and fetched is not None and held.is_current(at) and (
-                at - fetched < self.refresh
+            if (
+                held is not None
+                and fetched is not None
+                and held.is_current(at)
+                and (at - fetched < self.refresh)
             ):
                 return held
             try:
@@ -116,7 +124,11 @@ class ServiceRevocations:
                     raise VerificationError(f"HTTP {r.status_code}", code="crl_unavailable")
                 fresh = RevocationList.from_der(r.content, self._ca)
             except (httpx.HTTPError, VerificationError, MalformedError) as e:
-                detail = e.message if isinstance(e, VerificationError | MalformedError) else type(e).__name__
+                detail = (
+                    e.message
+                    if isinstance(e, VerificationError | MalformedError)
+                    else type(e).__name__
+                )
                 raise VerificationError(
                     f"no current revocation list of the domain: {detail}", code="crl_unavailable"
                 ) from None

@@ -158,7 +158,9 @@ class SealedHeader:
                 code="sealed_blob_truncated",
             )
         if blob[OFF_MAGIC:OFF_VERSION] != MAGIC:
-            raise SealingError("not a sealed blob (bad magic at offset 0)", code="sealed_blob_invalid")
+            raise SealingError(
+                "not a sealed blob (bad magic at offset 0)", code="sealed_blob_invalid"
+            )
         version = blob[OFF_VERSION]
         if version == LEGACY_VERSION:
             return cls._v1(blob)
@@ -322,9 +324,7 @@ def _derive_key(
 ) -> AESGCM:
     """The per-blob key: HKDF over the platform's key, ``info`` naming everything it binds."""
     root = _root_key(platform, SEAL_CONTEXT)
-    measurement = (
-        platform.measurement.lower().encode() if mode is SealingMode.PLATFORM else b""
-    )
+    measurement = platform.measurement.lower().encode() if mode is SealingMode.PLATFORM else b""
     info = (
         b"veritee-seal-v2|aes-256-gcm"
         + _lp(name)
@@ -357,9 +357,7 @@ def seal(platform: Platform, data: bytes, *, purpose: str, context: bytes = b"")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise UsageError("seal() takes bytes")
     if len(data) > MAX_PLAINTEXT:
-        raise OversizedError(
-            f"cannot seal {len(data)} bytes (limit {MAX_PLAINTEXT})", field="data"
-        )
+        raise OversizedError(f"cannot seal {len(data)} bytes (limit {MAX_PLAINTEXT})", field="data")
     purpose_b = _check_purpose(purpose)
     context = _check_context(context)
     name = _platform_name(platform)

@@ -99,7 +99,10 @@ class DomainSealingKey:
 
 
 def fetch_sealing_key(
-    client: httpx.Client, platform: Platform, *, ca_certificate: x509.Certificate,
+    client: httpx.Client,
+    platform: Platform,
+    *,
+    ca_certificate: x509.Certificate,
     policy: str | None = None,
 ) -> DomainSealingKey:
     """Prove fresh evidence and receive the domain-released sealing key of this workload
@@ -177,7 +180,9 @@ def _open_sealing_key(
     value = open_envelope(reply, key, name=name, nonce=nonce, ca_certificate=ca_certificate,
                           at=datetime.now(UTC))  # fmt: skip
     if len(value) != sealing_keys.KEY_SIZE:
-        raise VerificationError("the released sealing key has a wrong size", code="envelope_invalid")
+        raise VerificationError(
+            "the released sealing key has a wrong size", code="envelope_invalid"
+        )
     return DomainSealingKey(SecretBytes(value), workload, profile, int(reply["version"]))
 
 
@@ -199,7 +204,9 @@ def fetch_secret_certified(
 
     nonce = bytes.fromhex(str(_post(client, "/v1/challenge", None)["nonce"]))
     eph = x25519.X25519PrivateKey.generate()
-    signature = key.sign(possession_message(name, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256()))
+    signature = key.sign(
+        possession_message(name, nonce, spki_der(eph.public_key())), ec.ECDSA(hashes.SHA256())
+    )
     body: dict[str, Any] = {
         "certificate": certificate_pem.decode("ascii"),
         "nonce": nonce.hex(),

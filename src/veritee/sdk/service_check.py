@@ -47,7 +47,9 @@ def load_service_policy(policy: Any) -> Any:
         try:
             policy = policy.expanduser().read_bytes()
         except OSError as e:
-            raise UsageError(f"cannot read the service policy {policy}: {e.strerror or e}") from None
+            raise UsageError(
+                f"cannot read the service policy {policy}: {e.strerror or e}"
+            ) from None
     if isinstance(policy, str | bytes):
         return load_policy(policy)
     raise UsageError("service_policy is a Policy, its YAML text or a pathlib.Path to it")
@@ -133,9 +135,13 @@ class ServiceVerifier:
         finally:
             self._local.fetching = False
         if r.status_code != 200:
-            err = error_from_problem(httpx.Response(r.status_code, content=body[:MAX_DOCUMENT_BYTES], request=r.request))
+            err = error_from_problem(
+                httpx.Response(r.status_code, content=body[:MAX_DOCUMENT_BYTES], request=r.request)
+            )
             if path == EVIDENCE_PATH and r.status_code == 404:
-                raise ServiceEvidenceError(f"{err.message} ({self._http.base_url})", code="service_evidence_missing")
+                raise ServiceEvidenceError(
+                    f"{err.message} ({self._http.base_url})", code="service_evidence_missing"
+                )
             raise err
         if len(body) > MAX_DOCUMENT_BYTES:
             raise ServiceEvidenceError(f"{path} answered more than {MAX_DOCUMENT_BYTES} bytes",
@@ -143,7 +149,9 @@ class ServiceVerifier:
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
-            raise ServiceEvidenceError(f"{path} did not answer JSON", code="service_evidence_malformed") from None
+            raise ServiceEvidenceError(
+                f"{path} did not answer JSON", code="service_evidence_malformed"
+            ) from None
 
     def _fetch_jwks(self) -> dict[str, Any]:
         from veritee.tokens import jwks_keys
@@ -156,7 +164,9 @@ class ServiceVerifier:
         return self._jwks
 
     def _keys(self, tokens: list[Any]) -> KeysInUse:
-        return KeysInUse.of(admission=self._ca.public_key(), tokens=tokens, tls=self._tls_key, issuer=self.issuer)
+        return KeysInUse.of(
+            admission=self._ca.public_key(), tokens=tokens, tls=self._tls_key, issuer=self.issuer
+        )
 
     def _ensure(self, tokens: list[Any]) -> ServiceProof:
         """The proof naming ``tokens`` (and the CA and TLS keys): the kept one, else the evidence

@@ -26,10 +26,14 @@ def _unb64(value: Any, field: str) -> bytes:
     try:
         return base64.b64decode(str(value), validate=True)
     except ValueError:
-        raise MalformedError(f"{field} in the service's answer is not base64", field=field) from None
+        raise MalformedError(
+            f"{field} in the service's answer is not base64", field=field
+        ) from None
 
 
-def enroll(http: httpx.Client, platform: TpmPlatform, ca_certificate: x509.Certificate) -> x509.Certificate:
+def enroll(
+    http: httpx.Client, platform: TpmPlatform, ca_certificate: x509.Certificate
+) -> x509.Certificate:
     """Enroll ``platform``'s AK with the service; stores and returns the AK certificate, which
     must be issued by ``ca_certificate`` (the domain CA) for this TPM's AK."""
     req = platform.enrollment_request()

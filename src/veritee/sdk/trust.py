@@ -68,7 +68,6 @@ __all__ = ["Trust", "error_from_problem", "open_platform"]
 _log = logging.getLogger("veritee.sdk")
 
 
-
 def _default_platform_dir() -> Path:
     from veritee.platforms.simulated import default_directory
 
@@ -91,7 +90,9 @@ def _main_files(profile: Profile) -> list[Path]:
             _log.warning(
                 "measured_file_is_launcher: the simulated platform measures %s, the launcher "
                 "(%s), the same for every app it runs: pass Trust(measure=...) a package name, "
-                "paths or a pyproject.toml", main, launcher,
+                "paths or a pyproject.toml",
+                main,
+                launcher,
             )
         else:
             _log.warning("measured_file_is_launcher")
@@ -149,7 +150,9 @@ def open_platform(
 
     if measurement is None:
         measurement = measure_files(measure if measure is not None else _main_files(prof))
-    return SimulatedPlatform(platform_dir or _default_platform_dir(), measurement=measurement, profile=prof)
+    return SimulatedPlatform(
+        platform_dir or _default_platform_dir(), measurement=measurement, profile=prof
+    )
 
 
 def _check_service_url(url: str, profile: Profile) -> None:
@@ -276,8 +279,12 @@ class Trust:
         self.appraisal_policy = appraisal_policy
         self.ca_certificate = self._load_ca(ca_cert)
         self.platform = open_platform(
-            platform, measurement=measurement, measure=measure, profile=profile,
-            platform_dir=Path(platform_dir).expanduser() if platform_dir else None, tcti=tcti,
+            platform,
+            measurement=measurement,
+            measure=measure,
+            profile=profile,
+            platform_dir=Path(platform_dir).expanduser() if platform_dir else None,
+            tcti=tcti,
         )
         _check_service_url(service_url, self.platform.profile)
         #: The sealing mode of :meth:`seal`: ``"platform"`` or ``"domain"`` (class docstring).
@@ -285,14 +292,18 @@ class Trust:
         self._domain_sealing = DomainReleasedPlatform(self.platform, self._fetch_sealing_key)
         #: What seals the SDK's own keys: the platform where it has a key, else the domain's.
         self._own_sealing: Platform = (
-            self.platform if self.platform.sealing_mode is SealingMode.PLATFORM else self._domain_sealing
+            self.platform
+            if self.platform.sealing_mode is SealingMode.PLATFORM
+            else self._domain_sealing
         )
         self.store_path = Path(store).expanduser()
         self.store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         verify: ssl.SSLContext | bool = True
         if service_url.startswith("https://"):
             ctx = harden(ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH))  # AEAD only
-            ctx.load_verify_locations(cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode())
+            ctx.load_verify_locations(
+                cadata=self.ca_certificate.public_bytes(serialization.Encoding.PEM).decode()
+            )
             verify = ctx
         #: The check of the service's own evidence (``service_policy``), or None.
         self.service: ServiceVerifier | None = None
@@ -301,7 +312,9 @@ class Trust:
 
             # every connection's TLS key is held to the one the service's evidence binds
             later = _Later(self)
-            transport = BoundTlsTransport(httpx.HTTPTransport(verify=verify), later.check_tls, later.fetching)
+            transport = BoundTlsTransport(
+                httpx.HTTPTransport(verify=verify), later.check_tls, later.fetching
+            )
         self._http = httpx.Client(base_url=service_url, transport=transport, timeout=timeout, verify=verify,
                                   event_hooks={"request": [self._verify_service]})  # fmt: skip
         if service_policy is not None:
@@ -420,7 +433,9 @@ class Trust:
         """A refusal a policy entry would lift says which (:mod:`veritee.sdk.refusals`)."""
         from veritee.sdk.refusals import explaining
 
-        return explaining(self.platform, str(self._http.base_url).rstrip("/"), policy=self.appraisal_policy)
+        return explaining(
+            self.platform, str(self._http.base_url).rstrip("/"), policy=self.appraisal_policy
+        )
 
     def challenge(self) -> bytes:
         return bytes.fromhex(self._post("/v1/challenge")["nonce"])
@@ -478,10 +493,13 @@ class Trust:
                 "nonce": nonce.hex(),
                 "key_store": proof.to_json(),
                 "format": self.platform.name,
-                "public_key": key.public_key().public_bytes(
+                "public_key": key.public_key()
+                .public_bytes(
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                ).decode(),
-            } | self._named_policy(),
+                )
+                .decode(),
+            }
+            | self._named_policy(),
         )
         pem = resp["certificate"].encode()
         issued = x509.load_pem_x509_certificate(pem)
@@ -492,7 +510,9 @@ class Trust:
         self._attach_counter(at_start=False)
         self.last_token = str(resp.get("token", ""))
         if self.service is not None and self.last_token:
-            self.service.verify_token(self.last_token)  # signed by a key the service's evidence binds
+            self.service.verify_token(
+                self.last_token
+            )  # signed by a key the service's evidence binds
         self._attach_log()
         # Attested servers already running present the renewed certificate from now on.
         for server in (*self._servers, *list(self._contexts)):
@@ -518,7 +538,9 @@ class Trust:
         with self._certify_lock:
             if self._renewal is None:
                 self._renewal = renewal.Renewal(
-                    lambda: self.certify(force=True), self.certify(), url=str(self._http.base_url),
+                    lambda: self.certify(force=True),
+                    self.certify(),
+                    url=str(self._http.base_url),
                     first_retry=renewal.FIRST_RETRY if first_retry is None else first_retry,
                     max_retry=renewal.MAX_RETRY if max_retry is None else max_retry,
                 ).start()
@@ -546,12 +568,15 @@ class Trust:
 
     def _check_issued(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
         if spki_der(cert.public_key()) != spki_der(key.public_key()):
-            raise VerificationError("the service certified another key", code="certificate_key_mismatch")
+            raise VerificationError(
+                "the service certified another key", code="certificate_key_mismatch"
+            )
         try:
             cert.verify_directly_issued_by(self.ca_certificate)
         except (ValueError, TypeError, InvalidSignature):
             raise VerificationError(
-                "admission certificate is not issued by the domain CA", code="certificate_wrong_issuer"
+                "admission certificate is not issued by the domain CA",
+                code="certificate_wrong_issuer",
             ) from None
 
     def attest(self) -> dict[str, Any]:
@@ -561,14 +586,20 @@ class Trust:
         ev = self.evidence_for(nonce, None)
         return self._post(
             "/v1/attest",
-            {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": self.platform.name}
+            {
+                "evidence": base64.b64encode(ev).decode(),
+                "nonce": nonce.hex(),
+                "format": self.platform.name,
+            }
             | self._named_policy(),
         )
 
     def _named_policy(self) -> dict[str, str]:
         return {} if self.appraisal_policy is None else {"policy": self.appraisal_policy}
 
-    def seal(self, data: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
+    def seal(
+        self, data: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP
+    ) -> bytes:
         """Encrypt ``data`` so that only this workload (measurement, profile, debug state, on this
         platform) can unseal it, for ``purpose`` and ``context``. With ``sealing="domain"``:
         every measurement the domain's policy admits under this workload's name and profile
@@ -583,7 +614,9 @@ class Trust:
         keys = self.platform if self.sealing == "platform" else self._domain_sealing
         return sealing.seal(keys, data, purpose=sealing.check_app_purpose(purpose), context=context)
 
-    def unseal(self, blob: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP) -> bytes:
+    def unseal(
+        self, blob: bytes, *, context: bytes = b"", purpose: str = sealing.PURPOSE_APP
+    ) -> bytes:
         """Decrypt a blob from :meth:`seal` with the same ``purpose`` and ``context``.
 
         A blob opens with the key of the mode it was sealed in (its header says which), whatever
@@ -632,9 +665,17 @@ class Trust:
 
         key, cert = self._credentials()
         return channel.connect(
-            host, port, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
-            allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
-            allowed_profiles=allowed_profiles, timeout=timeout, revocations=self.revocations,
+            host,
+            port,
+            key=key,
+            cert=cert,
+            ca_cert=self.ca_certificate,
+            policy=policy,
+            allowed_measurements=allowed_measurements,
+            allowed_platforms=allowed_platforms,
+            allowed_profiles=allowed_profiles,
+            timeout=timeout,
+            revocations=self.revocations,
         )
 
     def serve(
@@ -659,9 +700,17 @@ class Trust:
 
         key, cert = self._credentials()
         server = channel.serve(
-            host, port, handler, key=key, cert=cert, ca_cert=self.ca_certificate, policy=policy,
-            allowed_measurements=allowed_measurements, allowed_platforms=allowed_platforms,
-            allowed_profiles=allowed_profiles, revocations=self.revocations,
+            host,
+            port,
+            handler,
+            key=key,
+            cert=cert,
+            ca_cert=self.ca_certificate,
+            policy=policy,
+            allowed_measurements=allowed_measurements,
+            allowed_platforms=allowed_platforms,
+            allowed_profiles=allowed_profiles,
+            revocations=self.revocations,
         )
         server.start()
         self._servers.append(server)
@@ -711,7 +760,9 @@ class Trust:
         self._contexts.add(ctx)
         return ctx
 
-    def httpx_transport(self, *, policy: ChannelPolicy | None = None, **kwargs: Any) -> httpx.HTTPTransport:
+    def httpx_transport(
+        self, *, policy: ChannelPolicy | None = None, **kwargs: Any
+    ) -> httpx.HTTPTransport:
         """An ``httpx.HTTPTransport`` over :meth:`client_ssl_context` (``kwargs`` go to it)."""
         return httpx.HTTPTransport(verify=self.client_ssl_context(policy=policy), **kwargs)
 
@@ -750,10 +801,15 @@ class Trust:
         if not with_certificate:
             self._ensure_enrolled()
             with self._explaining():
-                return fetch_secret(self._http, self.platform, name, ca_certificate=self.ca_certificate)
+                return fetch_secret(
+                    self._http, self.platform, name, ca_certificate=self.ca_certificate
+                )
         key, cert = self._credentials()
         return fetch_secret_certified(
-            self._http, key, cert.public_bytes(serialization.Encoding.PEM), name,
+            self._http,
+            key,
+            cert.public_bytes(serialization.Encoding.PEM),
+            name,
             ca_certificate=self.ca_certificate,
         )
 
@@ -782,8 +838,11 @@ class Trust:
                 log_id=log_id,
                 host_stream=HOST_STDERR,
             )
-        if (attach and not self._workload_log.attached
-                and not self.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0))):
+        if (
+            attach
+            and not self._workload_log.attached
+            and not self.keystore.needs_renewal(dt.datetime.now(dt.UTC), dt.timedelta(0))
+        ):
             self._attach_log()
         return self._workload_log
 
@@ -875,7 +934,9 @@ class Trust:
     def __enter__(self) -> Trust:
         return self
 
-    def __exit__(self, etype: type[BaseException] | None, value: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, etype: type[BaseException] | None, value: BaseException | None, tb: Any
+    ) -> None:
         """Close. In staging and production an exception leaving the block goes into the log
         first, and if nothing catches it the host is shown its catalogue code only (``close``
         has put the interpreter's hooks back by the time Python would print it)."""

@@ -81,7 +81,9 @@ class BodyLimit:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resp = problem(413, "oversized", "Request body too large", f"the limit is {self.limit} bytes")
+        resp = problem(
+            413, "oversized", "Request body too large", f"the limit is {self.limit} bytes"
+        )
         await resp(scope, receive, send)
 
 
@@ -102,7 +104,9 @@ class RequestMetrics:
 
     def _count(self, scope: Scope, status: int) -> None:
         path = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.inc("veritee_http_requests_total", "HTTP requests", route=path, status=str(status))
+        self.metrics.inc(
+            "veritee_http_requests_total", "HTTP requests", route=path, status=str(status)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -174,10 +178,18 @@ def fast_challenge_route(app: FastAPI) -> Any:
 
     # included as it is: no prefix or dependencies added by the app
     included = [c for r, c in _included_routers(app) if r is routes_attest.router]
-    if len(included) != 1 or getattr(included[0], "prefix", None) or getattr(included[0], "dependencies", None):
+    if (
+        len(included) != 1
+        or getattr(included[0], "prefix", None)
+        or getattr(included[0], "dependencies", None)
+    ):
         return None
     for route in routes_attest.router.routes:  # the routes the app matches (their very objects)
-        if isinstance(route, APIRoute) and route.path == CHALLENGE_PATH and "POST" in (route.methods or ()):
+        if (
+            isinstance(route, APIRoute)
+            and route.path == CHALLENGE_PATH
+            and "POST" in (route.methods or ())
+        ):
             d = route.dependant
             takes = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params,
                      d.dependencies)  # fmt: skip
@@ -189,7 +201,10 @@ def fast_challenge_route(app: FastAPI) -> Any:
 
 def _included_routers(app: FastAPI) -> list[tuple[Any, Any]]:
     """(router, how it was included) for each ``app.include_router`` (FastAPI keeps each whole)."""
-    return [(getattr(r, "original_router", None), getattr(r, "include_context", None)) for r in app.router.routes]
+    return [
+        (getattr(r, "original_router", None), getattr(r, "include_context", None))
+        for r in app.router.routes
+    ]
 
 
 # Routers in matching order (hot workload routes first: routes are tried one by one), as
@@ -255,7 +270,9 @@ async def _purge_nonces_periodically(ctx: ServiceContext) -> None:
             log.warning("purging ended nonces failed; will try again")
 
 
-def bind_kek(store: Storage, settings: Settings, given: KeyEncryptionKey | None) -> KeyEncryptionKey:
+def bind_kek(
+    store: Storage, settings: Settings, given: KeyEncryptionKey | None
+) -> KeyEncryptionKey:
     """The KEK this replica uses, checked against the one the database records.
 
     The first replica to start records its KEK's identifier (``kek_id``: a hash of a key
@@ -331,7 +348,9 @@ def create_app(
         tasks = [asyncio.create_task(_purge_nonces_periodically(ctx))]
         fetch = settings.collateral_fetch
         if fetch is not None and fetch.check_seconds > 0:
-            tasks.append(asyncio.create_task(_refresh_collateral_periodically(ctx, fetch.check_seconds)))
+            tasks.append(
+                asyncio.create_task(_refresh_collateral_periodically(ctx, fetch.check_seconds))
+            )
         try:
             yield
         finally:
@@ -366,7 +385,9 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: the database takes a write in time")
+    @app.get(
+        "/readyz", tags=["operations"], summary="Readiness: the database takes a write in time"
+    )
     def readyz() -> Response:
         # A write as a decision makes one (Storage.check), bounded by readiness_timeout: 200
         # means this instance can decide and audit now. Collateral near or past its nextUpdate
@@ -386,7 +407,9 @@ def create_app(
         body: dict[str, Any] = {"status": "ready" if fresh.status == "ok" else "degraded",
                                 "collateral": fresh.to_json(now, settings.collateral_warn_before)}  # fmt: skip
         if fresh.status != "ok":
-            body["collateral"]["code"] = Code.COLLATERAL_EXPIRED if fresh.expired else Code.COLLATERAL_EXPIRING
+            body["collateral"]["code"] = (
+                Code.COLLATERAL_EXPIRED if fresh.expired else Code.COLLATERAL_EXPIRING
+            )
         return JSONResponse(body)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
@@ -402,7 +425,9 @@ def create_app(
         summary="OpenID Connect discovery: the issuer of EAR tokens and its JWKS",
     )  # fmt: skip
     def openid_configuration(request: Request) -> dict[str, Any]:
-        return discovery_document(settings.issuer, str(request.base_url), domain.token_key.curve.key_size)
+        return discovery_document(
+            settings.issuer, str(request.base_url), domain.token_key.curve.key_size
+        )
 
     attester = None
     if settings.attest_self is not None:
@@ -472,8 +497,16 @@ def discovery_document(issuer: str, base_url: str, key_size: int = 256) -> dict[
         "id_token_signing_alg_values_supported": [alg],
         "scopes_supported": ["openid"],
         "claims_supported": [
-            "iss", "aud", "iat", "nbf", "exp", "eat_profile", "eat_nonce", "cnf",
-            "ear.verifier-id", "submods",
+            "iss",
+            "aud",
+            "iat",
+            "nbf",
+            "exp",
+            "eat_profile",
+            "eat_nonce",
+            "cnf",
+            "ear.verifier-id",
+            "submods",
         ],
         "eat_profiles_supported": [EAR_PROFILE],
     }
@@ -504,10 +537,16 @@ def app_from_env() -> FastAPI:
             issuer=os.environ.get("VERITEE_ISSUER") or DEFAULT_ISSUER,
             access_log=os.environ.get("VERITEE_ACCESS_LOG") == "1",
             attest_self=os.environ.get("VERITEE_ATTEST_SELF") or None,
-            attest_state_dir=Path(state) if (state := os.environ.get("VERITEE_ATTEST_STATE")) else None,
+            attest_state_dir=Path(state)
+            if (state := os.environ.get("VERITEE_ATTEST_STATE"))
+            else None,
             tls_certificate=Path(cert) if (cert := os.environ.get("VERITEE_TLS_CERT")) else None,
-            collateral_fetch=fetch_settings(bool(fetch.get("on")), pccs=fetch.get("pccs"), kds=fetch.get("kds"),
-                                            pcs=fetch.get("pcs")),
+            collateral_fetch=fetch_settings(
+                bool(fetch.get("on")),
+                pccs=fetch.get("pccs"),
+                kds=fetch.get("kds"),
+                pcs=fetch.get("pcs"),
+            ),
             collateral_warn_before=dt.timedelta(hours=float(fetch.get("warn_hours", 48.0))),
         )
     )

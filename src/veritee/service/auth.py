@@ -14,7 +14,9 @@ def require_admin(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError("admin credential required (Authorization: Bearer ...)", code="admin_required")
+        raise AuthenticationError(
+            "admin credential required (Authorization: Bearer ...)", code="admin_required"
+        )
     ctx = request.app.state.ctx
     if not ctx.domain.check_admin(token.strip()):
         raise AuthenticationError("admin credential is not valid", code="admin_invalid")

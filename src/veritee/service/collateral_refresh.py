@@ -173,14 +173,20 @@ class CollateralRefresher:
         except VeriteeError as e:
             return self._failed(path, e, now)
 
-    def accept(self, path: str, data: bytes, now: dt.datetime, *, pool: Collateral | None = None) -> Outcome:
+    def accept(
+        self, path: str, data: bytes, now: dt.datetime, *, pool: Collateral | None = None
+    ) -> Outcome:
         """Check ``data`` fetched for ``path`` as installed collateral is checked, and store it
         unless it is older than what the domain accepted before. Raises :class:`VeriteeError`
         (the caller records the failure); ``pool``: certificates fetched with it (a VCEK's chain)."""
         found = self._check(path, data, now, pool)
         parts = self._items(path, data)
         held_items = {i.key: i for i in items(self.ctx.own_collateral())}
-        worse = [(p, h) for p in parts if (h := held_items.get(p.key)) is not None and p.version < h.version]
+        worse = [
+            (p, h)
+            for p in parts
+            if (h := held_items.get(p.key)) is not None and p.version < h.version
+        ]
         if worse:
             raise CollateralError(
                 "; ".join(f"{p.vendor} {p.kind} {p.subject} issued {p.issued.isoformat()} is older than the one "
@@ -193,14 +199,21 @@ class CollateralRefresher:
             older = held.rolled_back(found)
             if older:
                 raise CollateralError(
-                    "; ".join(f"{f.describe()} is older than the {h.describe()} accepted before" for f, h in older)
+                    "; ".join(
+                        f"{f.describe()} is older than the {h.describe()} accepted before"
+                        for f, h in older
+                    )
                     + ": collateral is never rolled back",
                     code=Code.COLLATERAL_ROLLED_BACK,
                 )
             row = tx.fetched_item(path)
             changed = row is None or row.sha256 != hashlib.sha256(data).hexdigest()
-            next_try = refresh_after(parts, now, interval=self.fetch.interval, minimum=self.fetch.minimum)
-            tx.record_fetch_success(path, data=data if changed else None, now=now, next_try=next_try)
+            next_try = refresh_after(
+                parts, now, interval=self.fetch.interval, minimum=self.fetch.minimum
+            )
+            tx.record_fetch_success(
+                path, data=data if changed else None, now=now, next_try=next_try
+            )
             tx.raise_collateral_marks(found, now=now)
             if changed:
                 generation = tx.advance_collateral_generation(now=now)
@@ -225,8 +238,16 @@ class CollateralRefresher:
         next_try = now + self.fetch.backoff.delay(failures, self._rng)
         with self.ctx.storage.transaction() as tx:
             tx.record_fetch_failure(path, error=f"{code}: {e.message}", now=now, next_try=next_try)
-        self.ctx.metrics.inc("veritee_collateral_fetches_total", "Collateral fetches by result", result="failed")
-        log.warning("collateral %s: fetch failed (%s: %s); retry from %s", path, code, e.message, next_try.isoformat())
+        self.ctx.metrics.inc(
+            "veritee_collateral_fetches_total", "Collateral fetches by result", result="failed"
+        )
+        log.warning(
+            "collateral %s: fetch failed (%s: %s); retry from %s",
+            path,
+            code,
+            e.message,
+            next_try.isoformat(),
+        )
         return Outcome(path, "failed", code, e.message, next_try)
 
     def _lease(self, path: str, now: dt.datetime) -> bool:
@@ -235,14 +256,20 @@ class CollateralRefresher:
             return tx.take_fetch_lease(path, holder=self.holder, until=until, now=now)
 
     # --- checks (the same as installed collateral's) ------------------------------------------
-    def _check(self, path: str, data: bytes, now: dt.datetime, pool: Collateral | None) -> list[Mark]:
+    def _check(
+        self, path: str, data: bytes, now: dt.datetime, pool: Collateral | None
+    ) -> list[Mark]:
         trust = self.ctx.trust_root
         try:
             if m := _INTEL.fullmatch(path):
                 (doc,) = Collateral.from_blobs([(path, data)]).documents
                 checked = dcap.check_collateral_set(doc, now, trust.intel)
                 want_ca = "Processor" if m[3] == "processor" else "Platform"
-                if checked.fmspc != m[2] or checked.tee.lower() != m[1] or want_ca not in checked.pck_ca:
+                if (
+                    checked.fmspc != m[2]
+                    or checked.tee.lower() != m[1]
+                    or want_ca not in checked.pck_ca
+                ):
                     raise CollateralError(
                         f"the set fetched for {path} is for {checked.tee} FMSPC {checked.fmspc} "
                         f"({checked.pck_ca})", code=Code.TCB_INFO_MISMATCH,
@@ -263,17 +290,23 @@ class CollateralRefresher:
                 leaf = _certs(data, path)
                 held = self.ctx.own_collateral()
                 certs = list(held.certificates) + list(pool.certificates if pool else ())
-                chain = amd.verify_chain(leaf[0], certs, (), now, dataclasses.replace(trust.amd, cache=None))
+                chain = amd.verify_chain(
+                    leaf[0], certs, (), now, dataclasses.replace(trust.amd, cache=None)
+                )
                 self._product_is(chain.product, m[1], path)
                 return []
         except (ValueError, TypeError) as e:
-            raise CollateralError(f"{path} does not parse: {e}", code=Code.COLLATERAL_INVALID) from None
+            raise CollateralError(
+                f"{path} does not parse: {e}", code=Code.COLLATERAL_INVALID
+            ) from None
         raise UsageError(f"collateral {path!r} is not an item the service fetches")
 
     @staticmethod
     def _product_is(product: amd.Product, name: str, path: str) -> None:
         if product.value != name.lower():
-            raise CollateralError(f"{path} chains to the {product.value} ARK", code=Code.PRODUCT_MISMATCH)
+            raise CollateralError(
+                f"{path} chains to the {product.value} ARK", code=Code.PRODUCT_MISMATCH
+            )
 
     def _ark(self, product: str, now: dt.datetime) -> x509.Certificate:
         """The pinned ARK of ``product`` from the domain's collateral (folder or fetched);
@@ -287,7 +320,9 @@ class CollateralRefresher:
                 chain = f"amd/{product}/vcek_cert_chain.pem"
                 _item, data = fetch_item(chain, self.config, transport=self._transport)
                 self.accept(chain, data, now)
-        raise CollateralError(f"no pinned ARK of {product} to check its CRL with", code=Code.COLLATERAL_MISSING)
+        raise CollateralError(
+            f"no pinned ARK of {product} to check its CRL with", code=Code.COLLATERAL_MISSING
+        )
 
     def _items(self, path: str, data: bytes) -> list[Item]:
         if path.endswith(".json"):
@@ -306,7 +341,9 @@ class CollateralRefresher:
         try:
             key = _lazy_key(evidence)
         except (VeriteeError, ValueError) as e:
-            return Outcome("-", "failed", getattr(e, "code", "") or Code.FETCH_NOT_APPLICABLE, str(e))
+            return Outcome(
+                "-", "failed", getattr(e, "code", "") or Code.FETCH_NOT_APPLICABLE, str(e)
+            )
         with self._lock:
             fut = self._inflight.get(key)
             owner = fut is None
@@ -348,8 +385,15 @@ class CollateralRefresher:
         with self.ctx.storage.transaction(readonly=True) as tx:
             row = tx.fetched_item(key)
         if row is not None and row.failures and row.next_try is not None and now < row.next_try:
-            return Outcome(key, "waiting", Code.COLLATERAL_FETCH_FAILED, row.last_error or "", row.next_try)
-        if row is not None and not row.failures and row.checked_at is not None and now < row.checked_at + self.fetch.minimum:
+            return Outcome(
+                key, "waiting", Code.COLLATERAL_FETCH_FAILED, row.last_error or "", row.next_try
+            )
+        if (
+            row is not None
+            and not row.failures
+            and row.checked_at is not None
+            and now < row.checked_at + self.fetch.minimum
+        ):
             # Fetched a moment ago and still refused: the vendor has nothing newer (each refused
             # attestation does not ask the vendor again).
             return Outcome(key, "unchanged", next_try=row.checked_at + self.fetch.minimum)
@@ -375,7 +419,9 @@ class CollateralRefresher:
             # product: the Genoa VCEK answered) or another item failed: the key's row says so.
             with self.ctx.storage.transaction() as tx:
                 if result is None:
-                    tx.record_fetch_success(key, data=None, now=now, next_try=now + self.fetch.minimum)
+                    tx.record_fetch_success(
+                        key, data=None, now=now, next_try=now + self.fetch.minimum
+                    )
                 else:
                     tx.record_fetch_failure(key, error=f"{result.code}: {result.message}", now=now,
                                             next_try=result.next_try or now)  # fmt: skip
@@ -407,7 +453,12 @@ def _intel_path_of(doc: dict[str, Any]) -> str | None:
     except (ValueError, TypeError, RecursionError):
         return None
     item = crl_item(crl)
-    if not isinstance(info, dict) or item is None or item.kind != "pck_crl" or item.subject not in ("processor", "platform"):
+    if (
+        not isinstance(info, dict)
+        or item is None
+        or item.kind != "pck_crl"
+        or item.subject not in ("processor", "platform")
+    ):
         return None
     tee, fmspc = str(info.get("id", "SGX")).lower(), str(info.get("fmspc", "")).upper()
     if tee not in ("sgx", "tdx") or not re.fullmatch(r"[0-9A-F]{12}", fmspc):
@@ -460,15 +511,24 @@ def collateral_metrics(ctx: ServiceContext) -> Iterator[Metric]:
     item_labels = ["vendor", "kind", "subject"]
     age = GaugeMetricFamily("veritee_collateral_age_seconds", "Seconds since each collateral item was issued",
                             labels=item_labels)  # fmt: skip
-    left = GaugeMetricFamily("veritee_collateral_next_update_seconds",
-                             "Seconds until each collateral item's nextUpdate (negative: expired)", labels=item_labels)
+    left = GaugeMetricFamily(
+        "veritee_collateral_next_update_seconds",
+        "Seconds until each collateral item's nextUpdate (negative: expired)",
+        labels=item_labels,
+    )
     for i in found:
         age.add_metric([i.vendor, i.kind, i.subject], round(i.age(now)))
         left.add_metric([i.vendor, i.kind, i.subject], round(i.seconds_left(now)))
-    failures = GaugeMetricFamily("veritee_collateral_fetch_failures",
-                                 "Consecutive failed fetches of each collateral item", labels=["path"])
-    checked = GaugeMetricFamily("veritee_collateral_checked_age_seconds",
-                                "Seconds since each collateral item was last fetched successfully", labels=["path"])
+    failures = GaugeMetricFamily(
+        "veritee_collateral_fetch_failures",
+        "Consecutive failed fetches of each collateral item",
+        labels=["path"],
+    )
+    checked = GaugeMetricFamily(
+        "veritee_collateral_checked_age_seconds",
+        "Seconds since each collateral item was last fetched successfully",
+        labels=["path"],
+    )
     for r in rows:
         failures.add_metric([r.path], r.failures)
         if r.checked_at is not None:

@@ -46,9 +46,14 @@ from veritee.service.storage.tx import COLLATERAL_GENERATION, REFVALUE_GENERATIO
 __all__ = ["LAZY_FETCH_CODES", "Appraisal", "ServiceContext"]
 
 #: Refusals that a fetch of the evidence's collateral may cure.
-LAZY_FETCH_CODES = frozenset({
-    Code.COLLATERAL_MISSING, Code.COLLATERAL_EXPIRED, Code.CRL_EXPIRED, Code.TCB_INFO_MISMATCH,
-})
+LAZY_FETCH_CODES = frozenset(
+    {
+        Code.COLLATERAL_MISSING,
+        Code.COLLATERAL_EXPIRED,
+        Code.CRL_EXPIRED,
+        Code.TCB_INFO_MISMATCH,
+    }
+)
 
 if TYPE_CHECKING:
     from veritee.service.collateral_refresh import CollateralRefresher
@@ -73,7 +78,11 @@ class ServiceContext:
             self.now = settings.clock  # type: ignore[method-assign]
         self._lock = threading.Lock()
         # (monotonic time of the last read, each policy in force by its row's (id, digest), the set)
-        self._policy: tuple[float, dict[tuple[int, str], Policy], PolicySet | None] = (0.0, {}, None)
+        self._policy: tuple[float, dict[tuple[int, str], Policy], PolicySet | None] = (
+            0.0,
+            {},
+            None,
+        )
         self._collateral: Collateral | None = None
         self._folder: Collateral | None = None
         self._own: Collateral | None = None
@@ -166,7 +175,11 @@ class ServiceContext:
         own = self._own
         if own is None:
             with self.storage.transaction(readonly=True) as tx:
-                rows = [(f"fetched:{r.path}", r.data) for r in tx.fetched_collateral() if r.data is not None]
+                rows = [
+                    (f"fetched:{r.path}", r.data)
+                    for r in tx.fetched_collateral()
+                    if r.data is not None
+                ]
             fetched = Collateral.from_blobs(rows)
             own = _superseding(self.folder_collateral(), fetched)
             self._own = own
@@ -249,7 +262,9 @@ class ServiceContext:
             return False
         try:
             with anyio.fail_after(refresher.fetch.lazy_wait):
-                outcome = await anyio.to_thread.run_sync(refresher.fetch_for, data, self.now(), abandon_on_cancel=True)
+                outcome = await anyio.to_thread.run_sync(
+                    refresher.fetch_for, data, self.now(), abandon_on_cancel=True
+                )
         except TimeoutError:
             outcome = None
         if outcome is not None and outcome.result == "stored":
@@ -263,7 +278,10 @@ class ServiceContext:
         else:
             retry = f"; retried from {outcome.next_try.isoformat()}" if outcome.next_try else ""
             why = f"{outcome.code}: {outcome.message}{retry}"
-        decision.warn(Code.COLLATERAL_FETCH_FAILED, f"collateral for this evidence could not be fetched ({why})")
+        decision.warn(
+            Code.COLLATERAL_FETCH_FAILED,
+            f"collateral for this evidence could not be fetched ({why})",
+        )
         return False
 
     # --- policy -------------------------------------------------------------------------
@@ -378,13 +396,19 @@ class ServiceContext:
                 self._refvalue_resolvers.pop(next(iter(self._refvalue_resolvers)))
         return resolver
 
-    def refvalues_if_cached(self, policy: Policy | PolicySet, at: dt.datetime | None = None) -> RefValues | None:
+    def refvalues_if_cached(
+        self, policy: Policy | PolicySet, at: dt.datetime | None = None
+    ) -> RefValues | None:
         """:meth:`refvalues_for` without any database read (for async handlers): None when it
         would have to read (then call :meth:`refvalues_for` through :meth:`run_db`)."""
         if time.monotonic() - self._refvalue_generation[0] >= self.settings.policy_cache_seconds:
             return None
         entry = self._refvalue_resolvers.get(id(policy))
-        if entry is None or entry[0] is not policy or (entry[2] is not None and (at or self.now()) >= entry[2]):
+        if (
+            entry is None
+            or entry[0] is not policy
+            or (entry[2] is not None and (at or self.now()) >= entry[2])
+        ):
             return None
         return entry[1]
 
@@ -431,7 +455,9 @@ class ServiceContext:
                 attester_collateral, admit_endorsements=self.settings.accept_attester_collateral
             )
         trust = self.trust_root
-        if self._format_of(data, format) == "tpm":  # AK certificates this domain issued at enrollment
+        if (
+            self._format_of(data, format) == "tpm"
+        ):  # AK certificates this domain issued at enrollment
             trust = trust.with_tpm_roots(self._domain_ca_fingerprint())
             collateral = collateral.joined(Collateral(certificates=(self.domain.ca_certificate,)))
         if policy is None and use_active_policy:

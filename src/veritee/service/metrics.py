@@ -79,7 +79,9 @@ class Metrics:
         self._lock = threading.Lock()
         self.multiprocess_dir = multiprocess_dir()
         # Multiprocess mode: values go to the shared files, never to a registry of this process.
-        self._registry: CollectorRegistry | None = None if self.multiprocess_dir else CollectorRegistry()
+        self._registry: CollectorRegistry | None = (
+            None if self.multiprocess_dir else CollectorRegistry()
+        )
         self._metrics: dict[str, tuple[str, tuple[str, ...], Any]] = {}
         # (kind, name, labels as given) -> the labelled series: a request's counts then cost a
         # dict lookup each instead of prometheus-client's label validation under its lock
@@ -89,7 +91,9 @@ class Metrics:
         self.requests_in_progress = 0
 
     # --- declaring and updating ------------------------------------------------------------
-    def _get(self, kind: str, name: str, help_text: str, labelnames: tuple[str, ...], **kw: Any) -> Any:
+    def _get(
+        self, kind: str, name: str, help_text: str, labelnames: tuple[str, ...], **kw: Any
+    ) -> Any:
         with self._lock:
             known = self._metrics.get(name)
             if known is None:
@@ -114,7 +118,9 @@ class Metrics:
 
     def counter(self, name: str, help_text: str, **labels: str) -> Any:
         """The counter ``name`` with these labels (``.inc(amount)``)."""
-        return self._child(("counter", name, *labels.items()), lambda: self._counter(name, help_text, labels))
+        return self._child(
+            ("counter", name, *labels.items()), lambda: self._counter(name, help_text, labels)
+        )
 
     def _counter(self, name: str, help_text: str, labels: dict[str, str]) -> Any:
         names = tuple(sorted(labels))
@@ -127,6 +133,7 @@ class Metrics:
     def gauge(self, name: str, help_text: str, *, mode: GaugeMode, **labels: str) -> Any:
         """The gauge ``name`` with these labels (``.set(v)``, ``.inc()``, ``.dec()``); ``mode``
         combines the workers' values (see the module's documentation)."""
+
         def make() -> Any:
             names = tuple(sorted(labels))
             metric = self._get("gauge", name, help_text, names, multiprocess_mode=mode)

@@ -29,8 +29,15 @@ def status_for(error: VeriteeError) -> int:
     return http_status(error)
 
 
-def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": title, "status": status, "code": code}
+def problem(
+    status: int, code: str, title: str, detail: str | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "code": code,
+    }
     if detail:
         body["detail"] = detail
     body.update(extra)
@@ -59,11 +66,15 @@ def install_handlers(app: FastAPI) -> None:
             {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
             for e in exc.errors()[:10]
         ]
-        return problem(400, "malformed_request", "Malformed request", "the request is not valid", errors=errors)
+        return problem(
+            400, "malformed_request", "Malformed request", "the request is not valid", errors=errors
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "oversized"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "oversized"}.get(
+            exc.status_code, "http_error"
+        )
         return problem(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

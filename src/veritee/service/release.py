@@ -211,7 +211,9 @@ def release_sealing_key(
                     reasons.append(Reason(e.code, e.message))
                 else:
                     released = ReleasedSealingKey(
-                        key=root.derive(domain_id=_domain_id(ctx), workload=workload, profile=profile),
+                        key=root.derive(
+                            domain_id=_domain_id(ctx), workload=workload, profile=profile
+                        ),
                         workload=workload,
                         profile=profile,
                         generation=root.generation,
@@ -231,8 +233,12 @@ def release_sealing_key(
                 now=now,
             )
     except NonceError as e:
-        _audit_nonce_refusal(ctx, e, kind="sealing_key.deny", subject=subject, details=audit, now=now)
-        ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="nonce_rejected")
+        _audit_nonce_refusal(
+            ctx, e, kind="sealing_key.deny", subject=subject, details=audit, now=now
+        )
+        ctx.metrics.inc(
+            "veritee_sealing_keys_total", "Sealing-key releases", outcome="nonce_rejected"
+        )
         raise
     if released is None:
         ctx.metrics.inc("veritee_sealing_keys_total", "Sealing-key releases", outcome="denied")
@@ -251,7 +257,13 @@ def release_sealing_key(
 
 
 def _audit_nonce_refusal(
-    ctx: ServiceContext, e: NonceError, *, kind: str, subject: str, details: dict[str, Any], now: dt.datetime
+    ctx: ServiceContext,
+    e: NonceError,
+    *,
+    kind: str,
+    subject: str,
+    details: dict[str, Any],
+    now: dt.datetime,
 ) -> None:
     """Audit a release refused for its nonce (spent, expired, unknown), in its own transaction:
     the release's transaction was rolled back with the nonce."""
@@ -329,7 +341,10 @@ def revocation_reason(ctx: ServiceContext, claims: dict[str, Any]) -> Reason | N
 
 
 async def certified_decision(
-    ctx: ServiceContext, claims: dict[str, Any], *, check_revocation: bool = True,
+    ctx: ServiceContext,
+    claims: dict[str, Any],
+    *,
+    check_revocation: bool = True,
     policy: str | None = None,
 ) -> Decision:
     """What a decision on an admission certificate starts from: its claims re-appraised under
@@ -342,7 +357,9 @@ async def certified_decision(
         decision = Decision(policy_name=None)
         decision.refuse("no_policy", "no appraisal policy is installed in this domain")
     else:
-        refvalues = ctx.refvalues_if_cached(policies) or await ctx.run_db(ctx.refvalues_for, policies)
+        refvalues = ctx.refvalues_if_cached(policies) or await ctx.run_db(
+            ctx.refvalues_for, policies
+        )
         decision = appraise_admitted(claims, policies, refvalues)
     if check_revocation:
         revoked = await ctx.run_db(revocation_reason, ctx, claims)
@@ -361,7 +378,9 @@ def admitted_claims(
     """
     claims, info = _verified_admission(pem, ctx.domain.ca_certificate)
     if not info.is_valid_at(now):
-        raise VerificationError("admission certificate is not valid now", code="certificate_expired")
+        raise VerificationError(
+            "admission certificate is not valid now", code="certificate_expired"
+        )
     return dict(claims), info
 
 
@@ -372,7 +391,8 @@ def _verified_admission(pem: str, ca: x509.Certificate) -> tuple[dict[str, Any],
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise VerificationError(
-            "certificate is not an admission certificate of this domain", code="certificate_untrusted"
+            "certificate is not an admission certificate of this domain",
+            code="certificate_untrusted",
         ) from None
     info = AdmissionInfo.from_certificate(cert)
     claims: dict[str, Any] = {

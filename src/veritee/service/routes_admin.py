@@ -21,8 +21,9 @@ from veritee.service.storage import verify_audit_chain
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
-                   route_class=JsonRoute)
+router = APIRouter(
+    prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=JsonRoute
+)
 
 MAX_POLICY = 1024 * 1024
 
@@ -32,8 +33,11 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-@router.get("/policy", summary="An appraisal policy: the one named (its newest version, or the "
-                                 "version given), else the one installed last")
+@router.get(
+    "/policy",
+    summary="An appraisal policy: the one named (its newest version, or the "
+    "version given), else the one installed last",
+)
 def get_policy(
     request: Request,
     name: str | None = Query(None, min_length=1, max_length=200),
@@ -43,12 +47,18 @@ def get_policy(
     if version is not None and name is None:
         raise MalformedError("version needs name", field="version")
     with ctx.storage.transaction(readonly=True) as tx:
-        stored = tx.active_policy(name) if version is None else tx.policy_version(str(name), version)
+        stored = (
+            tx.active_policy(name) if version is None else tx.policy_version(str(name), version)
+        )
     if stored is None:
         if version is not None:
-            raise NotFoundError(f"appraisal policy {name!r} has no version {version}", code="no_policy")
+            raise NotFoundError(
+                f"appraisal policy {name!r} has no version {version}", code="no_policy"
+            )
         if name is not None:
-            raise NotFoundError(f"no appraisal policy named {name!r} is installed", code="no_policy")
+            raise NotFoundError(
+                f"no appraisal policy named {name!r} is installed", code="no_policy"
+            )
         raise NotFoundError("no appraisal policy is installed", code="no_policy")
     signed = ctx.domain.verify_policy(stored.document, stored=True)
     return {"name": stored.name, "version": stored.version, "digest": stored.digest,
@@ -56,8 +66,12 @@ def get_policy(
             "actor": stored.actor, "policy": signed.policy.to_json()}  # fmt: skip
 
 
-@router.get("/policy/history", summary="Every stored version of the named appraisal policy, oldest first")
-def policy_history(request: Request, name: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+@router.get(
+    "/policy/history", summary="Every stored version of the named appraisal policy, oldest first"
+)
+def policy_history(
+    request: Request, name: str = Query(min_length=1, max_length=200)
+) -> dict[str, Any]:
     """Each version's number, envelope digest (SHA-256), who installed it and when, whether it
     is in force, and ``same_as``: the first earlier version with the same signed envelope (a
     rollback, or the same file installed again)."""
@@ -65,7 +79,9 @@ def policy_history(request: Request, name: str = Query(min_length=1, max_length=
     with ctx.storage.transaction(readonly=True) as tx:
         versions = tx.policy_versions(name)
     if not versions:
-        raise NotFoundError(f"no appraisal policy named {name!r} was ever installed", code="no_policy")
+        raise NotFoundError(
+            f"no appraisal policy named {name!r} was ever installed", code="no_policy"
+        )
     first: dict[str, int] = {}
     out = []
     for p in versions:
@@ -78,8 +94,11 @@ def policy_history(request: Request, name: str = Query(min_length=1, max_length=
     return {"name": name, "versions": out}
 
 
-@router.post("/policy/rollback", summary="Install an earlier version of the named appraisal policy again, "
-                                          "as its next version (audited)")
+@router.post(
+    "/policy/rollback",
+    summary="Install an earlier version of the named appraisal policy again, "
+    "as its next version (audited)",
+)
 def rollback_policy(body: PolicyRollback, request: Request) -> dict[str, Any]:
     """The stored envelope of ``version`` becomes the policy's newest version, in force. It must
     verify under the domain's current policy key (as any install); one signed by the key that
@@ -89,9 +108,13 @@ def rollback_policy(body: PolicyRollback, request: Request) -> dict[str, Any]:
     with ctx.storage.transaction() as tx:
         old = tx.policy_version(body.name, body.version)
         if old is None:
-            raise NotFoundError(f"appraisal policy {body.name!r} has no version {body.version}", code="no_policy")
+            raise NotFoundError(
+                f"appraisal policy {body.name!r} has no version {body.version}", code="no_policy"
+            )
         signed = ctx.domain.verify_policy(old.document, stored=False)
-        version = tx.put_policy(name=body.name, document=old.document, digest=old.digest, actor="admin", now=now)
+        version = tx.put_policy(
+            name=body.name, document=old.document, digest=old.digest, actor="admin", now=now
+        )
         tx.append_audit(
             kind="policy.rollback", actor="admin", subject=body.name, decision=None,
             details={"version": version, "rollback_of": body.version, "envelope_sha256": old.digest,
@@ -99,11 +122,20 @@ def rollback_policy(body: PolicyRollback, request: Request) -> dict[str, Any]:
             now=now,
         )  # fmt: skip
     ctx.invalidate_policy()
-    return {"name": body.name, "version": version, "digest": old.digest, "rollback_of": body.version}
+    return {
+        "name": body.name,
+        "version": version,
+        "digest": old.digest,
+        "rollback_of": body.version,
+    }
 
 
-@router.delete("/policy", summary="Take the named appraisal policy out of force (its versions stay stored)")
-def retire_policy(request: Request, name: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+@router.delete(
+    "/policy", summary="Take the named appraisal policy out of force (its versions stay stored)"
+)
+def retire_policy(
+    request: Request, name: str = Query(min_length=1, max_length=200)
+) -> dict[str, Any]:
     """Installing a policy never replaces another name's: this is how one leaves force. The
     workloads only it admitted are refused from then on (within ``policy_cache_seconds`` on every
     worker and replica); installing the name again puts the new version in force."""
@@ -128,7 +160,9 @@ def list_policies(request: Request) -> dict[str, Any]:
                           "installed_at": s.created_at.isoformat()} for s in stored]}  # fmt: skip
 
 
-@router.put("/policy", summary="Install a signed appraisal policy (envelope from `veritee policy sign`)")
+@router.put(
+    "/policy", summary="Install a signed appraisal policy (envelope from `veritee policy sign`)"
+)
 async def put_policy(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     body = await request.body()
@@ -140,17 +174,28 @@ async def put_policy(request: Request) -> dict[str, Any]:
     now = ctx.now()
     digest = hashlib.sha256(body).hexdigest()
     with ctx.storage.transaction() as tx:
-        version = tx.put_policy(name=signed.policy.name, document=body, digest=digest, actor="admin", now=now)
+        version = tx.put_policy(
+            name=signed.policy.name, document=body, digest=digest, actor="admin", now=now
+        )
         tx.append_audit(
-            kind="policy.put", actor="admin", subject=signed.policy.name, decision=None,
-            details={"version": version, "envelope_sha256": digest, "policy_digest": signed.policy.digest},
+            kind="policy.put",
+            actor="admin",
+            subject=signed.policy.name,
+            decision=None,
+            details={
+                "version": version,
+                "envelope_sha256": digest,
+                "policy_digest": signed.policy.digest,
+            },
             now=now,
         )
     ctx.invalidate_policy()
     return {"name": signed.policy.name, "version": version, "digest": digest}
 
 
-@router.post("/policy/dry-run", summary="Evaluate evidence against a draft policy without installing it")
+@router.post(
+    "/policy/dry-run", summary="Evaluate evidence against a draft policy without installing it"
+)
 async def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     policy = load_policy(body.policy)
@@ -171,13 +216,19 @@ async def dry_run(body: DryRunRequest, request: Request) -> dict[str, Any]:
         else None
     )
     appraisal = await ctx.appraise_fetching(
-        decode_b64(body.evidence, "evidence"), at=at, format=body.format,
-        operator_collateral=extra, policy=policy,
+        decode_b64(body.evidence, "evidence"),
+        at=at,
+        format=body.format,
+        operator_collateral=extra,
+        policy=policy,
     )
     return {"dry_run": True, **appraisal.decision.to_json(), "claims": appraisal.claims}
 
 
-@router.post("/collateral/reload", summary="Read the domain's collateral folder again; forget cached collateral")
+@router.post(
+    "/collateral/reload",
+    summary="Read the domain's collateral folder again; forget cached collateral",
+)
 def reload_collateral(request: Request) -> dict[str, Any]:
     """After installing newer collateral in ``<data>/collateral``: from now on the new set decides,
     here at once, in every other worker and replica (each reads its own folder) within
@@ -193,7 +244,9 @@ def reload_collateral(request: Request) -> dict[str, Any]:
         "crls": len(collateral.crls), "documents": len(collateral.documents),
     }  # fmt: skip
     # Parts older than the newest this domain accepted before: they do not decide.
-    rolled_back = [{**found.to_json(), "recorded": held.to_json()} for found, held in ctx.rolled_back]
+    rolled_back = [
+        {**found.to_json(), "recorded": held.to_json()} for found, held in ctx.rolled_back
+    ]
     if rolled_back:
         details["rolled_back"] = rolled_back
     if ctx.unverified:  # sets that raised no mark: they do not verify
@@ -211,7 +264,9 @@ def reload_collateral(request: Request) -> dict[str, Any]:
     return details
 
 
-@router.get("/collateral", summary="Collateral freshness: every item's window, what was fetched, failures")
+@router.get(
+    "/collateral", summary="Collateral freshness: every item's window, what was fetched, failures"
+)
 def collateral_status(request: Request) -> dict[str, Any]:
     """The newest version of every item of the domain's collateral (folder and fetched) with
     its age, seconds until its nextUpdate and state (``ok``, ``warning``, ``expired``); each
@@ -235,16 +290,23 @@ def collateral_status(request: Request) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/collateral/refresh", summary="Fetch collateral now: what is due, or every item (all=true)")
+@router.post(
+    "/collateral/refresh", summary="Fetch collateral now: what is due, or every item (all=true)"
+)
 def refresh_collateral(request: Request, all: bool = Query(False)) -> dict[str, Any]:
     """Runs what the background refresh runs (``all``: every item, due or not). Each item that
     is fetched passes the checks installed collateral passes; what is held stays otherwise."""
     ctx = _ctx(request)
     refresher = ctx.refresher
     if refresher is None:
-        raise UsageError("collateral fetching is off (veritee serve --no-collateral-fetch)", code="fetch_not_applicable")
+        raise UsageError(
+            "collateral fetching is off (veritee serve --no-collateral-fetch)",
+            code="fetch_not_applicable",
+        )
     now = ctx.now()
-    outcomes = [refresher.refresh(p, now) for p in refresher.targets()] if all else refresher.run_once(now)
+    outcomes = (
+        [refresher.refresh(p, now) for p in refresher.targets()] if all else refresher.run_once(now)
+    )
     return {"outcomes": [o.to_json() for o in outcomes]}
 
 
@@ -267,7 +329,11 @@ def audit_head(request: Request) -> dict[str, Any]:
         seq, digest = tx.audit_head()
     d = ctx.domain
     anchor = sign_anchor(
-        d.token_key, kid=d.token_kid, issuer=d.name, seq=seq, entry_hash=digest,
+        d.token_key,
+        kid=d.token_kid,
+        issuer=d.name,
+        seq=seq,
+        entry_hash=digest,
         now=ctx.now(),
     )
     return {"seq": seq, "entry_hash": digest.hex(), "anchor": anchor}
@@ -276,4 +342,9 @@ def audit_head(request: Request) -> dict[str, Any]:
 @router.get("/audit/verify", summary="Check the audit hash chain")
 def audit_verify(request: Request) -> dict[str, Any]:
     report = verify_audit_chain(_ctx(request).storage)
-    return {"ok": report.ok, "count": report.count, "first_broken": report.first_broken, "message": report.message}
+    return {
+        "ok": report.ok,
+        "count": report.count,
+        "first_broken": report.first_broken,
+        "message": report.message,
+    }

@@ -33,7 +33,9 @@ def challenge_response(ctx: ServiceContext) -> JSONResponse:
     """The answer to ``POST /v1/challenge`` (also given by :class:`veritee.service.app.FastChallenge`)."""
     now = ctx.now()
     nonce = ctx.storage.issue_nonce(now=now, ttl=ctx.settings.nonce_ttl)
-    return JSONResponse({"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()})
+    return JSONResponse(
+        {"nonce": nonce.hex(), "expires_at": (now + ctx.settings.nonce_ttl).isoformat()}
+    )
 
 
 @router.post("/challenge", summary="A single-use nonce with a short lifetime")
@@ -45,7 +47,9 @@ def _load_workload_key(pem: str) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
     except (ValueError, TypeError):
-        raise MalformedError("public_key is not a PEM SubjectPublicKeyInfo", field="public_key") from None
+        raise MalformedError(
+            "public_key is not a PEM SubjectPublicKeyInfo", field="public_key"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in (256, 384):
         raise MalformedError("public_key must be ECDSA P-256 or P-384", field="public_key")
     return key
@@ -113,18 +117,27 @@ def _consume_and_audit(
                     pem=pem,
                 )
             tx.append_audit(
-                kind=kind, actor="workload", subject=str(details.get("measurement") or "-"),
-                decision=decision, details=details, now=now,
+                kind=kind,
+                actor="workload",
+                subject=str(details.get("measurement") or "-"),
+                decision=decision,
+                details=details,
+                now=now,
             )
     except NonceError as e:
         # The refusal of a bad nonce is a decision too: record it on its own.
         with ctx.storage.transaction() as tx:
             tx.append_audit(
-                kind=f"{kind}.nonce_rejected", actor="workload",
-                subject=str(details.get("measurement") or "-"), decision="reject",
-                details={"reason": e.code, "evidence_sha256": appraisal.evidence_sha256}, now=now,
+                kind=f"{kind}.nonce_rejected",
+                actor="workload",
+                subject=str(details.get("measurement") or "-"),
+                decision="reject",
+                details={"reason": e.code, "evidence_sha256": appraisal.evidence_sha256},
+                now=now,
             )
-        ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="nonce_rejected")
+        ctx.metrics.inc(
+            "veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="nonce_rejected"
+        )
         raise
     except VerificationError as e:
         reason = {"code": e.code, "message": e.message}
@@ -135,7 +148,9 @@ def _consume_and_audit(
                 decision="reject", details=details | {"reasons": [*details.get("reasons", []), reason]},
                 now=now,
             )  # fmt: skip
-        ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="reject")
+        ctx.metrics.inc(
+            "veritee_decisions_total", "Appraisal decisions", kind=kind, outcome="reject"
+        )
         raise
     ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome=decision)
 
@@ -150,16 +165,33 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     now = ctx.now()
     policy = await ctx.policies_named(body.policy)
     appraisal = await ctx.appraise_fetching(
-        data, at=now, format=body.format, nonce=nonce, spki=spki,
-        attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
+        data,
+        at=now,
+        format=body.format,
+        nonce=nonce,
+        spki=spki,
+        attester_collateral=body.attester_collateral(),
+        policy=policy,
+        use_active_policy=False,
     )
-    await ctx.run_db(_consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal)
+    await ctx.run_db(
+        _consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal
+    )
     d = ctx.domain
     token = issue_ear(
-        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
-        decision=appraisal.decision, claims=appraisal.claims, nonce=nonce, now=now, bound_key=key,
+        key=d.token_key,
+        kid=d.token_kid,
+        issuer=ctx.settings.issuer,
+        audience=audience,
+        decision=appraisal.decision,
+        claims=appraisal.claims,
+        nonce=nonce,
+        now=now,
+        bound_key=key,
     )
-    return JSONResponse({"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims})
+    return JSONResponse(
+        {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
+    )
 
 
 @router.post("/certify", summary="Evidence binding nonce + key -> an X.509 admission certificate")
@@ -175,8 +207,15 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     now = ctx.now()
     policy = await ctx.policies_named(body.policy)
     appraisal = await ctx.appraise_fetching(
-        data, at=now, format=body.format, nonce=nonce, spki=spki, key_store=proof,
-        attester_collateral=body.attester_collateral(), policy=policy, use_active_policy=False,
+        data,
+        at=now,
+        format=body.format,
+        nonce=nonce,
+        spki=spki,
+        key_store=proof,
+        attester_collateral=body.attester_collateral(),
+        policy=policy,
+        use_active_policy=False,
     )
     extra: dict[str, Any] = {"subject_key_sha256": hashlib.sha256(spki).hexdigest()}
     generation = None
@@ -184,9 +223,19 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
         generation = (store_identity(appraisal.claims, proof), proof.generation)
         extra["key_store"] = {"sha256": generation[0], "generation": proof.generation}
     if not appraisal.decision.accepted:
-        await ctx.run_db(_consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra)
+        await ctx.run_db(
+            _consume_and_audit,
+            ctx,
+            kind="certify",
+            nonce=nonce,
+            now=now,
+            appraisal=appraisal,
+            extra=extra,
+        )
         raise ctx.verification_error(appraisal)
-    admitting = policy.named(appraisal.decision.policy_name or "") if policy else None  # the one that admitted it
+    admitting = (
+        policy.named(appraisal.decision.policy_name or "") if policy else None
+    )  # the one that admitted it
     lifetime = dt.timedelta(seconds=admitting.certificate_lifetime if admitting else 3600)
     cert = issue_admission_certificate(
         ctx.domain, key, claims=appraisal.claims or {}, now=now, lifetime=lifetime
@@ -194,18 +243,34 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     extra["serial"] = format(cert.serial_number, "x")
     await ctx.run_db(
-        _consume_and_audit, ctx, kind="certify", nonce=nonce, now=now, appraisal=appraisal, extra=extra,
-        certificate=(cert, pem), key_generation=generation,
+        _consume_and_audit,
+        ctx,
+        kind="certify",
+        nonce=nonce,
+        now=now,
+        appraisal=appraisal,
+        extra=extra,
+        certificate=(cert, pem),
+        key_generation=generation,
     )
     d = ctx.domain
     token = issue_ear(
-        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
-        decision=appraisal.decision, claims=appraisal.claims, nonce=nonce, now=now, bound_key=key,
+        key=d.token_key,
+        kid=d.token_kid,
+        issuer=ctx.settings.issuer,
+        audience=audience,
+        decision=appraisal.decision,
+        claims=appraisal.claims,
+        nonce=nonce,
+        now=now,
+        bound_key=key,
     )
-    return JSONResponse({
-        "certificate": pem,
-        "ca_certificate": d.ca_pem.decode(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "token": token,
-        **appraisal.decision.to_json(),
-    })
+    return JSONResponse(
+        {
+            "certificate": pem,
+            "ca_certificate": d.ca_pem.decode(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "token": token,
+            **appraisal.decision.to_json(),
+        }
+    )

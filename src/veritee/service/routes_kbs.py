@@ -140,7 +140,9 @@ def _challenge_from(payload: bytes) -> _Challenge | None:
     try:
         tee, algorithm, nonce = json.loads(payload)
         if isinstance(tee, str) and isinstance(algorithm, str) and isinstance(nonce, str):
-            return _Challenge(tee=tee, nonce=b64url_decode(nonce, "cookie"), hash_algorithm=algorithm)
+            return _Challenge(
+                tee=tee, nonce=b64url_decode(nonce, "cookie"), hash_algorithm=algorithm
+            )
     except (ValueError, TypeError, binascii.Error, MalformedError):
         pass
     return None
@@ -198,7 +200,9 @@ class _Outcome:
         )
 
 
-def _appraise(ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, now: dt.datetime) -> _Outcome:
+def _appraise(
+    ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, now: dt.datetime
+) -> _Outcome:
     """Appraise the primary evidence, its runtime-data and init-data binding, and each device."""
     fmt, data, certificates = extract_evidence(challenge.tee, att.primary_evidence)
     devices = parse_additional_evidence(att.additional_evidence)
@@ -359,7 +363,9 @@ async def _attest(ctx: ServiceContext, request: Request) -> Response:
         accepted = outcome.accepted
         token = _token(ctx, challenge, att, outcome, now) if accepted else None
         session_id = secrets.token_bytes(SESSION_ID_BYTES)
-        await ctx.run_db(_attest_transaction, ctx, challenge, details, accepted, token, session_id, now)
+        await ctx.run_db(
+            _attest_transaction, ctx, challenge, details, accepted, token, session_id, now
+        )
     except NonceError as e:
         raise failed(f"challenge nonce refused: {e.message}") from None
     except StorageError as e:
@@ -374,7 +380,11 @@ async def _attest(ctx: ServiceContext, request: Request) -> Response:
         raise failed(e.message) from None
     if not accepted or token is None:
         messages = [r["message"] for r in details["reasons"]]
-        messages += [f"{d['device']}: {r['message']}" for d in details.get("devices", []) for r in d["reasons"]]
+        messages += [
+            f"{d['device']}: {r['message']}"
+            for d in details.get("devices", [])
+            for r in d["reasons"]
+        ]
         raise failed("attestation refused: " + "; ".join(messages))
     resp = JSONResponse({"token": token})
     _set_cookie(request, resp, _cookie(ctx, "a", session_id))
@@ -414,13 +424,17 @@ def _verified_claims(ctx: ServiceContext, token: str) -> tuple[dict[str, Any], d
         cpu = submods["cpu0"]["ear.veraison.annotated-evidence"]
         pubkey = cpu["runtime_data_claims"]["tee-pubkey"]
         if not isinstance(pubkey, dict) or ear.get("cnf", {}).get("jwk") != pubkey:
-            raise VerificationError("the token's tee-pubkey and cnf differ", code="ear_key_mismatch")
+            raise VerificationError(
+                "the token's tee-pubkey and cnf differ", code="ear_key_mismatch"
+            )
     except (KeyError, TypeError, AttributeError):
         raise KbsProblem("TokenVerifierError", "Token Verifier error: not a KBS token") from None
     except VeriteeError as e:
         raise KbsProblem("TokenVerifierError", f"Token Verifier error: {e.message}") from None
     claims = dict(cpu)
-    devices = {n: s.get("ear.veraison.annotated-evidence") for n, s in submods.items() if n != "cpu0"}
+    devices = {
+        n: s.get("ear.veraison.annotated-evidence") for n, s in submods.items() if n != "cpu0"
+    }
     if devices:
         claims["devices"] = devices
     return claims, pubkey
@@ -433,7 +447,9 @@ async def resource(repository: str, rtype: str, tag: str, request: Request) -> R
         try:
             name = resource_name(repository, rtype, tag)
         except MalformedError as e:
-            raise KbsProblem("InvalidRequestPath", f"Request path is invalid: {e.message}", 404) from None
+            raise KbsProblem(
+                "InvalidRequestPath", f"Request path is invalid: {e.message}", 404
+            ) from None
         token = await _session_token(ctx, request)
         claims, pubkey = _verified_claims(ctx, token)
         try:
@@ -471,9 +487,7 @@ async def resource(repository: str, rtype: str, tag: str, request: Request) -> R
 # --- everything else under /kbs/v0 ---------------------------------------------------------
 
 
-@router.api_route(
-    "/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
-)
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
 async def other(path: str, request: Request) -> Response:
     """What Trustee's KBS answers for paths it has no handler for (see the module docstring)."""
     plugin = path.split("/", 1)[0]

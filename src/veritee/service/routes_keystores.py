@@ -46,7 +46,9 @@ class CounterRequest(BaseModel):
     """Read or increment a key store's freshness counter (module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
-    certificate: str = Field(max_length=8000, description="the key store's admission certificate, PEM")
+    certificate: str = Field(
+        max_length=8000, description="the key store's admission certificate, PEM"
+    )
     key_store: dict[str, Any] = Field(description='{"id": 32 hex digits, "generation": int}')
     op: str = Field(max_length=16, description='"read" or "increment"')
     nonce: str = Field(max_length=128, description="nonce from /v1/challenge, hex")

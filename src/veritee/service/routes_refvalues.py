@@ -104,7 +104,9 @@ def add(body: RefValuesAddRequest, request: Request) -> dict[str, Any]:
         )
     found = entries.entries_of(result)
     if not found:
-        raise VerificationError("the CoRIM holds no reference values (digests or raw values)", code="refvalues_empty")
+        raise VerificationError(
+            "the CoRIM holds no reference values (digests or raw values)", code="refvalues_empty"
+        )
     signer = result.signer
     source = {
         "set_name": body.set, "file_name": body.file_name[:400], "sha256": result.sha256,
@@ -122,7 +124,9 @@ def add(body: RefValuesAddRequest, request: Request) -> dict[str, Any]:
         if source_id is None:  # the same file in this set already: idempotent
             known = [r for r in tx.refvalue_sources(body.set) if r.sha256 == result.sha256]
             if not known:  # pragma: no cover - the unique constraint names exactly this row
-                raise StorageError("the CoRIM was neither stored nor found", code="storage_conflict")
+                raise StorageError(
+                    "the CoRIM was neither stored nor found", code="storage_conflict"
+                )
             return source_json(known[0], now) | {"new": False, "warnings": []}
         tx.append_audit(
             kind="refvalues.add", actor="admin", subject=f"refvalues:{body.set}", decision=None,
@@ -142,7 +146,9 @@ def add(body: RefValuesAddRequest, request: Request) -> dict[str, Any]:
     "/v1/admin/refvalues", tags=["admin"], dependencies=[Depends(require_admin)],
     summary="Registered CoRIMs (of one set, or all)",
 )  # fmt: skip
-def list_sources(request: Request, set: str | None = Query(default=None, max_length=64)) -> dict[str, Any]:
+def list_sources(
+    request: Request, set: str | None = Query(default=None, max_length=64)
+) -> dict[str, Any]:
     ctx = _ctx(request)
     now = ctx.now()
     with ctx.storage.transaction(readonly=True) as tx:
@@ -167,7 +173,10 @@ def _show(source_id: int, request: Request) -> dict[str, Any]:
         raise NotFoundError(f"no registered CoRIM with id {source_id}")
     src, rows = found
     return source_json(src, now) | {
-        "values": [{"value": e.value, "alg": e.alg, "mkey": e.mkey, "environment": e.environment} for e in rows]
+        "values": [
+            {"value": e.value, "alg": e.alg, "mkey": e.mkey, "environment": e.environment}
+            for e in rows
+        ]
     }
 
 
@@ -195,5 +204,3 @@ def withdraw(
     assert after is not None
     ctx.invalidate_refvalues()
     return source_json(after[0], now) | {"new": new}
-
-

@@ -68,7 +68,9 @@ def revoke(body: RevocationRequest, request: Request) -> dict[str, Any]:
         try:
             kind, value = "measurement", normalize_measurement(str(body.measurement))
         except UsageError:
-            raise MalformedError("measurement must be 16..64 bytes of hex", field="measurement") from None
+            raise MalformedError(
+                "measurement must be 16..64 bytes of hex", field="measurement"
+            ) from None
     ctx = _ctx(request)
     now = ctx.now()
     with ctx.storage.transaction() as tx:
@@ -153,7 +155,11 @@ def list_certificates(
             "not_before": c.not_before.isoformat(), "not_after": c.not_after.isoformat(), "state": name,
         }  # fmt: skip
         if revoked is not None:
-            row["revoked"] = {"by": revoked.kind, "at": revoked.revoked_at.isoformat(), "reason": revoked.reason}
+            row["revoked"] = {
+                "by": revoked.kind,
+                "at": revoked.revoked_at.isoformat(),
+                "reason": revoked.reason,
+            }
         out.append(row)
     return {"certificates": out, "at": now.isoformat()}
 
@@ -172,7 +178,8 @@ def build_crl(ctx: ServiceContext, now: dt.datetime) -> bytes:
         # Increases with time on every replica (RFC 5280 5.2.3 asks for a monotonic number).
         .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ctx.domain.ca_key.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ctx.domain.ca_key.public_key()),
+            critical=False,
         )
     )
     for serial, at in revoked:

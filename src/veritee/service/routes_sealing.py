@@ -73,7 +73,10 @@ async def sealing_key(body: SealingKeyRequest, request: Request) -> JSONResponse
         decision=appraisal.decision,
         profile=attested_profile(appraisal.claims or {}),
         audit=appraisal.audit_details()
-        | {"via": "sealing_key", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
+        | {
+            "via": "sealing_key",
+            "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest(),
+        },
     )
     return _answer(ctx, recipient, nonce, released)
 
@@ -88,7 +91,9 @@ async def sealing_key_certified(body: CertifiedSealingKeyRequest, request: Reque
     recipient = parse_recipient(body.public_key)
     signature = decode_b64(body.signature, "signature")
     claims, info = admitted_claims(ctx, body.certificate, ctx.now())
-    decision = await certified_decision(ctx, claims, policy=body.policy)  # policy in force; revoked?
+    decision = await certified_decision(
+        ctx, claims, policy=body.policy
+    )  # policy in force; revoked?
     try:
         message = possession_message(POSSESSION_NAME, nonce, recipient.spki)
         info.public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))

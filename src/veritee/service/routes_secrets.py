@@ -79,7 +79,12 @@ class _VersionTaken(Exception):
 
 
 def _store(
-    request: Request, name: str, value: bytes, policy_text: str, *, kind: str,
+    request: Request,
+    name: str,
+    value: bytes,
+    policy_text: str,
+    *,
+    kind: str,
     keep_old_policies: bool = False,
 ) -> dict[str, Any]:
     """Seal ``value`` as the next version and audit it, in one transaction.
@@ -167,7 +172,11 @@ def rotate_secret(
     policy_text = _policy_text(body.policy) if body.policy is not None else current.policy
     value = _b64(body.value, "value", MAX_SECRET_BYTES)
     return _store(
-        request, name, value, policy_text, kind="secret.rotate",
+        request,
+        name,
+        value,
+        policy_text,
+        kind="secret.rotate",
         keep_old_policies=body.keep_old_policies,
     )
 
@@ -281,7 +290,9 @@ def delete_secret(name: str, request: Request, _: str = Depends(require_admin)) 
 # --- release --------------------------------------------------------------------------------
 
 
-@release_router.post("/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key")
+@release_router.post(
+    "/v1/secrets/{name:path}/release", summary="Attested release, encrypted to your key"
+)
 async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResponse:
     validate_name(name)
     ctx = _ctx(request)
@@ -290,8 +301,13 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
     data = _b64(body.evidence, "evidence", ctx.settings.max_body_bytes)
     policy = await ctx.current_policy()
     appraisal = ctx.appraise(
-        data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki,
-        policy=policy, use_active_policy=False,
+        data,
+        at=ctx.now(),
+        format=body.format,
+        nonce=nonce,
+        spki=recipient.spki,
+        policy=policy,
+        use_active_policy=False,
     )
     value, version = await ctx.run_db(
         release_secret,
@@ -306,17 +322,25 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
         audit=appraisal.audit_details()
         | {"via": "release", "recipient_key_sha256": hashlib.sha256(recipient.spki).hexdigest()},
     )
-    return JSONResponse(seal_envelope(
-        recipient, value.reveal(), name=name, version=version, nonce=nonce,
-        signer=ctx.domain.envelope_signer,
-    ))
+    return JSONResponse(
+        seal_envelope(
+            recipient,
+            value.reveal(),
+            name=name,
+            version=version,
+            nonce=nonce,
+            signer=ctx.domain.envelope_signer,
+        )
+    )
 
 
 @release_router.post(
     "/v1/secrets/{name:path}/release-certified",
     summary="Release to a certified workload: admission certificate + fresh proof of possession",
 )
-async def release_certified(name: str, body: CertifiedReleaseRequest, request: Request) -> JSONResponse:
+async def release_certified(
+    name: str, body: CertifiedReleaseRequest, request: Request
+) -> JSONResponse:
     """The workload was appraised when it was certified; here it proves it still holds the
     certified key by signing the fresh nonce, the secret's name and its ephemeral key. The
     certificate's claims are appraised again under the policy in force, the certificate must
@@ -336,7 +360,9 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
             signature, possession_message(name, nonce, recipient.spki), ec.ECDSA(hashes.SHA256())
         )
     except (InvalidSignature, ValueError):
-        reasons.append(Reason("possession_not_proven", "the signature does not prove the certified key"))
+        reasons.append(
+            Reason("possession_not_proven", "the signature does not prove the certified key")
+        )
     value, version = await ctx.run_db(
         release_secret,
         ctx,
@@ -350,7 +376,13 @@ async def release_certified(name: str, body: CertifiedReleaseRequest, request: R
         certificate=(claims["admission_serial"], claims["measurement"]),
         audit=certified_audit(claims, decision, recipient.spki),
     )
-    return JSONResponse(seal_envelope(
-        recipient, value.reveal(), name=name, version=version, nonce=nonce,
-        signer=ctx.domain.envelope_signer,
-    ))
+    return JSONResponse(
+        seal_envelope(
+            recipient,
+            value.reveal(),
+            name=name,
+            version=version,
+            nonce=nonce,
+            signer=ctx.domain.envelope_signer,
+        )
+    )

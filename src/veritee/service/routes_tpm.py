@@ -72,12 +72,18 @@ async def enroll(body: TpmEnrollRequest, request: Request) -> JSONResponse:
     details: dict[str, object] = {"ek_sha256": req.ek_certificate_sha256,
                                   "ak_name": req.ak_public.name.hex()}  # fmt: skip
     policy = await ctx.current_policy()
-    roots = frozenset(root for p in policy or () if p.platforms.tpm for root in p.platforms.tpm.ek_roots)
+    roots = frozenset(
+        root for p in policy or () if p.platforms.tpm for root in p.platforms.tpm.ek_roots
+    )
     try:
-        root = enrollment.check_endorsement(req, roots=roots, pool=ctx.collateral().certificates, at=now)
+        root = enrollment.check_endorsement(
+            req, roots=roots, pool=ctx.collateral().certificates, at=now
+        )
         enrollment.check_attestation_key(req.ak_public)
     except VerificationError as e:
-        await ctx.run_db(_audit, ctx, decision="reject", details=details | {"reason": e.code}, now=now)
+        await ctx.run_db(
+            _audit, ctx, decision="reject", details=details | {"reason": e.code}, now=now
+        )
         raise
     secret = os.urandom(32)
     blob, encrypted = tpm2.make_credential(req.ek_public, req.ak_public.name, secret)
@@ -107,9 +113,15 @@ async def activate(body: TpmActivateRequest, request: Request) -> JSONResponse:
         raise VerificationError("the enrollment ticket is not this service's, or not for this nonce",
                                 code="enrollment_ticket_invalid") from None  # fmt: skip
     ak = tpm2.parse_public(ak_raw, "ak_public")
-    details: dict[str, object] = {"ek_sha256": ek_sha256, "ak_name": ak.name.hex(), "ek_root": memo["root"]}
+    details: dict[str, object] = {
+        "ek_sha256": ek_sha256,
+        "ak_name": ak.name.hex(),
+        "ek_root": memo["root"],
+    }
     if memo["ak"] != hashlib.sha256(ak_raw).hexdigest() or memo["ek"] != ek_sha256:
-        raise VerificationError("the ticket was made for another EK or AK", code="enrollment_ticket_invalid")
+        raise VerificationError(
+            "the ticket was made for another EK or AK", code="enrollment_ticket_invalid"
+        )
     if not hmac.compare_digest(bytes.fromhex(memo["secret"]), decode_b64(body.secret, "secret")):
         # Consumes the nonce too: one wrong answer ends the challenge.
         await ctx.run_db(_audit, ctx, decision="reject", details=details | {"reason": "activation_failed"},
@@ -124,5 +136,6 @@ async def activate(body: TpmActivateRequest, request: Request) -> JSONResponse:
     details["serial"] = format(cert.serial_number, "x")
     await ctx.run_db(_audit, ctx, decision="accept", details=details, now=now, nonce=nonce)
     der = cert.public_bytes(serialization.Encoding.DER)
-    return JSONResponse({"ak_certificate": base64.b64encode(der).decode(), "ca_certificate": d.ca_pem.decode()})
-
+    return JSONResponse(
+        {"ak_certificate": base64.b64encode(der).decode(), "ca_certificate": d.ca_pem.decode()}
+    )

@@ -43,7 +43,9 @@ def _free_port(host: str) -> int:
         return port
 
 
-def start_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, **config: Any) -> RunningServer:
+def start_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, **config: Any
+) -> RunningServer:
     """Start ``app`` and wait until it accepts connections."""
     port = port or _free_port(host)
     cfg = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, **config)

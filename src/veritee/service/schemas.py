@@ -67,10 +67,15 @@ class AttestRequest(_Body):
     evidence: str = Field(max_length=MAX_B64, description="evidence bytes, base64")
     nonce: str = Field(min_length=2, max_length=128, description="the challenge nonce, hex")
     format: str = Field("auto", max_length=20)
-    public_key: str | None = Field(None, max_length=4000, description="PEM SubjectPublicKeyInfo bound in report data")
+    public_key: str | None = Field(
+        None, max_length=4000, description="PEM SubjectPublicKeyInfo bound in report data"
+    )
     collateral: list[CollateralBlob] = Field(default_factory=list, max_length=32)
     audience: str | None = Field(
-        None, min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$",
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[\x21-\x7e]+$",
         description="who the EAR token is for (its aud); default: this domain's relying parties "
         "(aud = the service's issuer)",
     )
@@ -90,7 +95,9 @@ class AttestRequest(_Body):
         """What the attester sent (its provenance is decided by :meth:`ServiceContext.appraise`)."""
         if not self.collateral:
             return None
-        return Collateral.from_blobs((c.name, decode_b64(c.data, f"collateral {c.name}")) for c in self.collateral)
+        return Collateral.from_blobs(
+            (c.name, decode_b64(c.data, f"collateral {c.name}")) for c in self.collateral
+        )
 
 
 class CertifyRequest(AttestRequest):
@@ -111,7 +118,9 @@ class PolicyRollback(_Body):
 
 
 class DryRunRequest(_Body):
-    policy: str = Field(max_length=1024 * 1024, description="draft policy, YAML or JSON (need not be signed)")
+    policy: str = Field(
+        max_length=1024 * 1024, description="draft policy, YAML or JSON (need not be signed)"
+    )
     evidence: str = Field(max_length=MAX_B64)
     format: str = Field("auto", max_length=20)
     at: str | None = Field(None, description="ISO-8601 verification time; default now")
@@ -163,7 +172,9 @@ class ReleaseRequest(BaseModel):
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
     )
-    version: int | None = Field(default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)"
+    )
 
 
 class SealingKeyRequest(_Body):
@@ -187,7 +198,9 @@ class CertifiedSealingKeyRequest(_Body):
     """The domain-released sealing key for a workload holding a valid admission certificate
     (``POST /v1/sealing-key/certified``)."""
 
-    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
+    certificate: str = Field(
+        max_length=8000, description="the workload's admission certificate, PEM"
+    )
     nonce: str = Field(min_length=2, max_length=128, description="nonce from /v1/challenge, hex")
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
@@ -208,7 +221,9 @@ class CertifiedReleaseRequest(BaseModel):
     """Release to a workload that holds a valid admission certificate of this domain."""
 
     model_config = ConfigDict(extra="forbid")
-    certificate: str = Field(max_length=8000, description="the workload's admission certificate, PEM")
+    certificate: str = Field(
+        max_length=8000, description="the workload's admission certificate, PEM"
+    )
     nonce: str = Field(max_length=128, description="nonce from /v1/challenge, hex")
     public_key: str | dict[str, Any] = Field(
         description="ephemeral key: base64 X25519 (HPKE) or a JWK (EC/RSA: JWE)"
@@ -218,7 +233,9 @@ class CertifiedReleaseRequest(BaseModel):
         description="base64 ECDSA signature by the certificate's key over "
         "veritee.keybroker.release.possession_message(name, nonce, SPKI of public_key)",
     )
-    version: int | None = Field(default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_DB_INT, description="a given version (default: latest)"
+    )
 
 
 class TpmEnrollRequest(_Body):
@@ -257,13 +274,21 @@ class RefValuesAddRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     set: str = Field(min_length=1, max_length=64, description="the set's name ([a-z0-9._-])")
     corim: str = Field(min_length=1, max_length=1_500_000, description="the CoRIM / CoMID, base64")
-    file_name: str = Field(default="", max_length=400, description="where it came from (provenance)")
+    file_name: str = Field(
+        default="", max_length=400, description="where it came from (provenance)"
+    )
     key: str | None = Field(default=None, max_length=20_000, description="signer's key: PEM or JWK")
     trust_anchor: str | None = Field(
-        default=None, max_length=50_000, description="CA certificate(s), PEM, the CoRIM's x5chain must lead to"
+        default=None,
+        max_length=50_000,
+        description="CA certificate(s), PEM, the CoRIM's x5chain must lead to",
     )
-    scheme: str | None = Field(default=None, max_length=32, description="refuse other schemes' profiles")
-    allow_unsigned: bool = Field(default=False, description="register an unsigned CoRIM (admin vouches)")
+    scheme: str | None = Field(
+        default=None, max_length=32, description="refuse other schemes' profiles"
+    )
+    allow_unsigned: bool = Field(
+        default=False, description="register an unsigned CoRIM (admin vouches)"
+    )
     expires_at: dt.datetime | None = Field(default=None, description="stop counting at (UTC)")
 
 

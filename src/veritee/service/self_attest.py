@@ -73,7 +73,9 @@ def tls_public_key(certificate_file: Path | None) -> Any:
 class ServiceAttester:
     """The service's evidence document, produced again whenever the keys in use change."""
 
-    def __init__(self, platform: Any, domain: Domain, *, issuer: str, tls_certificate: Path | None) -> None:
+    def __init__(
+        self, platform: Any, domain: Domain, *, issuer: str, tls_certificate: Path | None
+    ) -> None:
         self.platform = platform
         self.domain = domain
         self.issuer = issuer
@@ -100,8 +102,12 @@ class ServiceAttester:
             platform_key = getattr(self.platform, "public_key", None)
             if self.platform.name == "simulated" and platform_key is not None:
                 # the platform key, for information: a relying party trusts it only through its policy
-                collateral.setdefault("platform_key.pem", platform_key.public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+                collateral.setdefault(
+                    "platform_key.pem",
+                    platform_key.public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    ),
+                )
             from veritee.tokens import jwk_of
 
             d = self.domain
@@ -111,7 +117,10 @@ class ServiceAttester:
                 "statement": statement,
                 "binding": BINDING_FORMULA,
                 "produced_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-                "collateral": [{"name": n, "data": base64.b64encode(v).decode()} for n, v in sorted(collateral.items())],
+                "collateral": [
+                    {"name": n, "data": base64.b64encode(v).decode()}
+                    for n, v in sorted(collateral.items())
+                ],
                 "keys": {
                     "jwks": {"keys": [jwk_of(d.token_key.public_key(), d.token_kid)]},
                     "ca_certificate": d.ca_pem.decode(),
@@ -119,5 +128,9 @@ class ServiceAttester:
                     "tls_certificate": self._tls_pem,
                 },
             }
-            log.info("service evidence produced (%s, %s)", self.platform.name, statement["keys"]["tokens"][0][:12])
+            log.info(
+                "service evidence produced (%s, %s)",
+                self.platform.name,
+                statement["keys"]["tokens"][0][:12],
+            )
             return self._document

@@ -70,7 +70,9 @@ class AccessLog:
             await self.app(scope, receive, send_wrapper)
         finally:
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info("request", extra={"fields": self._entry(scope, status, sent, start)})
+                access_log.info(
+                    "request", extra={"fields": self._entry(scope, status, sent, start)}
+                )
 
     @staticmethod
     def _entry(scope: Scope, status: int, sent: int, start: float) -> dict[str, Any]:
@@ -100,7 +102,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname.lower(),
             "logger": record.name,
         }
@@ -131,7 +135,11 @@ def log_config(level: str, access: bool) -> dict[str, Any]:
         # uvicorn sets use_colors on these two names when asked; both are the JSON formatter.
         "formatters": {"default": formatter, "access": formatter},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
         },
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": upper, "propagate": False},
@@ -139,7 +147,9 @@ def log_config(level: str, access: bool) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
             "veritee": {"handlers": ["stderr"], "level": upper, "propagate": False},
             ACCESS_LOGGER: {
-                "handlers": ["stderr"], "level": "INFO" if access else "CRITICAL", "propagate": False
+                "handlers": ["stderr"],
+                "level": "INFO" if access else "CRITICAL",
+                "propagate": False,
             },
         },
     }
@@ -151,7 +161,9 @@ def start_line(ctx: ServiceContext, url: str, workers: int) -> str:
 
     with ctx.storage.transaction(readonly=True) as tx:
         rows = tx.policies_in_force()
-    policies = ", ".join(f"{r.name} v{r.version}" for r in rows) or "none (every attestation is refused)"
+    policies = (
+        ", ".join(f"{r.name} v{r.version}" for r in rows) or "none (every attestation is refused)"
+    )
     try:
         c = ctx.collateral()
     except (VeriteeError, OSError) as e:

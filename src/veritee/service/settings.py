@@ -48,8 +48,12 @@ class CollateralFetch:
 
     def fetch_config(self) -> FetchConfig:
         pcs = (self.pccs or self.pcs).rstrip("/")
-        root_crl = self.intel_root_crl or (f"{pcs}/sgx/certification/v4/rootcacrl" if self.pccs else None)
-        return FetchConfig(amd_kds=self.kds, intel_pcs=pcs, intel_root_crl=root_crl, timeout=self.timeout)
+        root_crl = self.intel_root_crl or (
+            f"{pcs}/sgx/certification/v4/rootcacrl" if self.pccs else None
+        )
+        return FetchConfig(
+            amd_kds=self.kds, intel_pcs=pcs, intel_root_crl=root_crl, timeout=self.timeout
+        )
 
 
 @dataclass(frozen=True)

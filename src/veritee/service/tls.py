@@ -35,7 +35,9 @@ def server_certificate_files(data_dir: Path, host: str, *, days: int = 30) -> tu
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"veritee service {host}")]))
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"veritee service {host}")])
+        )
         .issuer_name(domain.ca_certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -49,7 +51,9 @@ def server_certificate_files(data_dir: Path, host: str, *, days: int = 30) -> tu
     write_private(
         key_path,
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         ),
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -58,4 +58,3 @@ def storage(db_url: str) -> Iterator[Storage]:
         yield st
     finally:
         st.close()
-

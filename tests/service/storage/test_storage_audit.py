@@ -24,7 +24,9 @@ def append(storage: Storage, n: int, start: int = 0) -> None:
     with storage.transaction() as tx:
         for i in range(start, start + n):
             tx.append_audit(
-                kind="attest", actor=f"workload-{i}", subject="ab" * 32,
+                kind="attest",
+                actor=f"workload-{i}",
+                subject="ab" * 32,
                 decision="accept" if i % 2 == 0 else "reject",
                 details={"evidence_sha256": hashlib.sha256(str(i).encode()).hexdigest(), "i": i},
                 now=T0 + timedelta(seconds=i),
@@ -33,10 +35,22 @@ def append(storage: Storage, n: int, start: int = 0) -> None:
 
 def test_chain_is_recomputable_independently(storage: Storage) -> None:
     with storage.transaction() as tx:
-        first = tx.append_audit(kind="policy.put", actor="admin", subject="payments-prod",
-                                decision=None, details={"z": 1, "a": "é"}, now=T0)
-        second = tx.append_audit(kind="attest", actor="w", subject="s", decision="accept",
-                                 details={}, now=T0 + timedelta(microseconds=7))
+        first = tx.append_audit(
+            kind="policy.put",
+            actor="admin",
+            subject="payments-prod",
+            decision=None,
+            details={"z": 1, "a": "é"},
+            now=T0,
+        )
+        second = tx.append_audit(
+            kind="attest",
+            actor="w",
+            subject="s",
+            decision="accept",
+            details={},
+            now=T0 + timedelta(microseconds=7),
+        )
     assert (first.seq, second.seq) == (1, 2)
     assert first.at == "2025-03-01T12:00:00.000000Z"
     assert second.at == "2025-03-01T12:00:00.000007Z"
@@ -89,8 +103,14 @@ def test_entries_paging(storage: Storage) -> None:
     ],
 )
 def test_bad_entries_are_refused(storage: Storage, kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {"kind": "attest", "actor": "a", "subject": "s", "decision": None,
-                            "details": {}, "now": T0}
+    args: dict[str, Any] = {
+        "kind": "attest",
+        "actor": "a",
+        "subject": "s",
+        "decision": None,
+        "details": {},
+        "now": T0,
+    }
     args.update(kwargs)
     with pytest.raises(UsageError, match=match), storage.transaction() as tx:
         tx.append_audit(**args)
@@ -160,8 +180,16 @@ def test_rewritten_entry_with_recomputed_hash_breaks_next_link(storage: Storage)
     forged_details = dict(entry.details, i=999)
     from veritee.service.storage import entry_hash
 
-    forged = entry_hash(entry.prev_hash, seq=3, at=entry.at, kind=entry.kind, actor=entry.actor,
-                        subject=entry.subject, decision=entry.decision, details=forged_details)
+    forged = entry_hash(
+        entry.prev_hash,
+        seq=3,
+        at=entry.at,
+        kind=entry.kind,
+        actor=entry.actor,
+        subject=entry.subject,
+        decision=entry.decision,
+        details=forged_details,
+    )
     drop_audit_triggers(storage)
     raw_execute(
         storage,
@@ -199,6 +227,7 @@ def test_threads_append_without_gaps(db_url: str) -> None:
     storage = Storage(db_url, pool_size=8)
     storage.migrate()
     try:
+
         def work(k: int) -> None:
             for i in range(25):
                 append(storage, 1, start=k * 100 + i)
@@ -233,9 +262,13 @@ print("done", flush=True)
 
 def test_processes_append_without_gaps(storage: Storage, db_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, db_url, f"proc-{k}"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, db_url, f"proc-{k}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(3)
     ]
     try:

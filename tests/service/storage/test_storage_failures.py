@@ -26,8 +26,9 @@ def assert_untouched(storage: Storage, nonce: bytes) -> None:
     assert verify_audit_chain(storage).count == 0
     with storage.transaction() as tx:
         tx.consume_nonce(nonce, now=T0)  # still unused
-        tx.append_audit(kind="attest", actor="w", subject="s", decision="accept", details={},
-                        now=T0)
+        tx.append_audit(
+            kind="attest", actor="w", subject="s", decision="accept", details={}, now=T0
+        )
     report = verify_audit_chain(storage)
     assert report.ok and report.count == 1
 
@@ -37,8 +38,14 @@ def consume_and_audit(tx: object, nonce: bytes) -> None:
 
     assert isinstance(tx, Tx)
     tx.consume_nonce(nonce, now=T0)
-    tx.append_audit(kind="attest", actor="w", subject="s", decision="accept",
-                    details={"evidence_sha256": "00" * 32}, now=T0)
+    tx.append_audit(
+        kind="attest",
+        actor="w",
+        subject="s",
+        decision="accept",
+        details={"evidence_sha256": "00" * 32},
+        now=T0,
+    )
 
 
 def test_exception_rolls_back_everything(storage: Storage) -> None:
@@ -52,8 +59,9 @@ def test_exception_rolls_back_everything(storage: Storage) -> None:
 def test_nonce_error_after_audit_rolls_back_the_audit(storage: Storage) -> None:
     nonce = issue(storage)
     with pytest.raises(NonceError) as info, storage.transaction() as tx:
-        tx.append_audit(kind="attest", actor="w", subject="s", decision="accept", details={},
-                        now=T0)
+        tx.append_audit(
+            kind="attest", actor="w", subject="s", decision="accept", details={}, now=T0
+        )
         tx.consume_nonce(bytes(32), now=T0)
     assert info.value.code == "nonce_unknown"
     assert_untouched(storage, nonce)
@@ -71,8 +79,9 @@ def test_postgresql_backend_terminated_mid_transaction(pg_url: str) -> None:
             dsn = db_url.split("?")[0].replace("postgresql+psycopg://", "postgresql://")
             with psycopg.connect(dsn, autocommit=True) as killer:
                 killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            tx.append_audit(kind="attest", actor="w", subject="s", decision="accept",
-                            details={}, now=T0)
+            tx.append_audit(
+                kind="attest", actor="w", subject="s", decision="accept", details={}, now=T0
+            )
         assert info.value.code == "storage_unavailable"
         assert "SELECT" not in str(info.value) and "INSERT" not in str(info.value)
         # The pool recovers by itself, and nothing of the failed transaction remains.
@@ -92,8 +101,9 @@ def test_sqlite_connection_lost_mid_transaction(tmp_path: Path) -> None:
             dbapi = tx._conn.connection.dbapi_connection
             assert dbapi is not None
             dbapi.close()
-            tx.append_audit(kind="attest", actor="w", subject="s", decision="accept",
-                            details={}, now=T0)
+            tx.append_audit(
+                kind="attest", actor="w", subject="s", decision="accept", details={}, now=T0
+            )
         assert_untouched(storage, nonce)
     finally:
         storage.close()

@@ -56,7 +56,9 @@ def _subjects(storage: Storage) -> list[str]:
         return [e.subject for e in tx.audit_entries(after_seq=0, limit=100)]
 
 
-def test_calls_waiting_together_share_a_transaction_and_each_block_fails_alone(sqlite: Storage) -> None:
+def test_calls_waiting_together_share_a_transaction_and_each_block_fails_alone(
+    sqlite: Storage,
+) -> None:
     n1, n2 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(2))
 
     def audit_then_fail() -> None:
@@ -99,7 +101,9 @@ def test_calls_waiting_together_share_a_transaction_and_each_block_fails_alone(s
     assert sqlite.submit(lambda: sqlite.submit(lambda: 7).result(0)).result(30) == 7
 
 
-def test_a_failed_group_commit_fails_every_call_and_keeps_none_of_their_writes(sqlite: Storage) -> None:
+def test_a_failed_group_commit_fails_every_call_and_keeps_none_of_their_writes(
+    sqlite: Storage,
+) -> None:
     nonce = sqlite.issue_nonce(now=T0, ttl=TTL)
 
     def poison() -> None:
@@ -128,7 +132,10 @@ def test_a_failed_group_commit_fails_every_call_and_keeps_none_of_their_writes(s
 def test_a_group_is_bounded_and_every_call_is_answered(sqlite: Storage) -> None:
     nonces = [sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(GROUP_COMMIT_MAX + 5)]
     _, release = _hold(sqlite)
-    futures = [sqlite.submit(lambda n=n, i=i: _spend_and_audit(sqlite, n, str(i))) for i, n in enumerate(nonces)]
+    futures = [
+        sqlite.submit(lambda n=n, i=i: _spend_and_audit(sqlite, n, str(i)))
+        for i, n in enumerate(nonces)
+    ]
     release.set()
     groups = [f.result(30) for f in futures]
     assert len(set(groups)) >= 2  # more calls than one group takes

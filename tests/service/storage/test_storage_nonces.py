@@ -197,7 +197,10 @@ def test_processes_race_for_one_nonce(storage: Storage, db_url: str) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", RACER, db_url, nonce.hex(), when, NONCE_KEY.hex()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(6)
     ]

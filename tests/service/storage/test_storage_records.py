@@ -16,8 +16,14 @@ T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 def put(storage: Storage, name: str, body: bytes, kind: str = "appraisal", at: int = 0) -> int:
     with storage.transaction() as tx:
-        return tx.put_policy(name=name, document=body, digest="sha256:" + body.hex()[:16],
-                             actor="admin", now=T0 + timedelta(seconds=at), kind=kind)
+        return tx.put_policy(
+            name=name,
+            document=body,
+            digest="sha256:" + body.hex()[:16],
+            actor="admin",
+            now=T0 + timedelta(seconds=at),
+            kind=kind,
+        )
 
 
 def test_policy_versions_and_active(storage: Storage) -> None:
@@ -40,7 +46,9 @@ def test_policy_versions_and_active(storage: Storage) -> None:
     assert old is not None and old.document == b"v1" and old.created_at == T0 + timedelta(seconds=1)
     assert missing is None
     assert [(p.kind, p.name, p.version) for p in listed] == [
-        ("appraisal", "batch", 1), ("appraisal", "payments", 1), ("appraisal", "payments", 2),
+        ("appraisal", "batch", 1),
+        ("appraisal", "payments", 1),
+        ("appraisal", "payments", 2),
         ("channel", "payments", 1),
     ]
     assert len(appraisal) == 3
@@ -68,7 +76,10 @@ def test_retiring_a_policy_takes_only_that_name_out_of_force(storage: Storage) -
         assert kept is not None and not kept.active and kept.document == b"b1"
     assert put(storage, "batch", b"b2", at=3) == 2  # installed again: in force again
     with storage.transaction(readonly=True) as tx:
-        assert [(p.name, p.version) for p in tx.policies_in_force()] == [("batch", 2), ("payments", 1)]
+        assert [(p.name, p.version) for p in tx.policies_in_force()] == [
+            ("batch", 2),
+            ("payments", 1),
+        ]
 
 
 def test_no_policy_yet(storage: Storage) -> None:
@@ -87,28 +98,53 @@ def test_policy_arguments_checked(storage: Storage) -> None:
 def test_certificates(storage: Storage) -> None:
     big = (1 << 159) + 12345
     with storage.transaction() as tx:
-        tx.record_certificate(serial=big, subject_key_sha256="aa" * 32, measurement="bb" * 48,
-                              platform="simulated", not_before=T0,
-                              not_after=T0 + timedelta(days=1), pem="-----BEGIN CERTIFICATE-----")
+        tx.record_certificate(
+            serial=big,
+            subject_key_sha256="aa" * 32,
+            measurement="bb" * 48,
+            platform="simulated",
+            not_before=T0,
+            not_after=T0 + timedelta(days=1),
+            pem="-----BEGIN CERTIFICATE-----",
+        )
     with storage.transaction(readonly=True) as tx:
         cert = tx.certificate(big)
         assert tx.certificate(7) is None
     assert cert is not None and cert.serial == big and cert.not_after == T0 + timedelta(days=1)
     with pytest.raises(StorageError) as info, storage.transaction() as tx:
-        tx.record_certificate(serial=big, subject_key_sha256="cc" * 32, measurement="x",
-                              platform="simulated", not_before=T0, not_after=T0, pem="p")
+        tx.record_certificate(
+            serial=big,
+            subject_key_sha256="cc" * 32,
+            measurement="x",
+            platform="simulated",
+            not_before=T0,
+            not_after=T0,
+            pem="p",
+        )
     assert info.value.code == "storage_conflict"
     assert "INSERT" not in str(info.value) and "cc" * 32 not in str(info.value)
     with pytest.raises(UsageError), storage.transaction() as tx:
-        tx.record_certificate(serial=1 << 160, subject_key_sha256="a", measurement="m",
-                              platform="p", not_before=T0, not_after=T0, pem="p")
+        tx.record_certificate(
+            serial=1 << 160,
+            subject_key_sha256="a",
+            measurement="m",
+            platform="p",
+            not_before=T0,
+            not_after=T0,
+            pem="p",
+        )
 
 
 def put_secret(storage: Storage, name: str, data: bytes, at: int) -> int:
     with storage.transaction() as tx:
-        return tx.put_secret_version(name=name, policy='{"measurements":["ab"]}', kek_id="kek-1",
-                                     wrapped_dek=b"dek:" + data, ciphertext=b"ct:" + data,
-                                     now=T0 + timedelta(seconds=at))
+        return tx.put_secret_version(
+            name=name,
+            policy='{"measurements":["ab"]}',
+            kek_id="kek-1",
+            wrapped_dek=b"dek:" + data,
+            ciphertext=b"ct:" + data,
+            now=T0 + timedelta(seconds=at),
+        )
 
 
 def test_secret_versions_and_soft_delete(storage: Storage) -> None:
@@ -127,7 +163,8 @@ def test_secret_versions_and_soft_delete(storage: Storage) -> None:
     assert "ct:2" not in repr(latest) and "dek:2" not in repr(latest)
     assert first is not None and first.ciphertext == b"ct:1"
     assert [(s.name, s.latest_version, s.versions) for s in listed] == [
-        ("api-key", 1, 1), ("db-password", 2, 2)
+        ("api-key", 1, 1),
+        ("db-password", 2, 2),
     ]
     db = listed[1]
     assert db.created_at == T0 + timedelta(seconds=1) and db.updated_at == T0 + timedelta(seconds=2)
@@ -156,11 +193,13 @@ def test_secret_versions_and_soft_delete(storage: Storage) -> None:
 
 def test_secret_arguments_checked(storage: Storage) -> None:
     with pytest.raises(UsageError), storage.transaction() as tx:
-        tx.put_secret_version(name="s", policy="{}", kek_id="k", wrapped_dek=b"", ciphertext=b"c",
-                              now=T0)
+        tx.put_secret_version(
+            name="s", policy="{}", kek_id="k", wrapped_dek=b"", ciphertext=b"c", now=T0
+        )
     with pytest.raises(UsageError), storage.transaction() as tx:
-        tx.put_secret_version(name="s", policy="", kek_id="k", wrapped_dek=b"d", ciphertext=b"c",
-                              now=T0)
+        tx.put_secret_version(
+            name="s", policy="", kek_id="k", wrapped_dek=b"d", ciphertext=b"c", now=T0
+        )
 
 
 def test_collateral_marks_are_only_ever_raised(storage: Storage) -> None:
@@ -169,15 +208,33 @@ def test_collateral_marks_are_only_ever_raised(storage: Storage) -> None:
     from veritee.collateral.marks import Mark
 
     with storage.transaction() as tx:
-        assert tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 17, "a.json"),
-                                          Mark("pck_crl", "CN=ca", 1000, "a.json")], now=T0) != []
+        assert (
+            tx.raise_collateral_marks(
+                [
+                    Mark("tcb_info", "TDX:AA", 17, "a.json"),
+                    Mark("pck_crl", "CN=ca", 1000, "a.json"),
+                ],
+                now=T0,
+            )
+            != []
+        )
     with storage.transaction() as tx:
-        raised = tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 18, "b.json"),
-                                            Mark("pck_crl", "CN=ca", 999, "b.json")], now=T0)
+        raised = tx.raise_collateral_marks(
+            [Mark("tcb_info", "TDX:AA", 18, "b.json"), Mark("pck_crl", "CN=ca", 999, "b.json")],
+            now=T0,
+        )
         assert [(m.kind, m.value) for m in raised] == [("tcb_info", 18)]
     with storage.transaction() as tx:
-        assert tx.raise_collateral_marks([Mark("tcb_info", "TDX:AA", 17, "a.json"),
-                                          Mark("tcb_info", "TDX:AA", 18, "c.json")], now=T0) == []
+        assert (
+            tx.raise_collateral_marks(
+                [
+                    Mark("tcb_info", "TDX:AA", 17, "a.json"),
+                    Mark("tcb_info", "TDX:AA", 18, "c.json"),
+                ],
+                now=T0,
+            )
+            == []
+        )
     with storage.transaction(readonly=True) as tx:
         marks = tx.collateral_marks()
     held = {k: (m.value, m.source) for k, m in marks.by_key.items()}

@@ -22,10 +22,16 @@ def _source(sha: str, *, set_name: str = "frontend", expires: dt.datetime | None
 def test_add_list_expire_withdraw(storage: Storage) -> None:
     rows = [("11" * 48, "sha-384", '"a"', "{}"), ("22" * 48, "sha-384", '"b"', "{}")]
     with storage.transaction() as tx:
-        first = tx.add_refvalue_source(_source("a", expires=T0 + dt.timedelta(days=1)), rows, actor="admin", now=T0)
+        first = tx.add_refvalue_source(
+            _source("a", expires=T0 + dt.timedelta(days=1)), rows, actor="admin", now=T0
+        )
         assert first is not None
-        assert tx.add_refvalue_source(_source("a"), rows, actor="admin", now=T0) is None  # same file, same set
-        other = tx.add_refvalue_source(_source("a", set_name="other"), rows[:1], actor="admin", now=T0)
+        assert (
+            tx.add_refvalue_source(_source("a"), rows, actor="admin", now=T0) is None
+        )  # same file, same set
+        other = tx.add_refvalue_source(
+            _source("a", set_name="other"), rows[:1], actor="admin", now=T0
+        )
         later = tx.add_refvalue_source(
             _source("c", not_before=T0 + dt.timedelta(hours=2)), [("33" * 48, "sha-384", '"c"', "{}")],
             actor="admin", now=T0,
@@ -37,7 +43,11 @@ def test_add_list_expire_withdraw(storage: Storage) -> None:
         assert [v for v, *_ in tx.refvalue_set("other", now=T0)] == ["11" * 48]
         assert tx.refvalue_set_changes_after("frontend", now=T0) == T0 + dt.timedelta(hours=2)
         at3 = T0 + dt.timedelta(hours=3)
-        assert sorted(v for v, *_ in tx.refvalue_set("frontend", now=at3)) == ["11" * 48, "22" * 48, "33" * 48]
+        assert sorted(v for v, *_ in tx.refvalue_set("frontend", now=at3)) == [
+            "11" * 48,
+            "22" * 48,
+            "33" * 48,
+        ]
         expired = T0 + dt.timedelta(days=2)
         assert [v for v, *_ in tx.refvalue_set("frontend", now=expired)] == ["33" * 48]
         src, entries = tx.refvalue_source(first) or (None, [])
@@ -53,4 +63,8 @@ def test_add_list_expire_withdraw(storage: Storage) -> None:
     with storage.transaction(readonly=True) as tx:
         assert tx.refvalue_set("frontend", now=T0) == []
         src, _ = tx.refvalue_source(first) or (None, [])
-        assert src is not None and src.status(T0) == "withdrawn" and src.withdrawn_reason == "superseded"
+        assert (
+            src is not None
+            and src.status(T0) == "withdrawn"
+            and src.withdrawn_reason == "superseded"
+        )

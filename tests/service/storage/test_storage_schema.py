@@ -133,8 +133,13 @@ def test_postgresql_urls_use_psycopg3() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://u@h/db", "sqlite://", "sqlite:///:memory:", "not a url",
-     "postgresql+psycopg2://u@h/db"],
+    [
+        "mysql://u@h/db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "not a url",
+        "postgresql+psycopg2://u@h/db",
+    ],
 )
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(UsageError):
@@ -153,8 +158,13 @@ def test_closed_storage_refuses_work(db_url: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["veritee.service.storage", "veritee.service.storage.audit", "veritee.service.storage.models",
-     "veritee.service.storage.storage", "veritee.service.storage.tx"],
+    [
+        "veritee.service.storage",
+        "veritee.service.storage.audit",
+        "veritee.service.storage.models",
+        "veritee.service.storage.storage",
+        "veritee.service.storage.tx",
+    ],
 )
 def test_public_names(module: str) -> None:
     mod = importlib.import_module(module)

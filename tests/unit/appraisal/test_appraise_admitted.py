@@ -36,7 +36,9 @@ def test_platform_and_profile_still_admitted() -> None:
     claims = {"platform": "tdx", "measurement": M, "profile": "development"}
     other = appraise_admitted(claims, _policy("sev-snp", "measurements", [M]))
     assert [r.code for r in other.reasons] == ["platform_not_allowed"]
-    staged = appraise_admitted(claims, _policy("tdx", "mrtd", [M], profiles=["staging", "production"]))
+    staged = appraise_admitted(
+        claims, _policy("tdx", "mrtd", [M], profiles=["staging", "production"])
+    )
     assert [r.code for r in staged.reasons] == ["profile_not_allowed"]
     assert appraise_admitted({**claims, "profile": "staging"},
                              _policy("tdx", "mrtd", [M], profiles=["staging"])).accepted  # fmt: skip

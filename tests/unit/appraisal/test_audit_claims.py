@@ -13,7 +13,12 @@ from veritee.appraisal.decision import Decision
 from veritee.evidence.claims import VerifiedEvidence
 
 AT = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
-BASE = {"platform": "tdx", "measurement": "ab" * 48, "profile": "production", "tcb_status": "UpToDate"}
+BASE = {
+    "platform": "tdx",
+    "measurement": "ab" * 48,
+    "profile": "production",
+    "tcb_status": "UpToDate",
+}
 
 
 def _appraisal(claims: dict[str, object] | None, accepted: bool) -> Appraisal:
@@ -29,7 +34,11 @@ def test_a_refusal_keeps_its_small_claims_within_the_budget() -> None:
               "nonce": "ef" * 1024, "odd": b"bytes", "nan": float("nan"), "x" * 80: 1}  # fmt: skip
     details = _appraisal(claims, accepted=False).audit_details()
     kept = details["claims"]
-    assert kept == {"debug": False, "policy_bits": {"debug": False, "smt": True}, "rtmr0": "cd" * 48}
+    assert kept == {
+        "debug": False,
+        "policy_bits": {"debug": False, "smt": True},
+        "rtmr0": "cd" * 48,
+    }
     assert details["measurement"] == "ab" * 48 and "measurement" not in kept  # not twice
     json.dumps(details, allow_nan=False)  # what the audit log stores
 
@@ -45,4 +54,6 @@ def test_the_claims_kept_never_pass_the_budget() -> None:
 def test_acceptances_and_unverified_evidence_keep_no_claims() -> None:
     assert "claims" not in _appraisal({**BASE, "debug": False}, accepted=True).audit_details()
     assert "claims" not in _appraisal(None, accepted=False).audit_details()
-    assert "claims" not in _appraisal(dict(BASE), accepted=False).audit_details()  # nothing beyond the four
+    assert (
+        "claims" not in _appraisal(dict(BASE), accepted=False).audit_details()
+    )  # nothing beyond the four

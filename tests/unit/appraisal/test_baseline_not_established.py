@@ -18,7 +18,9 @@ from veritee.collateral import Collateral
 AT = datetime(2026, 1, 15, tzinfo=UTC)
 GPU = TESTVECTORS / "nvidia-gpu"
 TPM = TESTVECTORS / "tpm" / "gotpmtools_gce-cos-85-nonce9009.pb"
-pytestmark = pytest.mark.skipif(not TPM.is_file(), reason="test vectors absent (../shared/testvectors)")
+pytestmark = pytest.mark.skipif(
+    not TPM.is_file(), reason="test vectors absent (../shared/testvectors)"
+)
 
 
 def _policy(**platforms: object) -> object:
@@ -32,13 +34,17 @@ def _gpu() -> evidence.VerifiedEvidence:
 
 
 def _tpm() -> evidence.VerifiedEvidence:
-    return evidence.verify(TPM.read_bytes(), collateral=Collateral.from_paths([TESTVECTORS / "tpm"]), at=AT)
+    return evidence.verify(
+        TPM.read_bytes(), collateral=Collateral.from_paths([TESTVECTORS / "tpm"]), at=AT
+    )
 
 
 def test_gpu_evidence_says_revocation_and_rims_were_not_established() -> None:
     d = appraise_baseline(_gpu())
     assert d.accepted and d.status == "warning"
-    assert {"revocation_not_checked", "reference_values_not_compared"} <= {w.code for w in d.warnings}
+    assert {"revocation_not_checked", "reference_values_not_compared"} <= {
+        w.code for w in d.warnings
+    }
     assert d.vector["hardware"] == 32 and d.vector["executables"] == 32
 
 
@@ -50,7 +56,9 @@ def test_a_policy_pinning_the_gpu_measurements_settles_the_reference_values_only
     assert "revocation_not_checked" in codes and "reference_values_not_compared" not in codes
     assert d.vector["executables"] == 2
     d = appraise(ev, _policy(**{"nvidia-gpu": {}}))
-    assert {"revocation_not_checked", "reference_values_not_compared"} <= {w.code for w in d.warnings}
+    assert {"revocation_not_checked", "reference_values_not_compared"} <= {
+        w.code for w in d.warnings
+    }
 
 
 def test_a_tpm_quote_whose_measured_boot_was_not_appraised_is_a_warning() -> None:

@@ -20,8 +20,15 @@ M = "ab" * 48
 
 
 def ev(**claims: Any) -> VerifiedEvidence:
-    base = {"platform": "simulated", "measurement": M, "report_data": "00" * 64, "debug": False,
-            "tcb_status": None, "profile": "production", "platform_key": "11" * 32}
+    base = {
+        "platform": "simulated",
+        "measurement": M,
+        "report_data": "00" * 64,
+        "debug": False,
+        "tcb_status": None,
+        "profile": "production",
+        "platform_key": "11" * 32,
+    }
     base.update(claims)
     return VerifiedEvidence(format=str(base["platform"]), claims=base, verified_at=NOW)
 
@@ -53,8 +60,14 @@ platforms:
     [
         ({"version": 2, "name": "x", "platforms": {}}, "version"),
         ({"version": 1, "name": "x", "platforms": {"simulatd": {}}}, "simulatd"),
-        ({"version": 1, "name": "x", "platforms": {"simulated": {"measurements": ["zz"]}}}, "measurements"),
-        ({"version": 1, "name": "x", "platforms": {"simulated": {"measurements": ["ab"]}}}, "measurements"),
+        (
+            {"version": 1, "name": "x", "platforms": {"simulated": {"measurements": ["zz"]}}},
+            "measurements",
+        ),
+        (
+            {"version": 1, "name": "x", "platforms": {"simulated": {"measurements": ["ab"]}}},
+            "measurements",
+        ),
         ({"version": 1, "name": "x", "platforms": {"tdx": {"tcb_status": ["Fine"]}}}, "tcb_status"),
         ({"version": 1, "name": "x", "platforms": {"tdx": {"rtmr": {"7": [M]}}}}, "rtmr"),
         ({"version": 1, "name": "x", "platforms": {}, "typo": 1}, "typo"),
@@ -112,14 +125,22 @@ def test_simulated_never_trusted_by_default() -> None:
 
 
 def test_all_reasons_are_listed() -> None:
-    d = appraise(ev(debug=True, measurement="cd" * 48, platform_key="22" * 32),
-                 policy(simulated={"measurements": [M], "platform_keys": ["11" * 32]}))
-    assert {r.code for r in d.reasons} == {"platform_key_not_trusted", "debug", "measurement_not_allowed"}
+    d = appraise(
+        ev(debug=True, measurement="cd" * 48, platform_key="22" * 32),
+        policy(simulated={"measurements": [M], "platform_keys": ["11" * 32]}),
+    )
+    assert {r.code for r in d.reasons} == {
+        "platform_key_not_trusted",
+        "debug",
+        "measurement_not_allowed",
+    }
     assert d.status == "contraindicated"
 
 
 def test_allow_debug_is_a_logged_insecure_warning() -> None:
-    d = appraise(ev(debug=True), policy(simulated={"platform_keys": ["11" * 32], "allow_debug": True}))
+    d = appraise(
+        ev(debug=True), policy(simulated={"platform_keys": ["11" * 32], "allow_debug": True})
+    )
     assert d.accepted
     assert "insecure_allow_debug" in [w.code for w in d.warnings]
     assert d.vector["configuration"] == 32
@@ -127,21 +148,40 @@ def test_allow_debug_is_a_logged_insecure_warning() -> None:
 
 def test_snp_min_tcb_uses_certified_tcb_not_report() -> None:
     p = policy(**{"sev-snp": {"min_tcb": {"bootloader": 3, "snp": 8, "microcode": 115}}})
-    claims = {"platform": "sev-snp", "reported_tcb": {"bootloader": 9, "snp": 99, "microcode": 200},
-              "vcek_tcb": {"bootloader": 3, "tee": 0, "snp": 7, "microcode": 115}}
+    claims = {
+        "platform": "sev-snp",
+        "reported_tcb": {"bootloader": 9, "snp": 99, "microcode": 200},
+        "vcek_tcb": {"bootloader": 3, "tee": 0, "snp": 7, "microcode": 115},
+    }
     d = appraise(ev(**claims), p)
-    assert not d.accepted and d.reasons[0].code == "tcb_below_minimum" and "snp 7 < 8" in d.reasons[0].message
+    assert (
+        not d.accepted
+        and d.reasons[0].code == "tcb_below_minimum"
+        and "snp 7 < 8" in d.reasons[0].message
+    )
     claims["vcek_tcb"]["snp"] = 8
     assert appraise(ev(**claims), p).accepted
 
 
 def test_intel_tcb_status_and_advisories() -> None:
-    sgx = {"platform": "sgx", "mr_enclave": "aa" * 32, "mr_signer": "bb" * 32,
-           "tcb_status": "ConfigurationAndSWHardeningNeeded", "advisory_ids": ["INTEL-SA-00289", "INTEL-SA-00615"]}
+    sgx = {
+        "platform": "sgx",
+        "mr_enclave": "aa" * 32,
+        "mr_signer": "bb" * 32,
+        "tcb_status": "ConfigurationAndSWHardeningNeeded",
+        "advisory_ids": ["INTEL-SA-00289", "INTEL-SA-00615"],
+    }
     strict = policy(sgx={"tcb_status": ["UpToDate"]})
-    assert {r.code for r in appraise(ev(**sgx), strict).reasons} == {"tcb_status_not_allowed", "advisories_not_allowed"}
-    lenient = policy(sgx={"tcb_status": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
-                          "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"]})
+    assert {r.code for r in appraise(ev(**sgx), strict).reasons} == {
+        "tcb_status_not_allowed",
+        "advisories_not_allowed",
+    }
+    lenient = policy(
+        sgx={
+            "tcb_status": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
+            "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"],
+        }
+    )
     d = appraise(ev(**sgx), lenient)
     assert d.accepted and d.status == "warning"
     assert not appraise_baseline(ev(**sgx)).accepted
@@ -150,11 +190,17 @@ def test_intel_tcb_status_and_advisories() -> None:
 def test_baseline() -> None:
     assert appraise_baseline(ev(platform_key_trusted=True)).accepted
     assert [r.code for r in appraise_baseline(ev()).reasons] == ["platform_key_not_trusted"]
-    assert [r.code for r in appraise_baseline(ev(debug=True, platform_key_trusted=True)).reasons] == ["debug"]
+    assert [
+        r.code for r in appraise_baseline(ev(debug=True, platform_key_trusted=True)).reasons
+    ] == ["debug"]
     assert appraise_baseline(ev(platform="tdx", tcb_status="UpToDate")).accepted
     assert not appraise_baseline(ev(platform="tdx", tcb_status="OutOfDate")).accepted
-    found = VerifiedEvidence("tdx", ev(platform="tdx", tcb_status="UpToDate").claims, NOW,
-                             findings=(Reason("trailing_bytes", "x"),))
+    found = VerifiedEvidence(
+        "tdx",
+        ev(platform="tdx", tcb_status="UpToDate").claims,
+        NOW,
+        findings=(Reason("trailing_bytes", "x"),),
+    )
     assert "trailing_bytes" in [w.code for w in appraise_baseline(found).warnings]
 
 
@@ -178,13 +224,19 @@ def test_revoked_tcb_status_is_terminal() -> None:
     load, and a decision refuses it even from a policy object built without validation."""
     with pytest.raises(PolicyError) as e:
         policy(tdx={"tcb_status": ["UpToDate", "Revoked"]})
-    assert e.value.code == "policy_malformed" and "Revoked" in str(e.value) and "tcb_status" in str(e.value)
+    assert (
+        e.value.code == "policy_malformed"
+        and "Revoked" in str(e.value)
+        and "tcb_status" in str(e.value)
+    )
     with pytest.raises(PolicyError):
         policy(sgx={"tcb_status": ["Revoked"]})
     revoked = {"platform": "tdx", "tcb_status": "Revoked", "advisory_ids": []}
     assert not appraise_baseline(ev(**revoked)).accepted
     p = policy(tdx={"tcb_status": ["UpToDate", "OutOfDate"]})
     assert p.platforms.tdx is not None
-    object.__setattr__(p.platforms.tdx, "tcb_status", ["UpToDate", "Revoked"])  # bypasses validation
+    object.__setattr__(
+        p.platforms.tdx, "tcb_status", ["UpToDate", "Revoked"]
+    )  # bypasses validation
     d = appraise(ev(**revoked), p)
     assert not d.accepted and [r.code for r in d.reasons] == ["tcb_status_not_allowed"]

@@ -54,7 +54,9 @@ def test_a_migration_agent_is_refused_by_the_baseline_and_the_default_policy() -
     assert d.accepted and d.status == "warning"
     assert "insecure_allow_migration_agent" in [w.code for w in d.warnings]
     # The same report without MIGRATE_MA passes both.
-    plain = sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust())
+    plain = sev_snp.verify(
+        make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+    )
     assert appraise_baseline(plain).accepted and appraise(plain, _policy()).accepted
 
 
@@ -100,11 +102,17 @@ def test_every_control_refuses_exactly_as_go_sev_guest(
 
 
 def test_controls_name_the_failing_bit() -> None:
-    d = appraise(_ev(0x30000), _policy(guest_policy={"allow_smt": False, "require_single_socket": True}))
+    d = appraise(
+        _ev(0x30000), _policy(guest_policy={"allow_smt": False, "require_single_socket": True})
+    )
     (r,) = d.reasons
-    assert r.code == "guest_policy_not_allowed" and "smt" in r.message and "single_socket" in r.message
+    assert (
+        r.code == "guest_policy_not_allowed" and "smt" in r.message and "single_socket" in r.message
+    )
     d = appraise(_ev(platform_info=0x01), _policy(platform_info={"require_ecc": True}))
-    assert [r.code for r in d.reasons] == ["platform_info_not_allowed"] and "ecc" in d.reasons[0].message
+    assert [r.code for r in d.reasons] == ["platform_info_not_allowed"] and "ecc" in d.reasons[
+        0
+    ].message
 
 
 @pytest.mark.parametrize("bad", [{"guest_policy": {"allow_smtt": False}}, {"platform_info": {"ecc": 1}},
@@ -120,7 +128,13 @@ def _real_snp_cases() -> list[tuple[str, list[str], str]]:
         return out
     for name, product in (("az-snp-vtpm_evidence-v2.json", "milan"),
                           ("trustee_az_snp_evidence_genoa.json", "genoa")):  # fmt: skip
-        out.append((f"azure-vtpm/{name}", [f"sev-snp/amd_{product}_vcek_ask_ark.pem"], "2026-01-15T00:00:00Z"))
+        out.append(
+            (
+                f"azure-vtpm/{name}",
+                [f"sev-snp/amd_{product}_vcek_ask_ark.pem"],
+                "2026-01-15T00:00:00Z",
+            )
+        )
     return out
 
 
@@ -130,7 +144,9 @@ def test_every_real_vector_keeps_its_verdict_unless_debug_or_migration_agent(
 ) -> None:
     data = (TESTVECTORS / path).read_bytes()
     when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
-    ev = evidence.verify(data, collateral=Collateral.from_paths([TESTVECTORS / c for c in collateral]), at=when)
+    ev = evidence.verify(
+        data, collateral=Collateral.from_paths([TESTVECTORS / c for c in collateral]), at=when
+    )
     bits = ev.claims["policy_bits"]
     for d in (appraise_baseline(ev), appraise(ev, _policy(allow_debug=False))):
         codes = {r.code for r in d.reasons}

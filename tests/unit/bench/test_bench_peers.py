@@ -67,8 +67,12 @@ def test_median_ratio_is_the_median_of_the_rounds_ratios() -> None:
     assert bp.median_ratio([1.0, 3.0], [2.0, 2.0]) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("ours", "theirs"), [([], []), ([1.0], [1.0, 2.0]), ([1.0], [0.0]), ([-1.0], [1.0])])
-def test_median_ratio_refuses_unpaired_or_non_positive_rates(ours: list[float], theirs: list[float]) -> None:
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [([], []), ([1.0], [1.0, 2.0]), ([1.0], [0.0]), ([-1.0], [1.0])]
+)
+def test_median_ratio_refuses_unpaired_or_non_positive_rates(
+    ours: list[float], theirs: list[float]
+) -> None:
     with pytest.raises(ValueError):
         bp.median_ratio(ours, theirs)
 
@@ -172,7 +176,9 @@ def test_why_is_short_and_names_the_exception() -> None:
     assert len(driver.why(RuntimeError("x" * 500))) < 100
 
 
-def _converse(script: Path, requests: list[dict[str, object]], cwd: Path) -> list[dict[str, object]]:
+def _converse(
+    script: Path, requests: list[dict[str, object]], cwd: Path
+) -> list[dict[str, object]]:
     text = "".join(json.dumps(r) + "\n" for r in requests)
     r = subprocess.run([sys.executable, str(script)], input=text, capture_output=True, text=True,
                        cwd=cwd, timeout=120, env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
@@ -182,7 +188,8 @@ def _converse(script: Path, requests: list[dict[str, object]], cwd: Path) -> lis
 
 def test_driver_protocol_load_verdicts_time(tmp_path: Path) -> None:
     script = tmp_path / "drive_toy.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(DRIVERS)!r})
         from _driver import Refused, serve
@@ -197,7 +204,8 @@ def test_driver_protocol_load_verdicts_time(tmp_path: Path) -> None:
             return call
 
         serve(prepare)
-    """))
+    """)
+    )
     replies = _converse(script, [
         {"op": "load", "cases": {"good": {"kind": "ok"}, "bad": {"kind": "refuse"}, "odd": {"kind": "broken"}}},
         {"op": "verdicts"},
@@ -222,7 +230,9 @@ def test_driver_answers_an_unknown_op_with_an_error(tmp_path: Path) -> None:
 
 
 def test_help_runs() -> None:
-    r = subprocess.run([sys.executable, str(BENCH), "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert "peer-ratio" in r.stdout and "--rounds" in r.stdout
 
@@ -243,7 +253,9 @@ def test_veritee_driver_accepts_every_good_vector_and_refuses_every_mutant(tmp_p
         built = bp.BUILDERS[fmt](fmt, folder)
         assert set(built.ours) == set(built.theirs) and "good" in built.ours
         cases.update({f"{fmt}/{name}": case for name, case in built.ours.items()})
-    replies = _converse(DRIVERS / "drive_veritee.py", [{"op": "load", "cases": cases}, {"op": "verdicts"}], tmp_path)
+    replies = _converse(
+        DRIVERS / "drive_veritee.py", [{"op": "load", "cases": cases}, {"op": "verdicts"}], tmp_path
+    )
     assert replies[0]["failed_to_load"] == {}
     verdicts = replies[1]["verdicts"]
     assert isinstance(verdicts, dict)
@@ -251,7 +263,12 @@ def test_veritee_driver_accepts_every_good_vector_and_refuses_every_mutant(tmp_p
     # good vectors, and zeros after a DCAP quote's signature data (outside every signature:
     # ignored and recorded, docs/reason-codes.md); every other mutant is refused
     expected = {f"{fmt}/good" for fmt, _ in bp.COMPARISONS}
-    expected |= {"nvidia-gpu/second-gpu-good", "nitro/aws-sample", "tdx/appended-zeros", "sgx/appended-zeros"}
+    expected |= {
+        "nvidia-gpu/second-gpu-good",
+        "nitro/aws-sample",
+        "tdx/appended-zeros",
+        "sgx/appended-zeros",
+    }
     assert accepted == expected
 
 
@@ -269,8 +286,14 @@ def test_resigned_nitro_sample_keeps_the_shape_and_verifies_under_its_own_root()
     assert len(fields["user_data"]) <= 512 and len(fields["nonce"]) <= 512
     assert len(fields["cabundle"]) == len(original["cabundle"]) and fields["cabundle"][0] == root
     assert fields["pcrs"] == original["pcrs"] and fields["module_id"] == original["module_id"]
-    names = [x509.load_der_x509_certificate(d).subject for d in [*fields["cabundle"], fields["certificate"]]]
-    assert names == [x509.load_der_x509_certificate(d).subject for d in [*original["cabundle"], original["certificate"]]]
+    names = [
+        x509.load_der_x509_certificate(d).subject
+        for d in [*fields["cabundle"], fields["certificate"]]
+    ]
+    assert names == [
+        x509.load_der_x509_certificate(d).subject
+        for d in [*original["cabundle"], original["certificate"]]
+    ]
     at = bp.datetime(2024, 9, 7, 14, 40, tzinfo=bp.UTC)
     own = nitro.NitroTrust(root_sha256=(bp.hashlib.sha256(root).hexdigest(),))
     nitro.verify(doc, collateral=Collateral.empty(), at=at, trust=own)

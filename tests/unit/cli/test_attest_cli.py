@@ -22,7 +22,11 @@ _register()
 
 def _key(path: Path) -> Path:
     pub = ec.generate_private_key(ec.SECP256R1()).public_key()
-    path.write_bytes(pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return path
 
 
@@ -51,9 +55,20 @@ def test_attest_output_verifies_with_nonce_and_key(setup: tuple[CliRunner, Path,
     runner, tmp, policy = setup
     key, other = _key(tmp / "k.pem"), _key(tmp / "other.pem")
     nonce = os.urandom(32).hex()
-    code, _ = _attest(runner, tmp, "--nonce", nonce, "--public-key", str(key), "-o", str(tmp / "ev.bin"))
+    code, _ = _attest(
+        runner, tmp, "--nonce", nonce, "--public-key", str(key), "-o", str(tmp / "ev.bin")
+    )
     assert code == 0
-    ok = _verify(runner, str(tmp / "ev.bin"), "--policy", str(policy), "--nonce", nonce, "--public-key", str(key))
+    ok = _verify(
+        runner,
+        str(tmp / "ev.bin"),
+        "--policy",
+        str(policy),
+        "--nonce",
+        nonce,
+        "--public-key",
+        str(key),
+    )
     assert ok["accepted"] is True
     for args in (["--public-key", str(other)], []):  # another key, or none: not this binding
         bad = _verify(runner, str(tmp / "ev.bin"), "--policy", str(policy), "--nonce", nonce, *args)
@@ -81,13 +96,19 @@ def test_bad_flags_are_usage_errors(setup: tuple[CliRunner, Path, Path], args: l
 def test_not_a_public_key_and_no_measurement(setup: tuple[CliRunner, Path, Path]) -> None:
     runner, tmp, _ = setup
     (tmp / "junk.pem").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-    code, _ = _attest(runner, tmp, "--nonce", "00", "-o", str(tmp / "e"), "--public-key", str(tmp / "junk.pem"))
+    code, _ = _attest(
+        runner, tmp, "--nonce", "00", "-o", str(tmp / "e"), "--public-key", str(tmp / "junk.pem")
+    )
     assert code == 2
-    r = runner.invoke(cli, ["attest", "--platform", "simulated", "--nonce", "00", "-o", str(tmp / "e")])
+    r = runner.invoke(
+        cli, ["attest", "--platform", "simulated", "--nonce", "00", "-o", str(tmp / "e")]
+    )
     assert r.exit_code == 2
 
 
 def test_hardware_that_is_absent_is_a_clear_error(tmp_path: Path) -> None:
     for platform in ("sev-snp", "tdx", "nitro", "cca"):
-        r = CliRunner().invoke(cli, ["attest", "--platform", platform, "--nonce", "00", "-o", str(tmp_path / "e")])
+        r = CliRunner().invoke(
+            cli, ["attest", "--platform", platform, "--nonce", "00", "-o", str(tmp_path / "e")]
+        )
         assert r.exit_code == 2 and "platform_absent" in r.output, r.output

@@ -42,7 +42,11 @@ class Svc:
         plat = SimulatedPlatform(self.sim, measurement=measurement)
         nonce = bytes.fromhex(httpx.post(self.server.url + "/v1/challenge").json()["nonce"])
         ev = plat.evidence(report_data_for(nonce, b"", profile=plat.profile))
-        body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+        body = {
+            "evidence": base64.b64encode(ev).decode(),
+            "nonce": nonce.hex(),
+            "format": "simulated",
+        }
         out: dict[str, Any] = httpx.post(self.server.url + "/v1/attest", json=body).json()
         return out
 
@@ -58,7 +62,9 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
         "measurements": [GOOD], "platform_keys": [key], "allow_debug": True}}}  # fmt: skip
     envelope = sign_policy(load_policy(json.dumps(doc)), domain.policy_key)
     h = {"Authorization": f"Bearer {domain.admin_token()}"}
-    assert httpx.put(server.url + "/v1/admin/policy", content=envelope, headers=h).status_code == 200
+    assert (
+        httpx.put(server.url + "/v1/admin/policy", content=envelope, headers=h).status_code == 200
+    )
     s = Svc(domain, server, sim)
     try:
         assert s.attest(GOOD)["accepted"] is True
@@ -99,7 +105,9 @@ def test_list_filters_and_table(svc: Svc, runner: CliRunner) -> None:
     assert r.exit_code == 0
     for e in every:
         assert f"│ {e['seq']} " in r.output
-    assert "refused" in r.output and "accepted" in r.output and "measurement_not_allowed" in r.output
+    assert (
+        "refused" in r.output and "accepted" in r.output and "measurement_not_allowed" in r.output
+    )
     assert "None" not in r.output
     r = runner.invoke(cli, ["audit", "list", "--platform", "tdx", *svc.args()])
     assert r.exit_code == 0 and "no audit entries match" in r.output
@@ -119,7 +127,9 @@ def test_show_one_entry(svc: Svc, runner: CliRunner) -> None:
         assert runner.invoke(cli, ["audit", "show", bad, *svc.args()]).exit_code == 2
 
 
-def test_list_pages_back_over_more_than_one_page(svc: Svc, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_pages_back_over_more_than_one_page(
+    svc: Svc, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from veritee.cli import audit_ops
 
     monkeypatch.setattr(audit_ops, "PAGE", 2)  # the same walk with pages of two entries
@@ -132,12 +142,16 @@ def test_scan_bounds_the_walk(svc: Svc, runner: CliRunner, monkeypatch: pytest.M
     from veritee.cli import audit_ops
 
     monkeypatch.setattr(audit_ops, "PAGE", 2)
-    r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "2", "--json", *svc.args()])
+    r = runner.invoke(
+        cli, ["audit", "list", "--kind", "policy", "--scan", "2", "--json", *svc.args()]
+    )
     out = json.loads(r.output)
     assert out["entries"] == [] and out["scanned"] == 2 and out["head"] == 4
     r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "3", *svc.args()])
     assert r.exit_code == 0 and "no audit entries match (read the newest 3 of 4 entries" in r.output
-    r = runner.invoke(cli, ["audit", "list", "--kind", "policy", "--scan", "4", "--json", *svc.args()])
+    r = runner.invoke(
+        cli, ["audit", "list", "--kind", "policy", "--scan", "4", "--json", *svc.args()]
+    )
     assert [e["kind"] for e in json.loads(r.output)["entries"]] == ["policy.put"]
 
 

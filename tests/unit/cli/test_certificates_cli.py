@@ -26,7 +26,9 @@ def test_revoke_list_and_fetch_the_crl(tmp_path: Path, monkeypatch: pytest.Monke
     runner = CliRunner()
     args = ["--url", server.url, "--data", str(domain.path)]
     try:
-        r = runner.invoke(cli, ["certificate", "revoke", "--serial", "0x1A2b", "--reason", "lost", *args])
+        r = runner.invoke(
+            cli, ["certificate", "revoke", "--serial", "0x1A2b", "--reason", "lost", *args]
+        )
         assert r.exit_code == 0 and "revoked: serial 1a2b" in r.output, r.output
         r = runner.invoke(cli, ["certificate", "revoke", "--measurement", "AB" * 48, *args])
         assert r.exit_code == 0 and f"measurement {'ab' * 48}" in r.output, r.output
@@ -70,7 +72,9 @@ def _certified_domain(tmp_path: Path) -> tuple[Domain, Any, list[Any]]:
     import httpx
 
     h = {"Authorization": f"Bearer {domain.admin_token()}"}
-    assert httpx.put(server.url + "/v1/admin/policy", content=envelope, headers=h).status_code == 200
+    assert (
+        httpx.put(server.url + "/v1/admin/policy", content=envelope, headers=h).status_code == 200
+    )
     certs = []
     for i, m in enumerate(ms):
         t = Trust(server.url, domain.ca_pem, platform="simulated", store=tmp_path / f"store{i}", measurement=m,
@@ -113,7 +117,9 @@ def test_cert_list_states_and_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 assert rows[format(c.serial_number, "x")]["state"] == "valid"
         # revoke one by serial (cert revoke is certificate revoke): it lists as revoked, with why
         serial = format(certs[1].serial_number, "x")
-        r = runner.invoke(cli, ["cert", "revoke", "--serial", serial, "--reason", "key lost", *args])
+        r = runner.invoke(
+            cli, ["cert", "revoke", "--serial", serial, "--reason", "key lost", *args]
+        )
         assert r.exit_code == 0 and f"revoked: serial {serial}" in r.output
         r = runner.invoke(cli, ["cert", "list", "--state", "revoked", "--json", *args])
         rows = json.loads(r.output)["certificates"]
@@ -134,7 +140,12 @@ def test_cert_list_states_and_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         h = {"Authorization": f"Bearer {domain.admin_token()}"}
         for params in ({"state": "bogus"}, {"limit": "0"}, {"limit": "10001"}, {"limit": "x"}):
-            assert httpx.get(server.url + "/v1/admin/certificates", params=params, headers=h).status_code == 400
+            assert (
+                httpx.get(
+                    server.url + "/v1/admin/certificates", params=params, headers=h
+                ).status_code
+                == 400
+            )
         assert httpx.get(server.url + "/v1/admin/certificates").status_code == 401
     finally:
         server.stop()
@@ -155,4 +166,9 @@ def test_certificate_state_rules() -> None:
     other = StoredRevocation("serial", "11", "", "admin", t0)
     assert certificate_state(cert, [other], at)[0] == "valid"
     # revoked wins over expired
-    assert certificate_state(cert, [StoredRevocation("serial", "10", "", "admin", t0)], t0 + dt.timedelta(days=1))[0] == "revoked"
+    assert (
+        certificate_state(
+            cert, [StoredRevocation("serial", "10", "", "admin", t0)], t0 + dt.timedelta(days=1)
+        )[0]
+        == "revoked"
+    )

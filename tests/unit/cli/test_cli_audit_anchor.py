@@ -81,7 +81,9 @@ def test_truncated_log_is_caught_though_its_chain_verifies(domain: Domain, tmp_p
     _delete_behind_the_triggers(domain, "DELETE FROM audit_log WHERE seq = 3")
     assert _verify(domain)[0] == 0  # the shorter chain is itself intact
     code, out = _verify(domain, anchor)
-    assert code == EXIT_NOT_ACCEPTED and "truncated" in out and "names entry 3, the log has 2" in out
+    assert (
+        code == EXIT_NOT_ACCEPTED and "truncated" in out and "names entry 3, the log has 2" in out
+    )
 
 
 def test_rebuilt_log_is_caught_though_its_chain_verifies(domain: Domain, tmp_path: Path) -> None:

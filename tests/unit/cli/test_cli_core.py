@@ -34,7 +34,9 @@ def _platform_key(tmp_path: Path) -> Path:
     return tmp_path / "sim" / "platform_key.pem"
 
 
-def test_verify_json_shape_and_exit_zero(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+def test_verify_json_shape_and_exit_zero(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
     r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "0102",
                             "--platform-key", str(_platform_key(tmp_path))])  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -59,7 +61,9 @@ def test_baseline_refuses_simulated_evidence_whose_key_vouches_for_itself(
     assert out["status"] == "contraindicated"
 
 
-def test_platform_key_as_pem_public_key(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+def test_platform_key_as_pem_public_key(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
     from cryptography.hazmat.primitives import serialization
 
     priv = serialization.load_pem_private_key(_platform_key(tmp_path).read_bytes(), None)
@@ -74,22 +78,40 @@ def test_another_platform_key_does_not_make_it_trusted(
     runner: CliRunner, sim_evidence: Path, tmp_path: Path
 ) -> None:
     SimulatedPlatform(tmp_path / "other", measurement=M)
-    args = ["verify", str(sim_evidence), "--json", "--platform-key", str(tmp_path / "other" / "platform_key.pem")]
+    args = [
+        "verify",
+        str(sim_evidence),
+        "--json",
+        "--platform-key",
+        str(tmp_path / "other" / "platform_key.pem"),
+    ]
     r = runner.invoke(cli, args)
     assert r.exit_code == 1
     assert [x["code"] for x in json.loads(r.output)["reasons"]] == ["platform_key_not_trusted"]
 
 
-def test_with_a_policy_its_platform_keys_decide(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+def test_with_a_policy_its_platform_keys_decide(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
     from veritee.platforms.simulated import platform_key_id
 
     key_id = platform_key_id(SimulatedPlatform(tmp_path / "sim", measurement=M)._key)
     pol = tmp_path / "p.yaml"
-    pol.write_text(f"version: 1\nname: t\nplatforms:\n  simulated: {{platform_keys: ['{key_id}']}}\n")
+    pol.write_text(
+        f"version: 1\nname: t\nplatforms:\n  simulated: {{platform_keys: ['{key_id}']}}\n"
+    )
     r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--policy", str(pol)])
     assert r.exit_code == 0, r.output
     pol.write_text("version: 1\nname: t\nplatforms:\n  simulated: {}\n")
-    args = ["verify", str(sim_evidence), "--json", "--policy", str(pol), "--platform-key", str(_platform_key(tmp_path))]
+    args = [
+        "verify",
+        str(sim_evidence),
+        "--json",
+        "--policy",
+        str(pol),
+        "--platform-key",
+        str(_platform_key(tmp_path)),
+    ]
     r = runner.invoke(cli, args)
     assert r.exit_code == 1 and "platform_key_not_trusted" in r.output
 
@@ -108,7 +130,9 @@ def test_bad_platform_key_files_are_usage_errors(
         assert "platform-key" in r.output and "AAAA" not in r.output
 
 
-def test_verify_wrong_nonce_is_not_accepted(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+def test_verify_wrong_nonce_is_not_accepted(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
     r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", "ffff",
                             "--platform-key", str(_platform_key(tmp_path))])  # fmt: skip
     assert r.exit_code == 1
@@ -121,7 +145,9 @@ def test_verify_refuses_a_prefix_of_the_report_data_as_nonce(
     """Issue 11 item 7: `--nonce` once matched any prefix of the report data (one byte passed
     one report in 256). Only the whole binding the caller names counts."""
     key = ["--platform-key", str(_platform_key(tmp_path))]
-    rd = json.loads(runner.invoke(cli, ["verify", str(sim_evidence), "--json", *key]).output)["claims"]["report_data"]
+    rd = json.loads(runner.invoke(cli, ["verify", str(sim_evidence), "--json", *key]).output)[
+        "claims"
+    ]["report_data"]
     assert len(rd) == 128
     for prefix in (rd[:2], rd[:64], rd[:-2]):
         r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--nonce", prefix, *key])
@@ -135,7 +161,9 @@ def test_verify_refuses_a_prefix_of_the_report_data_as_nonce(
 
 def test_verify_with_policy(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
     pol = tmp_path / "p.yaml"
-    pol.write_text(f"version: 1\nname: t\nplatforms:\n  simulated: {{measurements: ['{'cd' * 48}']}}\n")
+    pol.write_text(
+        f"version: 1\nname: t\nplatforms:\n  simulated: {{measurements: ['{'cd' * 48}']}}\n"
+    )
     r = runner.invoke(cli, ["verify", str(sim_evidence), "--json", "--policy", str(pol)])
     assert r.exit_code == 1
     codes = {x["code"] for x in json.loads(r.output)["reasons"]}
@@ -144,9 +172,16 @@ def test_verify_with_policy(runner: CliRunner, sim_evidence: Path, tmp_path: Pat
 
 @pytest.mark.parametrize(
     "mutate",
-    [lambda b: b[:50], lambda b: b"\0" * 10, lambda b: b[:-1] + bytes([b[-1] ^ 1]), lambda b: b"x" * 300],
+    [
+        lambda b: b[:50],
+        lambda b: b"\0" * 10,
+        lambda b: b[:-1] + bytes([b[-1] ^ 1]),
+        lambda b: b"x" * 300,
+    ],
 )
-def test_verify_bad_evidence_exit_one(runner: CliRunner, sim_evidence: Path, tmp_path: Path, mutate) -> None:  # type: ignore[no-untyped-def]
+def test_verify_bad_evidence_exit_one(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path, mutate
+) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.bin"
     bad.write_bytes(mutate(sim_evidence.read_bytes()))
     r = runner.invoke(cli, ["verify", str(bad), "--json"])
@@ -173,7 +208,9 @@ def test_usage_errors_exit_two(runner: CliRunner, sim_evidence: Path, args: list
     assert r.exit_code == 2, r.output
 
 
-def test_verify_garbage_collateral_and_policy_exit_two(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
+def test_verify_garbage_collateral_and_policy_exit_two(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     r = runner.invoke(cli, ["verify", str(sim_evidence), "--collateral", str(junk)])
@@ -212,4 +249,7 @@ def test_init_and_policy_sign(runner: CliRunner, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["alg"] == "ES384"
     r = runner.invoke(cli, ["audit", "verify", "--data", str(data)])
     assert r.exit_code == 0 and "intact: 0 entries" in r.output
-    assert runner.invoke(cli, ["policy", "sign", str(pol), "--data", str(tmp_path / "none")]).exit_code == 2
+    assert (
+        runner.invoke(cli, ["policy", "sign", str(pol), "--data", str(tmp_path / "none")]).exit_code
+        == 2
+    )

@@ -39,7 +39,9 @@ def test_a_terminal_shows_each_request(server: FileServer, tmp_path: Path) -> No
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=160)
     with fetch_progress(console) as transport:
-        items = fetch_collateral(quote, CollateralCache(tmp_path / "cache"), _config(server), transport=transport)
+        items = fetch_collateral(
+            quote, CollateralCache(tmp_path / "cache"), _config(server), transport=transport
+        )
     assert [i.kind for i in items] == ["sgx_collateral"]
     text = out.getvalue()
     assert len(server.requests) >= 3

@@ -44,7 +44,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     domain = Domain.create(tmp / "domain", name="diag", now=dt.datetime.now(dt.UTC))
     other = Domain.create(tmp / "other", name="other", now=dt.datetime.now(dt.UTC))
     cert, key = server_certificate_files(domain.path, "127.0.0.1")
-    tls = start_in_thread(create_app(Settings(data_dir=domain.path)), ssl_certfile=str(cert), ssl_keyfile=str(key))
+    tls = start_in_thread(
+        create_app(Settings(data_dir=domain.path)), ssl_certfile=str(cert), ssl_keyfile=str(key)
+    )
     plain = start_in_thread(create_app(Settings(data_dir=other.path)))
     try:
         yield Services(domain, other, tls, plain)
@@ -59,7 +61,9 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-def test_a_wrong_ca_names_the_ca_not_a_connect_error(services: Services, runner: CliRunner, tmp_path: Path) -> None:
+def test_a_wrong_ca_names_the_ca_not_a_connect_error(
+    services: Services, runner: CliRunner, tmp_path: Path
+) -> None:
     wrong = services.other.path / "domain_ca.pem"
     signed = tmp_path / "signed.json"
     signed.write_bytes(b"{}")
@@ -67,10 +71,14 @@ def test_a_wrong_ca_names_the_ca_not_a_connect_error(services: Services, runner:
         r = runner.invoke(cli, [*args, "--url", services.tls.url, "--data", str(services.domain.path),
                                 "--ca", str(wrong)])  # fmt: skip
         assert r.exit_code == 2, (args, r.output)
-        assert f"the service's TLS certificate did not verify against CA {wrong}" in r.output, r.output
+        assert f"the service's TLS certificate did not verify against CA {wrong}" in r.output, (
+            r.output
+        )
         assert "ConnectError" not in r.output and "Traceback" not in r.output
     # the right CA (the data folder's, by default) works
-    r = runner.invoke(cli, ["policy", "list", "--url", services.tls.url, "--data", str(services.domain.path)])
+    r = runner.invoke(
+        cli, ["policy", "list", "--url", services.tls.url, "--data", str(services.domain.path)]
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -90,21 +98,38 @@ def test_the_sdk_names_the_ca_too(services: Services) -> None:
 def test_the_scheme_mismatch_gets_a_hint(services: Services, runner: CliRunner) -> None:
     # http:// (the clients' default scheme) to a service started with --tls
     http_url = services.tls.url.replace("https://", "http://")
-    r = runner.invoke(cli, ["policy", "list", "--url", http_url, "--data", str(services.domain.path)])
+    r = runner.invoke(
+        cli, ["policy", "list", "--url", http_url, "--data", str(services.domain.path)]
+    )
     assert r.exit_code == 2
     assert f"if it runs with --tls, use --url {services.tls.url}" in r.output, r.output
     # https:// to a plain-HTTP service
     https_url = services.plain.url.replace("http://", "https://")
-    r = runner.invoke(cli, ["policy", "list", "--url", https_url, "--data", str(services.other.path)])
+    r = runner.invoke(
+        cli, ["policy", "list", "--url", https_url, "--data", str(services.other.path)]
+    )
     assert r.exit_code == 2
-    assert f"does not speak TLS (it was started without --tls): use --url {services.plain.url}" in r.output
+    assert (
+        f"does not speak TLS (it was started without --tls): use --url {services.plain.url}"
+        in r.output
+    )
 
 
 def test_nothing_listening_says_so(services: Services, runner: CliRunner) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = runner.invoke(cli, ["secret", "list", "--url", f"http://127.0.0.1:{port}", "--data", str(services.domain.path)])
+    r = runner.invoke(
+        cli,
+        [
+            "secret",
+            "list",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--data",
+            str(services.domain.path),
+        ],
+    )
     assert r.exit_code == 2
     assert "is `veritee serve` running there?" in r.output and "Connection refused" in r.output
 
@@ -137,8 +162,13 @@ def test_verify_with_bad_policy_yaml_is_a_clear_usage_error(
     assert str(pol) in r.output
 
 
-def test_absent_claims_say_not_reported(runner: CliRunner, sim_evidence: Path, tmp_path: Path) -> None:
-    r = runner.invoke(cli, ["verify", str(sim_evidence), "--platform-key", str(tmp_path / "sim" / "platform_key.pem")])
+def test_absent_claims_say_not_reported(
+    runner: CliRunner, sim_evidence: Path, tmp_path: Path
+) -> None:
+    r = runner.invoke(
+        cli,
+        ["verify", str(sim_evidence), "--platform-key", str(tmp_path / "sim" / "platform_key.pem")],
+    )
     assert r.exit_code == 0, r.output
     assert "tcb_status: not reported" in r.output
     assert "None" not in r.output
@@ -147,7 +177,9 @@ def test_absent_claims_say_not_reported(runner: CliRunner, sim_evidence: Path, t
 def test_a_release_policy_naming_an_unknown_claim_is_refused(
     services: Services, runner: CliRunner, tmp_path: Path
 ) -> None:
-    policy = {"allOf": [{"claim": "mesurement", "equals": M}, {"claim": "platform", "equals": "tdx"}]}
+    policy = {
+        "allOf": [{"claim": "mesurement", "equals": M}, {"claim": "platform", "equals": "tdx"}]
+    }
     pol = tmp_path / "policy.json"
     pol.write_text(json.dumps(policy))
     value = tmp_path / "value"
@@ -156,7 +188,11 @@ def test_a_release_policy_naming_an_unknown_claim_is_refused(
                             "--url", services.tls.url, "--data", str(services.domain.path)])  # fmt: skip
     assert r.exit_code == 2
     assert "claim 'mesurement' is emitted by no verifier (did you mean 'measurement'?)" in r.output
-    assert "Known claims:" in r.output and "reported_tcb" in r.output and "admission_serial" in r.output
+    assert (
+        "Known claims:" in r.output
+        and "reported_tcb" in r.output
+        and "admission_serial" in r.output
+    )
     # the service refuses it too (a client that skips the local check)
     import ssl
 
@@ -165,9 +201,14 @@ def test_a_release_policy_naming_an_unknown_claim_is_refused(
     r2 = httpx.put(services.tls.url + "/v1/admin/secrets/app/key", headers=h, verify=ctx,
                    json={"value": "dg==", "policy": policy})  # fmt: skip
     assert r2.status_code == 400 and r2.json()["code"] == "release_claim_unknown"
-    assert httpx.get(services.tls.url + "/v1/admin/secrets/app/key", headers=h, verify=ctx).status_code == 404
+    assert (
+        httpx.get(services.tls.url + "/v1/admin/secrets/app/key", headers=h, verify=ctx).status_code
+        == 404
+    )
     # nested claims of a known root and every common claim are fine
-    good = {"allOf": [{"claim": "reported_tcb.snp", ">=": 1}, {"claim": "tcb_status", "exists": False}]}
+    good = {
+        "allOf": [{"claim": "reported_tcb.snp", ">=": 1}, {"claim": "tcb_status", "exists": False}]
+    }
     r3 = httpx.put(services.tls.url + "/v1/admin/secrets/app/key", headers=h, verify=ctx,
                    json={"value": "dg==", "policy": good})  # fmt: skip
     assert r3.status_code == 200, r3.text
@@ -179,7 +220,11 @@ def test_no_admin_credential_says_where_it_was_looked_for(services: Services, ru
     empty.mkdir()
     signed = tmp_path / "signed.json"
     signed.write_bytes(b"{}")
-    for args in (["policy", "install", str(signed)], ["secret", "list"], ["certificate", "revocations"]):
+    for args in (
+        ["policy", "install", str(signed)],
+        ["secret", "list"],
+        ["certificate", "revocations"],
+    ):
         r = runner.invoke(cli, [*args, "--url", services.tls.url, "--data", str(empty)])
         assert r.exit_code == 2, r.output
         assert "no admin credential" in r.output and str(empty / "admin_token") in r.output
@@ -195,7 +240,9 @@ def test_no_admin_credential_says_where_it_was_looked_for(services: Services, ru
     empty_token = tmp_path / "emptytoken"
     empty_token.mkdir()
     (empty_token / "admin_token").write_text("\n")
-    r = runner.invoke(cli, ["secret", "list", "--url", services.tls.url, "--data", str(empty_token)])
+    r = runner.invoke(
+        cli, ["secret", "list", "--url", services.tls.url, "--data", str(empty_token)]
+    )
     assert r.exit_code == 2 and "is empty" in r.output
 
 
@@ -213,7 +260,9 @@ def test_audit_verify_on_a_folder_without_a_domain(runner: CliRunner, tmp_path: 
 
     sqlite3.connect(other).execute("CREATE TABLE t (x INTEGER)").connection.commit()
     r = runner.invoke(cli, ["audit", "verify", "--data", str(empty), "--db", f"sqlite:///{other}"])
-    assert r.exit_code == 2 and "no domain here" in r.output and "has no audit log" in r.output, r.output
+    assert r.exit_code == 2 and "no domain here" in r.output and "has no audit log" in r.output, (
+        r.output
+    )
     # a real domain still verifies
     domain = Domain.create(tmp_path / "d", name="d", now=dt.datetime.now(dt.UTC))
     from veritee.service.storage import Storage

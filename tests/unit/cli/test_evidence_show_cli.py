@@ -88,7 +88,9 @@ def test_ccel_log_with_its_table(runner: CliRunner) -> None:
     quote = _json(runner, str(root / "gotdxguest_ccel_cos-113-tdx-quote_v4.bin"))
     for i in range(4):
         assert desc["fields"]["replayed"][f"rtmr{i}"] == quote["fields"][f"rtmr{i}"]
-    r = runner.invoke(cli, ["evidence", "show", str(root / "gotdxguest_ccel_data.dat"), "--format", "ccel"])
+    r = runner.invoke(
+        cli, ["evidence", "show", str(root / "gotdxguest_ccel_data.dat"), "--format", "ccel"]
+    )
     assert r.exit_code == 0 and "register: RTMR" in r.output and "EV_EFI_ACTION" in r.output
 
 
@@ -111,7 +113,12 @@ def test_malformed_truncated_tampered_oversized(runner: CliRunner, tmp_path: Pat
     cases["garbage"] = (b"\x13\x37" * 100, [], 1, "format_unknown")
     cases["empty"] = (b"", [], 2, "is empty")
     cases["oversized"] = (b"\0" * (256 * 1024 + 1), [], 2, "larger than")
-    cases["oversized-log"] = (b"\0" * (tcg_log.MAX_EVENT_LOG + 1), ["--format", "tcg-log"], 2, "larger than")
+    cases["oversized-log"] = (
+        b"\0" * (tcg_log.MAX_EVENT_LOG + 1),
+        ["--format", "tcg-log"],
+        2,
+        "larger than",
+    )
     cases["not-a-tcg-log"] = (b"\0" * 64, ["--format", "tcg-log"], 1, "does not parse as tcg-log")
     for name, (data, args, code, text) in cases.items():
         f = tmp_path / name

@@ -49,7 +49,9 @@ EXPECTED: dict[str, tuple[ExitTable, list[int]]] = {
 def test_each_table_maps_each_error_class(name: str) -> None:
     table, statuses = EXPECTED[name]
     got = [exit_code_for(e, table) for e in ERRORS]
-    assert got == statuses, [(type(e).__name__, g, s) for e, g, s in zip(ERRORS, got, statuses, strict=True) if g != s]
+    assert got == statuses, [
+        (type(e).__name__, g, s) for e, g, s in zip(ERRORS, got, statuses, strict=True) if g != s
+    ]
 
 
 def test_default_table_is_the_default() -> None:

@@ -48,7 +48,11 @@ class Svc:
         plat = SimulatedPlatform(self.sim, measurement=measurement)
         nonce = bytes.fromhex(httpx.post(self.server.url + "/v1/challenge").json()["nonce"])
         ev = plat.evidence(report_data_for(nonce, b"", profile=plat.profile))
-        body = {"evidence": base64.b64encode(ev).decode(), "nonce": nonce.hex(), "format": "simulated"}
+        body = {
+            "evidence": base64.b64encode(ev).decode(),
+            "nonce": nonce.hex(),
+            "format": "simulated",
+        }
         out: dict[str, Any] = httpx.post(self.server.url + "/v1/attest", json=body).json()
         return out
 
@@ -96,8 +100,15 @@ def test_show_history_diff_rollback(svc: Svc, runner: CliRunner) -> None:
     assert "# policy 'shop' version 2 (in force;" in r.output
     shown = yaml.safe_load(r.output)
     assert shown["platforms"]["simulated"]["measurements"] == [V2] and shown["name"] == "shop"
-    r = runner.invoke(cli, ["policy", "show", "shop", "--version", "1", "--format", "json", *svc.args()])
-    assert r.exit_code == 0 and "version 1 (not in force;" in r.output and V1 in r.output and V2 not in r.output
+    r = runner.invoke(
+        cli, ["policy", "show", "shop", "--version", "1", "--format", "json", *svc.args()]
+    )
+    assert (
+        r.exit_code == 0
+        and "version 1 (not in force;" in r.output
+        and V1 in r.output
+        and V2 not in r.output
+    )
     r = runner.invoke(cli, ["policy", "show", *svc.args()])
     assert r.exit_code == 0 and "'shop' version 2" in r.output and "'batch' version 1" in r.output
     r = runner.invoke(cli, ["policy", "show", "shop", "--json", *svc.args()])
@@ -111,7 +122,10 @@ def test_show_history_diff_rollback(svc: Svc, runner: CliRunner) -> None:
     assert r.exit_code == 0, r.output
     hist = runner.invoke(cli, ["policy", "history", "shop", "--json", *svc.args()])
     versions = json.loads(hist.output)["versions"]
-    assert [v["version"] for v in versions] == [1, 2] and [v["in_force"] for v in versions] == [False, True]
+    assert [v["version"] for v in versions] == [1, 2] and [v["in_force"] for v in versions] == [
+        False,
+        True,
+    ]
     for v in versions:
         assert v["digest"] in r.output and v["actor"] == "admin"
     assert runner.invoke(cli, ["policy", "history", "nope", *svc.args()]).exit_code == 1
@@ -126,21 +140,35 @@ def test_show_history_diff_rollback(svc: Svc, runner: CliRunner) -> None:
 
     # V1 is refused under version 2 ...
     refused = svc.attest(V1)
-    assert refused["accepted"] is False and "measurement_not_allowed" in {x["code"] for x in refused["reasons"]}
+    assert refused["accepted"] is False and "measurement_not_allowed" in {
+        x["code"] for x in refused["reasons"]
+    }
     # rollback: shows the diff, asks; declining installs nothing
     r = runner.invoke(cli, ["policy", "rollback", "shop", "1", *svc.args()], input="n\n")
     assert r.exit_code == 1 and "nothing installed" in r.output and f"+    - {V1}" in r.output
     r = runner.invoke(cli, ["policy", "rollback", "shop", "1", "--yes", *svc.args()])
     assert r.exit_code == 0, r.output
     assert "version 1 installed again as version 3 (in force)" in r.output
-    versions = json.loads(runner.invoke(cli, ["policy", "history", "shop", "--json", *svc.args()]).output)["versions"]
-    assert versions[-1] == {**versions[-1], "version": 3, "in_force": True, "same_as": 1, "digest": versions[0]["digest"]}
+    versions = json.loads(
+        runner.invoke(cli, ["policy", "history", "shop", "--json", *svc.args()]).output
+    )["versions"]
+    assert versions[-1] == {
+        **versions[-1],
+        "version": 3,
+        "in_force": True,
+        "same_as": 1,
+        "digest": versions[0]["digest"],
+    }
     # ... and admitted after the rollback; batch (another name) is untouched
     assert svc.attest(V1)["accepted"] is True
-    policies = httpx.get(svc.server.url + "/v1/admin/policies", headers=svc.admin()).json()["policies"]
+    policies = httpx.get(svc.server.url + "/v1/admin/policies", headers=svc.admin()).json()[
+        "policies"
+    ]
     assert {(p["name"], p["version"]) for p in policies} == {("shop", 3), ("batch", 1)}
     # audited
-    entries = httpx.get(svc.server.url + "/v1/admin/audit", params={"limit": 1000}, headers=svc.admin()).json()["entries"]
+    entries = httpx.get(
+        svc.server.url + "/v1/admin/audit", params={"limit": 1000}, headers=svc.admin()
+    ).json()["entries"]
     rollback = [e for e in entries if e["kind"] == "policy.rollback"]
     assert len(rollback) == 1 and rollback[0]["subject"] == "shop"
     assert rollback[0]["details"]["version"] == 3 and rollback[0]["details"]["rollback_of"] == 1
@@ -157,7 +185,9 @@ def test_rollback_api_refuses_bad_bodies(svc: Svc) -> None:
         assert r.status_code == 400, (body, r.text)
     r = httpx.post(url, content=b"{", headers=svc.admin() | {"Content-Type": "application/json"})
     assert r.status_code == 400
-    assert httpx.post(url, json={"name": "x", "version": 1}).status_code == 401  # the admin credential
+    assert (
+        httpx.post(url, json={"name": "x", "version": 1}).status_code == 401
+    )  # the admin credential
     r = httpx.get(svc.server.url + "/v1/admin/policy", params={"version": "1"}, headers=svc.admin())
     assert r.status_code == 400  # version needs name
 
@@ -192,7 +222,10 @@ def test_dry_run_offline(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(cli, ["policy", "dry-run", str(signed), str(good)]).exit_code == 0
 
 
-@pytest.mark.parametrize("content", [b"a: [1,\n b", b"version: 1\nname: t\nplatforms: {simulatd: {}}\n", b"", b"x" * 2_000_000])
+@pytest.mark.parametrize(
+    "content",
+    [b"a: [1,\n b", b"version: 1\nname: t\nplatforms: {simulatd: {}}\n", b"", b"x" * 2_000_000],
+)
 def test_dry_run_bad_policy_files(runner: CliRunner, tmp_path: Path, content: bytes) -> None:
     ev = _sim_evidence(tmp_path, V1, "ev.bin")
     pol = tmp_path / "p.yaml"
@@ -234,7 +267,15 @@ def test_dry_run_on_real_sgx_evidence(runner: CliRunner, tmp_path: Path) -> None
         "mr_enclave": [case["claims"]["measurement"]], "tcb_status": ["UpToDate", "SWHardeningNeeded",
         "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded", "OutOfDate"], "allow_debug": True,
         "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"]}}}))  # fmt: skip
-    args = ["policy", "dry-run", str(pol), str(root / case["evidence"]), "--at", case["verify_at"], "--json"]
+    args = [
+        "policy",
+        "dry-run",
+        str(pol),
+        str(root / case["evidence"]),
+        "--at",
+        case["verify_at"],
+        "--json",
+    ]
     for c in case["collateral"]:
         args += ["--collateral", str(root / c)]
     r = runner.invoke(cli, args)
@@ -247,9 +288,15 @@ def test_dry_run_on_real_sgx_evidence(runner: CliRunner, tmp_path: Path) -> None
 def test_install_shows_what_it_replaces(svc: Svc, runner: CliRunner, tmp_path: Path) -> None:
     key = SimulatedPlatform(svc.sim, measurement=V1).key_id
     f1, f2, other = tmp_path / "v1.json", tmp_path / "v2.json", tmp_path / "other.json"
-    f1.write_bytes(sign_policy(load_policy(json.dumps(_doc("shop", key, V1))), svc.domain.policy_key))
-    f2.write_bytes(sign_policy(load_policy(json.dumps(_doc("shop", key, V1, V2))), svc.domain.policy_key))
-    other.write_bytes(sign_policy(load_policy(json.dumps(_doc("batch", key, V2))), svc.domain.policy_key))
+    f1.write_bytes(
+        sign_policy(load_policy(json.dumps(_doc("shop", key, V1))), svc.domain.policy_key)
+    )
+    f2.write_bytes(
+        sign_policy(load_policy(json.dumps(_doc("shop", key, V1, V2))), svc.domain.policy_key)
+    )
+    other.write_bytes(
+        sign_policy(load_policy(json.dumps(_doc("batch", key, V2))), svc.domain.policy_key)
+    )
     r = runner.invoke(cli, ["policy", "install", str(f1), *svc.args()])
     assert r.exit_code == 0 and "policy 'shop' is new" in r.output and "version 1" in r.output
     r = runner.invoke(cli, ["policy", "install", str(f2), *svc.args()])
@@ -258,11 +305,18 @@ def test_install_shows_what_it_replaces(svc: Svc, runner: CliRunner, tmp_path: P
     assert "--- shop version 1 (installed)" in r.output and f"+    - {V2}" in r.output
     assert "installed policy 'shop' version 2" in r.output
     r = runner.invoke(cli, ["policy", "install", str(other), *svc.args()])
-    assert r.exit_code == 0 and "policy 'batch' is new (the other policies in force stay as they are)" in r.output
+    assert (
+        r.exit_code == 0
+        and "policy 'batch' is new (the other policies in force stay as they are)" in r.output
+    )
     r = runner.invoke(cli, ["policy", "install", str(f2), *svc.args()])
     assert "(the same policy as the installed version)" in r.output
     # an envelope that does not parse: no diff, the service's refusal
     junk = tmp_path / "junk.json"
     junk.write_bytes(b'{"format": 3, "policy": [')
     r = runner.invoke(cli, ["policy", "install", str(junk), *svc.args()])
-    assert r.exit_code == 2 and "service refused the policy" in r.output and "Traceback" not in r.output
+    assert (
+        r.exit_code == 2
+        and "service refused the policy" in r.output
+        and "Traceback" not in r.output
+    )

@@ -38,5 +38,7 @@ def test_every_command_is_in_the_readme_list() -> None:
         for w in words:
             listed.add((w,))  # "init | serve | verify ..." names top-level commands
             listed.add((group, w))
-    missing = [" ".join(c) for c in _leaves(cli) if c not in listed and c[:1] not in {("certificate",)}]
+    missing = [
+        " ".join(c) for c in _leaves(cli) if c not in listed and c[:1] not in {("certificate",)}
+    ]
     assert not missing, f"commands missing from the README's list: {missing}"

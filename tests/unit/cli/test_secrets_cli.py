@@ -180,8 +180,12 @@ def test_oversized_value_file(svc: Svc, runner: CliRunner, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("how", [[], ["--value-stdin", "--value-file", "v"]])
-def test_value_source_exactly_one(svc: Svc, runner: CliRunner, tmp_path: Path, how: list[str]) -> None:
-    r = runner.invoke(cli, ["secret", "put", "x", "--policy", str(_policy(tmp_path)), *how, *svc.args()])
+def test_value_source_exactly_one(
+    svc: Svc, runner: CliRunner, tmp_path: Path, how: list[str]
+) -> None:
+    r = runner.invoke(
+        cli, ["secret", "put", "x", "--policy", str(_policy(tmp_path)), *how, *svc.args()]
+    )
     assert r.exit_code == 2 and "exactly one" in r.output
 
 
@@ -199,7 +203,9 @@ def test_unknown_secret_refused(svc: Svc, runner: CliRunner, tmp_path: Path) -> 
     for cmd in (["delete", "ghost", "--yes"], ["info", "ghost"]):
         r = runner.invoke(cli, ["secret", *cmd, *svc.args()])
         assert r.exit_code == 1 and "secret_unknown" in r.output
-    r = runner.invoke(cli, ["secret", "rotate", "ghost", "--value-file", str(_value(tmp_path)), *svc.args()])
+    r = runner.invoke(
+        cli, ["secret", "rotate", "ghost", "--value-file", str(_value(tmp_path)), *svc.args()]
+    )
     assert r.exit_code == 1 and "secret_unknown" in r.output
 
 
@@ -221,12 +227,20 @@ def test_dry_run_against_stored_evidence(svc: Svc, runner: CliRunner, tmp_path: 
     assert r.exit_code == 0, r.output
     good_ev, other_ev = tmp_path / "good.bin", tmp_path / "other.bin"
     good_ev.write_bytes(plat.evidence(report_data_for(b"\x01" * 32, b"", profile=plat.profile)))
-    other_ev.write_bytes(SimulatedPlatform(sim, measurement=OTHER).evidence(report_data_for(b"\x01" * 32, b"", profile=plat.profile)))
+    other_ev.write_bytes(
+        SimulatedPlatform(sim, measurement=OTHER).evidence(
+            report_data_for(b"\x01" * 32, b"", profile=plat.profile)
+        )
+    )
 
-    r = runner.invoke(cli, ["secret", "dry-run", "dry/one", "--evidence", str(good_ev), *svc.args()])
+    r = runner.invoke(
+        cli, ["secret", "dry-run", "dry/one", "--evidence", str(good_ev), *svc.args()]
+    )
     assert r.exit_code == 0, r.output
     assert "WOULD RELEASE" in r.output
-    r = runner.invoke(cli, ["secret", "dry-run", "dry/one", "--evidence", str(other_ev), "--json", *svc.args()])
+    r = runner.invoke(
+        cli, ["secret", "dry-run", "dry/one", "--evidence", str(other_ev), "--json", *svc.args()]
+    )
     assert r.exit_code == 1
     out = json.loads(r.output)
     assert out["allowed"] is False and out["reasons"][0]["code"] == "release_claim_mismatch"

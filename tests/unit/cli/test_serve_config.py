@@ -42,7 +42,10 @@ def test_the_example_file_sets_what_it_says() -> None:
 
 def test_every_flag_has_a_key_of_its_type(tmp_path: Path) -> None:
     keys = config_keys(serve_cmd)
-    flags = {o[2:] for p in serve_cmd.params for o in p.opts if o.startswith("--")} - {"config", "help"}
+    flags = {o[2:] for p in serve_cmd.params for o in p.opts if o.startswith("--")} - {
+        "config",
+        "help",
+    }
     assert set(keys) == flags
     # A value of each key's type, differing from its default; the file sets each one.
     samples: dict[str, tuple[str, Any]] = {}
@@ -74,7 +77,12 @@ def test_flags_given_win_over_the_file(tmp_path: Path) -> None:
                    'data = "/srv/a"\n')  # fmt: skip
     p = _params("--port", "9001", "--no-tls", "--trusted-proxy", "192.0.2.1",
                 "--data", str(tmp_path), "--config", str(cfg))  # fmt: skip
-    assert (p["port"], p["tls"], p["trusted_proxies"], p["data"]) == (9001, False, ("192.0.2.1",), tmp_path)
+    assert (p["port"], p["tls"], p["trusted_proxies"], p["data"]) == (
+        9001,
+        False,
+        ("192.0.2.1",),
+        tmp_path,
+    )
     assert p["workers"] == 4  # not given: the file's
     assert _params()["port"] == 8400  # no file: the defaults
 
@@ -99,7 +107,7 @@ def test_flags_given_win_over_the_file(tmp_path: Path) -> None:
         ("host = 1979-05-27\n", "not a date or time"),
         ("port = 8400\nport = 8401\n", "not valid TOML"),
         ('host = "127.0.0.1\n', "not valid TOML"),  # truncated: the string never ends
-        ("host = \"a\x00b\"\n", "not valid TOML"),
+        ('host = "a\x00b"\n', "not valid TOML"),
     ],
 )
 def test_bad_files_are_usage_errors(tmp_path: Path, text: str, message: str) -> None:

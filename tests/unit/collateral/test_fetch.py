@@ -233,7 +233,11 @@ def test_intel_fetch_from_pcs_response_files(
     server.add(
         "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
         (tdx / "gotdxguest_pckcrl.der").read_bytes(),
-        {"SGX-PCK-CRL-Issuer-Chain": quoted((tdx / "gotdxguest_pckcrl_issuer_chain.pem").read_text())},
+        {
+            "SGX-PCK-CRL-Issuer-Chain": quoted(
+                (tdx / "gotdxguest_pckcrl_issuer_chain.pem").read_text()
+            )
+        },
     )
     chain = quoted((tdx / "gotdxguest_tcbinfo_qeidentity_issuer_chain.pem").read_text())
     server.add(

@@ -13,8 +13,10 @@ from veritee.errors import MalformedError
 
 
 def _pem() -> bytes:
-    return ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 

@@ -99,7 +99,12 @@ STORE = KeyStoreProof(b"\x11" * 16, 3)
 
 
 def _sim(profile: Profile, rd: bytes, debug: bool = False) -> dict[str, Any]:
-    return {"platform": "simulated", "profile": profile.value, "debug": debug, "report_data": rd.hex()}
+    return {
+        "platform": "simulated",
+        "profile": profile.value,
+        "debug": debug,
+        "report_data": rd.hex(),
+    }
 
 
 @pytest.mark.parametrize("profile", list(Profile))
@@ -127,7 +132,9 @@ def test_a_workload_running_as_another_profile_than_attested_is_refused() -> Non
     out = check(_sim(Profile.PRODUCTION, rd), nonce=NONCE, spki=SPKI)
     assert not out.bound and out.refusal is not None
     assert out.refusal.code == "binding_mismatch"
-    assert "runs as development" in out.refusal.message and "attests production" in out.refusal.message
+    assert (
+        "runs as development" in out.refusal.message and "attests production" in out.refusal.message
+    )
 
 
 @pytest.mark.parametrize("profile", list(Profile))
@@ -178,7 +185,9 @@ def _snp(policy: int, host_data: bytes, report_data: bytes) -> dict[str, Any]:
     b = bytearray(make_report(chain, policy=policy))
     b[sev_snp.OFF_HOST_DATA : sev_snp.OFF_HOST_DATA + 32] = host_data
     b[sev_snp.OFF_REPORT_DATA : sev_snp.OFF_REPORT_DATA + 64] = report_data
-    r, s = decode_dss_signature(chain.leaf_key.sign(bytes(b[: sev_snp.SIGNED_SIZE]), ec.ECDSA(hashes.SHA384())))
+    r, s = decode_dss_signature(
+        chain.leaf_key.sign(bytes(b[: sev_snp.SIGNED_SIZE]), ec.ECDSA(hashes.SHA384()))
+    )
     b[sev_snp.OFF_SIGNATURE_R : sev_snp.OFF_SIGNATURE_R + 72] = r.to_bytes(72, "little")
     b[sev_snp.OFF_SIGNATURE_S : sev_snp.OFF_SIGNATURE_S + 72] = s.to_bytes(72, "little")
     ev = evidence.verify(bytes(b), collateral=chain.collateral(), at=AT, format="sev-snp",

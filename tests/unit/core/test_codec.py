@@ -31,7 +31,9 @@ def test_b64url_round_trips_without_padding(data: bytes) -> None:
     assert b64url_decode(text, "f") == data
 
 
-@pytest.mark.parametrize("bad", ["AA==", "A", "AB+C", "AB/C", "AB C", "AB\nC", "ÄBCD", 12, None, b"AAAA"])
+@pytest.mark.parametrize(
+    "bad", ["AA==", "A", "AB+C", "AB/C", "AB C", "AB\nC", "ÄBCD", 12, None, b"AAAA"]
+)
 def test_b64url_decode_refuses_instead_of_skipping(bad: object) -> None:
     with pytest.raises(MalformedError) as e:
         b64url_decode(bad, "jwk.x")

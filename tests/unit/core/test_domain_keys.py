@@ -38,7 +38,9 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def _spki(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )  # type: ignore[attr-defined]
 
 
 def _policy(name: str = "p") -> bytes:
@@ -57,7 +59,9 @@ def test_each_key_has_one_role(tmp_path: Path) -> None:
     b = d.broker_certificate
     b.verify_directly_issued_by(d.ca_certificate)
     assert _spki(b.public_key()) == _spki(d.broker_key.public_key())
-    assert list(b.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [oids.RELEASE_SIGNING]
+    assert list(b.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        oids.RELEASE_SIGNING
+    ]
     assert b.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     # Admission certificates are signed by the CA key, policies by the policy key only.
     key = ec.generate_private_key(ec.SECP256R1())
@@ -92,7 +96,9 @@ def test_a_format_1_folder_is_migrated_and_keeps_its_ca(tmp_path: Path) -> None:
     assert (path / "ca_key.pem").stat().st_mode & 0o077 == 0
     assert (path / "policy_key.pem").read_bytes() != old_key_pem
     assert _spki(d.policy_key.public_key()) != _spki(d.ca_key.public_key())
-    assert d.legacy_policy_key is not None and _spki(d.legacy_policy_key) == _spki(d.ca_key.public_key())
+    assert d.legacy_policy_key is not None and _spki(d.legacy_policy_key) == _spki(
+        d.ca_key.public_key()
+    )
     d.broker_certificate.verify_directly_issued_by(d.ca_certificate)
     # A policy the format-1 domain signed stays valid as stored, not for a new install.
     old = (V1 / "policy-signed-in-format-1.json").read_bytes()

@@ -57,7 +57,10 @@ def _ec_jwk() -> dict[str, str]:
         (lambda j: j.update(crv="secp256k1"), "jwk.crv"),
         (lambda j: j.update(x=j["x"][:-2]), "jwk.x"),  # truncated coordinate
         (lambda j: j.update(x=j["x"] + "=="), "jwk.x"),  # padded base64url
-        (lambda j: j.update(y=j["y"][:-1] + ("A" if j["y"][-1] != "A" else "B")), "jwk.x"),  # off the curve
+        (
+            lambda j: j.update(y=j["y"][:-1] + ("A" if j["y"][-1] != "A" else "B")),
+            "jwk.x",
+        ),  # off the curve
         (lambda j: j.update(x="!" * 43), "jwk.x"),
         (lambda j: j.update(d="AAAA"), "jwk"),  # a private member
         (lambda j: j.pop("y"), "jwk.y"),

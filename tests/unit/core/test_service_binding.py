@@ -29,10 +29,17 @@ def test_formula_as_documented() -> None:
             + thumbprint(k["broker"]) + '","tls":"' + thumbprint(k["tls"]) + '","tokens":["' + t1 + '","' + t2
             + '"]},"version":1}')  # fmt: skip
     assert json.loads(text) == st
-    assert service_report_data(st) == hashlib.sha512(b"veritee-service-v1\x00" + text.encode()).digest()
+    assert (
+        service_report_data(st)
+        == hashlib.sha512(b"veritee-service-v1\x00" + text.encode()).digest()
+    )
     assert SERVICE_TAG == b"veritee-service-v1"
     # the member order of the statement does not matter; every member does
-    reordered = {"version": 1, "keys": dict(reversed(list(st["keys"].items()))), "issuer": st["issuer"]}
+    reordered = {
+        "version": 1,
+        "keys": dict(reversed(list(st["keys"].items()))),
+        "issuer": st["issuer"],
+    }
     assert service_report_data(reordered) == service_report_data(st)
     for change in ({"issuer": "veritee"}, {"version": 2}):
         assert service_report_data({**st, **change}) != service_report_data(st)
@@ -41,7 +48,9 @@ def test_formula_as_documented() -> None:
 
 def test_without_tls_and_non_json_refused() -> None:
     k = _keys()
-    st = key_statement(issuer="veritee", admission=k["ca"], broker=k["broker"], tokens=[k["token"]], tls=None)
+    st = key_statement(
+        issuer="veritee", admission=k["ca"], broker=k["broker"], tokens=[k["token"]], tls=None
+    )
     assert st["keys"]["tls"] is None
     with pytest.raises(MalformedError):
         service_report_data({"x": float("nan")})

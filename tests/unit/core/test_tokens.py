@@ -85,7 +85,10 @@ def test_an_ear_has_type_profile_audience_and_key_binding() -> None:
 
 def test_issuer_audience_and_type_are_checked() -> None:
     token = _token()
-    for kw, code in (({"issuer": "other"}, "ear_issuer_mismatch"), ({"audience": "kbs"}, "ear_audience_mismatch")):
+    for kw, code in (
+        ({"issuer": "other"}, "ear_issuer_mismatch"),
+        ({"audience": "kbs"}, "ear_audience_mismatch"),
+    ):
         with pytest.raises(VerificationError) as e:
             _decode(token, **kw)
         assert e.value.code == code
@@ -107,7 +110,9 @@ def test_contraindicated_is_refused_unless_asked_for() -> None:
     assert e.value.code == "ear_contraindicated"
     ear = _decode(token, allow_contraindicated=True)
     assert ear["submods"]["simulated"]["ear.status"] == "contraindicated"
-    assert ear["submods"]["simulated"]["ear.veritee.reasons"][0]["code"] == "measurement_not_allowed"
+    assert (
+        ear["submods"]["simulated"]["ear.veritee.reasons"][0]["code"] == "measurement_not_allowed"
+    )
     # one refused appraisal among several refuses the token
     payload = ear_payload(issuer="veritee", audience="rp", now=NOW, submods=[
         Submod("cpu0", _accepted(), CLAIMS), Submod("gpu0", _refused(), {"platform": "nvidia-gpu"}),
@@ -140,7 +145,14 @@ def test_key_binding_names_the_holders_key() -> None:
         _decode(_token(), holder_key=holder)  # no cnf at all
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     assert _decode(_token(bound_key=rsa_key), holder_key=rsa_key)["cnf"]["jwk"]["kty"] == "RSA"
-    jwk = {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "AA", "y": "BB", "d": "secret"}
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ECDH-ES+A256KW",
+        "x": "AA",
+        "y": "BB",
+        "d": "secret",
+    }
     assert key_binding(jwk) == {"jwk": {k: v for k, v in jwk.items() if k != "d"}}
 
 

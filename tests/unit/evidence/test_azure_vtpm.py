@@ -66,7 +66,10 @@ def test_real_documents_verify() -> None:
         assert len(claims["measurement"]) == 96 and len(claims["pcr23"]) == 64
         assert claims["hcl_report_data"] != claims["report_data"]
         unverified = az.parse_claims(data)
-        assert unverified["pcrs"] == claims["pcrs"] and unverified["report_data"] == claims["report_data"]
+        assert (
+            unverified["pcrs"] == claims["pcrs"]
+            and unverified["report_data"] == claims["report_data"]
+        )
     assert bytes.fromhex(_verify(_from_files())["report_data"]) == b"challenge"
 
 
@@ -127,7 +130,8 @@ def test_malformed_documents_name_their_field() -> None:
         "tpm_quote": _v2() | {"tpm_quote": []},
         "tpm_quote.pcrs": _v2() | {"tpm_quote": _v2()["tpm_quote"] | {"pcrs": ["00"] * 3}},
         "tpm_quote.message": _v2() | {"tpm_quote": _v2()["tpm_quote"] | {"message": "zz"}},
-        "hcl.hw_report": _v2() | {"hcl_report": base64.urlsafe_b64encode(b"HCLA" + bytes(100)).decode()},
+        "hcl.hw_report": _v2()
+        | {"hcl_report": base64.urlsafe_b64encode(b"HCLA" + bytes(100)).decode()},
     }
     for field, doc in cases.items():
         with pytest.raises(MalformedError) as e:
@@ -210,7 +214,9 @@ def test_tdx_document_links_are_each_checked() -> None:
         _tdx_verify(doc)
     assert e.value.code == "signature_invalid"
     doc = _tdx()  # another runtime JSON byte: the TD quote no longer vouches for it
-    hcl = bytearray(base64.urlsafe_b64decode(doc["hcl_report"] + "=" * (-len(doc["hcl_report"]) % 4)))
+    hcl = bytearray(
+        base64.urlsafe_b64decode(doc["hcl_report"] + "=" * (-len(doc["hcl_report"]) % 4))
+    )
     variable = hcl.index(b'"HCLEkPub"')  # a byte of the runtime JSON the AK is not in
     hcl[variable + 1] ^= 1
     doc["hcl_report"] = base64.urlsafe_b64encode(bytes(hcl)).decode().rstrip("=")

@@ -25,7 +25,9 @@ from veritee.evidence import cca
 DIR = TESTVECTORS / "arm-cca"
 TOKEN = DIR / "veraison_tfrmm_cca_token.cbor"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
-pytestmark = pytest.mark.skipif(not TOKEN.is_file(), reason="test vectors absent (../shared/testvectors)")
+pytestmark = pytest.mark.skipif(
+    not TOKEN.is_file(), reason="test vectors absent (../shared/testvectors)"
+)
 
 
 @functools.cache
@@ -66,7 +68,9 @@ def test_real_token_verifies_with_its_platform_key() -> None:
     assert c["report_data"] == "ab" * 64 and c["measurement"] == "00" * 32
     assert [x["type"] for x in c["platform_components"]] == ["BL", "M1", "M2", "M3"]
     key = serialization.load_pem_public_key((DIR / "veraison_tfrmm_cca_platform.pub").read_bytes())
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import hashlib
 
     assert c["platform_key"] == hashlib.sha256(der).hexdigest()
@@ -104,7 +108,9 @@ def test_changed_claims_break_the_signatures_or_the_binding() -> None:
 
     from veritee.evidence.nitro import sig_structure
 
-    r, s = decode_dss_signature(rak.sign(sig_structure(forged[0], forged[2]), ec.ECDSA(hashes.SHA384())))
+    r, s = decode_dss_signature(
+        rak.sign(sig_structure(forged[0], forged[2]), ec.ECDSA(hashes.SHA384()))
+    )
     forged[3] = r.to_bytes(48, "big") + s.to_bytes(48, "big")
     with pytest.raises(VerificationError) as e:
         cca.verify(_token(platform, forged), collateral=_cpak(), at=AT)
@@ -149,7 +155,9 @@ def test_policy_trusts_the_platform_key_and_pins_the_realm(tmp_path: Path) -> No
     )
     d = appraise(ev, ok)
     assert d.accepted, [r.code for r in d.reasons]
-    untrusted = load_policy("version: 1\nname: realm\nplatforms:\n  cca:\n    platform_keys: ['" + "11" * 32 + "']\n")
+    untrusted = load_policy(
+        "version: 1\nname: realm\nplatforms:\n  cca:\n    platform_keys: ['" + "11" * 32 + "']\n"
+    )
     assert [r.code for r in appraise(ev, untrusted).reasons] == ["platform_key_not_trusted"]
     with pytest.raises(Exception, match=r"cca\.rem"):
         load_policy("version: 1\nname: r\nplatforms:\n  cca:\n    rem: {'4': ['00']}\n")

@@ -59,12 +59,16 @@ def test_verify_with_event_log_on_synthetic_quote() -> None:
     table, data, _ = _files()
     log = ccel.replay(table, data)
     syn = build(Spec(rtmrs=log.rtmrs))
-    v = tdx.verify_with_event_log(syn.quote, data, table=table, collateral=syn.collateral, at=AT, trust=syn.trust)
+    v = tdx.verify_with_event_log(
+        syn.quote, data, table=table, collateral=syn.collateral, at=AT, trust=syn.trust
+    )
     assert v.claims["rtmr_replay_ok"] is True
     assert len(v.claims["event_log"]) == len(log.events)
     other = build(Spec(rtmrs=(log.rtmrs[0], bytes(48), log.rtmrs[2], log.rtmrs[3])))
     with pytest.raises(VerificationError) as e:
-        tdx.verify_with_event_log(other.quote, data, table=table, collateral=other.collateral, at=AT, trust=other.trust)
+        tdx.verify_with_event_log(
+            other.quote, data, table=table, collateral=other.collateral, at=AT, trust=other.trust
+        )
     assert e.value.code == "event_log_mismatch" and "RTMR1" in str(e.value)
 
 

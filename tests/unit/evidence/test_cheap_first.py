@@ -29,7 +29,9 @@ TDX_COLL = TESTVECTORS / "tdx" / "dcapqvl_tdx_quote_v4_collateral.json"
 SGX_QUOTE = TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3.bin"
 SGX_COLL = TESTVECTORS / "sgx" / "dcapqvl_sgx_quote_v3_collateral.json"
 DCAP_GOOD = datetime(2025, 6, 20, tzinfo=UTC)
-DCAP_EXPIRED = datetime(2025, 9, 20, tzinfo=UTC)  # TCB info, QE identity and PCK CRL are past nextUpdate
+DCAP_EXPIRED = datetime(
+    2025, 9, 20, tzinfo=UTC
+)  # TCB info, QE identity and PCK CRL are past nextUpdate
 SNP = TESTVECTORS / "sev-snp"
 SNP_GOOD = datetime(2026, 1, 15, tzinfo=UTC)
 SNP_EXPIRED = datetime(2040, 1, 1, tzinfo=UTC)  # the VCEK (7 years) has expired, the ARK not yet
@@ -76,7 +78,9 @@ def test_dcap_expired_collateral_is_refused_before_any_signature(
         mod.verify(bad, collateral=collateral, at=DCAP_EXPIRED)
     assert e.value.code == "collateral_expired"
     assert e.value.not_reached == dcap.NOT_REACHED
-    assert "quote_signature" in e.value.not_reached and "collateral_signatures" in e.value.not_reached
+    assert (
+        "quote_signature" in e.value.not_reached and "collateral_signatures" in e.value.not_reached
+    )
     messages = [m for _, m in e.value.refusals]
     # Every closed window is listed: the PCK CRL, the TCB info and the QE identity.
     assert set(_codes(e.value)) == {"collateral_expired"}
@@ -103,7 +107,9 @@ def test_dcap_tcb_info_for_another_tee_is_refused_before_any_signature() -> None
     _need(TDX_QUOTE, SGX_COLL)
     dcap.clear_caches()
     with pytest.raises(CollateralError) as e:
-        tdx.verify(TDX_QUOTE.read_bytes(), collateral=Collateral.from_paths([SGX_COLL]), at=DCAP_GOOD)
+        tdx.verify(
+            TDX_QUOTE.read_bytes(), collateral=Collateral.from_paths([SGX_COLL]), at=DCAP_GOOD
+        )
     assert "tcb_info_mismatch" in _codes(e.value) and e.value.not_reached == dcap.NOT_REACHED
 
 
@@ -123,7 +129,9 @@ def test_the_decision_lists_every_reason_and_the_checks_not_reached() -> None:
 
 
 def test_an_error_without_skipped_checks_gives_one_reason_and_no_warning() -> None:
-    d = refused_for_error(VerificationError("quote: signature does not verify", code="quote_signature_invalid"))
+    d = refused_for_error(
+        VerificationError("quote: signature does not verify", code="quote_signature_invalid")
+    )
     assert [r.code for r in d.reasons] == ["quote_signature_invalid"] and d.warnings == []
     d = refused_for_error(MalformedError("bad", field="x"))
     assert [r.code for r in d.reasons] == ["malformed"] and d.warnings == []
@@ -133,10 +141,16 @@ def test_an_error_without_skipped_checks_gives_one_reason_and_no_warning() -> No
 
 
 def _snp() -> tuple[bytes, Collateral]:
-    _need(SNP / "virtee_milan_report.bin", SNP / "virtee_milan_vcek.der", SNP / "amd_milan_vcek_ask_ark.pem")
+    _need(
+        SNP / "virtee_milan_report.bin",
+        SNP / "virtee_milan_vcek.der",
+        SNP / "amd_milan_vcek_ask_ark.pem",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        col = Collateral.from_paths([SNP / "virtee_milan_vcek.der", SNP / "amd_milan_vcek_ask_ark.pem"])
+        col = Collateral.from_paths(
+            [SNP / "virtee_milan_vcek.der", SNP / "amd_milan_vcek_ask_ark.pem"]
+        )
     return (SNP / "virtee_milan_report.bin").read_bytes(), col
 
 
@@ -158,7 +172,9 @@ def test_snp_expired_vcek_is_refused_before_any_signature(cached: bool) -> None:
 
 def test_snp_missing_ask_is_refused_before_any_signature() -> None:
     data, col = _snp()
-    vcek_only = Collateral(certificates=tuple(c for c in col.certificates if "VCEK" in c.subject.rfc4514_string()))
+    vcek_only = Collateral(
+        certificates=tuple(c for c in col.certificates if "VCEK" in c.subject.rfc4514_string())
+    )
     with pytest.raises(CollateralError) as e:
         sev_snp.verify(data, collateral=vcek_only, at=SNP_GOOD, trust=AmdTrust(cache=None))
     assert e.value.code == "collateral_missing" and e.value.not_reached == sev_snp.NOT_REACHED
@@ -218,6 +234,8 @@ def test_cca_without_a_platform_key_is_refused_before_any_signature() -> None:
     token = TESTVECTORS / "arm-cca" / "veraison_tfrmm_cca_token.cbor"
     _need(token)
     with pytest.raises(VerificationError) as e:
-        cca.verify(token.read_bytes(), collateral=Collateral.empty(), at=datetime(2026, 1, 1, tzinfo=UTC))
+        cca.verify(
+            token.read_bytes(), collateral=Collateral.empty(), at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
     assert e.value.code == "platform_key_not_trusted"
     assert e.value.not_reached == ("realm_signature", "platform_signature")

@@ -35,7 +35,10 @@ def test_every_parsed_claim_is_in_the_catalogue() -> None:
     assert {"sev-snp", "tdx", "sgx", "nitro", "tpm"} <= set(seen), sorted(seen)
     for fmt, names in seen.items():
         assert unknown_claims(sorted(names)) == [], fmt
-        assert set(names) <= set(COMMON) | set(BY_PLATFORM[fmt]), (fmt, sorted(set(names) - known_claims()))
+        assert set(names) <= set(COMMON) | set(BY_PLATFORM[fmt]), (
+            fmt,
+            sorted(set(names) - known_claims()),
+        )
 
 
 @pytest.mark.parametrize("case", manifest_cases(), ids=lambda c: c["evidence"])
@@ -76,6 +79,7 @@ def test_every_platform_has_a_section() -> None:
 
 
 def test_unknown_claims_are_named_once_in_order() -> None:
-    assert unknown_claims(["measurement", "mesurement", "reported_tcb.snp", "x.y", "mesurement"]) == [
-        "mesurement", "x.y"]
+    assert unknown_claims(
+        ["measurement", "mesurement", "reported_tcb.snp", "x.y", "mesurement"]
+    ) == ["mesurement", "x.y"]
     assert "admission_serial" in known_claims() and "measurement" in known_claims()

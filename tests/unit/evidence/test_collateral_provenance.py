@@ -43,8 +43,12 @@ def test_policy_minimum_tcb_evaluation_data_number_refuses_older_collateral() ->
 # --- which collateral set decides -------------------------------------------------------------
 
 SVN = [5, 0, 2] + [0] * 13
+
+
 def _status(syn_quote: bytes, collateral: Collateral, trust: dcap.DcapTrust) -> str:
-    return str(tdx.verify(syn_quote, collateral=collateral, at=AT, trust=trust).claims["tcb_status"])
+    return str(
+        tdx.verify(syn_quote, collateral=collateral, at=AT, trust=trust).claims["tcb_status"]
+    )
 
 
 def test_attester_supplied_tcb_info_never_overrides_the_domains() -> None:
@@ -62,7 +66,9 @@ def test_attester_supplied_tcb_info_never_overrides_the_domains() -> None:
     # Alone, an admitted attester set is used; the domain's set for the FMSPC always wins.
     alone, _ = Collateral().with_attester(sent, admit_endorsements=True)
     assert _status(old.quote, alone, trust) == "UpToDate"
-    collateral, _ = domain.with_attester(Collateral(documents=(newer.doc,)), admit_endorsements=True)
+    collateral, _ = domain.with_attester(
+        Collateral(documents=(newer.doc,)), admit_endorsements=True
+    )
     assert _status(old.quote, collateral, trust) == "OutOfDate"
 
 
@@ -79,13 +85,17 @@ def test_the_newest_tcb_info_of_the_domains_sets_wins_in_any_order() -> None:
 def test_attester_pre_revocation_pck_crl_never_overrides_the_domains() -> None:
     """The attester's PCK CRL from before its PCK was revoked loses to the domain's newer CRL,
     even inside a set with a higher tcbEvaluationDataNumber."""
-    before = build(Spec(issue=_dt.datetime(2025, 6, 1, tzinfo=_dt.UTC), tcb_evaluation_data_number=18))
+    before = build(
+        Spec(issue=_dt.datetime(2025, 6, 1, tzinfo=_dt.UTC), tcb_evaluation_data_number=18)
+    )
     after = build(Spec(pck_revoked=(3,)))
     trust = pin_roots(before, after)
     sent = Collateral(documents=(before.doc,))
     assert _status(before.quote, sent, trust) == "UpToDate"  # cached
     for admit in (False, True):
-        collateral, _ = Collateral(documents=(after.doc,)).with_attester(sent, admit_endorsements=admit)
+        collateral, _ = Collateral(documents=(after.doc,)).with_attester(
+            sent, admit_endorsements=admit
+        )
         with pytest.raises(VerificationError) as e:
             tdx.verify(before.quote, collateral=collateral, at=AT, trust=trust)
         assert e.value.code == "certificate_revoked"
@@ -106,7 +116,9 @@ def test_the_newest_crl_of_every_candidate_set_is_used() -> None:
             Collateral(documents=(newer,)), admit_endorsements=True)[0],
     ):  # fmt: skip
         with pytest.raises(VerificationError) as e:
-            tdx.verify(current.quote, collateral=collateral, at=AT, trust=pin_roots(current, revoking))
+            tdx.verify(
+                current.quote, collateral=collateral, at=AT, trust=pin_roots(current, revoking)
+            )
         assert e.value.code == "certificate_revoked"
 
 
@@ -117,7 +129,9 @@ def test_attester_material_grants_no_trust() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP384R1()).public_key()
-    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     syn = build(Spec())
     sent = Collateral.from_blobs([("cpak.pem", pem)])
     sent = sent.with_untrusted(sent.certificates)
@@ -138,13 +152,20 @@ def test_an_attesters_incomplete_or_malformed_set_does_not_break_the_domains() -
     new = build(RECOVERED)
     trust = pin_roots(new)
     lone = {"tcbInfo": {"fmspc": "B0C06F000000", "tcbEvaluationDataNumber": 99}, "signature": "00"}
-    garbled = {**new.doc, "pck_crl": "00ff", "tcb_info": new.doc["tcb_info"].replace('"tcbEvaluationDataNumber":18',
-                                                                                 '"tcbEvaluationDataNumber":99')}
+    garbled = {
+        **new.doc,
+        "pck_crl": "00ff",
+        "tcb_info": new.doc["tcb_info"].replace(
+            '"tcbEvaluationDataNumber":18', '"tcbEvaluationDataNumber":99'
+        ),
+    }
     for sent in (lone, garbled):
         collateral, _ = Collateral(documents=(new.doc,)).with_attester(
             Collateral(documents=(sent,)), admit_endorsements=True)  # fmt: skip
         assert _status(new.quote, collateral, trust) == "OutOfDate"
-        alone, _ = Collateral().with_attester(Collateral(documents=(sent,)), admit_endorsements=True)
+        alone, _ = Collateral().with_attester(
+            Collateral(documents=(sent,)), admit_endorsements=True
+        )
         with pytest.raises(VeriteeError):
             tdx.verify(new.quote, collateral=alone, at=AT, trust=trust)
 
@@ -168,10 +189,18 @@ def test_a_set_older_than_the_relying_partys_marks_does_not_decide() -> None:
     held = Marks.of(marks)
     assert _status(old.quote, Collateral(documents=(old.doc,)), trust) == "UpToDate"  # no marks
     with pytest.raises(CollateralError) as e:
-        tdx.verify(old.quote, collateral=Collateral(documents=(old.doc,)).with_marks(held), at=AT, trust=trust)
+        tdx.verify(
+            old.quote,
+            collateral=Collateral(documents=(old.doc,)).with_marks(held),
+            at=AT,
+            trust=trust,
+        )
     assert e.value.code == "collateral_rolled_back"
     assert "tcbEvaluationDataNumber 17" in e.value.message and "18" in e.value.message
-    assert _status(old.quote, Collateral(documents=(old.doc, new.doc)).with_marks(held), trust) == "OutOfDate"
+    assert (
+        _status(old.quote, Collateral(documents=(old.doc, new.doc)).with_marks(held), trust)
+        == "OutOfDate"
+    )
     # The same evaluation number with a PCK CRL from before the recorded one: refused too.
     earlier = build(replace(RECOVERED, issue=RECOVERED.issue - _dt.timedelta(days=1)))
     with pytest.raises(CollateralError) as e:

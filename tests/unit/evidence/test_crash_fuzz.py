@@ -224,7 +224,9 @@ def test_deeply_nested_cbor(fmt: str, depth: int) -> None:
 
 
 def _pem(der: bytes) -> bytes:
-    return b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    return (
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    )
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -251,14 +253,23 @@ def _with_certificates(fmt: str) -> list[tuple[str, bytes]]:
         for i, (number, value) in enumerate(top):
             if number in (6, 7) and isinstance(value, bytes):
                 for n, m in certificate_mutations(value).items():
-                    out.append((f"field {number}:{n}", encode_fields([*top[:i], (number, m), *top[i + 1 :]])))
+                    out.append(
+                        (
+                            f"field {number}:{n}",
+                            encode_fields([*top[:i], (number, m), *top[i + 1 :]]),
+                        )
+                    )
     elif fmt == "nvidia-gpu":
         doc = json.loads(s.data)
-        chain = [_der(c) for c in x509.load_pem_x509_certificates(doc["certificate_chain"].encode())]
+        chain = [
+            _der(c) for c in x509.load_pem_x509_certificates(doc["certificate_chain"].encode())
+        ]
         for i, original in enumerate(chain):
             for n, m in certificate_mutations(original).items():
                 pem = b"".join(_pem(d) for d in [*chain[:i], m, *chain[i + 1 :]]).decode()
-                out.append((f"chain[{i}]:{n}", json.dumps(dict(doc, certificate_chain=pem)).encode()))
+                out.append(
+                    (f"chain[{i}]:{n}", json.dumps(dict(doc, certificate_chain=pem)).encode())
+                )
     elif fmt == "az-snp-vtpm":
         doc = json.loads(s.data)
         vcek = base64.urlsafe_b64decode(doc["vcek"] + "=" * (-len(doc["vcek"]) % 4))
@@ -283,9 +294,13 @@ def _dcap_chain_mutations(raw: bytes, fmt: str) -> list[tuple[str, bytes]]:
         for n, m in certificate_mutations(original).items():
             pem = b"".join(_pem(d) for d in [*chain[:i], m, *chain[i + 1 :]])
             delta = len(pem) - (end - start)
-            b = bytearray(raw[:size_at] + (old_size + delta).to_bytes(4, "little") + pem + raw[end:])
+            b = bytearray(
+                raw[:size_at] + (old_size + delta).to_bytes(4, "little") + pem + raw[end:]
+            )
             for at in [sig_len_at] + ([sig_len_at + 4 + 64 + 64 + 2] if fmt == "tdx" else []):
-                b[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + delta).to_bytes(4, "little")
+                b[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + delta).to_bytes(
+                    4, "little"
+                )
             out.append((f"pck_chain[{i}]:{n}", bytes(b)))
     return out
 
@@ -311,7 +326,11 @@ def _collateral_blobs(fmt: str) -> list[tuple[str, bytes]]:
     for f in s.collateral_files:
         p = TESTVECTORS / f
         files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
-        blobs += [(str(x.name), x.read_bytes()) for x in files if x.suffix in (".pem", ".der", ".crt", ".cer", ".json", ".pub")]
+        blobs += [
+            (str(x.name), x.read_bytes())
+            for x in files
+            if x.suffix in (".pem", ".der", ".crt", ".cer", ".json", ".pub")
+        ]
     return blobs
 
 
@@ -326,10 +345,14 @@ def _certificate_variants(name: str, blob: bytes) -> list[tuple[str, bytes]]:
                 for i, original in enumerate(chain):
                     for n, m in certificate_mutations(original).items():
                         pem = b"".join(_pem(d) for d in [*chain[:i], m, *chain[i + 1 :]]).decode()
-                        out.append((f"{name}.{key}[{i}]:{n}", json.dumps(dict(doc, **{key: pem})).encode()))
+                        out.append(
+                            (f"{name}.{key}[{i}]:{n}", json.dumps(dict(doc, **{key: pem})).encode())
+                        )
             elif isinstance(value, str) and key.endswith("crl"):
                 for n, m in crl_mutations(bytes.fromhex(value)).items():
-                    out.append((f"{name}.{key}:{n}", json.dumps(dict(doc, **{key: m.hex()})).encode()))
+                    out.append(
+                        (f"{name}.{key}:{n}", json.dumps(dict(doc, **{key: m.hex()})).encode())
+                    )
     elif b"BEGIN CERTIFICATE" in blob:
         chain = [_der(c) for c in x509.load_pem_x509_certificates(blob)]
         for i, original in enumerate(chain):
@@ -371,7 +394,9 @@ def test_collateral_json_of_any_type_anywhere(fmt: str, data: st.DataObject) -> 
         if data.draw(st.booleans(), label=f"inner {key}") and isinstance(doc.get(key), str):
             inner = json.loads(doc[key])
             path = data.draw(st.sampled_from(_paths(inner)), label="inner path")
-            doc[key] = json.dumps(_replace(inner, path, data.draw(JSON_VALUES, label="inner value")))
+            doc[key] = json.dumps(
+                _replace(inner, path, data.draw(JSON_VALUES, label="inner value"))
+            )
     path = data.draw(st.sampled_from(_paths(doc)), label="path")
     if data.draw(st.booleans(), label="replace"):
         doc = _replace(doc, path, data.draw(JSON_VALUES, label="value"))

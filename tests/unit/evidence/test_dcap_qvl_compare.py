@@ -45,7 +45,9 @@ try:
     import dcap_qvl
 except ImportError:
     if os.environ.get("CI") == "true":
-        raise ImportError("dcap-qvl (the 'compare' extra) must be installed in CI: pip install -e '.[compare]'") from None
+        raise ImportError(
+            "dcap-qvl (the 'compare' extra) must be installed in CI: pip install -e '.[compare]'"
+        ) from None
     pytest.skip("dcap-qvl (the 'compare' extra) is not installed", allow_module_level=True)
 
 #: (verified, TCB status or None, sorted advisory IDs)
@@ -108,7 +110,11 @@ def _theirs(quote: bytes, doc: dict[str, Any], at: datetime, root_der: bytes | N
     try:
         col = dcap_qvl.QuoteCollateralV3.from_json(json.dumps(body))
         now = int(at.timestamp())
-        r = dcap_qvl.verify(quote, col, now) if root_der is None else dcap_qvl.verify_with_root_ca(quote, col, root_der, now)
+        r = (
+            dcap_qvl.verify(quote, col, now)
+            if root_der is None
+            else dcap_qvl.verify_with_root_ca(quote, col, root_der, now)
+        )
     except BaseException as e:  # dcap-qvl raises ValueError/RuntimeError, or pyo3's PanicException
         if isinstance(e, KeyboardInterrupt | SystemExit):
             raise
@@ -116,7 +122,9 @@ def _theirs(quote: bytes, doc: dict[str, Any], at: datetime, root_der: bytes | N
     return True, str(r.status), tuple(sorted(r.advisory_ids))
 
 
-def _ours(quote: bytes, collateral: Collateral, at: datetime, trust: dcap.DcapTrust | None) -> Verdict:
+def _ours(
+    quote: bytes, collateral: Collateral, at: datetime, trust: dcap.DcapTrust | None
+) -> Verdict:
     """Anything but a veritee error escaping is a crash: it fails the test."""
     try:
         v = verify(quote, collateral=collateral, at=at, trust=trust)
@@ -172,7 +180,14 @@ def _real() -> list[Case]:
         # dcap-qvl ignores bytes after the quote; compare on the quote (padding has its own rule).
         quote = data[: dcap.parse_quote(data).end]
         doc = json.loads((TESTVECTORS / c["collateral"][0]).read_text())
-        out.append(Case(f"{c['evidence']}@{c['verify_at']}", quote, doc, datetime.fromisoformat(c["verify_at"])))
+        out.append(
+            Case(
+                f"{c['evidence']}@{c['verify_at']}",
+                quote,
+                doc,
+                datetime.fromisoformat(c["verify_at"]),
+            )
+        )
     return out
 
 
@@ -207,7 +222,7 @@ def _quote_mutations(base: Case, rng: random.Random, n: int) -> Iterator[Case]:
 def _flip_text(rng: random.Random, text: str) -> tuple[str, int]:
     """One character of ``text`` replaced by another printable one (the field stays a string)."""
     i = rng.randrange(len(text))
-    alphabet = "0123456789abcdefABCDEF{}[]\":,. \n-=+/xyz"
+    alphabet = '0123456789abcdefABCDEF{}[]":,. \n-=+/xyz'
     return text[:i] + rng.choice([c for c in alphabet if c != text[i]]) + text[i + 1 :], i
 
 
@@ -247,7 +262,9 @@ def _case(label: str, syn: Synthetic, doc: dict[str, Any] | None = None) -> Case
     return Case(label, syn.quote, doc or syn.doc, AT, syn.trust, syn.root_der)
 
 
-def _resign(doc: dict[str, Any], info: dict[str, Any] | None = None, qe: dict[str, Any] | None = None) -> dict[str, Any]:
+def _resign(
+    doc: dict[str, Any], info: dict[str, Any] | None = None, qe: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``doc`` with TCB info / QE identity replaced and signed by the synthetic TCB signer."""
     out = dict(doc)
     for key, value in (("tcb_info", info), ("qe_identity", qe)):
@@ -319,7 +336,9 @@ def _paths(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
 _SVN_KEYS = ("svn", "pcesvn", "isvsvn")
 
 
-def _mutate_json(rng: random.Random, doc: dict[str, Any], identity: bool) -> tuple[str, dict[str, Any]]:
+def _mutate_json(
+    rng: random.Random, doc: dict[str, Any], identity: bool
+) -> tuple[str, dict[str, Any]]:
     """One change to ``doc``: a value a signer may legitimately write (an SVN one up or down,
     another status, another evaluation number: both verifiers must agree) or a malformed field
     (deleted, of another type, a character changed, a list emptied or grown)."""
@@ -367,7 +386,9 @@ def test_mutated_collateral_fields_same_verdict() -> None:
     for _ in range(200):
         syn = rng.choice(bases)
         which = rng.choice(["tcb_info", "qe_identity"])
-        label, changed = _mutate_json(rng, json.loads(syn.doc[which]), identity=which == "qe_identity")
+        label, changed = _mutate_json(
+            rng, json.loads(syn.doc[which]), identity=which == "qe_identity"
+        )
         doc = _resign(syn.doc, **{"info" if which == "tcb_info" else "qe": changed})
         cases.append(_case(label, syn, doc))
     _assert_agree(cases)
@@ -418,23 +439,46 @@ def _explicit() -> list[Case]:
         "platform-out-of-date": Spec(platform_svn=4),
         "no-level": Spec(platform_svn=2),
         "qe-out-of-date": Spec(qe_isvsvn=3),
-        "module-out-of-date": Spec(tee_tcb_svn=bytes([2, 3, 2] + [0] * 13), module_identities=(ident,)),
-        "module-up-to-date": Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,)),
+        "module-out-of-date": Spec(
+            tee_tcb_svn=bytes([2, 3, 2] + [0] * 13), module_identities=(ident,)
+        ),
+        "module-up-to-date": Spec(
+            tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,)
+        ),
         "pck-revoked": Spec(pck_revoked=(3,)),
         "pck-ca-revoked": Spec(root_revoked=(2,)),
         "debug-td": Spec(debug=True),
         "qe-levels-out-of-order": Spec(qe_levels=tuple(reversed(Spec().qe_levels))),
-        "qe-identity-status-invalid": Spec(qe_levels=(
-            {"tcb": {"isvsvn": 4}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "ConfigurationNeeded"},
-        )),
+        "qe-identity-status-invalid": Spec(
+            qe_levels=(
+                {
+                    "tcb": {"isvsvn": 4},
+                    "tcbDate": "2024-03-13T00:00:00Z",
+                    "tcbStatus": "ConfigurationNeeded",
+                },
+            )
+        ),
     }
     for status in STATUSES:
-        qe = ({"tcb": {"isvsvn": 4}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": status, "advisoryIDs": ["INTEL-SA-00009"]},)
-        label = "qe-identity-status-invalid" if status in ("ConfigurationNeeded", "OutOfDateConfigurationNeeded") else f"qe-{status}"
+        qe = (
+            {
+                "tcb": {"isvsvn": 4},
+                "tcbDate": "2024-03-13T00:00:00Z",
+                "tcbStatus": status,
+                "advisoryIDs": ["INTEL-SA-00009"],
+            },
+        )
+        label = (
+            "qe-identity-status-invalid"
+            if status in ("ConfigurationNeeded", "OutOfDateConfigurationNeeded")
+            else f"qe-{status}"
+        )
         specs.setdefault(label, Spec(qe_levels=qe))
     for status in STATUSES:
         module = _module_identity([(3, status), (1, "OutOfDate")])
-        specs[f"module-{status}"] = Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(module,))
+        specs[f"module-{status}"] = Spec(
+            tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(module,)
+        )
     cases = [_case(label, build(spec)) for label, spec in specs.items()]
     syn = build(Spec(platform_svn=4))
     info = json.loads(syn.doc["tcb_info"])
@@ -465,11 +509,17 @@ def test_known_disagreements_still_disagree() -> None:
     """Each known disagreement has a case and still is one (the list never outlives its reason)."""
     labelled = {c.label: c for c in EXPLICIT}
     labelled["chain-root-corrupted"] = next(
-        m for m in _quote_mutations(REAL[0], random.Random(1), 200) if m.label == "chain-root-corrupted"
+        m
+        for m in _quote_mutations(REAL[0], random.Random(1), 200)
+        if m.label == "chain-root-corrupted"
     )
     real = REAL[0]
-    root_only = real.doc["pck_crl_issuer_chain"][real.doc["pck_crl_issuer_chain"].rfind("-----BEGIN") :]
-    labelled["pck-crl-issuer-chain-corrupted"] = replace(real, doc={**real.doc, "pck_crl_issuer_chain": root_only})
+    root_only = real.doc["pck_crl_issuer_chain"][
+        real.doc["pck_crl_issuer_chain"].rfind("-----BEGIN") :
+    ]
+    labelled["pck-crl-issuer-chain-corrupted"] = replace(
+        real, doc={**real.doc, "pck_crl_issuer_chain": root_only}
+    )
     for label, (who, _) in KNOWN.items():
         ours, theirs = _check(labelled[label])
         if who == "status":

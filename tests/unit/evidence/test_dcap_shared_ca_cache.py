@@ -43,7 +43,12 @@ def test_cached_ca_link_does_not_admit_a_badly_signed_certificate(which: int) ->
     certificate (0) or a PCK CA (1) whose signature does not verify still fails."""
     syn = build()
     dcap.clear_caches()
-    assert tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust).claims["tcb_status"] == "UpToDate"
+    assert (
+        tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust).claims[
+            "tcb_status"
+        ]
+        == "UpToDate"
+    )
     pem = _chain_pem(syn.quote)
     chain = x509.load_pem_x509_certificates(pem)
     parts = [c.public_bytes(serialization.Encoding.PEM) for c in chain]

@@ -30,7 +30,8 @@ def _verify(syn: Synthetic, at: datetime = AT, **kw: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("kind", "version", "v15"), [("tdx", 4, False), ("tdx", 5, False), ("tdx", 5, True), ("sgx", 3, False)]
+    ("kind", "version", "v15"),
+    [("tdx", 4, False), ("tdx", 5, False), ("tdx", 5, True), ("sgx", 3, False)],
 )
 def test_synthetic_quote_verifies_up_to_date(kind: str, version: int, v15: bool) -> None:
     syn = build(Spec(kind=kind, version=version, v15=v15))
@@ -90,7 +91,10 @@ def test_tdx_module_identity_and_mismatch() -> None:
     up = build(Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,)))
     assert _verify(up).claims["tdx_module_tcb_status"] == "UpToDate"
     old = _verify(build(Spec(tee_tcb_svn=bytes([2, 3, 2] + [0] * 13), module_identities=(ident,))))
-    assert old.claims["tcb_status"] == "OutOfDate" and old.claims["tdx_module_tcb_status"] == "OutOfDate"
+    assert (
+        old.claims["tcb_status"] == "OutOfDate"
+        and old.claims["tdx_module_tcb_status"] == "OutOfDate"
+    )
     with pytest.raises(VerificationError) as e:
         _verify(build(Spec(tee_tcb_svn=bytes([3, 4, 2] + [0] * 13), module_identities=(ident,))))
     assert e.value.code == "tdx_module_mismatch"
@@ -121,7 +125,10 @@ def test_a_revoked_platform_is_refused_after_another_of_the_same_tcb_was_accepte
     other = build(Spec(pck_serial=6))
     both = dcap.DcapTrust(trust.root_sha256 | other.trust.root_sha256)
     assert _verify(good, trust=both).claims["tcb_status"] == "UpToDate"
-    assert tdx.verify(other.quote, collateral=good.collateral, at=AT, trust=both).claims["tcb_status"] == "UpToDate"
+    assert (
+        tdx.verify(other.quote, collateral=good.collateral, at=AT, trust=both).claims["tcb_status"]
+        == "UpToDate"
+    )
 
 
 def test_revoked_pck_and_pck_ca() -> None:
@@ -155,10 +162,18 @@ def test_collateral_expired_is_collateral_error() -> None:
 def test_tampered_collateral_and_wrong_fmspc() -> None:
     syn = build()
     with pytest.raises(VerificationError) as e:
-        _verify(syn.with_doc(tcb_info=syn.doc["tcb_info"].replace('"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18')))
+        _verify(
+            syn.with_doc(
+                tcb_info=syn.doc["tcb_info"].replace(
+                    '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18'
+                )
+            )
+        )
     assert e.value.code == "collateral_signature_invalid"
     with pytest.raises(VerificationError) as e:
-        _verify(syn.with_doc(qe_identity=syn.doc["qe_identity"].replace("UpToDate", "OutOfDate", 1)))
+        _verify(
+            syn.with_doc(qe_identity=syn.doc["qe_identity"].replace("UpToDate", "OutOfDate", 1))
+        )
     assert e.value.code == "collateral_signature_invalid"
     with pytest.raises(CollateralError) as e:
         _verify(build(Spec(tcb_info_fmspc="00906ED50000")))
@@ -197,15 +212,22 @@ def test_cache_is_keyed_by_bytes_and_trust() -> None:
     second = _verify(syn)  # cached collateral and chain
     assert first.claims == second.claims
     with pytest.raises(VerificationError):
-        tdx.verify(syn.quote, collateral=syn.collateral, at=AT)  # same bytes, default trust: not pinned
+        tdx.verify(
+            syn.quote, collateral=syn.collateral, at=AT
+        )  # same bytes, default trust: not pinned
 
 
 def test_in_place_change_of_cached_collateral_is_seen() -> None:
     syn = build()
     doc = dict(syn.doc)
     coll = Collateral(documents=(doc,))
-    assert tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust).claims["tcb_status"] == "UpToDate"
-    doc["tcb_info"] = doc["tcb_info"].replace('"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":19')
+    assert (
+        tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust).claims["tcb_status"]
+        == "UpToDate"
+    )
+    doc["tcb_info"] = doc["tcb_info"].replace(
+        '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":19'
+    )
     with pytest.raises(VerificationError) as e:
         tdx.verify(syn.quote, collateral=coll, at=AT, trust=syn.trust)
     assert e.value.code == "collateral_signature_invalid"
@@ -223,7 +245,9 @@ def test_qe_miscselect_and_mask_are_little_endian(mask: str, accepted: bool) -> 
     """Intel QVL and dcap-qvl read the QE identity's MISCSELECT and its mask little-endian, as the
     report's MISCSELECT is: a QE with MISCSELECT bit 0 set passes a mask that leaves bit 0 out
     and fails one that compares it (issue 11 item 10)."""
-    syn = build(Spec(qe_misc_select=1, qe_identity={"miscselect": "00000000", "miscselectMask": mask}))
+    syn = build(
+        Spec(qe_misc_select=1, qe_identity={"miscselect": "00000000", "miscselectMask": mask})
+    )
     if accepted:
         assert _verify(syn).claims["tcb_status"] == "UpToDate"
     else:
@@ -231,7 +255,9 @@ def test_qe_miscselect_and_mask_are_little_endian(mask: str, accepted: bool) -> 
             _verify(syn)
         assert e.value.code == "qe_identity_mismatch"
     # The expected value is little-endian too: bit 0 set in "01000000" matches the QE's bit 0.
-    same = build(Spec(qe_misc_select=1, qe_identity={"miscselect": "01000000", "miscselectMask": "FFFFFFFF"}))
+    same = build(
+        Spec(qe_misc_select=1, qe_identity={"miscselect": "01000000", "miscselectMask": "FFFFFFFF"})
+    )
     assert _verify(same).claims["tcb_status"] == "UpToDate"
 
 
@@ -241,14 +267,22 @@ def _sgx_level(svn: int, pcesvn: int, status: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["tdx", "sgx"])
-@pytest.mark.parametrize(("platform_svn", "pcesvn", "qe_isvsvn"), [(5, 11, 4), (4, 11, 4), (5, 11, 3), (3, 5, 2)])
-def test_tcb_levels_are_ordered_as_qvl_orders_them(kind: str, platform_svn: int, pcesvn: int, qe_isvsvn: int) -> None:
+@pytest.mark.parametrize(
+    ("platform_svn", "pcesvn", "qe_isvsvn"), [(5, 11, 4), (4, 11, 4), (5, 11, 3), (3, 5, 2)]
+)
+def test_tcb_levels_are_ordered_as_qvl_orders_them(
+    kind: str, platform_svn: int, pcesvn: int, qe_isvsvn: int
+) -> None:
     """The same TCB info and QE identity with their levels listed in reverse give the same
     verdict: levels are ordered as Intel QVL orders them, not taken in JSON order (item 11)."""
     version = 4 if kind == "tdx" else 3
-    base = Spec(kind=kind, version=version, platform_svn=platform_svn, pcesvn=pcesvn, qe_isvsvn=qe_isvsvn)
+    base = Spec(
+        kind=kind, version=version, platform_svn=platform_svn, pcesvn=pcesvn, qe_isvsvn=qe_isvsvn
+    )
     listed = _verify(build(base)).claims
-    flipped = replace(base, levels=tuple(reversed(base.levels)), qe_levels=tuple(reversed(base.qe_levels)))
+    flipped = replace(
+        base, levels=tuple(reversed(base.levels)), qe_levels=tuple(reversed(base.qe_levels))
+    )
     claims = _verify(build(flipped)).claims
     for k in ("tcb_status", "qe_tcb_status", "advisory_ids"):
         assert claims[k] == listed[k]
@@ -281,7 +315,10 @@ def test_duplicated_tcb_levels_are_refused(where: str) -> None:
         spec = Spec(qe_levels=(*spec.qe_levels, {"tcb": {"isvsvn": 4}, "tcbDate": "2024-03-13T00:00:00Z",
                                                   "tcbStatus": "Revoked"}))  # fmt: skip
     else:
-        lv = [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"} for n in (3, 3)]
+        lv = [
+            {"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"}
+            for n in (3, 3)
+        ]
         ident = {"id": "TDX_03", "mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8,
                  "tcbLevels": lv}  # fmt: skip
         spec = Spec(tee_tcb_svn=bytes([3, 3, 2] + [0] * 13), module_identities=(ident,))
@@ -292,7 +329,11 @@ def test_duplicated_tcb_levels_are_refused(where: str) -> None:
 
 
 def _qe_level(isvsvn: int, status: str, adv: list[str] | None = None) -> dict[str, Any]:
-    lvl: dict[str, Any] = {"tcb": {"isvsvn": isvsvn}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": status}
+    lvl: dict[str, Any] = {
+        "tcb": {"isvsvn": isvsvn},
+        "tcbDate": "2024-03-13T00:00:00Z",
+        "tcbStatus": status,
+    }
     if adv:
         lvl["advisoryIDs"] = adv
     return lvl
@@ -307,7 +348,9 @@ def test_revoked_is_refused_by_the_verifier() -> None:
         assert e.value.code == "tcb_revoked"
 
 
-@pytest.mark.parametrize("status", ["SWHardeningNeeded", "ConfigurationNeeded", "OutOfDateConfigurationNeeded"])
+@pytest.mark.parametrize(
+    "status", ["SWHardeningNeeded", "ConfigurationNeeded", "OutOfDateConfigurationNeeded"]
+)
 def test_identity_levels_have_identity_statuses_only(status: str) -> None:
     """Intel QVL's IdentityTcbLevel allows UpToDate, OutOfDate and Revoked only."""
     with pytest.raises(VerificationError) as e:
@@ -330,7 +373,9 @@ def _resigned(syn: Synthetic, which: str, change: Any) -> Synthetic:
     doc = json.loads(syn.doc[which])
     change(doc)
     raw = json.dumps(doc, separators=(",", ":"))
-    return syn.with_doc(**{which: raw, f"{which}_signature": raw_sign(KEYS["tcb"], raw.encode()).hex()})
+    return syn.with_doc(
+        **{which: raw, f"{which}_signature": raw_sign(KEYS["tcb"], raw.encode()).hex()}
+    )
 
 
 def _set(path: tuple[Any, ...], value: Any) -> Any:
@@ -345,7 +390,11 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
 @pytest.mark.parametrize(
     ("which", "path", "value"),
     [
-        ("tcb_info", ("tcbLevels", 1, "tcbDate"), "not a date"),  # a level the platform does not reach
+        (
+            "tcb_info",
+            ("tcbLevels", 1, "tcbDate"),
+            "not a date",
+        ),  # a level the platform does not reach
         ("tcb_info", ("tcbLevels", 1, "tcbStatus"), "Fine"),
         ("tcb_info", ("tcbLevels", 1, "tcb", "sgxtcbcomponents"), []),
         ("tcb_info", ("tcbLevels", 0, "tcb", "sgxtcbcomponents", 3, "svn"), 256),
@@ -358,7 +407,9 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
         ("qe_identity", ("isvprodid",), 65536),
     ],
 )
-def test_every_field_of_every_level_is_checked(which: str, path: tuple[Any, ...], value: Any) -> None:
+def test_every_field_of_every_level_is_checked(
+    which: str, path: tuple[Any, ...], value: Any
+) -> None:
     """As Intel QVL's parsers, every field of the TCB info and QE identity, in every level, not
     only in the level the platform matches (issue 11 item 12: found by the dcap-qvl comparison)."""
     syn = _resigned(build(), which, _set(path, value))

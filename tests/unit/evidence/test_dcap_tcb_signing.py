@@ -48,7 +48,9 @@ _NO_SIGN = x509.KeyUsage(
 
 def _verify(syn: Synthetic, collateral: Collateral | None = None) -> dict[str, Any]:
     dcap.clear_caches()
-    return tdx.verify(syn.quote, collateral=collateral or syn.collateral, at=AT, trust=syn.trust).claims
+    return tdx.verify(
+        syn.quote, collateral=collateral or syn.collateral, at=AT, trust=syn.trust
+    ).claims
 
 
 def _refused(syn: Synthetic, code: str, collateral: Collateral | None = None) -> None:
@@ -64,11 +66,15 @@ def test_pck_key_cannot_sign_its_own_tcb_info() -> None:
     info = json.loads(syn.doc["tcb_info"])
     for level in info["tcbLevels"]:
         level["tcbStatus"], level["advisoryIDs"] = "UpToDate", []
-    forged = resign_collateral(syn, KEYS["pck"], pem_chain(*pck_chain(syn)), json.dumps(info, separators=(",", ":")))
+    forged = resign_collateral(
+        syn, KEYS["pck"], pem_chain(*pck_chain(syn)), json.dumps(info, separators=(",", ":"))
+    )
     _refused(forged, "collateral_signer_invalid")
     # Even with only the PCK certificate and the root (the chain does not link), it is refused.
     leaf = pck_chain(syn)[0]
-    _refused(resign_collateral(syn, KEYS["pck"], pem_chain(leaf, root_certificate(syn))), "chain_invalid")
+    _refused(
+        resign_collateral(syn, KEYS["pck"], pem_chain(leaf, root_certificate(syn))), "chain_invalid"
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,14 +88,21 @@ def test_pck_key_cannot_sign_its_own_tcb_info() -> None:
     ],
     ids=["ca", "other-cn", "cn-suffix", "no-digital-signature", "no-key-usage"],
 )
-def test_only_the_tcb_signing_certificate_signs(cn: str, ca: bool, key_usage: x509.KeyUsage | None) -> None:
-    _refused(signed_under_root(build(), cn, ca=ca, key_usage=key_usage), "collateral_signer_invalid")
+def test_only_the_tcb_signing_certificate_signs(
+    cn: str, ca: bool, key_usage: x509.KeyUsage | None
+) -> None:
+    _refused(
+        signed_under_root(build(), cn, ca=ca, key_usage=key_usage), "collateral_signer_invalid"
+    )
 
 
 def test_a_proper_tcb_signing_certificate_is_accepted_unless_revoked() -> None:
     # Control: the same construction with every property right verifies.
     assert _verify(signed_under_root(build(), "Intel SGX TCB Signing"))["tcb_status"] == "UpToDate"
-    _refused(signed_under_root(build(Spec(root_revoked=(40,))), "Intel SGX TCB Signing"), "certificate_revoked")
+    _refused(
+        signed_under_root(build(Spec(root_revoked=(40,))), "Intel SGX TCB Signing"),
+        "certificate_revoked",
+    )
 
 
 def test_chain_of_three_is_refused() -> None:
@@ -98,7 +111,9 @@ def test_chain_of_three_is_refused() -> None:
     root, ca = root_certificate(syn), pck_chain(syn)[1]
     cert = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX PCK Platform CA", KEYS["pck_ca"], 41, False,
                  key_usage=SIGNING_KEY_USAGE)  # fmt: skip
-    _refused(resign_collateral(syn, OTHER_SIGNER, pem_chain(cert, ca, root)), "collateral_signer_invalid")
+    _refused(
+        resign_collateral(syn, OTHER_SIGNER, pem_chain(cert, ca, root)), "collateral_signer_invalid"
+    )
 
 
 def _bag(syn: Synthetic, signer: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Collateral:
@@ -152,4 +167,3 @@ def test_real_collateral_still_verifies() -> None:
         s = sample(fmt)
         dcap.clear_caches()
         assert verify(s.data, collateral=s.collateral, at=s.at).claims["tcb_status"] is not None
-

@@ -21,7 +21,9 @@ from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, tcg_log, tdx
 
 TABLE = TESTVECTORS / "tdx" / "gotdxguest_ccel_table.dat"
-pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="test vectors absent (../shared/testvectors)")
+pytestmark = pytest.mark.skipif(
+    not TABLE.is_file(), reason="test vectors absent (../shared/testvectors)"
+)
 
 
 @functools.cache
@@ -61,15 +63,23 @@ def _edit(log: bytes, old: bytes, new: bytes) -> bytes:
 
 
 def _event(claims: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
-    return next(e for e in claims if (e.get("text") or e.get("unverified_text") or "").startswith(prefix))
+    return next(
+        e for e in claims if (e.get("text") or e.get("unverified_text") or "").startswith(prefix)
+    )
 
 
 def test_an_edited_kernel_command_line_no_longer_passes_as_verified_ccel() -> None:
     table, data = _ccel()
     log = ccel.replay(table, data)
     cmdline = _event(log.claims(), "kernel_cmdline: ")
-    assert cmdline["data_verified"] is True and "text" in cmdline and "unverified_text" not in cmdline
-    edited = _edit(data, b"kernel_cmdline: /syslinux/vmlinuz.A init", b"kernel_cmdline: /syslinux/vmlinuz.B init")
+    assert (
+        cmdline["data_verified"] is True and "text" in cmdline and "unverified_text" not in cmdline
+    )
+    edited = _edit(
+        data,
+        b"kernel_cmdline: /syslinux/vmlinuz.A init",
+        b"kernel_cmdline: /syslinux/vmlinuz.B init",
+    )
     elog = ccel.replay(table, edited)
     assert elog.rtmrs == log.rtmrs  # the replay cannot see it
     bad = _event(elog.claims(), "kernel_cmdline: ")
@@ -89,9 +99,16 @@ def test_an_edited_kernel_command_line_no_longer_passes_as_verified_tpm() -> Non
     assert cmd["data_verified"] is True and cmd["index"] == 8
     edited = verify_claims(_with_tpm_log(_edit(_tpm_log(), b"kernel_cmdline: /syslinux/vmlinuz.A init",
                                          b"kernel_cmdline: /syslinux/vmlinuz.B init")))  # fmt: skip
-    assert edited["event_log"]["verified"] is True and edited["pcr8"] == verify_claims(sample_bytes())["pcr8"]
+    assert (
+        edited["event_log"]["verified"] is True
+        and edited["pcr8"] == verify_claims(sample_bytes())["pcr8"]
+    )
     bad = _event(edited["event_log"]["entries"], "kernel_cmdline: ")
-    assert bad["data_verified"] is False and "text" not in bad and "vmlinuz.B" in bad["unverified_text"]
+    assert (
+        bad["data_verified"] is False
+        and "text" not in bad
+        and "vmlinuz.B" in bad["unverified_text"]
+    )
 
 
 def test_events_whose_digest_is_defined_over_their_data_must_hash_to_it() -> None:
@@ -102,7 +119,9 @@ def test_events_whose_digest_is_defined_over_their_data_must_hash_to_it() -> Non
     assert e.value.code == "event_data_mismatch" and "EV_EFI_ACTION" in e.value.message
     table, data = _ccel()
     with pytest.raises(VerificationError) as e:
-        ccel.replay(table, _edit(data, b"Exit Boot Services Invocation", b"Exit Boot Services Invocatiom"))
+        ccel.replay(
+            table, _edit(data, b"Exit Boot Services Invocation", b"Exit Boot Services Invocatiom")
+        )
     assert e.value.code == "event_data_mismatch"
 
 

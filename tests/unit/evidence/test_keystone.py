@@ -80,7 +80,9 @@ def refused(data: bytes) -> str:
 
 def policy(**section: object) -> str:
     keystone_section = {"device_keys": [fake.dev_key().public.hex()], **section}
-    return json.dumps({"version": 1, "name": "keystone-test", "platforms": {"keystone": keystone_section}})
+    return json.dumps(
+        {"version": 1, "name": "keystone-test", "platforms": {"keystone": keystone_section}}
+    )
 
 
 # --- layout and good reports ----------------------------------------------------------------------
@@ -105,7 +107,9 @@ def test_the_struct_form_follows_report_hpp() -> None:
 def test_an_rfc8032_verifier_refuses_a_report_signed_the_keystone_way() -> None:
     raw = good()
     with pytest.raises(InvalidSignature):
-        Ed25519PublicKey.from_public_bytes(raw[0x528:]).verify(raw[0x4E8:0x528], SM_HASH + sm_key().public)
+        Ed25519PublicKey.from_public_bytes(raw[0x528:]).verify(
+            raw[0x4E8:0x528], SM_HASH + sm_key().public
+        )
 
 
 @pytest.mark.parametrize("length", [0, 1, 64, 1023, 1024])
@@ -200,7 +204,9 @@ def test_reports_signed_by_other_keys_are_refused() -> None:
     assert refused(bytes(raw)) == "signature_invalid"
     # Signed with RFC 8032's Ed25519 (SHA-512), not Keystone's.
     raw = bytearray(good())
-    raw[0x4E8:0x528] = fake.sign(dev.secret, dev.public, SM_HASH + sm_key().public, hash=eddsa.SHA512)
+    raw[0x4E8:0x528] = fake.sign(
+        dev.secret, dev.public, SM_HASH + sm_key().public, hash=eddsa.SHA512
+    )
     assert refused(bytes(raw)) == "signature_invalid"
 
 
@@ -208,7 +214,9 @@ def test_invalid_keys_and_malleable_signatures_are_refused() -> None:
     raw = good()
     not_a_point = (1 | (1 << 255)).to_bytes(32, "little")  # x = 0 with the sign bit set
     assert refused(raw[:0x528] + not_a_point) == "key_invalid"
-    assert refused(raw[:0x4C8] + not_a_point + raw[0x4E8:]) == "signature_invalid"  # SM report first
+    assert (
+        refused(raw[:0x4C8] + not_a_point + raw[0x4E8:]) == "signature_invalid"
+    )  # SM report first
     # S + L: the same signature mod L, refused as malleable.
     for off in (0x448, 0x4E8):
         s = int.from_bytes(raw[off + 32 : off + 64], "little") + eddsa.L
@@ -238,7 +246,9 @@ def test_the_sm_report_cache_never_skips_a_check() -> None:
 
 def test_trust_is_refused_and_time_must_be_aware() -> None:
     with pytest.raises(UsageError):
-        keystone.verify(good(), collateral=Collateral.empty(), at=AT, trust=[fake.dev_key().public.hex()])
+        keystone.verify(
+            good(), collateral=Collateral.empty(), at=AT, trust=[fake.dev_key().public.hex()]
+        )
     with pytest.raises(UsageError):
         keystone.verify(good(), collateral=Collateral.empty(), at=datetime(2026, 1, 1))
 
@@ -261,9 +271,13 @@ def test_the_baseline_never_trusts_a_device_key() -> None:
 
 def test_a_policy_trusts_its_device_keys_and_pins_both_measurements() -> None:
     ev = verify(good())
-    ok = appraise(ev, load_policy(policy(measurements=[ENCLAVE_HASH.hex()], sm_measurements=[SM_HASH.hex()])))
+    ok = appraise(
+        ev, load_policy(policy(measurements=[ENCLAVE_HASH.hex()], sm_measurements=[SM_HASH.hex()]))
+    )
     assert ok.accepted, ok.reasons
-    assert appraise(ev, load_policy(policy())).accepted  # no pins: any measurement of a trusted device
+    assert appraise(
+        ev, load_policy(policy())
+    ).accepted  # no pins: any measurement of a trusted device
     d = appraise(ev, load_policy(policy(device_keys=[other_key().public.hex()])))
     assert [r.code for r in d.reasons] == ["platform_key_not_trusted"]
     d = appraise(ev, load_policy(policy(device_keys=[])))
@@ -316,7 +330,9 @@ def test_veritee_verify_format_keystone_with_a_policy(tmp_path: Path) -> None:
     assert out["authentic"] and not out["accepted"]
     assert [x["code"] for x in out["reasons"]] == ["platform_key_not_trusted"]
     # Auto-detected; a wrong nonce is refused.
-    r = runner.invoke(cli, ["verify", str(ev), "--policy", str(pol), "--json", "--nonce", "00" * 64])
+    r = runner.invoke(
+        cli, ["verify", str(ev), "--policy", str(pol), "--json", "--nonce", "00" * 64]
+    )
     out = json.loads(r.output)
     assert r.exit_code == 1 and out["format"] == "keystone"
     assert "nonce_mismatch" in [x["code"] for x in out["reasons"]]
@@ -324,7 +340,9 @@ def test_veritee_verify_format_keystone_with_a_policy(tmp_path: Path) -> None:
     bad = bytearray(good())
     bad[0x100] ^= 1
     ev.write_bytes(bytes(bad))
-    r = runner.invoke(cli, ["verify", str(ev), "--format", "keystone", "--policy", str(pol), "--json"])
+    r = runner.invoke(
+        cli, ["verify", str(ev), "--format", "keystone", "--policy", str(pol), "--json"]
+    )
     out = json.loads(r.output)
     assert r.exit_code == 1 and not out["authentic"]
     assert [x["code"] for x in out["reasons"]] == ["padding_not_zero"]

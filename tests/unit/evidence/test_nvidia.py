@@ -77,7 +77,9 @@ def test_the_chain_must_end_at_nvidia_and_be_the_signers() -> None:
     assert e.value.code == "signature_invalid"
     pems = chain.split("-----END CERTIFICATE-----")
     with pytest.raises(VerificationError) as e:  # the root dropped: the chain ends elsewhere
-        _verify(_data(chain="-----END CERTIFICATE-----".join(pems[:-2]) + "-----END CERTIFICATE-----\n"))
+        _verify(
+            _data(chain="-----END CERTIFICATE-----".join(pems[:-2]) + "-----END CERTIFICATE-----\n")
+        )
     assert e.value.code == "root_not_pinned"
     with pytest.raises(VerificationError) as e:
         nvidia.verify(_data(), collateral=Collateral.empty(), at=AT, trust={"00" * 32})
@@ -125,5 +127,7 @@ def test_policy_pins_blocks_measurement_and_driver() -> None:
         "    driver_versions: ['550.90.07']\n"
     )
     assert appraise(ev, ok).accepted
-    old = load_policy("version: 1\nname: gpu\nplatforms:\n  nvidia-gpu:\n    driver_versions: ['535.0']\n")
+    old = load_policy(
+        "version: 1\nname: gpu\nplatforms:\n  nvidia-gpu:\n    driver_versions: ['535.0']\n"
+    )
     assert [r.code for r in appraise(ev, old).reasons] == ["driver_version_not_allowed"]

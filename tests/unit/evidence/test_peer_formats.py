@@ -110,7 +110,9 @@ def test_the_hcl_report_must_come_from_vmpl_0(vmpl: int) -> None:
                vcek=base64.urlsafe_b64encode(chain.leaf.public_bytes(serialization.Encoding.DER)).decode())  # fmt: skip
     data = json.dumps(doc).encode()
     if vmpl == 0:
-        claims = azure_vtpm.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust()).claims
+        claims = azure_vtpm.verify(
+            data, collateral=chain.collateral(), at=AT, trust=chain.trust()
+        ).claims
         assert claims["vmpl"] == 0 and claims["vtpm"] is True
         return
     with pytest.raises(VerificationError) as e:
@@ -140,7 +142,9 @@ def _tdx_v0() -> dict[str, Any]:
 def test_unversioned_az_tdx_vtpm_evidence_is_read_as_version_1() -> None:
     v0 = json.dumps(_tdx_v0()).encode()
     assert evidence.detect_format(v0) == "az-tdx-vtpm"
-    assert azure_tdx_vtpm.parse_claims(v0) == azure_tdx_vtpm.parse_claims(json.dumps(_tdx_v1()).encode())
+    assert azure_tdx_vtpm.parse_claims(v0) == azure_tdx_vtpm.parse_claims(
+        json.dumps(_tdx_v1()).encode()
+    )
     # Every vTPM link holds; what stops it is the TD quote's Intel collateral (none among the
     # vectors for its FMSPC): the verifier got that far, as for the v1 document.
     with pytest.raises(CollateralError):
@@ -177,7 +181,12 @@ def _resigned(alg: int, key: ec.EllipticCurvePrivateKey, *, header_alg: int | No
     protected = cbor2.dumps({1: alg if header_alg is None else header_alg})
     _, digest, size = CURVES[alg]
     r, s = decode_dss_signature(key.sign(sig_structure(protected, platform[2]), ec.ECDSA(digest)))
-    platform = [protected, platform[1], platform[2], r.to_bytes(size, "big") + s.to_bytes(size, "big")]
+    platform = [
+        protected,
+        platform[1],
+        platform[2],
+        r.to_bytes(size, "big") + s.to_bytes(size, "big"),
+    ]
     value = dict(outer.value)
     value[cca.PLATFORM] = cbor2.dumps(cbor2.CBORTag(18, platform))
     return bytes(cbor2.dumps(cbor2.CBORTag(cca.CCA_TOKEN_TAG, value)))
@@ -193,7 +202,9 @@ def test_cca_platform_token_alg_follows_the_platform_key(alg: int) -> None:
     assert ev.claims["platform_key"] == hashlib.sha256(spki).hexdigest()
     assert ev.claims["measurement"] == cca.parse_claims(TOKEN.read_bytes())["measurement"]
     # A key of another curve never checks it, even among the trusted keys.
-    others = tuple(ec.generate_private_key(c).public_key() for a, (c, _, _) in CURVES.items() if a != alg)
+    others = tuple(
+        ec.generate_private_key(c).public_key() for a, (c, _, _) in CURVES.items() if a != alg
+    )
     with pytest.raises(VerificationError) as e:
         cca.verify(data, collateral=Collateral(public_keys=others), at=AT)
     assert e.value.code == "platform_key_not_trusted"
@@ -202,8 +213,16 @@ def test_cca_platform_token_alg_follows_the_platform_key(alg: int) -> None:
 def test_cca_signature_size_must_match_the_alg_and_other_algs_are_refused() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     with pytest.raises(MalformedError) as e:  # an ES384-sized signature under ES256
-        cca.verify(_resigned(-35, key, header_alg=-7), collateral=Collateral(public_keys=(key.public_key(),)), at=AT)
+        cca.verify(
+            _resigned(-35, key, header_alg=-7),
+            collateral=Collateral(public_keys=(key.public_key(),)),
+            at=AT,
+        )
     assert e.value.field is not None and e.value.field.startswith("platform")
     with pytest.raises(VerificationError) as e:  # EdDSA, and ES256K, are not CCA platform algs
-        cca.verify(_resigned(-35, key, header_alg=-8), collateral=Collateral(public_keys=(key.public_key(),)), at=AT)
+        cca.verify(
+            _resigned(-35, key, header_alg=-8),
+            collateral=Collateral(public_keys=(key.public_key(),)),
+            at=AT,
+        )
     assert e.value.code == "algorithm_unsupported"

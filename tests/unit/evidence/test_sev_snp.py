@@ -117,9 +117,10 @@ def test_version_specific_fields() -> None:
     v3 = sev_snp.AttestationReport.from_bytes(_sev("azure_milan_v3_report.bin").read_bytes())
     assert (v3.cpuid_fam_id, v3.cpuid_mod_id, v3.cpuid_step) == (0x19, 0x01, 0x01)
     assert v3.cpuid_product is Product.MILAN and v3.current_mit_vector is None
-    assert sev_snp.parse_claims(_sev("azure_milan_v3_report.bin").read_bytes())[
-        "current_firmware"
-    ] == "1.55.29"
+    assert (
+        sev_snp.parse_claims(_sev("azure_milan_v3_report.bin").read_bytes())["current_firmware"]
+        == "1.55.29"
+    )
     v5 = sev_snp.AttestationReport.from_bytes(_sev("teekit_sev-gcp.bin").read_bytes())
     assert v5.launch_mit_vector == 0x0B and v5.current_mit_vector == 0x0B
     vlek = sev_snp.AttestationReport.from_bytes(_sev("trustee_vlek_report.bin").read_bytes())
@@ -198,9 +199,11 @@ def test_changed_signature_is_refused() -> None:
 
 def test_signature_padding_and_reserved_must_be_zero() -> None:
     data, col = _virtee()
-    for off, field in ((sev_snp.OFF_SIGNATURE_R + 48, "signature.r"),
-                       (sev_snp.OFF_SIGNATURE_S + 71, "signature.s"),
-                       (0x400, "signature.reserved")):
+    for off, field in (
+        (sev_snp.OFF_SIGNATURE_R + 48, "signature.r"),
+        (sev_snp.OFF_SIGNATURE_S + 71, "signature.s"),
+        (0x400, "signature.reserved"),
+    ):
         bad = bytearray(data)
         bad[off] = 1
         with pytest.raises(MalformedError) as e:
@@ -224,7 +227,8 @@ def test_right_vcek_is_picked_from_a_bag_of_many() -> None:
         r = sev_snp.verify(_sev(name).read_bytes(), collateral=col, at=AT, trust=ChainCache())
         assert r.claims["signing_key"] == "vcek"
     vlek = sev_snp.verify(
-        _sev("trustee_vlek_report.bin").read_bytes(), collateral=col,
+        _sev("trustee_vlek_report.bin").read_bytes(),
+        collateral=col,
         at=datetime(2025, 6, 1, tzinfo=UTC),
     )
     assert vlek.claims["signing_key"] == "vlek"
@@ -232,8 +236,12 @@ def test_right_vcek_is_picked_from_a_bag_of_many() -> None:
 
 def test_missing_collateral_is_a_collateral_error() -> None:
     data = _sev("virtee_milan_report.bin").read_bytes()
-    for names in ((), ("amd_milan_vcek_ask_ark.pem",), ("virtee_milan_vcek.der",),
-                  ("virtee_milan_vcek.der", "amd_genoa_vcek_ask_ark.pem")):
+    for names in (
+        (),
+        ("amd_milan_vcek_ask_ark.pem",),
+        ("virtee_milan_vcek.der",),
+        ("virtee_milan_vcek.der", "amd_genoa_vcek_ask_ark.pem"),
+    ):
         with pytest.raises(CollateralError):
             sev_snp.verify(data, collateral=_collateral(*names), at=AT, trust=AmdTrust(cache=None))
 
@@ -299,7 +307,8 @@ def test_cache_is_safe_across_threads() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, range(40)))
     assert set(results) == {
-        sev_snp.parse_claims(data)["measurement"], sev_snp.parse_claims(other)["measurement"]
+        sev_snp.parse_claims(data)["measurement"],
+        sev_snp.parse_claims(other)["measurement"],
     }
 
 
@@ -346,7 +355,9 @@ def test_unknown_signature_algorithm_and_signing_key() -> None:
         sev_snp.parse_claims(bytes(bad))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(min_size=0, max_size=1300) | st.binary(min_size=1184, max_size=1184))
 def test_random_bytes_only_raise_malformed_or_verification(blob: bytes) -> None:
     _, col = _virtee()

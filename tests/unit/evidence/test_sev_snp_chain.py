@@ -35,7 +35,9 @@ from veritee.evidence.amd import AmdTrust, ChainCache, Product
 @pytest.mark.parametrize("product", list(Product))
 @pytest.mark.parametrize("version", [2, 3, 5])
 @pytest.mark.parametrize("kind", ["vcek", "vlek"])
-def test_fake_chain_verifies_when_its_root_is_pinned(product: Product, version: int, kind: str) -> None:
+def test_fake_chain_verifies_when_its_root_is_pinned(
+    product: Product, version: int, kind: str
+) -> None:
     chain = make_chain(product, kind)
     data = make_report(chain, version=version)
     r = sev_snp.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust())
@@ -51,7 +53,9 @@ def test_fake_chain_verifies_when_its_root_is_pinned(product: Product, version: 
 
 def test_turin_tcb_layout() -> None:
     chain = make_chain(Product.TURIN)
-    c = sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()).claims
+    c = sev_snp.verify(
+        make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+    ).claims
     assert c["reported_tcb"] == {"fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 5}
     assert c["chip_id"] == (CHIP[:8] + bytes(56)).hex()
     # Unverified parsing of a v5 Turin report finds the layout from CPUID too.
@@ -80,15 +84,27 @@ def test_look_alike_root_with_pinned_name_is_refused() -> None:
     real = make_chain(Product.GENOA)
     # An ARK with the pinned ARK's name but another key (so another DER) is not trusted, and
     # the real ASK does not verify under it either.
-    other_ark = certificate("ARK-Genoa", "ARK-Genoa", rsa_key("other-ark").public_key(), rsa_key("other-ark"), ca=True)
+    other_ark = certificate(
+        "ARK-Genoa", "ARK-Genoa", rsa_key("other-ark").public_key(), rsa_key("other-ark"), ca=True
+    )
     assert other_ark.subject == real.ark.subject
     with pytest.raises(VerificationError, match="does not verify"):
-        sev_snp.verify(make_report(real), collateral=Collateral(
-            certificates=(real.leaf, real.ask, other_ark)), at=AT, trust=real.trust())
-    ask2 = certificate("SEV-Genoa", "ARK-Genoa", real.ask.public_key(), rsa_key("other-ark"), ca=True, serial=0x42)
+        sev_snp.verify(
+            make_report(real),
+            collateral=Collateral(certificates=(real.leaf, real.ask, other_ark)),
+            at=AT,
+            trust=real.trust(),
+        )
+    ask2 = certificate(
+        "SEV-Genoa", "ARK-Genoa", real.ask.public_key(), rsa_key("other-ark"), ca=True, serial=0x42
+    )
     with pytest.raises(VerificationError, match="not a pinned AMD ARK"):
-        sev_snp.verify(make_report(real), collateral=Collateral(
-            certificates=(real.leaf, ask2, other_ark)), at=AT, trust=real.trust())
+        sev_snp.verify(
+            make_report(real),
+            collateral=Collateral(certificates=(real.leaf, ask2, other_ark)),
+            at=AT,
+            trust=real.trust(),
+        )
 
 
 # -- checks against the certificate --------------------------------------------------------------
@@ -100,8 +116,9 @@ def test_reported_tcb_must_equal_the_vcek_tcb(field: str) -> None:
     tcb = dict(amd.endorsement_key_info(chain.leaf).tcb)
     tcb[field] = (tcb[field] + 1) % 256  # a higher TCB than certified is refused too
     with pytest.raises(VerificationError, match="differs from REPORTED_TCB") as e:
-        sev_snp.verify(make_report(chain, tcb=tcb), collateral=chain.collateral(), at=AT,
-                       trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain, tcb=tcb), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
     assert e.value.code == "tcb_mismatch"
 
 
@@ -109,8 +126,9 @@ def test_turin_fmc_is_compared() -> None:
     chain = make_chain(Product.TURIN)
     tcb = dict(amd.endorsement_key_info(chain.leaf).tcb, fmc=0)
     with pytest.raises(VerificationError, match="REPORTED_TCB"):
-        sev_snp.verify(make_report(chain, tcb=tcb), collateral=chain.collateral(), at=AT,
-                       trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain, tcb=tcb), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
 
 
 def test_chip_id_must_equal_hwid() -> None:
@@ -140,26 +158,42 @@ def test_cpuid_must_name_the_chain_product() -> None:
 def test_vcek_issued_by_an_asvk_is_refused() -> None:
     chain = make_chain(Product.GENOA, "vcek", issuer_kind="vlek")
     with pytest.raises(VerificationError, match="not by an ASK"):
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
 
 
 def test_non_pss_signature_is_refused() -> None:
     chain = make_chain(leaf_pss=False)
     with pytest.raises(VerificationError, match="RSASSA-PSS"):
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
 
 
 def test_ask_must_be_a_ca() -> None:
     chain = make_chain(ask_ca=False)
     with pytest.raises(VerificationError, match="not a CA"):
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
 
 
 def test_vcek_resigned_by_another_ask_is_refused() -> None:
     chain = make_chain()
     rogue = rsa_key("rogue-ask")
-    forged = certificate("SEV-VCEK", "SEV-Genoa", chain.leaf_key.public_key(), rogue, ca=False,
-                   extensions=[e.value for e in chain.leaf.extensions if e.oid != x509.oid.ExtensionOID.BASIC_CONSTRAINTS])
+    forged = certificate(
+        "SEV-VCEK",
+        "SEV-Genoa",
+        chain.leaf_key.public_key(),
+        rogue,
+        ca=False,
+        extensions=[
+            e.value
+            for e in chain.leaf.extensions
+            if e.oid != x509.oid.ExtensionOID.BASIC_CONSTRAINTS
+        ],
+    )
     col = Collateral(certificates=(forged, chain.ask, chain.ark))
     with pytest.raises(VerificationError, match="does not verify"):
         sev_snp.verify(make_report(chain), collateral=col, at=AT, trust=chain.trust())
@@ -168,7 +202,9 @@ def test_vcek_resigned_by_another_ask_is_refused() -> None:
 def test_expired_vcek_is_refused() -> None:
     chain = make_chain(leaf_nb=NB, leaf_na=AT - timedelta(seconds=1))
     with pytest.raises(CollateralError, match="VCEK certificate is not valid"):
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(), at=AT, trust=chain.trust()
+        )
 
 
 def test_vcek_without_tcb_extension_is_collateral_error() -> None:
@@ -184,8 +220,9 @@ def test_revoked_ask_is_refused() -> None:
     chain = make_chain()
     crl = make_crl(chain, [chain.ask.serial_number])
     with pytest.raises(VerificationError, match="revoked") as e:
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT,
-                       trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT, trust=chain.trust()
+        )
     assert e.value.code == "certificate_revoked"
 
 
@@ -196,8 +233,9 @@ def test_crl_not_listing_the_ask_passes_and_bounds_the_cache_window() -> None:
     col = chain.collateral(crls=(crl,))
     sev_snp.verify(make_report(chain), collateral=col, at=AT, trust=chain.trust(cache))
     with pytest.raises(CollateralError, match="not current"):
-        sev_snp.verify(make_report(chain), collateral=col, at=AT + timedelta(days=8),
-                       trust=chain.trust(cache))
+        sev_snp.verify(
+            make_report(chain), collateral=col, at=AT + timedelta(days=8), trust=chain.trust(cache)
+        )
 
 
 def test_cached_result_without_crl_does_not_hide_a_revocation() -> None:
@@ -207,23 +245,27 @@ def test_cached_result_without_crl_does_not_hide_a_revocation() -> None:
     sev_snp.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust(cache))
     crl = make_crl(chain, [chain.ask.serial_number])
     with pytest.raises(VerificationError, match="revoked"):
-        sev_snp.verify(data, collateral=chain.collateral(crls=(crl,)), at=AT, trust=chain.trust(cache))
+        sev_snp.verify(
+            data, collateral=chain.collateral(crls=(crl,)), at=AT, trust=chain.trust(cache)
+        )
 
 
 def test_crl_with_bad_signature_is_collateral_error() -> None:
     chain = make_chain()
     crl = make_crl(chain, [], key=rsa_key("not-the-ark"))
     with pytest.raises(CollateralError, match="CRL") as e:
-        sev_snp.verify(make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT,
-                       trust=chain.trust())
+        sev_snp.verify(
+            make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT, trust=chain.trust()
+        )
     assert e.value.code == "crl_invalid"
 
 
 def test_crl_of_another_root_is_ignored() -> None:
     chain, other = make_chain(Product.GENOA), make_chain(Product.TURIN)
     crl = make_crl(other, [chain.ask.serial_number])
-    r = sev_snp.verify(make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT,
-                       trust=chain.trust())
+    r = sev_snp.verify(
+        make_report(chain), collateral=chain.collateral(crls=(crl,)), at=AT, trust=chain.trust()
+    )
     assert r.claims["product"] == "genoa"
 
 

@@ -56,7 +56,9 @@ def test_flipped_bytes_are_refused() -> None:
     data, collateral, at = _sample()
     quote = dcap.parse_quote(data)
     rng = random.Random(3)
-    positions = rng.sample(range(len(quote.signed)), 150) + rng.sample(range(len(quote.signed) + 4, quote.end), 100)
+    positions = rng.sample(range(len(quote.signed)), 150) + rng.sample(
+        range(len(quote.signed) + 4, quote.end), 100
+    )
     for pos in positions:
         mutated = bytearray(data)
         mutated[pos] ^= 1 << rng.randrange(8)

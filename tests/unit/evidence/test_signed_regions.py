@@ -70,10 +70,14 @@ def _pem(ders: list[bytes]) -> bytes:
 
 
 def _ders(pem: bytes) -> list[bytes]:
-    return [c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
+    return [
+        c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(pem)
+    ]
 
 
-def _chain_regions(name: str, ders: list[bytes], put: Callable[[list[bytes]], tuple[bytes, Collateral]]) -> list[Region]:
+def _chain_regions(
+    name: str, ders: list[bytes], put: Callable[[list[bytes]], tuple[bytes, Collateral]]
+) -> list[Region]:
     def at(i: int) -> Rebuild:
         return lambda changed: put([*ders[:i], changed, *ders[i + 1 :]])
 
@@ -110,25 +114,40 @@ def _dcap(fmt: str) -> list[Region]:
                       + pem + raw[end:])  # fmt: skip
         sig_len_at = 48 + (584 if fmt == "tdx" else 384)
         for at in [sig_len_at] + ([sig_len_at + 4 + 64 + 64 + 2] if fmt == "tdx" else []):
-            b[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + delta).to_bytes(4, "little")
+            b[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + delta).to_bytes(
+                4, "little"
+            )
         return bytes(b)
 
     def with_doc(key: str, encode: Callable[[bytes], str]) -> Rebuild:
-        return lambda changed: (raw, Collateral.from_blobs([("c.json", json.dumps(dict(doc, **{key: encode(changed)})).encode())]))
+        return lambda changed: (
+            raw,
+            Collateral.from_blobs(
+                [("c.json", json.dumps(dict(doc, **{key: encode(changed)})).encode())]
+            ),
+        )
 
     regions = [Region("quote up to the PCK chain", raw[:size_at - 6], lambda d: (d + raw[size_at - 6 :], s.collateral)),
                *_chain_regions("pck_chain", _ders(raw[begin:end]), lambda ds: (quote_with(ds), s.collateral))]  # fmt: skip
     for key, value in doc.items():
         if key in ("tcb_info", "qe_identity"):
-            regions.append(Region(key, value.encode(), with_doc(key, lambda b: b.decode("latin-1"))))
+            regions.append(
+                Region(key, value.encode(), with_doc(key, lambda b: b.decode("latin-1")))
+            )
         elif key.endswith(("signature", "crl")):
             regions.append(Region(key, bytes.fromhex(value), with_doc(key, bytes.hex)))
         elif key.endswith("issuer_chain"):
             ders = _ders(value.encode())
             for i, d in enumerate(ders):
-                def put(changed: bytes, i: int = i, ders: list[bytes] = ders, key: str = key) -> tuple[bytes, Collateral]:
+
+                def put(
+                    changed: bytes, i: int = i, ders: list[bytes] = ders, key: str = key
+                ) -> tuple[bytes, Collateral]:
                     pem = _pem([*ders[:i], changed, *ders[i + 1 :]]).decode()
-                    return raw, Collateral.from_blobs([("c.json", json.dumps(dict(doc, **{key: pem})).encode())])
+                    return raw, Collateral.from_blobs(
+                        [("c.json", json.dumps(dict(doc, **{key: pem})).encode())]
+                    )
+
                 regions.append(Region(f"{key}[{i}]", d, put))
     return regions
 
@@ -139,9 +158,15 @@ def _nitro() -> list[Region]:
     arr = list(obj.value if isinstance(obj, cbor2.CBORTag) else obj)
 
     def member(i: int) -> Rebuild:
-        return lambda changed: (bytes(cbor2.dumps(cbor2.CBORTag(18, [*arr[:i], changed, *arr[i + 1 :]]))), s.collateral)
+        return lambda changed: (
+            bytes(cbor2.dumps(cbor2.CBORTag(18, [*arr[:i], changed, *arr[i + 1 :]]))),
+            s.collateral,
+        )
 
-    return [Region(n, arr[i], member(i)) for i, n in ((0, "protected"), (2, "payload"), (3, "signature"))]
+    return [
+        Region(n, arr[i], member(i))
+        for i, n in ((0, "protected"), (2, "payload"), (3, "signature"))
+    ]
 
 
 def _tpm() -> list[Region]:
@@ -159,8 +184,12 @@ def _tpm() -> list[Region]:
         if number == 2:  # a quote: its TPMS_ATTEST, signature and PCRs
             parts = list(tpm._fields(value, "quote"))
             for j, (n, v) in enumerate(parts):
-                def put_q(changed: bytes, j: int = j, n: int = n, put: Any = put, parts: Any = parts) -> tuple[bytes, Collateral]:
+
+                def put_q(
+                    changed: bytes, j: int = j, n: int = n, put: Any = put, parts: Any = parts
+                ) -> tuple[bytes, Collateral]:
                     return put(encode_fields([*parts[:j], (n, changed), *parts[j + 1 :]]))
+
                 if isinstance(v, bytes):
                     regions.append(Region(f"quote field {n}", v, put_q))
         elif number == 3:  # the event log: the digests of the quoted banks
@@ -168,18 +197,30 @@ def _tpm() -> list[Region]:
             for e in log.events[1:6]:
                 for alg, digest in e.digests.items():
                     at = value.index(digest, e.offset)
-                    def put_d(changed: bytes, at: int = at, put: Any = put, value: bytes = value) -> tuple[bytes, Collateral]:
+
+                    def put_d(
+                        changed: bytes, at: int = at, put: Any = put, value: bytes = value
+                    ) -> tuple[bytes, Collateral]:
                         return put(value[:at] + changed + value[at + len(changed) :])
+
                     regions.append(Region(f"event {e.offset} digest {alg:#x}", digest, put_d))
         elif number == 1:  # ak_pub: the AK certificate binds its key (authPolicy and the
             # attribute bits that do not make an AK are bound by nothing; see test_tpm.py)
             key = tpm._public_key(value)[1]
-            raw = (key.public_numbers().n.to_bytes(key.key_size // 8, "big") if isinstance(key, rsa.RSAPublicKey)
-                   else key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)[1:])
+            raw = (
+                key.public_numbers().n.to_bytes(key.key_size // 8, "big")
+                if isinstance(key, rsa.RSAPublicKey)
+                else key.public_bytes(
+                    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+                )[1:]
+            )
             at = value.rindex(raw[-16:]) + 16 - len(raw)
 
-            def put_k(changed: bytes, at: int = at, put: Any = put, value: bytes = value) -> tuple[bytes, Collateral]:
+            def put_k(
+                changed: bytes, at: int = at, put: Any = put, value: bytes = value
+            ) -> tuple[bytes, Collateral]:
                 return put(value[:at] + changed + value[at + len(changed) :])
+
             regions.append(Region("ak_pub key", value[at : at + len(raw)], put_k))
         elif number == 6:  # ak_cert
             regions.append(Region(f"field {number}", value, put))
@@ -196,7 +237,10 @@ def _tpm() -> list[Region]:
 
         def put_c(changed: bytes, i: int = i) -> tuple[bytes, Collateral]:
             ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
-            return s.data, Collateral.from_blobs([(f"c{j}.der", d) for j, d in enumerate([*ders[:i], changed, *ders[i + 1 :]])])
+            return s.data, Collateral.from_blobs(
+                [(f"c{j}.der", d) for j, d in enumerate([*ders[:i], changed, *ders[i + 1 :]])]
+            )
+
         regions.append(Region(f"collateral {cert.subject.rfc4514_string()[:30]}",
                               cert.public_bytes(serialization.Encoding.DER), put_c))  # fmt: skip
     return regions
@@ -210,7 +254,10 @@ def _az_snp() -> list[Region]:
     size = int.from_bytes(hcl[start - 4 : start], "little")
 
     def hcl_with(lo: int, hi: int) -> Rebuild:
-        return lambda c: (json.dumps(dict(doc, hcl_report=_b64u_enc(hcl[:lo] + c + hcl[hi:]))).encode(), s.collateral)
+        return lambda c: (
+            json.dumps(dict(doc, hcl_report=_b64u_enc(hcl[:lo] + c + hcl[hi:]))).encode(),
+            s.collateral,
+        )
 
     def quote_member(key: str, index: int | None = None) -> Rebuild:
         def put(changed: bytes) -> tuple[bytes, Collateral]:
@@ -220,6 +267,7 @@ def _az_snp() -> list[Region]:
             else:
                 q[key] = [*q[key][:index], changed.hex(), *q[key][index + 1 :]]
             return json.dumps(dict(doc, tpm_quote=q)).encode(), s.collateral
+
         return put
 
     q = doc["tpm_quote"]
@@ -244,7 +292,10 @@ def _az_tdx() -> list[Region]:
     q = doc["tpm_quote"]
 
     def quote_member(key: str) -> Rebuild:
-        return lambda c: (json.dumps(dict(doc, tpm_quote=dict(q, **{key: c.hex()}))).encode(), s.collateral)
+        return lambda c: (
+            json.dumps(dict(doc, tpm_quote=dict(q, **{key: c.hex()}))).encode(),
+            s.collateral,
+        )
 
     return [
         Region("runtime data",
@@ -277,14 +328,22 @@ def _cca() -> list[Region]:
             t = tokens[which]
             value[which] = cbor2.dumps(cbor2.CBORTag(18, [*t[:i], changed, *t[i + 1 :]]))
             return bytes(cbor2.dumps(cbor2.CBORTag(cca.CCA_TOKEN_TAG, value))), s.collateral
+
         return put
 
     def key(changed: bytes) -> tuple[bytes, Collateral]:
-        pem = b"-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(changed) + b"-----END PUBLIC KEY-----\n"
+        pem = (
+            b"-----BEGIN PUBLIC KEY-----\n"
+            + base64.encodebytes(changed)
+            + b"-----END PUBLIC KEY-----\n"
+        )
         return s.data, Collateral.from_blobs([("cpak.pem", pem)])
 
-    regions = [Region(f"{'platform' if w == cca.PLATFORM else 'realm'} {n}", tokens[w][i], member(w, i))
-               for w in (cca.PLATFORM, cca.REALM) for i, n in ((0, "protected"), (2, "payload"), (3, "signature"))]
+    regions = [
+        Region(f"{'platform' if w == cca.PLATFORM else 'realm'} {n}", tokens[w][i], member(w, i))
+        for w in (cca.PLATFORM, cca.REALM)
+        for i, n in ((0, "protected"), (2, "payload"), (3, "signature"))
+    ]
     # The CPAK's point (the SPKI's last 97 bytes): another key, or none, is not trusted.
     regions.append(Region("cpak point", key_der[-97:], lambda c: key(key_der[:-97] + c)))
     return regions

@@ -29,7 +29,9 @@ def _case_inputs(case: dict[str, Any]) -> tuple[bytes, Collateral, datetime]:
     return data, collateral, datetime.fromisoformat(case["verify_at"])
 
 
-def baseline_accepts(data: bytes, collateral: Collateral, at: datetime) -> tuple[bool, str, dict[str, Any] | None]:
+def baseline_accepts(
+    data: bytes, collateral: Collateral, at: datetime
+) -> tuple[bool, str, dict[str, Any] | None]:
     """The baseline verdict: authentic, UpToDate, not debug. Returns (accepted, reason, claims)."""
     try:
         v = verify_any(data, collateral=collateral, at=at)
@@ -89,7 +91,9 @@ def test_flipped_bytes_in_signed_region_are_refused() -> None:
     sig_start = len(quote.signed) + 4
     rng = random.Random(20250620)
     # Header+body (quote signature), then the signature data (keys, QE report, its signature, chain).
-    positions = rng.sample(range(len(quote.signed)), 200) + rng.sample(range(sig_start, quote.end), 100)
+    positions = rng.sample(range(len(quote.signed)), 200) + rng.sample(
+        range(sig_start, quote.end), 100
+    )
     for pos in positions:
         mutated = bytearray(data)
         mutated[pos] ^= 1 << rng.randrange(8)
@@ -159,7 +163,12 @@ def test_tampered_tcb_info_fails_signature() -> None:
 
 
 @pytest.mark.parametrize(
-    "at", [datetime(2025, 6, 19, 10, 0, tzinfo=UTC), datetime(2025, 7, 19, 11, 0, tzinfo=UTC), datetime(2050, 1, 1, tzinfo=UTC)]
+    "at",
+    [
+        datetime(2025, 6, 19, 10, 0, tzinfo=UTC),
+        datetime(2025, 7, 19, 11, 0, tzinfo=UTC),
+        datetime(2050, 1, 1, tzinfo=UTC),
+    ],
 )
 def test_times_outside_collateral_windows(at: datetime) -> None:
     data, collateral, _ = _good()
@@ -176,7 +185,9 @@ def test_collateral_from_separate_pcs_files() -> None:
     collateral = Collateral.from_paths([tv / n for n in names])
     data = (tv / "gotdxguest_tdx_prod_quote_SPR_E4_v4.bin").read_bytes()
     quote = dcap.parse_quote(data)
-    with pytest.raises(VerificationError) as e:  # signatures of the PCS responses verify; no TCB level
+    with pytest.raises(
+        VerificationError
+    ) as e:  # signatures of the PCS responses verify; no TCB level
         tdx.verify(data[: quote.end], collateral=collateral, at=datetime(2023, 6, 19, tzinfo=UTC))
     assert e.value.code == "tcb_level_not_found"
 
@@ -191,8 +202,13 @@ def test_non_zero_trailing_bytes_refused_zero_padding_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["trustee_tdx_quote_4_v4.bin", "trustee_tdx_quote_5_v5.bin", "trustee_tdx_quote_6_v4.bin",
-             "gotdxguest_ccel_cos-113-tdx-quote_v4.bin"]
+    "path",
+    [
+        "trustee_tdx_quote_4_v4.bin",
+        "trustee_tdx_quote_5_v5.bin",
+        "trustee_tdx_quote_6_v4.bin",
+        "gotdxguest_ccel_cos-113-tdx-quote_v4.bin",
+    ],
 )
 def test_other_samples_parse(path: str) -> None:
     data = (tv_dir() / "tdx" / path).read_bytes()
@@ -211,7 +227,9 @@ def test_truncations_name_field_and_offset() -> None:
         assert e.value.field is not None, n
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_fuzzed_quotes_never_crash(d: st.DataObject) -> None:
     tv = tv_dir()

@@ -51,7 +51,10 @@ def _with_quote(mutate: Any, index: int = 0) -> bytes:
 
 def test_real_gce_sample_verifies_and_gives_claims() -> None:
     assert tpm.detect(sample_bytes()) and evidence.detect_format(sample_bytes()) == "tpm"
-    assert decode_fields(sample_bytes()) and encode_fields(decode_fields(sample_bytes())) == sample_bytes()  # the test encoder round-trips
+    assert (
+        decode_fields(sample_bytes())
+        and encode_fields(decode_fields(sample_bytes())) == sample_bytes()
+    )  # the test encoder round-trips
     claims = verify_claims(sample_bytes())
     assert claims["platform"] == "tpm"
     assert claims["report_data"] == "9009"  # extraData: the nonce the verifier asked for
@@ -64,7 +67,9 @@ def test_real_gce_sample_verifies_and_gives_claims() -> None:
         k: v for k, v in unverified.items() if k != "event_log"
     }
     assert claims["ak_root"] in tpm.PINNED_ROOTS  # which root vouched for the AK
-    assert claims["event_log"]["verified"] is True and claims["event_log"]["pcrs"] == list(range(10))
+    assert claims["event_log"]["verified"] is True and claims["event_log"]["pcrs"] == list(
+        range(10)
+    )
     assert claims["event_log"]["banks"] == ["sha1", "sha256", "sha384"]
     via_registry = evidence.verify(sample_bytes(), collateral=sample_roots(), at=AT, format="auto")
     assert via_registry.format == "tpm"
@@ -72,13 +77,19 @@ def test_real_gce_sample_verifies_and_gives_claims() -> None:
 
 def test_trust_comes_from_the_pinned_root_and_the_time() -> None:
     with pytest.raises(VerificationError) as e:
-        verify_claims(sample_bytes(), collateral=Collateral.empty())  # intermediate and root not given
+        verify_claims(
+            sample_bytes(), collateral=Collateral.empty()
+        )  # intermediate and root not given
     assert e.value.code == "root_not_pinned"
     with pytest.raises(VerificationError) as e:
-        tpm.verify(sample_bytes(), collateral=sample_roots(), at=AT, trust={"00" * 32})  # another pin
+        tpm.verify(
+            sample_bytes(), collateral=sample_roots(), at=AT, trust={"00" * 32}
+        )  # another pin
     assert e.value.code == "root_not_pinned"
     with pytest.raises(VerificationError) as e:
-        verify_claims(sample_bytes(), at=datetime(2021, 1, 1, tzinfo=UTC))  # before the AK certificate
+        verify_claims(
+            sample_bytes(), at=datetime(2021, 1, 1, tzinfo=UTC)
+        )  # before the AK certificate
     assert e.value.code == "certificate_expired"
 
 
@@ -109,6 +120,7 @@ def test_a_changed_pcr_value_or_signature_or_nonce_is_refused() -> None:
                     v = v[:offset] + bytes([v[offset] ^ 1]) + v[offset + 1 :]
                 out.append((n, v))
             return out
+
         return go
 
     with pytest.raises(VerificationError) as e:
@@ -196,10 +208,16 @@ def test_policy_pins_pcrs_and_the_measurement(tmp_path: Path) -> None:
     )
     d = appraise(ev, ok)
     assert d.accepted, [r.code for r in d.reasons]
-    other = load_policy("version: 1\nname: vm\nplatforms:\n  tpm:\n    pcrs: {'8': ['" + "00" * 32 + "']}\n")
+    other = load_policy(
+        "version: 1\nname: vm\nplatforms:\n  tpm:\n    pcrs: {'8': ['" + "00" * 32 + "']}\n"
+    )
     d = appraise(ev, other)
     assert not d.accepted and [r.code for r in d.reasons] == ["pcr8_not_allowed"]
-    for bad in ("pcrs: {'24': ['" + "00" * 32 + "']}", "pcrs: {'8': ['00']}", "measurements: ['zz']"):
+    for bad in (
+        "pcrs: {'24': ['" + "00" * 32 + "']}",
+        "pcrs: {'8': ['00']}",
+        "measurements: ['zz']",
+    ):
         with pytest.raises(Exception) as e:
             load_policy(f"version: 1\nname: vm\nplatforms:\n  tpm:\n    {bad}\n")
         assert "tpm" in str(e.value)
@@ -214,7 +232,9 @@ def test_cli_verify_format_tpm(tmp_path: Path) -> None:
 
     _register()
     args = ["verify", str(SAMPLE), "--format", "tpm", "--at", "2026-01-01T00:00:00Z", "--json"]
-    r = CliRunner().invoke(cli, [*args, "--collateral", str(TESTVECTORS / "tpm"), "--nonce", "9009"])
+    r = CliRunner().invoke(
+        cli, [*args, "--collateral", str(TESTVECTORS / "tpm"), "--nonce", "9009"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert (out["format"], out["authentic"], out["accepted"]) == ("tpm", True, True)
@@ -248,7 +268,11 @@ def test_event_log_must_replay_to_the_quoted_pcrs() -> None:
     log = next(v for n, v in top if n == 3)
     assert isinstance(log, bytes)
     parsed = tcg_log.parse(log, max_index=23)
-    event = next(e for e in parsed.events if e.index == 4 and e.type not in (tcg_log.EV_NO_ACTION, *tcg_log.DATA_BOUND))
+    event = next(
+        e
+        for e in parsed.events
+        if e.index == 4 and e.type not in (tcg_log.EV_NO_ACTION, *tcg_log.DATA_BOUND)
+    )
     sha256_at = log.index(event.digests[0x000B], event.offset)
     tampered = log[:sha256_at] + bytes([log[sha256_at] ^ 1]) + log[sha256_at + 1 :]
     with pytest.raises(VerificationError) as e:
@@ -269,7 +293,9 @@ def _with_attributes(change: Any) -> bytes:
     return encode_fields([(n, changed if n == 1 else v) for n, v in top])
 
 
-@pytest.mark.parametrize("bit", [1, 4, 5, 16, 18])  # fixedTPM fixedParent sensitiveDataOrigin restricted sign
+@pytest.mark.parametrize(
+    "bit", [1, 4, 5, 16, 18]
+)  # fixedTPM fixedParent sensitiveDataOrigin restricted sign
 def test_an_ak_pub_that_is_not_an_ak_is_refused(bit: int) -> None:
     """A key that is not restricted could sign a forged TPMS_ATTEST: ak_pub must say "AK"."""
     with pytest.raises(VerificationError) as e:
@@ -277,7 +303,9 @@ def test_an_ak_pub_that_is_not_an_ak_is_refused(bit: int) -> None:
     assert e.value.code == "ak_attributes_invalid"
 
 
-@pytest.mark.parametrize("bit", [0, 3, 8, 9, 12, 15, 17, 20, 24, 31])  # 17: decrypt; the rest reserved
+@pytest.mark.parametrize(
+    "bit", [0, 3, 8, 9, 12, 15, 17, 20, 24, 31]
+)  # 17: decrypt; the rest reserved
 def test_decrypt_and_reserved_attribute_bits_are_refused(bit: int) -> None:
     with pytest.raises(VerificationError) as e:
         verify_claims(_with_attributes(lambda a: a | (1 << bit)))
@@ -288,4 +316,6 @@ def test_attribute_bits_that_do_not_make_an_ak_are_bound_by_nothing() -> None:
     """userWithAuth, adminWithPolicy, noDA, stClear: the AK certificate covers the key only, so
     these change no verdict (documented in veritee.evidence.tpm, step 1)."""
     for bit in (2, 6, 7, 10):
-        assert verify_claims(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"
+        assert (
+            verify_claims(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"
+        )

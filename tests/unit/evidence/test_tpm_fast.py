@@ -78,7 +78,9 @@ def test_inline_readers_agree_with_the_checked_readers() -> None:
         for blob in _flips(p[3]):
             assert _outcome(tpm._pcrs, blob, "q") == _outcome(tpm._pcrs_checked, blob, "q")
         for blob in _flips(p[2])[:400]:
-            assert _outcome(tpm._signature, blob, "q") == _outcome(tpm._signature_checked, blob, "q")
+            assert _outcome(tpm._signature, blob, "q") == _outcome(
+                tpm._signature_checked, blob, "q"
+            )
 
 
 def test_the_inline_event_log_reader_agrees_with_the_checked_reader() -> None:

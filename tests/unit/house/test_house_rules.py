@@ -28,7 +28,16 @@ FORBIDDEN: dict[str, set[str]] = {
 #: The verifying core is pure: bytes, trust and time in, a result out. No network, database or
 #: web framework (the service and the CLI do the I/O around it).
 PURE = {"evidence", "appraisal", "refvalues"}
-IO_LIBRARIES = {"httpx", "sqlalchemy", "fastapi", "starlette", "uvicorn", "psycopg", "requests", "urllib"}
+IO_LIBRARIES = {
+    "httpx",
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "psycopg",
+    "requests",
+    "urllib",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -48,7 +57,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _package_imports(package: str) -> list[tuple[str, str]]:
-    return [(str(f.relative_to(SRC)), m) for f in sorted((SRC / package).rglob("*.py")) for m in _imports(f)]
+    return [
+        (str(f.relative_to(SRC)), m)
+        for f in sorted((SRC / package).rglob("*.py"))
+        for m in _imports(f)
+    ]
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -63,8 +76,14 @@ def test_layers_import_nothing_above_them(package: str) -> None:
 
 @pytest.mark.parametrize("package", sorted(PURE))
 def test_the_verifying_core_does_no_io(package: str) -> None:
-    bad = [f"{where} imports {m}" for where, m in _package_imports(package) if m.split(".")[0] in IO_LIBRARIES]
-    assert not bad, f"veritee.{package} is pure (bytes, trust, time in; result out):\n" + "\n".join(bad)
+    bad = [
+        f"{where} imports {m}"
+        for where, m in _package_imports(package)
+        if m.split(".")[0] in IO_LIBRARIES
+    ]
+    assert not bad, f"veritee.{package} is pure (bytes, trust, time in; result out):\n" + "\n".join(
+        bad
+    )
 
 
 def test_the_layer_test_sees_a_violation(tmp_path: Path) -> None:
@@ -72,7 +91,9 @@ def test_the_layer_test_sees_a_violation(tmp_path: Path) -> None:
     f = SRC / "evidence" / "_probe_for_layer_test.py"
     try:
         f.write_text("from veritee.service import app\nfrom ..sdk import trust\n")
-        found = {m for w, m in _package_imports("evidence") if w.endswith("_probe_for_layer_test.py")}
+        found = {
+            m for w, m in _package_imports("evidence") if w.endswith("_probe_for_layer_test.py")
+        }
     finally:
         f.unlink()
     assert found == {"veritee.service", "veritee.sdk"}
@@ -93,8 +114,9 @@ def test_no_optional_import_is_swallowed() -> None:
     assert not bad, "swallowed import errors: " + ", ".join(bad)
 
 
-def test_a_router_that_cannot_be_imported_stops_the_service(monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+def test_a_router_that_cannot_be_imported_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """create_app mounts every router or fails: a KBS router whose dependency is missing must
     not leave a service that silently lacks the KBS API."""
     import datetime as dt
@@ -104,7 +126,9 @@ def test_a_router_that_cannot_be_imported_stops_the_service(monkeypatch: pytest.
     from veritee.service.settings import Settings
 
     domain = Domain.create(tmp_path / "d", name="t", now=dt.datetime.now(dt.UTC))
-    monkeypatch.setattr(app_module, "ROUTERS", [*app_module.ROUTERS, ("veritee.service._no_such_router", "router")])
+    monkeypatch.setattr(
+        app_module, "ROUTERS", [*app_module.ROUTERS, ("veritee.service._no_such_router", "router")]
+    )
     with pytest.raises(ModuleNotFoundError, match="_no_such_router"):
         app_module.create_app(Settings(data_dir=domain.path))
 

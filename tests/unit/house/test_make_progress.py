@@ -24,7 +24,11 @@ def _dry_run(target: str, venv: Path) -> list[str]:
 def test_make_demo_announces_each_install_step(tmp_path: Path) -> None:
     lines = _dry_run("demo", tmp_path / "venv")
     steps = [line for line in lines if line.startswith('echo "==> ')]
-    assert [s.split("]")[0] for s in steps[:3]] == ['echo "==> [1/3', 'echo "==> [2/3', 'echo "==> [3/3']
+    assert [s.split("]")[0] for s in steps[:3]] == [
+        'echo "==> [1/3',
+        'echo "==> [2/3',
+        'echo "==> [3/3',
+    ]
     install = next(line for line in lines if "pip install" in line and "-e ." in line)
     assert "--quiet" not in install and "--progress-bar on" in install  # pip shows what it installs
     # each announcement comes before the step it announces, and the demo runs last

@@ -15,7 +15,9 @@ def test_every_platform_has_a_verifier_a_policy_section_and_checks() -> None:
     for tee in Tee:
         assert evidence.FORMATS[tee.value] == tee.module, tee
         assert tee.policy_section in sections, tee
-        section_type = next(a for a in typing.get_args(sections[tee.policy_section]) if a is not type(None))
+        section_type = next(
+            a for a in typing.get_args(sections[tee.policy_section]) if a is not type(None)
+        )
         assert section_type in evaluate._CHECKS, tee
     assert len(evaluate._CHECKS) == len(Tee)
 

@@ -37,7 +37,9 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Domain:
     return Domain.create(tmp_path_factory.mktemp("d") / "d", name="t", now=NOW)
 
 
-def _hpke(domain: Domain, value: bytes = b"hunter2", **kw: Any) -> tuple[dict[str, Any], x25519.X25519PrivateKey]:
+def _hpke(
+    domain: Domain, value: bytes = b"hunter2", **kw: Any
+) -> tuple[dict[str, Any], x25519.X25519PrivateKey]:
     key = x25519.X25519PrivateKey.generate()
     env = seal_envelope(parse_recipient(x25519_jwk(key.public_key())), value, name=NAME, version=3,
                         nonce=NONCE, signer=kw.get("signer", domain.envelope_signer))  # fmt: skip
@@ -45,7 +47,12 @@ def _hpke(domain: Domain, value: bytes = b"hunter2", **kw: Any) -> tuple[dict[st
 
 
 def _open(domain: Domain, env: dict[str, Any], key: Any, **kw: Any) -> bytes:
-    args: dict[str, Any] = {"name": NAME, "nonce": NONCE, "ca_certificate": domain.ca_certificate, "at": NOW}
+    args: dict[str, Any] = {
+        "name": NAME,
+        "nonce": NONCE,
+        "ca_certificate": domain.ca_certificate,
+        "at": NOW,
+    }
     args.update(kw)
     return open_envelope(env, key, **args)
 
@@ -106,7 +113,12 @@ def test_only_a_key_broker_of_this_domain_signs(domain: Domain, tmp_path: Path) 
     # An expired broker certificate.
     old = issue_broker_certificate(domain.ca_key, domain.ca_certificate, domain.broker_key.public_key(),
                                    name="t", now=NOW - dt.timedelta(days=3), lifetime=dt.timedelta(days=1))  # fmt: skip
-    env, key = _hpke(domain, signer=EnvelopeSigner(domain.broker_key, old.public_bytes(serialization.Encoding.PEM).decode()))
+    env, key = _hpke(
+        domain,
+        signer=EnvelopeSigner(
+            domain.broker_key, old.public_bytes(serialization.Encoding.PEM).decode()
+        ),
+    )
     with pytest.raises(VerificationError) as e:
         _open(domain, env, key)
     assert e.value.code == "envelope_signer_untrusted"

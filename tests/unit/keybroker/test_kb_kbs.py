@@ -45,7 +45,11 @@ def test_request_parsing() -> None:
     empty = KbsRequest.from_json({"version": "0.4.0", "tee": "snp", "extra-params": ""})
     assert empty.extra_params == {} and select_hash(empty) == "sha384"
     only256 = KbsRequest.from_json(
-        {"version": "0.4.0", "tee": "sample", "extra-params": {"supported-hash-algorithms": ["sha256"]}}
+        {
+            "version": "0.4.0",
+            "tee": "sample",
+            "extra-params": {"supported-hash-algorithms": ["sha256"]},
+        }
     )
     assert select_hash(only256) == "sha256"
     with pytest.raises(UsageError) as e:
@@ -202,7 +206,10 @@ def test_attestation_parse_errors() -> None:
         with pytest.raises(MalformedError):
             KbsAttestation.from_json(bad)
     att = KbsAttestation.from_json(
-        {"runtime-data": {"nonce": "n", "tee-pubkey": {"kty": "EC", "alg": "weird"}}, "tee-evidence": good_ev}
+        {
+            "runtime-data": {"nonce": "n", "tee-pubkey": {"kty": "EC", "alg": "weird"}},
+            "tee-evidence": good_ev,
+        }
     )
     with pytest.raises(MalformedError):
         att.public_key()
@@ -252,8 +259,14 @@ def test_init_data_digest_and_claims_as_trustee_presents_them() -> None:
     for bad, err in (
         ({"format": "json", "body": "{}"}, UsageError),
         ({"format": "toml", "body": "not = toml = at all"}, MalformedError),
-        ({"format": "toml", "body": 'algorithm = "md5"\nversion = "0.1.0"\n[data]\n'}, MalformedError),
-        ({"format": "toml", "body": 'algorithm = "sha256"\nversion = "0.1.0"\n[data]\nx = 1\n'}, MalformedError),
+        (
+            {"format": "toml", "body": 'algorithm = "md5"\nversion = "0.1.0"\n[data]\n'},
+            MalformedError,
+        ),
+        (
+            {"format": "toml", "body": 'algorithm = "sha256"\nversion = "0.1.0"\n[data]\nx = 1\n'},
+            MalformedError,
+        ),
         ({"format": "toml", "body": "a = " + "[" * 5000 + "]" * 5000}, MalformedError),
         ({"format": "toml", "body": "x" * 300_000}, MalformedError),
         ({"format": "toml"}, MalformedError),
@@ -272,7 +285,9 @@ def _init(algorithm: str = "sha384") -> kbs.InitData:
     ("fmt", "claim", "size"),
     [("sev-snp", "host_data", 32), ("tdx", "mr_config_id", 48), ("sgx", "config_id", 64)],
 )
-def test_init_data_in_hostdata_mrconfigid_configid_cut_or_padded(fmt: str, claim: str, size: int) -> None:
+def test_init_data_in_hostdata_mrconfigid_configid_cut_or_padded(
+    fmt: str, claim: str, size: int
+) -> None:
     """Trustee's ``regularize_data``: a longer digest is cut, a shorter one zero-padded."""
     for algorithm in ("sha256", "sha384", "sha512"):
         init = _init(algorithm)
@@ -304,7 +319,9 @@ def test_init_data_on_cca_is_the_whole_personalization_value() -> None:
     init = _init("sha512")
     assert kbs.check_init_data("cca", {"personalization": init.digest.hex()}, init)
     with pytest.raises(VerificationError):
-        kbs.check_init_data("cca", {"personalization": _init("sha256").digest.hex()}, _init("sha256"))
+        kbs.check_init_data(
+            "cca", {"personalization": _init("sha256").digest.hex()}, _init("sha256")
+        )
 
 
 def test_init_data_where_nothing_binds_it_is_refused() -> None:
@@ -317,8 +334,15 @@ def test_init_data_where_nothing_binds_it_is_refused() -> None:
 def test_additional_evidence_devices() -> None:
     assert kbs.parse_additional_evidence("") == []
     pem = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
-    entry = {"arch": "HOPPER", "uuid": "u", "evidence": "11e0", "certificate": base64.b64encode(pem).decode()}
-    devices = kbs.parse_additional_evidence(json.dumps({"nvidia": {"device_evidence_list": [entry, entry]}}))
+    entry = {
+        "arch": "HOPPER",
+        "uuid": "u",
+        "evidence": "11e0",
+        "certificate": base64.b64encode(pem).decode(),
+    }
+    devices = kbs.parse_additional_evidence(
+        json.dumps({"nvidia": {"device_evidence_list": [entry, entry]}})
+    )
     assert [d.label for d in devices] == ["nvidia[0]", "nvidia[1]"]
     assert json.loads(devices[0].data) == {"report": "11e0", "certificate_chain": pem.decode()}
     assert devices[0].format == "nvidia-gpu"

@@ -160,7 +160,10 @@ def test_guest_decrypts_after_reserializing_the_header_sorted(curve: ec.Elliptic
     Extra members (the SDK's release binding) must survive the same round trip."""
     sk = ec.generate_private_key(curve)
     jwk = jwk_from_public_key(sk.public_key(), alg="ECDH-ES+A256KW")
-    for extra in (None, {"veritee_secret": "a/b", "veritee_version": 3, "apu": "", "kid": "k\u00e9"}):
+    for extra in (
+        None,
+        {"veritee_secret": "a/b", "veritee_version": 3, "apu": "", "kid": "k\u00e9"},
+    ):
         flat = jwe_encrypt(b"resource", jwk, extra_header=extra).flattened()
         assert kbs_types_aad(flat["protected"]) == flat["protected"].encode()
         assert _guest_decrypt(flat, sk) == b"resource"
@@ -204,7 +207,10 @@ def test_rsa1_5_is_still_written_for_legacy_guests_but_never_decrypted() -> None
     jwe = jwe_encrypt(b"payload", jwk_from_public_key(sk.public_key(), alg="RSA1_5"))
     assert jwe.header["alg"] == "RSA1_5"
     cek = sk.decrypt(jwe.encrypted_key, padding.PKCS1v15())  # the guest's side
-    assert AESGCM(cek).decrypt(jwe.iv, jwe.ciphertext + jwe.tag, jwe.protected_b64.encode()) == b"payload"
+    assert (
+        AESGCM(cek).decrypt(jwe.iv, jwe.ciphertext + jwe.tag, jwe.protected_b64.encode())
+        == b"payload"
+    )
     with pytest.raises(VerificationError) as e:
         jwe_decrypt(jwe.compact(), sk)
     assert e.value.code == "jwe_alg_refused"
@@ -220,7 +226,15 @@ def _resealed(header: dict[str, object], sk: ec.EllipticCurvePrivateKey) -> str:
     ek = keywrap.aes_key_wrap(concat_kdf(z, "ECDH-ES+A256KW", 256), cek)
     iv = b"\x07" * 12
     sealed = AESGCM(cek).encrypt(iv, b"inner", prot.encode())
-    return ".".join([prot, wrap.b64url(ek), wrap.b64url(iv), wrap.b64url(sealed[:-16]), wrap.b64url(sealed[-16:])])
+    return ".".join(
+        [
+            prot,
+            wrap.b64url(ek),
+            wrap.b64url(iv),
+            wrap.b64url(sealed[:-16]),
+            wrap.b64url(sealed[-16:]),
+        ]
+    )
 
 
 def test_crit_and_zip_are_refused_even_when_the_jwe_authenticates() -> None:

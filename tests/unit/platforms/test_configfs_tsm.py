@@ -50,7 +50,9 @@ def test_snp_report_and_certificate_table_verify(snp_maker: tee.Maker) -> None:
         assert set(certs) == {"vcek.der", "ask.der", "ark.der"}
         # The host's VCEK (from auxblob) is what the verifier needs besides the pinned chain.
         collateral = Collateral.from_blobs(certs.items())
-        ev = sev_snp.verify(got.outblob, collateral=collateral, trust=snp_maker.trust, at=snp_maker.at)
+        ev = sev_snp.verify(
+            got.outblob, collateral=collateral, trust=snp_maker.trust, at=snp_maker.at
+        )
         assert ev.claims["report_data"] == RD.hex()
         assert os.listdir(fs.root) == []  # the entry is removed
 
@@ -85,14 +87,18 @@ def test_profile_comes_from_host_data_never_from_the_caller() -> None:
     with mounted("sev_guest", maker.generate) as fs:
         assert SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE).profile is Profile.PRODUCTION
         with pytest.raises(UsageError) as e:
-            _ = SevSnpPlatform(profile=Profile.DEVELOPMENT, tsm_root=fs.root, device=NO_DEVICE).profile
+            _ = SevSnpPlatform(
+                profile=Profile.DEVELOPMENT, tsm_root=fs.root, device=NO_DEVICE
+            ).profile
         assert e.value.code == "profile_mismatch"
     debug = tee.snp(host_data=profile_launch_data(Profile.PRODUCTION, 32), policy=0x30000 | 1 << 19)
     with mounted("sev_guest", debug.generate) as fs:
         platform = SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE)
         assert platform.debug and platform.profile is Profile.DEVELOPMENT
         with pytest.raises(UsageError):
-            _ = SevSnpPlatform(profile=Profile.PRODUCTION, tsm_root=fs.root, device=NO_DEVICE).profile
+            _ = SevSnpPlatform(
+                profile=Profile.PRODUCTION, tsm_root=fs.root, device=NO_DEVICE
+            ).profile
 
 
 def test_tdx_quote_verifies() -> None:
@@ -107,7 +113,10 @@ def test_tdx_quote_verifies() -> None:
         with pytest.raises(SealingError) as e:
             platform.sealing_key(b"x")
         assert e.value.code == "sealing_key_unavailable"
-        assert platform.sealing_mode is SealingMode.DOMAIN_RELEASED and platform.monotonic_counter("x") is None
+        assert (
+            platform.sealing_mode is SealingMode.DOMAIN_RELEASED
+            and platform.monotonic_counter("x") is None
+        )
         with pytest.raises(PlatformError) as e:
             SevSnpPlatform(tsm_root=fs.root, device=NO_DEVICE).evidence(RD)
         assert e.value.code == "platform_unsupported"
@@ -216,7 +225,11 @@ VCEK, ASK = (list(configfs_tsm.CERT_GUIDS)[i] for i in (0, 2))
 def test_certificate_table_round_trip_and_unknown_guid() -> None:
     other = uuid.UUID("12345678-1234-5678-1234-567812345678")
     table = configfs_tsm.build_cert_table({VCEK: b"vcek", ASK: b"ask!", other: b"x"})
-    assert parse_cert_table(table) == {"vcek.der": b"vcek", "ask.der": b"ask!", f"{other}.der": b"x"}
+    assert parse_cert_table(table) == {
+        "vcek.der": b"vcek",
+        "ask.der": b"ask!",
+        f"{other}.der": b"x",
+    }
     assert parse_cert_table(bytes(24)) == {}
 
 
@@ -261,7 +274,9 @@ def test_detect_reads_the_configfs_provider(snp_maker: tee.Maker, tmp_path: Path
     for provider, maker, name in (("sev_guest", snp_maker, "sev-snp"), ("tdx_guest", tee.tdx(), "tdx"),
                                   ("arm_cca_guest", tee.cca(), "cca")):  # fmt: skip
         with mounted(provider, maker.generate) as fs:
-            where = Interfaces(tsm_root=fs.root, sev_guest=NO_DEVICE, tdx_guest=NO_DEVICE, nsm=NO_DEVICE)
+            where = Interfaces(
+                tsm_root=fs.root, sev_guest=NO_DEVICE, tdx_guest=NO_DEVICE, nsm=NO_DEVICE
+            )
             assert detect(where) == name
             assert open_hardware(name, state_dir=tmp_path, where=where).name == name
             assert os.listdir(fs.root) == []  # the probe entry is gone

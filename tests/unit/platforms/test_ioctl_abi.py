@@ -83,7 +83,9 @@ STRUCTS = {
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTS))
-def test_sev_guest_structures_match_the_kernel_header(kernel_facts: dict[str, int], name: str) -> None:
+def test_sev_guest_structures_match_the_kernel_header(
+    kernel_facts: dict[str, int], name: str
+) -> None:
     cls = STRUCTS[name]
     assert ctypes.sizeof(cls) == kernel_facts[name]
     for field, *_ in cls._fields_:
@@ -176,7 +178,9 @@ def test_request_builders_refuse_bad_arguments() -> None:
         sev_guest.report_request(bytes(64), 4)
     with pytest.raises(UsageError):
         sev_guest.derived_key_request(fields=1 << 9, vmpl=0, guest_svn=0, tcb_version=0)
-    req = sev_guest.derived_key_request(fields=sev_guest.SEALING_FIELDS, vmpl=1, guest_svn=0, tcb_version=7)
+    req = sev_guest.derived_key_request(
+        fields=sev_guest.SEALING_FIELDS, vmpl=1, guest_svn=0, tcb_version=7
+    )
     assert (req.guest_field_select, req.vmpl, req.tcb_version) == (0b101001, 1, 7)
 
 

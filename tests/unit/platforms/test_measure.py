@@ -60,7 +60,9 @@ def test_importing_the_package_does_not_change_its_measurement(tmp_path: Path) -
     (pkg / ".mypy_cache").mkdir()
     (pkg / ".mypy_cache" / "x.json").write_text("{}")
     assert measure(pkg) == before
-    assert not any("__pycache__" in f.relative or f.relative.endswith(".pyc") for f in measured_files(pkg))
+    assert not any(
+        "__pycache__" in f.relative or f.relative.endswith(".pyc") for f in measured_files(pkg)
+    )
     assert measure_v1([pkg]) != before_v1  # the old formula's fault: bytecode counted
 
 
@@ -97,7 +99,9 @@ def test_module_name_package_and_pyproject(tmp_path: Path, monkeypatch: pytest.M
     before = measure(proj / "pyproject.toml")
     (proj / "uv.lock").write_text("version = 1\n# a dependency moved\n")
     assert measure(proj / "pyproject.toml") != before
-    (proj / "pyproject.toml").write_text('[project]\nname = "shopapp"\n[tool.veritee]\nmeasure = ["src/shopapp/core.py"]\n')
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "shopapp"\n[tool.veritee]\nmeasure = ["src/shopapp/core.py"]\n'
+    )
     assert [f.relative for f in measured_files(proj / "pyproject.toml")] == ["src/shopapp/core.py"]
     (proj / "pyproject.toml").write_text('[tool.veritee]\nmeasure = ["../outside"]\n')
     with pytest.raises(UsageError) as e:
@@ -126,7 +130,9 @@ def test_bad_targets_say_what_is_wrong(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", ["shopapp", "shopapp.web", "pyproject.toml", "src/shopapp"])
-def test_cli_and_sdk_agree_byte_for_byte(tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_and_sdk_agree_byte_for_byte(
+    tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proj = tmp_path / "proj"
     _package(proj / "src")
     (proj / "pyproject.toml").write_text('[project]\nname = "shopapp"\n')
@@ -203,5 +209,7 @@ def test_launcher_of_knows_the_usual_launchers(tmp_path: Path) -> None:
         assert launcher_of(f"/usr/local/bin/{name}") == name
     assert launcher_of("/srv/app/myapp/__main__.py") == "python -m myapp"
     app = tmp_path / "serve.py"
-    app.write_text("import sys\nfrom myapp import main\nmain()\nprint('started')\nsys.exit(main())\n")
+    app.write_text(
+        "import sys\nfrom myapp import main\nmain()\nprint('started')\nsys.exit(main())\n"
+    )
     assert launcher_of(app) is None

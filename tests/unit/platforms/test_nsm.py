@@ -39,7 +39,9 @@ def test_get_random_is_a_unit_variant() -> None:
     assert nsm.get_random_request() == _text("GetRandom")
 
 
-@pytest.mark.parametrize(("field", "size"), [("user_data", 513), ("nonce", 513), ("public_key", 1025)])
+@pytest.mark.parametrize(
+    ("field", "size"), [("user_data", 513), ("nonce", 513), ("public_key", 1025)]
+)
 def test_oversized_fields_are_refused(field: str, size: int) -> None:
     with pytest.raises(UsageError):
         nsm.attestation_request(**{field: bytes(size)})
@@ -47,8 +49,13 @@ def test_oversized_fields_are_refused(field: str, size: int) -> None:
 
 def test_responses() -> None:
     doc = b"\xd2\x84"
-    assert nsm.parse_response(cbor2.dumps({"Attestation": {"document": doc}}), "Attestation") == {"document": doc}
-    assert nsm.parse_response(cbor2.dumps({"GetRandom": {"random": b"r" * 32}}), "GetRandom")["random"] == b"r" * 32
+    assert nsm.parse_response(cbor2.dumps({"Attestation": {"document": doc}}), "Attestation") == {
+        "document": doc
+    }
+    assert (
+        nsm.parse_response(cbor2.dumps({"GetRandom": {"random": b"r" * 32}}), "GetRandom")["random"]
+        == b"r" * 32
+    )
 
 
 @pytest.mark.parametrize(("answer", "code"), [

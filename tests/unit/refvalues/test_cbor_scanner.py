@@ -39,7 +39,14 @@ def test_arbitrary_bytes_are_accepted_or_refused_with_a_code(data: bytes) -> Non
     try:
         _cbor.loads(data)
     except _cbor.CborError as e:
-        assert e.code in {"empty", "truncated", "trailing_bytes", "corim_malformed", "corim_too_deep", "oversized"}
+        assert e.code in {
+            "empty",
+            "truncated",
+            "trailing_bytes",
+            "corim_malformed",
+            "corim_too_deep",
+            "oversized",
+        }
     result = corim.inspect(data)
     assert result.valid or result.reasons
 

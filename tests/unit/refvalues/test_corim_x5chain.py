@@ -37,9 +37,17 @@ def _read(name: str) -> bytes:
 
 def _signed(chain: list[bytes], key: Any, payload: bytes | None = None) -> bytes:
     payload = payload or _read("psa-iot/services_corim-psa-valid.cbor")
-    prot = cbor2.dumps({1: -7, 3: "application/rim+cbor", 8: cbor2.dumps({0: {0: "Acme Gizmos"}}), 33: chain})
-    r, s = decode_dss_signature(key.sign(cbor2.dumps(["Signature1", prot, b"", payload]), ec.ECDSA(hashes.SHA256())))
-    return bytes(cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big")])))
+    prot = cbor2.dumps(
+        {1: -7, 3: "application/rim+cbor", 8: cbor2.dumps({0: {0: "Acme Gizmos"}}), 33: chain}
+    )
+    r, s = decode_dss_signature(
+        key.sign(cbor2.dumps(["Signature1", prot, b"", payload]), ec.ECDSA(hashes.SHA256()))
+    )
+    return bytes(
+        cbor2.dumps(
+            cbor2.CBORTag(18, [prot, {}, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big")])
+        )
+    )
 
 
 def _pki() -> tuple[bytes, bytes, x509.Certificate, Any]:
@@ -74,17 +82,46 @@ def test_chain_refusals() -> None:
     leaf, inter, root, key = _pki()
     other_ca, _ = _self_signed_ca("Someone else")
     cases = {
-        "other anchor": (corim.inspect(_signed([leaf, inter], key), anchors=[other_ca], at=WHEN), "corim_signer_untrusted"),
-        "before validity": (corim.inspect(_signed([leaf, inter], key), anchors=[root],
-                                          at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC)), "corim_signer_untrusted"),
-        "no intermediate": (corim.inspect(_signed([leaf], key), anchors=[root], at=WHEN), "corim_signer_untrusted"),
-        "no x5chain": (corim.inspect(corim.sign(_read("psa-iot/services_corim-psa-valid.cbor"), key,
-                                                signer_name="x"), anchors=[root], at=WHEN), "corim_signer_untrusted"),
-        "CA as leaf": (corim.inspect(_signed([inter], key), anchors=[root], at=WHEN), "corim_signer_untrusted"),
-        "wrong key": (corim.inspect(_signed([leaf, inter], ec.generate_private_key(ec.SECP256R1())),
-                                    anchors=[root], at=WHEN), "corim_signature_invalid"),
-        "garbage cert": (corim.inspect(_signed([b"\x30\x03\x02\x01\x01", inter], key), anchors=[root], at=WHEN),
-                         "corim_malformed"),
+        "other anchor": (
+            corim.inspect(_signed([leaf, inter], key), anchors=[other_ca], at=WHEN),
+            "corim_signer_untrusted",
+        ),
+        "before validity": (
+            corim.inspect(
+                _signed([leaf, inter], key),
+                anchors=[root],
+                at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+            ),
+            "corim_signer_untrusted",
+        ),
+        "no intermediate": (
+            corim.inspect(_signed([leaf], key), anchors=[root], at=WHEN),
+            "corim_signer_untrusted",
+        ),
+        "no x5chain": (
+            corim.inspect(
+                corim.sign(_read("psa-iot/services_corim-psa-valid.cbor"), key, signer_name="x"),
+                anchors=[root],
+                at=WHEN,
+            ),
+            "corim_signer_untrusted",
+        ),
+        "CA as leaf": (
+            corim.inspect(_signed([inter], key), anchors=[root], at=WHEN),
+            "corim_signer_untrusted",
+        ),
+        "wrong key": (
+            corim.inspect(
+                _signed([leaf, inter], ec.generate_private_key(ec.SECP256R1())),
+                anchors=[root],
+                at=WHEN,
+            ),
+            "corim_signature_invalid",
+        ),
+        "garbage cert": (
+            corim.inspect(_signed([b"\x30\x03\x02\x01\x01", inter], key), anchors=[root], at=WHEN),
+            "corim_malformed",
+        ),
         "no time": (corim.inspect(_signed([leaf, inter], key), anchors=[root]), "usage"),
     }
     for name, (result, code) in cases.items():
@@ -109,7 +146,16 @@ def test_cli_inspect_with_a_trust_anchor(tmp_path: Path) -> None:
     anchor = tmp_path / "root.pem"
     anchor.write_bytes(root.public_bytes(serialization.Encoding.PEM))
     runner = CliRunner()
-    args = ["refvalues", "inspect", str(signed), "--trust-anchor", str(anchor), "--at", WHEN.isoformat(), "--json"]
+    args = [
+        "refvalues",
+        "inspect",
+        str(signed),
+        "--trust-anchor",
+        str(anchor),
+        "--at",
+        WHEN.isoformat(),
+        "--json",
+    ]
     r = runner.invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["signer"]["certificate"] == "CN=Acme Gizmo CoRIM signer"

@@ -37,7 +37,9 @@ def _package_cli(*args: str) -> str:
 def test_digest_matches_the_packages_own_cli(ovmf: Path) -> None:
     digest = snp.launch_digest(ovmf, vcpus=2, vcpu_type="EPYC-v4")
     assert len(digest) == 48
-    expected = _package_cli("--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-v4", "--ovmf", str(ovmf))
+    expected = _package_cli(
+        "--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-v4", "--ovmf", str(ovmf)
+    )
     assert digest.hex() == expected
     # every input counts
     assert snp.launch_digest(ovmf, vcpus=4, vcpu_type="EPYC-v4") != digest
@@ -106,7 +108,10 @@ def test_cli_snp_measure_writes_a_signed_corim(ovmf: Path, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     reply = json.loads(r.stdout)
     assert reply["measurement"] == snp.launch_digest(ovmf, vcpus=2, vcpu_type="EPYC-v4").hex()
-    r = runner.invoke(cli, ["refvalues", "inspect", str(out), "--key", str(pub_file), "--scheme", "sevsnp", "--json"])
+    r = runner.invoke(
+        cli,
+        ["refvalues", "inspect", str(out), "--key", str(pub_file), "--scheme", "sevsnp", "--json"],
+    )
     assert r.exit_code == 0, r.output
     shown = json.loads(r.output)
     digests = shown["reference_values"][0]["measurements"][0]["mval"]["digests"]

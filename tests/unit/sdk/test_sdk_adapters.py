@@ -47,7 +47,9 @@ class App:
 
 
 class Served:
-    def __init__(self, ca: TestCA, policy: ChannelPolicy, loop: str = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self, ca: TestCA, policy: ChannelPolicy, loop: str = "auto", **kwargs: Any
+    ) -> None:
         self.app = App()
         self.refusals: queue.Queue[VerificationError] = queue.Queue()
         self.key, self.cert = ca.workload(M_SERVER)
@@ -90,7 +92,10 @@ def get(ctx: ssl.SSLContext, url: str) -> httpx.Response:
 
 def server_serial(ctx: ssl.SSLContext, url: str) -> int:
     """The serial number of the certificate the server presented on a new connection."""
-    with httpx.Client(transport=httpx.HTTPTransport(verify=ctx), timeout=WAIT) as c, c.stream("GET", url) as r:
+    with (
+        httpx.Client(transport=httpx.HTTPTransport(verify=ctx), timeout=WAIT) as c,
+        c.stream("GET", url) as r,
+    ):
         der = r.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True)
         return x509.load_der_x509_certificate(der).serial_number
 
@@ -177,13 +182,18 @@ def test_a_client_whose_measurement_the_policy_does_not_allow_is_refused(
 
 def test_a_client_of_another_profile_is_refused(ca: TestCA, served: Served) -> None:
     # The policy left profiles open: "the same as mine" (production).
-    ctx = client_context(ca, profile="development",
-                         policy=ChannelPolicy.allow(measurements={M_SERVER}, profiles={"production"}))
+    ctx = client_context(
+        ca,
+        profile="development",
+        policy=ChannelPolicy.allow(measurements={M_SERVER}, profiles={"production"}),
+    )
     assert _refused(ctx, served).code == "peer_profile_not_allowed"
 
 
 def test_an_expired_client_is_refused(ca: TestCA, served: Served) -> None:
-    ctx = client_context(ca, not_before=now() - dt.timedelta(hours=2), not_after=now() - dt.timedelta(minutes=1))
+    ctx = client_context(
+        ca, not_before=now() - dt.timedelta(hours=2), not_after=now() - dt.timedelta(minutes=1)
+    )
     assert _refused(ctx, served).code == "peer_certificate_invalid"
 
 
@@ -213,7 +223,11 @@ def _crl(ca: TestCA, serials: list[int]) -> RevocationList:
 
 def test_a_revoked_client_is_refused_and_its_sibling_admitted(ca: TestCA) -> None:
     key, revoked = ca.workload(M_CLIENT)
-    s = Served(ca, ChannelPolicy.allow(measurements={M_CLIENT}), revocations=_crl(ca, [revoked.serial_number]))
+    s = Served(
+        ca,
+        ChannelPolicy.allow(measurements={M_CLIENT}),
+        revocations=_crl(ca, [revoked.serial_number]),
+    )
     try:
         policy = ChannelPolicy.allow(measurements={M_SERVER})
         ctx = AdmissionContext.create(False, key=key, cert=revoked, ca_cert=ca.cert, policy=policy)
@@ -227,8 +241,14 @@ def test_a_revoked_client_is_refused_and_its_sibling_admitted(ca: TestCA) -> Non
     ("policy", "code"),
     [
         (ChannelPolicy.allow(measurements={M_OTHER}), "peer_measurement_not_allowed"),
-        (ChannelPolicy.allow(measurements={M_SERVER}, profiles={"staging"}), "peer_profile_not_allowed"),
-        (ChannelPolicy.allow(measurements={M_SERVER}, platforms={"sev-snp"}), "peer_platform_not_allowed"),
+        (
+            ChannelPolicy.allow(measurements={M_SERVER}, profiles={"staging"}),
+            "peer_profile_not_allowed",
+        ),
+        (
+            ChannelPolicy.allow(measurements={M_SERVER}, platforms={"sev-snp"}),
+            "peer_platform_not_allowed",
+        ),
     ],
 )
 def test_the_client_refuses_a_server_the_policy_does_not_allow_before_sending(
@@ -287,7 +307,9 @@ def test_credentials_that_are_not_an_admission_certificate_are_refused(ca: TestC
         ctx.update_credentials(key=key, cert=bare, ca_cert=ca.cert)
 
 
-def test_the_client_refuses_a_server_of_another_domain_or_expired_with_a_reason_code(ca: TestCA) -> None:
+def test_the_client_refuses_a_server_of_another_domain_or_expired_with_a_reason_code(
+    ca: TestCA,
+) -> None:
     expired = ca.workload(M_SERVER, not_before=now() - dt.timedelta(hours=2),
                           not_after=now() - dt.timedelta(minutes=1))  # fmt: skip
     for key, cert in (TestCA("another domain").workload(M_SERVER), expired):

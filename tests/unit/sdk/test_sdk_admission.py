@@ -68,8 +68,12 @@ def test_profile_claim_is_optional_and_then_not_attested(ca: TestCA) -> None:
     from veritee.sdk.admission import verify_peer
 
     with pytest.raises(VerificationError) as e:
-        verify_peer(info, allowed_measurements={M1}, allowed_profiles=["production"],
-                    at=cert.not_valid_before_utc + dt.timedelta(seconds=60))
+        verify_peer(
+            info,
+            allowed_measurements={M1},
+            allowed_profiles=["production"],
+            at=cert.not_valid_before_utc + dt.timedelta(seconds=60),
+        )
     assert e.value.code == "peer_profile_not_allowed"
 
 
@@ -106,7 +110,8 @@ def test_malformed_claim_refused(ca: TestCA, field: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"\x04\x02ab", oids.encode_utf8_string(M1) + b"\x00", b"\x0c\x05ab", b"\x0c\x02\xff\xfe"]
+    "raw",
+    [b"", b"\x04\x02ab", oids.encode_utf8_string(M1) + b"\x00", b"\x0c\x05ab", b"\x0c\x02\xff\xfe"],
 )
 def test_measurement_not_utf8string_refused(ca: TestCA, raw: bytes) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -135,14 +140,24 @@ def test_verify_peer(ca: TestCA) -> None:
     info = AdmissionInfo.from_certificate(cert)
     t = now()
     verify_peer(info, allowed_measurements={M1.upper(), M2}, at=t)
-    verify_peer(info, allowed_measurements=[M1], allowed_platforms={"tdx"},
-                allowed_profiles={"production"}, at=t)
+    verify_peer(
+        info,
+        allowed_measurements=[M1],
+        allowed_platforms={"tdx"},
+        allowed_profiles={"production"},
+        at=t,
+    )
     cases = [
         ({"allowed_measurements": {M2}}, "peer_measurement_not_allowed"),
         ({"allowed_measurements": set()}, "peer_measurement_not_allowed"),
-        ({"allowed_measurements": {M1}, "allowed_platforms": {"sev-snp"}}, "peer_platform_not_allowed"),
-        ({"allowed_measurements": {M1}, "allowed_profiles": {Profile.DEVELOPMENT}},
-         "peer_profile_not_allowed"),
+        (
+            {"allowed_measurements": {M1}, "allowed_platforms": {"sev-snp"}},
+            "peer_platform_not_allowed",
+        ),
+        (
+            {"allowed_measurements": {M1}, "allowed_profiles": {Profile.DEVELOPMENT}},
+            "peer_profile_not_allowed",
+        ),
     ]
     for kwargs, code in cases:
         with pytest.raises(VerificationError) as e:

@@ -72,7 +72,6 @@ class Harness:
             conn.send(b"echo:" + msg)
 
 
-
 @contextlib.contextmanager
 def running(
     server_wl: Workload, handler: Any = None, **kwargs: Any
@@ -80,8 +79,14 @@ def running(
     h = Harness()
     kwargs.setdefault("allowed_measurements", {M_A, M_B})
     srv = serve(
-        "127.0.0.1", 0, handler or h.echo, key=server_wl.key, cert=server_wl.cert,
-        ca_cert=kwargs.pop("ca_cert", server_wl.ca.cert), on_refusal=h.on_refusal, **kwargs,
+        "127.0.0.1",
+        0,
+        handler or h.echo,
+        key=server_wl.key,
+        cert=server_wl.cert,
+        ca_cert=kwargs.pop("ca_cert", server_wl.ca.cert),
+        on_refusal=h.on_refusal,
+        **kwargs,
     )
     with srv:
         yield srv, h
@@ -90,8 +95,13 @@ def running(
 def dial(srv: AttestedServer, wl: Workload, **kwargs: Any) -> AttestedConnection:
     kwargs.setdefault("allowed_measurements", {M_A, M_B})
     return connect(
-        "127.0.0.1", srv.port, key=wl.key, cert=wl.cert,
-        ca_cert=kwargs.pop("ca_cert", wl.ca.cert), timeout=WAIT, **kwargs,
+        "127.0.0.1",
+        srv.port,
+        key=wl.key,
+        cert=wl.cert,
+        ca_cert=kwargs.pop("ca_cert", wl.ca.cert),
+        timeout=WAIT,
+        **kwargs,
     )
 
 
@@ -156,7 +166,9 @@ def test_platform_and_profile_allow_lists(ca: TestCA, a: Workload) -> None:
             dial(srv, tdx_dev, allowed_platforms={"simulated"}, allowed_profiles={"production"})
         assert h.refusal().code == "peer_profile_not_allowed"
     with running(a, allowed_platforms={"tdx"}, allowed_profiles={"development"}) as (srv, h):
-        with dial(srv, tdx_dev, allowed_platforms={"simulated"}, allowed_profiles={"production"}) as conn:
+        with dial(
+            srv, tdx_dev, allowed_platforms={"simulated"}, allowed_profiles={"production"}
+        ) as conn:
             assert conn.recv().startswith(b"hello")
 
 
@@ -198,9 +210,7 @@ def test_expired_certificate_refused(ca: TestCA, a: Workload) -> None:
         assert refusal.code == "own_certificate_expired" and "renew" in str(refusal)
 
 
-def test_peer_without_admission_claims_refused(
-    ca: TestCA, a: Workload, tmp_path: Path
-) -> None:
+def test_peer_without_admission_claims_refused(ca: TestCA, a: Workload, tmp_path: Path) -> None:
     bare = Workload(ca, M_B, platform=None)  # chains to the CA, but has no platform claim
     with pytest.raises(UsageError) as e:  # our own API refuses to present it ...
         connect("127.0.0.1", 1, key=bare.key, cert=bare.cert, ca_cert=ca.cert)
@@ -210,7 +220,8 @@ def test_peer_without_admission_claims_refused(
     (tmp_path / "c.pem").write_bytes(bare.cert.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "k.pem").write_bytes(
         bare.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
@@ -339,11 +350,25 @@ def test_key_must_match_certificate(a: Workload, b: Workload) -> None:
 
 def test_bad_allow_list_entries(a: Workload) -> None:
     with pytest.raises(UsageError):
-        serve("127.0.0.1", 0, lambda c: None, key=a.key, cert=a.cert, ca_cert=a.ca.cert,
-              allowed_measurements={"not-hex"})
+        serve(
+            "127.0.0.1",
+            0,
+            lambda c: None,
+            key=a.key,
+            cert=a.cert,
+            ca_cert=a.ca.cert,
+            allowed_measurements={"not-hex"},
+        )
     with pytest.raises(UsageError):
-        serve("127.0.0.1", 0, lambda c: None, key=a.key, cert=a.cert, ca_cert=a.ca.cert,
-              allowed_measurements=M_A)  # a bare string, not a collection
+        serve(
+            "127.0.0.1",
+            0,
+            lambda c: None,
+            key=a.key,
+            cert=a.cert,
+            ca_cert=a.ca.cert,
+            allowed_measurements=M_A,
+        )  # a bare string, not a collection
 
 
 def test_private_key_never_written_in_plaintext(
@@ -384,19 +409,34 @@ def test_with_domain_ca_certificates(tmp_path: Path) -> None:
     def admitted(measurement: str) -> tuple[ec.EllipticCurvePrivateKey, Any]:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = domain_mod.issue_admission_certificate(
-            domain, key.public_key(),
+            domain,
+            key.public_key(),
             claims={"measurement": measurement, "platform": "simulated", "profile": "production"},
-            now=t, lifetime=dt.timedelta(hours=1),
+            now=t,
+            lifetime=dt.timedelta(hours=1),
         )
         return key, cert
 
     (server_key, server_cert), (client_key, client_cert) = admitted(M_A), admitted(M_B)
     h = Harness()
-    with serve("127.0.0.1", 0, h.echo, key=server_key, cert=server_cert,
-               ca_cert=domain.ca_certificate, allowed_measurements={M_B}) as srv:
-        with connect("127.0.0.1", srv.port, key=client_key, cert=client_cert,
-                     ca_cert=domain.ca_certificate, allowed_measurements={M_A},
-                     timeout=WAIT) as conn:
+    with serve(
+        "127.0.0.1",
+        0,
+        h.echo,
+        key=server_key,
+        cert=server_cert,
+        ca_cert=domain.ca_certificate,
+        allowed_measurements={M_B},
+    ) as srv:
+        with connect(
+            "127.0.0.1",
+            srv.port,
+            key=client_key,
+            cert=client_cert,
+            ca_cert=domain.ca_certificate,
+            allowed_measurements={M_A},
+            timeout=WAIT,
+        ) as conn:
             assert conn.recv().startswith(b"hello")
             conn.send(b"ping")
             assert conn.recv() == b"echo:ping"

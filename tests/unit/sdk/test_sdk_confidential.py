@@ -92,7 +92,9 @@ def test_capture_logging_in_production_keeps_the_routing_trust_set_up(tmp_path: 
 
 
 @pytest.mark.parametrize("closing", ["with", "finally"])
-def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(tmp_path: Path, closing: str) -> None:
+def test_an_exception_leaving_with_trust_reaches_the_log_not_the_host(
+    tmp_path: Path, closing: str
+) -> None:
     """``with Trust(...)`` in production, and an exception leaves the block uncaught: ``close()``
     has put the interpreter's hook back by the time Python prints it, so its text (and
     traceback) reached the host's stderr. It goes into the log before closing, and the host

@@ -226,9 +226,12 @@ def test_format_1_store_opens_and_is_resealed(tmp_path: Path) -> None:
     ks = KeyStore(path, p)
     key = ks.private_key()
     assert key is not None
-    assert key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == (v1 / "keystore-public-key.pem").read_bytes()
+    assert (
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == (v1 / "keystore-public-key.pem").read_bytes()
+    )
     assert ks.get("item") == b"value one"
     hdr = SealedHeader.from_bytes(path.read_bytes())
     assert hdr.version == 2 and hdr.purpose == "veritee.keystore"
@@ -272,7 +275,9 @@ def test_generation_follows_the_key(tmp_path: Path, platform: HkdfPlatform) -> N
         {"v": 2, "gen": 0, "seq": 0, "key": None},
     ],
 )
-def test_malformed_contents_are_refused(tmp_path: Path, platform: HkdfPlatform, doc: dict[str, object]) -> None:
+def test_malformed_contents_are_refused(
+    tmp_path: Path, platform: HkdfPlatform, doc: dict[str, object]
+) -> None:
     import cbor2
 
     from veritee.sdk.sealing import PURPOSE_KEYSTORE, seal
@@ -286,7 +291,9 @@ def test_malformed_contents_are_refused(tmp_path: Path, platform: HkdfPlatform, 
     assert path.read_bytes() == blob
 
 
-def test_format_1_contents_get_an_id_and_generation_1(tmp_path: Path, platform: HkdfPlatform) -> None:
+def test_format_1_contents_get_an_id_and_generation_1(
+    tmp_path: Path, platform: HkdfPlatform
+) -> None:
     import cbor2
 
     from veritee.sdk.sealing import PURPOSE_KEYSTORE, seal
@@ -352,7 +359,9 @@ def test_a_counter_catches_every_older_copy(tmp_path: Path, platform: HkdfPlatfo
         assert e.value.code == "keystore_rolled_back"
 
 
-def test_a_write_whose_step_failed_is_finished_later(tmp_path: Path, platform: HkdfPlatform) -> None:
+def test_a_write_whose_step_failed_is_finished_later(
+    tmp_path: Path, platform: HkdfPlatform
+) -> None:
     counter = _Counter()
     path = tmp_path / "ks.bin"
     ks = KeyStore(path, platform)

@@ -89,7 +89,9 @@ def test_profile_and_debug_are_bound(platform: HkdfPlatform) -> None:
     hdr = SealedHeader.from_bytes(blob)
     assert hdr.profile is Profile.PRODUCTION and hdr.debug is False
     for profile, debug in ((Profile.STAGING, False), (Profile.DEVELOPMENT, True)):
-        other = HkdfPlatform(platform.measurement, secret=platform.secret, profile=profile, debug=debug)
+        other = HkdfPlatform(
+            platform.measurement, secret=platform.secret, profile=profile, debug=debug
+        )
         with pytest.raises(SealingError) as e:
             unseal(other, blob)
         assert e.value.code == "sealed_other_profile"
@@ -195,7 +197,9 @@ def test_junk_gives_sealing_error_only(platform: HkdfPlatform, junk: object) -> 
         unseal(platform, junk)  # type: ignore[arg-type]
 
 
-def test_oversized_plaintext_refused(platform: HkdfPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_plaintext_refused(
+    platform: HkdfPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sealing, "MAX_PLAINTEXT", 16)
     with pytest.raises(OversizedError):
         seal(platform, b"x" * 17)

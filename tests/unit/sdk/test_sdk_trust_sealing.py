@@ -52,7 +52,9 @@ def test_the_log_buffer_key_does_not_open_through_trust_unseal(tmp_path: Path) -
         trust.unseal(blob, purpose=sealing.PURPOSE_LOG_PENDING)
     # The SDK itself still recovers its records from the buffer.
     pending = next((trust.store_path / "logs").rglob("pending*.sealed"))
-    records = load_pending(pending, sealing.Sealer(trust.platform, sealing.PURPOSE_LOG_PENDING).unseal)
+    records = load_pending(
+        pending, sealing.Sealer(trust.platform, sealing.PURPOSE_LOG_PENDING).unseal
+    )
     assert len(records) == 1 and b"before the control plane is up" in records[0]
     trust.close()
 
@@ -162,7 +164,9 @@ def test_a_key_store_of_the_earlier_layout_moves_to_its_measurement(tmp_path: Pa
     assert isinstance(again.keystore, KeyStore)
 
 
-def test_platform_dir_expands_the_home_folder_as_store_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_platform_dir_expands_the_home_folder_as_store_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``platform_dir="~/..."`` (as the README shows) is the home folder's, not a folder named
     ``~`` in the working directory: the platform key would otherwise change with the cwd."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

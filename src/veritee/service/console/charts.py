@@ -37,7 +37,11 @@ def _legend(names: Sequence[str], x: int, y: int) -> Safe:
 
 
 def stacked_columns(
-    labels: Sequence[str], series: Mapping[str, Sequence[int]], *, title: str, width: int = 760,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[int]],
+    *,
+    title: str,
+    width: int = 760,
     height: int = 220,
 ) -> Safe:
     """One column per label (a time bucket), the series stacked in it; ``title`` names the
@@ -50,7 +54,7 @@ def stacked_columns(
     peak = max([*totals, 1])
     if not series:
         return h('<p class="empty">{}</p>', "nothing to chart yet")
-    parts: list[Safe] = [h('<title>{}</title>', title), _legend(list(series), left, 4)]
+    parts: list[Safe] = [h("<title>{}</title>", title), _legend(list(series), left, 4)]
     for frac in (0.0, 0.5, 1.0):  # gridlines with their values
         y = top + plot_h - frac * plot_h
         parts.append(h('<line x1="{}" y1="{:.1f}" x2="{}" y2="{:.1f}" stroke="#e3e5e8"></line>'
@@ -78,7 +82,10 @@ def stacked_columns(
 
 
 def bars(
-    rows: Sequence[tuple[str, Mapping[str, int]]], *, title: str, series: Sequence[str],
+    rows: Sequence[tuple[str, Mapping[str, int]]],
+    *,
+    title: str,
+    series: Sequence[str],
     width: int = 760,
 ) -> Safe:
     """Horizontal bars: one row per label, its series side by side in one stacked bar, with
@@ -89,7 +96,7 @@ def bars(
     height = top + row_h * len(rows) + 8
     peak = max([sum(c.values()) for _, c in rows] + [1])
     plot_w = width - label_w - 170
-    parts: list[Safe] = [h('<title>{}</title>', title), _legend(list(series), label_w, 4)]
+    parts: list[Safe] = [h("<title>{}</title>", title), _legend(list(series), label_w, 4)]
     for i, (label, counts) in enumerate(rows):
         y = top + i * row_h
         shown = label if len(label) <= 34 else label[:33] + "\u2026"

@@ -127,13 +127,20 @@ def buckets(
             i = (t - start) // step
             (accepted if d.accepted else refused)[i] += 1
     fmt = "%H:00" if step < 86400 else "%m-%d"
-    labels = [dt.datetime.fromtimestamp(start + i * step, dt.UTC).strftime(fmt) for i in range(count)]
+    labels = [
+        dt.datetime.fromtimestamp(start + i * step, dt.UTC).strftime(fmt) for i in range(count)
+    ]
     return labels, {"accepted": accepted, "refused": refused}
 
 
 def series_by(
-    items: Sequence[Decision], key: Callable[[Decision], Iterable[str]], *, now: dt.datetime,
-    length: dt.timedelta, count: int, top: int = 5,
+    items: Sequence[Decision],
+    key: Callable[[Decision], Iterable[str]],
+    *,
+    now: dt.datetime,
+    length: dt.timedelta,
+    count: int,
+    top: int = 5,
 ) -> tuple[list[str], dict[str, list[int]]]:
     """Per time bucket, how many decisions fall under each ``key`` (a platform, a reason code):
     the ``top`` most frequent keys as series, the rest as ``other``."""

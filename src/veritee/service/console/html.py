@@ -44,7 +44,9 @@ def _arg(value: object) -> object:
 
 def h(template: str, *args: object, **kwargs: object) -> Safe:
     """``template`` (a constant) with every argument escaped (:func:`esc`)."""
-    return Safe(template.format(*(_arg(a) for a in args), **{k: _arg(v) for k, v in kwargs.items()}))
+    return Safe(
+        template.format(*(_arg(a) for a in args), **{k: _arg(v) for k, v in kwargs.items()})
+    )
 
 
 def join(parts: Iterable[Safe], sep: str = "") -> Safe:
@@ -63,12 +65,12 @@ def attr_url(path: str, **query: object) -> str:
 def table(headers: Iterable[str], rows: Iterable[Iterable[object]], *, cls: str = "") -> Safe:
     """A table; cells are escaped unless ``Safe``."""
     head = join(h("<th>{}</th>", c) for c in headers)
-    body = join(
-        Safe("<tr>" + "".join(h("<td>{}</td>", c) for c in row) + "</tr>") for row in rows
-    )
+    body = join(Safe("<tr>" + "".join(h("<td>{}</td>", c) for c in row) + "</tr>") for row in rows)
     if not body:
         return h('<p class="empty">{}</p>', "nothing recorded yet")
-    return h('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', cls, head, body)
+    return h(
+        '<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', cls, head, body
+    )
 
 
 CSS = """
@@ -141,7 +143,9 @@ NAV = (
 )
 
 
-def page(title: str, body: Safe, *, active: str = "", domain: str = "", csrf: str | None = None) -> Safe:
+def page(
+    title: str, body: Safe, *, active: str = "", domain: str = "", csrf: str | None = None
+) -> Safe:
     """A whole page: the navigation (when signed in: ``csrf`` is the session's token for the
     sign-out form) and ``body``."""
     nav = Safe("")

@@ -196,7 +196,9 @@ async def logout(request: Request) -> Response:
     body = await request.body()
     given = _form(body).get("csrf") if len(body) <= MAX_LOGIN_BODY else None
     if not _same_origin(request) or not session.csrf_ok(_ctx(request).domain, s, given):
-        return _html(page("Refused", h("<p>{}</p>", "The sign-out form was not this session's.")), 403)
+        return _html(
+            page("Refused", h("<p>{}</p>", "The sign-out form was not this session's.")), 403
+        )
     resp = _redirect("/ui/login")
     resp.delete_cookie(session.COOKIE_NAME, path="/ui", httponly=True, samesite="strict",
                        secure=request.url.scheme == "https")  # fmt: skip
@@ -231,10 +233,12 @@ def _health(ctx: ServiceContext) -> Safe:
         ("audit log", h("{} entries, head {}", head, _code(head_hash.hex()[:16]))),
         ("policies in force", ", ".join(f"{p.name} v{p.version}" for p in in_force) or "none"),
     ])  # fmt: skip
-    last_hour = _dl([
-        ("accepted", h('<span class="ok">{}</span>', sum(1 for x in hour if x.accepted))),
-        ("refused", h('<span class="bad">{}</span>', sum(1 for x in hour if not x.accepted))),
-    ])
+    last_hour = _dl(
+        [
+            ("accepted", h('<span class="ok">{}</span>', sum(1 for x in hour if x.accepted))),
+            ("refused", h('<span class="bad">{}</span>', sum(1 for x in hour if not x.accepted))),
+        ]
+    )
     stale = states.get("expired", 0)
     coll = _dl([
         ("readiness", readiness(items, now, warn).status),
@@ -266,7 +270,9 @@ def health(request: Request) -> Response:
 
 
 @router.get("/decisions")
-def decisions_page(request: Request, span: str = Query("24h", alias="range", max_length=8)) -> Response:
+def decisions_page(
+    request: Request, span: str = Query("24h", alias="range", max_length=8)
+) -> Response:
     chosen = span if span in data.RANGES else "24h"
 
     def build(ctx: ServiceContext) -> Safe:
@@ -328,12 +334,15 @@ def latest_page(request: Request, outcome: str = Query("all", max_length=10)) ->
     def build(ctx: ServiceContext) -> Safe:
         with ctx.storage.transaction(readonly=True) as tx:
             shown = data.latest_decisions(
-                tx, LATEST, lambda d: chosen == "all" or d.accepted == (chosen == "accepted"))
+                tx, LATEST, lambda d: chosen == "all" or d.accepted == (chosen == "accepted")
+            )
         picker = join(
             (h('<a href="{}">{}</a>', attr_url("/ui/decisions/latest", outcome=o), o) if o != chosen
              else h("<b>{}</b>", o) for o in ("all", "accepted", "refused")), " \u00b7 ",
         )  # fmt: skip
-        cards = join(_decision_card(d) for d in shown) or h('<p class="empty">{}</p>', "no decision yet")
+        cards = join(_decision_card(d) for d in shown) or h(
+            '<p class="empty">{}</p>', "no decision yet"
+        )
         return h("<p>Show: {}</p>{}", picker, cards)
 
     return _signed_in_page(request, "Latest decisions", "latest", build)
@@ -402,7 +411,9 @@ def policies_page(request: Request) -> Response:
         with ctx.storage.transaction(readonly=True) as tx:
             in_force = tx.policies_in_force()
             every = tx.list_policies("appraisal")
-        now_rows = [[p.name, p.version, _when(p.created_at), _code(p.digest[:16])] for p in in_force]
+        now_rows = [
+            [p.name, p.version, _when(p.created_at), _code(p.digest[:16])] for p in in_force
+        ]
         newest = {p.name: p.version for p in every}  # ordered by name, version
         history: list[list[object]] = []
         for p in reversed(every):
@@ -413,7 +424,9 @@ def policies_page(request: Request) -> Response:
             )  # fmt: skip
             state = (_badge("in force", "ok") if p.active else _badge("superseded", "mute")
                      if p.version < newest[p.name] else _badge("retired", "warn"))  # fmt: skip
-            history.append([p.name, p.version, _when(p.created_at), p.actor, state, _code(p.digest[:16]), diff])
+            history.append(
+                [p.name, p.version, _when(p.created_at), p.actor, state, _code(p.digest[:16]), diff]
+            )
         versions: dict[str, list[int]] = {}
         for p in every:
             versions.setdefault(p.name, []).append(p.version)
@@ -460,11 +473,17 @@ def policy_diff_page(
         if isinstance(new, str) or isinstance(old, str):
             return h('<p class="bad">{}</p>', new if isinstance(new, str) else old)
         lines = []
-        for line in difflib.unified_diff(old, new, f"{name} v{a}", f"{name} v{b}", lineterm="", n=3):
+        for line in difflib.unified_diff(
+            old, new, f"{name} v{a}", f"{name} v{b}", lineterm="", n=3
+        ):
             cls = ("hunk" if line.startswith(("@@", "---", "+++")) else "add" if line.startswith("+")
                    else "del" if line.startswith("-") else "")  # fmt: skip
             lines.append(h('<span class="{}">{}</span>', cls, line) if cls else h("{}\n", line))
-        diff = h('<pre class="diff">{}</pre>', join(lines)) if lines else h("<p>{}</p>", "no difference")
+        diff = (
+            h('<pre class="diff">{}</pre>', join(lines))
+            if lines
+            else h("<p>{}</p>", "no difference")
+        )
         return join([
             h("<p>Policy {} version {} against version {}.</p>", _code(name), b, a), _card("Diff", diff),
             _card(f"Version {b} in full", h('<pre class="diff">{}</pre>', "\n".join(new))),
@@ -491,7 +510,9 @@ def secrets_page(request: Request) -> Response:
             releases = [e for e in data.recent_entries(tx) if e.kind in _RELEASE_KINDS]
             for info in listed:
                 rows = []
-                for v in range(info.latest_version, max(0, info.latest_version - VERSIONS_SHOWN), -1):
+                for v in range(
+                    info.latest_version, max(0, info.latest_version - VERSIONS_SHOWN), -1
+                ):
                     stored = tx.secret_version(info.name, v)
                     if stored is None:
                         continue
@@ -514,7 +535,8 @@ def secrets_page(request: Request) -> Response:
         for d in items:
             per.setdefault(d.subject, Counter())["released" if d.accepted else "denied"] += 1
         chart = charts.stacked_columns(
-            labels, {"released": series["accepted"], "denied": series["refused"]},
+            labels,
+            {"released": series["accepted"], "denied": series["refused"]},
             title="Secret and sealing-key releases per day, last 30 days",
         )
         per_rows = charts.bars(sorted(((k, dict(v)) for k, v in per.items()), key=lambda kv: kv[0]),
@@ -555,7 +577,9 @@ def certificates_page(request: Request) -> Response:
         summary = _dl([("listed (newest first)", len(certs)), ("valid", states["valid"]),
                        ("expiring (under a quarter of the lifetime left)", states["expiring"]),
                        ("expired", states["expired"]), ("revoked", states["revoked"])])  # fmt: skip
-        rev_rows = [[r.kind, _code(r.value), r.reason, r.actor, _when(r.revoked_at)] for r in revocations]
+        rev_rows = [
+            [r.kind, _code(r.value), r.reason, r.actor, _when(r.revoked_at)] for r in revocations
+        ]
         return join([
             _card("Summary", summary),
             _card("Issued", table(["serial", "platform", "measurement", "issued", "not after", "left",
@@ -608,9 +632,25 @@ def collateral_page(request: Request) -> Response:
             cells = ({"amd": "AMD", "intel": "Intel"}.get(i["vendor"], i["vendor"]),
                      _subject(i["kind"], i["subject"]), _KINDS.get(i["kind"], i["kind"]), _at(i["issued"]),
                      _at(i["next_update"]), _left(i["seconds_left"]), badge)  # fmt: skip
-            rows.append(Safe(h('<tr class="{}">', cls) + "".join(h("<td>{}</td>", c) for c in cells) + "</tr>"))
-        head = join(h("<th>{}</th>", c) for c in
-                    ("vendor", "FMSPC / product / issuer", "item", "issued", "next update", "left", "state"))
+            rows.append(
+                Safe(
+                    h('<tr class="{}">', cls)
+                    + "".join(h("<td>{}</td>", c) for c in cells)
+                    + "</tr>"
+                )
+            )
+        head = join(
+            h("<th>{}</th>", c)
+            for c in (
+                "vendor",
+                "FMSPC / product / issuer",
+                "item",
+                "issued",
+                "next update",
+                "left",
+                "state",
+            )
+        )
         tbl = (h("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, join(rows))
                if rows else h('<p class="empty">{}</p>', "no collateral loaded"))  # fmt: skip
         fetched = table(["file", "fetched", "checked", "next try", "failures", "last error"], [
@@ -629,7 +669,8 @@ def collateral_page(request: Request) -> Response:
         ]  # fmt: skip
         problems += [h("<li>{} {}</li>", _code("collateral_unverified"), u) for u in ctx.unverified]
         readiness = {"ok": _badge("ok", "ok"), "warning": _badge("warning", "warn")}.get(
-            status["readiness"], _badge(status["readiness"], "bad"))
+            status["readiness"], _badge(status["readiness"], "bad")
+        )
         warn = _span(ctx.settings.collateral_warn_before)
         return join([
             h("<p>Readiness of the collateral: {} (amber within {} of an item's next update, red past it). "

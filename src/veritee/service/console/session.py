@@ -64,8 +64,12 @@ def issue(domain: Domain, now: dt.datetime) -> tuple[str, Session]:
     iat = int(now.timestamp())
     exp = iat + int(SESSION_LIFETIME.total_seconds())
     sid = secrets.token_urlsafe(16)
-    body = b64url(json.dumps({"v": 1, "sid": sid, "iat": iat, "exp": exp}, separators=(",", ":")).encode())
-    session = Session(sid, dt.datetime.fromtimestamp(iat, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC))
+    body = b64url(
+        json.dumps({"v": 1, "sid": sid, "iat": iat, "exp": exp}, separators=(",", ":")).encode()
+    )
+    session = Session(
+        sid, dt.datetime.fromtimestamp(iat, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC)
+    )
     return f"{body}.{b64url(_tag(domain, body))}", session
 
 
@@ -90,7 +94,9 @@ def read(domain: Domain, value: str | None, now: dt.datetime) -> Session | None:
     t = int(now.timestamp())
     if not (iat - _SKEW <= t < exp) or exp - iat > SESSION_LIFETIME.total_seconds():
         return None
-    return Session(sid, dt.datetime.fromtimestamp(iat, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC))
+    return Session(
+        sid, dt.datetime.fromtimestamp(iat, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC)
+    )
 
 
 def csrf_token(domain: Domain, session: Session) -> str:
@@ -102,4 +108,3 @@ def csrf_ok(domain: Domain, session: Session, given: str | None) -> bool:
     if not given or len(given) > 100:
         return False
     return hmac.compare_digest(given.encode(), csrf_token(domain, session).encode())
-

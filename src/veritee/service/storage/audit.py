@@ -185,7 +185,13 @@ def append_entry(
     else:
         seq, prev = int(head[0]) + 1, bytes(head[1])
     digest = entry_hash(
-        prev, seq=seq, at=at, kind=kind, actor=actor, subject=subject, decision=decision,
+        prev,
+        seq=seq,
+        at=at,
+        kind=kind,
+        actor=actor,
+        subject=subject,
+        decision=decision,
         details=parsed,
     )
     if raw is not None:
@@ -211,9 +217,7 @@ def append_entry(
     return AuditEntry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
 
 
-_HEAD = (
-    select(AUDIT_LOG.c.seq, AUDIT_LOG.c.entry_hash).order_by(AUDIT_LOG.c.seq.desc()).limit(1)
-)
+_HEAD = select(AUDIT_LOG.c.seq, AUDIT_LOG.c.entry_hash).order_by(AUDIT_LOG.c.seq.desc()).limit(1)
 _INSERT = AUDIT_LOG.insert()
 _SQLITE_HEAD = "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _SQLITE_INSERT = (
@@ -260,8 +264,15 @@ def read_entries(conn: Connection, after_seq: int, limit: int) -> list[AuditEntr
             raise StorageError(f"audit entry {row.seq} has corrupt details") from None
         out.append(
             AuditEntry(
-                int(row.seq), row.at, row.kind, row.actor, row.subject, row.decision, details,
-                bytes(row.prev_hash), bytes(row.entry_hash),
+                int(row.seq),
+                row.at,
+                row.kind,
+                row.actor,
+                row.subject,
+                row.decision,
+                details,
+                bytes(row.prev_hash),
+                bytes(row.entry_hash),
             )
         )
     return out
@@ -286,12 +297,16 @@ def verify_rows(conn: Connection) -> AuditReport:
         seq = int(row.seq)
         if seq != expected:
             return AuditReport(
-                False, count, expected,
+                False,
+                count,
+                expected,
                 f"gap in seq: entry {expected} is missing (next entry is {seq})",
             )
         if not hmac.compare_digest(bytes(row.prev_hash), prev):
             return AuditReport(
-                False, count, seq,
+                False,
+                count,
+                seq,
                 f"prev link mismatch at entry {seq}: prev_hash is not the hash of entry {seq - 1}",
             )
         try:
@@ -299,12 +314,20 @@ def verify_rows(conn: Connection) -> AuditReport:
         except ValueError:
             return AuditReport(False, count, seq, f"entry {seq} has details that are not JSON")
         digest = entry_hash(
-            prev, seq=seq, at=row.at, kind=row.kind, actor=row.actor, subject=row.subject,
-            decision=row.decision, details=details,
+            prev,
+            seq=seq,
+            at=row.at,
+            kind=row.kind,
+            actor=row.actor,
+            subject=row.subject,
+            decision=row.decision,
+            details=details,
         )
         if not hmac.compare_digest(digest, bytes(row.entry_hash)):
             return AuditReport(
-                False, count, seq,
+                False,
+                count,
+                seq,
                 f"hash mismatch at entry {seq}: its content does not match its entry_hash",
             )
         prev = digest

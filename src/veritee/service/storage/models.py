@@ -203,7 +203,9 @@ SECRETS = Table(
     # True: releases of OLDER versions are decided by their own policies only (the operator
     # said so at rotation). False: they must also satisfy this (newer) version's policy.
     Column(
-        "keep_old_policies", Boolean(create_constraint=False), nullable=False,
+        "keep_old_policies",
+        Boolean(create_constraint=False),
+        nullable=False,
         server_default=false(),
     ),
     UniqueConstraint("name", "version"),

@@ -84,8 +84,9 @@ class NonceMinter:
             raise NonceError(f"nonce must be {NONCE_BYTES} bytes", code="nonce_unknown")
         head = bytes(nonce[:16])
         if not hmac.compare_digest(self._tag(purpose, head), bytes(nonce[16:])):
-            raise NonceError("nonce unknown: not issued by this domain for this purpose",
-                             code="nonce_unknown")
+            raise NonceError(
+                "nonce unknown: not issued by this domain for this purpose", code="nonce_unknown"
+            )
         issued = _EPOCH + timedelta(milliseconds=int.from_bytes(head[8:14], "big"))
         expires = issued + timedelta(seconds=int.from_bytes(head[14:16], "big"))
         if not now < expires:

@@ -78,9 +78,7 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 
 def _is_driver_integrity(exc: BaseException) -> bool:
-    return _is_driver_error(exc) and any(
-        c.__name__ == "IntegrityError" for c in type(exc).__mro__
-    )
+    return _is_driver_error(exc) and any(c.__name__ == "IntegrityError" for c in type(exc).__mro__)
 
 
 def _storage_error(exc: BaseException) -> StorageError:
@@ -124,8 +122,10 @@ class Storage:
             if parsed.drivername != "postgresql+psycopg":
                 raise UsageError("PostgreSQL is supported through the psycopg (3) driver only")
         elif backend == "sqlite":
-            if not parsed.database or parsed.database == ":memory:" or (
-                parsed.database.startswith("file:") and "memory" in parsed.database
+            if (
+                not parsed.database
+                or parsed.database == ":memory:"
+                or (parsed.database.startswith("file:") and "memory" in parsed.database)
             ):
                 raise UsageError("SQLite storage needs a file (sqlite:///path/to/db)")
         else:
@@ -151,7 +151,9 @@ class Storage:
         self._lock_fd: int | None = None
         if backend == "sqlite" and parsed.database and not parsed.database.startswith("file:"):
             try:
-                self._lock_fd = os.open(parsed.database + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._lock_fd = os.open(
+                    parsed.database + ".writelock", os.O_RDWR | os.O_CREAT, 0o600
+                )
             except OSError:
                 self._lock_fd = None  # e.g. a read-only folder: SQLite's own locking still holds
         kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
@@ -450,9 +452,9 @@ class _GroupCommit:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
+        ] = queue.SimpleQueue()
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -474,7 +476,9 @@ class _GroupCommit:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="veritee-group-commit", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._run, name="veritee-group-commit", daemon=True
+                    )
                     self._thread.start()
         self._queue.put((fn, future))
         return future
@@ -512,7 +516,9 @@ class _GroupCommit:
                 calls.append(more)
             self._commit(calls)
 
-    def _commit(self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]) -> None:
+    def _commit(
+        self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+    ) -> None:
         calls = [(fn, f) for fn, f in calls if f.set_running_or_notify_cancel()]
         outcomes: list[tuple[bool, Any]] = []
         try:

@@ -137,8 +137,13 @@ class Tx:
         else:
             inserted = self._conn.execute(
                 _SPEND_NONCE[self._dialect],
-                {"nonce_sha256": key, "purpose": purpose, "issued_at": issued,
-                 "expires_at": expires, "used_at": now},
+                {
+                    "nonce_sha256": key,
+                    "purpose": purpose,
+                    "issued_at": issued,
+                    "expires_at": expires,
+                    "used_at": now,
+                },
             ).first()
             count = 0 if inserted is None else 1
         if count != 1:
@@ -195,13 +200,21 @@ class Tx:
         )
         self._conn.execute(
             POLICIES.insert().values(
-                kind=kind, name=name, version=version, document=document, digest=digest,
-                actor=actor, created_at=now, active=True,
+                kind=kind,
+                name=name,
+                version=version,
+                document=document,
+                digest=digest,
+                actor=actor,
+                created_at=now,
+                active=True,
             )
         )
         return version
 
-    def active_policy(self, name: str | None = None, kind: str = "appraisal") -> StoredPolicy | None:
+    def active_policy(
+        self, name: str | None = None, kind: str = "appraisal"
+    ) -> StoredPolicy | None:
         """The newest version of policy ``name``; with ``name`` None, the policy in force that
         was installed last."""
         p = POLICIES.c
@@ -223,7 +236,9 @@ class Tx:
         if row is None:
             return None
         self._conn.execute(
-            update(POLICIES).where(p.kind == kind, p.name == name, p.active.is_(True)).values(active=False)
+            update(POLICIES)
+            .where(p.kind == kind, p.name == name, p.active.is_(True))
+            .values(active=False)
         )
         return _policy(row)
 
@@ -236,7 +251,9 @@ class Tx:
         ).all()
         return [_policy(r) for r in rows]
 
-    def policy_version(self, name: str, version: int, kind: str = "appraisal") -> StoredPolicy | None:
+    def policy_version(
+        self, name: str, version: int, kind: str = "appraisal"
+    ) -> StoredPolicy | None:
         """A given version of policy ``name``, active or not."""
         p = POLICIES.c
         row = self._conn.execute(
@@ -268,7 +285,8 @@ class Tx:
         _aware("expires_at", expires_at)
         self._conn.execute(
             KBS_SESSIONS.insert().values(
-                session_sha256=hashlib.sha256(session_id).digest(), token=token,
+                session_sha256=hashlib.sha256(session_id).digest(),
+                token=token,
                 expires_at=expires_at,
             )
         )
@@ -306,9 +324,13 @@ class Tx:
         _aware("not_after", not_after)
         self._conn.execute(
             CERTIFICATES.insert().values(
-                serial_hex=format(serial, "x"), subject_key_sha256=subject_key_sha256,
-                measurement=measurement, platform=platform, not_before=not_before,
-                not_after=not_after, pem=pem,
+                serial_hex=format(serial, "x"),
+                subject_key_sha256=subject_key_sha256,
+                measurement=measurement,
+                platform=platform,
+                not_before=not_before,
+                not_after=not_after,
+                pem=pem,
             )
         )
 
@@ -320,8 +342,13 @@ class Tx:
         if row is None:
             return None
         return StoredCertificate(
-            int(row.serial_hex, 16), row.subject_key_sha256, row.measurement, row.platform,
-            row.not_before, row.not_after, row.pem,
+            int(row.serial_hex, 16),
+            row.subject_key_sha256,
+            row.measurement,
+            row.platform,
+            row.not_before,
+            row.not_after,
+            row.pem,
         )
 
     def list_certificates(self, *, limit: int = 200) -> list[StoredCertificate]:
@@ -383,7 +410,9 @@ class Tx:
         driver = self._raw if self._raw is not None else self._pg
         if driver is not None:  # hot path: every certified release reads it
             sqlite = self._raw is not None
-            raw = driver.execute(_SQLITE_REVOCATION if sqlite else _PG_REVOCATION, params).fetchone()
+            raw = driver.execute(
+                _SQLITE_REVOCATION if sqlite else _PG_REVOCATION, params
+            ).fetchone()
             if raw is None:
                 return None
             at = datetime.fromisoformat(raw[4]).replace(tzinfo=UTC) if sqlite else raw[4]
@@ -464,8 +493,9 @@ class Tx:
     def key_store(self, store_sha256: str) -> tuple[int, str, int] | None:
         """(generation, subject_key_sha256, counter) recorded for a key store, or None."""
         row = self._conn.execute(
-            select(KEY_STORES.c.generation, KEY_STORES.c.subject_key_sha256, KEY_STORES.c.counter)
-            .where(KEY_STORES.c.store_sha256 == store_sha256)
+            select(
+                KEY_STORES.c.generation, KEY_STORES.c.subject_key_sha256, KEY_STORES.c.counter
+            ).where(KEY_STORES.c.store_sha256 == store_sha256)
         ).first()
         return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
 
@@ -601,7 +631,9 @@ class Tx:
         self._fetch_row(path)
         self._conn.execute(update(COLLATERAL_FETCHED).where(f.path == path).values(**values))
 
-    def record_fetch_failure(self, path: str, *, error: str, now: datetime, next_try: datetime) -> int:
+    def record_fetch_failure(
+        self, path: str, *, error: str, now: datetime, next_try: datetime
+    ) -> int:
         """A fetch of ``path`` failed (what is stored stays): count it, keep ``error`` (a reason
         code and message, never a payload), release the lease, retry from ``next_try``.
         Returns the consecutive failures."""
@@ -673,8 +705,10 @@ class Tx:
         _aware("now", now)
         if not isinstance(policy, str) or not policy:
             raise UsageError("secret release policy must be non-empty JSON text")
-        if not isinstance(wrapped_dek, bytes) or not isinstance(ciphertext, bytes) or not (
-            wrapped_dek and ciphertext
+        if (
+            not isinstance(wrapped_dek, bytes)
+            or not isinstance(ciphertext, bytes)
+            or not (wrapped_dek and ciphertext)
         ):
             raise UsageError("secret wrapped_dek and ciphertext must be non-empty bytes")
         self._version_lock()
@@ -683,8 +717,14 @@ class Tx:
         version = int(current or 0) + 1
         self._conn.execute(
             SECRETS.insert().values(
-                name=name, version=version, policy=policy, kek_id=kek_id,
-                wrapped_dek=wrapped_dek, ciphertext=ciphertext, created_at=now, deleted_at=None,
+                name=name,
+                version=version,
+                policy=policy,
+                kek_id=kek_id,
+                wrapped_dek=wrapped_dek,
+                ciphertext=ciphertext,
+                created_at=now,
+                deleted_at=None,
                 keep_old_policies=bool(keep_old_policies),
             )
         )
@@ -697,7 +737,10 @@ class Tx:
             sqlite = self._raw is not None
             params: tuple[Any, ...]
             if version is None:
-                stmt, params = (_SQLITE_LATEST_VERSION_ROW if sqlite else _PG_LATEST_VERSION_ROW), (name,)
+                stmt, params = (
+                    (_SQLITE_LATEST_VERSION_ROW if sqlite else _PG_LATEST_VERSION_ROW),
+                    (name,),
+                )
             else:
                 stmt, params = (_SQLITE_VERSION_ROW if sqlite else _PG_VERSION_ROW), (name, version)
             raw = driver.execute(stmt, params).fetchone()
@@ -706,8 +749,14 @@ class Tx:
             # SQLite gives naive UTC text; psycopg an aware datetime (timestamptz).
             created = datetime.fromisoformat(raw[6]).replace(tzinfo=UTC) if sqlite else raw[6]
             return StoredSecret(
-                raw[0], int(raw[1]), raw[2], raw[3], bytes(raw[4]), bytes(raw[5]),
-                created.astimezone(UTC), bool(raw[7]),
+                raw[0],
+                int(raw[1]),
+                raw[2],
+                raw[3],
+                bytes(raw[4]),
+                bytes(raw[5]),
+                created.astimezone(UTC),
+                bool(raw[7]),
             )
         if version is None:
             row = self._conn.execute(_SECRET_LATEST, {"name": name}).first()
@@ -716,16 +765,27 @@ class Tx:
         if row is None:
             return None
         return StoredSecret(
-            row.name, row.version, row.policy, row.kek_id, bytes(row.wrapped_dek),
-            bytes(row.ciphertext), row.created_at, bool(row.keep_old_policies),
+            row.name,
+            row.version,
+            row.policy,
+            row.kek_id,
+            bytes(row.wrapped_dek),
+            bytes(row.ciphertext),
+            row.created_at,
+            bool(row.keep_old_policies),
         )
 
     def list_secrets(self) -> list[StoredSecretInfo]:
         """Secrets with at least one version not deleted, by name."""
         s = SECRETS.c
         stmt = (
-            select(s.name, func.max(s.version), func.count(), func.min(s.created_at),
-                   func.max(s.created_at))
+            select(
+                s.name,
+                func.max(s.version),
+                func.count(),
+                func.min(s.created_at),
+                func.max(s.created_at),
+            )
             .where(s.deleted_at.is_(None))
             .group_by(s.name)
             .order_by(s.name)
@@ -764,7 +824,9 @@ class Tx:
         stmt = (
             insert(REFVALUE_SOURCES)
             .values(**source, entry_count=len(rows), actor=actor, added_at=now)
-            .on_conflict_do_nothing(index_elements=[REFVALUE_SOURCES.c.set_name, REFVALUE_SOURCES.c.sha256])
+            .on_conflict_do_nothing(
+                index_elements=[REFVALUE_SOURCES.c.set_name, REFVALUE_SOURCES.c.sha256]
+            )
             .returning(REFVALUE_SOURCES.c.id)
         )
         got = self._conn.execute(stmt).first()
@@ -791,7 +853,9 @@ class Tx:
             q = q.where(REFVALUE_SOURCES.c.set_name == set_name)
         return [StoredRefValueSource(**row._mapping) for row in self._conn.execute(q)]
 
-    def refvalue_source(self, source_id: int) -> tuple[StoredRefValueSource, list[StoredRefValueEntry]] | None:
+    def refvalue_source(
+        self, source_id: int
+    ) -> tuple[StoredRefValueSource, list[StoredRefValueEntry]] | None:
         """One registered CoRIM and its entries."""
         cols = [c for c in REFVALUE_SOURCES.c if c.name != "document"]
         row = self._conn.execute(select(*cols).where(REFVALUE_SOURCES.c.id == source_id)).first()
@@ -820,7 +884,9 @@ class Tx:
             self._advance_fact(REFVALUE_GENERATION, now)
         return bool(result.rowcount)
 
-    def refvalue_set(self, set_name: str, *, now: datetime) -> list[tuple[str, int, str, str | None]]:
+    def refvalue_set(
+        self, set_name: str, *, now: datetime
+    ) -> list[tuple[str, int, str, str | None]]:
         """The values of a set that count at ``now`` (not withdrawn, not expired, begun):
         (value, source id, file name, CoRIM id) each. The sources are read first (a few rows),
         then the set's values on the driver connection (a set may hold 100,000 values, and
@@ -846,15 +912,21 @@ class Tx:
             rows = driver.execute(f"SELECT value, source_id FROM refvalue_entries WHERE set_name = {mark}",  # noqa: S608
                                   (set_name,)).fetchall()  # fmt: skip
         else:
-            rows = self._conn.execute(select(e.value, e.source_id).where(e.set_name == set_name)).all()
+            rows = self._conn.execute(
+                select(e.value, e.source_id).where(e.set_name == set_name)
+            ).all()
         return [(v, sid, *live[sid]) for v, sid in rows if sid in live]
 
     def refvalue_set_changes_after(self, set_name: str, *, now: datetime) -> datetime | None:
         """The next time a source of the set expires or begins to count (after ``now``)."""
         s = REFVALUE_SOURCES.c
         live = (s.set_name == set_name) & s.withdrawn_at.is_(None)
-        ends = self._conn.execute(select(func.min(s.expires_at)).where(live, s.expires_at > now)).scalar()
-        starts = self._conn.execute(select(func.min(s.not_before)).where(live, s.not_before > now)).scalar()
+        ends = self._conn.execute(
+            select(func.min(s.expires_at)).where(live, s.expires_at > now)
+        ).scalar()
+        starts = self._conn.execute(
+            select(func.min(s.not_before)).where(live, s.not_before > now)
+        ).scalar()
         times = [t for t in (ends, starts) if t is not None]
         return min(times) if times else None
 
@@ -882,9 +954,15 @@ class Tx:
     ) -> audit.AuditEntry:
         """Append to the hash chain. ``details``: hashes and identifiers only, never secrets."""
         return audit.append_entry(
-            self._conn, self._dialect, raw=self._raw if self._pg is None else self._pg,
-            kind=kind, actor=actor, subject=subject,
-            decision=decision, details=details, now=now,
+            self._conn,
+            self._dialect,
+            raw=self._raw if self._pg is None else self._pg,
+            kind=kind,
+            actor=actor,
+            subject=subject,
+            decision=decision,
+            details=details,
+            now=now,
         )
 
     def audit_entries(self, *, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEntry]:
@@ -902,8 +980,15 @@ class Tx:
 
 def _policy(row: Any) -> StoredPolicy:
     return StoredPolicy(
-        row.kind, row.name, row.version, bytes(row.document), row.digest, row.actor,
-        row.created_at, bool(row.active), int(row.id),
+        row.kind,
+        row.name,
+        row.version,
+        bytes(row.document),
+        row.digest,
+        row.actor,
+        row.created_at,
+        bool(row.active),
+        int(row.id),
     )
 
 
@@ -926,7 +1011,8 @@ _KBS_SESSION = select(KBS_SESSIONS.c.token).where(
 )
 _PURGE_SOME_KBS_SESSIONS = KBS_SESSIONS.delete().where(
     KBS_SESSIONS.c.session_sha256.in_(
-        select(KBS_SESSIONS.c.session_sha256).where(KBS_SESSIONS.c.expires_at <= _NOW)
+        select(KBS_SESSIONS.c.session_sha256)
+        .where(KBS_SESSIONS.c.expires_at <= _NOW)
         .limit(bindparam("n"))
     )
 )

@@ -76,9 +76,7 @@ def upgrade() -> None:
         sa.Column("pem", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("serial_hex", name="pk_certificates"),
     )
-    op.create_index(
-        "ix_certificates_subject_key_sha256", "certificates", ["subject_key_sha256"]
-    )
+    op.create_index("ix_certificates_subject_key_sha256", "certificates", ["subject_key_sha256"])
 
     op.create_table(
         "secrets",

@@ -23,7 +23,9 @@ def upgrade() -> None:
     with op.batch_alter_table("secrets") as batch:
         batch.add_column(
             sa.Column(
-                "keep_old_policies", sa.Boolean(create_constraint=False), nullable=False,
+                "keep_old_policies",
+                sa.Boolean(create_constraint=False),
+                nullable=False,
                 server_default=sa.false(),
             )
         )

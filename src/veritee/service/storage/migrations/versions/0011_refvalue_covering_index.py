@@ -20,7 +20,9 @@ depends_on = None
 def upgrade() -> None:
     op.drop_index("ix_refvalue_entries_set_name_value", table_name="refvalue_entries")
     op.create_index(
-        "ix_refvalue_entries_set_name_source_id_value", "refvalue_entries", ["set_name", "source_id", "value"]
+        "ix_refvalue_entries_set_name_source_id_value",
+        "refvalue_entries",
+        ["set_name", "source_id", "value"],
     )
 
 
