@@ -69,6 +69,10 @@ def testvectors_dir() -> Path:
     return TESTVECTORS
 
 
+# Imported by test modules under its own name: not a test, though its name starts with "test".
+testvectors_dir.__test__ = False  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def testvectors() -> Path:
     return testvectors_dir()
