@@ -155,6 +155,22 @@ def _consume_and_audit(
     ctx.metrics.inc("veritee_decisions_total", "Appraisal decisions", kind=kind, outcome=decision)
 
 
+def _ear(
+    ctx: ServiceContext,
+    appraisal: Appraisal,
+    *,
+    audience: str,
+    nonce: bytes,
+    now: dt.datetime,
+    bound_key: Any,
+) -> str:
+    """The EAR token of an accepted decision, signed by the domain's token key."""
+    d = ctx.domain
+    return issue_ear(key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
+                     decision=appraisal.decision, claims=appraisal.claims, nonce=nonce, now=now,
+                     bound_key=bound_key)  # fmt: skip
+
+
 @router.post("/attest", summary="Evidence + nonce -> an EAR attestation-result token")
 async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     ctx = _ctx(request)
@@ -177,18 +193,7 @@ async def attest(body: AttestRequest, request: Request) -> JSONResponse:
     await ctx.run_db(
         _consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal
     )
-    d = ctx.domain
-    token = issue_ear(
-        key=d.token_key,
-        kid=d.token_kid,
-        issuer=ctx.settings.issuer,
-        audience=audience,
-        decision=appraisal.decision,
-        claims=appraisal.claims,
-        nonce=nonce,
-        now=now,
-        bound_key=key,
-    )
+    token = _ear(ctx, appraisal, audience=audience, nonce=nonce, now=now, bound_key=key)
     return JSONResponse(
         {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
     )
@@ -253,22 +258,11 @@ async def certify(body: CertifyRequest, request: Request) -> JSONResponse:
         certificate=(cert, pem),
         key_generation=generation,
     )
-    d = ctx.domain
-    token = issue_ear(
-        key=d.token_key,
-        kid=d.token_kid,
-        issuer=ctx.settings.issuer,
-        audience=audience,
-        decision=appraisal.decision,
-        claims=appraisal.claims,
-        nonce=nonce,
-        now=now,
-        bound_key=key,
-    )
+    token = _ear(ctx, appraisal, audience=audience, nonce=nonce, now=now, bound_key=key)
     return JSONResponse(
         {
             "certificate": pem,
-            "ca_certificate": d.ca_pem.decode(),
+            "ca_certificate": ctx.domain.ca_pem.decode(),
             "not_after": cert.not_valid_after_utc.isoformat(),
             "token": token,
             **appraisal.decision.to_json(),
