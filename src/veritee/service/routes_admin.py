@@ -8,16 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from veritee.anchors import sign_anchor
 from veritee.appraisal import load_policy
-from veritee.collateral.freshness import readiness
 from veritee.errors import MalformedError, NotFoundError, UsageError
 from veritee.reasons import Code
+from veritee.service import operations
 from veritee.service.auth import require_admin
 from veritee.service.bodies import JsonRoute
 from veritee.service.context import ServiceContext
 from veritee.service.schemas import MAX_DB_INT, DryRunRequest, PolicyRollback, decode_b64
-from veritee.service.storage import verify_audit_chain
 
 __all__ = ["router"]
 
@@ -268,26 +266,9 @@ def reload_collateral(request: Request) -> dict[str, Any]:
     "/collateral", summary="Collateral freshness: every item's window, what was fetched, failures"
 )
 def collateral_status(request: Request) -> dict[str, Any]:
-    """The newest version of every item of the domain's collateral (folder and fetched) with
-    its age, seconds until its nextUpdate and state (``ok``, ``warning``, ``expired``); each
-    fetched item's last fetch, failures and next try; and where the service fetches from."""
-    ctx = _ctx(request)
-    now, warn = ctx.now(), ctx.settings.collateral_warn_before
-    found = ctx.collateral_items()
-    with ctx.storage.transaction(readonly=True) as tx:
-        rows = tx.fetched_collateral(with_data=False)
-    fetch = ctx.settings.collateral_fetch
-    return {
-        "readiness": readiness(found, now, warn).status,
-        "items": [i.to_json(now, warn) for i in found],
-        "fetched": [{"path": r.path, "sha256": r.sha256,
-                     "fetched_at": r.fetched_at.isoformat() if r.fetched_at else None,
-                     "checked_at": r.checked_at.isoformat() if r.checked_at else None,
-                     "next_try": r.next_try.isoformat() if r.next_try else None,
-                     "failures": r.failures, "last_error": r.last_error} for r in rows],
-        "fetching": None if fetch is None else {
-            "kds": fetch.kds, "pcs": fetch.pcs, "pccs": fetch.pccs, "lazy": fetch.lazy},
-    }  # fmt: skip
+    """Every collateral item's window and state, what was fetched, failures
+    (:func:`veritee.service.operations.collateral_status`)."""
+    return operations.collateral_status(_ctx(request))
 
 
 @router.post(
@@ -324,27 +305,9 @@ def audit(
 
 @router.get("/audit/head", summary="The audit log's head, signed (an anchor to keep elsewhere)")
 def audit_head(request: Request) -> dict[str, Any]:
-    ctx = _ctx(request)
-    with ctx.storage.transaction(readonly=True) as tx:
-        seq, digest = tx.audit_head()
-    d = ctx.domain
-    anchor = sign_anchor(
-        d.token_key,
-        kid=d.token_kid,
-        issuer=d.name,
-        seq=seq,
-        entry_hash=digest,
-        now=ctx.now(),
-    )
-    return {"seq": seq, "entry_hash": digest.hex(), "anchor": anchor}
+    return operations.audit_head(_ctx(request))
 
 
 @router.get("/audit/verify", summary="Check the audit hash chain")
 def audit_verify(request: Request) -> dict[str, Any]:
-    report = verify_audit_chain(_ctx(request).storage)
-    return {
-        "ok": report.ok,
-        "count": report.count,
-        "first_broken": report.first_broken,
-        "message": report.message,
-    }
+    return operations.audit_verify(_ctx(request))

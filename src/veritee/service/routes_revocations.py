@@ -28,10 +28,10 @@ from veritee.admission import normalize_measurement
 from veritee.errors import MalformedError, UsageError
 from veritee.service.auth import require_admin
 from veritee.service.context import ServiceContext
+from veritee.service.operations import certificate_state
 from veritee.service.schemas import RevocationRequest
-from veritee.service.storage.models import StoredCertificate, StoredRevocation
 
-__all__ = ["CERTIFICATE_STATES", "CRL_LIFETIME", "build_crl", "certificate_state", "router"]
+__all__ = ["CRL_LIFETIME", "build_crl", "router"]
 
 router = APIRouter()
 
@@ -107,27 +107,6 @@ def list_revocations(request: Request) -> dict[str, Any]:
 
 
 #: An admission certificate's states: ``expiring`` has under a quarter of its lifetime left.
-CERTIFICATE_STATES = ("valid", "expiring", "expired", "revoked")
-
-
-def certificate_state(cert: StoredCertificate, revocations: list[StoredRevocation], now: dt.datetime
-                      ) -> tuple[str, StoredRevocation | None]:  # fmt: skip
-    """(state, the revocation covering it) of a recorded admission certificate: ``revoked`` (by
-    its serial or its measurement), else ``expired``, ``expiring`` (under a quarter of its
-    lifetime left) or ``valid``. The console and ``GET /v1/admin/certificates`` say the same."""
-    serial = format(cert.serial, "x")
-    revoked = next((r for r in revocations if (r.kind, r.value) in (("serial", serial),
-                                                                    ("measurement", cert.measurement.lower()))), None)  # fmt: skip
-    if revoked is not None:
-        return "revoked", revoked
-    left = cert.not_after - now
-    if left <= dt.timedelta(0):
-        return "expired", None
-    if left < (cert.not_after - cert.not_before) / 4:
-        return "expiring", None
-    return "valid", None
-
-
 @router.get(
     "/v1/admin/certificates", tags=["admin"], dependencies=[Depends(require_admin)],
     summary="Issued admission certificates, the newest first, with their state",

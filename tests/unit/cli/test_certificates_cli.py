@@ -152,7 +152,7 @@ def test_cert_list_states_and_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_certificate_state_rules() -> None:
-    from veritee.service.routes_revocations import certificate_state
+    from veritee.service.operations import certificate_state
     from veritee.service.storage.models import StoredCertificate, StoredRevocation
 
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -154,3 +154,28 @@ def test_importing_a_test_helper_leaves_logging_on() -> None:
     import logging
 
     assert logging.root.manager.disable == logging.NOTSET
+
+
+def test_no_route_module_imports_another() -> None:
+    """Routes stay thin edges: what two of them share lives in a module of its own (the release
+    use case in service/release.py, the operator's views in service/operations.py)."""
+    routes = [*sorted(SRC.glob("service/routes_*.py")), SRC / "service" / "console" / "routes.py"]
+    names = {"veritee.service." + p.stem for p in routes if p.stem.startswith("routes_")}
+    bad = [
+        f"{p.relative_to(SRC)} imports {m}"
+        for p in routes
+        for m in _imports(p)
+        if m in names
+        or m == "veritee.service.console.routes"
+        or (m == "veritee.service" and _imports_route_names(p))
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def _imports_route_names(path: Path) -> bool:
+    """``from veritee.service import routes_x`` names a route module too."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "veritee.service":
+            if any(a.name.startswith("routes_") for a in node.names):
+                return True
+    return False

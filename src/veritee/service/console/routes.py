@@ -17,11 +17,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from veritee import __version__
 from veritee.collateral.freshness import readiness
 from veritee.errors import StorageError, VeriteeError
-from veritee.service import routes_admin
+from veritee.service import operations
 from veritee.service.console import charts, data, session
 from veritee.service.console.html import CSP, Safe, attr_url, h, join, page, table
 from veritee.service.context import ServiceContext
-from veritee.service.routes_revocations import certificate_state
 
 __all__ = ["router"]
 
@@ -356,8 +355,8 @@ def audit_page(request: Request, anchor: str | None = Query(None, max_length=409
     def build(ctx: ServiceContext) -> Safe:
         from veritee.anchors import check_log_against, read_anchor
 
-        report = routes_admin.audit_verify(request)
-        head = routes_admin.audit_head(request)
+        report = operations.audit_verify(_ctx(request))
+        head = operations.audit_head(_ctx(request))
         state = _dl([
             ("chain", _badge("intact", "ok") if report["ok"] else _badge("broken", "bad")),
             ("entries", report["count"]),
@@ -566,7 +565,9 @@ def certificates_page(request: Request) -> Response:
         for c in certs:
             serial = format(c.serial, "x")
             left = c.not_after - now
-            name, revoked = certificate_state(c, revocations, now)  # as GET /v1/admin/certificates
+            name, revoked = operations.certificate_state(
+                c, revocations, now
+            )  # as GET /v1/admin/certificates
             if revoked is not None:
                 state = h("{} {}", _badge("revoked", "bad"), _when(revoked.revoked_at))
             else:
@@ -625,7 +626,7 @@ def _at(text: str | None) -> str:
 @router.get("/collateral")
 def collateral_page(request: Request) -> Response:
     def build(ctx: ServiceContext) -> Safe:
-        status = routes_admin.collateral_status(request)  # as GET /v1/admin/collateral
+        status = operations.collateral_status(_ctx(request))  # as GET /v1/admin/collateral
         rows = []
         for i in status["items"]:
             cls, badge = _STATES.get(i["state"], ("stale", _badge(i["state"], "bad")))
