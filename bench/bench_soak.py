@@ -71,10 +71,11 @@ async def paced(
     seconds: float,
     sample: float,
     pids: list[list[int]],
-) -> tuple[list[list[tuple[float, float]]], dict[str, int]]:
+) -> tuple[list[list[tuple[float, float]]], dict[str, int], dict[str, int]]:
     addresses = [(u.split("//")[1].split(":")[0], int(u.rsplit(":", 1)[1])) for u in urls]
     ops = [one_attest, release_once, None, one_certify]  # None: certified release
     counts = {"attest": 0, "release": 0, "release-certified": 0, "certify": 0, "failed": 0}
+    reasons: dict[str, int] = {}
     names = ["attest", "release", "release-certified", "certify"]
     samples: list[list[tuple[float, float]]] = [[] for _ in urls]
     t0 = time.monotonic()
@@ -94,8 +95,12 @@ async def paced(
                 else:
                     await fn(conn, platform)
                 counts[names[kind]] += 1
-            except (SystemExit, OSError, asyncio.IncompleteReadError, ValueError):
+            except (SystemExit, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 counts["failed"] += 1
+                # why, by kind: the operation and the error's class and first words (a status
+                # line and a problem code; never a body with evidence or secrets)
+                why = f"{names[kind]}: {type(e).__name__}: {' '.join(str(e).split())[:60]}"
+                reasons[why] = reasons.get(why, 0) + 1
             finally:
                 await conn.close()
 
@@ -123,7 +128,7 @@ async def paced(
     await asyncio.gather(*inflight)
     for r, p in enumerate(pids):
         samples[r].append((time.monotonic() - t0, rss_mib(p)))
-    return samples, counts
+    return samples, counts, reasons
 
 
 def main() -> None:
@@ -186,7 +191,7 @@ def main() -> None:
                 f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
                 flush=True,
             )
-            samples, counts = asyncio.run(
+            samples, counts, reasons = asyncio.run(
                 paced(urls, platform, certified, a.rate, a.minutes * 60, a.sample, pids)
             )
         finally:
@@ -196,6 +201,8 @@ def main() -> None:
             drop_pg_database(a.postgres, db_name)
     warm = a.warmup_minutes * 60
     print(f"operations: {json.dumps(counts)}")
+    for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  failed {n:6d} x  {why}")
     for r, pts in enumerate(samples):
         after = [p for p in pts if p[0] >= warm]
         at_warm = after[0][1] if after else float("nan")
