@@ -38,6 +38,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -97,6 +98,7 @@ PINNED_ARKS: Mapping[str, Product] = {
 }
 
 _ARC = "1.3.6.1.4.1.3704.1"
+_V = TypeVar("_V")
 OID_PRODUCT_NAME = x509.ObjectIdentifier(_ARC + ".2")
 OID_BL_SPL = x509.ObjectIdentifier(_ARC + ".3.1")
 OID_TEE_SPL = x509.ObjectIdentifier(_ARC + ".3.2")
@@ -215,6 +217,93 @@ def common_name(name: x509.Name) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
+#: A name as :meth:`x509.Name.__eq__` compares it (RDNs in order, each a set of (OID, value)),
+#: as a plain tuple: equal keys exactly when the names are equal, compared at C speed.
+NameKey = tuple[frozenset[tuple[str, str | bytes]], ...]
+
+
+def name_key(name: x509.Name) -> NameKey:
+    return tuple(frozenset((a.oid.dotted_string, a.value) for a in rdn) for rdn in name.rdns)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the chain checks read from one certificate, read once per distinct DER."""
+
+    subject: NameKey
+    issuer: NameKey
+    subject_cn: str
+    issuer_cn: str
+    sha256: str  # of the DER
+
+
+class _PerCert(Generic[_V]):
+    """A bounded memo keyed by the certificate object itself (its identity: the entry holds the
+    certificate, so its id cannot be reused while the entry lives). Collateral is parsed once
+    and passed again on every call, so the same objects come back; a hit is the value computed
+    from those very bytes. Emptied when full; a plain dict (its operations are atomic)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._data: dict[int, tuple[x509.Certificate, _V]] = {}
+        self._max = maxsize
+
+    def get(self, cert: x509.Certificate) -> _V | None:
+        entry = self._data.get(id(cert))
+        return entry[1] if entry is not None and entry[0] is cert else None
+
+    def put(self, cert: x509.Certificate, value: _V) -> None:
+        if len(self._data) >= self._max:
+            self._data.clear()
+        self._data[id(cert)] = (cert, value)
+
+
+_FACTS: _PerCert[_Facts] = _PerCert(512)
+#: VCEK/VLEK -> the :class:`EndorsementKeyInfo` read from it (successes only).
+_INFOS: _PerCert[EndorsementKeyInfo] = _PerCert(512)
+#: Self-signed certificates whose self-signature verified (successes only).
+_SELF_SIGNED: _PerCert[bool] = _PerCert(64)
+
+
+def _facts(cert: x509.Certificate) -> _Facts:
+    known = _FACTS.get(cert)
+    if known is None:
+        subject, issuer = cert.subject, cert.issuer
+        known = _Facts(
+            name_key(subject),
+            name_key(issuer),
+            common_name(subject),
+            common_name(issuer),
+            hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        )
+        _FACTS.put(cert, known)
+    return known
+
+
+def subject_cn(cert: x509.Certificate) -> str:
+    """``common_name(cert.subject)``, read once per distinct certificate."""
+    return _facts(cert).subject_cn
+
+
+def issuer_cn(cert: x509.Certificate) -> str:
+    """``common_name(cert.issuer)``, read once per distinct certificate."""
+    return _facts(cert).issuer_cn
+
+
+def subject_key(cert: x509.Certificate) -> NameKey:
+    """:func:`name_key` of ``cert.subject``, read once per distinct certificate."""
+    return _facts(cert).subject
+
+
+def issuer_key(cert: x509.Certificate) -> NameKey:
+    """:func:`name_key` of ``cert.issuer``, read once per distinct certificate."""
+    return _facts(cert).issuer
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``cert.issuer == issuer.subject``, with the names read once per distinct certificate."""
+    return _facts(cert).issuer == _facts(issuer).subject
+
+
 def _der_small_int(der: bytes, what: str) -> int:
     """Decode a DER INTEGER holding a small non-negative value (an SPL)."""
     if len(der) < 3 or der[0] != 0x02 or der[1] != len(der) - 2 or der[1] > 4:
@@ -238,7 +327,15 @@ def _ext_value(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | No
 
 def endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
     """Read kind, TCB, hwID and product name from a VCEK/VLEK; raise :class:`CollateralError`."""
-    cn = common_name(cert.subject)
+    known = _INFOS.get(cert)
+    if known is None:
+        known = _read_endorsement_key_info(cert)
+        _INFOS.put(cert, known)
+    return known
+
+
+def _read_endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
+    cn = subject_cn(cert)
     if cn == _CN_VCEK:
         kind = "vcek"
     elif cn == _CN_VLEK:
@@ -313,8 +410,8 @@ def _check_pss_signed(
 
 
 def _check_cert_signed(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
-    if cert.issuer != issuer.subject:
-        raise VerificationError(f"{what} is not issued by {common_name(issuer.subject)!r}")
+    if not issued_by(cert, issuer):
+        raise VerificationError(f"{what} is not issued by {subject_cn(issuer)!r}")
     try:
         params = cert.signature_algorithm_parameters
         hash_alg = cert.signature_hash_algorithm
@@ -331,6 +428,14 @@ def _check_cert_signed(cert: x509.Certificate, issuer: x509.Certificate, what: s
     )
 
 
+def _check_self_signed(ark: x509.Certificate) -> None:
+    """The ARK's self-signature, checked once per distinct DER (the result depends on nothing
+    else; a failure is not remembered, so it is raised again each time)."""
+    if _SELF_SIGNED.get(ark) is None:
+        _check_cert_signed(ark, ark, "ARK (self-signature)")
+        _SELF_SIGNED.put(ark, True)
+
+
 def _check_ca(cert: x509.Certificate, role: str) -> None:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -343,16 +448,16 @@ def _check_ca(cert: x509.Certificate, role: str) -> None:
 def _find_issuer(
     cert: x509.Certificate, pool: Sequence[x509.Certificate], role: str
 ) -> x509.Certificate:
-    found = [c for c in pool if c.subject == cert.issuer and c is not cert]
+    found = [c for c in pool if issued_by(cert, c) and c is not cert]
     if not found:
         raise CollateralError(
-            f"collateral lacks the {role} certificate {common_name(cert.issuer)!r}",
+            f"collateral lacks the {role} certificate {_facts(cert).issuer_cn!r}",
             code="collateral_missing",
         )
     last: VerificationError | None = None
     for cand in found:  # several with the same name (e.g. re-issued): take one that verifies
         try:
-            _check_cert_signed(cert, cand, f"certificate {common_name(cert.subject)!r}")
+            _check_cert_signed(cert, cand, f"certificate {subject_cn(cert)!r}")
             return cand
         except VerificationError as e:
             last = e
@@ -429,20 +534,20 @@ def verify_chain(
         raise VerificationError(f"{info.kind.upper()} key is not ECDSA P-384")
     role_i = "ASVK" if info.kind == "vlek" else "ASK"
     ask = _find_issuer(leaf, pool, role_i)
-    ask_cn = common_name(ask.subject)
+    ask_cn = subject_cn(ask)
     if (info.kind == "vlek") != ask_cn.startswith("SEV-VLEK-"):
         raise VerificationError(f"{info.kind.upper()} is issued by {ask_cn!r}, not by an {role_i}")
     _check_ca(ask, role_i)
     ark = _find_issuer(ask, pool, "ARK")
     _check_ca(ark, "ARK")
-    ark_fp = hashlib.sha256(ark.public_bytes(serialization.Encoding.DER)).hexdigest()
+    ark_fp = _facts(ark).sha256
     product = trust.product_of(ark_fp)
     if product is None:
         raise VerificationError(
-            f"root {common_name(ark.subject)!r} (SHA-256 {ark_fp[:16]}...) is not a pinned AMD ARK",
+            f"root {subject_cn(ark)!r} (SHA-256 {ark_fp[:16]}...) is not a pinned AMD ARK",
             code="root_not_pinned",
         )
-    _check_cert_signed(ark, ark, "ARK (self-signature)")
+    _check_self_signed(ark)
     for cert, role in ((leaf, info.kind.upper()), (ask, role_i), (ark, "ARK")):
         _check_window(cert, role, at)
     crl_start, crl_end = _check_crls(crls, ark, ask, at)
@@ -462,7 +567,7 @@ def verify_chain(
         info=info,
         not_before=not_before,
         not_after=not_after,
-        leaf_sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        leaf_sha256=_facts(leaf).sha256,
         ark_sha256=ark_fp,
         issuer_signatures=(ask.signature, ark.signature),
     )

@@ -627,7 +627,7 @@ def _endorsement(
                 return entry
             tried.add(cert.signature)
     cn = "SEV-VLEK" if want == "vlek" else "SEV-VCEK"
-    leaves = [c for c in certs if amd.common_name(c.subject) == cn]
+    leaves = [c for c in certs if amd.subject_cn(c) == cn]
     if not leaves:
         raise CollateralError(
             f"collateral has no {want.upper()} certificate for this report",
@@ -674,9 +674,9 @@ def _issuer_failures(
     cert: x509.Certificate, pool: Sequence[x509.Certificate], role: str, at: datetime
 ) -> tuple[list[x509.Certificate], list[VerificationError]]:
     """The candidates for ``cert``'s issuer that are open at ``at``, or why there is none."""
-    named = [c for c in pool if c.subject == cert.issuer and c is not cert]
+    named = [c for c in pool if amd.issued_by(cert, c) and c is not cert]
     if not named:
-        return [], [CollateralError(f"collateral lacks the {role} certificate {amd.common_name(cert.issuer)!r}",
+        return [], [CollateralError(f"collateral lacks the {role} certificate {amd.issuer_cn(cert)!r}",
                                     code="collateral_missing")]  # fmt: skip
     open_ = [c for c in named if _window_failure(c, role, at) is None]
     if open_:
@@ -705,13 +705,13 @@ def _leaf_failures(
         found.append(w)
     asks, missing = _issuer_failures(leaf, pool, "ASVK" if info.kind == "vlek" else "ASK", at)
     found += missing
-    ark_names = {a.issuer for a in asks}
+    ark_names = {amd.issuer_key(a) for a in asks}
     for ask in asks[:1]:
         arks, missing = _issuer_failures(ask, pool, "ARK", at)
         found += missing
-        ark_names = {a.subject for a in arks} or ark_names
+        ark_names = {amd.subject_key(a) for a in arks} or ark_names
     for crl in crls:
-        if crl.issuer not in ark_names:
+        if amd.name_key(crl.issuer) not in ark_names:
             continue
         last, nxt = crl.last_update_utc, crl.next_update_utc
         if at < last or (nxt is not None and at > nxt):
