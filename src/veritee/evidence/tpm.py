@@ -583,8 +583,32 @@ _AK_CHAINS: Lru[tuple[Any, ...], _AkChain] = Lru(1024)
 def clear_caches() -> None:
     """Forget verified AK chains, AK keys and checked event logs (tests, benchmarks)."""
     _AK_CHAINS.clear()
+    _CANDIDATES.clear()
     _AK_KEYS.clear()
     _EVENT_LOGS.clear()
+
+
+#: Collateral object -> (that object, the SHA-256 of its path candidates' DERs). Keyed by
+#: identity (the entry holds the object, so its id is not reused while it lives): collateral
+#: is loaded once and passed again with every verification. Emptied when full.
+_CANDIDATES: dict[int, tuple[Collateral, str]] = {}
+
+
+def _candidates_digest(collateral: Collateral) -> str:
+    """SHA-256 over the DER of every path candidate, each prefixed by its length (so a key of
+    :data:`_AK_CHAINS` names the whole of every certificate); once per collateral object."""
+    entry = _CANDIDATES.get(id(collateral))
+    if entry is not None and entry[0] is collateral:
+        return entry[1]
+    h = hashlib.sha256()
+    for cert in collateral.path_candidates:
+        der = cert.public_bytes(_DER)
+        h.update(len(der).to_bytes(4, "big") + der)
+    digest = h.hexdigest()
+    if len(_CANDIDATES) >= 64:
+        _CANDIDATES.clear()
+    _CANDIDATES[id(collateral)] = (collateral, digest)
+    return digest
 
 
 def _ak_chain(
@@ -597,9 +621,9 @@ def _ak_chain(
     if att.ak_cert is None:
         raise VerificationError("no AK certificate: the AK is not certified by a trusted CA",
                                 code="ak_not_certified")  # fmt: skip
-    # The whole of every candidate certificate is in the key (a certificate hashes and compares
-    # by its DER): keyed by signatures alone, a changed TBS behind the same signature was a hit.
-    cache_key = (roots, att.ak_cert, att.intermediates, tuple(collateral.path_candidates))
+    # The whole of every candidate certificate is in the key (the SHA-256 of their DERs):
+    # keyed by signatures alone, a changed TBS behind the same signature was a hit.
+    cache_key = (roots, att.ak_cert, att.intermediates, _candidates_digest(collateral))
     hit = _AK_CHAINS.get(cache_key)
     if hit is not None and hit.ak_pub == att.ak_pub and hit.span[0] <= at <= hit.span[1]:
         return hit.root
