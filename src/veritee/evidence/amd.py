@@ -70,6 +70,12 @@ __all__ = [
     "check_crl",
     "common_name",
     "endorsement_key_info",
+    "issued_by",
+    "issuer_cn",
+    "issuer_key",
+    "name_key",
+    "subject_cn",
+    "subject_key",
     "verify_chain",
 ]
 

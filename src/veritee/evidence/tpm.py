@@ -709,8 +709,12 @@ def _same_key(a: Any, b: Any) -> bool:
 _PKCS1V15 = padding.PKCS1v15()
 
 
+#: One (immutable) instance of each hash algorithm, by TPM_ALG_ID.
+_HASH_ALGORITHMS: dict[int, hashes.HashAlgorithm] = {a: h[1]() for a, h in HASHES.items()}
+
+
 def _verify_quote(q: Quote, key: Any, index: int) -> None:
-    algorithm = HASHES[q.sig_hash][1]()
+    algorithm = _HASH_ALGORITHMS[q.sig_hash]
     try:
         if isinstance(key, rsa.RSAPublicKey):
             if q.sig_alg == ALG_RSASSA:
