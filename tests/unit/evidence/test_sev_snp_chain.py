@@ -8,10 +8,12 @@ fake ARK is trusted only where a test pins it explicitly (``AmdTrust.with_roots`
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from tests.fakes.amd import (
     AT,
     CHIP,
@@ -105,6 +107,43 @@ def test_look_alike_root_with_pinned_name_is_refused() -> None:
             at=AT,
             trust=real.trust(),
         )
+
+
+def test_pinned_root_with_a_bad_self_signature_is_refused_every_time() -> None:
+    # The ARK's self-signature is checked once per ARK object that passes it (amd._SELF_SIGNED):
+    # one whose self-signature does not verify is refused on every call, also after a good
+    # chain of the same name verified, and also when its own fingerprint is pinned.
+    real = make_chain(Product.GENOA)
+    data = make_report(real)
+    sev_snp.verify(data, collateral=real.collateral(), at=AT, trust=real.trust())
+    bad_ark = certificate(
+        "ARK-Genoa", "ARK-Genoa", real.ark_key.public_key(), rsa_key("not-the-ark"), ca=True
+    )
+    assert bad_ark.public_key().public_numbers() == real.ark.public_key().public_numbers()
+    pinned = AmdTrust.with_roots(
+        {hashlib.sha256(bad_ark.public_bytes(Encoding.DER)).hexdigest(): Product.GENOA}, cache=None
+    )
+    col = Collateral(certificates=(real.leaf, real.ask, bad_ark))
+    for _ in range(2):
+        with pytest.raises(VerificationError, match=r"ARK \(self-signature\) does not verify"):
+            sev_snp.verify(data, collateral=col, at=AT, trust=pinned)
+    # The good chain still verifies without a cache, twice (the memo's hit path).
+    for _ in range(2):
+        sev_snp.verify(data, collateral=real.collateral(), at=AT, trust=real.trust(None))
+
+
+def test_certificate_facts_follow_the_object_not_the_name() -> None:
+    # Two VCEKs of the same name and issuer, with other TCB values: each is read from its own
+    # bytes (amd._INFOS, amd._FACTS are keyed by the certificate object).
+    a = make_chain(Product.GENOA)
+    b = make_chain(Product.GENOA, tcb={"bootloader": 9, "tee": 9, "snp": 9, "microcode": 9})
+    assert a.leaf.subject == b.leaf.subject and a.leaf.issuer == b.leaf.issuer
+    assert amd.endorsement_key_info(a.leaf).tcb != amd.endorsement_key_info(b.leaf).tcb
+    assert amd.endorsement_key_info(b.leaf).tcb["snp"] == 9
+    assert amd.issued_by(a.leaf, a.ask) and amd.issued_by(b.leaf, a.ask)
+    assert not amd.issued_by(a.ask, a.leaf)
+    assert amd.subject_cn(a.ask) == "SEV-Genoa" and amd.issuer_cn(a.ask) == "ARK-Genoa"
+    assert amd.subject_key(a.ark) == amd.issuer_key(a.ark) == amd.name_key(a.ark.subject)
 
 
 # -- checks against the certificate --------------------------------------------------------------

@@ -170,3 +170,24 @@ def test_a_changed_event_log_is_checked_again() -> None:
     assert e.value.code in ("event_log_mismatch", "event_data_mismatch")
     assert att.event_log == log  # the sample itself is unchanged and still verifies
     assert _event_log_claims(_raw())["verified"] is True
+
+
+def test_the_ak_chain_cache_key_names_every_byte_of_the_collateral() -> None:
+    # The key holds one SHA-256 over the collateral's candidates, read once per collateral
+    # object (tpm._candidates_digest): the same certificates in another object give the same
+    # digest; other certificates, fewer or more, another one.
+    same = Collateral(certificates=_roots().certificates)
+    assert same is not _roots()
+    assert tpm._candidates_digest(same) == tpm._candidates_digest(_roots())
+    fewer = Collateral(certificates=_roots().certificates[1:])
+    more = _roots().joined(Collateral(untrusted=_roots().certificates[:1]))
+    digests = {tpm._candidates_digest(c) for c in (_roots(), fewer, more)}
+    assert len(digests) == 3
+    # A chain verified with the full collateral is not reused for collateral that lacks the root.
+    tpm.verify(_raw(), collateral=_roots(), at=AT)
+    without_roots = Collateral(
+        certificates=tuple(c for c in _roots().certificates if c.subject != c.issuer)
+    )
+    with pytest.raises(VerificationError) as e:
+        tpm.verify(_raw(), collateral=without_roots, at=AT)
+    assert e.value.code == "root_not_pinned"
