@@ -416,6 +416,14 @@ def _enacttrust(comid: Comid) -> None:
     _triples(comid, env=env, meas=meas, keys=keys)
 
 
+def _single_pkix_key(ks: list[Typed]) -> None:
+    """A trust anchor of exactly one PKIX base64 key (Veraison's Parsec TPM and legacy PSA/CCA)."""
+    if len(ks) != 1:
+        raise _fail(f"expected exactly one key but got {len(ks)}")
+    if ks[0].type != "pkix-base64-key":
+        raise _fail(f"trust anchor must be a PKIX base64 key, found: {ks[0].type}")
+
+
 def _parsec_tpm(comid: Comid) -> None:
     def make_env(trust_anchor: bool) -> EnvCheck:
         def check(e: Environment) -> None:
@@ -437,16 +445,10 @@ def _parsec_tpm(comid: Comid) -> None:
 
         return check
 
-    def keys(ks: list[Typed]) -> None:
-        if len(ks) != 1:
-            raise _fail(f"expected exactly one key but got {len(ks)}")
-        if ks[0].type != "pkix-base64-key":
-            raise _fail(f"trust anchor must be a PKIX base64 key, found: {ks[0].type}")
-
     def meas(ms: list[Measurement]) -> None:
         _uint_mkeys(ms, digests=True, label="key")
 
-    _triples(comid, ta_env=make_env(True), rv_env=make_env(False), keys=keys, meas=meas)
+    _triples(comid, ta_env=make_env(True), rv_env=make_env(False), keys=_single_pkix_key, meas=meas)
 
 
 def _riot(comid: Comid) -> None:
@@ -487,12 +489,6 @@ def _legacy_platform(comid: Comid, *, cca: bool) -> None:
 
         return check
 
-    def keys(ks: list[Typed]) -> None:
-        if len(ks) != 1:
-            raise _fail(f"expected exactly one key but got {len(ks)}")
-        if ks[0].type != "pkix-base64-key":
-            raise _fail(f"trust anchor must be a PKIX base64 key, found: {ks[0].type}")
-
     def meas(ms: list[Measurement]) -> None:
         for i, m in enumerate(ms):
             if m.key is None:
@@ -506,7 +502,7 @@ def _legacy_platform(comid: Comid, *, cca: bool) -> None:
             else:
                 raise _fail(f"measurement {i} key: unexpected type {m.key.type}")
 
-    _triples(comid, ta_env=make_env(True), rv_env=make_env(False), keys=keys, meas=meas)
+    _triples(comid, ta_env=make_env(True), rv_env=make_env(False), keys=_single_pkix_key, meas=meas)
 
 
 def _legacy_realm(comid: Comid) -> None:
