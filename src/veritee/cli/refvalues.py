@@ -52,15 +52,25 @@ def _parse_at(text: str | None) -> dt.datetime | None:
     return when
 
 
-@refvalues_group.command("inspect")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+#: Options ``inspect`` and ``add`` share.
+_key_option = click.option(
     "--key",
     "key_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).",
 )
+_scheme_option = click.option(
+    "--scheme",
+    type=click.Choice(sorted(profiles.SCHEMES)),
+    default=None,
+    help="Refuse a CoRIM whose profile belongs to another scheme.",
+)
+
+
+@refvalues_group.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_key_option
 @click.option(
     "--trust-anchor",
     "anchor_paths",
@@ -68,12 +78,7 @@ def _parse_at(text: str | None) -> dt.datetime | None:
     multiple=True,
     help="A CA certificate (PEM or DER) the signed CoRIM's x5chain must lead to (instead of --key).",
 )
-@click.option(
-    "--scheme",
-    type=click.Choice(sorted(profiles.SCHEMES)),
-    default=None,
-    help="Refuse a CoRIM whose profile belongs to another scheme.",
-)
+@_scheme_option
 @click.option(
     "--at", "at_text", default=None, help="Check the validity periods at this time (ISO 8601)."
 )
@@ -142,19 +147,8 @@ MAX_UPLOAD_BYTES = 700 * 1024  # base64 of it fits the service's 1 MiB body limi
 @refvalues_group.command("add")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "set_name", required=True, help="The set's name (policies refer to it).")
-@click.option(
-    "--key",
-    "key_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The signer's key: PEM public key, PEM certificate or JWK (for a signed CoRIM).",
-)
-@click.option(
-    "--scheme",
-    type=click.Choice(sorted(profiles.SCHEMES)),
-    default=None,
-    help="Refuse a CoRIM whose profile belongs to another scheme.",
-)
+@_key_option
+@_scheme_option
 @click.option(
     "--trust-anchor",
     "anchor_path",
