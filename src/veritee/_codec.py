@@ -6,7 +6,8 @@
   existed (the clean room's signed results): those bytes are stored data and do not change.
 - :func:`b64url` / :func:`b64url_decode`: unpadded base64url (RFC 7515 §2), as JOSE, the KBS
   protocol and its cookies use it. The decoder refuses any character outside the alphabet
-  instead of skipping it (Python's ``urlsafe_b64decode`` skips), and padding.
+  instead of skipping it (Python's ``urlsafe_b64decode`` skips), padding, and a last character
+  whose unused bits are not zero (RFC 4648 §3.5), so one value has exactly one spelling.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> bytes:
     """The bytes of unpadded base64url ``text``; a non-string, a character outside the
-    alphabet, padding, an impossible length or more than ``max_chars`` characters is a
-    :class:`~veritee.errors.MalformedError` naming ``field``."""
+    alphabet, padding, an impossible length, non-zero unused bits in the last character or
+    more than ``max_chars`` characters is a :class:`~veritee.errors.MalformedError` naming
+    ``field``."""
     if not isinstance(text, str):
         raise MalformedError(f"{field}: expected a base64url string", field=field)
     if max_chars is not None and len(text) > max_chars:
@@ -50,6 +52,9 @@ def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> byt
     if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
         raise MalformedError(f"{field} is not base64url without padding", field=field)
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise MalformedError(f"{field} is not base64url without padding", field=field) from None
+    if len(text) % 4 and b64url(data) != text:
+        raise MalformedError(f"{field}: non-canonical base64url (unused bits set)", field=field)
+    return data

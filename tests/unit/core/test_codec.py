@@ -40,6 +40,14 @@ def test_b64url_decode_refuses_instead_of_skipping(bad: object) -> None:
     assert "jwk.x" in str(e.value)
 
 
+@pytest.mark.parametrize("text", ["AB", "AAB", "_x", "__9"])
+def test_b64url_decode_refuses_a_second_spelling(text: str) -> None:
+    # "AB" and "AA" (or "AAB" and "AAA") would decode to the same bytes: the unused low bits of
+    # the last character must be zero, as in the Rust base64 crate Trustee uses.
+    with pytest.raises(MalformedError, match="non-canonical"):
+        b64url_decode(text, "f")
+
+
 def test_b64url_decode_bounds_its_input() -> None:
     assert b64url_decode("A" * 8, "f", max_chars=8) == bytes(6)
     with pytest.raises(MalformedError, match="longer than 8"):

@@ -7,6 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk as jwcrypto_jwk
 
+from veritee._codec import b64url, b64url_decode
 from veritee.errors import MalformedError, VerificationError
 from veritee.tokens import (
     jwk_of,
@@ -46,6 +47,23 @@ def test_rsa_thumbprint_agrees_with_jwcrypto() -> None:
     assert jwk_thumbprint(key) == jwcrypto_jwk.JWK.from_pyca(key).thumbprint()
 
 
+def _off_by_one(coordinate: str) -> str:
+    """The coordinate with the low bit of its value flipped: (x, y ^ 1) is never on the curve
+    (that would need y ^ 1 == p - y)."""
+    value = bytearray(b64url_decode(coordinate, "y"))
+    value[-1] ^= 1
+    return b64url(bytes(value))
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _second_spelling(coordinate: str) -> str:
+    """The same bytes spelled with an unused low bit of the last character set (43 characters
+    carry 258 bits for 256)."""
+    return coordinate[:-1] + _ALPHABET[_ALPHABET.index(coordinate[-1]) | 1]
+
+
 def _ec_jwk() -> dict[str, str]:
     return jwk_of(ec.generate_private_key(ec.SECP256R1()).public_key(), "k1")
 
@@ -57,10 +75,8 @@ def _ec_jwk() -> dict[str, str]:
         (lambda j: j.update(crv="secp256k1"), "jwk.crv"),
         (lambda j: j.update(x=j["x"][:-2]), "jwk.x"),  # truncated coordinate
         (lambda j: j.update(x=j["x"] + "=="), "jwk.x"),  # padded base64url
-        (
-            lambda j: j.update(y=j["y"][:-1] + ("A" if j["y"][-1] != "A" else "B")),
-            "jwk.x",
-        ),  # off the curve
+        (lambda j: j.update(y=_off_by_one(j["y"])), "jwk.x"),  # off the curve
+        (lambda j: j.update(y=_second_spelling(j["y"])), "jwk.y"),  # unused bits set
         (lambda j: j.update(x="!" * 43), "jwk.x"),
         (lambda j: j.update(d="AAAA"), "jwk"),  # a private member
         (lambda j: j.pop("y"), "jwk.y"),
