@@ -16,16 +16,28 @@ an AMD ASK, the roots) recur in every chain and collateral set of their platform
 passed are kept, keyed by their exact DER (bounded LRU, :func:`forget_checked` empties it): the
 same bytes parse the same way, and a hit returns the object already checked. Leaf certificates
 are per platform and are checked on every load (their chains are cached by the verifiers).
+
+Issue 15 item 2 (a new DCAP platform, a cold verification): a PEM text of plain CERTIFICATE
+blocks is decoded here (strict base64; anything else goes to ``cryptography``'s reader), so a
+CA block seen before is not even decoded again and every certificate keeps the exact DER it
+came from; names that built once are not built again (by their exact DER); certificate and CRL
+signatures (ECDSA-SHA256 by a P-256 key) are checked over the signed bytes as loaded, with
+``cryptography``'s own checks first (inner and outer algorithm equal, issuer name), instead of
+re-encoding them on every check; a CRL's revoked serial numbers are read once, when it is
+checked.
 """
 
 from __future__ import annotations
 
+import binascii
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee._lru import Lru
@@ -35,12 +47,19 @@ __all__ = [
     "PARSE_ERRORS",
     "checked_certificate",
     "checked_crl",
+    "crl_signature_valid",
+    "der_of",
     "forget_checked",
     "load_der_certificate",
     "load_der_crl",
     "load_pem_certificate",
     "load_pem_certificates",
     "load_pem_crl",
+    "revoked_serials",
+    "same_name",
+    "subject_der",
+    "subject_text",
+    "verify_issued_by",
 ]
 
 #: Everything ``cryptography`` raises for malformed X.509 input, at load or on a lazy access.
@@ -57,13 +76,7 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
 def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     """``cert`` after touching every lazily parsed part, or MalformedError naming ``field``."""
     try:
-        with warnings.catch_warnings():
-            # Google's TPM CA names have attributes longer than X.520's 64 characters.
-            warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
-            # Building the Name objects decodes and validates every attribute (formatting
-            # them, as rfc4514_string() does, cannot fail after that).
-            cert.subject  # noqa: B018
-            cert.issuer  # noqa: B018
+        _check_names(cert)
         cert.extensions  # noqa: B018 - parses every extension value
         cert.public_key()
         cert.signature_hash_algorithm  # noqa: B018
@@ -77,6 +90,210 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     return cert
 
 
+#: Names (their exact DER) that built without error: a name decodes the same way in every
+#: certificate it appears in (Intel's PCK leaves share their subject, every chain its issuers).
+_CHECKED_NAMES: Lru[bytes, bool] = Lru(256)
+
+
+def _check_names(cert: x509.Certificate) -> None:
+    """Build (so decode and validate) the subject and issuer, unless the same DER did before."""
+    raw = _raw_parts(cert)
+    if raw is not None and _CHECKED_NAMES.get(raw.subject) and _CHECKED_NAMES.get(raw.issuer):
+        return
+    with warnings.catch_warnings():
+        # Google's TPM CA names have attributes longer than X.520's 64 characters.
+        warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+        # Building the Name objects decodes and validates every attribute (formatting
+        # them, as rfc4514_string() does, cannot fail after that).
+        cert.subject  # noqa: B018
+        cert.issuer  # noqa: B018
+    if raw is not None:
+        _CHECKED_NAMES.put(raw.subject, True)
+        _CHECKED_NAMES.put(raw.issuer, True)
+
+
+# --- the exact bytes of a certificate's signed parts --------------------------------------------
+#
+# ``cryptography`` re-encodes a certificate (``public_bytes``, ``tbs_certificate_bytes``, and inside
+# ``verify_directly_issued_by``) and a CRL's signed part (``tbs_certlist_bytes``, inside
+# ``is_signature_valid``) on every call: for a CRL of 44 entries that costs almost a signature
+# check. Certificates loaded here keep the DER they came from; a minimal walk finds the signed
+# part, the names and the signature in it. Anything unexpected: the walk gives up (None) and
+# ``cryptography`` does the work as before.
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """(tag, start of element, start of value, end) of the DER element at ``pos`` (ValueError)."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, ln = data[pos], data[pos + 1]
+    vs = pos + 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 3 or vs + n > end:
+            raise ValueError("bad length")
+        ln = int.from_bytes(data[vs : vs + n], "big")
+        vs += n
+    if vs + ln > end:
+        raise ValueError("overrun")
+    return tag, pos, vs, vs + ln
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Slices of one certificate's or CRL's DER."""
+
+    der: bytes
+    tbs: bytes  #: the signed part, as signed
+    inner_alg: bytes  #: the signature AlgorithmIdentifier inside the signed part
+    issuer: bytes
+    subject: bytes  #: b"" for a CRL
+    outer_alg: bytes
+    signature: bytes  #: the signature BIT STRING's content after the unused-bits octet
+
+
+def _walk(der: bytes, crl: bool) -> _Raw | None:
+    try:
+        tag, _, s, e = _tlv(der, 0, len(der))
+        if tag != 0x30 or e != len(der):
+            return None
+        ttag, ts, tvs, te = _tlv(der, s, e)
+        atag, as_, _, ae = _tlv(der, te, e)
+        stag, _, svs, se = _tlv(der, ae, e)
+        if ttag != 0x30 or atag != 0x30 or stag != 0x03 or se != e or svs >= se or der[svs]:
+            return None
+        # TBSCertificate: [0] version, serial, signature, issuer, validity, subject, ...
+        # TBSCertList: version OPTIONAL, signature, issuer, thisUpdate, ...
+        parts: list[tuple[int, int, int]] = []
+        pos = tvs
+        while pos < te and len(parts) < 6:
+            t, start, _, end = _tlv(der, pos, te)
+            parts.append((t, start, end))
+            pos = end
+        if crl:
+            if parts and parts[0][0] == 0x02:
+                parts = parts[1:]
+            alg, issuer, subject = parts[0], parts[1], None
+        else:
+            if len(parts) < 6 or parts[0][0] != 0xA0 or parts[1][0] != 0x02:
+                return None
+            alg, issuer, subject = parts[2], parts[3], parts[5]
+        if alg[0] != 0x30 or issuer[0] != 0x30 or (subject is not None and subject[0] != 0x30):
+            return None
+        return _Raw(
+            der=der,
+            tbs=der[ts:te],
+            inner_alg=der[alg[1] : alg[2]],
+            issuer=der[issuer[1] : issuer[2]],
+            subject=der[subject[1] : subject[2]] if subject else b"",
+            outer_alg=der[as_:ae],
+            signature=der[svs + 1 : se],
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+#: DER and slices of the certificates and CRLs loaded here, by object identity (the object is
+#: held, so its id is not reused while the entry lives).
+_RAWS: Lru[int, tuple[object, _Raw | None]] = Lru(1024)
+
+
+def _remember(obj: object, der: bytes, crl: bool = False) -> None:
+    _RAWS.put(id(obj), (obj, _walk(der, crl)))
+
+
+def _raw_parts(obj: object) -> _Raw | None:
+    hit = _RAWS.get(id(obj))
+    return hit[1] if hit is not None and hit[0] is obj else None
+
+
+def der_of(cert: x509.Certificate) -> bytes:
+    """The exact DER ``cert`` was loaded from (re-encoded only for certificates loaded elsewhere)."""
+    raw = _raw_parts(cert)
+    if raw is not None:
+        return raw.der
+    der = cert.public_bytes(serialization.Encoding.DER)
+    _remember(cert, der)
+    return der
+
+
+#: ``subject.public_bytes()`` and ``subject.rfc4514_string()`` of certificates, by object
+#: identity (the object is held): a CA certificate's name is encoded and formatted once.
+_SUBJECTS: Lru[int, tuple[x509.Certificate, bytes, str | None]] = Lru(256)
+
+
+def subject_der(cert: x509.Certificate) -> bytes:
+    """``cert.subject.public_bytes()``, once per certificate object."""
+    hit = _SUBJECTS.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    der = cert.subject.public_bytes()
+    _SUBJECTS.put(id(cert), (cert, der, None))
+    return der
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    """``cert.subject.rfc4514_string()``, once per certificate object."""
+    hit = _SUBJECTS.get(id(cert))
+    if hit is not None and hit[0] is cert and hit[2] is not None:
+        return hit[2]
+    text = cert.subject.rfc4514_string()
+    _SUBJECTS.put(id(cert), (cert, subject_der(cert), text))
+    return text
+
+
+#: ecdsa-with-SHA256 (RFC 5758), the one algorithm of the fast signature path.
+_ECDSA_SHA256_ALG = bytes.fromhex("300a06082a8648ce3d040302")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def _p256(key: object) -> ec.EllipticCurvePublicKey | None:
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    return None
+
+
+def verify_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:
+    """``child.verify_directly_issued_by(parent)``, with the same checks (inner and outer
+    signature algorithm equal, child's issuer == parent's subject, the signature) and the same
+    exceptions; an ECDSA-SHA256 signature by a P-256 key is checked over the signed bytes as
+    loaded, without re-encoding them."""
+    c, p = _raw_parts(child), _raw_parts(parent)
+    key = _p256(parent.public_key()) if c is not None and p is not None else None
+    if (
+        c is None
+        or p is None
+        or key is None
+        or c.outer_alg != _ECDSA_SHA256_ALG
+        or c.inner_alg != c.outer_alg
+        or c.issuer != p.subject
+    ):
+        child.verify_directly_issued_by(parent)  # every other case, as before
+        return
+    key.verify(c.signature, c.tbs, _ECDSA_SHA256)
+
+
+def crl_signature_valid(crl: x509.CertificateRevocationList, key: object) -> bool:
+    """``crl.is_signature_valid(key)`` (inner and outer algorithm equal, then the signature);
+    an ECDSA-SHA256 signature by a P-256 key is checked over the signed bytes as loaded."""
+    r, k = _raw_parts(crl), _p256(key)
+    if r is None or k is None or r.outer_alg != _ECDSA_SHA256_ALG or r.inner_alg != r.outer_alg:
+        return crl.is_signature_valid(key)  # type: ignore[arg-type]
+    try:
+        k.verify(r.signature, r.tbs, _ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def same_name(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+    """``crl.issuer == cert.subject`` (equal DER first, without building either name)."""
+    r, c = _raw_parts(crl), _raw_parts(cert)
+    if r is not None and c is not None and r.issuer == c.subject:
+        return True
+    return bool(crl.issuer == cert.subject)
+
+
 #: CA certificates that passed :func:`checked_certificate`, by their exact DER.
 _CHECKED_CAS: Lru[bytes, x509.Certificate] = Lru(256)
 
@@ -84,14 +301,23 @@ _CHECKED_CAS: Lru[bytes, x509.Certificate] = Lru(256)
 def forget_checked() -> None:
     """Forget the checked CA certificates (collateral reload, tests, benchmarks)."""
     _CHECKED_CAS.clear()
+    _CHECKED_PEM.clear()
+    _CHECKED_NAMES.clear()
+    _RAWS.clear()
+    _SUBJECTS.clear()
+    _SERIALS.clear()
 
 
-def _checked_known(cert: x509.Certificate, field: str) -> x509.Certificate:
+def _checked_known(
+    cert: x509.Certificate, field: str, der: bytes | None = None
+) -> x509.Certificate:
     """:func:`checked_certificate`, or the CA certificate of the same DER that passed it before."""
-    der = cert.public_bytes(serialization.Encoding.DER)
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
     known = _CHECKED_CAS.get(der)
     if known is not None:
         return known
+    _remember(cert, der)
     checked_certificate(cert, field)
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -103,19 +329,39 @@ def _checked_known(cert: x509.Certificate, field: str) -> x509.Certificate:
 
 
 def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.CertificateRevocationList:
-    """``crl`` after touching every lazily parsed part (its entries too), or MalformedError."""
+    """``crl`` after touching every lazily parsed part (its entries' extensions too; their serial
+    numbers and dates are read at load), or MalformedError. The revoked serial numbers are
+    kept for :func:`revoked_serials`."""
     try:
         crl.extensions  # noqa: B018
         crl.signature_hash_algorithm  # noqa: B018
-        crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
+        raw = _raw_parts(crl)
+        if raw is None or not _CHECKED_NAMES.get(raw.issuer):
+            crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
+            if raw is not None:
+                _CHECKED_NAMES.put(raw.issuer, True)
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
+        serials = []
         for entry in crl:
             entry.extensions  # noqa: B018
-            entry.revocation_date_utc  # noqa: B018
+            serials.append(entry.serial_number)
     except PARSE_ERRORS as e:
         raise MalformedError(f"CRL is malformed ({type(e).__name__})", field=field) from None
+    _SERIALS.put(id(crl), (crl, frozenset(serials)))
     return crl
+
+
+#: The revoked serial numbers of the CRLs checked here, by object identity (the object is held).
+_SERIALS: Lru[int, tuple[x509.CertificateRevocationList, frozenset[int]]] = Lru(256)
+
+
+def revoked_serials(crl: x509.CertificateRevocationList) -> frozenset[int]:
+    """The serial numbers ``crl`` revokes (read once, when it was checked)."""
+    hit = _SERIALS.get(id(crl))
+    if hit is not None and hit[0] is crl:
+        return hit[1]
+    return frozenset(e.serial_number for e in crl)
 
 
 #: The key usage of the signing-only leaves the domain issues (the key broker's release-signing
@@ -135,15 +381,19 @@ SIGNING_KEY_USAGE = x509.KeyUsage(
 
 def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
     """One DER certificate, every part checked; MalformedError naming ``field`` otherwise."""
+    der = bytes(data)
+    known = _CHECKED_CAS.get(der)
+    if known is not None:
+        return known
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            cert = x509.load_der_x509_certificate(bytes(data))
+            cert = x509.load_der_x509_certificate(der)
     except PARSE_ERRORS as e:
         raise MalformedError(
             f"not a DER X.509 certificate ({type(e).__name__})", field=field
         ) from None
-    return _checked_known(cert, field)
+    return _checked_known(cert, field, der)
 
 
 def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
@@ -159,12 +409,51 @@ def load_pem_certificate(data: bytes, field: str) -> x509.Certificate:
     return _checked_known(cert, field)
 
 
+_PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+
+
+def _pem_blocks(data: bytes) -> list[bytes] | None:
+    """The base64 text of every certificate of a PEM text made of CERTIFICATE blocks and
+    whitespace only; None for any other text (``cryptography`` then reads it)."""
+    *blocks, tail = data.split(_PEM_END)
+    if not blocks or tail.strip():
+        return None
+    out = []
+    for block in blocks:
+        block = block.lstrip()
+        if not block.startswith(_PEM_BEGIN):
+            return None
+        out.append(block[len(_PEM_BEGIN) :])
+    return out
+
+
+def _pem_der(block: bytes) -> bytes:
+    """One block's DER: strict base64 (the alphabet and padding) on lines; else binascii.Error."""
+    return binascii.a2b_base64(block.translate(None, b"\r\n"), strict_mode=True)
+
+
+#: CA certificates that passed :func:`checked_certificate`, by the exact base64 text of their PEM
+#: block (one text decodes to one DER): a chain's CA certificates are not even decoded again.
+_CHECKED_PEM: Lru[bytes, x509.Certificate] = Lru(256)
+
+
 def load_pem_certificates(data: bytes, field: str) -> list[x509.Certificate]:
     """Every PEM certificate in ``data`` (at least one), each checked; else MalformedError."""
+    data = bytes(data)
+    blocks = _pem_blocks(data)
+    if blocks is not None:  # the usual text: a CA certificate seen before is not even decoded
+        try:
+            return [_checked_block(b, f"{field}[{i}]") for i, b in enumerate(blocks)]
+        except binascii.Error:
+            pass  # not strict base64: cryptography reads it below, as before
+        except PARSE_ERRORS as e:
+            raise MalformedError(
+                f"not PEM X.509 certificates ({type(e).__name__})", field=field
+            ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            certs: Sequence[x509.Certificate] = x509.load_pem_x509_certificates(bytes(data))
+            certs: Sequence[x509.Certificate] = x509.load_pem_x509_certificates(data)
     except PARSE_ERRORS as e:
         raise MalformedError(
             f"not PEM X.509 certificates ({type(e).__name__})", field=field
@@ -172,12 +461,30 @@ def load_pem_certificates(data: bytes, field: str) -> list[x509.Certificate]:
     return [_checked_known(c, f"{field}[{i}]") for i, c in enumerate(certs)]
 
 
+def _checked_block(block: bytes, field: str) -> x509.Certificate:
+    known = _CHECKED_PEM.get(block)
+    if known is not None:
+        return known
+    der = _pem_der(block)
+    known = _CHECKED_CAS.get(der)
+    if known is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
+        known = _checked_known(cert, field, der)
+    if _CHECKED_CAS.get(der) is known:
+        _CHECKED_PEM.put(block, known)
+    return known
+
+
 def load_der_crl(data: bytes, field: str) -> x509.CertificateRevocationList:
     """One DER CRL, every entry checked; MalformedError naming ``field`` otherwise."""
+    der = bytes(data)
     try:
-        crl = x509.load_der_x509_crl(bytes(data))
+        crl = x509.load_der_x509_crl(der)
     except PARSE_ERRORS as e:
         raise MalformedError(f"not a DER X.509 CRL ({type(e).__name__})", field=field) from None
+    _remember(crl, der, crl=True)
     return checked_crl(crl, field)
 
 

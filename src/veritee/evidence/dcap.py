@@ -252,20 +252,16 @@ def _pubkey(cert: x509.Certificate, name: str) -> Any:
 _CA_LINKS: _Lru[bytes, bool] = _Lru(256)
 
 
-#: DER of certificate objects by identity (the object is held, so its id is not reused): the CA
-#: certificates :mod:`veritee.certs` hands out again for the same bytes are re-encoded once.
-_DERS: dict[int, tuple[x509.Certificate, bytes]] = {}
-
-
 def _der(cert: x509.Certificate) -> bytes:
-    hit = _DERS.get(id(cert))
-    if hit is not None and hit[0] is cert:
-        return hit[1]
-    der = cert.public_bytes(serialization.Encoding.DER)
-    if len(_DERS) >= 256:
-        _DERS.clear()
-    _DERS[id(cert)] = (cert, der)
-    return der
+    return _certs.der_of(cert)
+
+
+def _is_ca(cert: x509.Certificate, name: str) -> bool:
+    try:
+        bc = _extensions(cert, name).get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return bool(bc.ca)
 
 
 def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
@@ -276,23 +272,19 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
             f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned"
         )
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
-        try:
-            bc = _extensions(parent, name).get_extension_for_class(x509.BasicConstraints).value
-        except x509.ExtensionNotFound:
-            bc = None
-        if bc is None or not bc.ca:
+        if not _is_ca(parent, name):
             raise VerificationError(
                 f"{name}: certificate {i + 1} is not a CA", code="chain_invalid"
             )
-        # A link from a CA (the child was the parent of the link before) recurs in every chain
-        # and collateral set of its platforms: its signature is checked once per DER pair.
+        # A link from a CA (the PCK CA to the root) recurs in every chain and collateral set of
+        # its platforms: its signature is checked once per DER pair.
         link = b""
-        if i > 0:
+        if i > 0 or _is_ca(child, name):
             link = _der(child) + _der(parent)
             if _CA_LINKS.get(link):
                 continue
         try:
-            child.verify_directly_issued_by(parent)
+            _certs.verify_issued_by(child, parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise VerificationError(
                 f"{name}: certificate {i} is not signed by certificate {i + 1}",
@@ -372,13 +364,16 @@ def _pck_chain(
         return hit
     try:
         if cheap is not None:  # parsed for the cheap checks: its certificates and SGX extension
-            chain = _pck_chain_uncached(cheap.certs, trust, key, cheap.ext)
+            chain = _pck_chain_uncached(cheap.certs, trust, key, cheap.ext, cheap.windows)
         else:
             chain = _pck_chain_uncached(_load_pem_chain(pem, "pck_chain"), trust, key)
     except _LAZY_PARSE_ERRORS as e:
         raise MalformedError(f"PCK chain does not parse: {e}", field="pck_chain") from None
     _PCK_CHAINS.put(key, chain)
     return chain
+
+
+_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
 
 
 def _pck_windows(certs: list[x509.Certificate]) -> tuple[_Window, ...]:
@@ -421,25 +416,26 @@ def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
         certs = _load_pem_chain(pem, "pck_chain")
         if len(certs) != 3:
             return None
-        ext_value = (
-            _extensions(certs[0], "pck_chain")
-            .get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID))
-            .value
-        )
+        ext_value = _extensions(certs[0], "pck_chain").get_extension_for_oid(_SGX_OID).value
         if not isinstance(ext_value, x509.UnrecognizedExtension):
             return None
         ext = parse_pck_extension(ext_value.value)
         windows = _pck_windows(certs)
         return _PckCheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
-                         certs[1].subject.public_bytes(), ext)  # fmt: skip
+                         _certs.subject_der(certs[1]), ext)  # fmt: skip
     except _CHEAP_ERRORS:
         return None
 
 
 def _pck_chain_uncached(
-    certs: list[x509.Certificate], trust: DcapTrust, key: bytes, ext: PckExtension | None = None
+    certs: list[x509.Certificate],
+    trust: DcapTrust,
+    key: bytes,
+    ext: PckExtension | None = None,
+    windows: tuple[_Window, ...] | None = None,
 ) -> _PckChain:
-    windows = _pck_windows(certs)
+    if windows is None:
+        windows = _pck_windows(certs)
     if len(certs) != 3:
         raise VerificationError(
             f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid"
@@ -453,11 +449,7 @@ def _pck_chain_uncached(
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
     if ext is None:
         try:
-            ext_value = (
-                _extensions(leaf, "pck_chain")
-                .get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID))
-                .value
-            )
+            ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(_SGX_OID).value
         except x509.ExtensionNotFound:
             raise MalformedError(
                 "PCK certificate has no SGX extension", field="pck_extension"
@@ -469,7 +461,7 @@ def _pck_chain_uncached(
         leaf_key=leaf_key,
         ext=ext,
         leaf_serial=leaf.serial_number,
-        ca_name=ca.subject.public_bytes(),
+        ca_name=_certs.subject_der(ca),
         ca_spki=_pubkey(ca, "pck_chain").public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
@@ -545,7 +537,6 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
     if not keep_collateral:
-        _DERS.clear()
         _certs.forget_checked()
         _CA_LINKS.clear()
         _COLLATERAL.clear()
@@ -664,11 +655,11 @@ def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
 
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str) -> None:
     key = _pubkey(issuer, name)
-    if crl.issuer != issuer.subject or not isinstance(key, ec.EllipticCurvePublicKey):
+    if not _certs.same_name(crl, issuer) or not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(
             f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid"
         )
-    if not crl.is_signature_valid(key):
+    if not _certs.crl_signature_valid(crl, key):
         raise CollateralError(f"{name}: signature does not verify", code="crl_invalid")
 
 
@@ -813,7 +804,7 @@ def _verify_collateral_uncached(
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
     root_crl = parsed.root_crl if parsed else _load_crl(raw.root_crl, "root_ca_crl")
     _check_crl(root_crl, crl_chain[-1], "root CA CRL")
-    root_revoked = frozenset(e.serial_number for e in root_crl)
+    root_revoked = _certs.revoked_serials(root_crl)
     for c in crl_chain[:-1]:
         if c.serial_number in root_revoked:
             raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
@@ -854,9 +845,10 @@ def _verify_collateral_uncached(
     check_qe_identity(qe_identity)
     fmspc = str(tcb_info.get("fmspc", "")).upper()
     marks = [
-        Mark("pck_crl", _marks.subject(pck_crl.issuer.rfc4514_string()),
+        # The CRLs' issuers are these certificates' subjects (_check_crl).
+        Mark("pck_crl", _marks.subject(_certs.subject_text(crl_chain[0])),
              int(pck_crl.last_update_utc.timestamp()), raw.source),
-        Mark("root_crl", _marks.subject(root_crl.issuer.rfc4514_string()),
+        Mark("root_crl", _marks.subject(_certs.subject_text(crl_chain[-1])),
              int(root_crl.last_update_utc.timestamp()), raw.source),
     ]  # fmt: skip
     if (n := _evaluation_number(tcb_info)) >= 0:
@@ -870,11 +862,11 @@ def _verify_collateral_uncached(
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
-        pck_crl_issuer=crl_chain[0].subject.public_bytes(),
+        pck_crl_issuer=_certs.subject_der(crl_chain[0]),
         pck_crl_issuer_spki=_pubkey(crl_chain[0], "pck_crl_issuer_chain").public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
-        pck_revoked=frozenset(e.serial_number for e in pck_crl),
+        pck_revoked=_certs.revoked_serials(pck_crl),
         root_revoked=root_revoked,
         windows=tuple(windows + w1 + w2),
         span=_span(windows + w1 + w2),
