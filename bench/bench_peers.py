@@ -477,7 +477,8 @@ def tpm_cases(fmt: str, out: Path) -> Cases:
         quote = proto([(1, att), (2, sig), (3, pcr_proto)])
         evidence = proto([(1, ak), (2, quote), *rest])
         cases.ours[name] = {"kind": fmt, "evidence": _write(out, f"tpm-{name}.pb", evidence),
-                            "collateral": [str(folder)], "at": at.isoformat()}  # fmt: skip
+                            "collateral": [str(folder)], "at": at.isoformat(),
+                            "nonce_hex": good.extra_data.hex()}  # fmt: skip
         text = "r" + ":".join(
             base64.b64encode(x).decode() for x in (att, sig, pcr_blob(good.bank, values))
         )

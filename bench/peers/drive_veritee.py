@@ -13,7 +13,8 @@ Per call, by case kind (the inputs are files written by bench_peers.py):
                  root checked and the SPDM measurements signature verified (no OCSP, no RIMs)
   tpm            tpm.verify of a go-tpm-tools attestation with one quote (SHA-256 bank), the AK
                  certificate and intermediate: AK chain checked (cached where veritee caches
-                 it), quote signature, PCR digest
+                 it), quote signature, PCR selection and digest, claims; the claim
+                 report_data (the quote's extraData) compared with the nonce
 """
 
 from __future__ import annotations
@@ -51,8 +52,16 @@ def prepare(case: dict[str, Any]) -> Callable[[], object]:
     if kind == "nitro" and "root_sha256" in case:  # the re-signed sample: its own root pinned
         trust = nitro.NitroTrust(root_sha256=(case["root_sha256"],))
         return lambda: nitro.verify(data, collateral=col, at=at, trust=trust)
+    if kind == "tpm":  # the nonce compared as Keylime's check_quote compares it
+        nonce = case["nonce_hex"]
+
+        def tpm_call() -> None:
+            if tpm.verify(data, collateral=col, at=at).claims["report_data"] != nonce:
+                raise ValueError("the quote's extraData is not the nonce")
+
+        return tpm_call
     verify = {"tdx": tdx.verify, "sgx": sgx.verify, "nitro": nitro.verify,
-              "nvidia-gpu": nvidia.verify, "tpm": tpm.verify}[kind]  # fmt: skip
+              "nvidia-gpu": nvidia.verify}[kind]  # fmt: skip
     return lambda: verify(data, collateral=col, at=at)
 
 

@@ -51,7 +51,7 @@ import hashlib
 import struct
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -148,6 +148,9 @@ def _fields(data: bytes, what: str) -> Iterator[tuple[int, int | bytes]]:
             if i < end and data[i] < 0x80:
                 size = data[i]
                 i += 1
+            elif i + 1 < end and data[i + 1] < 0x80:  # two bytes: certificates, quotes, keys
+                size = (data[i] & 0x7F) | data[i + 1] << 7
+                i += 2
             else:
                 size, i = _varint(data, i, what)
             if size > end - i:
@@ -188,15 +191,20 @@ class _Be:
             raise MalformedError(f"{self.r.remaining} trailing bytes", field=self.what)
 
 
-#: AK public keys by their exact TPMT_PUBLIC bytes (a key object costs more than the parse).
-_AK_KEYS: Lru[bytes, tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]] = Lru(1024)
+#: (nameAlg, key, whether it is an RSA key, SHA-256 of the TPMT_PUBLIC in hex): all a pure
+#: function of the TPMT_PUBLIC's bytes.
+_AkKey = tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey, bool, str]
+#: AK public keys by their exact TPMT_PUBLIC bytes (a key object costs more than the parse);
+#: a TPMT_PUBLIC that does not parse raises and is not kept.
+_AK_KEYS: Lru[bytes, _AkKey] = Lru(1024)
 
 
-def _public_key(blob: bytes) -> tuple[int, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]:
-    """(nameAlg, key) of a TPMT_PUBLIC."""
+def _public_key(blob: bytes) -> _AkKey:
+    """(nameAlg, key, is RSA, SHA-256 hex) of a TPMT_PUBLIC."""
     hit = _AK_KEYS.get(blob)
     if hit is None:
-        hit = _public_key_uncached(blob)
+        name_alg, key = _public_key_uncached(blob)
+        hit = (name_alg, key, isinstance(key, rsa.RSAPublicKey), hashlib.sha256(blob).hexdigest())
         _AK_KEYS.put(bytes(blob), hit)
     return hit
 
@@ -238,6 +246,44 @@ def _public_key_uncached(blob: bytes) -> tuple[int, rsa.RSAPublicKey | ec.Ellipt
     return name_alg, key
 
 
+class _PcrSet:
+    """A ``PCRs`` message that parsed, and what the checks and the claims read of it, a pure
+    function of its bytes: kept by them in :data:`_PCR_SETS` (the PCR values of a boot come
+    again with every quote of that boot). Read only: whatever leaves it is a copy."""
+
+    __slots__ = ("bank", "claims", "hexes", "indices", "joined", "measurement", "values")
+
+    def __init__(self, bank: int, values: dict[int, bytes]) -> None:
+        self.bank, self.values = bank, values
+        #: The PCR indices in order, and their values concatenated in that order (what the
+        #: quote's ``pcrDigest`` hashes: it is recomputed from them on every verification).
+        self.indices = tuple(sorted(values))
+        self.joined = b"".join(values[i] for i in self.indices)
+        hexes = [values[i].hex() for i in self.indices]
+        #: The bank's claim ``pcrs[bank]`` and, in the SHA-256 bank, the claims ``pcrN``.
+        self.hexes = dict(zip([_PCR_KEYS[i] for i in self.indices], hexes, strict=True))
+        self.claims = dict(zip([_PCR_CLAIMS[i] for i in self.indices], hexes, strict=True))
+        #: SHA-384 over PCRs 0-9 of the SHA-256 bank; None unless the bank has every one of
+        #: them (no stand-in value to pin). The indices are sorted and distinct: PCRs 0-9 are
+        #: all there iff they come first.
+        self.measurement: str | None = None
+        if bank == 0x000B and self.indices[: len(_MEASURED_PCRS)] == tuple(_MEASURED_PCRS):
+            self.measurement = hashlib.sha384(self.joined[: 32 * len(_MEASURED_PCRS)]).hexdigest()
+
+
+#: Parsed PCRs messages by their exact bytes; a message that does not parse raises and is not
+#: kept.
+_PCR_SETS: Lru[bytes, _PcrSet] = Lru(256)
+
+
+def _pcr_set(blob: bytes, field: str) -> _PcrSet:
+    hit = _PCR_SETS.get(blob)
+    if hit is None:
+        hit = _PcrSet(*_pcrs(blob, field))
+        _PCR_SETS.put(bytes(blob), hit)
+    return hit
+
+
 @dataclass(frozen=True)
 class Quote:
     """One quote: the signed TPMS_ATTEST bytes, what they say, the signature and the PCRs."""
@@ -257,6 +303,8 @@ class Quote:
     signature: bytes
     bank: int
     pcrs: dict[int, bytes]
+    #: What the checks and claims read of ``pcrs`` (the same values, computed once per bytes).
+    pcr_set: _PcrSet = field(compare=False, repr=False)
 
 
 _ATTEST_HEAD = struct.Struct(">IH")
@@ -273,7 +321,21 @@ def _selected(bitmap: bytes) -> tuple[int, ...]:
     return tuple(i for i in range(len(bitmap) * 8) if bitmap[i >> 3] >> (i & 7) & 1)
 
 
+#: What :func:`_attest_fields` reads of a TPMS_ATTEST, in order (the fields of :class:`Quote`
+#: from ``signer_name`` to ``pcr_digest``).
+_ATTEST_FIELDS = ("signer_name", "extra_data", "clock", "reset_count", "restart_count", "safe",
+                  "firmware_version", "selection", "pcr_digest")  # fmt: skip
+_Attest = tuple[
+    bytes, bytes, int, int, int, bool, int, tuple[tuple[int, tuple[int, ...]], ...], bytes
+]
+
+
 def _attest(blob: bytes, field: str) -> dict[str, Any]:
+    """A TPMS_ATTEST of a quote, by field name (:data:`_ATTEST_FIELDS`)."""
+    return dict(zip(_ATTEST_FIELDS, _attest_fields(blob, field), strict=True))
+
+
+def _attest_fields(blob: bytes, field: str) -> _Attest:
     """A TPMS_ATTEST of a quote, read with ``struct`` over the bytes; anything out of the
     ordinary (magic, type, a bound, a count, trailing bytes) is judged by :func:`_attest_checked`,
     which names it."""
@@ -284,7 +346,7 @@ def _attest(blob: bytes, field: str) -> dict[str, Any]:
     return out if out is not None else _attest_checked(blob, field)
 
 
-def _attest_fast(blob: bytes) -> dict[str, Any] | None:
+def _attest_fast(blob: bytes) -> _Attest | None:
     magic, kind = _ATTEST_HEAD.unpack_from(blob, 0)
     if magic != TPM_GENERATED_VALUE or kind != TPM_ST_ATTEST_QUOTE:
         return None
@@ -314,26 +376,18 @@ def _attest_fast(blob: bytes) -> dict[str, Any] | None:
     digest = blob[at + 2 : at + 2 + n]
     if len(digest) != n or at + 2 + n != len(blob):
         return None
-    return {"signer_name": signer, "extra_data": extra, "clock": clock, "reset_count": reset,
-            "restart_count": restart, "safe": bool(safe), "firmware_version": firmware,
-            "selection": tuple(selection), "pcr_digest": digest}  # fmt: skip
+    return (signer, extra, clock, reset, restart, bool(safe), firmware, tuple(selection), digest)
 
 
-def _attest_checked(blob: bytes, field: str) -> dict[str, Any]:
+def _attest_checked(blob: bytes, field: str) -> _Attest:
     b = _Be(blob, field)
     if b.u(4, "magic") != TPM_GENERATED_VALUE:
         raise VerificationError("quote is not TPM-generated (magic)", code="tpm_not_generated")
     if b.u(2, "type") != TPM_ST_ATTEST_QUOTE:
         raise VerificationError("attestation is not a quote (type)", code="tpm_not_quote")
-    out: dict[str, Any] = {
-        "signer_name": b.tpm2b("qualifiedSigner"),
-        "extra_data": b.tpm2b("extraData"),
-        "clock": b.u(8, "clock"),
-        "reset_count": b.u(4, "resetCount"),
-        "restart_count": b.u(4, "restartCount"),
-        "safe": bool(b.u(1, "safe")),
-        "firmware_version": b.u(8, "firmwareVersion"),
-    }
+    head = (b.tpm2b("qualifiedSigner"), b.tpm2b("extraData"), b.u(8, "clock"),
+            b.u(4, "resetCount"), b.u(4, "restartCount"), bool(b.u(1, "safe")),
+            b.u(8, "firmwareVersion"))  # fmt: skip
     selection = []
     count = b.u(4, "pcrSelect.count")
     if count > len(HASHES):
@@ -343,10 +397,9 @@ def _attest_checked(blob: bytes, field: str) -> dict[str, Any]:
         bitmap = b.r.bytes(size, f"{field}.pcrSelect.pcrSelect")
         indices = tuple(i for i in range(size * 8) if bitmap[i // 8] >> (i % 8) & 1)
         selection.append((alg, indices))
-    out["selection"] = tuple(selection)
-    out["pcr_digest"] = b.tpm2b("pcrDigest")
+    digest = b.tpm2b("pcrDigest")
     b.end()
-    return out
+    return (*head, tuple(selection), digest)
 
 
 _SIG_HEAD = struct.Struct(">HHH")
@@ -404,10 +457,9 @@ def _pcrs_fast(blob: bytes) -> tuple[int, dict[int, bytes]] | None:
             and body[1::step] == bytes((size + 4,)) * count and body[4::step] == b"\x12" * count \
             and body[5::step] == bytes((size,)) * count:  # fmt: skip
         indices = body[3::step]
-        if len(set(indices)) == count and (not indices or max(indices) < MAX_PCRS):
-            return bank, {
-                index: body[j * step + 6 : (j + 1) * step] for j, index in enumerate(indices)
-            }
+        uniform = dict(zip(indices, map(body.__getitem__, _value_slices(step, count)), strict=True))
+        if len(uniform) == count and (not indices or max(indices) < MAX_PCRS):  # none repeated
+            return bank, uniform
         return None
     values: dict[int, bytes] = {}
     while i < end:
@@ -434,6 +486,12 @@ def _pcrs_fast(blob: bytes) -> tuple[int, dict[int, bytes]] | None:
     return bank, values
 
 
+@functools.lru_cache(maxsize=64)
+def _value_slices(step: int, count: int) -> tuple[slice, ...]:
+    """Where the values of ``count`` uniform PCR entries of ``step`` bytes are."""
+    return tuple(slice(j * step + 6, (j + 1) * step) for j in range(count))
+
+
 def _pcrs_checked(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
     bank, values = 0, {}
     for number, value in _fields(blob, field):
@@ -457,7 +515,29 @@ def _pcrs_checked(blob: bytes, field: str) -> tuple[int, dict[int, bytes]]:
     return bank, values
 
 
-def _quote(blob: bytes, field: str) -> Quote:
+def _quote_parts(blob: bytes, field: str) -> tuple[bytes, bytes, bytes]:
+    """A ``Quote`` message's ``quote``, ``raw_sig`` and ``pcrs``. The usual encoding (each once,
+    in this order, sizes of one or two bytes) is split inline; any other goes to :func:`_fields`
+    (the last of a repeated field wins, unknown fields are skipped, a missing one is named)."""
+    out = []
+    i, end = 0, len(blob)
+    for key in (0x0A, 0x12, 0x1A):
+        if end - i < 3 or blob[i] != key:
+            break
+        size = blob[i + 1]
+        if size < 0x80:
+            i += 2
+        elif blob[i + 2] < 0x80:
+            size, i = (size & 0x7F) | blob[i + 2] << 7, i + 3
+        else:
+            break
+        if size > end - i:
+            break
+        out.append(blob[i : i + size])
+        i += size
+    else:
+        if i == end:
+            return out[0], out[1], out[2]
     parts: dict[int, bytes] = {}
     for number, value in _fields(blob, field):
         if number in (1, 2, 3):
@@ -465,13 +545,14 @@ def _quote(blob: bytes, field: str) -> Quote:
     for number, name in ((1, "quote"), (2, "raw_sig"), (3, "pcrs")):
         if number not in parts:
             raise MalformedError(f"{name} is missing", field=f"{field}.{name}")
-    attest = _attest(parts[1], f"{field}.quote")
-    sig_alg, sig_hash, signature = _signature(parts[2], f"{field}.raw_sig")
-    bank, pcrs = _pcrs(parts[3], f"{field}.pcrs")
-    return Quote(parts[1], attest["signer_name"], attest["extra_data"], attest["clock"],
-                 attest["reset_count"], attest["restart_count"], attest["safe"],
-                 attest["firmware_version"], attest["selection"], attest["pcr_digest"], sig_alg,
-                 sig_hash, signature, bank, pcrs)  # fmt: skip
+    return parts[1], parts[2], parts[3]
+
+
+def _quote(blob: bytes, field: str) -> Quote:
+    attest, raw_sig, pcrs = _quote_parts(blob, field)
+    head, sig = _attest_fields(attest, f"{field}.quote"), _signature(raw_sig, f"{field}.raw_sig")
+    values = _pcr_set(pcrs, f"{field}.pcrs")
+    return Quote(attest, *head, *sig, values.bank, dict(values.values), values)
 
 
 @dataclass(frozen=True)
@@ -487,6 +568,11 @@ class TpmAttestation:
 
 def parse(data: bytes) -> TpmAttestation:
     """Parse strictly enough that every later check has its input (no signatures checked)."""
+    return _parse(data)[0]
+
+
+def _parse(data: bytes) -> tuple[TpmAttestation, _AkKey]:
+    """:func:`parse`, and what ``ak_pub`` is as a key (:func:`_public_key`)."""
     ak_pub, ak_cert, event_log = b"", None, b""
     quotes: list[Quote] = []
     intermediates: list[bytes] = []
@@ -507,9 +593,9 @@ def parse(data: bytes) -> TpmAttestation:
         raise MalformedError("ak_pub is missing", field="ak_pub")
     if not quotes:
         raise MalformedError("no quotes", field="quotes")
-    _public_key(ak_pub)  # parses, or raises naming the field
+    key = _public_key(ak_pub)  # parses, or raises naming the field
     return TpmAttestation(ak_pub, tuple(quotes), ak_cert, tuple(intermediates[:MAX_CHAIN]),
-                          event_log)  # fmt: skip
+                          event_log), key  # fmt: skip
 
 
 def detect(data: bytes) -> bool:
@@ -528,21 +614,17 @@ _PCR_KEYS = tuple(str(i) for i in range(MAX_PCRS))
 _PCR_CLAIMS = tuple(f"pcr{i}" for i in range(MAX_PCRS))
 
 
-def _claims(att: TpmAttestation) -> dict[str, Any]:
-    banks = {HASHES[q.bank][0]: {_PCR_KEYS[i]: q.pcrs[i].hex() for i in sorted(q.pcrs)}
-             for q in att.quotes}  # fmt: skip
-    sha256 = next((q.pcrs for q in att.quotes if q.bank == 0x000B), {})
+def _claims(att: TpmAttestation, ak_sha256: str | None = None) -> dict[str, Any]:
+    """The claims (``ak_sha256``: of ``ak_pub``, computed here when not given)."""
+    banks = {HASHES[q.bank][0]: dict(q.pcr_set.hexes) for q in att.quotes}
+    sha256 = next((q.pcr_set for q in att.quotes if q.bank == 0x000B), None)
     first = att.quotes[0]
-    measured = [sha256.get(i) for i in _MEASURED_PCRS]
     claims: dict[str, Any] = {
         "platform": "tpm",
-        # None unless the SHA-256 bank has every measured PCR: no stand-in value to pin.
-        "measurement": None
-        if None in measured
-        else hashlib.sha384(b"".join(v for v in measured if v is not None)).hexdigest(),
+        "measurement": None if sha256 is None else sha256.measurement,
         "report_data": first.extra_data.hex(),
         "debug": False,
-        "ak_pub_sha256": hashlib.sha256(att.ak_pub).hexdigest(),
+        "ak_pub_sha256": ak_sha256 or hashlib.sha256(att.ak_pub).hexdigest(),
         "pcrs": banks,
         "firmware_version": first.firmware_version,
         "reset_count": first.reset_count,
@@ -550,9 +632,8 @@ def _claims(att: TpmAttestation) -> dict[str, Any]:
         "clock_safe": first.safe,
         "event_log": {"bytes": len(att.event_log), "verified": False},
     }
-    hexes = banks.get("sha256", {})
-    for i in sorted(sha256):
-        claims[_PCR_CLAIMS[i]] = hexes[_PCR_KEYS[i]]
+    if sha256 is not None:
+        claims.update(sha256.claims)
     return claims
 
 
@@ -581,10 +662,12 @@ _AK_CHAINS: Lru[tuple[Any, ...], _AkChain] = Lru(1024)
 
 
 def clear_caches() -> None:
-    """Forget verified AK chains, AK keys and checked event logs (tests, benchmarks)."""
+    """Forget verified AK chains, AK keys, parsed PCRs and checked event logs (tests,
+    benchmarks)."""
     _AK_CHAINS.clear()
     _CANDIDATES.clear()
     _AK_KEYS.clear()
+    _PCR_SETS.clear()
     _EVENT_LOGS.clear()
 
 
@@ -713,10 +796,11 @@ _PKCS1V15 = padding.PKCS1v15()
 _HASH_ALGORITHMS: dict[int, hashes.HashAlgorithm] = {a: h[1]() for a, h in HASHES.items()}
 
 
-def _verify_quote(q: Quote, key: Any, index: int) -> None:
+def _verify_quote(q: Quote, key: Any, index: int, is_rsa: bool) -> None:
+    """Steps 2 and 3 for one quote."""
     algorithm = _HASH_ALGORITHMS[q.sig_hash]
     try:
-        if isinstance(key, rsa.RSAPublicKey):
+        if is_rsa:
             if q.sig_alg == ALG_RSASSA:
                 key.verify(q.signature, q.attest, _PKCS1V15, algorithm)
             elif q.sig_alg == ALG_RSAPSS:
@@ -731,14 +815,16 @@ def _verify_quote(q: Quote, key: Any, index: int) -> None:
     except InvalidSignature:
         raise VerificationError(f"{_where(q, index)}: signature does not verify with the AK",
                                 code="signature_invalid") from None  # fmt: skip
-    indices = sorted(q.pcrs)
-    selected = [(alg, idx) for alg, idx in q.selection if idx]
-    if selected != [(q.bank, tuple(indices))]:
-        raise VerificationError(f"{_where(q, index)}: the quote selects other PCRs than those given",
-                                code="tpm_pcr_selection")  # fmt: skip
-    pcrs = q.pcrs
-    digest = tcg_log.HASH_FUNCS[q.sig_hash](b"".join([pcrs[i] for i in indices])).digest()
-    if digest != q.pcr_digest:
+    values = q.pcr_set
+    given = (q.bank, values.indices)
+    selection = q.selection
+    if not (values.indices and len(selection) == 1 and selection[0] == given):  # else: the rule
+        if [(alg, idx) for alg, idx in selection if idx] != [given]:
+            raise VerificationError(
+                f"{_where(q, index)}: the quote selects other PCRs than those given",
+                code="tpm_pcr_selection",
+            )
+    if tcg_log.HASH_FUNCS[q.sig_hash](values.joined).digest() != q.pcr_digest:
         raise VerificationError(f"{_where(q, index)}: PCR values do not match the signed pcrDigest",
                                 code="tpm_pcr_mismatch")  # fmt: skip
 
@@ -782,18 +868,19 @@ def verify(
     if at.tzinfo is None:
         raise UsageError("verification time must be timezone-aware")
     roots = PINNED_ROOTS if trust is None else frozenset(str(t).lower() for t in trust)
-    att = parse(data)
+    att, (_name_alg, key, is_rsa, ak_sha256) = _parse(data)
     _check_ak_attributes(att.ak_pub)
-    _name_alg, key = _public_key(att.ak_pub)
     root = _ak_chain(att, collateral, at, roots, key)
-    for i, q in enumerate(att.quotes):
-        _verify_quote(q, key, i)
-    if len({q.extra_data for q in att.quotes}) != 1:
-        raise VerificationError("the quotes carry different extraData (nonces)",
-                                code="tpm_nonce_mismatch")  # fmt: skip
-    if len({q.bank for q in att.quotes}) != len(att.quotes):
-        raise MalformedError("two quotes of the same PCR bank", field="quotes")
-    claims = _claims(att)
+    quotes = att.quotes
+    for i, q in enumerate(quotes):
+        _verify_quote(q, key, i, is_rsa)
+    if len(quotes) > 1:
+        if len({q.extra_data for q in quotes}) != 1:
+            raise VerificationError("the quotes carry different extraData (nonces)",
+                                    code="tpm_nonce_mismatch")  # fmt: skip
+        if len({q.bank for q in quotes}) != len(quotes):
+            raise MalformedError("two quotes of the same PCR bank", field="quotes")
+    claims = _claims(att, ak_sha256)
     claims["ak_root"] = root
     if att.event_log:
         claims["event_log"] = _check_event_log(att)

@@ -74,7 +74,9 @@ def test_inline_readers_agree_with_the_checked_readers() -> None:
         assert tpm._pcrs_fast(p[3]) == tpm._pcrs_checked(p[3], "q")
         assert tpm._signature(p[2], "q") == tpm._signature_checked(p[2], "q")
         for blob in _flips(p[1]):
-            assert _outcome(tpm._attest, blob, "q") == _outcome(tpm._attest_checked, blob, "q")
+            assert _outcome(tpm._attest_fields, blob, "q") == _outcome(
+                tpm._attest_checked, blob, "q"
+            )
         for blob in _flips(p[3]):
             assert _outcome(tpm._pcrs, blob, "q") == _outcome(tpm._pcrs_checked, blob, "q")
         for blob in _flips(p[2])[:400]:
@@ -191,3 +193,117 @@ def test_the_ak_chain_cache_key_names_every_byte_of_the_collateral() -> None:
     with pytest.raises(VerificationError) as e:
         tpm.verify(_raw(), collateral=without_roots, at=AT)
     assert e.value.code == "root_not_pinned"
+
+
+def _single_quote(mutate_pcrs: Any = None, mutate_attest: Any = None) -> bytes:
+    """The sample cut to its SHA-256 quote and no event log (the peers benchmark's input), the
+    quote's PCRs message or TPMS_ATTEST changed by the given functions."""
+    from tests.fakes.tpm_sample import encode_fields
+
+    keep: list[tuple[int, int | bytes]] = []
+    for number, value in tpm._fields(_raw(), "attestation"):
+        if number == 3:
+            continue
+        if number == 2:
+            assert isinstance(value, bytes)
+            attest, raw_sig, pcrs = tpm._quote_parts(value, "q")
+            if tpm._quote(value, "q").bank != 0x000B:
+                continue
+            attest = mutate_attest(attest) if mutate_attest else attest
+            pcrs = mutate_pcrs(pcrs) if mutate_pcrs else pcrs
+            value = encode_fields([(1, attest), (2, raw_sig), (3, pcrs)])
+        keep.append((number, value))
+    return encode_fields(keep)
+
+
+def _flip(blob: bytes, at: int) -> bytes:
+    changed = bytearray(blob)
+    changed[at] ^= 0x01
+    return bytes(changed)
+
+
+def test_the_inline_quote_splitter_agrees_with_the_field_reader() -> None:
+    def by_fields(blob: bytes) -> Any:
+        parts: dict[int, bytes] = {}
+        for number, value in tpm._fields(blob, "q"):
+            if number in (1, 2, 3):
+                parts[number] = tpm._bytes_field(value, "q")
+        for number, name in ((1, "quote"), (2, "raw_sig"), (3, "pcrs")):
+            if number not in parts:
+                raise MalformedError(f"{name} is missing", field=f"q.{name}")
+        return parts[1], parts[2], parts[3]
+
+    for number, value in tpm._fields(_raw(), "attestation"):
+        if number != 2:
+            continue
+        assert isinstance(value, bytes)
+        blobs = [value, value[:-1], value + b"\x1a\x00", value[:5], b"\x0a\x00\x12\x00\x1a\x00"]
+        blobs += [_flip(value, i) for i in range(12)] + [_flip(value, i) for i in (145, 148, 150)]
+        for blob in blobs:
+            assert _outcome(tpm._quote_parts, blob, "q") == _outcome(by_fields, blob)
+
+
+def test_warm_caches_vouch_for_nothing_every_check_runs_on_every_call() -> None:
+    """The AK key, the AK chain and the parsed PCRs are kept by their exact bytes; with all of
+    them warm, a changed PCR value, nonce, pcrDigest, signature or AK attribute is refused, on
+    the first call and on the second (when its own PCRs message and key are kept too)."""
+    tpm.clear_caches()
+    good = _single_quote()
+    claims = tpm.verify(good, collateral=_roots(), at=AT).claims
+    # extraData starts after magic, type and the qualifiedSigner (a TPM2B).
+    attest = tpm._quote_parts(next(v for n, v in tpm._fields(good, "a") if n == 2), "q")[0]  # type: ignore[arg-type]
+    extra = 8 + int.from_bytes(attest[6:8], "big") + 2
+
+    def first_pcr_value(pcrs: bytes) -> bytes:
+        return _flip(pcrs, len(pcrs) - 1)  # the last byte of the last entry's value
+
+    changed = {
+        "tpm_pcr_mismatch": _single_quote(mutate_pcrs=first_pcr_value),
+        "signature_invalid": _single_quote(mutate_attest=lambda a: _flip(a, extra)),
+    }
+    changed["signature_invalid/pcr_digest"] = _single_quote(mutate_attest=lambda a: _flip(a, -1))
+    for _ in range(2):
+        for code, data in changed.items():
+            with pytest.raises(VerificationError) as e:
+                tpm.verify(data, collateral=_roots(), at=AT)
+            assert e.value.code == code.split("/")[0]
+        for bit in (1, 16, 17):  # fixedTPM, restricted, decrypt: not an AK
+            flipped = _with_attributes_of(good, bit)
+            with pytest.raises(VerificationError) as e:
+                tpm.verify(flipped, collateral=_roots(), at=AT)
+            assert e.value.code == "ak_attributes_invalid"
+        assert tpm.verify(good, collateral=_roots(), at=AT).claims == claims
+
+
+def _with_attributes_of(data: bytes, bit: int) -> bytes:
+    from tests.fakes.tpm_sample import encode_fields
+
+    top = list(tpm._fields(data, "attestation"))
+    ak_pub = top[0][1]
+    assert top[0][0] == 1 and isinstance(ak_pub, bytes)
+    attributes = int.from_bytes(ak_pub[4:8], "big") ^ (1 << bit)
+    top[0] = (1, ak_pub[:4] + attributes.to_bytes(4, "big") + ak_pub[8:])
+    return encode_fields(top)
+
+
+def test_what_leaves_the_pcr_cache_is_a_copy() -> None:
+    good = _single_quote()
+    first = tpm.verify(good, collateral=_roots(), at=AT).claims
+    expected = {k: (dict(v) if isinstance(v, dict) else v) for k, v in first.items()}
+    expected["pcrs"] = {bank: dict(values) for bank, values in first["pcrs"].items()}
+    first["pcrs"]["sha256"]["0"] = "00"
+    first["pcr0"] = "00"
+    att = tpm.parse(good)
+    att.quotes[0].pcrs[0] = b"\x00" * 32
+    again = tpm.verify(good, collateral=_roots(), at=AT).claims
+    assert again == expected and again["pcr0"] != "00"
+    assert tpm.parse(good).quotes[0].pcrs[0] != b"\x00" * 32
+    assert tpm.parse_claims(good)["pcrs"] == expected["pcrs"]
+
+
+def test_the_pcr_cache_is_bounded() -> None:
+    tpm.clear_caches()
+    assert len(tpm._PCR_SETS._data) == 0
+    for i in range(300):
+        tpm._pcr_set(b"\x08\x0b\x12\x24\x08\x00\x12\x20" + i.to_bytes(32, "big"), "q")
+    assert len(tpm._PCR_SETS._data) == 256
