@@ -257,12 +257,13 @@ class _PcrSet:
         self.bank, self.values = bank, values
         #: The PCR indices in order, and their values concatenated in that order (what the
         #: quote's ``pcrDigest`` hashes: it is recomputed from them on every verification).
-        self.indices = tuple(sorted(values))
-        self.joined = b"".join(values[i] for i in self.indices)
-        hexes = [values[i].hex() for i in self.indices]
+        self.indices = indices = tuple(sorted(values))
+        ordered = list(map(values.__getitem__, indices))
+        self.joined = b"".join(ordered)
+        hexes = list(map(bytes.hex, ordered))
         #: The bank's claim ``pcrs[bank]`` and, in the SHA-256 bank, the claims ``pcrN``.
-        self.hexes = dict(zip([_PCR_KEYS[i] for i in self.indices], hexes, strict=True))
-        self.claims = dict(zip([_PCR_CLAIMS[i] for i in self.indices], hexes, strict=True))
+        self.hexes = dict(zip(map(_PCR_KEYS.__getitem__, indices), hexes, strict=True))
+        self.claims = dict(zip(map(_PCR_CLAIMS.__getitem__, indices), hexes, strict=True))
         #: SHA-384 over PCRs 0-9 of the SHA-256 bank; None unless the bank has every one of
         #: them (no stand-in value to pin). The indices are sorted and distinct: PCRs 0-9 are
         #: all there iff they come first.
