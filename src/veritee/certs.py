@@ -55,6 +55,7 @@ __all__ = [
     "load_pem_certificate",
     "load_pem_certificates",
     "load_pem_crl",
+    "public_key_der",
     "revoked_serials",
     "same_name",
     "subject_der",
@@ -232,6 +233,22 @@ def subject_der(cert: x509.Certificate) -> bytes:
     return der
 
 
+#: SubjectPublicKeyInfo DER of certificates, by object identity (the object is held).
+_SPKIS: Lru[int, tuple[x509.Certificate, bytes]] = Lru(256)
+
+
+def public_key_der(cert: x509.Certificate) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``cert``'s key, once per certificate object."""
+    hit = _SPKIS.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _SPKIS.put(id(cert), (cert, der))
+    return der
+
+
 def subject_text(cert: x509.Certificate) -> str:
     """``cert.subject.rfc4514_string()``, once per certificate object."""
     hit = _SUBJECTS.get(id(cert))
@@ -305,6 +322,7 @@ def forget_checked() -> None:
     _CHECKED_NAMES.clear()
     _RAWS.clear()
     _SUBJECTS.clear()
+    _SPKIS.clear()
     _SERIALS.clear()
 
 

@@ -462,9 +462,7 @@ def _pck_chain_uncached(
         ext=ext,
         leaf_serial=leaf.serial_number,
         ca_name=_certs.subject_der(ca),
-        ca_spki=_pubkey(ca, "pck_chain").public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
+        ca_spki=_certs.public_key_der(ca),
         ca_serial=ca.serial_number,
         windows=windows,
         span=_span(windows),
