@@ -96,6 +96,7 @@ from veritee.evidence.dcap_quote import (
     trailing_findings,
 )
 from veritee.evidence.dcap_tcb import (
+    Levels,
     TdxTcbInput,
     check_qe_identity,
     check_tcb_info,
@@ -523,6 +524,9 @@ class _VerifiedCollateral:
     memo: _Lru[tuple[Any, ...], DcapResult] = field(
         default_factory=lambda: _Lru(256), compare=False, repr=False
     )
+    #: The TCB info's and QE identity's levels in Intel QVL's order, as checked.
+    platform_levels: Levels | None = field(default=None, compare=False, repr=False)
+    qe_levels: Levels | None = field(default=None, compare=False, repr=False)
 
 
 _COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
@@ -838,9 +842,10 @@ def _verify_collateral_uncached(
         seen,
         pre.get("qe_identity"),
     )
-    # Every field of every level, once per collateral set (Intel QVL parses them all).
-    check_tcb_info(tcb_info)
-    check_qe_identity(qe_identity)
+    # Every field of every level, once per collateral set (Intel QVL parses them all); the
+    # levels in QVL's order are kept for the evaluation.
+    platform_levels = check_tcb_info(tcb_info)
+    qe_levels = check_qe_identity(qe_identity)
     fmspc = str(tcb_info.get("fmspc", "")).upper()
     marks = [
         # The CRLs' issuers are these certificates' subjects (_check_crl).
@@ -870,6 +875,8 @@ def _verify_collateral_uncached(
         span=_span(windows + w1 + w2),
         fmspc=fmspc,
         marks=tuple(marks),
+        platform_levels=platform_levels,
+        qe_levels=qe_levels,
     )
     return verified
 
@@ -1165,7 +1172,9 @@ def _collateral_cheap(
         signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]] = {}
         for name, text, chain_pem in (("tcb_info", raw.tcb_info, raw.tcb_info_chain),
                                       ("qe_identity", raw.qe_identity, raw.qe_identity_chain)):  # fmt: skip
-            certs = _load_pem_chain(chain_pem, f"{name}_issuer_chain")
+            # TCB info and QE identity usually share one chain: read it once.
+            same = signed.get("tcb_info") if chain_pem == raw.tcb_info_chain else None
+            certs = same[0] if same else _load_pem_chain(chain_pem, f"{name}_issuer_chain")
             windows += [
                 _Window(f"{name} issuer chain certificate {i}", *_cert_window(c))
                 for i, c in enumerate(certs)
@@ -1459,9 +1468,9 @@ def _evaluate(
             "TCB info PCE ID does not match the PCK certificate", code="tcb_info_mismatch"
         )
     # 9. QE identity
-    qe_status, qe_adv = qe_tcb(vc.qe_identity, qe_report, tdx is not None)
+    qe_status, qe_adv = qe_tcb(vc.qe_identity, qe_report, tdx is not None, vc.qe_levels)
     # 10. platform TCB level
-    plat = platform_tcb(info, chain.ext, tdx)
+    plat = platform_tcb(info, chain.ext, tdx, vc.platform_levels)
     # 11. converge
     status = converge_status(plat.status, qe_status)
     if status == "Revoked":  # terminal (Intel QVL's terminal result; dcap-qvl refuses it too)

@@ -20,6 +20,7 @@ from veritee.evidence.dcap_pck import PckExtension
 from veritee.evidence.dcap_quote import TCB_STATUSES, EnclaveReport
 
 __all__ = [
+    "Levels",
     "PlatformTcb",
     "TdxTcbInput",
     "check_qe_identity",
@@ -165,21 +166,27 @@ def _check_signer(doc: dict[str, Any], name: str, mrsigner_size: int, attributes
 
 def _check_identity(
     doc: dict[str, Any], name: str, mrsigner_size: int, attributes_size: int, svn_max: int
-) -> None:
+) -> list[tuple[int, dict[str, Any]]]:
     _check_signer(doc, name, mrsigner_size, attributes_size)
     for level in _levels(doc, name):
         _uint(level["tcb"], "isvsvn", f"{name}.tcb", svn_max)
         _status(level, name, IDENTITY_TCB_STATUSES)
         _advisories(level)
-    _isvsvn_levels(doc, name)  # tcbDate of every level; duplicated levels
+    return _isvsvn_levels(doc, name)  # tcbDate of every level; duplicated levels
 
 
-def check_tcb_info(info: dict[str, Any]) -> None:
+#: TCB levels in Intel QVL's order, as :func:`check_tcb_info` and :func:`check_qe_identity`
+#: return them for the evaluation to reuse.
+Levels = list[tuple[Any, dict[str, Any]]]
+
+
+def check_tcb_info(info: dict[str, Any]) -> Levels:
     """Every field Intel QVL's ``TcbInfo`` parser reads, in every level (not only the one a
     platform matches): version 2 or 3, id (v3) SGX or TDX, FMSPC and PCE ID, TCB type and
     evaluation data number, 16 SGX (and TDX) components of 0-255, PCESVN of 0-65535, tcbDate,
     tcbStatus, advisory IDs, no duplicated levels, and for TDX the module identities.
-    Called once per collateral set when its signature is verified (cached with it)."""
+    Called once per collateral set when its signature is verified (cached with it). Returns the
+    platform levels in QVL's order (:func:`platform_tcb` takes them)."""
     name = "tcb_info"
     version = _field(info, "version", int, name)
     if version not in (2, 3):
@@ -198,7 +205,7 @@ def check_tcb_info(info: dict[str, Any]) -> None:
         _tcb_date(level, name)
         _status(level, name)
         _advisories(level)
-    _platform_levels(info)  # the components of every level; duplicated levels
+    levels = _platform_levels(info)  # the components of every level; duplicated levels
     if tee == "TDX":
         _check_signer(_field(info, "tdxModule", dict, name), "tcb_info.tdxModule", 48, 8)
         idents = info.get("tdxModuleIdentities", [])
@@ -209,13 +216,15 @@ def check_tcb_info(info: dict[str, Any]) -> None:
         for ident in idents:
             _field(ident, "id", str, "tcb_info.tdxModuleIdentities")
             _check_identity(ident, "tcb_info.tdxModuleIdentities", 48, 8, 255)
+    return levels
 
 
-def check_qe_identity(qe: dict[str, Any]) -> None:
+def check_qe_identity(qe: dict[str, Any]) -> Levels:
     """Every field Intel QVL's ``EnclaveIdentityV2`` parser reads, in every level: id, version 2,
     evaluation data number, MISCSELECT and its mask (4 bytes), ATTRIBUTES and mask (16), MRSIGNER
     (32), ISVPRODID and each level's ISVSVN (0-65535), tcbDate, a QE status, advisory IDs, no
-    duplicated levels. Called once per collateral set, as :func:`check_tcb_info`."""
+    duplicated levels. Called once per collateral set, as :func:`check_tcb_info`; returns the
+    levels in QVL's order (:func:`qe_tcb` takes them)."""
     name = "qe_identity"
     if _field(qe, "id", str, name) not in ("QE", "QVE", "TD_QE"):
         raise MalformedError(
@@ -227,11 +236,14 @@ def check_qe_identity(qe: dict[str, Any]) -> None:
     _uint(qe, "isvprodid", name, 0xFFFF)
     _hex_len(qe, "miscselect", name, 4)
     _hex_len(qe, "miscselectMask", name, 4)
-    _check_identity(qe, name, 32, 16, 0xFFFF)
+    return _check_identity(qe, name, 32, 16, 0xFFFF)
 
 
-def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, list[str]]:
-    """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories."""
+def qe_tcb(
+    qe: dict[str, Any], report: EnclaveReport, tdx: bool, levels: Levels | None = None
+) -> tuple[str, list[str]]:
+    """Step 9: the QE report against the QE identity; returns the QE TCB status and advisories.
+    ``levels``: what :func:`check_qe_identity` returned for ``qe``."""
     want_id = "TD_QE" if tdx else "QE"
     if qe.get("id") != want_id:
         raise CollateralError(
@@ -269,7 +281,7 @@ def qe_tcb(qe: dict[str, Any], report: EnclaveReport, tdx: bool) -> tuple[str, l
         raise VerificationError(
             "QE ATTRIBUTES do not match the QE identity", code="qe_identity_mismatch"
         )
-    for isvsvn, level in _isvsvn_levels(qe, "qe_identity"):
+    for isvsvn, level in levels if levels is not None else _isvsvn_levels(qe, "qe_identity"):
         if report.isv_svn >= isvsvn:
             return _status(level, "qe_identity", IDENTITY_TCB_STATUSES), _advisories(level)
     raise VerificationError(
@@ -355,13 +367,18 @@ def _platform_levels(info: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
     return _ordered(keyed, "tcb_info")
 
 
-def platform_tcb(info: dict[str, Any], ext: PckExtension, tdx: TdxTcbInput | None) -> PlatformTcb:
+def platform_tcb(
+    info: dict[str, Any],
+    ext: PckExtension,
+    tdx: TdxTcbInput | None,
+    levels: Levels | None = None,
+) -> PlatformTcb:
     """Step 10 (QVL TcbLevelCheck): the first level, in QVL's order, the PCK TCB (and
-    TEE_TCB_SVN) reaches."""
+    TEE_TCB_SVN) reaches. ``levels``: what :func:`check_tcb_info` returned for ``info``."""
     sgx_level: dict[str, Any] | None = None
     tdx_level: dict[str, Any] | None = None
     start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
-    for (sgx, pcesvn, td), level in _platform_levels(info):
+    for (sgx, pcesvn, td), level in levels if levels is not None else _platform_levels(info):
         if (
             any(have < need for have, need in zip(ext.tcb_components, sgx, strict=True))
             or ext.pce_svn < pcesvn

@@ -197,3 +197,16 @@ def test_crl_entry_dates_are_checked_at_load_and_serials_kept() -> None:
     bad = der[:i] + stamp.replace(stamp[2:4], b"13", 1) + der[i + len(stamp) :]  # month 13
     with pytest.raises(MalformedError):
         certs.load_der_crl(bad, "pck_crl")
+
+
+def test_qe_identity_chain_is_read_on_its_own_when_it_differs() -> None:
+    """TCB info and QE identity share their chain's parse only for the same bytes: a QE identity
+    chain that is the PCK CA's (not the TCB Signing certificate) is still refused, warm."""
+    syn, _ = _warm()
+    other = syn.with_doc(qe_identity_issuer_chain=syn.doc["pck_crl_issuer_chain"])
+    for keep in (True, False):
+        dcap.clear_caches(keep_collateral=keep)
+        tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+        with pytest.raises(VerificationError) as e:
+            tdx.verify(syn.quote, collateral=other.collateral, at=AT, trust=syn.trust)
+        assert e.value.code == "collateral_signer_invalid"
