@@ -38,7 +38,7 @@ from veritee.keybroker.policy import ReleaseDecision, ReleasePolicy, dry_run, ev
 from veritee.keybroker.vault import SecretBytes, open_blob
 from veritee.profiles import Profile
 from veritee.service.context import ServiceContext
-from veritee.service.storage.models import StoredSecret
+from veritee.service.storage.models import StoredRevocation, StoredSecret
 from veritee.service.storage.tx import Tx
 
 __all__ = [
@@ -88,12 +88,16 @@ def release_secret(
     kek = ctx.kek
     try:
         with ctx.storage.transaction() as tx:
-            if nonce:
-                tx.consume_nonce(nonce, now=now, purpose=nonce_purpose)
-            stored = tx.secret_version(name, version)
+            # the nonce, the secret (and its latest version) and the certificate's revocation:
+            # one round trip on PostgreSQL
+            read = tx.spend_and_read_secret(
+                nonce, now=now, purpose=nonce_purpose, name=name, version=version,
+                certificate=certificate,
+            )  # fmt: skip
+            stored = read.stored
             reasons: list[Reason] = []
             if certificate is not None:
-                revoked = _revocation_reason(tx, *certificate)
+                revoked = _revocation_cause(read.revoked)
                 if revoked is not None:
                     accepted, claims = False, None
                     appraisal_reasons = [*appraisal_reasons, revoked]
@@ -102,7 +106,7 @@ def release_secret(
                 reasons.append(Reason("secret_unknown", f"no secret named {name!r}"))
             else:
                 allowed = True
-                policies = (stored.policy,) if version is None else _release_policies(tx, stored)
+                policies = _release_policies(stored, read.latest)
                 for policy_text in policies:
                     decision: ReleaseDecision
                     if not accepted or claims is None:
@@ -309,11 +313,11 @@ def _sealing_root(ctx: ServiceContext, tx: Tx, now: dt.datetime) -> sealing_keys
     return sealing_keys.open_root(ctx.kek, generation, kek_id, wrapped)
 
 
-def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
-    """The release policies a release of ``stored`` (a version asked for by number) must
-    satisfy: its own, and, for an older version, the newest version's too, unless that version was rotated in with
-    ``keep_old_policies`` (the operator's explicit choice, stored with it)."""
-    latest = tx.secret_version(stored.name)
+def _release_policies(stored: StoredSecret, latest: StoredSecret | None) -> tuple[str, ...]:
+    """The release policies a release of ``stored`` must satisfy: its own, and, for an older
+    version asked for by number, the newest version's (``latest``) too, unless that version
+    was rotated in with ``keep_old_policies`` (the operator's explicit choice, stored with
+    it). ``latest`` None: the latest version was asked for."""
     if latest is None or latest.version == stored.version or latest.keep_old_policies:
         return (stored.policy,)
     if latest.policy == stored.policy:
@@ -322,7 +326,10 @@ def _release_policies(tx: Tx, stored: StoredSecret) -> tuple[str, ...]:
 
 
 def _revocation_reason(tx: Tx, serial_hex: str, measurement: str) -> Reason | None:
-    revoked = tx.revocation_of(serial_hex, measurement)
+    return _revocation_cause(tx.revocation_of(serial_hex, measurement))
+
+
+def _revocation_cause(revoked: StoredRevocation | None) -> Reason | None:
     if revoked is None:
         return None
     by = "its serial" if revoked.kind == "serial" else "its measurement"

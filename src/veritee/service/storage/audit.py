@@ -150,7 +150,8 @@ def append_entry(
     """Append one entry in the caller's transaction (see the module docstring for the chain).
 
     ``raw``: the driver connection of ``conn`` (sqlite3 or psycopg) to run the statements on
-    directly (same transaction, less overhead); None to go through SQLAlchemy.
+    directly (same transaction, less overhead); None to go through SQLAlchemy. On psycopg the
+    lock and the head read are one round trip.
     """
     _check_text("kind", kind, 64)
     _check_text("actor", actor, 200)
@@ -171,13 +172,19 @@ def append_entry(
     parsed: dict[str, Any] = json.loads(details_text)
     at = iso_utc(now)
     pg = dialect == "postgresql"
+    head: Any
     if pg and raw is not None:
-        raw.execute(_PG_LOCK, (ADVISORY_LOCK_AUDIT,))
+        # One message, two statements: the head is read after the lock is held, with a
+        # snapshot of its own (READ COMMITTED); one round trip instead of two.
+        read = raw.execute(_PG_LOCK_HEAD)
+        if not read.nextset():
+            raise StorageError("the audit head was not read")
+        head = read.fetchone()
     elif pg:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_AUDIT})
-    head: Any
-    if raw is not None:
-        head = raw.execute(_SQLITE_HEAD).fetchone()  # the same text for both drivers
+        head = conn.execute(_HEAD).first()
+    elif raw is not None:
+        head = raw.execute(_SQLITE_HEAD).fetchone()
     else:
         head = conn.execute(_HEAD).first()
     if head is None:
@@ -224,7 +231,9 @@ _SQLITE_INSERT = (
     "INSERT INTO audit_log (seq, at, kind, actor, subject, decision, details, prev_hash, "
     "entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+#: No parameters: psycopg sends the text as one simple-protocol message, both statements run
+#: in order (the key is a constant of this module, not an input).
+_PG_LOCK_HEAD = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_AUDIT}); {_SQLITE_HEAD}"
 _PG_INSERT = _SQLITE_INSERT.replace("?", "%s")
 _COLUMNS = (
     AUDIT_LOG.c.seq,
