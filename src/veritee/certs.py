@@ -194,25 +194,46 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
         return None
 
 
-#: DER and slices of the certificates and CRLs loaded here, by object identity (the object is
-#: held, so its id is not reused while the entry lives).
-_RAWS: Lru[int, tuple[object, _Raw | None]] = Lru(1024)
+class _Loaded:
+    """One certificate or CRL loaded here: its exact DER, walked on first need."""
+
+    __slots__ = ("crl", "der", "obj", "raw", "walked")
+
+    def __init__(self, obj: object, der: bytes, crl: bool) -> None:
+        self.obj, self.der, self.crl = obj, der, crl
+        self.raw: _Raw | None = None
+        self.walked = False
+
+    def parts(self) -> _Raw | None:
+        if not self.walked:
+            self.raw, self.walked = _walk(self.der, self.crl), True
+        return self.raw
+
+
+#: The certificates and CRLs loaded here, by object identity (the object is held, so its id is
+#: not reused while the entry lives).
+_RAWS: Lru[int, _Loaded] = Lru(512)
 
 
 def _remember(obj: object, der: bytes, crl: bool = False) -> None:
-    _RAWS.put(id(obj), (obj, _walk(der, crl)))
+    _RAWS.put(id(obj), _Loaded(obj, der, crl))
+
+
+def _loaded(obj: object) -> _Loaded | None:
+    hit = _RAWS.get(id(obj))
+    return hit if hit is not None and hit.obj is obj else None
 
 
 def _raw_parts(obj: object) -> _Raw | None:
-    hit = _RAWS.get(id(obj))
-    return hit[1] if hit is not None and hit[0] is obj else None
+    hit = _loaded(obj)
+    return hit.parts() if hit is not None else None
 
 
 def der_of(cert: x509.Certificate) -> bytes:
     """The exact DER ``cert`` was loaded from (re-encoded only for certificates loaded elsewhere)."""
-    raw = _raw_parts(cert)
-    if raw is not None:
-        return raw.der
+    hit = _loaded(cert)
+    if hit is not None:
+        return hit.der
     der = cert.public_bytes(serialization.Encoding.DER)
     _remember(cert, der)
     return der
