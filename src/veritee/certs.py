@@ -32,7 +32,7 @@ from __future__ import annotations
 import binascii
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -99,15 +99,20 @@ _CHECKED_NAMES: Lru[bytes, bool] = Lru(256)
 def _check_names(cert: x509.Certificate) -> None:
     """Build (so decode and validate) the subject and issuer, unless the same DER did before."""
     raw = _raw_parts(cert)
-    if raw is not None and _CHECKED_NAMES.get(raw.subject) and _CHECKED_NAMES.get(raw.issuer):
+    subject = raw is None or not _CHECKED_NAMES.get(raw.subject)
+    # A self-issued certificate's issuer is its subject, byte for byte: built once.
+    issuer = raw is None or (raw.issuer != raw.subject and not _CHECKED_NAMES.get(raw.issuer))
+    if not (subject or issuer):
         return
     with warnings.catch_warnings():
         # Google's TPM CA names have attributes longer than X.520's 64 characters.
         warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
         # Building the Name objects decodes and validates every attribute (formatting
         # them, as rfc4514_string() does, cannot fail after that).
-        cert.subject  # noqa: B018
-        cert.issuer  # noqa: B018
+        if subject:
+            cert.subject  # noqa: B018
+        if issuer:
+            cert.issuer  # noqa: B018
     if raw is not None:
         _CHECKED_NAMES.put(raw.subject, True)
         _CHECKED_NAMES.put(raw.issuer, True)
@@ -140,8 +145,7 @@ def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
     return tag, pos, vs, vs + ln
 
 
-@dataclass(frozen=True)
-class _Raw:
+class _Raw(NamedTuple):
     """Slices of one certificate's or CRL's DER."""
 
     der: bytes

@@ -210,3 +210,16 @@ def test_qe_identity_chain_is_read_on_its_own_when_it_differs() -> None:
         with pytest.raises(VerificationError) as e:
             tdx.verify(syn.quote, collateral=other.collateral, at=AT, trust=syn.trust)
         assert e.value.code == "collateral_signer_invalid"
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_root_with_a_name_that_does_not_decode_is_malformed_after_warm(count: int) -> None:
+    """The root's issuer only (1), or its issuer and subject, the same bytes (2, built once):
+    refused at load with the names of the good root known."""
+    syn, _ = _warm()
+    bad = syn.root_der.replace(b"Fake SGX Root CA", b"Fake SGX Root C\xff", count)
+    assert bad.count(b"Fake SGX Root C\xff") == count
+    with pytest.raises(MalformedError):
+        certs.load_der_certificate(bad, "root")
+    with pytest.raises(MalformedError):
+        certs.load_pem_certificates(_pem_unchecked(bad), "root")
