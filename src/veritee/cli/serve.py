@@ -184,6 +184,9 @@ def serve_cmd(
     shown_host = f"[{host}]" if ":" in host else host
     common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False,
                               "log_config": log_config(log_level, access_log), **ssl}  # fmt: skip
+    from veritee.service.runner import http_protocol
+
+    common.update(http_protocol())
     # Forwarded headers only from the proxies named (uvicorn alone trusts 127.0.0.1 and
     # $FORWARDED_ALLOW_IPS): a client cannot claim another scheme or address.
     common.update(_proxy_settings(trusted_proxies))

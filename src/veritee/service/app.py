@@ -16,6 +16,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veritee import __version__
 from veritee.collateral.freshness import readiness
@@ -23,10 +24,11 @@ from veritee.domain import Domain
 from veritee.errors import NotFoundError, StorageError, UsageError, VeriteeError
 from veritee.keybroker.kek import KEK_ENV, KEK_FILE, KeyEncryptionKey, domain_kek
 from veritee.reasons import Code
+from veritee.service.bodies import is_json
 from veritee.service.context import ServiceContext
 from veritee.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from veritee.service.metrics import Metrics
-from veritee.service.problems import install_handlers, problem
+from veritee.service.problems import http_problem, install_handlers, problem, veritee_problem
 from veritee.service.serving import AccessLog
 from veritee.service.settings import Settings
 from veritee.service.storage import Storage
@@ -166,12 +168,123 @@ class FastChallenge:
 
 
 CHALLENGE_PATH = "/v1/challenge"
+ATTEST_PATH = "/v1/attest"
+
+
+class FastAttest:
+    """``POST /v1/attest`` answered here, below the request middleware but without the router
+    and FastAPI's request handling (dependency solving, the route's wrappers), which cost about
+    as much CPU as the rest of the service's own work on an attestation.
+
+    The body is read and checked as the route does it: a JSON content type
+    (:func:`veritee.service.bodies.is_json`), veritee's bounded JSON loader, then the route's
+    model (:class:`veritee.service.schemas.AttestRequest`). A body that fails any of these, or
+    a request that is anything else, goes to the router with its body as read, which answers it
+    as before (the same 400 problems). The answer is the route's own
+    (:func:`veritee.service.routes_attest.attest_response`); its errors become the same problem
+    documents as under the router (:func:`veritee.service.problems.veritee_problem`), and any
+    other exception goes up to the server-error handler as it did. Installed only while the
+    route takes nothing but that body and the request (:func:`fast_attest_route`).
+    """
+
+    def __init__(self, app: ASGIApp, route: Any, ctx: ServiceContext) -> None:
+        self.app = app
+        self.route = route
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http" and scope["path"] == ATTEST_PATH and scope["method"] == "POST"
+            and not scope.get("root_path") and is_json(_content_type(scope))
+        ):  # fmt: skip
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: the router's business
+                await self.app(scope, _replay(chunks, receive, message), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = await _attest_body(b"".join(chunks))
+        if body is None:
+            await self.app(scope, _replay(chunks, receive, None), send)
+            return
+        from veritee.service.routes_attest import attest_response
+
+        scope["route"] = self.route
+        try:
+            response = await attest_response(self.ctx, body)
+        except VeriteeError as exc:
+            response = veritee_problem(exc)
+        except StarletteHTTPException as exc:
+            response = http_problem(exc)
+        await response(scope, receive, send)
+
+
+async def _attest_body(raw: bytes) -> Any:
+    """The attest route's body model from ``raw``, or None when the route would refuse it."""
+    from pydantic import ValidationError
+
+    from veritee import _json
+    from veritee.service.schemas import AttestRequest
+
+    if not raw:
+        return None
+    try:
+        return AttestRequest.model_validate(_json.loads(raw, what="request body", limit=len(raw)))
+    except (VeriteeError, ValidationError):
+        return None
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:  # the first one, as Starlette's Headers.get
+        if name == b"content-type":
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+def _replay(chunks: list[bytes], receive: Receive, last: Message | None) -> Receive:
+    """``receive`` for a request whose body (``chunks``, then ``last`` if not None) was read."""
+    pending: list[Message] = [
+        {"type": "http.request", "body": b"".join(chunks), "more_body": last is not None}
+    ]
+    if last is not None:
+        pending.append(last)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def fast_challenge_route(app: FastAPI) -> Any:
     """The ``POST /v1/challenge`` route if :class:`FastChallenge` may answer for it: its endpoint
     is :func:`veritee.service.routes_attest.challenge` and it takes no parameter, body or
     dependency (else None: a route that has grown any is served by the router)."""
+    from veritee.service import routes_attest
+
+    return _fast_route(app, CHALLENGE_PATH, routes_attest.challenge, body=None)
+
+
+def fast_attest_route(app: FastAPI) -> Any:
+    """The ``POST /v1/attest`` route if :class:`FastAttest` may answer for it: its endpoint is
+    :func:`veritee.service.routes_attest.attest` and it takes the request and one body,
+    :class:`veritee.service.schemas.AttestRequest`, and no other parameter or dependency (else
+    None)."""
+    from veritee.service import routes_attest
+    from veritee.service.schemas import AttestRequest
+
+    return _fast_route(app, ATTEST_PATH, routes_attest.attest, body=AttestRequest)
+
+
+def _fast_route(app: FastAPI, path: str, endpoint: Any, *, body: type | None) -> Any:
+    """The attest router's ``POST path`` route if it is ``endpoint`` taking the request and
+    ``body`` (a model, or None for no body) and nothing else, and the router is included in
+    ``app`` as it is; else None."""
     from fastapi.routing import APIRoute
 
     from veritee.service import routes_attest
@@ -185,15 +298,17 @@ def fast_challenge_route(app: FastAPI) -> Any:
     ):
         return None
     for route in routes_attest.router.routes:  # the routes the app matches (their very objects)
-        if (
-            isinstance(route, APIRoute)
-            and route.path == CHALLENGE_PATH
-            and "POST" in (route.methods or ())
-        ):
+        if isinstance(route, APIRoute) and route.path == path and "POST" in (route.methods or ()):
             d = route.dependant
-            takes = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params,
+            takes = (d.path_params, d.query_params, d.header_params, d.cookie_params,
                      d.dependencies)  # fmt: skip
-            if route.endpoint is routes_attest.challenge and not any(takes):
+            # one body, the model itself (not embedded under its parameter's name)
+            bodies = [f.field_info.annotation for f in d.body_params
+                      if not getattr(f.field_info, "embed", False)]  # fmt: skip
+            if (
+                route.endpoint is endpoint and not any(takes)
+                and len(d.body_params) == len(bodies) and bodies == ([] if body is None else [body])
+            ):  # fmt: skip
                 return route
             return None
     return None
@@ -460,6 +575,9 @@ def create_app(
 
 def _add_middleware(app: FastAPI, settings: Settings, ctx: ServiceContext) -> None:
     """The request middleware, innermost first (each one added wraps the ones before)."""
+    attest_route = fast_attest_route(app)
+    if attest_route is not None:
+        app.add_middleware(FastAttest, route=attest_route, ctx=ctx)
     challenge_route = fast_challenge_route(app)
     if challenge_route is not None:
         app.add_middleware(FastChallenge, route=challenge_route, ctx=ctx)

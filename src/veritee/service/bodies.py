@@ -22,11 +22,11 @@ from fastapi.routing import APIRoute
 
 from veritee import _json
 
-__all__ = ["JsonRoute"]
+__all__ = ["JsonRoute", "is_json"]
 
 
 @functools.lru_cache(maxsize=64)  # clients send a few content types: parsed once each
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     """What FastAPI reads as JSON: ``application/json`` or ``application/*+json`` (a body without
     a content type is not parsed: FastAPI's strict content type)."""
     if not content_type:
@@ -49,7 +49,7 @@ class JsonRoute(APIRoute):
 
         async def bounded(request: Request) -> Response:
             body = await request.body()
-            if body and _is_json(request.headers.get("content-type")):
+            if body and is_json(request.headers.get("content-type")):
                 # MalformedError -> 400 problem (veritee.service.problems); the size is bounded
                 # before (BodyLimit), so the limit here is the body itself.
                 request._json = _json.loads(body, what="request body", limit=len(body))

@@ -16,7 +16,14 @@ from veritee.errors import (
     http_status,
 )
 
-__all__ = ["PROBLEM_BASE", "install_handlers", "problem", "status_for"]
+__all__ = [
+    "PROBLEM_BASE",
+    "http_problem",
+    "install_handlers",
+    "problem",
+    "status_for",
+    "veritee_problem",
+]
 
 log = logging.getLogger("veritee.service")
 
@@ -45,20 +52,33 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def veritee_problem(exc: VeriteeError) -> JSONResponse:
+    """The answer to a :class:`VeriteeError` raised while handling a request."""
+    status = status_for(exc)
+    if isinstance(exc, StorageError):  # a lost or failing database: say so in the log
+        log.warning("database unavailable (%s): %s", exc.code, exc.message)
+    extra: dict[str, Any] = {}
+    reasons = exc.reasons
+    if reasons:
+        extra["reasons"] = reasons
+    policy = exc.policy
+    if isinstance(policy, str):
+        extra["policy"] = policy
+    return problem(status, exc.code, type(exc).__name__, exc.message, **extra)
+
+
+def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    """The answer to Starlette's ``HTTPException`` (no route, wrong method, ...)."""
+    code = {404: "not_found", 405: "method_not_allowed", 413: "oversized"}.get(
+        exc.status_code, "http_error"
+    )
+    return problem(exc.status_code, code, str(exc.detail))
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(VeriteeError)
     async def _veritee(_: Request, exc: VeriteeError) -> JSONResponse:
-        status = status_for(exc)
-        if isinstance(exc, StorageError):  # a lost or failing database: say so in the log
-            log.warning("database unavailable (%s): %s", exc.code, exc.message)
-        extra: dict[str, Any] = {}
-        reasons = exc.reasons
-        if reasons:
-            extra["reasons"] = reasons
-        policy = exc.policy
-        if isinstance(policy, str):
-            extra["policy"] = policy
-        return problem(status, exc.code, type(exc).__name__, exc.message, **extra)
+        return veritee_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,10 +92,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "oversized"}.get(
-            exc.status_code, "http_error"
-        )
-        return problem(exc.status_code, code, str(exc.detail))
+        return http_problem(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

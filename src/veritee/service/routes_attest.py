@@ -173,7 +173,11 @@ def _ear(
 
 @router.post("/attest", summary="Evidence + nonce -> an EAR attestation-result token")
 async def attest(body: AttestRequest, request: Request) -> JSONResponse:
-    ctx = _ctx(request)
+    return await attest_response(_ctx(request), body)
+
+
+async def attest_response(ctx: ServiceContext, body: AttestRequest) -> JSONResponse:
+    """The answer to ``POST /v1/attest`` (also given by :class:`veritee.service.app.FastAttest`)."""
     data, nonce = body.evidence_bytes(), body.nonce_bytes()
     audience = _audience(ctx, body)
     key = _load_workload_key(body.public_key) if body.public_key else None

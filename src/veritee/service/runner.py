@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["RunningServer", "start_in_thread"]
+__all__ = ["RunningServer", "http_protocol", "start_in_thread"]
 
 
 @dataclass
@@ -36,6 +36,19 @@ class RunningServer:
         self.stop()
 
 
+def http_protocol() -> dict[str, Any]:
+    """uvicorn's ``http`` setting of the service: the httptools protocol writing each response's
+    head and body in one send (:mod:`veritee.service.http_protocol`) when httptools is installed
+    (uvicorn's own choice then); else nothing (uvicorn's default)."""
+    import importlib.util
+
+    if importlib.util.find_spec("httptools") is None:
+        return {}
+    from veritee.service.http_protocol import PROTOCOL
+
+    return {"http": PROTOCOL}
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -48,6 +61,7 @@ def start_in_thread(
 ) -> RunningServer:
     """Start ``app`` and wait until it accepts connections."""
     port = port or _free_port(host)
+    config = {**http_protocol(), **config}  # as ``veritee serve`` runs it
     cfg = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, **config)
     server = uvicorn.Server(cfg)
     thread = threading.Thread(target=server.run, name="veritee-service", daemon=True)

@@ -167,3 +167,31 @@ def test_a_group_waits_for_the_calls_of_requests_still_in_progress(
     assert first.result(30) == second.result(30)  # one group, one commit
     in_progress[0] = 0
     assert _subjects(sqlite) == ["first", "second"]
+
+
+def test_calls_that_come_while_another_writer_holds_the_database_join_the_group(
+    sqlite: Storage,
+) -> None:
+    """The group takes the writer locks first, then every call waiting by then: those that came
+    while another writer (another worker process, a CLI command) held the database share the
+    commit it waited for."""
+    n1, n2, n3 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(3))
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with sqlite.transaction():
+            holding.set()
+            assert release.wait(30)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding.wait(30)
+    first = sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "first"))
+    threading.Event().wait(0.05)  # the group of the first call now waits for the locks
+    later = [sqlite.submit(lambda n=n, s=s: _spend_and_audit(sqlite, n, s))
+             for n, s in ((n2, "second"), (n3, "third"))]  # fmt: skip
+    release.set()
+    thread.join(30)
+    assert first.result(30) == later[0].result(30) == later[1].result(30)  # one group
+    assert _subjects(sqlite) == ["first", "second", "third"]
+    assert verify_audit_chain(sqlite).ok

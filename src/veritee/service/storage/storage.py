@@ -194,17 +194,39 @@ class Storage:
             with group.part() as tx:
                 yield tx
             return
-        engine = self._ro_engine if readonly else self._engine
-        lock = self._write_lock if not readonly else None
-        # Bounded like SQLite's own busy timeout: a stuck writer gives StorageError, not a hang.
-        if lock is not None and not lock.acquire(timeout=self._busy_timeout):
+        if readonly:
+            with self._transaction(self._ro_engine) as tx:
+                yield tx
+            return
+        with self._writer(), self._transaction(self._engine) as tx:
+            yield tx
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """SQLite: this process's writer lock, then the one between processes (both bounded by
+        the busy timeout: a stuck writer gives StorageError, not a hang). PostgreSQL: nothing."""
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self._busy_timeout):
             raise StorageError("database busy: another writer of this process holds it too long")
         file_locked = False
         try:
-            if lock is not None and self._lock_fd is not None:
+            if self._lock_fd is not None:
                 # Writers of other processes (uvicorn workers, CLI) queue in the kernel and wake
                 # as soon as the lock is released, instead of in SQLite's sleeping busy handler.
                 file_locked = self._flock_writer()
+            yield
+        finally:
+            if file_locked and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            lock.release()
+
+    @contextmanager
+    def _transaction(self, engine: Engine) -> Iterator[Tx]:
+        """One transaction on ``engine`` (the caller holds the locks it needs)."""
+        try:
             with engine.begin() as conn:
                 tx = Tx(conn, self.dialect, self._nonces, fast_path=self._fast_path)
                 try:
@@ -215,11 +237,6 @@ class Storage:
             raise _storage_error(exc) from None
         except self._driver_errors as exc:  # from the hot paths run on the driver connection
             raise _storage_error(exc) from None
-        finally:
-            if file_locked and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            if lock is not None:
-                lock.release()
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``fn`` (which opens its transactions with :meth:`transaction`) so that its writes
@@ -516,37 +533,65 @@ class _GroupCommit:
                 calls.append(more)
             self._commit(calls)
 
+    def _more(self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]) -> None:
+        """Add the calls waiting now to ``calls`` (up to :data:`GROUP_COMMIT_MAX`), without
+        waiting: those that came while the group waited for the writer locks."""
+        while len(calls) < GROUP_COMMIT_MAX:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if more is None:
+                self._queue.put(None)  # stop after this group
+                return
+            calls.append(more)
+
     def _commit(
         self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
     ) -> None:
-        calls = [(fn, f) for fn, f in calls if f.set_running_or_notify_cancel()]
         outcomes: list[tuple[bool, Any]] = []
+        storage = self._storage
         try:
-            with self._storage.transaction() as tx:
-                group = _Group(tx._conn, self._storage)
-                self._local.group = group
-                try:
-                    for fn, _ in calls:
-                        try:
-                            outcomes.append((True, fn()))
-                        except BaseException as exc:  # the caller's own outcome
-                            outcomes.append((False, exc))
-                finally:
-                    self._local.group = None
-                if group.broken is not None:
-                    raise group.broken
+            # The writer locks first, then the calls that came meanwhile (while another process
+            # committed): they share this commit instead of waiting for the next one.
+            with storage._writer():
+                self._more(calls)
+                calls[:] = [(fn, f) for fn, f in calls if f.set_running_or_notify_cancel()]
+                self._run_group(calls, outcomes)
         except BaseException as exc:
             failure = exc if isinstance(exc, StorageError) else _storage_error(exc)
             for i, (_, future) in enumerate(calls):
                 # A call that failed on its own keeps its own error; none of the others happened.
                 ok, value = outcomes[i] if i < len(outcomes) else (True, None)
-                future.set_exception(failure if ok else value)
+                if not future.done():
+                    future.set_exception(failure if ok else value)
             return
         for (_, future), (ok, value) in zip(calls, outcomes, strict=True):
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _run_group(
+        self,
+        calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]],
+        outcomes: list[tuple[bool, Any]],
+    ) -> None:
+        """Run ``calls`` in one transaction (the writer locks held), each one's outcome into
+        ``outcomes``; raises when the transaction as a whole fails."""
+        with self._storage._transaction(self._storage._engine) as tx:
+            group = _Group(tx._conn, self._storage)
+            self._local.group = group
+            try:
+                for fn, _ in calls:
+                    try:
+                        outcomes.append((True, fn()))
+                    except BaseException as exc:  # the caller's own outcome
+                        outcomes.append((False, exc))
+            finally:
+                self._local.group = None
+            if group.broken is not None:
+                raise group.broken
 
 
 class _Probe(threading.Thread):
