@@ -515,9 +515,9 @@ class _VerifiedCollateral:
     windows: tuple[_Window, ...]
     span: tuple[datetime, datetime]
     fmspc: str
-    #: How new each part is (:mod:`veritee.collateral.marks`), held against the relying party's
-    #: high-water marks on every use.
-    marks: tuple[Mark, ...] = ()
+    #: Computes :attr:`marks` (formatting the CRL issuers' names), on first use only: a caller
+    #: without high-water marks never needs them.
+    marks_from: Callable[[], tuple[Mark, ...]] = field(default=tuple, compare=False, repr=False)
     #: Steps 7-11 are a pure function of (this collateral, the PCK chain's CA, FMSPC, PCE ID and
     #: TCB, the QE report, the TD TCB input) once the leaf's revocation is checked: successful
     #: results are memoized here (:func:`verify_quote`).
@@ -527,6 +527,12 @@ class _VerifiedCollateral:
     #: The TCB info's and QE identity's levels in Intel QVL's order, as checked.
     platform_levels: Levels | None = field(default=None, compare=False, repr=False)
     qe_levels: Levels | None = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def marks(self) -> tuple[Mark, ...]:
+        """How new each part is (:mod:`veritee.collateral.marks`), held against the relying
+        party's high-water marks on every use."""
+        return self.marks_from()
 
 
 _COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
@@ -847,21 +853,6 @@ def _verify_collateral_uncached(
     platform_levels = check_tcb_info(tcb_info)
     qe_levels = check_qe_identity(qe_identity)
     fmspc = str(tcb_info.get("fmspc", "")).upper()
-    marks = [
-        # The CRLs' issuers are these certificates' subjects (_check_crl).
-        Mark("pck_crl", _marks.subject(_certs.subject_text(crl_chain[0])),
-             int(pck_crl.last_update_utc.timestamp()), raw.source),
-        Mark("root_crl", _marks.subject(_certs.subject_text(crl_chain[-1])),
-             int(root_crl.last_update_utc.timestamp()), raw.source),
-    ]  # fmt: skip
-    if (n := _evaluation_number(tcb_info)) >= 0:
-        marks.append(
-            Mark("tcb_info", _marks.subject(f"{tcb_info.get('id', 'SGX')}:{fmspc}"), n, raw.source)
-        )
-    if (n := _evaluation_number(qe_identity)) >= 0:
-        marks.append(
-            Mark("qe_identity", _marks.subject(str(qe_identity.get("id", "QE"))), n, raw.source)
-        )
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
@@ -874,11 +865,49 @@ def _verify_collateral_uncached(
         windows=tuple(windows + w1 + w2),
         span=_span(windows + w1 + w2),
         fmspc=fmspc,
-        marks=tuple(marks),
+        marks_from=functools.partial(
+            _collateral_set_marks,
+            crl_chain[0],
+            crl_chain[-1],
+            pck_crl.last_update_utc,
+            root_crl.last_update_utc,
+            tcb_info,
+            qe_identity,
+            raw.source,
+        ),
         platform_levels=platform_levels,
         qe_levels=qe_levels,
     )
     return verified
+
+
+def _collateral_set_marks(
+    pck_ca: x509.Certificate,
+    root: x509.Certificate,
+    pck_crl_update: datetime,
+    root_crl_update: datetime,
+    tcb_info: dict[str, Any],
+    qe_identity: dict[str, Any],
+    source: str,
+) -> tuple[Mark, ...]:
+    """How new each part of a verified set is (:mod:`veritee.collateral.marks`)."""
+    fmspc = str(tcb_info.get("fmspc", "")).upper()
+    marks = [
+        # The CRLs' issuers are these certificates' subjects (_check_crl).
+        Mark("pck_crl", _marks.subject(_certs.subject_text(pck_ca)),
+             int(pck_crl_update.timestamp()), source),
+        Mark("root_crl", _marks.subject(_certs.subject_text(root)),
+             int(root_crl_update.timestamp()), source),
+    ]  # fmt: skip
+    if (n := _evaluation_number(tcb_info)) >= 0:
+        marks.append(
+            Mark("tcb_info", _marks.subject(f"{tcb_info.get('id', 'SGX')}:{fmspc}"), n, source)
+        )
+    if (n := _evaluation_number(qe_identity)) >= 0:
+        marks.append(
+            Mark("qe_identity", _marks.subject(str(qe_identity.get("id", "QE"))), n, source)
+        )
+    return tuple(marks)
 
 
 _LAYOUT_KEYS = (
