@@ -30,6 +30,7 @@ checked.
 from __future__ import annotations
 
 import binascii
+import re
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -470,8 +471,15 @@ def _pem_blocks(data: bytes) -> list[bytes] | None:
     return out
 
 
+#: A block's text the fast path takes: an optional line break after the BEGIN line, then lines of
+#: base64 (no empty line: ``cryptography`` refuses one), the last one's line break optional.
+_PEM_BODY = re.compile(rb"(?:\r?\n)?(?:[A-Za-z0-9+/=]+\r?\n)*[A-Za-z0-9+/=]*")
+
+
 def _pem_der(block: bytes) -> bytes:
     """One block's DER: strict base64 (the alphabet and padding) on lines; else binascii.Error."""
+    if _PEM_BODY.fullmatch(block) is None:
+        raise binascii.Error("not the plain PEM layout")
     return binascii.a2b_base64(block.translate(None, b"\r\n"), strict_mode=True)
 
 

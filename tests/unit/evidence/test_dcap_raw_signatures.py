@@ -223,3 +223,51 @@ def test_root_with_a_name_that_does_not_decode_is_malformed_after_warm(count: in
         certs.load_der_certificate(bad, "root")
     with pytest.raises(MalformedError):
         certs.load_pem_certificates(_pem_unchecked(bad), "root")
+
+
+_B, _E = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+
+
+def _layouts(first: bytes) -> dict[str, bytes]:
+    body = first[len(_B) : -len(_E)]
+    lines = body.strip().split(b"\n")
+    joined = b"".join(lines)
+    return {
+        "as is": first,
+        "no break after BEGIN": _B + body.lstrip() + _E,
+        "no break before END": _B + b"\n" + body.strip() + _E,
+        "one line": _B + joined + _E,
+        "76-character lines": _B + b"\n" + b"\n".join(joined[i : i + 76] for i in range(0, len(joined), 76)) + b"\n" + _E,
+        "CRLF": first.replace(b"\n", b"\r\n"),
+        "CR only": _B + b"\r" + b"\r".join(lines) + b"\r" + _E,
+        "blank line inside": _B + b"\n" + b"\n".join(lines[:3]) + b"\n\n" + b"\n".join(lines[3:]) + b"\n" + _E,
+        "blank line after BEGIN": _B + b"\n\n" + body.lstrip(),
+        "blank line before END": _B + body.rstrip() + b"\n\n" + _E,
+        "space at line ends": _B + b"\n" + b" \n".join(lines) + b"\n" + _E,
+        "padding inside": _B + b"\n" + lines[0][:-1] + b"=\n" + b"\n".join(lines[1:]) + b"\n" + _E,
+        "lowercase markers": first.replace(_B, _B.lower()),
+        "X509 CERTIFICATE label": first.replace(b"BEGIN CERTIFICATE", b"BEGIN X509 CERTIFICATE").replace(b"END CERTIFICATE", b"END X509 CERTIFICATE"),
+        "text around": b"garbage\n" + first + b"\nmore",
+    }  # fmt: skip
+
+
+def test_pem_layouts_are_read_exactly_as_cryptography_reads_them() -> None:
+    """Every PEM layout is accepted (with the same DER) or refused as ``cryptography`` does:
+    the fast reader takes only plain lines of base64 and leaves anything else to it."""
+    pem = _chain_pem(build().quote)
+    leaf = pem[: pem.index(_E) + len(_E)]
+    root = pem[pem.rindex(_B) : pem.rindex(_E) + len(_E)]  # a CA: kept by its block once checked
+    for name, text in [*_layouts(leaf).items(), *_layouts(root).items()]:
+        try:
+            want: object = [
+                c.public_bytes(serialization.Encoding.DER)
+                for c in x509.load_pem_x509_certificates(text)
+            ]
+        except ValueError:
+            want = "refused"
+        for _ in range(2):  # cold, then with the CA blocks known
+            try:
+                got: object = [certs.der_of(c) for c in certs.load_pem_certificates(text, "x")]
+            except MalformedError:
+                got = "refused"
+            assert got == want, name
