@@ -112,7 +112,7 @@ class ServiceContext:
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking storage call from an async handler, off the event loop.
 
-        SQLite: the call goes to the storage's group commit (:meth:`Storage.submit`): the
+        SQLite: the call goes to the storage's group commit (:meth:`Storage.run`): the
         calls waiting are run in one transaction and acknowledged by one sync of the WAL
         (``synchronous=FULL`` makes every commit wait for the disk; run inline, each commit
         held the event loop for that long). A networked database (PostgreSQL) runs the call in
@@ -120,7 +120,7 @@ class ServiceContext:
         """
         call = functools.partial(fn, *args, **kwargs)
         if self.storage.dialect == "sqlite":
-            return await asyncio.wrap_future(self.storage.submit(call))
+            return await self.storage.run(call)
         # A pool of this context's own: a third of the CPU time of anyio's worker threads
         # per call (no capacity limiter, no context copy); as many threads as the storage
         # pools connections.

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,4 +195,31 @@ def test_calls_that_come_while_another_writer_holds_the_database_join_the_group(
     thread.join(30)
     assert first.result(30) == later[0].result(30) == later[1].result(30)  # one group
     assert _subjects(sqlite) == ["first", "second", "third"]
+    assert verify_audit_chain(sqlite).ok
+
+
+def test_run_from_an_event_loop_answers_each_call_of_a_group(sqlite: Storage) -> None:
+    """``Storage.run`` (the service's way in): each caller gets its own result or error, once
+    the group is committed; a caller that gave up before its call ran leaves it unrun."""
+    import asyncio
+
+    nonces = [sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(3)]
+
+    async def main() -> list[Any]:
+        _, release = _hold(sqlite)
+        ok = asyncio.ensure_future(sqlite.run(lambda: _spend_and_audit(sqlite, nonces[0], "a")))
+        again = asyncio.ensure_future(sqlite.run(lambda: _spend_and_audit(sqlite, nonces[0], "b")))
+        gone = asyncio.ensure_future(sqlite.run(lambda: _spend_and_audit(sqlite, nonces[1], "c")))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        results = await asyncio.gather(ok, again, gone, return_exceptions=True)
+        results.append(await sqlite.run(lambda: _spend_and_audit(sqlite, nonces[2], "d")))
+        return results
+
+    first, reused, cancelled, later = asyncio.run(main())
+    assert isinstance(first, int) and isinstance(later, int)
+    assert isinstance(reused, NonceError) and reused.code == "nonce_reused"
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert _subjects(sqlite) == ["a", "d"]  # the cancelled call never ran
     assert verify_audit_chain(sqlite).ok

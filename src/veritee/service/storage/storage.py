@@ -8,7 +8,7 @@ SQLite (a file; the embedded default) and PostgreSQL (for several replicas) are 
   survive a power loss (NORMAL may drop the last commits; issue 12 item 13). Write transactions start with ``BEGIN IMMEDIATE`` so
   concurrent writers (threads or processes) wait for each other instead of failing half-way;
   read-only transactions (``transaction(readonly=True)``) start with a plain ``BEGIN``.
-  The service's handlers write through :meth:`Storage.submit` (group commit): one thread per
+  The service's handlers write through :meth:`Storage.run` (group commit): one thread per
   process runs the calls waiting in one transaction, so one sync of the WAL acknowledges them
   all and no commit holds the event loop.
 * ``postgresql://...`` (mapped to the psycopg 3 driver) or ``postgresql+psycopg://...``.
@@ -19,6 +19,7 @@ message naming the driver's error class; statements and their parameters are nev
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import fcntl
 import os
@@ -262,6 +263,15 @@ class Storage:
             return future
         return self._group.submit(fn)
 
+    async def run(self, fn: Callable[[], T]) -> T:
+        """:meth:`submit` from an event loop: ``fn``'s result once its writes are committed.
+        SQLite: the outcomes of a group reach the loop together, in one call."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        if self._group is None:
+            return fn()
+        return await self._group.submit_async(fn)
+
     def set_busy_hint(self, busy: Callable[[], int]) -> None:
         """``busy()``: how many requests this process is answering now (the service's count).
         A group of :meth:`submit` calls then waits up to :data:`GROUP_COMMIT_WAIT` for the
@@ -457,6 +467,58 @@ class _Group:
             raise
 
 
+class _LoopFuture:
+    """The outcome of a call of :meth:`_GroupCommit.submit_async`: held by the commit thread
+    until its group is done, then set on ``future`` (of ``loop``) by :func:`_wake`."""
+
+    __slots__ = ("future", "loop", "outcome")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.outcome: tuple[bool, Any] | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.future.cancelled()  # the caller gave up before its call ran: not run
+
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def set_result(self, value: Any) -> None:
+        self.outcome = (True, value)
+
+    def set_exception(self, exc: BaseException | None) -> None:
+        self.outcome = (False, exc)
+
+
+_Call = tuple[Callable[[], Any], "concurrent.futures.Future[Any] | _LoopFuture"]
+
+
+def _wake(calls: list[_Call]) -> None:
+    """Hand the outcomes of a group's :class:`_LoopFuture` calls to their loops: one call into
+    each loop for the whole group (instead of one per call)."""
+    loops: dict[asyncio.AbstractEventLoop, list[_LoopFuture]] = {}
+    for _, f in calls:
+        if isinstance(f, _LoopFuture) and f.outcome is not None:
+            loops.setdefault(f.loop, []).append(f)
+    for loop, answered in loops.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, answered)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
+
+
+def _deliver(answered: list[_LoopFuture]) -> None:
+    for f in answered:
+        if f.future.done() or f.outcome is None:  # cancelled meanwhile: the caller is gone
+            continue
+        ok, value = f.outcome
+        if ok:
+            f.future.set_result(value)
+        else:
+            f.future.set_exception(value)
+
+
 class _GroupCommit:
     """The thread that runs :meth:`Storage.submit`'s calls in shared SQLite transactions.
 
@@ -469,9 +531,7 @@ class _GroupCommit:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._queue: queue.SimpleQueue[
-            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -490,6 +550,19 @@ class _GroupCommit:
             except BaseException as exc:
                 future.set_exception(exc)
             return future
+        self._start()
+        self._queue.put((fn, future))
+        return future
+
+    def submit_async(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """:meth:`submit` for a caller on an event loop: an asyncio future of that loop, set
+        with the others of its group by one call into the loop."""
+        call = _LoopFuture(asyncio.get_running_loop())
+        self._start()
+        self._queue.put((fn, call))
+        return call.future
+
+    def _start(self) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -497,8 +570,6 @@ class _GroupCommit:
                         target=self._run, name="veritee-group-commit", daemon=True
                     )
                     self._thread.start()
-        self._queue.put((fn, future))
-        return future
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -533,7 +604,7 @@ class _GroupCommit:
                 calls.append(more)
             self._commit(calls)
 
-    def _more(self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]) -> None:
+    def _more(self, calls: list[_Call]) -> None:
         """Add the calls waiting now to ``calls`` (up to :data:`GROUP_COMMIT_MAX`), without
         waiting: those that came while the group waited for the writer locks."""
         while len(calls) < GROUP_COMMIT_MAX:
@@ -546,9 +617,7 @@ class _GroupCommit:
                 return
             calls.append(more)
 
-    def _commit(
-        self, calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
-    ) -> None:
+    def _commit(self, calls: list[_Call]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         storage = self._storage
         try:
@@ -565,18 +634,16 @@ class _GroupCommit:
                 ok, value = outcomes[i] if i < len(outcomes) else (True, None)
                 if not future.done():
                     future.set_exception(failure if ok else value)
+            _wake(calls)
             return
         for (_, future), (ok, value) in zip(calls, outcomes, strict=True):
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+        _wake(calls)
 
-    def _run_group(
-        self,
-        calls: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]],
-        outcomes: list[tuple[bool, Any]],
-    ) -> None:
+    def _run_group(self, calls: list[_Call], outcomes: list[tuple[bool, Any]]) -> None:
         """Run ``calls`` in one transaction (the writer locks held), each one's outcome into
         ``outcomes``; raises when the transaction as a whole fails."""
         with self._storage._transaction(self._storage._engine) as tx:
