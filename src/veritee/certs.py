@@ -40,6 +40,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import CRLEntryExtensionOID
 
 from veritee._lru import Lru
 from veritee.errors import MalformedError
@@ -50,7 +51,9 @@ __all__ = [
     "checked_crl",
     "crl_signature_valid",
     "der_of",
+    "forget_anchors",
     "forget_checked",
+    "keep_anchor",
     "load_der_certificate",
     "load_der_crl",
     "load_pem_certificate",
@@ -350,6 +353,42 @@ def forget_checked() -> None:
     _SUBJECTS.clear()
     _SPKIS.clear()
     _SERIALS.clear()
+    _ENTRY_EXTS_OK.clear()
+
+
+#: Pinned trust anchors (verifier configuration, not evidence) that passed
+#: :func:`checked_certificate` as CAs, by their exact DER: kept across :func:`forget_checked`, so a
+#: cold verification does not parse and check the same pinned root again. Only a verifier's pin
+#: check puts one here (:func:`keep_anchor`); the pin itself is still checked on every use.
+_ANCHORS: Lru[bytes, _Loaded] = Lru(16)
+
+
+def keep_anchor(cert: x509.Certificate) -> None:
+    """Keep ``cert``, a CA certificate loaded and checked here that the caller found pinned, across
+    :func:`forget_checked` (a certificate not checked here as a CA is ignored)."""
+    hit = _loaded(cert)
+    if hit is not None and not hit.crl and _CHECKED_CAS.get(hit.der) is cert:
+        _ANCHORS.put(hit.der, hit)
+
+
+def forget_anchors() -> None:
+    """Forget the kept trust anchors too (tests)."""
+    _ANCHORS.clear()
+
+
+def _known_ca(der: bytes) -> x509.Certificate | None:
+    """The CA certificate of exactly these bytes that passed the check, if one did."""
+    known = _CHECKED_CAS.get(der)
+    if known is not None:
+        return known
+    anchor = _ANCHORS.get(der)
+    if anchor is None:
+        return None
+    cert = anchor.obj
+    assert isinstance(cert, x509.Certificate)
+    _RAWS.put(id(cert), anchor)
+    _CHECKED_CAS.put(der, cert)
+    return cert
 
 
 def _checked_known(
@@ -358,7 +397,7 @@ def _checked_known(
     """:func:`checked_certificate`, or the CA certificate of the same DER that passed it before."""
     if der is None:
         der = cert.public_bytes(serialization.Encoding.DER)
-    known = _CHECKED_CAS.get(der)
+    known = _known_ca(der)
     if known is not None:
         return known
     _remember(cert, der)
@@ -374,8 +413,10 @@ def _checked_known(
 
 def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.CertificateRevocationList:
     """``crl`` after touching every lazily parsed part (its entries' extensions too; their serial
-    numbers and dates are read at load), or MalformedError. The revoked serial numbers are
-    kept for :func:`revoked_serials`."""
+    numbers and dates are read at load), or MalformedError. An entry with a critical extension
+    other than those veritee understands is refused (RFC 5280 5.3: an indirect CRL's
+    certificateIssuer, any unknown one). The revoked serial numbers are kept for
+    :func:`revoked_serials`."""
     try:
         crl.extensions  # noqa: B018
         crl.signature_hash_algorithm  # noqa: B018
@@ -386,14 +427,92 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
                 _CHECKED_NAMES.put(raw.issuer, True)
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
-        serials = []
-        for entry in crl:
-            entry.extensions  # noqa: B018
-            serials.append(entry.serial_number)
+        serials = _entries_fast(crl, raw)
+        if serials is None:
+            serials = []
+            for entry in crl:
+                _refuse_critical(entry.extensions, _ENTRY_EXTENSIONS)
+                serials.append(entry.serial_number)
     except PARSE_ERRORS as e:
         raise MalformedError(f"CRL is malformed ({type(e).__name__})", field=field) from None
     _SERIALS.put(id(crl), (crl, frozenset(serials)))
     return crl
+
+
+#: The CRL entry extensions veritee may find critical (informational: the reason code, the
+#: invalidity date); any other critical entry extension (an indirect CRL's certificateIssuer, an
+#: unknown one) refuses the CRL.
+_ENTRY_EXTENSIONS = frozenset(
+    {CRLEntryExtensionOID.CRL_REASON, CRLEntryExtensionOID.INVALIDITY_DATE}
+)
+
+
+def _refuse_critical(exts: x509.Extensions, known: frozenset[x509.ObjectIdentifier]) -> None:
+    for ext in exts:
+        if ext.critical and ext.oid not in known:
+            raise ValueError("unrecognized critical extension")
+
+
+#: An entry's crlEntryExtensions element (its exact DER) whose extensions decoded and passed
+#: :func:`_refuse_critical`: a decoding depends on these bytes only (Intel's PCK CRLs repeat a
+#: handful of reason codes).
+_ENTRY_EXTS_OK: Lru[bytes, bool] = Lru(256)
+
+
+def _revoked_span(raw: _Raw) -> tuple[int, int] | None:
+    """(start, end) of the revokedCertificates content in ``raw.tbs``; (0, 0) when absent."""
+    tbs = raw.tbs
+    _, _, pos, end = _tlv(tbs, 0, len(tbs))
+    if tbs[pos] == 0x02:  # version
+        pos = _tlv(tbs, pos, end)[3]
+    for _ in range(3):  # signature, issuer, thisUpdate
+        pos = _tlv(tbs, pos, end)[3]
+    if pos < end and tbs[pos] in (0x17, 0x18):  # nextUpdate
+        pos = _tlv(tbs, pos, end)[3]
+    if pos >= end or tbs[pos] != 0x30:
+        return (0, 0)
+    _, _, vs, ve = _tlv(tbs, pos, end)
+    return vs, ve
+
+
+def _entries_fast(crl: x509.CertificateRevocationList, raw: _Raw | None) -> list[int] | None:
+    """The revoked serial numbers, read from the DER ``cryptography`` accepted at load (which
+    parsed every entry's serial, date and extensions' outer structure); each distinct entry
+    extensions element is decoded by ``cryptography`` once (then by its bytes). None: anything
+    unexpected (long lengths, no DER kept), and the caller reads every entry through
+    ``cryptography``. ValueError for a refused entry extension."""
+    if raw is None:
+        return None
+    try:
+        span = _revoked_span(raw)
+        if span is None:
+            return None
+        tbs, (pos, end) = raw.tbs, span
+        serials: list[int] = []
+        blobs: dict[bytes, int] = {}
+        while pos < end:
+            ln = tbs[pos + 1]
+            sl = tbs[pos + 3]
+            if tbs[pos] != 0x30 or ln & 0x80 or tbs[pos + 2] != 0x02 or sl & 0x80:
+                return None
+            e = pos + 2 + ln
+            q = pos + 4 + sl
+            serials.append(int.from_bytes(tbs[pos + 4 : q], "big", signed=True))
+            if tbs[q] not in (0x17, 0x18) or tbs[q + 1] & 0x80:  # revocationDate
+                return None
+            q += 2 + tbs[q + 1]
+            if q < e:
+                blobs.setdefault(tbs[q:e], len(serials) - 1)
+            pos = e
+    except IndexError:
+        return None
+    if pos != end or len(serials) != len(crl):
+        return None
+    for blob, index in blobs.items():
+        if not _ENTRY_EXTS_OK.get(blob):
+            _refuse_critical(crl[index].extensions, _ENTRY_EXTENSIONS)
+            _ENTRY_EXTS_OK.put(blob, True)
+    return serials
 
 
 #: The revoked serial numbers of the CRLs checked here, by object identity (the object is held).
@@ -426,7 +545,7 @@ SIGNING_KEY_USAGE = x509.KeyUsage(
 def load_der_certificate(data: bytes, field: str) -> x509.Certificate:
     """One DER certificate, every part checked; MalformedError naming ``field`` otherwise."""
     der = bytes(data)
-    known = _CHECKED_CAS.get(der)
+    known = _known_ca(der)
     if known is not None:
         return known
     try:
@@ -517,7 +636,7 @@ def _checked_block(block: bytes, field: str) -> x509.Certificate:
     if known is not None:
         return known
     der = _pem_der(block)
-    known = _CHECKED_CAS.get(der)
+    known = _known_ca(der)
     if known is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)

@@ -272,6 +272,7 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         raise VerificationError(
             f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned"
         )
+    _certs.keep_anchor(root)  # configuration, not evidence: kept across clear_caches()
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
         if not _is_ca(parent, name):
             raise VerificationError(
