@@ -21,11 +21,17 @@ class Lru(Generic[K, V]):
         self._max = maxsize
 
     def get(self, key: K) -> V | None:
-        with self._lock:
-            v = self._data.get(key)
-            if v is not None:
-                self._data.move_to_end(key)
-            return v
+        # No lock: each OrderedDict call below is one C call under the GIL (the keys are bytes,
+        # ints and tuples of them, hashed in C), so it sees the map before or after any other
+        # thread's put/clear. A key evicted between the two calls costs only the recency update.
+        data = self._data
+        v = data.get(key)
+        if v is not None:
+            try:
+                data.move_to_end(key)
+            except KeyError:
+                pass
+        return v
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
@@ -33,6 +39,11 @@ class Lru(Generic[K, V]):
             self._data.move_to_end(key)
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
+
+    def values(self) -> list[V]:
+        """A snapshot of the values, least recently used first."""
+        with self._lock:
+            return list(self._data.values())
 
     def clear(self) -> None:
         with self._lock:

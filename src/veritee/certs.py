@@ -81,11 +81,15 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
 def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     """``cert`` after touching every lazily parsed part, or MalformedError naming ``field``."""
     try:
-        _check_names(cert)
+        raw = _raw_parts(cert)
+        _check_names(cert, raw)
         cert.extensions  # noqa: B018 - parses every extension value
         cert.public_key()
-        cert.signature_hash_algorithm  # noqa: B018
-        cert.signature_algorithm_parameters  # noqa: B018
+        if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
+            # (The exact DER of ecdsa-with-SHA256, as loaded, reads as ECDSA(SHA256()) in
+            # cryptography: nothing to force.)
+            cert.signature_hash_algorithm  # noqa: B018
+            cert.signature_algorithm_parameters  # noqa: B018
         cert.not_valid_before_utc  # noqa: B018
         cert.not_valid_after_utc  # noqa: B018
     except PARSE_ERRORS as e:
@@ -100,9 +104,8 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
 _CHECKED_NAMES: Lru[bytes, bool] = Lru(256)
 
 
-def _check_names(cert: x509.Certificate) -> None:
+def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
     """Build (so decode and validate) the subject and issuer, unless the same DER did before."""
-    raw = _raw_parts(cert)
     subject = raw is None or not _CHECKED_NAMES.get(raw.subject)
     # A self-issued certificate's issuer is its subject, byte for byte: built once.
     issuer = raw is None or (raw.issuer != raw.subject and not _CHECKED_NAMES.get(raw.issuer))
@@ -354,6 +357,13 @@ def forget_checked() -> None:
     _SPKIS.clear()
     _SERIALS.clear()
     _ENTRY_EXTS_OK.clear()
+    # The kept trust anchors' names decoded when they were checked: a chain's CA names its
+    # pinned root as issuer before the root's own block is read.
+    for anchor in _ANCHORS.values():
+        raw = anchor.parts()
+        if raw is not None:
+            _CHECKED_NAMES.put(raw.subject, True)
+            _CHECKED_NAMES.put(raw.issuer, True)
 
 
 #: Pinned trust anchors (verifier configuration, not evidence) that passed
@@ -400,6 +410,11 @@ def _checked_known(
     known = _known_ca(der)
     if known is not None:
         return known
+    return _checked_new(cert, field, der)
+
+
+def _checked_new(cert: x509.Certificate, field: str, der: bytes) -> x509.Certificate:
+    """:func:`checked_certificate` on a certificate of no known DER, kept when it is a CA."""
     _remember(cert, der)
     checked_certificate(cert, field)
     try:
@@ -641,7 +656,7 @@ def _checked_block(block: bytes, field: str) -> x509.Certificate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_der_x509_certificate(der)
-        known = _checked_known(cert, field, der)
+        known = _checked_new(cert, field, der)
     if _CHECKED_CAS.get(der) is known:
         _CHECKED_PEM.put(block, known)
     return known

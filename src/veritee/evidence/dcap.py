@@ -274,17 +274,18 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         )
     _certs.keep_anchor(root)  # configuration, not evidence: kept across clear_caches()
     for i, (child, parent) in enumerate(itertools.pairwise(certs)):
-        if not _is_ca(parent, name):
-            raise VerificationError(
-                f"{name}: certificate {i + 1} is not a CA", code="chain_invalid"
-            )
         # A link from a CA (the PCK CA to the root) recurs in every chain and collateral set of
-        # its platforms: its signature is checked once per DER pair.
+        # its platforms: its signature is checked once per DER pair, and a link is remembered
+        # only after the parent was found a CA (below).
         link = b""
         if i > 0 or _is_ca(child, name):
             link = _der(child) + _der(parent)
             if _CA_LINKS.get(link):
                 continue
+        if not _is_ca(parent, name):
+            raise VerificationError(
+                f"{name}: certificate {i + 1} is not a CA", code="chain_invalid"
+            )
         try:
             _certs.verify_issued_by(child, parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):

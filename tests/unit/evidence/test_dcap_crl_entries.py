@@ -143,3 +143,20 @@ def test_pinned_root_is_kept_across_clear_caches_and_the_pin_still_checked() -> 
         ]
         == "UpToDate"
     )
+
+
+def test_certificate_with_an_unknown_signature_algorithm_is_still_malformed_after_warm() -> None:
+    """The signature algorithm is forced unless it is exactly ecdsa-with-SHA256's DER: an
+    unknown outer algorithm (the same length) is refused at load, with a good one known."""
+    from tests.fakes.intel import build
+
+    syn = build()
+    certs.forget_checked()
+    certs.load_der_certificate(syn.root_der, "root")
+    alg = bytes.fromhex("300a06082a8648ce3d040302")
+    i = syn.root_der.rindex(alg)
+    bad = (
+        syn.root_der[:i] + bytes.fromhex("300a06082a8648ce3d0403ff") + syn.root_der[i + len(alg) :]
+    )
+    with pytest.raises(MalformedError):
+        certs.load_der_certificate(bad, "root")
