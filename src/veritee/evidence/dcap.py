@@ -777,7 +777,9 @@ def _verify_signed_json(
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
     _verify_raw(key, sig, raw, name, code="collateral_signature_invalid")
-    doc = parsed[1] if parsed else _json_doc(raw, name)
+    if parsed:  # the cheap checks made these windows from the same bytes (the caller keeps them)
+        return parsed[1], []
+    doc = _json_doc(raw, name)
     windows = [
         _Window(f"{name} issuer chain certificate {i}", *_cert_window(c))
         for i, c in enumerate(certs)
@@ -820,11 +822,13 @@ def _verify_collateral_uncached(
             raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
     pck_crl = parsed.pck_crl if parsed else _load_crl(raw.pck_crl, "pck_crl")
     _check_crl(pck_crl, crl_chain[0], "PCK CRL")
-    windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
-    windows += [
-        _Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c))
-        for i, c in enumerate(crl_chain)
-    ]
+    windows: list[_Window] = []
+    if parsed is None:
+        windows = [_crl_window(root_crl, "root CA CRL"), _crl_window(pck_crl, "PCK CRL")]
+        windows += [
+            _Window(f"PCK CRL issuer chain certificate {i}", *_cert_window(c))
+            for i, c in enumerate(crl_chain)
+        ]
     seen: dict[bytes, list[x509.Certificate]] = {}
     root = crl_chain[-1]
     pre = parsed.signed if parsed else {}
@@ -855,6 +859,11 @@ def _verify_collateral_uncached(
     platform_levels = check_tcb_info(tcb_info)
     qe_levels = check_qe_identity(qe_identity)
     fmspc = str(tcb_info.get("fmspc", "")).upper()
+    if parsed is not None:  # the same windows, in the same order, from the same bytes
+        all_windows, span = parsed.windows, parsed.span
+    else:
+        all_windows = tuple(windows + w1 + w2)
+        span = _span(all_windows)
     verified = _VerifiedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
@@ -864,8 +873,8 @@ def _verify_collateral_uncached(
         ),
         pck_revoked=_certs.revoked_serials(pck_crl),
         root_revoked=root_revoked,
-        windows=tuple(windows + w1 + w2),
-        span=_span(windows + w1 + w2),
+        windows=all_windows,
+        span=span,
         fmspc=fmspc,
         marks_from=functools.partial(
             _collateral_set_marks,

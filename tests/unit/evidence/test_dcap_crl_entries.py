@@ -160,3 +160,24 @@ def test_certificate_with_an_unknown_signature_algorithm_is_still_malformed_afte
     )
     with pytest.raises(MalformedError):
         certs.load_der_certificate(bad, "root")
+
+
+def test_verified_collateral_windows_are_the_cheap_checks_windows() -> None:
+    """The verification reuses the windows the cheap checks made from the same bytes: the same
+    names, times and order as it makes itself, for a shared QE chain and one of other bytes."""
+    from tests.fakes.intel import build
+
+    from veritee.evidence import dcap
+
+    syn = build()
+    separate = syn.with_doc(qe_identity_issuer_chain=syn.doc["qe_identity_issuer_chain"] + "\n")
+    for doc in (syn.doc, separate.doc):
+        raw = dcap._raw_from_layout(doc)
+        dcap.clear_caches()
+        own = dcap._verify_collateral_uncached(raw, syn.trust, None)
+        dcap.clear_caches()
+        cheap = dcap._collateral_cheap(b"k" * 32, lambda raw=raw: raw)
+        assert isinstance(cheap, dcap._CollateralCheap)
+        reused = dcap._verify_collateral_uncached(raw, syn.trust, cheap)
+        assert reused.windows == own.windows and reused.span == own.span
+        assert len(own.windows) == 2 + 2 + 3 + 3
