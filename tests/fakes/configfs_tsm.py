@@ -142,27 +142,44 @@ class TsmFs(fuse.Operations):  # type: ignore[misc]
             buf[offset : offset + len(data)] = data
         return len(data)
 
+    def flush(self, path: str, fh: int) -> int:
+        # close() waits for FLUSH but not for RELEASE, which FUSE sends in the background: the
+        # kernel's configfs commits a binary attribute before close() returns, so the commit is
+        # made here (a reader right after close() must see it, as on the real file system).
+        with self._lock:
+            self._commit(fh)
+        return 0
+
     def release(self, path: str, fh: int) -> int:
         with self._lock:
-            name, attr, buf = self._pending.pop(fh)
-            entry = self.entries.get(name)
-            if entry is None or not buf:  # configfs commits nothing for a file closed unwritten
-                return 0
-            if attr == "inblob":
-                entry.inblob = bytes(buf)
-                entry.write_generation += 1
-                if self.interfere is not None and self.interfere(entry):
-                    entry.inblob = os.urandom(64)  # what another process wrote
-                    entry.write_generation += 1
-            elif attr == "privlevel":
-                try:
-                    value = int(bytes(buf).strip())
-                except ValueError:
-                    return 0
-                if 0 <= value <= 3:
-                    entry.privlevel = value
-                    entry.write_generation += 1
+            self._commit(fh)
+            self._pending.pop(fh, None)
         return 0
+
+    def _commit(self, fh: int) -> None:
+        """Commit what was written through ``fh`` since its last commit (under the lock)."""
+        pending = self._pending.get(fh)
+        if pending is None:
+            return
+        name, attr, buf = pending
+        self._pending[fh] = (name, attr, bytearray())
+        entry = self.entries.get(name)
+        if entry is None or not buf:  # configfs commits nothing for a file closed unwritten
+            return
+        if attr == "inblob":
+            entry.inblob = bytes(buf)
+            entry.write_generation += 1
+            if self.interfere is not None and self.interfere(entry):
+                entry.inblob = os.urandom(64)  # what another process wrote
+                entry.write_generation += 1
+        elif attr == "privlevel":
+            try:
+                value = int(bytes(buf).strip())
+            except ValueError:
+                return
+            if 0 <= value <= 3:
+                entry.privlevel = value
+                entry.write_generation += 1
 
     def _report(self, entry: Entry) -> Entry:
         if not entry.inblob:
