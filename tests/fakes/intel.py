@@ -43,7 +43,8 @@ KEYS = {name: ec.derive_private_key(i + 1000, ec.SECP256R1()) for i, name in enu
     ["root", "pck_ca", "pck", "tcb", "att", "other"])}  # fmt: skip
 
 
-def _der(tag: int, content: bytes) -> bytes:
+def der_tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: ``tag``, its definite length, ``content``."""
     n = len(content)
     if n < 0x80:
         return bytes([tag, n]) + content
@@ -61,26 +62,26 @@ def _oid(dotted: str) -> bytes:
             enc.append(0x80 | (p & 0x7F))
             p >>= 7
         out += bytes(reversed(enc))
-    return _der(0x06, bytes(out))
+    return der_tlv(0x06, bytes(out))
 
 
 def _int(v: int) -> bytes:
     raw = v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big")
-    return _der(0x02, raw)
+    return der_tlv(0x02, raw)
 
 
 def _item(sub: str, value: bytes) -> bytes:
-    return _der(0x30, _oid(f"{SGX_EXT}.{sub}") + value)
+    return der_tlv(0x30, _oid(f"{SGX_EXT}.{sub}") + value)
 
 
 def sgx_extension(
     comps: list[int], pcesvn: int, fmspc: bytes = FMSPC, pceid: bytes = b"\0\0"
 ) -> bytes:
     tcb = b"".join(_item(f"2.{i + 1}", _int(c)) for i, c in enumerate(comps))
-    tcb += _item("2.17", _int(pcesvn)) + _item("2.18", _der(0x04, bytes(comps)))
-    return _der(0x30, b"".join([
-        _item("1", _der(0x04, bytes(16))), _item("2", _der(0x30, tcb)), _item("3", _der(0x04, pceid)),
-        _item("4", _der(0x04, fmspc)), _item("5", _der(0x0A, b"\0")),
+    tcb += _item("2.17", _int(pcesvn)) + _item("2.18", der_tlv(0x04, bytes(comps)))
+    return der_tlv(0x30, b"".join([
+        _item("1", der_tlv(0x04, bytes(16))), _item("2", der_tlv(0x30, tcb)), _item("3", der_tlv(0x04, pceid)),
+        _item("4", der_tlv(0x04, fmspc)), _item("5", der_tlv(0x0A, b"\0")),
     ]))  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.fakes.intel import AT, KEYS, _crl, build
+from tests.fakes.intel import AT, KEYS, _crl, build, der_tlv
 
 from veritee import certs
 from veritee.errors import CollateralError, MalformedError, VerificationError
@@ -26,14 +26,6 @@ def _chain_pem(quote: bytes) -> bytes:
     return dcap.parse_quote(quote).signature_data.pck_chain_pem.rstrip(b"\0")
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(body)]) + body + content
-
-
 def _resign(
     der: bytes, key: ec.EllipticCurvePrivateKey, tbs_edit: tuple[bytes, bytes], crl: bool = False
 ) -> bytes:
@@ -44,7 +36,7 @@ def _resign(
     tbs = raw.tbs.replace(*tbs_edit, 1)
     assert tbs != raw.tbs
     sig = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-    return _der(0x30, tbs + raw.outer_alg + _der(0x03, b"\0" + sig))
+    return der_tlv(0x30, tbs + raw.outer_alg + der_tlv(0x03, b"\0" + sig))
 
 
 def _pem(der: bytes) -> bytes:
