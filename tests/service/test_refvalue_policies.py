@@ -156,6 +156,47 @@ def test_another_replica_sees_changes_and_the_cache_is_bounded(env: Env) -> None
     other.storage.close()
 
 
+def test_async_handlers_read_refvalues_off_the_event_loop(env: Env, monkeypatch: Any) -> None:
+    """The release and sealing-key handlers appraise on the event loop; the reference-value
+    generation check they need (a database read about once per ``policy_cache_seconds``) runs
+    in a database thread (:meth:`ServiceContext.refvalues_async`), and a withdrawn CoRIM still
+    empties the set after the lookup was warm."""
+    import asyncio
+    import threading
+
+    from veritee.service.app import create_app
+    from veritee.service.settings import Settings
+
+    settings = Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0)
+    other = create_app(settings).state.ctx
+    policy = load_policy(json.dumps(_policy(env, {"refvalues": "payments-frontend"})))
+    source = _register(env, _corim(GOOD))
+    readers: list[int] = []
+    real = other.storage.transaction
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        readers.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(other.storage, "transaction", spy)
+
+    async def lookup() -> tuple[int, Any]:
+        return threading.get_ident(), (await other.refvalues_async(policy))("payments-frontend")
+
+    try:
+        loop_thread, found = asyncio.run(lookup())
+        assert found is not None and found.match(GOOD) is not None
+        assert readers and loop_thread not in readers
+        env.client.post(f"/v1/admin/refvalues/{source['id']}/withdraw", headers=env.admin, json={})
+        readers.clear()
+        loop_thread, found = asyncio.run(lookup())
+        assert found is None  # withdrawn: unknown again, the warm lookup is not kept
+        assert readers and loop_thread not in readers
+    finally:
+        other.close()
+        other.storage.close()
+
+
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 def test_the_sdk_hint_points_at_the_set(env: Env) -> None:
     """A refusal under a set-based allow-list tells the workload's operator to register a CoRIM

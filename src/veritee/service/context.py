@@ -243,10 +243,20 @@ class ServiceContext:
     async def appraise_fetching(self, data: bytes, **kwargs: Any) -> Appraisal:
         """:meth:`appraise`, and when the evidence was refused for collateral the domain lacks,
         :meth:`fetch_lacking` and appraise again."""
-        appraisal = self.appraise(data, **kwargs)
+        appraisal = await self.appraise_async(data, **kwargs)
         if await self.fetch_lacking(data, appraisal.decision):
-            return self.appraise(data, **kwargs)
+            return await self.appraise_async(data, **kwargs)
         return appraisal
+
+    async def appraise_async(self, data: bytes, **kwargs: Any) -> Appraisal:
+        """:meth:`appraise` for async handlers: the reference values of the policy given are
+        looked up first, off the event loop when that needs the database
+        (:meth:`refvalues_async`), so that the appraisal on the loop reads nothing."""
+        policy = kwargs.get("policy")
+        if policy is not None and kwargs.get("refvalues") is None:
+            at = kwargs.get("at")
+            kwargs["refvalues"] = await self.refvalues_async(policy, at)
+        return self.appraise(data, **kwargs)
 
     async def fetch_lacking(self, data: bytes, decision: Decision) -> bool:
         """When ``decision`` refused ``data`` for collateral the domain lacks (none for its FMSPC
@@ -412,6 +422,17 @@ class ServiceContext:
             return None
         return entry[1]
 
+    async def refvalues_async(
+        self, policy: Policy | PolicySet, at: dt.datetime | None = None
+    ) -> RefValues:
+        """:meth:`refvalues_for` for async handlers: the cached lookup when it needs no read
+        (:meth:`refvalues_if_cached`, same freshness bound), else :meth:`refvalues_for` through
+        :meth:`run_db`, never a database read on the event loop."""
+        cached = self.refvalues_if_cached(policy, at)
+        if cached is not None:
+            return cached
+        return await self.run_db(self.refvalues_for, policy, at)
+
     def invalidate_refvalues(self) -> None:
         self._forget_refvalues()
         self._refvalue_generation = (0.0, None)
@@ -433,6 +454,7 @@ class ServiceContext:
         operator_collateral: Collateral | None = None,
         policy: Policy | PolicySet | None = None,
         use_active_policy: bool = True,
+        refvalues: RefValues | None = None,
     ) -> Appraisal:
         """Verify ``data`` and hold it against the policy; never raises for bad evidence.
 
@@ -445,6 +467,9 @@ class ServiceContext:
         only; its TCB info, QE identity and CRLs are used only when the setting
         ``accept_attester_collateral`` is on, and rank below the domain's. What is left out is
         reported as the warning ``attester_collateral_ignored``.
+
+        ``refvalues``: the reference values of ``policy``, looked up by the caller
+        (:meth:`appraise_async`); None: looked up here (:meth:`refvalues_for`).
         """
         collateral = self.collateral()
         if operator_collateral is not None:
@@ -467,10 +492,17 @@ class ServiceContext:
         )
         appraisal = appraise_evidence(
             data, collateral=collateral, at=at, format=format, trust=trust, policy=policy,
-            binding=expected, refvalues=self.refvalues_for(policy, at) if policy is not None else None,
+            binding=expected, refvalues=self._refvalues(policy, at, refvalues),
         )  # fmt: skip
         self._left_out(appraisal.decision, left_out)
         return appraisal
+
+    def _refvalues(
+        self, policy: Policy | PolicySet | None, at: dt.datetime, given: RefValues | None
+    ) -> RefValues | None:
+        if policy is None:
+            return None
+        return given if given is not None else self.refvalues_for(policy, at)
 
     @staticmethod
     def _left_out(decision: Decision, left_out: tuple[str, ...]) -> Decision:

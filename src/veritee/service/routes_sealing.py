@@ -62,7 +62,7 @@ async def sealing_key(body: SealingKeyRequest, request: Request) -> JSONResponse
     recipient = parse_recipient(body.public_key)
     data = decode_b64(body.evidence, "evidence")
     policy = await ctx.policies_named(body.policy)
-    appraisal = ctx.appraise(
+    appraisal = await ctx.appraise_async(
         data, at=ctx.now(), format=body.format, nonce=nonce, spki=recipient.spki,
         policy=policy, use_active_policy=False,
     )  # fmt: skip

@@ -300,7 +300,7 @@ async def release(name: str, body: ReleaseRequest, request: Request) -> JSONResp
     recipient = parse_recipient(body.public_key)
     data = _b64(body.evidence, "evidence", ctx.settings.max_body_bytes)
     policy = await ctx.current_policy()
-    appraisal = ctx.appraise(
+    appraisal = await ctx.appraise_async(
         data,
         at=ctx.now(),
         format=body.format,
