@@ -26,6 +26,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,15 +191,58 @@ def seal_envelope(
     return out
 
 
+#: Key broker certificates whose issuer signature, purpose and key were checked, by the SHA-256
+#: of the certificate's PEM bytes and of the domain CA's DER: (not before, not after, key). Only
+#: successes are kept; the validity window is checked against ``at`` on every call. A workload
+#: meets the same broker certificate on every release: its signature check (a P-384 verify,
+#: ~0.7 ms) was most of the SDK's CPU per release.
+_BROKER_KEYS: OrderedDict[tuple[bytes, bytes], tuple[datetime, datetime, ec.EllipticCurvePublicKey]]
+_BROKER_KEYS = OrderedDict()
+_BROKER_KEYS_MAX = 32
+_BROKER_KEYS_LOCK = threading.Lock()
+
+
 def verify_broker_certificate(
     pem: Any, ca_certificate: x509.Certificate, *, at: datetime
 ) -> ec.EllipticCurvePublicKey:
     """The key broker's public key, from its certificate, if the domain CA issued it for
-    release signing and it is valid at ``at``; :class:`VerificationError` otherwise."""
+    release signing and it is valid at ``at``; :class:`VerificationError` otherwise.
+
+    The checks that do not depend on ``at`` are made once per certificate and CA (by the
+    digests of their bytes, at most ``_BROKER_KEYS_MAX`` kept); the validity window on every call."""
     if not isinstance(pem, str) or not 0 < len(pem) <= MAX_SIGNER_PEM:
         raise MalformedError("envelope signer must be a PEM certificate", field="signer")
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    raw = pem.encode("ascii", "replace")
+    cache_key = (
+        hashlib.sha256(raw).digest(),
+        hashlib.sha256(ca_certificate.public_bytes(serialization.Encoding.DER)).digest(),
+    )
+    with _BROKER_KEYS_LOCK:
+        checked = _BROKER_KEYS.get(cache_key)
+        if checked is not None:
+            _BROKER_KEYS.move_to_end(cache_key)
+    if checked is None:
+        checked = _checked_broker_certificate(raw, ca_certificate)  # raises on any failure
+        with _BROKER_KEYS_LOCK:
+            _BROKER_KEYS[cache_key] = checked
+            while len(_BROKER_KEYS) > _BROKER_KEYS_MAX:
+                _BROKER_KEYS.popitem(last=False)
+    not_before, not_after, key = checked
+    if not not_before <= at <= not_after:
+        raise VerificationError(
+            "the envelope's signer certificate is not valid now", code="envelope_signer_untrusted"
+        )
+    return key
+
+
+def _checked_broker_certificate(
+    raw: bytes, ca_certificate: x509.Certificate
+) -> tuple[datetime, datetime, ec.EllipticCurvePublicKey]:
+    """The checks of :func:`verify_broker_certificate` that do not depend on the time."""
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode("ascii", "replace"))
+        cert = x509.load_pem_x509_certificate(raw)
     except ValueError:
         raise MalformedError("envelope signer is not a PEM certificate", field="signer") from None
     try:
@@ -207,12 +252,6 @@ def verify_broker_certificate(
             "the envelope's signer is not a key broker of this domain",
             code="envelope_signer_untrusted",
         ) from None
-    if at.tzinfo is None:
-        raise ValueError("at must be timezone-aware")
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        raise VerificationError(
-            "the envelope's signer certificate is not valid now", code="envelope_signer_untrusted"
-        )
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -228,7 +267,7 @@ def verify_broker_certificate(
         raise VerificationError(
             "the envelope's signer key is not an EC key", code="envelope_signer_untrusted"
         )
-    return key
+    return cert.not_valid_before_utc, cert.not_valid_after_utc, key
 
 
 def _check_signature(

@@ -138,3 +138,49 @@ def test_malformed_signatures_fail_closed(domain: Domain, change: dict[str, Any]
 def test_envelopes_stay_json(domain: Domain) -> None:
     env, _ = _hpke(domain)
     assert json.loads(json.dumps(env)) == env
+
+
+def test_the_broker_certificate_cache_stays_fail_closed(domain: Domain, tmp_path: Path) -> None:
+    """The broker certificate's issuer signature, purpose and key are checked once per
+    certificate and CA (by the digests of their bytes); a tampered certificate, another CA and a
+    time outside the window are still refused after the cache is warm, and a refusal is never
+    remembered as a success."""
+    from cryptography import x509
+
+    from veritee.keybroker import release
+
+    pem = domain.envelope_signer.certificate_pem
+    ca = domain.ca_certificate
+    key = release.verify_broker_certificate(pem, ca, at=NOW)  # warm
+    assert release.verify_broker_certificate(pem, ca, at=NOW) is key
+    der = bytearray(
+        x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+    )
+    der[-1] ^= 0x01  # the signature's last byte
+    tampered = x509.load_der_x509_certificate(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    for _ in range(2):
+        with pytest.raises(VerificationError) as e:
+            release.verify_broker_certificate(tampered.decode(), ca, at=NOW)
+        assert e.value.code == "envelope_signer_untrusted"
+    other = Domain.create(tmp_path / "other", name="o", now=NOW)
+    for _ in range(2):
+        with pytest.raises(VerificationError):
+            release.verify_broker_certificate(pem, other.ca_certificate, at=NOW)
+    with pytest.raises(VerificationError):
+        release.verify_broker_certificate(pem, ca, at=NOW + dt.timedelta(days=3650 * 30))
+    with pytest.raises(VerificationError):
+        release.verify_broker_certificate(pem, ca, at=NOW - dt.timedelta(days=3650))
+    assert release.verify_broker_certificate(pem, ca, at=NOW) is key
+    # an envelope opened through the warm cache is still refused when the signature is forged
+    env, xkey = _hpke(domain)
+    assert _open(domain, env, xkey) == b"hunter2"
+    forged = {**env, "ciphertext": base64.b64encode(hpke_seal(b"x", xkey.public_key(),
+              info=release_info(NAME, 3, NONCE))).decode()}  # fmt: skip
+    with pytest.raises(VerificationError):
+        _open(domain, forged, xkey)
+    for i in range(release._BROKER_KEYS_MAX + 3):  # bounded
+        d = Domain.create(tmp_path / f"d{i}", name=f"d{i}", now=NOW)
+        release.verify_broker_certificate(
+            d.envelope_signer.certificate_pem, d.ca_certificate, at=NOW
+        )
+    assert len(release._BROKER_KEYS) == release._BROKER_KEYS_MAX
