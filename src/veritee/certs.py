@@ -33,7 +33,7 @@ import binascii
 import re
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -84,7 +84,7 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
         raw = _raw_parts(cert)
         _check_names(cert, raw)
         cert.extensions  # noqa: B018 - parses every extension value
-        cert.public_key()
+        public_key_of(cert)
         if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
             # (The exact DER of ecdsa-with-SHA256, as loaded, reads as ECDSA(SHA256()) in
             # cryptography: nothing to force.)
@@ -302,13 +302,34 @@ def _p256(key: object) -> ec.EllipticCurvePublicKey | None:
     return None
 
 
+# A certificate's P-256 key by the exact DER it was loaded from: a CA recurs in every chain of
+# its platforms, and a leaf's key, built when the leaf is checked, is used again for the
+# signature it vouches for (building the key object is ~12 us). Only keys that parsed are kept.
+_KEYS: Lru[bytes, ec.EllipticCurvePublicKey] = Lru(256)
+
+
+def public_key_of(cert: x509.Certificate) -> Any:
+    """``cert.public_key()`` (same exceptions); a P-256 key is kept by the certificate's DER."""
+    hit = _loaded(cert)
+    if hit is None:
+        return cert.public_key()
+    kept = _KEYS.get(hit.der)
+    if kept is not None:
+        return kept
+    key = cert.public_key()
+    p256 = _p256(key)
+    if p256 is not None:
+        _KEYS.put(hit.der, p256)
+    return key
+
+
 def verify_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:
     """``child.verify_directly_issued_by(parent)``, with the same checks (inner and outer
     signature algorithm equal, child's issuer == parent's subject, the signature) and the same
     exceptions; an ECDSA-SHA256 signature by a P-256 key is checked over the signed bytes as
     loaded, without re-encoding them."""
     c, p = _raw_parts(child), _raw_parts(parent)
-    key = _p256(parent.public_key()) if c is not None and p is not None else None
+    key = _p256(public_key_of(parent)) if c is not None and p is not None else None
     if (
         c is None
         or p is None
@@ -353,6 +374,7 @@ def forget_checked() -> None:
     _CHECKED_PEM.clear()
     _CHECKED_NAMES.clear()
     _RAWS.clear()
+    _KEYS.clear()
     _SUBJECTS.clear()
     _SPKIS.clear()
     _SERIALS.clear()

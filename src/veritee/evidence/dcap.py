@@ -244,7 +244,7 @@ def _extensions(cert: x509.Certificate, name: str) -> x509.Extensions:
 
 def _pubkey(cert: x509.Certificate, name: str) -> Any:
     try:
-        return cert.public_key()
+        return _certs.public_key_of(cert)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise MalformedError(f"{name}: certificate key does not parse: {e}", field=name) from None
 

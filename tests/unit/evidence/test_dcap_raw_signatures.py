@@ -263,3 +263,41 @@ def test_pem_layouts_are_read_exactly_as_cryptography_reads_them() -> None:
             except MalformedError:
                 got = "refused"
             assert got == want, name
+
+
+def test_leaf_with_another_key_is_refused_after_warm() -> None:
+    """Certificate keys are kept by the certificate's exact DER: a PCK leaf signed by the PCK
+    CA but carrying another key (the QE report was signed by the original key) is refused with
+    the original leaf's key and the CA's key kept."""
+    syn, pem = _warm()
+    chain = x509.load_pem_x509_certificates(pem)
+    der = chain[0].public_bytes(serialization.Encoding.DER)
+    point = lambda k: k.public_key().public_bytes(  # noqa: E731
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    bad = _resign(der, KEYS["pck_ca"], (point(KEYS["pck"]), point(KEYS["other"])))
+    x509.load_der_x509_certificate(bad).verify_directly_issued_by(chain[1])  # a valid link
+    sig = dcap.parse_quote(syn.quote).signature_data
+    for keep in (True, False):
+        dcap.clear_caches(keep_collateral=keep)
+        tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+        loaded = certs.load_pem_certificates(_pem(bad) + pem[len(_pem(der)) :], "pck_chain")
+        dcap._verify_chain(loaded, syn.trust, "PCK chain")  # type: ignore[attr-defined]
+        key = dcap._pubkey(loaded[0], "pck_chain")
+        assert key.public_numbers() == KEYS["other"].public_key().public_numbers()
+        with pytest.raises(VerificationError):
+            dcap._verify_raw(key, sig.qe_report_signature, sig.qe_report.raw, "QE", code="x")
+        good = dcap._pubkey(certs.load_pem_certificates(pem, "pck_chain")[0], "pck_chain")
+        assert good.public_numbers() == KEYS["pck"].public_key().public_numbers()
+
+
+def test_public_key_of_keeps_p256_keys_by_exact_der() -> None:
+    _, pem = _warm()
+    leaf, ca = certs.load_pem_certificates(pem, "chain")[:2]
+    assert certs.public_key_of(leaf) is certs.public_key_of(leaf)
+    assert certs.public_key_of(leaf).public_numbers() == leaf.public_key().public_numbers()
+    assert certs.public_key_of(ca).public_numbers() == ca.public_key().public_numbers()
+    assert certs.public_key_of(ca).public_numbers() != certs.public_key_of(leaf).public_numbers()
+    for _ in range(300):  # bounded
+        certs._KEYS.put(bytes(8) + _.to_bytes(2, "big"), certs.public_key_of(ca))
+    assert len(certs._KEYS.values()) <= 256
