@@ -365,6 +365,14 @@ def decode_ear(  # noqa: C901 - one branch per check of the token, in RFC 7519 o
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise MalformedError("not a compact JWT", field="token") from None
+    _, dots, signature = token.rpartition(".")
+    if (
+        dots and header.get("alg") == alg
+        and len(b64url_decode(signature, "token", max_chars=256)) != 2 * ((size + 7) // 8)
+    ):  # fmt: skip
+        # A cut or padded signature is not a signature of this algorithm: malformed, whatever
+        # bits the cut leaves (PyJWT refuses only those whose base64url no longer decodes).
+        raise MalformedError(f"the token's signature is not an {alg} signature", field="token")
     try:
         payload: dict[str, Any] = jwt.decode(
             token, public_key, algorithms=[alg],

@@ -156,6 +156,18 @@ def test_key_binding_names_the_holders_key() -> None:
     assert key_binding(jwk) == {"jwk": {k: v for k, v in jwk.items() if k != "d"}}
 
 
+@pytest.mark.parametrize("cut", range(1, 13))
+def test_a_cut_signature_is_malformed_whatever_bits_the_cut_leaves(cut: int) -> None:
+    """PyJWT refuses a cut signature as bad padding only when its base64url no longer decodes;
+    otherwise it was "does not verify" (one cut of 8 characters in 16): always malformed now."""
+    for _ in range(8):  # new keys and tokens: other trailing bits
+        token = _token()
+        with pytest.raises(MalformedError):
+            _decode(token[:-cut])
+    with pytest.raises(MalformedError):
+        _decode(token + "==")  # padded
+
+
 def test_forged_and_malformed_tokens() -> None:
     token = _token()
     other = ec.generate_private_key(ec.SECP256R1())
