@@ -53,6 +53,7 @@ __all__ = [
     "der_of",
     "forget_anchors",
     "forget_checked",
+    "issuer_name",
     "keep_anchor",
     "load_der_certificate",
     "load_der_crl",
@@ -63,6 +64,7 @@ __all__ = [
     "revoked_serials",
     "same_name",
     "subject_der",
+    "subject_name",
     "subject_text",
     "verify_issued_by",
 ]
@@ -99,16 +101,17 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     return cert
 
 
-#: Names (their exact DER) that built without error: a name decodes the same way in every
-#: certificate it appears in (Intel's PCK leaves share their subject, every chain its issuers).
-_CHECKED_NAMES: Lru[bytes, bool] = Lru(256)
+#: Names (their exact DER) that built without error, and the Name built: a name decodes the same
+#: way in every certificate it appears in (Intel's PCK leaves share their subject, every chain its
+#: issuers), so the object built once serves every certificate and CRL carrying the same bytes.
+_CHECKED_NAMES: Lru[bytes, x509.Name] = Lru(256)
 
 
 def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
     """Build (so decode and validate) the subject and issuer, unless the same DER did before."""
-    subject = raw is None or not _CHECKED_NAMES.get(raw.subject)
+    subject = raw is None or _CHECKED_NAMES.get(raw.subject) is None
     # A self-issued certificate's issuer is its subject, byte for byte: built once.
-    issuer = raw is None or (raw.issuer != raw.subject and not _CHECKED_NAMES.get(raw.issuer))
+    issuer = raw is None or (raw.issuer != raw.subject and _CHECKED_NAMES.get(raw.issuer) is None)
     if not (subject or issuer):
         return
     with warnings.catch_warnings():
@@ -121,8 +124,30 @@ def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
         if issuer:
             cert.issuer  # noqa: B018
     if raw is not None:
-        _CHECKED_NAMES.put(raw.subject, True)
-        _CHECKED_NAMES.put(raw.issuer, True)
+        if subject:
+            _CHECKED_NAMES.put(raw.subject, cert.subject)
+        if issuer:
+            _CHECKED_NAMES.put(raw.issuer, cert.issuer)
+
+
+def subject_name(cert: x509.Certificate) -> x509.Name:
+    """``cert.subject``: the Name already built from the same DER when one was (no new build)."""
+    raw = _raw_parts(cert)
+    if raw is not None:
+        name = _CHECKED_NAMES.get(raw.subject)
+        if name is not None:
+            return name
+    return cert.subject
+
+
+def issuer_name(cert: x509.Certificate) -> x509.Name:
+    """``cert.issuer``: the Name already built from the same DER when one was (no new build)."""
+    raw = _raw_parts(cert)
+    if raw is not None:
+        name = _CHECKED_NAMES.get(raw.issuer)
+        if name is not None:
+            return name
+    return cert.issuer
 
 
 # --- the exact bytes of a certificate's signed parts --------------------------------------------
@@ -256,7 +281,12 @@ _SUBJECTS: Lru[int, tuple[x509.Certificate, bytes, str | None]] = Lru(256)
 
 
 def subject_der(cert: x509.Certificate) -> bytes:
-    """``cert.subject.public_bytes()``, once per certificate object."""
+    """``cert.subject.public_bytes()``, once per certificate object; for a certificate loaded here
+    whose subject built, the subject's DER as loaded (what ``public_bytes()`` gives for a name
+    that decodes: the same tags, strings and order)."""
+    raw = _raw_parts(cert)
+    if raw is not None and _CHECKED_NAMES.get(raw.subject) is not None:
+        return raw.subject
     hit = _SUBJECTS.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
@@ -374,6 +404,7 @@ def forget_checked() -> None:
     _CHECKED_PEM.clear()
     _CHECKED_NAMES.clear()
     _RAWS.clear()
+    anchor_keys = [(a.der, _KEYS.get(a.der)) for a in _ANCHORS.values()]
     _KEYS.clear()
     _SUBJECTS.clear()
     _SPKIS.clear()
@@ -381,11 +412,16 @@ def forget_checked() -> None:
     _ENTRY_EXTS_OK.clear()
     # The kept trust anchors' names decoded when they were checked: a chain's CA names its
     # pinned root as issuer before the root's own block is read.
+    # Their keys too (configuration: a key depends on the exact DER only).
     for anchor in _ANCHORS.values():
         raw = anchor.parts()
-        if raw is not None:
-            _CHECKED_NAMES.put(raw.subject, True)
-            _CHECKED_NAMES.put(raw.issuer, True)
+        cert = anchor.obj
+        if raw is not None and isinstance(cert, x509.Certificate):
+            _CHECKED_NAMES.put(raw.subject, cert.subject)
+            _CHECKED_NAMES.put(raw.issuer, cert.issuer)
+    for der, key in anchor_keys:
+        if key is not None:
+            _KEYS.put(der, key)
 
 
 #: Pinned trust anchors (verifier configuration, not evidence) that passed
@@ -458,10 +494,10 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
         crl.extensions  # noqa: B018
         crl.signature_hash_algorithm  # noqa: B018
         raw = _raw_parts(crl)
-        if raw is None or not _CHECKED_NAMES.get(raw.issuer):
+        if raw is None or _CHECKED_NAMES.get(raw.issuer) is None:
             crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
             if raw is not None:
-                _CHECKED_NAMES.put(raw.issuer, True)
+                _CHECKED_NAMES.put(raw.issuer, crl.issuer)
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
         serials = _entries_fast(crl, raw)

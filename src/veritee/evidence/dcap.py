@@ -695,8 +695,10 @@ TCB_SIGNING_CN = "Intel SGX TCB Signing"
 
 
 def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
-    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return cert.subject != cert.issuer and cns == [TCB_SIGNING_CN]
+    # (The names as built when the certificate was checked: no new build per use.)
+    subject = _certs.subject_name(cert)
+    cns = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return cns == [TCB_SIGNING_CN] and subject != _certs.issuer_name(cert)
 
 
 def _tcb_signing_chain(

@@ -1,0 +1,110 @@
+"""A cold DCAP verification's shortcuts (issue 15 item 2, fourth pass on the cold path): names built
+once per exact DER and reused (also for the TCB signing certificate's own checks), a name's DER as
+loaded standing for ``public_bytes()``, and the pinned root's key kept across ``clear_caches()``
+with the root itself. Each refuses what it refused before, with every cache warm."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tests.fakes.intel import (
+    AT,
+    KEYS,
+    OTHER_SIGNER,
+    SIGNING_KEY_USAGE,
+    Synthetic,
+    build,
+    certificate,
+    pem_chain,
+    resign_collateral,
+    root_certificate,
+    signed_under_root,
+)
+
+from veritee import certs
+from veritee.errors import VerificationError
+from veritee.evidence import dcap, tdx
+
+_NO_SIGN = x509.KeyUsage(
+    digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=False, crl_sign=True, encipher_only=False, decipher_only=False,
+)  # fmt: skip
+
+
+def _verify(syn: Synthetic) -> dict[str, Any]:
+    return tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust).claims
+
+
+def _names() -> list[x509.Name]:
+    a = x509.NameAttribute
+    return [
+        x509.Name([a(NameOID.COMMON_NAME, "plain")]),
+        x509.Name([a(NameOID.COUNTRY_NAME, "US"), a(NameOID.COMMON_NAME, "Zürich ✓")]),
+        x509.Name([a(NameOID.COMMON_NAME, "bmp", _type=x509.name._ASN1Type.BMPString)]),
+        x509.Name([a(NameOID.COMMON_NAME, "uni", _type=x509.name._ASN1Type.UniversalString)]),
+        x509.Name([a(NameOID.COMMON_NAME, "ia5", _type=x509.name._ASN1Type.IA5String)]),
+        x509.Name.from_rfc4514_string("CN=multi+O=valued,C=DE"),
+        x509.Name.from_rfc4514_string("O=b+O=a+CN=sorted"),
+    ]
+
+
+@pytest.mark.parametrize("name", _names(), ids=lambda n: n.rfc4514_string())
+def test_a_name_as_loaded_is_its_public_bytes(name: x509.Name) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(5).not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    certs.forget_checked()
+    (loaded,) = certs.load_pem_certificates(cert.public_bytes(serialization.Encoding.PEM), "t")
+    assert certs.subject_der(loaded) == loaded.subject.public_bytes() == name.public_bytes()
+    assert certs.subject_name(loaded) == loaded.subject == name
+    assert certs.issuer_name(loaded) == loaded.issuer == name
+
+
+@pytest.mark.parametrize(
+    ("cn", "ca", "key_usage"),
+    [
+        ("Intel SGX TCB Signing", True, SIGNING_KEY_USAGE),
+        ("Intel SGX PCK Processor CA", False, SIGNING_KEY_USAGE),
+        ("Intel SGX TCB Signing 2", False, SIGNING_KEY_USAGE),
+        ("Intel SGX TCB Signing", False, _NO_SIGN),
+        ("Intel SGX TCB Signing", False, None),
+    ],
+    ids=["ca", "other-cn", "cn-suffix", "no-digital-signature", "no-key-usage"],
+)
+def test_a_wrong_tcb_signer_is_refused_with_every_name_and_key_warm(
+    cn: str, ca: bool, key_usage: x509.KeyUsage | None
+) -> None:
+    good = signed_under_root(build(), "Intel SGX TCB Signing")
+    dcap.clear_caches()
+    assert _verify(good)["tcb_status"] == "UpToDate"  # names, root, root key: all warm
+    bad = signed_under_root(build(), cn, ca=ca, key_usage=key_usage, serial=41)
+    with pytest.raises(VerificationError) as e:
+        _verify(bad)
+    assert e.value.code == "collateral_signer_invalid"
+
+
+def test_the_kept_root_key_still_refuses_a_signer_it_did_not_sign() -> None:
+    syn = build()
+    dcap.clear_caches()
+    assert _verify(syn)["tcb_status"] == "UpToDate"
+    root = root_certificate(syn)
+    dcap.clear_caches()  # the pinned root and its key are kept (configuration)
+    assert certs._KEYS.get(certs.der_of(root)) is not None
+    # "Issued" by the root's name, signed by another key.
+    forged = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["other"], 47, False,
+                         key_usage=SIGNING_KEY_USAGE)  # fmt: skip
+    with pytest.raises(VerificationError) as e:
+        _verify(resign_collateral(syn, OTHER_SIGNER, pem_chain(forged, root)))
+    assert e.value.code == "chain_invalid"
+    certs.forget_anchors()
+    dcap.clear_caches()
+    assert certs._KEYS.get(certs.der_of(root)) is None
