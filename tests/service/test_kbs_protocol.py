@@ -560,3 +560,31 @@ def test_forged_garbled_and_oversized_session_cookies_are_no_session(env: Env) -
     # The untouched cookie still works.
     r = env.client.post("/kbs/v0/attest", json=body_json)
     assert r.status_code == 200, r.text
+
+
+def test_attest_reads_the_database_off_the_event_loop(env: Env, monkeypatch: Any) -> None:
+    """KBS /attest appraises on the event loop; what the appraisal needs from the database
+    (the policies in force, the collateral generation, the reference values: read again at
+    every request here, ``policy_cache_seconds=0``) is read in a database thread, so a slow
+    database (PostgreSQL across a network) never stalls the worker's other requests."""
+    import asyncio
+
+    _setup(env)
+    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
+    on_loop: list[bool] = []
+    real = ctx.storage.transaction
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.storage, "transaction", spy)
+    sk = ec.generate_private_key(ec.SECP256R1())
+    for _ in range(2):
+        r = _attest(env, sk)
+        assert r.status_code == 200, r.text
+    assert on_loop and not any(on_loop), on_loop

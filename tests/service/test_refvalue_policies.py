@@ -97,6 +97,32 @@ def test_unknown_set_expired_corim_and_literal_lists(env: Env) -> None:
     assert _attest(env)["accepted"] is True
 
 
+def test_attest_reads_the_database_off_the_event_loop(env: Env, monkeypatch: Any) -> None:
+    """/v1/attest appraises on the event loop; the policies in force, the collateral
+    generation and the reference values it needs (read again at every request here,
+    ``policy_cache_seconds=0``) are read in a database thread, never on the loop."""
+    import asyncio
+
+    _register(env, _corim(GOOD))
+    env.install_policy(_policy(env, {"refvalues": "payments-frontend"}))
+    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
+    on_loop: list[bool] = []
+    real = ctx.storage.transaction
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.storage, "transaction", spy)
+    for _ in range(2):
+        assert _attest(env)["accepted"] is True
+    assert on_loop and not any(on_loop), on_loop
+
+
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 def test_admission_re_appraisal_uses_the_set(env: Env) -> None:
     policy = load_policy(json.dumps(_policy(env, {"refvalues": "fe"})))
@@ -137,7 +163,9 @@ def test_another_replica_sees_changes_and_the_cache_is_bounded(env: Env) -> None
     from veritee.service.app import create_app
     from veritee.service.settings import Settings
 
-    other = create_app(Settings(data_dir=env.domain.path, policy_cache_seconds=0)).state.ctx
+    other = create_app(
+        Settings(data_dir=env.domain.path, database_url=env.db_url, policy_cache_seconds=0)
+    ).state.ctx
     assert len(other.refvalue_set("payments-frontend")) == 0
     policy = load_policy(json.dumps(_policy(env, {"refvalues": "payments-frontend"})))
     assert other.refvalues_for(policy)("payments-frontend") is None  # empty: unknown

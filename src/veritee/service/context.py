@@ -249,14 +249,32 @@ class ServiceContext:
         return appraisal
 
     async def appraise_async(self, data: bytes, **kwargs: Any) -> Appraisal:
-        """:meth:`appraise` for async handlers: the reference values of the policy given are
-        looked up first, off the event loop when that needs the database
-        (:meth:`refvalues_async`), so that the appraisal on the loop reads nothing."""
+        """:meth:`appraise` for async handlers: what it would read from the database (the
+        domain's collateral generation, the policies in force, the reference values of the
+        policy) is looked up first, off the event loop when that needs the database
+        (:meth:`current_collateral`, :meth:`current_policy`, :meth:`refvalues_async`), and
+        handed to :meth:`appraise`, so that the appraisal on the loop reads nothing."""
+        if kwargs.get("policy") is None and kwargs.pop("use_active_policy", True):
+            kwargs["policy"] = await self.current_policy()
+        kwargs["use_active_policy"] = False
         policy = kwargs.get("policy")
         if policy is not None and kwargs.get("refvalues") is None:
-            at = kwargs.get("at")
-            kwargs["refvalues"] = await self.refvalues_async(policy, at)
+            kwargs["refvalues"] = await self.refvalues_async(policy, kwargs.get("at"))
+        if kwargs.get("domain_collateral") is None:
+            kwargs["domain_collateral"] = await self.current_collateral()
         return self.appraise(data, **kwargs)
+
+    async def current_collateral(self) -> Collateral:
+        """:meth:`collateral` for async handlers: the cached collateral without a trip to a
+        worker thread, the database (the collateral generation) only when its look-up is due."""
+        looked_at, _generation = self._collateral_generation
+        collateral = self._collateral
+        if (
+            collateral is not None
+            and time.monotonic() - looked_at < self.settings.policy_cache_seconds
+        ):
+            return collateral
+        return await self.run_db(self.collateral)
 
     async def fetch_lacking(self, data: bytes, decision: Decision) -> bool:
         """When ``decision`` refused ``data`` for collateral the domain lacks (none for its FMSPC
@@ -455,6 +473,7 @@ class ServiceContext:
         policy: Policy | PolicySet | None = None,
         use_active_policy: bool = True,
         refvalues: RefValues | None = None,
+        domain_collateral: Collateral | None = None,
     ) -> Appraisal:
         """Verify ``data`` and hold it against the policy; never raises for bad evidence.
 
@@ -470,8 +489,10 @@ class ServiceContext:
 
         ``refvalues``: the reference values of ``policy``, looked up by the caller
         (:meth:`appraise_async`); None: looked up here (:meth:`refvalues_for`).
+        ``domain_collateral``: the domain's collateral, looked up by the caller
+        (:meth:`current_collateral`); None: looked up here (:meth:`collateral`).
         """
-        collateral = self.collateral()
+        collateral = domain_collateral if domain_collateral is not None else self.collateral()
         if operator_collateral is not None:
             collateral = collateral.joined(operator_collateral)
         left_out: tuple[str, ...] = ()

@@ -200,14 +200,16 @@ class _Outcome:
         )
 
 
-def _appraise(
+async def _appraise(
     ctx: ServiceContext, challenge: _Challenge, att: KbsAttestation, now: dt.datetime
 ) -> _Outcome:
-    """Appraise the primary evidence, its runtime-data and init-data binding, and each device."""
+    """Appraise the primary evidence, its runtime-data and init-data binding, and each device
+    (what an appraisal reads from the database is read off the event loop:
+    :meth:`ServiceContext.appraise_async`)."""
     fmt, data, certificates = extract_evidence(challenge.tee, att.primary_evidence)
     devices = parse_additional_evidence(att.additional_evidence)
     extra = Collateral.from_blobs(certificates) if certificates else None
-    primary = ctx.appraise(data, at=now, format=fmt, attester_collateral=extra)
+    primary = await ctx.appraise_async(data, at=now, format=fmt, attester_collateral=extra)
     reasons: list[dict[str, str]] = []
     init_data = None
     if primary.claims is not None:
@@ -229,7 +231,7 @@ def _appraise(
                 reasons.append({"code": e.code, "message": e.message})
     appraised = []
     for device in devices:
-        appraisal = ctx.appraise(device.data, at=now, format=device.format)
+        appraisal = await ctx.appraise_async(device.data, at=now, format=device.format)
         device_reasons: list[dict[str, str]] = []
         if appraisal.claims is not None:
             try:
@@ -353,11 +355,11 @@ async def _attest(ctx: ServiceContext, request: Request) -> Response:
     evidence_sha256 = None
     try:
         att.public_key()  # a usable tee-pubkey, before anything is appraised
-        outcome = _appraise(ctx, challenge, att, now)
+        outcome = await _appraise(ctx, challenge, att, now)
         if ctx.refresher is not None:  # collateral the domain lacks: fetched once, appraised again
             _fmt, primary_data, _certs = extract_evidence(challenge.tee, att.primary_evidence)
             if await ctx.fetch_lacking(primary_data, outcome.primary.decision):
-                outcome = _appraise(ctx, challenge, att, now)
+                outcome = await _appraise(ctx, challenge, att, now)
         evidence_sha256 = outcome.primary.evidence_sha256
         details = _audit_details(challenge, att, outcome, evidence_sha256, None)
         accepted = outcome.accepted
