@@ -492,8 +492,11 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
     :func:`revoked_serials`."""
     try:
         crl.extensions  # noqa: B018
-        crl.signature_hash_algorithm  # noqa: B018
         raw = _raw_parts(crl)
+        if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
+            # (The exact DER of ecdsa-with-SHA256 reads as SHA256 in cryptography: nothing to
+            # force, as for certificates.)
+            crl.signature_hash_algorithm  # noqa: B018
         if raw is None or _CHECKED_NAMES.get(raw.issuer) is None:
             crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
             if raw is not None:

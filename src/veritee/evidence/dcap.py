@@ -53,7 +53,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -297,9 +297,9 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
             _CA_LINKS.put(link, True)
 
 
-@dataclass(frozen=True)
-class _Window:
-    """One validity window of a piece of collateral or a certificate."""
+class _Window(NamedTuple):
+    """One validity window of a piece of collateral or a certificate (a tuple: a cold
+    verification makes a dozen)."""
 
     name: str
     not_before: datetime
@@ -870,9 +870,7 @@ def _verify_collateral_uncached(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
         pck_crl_issuer=_certs.subject_der(crl_chain[0]),
-        pck_crl_issuer_spki=_pubkey(crl_chain[0], "pck_crl_issuer_chain").public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
+        pck_crl_issuer_spki=_certs.public_key_der(crl_chain[0]),
         pck_revoked=_certs.revoked_serials(pck_crl),
         root_revoked=root_revoked,
         windows=all_windows,
@@ -1457,8 +1455,11 @@ def verify_quote(
     if isinstance(coll, _VerifiedCollateral):
         vc = coll
     else:
+        # The bytes the cheap checks read and parsed for this key (not read from the documents
+        # a second time); else read now.
+        cheap = coll if isinstance(coll, _CollateralCheap) else None
         vc = _COLLATERAL.get(set_key) or _verify_collateral(
-            get_raw(), trust, set_key, coll if isinstance(coll, _CollateralCheap) else None
+            cheap.raw if cheap is not None else get_raw(), trust, set_key, cheap
         )
     if collateral.marks:
         _check_marks(vc, collateral.marks)

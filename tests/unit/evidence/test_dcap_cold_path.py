@@ -28,7 +28,7 @@ from tests.fakes.intel import (
 )
 
 from veritee import certs
-from veritee.errors import VerificationError
+from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import dcap, tdx
 
 _NO_SIGN = x509.KeyUsage(
@@ -108,3 +108,31 @@ def test_the_kept_root_key_still_refuses_a_signer_it_did_not_sign() -> None:
     certs.forget_anchors()
     dcap.clear_caches()
     assert certs._KEYS.get(certs.der_of(root)) is None
+
+
+def _crl_der(alg: hashes.HashAlgorithm) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crl issuer")])
+    crl = (
+        x509.CertificateRevocationListBuilder().issuer_name(name)
+        .last_update(datetime(2025, 1, 1, tzinfo=UTC)).next_update(datetime(2026, 1, 1, tzinfo=UTC))
+        .sign(key, alg)
+    )  # fmt: skip
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def test_a_crl_signature_algorithm_other_than_ecdsa_sha256_is_still_read_and_checked() -> None:
+    """Only the exact DER of ecdsa-with-SHA256 skips forcing the signature algorithm at load."""
+    certs.forget_checked()
+    assert isinstance(
+        certs.load_der_crl(_crl_der(hashes.SHA256()), "t").signature_hash_algorithm, hashes.SHA256
+    )
+    assert isinstance(
+        certs.load_der_crl(_crl_der(hashes.SHA384()), "t").signature_hash_algorithm, hashes.SHA384
+    )
+    der = _crl_der(hashes.SHA256())
+    oid = bytes.fromhex("06082a8648ce3d040302")  # ecdsa-with-SHA256, inner and outer
+    assert der.count(oid) == 2
+    unknown = der.replace(oid, bytes.fromhex("06082a8648ce3d04037f"))  # an unknown algorithm
+    with pytest.raises(MalformedError):
+        certs.load_der_crl(unknown, "t")
