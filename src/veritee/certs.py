@@ -565,18 +565,20 @@ def _entries_fast(crl: x509.CertificateRevocationList, raw: _Raw | None) -> list
             return None
         tbs, (pos, end) = raw.tbs, span
         serials: list[int] = []
+        append, from_bytes = serials.append, int.from_bytes  # (one loop turn per entry)
         blobs: dict[bytes, int] = {}
         while pos < end:
             ln = tbs[pos + 1]
             sl = tbs[pos + 3]
-            if tbs[pos] != 0x30 or ln & 0x80 or tbs[pos + 2] != 0x02 or sl & 0x80:
+            if tbs[pos] != 0x30 or ln > 0x7F or tbs[pos + 2] != 0x02 or sl > 0x7F:
                 return None
             e = pos + 2 + ln
             q = pos + 4 + sl
-            serials.append(int.from_bytes(tbs[pos + 4 : q], "big", signed=True))
-            if tbs[q] not in (0x17, 0x18) or tbs[q + 1] & 0x80:  # revocationDate
+            append(from_bytes(tbs[pos + 4 : q], "big", signed=True))
+            dl = tbs[q + 1]
+            if dl > 0x7F or tbs[q] not in (0x17, 0x18):  # revocationDate
                 return None
-            q += 2 + tbs[q + 1]
+            q += 2 + dl
             if q < e:
                 blobs.setdefault(tbs[q:e], len(serials) - 1)
             pos = e
