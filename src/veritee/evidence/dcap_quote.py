@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from veritee._frozen import maker
 from veritee.errors import MalformedError
 from veritee.evidence._reader import Reader
 from veritee.evidence.claims import Reason
@@ -129,6 +130,8 @@ class QuoteHeader:
     @classmethod
     def from_bytes(cls, data: bytes) -> QuoteHeader:
         if len(data) >= HEADER_SIZE:
+            if cls is QuoteHeader:
+                return _make_header(*_HEADER.unpack_from(data))
             return cls(*_HEADER.unpack_from(data))
         r = Reader(data)
         version = r.u16("header.version")
@@ -172,6 +175,8 @@ class EnclaveReport:
                 f"{name} is {len(data)} bytes, expected {ENCLAVE_REPORT_SIZE}", field=name
             )
         # Fixed layout (offsets ER_* above): one struct unpack.
+        if cls is EnclaveReport:
+            return _make_report(*_ENCLAVE_REPORT.unpack(data), bytes(data))
         f = _ENCLAVE_REPORT.unpack(data)
         return cls(
             f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], bytes(data)
@@ -206,6 +211,12 @@ class Quote:
     signature_data: QuoteSignatureData
     end: int
     trailing: bytes = field(repr=False)
+
+
+_make_header = maker(QuoteHeader)
+_make_report = maker(EnclaveReport)
+_make_signature_data = maker(QuoteSignatureData)
+_make_quote = maker(Quote)
 
 
 def parse_quote(data: bytes) -> Quote:
@@ -256,8 +267,40 @@ def parse_quote(data: bytes) -> Quote:
             offset=sig_len_off,
         )
     end = r.offset + sig_len
-    sig = _parse_signature_data(data, r.offset, end, header.version)
-    return Quote(header, body_type, body, bytes(data[:signed_end]), sig, end, bytes(data[end:]))
+    sig = None
+    if header.version >= 4 and type(data) is bytes:
+        sig = _signature_data_v4(data, r.offset, end)
+    if sig is None:  # v3, or anything irregular: read field by field (naming what is wrong)
+        sig = _parse_signature_data(data, r.offset, end, header.version)
+    return _make_quote(
+        header, body_type, body, bytes(data[:signed_end]), sig, end, bytes(data[end:])
+    )
+
+
+#: v4/v5 signature data up to the QE authentication data: quote signature, attestation key,
+#: certification data type (6) and size, QE report, its signature, QE auth data length.
+_SIG_V4 = struct.Struct("<64s64sHI384s64sH")
+_CERT_HEAD = struct.Struct("<HI")
+
+
+def _signature_data_v4(data: bytes, start: int, end: int) -> QuoteSignatureData | None:
+    """A v4/v5 signature data of the regular layout in three unpacks; None for anything else
+    (:func:`_parse_signature_data` then reads it field by field and names the fault)."""
+    if end - start < _SIG_V4.size + _CERT_HEAD.size:
+        return None
+    signature, att_key, ctype, csize, qe_raw, qe_sig, auth_len = _SIG_V4.unpack_from(data, start)
+    pos = start + _SIG_V4.size
+    cert_data = start + 2 * ECDSA_SIG_SIZE + _CERT_HEAD.size  # where the size counts from
+    if ctype != CERT_TYPE_QE_REPORT or csize != end - cert_data or pos + auth_len + 6 > end:
+        return None
+    auth = data[pos : pos + auth_len]
+    pos += auth_len
+    ptype, psize = _CERT_HEAD.unpack_from(data, pos)
+    pos += 6
+    if ptype != CERT_TYPE_PCK_CHAIN or psize > MAX_CERT_DATA or psize != end - pos:
+        return None
+    report = _make_report(*_ENCLAVE_REPORT.unpack(qe_raw), qe_raw)
+    return _make_signature_data(signature, att_key, report, qe_sig, auth, data[pos:end])
 
 
 def _parse_signature_data(data: bytes, start: int, end: int, version: int) -> QuoteSignatureData:
@@ -300,7 +343,7 @@ def _parse_signature_data(data: bytes, start: int, end: int, version: int) -> Qu
             offset=type_off + 2,
         )
     pem = r.bytes(csize, "pck_chain")
-    return QuoteSignatureData(signature, att_key, qe_report, qe_sig, auth, pem)
+    return _make_signature_data(signature, att_key, qe_report, qe_sig, auth, pem)
 
 
 def looks_like_quote(data: bytes, versions: tuple[int, ...], tee_type: int) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from veritee._frozen import maker
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, dcap
@@ -69,7 +70,7 @@ class TdReport:
             )
         # Fixed layout (table above), sizes checked: one struct unpack.
         f = _TD15.unpack(body) if body_type == dcap.BODY_TD15 else (*_TD10.unpack(body), None, None)
-        return cls(
+        return (_make_report if cls is TdReport else cls)(
             f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9],
             (f[10], f[11], f[12], f[13]), f[14], f[15], f[16],
         )  # fmt: skip
@@ -100,6 +101,9 @@ class TdReport:
             out["tee_tcb_svn2"] = self.tee_tcb_svn2.hex()
             out["mr_service_td"] = self.mr_service_td.hex()
         return out
+
+
+_make_report = maker(TdReport)
 
 
 def detect(data: bytes) -> bool:

@@ -1,5 +1,6 @@
-"""The PCK SGX extension's TCB read in one match (Intel's layout) gives what the generic DER
-reader gives, on the real and synthetic extensions and on every one-byte change of them."""
+"""The PCK SGX extension read in one match (Intel's layout: the whole extension, and its TCB
+alone) gives what the generic DER reader gives, on the real and synthetic extensions and on
+every one-bit change of them."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def _real_extensions() -> list[bytes]:
 def _generic(der: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
     with monkeypatch.context() as m:
         m.setattr(dcap_pck, "_tcb_fast", lambda *_: None)
+        m.setattr(dcap_pck, "_ext_fast", lambda *_: None)
+        return _outcome(der)
+
+
+def _tcb_only(der: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
+    with monkeypatch.context() as m:
+        m.setattr(dcap_pck, "_ext_fast", lambda *_: None)
         return _outcome(der)
 
 
@@ -54,8 +62,9 @@ def test_fast_and_generic_agree_on_good_extensions(monkeypatch: pytest.MonkeyPat
     for der in _samples():
         fast = _outcome(der)
         assert not isinstance(fast, tuple)
-        assert fast == _generic(der, monkeypatch)
-        assert dcap_pck._TCB_RE.search(der) is not None  # the fast path was taken
+        assert fast == _generic(der, monkeypatch) == _tcb_only(der, monkeypatch)
+        assert dcap_pck._TCB_RE.search(der) is not None  # the fast paths were taken
+        assert dcap_pck._ext_fast(der) == fast
 
 
 def test_fast_and_generic_agree_on_every_one_byte_change(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,4 +72,17 @@ def test_fast_and_generic_agree_on_every_one_byte_change(monkeypatch: pytest.Mon
         for i in range(len(der)):
             for flip in (0x01, 0x80):
                 bad = der[:i] + bytes([der[i] ^ flip]) + der[i + 1 :]
-                assert _outcome(bad) == _generic(bad, monkeypatch), (i, flip)
+                want = _generic(bad, monkeypatch)
+                assert _outcome(bad) == want, (i, flip)
+                assert _tcb_only(bad, monkeypatch) == want, (i, flip)
+
+
+def test_whole_extension_fast_path_checks_its_lengths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two lengths the match leaves free (the outer SEQUENCE's, the TCB's and its item's):
+    any other value than the content's is the generic reader's to judge."""
+    for der in _samples():
+        for at in (2, 3, 38, 39, 54, 55):  # outer, item 2 and TCB lengths (two bytes each)
+            for delta in (1, -1):
+                bad = der[:at] + bytes([(der[at] + delta) & 0xFF]) + der[at + 1 :]
+                assert dcap_pck._ext_fast(bad) is None, (at, delta)
+                assert _outcome(bad) == _generic(bad, monkeypatch)
