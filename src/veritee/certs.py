@@ -283,14 +283,15 @@ _SUBJECTS: Lru[int, tuple[x509.Certificate, bytes, str | None]] = Lru(256)
 def subject_der(cert: x509.Certificate) -> bytes:
     """``cert.subject.public_bytes()``, once per certificate object; for a certificate loaded here
     whose subject built, the subject's DER as loaded (what ``public_bytes()`` gives for a name
-    that decodes: the same tags, strings and order)."""
-    raw = _raw_parts(cert)
-    if raw is not None and _CHECKED_NAMES.get(raw.subject) is not None:
-        return raw.subject
+    that decodes: the same tags, strings and order), without building or encoding it."""
     hit = _SUBJECTS.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
-    der = cert.subject.public_bytes()
+    raw = _raw_parts(cert)
+    if raw is not None and _CHECKED_NAMES.get(raw.subject) is not None:
+        der = raw.subject
+    else:
+        der = cert.subject.public_bytes()
     _SUBJECTS.put(id(cert), (cert, der, None))
     return der
 
