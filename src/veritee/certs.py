@@ -101,17 +101,66 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     return cert
 
 
-#: Names (their exact DER) that built without error, and the Name built: a name decodes the same
-#: way in every certificate it appears in (Intel's PCK leaves share their subject, every chain its
-#: issuers), so the object built once serves every certificate and CRL carrying the same bytes.
-_CHECKED_NAMES: Lru[bytes, x509.Name] = Lru(256)
+#: Names (their exact DER) that decode: the Name built, or True for a name of the plain layout
+#: :func:`_name_decodes` reads (built only when a caller needs the object). A name decodes the
+#: same way in every certificate it appears in (Intel's PCK leaves share their subject, every
+#: chain its issuers), so a name is checked, and built, once per exact DER.
+_CHECKED_NAMES: Lru[bytes, x509.Name | bool] = Lru(256)
+
+#: The value tags :func:`_name_decodes` takes: UTF8String and PrintableString, whose content
+#: ``cryptography`` decodes as UTF-8 (and nothing else) when it builds the attribute.
+_TEXT_TAGS = (0x0C, 0x13)
+
+#: cryptography's length limits of attribute values (UTF-8 bytes), by the OID's DER: commonName,
+#: countryName, jurisdictionCountryName. A name outside them warns when built.
+_LENGTH_LIMITS = {
+    bytes.fromhex("0603550403"): (1, 64),
+    bytes.fromhex("0603550406"): (2, 2),
+    bytes.fromhex("060b2b0601040182373c020103"): (2, 2),
+}
+
+
+def _name_decodes(der: bytes) -> bool:
+    """True when building the Name of ``der`` (a name ``cryptography`` parsed at load) cannot fail:
+    every RDN holds exactly one attribute (no duplicate can arise), every value is a UTF8String
+    or PrintableString of valid UTF-8. False for any other layout: the Name is then built, and
+    ``cryptography`` decides, as before."""
+    try:
+        tag, _, pos, end = _tlv(der, 0, len(der))
+        if tag != 0x30 or end != len(der):
+            return False
+        while pos < end:
+            stag, _, spos, send = _tlv(der, pos, end)
+            atag, _, apos, aend = _tlv(der, spos, send)
+            if stag != 0x31 or atag != 0x30 or aend != send:
+                return False
+            otag, _, _, oend = _tlv(der, apos, aend)
+            vtag, _, vpos, vend = _tlv(der, oend, aend)
+            if otag != 0x06 or vtag not in _TEXT_TAGS or vend != aend:
+                return False
+            der[vpos:vend].decode("utf-8")  # strict: what cryptography's from_utf8 accepts
+            limits = _LENGTH_LIMITS.get(der[apos:oend])
+            if limits is not None and not limits[0] <= vend - vpos <= limits[1]:
+                return False  # built, it warns (as X.520 limits): built where it is used, as before
+            pos = send
+    except ValueError:  # (UnicodeDecodeError too)
+        return False
+    return True
 
 
 def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
-    """Build (so decode and validate) the subject and issuer, unless the same DER did before."""
+    """Check (decode and validate) the subject and issuer, unless the same DER was before: a name
+    of the plain layout by reading it (:func:`_name_decodes`), any other by building it."""
     subject = raw is None or _CHECKED_NAMES.get(raw.subject) is None
-    # A self-issued certificate's issuer is its subject, byte for byte: built once.
+    # A self-issued certificate's issuer is its subject, byte for byte: checked once.
     issuer = raw is None or (raw.issuer != raw.subject and _CHECKED_NAMES.get(raw.issuer) is None)
+    if raw is not None:
+        if subject and _name_decodes(raw.subject):
+            _CHECKED_NAMES.put(raw.subject, True)
+            subject = False
+        if issuer and _name_decodes(raw.issuer):
+            _CHECKED_NAMES.put(raw.issuer, True)
+            issuer = False
     if not (subject or issuer):
         return
     with warnings.catch_warnings():
@@ -133,21 +182,25 @@ def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
 def subject_name(cert: x509.Certificate) -> x509.Name:
     """``cert.subject``: the Name already built from the same DER when one was (no new build)."""
     raw = _raw_parts(cert)
-    if raw is not None:
-        name = _CHECKED_NAMES.get(raw.subject)
-        if name is not None:
-            return name
-    return cert.subject
+    return _name_of(raw.subject if raw is not None else None, cert, "subject")
 
 
 def issuer_name(cert: x509.Certificate) -> x509.Name:
     """``cert.issuer``: the Name already built from the same DER when one was (no new build)."""
     raw = _raw_parts(cert)
-    if raw is not None:
-        name = _CHECKED_NAMES.get(raw.issuer)
-        if name is not None:
-            return name
-    return cert.issuer
+    return _name_of(raw.issuer if raw is not None else None, cert, "issuer")
+
+
+def _name_of(der: bytes | None, cert: x509.Certificate, which: str) -> x509.Name:
+    known = _CHECKED_NAMES.get(der) if der is not None else None
+    if isinstance(known, x509.Name):
+        return known
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+        name = cert.subject if which == "subject" else cert.issuer
+    if der is not None and known is not None:  # checked by reading it: keep the object built
+        _CHECKED_NAMES.put(der, name)
+    return name
 
 
 # --- the exact bytes of a certificate's signed parts --------------------------------------------
@@ -499,9 +552,12 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
             # force, as for certificates.)
             crl.signature_hash_algorithm  # noqa: B018
         if raw is None or _CHECKED_NAMES.get(raw.issuer) is None:
-            crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
-            if raw is not None:
-                _CHECKED_NAMES.put(raw.issuer, crl.issuer)
+            if raw is not None and _name_decodes(raw.issuer):
+                _CHECKED_NAMES.put(raw.issuer, True)
+            else:
+                crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
+                if raw is not None:
+                    _CHECKED_NAMES.put(raw.issuer, crl.issuer)
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
         serials = _entries_fast(crl, raw)

@@ -1,0 +1,158 @@
+"""A name of the plain layout is checked by reading its DER instead of building it
+(``veritee.certs._name_decodes``, issue 15 item 2: a cold DCAP verification built every new
+certificate's names). The reader may only say yes where building the name with ``cryptography``
+succeeds without a warning: thousands of random names (tags, strings, invalid UTF-8, lengths,
+multi-valued RDNs, spliced into a certificate ``cryptography`` loads) hold it to that, and a name
+that does not decode is still refused at load."""
+
+from __future__ import annotations
+
+import base64
+import random
+import warnings
+from datetime import UTC, datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from veritee import certs
+from veritee.errors import MalformedError
+
+_KEY = ec.derive_private_key(4242, ec.SECP256R1())
+_MARKER = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MARKER-SUBJECT-NAME")])
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _len(len(content)) + content
+
+
+def _template() -> bytes:
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer")])
+    cert = (
+        x509.CertificateBuilder().subject_name(_MARKER).issuer_name(issuer)
+        .public_key(_KEY.public_key()).serial_number(7)
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC)).sign(_KEY, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+_TEMPLATE = _template()
+
+
+def _with_subject(name_der: bytes) -> bytes:
+    """The template certificate with its subject's DER replaced (signature not redone: loading
+    does not check it)."""
+    marker = _MARKER.public_bytes()
+    _, _, s, e = certs._tlv(_TEMPLATE, 0, len(_TEMPLATE))
+    _, _, ts, te = certs._tlv(_TEMPLATE, s, e)
+    tbs = _TEMPLATE[ts:te]
+    assert tbs.count(marker) == 1
+    new_tbs = _tlv(0x30, tbs.replace(marker, name_der))
+    return _tlv(0x30, new_tbs + _TEMPLATE[te:e])
+
+
+_OIDS = ["0603550403", "0603550406", "060355040a", "0603550405", "060b2b0601040182373c020103",
+         "06032a0304"]  # fmt: skip
+_TAGS = [0x0C, 0x13, 0x16, 0x14, 0x1E, 0x1C, 0x03, 0x04, 0x12, 0x1A, 0x02, 0x05, 0x0C, 0x13]
+
+
+def _value(rng: random.Random) -> bytes:
+    kind = rng.randrange(6)
+    n = rng.choice([0, 1, 2, 3, 20, 64, 65, 70])
+    if kind == 0:
+        return bytes(rng.choice(b"abcXYZ 019'-.@_*") for _ in range(n))
+    if kind == 1:
+        return "".join(rng.choice("aé✓𝄞Z") for _ in range(max(n // 2, 1))).encode()
+    if kind == 2:
+        return bytes(rng.randrange(256) for _ in range(n))
+    if kind == 3:
+        return "bmp✓".encode("utf-16-be")
+    if kind == 4:
+        return b"\xed\xa0\x80" + b"x" * rng.randrange(3)  # a UTF-8 encoded surrogate
+    return b"\xc0\xaf"  # overlong
+
+
+def _name(rng: random.Random) -> bytes:
+    rdns = []
+    for _ in range(rng.randrange(5)):
+        attrs = [
+            _tlv(0x30, bytes.fromhex(rng.choice(_OIDS)) + _tlv(rng.choice(_TAGS), _value(rng)))
+            for _ in range(1 if rng.random() < 0.8 else 2)
+        ]
+        rdns.append(_tlv(0x31, b"".join(sorted(attrs))))
+    return _tlv(0x30, b"".join(rdns))
+
+
+def _builds_quietly(der: bytes) -> bool | None:
+    """None: cryptography does not load the certificate; else whether its subject builds without
+    an error or a warning."""
+    try:
+        cert = x509.load_der_x509_certificate(_with_subject(der))
+    except ValueError:
+        return None
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            cert.subject
+        except Exception:
+            return False
+    return not seen
+
+
+def test_the_reader_says_yes_only_where_cryptography_builds_the_name_quietly() -> None:
+    rng = random.Random(15)
+    yes = loaded = 0
+    for _ in range(6000):
+        der = _name(rng)
+        quiet = _builds_quietly(der)
+        if quiet is None:
+            continue
+        loaded += 1
+        if certs._name_decodes(der):
+            yes += 1
+            assert quiet, der.hex()
+    assert loaded > 3000 and yes > 300  # both sides were exercised
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _tlv(0x0C, b"\xff\xfe"),
+        _tlv(0x0C, b"\xed\xa0\x80"),
+        _tlv(0x1E, b"\xd8\x00"),
+        _tlv(0x13, b"\xc3\xa9\x80"),
+    ],
+    ids=["utf8-invalid", "utf8-surrogate", "bmp-lone-surrogate", "printable-invalid"],
+)
+def test_a_name_that_does_not_decode_is_still_refused_at_load(value: bytes) -> None:
+    der = _tlv(0x30, _tlv(0x31, _tlv(0x30, bytes.fromhex("0603550403") + value)))
+    assert not certs._name_decodes(der)
+    b64 = base64.encodebytes(_with_subject(der))  # (cryptography may refuse it at load too)
+    pem = b"-----BEGIN CERTIFICATE-----\n" + b64 + b"-----END CERTIFICATE-----\n"
+    certs.forget_checked()
+    with pytest.raises(MalformedError):
+        certs.load_pem_certificates(pem, "t")
+
+
+def test_a_name_read_not_built_is_built_once_when_asked_for() -> None:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "read, not built")])
+    der = _with_subject(name.public_bytes())
+    certs.forget_checked()
+    (cert,) = certs.load_pem_certificates(
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM), "t"
+    )
+    assert certs._CHECKED_NAMES.get(name.public_bytes()) is True
+    assert certs.subject_name(cert) == name
+    assert certs.subject_name(cert) is certs._CHECKED_NAMES.get(name.public_bytes())
+    assert certs.subject_der(cert) == name.public_bytes()
