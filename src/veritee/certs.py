@@ -30,9 +30,11 @@ checked.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from cryptography import x509
@@ -53,6 +55,7 @@ __all__ = [
     "der_of",
     "forget_anchors",
     "forget_checked",
+    "is_ca",
     "issuer_name",
     "keep_anchor",
     "load_der_certificate",
@@ -63,9 +66,11 @@ __all__ = [
     "public_key_der",
     "revoked_serials",
     "same_name",
+    "sha256_of",
     "subject_der",
     "subject_name",
     "subject_text",
+    "validity",
     "verify_issued_by",
 ]
 
@@ -92,8 +97,7 @@ def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
             # cryptography: nothing to force.)
             cert.signature_hash_algorithm  # noqa: B018
             cert.signature_algorithm_parameters  # noqa: B018
-        cert.not_valid_before_utc  # noqa: B018
-        cert.not_valid_after_utc  # noqa: B018
+        validity(cert)  # (kept for the verifiers' windows)
     except PARSE_ERRORS as e:
         raise MalformedError(
             f"certificate is malformed ({type(e).__name__})", field=field
@@ -286,12 +290,15 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
 class _Loaded:
     """One certificate or CRL loaded here: its exact DER, walked on first need."""
 
-    __slots__ = ("crl", "der", "obj", "raw", "walked")
+    __slots__ = ("ca", "crl", "der", "obj", "raw", "sha256", "validity", "walked")
 
     def __init__(self, obj: object, der: bytes, crl: bool) -> None:
         self.obj, self.der, self.crl = obj, der, crl
         self.raw: _Raw | None = None
         self.walked = False
+        self.ca: bool | None = None  #: a certificate's basic constraints' cA, once read
+        self.validity: tuple[datetime, datetime] | None = None  #: once read
+        self.sha256: bytes | None = None  #: of ``der``, once computed
 
     def parts(self) -> _Raw | None:
         if not self.walked:
@@ -489,6 +496,8 @@ def keep_anchor(cert: x509.Certificate) -> None:
     """Keep ``cert``, a CA certificate loaded and checked here that the caller found pinned, across
     :func:`forget_checked` (a certificate not checked here as a CA is ignored)."""
     hit = _loaded(cert)
+    if hit is not None and _ANCHORS.get(hit.der) is hit:
+        return  # kept already (the same object: checked as a CA when it was kept)
     if hit is not None and not hit.crl and _CHECKED_CAS.get(hit.der) is cert:
         _ANCHORS.put(hit.der, hit)
 
@@ -529,13 +538,47 @@ def _checked_new(cert: x509.Certificate, field: str, der: bytes) -> x509.Certifi
     """:func:`checked_certificate` on a certificate of no known DER, kept when it is a CA."""
     _remember(cert, der)
     checked_certificate(cert, field)
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if is_ca:
+    if is_ca(cert):
         _CHECKED_CAS.put(der, cert)
     return cert
+
+
+def validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    """``(cert.not_valid_before_utc, cert.not_valid_after_utc)``, read once per certificate
+    loaded here (``cryptography`` makes new datetimes on every access)."""
+    hit = _loaded(cert)
+    if hit is not None and hit.validity is not None:
+        return hit.validity
+    window = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if hit is not None:
+        hit.validity = window
+    return window
+
+
+def sha256_of(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the exact DER ``cert`` was loaded from (a pin's fingerprint), once per
+    certificate loaded here."""
+    hit = _loaded(cert)
+    if hit is None:
+        return hashlib.sha256(der_of(cert)).digest()
+    if hit.sha256 is None:
+        hit.sha256 = hashlib.sha256(hit.der).digest()
+    return hit.sha256
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether ``cert``'s basic constraints say cA (False without them), read once per
+    certificate loaded here; the same exceptions as ``cert.extensions``."""
+    hit = _loaded(cert)
+    if hit is not None and hit.ca is not None:
+        return hit.ca
+    try:
+        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        ca = False
+    if hit is not None:
+        hit.ca = ca
+    return ca
 
 
 def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.CertificateRevocationList:
@@ -732,6 +775,13 @@ _PEM_BODY = re.compile(rb"(?:\r?\n)?(?:[A-Za-z0-9+/=]+\r?\n)*[A-Za-z0-9+/=]*")
 
 def _pem_der(block: bytes) -> bytes:
     """One block's DER: strict base64 (the alphabet and padding) on lines; else binascii.Error."""
+    if b"\r" not in block:  # the usual text: what _PEM_BODY accepts, without the regex
+        lines = block.split(b"\n")
+        if not lines[0]:  # the line break after the BEGIN line
+            del lines[0]
+        if b"" in lines[:-1]:  # an empty line (only the last one, after the last break, may be)
+            raise binascii.Error("not the plain PEM layout")
+        return binascii.a2b_base64(b"".join(lines), strict_mode=True)
     if _PEM_BODY.fullmatch(block) is None:
         raise binascii.Error("not the plain PEM layout")
     return binascii.a2b_base64(block.translate(None, b"\r\n"), strict_mode=True)

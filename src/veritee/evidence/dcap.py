@@ -230,7 +230,7 @@ _LAZY_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
 
 
 def _cert_window(cert: x509.Certificate) -> tuple[datetime, datetime]:
-    return cert.not_valid_before_utc, cert.not_valid_after_utc
+    return _certs.validity(cert)
 
 
 def _extensions(cert: x509.Certificate, name: str) -> x509.Extensions:
@@ -249,8 +249,8 @@ def _pubkey(cert: x509.Certificate, name: str) -> Any:
         raise MalformedError(f"{name}: certificate key does not parse: {e}", field=name) from None
 
 
-#: Certificate links whose child is a CA and whose signature verified: child DER + issuer DER.
-_CA_LINKS: _Lru[bytes, bool] = _Lru(256)
+#: Certificate links whose child is a CA and whose signature verified: (child DER, issuer DER).
+_CA_LINKS: _Lru[tuple[bytes, bytes], bool] = _Lru(256)
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -259,16 +259,17 @@ def _der(cert: x509.Certificate) -> bytes:
 
 def _is_ca(cert: x509.Certificate, name: str) -> bool:
     try:
-        bc = _extensions(cert, name).get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    return bool(bc.ca)
+        return _certs.is_ca(cert)  # (read once per certificate: the leaf's when it was checked)
+    except ValueError as e:
+        raise MalformedError(
+            f"{name}: certificate extensions do not parse: {e}", field=name
+        ) from None
 
 
 def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) -> None:
     """Each certificate is signed by the next; the last one is a pinned root. Time is not checked."""
     root = certs[-1]
-    if hashlib.sha256(_der(root)).digest() not in trust.root_sha256:
+    if _certs.sha256_of(root) not in trust.root_sha256:
         raise VerificationError(
             f"{name}: root certificate is not a pinned Intel SGX Root CA", code="root_not_pinned"
         )
@@ -277,9 +278,9 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         # A link from a CA (the PCK CA to the root) recurs in every chain and collateral set of
         # its platforms: its signature is checked once per DER pair, and a link is remembered
         # only after the parent was found a CA (below).
-        link = b""
+        link: tuple[bytes, bytes] | None = None
         if i > 0 or _is_ca(child, name):
-            link = _der(child) + _der(parent)
+            link = (_der(child), _der(parent))
             if _CA_LINKS.get(link):
                 continue
         if not _is_ca(parent, name):
@@ -293,7 +294,7 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
                 f"{name}: certificate {i} is not signed by certificate {i + 1}",
                 code="chain_invalid",
             ) from None
-        if link:
+        if link is not None:
             _CA_LINKS.put(link, True)
 
 
@@ -329,8 +330,8 @@ def _check_windows(
 
 def _span(windows: Iterable[_Window]) -> tuple[datetime, datetime]:
     """The intersection of ``windows``: the times at which every one of them is open."""
-    ws = list(windows)
-    return max(w.not_before for w in ws), min(w.not_after for w in ws)
+    ws = windows if isinstance(windows, tuple | list) else list(windows)
+    return max([w.not_before for w in ws]), min([w.not_after for w in ws])
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,9 @@ _CHAIN_ROLES = ("PCK certificate", "PCK CA", "root CA")
 
 
 def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
-    return hashlib.sha256(trust.cache_tag + pem).digest()
+    h = hashlib.sha256(trust.cache_tag)
+    h.update(pem)  # (not joined first: the chain is some 4 KB)
+    return h.digest()
 
 
 def _pck_chain(
@@ -379,7 +382,17 @@ def _pck_chain(
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
 
 
+_PCK_WINDOW_NAMES = tuple(f"PCK chain certificate {i} ({r})" for i, r in enumerate(_CHAIN_ROLES))
+
+
 def _pck_windows(certs: list[x509.Certificate]) -> tuple[_Window, ...]:
+    if len(certs) == 3:  # leaf, PCK CA, root (the only chain accepted)
+        n0, n1, n2 = _PCK_WINDOW_NAMES
+        return (
+            _Window(n0, *_certs.validity(certs[0])),
+            _Window(n1, *_certs.validity(certs[1])),
+            _Window(n2, *_certs.validity(certs[2])),
+        )
     return tuple(
         _Window(
             f"PCK chain certificate {i} ({_CHAIN_ROLES[i] if i < 3 else 'extra'})", *_cert_window(c)

@@ -1,0 +1,55 @@
+"""A new platform's per-certificate reads (issue 15 item 2): a certificate's validity, basic
+constraints and fingerprint are read once per certificate object loaded in
+:mod:`veritee.certs`; they are what ``cryptography`` says, and the checks that use them still
+run on every call (the pin against the trust in use, the windows against ``at``)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tests.fakes.intel import AT, build
+
+from veritee import certs
+from veritee.errors import VerificationError
+from veritee.evidence import dcap, tdx
+
+
+def _chain_pem(quote: bytes) -> bytes:
+    return dcap.parse_quote(quote).signature_data.pck_chain_pem.rstrip(b"\0")
+
+
+def _basic_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def test_per_certificate_reads_are_cryptographys() -> None:
+    pem = _chain_pem(build().quote)
+    dcap.clear_caches()
+    for loaded in (certs.load_pem_certificates(pem, "chain"), x509.load_pem_x509_certificates(pem)):
+        for cert in loaded:
+            der = cert.public_bytes(serialization.Encoding.DER)
+            for _ in range(2):  # first read, then as kept
+                assert certs.validity(cert) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
+                assert certs.is_ca(cert) is _basic_ca(cert)
+                assert certs.sha256_of(cert) == hashlib.sha256(der).digest()
+    leaf, ca, root = certs.load_pem_certificates(pem, "chain")
+    assert (certs.is_ca(leaf), certs.is_ca(ca), certs.is_ca(root)) == (False, True, True)
+
+
+def test_pin_is_checked_on_every_call_with_the_fingerprint_kept() -> None:
+    """The root's fingerprint is computed once per root object; whether the trust in use pins
+    it is asked on every call: a trust that does not pin it refuses with everything warm."""
+    syn, other = build(), dcap.DcapTrust(frozenset({bytes(32)}))
+    dcap.clear_caches()
+    for keep in (True, False, True):
+        assert tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+        dcap.clear_caches(keep_collateral=keep)
+        with pytest.raises(VerificationError) as e:
+            tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=other)
+        assert e.value.code == "root_not_pinned"
