@@ -87,17 +87,24 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
 
 def checked_certificate(cert: x509.Certificate, field: str) -> x509.Certificate:
     """``cert`` after touching every lazily parsed part, or MalformedError naming ``field``."""
+    return _check(cert, field, _loaded(cert))
+
+
+def _check(cert: x509.Certificate, field: str, hit: _Loaded | None) -> x509.Certificate:
+    """:func:`checked_certificate`, with ``cert``'s entry here (None: loaded elsewhere)."""
     try:
-        raw = _raw_parts(cert)
+        raw = hit.parts() if hit is not None else None
         _check_names(cert, raw)
         cert.extensions  # noqa: B018 - parses every extension value
-        public_key_of(cert)
+        _key_of(cert, hit)
         if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
             # (The exact DER of ecdsa-with-SHA256, as loaded, reads as ECDSA(SHA256()) in
             # cryptography: nothing to force.)
             cert.signature_hash_algorithm  # noqa: B018
             cert.signature_algorithm_parameters  # noqa: B018
-        validity(cert)  # (kept for the verifiers' windows)
+        window = cert.not_valid_before_utc, cert.not_valid_after_utc
+        if hit is not None:
+            hit.validity = window  # (kept for the verifiers' windows)
     except PARSE_ERRORS as e:
         raise MalformedError(
             f"certificate is malformed ({type(e).__name__})", field=field
@@ -244,6 +251,7 @@ class _Raw(NamedTuple):
     subject: bytes  #: b"" for a CRL
     outer_alg: bytes
     signature: bytes  #: the signature BIT STRING's content after the unused-bits octet
+    serial: bytes = b""  #: a certificate's serialNumber INTEGER content (b"" for a CRL)
 
 
 def _walk(der: bytes, crl: bool) -> _Raw | None:
@@ -258,11 +266,11 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
             return None
         # TBSCertificate: [0] version, serial, signature, issuer, validity, subject, ...
         # TBSCertList: version OPTIONAL, signature, issuer, thisUpdate, ...
-        parts: list[tuple[int, int, int]] = []
+        parts: list[tuple[int, int, int, int]] = []  # tag, start, end, start of the value
         pos = tvs
         while pos < te and len(parts) < 6:
-            t, start, _, end = _tlv(der, pos, te)
-            parts.append((t, start, end))
+            t, start, vs, end = _tlv(der, pos, te)
+            parts.append((t, start, end, vs))
             pos = end
         if crl:
             if parts and parts[0][0] == 0x02:
@@ -282,6 +290,7 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
             subject=der[subject[1] : subject[2]] if subject else b"",
             outer_alg=der[as_:ae],
             signature=der[svs + 1 : se],
+            serial=b"" if crl else der[parts[1][3] : parts[1][2]],
         )
     except (ValueError, IndexError):
         return None
@@ -311,8 +320,10 @@ class _Loaded:
 _RAWS: Lru[int, _Loaded] = Lru(512)
 
 
-def _remember(obj: object, der: bytes, crl: bool = False) -> None:
-    _RAWS.put(id(obj), _Loaded(obj, der, crl))
+def _remember(obj: object, der: bytes, crl: bool = False) -> _Loaded:
+    loaded = _Loaded(obj, der, crl)
+    _RAWS.put(id(obj), loaded)
+    return loaded
 
 
 def _loaded(obj: object) -> _Loaded | None:
@@ -401,7 +412,10 @@ _KEYS: Lru[bytes, ec.EllipticCurvePublicKey] = Lru(256)
 
 def public_key_of(cert: x509.Certificate) -> Any:
     """``cert.public_key()`` (same exceptions); a P-256 key is kept by the certificate's DER."""
-    hit = _loaded(cert)
+    return _key_of(cert, _loaded(cert))
+
+
+def _key_of(cert: x509.Certificate, hit: _Loaded | None) -> Any:
     if hit is None:
         return cert.public_key()
     kept = _KEYS.get(hit.der)
@@ -534,13 +548,31 @@ def _checked_known(
     return _checked_new(cert, field, der)
 
 
-def _checked_new(cert: x509.Certificate, field: str, der: bytes) -> x509.Certificate:
-    """:func:`checked_certificate` on a certificate of no known DER, kept when it is a CA."""
-    _remember(cert, der)
-    checked_certificate(cert, field)
+def _checked_new(
+    cert: x509.Certificate, field: str, der: bytes, raw: _Raw | None = None
+) -> x509.Certificate:
+    """:func:`checked_certificate` on a certificate of no known DER, kept when it is a CA
+    (``raw``: its DER walked already)."""
+    hit = _remember(cert, der)
+    if raw is not None:
+        hit.raw, hit.walked = raw, True
+    _check(cert, field, hit)
     if is_ca(cert):
         _CHECKED_CAS.put(der, cert)
     return cert
+
+
+def _load_der(der: bytes, raw: _Raw | None) -> x509.Certificate:
+    """``x509.load_der_x509_certificate(der)``, its deprecation warnings silenced. The one
+    ``cryptography`` gives at load is for a serial number that is not positive: a certificate
+    whose serial (``raw``, the walk of ``der``) is positive is loaded without the
+    ``catch_warnings`` block (~2 us)."""
+    serial = raw.serial if raw is not None else b""
+    if serial and serial[0] < 0x80 and serial.strip(b"\0"):
+        return x509.load_der_x509_certificate(der)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return x509.load_der_x509_certificate(der)
 
 
 def validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
@@ -823,10 +855,10 @@ def _checked_block(block: bytes, field: str) -> x509.Certificate:
     der = _pem_der(block)
     known = _known_ca(der)
     if known is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            cert = x509.load_der_x509_certificate(der)
-        known = _checked_new(cert, field, der)
+        raw = _walk(der, False)
+        known = _checked_new(_load_der(der, raw), field, der, raw)
+        if not is_ca(known):
+            return known  # a leaf: never kept
     if _CHECKED_CAS.get(der) is known:
         _CHECKED_PEM.put(block, known)
     return known

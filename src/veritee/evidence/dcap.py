@@ -50,6 +50,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -365,12 +366,14 @@ def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
 def _pck_chain(
     pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None = None
 ) -> _PckChain:
-    hit = _PCK_CHAINS.get(key)
+    hit = None if cheap is not None else _PCK_CHAINS.get(key)  # (cheap: not cached just now)
     if hit is not None:
         return hit
     try:
         if cheap is not None:  # parsed for the cheap checks: its certificates and SGX extension
-            chain = _pck_chain_uncached(cheap.certs, trust, key, cheap.ext, cheap.windows)
+            chain = _pck_chain_uncached(
+                cheap.certs, trust, key, cheap.ext, cheap.windows, cheap.span
+            )
         else:
             chain = _pck_chain_uncached(_load_pem_chain(pem, "pck_chain"), trust, key)
     except _LAZY_PARSE_ERRORS as e:
@@ -449,9 +452,12 @@ def _pck_chain_uncached(
     key: bytes,
     ext: PckExtension | None = None,
     windows: tuple[_Window, ...] | None = None,
+    span: tuple[datetime, datetime] | None = None,
 ) -> _PckChain:
     if windows is None:
         windows = _pck_windows(certs)
+    if span is None:
+        span = _span(windows)
     if len(certs) != 3:
         raise VerificationError(
             f"PCK chain has {len(certs)} certificates, expected 3", code="chain_invalid"
@@ -481,7 +487,7 @@ def _pck_chain_uncached(
         ca_spki=_certs.public_key_der(ca),
         ca_serial=ca.serial_number,
         windows=windows,
-        span=_span(windows),
+        span=span,
         key=key,
     )
     return chain
@@ -952,7 +958,7 @@ def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> bytes | None:
     if (
         memo is not None
         and memo[1] == tag
-        and all(doc.get(k) is v for k, v in zip(_LAYOUT_KEYS, memo[0], strict=True))
+        and all(map(operator.is_, map(doc.get, _LAYOUT_KEYS), memo[0]))  # (nine, in C)
     ):
         return memo[2]
     key = _layout_key_uncached(doc, tag)

@@ -30,6 +30,7 @@ from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import ccel, dcap
 from veritee.evidence.claims import Reason, VerifiedEvidence
+from veritee.evidence.dcap_tcb import TdxTcbInput
 
 __all__ = ["TdReport", "detect", "parse_claims", "verify", "verify_with_event_log"]
 
@@ -104,6 +105,8 @@ class TdReport:
 
 
 _make_report = maker(TdReport)
+_make_tcb_input = maker(TdxTcbInput)
+_make_verified = maker(VerifiedEvidence)
 
 
 def detect(data: bytes) -> bool:
@@ -144,13 +147,13 @@ def verify(
         collateral=collateral,
         at=at,
         trust=trust,
-        tdx=dcap.TdxTcbInput(report.tee_tcb_svn, report.mr_signer_seam, report.seam_attributes),
+        tdx=_make_tcb_input(report.tee_tcb_svn, report.mr_signer_seam, report.seam_attributes),
     )
     claims = _base_claims(quote, report)
     claims.update(result.claims(tdx=True))
     if report.debug:
         findings += (Reason("debug", "TD_ATTRIBUTES.DEBUG is set: the TD is debuggable"),)
-    return VerifiedEvidence("tdx", claims, at, findings + result.findings)
+    return _make_verified("tdx", claims, at, findings + result.findings)
 
 
 def verify_with_event_log(

@@ -5,11 +5,14 @@ run on every call (the pin against the trust in use, the windows against ``at``)
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from tests.fakes.intel import AT, build
 
 from veritee import certs
@@ -53,3 +56,24 @@ def test_pin_is_checked_on_every_call_with_the_fingerprint_kept() -> None:
         with pytest.raises(VerificationError) as e:
             tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=other)
         assert e.value.code == "root_not_pinned"
+
+
+@pytest.mark.parametrize("serial", [b"\x03", b"\xfd", b"\x00"])
+def test_a_leaf_is_loaded_without_a_deprecation_warning_escaping(serial: bytes) -> None:
+    """``cryptography`` warns at load for a serial number that is not positive: such a leaf is
+    loaded inside the block that silences it (a positive one without the block), as before."""
+    pem = _chain_pem(build().quote)
+    leaf = x509.load_pem_x509_certificates(pem)[0]
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    head = b"\xa0\x03\x02\x01\x02\x02\x01\x03"  # version 3, serial 3 (the fake PCK certificate)
+    assert der.count(head) == 1
+    der = der.replace(head, head[:-1] + serial)
+    text = (
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    )
+    dcap.clear_caches()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = certs.load_pem_certificates(text, "leaf")
+    assert [w for w in seen if issubclass(w.category, CryptographyDeprecationWarning)] == []
+    assert certs.der_of(got[0]) == der
