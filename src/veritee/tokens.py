@@ -26,6 +26,7 @@ practices):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -290,6 +291,12 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@functools.lru_cache(maxsize=64)
+def _jws_header(alg: str, kid: str, typ: str) -> str:
+    """The encoded protected header of a JWS: the same few (algorithm, key, type) every time."""
+    return b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
+
+
 def sign_jwt(
     payload: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str, typ: str = EAR_TYPE
 ) -> str:
@@ -299,7 +306,7 @@ def sign_jwt(
     hands a session's token back on a second ``/attest`` by signing its payload again.
     """
     _, alg, digest = _CURVES[key.curve.key_size]
-    header = b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
+    header = _jws_header(alg, kid, typ)
     body = b64url(_json(payload))
     signing_input = f"{header}.{body}".encode("ascii")
     der = key.sign(signing_input, ec.ECDSA(digest(), deterministic_signing=True))

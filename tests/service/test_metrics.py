@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily
 
@@ -55,3 +57,40 @@ def test_label_values_are_escaped() -> None:
     m = Metrics()
     m.inc("veritee_http_requests_total", "HTTP requests", route='/a"b\\c\nd', status="200")
     assert r'route="/a\"b\\c\nd"' in m.render()
+
+
+def test_request_series_kept_by_the_middleware_count_each_route_and_status(tmp_path: Path) -> None:
+    """The request middleware keeps the series it updates (per route, per route and status):
+    every request is still counted under its own route and status, and timed under its route."""
+    import datetime as dt
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from veritee.domain import Domain
+    from veritee.service.app import create_app
+    from veritee.service.settings import Settings
+
+    domain = Domain.create(tmp_path / "d", name="t", now=dt.datetime.now(dt.UTC))
+    with TestClient(create_app(Settings(data_dir=domain.path))) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+            assert client.post("/v1/challenge").status_code == 200
+        assert client.get("/nowhere").status_code == 404
+        assert client.post("/healthz").status_code == 405
+        text = client.get("/metrics").text
+
+    def value(pattern: str) -> float:
+        m = re.search("^" + pattern + r" (\S+)$", text, re.M)
+        assert m is not None, pattern
+        return float(m.group(1))
+
+    total = r'veritee_http_requests_total\{route="%s",status="%s"\}'
+    assert value(total % ("/healthz", "200")) == 3.0
+    assert value(total % ("/v1/challenge", "200")) == 3.0
+    assert value(total % ("unmatched", "404")) == 1.0
+    assert value(total % ("/healthz", "405")) == 1.0
+    count = r'veritee_request_duration_seconds_count\{route="%s"\}'
+    assert value(count % "/healthz") == 4.0
+    assert value(count % "/v1/challenge") == 3.0
+    assert value(r"veritee_http_requests_in_progress") == 1.0  # the scrape itself

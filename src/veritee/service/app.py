@@ -97,18 +97,40 @@ class RequestMetrics:
     """Count requests by route template and status, and time them (plain ASGI: cheap).
 
     A request is counted when its response starts, before the client can see it: a client's
-    next request, to any worker, finds it in ``/metrics``.
+    next request, to any worker, finds it in ``/metrics``. The labelled series a request
+    updates are looked up once per route (and status) and kept here: a request then costs its
+    writes to them and a dict lookup each.
     """
+
+    #: The most (route, status) series kept at hand; the rest are looked up each time.
+    MAX_SERIES = 1024
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._in_progress: Any = None
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._latencies: dict[str, Any] = {}
 
     def _count(self, scope: Scope, status: int) -> None:
         path = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.inc(
-            "veritee_http_requests_total", "HTTP requests", route=path, status=str(status)
-        )
+        counter = self._counters.get((path, status))
+        if counter is None:
+            counter = self.metrics.counter(
+                "veritee_http_requests_total", "HTTP requests", route=path, status=str(status)
+            )
+            if len(self._counters) < self.MAX_SERIES:
+                self._counters[(path, status)] = counter
+        counter.inc()
+
+    def _observe(self, scope: Scope, seconds: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        histogram = self._latencies.get(path)
+        if histogram is None:
+            histogram = self.metrics.histogram(route=path)
+            if len(self._latencies) < self.MAX_SERIES:
+                self._latencies[path] = histogram
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,9 +138,11 @@ class RequestMetrics:
             return
         start = time.perf_counter()
         counted = False
-        in_progress = self.metrics.gauge(
-            "veritee_http_requests_in_progress", "HTTP requests being answered", mode="livesum"
-        )
+        in_progress = self._in_progress
+        if in_progress is None:  # declared by the first request, as before
+            in_progress = self._in_progress = self.metrics.gauge(
+                "veritee_http_requests_in_progress", "HTTP requests being answered", mode="livesum"
+            )
 
         async def send_wrapper(message: Message) -> None:
             nonlocal counted
@@ -136,8 +160,7 @@ class RequestMetrics:
             in_progress.dec()
             if not counted:  # no response started (the app raised): the server answers 500
                 self._count(scope, 500)
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.observe(time.perf_counter() - start, route=path)
+            self._observe(scope, time.perf_counter() - start)
 
 
 class FastChallenge:

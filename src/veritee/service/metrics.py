@@ -143,6 +143,10 @@ class Metrics:
 
     def observe(self, seconds: float, **labels: str) -> None:
         """One request's latency into ``veritee_request_duration_seconds``."""
+        self.histogram(**labels).observe(seconds)
+
+    def histogram(self, **labels: str) -> Any:
+        """The series of ``veritee_request_duration_seconds`` with these labels (``.observe``)."""
 
         def make() -> Any:
             names = tuple(sorted(labels))
@@ -150,7 +154,7 @@ class Metrics:
                                names, buckets=BUCKETS)  # fmt: skip
             return metric.labels(**labels) if names else metric
 
-        self._child(("histogram", *labels.items()), make).observe(seconds)
+        return self._child(("histogram", *labels.items()), make)
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Metric families computed at each scrape (prometheus-client ``Metric`` objects, e.g.

@@ -224,3 +224,67 @@ def test_run_from_an_event_loop_answers_each_call_of_a_group(sqlite: Storage) ->
     assert isinstance(cancelled, asyncio.CancelledError)
     assert _subjects(sqlite) == ["a", "d"]  # the cancelled call never ran
     assert verify_audit_chain(sqlite).ok
+
+
+def test_statements_run_through_sqlalchemy_join_the_groups_transaction(sqlite: Storage) -> None:
+    """The group's transaction is begun on the driver connection of the connection the commit
+    thread keeps: a statement run through SQLAlchemy (not a hot path) joins it, is rolled back
+    with its own block when that fails, and is committed with the others."""
+    n1, n2 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(2))
+
+    def fact_and_spend() -> object:
+        with sqlite.transaction() as tx:
+            tx.record_domain_fact("kept", "yes", now=T0)
+        return _spend_and_audit(sqlite, n1, "first")
+
+    def fact_then_fail() -> None:
+        with sqlite.transaction() as tx:
+            tx.record_domain_fact("undone", "no", now=T0)
+            raise ValueError("the caller's own failure")
+
+    _, release = _hold(sqlite)
+    futures = [sqlite.submit(fact_and_spend), sqlite.submit(fact_then_fail),
+               sqlite.submit(lambda: _spend_and_audit(sqlite, n2, "second"))]  # fmt: skip
+    release.set()
+    group = futures[0].result(30)
+    with pytest.raises(ValueError, match="own failure"):
+        futures[1].result(30)
+    assert futures[2].result(30) == group
+    with sqlite.transaction(readonly=True) as tx:
+        assert (tx.domain_fact("kept"), tx.domain_fact("undone")) == ("yes", None)
+    assert _subjects(sqlite) == ["first", "second"]
+    # The next group runs on the same connection, in a transaction of its own.
+    assert sqlite._group is not None
+    held = sqlite._group._conn
+    assert held is not None and not held.connection.driver_connection.in_transaction
+    n3 = sqlite.issue_nonce(now=T0, ttl=TTL)
+    sqlite.submit(lambda: _spend_and_audit(sqlite, n3, "third")).result(30)
+    assert sqlite._group._conn is held
+    assert _subjects(sqlite) == ["first", "second", "third"]
+    assert verify_audit_chain(sqlite).ok
+
+
+def test_after_a_failed_commit_the_next_group_starts_clean(sqlite: Storage) -> None:
+    """A group whose COMMIT fails is rolled back on the kept connection (a failed COMMIT leaves
+    SQLite's transaction open): the next group neither sees nor commits any of its writes."""
+    nonce = sqlite.issue_nonce(now=T0, ttl=TTL)
+
+    def poison() -> None:
+        with sqlite.transaction() as tx:
+            tx.record_domain_fact("lost", "yes", now=T0)
+            raw = tx._raw
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS p2 (id INTEGER PRIMARY KEY)")
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS c2 (pid INTEGER REFERENCES p2(id) "
+                        "DEFERRABLE INITIALLY DEFERRED)")  # fmt: skip
+            raw.execute("INSERT INTO c2 VALUES (9)")
+
+    with pytest.raises(StorageError):
+        sqlite.submit(poison).result(30)
+    assert sqlite._group is not None
+    held = sqlite._group._conn
+    assert held is None or not held.connection.driver_connection.in_transaction
+    sqlite.submit(lambda: _spend_and_audit(sqlite, nonce, "kept")).result(30)
+    with sqlite.transaction(readonly=True) as tx:
+        assert tx.domain_fact("lost") is None
+    assert _subjects(sqlite) == ["kept"]
+    assert verify_audit_chain(sqlite).ok

@@ -189,3 +189,22 @@ def test_forged_and_malformed_tokens() -> None:
                    lambda p: p.update(submods={}), lambda p: p["submods"]["simulated"].pop("ear.status")):  # fmt: skip
         with pytest.raises((VerificationError, MalformedError)):
             _decode(_resign(token, change))
+
+
+def test_the_jws_header_follows_each_tokens_key_id_and_type() -> None:
+    """The encoded header is kept per (algorithm, kid, typ): each token still names its own."""
+    import base64
+    import json as _json
+
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    from veritee.tokens import sign_jwt
+
+    key = _ec.generate_private_key(_ec.SECP256R1())
+    big = _ec.generate_private_key(_ec.SECP384R1())
+    for k, kid, typ, alg in ((key, "a", "JWT", "ES256"), (key, "b", "JWT", "ES256"),
+                             (key, "a", "x+jwt", "ES256"), (big, "a", "JWT", "ES384")):  # fmt: skip
+        for _ in range(2):  # the second time from the kept header
+            head = sign_jwt({"n": 1}, k, kid=kid, typ=typ).split(".")[0]
+            assert _json.loads(base64.urlsafe_b64decode(head + "==")) == {
+                "alg": alg, "kid": kid, "typ": typ}  # fmt: skip
