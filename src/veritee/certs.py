@@ -63,6 +63,7 @@ __all__ = [
     "load_pem_certificate",
     "load_pem_certificates",
     "load_pem_crl",
+    "plain_names",
     "public_key_der",
     "revoked_serials",
     "same_name",
@@ -136,27 +137,57 @@ def _name_decodes(der: bytes) -> bool:
     every RDN holds exactly one attribute (no duplicate can arise), every value is a UTF8String
     or PrintableString of valid UTF-8. False for any other layout: the Name is then built, and
     ``cryptography`` decides, as before."""
+    return _plain_attributes(der) is not None
+
+
+def _plain_attributes(der: bytes) -> tuple[tuple[bytes, str], ...] | None:
+    """(the OID's DER, the value) of every attribute of a name of the plain layout
+    (:func:`_name_decodes`), in order; None for any other name. Two such names are equal as
+    ``x509.Name`` objects exactly when these are (a Name compares OIDs and decoded values, one
+    attribute per RDN here), whatever string tags they use."""
+    out: list[tuple[bytes, str]] = []
     try:
         tag, _, pos, end = _tlv(der, 0, len(der))
         if tag != 0x30 or end != len(der):
-            return False
+            return None
         while pos < end:
             stag, _, spos, send = _tlv(der, pos, end)
             atag, _, apos, aend = _tlv(der, spos, send)
             if stag != 0x31 or atag != 0x30 or aend != send:
-                return False
+                return None
             otag, _, _, oend = _tlv(der, apos, aend)
             vtag, _, vpos, vend = _tlv(der, oend, aend)
             if otag != 0x06 or vtag not in _TEXT_TAGS or vend != aend:
-                return False
-            der[vpos:vend].decode("utf-8")  # strict: what cryptography's from_utf8 accepts
-            limits = _LENGTH_LIMITS.get(der[apos:oend])
+                return None
+            value = der[vpos:vend].decode("utf-8")  # strict: what cryptography's from_utf8 accepts
+            oid = der[apos:oend]
+            limits = _LENGTH_LIMITS.get(oid)
             if limits is not None and not limits[0] <= vend - vpos <= limits[1]:
-                return False  # built, it warns (as X.520 limits): built where it is used, as before
+                return None  # built, it warns (as X.520 limits): built where it is used, as before
+            out.append((oid, value))
             pos = send
     except ValueError:  # (UnicodeDecodeError too)
-        return False
-    return True
+        return None
+    return tuple(out)
+
+
+#: commonName's OID, DER.
+_CN_OID = bytes.fromhex("0603550403")
+
+
+def plain_names(cert: x509.Certificate) -> tuple[list[str], bool] | None:
+    """For a certificate loaded here whose subject and issuer are of the plain layout: the
+    subject's commonName values (``[a.value for a in subject.get_attributes_for_oid(CN)]``) and
+    whether ``subject == issuer`` as Names, read from the DER without building either; else None
+    (build the Names)."""
+    raw = _raw_parts(cert)
+    if raw is None:
+        return None
+    subject = _plain_attributes(raw.subject)
+    issuer = subject if raw.issuer == raw.subject else _plain_attributes(raw.issuer)
+    if subject is None or issuer is None:
+        return None
+    return [v for o, v in subject if o == _CN_OID], subject == issuer
 
 
 def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:

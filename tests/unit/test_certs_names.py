@@ -156,3 +156,79 @@ def test_a_name_read_not_built_is_built_once_when_asked_for() -> None:
     assert certs.subject_name(cert) == name
     assert certs.subject_name(cert) is certs._CHECKED_NAMES.get(name.public_bytes())
     assert certs.subject_der(cert) == name.public_bytes()
+
+
+def _retagged(der: bytes, rng: random.Random) -> bytes:
+    """The same name with some UTF8String values re-tagged PrintableString and back (equal as
+    Names, other DER)."""
+    attrs = certs._plain_attributes(der)
+    assert attrs is not None
+    rdns = b"".join(
+        _tlv(0x31, _tlv(0x30, oid + _tlv(_tag(value, rng), value.encode()))) for oid, value in attrs
+    )
+    return _tlv(0x30, rdns)
+
+
+_PRINTABLE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+def _tag(value: str, rng: random.Random) -> int:
+    """UTF8String, or PrintableString where the value fits its alphabet (cryptography checks)."""
+    return rng.choice((0x0C, 0x13)) if set(value) <= _PRINTABLE else 0x0C
+
+
+def _cns(name: x509.Name) -> list[str | bytes]:
+    return [a.value for a in name.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def test_plain_attributes_compare_and_name_as_the_names_do() -> None:
+    rng = random.Random(16)
+    plain = []
+    for _ in range(4000):
+        der = _name(rng)
+        if certs._plain_attributes(der) is not None and _builds_quietly(der):
+            plain.append(der)
+    assert len(plain) > 300
+    for der in plain:
+        name = x509.load_der_x509_certificate(_with_subject(der)).subject
+        attrs = certs._plain_attributes(der)
+        assert attrs is not None
+        assert [v for o, v in attrs if o == certs._CN_OID] == _cns(name)
+        other = rng.choice([_retagged(der, rng), rng.choice(plain), der])
+        other_name = x509.load_der_x509_certificate(_with_subject(other)).subject
+        assert (certs._plain_attributes(other) == attrs) == (other_name == name)
+
+
+def test_plain_names_of_a_certificate_are_its_names() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    a = x509.NameAttribute
+    cn_utf8 = x509.Name(
+        [a(NameOID.COMMON_NAME, "Intel SGX TCB Signing", _type=x509.name._ASN1Type.UTF8String)]
+    )
+    cn_printable = x509.Name(
+        [a(NameOID.COMMON_NAME, "Intel SGX TCB Signing", _type=x509.name._ASN1Type.PrintableString)]
+    )
+    root = x509.Name([a(NameOID.COMMON_NAME, "root"), a(NameOID.ORGANIZATION_NAME, "o")])
+    for subject, issuer, self_issued in [(cn_utf8, root, False), (cn_utf8, cn_printable, True),
+                                         (cn_utf8, cn_utf8, True)]:  # fmt: skip
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(9)
+            .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+            .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC)).sign(key, hashes.SHA256())
+        )  # fmt: skip
+        certs.forget_checked()
+        (loaded,) = certs.load_pem_certificates(cert.public_bytes(serialization.Encoding.PEM), "t")
+        assert (loaded.subject == loaded.issuer) is self_issued
+        assert certs.plain_names(loaded) == (["Intel SGX TCB Signing"], self_issued)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        long_cn = x509.Name([a(NameOID.COMMON_NAME, "x" * 65, _validate=False)])
+    cert = (
+        x509.CertificateBuilder().subject_name(long_cn).issuer_name(root)
+        .public_key(key.public_key()).serial_number(9)
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (loaded,) = certs.load_pem_certificates(cert.public_bytes(serialization.Encoding.PEM), "t")
+    assert certs.plain_names(loaded) is None  # not the plain layout: the Names are built

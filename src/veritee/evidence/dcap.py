@@ -714,10 +714,14 @@ TCB_SIGNING_CN = "Intel SGX TCB Signing"
 
 
 def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
+    plain = _certs.plain_names(cert)  # read from the DER: no Name built
+    if plain is not None:
+        cns, self_issued = plain
+        return cns == [TCB_SIGNING_CN] and not self_issued
     # (The names as built when the certificate was checked: no new build per use.)
     subject = _certs.subject_name(cert)
-    cns = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return cns == [TCB_SIGNING_CN] and subject != _certs.issuer_name(cert)
+    values = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return values == [TCB_SIGNING_CN] and subject != _certs.issuer_name(cert)
 
 
 def _tcb_signing_chain(
