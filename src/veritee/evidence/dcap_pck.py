@@ -98,23 +98,27 @@ _SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.{n}") for n in range(1, 8)}
 _TCB_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.2.{n}") for n in range(1, 19)}
 
 
-def _int_item(oid: bytes) -> bytes:
+def _int_item(oid: bytes, capture: bool = True) -> bytes:
     """One ``SEQUENCE { OID, INTEGER }`` of a 1- or 2-byte INTEGER, its content captured."""
     o = re.escape(b"\x06\x0b" + oid)
-    return b"\\x30(?:\\x10" + o + b"\\x02\\x01(.)|\\x11" + o + b"\\x02\\x02(..))"
+    one, two = (b"(.)", b"(..)") if capture else (b".", b"..")
+    return b"\\x30(?:\\x10" + o + b"\\x02\\x01" + one + b"|\\x11" + o + b"\\x02\\x02" + two + b")"
+
+
+def _tcb_pattern(capture: bool) -> bytes:
+    return (
+        b"".join(_int_item(_TCB_SUB[n], capture) for n in range(1, 18))
+        + b"\\x30\\x1f"
+        + re.escape(b"\x06\x0b" + _TCB_SUB[18])
+        + (b"\\x04\\x10(.{16})" if capture else b"\\x04\\x10.{16}")
+    )
 
 
 #: The TCB SEQUENCE's content as Intel writes it: components 1-16 and PCESVN as 1- or 2-byte
 #: INTEGERs, then the 16-byte CPUSVN, in that order, nothing else. For such content the generic
 #: reader below gives the same values (tested on every byte of mutated extensions); any other
 #: content goes to the generic reader.
-_TCB_RE = re.compile(
-    b"".join(_int_item(_TCB_SUB[n]) for n in range(1, 18))
-    + b"\\x30\\x1f"
-    + re.escape(b"\x06\x0b" + _TCB_SUB[18])
-    + b"\\x04\\x10(.{16})",
-    re.DOTALL,
-)
+_TCB_RE = re.compile(_tcb_pattern(capture=True), re.DOTALL)
 
 
 def _tcb_values(g: tuple[bytes | None, ...]) -> tuple[tuple[int, ...], int, bytes]:
@@ -157,7 +161,7 @@ _EXT_RE = re.compile(
     + _item_re(1, b"\\x04\\x10(.{16})")
     + b"\\x30\\x82(..)"
     + _item_re(2, b"\\x30\\x82(..)(")
-    + _TCB_RE.pattern
+    + _tcb_pattern(capture=False)  # (read from its one group below)
     + b")\\x30\\x10"
     + _item_re(3, b"\\x04\\x02(..)")
     + b"\\x30\\x14"
@@ -171,6 +175,10 @@ _EXT_RE = re.compile(
     + b")?",
     re.DOTALL,
 )
+
+
+#: The TCB content's size when its 17 INTEGERs are one byte each (18-byte items), then CPUSVN.
+_TCB_ONE_BYTE = 17 * 18 + 33
 
 
 def _ext_fast(der: bytes) -> PckExtension | None:
@@ -187,8 +195,14 @@ def _ext_fast(der: bytes) -> PckExtension | None:
         or int.from_bytes(tcb_len, "big") != n
     ):
         return None
-    comps, pce_svn, cpu_svn = _tcb_values(g[5:40])
-    return _make_ext(ppid, comps, pce_svn, cpu_svn, g[40], g[41], g[42][0])
+    if n == _TCB_ONE_BYTE:  # every INTEGER one byte long: each value closes its 18-byte item
+        values = tcb[17 : 17 * 18 : 18]
+        comps, pce_svn, cpu_svn = tuple(values[:16]), values[16], tcb[-16:]
+    else:
+        fast = _tcb_fast(tcb, 0, n)  # (the same pattern, matched: read from its groups)
+        assert fast is not None
+        comps, pce_svn, cpu_svn = fast
+    return _make_ext(ppid, comps, pce_svn, cpu_svn, g[5], g[6], g[7][0])
 
 
 def parse_pck_extension(der: bytes) -> PckExtension:

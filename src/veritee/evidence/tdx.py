@@ -96,8 +96,13 @@ class TdReport:
             "mr_owner_config": self.mr_owner_config.hex(),
             "tee_tcb_svn": self.tee_tcb_svn.hex(),
         }
-        for i, rtmr in enumerate(self.rtmrs):
-            out[f"rtmr{i}"] = rtmr.hex()
+        r0, r1, r2, r3 = self.rtmrs
+        out["rtmr0"], out["rtmr1"], out["rtmr2"], out["rtmr3"] = (
+            r0.hex(),
+            r1.hex(),
+            r2.hex(),
+            r3.hex(),
+        )
         if self.tee_tcb_svn2 is not None and self.mr_service_td is not None:
             out["tee_tcb_svn2"] = self.tee_tcb_svn2.hex()
             out["mr_service_td"] = self.mr_service_td.hex()

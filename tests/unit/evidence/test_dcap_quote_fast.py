@@ -42,6 +42,7 @@ def _outcome(data: bytes) -> object:
 def _slow(data: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
     with monkeypatch.context() as m:
         m.setattr(dcap_quote, "_signature_data_v4", lambda *_: None)
+        m.setattr(dcap_quote, "_quote_v4_tdx", lambda *_: None)
         return _outcome(data)
 
 
@@ -58,6 +59,8 @@ def test_fast_and_field_by_field_reads_agree(monkeypatch: pytest.MonkeyPatch) ->
         if data[0] >= 4:  # the fast read was taken
             q = dcap.parse_quote(data)
             assert dcap_quote._signature_data_v4(data, _sig_start(data), q.end) == q.signature_data
+        if data[0] == 4 and data[4] == 0x81:
+            assert dcap_quote._quote_v4_tdx(data) == dcap.parse_quote(data)
 
 
 def test_fast_read_agrees_on_every_change_of_the_framing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +72,7 @@ def test_fast_read_agrees_on_every_change_of_the_framing(monkeypatch: pytest.Mon
             continue  # v3: the field-by-field reader only
         auth_len = struct.unpack_from("<H", data, start + 128 + 6 + 384 + 64)[0]
         pck_head = start + 128 + 6 + 384 + 64 + 2 + auth_len
-        spots = [*range(start - 4, start), *range(start + 128, start + 134),
+        spots = [*range(8), *range(start - 4, start), *range(start + 128, start + 134),
                  start + 582, start + 583, *range(pck_head, pck_head + 6)]  # fmt: skip
         for at in spots:
             for delta in (1, -1, 0x80):
