@@ -1413,6 +1413,9 @@ def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+_ZERO32 = bytes(32)
+
+
 def verify_quote(
     quote: Quote,
     *,
@@ -1464,7 +1467,7 @@ def verify_quote(
     # 4. QE report data binds the attestation key and QE authentication data
     expected = hashlib.sha256(sig.attestation_key + sig.qe_auth_data).digest()
     rd = sig.qe_report.report_data
-    if not hmac.compare_digest(rd[:32], expected) or any(rd[32:]):
+    if not hmac.compare_digest(rd[:32], expected) or rd[32:] != _ZERO32:
         raise VerificationError(
             "QE report data does not bind the attestation key", code="qe_report_data_mismatch"
         )
