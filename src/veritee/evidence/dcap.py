@@ -335,6 +335,11 @@ def _span(windows: Iterable[_Window]) -> tuple[datetime, datetime]:
     return max([w.not_before for w in ws]), min([w.not_after for w in ws])
 
 
+#: A PCK chain's cache key: the pinned roots' tag and the chain's exact PEM bytes (compared in
+#: full on a hit; Python's keyed hash of 4 KB costs half a SHA-256 of it).
+_PckKey = tuple[bytes, bytes]
+
+
 @dataclass(frozen=True)
 class _PckChain:
     """A PCK chain whose signatures were checked up to a pinned root."""
@@ -347,24 +352,22 @@ class _PckChain:
     ca_serial: int
     windows: tuple[_Window, ...]
     span: tuple[datetime, datetime]
-    key: bytes
+    key: _PckKey
 
 
-_PCK_CHAINS: _Lru[bytes, _PckChain] = _Lru(1024)
+_PCK_CHAINS: _Lru[_PckKey, _PckChain] = _Lru(1024)
 _ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
 
 
 _CHAIN_ROLES = ("PCK certificate", "PCK CA", "root CA")
 
 
-def _pck_chain_key(pem: bytes, trust: DcapTrust) -> bytes:
-    h = hashlib.sha256(trust.cache_tag)
-    h.update(pem)  # (not joined first: the chain is some 4 KB)
-    return h.digest()
+def _pck_chain_key(pem: bytes, trust: DcapTrust) -> _PckKey:
+    return trust.cache_tag, bytes(pem)
 
 
 def _pck_chain(
-    pem: bytes, trust: DcapTrust, key: bytes, cheap: _PckCheap | None = None
+    pem: bytes, trust: DcapTrust, key: _PckKey, cheap: _PckCheap | None = None
 ) -> _PckChain:
     hit = None if cheap is not None else _PCK_CHAINS.get(key)  # (cheap: not cached just now)
     if hit is not None:
@@ -425,7 +428,7 @@ _CHEAP_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
+def _pck_cheap(pem: bytes, key: _PckKey) -> _PckChain | _PckCheap | None:
     """The verified chain when cached, else the chain parsed without any signature check
     (None where it does not parse: the full check then names the fault)."""
     hit = _PCK_CHAINS.get(key)
@@ -449,7 +452,7 @@ def _pck_cheap(pem: bytes, key: bytes) -> _PckChain | _PckCheap | None:
 def _pck_chain_uncached(
     certs: list[x509.Certificate],
     trust: DcapTrust,
-    key: bytes,
+    key: _PckKey,
     ext: PckExtension | None = None,
     windows: tuple[_Window, ...] | None = None,
     span: tuple[datetime, datetime] | None = None,
@@ -1314,7 +1317,7 @@ def _cheap(
     want_id: str,
     then: tuple[str, ...],
 ) -> tuple[
-    bytes,
+    _PckKey,
     _PckChain | _PckCheap | None,
     _Candidate | None,
     _VerifiedCollateral | _CollateralCheap | None,

@@ -16,7 +16,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from tests.fakes.intel import AT, build
 
 from veritee import certs
-from veritee.errors import VerificationError
+from veritee.errors import MalformedError, VerificationError
 from veritee.evidence import dcap, tdx
 
 
@@ -77,3 +77,23 @@ def test_a_leaf_is_loaded_without_a_deprecation_warning_escaping(serial: bytes) 
         got = certs.load_pem_certificates(text, "leaf")
     assert [w for w in seen if issubclass(w.category, CryptographyDeprecationWarning)] == []
     assert certs.der_of(got[0]) == der
+
+
+def test_cached_chain_is_kept_per_trust_and_exact_bytes() -> None:
+    """The verified-chain cache is keyed by the trust's pinned roots and the chain's exact PEM
+    bytes: with the good chain cached, another trust and a chain one byte off are checked anew."""
+    syn, other = build(), dcap.DcapTrust(frozenset({bytes(32)}))
+    dcap.clear_caches()
+    tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+    with pytest.raises(VerificationError) as e:
+        tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=other)
+    assert e.value.code == "root_not_pinned"
+    pem = _chain_pem(syn.quote)
+    at = pem.index(b"\n", 40) + 200  # inside the leaf's base64
+    while not pem[at : at + 1].isalnum():
+        at += 1
+    swapped = b"B" if pem[at : at + 1] != b"B" else b"C"
+    quote = syn.quote.replace(pem, pem[:at] + swapped + pem[at + 1 :])
+    tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)  # cached, warm
+    with pytest.raises((VerificationError, MalformedError)):
+        tdx.verify(quote, collateral=syn.collateral, at=AT, trust=syn.trust)
