@@ -118,9 +118,11 @@ class Metrics:
 
     def counter(self, name: str, help_text: str, **labels: str) -> Any:
         """The counter ``name`` with these labels (``.inc(amount)``)."""
-        return self._child(
-            ("counter", name, *labels.items()), lambda: self._counter(name, help_text, labels)
-        )
+        key = ("counter", name, *labels.items())
+        child = self._children.get(key)
+        if child is not None:
+            return child
+        return self._child(key, lambda: self._counter(name, help_text, labels))
 
     def _counter(self, name: str, help_text: str, labels: dict[str, str]) -> Any:
         names = tuple(sorted(labels))

@@ -232,3 +232,37 @@ def test_driver_fast_paths_agree_with_sqlalchemy(storage: Storage) -> None:
     assert first is not None and first.ciphertext == b"c" and absent is None
     report = verify_audit_chain(storage)
     assert report.ok and report.count == 2
+
+
+def test_time_texts_are_the_field_by_field_ones() -> None:
+    """``sqlite_time`` and the audit log's ``iso_utc`` (formatted in C) give the very texts of
+    the field-by-field formats they replaced: six digits of microseconds also when they are
+    zero, four-digit years, UTC; years before 1000 as strftime writes them in the audit log."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from veritee.service.storage.audit import iso_utc
+    from veritee.service.storage.models import sqlite_time
+
+    def fields(m: datetime) -> str:
+        u = m.astimezone(UTC)
+        return (f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
+                f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}")  # fmt: skip
+
+    rng = random.Random(15)
+    years = [1, 9, 99, 999, 1000, 1970, 2025, 9998]
+    for _ in range(5000):
+        moment = datetime(
+            rng.choice([*years, rng.randint(1, 9998)]), rng.randint(1, 12), rng.randint(1, 28),
+            rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+            rng.choice([0, 1, 999_999, rng.randint(0, 999_999)]),
+            tzinfo=timezone(timedelta(minutes=rng.choice([0, 60, -300, 330]))),
+        )  # fmt: skip
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:  # year 1 minus an offset: not a time the service meets
+            continue
+        assert sqlite_time(moment) == fields(moment)
+        assert iso_utc(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert sqlite_time(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02 03:04:05.000000"
+    assert iso_utc(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02T03:04:05.000000Z"

@@ -60,7 +60,10 @@ def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO 8601 UTC text with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
     if moment.tzinfo is None:
         raise UsageError("audit time must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    u = moment.astimezone(UTC)
+    if u.year < 1000:  # strftime's %Y does not pad those to four digits here: keep its text
+        return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return u.replace(tzinfo=None).isoformat("T", "microseconds") + "Z"
 
 
 def entry_hash(

@@ -125,11 +125,9 @@ def sqlite_time(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to the database; pass a timezone-aware time")
-    u = moment.astimezone(UTC)
-    return (
-        f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
-        f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
-    )
+    # naive UTC in ISO form with a space and always six digits of microseconds: the same text
+    # as the fields one by one (four-digit year, two-digit fields), formatted in C
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 NONCES = Table(
