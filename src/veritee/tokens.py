@@ -291,6 +291,13 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@functools.lru_cache(maxsize=8)
+def _deterministic_ecdsa(digest: type[hashes.HashAlgorithm]) -> ec.ECDSA:
+    """The signature algorithm of :func:`sign_jwt` (an immutable value; building one checks the
+    backend's RFC 6979 support, a few microseconds per token)."""
+    return ec.ECDSA(digest(), deterministic_signing=True)
+
+
 @functools.lru_cache(maxsize=64)
 def _jws_header(alg: str, kid: str, typ: str) -> str:
     """The encoded protected header of a JWS: the same few (algorithm, key, type) every time."""
@@ -305,13 +312,14 @@ def sign_jwt(
     Signed with deterministic ECDSA (RFC 6979), so one payload always gives one token: the KBS
     hands a session's token back on a second ``/attest`` by signing its payload again.
     """
-    _, alg, digest = _CURVES[key.curve.key_size]
+    bits = key.curve.key_size
+    _, alg, digest = _CURVES[bits]
     header = _jws_header(alg, kid, typ)
     body = b64url(_json(payload))
     signing_input = f"{header}.{body}".encode("ascii")
-    der = key.sign(signing_input, ec.ECDSA(digest(), deterministic_signing=True))
+    der = key.sign(signing_input, _deterministic_ecdsa(digest))
     r, s = decode_dss_signature(der)
-    size = (key.curve.key_size + 7) // 8
+    size = (bits + 7) // 8
     return f"{header}.{body}.{b64url(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
 
 

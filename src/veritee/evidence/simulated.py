@@ -152,6 +152,9 @@ def parse_claims(data: bytes) -> dict[str, Any]:
     return SimulatedReport.from_bytes(data).claims()
 
 
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+
+
 @functools.lru_cache(maxsize=256)
 def _load_key(der: bytes) -> ec.EllipticCurvePublicKey:
     """Parse (and cache: a fleet has few platform keys) a P-384 SubjectPublicKeyInfo."""
@@ -190,7 +193,7 @@ def verify(
     report = SimulatedReport.from_bytes(data)
     key = _load_key(report.platform_key_der)
     try:
-        key.verify(report.signature, report.signed, ec.ECDSA(hashes.SHA384()))
+        key.verify(report.signature, report.signed, _ECDSA_SHA384)
     except InvalidSignature:
         raise VerificationError(
             "simulated evidence signature does not verify", code="signature_invalid"
