@@ -288,3 +288,44 @@ def test_after_a_failed_commit_the_next_group_starts_clean(sqlite: Storage) -> N
         assert tx.domain_fact("lost") is None
     assert _subjects(sqlite) == ["kept"]
     assert verify_audit_chain(sqlite).ok
+
+
+@pytest.mark.parametrize("through_sqlalchemy", [False, True])
+def test_a_groups_first_block_fails_alone_without_a_savepoint(
+    sqlite: Storage, through_sqlalchemy: bool
+) -> None:
+    """The first block of a group runs without a savepoint: when it fails, the transaction is
+    rolled back and begun again, so its writes (and only they) are undone, and the blocks after
+    it, in the same call or in others, are committed."""
+    n1, n2 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(2))
+
+    def first_fails_then_audits() -> str:
+        try:
+            with sqlite.transaction() as tx:
+                if through_sqlalchemy:
+                    tx.record_domain_fact("undone", "no", now=T0)
+                tx.consume_nonce(n1, now=T0)
+                tx.append_audit(kind="attest", actor="workload", subject="undone",
+                                decision="accept", details={}, now=T0)  # fmt: skip
+                raise ValueError("the caller's own failure")
+        except ValueError:
+            with sqlite.transaction() as tx:
+                tx.append_audit(kind="attest.failed", actor="workload", subject="refusal",
+                                decision="reject", details={}, now=T0)  # fmt: skip
+        return "audited"
+
+    _, release = _hold(sqlite)
+    futures = [sqlite.submit(first_fails_then_audits),
+               sqlite.submit(lambda: _spend_and_audit(sqlite, n2, "second"))]  # fmt: skip
+    release.set()
+    assert futures[0].result(30) == "audited"
+    futures[1].result(30)
+    assert _subjects(sqlite) == ["refusal", "second"]
+    with sqlite.transaction(readonly=True) as tx:
+        assert tx.domain_fact("undone") is None
+    # The first block's nonce was not spent: it is still good once.
+    sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "later")).result(30)
+    with pytest.raises(NonceError):
+        sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "replay")).result(30)
+    assert _subjects(sqlite) == ["refusal", "second", "later"]
+    assert verify_audit_chain(sqlite).ok

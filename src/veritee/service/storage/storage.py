@@ -444,10 +444,15 @@ class _Group:
     @contextmanager
     def part(self) -> Iterator[Tx]:
         """A savepoint of the group's transaction: released when the block succeeds, rolled back
-        (only its own writes) when it raises; database errors become StorageError."""
+        (only its own writes) when it raises; database errors become StorageError. The group's
+        first block runs without one (:meth:`_first_part`)."""
         if self.broken is not None:
             raise self.broken
         self._savepoints += 1
+        if self._savepoints == 1:
+            with self._first_part() as tx:
+                yield tx
+            return
         name = f"veritee_part_{self._savepoints}"
         s = self.storage
         try:
@@ -465,6 +470,31 @@ class _Group:
             except (SQLAlchemyError, sqlite3.Error) as undo:
                 # The transaction cannot be trusted any more: the whole group fails.
                 self.broken = _storage_error(undo)
+            if isinstance(exc, SQLAlchemyError | sqlite3.Error):
+                raise _storage_error(exc) from None
+            raise
+
+    @contextmanager
+    def _first_part(self) -> Iterator[Tx]:
+        """The group's first block, which needs no savepoint: nothing was written before it in
+        the group's transaction. When it raises, the transaction is rolled back and begun again
+        (the writer locks are still held), which undoes its writes and only them."""
+        s = self.storage
+        try:
+            tx = Tx(self.conn, s.dialect, s._nonces, fast_path=s._fast_path)
+            try:
+                yield tx
+            finally:
+                tx._end()
+        except BaseException as exc:
+            try:
+                if self.conn.in_transaction():  # begun by a statement run through SQLAlchemy
+                    self.conn.rollback()
+                if self.raw.in_transaction:
+                    self.raw.execute("ROLLBACK")
+                self.raw.execute("BEGIN IMMEDIATE")
+            except (SQLAlchemyError, sqlite3.Error) as undo:
+                self.broken = _storage_error(undo)  # the whole group fails
             if isinstance(exc, SQLAlchemyError | sqlite3.Error):
                 raise _storage_error(exc) from None
             raise
