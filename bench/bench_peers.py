@@ -17,7 +17,10 @@ veritee runs in the same way in a subprocess of this Python (``peers/drive_verit
   nitro         epsilon-attestation-verifier  the nitrite sample document (agreement); timed:
                 1.1.0                         the sample re-signed by a chain of the same shape
                                               with user_data and nonce cut to 512 bytes (epsilon
-                                              refuses the sample's 1,024: resign_nitro)
+                                              refuses the sample's 1,024: resign_nitro); veritee
+                                              keeps the chain's verified links after the first call
+  nitro-cold    epsilon-attestation-verifier  the same, every link's signature checked on every
+                1.1.0                         call
 
 What each side does per call is written in each driver's docstring and in docs/benchmarks.md.
 
@@ -116,6 +119,7 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("sev-snp", "omne-attest"),
     ("sev-snp-cold", "omne-attest"),
     ("nitro", "epsilon-attestation-verifier"),
+    ("nitro-cold", "epsilon-attestation-verifier"),
 )
 
 
@@ -492,6 +496,7 @@ def tpm_cases(fmt: str, out: Path) -> Cases:
 BUILDERS: dict[str, Callable[[str, Path], Cases]] = {
     "nvidia-gpu": nvidia_cases, "tpm": tpm_cases, "tdx": dcap_cases, "sgx": dcap_cases,
     "sev-snp": snp_cases, "sev-snp-cold": snp_cases, "nitro": nitro_cases,
+    "nitro-cold": nitro_cases,
 }  # fmt: skip
 
 

@@ -8,9 +8,13 @@ Per call, by case kind (the inputs are files written by bench_peers.py):
   sev-snp        sev_snp.verify with the VCEK -> ASK -> ARK chain cached (AmdTrust(ChainCache))
   sev-snp-cold   the same with no cache: the chain parsed and verified per call
   nitro          nitro.verify: COSE_Sign1 parsed, the whole chain to the pinned root checked (the
-                 AWS root; for the timed, re-signed sample its own root), the COSE signature
+                 AWS root; for the timed, re-signed sample its own root): windows and CA
+                 constraints on every call, each link's signature once (kept by the exact bytes
+                 of issuer and certificate after the first call), the COSE signature
+  nitro-cold     the same with the kept links forgotten before each call: every signature checked
   nvidia-gpu     nvidia.verify of {"report", "certificate_chain"}: the chain to the pinned NVIDIA
-                 root checked and the SPDM measurements signature verified (no OCSP, no RIMs)
+                 root checked as for nitro (links kept after the first call) and the SPDM
+                 measurements signature verified (no OCSP, no RIMs)
   tpm            tpm.verify of a go-tpm-tools attestation with one quote (SHA-256 bank), the AK
                  certificate and intermediate: AK chain checked (cached where veritee caches
                  it), quote signature, PCR selection and digest, claims; the claim
@@ -49,9 +53,19 @@ def prepare(case: dict[str, Any]) -> Callable[[], object]:
     if kind == "sev-snp-cold":
         cold = AmdTrust(cache=None)
         return lambda: sev_snp.verify(data, collateral=col, at=at, trust=cold)
-    if kind == "nitro" and "root_sha256" in case:  # the re-signed sample: its own root pinned
-        trust = nitro.NitroTrust(root_sha256=(case["root_sha256"],))
-        return lambda: nitro.verify(data, collateral=col, at=at, trust=trust)
+    if kind in ("nitro", "nitro-cold"):
+        # the re-signed sample: its own root pinned; else the AWS root
+        trust = (
+            nitro.NitroTrust(root_sha256=(case["root_sha256"],)) if "root_sha256" in case else None
+        )
+        if kind == "nitro":
+            return lambda: nitro.verify(data, collateral=col, at=at, trust=trust)
+
+        def nitro_cold() -> object:
+            nitro.clear_caches()
+            return nitro.verify(data, collateral=col, at=at, trust=trust)
+
+        return nitro_cold
     if kind == "tpm":  # the nonce compared as Keylime's check_quote compares it
         nonce = case["nonce_hex"]
 
@@ -60,8 +74,7 @@ def prepare(case: dict[str, Any]) -> Callable[[], object]:
                 raise ValueError("the quote's extraData is not the nonce")
 
         return tpm_call
-    verify = {"tdx": tdx.verify, "sgx": sgx.verify, "nitro": nitro.verify,
-              "nvidia-gpu": nvidia.verify}[kind]  # fmt: skip
+    verify = {"tdx": tdx.verify, "sgx": sgx.verify, "nvidia-gpu": nvidia.verify}[kind]
     return lambda: verify(data, collateral=col, at=at)
 
 

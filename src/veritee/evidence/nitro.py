@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee import certs
+from veritee._lru import Lru
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._cheap import CheapChecks
@@ -56,6 +57,7 @@ __all__ = [
     "AttestationDocument",
     "CoseSign1",
     "NitroTrust",
+    "clear_caches",
     "detect",
     "parse",
     "parse_claims",
@@ -349,12 +351,26 @@ def _roots(trust: Any) -> frozenset[str]:
     raise UsageError("nitro trust must be a NitroTrust or None")
 
 
+#: Certificate links whose signature verified: (issuer's DER, certificate's DER) exactly as
+#: loaded. That a certificate is issued and signed by another (names, algorithms, signature)
+#: depends on those bytes alone; validity windows and CA constraints are checked on every call.
+#: Only links that verified are kept, at most 1,024 (a few hundred KB).
+_LINKS: Lru[tuple[bytes, bytes], bool] = Lru(1024)
+_der_of = certs.der_of  # verify_chain's own ``certs`` is the chain
+
+
+def clear_caches() -> None:
+    """Forget the certificate links :func:`verify_chain` has verified (tests, benchmarks)."""
+    _LINKS.clear()
+
+
 def verify_chain(
     chain: Iterable[tuple[str, x509.Certificate]],
     at: datetime,
     *,
     then: tuple[str, ...] = ("evidence_signature",),
     also: Iterable[VerificationError] = (),
+    remember: bool = False,
 ) -> None:
     """Step 3: each certificate issued and signed by the previous, valid at ``at``; issuers are CAs.
 
@@ -362,7 +378,9 @@ def verify_chain(
     window, every issuer a CA allowed this path length) run first and refuse with all their
     failures, naming the chain's signatures and the caller's later costly checks (``then``) as
     not reached (:mod:`veritee.evidence._cheap`); ``also``: the caller's own cheap failures,
-    listed after the chain's. Raises VerificationError.
+    listed after the chain's. ``remember``: a link (issuer, certificate) whose signature
+    verified before, byte for byte, is not verified again (Nitro and NVIDIA chains come back
+    unchanged with every document of one enclave or GPU). Raises VerificationError.
     """
     certs = list(chain)
     checks = CheapChecks()
@@ -391,12 +409,17 @@ def verify_chain(
     checks.refuse(("chain_signatures", *then))
     for position in range(1, len(certs)):
         (issuer_name, issuer), (name, cert) = certs[position - 1], certs[position]
+        link = (_der_of(issuer), _der_of(cert)) if remember else None
+        if link is not None and _LINKS.get(link):
+            continue
         try:
             cert.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise VerificationError(
                 f"{name} is not issued and signed by {issuer_name}", code="chain_invalid"
             ) from None
+        if link is not None:
+            _LINKS.put(link, True)
 
 
 def verify(
@@ -432,7 +455,7 @@ def verify(
     leaf = _load_cert(doc.certificate, "certificate")
     chain.append(("certificate", leaf))
     # 3. Chain from the root down to the leaf, at the verification time.
-    verify_chain(chain, at, then=("cose_signature",))
+    verify_chain(chain, at, then=("cose_signature",), remember=True)
     # 4. The COSE signature with the leaf's P-384 key.
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):

@@ -178,7 +178,10 @@ def verify(
                                 code="root_not_pinned")  # fmt: skip
     names = ["leaf", *(f"certificate_chain[{i}]" for i in range(1, len(chain)))]
     verify_chain(
-        list(reversed(list(zip(names, chain, strict=True)))), at, then=("measurements_signature",)
+        list(reversed(list(zip(names, chain, strict=True)))),
+        at,
+        then=("measurements_signature",),
+        remember=True,
     )
     key = chain[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):

@@ -266,6 +266,7 @@ def test_veritee_driver_accepts_every_good_vector_and_refuses_every_mutant(tmp_p
     expected |= {
         "nvidia-gpu/second-gpu-good",
         "nitro/aws-sample",
+        "nitro-cold/aws-sample",
         "tdx/appended-zeros",
         "sgx/appended-zeros",
     }

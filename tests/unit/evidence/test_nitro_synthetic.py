@@ -365,3 +365,61 @@ def test_untrusted_trust_argument(chain: FakeChain) -> None:
 
     with pytest.raises(UsageError):
         nitro.verify(chain.sign(chain.payload()), collateral=Collateral.empty(), at=NOW, trust="x")
+
+
+# --- verified certificate links, kept by their exact bytes ------------------------------------
+
+
+def _flip_signature_bit(der: bytes) -> bytes:
+    """The certificate with one bit of its signature value flipped (the value ends the DER)."""
+    return der[:-3] + bytes([der[-3] ^ 0x01]) + der[-2:]
+
+
+def test_links_are_kept_only_after_they_verify(chain: FakeChain) -> None:
+    nitro.clear_caches()
+    _verify(chain.sign(chain.payload()), chain)
+    assert len(nitro._LINKS._data) == 2  # root -> intermediate, intermediate -> leaf
+    bad_leaf = _flip_signature_bit(chain.leaf)
+    with pytest.raises(VerificationError) as e:
+        _verify(chain.sign(chain.payload(certificate=bad_leaf)), chain)
+    assert e.value.code == "chain_invalid"
+    assert len(nitro._LINKS._data) == 2  # the failure is not remembered
+    with pytest.raises(VerificationError) as e:  # and refused again
+        _verify(chain.sign(chain.payload(certificate=bad_leaf)), chain)
+    assert e.value.code == "chain_invalid"
+
+
+def test_a_warm_cache_refuses_substitutes_and_old_windows(chain: FakeChain) -> None:
+    """With the real chain's links kept, every substitute is still refused: a leaf with the same
+    names and key signed by another intermediate key, an intermediate with the real name and key
+    signed by another root, a tampered intermediate signature; and windows are checked at each
+    call's own time."""
+    nitro.clear_caches()
+    _verify(chain.sign(chain.payload()), chain)
+    evil = ec.generate_private_key(ec.SECP384R1())
+    forged_leaf = _cert("i-0123-enc0123", chain.leaf_key, "zonal.fake", evil, ca=False)
+    forged_inter = _cert(
+        "zonal.fake", chain.inter_key, "fake.nitro-enclaves", evil, ca=True, path_length=0
+    )
+    for payload in (
+        chain.payload(certificate=forged_leaf),
+        chain.payload(cabundle=[chain.root, forged_inter]),
+        chain.payload(cabundle=[chain.root, _flip_signature_bit(chain.inter)]),
+    ):
+        with pytest.raises(VerificationError) as e:
+            _verify(chain.sign(payload), chain)
+        assert e.value.code == "chain_invalid"
+    with pytest.raises(VerificationError) as e:
+        _verify(chain.sign(chain.payload()), chain, at=NOW + timedelta(hours=3))
+    assert e.value.code == "certificate_expired"
+    assert _verify(chain.sign(chain.payload()), chain).claims["nonce"] == "42" * 32
+
+
+def test_the_kept_links_are_bounded(chain: FakeChain) -> None:
+    nitro.clear_caches()
+    limit = nitro._LINKS._max
+    for i in range(limit + 3):
+        nitro._LINKS.put((b"issuer", i.to_bytes(4, "big")), True)
+    assert len(nitro._LINKS._data) == limit
+    nitro.clear_caches()
+    assert len(nitro._LINKS._data) == 0

@@ -17,7 +17,7 @@ from veritee import evidence
 from veritee.appraisal import appraise, load_policy
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, VerificationError
-from veritee.evidence import nvidia
+from veritee.evidence import nitro, nvidia
 
 DIR = TESTVECTORS / "nvidia-gpu"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -131,3 +131,27 @@ def test_policy_pins_blocks_measurement_and_driver() -> None:
         "version: 1\nname: gpu\nplatforms:\n  nvidia-gpu:\n    driver_versions: ['535.0']\n"
     )
     assert [r.code for r in appraise(ev, old).reasons] == ["driver_version_not_allowed"]
+
+
+def test_a_tampered_certificate_is_refused_with_the_links_warm() -> None:
+    """The chain's verified links are kept by their exact bytes (nitro.verify_chain's memo):
+    with them warm, a certificate whose signature has one bit flipped is refused, at any
+    position, and the good chain still verifies."""
+    import base64
+
+    nitro.clear_caches()
+    _verify(_data())
+    _, chain = _doc()
+    pems = [
+        p + "-----END CERTIFICATE-----\n" for p in chain.split("-----END CERTIFICATE-----")[:-1]
+    ]
+    for position in range(len(pems) - 1):  # every certificate below the pinned root
+        body = "".join(pems[position].split("-----")[2].split())
+        der = bytearray(base64.b64decode(body))
+        der[-3] ^= 0x01  # in the signature value, which ends the DER
+        pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)).decode()
+        tampered = [*pems[:position], pem + "-----END CERTIFICATE-----\n", *pems[position + 1 :]]
+        with pytest.raises(VerificationError) as e:
+            _verify(_data(chain="".join(tampered)))
+        assert e.value.code == "chain_invalid", position
+    assert _verify(_data())["driver_version"] == "550.90.07"
