@@ -117,6 +117,19 @@ def certificate(
     return b.sign(issuer_key, hashes.SHA256())
 
 
+#: A key usage that may not sign data (CRLs only): a TCB signer that must be refused.
+NO_SIGN_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
 #: The key usage of Intel's TCB Signing certificate: digitalSignature and nonRepudiation.
 SIGNING_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,

@@ -82,6 +82,26 @@ def default_policy(platform: SimulatedPlatform) -> dict[str, Any]:
     }
 
 
+def spy_loop_transactions(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, record for each transaction ``ctx`` opens whether it runs on an event
+    loop's thread (True: a database read or write blocking that loop)."""
+    import asyncio
+
+    on_loop: list[bool] = []
+    real = ctx.storage.transaction
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.storage, "transaction", spy)
+    return on_loop
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -27,7 +27,7 @@ from tests.kbs_guest import (
     tee_jwk,
     token_claims,
 )
-from tests.service.conftest import OTHER, Env, default_policy
+from tests.service.conftest import OTHER, Env, default_policy, spy_loop_transactions
 from tests.sev_crate_json import LAYOUTS, sev_evidence
 
 from veritee.service.app import create_app
@@ -567,22 +567,8 @@ def test_attest_reads_the_database_off_the_event_loop(env: Env, monkeypatch: Any
     (the policies in force, the collateral generation, the reference values: read again at
     every request here, ``policy_cache_seconds=0``) is read in a database thread, so a slow
     database (PostgreSQL across a network) never stalls the worker's other requests."""
-    import asyncio
-
     _setup(env)
-    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
-    on_loop: list[bool] = []
-    real = ctx.storage.transaction
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        try:
-            asyncio.get_running_loop()
-            on_loop.append(True)
-        except RuntimeError:
-            on_loop.append(False)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ctx.storage, "transaction", spy)
+    on_loop = spy_loop_transactions(env.client.app.state.ctx, monkeypatch)  # type: ignore[attr-defined]
     sk = ec.generate_private_key(ec.SECP256R1())
     for _ in range(2):
         r = _attest(env, sk)

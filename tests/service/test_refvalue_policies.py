@@ -14,7 +14,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from tests.service.conftest import GOOD, OTHER, Env
+from tests.service.conftest import GOOD, OTHER, Env, spy_loop_transactions
 
 from veritee.appraisal import load_policy
 from veritee.appraisal.evaluate import appraise_admitted
@@ -101,23 +101,9 @@ def test_attest_reads_the_database_off_the_event_loop(env: Env, monkeypatch: Any
     """/v1/attest appraises on the event loop; the policies in force, the collateral
     generation and the reference values it needs (read again at every request here,
     ``policy_cache_seconds=0``) are read in a database thread, never on the loop."""
-    import asyncio
-
     _register(env, _corim(GOOD))
     env.install_policy(_policy(env, {"refvalues": "payments-frontend"}))
-    ctx = env.client.app.state.ctx  # type: ignore[attr-defined]
-    on_loop: list[bool] = []
-    real = ctx.storage.transaction
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        try:
-            asyncio.get_running_loop()
-            on_loop.append(True)
-        except RuntimeError:
-            on_loop.append(False)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ctx.storage, "transaction", spy)
+    on_loop = spy_loop_transactions(env.client.app.state.ctx, monkeypatch)  # type: ignore[attr-defined]
     for _ in range(2):
         assert _attest(env)["accepted"] is True
     assert on_loop and not any(on_loop), on_loop

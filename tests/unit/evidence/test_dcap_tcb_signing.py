@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.fakes.intel import (
     AT,
     KEYS,
+    NO_SIGN_KEY_USAGE,
     OTHER_SIGNER,
     SIGNING_KEY_USAGE,
     Spec,
@@ -40,10 +41,7 @@ from veritee.collateral import Collateral
 from veritee.errors import VerificationError
 from veritee.evidence import dcap, tdx
 
-_NO_SIGN = x509.KeyUsage(
-    digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-    key_agreement=False, key_cert_sign=False, crl_sign=True, encipher_only=False, decipher_only=False,
-)  # fmt: skip
+_NO_SIGN = NO_SIGN_KEY_USAGE
 
 
 def _verify(syn: Synthetic, collateral: Collateral | None = None) -> dict[str, Any]:
