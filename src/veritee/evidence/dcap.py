@@ -64,6 +64,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from veritee import certs as _certs
+from veritee._frozen import maker as _maker
 from veritee._lru import Lru as _Lru
 from veritee.collateral import Collateral
 from veritee.collateral import marks as _marks
@@ -355,6 +356,10 @@ class _PckChain:
     key: _PckKey
 
 
+#: ``_PckChain(...)`` with every field positional, without the frozen dataclass's per-field
+#: ``object.__setattr__`` (one per new platform).
+_make_pck_chain = _maker(_PckChain)
+
 _PCK_CHAINS: _Lru[_PckKey, _PckChain] = _Lru(1024)
 _ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
 
@@ -420,6 +425,9 @@ class _PckCheap:
     ext: PckExtension
 
 
+_make_pck_cheap = _maker(_PckCheap)  # (as _make_pck_chain)
+
+
 #: What reading a chain or collateral set for the cheap checks may raise: it then has none.
 _CHEAP_ERRORS: tuple[type[Exception], ...] = (
     VeriteeError,
@@ -443,7 +451,7 @@ def _pck_cheap(pem: bytes, key: _PckKey) -> _PckChain | _PckCheap | None:
             return None
         ext = parse_pck_extension(ext_value.value)
         windows = _pck_windows(certs)
-        return _PckCheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
+        return _make_pck_cheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
                          _certs.subject_der(certs[1]), ext)  # fmt: skip
     except _CHEAP_ERRORS:
         return None
@@ -482,18 +490,10 @@ def _pck_chain_uncached(
         if not isinstance(ext_value, x509.UnrecognizedExtension):
             raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
         ext = parse_pck_extension(ext_value.value)
-    chain = _PckChain(
-        leaf_key=leaf_key,
-        ext=ext,
-        leaf_serial=leaf.serial_number,
-        ca_name=_certs.subject_der(ca),
-        ca_spki=_certs.public_key_der(ca),
-        ca_serial=ca.serial_number,
-        windows=windows,
-        span=span,
-        key=key,
-    )
-    return chain
+    return _make_pck_chain(
+        leaf_key, ext, leaf.serial_number, _certs.subject_der(ca), _certs.public_key_der(ca),
+        ca.serial_number, windows, span, key,
+    )  # fmt: skip
 
 
 # --- collateral -----------------------------------------------------------------------------

@@ -97,3 +97,26 @@ def test_cached_chain_is_kept_per_trust_and_exact_bytes() -> None:
     tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)  # cached, warm
     with pytest.raises((VerificationError, MalformedError)):
         tdx.verify(quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+
+
+def test_pck_chain_and_cheap_records_are_the_dataclasses() -> None:
+    """The verified chain and the cheap read are built without the frozen dataclasses' __init__
+    (``veritee._frozen.maker``): the same objects, field for field, still frozen."""
+    import dataclasses
+
+    syn = build()
+    sig = dcap.parse_quote(syn.quote).signature_data
+    dcap.clear_caches()
+    key = dcap._pck_chain_key(sig.pck_chain_pem, syn.trust)
+    cheap = dcap._pck_cheap(sig.pck_chain_pem, key)
+    assert isinstance(cheap, dcap._PckCheap)
+    chain = dcap._pck_chain(sig.pck_chain_pem, syn.trust, key, cheap)
+    for made, cls in ((cheap, dcap._PckCheap), (chain, dcap._PckChain)):
+        assert type(made) is cls
+        fields = {f.name: getattr(made, f.name) for f in dataclasses.fields(made)}
+        assert made == cls(**fields) and vars(made) == fields
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.key = None  # type: ignore[misc]
+    assert chain.leaf_serial == cheap.certs[0].serial_number
+    assert chain.ca_serial == cheap.certs[1].serial_number
+    assert chain.ca_name == cheap.ca_name
