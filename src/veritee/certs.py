@@ -34,7 +34,7 @@ import hashlib
 import re
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from cryptography import x509
@@ -49,8 +49,11 @@ from veritee.errors import MalformedError
 
 __all__ = [
     "PARSE_ERRORS",
+    "AnyCrl",
+    "ReadCrl",
     "checked_certificate",
     "checked_crl",
+    "crl_issuer_der",
     "crl_signature_valid",
     "der_of",
     "forget_anchors",
@@ -65,6 +68,7 @@ __all__ = [
     "load_pem_crl",
     "plain_names",
     "public_key_der",
+    "read_der_crl",
     "revoked_serials",
     "same_name",
     "sha256_of",
@@ -479,9 +483,18 @@ def verify_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:
     key.verify(c.signature, c.tbs, _ECDSA_SHA256)
 
 
-def crl_signature_valid(crl: x509.CertificateRevocationList, key: object) -> bool:
+def crl_signature_valid(crl: AnyCrl, key: object) -> bool:
     """``crl.is_signature_valid(key)`` (inner and outer algorithm equal, then the signature);
     an ECDSA-SHA256 signature by a P-256 key is checked over the signed bytes as loaded."""
+    if isinstance(crl, ReadCrl):  # (ecdsa-with-SHA256 inside and out, as read)
+        k = _p256(key)
+        if k is None:
+            return x509.load_der_x509_crl(crl.der).is_signature_valid(key)  # type: ignore[arg-type]
+        try:
+            k.verify(crl.signature, crl.tbs, _ECDSA_SHA256)
+        except InvalidSignature:
+            return False
+        return True
     r, k = _raw_parts(crl), _p256(key)
     if r is None or k is None or r.outer_alg != _ECDSA_SHA256_ALG or r.inner_alg != r.outer_alg:
         return crl.is_signature_valid(key)  # type: ignore[arg-type]
@@ -492,12 +505,23 @@ def crl_signature_valid(crl: x509.CertificateRevocationList, key: object) -> boo
     return True
 
 
-def same_name(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+def same_name(crl: AnyCrl, cert: x509.Certificate) -> bool:
     """``crl.issuer == cert.subject`` (equal DER first, without building either name)."""
+    if isinstance(crl, ReadCrl):
+        c = _raw_parts(cert)
+        if c is not None and crl.issuer_der == c.subject:
+            return True
+        return bool(x509.load_der_x509_crl(crl.der).issuer == cert.subject)
     r, c = _raw_parts(crl), _raw_parts(cert)
     if r is not None and c is not None and r.issuer == c.subject:
         return True
     return bool(crl.issuer == cert.subject)
+
+
+def crl_issuer_der(crl: AnyCrl) -> bytes:
+    """``crl.issuer.public_bytes()`` (for a CRL read here: the issuer's DER as read, a name of the
+    plain layout, which ``public_bytes()`` gives back unchanged)."""
+    return crl.issuer_der if isinstance(crl, ReadCrl) else crl.issuer.public_bytes()
 
 
 #: CA certificates that passed :func:`checked_certificate`, by their exact DER.
@@ -760,8 +784,10 @@ def _entries_fast(crl: x509.CertificateRevocationList, raw: _Raw | None) -> list
 _SERIALS: Lru[int, tuple[x509.CertificateRevocationList, frozenset[int]]] = Lru(256)
 
 
-def revoked_serials(crl: x509.CertificateRevocationList) -> frozenset[int]:
-    """The serial numbers ``crl`` revokes (read once, when it was checked)."""
+def revoked_serials(crl: AnyCrl) -> frozenset[int]:
+    """The serial numbers ``crl`` revokes (read once, when it was checked or read)."""
+    if isinstance(crl, ReadCrl):
+        return crl.serials
     hit = _SERIALS.get(id(crl))
     if hit is not None and hit[0] is crl:
         return hit[1]
@@ -913,3 +939,214 @@ def load_pem_crl(data: bytes, field: str) -> x509.CertificateRevocationList:
     except PARSE_ERRORS as e:
         raise MalformedError(f"not a PEM X.509 CRL ({type(e).__name__})", field=field) from None
     return checked_crl(crl, field)
+
+
+# --- CRLs of Intel's layout, read without a ``cryptography`` object -----------------------------
+#
+# Issue 15 item 2 (a cold DCAP verification, seventh pass): loading an Intel PCK CRL through
+# ``cryptography`` and reading its 40-odd entries back costs several times reading the DER
+# directly. :func:`read_der_crl` reads a CRL of exactly Intel's layout (v2, ecdsa-with-SHA256
+# inside and out, a name of the plain layout, UTCTime dates, entries with at most a non-critical
+# reason code, the CRL number and authority key identifier as its only extensions) by a strict DER
+# reader whose regular expressions run in C; any other CRL, and anything the reader does not
+# recognise, is loaded by ``cryptography`` (:func:`load_der_crl`), which decides as before. What
+# the reader accepts, ``cryptography`` accepts too and reads the same way (a test holds them to
+# that on every one-byte change of the real CRLs).
+
+
+def _stlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start of value, end) of the DER element at ``pos``, lengths in their shortest form
+    (as DER requires); ValueError otherwise."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, ln = data[pos], data[pos + 1]
+    vs = pos + 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 3 or vs + n > end or data[vs] == 0:
+            raise ValueError("bad length")
+        ln = int.from_bytes(data[vs : vs + n], "big")
+        vs += n
+        if ln < 0x80:
+            raise ValueError("long form of a short length")
+    if vs + ln > end:
+        raise ValueError("overrun")
+    return tag, vs, vs + ln
+
+
+#: UTCTime content (RFC 5280 4.1.2.5.1: YYMMDDHHMMSSZ, years 1950-2049) of a valid date: the day
+#: within its month, 29 February only in the years divisible by 4 (all leap years in that range).
+_UTC_TIME = (
+    rb"[0-9]{2}(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])(?:29|30)"
+    rb"|(?:0[13578]|1[02])31)(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]Z"
+    rb"|(?:[02468][048]|[13579][26])0229(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]Z"
+)
+_UTC_TIME_RE = re.compile(_UTC_TIME)
+
+
+def _positive_integer(n: int) -> bytes:
+    """A pattern of the content of a DER INTEGER of ``n`` octets that is >= 0 (shortest form)."""
+    if n == 1:
+        return rb"[\x00-\x7f]"
+    return rb"(?:[\x01-\x7f][\x00-\xff]|\x00[\x80-\xff])[\x00-\xff]{%d}" % (n - 2)
+
+
+#: A non-critical reasonCode entry extension (RFC 5280 5.3.1) with a value that names a reason.
+_REASON_EXT = re.escape(bytes.fromhex("300c300a0603551d1504030a01")) + rb"[\x00-\x06\x08-\x0a]"
+
+
+def _entry_patterns() -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """Patterns of revokedCertificates' content: every entry (serial, UTCTime revocation date,
+    optionally the reason code) with its lengths exact; and one that captures each serial."""
+    whole: list[bytes] = []
+    serial: list[bytes] = []
+    # Serial numbers of up to 20 octets (RFC 5280 4.1.2.2) and a leading zero.
+    for n in (20, 21, *range(1, 20)):
+        body = _positive_integer(n) + rb"\x17\x0d(?:" + _UTC_TIME + rb")"
+        head = bytes([0x02, n])
+        whole.append(re.escape(bytes([0x30, 2 + n + 15 + 14]) + head) + body + _REASON_EXT)
+        whole.append(re.escape(bytes([0x30, 2 + n + 15]) + head) + body)
+        serial.append(rb"(?<=%s)[\x00-\xff]{%d}" % (re.escape(bytes([n])), n))
+    entries = re.compile(rb"(?:" + b"|".join(whole) + rb")+")
+    # Run only over a content ``entries`` matched in full: entry by entry, the same split.
+    serials = re.compile(
+        rb"\x30[\x00-\x7f]\x02[\x01-\x15](" + b"|".join(serial) + rb")\x17\x0d[0-9]{12}Z"
+        rb"(?:" + _REASON_EXT + rb")?"
+    )
+    return entries, serials
+
+
+_ENTRIES_RE, _SERIALS_RE = _entry_patterns()
+
+
+def _crl_extensions_pattern() -> re.Pattern[bytes]:
+    """crlExtensions of exactly a non-critical CRL number (up to 4 octets) and a non-critical
+    authority key identifier of a 20-octet keyIdentifier only, in that order (Intel's)."""
+    aki = re.escape(bytes.fromhex("301f0603551d23041830168014")) + rb"[\x00-\xff]{20}"
+    alts = []
+    for k in range(1, 5):
+        head = bytes([0xA0, 0x2E + k, 0x30, 0x2C + k, 0x30, 0x09 + k]) + bytes.fromhex(
+            "0603551d1404"
+        )
+        alts.append(re.escape(head + bytes([2 + k, 0x02, k])) + _positive_integer(k) + aki)
+    return re.compile(b"|".join(alts))
+
+
+_CRL_EXTENSIONS_RE = _crl_extensions_pattern()
+
+#: The attribute types a name read here may hold (commonName, organizationName, localityName,
+#: stateOrProvinceName, countryName, organizationalUnitName), by their DER.
+_NAME_OIDS = frozenset(bytes.fromhex(h) for h in ("0603550403", "060355040a", "0603550407",
+                                                   "0603550408", "0603550406", "060355040b"))  # fmt: skip
+_PRINTABLE_RE = re.compile(rb"[A-Za-z0-9 '()+,\-./:=?]*")
+
+
+def _strict_plain_name(der: bytes) -> bool:
+    """Whether ``der`` is a Name of the plain layout (:func:`_name_decodes`) in strict DER, each
+    attribute of a type in :data:`_NAME_OIDS`, a PrintableString of its alphabet only: one that
+    ``cryptography`` loads and builds without an error or a warning."""
+    try:
+        tag, pos, end = _stlv(der, 0, len(der))
+        if tag != 0x30 or end != len(der):
+            return False
+        while pos < end:
+            stag, spos, send = _stlv(der, pos, end)
+            atag, apos, aend = _stlv(der, spos, send)
+            if stag != 0x31 or atag != 0x30 or aend != send:
+                return False
+            otag, _, oend = _stlv(der, apos, aend)
+            vtag, vpos, vend = _stlv(der, oend, aend)
+            oid = der[apos:oend]
+            if otag != 0x06 or oid not in _NAME_OIDS or vend != aend:
+                return False
+            if vtag == 0x13:
+                if _PRINTABLE_RE.fullmatch(der, vpos, vend) is None:
+                    return False
+            elif vtag != 0x0C:
+                return False
+            der[vpos:vend].decode("utf-8")
+            limits = _LENGTH_LIMITS.get(oid)
+            if limits is not None and not limits[0] <= vend - vpos <= limits[1]:
+                return False
+            pos = send
+    except ValueError:  # (UnicodeDecodeError too)
+        return False
+    return True
+
+
+def _utc_time(der: bytes, pos: int) -> datetime | None:
+    """The UTCTime element at ``pos`` (tag, length 13, a valid date), or None."""
+    if der[pos : pos + 2] != b"\x17\x0d" or _UTC_TIME_RE.fullmatch(der, pos + 2, pos + 15) is None:
+        return None
+    d = der[pos + 2 : pos + 15]
+    yy = int(d[0:2])
+    return datetime(
+        (1900 if yy >= 50 else 2000) + yy, int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]),
+        int(d[10:12]), tzinfo=UTC,
+    )  # fmt: skip
+
+
+class ReadCrl:
+    """A CRL read from its DER by :func:`read_der_crl`'s strict reader: what the verifiers use of
+    it (``last_update_utc`` and ``next_update_utc`` as ``cryptography`` names them), no object of
+    ``cryptography``. Its algorithm is ecdsa-with-SHA256, inside and out."""
+
+    __slots__ = ("der", "issuer_der", "last_update_utc", "next_update_utc", "serials",
+                 "signature", "tbs")  # fmt: skip
+
+    def __init__(self, der: bytes, tbs: bytes, issuer_der: bytes, last: datetime, nxt: datetime,
+                 serials: frozenset[int], signature: bytes) -> None:  # fmt: skip
+        self.der, self.tbs, self.issuer_der, self.signature = der, tbs, issuer_der, signature
+        self.last_update_utc: datetime = last
+        self.next_update_utc: datetime | None = nxt
+        self.serials = serials
+
+
+#: A CRL as the loaders here give it.
+AnyCrl = x509.CertificateRevocationList | ReadCrl
+
+
+def _read_crl(der: bytes) -> ReadCrl | None:
+    """``der`` read as a CRL of Intel's layout (above), or None."""
+    try:
+        tag, pos, end = _stlv(der, 0, len(der))
+        if tag != 0x30 or end != len(der):
+            return None
+        tbs_start = pos
+        ttag, pos, tend = _stlv(der, pos, end)
+        if ttag != 0x30 or der[tend : tend + 12] != _ECDSA_SHA256_ALG:
+            return None
+        btag, bpos, bend = _stlv(der, tend + 12, end)
+        if btag != 0x03 or bend != end or bpos >= bend or der[bpos] != 0:
+            return None
+        if der[pos : pos + 3] != b"\x02\x01\x01" or der[pos + 3 : pos + 15] != _ECDSA_SHA256_ALG:
+            return None
+        ntag, _, nend = _stlv(der, pos + 15, tend)
+        issuer = der[pos + 15 : nend]
+        # (A name that loaded and decoded here before, in a certificate: the PCK CA's, the root's.)
+        if ntag != 0x30 or (_CHECKED_NAMES.get(issuer) is None and not _strict_plain_name(issuer)):
+            return None
+        last, nxt = _utc_time(der, nend), _utc_time(der, nend + 15)
+        if last is None or nxt is None:
+            return None
+        pos = nend + 30
+        serials: frozenset[int] = frozenset()
+        if pos < tend and der[pos] == 0x30:
+            _, rpos, rend = _stlv(der, pos, tend)
+            if _ENTRIES_RE.fullmatch(der, rpos, rend) is None:
+                return None
+            serials = frozenset(map(int.from_bytes, _SERIALS_RE.findall(der, rpos, rend)))
+            pos = rend
+        if _CRL_EXTENSIONS_RE.fullmatch(der, pos, tend) is None:
+            return None
+    except (ValueError, IndexError):
+        return None
+    return ReadCrl(der, der[tbs_start:tend], issuer, last, nxt, serials, der[bpos + 1 : bend])
+
+
+def read_der_crl(data: bytes, field: str) -> AnyCrl:
+    """One DER CRL: of Intel's layout, read by the strict reader here (:class:`ReadCrl`); else
+    loaded and checked by :func:`load_der_crl` (MalformedError naming ``field``)."""
+    der = bytes(data)
+    fast = _read_crl(der)
+    return fast if fast is not None else load_der_crl(der, field)

@@ -674,18 +674,18 @@ def _raw_from_bag(collateral: Collateral) -> _RawCollateral | None:
     )
 
 
-def _load_crl(der: bytes, name: str) -> x509.CertificateRevocationList:
-    return _certs.load_der_crl(der, name)
+def _load_crl(der: bytes, name: str) -> _certs.AnyCrl:
+    return _certs.read_der_crl(der, name)  # (a CRL of Intel's layout: read, no x509 object)
 
 
-def _crl_window(crl: x509.CertificateRevocationList, name: str) -> _Window:
+def _crl_window(crl: _certs.AnyCrl, name: str) -> _Window:
     nxt = crl.next_update_utc
     if nxt is None:
         raise CollateralError(f"{name} has no nextUpdate", code="collateral_invalid")
     return _Window(name, crl.last_update_utc, nxt)
 
 
-def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str) -> None:
+def _check_crl(crl: _certs.AnyCrl, issuer: x509.Certificate, name: str) -> None:
     key = _pubkey(issuer, name)
     if not _certs.same_name(crl, issuer) or not isinstance(key, ec.EllipticCurvePublicKey):
         raise CollateralError(
@@ -1138,7 +1138,7 @@ def _rank(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Rank:
     rank = _Rank(
         fmspc=fmspc.upper() if isinstance(fmspc, str) else "",
         order=(_evaluation_number(info), pck_update, root_update),
-        pck_crl_issuer=pck_crl.issuer.public_bytes(),
+        pck_crl_issuer=_certs.crl_issuer_der(pck_crl),
         pck_crl_update=pck_update,
         root_crl_update=root_update,
     )
@@ -1206,8 +1206,8 @@ class _CollateralCheap:
     tcb_info: dict[str, Any]
     #: What was parsed, for the verification to reuse (:func:`_verify_collateral_uncached`).
     crl_chain: list[x509.Certificate]
-    root_crl: x509.CertificateRevocationList
-    pck_crl: x509.CertificateRevocationList
+    root_crl: _certs.AnyCrl
+    pck_crl: _certs.AnyCrl
     #: name -> (issuer chain, document) of ``tcb_info`` and ``qe_identity``.
     signed: dict[str, tuple[list[x509.Certificate], dict[str, Any]]]
     #: The bytes all of it was parsed from (reused only for these very bytes).
