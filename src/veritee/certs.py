@@ -287,6 +287,7 @@ class _Raw(NamedTuple):
     outer_alg: bytes
     signature: bytes  #: the signature BIT STRING's content after the unused-bits octet
     serial: bytes = b""  #: a certificate's serialNumber INTEGER content (b"" for a CRL)
+    spki: bytes = b""  #: a certificate's subjectPublicKeyInfo element (b"" for a CRL)
 
 
 def _walk(der: bytes, crl: bool) -> _Raw | None:
@@ -303,7 +304,7 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
         # TBSCertList: version OPTIONAL, signature, issuer, thisUpdate, ...
         parts: list[tuple[int, int, int, int]] = []  # tag, start, end, start of the value
         pos = tvs
-        while pos < te and len(parts) < 6:
+        while pos < te and len(parts) < 7:
             t, start, vs, end = _tlv(der, pos, te)
             parts.append((t, start, end, vs))
             pos = end
@@ -326,6 +327,7 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
             outer_alg=der[as_:ae],
             signature=der[svs + 1 : se],
             serial=b"" if crl else der[parts[1][3] : parts[1][2]],
+            spki=der[parts[6][1] : parts[6][2]] if not crl and len(parts) > 6 else b"",
         )
     except (ValueError, IndexError):
         return None
@@ -402,6 +404,10 @@ def subject_der(cert: x509.Certificate) -> bytes:
     return der
 
 
+#: The subjectPublicKeyInfo of a P-256 key before its point (id-ecPublicKey, prime256v1, a BIT
+#: STRING of 66 octets, an uncompressed point).
+_P256_SPKI = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+
 #: SubjectPublicKeyInfo DER of certificates, by object identity (the object is held).
 _SPKIS: Lru[int, tuple[x509.Certificate, bytes]] = Lru(256)
 
@@ -411,9 +417,15 @@ def public_key_der(cert: x509.Certificate) -> bytes:
     hit = _SPKIS.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
-    der = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    raw = _raw_parts(cert)
+    if raw is not None and len(raw.spki) == 91 and raw.spki.startswith(_P256_SPKI):
+        # A P-256 key in its one encoding (named curve, uncompressed point) is what public_bytes()
+        # writes for it: the element as loaded (its point parsed when the certificate was checked).
+        der = raw.spki
+    else:
+        der = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     _SPKIS.put(id(cert), (cert, der))
     return der
 

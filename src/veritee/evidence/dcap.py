@@ -50,7 +50,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -559,7 +558,11 @@ class _VerifiedCollateral:
         return self.marks_from()
 
 
-_COLLATERAL: _Lru[bytes, _VerifiedCollateral] = _Lru(256)
+#: A collateral set's cache key: SHA-256 over its exact bytes and the pinned roots, or a
+#: test-vector-layout document's exact strings and the pinned roots' tag (:func:`_layout_key`).
+_SetKey = bytes | tuple[object, ...]
+
+_COLLATERAL: _Lru[_SetKey, _VerifiedCollateral] = _Lru(256)
 
 
 def clear_caches(*, keep_collateral: bool = False) -> None:
@@ -573,7 +576,6 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
         _CA_LINKS.clear()
         _COLLATERAL.clear()
         _COLLATERAL_CHEAP.clear()
-        _LAYOUT_MEMO.clear()
         _RANKS.clear()
 
 
@@ -817,7 +819,7 @@ def _verify_signed_json(
 
 
 def _verify_collateral(
-    raw: _RawCollateral, trust: DcapTrust, key: bytes, parsed: _CollateralCheap | None = None
+    raw: _RawCollateral, trust: DcapTrust, key: _SetKey, parsed: _CollateralCheap | None = None
 ) -> _VerifiedCollateral:
     """Signatures and chains of one collateral set (step 6, without times); cached under ``key``.
     ``parsed``: the same bytes as the cheap checks parsed them (certificates, CRLs, JSON); used
@@ -953,25 +955,14 @@ _LAYOUT_KEYS = (
 )  # fmt: skip
 
 
-#: id(doc) -> (the very str objects hashed, trust tag, key). Holding the strings keeps their ids
-#: from being reused; ``is`` on all of them proves the content is what was hashed.
-_LAYOUT_MEMO: _Lru[int, tuple[tuple[object, ...], bytes, bytes]] = _Lru(64)
-
-
-def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> bytes | None:
-    """Cache key of a test-vector-layout document: SHA-256 over its exact strings."""
-    tag = trust.cache_tag
-    memo = _LAYOUT_MEMO.get(id(doc))
-    if (
-        memo is not None
-        and memo[1] == tag
-        and all(map(operator.is_, map(doc.get, _LAYOUT_KEYS), memo[0]))  # (nine, in C)
-    ):
-        return memo[2]
-    key = _layout_key_uncached(doc, tag)
-    if key is not None:
-        _LAYOUT_MEMO.put(id(doc), (tuple(doc.get(k) for k in _LAYOUT_KEYS), tag, key))
-    return key
+def _layout_key(doc: dict[str, Any], trust: DcapTrust) -> _SetKey | None:
+    """Cache key of a test-vector-layout document: its nine exact strings themselves (and the
+    pinned roots' tag). Python hashes a str once and keeps the hash, and a cache hit compares the
+    strings in full; a str subclass (whose hash and equality are its own) is hashed by SHA-256."""
+    values = tuple(map(doc.get, _LAYOUT_KEYS))
+    if list(map(type, values)).count(str) == len(_LAYOUT_KEYS):  # (exact str, in C)
+        return ("layout", trust.cache_tag, *values)
+    return _layout_key_uncached(doc, trust.cache_tag)
 
 
 def _layout_key_uncached(doc: dict[str, Any], tag: bytes) -> bytes | None:
@@ -980,7 +971,7 @@ def _layout_key_uncached(doc: dict[str, Any], tag: bytes) -> bytes | None:
         v = doc.get(k)
         if not isinstance(v, str):
             return None
-        b = v.encode()
+        b = str.encode(v)  # (a str subclass's own encode() is not called)
         h.update(len(b).to_bytes(4, "big"))
         h.update(b)
     return h.digest()
@@ -1057,7 +1048,7 @@ def _choose_collateral(
     return raw.digest(trust), functools.partial(_same, raw)
 
 
-_Candidate = tuple[bytes, Callable[[], _RawCollateral]]
+_Candidate = tuple[_SetKey, Callable[[], _RawCollateral]]
 
 
 def _candidates(collateral: Collateral, trust: DcapTrust, pck_ca: bytes) -> list[_Candidate]:
@@ -1113,10 +1104,10 @@ class _Rank:
     root_crl_update: datetime
 
 
-_RANKS: _Lru[bytes, _Rank] = _Lru(256)
+_RANKS: _Lru[_SetKey, _Rank] = _Lru(256)
 
 
-def _rankable(key: bytes, get_raw: Callable[[], _RawCollateral]) -> bool:
+def _rankable(key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> bool:
     """Can this (attester's) set be ordered at all? A malformed one is no candidate."""
     try:
         _rank(key, get_raw)
@@ -1125,7 +1116,7 @@ def _rankable(key: bytes, get_raw: Callable[[], _RawCollateral]) -> bool:
     return True
 
 
-def _rank(key: bytes, get_raw: Callable[[], _RawCollateral]) -> _Rank:
+def _rank(key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> _Rank:
     hit = _RANKS.get(key)
     if hit is not None:
         return hit
@@ -1174,7 +1165,7 @@ def collateral_marks(
     own = replace(collateral, untrusted=(), attester=None, marks=None)
     found: list[Mark] = []
     skipped: list[str] = []
-    seen: set[bytes] = set()
+    seen: set[_SetKey] = set()
     for ca in {c.issuer.public_bytes() for c in own.crls} or {b""}:
         try:
             candidates = _candidates(own, trust, ca)
@@ -1214,11 +1205,11 @@ class _CollateralCheap:
     raw: _RawCollateral
 
 
-_COLLATERAL_CHEAP: _Lru[bytes, _CollateralCheap] = _Lru(256)
+_COLLATERAL_CHEAP: _Lru[_SetKey, _CollateralCheap] = _Lru(256)
 
 
 def _collateral_cheap(
-    key: bytes, get_raw: Callable[[], _RawCollateral]
+    key: _SetKey, get_raw: Callable[[], _RawCollateral]
 ) -> _VerifiedCollateral | _CollateralCheap | None:
     """The verified set when cached, else its windows (in the order step 6 checks them) and TCB
     info read without any signature check; None where it does not parse (step 6 then names it)."""
