@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import time
@@ -93,8 +94,10 @@ class _TooLarge(Exception):
     pass
 
 
-class RequestMetrics:
-    """Count requests by route template and status, and time them (plain ASGI: cheap).
+class RequestCounts:
+    """The request series of one app: requests by route template and status, their latency,
+    the requests in progress. Kept by :class:`RequestMetrics` for the ASGI path and by the
+    protocol's hot routes (:mod:`veritee.service.http_protocol`): one place for both.
 
     A request is counted when its response starts, before the client can see it: a client's
     next request, to any worker, finds it in ``/metrics``. The labelled series a request
@@ -105,15 +108,13 @@ class RequestMetrics:
     #: The most (route, status) series kept at hand; the rest are looked up each time.
     MAX_SERIES = 1024
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._in_progress: Any = None
         self._counters: dict[tuple[str, int], Any] = {}
         self._latencies: dict[str, Any] = {}
 
-    def _count(self, scope: Scope, status: int) -> None:
-        path = getattr(scope.get("route"), "path", "unmatched")
+    def count(self, path: str, status: int) -> None:
         counter = self._counters.get((path, status))
         if counter is None:
             counter = self.metrics.counter(
@@ -123,8 +124,7 @@ class RequestMetrics:
                 self._counters[(path, status)] = counter
         counter.inc()
 
-    def _observe(self, scope: Scope, seconds: float) -> None:
-        path = getattr(scope.get("route"), "path", "unmatched")
+    def observe(self, path: str, seconds: float) -> None:
         histogram = self._latencies.get(path)
         if histogram is None:
             histogram = self.metrics.histogram(route=path)
@@ -132,35 +132,56 @@ class RequestMetrics:
                 self._latencies[path] = histogram
         histogram.observe(seconds)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        counted = False
+    def begin(self) -> float:
+        """A request starts being answered: it is in progress until :meth:`end`."""
         in_progress = self._in_progress
         if in_progress is None:  # declared by the first request, as before
             in_progress = self._in_progress = self.metrics.gauge(
                 "veritee_http_requests_in_progress", "HTTP requests being answered", mode="livesum"
             )
+        in_progress.inc()
+        self.metrics.requests_in_progress += 1
+        return time.perf_counter()
+
+    def end(self, path: str, start: float) -> None:
+        self.metrics.requests_in_progress -= 1
+        self._in_progress.dec()
+        self.observe(path, time.perf_counter() - start)
+
+
+def _route_path(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
+class RequestMetrics:
+    """Count requests by route template and status, and time them (plain ASGI: cheap), in
+    ``counts`` (:class:`RequestCounts`)."""
+
+    def __init__(self, app: ASGIApp, counts: RequestCounts) -> None:
+        self.app = app
+        self.counts = counts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        counts = self.counts
+        counted = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal counted
             if message["type"] == "http.response.start" and not counted:
                 counted = True
-                self._count(scope, int(message["status"]))
+                counts.count(_route_path(scope), int(message["status"]))
             await send(message)
 
-        in_progress.inc()
-        self.metrics.requests_in_progress += 1
+        start = counts.begin()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.requests_in_progress -= 1
-            in_progress.dec()
             if not counted:  # no response started (the app raised): the server answers 500
-                self._count(scope, 500)
-            self._observe(scope, time.perf_counter() - start)
+                counts.count(_route_path(scope), 500)
+            counts.end(_route_path(scope), start)
 
 
 class FastChallenge:
@@ -231,23 +252,31 @@ class FastAttest:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        body = await _attest_body(b"".join(chunks))
+        body = attest_body(b"".join(chunks))
         if body is None:
             await self.app(scope, _replay(chunks, receive, None), send)
             return
-        from veritee.service.routes_attest import attest_response
-
         scope["route"] = self.route
-        try:
-            response = await attest_response(self.ctx, body)
-        except VeriteeError as exc:
-            response = veritee_problem(exc)
-        except StarletteHTTPException as exc:
-            response = http_problem(exc)
+        response = await attest_answer(self.ctx, body)
         await response(scope, receive, send)
 
 
-async def _attest_body(raw: bytes) -> Any:
+async def attest_answer(ctx: ServiceContext, body: Any) -> Response:
+    """The route's answer to an attest request whose body (``body``, from :func:`attest_body`)
+    was read below the router: :func:`veritee.service.routes_attest.attest_response`, its errors
+    the same problem documents as under the router; any other exception goes up (to the
+    server-error handler)."""
+    from veritee.service.routes_attest import attest_response
+
+    try:
+        return await attest_response(ctx, body)
+    except VeriteeError as exc:
+        return veritee_problem(exc)
+    except StarletteHTTPException as exc:
+        return http_problem(exc)
+
+
+def attest_body(raw: bytes) -> Any:
     """The attest route's body model from ``raw``, or None when the route would refuse it."""
     from pydantic import ValidationError
 
@@ -605,9 +634,31 @@ def _add_middleware(app: FastAPI, settings: Settings, ctx: ServiceContext) -> No
     if challenge_route is not None:
         app.add_middleware(FastChallenge, route=challenge_route, ctx=ctx)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=ctx.metrics)
+    counts = RequestCounts(ctx.metrics)
+    app.add_middleware(RequestMetrics, counts=counts)
     if settings.access_log:
         app.add_middleware(AccessLog)  # outermost: also the requests refused below it
+    app.state.hot_routes = HotRoutes(
+        ctx=ctx, counts=counts, max_body=settings.max_body_bytes, challenge=challenge_route,
+        attest=attest_route, middleware=tuple(app.user_middleware),
+    ) if not settings.access_log else None  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class HotRoutes:
+    """What the service's uvicorn protocol (:mod:`veritee.service.http_protocol`) needs to answer
+    ``POST /v1/challenge`` and ``POST /v1/attest`` itself, as :class:`FastChallenge` and
+    :class:`FastAttest` do under the request middleware: the routes (None: not answered there),
+    the request series (:class:`RequestCounts`) and the body limit (:class:`BodyLimit`'s).
+    ``middleware`` is the app's middleware when these were made: with any other (added later),
+    the protocol answers nothing itself. None on ``app.state`` with the access log on."""
+
+    ctx: ServiceContext
+    counts: RequestCounts
+    max_body: int
+    challenge: Any
+    attest: Any
+    middleware: tuple[Any, ...]
 
 
 JWKS_PATH = "/.well-known/jwks.json"

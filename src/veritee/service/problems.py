@@ -22,6 +22,7 @@ __all__ = [
     "install_handlers",
     "problem",
     "status_for",
+    "unexpected_problem",
     "veritee_problem",
 ]
 
@@ -96,6 +97,11 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Never echo the exception text: it may quote input. The log has the type only.
-        log.error("unexpected error: %s", type(exc).__name__)
-        return problem(500, "internal", "Internal error")
+        return unexpected_problem(exc)
+
+
+def unexpected_problem(exc: Exception) -> JSONResponse:
+    """The answer to any other exception (the server-error handler's)."""
+    # Never echo the exception text: it may quote input. The log has the type only.
+    log.error("unexpected error: %s", type(exc).__name__)
+    return problem(500, "internal", "Internal error")
