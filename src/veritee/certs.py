@@ -50,6 +50,7 @@ from veritee.errors import MalformedError
 __all__ = [
     "PARSE_ERRORS",
     "AnyCrl",
+    "IntelExtensions",
     "ReadCrl",
     "checked_certificate",
     "checked_crl",
@@ -58,6 +59,7 @@ __all__ = [
     "der_of",
     "forget_anchors",
     "forget_checked",
+    "intel_extensions",
     "is_ca",
     "issuer_name",
     "keep_anchor",
@@ -100,7 +102,11 @@ def _check(cert: x509.Certificate, field: str, hit: _Loaded | None) -> x509.Cert
     try:
         raw = hit.parts() if hit is not None else None
         _check_names(cert, raw)
-        cert.extensions  # noqa: B018 - parses every extension value
+        ext = _read_extensions(raw.exts) if raw is not None and raw.exts else None
+        if ext is None:
+            cert.extensions  # noqa: B018 - parses every extension value
+        elif hit is not None:  # (Intel's layout, read: what cryptography would parse the same)
+            hit.ext, hit.ca = ext, ext.ca
         _key_of(cert, hit)
         if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
             # (The exact DER of ecdsa-with-SHA256, as loaded, reads as ECDSA(SHA256()) in
@@ -288,6 +294,8 @@ class _Raw(NamedTuple):
     signature: bytes  #: the signature BIT STRING's content after the unused-bits octet
     serial: bytes = b""  #: a certificate's serialNumber INTEGER content (b"" for a CRL)
     spki: bytes = b""  #: a certificate's subjectPublicKeyInfo element (b"" for a CRL)
+    #: a certificate's extensions' SEQUENCE content, when ``[3] extensions`` ends its signed part
+    exts: bytes = b""
 
 
 def _walk(der: bytes, crl: bool) -> _Raw | None:
@@ -304,7 +312,7 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
         # TBSCertList: version OPTIONAL, signature, issuer, thisUpdate, ...
         parts: list[tuple[int, int, int, int]] = []  # tag, start, end, start of the value
         pos = tvs
-        while pos < te and len(parts) < 7:
+        while pos < te and len(parts) < 8:
             t, start, vs, end = _tlv(der, pos, te)
             parts.append((t, start, end, vs))
             pos = end
@@ -328,15 +336,25 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
             signature=der[svs + 1 : se],
             serial=b"" if crl else der[parts[1][3] : parts[1][2]],
             spki=der[parts[6][1] : parts[6][2]] if not crl and len(parts) > 6 else b"",
+            exts=b"" if crl else _exts_content(der, parts, te),
         )
     except (ValueError, IndexError):
         return None
 
 
+def _exts_content(der: bytes, parts: list[tuple[int, int, int, int]], te: int) -> bytes:
+    """The content of the extensions SEQUENCE when ``[3] extensions`` is a certificate's eighth
+    and last TBS element (no unique identifiers), else b"" (ValueError: not DER)."""
+    if len(parts) != 8 or parts[7][0] != 0xA3 or parts[7][2] != te:
+        return b""
+    tag, _, vs, ve = _tlv(der, parts[7][3], te)
+    return der[vs:ve] if tag == 0x30 and ve == te else b""
+
+
 class _Loaded:
     """One certificate or CRL loaded here: its exact DER, walked on first need."""
 
-    __slots__ = ("ca", "crl", "der", "obj", "raw", "sha256", "validity", "walked")
+    __slots__ = ("ca", "crl", "der", "ext", "obj", "raw", "sha256", "validity", "walked")
 
     def __init__(self, obj: object, der: bytes, crl: bool) -> None:
         self.obj, self.der, self.crl = obj, der, crl
@@ -345,6 +363,8 @@ class _Loaded:
         self.ca: bool | None = None  #: a certificate's basic constraints' cA, once read
         self.validity: tuple[datetime, datetime] | None = None  #: once read
         self.sha256: bytes | None = None  #: of ``der``, once computed
+        #: a certificate's extensions as :func:`_read_extensions` read them (None: not read)
+        self.ext: IntelExtensions | None = None
 
     def parts(self) -> _Raw | None:
         if not self.walked:
@@ -1162,3 +1182,86 @@ def read_der_crl(data: bytes, field: str) -> AnyCrl:
     der = bytes(data)
     fast = _read_crl(der)
     return fast if fast is not None else load_der_crl(der, field)
+
+
+# --- certificate extensions of Intel's layout, read without building them ------------------------
+#
+# Issue 15 item 2 (seventh pass): ``cert.extensions`` builds an object for every extension (10 us
+# for a PCK certificate), only to check that each parses. The extensions of Intel's SGX
+# certificates (root, PCK CA, PCK certificate, TCB signing) have one layout: authority key
+# identifier, a CRL distribution point of one URI, subject key identifier, key usage (critical),
+# basic constraints (critical), and the PCK certificate's SGX extension (not parsed by
+# cryptography either: veritee's own parser reads it). :func:`_read_extensions` recognises exactly
+# that, with the key usages and basic constraints Intel uses, by regular expressions; for anything
+# else ``cert.extensions`` parses them, as before. A test holds the reader to cryptography on every
+# one-bit and one-byte change of real and synthetic certificates.
+
+
+class IntelExtensions(NamedTuple):
+    """What the verifiers use of a certificate's extensions of Intel's layout."""
+
+    ca: bool  #: basic constraints' cA
+    digital_signature: bool  #: key usage's digitalSignature
+    sgx: bytes | None  #: the SGX extension's value (OID 1.2.840.113741.1.13.1), if present
+
+
+_EXT_HEAD = re.compile(
+    # authorityKeyIdentifier: a 20-octet keyIdentifier only
+    rb"\x30\x1f\x06\x03\x55\x1d\x23\x04\x18\x30\x16\x80\x14[\x00-\xff]{20}"
+    # cRLDistributionPoints: one point, its fullName one URI (lengths checked by the caller)
+    rb"\x30([\x00-\x7f])\x06\x03\x55\x1d\x1f\x04([\x00-\x7f])\x30([\x00-\x7f])\x30([\x00-\x7f])"
+    rb"\xa0([\x00-\x7f])\xa0([\x00-\x7f])\x86([\x00-\x7f])"
+)
+_URI = re.compile(rb"[\x21-\x7e]+")
+_EXT_TAIL = re.compile(
+    # subjectKeyIdentifier of 20 octets
+    rb"\x30\x1d\x06\x03\x55\x1d\x0e\x04\x16\x04\x14[\x00-\xff]{20}"
+    # keyUsage, critical: digitalSignature + nonRepudiation, keyCertSign + cRLSign, or digitalSignature
+    rb"\x30\x0e\x06\x03\x55\x1d\x0f\x01\x01\xff\x04\x04\x03\x02(\x06\xc0|\x01\x06|\x07\x80)"
+    # basicConstraints, critical: not a CA; a CA with a pathLenConstraint of 0-127; a CA
+    rb"(\x30\x0c\x06\x03\x55\x1d\x13\x01\x01\xff\x04\x02\x30\x00"
+    rb"|\x30\x12\x06\x03\x55\x1d\x13\x01\x01\xff\x04\x08\x30\x06\x01\x01\xff\x02\x01[\x00-\x7f]"
+    rb"|\x30\x0f\x06\x03\x55\x1d\x13\x01\x01\xff\x04\x05\x30\x03\x01\x01\xff)"
+)
+#: The SGX extension's header (non-critical, the OCTET STRING's length of two octets).
+_SGX_HEAD = re.compile(
+    rb"\x30\x82([\x01-\xff][\x00-\xff])\x06\x09\x2a\x86\x48\x86\xf8\x4d\x01\x0d\x01"
+    rb"\x04\x82([\x01-\xff][\x00-\xff])"
+)
+
+
+def _read_extensions(content: bytes) -> IntelExtensions | None:
+    """The extensions SEQUENCE content of a certificate ``cryptography`` loaded, read when it is of
+    Intel's layout (above); else None (``cert.extensions`` then parses it)."""
+    head = _EXT_HEAD.match(content)
+    if head is None:
+        return None
+    l1, l2, l3, l4, l5, l6, l7 = head.group(1, 2, 3, 4, 5, 6, 7)
+    n = l7[0]
+    if (l6[0], l5[0], l4[0], l3[0], l2[0], l1[0]) != (n + 2, n + 4, n + 6, n + 8, n + 10, n + 17):
+        return None
+    pos = head.end() + n
+    if _URI.fullmatch(content, head.end(), pos) is None:
+        return None
+    tail = _EXT_TAIL.match(content, pos)
+    if tail is None:
+        return None
+    usage, bc = tail.group(1, 2)
+    ext = IntelExtensions(ca=len(bc) != 14, digital_signature=usage != b"\x01\x06", sgx=None)
+    pos = tail.end()
+    if pos == len(content):
+        return ext
+    sgx = _SGX_HEAD.match(content, pos)
+    if sgx is None:
+        return None
+    outer, inner = (int.from_bytes(g) for g in sgx.group(1, 2))
+    if outer != inner + 15 or sgx.end() + inner != len(content):
+        return None
+    return ext._replace(sgx=content[sgx.end() :])
+
+
+def intel_extensions(cert: x509.Certificate) -> IntelExtensions | None:
+    """``cert``'s extensions as read when it was checked here, if they are of Intel's layout;
+    None: read them from ``cert.extensions``."""
+    hit = _loaded(cert)
+    return hit.ext if hit is not None else None

@@ -395,6 +395,23 @@ _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
 _PCK_WINDOW_NAMES = tuple(f"PCK chain certificate {i} ({r})" for i, r in enumerate(_CHAIN_ROLES))
 
 
+def _sgx_extension_value(leaf: x509.Certificate) -> bytes:
+    """The value of the PCK certificate's SGX extension: as read when the certificate was checked
+    (Intel's layout), else from ``cert.extensions``; MalformedError when it has none."""
+    read = _certs.intel_extensions(leaf)
+    if read is not None and read.sgx is not None:
+        return read.sgx
+    try:
+        ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(_SGX_OID).value
+    except x509.ExtensionNotFound:
+        raise MalformedError(
+            "PCK certificate has no SGX extension", field="pck_extension"
+        ) from None
+    if not isinstance(ext_value, x509.UnrecognizedExtension):
+        raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
+    return ext_value.value
+
+
 def _pck_windows(certs: list[x509.Certificate]) -> tuple[_Window, ...]:
     if len(certs) == 3:  # leaf, PCK CA, root (the only chain accepted)
         n0, n1, n2 = _PCK_WINDOW_NAMES
@@ -445,10 +462,7 @@ def _pck_cheap(pem: bytes, key: _PckKey) -> _PckChain | _PckCheap | None:
         certs = _load_pem_chain(pem, "pck_chain")
         if len(certs) != 3:
             return None
-        ext_value = _extensions(certs[0], "pck_chain").get_extension_for_oid(_SGX_OID).value
-        if not isinstance(ext_value, x509.UnrecognizedExtension):
-            return None
-        ext = parse_pck_extension(ext_value.value)
+        ext = parse_pck_extension(_sgx_extension_value(certs[0]))
         windows = _pck_windows(certs)
         return _make_pck_cheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
                          _certs.subject_der(certs[1]), ext)  # fmt: skip
@@ -480,15 +494,7 @@ def _pck_chain_uncached(
     ):
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
     if ext is None:
-        try:
-            ext_value = _extensions(leaf, "pck_chain").get_extension_for_oid(_SGX_OID).value
-        except x509.ExtensionNotFound:
-            raise MalformedError(
-                "PCK certificate has no SGX extension", field="pck_extension"
-            ) from None
-        if not isinstance(ext_value, x509.UnrecognizedExtension):
-            raise MalformedError("SGX extension of unexpected kind", field="pck_extension")
-        ext = parse_pck_extension(ext_value.value)
+        ext = parse_pck_extension(_sgx_extension_value(leaf))
     return _make_pck_chain(
         leaf_key, ext, leaf.serial_number, _certs.subject_der(ca), _certs.public_key_der(ca),
         ca.serial_number, windows, span, key,
@@ -729,6 +735,24 @@ def _is_tcb_signer_name(cert: x509.Certificate) -> bool:
     return values == [TCB_SIGNING_CN] and subject != _certs.issuer_name(cert)
 
 
+def _signer_usage(signer: x509.Certificate, name: str, what: str) -> tuple[bool, bool]:
+    """(basic constraints' cA, key usage's digitalSignature) of the TCB signing certificate: as
+    read when it was checked (Intel's layout), else from ``cert.extensions``."""
+    read = _certs.intel_extensions(signer)
+    if read is not None:
+        return read.ca, read.digital_signature
+    exts = _extensions(signer, what)
+    try:
+        bc = exts.get_extension_for_class(x509.BasicConstraints).value
+        ku = exts.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise VerificationError(
+            f"{name} signing certificate lacks basic constraints or key usage",
+            code=Code.COLLATERAL_SIGNER_INVALID,
+        ) from None
+    return bc.ca, ku.digital_signature
+
+
 def _tcb_signing_chain(
     chain_pem: bytes,
     trust: DcapTrust,
@@ -763,16 +787,8 @@ def _tcb_signing_chain(
             f"{name} is signed by {cns!r}, not the {TCB_SIGNING_CN} certificate",
             code=Code.COLLATERAL_SIGNER_INVALID,
         )
-    exts = _extensions(signer, what)
-    try:
-        bc = exts.get_extension_for_class(x509.BasicConstraints).value
-        ku = exts.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise VerificationError(
-            f"{name} signing certificate lacks basic constraints or key usage",
-            code=Code.COLLATERAL_SIGNER_INVALID,
-        ) from None
-    if bc.ca or not ku.digital_signature:
+    ca, may_sign = _signer_usage(signer, name, what)
+    if ca or not may_sign:
         raise VerificationError(
             f"{name} signing certificate is a CA or may not sign (digitalSignature)",
             code=Code.COLLATERAL_SIGNER_INVALID,
