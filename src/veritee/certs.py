@@ -437,10 +437,11 @@ def public_key_der(cert: x509.Certificate) -> bytes:
     hit = _SPKIS.get(id(cert))
     if hit is not None and hit[0] is cert:
         return hit[1]
-    raw = _raw_parts(cert)
+    loaded = _loaded(cert)
+    raw = loaded.parts() if loaded is not None and _KEYS.get(loaded.der) is not None else None
     if raw is not None and len(raw.spki) == 91 and raw.spki.startswith(_P256_SPKI):
         # A P-256 key in its one encoding (named curve, uncompressed point) is what public_bytes()
-        # writes for it: the element as loaded (its point parsed when the certificate was checked).
+        # writes for it: the element as loaded, for a key that parsed (kept by the DER).
         der = raw.spki
     else:
         der = cert.public_key().public_bytes(

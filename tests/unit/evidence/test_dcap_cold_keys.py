@@ -100,3 +100,22 @@ def test_a_changed_document_is_refused_with_every_cache_warm() -> None:
         assert e.value.code == "collateral_signature_invalid"
     again = tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
     assert again.claims == ok.claims
+
+
+def test_a_key_not_parsed_here_is_still_parsed_for_its_encoding() -> None:
+    """A certificate loaded elsewhere (its DER known through ``der_of``) whose point is not on the
+    curve: its key is parsed (and refused) as before, not taken from the DER as it stands."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bad point")])
+    der = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(9).not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2030, 1, 1, tzinfo=UTC)).sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )  # fmt: skip
+    i = der.index(bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004"))
+    bad = der[: i + 27] + bytes(64) + der[i + 91 :]  # the point (0, 0)
+    cert = x509.load_der_x509_certificate(bad)
+    assert certs.der_of(cert) == bad
+    with pytest.raises(ValueError):
+        certs.public_key_der(cert)
