@@ -343,3 +343,21 @@ def test_the_protocol_answers_only_for_the_service_as_built(tmp_path: Path) -> N
     assert hot_routes(logged) is None
     app.add_middleware(GZipMiddleware)
     assert hot_routes(app) is None
+
+
+def test_the_challenge_is_rendered_as_json_response_would(tmp_path: Path) -> None:
+    from starlette.responses import JSONResponse
+
+    domain = Domain.create(tmp_path / "domain", name="test", now=dt.datetime.now(dt.UTC))
+    ctx = create_app(Settings(data_dir=domain.path)).state.ctx
+    for _ in range(50):
+        answer = routes_attest.challenge_response(ctx)
+        doc = json.loads(answer.body)
+        assert list(doc) == ["nonce", "expires_at"] and len(bytes.fromhex(doc["nonce"])) == 32
+        assert dt.datetime.fromisoformat(doc["expires_at"]).tzinfo is not None
+        reference = JSONResponse(doc)
+        assert (answer.status_code, answer.raw_headers, answer.body) == (
+            reference.status_code,
+            reference.raw_headers,
+            reference.body,
+        )
