@@ -25,12 +25,21 @@ __all__ = ["b64url", "b64url_decode", "canonical_json"]
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
+# The encoders ``json.dumps`` would build for these options on every call (it makes a new
+# ``JSONEncoder`` unless every option is the default). An encoder keeps only its options: each
+# ``encode`` makes its own C encoder and cycle markers, so one instance serves every thread.
+_CANONICAL_ASCII = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+_CANONICAL_UTF8 = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any, *, ascii_only: bool = True) -> str:
     """Sorted keys, separators ``,`` and ``:``, NaN refused (``ValueError``); ASCII escapes
     unless ``ascii_only=False`` (UTF-8 text, for the clean room's result signatures)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=False
-    )
+    return (_CANONICAL_ASCII if ascii_only else _CANONICAL_UTF8).encode(value)
 
 
 def b64url(data: bytes) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -290,3 +291,26 @@ def test_processes_append_without_gaps(storage: Storage, db_url: str) -> None:
     with storage.transaction(readonly=True) as tx:
         actors = {e.actor for e in tx.audit_entries(limit=1000)}
     assert actors == {"proc-0", "proc-1", "proc-2"}
+
+
+def test_appended_entries_are_the_dataclass_field_for_field(tmp_path: Path) -> None:
+    """``append_entry`` builds its AuditEntry without the dataclass's ``__init__``: the same
+    object (equal, same hash, frozen) as ``AuditEntry(...)`` with those fields."""
+    import dataclasses
+
+    from veritee.service.storage import default_sqlite_url
+    from veritee.service.storage.audit import AuditEntry
+
+    st = Storage(default_sqlite_url(tmp_path))
+    st.migrate()
+    try:
+        with st.transaction() as tx:
+            entry = tx.append_audit(kind="attest", actor="workload", subject="m", decision="accept",
+                                    details={"b": [1], "a": "é"}, now=datetime.now(UTC))  # fmt: skip
+    finally:
+        st.close()
+    plain = AuditEntry(*(getattr(entry, f.name) for f in dataclasses.fields(AuditEntry)))
+    assert type(entry) is AuditEntry and entry == plain and hash(entry) == hash(plain)
+    assert entry.__dict__ == plain.__dict__ and entry.details == {"a": "é", "b": [1]}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.seq = 2  # type: ignore[misc]

@@ -329,3 +329,49 @@ def test_a_groups_first_block_fails_alone_without_a_savepoint(
         sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "replay")).result(30)
     assert _subjects(sqlite) == ["refusal", "second", "later"]
     assert verify_audit_chain(sqlite).ok
+
+
+@pytest.mark.parametrize("position", [0, 1])
+def test_a_database_error_between_a_blocks_statements_leaves_nothing_half_written(
+    sqlite: Storage, position: int
+) -> None:
+    """A block that fails with a database error after its nonce was spent and before its audit
+    entry was written (the group's first block, or a later one in its savepoint): its caller
+    gets the StorageError, the nonce stays unspent and no audit entry is half written; the
+    other calls of the group are committed, their nonces refused when replayed, and the chain
+    holds."""
+    n1, n2, n3 = (sqlite.issue_nonce(now=T0, ttl=TTL) for _ in range(3))
+
+    def spend_then_fail() -> None:
+        with sqlite.transaction() as tx:
+            tx.consume_nonce(n1, now=T0)
+            tx._raw.execute("INSERT INTO audit_log (seq) VALUES (NULL)")  # NOT NULL: refused
+
+    calls = [lambda: _spend_and_audit(sqlite, n2, "second"),
+             lambda: _spend_and_audit(sqlite, n3, "third")]  # fmt: skip
+    calls.insert(position, spend_then_fail)
+    _, release = _hold(sqlite)
+    futures = [sqlite.submit(call) for call in calls]
+    release.set()
+    failed = futures.pop(position)
+    with pytest.raises(StorageError) as info:
+        failed.result(30)
+    assert "INSERT" not in str(info.value)  # no statement text in the error
+    assert futures[0].result(30) is futures[1].result(30)  # the others: one group, committed
+    assert _subjects(sqlite) == ["second", "third"]
+    assert verify_audit_chain(sqlite).ok
+    for nonce in (n2, n3):  # spent by the committed calls: replays are refused
+        with pytest.raises(NonceError) as replay:
+            sqlite.submit(lambda n=nonce: _spend_and_audit(sqlite, n, "replay")).result(30)
+        assert replay.value.code == "nonce_reused"
+    sqlite.submit(lambda: _spend_and_audit(sqlite, n1, "first")).result(30)  # still unspent
+    assert _subjects(sqlite) == ["second", "third", "first"]
+    assert verify_audit_chain(sqlite).ok
+
+
+def test_transaction_of_a_closed_storage_is_refused(tmp_path: Path) -> None:
+    st = Storage(default_sqlite_url(tmp_path), nonce_key=NONCE_KEY)
+    st.migrate()
+    st.close()
+    with pytest.raises(StorageError), st.transaction():
+        pass

@@ -264,5 +264,9 @@ def test_time_texts_are_the_field_by_field_ones() -> None:
             continue
         assert sqlite_time(moment) == fields(moment)
         assert iso_utc(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        utc = moment.astimezone(UTC)  # tzinfo UTC itself: the texts' shortcut
+        assert utc.tzinfo is UTC
+        assert sqlite_time(utc) == fields(moment)
+        assert iso_utc(utc) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert sqlite_time(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02 03:04:05.000000"
     assert iso_utc(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02T03:04:05.000000Z"

@@ -18,6 +18,52 @@ def test_canonical_json_sorts_compacts_and_escapes() -> None:
     assert canonical_json({"a": "é"}, ascii_only=False) == '{"a":"é"}'
 
 
+def test_canonical_json_is_json_dumps_with_its_options_from_any_thread() -> None:
+    """The kept encoders give exactly what ``json.dumps`` gives with the same options, and one
+    encoder serves threads encoding at once (it keeps only its options)."""
+    import json
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(4)
+
+    def value(depth: int = 0) -> object:
+        pick = rng.randrange(8 if depth < 3 else 5)
+        if pick == 0:
+            return rng.choice([None, True, False])
+        if pick == 1:
+            return rng.randint(-(10**20), 10**20)
+        if pick == 2:
+            return rng.random() * 10 ** rng.randint(-5, 5)
+        if pick in (3, 4):
+            return "".join(rng.choice('aé"\n\u2028\U0001f600z<') for _ in range(rng.randrange(6)))
+        if pick == 5:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {str(value(depth + 1))[:8]: value(depth + 1) for _ in range(rng.randrange(4))}
+
+    values = [value() for _ in range(400)]
+
+    def both(v: object) -> tuple[str, str, str, str]:
+        return (
+            canonical_json(v),
+            json.dumps(
+                v, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+            ),
+            canonical_json(v, ascii_only=False),
+            json.dumps(
+                v, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ),
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        for a, b, c, d in pool.map(both, values * 4):
+            assert a == b and c == d
+    nested: list[object] = []
+    nested.append(nested)
+    with pytest.raises(ValueError):  # the cycle check is per call, as json.dumps's
+        canonical_json(nested)
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_canonical_json_refuses_what_json_cannot_say(bad: float) -> None:
     with pytest.raises(ValueError):

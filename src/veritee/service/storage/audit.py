@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from veritee._codec import canonical_json
+from veritee._frozen import maker
 from veritee.errors import StorageError, UsageError
 
 from .models import AUDIT_LOG
@@ -58,6 +59,9 @@ _STREAM_BATCH = 1000
 
 def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO 8601 UTC text with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
+    if moment.tzinfo is UTC and moment.year >= 1000:
+        # already UTC (the service's clock): its own ISO text without the "+00:00"
+        return moment.isoformat("T", "microseconds")[:-6] + "Z"
     if moment.tzinfo is None:
         raise UsageError("audit time must be timezone-aware")
     u = moment.astimezone(UTC)
@@ -119,6 +123,10 @@ class AuditEntry:
             "prev_hash": self.prev_hash.hex(),
             "entry_hash": self.entry_hash.hex(),
         }
+
+
+#: ``AuditEntry(*fields)`` without the dataclass's ``__init__`` (one per decision appended).
+_make_entry = maker(AuditEntry)
 
 
 @dataclass(frozen=True)
@@ -209,7 +217,7 @@ def append_entry(
             _PG_INSERT if pg else _SQLITE_INSERT,
             (seq, at, kind, actor, subject, decision, details_text, prev, digest),
         )
-        return AuditEntry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
+        return _make_entry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
     conn.execute(
         _INSERT,
         {
@@ -224,7 +232,7 @@ def append_entry(
             "entry_hash": digest,
         },
     )
-    return AuditEntry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
+    return _make_entry(seq, at, kind, actor, subject, decision, parsed, prev, digest)
 
 
 _HEAD = select(AUDIT_LOG.c.seq, AUDIT_LOG.c.entry_hash).order_by(AUDIT_LOG.c.seq.desc()).limit(1)

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -183,21 +183,25 @@ class Storage:
 
     # -- transactions --------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self, *, readonly: bool = False) -> Iterator[Tx]:
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Tx]:
         """One database transaction: committed if the block succeeds, rolled back otherwise.
 
         Errors of the database become StorageError; other exceptions (NonceError, ...) pass
         through unchanged after the rollback. ``readonly`` only relaxes SQLite's locking (it
-        is not enforced).
+        is not enforced). Inside a call of :meth:`submit`, the block is a part of the group's
+        transaction (:meth:`_Group.part`), returned as it is (one context manager fewer per
+        decision).
         """
         if self._closed:
             raise StorageError("storage is closed")
         group = self._group.current() if self._group is not None else None
-        if group is not None:  # inside a call of submit(): a part of the group's transaction
-            with group.part() as tx:
-                yield tx
-            return
+        if group is not None:
+            return group.part()
+        return self._own_transaction(readonly)
+
+    @contextmanager
+    def _own_transaction(self, readonly: bool) -> Iterator[Tx]:
+        """:meth:`transaction` outside a group: this process's and this database's own."""
         if readonly:
             with self._transaction(self._ro_engine) as tx:
                 yield tx
@@ -441,23 +445,27 @@ class _Group:
         self.broken: StorageError | None = None
         self._savepoints = 0
 
-    @contextmanager
-    def part(self) -> Iterator[Tx]:
-        """A savepoint of the group's transaction: released when the block succeeds, rolled back
-        (only its own writes) when it raises; database errors become StorageError. The group's
-        first block runs without one (:meth:`_first_part`)."""
+    def part(self) -> AbstractContextManager[Tx]:
+        """A block of the group's transaction: the group's first block runs without a savepoint
+        (:meth:`_first_part`), every later one in a savepoint of its own (:meth:`_savepoint`)."""
         if self.broken is not None:
             raise self.broken
         self._savepoints += 1
         if self._savepoints == 1:
-            with self._first_part() as tx:
-                yield tx
-            return
-        name = f"veritee_part_{self._savepoints}"
+            return self._first_part()
+        return self._savepoint(f"veritee_part_{self._savepoints}")
+
+    def _tx(self) -> Tx:
         s = self.storage
+        return Tx(self.conn, s.dialect, s._nonces, fast_path=s._fast_path, driver=self.raw)
+
+    @contextmanager
+    def _savepoint(self, name: str) -> Iterator[Tx]:
+        """A savepoint of the group's transaction: released when the block succeeds, rolled back
+        (only its own writes) when it raises; database errors become StorageError."""
         try:
             self.raw.execute(f"SAVEPOINT {name}")
-            tx = Tx(self.conn, s.dialect, s._nonces, fast_path=s._fast_path)
+            tx = self._tx()
             try:
                 yield tx
             finally:
@@ -479,9 +487,8 @@ class _Group:
         """The group's first block, which needs no savepoint: nothing was written before it in
         the group's transaction. When it raises, the transaction is rolled back and begun again
         (the writer locks are still held), which undoes its writes and only them."""
-        s = self.storage
         try:
-            tx = Tx(self.conn, s.dialect, s._nonces, fast_path=s._fast_path)
+            tx = self._tx()
             try:
                 yield tx
             finally:

@@ -88,8 +88,16 @@ class Tx:
     __slots__ = ("_conn", "_dialect", "_nonces", "_pg", "_raw")
 
     def __init__(
-        self, conn: Connection, dialect: str, nonces: NonceMinter, *, fast_path: bool = True
+        self,
+        conn: Connection,
+        dialect: str,
+        nonces: NonceMinter,
+        *,
+        fast_path: bool = True,
+        driver: Any = None,
     ) -> None:
+        """``driver``: ``conn``'s driver connection when the caller has it at hand (the group
+        commit's), else looked up."""
         self._conn = conn
         self._dialect = dialect
         self._nonces = nonces
@@ -100,7 +108,10 @@ class Tx:
         # connection (same transaction), each a network round trip SQLAlchemy added ~0.2 ms
         # of CPU to. Its errors are psycopg.Error, which Storage.transaction maps like the
         # rest; a dead connection is invalidated by SQLAlchemy at the rollback that follows.
-        driver: Any = conn.connection.driver_connection if fast_path else None
+        if not fast_path:
+            driver = None
+        elif driver is None:
+            driver = conn.connection.driver_connection
         self._raw: Any = driver if dialect == "sqlite" else None
         self._pg: Any = driver if dialect == "postgresql" else None
 
