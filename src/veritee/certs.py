@@ -33,7 +33,7 @@ import binascii
 import hashlib
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -71,6 +71,7 @@ __all__ = [
     "plain_names",
     "public_key_der",
     "read_der_crl",
+    "revoked",
     "revoked_serials",
     "same_name",
     "sha256_of",
@@ -827,6 +828,14 @@ def revoked_serials(crl: AnyCrl) -> frozenset[int]:
     return frozenset(e.serial_number for e in crl)
 
 
+def revoked(crl: AnyCrl) -> Container[int]:
+    """What ``crl`` revokes, for ``serial in revoked(crl)``: a CRL read here looks a serial up
+    without reading every entry first (:class:`ReadCrl`); else :func:`revoked_serials`."""
+    if isinstance(crl, ReadCrl):
+        return crl
+    return revoked_serials(crl)
+
+
 #: The key usage of the signing-only leaves the domain issues (the key broker's release-signing
 #: certificate, TPM AK certificates): digital signatures, nothing else.
 SIGNING_KEY_USAGE = x509.KeyUsage(
@@ -1122,17 +1131,64 @@ def _utc_time(der: bytes, pos: int) -> datetime | None:
 class ReadCrl:
     """A CRL read from its DER by :func:`read_der_crl`'s strict reader: what the verifiers use of
     it (``last_update_utc`` and ``next_update_utc`` as ``cryptography`` names them), no object of
-    ``cryptography``. Its algorithm is ecdsa-with-SHA256, inside and out."""
+    ``cryptography``. Its algorithm is ecdsa-with-SHA256, inside and out.
 
-    __slots__ = ("der", "issuer_der", "last_update_utc", "next_update_utc", "serials",
-                 "signature", "tbs")  # fmt: skip
+    ``serial in crl``: whether it revokes ``serial``. The first serial looked up is searched for
+    in the entries' DER, its one encoding at an entry's start (a cold verification looks up one
+    serial per CRL, twice), and the answer kept; any other serial, and :attr:`serials`, use the
+    set of every serial, read once."""
+
+    __slots__ = ("_last", "_serials", "der", "entries", "issuer_der", "last_update_utc",
+                 "next_update_utc", "signature", "tbs")  # fmt: skip
 
     def __init__(self, der: bytes, tbs: bytes, issuer_der: bytes, last: datetime, nxt: datetime,
-                 serials: frozenset[int], signature: bytes) -> None:  # fmt: skip
+                 entries: tuple[int, int], signature: bytes) -> None:  # fmt: skip
         self.der, self.tbs, self.issuer_der, self.signature = der, tbs, issuer_der, signature
         self.last_update_utc: datetime = last
         self.next_update_utc: datetime | None = nxt
-        self.serials = serials
+        #: (start, end) in ``der`` of the revokedCertificates content, every entry of which
+        #: :data:`_ENTRIES_RE` matched (an empty span: no entry)
+        self.entries = entries
+        self._serials: frozenset[int] | None = None
+        self._last: tuple[int, bool] | None = None  #: the first serial looked up, and the answer
+
+    @property
+    def serials(self) -> frozenset[int]:
+        """Every revoked serial number (read from the entries once)."""
+        found = self._serials
+        if found is None:
+            start, end = self.entries
+            found = frozenset(map(int.from_bytes, _SERIALS_RE.findall(self.der, start, end)))
+            self._serials = found
+        return found
+
+    def __contains__(self, serial: object) -> bool:
+        last = self._last
+        if last is not None and last[0] == serial and type(serial) is int:
+            return last[1]  # (the same serial again: a verification looks its leaf up twice)
+        if self._serials is not None or last is not None or type(serial) is not int:
+            return serial in self.serials  # (another serial: the set, a verifier's steady state)
+        found = _entry_of(self.der, self.entries, serial)
+        self._last = (serial, found)
+        return found
+
+
+def _entry_of(der: bytes, entries: tuple[int, int], serial: int) -> bool:
+    """Whether an entry of the validated ``entries`` of ``der`` has the serial number ``serial``:
+    its encoding (positive, shortest form, as every entry's) followed by a revocationDate, found
+    where an entry starts. Entries parse one way only (an entry's first two octets fix its
+    length), so a position is an entry's start exactly when the entries before it match in full."""
+    n = (serial.bit_length() + 8) // 8
+    if serial < 0 or n > 21:
+        return False  # (every entry's serial is >= 0, of at most 21 octets)
+    start, end = entries
+    needle = b"\x02" + bytes([n]) + serial.to_bytes(n, "big") + b"\x17\x0d"
+    at = der.find(needle, start + 2, end)
+    while at != -1:
+        if at - 2 == start or _ENTRIES_RE.fullmatch(der, start, at - 2) is not None:
+            return True
+        at = der.find(needle, at + 1, end)
+    return False
 
 
 #: A CRL as the loaders here give it.
@@ -1163,18 +1219,18 @@ def _read_crl(der: bytes) -> ReadCrl | None:
         if last is None or nxt is None:
             return None
         pos = nend + 30
-        serials: frozenset[int] = frozenset()
+        entries = (pos, pos)
         if pos < tend and der[pos] == 0x30:
             _, rpos, rend = _stlv(der, pos, tend)
             if _ENTRIES_RE.fullmatch(der, rpos, rend) is None:
                 return None
-            serials = frozenset(map(int.from_bytes, _SERIALS_RE.findall(der, rpos, rend)))
+            entries = (rpos, rend)
             pos = rend
         if _CRL_EXTENSIONS_RE.fullmatch(der, pos, tend) is None:
             return None
     except (ValueError, IndexError):
         return None
-    return ReadCrl(der, der[tbs_start:tend], issuer, last, nxt, serials, der[bpos + 1 : bend])
+    return ReadCrl(der, der[tbs_start:tend], issuer, last, nxt, entries, der[bpos + 1 : bend])
 
 
 def read_der_crl(data: bytes, field: str) -> AnyCrl:

@@ -50,7 +50,7 @@ import hashlib
 import hmac
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -539,8 +539,9 @@ class _VerifiedCollateral:
     qe_identity: dict[str, Any]
     pck_crl_issuer: bytes
     pck_crl_issuer_spki: bytes
-    pck_revoked: frozenset[int]
-    root_revoked: frozenset[int]
+    #: What the PCK CRL and the root CA CRL revoke (``serial in``; :func:`veritee.certs.revoked`).
+    pck_revoked: Container[int]
+    root_revoked: Container[int]
     windows: tuple[_Window, ...]
     span: tuple[datetime, datetime]
     fmspc: str
@@ -757,7 +758,7 @@ def _tcb_signing_chain(
     chain_pem: bytes,
     trust: DcapTrust,
     root: x509.Certificate,
-    root_revoked: frozenset[int],
+    root_revoked: Container[int],
     name: str,
     certs: list[x509.Certificate] | None = None,
 ) -> list[x509.Certificate]:
@@ -806,7 +807,7 @@ def _verify_signed_json(
     chain_pem: bytes,
     trust: DcapTrust,
     root: x509.Certificate,
-    root_revoked: frozenset[int],
+    root_revoked: Container[int],
     name: str,
     seen: dict[bytes, list[x509.Certificate]],
     parsed: tuple[list[x509.Certificate], dict[str, Any]] | None = None,
@@ -862,7 +863,7 @@ def _verify_collateral_uncached(
     _verify_chain(crl_chain, trust, "PCK CRL issuer chain")
     root_crl = parsed.root_crl if parsed else _load_crl(raw.root_crl, "root_ca_crl")
     _check_crl(root_crl, crl_chain[-1], "root CA CRL")
-    root_revoked = _certs.revoked_serials(root_crl)
+    root_revoked = _certs.revoked(root_crl)
     for c in crl_chain[:-1]:
         if c.serial_number in root_revoked:
             raise VerificationError("PCK CA certificate is revoked", code="certificate_revoked")
@@ -915,7 +916,7 @@ def _verify_collateral_uncached(
         qe_identity=qe_identity,
         pck_crl_issuer=_certs.subject_der(crl_chain[0]),
         pck_crl_issuer_spki=_certs.public_key_der(crl_chain[0]),
-        pck_revoked=_certs.revoked_serials(pck_crl),
+        pck_revoked=_certs.revoked(pck_crl),
         root_revoked=root_revoked,
         windows=all_windows,
         span=span,

@@ -116,8 +116,27 @@ def _agree(der: bytes) -> bool:
     assert fast.next_update_utc == crl.next_update_utc
     # (The generic path's serials: cryptography's own, as test_dcap_crl_entries holds them.)
     assert fast.serials == certs.revoked_serials(crl) == certs.revoked_serials(fast)
+    _agree_lookups(fast, certs.revoked_serials(crl))
     assert not any(e.critical for e in crl.extensions)
     return True
+
+
+def _agree_lookups(fast: certs.ReadCrl, serials: frozenset[int]) -> None:
+    """A serial looked up by searching the entries (a CRL's first look-up) is found exactly when
+    it is in the set of every serial; also for its neighbours, 0, negative and oversized ones."""
+    probes = {0, 1, -1, 2**168, 2**160 - 1, *serials}
+    probes |= {s + d for s in serials for d in (-1, 1)}
+    for s in probes:
+        assert certs._entry_of(fast.der, fast.entries, s) == (s in serials), s
+    again = certs._read_crl(fast.der)
+    assert again is not None
+    first = next(iter(serials), 5)
+    assert (first in again) == (first in serials)  # the first look-up: by search
+    assert (first in again) == (first in serials)  # the same serial: the answer kept
+    assert again._serials is None
+    assert (first + 1 in again) == (first + 1 in serials)  # another one: by the set
+    assert again.serials == serials and again._serials is not None
+    assert (first in again) == (first in serials)
 
 
 def _mutations(der: bytes) -> Iterator[bytes]:
@@ -209,3 +228,26 @@ def test_a_crl_read_by_the_reader_is_checked_like_a_loaded_one() -> None:
     tampered = certs._read_crl(der[:i] + bytes.fromhex("020108") + der[i + 3 :])
     assert tampered is not None and not certs.crl_signature_valid(tampered, _KEY.public_key())
     assert crl.is_signature_valid(_KEY.public_key())
+
+
+def test_a_serial_found_inside_another_entry_is_not_revoked() -> None:
+    """The encoding of serial 7 and a date's tag inside another entry's serial (its last octets
+    and the date after it, or its middle) is not an entry of serial 7: the search checks that the
+    entries before the place it found match in full."""
+    inner = int.from_bytes(bytes.fromhex("11223344556677889900aabbccddeeff11020107"))
+    middle = int.from_bytes(bytes.fromhex("1122020107170d33445566778899aabbccddeeff"))
+    for der in (
+        _crl([(inner, None), (9, None)]),
+        _crl([(middle, x509.ReasonFlags.key_compromise)]),
+    ):
+        fast = certs._read_crl(der)
+        assert fast is not None and bytes.fromhex("020107170d") in der
+        assert 7 not in fast  # (first look-up: by search)
+        assert 7 not in fast and 8 not in fast and 7 not in fast  # (then by the set)
+        assert 7 not in fast.serials
+        assert not certs._entry_of(der, fast.entries, 7)
+        for s in fast.serials:
+            assert certs._entry_of(der, fast.entries, s)
+    revoked = _crl([(inner, None), (7, None)])
+    fast = certs._read_crl(revoked)
+    assert fast is not None and 7 in fast and certs._entry_of(revoked, fast.entries, 7)
