@@ -42,9 +42,12 @@ def canonical_json(value: Any, *, ascii_only: bool = True) -> str:
     return (_CANONICAL_ASCII if ascii_only else _CANONICAL_UTF8).encode(value)
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
-    """Unpadded base64url text of ``data``."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url text of ``data`` (``base64.urlsafe_b64encode`` without its layers)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> bytes:

@@ -287,8 +287,13 @@ def ear_payload(
     return payload
 
 
+#: ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)``, the encoder kept (one made
+#: per call costs more than a token's header and claims of JSON).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(obj).encode()
 
 
 @functools.lru_cache(maxsize=8)

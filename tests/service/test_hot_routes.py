@@ -361,3 +361,32 @@ def test_the_challenge_is_rendered_as_json_response_would(tmp_path: Path) -> Non
             reference.raw_headers,
             reference.body,
         )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"token": "a.b.c", "accepted": True, "claims": {"m": "é\u2028", "n": None, "f": 1.5}},
+        {"reasons": [{"code": "x", "message": '"quoted" \\ \x00'}], "policy": {"name": None}},
+        [],
+        "text",
+    ],
+)
+def test_json_response_is_json_response(content: Any) -> None:
+    from starlette.responses import JSONResponse
+
+    made, reference = routes_attest.json_response(content), JSONResponse(content)
+    assert type(made) is JSONResponse
+    assert made.__dict__ == reference.__dict__
+    again = routes_attest.rendered_json(reference.body)
+    assert type(again) is JSONResponse and again.__dict__ == reference.__dict__
+
+
+def test_json_response_refuses_what_json_response_refuses() -> None:
+    from starlette.responses import JSONResponse
+
+    for bad in ({"x": float("nan")}, {"x": object()}):
+        with pytest.raises((TypeError, ValueError)) as made:
+            routes_attest.json_response(bad)
+        with pytest.raises(type(made.value)):
+            JSONResponse(bad)

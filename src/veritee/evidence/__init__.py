@@ -69,7 +69,14 @@ FORMATS: dict[str, str] = {
 }
 
 
+#: The modules of the formats imported so far (an import by name costs more than a look-up).
+_IMPORTED: dict[str, ModuleType] = {}
+
+
 def _module(fmt: str) -> ModuleType:
+    mod = _IMPORTED.get(fmt)
+    if mod is not None:
+        return mod
     try:
         name = FORMATS[fmt]
     except KeyError:
@@ -78,11 +85,12 @@ def _module(fmt: str) -> ModuleType:
             code="format_unknown",
         ) from None
     try:
-        return importlib.import_module(name)
+        mod = _IMPORTED[fmt] = importlib.import_module(name)
     except ModuleNotFoundError as e:  # say which dependency is missing, never drop the format
         raise UsageError(
             f"evidence format {fmt!r} needs the module {e.name!r}, which is not installed"
         ) from e
+    return mod
 
 
 def _check_size(data: bytes) -> None:

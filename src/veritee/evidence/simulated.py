@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee._frozen import maker
 from veritee.collateral import Collateral
 from veritee.errors import MalformedError, UsageError, VerificationError
 from veritee.evidence._reader import Reader
@@ -87,6 +89,20 @@ class SimulatedReport:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SimulatedReport:
+        """The report in ``data``; MalformedError naming the field (and offset) that is wrong.
+
+        A well-formed report is read by one ``struct`` unpack of its fixed head
+        (:func:`_well_formed`); anything else by the field-by-field reader, which says what is
+        wrong (the same report either way)."""
+        if type(data) is bytes:
+            report = _well_formed(data)
+            if report is not None:
+                return report
+        return cls._read(data)
+
+    @classmethod
+    def _read(cls, data: bytes) -> SimulatedReport:
+        """:meth:`from_bytes` field by field (every read bounds-checked and named)."""
         r = Reader(data)
         if r.bytes(8, "magic") != MAGIC:
             raise MalformedError("not simulated evidence", field="magic", offset=0)
@@ -131,7 +147,8 @@ class SimulatedReport:
             signature=signature,
         )
 
-    def claims(self) -> dict[str, Any]:
+    def claims(self, key_id: str | None = None) -> dict[str, Any]:
+        """The report's claims; ``key_id``: :attr:`platform_key_id` when the caller has it."""
         return {
             "platform": "simulated",
             "version": self.version,
@@ -140,8 +157,39 @@ class SimulatedReport:
             "debug": self.debug,
             "tcb_status": None,
             "profile": self.profile.value,
-            "platform_key": self.platform_key_id,
+            "platform_key": self.platform_key_id if key_id is None else key_id,
         }
+
+
+#: The fixed head of a report: magic, version, flags, profile, reserved, measurement,
+#: report data, key length (0x00-0x81).
+_HEAD = struct.Struct("<8sHHB3s48s64sH")
+_make_report = maker(SimulatedReport)
+
+
+def _well_formed(data: bytes) -> SimulatedReport | None:
+    """The report of ``data`` when every field is as :meth:`SimulatedReport.from_bytes` requires
+    (exact lengths, no trailing bytes), read in one unpack; None for anything else (the reader
+    then says what is wrong)."""
+    head = _HEAD.size
+    if len(data) < head + 2:
+        return None
+    magic, version, flags, code, reserved, measurement, report_data, key_len = _HEAD.unpack_from(
+        data
+    )
+    if (
+        magic != MAGIC or version != VERSION or flags & ~FLAG_DEBUG or code not in PROFILE_CODES
+        or reserved != b"\0\0\0" or not 0 < key_len <= MAX_KEY_LEN
+    ):  # fmt: skip
+        return None
+    signed_end = head + key_len
+    sig_len = int.from_bytes(data[signed_end : signed_end + 2], "little")
+    if not 0 < sig_len <= MAX_SIG_LEN or len(data) != signed_end + 2 + sig_len:
+        return None
+    return _make_report(
+        version, bool(flags & FLAG_DEBUG), PROFILE_CODES[code], measurement, report_data,
+        data[head:signed_end], data[:signed_end], data[signed_end + 2 :],
+    )  # fmt: skip
 
 
 def detect(data: bytes) -> bool:
@@ -198,8 +246,9 @@ def verify(
         raise VerificationError(
             "simulated evidence signature does not verify", code="signature_invalid"
         ) from None
-    claims = report.claims()
-    claims["platform_key_trusted"] = report.platform_key_id in trusted_key_ids(collateral, trust)
+    key_id = report.platform_key_id
+    claims = report.claims(key_id)
+    claims["platform_key_trusted"] = key_id in trusted_key_ids(collateral, trust)
     return VerifiedEvidence(format="simulated", claims=claims, verified_at=at)
 
 

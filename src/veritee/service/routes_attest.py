@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +30,33 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
+#: Starlette's ``JSONResponse.render``, the encoder kept.
+_RENDER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+_JSON_TYPE = (b"content-type", JSONResponse.media_type.encode("latin-1"))
+
+
+def json_response(content: Any) -> JSONResponse:
+    """``JSONResponse(content)`` (status 200, no other header), made without its ``__init__``:
+    the same body, headers and attributes (a test compares them), at half the cost."""
+    return rendered_json(_RENDER(content).encode("utf-8"))
+
+
+def rendered_json(body: bytes) -> JSONResponse:
+    """The :func:`json_response` of a JSON document already rendered as ``JSONResponse`` would
+    render it (``body``)."""
+    response = _new_response(JSONResponse)
+    response.status_code = 200
+    response.background = None
+    response.body = body
+    response.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE]
+    return response
+
+
+_new_response = object.__new__
+
+
 def challenge_response(ctx: ServiceContext) -> Response:
     """The answer to ``POST /v1/challenge`` (also given by :class:`veritee.service.app.FastChallenge`
     and :class:`veritee.service.http_protocol.HotRoutesHttpToolsProtocol`).
@@ -42,7 +70,7 @@ def challenge_response(ctx: ServiceContext) -> Response:
         nonce.hex().encode(),
         (now + ttl).isoformat().encode(),
     )
-    return Response(body, media_type=JSONResponse.media_type)
+    return rendered_json(body)
 
 
 @router.post("/challenge", summary="A single-use nonce with a short lifetime")
@@ -205,7 +233,7 @@ async def attest_response(ctx: ServiceContext, body: AttestRequest) -> JSONRespo
         _consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal
     )
     token = _ear(ctx, appraisal, audience=audience, nonce=nonce, now=now, bound_key=key)
-    return JSONResponse(
+    return json_response(
         {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
     )
 

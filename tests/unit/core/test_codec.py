@@ -104,3 +104,15 @@ def test_key_ids_are_one_formula() -> None:
     pub = ec.generate_private_key(ec.SECP256R1()).public_key()
     full = hashlib.sha256(spki_der(pub)).hexdigest()
     assert key_id(pub) == full and key_id(pub, length=32) == full[:32]
+
+
+def test_b64url_is_the_urlsafe_encoding_unpadded() -> None:
+    import base64
+    import os
+
+    for n in range(70):
+        data = os.urandom(n)
+        for value in (data, bytearray(data), memoryview(data)):
+            assert b64url(value) == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    with pytest.raises(TypeError):
+        b64url("text")  # type: ignore[arg-type]
