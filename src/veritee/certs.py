@@ -124,11 +124,12 @@ def _check(cert: x509.Certificate, field: str, hit: _Loaded | None) -> x509.Cert
     return cert
 
 
-#: Names (their exact DER) that decode: the Name built, or True for a name of the plain layout
-#: :func:`_name_decodes` reads (built only when a caller needs the object). A name decodes the
+#: Names (their exact DER) that decode: the Name built, or for a name of the plain layout
+#: :func:`_name_decodes` reads, its attributes as read (:func:`_plain_attributes`; the Name is
+#: built only when a caller needs the object). A name decodes the
 #: same way in every certificate it appears in (Intel's PCK leaves share their subject, every
 #: chain its issuers), so a name is checked, and built, once per exact DER.
-_CHECKED_NAMES: Lru[bytes, x509.Name | bool] = Lru(256)
+_CHECKED_NAMES: Lru[bytes, x509.Name | tuple[tuple[bytes, str], ...]] = Lru(256)
 
 #: The value tags :func:`_name_decodes` takes: UTF8String and PrintableString, whose content
 #: ``cryptography`` decodes as UTF-8 (and nothing else) when it builds the attribute.
@@ -194,11 +195,17 @@ def plain_names(cert: x509.Certificate) -> tuple[list[str], bool] | None:
     raw = _raw_parts(cert)
     if raw is None:
         return None
-    subject = _plain_attributes(raw.subject)
-    issuer = subject if raw.issuer == raw.subject else _plain_attributes(raw.issuer)
+    subject = _attributes(raw.subject)
+    issuer = subject if raw.issuer == raw.subject else _attributes(raw.issuer)
     if subject is None or issuer is None:
         return None
     return [v for o, v in subject if o == _CN_OID], subject == issuer
+
+
+def _attributes(der: bytes) -> tuple[tuple[bytes, str], ...] | None:
+    """:func:`_plain_attributes` of ``der``, as kept when the name was checked (read once)."""
+    known = _CHECKED_NAMES.get(der)
+    return known if type(known) is tuple else _plain_attributes(der)
 
 
 def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
@@ -208,11 +215,11 @@ def _check_names(cert: x509.Certificate, raw: _Raw | None) -> None:
     # A self-issued certificate's issuer is its subject, byte for byte: checked once.
     issuer = raw is None or (raw.issuer != raw.subject and _CHECKED_NAMES.get(raw.issuer) is None)
     if raw is not None:
-        if subject and _name_decodes(raw.subject):
-            _CHECKED_NAMES.put(raw.subject, True)
+        if subject and (attrs := _plain_attributes(raw.subject)) is not None:
+            _CHECKED_NAMES.put(raw.subject, attrs)
             subject = False
-        if issuer and _name_decodes(raw.issuer):
-            _CHECKED_NAMES.put(raw.issuer, True)
+        if issuer and (attrs := _plain_attributes(raw.issuer)) is not None:
+            _CHECKED_NAMES.put(raw.issuer, attrs)
             issuer = False
     if not (subject or issuer):
         return
@@ -564,25 +571,28 @@ _CHECKED_CAS: Lru[bytes, x509.Certificate] = Lru(256)
 
 def forget_checked() -> None:
     """Forget the checked CA certificates (collateral reload, tests, benchmarks)."""
+    # The kept trust anchors' names decoded when they were checked (as kept: a name read, not
+    # built, by its attributes): a chain's CA names its pinned root as issuer before the root's
+    # own block is read. Their keys too (configuration: a key depends on the exact DER only).
+    anchor_keys = [(a.der, _KEYS.get(a.der)) for a in _ANCHORS.values()]
+    anchor_names: list[tuple[bytes, x509.Name | tuple[tuple[bytes, str], ...]]] = []
+    for anchor in _ANCHORS.values():
+        raw, cert = anchor.parts(), anchor.obj
+        if raw is not None and isinstance(cert, x509.Certificate):
+            subject, issuer = _CHECKED_NAMES.get(raw.subject), _CHECKED_NAMES.get(raw.issuer)
+            anchor_names.append((raw.subject, cert.subject if subject is None else subject))
+            anchor_names.append((raw.issuer, cert.issuer if issuer is None else issuer))
     _CHECKED_CAS.clear()
     _CHECKED_PEM.clear()
     _CHECKED_NAMES.clear()
     _RAWS.clear()
-    anchor_keys = [(a.der, _KEYS.get(a.der)) for a in _ANCHORS.values()]
     _KEYS.clear()
     _SUBJECTS.clear()
     _SPKIS.clear()
     _SERIALS.clear()
     _ENTRY_EXTS_OK.clear()
-    # The kept trust anchors' names decoded when they were checked: a chain's CA names its
-    # pinned root as issuer before the root's own block is read.
-    # Their keys too (configuration: a key depends on the exact DER only).
-    for anchor in _ANCHORS.values():
-        raw = anchor.parts()
-        cert = anchor.obj
-        if raw is not None and isinstance(cert, x509.Certificate):
-            _CHECKED_NAMES.put(raw.subject, cert.subject)
-            _CHECKED_NAMES.put(raw.issuer, cert.issuer)
+    for der, name in anchor_names:
+        _CHECKED_NAMES.put(der, name)
     for der, key in anchor_keys:
         if key is not None:
             _KEYS.put(der, key)
@@ -716,8 +726,9 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
             # force, as for certificates.)
             crl.signature_hash_algorithm  # noqa: B018
         if raw is None or _CHECKED_NAMES.get(raw.issuer) is None:
-            if raw is not None and _name_decodes(raw.issuer):
-                _CHECKED_NAMES.put(raw.issuer, True)
+            attrs = _plain_attributes(raw.issuer) if raw is not None else None
+            if raw is not None and attrs is not None:
+                _CHECKED_NAMES.put(raw.issuer, attrs)
             else:
                 crl.issuer  # noqa: B018 - builds (so decodes and validates) every name attribute
                 if raw is not None:

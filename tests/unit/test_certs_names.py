@@ -152,7 +152,9 @@ def test_a_name_read_not_built_is_built_once_when_asked_for() -> None:
     (cert,) = certs.load_pem_certificates(
         x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM), "t"
     )
-    assert certs._CHECKED_NAMES.get(name.public_bytes()) is True
+    assert certs._CHECKED_NAMES.get(name.public_bytes()) == certs._plain_attributes(
+        name.public_bytes()
+    )
     assert certs.subject_name(cert) == name
     assert certs.subject_name(cert) is certs._CHECKED_NAMES.get(name.public_bytes())
     assert certs.subject_der(cert) == name.public_bytes()
@@ -220,6 +222,10 @@ def test_plain_names_of_a_certificate_are_its_names() -> None:
         certs.forget_checked()
         (loaded,) = certs.load_pem_certificates(cert.public_bytes(serialization.Encoding.PEM), "t")
         assert (loaded.subject == loaded.issuer) is self_issued
+        assert certs.plain_names(loaded) == (["Intel SGX TCB Signing"], self_issued)
+        # (read from the attributes kept when the names were checked, and from the DER alike)
+        assert type(certs._CHECKED_NAMES.get(subject.public_bytes())) is tuple
+        certs._CHECKED_NAMES.clear()
         assert certs.plain_names(loaded) == (["Intel SGX TCB Signing"], self_issued)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -95,8 +95,11 @@ def test_the_kept_root_key_still_refuses_a_signer_it_did_not_sign() -> None:
     dcap.clear_caches()
     assert _verify(syn)["tcb_status"] == "UpToDate"
     root = root_certificate(syn)
+    name = certs._CHECKED_NAMES.get(certs.subject_der(root))
     dcap.clear_caches()  # the pinned root and its key are kept (configuration)
     assert certs._KEYS.get(certs.der_of(root)) is not None
+    # Its name as kept (its attributes, when it was read and not built).
+    assert certs._CHECKED_NAMES.get(certs.subject_der(root)) == name is not None
     # "Issued" by the root's name, signed by another key.
     forged = certificate("Intel SGX TCB Signing", OTHER_SIGNER, "Fake SGX Root CA", KEYS["other"], 47, False,
                          key_usage=SIGNING_KEY_USAGE)  # fmt: skip
