@@ -34,7 +34,17 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's extension, not RFC 8259
 
 
+#: ``json.loads(text, parse_int=_int, parse_constant=_constant)`` without a decoder made per call.
+_DECODE = json.JSONDecoder(parse_int=_int, parse_constant=_constant).decode
+
+
 def _depth_ok(doc: Any, limit: int) -> bool:
+    if type(doc) is dict and limit >= 1:  # most bodies: one object of plain values
+        for value in doc.values():
+            if isinstance(value, dict | list):
+                break
+        else:
+            return True
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
@@ -62,7 +72,12 @@ def loads(raw: bytes | str, *, what: str, limit: int, max_depth: int = MAX_DEPTH
     if len(raw) > limit:
         raise OversizedError(f"{what} is larger than {limit} bytes", field=what)
     try:
-        doc = json.loads(raw, parse_int=_int, parse_constant=_constant)
+        if isinstance(raw, bytes | bytearray):  # read as json.loads reads them
+            doc = _DECODE(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        elif isinstance(raw, str) and not raw.startswith("\ufeff"):
+            doc = _DECODE(raw)
+        else:  # json.loads says what is wrong (a BOM, not text)
+            doc = json.loads(raw, parse_int=_int, parse_constant=_constant)
     except RecursionError:
         raise MalformedError(
             f"{what} is nested too deeply", code="json_too_deep", field=what

@@ -378,15 +378,15 @@ _BY_LAUNCH_DATA: dict[str, Profile] = {
 }
 
 
+_PROFILES = {p.value: p for p in Profile}
+
+
 def attested_profile(claims: Mapping[str, Any]) -> Profile:
     """The profile the evidence behind ``claims`` attests (module docstring, rules 1-4)."""
     platform = claims.get("platform")
     profile = Profile.DEVELOPMENT
     if platform == "simulated":
-        try:
-            profile = Profile(str(claims.get("profile")))
-        except ValueError:
-            profile = Profile.DEVELOPMENT
+        profile = _PROFILES.get(str(claims.get("profile")), Profile.DEVELOPMENT)
     elif isinstance(platform, str) and platform in LAUNCH_DATA_CLAIMS:
         name, size = LAUNCH_DATA_CLAIMS[platform]
         value = claims.get(name)

@@ -391,10 +391,12 @@ class Platforms(_Strict):
 
     def for_platform(self, name: str) -> _Strict | None:
         """The section of platform ``name`` (a :class:`veritee.tee.Tee` value), None if absent."""
-        try:
-            return getattr(self, Tee(name).policy_section)  # type: ignore[no-any-return]
-        except ValueError:
-            return None
+        section = _SECTIONS.get(name)
+        return None if section is None else getattr(self, section)
+
+
+#: Each platform's attribute of :class:`Platforms`, by its :class:`veritee.tee.Tee` value.
+_SECTIONS = {t.value: t.policy_section for t in Tee}
 
 
 class Policy(_Strict):
