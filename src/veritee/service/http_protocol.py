@@ -178,6 +178,9 @@ class HotRoutesHttpToolsProtocol(CoalescingHttpToolsProtocol):
 
     _hot: HotRoutes | None = None
     _waiting: tuple[RequestResponseCycle, str] | None = None
+    #: The loop's time when the connection last fell idle (its last response complete, nothing
+    #: received since); None while a request is received or answered.
+    _idle_since: float | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -187,8 +190,46 @@ class HotRoutesHttpToolsProtocol(CoalescingHttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         waiting, self._waiting = self._waiting, None
         super().connection_lost(exc)
+        timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
+        if timer is not None:
+            timer.cancel()
         if waiting is not None:  # the body never came: the ASGI way, as it would have gone
             super()._start_asgi_task(waiting[0], self.app)
+
+    # The keep-alive timeout as uvicorn keeps it (a connection idle that long after its last
+    # response is closed), without a timer cancelled at every request and made again at every
+    # response: one timer stays armed and, when it fires, closes the connection if it has been
+    # idle long enough, else waits for the rest (idle) or for the next response (busy).
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, the keep-alive timer kept (see above)."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_due
+            )
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None:  # busy: armed again when its response is complete
+            return
+        left = idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if self._hot is not None and app is self.app:
