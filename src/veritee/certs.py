@@ -156,7 +156,44 @@ def _plain_attributes(der: bytes) -> tuple[tuple[bytes, str], ...] | None:
     """(the OID's DER, the value) of every attribute of a name of the plain layout
     (:func:`_name_decodes`), in order; None for any other name. Two such names are equal as
     ``x509.Name`` objects exactly when these are (a Name compares OIDs and decoded values, one
-    attribute per RDN here), whatever string tags they use."""
+    attribute per RDN here), whatever string tags they use.
+
+    A name whose elements all have short lengths (every name of Intel's and most others) is read
+    here with the four headers of each attribute inline; any other by :func:`_plain_attributes_tlv`
+    (a test holds them equal on every one-byte change of real names)."""
+    n = len(der)
+    if n < 2 or der[0] != 0x30 or der[1] & 0x80 or der[1] != n - 2:  # (a short outer length)
+        return _plain_attributes_tlv(der)
+    out: list[tuple[bytes, str]] = []
+    pos = 2
+    try:
+        while pos < n:
+            # SET { SEQUENCE { OID, value } }, four short lengths: the SET fills up to ``send``,
+            # the SEQUENCE the SET, the value the SEQUENCE after the OID.
+            sl, al, ol = der[pos + 1], der[pos + 3], der[pos + 5]
+            if (sl | al | ol) & 0x80:
+                return _plain_attributes_tlv(der)
+            send, oend = pos + 2 + sl, pos + 6 + ol
+            vtag, vl = der[oend], der[oend + 1]
+            if vl & 0x80:
+                return _plain_attributes_tlv(der)
+            vpos = oend + 2
+            if (der[pos] != 0x31 or der[pos + 2] != 0x30 or der[pos + 4] != 0x06 or send > n
+                    or al != sl - 2 or vpos + vl != send or vtag not in _TEXT_TAGS):  # fmt: skip
+                return None
+            oid = der[pos + 4 : oend]
+            limits = _LENGTH_LIMITS.get(oid)
+            if limits is not None and not limits[0] <= vl <= limits[1]:
+                return None  # built, it warns (as X.520 limits): built where it is used, as before
+            out.append((oid, der[vpos:send].decode("utf-8")))
+            pos = send
+    except (IndexError, ValueError):  # (UnicodeDecodeError too)
+        return None
+    return tuple(out)
+
+
+def _plain_attributes_tlv(der: bytes) -> tuple[tuple[bytes, str], ...] | None:
+    """:func:`_plain_attributes`, each element read by :func:`_tlv` (any length form)."""
     out: list[tuple[bytes, str]] = []
     try:
         tag, _, pos, end = _tlv(der, 0, len(der))
@@ -320,10 +357,20 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
         # TBSCertList: version OPTIONAL, signature, issuer, thisUpdate, ...
         parts: list[tuple[int, int, int, int]] = []  # tag, start, end, start of the value
         pos = tvs
-        while pos < te and len(parts) < 8:
-            t, start, vs, end = _tlv(der, pos, te)
-            parts.append((t, start, end, vs))
-            pos = end
+        while pos < te and len(parts) < 8:  # (_tlv inline: one turn per element)
+            if pos + 2 > te:
+                raise ValueError("truncated")
+            vs, ln = pos + 2, der[pos + 1]
+            if ln & 0x80:
+                n = ln & 0x7F
+                if n == 0 or n > 3 or vs + n > te:
+                    raise ValueError("bad length")
+                ln = int.from_bytes(der[vs : vs + n], "big")
+                vs += n
+            if vs + ln > te:
+                raise ValueError("overrun")
+            parts.append((der[pos], pos, vs + ln, vs))
+            pos = vs + ln
         if crl:
             if parts and parts[0][0] == 0x02:
                 parts = parts[1:]
@@ -335,16 +382,16 @@ def _walk(der: bytes, crl: bool) -> _Raw | None:
         if alg[0] != 0x30 or issuer[0] != 0x30 or (subject is not None and subject[0] != 0x30):
             return None
         return _Raw(
-            der=der,
-            tbs=der[ts:te],
-            inner_alg=der[alg[1] : alg[2]],
-            issuer=der[issuer[1] : issuer[2]],
-            subject=der[subject[1] : subject[2]] if subject else b"",
-            outer_alg=der[as_:ae],
-            signature=der[svs + 1 : se],
-            serial=b"" if crl else der[parts[1][3] : parts[1][2]],
-            spki=der[parts[6][1] : parts[6][2]] if not crl and len(parts) > 6 else b"",
-            exts=b"" if crl else _exts_content(der, parts, te),
+            der,  # (the fields in order, positional: der, tbs, inner_alg, issuer, subject,
+            der[ts:te],  # outer_alg, signature, serial, spki, exts)
+            der[alg[1] : alg[2]],
+            der[issuer[1] : issuer[2]],
+            der[subject[1] : subject[2]] if subject else b"",
+            der[as_:ae],
+            der[svs + 1 : se],
+            b"" if crl else der[parts[1][3] : parts[1][2]],
+            der[parts[6][1] : parts[6][2]] if not crl and len(parts) > 6 else b"",
+            b"" if crl else _exts_content(der, parts, te),
         )
     except (ValueError, IndexError):
         return None

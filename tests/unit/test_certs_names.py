@@ -238,3 +238,43 @@ def test_plain_names_of_a_certificate_are_its_names() -> None:
     )  # fmt: skip
     (loaded,) = certs.load_pem_certificates(cert.public_bytes(serialization.Encoding.PEM), "t")
     assert certs.plain_names(loaded) is None  # not the plain layout: the Names are built
+
+
+def _real_names() -> list[bytes]:
+    import json
+    from pathlib import Path
+
+    tv = Path(__file__).resolve().parents[3] / "shared" / "testvectors"
+    names: list[bytes] = []
+    for path in sorted(tv.glob("*/*collateral*.json")):
+        doc = json.loads(path.read_text())
+        for key in ("tcb_info_issuer_chain", "pck_crl_issuer_chain"):
+            if isinstance(doc.get(key), str):
+                for cert in x509.load_pem_x509_certificates(doc[key].encode()):
+                    raw = certs._walk(cert.public_bytes(serialization.Encoding.DER), False)
+                    assert raw is not None
+                    names += [raw.subject, raw.issuer]
+    return list(dict.fromkeys(names))
+
+
+def test_the_inline_name_reader_agrees_with_the_tlv_reader() -> None:
+    """``_plain_attributes`` (four short headers per attribute read inline) gives what
+    ``_plain_attributes_tlv`` gives: on real Intel names and every one-byte change of them (each
+    bit flipped, 0x00, 0xFF), on thousands of random names, and on long-form lengths."""
+    rng = random.Random(15)
+    names = _real_names() + [_name(rng) for _ in range(3000)]
+    long_value = _tlv(
+        0x30, _tlv(0x31, _tlv(0x30, bytes.fromhex("060355040a") + _tlv(0x0C, b"x" * 130)))
+    )
+    names.append(long_value)
+    checked = 0
+    for der in names[:40]:
+        for i, b in enumerate(der):
+            for v in (*(b ^ (1 << k) for k in range(8)), 0x00, 0xFF):
+                m = der[:i] + bytes([v]) + der[i + 1 :]
+                assert certs._plain_attributes(m) == certs._plain_attributes_tlv(m), m.hex()
+                checked += 1
+    for der in names:
+        assert certs._plain_attributes(der) == certs._plain_attributes_tlv(der), der.hex()
+    assert checked > 1000
+    assert certs._plain_attributes(long_value) is not None

@@ -100,7 +100,7 @@ from veritee.evidence.dcap_tcb import (
     Levels,
     TdxTcbInput,
     check_qe_identity,
-    check_tcb_info,
+    check_tcb_info_levels,
     collateral_time,
     converge_status,
     platform_tcb,
@@ -557,6 +557,8 @@ class _VerifiedCollateral:
     #: The TCB info's and QE identity's levels in Intel QVL's order, as checked.
     platform_levels: Levels | None = field(default=None, compare=False, repr=False)
     qe_levels: Levels | None = field(default=None, compare=False, repr=False)
+    #: Each TDX module identity's levels in QVL's order (one per ``tdxModuleIdentities`` entry).
+    module_levels: tuple[Levels, ...] | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def marks(self) -> tuple[Mark, ...]:
@@ -903,7 +905,7 @@ def _verify_collateral_uncached(
     )
     # Every field of every level, once per collateral set (Intel QVL parses them all); the
     # levels in QVL's order are kept for the evaluation.
-    platform_levels = check_tcb_info(tcb_info)
+    platform_levels, module_levels = check_tcb_info_levels(tcb_info)
     qe_levels = check_qe_identity(qe_identity)
     fmspc = str(tcb_info.get("fmspc", "")).upper()
     if parsed is not None:  # the same windows, in the same order, from the same bytes
@@ -933,6 +935,7 @@ def _verify_collateral_uncached(
         ),
         platform_levels=platform_levels,
         qe_levels=qe_levels,
+        module_levels=module_levels,
     )
     return verified
 
@@ -1550,7 +1553,7 @@ def _evaluate(
     # 9. QE identity
     qe_status, qe_adv = qe_tcb(vc.qe_identity, qe_report, tdx is not None, vc.qe_levels)
     # 10. platform TCB level
-    plat = platform_tcb(info, chain.ext, tdx, vc.platform_levels)
+    plat = platform_tcb(info, chain.ext, tdx, vc.platform_levels, vc.module_levels)
     # 11. converge
     status = converge_status(plat.status, qe_status)
     if status == "Revoked":  # terminal (Intel QVL's terminal result; dcap-qvl refuses it too)

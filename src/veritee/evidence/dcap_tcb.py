@@ -26,6 +26,7 @@ __all__ = [
     "TdxTcbInput",
     "check_qe_identity",
     "check_tcb_info",
+    "check_tcb_info_levels",
     "collateral_time",
     "converge_status",
     "platform_tcb",
@@ -116,6 +117,8 @@ def collateral_time(value: Any, field: str) -> datetime:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise MalformedError(f"{field} is not an RFC 3339 time with a zone", field=field)
     try:
+        if value[-1] == "Z":  # (as Intel writes them: fromisoformat reads the "Z" itself)
+            return datetime.fromisoformat(value)
         return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise MalformedError(f"{field} is not a valid time", field=field) from None
@@ -182,12 +185,18 @@ Levels = list[tuple[Any, dict[str, Any]]]
 
 
 def check_tcb_info(info: dict[str, Any]) -> Levels:
+    """:func:`check_tcb_info_levels`: the platform levels."""
+    return check_tcb_info_levels(info)[0]
+
+
+def check_tcb_info_levels(info: dict[str, Any]) -> tuple[Levels, tuple[Levels, ...]]:
     """Every field Intel QVL's ``TcbInfo`` parser reads, in every level (not only the one a
     platform matches): version 2 or 3, id (v3) SGX or TDX, FMSPC and PCE ID, TCB type and
     evaluation data number, 16 SGX (and TDX) components of 0-255, PCESVN of 0-65535, tcbDate,
     tcbStatus, advisory IDs, no duplicated levels, and for TDX the module identities.
     Called once per collateral set when its signature is verified (cached with it). Returns the
-    platform levels in QVL's order (:func:`platform_tcb` takes them)."""
+    platform levels in QVL's order (:func:`platform_tcb` takes them) and each TDX module
+    identity's levels in QVL's order, one per ``tdxModuleIdentities`` entry (``()`` for SGX)."""
     try:
         fast = _fast_tcb_info(info)
     except (ValueError, KeyError, TypeError, MalformedError):
@@ -213,6 +222,7 @@ def check_tcb_info(info: dict[str, Any]) -> Levels:
         _status(level, name)
         _advisories(level)
     levels = _platform_levels(info)  # the components of every level; duplicated levels
+    modules: list[Levels] = []
     if tee == "TDX":
         _check_signer(_field(info, "tdxModule", dict, name), "tcb_info.tdxModule", 48, 8)
         idents = info.get("tdxModuleIdentities", [])
@@ -222,8 +232,8 @@ def check_tcb_info(info: dict[str, Any]) -> Levels:
             )
         for ident in idents:
             _field(ident, "id", str, "tcb_info.tdxModuleIdentities")
-            _check_identity(ident, "tcb_info.tdxModuleIdentities", 48, 8, 255)
-    return levels
+            modules.append(_check_identity(ident, "tcb_info.tdxModuleIdentities", 48, 8, 255))
+    return levels, tuple(modules)
 
 
 def check_qe_identity(qe: dict[str, Any]) -> Levels:
@@ -314,8 +324,11 @@ def converge_status(platform: str, other: str) -> str:
     return platform
 
 
-def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]:
-    """TDX module identity (QVL TdxModuleCheck): MRSIGNERSEAM, SEAM attributes, module TCB level."""
+def _tdx_module(
+    info: dict[str, Any], tdx: TdxTcbInput, modules: tuple[Levels, ...] | None = None
+) -> tuple[str, list[str]]:
+    """TDX module identity (QVL TdxModuleCheck): MRSIGNERSEAM, SEAM attributes, module TCB level.
+    ``modules``: each module identity's levels as :func:`check_tcb_info_levels` returned them."""
     version, isvsvn = tdx.tee_tcb_svn[1], tdx.tee_tcb_svn[0]
     status, advisories = "UpToDate", []
     if version == 0:
@@ -324,14 +337,21 @@ def _tdx_module(info: dict[str, Any], tdx: TdxTcbInput) -> tuple[str, list[str]]
         want = f"TDX_{version:02X}"
         idents = info.get("tdxModuleIdentities")
         found = [
-            i for i in idents or [] if isinstance(i, dict) and str(i.get("id", "")).upper() == want
+            (k, i)
+            for k, i in enumerate(idents or [])
+            if isinstance(i, dict) and str(i.get("id", "")).upper() == want
         ]
         if not found:
             raise VerificationError(
                 f"TCB info has no TDX module identity {want}", code="tdx_module_mismatch"
             )
-        ident = found[0]
-        for need, level in _isvsvn_levels(ident, want):
+        index, ident = found[0]
+        ordered = (
+            modules[index]
+            if modules is not None and index < len(modules)
+            else _isvsvn_levels(ident, want)
+        )
+        for need, level in ordered:
             if isvsvn >= need:
                 status, advisories = _status(level, want, IDENTITY_TCB_STATUSES), _advisories(level)
                 break
@@ -385,9 +405,11 @@ def platform_tcb(
     ext: PckExtension,
     tdx: TdxTcbInput | None,
     levels: Levels | None = None,
+    modules: tuple[Levels, ...] | None = None,
 ) -> PlatformTcb:
     """Step 10 (QVL TcbLevelCheck): the first level, in QVL's order, the PCK TCB (and
-    TEE_TCB_SVN) reaches. ``levels``: what :func:`check_tcb_info` returned for ``info``."""
+    TEE_TCB_SVN) reaches. ``levels`` and ``modules``: what :func:`check_tcb_info_levels`
+    returned for ``info``."""
     sgx_level: dict[str, Any] | None = None
     tdx_level: dict[str, Any] | None = None
     start = 2 if tdx is not None and tdx.tee_tcb_svn[1] > 0 else 0
@@ -420,7 +442,7 @@ def platform_tcb(
             "No matching TCB level: TEE_TCB_SVN is below every TDX level of the TCB info",
             code="tcb_level_not_found",
         )
-    module_status, module_adv = _tdx_module(info, tdx)
+    module_status, module_adv = _tdx_module(info, tdx, modules)
     status = converge_status(_status(tdx_level, "tcb_info"), module_status)
     return PlatformTcb(
         status, _advisories(tdx_level) + module_adv, tdx_level.get("tcbDate"), module_status
@@ -521,7 +543,7 @@ def _fast_signer(doc: Any, mrsigner_size: int, attributes_size: int) -> bool:
     )
 
 
-def _fast_tcb_info(info: dict[str, Any]) -> Levels | None:
+def _fast_tcb_info(info: dict[str, Any]) -> tuple[Levels, tuple[Levels, ...]] | None:
     version = info.get("version")
     if type(version) is not int or version not in (2, 3):
         return None
@@ -553,6 +575,7 @@ def _fast_tcb_info(info: dict[str, Any]) -> Levels | None:
     ordered = _fast_sorted(keyed)
     if ordered is None:
         return None
+    modules: list[Levels] = []
     if tee == "TDX":
         if not _fast_signer(info.get("tdxModule"), 48, 8):
             return None
@@ -560,13 +583,13 @@ def _fast_tcb_info(info: dict[str, Any]) -> Levels | None:
         if type(idents) is not list:
             return None
         for ident in idents:
-            if (
-                not _fast_signer(ident, 48, 8)
-                or type(ident.get("id")) is not str
-                or _fast_identity_levels(ident, 255, "tcb_info.tdxModuleIdentities") is None
-            ):
+            if not _fast_signer(ident, 48, 8) or type(ident.get("id")) is not str:
                 return None
-    return ordered
+            module = _fast_identity_levels(ident, 255, "tcb_info.tdxModuleIdentities")
+            if module is None:
+                return None
+            modules.append(module)
+    return ordered, tuple(modules)
 
 
 def _fast_qe_identity(qe: dict[str, Any]) -> Levels | None:

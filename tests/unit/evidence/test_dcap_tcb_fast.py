@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from veritee.errors import VeriteeError
+from veritee.errors import MalformedError, VeriteeError
 from veritee.evidence import dcap_tcb
 
 _TV = Path("/work/shared/testvectors")
@@ -110,7 +110,7 @@ def _docs(key: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("key", "check"),
-    [("tcb_info", dcap_tcb.check_tcb_info), ("qe_identity", dcap_tcb.check_qe_identity)],
+    [("tcb_info", dcap_tcb.check_tcb_info_levels), ("qe_identity", dcap_tcb.check_qe_identity)],
 )
 def test_every_one_field_change_comes_out_as_the_generic_checks_make_it(
     monkeypatch: pytest.MonkeyPatch, key: str, check: Callable[[dict[str, Any]], Any]
@@ -134,3 +134,28 @@ def test_the_fast_readers_take_the_real_documents() -> None:
         assert dcap_tcb._fast_tcb_info(info) is not None
     for qe in _docs("qe_identity"):
         assert dcap_tcb._fast_qe_identity(qe) is not None
+
+
+def test_the_module_levels_kept_are_the_levels_the_evaluation_reads() -> None:
+    """Each TDX module identity's levels as the check returns them (fast and generic) are what
+    the evaluation would order from the identity itself."""
+    for info in _docs("tcb_info"):
+        levels, modules = dcap_tcb.check_tcb_info_levels(info)
+        assert levels == dcap_tcb.check_tcb_info(info)
+        idents = info.get("tdxModuleIdentities", []) if info.get("id") == "TDX" else []
+        assert len(modules) == len(idents)
+        for ident, module in zip(idents, modules, strict=True):
+            assert module == dcap_tcb._isvsvn_levels(ident, "x")
+
+
+def test_collateral_times_read_as_before() -> None:
+    from datetime import datetime
+
+    for v in ["2025-06-19T10:16:03Z", "2025-06-19t10:16:03z", "2025-06-19 10:16:03.123456789Z",
+              "2024-02-29T23:59:59Z", "2025-06-19T10:16:03+02:00", "2025-06-19T10:16:03.5-01:30"]:  # fmt: skip
+        assert dcap_tcb.collateral_time(v, "f") == datetime.fromisoformat(
+            v.upper().replace("Z", "+00:00")
+        )
+    for bad in ["2025-02-30T10:16:03Z", "2025-06-19T24:16:03Z", "2025-06-19X10:16:03Z", "x"]:
+        with pytest.raises(MalformedError):
+            dcap_tcb.collateral_time(bad, "f")
