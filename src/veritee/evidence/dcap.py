@@ -216,6 +216,10 @@ class DcapResult:
         return out
 
 
+#: ``DcapResult(...)`` with every field positional (one per cold verification and TCB).
+_make_result = _maker(DcapResult)
+
+
 # --- certificate chains ---------------------------------------------------------------------
 
 
@@ -567,6 +571,10 @@ class _VerifiedCollateral:
         return self.marks_from()
 
 
+#: ``_VerifiedCollateral(...)`` with every field positional, its memo a new ``Lru(256)`` (one per
+#: cold verification: its 15 fields without the frozen dataclass's ``object.__setattr__``).
+_make_verified = _maker(_VerifiedCollateral)
+
 #: A collateral set's cache key: SHA-256 over its exact bytes and the pinned roots, or a
 #: test-vector-layout document's exact strings and the pinned roots' tag (:func:`_layout_key`).
 _SetKey = bytes | tuple[object, ...]
@@ -913,31 +921,15 @@ def _verify_collateral_uncached(
     else:
         all_windows = tuple(windows + w1 + w2)
         span = _span(all_windows)
-    verified = _VerifiedCollateral(
-        tcb_info=tcb_info,
-        qe_identity=qe_identity,
-        pck_crl_issuer=_certs.subject_der(crl_chain[0]),
-        pck_crl_issuer_spki=_certs.public_key_der(crl_chain[0]),
-        pck_revoked=_certs.revoked(pck_crl),
-        root_revoked=root_revoked,
-        windows=all_windows,
-        span=span,
-        fmspc=fmspc,
-        marks_from=functools.partial(
-            _collateral_set_marks,
-            crl_chain[0],
-            crl_chain[-1],
-            pck_crl.last_update_utc,
-            root_crl.last_update_utc,
-            tcb_info,
-            qe_identity,
-            raw.source,
-        ),
-        platform_levels=platform_levels,
-        qe_levels=qe_levels,
-        module_levels=module_levels,
-    )
-    return verified
+    marks_from = functools.partial(
+        _collateral_set_marks, crl_chain[0], crl_chain[-1], pck_crl.last_update_utc,
+        root_crl.last_update_utc, tcb_info, qe_identity, raw.source,
+    )  # fmt: skip
+    return _make_verified(
+        tcb_info, qe_identity, _certs.subject_der(crl_chain[0]),
+        _certs.public_key_der(crl_chain[0]), _certs.revoked(pck_crl), root_revoked, all_windows,
+        span, fmspc, marks_from, _Lru(256), platform_levels, qe_levels, module_levels,
+    )  # fmt: skip
 
 
 def _collateral_set_marks(
@@ -1226,6 +1218,7 @@ class _CollateralCheap:
 
 
 _COLLATERAL_CHEAP: _Lru[_SetKey, _CollateralCheap] = _Lru(256)
+_make_collateral_cheap = _maker(_CollateralCheap)  # (as _make_pck_chain)
 
 
 def _collateral_cheap(
@@ -1263,8 +1256,8 @@ def _collateral_cheap(
             signed[name] = (certs, doc)
     except _CHEAP_ERRORS:
         return None
-    found = _CollateralCheap(tuple(windows), _span(windows), signed["tcb_info"][1], crl_chain, root_crl, pck_crl,
-                             signed, raw)  # fmt: skip
+    found = _make_collateral_cheap(tuple(windows), _span(windows), signed["tcb_info"][1], crl_chain, root_crl,
+                                   pck_crl, signed, raw)  # fmt: skip
     _COLLATERAL_CHEAP.put(key, found)
     return found
 
@@ -1571,16 +1564,8 @@ def _evaluate(
         findings.append(
             Reason("intel_advisories", "Intel security advisories apply: " + ", ".join(advisories))
         )
-    return DcapResult(
-        tcb_status=status,
-        advisory_ids=advisories,
-        fmspc=fmspc,
-        pce_id=chain.ext.pce_id.hex().upper(),
-        platform_tcb_status=plat.status,
-        qe_tcb_status=qe_status,
-        tdx_module_tcb_status=plat.module_status,
-        tcb_date=plat.tcb_date,
-        tcb_evaluation_data_number=int(info.get("tcbEvaluationDataNumber", 0)),
-        collateral_expires=min(w.not_after for w in vc.windows),
-        findings=tuple(findings),
-    )
+    return _make_result(
+        status, advisories, fmspc, chain.ext.pce_id.hex().upper(), plat.status, qe_status,
+        plat.module_status, plat.tcb_date, int(info.get("tcbEvaluationDataNumber", 0)),
+        min(w.not_after for w in vc.windows), tuple(findings),
+    )  # fmt: skip

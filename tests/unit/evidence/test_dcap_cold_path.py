@@ -137,3 +137,29 @@ def test_a_crl_signature_algorithm_other_than_ecdsa_sha256_is_still_read_and_che
     unknown = der.replace(oid, bytes.fromhex("06082a8648ce3d04037f"))  # an unknown algorithm
     with pytest.raises(MalformedError):
         certs.load_der_crl(unknown, "t")
+
+
+def test_collateral_records_and_the_result_are_the_dataclasses() -> None:
+    """The verified set, the cheap read of a set and the TCB result are built without the frozen
+    dataclasses' __init__ (``veritee._frozen.maker``): the same objects, field for field, still
+    frozen; the verified set's memo is its own LRU, its marks computed on first use."""
+    import dataclasses
+
+    syn = build()
+    dcap.clear_caches()
+    _verify(syn)
+    (verified,) = dcap._COLLATERAL.values()
+    (cheap,) = dcap._COLLATERAL_CHEAP.values()
+    (result,) = verified.memo.values()
+    for made, cls in ((verified, dcap._VerifiedCollateral), (cheap, dcap._CollateralCheap),
+                      (result, dcap.DcapResult)):  # fmt: skip
+        assert type(made) is cls
+        fields = {f.name: getattr(made, f.name) for f in dataclasses.fields(made)}
+        assert made == cls(**fields) and vars(made) == fields
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.fmspc = ""  # type: ignore[misc]
+    assert verified.marks == verified.marks_from() and "marks" in vars(verified)
+    dcap.clear_caches()
+    _verify(syn)
+    (again,) = dcap._COLLATERAL.values()
+    assert again.memo is not verified.memo
