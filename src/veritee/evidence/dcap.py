@@ -493,9 +493,7 @@ def _pck_chain_uncached(
     _verify_chain(certs, trust, "PCK chain")
     leaf, ca = certs[0], certs[1]
     leaf_key = _pubkey(leaf, "pck_chain")
-    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(
-        leaf_key.curve, ec.SECP256R1
-    ):
+    if not _certs.is_ec_public_key(leaf_key) or not isinstance(leaf_key.curve, ec.SECP256R1):
         raise VerificationError("PCK certificate key is not ECDSA P-256", code="key_invalid")
     if ext is None:
         ext = parse_pck_extension(_sgx_extension_value(leaf))
@@ -706,7 +704,7 @@ def _crl_window(crl: _certs.AnyCrl, name: str) -> _Window:
 
 def _check_crl(crl: _certs.AnyCrl, issuer: x509.Certificate, name: str) -> None:
     key = _pubkey(issuer, name)
-    if not _certs.same_name(crl, issuer) or not isinstance(key, ec.EllipticCurvePublicKey):
+    if not _certs.same_name(crl, issuer) or not _certs.is_ec_public_key(key):
         raise CollateralError(
             f"{name} is not issued by {issuer.subject.rfc4514_string()}", code="crl_invalid"
         )
@@ -831,7 +829,7 @@ def _verify_signed_json(
         )
         seen[chain_pem] = certs
     key = _pubkey(certs[0], name)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
+    if not _certs.is_ec_public_key(key):
         raise CollateralError(f"{name} signing key is not ECDSA", code="collateral_invalid")
     _verify_raw(key, sig, raw, name, code="collateral_signature_invalid")
     if parsed:  # the cheap checks made these windows from the same bytes (the caller keeps them)

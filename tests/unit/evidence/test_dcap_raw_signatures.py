@@ -305,3 +305,19 @@ def test_public_key_of_keeps_p256_keys_by_exact_der() -> None:
     for _ in range(300):  # bounded
         certs._KEYS.put(bytes(8) + _.to_bytes(2, "big"), certs.public_key_of(ca))
     assert len(certs._KEYS.values()) <= 256
+
+
+def test_the_ec_key_test_is_the_abc_check() -> None:
+    """``certs.is_ec_public_key`` says what ``isinstance(key, ec.EllipticCurvePublicKey)`` says,
+    for cryptography's keys of every curve, other keys and other objects."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    keys: list[object] = [
+        ec.generate_private_key(c).public_key()
+        for c in (ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1())
+    ]
+    keys += [ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate().public_key(),
+             rsa.generate_private_key(65537, 1024).public_key(), None, b"key", object()]  # fmt: skip
+    for key in keys:
+        assert certs.is_ec_public_key(key) == isinstance(key, ec.EllipticCurvePublicKey)
+    assert certs._p256(keys[0]) is keys[0] and certs._p256(keys[1]) is None
