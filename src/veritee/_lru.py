@@ -40,11 +40,18 @@ class Lru(Generic[K, V]):
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
 
+    def items(self) -> list[tuple[K, V]]:
+        """A snapshot of the entries, least recently used first."""
+        with self._lock:
+            return list(self._data.items())
+
     def values(self) -> list[V]:
         """A snapshot of the values, least recently used first."""
         with self._lock:
             return list(self._data.values())
 
     def clear(self) -> None:
+        if not self._data:  # (nothing to clear: no lock; a put racing a clear is unordered anyway)
+            return
         with self._lock:
             self._data.clear()

@@ -652,6 +652,10 @@ def forget_checked() -> None:
     _ENTRY_EXTS_OK.clear()
     for der, name in anchor_names:
         _CHECKED_NAMES.put(der, name)
+    for block, der in _ANCHOR_BLOCKS.items():
+        cert = _known_ca(der)  # (None: the anchor is gone, and so is its text)
+        if cert is not None:
+            _CHECKED_PEM.put(block, cert)
     for der, key in anchor_keys:
         if key is not None:
             _KEYS.put(der, key)
@@ -677,6 +681,13 @@ def keep_anchor(cert: x509.Certificate) -> None:
 def forget_anchors() -> None:
     """Forget the kept trust anchors too (tests)."""
     _ANCHORS.clear()
+    _ANCHOR_BLOCKS.clear()
+
+
+#: The PEM block texts (base64, as :func:`_checked_block` takes them) of kept trust anchors, by
+#: text: the DER each decodes to. Kept across :func:`forget_checked` with the anchors, so a cold
+#: verification does not decode the pinned root's block again (one text decodes to one DER).
+_ANCHOR_BLOCKS: Lru[bytes, bytes] = Lru(16)
 
 
 def _known_ca(der: bytes) -> x509.Certificate | None:
@@ -1030,6 +1041,8 @@ def _checked_block(block: bytes, field: str) -> x509.Certificate:
             return known  # a leaf: never kept
     if _CHECKED_CAS.get(der) is known:
         _CHECKED_PEM.put(block, known)
+        if _ANCHORS.get(der) is not None:  # a pinned root's text: kept with it (forget_checked)
+            _ANCHOR_BLOCKS.put(block, der)
     return known
 
 

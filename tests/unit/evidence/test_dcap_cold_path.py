@@ -163,3 +163,31 @@ def test_collateral_records_and_the_result_are_the_dataclasses() -> None:
     _verify(syn)
     (again,) = dcap._COLLATERAL.values()
     assert again.memo is not verified.memo
+
+
+def test_the_pinned_roots_pem_text_is_kept_with_the_root() -> None:
+    """The pinned root's PEM block text is kept with the root across clear_caches (its one DER,
+    not decoded again); another root's text is decoded and refused as before, and forgetting the
+    anchors forgets the text."""
+    syn = build()
+    dcap.clear_caches()
+    assert _verify(syn)["tcb_status"] == "UpToDate"
+    root = root_certificate(syn)
+    pem = dcap.parse_quote(syn.quote).signature_data.pck_chain_pem.rstrip(b"\0")
+    block = certs._pem_blocks(pem)
+    assert block is not None and len(block) == 3
+    block = block[2:]  # (the root's, as the quote's chain writes it)
+    dcap.clear_caches()  # (the root kept as pinned; its text is kept once read as the kept root)
+    assert _verify(syn)["tcb_status"] == "UpToDate"
+    dcap.clear_caches()
+    kept = certs._CHECKED_PEM.get(block[0])
+    assert kept is not None and certs.der_of(kept) == certs.der_of(root)
+    assert certs._loaded(kept) is not None and certs._CHECKED_CAS.get(certs.der_of(root)) is kept
+    assert _verify(syn)["tcb_status"] == "UpToDate"
+    with pytest.raises(VerificationError) as e:  # the text kept, the pin still checked
+        tdx.verify(syn.quote, collateral=syn.collateral, at=AT)  # (Intel's root only)
+    assert e.value.code == "root_not_pinned"
+    certs.forget_anchors()
+    dcap.clear_caches()
+    assert certs._CHECKED_PEM.get(block[0]) is None
+    assert _verify(syn)["tcb_status"] == "UpToDate"
