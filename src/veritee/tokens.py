@@ -25,9 +25,11 @@ practices):
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import functools
 import json
+import json.encoder
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -309,6 +311,14 @@ def _jws_header(alg: str, kid: str, typ: str) -> str:
     return b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
 
 
+def _b64url_bytes(data: bytes) -> bytes:
+    """:func:`b64url` of ``data`` as ASCII bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def sign_jwt(
     payload: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str, typ: str = EAR_TYPE
 ) -> str:
@@ -317,15 +327,18 @@ def sign_jwt(
     Signed with deterministic ECDSA (RFC 6979), so one payload always gives one token: the KBS
     hands a session's token back on a second ``/attest`` by signing its payload again.
     """
+    return _sign_json(_json(payload), key, kid, typ)
+
+
+def _sign_json(body: bytes, key: ec.EllipticCurvePrivateKey, kid: str, typ: str) -> str:
+    """:func:`sign_jwt` of a payload already encoded as its JSON (``body``)."""
     bits = key.curve.key_size
     _, alg, digest = _CURVES[bits]
-    header = _jws_header(alg, kid, typ)
-    body = b64url(_json(payload))
-    signing_input = f"{header}.{body}".encode("ascii")
-    der = key.sign(signing_input, _deterministic_ecdsa(digest))
-    r, s = decode_dss_signature(der)
+    signing_input = b"%s.%s" % (_jws_header(alg, kid, typ).encode("ascii"), _b64url_bytes(body))
+    r, s = decode_dss_signature(key.sign(signing_input, _deterministic_ecdsa(digest)))
     size = (bits + 7) // 8
-    return f"{header}.{body}.{b64url(r.to_bytes(size, 'big') + s.to_bytes(size, 'big'))}"
+    signature = _b64url_bytes(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
+    return (b"%s.%s" % (signing_input, signature)).decode("ascii")
 
 
 def issue_ear(
@@ -345,12 +358,111 @@ def issue_ear(
     ``claims`` are the verified claims (no secrets in them); ``bound_key`` the key the evidence
     bound, if any (``cnf``).
     """
+    return issue_ear_rendered(
+        key=key, kid=kid, issuer=issuer, audience=audience, decision=decision, claims=claims,
+        nonce=nonce, now=now, bound_key=bound_key,
+    )[0]  # fmt: skip
+
+
+def _strict_encoder() -> Any:
+    """``json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    check_circular=False)``: the C encoder ``json.JSONEncoder.encode`` makes on each call, made
+    once (a third of a small document's cost). A cycle is a :class:`RecursionError`."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+        ).encode
+    chunks = make(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    join = "".join
+
+    def encode(obj: Any) -> str:
+        return join(chunks(obj, 0))
+
+    return encode
+
+
+def _refuse(obj: Any) -> Any:
+    return json.JSONEncoder().default(obj)  # TypeError, worded as json.dumps words it
+
+
+#: The strict compact encoder of :func:`issue_ear_rendered`: the claims' text in a token (whose
+#: encoder allows NaN) and in the attest's answer (whose encoder does not).
+strict_json = _strict_encoder()
+#: The ``ear.verifier-id`` member of every EAR, encoded.
+_VERIFIER_ID = '"ear.verifier-id":' + _ENCODE(
+    {"developer": "veritee", "build": f"veritee {__version__}"}
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _ear_head(issuer: str, audience: str) -> str:
+    """The EAR's JSON up to its ``iat`` value: the same few (issuer, audience) every time."""
+    return _ENCODE({"eat_profile": EAR_PROFILE, "iss": issuer, "aud": audience})[:-1] + ',"iat":'
+
+
+def issue_ear_rendered(
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    kid: str,
+    issuer: str,
+    audience: str | Sequence[str],
+    decision: Decision,
+    claims: dict[str, Any] | None,
+    nonce: bytes | None,
+    now: dt.datetime,
+    bound_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | Mapping[str, Any] | None = None,
+) -> tuple[str, str | None]:
+    """:func:`issue_ear`, and the compact JSON of ``claims`` (``"null"`` for None) as an encoder
+    refusing NaN writes it (the attest's answer holds them too), or None when the token was
+    made by the generic path.
+
+    The token's claims-set is written as its JSON directly: the text :func:`ear_payload` and
+    :func:`sign_jwt` would encode, piece by piece (the members in the same order; the issuer and
+    audience's part kept). Anything unusual (an issuer or audience that is not a non-empty
+    string, claims that are not a plain dict, a value the strict encoder refuses) goes the
+    generic way, which makes or refuses what it always did.
+    """
+    if type(issuer) is str and type(audience) is str and audience and (
+        claims is None or type(claims) is dict
+    ):  # fmt: skip
+        try:
+            claims_text = "null" if claims is None else strict_json(claims)
+            d = decision
+            sub = strict_json(
+                {
+                    "ear.status": d.status,
+                    "ear.trustworthiness-vector": d.vector,
+                    "ear.appraisal-policy-id": f"policy:{d.policy_name}"
+                    + (f"@{d.policy_digest[:16]}" if d.policy_digest else ""),
+                    "ear.veritee.reasons": [r.to_json() for r in d.reasons],
+                }
+            )
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            if claims is not None:
+                sub = f'{sub[:-1]},"ear.veraison.annotated-evidence":{claims_text}}}'
+            name = strict_json(str((claims or {}).get("platform") or "unknown"))
+            iat = int(now.timestamp())
+            exp = int((now + TOKEN_LIFETIME).timestamp())
+            text = (
+                f'{_ear_head(issuer, audience)}{iat},"nbf":{iat},"exp":{exp},{_VERIFIER_ID},'
+                f'"submods":{{{name}:{sub}}}'
+            )
+            if nonce is not None:
+                text += f',"eat_nonce":"{b64url(nonce)}"'
+            if bound_key is not None:
+                text += ',"cnf":' + _ENCODE(key_binding(bound_key))
+            return _sign_json(f"{text}}}".encode(), key, kid, EAR_TYPE), claims_text
     platform = str((claims or {}).get("platform") or "unknown")
     payload = ear_payload(
         issuer=issuer, audience=audience, submods=[Submod(platform, decision, claims)],
         now=now, nonce=nonce, bound_key=bound_key,
     )  # fmt: skip
-    return sign_jwt(payload, key, kid=kid)
+    return sign_jwt(payload, key, kid=kid), None
 
 
 def decode_ear(  # noqa: C901 - one branch per check of the token, in RFC 7519 order

@@ -18,7 +18,7 @@ from veritee.service.bodies import JsonRoute
 from veritee.service.context import Appraisal, ServiceContext
 from veritee.service.keystores import store_identity
 from veritee.service.schemas import AttestRequest, CertifyRequest
-from veritee.tokens import issue_ear, kbs_audience
+from veritee.tokens import issue_ear, issue_ear_rendered, kbs_audience, strict_json
 
 __all__ = ["router"]
 
@@ -232,9 +232,30 @@ async def attest_response(ctx: ServiceContext, body: AttestRequest) -> JSONRespo
     await ctx.run_db(
         _consume_and_audit, ctx, kind="attest", nonce=nonce, now=now, appraisal=appraisal
     )
-    token = _ear(ctx, appraisal, audience=audience, nonce=nonce, now=now, bound_key=key)
-    return json_response(
-        {"token": token, **appraisal.decision.to_json(), "claims": appraisal.claims}
+    return token_answer(ctx, appraisal, audience=audience, nonce=nonce, now=now, bound_key=key)
+
+
+def token_answer(
+    ctx: ServiceContext,
+    appraisal: Appraisal,
+    *,
+    audience: str,
+    nonce: bytes | None,
+    now: dt.datetime,
+    bound_key: ec.EllipticCurvePublicKey | None,
+) -> JSONResponse:
+    """The attest's answer: ``{"token": EAR, **decision.to_json(), "claims": claims}``, the claims
+    encoded once for the token and the answer (:func:`veritee.tokens.issue_ear_rendered`)."""
+    d, decision = ctx.domain, appraisal.decision
+    token, claims_text = issue_ear_rendered(
+        key=d.token_key, kid=d.token_kid, issuer=ctx.settings.issuer, audience=audience,
+        decision=decision, claims=appraisal.claims, nonce=nonce, now=now, bound_key=bound_key,
+    )  # fmt: skip
+    if claims_text is None:
+        return json_response({"token": token, **decision.to_json(), "claims": appraisal.claims})
+    # Written from its parts: a token's characters (base64url, dots) need no escape in JSON.
+    return rendered_json(
+        f'{{"token":"{token}",{strict_json(decision.to_json())[1:-1]},"claims":{claims_text}}}'.encode()
     )
 
 
