@@ -426,14 +426,19 @@ class Policy(_Strict):
     @property
     def digest(self) -> str:
         """SHA-256 of the policy's canonical JSON form."""
-        return self._digest
+        # Read from the private attributes' dict: ``self._digest`` goes through pydantic's
+        # ``__getattr__`` and an AttributeError raised and caught inside it (~2 us; read on
+        # every appraisal).
+        private = self.__pydantic_private__
+        return private["_digest"] if private else self._digest
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def refvalue_sets(self) -> frozenset[str]:
         """The names of the reference-value sets this policy's allow-lists refer to."""
-        return self._refvalue_sets
+        private = self.__pydantic_private__  # as in digest
+        return private["_refvalue_sets"] if private else self._refvalue_sets
 
 
 class PolicySet(tuple[Policy, ...]):
