@@ -177,8 +177,9 @@ class DcapTrust:
 
     root_sha256: frozenset[bytes] = frozenset({INTEL_SGX_ROOT_CA_SHA256})
 
-    @property
+    @functools.cached_property
     def cache_tag(self) -> bytes:
+        """The pinned roots' fingerprints, sorted and joined (computed once: the set is frozen)."""
         return b"".join(sorted(self.root_sha256))
 
 
@@ -467,8 +468,11 @@ def _pck_cheap(pem: bytes, key: _PckKey) -> _PckChain | _PckCheap | None:
         if len(certs) != 3:
             return None
         ext = parse_pck_extension(_sgx_extension_value(certs[0]))
-        windows = _pck_windows(certs)
-        return _make_pck_cheap(certs, windows, _span(windows), ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
+        (b0, a0), (b1, a1), (b2, a2) = (_certs.validity(c) for c in certs)
+        n0, n1, n2 = _PCK_WINDOW_NAMES
+        windows = (_Window(n0, b0, a0), _Window(n1, b1, a1), _Window(n2, b2, a2))
+        span = max(b0, b1, b2), min(a0, a1, a2)  # (_span of the three)
+        return _make_pck_cheap(certs, windows, span, ext.fmspc.hex().upper(), ext.pce_id.hex().upper(),
                          _certs.subject_der(certs[1]), ext)  # fmt: skip
     except _CHEAP_ERRORS:
         return None
@@ -1502,8 +1506,10 @@ def verify_quote(
             and chain.leaf_serial in vc.pck_revoked:  # fmt: skip
         raise VerificationError("PCK certificate is revoked", code="certificate_revoked")
     ext = chain.ext
+    # (The TD inputs by their fields: a tuple of bytes hashes and compares in C.)
+    tdx_key = None if tdx is None else (tdx.tee_tcb_svn, tdx.mr_signer_seam, tdx.seam_attributes)
     memo_key = (ext.fmspc, ext.pce_id, ext.tcb_components, ext.pce_svn, chain.ca_name, chain.ca_spki,
-                chain.ca_serial, sig.qe_report.raw, tdx)  # fmt: skip
+                chain.ca_serial, sig.qe_report.raw, tdx_key)  # fmt: skip
     result = vc.memo.get(memo_key)
     if result is None:
         result = _evaluate(chain, vc, sig.qe_report, tdx)

@@ -154,11 +154,43 @@ def verify(
         trust=trust,
         tdx=_make_tcb_input(report.tee_tcb_svn, report.mr_signer_seam, report.seam_attributes),
     )
-    claims = _base_claims(quote, report)
-    claims.update(result.claims(tdx=True))
-    if report.debug:
+    claims = _verified_claims(quote.header.version, report, result)
+    if claims["debug"]:
         findings += (Reason("debug", "TD_ATTRIBUTES.DEBUG is set: the TD is debuggable"),)
     return _make_verified("tdx", claims, at, findings + result.findings)
+
+
+def _verified_claims(version: int, report: TdReport, result: dcap.DcapResult) -> dict[str, Any]:
+    """``_base_claims`` updated with ``result.claims(tdx=True)``, built as one dict (the same keys
+    in the same order: a test holds them equal)."""
+    if type(report) is not TdReport or type(result) is not dcap.DcapResult:
+        out = {"platform": "tdx", "version": version, **report.claims()}
+        out.update(result.claims(tdx=True))
+        return out
+    r0, r1, r2, r3 = report.rtmrs
+    mr_td = report.mr_td.hex()
+    out = {
+        "platform": "tdx", "version": version, "measurement": mr_td,
+        "report_data": report.report_data.hex(),
+        "debug": bool(report.td_attributes[0] & TD_ATTRIBUTES_DEBUG),  # (bit 0, little-endian)
+        "mrtd": mr_td, "mr_seam": report.mr_seam.hex(), "mr_signer_seam": report.mr_signer_seam.hex(),
+        "seam_attributes": report.seam_attributes.hex(), "td_attributes": report.td_attributes.hex(),
+        "xfam": report.xfam.hex(), "mr_config_id": report.mr_config_id.hex(),
+        "mr_owner": report.mr_owner.hex(), "mr_owner_config": report.mr_owner_config.hex(),
+        "tee_tcb_svn": report.tee_tcb_svn.hex(),
+        "rtmr0": r0.hex(), "rtmr1": r1.hex(), "rtmr2": r2.hex(), "rtmr3": r3.hex(),
+    }  # fmt: skip
+    if report.tee_tcb_svn2 is not None and report.mr_service_td is not None:
+        out["tee_tcb_svn2"] = report.tee_tcb_svn2.hex()
+        out["mr_service_td"] = report.mr_service_td.hex()
+    out["tcb_status"] = result.tcb_status
+    out["advisory_ids"] = list(result.advisory_ids)
+    out["fmspc"] = result.fmspc
+    out["qe_tcb_status"] = result.qe_tcb_status
+    out["tcb_date"] = result.tcb_date
+    out["tcb_evaluation_data_number"] = result.tcb_evaluation_data_number
+    out["tdx_module_tcb_status"] = result.tdx_module_tcb_status
+    return out
 
 
 def verify_with_event_log(
