@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
 
-from veritee.errors import StorageError, UsageError
+from veritee.errors import NonceError, StorageError, UsageError
 from veritee.service.storage import Storage, default_sqlite_url, verify_audit_chain
-from veritee.service.storage.models import METADATA
+from veritee.service.storage.models import METADATA, UTCDateTime
 
 
 def test_check_before_and_after_migrate(db_url: str) -> None:
@@ -29,7 +32,7 @@ def test_check_before_and_after_migrate(db_url: str) -> None:
         storage.migrate()  # idempotent
         storage.migrate()
         storage.check()
-        assert storage.current_revision() == storage.head_revision() == "0011"
+        assert storage.current_revision() == storage.head_revision() == "0012"
     finally:
         storage.close()
 
@@ -270,3 +273,104 @@ def test_time_texts_are_the_field_by_field_ones() -> None:
         assert iso_utc(utc) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert sqlite_time(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02 03:04:05.000000"
     assert iso_utc(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02T03:04:05.000000Z"
+
+
+def _migrate_to(storage: Storage, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+
+    cfg = storage._alembic_config()
+    with storage._engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def _nonce_rows(storage: Storage) -> set[tuple[bytes, str]]:
+    with storage._engine.connect() as conn:
+        rows = conn.execute(text("SELECT nonce_sha256, purpose FROM nonces")).all()
+    return {(bytes(r[0]), str(r[1])) for r in rows}
+
+
+def test_migration_0012_keeps_spent_nonces_up_and_down(db_url: str) -> None:
+    """0012 (nonces keyed by expiry and hash): the spent nonces of an older schema survive the
+    upgrade and stay spent; a downgrade keeps them too, and the upgrade again."""
+    storage = Storage(db_url, nonce_key=bytes(range(32)))
+    try:
+        _migrate_to(storage, "0011")
+        now = datetime.now(UTC)
+        spent = [storage.issue_nonce(now=now, ttl=timedelta(minutes=5)) for _ in range(3)]
+        fresh = storage.issue_nonce(now=now, ttl=timedelta(minutes=5))
+        issued = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        with storage._engine.begin() as conn:  # as the code of 0011 spent them
+            for i, nonce in enumerate(spent):
+                issued_at, expires_at = storage._nonces.check(nonce, now=now, purpose="attest")
+                conn.execute(
+                    text(
+                        "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, "
+                        "used_at) VALUES (:h, 'attest', :i, :e, :u)"
+                    ),
+                    {
+                        "h": hashlib.sha256(nonce).digest(),
+                        "i": UTCDateTime().process_bind_param(issued_at, conn.dialect),
+                        "e": UTCDateTime().process_bind_param(expires_at, conn.dialect),
+                        "u": UTCDateTime().process_bind_param(
+                            issued + timedelta(seconds=i), conn.dialect
+                        ),
+                    },
+                )
+        before = _nonce_rows(storage)
+        assert len(before) == 3
+        storage.migrate()
+        assert storage.current_revision() == "0012"
+        assert _nonce_rows(storage) == before
+        for nonce in spent:
+            with pytest.raises(NonceError) as info, storage.transaction() as tx:
+                tx.consume_nonce(nonce, now=now)
+            assert info.value.code == "nonce_reused"
+        with storage.transaction() as tx:
+            tx.consume_nonce(fresh, now=now)
+        with pytest.raises(NonceError) as info, storage.transaction() as tx:
+            tx.consume_nonce(fresh, now=now)
+        assert info.value.code == "nonce_reused"
+        after = _nonce_rows(storage)
+        assert len(after) == 4
+        with storage.transaction() as tx:  # the purge by expiry, limited, on the new key
+            assert tx.purge_nonces(now=now + timedelta(minutes=10), limit=2) == 2
+        assert len(_nonce_rows(storage)) == 2
+        kept = _nonce_rows(storage)
+        _migrate_to(storage, "0011", down=True)
+        assert storage.current_revision() == "0011"
+        assert _nonce_rows(storage) == kept
+        with storage._engine.connect() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("nonces")}
+            key = inspect(conn).get_pk_constraint("nonces")["constrained_columns"]
+        assert "ix_nonces_expires_at" in indexes
+        assert key == ["nonce_sha256"]
+        storage.migrate()
+        assert _nonce_rows(storage) == kept
+        with storage._engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), METADATA)
+            key = inspect(conn).get_pk_constraint("nonces")["constrained_columns"]
+        assert diff == []
+        assert key == ["expires_at", "nonce_sha256"]
+    finally:
+        storage.close()
+
+
+def test_sqlite_nonces_are_one_btree(tmp_path: Path) -> None:
+    """On SQLite the spent nonces are a WITHOUT ROWID table with no other index."""
+    storage = Storage(default_sqlite_url(tmp_path))
+    try:
+        storage.migrate()
+    finally:
+        storage.close()
+    conn = sqlite3.connect(tmp_path / "veritee.db")
+    try:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'nonces'").fetchone()
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'nonces'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert "WITHOUT ROWID" in sql
+    assert "PRIMARY KEY (expires_at, nonce_sha256)" in sql
+    assert indexes == []  # the key is the table's own b-tree

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -133,15 +134,22 @@ def sqlite_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+# Spent nonces, keyed by (expires_at, nonce_sha256): a nonce's lifetime is read from its own
+# bytes (nonces.NonceMinter.check), so one nonce always has one key and a replay conflicts as
+# with the hash alone; keys in time order make each insert land on the last page of one b-tree
+# (WITHOUT ROWID on SQLite: the rows are the key's b-tree), which the purge by expires_at reads
+# too. The hash alone as key put each insert on a random page of its index, plus the rowid
+# table's page and the expires_at index's (migration 0012).
 NONCES = Table(
     "nonces",
     METADATA,
-    Column("nonce_sha256", LargeBinary(32), primary_key=True),
+    Column("nonce_sha256", LargeBinary(32), nullable=False),
     Column("purpose", String(32), nullable=False),
     Column("issued_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("used_at", UTCDateTime(), nullable=True),
-    Index(None, "expires_at"),
+    PrimaryKeyConstraint("expires_at", "nonce_sha256"),
+    sqlite_with_rowid=False,
 )
 
 POLICIES = Table(

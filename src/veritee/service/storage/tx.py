@@ -6,8 +6,9 @@ only inside that ``with`` block. Every method runs in the same transaction, so e
 nonce and appending its audit entry either both happen or neither does.
 
 Nonces are issued without a write (:mod:`.nonces`: a MAC'd lifetime) and are single use by
-the primary key of ``nonces``: consumption inserts the nonce's SHA-256 (``INSERT ... ON CONFLICT
-DO NOTHING``) and a row count of 0 means it was used already. The key's uniqueness holds for
+the primary key of ``nonces``: consumption inserts the nonce's expiry and SHA-256 (``INSERT ...
+ON CONFLICT DO NOTHING``; the expiry is read from the nonce's own bytes, so a nonce has one key)
+and a row count of 0 means it was used already. The key's uniqueness holds for
 concurrent consumers in any thread, process or replica; a consumer whose transaction rolls back
 leaves the nonce unused. Rows are purged once their nonce's lifetime has ended.
 """
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -1068,15 +1069,20 @@ _NOW = bindparam("now", type_=UTCDateTime())
 # INSERT ... ON CONFLICT DO NOTHING RETURNING, in each dialect: no row back = a reused nonce.
 _SPEND_NONCE = {
     "postgresql": pg_insert(NONCES)
-    .on_conflict_do_nothing(index_elements=["nonce_sha256"])
+    .on_conflict_do_nothing(index_elements=["expires_at", "nonce_sha256"])
     .returning(_N.nonce_sha256),
     "sqlite": sqlite_insert(NONCES)
-    .on_conflict_do_nothing(index_elements=["nonce_sha256"])
+    .on_conflict_do_nothing(index_elements=["expires_at", "nonce_sha256"])
     .returning(_N.nonce_sha256),
 }
 _PURGE_NONCES = NONCES.delete().where(_N.expires_at <= _NOW)
 _PURGE_SOME_NONCES = NONCES.delete().where(
-    _N.nonce_sha256.in_(select(_N.nonce_sha256).where(_N.expires_at <= _NOW).limit(bindparam("n")))
+    tuple_(_N.expires_at, _N.nonce_sha256).in_(
+        select(_N.expires_at, _N.nonce_sha256)
+        .where(_N.expires_at <= _NOW)
+        .order_by(_N.expires_at)
+        .limit(bindparam("n"))
+    )
 )
 _KBS_SESSION = select(KBS_SESSIONS.c.token).where(
     KBS_SESSIONS.c.session_sha256 == bindparam("key"), KBS_SESSIONS.c.expires_at > _NOW
@@ -1118,7 +1124,7 @@ _SQLITE_REVOCATION = _REVOCATION_SQL.format(p="?")
 _PG_REVOCATION = _REVOCATION_SQL.format(p="%s")
 _PG_SPEND_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (nonce_sha256) DO NOTHING RETURNING 1"
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (expires_at, nonce_sha256) DO NOTHING RETURNING 1"
 )
 _PG_LATEST_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
@@ -1146,7 +1152,7 @@ _PG_SPEND_READ_REVOKED = (
 )
 _SQLITE_SPEND_NONCE = (
     "INSERT INTO nonces (nonce_sha256, purpose, issued_at, expires_at, used_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (nonce_sha256) DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (expires_at, nonce_sha256) DO NOTHING"
 )
 _SQLITE_LATEST_VERSION_ROW = (
     "SELECT name, version, policy, kek_id, wrapped_dek, ciphertext, created_at, keep_old_policies "
