@@ -50,6 +50,11 @@ class Lru(Generic[K, V]):
         with self._lock:
             return list(self._data.values())
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``'s entry, if there is one."""
+        with self._lock:
+            self._data.pop(key, None)
+
     def clear(self) -> None:
         if not self._data:  # (nothing to clear: no lock; a put racing a clear is unordered anyway)
             return

@@ -33,7 +33,7 @@ import binascii
 import hashlib
 import re
 import warnings
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
 
@@ -59,6 +59,7 @@ __all__ = [
     "der_of",
     "forget_anchors",
     "forget_checked",
+    "forget_keys",
     "intel_extensions",
     "is_ca",
     "is_ec_public_key",
@@ -561,6 +562,16 @@ def _key_of(cert: x509.Certificate, hit: _Loaded | None) -> Any:
     if p256 is not None:
         _KEYS.put(hit.der, p256)
     return key
+
+
+def forget_keys(keys: Iterable[object]) -> None:
+    """Forget the kept P-256 keys that are these objects (the leaves of forgotten platforms:
+    a platform never seen builds its leaf's key)."""
+    ids = {id(k) for k in keys}
+    if ids:
+        for der, key in _KEYS.items():
+            if id(key) in ids:
+                _KEYS.discard(der)
 
 
 def verify_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:

@@ -587,10 +587,15 @@ _COLLATERAL: _Lru[_SetKey, _VerifiedCollateral] = _Lru(256)
 def clear_caches(*, keep_collateral: bool = False) -> None:
     """Forget cached verified PCK chains and keys, and (unless kept) collateral, the checked CA
     certificates and CA links (what every platform's chain shares with the collateral). For
-    collateral reload, tests and benchmarks."""
+    collateral reload, tests and benchmarks. A forgotten platform's PCK certificate key is
+    forgotten too (a platform never seen builds it), its CA's and root's are kept with the
+    collateral."""
+    leaves = [chain.leaf_key for chain in _PCK_CHAINS.values()]
     _PCK_CHAINS.clear()
     _ATT_KEYS.clear()
-    if not keep_collateral:
+    if keep_collateral:
+        _certs.forget_keys(leaves)
+    else:
         _certs.forget_checked()
         _CA_LINKS.clear()
         _COLLATERAL.clear()

@@ -80,3 +80,20 @@ def test_a_name_that_does_not_decode_is_malformed_at_load() -> None:
     assert bad_crl != crl
     with pytest.raises(MalformedError):
         certs.load_der_crl(bad_crl, "pck_crl")
+
+
+def test_a_forgotten_platform_forgets_its_leaf_key_and_keeps_its_cas() -> None:
+    """``clear_caches(keep_collateral=True)`` models a platform never seen: its PCK
+    certificate's key is built again, the PCK CA's and root's stay known."""
+    syn = build()
+    dcap.clear_caches()
+    tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust)
+    chain = x509.load_pem_x509_certificates(_chain_pem(syn.quote))
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    assert all(certs._KEYS.get(der) is not None for der in ders)
+    dcap.clear_caches(keep_collateral=True)
+    assert certs._KEYS.get(ders[0]) is None
+    assert certs._KEYS.get(ders[1]) is not None and certs._KEYS.get(ders[2]) is not None
+    claims = tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=syn.trust).claims
+    assert claims["tcb_status"] == "UpToDate"
+    assert certs._KEYS.get(ders[0]) is not None
