@@ -20,7 +20,7 @@ from typing import Any
 
 from veritee.errors import MalformedError
 
-__all__ = ["b64url", "b64url_decode", "canonical_json"]
+__all__ = ["b64url", "b64url_bytes", "b64url_decode", "canonical_json"]
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -45,9 +45,15 @@ def canonical_json(value: Any, *, ascii_only: bool = True) -> str:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
+def b64url_bytes(data: bytes) -> bytes:
+    """Unpadded base64url of ``data`` as ASCII bytes (``base64.urlsafe_b64encode`` without its
+    layers)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    """Unpadded base64url text of ``data`` (``base64.urlsafe_b64encode`` without its layers)."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
+    """Unpadded base64url text of ``data``."""
+    return b64url_bytes(data).decode("ascii")
 
 
 def b64url_decode(text: Any, field: str, *, max_chars: int | None = None) -> bytes:

@@ -25,7 +25,6 @@ practices):
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import functools
 import json
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from veritee import __version__
-from veritee._codec import b64url, b64url_decode, canonical_json
+from veritee._codec import b64url, b64url_bytes, b64url_decode, canonical_json
 from veritee.appraisal.decision import Decision
 from veritee.errors import MalformedError, UsageError, VerificationError
 
@@ -311,14 +310,6 @@ def _jws_header(alg: str, kid: str, typ: str) -> str:
     return b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
 
 
-def _b64url_bytes(data: bytes) -> bytes:
-    """:func:`b64url` of ``data`` as ASCII bytes."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
 def sign_jwt(
     payload: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str, typ: str = EAR_TYPE
 ) -> str:
@@ -334,10 +325,10 @@ def _sign_json(body: bytes, key: ec.EllipticCurvePrivateKey, kid: str, typ: str)
     """:func:`sign_jwt` of a payload already encoded as its JSON (``body``)."""
     bits = key.curve.key_size
     _, alg, digest = _CURVES[bits]
-    signing_input = b"%s.%s" % (_jws_header(alg, kid, typ).encode("ascii"), _b64url_bytes(body))
+    signing_input = b"%s.%s" % (_jws_header(alg, kid, typ).encode("ascii"), b64url_bytes(body))
     r, s = decode_dss_signature(key.sign(signing_input, _deterministic_ecdsa(digest)))
     size = (bits + 7) // 8
-    signature = _b64url_bytes(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
+    signature = b64url_bytes(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
     return (b"%s.%s" % (signing_input, signature)).decode("ascii")
 
 

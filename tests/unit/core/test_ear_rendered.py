@@ -9,13 +9,13 @@ import datetime as dt
 import json
 import math
 import random
-import threading
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.responses import JSONResponse
+from tests.threads import differing_from_threads
 
 from veritee import tokens
 from veritee.appraisal.decision import Decision
@@ -219,20 +219,7 @@ def test_strict_json_refuses_what_json_dumps_refuses() -> None:
 def test_strict_json_from_threads() -> None:
     doc = {"k": [{"n": i, "s": "x" * i} for i in range(50)]}
     want = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-    bad: list[str] = []
-
-    def run() -> None:
-        for _ in range(200):
-            got = tokens.strict_json(doc)
-            if got != want:
-                bad.append(got)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not bad
+    assert not differing_from_threads(lambda: tokens.strict_json(doc), want)
 
 
 def _ctx() -> Any:

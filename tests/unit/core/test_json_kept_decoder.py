@@ -4,10 +4,10 @@ same documents and the same refusals as ``json.loads`` with its hooks and the fu
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import pytest
+from tests.threads import differing_from_threads
 
 from veritee import _json
 from veritee.errors import MalformedError
@@ -85,17 +85,6 @@ def test_not_text_is_a_type_error_as_before() -> None:
 def test_loads_from_threads() -> None:
     raw = json.dumps({f"k{i}": [i, {"v": "x" * i}] for i in range(40)}).encode()
     want = json.loads(raw)
-    bad: list[Any] = []
-
-    def run() -> None:
-        for _ in range(300):
-            got = _json.loads(raw, what="x", limit=len(raw))
-            if got != want:
-                bad.append(got)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not bad
+    assert not differing_from_threads(
+        lambda: _json.loads(raw, what="x", limit=len(raw)), want, calls=300
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from typing import Any
 
 import pytest
+from tests.threads import differing_from_threads
 
 from veritee import tokens
 
@@ -39,17 +39,4 @@ def test_token_json_refuses_what_json_dumps_refuses() -> None:
 def test_token_json_from_threads() -> None:
     doc = {"k": [{"n": i, "s": "x" * i} for i in range(50)]}
     want = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    bad: list[bytes] = []
-
-    def run() -> None:
-        for _ in range(200):
-            got = tokens._json(doc)
-            if got != want:
-                bad.append(got)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not bad
+    assert not differing_from_threads(lambda: tokens._json(doc), want)
