@@ -1511,7 +1511,8 @@ def verify_quote(
             and chain.leaf_serial in vc.pck_revoked:  # fmt: skip
         raise VerificationError("PCK certificate is revoked", code="certificate_revoked")
     ext = chain.ext
-    # (The TD inputs by their fields: a tuple of bytes hashes and compares in C.)
+    # (The TD inputs by their fields, every one of them (a test pins the list): a tuple of
+    # bytes hashes and compares in C.)
     tdx_key = None if tdx is None else (tdx.tee_tcb_svn, tdx.mr_signer_seam, tdx.seam_attributes)
     memo_key = (ext.fmspc, ext.pce_id, ext.tcb_components, ext.pce_svn, chain.ca_name, chain.ca_spki,
                 chain.ca_serial, sig.qe_report.raw, tdx_key)  # fmt: skip

@@ -121,6 +121,16 @@ def test_memo_keyed_by_td_fields_tells_td_inputs_apart_when_warm() -> None:
         dcap.clear_caches(keep_collateral=True)
 
 
+def test_memo_key_names_every_td_input_field() -> None:
+    """verify_quote's TCB memo key spells out TdxTcbInput's fields one by one: a field added
+    to the input must be added to the key too, or a warm memo would answer for another TD."""
+    assert [f.name for f in dataclasses.fields(TdxTcbInput)] == [
+        "tee_tcb_svn",
+        "mr_signer_seam",
+        "seam_attributes",
+    ]
+
+
 def test_cache_tag_is_computed_once_and_is_the_tag() -> None:
     roots = frozenset({b"\x02" * 32, b"\x01" * 32})
     trust = dcap.DcapTrust(roots)
