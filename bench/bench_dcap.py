@@ -101,10 +101,12 @@ def main() -> int:
 
     leaf_der = certs[0].public_bytes(serialization.Encoding.DER)
     point = b"\x04" + sig.attestation_key
+    pck_ca_key = certs[1].public_key()  # known: it comes with the collateral
+    assert isinstance(pck_ca_key, ec.EllipticCurvePublicKey)
 
     def floor_new_pck() -> None:
         leaf = x509.load_der_x509_certificate(leaf_der)
-        leaf.verify_directly_issued_by(certs[1])
+        pck_ca_key.verify(leaf.signature, leaf.tbs_certificate_bytes, alg)
         leaf_key = leaf.public_key()
         assert isinstance(leaf_key, ec.EllipticCurvePublicKey)
         leaf_key.verify(qe_sig, sig.qe_report.raw, alg)
