@@ -115,12 +115,14 @@ __all__ = [
     "BODY_SIZES",
     "BODY_TD10",
     "BODY_TD15",
+    "DEFAULT_CACHE",
     "INTEL_QE_VENDOR_ID",
     "INTEL_SGX_ROOT_CA_SHA256",
     "TCB_STATUSES",
     "TEE_TYPE_SGX",
     "TEE_TYPE_TDX",
     "CheckedSet",
+    "DcapCache",
     "DcapResult",
     "DcapTrust",
     "EnclaveReport",
@@ -168,14 +170,66 @@ def _verify_raw(
         raise VerificationError(f"{what}: signature does not verify", code=code) from None
 
 
+class DcapCache:
+    """What a DCAP verifier remembers between verifications: verified PCK chains, attestation
+    keys, CA links, verified collateral sets (with their memo of TCB verdicts), the cheap
+    checks' parse of a set and the sets' ranks. Bounded, thread-safe LRUs.
+
+    A cache belongs to a :class:`DcapTrust` (as :class:`veritee.evidence.amd.ChainCache` to an
+    ``AmdTrust``); every trust not given one of its own shares :data:`DEFAULT_CACHE`. Entries
+    are keyed by the exact bytes they were made from and the pinned roots' tag
+    (``DcapTrust.cache_tag``), so trusts sharing a cache never see each other's verdicts. What a
+    hit returns was established when the entry was made; validity windows are checked against
+    ``at`` on every use.
+    """
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be positive")
+        small = max(1, maxsize // 4)
+        #: PCK chains verified to a pinned root, by (roots' tag, the chain's PEM as quoted).
+        self.pck_chains: _Lru[_PckKey, _PckChain] = _Lru(maxsize)
+        #: Attestation keys built, by their raw 64 bytes.
+        self.att_keys: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(maxsize)
+        #: Certificate links whose child is a CA and whose signature verified: (child, issuer) DER.
+        self.ca_links: _Lru[tuple[bytes, bytes], bool] = _Lru(small)
+        #: Collateral sets whose every signature and chain verified, by their set key.
+        self.collateral: _Lru[_SetKey, _VerifiedCollateral] = _Lru(small)
+        #: What the cheap checks read of a set not verified yet (windows, TCB info), by set key.
+        self.collateral_cheap: _Lru[_SetKey, _CollateralCheap] = _Lru(small)
+        #: How new a set is (its TCB evaluation number and CRL dates), by set key.
+        self.ranks: _Lru[_SetKey, _Rank] = _Lru(small)
+
+    def clear(self, *, keep_collateral: bool = False) -> None:
+        """Forget the verified PCK chains and attestation keys, and (unless kept) the collateral
+        sets, their ranks and the CA links. A forgotten platform's PCK certificate key is
+        forgotten too (:func:`veritee.certs.forget_keys`: a platform never seen builds it)."""
+        leaves = [chain.leaf_key for chain in self.pck_chains.values()]
+        self.pck_chains.clear()
+        self.att_keys.clear()
+        _certs.forget_keys(leaves)
+        if not keep_collateral:
+            self.ca_links.clear()
+            self.collateral.clear()
+            self.collateral_cheap.clear()
+            self.ranks.clear()
+
+
+#: The cache of every :class:`DcapTrust` that names no other.
+DEFAULT_CACHE = DcapCache()
+
+
 @dataclass(frozen=True)
 class DcapTrust:
-    """Trust anchors for DCAP: accepted root CA fingerprints (SHA-256 of DER).
+    """Trust anchors for DCAP: accepted root CA fingerprints (SHA-256 of DER), and the cache of
+    what was verified under them.
 
-    The default pins the Intel SGX Root CA only. Tests pass their own fake root here.
+    The default pins the Intel SGX Root CA only. Tests pass their own fake root here. ``cache``:
+    the process-wide :data:`DEFAULT_CACHE` unless the trust is given one of its own.
     """
 
     root_sha256: frozenset[bytes] = frozenset({INTEL_SGX_ROOT_CA_SHA256})
+    cache: DcapCache = field(default=DEFAULT_CACHE, compare=False, repr=False)
 
     @functools.cached_property
     def cache_tag(self) -> bytes:
@@ -255,10 +309,6 @@ def _pubkey(cert: x509.Certificate, name: str) -> Any:
         raise MalformedError(f"{name}: certificate key does not parse: {e}", field=name) from None
 
 
-#: Certificate links whose child is a CA and whose signature verified: (child DER, issuer DER).
-_CA_LINKS: _Lru[tuple[bytes, bytes], bool] = _Lru(256)
-
-
 def _der(cert: x509.Certificate) -> bytes:
     return _certs.der_of(cert)
 
@@ -287,7 +337,7 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
         link: tuple[bytes, bytes] | None = None
         if i > 0 or _is_ca(child, name):
             link = (_der(child), _der(parent))
-            if _CA_LINKS.get(link):
+            if trust.cache.ca_links.get(link):
                 continue
         if not _is_ca(parent, name):
             raise VerificationError(
@@ -301,7 +351,7 @@ def _verify_chain(certs: list[x509.Certificate], trust: DcapTrust, name: str) ->
                 code="chain_invalid",
             ) from None
         if link is not None:
-            _CA_LINKS.put(link, True)
+            trust.cache.ca_links.put(link, True)
 
 
 class _Window(NamedTuple):
@@ -364,9 +414,6 @@ class _PckChain:
 #: ``object.__setattr__`` (one per new platform).
 _make_pck_chain = _maker(_PckChain)
 
-_PCK_CHAINS: _Lru[_PckKey, _PckChain] = _Lru(1024)
-_ATT_KEYS: _Lru[bytes, ec.EllipticCurvePublicKey] = _Lru(1024)
-
 
 _CHAIN_ROLES = ("PCK certificate", "PCK CA", "root CA")
 
@@ -378,7 +425,8 @@ def _pck_chain_key(pem: bytes, trust: DcapTrust) -> _PckKey:
 def _pck_chain(
     pem: bytes, trust: DcapTrust, key: _PckKey, cheap: _PckCheap | None = None
 ) -> _PckChain:
-    hit = None if cheap is not None else _PCK_CHAINS.get(key)  # (cheap: not cached just now)
+    cache = trust.cache.pck_chains
+    hit = None if cheap is not None else cache.get(key)  # (cheap: not cached just now)
     if hit is not None:
         return hit
     try:
@@ -390,7 +438,7 @@ def _pck_chain(
             chain = _pck_chain_uncached(_load_pem_chain(pem, "pck_chain"), trust, key)
     except _LAZY_PARSE_ERRORS as e:
         raise MalformedError(f"PCK chain does not parse: {e}", field="pck_chain") from None
-    _PCK_CHAINS.put(key, chain)
+    cache.put(key, chain)
     return chain
 
 
@@ -457,10 +505,10 @@ _CHEAP_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _pck_cheap(pem: bytes, key: _PckKey) -> _PckChain | _PckCheap | None:
+def _pck_cheap(pem: bytes, key: _PckKey, trust: DcapTrust) -> _PckChain | _PckCheap | None:
     """The verified chain when cached, else the chain parsed without any signature check
     (None where it does not parse: the full check then names the fault)."""
-    hit = _PCK_CHAINS.get(key)
+    hit = trust.cache.pck_chains.get(key)
     if hit is not None:
         return hit
     try:
@@ -581,26 +629,16 @@ _make_verified = _maker(_VerifiedCollateral)
 #: test-vector-layout document's exact strings and the pinned roots' tag (:func:`_layout_key`).
 _SetKey = bytes | tuple[object, ...]
 
-_COLLATERAL: _Lru[_SetKey, _VerifiedCollateral] = _Lru(256)
-
 
 def clear_caches(*, keep_collateral: bool = False) -> None:
-    """Forget cached verified PCK chains and keys, and (unless kept) collateral, the checked CA
-    certificates and CA links (what every platform's chain shares with the collateral). For
-    collateral reload, tests and benchmarks. A forgotten platform's PCK certificate key is
-    forgotten too (a platform never seen builds it), its CA's and root's are kept with the
-    collateral."""
-    leaves = [chain.leaf_key for chain in _PCK_CHAINS.values()]
-    _PCK_CHAINS.clear()
-    _ATT_KEYS.clear()
-    if keep_collateral:
-        _certs.forget_keys(leaves)
-    else:
+    """Forget what :data:`DEFAULT_CACHE` holds (:meth:`DcapCache.clear`) and, unless collateral
+    is kept, the checked CA certificates (:func:`veritee.certs.forget_checked`: what every
+    platform's chain shares with the collateral; the pinned roots are kept). For collateral
+    reload, tests and benchmarks; a trust with a cache of its own clears it with
+    ``trust.cache.clear()``."""
+    DEFAULT_CACHE.clear(keep_collateral=keep_collateral)
+    if not keep_collateral:
         _certs.forget_checked()
-        _CA_LINKS.clear()
-        _COLLATERAL.clear()
-        _COLLATERAL_CHEAP.clear()
-        _RANKS.clear()
 
 
 def _der_or_hex(value: Any, name: str) -> bytes:
@@ -866,7 +904,7 @@ def _verify_collateral(
         raise MalformedError(
             f"collateral {raw.source} does not parse: {e}", field="collateral"
         ) from None
-    _COLLATERAL.put(key, verified)
+    trust.cache.collateral.put(key, verified)
     return verified
 
 
@@ -1018,7 +1056,9 @@ def _choose_collateral(
     if collateral.attester is not None:
         sent = collateral.attester.with_untrusted(collateral.path_candidates)
         try:
-            tiers.append([(k, r) for k, r in _candidates(sent, trust, pck_ca) if _rankable(k, r)])
+            tiers.append(
+                [(k, r) for k, r in _candidates(sent, trust, pck_ca) if _rankable(trust, k, r)]
+            )
         except (CollateralError, MalformedError):
             if tiers[0]:  # an attester's incomplete or malformed set is no candidate
                 tiers.append([])
@@ -1037,7 +1077,9 @@ def _choose_collateral(
         )
     if len(every) == 1:
         return every[0]
-    ranked = [[(_rank(key, get_raw), key, get_raw) for key, get_raw in tier] for tier in tiers]
+    ranked = [
+        [(_rank(trust, key, get_raw), key, get_raw) for key, get_raw in tier] for tier in tiers
+    ]
     chosen = None
     for tier in ranked:
         matching = [c for c in tier if c[0].fmspc == fmspc]
@@ -1123,20 +1165,18 @@ class _Rank:
     root_crl_update: datetime
 
 
-_RANKS: _Lru[_SetKey, _Rank] = _Lru(256)
-
-
-def _rankable(key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> bool:
+def _rankable(trust: DcapTrust, key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> bool:
     """Can this (attester's) set be ordered at all? A malformed one is no candidate."""
     try:
-        _rank(key, get_raw)
+        _rank(trust, key, get_raw)
     except (CollateralError, MalformedError):
         return False
     return True
 
 
-def _rank(key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> _Rank:
-    hit = _RANKS.get(key)
+def _rank(trust: DcapTrust, key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> _Rank:
+    ranks = trust.cache.ranks
+    hit = ranks.get(key)
     if hit is not None:
         return hit
     raw = get_raw()
@@ -1152,7 +1192,7 @@ def _rank(key: _SetKey, get_raw: Callable[[], _RawCollateral]) -> _Rank:
         pck_crl_update=pck_update,
         root_crl_update=root_update,
     )
-    _RANKS.put(key, rank)
+    ranks.put(key, rank)
     return rank
 
 
@@ -1196,7 +1236,7 @@ def collateral_marks(
                 continue
             seen.add(key)
             try:
-                vc = _COLLATERAL.get(key) or _verify_collateral(get_raw(), trust, key)
+                vc = trust.cache.collateral.get(key) or _verify_collateral(get_raw(), trust, key)
             except VeriteeError as e:
                 skipped.append(e.message)
                 continue
@@ -1224,16 +1264,16 @@ class _CollateralCheap:
     raw: _RawCollateral
 
 
-_COLLATERAL_CHEAP: _Lru[_SetKey, _CollateralCheap] = _Lru(256)
 _make_collateral_cheap = _maker(_CollateralCheap)  # (as _make_pck_chain)
 
 
 def _collateral_cheap(
-    key: _SetKey, get_raw: Callable[[], _RawCollateral]
+    trust: DcapTrust, key: _SetKey, get_raw: Callable[[], _RawCollateral]
 ) -> _VerifiedCollateral | _CollateralCheap | None:
     """The verified set when cached, else its windows (in the order step 6 checks them) and TCB
     info read without any signature check; None where it does not parse (step 6 then names it)."""
-    hit = _COLLATERAL.get(key) or _COLLATERAL_CHEAP.get(key)
+    caches = trust.cache
+    hit = caches.collateral.get(key) or caches.collateral_cheap.get(key)
     if hit is not None:
         return hit
     try:
@@ -1265,7 +1305,7 @@ def _collateral_cheap(
         return None
     found = _make_collateral_cheap(tuple(windows), _span(windows), signed["tcb_info"][1], crl_chain, root_crl,
                                    pck_crl, signed, raw)  # fmt: skip
-    _COLLATERAL_CHEAP.put(key, found)
+    caches.collateral_cheap.put(key, found)
     return found
 
 
@@ -1339,12 +1379,12 @@ def _cheap(
     or its parse."""
     sig = quote.signature_data
     pck_key = _pck_chain_key(sig.pck_chain_pem, trust)
-    pck = _pck_cheap(sig.pck_chain_pem, pck_key)
+    pck = _pck_cheap(sig.pck_chain_pem, pck_key, trust)
     if pck is None:
         return pck_key, None, None, None
     fmspc = pck.fmspc if isinstance(pck, _PckCheap) else pck.ext.fmspc.hex().upper()
     choice = _choose_collateral(collateral, fmspc, trust, pck.ca_name)
-    coll = _collateral_cheap(*choice)
+    coll = _collateral_cheap(trust, *choice)
     if not (isinstance(pck, _PckChain) and isinstance(coll, _VerifiedCollateral)
             and pck.span[0] <= at <= pck.span[1] and coll.span[0] <= at <= coll.span[1]):  # fmt: skip
         # Both verified and open at `at`: the full check decides at no extra cost (the cached
@@ -1369,7 +1409,7 @@ def cheap_checks(
     if not isinstance(trust, DcapTrust):  # verify_quote refuses the trust anchors
         return
     sig = quote.signature_data
-    pck = _pck_cheap(sig.pck_chain_pem, _pck_chain_key(sig.pck_chain_pem, trust))
+    pck = _pck_cheap(sig.pck_chain_pem, _pck_chain_key(sig.pck_chain_pem, trust), trust)
     if pck is None:
         return
     try:  # missing or malformed collateral: verify_quote names it, after the caller's checks
@@ -1377,7 +1417,7 @@ def cheap_checks(
                                     trust, pck.ca_name)  # fmt: skip
     except (CollateralError, MalformedError):
         return
-    _cheap_checks(pck, _collateral_cheap(*choice), at, "TDX" if tdx else "SGX", then)
+    _cheap_checks(pck, _collateral_cheap(trust, *choice), at, "TDX" if tdx else "SGX", then)
 
 
 @dataclass(frozen=True)
@@ -1406,7 +1446,7 @@ def check_collateral_set(
     trust = trust or DEFAULT_TRUST
     raw = _raw_from_layout(doc)
     key = raw.digest(trust)
-    vc = _COLLATERAL.get(key) or _verify_collateral(raw, trust, key)
+    vc = trust.cache.collateral.get(key) or _verify_collateral(raw, trust, key)
     _check_windows(vc.windows, vc.span, at, CollateralError)
     chain = _load_pem_chain(raw.pck_crl_chain, "pck_crl_issuer_chain")
     cns = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -1419,11 +1459,12 @@ def check_collateral_set(
 # --- the whole verification -----------------------------------------------------------------
 
 
-def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
-    key = _ATT_KEYS.get(raw)
+def _attestation_key(raw: bytes, trust: DcapTrust) -> ec.EllipticCurvePublicKey:
+    keys = trust.cache.att_keys
+    key = keys.get(raw)
     if key is None:
         key = _p256_key(raw, "attestation key")
-        _ATT_KEYS.put(raw, key)
+        keys.put(raw, key)
     return key
 
 
@@ -1486,7 +1527,7 @@ def verify_quote(
             "QE report data does not bind the attestation key", code="qe_report_data_mismatch"
         )
     # 5. quote signed by the attestation key
-    key = _attestation_key(sig.attestation_key)
+    key = _attestation_key(sig.attestation_key, trust)
     _verify_raw(key, sig.signature, quote.signed, "quote", code="quote_signature_invalid")
     # 6. collateral
     if choice is None:
@@ -1498,7 +1539,7 @@ def verify_quote(
         # The bytes the cheap checks read and parsed for this key (not read from the documents
         # a second time); else read now.
         cheap = coll if isinstance(coll, _CollateralCheap) else None
-        vc = _COLLATERAL.get(set_key) or _verify_collateral(
+        vc = trust.cache.collateral.get(set_key) or _verify_collateral(
             cheap.raw if cheap is not None else get_raw(), trust, set_key, cheap
         )
     if collateral.marks:

@@ -228,8 +228,14 @@ class ServiceContext:
         self._folder = None
         self._own = None
         self._items = None
-        dcap.clear_caches()
+        dcap.clear_caches()  # the shared DCAP cache and the checked certificates
         amd.DEFAULT_CHAIN_CACHE.clear()
+        # A trust root given caches of its own (settings.trust_root) forgets them too.
+        if self.trust_root.intel.cache is not dcap.DEFAULT_CACHE:
+            self.trust_root.intel.cache.clear()
+        own_amd = self.trust_root.amd.cache
+        if own_amd is not None and own_amd is not amd.DEFAULT_CHAIN_CACHE:
+            own_amd.clear()
 
     def collateral_items(self) -> list[Item]:
         """The newest version of every item of the domain's collateral (folder and fetched),

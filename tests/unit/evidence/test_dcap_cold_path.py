@@ -148,8 +148,8 @@ def test_collateral_records_and_the_result_are_the_dataclasses() -> None:
     syn = build()
     dcap.clear_caches()
     _verify(syn)
-    (verified,) = dcap._COLLATERAL.values()
-    (cheap,) = dcap._COLLATERAL_CHEAP.values()
+    (verified,) = dcap.DEFAULT_CACHE.collateral.values()
+    (cheap,) = dcap.DEFAULT_CACHE.collateral_cheap.values()
     (result,) = verified.memo.values()
     for made, cls in ((verified, dcap._VerifiedCollateral), (cheap, dcap._CollateralCheap),
                       (result, dcap.DcapResult)):  # fmt: skip
@@ -161,7 +161,7 @@ def test_collateral_records_and_the_result_are_the_dataclasses() -> None:
     assert verified.marks == verified.marks_from() and "marks" in vars(verified)
     dcap.clear_caches()
     _verify(syn)
-    (again,) = dcap._COLLATERAL.values()
+    (again,) = dcap.DEFAULT_CACHE.collateral.values()
     assert again.memo is not verified.memo
 
 

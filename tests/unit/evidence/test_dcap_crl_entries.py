@@ -176,7 +176,7 @@ def test_verified_collateral_windows_are_the_cheap_checks_windows() -> None:
         dcap.clear_caches()
         own = dcap._verify_collateral_uncached(raw, syn.trust, None)
         dcap.clear_caches()
-        cheap = dcap._collateral_cheap(b"k" * 32, lambda raw=raw: raw)
+        cheap = dcap._collateral_cheap(syn.trust, b"k" * 32, lambda raw=raw: raw)
         assert isinstance(cheap, dcap._CollateralCheap)
         reused = dcap._verify_collateral_uncached(raw, syn.trust, cheap)
         assert reused.windows == own.windows and reused.span == own.span

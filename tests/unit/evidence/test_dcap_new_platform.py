@@ -108,7 +108,7 @@ def test_pck_chain_and_cheap_records_are_the_dataclasses() -> None:
     sig = dcap.parse_quote(syn.quote).signature_data
     dcap.clear_caches()
     key = dcap._pck_chain_key(sig.pck_chain_pem, syn.trust)
-    cheap = dcap._pck_cheap(sig.pck_chain_pem, key)
+    cheap = dcap._pck_cheap(sig.pck_chain_pem, key, syn.trust)
     assert isinstance(cheap, dcap._PckCheap)
     chain = dcap._pck_chain(sig.pck_chain_pem, syn.trust, key, cheap)
     for made, cls in ((cheap, dcap._PckCheap), (chain, dcap._PckChain)):

@@ -424,7 +424,7 @@ def test_the_cheap_checks_parse_is_reused_only_for_the_same_bytes() -> None:
     b = build(Spec(tcb_evaluation_data_number=18))
     trust = dcap.DcapTrust(a.trust.root_sha256 | b.trust.root_sha256)
     raw_a, raw_b = dcap._raw_from_layout(a.doc), dcap._raw_from_layout(b.doc)
-    parsed_a = dcap._collateral_cheap(raw_a.digest(trust), lambda: raw_a)
+    parsed_a = dcap._collateral_cheap(trust, raw_a.digest(trust), lambda: raw_a)
     assert isinstance(parsed_a, dcap._CollateralCheap)
     vc = dcap._verify_collateral(raw_b, trust, b"test-" + raw_b.digest(trust), parsed_a)
     assert vc.tcb_info["tcbEvaluationDataNumber"] == 18
