@@ -18,8 +18,10 @@ import httpx
 
 __all__ = [
     "Conn",
+    "cpu_by_pid",
     "cpu_seconds",
     "drop_pg_database",
+    "involuntary_switches",
     "make_pg_database",
     "paired_times",
     "rate",
@@ -96,6 +98,30 @@ def cpu_seconds(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """:func:`cpu_seconds` of each process apart (a process gone counts 0)."""
+    return {pid: cpu_seconds([pid]) for pid in pids}
+
+
+def involuntary_switches(pids: list[int]) -> int:
+    """Involuntary context switches of every thread of these processes (Linux /proc): how often
+    the scheduler took a core from a thread that still had work."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return total
 
 
 def service_pids(proc: subprocess.Popen[bytes]) -> list[int]:

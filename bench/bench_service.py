@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import Conn, cpu_seconds, service_pids, start_service
+from _common import Conn, cpu_by_pid, cpu_seconds, involuntary_switches, service_pids, start_service
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -109,10 +109,17 @@ async def run(
             latencies.append(await fn(conn, platform))
 
     cpu0, client0 = cpu_seconds(pids), time.process_time()
+    by_pid0, switches0 = cpu_by_pid(pids), involuntary_switches(pids)
     start = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - start
     cpu, client_cpu = cpu_seconds(pids) - cpu0, time.process_time() - client0
+    # Which workers served the run: a worker holding the connections alone costs less CPU per
+    # round trip on a host shared with the load generator than two busy ones, which preempt each
+    # other (docs/bench-notes/service.md, tenth session); each run says which case it was.
+    used = [c - by_pid0[pid] for pid, c in cpu_by_pid(pids).items()]
+    busy = sum(1 for u in used if cpu > 0 and u >= 0.1 * cpu)
+    switches = involuntary_switches(pids) - switches0
     for c in conns:
         await c.close()
     latencies.sort()
@@ -122,6 +129,8 @@ async def run(
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "server_cpu_ms": 1000 * cpu / count,
         "client_cpu_ms": 1000 * client_cpu / count,
+        "workers_busy": busy,
+        "involuntary_switches_per_rt": switches / count,
     }
 
 
@@ -186,6 +195,17 @@ def main() -> None:
                 results[name] = {
                     **{k: round(v, 2 if k.endswith("cpu_ms") else 1) for k, v in med.items()},
                     "runs_per_s": [round(x["per_s"], 1) for x in runs],
+                    "runs": [
+                        {
+                            "per_s": round(x["per_s"], 1),
+                            "server_cpu_ms": round(x["server_cpu_ms"], 3),
+                            "workers_busy": int(x["workers_busy"]),
+                            "involuntary_switches_per_rt": round(
+                                x["involuntary_switches_per_rt"], 2
+                            ),
+                        }
+                        for x in runs
+                    ],
                 }
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -208,6 +228,14 @@ def main() -> None:
             f"  {name:8s} {x['per_s']:8.1f} round trips/s   p50 {x['p50_ms']:6.1f} ms   p99 {x['p99_ms']:6.1f} ms"
             f"   CPU per round trip: service {x['server_cpu_ms']:4.2f} ms, load generator {x['client_cpu_ms']:4.2f} ms"
             f"   runs {x['runs_per_s']}"
+        )
+        print(
+            f"  {'':8s} each run: "
+            + "; ".join(
+                f"{r['per_s']:.0f}/s, {r['server_cpu_ms']:.2f} ms, {r['workers_busy']} worker(s) busy, "
+                f"{r['involuntary_switches_per_rt']:.1f} preemptions/round trip"
+                for r in x["runs"]
+            )
         )
         cores = os.cpu_count() or 1
         print(
