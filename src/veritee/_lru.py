@@ -55,6 +55,9 @@ class Lru(Generic[K, V]):
         with self._lock:
             self._data.pop(key, None)
 
+    def __len__(self) -> int:
+        return len(self._data)
+
     def clear(self) -> None:
         if not self._data:  # (nothing to clear: no lock; a put racing a clear is unordered anyway)
             return

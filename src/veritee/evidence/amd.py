@@ -34,7 +34,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
+from veritee._lru import Lru
 from veritee.errors import CollateralError, VerificationError
 
 __all__ = [
@@ -155,37 +155,31 @@ class ChainCache:
     def __init__(self, maxsize: int = 1024) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be positive")
-        self._maxsize = maxsize
-        self._entries: OrderedDict[tuple[object, ...], VerifiedChain] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: Lru[tuple[object, ...], VerifiedChain] = Lru(maxsize)
+        self._lock = threading.Lock()  # (the counters')
         self.hits = 0
         self.misses = 0
 
     def get(self, key: tuple[object, ...], at: datetime) -> VerifiedChain | None:
+        entry = self._entries.get(key)
+        hit = entry is not None and entry.not_before <= at <= entry.not_after
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or not (entry.not_before <= at <= entry.not_after):
+            if hit:
+                self.hits += 1
+            else:
                 self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
+        return entry if hit else None
 
     def put(self, key: tuple[object, ...], entry: VerifiedChain) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._maxsize:
-                self._entries.popitem(last=False)
+        self._entries.put(key, entry)
 
     def clear(self) -> None:
+        self._entries.clear()
         with self._lock:
-            self._entries.clear()
             self.hits = self.misses = 0
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)
 
 
 #: The process-wide cache used when :class:`AmdTrust` names none.

@@ -15,9 +15,9 @@ def test_bounded_and_least_recently_used_out_first() -> None:
     assert lru.get(1) == "a"  # 1 is now the most recent
     lru.put(3, "c")
     assert lru.get(2) is None and lru.get(1) == "a" and lru.get(3) == "c"
-    assert lru.values() == ["a", "c"]
+    assert lru.values() == ["a", "c"] and len(lru) == 2
     lru.clear()
-    assert lru.get(1) is None and lru.values() == []
+    assert lru.get(1) is None and lru.values() == [] and len(lru) == 0
 
 
 def test_concurrent_gets_puts_and_clears_stay_bounded_and_consistent() -> None:
@@ -45,3 +45,28 @@ def test_concurrent_gets_puts_and_clears_stay_bounded_and_consistent() -> None:
         t.join()
     assert not errors
     assert len(lru.values()) <= 8
+
+
+def test_the_amd_chain_cache_is_an_lru_that_hits_only_inside_an_entrys_window() -> None:
+    """``amd.ChainCache`` is built on this LRU (one LRU class in the code): bounded, least
+    recently used out first, and an entry outside its validity window at ``at`` is a miss."""
+    from datetime import UTC, datetime
+    from typing import Any, cast
+
+    from veritee.evidence.amd import ChainCache, VerifiedChain
+
+    def entry(year: int) -> VerifiedChain:
+        return cast(Any, type("E", (), {"not_before": datetime(year, 1, 1, tzinfo=UTC),
+                                        "not_after": datetime(year, 12, 31, tzinfo=UTC)})())  # fmt: skip
+
+    cache = ChainCache(2)
+    a, b, c = entry(2025), entry(2025), entry(2025)
+    cache.put(("a",), a)
+    cache.put(("b",), b)
+    assert cache.get(("a",), datetime(2025, 6, 1, tzinfo=UTC)) is a  # a is now the most recent
+    cache.put(("c",), c)
+    assert len(cache) == 2 and cache.get(("b",), datetime(2025, 6, 1, tzinfo=UTC)) is None
+    assert cache.get(("a",), datetime(2026, 6, 1, tzinfo=UTC)) is None  # outside its window
+    assert (cache.hits, cache.misses) == (1, 2)
+    cache.clear()
+    assert len(cache) == 0 and (cache.hits, cache.misses) == (0, 0)
