@@ -3,6 +3,7 @@ each ``transaction()`` block inside a call still succeeds or fails alone."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -375,3 +376,20 @@ def test_transaction_of_a_closed_storage_is_refused(tmp_path: Path) -> None:
     st.close()
     with pytest.raises(StorageError), st.transaction():
         pass
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_the_commit_thread_runs_as_batch_and_the_callers_keep_their_policy(
+    sqlite: Storage,
+) -> None:
+    """The commit thread does not preempt the threads answering requests (``SCHED_BATCH``); the
+    threads that submit calls keep the policy they had."""
+    before = os.sched_getscheduler(0)
+    seen: list[tuple[int, threading.Thread]] = []
+    sqlite.submit(lambda: seen.append((os.sched_getscheduler(0), threading.current_thread())))
+    sqlite.submit(lambda: None).result(timeout=30)
+    ((policy, thread),) = seen
+    assert policy == os.SCHED_BATCH and thread.name == "veritee-group-commit"
+    assert thread.native_id is not None and thread is not threading.current_thread()
+    assert os.sched_getscheduler(thread.native_id) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == before
