@@ -568,7 +568,7 @@ def _batch_scheduling() -> None:
     core, and it keeps its fair share. It waits, at most to the end of the running thread's slice,
     for a core to free up. The calls that come meanwhile join its group. Measured with
     ``bench_service.py --workers 2`` on a 2-core host shared with the load generator (runs with
-    both workers busy): 1.1-1.6 -> 0.3-0.4 preemptions and ~4 % less service CPU per round trip,
+    both workers busy): 1.1-1.7 -> 0.3-0.6 preemptions and 3-4 % less service CPU per round trip,
     p99 unchanged (docs/bench-notes/service.md, eleventh session). Where the call fails, or
     elsewhere, the thread keeps the default policy."""
     setter, batch = getattr(os, "sched_setscheduler", None), getattr(os, "SCHED_BATCH", None)
