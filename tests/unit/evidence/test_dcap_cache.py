@@ -5,10 +5,13 @@ clears. Entries of different pins never answer for each other."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from tests.fakes.intel import AT, Spec, build
+from tests.threads import differing_from_threads
 
 from veritee.errors import VerificationError
 from veritee.evidence import dcap, tdx
@@ -85,3 +88,33 @@ def test_the_cache_is_not_part_of_the_trusts_identity() -> None:
     assert TrustRoot().intel.cache is dcap.DEFAULT_CACHE
     with pytest.raises(ValueError):
         dcap.DcapCache(0)
+
+
+def test_verifications_from_threads_agree_while_their_cache_is_cleared() -> None:
+    """Threads verifying under one trust while its cache is emptied again and again (each call
+    cold, cached or in between) all get the same verdict, and none raises."""
+    syn = build()
+    trust = replace(syn.trust, cache=dcap.DcapCache())
+    want = tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=trust).claims
+    stop = threading.Event()
+
+    def verify() -> Any:
+        try:
+            return tdx.verify(syn.quote, collateral=syn.collateral, at=AT, trust=trust).claims
+        except Exception as e:  # (an answer that differs, not a thread that dies unseen)
+            return e
+
+    def clear() -> None:
+        keep = False
+        while not stop.wait(0.0005):  # (a new platform, then cold, in turn)
+            trust.cache.clear(keep_collateral=keep)
+            keep = not keep
+
+    clearer = threading.Thread(target=clear)
+    clearer.start()
+    try:
+        differing = differing_from_threads(verify, want, threads=4, calls=40)
+    finally:
+        stop.set()
+        clearer.join()
+    assert differing == []
