@@ -231,6 +231,10 @@ class DcapTrust:
     root_sha256: frozenset[bytes] = frozenset({INTEL_SGX_ROOT_CA_SHA256})
     cache: DcapCache = field(default=DEFAULT_CACHE, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.cache, DcapCache):  # (None is no cache: a DcapCache is needed)
+            raise TypeError(f"DcapTrust.cache must be a DcapCache, not {type(self.cache).__name__}")
+
     @functools.cached_property
     def cache_tag(self) -> bytes:
         """The pinned roots' fingerprints, sorted and joined (computed once: the set is frozen)."""

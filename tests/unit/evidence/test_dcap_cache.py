@@ -88,6 +88,9 @@ def test_the_cache_is_not_part_of_the_trusts_identity() -> None:
     assert TrustRoot().intel.cache is dcap.DEFAULT_CACHE
     with pytest.raises(ValueError):
         dcap.DcapCache(0)
+    for wrong in (None, {}, dcap.DEFAULT_CACHE.pck_chains):
+        with pytest.raises(TypeError, match="must be a DcapCache"):
+            dcap.DcapTrust(syn.trust.root_sha256, cache=wrong)  # type: ignore[arg-type]
 
 
 def test_verifications_from_threads_agree_while_their_cache_is_cleared() -> None:
