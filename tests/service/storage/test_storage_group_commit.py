@@ -393,3 +393,22 @@ def test_the_commit_thread_runs_as_batch_and_the_callers_keep_their_policy(
     assert thread.native_id is not None and thread is not threading.current_thread()
     assert os.sched_getscheduler(thread.native_id) == os.SCHED_BATCH
     assert os.sched_getscheduler(0) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_policy_the_operator_chose_is_kept_by_the_commit_thread() -> None:
+    """A thread already under another policy than the default (here idle, which needs no
+    privilege; ``chrt`` and systemd can set real-time ones) is left under it."""
+    from veritee.service.storage.storage import _batch_scheduling
+
+    seen: list[int] = []
+
+    def run() -> None:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        _batch_scheduling()
+        seen.append(os.sched_getscheduler(0))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert seen == [os.SCHED_IDLE]

@@ -569,13 +569,15 @@ def _batch_scheduling() -> None:
     for a core to free up. The calls that come meanwhile join its group. Measured with
     ``bench_service.py --workers 2`` on a 2-core host shared with the load generator (runs with
     both workers busy): 1.1-1.7 -> 0.3-0.6 preemptions and 3-4 % less service CPU per round trip,
-    p99 unchanged (docs/bench-notes/service.md, eleventh session). Where the call fails, or
-    elsewhere, the thread keeps the default policy."""
+    p99 unchanged (docs/bench-notes/service.md, eleventh session). A thread that an operator's
+    choice put under another policy (``chrt``, systemd's ``CPUSchedulingPolicy``: real-time,
+    idle or batch already) keeps it; where the call fails, or elsewhere, the policy is unchanged."""
     setter, batch = getattr(os, "sched_setscheduler", None), getattr(os, "SCHED_BATCH", None)
     if setter is None or batch is None:
         return
     try:
-        setter(0, batch, os.sched_param(0))  # (pid 0: the calling thread, on Linux)
+        if os.sched_getscheduler(0) == os.SCHED_OTHER:  # (pid 0: the calling thread, on Linux)
+            setter(0, batch, os.sched_param(0))
     except OSError:
         pass
 
