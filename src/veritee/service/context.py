@@ -230,12 +230,10 @@ class ServiceContext:
         self._items = None
         dcap.clear_caches()  # the shared DCAP cache and the checked certificates
         amd.DEFAULT_CHAIN_CACHE.clear()
-        # A trust root given caches of its own (settings.trust_root) forgets them too.
-        if self.trust_root.intel.cache is not dcap.DEFAULT_CACHE:
-            self.trust_root.intel.cache.clear()
-        own_amd = self.trust_root.amd.cache
-        if own_amd is not None and own_amd is not amd.DEFAULT_CHAIN_CACHE:
-            own_amd.clear()
+        # The trust root's own caches too (settings.trust_root; the shared ones again: a no-op).
+        self.trust_root.intel.cache.clear()
+        if self.trust_root.amd.cache is not None:
+            self.trust_root.amd.cache.clear()
 
     def collateral_items(self) -> list[Item]:
         """The newest version of every item of the domain's collateral (folder and fetched),
