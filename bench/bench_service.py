@@ -247,6 +247,11 @@ def main() -> None:
         f"{results['raw_p384_verify_ms']:.3f} ms CPU; service CPU / raw P-384 verify per attest "
         f"round trip: {results['attest_cpu_over_raw_verify']:.2f}x (goal <= 2x)"
     )
+    beside = a["server_cpu_ms"] - results["raw_p384_verify_ms"]
+    print(
+        f"  service CPU beside the verify: {beside:.2f} ms per attest round trip (two requests, "
+        f"a decision written, a token signed); the 2x goal allows {results['raw_p384_verify_ms']:.2f}"
+    )
     print(
         f"  attest vs goal of {goal:.0f}/s: {results['attest_goal_ratio']:.2f}x; p99 goal < 50 ms: {a['p99_ms'] < 50}"
     )
