@@ -42,7 +42,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import CRLEntryExtensionOID
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from veritee._lru import Lru
 from veritee.errors import MalformedError
@@ -800,7 +800,7 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
     certificateIssuer, any unknown one). The revoked serial numbers are kept for
     :func:`revoked_serials`."""
     try:
-        crl.extensions  # noqa: B018
+        exts = crl.extensions
         raw = _raw_parts(crl)
         if raw is None or raw.outer_alg != _ECDSA_SHA256_ALG:
             # (The exact DER of ecdsa-with-SHA256 reads as SHA256 in cryptography: nothing to
@@ -824,8 +824,42 @@ def checked_crl(crl: x509.CertificateRevocationList, field: str) -> x509.Certifi
                 serials.append(entry.serial_number)
     except PARSE_ERRORS as e:
         raise MalformedError(f"CRL is malformed ({type(e).__name__})", field=field) from None
+    _refuse_partial_crl(exts, field)
     _SERIALS.put(id(crl), (crl, frozenset(serials)))
     return crl
+
+
+#: The CRL extensions veritee may find critical: the CRL number and the authority key identifier
+#: (informational; RFC 5280 makes both non-critical). Any other critical one refuses the CRL.
+_CRL_EXTENSIONS = frozenset({ExtensionOID.CRL_NUMBER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER})
+
+
+def _refuse_partial_crl(exts: x509.Extensions, field: str) -> None:
+    """MalformedError (``crl_invalid``) for a CRL that does not list every revoked certificate
+    of its issuer, which is how veritee reads every CRL: a delta CRL (its indicator, critical or
+    not), an issuing distribution point that scopes it to some certificates or reasons or makes
+    it indirect (critical or not), or any other critical extension veritee does not process
+    (RFC 5280 5.2, 6.3.3: such a CRL must not decide revocation)."""
+    for ext in exts:
+        value = ext.value
+        partial = isinstance(value, x509.DeltaCRLIndicator) or (
+            isinstance(value, x509.IssuingDistributionPoint)
+            and (
+                value.only_contains_user_certs
+                or value.only_contains_ca_certs
+                or value.only_contains_attribute_certs
+                or value.only_some_reasons is not None
+                or value.indirect_crl
+            )
+        )
+        if partial or (ext.critical and ext.oid not in _CRL_EXTENSIONS):
+            raise MalformedError(
+                f"CRL has an extension that makes it partial or that veritee does not process "
+                f"({ext.oid.dotted_string}{', critical' if ext.critical else ''}): it cannot "
+                "decide revocation",
+                code="crl_invalid",
+                field=field,
+            )
 
 
 #: The CRL entry extensions veritee may find critical (informational: the reason code, the

@@ -45,6 +45,10 @@ def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
         if n == 0 or n > 3 or pos + n > end:
             raise MalformedError("bad DER length", field="pck_extension", offset=pos)
         ln = int.from_bytes(data[pos : pos + n], "big")
+        if ln < 0x80 or data[pos] == 0:  # DER: the shortest form only (X.690 10.1)
+            raise MalformedError(
+                "DER length not in its shortest form", field="pck_extension", offset=pos
+            )
         pos += n
     if pos + ln > end:
         raise MalformedError("DER element overruns", field="pck_extension", offset=pos)
@@ -63,6 +67,10 @@ def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int
             if oid_tag == 0x06 and oe < e:
                 value = _tlv(data, oe, e)
                 if value[2] == e:
+                    if data[os_:oe] in out:  # (one value per OID: none may shadow another)
+                        raise MalformedError(
+                            "SGX extension item repeated", field="pck_extension", offset=s
+                        )
                     out[data[os_:oe]] = value
                     continue
         raise MalformedError(
@@ -71,13 +79,24 @@ def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int
     return out
 
 
-def _der_int(data: bytes, tlv: tuple[int, int, int], name: str) -> int:
-    tag, s, e = tlv
-    if tag not in (0x02, 0x0A) or e - s > 4 or e == s:
+def _der_int(data: bytes, tlv: tuple[int, int, int], name: str, tag: int = 0x02) -> int:
+    """A small non-negative INTEGER (or, ``tag`` 0x0A, ENUMERATED) in DER: the shortest form
+    (X.690 8.3.2), no sign bit (an SVN, a type), at most 4 octets."""
+    t, s, e = tlv
+    if (
+        t != tag
+        or e - s > 4
+        or e == s
+        or data[s] & 0x80
+        or (e - s > 1 and data[s] == 0 and not data[s + 1] & 0x80)
+    ):
+        kind = "ENUMERATED" if tag == 0x0A else "INTEGER"
         raise MalformedError(
-            f"{name} is not a small INTEGER", field=f"pck_extension.{name}", offset=s
+            f"{name} is not a small non-negative DER {kind}",
+            field=f"pck_extension.{name}",
+            offset=s,
         )
-    return int.from_bytes(data[s:e], "big", signed=False)
+    return int.from_bytes(data[s:e], "big")
 
 
 @dataclass(frozen=True)
@@ -98,10 +117,15 @@ _SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.{n}") for n in range(1, 8)}
 _TCB_SUB = {n: _oid_body(f"{SGX_EXTENSIONS_OID}.2.{n}") for n in range(1, 19)}
 
 
+#: A non-negative INTEGER's content of one or two octets in DER (the shortest form, no sign bit).
+_ONE, _TWO = b"[\\x00-\\x7f]", b"(?:\\x00[\\x80-\\xff]|[\\x01-\\x7f][\\x00-\\xff])"
+
+
 def _int_item(oid: bytes, capture: bool = True) -> bytes:
-    """One ``SEQUENCE { OID, INTEGER }`` of a 1- or 2-byte INTEGER, its content captured."""
+    """One ``SEQUENCE { OID, INTEGER }`` of a 1- or 2-byte non-negative DER INTEGER, its content
+    captured."""
     o = re.escape(b"\x06\x0b" + oid)
-    one, two = (b"(.)", b"(..)") if capture else (b".", b"..")
+    one, two = (b"(" + _ONE + b")", b"(" + _TWO + b")") if capture else (_ONE, _TWO)
     return b"\\x30(?:\\x10" + o + b"\\x02\\x01" + one + b"|\\x11" + o + b"\\x02\\x02" + two + b")"
 
 
@@ -167,7 +191,7 @@ _EXT_RE = re.compile(
     + b"\\x30\\x14"
     + _item_re(4, b"\\x04\\x06(.{6})")
     + b"\\x30\\x0f"
-    + _item_re(5, b"\\x0a\\x01(.)")
+    + _item_re(5, b"\\x0a\\x01(" + _ONE + b")")
     + b"(?:\\x30\\x1e"
     + _item_re(6, b"\\x04\\x10.{16}")
     + b"\\x30\\x44"
@@ -237,7 +261,7 @@ def parse_pck_extension(der: bytes) -> PckExtension:
         comps, pce_svn, cpu_svn = fast
         pce_id = octets(need(3, "pceid"), "pceid", 2)
         fmspc = octets(need(4, "fmspc"), "fmspc", 6)
-        sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type")
+        sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type", 0x0A)
         return PckExtension(ppid, comps, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
     tcb = _pairs(der, ts, te)
     missing = [n for n in _TCB_SUB if _TCB_SUB[n] not in tcb]
@@ -250,5 +274,5 @@ def parse_pck_extension(der: bytes) -> PckExtension:
     cpu_svn = octets(tcb[_TCB_SUB[18]], "tcb.cpusvn", 16)
     pce_id = octets(need(3, "pceid"), "pceid", 2)
     fmspc = octets(need(4, "fmspc"), "fmspc", 6)
-    sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type")
+    sgx_type = _der_int(der, need(5, "sgx_type"), "sgx_type", 0x0A)
     return PckExtension(ppid, comps, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
