@@ -129,9 +129,11 @@ class EventLog:
 
 
 def parse_event_log(data: bytes) -> EventLog:
-    """Parse and replay a CCEL event log; raises :class:`MalformedError` naming the offset, and
-    :class:`VerificationError` (``event_data_mismatch``) when an event whose digest is defined
-    over its data does not hash to it (:func:`veritee.evidence.tcg_log.check_bound_events`)."""
+    """Parse and replay a CCEL event log; raises :class:`MalformedError` naming the offset (also
+    for an event other than EV_NO_ACTION at index 0, MRTD: it could not be replayed, so nothing
+    in it could be trusted), and :class:`VerificationError` (``event_data_mismatch``) when an
+    event whose digest is defined over its data does not hash to it
+    (:func:`veritee.evidence.tcg_log.check_bound_events`)."""
     log = tcg_log.parse(data, max_index=RTMR_COUNT)
     if log.sizes.get(TPM_ALG_SHA384) != SHA384_SIZE:
         raise MalformedError("event log has no SHA-384 digests", field="spec_id.algorithms")
@@ -144,7 +146,13 @@ def parse_event_log(data: bytes) -> EventLog:
             raise MalformedError(
                 "event has no SHA-384 digest", field="event.digest", offset=e.offset
             )
-        if e.type != EV_NO_ACTION and e.index >= 1:
+        if e.type != EV_NO_ACTION:
+            if e.index == 0:  # (MRTD is measured as the TD is built: no event extends it)
+                raise MalformedError(
+                    "event extends MRTD (index 0), which no event extends: it cannot be replayed",
+                    field="event.index",
+                    offset=e.offset,
+                )
             rtmrs[e.index - 1] = hashlib.sha384(rtmrs[e.index - 1] + digest).digest()
         events.append(Event(e.offset, e.index, e.type, digest, e.data, e.data_verified))
     return EventLog(tuple(events), tuple(rtmrs))

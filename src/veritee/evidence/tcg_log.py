@@ -311,6 +311,13 @@ def _parse_checked(data: bytes, max_index: int) -> TcgLog:
                     field="event.digest_alg",
                     offset=alg_off,
                 )
+            if alg not in HASH_FUNCS:  # (declared, but its digests could be neither checked
+                raise MalformedError(  # against the data nor replayed)
+                    f"digest algorithm {alg:#06x} is not supported (SHA-1, SHA-256, SHA-384, "
+                    "SHA-512)",
+                    field="event.digest_alg",
+                    offset=alg_off,
+                )
             digests[alg] = r.bytes(sizes[alg], "event.digest")
         size_off = r.offset
         size = r.u32("event.size")

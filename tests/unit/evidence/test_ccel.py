@@ -109,3 +109,42 @@ def test_fuzzed_logs_never_crash(pos: int, junk: bytes) -> None:
         assert e.field is not None
     except VerificationError as e:
         assert e.code == "event_data_mismatch"
+
+
+def _event(index: int, etype: int, data: bytes) -> bytes:
+    """One crypto-agile event of one SHA-384 digest, defined over ``data``."""
+    import hashlib
+
+    return (
+        struct.pack("<IIIH", index, etype, 1, 0x000C)
+        + hashlib.sha384(data).digest()
+        + struct.pack("<I", len(data))
+        + data
+    )
+
+
+def test_an_event_at_mrtd_is_refused_not_reported_verified() -> None:
+    """No event extends MRTD (index 0): one there was never replayed, yet its data was shown as
+    verified. Written into the real log's unused tail (the table kept), such events made up a
+    kernel command line and a Secure Boot state beside a replay that still matched the quote."""
+    table, data, _ = _files()
+    log = ccel.replay(table, data)
+    last = log.events[-1]
+    end = last.offset + 4 + 4 + 4 + 2 + 48 + 4 + len(last.data)
+    for etype, payload in ((tcg_log.EV_IPL, b"kernel_cmdline: init=/bin/evil.sh"),
+                           (tcg_log.EV_EFI_ACTION, b"Secure Boot enforced")):  # fmt: skip
+        fake = _event(0, etype, payload)
+        assert set(data[end : end + len(fake)]) == {0xFF}  # the log area's unused tail
+        edited = data[:end] + fake + data[end + len(fake) :]
+        with pytest.raises(MalformedError) as e:
+            ccel.replay(table, edited)
+        assert e.value.field == "event.index" and "MRTD" in str(e.value)
+        syn = build(Spec(rtmrs=log.rtmrs))
+        with pytest.raises(MalformedError):
+            tdx.verify_with_event_log(
+                syn.quote, edited, table=table, collateral=syn.collateral, at=AT, trust=syn.trust
+            )
+    # The same event at RTMR3 (index 4) is replayed: the replay no longer matches the quote.
+    rtmr3 = _event(4, tcg_log.EV_IPL, b"x")
+    edited = data[:end] + rtmr3 + data[end + len(rtmr3) :]
+    assert ccel.replay(table, edited).rtmrs[3] != log.rtmrs[3]

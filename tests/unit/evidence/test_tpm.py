@@ -319,3 +319,29 @@ def test_attribute_bits_that_do_not_make_an_ak_are_bound_by_nothing() -> None:
         assert (
             verify_claims(_with_attributes(lambda a, bit=bit: a ^ (1 << bit)))["platform"] == "tpm"
         )
+
+
+def test_a_declared_digest_algorithm_without_a_hash_function_is_malformed() -> None:
+    """SM3_256 (0x0012), declared in the Spec ID event and used in an event: its digest can be
+    neither checked against the data nor replayed. Before, a bare KeyError escaped (a 500 in the
+    service); now a MalformedError names the field."""
+    import hashlib
+    import struct
+
+    body = b"Spec ID Event03\x00" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 2)
+    body += struct.pack("<HHHH", 0x000B, 32, 0x0012, 32) + b"\x00"
+    spec = struct.pack("<II", 0, 3) + bytes(20) + struct.pack("<I", len(body)) + body
+    data = b"\x00\x00\x00\x00"
+    event = (
+        struct.pack("<IIIH", 0, 4, 2, 0x000B) + hashlib.sha256(data).digest()
+        + struct.pack("<H", 0x0012) + bytes(32) + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+    with pytest.raises(MalformedError) as e:
+        tcg_log.parse(spec + event, max_index=23)
+    assert e.value.field == "event.digest_alg" and "not supported" in str(e.value)
+    att = encode_fields(
+        [(n, spec + event if n == 3 else v) for n, v in decode_fields(sample_bytes())]
+    )
+    with pytest.raises(MalformedError) as e:
+        tpm.verify(att, collateral=sample_roots(), at=AT)
+    assert "not supported" in str(e.value)
