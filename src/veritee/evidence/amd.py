@@ -359,8 +359,10 @@ def _read_endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
             )
         tcb[name] = _der_small_int(raw, oid.dotted_string)
     hwid = _ext_value(cert, OID_HW_ID)
-    if hwid is not None and len(hwid) > 2 and hwid[0] == 0x04 and hwid[1] == len(hwid) - 2:
-        hwid = hwid[2:]  # some issuances wrap hwID in an OCTET STRING
+    if hwid is not None and len(hwid) in (10, 66) and hwid[:2] == bytes([0x04, len(hwid) - 2]):
+        # Some issuances wrap hwID in an OCTET STRING; a bare 8- or 64-byte hwID is never
+        # unwrapped, whatever its first two bytes (one chip in 65,536 starts 04 3E).
+        hwid = hwid[2:]
     if kind == "vcek" and (hwid is None or len(hwid) not in (8, 64)):
         raise CollateralError("VCEK lacks a hwID extension of 8 or 64 bytes")
     raw_name = _ext_value(cert, OID_PRODUCT_NAME)

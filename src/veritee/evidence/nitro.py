@@ -137,6 +137,11 @@ class CoseSign1:
         header = _loads(protected, "protected")
         if not isinstance(header, Mapping):
             raise MalformedError("protected header must encode a map", field="protected")
+        for labels, where in ((header, "protected"), (unprotected, "unprotected")):
+            # RFC 9052 3.1: a label is an int or a tstr. (A Python map also finds 1 under the
+            # key True or 1.0, which no COSE reader would take for the alg label.)
+            if any(type(label) not in (int, str) for label in labels):
+                raise MalformedError("header labels must be integers or text", field=where)
         if HEADER_CRIT in header or HEADER_CRIT in unprotected:
             raise MalformedError("critical headers are not supported", field="protected.crit")
         if HEADER_ALG in unprotected:

@@ -6,11 +6,12 @@ first>}``: the report is the request and the response of SPDM's GET_MEASUREMENTS
 (GSP FMC leaf, GSP BROM, provisioner ICA, GH100 identity, NVIDIA Device Identity CA).
 
 * request (37 bytes): version 0x11, code 0xE0, param1 (bit 0: signature requested), param2
-  (0xFF: all blocks), the verifier's 32-byte nonce, slot;
+  (0xFF: all blocks; required), the verifier's 32-byte nonce, slot;
 * response: version 0x11, code 0x60, param1, param2 (slot), block count u8, record length u24,
   the measurement record (blocks: index u8, specification u8, size u16, then the DMTF value:
   type u8, size u16, value), the responder's 32-byte nonce, opaque length u16, opaque data (TLVs:
-  type u16, size u16, value; type 3 is the driver version), the ECDSA-P384 signature (r || s).
+  type u16, size u16, value, each type once; type 3 is the driver version), the ECDSA-P384
+  signature (r || s); at least one block.
   All little-endian.
 
 :func:`verify` checks: (1) the chain to the pinned NVIDIA Device Identity CA
@@ -69,7 +70,9 @@ class SpdmMeasurements:
         attributes = r.u8("request.param1")
         if not attributes & 1:
             raise MalformedError("the request did not ask for a signature", field="request.param1")
-        r.u8("request.param2")
+        if r.u8("request.param2") != 0xFF:  # (a subset: the claims would pin part of the GPU)
+            raise MalformedError("the request did not ask for every measurement block",
+                                 field="request.param2")  # fmt: skip
         self.nonce = r.bytes(32, "request.nonce")
         r.u8("request.slot")
         if r.u8("response.version") != SPDM_VERSION or r.u8("response.code") != MEASUREMENTS:
@@ -104,6 +107,8 @@ class SpdmMeasurements:
         if len(blocks) != count:
             raise MalformedError(f"{len(blocks)} blocks, the response says {count}",
                                  field="response.block_count")  # fmt: skip
+        if not blocks:  # (the measurement claim would be the hash of nothing, pinning nothing)
+            raise MalformedError("the response holds no measurement block", field="block")
         return blocks
 
     @staticmethod
@@ -112,6 +117,8 @@ class SpdmMeasurements:
         out: dict[int, bytes] = {}
         while r.remaining:
             kind = r.u16("opaque.type")
+            if kind in out:  # (one value per type: none may shadow another, e.g. the driver's)
+                raise MalformedError(f"opaque data type {kind} repeated", field="opaque.type")
             out[kind] = r.bytes(r.u16("opaque.size"), "opaque.value")
         return out
 

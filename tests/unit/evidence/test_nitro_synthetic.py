@@ -195,6 +195,22 @@ def test_bad_protected_header(chain: FakeChain, protected: dict[int, Any], field
     assert e.value.field == field
 
 
+@pytest.mark.parametrize("label", [True, 1.0])
+def test_a_header_label_that_only_equals_alg_in_python_is_refused(
+    chain: FakeChain, label: object
+) -> None:
+    """``{true: -35}`` and ``{1.0: -35}``: RFC 9052 labels are integers or text, so a COSE reader
+    finds no alg there; a Python map found alg 1 under either key and the document was accepted."""
+    with pytest.raises(MalformedError) as e:
+        _verify(chain.sign(chain.payload(), protected={label: -35}), chain)  # type: ignore[dict-item]
+    assert e.value.field == "protected"
+    parts = list(cbor2.loads(chain.sign(chain.payload())))
+    parts[1] = {label: "x"}
+    with pytest.raises(MalformedError) as e:
+        _verify(cbor2.dumps(parts), chain)
+    assert e.value.field == "unprotected"
+
+
 def test_alg_in_unprotected_header(chain: FakeChain) -> None:
     parts = list(cbor2.loads(chain.sign(chain.payload())))
     parts[1] = {1: -35}

@@ -178,6 +178,19 @@ def test_chip_id_must_equal_hwid() -> None:
     assert e.value.code == "chip_id_mismatch"
 
 
+@pytest.mark.parametrize("product", [Product.MILAN, Product.TURIN])
+def test_a_bare_hwid_that_starts_like_an_octet_string_is_read_whole(product: Product) -> None:
+    """A raw hwID whose first two bytes read as an OCTET STRING header of the rest (``04 3E``
+    for 64 bytes, ``04 06`` for Turin's 8) was cut by two bytes and the genuine VCEK refused."""
+    size = 8 if product is Product.TURIN else 64
+    hw = bytes([0x04, size - 2]) + bytes(range(2, size))
+    chain = make_chain(product, hwid=hw)
+    data = make_report(chain, chip_id=hw.ljust(64, b"\0"))
+    assert amd.endorsement_key_info(chain.leaf).hwid == hw
+    r = sev_snp.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust())
+    assert r.claims["platform"] == "sev-snp"
+
+
 def test_masked_chip_id_is_accepted_with_a_finding() -> None:
     chain = make_chain()
     data = make_report(chain, chip_id=bytes(64))
