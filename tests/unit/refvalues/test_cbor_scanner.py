@@ -14,12 +14,15 @@ scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64 - 1),
     st.binary(max_size=40), st.text(max_size=20), st.floats(allow_nan=False),
 )  # fmt: skip
+#: Tag numbers without a meaning in cbor2 (it gives 1004, an RFC 8943 date string, and 55799,
+#: self-described CBOR, one: it cannot decode ``CBORTag(1004, None)``, which it encodes).
+free_tags = st.integers(min_value=600, max_value=70000).filter(lambda t: t not in (1004, 55799))
 items = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=5),
         st.dictionaries(st.one_of(st.integers(-50, 50), st.text(max_size=5)), inner, max_size=5),
-        st.builds(cbor2.CBORTag, st.integers(min_value=600, max_value=70000), inner),
+        st.builds(cbor2.CBORTag, free_tags, inner),
     ),
     max_leaves=30,
 )
