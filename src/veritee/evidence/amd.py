@@ -140,6 +140,9 @@ class VerifiedChain:
     ark_sha256: str
     #: Signature values of the ASK/ASVK and ARK, so a cache hit still needs them in collateral.
     issuer_signatures: tuple[bytes, bytes]
+    #: Whether a CRL of the chain's ARK was checked (the ASK/ASVK's revocation): without one,
+    #: a revoked ASK/ASVK would pass, so the verifier says so (``revocation_not_checked``).
+    revocation_checked: bool = False
 
 
 class ChainCache:
@@ -572,6 +575,7 @@ def verify_chain(
         leaf_sha256=_facts(leaf).sha256,
         ark_sha256=ark_fp,
         issuer_signatures=(ask.signature, ark.signature),
+        revocation_checked=crl_start is not None,
     )
 
 

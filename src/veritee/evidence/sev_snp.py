@@ -791,6 +791,11 @@ def verify(
             raise VerificationError(
                 "VCEK hwID differs from the report's CHIP_ID", code="chip_id_mismatch"
             )
+    if not chain.revocation_checked:  # (as NVIDIA's verifier says when it checks none)
+        findings.append(Reason("revocation_not_checked",
+                               f"no CRL of the {product.value} ARK was given: the "
+                               f"{'ASVK' if chain.info.kind == 'vlek' else 'ASK'}'s revocation "
+                               "was not checked"))  # fmt: skip
     claims["vcek_tcb"] = dict(chain.info.tcb)
     claims["vcek_sha256"] = chain.leaf_sha256
     return VerifiedEvidence(

@@ -87,8 +87,25 @@ def test_azure_vtpm_pcrs_not_appraised_is_a_warning() -> None:
 
 
 def test_hardware_evidence_with_nothing_left_unestablished_stays_affirming() -> None:
+    from tests.fakes import amd as fake_amd
+
+    chain = fake_amd.make_chain()
+    data = fake_amd.make_report(chain)
+    col = chain.collateral(crls=(fake_amd.make_crl(chain, []),))
+    ev = evidence.verify(data, collateral=col, at=fake_amd.AT, trust=chain.trust())
+    d = appraise_baseline(ev)
+    assert d.accepted and d.status == "affirming" and not d.warnings
+
+
+def test_sev_snp_without_the_arks_crl_leaves_the_hardware_claim_unestablished() -> None:
+    """The ASK's revocation is only checked against a CRL of the ARK: without one the verifier
+    says so (``revocation_not_checked``), as NVIDIA's does, and the hardware claim is a warning.
+    Before, a revoked ASK passed silently where no CRL was given."""
     data = (TESTVECTORS / "sev-snp" / "virtee_milan_report.bin").read_bytes()
     col = Collateral.from_paths([TESTVECTORS / "sev-snp" / n for n in
                                  ("virtee_milan_vcek.der", "amd_milan_vcek_ask_ark.pem")])  # fmt: skip
-    d = appraise_baseline(evidence.verify(data, collateral=col, at=AT))
-    assert d.accepted and d.status == "affirming" and not d.warnings
+    ev = evidence.verify(data, collateral=col, at=AT)
+    assert [f.code for f in ev.findings] == ["revocation_not_checked"]
+    d = appraise_baseline(ev)
+    assert d.accepted and d.status == "warning"
+    assert d.vector["hardware"] != 2 and "revocation_not_checked" in {w.code for w in d.warnings}

@@ -194,9 +194,26 @@ def test_a_bare_hwid_that_starts_like_an_octet_string_is_read_whole(product: Pro
 def test_masked_chip_id_is_accepted_with_a_finding() -> None:
     chain = make_chain()
     data = make_report(chain, chip_id=bytes(64))
-    r = sev_snp.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust())
+    col = chain.collateral(crls=(make_crl(chain, []),))
+    r = sev_snp.verify(data, collateral=col, at=AT, trust=chain.trust())
     assert r.claims["chip_id_masked"] is True
     assert [f.code for f in r.findings] == ["chip_id_masked"]
+
+
+def test_without_a_crl_of_the_ark_the_revocation_is_not_checked_and_said() -> None:
+    """Without a CRL of the ARK a revoked ASK passes (no list to find it in): the verifier says
+    so. With the CRL it is refused, with an empty one nothing is said."""
+    chain = make_chain()
+    data = make_report(chain)
+    r = sev_snp.verify(data, collateral=chain.collateral(), at=AT, trust=chain.trust())
+    assert [f.code for f in r.findings] == ["revocation_not_checked"]
+    assert "ASK" in r.findings[0].message
+    ok = chain.collateral(crls=(make_crl(chain, []),))
+    assert sev_snp.verify(data, collateral=ok, at=AT, trust=chain.trust()).findings == ()
+    revoked = chain.collateral(crls=(make_crl(chain, [chain.ask.serial_number]),))
+    with pytest.raises(VerificationError) as e:
+        sev_snp.verify(data, collateral=revoked, at=AT, trust=chain.trust())
+    assert e.value.code == "certificate_revoked"
 
 
 def test_cpuid_must_name_the_chain_product() -> None:
