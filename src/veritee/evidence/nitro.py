@@ -32,7 +32,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import cbor2
 from cryptography import x509
@@ -369,6 +369,17 @@ def clear_caches() -> None:
     _LINKS.clear()
 
 
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+
+def _extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
+    """``cert``'s extension of ``kind``, or None when it has none."""
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def verify_chain(
     chain: Iterable[tuple[str, x509.Certificate]],
     at: datetime,
@@ -377,7 +388,8 @@ def verify_chain(
     also: Iterable[VerificationError] = (),
     remember: bool = False,
 ) -> None:
-    """Step 3: each certificate issued and signed by the previous, valid at ``at``; issuers are CAs.
+    """Step 3: each certificate issued and signed by the previous, valid at ``at``; issuers are CAs
+    whose key usage (if given) allows signing certificates; the leaf is not a CA.
 
     ``chain`` runs from the (already pinned) root to the leaf. The cheap checks (every validity
     window, every issuer a CA allowed this path length) run first and refuse with all their
@@ -397,10 +409,9 @@ def verify_chain(
                 code="certificate_expired",
             ))  # fmt: skip
         below = len(certs) - 1 - position  # certificates issued beneath this one
+        bc = _extension(cert, x509.BasicConstraints)
         if below:
-            try:
-                bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-            except x509.ExtensionNotFound:
+            if bc is None:
                 checks.add(VerificationError(f"{name} is not a CA", code="chain_invalid"))
                 continue
             if not bc.ca or (bc.path_length is not None and bc.path_length < below - 1):
@@ -409,6 +420,13 @@ def verify_chain(
                         f"{name} may not issue a chain of this length", code="chain_invalid"
                     )
                 )
+            usage = _extension(cert, x509.KeyUsage)
+            if usage is not None and not usage.key_cert_sign:  # (RFC 5280 4.2.1.3)
+                checks.add(VerificationError(f"{name}'s key usage does not allow signing "
+                                             "certificates", code="chain_invalid"))  # fmt: skip
+        elif bc is not None and bc.ca:  # the key that signs the evidence is an end entity's
+            checks.add(VerificationError(f"{name} is a CA, not an end-entity certificate",
+                                         code="chain_invalid"))  # fmt: skip
     for error in also:
         checks.add(error)
     checks.refuse(("chain_signatures", *then))

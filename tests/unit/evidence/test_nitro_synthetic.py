@@ -439,3 +439,46 @@ def test_the_kept_links_are_bounded(chain: FakeChain) -> None:
     assert len(nitro._LINKS._data) == limit
     nitro.clear_caches()
     assert len(nitro._LINKS._data) == 0
+
+
+def _usage(*, cert_sign: bool, sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+def _with(der: bytes, issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool,
+          usage: x509.KeyUsage | None) -> bytes:  # fmt: skip
+    """``der`` issued again by ``issuer_key``: basic constraints ``ca``, key usage ``usage``."""
+    old = x509.load_der_x509_certificate(der)
+    b = (
+        x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.issuer)
+        .public_key(old.public_key()).serial_number(old.serial_number)
+        .not_valid_before(old.not_valid_before_utc).not_valid_after(old.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )  # fmt: skip
+    if usage is not None:
+        b = b.add_extension(usage, critical=True)
+    return b.sign(issuer_key, hashes.SHA384()).public_bytes(Encoding.DER)
+
+
+def test_the_signing_certificate_must_not_be_a_ca(chain: FakeChain) -> None:
+    """The AWS document's ``certificate`` is the enclave's own: a CA's key (the zonal or
+    instance CA) signing a document directly was accepted."""
+    leaf = _with(chain.leaf, chain.inter_key, ca=True, usage=_usage(cert_sign=True, sign=True))
+    with pytest.raises(VerificationError) as e:
+        _verify(chain.sign(chain.payload(certificate=leaf)), chain)
+    assert e.value.code == "chain_invalid" and "not an end-entity" in str(e.value)
+    fine = _with(chain.leaf, chain.inter_key, ca=False, usage=_usage(cert_sign=False, sign=True))
+    assert _verify(chain.sign(chain.payload(certificate=fine)), chain).claims["nonce"] == "42" * 32
+
+
+def test_an_issuer_whose_key_usage_forbids_certificate_signing_is_refused(
+    chain: FakeChain,
+) -> None:
+    inter = _with(chain.inter, chain.root_key, ca=True, usage=_usage(cert_sign=False, sign=True))
+    with pytest.raises(VerificationError) as e:
+        _verify(chain.sign(chain.payload(cabundle=[chain.root, inter])), chain)
+    assert e.value.code == "chain_invalid" and "key usage" in str(e.value)
