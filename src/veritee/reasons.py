@@ -325,7 +325,8 @@ class Code(StrEnum):
     )
     REVOCATION_NOT_CHECKED = (
         "revocation_not_checked",
-        "warning: the certificates' revocation status was not checked (NVIDIA GPUs: OCSP only)",
+        "warning: the certificates' revocation status was not checked (NVIDIA GPUs: OCSP only; "
+        "SEV-SNP: no CRL of the ARK given)",
     )
     REFERENCE_VALUES_NOT_COMPARED = (
         "reference_values_not_compared",
