@@ -165,6 +165,10 @@ class Code(StrEnum):
 
     # --- evidence: signatures, chains, revocation ---
     SIGNATURE_INVALID = "signature_invalid", "a signature over the evidence does not verify"
+    FWID_MISMATCH = (
+        "fwid_mismatch",
+        "the GPU's reported firmware ID differs from the one its device certificate certifies",
+    )
     QE_REPORT_SIGNATURE_INVALID = (
         "qe_report_signature_invalid",
         "the QE report is not signed by the PCK key",

@@ -25,18 +25,42 @@ AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _cert(
     subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey,
-    *, ca: bool,
+    *, ca: bool, fwid: bytes | None = None,
 ) -> x509.Certificate:  # fmt: skip
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    return (
+    b = (
         x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(AT - timedelta(days=1)).not_valid_after(AT + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer, hashes.SHA384())
     )  # fmt: skip
+    if fwid is not None:
+        b = b.add_extension(dice_fwid_extension(key, fwid), critical=False)
+    return b.sign(signer, hashes.SHA384())
+
+
+def dice_fwid_extension(key: ec.EllipticCurvePrivateKey, fwid: bytes) -> x509.UnrecognizedExtension:
+    """The TCG DICE extension (2.23.133.5.4.1) of NVIDIA's GSP FMC certificates, as they carry
+    it: ``SEQUENCE { INTEGER 1, the key's SubjectPublicKeyInfo, SEQUENCE { sha384, OCTET STRING
+    fwid } }``."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fw = bytes.fromhex("303d0609608648016503040202") + der(0x04, fwid)
+    return x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("2.23.133.5.4.1"), der(0x30, b"\x02\x01\x01" + spki + fw)
+    )
+
+
+def der(tag: int, content: bytes) -> bytes:
+    """One DER element (definite length, short or long form)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
 
 
 def block(index: int, value: bytes, value_type: int = 1) -> bytes:
@@ -67,13 +91,16 @@ class Gpu:
     leaf_key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP384R1())
     )
+    #: The FWID the leaf certifies (its DICE extension), or None for a leaf without one.
+    fwid: bytes | None = None
 
     def __post_init__(self) -> None:
         self.root = _cert("Fake Device Identity CA", self.root_key, "Fake Device Identity CA",
                           self.root_key, ca=True)  # fmt: skip
         self.ica = _cert("Fake GH100 ICA", self.ica_key, "Fake Device Identity CA", self.root_key,
                          ca=True)  # fmt: skip
-        self.leaf = _cert("Fake GPU FMC", self.leaf_key, "Fake GH100 ICA", self.ica_key, ca=False)
+        self.leaf = _cert("Fake GPU FMC", self.leaf_key, "Fake GH100 ICA", self.ica_key, ca=False,
+                          fwid=self.fwid)  # fmt: skip
         der = self.root.public_bytes(serialization.Encoding.DER)
         self.trust = [hashlib.sha256(der).hexdigest()]
 

@@ -16,7 +16,9 @@ first>}``: the report is the request and the response of SPDM's GET_MEASUREMENTS
 
 :func:`verify` checks: (1) the chain to the pinned NVIDIA Device Identity CA
 (:data:`NVIDIA_DEVICE_IDENTITY_CA_SHA256`), every certificate valid at ``at``; (2) the
-signature with the leaf's P-384 key over SHA-384(request || response up to the signature).
+signature with the leaf's P-384 key over SHA-384(request || response up to the signature);
+(3) the reported firmware ID (opaque type 20) is the FWID the leaf's TCG DICE extension
+certifies, where both are present (claim ``firmware_id``).
 Revocation (NVIDIA publishes it by OCSP only) is not checked offline, and the measurements are
 not compared with NVIDIA's reference manifests (RIMs): policies pin measurement values. Claims:
 platform ``nvidia-gpu``, ``report_data`` the request nonce, ``measurements`` by block index,
@@ -149,7 +151,7 @@ def parse(data: bytes) -> tuple[SpdmMeasurements, list[x509.Certificate]]:
 
 def _claims(m: SpdmMeasurements, leaf: x509.Certificate) -> dict[str, Any]:
     driver = m.opaque.get(OPAQUE_DRIVER_VERSION, b"").rstrip(b"\0")
-    return {
+    claims: dict[str, Any] = {
         "platform": "nvidia-gpu",
         "measurement": hashlib.sha384(b"".join(m.blocks[i] for i in sorted(m.blocks))).hexdigest(),
         "report_data": m.nonce.hex(),
@@ -160,6 +162,10 @@ def _claims(m: SpdmMeasurements, leaf: x509.Certificate) -> dict[str, Any]:
         "opaque": {str(k): v.hex() for k, v in sorted(m.opaque.items())},
         "device_certificate": leaf.subject.rfc4514_string(),
     }
+    certified = _certified_fwid(leaf)
+    if certified is not None:  # (the firmware the device certificate certifies; verify compares)
+        claims["firmware_id"] = certified.hex()
+    return claims
 
 
 def parse_claims(data: bytes) -> dict[str, Any]:
@@ -201,8 +207,55 @@ def verify(
     except InvalidSignature:
         raise VerificationError("the GPU's measurements signature does not verify",
                                 code="signature_invalid") from None  # fmt: skip
+    certified = _certified_fwid(chain[0])
+    reported = m.opaque.get(OPAQUE_FWID)
+    if certified is not None and reported is not None and reported != certified:
+        raise VerificationError(
+            "the report's firmware ID (opaque data type 20) differs from the one the GPU's device "
+            "certificate certifies", code="fwid_mismatch",
+        )  # fmt: skip
     return VerifiedEvidence(format="nvidia-gpu", claims=_claims(m, chain[0]), verified_at=at,
                             findings=NOT_ESTABLISHED)  # fmt: skip
+
+
+#: The opaque-data type of the firmware ID (FWID) the GPU reports.
+OPAQUE_FWID = 20
+#: The TCG DICE extension of the GPU's device (GSP FMC) certificate that carries its FWID.
+OID_DICE_FWID = x509.ObjectIdentifier("2.23.133.5.4.1")
+#: ``SEQUENCE { OID sha384, OCTET STRING (48) }``: the FWID element, as the extension ends.
+_FWID_HEAD = bytes.fromhex("303d0609608648016503040202" + "0430")
+
+
+def _certified_fwid(leaf: x509.Certificate) -> bytes | None:
+    """The SHA-384 FWID the leaf's DICE extension certifies (``SEQUENCE { version, the key,
+    SEQUENCE { sha384, OCTET STRING } }``, as NVIDIA's GSP FMC certificates carry it), or None
+    when the leaf has no such extension; MalformedError when it has one of another layout."""
+    try:
+        value = leaf.extensions.get_extension_for_oid(OID_DICE_FWID).value
+    except x509.ExtensionNotFound:
+        return None
+    raw = getattr(value, "value", b"")
+    end = len(raw) - len(_FWID_HEAD) - 48
+    if (
+        end < 4
+        or raw[end : end + len(_FWID_HEAD)] != _FWID_HEAD
+        or raw[0] != 0x30
+        or not _spans_whole(raw)
+    ):
+        raise MalformedError("the device certificate's FWID extension is not of the known layout",
+                             field="certificate_chain[0]")  # fmt: skip
+    return raw[-48:]
+
+
+def _spans_whole(raw: bytes) -> bool:
+    """Whether ``raw`` is one DER SEQUENCE, its length (short or long form) covering the rest."""
+    if len(raw) < 2:
+        return False
+    n = raw[1]
+    if n < 0x80:
+        return 2 + n == len(raw)
+    k = n & 0x7F
+    return 0 < k <= 2 and 2 + k + int.from_bytes(raw[2 : 2 + k], "big") == len(raw)
 
 
 #: What this verifier does not establish (the appraisal says so: AR4SI ``warning``).

@@ -155,3 +155,11 @@ def test_a_tampered_certificate_is_refused_with_the_links_warm() -> None:
             _verify(_data(chain="".join(tampered)))
         assert e.value.code == "chain_invalid", position
     assert _verify(_data())["driver_version"] == "550.90.07"
+
+
+def test_the_real_reports_firmware_id_is_the_certified_one() -> None:
+    """Both public reports' firmware ID (opaque type 20) is the FWID their leaf certifies."""
+    for i in range(len(PAIRS)):
+        m, _chain = nvidia.parse(_data(i=i))
+        claims = _verify(_data(i=i))
+        assert claims["firmware_id"] == m.opaque[20].hex()
