@@ -373,6 +373,11 @@ class Code(StrEnum):
         "Intel advisories apply that the policy does not allow",
     )
     TCB_BELOW_MINIMUM = "tcb_below_minimum", "the certified TCB is below the policy's minimum"
+    FIRMWARE_PROVISIONAL = (
+        "firmware_provisional",
+        "the SEV-SNP firmware is not committed (CURRENT differs from COMMITTED) and the policy "
+        "does not permit it",
+    )
     TCB_EVALUATION_DATA_NUMBER_BELOW_MINIMUM = (
         "tcb_evaluation_data_number_below_minimum",
         "the Intel collateral's tcbEvaluationDataNumber is below the policy's minimum (collateral from before a TCB recovery)",

@@ -193,6 +193,7 @@ def make_report(
     cpuid: tuple[int, int, int] | None = None,
     vmpl: int = 0,
     report_data: bytes = b"\xaa" * 64,
+    launch_tcb: dict[str, int] | None = None,
 ) -> bytes:
     info = amd.endorsement_key_info(chain.leaf)
     raw = tcb_raw(tcb or info.tcb, chain.product)
@@ -205,6 +206,8 @@ def make_report(
     b[sev_snp.OFF_MEASUREMENT : sev_snp.OFF_MEASUREMENT + 48] = b"\x5b" * 48
     for off in (sev_snp.OFF_REPORTED_TCB, sev_snp.OFF_COMMITTED_TCB, sev_snp.OFF_LAUNCH_TCB):
         struct.pack_into("<Q", b, off, raw)
+    if launch_tcb is not None:  # (a guest launched under an older TCB than it reports now)
+        struct.pack_into("<Q", b, sev_snp.OFF_LAUNCH_TCB, tcb_raw(launch_tcb, chain.product))
     if version >= 3:
         b[sev_snp.OFF_CPUID_FAM_ID : sev_snp.OFF_CPUID_FAM_ID + 3] = bytes(
             cpuid or CPUID[chain.product]

@@ -587,20 +587,34 @@ def _sev_snp(
                  claim="hardware")  # fmt: skip
     if p.min_tcb is not None:
         # Against the TCB the VCEK was issued for (certified by AMD), not the report's own fields.
-        tcb = claims.get("vcek_tcb") or {}
-        low = [
-            f"{k} {tcb.get(k)} < {v}"
-            for k, v in p.min_tcb.model_dump().items()
-            if v and int(tcb.get(k) or 0) < v
-        ]
-        if low:
+        _snp_min_tcb(d, claims.get("vcek_tcb") or {}, p.min_tcb, "certified TCB")
+    if p.min_launch_tcb is not None:
+        _snp_min_tcb(d, claims.get("launch_tcb") or {}, p.min_launch_tcb, "LAUNCH_TCB")
+    if not p.permit_provisional_firmware:
+        current = (claims.get("current_tcb"), claims.get("current_firmware"))
+        committed = (claims.get("committed_tcb"), claims.get("committed_firmware"))
+        if None in current or current != committed:
             d.refuse(
-                "tcb_below_minimum",
-                "certified TCB below policy minimum: " + ", ".join(low),
+                "firmware_provisional",
+                f"the firmware is not committed: current TCB {current[0]} firmware {current[1]}, "
+                f"committed TCB {committed[0]} firmware {committed[1]}",
                 claim="hardware",
             )
-        else:
-            d.affirm("tcb_minimum", claim="hardware")
+
+
+def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: Any, what: str) -> None:
+    """Refuse (``tcb_below_minimum``) when a component of ``tcb`` is below the policy's."""
+    low = [
+        f"{k} {tcb.get(k)} < {v}"
+        for k, v in minimum.model_dump().items()
+        if v and int(tcb.get(k) or 0) < v
+    ]
+    if low:
+        d.refuse(
+            "tcb_below_minimum", f"{what} below policy minimum: " + ", ".join(low), claim="hardware"
+        )
+    else:
+        d.affirm("tcb_minimum", claim="hardware")
 
 
 #: The checks of each platform's policy section: one entry per platform (veritee.tee.Tee), no

@@ -139,6 +139,12 @@ class SnpPlatformInfo(_Strict):
 class SevSnpPolicy(_Strict):
     measurements: Pins | None = None
     min_tcb: MinTcb | None = None
+    #: Against the report's LAUNCH_TCB: the lowest TCB the guest has run under since it launched
+    #: (a host may have loaded newer firmware since, without committing it).
+    min_launch_tcb: MinTcb | None = None
+    #: False: refuse a report whose CURRENT TCB or firmware version differs from the COMMITTED
+    #: one (the host can roll back to the committed level), as go-sev-guest does by default.
+    permit_provisional_firmware: bool = True
     allow_debug: bool = False
     #: MIGRATE_MA (guest policy bit 18): a migration agent may read the guest's memory.
     #: Refused unless allowed, as go-sev-guest's validatePolicy does.
