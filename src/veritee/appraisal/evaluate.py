@@ -587,9 +587,10 @@ def _sev_snp(
                  claim="hardware")  # fmt: skip
     if p.min_tcb is not None:
         # Against the TCB the VCEK was issued for (certified by AMD), not the report's own fields.
-        _snp_min_tcb(d, claims.get("vcek_tcb") or {}, p.min_tcb, "certified TCB")
+        _snp_min_tcb(d, claims.get("vcek_tcb") or {}, p.min_tcb, "certified TCB", "tcb_minimum")
     if p.min_launch_tcb is not None:
-        _snp_min_tcb(d, claims.get("launch_tcb") or {}, p.min_launch_tcb, "LAUNCH_TCB")
+        _snp_min_tcb(d, claims.get("launch_tcb") or {}, p.min_launch_tcb, "LAUNCH_TCB",
+                     "launch_tcb_minimum")  # fmt: skip
     if not p.permit_provisional_firmware:
         current = (claims.get("current_tcb"), claims.get("current_firmware"))
         committed = (claims.get("committed_tcb"), claims.get("committed_firmware"))
@@ -602,8 +603,9 @@ def _sev_snp(
             )
 
 
-def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: Any, what: str) -> None:
-    """Refuse (``tcb_below_minimum``) when a component of ``tcb`` is below the policy's."""
+def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: Any, what: str, passed: str) -> None:
+    """Refuse (``tcb_below_minimum``) when a component of ``tcb`` is below the policy's, else
+    affirm the check ``passed``."""
     low = [
         f"{k} {tcb.get(k)} < {v}"
         for k, v in minimum.model_dump().items()
@@ -614,7 +616,7 @@ def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: Any, what: str) -> N
             "tcb_below_minimum", f"{what} below policy minimum: " + ", ".join(low), claim="hardware"
         )
     else:
-        d.affirm("tcb_minimum", claim="hardware")
+        d.affirm(passed, claim="hardware")
 
 
 #: The checks of each platform's policy section: one entry per platform (veritee.tee.Tee), no

@@ -207,14 +207,14 @@ def verify(
     except InvalidSignature:
         raise VerificationError("the GPU's measurements signature does not verify",
                                 code="signature_invalid") from None  # fmt: skip
-    certified = _certified_fwid(chain[0])
-    reported = m.opaque.get(OPAQUE_FWID)
-    if certified is not None and reported is not None and reported != certified:
+    claims = _claims(m, chain[0])
+    certified, reported = claims.get("firmware_id"), m.opaque.get(OPAQUE_FWID)
+    if certified is not None and reported is not None and reported.hex() != certified:
         raise VerificationError(
             "the report's firmware ID (opaque data type 20) differs from the one the GPU's device "
             "certificate certifies", code="fwid_mismatch",
         )  # fmt: skip
-    return VerifiedEvidence(format="nvidia-gpu", claims=_claims(m, chain[0]), verified_at=at,
+    return VerifiedEvidence(format="nvidia-gpu", claims=claims, verified_at=at,
                             findings=NOT_ESTABLISHED)  # fmt: skip
 
 
