@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from tests.fakes.intel import der_tlv
 
 from veritee.collateral import Collateral
 from veritee.evidence import nvidia
@@ -48,19 +49,10 @@ def dice_fwid_extension(key: ec.EllipticCurvePrivateKey, fwid: bytes) -> x509.Un
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    fw = bytes.fromhex("303d0609608648016503040202") + der(0x04, fwid)
+    fw = bytes.fromhex("303d0609608648016503040202") + der_tlv(0x04, fwid)
     return x509.UnrecognizedExtension(
-        x509.ObjectIdentifier("2.23.133.5.4.1"), der(0x30, b"\x02\x01\x01" + spki + fw)
+        x509.ObjectIdentifier("2.23.133.5.4.1"), der_tlv(0x30, b"\x02\x01\x01" + spki + fw)
     )
-
-
-def der(tag: int, content: bytes) -> bytes:
-    """One DER element (definite length, short or long form)."""
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + content
 
 
 def block(index: int, value: bytes, value_type: int = 1) -> bytes:
