@@ -40,9 +40,10 @@ IO_LIBRARIES = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    """Absolute module names imported by one file (relative imports resolved)."""
-    package = ["veritee", *path.relative_to(SRC).with_suffix("").parts]
+def _imports(path: Path, root: Path = SRC) -> set[str]:
+    """Absolute module names imported by one file of the package at ``root`` (relative imports
+    resolved)."""
+    package = ["veritee", *path.relative_to(root).with_suffix("").parts]
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -56,11 +57,11 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
-def _package_imports(package: str) -> list[tuple[str, str]]:
+def _package_imports(package: str, root: Path = SRC) -> list[tuple[str, str]]:
     return [
-        (str(f.relative_to(SRC)), m)
-        for f in sorted((SRC / package).rglob("*.py"))
-        for m in _imports(f)
+        (str(f.relative_to(root)), m)
+        for f in sorted((root / package).rglob("*.py"))
+        for m in _imports(f, root)
     ]
 
 
@@ -87,15 +88,13 @@ def test_the_verifying_core_does_no_io(package: str) -> None:
 
 
 def test_the_layer_test_sees_a_violation(tmp_path: Path) -> None:
-    """The checker itself: an import of the service from an evidence module is found."""
-    f = SRC / "evidence" / "_probe_for_layer_test.py"
-    try:
-        f.write_text("from veritee.service import app\nfrom ..sdk import trust\n")
-        found = {
-            m for w, m in _package_imports("evidence") if w.endswith("_probe_for_layer_test.py")
-        }
-    finally:
-        f.unlink()
+    """The checker itself: an import of the service from an evidence module is found. (The
+    probe lives in a copy's place under ``tmp_path``: written into the package, it changed the
+    package's measurement while the service-evidence tests measured it on another worker.)"""
+    (tmp_path / "evidence").mkdir()
+    probe = tmp_path / "evidence" / "_probe_for_layer_test.py"
+    probe.write_text("from veritee.service import app\nfrom ..sdk import trust\n")
+    found = {m for _, m in _package_imports("evidence", root=tmp_path)}
     assert found == {"veritee.service", "veritee.sdk"}
 
 
