@@ -19,6 +19,7 @@ from veritee.appraisal.decision import UNRECOGNIZED_RUNTIME, Decision, RefValueM
 from veritee.appraisal.policy import (
     CcaPolicy,
     KeystonePolicy,
+    MinTcb,
     NitroPolicy,
     NvidiaGpuPolicy,
     Policy,
@@ -603,7 +604,7 @@ def _sev_snp(
             )
 
 
-def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: Any, what: str, passed: str) -> None:
+def _snp_min_tcb(d: Decision, tcb: dict[str, Any], minimum: MinTcb, what: str, passed: str) -> None:
     """Refuse (``tcb_below_minimum``) when a component of ``tcb`` is below the policy's, else
     affirm the check ``passed``."""
     low = [
