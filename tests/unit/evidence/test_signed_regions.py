@@ -304,9 +304,14 @@ def _az_tdx() -> list[Region]:
                           s.collateral), before_collateral=True),
         Region("quote message", bytes.fromhex(q["message"]), quote_member("message"), before_collateral=True),
         Region("quote signature", bytes.fromhex(q["signature"]), quote_member("signature"), before_collateral=True),
-        Region("td quote report data", td[48 + 520 : 48 + 584],
-               lambda c: (json.dumps(dict(doc, td_quote=_b64u_enc(td[: 48 + 520] + c + td[48 + 584 :]))).encode(),
+        # The report data's first 32 bytes are HASH(runtime data), checked before any collateral;
+        # the rest only the TD quote's signature covers (collateral the vectors lack for its FMSPC).
+        Region("td quote report data: the runtime hash", td[48 + 520 : 48 + 552],
+               lambda c: (json.dumps(dict(doc, td_quote=_b64u_enc(td[: 48 + 520] + c + td[48 + 552 :]))).encode(),
                           s.collateral), before_collateral=True),
+        Region("td quote report data: the rest", td[48 + 552 : 48 + 584],
+               lambda c: (json.dumps(dict(doc, td_quote=_b64u_enc(td[: 48 + 552] + c + td[48 + 584 :]))).encode(),
+                          s.collateral)),
         Region("td quote", td[: 48 + 584],
                lambda c: (json.dumps(dict(doc, td_quote=_b64u_enc(c + td[48 + 584 :]))).encode(), s.collateral)),
     ]  # fmt: skip
