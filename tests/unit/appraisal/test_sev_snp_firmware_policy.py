@@ -18,6 +18,7 @@ from tests.conftest import TESTVECTORS
 from veritee import evidence
 from veritee.appraisal import appraise, load_policy
 from veritee.collateral import Collateral
+from veritee.errors import PolicyError
 from veritee.evidence import amd
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
@@ -64,3 +65,22 @@ def test_min_launch_tcb_holds_the_launch_tcb_not_the_certified_one() -> None:
     assert not d.accepted and [r.code for r in d.reasons] == ["tcb_below_minimum"]
     assert "LAUNCH_TCB" in d.reasons[0].message
     assert appraise(ev, _policy(min_launch_tcb=older)).accepted
+
+
+@pytest.mark.parametrize(
+    "snp",
+    [
+        {"permit_provisional_firmware": "maybe"},
+        {"permit_provisional_firmware": [True]},
+        {"min_launch_tcb": {"microcode": 256}},
+        {"min_launch_tcb": {"microcode": -1}},
+        {"min_launch_tcb": {"microcode": "seven"}},
+        {"min_launch_tcb": {"bogus": 1}},
+        {"min_launch_tcb": [1, 2, 3, 4]},
+    ],
+)
+def test_bad_firmware_controls_are_refused_by_name(snp: dict[str, Any]) -> None:
+    """(Like every policy field, these read YAML's spellings: ``no``, ``0``, ``"7"``.)"""
+    with pytest.raises(PolicyError) as e:
+        _policy(**snp)
+    assert next(iter(snp)) in str(e.value)
