@@ -836,22 +836,13 @@ _CRL_EXTENSIONS = frozenset({ExtensionOID.CRL_NUMBER, ExtensionOID.AUTHORITY_KEY
 
 def _refuse_partial_crl(exts: x509.Extensions, field: str) -> None:
     """MalformedError (``crl_invalid``) for a CRL that does not list every revoked certificate
-    of its issuer, which is how veritee reads every CRL: a delta CRL (its indicator, critical or
-    not), an issuing distribution point that scopes it to some certificates or reasons or makes
-    it indirect (critical or not), or any other critical extension veritee does not process
-    (RFC 5280 5.2, 6.3.3: such a CRL must not decide revocation)."""
+    of its issuer, which is how veritee reads every CRL: a delta CRL (its indicator), a CRL with
+    an issuing distribution point (it scopes the CRL to the certificates of one distribution
+    point, to some kinds or reasons, or makes it indirect; veritee matches none of these), critical
+    or not, or with any other critical extension veritee does not process (RFC 5280 5.2, 6.3.3:
+    such a CRL must not decide revocation)."""
     for ext in exts:
-        value = ext.value
-        partial = isinstance(value, x509.DeltaCRLIndicator) or (
-            isinstance(value, x509.IssuingDistributionPoint)
-            and (
-                value.only_contains_user_certs
-                or value.only_contains_ca_certs
-                or value.only_contains_attribute_certs
-                or value.only_some_reasons is not None
-                or value.indirect_crl
-            )
-        )
+        partial = isinstance(ext.value, x509.DeltaCRLIndicator | x509.IssuingDistributionPoint)
         if partial or (ext.critical and ext.oid not in _CRL_EXTENSIONS):
             raise MalformedError(
                 f"CRL has an extension that makes it partial or that veritee does not process "

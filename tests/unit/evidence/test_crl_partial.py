@@ -78,6 +78,11 @@ REFUSED = {
         (_idp(full_name=[x509.UniformResourceIdentifier("https://pcs.example/crl")]), True),
     ),
     "unknown, critical": (_NUMBER, (_UNKNOWN, True)),
+    # (A CRL of one distribution point lists only the certificates naming it: veritee does not
+    # match distribution points, so it reads no such CRL as the issuer's whole list.)
+    "idp: a distribution point, not critical": (
+        (_idp(full_name=[x509.UniformResourceIdentifier("https://pcs.example/crl")]), False),
+    ),
 }
 
 ACCEPTED = {
@@ -103,9 +108,6 @@ ACCEPTED = {
             ),
             False,
         ),
-    ),
-    "idp: a distribution point, not critical": (
-        (_idp(full_name=[x509.UniformResourceIdentifier("https://pcs.example/crl")]), False),
     ),
 }
 
